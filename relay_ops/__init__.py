@@ -1,0 +1,1 @@
+"""RelayOps: parcel relay shops and automatic lockers."""
