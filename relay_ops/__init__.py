@@ -1,1 +1,34 @@
-"""RelayOps: parcel relay shops and automatic lockers."""
+"""RelayOps: parcel relay shops and automatic lockers.
+
+``create_app`` builds the Flask application; nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from relay_ops import settings
+from relay_ops.db.database import Database
+from relay_ops.services.context import Ctx, Settings
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    settings.load(app, test_config)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"))
+    db = Database(app.config["DATABASE_URL"])
+    app.extensions["relay_ops"] = Ctx(db=db, settings=Settings.from_config(app.config))
+
+    from relay_ops import cli
+    from relay_ops.web import meta, problems
+    from relay_ops.web.api import bp as api_bp
+
+    problems.init_app(app)
+    app.register_blueprint(api_bp)
+    app.register_blueprint(meta.bp)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,176 @@
+"""Operator commands: ``relay-ops <command>`` (or ``flask --app relay_ops <command>``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup
+
+from relay_ops.db import migrate
+from relay_ops.domain.errors import DomainError
+from relay_ops.services import accounts, parcels, sites
+from relay_ops.services.context import Ctx
+from relay_ops.services.principal import SYSTEM
+
+
+def ctx() -> Ctx:
+    return current_app.extensions["relay_ops"]
+
+
+class _ReportDomainErrors(click.Group):
+    """A refused command prints the rule it broke and exits 1, without a traceback."""
+
+    def invoke(self, context: click.Context) -> Any:
+        try:
+            return super().invoke(context)
+        except DomainError as err:
+            raise click.ClickException(f"{err.slug}: {err.detail}") from None
+
+
+@click.group(cls=_ReportDomainErrors)
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply the migrations up to REVISION."""
+    migrate.upgrade(ctx().db.engine, revision)
+    click.echo(f"database at {migrate.current_revision(ctx().db.engine)}")
+
+
+@click.group("site", cls=_ReportDomainErrors)
+def site_group() -> None:
+    """Relay shops and lockers."""
+
+
+def _parse_locations(spec: str) -> list[dict[str, Any]]:
+    """``A1:M:20,A2:S:30`` → shelf A1 of class M for 20 parcels, A2 of class S for 30."""
+    result = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        try:
+            label, size_class, capacity = part.split(":")
+            result.append({"label": label, "size_class": size_class, "capacity": int(capacity)})
+        except ValueError:
+            raise click.BadParameter(f"{part!r}: use LABEL:CLASS:CAPACITY") from None
+    return result
+
+
+@site_group.command("create")
+@click.option("--code", required=True)
+@click.option("--name", required=True)
+@click.option("--kind", type=click.Choice(["shop", "locker"]), default="shop", show_default=True)
+@click.option("--address", required=True)
+@click.option("--postcode", required=True)
+@click.option("--city", required=True)
+@click.option("--lat", "latitude", type=float, required=True)
+@click.option("--lon", "longitude", type=float, required=True)
+@click.option("--area", type=click.Choice(["town", "countryside"]), default="countryside")
+@click.option("--hours", help='JSON, e.g. {"mon": [["09:00", "19:00"]]}, or "24/7"')
+@click.option("--step-free/--no-step-free", default=False)
+@click.option("--locations", default="", help="LABEL:CLASS:CAPACITY,... e.g. A1:M:20,A2:S:30")
+def site_create(hours: str | None, step_free: bool, locations: str, **fields: Any) -> None:
+    """Create a site."""
+    data: dict[str, Any] = dict(fields, step_free_access=step_free)
+    if hours:
+        data["opening_hours"] = hours if hours == "24/7" else json.loads(hours)
+    data["locations"] = _parse_locations(locations)
+    click.echo(json.dumps(sites.create_site(ctx(), SYSTEM, data), indent=2))
+
+
+@site_group.command("list")
+def site_list() -> None:
+    """Every site with its occupancy."""
+    for site in sites.list_sites(ctx(), SYSTEM):
+        click.echo(f"{site['id']:>4} {site['code']:<20} {site['kind']:<6} "
+                   f"{site['held']:>4}/{site['capacity']:<4} {site['status']:<9} {site['name']}")
+
+
+@click.group("carrier", cls=_ReportDomainErrors)
+def carrier_group() -> None:
+    """Carriers and their API keys."""
+
+
+@carrier_group.command("create")
+@click.argument("code")
+@click.argument("name")
+@click.option("--reroute", type=click.Choice(["confirm", "automatic"]), default="confirm")
+def carrier_create(code: str, name: str, reroute: str) -> None:
+    """Register a carrier."""
+    accounts.create_carrier(ctx(), SYSTEM, code=code, name=name, reroute_policy=reroute)
+    click.echo(f"carrier {code} created")
+
+
+@carrier_group.command("key")
+@click.argument("code")
+@click.option("--label", default="")
+def carrier_key(code: str, label: str) -> None:
+    """Issue an API key for carrier CODE; it is printed once and never stored."""
+    click.echo(accounts.issue_carrier_key(ctx(), SYSTEM, code, label).token)
+
+
+@click.group("user", cls=_ReportDomainErrors)
+def user_group() -> None:
+    """Staff accounts."""
+
+
+@user_group.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["operator", "shopkeeper"]), required=True)
+@click.option("--site", "site_codes", multiple=True, help="a shop the shopkeeper runs")
+@click.option("--name", "display_name", default="")
+@click.option("--locale", type=click.Choice(["fr", "en"]), default="fr")
+@click.password_option()
+def user_create(username: str, role: str, site_codes: tuple[str, ...], display_name: str,
+                locale: str, password: str) -> None:
+    """Create a staff account (the password is asked for)."""
+    accounts.create_user(
+        ctx(), SYSTEM, username=username, password=password, role=role,
+        display_name=display_name, site_codes=list(site_codes), locale=locale,
+    )
+    click.echo(f"{role} {username} created")
+
+
+@click.command("sweep-expiry", cls=click.Command)
+def sweep_expiry() -> None:
+    """Move parcels past their holding deadline to 'expired'."""
+    expired = parcels.expire_overdue(ctx())
+    click.echo(f"{len(expired)} parcel(s) expired")
+
+
+@click.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+@click.option("--seed-only", is_flag=True, help="create the demo data and exit")
+def demo(host: str, port: int, seed_only: bool) -> None:
+    """Run RelayOps on its embedded defaults with demo data."""
+    from relay_ops import demo as demo_module
+
+    migrate.upgrade(ctx().db.engine)
+    demo_module.seed(ctx())
+    if seed_only:
+        click.echo("demo data ready")
+        return
+    demo_module.print_welcome(ctx(), host, port)
+    demo_module.serve(current_app, host, port)
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(db_group, "db")
+    for command in (site_group, carrier_group, user_group, sweep_expiry, demo):
+        app.cli.add_command(command)
+
+
+def _create_app() -> Flask:
+    from relay_ops import create_app
+
+    return create_app()
+
+
+def main() -> None:
+    FlaskGroup(create_app=_create_app, add_default_commands=False,
+               help="RelayOps operations.")(prog_name="relay-ops")

@@ -1,0 +1,344 @@
+"""SQLAlchemy 2.x typed models.
+
+Names follow DESIGN section 2. Timestamps are always timezone-aware UTC. Personal data lives
+only in the ``recipient_*`` and ``holder_name`` columns, which the retention purge erases; the
+event log never copies it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(10))  # shop | locker
+    network: Mapped[str | None] = mapped_column(String(80))
+    address: Mapped[str] = mapped_column(String(300))
+    postcode: Mapped[str] = mapped_column(String(10))
+    city: Mapped[str] = mapped_column(String(120))
+    latitude: Mapped[float] = mapped_column(Float)
+    longitude: Mapped[float] = mapped_column(Float)
+    # town or countryside: decides how far a reroute may send a parcel.
+    area: Mapped[str] = mapped_column(String(12), default="countryside")
+    opening_hours: Mapped[Any] = mapped_column(JSON)
+    step_free_access: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(12), default="open")  # open|closed|saturated
+    locker_model: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    locations: Mapped[list[Location]] = relationship(
+        back_populates="site", order_by="Location.label"
+    )
+    closing_days: Mapped[list[ClosingDay]] = relationship(order_by="ClosingDay.day")
+
+
+class ClosingDay(Base):
+    __tablename__ = "closing_days"
+    __table_args__ = (UniqueConstraint("site_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class Location(Base):
+    """A shelf slot in a shop, labelled like ``A3``, holding up to ``capacity`` parcels."""
+
+    __tablename__ = "locations"
+    __table_args__ = (UniqueConstraint("site_id", "label"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(20))
+    size_class: Mapped[str] = mapped_column(String(8))
+    capacity: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    site: Mapped[Site] = relationship(back_populates="locations")
+
+
+class Compartment(Base):
+    """A locker door. Several parcels of one recipient may share one (never assume one)."""
+
+    __tablename__ = "compartments"
+    __table_args__ = (UniqueConstraint("site_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    size_class: Mapped[str] = mapped_column(String(8))
+    height_mm: Mapped[int] = mapped_column(Integer)
+    width_mm: Mapped[int] = mapped_column(Integer)
+    depth_mm: Mapped[int] = mapped_column(Integer)
+    # free | reserved | occupied | door_open | out_of_service
+    state: Mapped[str] = mapped_column(String(16), default="free")
+    reserved_until: Mapped[datetime | None]
+    fault_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class Carrier(Base):
+    __tablename__ = "carriers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # automatic: reroutes happen at once; confirm: the carrier confirms each proposal
+    reroute_policy: Mapped[str] = mapped_column(String(12), default="confirm")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(12))  # operator | shopkeeper
+    locale: Mapped[str] = mapped_column(String(5), default="fr")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    sites: Mapped[list[Site]] = relationship(secondary="user_sites")
+
+
+class UserSite(Base):
+    __tablename__ = "user_sites"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class ApiToken(Base):
+    """A bearer credential ``<prefix>.<secret>``: carriers' API keys and staff sessions."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    carrier_id: Mapped[int | None] = mapped_column(ForeignKey("carriers.id", ondelete="CASCADE"))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    label: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class Manifest(Base):
+    __tablename__ = "manifests"
+    __table_args__ = (UniqueConstraint("carrier_id", "reference"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
+    reference: Mapped[str] = mapped_column(String(80))
+    expected_date: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The announcement is replayed, not re-run, when the same reference comes again.
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any]]
+
+
+class Parcel(Base):
+    __tablename__ = "parcels"
+    __table_args__ = (
+        Index("ix_parcels_site_state", "site_id", "state"),
+        Index("ix_parcels_state_deadline", "state", "holding_deadline"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tracking_number: Mapped[str] = mapped_column(String(35), unique=True)
+    carrier_id: Mapped[int | None] = mapped_column(ForeignKey("carriers.id"))
+    manifest_id: Mapped[int | None] = mapped_column(ForeignKey("manifests.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    location_id: Mapped[int | None] = mapped_column(ForeignKey("locations.id"))
+    compartment_id: Mapped[int | None] = mapped_column(ForeignKey("compartments.id"))
+    state: Mapped[str] = mapped_column(String(24))
+    direction: Mapped[str] = mapped_column(String(10), default="inbound")
+    unannounced: Mapped[bool] = mapped_column(Boolean, default=False)
+    recipient_name: Mapped[str | None] = mapped_column(String(200))
+    recipient_phone: Mapped[str | None] = mapped_column(String(32))
+    recipient_email: Mapped[str | None] = mapped_column(String(254))
+    recipient_locale: Mapped[str] = mapped_column(String(5), default="fr")
+    size_class: Mapped[str | None] = mapped_column(String(8))
+    height_mm: Mapped[int | None]
+    width_mm: Mapped[int | None]
+    depth_mm: Mapped[int | None]
+    weight_g: Mapped[int | None]
+    expected_date: Mapped[date | None] = mapped_column(Date)
+    holding_deadline: Mapped[datetime | None]
+    extended: Mapped[bool] = mapped_column(Boolean, default=False)
+    checked_in_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    personal_data_purged_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    site: Mapped[Site] = relationship(foreign_keys=[site_id])
+    location: Mapped[Location | None] = relationship()
+    compartment: Mapped[Compartment | None] = relationship()
+    carrier: Mapped[Carrier | None] = relationship()
+
+
+class PickupCredential(Base):
+    """A pickup code (and QR token) for the recipient or a proxy they named."""
+
+    __tablename__ = "pickup_credentials"
+    __table_args__ = (Index("ix_pickup_credentials_site_hash", "site_id", "code_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id", ondelete="CASCADE"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    holder: Mapped[str] = mapped_column(String(10))  # recipient | proxy
+    holder_name: Mapped[str | None] = mapped_column(String(200))
+    nonce: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_at: Mapped[datetime | None]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def live(self) -> bool:
+        return self.used_at is None and self.revoked_at is None
+
+
+class ParcelEvent(Base):
+    """Append-only history: the audit log and the source of every statistic."""
+
+    __tablename__ = "parcel_events"
+    __table_args__ = (
+        Index("ix_parcel_events_parcel", "parcel_id", "id"),
+        Index("ix_parcel_events_site_at", "site_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str] = mapped_column(String(24))
+    actor_kind: Mapped[str] = mapped_column(String(12))
+    actor_id: Mapped[str | None] = mapped_column(String(80))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    reason: Mapped[str | None] = mapped_column(String(300))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Notification(Base):
+    """A message owed to a resident; one row per (parcel, purpose), so it is sent once."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # ready | reminder | expired | picked_up ...
+    channel: Mapped[str] = mapped_column(String(8))  # email | sms
+    dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
+    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_id: Mapped[str | None] = mapped_column(String(200))
+    provider_response: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+
+
+class OutboxMessage(Base):
+    """Work owed to another process (a job, a locker command), written with its state change."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_available", "status", "available_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # job | locker_command
+    name: Mapped[str] = mapped_column(String(80))
+    target: Mapped[str | None] = mapped_column(String(80))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dedupe_key: Mapped[str] = mapped_column(String(160), unique=True)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    available_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dispatched_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class IdempotencyRecord(Base):
+    __tablename__ = "idempotency_records"
+    __table_args__ = (UniqueConstraint("principal", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    principal: Mapped[str] = mapped_column(String(80))
+    key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,105 @@
+"""Errors raised by the domain and the services.
+
+Each error carries a stable ``slug`` (it becomes the problem ``type`` of the HTTP API and the
+reason code of the CLI, the bridge and the jobs), an HTTP-like status and a human detail.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    slug: str = "domain-error"
+    title: ClassVar[str] = "The request breaks a business rule"
+    status: ClassVar[int] = 409
+
+    def __init__(self, detail: str, *, slug: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+        if slug is not None:
+            self.slug = slug
+
+
+class NotFound(DomainError):
+    slug = "not-found"
+    title = "No such object, or not yours to see"
+    status = 404
+
+
+class ValidationFailed(DomainError):
+    slug = "validation-failed"
+    title = "The request is not valid"
+    status = 422
+
+
+class InvalidTrackingNumber(ValidationFailed):
+    slug = "invalid-tracking-number"
+    title = "The tracking number is not valid"
+
+
+class Unauthenticated(DomainError):
+    slug = "unauthenticated"
+    title = "Credentials are missing or wrong"
+    status = 401
+
+
+class Forbidden(DomainError):
+    slug = "forbidden"
+    title = "This role may not do that"
+    status = 403
+
+
+class InvalidTransition(DomainError):
+    slug = "invalid-transition"
+    title = "The parcel cannot do that in its current state"
+
+
+class WrongSite(DomainError):
+    slug = "wrong-site"
+    title = "The parcel belongs to another site"
+
+
+class UnannouncedParcel(DomainError):
+    slug = "unannounced-parcel"
+    title = "No carrier announced this parcel; confirm to check it in anyway"
+
+
+class SiteAtCapacity(DomainError):
+    slug = "site-at-capacity"
+    title = "The site has no room for this parcel"
+
+
+class WrongPickupCode(DomainError):
+    slug = "wrong-pickup-code"
+    title = "The pickup code is wrong"
+    status = 403
+
+
+class CredentialLocked(DomainError):
+    slug = "pickup-code-locked"
+    title = "Too many wrong codes: an identity check is required"
+    status = 423
+
+
+class IdentityCheckRequired(DomainError):
+    slug = "identity-check-required"
+    title = "An identity document must be checked and recorded"
+    status = 428
+
+
+class ExtensionRefused(DomainError):
+    slug = "extension-refused"
+    title = "The holding period cannot be extended"
+
+
+class Conflict(DomainError):
+    slug = "conflict"
+    title = "The request conflicts with an earlier one"
+
+
+class IdempotencyKeyReused(DomainError):
+    slug = "idempotency-key-reused"
+    title = "This Idempotency-Key was used with a different request"
+    status = 422

@@ -1,0 +1,93 @@
+"""The parcel lifecycle: which action moves a parcel from which state to which state.
+
+It is the only place that knows the transition table (DESIGN section 2). Services call
+:func:`next_state` before they change anything, so a refused action changes nothing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from relay_ops.domain.errors import InvalidTransition
+
+
+class State(StrEnum):
+    ANNOUNCED = "announced"
+    READY_FOR_PICKUP = "ready_for_pickup"
+    PICKED_UP = "picked_up"
+    EXPIRED = "expired"
+    RETURNED = "returned"
+    CANCELLED = "cancelled"
+    MISSING = "missing"
+    DAMAGED = "damaged"
+    # outbound: returns by residents, producers' shipments
+    DROPPED_OFF = "dropped_off"
+    AWAITING_COLLECTION = "awaiting_collection"
+    COLLECTED = "collected"
+    # local short circuit: a producer deposits an order for a neighbour
+    DEPOSITED = "deposited"
+
+
+class Action(StrEnum):
+    CHECK_IN = "check_in"
+    CANCEL = "cancel"
+    REROUTE = "reroute"
+    PICK_UP = "pick_up"
+    EXPIRE = "expire"
+    EXTEND = "extend"
+    COLLECT = "collect"
+    DECLARE_MISSING = "declare_missing"
+    DECLARE_DAMAGED = "declare_damaged"
+    ACCEPT_OUTBOUND = "accept_outbound"
+
+
+S, A = State, Action
+
+# States in which a parcel physically sits at a site (on a shelf or in a compartment).
+HELD_STATES: frozenset[State] = frozenset(
+    {S.READY_FOR_PICKUP, S.EXPIRED, S.AWAITING_COLLECTION, S.DAMAGED}
+)
+FINAL_STATES: frozenset[State] = frozenset(
+    {S.PICKED_UP, S.RETURNED, S.CANCELLED, S.COLLECTED, S.MISSING}
+)
+
+_TRANSITIONS: dict[tuple[State, Action], State] = {
+    (S.ANNOUNCED, A.CHECK_IN): S.READY_FOR_PICKUP,
+    (S.ANNOUNCED, A.CANCEL): S.CANCELLED,
+    (S.ANNOUNCED, A.REROUTE): S.ANNOUNCED,
+    (S.DEPOSITED, A.CHECK_IN): S.READY_FOR_PICKUP,
+    (S.READY_FOR_PICKUP, A.PICK_UP): S.PICKED_UP,
+    (S.READY_FOR_PICKUP, A.EXPIRE): S.EXPIRED,
+    (S.READY_FOR_PICKUP, A.EXTEND): S.READY_FOR_PICKUP,
+    (S.EXPIRED, A.COLLECT): S.RETURNED,
+    (S.DAMAGED, A.COLLECT): S.RETURNED,
+    (S.DROPPED_OFF, A.ACCEPT_OUTBOUND): S.AWAITING_COLLECTION,
+    (S.AWAITING_COLLECTION, A.COLLECT): S.COLLECTED,
+}
+for _held in HELD_STATES:
+    _TRANSITIONS[(_held, A.DECLARE_MISSING)] = S.MISSING
+    if _held is not S.DAMAGED:
+        _TRANSITIONS[(_held, A.DECLARE_DAMAGED)] = S.DAMAGED
+
+
+def next_state(current: State | str, action: Action | str) -> State:
+    """The state ``action`` leads to from ``current``; :class:`InvalidTransition` if none."""
+    state, act = State(current), Action(action)
+    try:
+        return _TRANSITIONS[(state, act)]
+    except KeyError:
+        raise InvalidTransition(
+            f"a parcel that is {state.value} cannot {act.value.replace('_', ' ')}",
+            state=state.value,
+            action=act.value,
+        ) from None
+
+
+def allowed_actions(current: State | str) -> frozenset[Action]:
+    state = State(current)
+    return frozenset(action for (src, action) in _TRANSITIONS if src is state)
+
+
+def transitions() -> dict[tuple[State, Action], State]:
+    """A copy of the table, for documentation and property tests."""
+    return dict(_TRANSITIONS)

@@ -1,0 +1,86 @@
+"""Size classes, fitting, and where a parcel goes: a shelf location or a locker compartment.
+
+A parcel fits a box if its dimensions fit in some rotation; for rectangular boxes turned by
+quarter turns that is "each sorted dimension is at most the box's sorted dimension".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+Dims = tuple[int, int, int]
+
+# Inner dimensions in mm (height, width, depth). S-L follow InPost's A-C lockers, XL its D.
+DEFAULT_SIZE_CLASSES: dict[str, Dims] = {
+    "S": (80, 380, 640),
+    "M": (190, 380, 640),
+    "L": (410, 380, 640),
+    "XL": (500, 500, 800),
+}
+
+
+def fits(parcel: Dims, box: Dims) -> bool:
+    return all(p <= b for p, b in zip(sorted(parcel), sorted(box), strict=True))
+
+
+def class_rank(size_classes: Mapping[str, Dims], name: str) -> int:
+    """Classes are ranked by volume, so "smaller" means the same thing for any site model."""
+    ordered = sorted(size_classes, key=lambda c: _volume(size_classes[c]))
+    return ordered.index(name)
+
+
+def smallest_class_for(size_classes: Mapping[str, Dims], parcel: Dims) -> str | None:
+    fitting = [c for c, dims in size_classes.items() if fits(parcel, dims)]
+    return min(fitting, key=lambda c: _volume(size_classes[c]), default=None)
+
+
+def _volume(d: Dims) -> int:
+    return d[0] * d[1] * d[2]
+
+
+@dataclass(frozen=True)
+class ShelfSlot:
+    """A shelf location as the allocator sees it."""
+
+    id: int
+    label: str
+    size_class: str
+    capacity: int
+    used: int
+
+    @property
+    def free(self) -> int:
+        return self.capacity - self.used
+
+
+def choose_shelf(
+    size_classes: Mapping[str, Dims], slots: Iterable[ShelfSlot], parcel_class: str
+) -> ShelfSlot | None:
+    """Shelf policy: the smallest shelf class that takes the parcel (big shelves stay free for
+    big parcels), then the location with the most free places (parcels spread out, so a
+    shopkeeper finds them quickly), then the label, for a stable answer."""
+    need = class_rank(size_classes, parcel_class)
+    candidates = [
+        s for s in slots if s.free > 0 and class_rank(size_classes, s.size_class) >= need
+    ]
+    if not candidates:
+        return None
+    return min(
+        candidates,
+        key=lambda s: (class_rank(size_classes, s.size_class), -s.free, s.label),
+    )
+
+
+@dataclass(frozen=True)
+class Compartment:
+    """A locker compartment as the allocator sees it."""
+
+    number: int
+    dims: Dims
+
+
+def choose_compartment(free: Sequence[Compartment], parcel: Dims) -> Compartment | None:
+    """The smallest free compartment the parcel fits in (any rotation); ties by number."""
+    fitting = [c for c in free if fits(parcel, c.dims)]
+    return min(fitting, key=lambda c: (_volume(c.dims), c.number), default=None)

@@ -1,0 +1,247 @@
+"""Staff accounts, carriers and their API keys, and turning a bearer token into a principal.
+
+Tokens look like ``<prefix>.<secret>``: the prefix finds the row, the secret is compared with
+its keyed hash. Secrets are 32 random bytes, so a fast keyed hash is enough; staff passwords,
+which people choose, are hashed with argon2 (memory-hard).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from relay_ops.db.models import ApiToken, Carrier, Site, User
+from relay_ops.domain.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
+from relay_ops.services.context import Ctx
+from relay_ops.services.principal import Principal, Role, require_role
+
+_hasher = PasswordHasher()
+# Checked when the username is unknown, so a wrong username costs as much as a wrong password.
+_DUMMY_HASH = _hasher.hash("relay-ops-dummy-password")
+STAFF_ROLES = (Role.OPERATOR.value, Role.SHOPKEEPER.value)
+MIN_PASSWORD_LENGTH = 10
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: str | None
+
+
+def _secret_hash(ctx: Ctx, secret: str) -> str:
+    return hmac.new(ctx.settings.api_token_pepper, secret.encode(), hashlib.sha256).hexdigest()
+
+
+def _new_token(ctx: Ctx, prefix_tag: str, fixed: str | None = None) -> tuple[str, str, str]:
+    """(prefix, secret, full token). ``fixed`` is only used by the demo seed."""
+    if fixed is not None:
+        prefix, _, secret = fixed.partition(".")
+        if not secret:
+            raise ValidationFailed("a fixed token looks like <prefix>.<secret>")
+        return prefix, secret, fixed
+    prefix = f"{prefix_tag}_{secrets.token_hex(6)}"
+    secret = secrets.token_urlsafe(32)
+    return prefix, secret, f"{prefix}.{secret}"
+
+
+def create_user(
+    ctx: Ctx,
+    actor: Principal,
+    *,
+    username: str,
+    password: str,
+    role: str,
+    display_name: str = "",
+    site_codes: list[str] | None = None,
+    locale: str = "fr",
+) -> dict[str, object]:
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    if role not in STAFF_ROLES:
+        raise ValidationFailed(f"role must be one of {', '.join(STAFF_ROLES)}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(f"passwords have at least {MIN_PASSWORD_LENGTH} characters")
+    with ctx.db.transaction() as session:
+        sites = _sites_by_code(session, site_codes or [])
+        if role == Role.SHOPKEEPER.value and not sites:
+            raise ValidationFailed("a shopkeeper is attached to at least one site")
+        user = User(
+            username=username,
+            display_name=display_name or username,
+            password_hash=_hasher.hash(password),
+            role=role,
+            locale=locale,
+            sites=sites,
+        )
+        session.add(user)
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict(f"username {username!r} is taken") from None
+        return user_view(user)
+
+
+def _sites_by_code(session: Session, codes: list[str]) -> list[Site]:
+    sites = list(session.scalars(select(Site).where(Site.code.in_(codes))))
+    unknown = set(codes) - {s.code for s in sites}
+    if unknown:
+        raise ValidationFailed(f"unknown sites: {', '.join(sorted(unknown))}")
+    return sites
+
+
+def user_view(user: User) -> dict[str, object]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role,
+        "locale": user.locale,
+        "sites": [s.code for s in user.sites],
+    }
+
+
+def list_users(ctx: Ctx, actor: Principal) -> list[dict[str, object]]:
+    require_role(actor, Role.OPERATOR)
+    with ctx.db.read() as session:
+        return [user_view(u) for u in session.scalars(select(User).order_by(User.username))]
+
+
+def create_carrier(
+    ctx: Ctx, actor: Principal, *, code: str, name: str, reroute_policy: str = "confirm"
+) -> dict[str, object]:
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    if reroute_policy not in ("confirm", "automatic"):
+        raise ValidationFailed("reroute_policy is 'confirm' or 'automatic'")
+    with ctx.db.transaction() as session:
+        carrier = Carrier(code=code, name=name, reroute_policy=reroute_policy)
+        session.add(carrier)
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict(f"carrier code {code!r} is taken") from None
+        return carrier_view(carrier)
+
+
+def carrier_view(carrier: Carrier) -> dict[str, object]:
+    return {
+        "id": carrier.id,
+        "code": carrier.code,
+        "name": carrier.name,
+        "reroute_policy": carrier.reroute_policy,
+    }
+
+
+def list_carriers(ctx: Ctx, actor: Principal) -> list[dict[str, object]]:
+    require_role(actor, Role.OPERATOR, Role.SHOPKEEPER)
+    with ctx.db.read() as session:
+        return [carrier_view(c) for c in session.scalars(select(Carrier).order_by(Carrier.code))]
+
+
+def issue_carrier_key(
+    ctx: Ctx, actor: Principal, carrier_code: str, label: str = "", fixed: str | None = None
+) -> IssuedToken:
+    """A new API key for a carrier; the secret is shown once and never stored."""
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    with ctx.db.transaction() as session:
+        carrier = session.scalar(select(Carrier).where(Carrier.code == carrier_code))
+        if carrier is None:
+            raise NotFound(f"no carrier {carrier_code!r}")
+        prefix, secret, token = _new_token(ctx, "ck", fixed)
+        session.add(
+            ApiToken(
+                prefix=prefix,
+                secret_hash=_secret_hash(ctx, secret),
+                carrier_id=carrier.id,
+                label=label or None,
+            )
+        )
+        return IssuedToken(token=token, expires_at=None)
+
+
+def revoke_token(ctx: Ctx, actor: Principal, prefix: str) -> None:
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    with ctx.db.transaction() as session:
+        row = session.scalar(select(ApiToken).where(ApiToken.prefix == prefix))
+        if row is None:
+            raise NotFound(f"no key {prefix!r}")
+        row.revoked_at = ctx.now()
+
+
+def log_in(
+    ctx: Ctx, username: str, password: str, *, ttl: timedelta | None = None,
+    fixed: str | None = None,
+) -> IssuedToken:
+    """Check a staff password and issue a bearer token that expires."""
+    with ctx.db.transaction() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if not _password_ok(user, password):
+            raise Unauthenticated("wrong username or password")
+        assert user is not None
+        if _hasher.check_needs_rehash(user.password_hash):
+            user.password_hash = _hasher.hash(password)
+        prefix, secret, token = _new_token(ctx, "st", fixed)
+        expires = ctx.now() + (ttl or timedelta(hours=ctx.settings.staff_token_ttl_hours))
+        session.add(
+            ApiToken(
+                prefix=prefix, secret_hash=_secret_hash(ctx, secret), user_id=user.id,
+                expires_at=expires, label="login",
+            )
+        )
+        return IssuedToken(token=token, expires_at=expires.isoformat())
+
+
+def verify_password(ctx: Ctx, username: str, password: str) -> Principal:
+    """The staff principal for a username and password (sign-in pages use this)."""
+    with ctx.db.read() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if not _password_ok(user, password):
+            raise Unauthenticated("wrong username or password")
+        assert user is not None
+        return _user_principal(user)
+
+
+def _password_ok(user: User | None, password: str) -> bool:
+    try:
+        if user is None or not user.active:
+            _hasher.verify(_DUMMY_HASH, password)
+            return False
+        return _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def _user_principal(user: User) -> Principal:
+    return Principal(
+        Role(user.role),
+        user_id=user.id,
+        site_ids=frozenset(s.id for s in user.sites),
+        name=user.display_name,
+    )
+
+
+def authenticate(ctx: Ctx, token: str) -> Principal:
+    prefix, _, secret = token.strip().partition(".")
+    if not prefix or not secret:
+        raise Unauthenticated("malformed bearer token")
+    with ctx.db.read() as session:
+        row = session.scalar(select(ApiToken).where(ApiToken.prefix == prefix))
+        if row is None or not hmac.compare_digest(row.secret_hash, _secret_hash(ctx, secret)):
+            raise Unauthenticated("unknown or wrong token")
+        if row.revoked_at is not None:
+            raise Unauthenticated("this token was revoked")
+        if row.expires_at is not None and row.expires_at <= ctx.now():
+            raise Unauthenticated("this token has expired; sign in again")
+        if row.carrier_id is not None:
+            return Principal(Role.CARRIER, carrier_id=row.carrier_id)
+        user = session.get(User, row.user_id)
+        if user is None or not user.active:
+            raise Unauthenticated("this account is disabled")
+        return _user_principal(user)

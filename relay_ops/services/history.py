@@ -1,0 +1,63 @@
+"""Moving a parcel through its lifecycle: the one place a state changes and an event is written."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from relay_ops.db.models import Parcel, ParcelEvent
+from relay_ops.domain.lifecycle import FINAL_STATES, Action, State, next_state
+from relay_ops.services.principal import Principal
+
+
+def apply(
+    session: Session,
+    parcel: Parcel,
+    action: Action,
+    actor: Principal,
+    at: datetime,
+    *,
+    reason: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> ParcelEvent:
+    """Check ``action`` against the lifecycle, change the state, and record the event."""
+    before = parcel.state
+    after = next_state(before, action)
+    parcel.state = after.value
+    if after in FINAL_STATES:
+        parcel.closed_at = at
+    return record(session, parcel, action.value, before, actor, at, reason=reason, data=data)
+
+
+def record(
+    session: Session,
+    parcel: Parcel,
+    action: str,
+    from_state: str | None,
+    actor: Principal,
+    at: datetime,
+    *,
+    reason: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> ParcelEvent:
+    """Record something that happened to a parcel (a transition, or a fact like a wrong code)."""
+    event = ParcelEvent(
+        parcel_id=parcel.id,
+        at=at,
+        action=action,
+        from_state=from_state,
+        to_state=parcel.state,
+        actor_kind=actor.role.value,
+        actor_id=actor.actor_id,
+        site_id=parcel.site_id,
+        reason=reason,
+        data=data or {},
+    )
+    session.add(event)
+    return event
+
+
+def is_state(parcel: Parcel, *states: State) -> bool:
+    return parcel.state in {s.value for s in states}

@@ -1,0 +1,279 @@
+"""Manifests: a carrier announces the parcels of a round before the van leaves.
+
+Each parcel is accepted or rejected on its own, with a reason. The whole announcement is
+stored with a fingerprint of the request, so sending it again (a retry after a timeout)
+replays the first answer instead of creating anything twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from relay_ops.db.models import Carrier, Manifest, Parcel, Site
+from relay_ops.domain import tracking
+from relay_ops.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
+from relay_ops.domain.lifecycle import State
+from relay_ops.services import history, notify
+from relay_ops.services.context import Ctx
+from relay_ops.services.parcels import by_tracking, parcel_view, set_size
+from relay_ops.services.principal import Principal, Role, require_role
+from relay_ops.services.sites import closing_days_of
+
+MAX_PARCELS = 5000
+
+
+class Rejected(DomainError):
+    """One parcel of a manifest refused; the others go on."""
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def announce(ctx: Ctx, actor: Principal, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """(HTTP-like status, answer). 201 the first time, 200 with the same answer on a replay."""
+    require_role(actor, Role.CARRIER)
+    reference = str(body.get("reference", "")).strip()
+    if not reference:
+        raise ValidationFailed("a manifest has a reference (the carrier's round or batch id)")
+    items = body.get("parcels") or []
+    if len(items) > MAX_PARCELS:
+        raise ValidationFailed(f"at most {MAX_PARCELS} parcels per manifest")
+    digest = fingerprint(body)
+    with ctx.db.transaction() as session:
+        carrier = session.get(Carrier, actor.carrier_id)
+        if carrier is None:
+            raise NotFound("unknown carrier")
+        previous = session.scalar(
+            select(Manifest).where(
+                Manifest.carrier_id == carrier.id, Manifest.reference == reference
+            )
+        )
+        if previous is not None:
+            if previous.request_fingerprint != digest:
+                raise Conflict(
+                    f"manifest {reference!r} was already announced with different content",
+                    manifest_id=previous.id,
+                )
+            return 200, previous.response
+        manifest = Manifest(
+            carrier_id=carrier.id,
+            reference=reference,
+            expected_date=_date_or_none(body.get("expected_date")),
+            request_fingerprint=digest,
+            response={},
+        )
+        session.add(manifest)
+        session.flush()
+        results = _announce_parcels(ctx, session, actor, carrier, manifest, items)
+        answer = {
+            "id": manifest.id,
+            "reference": reference,
+            "expected_date": manifest.expected_date.isoformat() if manifest.expected_date else None,
+            "accepted": sum(r["status"] == "accepted" for r in results),
+            "rejected": sum(r["status"] == "rejected" for r in results),
+            "parcels": results,
+        }
+        manifest.response = answer
+        return 201, answer
+
+
+def _date_or_none(value: Any) -> date | None:
+    if value in (None, ""):
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationFailed(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _announce_parcels(
+    ctx: Ctx, session: Session, actor: Principal, carrier: Carrier, manifest: Manifest,
+    items: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    seen: set[str] = set()
+    sites: dict[str, Site | None] = {}
+    results = []
+    for index, item in enumerate(items):
+        raw = str(item.get("tracking_number", ""))
+        try:
+            parcel, status = _announce_one(
+                ctx, session, actor, carrier, manifest, item, seen, sites
+            )
+        except DomainError as err:
+            results.append({
+                "index": index, "tracking_number": raw, "status": "rejected",
+                "reason": err.slug, "detail": err.detail,
+            })
+            continue
+        results.append({
+            "index": index, "tracking_number": parcel.tracking_number, "status": "accepted",
+            "parcel_id": parcel.id, "state": parcel.state, "reconciled": status == "reconciled",
+        })
+    return results
+
+
+def _announce_one(
+    ctx: Ctx, session: Session, actor: Principal, carrier: Carrier, manifest: Manifest,
+    item: dict[str, Any], seen: set[str], sites: dict[str, Site | None],
+) -> tuple[Parcel, str]:
+    try:
+        number = tracking.validate(str(item.get("tracking_number", "")))
+    except DomainError as err:
+        raise _reject("invalid-tracking-number", err.detail) from None
+    if number in seen:
+        raise _reject("duplicate-tracking-number", f"{number} appears twice in this manifest")
+    seen.add(number)
+    site = _site(session, sites, str(item.get("site", "")))
+    recipient = item.get("recipient") or {}
+    if not (recipient.get("phone") or recipient.get("email")):
+        raise _reject("missing-recipient-contact", "a recipient phone or e-mail is required")
+    expected = _date_or_none(item.get("expected_date")) or manifest.expected_date
+    _check_site_takes_parcels(ctx, session, site, expected)
+    existing = by_tracking(session, number, lock=True)
+    if existing is not None:
+        return _reconcile(ctx, session, actor, carrier, manifest, existing, site, recipient), (
+            "reconciled"
+        )
+    parcel = Parcel(
+        tracking_number=number, carrier_id=carrier.id, manifest_id=manifest.id, site_id=site.id,
+        state=State.ANNOUNCED.value, recipient_name=recipient.get("name"),
+        recipient_phone=recipient.get("phone"), recipient_email=recipient.get("email"),
+        recipient_locale=recipient.get("locale") or "fr", expected_date=expected,
+        weight_g=item.get("weight_g"),
+    )
+    try:
+        set_size(ctx, parcel, item.get("size_class"), _dims(item.get("dimensions_mm")))
+    except DomainError as err:
+        raise _reject("invalid-size", err.detail) from None
+    session.add(parcel)
+    session.flush()
+    history.record(
+        session, parcel, "announce", None, actor, ctx.now(),
+        data={"manifest": manifest.reference, "expected_date": _iso(expected)},
+    )
+    return parcel, "created"
+
+
+def _reconcile(
+    ctx: Ctx, session: Session, actor: Principal, carrier: Carrier, manifest: Manifest,
+    parcel: Parcel, site: Site, recipient: dict[str, Any],
+) -> Parcel:
+    """A parcel a shop checked in without a manifest is matched with its announcement."""
+    if not parcel.unannounced or parcel.site_id != site.id:
+        raise _reject("duplicate-tracking-number", f"{parcel.tracking_number} already exists")
+    if parcel.carrier_id not in (None, carrier.id):
+        raise _reject("duplicate-tracking-number", f"{parcel.tracking_number} is another carrier's")
+    had_contact = bool(parcel.recipient_phone or parcel.recipient_email)
+    parcel.carrier_id, parcel.manifest_id, parcel.unannounced = carrier.id, manifest.id, False
+    parcel.recipient_name = recipient.get("name") or parcel.recipient_name
+    parcel.recipient_phone = recipient.get("phone") or parcel.recipient_phone
+    parcel.recipient_email = recipient.get("email") or parcel.recipient_email
+    parcel.recipient_locale = recipient.get("locale") or parcel.recipient_locale
+    history.record(
+        session, parcel, "reconciled", parcel.state, actor, ctx.now(),
+        data={"manifest": manifest.reference},
+    )
+    if parcel.state == State.READY_FOR_PICKUP.value and not had_contact:
+        notify.queue(session, parcel, "ready")
+    return parcel
+
+
+def _reject(slug: str, detail: str) -> Rejected:
+    return Rejected(detail, slug=slug)
+
+
+def _site(session: Session, cache: dict[str, Site | None], code: str) -> Site:
+    if code not in cache:
+        cache[code] = session.scalar(select(Site).where(Site.code == code))
+    site = cache[code]
+    if site is None:
+        raise _reject("unknown-site", f"no site {code!r}")
+    return site
+
+
+def _check_site_takes_parcels(ctx: Ctx, session: Session, site: Site, day: date | None) -> None:
+    if site.status == "closed":
+        raise _reject("site-closed", f"{site.name} is closed")
+    if site.status == "saturated":
+        raise _reject("site-saturated", f"{site.name} is saturated and takes no new parcels")
+    if day is not None and day in closing_days_of(session, site.id):
+        raise _reject("site-closed", f"{site.name} is closed on {day.isoformat()}")
+
+
+def _dims(value: Any) -> tuple[int, int, int] | None:
+    if value is None:
+        return None
+    try:
+        h, w, d = (int(x) for x in value)
+    except (TypeError, ValueError):
+        raise ValidationFailed("dimensions_mm is [height, width, depth] in mm") from None
+    if min(h, w, d) <= 0:
+        raise ValidationFailed("dimensions are positive")
+    return (h, w, d)
+
+
+def _iso(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def get_manifest(ctx: Ctx, actor: Principal, manifest_id: int) -> dict[str, Any]:
+    """The manifest with its reconciliation: expected, checked in, missing, unexpected."""
+    require_role(actor, Role.CARRIER, Role.OPERATOR)
+    with ctx.db.read() as session:
+        manifest = session.get(Manifest, manifest_id)
+        if manifest is None or (
+            actor.role is Role.CARRIER and manifest.carrier_id != actor.carrier_id
+        ):
+            raise NotFound(f"no manifest {manifest_id}")
+        parcels = list(session.scalars(select(Parcel).where(Parcel.manifest_id == manifest.id)))
+        counts: dict[str, int] = {}
+        for p in parcels:
+            counts[p.state] = counts.get(p.state, 0) + 1
+        not_arrived = [p.tracking_number for p in parcels if p.state == State.ANNOUNCED.value]
+        return {
+            "id": manifest.id,
+            "reference": manifest.reference,
+            "expected_date": _iso(manifest.expected_date),
+            "created_at": manifest.created_at.isoformat(),
+            "expected": len(parcels),
+            "checked_in": len(parcels) - len(not_arrived),
+            "not_arrived": not_arrived,
+            "rejected": [
+                r for r in manifest.response.get("parcels", []) if r["status"] == "rejected"
+            ],
+            "reconciled": [
+                r["tracking_number"] for r in manifest.response.get("parcels", [])
+                if r.get("reconciled")
+            ],
+            "by_state": counts,
+            "parcels": [parcel_view(p, actor) for p in parcels],
+        }
+
+
+def list_manifests(ctx: Ctx, actor: Principal, page: int, per_page: int) -> dict[str, Any]:
+    require_role(actor, Role.CARRIER, Role.OPERATOR)
+    query = select(Manifest)
+    if actor.role is Role.CARRIER:
+        query = query.where(Manifest.carrier_id == actor.carrier_id)
+    with ctx.db.read() as session:
+        rows = list(
+            session.scalars(
+                query.order_by(Manifest.id.desc()).offset((page - 1) * per_page).limit(per_page)
+            )
+        )
+        return {
+            "items": [
+                {"id": m.id, "reference": m.reference, "expected_date": _iso(m.expected_date),
+                 "accepted": m.response.get("accepted"), "rejected": m.response.get("rejected")}
+                for m in rows
+            ],
+            "page": page,
+            "per_page": per_page,
+        }

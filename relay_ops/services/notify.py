@@ -1,0 +1,42 @@
+"""Queueing messages to residents: a notification row per channel, and a job to send it.
+
+Both are written in the caller's transaction. The row's unique ``dedupe_key`` makes a second
+request for the same message a no-op, so a message is owed once.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from relay_ops import outbox
+from relay_ops.db.models import Notification, Parcel
+
+SEND_JOB = "notifications.send"
+
+
+def channels_for(parcel: Parcel) -> list[str]:
+    channels = []
+    if parcel.recipient_email:
+        channels.append("email")
+    if parcel.recipient_phone:
+        channels.append("sms")
+    return channels
+
+
+def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> list[Notification]:
+    """Owe the recipient a ``kind`` message; ``occurrence`` tells repeated kinds apart."""
+    queued = []
+    for channel in channels_for(parcel):
+        key = f"{parcel.id}:{kind}:{occurrence}:{channel}"
+        existing = session.scalar(select(Notification).where(Notification.dedupe_key == key))
+        if existing is not None:
+            continue
+        notification = Notification(parcel_id=parcel.id, kind=kind, channel=channel, dedupe_key=key)
+        session.add(notification)
+        session.flush()
+        outbox.enqueue_job(
+            session, SEND_JOB, {"notification_id": notification.id}, f"notify:{notification.id}"
+        )
+        queued.append(notification)
+    return queued

@@ -1,0 +1,703 @@
+"""Parcels at a site: check-in, pickup, extension, expiry, collection, declarations, reading."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from relay_ops.db.models import Carrier, Location, Parcel, ParcelEvent, PickupCredential, Site
+from relay_ops.domain import credentials as creds
+from relay_ops.domain import sizing, tracking
+from relay_ops.domain.errors import (
+    CredentialLocked,
+    DomainError,
+    IdentityCheckRequired,
+    InvalidTransition,
+    NotFound,
+    SiteAtCapacity,
+    UnannouncedParcel,
+    ValidationFailed,
+    WrongPickupCode,
+    WrongSite,
+)
+from relay_ops.domain.holding import deadline_after, extended_deadline
+from relay_ops.domain.lifecycle import HELD_STATES, Action, State
+from relay_ops.services import history, notify
+from relay_ops.services.context import Ctx
+from relay_ops.services.principal import (
+    SYSTEM,
+    Principal,
+    Role,
+    require_parcel,
+    require_role,
+    require_site,
+)
+from relay_ops.services.sites import closing_days_of, nearest_with_room, occupancy_of
+
+STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
+HELD = [s.value for s in HELD_STATES]
+IDENTITY_FIELDS = ("document_type", "document_last4", "name")
+
+
+# ---------------------------------------------------------------- views
+
+
+def parcel_view(parcel: Parcel, viewer: Principal) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": parcel.id,
+        "tracking_number": parcel.tracking_number,
+        "state": parcel.state,
+        "direction": parcel.direction,
+        "unannounced": parcel.unannounced,
+        "carrier": parcel.carrier.code if parcel.carrier else None,
+        "site": parcel.site.code,
+        "location": parcel.location.label if parcel.location else None,
+        "compartment": parcel.compartment.number if parcel.compartment else None,
+        "size_class": parcel.size_class,
+        "expected_date": parcel.expected_date.isoformat() if parcel.expected_date else None,
+        "holding_deadline": _iso(parcel.holding_deadline),
+        "extended": parcel.extended,
+        "checked_in_at": _iso(parcel.checked_in_at),
+        "closed_at": _iso(parcel.closed_at),
+    }
+    if viewer.role in (Role.OPERATOR, Role.CARRIER, Role.SHOPKEEPER, Role.RESIDENT):
+        view["recipient"] = {"name": parcel.recipient_name}
+    if viewer.role in (Role.OPERATOR, Role.CARRIER):
+        view["recipient"].update(
+            phone=parcel.recipient_phone, email=parcel.recipient_email,
+            locale=parcel.recipient_locale,
+        )
+    return view
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def event_view(event: ParcelEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": event.at.isoformat(),
+        "action": event.action,
+        "from_state": event.from_state,
+        "to_state": event.to_state,
+        "actor": {"kind": event.actor_kind, "id": event.actor_id},
+        "site_id": event.site_id,
+        "reason": event.reason,
+        "data": event.data,
+    }
+
+
+# ---------------------------------------------------------------- lookups
+
+
+def by_tracking(session: Session, number: str, *, lock: bool = False) -> Parcel | None:
+    query = select(Parcel).where(Parcel.tracking_number == number)
+    if lock:
+        query = query.with_for_update()
+    return session.scalar(query)
+
+
+def _locked_parcel(session: Session, parcel_id: int) -> Parcel | None:
+    return session.get(Parcel, parcel_id, with_for_update=True)
+
+
+def _site_for_staff(session: Session, actor: Principal, site_id: int, *, lock: bool) -> Site:
+    require_role(actor, *STAFF, Role.SYSTEM)
+    require_site(actor, site_id)
+    site = session.get(Site, site_id, with_for_update=lock)
+    if site is None:
+        raise NotFound(f"no site {site_id}")
+    return site
+
+
+# ---------------------------------------------------------------- check-in
+
+
+@dataclass(frozen=True)
+class Recipient:
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    locale: str = "fr"
+
+
+def check_in(
+    ctx: Ctx,
+    actor: Principal,
+    site_id: int,
+    tracking_number: str,
+    *,
+    accept_unannounced: bool = False,
+    size_class: str | None = None,
+    dims: sizing.Dims | None = None,
+    recipient: Recipient | None = None,
+    carrier_code: str | None = None,
+) -> dict[str, Any]:
+    """A shopkeeper scans a parcel in: it gets a shelf, a deadline, a code and a message."""
+    number = tracking.validate(tracking_number)
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        # The site row lock serialises check-ins at one site, so two never take the last place.
+        site = _site_for_staff(session, actor, site_id, lock=True)
+        if site.kind != "shop":
+            raise ValidationFailed("lockers take parcels through a drop-off session")
+        parcel = by_tracking(session, number, lock=True)
+        if parcel is not None and parcel.site_id == site.id and parcel.state in HELD:
+            return _check_in_answer(parcel, actor, "already_checked_in")
+        if parcel is None:
+            if not accept_unannounced:
+                raise UnannouncedParcel(
+                    f"{number} was not announced by any carrier; check it in only if the label "
+                    "is readable and addressed to this shop", tracking_number=number,
+                )
+            parcel = _register_unannounced(
+                ctx, session, site, number, size_class, dims, recipient, carrier_code, actor
+            )
+        elif parcel.site_id != site.id:
+            raise WrongSite(
+                f"{number} is addressed to {parcel.site.name} ({parcel.site.code})",
+                destination=parcel.site.code,
+            )
+        location = _allocate_shelf(ctx, session, site, parcel)
+        _place(ctx, session, site, parcel, location, now, actor)
+        return _check_in_answer(parcel, actor, "checked_in")
+
+
+def _check_in_answer(parcel: Parcel, actor: Principal, status: str) -> dict[str, Any]:
+    return {"status": status, "parcel": parcel_view(parcel, actor)}
+
+
+def _register_unannounced(
+    ctx: Ctx,
+    session: Session,
+    site: Site,
+    number: str,
+    size_class: str | None,
+    dims: sizing.Dims | None,
+    recipient: Recipient | None,
+    carrier_code: str | None,
+    actor: Principal,
+) -> Parcel:
+    carrier = None
+    if carrier_code:
+        carrier = session.scalar(select(Carrier).where(Carrier.code == carrier_code))
+        if carrier is None:
+            raise ValidationFailed(f"unknown carrier {carrier_code!r}")
+    rec = recipient or Recipient()
+    parcel = Parcel(
+        tracking_number=number,
+        carrier_id=carrier.id if carrier else None,
+        site_id=site.id,
+        state=State.ANNOUNCED.value,
+        unannounced=True,
+        recipient_name=rec.name,
+        recipient_phone=rec.phone,
+        recipient_email=rec.email,
+        recipient_locale=rec.locale,
+    )
+    set_size(ctx, parcel, size_class, dims)
+    session.add(parcel)
+    session.flush()
+    history.record(
+        session, parcel, "registered_unannounced", None, actor, ctx.now(),
+        reason="checked in without a manifest; to reconcile with the carrier",
+    )
+    return parcel
+
+
+def set_size(
+    ctx: Ctx, parcel: Parcel, size_class: str | None, dims: sizing.Dims | None
+) -> None:
+    classes = ctx.settings.size_classes
+    if dims is not None:
+        fitting = sizing.smallest_class_for(classes, dims)
+        if fitting is None:
+            raise ValidationFailed(f"a parcel of {dims} mm fits no size class")
+        parcel.height_mm, parcel.width_mm, parcel.depth_mm = dims
+        parcel.size_class = fitting
+    elif size_class is not None:
+        if size_class not in classes:
+            raise ValidationFailed(f"size class {size_class!r} unknown; use {', '.join(classes)}")
+        parcel.size_class = size_class
+
+
+def _allocate_shelf(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Location:
+    classes = ctx.settings.size_classes
+    used = dict(
+        session.execute(
+            select(Parcel.location_id, func.count())
+            .where(Parcel.site_id == site.id, Parcel.state.in_(HELD))
+            .group_by(Parcel.location_id)
+        ).all()
+    )
+    locations = {loc.id: loc for loc in site.locations if loc.active}
+    slots = [
+        sizing.ShelfSlot(loc.id, loc.label, loc.size_class, loc.capacity, used.get(loc.id, 0))
+        for loc in locations.values()
+    ]
+    parcel_class = parcel.size_class or min(classes, key=lambda c: sizing.class_rank(classes, c))
+    chosen = sizing.choose_shelf(classes, slots, parcel_class)
+    if chosen is None:
+        raise _no_room(ctx, session, site, parcel_class)
+    return locations[chosen.id]
+
+
+def _no_room(ctx: Ctx, session: Session, site: Site, parcel_class: str) -> SiteAtCapacity:
+    nearest = nearest_with_room(ctx, session, site.latitude, site.longitude, exclude=site.id)
+    occ = occupancy_of(session, site)
+    if nearest:
+        other, km, _ = nearest[0]
+        where = f"; the nearest site with room is {other.name} ({other.code}), {km:.1f} km away"
+        suggestion: dict[str, Any] | None = {
+            "code": other.code, "name": other.name, "address": other.address,
+            "city": other.city, "distance_km": round(km, 2),
+        }
+    else:
+        where, suggestion = "; no other site has room", None
+    return SiteAtCapacity(
+        f"{site.name} has no free {parcel_class} place ({occ.held}/{occ.capacity} held){where}",
+        nearest_site=suggestion,
+    )
+
+
+def _place(
+    ctx: Ctx, session: Session, site: Site, parcel: Parcel, location: Location, now: datetime,
+    actor: Principal,
+) -> None:
+    policy = ctx.settings.holding[site.kind]
+    parcel.location_id = location.id
+    parcel.location = location
+    parcel.checked_in_at = now
+    parcel.holding_deadline = deadline_after(
+        now, policy.days, ctx.settings.timezone, closing_days_of(session, site.id)
+    )
+    history.apply(
+        session, parcel, Action.CHECK_IN, actor, now,
+        data={"location": location.label, "deadline": parcel.holding_deadline.isoformat()},
+    )
+    issue_credential(ctx, session, parcel, holder="recipient")
+    notify.queue(session, parcel, "ready")
+
+
+# ---------------------------------------------------------------- credentials
+
+
+def issue_credential(
+    ctx: Ctx, session: Session, parcel: Parcel, *, holder: str, holder_name: str | None = None
+) -> PickupCredential:
+    """A new code, unique among the site's live codes so a code alone finds its parcel."""
+    pepper, key = ctx.settings.pickup_code_pepper, ctx.settings.pickup_code_derivation_key
+    digits = ctx.settings.pickup_code_digits
+    for _ in range(20):
+        nonce = creds.new_nonce()
+        code_hash = creds.hash_code(pepper, parcel.site_id, creds.derive_code(key, nonce, digits))
+        if not _live_credential_by_hash(session, parcel.site_id, code_hash):
+            break
+    else:  # pragma: no cover - needs a site holding most of the code space
+        raise DomainError("could not draw a unique pickup code; add digits to PICKUP_CODE_DIGITS")
+    credential = PickupCredential(
+        parcel_id=parcel.id, site_id=parcel.site_id, holder=holder, holder_name=holder_name,
+        nonce=nonce, code_hash=code_hash,
+    )
+    session.add(credential)
+    session.flush()
+    return credential
+
+
+def code_of(ctx: Ctx, credential: PickupCredential) -> str:
+    """The code to show its holder (the resident's page, the message)."""
+    return creds.derive_code(
+        ctx.settings.pickup_code_derivation_key, credential.nonce, ctx.settings.pickup_code_digits
+    )
+
+
+def _live_credential_by_hash(
+    session: Session, site_id: int, code_hash: str
+) -> PickupCredential | None:
+    return session.scalar(
+        select(PickupCredential).where(
+            PickupCredential.site_id == site_id,
+            PickupCredential.code_hash == code_hash,
+            PickupCredential.used_at.is_(None),
+            PickupCredential.revoked_at.is_(None),
+        )
+    )
+
+
+def live_credentials(session: Session, parcel_id: int) -> list[PickupCredential]:
+    return list(
+        session.scalars(
+            select(PickupCredential)
+            .where(
+                PickupCredential.parcel_id == parcel_id,
+                PickupCredential.used_at.is_(None),
+                PickupCredential.revoked_at.is_(None),
+            )
+            .order_by(PickupCredential.id)
+        )
+    )
+
+
+# ---------------------------------------------------------------- pickup
+
+
+@dataclass(frozen=True)
+class IdentityCheck:
+    document_type: str
+    document_last4: str
+    name: str
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any] | None) -> IdentityCheck | None:
+        if not data:
+            return None
+        missing = [f for f in IDENTITY_FIELDS if not str(data.get(f, "")).strip()]
+        if missing:
+            raise ValidationFailed(f"identity check needs {', '.join(missing)}")
+        last4 = str(data["document_last4"]).strip()
+        if len(last4) != 4:
+            raise ValidationFailed("document_last4 is the last 4 characters of the document")
+        return cls(str(data["document_type"]).strip(), last4, str(data["name"]).strip())
+
+    def as_record(self) -> dict[str, str]:
+        # The audit log keeps that a document was checked, not whose: no name here.
+        return {"document_type": self.document_type, "document_last4": self.document_last4}
+
+
+def pick_up(
+    ctx: Ctx,
+    actor: Principal,
+    site_id: int,
+    *,
+    code: str | None = None,
+    tracking_number: str | None = None,
+    identity: IdentityCheck | None = None,
+    override_lock: bool = False,
+) -> dict[str, Any]:
+    """Hand a parcel over at the counter against its code (or, when locked, an identity check)."""
+    now = ctx.now()
+    failure: DomainError | None = None
+    with ctx.db.transaction() as session:
+        site = _site_for_staff(session, actor, site_id, lock=False)
+        parcel, credential, failure = _match_credential(
+            ctx, session, site, code, tracking_number, identity, override_lock, actor, now
+        )
+        if failure is None:
+            assert parcel is not None
+            _hand_over(session, parcel, credential, identity, override_lock, actor, now)
+            return {"status": "picked_up", "parcel": parcel_view(parcel, actor)}
+    # The wrong attempt was committed above; only now is the refusal reported.
+    raise failure
+
+
+def _match_credential(
+    ctx: Ctx, session: Session, site: Site, code: str | None, tracking_number: str | None,
+    identity: IdentityCheck | None, override_lock: bool, actor: Principal, now: datetime,
+) -> tuple[Parcel | None, PickupCredential | None, DomainError | None]:
+    pepper = ctx.settings.pickup_code_pepper
+    digits = creds.normalise_code(code or "")
+    if tracking_number:
+        parcel = by_tracking(session, tracking.validate(tracking_number), lock=True)
+        if parcel is None or parcel.site_id != site.id:
+            raise NotFound(f"no parcel {tracking_number} at {site.code}")
+    elif digits:
+        found = _live_credential_by_hash(
+            session, site.id, creds.hash_code(pepper, site.id, digits)
+        )
+        if found is None:
+            return None, None, WrongPickupCode("no parcel here has this code", attempts_left=None)
+        parcel = _locked_parcel(session, found.parcel_id)
+    else:
+        raise ValidationFailed("give the pickup code, or the tracking number with the code")
+    assert parcel is not None
+    if parcel.state != State.READY_FOR_PICKUP.value:
+        raise InvalidTransition(
+            f"{parcel.tracking_number} is {parcel.state}, not ready for pickup",
+            state=parcel.state,
+        )
+    live = live_credentials(session, parcel.id)
+    if any(c.locked_at for c in live):
+        if not (override_lock and identity):
+            raise CredentialLocked(
+                "too many wrong codes: check an identity document and override",
+                tracking_number=parcel.tracking_number,
+            )
+        return parcel, None, None
+    matching = next(
+        (c for c in live if digits and creds.code_matches(pepper, site.id, digits, c.code_hash)),
+        None,
+    )
+    if matching is None:
+        return parcel, None, _count_wrong_attempt(session, parcel, live, actor, now)
+    if matching.holder == "proxy" and identity is None:
+        raise IdentityCheckRequired(
+            "a proxy shows an identity document; record it with the pickup",
+            holder_name=matching.holder_name,
+        )
+    return parcel, matching, None
+
+
+def _count_wrong_attempt(
+    session: Session, parcel: Parcel, live: list[PickupCredential], actor: Principal,
+    now: datetime,
+) -> DomainError:
+    outcome = creds.after_wrong_attempt(max((c.failed_attempts for c in live), default=0))
+    for credential in live:
+        credential.failed_attempts += 1
+        if outcome.locked:
+            credential.locked_at = now
+    history.record(
+        session, parcel, "wrong_code", parcel.state, actor, now,
+        data={"locked": outcome.locked, "attempts_left": outcome.attempts_left},
+    )
+    if outcome.locked:
+        return CredentialLocked(
+            "5 wrong codes: the code is locked until an identity document is checked",
+            tracking_number=parcel.tracking_number,
+        )
+    return WrongPickupCode("wrong code", attempts_left=outcome.attempts_left)
+
+
+def _hand_over(
+    session: Session, parcel: Parcel, credential: PickupCredential | None,
+    identity: IdentityCheck | None, override_lock: bool, actor: Principal, now: datetime,
+) -> None:
+    for live in live_credentials(session, parcel.id):
+        if live is credential:
+            live.used_at = now
+        else:
+            live.revoked_at = now
+    data: dict[str, Any] = {"holder": credential.holder if credential else "identity-override"}
+    if identity:
+        data["identity_check"] = identity.as_record()
+    if override_lock:
+        data["override_lock"] = True
+    history.apply(session, parcel, Action.PICK_UP, actor, now, data=data)
+    notify.queue(session, parcel, "picked_up")
+
+
+# ---------------------------------------------------------------- proxy, extension
+
+
+def name_proxy(ctx: Ctx, actor: Principal, parcel_id: int, proxy_name: str) -> dict[str, Any]:
+    """The recipient names someone to pick up; the proxy gets a code of their own."""
+    require_role(actor, Role.RESIDENT, Role.OPERATOR)
+    if not proxy_name.strip():
+        raise ValidationFailed("give the proxy's name as on their identity document")
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        parcel = require_parcel(actor, _locked_parcel(session, parcel_id), parcel_id)
+        if parcel.state not in (State.ANNOUNCED.value, State.READY_FOR_PICKUP.value):
+            raise InvalidTransition(f"a parcel that is {parcel.state} cannot get a proxy")
+        for old in live_credentials(session, parcel.id):
+            if old.holder == "proxy":
+                old.revoked_at = now
+        credential = issue_credential(
+            ctx, session, parcel, holder="proxy", holder_name=proxy_name.strip()
+        )
+        history.record(session, parcel, "proxy_named", parcel.state, actor, now)
+        return {"proxy_name": credential.holder_name, "proxy_code": code_of(ctx, credential)}
+
+
+def extend(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:
+    require_role(actor, Role.RESIDENT, Role.OPERATOR, Role.SHOPKEEPER)
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        parcel = require_parcel(actor, _locked_parcel(session, parcel_id), parcel_id)
+        if parcel.state != State.READY_FOR_PICKUP.value or parcel.holding_deadline is None:
+            raise InvalidTransition(f"a parcel that is {parcel.state} cannot be extended")
+        site = parcel.site
+        new_deadline = extended_deadline(
+            parcel.holding_deadline, parcel.extended, now, ctx.settings.holding[site.kind],
+            ctx.settings.timezone, closing_days_of(session, site.id),
+        )
+        old = parcel.holding_deadline
+        parcel.holding_deadline, parcel.extended = new_deadline, True
+        history.apply(
+            session, parcel, Action.EXTEND, actor, now,
+            data={"from": old.isoformat(), "to": new_deadline.isoformat()},
+        )
+        return parcel_view(parcel, actor)
+
+
+# ---------------------------------------------------------------- expiry, collection
+
+
+def expire_overdue(ctx: Ctx, limit: int = 1000) -> list[int]:
+    """Move parcels past their deadline to ``expired``. Safe to run anywhere, any time."""
+    now = ctx.now()
+    with ctx.db.read() as session:
+        ids = list(
+            session.scalars(
+                select(Parcel.id)
+                .where(Parcel.state == State.READY_FOR_PICKUP.value, Parcel.holding_deadline < now)
+                .order_by(Parcel.holding_deadline)
+                .limit(limit)
+            )
+        )
+    expired = []
+    for parcel_id in ids:
+        with ctx.db.transaction() as session:
+            parcel = _locked_parcel(session, parcel_id)
+            # Re-checked under the lock: a pickup or an extension may have won the race.
+            if (
+                parcel is None
+                or parcel.state != State.READY_FOR_PICKUP.value
+                or parcel.holding_deadline is None
+                or parcel.holding_deadline >= now
+            ):
+                continue
+            history.apply(session, parcel, Action.EXPIRE, SYSTEM, now, reason="holding period over")
+            for credential in live_credentials(session, parcel.id):
+                credential.revoked_at = now
+            notify.queue(session, parcel, "expired")
+            expired.append(parcel_id)
+    return expired
+
+
+def collect(
+    ctx: Ctx, actor: Principal, site_id: int, tracking_numbers: list[str]
+) -> list[dict[str, Any]]:
+    """A carrier takes back expired (or damaged) parcels: each becomes ``returned``."""
+    require_role(actor, Role.CARRIER, *STAFF)
+    if actor.role is not Role.CARRIER:
+        require_site(actor, site_id)
+    now = ctx.now()
+    results = []
+    with ctx.db.transaction() as session:
+        site = session.get(Site, site_id)
+        if site is None:
+            raise NotFound(f"no site {site_id}")
+        for raw in tracking_numbers:
+            results.append(_collect_one(session, actor, site, raw, now))
+    return results
+
+
+def _collect_one(
+    session: Session, actor: Principal, site: Site, raw: str, now: datetime
+) -> dict[str, Any]:
+    try:
+        number = tracking.validate(raw)
+        parcel = by_tracking(session, number, lock=True)
+        if parcel is None or parcel.site_id != site.id:
+            raise NotFound(f"no parcel {number} at {site.code}")
+        require_parcel(actor, parcel, number)
+        if parcel.state not in (State.EXPIRED.value, State.DAMAGED.value):
+            raise InvalidTransition(f"{number} is {parcel.state}: only expired or damaged "
+                                    "parcels go back to the carrier", state=parcel.state)
+        history.apply(session, parcel, Action.COLLECT, actor, now, reason="collected by carrier")
+    except DomainError as err:
+        return {"tracking_number": raw, "status": "refused", "reason": err.slug,
+                "detail": err.detail}
+    return {"tracking_number": number, "status": "returned", "parcel_id": parcel.id}
+
+
+def collection_list(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, Any]]:
+    """What a carrier has to take back from a site."""
+    require_role(actor, Role.CARRIER, *STAFF)
+    if actor.role is not Role.CARRIER:
+        require_site(actor, site_id)
+    with ctx.db.read() as session:
+        query = select(Parcel).where(
+            Parcel.site_id == site_id,
+            Parcel.state.in_([State.EXPIRED.value, State.DAMAGED.value]),
+        )
+        if actor.role is Role.CARRIER:
+            query = query.where(Parcel.carrier_id == actor.carrier_id)
+        return [parcel_view(p, actor) for p in session.scalars(query.order_by(Parcel.id))]
+
+
+# ---------------------------------------------------------------- declarations
+
+
+def declare(ctx: Ctx, actor: Principal, parcel_id: int, kind: str, note: str) -> dict[str, Any]:
+    require_role(actor, *STAFF)
+    actions = {"missing": Action.DECLARE_MISSING, "damaged": Action.DECLARE_DAMAGED}
+    if kind not in actions:
+        raise ValidationFailed("a declaration is 'missing' or 'damaged'")
+    if not note.strip():
+        raise ValidationFailed("say what happened in a note")
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        parcel = require_parcel(actor, _locked_parcel(session, parcel_id), parcel_id)
+        history.apply(session, parcel, actions[kind], actor, now, reason=note.strip())
+        for credential in live_credentials(session, parcel.id):
+            credential.revoked_at = now
+        return parcel_view(parcel, actor)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def get_parcel(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:
+    with ctx.db.read() as session:
+        parcel = require_parcel(actor, session.get(Parcel, parcel_id), parcel_id)
+        return parcel_view(parcel, actor)
+
+
+def find_parcel(ctx: Ctx, actor: Principal, tracking_number: str) -> dict[str, Any]:
+    number = tracking.validate(tracking_number)
+    with ctx.db.read() as session:
+        parcel = require_parcel(actor, by_tracking(session, number), number)
+        return parcel_view(parcel, actor)
+
+
+def parcel_history(ctx: Ctx, actor: Principal, parcel_id: int) -> list[dict[str, Any]]:
+    with ctx.db.read() as session:
+        require_parcel(actor, session.get(Parcel, parcel_id), parcel_id)
+        events = session.scalars(
+            select(ParcelEvent).where(ParcelEvent.parcel_id == parcel_id).order_by(ParcelEvent.id)
+        )
+        return [event_view(e) for e in events]
+
+
+@dataclass(frozen=True)
+class InventoryFilter:
+    states: tuple[str, ...] = ()
+    expiring_within_hours: int | None = None
+    unannounced: bool | None = None
+    carrier_code: str | None = None
+
+
+def inventory(
+    ctx: Ctx, actor: Principal, site_id: int, filters: InventoryFilter, page: int, per_page: int
+) -> dict[str, Any]:
+    """Parcels at a site (by default the ones on hand), oldest first, a page at a time."""
+    require_role(actor, *STAFF)
+    require_site(actor, site_id)
+    unknown = set(filters.states) - {s.value for s in State}
+    if unknown:
+        raise ValidationFailed(f"unknown states: {', '.join(sorted(unknown))}")
+    query = select(Parcel).where(Parcel.site_id == site_id)
+    query = query.where(Parcel.state.in_(filters.states or HELD))
+    if filters.expiring_within_hours is not None:
+        horizon = ctx.now() + timedelta(hours=filters.expiring_within_hours)
+        query = query.where(
+            Parcel.state == State.READY_FOR_PICKUP.value, Parcel.holding_deadline <= horizon
+        )
+    if filters.unannounced is not None:
+        query = query.where(Parcel.unannounced.is_(filters.unannounced))
+    if filters.carrier_code:
+        query = query.join(Carrier, Parcel.carrier_id == Carrier.id).where(
+            Carrier.code == filters.carrier_code
+        )
+    with ctx.db.read() as session:
+        if session.get(Site, site_id) is None:
+            raise NotFound(f"no site {site_id}")
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        rows = session.scalars(
+            query.order_by(Parcel.holding_deadline, Parcel.id)
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        )
+        return {
+            "items": [parcel_view(p, actor) for p in rows],
+            "page": page,
+            "per_page": per_page,
+            "total": total,
+        }

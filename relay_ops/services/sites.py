@@ -1,0 +1,321 @@
+"""Sites (relay shops and lockers), their shelf locations, closing days and occupancy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from relay_ops.db.models import ClosingDay, Compartment, Location, Parcel, Site
+from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
+from relay_ops.domain.geo import distance_km
+from relay_ops.domain.hours import is_open, validate_hours
+from relay_ops.domain.lifecycle import HELD_STATES
+from relay_ops.services.context import Ctx
+from relay_ops.services.principal import Principal, Role, require_role, require_site
+
+SITE_KINDS = ("shop", "locker")
+SITE_STATUSES = ("open", "closed", "saturated")
+HELD = [s.value for s in HELD_STATES]
+
+
+def site_view(site: Site, occupancy: Occupancy | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": site.id,
+        "code": site.code,
+        "name": site.name,
+        "kind": site.kind,
+        "network": site.network,
+        "address": site.address,
+        "postcode": site.postcode,
+        "city": site.city,
+        "latitude": site.latitude,
+        "longitude": site.longitude,
+        "area": site.area,
+        "opening_hours": site.opening_hours,
+        "step_free_access": site.step_free_access,
+        "status": site.status,
+        "closing_days": [{"day": c.day.isoformat(), "reason": c.reason} for c in site.closing_days],
+    }
+    if occupancy is not None:
+        view["capacity"] = occupancy.capacity
+        view["held"] = occupancy.held
+        view["free"] = occupancy.free
+    return view
+
+
+def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, Any]:
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    if data["kind"] not in SITE_KINDS:
+        raise ValidationFailed(f"kind is one of {', '.join(SITE_KINDS)}")
+    hours = validate_hours(data.get("opening_hours", "24/7" if data["kind"] == "locker" else {}))
+    with ctx.db.transaction() as session:
+        site = Site(
+            code=data["code"],
+            name=data["name"],
+            kind=data["kind"],
+            network=data.get("network"),
+            address=data["address"],
+            postcode=data["postcode"],
+            city=data["city"],
+            latitude=data["latitude"],
+            longitude=data["longitude"],
+            area=data.get("area", "countryside"),
+            opening_hours=hours,
+            step_free_access=data.get("step_free_access", False),
+            locker_model=data.get("locker_model"),
+        )
+        session.add(site)
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict(f"site code {data['code']!r} is taken") from None
+        for loc in data.get("locations", []):
+            _add_location(ctx, session, site, loc)
+        session.flush()
+        return site_view(site, occupancy_of(session, site))
+
+
+def _add_location(ctx: Ctx, session: Session, site: Site, loc: dict[str, Any]) -> Location:
+    if site.kind != "shop":
+        raise ValidationFailed("shelf locations belong to shops; lockers have compartments")
+    if loc["size_class"] not in ctx.settings.size_classes:
+        known = ", ".join(ctx.settings.size_classes)
+        raise ValidationFailed(f"size class {loc['size_class']!r} unknown; use {known}")
+    if int(loc["capacity"]) < 1:
+        raise ValidationFailed("a location holds at least one parcel")
+    location = Location(
+        site_id=site.id, label=loc["label"], size_class=loc["size_class"],
+        capacity=int(loc["capacity"]),
+    )
+    session.add(location)
+    return location
+
+
+def add_locations(
+    ctx: Ctx, actor: Principal, site_id: int, locations: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    with ctx.db.transaction() as session:
+        site = _get_site(session, site_id)
+        for loc in locations:
+            _add_location(ctx, session, site, loc)
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict("a location with this label exists at this site") from None
+        return locations_view(session, site)
+
+
+def locations_view(session: Session, site: Site) -> list[dict[str, Any]]:
+    used = _used_per_location(session, site.id)
+    return [
+        {
+            "id": loc.id,
+            "label": loc.label,
+            "size_class": loc.size_class,
+            "capacity": loc.capacity,
+            "used": used.get(loc.id, 0),
+            "active": loc.active,
+        }
+        for loc in session.scalars(
+            select(Location).where(Location.site_id == site.id).order_by(Location.label)
+        )
+    ]
+
+
+def list_locations(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, Any]]:
+    require_site(actor, site_id)
+    with ctx.db.read() as session:
+        return locations_view(session, _get_site(session, site_id))
+
+
+def _used_per_location(session: Session, site_id: int) -> dict[int, int]:
+    rows = session.execute(
+        select(Parcel.location_id, func.count())
+        .where(Parcel.site_id == site_id, Parcel.state.in_(HELD), Parcel.location_id.is_not(None))
+        .group_by(Parcel.location_id)
+    )
+    return {loc_id: n for loc_id, n in rows}
+
+
+def _get_site(session: Session, site_id: int, *, lock: bool = False) -> Site:
+    site = session.get(Site, site_id, with_for_update=lock)
+    if site is None:
+        raise NotFound(f"no site {site_id}")
+    return site
+
+
+def get_site(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
+    require_site(actor, site_id)
+    with ctx.db.read() as session:
+        site = _get_site(session, site_id)
+        return site_view(site, occupancy_of(session, site))
+
+
+def site_id_for_code(ctx: Ctx, code: str) -> int:
+    with ctx.db.read() as session:
+        site_id = session.scalar(select(Site.id).where(Site.code == code))
+        if site_id is None:
+            raise NotFound(f"no site {code!r}")
+        return site_id
+
+
+@dataclass(frozen=True)
+class Occupancy:
+    capacity: int
+    held: int
+
+    @property
+    def free(self) -> int:
+        return max(0, self.capacity - self.held)
+
+
+def occupancy_of(session: Session, site: Site) -> Occupancy:
+    if site.kind == "shop":
+        capacity = session.scalar(
+            select(func.coalesce(func.sum(Location.capacity), 0)).where(
+                Location.site_id == site.id, Location.active.is_(True)
+            )
+        )
+    else:
+        capacity = session.scalar(
+            select(func.count()).where(
+                Compartment.site_id == site.id, Compartment.state != "out_of_service"
+            )
+        )
+    held = session.scalar(
+        select(func.count()).where(Parcel.site_id == site.id, Parcel.state.in_(HELD))
+    )
+    return Occupancy(capacity=int(capacity or 0), held=int(held or 0))
+
+
+def occupancy(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
+    require_site(actor, site_id)
+    with ctx.db.read() as session:
+        site = _get_site(session, site_id)
+        occ = occupancy_of(session, site)
+        by_state = dict(
+            session.execute(
+                select(Parcel.state, func.count())
+                .where(Parcel.site_id == site.id, Parcel.state.in_(HELD))
+                .group_by(Parcel.state)
+            ).all()
+        )
+        return {
+            "site": site.code,
+            "capacity": occ.capacity,
+            "held": occ.held,
+            "free": occ.free,
+            "ratio": round(occ.held / occ.capacity, 3) if occ.capacity else None,
+            "by_state": by_state,
+            "locations": locations_view(session, site) if site.kind == "shop" else [],
+        }
+
+
+def closing_days_of(session: Session, site_id: int) -> set[date]:
+    return set(session.scalars(select(ClosingDay.day).where(ClosingDay.site_id == site_id)))
+
+
+def declare_closing_day(
+    ctx: Ctx, actor: Principal, site_id: int, day: date, reason: str | None
+) -> dict[str, Any]:
+    require_role(actor, Role.OPERATOR, Role.SHOPKEEPER)
+    require_site(actor, site_id)
+    if day < ctx.now().astimezone(ctx.settings.timezone).date():
+        raise ValidationFailed("closing days are declared for today or later")
+    with ctx.db.transaction() as session:
+        site = _get_site(session, site_id)
+        existing = session.scalar(
+            select(ClosingDay).where(ClosingDay.site_id == site.id, ClosingDay.day == day)
+        )
+        if existing is None:
+            session.add(ClosingDay(site_id=site.id, day=day, reason=reason))
+        else:
+            existing.reason = reason
+        session.flush()
+        session.refresh(site)
+        return site_view(site)
+
+
+def remove_closing_day(ctx: Ctx, actor: Principal, site_id: int, day: date) -> None:
+    require_role(actor, Role.OPERATOR, Role.SHOPKEEPER)
+    require_site(actor, site_id)
+    with ctx.db.transaction() as session:
+        row = session.scalar(
+            select(ClosingDay).where(ClosingDay.site_id == site_id, ClosingDay.day == day)
+        )
+        if row is None:
+            raise NotFound(f"site {site_id} is not closed on {day.isoformat()}")
+        session.delete(row)
+
+
+def set_status(ctx: Ctx, actor: Principal, site_id: int, status: str) -> dict[str, Any]:
+    require_role(actor, Role.OPERATOR)
+    if status not in SITE_STATUSES:
+        raise ValidationFailed(f"status is one of {', '.join(SITE_STATUSES)}")
+    with ctx.db.transaction() as session:
+        site = _get_site(session, site_id, lock=True)
+        site.status = status
+        return site_view(site)
+
+
+def site_is_open(ctx: Ctx, session: Session, site: Site, when: datetime) -> bool:
+    if site.status == "closed":
+        return False
+    closed_days = closing_days_of(session, site.id)
+    return is_open(site.opening_hours, closed_days, when, ctx.settings.timezone)
+
+
+def nearest_with_room(
+    ctx: Ctx, session: Session, lat: float, lon: float, *, exclude: int | None = None,
+    radius_km: float | None = None, open_now: bool = False, limit: int = 5,
+) -> list[tuple[Site, float, Occupancy]]:
+    """Sites with free room, nearest first."""
+    found = []
+    for site in session.scalars(select(Site).where(Site.status != "closed")):
+        if site.id == exclude:
+            continue
+        km = distance_km(lat, lon, site.latitude, site.longitude)
+        if radius_km is not None and km > radius_km:
+            continue
+        occ = occupancy_of(session, site)
+        if occ.free <= 0 or (open_now and not site_is_open(ctx, session, site, ctx.now())):
+            continue
+        found.append((site, km, occ))
+    found.sort(key=lambda t: t[1])
+    return found[:limit]
+
+
+def list_sites(
+    ctx: Ctx, actor: Principal, *, near: tuple[float, float] | None = None,
+    radius_km: float | None = None, has_room: bool = False, open_now: bool = False,
+    kind: str | None = None,
+) -> list[dict[str, Any]]:
+    with ctx.db.read() as session:
+        query = select(Site).order_by(Site.code)
+        if kind:
+            query = query.where(Site.kind == kind)
+        if actor.role is Role.SHOPKEEPER:
+            query = query.where(Site.id.in_(actor.site_ids))
+        result = []
+        for site in session.scalars(query):
+            occ = occupancy_of(session, site)
+            view = site_view(site, occ)
+            if near is not None:
+                view["distance_km"] = round(distance_km(*near, site.latitude, site.longitude), 3)
+                if radius_km is not None and view["distance_km"] > radius_km:
+                    continue
+            if has_room and occ.free <= 0:
+                continue
+            if open_now and not site_is_open(ctx, session, site, ctx.now()):
+                continue
+            view["open_now"] = site_is_open(ctx, session, site, ctx.now())
+            result.append(view)
+        if near is not None:
+            result.sort(key=lambda v: v["distance_km"])
+        return result

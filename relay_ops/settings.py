@@ -1,0 +1,74 @@
+"""Layered configuration: built-in defaults, then a TOML file, then ``RELAY_OPS_*`` variables,
+then the mapping a test passes to ``create_app``.
+
+The defaults run the embedded demo; production sets the secrets, the database URL and Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+DEV_SECRET = "dev-only-not-secret"  # noqa: S105 - refused when RELAY_OPS_ENV=production
+
+DEFAULTS: dict[str, Any] = {
+    "ENV": "development",
+    "SECRET_KEY": DEV_SECRET,
+    # None: an SQLite file in the instance folder (the embedded default).
+    "DATABASE_URL": None,
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "TIMEZONE": "Europe/Paris",
+    "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+    "PICKUP_CODE_DIGITS": 6,
+    "PICKUP_CODE_PEPPER": DEV_SECRET + "-pepper",
+    "PICKUP_CODE_DERIVATION_KEY": DEV_SECRET + "-derive",
+    "API_TOKEN_PEPPER": DEV_SECRET + "-tokens",
+    "STAFF_TOKEN_TTL_HOURS": 12,
+    "HOLDING_PERIODS": {
+        "shop": {"days": 10, "extension_days": 5, "reminder_before_hours": 48},
+        "locker": {"days": 3, "extension_days": 1, "reminder_before_hours": 12},
+    },
+    # Inner dimensions in mm; per-site models may add their own.
+    "SIZE_CLASSES": {
+        "S": [80, 380, 640],
+        "M": [190, 380, 640],
+        "L": [410, 380, 640],
+        "XL": [500, 500, 800],
+    },
+    "DEFAULT_PAGE_SIZE": 50,
+    "MAX_PAGE_SIZE": 500,
+    # Where the development notification sender writes (one JSON line per message).
+    "NOTIFY_FILE_PATH": None,
+    # Run queued jobs in a thread of the web process (embedded default) instead of RQ.
+    "JOBS_IN_PROCESS": True,
+}
+
+SECRET_KEYS = ("SECRET_KEY", "PICKUP_CODE_PEPPER", "PICKUP_CODE_DERIVATION_KEY", "API_TOKEN_PEPPER")
+
+
+def load(app: Flask, test_config: dict[str, Any] | None) -> None:
+    app.config.from_mapping(DEFAULTS)
+    config_file = os.environ.get("RELAY_OPS_CONFIG_FILE")
+    if config_file:
+        app.config.from_file(str(Path(config_file).resolve()), load=tomllib.load, text=False)
+    app.config.from_prefixed_env("RELAY_OPS")
+    if test_config:
+        app.config.from_mapping(test_config)
+    if app.config["DATABASE_URL"] is None:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        app.config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'relay_ops.sqlite3'}"
+    if app.config["NOTIFY_FILE_PATH"] is None:
+        app.config["NOTIFY_FILE_PATH"] = str(Path(app.instance_path) / "notifications.jsonl")
+    _refuse_dev_secrets_in_production(app)
+
+
+def _refuse_dev_secrets_in_production(app: Flask) -> None:
+    if app.config["ENV"] != "production":
+        return
+    weak = [k for k in SECRET_KEYS if str(app.config[k]).startswith(DEV_SECRET)]
+    if weak:
+        raise RuntimeError(f"set real secrets in production: {', '.join(weak)}")

@@ -1,0 +1,147 @@
+"""The endpoint registry: one decorator declares a route, its roles, its input schemas and its
+documentation, so the OpenAPI document cannot drift from what the code accepts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from relay_ops.services.principal import Role
+
+
+@dataclass(frozen=True)
+class EndpointDoc:
+    rule: str
+    method: str
+    summary: str
+    tag: str
+    roles: tuple[Role, ...]
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    status: int
+    idempotent: bool
+    description: str = ""
+    errors: tuple[int, ...] = ()
+    extra_responses: dict[int, str] = field(default_factory=dict)
+
+
+REGISTRY: list[EndpointDoc] = []
+
+
+def openapi_path(rule: str) -> str:
+    return re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule)
+
+
+def _path_params(rule: str) -> list[dict[str, Any]]:
+    params = []
+    for conv, name in re.findall(r"<(?:([a-z]+):)?([a-z_]+)>", rule):
+        schema = {"type": "integer"} if conv == "int" else {"type": "string"}
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return params
+
+
+def _query_params(model: type[BaseModel] | None) -> list[dict[str, Any]]:
+    if model is None:
+        return []
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def build(prefix: str, title: str, version: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    components: dict[str, Any] = {"schemas": {}, "securitySchemes": {
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "A carrier's API key or a staff token from POST /auth/token"},
+    }}
+    for ep in REGISTRY:
+        operation: dict[str, Any] = {
+            "summary": ep.summary,
+            "description": _describe(ep),
+            "tags": [ep.tag],
+            "operationId": f"{ep.method.lower()}_{openapi_path(ep.rule)}"
+            .replace("/", "_").replace("{", "").replace("}", "").replace("-", "_").strip("_"),
+            "parameters": _path_params(ep.rule) + _query_params(ep.query),
+            "responses": _responses(ep),
+        }
+        if ep.roles and Role.RESIDENT not in ep.roles:
+            operation["security"] = [{"bearer": []}]
+        if ep.idempotent:
+            operation["parameters"].append({
+                "name": "Idempotency-Key", "in": "header", "required": False,
+                "schema": {"type": "string", "maxLength": 200},
+                "description": "Same key and same body: the first answer is replayed.",
+            })
+        if ep.body is not None:
+            schema = ep.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in schema.pop("$defs", {}).items():
+                components["schemas"][name] = sub
+            components["schemas"][ep.body.__name__] = schema
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {
+                    "schema": {"$ref": f"#/components/schemas/{ep.body.__name__}"}}},
+            }
+        paths.setdefault(prefix + openapi_path(ep.rule), {})[ep.method.lower()] = operation
+    components["schemas"]["Problem"] = PROBLEM_SCHEMA
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version,
+                 "description": "RelayOps API: relay shops, lockers, carriers and residents."},
+        "paths": paths,
+        "components": components,
+    }
+
+
+def _describe(ep: EndpointDoc) -> str:
+    roles = ", ".join(r.value for r in ep.roles) or "anyone"
+    return f"{ep.description}\n\nRoles: {roles}.".strip()
+
+
+def _responses(ep: EndpointDoc) -> dict[str, Any]:
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    responses: dict[str, Any] = {
+        str(ep.status): {"description": "Success", "content": {"application/json": {}}},
+    }
+    for status, text in ep.extra_responses.items():
+        responses[str(status)] = {"description": text, "content": {"application/json": {}}}
+    codes = set(ep.errors) | {422} if ep.body or ep.query else set(ep.errors)
+    if ep.roles and Role.RESIDENT not in ep.roles:
+        codes |= {401, 403}
+    for code in sorted(codes):
+        responses[str(code)] = {"description": ERROR_TEXT.get(code, "Error"), "content": problem}
+    return responses
+
+
+ERROR_TEXT = {
+    400: "Malformed request",
+    401: "Missing or wrong credentials",
+    403: "Not allowed for this role, or a wrong code",
+    404: "Not found (or not yours)",
+    409: "Refused by a business rule; nothing changed",
+    410: "The link has expired",
+    422: "Invalid input",
+    423: "Locked: an identity check is required",
+    428: "An identity check must be recorded",
+}
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+}
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]

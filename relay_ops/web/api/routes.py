@@ -1,0 +1,298 @@
+"""API operations. Each one is a thin translation: validated input → service call → JSON."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from flask import Response
+
+from relay_ops import qr
+from relay_ops.domain.errors import ValidationFailed
+from relay_ops.services import accounts, manifests, parcels, resident, sites
+from relay_ops.services.principal import Principal, Role
+from relay_ops.web.api import bp, ctx, endpoint, pagination
+from relay_ops.web.api import schemas as s
+
+STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
+OPERATOR = (Role.OPERATOR,)
+CARRIER = (Role.CARRIER,)
+RESIDENT = (Role.RESIDENT,)
+ANY = (Role.OPERATOR, Role.SHOPKEEPER, Role.CARRIER)
+
+
+# ------------------------------------------------------------------ auth
+
+
+@endpoint("/auth/token", "POST", summary="Sign in (staff) and get a bearer token", tag="auth",
+          body=s.TokenIn, status=201, errors=(401,))
+def create_token(principal: Principal, body: s.TokenIn) -> Any:
+    issued = accounts.log_in(ctx(), body.username, body.password)
+    return 201, {"token": issued.token, "expires_at": issued.expires_at}
+
+
+# ------------------------------------------------------------------ sites
+
+
+@endpoint("/sites", "POST", summary="Create a relay shop or a locker site", tag="sites",
+          roles=OPERATOR, body=s.SiteIn, status=201, errors=(409,))
+def create_site(principal: Principal, body: s.SiteIn) -> Any:
+    data = body.model_dump(mode="json", exclude_none=True)
+    return 201, sites.create_site(ctx(), principal, data)
+
+
+@endpoint("/sites", summary="Sites, optionally near a point, with room, open now", tag="sites",
+          query=s.SitesQuery,
+          description="Public: the directory of relay points and lockers. "
+                      "`near=lat,lon` sorts by distance and adds `distance_km`.")
+def list_sites(principal: Principal, query: s.SitesQuery) -> Any:
+    near = tuple(float(x) for x in query.near.split(",")) if query.near else None
+    return {"items": sites.list_sites(
+        ctx(), principal, near=near, radius_km=query.radius_km,  # type: ignore[arg-type]
+        has_room=query.has_room, open_now=query.open_now, kind=query.kind,
+    )}
+
+
+@endpoint("/sites/<int:site_id>", summary="A site with its occupancy", tag="sites",
+          roles=ANY, errors=(404,))
+def get_site(principal: Principal, site_id: int) -> Any:
+    return sites.get_site(ctx(), principal, site_id)
+
+
+@endpoint("/sites/<int:site_id>/status", "PUT", summary="Open, close or mark a site saturated",
+          tag="sites", roles=OPERATOR, body=s.SiteStatusIn, errors=(404,))
+def set_site_status(principal: Principal, site_id: int, body: s.SiteStatusIn) -> Any:
+    return sites.set_status(ctx(), principal, site_id, body.status)
+
+
+@endpoint("/sites/<int:site_id>/locations", "POST", summary="Add shelf locations to a shop",
+          tag="sites", roles=OPERATOR, body=s.LocationsIn, status=201, errors=(404, 409))
+def add_locations(principal: Principal, site_id: int, body: s.LocationsIn) -> Any:
+    data = [loc.model_dump() for loc in body.locations]
+    return 201, {"items": sites.add_locations(ctx(), principal, site_id, data)}
+
+
+@endpoint("/sites/<int:site_id>/locations", summary="Shelf locations and how full they are",
+          tag="sites", roles=STAFF, errors=(404,))
+def list_locations(principal: Principal, site_id: int) -> Any:
+    return {"items": sites.list_locations(ctx(), principal, site_id)}
+
+
+@endpoint("/sites/<int:site_id>/occupancy", summary="How full the site is", tag="sites",
+          roles=STAFF, errors=(404,))
+def get_occupancy(principal: Principal, site_id: int) -> Any:
+    return sites.occupancy(ctx(), principal, site_id)
+
+
+@endpoint("/sites/<int:site_id>/closing-days", "POST", summary="Declare a closing day",
+          tag="sites", roles=STAFF, body=s.ClosingDayIn, status=201, errors=(404,))
+def add_closing_day(principal: Principal, site_id: int, body: s.ClosingDayIn) -> Any:
+    return 201, sites.declare_closing_day(ctx(), principal, site_id, body.day, body.reason)
+
+
+@endpoint("/sites/<int:site_id>/closing-days/<day>", "DELETE", summary="Withdraw a closing day",
+          tag="sites", roles=STAFF, status=204, errors=(404, 422))
+def remove_closing_day(principal: Principal, site_id: int, day: str) -> Any:
+    try:
+        parsed = date.fromisoformat(day)
+    except ValueError:
+        raise ValidationFailed(f"{day!r} is not a date (YYYY-MM-DD)") from None
+    sites.remove_closing_day(ctx(), principal, site_id, parsed)
+    return 204, None
+
+
+# ------------------------------------------------------------------ counter operations
+
+
+@endpoint("/sites/<int:site_id>/parcels", summary="Parcels on hand (filters, pages)",
+          tag="counter", roles=STAFF, query=s.InventoryQuery, errors=(404,))
+def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuery) -> Any:
+    states = tuple(x for x in (query.state or "").split(",") if x)
+    filters = parcels.InventoryFilter(
+        states=states, expiring_within_hours=query.expiring_within_hours,
+        unannounced=query.unannounced, carrier_code=query.carrier,
+    )
+    page, per_page = pagination(query.page, query.per_page)
+    return parcels.inventory(ctx(), principal, site_id, filters, page, per_page)
+
+
+@endpoint("/sites/<int:site_id>/check-ins", "POST", summary="Scan a parcel in", tag="counter",
+          roles=STAFF, body=s.CheckInIn, errors=(404, 409),
+          description="Announced parcels become ready_for_pickup with a shelf location, a "
+                      "deadline and a pickup code. Scanning again answers `already_checked_in`."
+                      " Unannounced parcels need `accept_unannounced: true`.")
+def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
+    recipient = parcels.Recipient(**body.recipient.model_dump()) if body.recipient else None
+    dims = tuple(body.dimensions_mm) if body.dimensions_mm else None
+    answer = parcels.check_in(
+        ctx(), principal, site_id, body.tracking_number,
+        accept_unannounced=body.accept_unannounced, size_class=body.size_class,
+        dims=dims, recipient=recipient, carrier_code=body.carrier,  # type: ignore[arg-type]
+    )
+    return (201 if answer["status"] == "checked_in" else 200), answer
+
+
+@endpoint("/sites/<int:site_id>/pickups", "POST", summary="Hand a parcel over", tag="counter",
+          roles=STAFF, body=s.PickupIn, errors=(403, 404, 409, 423, 428),
+          description="Give the pickup `code` (alone, or with the `tracking_number`). A locked "
+                      "code needs `identity` and `override_lock: true`; a proxy's code needs "
+                      "`identity`.")
+def pick_up(principal: Principal, site_id: int, body: s.PickupIn) -> Any:
+    identity = parcels.IdentityCheck.from_mapping(
+        body.identity.model_dump() if body.identity else None
+    )
+    return parcels.pick_up(
+        ctx(), principal, site_id, code=body.code, tracking_number=body.tracking_number,
+        identity=identity, override_lock=body.override_lock,
+    )
+
+
+@endpoint("/sites/<int:site_id>/collections", summary="Parcels waiting for their carrier",
+          tag="counter", roles=ANY, errors=(404,))
+def collection_list(principal: Principal, site_id: int) -> Any:
+    return {"items": parcels.collection_list(ctx(), principal, site_id)}
+
+
+@endpoint("/sites/<int:site_id>/collections", "POST", summary="Carrier takes parcels back",
+          tag="counter", roles=ANY, body=s.CollectionIn, idempotent=True, errors=(404,))
+def collect(principal: Principal, site_id: int, body: s.CollectionIn) -> Any:
+    return {"items": parcels.collect(ctx(), principal, site_id, body.tracking_numbers)}
+
+
+# ------------------------------------------------------------------ parcels
+
+
+@endpoint("/parcels", summary="Find a parcel by tracking number", tag="parcels", roles=ANY,
+          query=s.ParcelLookupQuery, errors=(404,))
+def find_parcel(principal: Principal, query: s.ParcelLookupQuery) -> Any:
+    return parcels.find_parcel(ctx(), principal, query.tracking_number)
+
+
+@endpoint("/parcels/<int:parcel_id>", summary="A parcel", tag="parcels", roles=ANY,
+          errors=(404,))
+def get_parcel(principal: Principal, parcel_id: int) -> Any:
+    return parcels.get_parcel(ctx(), principal, parcel_id)
+
+
+@endpoint("/parcels/<int:parcel_id>/events", summary="A parcel's full history", tag="parcels",
+          roles=ANY, errors=(404,))
+def parcel_events(principal: Principal, parcel_id: int) -> Any:
+    return {"items": parcels.parcel_history(ctx(), principal, parcel_id)}
+
+
+@endpoint("/parcels/<int:parcel_id>/extension", "POST", summary="Extend the holding period once",
+          tag="parcels", roles=STAFF, errors=(404, 409))
+def extend_parcel(principal: Principal, parcel_id: int) -> Any:
+    return parcels.extend(ctx(), principal, parcel_id)
+
+
+@endpoint("/parcels/<int:parcel_id>/declarations", "POST", summary="Declare missing or damaged",
+          tag="parcels", roles=STAFF, body=s.DeclarationIn, status=201, errors=(404, 409))
+def declare(principal: Principal, parcel_id: int, body: s.DeclarationIn) -> Any:
+    return 201, parcels.declare(ctx(), principal, parcel_id, body.kind, body.note)
+
+
+# ------------------------------------------------------------------ manifests
+
+
+@endpoint("/manifests", "POST", summary="Announce a batch of parcels", tag="manifests",
+          roles=CARRIER, body=s.ManifestIn, status=201, idempotent=True, errors=(409,),
+          description="Each parcel is accepted or rejected with a reason. The same reference "
+                      "with the same content replays the first answer (200).")
+def announce(principal: Principal, body: s.ManifestIn) -> Any:
+    return manifests.announce(ctx(), principal, body.as_service_body())
+
+
+@endpoint("/manifests", summary="The carrier's manifests", tag="manifests",
+          roles=(Role.CARRIER, Role.OPERATOR), query=s.PageQuery)
+def list_manifests(principal: Principal, query: s.PageQuery) -> Any:
+    page, per_page = pagination(query.page, query.per_page)
+    return manifests.list_manifests(ctx(), principal, page, per_page)
+
+
+@endpoint("/manifests/<int:manifest_id>", summary="A manifest and its reconciliation",
+          tag="manifests", roles=(Role.CARRIER, Role.OPERATOR), errors=(404,))
+def get_manifest(principal: Principal, manifest_id: int) -> Any:
+    return manifests.get_manifest(ctx(), principal, manifest_id)
+
+
+# ------------------------------------------------------------------ carriers, users
+
+
+@endpoint("/carriers", "POST", summary="Register a carrier", tag="admin", roles=OPERATOR,
+          body=s.CarrierIn, status=201, errors=(409,))
+def create_carrier(principal: Principal, body: s.CarrierIn) -> Any:
+    return 201, accounts.create_carrier(ctx(), principal, **body.model_dump())
+
+
+@endpoint("/carriers", summary="Carriers", tag="admin", roles=STAFF)
+def list_carriers(principal: Principal) -> Any:
+    return {"items": accounts.list_carriers(ctx(), principal)}
+
+
+@endpoint("/carriers/<code>/keys", "POST", summary="Issue an API key (shown once)", tag="admin",
+          roles=OPERATOR, body=s.KeyIn, status=201, errors=(404,))
+def issue_key(principal: Principal, code: str, body: s.KeyIn) -> Any:
+    issued = accounts.issue_carrier_key(ctx(), principal, code, body.label)
+    return 201, {"token": issued.token}
+
+
+@endpoint("/keys/<prefix>", "DELETE", summary="Revoke a key or token", tag="admin",
+          roles=OPERATOR, status=204, errors=(404,))
+def revoke_key(principal: Principal, prefix: str) -> Any:
+    accounts.revoke_token(ctx(), principal, prefix)
+    return 204, None
+
+
+@endpoint("/users", "POST", summary="Create a staff account", tag="admin", roles=OPERATOR,
+          body=s.UserIn, status=201, errors=(409,))
+def create_user(principal: Principal, body: s.UserIn) -> Any:
+    data = body.model_dump()
+    return 201, accounts.create_user(
+        ctx(), principal, username=data["username"], password=data["password"],
+        role=data["role"], display_name=data["display_name"], site_codes=data["sites"],
+        locale=data["locale"],
+    )
+
+
+@endpoint("/users", summary="Staff accounts", tag="admin", roles=OPERATOR)
+def list_users(principal: Principal) -> Any:
+    return {"items": accounts.list_users(ctx(), principal)}
+
+
+# ------------------------------------------------------------------ residents
+
+
+@endpoint("/track/<token>", summary="A resident's view of their parcel", tag="residents",
+          roles=RESIDENT, errors=(404, 410))
+def track(principal: Principal) -> Any:
+    return resident.resident_view(ctx(), principal)
+
+
+@endpoint("/track/<token>/extension", "POST", summary="Ask for the one extension",
+          tag="residents", roles=RESIDENT, errors=(404, 409, 410))
+def track_extend(principal: Principal) -> Any:
+    assert principal.parcel_id is not None
+    return parcels.extend(ctx(), principal, principal.parcel_id)
+
+
+@endpoint("/track/<token>/proxy", "POST", summary="Name someone to pick up for you",
+          tag="residents", roles=RESIDENT, body=s.ProxyIn, status=201, errors=(404, 409, 410))
+def track_proxy(principal: Principal, body: s.ProxyIn) -> Any:
+    assert principal.parcel_id is not None
+    return 201, parcels.name_proxy(ctx(), principal, principal.parcel_id, body.name)
+
+
+@endpoint("/track/<token>/qr.png", summary="The pickup QR code (PNG)", tag="residents",
+          roles=RESIDENT, errors=(404, 410))
+def track_qr_png(principal: Principal) -> Any:
+    return Response(qr.png(resident.qr_payload(ctx(), principal)), mimetype="image/png")
+
+
+@endpoint("/track/<token>/qr.svg", summary="The pickup QR code (SVG)", tag="residents",
+          roles=RESIDENT, errors=(404, 410))
+def track_qr_svg(principal: Principal) -> Any:
+    return Response(qr.svg(resident.qr_payload(ctx(), principal)), mimetype="image/svg+xml")
+
+
+__all__ = ["bp"]

@@ -1,0 +1,164 @@
+"""Input schemas of the API (pydantic): validation and the OpenAPI document in one place."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+Tracking = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LocationIn(Strict):
+    label: Annotated[str, Field(min_length=1, max_length=20)]
+    size_class: str = "M"
+    capacity: Annotated[int, Field(ge=1, le=10_000)]
+
+
+class SiteIn(Strict):
+    code: Code
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: Literal["shop", "locker"]
+    network: str | None = None
+    address: Annotated[str, Field(min_length=1, max_length=300)]
+    postcode: Annotated[str, Field(min_length=1, max_length=10)]
+    city: Annotated[str, Field(min_length=1, max_length=120)]
+    latitude: Annotated[float, Field(ge=-90, le=90)]
+    longitude: Annotated[float, Field(ge=-180, le=180)]
+    area: Literal["town", "countryside"] = "countryside"
+    opening_hours: dict[str, list[list[str]]] | Literal["24/7"] | None = None
+    step_free_access: bool = False
+    locations: list[LocationIn] = []
+
+
+class LocationsIn(Strict):
+    locations: Annotated[list[LocationIn], Field(min_length=1)]
+
+
+class SiteStatusIn(Strict):
+    status: Literal["open", "closed", "saturated"]
+
+
+class SitesQuery(Strict):
+    near: Annotated[str | None, Field(pattern=r"^-?\d+(\.\d+)?,-?\d+(\.\d+)?$")] = None
+    radius_km: Annotated[float | None, Field(gt=0, le=500)] = None
+    has_room: bool = False
+    open_now: bool = False
+    kind: Literal["shop", "locker"] | None = None
+
+
+class ClosingDayIn(Strict):
+    day: date
+    reason: Annotated[str | None, Field(max_length=200)] = None
+
+
+class RecipientIn(Strict):
+    name: Annotated[str | None, Field(max_length=200)] = None
+    phone: Annotated[str | None, Field(max_length=32)] = None
+    email: Annotated[str | None, Field(max_length=254)] = None
+    locale: Literal["fr", "en"] = "fr"
+
+
+Dims = Annotated[list[Annotated[int, Field(gt=0, le=5000)]], Field(min_length=3, max_length=3)]
+
+
+class CheckInIn(Strict):
+    tracking_number: Tracking
+    accept_unannounced: bool = False
+    size_class: str | None = None
+    dimensions_mm: Dims | None = None
+    recipient: RecipientIn | None = None
+    carrier: Code | None = None
+
+
+class IdentityIn(Strict):
+    document_type: Annotated[str, Field(min_length=1, max_length=40)]
+    document_last4: Annotated[str, Field(min_length=4, max_length=4)]
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class PickupIn(Strict):
+    code: Annotated[str | None, Field(max_length=32)] = None
+    tracking_number: Tracking | None = None
+    identity: IdentityIn | None = None
+    override_lock: bool = False
+
+
+class CollectionIn(Strict):
+    tracking_numbers: Annotated[list[Tracking], Field(min_length=1, max_length=1000)]
+
+
+class InventoryQuery(Strict):
+    state: Annotated[str | None, Field(description="comma-separated states")] = None
+    expiring_within_hours: Annotated[int | None, Field(ge=0, le=24 * 60)] = None
+    unannounced: bool | None = None
+    carrier: Code | None = None
+    page: Annotated[int, Field(ge=1)] = 1
+    per_page: Annotated[int | None, Field(ge=1, le=500)] = None
+
+
+class PageQuery(Strict):
+    page: Annotated[int, Field(ge=1)] = 1
+    per_page: Annotated[int | None, Field(ge=1, le=500)] = None
+
+
+class ParcelLookupQuery(Strict):
+    tracking_number: Tracking
+
+
+class ManifestParcelIn(Strict):
+    tracking_number: Tracking
+    site: Annotated[str, Field(max_length=40)]
+    recipient: RecipientIn | None = None
+    size_class: str | None = None
+    dimensions_mm: Dims | None = None
+    weight_g: Annotated[int | None, Field(gt=0, le=100_000)] = None
+    expected_date: date | None = None
+
+
+class ManifestIn(Strict):
+    reference: Annotated[str, Field(min_length=1, max_length=80)]
+    expected_date: date | None = None
+    parcels: Annotated[list[ManifestParcelIn], Field(min_length=1, max_length=5000)]
+
+    def as_service_body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class DeclarationIn(Strict):
+    kind: Literal["missing", "damaged"]
+    note: Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class ProxyIn(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class TokenIn(Strict):
+    username: Annotated[str, Field(min_length=1, max_length=80)]
+    password: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class CarrierIn(Strict):
+    code: Code
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    reroute_policy: Literal["confirm", "automatic"] = "confirm"
+
+
+class KeyIn(Strict):
+    label: Annotated[str, Field(max_length=120)] = ""
+
+
+class UserIn(Strict):
+    username: Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.@-]+$")]
+    password: Annotated[str, Field(min_length=10, max_length=200)]
+    role: Literal["operator", "shopkeeper"]
+    display_name: Annotated[str, Field(max_length=200)] = ""
+    sites: list[Code] = []
+    locale: Literal["fr", "en"] = "fr"

@@ -1,0 +1,44 @@
+"""Errors as ``application/problem+json`` (RFC 9457), one stable ``type`` per error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, json, request
+from werkzeug.exceptions import HTTPException
+
+from relay_ops.domain.errors import DomainError
+
+PROBLEM_BASE = "/api/v1/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+
+def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> Response:
+    body = {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.path,
+        **{k: v for k, v in extra.items() if v is not None},
+    }
+    return Response(json.dumps(body), status=status, mimetype=MEDIA_TYPE)
+
+
+def from_domain(err: DomainError) -> Response:
+    return problem(err.status, err.slug, err.title, err.detail, **err.extra)
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(DomainError, from_domain)
+
+    @app.errorhandler(HTTPException)
+    def _http(err: HTTPException) -> Response:
+        status = err.code or 500
+        slug = (err.name or "error").lower().replace(" ", "-")
+        return problem(status, slug, err.name, err.description or err.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception) -> Response:
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "internal-error", "Internal error", "the error was logged")

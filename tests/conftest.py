@@ -1,0 +1,119 @@
+"""Shared fixtures: an app per test on SQLite and on the machine's real PostgreSQL.
+
+Migrations run once per test session per backend. SQLite tests copy a migrated template file;
+PostgreSQL tests share one database created for the session and emptied after each test
+(TRUNCATE keeps real commits possible, which the race tests need).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+
+from relay_ops import create_app
+from relay_ops.db import migrate
+from relay_ops.db.models import Base
+from relay_ops.services.context import Ctx
+
+PG_ADMIN_URL = os.environ.get(
+    "RELAY_OPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+class Clock:
+    """A clock tests can move; services read time only through it."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    engine = create_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    name = f"relayops_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        path = tmp_path / "relay_ops.sqlite3"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("pg_url")
+        yield url
+        _truncate_all(url)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    # A Tuesday morning in Paris, inside the demo shops' opening hours.
+    return Clock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[Flask]:
+    config: dict[str, Any] = {
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "NOTIFY_FILE_PATH": str(tmp_path / "notifications.jsonl"),
+        "PUBLIC_BASE_URL": "http://relayops.test",
+    }
+    application = create_app(config)
+    ctx: Ctx = application.extensions["relay_ops"]
+    application.extensions["relay_ops"] = Ctx(db=ctx.db, settings=ctx.settings, clock=clock)
+    yield application
+    ctx.db.dispose()
+
+
+@pytest.fixture
+def ctx(app: Flask) -> Ctx:
+    return app.extensions["relay_ops"]
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

@@ -1,0 +1,152 @@
+"""Helpers that read like the feature: a small world of sites, carriers and staff, and an API
+client that carries a bearer token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
+from relay_ops.db.models import Base, PickupCredential
+from relay_ops.services import accounts, parcels, sites
+from relay_ops.services.context import Ctx
+from relay_ops.services.principal import SYSTEM
+
+PASSWORD = "correct horse battery"
+HOURS = {d: [["08:00", "20:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat")}
+
+
+class Api:
+    def __init__(self, client: FlaskClient, token: str | None) -> None:
+        self.client, self.token = client, token
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return headers | (extra or {})
+
+    def get(self, path: str, **query: Any) -> TestResponse:
+        return self.client.get("/api/v1" + path, query_string=query, headers=self._headers(None))
+
+    def post(self, path: str, json: Any = None, headers: dict[str, str] | None = None
+             ) -> TestResponse:
+        return self.client.post("/api/v1" + path, json=json, headers=self._headers(headers))
+
+    def put(self, path: str, json: Any = None) -> TestResponse:
+        return self.client.put("/api/v1" + path, json=json, headers=self._headers(None))
+
+    def delete(self, path: str) -> TestResponse:
+        return self.client.delete("/api/v1" + path, headers=self._headers(None))
+
+
+def shop(code: str, lat: float, lon: float, locations: list[tuple[str, str, int]],
+         **extra: Any) -> dict[str, Any]:
+    return {
+        "code": code, "name": f"Shop {code}", "kind": "shop", "address": "1 rue de la Poste",
+        "postcode": "44000", "city": "Bourg", "latitude": lat, "longitude": lon,
+        "opening_hours": HOURS,
+        "locations": [{"label": lbl, "size_class": c, "capacity": n} for lbl, c, n in locations],
+        **extra,
+    }
+
+
+@dataclass
+class World:
+    ctx: Ctx
+    client: FlaskClient
+    shop_id: int
+    other_shop_id: int
+    operator: Api
+    shopkeeper: Api
+    other_shopkeeper: Api
+    carrier: Api
+    other_carrier: Api
+    anonymous: Api
+
+    def announce(self, *numbers: str, site: str = "bourg", reference: str | None = None,
+                 **item: Any) -> TestResponse:
+        body = {
+            "reference": reference or f"R-{'-'.join(numbers)}",
+            "parcels": [
+                {"tracking_number": n, "site": site,
+                 "recipient": {"name": "Jeanne Martin", "phone": "+33612345678",
+                               "email": "jeanne@example.org"}, **item}
+                for n in numbers
+            ],
+        }
+        return self.carrier.post("/manifests", json=body)
+
+    def check_in(self, number: str, **body: Any) -> TestResponse:
+        return self.shopkeeper.post(f"/sites/{self.shop_id}/check-ins",
+                                    json={"tracking_number": number, **body})
+
+    def ready(self, number: str) -> dict[str, Any]:
+        """Announce and check in: the parcel as the shopkeeper sees it."""
+        assert self.announce(number).status_code == 201
+        response = self.check_in(number)
+        assert response.status_code == 201, response.json
+        return response.json["parcel"]
+
+    def code_of(self, parcel_id: int, holder: str = "recipient") -> str:
+        with self.ctx.db.read() as session:
+            credential = session.scalar(
+                select(PickupCredential).where(
+                    PickupCredential.parcel_id == parcel_id, PickupCredential.holder == holder,
+                    PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None),
+                )
+            )
+            assert credential is not None
+            return parcels.code_of(self.ctx, credential)
+
+    def pick_up(self, **body: Any) -> TestResponse:
+        return self.shopkeeper.post(f"/sites/{self.shop_id}/pickups", json=body)
+
+
+def make_world(ctx: Ctx, client: FlaskClient) -> World:
+    shop_id = sites.create_site(
+        ctx, SYSTEM, shop("bourg", 47.5167, -1.2917, [("A1", "S", 10), ("B1", "L", 5)])
+    )["id"]
+    other_id = sites.create_site(
+        ctx, SYSTEM, shop("voisin", 47.4958, -1.4214, [("A1", "M", 10)])
+    )["id"]
+    accounts.create_carrier(ctx, SYSTEM, code="acme", name="Acme Parcels")
+    accounts.create_carrier(ctx, SYSTEM, code="other", name="Other Express")
+    accounts.create_user(ctx, SYSTEM, username="op", password=PASSWORD, role="operator")
+    accounts.create_user(ctx, SYSTEM, username="marie", password=PASSWORD, role="shopkeeper",
+                         site_codes=["bourg"])
+    accounts.create_user(ctx, SYSTEM, username="paul", password=PASSWORD, role="shopkeeper",
+                         site_codes=["voisin"])
+
+    def staff(name: str) -> Api:
+        return Api(client, accounts.log_in(ctx, name, PASSWORD).token)
+
+    def carrier(code: str) -> Api:
+        return Api(client, accounts.issue_carrier_key(ctx, SYSTEM, code).token)
+
+    return World(
+        ctx=ctx, client=client, shop_id=shop_id, other_shop_id=other_id,
+        operator=staff("op"), shopkeeper=staff("marie"), other_shopkeeper=staff("paul"),
+        carrier=carrier("acme"), other_carrier=carrier("other"), anonymous=Api(client, None),
+    )
+
+
+def row_counts(ctx: Ctx) -> dict[str, int]:
+    """How many rows each table holds: a refused request must leave these unchanged."""
+    with ctx.db.read() as session:
+        return {
+            table.name: session.scalar(select(func.count()).select_from(table)) or 0
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def is_problem(response: TestResponse, status: int, slug: str) -> bool:
+    body = response.get_json(silent=True) or {}
+    return (
+        response.status_code == status
+        and response.mimetype == "application/problem+json"
+        and body.get("type") == f"/api/v1/problems/{slug}"
+        and body.get("status") == status
+        and bool(body.get("detail"))
+    )
