@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup
+from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
 from relay_ops.db import migrate
 from relay_ops.domain.errors import DomainError
@@ -20,7 +20,7 @@ def ctx() -> Ctx:
     return current_app.extensions["relay_ops"]
 
 
-class _ReportDomainErrors(click.Group):
+class _ReportDomainErrors(AppGroup):
     """A refused command prints the rule it broke and exits 1, without a traceback."""
 
     def invoke(self, context: click.Context) -> Any:
@@ -135,7 +135,8 @@ def user_create(username: str, role: str, site_codes: tuple[str, ...], display_n
     click.echo(f"{role} {username} created")
 
 
-@click.command("sweep-expiry", cls=click.Command)
+@click.command("sweep-expiry")
+@with_appcontext
 def sweep_expiry() -> None:
     """Move parcels past their holding deadline to 'expired'."""
     expired = parcels.expire_overdue(ctx())
@@ -146,6 +147,7 @@ def sweep_expiry() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 @click.option("--seed-only", is_flag=True, help="create the demo data and exit")
+@with_appcontext
 def demo(host: str, port: int, seed_only: bool) -> None:
     """Run RelayOps on its embedded defaults with demo data."""
     from relay_ops import demo as demo_module
