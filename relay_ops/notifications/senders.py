@@ -207,6 +207,7 @@ class SmtpSender:
         password: str | None = None,
         starttls: bool = False,
         timeout: float = 10,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         envelope_from = parseaddr(sender_address)[1]
         if "@" not in envelope_from:
@@ -219,6 +220,8 @@ class SmtpSender:
         self.password = password
         self.starttls = starttls
         self.timeout = timeout
+        # A private CA for an internal relay; by default the system's, with hostname checks.
+        self.tls_context = tls_context
 
     def send(self, message: OutgoingMessage) -> SendResult:
         _require_channel(message, Channel.EMAIL)
@@ -256,10 +259,12 @@ class SmtpSender:
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         try:
             if self.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=self.tls_context or ssl.create_default_context())
             if self.username:
                 smtp.login(self.username, self.password or "")
-            # mail/rcpt/data rather than send_message, to keep the server's answer to DATA.
+            # mail/rcpt/data rather than send_message, to keep the server's answer to DATA;
+            # they do not greet the server by themselves as send_message does.
+            smtp.ehlo_or_helo_if_needed()
             _expect(smtp.mail(self.envelope_from), accepted=(250,))
             _expect(smtp.rcpt(recipient), accepted=(250, 251))
             code, reply = smtp.data(email.as_bytes())
