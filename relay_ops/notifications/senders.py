@@ -334,12 +334,14 @@ class SmsWebhookSender:
             with self._opener.open(request, timeout=self.timeout) as response:
                 status, raw = response.status, response.read(_MAX_RESPONSE_BYTES)
         except urllib.error.HTTPError as error:
-            raise _http_error(error.code, error.read(_MAX_RESPONSE_BYTES)) from error
+            with error:  # it holds the open connection
+                raw = error.read(_MAX_RESPONSE_BYTES)
+            raise _http_error(error.code, raw) from error
         except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
             # Connection refused, DNS failure, timeout, connection dropped mid-answer.
             raise TransientSendError(f"SMS gateway unreachable: {error!r}") from error
-        text = _truncate(_decode(raw))
-        return SendResult(provider_id=_provider_id(raw), provider_response=f"{status} {text}")
+        response = _truncate(f"{status} {_decode(raw)}")
+        return SendResult(provider_id=_provider_id(raw), provider_response=response)
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):

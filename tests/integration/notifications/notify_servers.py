@@ -1,5 +1,5 @@
-"""Real servers on 127.0.0.1 for the notification senders: an SMTP server (aiosmtpd), a TLS
-certificate for it, and helpers to find free ports."""
+"""Real servers on 127.0.0.1 for the notification senders: an SMTP server (aiosmtpd) with a TLS
+certificate, an HTTP server standing in for the SMS gateway, and a free-port helper."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import datetime as dt
 import ipaddress
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +156,90 @@ def smtp_server_with_starttls_and_auth(certificate: Certificate) -> Iterator[Smt
         yield server
     finally:
         controller.stop()
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class GatewayScript:
+    """What the fake SMS gateway answers next; tests change it before sending."""
+
+    status: int = 201
+    body: str = '{"id": "msg-7f3a", "status": "queued"}'
+    content_type: str = "application/json"
+    extra_headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class SmsGateway:
+    url: str
+    script: GatewayScript
+    requests: list[RecordedRequest]
+
+
+class _GatewayHandler(BaseHTTPRequestHandler):
+    server: _GatewayServer
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.server.requests.append(
+            RecordedRequest("POST", self.path, dict(self.headers.items()), body)
+        )
+        self._answer()
+
+    def do_GET(self) -> None:
+        self.server.requests.append(
+            RecordedRequest("GET", self.path, dict(self.headers.items()), b"")
+        )
+        self._answer()
+
+    def _answer(self) -> None:
+        script = self.server.script
+        if script.delay:
+            # Wait like an overloaded gateway, but let the fixture end the wait at teardown.
+            self.server.released.wait(script.delay)
+        payload = script.body.encode("utf-8")
+        self.send_response(script.status)
+        self.send_header("Content-Type", script.content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in script.extra_headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep pytest output clean; requests are recorded instead
+
+
+class _GatewayServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _GatewayHandler)
+        self.script = GatewayScript()
+        self.requests: list[RecordedRequest] = []
+        self.released = threading.Event()
+
+
+@pytest.fixture
+def sms_gateway() -> Iterator[SmsGateway]:
+    """An HTTP server on 127.0.0.1 standing in for the SMS provider's API."""
+    server = _GatewayServer()
+    # A short poll interval: shutdown() waits for it, and it runs after every test.
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        yield SmsGateway(f"http://127.0.0.1:{port}/v1/sms", server.script, server.requests)
+    finally:
+        server.released.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
