@@ -126,7 +126,8 @@ def _template_name(kind: MessageKind, ctx: MessageContext) -> str:
 
 def _render_email(catalog: LocaleCatalog, template: str, ctx: MessageContext) -> RenderedMessage:
     fields = _email_fields(catalog, ctx)
-    subject = _fill(catalog, f"{template}.email.subject", fields)
+    # A line break in a site name must not reach the Subject header, where it is refused.
+    subject = " ".join(_fill(catalog, f"{template}.email.subject", fields).split())
     body = _fill(catalog, f"{template}.email.body", fields)
     footer = _fill(catalog, "email.footer", fields)
     return RenderedMessage(subject=subject, body=f"{body}\n{footer}\n")

@@ -240,6 +240,12 @@ def test_a_message_without_what_it_needs_is_refused(
         render(kind, Channel.EMAIL, "fr", a_context(**missing))
 
 
+def test_a_subject_stays_on_one_line_whatever_the_site_name() -> None:
+    ctx = a_context(site_name="Tabac-Presse\nLe Central ")
+    message = render(MessageKind.READY, Channel.EMAIL, "fr", ctx)
+    assert message.subject == "Votre colis est disponible : Tabac-Presse Le Central"
+
+
 def test_braces_in_data_are_shown_not_interpreted() -> None:
     message = render(MessageKind.READY, Channel.SMS, "fr", a_context(site_name="Relais {site}"))
     assert "Relais {site}" in message.body
