@@ -157,13 +157,33 @@ def demo(host: str, port: int, seed_only: bool) -> None:
     if seed_only:
         click.echo("demo data ready")
         return
-    demo_module.print_welcome(ctx(), host, port)
-    demo_module.serve(current_app, host, port)
+    demo_module.print_welcome(ctx(), host, port, current_app.config["NOTIFY_FILE_PATH"])
+    demo_module.serve(current_app._get_current_object(), host, port)  # type: ignore[attr-defined]
+
+
+@click.command("run-jobs")
+@click.option("--once", is_flag=True, help="run the due jobs once and exit")
+@with_appcontext
+def run_jobs(once: bool) -> None:
+    """Run queued jobs in this process (without Redis)."""
+    from relay_ops import outbox
+    from relay_ops.jobs import InProcessRunner, handlers
+
+    if once:
+        done = outbox.run_pending_jobs(ctx().db, handlers(ctx(), current_app.config), ctx().now)
+        click.echo(f"{done} job(s) done")
+        return
+    runner = InProcessRunner(ctx(), current_app.config)
+    runner.start()
+    try:
+        runner.join()
+    except KeyboardInterrupt:
+        runner.stop()
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(db_group, "db")
-    for command in (site_group, carrier_group, user_group, sweep_expiry, demo):
+    for command in (site_group, carrier_group, user_group, sweep_expiry, run_jobs, demo):
         app.cli.add_command(command)
 
 
@@ -176,3 +196,7 @@ def _create_app() -> Flask:
 def main() -> None:
     FlaskGroup(create_app=_create_app, add_default_commands=False,
                help="RelayOps operations.")(prog_name="relay-ops")
+
+
+if __name__ == "__main__":
+    main()

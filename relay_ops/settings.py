@@ -44,7 +44,10 @@ DEFAULTS: dict[str, Any] = {
     },
     "DEFAULT_PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 500,
-    # Where the development notification sender writes (one JSON line per message).
+    # Notification channels (see relay_ops/notifications/senders.py for SMTP and SMS keys).
+    # The embedded default writes messages to a file in the instance folder.
+    "NOTIFY_EMAIL_BACKEND": "file",
+    "NOTIFY_SMS_BACKEND": "file",
     "NOTIFY_FILE_PATH": None,
     # Run queued jobs in a thread of the web process (embedded default) instead of RQ.
     "JOBS_IN_PROCESS": True,

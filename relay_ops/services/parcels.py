@@ -36,7 +36,7 @@ from relay_ops.services.principal import (
     require_role,
     require_site,
 )
-from relay_ops.services.sites import closing_days_of, nearest_with_room, occupancy_of
+from relay_ops.services.sites import closed_on, nearest_with_room, occupancy_of
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 HELD = [s.value for s in HELD_STATES]
@@ -274,7 +274,7 @@ def _place(
     parcel.location = location
     parcel.checked_in_at = now
     parcel.holding_deadline = deadline_after(
-        now, policy.days, ctx.settings.timezone, closing_days_of(session, site.id)
+        now, policy.days, ctx.settings.timezone, closed_on(session, site)
     )
     history.apply(
         session, parcel, Action.CHECK_IN, actor, now,
@@ -514,7 +514,7 @@ def extend(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:
         site = parcel.site
         new_deadline = extended_deadline(
             parcel.holding_deadline, parcel.extended, now, ctx.settings.holding[site.kind],
-            ctx.settings.timezone, closing_days_of(session, site.id),
+            ctx.settings.timezone, closed_on(session, site),
         )
         old = parcel.holding_deadline
         parcel.holding_deadline, parcel.extended = new_deadline, True

@@ -244,7 +244,8 @@ def test_closing_days_push_deadlines(world: World) -> None:
                                          json={"day": day, "reason": "inventaire"})
         assert response.status_code == 201
     parcel = world.ready("ACME00000700")
-    assert parcel["holding_deadline"].startswith("2026-12-13")
+    # Friday 11 and Saturday 12 closed, no Sunday hours: the deadline moves to Monday.
+    assert parcel["holding_deadline"].startswith("2026-12-14")
     assert world.shopkeeper.delete(
         f"/sites/{world.shop_id}/closing-days/2026-12-12").status_code == 204
     gone = world.shopkeeper.delete(f"/sites/{world.shop_id}/closing-days/2026-12-12")

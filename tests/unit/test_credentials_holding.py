@@ -7,7 +7,7 @@ from relay_ops.domain import credentials as creds
 from relay_ops.domain.errors import ExtensionRefused, ValidationFailed
 from relay_ops.domain.geo import distance_km
 from relay_ops.domain.holding import HoldingPolicy, deadline_after, extended_deadline
-from relay_ops.domain.hours import is_open, validate_hours
+from relay_ops.domain.hours import is_open, opens_on, validate_hours
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -40,7 +40,18 @@ def test_deadline_is_end_of_local_day_skipping_closing_days() -> None:
     start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     assert deadline_after(start, 10, PARIS) == datetime(2026, 12, 11, 22, 59, 59, tzinfo=UTC)
     closed = {date(2026, 12, 11), date(2026, 12, 12)}
-    assert deadline_after(start, 10, PARIS, closed).date() == date(2026, 12, 13)
+    assert deadline_after(start, 10, PARIS, closed.__contains__).date() == date(2026, 12, 13)
+
+
+def test_deadline_moves_to_a_day_the_shop_opens() -> None:
+    hours = {"tue": [["09:00", "12:00"]], "sat": [["09:00", "12:00"]]}
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # Tuesday; +10 days is Friday 11th
+
+    def closed(day: date) -> bool:
+        return not opens_on(hours, {date(2026, 12, 12)}, day)
+
+    assert deadline_after(start, 10, PARIS, closed).date() == date(2026, 12, 15)
+    assert opens_on("24/7", (), date(2026, 12, 25))
 
 
 def test_one_extension_before_the_deadline() -> None:
