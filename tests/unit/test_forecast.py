@@ -1,0 +1,169 @@
+"""The occupancy forecast, without a database: the model's rules and its properties."""
+
+from datetime import date, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from relay_ops.domain.forecast import (
+    PRIOR_HAZARDS,
+    Arrival,
+    Held,
+    SiteInputs,
+    Stay,
+    deadline_day,
+    forecast,
+    learn_arrivals,
+    learn_hazards,
+    learn_lead_share,
+)
+
+TUESDAY = date(2026, 12, 1)
+
+
+def sundays(day: date) -> bool:
+    return day.weekday() == 6
+
+
+def ready(age: int = 0, deadline_in: int = 10) -> Held:
+    until = TUESDAY + timedelta(days=deadline_in)
+    return Held(age=age, pickup_until=until, leaves_after=until + timedelta(days=2))
+
+
+def test_an_empty_site_with_no_history_stays_empty() -> None:
+    days = forecast(SiteInputs(today=TUESDAY, capacity=20))
+    assert [d.day for d in days] == [TUESDAY + timedelta(days=i) for i in range(8)]
+    assert all(d.predicted == 0 and d.low == 0 and d.high == 0 for d in days)
+
+
+def test_parcels_on_hand_leave_at_the_published_pace_for_a_new_shop() -> None:
+    days = forecast(SiteInputs(today=TUESDAY, capacity=200, held=[ready()] * 100))
+    assert days[0].predicted == 100  # the peak of today: all of them are here this morning
+    assert round(days[1].predicted) == 39  # 61 % collected the first day
+    assert days[3].predicted <= 1.0  # 99 % within three days
+    assert days[1].low < days[1].predicted < days[1].high
+
+
+def test_announced_parcels_arrive_on_their_day_and_then_leave() -> None:
+    announced = [Arrival(TUESDAY + timedelta(days=2))] * 30
+    days = forecast(SiteInputs(today=TUESDAY, capacity=20, announced=announced))
+    assert [d.predicted for d in days[:3]] == [0, 0, 30]
+    assert days[2].arrivals == 30 and days[2].over and days[2].at_risk
+    assert days[3].predicted < 15
+
+
+def test_no_pickup_on_a_closing_day_and_arrivals_wait_for_the_next_open_day() -> None:
+    saturday = date(2026, 12, 5)
+    held = [Held(age=0, pickup_until=saturday + timedelta(days=10),
+                 leaves_after=saturday + timedelta(days=12))] * 10
+    inputs = SiteInputs(today=saturday, capacity=50, held=held, today_remaining=0.0,
+                        announced=[Arrival(saturday + timedelta(days=1))] * 5,
+                        closed_on=sundays)
+    sat, sun, mon = forecast(inputs)[:3]
+    assert sun.closed and sun.predicted == sat.predicted == 10  # nobody came on Saturday night
+    assert mon.arrivals == 5 and mon.predicted == 15
+
+
+def test_expired_parcels_wait_for_their_carrier_then_free_their_place() -> None:
+    waiting = Held(age=12, pickup_until=None, leaves_after=TUESDAY + timedelta(days=1))
+    days = forecast(SiteInputs(today=TUESDAY, capacity=5, held=[waiting] * 4))
+    assert [d.predicted for d in days[:3]] == [4, 4, 0]
+
+
+def test_a_steady_baseline_fills_the_days_not_yet_announced() -> None:
+    inputs = SiteInputs(today=TUESDAY, capacity=100, baseline=20.0,
+                        lead_share=(0.9, 0.8, 0.1, 0.0))
+    days = forecast(inputs)
+    assert round(days[1].arrivals, 1) == 4.0  # 80 % of tomorrow's parcels are announced by now
+    assert days[7].arrivals == 20.0
+    assert 25 < days[7].predicted < 45  # a day's arrivals plus what is left from earlier days
+
+
+def test_deadlines_skip_closing_days() -> None:
+    assert deadline_day(date(2026, 12, 3), 10, sundays) == date(2026, 12, 14)
+
+
+def test_hazards_move_from_the_prior_to_the_site_behaviour() -> None:
+    prior = PRIOR_HAZARDS["shop"]
+    fast = [Stay(check_in=TUESDAY - timedelta(days=10), ended=TUESDAY - timedelta(days=10),
+                 picked_up=True)] * 500
+    learned = learn_hazards(fast, prior, TUESDAY, sundays)
+    assert learned[0] > 0.95
+    assert learn_hazards([], prior, TUESDAY, sundays)[:4] == prior
+
+
+def test_expiries_and_parcels_still_there_are_censored_not_counted_as_pickups() -> None:
+    start = TUESDAY - timedelta(days=20)
+    expired = [Stay(check_in=start, ended=start + timedelta(days=11))] * 200
+    learned = learn_hazards(expired, PRIOR_HAZARDS["shop"], TUESDAY, sundays, prior_weight=1)
+    assert learned[0] < 0.01 and learned[5] < 0.01  # 200 at risk, none collected
+    still = [Stay(check_in=TUESDAY)] * 50  # checked in today: not at risk yet
+    assert learn_hazards(still, PRIOR_HAZARDS["shop"], TUESDAY, sundays)[0] == 0.61
+
+
+def test_arrival_rate_follows_a_ramp_and_measures_overdispersion() -> None:
+    rate, dispersion = learn_arrivals([10] * 14 + [30] * 7)
+    assert 20 < rate < 30 and dispersion > 1
+    assert learn_arrivals([]) == (0.0, 1.0)
+    assert learn_lead_share([0, 1, 1, 2, None])[:4] == (0.8, 0.6, 0.2, 0.0)
+
+
+# ---------------------------------------------------------------- properties
+
+days_ahead = st.integers(min_value=-2, max_value=9)
+held_parcels = st.lists(
+    st.builds(
+        lambda age, until, lag, pickup: Held(
+            age=age, pickup_until=TUESDAY + timedelta(days=until) if pickup else None,
+            leaves_after=TUESDAY + timedelta(days=max(until, 0) + lag)),
+        st.integers(0, 12), st.integers(-1, 10), st.integers(0, 3), st.booleans()),
+    max_size=40,
+)
+arrivals = st.lists(
+    st.builds(lambda d, p: Arrival(TUESDAY + timedelta(days=d), p), days_ahead,
+              st.floats(0.0, 1.0)),
+    max_size=40,
+)
+site_inputs = st.builds(
+    SiteInputs,
+    today=st.just(TUESDAY),
+    capacity=st.integers(0, 60),
+    held=held_parcels,
+    announced=arrivals,
+    baseline=st.floats(0.0, 30.0),
+    dispersion=st.floats(1.0, 4.0),
+    lead_share=st.lists(st.floats(0.0, 1.0), max_size=5).map(
+        lambda xs: tuple(sorted(xs, reverse=True))),
+    hazards=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=6).map(tuple),
+    holding_days=st.integers(1, 14),
+    return_lag_days=st.integers(0, 3),
+    today_remaining=st.floats(0.0, 1.0),
+    closed_on=st.sampled_from([lambda d: False, sundays, lambda d: d.weekday() >= 5]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(site_inputs)
+def test_never_negative_and_the_band_contains_the_prediction(inputs: SiteInputs) -> None:
+    for day in forecast(inputs):
+        assert 0 <= day.low <= day.predicted <= day.high
+
+
+@settings(max_examples=150, deadline=None)
+@given(site_inputs)
+def test_never_more_than_on_hand_plus_what_can_arrive(inputs: SiteInputs) -> None:
+    for i, day in enumerate(forecast(inputs)):
+        can_arrive = sum(a.probability for a in inputs.announced
+                         if a.day <= day.day) + inputs.baseline * (i + 1)
+        assert day.predicted <= len(inputs.held) + can_arrive + 1e-3
+
+
+@settings(max_examples=150, deadline=None)
+@given(site_inputs, st.builds(lambda d: Arrival(TUESDAY + timedelta(days=d)), days_ahead))
+def test_monotonic_in_announced_arrivals(inputs: SiteInputs, extra: Arrival) -> None:
+    before = forecast(inputs)
+    more = SiteInputs(**{**inputs.__dict__, "announced": [*inputs.announced, extra]})
+    after = forecast(more)
+    for b, a in zip(before, after, strict=True):
+        assert a.predicted >= b.predicted - 1e-9
+        assert a.high >= b.high
