@@ -42,6 +42,26 @@ DEFAULTS: dict[str, Any] = {
         "L": [410, 380, 640],
         "XL": [500, 500, 800],
     },
+    # Occupancy forecast and reroutes before the van leaves (docs/forecast.md).
+    "FORECAST": {
+        "horizon_days": 7,
+        "band_z": 1.645,
+        "dwell_window_days": 56,
+        "arrival_window_days": 28,
+        "arrival_half_life_days": 7,
+        "prior_weight": 20,
+        "show_rate": 0.97,
+        "return_lag_days": 2,
+        # How far a parcel may be sent instead, by the original site's area.
+        "reroute_radius_km": {"town": 2.0, "countryside": 10.0},
+        "reroute_options": 3,
+    },
+    # Shorter holding periods in a season, per site kind, e.g.
+    # {"shop": [{"from": "11-20", "to": "12-24", "days": 5}]}; none by default.
+    "HOLDING_SEASONS": {},
+    # Shorter holding periods when the site's forecast for the day reaches this share of its
+    # capacity; {} or threshold null turns it off.
+    "HOLDING_LOAD": {"threshold": 0.9, "days": {"shop": 6, "locker": 2}},
     "DEFAULT_PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 500,
     # Notification channels (see relay_ops/notifications/senders.py for SMTP and SMS keys).

@@ -342,3 +342,46 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SiteForecast(Base):
+    """The latest occupancy forecast of a site for one day (see docs/forecast.md)."""
+
+    __tablename__ = "site_forecasts"
+    __table_args__ = (UniqueConstraint("site_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    predicted: Mapped[float] = mapped_column(Float)
+    low: Mapped[int] = mapped_column(Integer)
+    high: Mapped[int] = mapped_column(Integer)
+    capacity: Mapped[int] = mapped_column(Integer)
+    arrivals: Mapped[float] = mapped_column(Float)
+    closed: Mapped[bool] = mapped_column(Boolean)
+    at_risk: Mapped[bool] = mapped_column(Boolean)
+
+
+class RerouteProposal(Base):
+    """A parcel announced to a site the forecast sees full, and where it could go instead.
+
+    ``status``: proposed (the carrier decides), accepted, refused, automatic (the carrier's
+    policy rerouted it at once), withdrawn (the parcel arrived or moved before a decision).
+    """
+
+    __tablename__ = "reroute_proposals"
+    __table_args__ = (Index("ix_reroute_proposals_parcel", "parcel_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id", ondelete="CASCADE"))
+    from_site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    to_site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    day: Mapped[date] = mapped_column(Date)
+    # [{"site": code, "name", "distance_km", "predicted", "capacity"}], nearest first
+    options: Mapped[list[Any]]
+    status: Mapped[str] = mapped_column(String(10), default="proposed")
+    reason: Mapped[str] = mapped_column(String(300))
+    distance_km: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]

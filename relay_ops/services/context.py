@@ -9,12 +9,30 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from relay_ops.db.database import Database
-from relay_ops.domain.holding import HoldingPolicy
+from relay_ops.domain.holding import AdaptiveHolding, HoldingPolicy
 from relay_ops.domain.sizing import Dims
 
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ForecastSettings:
+    """See docs/forecast.md and ``FORECAST`` in relay_ops/settings.py."""
+
+    horizon_days: int = 7
+    band_z: float = 1.645
+    dwell_window_days: int = 56
+    arrival_window_days: int = 28
+    arrival_half_life_days: float = 7.0
+    prior_weight: float = 20.0
+    show_rate: float = 0.97
+    return_lag_days: int = 2
+    reroute_radius_km: Mapping[str, float] = field(
+        default_factory=lambda: {"town": 2.0, "countryside": 10.0}
+    )
+    reroute_options: int = 3
 
 
 @dataclass(frozen=True)
@@ -31,6 +49,8 @@ class Settings:
     secret_key: str
     argon2_time_cost: int
     argon2_memory_kib: int
+    forecast: ForecastSettings = field(default_factory=ForecastSettings)
+    adaptive_holding: AdaptiveHolding = field(default_factory=AdaptiveHolding)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -47,6 +67,10 @@ class Settings:
             secret_key=config["SECRET_KEY"],
             argon2_time_cost=int(config["ARGON2_TIME_COST"]),
             argon2_memory_kib=int(config["ARGON2_MEMORY_KIB"]),
+            forecast=ForecastSettings(**config.get("FORECAST", {})),
+            adaptive_holding=AdaptiveHolding.from_config(
+                config.get("HOLDING_SEASONS") or {}, config.get("HOLDING_LOAD") or {}
+            ),
         )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from relay_ops.db.models import Notification, Parcel, Site
+from relay_ops.db.models import Notification, Parcel, ParcelEvent, Site
 from relay_ops.domain.hours import ALWAYS_OPEN, DAYS
 from relay_ops.notifications.messages import (
     Channel,
@@ -114,6 +114,9 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         pickup_code=code_of(ctx, recipient) if recipient else None,
         qr_url=qr_url(ctx, parcel.id) if recipient else None,
         picked_up_at=parcel.closed_at if parcel.state == "picked_up" else None,
+        previous_site_name=(
+            _previous_site_name(session, parcel) if notification.kind == "rerouted" else None
+        ),
     )
     try:
         rendered = render(MessageKind(notification.kind), channel, parcel.recipient_locale,
@@ -122,6 +125,19 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         return None
     return OutgoingMessage.from_rendered(channel, address, rendered,
                                          f"relayops-notification-{notification.id}")
+
+
+def _previous_site_name(session: Any, parcel: Parcel) -> str | None:
+    """Where a rerouted parcel was first addressed: its latest reroute event says."""
+    event = session.scalar(
+        select(ParcelEvent)
+        .where(ParcelEvent.parcel_id == parcel.id, ParcelEvent.action == "reroute")
+        .order_by(ParcelEvent.id.desc())
+    )
+    if event is None:
+        return None
+    origin = session.scalar(select(Site).where(Site.code == event.data.get("from_site")))
+    return origin.name if origin else event.data.get("from_site")
 
 
 def _record(ctx: Ctx, notification_id: int, status: str, *, provider_id: str | None = None,

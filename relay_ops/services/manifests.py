@@ -19,7 +19,7 @@ from relay_ops.db.models import Carrier, Manifest, Parcel, Site
 from relay_ops.domain import tracking
 from relay_ops.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import history, notify
+from relay_ops.services import history, notify, reroute
 from relay_ops.services.context import Ctx
 from relay_ops.services.parcels import by_tracking, parcel_view, set_size
 from relay_ops.services.principal import Principal, Role, require_role
@@ -72,6 +72,7 @@ def announce(ctx: Ctx, actor: Principal, body: dict[str, Any]) -> tuple[int, dic
         session.add(manifest)
         session.flush()
         results = _announce_parcels(ctx, session, actor, carrier, manifest, items)
+        reroute.check_manifest(ctx, session, actor, carrier, results)
         answer = {
             "id": manifest.id,
             "reference": reference,

@@ -24,10 +24,16 @@ from relay_ops.domain.errors import (
     WrongPickupCode,
     WrongSite,
 )
-from relay_ops.domain.holding import deadline_after, extended_deadline
+from relay_ops.domain.holding import (
+    HoldingDecision,
+    deadline_after,
+    extended_deadline,
+    holding_days,
+)
 from relay_ops.domain.lifecycle import HELD_STATES, Action, State
 from relay_ops.services import history, notify
 from relay_ops.services.context import Ctx
+from relay_ops.services.forecast import load_ratio
 from relay_ops.services.principal import (
     SYSTEM,
     Principal,
@@ -269,19 +275,30 @@ def _place(
     ctx: Ctx, session: Session, site: Site, parcel: Parcel, location: Location, now: datetime,
     actor: Principal,
 ) -> None:
-    policy = ctx.settings.holding[site.kind]
     parcel.location_id = location.id
     parcel.location = location
     parcel.checked_in_at = now
+    holding = _holding_period(ctx, session, site, now)
     parcel.holding_deadline = deadline_after(
-        now, policy.days, ctx.settings.timezone, closed_on(session, site)
+        now, holding.days, ctx.settings.timezone, closed_on(session, site)
     )
     history.apply(
         session, parcel, Action.CHECK_IN, actor, now,
-        data={"location": location.label, "deadline": parcel.holding_deadline.isoformat()},
+        data={"location": location.label, "deadline": parcel.holding_deadline.isoformat(),
+              "holding_days": holding.days, "holding_rule": holding.rule},
     )
     issue_credential(ctx, session, parcel, holder="recipient")
     notify.queue(session, parcel, "ready")
+
+
+def _holding_period(ctx: Ctx, session: Session, site: Site, now: datetime) -> HoldingDecision:
+    """The season's and the load's rule (docs/forecast.md), decided once, before the ready
+    message states the deadline; later changes never shorten it."""
+    today = now.astimezone(ctx.settings.timezone).date()
+    return holding_days(
+        site.kind, ctx.settings.holding[site.kind].days, today,
+        load_ratio(ctx, session, site, today), ctx.settings.adaptive_holding,
+    )
 
 
 # ---------------------------------------------------------------- credentials

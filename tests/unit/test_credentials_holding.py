@@ -85,3 +85,27 @@ def test_bad_opening_hours_are_refused(bad: object) -> None:
 def test_great_circle_distance() -> None:
     # Nantes to Angers: about 80 km as the crow flies.
     assert 79 < distance_km(47.2184, -1.5536, 47.4784, -0.5632) < 81
+
+
+def test_seasons_and_load_shorten_holding_periods_never_lengthen_them() -> None:
+    from relay_ops.domain.holding import AdaptiveHolding, HoldingDecision
+    from relay_ops.domain.holding import holding_days as decide
+
+    def holding_days(*args: object) -> tuple[int, str]:
+        decision: HoldingDecision = decide(*args)  # type: ignore[arg-type]
+        return decision.days, decision.rule
+
+    rules = AdaptiveHolding.from_config(
+        {"shop": [{"from": "11-20", "to": "12-24", "days": 5}],
+         "locker": [{"from": "12-20", "to": "01-05", "days": 1}]},
+        {"threshold": 0.9, "days": {"shop": 4, "locker": 5}},
+    )
+    assert holding_days("shop", 10, date(2026, 11, 19), 0.5, rules) == (10, "standard")
+    assert holding_days("shop", 10, date(2026, 11, 20), 0.5, rules) == (5, "season")
+    assert holding_days("shop", 10, date(2026, 12, 25), 0.95, rules) == (4, "load")
+    assert holding_days("locker", 3, date(2027, 1, 2), None, rules) == (1, "season")
+    assert holding_days("locker", 3, date(2026, 7, 2), 1.0, rules) == (3, "standard")
+    off = AdaptiveHolding.from_config({}, {})
+    assert holding_days("shop", 10, date(2026, 12, 1), 2.0, off) == (10, "standard")
+    with pytest.raises(ValueError):
+        AdaptiveHolding.from_config({"shop": [{"from": "02-30", "to": "03-01", "days": 1}]}, {})

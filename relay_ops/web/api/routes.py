@@ -9,7 +9,8 @@ from flask import Response
 
 from relay_ops import qr
 from relay_ops.domain.errors import ValidationFailed
-from relay_ops.services import accounts, manifests, parcels, resident, sites
+from relay_ops.services import accounts, manifests, parcels, reroute, resident, sites
+from relay_ops.services import forecast as forecasts
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import bp, ctx, endpoint, pagination
 from relay_ops.web.api import schemas as s
@@ -82,6 +83,16 @@ def list_locations(principal: Principal, site_id: int) -> Any:
           roles=STAFF, errors=(404,))
 def get_occupancy(principal: Principal, site_id: int) -> Any:
     return sites.occupancy(ctx(), principal, site_id)
+
+
+@endpoint("/sites/<int:site_id>/forecast", summary="Parcels on hand predicted for 7 days",
+          tag="sites", roles=STAFF, errors=(404,),
+          description="For today and each of the next 7 days: the parcels predicted on hand at "
+                      "the day's peak with a 90 % band (`low`, `high`), the capacity, whether the "
+                      "site is closed, and `at_risk` when the band's top exceeds the capacity. "
+                      "See docs/forecast.md.")
+def get_forecast(principal: Principal, site_id: int) -> Any:
+    return forecasts.site_forecast(ctx(), principal, site_id)
 
 
 @endpoint("/sites/<int:site_id>/closing-days", "POST", summary="Declare a closing day",
@@ -190,6 +201,23 @@ def extend_parcel(principal: Principal, parcel_id: int) -> Any:
           tag="parcels", roles=STAFF, body=s.DeclarationIn, status=201, errors=(404, 409))
 def declare(principal: Principal, parcel_id: int, body: s.DeclarationIn) -> Any:
     return 201, parcels.declare(ctx(), principal, parcel_id, body.kind, body.note)
+
+
+@endpoint("/parcels/<int:parcel_id>/reroute", "POST", summary="Accept or refuse a reroute",
+          tag="parcels", roles=(Role.CARRIER, Role.OPERATOR), body=s.RerouteDecisionIn,
+          idempotent=True, errors=(404, 409, 422),
+          description="When an announcement finds the destination full that day and the "
+                      "carrier's policy is `confirm`, the answer proposes sites. Send one of "
+                      "them as `site`, or `refuse: true` to keep the destination. A parcel "
+                      "already checked in is never moved (409).")
+def decide_reroute(principal: Principal, parcel_id: int, body: s.RerouteDecisionIn) -> Any:
+    return reroute.decide(ctx(), principal, parcel_id, site_code=body.site, refuse=body.refuse)
+
+
+@endpoint("/parcels/<int:parcel_id>/reroutes", summary="A parcel's reroute proposals",
+          tag="parcels", roles=(Role.CARRIER, Role.OPERATOR), errors=(404,))
+def list_reroutes(principal: Principal, parcel_id: int) -> Any:
+    return {"items": reroute.list_for_parcel(ctx(), principal, parcel_id)}
 
 
 # ------------------------------------------------------------------ manifests

@@ -136,6 +136,11 @@ class DeclarationIn(Strict):
     note: Annotated[str, Field(min_length=1, max_length=300)]
 
 
+class RerouteDecisionIn(Strict):
+    site: Code | None = None
+    refuse: bool = False
+
+
 class ProxyIn(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
 

@@ -1,0 +1,307 @@
+"""Occupancy forecasts: read a site's parcels and events, run the model, store the days.
+
+The model is ``relay_ops.domain.forecast`` (docs/forecast.md). This module only gathers its
+inputs and keeps the result in ``site_forecasts``, one row per site and day, replaced each
+time. It runs on every manifest announcement for the sites the manifest touches (inside that
+transaction), when someone reads a site's forecast, and for every site from
+:func:`forecast_all`, the plain function the scheduler calls.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from relay_ops.db.models import Parcel, ParcelEvent, Site, SiteForecast
+from relay_ops.domain import forecast as model
+from relay_ops.domain.errors import NotFound
+from relay_ops.domain.hours import ALWAYS_OPEN, DAYS
+from relay_ops.domain.lifecycle import HELD_STATES, State
+from relay_ops.services.context import Ctx
+from relay_ops.services.principal import Principal, Role, require_role, require_site
+from relay_ops.services.sites import closed_on, occupancy_of
+
+HELD = [s.value for s in HELD_STATES]
+ENDINGS = ("pick_up", "expire", "declare_missing", "declare_damaged")
+LATE_ANNOUNCED_DAYS = 2  # an announced parcel this late may still come, at half the odds
+
+
+def local_day(ctx: Ctx, moment: datetime) -> date:
+    return moment.astimezone(ctx.settings.timezone).date()
+
+
+def site_closed_on(session: Session, site: Site) -> model.ClosedOn:
+    if site.status == "closed":
+        return lambda _day: True
+    return closed_on(session, site)
+
+
+def today_remaining(ctx: Ctx, site: Site, now: datetime) -> float:
+    """The share of today's opening time still to come (pickups and arrivals left today)."""
+    local = now.astimezone(ctx.settings.timezone)
+    minute = local.hour * 60 + local.minute
+    if site.opening_hours == ALWAYS_OPEN:
+        return 1.0 - minute / (24 * 60)
+    total = left = 0
+    for start, end in site.opening_hours.get(DAYS[local.weekday()], []):
+        a, b = _minutes(start), _minutes(end)
+        total += b - a
+        left += max(0, b - max(a, minute))
+    return left / total if total else 0.0
+
+
+def _minutes(hhmm: str) -> int:
+    return int(hhmm[:2]) * 60 + int(hhmm[3:])
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
+    now = ctx.now()
+    today = local_day(ctx, now)
+    settings = ctx.settings.forecast
+    closed = site_closed_on(session, site)
+    check_ins = _check_ins(ctx, session, site, now)
+    return model.SiteInputs(
+        today=today,
+        capacity=occupancy_of(session, site).capacity,
+        held=_held(ctx, session, site, today, closed),
+        announced=_announced(ctx, session, site, today),
+        **_arrival_rates(ctx, session, check_ins, today, closed),
+        hazards=_hazards(ctx, session, site, check_ins, today, closed),
+        holding_days=ctx.settings.holding[site.kind].days,
+        return_lag_days=settings.return_lag_days,
+        today_remaining=today_remaining(ctx, site, now),
+        closed_on=closed,
+        horizon=settings.horizon_days,
+        z=settings.band_z,
+    )
+
+
+def _held(
+    ctx: Ctx, session: Session, site: Site, today: date, closed: model.ClosedOn
+) -> list[model.Held]:
+    lag = timedelta(days=ctx.settings.forecast.return_lag_days)
+    held = []
+    rows = session.execute(
+        select(Parcel.state, Parcel.checked_in_at, Parcel.holding_deadline).where(
+            Parcel.site_id == site.id, Parcel.state.in_(HELD)
+        )
+    )
+    for state, checked_in_at, deadline in rows:
+        start = local_day(ctx, checked_in_at) if checked_in_at else today
+        age = len(model.open_ages(start, today - timedelta(days=1), closed))
+        end = local_day(ctx, deadline) if deadline else today
+        collectable = state == State.READY_FOR_PICKUP.value
+        held.append(model.Held(
+            age=age, pickup_until=end if collectable else None,
+            leaves_after=max(today, end + lag),
+        ))
+    return held
+
+
+def _announced(ctx: Ctx, session: Session, site: Site, today: date) -> list[model.Arrival]:
+    show = ctx.settings.forecast.show_rate
+    arrivals = []
+    rows = session.execute(
+        select(Parcel.expected_date, Parcel.created_at).where(
+            Parcel.site_id == site.id, Parcel.state == State.ANNOUNCED.value
+        )
+    )
+    for expected, created_at in rows:
+        day = expected or local_day(ctx, created_at) + timedelta(days=1)
+        if day >= today:
+            arrivals.append(model.Arrival(day, show))
+        elif (today - day).days <= LATE_ANNOUNCED_DAYS:
+            arrivals.append(model.Arrival(today, show / 2))
+    return arrivals
+
+
+def _check_ins(
+    ctx: Ctx, session: Session, site: Site, now: datetime
+) -> list[tuple[int, date]]:
+    """(parcel id, local day) of the site's check-ins over the longer of the two windows."""
+    settings = ctx.settings.forecast
+    days = max(settings.dwell_window_days, settings.arrival_window_days)
+    rows = session.execute(
+        select(ParcelEvent.parcel_id, ParcelEvent.at).where(
+            ParcelEvent.site_id == site.id,
+            ParcelEvent.action == "check_in",
+            ParcelEvent.at >= now - timedelta(days=days),
+        )
+    )
+    return [(parcel_id, local_day(ctx, at)) for parcel_id, at in rows]
+
+
+def _first_events(
+    session: Session, parcel_ids: Iterable[int], actions: Iterable[str]
+) -> dict[int, tuple[str, datetime]]:
+    """Each parcel's earliest event among ``actions``, in chunks (SQL parameter limits)."""
+    ids = list(parcel_ids)
+    found: dict[int, tuple[str, datetime]] = {}
+    for i in range(0, len(ids), 500):
+        rows = session.execute(
+            select(ParcelEvent.parcel_id, ParcelEvent.action, ParcelEvent.at)
+            .where(ParcelEvent.parcel_id.in_(ids[i:i + 500]),
+                   ParcelEvent.action.in_(list(actions)))
+            .order_by(ParcelEvent.id)
+        )
+        for parcel_id, action, at in rows:
+            found.setdefault(parcel_id, (action, at))
+    return found
+
+
+def _hazards(
+    ctx: Ctx, session: Session, site: Site, check_ins: list[tuple[int, date]], today: date,
+    closed: model.ClosedOn,
+) -> tuple[float, ...]:
+    settings = ctx.settings.forecast
+    since = today - timedelta(days=settings.dwell_window_days)
+    recent = [(pid, day) for pid, day in check_ins if day >= since]
+    endings = _first_events(session, (pid for pid, _ in recent), ENDINGS)
+    stays = []
+    for pid, day in recent:
+        action, at = endings.get(pid, ("", None))
+        stays.append(model.Stay(
+            check_in=day,
+            ended=local_day(ctx, at) if at is not None else None,
+            picked_up=action == "pick_up",
+        ))
+    prior = model.PRIOR_HAZARDS.get(site.kind, model.PRIOR_HAZARDS["shop"])
+    return model.learn_hazards(stays, prior, today, closed, settings.prior_weight)
+
+
+def _arrival_rates(
+    ctx: Ctx, session: Session, check_ins: list[tuple[int, date]], today: date,
+    closed: model.ClosedOn,
+) -> dict[str, Any]:
+    settings = ctx.settings.forecast
+    since = today - timedelta(days=settings.arrival_window_days)
+    recent = [(pid, day) for pid, day in check_ins if since <= day < today]
+    per_day: dict[date, int] = defaultdict(int)
+    for _, day in recent:
+        per_day[day] += 1
+    open_days = model.open_ages(since, today - timedelta(days=1), closed)
+    rate, dispersion = model.learn_arrivals(
+        [per_day.get(day, 0) for day in sorted(open_days)], settings.arrival_half_life_days
+    )
+    announced = _first_events(session, (pid for pid, _ in recent), ("announce",))
+    leads = [
+        (day - local_day(ctx, announced[pid][1])).days if pid in announced else None
+        for pid, day in recent
+    ]
+    return {
+        "baseline": rate,
+        "dispersion": dispersion,
+        "lead_share": model.learn_lead_share(leads, settings.horizon_days + 1),
+    }
+
+
+# ---------------------------------------------------------------- computing and storing
+
+
+def compute(ctx: Ctx, session: Session, site: Site) -> list[model.DayForecast]:
+    return model.forecast(inputs_for(ctx, session, site))
+
+
+def refresh(ctx: Ctx, session: Session, site: Site) -> list[model.DayForecast]:
+    """Compute and store a site's forecast in the caller's transaction."""
+    days = compute(ctx, session, site)
+    store(ctx, session, site, days)
+    return days
+
+
+def store(ctx: Ctx, session: Session, site: Site, days: list[model.DayForecast]) -> None:
+    if not days:
+        return
+    now = ctx.now()
+    rows = [
+        {"site_id": site.id, "day": d.day, "computed_at": now, "predicted": d.predicted,
+         "low": d.low, "high": d.high, "capacity": d.capacity, "arrivals": d.arrivals,
+         "closed": d.closed, "at_risk": d.at_risk}
+        for d in days
+    ]
+    # An upsert, because two announcements for one site may store at the same time.
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(SiteForecast).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=["site_id", "day"],
+        set_={k: statement.excluded[k] for k in rows[0] if k not in ("site_id", "day")},
+    )
+    session.execute(statement)
+
+
+def forecast_site(ctx: Ctx, site_id: int) -> list[model.DayForecast]:
+    """Recompute and store one site's forecast, in its own transaction."""
+    with ctx.db.transaction() as session:
+        site = session.get(Site, site_id)
+        if site is None:
+            return []
+        return refresh(ctx, session, site)
+
+
+def forecast_all(ctx: Ctx) -> dict[str, int]:
+    """Recompute every site's forecast: the periodic job (one transaction per site, so one
+    site's failure does not hold the others back)."""
+    with ctx.db.read() as session:
+        ids = list(session.scalars(select(Site.id).order_by(Site.id)))
+    at_risk = 0
+    for site_id in ids:
+        days = forecast_site(ctx, site_id)
+        at_risk += sum(d.at_risk for d in days)
+    return {"sites": len(ids), "days_at_risk": at_risk}
+
+
+def stored_day(session: Session, site_id: int, day: date) -> SiteForecast | None:
+    return session.scalar(
+        select(SiteForecast).where(and_(SiteForecast.site_id == site_id, SiteForecast.day == day))
+    )
+
+
+def load_ratio(ctx: Ctx, session: Session, site: Site, day: date) -> float | None:
+    """The stored forecast's peak over capacity for ``day``, else today's actual fill."""
+    row = stored_day(session, site.id, day)
+    if row is not None and row.capacity:
+        return row.predicted / row.capacity
+    occupancy = occupancy_of(session, site)
+    return occupancy.held / occupancy.capacity if occupancy.capacity else None
+
+
+# ---------------------------------------------------------------- reading
+
+
+def day_view(day: model.DayForecast) -> dict[str, Any]:
+    return {
+        "day": day.day.isoformat(),
+        "predicted": day.predicted,
+        "low": day.low,
+        "high": day.high,
+        "capacity": day.capacity,
+        "arrivals": day.arrivals,
+        "closed": day.closed,
+        "at_risk": day.at_risk,
+    }
+
+
+def site_forecast(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
+    """A fresh forecast for an operator, or for the shopkeeper of that site."""
+    require_role(actor, Role.OPERATOR, Role.SHOPKEEPER)
+    require_site(actor, site_id)
+    with ctx.db.transaction() as session:
+        site = session.get(Site, site_id)
+        if site is None:
+            raise NotFound(f"no site {site_id}")
+        days = refresh(ctx, session, site)
+        return {
+            "site": site.code,
+            "computed_at": ctx.now().isoformat(),
+            "days": [day_view(d) for d in days],
+            "days_at_risk": [d.day.isoformat() for d in days if d.at_risk],
+        }

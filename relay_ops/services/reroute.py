@@ -1,0 +1,351 @@
+"""Saturation seen at announce time, and reroutes before the van leaves.
+
+When a manifest would put a site over capacity on the arrival day (the forecast's upper band
+above capacity, see docs/forecast.md), the last parcels of that manifest for that site and
+day are offered other sites: the nearest ones that will have room that day by their own
+forecast (counting the parcels already sent there by this manifest), that open that day, that
+lie within ``FORECAST.reroute_radius_km`` of the original site (by its area: town or
+countryside), of the same kind, and with step-free access if the original site has it. The
+carrier's ``reroute_policy`` decides what happens: ``automatic`` moves the parcel at once
+(event, message to the recipient, all in the announcement's transaction); ``confirm`` stores
+a proposal the carrier accepts or refuses later. Only announced parcels move: a parcel on a
+shelf stays where it is.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from relay_ops.db.models import Carrier, Parcel, RerouteProposal, Site
+from relay_ops.domain import credentials as creds
+from relay_ops.domain import forecast as model
+from relay_ops.domain.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
+from relay_ops.domain.geo import distance_km
+from relay_ops.domain.lifecycle import Action, State
+from relay_ops.services import forecast, history, notify
+from relay_ops.services.context import Ctx
+from relay_ops.services.parcels import live_credentials
+from relay_ops.services.principal import Principal, Role, require_parcel, require_role
+
+
+class RerouteSiteFull(Conflict):
+    slug = "reroute-site-full"
+    title = "The proposed site no longer has room that day"
+
+
+@dataclass(frozen=True)
+class Option:
+    site: Site
+    km: float
+    day: model.DayForecast
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "site": self.site.code, "name": self.site.name, "address": self.site.address,
+            "city": self.site.city, "distance_km": round(self.km, 2),
+            "step_free_access": self.site.step_free_access,
+            "predicted": self.day.predicted, "capacity": self.day.capacity,
+        }
+
+
+class Planner:
+    """Candidate sites' forecast inputs, read once per announcement, plus what it sends."""
+
+    def __init__(self, ctx: Ctx, session: Session) -> None:
+        self.ctx, self.session = ctx, session
+        self.inputs: dict[int, model.SiteInputs] = {}
+        self.sent: dict[tuple[int, date], int] = defaultdict(int)
+        self.sites = list(session.scalars(select(Site).where(Site.status == "open")))
+
+    def day_with(self, site: Site, day: date, extra: int) -> model.DayForecast | None:
+        """The site's forecast for ``day`` with ``extra`` more (or, negative, fewer) parcels
+        announced that day."""
+        if site.id not in self.inputs:
+            self.inputs[site.id] = forecast.inputs_for(self.ctx, self.session, site)
+        inputs = self.inputs[site.id]
+        announced = list(inputs.announced)
+        if extra >= 0:
+            announced += [model.Arrival(day, self.ctx.settings.forecast.show_rate)] * extra
+        for _ in range(-extra):
+            index = next((i for i, a in enumerate(announced) if a.day == day), None)
+            if index is None:
+                break
+            del announced[index]
+        days = model.forecast(replace(inputs, announced=announced))
+        return next((d for d in days if d.day == day), None)
+
+    def record_sent(self, site: Site, day: date) -> None:
+        # Inputs read after the move see the parcel already; only cached ones need counting.
+        if site.id in self.inputs:
+            self.sent[(site.id, day)] += 1
+
+    def options(self, origin: Site, day: date) -> list[Option]:
+        settings = self.ctx.settings.forecast
+        radii = settings.reroute_radius_km
+        radius = radii.get(origin.area, min(radii.values()))
+        found = []
+        for site in self.sites:
+            if site.id == origin.id or site.kind != origin.kind:
+                continue
+            if origin.step_free_access and not site.step_free_access:
+                continue  # never a step in place of step-free access
+            km = distance_km(origin.latitude, origin.longitude, site.latitude, site.longitude)
+            if km > radius:
+                continue
+            outlook = self.day_with(site, day, self.sent[(site.id, day)] + 1)
+            if outlook is None or outlook.closed or outlook.at_risk:
+                continue
+            found.append(Option(site, km, outlook))
+        found.sort(key=lambda o: o.km)
+        return found[: settings.reroute_options]
+
+
+def arrival_day(ctx: Ctx, parcel: Parcel) -> date:
+    """The same rule as the forecast: the expected day, else the day after the announcement."""
+    if parcel.expected_date is not None:
+        return parcel.expected_date
+    return forecast.local_day(ctx, parcel.created_at or ctx.now()) + timedelta(days=1)
+
+
+# ---------------------------------------------------------------- at announce time
+
+
+def check_manifest(
+    ctx: Ctx, session: Session, actor: Principal, carrier: Carrier, results: list[dict[str, Any]]
+) -> None:
+    """Refresh the touched sites' forecasts and act on the days the manifest saturates.
+
+    ``results`` are the announcement's per-parcel answers; saturation notes are added to them.
+    """
+    parcels = _new_parcels(session, results)
+    if not parcels:
+        return
+    groups: dict[tuple[int, date], list[Parcel]] = defaultdict(list)
+    for parcel in parcels:
+        groups[(parcel.site_id, arrival_day(ctx, parcel))].append(parcel)
+    # The row locks serialise announcements (and check-ins) per site, in id order against
+    # deadlocks, so two manifests cannot both take a site's last places.
+    touched = {
+        site_id: session.get(Site, site_id, with_for_update=True)
+        for site_id in sorted({site_id for site_id, _ in groups})
+    }
+    planner = Planner(ctx, session)
+    by_parcel = {r["parcel_id"]: r for r in results if r.get("parcel_id")}
+    receiving: set[int] = set()
+    for (site_id, day), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        site = touched[site_id]
+        assert site is not None
+        movers, outlook = _excess(planner, site, day, group)
+        for parcel in movers:
+            by_parcel[parcel.id]["saturation"] = _saturation_view(site, outlook)
+            by_parcel[parcel.id]["reroute"] = _offer(
+                ctx, session, planner, actor, carrier, parcel, site, day, receiving
+            )
+    for site in touched.values():
+        assert site is not None
+        forecast.refresh(ctx, session, site)
+    for site_id in sorted(receiving - set(touched)):
+        other = session.get(Site, site_id)
+        assert other is not None
+        forecast.refresh(ctx, session, other)
+
+
+def _new_parcels(session: Session, results: list[dict[str, Any]]) -> list[Parcel]:
+    ids = [r["parcel_id"] for r in results if r["status"] == "accepted" and not r["reconciled"]]
+    if not ids:
+        return []
+    rows = session.scalars(select(Parcel).where(Parcel.id.in_(ids)).order_by(Parcel.id))
+    return [p for p in rows if p.state == State.ANNOUNCED.value]
+
+
+def _excess(
+    planner: Planner, site: Site, day: date, group: list[Parcel]
+) -> tuple[list[Parcel], model.DayForecast | None]:
+    """The last parcels of ``group`` to move so the day is no longer at risk (all of them
+    if even that is not enough), and the day's forecast with the whole group."""
+    outlook = planner.day_with(site, day, 0)
+    if outlook is None or not outlook.at_risk:
+        return [], outlook
+    moving = len(group)
+    for count in range(1, len(group) + 1):
+        trial = planner.day_with(site, day, -count)
+        if trial is not None and not trial.at_risk:
+            moving = count
+            break
+    return group[len(group) - moving:], outlook
+
+
+def _saturation_view(site: Site, outlook: model.DayForecast | None) -> dict[str, Any]:
+    assert outlook is not None
+    return {
+        "site": site.code, "day": outlook.day.isoformat(), "predicted": outlook.predicted,
+        "high": outlook.high, "capacity": outlook.capacity,
+        "detail": f"{site.name} is expected to hold about {outlook.predicted:.0f} parcels for "
+                  f"{outlook.capacity} places on {outlook.day.isoformat()}",
+    }
+
+
+def _offer(
+    ctx: Ctx, session: Session, planner: Planner, actor: Principal, carrier: Carrier,
+    parcel: Parcel, site: Site, day: date, receiving: set[int],
+) -> dict[str, Any]:
+    options = planner.options(site, day)
+    if not options:
+        return {"status": "no-alternative",
+                "detail": "no open site with room within reach that day; the parcel stays"}
+    automatic = carrier.reroute_policy == "automatic"
+    proposal = RerouteProposal(
+        parcel_id=parcel.id, from_site_id=site.id, day=day,
+        options=[o.view() for o in options], status="automatic" if automatic else "proposed",
+        reason=f"{site.code} expected over capacity on {day.isoformat()}",
+    )
+    session.add(proposal)
+    session.flush()
+    answer: dict[str, Any] = {
+        "status": proposal.status, "proposal_id": proposal.id, "options": proposal.options,
+    }
+    if automatic:
+        best = options[0]
+        move(ctx, session, parcel, best.site, best.km, proposal, actor)
+        planner.record_sent(best.site, day)
+        receiving.add(best.site.id)
+        answer["site"] = best.site.code
+    return answer
+
+
+def move(
+    ctx: Ctx, session: Session, parcel: Parcel, to: Site, km: float, proposal: RerouteProposal,
+    actor: Principal,
+) -> None:
+    """The reroute itself: new destination, codes valid there, event, message; one transaction."""
+    if parcel.state != State.ANNOUNCED.value:
+        raise InvalidTransition(
+            f"{parcel.tracking_number} is {parcel.state}: a parcel on a shelf is never moved",
+            state=parcel.state,
+        )
+    origin = parcel.site
+    now = ctx.now()
+    parcel.site_id, parcel.site = to.id, to
+    _carry_credentials(ctx, session, parcel)
+    proposal.to_site_id, proposal.distance_km, proposal.decided_at = to.id, round(km, 3), now
+    history.apply(
+        session, parcel, Action.REROUTE, actor, now, reason=proposal.reason,
+        data={"from_site": origin.code, "to_site": to.code, "distance_km": round(km, 2),
+              "day": proposal.day.isoformat(), "proposal": proposal.id,
+              "policy": proposal.status},
+    )
+    notify.queue(session, parcel, "rerouted", str(proposal.id))
+
+
+def _carry_credentials(ctx: Ctx, session: Session, parcel: Parcel) -> None:
+    """A code given before the move (a proxy's) keeps working at the new site: codes derive
+    from the credential's nonce, only the site-bound hash changes."""
+    settings = ctx.settings
+    for credential in live_credentials(session, parcel.id):
+        code = creds.derive_code(
+            settings.pickup_code_derivation_key, credential.nonce, settings.pickup_code_digits
+        )
+        credential.site_id = parcel.site_id
+        credential.code_hash = creds.hash_code(settings.pickup_code_pepper, parcel.site_id, code)
+
+
+# ---------------------------------------------------------------- the carrier decides
+
+
+def decide(
+    ctx: Ctx, actor: Principal, parcel_id: int, *, site_code: str | None, refuse: bool
+) -> dict[str, Any]:
+    """The carrier (or an operator) accepts a proposed site, or refuses the proposal."""
+    require_role(actor, Role.CARRIER, Role.OPERATOR)
+    if refuse == (site_code is not None):
+        raise ValidationFailed("give either the proposed `site` or `refuse: true`")
+    with ctx.db.transaction() as session:
+        parcel = require_parcel(
+            actor, session.get(Parcel, parcel_id, with_for_update=True), parcel_id
+        )
+        proposal = session.scalar(
+            select(RerouteProposal)
+            .where(RerouteProposal.parcel_id == parcel.id, RerouteProposal.status == "proposed")
+            .order_by(RerouteProposal.id.desc())
+        )
+        if proposal is None:
+            raise NotFound(f"no reroute proposal waits for parcel {parcel_id}")
+        if parcel.state != State.ANNOUNCED.value:
+            raise InvalidTransition(
+                f"{parcel.tracking_number} is {parcel.state}: a parcel on a shelf is never moved",
+                state=parcel.state,
+            )
+        if refuse:
+            _refuse(ctx, session, parcel, proposal, actor)
+        else:
+            assert site_code is not None
+            _accept(ctx, session, parcel, proposal, site_code, actor)
+        return proposal_view(session, proposal)
+
+
+def _refuse(
+    ctx: Ctx, session: Session, parcel: Parcel, proposal: RerouteProposal, actor: Principal
+) -> None:
+    proposal.status, proposal.decided_at = "refused", ctx.now()
+    history.record(session, parcel, "reroute_refused", parcel.state, actor, ctx.now(),
+                   data={"proposal": proposal.id})
+
+
+def _accept(
+    ctx: Ctx, session: Session, parcel: Parcel, proposal: RerouteProposal, site_code: str,
+    actor: Principal,
+) -> None:
+    if site_code not in {o["site"] for o in proposal.options}:
+        raise ValidationFailed(f"{site_code!r} was not proposed; choose one of the options")
+    target = session.scalar(select(Site).where(Site.code == site_code).with_for_update())
+    if target is None or target.status != "open":
+        raise RerouteSiteFull(f"{site_code} no longer takes parcels")
+    outlook = Planner(ctx, session).day_with(target, proposal.day, 1)
+    if outlook is None or outlook.at_risk:
+        raise RerouteSiteFull(
+            f"{target.name} is now expected full on {proposal.day.isoformat()}; "
+            "refuse this proposal or wait for the next announcement"
+        )
+    origin = parcel.site
+    km = distance_km(origin.latitude, origin.longitude, target.latitude, target.longitude)
+    proposal.status = "accepted"
+    move(ctx, session, parcel, target, km, proposal, actor)
+    forecast.refresh(ctx, session, origin)
+    forecast.refresh(ctx, session, target)
+
+
+def proposal_view(session: Session, proposal: RerouteProposal) -> dict[str, Any]:
+    def code(site_id: int | None) -> str | None:
+        site = session.get(Site, site_id) if site_id else None
+        return site.code if site else None
+
+    return {
+        "id": proposal.id,
+        "parcel_id": proposal.parcel_id,
+        "status": proposal.status,
+        "from_site": code(proposal.from_site_id),
+        "to_site": code(proposal.to_site_id),
+        "day": proposal.day.isoformat(),
+        "reason": proposal.reason,
+        "options": proposal.options,
+        "distance_km": proposal.distance_km,
+        "created_at": proposal.created_at.isoformat(),
+        "decided_at": proposal.decided_at.isoformat() if proposal.decided_at else None,
+    }
+
+
+def list_for_parcel(ctx: Ctx, actor: Principal, parcel_id: int) -> list[dict[str, Any]]:
+    require_role(actor, Role.CARRIER, Role.OPERATOR)
+    with ctx.db.read() as session:
+        require_parcel(actor, session.get(Parcel, parcel_id), parcel_id)
+        rows = session.scalars(
+            select(RerouteProposal).where(RerouteProposal.parcel_id == parcel_id)
+            .order_by(RerouteProposal.id)
+        )
+        return [proposal_view(session, p) for p in rows]

@@ -1,0 +1,182 @@
+"""Saturation seen coming: the forecast API, reroutes at announce time, adaptive holding."""
+
+from dataclasses import replace
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from relay_ops.db.models import Notification, Parcel, Site, SiteForecast
+from relay_ops.domain.holding import AdaptiveHolding, Season
+from relay_ops.services import accounts, forecast, sites
+from relay_ops.services.principal import SYSTEM
+from tests.integration.test_delivery import run_jobs, sent_lines
+from tests.support import Api, World, is_problem, shop
+
+TOMORROW = "2026-12-02"
+
+
+def near_shop(world: World, code: str = "pres", *, capacity: int = 30, **extra: Any) -> int:
+    """A shop 1.5 km north of "bourg" (the world's "voisin" is 10.02 km away: out of reach)."""
+    return sites.create_site(
+        world.ctx, SYSTEM, shop(code, 47.5300, -1.2917, [("A1", "L", capacity)], **extra)
+    )["id"]
+
+
+def announce_many(api: Api, count: int, *, site: str = "bourg", prefix: str = "SAT",
+                  reference: str = "PEAK-1", day: str = TOMORROW) -> Any:
+    body = {"reference": reference, "expected_date": day, "parcels": [
+        {"tracking_number": f"{prefix}{i:08d}", "site": site,
+         "recipient": {"name": "Jeanne", "phone": "+33612345678", "email": "j@example.org"}}
+        for i in range(count)]}
+    response = api.post("/manifests", json=body)
+    assert response.status_code == 201, response.json
+    return response.json
+
+
+def automatic_carrier(world: World) -> Api:
+    accounts.create_carrier(world.ctx, SYSTEM, code="fast", name="Fast Parcels",
+                            reroute_policy="automatic")
+    return Api(world.client, accounts.issue_carrier_key(world.ctx, SYSTEM, "fast").token)
+
+
+def test_staff_see_the_week_ahead_against_capacity(world: World) -> None:
+    announce_many(world.carrier, 15)  # 15 places: full if they all come, and 97 % do
+    days = world.shopkeeper.get(f"/sites/{world.shop_id}/forecast").json["days"]
+    assert [d["day"] for d in days][:3] == ["2026-12-01", TOMORROW, "2026-12-03"]
+    assert len(days) == 8 and all(d["capacity"] == 15 for d in days)
+    assert days[1]["predicted"] > 14 and days[1]["low"] <= days[1]["predicted"] <= days[1]["high"]
+    assert days[5]["closed"] and days[5]["day"] == "2026-12-06"  # no hours on Sundays
+    assert days[1]["at_risk"] and not days[0]["at_risk"]
+    assert world.operator.get(f"/sites/{world.shop_id}/forecast").status_code == 200
+    assert is_problem(world.other_shopkeeper.get(f"/sites/{world.shop_id}/forecast"), 404,
+                      "not-found")
+    assert world.carrier.get(f"/sites/{world.shop_id}/forecast").status_code == 403
+
+
+def test_forecast_all_stores_a_row_per_site_and_day(world: World) -> None:
+    announce_many(world.carrier, 3)
+    assert forecast.forecast_all(world.ctx) == {"sites": 2, "days_at_risk": 0}
+    forecast.forecast_all(world.ctx)  # again: rows are replaced, not added
+    with world.ctx.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(SiteForecast)) == 16
+        row = forecast.stored_day(session, world.shop_id, forecast.local_day(
+            world.ctx, world.ctx.now()).replace(day=2))
+        assert row is not None and row.arrivals > 2.5
+
+
+def test_a_saturating_manifest_proposes_nearby_sites_and_the_carrier_decides(
+    app: Flask, world: World
+) -> None:
+    near_shop(world)
+    answer = announce_many(world.carrier, 20)
+    assert answer["accepted"] == 20
+    flagged = [p for p in answer["parcels"] if "saturation" in p]
+    assert 3 <= len(flagged) < 20 and flagged == answer["parcels"][-len(flagged):]
+    first = flagged[0]
+    assert first["saturation"]["site"] == "bourg" and first["saturation"]["capacity"] == 15
+    assert first["reroute"]["status"] == "proposed"
+    assert [o["site"] for o in first["reroute"]["options"]] == ["pres"]
+
+    accepted = world.carrier.post(f"/parcels/{first['parcel_id']}/reroute", json={"site": "pres"})
+    assert accepted.status_code == 200 and accepted.json["status"] == "accepted"
+    moved = world.carrier.get(f"/parcels/{first['parcel_id']}").json
+    assert moved["site"] == "pres" and moved["state"] == "announced"
+    events = world.carrier.get(f"/parcels/{first['parcel_id']}/events").json["items"]
+    assert events[-1]["action"] == "reroute" and events[-1]["data"]["from_site"] == "bourg"
+    run_jobs(app, world)
+    sent = {x["channel"]: x["body"] for x in sent_lines(app)}
+    assert "Shop pres" in sent["sms"]  # the compact SMS: new address and tracking link
+    assert "Shop bourg" in sent["email"] and "Shop pres" in sent["email"]
+
+    refused = world.carrier.post(f"/parcels/{flagged[1]['parcel_id']}/reroute",
+                                 json={"refuse": True})
+    assert refused.json["status"] == "refused"
+    assert world.carrier.get(f"/parcels/{flagged[1]['parcel_id']}").json["site"] == "bourg"
+    again = world.carrier.post(f"/parcels/{flagged[1]['parcel_id']}/reroute",
+                               json={"site": "pres"})
+    assert is_problem(again, 404, "not-found")
+    assert is_problem(world.other_carrier.post(f"/parcels/{flagged[2]['parcel_id']}/reroute",
+                                               json={"refuse": True}), 404, "not-found")
+    both = world.carrier.post(f"/parcels/{flagged[2]['parcel_id']}/reroute",
+                              json={"site": "pres", "refuse": True})
+    assert is_problem(both, 422, "validation-failed")
+    elsewhere = world.carrier.post(f"/parcels/{flagged[2]['parcel_id']}/reroute",
+                                   json={"site": "voisin"})
+    assert is_problem(elsewhere, 422, "validation-failed")
+
+
+def test_a_parcel_on_a_shelf_is_never_moved(world: World) -> None:
+    near_shop(world)
+    flagged = [p for p in announce_many(world.carrier, 20)["parcels"] if "saturation" in p]
+    tracking = flagged[0]["tracking_number"]
+    assert world.check_in(tracking).status_code == 201
+    response = world.carrier.post(f"/parcels/{flagged[0]['parcel_id']}/reroute",
+                                  json={"site": "pres"})
+    assert is_problem(response, 409, "invalid-transition")
+    assert world.carrier.get(f"/parcels/{flagged[0]['parcel_id']}").json["site"] == "bourg"
+
+
+def test_the_automatic_policy_reroutes_at_once_and_tells_the_recipient(world: World) -> None:
+    pres = near_shop(world)
+    fast = automatic_carrier(world)
+    answer = announce_many(fast, 20, prefix="AUT")
+    moved = [p for p in answer["parcels"] if p.get("reroute", {}).get("status") == "automatic"]
+    assert moved and all(p["reroute"]["site"] == "pres" for p in moved)
+    with world.ctx.db.read() as session:
+        sites_of = dict(session.execute(select(Parcel.id, Parcel.site_id)).all())
+        kinds = session.scalars(select(Notification.kind).where(
+            Notification.parcel_id == moved[0]["parcel_id"])).all()
+    assert {sites_of[p["parcel_id"]] for p in moved} == {pres}
+    assert kinds == ["rerouted", "rerouted"]  # by e-mail and by SMS
+    bourg = world.operator.get(f"/sites/{world.shop_id}/forecast").json["days"][1]
+    assert not bourg["at_risk"]
+
+
+def test_no_step_in_place_of_step_free_access_and_no_site_flagged_itself(world: World) -> None:
+    near_shop(world, "marches", step_free_access=False)
+    world.operator.put(f"/sites/{world.shop_id}/status", json={"status": "open"})
+    assert sites.create_site(world.ctx, SYSTEM, shop(
+        "plain", 47.5230, -1.2917, [("A1", "L", 12)], step_free_access=True))["id"]
+    fast = automatic_carrier(world)
+    announce_many(fast, 14, site="plain", prefix="PLN", reference="FILL")  # plain is full too
+    with world.ctx.db.transaction() as session:
+        bourg = session.get(Site, world.shop_id)
+        assert bourg is not None
+        bourg.step_free_access = True
+    answer = announce_many(world.carrier, 20)
+    flagged = [p for p in answer["parcels"] if "saturation" in p]
+    assert flagged and all(p["reroute"]["status"] == "no-alternative" for p in flagged)
+
+
+def test_town_sites_look_only_2_km_around(world: World) -> None:
+    assert sites.create_site(world.ctx, SYSTEM, shop(
+        "loin", 47.5400, -1.2917, [("A1", "L", 30)]))["id"]  # 2.6 km away
+    with world.ctx.db.transaction() as session:
+        site = session.get(Site, world.shop_id)
+        assert site is not None
+        site.area = "town"
+    flagged = [p for p in announce_many(world.carrier, 20)["parcels"] if "saturation" in p]
+    assert flagged and all(p["reroute"]["status"] == "no-alternative" for p in flagged)
+
+
+def test_holding_periods_follow_the_season_and_the_load(app: Flask, world: World) -> None:
+    rules = AdaptiveHolding(seasons={"shop": (Season((11, 20), (12, 24), 5),)},
+                            load_threshold=0.5, load_days={"shop": 3})
+    season_only = replace(world.ctx.settings, adaptive_holding=replace(rules, load_threshold=None))
+    app.extensions["relay_ops"] = replace(world.ctx, settings=season_only)
+    first = world.ready("HOLD00000001")
+    # Tuesday 1 December + 5 days is a Sunday, when the shop does not open: Monday.
+    assert first["holding_deadline"].startswith("2026-12-07")
+    app.extensions["relay_ops"] = replace(world.ctx, settings=replace(
+        world.ctx.settings, adaptive_holding=rules))
+    # 10 of 15 places expected at the peak of today: a load of 0.67.
+    announce_many(world.carrier, 9, prefix="LOAD", day="2026-12-01")
+    forecast.forecast_site(world.ctx, world.shop_id)
+    loaded = world.ready("HOLD00000002")
+    assert loaded["holding_deadline"].startswith("2026-12-04")
+    events = world.shopkeeper.get(f"/parcels/{loaded['id']}/events").json["items"]
+    assert events[-1]["data"]["holding_rule"] == "load"
+    # The first parcel, already notified, keeps its deadline.
+    assert world.shopkeeper.get(f"/parcels/{first['id']}").json["holding_deadline"] == (
+        first["holding_deadline"])
