@@ -26,7 +26,7 @@ from relay_ops.domain.errors import (
 )
 from relay_ops.domain.holding import deadline_after, extended_deadline
 from relay_ops.domain.lifecycle import HELD_STATES, Action, State
-from relay_ops.services import history, notify
+from relay_ops.services import history, notify, throttle
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import (
     SYSTEM,
@@ -406,10 +406,13 @@ def _match_credential(
         if parcel is None or parcel.site_id != site.id:
             raise NotFound(f"no parcel {tracking_number} at {site.code}")
     elif digits:
+        # A code alone could match any parcel at the site, so guesses are counted per site.
+        throttle.check(session, throttle.PICKUP_CODES, str(site.id), now)
         found = _live_credential_by_hash(
             session, site.id, creds.hash_code(pepper, site.id, digits)
         )
         if found is None:
+            throttle.record_failure(session, throttle.PICKUP_CODES, str(site.id), now)
             return None, None, WrongPickupCode("no parcel here has this code", attempts_left=None)
         parcel = _locked_parcel(session, found.parcel_id)
     else:
