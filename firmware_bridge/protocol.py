@@ -14,6 +14,9 @@ Device messages add `boot_id`; events add `seq`; commands add `corr_id`, `expire
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 import uuid
@@ -697,3 +700,13 @@ def all_message_models() -> dict[str, type[Envelope]]:
         for model in family.values():
             models[model.__name__] = model
     return models
+
+
+CODE_HASH_CONTEXT: Final = b"relayops/pin/v1:"
+
+
+def keyed_code_hash(key_b64: str, code: str) -> str:
+    """The keyed hash of a PIN or carrier code, as synced to lockers and forwarded by them:
+    hex HMAC-SHA256(base64-decoded per-locker key, "relayops/pin/v1:" + code)."""
+    key = base64.b64decode(key_b64, validate=True)
+    return hmac.new(key, CODE_HASH_CONTEXT + code.encode(), hashlib.sha256).hexdigest()
