@@ -59,7 +59,11 @@ class Locker:
 
 
 @pytest.fixture
-def make_locker(tmp_path: Path) -> Iterator[Callable[..., Locker]]:
+def make_locker(
+    tmp_path: Path, backend_for: Callable[..., FakeBackend]
+) -> Iterator[Callable[..., Locker]]:
+    # depends on backend_for so that agents stop (publishing their retained "offline") before
+    # the backends clear the retained topics: no test leaves retained messages behind
     started: list[LockerAgent] = []
 
     def make(

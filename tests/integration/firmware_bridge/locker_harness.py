@@ -99,6 +99,7 @@ class FakeBackend:
         self.invalid: list[tuple[str, bytes]] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
+        self._closed = False
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"test-backend-{uuid.uuid4().hex[:8]}"
         )
@@ -127,11 +128,15 @@ class FakeBackend:
             self._cond.notify_all()
 
     def close(self) -> None:
-        for locker in self.locker_ids:
-            for kind in ("status", "state"):
-                self.client.publish(
-                    p.topic(locker, kind), b"", qos=1, retain=True
-                ).wait_for_publish(2)
+        """Clear the retained messages our lockers left on the broker, then leave."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.client.is_connected():
+            for locker in self.locker_ids:
+                for kind in ("status", "state"):
+                    info = self.client.publish(p.topic(locker, kind), b"", qos=1, retain=True)
+                    info.wait_for_publish(2)
         self.client.disconnect()
         self.client.loop_stop()
 
