@@ -164,7 +164,10 @@ class LockerAgent:
         log.info("locker %s started, boot %s", self.locker_id, self.boot_id)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Graceful stop: the will does not fire on disconnect(), so say "offline" ourselves."""
+        """Graceful stop: the will does not fire on disconnect(), so say "offline" ourselves.
+        Does nothing if the agent was never started or is already stopped."""
+        if self._worker is None or self._stopping.is_set():
+            return
         self._stopping.set()
         if self._worker is not None:
             self._worker.join(timeout_s)
@@ -184,6 +187,11 @@ class LockerAgent:
                 except (RuntimeError, ValueError):
                     log.warning("offline status not confirmed before disconnect")
             client.disconnect()
+            # Let the network thread write DISCONNECT before it is stopped: a socket closed
+            # without it makes the broker publish the will.
+            deadline = time.monotonic() + timeout_s
+            while self._connected.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
             client.loop_stop()
         self.journal.close()
 

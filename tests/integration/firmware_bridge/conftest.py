@@ -88,9 +88,9 @@ def make_locker(
             clock=clock,
         )
         locker = Locker(locker_id, board, agent, journal_path, clock)
+        started.append(agent)  # stopped at teardown if it was started, here or by the test
         if start:
             agent.start()
-            started.append(agent)
         return locker
 
     yield make
