@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import signal
 import sys
 import threading
@@ -84,33 +83,37 @@ class Fleet:
 def run_console(fleet: Fleet, stream: TextIO, out: TextIO) -> None:
     """Read commands from `stream` until end of input or `quit`."""
     for line in stream:
-        words = shlex.split(line, comments=True)
-        if not words:
+        line = line.rstrip("\r\n")
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
-        if words[0] == "quit":
+        if line.strip() == "quit":
             return
         try:
-            print(execute(fleet, words), file=out, flush=True)
+            print(execute(fleet, line), file=out, flush=True)
         except (KeyError, ValueError, IndexError, RuntimeError) as error:
             print(f"error: {error}", file=out, flush=True)
 
 
-def execute(fleet: Fleet, words: list[str]) -> str:
-    if words[0] == "list":
+def execute(fleet: Fleet, line: str) -> str:
+    """One console command. The value of scan/pin/carrier is the rest of the line, verbatim:
+    a base45 QR token may contain spaces."""
+    first, _, rest = line.strip(" ").partition(" ")
+    if first == "list":
         return " ".join(sorted(fleet.lockers))
-    if words[0] in fleet.lockers:
-        locker, words = fleet.lockers[words[0]], words[1:]
+    if first in fleet.lockers:
+        locker = fleet.lockers[first]
+        verb, _, rest = rest.lstrip(" ").partition(" ")
     elif len(fleet.lockers) == 1:
-        locker = next(iter(fleet.lockers.values()))
+        locker, verb = next(iter(fleet.lockers.values())), first
     else:
-        raise KeyError(f"unknown locker {words[0]!r}")
-    board, verb, args = locker.board, words[0], words[1:]
+        raise KeyError(f"unknown locker {first!r}")
+    board, args = locker.board, rest.split()
     if verb == "scan":
-        board.scan(args[0])
+        board.scan(rest)
     elif verb == "pin":
-        board.type_pin(args[0])
+        board.type_pin(rest.strip())
     elif verb == "carrier":
-        board.type_carrier_code(args[0])
+        board.type_carrier_code(rest.strip())
     elif verb == "close":
         occupied = {"occupied": True, "empty": False}.get(args[1]) if len(args) > 1 else None
         if not board.close_door(int(args[0]), occupied=occupied):

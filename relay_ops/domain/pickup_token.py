@@ -5,8 +5,10 @@ every locker holds the matching public keys (several at once, by key id, so keys
 
 Wire format (version 1)::
 
-    RO1:<base45(payload || signature)>
+    RO1:<base45(payload || signature)>/
 
+The final "/" is a terminator: base45 may end with a space, and readers often trim trailing
+spaces; with the terminator a trimmed token is still whole, and a cut one is refused.
 `payload` is a compact binary record (below), `signature` the 64-byte Ed25519 signature over
 ``SIGNING_CONTEXT || payload``. Base45 (RFC 9285) uses exactly the QR alphanumeric alphabet, so
 the whole token is encoded in alphanumeric mode (5.5 bits a character) and survives decoders that
@@ -48,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 TOKEN_PREFIX = "RO1:"  # noqa: S105 - a format marker, not a secret
+TOKEN_SUFFIX = "/"  # noqa: S105 - a format marker, not a secret
 FORMAT_VERSION = 1
 SIGNING_CONTEXT = b"relayops/pickup-token/v1\x00"
 SIGNATURE_LEN = 64
@@ -285,7 +288,7 @@ def issue_token(private_key: Ed25519PrivateKey, kid: str, claims: TokenClaims) -
     _check_text("kid", kid, MAX_KID_BYTES)
     payload = _pack_payload(kid, claims)
     signature = private_key.sign(SIGNING_CONTEXT + payload)
-    return TOKEN_PREFIX + b45encode(payload + signature)
+    return TOKEN_PREFIX + b45encode(payload + signature) + TOKEN_SUFFIX
 
 
 def verify_token(
@@ -322,8 +325,10 @@ def verify_token(
 def _split(token: str) -> tuple[str, TokenClaims, bytes, bytes]:
     if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX):
         raise MalformedToken("missing RO1: prefix")
+    if not token.endswith(TOKEN_SUFFIX) or len(token) < len(TOKEN_PREFIX) + len(TOKEN_SUFFIX):
+        raise MalformedToken("missing / terminator")
     try:
-        raw = b45decode(token[len(TOKEN_PREFIX) :])
+        raw = b45decode(token[len(TOKEN_PREFIX) : -len(TOKEN_SUFFIX)])
     except ValueError as exc:
         raise MalformedToken(str(exc)) from None
     if len(raw) <= SIGNATURE_LEN:
