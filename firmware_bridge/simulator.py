@@ -91,7 +91,8 @@ def run_console(fleet: Fleet, stream: TextIO, out: TextIO) -> None:
         try:
             print(execute(fleet, line), file=out, flush=True)
         except (KeyError, ValueError, IndexError, RuntimeError) as error:
-            print(f"error: {error}", file=out, flush=True)
+            reason = error.args[0] if error.args else type(error).__name__
+            print(f"error: {reason}", file=out, flush=True)
 
 
 def execute(fleet: Fleet, line: str) -> str:

@@ -21,6 +21,7 @@ import random
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -137,7 +138,8 @@ class LockerAgent:
         self._next_heartbeat_at = 0.0
         self._doors: dict[int, _Door] = {}
         self._forwarded: dict[uuid.UUID, _Forwarded] = {}
-        self._handled_presentations: set[uuid.UUID] = set()
+        # presentations already decided, so a late backend answer opens nothing (bounded)
+        self._handled_presentations: OrderedDict[uuid.UUID, None] = OrderedDict()
         self._started_monotonic = time.monotonic()
         self.journal: j.Journal
         self.boot_id = ""
@@ -292,6 +294,9 @@ class LockerAgent:
             try:
                 self._on_mqtt_message(topic_name, payload)
             finally:
+                # PUBACK once handled, even when handling failed: a poison message must not
+                # hold one of the broker's 20 in-flight slots forever. The backend resends any
+                # command until it sees a final cmd_result (end-to-end delivery).
                 if qos > 0 and self._client is not None:
                     self._client.ack(mid, qos)
         elif kind == "input":
@@ -481,7 +486,7 @@ class LockerAgent:
             if body.presentation_id in self._handled_presentations:
                 return "failed", "already_handled"
             self._forwarded.pop(body.presentation_id, None)
-            self._handled_presentations.add(body.presentation_id)
+            self._mark_handled(body.presentation_id)
         if body.credential_id is not None:
             use = self.journal.use_of(body.credential_id)
             if use is not None and use.outcome == j.OPENED:
@@ -652,7 +657,7 @@ class LockerAgent:
                 self._decide_locally(presentation_id, forwarded.kind, forwarded.value)
 
     def _decide_locally(self, presentation_id: uuid.UUID, kind: CredentialKind, value: str) -> None:
-        self._handled_presentations.add(presentation_id)
+        self._mark_handled(presentation_id)
         now = self.clock()
         tolerance = self.settings.clock_tolerance_s
         if kind == "qr":
@@ -673,6 +678,11 @@ class LockerAgent:
             self._offline_carrier_use(decision)
         else:
             self._offline_pickup(presentation_id, kind, value, decision)
+
+    def _mark_handled(self, presentation_id: uuid.UUID) -> None:
+        self._handled_presentations[presentation_id] = None
+        while len(self._handled_presentations) > 1000:
+            self._handled_presentations.popitem(last=False)
 
     def _count_keypad_attempt(self, decision: Grant | Refusal) -> None:
         if isinstance(decision, Refusal) and decision.reason == "unknown_code":

@@ -198,3 +198,11 @@ def test_graceful_stop_publishes_offline_status(make_locker, backend_for) -> Non
         lambda: len([e for e in backend.events() if e.msg_id == first_snapshot.msg_id]) >= 2,
         what="the previous boot's unacked event resent",
     )
+
+
+def test_heartbeat_repeats_the_last_seq_and_is_not_journaled(online_locker) -> None:
+    locker, backend = online_locker(heartbeat_s=0.2)
+    beat = backend.wait_event("heartbeat")
+    assert beat.seq == locker.agent.journal.last_seq(locker.agent.boot_id)
+    assert beat.body.unacked_events == locker.agent.journal.unacked_count()
+    assert "heartbeat" not in {e.type for e in locker.agent.journal.unacked_events()}
