@@ -187,9 +187,10 @@ class FakeBackend:
         return wait_until(found, timeout, f"event {type_}")  # type: ignore[no-any-return]
 
     def results(self, corr_id: uuid.UUID) -> list[str]:
+        """Statuses answered for one transaction, in seq order, each event counted once."""
         return [
             e.body.status
-            for e in self.events("cmd_result")
+            for e in self.unique_events("cmd_result")
             if e.body.corr_id == corr_id  # type: ignore[union-attr]
         ]
 

@@ -191,3 +191,45 @@ def test_incremental_sync_needs_the_held_version(online_locker) -> None:
     locker.board.scan(token)
     wait_until(lambda: "refused: revoked" in locker.board.display, 3, "revoked parcel refused")
     assert locker.board.open_calls == []
+
+
+def test_offline_deposit_with_a_carrier_reservation_code(make_locker) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from locker_harness import free_port
+
+    locker = make_locker(free_port(), start=False)  # offline from the start
+    creds = locker.credentials
+    reservation = p.Reservation(
+        reservation_id="R-1",
+        purpose="deposit",
+        compartment=4,
+        parcel_ref="P-DEP",
+        code_hash=p.keyed_code_hash(creds.pin_key, "77001122"),
+        expires_at=datetime.now(UTC) + timedelta(hours=2),
+    )
+    sync = creds.sync().model_copy(update={"reservations": [reservation]})
+    from firmware_bridge.agent.journal import Journal
+
+    journal = Journal(locker.journal_path)
+    journal.store_credentials(sync.version, sync.model_dump_json())
+    journal.close()
+    locker.agent.start()
+    locker.board.type_carrier_code("77001122")
+    wait_until(lambda: locker.board.open_calls == [4], 3, "reserved door opens")
+    locker.board.close_door(4, occupied=True)
+    wait_until(
+        lambda: [e.type for e in locker.agent.journal.unacked_events()][-1:] == ["door_closed"],
+        3,
+        "door_closed journaled",
+    )
+    journaled = [
+        p.parse_message(p.evt_topic(locker.locker_id), e.payload)
+        for e in locker.agent.journal.unacked_events()
+    ]
+    deposit = next(e.body for e in journaled if e.type == "offline_deposit")
+    assert (deposit.reservation_id, deposit.compartment, deposit.parcel_ref) == ("R-1", 4, "P-DEP")
+    closed = journaled[-1].body
+    assert closed.opened_for == "deposit" and closed.occupied is True
+    locker.board.type_carrier_code("77001122")  # a reservation opens once
+    wait_until(lambda: locker.board.display[-1:] == ["refused: already_used"], 3, "refused")
