@@ -190,3 +190,14 @@ def test_killed_after_an_offline_pickup_then_restarted_online(locker) -> None:
         5,
         "first boot's events trimmed",
     )
+
+
+def test_the_last_will_says_offline_when_the_agent_dies(locker) -> None:
+    locker_id, _credentials, journal, backend, processes = locker
+    agent = start_agent(locker_id, journal, SHARED_BROKER[1])
+    processes.append(agent)
+    wait_until(lambda: backend.retained_status(locker_id) == "online", 5, "online")
+    agent.send_signal(signal.SIGKILL)
+    agent.wait(5)
+    # the socket closes without DISCONNECT: the broker publishes the will at once
+    wait_until(lambda: backend.retained_status(locker_id) == "offline", 5, "will")

@@ -176,3 +176,11 @@ def test_arbitrary_input_never_crashes(overrides: dict[str, Any], raw: bytes) ->
             p.parse_message(p.cmd_topic("L1"), payload)
         except p.ProtocolError as error:
             assert error.reason in p.ProtocolError.REASONS
+
+
+def test_keyed_code_hash_test_vector() -> None:
+    # documented in docs/locker-protocol.md for hardware makers (checked with openssl dgst -hmac)
+    key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # bytes 0..31
+    assert p.keyed_code_hash(key, "123456") == (
+        "1898abe7e9176c70f7d6f15419df016db53d05d1fcd77cefe650f33538e6de26"
+    )
