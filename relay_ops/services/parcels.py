@@ -31,7 +31,7 @@ from relay_ops.domain.holding import (
     holding_days,
 )
 from relay_ops.domain.lifecycle import HELD_STATES, Action, State
-from relay_ops.services import history, notify
+from relay_ops.services import history, notify, throttle
 from relay_ops.services.context import Ctx
 from relay_ops.services.forecast import load_ratio
 from relay_ops.services.principal import (
@@ -275,20 +275,28 @@ def _place(
     ctx: Ctx, session: Session, site: Site, parcel: Parcel, location: Location, now: datetime,
     actor: Principal,
 ) -> None:
-    parcel.location_id = location.id
-    parcel.location = location
-    parcel.checked_in_at = now
     holding = _holding_period(ctx, session, site, now)
-    parcel.holding_deadline = deadline_after(
-        now, holding.days, ctx.settings.timezone, closed_on(session, site)
-    )
+    with session.no_autoflush:  # one UPDATE of the parcel, not one per attribute change
+        _assign(ctx, session, site, parcel, location, now, holding.days)
     history.apply(
         session, parcel, Action.CHECK_IN, actor, now,
-        data={"location": location.label, "deadline": parcel.holding_deadline.isoformat(),
+        data={"location": location.label, "deadline": _iso(parcel.holding_deadline),
               "holding_days": holding.days, "holding_rule": holding.rule},
     )
     issue_credential(ctx, session, parcel, holder="recipient")
     notify.queue(session, parcel, "ready")
+
+
+def _assign(
+    ctx: Ctx, session: Session, site: Site, parcel: Parcel, location: Location, now: datetime,
+    days: int,
+) -> None:
+    parcel.location_id = location.id
+    parcel.location = location
+    parcel.checked_in_at = now
+    parcel.holding_deadline = deadline_after(
+        now, days, ctx.settings.timezone, closed_on(session, site)
+    )
 
 
 def _holding_period(ctx: Ctx, session: Session, site: Site, now: datetime) -> HoldingDecision:
@@ -423,10 +431,13 @@ def _match_credential(
         if parcel is None or parcel.site_id != site.id:
             raise NotFound(f"no parcel {tracking_number} at {site.code}")
     elif digits:
+        # A code alone could match any parcel at the site, so guesses are counted per site.
+        throttle.check(session, throttle.PICKUP_CODES, str(site.id), now)
         found = _live_credential_by_hash(
             session, site.id, creds.hash_code(pepper, site.id, digits)
         )
         if found is None:
+            throttle.record_failure(session, throttle.PICKUP_CODES, str(site.id), now)
             return None, None, WrongPickupCode("no parcel here has this code", attempts_left=None)
         parcel = _locked_parcel(session, found.parcel_id)
     else:
