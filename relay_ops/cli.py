@@ -143,6 +143,16 @@ def sweep_expiry() -> None:
     click.echo(f"{len(expired)} parcel(s) expired")
 
 
+@click.command("forecast")
+@with_appcontext
+def forecast_command() -> None:
+    """Recompute every site's occupancy forecast (what the scheduler runs nightly)."""
+    from relay_ops.services.forecast import forecast_all
+
+    done = forecast_all(ctx())
+    click.echo(f"{done['sites']} site(s) forecast, {done['days_at_risk']} day(s) at risk")
+
+
 @click.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
@@ -183,7 +193,8 @@ def run_jobs(once: bool) -> None:
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(db_group, "db")
-    for command in (site_group, carrier_group, user_group, sweep_expiry, run_jobs, demo):
+    for command in (site_group, carrier_group, user_group, sweep_expiry, forecast_command,
+                    run_jobs, demo):
         app.cli.add_command(command)
 
 

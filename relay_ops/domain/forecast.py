@@ -22,7 +22,7 @@ and damaged parcels only leave that way.
 the site is closed) with probability ``show_rate``. On top of those, the site's baseline of
 check-ins per open day (announced or not, an exponentially weighted mean over recent open
 days) contributes the share not yet announced at that lead time: ``baseline · (1 − F(L))``,
-where ``F(L)`` is the learned share of check-ins announced at least ``L`` days ahead. Tomorrow
+where ``F(L)`` is the learned share of check-ins announced at least ``L`` hours ahead. Tomorrow
 is mostly announced already; a week ahead almost nothing is, and the baseline carries it.
 Unannounced parcels (never in a manifest) are part of ``1 − F(0)``.
 
@@ -144,17 +144,21 @@ def learn_arrivals(daily: Sequence[int], half_life_days: float = 7.0) -> tuple[f
     return rate, max(1.0, var / mean)
 
 
-def learn_lead_share(leads: Sequence[int | None], max_lead: int = 14) -> tuple[float, ...]:
-    """``F(L)``: the share of check-ins announced at least ``L`` days before, for L = 0..max.
+def learn_lead_share(
+    leads_hours: Sequence[float | None], horizons_hours: Sequence[float]
+) -> tuple[float, ...]:
+    """``F``: for each horizon, the share of check-ins announced at least that many hours
+    before they arrived. ``None`` is a parcel that was never announced.
 
-    ``None`` is a parcel that was never announced.
+    Hours, not days: a manifest sent at 20:00 for the next morning is "a day ahead" by the
+    calendar, yet not there yet at 05:00 when the nightly forecast runs.
     """
-    if not leads:
+    if not leads_hours:
         return ()
-    n = len(leads)
+    n = len(leads_hours)
     return tuple(
-        sum(1 for lead in leads if lead is not None and lead >= horizon) / n
-        for horizon in range(max_lead + 1)
+        sum(1 for lead in leads_hours if lead is not None and lead >= horizon) / n
+        for horizon in horizons_hours
     )
 
 
@@ -191,7 +195,8 @@ class SiteInputs:
     announced: Sequence[Arrival] = ()
     baseline: float = 0.0  # expected check-ins per open day, announced or not
     dispersion: float = 1.0
-    lead_share: Sequence[float] = ()  # F(L), see learn_lead_share
+    # Per day of the forecast (0 = today): the share of its check-ins announced by now.
+    lead_share: Sequence[float] = ()
     hazards: Sequence[float] = PRIOR_HAZARDS["shop"]
     holding_days: int = 10
     return_lag_days: int = 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import and_, select
@@ -30,6 +30,7 @@ from relay_ops.services.sites import closed_on, occupancy_of
 HELD = [s.value for s in HELD_STATES]
 ENDINGS = ("pick_up", "expire", "declare_missing", "declare_damaged")
 LATE_ANNOUNCED_DAYS = 2  # an announced parcel this late may still come, at half the odds
+DELIVERY_TIME = time(10, 0)  # when, roughly, a day's parcels reach the site
 
 
 def local_day(ctx: Ctx, moment: datetime) -> date:
@@ -74,7 +75,7 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
         capacity=occupancy_of(session, site).capacity,
         held=_held(ctx, session, site, today, closed),
         announced=_announced(ctx, session, site, today),
-        **_arrival_rates(ctx, session, check_ins, today, closed),
+        **_arrival_rates(ctx, session, site, check_ins, now, closed),
         hazards=_hazards(ctx, session, site, check_ins, today, closed),
         holding_days=ctx.settings.holding[site.kind].days,
         return_lag_days=settings.return_lag_days,
@@ -126,8 +127,8 @@ def _announced(ctx: Ctx, session: Session, site: Site, today: date) -> list[mode
 
 def _check_ins(
     ctx: Ctx, session: Session, site: Site, now: datetime
-) -> list[tuple[int, date]]:
-    """(parcel id, local day) of the site's check-ins over the longer of the two windows."""
+) -> list[tuple[int, datetime]]:
+    """(parcel id, moment) of the site's check-ins over the longer of the two windows."""
     settings = ctx.settings.forecast
     days = max(settings.dwell_window_days, settings.arrival_window_days)
     rows = session.execute(
@@ -137,7 +138,7 @@ def _check_ins(
             ParcelEvent.at >= now - timedelta(days=days),
         )
     )
-    return [(parcel_id, local_day(ctx, at)) for parcel_id, at in rows]
+    return [(parcel_id, at) for parcel_id, at in rows]
 
 
 def _first_events(
@@ -159,12 +160,13 @@ def _first_events(
 
 
 def _hazards(
-    ctx: Ctx, session: Session, site: Site, check_ins: list[tuple[int, date]], today: date,
+    ctx: Ctx, session: Session, site: Site, check_ins: list[tuple[int, datetime]], today: date,
     closed: model.ClosedOn,
 ) -> tuple[float, ...]:
     settings = ctx.settings.forecast
     since = today - timedelta(days=settings.dwell_window_days)
-    recent = [(pid, day) for pid, day in check_ins if day >= since]
+    recent = [(pid, local_day(ctx, at)) for pid, at in check_ins]
+    recent = [(pid, day) for pid, day in recent if day >= since]
     endings = _first_events(session, (pid for pid, _ in recent), ENDINGS)
     stays = []
     for pid, day in recent:
@@ -179,29 +181,44 @@ def _hazards(
 
 
 def _arrival_rates(
-    ctx: Ctx, session: Session, check_ins: list[tuple[int, date]], today: date,
+    ctx: Ctx, session: Session, site: Site, check_ins: list[tuple[int, datetime]], now: datetime,
     closed: model.ClosedOn,
 ) -> dict[str, Any]:
     settings = ctx.settings.forecast
+    today = local_day(ctx, now)
     since = today - timedelta(days=settings.arrival_window_days)
-    recent = [(pid, day) for pid, day in check_ins if since <= day < today]
+    recent = [(pid, at) for pid, at in check_ins if since <= local_day(ctx, at) < today]
+    if recent:
+        # Days before the site's first parcel are not days without parcels (a new site).
+        since = max(since, min(local_day(ctx, at) for _, at in recent))
     per_day: dict[date, int] = defaultdict(int)
-    for _, day in recent:
-        per_day[day] += 1
+    for _, at in recent:
+        per_day[local_day(ctx, at)] += 1
     open_days = model.open_ages(since, today - timedelta(days=1), closed)
     rate, dispersion = model.learn_arrivals(
         [per_day.get(day, 0) for day in sorted(open_days)], settings.arrival_half_life_days
     )
     announced = _first_events(session, (pid for pid, _ in recent), ("announce",))
     leads = [
-        (day - local_day(ctx, announced[pid][1])).days if pid in announced else None
-        for pid, day in recent
+        (at - announced[pid][1]).total_seconds() / 3600 if pid in announced else None
+        for pid, at in recent
     ]
     return {
         "baseline": rate,
         "dispersion": dispersion,
-        "lead_share": model.learn_lead_share(leads, settings.horizon_days + 1),
+        "lead_share": model.learn_lead_share(leads, _hours_until_each_day(ctx, now)),
     }
+
+
+def _hours_until_each_day(ctx: Ctx, now: datetime) -> list[float]:
+    """Hours from now to each forecast day's delivery time (the morning round)."""
+    today = local_day(ctx, now)
+    tz = ctx.settings.timezone
+    return [
+        max(0.0, (datetime.combine(today + timedelta(days=i), DELIVERY_TIME, tzinfo=tz) - now)
+            .total_seconds() / 3600)
+        for i in range(ctx.settings.forecast.horizon_days + 1)
+    ]
 
 
 # ---------------------------------------------------------------- computing and storing

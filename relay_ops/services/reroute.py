@@ -61,6 +61,7 @@ class Planner:
         self.ctx, self.session = ctx, session
         self.inputs: dict[int, model.SiteInputs] = {}
         self.sent: dict[tuple[int, date], int] = defaultdict(int)
+        self.changed: set[int] = set()  # sites a parcel left or joined since their inputs
         self.sites = list(session.scalars(select(Site).where(Site.status == "open")))
 
     def day_with(self, site: Site, day: date, extra: int) -> model.DayForecast | None:
@@ -80,10 +81,11 @@ class Planner:
         days = model.forecast(replace(inputs, announced=announced))
         return next((d for d in days if d.day == day), None)
 
-    def record_sent(self, site: Site, day: date) -> None:
+    def record_move(self, origin: Site, site: Site, day: date) -> None:
         # Inputs read after the move see the parcel already; only cached ones need counting.
         if site.id in self.inputs:
             self.sent[(site.id, day)] += 1
+        self.changed |= {origin.id, site.id}
 
     def options(self, origin: Site, day: date) -> list[Option]:
         settings = self.ctx.settings.forecast
@@ -149,7 +151,11 @@ def check_manifest(
             )
     for site in touched.values():
         assert site is not None
-        forecast.refresh(ctx, session, site)
+        if site.id in planner.inputs and site.id not in planner.changed:
+            # Nothing moved since its inputs were read: no need to read them again.
+            forecast.store(ctx, session, site, model.forecast(planner.inputs[site.id]))
+        else:
+            forecast.refresh(ctx, session, site)
     for site_id in sorted(receiving - set(touched)):
         other = session.get(Site, site_id)
         assert other is not None
@@ -213,7 +219,7 @@ def _offer(
     if automatic:
         best = options[0]
         move(ctx, session, parcel, best.site, best.km, proposal, actor)
-        planner.record_sent(best.site, day)
+        planner.record_move(site, best.site, day)
         receiving.add(best.site.id)
         answer["site"] = best.site.code
     return answer

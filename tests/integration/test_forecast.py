@@ -65,6 +65,11 @@ def test_forecast_all_stores_a_row_per_site_and_day(world: World) -> None:
         assert row is not None and row.arrivals > 2.5
 
 
+def test_the_forecast_command_runs_every_site(app: Flask, world: World) -> None:
+    result = app.test_cli_runner().invoke(args=["forecast"])
+    assert result.exit_code == 0 and "2 site(s) forecast, 0 day(s) at risk" in result.output
+
+
 def test_a_saturating_manifest_proposes_nearby_sites_and_the_carrier_decides(
     app: Flask, world: World
 ) -> None:

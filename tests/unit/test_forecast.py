@@ -105,7 +105,8 @@ def test_arrival_rate_follows_a_ramp_and_measures_overdispersion() -> None:
     rate, dispersion = learn_arrivals([10] * 14 + [30] * 7)
     assert 20 < rate < 30 and dispersion > 1
     assert learn_arrivals([]) == (0.0, 1.0)
-    assert learn_lead_share([0, 1, 1, 2, None])[:4] == (0.8, 0.6, 0.2, 0.0)
+    leads = [0.0, 13.0, 13.5, 37.0, None]  # hours between announcement and check-in
+    assert learn_lead_share(leads, [0.0, 5.0, 29.0, 53.0]) == (0.8, 0.6, 0.2, 0.0)
 
 
 # ---------------------------------------------------------------- properties
