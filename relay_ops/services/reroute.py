@@ -178,13 +178,16 @@ def _excess(
     outlook = planner.day_with(site, day, 0)
     if outlook is None or not outlook.at_risk:
         return [], outlook
-    moving = len(group)
-    for count in range(1, len(group) + 1):
-        trial = planner.day_with(site, day, -count)
+    # Fewer arrivals never raise the forecast (a property test says so): bisect the count.
+    low, high = 1, len(group)
+    while low < high:
+        middle = (low + high) // 2
+        trial = planner.day_with(site, day, -middle)
         if trial is not None and not trial.at_risk:
-            moving = count
-            break
-    return group[len(group) - moving:], outlook
+            high = middle
+        else:
+            low = middle + 1
+    return group[len(group) - low:], outlook
 
 
 def _saturation_view(site: Site, outlook: model.DayForecast | None) -> dict[str, Any]:
