@@ -90,6 +90,7 @@ class Stats:
     errors: dict[int, list[tuple[float, int, int, int]]] = field(
         default_factory=lambda: defaultdict(list))  # lead -> (predicted, low, high, actual)
     flagged_ahead: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    at_risk_days: dict[int, int] = field(default_factory=lambda: defaultdict(int))
 
 
 class Clock:
@@ -147,7 +148,7 @@ def dwell(rng: random.Random, first_day: float) -> int:
 # ---------------------------------------------------------------- territory
 
 
-def build_territory(ctx: Ctx, rng: random.Random) -> list[Shop]:
+def build_territory(ctx: Ctx, rng: random.Random, load: float = 1.0) -> list[Shop]:
     specs: list[dict[str, Any]] = []
     for town, lat, lon in TOWNS:
         for i in range(3):
@@ -167,7 +168,8 @@ def build_territory(ctx: Ctx, rng: random.Random) -> list[Shop]:
         view = sites.create_site(ctx, SYSTEM, spec["site"])
         shops.append(Shop(
             id=view["id"], code=spec["site"]["code"], capacity=spec["capacity"],
-            base=spec["capacity"] * rng.uniform(0.22, 0.42), first_day=rng.uniform(0.5, 0.7),
+            base=spec["capacity"] * rng.uniform(0.22, 0.42) * load,
+            first_day=rng.uniform(0.5, 0.7),
             lat=spec["site"]["latitude"], lon=spec["site"]["longitude"],
             open_days=frozenset(i for i, d in enumerate(
                 ("mon", "tue", "wed", "thu", "fri", "sat", "sun")) if d in spec["hours"]),
@@ -318,6 +320,7 @@ class Replay:
                 continue
             predicted, low, high, at_risk = prediction
             self.stats.errors[lead].append((predicted, low, high, actual))
+            self.stats.at_risk_days[lead] += at_risk
             if refused and at_risk:
                 self.stats.flagged_ahead[lead] += 1
 
@@ -399,6 +402,7 @@ def error_figures(stats: Stats) -> dict[str, Any]:
         abs_err = [abs(p - a) for p, _, _, a in samples]
         figures[f"{lead}d"] = {
             "samples": len(samples),
+            "mean_actual_parcels": round(statistics.mean(a for *_, a in samples), 1),
             "mae_parcels": round(statistics.mean(abs_err), 2),
             "bias_parcels": round(statistics.mean(p - a for p, _, _, a in samples), 2),
             "mape_pct": round(100 * statistics.mean(
@@ -410,7 +414,7 @@ def error_figures(stats: Stats) -> dict[str, Any]:
 
 
 def run(mode: str, start: date, days: int, seed: int, workdir: Path,
-        warm_up: int = WARM_UP_DAYS) -> dict[str, Any]:
+        warm_up: int = WARM_UP_DAYS, load: float = 1.0) -> dict[str, Any]:
     rng = random.Random(seed)
     db_path = workdir / f"territory-{mode}.sqlite3"
     db_path.unlink(missing_ok=True)
@@ -426,7 +430,7 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
     clock.at(start - timedelta(days=1), "08:00")
     base_ctx: Ctx = app.extensions["relay_ops"]
     ctx = Ctx(db=base_ctx.db, settings=base_ctx.settings, clock=clock)
-    shops = build_territory(ctx, rng)
+    shops = build_territory(ctx, rng, load)
     warm = start + timedelta(days=warm_up)
     replay = Replay(ctx, clock, shops, rng, warm)
     replay.plan(start)
@@ -439,7 +443,7 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
     stats = replay.stats
     over_peak = [(c, d) for c, d in stats.over_days if d >= warm]
     result = {
-        "mode": mode, "start": start.isoformat(), "days": days, "seed": seed,
+        "mode": mode, "start": start.isoformat(), "days": days, "seed": seed, "load": load,
         "shops": len(shops), "towns": len(TOWNS),
         "parcels_announced": stats.parcels, "parcels_unannounced": stats.unannounced,
         "shop_days": stats.shop_days,
@@ -447,6 +451,7 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
         "shop_days_over_capacity_after_warm_up": len(over_peak),
         "refused_checkins": stats.refused_checkins,
         "over_capacity_flagged_ahead": {f"{k}d": stats.flagged_ahead.get(k, 0) for k in LEADS},
+        "days_flagged_at_risk": {f"{k}d": stats.at_risk_days.get(k, 0) for k in LEADS},
         "saturation_notes": stats.saturation_notes,
         "no_alternative": stats.no_alternative,
         "reroutes": reroute_figures(ctx, shops),
@@ -470,6 +475,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--mode", choices=("both", "reroute", "baseline"), default="both")
+    parser.add_argument("--load", type=float, default=1.0,
+                        help="multiplies every shop's demand (1.0: the hot territory)")
     parser.add_argument("--warm-up", type=int, default=WARM_UP_DAYS,
                         help="days the model learns before its errors are counted")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -478,7 +485,8 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as workdir:
         for mode in modes:
-            result = run(mode, args.start, args.days, args.seed, Path(workdir), args.warm_up)
+            result = run(mode, args.start, args.days, args.seed, Path(workdir), args.warm_up,
+                         args.load)
             print(json.dumps(result, indent=2))
             results.append(result)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -99,7 +99,7 @@ def _announce_parcels(
     items: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     seen: set[str] = set()
-    sites: dict[str, Site | None] = {}
+    sites = _lock_sites(session, items)
     results = []
     for index, item in enumerate(items):
         raw = str(item.get("tracking_number", ""))
@@ -184,6 +184,21 @@ def _reconcile(
     if parcel.state == State.READY_FOR_PICKUP.value and not had_contact:
         notify.queue(session, parcel, "ready")
     return parcel
+
+
+def _lock_sites(session: Session, items: list[dict[str, Any]]) -> dict[str, Site | None]:
+    """Lock the manifest's sites first, in id order, as a check-in locks its site first.
+
+    The saturation check needs them locked (two manifests must not both take the last
+    places), and taking the locks before any parcel row references a site avoids the
+    deadlock of two transactions upgrading the key-share lock their inserts took.
+    """
+    codes = sorted({str(item.get("site", "")) for item in items})
+    found: dict[str, Site | None] = dict.fromkeys(codes)
+    query = select(Site).where(Site.code.in_(codes)).order_by(Site.id).with_for_update()
+    for site in session.scalars(query):
+        found[site.code] = site
+    return found
 
 
 def _reject(slug: str, detail: str) -> Rejected:

@@ -1,5 +1,6 @@
 """Saturation seen coming: the forecast API, reroutes at announce time, adaptive holding."""
 
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -8,7 +9,7 @@ from sqlalchemy import func, select
 
 from relay_ops.db.models import Notification, Parcel, Site, SiteForecast
 from relay_ops.domain.holding import AdaptiveHolding, Season
-from relay_ops.services import accounts, forecast, sites
+from relay_ops.services import accounts, forecast, manifests, sites
 from relay_ops.services.principal import SYSTEM
 from tests.integration.test_delivery import run_jobs, sent_lines
 from tests.support import Api, World, is_problem, shop
@@ -185,3 +186,36 @@ def test_holding_periods_follow_the_season_and_the_load(app: Flask, world: World
     # The first parcel, already notified, keeps its deadline.
     assert world.shopkeeper.get(f"/parcels/{first['id']}").json["holding_deadline"] == (
         first["holding_deadline"])
+
+
+def test_concurrent_manifests_cannot_both_take_the_last_places(world: World) -> None:
+    """Four carriers' rounds announced at once, 5 parcels each, to a shop of 15 places: the
+    site lock makes each see the others, so the excess is moved and the day is not at risk."""
+    near_shop(world)
+    fast = automatic_carrier(world)
+    principal = accounts.authenticate(world.ctx, fast.token or "")
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def announce(n: int) -> None:
+        body = {"reference": f"RACE-{n}", "expected_date": TOMORROW, "parcels": [
+            {"tracking_number": f"RAC{n}{i:07d}", "site": "bourg",
+             "recipient": {"phone": "+33612345678"}} for i in range(5)]}
+        barrier.wait()
+        try:
+            manifests.announce(world.ctx, principal, body)
+        except BaseException as err:  # reported below, in the test's thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=announce, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    with world.ctx.db.read() as session:
+        at_bourg = session.scalar(select(func.count()).where(
+            Parcel.site_id == world.shop_id, Parcel.state == "announced"))
+    assert at_bourg is not None and 10 <= at_bourg <= 14
+    bourg = forecast.forecast_site(world.ctx, world.shop_id)[1]
+    assert not bourg.at_risk
