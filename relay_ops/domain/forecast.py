@@ -22,7 +22,8 @@ and damaged parcels only leave that way.
 the site is closed) with probability ``show_rate``. On top of those, the site's baseline of
 check-ins per open day (announced or not, an exponentially weighted mean over recent open
 days) contributes the share not yet announced at that lead time: ``baseline · (1 − F(L))``,
-where ``F(L)`` is the learned share of check-ins announced at least ``L`` hours ahead. Tomorrow
+where ``F(L)`` is the learned share of check-ins announced ``L`` hours or more before the start
+of their day, ``L`` being the time from now to the start of the forecast day. Tomorrow
 is mostly announced already; a week ahead almost nothing is, and the baseline carries it.
 Unannounced parcels (never in a manifest) are part of ``1 − F(0)``.
 
@@ -148,10 +149,12 @@ def learn_lead_share(
     leads_hours: Sequence[float | None], horizons_hours: Sequence[float]
 ) -> tuple[float, ...]:
     """``F``: for each horizon, the share of check-ins announced at least that many hours
-    before they arrived. ``None`` is a parcel that was never announced.
+    before the start of the day they arrived (negative: announced that same day). ``None`` is
+    a parcel that was never announced.
 
-    Hours, not days: a manifest sent at 20:00 for the next morning is "a day ahead" by the
-    calendar, yet not there yet at 05:00 when the nightly forecast runs.
+    Measured from the start of the arrival day, not from the check-in: it does not depend on
+    when the van comes, and a manifest sent at 20:00 for the next day counts as announced for
+    a forecast made at 21:00, not for one made at 05:00 that morning.
     """
     if not leads_hours:
         return ()

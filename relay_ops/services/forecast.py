@@ -30,7 +30,6 @@ from relay_ops.services.sites import closed_on, occupancy_of
 HELD = [s.value for s in HELD_STATES]
 ENDINGS = ("pick_up", "expire", "declare_missing", "declare_damaged")
 LATE_ANNOUNCED_DAYS = 2  # an announced parcel this late may still come, at half the odds
-DELIVERY_TIME = time(10, 0)  # when, roughly, a day's parcels reach the site
 
 
 def local_day(ctx: Ctx, moment: datetime) -> date:
@@ -200,7 +199,8 @@ def _arrival_rates(
     )
     announced = _first_events(session, (pid for pid, _ in recent), ("announce",))
     leads = [
-        (at - announced[pid][1]).total_seconds() / 3600 if pid in announced else None
+        (_day_start(ctx, local_day(ctx, at)) - announced[pid][1]).total_seconds() / 3600
+        if pid in announced else None
         for pid, at in recent
     ]
     return {
@@ -210,13 +210,15 @@ def _arrival_rates(
     }
 
 
+def _day_start(ctx: Ctx, day: date) -> datetime:
+    return datetime.combine(day, time(0, 0), tzinfo=ctx.settings.timezone)
+
+
 def _hours_until_each_day(ctx: Ctx, now: datetime) -> list[float]:
-    """Hours from now to each forecast day's delivery time (the morning round)."""
+    """Hours from now to the start of each forecast day (negative for today: begun)."""
     today = local_day(ctx, now)
-    tz = ctx.settings.timezone
     return [
-        max(0.0, (datetime.combine(today + timedelta(days=i), DELIVERY_TIME, tzinfo=tz) - now)
-            .total_seconds() / 3600)
+        (_day_start(ctx, today + timedelta(days=i)) - now).total_seconds() / 3600
         for i in range(ctx.settings.forecast.horizon_days + 1)
     ]
 
