@@ -138,3 +138,20 @@ def _record(ctx: Ctx, notification_id: int, status: str, *, provider_id: str | N
             notification.provider_id = provider_id
             notification.sent_at = ctx.now()
         return Outcome(status, provider_id)
+
+
+def give_up(ctx: Ctx, notification_id: int, error: str) -> None:
+    """Retries are exhausted: the notification is failed, with the last error kept."""
+    with ctx.db.transaction() as session:
+        notification = session.get(Notification, notification_id, with_for_update=True)
+        if notification is not None and notification.status == "queued":
+            notification.status = "failed"
+            notification.error = error[:4000]
+
+
+def revive(ctx: Ctx, notification_id: int) -> None:
+    """An operator retries a job that gave up: its notification is owed again."""
+    with ctx.db.transaction() as session:
+        notification = session.get(Notification, notification_id, with_for_update=True)
+        if notification is not None and notification.status == "failed":
+            notification.status = "queued"
