@@ -202,18 +202,14 @@ def worker(burst: bool, name: str | None) -> None:
     """Run an RQ worker on RelayOps' queues (production; JOBS_IN_PROCESS=false).
 
     It forks a process per job and runs RQ's scheduler for retries with backoff. Run as many
-    as needed, and one `relay-ops scheduler`.
+    as needed, and one `relay-ops scheduler`. It waits out Redis outages.
     """
-    from rq import Worker
-
     from relay_ops.worker import runtime
-    from relay_ops.worker.config import JobsConfig, connect
+    from relay_ops.worker.supervise import run_worker
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     runtime.use(app)
-    jc = JobsConfig.from_config(app.config)
-    Worker(jc.queues, connection=connect(app.config), name=name).work(
-        with_scheduler=True, burst=burst)
+    run_worker(app.config, burst=burst, name=name)
 
 
 @click.command("scheduler")
