@@ -144,3 +144,21 @@ def test_parcels_still_held_are_never_purged(app: Flask, world: World, clock: Cl
         assert session.scalar(select(Parcel.recipient_phone)) == "+33612345678"
         assert session.scalar(select(ParcelEvent).where(
             ParcelEvent.action == "personal_data_purged")) is None
+
+
+def test_the_embedded_runner_sends_messages_and_runs_every_sweep(
+        app: Flask, world: World, clock: Clock) -> None:
+    parcel = world.ready("INPROC000001")
+    with world.ctx.db.transaction() as session:
+        row = session.get(Parcel, parcel["id"])
+        assert row is not None
+        row.holding_deadline = clock.now - timedelta(minutes=1)
+    runner = jobs.InProcessRunner(world.ctx, app.config)
+    assert set(runner.intervals) == {"expiry", "reminders", "personal-data-purge"}
+    runner.run_once()  # sends "ready", then the expiry sweep expires the parcel
+    runner.run_once()  # sends "expired"; the sweeps are not due again yet
+    assert kinds_sent(world, parcel["id"]) == [
+        ("ready", "sent"), ("ready", "sent"), ("expired", "sent"), ("expired", "sent")]
+    overview = world.operator.get("/jobs").json
+    assert overview == {"mode": "in_process", "outbox": {
+        "pending": 0, "dispatched": 0, "done": 4, "failed": 0, "oldest_waiting_since": None}}
