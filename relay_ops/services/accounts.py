@@ -20,8 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import ApiToken, Carrier, Site, User
+from relay_ops.db.models import ApiToken, Carrier, Site, User, UserSite
 from relay_ops.domain.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
+from relay_ops.services import throttle
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role
 
@@ -194,31 +195,39 @@ def log_in(
 ) -> IssuedToken:
     """Check a staff password and issue a bearer token that expires."""
     with ctx.db.transaction() as session:
-        user = session.scalar(select(User).where(User.username == username))
-        if not _password_ok(ctx, user, password):
-            raise Unauthenticated("wrong username or password")
-        assert user is not None
-        if hasher_for(ctx).check_needs_rehash(user.password_hash):
-            user.password_hash = hasher_for(ctx).hash(password)
-        prefix, secret, token = _new_token(ctx, "st", fixed)
-        expires = ctx.now() + (ttl or timedelta(hours=ctx.settings.staff_token_ttl_hours))
-        session.add(
-            ApiToken(
+        user = _signed_in_user(ctx, session, username, password)
+        if user is not None:
+            if hasher_for(ctx).check_needs_rehash(user.password_hash):
+                user.password_hash = hasher_for(ctx).hash(password)
+            prefix, secret, token = _new_token(ctx, "st", fixed)
+            expires = ctx.now() + (ttl or timedelta(hours=ctx.settings.staff_token_ttl_hours))
+            session.add(ApiToken(
                 prefix=prefix, secret_hash=_secret_hash(ctx, secret), user_id=user.id,
                 expires_at=expires, label="login",
-            )
-        )
-        return IssuedToken(token=token, expires_at=expires.isoformat())
+            ))
+            return IssuedToken(token=token, expires_at=expires.isoformat())
+    # Raised after the commit, so the failed attempt is counted.
+    raise Unauthenticated("wrong username or password")
 
 
 def verify_password(ctx: Ctx, username: str, password: str) -> Principal:
     """The staff principal for a username and password (sign-in pages use this)."""
-    with ctx.db.read() as session:
-        user = session.scalar(select(User).where(User.username == username))
-        if not _password_ok(ctx, user, password):
-            raise Unauthenticated("wrong username or password")
-        assert user is not None
-        return _user_principal(user)
+    with ctx.db.transaction() as session:
+        user = _signed_in_user(ctx, session, username, password)
+        if user is not None:
+            return _user_principal(user)
+    raise Unauthenticated("wrong username or password")
+
+
+def _signed_in_user(ctx: Ctx, session: Session, username: str, password: str) -> User | None:
+    """The user if the password is right; a wrong one is counted against the username."""
+    now, key = ctx.now(), username.lower()
+    throttle.check(session, throttle.SIGN_IN, key, now)
+    user = session.scalar(select(User).where(User.username == username))
+    if _password_ok(ctx, user, password):
+        return user
+    throttle.record_failure(session, throttle.SIGN_IN, key, now)
+    return None
 
 
 def _password_ok(ctx: Ctx, user: User | None, password: str) -> bool:
@@ -246,16 +255,22 @@ def authenticate(ctx: Ctx, token: str) -> Principal:
     if not prefix or not secret:
         raise Unauthenticated("malformed bearer token")
     with ctx.db.read() as session:
-        row = session.scalar(select(ApiToken).where(ApiToken.prefix == prefix))
-        if row is None or not hmac.compare_digest(row.secret_hash, _secret_hash(ctx, secret)):
+        # Every API request comes through here: token and user in one query, sites in one more.
+        row = session.execute(
+            select(ApiToken, User).outerjoin(User, ApiToken.user_id == User.id)
+            .where(ApiToken.prefix == prefix)
+        ).first()
+        if row is None or not hmac.compare_digest(row[0].secret_hash, _secret_hash(ctx, secret)):
             raise Unauthenticated("unknown or wrong token")
-        if row.revoked_at is not None:
+        api_token, user = row
+        if api_token.revoked_at is not None:
             raise Unauthenticated("this token was revoked")
-        if row.expires_at is not None and row.expires_at <= ctx.now():
+        if api_token.expires_at is not None and api_token.expires_at <= ctx.now():
             raise Unauthenticated("this token has expired; sign in again")
-        if row.carrier_id is not None:
-            return Principal(Role.CARRIER, carrier_id=row.carrier_id)
-        user = session.get(User, row.user_id)
+        if api_token.carrier_id is not None:
+            return Principal(Role.CARRIER, carrier_id=api_token.carrier_id)
         if user is None or not user.active:
             raise Unauthenticated("this account is disabled")
-        return _user_principal(user)
+        site_ids = session.scalars(select(UserSite.site_id).where(UserSite.user_id == user.id))
+        return Principal(Role(user.role), user_id=user.id, site_ids=frozenset(site_ids),
+                         name=user.display_name)

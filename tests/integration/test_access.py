@@ -113,3 +113,18 @@ def test_operator_creates_a_site_with_locations(world: World) -> None:
     assert is_problem(more, 422, "validation-failed")
     bad_hours = dict(body, code="other", opening_hours={"lundi": [["09:00", "12:00"]]})
     assert is_problem(world.operator.post("/sites", json=bad_hours), 422, "validation-failed")
+
+
+def test_sign_in_guessing_is_throttled(world: World) -> None:
+    for _ in range(10):
+        wrong = world.client.post("/api/v1/auth/token", json={"username": "marie",
+                                                              "password": "guess"})
+        assert is_problem(wrong, 401, "unauthenticated")
+    from tests.support import PASSWORD
+
+    blocked = world.client.post("/api/v1/auth/token", json={"username": "Marie",
+                                                            "password": PASSWORD})
+    assert is_problem(blocked, 429, "too-many-attempts")
+    other = world.client.post("/api/v1/auth/token", json={"username": "paul",
+                                                          "password": PASSWORD})
+    assert other.status_code == 201

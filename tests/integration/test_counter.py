@@ -259,3 +259,18 @@ def test_staff_tokens_expire(world: World, clock: Clock) -> None:
     response = world.shopkeeper.get(f"/sites/{world.shop_id}/occupancy")
     assert is_problem(response, 401, "unauthenticated")
     assert "expired" in response.json["detail"]
+
+
+def test_guessing_codes_at_a_site_is_throttled(world: World, clock: Clock) -> None:
+    parcel = world.ready("ACME00000900")
+    right = world.code_of(parcel["id"])
+    wrong = [f"{n:06d}" for n in range(100000, 100030) if f"{n:06d}" != right]
+    for code in wrong[:20]:
+        assert is_problem(world.pick_up(code=code), 403, "wrong-pickup-code")
+    throttled = world.pick_up(code=right)
+    assert is_problem(throttled, 429, "too-many-attempts")
+    assert "tracking number" in throttled.json["detail"]
+    # The identified parcel's own counter still works, and the window passes.
+    assert world.pick_up(code=right, tracking_number="ACME00000900").status_code == 200
+    clock.advance(minutes=11)
+    assert is_problem(world.pick_up(code=wrong[0]), 403, "wrong-pickup-code")
