@@ -37,7 +37,7 @@ class RelayOpsProcess:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "relay_ops.cli", *self.command],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=self.env["PYTHONPATH"],
                 start_new_session=True,  # its own process group, killed as a whole
             )
         return self

@@ -28,6 +28,7 @@ from tests.integration.notifications.notify_servers import SmsGateway, SmtpServe
 from tests.integration.rq_jobs.conftest import SHARED_REDIS, forget_prefix
 from tests.support import World, make_world
 
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 SWEEPS_EVERY_SECOND = {"expiry": 1, "reminders": 1, "outbox-redispatch": 1,
@@ -71,6 +72,7 @@ def build_stack(pg_url: str, tmp: Path, redis_url: str, prefix: str,
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_OPS_")}
     env.update({f"RELAY_OPS_{k}": v if isinstance(v, str) else json.dumps(v)
                 for k, v in config.items()})
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whichever one the venv installed
     app = create_app({"TESTING": True, **config})
     world = make_world(app.extensions["relay_ops"], app.test_client())
     return Stack(config, env, app, world, tmp)
@@ -134,7 +136,7 @@ def test_every_message_goes_out_once_and_the_sweeps_run_by_themselves(
 
         wait_for(lambda: len(sms_gateway.requests) >= 8 and len(smtp_server.handler.received)
                  >= 8 and purged(), 40, "eight messages per channel and the purge")
-        time.sleep(2.5)  # sweeps keep running: nothing may go out twice
+        time.sleep(1.5)  # sweeps keep running: nothing may go out twice
     finally:
         scheduler.stop()
         worker.stop()
@@ -172,7 +174,7 @@ def test_a_work_horse_killed_mid_send_is_retried_and_the_sms_goes_out_once(
     stack = build_stack(pg_url, tmp_path, SHARED_REDIS, prefix, NOTIFY_SMS_BACKEND="webhook",
                         SMS_WEBHOOK_URL=sms_gateway.url, SMS_WEBHOOK_TOKEN="tok")
     stacks.append(stack)
-    sms_gateway.script.delay = 5  # the provider is slow: the horse waits for its answer
+    sms_gateway.script.delay = 3  # the provider is slow: the horse waits for its answer
     scheduler, worker = stack.process("scheduler").start(), stack.process("worker").start()
     try:
         wait_for(lambda: children(worker.pid), 20, "the worker's own scheduler process")
