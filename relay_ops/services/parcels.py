@@ -395,6 +395,38 @@ def pick_up(
     raise failure
 
 
+def pickup_preview(ctx: Ctx, actor: Principal, site_id: int, code: str) -> dict[str, Any]:
+    """What a code would hand over, before the shopkeeper confirms: nothing changes here.
+
+    An unknown code is refused the way :func:`pick_up` refuses it (it names no parcel, so there
+    is no parcel whose attempts to count).
+    """
+    pepper = ctx.settings.pickup_code_pepper
+    digits = creds.normalise_code(code)
+    if not digits:
+        raise ValidationFailed("type the pickup code or scan the resident's QR code")
+    with ctx.db.read() as session:
+        site = _site_for_staff(session, actor, site_id, lock=False)
+        found = _live_credential_by_hash(session, site.id, creds.hash_code(pepper, site.id, digits))
+        if found is None:
+            raise WrongPickupCode("no parcel here has this code", attempts_left=None)
+        parcel = session.get(Parcel, found.parcel_id)
+        assert parcel is not None
+        if parcel.state != State.READY_FOR_PICKUP.value:
+            raise InvalidTransition(
+                f"{parcel.tracking_number} is {parcel.state}, not ready for pickup",
+                state=parcel.state,
+            )
+        locked = any(c.locked_at for c in live_credentials(session, parcel.id))
+        return {
+            "parcel": parcel_view(parcel, actor),
+            "holder": found.holder,
+            "holder_name": found.holder_name,
+            "locked": locked,
+            "identity_required": locked or found.holder == "proxy",
+        }
+
+
 def _match_credential(
     ctx: Ctx, session: Session, site: Site, code: str | None, tracking_number: str | None,
     identity: IdentityCheck | None, override_lock: bool, actor: Principal, now: datetime,
