@@ -88,8 +88,8 @@ def parcels_per_day(series: Series) -> Markup:
     for i, d in enumerate(series.days):
         x = LEFT + slot * i + slot * 0.12
         for offset, value, css, name in (
-            (0.0, d.arrivals, "bar-in", _("checked in")),
-            (bar + 1, d.pickups, "bar-out", _("picked up")),
+            (0.0, d.arrivals, "bar-in", _("parcels checked in")),
+            (bar + 1, d.pickups, "bar-out", _("parcels picked up")),
         ):
             h = value * per_unit
             bars.append(
@@ -101,7 +101,7 @@ def parcels_per_day(series: Series) -> Markup:
     total_out = sum(d.pickups for d in series.days)
     desc = _("%(days)s days: %(checked_in)s parcels checked in, %(picked_up)s picked up.",
              days=len(series.days), checked_in=total_in, picked_up=total_out)
-    legend = _legend([("bar-in", _("checked in")), ("bar-out", _("picked up"))])
+    legend = _legend([("bar-in", _("parcels checked in")), ("bar-out", _("parcels picked up"))])
     return _frame(_("Parcels per day"), desc, _axes(nice, per_unit, labels) + "".join(bars),
                   legend)
 
