@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import Flask, current_app, redirect, request, session
-from flask_babel import Babel, format_date, format_datetime
+from flask_babel import Babel, format_date, format_datetime, format_time
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
@@ -58,6 +58,9 @@ def when(value: str | datetime | None, style: str = "medium") -> str:
     if not value:
         return "—"
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if style == "full":
+        # Babel's full style names the time zone at length; people need the day and the hour.
+        return f"{format_date(moment, 'full')}, {format_time(moment, 'short')}"
     return str(format_datetime(moment, style))
 
 
