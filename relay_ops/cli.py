@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup
+from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
 from relay_ops.db import migrate
 from relay_ops.domain.errors import DomainError
@@ -20,7 +20,7 @@ def ctx() -> Ctx:
     return current_app.extensions["relay_ops"]
 
 
-class _ReportDomainErrors(click.Group):
+class _ReportDomainErrors(AppGroup):
     """A refused command prints the rule it broke and exits 1, without a traceback."""
 
     def invoke(self, context: click.Context) -> Any:
@@ -135,7 +135,8 @@ def user_create(username: str, role: str, site_codes: tuple[str, ...], display_n
     click.echo(f"{role} {username} created")
 
 
-@click.command("sweep-expiry", cls=click.Command)
+@click.command("sweep-expiry")
+@with_appcontext
 def sweep_expiry() -> None:
     """Move parcels past their holding deadline to 'expired'."""
     expired = parcels.expire_overdue(ctx())
@@ -146,6 +147,7 @@ def sweep_expiry() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 @click.option("--seed-only", is_flag=True, help="create the demo data and exit")
+@with_appcontext
 def demo(host: str, port: int, seed_only: bool) -> None:
     """Run RelayOps on its embedded defaults with demo data."""
     from relay_ops import demo as demo_module
@@ -155,13 +157,33 @@ def demo(host: str, port: int, seed_only: bool) -> None:
     if seed_only:
         click.echo("demo data ready")
         return
-    demo_module.print_welcome(ctx(), host, port)
-    demo_module.serve(current_app, host, port)
+    demo_module.print_welcome(ctx(), host, port, current_app.config["NOTIFY_FILE_PATH"])
+    demo_module.serve(current_app._get_current_object(), host, port)  # type: ignore[attr-defined]
+
+
+@click.command("run-jobs")
+@click.option("--once", is_flag=True, help="run the due jobs once and exit")
+@with_appcontext
+def run_jobs(once: bool) -> None:
+    """Run queued jobs in this process (without Redis)."""
+    from relay_ops import outbox
+    from relay_ops.jobs import InProcessRunner, handlers
+
+    if once:
+        done = outbox.run_pending_jobs(ctx().db, handlers(ctx(), current_app.config), ctx().now)
+        click.echo(f"{done} job(s) done")
+        return
+    runner = InProcessRunner(ctx(), current_app.config)
+    runner.start()
+    try:
+        runner.join()
+    except KeyboardInterrupt:
+        runner.stop()
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(db_group, "db")
-    for command in (site_group, carrier_group, user_group, sweep_expiry, demo):
+    for command in (site_group, carrier_group, user_group, sweep_expiry, run_jobs, demo):
         app.cli.add_command(command)
 
 
@@ -174,3 +196,7 @@ def _create_app() -> Flask:
 def main() -> None:
     FlaskGroup(create_app=_create_app, add_default_commands=False,
                help="RelayOps operations.")(prog_name="relay-ops")
+
+
+if __name__ == "__main__":
+    main()

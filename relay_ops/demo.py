@@ -6,7 +6,6 @@ a database seeded by ``relay-ops demo``; production refuses the development secr
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -81,7 +80,7 @@ def _announce_and_check_in(ctx: Ctx, shop_id: int) -> None:
     parcels.check_in(ctx, shopkeeper, shop_id, "RR123456785FR")
 
 
-def print_welcome(ctx: Ctx, host: str, port: int) -> None:
+def print_welcome(ctx: Ctx, host: str, port: int, ctx_notify_path: str) -> None:
     base = f"http://{host}:{port}"
     click.echo(f"""
 RelayOps demo running on {base}
@@ -93,14 +92,18 @@ Demo credentials (Authorization: Bearer ...):
   shopkeeper    {SHOPKEEPER_TOKEN}   (Tabac-Presse du Bourg, Riaillé)
   carrier       {CARRIER_TOKEN}
   staff password for 'operateur' and 'marie': {DEMO_PASSWORD}
+Messages to residents are written to {ctx_notify_path}
 """)
 
 
 def serve(app: Flask, host: str, port: int) -> None:
     from werkzeug.serving import run_simple
 
-    stop = threading.Event()
+    from relay_ops.jobs import InProcessRunner
+
+    runner = InProcessRunner(app.extensions["relay_ops"], app.config)
+    runner.start()
     try:
         run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
-        stop.set()
+        runner.stop()

@@ -28,6 +28,9 @@ DEFAULTS: dict[str, Any] = {
     "PICKUP_CODE_DERIVATION_KEY": DEV_SECRET + "-derive",
     "API_TOKEN_PEPPER": DEV_SECRET + "-tokens",
     "STAFF_TOKEN_TTL_HOURS": 12,
+    # argon2id cost for staff passwords (RFC 9106's second recommended profile: 64 MiB, t=3).
+    "ARGON2_TIME_COST": 3,
+    "ARGON2_MEMORY_KIB": 65536,
     "HOLDING_PERIODS": {
         "shop": {"days": 10, "extension_days": 5, "reminder_before_hours": 48},
         "locker": {"days": 3, "extension_days": 1, "reminder_before_hours": 12},
@@ -41,7 +44,10 @@ DEFAULTS: dict[str, Any] = {
     },
     "DEFAULT_PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 500,
-    # Where the development notification sender writes (one JSON line per message).
+    # Notification channels (see relay_ops/notifications/senders.py for SMTP and SMS keys).
+    # The embedded default writes messages to a file in the instance folder.
+    "NOTIFY_EMAIL_BACKEND": "file",
+    "NOTIFY_SMS_BACKEND": "file",
     "NOTIFY_FILE_PATH": None,
     # Run queued jobs in a thread of the web process (embedded default) instead of RQ.
     "JOBS_IN_PROCESS": True,

@@ -101,6 +101,9 @@ def app(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[Flask]:
         "DATABASE_URL": database_url,
         "NOTIFY_FILE_PATH": str(tmp_path / "notifications.jsonl"),
         "PUBLIC_BASE_URL": "http://relayops.test",
+        # Cheap password hashing: tests sign in often; production keeps the strong default.
+        "ARGON2_TIME_COST": 1,
+        "ARGON2_MEMORY_KIB": 1024,
     }
     application = create_app(config)
     ctx: Ctx = application.extensions["relay_ops"]

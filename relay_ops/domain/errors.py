@@ -103,3 +103,9 @@ class IdempotencyKeyReused(DomainError):
     slug = "idempotency-key-reused"
     title = "This Idempotency-Key was used with a different request"
     status = 422
+
+
+class TooManyAttempts(DomainError):
+    slug = "too-many-attempts"
+    title = "Too many failed attempts; wait before trying again"
+    status = 429

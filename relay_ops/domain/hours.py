@@ -35,6 +35,16 @@ def _is_hhmm(value: object) -> bool:
     return hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60
 
 
+def opens_on(hours: OpeningHours, closing_days: Collection[date], day: date) -> bool:
+    """Whether the site opens at all on ``day``."""
+    if day in closing_days:
+        return False
+    if hours == ALWAYS_OPEN:
+        return True
+    assert not isinstance(hours, str)
+    return bool(hours.get(DAYS[day.weekday()]))
+
+
 def is_open(
     hours: OpeningHours, closing_days: Collection[date], when: datetime, tz: ZoneInfo
 ) -> bool:

@@ -12,6 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -21,12 +22,10 @@ from sqlalchemy.orm import Session
 
 from relay_ops.db.models import ApiToken, Carrier, Site, User
 from relay_ops.domain.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
+from relay_ops.services import throttle
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role
 
-_hasher = PasswordHasher()
-# Checked when the username is unknown, so a wrong username costs as much as a wrong password.
-_DUMMY_HASH = _hasher.hash("relay-ops-dummy-password")
 STAFF_ROLES = (Role.OPERATOR.value, Role.SHOPKEEPER.value)
 MIN_PASSWORD_LENGTH = 10
 
@@ -35,6 +34,21 @@ MIN_PASSWORD_LENGTH = 10
 class IssuedToken:
     token: str
     expires_at: str | None
+
+
+@cache
+def _hasher(time_cost: int, memory_kib: int) -> PasswordHasher:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+
+
+@cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    # Checked when the username is unknown, so a wrong username costs as much as a wrong password.
+    return hasher.hash("relay-ops-dummy-password")
+
+
+def hasher_for(ctx: Ctx) -> PasswordHasher:
+    return _hasher(ctx.settings.argon2_time_cost, ctx.settings.argon2_memory_kib)
 
 
 def _secret_hash(ctx: Ctx, secret: str) -> str:
@@ -76,7 +90,7 @@ def create_user(
         user = User(
             username=username,
             display_name=display_name or username,
-            password_hash=_hasher.hash(password),
+            password_hash=hasher_for(ctx).hash(password),
             role=role,
             locale=locale,
             sites=sites,
@@ -181,39 +195,48 @@ def log_in(
 ) -> IssuedToken:
     """Check a staff password and issue a bearer token that expires."""
     with ctx.db.transaction() as session:
-        user = session.scalar(select(User).where(User.username == username))
-        if not _password_ok(user, password):
-            raise Unauthenticated("wrong username or password")
-        assert user is not None
-        if _hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = _hasher.hash(password)
-        prefix, secret, token = _new_token(ctx, "st", fixed)
-        expires = ctx.now() + (ttl or timedelta(hours=ctx.settings.staff_token_ttl_hours))
-        session.add(
-            ApiToken(
+        user = _signed_in_user(ctx, session, username, password)
+        if user is not None:
+            if hasher_for(ctx).check_needs_rehash(user.password_hash):
+                user.password_hash = hasher_for(ctx).hash(password)
+            prefix, secret, token = _new_token(ctx, "st", fixed)
+            expires = ctx.now() + (ttl or timedelta(hours=ctx.settings.staff_token_ttl_hours))
+            session.add(ApiToken(
                 prefix=prefix, secret_hash=_secret_hash(ctx, secret), user_id=user.id,
                 expires_at=expires, label="login",
-            )
-        )
-        return IssuedToken(token=token, expires_at=expires.isoformat())
+            ))
+            return IssuedToken(token=token, expires_at=expires.isoformat())
+    # Raised after the commit, so the failed attempt is counted.
+    raise Unauthenticated("wrong username or password")
 
 
 def verify_password(ctx: Ctx, username: str, password: str) -> Principal:
     """The staff principal for a username and password (sign-in pages use this)."""
-    with ctx.db.read() as session:
-        user = session.scalar(select(User).where(User.username == username))
-        if not _password_ok(user, password):
-            raise Unauthenticated("wrong username or password")
-        assert user is not None
-        return _user_principal(user)
+    with ctx.db.transaction() as session:
+        user = _signed_in_user(ctx, session, username, password)
+        if user is not None:
+            return _user_principal(user)
+    raise Unauthenticated("wrong username or password")
 
 
-def _password_ok(user: User | None, password: str) -> bool:
+def _signed_in_user(ctx: Ctx, session: Session, username: str, password: str) -> User | None:
+    """The user if the password is right; a wrong one is counted against the username."""
+    now, key = ctx.now(), username.lower()
+    throttle.check(session, throttle.SIGN_IN, key, now)
+    user = session.scalar(select(User).where(User.username == username))
+    if _password_ok(ctx, user, password):
+        return user
+    throttle.record_failure(session, throttle.SIGN_IN, key, now)
+    return None
+
+
+def _password_ok(ctx: Ctx, user: User | None, password: str) -> bool:
+    hasher = hasher_for(ctx)
     try:
         if user is None or not user.active:
-            _hasher.verify(_DUMMY_HASH, password)
+            hasher.verify(_dummy_hash(hasher), password)
             return False
-        return _hasher.verify(user.password_hash, password)
+        return hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 

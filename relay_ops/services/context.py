@@ -29,6 +29,8 @@ class Settings:
     holding: Mapping[str, HoldingPolicy]
     size_classes: Mapping[str, Dims]
     secret_key: str
+    argon2_time_cost: int
+    argon2_memory_kib: int
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -43,6 +45,8 @@ class Settings:
             holding={k: HoldingPolicy(**v) for k, v in config["HOLDING_PERIODS"].items()},
             size_classes={k: _dims(v) for k, v in config["SIZE_CLASSES"].items()},
             secret_key=config["SECRET_KEY"],
+            argon2_time_cost=int(config["ARGON2_TIME_COST"]),
+            argon2_memory_kib=int(config["ARGON2_MEMORY_KIB"]),
         )
 
 

@@ -26,7 +26,7 @@ from relay_ops.domain.errors import (
 )
 from relay_ops.domain.holding import deadline_after, extended_deadline
 from relay_ops.domain.lifecycle import HELD_STATES, Action, State
-from relay_ops.services import history, notify
+from relay_ops.services import history, notify, throttle
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import (
     SYSTEM,
@@ -36,7 +36,7 @@ from relay_ops.services.principal import (
     require_role,
     require_site,
 )
-from relay_ops.services.sites import closing_days_of, nearest_with_room, occupancy_of
+from relay_ops.services.sites import closed_on, nearest_with_room, occupancy_of
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 HELD = [s.value for s in HELD_STATES]
@@ -274,7 +274,7 @@ def _place(
     parcel.location = location
     parcel.checked_in_at = now
     parcel.holding_deadline = deadline_after(
-        now, policy.days, ctx.settings.timezone, closing_days_of(session, site.id)
+        now, policy.days, ctx.settings.timezone, closed_on(session, site)
     )
     history.apply(
         session, parcel, Action.CHECK_IN, actor, now,
@@ -396,35 +396,43 @@ def pick_up(
 
 
 def pickup_preview(ctx: Ctx, actor: Principal, site_id: int, code: str) -> dict[str, Any]:
-    """What a code would hand over, before the shopkeeper confirms: nothing changes here.
+    """What a code would hand over, before the shopkeeper confirms; the parcel is untouched.
 
-    An unknown code is refused the way :func:`pick_up` refuses it (it names no parcel, so there
-    is no parcel whose attempts to count).
+    A code alone could match any parcel at the site, so an unknown code counts against the
+    site's guess limit exactly as in :func:`pick_up` (the preview is no free oracle).
     """
     pepper = ctx.settings.pickup_code_pepper
     digits = creds.normalise_code(code)
     if not digits:
         raise ValidationFailed("type the pickup code or scan the resident's QR code")
-    with ctx.db.read() as session:
+    now = ctx.now()
+    with ctx.db.transaction() as session:
         site = _site_for_staff(session, actor, site_id, lock=False)
+        throttle.check(session, throttle.PICKUP_CODES, str(site.id), now)
         found = _live_credential_by_hash(session, site.id, creds.hash_code(pepper, site.id, digits))
-        if found is None:
-            raise WrongPickupCode("no parcel here has this code", attempts_left=None)
-        parcel = session.get(Parcel, found.parcel_id)
-        assert parcel is not None
-        if parcel.state != State.READY_FOR_PICKUP.value:
-            raise InvalidTransition(
-                f"{parcel.tracking_number} is {parcel.state}, not ready for pickup",
-                state=parcel.state,
-            )
-        locked = any(c.locked_at for c in live_credentials(session, parcel.id))
-        return {
-            "parcel": parcel_view(parcel, actor),
-            "holder": found.holder,
-            "holder_name": found.holder_name,
-            "locked": locked,
-            "identity_required": locked or found.holder == "proxy",
-        }
+        if found is not None:
+            return _preview(session, actor, found)
+        throttle.record_failure(session, throttle.PICKUP_CODES, str(site.id), now)
+    # The failure was committed above; only now is the refusal reported.
+    raise WrongPickupCode("no parcel here has this code", attempts_left=None)
+
+
+def _preview(session: Session, actor: Principal, found: PickupCredential) -> dict[str, Any]:
+    parcel = session.get(Parcel, found.parcel_id)
+    assert parcel is not None
+    if parcel.state != State.READY_FOR_PICKUP.value:
+        raise InvalidTransition(
+            f"{parcel.tracking_number} is {parcel.state}, not ready for pickup",
+            state=parcel.state,
+        )
+    locked = any(c.locked_at for c in live_credentials(session, parcel.id))
+    return {
+        "parcel": parcel_view(parcel, actor),
+        "holder": found.holder,
+        "holder_name": found.holder_name,
+        "locked": locked,
+        "identity_required": locked or found.holder == "proxy",
+    }
 
 
 def _match_credential(
@@ -438,10 +446,13 @@ def _match_credential(
         if parcel is None or parcel.site_id != site.id:
             raise NotFound(f"no parcel {tracking_number} at {site.code}")
     elif digits:
+        # A code alone could match any parcel at the site, so guesses are counted per site.
+        throttle.check(session, throttle.PICKUP_CODES, str(site.id), now)
         found = _live_credential_by_hash(
             session, site.id, creds.hash_code(pepper, site.id, digits)
         )
         if found is None:
+            throttle.record_failure(session, throttle.PICKUP_CODES, str(site.id), now)
             return None, None, WrongPickupCode("no parcel here has this code", attempts_left=None)
         parcel = _locked_parcel(session, found.parcel_id)
     else:
@@ -546,7 +557,7 @@ def extend(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:
         site = parcel.site
         new_deadline = extended_deadline(
             parcel.holding_deadline, parcel.extended, now, ctx.settings.holding[site.kind],
-            ctx.settings.timezone, closing_days_of(session, site.id),
+            ctx.settings.timezone, closed_on(session, site),
         )
         old = parcel.holding_deadline
         parcel.holding_deadline, parcel.extended = new_deadline, True

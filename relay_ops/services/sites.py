@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from relay_ops.db.models import ClosingDay, Compartment, Location, Parcel, Site
 from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
 from relay_ops.domain.geo import distance_km
-from relay_ops.domain.hours import is_open, validate_hours
+from relay_ops.domain.hours import is_open, opens_on, validate_hours
 from relay_ops.domain.lifecycle import HELD_STATES
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
@@ -219,6 +220,12 @@ def occupancy(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
 
 def closing_days_of(session: Session, site_id: int) -> set[date]:
     return set(session.scalars(select(ClosingDay.day).where(ClosingDay.site_id == site_id)))
+
+
+def closed_on(session: Session, site: Site) -> Callable[[date], bool]:
+    """The days the site does not open: closing days and days its hours skip."""
+    closing = closing_days_of(session, site.id)
+    return lambda day: not opens_on(site.opening_hours, closing, day)
 
 
 def declare_closing_day(

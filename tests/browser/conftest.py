@@ -50,6 +50,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Ite
         "PUBLIC_BASE_URL": "http://127.0.0.1",
         # Every test signs in from 127.0.0.1; the limit itself is tested in tests/pages.
         "SIGN_IN_RATE_LIMIT": "1000 per minute",
+        "ARGON2_TIME_COST": 1,
+        "ARGON2_MEMORY_KIB": 1024,
     })
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -7,21 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
 from flask.testing import FlaskClient
 
-from relay_ops.services import accounts
 from relay_ops.services.context import Ctx
 from tests.pages.support import Pages
 from tests.support import World, make_world
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Argon2 at its production cost takes 0.2 s a hash; the pages' tests are not about that."""
-    cheap = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(accounts, "_hasher", cheap)
-    monkeypatch.setattr(accounts, "_DUMMY_HASH", cheap.hash("relay-ops-dummy-password"))
 
 
 @pytest.fixture

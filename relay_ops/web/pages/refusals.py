@@ -62,6 +62,9 @@ def explain(err: DomainError) -> tuple[str, str]:
             return _("This link has expired"), _(
                 "The parcel has been collected or returned, so this tracking link no longer "
                 "works.")
+        case "too-many-attempts":
+            return _("Too many attempts"), _(
+                "Too many wrong attempts: wait a few minutes before trying again.")
         case "unauthenticated":
             return _("Sign-in failed"), _("Wrong username or password.")
         case "forbidden":

@@ -6,10 +6,11 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
-from relay_ops.domain.errors import Unauthenticated
+from relay_ops.domain.errors import TooManyAttempts, Unauthenticated
 from relay_ops.services import accounts
 from relay_ops.services.principal import Role
 from relay_ops.web.pages import bp
+from relay_ops.web.pages.refusals import explain
 from relay_ops.web.pages.security import (
     ctx,
     current_principal,
@@ -52,6 +53,9 @@ def sign_in() -> Response | tuple[str, int] | str:
         except Unauthenticated:
             error = _("Wrong username or password.")
             return render_template("pages/login.html", error=error, next=_safe_next("")), 401
+        except TooManyAttempts as err:  # this username is being guessed at
+            error = explain(err)[1]
+            return render_template("pages/login.html", error=error, next=_safe_next("")), 429
     start_session(issued.token)
     return redirect(_safe_next(url_for("pages.home")), code=303)
 

@@ -1,0 +1,172 @@
+"""English notification texts (British conventions: day before month, 24-hour clock)."""
+
+from relay_ops.notifications.catalog import LocaleCatalog
+
+EN = LocaleCatalog(
+    code="en",
+    weekdays=("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    months=(
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+    first_of_month="1",
+    long_datetime="{weekday} {day} {month} {year} at {time}",
+    short_datetime="{weekday} {day} {month} at {time}",
+    messages={
+        "email.footer": "-- \n{network_name} - automatic message, please do not reply.",
+        # Ready for pickup.
+        "ready.email.subject": "Your parcel is ready for pickup: {site_name}",
+        "ready.email.body": (
+            "Hello,\n"
+            "\n"
+            "Your {carrier_name} parcel {tracking_number} is ready for pickup at:\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Opening hours: {opening_hours}\n"
+            "\n"
+            "Pickup code: {pickup_code}\n"
+            "QR code to show: {qr_url}\n"
+            "\n"
+            "You can collect it until {deadline}. After that, it will be returned to the"
+            " sender.\n"
+            "\n"
+            "Track your parcel: {tracking_url}\n"
+            "\n"
+            "Only share this code with the person collecting the parcel for you.\n"
+        ),
+        "ready.sms": (
+            "{carrier_name} parcel {tracking_number} ready at {site_name}, {site_address}."
+            " Hours: {opening_hours}. Pickup code: {pickup_code}."
+            " Collect by {deadline_short}. QR and tracking: {tracking_url}"
+        ),
+        "ready.sms.compact": (
+            "Parcel {tracking_number} ready at {site_name}, {site_address}."
+            " Code: {pickup_code}. By {deadline_short}. QR and tracking: {tracking_url}"
+        ),
+        # Reminder before the deadline.
+        "reminder.email.subject": "Reminder: your parcel is waiting until {deadline_short}",
+        "reminder.email.body": (
+            "Hello,\n"
+            "\n"
+            "Your {carrier_name} parcel {tracking_number} is still waiting for you at:\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Opening hours: {opening_hours}\n"
+            "\n"
+            "Pickup code: {pickup_code}\n"
+            "QR code to show: {qr_url}\n"
+            "\n"
+            "It remains available until {deadline}. After that, it will be returned to the"
+            " sender.\n"
+            "\n"
+            "Track your parcel: {tracking_url}\n"
+        ),
+        "reminder.sms": (
+            "Reminder: parcel {tracking_number} is waiting until {deadline_short}"
+            " at {site_name}, {site_address}. Hours: {opening_hours}."
+            " Code: {pickup_code}. QR and tracking: {tracking_url}"
+        ),
+        "reminder.sms.compact": (
+            "Reminder: collect parcel {tracking_number} by {deadline_short}, {site_name}."
+            " Code: {pickup_code}. QR and tracking: {tracking_url}"
+        ),
+        # Holding period over.
+        "expired.email.subject": "Your parcel was not collected",
+        "expired.email.body": (
+            "Hello,\n"
+            "\n"
+            "The pickup period for your {carrier_name} parcel {tracking_number} at"
+            " {site_name} ended on {deadline}.\n"
+            "\n"
+            "The parcel will be returned to the sender and your pickup code is no longer"
+            " valid. To receive it again, please contact the sender.\n"
+            "\n"
+            "Track your parcel: {tracking_url}\n"
+        ),
+        "expired.sms": (
+            "Parcel {tracking_number} was not collected by {deadline_short} at {site_name}:"
+            " it will be returned to the sender. Tracking: {tracking_url}"
+        ),
+        # Picked up.
+        "picked_up.email.subject": "Your parcel has been collected",
+        "picked_up.email.body": (
+            "Hello,\n"
+            "\n"
+            "Your {carrier_name} parcel {tracking_number} was collected on {picked_up_at}"
+            " at {site_name}.\n"
+            "\n"
+            "If you did not collect it or send someone, report it now: {tracking_url}\n"
+        ),
+        "picked_up.sms": (
+            "Parcel {tracking_number} collected on {picked_up_at_short} at {site_name}."
+            " Not you? Report it: {tracking_url}"
+        ),
+        # Rerouted to another site, already available there.
+        "rerouted.email.subject": "Your parcel has moved to another pickup point: {site_name}",
+        "rerouted.email.body": (
+            "Hello,\n"
+            "\n"
+            "Your {carrier_name} parcel {tracking_number}, expected at {previous_site_name},"
+            " has been moved to another pickup point, where it is ready:\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Opening hours: {opening_hours}\n"
+            "\n"
+            "Pickup code: {pickup_code}\n"
+            "QR code to show: {qr_url}\n"
+            "\n"
+            "You can collect it until {deadline}.\n"
+            "\n"
+            "Track your parcel: {tracking_url}\n"
+        ),
+        "rerouted.sms": (
+            "Parcel {tracking_number} moved from {previous_site_name} to {site_name},"
+            " {site_address}. Hours: {opening_hours}. Code: {pickup_code}."
+            " By {deadline_short}. QR and tracking: {tracking_url}"
+        ),
+        "rerouted.sms.compact": (
+            "Parcel {tracking_number} moved to {site_name}, {site_address}."
+            " Code: {pickup_code}. By {deadline_short}. QR and tracking: {tracking_url}"
+        ),
+        # Rerouted before arrival.
+        "rerouted_pending.email.subject": (
+            "Your parcel will be delivered to another pickup point: {site_name}"
+        ),
+        "rerouted_pending.email.body": (
+            "Hello,\n"
+            "\n"
+            "Your {carrier_name} parcel {tracking_number}, expected at {previous_site_name},"
+            " will be delivered to another pickup point:\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Opening hours: {opening_hours}\n"
+            "\n"
+            "You will receive your pickup code as soon as it arrives.\n"
+            "\n"
+            "Track your parcel: {tracking_url}\n"
+        ),
+        "rerouted_pending.sms": (
+            "Parcel {tracking_number}: delivery moved from {previous_site_name} to"
+            " {site_name}, {site_address}. Hours: {opening_hours}. Code sent on arrival."
+            " Tracking: {tracking_url}"
+        ),
+        "rerouted_pending.sms.compact": (
+            "Parcel {tracking_number}: delivery moved to {site_name}, {site_address}."
+            " Code sent on arrival. Tracking: {tracking_url}"
+        ),
+    },
+)

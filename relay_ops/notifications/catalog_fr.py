@@ -1,0 +1,177 @@
+"""French notification texts, the default locale.
+
+SMS texts use only GSM 03.38 characters (é, è, à, ù are in it; ê, â, ç, À and the typographic
+apostrophe are not), so that one accent does not double the price of a message: hence
+"A retirer" avoided in favour of "Retrait", and straight apostrophes.
+"""
+
+from relay_ops.notifications.catalog import LocaleCatalog
+
+FR = LocaleCatalog(
+    code="fr",
+    weekdays=("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
+    months=(
+        "janvier",
+        "février",
+        "mars",
+        "avril",
+        "mai",
+        "juin",
+        "juillet",
+        "août",
+        "septembre",
+        "octobre",
+        "novembre",
+        "décembre",
+    ),
+    first_of_month="1er",
+    long_datetime="{weekday} {day} {month} {year} à {time}",
+    short_datetime="{weekday} {day} {month} à {time}",
+    messages={
+        "email.footer": ("-- \n{network_name} - message automatique, merci de ne pas y répondre."),
+        # Ready for pickup.
+        "ready.email.subject": "Votre colis est disponible : {site_name}",
+        "ready.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Votre colis {carrier_name} n° {tracking_number} est disponible au point de retrait"
+            " suivant :\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Horaires : {opening_hours}\n"
+            "\n"
+            "Code de retrait : {pickup_code}\n"
+            "QR code à présenter : {qr_url}\n"
+            "\n"
+            "Vous pouvez le retirer jusqu'au {deadline}. Passé ce délai, il sera retourné à"
+            " l'expéditeur.\n"
+            "\n"
+            "Suivi du colis : {tracking_url}\n"
+            "\n"
+            "Ne communiquez ce code qu'à la personne qui retire le colis pour vous.\n"
+        ),
+        "ready.sms": (
+            "Colis {carrier_name} {tracking_number} disponible : {site_name}, {site_address}."
+            " Horaires : {opening_hours}. Code de retrait : {pickup_code}."
+            " Retrait jusqu'au {deadline_short}. QR et suivi : {tracking_url}"
+        ),
+        "ready.sms.compact": (
+            "Colis {tracking_number} disponible : {site_name}, {site_address}."
+            " Code : {pickup_code}. Jusqu'au {deadline_short}. QR et suivi : {tracking_url}"
+        ),
+        # Reminder before the deadline.
+        "reminder.email.subject": "Rappel : votre colis vous attend jusqu'au {deadline_short}",
+        "reminder.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Votre colis {carrier_name} n° {tracking_number} vous attend toujours :\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Horaires : {opening_hours}\n"
+            "\n"
+            "Code de retrait : {pickup_code}\n"
+            "QR code à présenter : {qr_url}\n"
+            "\n"
+            "Il reste disponible jusqu'au {deadline}. Passé ce délai, il sera retourné à"
+            " l'expéditeur.\n"
+            "\n"
+            "Suivi du colis : {tracking_url}\n"
+        ),
+        "reminder.sms": (
+            "Rappel : votre colis {tracking_number} vous attend jusqu'au {deadline_short}"
+            " chez {site_name}, {site_address}. Horaires : {opening_hours}."
+            " Code : {pickup_code}. QR et suivi : {tracking_url}"
+        ),
+        "reminder.sms.compact": (
+            "Rappel : colis {tracking_number} à retirer jusqu'au {deadline_short}, {site_name}."
+            " Code : {pickup_code}. QR et suivi : {tracking_url}"
+        ),
+        # Holding period over.
+        "expired.email.subject": "Votre colis n'a pas été retiré",
+        "expired.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Le délai de retrait de votre colis {carrier_name} n° {tracking_number} chez"
+            " {site_name} a expiré le {deadline}.\n"
+            "\n"
+            "Le colis va être retourné à l'expéditeur et votre code de retrait n'est plus"
+            " valable. Pour le recevoir à nouveau, contactez l'expéditeur.\n"
+            "\n"
+            "Suivi du colis : {tracking_url}\n"
+        ),
+        "expired.sms": (
+            "Colis {tracking_number} non retiré avant le {deadline_short} chez {site_name} :"
+            " il sera retourné à l'expéditeur. Suivi : {tracking_url}"
+        ),
+        # Picked up.
+        "picked_up.email.subject": "Votre colis a été retiré",
+        "picked_up.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Votre colis {carrier_name} n° {tracking_number} a été retiré le {picked_up_at}"
+            " chez {site_name}.\n"
+            "\n"
+            "Si vous n'êtes pas à l'origine de ce retrait, signalez-le sans attendre :"
+            " {tracking_url}\n"
+        ),
+        "picked_up.sms": (
+            "Colis {tracking_number} retiré le {picked_up_at_short} chez {site_name}."
+            " Pas vous ? Signalez-le : {tracking_url}"
+        ),
+        # Rerouted to another site, already available there (it keeps or gets a code).
+        "rerouted.email.subject": "Votre colis a changé de point de retrait : {site_name}",
+        "rerouted.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Votre colis {carrier_name} n° {tracking_number}, prévu chez {previous_site_name},"
+            " a été redirigé vers un autre point de retrait, où il est disponible :\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Horaires : {opening_hours}\n"
+            "\n"
+            "Code de retrait : {pickup_code}\n"
+            "QR code à présenter : {qr_url}\n"
+            "\n"
+            "Vous pouvez le retirer jusqu'au {deadline}.\n"
+            "\n"
+            "Suivi du colis : {tracking_url}\n"
+        ),
+        "rerouted.sms": (
+            "Colis {tracking_number} redirigé de {previous_site_name} vers {site_name},"
+            " {site_address}. Horaires : {opening_hours}. Code : {pickup_code}."
+            " Jusqu'au {deadline_short}. QR et suivi : {tracking_url}"
+        ),
+        "rerouted.sms.compact": (
+            "Colis {tracking_number} redirigé vers {site_name}, {site_address}."
+            " Code : {pickup_code}. Jusqu'au {deadline_short}. QR et suivi : {tracking_url}"
+        ),
+        # Rerouted before arrival: the code comes with the "ready" message.
+        "rerouted_pending.email.subject": "Votre colis sera livré à un autre point : {site_name}",
+        "rerouted_pending.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Votre colis {carrier_name} n° {tracking_number}, prévu chez {previous_site_name},"
+            " sera livré à un autre point de retrait :\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Horaires : {opening_hours}\n"
+            "\n"
+            "Vous recevrez votre code de retrait dès son arrivée.\n"
+            "\n"
+            "Suivi du colis : {tracking_url}\n"
+        ),
+        "rerouted_pending.sms": (
+            "Colis {tracking_number} : livraison déplacée de {previous_site_name} vers"
+            " {site_name}, {site_address}. Horaires : {opening_hours}. Code envoyé à"
+            " l'arrivée. Suivi : {tracking_url}"
+        ),
+        "rerouted_pending.sms.compact": (
+            "Colis {tracking_number} : livraison déplacée vers {site_name}, {site_address}."
+            " Code envoyé à l'arrivée. Suivi : {tracking_url}"
+        ),
+    },
+)

@@ -1,0 +1,140 @@
+"""Delivering a queued notification: render it for its recipient, send it once, record it.
+
+Called by whatever runs jobs (the in-process runner of the embedded default, or an RQ
+worker). It is idempotent: a notification already sent or failed for good is not sent again.
+If a process dies after the provider accepted a message but before it was recorded, the retry
+sends it with the same idempotency key (SMTP Message-ID, SMS ``Idempotency-Key``), which the
+provider uses to drop the duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from relay_ops.db.models import Notification, Parcel, Site
+from relay_ops.domain.hours import ALWAYS_OPEN, DAYS
+from relay_ops.notifications.messages import (
+    Channel,
+    MessageContext,
+    MessageKind,
+    MissingContextError,
+    render,
+)
+from relay_ops.notifications.senders import (
+    OutgoingMessage,
+    PermanentSendError,
+    Sender,
+    TransientSendError,
+)
+from relay_ops.services.context import Ctx
+from relay_ops.services.parcels import code_of, live_credentials
+from relay_ops.services.resident import qr_url, tracking_url
+
+# A parcel's whole life needs about six messages per channel; more means a loop or abuse,
+# and SMS cost money.
+MAX_MESSAGES_PER_PARCEL = 12
+DAY_NAMES = {
+    "fr": ("lun.", "mar.", "mer.", "jeu.", "ven.", "sam.", "dim."),
+    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
+}
+
+SenderFactory = Callable[[Channel], Sender]
+
+
+class RetryLater(Exception):
+    """A transient failure: the job runner retries with backoff."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    provider_id: str | None = None
+
+
+def hours_text(hours: Any, locale: str) -> str:
+    if hours == ALWAYS_OPEN:
+        return "24h/24, 7j/7" if locale == "fr" else "24/7"
+    names = DAY_NAMES.get(locale, DAY_NAMES["fr"])
+    parts = []
+    for day, name in zip(DAYS, names, strict=True):
+        ranges = hours.get(day) or []
+        if ranges:
+            parts.append(f"{name} " + ", ".join(f"{a}-{b}" for a, b in ranges))
+    return "; ".join(parts)
+
+
+def deliver(ctx: Ctx, notification_id: int, sender_for: SenderFactory) -> Outcome:
+    with ctx.db.read() as session:
+        notification = session.get(Notification, notification_id)
+        if notification is None:
+            return Outcome("gone")
+        if notification.status in ("sent", "failed"):
+            return Outcome(notification.status, notification.provider_id)
+        parcel = session.get(Parcel, notification.parcel_id)
+        assert parcel is not None
+        sent_before = session.scalar(select(func.count()).where(
+            Notification.parcel_id == parcel.id, Notification.status == "sent"))
+        message = _message(ctx, session, notification, parcel)
+    if message is None or (sent_before or 0) >= MAX_MESSAGES_PER_PARCEL:
+        reason = "no recipient address" if message is None else "message cap for this parcel"
+        return _record(ctx, notification_id, "failed", error=reason)
+    try:
+        result = sender_for(Channel(notification.channel)).send(message)
+    except TransientSendError as err:
+        _record(ctx, notification_id, "queued", error=str(err), response=err.provider_response)
+        raise RetryLater(str(err)) from err
+    except PermanentSendError as err:
+        return _record(ctx, notification_id, "failed", error=str(err),
+                       response=err.provider_response)
+    return _record(ctx, notification_id, "sent", provider_id=result.provider_id,
+                   response=result.provider_response)
+
+
+def _message(ctx: Ctx, session: Any, notification: Notification,
+             parcel: Parcel) -> OutgoingMessage | None:
+    channel = Channel(notification.channel)
+    address = parcel.recipient_email if channel is Channel.EMAIL else parcel.recipient_phone
+    if not address:
+        return None  # purged, or never given
+    site: Site = parcel.site
+    recipient = next((c for c in live_credentials(session, parcel.id)
+                      if c.holder == "recipient"), None)
+    context = MessageContext(
+        tracking_number=parcel.tracking_number,
+        carrier_name=parcel.carrier.name if parcel.carrier else "",
+        site_name=site.name,
+        site_address=f"{site.address}, {site.postcode} {site.city}",
+        opening_hours=hours_text(site.opening_hours, parcel.recipient_locale),
+        tracking_url=tracking_url(ctx, parcel.id),
+        deadline=parcel.holding_deadline,
+        pickup_code=code_of(ctx, recipient) if recipient else None,
+        qr_url=qr_url(ctx, parcel.id) if recipient else None,
+        picked_up_at=parcel.closed_at if parcel.state == "picked_up" else None,
+    )
+    try:
+        rendered = render(MessageKind(notification.kind), channel, parcel.recipient_locale,
+                          context)
+    except MissingContextError:
+        return None
+    return OutgoingMessage.from_rendered(channel, address, rendered,
+                                         f"relayops-notification-{notification.id}")
+
+
+def _record(ctx: Ctx, notification_id: int, status: str, *, provider_id: str | None = None,
+            response: str | None = None, error: str | None = None) -> Outcome:
+    with ctx.db.transaction() as session:
+        notification = session.get(Notification, notification_id, with_for_update=True)
+        assert notification is not None
+        notification.attempts += 1
+        notification.status = status
+        notification.error = error
+        if response:
+            notification.provider_response = response[:4000]
+        if status == "sent":
+            notification.provider_id = provider_id
+            notification.sent_at = ctx.now()
+        return Outcome(status, provider_id)

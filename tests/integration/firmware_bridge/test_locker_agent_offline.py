@@ -1,0 +1,235 @@
+"""Offline first: the broker goes away, the locker keeps serving pickups, and the backend gets
+every journaled event after the link comes back, in order, none lost."""
+
+from __future__ import annotations
+
+import time
+
+from locker_harness import Credentials, FakeBackend, seed_journal, wait_until
+
+from firmware_bridge import protocol as p
+
+
+def sync_and_wait(backend: FakeBackend, locker_id: str, credentials: Credentials) -> None:
+    command = backend.command(locker_id, credentials.sync())
+    backend.wait_result(command.corr_id, "done")
+    backend.wait_event("sync_ack", lambda b: b.applied and b.version == credentials.version)
+
+
+def assert_contiguous_and_unique(backend: FakeBackend, boot_id: str) -> list[p.EventEnvelope]:
+    events = [e for e in backend.unique_events() if e.boot_id == boot_id and e.type != "heartbeat"]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    by_seq = {}
+    for event in backend.events():
+        if event.boot_id == boot_id and event.type != "heartbeat":
+            assert by_seq.setdefault(event.seq, event.msg_id) == event.msg_id  # one event per seq
+    return events
+
+
+def test_offline_pickups_with_qr_and_pin_are_replayed_in_order(
+    private_broker, make_locker, backend_for
+) -> None:
+    locker = make_locker(private_broker.port, start=False)
+    backend = backend_for(locker, private_broker.port)
+    locker.agent.start()
+    backend.wait_event("state_snapshot")
+    creds = locker.credentials
+    pin_id = creds.add_pin("482913", parcel_ref="P-PIN", compartment=2)
+    sync_and_wait(backend, locker.locker_id, creds)
+    qr, qr_claims = creds.token(parcel_id=1001, compartment=1)
+    forged, _ = creds.token(parcel_id=1002, compartment=3, key=Credentials("x").private_key)
+    expired, _ = creds.token(parcel_id=1003, compartment=3, now=time.time() - 7200)
+    elsewhere, _ = creds.token(parcel_id=1004, compartment=3, site="another-locker")
+
+    backend.close()
+    private_broker.stop()
+    wait_until(lambda: not locker.agent.online, 5, "agent offline")
+
+    locker.board.scan(qr)
+    wait_until(lambda: locker.board.open_calls == [1], 3, "door 1 opens offline")
+    locker.board.type_pin("482913")
+    wait_until(lambda: locker.board.open_calls == [1, 2], 3, "door 2 opens offline")
+    for refused in (forged, expired, elsewhere, qr):
+        locker.board.scan(refused)
+    locker.board.type_pin("482913")  # spent
+    wait_until(lambda: len(locker.board.display) >= 7, 3, "screen answers")
+    assert locker.board.display[2:] == [
+        "refused: bad_signature",
+        "refused: expired",
+        "refused: wrong_site",
+        "refused: already_used",
+        "refused: already_used",
+    ]
+    assert locker.board.open_calls == [1, 2]
+    locker.board.close_door(1, occupied=False)
+    locker.board.close_door(2, occupied=False)
+    wait_until(lambda: locker.agent.journal.unacked_count() >= 14, 3, "journaled offline")
+
+    private_broker.start()
+    backend = backend_for(locker, private_broker.port)
+    wait_until(lambda: locker.agent.online, 10, "agent back online")
+    boot = locker.agent.boot_id
+    backend.wait_event("state_snapshot", lambda b: b.credential_version == 1)
+    last = locker.agent.journal.last_seq(boot)
+    # nothing was acked, so the reconnect resends the whole journal, oldest first
+    seen = lambda: {e.seq for e in backend.events() if e.boot_id == boot}  # noqa: E731
+    wait_until(lambda: seen() >= set(range(1, last + 1)), 5, "replay of the journal")
+    first_copies = len(backend.events())
+    # a backend that saw a gap asks again: the same events come back (same msg_id and seq)
+    resend = backend.command(locker.locker_id, p.ResendEvents(boot_id=boot, from_seq=1, to_seq=3))
+    backend.wait_result(resend.corr_id, "done")
+    wait_until(lambda: len(backend.events()) >= first_copies + 3, 5, "requested range again")
+
+    events = assert_contiguous_and_unique(backend, boot)
+    pickups = [e.body for e in events if e.type == "offline_pickup"]
+    assert [(b.credential_kind, b.credential_id, b.compartment) for b in pickups] == [
+        ("qr", qr_claims.jti, 1),
+        ("pin", pin_id, 2),
+    ]
+    assert pickups[0].token == qr and pickups[0].parcel_ref == "1001"
+    refusals = [e.body.reason for e in events if e.type == "credential_presented"]
+    assert refusals == ["bad_signature", "expired", "wrong_site", "already_used", "already_used"]
+    kinds = [e.type for e in events]
+    assert kinds.index("offline_pickup") < kinds.index("door_opened")
+    backend.ack(locker.locker_id, boot, last)
+    wait_until(lambda: locker.agent.journal.unacked_count() <= 3, 5, "journal trimmed")
+
+
+def test_pin_throttling_offline_locks_the_keypad_and_doubles(make_locker, tmp_path) -> None:
+    from locker_harness import free_port
+
+    locker = make_locker(free_port(), start=False, pin_lockout_s=60)  # no broker there: offline
+    locker.credentials.add_pin("111111", parcel_ref="P-1", compartment=1)
+    seed_journal(locker.journal_path, locker.credentials)
+    locker.agent.start()
+
+    def answer_to(pin: str) -> str:
+        before = len(locker.board.display)
+        locker.board.type_pin(pin)
+        wait_until(lambda: len(locker.board.display) > before, 3, "screen answer")
+        return locker.board.display[before]
+
+    assert [answer_to("000000") for _ in range(5)] == ["refused: unknown_code"] * 5
+    assert answer_to("111111") == "refused: locked_out"
+    locker.clock.offset = 61
+    for _ in range(5):
+        answer_to("999999")
+    locker.clock.offset = 61 + 61
+    assert answer_to("111111") == "refused: locked_out"  # second lockout lasts 120 s
+    locker.clock.offset = 61 + 121
+    assert answer_to("111111") == "compartment 1 opens"
+    wait_until(lambda: locker.board.open_calls == [1], 3, "door opens")
+
+
+def test_online_credential_is_forwarded_and_the_backend_decides(online_locker) -> None:
+    locker, backend = online_locker(forward_timeout_s=5)
+    sync_and_wait(backend, locker.locker_id, locker.credentials)
+    token, claims = locker.credentials.token(parcel_id=77, compartment=3)
+    locker.board.scan(token)
+    presented = backend.wait_event("credential_presented").body
+    assert presented.result == "forwarded" and presented.token == token
+    command = backend.command(
+        locker.locker_id,
+        p.OpenCompartment(
+            purpose="pickup",
+            compartment=3,
+            parcel_ref="77",
+            credential_id=claims.jti,
+            presentation_id=presented.presentation_id,
+        ),
+    )
+    backend.wait_result(command.corr_id, "done")
+    assert locker.board.open_calls == [3]
+    locker.board.close_door(3, occupied=False)
+    # the same QR again: the backend says no, the locker does not fall back to itself
+    locker.board.scan(token)
+    again = backend.wait_event(
+        "credential_presented", lambda b: b.presentation_id != presented.presentation_id
+    ).body
+    reject = backend.command(
+        locker.locker_id,
+        p.RejectCredential(presentation_id=again.presentation_id, reason="already_picked_up"),
+    )
+    backend.wait_result(reject.corr_id, "done")
+    assert locker.board.display[-1] == "refused: already_picked_up"
+    assert locker.board.open_calls == [3]
+
+
+def test_silent_backend_lets_the_locker_decide_locally_after_the_timeout(online_locker) -> None:
+    locker, backend = online_locker(forward_timeout_s=0.3)
+    pin_id = locker.credentials.add_pin("246810", parcel_ref="P-9", compartment=4)
+    sync_and_wait(backend, locker.locker_id, locker.credentials)
+    locker.board.type_pin("246810")
+    presented = backend.wait_event("credential_presented").body
+    assert presented.kind == "pin" and presented.code_hash and presented.result == "forwarded"
+    pickup = backend.wait_event("offline_pickup").body
+    assert pickup.credential_id == pin_id and pickup.presentation_id == presented.presentation_id
+    wait_until(lambda: locker.board.open_calls == [4], 3, "door opens")
+    # the backend's late answer must not open a second time
+    late = backend.command(
+        locker.locker_id,
+        p.OpenCompartment(
+            purpose="pickup", compartment=4, presentation_id=presented.presentation_id
+        ),
+    )
+    assert backend.wait_result(late.corr_id, "failed").reason == "already_handled"
+    assert locker.board.open_calls == [4]
+
+
+def test_incremental_sync_needs_the_held_version(online_locker) -> None:
+    locker, backend = online_locker()
+    stale = p.SyncCredentials(version=5, full=False, base_version=4, revoked_credentials=["x"])
+    command = backend.command(locker.locker_id, stale)
+    assert backend.wait_result(command.corr_id, "failed").reason == "version_mismatch"
+    assert backend.wait_event("sync_ack").body == p.SyncAck(version=None, applied=False)
+    sync_and_wait(backend, locker.locker_id, locker.credentials)
+    token, claims = locker.credentials.token(parcel_id=5, compartment=1)
+    revoke = p.SyncCredentials(version=2, full=False, base_version=1, revoked_parcels=["5"])
+    backend.wait_result(backend.command(locker.locker_id, revoke).corr_id, "done")
+    assert backend.wait_event("sync_ack", lambda b: b.version == 2).body.applied
+    locker.agent.settings.forward_timeout_s = 0.1
+    locker.board.scan(token)
+    wait_until(lambda: "refused: revoked" in locker.board.display, 3, "revoked parcel refused")
+    assert locker.board.open_calls == []
+
+
+def test_offline_deposit_with_a_carrier_reservation_code(make_locker) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from locker_harness import free_port
+
+    locker = make_locker(free_port(), start=False)  # offline from the start
+    creds = locker.credentials
+    reservation = p.Reservation(
+        reservation_id="R-1",
+        purpose="deposit",
+        compartment=4,
+        parcel_ref="P-DEP",
+        code_hash=p.keyed_code_hash(creds.pin_key, "77001122"),
+        expires_at=datetime.now(UTC) + timedelta(hours=2),
+    )
+    sync = creds.sync().model_copy(update={"reservations": [reservation]})
+    from firmware_bridge.agent.journal import Journal
+
+    journal = Journal(locker.journal_path)
+    journal.store_credentials(sync.version, sync.model_dump_json())
+    journal.close()
+    locker.agent.start()
+    locker.board.type_carrier_code("77001122")
+    wait_until(lambda: locker.board.open_calls == [4], 3, "reserved door opens")
+    locker.board.close_door(4, occupied=True)
+    wait_until(
+        lambda: [e.type for e in locker.agent.journal.unacked_events()][-1:] == ["door_closed"],
+        3,
+        "door_closed journaled",
+    )
+    journaled = [
+        p.parse_message(p.evt_topic(locker.locker_id), e.payload)
+        for e in locker.agent.journal.unacked_events()
+    ]
+    deposit = next(e.body for e in journaled if e.type == "offline_deposit")
+    assert (deposit.reservation_id, deposit.compartment, deposit.parcel_ref) == ("R-1", 4, "P-DEP")
+    closed = journaled[-1].body
+    assert closed.opened_for == "deposit" and closed.occupied is True
+    locker.board.type_carrier_code("77001122")  # a reservation opens once
+    wait_until(lambda: locker.board.display[-1:] == ["refused: already_used"], 3, "refused")

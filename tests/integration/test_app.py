@@ -1,0 +1,82 @@
+"""The factory, configuration layers, operational endpoints and the API's own document."""
+
+import json
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from openapi_spec_validator import validate
+
+from relay_ops import create_app
+from relay_ops.web.api import bp
+from tests.support import is_problem
+
+
+def test_configuration_layers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config_file = tmp_path / "relay_ops.toml"
+    config_file.write_text('TIMEZONE = "Europe/London"\nPICKUP_CODE_DIGITS = 7\n')
+    monkeypatch.setenv("RELAY_OPS_CONFIG_FILE", str(config_file))
+    monkeypatch.setenv("RELAY_OPS_PICKUP_CODE_DIGITS", "8")
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'x.sqlite3'}"})
+    assert app.config["TIMEZONE"] == "Europe/London"  # file over defaults
+    assert app.config["PICKUP_CODE_DIGITS"] == 8  # environment over file
+    app = create_app({"DATABASE_URL": "sqlite://", "PICKUP_CODE_DIGITS": 9})
+    assert app.config["PICKUP_CODE_DIGITS"] == 9  # test mapping over everything
+
+
+def test_production_refuses_development_secrets(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        create_app({"ENV": "production", "DATABASE_URL": "sqlite://"})
+
+
+def test_health_and_readiness(client: FlaskClient) -> None:
+    assert client.get("/health").json == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json["checks"]["database"] == "ok"
+
+
+def test_readiness_reports_a_dead_database(tmp_path: Path) -> None:
+    app = create_app({"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"})
+    response = app.test_client().get("/ready")
+    assert response.status_code == 503 and response.json["status"] == "not-ready"
+
+
+def test_the_openapi_document_is_valid_and_covers_every_route(app: Flask,
+                                                              client: FlaskClient) -> None:
+    document = client.get("/api/v1/openapi.json").json
+    validate(document)
+    documented = {(path, method.upper()) for path, ops in document["paths"].items()
+                  for method in ops}
+    routed = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint.startswith(bp.name + "."):
+            path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+            routed |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    assert documented == routed
+    manifest = document["paths"]["/api/v1/manifests"]["post"]
+    assert any(p["name"] == "Idempotency-Key" for p in manifest["parameters"])
+    assert "409" in manifest["responses"]
+
+
+def test_docs_page_is_served_without_a_cdn(client: FlaskClient) -> None:
+    page = client.get("/api/docs").get_data(as_text=True)
+    assert "http" not in page.split("<body>")[1].replace("url: \"/api/v1/openapi.json\"", "")
+    with client.get("/api/docs/assets/swagger-ui-bundle.js") as asset:
+        assert asset.status_code == 200 and asset.mimetype == "text/javascript"
+
+
+def test_unknown_paths_and_methods_are_problems(client: FlaskClient) -> None:
+    assert is_problem(client.get("/api/v1/nothing"), 404, "not-found")
+    assert is_problem(client.put("/api/v1/manifests"), 405, "method-not-allowed")
+
+
+def test_unexpected_errors_are_logged_problems_without_details(app: Flask) -> None:
+    @app.get("/boom")
+    def boom() -> str:
+        raise ZeroDivisionError("secret detail")
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = app.test_client().get("/boom")
+    assert is_problem(response, 500, "internal-error")
+    assert "secret" not in json.dumps(response.json)

@@ -1,0 +1,59 @@
+"""Operator commands, run the way an operator runs them."""
+
+from pathlib import Path
+
+from relay_ops import create_app
+from relay_ops.db import migrate
+from relay_ops.demo import CARRIER_TOKEN, SHOPKEEPER_TOKEN
+
+
+def make_app(tmp_path: Path):
+    return create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+                       "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024})
+
+
+def test_an_operator_sets_up_a_shop_from_the_command_line(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    runner = app.test_cli_runner()
+    upgraded = runner.invoke(args=["db", "upgrade"]).output
+    assert f"database at {migrate.head_revision()}" in upgraded
+    created = runner.invoke(args=[
+        "site", "create", "--code", "bourg", "--name", "Tabac du Bourg", "--address", "1 place",
+        "--postcode", "44440", "--city", "Riaillé", "--lat", "47.5", "--lon", "-1.3",
+        "--hours", '{"tue": [["09:00", "19:00"]]}', "--locations", "A1:S:20,B1:L:5"])
+    assert created.exit_code == 0, created.output
+    listing = runner.invoke(args=["site", "list"]).output
+    assert "bourg" in listing and "0/25" in listing
+    assert runner.invoke(args=["carrier", "create", "acme", "Acme"]).exit_code == 0
+    key = runner.invoke(args=["carrier", "key", "acme"]).output.strip()
+    assert key.startswith("ck_") and "." in key
+    user = runner.invoke(args=["user", "create", "marie", "--role", "shopkeeper",
+                               "--site", "bourg"], input="a long password\na long password\n")
+    assert user.exit_code == 0, user.output
+    assert "0 parcel(s) expired" in runner.invoke(args=["sweep-expiry"]).output
+
+
+def test_refusals_are_reported_without_a_traceback(tmp_path: Path) -> None:
+    runner = make_app(tmp_path).test_cli_runner()
+    runner.invoke(args=["db", "upgrade"])
+    result = runner.invoke(args=["carrier", "key", "ghost"])
+    assert result.exit_code == 1
+    assert "not-found: no carrier 'ghost'" in result.output
+    bad = runner.invoke(args=["site", "create", "--code", "x", "--name", "x", "--address", "x",
+                              "--postcode", "1", "--city", "x", "--lat", "1", "--lon", "1",
+                              "--locations", "A1-S-3"])
+    assert bad.exit_code == 2 and "LABEL:CLASS:CAPACITY" in bad.output
+
+
+def test_demo_seed_is_repeatable_and_its_credentials_work(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["demo", "--seed-only"]).exit_code == 0
+    assert runner.invoke(args=["demo", "--seed-only"]).exit_code == 0
+    client = app.test_client()
+    shop = client.get("/api/v1/sites/1/parcels",
+                      headers={"Authorization": f"Bearer {SHOPKEEPER_TOKEN}"}).json
+    assert [p["tracking_number"] for p in shop["items"]] == ["RR123456785FR"]
+    manifests = client.get("/api/v1/manifests",
+                           headers={"Authorization": f"Bearer {CARRIER_TOKEN}"}).json
+    assert [m["reference"] for m in manifests["items"]] == ["DEMO-ROUND-1"]

@@ -1,0 +1,276 @@
+"""The shop counter: check-in, pickup, codes, proxies, extensions, expiry and returns."""
+
+from sqlalchemy import select
+
+from relay_ops.db.models import Notification, OutboxMessage, ParcelEvent
+from relay_ops.services import parcels
+from tests.conftest import Clock
+from tests.support import World, is_problem, row_counts
+
+
+def events_of(world: World, parcel_id: int) -> list[str]:
+    return [e["action"] for e in world.operator.get(f"/parcels/{parcel_id}/events").json["items"]]
+
+
+def test_check_in_gives_a_shelf_a_deadline_a_code_and_a_message(world: World) -> None:
+    world.announce("ACME00000100", size_class="S")
+    response = world.check_in("ACME00000100")
+    assert response.status_code == 201
+    parcel = response.json["parcel"]
+    assert parcel["state"] == "ready_for_pickup"
+    assert parcel["location"] == "A1"
+    # Checked in Tuesday 1 December, 10 days in a shop: until the end of Friday 11 December.
+    assert parcel["holding_deadline"] == "2026-12-11T22:59:59+00:00"
+    assert len(world.code_of(parcel["id"])) == 6
+    with world.ctx.db.read() as session:
+        kinds = {(n.kind, n.channel) for n in session.scalars(select(Notification))}
+        jobs = session.scalars(select(OutboxMessage.name)).all()
+    assert kinds == {("ready", "email"), ("ready", "sms")}
+    assert jobs == ["notifications.send", "notifications.send"]
+    assert events_of(world, parcel["id"]) == ["announce", "check_in"]
+
+
+def test_scanning_twice_is_harmless_and_says_so(world: World) -> None:
+    parcel = world.ready("ACME00000101")
+    counts = row_counts(world.ctx)
+    again = world.check_in("ACME00000101")
+    assert again.status_code == 200
+    assert again.json["status"] == "already_checked_in"
+    assert again.json["parcel"]["location"] == parcel["location"]
+    assert row_counts(world.ctx) == counts
+
+
+def test_big_parcels_go_to_big_shelves(world: World) -> None:
+    world.announce("ACME00000102", dimensions_mm=[300, 300, 500])
+    assert world.check_in("ACME00000102").json["parcel"]["location"] == "B1"
+
+
+def test_unannounced_parcels_need_a_confirmation_and_are_flagged(world: World) -> None:
+    counts = row_counts(world.ctx)
+    refused = world.check_in("ACME00000103")
+    assert is_problem(refused, 409, "unannounced-parcel")
+    assert row_counts(world.ctx) == counts
+    accepted = world.check_in("ACME00000103", accept_unannounced=True)
+    assert accepted.status_code == 201
+    assert accepted.json["parcel"]["unannounced"] is True
+    unannounced = world.shopkeeper.get(f"/sites/{world.shop_id}/parcels", unannounced="true")
+    assert [p["tracking_number"] for p in unannounced.json["items"]] == ["ACME00000103"]
+
+
+def test_a_late_manifest_reconciles_an_unannounced_parcel_and_notifies(world: World) -> None:
+    parcel = world.check_in("ACME00000104", accept_unannounced=True).json["parcel"]
+    answer = world.announce("ACME00000104").json["parcels"][0]
+    assert answer["status"] == "accepted" and answer["reconciled"] is True
+    seen = world.carrier.get(f"/parcels/{parcel['id']}").json
+    assert seen["unannounced"] is False and seen["carrier"] == "acme"
+    assert events_of(world, parcel["id"])[-1] == "reconciled"
+    with world.ctx.db.read() as session:
+        assert session.scalars(select(Notification.kind)).all() == ["ready", "ready"]
+
+
+def test_invalid_tracking_numbers_are_refused(world: World) -> None:
+    response = world.check_in("RR473124828FR", accept_unannounced=True)
+    assert is_problem(response, 422, "invalid-tracking-number")
+
+
+def test_a_parcel_for_another_shop_is_refused(world: World) -> None:
+    world.announce("ACME00000105", site="voisin")
+    response = world.check_in("ACME00000105")
+    assert is_problem(response, 409, "wrong-site")
+    assert response.json["destination"] == "voisin"
+
+
+def test_a_full_shop_names_the_nearest_site_with_room(world: World) -> None:
+    numbers = [f"ACME0000020{i}" for i in range(6)]
+    world.announce(*numbers, size_class="L")
+    for number in numbers[:5]:
+        assert world.check_in(number).status_code == 201
+    counts = row_counts(world.ctx)
+    refused = world.check_in(numbers[5])
+    assert is_problem(refused, 409, "site-at-capacity")
+    assert refused.json["nearest_site"]["code"] == "voisin"
+    assert "Shop voisin" in refused.json["detail"]
+    assert row_counts(world.ctx) == counts
+
+
+def test_pickup_with_the_code_alone(world: World) -> None:
+    parcel = world.ready("ACME00000300")
+    response = world.pick_up(code=world.code_of(parcel["id"]))
+    assert response.status_code == 200
+    assert response.json["parcel"]["state"] == "picked_up"
+    assert events_of(world, parcel["id"])[-1] == "pick_up"
+
+
+def test_a_code_is_single_use(world: World) -> None:
+    parcel = world.ready("ACME00000301")
+    code = world.code_of(parcel["id"])
+    assert world.pick_up(code=code).status_code == 200
+    assert is_problem(world.pick_up(code=code), 403, "wrong-pickup-code")
+    again = world.pick_up(code=code, tracking_number="ACME00000301")
+    assert is_problem(again, 409, "invalid-transition")
+
+
+def test_five_wrong_codes_lock_until_an_identity_check(world: World) -> None:
+    parcel = world.ready("ACME00000302")
+    right = world.code_of(parcel["id"])
+    wrong = "000000" if right != "000000" else "111111"
+    for attempts_left in (4, 3, 2, 1):
+        response = world.pick_up(code=wrong, tracking_number="ACME00000302")
+        assert is_problem(response, 403, "wrong-pickup-code")
+        assert response.json["attempts_left"] == attempts_left
+    assert is_problem(world.pick_up(code=wrong, tracking_number="ACME00000302"), 423,
+                      "pickup-code-locked")
+    assert is_problem(world.pick_up(code=right), 423, "pickup-code-locked")
+    assert is_problem(world.pick_up(code=right, tracking_number="ACME00000302"), 423,
+                      "pickup-code-locked")
+    identity = {"document_type": "carte d'identité", "document_last4": "1234",
+                "name": "Jeanne Martin"}
+    no_override = world.pick_up(tracking_number="ACME00000302", identity=identity)
+    assert is_problem(no_override, 423, "pickup-code-locked")
+    done = world.pick_up(tracking_number="ACME00000302", identity=identity, override_lock=True)
+    assert done.status_code == 200
+    last = world.operator.get(f"/parcels/{parcel['id']}/events").json["items"][-1]
+    assert last["action"] == "pick_up"
+    assert last["data"]["identity_check"] == {"document_type": "carte d'identité",
+                                              "document_last4": "1234"}
+    assert last["data"]["override_lock"] is True
+    assert events_of(world, parcel["id"]).count("wrong_code") == 5
+
+
+def test_a_proxy_picks_up_with_their_own_code_and_an_identity_check(world: World) -> None:
+    parcel = world.ready("ACME00000303")
+    proxy = world.operator.post(f"/parcels/{parcel['id']}/proxy", json={"name": "Paul Voisin"})
+    assert proxy.status_code == 404  # proxies are named by the recipient, not by staff
+    from relay_ops.services.resident import tracking_token
+
+    link = tracking_token(world.ctx, parcel["id"])
+    named = world.anonymous.post(f"/track/{link}/proxy", json={"name": "Paul Voisin"})
+    assert named.status_code == 201
+    code = named.json["proxy_code"]
+    assert code != world.code_of(parcel["id"])
+    needs_id = world.pick_up(code=code)
+    assert is_problem(needs_id, 428, "identity-check-required")
+    identity = {"document_type": "passport", "document_last4": "9876", "name": "Paul Voisin"}
+    assert world.pick_up(code=code, identity=identity).status_code == 200
+    last = world.operator.get(f"/parcels/{parcel['id']}/events").json["items"][-1]
+    assert last["data"]["holder"] == "proxy"
+
+
+def test_expiry_sweep_extension_and_return(world: World, clock: Clock) -> None:
+    kept = world.ready("ACME00000400")
+    expiring = world.ready("ACME00000401")
+    extended = world.shopkeeper.post(f"/parcels/{kept['id']}/extension")
+    assert extended.status_code == 200
+    assert extended.json["holding_deadline"] == "2026-12-16T22:59:59+00:00"
+    twice = world.shopkeeper.post(f"/parcels/{kept['id']}/extension")
+    assert is_problem(twice, 409, "extension-refused")
+    clock.advance(days=11)
+    world.sign_in_again()
+    assert parcels.expire_overdue(world.ctx) == [expiring["id"]]
+    assert parcels.expire_overdue(world.ctx) == []
+    late = world.shopkeeper.post(f"/parcels/{expiring['id']}/extension")
+    assert is_problem(late, 409, "invalid-transition")
+    assert world.carrier.get(f"/parcels/{expiring['id']}").json["state"] == "expired"
+    to_collect = world.carrier.get(f"/sites/{world.shop_id}/collections").json["items"]
+    assert [p["tracking_number"] for p in to_collect] == ["ACME00000401"]
+    collected = world.carrier.post(f"/sites/{world.shop_id}/collections",
+                                   json={"tracking_numbers": ["ACME00000401", "ACME00000400"]})
+    assert [(r["status"], r.get("reason")) for r in collected.json["items"]] == [
+        ("returned", None), ("refused", "invalid-transition")]
+    assert world.carrier.get(f"/parcels/{expiring['id']}").json["state"] == "returned"
+    with world.ctx.db.read() as session:
+        kinds = session.scalars(select(Notification.kind).where(
+            Notification.parcel_id == expiring["id"])).all()
+    assert sorted(kinds) == ["expired", "expired", "ready", "ready"]
+
+
+def test_a_carrier_collects_only_its_own_parcels(world: World, clock: Clock) -> None:
+    world.ready("ACME00000402")
+    clock.advance(days=11)
+    parcels.expire_overdue(world.ctx)
+    response = world.other_carrier.post(f"/sites/{world.shop_id}/collections",
+                                        json={"tracking_numbers": ["ACME00000402"]})
+    assert response.json["items"][0]["reason"] == "not-found"
+    assert world.other_carrier.get(f"/sites/{world.shop_id}/collections").json["items"] == []
+
+
+def test_declare_damaged_then_return_and_missing(world: World) -> None:
+    damaged = world.ready("ACME00000500")
+    lost = world.ready("ACME00000501")
+    response = world.shopkeeper.post(f"/parcels/{damaged['id']}/declarations",
+                                     json={"kind": "damaged", "note": "box crushed"})
+    assert response.status_code == 201 and response.json["state"] == "damaged"
+    response = world.shopkeeper.post(f"/parcels/{lost['id']}/declarations",
+                                     json={"kind": "missing", "note": "not on shelf A1"})
+    assert response.json["state"] == "missing"
+    counts = row_counts(world.ctx)
+    again = world.shopkeeper.post(f"/parcels/{lost['id']}/declarations",
+                                  json={"kind": "damaged", "note": "?"})
+    assert is_problem(again, 409, "invalid-transition")
+    assert row_counts(world.ctx) == counts
+    with world.ctx.db.read() as session:
+        event = session.scalar(select(ParcelEvent).where(
+            ParcelEvent.parcel_id == lost["id"], ParcelEvent.action == "declare_missing"))
+        assert event is not None and event.reason == "not on shelf A1"
+        assert event.actor_kind == "shopkeeper"
+    collected = world.carrier.post(f"/sites/{world.shop_id}/collections",
+                                   json={"tracking_numbers": ["ACME00000500"]})
+    assert collected.json["items"][0]["status"] == "returned"
+
+
+def test_inventory_filters_pages_and_occupancy(world: World, clock: Clock) -> None:
+    for i in range(5):
+        world.ready(f"ACME0000060{i}")
+    page = world.shopkeeper.get(f"/sites/{world.shop_id}/parcels", per_page=2, page=2).json
+    assert page["total"] == 5 and len(page["items"]) == 2 and page["page"] == 2
+    clock.advance(days=9)
+    world.sign_in_again()
+    soon = world.shopkeeper.get(f"/sites/{world.shop_id}/parcels", expiring_within_hours=48)
+    assert soon.json["total"] == 5
+    assert world.shopkeeper.get(f"/sites/{world.shop_id}/parcels",
+                                expiring_within_hours=1).json["total"] == 0
+    by_carrier = world.shopkeeper.get(f"/sites/{world.shop_id}/parcels", carrier="other")
+    assert by_carrier.json["total"] == 0
+    bad = world.shopkeeper.get(f"/sites/{world.shop_id}/parcels", state="lost")
+    assert is_problem(bad, 422, "validation-failed")
+    occupancy = world.shopkeeper.get(f"/sites/{world.shop_id}/occupancy").json
+    assert (occupancy["capacity"], occupancy["held"], occupancy["free"]) == (15, 5, 10)
+    assert {loc["label"]: loc["used"] for loc in occupancy["locations"]} == {"A1": 5, "B1": 0}
+
+
+def test_closing_days_push_deadlines(world: World) -> None:
+    for day in ("2026-12-11", "2026-12-12"):
+        response = world.shopkeeper.post(f"/sites/{world.shop_id}/closing-days",
+                                         json={"day": day, "reason": "inventaire"})
+        assert response.status_code == 201
+    parcel = world.ready("ACME00000700")
+    # Friday 11 and Saturday 12 closed, no Sunday hours: the deadline moves to Monday.
+    assert parcel["holding_deadline"].startswith("2026-12-14")
+    assert world.shopkeeper.delete(
+        f"/sites/{world.shop_id}/closing-days/2026-12-12").status_code == 204
+    gone = world.shopkeeper.delete(f"/sites/{world.shop_id}/closing-days/2026-12-12")
+    assert is_problem(gone, 404, "not-found")
+    past = world.shopkeeper.post(f"/sites/{world.shop_id}/closing-days", json={"day": "2020-01-01"})
+    assert is_problem(past, 422, "validation-failed")
+
+
+def test_staff_tokens_expire(world: World, clock: Clock) -> None:
+    clock.advance(hours=13)
+    response = world.shopkeeper.get(f"/sites/{world.shop_id}/occupancy")
+    assert is_problem(response, 401, "unauthenticated")
+    assert "expired" in response.json["detail"]
+
+
+def test_guessing_codes_at_a_site_is_throttled(world: World, clock: Clock) -> None:
+    parcel = world.ready("ACME00000900")
+    right = world.code_of(parcel["id"])
+    wrong = [f"{n:06d}" for n in range(100000, 100030) if f"{n:06d}" != right]
+    for code in wrong[:20]:
+        assert is_problem(world.pick_up(code=code), 403, "wrong-pickup-code")
+    throttled = world.pick_up(code=right)
+    assert is_problem(throttled, 429, "too-many-attempts")
+    assert "tracking number" in throttled.json["detail"]
+    # The identified parcel's own counter still works, and the window passes.
+    assert world.pick_up(code=right, tracking_number="ACME00000900").status_code == 200
+    clock.advance(minutes=11)
+    assert is_problem(world.pick_up(code=wrong[0]), 403, "wrong-pickup-code")

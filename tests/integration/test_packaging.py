@@ -1,0 +1,38 @@
+"""What can be checked of the container without a Docker engine: what it names exists."""
+
+import json
+import re
+import runpy
+import shutil
+from pathlib import Path
+
+from relay_ops import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dockerfile_cmd() -> list[str]:
+    line = next(x for x in (ROOT / "Dockerfile").read_text().splitlines() if x.startswith("CMD"))
+    return json.loads(line.removeprefix("CMD").strip())
+
+
+def test_the_image_command_and_its_config_exist() -> None:
+    cmd = dockerfile_cmd()
+    assert cmd[0] == "gunicorn" and shutil.which("gunicorn", path=str(ROOT / ".venv/bin"))
+    config = ROOT / cmd[cmd.index("-c") + 1]
+    settings = runpy.run_path(str(config))
+    module, factory = re.fullmatch(r"(\w+):(\w+)\(\)", settings["wsgi_app"]).groups()
+    assert (module, factory) == ("relay_ops", "create_app") and callable(create_app)
+
+
+def test_compose_commands_are_real_console_scripts() -> None:
+    setup = (ROOT / "setup.cfg").read_text()
+    compose = (ROOT / "docker-compose.yml").read_text()
+    for script in set(re.findall(r'command: \["([\w-]+)"', compose)):
+        assert re.search(rf"^\s+{script} = ", setup, re.M), script
+
+
+def test_the_image_runs_as_a_non_root_user() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    users = [x.split()[1] for x in lines if x.startswith("USER ")]
+    assert users and users[-1] != "root"

@@ -1,0 +1,79 @@
+"""Concurrency proven, not hoped for: many threads on one parcel, one effect each."""
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+
+from relay_ops.db.models import ParcelEvent
+from relay_ops.domain.errors import DomainError
+from relay_ops.services import parcels
+from relay_ops.services.principal import Principal, Role
+from tests.support import World
+
+THREADS = 20
+
+
+def race(action: Callable[[], str]) -> Counter[str]:
+    """Run ``action`` in THREADS threads released together; count what each got."""
+    barrier = threading.Barrier(THREADS)
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        barrier.wait()
+        try:
+            outcome = action()
+        except DomainError as err:
+            outcome = err.slug
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=run) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == THREADS
+    return Counter(results)
+
+
+def test_twenty_check_ins_and_twenty_pickups_give_one_of_each(world: World) -> None:
+    assert world.announce("RACE00000001").status_code == 201
+    marie = Principal(Role.SHOPKEEPER, user_id=1, site_ids=frozenset({world.shop_id}))
+
+    def check_in() -> str:
+        return parcels.check_in(world.ctx, marie, world.shop_id, "RACE00000001")["status"]
+
+    assert race(check_in) == Counter({"checked_in": 1, "already_checked_in": THREADS - 1})
+    parcel_id = world.carrier.get("/parcels", tracking_number="RACE00000001").json["id"]
+    code = world.code_of(parcel_id)
+
+    def pick_up() -> str:
+        return parcels.pick_up(world.ctx, marie, world.shop_id, code=code)["status"]
+
+    outcomes = race(pick_up)
+    assert outcomes["picked_up"] == 1
+    assert set(outcomes) <= {"picked_up", "wrong-pickup-code", "invalid-transition"}
+    with world.ctx.db.read() as session:
+        actions = dict(session.execute(
+            select(ParcelEvent.action, func.count()).where(ParcelEvent.parcel_id == parcel_id)
+            .group_by(ParcelEvent.action)).all())
+    assert actions == {"announce": 1, "check_in": 1, "pick_up": 1}
+
+
+def test_twenty_check_ins_never_overfill_a_shelf(world: World) -> None:
+    numbers = [f"RACE000001{i:02d}" for i in range(THREADS)]
+    assert world.announce(*numbers, size_class="L", reference="BIG").status_code == 201
+    marie = Principal(Role.SHOPKEEPER, user_id=1, site_ids=frozenset({world.shop_id}))
+    queue = iter(numbers)
+    lock = threading.Lock()
+
+    def check_in_next() -> str:
+        with lock:
+            number = next(queue)
+        return parcels.check_in(world.ctx, marie, world.shop_id, number)["status"]
+
+    # Shelf B1 holds 5 L parcels and is the only one that takes them.
+    assert race(check_in_next) == Counter({"checked_in": 5, "site-at-capacity": THREADS - 5})
