@@ -199,3 +199,15 @@ def test_closing_days_are_declared_and_withdrawn(marie: Pages, world: World) -> 
 def test_a_shopkeeper_sees_only_her_shops(marie: Pages, world: World) -> None:
     page = marie.text("/shop")
     assert "Shop bourg" in page and "Shop voisin" not in page
+
+
+def test_guessing_codes_on_the_pickup_page_is_throttled_per_shop(
+    marie: Pages, world: World
+) -> None:
+    code = world.code_of(world.ready("RR123456785FR")["id"])
+    guesses = [g for g in (f"{n:06d}" for n in range(22)) if g != code][:21]
+    statuses = [marie.post(f"/shop/{world.shop_id}/pickup", {"code": g}).status_code
+                for g in guesses]
+    assert statuses[:20] == [403] * 20 and statuses[20] == 429
+    blocked = marie.post(f"/shop/{world.shop_id}/pickup", {"code": code})
+    assert blocked.status_code == 429 and "Trop d" in blocked.get_data(as_text=True)

@@ -98,3 +98,10 @@ def test_roles_only_open_their_pages(marie: Pages, operator: Pages, world: World
     assert marie.get(f"/shop/{world.other_shop_id}/scan").status_code == 404
     assert operator.get(f"/shop/{world.other_shop_id}/scan").status_code == 200
     assert operator.get("/ops").status_code == 200
+
+
+def test_the_session_cookie_stays_on_this_site_and_out_of_scripts(world: World) -> None:
+    pages = Pages(world.client, world)
+    response = pages.sign_in("marie", "correct horse battery")
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie

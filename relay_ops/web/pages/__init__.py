@@ -27,8 +27,6 @@ PAGE_DEFAULTS: dict[str, Any] = {
     # Shared storage for sign-in attempts ("redis://..." when several workers run).
     "RATELIMIT_STORAGE_URI": "memory://",
     "SIGN_IN_RATE_LIMIT": "10 per minute; 50 per hour",
-    "SESSION_COOKIE_SAMESITE": "Lax",
-    "SESSION_COOKIE_NAME": "relayops_session",
     "EXPIRING_WITHIN_HOURS": 48,
 }
 
@@ -36,8 +34,12 @@ PAGE_DEFAULTS: dict[str, Any] = {
 def init_app(app: Flask) -> None:
     for key, value in PAGE_DEFAULTS.items():
         app.config.setdefault(key, value)
+    # Flask defines these keys already (SameSite unset, Secure off), so they are set, not
+    # defaulted: the session cookie never rides on cross-site requests or, in production, http.
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     if app.config["ENV"] == "production":
-        app.config.setdefault("SESSION_COOKIE_SECURE", True)
+        app.config["SESSION_COOKIE_SECURE"] = True
 
     from relay_ops.web.pages import i18n, security
 
