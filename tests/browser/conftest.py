@@ -26,6 +26,7 @@ from tests.support import PASSWORD, World, make_world
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
+ASSETS = ("script", "stylesheet", "image", "font", "media")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
@@ -92,7 +93,7 @@ def _open(browser: Browser, live: Live, watch: Watch, **options: object) -> Iter
     page.on("console", lambda m: watch.errors.append(m.text)
             if m.type == "error" and not m.text.startswith("Failed to load resource") else None)
     page.on("response", lambda r: watch.errors.append(f"{r.status} {r.url}")
-            if r.status >= 400 and r.request.resource_type != "document" else None)
+            if r.status >= 400 and r.request.resource_type in ASSETS else None)
     page.on("pageerror", lambda e: watch.errors.append(str(e)))
     yield page
     context.close()

@@ -201,3 +201,19 @@ def test_shop_pages_for_the_record(page: Page, live: Live) -> None:
     page.goto(live.url + f"/shop/{live.world.shop_id}/parcels/{parcel['id']}/label")
     expect(page.locator(".shelf")).to_have_text(parcel["location"])
     shot(page, "shelf-label")
+
+
+def test_scans_made_after_the_session_ended_are_kept_and_sent(page: Page, live: Live) -> None:
+    assert live.world.announce("BRWLATE0000001").status_code == 201
+    sign_in(page, live, "marie")
+    page.context.clear_cookies()  # the session ends (expired, or signed out elsewhere)
+    _scan(page, "BRWLATE0000001")
+    signed_out = page.locator("#queue-status a")
+    expect(signed_out).to_contain_text("Votre session est terminée")
+    signed_out.click()
+    page.get_by_label("Identifiant").fill("marie")
+    page.get_by_label("Mot de passe").fill("correct horse battery")
+    page.get_by_role("button", name="Se connecter").click()
+    expect(page.locator("#log li")).to_have_count(1)
+    expect(page.locator("#result")).to_have_class("result tone-ok")
+    assert _check_ins(live, "BRWLATE0000001") == 1

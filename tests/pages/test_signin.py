@@ -105,3 +105,11 @@ def test_the_session_cookie_stays_on_this_site_and_out_of_scripts(world: World) 
     response = pages.sign_in("marie", "correct horse battery")
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_the_scan_stations_script_is_told_when_the_session_has_ended(world: World) -> None:
+    pages = Pages(world.client, world)
+    pages.refresh_csrf("/login")  # a browser with a session but nobody signed in
+    response = pages.post(f"/shop/{world.shop_id}/scan", {"tracking_number": "RR123456785FR"},
+                          json=True)
+    assert response.status_code == 401 and response.get_json() == {"error": "signed-out"}

@@ -112,6 +112,9 @@ def requires(*roles: Role) -> Callable[[Callable[..., Any]], Callable[..., Any]]
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             principal = current_principal()
+            if principal is None and request.accept_mimetypes.best == "application/json":
+                # The scan station's script keeps its queue and asks to sign in again.
+                return {"error": "signed-out"}, 401
             if principal is None:
                 target = "pages.carrier_sign_in" if Role.CARRIER in roles else "pages.sign_in"
                 return redirect(url_for(target, next=request.full_path.rstrip("?")))

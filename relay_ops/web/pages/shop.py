@@ -177,7 +177,7 @@ FILTERS = ("on_hand", "expiring", "expired", "unannounced", "damaged")
 
 
 def _inventory_filter(view: str, carrier: str | None) -> parcels.InventoryFilter:
-    hours = int(request.args.get("hours") or 48)
+    hours = request.args.get("hours", 48, type=int) or 48
     match view:
         case "expiring":
             return parcels.InventoryFilter(expiring_within_hours=hours, carrier_code=carrier)

@@ -11,7 +11,20 @@
   var pendingSection = document.getElementById("pending-section");
   var text = JSON.parse(document.getElementById("scan-text").textContent);
   var csrf = form.querySelector("input[name=csrf_token]").value;
-  var queue = [], busy = false;
+  // The queue survives a reload or a new sign-in: scans waiting when the session ended are
+  // sent when the station opens again.
+  var storeKey = "relayops-scan-queue:" + form.action;
+  var queue = restore(), busy = false;
+
+  function restore() {
+    try { return JSON.parse(window.localStorage.getItem(storeKey) || "[]"); }
+    catch (e) { return []; }
+  }
+  function save() {
+    try { window.localStorage.setItem(storeKey, JSON.stringify(queue)); } catch (e) { /* private mode */ }
+  }
+
+  showQueue(); pump();
 
   function showQueue() {
     status.textContent = queue.length ? text.queued.replace("{n}", queue.length) : "";
@@ -24,8 +37,7 @@
     field.focus();
     if (!number) return;
     queue.push({ number: number, accept: false });
-    showQueue();
-    pump();
+    save(); showQueue(); pump();
   });
 
   function pump() {
@@ -39,10 +51,20 @@
       method: "POST", body: body, credentials: "same-origin",
       headers: { "Accept": "application/json", "X-CSRF-Token": csrf }
     }).then(function (response) {
+      if (response.status === 401 || response.status === 400) {
+        // Signed out (or the form's token expired): keep the queue, ask for a new sign-in.
+        status.innerHTML = "";
+        var a = document.createElement("a");
+        a.href = text.signin_url; a.textContent = text.signed_out;
+        status.appendChild(a);
+        window.RelayOps.beep("error");
+        return null;
+      }
       if (!response.ok) throw new Error("HTTP " + response.status);
       return response.json();
     }).then(function (answer) {
-      queue.shift();
+      if (answer === null) return;  // stays busy: nothing more is sent until a new sign-in
+      queue.shift(); save();
       show(answer, item);
       busy = false; showQueue(); pump();
     }).catch(function () {
@@ -92,7 +114,10 @@
     li.addEventListener("click", function (ev) {
       var action = ev.target.dataset && ev.target.dataset.action;
       if (!action) return;
-      if (action === "accept") queue.push({ number: answer.tracking_number, accept: true });
+      if (action === "accept") {
+        queue.push({ number: answer.tracking_number, accept: true });
+        save();
+      }
       li.remove();
       pendingSection.hidden = !pending.children.length;
       field.focus();
