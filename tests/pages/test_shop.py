@@ -162,7 +162,7 @@ def test_inventory_filters(marie: Pages, world: World, clock: Clock) -> None:
     assert "RR123456785FR" in marie.text(f"/shop/{world.shop_id}/parcels?view=expired")
 
 
-def test_declaring_a_parcel_damaged_puts_it_on_the_collection_list(
+def test_a_damaged_parcel_goes_on_the_collection_list_and_back_to_its_carrier(
     marie: Pages, world: World
 ) -> None:
     parcel = world.ready("RR123456785FR")
@@ -174,7 +174,12 @@ def test_declaring_a_parcel_damaged_puts_it_on_the_collection_list(
     detail = marie.text(f"/shop/{world.shop_id}/parcels/{parcel['id']}")
     assert "endommagé" in detail and "carton écrasé" in detail
     overview = marie.text(f"/shop/{world.shop_id}")
-    assert "À rendre aux transporteurs" in overview and "RR123456785FR" in overview
+    assert "<legend>acme</legend>" in overview and 'value="RR123456785FR"' in overview
+    given = marie.post(f"/shop/{world.shop_id}/collections", {"tracking_number": "RR123456785FR"})
+    assert given.status_code == 303
+    assert "1 colis rendu(s) au transporteur." in marie.text(f"/shop/{world.shop_id}")
+    assert parcels.get_parcel(world.ctx, Principal(Role.OPERATOR), parcel["id"])["state"] == (
+        "returned")
 
 
 def test_extension_from_the_parcel_page(marie: Pages, world: World) -> None:

@@ -256,6 +256,23 @@ def site_overview(principal: Principal, site_id: int) -> str:
     )
 
 
+@bp.post("/shop/<int:site_id>/collections")
+@requires(*STAFF)
+def collect(principal: Principal, site_id: int) -> Response:
+    """The carrier's driver takes the ticked parcels back: each becomes ``returned``."""
+    _site(principal, site_id)
+    numbers = request.form.getlist("tracking_number")
+    if not numbers:
+        flash(_("Tick the parcels the driver takes."), "error")
+    else:
+        results = parcels.collect(ctx(), principal, site_id, numbers)
+        done = sum(r["status"] == "returned" for r in results)
+        flash(_("%(n)s parcel(s) given back to the carrier.", n=done), "ok")
+        for refused in (r for r in results if r["status"] != "returned"):
+            flash(f"{refused['tracking_number']}: {refused['detail']}", "error")
+    return redirect(url_for("pages.site_overview", site_id=site_id) + "#collect-title", 303)
+
+
 @bp.post("/shop/<int:site_id>/closing-days")
 @requires(*STAFF)
 def add_closing_day(principal: Principal, site_id: int) -> Response:
