@@ -22,10 +22,17 @@ LOCKER_COMMAND = "locker_command"
 
 
 def enqueue_job(
-    session: Session, name: str, payload: dict[str, Any], dedupe_key: str
+    session: Session, name: str, payload: dict[str, Any], dedupe_key: str, *, fresh: bool = False
 ) -> OutboxMessage:
-    """Queue job ``name`` with ``payload`` (ids only, never personal data)."""
-    return _add(session, OutboxMessage(kind=JOB, name=name, payload=payload, dedupe_key=dedupe_key))
+    """Queue job ``name`` with ``payload`` (ids only, never personal data).
+
+    ``fresh`` says the key cannot exist yet (it names a row just created), which saves a query.
+    """
+    message = OutboxMessage(kind=JOB, name=name, payload=payload, dedupe_key=dedupe_key)
+    if fresh:
+        session.add(message)
+        return message
+    return _add(session, message)
 
 
 def enqueue_locker_command(

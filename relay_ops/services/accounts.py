@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import ApiToken, Carrier, Site, User
+from relay_ops.db.models import ApiToken, Carrier, Site, User, UserSite
 from relay_ops.domain.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
 from relay_ops.services import throttle
 from relay_ops.services.context import Ctx
@@ -255,19 +255,25 @@ def authenticate(ctx: Ctx, token: str) -> Principal:
     if not prefix or not secret:
         raise Unauthenticated("malformed bearer token")
     with ctx.db.read() as session:
-        row = session.scalar(select(ApiToken).where(ApiToken.prefix == prefix))
-        if row is None or not hmac.compare_digest(row.secret_hash, _secret_hash(ctx, secret)):
+        # Every API request comes through here: token and user in one query, sites in one more.
+        row = session.execute(
+            select(ApiToken, User).outerjoin(User, ApiToken.user_id == User.id)
+            .where(ApiToken.prefix == prefix)
+        ).first()
+        if row is None or not hmac.compare_digest(row[0].secret_hash, _secret_hash(ctx, secret)):
             raise Unauthenticated("unknown or wrong token")
-        if row.revoked_at is not None:
+        api_token, user = row
+        if api_token.revoked_at is not None:
             raise Unauthenticated("this token was revoked")
-        if row.expires_at is not None and row.expires_at <= ctx.now():
+        if api_token.expires_at is not None and api_token.expires_at <= ctx.now():
             raise Unauthenticated("this token has expired; sign in again")
-        if row.carrier_id is not None:
-            return Principal(Role.CARRIER, carrier_id=row.carrier_id)
-        user = session.get(User, row.user_id)
+        if api_token.carrier_id is not None:
+            return Principal(Role.CARRIER, carrier_id=api_token.carrier_id)
         if user is None or not user.active:
             raise Unauthenticated("this account is disabled")
-        return _user_principal(user)
+        site_ids = session.scalars(select(UserSite.site_id).where(UserSite.user_id == user.id))
+        return Principal(Role(user.role), user_id=user.id, site_ids=frozenset(site_ids),
+                         name=user.display_name)
 
 
 def open_carrier_session(ctx: Ctx, api_key: str, *, ttl: timedelta | None = None) -> IssuedToken:

@@ -26,17 +26,22 @@ def channels_for(parcel: Parcel) -> list[str]:
 
 def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> list[Notification]:
     """Owe the recipient a ``kind`` message; ``occurrence`` tells repeated kinds apart."""
-    queued = []
-    for channel in channels_for(parcel):
-        key = f"{parcel.id}:{kind}:{occurrence}:{channel}"
-        existing = session.scalar(select(Notification).where(Notification.dedupe_key == key))
-        if existing is not None:
-            continue
-        notification = Notification(parcel_id=parcel.id, kind=kind, channel=channel, dedupe_key=key)
-        session.add(notification)
-        session.flush()
+    keys = {ch: f"{parcel.id}:{kind}:{occurrence}:{ch}" for ch in channels_for(parcel)}
+    if not keys:
+        return []
+    owed = set(session.scalars(
+        select(Notification.dedupe_key).where(Notification.dedupe_key.in_(keys.values()))
+    ))
+    queued = [
+        Notification(parcel_id=parcel.id, kind=kind, channel=channel, dedupe_key=key)
+        for channel, key in keys.items() if key not in owed
+    ]
+    session.add_all(queued)
+    session.flush()
+    for notification in queued:
+        # A fresh notification id cannot have a job yet: no need to look for one.
         outbox.enqueue_job(
-            session, SEND_JOB, {"notification_id": notification.id}, f"notify:{notification.id}"
+            session, SEND_JOB, {"notification_id": notification.id}, f"notify:{notification.id}",
+            fresh=True,
         )
-        queued.append(notification)
     return queued

@@ -24,7 +24,7 @@ from relay_ops.domain.errors import (
     WrongPickupCode,
     WrongSite,
 )
-from relay_ops.domain.holding import deadline_after, extended_deadline
+from relay_ops.domain.holding import HoldingPolicy, deadline_after, extended_deadline
 from relay_ops.domain.lifecycle import HELD_STATES, Action, State
 from relay_ops.services import history, notify, throttle
 from relay_ops.services.context import Ctx
@@ -270,18 +270,26 @@ def _place(
     actor: Principal,
 ) -> None:
     policy = ctx.settings.holding[site.kind]
+    with session.no_autoflush:  # one UPDATE of the parcel, not one per attribute change
+        _assign(ctx, session, site, parcel, location, now, policy)
+    history.apply(
+        session, parcel, Action.CHECK_IN, actor, now,
+        data={"location": location.label, "deadline": _iso(parcel.holding_deadline)},
+    )
+    issue_credential(ctx, session, parcel, holder="recipient")
+    notify.queue(session, parcel, "ready")
+
+
+def _assign(
+    ctx: Ctx, session: Session, site: Site, parcel: Parcel, location: Location, now: datetime,
+    policy: HoldingPolicy,
+) -> None:
     parcel.location_id = location.id
     parcel.location = location
     parcel.checked_in_at = now
     parcel.holding_deadline = deadline_after(
         now, policy.days, ctx.settings.timezone, closed_on(session, site)
     )
-    history.apply(
-        session, parcel, Action.CHECK_IN, actor, now,
-        data={"location": location.label, "deadline": parcel.holding_deadline.isoformat()},
-    )
-    issue_credential(ctx, session, parcel, holder="recipient")
-    notify.queue(session, parcel, "ready")
 
 
 # ---------------------------------------------------------------- credentials
