@@ -216,3 +216,8 @@ def test_guessing_codes_on_the_pickup_page_is_throttled_per_shop(
     assert statuses[:20] == [403] * 20 and statuses[20] == 429
     blocked = marie.post(f"/shop/{world.shop_id}/pickup", {"code": code})
     assert blocked.status_code == 429 and "Trop d" in blocked.get_data(as_text=True)
+
+
+def test_an_absurd_page_number_is_an_empty_page(marie: Pages, world: World) -> None:
+    page = marie.text(f"/shop/{world.shop_id}/parcels?page=99999999999999999999999")
+    assert "Aucun colis." in page

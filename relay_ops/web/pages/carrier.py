@@ -27,12 +27,13 @@ COLUMNS = ("tracking_number", "site", "recipient_name", "recipient_phone", "reci
            "size_class")
 REQUIRED = ("tracking_number", "site")
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+MAX_PAGE = 1_000_000  # beyond this the offset overflows SQLite integers
 
 
 @bp.get("/carrier")
 @requires(*CARRIER_ROLES)
 def carrier_home(principal: Principal) -> str:
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
     listing = manifests.list_manifests(ctx(), principal, page, 50)
     return render_template("pages/manifests.html", listing=listing)
 

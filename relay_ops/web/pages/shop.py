@@ -20,6 +20,7 @@ from relay_ops.web.pages.security import ctx, requires
 
 STAFF = (Role.SHOPKEEPER, Role.OPERATOR)
 PER_PAGE = 50
+MAX_PAGE = 1_000_000  # beyond this the offset overflows SQLite integers
 
 
 def _site(principal: Principal, site_id: int) -> dict[str, Any]:
@@ -199,7 +200,7 @@ def inventory(principal: Principal, site_id: int) -> str:
     if view not in FILTERS:
         view = "on_hand"
     carrier = request.args.get("carrier") or None
-    page = max(1, request.args.get("page", 1, type=int) or 1)
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
     listing = parcels.inventory(
         ctx(), principal, site_id, _inventory_filter(view, carrier), page, PER_PAGE
     )
