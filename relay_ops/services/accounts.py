@@ -274,3 +274,35 @@ def authenticate(ctx: Ctx, token: str) -> Principal:
         site_ids = session.scalars(select(UserSite.site_id).where(UserSite.user_id == user.id))
         return Principal(Role(user.role), user_id=user.id, site_ids=frozenset(site_ids),
                          name=user.display_name)
+
+
+def open_carrier_session(ctx: Ctx, api_key: str, *, ttl: timedelta | None = None) -> IssuedToken:
+    """A short-lived token for a carrier's staff signing in to the pages with their API key.
+
+    The browser keeps this token, never the API key itself, so signing out (or losing the
+    cookie) costs a session, not the carrier's key.
+    """
+    principal = authenticate(ctx, api_key)
+    if principal.role is not Role.CARRIER:
+        raise Unauthenticated("this is not a carrier API key")
+    with ctx.db.transaction() as session:
+        prefix, secret, token = _new_token(ctx, "cs")
+        expires = ctx.now() + (ttl or timedelta(hours=ctx.settings.staff_token_ttl_hours))
+        session.add(
+            ApiToken(
+                prefix=prefix, secret_hash=_secret_hash(ctx, secret),
+                carrier_id=principal.carrier_id, expires_at=expires, label="web-session",
+            )
+        )
+        return IssuedToken(token=token, expires_at=expires.isoformat())
+
+
+def end_session(ctx: Ctx, token: str) -> None:
+    """Sign out: revoke the token the caller holds (holding it is the proof)."""
+    prefix, _, secret = token.strip().partition(".")
+    with ctx.db.transaction() as session:
+        row = session.scalar(select(ApiToken).where(ApiToken.prefix == prefix))
+        if row is None or not hmac.compare_digest(row.secret_hash, _secret_hash(ctx, secret)):
+            return
+        if row.revoked_at is None:
+            row.revoked_at = ctx.now()

@@ -6,11 +6,16 @@ request for the same message a no-op, so a message is owed once.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay_ops import outbox
 from relay_ops.db.models import Notification, Parcel
+from relay_ops.domain.errors import NotFound
+from relay_ops.services.context import Ctx
+from relay_ops.services.principal import Principal, Role, require_role
 
 SEND_JOB = "notifications.send"
 
@@ -45,3 +50,32 @@ def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> 
             fresh=True,
         )
     return queued
+
+
+def notification_view(notification: Notification) -> dict[str, Any]:
+    return {
+        "id": notification.id,
+        "kind": notification.kind,
+        "channel": notification.channel,
+        "status": notification.status,
+        "attempts": notification.attempts,
+        "provider_id": notification.provider_id,
+        "provider_response": notification.provider_response,
+        "error": notification.error,
+        "created_at": notification.created_at.isoformat(),
+        "sent_at": notification.sent_at.isoformat() if notification.sent_at else None,
+    }
+
+
+def for_parcel(ctx: Ctx, actor: Principal, parcel_id: int) -> list[dict[str, Any]]:
+    """Every message owed for a parcel and what became of it (operators only: provider
+    answers may quote the recipient's address)."""
+    require_role(actor, Role.OPERATOR)
+    with ctx.db.read() as session:
+        if session.get(Parcel, parcel_id) is None:
+            raise NotFound(f"no parcel {parcel_id}")
+        rows = session.scalars(
+            select(Notification).where(Notification.parcel_id == parcel_id)
+            .order_by(Notification.id)
+        )
+        return [notification_view(n) for n in rows]
