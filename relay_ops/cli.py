@@ -11,7 +11,7 @@ from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
 from relay_ops.db import migrate
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import accounts, parcels, sites
+from relay_ops.services import accounts, lockers, parcels, sites
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 
@@ -88,6 +88,56 @@ def site_list() -> None:
     for site in sites.list_sites(ctx(), SYSTEM):
         click.echo(f"{site['id']:>4} {site['code']:<20} {site['kind']:<6} "
                    f"{site['held']:>4}/{site['capacity']:<4} {site['status']:<9} {site['name']}")
+
+
+@click.group("locker", cls=_ReportDomainErrors)
+def locker_group() -> None:
+    """Automatic lockers: registration, doors, status."""
+
+
+@locker_group.command("register")
+@click.option("--code", required=True, help="also the locker's MQTT id")
+@click.option("--name", required=True)
+@click.option("--model", "locker_model", required=True, help="a key of LOCKER_MODELS")
+@click.option("--address", required=True)
+@click.option("--postcode", required=True)
+@click.option("--city", required=True)
+@click.option("--lat", "latitude", type=float, required=True)
+@click.option("--lon", "longitude", type=float, required=True)
+@click.option("--area", type=click.Choice(["town", "countryside"]), default="countryside")
+def locker_register(**fields: Any) -> None:
+    """Register a locker with the compartments of its model."""
+    view = lockers.register_locker(ctx(), SYSTEM, fields)
+    click.echo(f"locker {view['code']} (site {view['id']}): {len(view['compartments'])} "
+               "compartments")
+
+
+def _locker_id(code: str) -> int:
+    return sites.site_id_for_code(ctx(), code)
+
+
+@locker_group.command("service")
+@click.argument("code")
+@click.argument("number", type=int)
+@click.option("--out", "reason", default=None, help="take it out of service, for this reason")
+def locker_service(code: str, number: int, reason: str | None) -> None:
+    """Put compartment NUMBER of locker CODE back in service (or --out "reason")."""
+    view = lockers.set_compartment_service(ctx(), SYSTEM, _locker_id(code), number,
+                                           in_service=reason is None, reason=reason)
+    click.echo(f"compartment {number}: {view['state']}")
+
+
+@locker_group.command("show")
+@click.argument("code")
+def locker_show(code: str) -> None:
+    """The locker's link, doors and open alerts, as JSON."""
+    click.echo(json.dumps(lockers.locker_view(ctx(), SYSTEM, _locker_id(code)), indent=2))
+
+
+@locker_group.command("sweep")
+def locker_sweep() -> None:
+    """Time out idle drop-off sessions and release their reservations."""
+    click.echo(f"{lockers.expire_stale_reservations(ctx())} compartment(s) released")
 
 
 @click.group("carrier", cls=_ReportDomainErrors)
@@ -183,7 +233,8 @@ def run_jobs(once: bool) -> None:
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(db_group, "db")
-    for command in (site_group, carrier_group, user_group, sweep_expiry, run_jobs, demo):
+    for command in (site_group, locker_group, carrier_group, user_group, sweep_expiry, run_jobs,
+                    demo):
         app.cli.add_command(command)
 
 
