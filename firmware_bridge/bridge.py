@@ -53,6 +53,7 @@ MAX_BUFFERED_PER_BOOT = 10_000
 @dataclass
 class BridgeSettings:
     shared_subscription: bool = True
+    share_group: str = p.BRIDGE_SHARE_GROUP  # bridges of one backend share one group
     client_id: str | None = None  # default: per process, so two bridges never kick each other
     client_id_prefix: str = "relayops-bridge"
     keepalive_s: int = 30
@@ -127,7 +128,8 @@ class Bridge:
             if reason.is_failure:
                 log.warning("broker refused the bridge: %s", reason)
                 return
-            events = p.BRIDGE_EVT_SUBSCRIPTION if self.settings.shared_subscription else EVT_TOPIC
+            events = (f"$share/{self.settings.share_group}/{EVT_TOPIC}"
+                      if self.settings.shared_subscription else EVT_TOPIC)
             # clean session: subscribe on every connect
             client.subscribe([(events, 1), (p.BRIDGE_STATUS_SUBSCRIPTION, 1)])
             self._connected.set()
@@ -308,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         port = int(port_text)
     settings = BridgeSettings(
         shared_subscription=app.config["MQTT_SHARED_SUBSCRIPTION"] and not args.no_shared,
+        share_group=app.config["MQTT_SHARE_GROUP"],
         client_id_prefix=app.config["MQTT_CLIENT_ID_PREFIX"], resend_after_s=args.resend_after,
     )
     bridge = Bridge(ctx, host or "127.0.0.1", port, settings)

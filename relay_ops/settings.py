@@ -77,6 +77,7 @@ DEFAULTS: dict[str, Any] = {
     "MQTT_PORT": 1883,
     # False for brokers without $share (the embedded amqtt broker): run one bridge only.
     "MQTT_SHARED_SUBSCRIPTION": True,
+    "MQTT_SHARE_GROUP": "bridges",
     "MQTT_CLIENT_ID_PREFIX": "relayops-bridge",
     # The demo runs an in-process MQTT broker (amqtt) on this port (0: a free port).
     "DEMO_MQTT_PORT": 0,
