@@ -111,15 +111,15 @@ def heartbeat(ctx: Ctx, locker: str, boot_id: str, seq: int, body: dict[str, Any
 
 
 def status_changed(ctx: Ctx, locker: str, state: str, ts: datetime) -> bool:
-    """Retained online/offline status (the last will says offline). Older copies are ignored."""
+    """Retained online/offline status (the last will says offline), applied in the order the
+    broker delivers them (one topic: in order). Not by `ts`: a will's `ts` is the time its
+    connection was made, older than the "online" it overrides."""
     now = ctx.now()
     with ctx.db.transaction() as session:
         site = _site(session, locker)
         if site is None:
             return False
         link = lockers.link_of(session, site)
-        if link.status_ts is not None and ts <= link.status_ts:
-            return False
         online = state == "online"
         if online != link.online or link.status_since is None:
             link.status_since = now

@@ -193,13 +193,16 @@ class CommandToSend:
 
 
 def commands_to_send(
-    ctx: Ctx, *, resend_after_s: float = 5.0, limit: int = 200, locker: str | None = None
+    ctx: Ctx, *, resend_after_s: float = 5.0, limit: int = 200, locker: str | None = None,
+    online_only: bool = True,
 ) -> list[CommandToSend]:
     """Claim the locker commands due for (re)publication and mark them sent.
 
     Pending rows are due at once; sent rows that no locker answered (no ``accepted``) are due
     again after ``resend_after_s``, until they expire. A process that dies after this call and
     before publishing loses nothing: the rows come due again. Expired rows are closed here.
+    Commands for a locker known offline wait in the outbox (protocol section 8): published
+    into the broker's queue they could run late, when nobody stands at the door any more.
     """
     now = ctx.now()
     due: list[CommandToSend] = []
@@ -225,6 +228,10 @@ def commands_to_send(
         )
         if locker is not None:
             query = query.where(OutboxMessage.target == locker)
+        if online_only:
+            query = query.where(OutboxMessage.target.in_(
+                select(Site.code).join(LockerLink, LockerLink.site_id == Site.id)
+                .where(LockerLink.online.is_(True))))
         for row in session.scalars(query):
             row.status, row.dispatched_at, row.attempts = "sent", now, row.attempts + 1
             assert row.target and row.corr_id and row.expires_at

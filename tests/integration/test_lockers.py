@@ -40,7 +40,8 @@ class FakeLocker:
     def commands(self, name: str | None = None) -> list[dict[str, Any]]:
         """Commands published since the last call (as the bridge would)."""
         out = []
-        for command in lockers.commands_to_send(self.ctx, locker=self.code):
+        for command in lockers.commands_to_send(self.ctx, locker=self.code,
+                                                 online_only=False):
             if command.id not in self.seen and (name is None or command.name == name):
                 out.append({"name": command.name, **command.body, "corr_id": command.corr_id})
             self.seen.add(command.id)
