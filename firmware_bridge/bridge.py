@@ -60,6 +60,7 @@ class BridgeSettings:
     poll_s: float = 0.1
     resend_after_s: float = 5.0
     gap_wait_s: float = 2.0
+    gap_give_up_after: int = 5  # resend requests without progress, then the gap is skipped
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
 
@@ -68,6 +69,7 @@ class BridgeSettings:
 class _Gap:
     since: float
     missing_from: int  # cursor + 1 when the gap was seen
+    requests: int = 0  # resend_events sent without progress
     events: dict[int, p.EventEnvelope] = field(default_factory=dict)
 
 
@@ -233,6 +235,8 @@ class Bridge:
             if outcome.status == "gap":
                 break
             applied = outcome.applied_seq
+        if applied + 1 > gap.missing_from:
+            gap.requests = 0  # progress
         gap.missing_from = applied + 1
         if gap.events:
             gap.since = time.monotonic()
@@ -246,8 +250,14 @@ class Bridge:
             if gap.events and now - gap.since >= self.settings.gap_wait_s:
                 # the events kept aside are not asked again: only the hole below them
                 first = min(gap.events)
+                if gap.requests >= self.settings.gap_give_up_after:
+                    applied = locker_events.skip_gap(self.ctx, locker, boot_id, first - 1)
+                    applied = self._drain((locker, boot_id), applied)
+                    self._send_ack(locker, boot_id, applied)
+                    continue
                 start = max(gap.missing_from, first - 9_999)
                 self._request_resend(locker, boot_id, start, first - 1)
+                gap.requests += 1
                 gap.since = now
         if now >= self._next_outbox_poll:
             self._next_outbox_poll = now + max(self.settings.poll_s, 0.2)

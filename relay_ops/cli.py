@@ -197,8 +197,9 @@ def sweep_expiry() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 @click.option("--seed-only", is_flag=True, help="create the demo data and exit")
+@click.option("--no-locker", is_flag=True, help="without the embedded MQTT broker and locker")
 @with_appcontext
-def demo(host: str, port: int, seed_only: bool) -> None:
+def demo(host: str, port: int, seed_only: bool, no_locker: bool) -> None:
     """Run RelayOps on its embedded defaults with demo data."""
     from relay_ops import demo as demo_module
 
@@ -208,7 +209,42 @@ def demo(host: str, port: int, seed_only: bool) -> None:
         click.echo("demo data ready")
         return
     demo_module.print_welcome(ctx(), host, port, current_app.config["NOTIFY_FILE_PATH"])
-    demo_module.serve(current_app._get_current_object(), host, port)  # type: ignore[attr-defined]
+    embedded = _start_demo_locker(not no_locker, f"http://{host}:{port}")
+    try:
+        demo_module.serve(current_app._get_current_object(), host, port)  # type: ignore[attr-defined]
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _start_demo_locker(enabled: bool, base: str) -> Any:
+    """The demo's locker stack: broker, bridge and simulated locker, in this process. This
+    command is the one place that puts relay_ops and firmware_bridge together in a process."""
+    if not enabled:
+        return None
+    import hashlib
+    import sys
+    from pathlib import Path
+
+    from relay_ops import demo as demo_module
+
+    try:
+        from firmware_bridge.embedded import EmbeddedLockers
+    except ImportError as error:  # amqtt missing: the shops' demo still runs
+        click.echo(f"(no demo locker: {error})")
+        return None
+    # one journal per database: a fresh demo database gets a fresh locker
+    database = hashlib.sha256(current_app.config["DATABASE_URL"].encode()).hexdigest()[:12]
+    embedded = EmbeddedLockers(ctx(), demo_module.LOCKER["code"], 6,
+                               Path(current_app.instance_path) / "demo-locker" / database,
+                               port=int(current_app.config["DEMO_MQTT_PORT"]))
+    embedded.start()
+    if embedded.wait_until(lambda: lockers.locker_view(ctx(), SYSTEM, demo_module.lockers_site_id(
+            ctx()))["link"]["credential_version_held"] is not None, 15):
+        demo_module.stock_locker(ctx(), embedded)
+    demo_module.print_locker_welcome(ctx(), base)
+    embedded.console(sys.stdin, sys.stdout)
+    return embedded
 
 
 @click.command("run-jobs")

@@ -110,6 +110,22 @@ def heartbeat(ctx: Ctx, locker: str, boot_id: str, seq: int, body: dict[str, Any
         return Applied("duplicate", cursor.applied_seq)
 
 
+def skip_gap(ctx: Ctx, locker: str, boot_id: str, to_seq: int) -> int:
+    """Give up on events the locker no longer holds (asked for again and again in vain: a
+    backend restored from an old backup, a journal replaced): the cursor jumps to ``to_seq``
+    and an operator alert says what was lost. Returns the cursor."""
+    with ctx.db.transaction() as session:
+        site = _site(session, locker)
+        if site is None:
+            return 0
+        cursor = _cursor(session, site, boot_id)
+        if to_seq > cursor.applied_seq:
+            _alert(session, site, "journal_gap_skipped",
+                   f"events {cursor.applied_seq + 1}..{to_seq} of boot {boot_id} never came")
+            cursor.applied_seq, cursor.updated_at = to_seq, ctx.now()
+        return cursor.applied_seq
+
+
 def status_changed(ctx: Ctx, locker: str, state: str, ts: datetime) -> bool:
     """Retained online/offline status (the last will says offline), applied in the order the
     broker delivers them (one topic: in order). Not by `ts`: a will's `ts` is the time its

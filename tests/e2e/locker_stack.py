@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import uuid
@@ -98,26 +100,51 @@ class Process:
 
 
 class Simulator(Process):
+    """A process with a console: lines in on stdin, lines out on stdout (read by a thread, so
+    several lines written at once are never stuck in a buffer)."""
+
     def start(self) -> Simulator:
-        super().start()
+        self.launch()
         assert self.read_line(20) == "ready", self.log_text()
         return self
 
-    def read_line(self, timeout: float = 10.0) -> str:
+    def launch(self) -> None:
+        super().start()
         assert self.popen is not None and self.popen.stdout is not None
-        import selectors
+        self.lines: queue.Queue[str] = queue.Queue()
+        stdout = self.popen.stdout
+        self.reader = threading.Thread(target=self._read, args=(stdout,), daemon=True)
+        self.reader.start()
 
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.popen.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout):
-                raise AssertionError(f"simulator silent for {timeout}s:\n{self.log_text()}")
-        return self.popen.stdout.readline().strip()
+    def _read(self, stdout: Any) -> None:
+        try:
+            for line in stdout:
+                self.lines.put(line.strip())
+        except ValueError:  # closed by kill/stop
+            return
+
+    def read_line(self, timeout: float = 10.0) -> str:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"silent for {timeout}s:\n{self.log_text()}") from None
+
+    def _close_pipes(self) -> None:
+        if self.popen is not None and self.popen.stdin is not None:
+            self.popen.stdin.close()
+        reader = getattr(self, "reader", None)
+        if reader is not None:
+            reader.join(10)
+        super()._close_pipes()
 
     def do(self, line: str) -> str:
         assert self.popen is not None and self.popen.stdin is not None
         self.popen.stdin.write(line + "\n")
         self.popen.stdin.flush()
-        return self.read_line()
+        answer = self.read_line()
+        while not answer:  # blank lines of a banner printed before
+            answer = self.read_line()
+        return answer
 
     def doors(self) -> dict[int, list[Any]]:
         return {int(k): v for k, v in json.loads(self.do("state"))["doors"].items()}

@@ -322,3 +322,16 @@ def lockers_slots(ctx: Ctx, model: dict[str, Any]) -> Any:
     from relay_ops.services.context import _model_slots
 
     return _model_slots("ten", model, ctx.settings.size_classes)
+
+
+def test_a_gap_the_locker_cannot_fill_is_skipped_with_an_alert(
+        world: World, locker: tuple[int, FakeLocker]) -> None:
+    def apply(seq: int) -> locker_events.Applied:
+        return locker_events.apply_event(world.ctx, "LCK-T1", "old-boot", seq, "door_left_open",
+                                         {"compartment": 1, "open_seconds": 1}, world.ctx.now())
+
+    assert apply(5).gap == (1, 4)
+    assert locker_events.skip_gap(world.ctx, "LCK-T1", "old-boot", 4) == 4
+    assert apply(5).status == "applied"
+    kinds = [a["kind"] for a in lockers.locker_view(world.ctx, SYSTEM, locker[0])["alerts"]]
+    assert kinds == ["journal_gap_skipped", "door_left_open"]
