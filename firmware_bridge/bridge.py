@@ -41,6 +41,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge import protocol as p
+from firmware_bridge.net import disable_nagle
 from relay_ops.services import locker_events, lockers
 from relay_ops.services.context import Ctx
 
@@ -60,6 +61,7 @@ class BridgeSettings:
     poll_s: float = 0.1
     resend_after_s: float = 5.0
     gap_wait_s: float = 2.0
+    batch_max: int = 200  # messages applied in one round (one transaction per locker)
     gap_give_up_after: int = 5  # resend requests without progress, then the gap is skipped
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
@@ -130,6 +132,7 @@ class Bridge:
             if reason.is_failure:
                 log.warning("broker refused the bridge: %s", reason)
                 return
+            disable_nagle(client)
             events = (f"$share/{self.settings.share_group}/{EVT_TOPIC}"
                       if self.settings.shared_subscription else EVT_TOPIC)
             # clean session: subscribe on every connect
@@ -158,91 +161,98 @@ class Bridge:
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
-                item = self._inbox.get(timeout=self.settings.poll_s)
+                batch = [self._inbox.get(timeout=self.settings.poll_s)]
             except queue.Empty:
-                item = None
+                batch = []
+            # what arrived together is applied together: one commit per locker and batch
+            while batch and len(batch) < self.settings.batch_max:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                if item is not None:
-                    self._handle(*item)
+                if batch:
+                    self._handle_batch(batch)
                 self._tick()
             except Exception:
                 # a database outage or a bug must not stop the bridge: it logs and goes on
                 log.exception("bridge step failed")
                 time.sleep(self.settings.poll_s)
 
-    def _handle(self, topic_name: str, payload: bytes, mid: int, qos: int) -> None:
-        touched: str | None = None
+    def _handle_batch(self, batch: list[tuple[str, bytes, int, int]]) -> None:
+        groups: dict[tuple[str, str], list[p.EventEnvelope]] = {}
+        touched: set[str] = set()
         try:
-            envelope = p.parse_message(topic_name, payload)
-            touched = envelope.locker_id
-            if isinstance(envelope, p.StatusEnvelope):
-                locker_events.status_changed(self.ctx, envelope.locker_id,
-                                             envelope.body.state, envelope.ts)
-            elif isinstance(envelope, p.EventEnvelope):
-                self._on_event(envelope)
-        except p.ProtocolError as error:
-            log.warning("dropped an invalid message on %s: %s", topic_name, error)
+            for topic_name, payload, _mid, _qos in batch:
+                envelope = self._parse(topic_name, payload)
+                if isinstance(envelope, p.StatusEnvelope):
+                    self._on_status(envelope, touched)
+                elif isinstance(envelope, p.EventEnvelope):
+                    if envelope.type in p.UNSEQUENCED_EVENTS:
+                        self._on_heartbeat(envelope)
+                    else:
+                        key = (envelope.locker_id, envelope.boot_id)
+                        groups.setdefault(key, []).append(envelope)
+            for key, envelopes in groups.items():
+                self._apply(key, envelopes)
         except Exception:
-            log.exception("event on %s not applied; the locker will resend it", topic_name)
+            log.exception("a batch of %d messages was not applied; lockers resend", len(batch))
         finally:
             # PUBACK after the commit (or after giving up): see the module docstring
-            if qos > 0 and self._client is not None:
-                self._client.ack(mid, qos)
-        if touched is not None:
-            self._publish_commands(locker=touched)
+            if self._client is not None:
+                for _topic, _payload, mid, qos in batch:
+                    if qos > 0:
+                        self._client.ack(mid, qos)
+        for locker in touched:
+            self._publish_commands(locker=locker)
 
-    def _on_event(self, envelope: p.EventEnvelope) -> None:
-        body = envelope.body.model_dump(mode="json")
-        if envelope.type in p.UNSEQUENCED_EVENTS:
-            outcome = locker_events.heartbeat(self.ctx, envelope.locker_id, envelope.boot_id,
-                                              envelope.seq, body, envelope.ts)
-            if outcome.status == "gap" and outcome.gap:
-                self._request_resend(envelope.locker_id, envelope.boot_id, *outcome.gap)
-            return
-        key = (envelope.locker_id, envelope.boot_id)
-        outcome = self._apply(envelope)
-        if outcome.status == "gap":
-            assert outcome.gap is not None
-            gap = self._gaps.setdefault(key, _Gap(time.monotonic(), outcome.gap[0]))
-            gap.missing_from = outcome.gap[0]
-            if len(gap.events) < MAX_BUFFERED_PER_BOOT:
-                gap.events[envelope.seq] = envelope
-            return
-        if outcome.status == "unknown_locker":
-            log.warning("event from unregistered locker %s dropped", envelope.locker_id)
-            return
-        applied = outcome.applied_seq
-        applied = self._drain(key, applied)
-        self._send_ack(envelope.locker_id, envelope.boot_id, applied)
+    def _parse(self, topic_name: str, payload: bytes) -> p.Envelope | None:
+        try:
+            return p.parse_message(topic_name, payload)
+        except p.ProtocolError as error:
+            log.warning("dropped an invalid message on %s: %s", topic_name, error)
+            return None
 
-    def _apply(self, envelope: p.EventEnvelope) -> locker_events.Applied:
-        outcome = locker_events.apply_event(
-            self.ctx, envelope.locker_id, envelope.boot_id, envelope.seq, envelope.type,
-            envelope.body.model_dump(mode="json"), envelope.ts)
-        if outcome.status == "applied":
-            self.applied_count += 1
-        return outcome
+    def _on_status(self, envelope: p.StatusEnvelope, touched: set[str]) -> None:
+        locker_events.status_changed(self.ctx, envelope.locker_id, envelope.body.state,
+                                     envelope.ts)
+        if envelope.body.state == "online":
+            touched.add(envelope.locker_id)  # what waited in the outbox can go now
 
-    def _drain(self, key: tuple[str, str], applied: int) -> int:
-        """Apply the events kept aside that now follow the cursor."""
-        gap = self._gaps.get(key)
-        if gap is None:
-            return applied
-        for seq in sorted(s for s in gap.events if s <= applied):
-            del gap.events[seq]
-        while applied + 1 in gap.events:
-            outcome = self._apply(gap.events.pop(applied + 1))
-            if outcome.status == "gap":
-                break
-            applied = outcome.applied_seq
-        if applied + 1 > gap.missing_from:
-            gap.requests = 0  # progress
-        gap.missing_from = applied + 1
-        if gap.events:
-            gap.since = time.monotonic()
-        else:
-            del self._gaps[key]
-        return applied
+    def _on_heartbeat(self, envelope: p.EventEnvelope) -> None:
+        outcome = locker_events.heartbeat(self.ctx, envelope.locker_id, envelope.boot_id,
+                                          envelope.seq, envelope.body.model_dump(mode="json"),
+                                          envelope.ts)
+        if outcome.status == "gap" and outcome.gap:
+            self._request_resend(envelope.locker_id, envelope.boot_id, *outcome.gap)
+
+    def _apply(self, key: tuple[str, str], envelopes: list[p.EventEnvelope]) -> None:
+        """Apply these events and the ones kept aside that now follow; after the commit,
+        publish the commands they produced, then the ack."""
+        locker, boot_id = key
+        gap = self._gaps.pop(key, None)
+        pending = {e.seq: e for e in (gap.events.values() if gap else [])}
+        pending.update({e.seq: e for e in envelopes})
+        result = locker_events.apply_events(self.ctx, locker, boot_id, [
+            locker_events.LockerEvent(e.seq, e.type, e.body.model_dump(mode="json"), e.ts)
+            for e in pending.values()
+        ], claim_commands=self._connected.is_set())
+        if result.status == "unknown_locker":
+            log.warning("events from unregistered locker %s dropped", locker)
+            return
+        for command in result.commands:  # a door a resident waits for goes first
+            self._publish_command(command)
+        self.applied_count += result.applied
+        if result.held_back:
+            assert result.gap is not None
+            kept = {e.seq: pending[e.seq] for e in result.held_back}
+            progress = gap is not None and result.gap[0] > gap.missing_from
+            if gap is None or progress:
+                gap = _Gap(time.monotonic(), result.gap[0])
+            gap.missing_from = result.gap[0]
+            gap.events = dict(list(kept.items())[:MAX_BUFFERED_PER_BOOT])
+            self._gaps[key] = gap
+        self._send_ack(locker, boot_id, result.applied_seq)
 
     def _tick(self) -> None:
         now = time.monotonic()
@@ -251,9 +261,8 @@ class Bridge:
                 # the events kept aside are not asked again: only the hole below them
                 first = min(gap.events)
                 if gap.requests >= self.settings.gap_give_up_after:
-                    applied = locker_events.skip_gap(self.ctx, locker, boot_id, first - 1)
-                    applied = self._drain((locker, boot_id), applied)
-                    self._send_ack(locker, boot_id, applied)
+                    locker_events.skip_gap(self.ctx, locker, boot_id, first - 1)
+                    self._apply((locker, boot_id), [])
                     continue
                 start = max(gap.missing_from, first - 9_999)
                 self._request_resend(locker, boot_id, start, first - 1)
@@ -288,14 +297,17 @@ class Bridge:
         for command in lockers.commands_to_send(
             self.ctx, resend_after_s=self.settings.resend_after_s, locker=locker
         ):
-            try:
-                body = p.COMMAND_BODIES[command.name].model_validate_json(json.dumps(command.body))
-                envelope = p.make_command(command.locker, body, expires_at=command.expires_at,
-                                          corr_id=uuid.UUID(command.corr_id))
-            except (KeyError, ValueError) as error:  # a bad row must not block the others
-                log.error("outbox command %s cannot be encoded: %s", command.id, error)
-                continue
-            self._publish(p.cmd_topic(command.locker), p.encode(envelope))
+            self._publish_command(command)
+
+    def _publish_command(self, command: lockers.CommandToSend) -> None:
+        try:
+            body = p.COMMAND_BODIES[command.name].model_validate_json(json.dumps(command.body))
+            envelope = p.make_command(command.locker, body, expires_at=command.expires_at,
+                                      corr_id=uuid.UUID(command.corr_id))
+        except (KeyError, ValueError) as error:  # a bad row must not block the others
+            log.error("outbox command %s cannot be encoded: %s", command.id, error)
+            return
+        self._publish(p.cmd_topic(command.locker), p.encode(envelope))
 
 
 # ---------------------------------------------------------------- console script

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from relay_ops.db.models import (
@@ -67,29 +68,95 @@ def locker_actor(site: Site) -> Principal:
 # ---------------------------------------------------------------- entry points
 
 
+@dataclass(frozen=True)
+class LockerEvent:
+    seq: int
+    type: str
+    body: dict[str, Any]
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class BatchApplied:
+    status: Literal["applied", "unknown_locker"]
+    applied_seq: int
+    applied: int  # events whose effect was applied now
+    held_back: tuple[LockerEvent, ...] = ()  # beyond a gap: keep them aside, ask for the hole
+    gap: tuple[int, int] | None = None
+    # commands these events produced, claimed (marked sent) in the same transaction: the
+    # caller publishes them after the commit (if it dies first, they are resent later)
+    commands: tuple[lockers.CommandToSend, ...] = ()
+
+
 def apply_event(
     ctx: Ctx, locker: str, boot_id: str, seq: int, type_: str, body: dict[str, Any],
     ts: datetime,
 ) -> Applied:
+    """One event: applied, a duplicate (no effect), or past a gap (not applied)."""
+    result = apply_events(ctx, locker, boot_id, [LockerEvent(seq, type_, body, ts)])
+    if result.status == "unknown_locker":
+        return Applied("unknown_locker", 0)
+    if result.held_back:
+        return Applied("gap", result.applied_seq, result.gap)
+    return Applied("applied" if result.applied else "duplicate", result.applied_seq)
+
+
+def apply_events(ctx: Ctx, locker: str, boot_id: str, events: list[LockerEvent], *,
+                 claim_commands: bool = False) -> BatchApplied:
+    """Events of one (locker, boot) in one transaction, in seq order (the bridge batches what
+    arrived together: one commit for many events). Each effect runs in a savepoint: an event
+    whose handler fails on a bug is recorded as an operator alert and passed, so one bad
+    event cannot block a locker forever; a database failure fails the whole batch (nothing is
+    acknowledged, the locker resends)."""
     now = ctx.now()
+    applied = 0
     with ctx.db.transaction() as session:
         site = _site(session, locker)
         if site is None:
-            return Applied("unknown_locker", 0)
+            return BatchApplied("unknown_locker", 0, 0)
         link = lockers.link_of(session, site)
         cursor = _cursor(session, site, boot_id)
-        _seen(link, boot_id, seq, ts, now)
-        if seq <= cursor.applied_seq:
-            return Applied("duplicate", cursor.applied_seq)
-        if seq > cursor.applied_seq + 1:
-            return Applied("gap", cursor.applied_seq, (cursor.applied_seq + 1, seq - 1))
-        handler = HANDLERS.get(type_)
-        if handler is None:
-            log.info("%s: event %s has no backend effect", locker, type_)
-        else:
-            handler(ctx, session, site, link, body, ts, now)
-        cursor.applied_seq, cursor.updated_at = seq, now
-        return Applied("applied", seq)
+        ordered = sorted(events, key=lambda e: e.seq)
+        for index, event in enumerate(ordered):
+            _seen(link, boot_id, event.seq, event.ts, now)
+            if event.seq <= cursor.applied_seq:
+                continue  # a duplicate: redelivery is normal
+            if event.seq > cursor.applied_seq + 1:
+                rest = tuple(e for e in ordered[index:] if e.seq > cursor.applied_seq)
+                return BatchApplied("applied", cursor.applied_seq, applied, rest,
+                                    (cursor.applied_seq + 1, event.seq - 1),
+                                    _claimed(session, site, now, claim_commands))
+            _apply_one(ctx, session, site, link, event, now)
+            cursor.applied_seq, cursor.updated_at = event.seq, now
+            applied += 1
+        return BatchApplied("applied", cursor.applied_seq, applied,
+                            commands=_claimed(session, site, now, claim_commands))
+
+
+def _claimed(session: Session, site: Site, now: datetime, claim: bool
+             ) -> tuple[lockers.CommandToSend, ...]:
+    if not claim or not session.info.get(lockers.COMMANDS_QUEUED):
+        return ()
+    return tuple(lockers.claim_commands(session, now, locker=site.code))
+
+
+def _apply_one(ctx: Ctx, session: Session, site: Site, link: LockerLink, event: LockerEvent,
+               now: datetime) -> None:
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        log.info("%s: event %s has no backend effect", site.code, event.type)
+        return
+    savepoint = session.begin_nested()
+    try:
+        handler(ctx, session, site, link, event.body, event.ts, now)
+        savepoint.commit()
+    except SQLAlchemyError:
+        raise
+    except Exception as error:
+        savepoint.rollback()
+        log.exception("%s: event %s seq %s not applied", site.code, event.type, event.seq)
+        _alert(session, site, "event_not_applied",
+               f"{event.type} seq {event.seq}: {type(error).__name__}: {error}")
 
 
 def heartbeat(ctx: Ctx, locker: str, boot_id: str, seq: int, body: dict[str, Any],

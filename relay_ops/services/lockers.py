@@ -50,6 +50,8 @@ COMMAND_SYNC = "sync_credentials"
 # Outbox statuses of locker commands: pending -> sent -> accepted -> done | failed;
 # expired (never executed), superseded (a newer credential sync replaced it).
 FINISHED = ("done", "failed", "expired", "superseded")
+# session.info key: this transaction wrote a locker command (the bridge publishes at once)
+COMMANDS_QUEUED = "relay_ops.locker_commands_queued"
 
 
 class ParcelDoesNotFit(DomainError):
@@ -179,6 +181,7 @@ def queue_command(
     )
     if message.corr_id is None:
         message.corr_id = corr_id
+    session.info[COMMANDS_QUEUED] = True
     return message
 
 
@@ -204,39 +207,47 @@ def commands_to_send(
     Commands for a locker known offline wait in the outbox (protocol section 8): published
     into the broker's queue they could run late, when nobody stands at the door any more.
     """
-    now = ctx.now()
-    due: list[CommandToSend] = []
     with ctx.db.transaction() as session:
-        session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.kind == outbox.LOCKER_COMMAND,
-                   OutboxMessage.status.in_(("pending", "sent")),
-                   OutboxMessage.expires_at < now)
-            .values(status="expired")
+        return claim_commands(session, ctx.now(), resend_after_s=resend_after_s, limit=limit,
+                              locker=locker, online_only=online_only)
+
+
+def claim_commands(
+    session: Session, now: datetime, *, resend_after_s: float = 5.0, limit: int = 200,
+    locker: str | None = None, online_only: bool = True,
+) -> list[CommandToSend]:
+    """`commands_to_send` inside the caller's transaction (the bridge claims the commands an
+    event produced in that event's transaction: one commit less between a scan and its door)."""
+    expired = update(OutboxMessage).where(
+        OutboxMessage.kind == outbox.LOCKER_COMMAND,
+        OutboxMessage.status.in_(("pending", "sent")), OutboxMessage.expires_at < now)
+    if locker is not None:
+        expired = expired.where(OutboxMessage.target == locker)
+    session.execute(expired.values(status="expired"))
+    query = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.kind == outbox.LOCKER_COMMAND,
+            (OutboxMessage.status == "pending")
+            | ((OutboxMessage.status == "sent")
+               & (OutboxMessage.dispatched_at < now - timedelta(seconds=resend_after_s))),
         )
-        query = (
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.kind == outbox.LOCKER_COMMAND,
-                (OutboxMessage.status == "pending")
-                | ((OutboxMessage.status == "sent")
-                   & (OutboxMessage.dispatched_at < now - timedelta(seconds=resend_after_s))),
-            )
-            .order_by(OutboxMessage.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        if locker is not None:
-            query = query.where(OutboxMessage.target == locker)
-        if online_only:
-            query = query.where(OutboxMessage.target.in_(
-                select(Site.code).join(LockerLink, LockerLink.site_id == Site.id)
-                .where(LockerLink.online.is_(True))))
-        for row in session.scalars(query):
-            row.status, row.dispatched_at, row.attempts = "sent", now, row.attempts + 1
-            assert row.target and row.corr_id and row.expires_at
-            due.append(CommandToSend(row.id, row.target, row.name, dict(row.payload["body"]),
-                                     row.corr_id, row.expires_at))
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if locker is not None:
+        query = query.where(OutboxMessage.target == locker)
+    if online_only:
+        query = query.where(OutboxMessage.target.in_(
+            select(Site.code).join(LockerLink, LockerLink.site_id == Site.id)
+            .where(LockerLink.online.is_(True))))
+    due: list[CommandToSend] = []
+    for row in session.scalars(query):
+        row.status, row.dispatched_at, row.attempts = "sent", now, row.attempts + 1
+        assert row.target and row.corr_id and row.expires_at
+        due.append(CommandToSend(row.id, row.target, row.name, dict(row.payload["body"]),
+                                 row.corr_id, row.expires_at))
     return due
 
 

@@ -56,4 +56,5 @@ def test_demo_seed_is_repeatable_and_its_credentials_work(tmp_path: Path) -> Non
     assert [p["tracking_number"] for p in shop["items"]] == ["RR123456785FR"]
     manifests = client.get("/api/v1/manifests",
                            headers={"Authorization": f"Bearer {CARRIER_TOKEN}"}).json
-    assert [m["reference"] for m in manifests["items"]] == ["DEMO-ROUND-1"]
+    # newest first: the demo locker's parcel is announced after the shops' round
+    assert [m["reference"] for m in manifests["items"]] == ["DEMO-LOCKER-1", "DEMO-ROUND-1"]
