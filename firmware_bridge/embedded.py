@@ -22,7 +22,6 @@ from firmware_bridge.agent.agent import AgentSettings, LockerAgent
 from firmware_bridge.agent.drivers import SimulatedBoard
 from firmware_bridge.bridge import Bridge, BridgeSettings
 from firmware_bridge.simulator import Fleet, SimulatedLocker, run_console
-from relay_ops.services import lockers
 from relay_ops.services.context import Ctx
 
 log = logging.getLogger(__name__)
@@ -97,7 +96,6 @@ class EmbeddedLockers:
         self.journal_dir = journal_dir
         self.agent: LockerAgent | None = None
         self._stopping = threading.Event()
-        self._sweeper = threading.Thread(target=self._sweep, name="locker-sweep", daemon=True)
 
     def start(self) -> None:
         self.broker.start()
@@ -109,14 +107,7 @@ class EmbeddedLockers:
                                  self.journal_dir / f"{self.code}.sqlite3",
                                  settings=AgentSettings(reconnect_min_s=0.2, resend_min_s=1.0))
         self.agent.start()
-        self._sweeper.start()
-
-    def _sweep(self) -> None:
-        while not self._stopping.wait(30):
-            try:
-                lockers.expire_stale_reservations(self.ctx)
-            except Exception:
-                log.exception("reservation sweep failed")
+        # idle drop-off sessions are timed out by the jobs runner's "locker-reservations" sweep
 
     def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -142,5 +133,3 @@ class EmbeddedLockers:
         if self.bridge is not None:
             self.bridge.stop()
         self.broker.stop()
-        if self._sweeper.is_alive():
-            self._sweeper.join(5)

@@ -267,10 +267,103 @@ def run_jobs(once: bool) -> None:
         runner.stop()
 
 
+@click.command("sweep")
+@click.argument("name")
+@with_appcontext
+def sweep(name: str) -> None:
+    """Run one periodic sweep now (expiry, reminders, personal-data-purge...)."""
+    from relay_ops import jobs
+
+    if name not in jobs.active_sweeps():
+        choices = ', '.join(jobs.active_sweeps())
+        raise click.BadParameter(f"choose from {choices}", param_hint="NAME")
+    click.echo(f"{name}: {jobs.run_sweep(ctx(), current_app.config, name)}")
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="exit when the queues are empty")
+@click.option("--name", default=None, help="the worker's name in RQ (default: host and pid)")
+@with_appcontext
+def worker(burst: bool, name: str | None) -> None:
+    """Run an RQ worker on RelayOps' queues (production; JOBS_IN_PROCESS=false).
+
+    It forks a process per job and runs RQ's scheduler for retries with backoff. Run as many
+    as needed, and one `relay-ops scheduler`. It waits out Redis outages.
+    """
+    from relay_ops.worker import runtime
+    from relay_ops.worker.supervise import run_worker
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    runtime.use(app)
+    run_worker(app.config, burst=burst, name=name)
+
+
+@click.command("scheduler")
+@click.option("--tick", default=1.0, show_default=True, help="seconds between outbox scans")
+@with_appcontext
+def scheduler(tick: float) -> None:
+    """Relay committed outbox rows to RQ and enqueue the periodic sweeps (production).
+
+    One is active at a time (a lock in Redis); a second one waits as a standby.
+    """
+    import signal
+
+    from relay_ops.worker.config import connect
+    from relay_ops.worker.scheduler import Scheduler
+
+    loop = Scheduler(ctx(), current_app.config, connect(current_app.config), tick_s=tick)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: loop.stop())
+    loop.run()
+
+
+@click.group("jobs", cls=_ReportDomainErrors)
+def jobs_group() -> None:
+    """Background jobs: queues, failures, retries."""
+
+
+def _redis() -> Any:
+    from relay_ops.worker.config import redis_of
+
+    return redis_of(current_app._get_current_object())  # type: ignore[attr-defined]
+
+
+@jobs_group.command("status")
+def jobs_status() -> None:
+    """Queues, registries and the outbox backlog."""
+    from relay_ops.worker import admin
+
+    click.echo(json.dumps(admin.overview(ctx(), SYSTEM, current_app.config, _redis()), indent=2))
+
+
+@jobs_group.command("failed")
+@click.option("--limit", default=50, show_default=True)
+def jobs_failed(limit: int) -> None:
+    """Failed jobs and their errors."""
+    from relay_ops.worker import admin
+
+    items = admin.failed(ctx(), SYSTEM, current_app.config, _redis(), limit)
+    for item in items:
+        click.echo(f"{item['id']}  {item['queue']}  {item['function']} {item['args']}\n"
+                   f"    {item['error']}")
+    click.echo(f"{len(items)} failed job(s)")
+
+
+@jobs_group.command("retry")
+@click.argument("job_id")
+def jobs_retry(job_id: str) -> None:
+    """Run failed job JOB_ID again."""
+    from relay_ops.worker import admin
+
+    admin.retry(ctx(), SYSTEM, current_app.config, _redis(), job_id)
+    click.echo(f"{job_id} queued again")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(db_group, "db")
-    for command in (site_group, locker_group, carrier_group, user_group, sweep_expiry, run_jobs,
-                    demo):
+    app.cli.add_command(jobs_group, "jobs")
+    for command in (site_group, locker_group, carrier_group, user_group, sweep_expiry, sweep,
+                    run_jobs, worker, scheduler, demo):
         app.cli.add_command(command)
 
 

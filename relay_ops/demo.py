@@ -109,6 +109,8 @@ def print_welcome(ctx: Ctx, host: str, port: int, ctx_notify_path: str) -> None:
     base = f"http://{host}:{port}"
     click.echo(f"""
 RelayOps demo running on {base}
+  pages         {base}/login   (marie: scan station, operateur: dashboard)
+  carrier pages {base}/carrier/login   (sign in with the carrier key below)
   API docs      {base}/api/docs
   OpenAPI       {base}/api/v1/openapi.json
   health        {base}/health

@@ -1,26 +1,31 @@
-"""Background work: the job handlers, and the in-process runner of the embedded default.
+"""Background work: the job handlers, the periodic sweeps, and the in-process runner of the
+embedded default.
 
 Jobs take ids, never objects or personal data, and are idempotent. They reach this module
 through the outbox (``relay_ops.outbox``): a job row is written in the transaction that made
-the work necessary and run after the commit.
+the work necessary and run after the commit, by ``InProcessRunner`` here or by RQ workers
+(``relay_ops.worker``), which call the same handlers and sweeps.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
 from relay_ops import outbox
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import Sender, build_sender
-from relay_ops.services import delivery, parcels
+from relay_ops.services import delivery, lockers, parcels, reminders, retention
 from relay_ops.services.context import Ctx
 from relay_ops.services.notify import SEND_JOB
 
 log = logging.getLogger(__name__)
+
+Sweep = Callable[[Ctx, Mapping[str, Any]], int]
 
 
 def senders_from(config: Mapping[str, Any]) -> delivery.SenderFactory:
@@ -43,30 +48,99 @@ def handlers(ctx: Ctx, config: Mapping[str, Any]) -> dict[str, outbox.JobHandler
     return {SEND_JOB: send_notification}
 
 
+def give_up(ctx: Ctx, name: str, payload: dict[str, Any], error: str) -> None:
+    """A job failed for good: record it where people look (the notification's status)."""
+    if name == SEND_JOB:
+        delivery.give_up(ctx, int(payload["notification_id"]), error)
+
+
+def revive(ctx: Ctx, name: str, payload: dict[str, Any]) -> None:
+    """An operator retries a job that failed for good."""
+    if name == SEND_JOB:
+        delivery.revive(ctx, int(payload["notification_id"]))
+
+
+# ---------------------------------------------------------------- periodic sweeps
+
+
+def _expiry(ctx: Ctx, config: Mapping[str, Any]) -> int:
+    return len(parcels.expire_overdue(ctx))
+
+
+def _reminders(ctx: Ctx, config: Mapping[str, Any]) -> int:
+    return len(reminders.send_due(ctx))
+
+
+def _purge(ctx: Ctx, config: Mapping[str, Any]) -> int:
+    return len(retention.purge_due(ctx, int(config["PERSONAL_DATA_RETENTION_DAYS"])))
+
+
+def _locker_reservations(ctx: Ctx, config: Mapping[str, Any]) -> int:
+    return lockers.expire_stale_reservations(ctx)
+
+
+# Every sweep is safe to run twice or concurrently (row locks, unique notification keys).
+# Their intervals are SWEEP_INTERVALS in the settings. RQ deployments add "outbox-redispatch"
+# (relay_ops.worker.relay), which only makes sense with a queue.
+SWEEPS: dict[str, Sweep | None] = {
+    "expiry": _expiry,
+    "reminders": _reminders,
+    "personal-data-purge": _purge,
+    # Idle drop-off sessions time out; the compartments they still held are released.
+    "locker-reservations": _locker_reservations,
+}
+
+
+def sweep_intervals(config: Mapping[str, Any], names: list[str]) -> dict[str, float]:
+    """Seconds between runs of each named sweep that is switched on."""
+    intervals = config["SWEEP_INTERVALS"]
+    return {n: float(intervals[n]) for n in names if float(intervals.get(n, 0) or 0) > 0}
+
+
+def run_sweep(ctx: Ctx, config: Mapping[str, Any], name: str) -> int:
+    sweep = SWEEPS.get(name)
+    if sweep is None:
+        raise LookupError(f"no sweep {name!r}")
+    count = sweep(ctx, config)
+    log.info("sweep %s: %d", name, count)
+    return count
+
+
+def active_sweeps() -> list[str]:
+    return [name for name, sweep in SWEEPS.items() if sweep is not None]
+
+
 class InProcessRunner(threading.Thread):
     """Runs due jobs and the periodic sweeps inside the web process (the embedded default).
 
-    Production runs the same handlers in RQ workers instead.
+    Production runs the same handlers and sweeps in RQ workers instead.
     """
 
-    def __init__(self, ctx: Ctx, config: Mapping[str, Any], interval_s: float = 1.0,
-                 sweep_every_s: float = 60.0) -> None:
+    def __init__(self, ctx: Ctx, config: Mapping[str, Any], interval_s: float = 1.0) -> None:
         super().__init__(name="relay-ops-jobs", daemon=True)
-        self.ctx, self.interval_s, self.sweep_every_s = ctx, interval_s, sweep_every_s
+        self.ctx, self.config, self.interval_s = ctx, config, interval_s
         self.run_jobs = partial(outbox.run_pending_jobs, ctx.db, handlers(ctx, config), ctx.now)
+        self.intervals = sweep_intervals(config, active_sweeps())
+        self.last_run: dict[str, float] = {}
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        since_sweep = self.sweep_every_s
         while not self.stopping.wait(self.interval_s):
-            since_sweep += self.interval_s
+            self.run_once()
+
+    def run_once(self) -> None:
+        try:
+            self.run_jobs()
+        except Exception:  # the runner must outlive one bad round; the error is logged
+            log.exception("background jobs failed; retrying in %ss", self.interval_s)
+        for name, every in self.intervals.items():
+            if time.monotonic() - self.last_run.get(name, -every) < every:
+                continue
+            self.last_run[name] = time.monotonic()
             try:
-                self.run_jobs()
-                if since_sweep >= self.sweep_every_s:
-                    since_sweep = 0
-                    parcels.expire_overdue(self.ctx)
-            except Exception:  # the runner must outlive one bad round; the error is logged
-                log.exception("background round failed; retrying in %ss", self.interval_s)
+                run_sweep(self.ctx, self.config, name)
+            except Exception:  # one failing sweep must not stop the others
+                log.exception("sweep %s failed; next run in %ss", name, every)
 
     def stop(self) -> None:
         self.stopping.set()

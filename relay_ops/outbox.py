@@ -3,6 +3,9 @@
 A row is never written without its state change and a state change never commits without its
 rows. Dispatchers (the in-process runner, the RQ relay, the MQTT bridge) pick rows up after the
 commit; receivers drop duplicates by ``dedupe_key``.
+
+A job row goes ``pending`` → (``dispatched``: handed to RQ) → ``done``, or ``failed`` when
+RQ gave up on it; the row stays the record of the work whatever Redis forgets.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from relay_ops.db.database import Database
@@ -19,13 +22,21 @@ from relay_ops.db.models import OutboxMessage, utcnow
 
 JOB = "job"
 LOCKER_COMMAND = "locker_command"
+PENDING, DISPATCHED, DONE, FAILED = "pending", "dispatched", "done", "failed"
 
 
 def enqueue_job(
-    session: Session, name: str, payload: dict[str, Any], dedupe_key: str
+    session: Session, name: str, payload: dict[str, Any], dedupe_key: str, *, fresh: bool = False
 ) -> OutboxMessage:
-    """Queue job ``name`` with ``payload`` (ids only, never personal data)."""
-    return _add(session, OutboxMessage(kind=JOB, name=name, payload=payload, dedupe_key=dedupe_key))
+    """Queue job ``name`` with ``payload`` (ids only, never personal data).
+
+    ``fresh`` says the key cannot exist yet (it names a row just created), which saves a query.
+    """
+    message = OutboxMessage(kind=JOB, name=name, payload=payload, dedupe_key=dedupe_key)
+    if fresh:
+        session.add(message)
+        return message
+    return _add(session, message)
 
 
 def enqueue_locker_command(
@@ -97,28 +108,128 @@ def _run_one(
     now: Callable[[], datetime],
     retry_after: timedelta,
 ) -> int:
+    claimed = claim(db, message_id)
+    if claimed is None:
+        return 0
+    name, payload = claimed
+    try:
+        run_handler(handlers, name, payload)
+    except Exception as exc:  # a handler failure is recorded and retried later
+        record_failure(db, message_id, exc, retry_at=lambda tries: now() + retry_after * tries)
+        return 0
+    mark_done(db, message_id, now())
+    return 1
+
+
+def run_handler(handlers: dict[str, JobHandler], name: str, payload: dict[str, Any]) -> None:
+    handler = handlers.get(name)
+    if handler is None:
+        raise LookupError(f"no handler for job {name!r}")
+    handler(payload)
+
+
+def claim(db: Database, message_id: int) -> tuple[str, dict[str, Any]] | None:
+    """The job's name and payload, or None if it is done (or gone): a second run is a no-op."""
     with db.transaction() as session:
         message = session.get(OutboxMessage, message_id, with_for_update=True)
-        if message is None or message.status != "pending":
-            return 0
-        name, payload = message.name, dict(message.payload)
-    handler = handlers.get(name)
-    try:
-        if handler is None:
-            raise LookupError(f"no handler for job {name!r}")
-        handler(payload)
-    except Exception as exc:  # a handler failure is recorded and retried later
-        with db.transaction() as session:
-            message = session.get(OutboxMessage, message_id)
-            assert message is not None
-            message.attempts += 1
-            message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            message.available_at = now() + retry_after * message.attempts
-        return 0
+        if message is None or message.status == DONE:
+            return None
+        return message.name, dict(message.payload)
+
+
+def mark_done(db: Database, message_id: int, at: datetime) -> None:
     with db.transaction() as session:
-        message = session.get(OutboxMessage, message_id)
+        message = session.get(OutboxMessage, message_id, with_for_update=True)
         assert message is not None
-        message.status = "done"
+        message.status = DONE
         message.attempts += 1
-        message.dispatched_at = now()
-    return 1
+        message.last_error = None
+        message.dispatched_at = message.dispatched_at or at
+
+
+def record_failure(
+    db: Database,
+    message_id: int,
+    error: BaseException | str,
+    *,
+    final: bool = False,
+    retry_at: Callable[[int], datetime] | None = None,
+    count_attempt: bool = True,
+) -> None:
+    """Note a failed run: the error for the operator, and ``failed`` once nobody will retry."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    with db.transaction() as session:
+        message = session.get(OutboxMessage, message_id, with_for_update=True)
+        if message is None or message.status == DONE:
+            return
+        message.attempts += int(count_attempt)
+        message.last_error = text[:2000]
+        if final:
+            message.status = FAILED
+        if retry_at is not None:
+            message.available_at = retry_at(message.attempts)
+
+
+def due_for_dispatch(db: Database, at: datetime, limit: int = 500) -> list[int]:
+    """Committed job rows not yet handed to a queue, oldest first."""
+    with db.read() as session:
+        return list(session.scalars(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.kind == JOB, OutboxMessage.status == PENDING,
+                   OutboxMessage.available_at <= at)
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        ))
+
+
+def mark_dispatched(db: Database, message_ids: list[int], at: datetime) -> None:
+    if not message_ids:
+        return
+    with db.transaction() as session:
+        # Only pending rows: a fast worker may already have marked one done.
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(message_ids), OutboxMessage.status == PENDING)
+            .values(status=DISPATCHED, dispatched_at=at)
+        )
+
+
+def dispatched_before(db: Database, cutoff: datetime, limit: int = 1000) -> list[int]:
+    """Rows handed to a queue before ``cutoff`` and still not done."""
+    with db.read() as session:
+        return list(session.scalars(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.kind == JOB, OutboxMessage.status == DISPATCHED,
+                   OutboxMessage.dispatched_at <= cutoff)
+            .order_by(OutboxMessage.id)
+            .limit(limit)
+        ))
+
+
+def touch_dispatched(db: Database, message_id: int, at: datetime, *, revive: bool = False) -> None:
+    """Handed over again (re-dispatch, operator retry): ``revive`` also lifts ``failed``."""
+    statuses = (DISPATCHED, FAILED) if revive else (DISPATCHED,)
+    with db.transaction() as session:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(statuses))
+            .values(status=DISPATCHED, dispatched_at=at)
+        )
+
+
+def counts(db: Database) -> dict[str, Any]:
+    """Job rows per status, and how long the oldest undone one has waited."""
+    with db.read() as session:
+        by_status = dict(session.execute(
+            select(OutboxMessage.status, func.count())
+            .where(OutboxMessage.kind == JOB)
+            .group_by(OutboxMessage.status)
+        ).all())
+        oldest = session.scalar(
+            select(func.min(OutboxMessage.created_at))
+            .where(OutboxMessage.kind == JOB, OutboxMessage.status.in_((PENDING, DISPATCHED)))
+        )
+    result: dict[str, Any] = {s: int(by_status.get(s, 0)) for s in (PENDING, DISPATCHED, DONE,
+                                                                     FAILED)}
+    result["oldest_waiting_since"] = oldest.isoformat() if oldest else None
+    return result

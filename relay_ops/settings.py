@@ -81,6 +81,25 @@ DEFAULTS: dict[str, Any] = {
     "MQTT_CLIENT_ID_PREFIX": "relayops-bridge",
     # The demo runs an in-process MQTT broker (amqtt) on this port (0: a free port).
     "DEMO_MQTT_PORT": 0,
+    # RQ (JOBS_IN_PROCESS=False): queue names, RQ job ids and lock keys start with this prefix,
+    # so several deployments (or test runs) can share one Redis.
+    "JOBS_PREFIX": "relayops",
+    # Seconds between retries of a job that failed for a transient reason (one entry a retry).
+    "JOB_RETRY_INTERVALS": [10, 60, 300, 900, 3600],
+    "JOB_TIMEOUT_S": 120,
+    # Seconds between runs of each periodic sweep (relay_ops/jobs.py SWEEPS); 0 turns one off.
+    "SWEEP_INTERVALS": {
+        "expiry": 60,
+        "reminders": 300,
+        "outbox-redispatch": 60,
+        "personal-data-purge": 3600,
+        "locker-reservations": 60,
+    },
+    # An outbox row handed to RQ and not done after this long is checked against Redis and
+    # handed over again if Redis lost it.
+    "OUTBOX_STALE_AFTER_S": 300,
+    # Recipient name, phone and e-mail are erased this many days after pickup or return.
+    "PERSONAL_DATA_RETENTION_DAYS": 30,
 }
 
 SECRET_KEYS = (

@@ -311,7 +311,8 @@ class Notification(Base):
     kind: Mapped[str] = mapped_column(String(16))  # ready | reminder | expired | picked_up ...
     channel: Mapped[str] = mapped_column(String(8))  # email | sms
     dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
-    status: Mapped[str] = mapped_column(String(10), default="queued")  # queued|sent|failed
+    # queued | sent | failed | skipped (no longer applies, e.g. "ready" after the pickup)
+    status: Mapped[str] = mapped_column(String(10), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     provider_id: Mapped[str | None] = mapped_column(String(200))
     provider_response: Mapped[str | None] = mapped_column(Text)

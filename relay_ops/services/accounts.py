@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import ApiToken, Carrier, Site, User
+from relay_ops.db.models import ApiToken, Carrier, Site, User, UserSite
 from relay_ops.domain.errors import Conflict, NotFound, Unauthenticated, ValidationFailed
 from relay_ops.services import throttle
 from relay_ops.services.context import Ctx
@@ -255,16 +255,54 @@ def authenticate(ctx: Ctx, token: str) -> Principal:
     if not prefix or not secret:
         raise Unauthenticated("malformed bearer token")
     with ctx.db.read() as session:
-        row = session.scalar(select(ApiToken).where(ApiToken.prefix == prefix))
-        if row is None or not hmac.compare_digest(row.secret_hash, _secret_hash(ctx, secret)):
+        # Every API request comes through here: token and user in one query, sites in one more.
+        row = session.execute(
+            select(ApiToken, User).outerjoin(User, ApiToken.user_id == User.id)
+            .where(ApiToken.prefix == prefix)
+        ).first()
+        if row is None or not hmac.compare_digest(row[0].secret_hash, _secret_hash(ctx, secret)):
             raise Unauthenticated("unknown or wrong token")
-        if row.revoked_at is not None:
+        api_token, user = row
+        if api_token.revoked_at is not None:
             raise Unauthenticated("this token was revoked")
-        if row.expires_at is not None and row.expires_at <= ctx.now():
+        if api_token.expires_at is not None and api_token.expires_at <= ctx.now():
             raise Unauthenticated("this token has expired; sign in again")
-        if row.carrier_id is not None:
-            return Principal(Role.CARRIER, carrier_id=row.carrier_id)
-        user = session.get(User, row.user_id)
+        if api_token.carrier_id is not None:
+            return Principal(Role.CARRIER, carrier_id=api_token.carrier_id)
         if user is None or not user.active:
             raise Unauthenticated("this account is disabled")
-        return _user_principal(user)
+        site_ids = session.scalars(select(UserSite.site_id).where(UserSite.user_id == user.id))
+        return Principal(Role(user.role), user_id=user.id, site_ids=frozenset(site_ids),
+                         name=user.display_name)
+
+
+def open_carrier_session(ctx: Ctx, api_key: str, *, ttl: timedelta | None = None) -> IssuedToken:
+    """A short-lived token for a carrier's staff signing in to the pages with their API key.
+
+    The browser keeps this token, never the API key itself, so signing out (or losing the
+    cookie) costs a session, not the carrier's key.
+    """
+    principal = authenticate(ctx, api_key)
+    if principal.role is not Role.CARRIER:
+        raise Unauthenticated("this is not a carrier API key")
+    with ctx.db.transaction() as session:
+        prefix, secret, token = _new_token(ctx, "cs")
+        expires = ctx.now() + (ttl or timedelta(hours=ctx.settings.staff_token_ttl_hours))
+        session.add(
+            ApiToken(
+                prefix=prefix, secret_hash=_secret_hash(ctx, secret),
+                carrier_id=principal.carrier_id, expires_at=expires, label="web-session",
+            )
+        )
+        return IssuedToken(token=token, expires_at=expires.isoformat())
+
+
+def end_session(ctx: Ctx, token: str) -> None:
+    """Sign out: revoke the token the caller holds (holding it is the proof)."""
+    prefix, _, secret = token.strip().partition(".")
+    with ctx.db.transaction() as session:
+        row = session.scalar(select(ApiToken).where(ApiToken.prefix == prefix))
+        if row is None or not hmac.compare_digest(row.secret_hash, _secret_hash(ctx, secret)):
+            return
+        if row.revoked_at is None:
+            row.revoked_at = ctx.now()

@@ -72,16 +72,22 @@ def deliver(ctx: Ctx, notification_id: int, sender_for: SenderFactory) -> Outcom
         notification = session.get(Notification, notification_id)
         if notification is None:
             return Outcome("gone")
-        if notification.status in ("sent", "failed"):
+        if notification.status in ("sent", "failed", "skipped"):
             return Outcome(notification.status, notification.provider_id)
         parcel = session.get(Parcel, notification.parcel_id)
         assert parcel is not None
         sent_before = session.scalar(select(func.count()).where(
             Notification.parcel_id == parcel.id, Notification.status == "sent"))
         message = _message(ctx, session, notification, parcel)
-    if message is None or (sent_before or 0) >= MAX_MESSAGES_PER_PARCEL:
-        reason = "no recipient address" if message is None else "message cap for this parcel"
-        return _record(ctx, notification_id, "failed", error=reason)
+        state = parcel.state
+    if isinstance(message, str):
+        return _record(ctx, notification_id, "failed", error=message)
+    if message is None:
+        # E.g. a "ready" message for a parcel picked up before it went out: nothing to say.
+        return _record(ctx, notification_id, "skipped",
+                       error=f"no longer applies: the parcel is {state}")
+    if (sent_before or 0) >= MAX_MESSAGES_PER_PARCEL:
+        return _record(ctx, notification_id, "failed", error="message cap for this parcel")
     try:
         result = sender_for(Channel(notification.channel)).send(message)
     except TransientSendError as err:
@@ -95,11 +101,12 @@ def deliver(ctx: Ctx, notification_id: int, sender_for: SenderFactory) -> Outcom
 
 
 def _message(ctx: Ctx, session: Any, notification: Notification,
-             parcel: Parcel) -> OutgoingMessage | None:
+             parcel: Parcel) -> OutgoingMessage | str | None:
+    """The message to send; a reason (str) it cannot be sent; None if it no longer applies."""
     channel = Channel(notification.channel)
     address = parcel.recipient_email if channel is Channel.EMAIL else parcel.recipient_phone
     if not address:
-        return None  # purged, or never given
+        return "no recipient address (never given, or purged)"
     site: Site = parcel.site
     recipient = next((c for c in live_credentials(session, parcel.id)
                       if c.holder == "recipient"), None)
@@ -138,3 +145,20 @@ def _record(ctx: Ctx, notification_id: int, status: str, *, provider_id: str | N
             notification.provider_id = provider_id
             notification.sent_at = ctx.now()
         return Outcome(status, provider_id)
+
+
+def give_up(ctx: Ctx, notification_id: int, error: str) -> None:
+    """Retries are exhausted: the notification is failed, with the last error kept."""
+    with ctx.db.transaction() as session:
+        notification = session.get(Notification, notification_id, with_for_update=True)
+        if notification is not None and notification.status == "queued":
+            notification.status = "failed"
+            notification.error = error[:4000]
+
+
+def revive(ctx: Ctx, notification_id: int) -> None:
+    """An operator retries a job that gave up: its notification is owed again."""
+    with ctx.db.transaction() as session:
+        notification = session.get(Notification, notification_id, with_for_update=True)
+        if notification is not None and notification.status == "failed":
+            notification.status = "queued"

@@ -29,6 +29,7 @@ from relay_ops.db.models import (
     LockerSession,
     OutboxMessage,
     Parcel,
+    ParcelEvent,
     PickupCredential,
     Site,
 )
@@ -351,16 +352,34 @@ def _pickup_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                        data={"compartment": box.number})
         box.state = "occupied"
         return
-    _record_pickup(ctx, session, site, link, parcel, box, credential_id, now, late_ok=True)
+    verified_at = _offline_verification(session, parcel, credential_id)
+    _record_pickup(ctx, session, site, link, parcel, box, credential_id, verified_at or now,
+                   received_at=now if verified_at else None)
+
+
+def _offline_verification(session: Session, parcel: Parcel, credential_id: str | None
+                          ) -> datetime | None:
+    """When the locker decided this pickup alone: the pickup happened at `verified_at`, the
+    locker's time (protocol 9.1), not when the backend heard of it."""
+    if credential_id is None:
+        return None
+    for event in session.scalars(select(ParcelEvent).where(
+            ParcelEvent.parcel_id == parcel.id, ParcelEvent.action == "offline_pickup_verified"
+    ).order_by(ParcelEvent.id.desc())):
+        if event.data.get("credential") == credential_id:
+            return datetime.fromisoformat(event.data["verified_at"])
+    return None
 
 
 def _record_pickup(ctx: Ctx, session: Session, site: Site, link: LockerLink, parcel: Parcel,
                    box: Compartment, credential_id: str | None, at: datetime, *,
-                   late_ok: bool) -> None:
+                   received_at: datetime | None = None) -> None:
     live = _live(session, parcel)
     used = _credential_by_ref(session, credential_id) if credential_id else None
     data: dict[str, Any] = {"locker": site.code, "compartment": box.number,
                             "credential": credential_id}
+    if received_at is not None:
+        data.update(offline=True, received_at=received_at.isoformat())
     if parcel.holding_deadline is not None and at > parcel.holding_deadline:
         data["late"] = True  # protocol 9.1: accepted, not expired retroactively
     if parcel.state != State.READY_FOR_PICKUP.value:

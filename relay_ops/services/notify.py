@@ -6,11 +6,16 @@ request for the same message a no-op, so a message is owed once.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay_ops import outbox
 from relay_ops.db.models import Notification, Parcel
+from relay_ops.domain.errors import NotFound
+from relay_ops.services.context import Ctx
+from relay_ops.services.principal import Principal, Role, require_role
 
 SEND_JOB = "notifications.send"
 
@@ -26,17 +31,51 @@ def channels_for(parcel: Parcel) -> list[str]:
 
 def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> list[Notification]:
     """Owe the recipient a ``kind`` message; ``occurrence`` tells repeated kinds apart."""
-    queued = []
-    for channel in channels_for(parcel):
-        key = f"{parcel.id}:{kind}:{occurrence}:{channel}"
-        existing = session.scalar(select(Notification).where(Notification.dedupe_key == key))
-        if existing is not None:
-            continue
-        notification = Notification(parcel_id=parcel.id, kind=kind, channel=channel, dedupe_key=key)
-        session.add(notification)
-        session.flush()
+    keys = {ch: f"{parcel.id}:{kind}:{occurrence}:{ch}" for ch in channels_for(parcel)}
+    if not keys:
+        return []
+    owed = set(session.scalars(
+        select(Notification.dedupe_key).where(Notification.dedupe_key.in_(keys.values()))
+    ))
+    queued = [
+        Notification(parcel_id=parcel.id, kind=kind, channel=channel, dedupe_key=key)
+        for channel, key in keys.items() if key not in owed
+    ]
+    session.add_all(queued)
+    session.flush()
+    for notification in queued:
+        # A fresh notification id cannot have a job yet: no need to look for one.
         outbox.enqueue_job(
-            session, SEND_JOB, {"notification_id": notification.id}, f"notify:{notification.id}"
+            session, SEND_JOB, {"notification_id": notification.id}, f"notify:{notification.id}",
+            fresh=True,
         )
-        queued.append(notification)
     return queued
+
+
+def notification_view(notification: Notification) -> dict[str, Any]:
+    return {
+        "id": notification.id,
+        "kind": notification.kind,
+        "channel": notification.channel,
+        "status": notification.status,
+        "attempts": notification.attempts,
+        "provider_id": notification.provider_id,
+        "provider_response": notification.provider_response,
+        "error": notification.error,
+        "created_at": notification.created_at.isoformat(),
+        "sent_at": notification.sent_at.isoformat() if notification.sent_at else None,
+    }
+
+
+def for_parcel(ctx: Ctx, actor: Principal, parcel_id: int) -> list[dict[str, Any]]:
+    """Every message owed for a parcel and what became of it (operators only: provider
+    answers may quote the recipient's address)."""
+    require_role(actor, Role.OPERATOR)
+    with ctx.db.read() as session:
+        if session.get(Parcel, parcel_id) is None:
+            raise NotFound(f"no parcel {parcel_id}")
+        rows = session.scalars(
+            select(Notification).where(Notification.parcel_id == parcel_id)
+            .order_by(Notification.id)
+        )
+        return [notification_view(n) for n in rows]

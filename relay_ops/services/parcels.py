@@ -24,7 +24,7 @@ from relay_ops.domain.errors import (
     WrongPickupCode,
     WrongSite,
 )
-from relay_ops.domain.holding import deadline_after, extended_deadline
+from relay_ops.domain.holding import HoldingPolicy, deadline_after, extended_deadline
 from relay_ops.domain.lifecycle import HELD_STATES, Action, State
 from relay_ops.services import history, notify, throttle
 from relay_ops.services.context import Ctx
@@ -270,18 +270,26 @@ def _place(
     actor: Principal,
 ) -> None:
     policy = ctx.settings.holding[site.kind]
+    with session.no_autoflush:  # one UPDATE of the parcel, not one per attribute change
+        _assign(ctx, session, site, parcel, location, now, policy)
+    history.apply(
+        session, parcel, Action.CHECK_IN, actor, now,
+        data={"location": location.label, "deadline": _iso(parcel.holding_deadline)},
+    )
+    issue_credential(ctx, session, parcel, holder="recipient")
+    notify.queue(session, parcel, "ready")
+
+
+def _assign(
+    ctx: Ctx, session: Session, site: Site, parcel: Parcel, location: Location, now: datetime,
+    policy: HoldingPolicy,
+) -> None:
     parcel.location_id = location.id
     parcel.location = location
     parcel.checked_in_at = now
     parcel.holding_deadline = deadline_after(
         now, policy.days, ctx.settings.timezone, closed_on(session, site)
     )
-    history.apply(
-        session, parcel, Action.CHECK_IN, actor, now,
-        data={"location": location.label, "deadline": parcel.holding_deadline.isoformat()},
-    )
-    issue_credential(ctx, session, parcel, holder="recipient")
-    notify.queue(session, parcel, "ready")
 
 
 # ---------------------------------------------------------------- credentials
@@ -393,6 +401,46 @@ def pick_up(
             return {"status": "picked_up", "parcel": parcel_view(parcel, actor)}
     # The wrong attempt was committed above; only now is the refusal reported.
     raise failure
+
+
+def pickup_preview(ctx: Ctx, actor: Principal, site_id: int, code: str) -> dict[str, Any]:
+    """What a code would hand over, before the shopkeeper confirms; the parcel is untouched.
+
+    A code alone could match any parcel at the site, so an unknown code counts against the
+    site's guess limit exactly as in :func:`pick_up` (the preview is no free oracle).
+    """
+    pepper = ctx.settings.pickup_code_pepper
+    digits = creds.normalise_code(code)
+    if not digits:
+        raise ValidationFailed("type the pickup code or scan the resident's QR code")
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        site = _site_for_staff(session, actor, site_id, lock=False)
+        throttle.check(session, throttle.PICKUP_CODES, str(site.id), now)
+        found = _live_credential_by_hash(session, site.id, creds.hash_code(pepper, site.id, digits))
+        if found is not None:
+            return _preview(session, actor, found)
+        throttle.record_failure(session, throttle.PICKUP_CODES, str(site.id), now)
+    # The failure was committed above; only now is the refusal reported.
+    raise WrongPickupCode("no parcel here has this code", attempts_left=None)
+
+
+def _preview(session: Session, actor: Principal, found: PickupCredential) -> dict[str, Any]:
+    parcel = session.get(Parcel, found.parcel_id)
+    assert parcel is not None
+    if parcel.state != State.READY_FOR_PICKUP.value:
+        raise InvalidTransition(
+            f"{parcel.tracking_number} is {parcel.state}, not ready for pickup",
+            state=parcel.state,
+        )
+    locked = any(c.locked_at for c in live_credentials(session, parcel.id))
+    return {
+        "parcel": parcel_view(parcel, actor),
+        "holder": found.holder,
+        "holder_name": found.holder_name,
+        "locked": locked,
+        "identity_required": locked or found.holder == "proxy",
+    }
 
 
 def _match_credential(

@@ -13,10 +13,13 @@ from flask import (
     render_template_string,
     send_from_directory,
 )
+from redis.exceptions import RedisError
 from sqlalchemy import text
 
+from relay_ops import outbox
 from relay_ops.web.api import PREFIX
 from relay_ops.web.api.openapi import build
+from relay_ops.worker.config import redis_of
 
 bp = Blueprint("meta", __name__)
 
@@ -36,16 +39,45 @@ def health() -> Any:
 
 @bp.get("/ready")
 def ready() -> Response:
-    checks: dict[str, str] = {}
+    """The database is required (503 without it). Redis is not: without it check-ins and
+    pickups still commit, their messages wait in the outbox, so the answer stays 200 with
+    ``status: degraded`` and the backlog, and load balancers keep sending traffic here."""
+    checks: dict[str, Any] = {}
     try:
         with current_app.extensions["relay_ops"].db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:  # readiness reports, it does not raise
         checks["database"] = f"error: {type(exc).__name__}"
-    ok = all(v == "ok" for v in checks.values())
-    body = {"status": "ready" if ok else "not-ready", "checks": checks}
-    return Response(json.dumps(body), status=200 if ok else 503, mimetype="application/json")
+    checks.update(_redis_check())
+    if checks["database"] != "ok":
+        status, code = "not-ready", 503
+    elif checks["redis"] not in ("ok", "not used"):
+        status, code = "degraded", 200
+        checks["outbox_waiting"] = _outbox_waiting()
+    else:
+        status, code = "ready", 200
+    body = {"status": status, "checks": checks}
+    return Response(json.dumps(body), status=code, mimetype="application/json")
+
+
+def _redis_check() -> dict[str, str]:
+    redis = redis_of(current_app._get_current_object())  # type: ignore[attr-defined]
+    if redis is None:
+        return {"redis": "not used", "jobs": "in process"}
+    try:
+        redis.ping()
+        return {"redis": "ok", "jobs": "rq"}
+    except RedisError as exc:
+        return {"redis": f"degraded: {type(exc).__name__}", "jobs": "rq"}
+
+
+def _outbox_waiting() -> int | None:
+    try:
+        counts = outbox.counts(current_app.extensions["relay_ops"].db)
+    except Exception:  # readiness reports, it does not raise
+        return None
+    return int(counts["pending"]) + int(counts["dispatched"])
 
 
 @bp.get(PREFIX + "/openapi.json")

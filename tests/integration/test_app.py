@@ -1,6 +1,7 @@
 """The factory, configuration layers, operational endpoints and the API's own document."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,7 @@ def test_the_openapi_document_is_valid_and_covers_every_route(app: Flask,
     routed = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint.startswith(bp.name + "."):
-            path = rule.rule.replace("<int:", "{").replace("<", "{").replace(">", "}")
+            path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
             routed |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
     assert documented == routed
     manifest = document["paths"]["/api/v1/manifests"]["post"]

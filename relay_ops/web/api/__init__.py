@@ -8,16 +8,30 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, json, request
+from flask.blueprints import BlueprintSetupState
 from pydantic import BaseModel, ValidationError
+from werkzeug.routing import IntegerConverter, Map
 
 from relay_ops.domain.errors import DomainError, Unauthenticated, ValidationFailed
 from relay_ops.services import accounts, idempotency, resident
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import PUBLIC, Principal, Role
-from relay_ops.web.api.openapi import REGISTRY, EndpointDoc
+from relay_ops.web.api.openapi import MAX_ID, REGISTRY, EndpointDoc
 
 PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
+
+
+class IdConverter(IntegerConverter):
+    """Row ids in paths: positive and within BIGINT, so a huge number is a 404, not a crash."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, min=1, max=MAX_ID)
+
+
+@bp.record_once
+def _register_converters(state: BlueprintSetupState) -> None:
+    state.app.url_map.converters["id"] = IdConverter
 
 
 def ctx() -> Ctx:
@@ -151,4 +165,4 @@ def pagination(page: int, per_page: int | None) -> tuple[int, int]:
 
 
 # Routes register themselves on ``bp`` when imported.
-from relay_ops.web.api import routes  # noqa: E402, F401
+from relay_ops.web.api import jobs_routes, routes  # noqa: E402, F401

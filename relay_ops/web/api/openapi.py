@@ -30,6 +30,8 @@ class EndpointDoc:
 
 
 REGISTRY: list[EndpointDoc] = []
+MAX_ID = 2**63 - 1  # BIGINT: larger numbers cannot name a row, on any database
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
 def openapi_path(rule: str) -> str:
@@ -39,7 +41,7 @@ def openapi_path(rule: str) -> str:
 def _path_params(rule: str) -> list[dict[str, Any]]:
     params = []
     for conv, name in re.findall(r"<(?:([a-z]+):)?([a-z_]+)>", rule):
-        schema = {"type": "integer"} if conv == "int" else {"type": "string"}
+        schema = ID_SCHEMA if conv == "id" else {"type": "string"}
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     return params
 

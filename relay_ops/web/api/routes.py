@@ -53,44 +53,44 @@ def list_sites(principal: Principal, query: s.SitesQuery) -> Any:
     )}
 
 
-@endpoint("/sites/<int:site_id>", summary="A site with its occupancy", tag="sites",
+@endpoint("/sites/<id:site_id>", summary="A site with its occupancy", tag="sites",
           roles=ANY, errors=(404,))
 def get_site(principal: Principal, site_id: int) -> Any:
     return sites.get_site(ctx(), principal, site_id)
 
 
-@endpoint("/sites/<int:site_id>/status", "PUT", summary="Open, close or mark a site saturated",
+@endpoint("/sites/<id:site_id>/status", "PUT", summary="Open, close or mark a site saturated",
           tag="sites", roles=OPERATOR, body=s.SiteStatusIn, errors=(404,))
 def set_site_status(principal: Principal, site_id: int, body: s.SiteStatusIn) -> Any:
     return sites.set_status(ctx(), principal, site_id, body.status)
 
 
-@endpoint("/sites/<int:site_id>/locations", "POST", summary="Add shelf locations to a shop",
+@endpoint("/sites/<id:site_id>/locations", "POST", summary="Add shelf locations to a shop",
           tag="sites", roles=OPERATOR, body=s.LocationsIn, status=201, errors=(404, 409))
 def add_locations(principal: Principal, site_id: int, body: s.LocationsIn) -> Any:
     data = [loc.model_dump() for loc in body.locations]
     return 201, {"items": sites.add_locations(ctx(), principal, site_id, data)}
 
 
-@endpoint("/sites/<int:site_id>/locations", summary="Shelf locations and how full they are",
+@endpoint("/sites/<id:site_id>/locations", summary="Shelf locations and how full they are",
           tag="sites", roles=STAFF, errors=(404,))
 def list_locations(principal: Principal, site_id: int) -> Any:
     return {"items": sites.list_locations(ctx(), principal, site_id)}
 
 
-@endpoint("/sites/<int:site_id>/occupancy", summary="How full the site is", tag="sites",
+@endpoint("/sites/<id:site_id>/occupancy", summary="How full the site is", tag="sites",
           roles=STAFF, errors=(404,))
 def get_occupancy(principal: Principal, site_id: int) -> Any:
     return sites.occupancy(ctx(), principal, site_id)
 
 
-@endpoint("/sites/<int:site_id>/closing-days", "POST", summary="Declare a closing day",
+@endpoint("/sites/<id:site_id>/closing-days", "POST", summary="Declare a closing day",
           tag="sites", roles=STAFF, body=s.ClosingDayIn, status=201, errors=(404,))
 def add_closing_day(principal: Principal, site_id: int, body: s.ClosingDayIn) -> Any:
     return 201, sites.declare_closing_day(ctx(), principal, site_id, body.day, body.reason)
 
 
-@endpoint("/sites/<int:site_id>/closing-days/<day>", "DELETE", summary="Withdraw a closing day",
+@endpoint("/sites/<id:site_id>/closing-days/<day>", "DELETE", summary="Withdraw a closing day",
           tag="sites", roles=STAFF, status=204, errors=(404, 422))
 def remove_closing_day(principal: Principal, site_id: int, day: str) -> Any:
     try:
@@ -167,7 +167,7 @@ def close_locker_session(principal: Principal, session_id: int) -> Any:
 # ------------------------------------------------------------------ counter operations
 
 
-@endpoint("/sites/<int:site_id>/parcels", summary="Parcels on hand (filters, pages)",
+@endpoint("/sites/<id:site_id>/parcels", summary="Parcels on hand (filters, pages)",
           tag="counter", roles=STAFF, query=s.InventoryQuery, errors=(404,))
 def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuery) -> Any:
     states = tuple(x for x in (query.state or "").split(",") if x)
@@ -179,7 +179,7 @@ def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuer
     return parcels.inventory(ctx(), principal, site_id, filters, page, per_page)
 
 
-@endpoint("/sites/<int:site_id>/check-ins", "POST", summary="Scan a parcel in", tag="counter",
+@endpoint("/sites/<id:site_id>/check-ins", "POST", summary="Scan a parcel in", tag="counter",
           roles=STAFF, body=s.CheckInIn, errors=(404, 409),
           description="Announced parcels become ready_for_pickup with a shelf location, a "
                       "deadline and a pickup code. Scanning again answers `already_checked_in`."
@@ -195,7 +195,7 @@ def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
     return (201 if answer["status"] == "checked_in" else 200), answer
 
 
-@endpoint("/sites/<int:site_id>/pickups", "POST", summary="Hand a parcel over", tag="counter",
+@endpoint("/sites/<id:site_id>/pickups", "POST", summary="Hand a parcel over", tag="counter",
           roles=STAFF, body=s.PickupIn, errors=(403, 404, 409, 423, 428),
           description="Give the pickup `code` (alone, or with the `tracking_number`). A locked "
                       "code needs `identity` and `override_lock: true`; a proxy's code needs "
@@ -210,13 +210,13 @@ def pick_up(principal: Principal, site_id: int, body: s.PickupIn) -> Any:
     )
 
 
-@endpoint("/sites/<int:site_id>/collections", summary="Parcels waiting for their carrier",
+@endpoint("/sites/<id:site_id>/collections", summary="Parcels waiting for their carrier",
           tag="counter", roles=ANY, errors=(404,))
 def collection_list(principal: Principal, site_id: int) -> Any:
     return {"items": parcels.collection_list(ctx(), principal, site_id)}
 
 
-@endpoint("/sites/<int:site_id>/collections", "POST", summary="Carrier takes parcels back",
+@endpoint("/sites/<id:site_id>/collections", "POST", summary="Carrier takes parcels back",
           tag="counter", roles=ANY, body=s.CollectionIn, idempotent=True, errors=(404,))
 def collect(principal: Principal, site_id: int, body: s.CollectionIn) -> Any:
     return {"items": parcels.collect(ctx(), principal, site_id, body.tracking_numbers)}
@@ -231,25 +231,25 @@ def find_parcel(principal: Principal, query: s.ParcelLookupQuery) -> Any:
     return parcels.find_parcel(ctx(), principal, query.tracking_number)
 
 
-@endpoint("/parcels/<int:parcel_id>", summary="A parcel", tag="parcels", roles=ANY,
+@endpoint("/parcels/<id:parcel_id>", summary="A parcel", tag="parcels", roles=ANY,
           errors=(404,))
 def get_parcel(principal: Principal, parcel_id: int) -> Any:
     return parcels.get_parcel(ctx(), principal, parcel_id)
 
 
-@endpoint("/parcels/<int:parcel_id>/events", summary="A parcel's full history", tag="parcels",
+@endpoint("/parcels/<id:parcel_id>/events", summary="A parcel's full history", tag="parcels",
           roles=ANY, errors=(404,))
 def parcel_events(principal: Principal, parcel_id: int) -> Any:
     return {"items": parcels.parcel_history(ctx(), principal, parcel_id)}
 
 
-@endpoint("/parcels/<int:parcel_id>/extension", "POST", summary="Extend the holding period once",
+@endpoint("/parcels/<id:parcel_id>/extension", "POST", summary="Extend the holding period once",
           tag="parcels", roles=STAFF, errors=(404, 409))
 def extend_parcel(principal: Principal, parcel_id: int) -> Any:
     return parcels.extend(ctx(), principal, parcel_id)
 
 
-@endpoint("/parcels/<int:parcel_id>/declarations", "POST", summary="Declare missing or damaged",
+@endpoint("/parcels/<id:parcel_id>/declarations", "POST", summary="Declare missing or damaged",
           tag="parcels", roles=STAFF, body=s.DeclarationIn, status=201, errors=(404, 409))
 def declare(principal: Principal, parcel_id: int, body: s.DeclarationIn) -> Any:
     return 201, parcels.declare(ctx(), principal, parcel_id, body.kind, body.note)
@@ -273,7 +273,7 @@ def list_manifests(principal: Principal, query: s.PageQuery) -> Any:
     return manifests.list_manifests(ctx(), principal, page, per_page)
 
 
-@endpoint("/manifests/<int:manifest_id>", summary="A manifest and its reconciliation",
+@endpoint("/manifests/<id:manifest_id>", summary="A manifest and its reconciliation",
           tag="manifests", roles=(Role.CARRIER, Role.OPERATOR), errors=(404,))
 def get_manifest(principal: Principal, manifest_id: int) -> Any:
     return manifests.get_manifest(ctx(), principal, manifest_id)

@@ -99,12 +99,12 @@ class InventoryQuery(Strict):
     expiring_within_hours: Annotated[int | None, Field(ge=0, le=24 * 60)] = None
     unannounced: bool | None = None
     carrier: Code | None = None
-    page: Annotated[int, Field(ge=1)] = 1
+    page: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     per_page: Annotated[int | None, Field(ge=1, le=500)] = None
 
 
 class PageQuery(Strict):
-    page: Annotated[int, Field(ge=1)] = 1
+    page: Annotated[int, Field(ge=1, le=1_000_000)] = 1
     per_page: Annotated[int | None, Field(ge=1, le=500)] = None
 
 

@@ -198,3 +198,50 @@ def test_the_same_event_twice_has_one_effect(world: World, locker_site: Callable
         alerts = session.scalar(select(func.count()).select_from(LockerAlert))
     assert check_ins == 1 and alerts == 0
     assert site.actions("BRIDGE000005").count("check_in") == 1
+
+
+def test_a_pickup_made_offline_is_reconciled_when_the_link_returns(
+        world: World, ctx: Ctx, tmp_path: Any, private_broker: Any,
+        bridge_for: Callable[..., Bridge]) -> None:
+    """Issue 6: the broker goes away; the resident's PIN still opens the door (checked by the
+    agent against the synced keyed hash); on reconnect the journal is replayed and the backend
+    records the pickup once, at the locker's time."""
+    code = unique_locker_id("O")
+    site_id = lockers.register_locker(world.ctx, SYSTEM, {
+        "code": code, "name": "Casier", "locker_model": "mini-6", "address": "Place",
+        "postcode": "44440", "city": "Riaillé", "latitude": 47.5, "longitude": -1.3})["id"]
+    bridge = Bridge(ctx, "127.0.0.1", private_broker.port,
+                    BridgeSettings(resend_after_s=1.0, gap_wait_s=0.5, poll_s=0.05))
+    bridge.start()
+    board = SimulatedBoard(list(range(1, 7)))
+    agent = LockerAgent(code, board, "127.0.0.1", private_broker.port,
+                        tmp_path / f"{code}.sqlite3", settings=fast_settings())
+    agent.start()
+    site = Site(world, agent, board, site_id)
+    try:
+        wait_until(lambda: site.view()["link"]["credential_version_held"] == 1, 10, "synced")
+        door = site.drop("OFFLINE00001")
+        board.close_door(door, occupied=True)
+        wait_until(lambda: site.state_of("OFFLINE00001") == "ready_for_pickup", 10, "ready")
+        # the PIN reaches the locker in an incremental sync before the link goes
+        wait_until(lambda: site.view()["link"]["credential_version_held"] == 2, 10, "pin synced")
+        with world.ctx.db.read() as session:
+            pin = parcels.code_of(world.ctx, parcels.live_credentials(
+                session, site.parcel("OFFLINE00001").id)[0])
+        private_broker.stop()
+        wait_until(lambda: not agent.online, 10, "locker offline")
+        board.type_pin(pin)
+        wait_until(lambda: board.door_state(door) == "open", 10, "door open offline")
+        board.close_door(door, occupied=False)
+        assert site.state_of("OFFLINE00001") == "ready_for_pickup"  # the backend cannot know
+        private_broker.start()
+        wait_until(lambda: site.state_of("OFFLINE00001") == "picked_up", 30, "reconciled")
+    finally:
+        agent.stop()
+        bridge.stop()
+    assert site.actions("OFFLINE00001").count("pick_up") == 1
+    with world.ctx.db.read() as session:
+        pickup = session.scalar(select(ParcelEvent).join(Parcel).where(
+            Parcel.tracking_number == "OFFLINE00001", ParcelEvent.action == "pick_up"))
+        assert pickup is not None and pickup.data["offline"] is True
+        assert pickup.at < datetime.fromisoformat(pickup.data["received_at"])

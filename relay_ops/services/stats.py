@@ -1,0 +1,123 @@
+"""Statistics read from the parcel events (the audit log is the source of every figure).
+
+A parcel *arrives* at a site when an event moves it from a state where it is not on the
+premises into one where it is (a check-in), and *leaves* when an event moves it out of the held
+states (pickup, return to the carrier, declared missing). Expiry or damage keep it on the
+shelf. Occupancy at the end of a past day is today's count minus what arrived since plus what
+left since, so no snapshot table is needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+
+from relay_ops.db.models import Parcel, ParcelEvent, Site
+from relay_ops.domain.lifecycle import HELD_STATES, State
+from relay_ops.services.context import Ctx
+from relay_ops.services.parcels import parcel_view
+from relay_ops.services.principal import Principal, Role, require_role
+from relay_ops.services.sites import occupancy_of
+
+HELD = {s.value for s in HELD_STATES}
+RETURNING = (State.EXPIRED.value, State.DAMAGED.value)
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    arrivals: int
+    departures: int
+    pickups: int
+    held: int  # parcels on the premises at the end of the day
+
+
+@dataclass(frozen=True)
+class Series:
+    days: list[Day]
+    capacity: int
+
+
+def visible_site_ids(ctx: Ctx, actor: Principal) -> list[int]:
+    require_role(actor, Role.OPERATOR, Role.SHOPKEEPER)
+    with ctx.db.read() as session:
+        ids = list(session.scalars(select(Site.id).order_by(Site.id)))
+    if actor.role is Role.SHOPKEEPER:
+        return [i for i in ids if i in actor.site_ids]
+    return ids
+
+
+def daily(ctx: Ctx, actor: Principal, site_ids: list[int] | None, days: int = 14) -> Series:
+    """Per local day over the last ``days`` days: arrivals, departures, pickups, occupancy."""
+    allowed = visible_site_ids(ctx, actor)
+    chosen = allowed if site_ids is None else [i for i in site_ids if i in allowed]
+    tz = ctx.settings.timezone
+    today = ctx.now().astimezone(tz).date()
+    first = today - timedelta(days=days - 1)
+    since = datetime.combine(first, time.min, tzinfo=tz)
+    counts = {first + timedelta(days=i): [0, 0, 0] for i in range(days)}
+    with ctx.db.read() as session:
+        held_now, capacity = 0, 0
+        for site in session.scalars(select(Site).where(Site.id.in_(chosen))):
+            occ = occupancy_of(session, site)
+            held_now, capacity = held_now + occ.held, capacity + occ.capacity
+        events = session.execute(
+            select(ParcelEvent.at, ParcelEvent.from_state, ParcelEvent.to_state,
+                   ParcelEvent.action)
+            .where(ParcelEvent.site_id.in_(chosen), ParcelEvent.at >= since)
+        )
+        for at, before, after, action in events:
+            bucket = counts.get(at.astimezone(tz).date())
+            if bucket is None:  # a clock behind the events; ignore rather than fail
+                continue
+            if before not in HELD and after in HELD:
+                bucket[0] += 1
+            elif before in HELD and after not in HELD:
+                bucket[1] += 1
+                bucket[2] += action == "pick_up"
+    return Series(days=_with_occupancy(counts, held_now), capacity=capacity)
+
+
+def _with_occupancy(counts: dict[date, list[int]], held_now: int) -> list[Day]:
+    result: list[Day] = []
+    held = held_now
+    for day in sorted(counts, reverse=True):
+        arrivals, departures, pickups = counts[day]
+        result.append(Day(day, arrivals, departures, pickups, max(0, held)))
+        held = held - arrivals + departures  # the end of the day before
+    result.reverse()
+    return result
+
+
+def watch_list(
+    ctx: Ctx, actor: Principal, *, within_hours: int = 48, limit: int = 50
+) -> dict[str, Any]:
+    """Parcels about to expire, and parcels waiting to go back to their carrier."""
+    site_ids = visible_site_ids(ctx, actor)
+    horizon = ctx.now() + timedelta(hours=within_hours)
+    with ctx.db.read() as session:
+        expiring = session.scalars(
+            select(Parcel)
+            .where(Parcel.site_id.in_(site_ids), Parcel.state == State.READY_FOR_PICKUP.value,
+                   Parcel.holding_deadline <= horizon)
+            .order_by(Parcel.holding_deadline).limit(limit)
+        )
+        returning = session.scalars(
+            select(Parcel)
+            .where(Parcel.site_id.in_(site_ids), Parcel.state.in_(RETURNING))
+            .order_by(Parcel.holding_deadline).limit(limit)
+        )
+        returned_week = session.scalar(
+            select(func.count()).select_from(ParcelEvent).where(
+                ParcelEvent.site_id.in_(site_ids), ParcelEvent.action == "collect",
+                ParcelEvent.at >= ctx.now() - timedelta(days=7),
+            )
+        )
+        return {
+            "expiring": [parcel_view(p, actor) for p in expiring],
+            "returning": [parcel_view(p, actor) for p in returning],
+            "returned_last_7_days": int(returned_week or 0),
+        }

@@ -1,0 +1,97 @@
+"""French first, English available: the locale of a page and the formats it uses.
+
+The locale is, in order: the language the visitor picked (kept in the session), the browser's
+preferred language among those we have, French.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from flask import Flask, current_app, redirect, request, session
+from flask_babel import Babel, format_date, format_datetime, format_time
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response
+
+from relay_ops.web.pages import bp
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def select_locale() -> str:
+    languages: list[str] = current_app.config["LANGUAGES"]
+    chosen = session.get("lang")
+    if chosen in languages:
+        return str(chosen)
+    return request.accept_languages.best_match(languages) or languages[0]
+
+
+def init_app(app: Flask) -> None:
+    Babel(
+        app,
+        locale_selector=select_locale,
+        default_locale=app.config["LANGUAGES"][0],
+        default_timezone=app.config["TIMEZONE"],
+    )
+    app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["day"] = day
+    app.jinja_env.filters["state"] = state_label
+    app.jinja_env.globals["day_name"] = day_name
+    app.jinja_env.globals["current_locale"] = select_locale
+
+
+@bp.post("/lang/<code>")
+def choose_language(code: str) -> Response:
+    """Switch language and come back to the same page."""
+    if code in current_app.config["LANGUAGES"]:
+        session["lang"] = code
+    back = request.form.get("next", "/")
+    # Only a path on this site: an open redirect would let a link send staff anywhere.
+    if not back.startswith("/") or back.startswith("//"):
+        back = "/"
+    return redirect(back, code=303)
+
+
+def when(value: str | datetime | None, style: str = "medium") -> str:
+    """An ISO timestamp from a service view, in the site's time zone and the page's language."""
+    if not value:
+        return "—"
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if style == "full":
+        # Babel's full style names the time zone at length; people need the day and the hour.
+        return f"{format_date(moment, 'full')}, {format_time(moment, 'short')}"
+    return str(format_datetime(moment, style))
+
+
+def day(value: str | date | None, style: str = "full") -> str:
+    if not value:
+        return "—"
+    parsed = date.fromisoformat(value) if isinstance(value, str) else value
+    return str(format_date(parsed, style))
+
+
+def day_name(key: str) -> str:
+    names: dict[str, Any] = {
+        "mon": _("Monday"), "tue": _("Tuesday"), "wed": _("Wednesday"), "thu": _("Thursday"),
+        "fri": _("Friday"), "sat": _("Saturday"), "sun": _("Sunday"),
+    }
+    return str(names.get(key, key))
+
+
+def state_label(state: str) -> str:
+    labels = {
+        "announced": _("announced"),
+        "ready_for_pickup": _("ready for pickup"),
+        "picked_up": _("picked up"),
+        "expired": _("expired"),
+        "returned": _("returned to carrier"),
+        "cancelled": _("cancelled"),
+        "missing": _("missing"),
+        "damaged": _("damaged"),
+        "dropped_off": _("dropped off"),
+        "awaiting_collection": _("awaiting collection"),
+        "collected": _("collected"),
+        "deposited": _("deposited"),
+    }
+    return labels.get(state, state)

@@ -1,0 +1,84 @@
+"""What a refusal means, said to a shopkeeper or a resident in their language.
+
+Services explain refusals in English for the API and the logs; pages translate by the stable
+error slug and the structured extras (nearest site, attempts left), and fall back to the
+service's own sentence for anything not listed here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_babel import gettext as _
+
+from relay_ops.domain.errors import DomainError
+
+
+def explain(err: DomainError) -> tuple[str, str]:
+    """(short title, one-sentence explanation)."""
+    extra: dict[str, Any] = err.extra
+    match err.slug:
+        case "invalid-tracking-number":
+            return _("Unknown barcode format"), _(
+                "This is not a tracking number we know. Scan the carrier's barcode again, "
+                "or type the number printed under it.")
+        case "unannounced-parcel":
+            return _("Not announced"), _(
+                "No carrier announced this parcel. Accept it only if the label is readable "
+                "and addressed to this shop.")
+        case "site-at-capacity":
+            return _("Shop full"), _shop_full(extra.get("nearest_site"))
+        case "wrong-site":
+            return _("Another shop's parcel"), _(
+                "This parcel is addressed to %(site)s: give it back to the driver.",
+                site=extra.get("destination", "?"))
+        case "wrong-pickup-code":
+            left = extra.get("attempts_left")
+            if left is None:
+                return _("Wrong code"), _("No parcel here has this code.")
+            return _("Wrong code"), _(
+                "Wrong code. %(left)s attempt(s) left before the code is locked.", left=left)
+        case "pickup-code-locked":
+            return _("Code locked"), _(
+                "Too many wrong codes: check an identity document and record it to hand the "
+                "parcel over.")
+        case "identity-check-required":
+            return _("Identity check needed"), _(
+                "This code belongs to a proxy: check their identity document and record it.")
+        case "invalid-transition":
+            state = extra.get("state")
+            if state:
+                from relay_ops.web.pages.i18n import state_label
+
+                return _("Not possible now"), _(
+                    "This parcel is %(state)s: it cannot do that.", state=state_label(state))
+            return _("Not possible now"), err.detail
+        case "extension-refused":
+            return _("No extension"), _(
+                "The holding period was already extended once, or the deadline has passed.")
+        case "not-found":
+            return _("Not found"), _("There is nothing here, or it is not yours to see.")
+        case "link-expired":
+            return _("This link has expired"), _(
+                "The parcel has been collected or returned, so this tracking link no longer "
+                "works.")
+        case "too-many-attempts":
+            return _("Too many attempts"), _(
+                "Too many wrong attempts: wait a few minutes before trying again.")
+        case "unauthenticated":
+            return _("Sign-in failed"), _("Wrong username or password.")
+        case "forbidden":
+            return _("Not allowed"), _("Your account cannot do this.")
+        case _:
+            return _("Refused"), err.detail
+
+
+def _shop_full(nearest: dict[str, Any] | None) -> str:
+    if not nearest:
+        return _("No shelf has room for this parcel, and no other site nearby has room.")
+    return _(
+        "No shelf has room for this parcel. Nearest site with room: %(name)s, %(address)s, "
+        "%(city)s (%(km)s km).",
+        name=nearest["name"], address=nearest["address"], city=nearest["city"],
+        km=nearest["distance_km"],
+    )

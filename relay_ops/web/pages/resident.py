@@ -1,0 +1,68 @@
+"""The resident's page behind the signed link in their message: no account, no password."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response
+
+from relay_ops.domain.errors import DomainError
+from relay_ops.services import parcels, resident
+from relay_ops.web.pages import bp
+from relay_ops.web.pages.i18n import DAYS, when
+from relay_ops.web.pages.refusals import explain
+from relay_ops.web.pages.security import ctx
+
+OSM = "https://www.openstreetmap.org/?mlat={lat}&mlon={lon}#map=17/{lat}/{lon}"
+
+
+def _view(token: str) -> dict[str, Any]:
+    principal = resident.principal_for(ctx(), token)  # 404 forged, 410 expired: error pages
+    view = resident.resident_view(ctx(), principal)
+    site = view["site"]
+    view["map_url"] = OSM.format(lat=site["latitude"], lon=site["longitude"])
+    view["hours"] = _hours(site["opening_hours"])
+    return view
+
+
+def _hours(hours: Any) -> list[tuple[str, str]] | None:
+    """[(day key, "08:30–12:30, 15:00–19:00" or "")] in week order; None means always open."""
+    if hours == "24/7":
+        return None
+    return [(d, ", ".join(f"{a}–{b}" for a, b in hours.get(d, []))) for d in DAYS]
+
+
+@bp.get("/t/<token>")
+def track(token: str) -> str:
+    return render_template("pages/track.html", token=token, parcel=_view(token))
+
+
+@bp.post("/t/<token>/extension")
+def track_extend(token: str) -> Response:
+    principal = resident.principal_for(ctx(), token)
+    assert principal.parcel_id is not None
+    try:
+        parcel = parcels.extend(ctx(), principal, principal.parcel_id)
+    except DomainError as err:
+        flash(explain(err)[1], "error")
+    else:
+        flash(_("Done: your parcel is kept until %(deadline)s.",
+                deadline=when(parcel["holding_deadline"], "full")), "ok")
+    return redirect(url_for("pages.track", token=token), 303)
+
+
+@bp.post("/t/<token>/proxy")
+def track_proxy(token: str) -> Response | str:
+    principal = resident.principal_for(ctx(), token)
+    assert principal.parcel_id is not None
+    try:
+        named = parcels.name_proxy(
+            ctx(), principal, principal.parcel_id, request.form.get("name", "")
+        )
+    except DomainError as err:
+        flash(explain(err)[1], "error")
+        return redirect(url_for("pages.track", token=token), 303)
+    # The proxy's code is shown once, on this answer only: it is never put in a cookie.
+    return render_template("pages/track.html", token=token, parcel=_view(token), named=named)

@@ -1,0 +1,305 @@
+"""The shop counter: scan station, pickup, parcels on hand, labels, declarations, closing days."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response
+
+from relay_ops import qr
+from relay_ops.domain.errors import DomainError, ValidationFailed
+from relay_ops.services import accounts, parcels, sites, stats
+from relay_ops.services.principal import Principal, Role
+from relay_ops.web.pages import bp, charts
+from relay_ops.web.pages.i18n import when
+from relay_ops.web.pages.refusals import explain
+from relay_ops.web.pages.security import ctx, requires
+
+STAFF = (Role.SHOPKEEPER, Role.OPERATOR)
+PER_PAGE = 50
+MAX_PAGE = 1_000_000  # beyond this the offset overflows SQLite integers
+
+
+def _site(principal: Principal, site_id: int) -> dict[str, Any]:
+    """The site, or a 404 page when it is not one of the shopkeeper's."""
+    site = sites.get_site(ctx(), principal, site_id)
+    if site["kind"] != "shop":
+        abort(404)
+    return site
+
+
+def _parcel_at(principal: Principal, site: dict[str, Any], parcel_id: int) -> dict[str, Any]:
+    parcel = parcels.get_parcel(ctx(), principal, parcel_id)
+    if parcel["site"] != site["code"]:
+        abort(404)
+    return parcel
+
+
+@bp.get("/shop")
+@requires(*STAFF)
+def my_sites(principal: Principal) -> str:
+    return render_template(
+        "pages/my_sites.html", sites=sites.list_sites(ctx(), principal, kind="shop")
+    )
+
+
+# ---------------------------------------------------------------- scan station
+
+
+@bp.get("/shop/<int:site_id>/scan")
+@requires(*STAFF)
+def scan_station(principal: Principal, site_id: int) -> str:
+    return render_template("pages/scan.html", site=_site(principal, site_id), result=None)
+
+
+@bp.post("/shop/<int:site_id>/scan")
+@requires(*STAFF)
+def scan(principal: Principal, site_id: int) -> Response | str:
+    """One scan. The page's script sends it with fetch and shows the JSON answer; without
+    script the form posts here and the page comes back with the answer."""
+    site = _site(principal, site_id)
+    number = request.form.get("tracking_number", "").strip()
+    accept = request.form.get("accept_unannounced") == "1"
+    try:
+        answer = parcels.check_in(ctx(), principal, site_id, number, accept_unannounced=accept)
+        result = _checked_in(site_id, answer)
+    except DomainError as err:
+        result = _refused(number, err)
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(result)
+    return render_template("pages/scan.html", site=site, result=result)
+
+
+def _checked_in(site_id: int, answer: dict[str, Any]) -> dict[str, Any]:
+    parcel = answer["parcel"]
+    again = answer["status"] == "already_checked_in"
+    deadline = when(parcel["holding_deadline"], "short")
+    return {
+        "tone": "info" if again else "ok",
+        "title": _("Already here") if again else _("Checked in"),
+        "location": parcel["location"],
+        "message": (
+            _("Already checked in: it is on shelf %(loc)s.", loc=parcel["location"]) if again
+            else _("Put it on shelf %(loc)s. Held until %(deadline)s.",
+                   loc=parcel["location"], deadline=deadline)
+        ),
+        "tracking_number": parcel["tracking_number"],
+        "label_url": url_for("pages.shelf_label", site_id=site_id, parcel_id=parcel["id"]),
+    }
+
+
+def _refused(number: str, err: DomainError) -> dict[str, Any]:
+    title, message = explain(err)
+    return {
+        "tone": "confirm" if err.slug == "unannounced-parcel" else "error",
+        "title": title,
+        "location": None,
+        "message": message,
+        "tracking_number": err.extra.get("tracking_number", number),
+        "reason": err.slug,
+    }
+
+
+@bp.get("/shop/<int:site_id>/parcels/<int:parcel_id>/label")
+@requires(*STAFF)
+def shelf_label(principal: Principal, site_id: int, parcel_id: int) -> str:
+    site = _site(principal, site_id)
+    parcel = _parcel_at(principal, site, parcel_id)
+    code = qr.svg(parcel["tracking_number"]).decode()
+    return render_template("pages/label.html", site=site, parcel=parcel, qr_svg=code)
+
+
+# ---------------------------------------------------------------- pickup
+
+
+@bp.get("/shop/<int:site_id>/pickup")
+@requires(*STAFF)
+def pickup(principal: Principal, site_id: int) -> str:
+    return render_template("pages/pickup.html", site=_site(principal, site_id))
+
+
+@bp.post("/shop/<int:site_id>/pickup")
+@requires(*STAFF)
+def pickup_find(principal: Principal, site_id: int) -> tuple[str, int] | str:
+    """The code was typed or scanned: show where the parcel is and what the hand-over needs."""
+    site = _site(principal, site_id)
+    code = request.form.get("code", "")
+    try:
+        preview = parcels.pickup_preview(ctx(), principal, site_id, code)
+    except DomainError as err:
+        return _pickup_refused(site, err)
+    return render_template("pages/pickup.html", site=site, preview=preview, code=code)
+
+
+@bp.post("/shop/<int:site_id>/pickup/confirm")
+@requires(*STAFF)
+def pickup_confirm(principal: Principal, site_id: int) -> tuple[str, int] | str:
+    site = _site(principal, site_id)
+    code = request.form.get("code", "")
+    try:
+        identity = _identity_from_form()
+        done = parcels.pick_up(
+            ctx(), principal, site_id, code=code, identity=identity,
+            override_lock=identity is not None and request.form.get("override_lock") == "1",
+        )
+    except DomainError as err:
+        return _pickup_refused(site, err, code=code)
+    return render_template("pages/pickup.html", site=site, done=done["parcel"])
+
+
+def _identity_from_form() -> parcels.IdentityCheck | None:
+    fields = {f: request.form.get(f, "").strip() for f in parcels.IDENTITY_FIELDS}
+    if not any(fields.values()):
+        return None
+    return parcels.IdentityCheck.from_mapping(fields)
+
+
+def _pickup_refused(
+    site: dict[str, Any], err: DomainError, code: str = ""
+) -> tuple[str, int]:
+    title, message = explain(err)
+    # A locked code or a proxy's code can still be handed over, with an identity check.
+    needs_identity = err.slug in ("pickup-code-locked", "identity-check-required")
+    page = render_template(
+        "pages/pickup.html", site=site, refusal={"title": title, "message": message},
+        code=code if needs_identity else "", needs_identity=needs_identity,
+        locked=err.slug == "pickup-code-locked",
+        holder_name=err.extra.get("holder_name"),
+    )
+    return page, err.status
+
+
+# ---------------------------------------------------------------- parcels on hand
+
+FILTERS = ("on_hand", "expiring", "expired", "unannounced", "damaged")
+
+
+def _inventory_filter(view: str, carrier: str | None) -> parcels.InventoryFilter:
+    hours = request.args.get("hours", 48, type=int) or 48
+    match view:
+        case "expiring":
+            return parcels.InventoryFilter(expiring_within_hours=hours, carrier_code=carrier)
+        case "expired":
+            return parcels.InventoryFilter(states=("expired",), carrier_code=carrier)
+        case "damaged":
+            return parcels.InventoryFilter(states=("damaged",), carrier_code=carrier)
+        case "unannounced":
+            return parcels.InventoryFilter(unannounced=True, carrier_code=carrier)
+        case _:
+            return parcels.InventoryFilter(carrier_code=carrier)
+
+
+@bp.get("/shop/<int:site_id>/parcels")
+@requires(*STAFF)
+def inventory(principal: Principal, site_id: int) -> str:
+    site = _site(principal, site_id)
+    view = request.args.get("view", "on_hand")
+    if view not in FILTERS:
+        view = "on_hand"
+    carrier = request.args.get("carrier") or None
+    page = min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
+    listing = parcels.inventory(
+        ctx(), principal, site_id, _inventory_filter(view, carrier), page, PER_PAGE
+    )
+    return render_template(
+        "pages/inventory.html", site=site, listing=listing, view=view, carrier=carrier,
+        carriers=accounts.list_carriers(ctx(), principal), filters=FILTERS,
+        occupancy=sites.occupancy(ctx(), principal, site_id),
+    )
+
+
+@bp.get("/shop/<int:site_id>/parcels/<int:parcel_id>")
+@requires(*STAFF)
+def parcel_detail(principal: Principal, site_id: int, parcel_id: int) -> str:
+    site = _site(principal, site_id)
+    parcel = _parcel_at(principal, site, parcel_id)
+    events = parcels.parcel_history(ctx(), principal, parcel_id)
+    return render_template("pages/parcel.html", site=site, parcel=parcel, events=events)
+
+
+@bp.post("/shop/<int:site_id>/parcels/<int:parcel_id>/declare")
+@requires(*STAFF)
+def declare(principal: Principal, site_id: int, parcel_id: int) -> Response:
+    site = _site(principal, site_id)
+    _parcel_at(principal, site, parcel_id)
+    kind = request.form.get("kind", "")
+    parcels.declare(ctx(), principal, parcel_id, kind, request.form.get("note", ""))
+    flash(_("Declaration recorded."), "ok")
+    return redirect(url_for("pages.parcel_detail", site_id=site_id, parcel_id=parcel_id), 303)
+
+
+@bp.post("/shop/<int:site_id>/parcels/<int:parcel_id>/extend")
+@requires(*STAFF)
+def extend(principal: Principal, site_id: int, parcel_id: int) -> Response:
+    site = _site(principal, site_id)
+    _parcel_at(principal, site, parcel_id)
+    parcel = parcels.extend(ctx(), principal, parcel_id)
+    flash(_("Held until %(deadline)s.", deadline=when(parcel["holding_deadline"])), "ok")
+    return redirect(url_for("pages.parcel_detail", site_id=site_id, parcel_id=parcel_id), 303)
+
+
+# ---------------------------------------------------------------- the shop: occupancy, days
+
+
+@bp.get("/shop/<int:site_id>")
+@requires(*STAFF)
+def site_overview(principal: Principal, site_id: int) -> str:
+    site = _site(principal, site_id)
+    series = stats.daily(ctx(), principal, [site_id])
+    return render_template(
+        "pages/site.html", site=site,
+        occupancy=sites.occupancy(ctx(), principal, site_id),
+        collection=parcels.collection_list(ctx(), principal, site_id), series=series,
+        per_day_chart=charts.parcels_per_day(series), occupancy_chart=charts.occupancy(series),
+    )
+
+
+@bp.post("/shop/<int:site_id>/collections")
+@requires(*STAFF)
+def collect(principal: Principal, site_id: int) -> Response:
+    """The carrier's driver takes the ticked parcels back: each becomes ``returned``."""
+    _site(principal, site_id)
+    numbers = request.form.getlist("tracking_number")
+    if not numbers:
+        flash(_("Tick the parcels the driver takes."), "error")
+    else:
+        results = parcels.collect(ctx(), principal, site_id, numbers)
+        done = sum(r["status"] == "returned" for r in results)
+        flash(_("%(n)s parcel(s) given back to the carrier.", n=done), "ok")
+        for refused in (r for r in results if r["status"] != "returned"):
+            flash(f"{refused['tracking_number']}: {refused['detail']}", "error")
+    return redirect(url_for("pages.site_overview", site_id=site_id) + "#collect-title", 303)
+
+
+@bp.post("/shop/<int:site_id>/closing-days")
+@requires(*STAFF)
+def add_closing_day(principal: Principal, site_id: int) -> Response:
+    _site(principal, site_id)
+    sites.declare_closing_day(
+        ctx(), principal, site_id, _form_date("day"), request.form.get("reason") or None
+    )
+    flash(_("Closing day recorded."), "ok")
+    return redirect(url_for("pages.site_overview", site_id=site_id) + "#closing-days", 303)
+
+
+@bp.post("/shop/<int:site_id>/closing-days/<day>/delete")
+@requires(*STAFF)
+def remove_closing_day(principal: Principal, site_id: int, day: str) -> Response:
+    _site(principal, site_id)
+    try:
+        parsed = date.fromisoformat(day)
+    except ValueError:
+        abort(404)
+    sites.remove_closing_day(ctx(), principal, site_id, parsed)
+    flash(_("Closing day withdrawn."), "ok")
+    return redirect(url_for("pages.site_overview", site_id=site_id) + "#closing-days", 303)
+
+
+def _form_date(field: str) -> date:
+    try:
+        return date.fromisoformat(request.form.get(field, ""))
+    except ValueError:
+        raise ValidationFailed(_("Give a date.")) from None

@@ -1,0 +1,256 @@
+"""Background work end to end: a real ``relay-ops scheduler`` and ``relay-ops worker`` (an RQ
+worker that forks a work horse per job) on PostgreSQL and Redis, sending through a real SMTP
+server and a local HTTP SMS gateway. Each message must reach its channel once per event, with
+nobody calling the sweeps, when a work horse is killed mid-send, and across Redis restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select, update
+
+from relay_ops import create_app
+from relay_ops.db.models import Notification, OutboxMessage, Parcel, ParcelEvent
+from tests.conftest import _truncate_all
+from tests.e2e.jobs_processes import RedisServer, RelayOpsProcess, children, wait_for
+from tests.integration.notifications.notify_servers import SmsGateway, SmtpServer, free_port
+from tests.integration.rq_jobs.conftest import SHARED_REDIS, forget_prefix
+from tests.support import World, make_world
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+SWEEPS_EVERY_SECOND = {"expiry": 1, "reminders": 1, "outbox-redispatch": 1,
+                       "personal-data-purge": 1, "locker-reservations": 1}
+
+
+@dataclass
+class Stack:
+    config: dict[str, Any]
+    env: dict[str, str]
+    app: Flask
+    world: World
+    tmp: Path
+
+    def process(self, *command: str) -> RelayOpsProcess:
+        return RelayOpsProcess(list(command), self.env, self.tmp / f"{command[0]}.log")
+
+    def notifications(self) -> list[Notification]:
+        with self.world.ctx.db.read() as session:
+            return list(session.scalars(select(Notification).order_by(Notification.id)))
+
+    def statuses(self) -> list[tuple[int, str, str, str, str | None]]:
+        return [(n.parcel_id, n.kind, n.channel, n.status, n.error)
+                for n in self.notifications()]
+
+    def kind_of_key(self) -> dict[str, tuple[int, str, str]]:
+        """Idempotency key → (parcel, kind, channel): what each delivered message was."""
+        return {f"relayops-notification-{n.id}": (n.parcel_id, n.kind, n.channel)
+                for n in self.notifications()}
+
+
+def build_stack(pg_url: str, tmp: Path, redis_url: str, prefix: str,
+                **settings: Any) -> Stack:
+    config: dict[str, Any] = {
+        "DATABASE_URL": pg_url, "REDIS_URL": redis_url, "JOBS_IN_PROCESS": False,
+        "JOBS_PREFIX": prefix, "JOB_RETRY_INTERVALS": [1, 1, 1],
+        "SWEEP_INTERVALS": SWEEPS_EVERY_SECOND, "OUTBOX_STALE_AFTER_S": 2,
+        "PUBLIC_BASE_URL": "http://relayops.test", "NOTIFY_FILE_PATH": str(tmp / "sent.jsonl"),
+        "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024, **settings,
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_OPS_")}
+    env.update({f"RELAY_OPS_{k}": v if isinstance(v, str) else json.dumps(v)
+                for k, v in config.items()})
+    env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whichever one the venv installed
+    app = create_app({"TESTING": True, **config})
+    world = make_world(app.extensions["relay_ops"], app.test_client())
+    return Stack(config, env, app, world, tmp)
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    value = f"e{uuid.uuid4().hex[:12]}"
+    yield value
+    forget_prefix(SHARED_REDIS, value)
+
+
+@pytest.fixture
+def stacks(pg_url: str) -> Iterator[list[Stack]]:
+    built: list[Stack] = []
+    yield built
+    for stack in built:
+        stack.app.extensions["relay_ops"].db.dispose()
+    _truncate_all(pg_url)
+
+
+def set_parcel(stack: Stack, parcel_id: int, **values: Any) -> None:
+    with stack.world.ctx.db.transaction() as session:
+        session.execute(update(Parcel).where(Parcel.id == parcel_id).values(**values))
+
+
+def test_every_message_goes_out_once_and_the_sweeps_run_by_themselves(
+        pg_url: str, tmp_path: Path, prefix: str, stacks: list[Stack],
+        sms_gateway: SmsGateway, smtp_server: SmtpServer) -> None:
+    stack = build_stack(
+        pg_url, tmp_path, SHARED_REDIS, prefix,
+        NOTIFY_SMS_BACKEND="webhook", SMS_WEBHOOK_URL=sms_gateway.url, SMS_WEBHOOK_TOKEN="tok",
+        NOTIFY_EMAIL_BACKEND="smtp", SMTP_HOST="127.0.0.1", SMTP_PORT=smtp_server.port,
+        SMTP_FROM="relais@example.org")
+    stacks.append(stack)
+    world, now = stack.world, datetime.now(UTC)
+    scheduler, worker = stack.process("scheduler").start(), stack.process("worker").start()
+    try:
+        picked, overdue, reminded, old = (world.ready(n)["id"] for n in (
+            "E2EJOB000001", "E2EJOB000002", "E2EJOB000003", "E2EJOB000004"))
+        # Residents come with the code their message gave them.
+        wait_for(lambda: all(n.status == "sent" for n in stack.notifications()), 30,
+                 lambda: f"the ready messages: {stack.statuses()}")
+        for parcel_id in (picked, old):
+            assert world.pick_up(code=world.code_of(parcel_id)).status_code == 200
+        # Messages already owed go out first; then time "passes" for three of the parcels.
+        wait_for(lambda: all(n.status == "sent" for n in stack.notifications()), 30,
+                 lambda: f"the ready and picked_up messages: {stack.statuses()}")
+        set_parcel(stack, overdue, holding_deadline=now - timedelta(minutes=1))
+        set_parcel(stack, reminded, holding_deadline=now + timedelta(hours=3),
+                   checked_in_at=now - timedelta(days=9))
+        set_parcel(stack, old, closed_at=now - timedelta(days=31))
+
+        expected = {(picked, "ready"), (picked, "picked_up"), (overdue, "ready"),
+                    (overdue, "expired"), (reminded, "ready"), (reminded, "reminder"),
+                    (old, "ready"), (old, "picked_up")}
+
+        def purged() -> bool:
+            with world.ctx.db.read() as session:
+                return session.get(Parcel, old).personal_data_purged_at is not None  # type: ignore[union-attr]
+
+        wait_for(lambda: len(sms_gateway.requests) >= 8 and len(smtp_server.handler.received)
+                 >= 8 and purged(), 40, "eight messages per channel and the purge")
+        time.sleep(1.5)  # sweeps keep running: nothing may go out twice
+    finally:
+        scheduler.stop()
+        worker.stop()
+    keys = stack.kind_of_key()
+    sms = [keys[r.headers["Idempotency-Key"]] for r in sms_gateway.requests]
+    # An e-mail's Message-ID is what the notification recorded as the provider's id.
+    by_message_id = {n.provider_id: (n.parcel_id, n.kind, n.channel)
+                     for n in stack.notifications() if n.channel == "email"}
+    mails = [by_message_id[_message_id(e.content)] for e in smtp_server.handler.received]
+    assert sorted(sms) == sorted((p, k, "sms") for p, k in expected), worker.output()
+    assert sorted(mails) == sorted((p, k, "email") for p, k in expected)
+    assert {n.status for n in stack.notifications()} == {"sent"}
+    with world.ctx.db.read() as session:
+        row = session.get(Parcel, old)
+        assert row is not None and row.recipient_phone is None and row.recipient_name is None
+        assert session.get(Parcel, overdue).state == "expired"  # type: ignore[union-attr]
+        actions = session.scalars(select(ParcelEvent.action).where(ParcelEvent.parcel_id == old)
+                                  .order_by(ParcelEvent.id)).all()
+        statuses = set(session.scalars(select(OutboxMessage.status)))
+    assert actions[-1] == "personal_data_purged" and "check_in" in actions
+    assert statuses == {"done"}
+
+
+def _message_id(content: bytes | str) -> str:
+    text = content.decode() if isinstance(content, bytes) else content
+    for line in text.splitlines():
+        if line.lower().startswith("message-id:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError("no Message-ID")
+
+
+def test_a_work_horse_killed_mid_send_is_retried_and_the_sms_goes_out_once(
+        pg_url: str, tmp_path: Path, prefix: str, stacks: list[Stack],
+        sms_gateway: SmsGateway) -> None:
+    stack = build_stack(pg_url, tmp_path, SHARED_REDIS, prefix, NOTIFY_SMS_BACKEND="webhook",
+                        SMS_WEBHOOK_URL=sms_gateway.url, SMS_WEBHOOK_TOKEN="tok")
+    stacks.append(stack)
+    sms_gateway.script.delay = 3  # the provider is slow: the horse waits for its answer
+    scheduler, worker = stack.process("scheduler").start(), stack.process("worker").start()
+    try:
+        wait_for(lambda: children(worker.pid), 20, "the worker's own scheduler process")
+        before = children(worker.pid)
+        stack.world.ready("E2EKILL00001")
+        wait_for(lambda: sms_gateway.requests, 20, "the SMS request")
+        [horse] = children(worker.pid) - before
+        os.kill(horse, signal.SIGKILL)
+        sms_gateway.script.delay = 0
+        wait_for(lambda: len(sms_gateway.requests) >= 2 and all(
+            n.status == "sent" for n in stack.notifications()), 30, "the retry")
+        time.sleep(1.5)
+    finally:
+        scheduler.stop()
+        worker.stop()
+    assert len(sms_gateway.requests) == 2, worker.output()
+    keys = {r.headers["Idempotency-Key"] for r in sms_gateway.requests}
+    assert len(keys) == 1  # the provider drops the repeat: one SMS reaches the phone
+    sms = next(n for n in stack.notifications() if n.channel == "sms")
+    assert (sms.status, sms.attempts, sms.provider_id) == ("sent", 1, "msg-7f3a")
+    assert "terminated unexpectedly" in worker.output()
+
+
+def test_across_redis_restarts_the_counter_keeps_working_and_messages_go_out_once(
+        pg_url: str, tmp_path: Path, prefix: str, stacks: list[Stack],
+        sms_gateway: SmsGateway) -> None:
+    redis = RedisServer(free_port(), tmp_path)
+    redis.start()
+    stack = build_stack(pg_url, tmp_path, redis.url, prefix, NOTIFY_SMS_BACKEND="webhook",
+                        SMS_WEBHOOK_URL=sms_gateway.url, SMS_WEBHOOK_TOKEN="tok")
+    stacks.append(stack)
+    world, client = stack.world, stack.app.test_client()
+    scheduler, worker = stack.process("scheduler").start(), stack.process("worker").start()
+    try:
+        world.ready("E2EREDIS0001")
+        wait_for(lambda: len(sms_gateway.requests) == 1, 30, "the first SMS")
+
+        # Redis dies: the shop keeps checking parcels in, readiness says what is missing.
+        redis.crash()
+        world.ready("E2EREDIS0002")
+        ready = client.get("/ready")
+        assert ready.status_code == 200 and ready.json["status"] == "degraded"
+        assert ready.json["checks"]["outbox_waiting"] >= 2
+        redis.start()
+        wait_for(lambda: len(sms_gateway.requests) == 2, 40,
+                 lambda: f"the SMS held during the outage: {stack.statuses()}")
+        assert client.get("/ready").json["status"] == "ready"
+
+        # Redis restarts empty while a job waits in it: the scheduler sees the loss and hands
+        # the row over again.
+        worker.stop()
+        world.ready("E2EREDIS0003")
+        wait_for(lambda: _statuses(stack) == {"done": 4, "dispatched": 2}, 20,
+                 lambda: f"the third parcel's jobs in Redis: {_statuses(stack)}")
+        redis.crash()
+        redis.start()
+        worker.start()
+        wait_for(lambda: _statuses(stack) == {"done": 6}, 40,
+                 lambda: f"the lost jobs: {_statuses(stack)}")
+        time.sleep(1.5)
+    finally:
+        scheduler.stop()
+        worker.stop()
+        redis.crash()
+    assert assert_no_crash(scheduler) and len(sms_gateway.requests) == 3, worker.output()
+    assert len({r.headers["Idempotency-Key"] for r in sms_gateway.requests}) == 3
+    assert {n.status for n in stack.notifications()} == {"sent"}
+    lines = Path(stack.config["NOTIFY_FILE_PATH"]).read_text().splitlines()
+    assert len(lines) == 3  # the e-mails, through the file sender
+
+
+def _statuses(stack: Stack) -> dict[str, int]:
+    with stack.world.ctx.db.read() as session:
+        found = session.scalars(select(OutboxMessage.status)).all()
+    return {s: found.count(s) for s in set(found)}
+
+
+def assert_no_crash(process: RelayOpsProcess) -> bool:
+    return "Traceback" not in process.output()

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from flask import Flask
+
+from relay_ops.services import parcels, stats
+from relay_ops.services.principal import Principal, Role
+from relay_ops.web.pages.dashboard import Panel, register_panel
+from tests.conftest import Clock
+from tests.pages.support import Pages
+from tests.support import World
+
+
+def test_occupancy_and_flows_come_from_the_parcel_events(world: World, clock: Clock) -> None:
+    world.ready("RR123456785FR")
+    world.ready("PARCELSTAT0001")
+    world.announce("PARCELSTAT0002")
+    clock.advance(days=1)  # the API tokens expire meanwhile: the next day goes to the services
+    shopkeeper = Principal(Role.SHOPKEEPER, user_id=2, site_ids=frozenset({world.shop_id}))
+    parcel = parcels.check_in(world.ctx, shopkeeper, world.shop_id, "PARCELSTAT0002")["parcel"]
+    parcels.pick_up(world.ctx, shopkeeper, world.shop_id, code=world.code_of(parcel["id"]))
+    series = stats.daily(world.ctx, Principal(Role.OPERATOR), None, days=3)
+    assert [(d.arrivals, d.pickups, d.held) for d in series.days] == [
+        (0, 0, 0), (2, 0, 2), (1, 1, 2)]
+    assert series.capacity == 25  # bourg 10 + 5, voisin 10
+
+
+def test_a_shopkeeper_counts_only_her_shops(world: World) -> None:
+    world.ready("RR123456785FR")
+    paul = Principal(Role.SHOPKEEPER, user_id=3, site_ids=frozenset({world.other_shop_id}))
+    assert sum(d.arrivals for d in stats.daily(world.ctx, paul, None, days=2).days) == 0
+
+
+def test_the_dashboard_draws_its_charts(operator: Pages, world: World) -> None:
+    world.ready("RR123456785FR")
+    html = operator.text("/ops")
+    assert html.count('<svg class="chart"') == 2
+    assert "<title>Colis par jour</title>" in html and "<title>Occupation</title>" in html
+    assert 'class="bar-in"' in html and 'class="line-held"' in html
+    assert "Shop bourg" in html and "Shop voisin" in html
+    assert "1 places occupées sur 15" in html
+    one_site = operator.text(f"/ops?site={world.other_shop_id}")
+    assert "aujourd&#39;hui 0 pour 10 places" in one_site
+
+
+def test_expiring_and_returning_parcels_are_listed(operator: Pages, world: World,
+                                                   clock: Clock) -> None:
+    world.ready("RR123456785FR")
+    clock.advance(days=9)
+    operator = Pages.signed_in(world, "op")
+    html = operator.text("/ops")
+    assert "Expirent sous 48 h (1)" in html
+
+
+def test_other_parts_can_add_a_panel(app: Flask, operator: Pages, tmp_path: object) -> None:
+    app.jinja_env.globals["panel_test_template"] = True
+    from jinja2 import ChoiceLoader, DictLoader
+
+    app.jinja_loader = ChoiceLoader(  # type: ignore[assignment]
+        [DictLoader({"lockers/panel.html": "<p>{{ data.online }} consignes en ligne</p>"}),
+         app.jinja_loader])
+    register_panel(app, Panel("lockers", "lockers/panel.html", lambda principal: {"online": 3}))
+    assert "3 consignes en ligne" in operator.text("/ops")

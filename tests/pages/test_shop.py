@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import func, select
+
+from relay_ops.db.models import ParcelEvent
+from relay_ops.services import parcels
+from relay_ops.services.principal import Principal, Role
+from tests.conftest import Clock
+from tests.pages.support import Pages
+from tests.support import World
+
+
+def _events(world: World, parcel_id: int, action: str) -> int:
+    with world.ctx.db.read() as session:
+        return session.scalar(
+            select(func.count()).where(ParcelEvent.parcel_id == parcel_id,
+                                       ParcelEvent.action == action)
+        ) or 0
+
+
+def test_scanning_an_announced_parcel_names_its_shelf(marie: Pages, world: World) -> None:
+    world.announce("RR123456785FR")
+    answer = marie.scan(world.shop_id, "RR123456785FR")
+    assert answer["tone"] == "ok" and answer["location"] == "A1"
+    assert answer["title"] == "Enregistré" and "Rangez-le en A1" in answer["message"]
+    label = marie.text(answer["label_url"])
+    assert "RR123456785FR" in label and "<svg" in label and ">A1<" in label
+
+
+def test_scanning_twice_is_harmless_and_says_so(marie: Pages, world: World) -> None:
+    world.announce("RR123456785FR")
+    marie.scan(world.shop_id, "RR123456785FR")
+    again = marie.scan(world.shop_id, "rr 1234 5678 5fr")
+    assert again["tone"] == "info" and again["title"] == "Déjà là"
+    parcel = parcels.find_parcel(world.ctx, Principal(Role.OPERATOR, user_id=1), "RR123456785FR")
+    assert _events(world, parcel["id"], "check_in") == 1
+
+
+def test_an_unknown_format_is_refused(marie: Pages, world: World) -> None:
+    answer = marie.scan(world.shop_id, "12-AB")
+    assert answer["tone"] == "error" and answer["reason"] == "invalid-tracking-number"
+    assert answer["title"] == "Format de code-barres inconnu"
+
+
+def test_an_unannounced_parcel_is_accepted_after_confirmation(marie: Pages, world: World) -> None:
+    first = marie.scan(world.shop_id, "PARCELNOANNOUNCE1")
+    assert first["tone"] == "confirm" and first["reason"] == "unannounced-parcel"
+    accepted = marie.scan(world.shop_id, "PARCELNOANNOUNCE1", accept=True)
+    assert accepted["tone"] == "ok" and accepted["location"]
+
+
+def test_a_full_shop_names_the_nearest_site_with_room(marie: Pages, world: World) -> None:
+    world.announce("BIGPARCEL0001", size_class="XL")
+    answer = marie.scan(world.shop_id, "BIGPARCEL0001")
+    assert answer["tone"] == "error" and answer["reason"] == "site-at-capacity"
+    assert answer["title"] == "Point relais plein"
+    assert "Shop voisin" in answer["message"] and "km" in answer["message"]
+
+
+def test_another_shops_parcel_is_refused_with_its_destination(marie: Pages, world: World) -> None:
+    world.announce("RR123456785FR", site="voisin")
+    answer = marie.scan(world.shop_id, "RR123456785FR")
+    assert answer["reason"] == "wrong-site" and "voisin" in answer["message"]
+
+
+def test_scan_without_script_renders_the_answer_in_the_page(marie: Pages, world: World) -> None:
+    world.announce("RR123456785FR")
+    response = marie.post(f"/shop/{world.shop_id}/scan", {"tracking_number": "RR123456785FR"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and 'class="result-location"' in html
+    assert 'data-tone="ok"' in html
+
+
+def test_another_shop_is_not_found(marie: Pages, world: World) -> None:
+    other = world.announce("RR123456785FR", site="voisin")
+    parcel_id = other.json["parcels"][0]["parcel_id"]
+    assert marie.get(f"/shop/{world.other_shop_id}/parcels").status_code == 404
+    assert marie.get(f"/shop/{world.shop_id}/parcels/{parcel_id}").status_code == 404
+    assert marie.get(f"/shop/{world.shop_id}/parcels/{parcel_id}/label").status_code == 404
+    response = marie.post(f"/shop/{world.other_shop_id}/scan",
+                          {"tracking_number": "RR123456785FR"}, json=True)
+    assert response.status_code == 404
+
+
+# ---------------------------------------------------------------- pickup
+
+
+def test_pickup_shows_the_shelf_then_hands_over(marie: Pages, world: World) -> None:
+    parcel = world.ready("RR123456785FR")
+    code = world.code_of(parcel["id"])
+    found = marie.post(f"/shop/{world.shop_id}/pickup", {"code": code})
+    html = found.get_data(as_text=True)
+    assert found.status_code == 200 and "Colis trouvé" in html and "Prenez-le en A1" in html
+    done = marie.post(f"/shop/{world.shop_id}/pickup/confirm", {"code": code})
+    assert done.status_code == 200 and "Colis remis" in done.get_data(as_text=True)
+    assert parcels.get_parcel(world.ctx, Principal(Role.OPERATOR), parcel["id"])["state"] == (
+        "picked_up")
+
+
+def test_a_wrong_code_is_refused(marie: Pages, world: World) -> None:
+    world.ready("RR123456785FR")
+    response = marie.post(f"/shop/{world.shop_id}/pickup", {"code": "000000"})
+    assert response.status_code == 403
+    assert "Code erroné" in response.get_data(as_text=True)
+
+
+def test_a_locked_code_needs_an_identity_check_that_is_recorded(
+    marie: Pages, world: World
+) -> None:
+    parcel = world.ready("RR123456785FR")
+    for _ in range(5):
+        world.pick_up(tracking_number="RR123456785FR", code="000000")
+    code = world.code_of(parcel["id"])
+    preview = marie.post(f"/shop/{world.shop_id}/pickup", {"code": code}).get_data(as_text=True)
+    assert "Le code est bloqué" in preview and 'name="override_lock"' in preview
+    refused = marie.post(f"/shop/{world.shop_id}/pickup/confirm", {"code": code})
+    assert refused.status_code == 423 and "Code bloqué" in refused.get_data(as_text=True)
+    identity = {"document_type": "passport", "document_last4": "12AB", "name": "Jeanne Martin",
+                "override_lock": "1", "code": code}
+    done = marie.post(f"/shop/{world.shop_id}/pickup/confirm", identity)
+    assert done.status_code == 200, done.get_data(as_text=True)
+    history = parcels.parcel_history(world.ctx, Principal(Role.OPERATOR), parcel["id"])
+    handover = history[-1]["data"]
+    assert handover["override_lock"] is True
+    assert handover["identity_check"] == {"document_type": "passport", "document_last4": "12AB"}
+
+
+def test_a_proxy_code_asks_for_identity(marie: Pages, world: World) -> None:
+    parcel = world.ready("RR123456785FR")
+    resident = Principal(Role.RESIDENT, parcel_id=parcel["id"])
+    proxy_code = parcels.name_proxy(world.ctx, resident, parcel["id"], "Paul Voisin")["proxy_code"]
+    preview = marie.post(f"/shop/{world.shop_id}/pickup", {"code": proxy_code})
+    html = preview.get_data(as_text=True)
+    assert "Paul Voisin" in html and 'name="document_last4"' in html
+    done = marie.post(f"/shop/{world.shop_id}/pickup/confirm", {
+        "code": proxy_code, "document_type": "id_card", "document_last4": "9876",
+        "name": "Paul Voisin"})
+    assert done.status_code == 200 and "Colis remis" in done.get_data(as_text=True)
+
+
+# ---------------------------------------------------------------- on hand, declarations
+
+
+def test_inventory_filters(marie: Pages, world: World, clock: Clock) -> None:
+    world.ready("RR123456785FR")
+    marie.scan(world.shop_id, "PARCELNOANNOUNCE1", accept=True)
+    on_hand = marie.text(f"/shop/{world.shop_id}/parcels")
+    assert "RR123456785FR" in on_hand and "PARCELNOANNOUNCE1" in on_hand
+    unannounced = marie.text(f"/shop/{world.shop_id}/parcels?view=unannounced")
+    assert "PARCELNOANNOUNCE1" in unannounced and "RR123456785FR" not in unannounced
+    by_carrier = marie.text(f"/shop/{world.shop_id}/parcels?carrier=acme")
+    assert "RR123456785FR" in by_carrier and "PARCELNOANNOUNCE1" not in by_carrier
+    assert "RR123456785FR" not in marie.text(f"/shop/{world.shop_id}/parcels?view=expiring")
+    clock.advance(days=9)
+    marie = Pages.signed_in(world, "marie")  # the session of 9 days ago has expired
+    assert "RR123456785FR" in marie.text(f"/shop/{world.shop_id}/parcels?view=expiring")
+    clock.advance(days=2)
+    parcels.expire_overdue(world.ctx)
+    marie = Pages.signed_in(world, "marie")
+    assert "RR123456785FR" in marie.text(f"/shop/{world.shop_id}/parcels?view=expired")
+
+
+def test_a_damaged_parcel_goes_on_the_collection_list_and_back_to_its_carrier(
+    marie: Pages, world: World
+) -> None:
+    parcel = world.ready("RR123456785FR")
+    page = marie.text(f"/shop/{world.shop_id}/parcels/{parcel['id']}")
+    assert "Déclarer un problème" in page
+    response = marie.post(f"/shop/{world.shop_id}/parcels/{parcel['id']}/declare",
+                          {"kind": "damaged", "note": "carton écrasé"})
+    assert response.status_code == 303
+    detail = marie.text(f"/shop/{world.shop_id}/parcels/{parcel['id']}")
+    assert "endommagé" in detail and "carton écrasé" in detail
+    overview = marie.text(f"/shop/{world.shop_id}")
+    assert "<legend>acme</legend>" in overview and 'value="RR123456785FR"' in overview
+    given = marie.post(f"/shop/{world.shop_id}/collections", {"tracking_number": "RR123456785FR"})
+    assert given.status_code == 303
+    assert "1 colis rendu(s) au transporteur." in marie.text(f"/shop/{world.shop_id}")
+    assert parcels.get_parcel(world.ctx, Principal(Role.OPERATOR), parcel["id"])["state"] == (
+        "returned")
+
+
+def test_extension_from_the_parcel_page(marie: Pages, world: World) -> None:
+    parcel = world.ready("RR123456785FR")
+    response = marie.post(f"/shop/{world.shop_id}/parcels/{parcel['id']}/extend")
+    assert response.status_code == 303
+    page = marie.text(f"/shop/{world.shop_id}/parcels/{parcel['id']}")
+    assert "prolongé" in page and "Prolonger une fois" not in page
+
+
+def test_closing_days_are_declared_and_withdrawn(marie: Pages, world: World) -> None:
+    response = marie.post(f"/shop/{world.shop_id}/closing-days",
+                          {"day": "2026-12-24", "reason": "Réveillon"})
+    assert response.status_code == 303
+    page = marie.text(f"/shop/{world.shop_id}")
+    assert "Réveillon" in page and "24 décembre 2026" in page
+    marie.post(f"/shop/{world.shop_id}/closing-days/2026-12-24/delete")
+    assert "Réveillon" not in marie.text(f"/shop/{world.shop_id}")
+    assert date(2026, 12, 24)  # the day above is in the future of the test clock
+
+
+def test_a_shopkeeper_sees_only_her_shops(marie: Pages, world: World) -> None:
+    page = marie.text("/shop")
+    assert "Shop bourg" in page and "Shop voisin" not in page
+
+
+def test_guessing_codes_on_the_pickup_page_is_throttled_per_shop(
+    marie: Pages, world: World
+) -> None:
+    code = world.code_of(world.ready("RR123456785FR")["id"])
+    guesses = [g for g in (f"{n:06d}" for n in range(22)) if g != code][:21]
+    statuses = [marie.post(f"/shop/{world.shop_id}/pickup", {"code": g}).status_code
+                for g in guesses]
+    assert statuses[:20] == [403] * 20 and statuses[20] == 429
+    blocked = marie.post(f"/shop/{world.shop_id}/pickup", {"code": code})
+    assert blocked.status_code == 429 and "Trop d" in blocked.get_data(as_text=True)
+
+
+def test_an_absurd_page_number_is_an_empty_page(marie: Pages, world: World) -> None:
+    page = marie.text(f"/shop/{world.shop_id}/parcels?page=99999999999999999999999")
+    assert "Aucun colis." in page
