@@ -205,12 +205,37 @@ def status_changed(ctx: Ctx, locker: str, state: str, ts: datetime) -> bool:
             return False
         link = lockers.link_of(session, site)
         online = state == "online"
+        if online and not link.online and link.status_since is not None:
+            _outage_credit(ctx, session, site, link, now - link.status_since, now)
         if online != link.online or link.status_since is None:
             link.status_since = now
         link.online, link.status_ts = online, ts
         if online:
             link.last_seen_at = now
         return True
+
+
+def _outage_credit(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                   outage: timedelta, now: datetime) -> None:
+    """Protocol 9.6: residents lose no pickup days to a locker's outage. The deadline moves by
+    the outage's length; it is not the parcel's one extension."""
+    minimum = ctx.settings.locker.outage_credit_min_s
+    if minimum <= 0 or outage.total_seconds() < minimum:
+        return
+    credited = []
+    for parcel in session.scalars(select(Parcel).where(
+            Parcel.site_id == site.id, Parcel.state == State.READY_FOR_PICKUP.value,
+            Parcel.holding_deadline.is_not(None)).with_for_update()):
+        assert parcel.holding_deadline is not None
+        before = parcel.holding_deadline
+        parcel.holding_deadline = before + outage
+        history.record(session, parcel, "outage_credit", parcel.state, locker_actor(site), now,
+                       reason=f"locker offline for {int(outage.total_seconds())} s",
+                       data={"from": before.isoformat(),
+                             "to": parcel.holding_deadline.isoformat()})
+        credited.append(parcel)
+    if credited:  # the locker's PINs carry the deadline too
+        lockers.queue_sync(ctx, session, site, link, force_full=True)
 
 
 def _site(session: Session, code: str) -> Site | None:

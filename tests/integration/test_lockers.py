@@ -6,9 +6,11 @@ services wrote to the outbox, as the bridge would publish them.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -335,3 +337,42 @@ def test_a_gap_the_locker_cannot_fill_is_skipped_with_an_alert(
     assert apply(5).status == "applied"
     kinds = [a["kind"] for a in lockers.locker_view(world.ctx, SYSTEM, locker[0])["alerts"]]
     assert kinds == ["journal_gap_skipped", "door_left_open"]
+
+
+def test_credential_syncs_are_versioned_and_incremental_once_the_locker_caught_up(
+        world: World, locker: tuple[int, FakeLocker]) -> None:
+    site_id, fake = locker
+    first = fake.commands("sync_credentials")[0]
+    fake.event("sync_ack", version=1, applied=True)
+    deposit(world, fake, site_id, "LOCKER000013", size_class="S")
+    second = fake.commands("sync_credentials")[0]
+    assert (second["full"], second["base_version"], second["version"]) == (False, 1, 2)
+    assert [p_["parcel_ref"] for p_ in second["pins"]] == ["LOCKER000013"]
+    # measured for a weak link: one new PIN costs a few hundred bytes, not the whole set
+    size = len(json.dumps({k: v for k, v in second.items() if k not in ("name", "corr_id")}))
+    assert size < 600, size
+    # a locker that lost its set refuses the increment; it then gets a full sync
+    fake.event("state_snapshot", compartments=[], in_service=True, credential_version=0,
+               acked_seq=0, unacked_events=0, started_at=world.ctx.now().isoformat(),
+               agent_version="t")
+    assert fake.commands("sync_credentials") == []  # the increment is still awaited
+    fake.event("cmd_result", corr_id=second["corr_id"], command_msg_id=str(uuid.uuid4()),
+               command_type="sync_credentials", status="failed", reason="version_mismatch")
+    third = fake.commands("sync_credentials")[0]
+    assert third["full"] is True and third["version"] == 3 and len(third["pins"]) == 1
+    assert first["version"] == 1
+
+
+def test_an_outage_is_credited_to_the_parcels_deadlines(
+        world: World, locker: tuple[int, FakeLocker], clock: Any) -> None:
+    site_id, fake = locker
+    locker_events.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
+    deposit(world, fake, site_id, "LOCKER000014", size_class="S")
+    before = parcel(world, "LOCKER000014").holding_deadline
+    locker_events.status_changed(world.ctx, "LCK-T1", "offline", world.ctx.now())
+    clock.advance(hours=5)
+    locker_events.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
+    after = parcel(world, "LOCKER000014").holding_deadline
+    assert before is not None and after is not None
+    assert after - before == timedelta(hours=5)
+    assert parcel(world, "LOCKER000014").extended is False  # the one extension is still there
