@@ -239,6 +239,11 @@ def _start_demo_locker(enabled: bool, base: str) -> Any:
                                Path(current_app.instance_path) / "demo-locker" / database,
                                port=int(current_app.config["DEMO_MQTT_PORT"]))
     embedded.start()
+    from relay_ops.web.pages.locker_panel import attach_simulated_locker
+
+    # the locker panel drives this locker; the demo opens it without signing in (not in production)
+    attach_simulated_locker(current_app, embedded)
+    current_app.config["LOCKER_PANEL_DEMO"] = True
     if embedded.wait_until(lambda: lockers.locker_view(ctx(), SYSTEM, demo_module.lockers_site_id(
             ctx()))["link"]["credential_version_held"] is not None, 15):
         demo_module.stock_locker(ctx(), embedded)

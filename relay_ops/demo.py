@@ -161,6 +161,8 @@ Parcel {LOCKER_PARCEL} waits in compartment {door}. Type in this terminal:
   close {door} empty      the resident took the parcel and closed the door
   state             the doors, as the locker sees them
 The resident's QR code: {base}/api/v1/track/{link}/qr.png (scan RO1:... to use it)
+The locker panel (keypad, scanner, doors, a carrier's drop-off), in a browser:
+  {base}/lockers/{lockers_site_id(ctx)}/panel
 The locker as an operator sees it: {base}/api/v1/lockers/{lockers_site_id(ctx)}
 """)
 
