@@ -47,6 +47,7 @@ LOCKER: dict[str, Any] = {
     "step_free_access": True,
 }
 LOCKER_PARCEL = "RELAYDEMO0101"
+PANEL_PARCEL = "RELAYDEMO0102"  # announced, left for the visitor to drop off from the panel
 
 
 def seed(ctx: Ctx) -> None:
@@ -79,9 +80,10 @@ def _seed_locker(ctx: Ctx) -> None:
     lockers.register_locker(ctx, SYSTEM, LOCKER)
     manifests.announce(ctx, accounts.authenticate(ctx, CARRIER_TOKEN), {
         "reference": "DEMO-LOCKER-1",
-        "parcels": [{"tracking_number": LOCKER_PARCEL, "site": LOCKER["code"], "size_class": "S",
-                     "recipient": {"name": "Lucie Moreau", "phone": "+33698765432",
-                                   "locale": "fr"}}],
+        "parcels": [{"tracking_number": number, "site": LOCKER["code"], "size_class": "S",
+                     "recipient": {"name": name, "phone": "+33698765432", "locale": "fr"}}
+                    for number, name in ((LOCKER_PARCEL, "Lucie Moreau"),
+                                         (PANEL_PARCEL, "Hugo Lefèvre"))],
     })
 
 
@@ -161,7 +163,8 @@ Parcel {LOCKER_PARCEL} waits in compartment {door}. Type in this terminal:
   close {door} empty      the resident took the parcel and closed the door
   state             the doors, as the locker sees them
 The resident's QR code: {base}/api/v1/track/{link}/qr.png (scan RO1:... to use it)
-The locker panel (keypad, scanner, doors, a carrier's drop-off), in a browser:
+The locker panel, in a browser (no sign-in in the demo): scan {PANEL_PARCEL} as the carrier,
+close its door "parcel inside", then type the PIN its resident's phone shows on the keypad:
   {base}/lockers/{lockers_site_id(ctx)}/panel
 The locker as an operator sees it: {base}/api/v1/lockers/{lockers_site_id(ctx)}
 """)
