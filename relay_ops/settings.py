@@ -71,7 +71,6 @@ DEFAULTS: dict[str, Any] = {
     "LOCKER_OPEN_TTL_S": 60,  # a resident stands at the door: a later opening is useless
     "LOCKER_SESSION_TIMEOUT_S": 600,  # a drop-off session idle this long releases its doors
     "LOCKER_SYNC_TTL_S": 6 * 3600,
-    "LOCKER_DOOR_ALARM_S": 120,  # door open longer than this: an operator alert
     # A locker offline at least this long gives its parcels the outage back (protocol 9.6);
     # 0 turns it off.
     "LOCKER_OUTAGE_CREDIT_MIN_S": 3600,

@@ -76,7 +76,6 @@ class LockerSettings:
     open_ttl_s: int
     session_timeout_s: int
     sync_ttl_s: int
-    door_alarm_s: int
     outage_credit_min_s: int = 3600
 
     @classmethod
@@ -103,7 +102,6 @@ class LockerSettings:
             open_ttl_s=int(config["LOCKER_OPEN_TTL_S"]),
             session_timeout_s=int(config["LOCKER_SESSION_TIMEOUT_S"]),
             sync_ttl_s=int(config["LOCKER_SYNC_TTL_S"]),
-            door_alarm_s=int(config["LOCKER_DOOR_ALARM_S"]),
             outage_credit_min_s=int(config["LOCKER_OUTAGE_CREDIT_MIN_S"]),
         )
 

@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 
 from relay_ops import outbox
 from relay_ops.db.models import (
-    Carrier,
     Compartment,
     LockerAlert,
     LockerEventCursor,
@@ -49,7 +48,6 @@ COMMAND_OPEN = "open_compartment"
 COMMAND_SYNC = "sync_credentials"
 # Outbox statuses of locker commands: pending -> sent -> accepted -> done | failed;
 # expired (never executed), superseded (a newer credential sync replaced it).
-FINISHED = ("done", "failed", "expired", "superseded")
 # session.info key: this transaction wrote a locker command (the bridge publishes at once)
 COMMANDS_QUEUED = "relay_ops.locker_commands_queued"
 
@@ -694,9 +692,4 @@ def resolve_alert(ctx: Ctx, actor: Principal, alert_id: int) -> None:
         if alert is None:
             raise NotFound(f"no alert {alert_id}")
         alert.resolved_at = alert.resolved_at or ctx.now()
-
-
-def carrier_code(session: Session, carrier_id: int | None) -> str | None:
-    carrier = session.get(Carrier, carrier_id) if carrier_id else None
-    return carrier.code if carrier else None
 

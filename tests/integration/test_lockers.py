@@ -376,3 +376,27 @@ def test_an_outage_is_credited_to_the_parcels_deadlines(
     assert before is not None and after is not None
     assert after - before == timedelta(hours=5)
     assert parcel(world, "LOCKER000014").extended is False  # the one extension is still there
+
+
+def test_the_locker_api_for_operators_and_carriers(world: World) -> None:
+    created = world.operator.post("/lockers", json=LOCKER)
+    assert created.status_code == 201, created.json
+    site_id = created.json["id"]
+    assert world.carrier.post("/lockers", json=LOCKER).status_code == 403
+    door = world.operator.put(f"/lockers/{site_id}/compartments/2/service",
+                              json={"in_service": False, "reason": "hinge"})
+    assert door.status_code == 200 and door.json["state"] == "out_of_service"
+    assert world.announce("LOCKERAPI001", site="LCK-T1", size_class="S").status_code == 201
+    session = world.carrier.post(f"/lockers/{site_id}/sessions")
+    assert session.status_code == 201
+    deposit = world.carrier.post(f"/locker-sessions/{session.json['id']}/deposits",
+                                 json={"tracking_number": "LOCKERAPI001"})
+    assert deposit.status_code == 200 and deposit.json["compartment"] == 1  # 2 is out
+    other = world.other_carrier.post(f"/locker-sessions/{session.json['id']}/deposits",
+                                     json={"tracking_number": "LOCKERAPI001"})
+    assert other.status_code == 404
+    closed = world.carrier.post(f"/locker-sessions/{session.json['id']}/close")
+    assert closed.status_code == 200 and closed.json["status"] == "closed"
+    view = world.operator.get(f"/lockers/{site_id}").json
+    assert [c["state"] for c in view["compartments"][:2]] == ["free", "out_of_service"]
+    assert "alerts" not in world.carrier.get(f"/lockers/{site_id}").json
