@@ -159,6 +159,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reconnect-min", type=float, default=1.0)
     parser.add_argument("--reconnect-max", type=float, default=60.0)
     parser.add_argument("--heartbeat", type=float, default=60.0)
+    parser.add_argument("--keepalive", type=int, default=30, help="MQTT keepalive (s)")
+    parser.add_argument("--resend-min", type=float, default=5.0, help="journal resend (s)")
+    parser.add_argument("--resend-max", type=float, default=300.0)
     parser.add_argument("--site-id", default=None)
     parser.add_argument("--no-console", action="store_true", help="ignore standard input")
     parser.add_argument("--log-level", default="INFO")
@@ -172,6 +175,9 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         reconnect_min_s=args.reconnect_min,
         reconnect_max_s=args.reconnect_max,
         heartbeat_s=args.heartbeat,
+        keepalive_s=args.keepalive,
+        resend_min_s=args.resend_min,
+        resend_max_s=args.resend_max,
     )
 
 

@@ -11,7 +11,7 @@ from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
 from relay_ops.db import migrate
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import accounts, parcels, sites
+from relay_ops.services import accounts, lockers, parcels, sites
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 
@@ -90,6 +90,56 @@ def site_list() -> None:
                    f"{site['held']:>4}/{site['capacity']:<4} {site['status']:<9} {site['name']}")
 
 
+@click.group("locker", cls=_ReportDomainErrors)
+def locker_group() -> None:
+    """Automatic lockers: registration, doors, status."""
+
+
+@locker_group.command("register")
+@click.option("--code", required=True, help="also the locker's MQTT id")
+@click.option("--name", required=True)
+@click.option("--model", "locker_model", required=True, help="a key of LOCKER_MODELS")
+@click.option("--address", required=True)
+@click.option("--postcode", required=True)
+@click.option("--city", required=True)
+@click.option("--lat", "latitude", type=float, required=True)
+@click.option("--lon", "longitude", type=float, required=True)
+@click.option("--area", type=click.Choice(["town", "countryside"]), default="countryside")
+def locker_register(**fields: Any) -> None:
+    """Register a locker with the compartments of its model."""
+    view = lockers.register_locker(ctx(), SYSTEM, fields)
+    click.echo(f"locker {view['code']} (site {view['id']}): {len(view['compartments'])} "
+               "compartments")
+
+
+def _locker_id(code: str) -> int:
+    return sites.site_id_for_code(ctx(), code)
+
+
+@locker_group.command("service")
+@click.argument("code")
+@click.argument("number", type=int)
+@click.option("--out", "reason", default=None, help="take it out of service, for this reason")
+def locker_service(code: str, number: int, reason: str | None) -> None:
+    """Put compartment NUMBER of locker CODE back in service (or --out "reason")."""
+    view = lockers.set_compartment_service(ctx(), SYSTEM, _locker_id(code), number,
+                                           in_service=reason is None, reason=reason)
+    click.echo(f"compartment {number}: {view['state']}")
+
+
+@locker_group.command("show")
+@click.argument("code")
+def locker_show(code: str) -> None:
+    """The locker's link, doors and open alerts, as JSON."""
+    click.echo(json.dumps(lockers.locker_view(ctx(), SYSTEM, _locker_id(code)), indent=2))
+
+
+@locker_group.command("sweep")
+def locker_sweep() -> None:
+    """Time out idle drop-off sessions and release their reservations."""
+    click.echo(f"{lockers.expire_stale_reservations(ctx())} compartment(s) released")
+
+
 @click.group("carrier", cls=_ReportDomainErrors)
 def carrier_group() -> None:
     """Carriers and their API keys."""
@@ -157,8 +207,9 @@ def forecast_command() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
 @click.option("--seed-only", is_flag=True, help="create the demo data and exit")
+@click.option("--no-locker", is_flag=True, help="without the embedded MQTT broker and locker")
 @with_appcontext
-def demo(host: str, port: int, seed_only: bool) -> None:
+def demo(host: str, port: int, seed_only: bool, no_locker: bool) -> None:
     """Run RelayOps on its embedded defaults with demo data."""
     from relay_ops import demo as demo_module
 
@@ -168,7 +219,47 @@ def demo(host: str, port: int, seed_only: bool) -> None:
         click.echo("demo data ready")
         return
     demo_module.print_welcome(ctx(), host, port, current_app.config["NOTIFY_FILE_PATH"])
-    demo_module.serve(current_app._get_current_object(), host, port)  # type: ignore[attr-defined]
+    embedded = _start_demo_locker(not no_locker, f"http://{host}:{port}")
+    try:
+        demo_module.serve(current_app._get_current_object(), host, port)  # type: ignore[attr-defined]
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _start_demo_locker(enabled: bool, base: str) -> Any:
+    """The demo's locker stack: broker, bridge and simulated locker, in this process. This
+    command is the one place that puts relay_ops and firmware_bridge together in a process."""
+    if not enabled:
+        return None
+    import hashlib
+    import sys
+    from pathlib import Path
+
+    from relay_ops import demo as demo_module
+
+    try:
+        from firmware_bridge.embedded import EmbeddedLockers
+    except ImportError as error:  # amqtt missing: the shops' demo still runs
+        click.echo(f"(no demo locker: {error})")
+        return None
+    # one journal per database: a fresh demo database gets a fresh locker
+    database = hashlib.sha256(current_app.config["DATABASE_URL"].encode()).hexdigest()[:12]
+    embedded = EmbeddedLockers(ctx(), demo_module.LOCKER["code"], 6,
+                               Path(current_app.instance_path) / "demo-locker" / database,
+                               port=int(current_app.config["DEMO_MQTT_PORT"]))
+    embedded.start()
+    from relay_ops.web.pages.locker_panel import attach_simulated_locker
+
+    # the locker panel drives this locker; the demo opens it without signing in (not in production)
+    attach_simulated_locker(current_app, embedded)
+    current_app.config["LOCKER_PANEL_DEMO"] = True
+    if embedded.wait_until(lambda: lockers.locker_view(ctx(), SYSTEM, demo_module.lockers_site_id(
+            ctx()))["link"]["credential_version_held"] is not None, 15):
+        demo_module.stock_locker(ctx(), embedded)
+    demo_module.print_locker_welcome(ctx(), base)
+    embedded.console(sys.stdin, sys.stdout)
+    return embedded
 
 
 @click.command("run-jobs")
@@ -286,8 +377,8 @@ def jobs_retry(job_id: str) -> None:
 def init_app(app: Flask) -> None:
     app.cli.add_command(db_group, "db")
     app.cli.add_command(jobs_group, "jobs")
-    for command in (site_group, carrier_group, user_group, sweep_expiry, sweep, forecast_command,
-                    run_jobs, worker, scheduler, demo):
+    for command in (site_group, locker_group, carrier_group, user_group, sweep_expiry, sweep,
+                    forecast_command, run_jobs, worker, scheduler, demo):
         app.cli.add_command(command)
 
 

@@ -13,8 +13,8 @@ import click
 from flask import Flask
 from sqlalchemy import select
 
-from relay_ops.db.models import Carrier
-from relay_ops.services import accounts, manifests, parcels, sites
+from relay_ops.db.models import Carrier, Site
+from relay_ops.services import accounts, lockers, manifests, parcels, resident, sites
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
 
@@ -40,12 +40,27 @@ SITES: list[dict[str, Any]] = [
      "opening_hours": SHOP_HOURS, "step_free_access": False,
      "locations": [{"label": "A1", "size_class": "M", "capacity": 12}]},
 ]
+LOCKER: dict[str, Any] = {
+    "code": "riaille-casier", "name": "Casier de la mairie de Riaillé", "network": "relais-44",
+    "locker_model": "mini-6", "address": "1 rue de la Mairie", "postcode": "44440",
+    "city": "Riaillé", "latitude": 47.5172, "longitude": -1.2931, "area": "countryside",
+    "step_free_access": True,
+}
+LOCKER_PARCEL = "RELAYDEMO0101"
+PANEL_PARCEL = "RELAYDEMO0102"  # announced, left for the visitor to drop off from the panel
 
 
 def seed(ctx: Ctx) -> None:
     with ctx.db.read() as session:
-        if session.scalar(select(Carrier).where(Carrier.code == "ligerien")) is not None:
-            return
+        seeded = session.scalar(select(Carrier).where(Carrier.code == "ligerien")) is not None
+        has_locker = session.scalar(select(Site).where(Site.code == LOCKER["code"])) is not None
+    if not seeded:
+        _seed_shops(ctx)
+    if not has_locker:  # also for a demo database made before lockers existed
+        _seed_locker(ctx)
+
+
+def _seed_shops(ctx: Ctx) -> None:
     site_ids = {s["code"]: sites.create_site(ctx, SYSTEM, s)["id"] for s in SITES}
     accounts.create_carrier(ctx, SYSTEM, code="ligerien", name="Transports Ligériens")
     accounts.issue_carrier_key(ctx, SYSTEM, "ligerien", "demo", fixed=CARRIER_TOKEN)
@@ -58,6 +73,18 @@ def seed(ctx: Ctx) -> None:
     accounts.log_in(ctx, "operateur", DEMO_PASSWORD, ttl=long, fixed=OPERATOR_TOKEN)
     accounts.log_in(ctx, "marie", DEMO_PASSWORD, ttl=long, fixed=SHOPKEEPER_TOKEN)
     _announce_and_check_in(ctx, site_ids["riaille-bourg"])
+
+
+def _seed_locker(ctx: Ctx) -> None:
+    # after the shops, so the README's tour keeps its site ids
+    lockers.register_locker(ctx, SYSTEM, LOCKER)
+    manifests.announce(ctx, accounts.authenticate(ctx, CARRIER_TOKEN), {
+        "reference": "DEMO-LOCKER-1",
+        "parcels": [{"tracking_number": number, "site": LOCKER["code"], "size_class": "S",
+                     "recipient": {"name": name, "phone": "+33698765432", "locale": "fr"}}
+                    for number, name in ((LOCKER_PARCEL, "Lucie Moreau"),
+                                         (PANEL_PARCEL, "Hugo Lefèvre"))],
+    })
 
 
 def _announce_and_check_in(ctx: Ctx, shop_id: int) -> None:
@@ -96,6 +123,55 @@ Demo credentials (Authorization: Bearer ...):
   staff password for 'operateur' and 'marie': {DEMO_PASSWORD}
 Messages to residents are written to {ctx_notify_path}
 """)
+
+
+def stock_locker(ctx: Ctx, embedded: Any) -> None:
+    """The carrier's first drop at the demo locker, played through the real protocol: a session,
+    a scan, the door opens, the parcel goes in, the door closes."""
+    with ctx.db.read() as session:
+        site = lockers.locker_by_code(session, LOCKER["code"])
+        site_id = site.id
+        carrier = session.scalar(select(Carrier).where(Carrier.code == "ligerien"))
+        assert carrier is not None
+    if parcels.find_parcel(ctx, SYSTEM, LOCKER_PARCEL)["state"] != "announced":
+        return
+    van = Principal(Role.CARRIER, carrier_id=carrier.id)
+    drop = lockers.open_session(ctx, van, site_id)
+    door = lockers.deposit(ctx, van, drop["id"], LOCKER_PARCEL)["compartment"]
+    if embedded.wait_until(lambda: embedded.board.door_state(door) == "open", 15):
+        embedded.board.close_door(door, occupied=True)
+        embedded.wait_until(
+            lambda: parcels.find_parcel(ctx, SYSTEM, LOCKER_PARCEL)["state"] == "ready_for_pickup",
+            15)
+    lockers.close_session(ctx, van, drop["id"])
+
+
+def print_locker_welcome(ctx: Ctx, base: str) -> None:
+    view = parcels.find_parcel(ctx, SYSTEM, LOCKER_PARCEL)
+    if view["state"] != "ready_for_pickup":
+        click.echo(f"The demo locker is not stocked yet ({LOCKER_PARCEL} is {view['state']}).")
+        return
+    with ctx.db.read() as session:
+        credential = parcels.live_credentials(session, view["id"])[0]
+        pin = parcels.code_of(ctx, credential)
+    link = resident.tracking_token(ctx, view["id"])
+    door = view["compartment"]
+    click.echo(f"""
+A simulated locker, {LOCKER["code"]}, runs in this process (MQTT broker on 127.0.0.1).
+Parcel {LOCKER_PARCEL} waits in compartment {door}. Type in this terminal:
+  pin {pin}        the resident types the PIN: door {door} opens
+  close {door} empty      the resident took the parcel and closed the door
+  state             the doors, as the locker sees them
+The resident's QR code: {base}/api/v1/track/{link}/qr.png (scan RO1:... to use it)
+The locker panel, in a browser (no sign-in in the demo): scan {PANEL_PARCEL} as the carrier,
+close its door "parcel inside", then type the PIN its resident's phone shows on the keypad:
+  {base}/lockers/{lockers_site_id(ctx)}/panel
+The locker as an operator sees it: {base}/api/v1/lockers/{lockers_site_id(ctx)}
+""")
+
+
+def lockers_site_id(ctx: Ctx) -> int:
+    return sites.site_id_for_code(ctx, LOCKER["code"])
 
 
 def serve(app: Flask, host: str, port: int) -> None:

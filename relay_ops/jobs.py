@@ -19,7 +19,7 @@ from typing import Any
 from relay_ops import outbox
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import Sender, build_sender
-from relay_ops.services import delivery, forecast, parcels, reminders, retention
+from relay_ops.services import delivery, forecast, lockers, parcels, reminders, retention
 from relay_ops.services.context import Ctx
 from relay_ops.services.notify import SEND_JOB
 
@@ -79,6 +79,10 @@ def _forecast(ctx: Ctx, config: Mapping[str, Any]) -> int:
     return forecast.forecast_all(ctx)["sites"]
 
 
+def _locker_reservations(ctx: Ctx, config: Mapping[str, Any]) -> int:
+    return lockers.expire_stale_reservations(ctx)
+
+
 # Every sweep is safe to run twice or concurrently (row locks, unique notification keys).
 # Their intervals are SWEEP_INTERVALS in the settings. RQ deployments add "outbox-redispatch"
 # (relay_ops.worker.relay), which only makes sense with a queue.
@@ -88,10 +92,8 @@ SWEEPS: dict[str, Sweep | None] = {
     "personal-data-purge": _purge,
     # Occupancy forecasts of every site (docs/forecast.md); announcements refresh theirs.
     "forecast": _forecast,
-    # Expiry of stale locker reservations and drop-off sessions. The lockers work plugs its
-    # sweep in here, a function (ctx, config) -> how many it expired; a slot holding None is
-    # not scheduled.
-    "locker-reservations": None,
+    # Idle drop-off sessions time out; the compartments they still held are released.
+    "locker-reservations": _locker_reservations,
 }
 
 

@@ -71,6 +71,38 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFY_FILE_PATH": None,
     # Run queued jobs in a thread of the web process (embedded default) instead of RQ.
     "JOBS_IN_PROCESS": True,
+    # Locker models: compartments numbered in order; dims default to the class's SIZE_CLASSES.
+    "LOCKER_MODELS": {
+        "standard-16": {"compartments": [
+            {"size_class": "S", "count": 6}, {"size_class": "M", "count": 6},
+            {"size_class": "L", "count": 3}, {"size_class": "XL", "count": 1},
+        ]},
+        "mini-6": {"compartments": [
+            {"size_class": "S", "count": 2}, {"size_class": "M", "count": 2},
+            {"size_class": "L", "count": 1}, {"size_class": "XL", "count": 1},
+        ]},
+    },
+    # Ed25519 key signing residents' QR tokens (PKCS#8 PEM or base64 seed). None: a development
+    # key derived from SECRET_KEY, the same in every process (refused in production).
+    "LOCKER_TOKEN_SIGNING_KEY": None,
+    "LOCKER_TOKEN_KID": "k1",
+    # Derives each locker's PIN hashing key (the keyed hashes synced to lockers).
+    "LOCKER_PIN_KEY_SECRET": DEV_SECRET + "-locker-pins",
+    "LOCKER_OPEN_TTL_S": 60,  # a resident stands at the door: a later opening is useless
+    "LOCKER_SESSION_TIMEOUT_S": 600,  # a drop-off session idle this long releases its doors
+    "LOCKER_SYNC_TTL_S": 6 * 3600,
+    # A locker offline at least this long gives its parcels the outage back (protocol 9.6);
+    # 0 turns it off.
+    "LOCKER_OUTAGE_CREDIT_MIN_S": 3600,
+    # MQTT link to lockers (the bridge).
+    "MQTT_HOST": "127.0.0.1",
+    "MQTT_PORT": 1883,
+    # False for brokers without $share (the embedded amqtt broker): run one bridge only.
+    "MQTT_SHARED_SUBSCRIPTION": True,
+    "MQTT_SHARE_GROUP": "bridges",
+    "MQTT_CLIENT_ID_PREFIX": "relayops-bridge",
+    # The demo runs an in-process MQTT broker (amqtt) on this port (0: a free port).
+    "DEMO_MQTT_PORT": 0,
     # RQ (JOBS_IN_PROCESS=False): queue names, RQ job ids and lock keys start with this prefix,
     # so several deployments (or test runs) can share one Redis.
     "JOBS_PREFIX": "relayops",
@@ -93,7 +125,10 @@ DEFAULTS: dict[str, Any] = {
     "PERSONAL_DATA_RETENTION_DAYS": 30,
 }
 
-SECRET_KEYS = ("SECRET_KEY", "PICKUP_CODE_PEPPER", "PICKUP_CODE_DERIVATION_KEY", "API_TOKEN_PEPPER")
+SECRET_KEYS = (
+    "SECRET_KEY", "PICKUP_CODE_PEPPER", "PICKUP_CODE_DERIVATION_KEY", "API_TOKEN_PEPPER",
+    "LOCKER_PIN_KEY_SECRET",
+)
 
 
 def load(app: Flask, test_config: dict[str, Any] | None) -> None:
@@ -116,5 +151,7 @@ def _refuse_dev_secrets_in_production(app: Flask) -> None:
     if app.config["ENV"] != "production":
         return
     weak = [k for k in SECRET_KEYS if str(app.config[k]).startswith(DEV_SECRET)]
+    if app.config["LOCKER_TOKEN_SIGNING_KEY"] is None:
+        weak.append("LOCKER_TOKEN_SIGNING_KEY")
     if weak:
         raise RuntimeError(f"set real secrets in production: {', '.join(weak)}")

@@ -42,6 +42,7 @@ from firmware_bridge.agent.credentials import (
     apply_sync,
 )
 from firmware_bridge.agent.drivers import CredentialKind, CredentialReader, LockBoard
+from firmware_bridge.net import disable_nagle
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,7 @@ class LockerAgent:
                 log.warning("%s: broker refused the connection: %s", self.locker_id, reason)
                 self._schedule_reconnect(client)
                 return
+            disable_nagle(client)
             if not flags.session_present:
                 client.subscribe(
                     [(p.cmd_topic(self.locker_id), 1), (p.ack_topic(self.locker_id), 1)]

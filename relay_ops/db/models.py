@@ -135,6 +135,14 @@ class Compartment(Base):
     state: Mapped[str] = mapped_column(String(16), default="free")
     reserved_until: Mapped[datetime | None]
     fault_reason: Mapped[str | None] = mapped_column(String(200))
+    # The drop-off session holding the reservation (released when the session ends).
+    reserved_session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("locker_sessions.id", ondelete="SET NULL")
+    )
+    # Why the door was last opened (deposit|pickup|collection|maintenance), and when: the
+    # door_closed event is interpreted with it.
+    opened_for: Mapped[str | None] = mapped_column(String(12))
+    door_opened_at: Mapped[datetime | None]
 
 
 class Carrier(Base):
@@ -259,6 +267,8 @@ class PickupCredential(Base):
     nonce: Mapped[str] = mapped_column(String(64))
     code_hash: Mapped[str] = mapped_column(String(64))
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The id (jti) of the signed QR token of a locker parcel: spent once, looked up on scan.
+    token_jti: Mapped[str | None] = mapped_column(String(36), unique=True)
     locked_at: Mapped[datetime | None]
     used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
@@ -330,6 +340,8 @@ class OutboxMessage(Base):
     dispatched_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Locker commands: the transaction id the locker answers with (cmd_result.corr_id).
+    corr_id: Mapped[str | None] = mapped_column(String(36), unique=True)
 
 
 class IdempotencyRecord(Base):
@@ -398,3 +410,71 @@ class FailedAttempt(Base):
     scope: Mapped[str] = mapped_column(String(20))
     key: Mapped[str] = mapped_column(String(120))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LockerLink(Base):
+    """What the backend knows of a locker's link: online, boot, credentials it holds."""
+
+    __tablename__ = "locker_links"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    status_since: Mapped[datetime | None]
+    # the locker's `ts` of the last status applied: retained copies never roll it back
+    status_ts: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime | None]
+    boot_id: Mapped[str | None] = mapped_column(String(64))
+    credential_version_sent: Mapped[int] = mapped_column(Integer, default=0)
+    credential_version_held: Mapped[int | None] = mapped_column(Integer)
+    unacked_events: Mapped[int] = mapped_column(Integer, default=0)
+    last_event_boot: Mapped[str | None] = mapped_column(String(64))
+    last_event_seq: Mapped[int | None] = mapped_column(Integer)
+    last_event_at: Mapped[datetime | None]
+    clock_skew_s: Mapped[float | None] = mapped_column(Float)
+
+
+class LockerEventCursor(Base):
+    """Events of one (locker, boot) are applied in seq order; this is the highest applied."""
+
+    __tablename__ = "locker_event_cursors"
+    __table_args__ = (UniqueConstraint("site_id", "boot_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    boot_id: Mapped[str] = mapped_column(String(64))
+    applied_seq: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LockerSession(Base):
+    """A carrier at a locker: drop-offs and collections. Its reservations die with it."""
+
+    __tablename__ = "locker_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open|closed|timed_out
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    closed_at: Mapped[datetime | None]
+    # parcel ids still to collect, opened one door at a time
+    collect_queue: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class LockerAlert(Base):
+    """Something at a locker an operator must look at (a door left open, a parcel left...)."""
+
+    __tablename__ = "locker_alerts"
+    __table_args__ = (Index("ix_locker_alerts_site_open", "site_id", "resolved_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    compartment: Mapped[int | None] = mapped_column(Integer)
+    parcel_id: Mapped[int | None] = mapped_column(ForeignKey("parcels.id", ondelete="SET NULL"))
+    kind: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]

@@ -6,6 +6,7 @@ quarter turns that is "each sorted dimension is at most the box's sorted dimensi
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -84,3 +85,39 @@ def choose_compartment(free: Sequence[Compartment], parcel: Dims) -> Compartment
     """The smallest free compartment the parcel fits in (any rotation); ties by number."""
     fitting = [c for c in free if fits(parcel, c.dims)]
     return min(fitting, key=lambda c: (_volume(c.dims), c.number), default=None)
+
+
+class CompartmentPool:
+    """Free compartments indexed by inner dimensions, for allocating many parcels at once
+    (a carrier's whole round): each `take` costs one step per distinct compartment shape, not
+    per compartment. It answers exactly what `choose_compartment` answers on the same free set:
+    the smallest fitting volume, then the lowest number."""
+
+    def __init__(self, free: Iterable[Compartment]) -> None:
+        self._groups: dict[Dims, list[int]] = {}
+        for compartment in free:
+            self._groups.setdefault(compartment.dims, []).append(compartment.number)
+        for numbers in self._groups.values():
+            heapq.heapify(numbers)
+        # shapes by volume; a shape's sorted sides are what `fits` compares
+        self._order = sorted(self._groups, key=lambda d: (_volume(d), d))
+        self._sorted_sides = {d: tuple(sorted(d)) for d in self._order}
+
+    def take(self, parcel: Dims) -> Compartment | None:
+        sides = sorted(parcel)
+        best: tuple[int, int, Dims] | None = None
+        for dims in self._order:
+            if best is not None and _volume(dims) > best[0]:
+                break  # bigger shapes can no longer win
+            numbers = self._groups[dims]
+            box = self._sorted_sides[dims]
+            if numbers and sides[0] <= box[0] and sides[1] <= box[1] and sides[2] <= box[2]:
+                candidate = (_volume(dims), numbers[0], dims)
+                if best is None or candidate < best:
+                    best = candidate
+        if best is None:
+            return None
+        return Compartment(heapq.heappop(self._groups[best[2]]), best[2])
+
+    def __len__(self) -> int:
+        return sum(len(numbers) for numbers in self._groups.values())

@@ -154,7 +154,7 @@ def carrier_view(carrier: Carrier) -> dict[str, object]:
 
 
 def list_carriers(ctx: Ctx, actor: Principal) -> list[dict[str, object]]:
-    require_role(actor, Role.OPERATOR, Role.SHOPKEEPER)
+    require_role(actor, Role.OPERATOR, Role.SHOPKEEPER, Role.SYSTEM)
     with ctx.db.read() as session:
         return [carrier_view(c) for c in session.scalars(select(Carrier).order_by(Carrier.code))]
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from relay_ops.db.database import Database
 from relay_ops.domain.holding import AdaptiveHolding, HoldingPolicy
@@ -51,6 +54,7 @@ class Settings:
     argon2_memory_kib: int
     forecast: ForecastSettings = field(default_factory=ForecastSettings)
     adaptive_holding: AdaptiveHolding = field(default_factory=AdaptiveHolding)
+    lockers: LockerSettings | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -71,7 +75,75 @@ class Settings:
             adaptive_holding=AdaptiveHolding.from_config(
                 config.get("HOLDING_SEASONS") or {}, config.get("HOLDING_LOAD") or {}
             ),
+            lockers=LockerSettings.from_config(config),
         )
+
+    @property
+    def locker(self) -> LockerSettings:
+        assert self.lockers is not None, "built without locker settings"
+        return self.lockers
+
+
+@dataclass(frozen=True)
+class LockerModelSlot:
+    number: int
+    size_class: str
+    dims: Dims
+
+
+@dataclass(frozen=True)
+class LockerSettings:
+    models: Mapping[str, tuple[LockerModelSlot, ...]]
+    signing_key: Ed25519PrivateKey
+    token_kid: str
+    pin_key_secret: bytes
+    open_ttl_s: int
+    session_timeout_s: int
+    sync_ttl_s: int
+    outage_credit_min_s: int = 3600
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> LockerSettings:
+        from relay_ops.domain.pickup_token import load_private_key
+
+        classes = {k: _dims(v) for k, v in config["SIZE_CLASSES"].items()}
+        raw_key = config["LOCKER_TOKEN_SIGNING_KEY"]
+        if raw_key:
+            key = load_private_key(str(raw_key))
+        else:
+            # Development only (production refuses a missing key): derived from SECRET_KEY so
+            # the web process, the bridge and the demo all sign and verify with one key.
+            seed = hashlib.sha256(f"{config['SECRET_KEY']}/locker-token-key".encode()).digest()
+            key = Ed25519PrivateKey.from_private_bytes(seed)
+        return cls(
+            models={
+                name: _model_slots(name, spec, classes)
+                for name, spec in config["LOCKER_MODELS"].items()
+            },
+            signing_key=key,
+            token_kid=str(config["LOCKER_TOKEN_KID"]),
+            pin_key_secret=str(config["LOCKER_PIN_KEY_SECRET"]).encode(),
+            open_ttl_s=int(config["LOCKER_OPEN_TTL_S"]),
+            session_timeout_s=int(config["LOCKER_SESSION_TIMEOUT_S"]),
+            sync_ttl_s=int(config["LOCKER_SYNC_TTL_S"]),
+            outage_credit_min_s=int(config["LOCKER_OUTAGE_CREDIT_MIN_S"]),
+        )
+
+
+def _model_slots(
+    name: str, spec: Mapping[str, Any], classes: Mapping[str, Dims]
+) -> tuple[LockerModelSlot, ...]:
+    """``{"compartments": [{"size_class": "S", "count": 4, "dims": [h, w, d]?}, ...]}``:
+    compartments numbered from 1 in the order given."""
+    slots: list[LockerModelSlot] = []
+    for group in spec["compartments"]:
+        size_class = group["size_class"]
+        if "dims" not in group and size_class not in classes:
+            raise ValueError(f"locker model {name}: unknown size class {size_class!r}")
+        dims = _dims(group["dims"]) if "dims" in group else classes[size_class]
+        for _ in range(int(group.get("count", 1))):
+            slots.append(LockerModelSlot(len(slots) + 1, size_class, dims))
+    return tuple(slots)
 
 
 def _dims(value: Any) -> Dims:

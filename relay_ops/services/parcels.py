@@ -275,7 +275,7 @@ def _place(
     ctx: Ctx, session: Session, site: Site, parcel: Parcel, location: Location, now: datetime,
     actor: Principal,
 ) -> None:
-    holding = _holding_period(ctx, session, site, now)
+    holding = holding_period(ctx, session, site, now)
     with session.no_autoflush:  # one UPDATE of the parcel, not one per attribute change
         _assign(ctx, session, site, parcel, location, now, holding.days)
     history.apply(
@@ -299,7 +299,7 @@ def _assign(
     )
 
 
-def _holding_period(ctx: Ctx, session: Session, site: Site, now: datetime) -> HoldingDecision:
+def holding_period(ctx: Ctx, session: Session, site: Site, now: datetime) -> HoldingDecision:
     """The season's and the load's rule (docs/forecast.md), decided once, before the ready
     message states the deadline; later changes never shorten it."""
     today = now.astimezone(ctx.settings.timezone).date()

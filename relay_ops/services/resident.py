@@ -13,6 +13,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from relay_ops.db.models import Parcel, PickupCredential
 from relay_ops.domain.errors import DomainError, NotFound
 from relay_ops.domain.lifecycle import FINAL_STATES
+from relay_ops.services import lockers
 from relay_ops.services.context import Ctx
 from relay_ops.services.parcels import code_of, live_credentials, parcel_view
 from relay_ops.services.principal import Principal, Role
@@ -79,8 +80,12 @@ def _recipient_credential(live: list[PickupCredential]) -> PickupCredential | No
 
 
 def qr_payload(ctx: Ctx, principal: Principal) -> str:
-    """What the resident's QR code encodes: the pickup code, typed by a counter scanner."""
+    """What the resident's QR code encodes: at a locker, the signed token the locker verifies
+    (even offline); at a shop, the pickup code, typed by a counter scanner."""
     assert principal.parcel_id is not None
+    token = lockers.qr_token(ctx, principal.parcel_id)
+    if token is not None:
+        return token
     with ctx.db.read() as session:
         recipient = _recipient_credential(live_credentials(session, principal.parcel_id))
         if recipient is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -41,9 +42,9 @@ class Live:
         return self.world.ctx
 
 
-@pytest.fixture(scope="session")
-def live(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[Live]:
-    folder = tmp_path_factory.mktemp("live")
+@contextmanager
+def serve(folder: Path, sqlite_template: Path, **config: object) -> Iterator[Live]:
+    """The real application on 127.0.0.1 with a fresh SQLite copy in ``folder``."""
     shutil.copy(sqlite_template, folder / "live.sqlite3")
     app = create_app({
         "DATABASE_URL": f"sqlite:///{folder / 'live.sqlite3'}",
@@ -53,15 +54,24 @@ def live(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Ite
         "SIGN_IN_RATE_LIMIT": "1000 per minute",
         "ARGON2_TIME_COST": 1,
         "ARGON2_MEMORY_KIB": 1024,
+        **config,
     })
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     world = make_world(app.extensions["relay_ops"], app.test_client())
-    yield Live(app=app, url=f"http://127.0.0.1:{server.server_port}", world=world)
-    server.shutdown()
-    thread.join(timeout=5)
-    app.extensions["relay_ops"].db.dispose()
+    try:
+        yield Live(app=app, url=f"http://127.0.0.1:{server.server_port}", world=world)
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        app.extensions["relay_ops"].db.dispose()
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[Live]:
+    with serve(tmp_path_factory.mktemp("live"), sqlite_template) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

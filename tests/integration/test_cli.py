@@ -56,4 +56,29 @@ def test_demo_seed_is_repeatable_and_its_credentials_work(tmp_path: Path) -> Non
     assert [p["tracking_number"] for p in shop["items"]] == ["RR123456785FR"]
     manifests = client.get("/api/v1/manifests",
                            headers={"Authorization": f"Bearer {CARRIER_TOKEN}"}).json
-    assert [m["reference"] for m in manifests["items"]] == ["DEMO-ROUND-1"]
+    # newest first: the demo locker's parcel is announced after the shops' round
+    assert [m["reference"] for m in manifests["items"]] == ["DEMO-LOCKER-1", "DEMO-ROUND-1"]
+
+
+def test_an_operator_registers_a_locker_and_takes_a_door_out_of_service(tmp_path: Path) -> None:
+    import json
+
+    app = make_app(tmp_path)
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    registered = runner.invoke(args=[
+        "locker", "register", "--code", "LCK-CLI", "--name", "Casier", "--model", "mini-6",
+        "--address", "Place", "--postcode", "44440", "--city", "Riaillé", "--lat", "47.5",
+        "--lon", "-1.3"])
+    assert registered.exit_code == 0 and "6 compartments" in registered.output
+    out = runner.invoke(args=["locker", "service", "LCK-CLI", "3", "--out", "hinge broken"])
+    assert out.exit_code == 0 and "out_of_service" in out.output
+    shown = json.loads(runner.invoke(args=["locker", "show", "LCK-CLI"]).output)
+    assert shown["compartments"][2]["fault_reason"] == "hinge broken"
+    assert shown["commands_waiting"] == 2  # the first credential sync, set_out_of_service
+    back = runner.invoke(args=["locker", "service", "LCK-CLI", "3"])
+    assert back.exit_code == 0 and "free" in back.output
+    refused = runner.invoke(args=["locker", "register", "--code", "LCK-X", "--name", "X",
+                                  "--model", "nope", "--address", "a", "--postcode", "1",
+                                  "--city", "c", "--lat", "1", "--lon", "1"])
+    assert refused.exit_code == 1 and "unknown locker model" in refused.output

@@ -9,7 +9,7 @@ from flask import Response
 
 from relay_ops import qr
 from relay_ops.domain.errors import ValidationFailed
-from relay_ops.services import accounts, manifests, parcels, reroute, resident, sites
+from relay_ops.services import accounts, lockers, manifests, parcels, reroute, resident, sites
 from relay_ops.services import forecast as forecasts
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import bp, ctx, endpoint, pagination
@@ -110,6 +110,69 @@ def remove_closing_day(principal: Principal, site_id: int, day: str) -> Any:
         raise ValidationFailed(f"{day!r} is not a date (YYYY-MM-DD)") from None
     sites.remove_closing_day(ctx(), principal, site_id, parsed)
     return 204, None
+
+
+# ------------------------------------------------------------------ lockers
+
+
+@endpoint("/lockers", "POST", summary="Register a locker and its compartments", tag="lockers",
+          roles=OPERATOR, body=s.LockerIn, status=201, errors=(409,),
+          description="Compartments come from `locker_model` (configuration `LOCKER_MODELS`). "
+                      "The `code` is also the locker's MQTT id.")
+def register_locker(principal: Principal, body: s.LockerIn) -> Any:
+    return 201, lockers.register_locker(ctx(), principal, body.model_dump(mode="json"))
+
+
+@endpoint("/lockers/<int:site_id>", summary="A locker: link, doors, alerts, commands waiting",
+          tag="lockers", roles=(Role.OPERATOR, Role.CARRIER), errors=(404,))
+def get_locker(principal: Principal, site_id: int) -> Any:
+    return lockers.locker_view(ctx(), principal, site_id)
+
+
+@endpoint("/lockers/<int:site_id>/compartments/<int:number>/service", "PUT",
+          summary="Take a compartment out of service, or put it back", tag="lockers",
+          roles=OPERATOR, body=s.CompartmentServiceIn, errors=(404,))
+def set_compartment_service(principal: Principal, site_id: int, number: int,
+                            body: s.CompartmentServiceIn) -> Any:
+    return lockers.set_compartment_service(ctx(), principal, site_id, number,
+                                           in_service=body.in_service, reason=body.reason)
+
+
+@endpoint("/lockers/alerts/<int:alert_id>/resolution", "POST", summary="Close an alert",
+          tag="lockers", roles=OPERATOR, status=204, errors=(404,))
+def resolve_alert(principal: Principal, alert_id: int) -> Any:
+    lockers.resolve_alert(ctx(), principal, alert_id)
+    return 204, None
+
+
+@endpoint("/lockers/<int:site_id>/sessions", "POST", summary="Open a drop-off session",
+          tag="lockers", roles=CARRIER, status=201, errors=(404,))
+def open_locker_session(principal: Principal, site_id: int) -> Any:
+    return 201, lockers.open_session(ctx(), principal, site_id)
+
+
+@endpoint("/locker-sessions/<int:session_id>/deposits", "POST",
+          summary="Scan a parcel at the locker: a door opens for it", tag="lockers",
+          roles=CARRIER, body=s.LockerDepositIn, errors=(404, 409),
+          description="The smallest free compartment the parcel fits in (any rotation) is "
+                      "reserved and opened. A parcel that fits nowhere is refused "
+                      "(`parcel-does-not-fit`) and stays with the carrier.")
+def locker_deposit(principal: Principal, session_id: int, body: s.LockerDepositIn) -> Any:
+    return lockers.deposit(ctx(), principal, session_id, body.tracking_number)
+
+
+@endpoint("/locker-sessions/<int:session_id>/collection", "POST",
+          summary="Collect the locker's expired parcels, one door at a time", tag="lockers",
+          roles=CARRIER, errors=(404, 409))
+def locker_collection(principal: Principal, session_id: int) -> Any:
+    return lockers.start_collection(ctx(), principal, session_id)
+
+
+@endpoint("/locker-sessions/<int:session_id>/close", "POST",
+          summary="End the session: unused reservations are released", tag="lockers",
+          roles=CARRIER, errors=(404,))
+def close_locker_session(principal: Principal, session_id: int) -> Any:
+    return lockers.close_session(ctx(), principal, session_id)
 
 
 # ------------------------------------------------------------------ counter operations

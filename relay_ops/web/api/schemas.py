@@ -167,3 +167,26 @@ class UserIn(Strict):
     display_name: Annotated[str, Field(max_length=200)] = ""
     sites: list[Code] = []
     locale: Literal["fr", "en"] = "fr"
+
+
+class LockerIn(Strict):
+    code: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")]  # also its MQTT id
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    locker_model: Annotated[str, Field(min_length=1, max_length=80)]
+    network: str | None = None
+    address: Annotated[str, Field(min_length=1, max_length=300)]
+    postcode: Annotated[str, Field(min_length=1, max_length=10)]
+    city: Annotated[str, Field(min_length=1, max_length=120)]
+    latitude: Annotated[float, Field(ge=-90, le=90)]
+    longitude: Annotated[float, Field(ge=-180, le=180)]
+    area: Literal["town", "countryside"] = "countryside"
+    step_free_access: bool = False
+
+
+class CompartmentServiceIn(Strict):
+    in_service: bool
+    reason: Annotated[str, Field(max_length=200)] | None = None
+
+
+class LockerDepositIn(Strict):
+    tracking_number: Annotated[str, Field(min_length=1, max_length=40)]

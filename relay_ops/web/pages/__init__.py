@@ -1,4 +1,5 @@
-"""Pages for people: the scan station, carriers' batches, residents' tracking, the dashboard.
+"""Pages for people: the scan station, carriers' batches, residents' tracking, the dashboard,
+the locker panel.
 
 Views only translate: a form or a scan becomes a call to the same service functions the JSON
 API calls, and a domain error becomes a page (or, for the scan station's fetches, a JSON
@@ -28,6 +29,8 @@ PAGE_DEFAULTS: dict[str, Any] = {
     "RATELIMIT_STORAGE_URI": "memory://",
     "SIGN_IN_RATE_LIMIT": "10 per minute; 50 per hour",
     "EXPIRING_WITHIN_HOURS": 48,
+    # `relay-ops demo` sets it: the locker panel opens without signing in (never in production)
+    "LOCKER_PANEL_DEMO": False,
 }
 
 
@@ -50,9 +53,12 @@ def init_app(app: Flask) -> None:
         carrier,
         dashboard,
         errors,
+        locker_panel,
+        locker_status,
         resident,
         shop,
         signin,
     )
 
+    locker_status.init_app(app)
     app.register_blueprint(bp)

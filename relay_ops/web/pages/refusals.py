@@ -65,6 +65,11 @@ def explain(err: DomainError) -> tuple[str, str]:
         case "too-many-attempts":
             return _("Too many attempts"), _(
                 "Too many wrong attempts: wait a few minutes before trying again.")
+        case "parcel-does-not-fit":
+            return _("No door for this parcel"), _(
+                "No free compartment of this locker takes this parcel: the carrier keeps it.")
+        case "session-closed":
+            return _("Drop-off over"), _("This drop-off has ended: scan the parcel again.")
         case "unauthenticated":
             return _("Sign-in failed"), _("Wrong username or password.")
         case "forbidden":

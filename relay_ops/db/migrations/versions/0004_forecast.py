@@ -1,7 +1,7 @@
 """forecast and reroute proposals
 
 Revision ID: 0004_forecast
-Revises: 0002_throttle
+Revises: 0003_lockers
 Create Date: 2026-11-26 13:51:02.788343
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0004_forecast'
-down_revision: str | None = '0002_throttle'
+down_revision: str | None = '0003_lockers'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

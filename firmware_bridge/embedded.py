@@ -1,0 +1,135 @@
+"""The embedded locker stack of the demo: an in-process MQTT broker (amqtt, MQTT 3.1.1, bound to
+127.0.0.1), the bridge in a thread, and one simulated locker, so a new user opens a locker door
+on the first run without installing a broker.
+
+amqtt has no shared subscriptions: the bridge subscribes plainly (one bridge only). It sends
+retained messages to every client at connect, so nothing secret is ever retained (commands and
+credential syncs never are).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from firmware_bridge.agent.agent import AgentSettings, LockerAgent
+from firmware_bridge.agent.drivers import SimulatedBoard
+from firmware_bridge.bridge import Bridge, BridgeSettings
+from firmware_bridge.simulator import Fleet, SimulatedLocker, run_console
+from relay_ops.services.context import Ctx
+
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedBroker:
+    """amqtt in a thread that owns its asyncio loop."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.port = port or free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="mqtt-broker", daemon=True)
+        self._ready = threading.Event()
+        self._broker: Any = None
+        self._error: BaseException | None = None
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        # amqtt's state machine logs every transition at INFO: not for a demo's terminal
+        for noisy in ("transitions", "amqtt"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        self._thread.start()
+        if not self._ready.wait(timeout_s) or self._error is not None:
+            raise RuntimeError(f"the embedded MQTT broker did not start: {self._error}")
+
+    def _run(self) -> None:
+        from amqtt.broker import Broker
+
+        asyncio.set_event_loop(self._loop)
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin":
+                        {"allow_anonymous": True}},
+        }
+        try:
+            self._broker = Broker(config, loop=self._loop)
+            self._loop.run_until_complete(self._broker.start())
+        except BaseException as error:  # reported to start()
+            self._error = error
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+
+    def stop(self) -> None:
+        if self._broker is not None and self._loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
+            try:
+                future.result(10)
+            except Exception:
+                log.exception("embedded broker shutdown failed")
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        if not self._loop.is_running():
+            self._loop.close()
+
+
+class EmbeddedLockers:
+    """Broker + bridge + one simulated locker for the demo locker ``code``."""
+
+    def __init__(self, ctx: Ctx, code: str, compartments: int, journal_dir: Path,
+                 port: int = 0) -> None:
+        self.ctx, self.code = ctx, code
+        self.broker = EmbeddedBroker(port)
+        self.bridge: Bridge | None = None
+        self.board = SimulatedBoard(list(range(1, compartments + 1)))
+        self.journal_dir = journal_dir
+        self.agent: LockerAgent | None = None
+        self._stopping = threading.Event()
+
+    def start(self) -> None:
+        self.broker.start()
+        self.bridge = Bridge(self.ctx, "127.0.0.1", self.broker.port,
+                             BridgeSettings(shared_subscription=False))
+        self.bridge.start()
+        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        self.agent = LockerAgent(self.code, self.board, "127.0.0.1", self.broker.port,
+                                 self.journal_dir / f"{self.code}.sqlite3",
+                                 settings=AgentSettings(reconnect_min_s=0.2, resend_min_s=1.0))
+        self.agent.start()
+        # idle drop-off sessions are timed out by the jobs runner's "locker-reservations" sweep
+
+    def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def console(self, stream: TextIO, out: TextIO) -> threading.Thread:
+        """The simulator's console on this terminal: `pin 123456`, `scan RO1:...`, ..."""
+        assert self.agent is not None
+        fleet = Fleet([SimulatedLocker(self.code, self.board, self.agent)])
+        thread = threading.Thread(target=run_console, args=(fleet, stream, out),
+                                  name="locker-console", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self.agent is not None:
+            self.agent.stop()
+        if self.bridge is not None:
+            self.bridge.stop()
+        self.broker.stop()

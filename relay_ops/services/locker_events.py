@@ -1,0 +1,748 @@
+"""What the backend does with each event a locker reports (protocol v1, sections 6, 8 and 9).
+
+The bridge calls :func:`apply_event` once per received event: one transaction that checks the
+event's place in its ``(locker, boot_id)`` sequence, applies its effect and moves the cursor.
+A duplicate (``seq`` not above the cursor) has no effect; an event beyond ``cursor + 1`` is
+not applied (the caller keeps it aside or asks for the missing range). Bodies arrive as plain
+dicts already validated against the protocol by the bridge.
+
+Actors: the locker acting on its own is ``Principal(Role.LOCKER, name="locker:<code>")``; a
+door opened for a carrier's session acts for that carrier.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from relay_ops.db.models import (
+    Compartment,
+    LockerAlert,
+    LockerEventCursor,
+    LockerLink,
+    LockerSession,
+    OutboxMessage,
+    Parcel,
+    ParcelEvent,
+    PickupCredential,
+    Site,
+)
+from relay_ops.domain import pickup_token
+from relay_ops.domain.errors import TooManyAttempts
+from relay_ops.domain.holding import deadline_after
+from relay_ops.domain.lifecycle import Action, State
+from relay_ops.services import history, lockers, notify, throttle
+from relay_ops.services.context import Ctx
+from relay_ops.services.parcels import holding_period
+from relay_ops.services.principal import Principal, Role
+from relay_ops.services.sites import closed_on
+
+log = logging.getLogger(__name__)
+
+# Online keypad guessing: a locker holds a few dozen parcels, a guesser tries thousands.
+LOCKER_PINS = throttle.Limit("locker-pin", 10, timedelta(minutes=10),
+                             "wait before typing another code")
+# Refused QR codes naming one parcel (used, revoked, wrong locker): someone replays a photo.
+LOCKER_PARCEL = throttle.Limit("locker-parcel", 5, timedelta(minutes=10),
+                               "ask the operator")
+# A forwarded credential older than this was decided by the locker itself (it waits 5 s).
+FORWARD_ANSWER_USEFUL_S = 30
+CLOCK_DRIFT_ALERT_S = 30
+
+
+@dataclass(frozen=True)
+class Applied:
+    status: Literal["applied", "duplicate", "gap", "unknown_locker"]
+    applied_seq: int
+    gap: tuple[int, int] | None = None
+
+
+def locker_actor(site: Site) -> Principal:
+    return Principal(Role.LOCKER, name=f"locker:{site.code}")
+
+
+# ---------------------------------------------------------------- entry points
+
+
+@dataclass(frozen=True)
+class LockerEvent:
+    seq: int
+    type: str
+    body: dict[str, Any]
+    ts: datetime
+
+
+@dataclass(frozen=True)
+class BatchApplied:
+    status: Literal["applied", "unknown_locker"]
+    applied_seq: int
+    applied: int  # events whose effect was applied now
+    held_back: tuple[LockerEvent, ...] = ()  # beyond a gap: keep them aside, ask for the hole
+    gap: tuple[int, int] | None = None
+    # commands these events produced, claimed (marked sent) in the same transaction: the
+    # caller publishes them after the commit (if it dies first, they are resent later)
+    commands: tuple[lockers.CommandToSend, ...] = ()
+
+
+def apply_event(
+    ctx: Ctx, locker: str, boot_id: str, seq: int, type_: str, body: dict[str, Any],
+    ts: datetime,
+) -> Applied:
+    """One event: applied, a duplicate (no effect), or past a gap (not applied)."""
+    result = apply_events(ctx, locker, boot_id, [LockerEvent(seq, type_, body, ts)])
+    if result.status == "unknown_locker":
+        return Applied("unknown_locker", 0)
+    if result.held_back:
+        return Applied("gap", result.applied_seq, result.gap)
+    return Applied("applied" if result.applied else "duplicate", result.applied_seq)
+
+
+def apply_events(ctx: Ctx, locker: str, boot_id: str, events: list[LockerEvent], *,
+                 claim_commands: bool = False) -> BatchApplied:
+    """Events of one (locker, boot) in one transaction, in seq order (the bridge batches what
+    arrived together: one commit for many events). Each effect runs in a savepoint: an event
+    whose handler fails on a bug is recorded as an operator alert and passed, so one bad
+    event cannot block a locker forever; a database failure fails the whole batch (nothing is
+    acknowledged, the locker resends)."""
+    now = ctx.now()
+    applied = 0
+    with ctx.db.transaction() as session:
+        site = _site(session, locker)
+        if site is None:
+            return BatchApplied("unknown_locker", 0, 0)
+        link = lockers.link_of(session, site)
+        cursor = _cursor(session, site, boot_id)
+        ordered = sorted(events, key=lambda e: e.seq)
+        for index, event in enumerate(ordered):
+            _seen(link, boot_id, event.seq, event.ts, now)
+            if event.seq <= cursor.applied_seq:
+                continue  # a duplicate: redelivery is normal
+            if event.seq > cursor.applied_seq + 1:
+                rest = tuple(e for e in ordered[index:] if e.seq > cursor.applied_seq)
+                return BatchApplied("applied", cursor.applied_seq, applied, rest,
+                                    (cursor.applied_seq + 1, event.seq - 1),
+                                    _claimed(session, site, now, claim_commands))
+            _apply_one(ctx, session, site, link, event, now)
+            cursor.applied_seq, cursor.updated_at = event.seq, now
+            applied += 1
+        return BatchApplied("applied", cursor.applied_seq, applied,
+                            commands=_claimed(session, site, now, claim_commands))
+
+
+def _claimed(session: Session, site: Site, now: datetime, claim: bool
+             ) -> tuple[lockers.CommandToSend, ...]:
+    if not claim or not session.info.get(lockers.COMMANDS_QUEUED):
+        return ()
+    return tuple(lockers.claim_commands(session, now, locker=site.code))
+
+
+def _apply_one(ctx: Ctx, session: Session, site: Site, link: LockerLink, event: LockerEvent,
+               now: datetime) -> None:
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        log.info("%s: event %s has no backend effect", site.code, event.type)
+        return
+    savepoint = session.begin_nested()
+    try:
+        handler(ctx, session, site, link, event.body, event.ts, now)
+        savepoint.commit()
+    except SQLAlchemyError:
+        raise
+    except Exception as error:
+        savepoint.rollback()
+        log.exception("%s: event %s seq %s not applied", site.code, event.type, event.seq)
+        _alert(session, site, "event_not_applied",
+               f"{event.type} seq {event.seq}: {type(error).__name__}: {error}")
+
+
+def heartbeat(ctx: Ctx, locker: str, boot_id: str, seq: int, body: dict[str, Any],
+              ts: datetime) -> Applied:
+    """Not journaled: it refreshes the link and reveals a lost tail (seq above the cursor)."""
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        site = _site(session, locker)
+        if site is None:
+            return Applied("unknown_locker", 0)
+        link = lockers.link_of(session, site)
+        link.last_seen_at = now
+        link.unacked_events = int(body.get("unacked_events", 0))
+        _note_credential_version(ctx, session, site, link, body.get("credential_version"))
+        cursor = _cursor(session, site, boot_id)
+        if seq > cursor.applied_seq:
+            return Applied("gap", cursor.applied_seq, (cursor.applied_seq + 1, seq))
+        return Applied("duplicate", cursor.applied_seq)
+
+
+def skip_gap(ctx: Ctx, locker: str, boot_id: str, to_seq: int) -> int:
+    """Give up on events the locker no longer holds (asked for again and again in vain: a
+    backend restored from an old backup, a journal replaced): the cursor jumps to ``to_seq``
+    and an operator alert says what was lost. Returns the cursor."""
+    with ctx.db.transaction() as session:
+        site = _site(session, locker)
+        if site is None:
+            return 0
+        cursor = _cursor(session, site, boot_id)
+        if to_seq > cursor.applied_seq:
+            _alert(session, site, "journal_gap_skipped",
+                   f"events {cursor.applied_seq + 1}..{to_seq} of boot {boot_id} never came")
+            cursor.applied_seq, cursor.updated_at = to_seq, ctx.now()
+        return cursor.applied_seq
+
+
+def status_changed(ctx: Ctx, locker: str, state: str, ts: datetime) -> bool:
+    """Retained online/offline status (the last will says offline), applied in the order the
+    broker delivers them (one topic: in order). Not by `ts`: a will's `ts` is the time its
+    connection was made, older than the "online" it overrides."""
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        site = _site(session, locker)
+        if site is None:
+            return False
+        link = lockers.link_of(session, site)
+        online = state == "online"
+        if online and not link.online and link.status_since is not None:
+            _outage_credit(ctx, session, site, link, now - link.status_since, now)
+        if online != link.online or link.status_since is None:
+            link.status_since = now
+        link.online, link.status_ts = online, ts
+        if online:
+            link.last_seen_at = now
+        return True
+
+
+def _outage_credit(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                   outage: timedelta, now: datetime) -> None:
+    """Protocol 9.6: residents lose no pickup days to a locker's outage. The deadline moves by
+    the outage's length; it is not the parcel's one extension."""
+    minimum = ctx.settings.locker.outage_credit_min_s
+    if minimum <= 0 or outage.total_seconds() < minimum:
+        return
+    credited = []
+    for parcel in session.scalars(select(Parcel).where(
+            Parcel.site_id == site.id, Parcel.state == State.READY_FOR_PICKUP.value,
+            Parcel.holding_deadline.is_not(None)).with_for_update()):
+        assert parcel.holding_deadline is not None
+        before = parcel.holding_deadline
+        parcel.holding_deadline = before + outage
+        history.record(session, parcel, "outage_credit", parcel.state, locker_actor(site), now,
+                       reason=f"locker offline for {int(outage.total_seconds())} s",
+                       data={"from": before.isoformat(),
+                             "to": parcel.holding_deadline.isoformat()})
+        credited.append(parcel)
+    if credited:  # the locker's PINs carry the deadline too
+        lockers.queue_sync(ctx, session, site, link, force_full=True)
+
+
+def _site(session: Session, code: str) -> Site | None:
+    # The locker's row lock serialises its events with reservations and pickups.
+    return session.scalar(
+        select(Site).where(Site.code == code, Site.kind == "locker").with_for_update()
+    )
+
+
+def _cursor(session: Session, site: Site, boot_id: str) -> LockerEventCursor:
+    cursor = session.scalar(select(LockerEventCursor).where(
+        LockerEventCursor.site_id == site.id, LockerEventCursor.boot_id == boot_id))
+    if cursor is None:
+        cursor = LockerEventCursor(site_id=site.id, boot_id=boot_id, applied_seq=0)
+        session.add(cursor)
+        session.flush()
+    return cursor
+
+
+def _seen(link: LockerLink, boot_id: str, seq: int, ts: datetime, now: datetime) -> None:
+    link.last_seen_at = now
+    if link.last_event_at is None or ts >= link.last_event_at:
+        link.last_event_boot, link.last_event_seq, link.last_event_at = boot_id, seq, ts
+
+
+def _alert(session: Session, site: Site, kind: str, detail: str, *,
+           compartment: int | None = None, parcel: Parcel | None = None) -> None:
+    session.add(LockerAlert(site_id=site.id, kind=kind, detail=detail[:300],
+                            compartment=compartment, parcel_id=parcel.id if parcel else None))
+
+
+# ---------------------------------------------------------------- doors
+
+
+def _box(session: Session, site: Site, number: int) -> Compartment | None:
+    return lockers.compartment(session, site.id, number)
+
+
+def door_opened(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                body: dict[str, Any], ts: datetime, now: datetime) -> None:
+    box = _box(session, site, body["compartment"])
+    if box is None:
+        return
+    purpose = body.get("purpose")
+    if purpose is None and body.get("credential_id") is None:
+        _alert(session, site, "door_forced", "a door opened without a command",
+               compartment=box.number)
+        purpose = "maintenance"
+    if box.state != "out_of_service":
+        box.state = "door_open"
+    box.opened_for, box.door_opened_at = purpose, ts
+
+
+def door_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                body: dict[str, Any], ts: datetime, now: datetime) -> None:
+    box = _box(session, site, body["compartment"])
+    if box is None:
+        return
+    purpose = body.get("opened_for") or box.opened_for
+    occupied: bool | None = body.get("occupied")
+    box.opened_for, box.door_opened_at = None, None
+    if purpose == "deposit":
+        _deposit_closed(ctx, session, site, link, box, occupied, now)
+    elif purpose == "pickup":
+        _pickup_closed(ctx, session, site, link, box, occupied, body.get("credential_id"), now)
+    elif purpose == "collection":
+        _collection_closed(ctx, session, site, box, occupied, now)
+    else:
+        _settle(session, box)
+        if occupied is True and _held(session, box) is None:
+            _alert(session, site, "unexpected_item", "a door closed on something the backend "
+                   "does not know of", compartment=box.number)
+
+
+def _held(session: Session, box: Compartment) -> Parcel | None:
+    return lockers._parcel_in(session, box)
+
+
+def _settle(session: Session, box: Compartment) -> None:
+    """The compartment's state from what it holds (out of service stays so)."""
+    if box.state == "out_of_service":
+        return
+    if _held(session, box) is not None:
+        box.state = "occupied"
+    elif box.reserved_session_id is not None and lockers._reserved_parcel(session, box):
+        box.state = "reserved"
+    else:
+        box.state, box.reserved_until, box.reserved_session_id = "free", None, None
+
+
+def _session_actor(session: Session, box: Compartment, site: Site) -> Principal:
+    row = session.get(LockerSession, box.reserved_session_id) if box.reserved_session_id else None
+    if row is None:
+        return locker_actor(site)
+    return Principal(Role.CARRIER, carrier_id=row.carrier_id)
+
+
+def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                    box: Compartment, occupied: bool | None, now: datetime) -> None:
+    parcel = lockers._reserved_parcel(session, box)
+    actor = _session_actor(session, box, site)
+    if parcel is None:
+        _settle(session, box)
+        return
+    if occupied is False:
+        # The door closed on nothing: the deposit did not happen, the parcel is still in the
+        # carrier's hands. The door stays reserved for it while the session lasts.
+        history.record(session, parcel, "deposit_not_made", parcel.state, actor, now,
+                       reason="the door closed with the compartment empty",
+                       data={"compartment": box.number})
+        box.state = "reserved"
+        return
+    # The season's and the load's rule, as at a counter (docs/forecast.md).
+    holding = holding_period(ctx, session, site, now)
+    parcel.checked_in_at = now
+    parcel.holding_deadline = deadline_after(now, holding.days, ctx.settings.timezone,
+                                             closed_on(session, site))
+    history.apply(session, parcel, Action.CHECK_IN, actor, now, data={
+        "locker": site.code, "compartment": box.number,
+        "deadline": parcel.holding_deadline.isoformat(),
+        "holding_days": holding.days, "holding_rule": holding.rule,
+        "occupancy_sensed": occupied is not None,
+    })
+    box.state, box.reserved_until, box.reserved_session_id = "occupied", None, None
+    credential = lockers.issue_locker_credential(ctx, session, parcel)
+    notify.queue(session, parcel, "ready")
+    lockers.queue_sync(ctx, session, site, link, added=[credential])
+
+
+def _pickup_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                   box: Compartment, occupied: bool | None, credential_id: str | None,
+                   now: datetime) -> None:
+    parcel = _held(session, box)
+    if parcel is None:
+        _settle(session, box)
+        return
+    if occupied is True:
+        _alert(session, site, "parcel_left_behind", f"{parcel.tracking_number} is still inside "
+               "after a pickup", compartment=box.number, parcel=parcel)
+        history.record(session, parcel, "left_behind", parcel.state, locker_actor(site), now,
+                       data={"compartment": box.number})
+        box.state = "occupied"
+        return
+    verified_at = _offline_verification(session, parcel, credential_id)
+    _record_pickup(ctx, session, site, link, parcel, box, credential_id, verified_at or now,
+                   received_at=now if verified_at else None)
+
+
+def _offline_verification(session: Session, parcel: Parcel, credential_id: str | None
+                          ) -> datetime | None:
+    """When the locker decided this pickup alone: the pickup happened at `verified_at`, the
+    locker's time (protocol 9.1), not when the backend heard of it."""
+    if credential_id is None:
+        return None
+    for event in session.scalars(select(ParcelEvent).where(
+            ParcelEvent.parcel_id == parcel.id, ParcelEvent.action == "offline_pickup_verified"
+    ).order_by(ParcelEvent.id.desc())):
+        if event.data.get("credential") == credential_id:
+            return datetime.fromisoformat(event.data["verified_at"])
+    return None
+
+
+def _record_pickup(ctx: Ctx, session: Session, site: Site, link: LockerLink, parcel: Parcel,
+                   box: Compartment, credential_id: str | None, at: datetime, *,
+                   received_at: datetime | None = None) -> None:
+    live = _live(session, parcel)
+    used = _credential_by_ref(session, credential_id) if credential_id else None
+    data: dict[str, Any] = {"locker": site.code, "compartment": box.number,
+                            "credential": credential_id}
+    if received_at is not None:
+        data.update(offline=True, received_at=received_at.isoformat())
+    if parcel.holding_deadline is not None and at > parcel.holding_deadline:
+        data["late"] = True  # protocol 9.1: accepted, not expired retroactively
+    if parcel.state != State.READY_FOR_PICKUP.value:
+        # protocol 9.2: the parcel is physically gone whatever the backend thought
+        _alert(session, site, "pickup_of_unavailable_parcel",
+               f"{parcel.tracking_number} was {parcel.state} when it was taken",
+               compartment=box.number, parcel=parcel)
+        history.record(session, parcel, "taken_while_" + parcel.state, parcel.state,
+                       locker_actor(site), at, data=data)
+    else:
+        history.apply(session, parcel, Action.PICK_UP, locker_actor(site), at, data=data)
+        notify.queue(session, parcel, "picked_up")
+    for credential in live:
+        if credential is used or (used is None and credential.holder == "recipient"):
+            credential.used_at = at
+        else:
+            credential.revoked_at = at
+    parcel.compartment_id = None
+    box.state, box.reserved_until, box.reserved_session_id = "free", None, None
+    if box.fault_reason:
+        box.state = "out_of_service"
+    lockers.queue_sync(ctx, session, site, link, removed=live)
+
+
+def _live(session: Session, parcel: Parcel) -> list[PickupCredential]:
+    from relay_ops.services.parcels import live_credentials
+
+    return live_credentials(session, parcel.id)
+
+
+def _credential_by_ref(session: Session, ref: str) -> PickupCredential | None:
+    """A protocol credential id: ``pin-<id>`` for a PIN, the token's jti for a QR code."""
+    if ref.startswith("pin-") and ref[4:].isdigit():
+        return session.get(PickupCredential, int(ref[4:]))
+    return session.scalar(select(PickupCredential).where(PickupCredential.token_jti == ref))
+
+
+def _collection_closed(ctx: Ctx, session: Session, site: Site, box: Compartment,
+                       occupied: bool | None, now: datetime) -> None:
+    parcel = _held(session, box)
+    row = session.scalar(select(LockerSession).where(
+        LockerSession.site_id == site.id, LockerSession.status == "open"
+    ).order_by(LockerSession.id.desc()).limit(1)) if parcel is None else _collecting(
+        session, site, parcel)
+    if parcel is not None:
+        if occupied is True:
+            _alert(session, site, "collection_left_behind", f"{parcel.tracking_number} was not "
+                   "taken by the carrier", compartment=box.number, parcel=parcel)
+        else:
+            actor = (Principal(Role.CARRIER, carrier_id=row.carrier_id) if row
+                     else locker_actor(site))
+            history.apply(session, parcel, Action.COLLECT, actor, now,
+                          reason="collected from the locker",
+                          data={"locker": site.code, "compartment": box.number})
+            parcel.compartment_id = None
+    _settle(session, box)
+    if row is not None and row.status == "open":
+        queue = [pid for pid in (row.collect_queue or []) if parcel is None or pid != parcel.id]
+        row.collect_queue = queue
+        lockers.open_next_collection(ctx, session, site, row, now)
+
+
+def _collecting(session: Session, site: Site, parcel: Parcel) -> LockerSession | None:
+    for row in session.scalars(select(LockerSession).where(
+            LockerSession.site_id == site.id, LockerSession.status == "open")):
+        if parcel.id in (row.collect_queue or []):
+            return row
+    return None
+
+
+def door_left_open(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                   body: dict[str, Any], ts: datetime, now: datetime) -> None:
+    _alert(session, site, "door_left_open",
+           f"open for {body['open_seconds']} s (opened for {body.get('opened_for') or '?'})",
+           compartment=body["compartment"])
+
+
+def door_failed_to_open(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                        body: dict[str, Any], ts: datetime, now: datetime) -> None:
+    """The parcel stays where it is (ready stays ready); the door goes out of service and no
+    other door is opened in its place: a person decides what happens next."""
+    box = _box(session, site, body["compartment"])
+    if box is None:
+        return
+    reason = f"door_failed_to_open: {body.get('reason', '')}"[:200]
+    box.state, box.fault_reason, box.opened_for = "out_of_service", reason, None
+    _alert(session, site, "door_failed_to_open", reason, compartment=box.number,
+           parcel=_held(session, box) or lockers._reserved_parcel(session, box))
+    reserved = lockers._reserved_parcel(session, box)
+    if reserved is not None:  # a deposit that could not happen: the carrier keeps the parcel
+        reserved.compartment_id = None
+        history.record(session, reserved, "deposit_not_made", reserved.state,
+                       _session_actor(session, box, site), now,
+                       reason="the door did not open", data={"compartment": box.number})
+        box.reserved_session_id, box.reserved_until = None, None
+    held = _held(session, box)
+    if held is not None:
+        history.record(session, held, "door_failed_to_open", held.state, locker_actor(site),
+                       now, data={"compartment": box.number})
+    lockers.queue_command(ctx, session, site, "set_out_of_service",
+                          {"compartment": box.number, "reason": reason}, now,
+                          ttl_s=ctx.settings.locker.sync_ttl_s)
+
+
+# ---------------------------------------------------------------- credentials at the locker
+
+
+def credential_presented(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                         body: dict[str, Any], ts: datetime, now: datetime) -> None:
+    if body["result"] != "forwarded":
+        return  # decided by the locker: its journal and later events tell the rest
+    if (now - ts).total_seconds() > FORWARD_ANSWER_USEFUL_S:
+        return  # the locker has decided alone long ago; an answer now would open nothing
+    presentation = body["presentation_id"]
+    if body["kind"] == "qr":
+        decision = _decide_qr(ctx, session, site, body.get("token") or "", now)
+    elif body["kind"] == "pin":
+        decision = _decide_pin(ctx, session, site, body.get("code_hash") or "", now)
+    else:
+        decision = "carriers open a drop-off session from their app"
+    if isinstance(decision, str):
+        lockers.queue_command(ctx, session, site, "reject_credential",
+                              {"presentation_id": presentation, "reason": decision[:200]}, now)
+        return
+    parcel, credential, credential_id = decision
+    assert parcel.compartment is not None
+    lockers._open(ctx, session, site, parcel.compartment, "pickup", parcel, now,
+                  credential_id=credential_id, presentation_id=presentation)
+    history.record(session, parcel, "locker_door_requested", parcel.state, locker_actor(site),
+                   now, data={"compartment": parcel.compartment.number,
+                              "credential": credential_id})
+
+
+Decision = tuple[Parcel, PickupCredential, str] | str
+
+
+def _decide_qr(ctx: Ctx, session: Session, site: Site, token: str, now: datetime) -> Decision:
+    keys = {ctx.settings.locker.token_kid: ctx.settings.locker.signing_key.public_key()}
+    try:
+        claims = pickup_token.verify_token(token, keys, now.timestamp(), expected_site=site.code,
+                                           leeway_s=300)
+    except pickup_token.TokenError as error:
+        return error.reason
+    parcel = session.scalar(select(Parcel).where(Parcel.tracking_number == str(claims.parcel_id)))
+    if parcel is None or parcel.site_id != site.id:
+        return "unknown_parcel"
+    key = str(parcel.id)
+    if _over(session, LOCKER_PARCEL, key, now):
+        return "locked_out"
+    credential = _credential_by_ref(session, claims.jti)
+    refusal = _refusal(parcel, credential)
+    if refusal:
+        throttle.record_failure(session, LOCKER_PARCEL, key, now)
+        return refusal
+    assert credential is not None
+    return parcel, credential, claims.jti
+
+
+def _decide_pin(ctx: Ctx, session: Session, site: Site, code_hash: str, now: datetime
+                ) -> Decision:
+    key = str(site.id)
+    if _over(session, LOCKER_PINS, key, now):
+        return "locked_out"
+    for parcel, credential in session.execute(
+        select(Parcel, PickupCredential)
+        .join(PickupCredential, PickupCredential.parcel_id == Parcel.id)
+        .where(Parcel.site_id == site.id, Parcel.state == State.READY_FOR_PICKUP.value,
+               PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None))
+    ).all():
+        if lockers.locker_pin_hash(ctx, site, credential) == code_hash:
+            refusal = _refusal(parcel, credential)
+            return refusal or (parcel, credential, lockers.pin_credential_id(credential))
+    throttle.record_failure(session, LOCKER_PINS, key, now)
+    return "unknown_code"
+
+
+def _over(session: Session, limit: throttle.Limit, key: str, now: datetime) -> bool:
+    try:
+        throttle.check(session, limit, key, now)
+    except TooManyAttempts:
+        return True
+    return False
+
+
+def _refusal(parcel: Parcel, credential: PickupCredential | None) -> str | None:
+    if credential is None or credential.parcel_id != parcel.id:
+        return "unknown_credential"
+    if credential.used_at is not None:
+        return "already_used"
+    if credential.revoked_at is not None or parcel.state != State.READY_FOR_PICKUP.value:
+        return "revoked"
+    if parcel.compartment is None:
+        return "no_compartment"
+    if parcel.compartment.state == "out_of_service":
+        return "out_of_service"
+    return None
+
+
+def offline_pickup(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                   body: dict[str, Any], ts: datetime, now: datetime) -> None:
+    """Journaled by the locker before its door opened (protocol 9.1): remembered on the parcel;
+    the pickup itself is recorded when the door closes empty."""
+    parcel = session.scalar(select(Parcel).where(Parcel.tracking_number == body["parcel_ref"]))
+    if parcel is None or parcel.site_id != site.id:
+        _alert(session, site, "unknown_offline_pickup", f"{body['parcel_ref']} is not known "
+               "at this locker", compartment=body["compartment"])
+        return
+    credential = _credential_by_ref(session, body["credential_id"])
+    if credential is not None and credential.used_at is not None:
+        _alert(session, site, "credential_used_twice", f"{body['credential_id']} was already "
+               "used", compartment=body["compartment"], parcel=parcel)  # protocol 9.3
+    history.record(session, parcel, "offline_pickup_verified", parcel.state, locker_actor(site),
+                   now, data={"verified_at": body["verified_at"], "kind": body["credential_kind"],
+                              "credential": body["credential_id"]})
+
+
+def fault(ctx: Ctx, session: Session, site: Site, link: LockerLink, body: dict[str, Any],
+          ts: datetime, now: datetime) -> None:
+    # door_jammed follows door_failed_to_open, which already raised its alert
+    if body["code"] != "door_jammed":
+        _alert(session, site, f"fault_{body['code']}"[:40], body.get("detail") or body["code"],
+               compartment=body.get("compartment"))
+
+
+def cmd_result(ctx: Ctx, session: Session, site: Site, link: LockerLink, body: dict[str, Any],
+               ts: datetime, now: datetime) -> None:
+    row = session.scalar(select(OutboxMessage).where(OutboxMessage.corr_id == body["corr_id"]))
+    if row is None or row.status in ("done", "failed", "superseded"):
+        return
+    status = body["status"]
+    if status == "accepted":
+        row.status = "accepted"
+        return
+    row.status = "done" if status == "done" else "failed"
+    row.last_error = body.get("reason")
+    if status == "failed" and row.name == lockers.COMMAND_OPEN:
+        _open_failed(session, site, row, body.get("reason") or "", now)
+    if status == "failed" and row.name == lockers.COMMAND_SYNC:
+        lockers.queue_sync(ctx, session, site, link, force_full=True)
+
+
+def _open_failed(session: Session, site: Site, row: OutboxMessage, reason: str,
+                 now: datetime) -> None:
+    """An opening refused before acting (expired, out of service...): a deposit did not
+    happen, the reservation goes back to the pool while the session lasts."""
+    command = row.payload["body"]
+    if command.get("purpose") != "deposit" or reason == "door_failed_to_open":
+        return
+    box = _box(session, site, command["compartment"])
+    if box is None or box.state != "reserved":
+        return
+    parcel = lockers._reserved_parcel(session, box)
+    if parcel is not None:
+        parcel.compartment_id = None
+        history.record(session, parcel, "deposit_not_made", parcel.state,
+                       _session_actor(session, box, site), now,
+                       reason=f"the locker did not open: {reason}",
+                       data={"compartment": box.number})
+    box.state, box.reserved_until, box.reserved_session_id = "free", None, None
+
+
+def sync_ack(ctx: Ctx, session: Session, site: Site, link: LockerLink, body: dict[str, Any],
+             ts: datetime, now: datetime) -> None:
+    link.credential_version_held = body.get("version")
+
+
+def state_snapshot(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                   body: dict[str, Any], ts: datetime, now: datetime) -> None:
+    """After a (re)boot or reconnect: the doors as the locker sees them, reconciled."""
+    link.unacked_events = int(body.get("unacked_events", 0))
+    skew = (now - ts).total_seconds()
+    link.clock_skew_s = round(skew, 3)
+    if abs(skew) > CLOCK_DRIFT_ALERT_S and link.unacked_events == 0:
+        _alert(session, site, "clock_drift", f"locker clock is {skew:+.0f} s off")
+    for state in body.get("compartments", []):
+        box = _box(session, site, state["number"])
+        if box is not None:
+            _reconcile(ctx, session, site, link, box, state, now)
+    _note_credential_version(ctx, session, site, link, body.get("credential_version"))
+
+
+def _reconcile(ctx: Ctx, session: Session, site: Site, link: LockerLink, box: Compartment,
+               state: dict[str, Any], now: datetime) -> None:
+    if state["door"] == "closed" and box.state == "door_open":
+        # the door closed while the agent was down: what it held decides
+        door_closed(ctx, session, site, link, {"compartment": box.number,
+                                               "occupied": state.get("occupied")}, now, now)
+        return
+    if state["door"] == "open" and box.state != "door_open":
+        box.opened_for = box.opened_for or "maintenance"
+        if box.state != "out_of_service":
+            box.state = "door_open"
+        _alert(session, site, "door_found_open", "the locker reports this door open",
+               compartment=box.number)
+        return
+    held = _held(session, box)
+    if state.get("occupied") is False and held is not None:
+        _alert(session, site, "parcel_not_sensed", f"{held.tracking_number} should be inside",
+               compartment=box.number, parcel=held)
+    elif state.get("occupied") is True and held is None and box.state == "free":
+        _alert(session, site, "unexpected_item", "the sensor sees something in a free door",
+               compartment=box.number)
+
+
+def _note_credential_version(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                             held: int | None) -> None:
+    link.credential_version_held = held
+    if held != link.credential_version_sent and not _sync_in_flight(session, site):
+        lockers.queue_sync(ctx, session, site, link, force_full=True)
+
+
+def _sync_in_flight(session: Session, site: Site) -> bool:
+    return session.scalar(select(OutboxMessage.id).where(
+        OutboxMessage.target == site.code, OutboxMessage.name == lockers.COMMAND_SYNC,
+        OutboxMessage.status.in_(("pending", "sent", "accepted"))).limit(1)) is not None
+
+
+def offline_carrier_use(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                        body: dict[str, Any], ts: datetime, now: datetime) -> None:
+    # Reservations for offline deposits are not synced yet (issue 6): an operator looks.
+    _alert(session, site, "offline_carrier_use", f"reservation {body['reservation_id']} used "
+           "offline", compartment=body["compartment"])
+
+
+HANDLERS = {
+    "door_opened": door_opened,
+    "door_closed": door_closed,
+    "door_left_open": door_left_open,
+    "door_failed_to_open": door_failed_to_open,
+    "credential_presented": credential_presented,
+    "offline_pickup": offline_pickup,
+    "offline_deposit": offline_carrier_use,
+    "offline_collection": offline_carrier_use,
+    "fault": fault,
+    "state_snapshot": state_snapshot,
+    "cmd_result": cmd_result,
+    "sync_ack": sync_ack,
+}

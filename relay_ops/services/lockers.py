@@ -1,0 +1,695 @@
+"""Lockers as sites: registration, compartments in and out of service, carriers' drop-off
+sessions, collections, credentials for residents, and the commands owed to each locker.
+
+Every command is a row of the outbox (kind ``locker_command``) written in the transaction of
+the state change that needs it; the MQTT bridge publishes it and reports the locker's answers
+back through :mod:`relay_ops.services.locker_events`. Nothing here knows MQTT.
+
+Serialisation: every use case that changes a locker's compartments first locks the locker's
+site row (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite every write transaction is
+``BEGIN IMMEDIATE``), so two carriers, or a carrier and a resident, never get the same door.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from relay_ops import outbox
+from relay_ops.db.models import (
+    Compartment,
+    LockerAlert,
+    LockerEventCursor,
+    LockerLink,
+    LockerSession,
+    OutboxMessage,
+    Parcel,
+    PickupCredential,
+    Site,
+)
+from relay_ops.domain import pickup_token, sizing, tracking
+from relay_ops.domain.errors import DomainError, InvalidTransition, NotFound, ValidationFailed
+from relay_ops.domain.lifecycle import State
+from relay_ops.services import history, sites
+from relay_ops.services.context import Ctx
+from relay_ops.services.principal import Principal, Role, require_role
+
+OPERATOR_ROLES = (Role.OPERATOR, Role.SYSTEM)
+PIN_KEY_ID = "p1"
+COMMAND_OPEN = "open_compartment"
+COMMAND_SYNC = "sync_credentials"
+# Outbox statuses of locker commands: pending -> sent -> accepted -> done | failed;
+# expired (never executed), superseded (a newer credential sync replaced it).
+# session.info key: this transaction wrote a locker command (the bridge publishes at once)
+COMMANDS_QUEUED = "relay_ops.locker_commands_queued"
+
+
+class ParcelDoesNotFit(DomainError):
+    slug = "parcel-does-not-fit"
+    title = "No free compartment of this locker takes the parcel"
+
+
+class SessionClosed(DomainError):
+    slug = "session-closed"
+    title = "The drop-off session is over; open a new one"
+
+
+# ---------------------------------------------------------------- registration
+
+
+def register_locker(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, Any]:
+    """A locker site with its compartments from ``data['locker_model']`` (configuration)."""
+    require_role(actor, *OPERATOR_ROLES)
+    model = data.get("locker_model")
+    slots = ctx.settings.locker.models.get(model or "")
+    if slots is None:
+        known = ", ".join(sorted(ctx.settings.locker.models))
+        raise ValidationFailed(f"unknown locker model {model!r}; configured: {known}")
+    view = sites.create_site(ctx, actor, {**data, "kind": "locker", "locations": []})
+    with ctx.db.transaction() as session:
+        site = _locked_locker(session, view["id"])
+        for slot in slots:
+            h, w, d = slot.dims
+            session.add(Compartment(
+                site_id=site.id, number=slot.number, size_class=slot.size_class,
+                height_mm=h, width_mm=w, depth_mm=d, state="free",
+            ))
+        link = LockerLink(site_id=site.id, online=False)
+        session.add(link)
+        session.flush()
+        # The first sync gives the locker the public key and its PIN key: it can then verify
+        # residents' codes offline from the very first parcel.
+        queue_sync(ctx, session, site, link)
+        return locker_view_in(ctx, session, site)
+
+
+def _locked_locker(session: Session, site_id: int) -> Site:
+    site = session.get(Site, site_id, with_for_update=True)
+    if site is None or site.kind != "locker":
+        raise NotFound(f"no locker {site_id}")
+    return site
+
+
+def locker_by_code(session: Session, code: str, *, lock: bool = False) -> Site:
+    query = select(Site).where(Site.code == code, Site.kind == "locker")
+    if lock:
+        query = query.with_for_update()
+    site = session.scalar(query)
+    if site is None:
+        raise NotFound(f"no locker {code!r}")
+    return site
+
+
+def compartments_of(session: Session, site_id: int) -> list[Compartment]:
+    return list(session.scalars(
+        select(Compartment).where(Compartment.site_id == site_id).order_by(Compartment.number)
+    ))
+
+
+def compartment(session: Session, site_id: int, number: int) -> Compartment | None:
+    return session.scalar(
+        select(Compartment).where(Compartment.site_id == site_id, Compartment.number == number)
+    )
+
+
+def set_compartment_service(
+    ctx: Ctx, actor: Principal, site_id: int, number: int, *, in_service: bool,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """Take a door out of service (the locker refuses to open it, allocation skips it) or put
+    it back. The locker is told by a command written with the change."""
+    require_role(actor, *OPERATOR_ROLES)
+    if not in_service and not (reason or "").strip():
+        raise ValidationFailed("say why the compartment goes out of service")
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        site = _locked_locker(session, site_id)
+        box = compartment(session, site.id, number)
+        if box is None:
+            raise NotFound(f"no compartment {number} at {site.code}")
+        if in_service:
+            box.fault_reason = None
+            box.state = "occupied" if _parcel_in(session, box) else "free"
+            queue_command(ctx, session, site, "set_in_service", {"compartment": number}, now,
+                          ttl_s=ctx.settings.locker.sync_ttl_s)
+        else:
+            box.state, box.fault_reason = "out_of_service", reason.strip()[:200]  # type: ignore[union-attr]
+            queue_command(ctx, session, site, "set_out_of_service",
+                          {"compartment": number, "reason": box.fault_reason}, now,
+                          ttl_s=ctx.settings.locker.sync_ttl_s)
+        return compartment_view(session, box)
+
+
+def _parcel_in(session: Session, box: Compartment) -> Parcel | None:
+    held = [State.READY_FOR_PICKUP.value, State.EXPIRED.value, State.DAMAGED.value]
+    return session.scalar(
+        select(Parcel).where(Parcel.compartment_id == box.id, Parcel.state.in_(held))
+        .order_by(Parcel.id).limit(1)
+    )
+
+
+def _reserved_parcel(session: Session, box: Compartment) -> Parcel | None:
+    return session.scalar(
+        select(Parcel).where(Parcel.compartment_id == box.id,
+                             Parcel.state == State.ANNOUNCED.value).limit(1)
+    )
+
+
+# ---------------------------------------------------------------- commands
+
+
+def queue_command(
+    ctx: Ctx, session: Session, site: Site, name: str, body: dict[str, Any], now: datetime,
+    *, ttl_s: int | None = None, dedupe: str | None = None,
+) -> OutboxMessage:
+    """Owe the locker a command (published by the bridge after this transaction commits)."""
+    corr_id = str(uuid.uuid4())
+    ttl = ttl_s if ttl_s is not None else ctx.settings.locker.open_ttl_s
+    message = outbox.enqueue_locker_command(
+        session, site.code, name, {"body": body}, dedupe or f"{name}:{site.code}:{corr_id}",
+        now + timedelta(seconds=ttl),
+    )
+    if message.corr_id is None:
+        message.corr_id = corr_id
+    session.info[COMMANDS_QUEUED] = True
+    return message
+
+
+@dataclass(frozen=True)
+class CommandToSend:
+    id: int
+    locker: str
+    name: str
+    body: dict[str, Any]
+    corr_id: str
+    expires_at: datetime
+
+
+def commands_to_send(
+    ctx: Ctx, *, resend_after_s: float = 5.0, limit: int = 200, locker: str | None = None,
+    online_only: bool = True,
+) -> list[CommandToSend]:
+    """Claim the locker commands due for (re)publication and mark them sent.
+
+    Pending rows are due at once; sent rows that no locker answered (no ``accepted``) are due
+    again after ``resend_after_s``, until they expire. A process that dies after this call and
+    before publishing loses nothing: the rows come due again. Expired rows are closed here.
+    Commands for a locker known offline wait in the outbox (protocol section 8): published
+    into the broker's queue they could run late, when nobody stands at the door any more.
+    """
+    with ctx.db.transaction() as session:
+        return claim_commands(session, ctx.now(), resend_after_s=resend_after_s, limit=limit,
+                              locker=locker, online_only=online_only)
+
+
+def claim_commands(
+    session: Session, now: datetime, *, resend_after_s: float = 5.0, limit: int = 200,
+    locker: str | None = None, online_only: bool = True,
+) -> list[CommandToSend]:
+    """`commands_to_send` inside the caller's transaction (the bridge claims the commands an
+    event produced in that event's transaction: one commit less between a scan and its door)."""
+    expired = update(OutboxMessage).where(
+        OutboxMessage.kind == outbox.LOCKER_COMMAND,
+        OutboxMessage.status.in_(("pending", "sent")), OutboxMessage.expires_at < now)
+    if locker is not None:
+        expired = expired.where(OutboxMessage.target == locker)
+    session.execute(expired.values(status="expired"))
+    query = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.kind == outbox.LOCKER_COMMAND,
+            (OutboxMessage.status == "pending")
+            | ((OutboxMessage.status == "sent")
+               & (OutboxMessage.dispatched_at < now - timedelta(seconds=resend_after_s))),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if locker is not None:
+        query = query.where(OutboxMessage.target == locker)
+    if online_only:
+        query = query.where(OutboxMessage.target.in_(
+            select(Site.code).join(LockerLink, LockerLink.site_id == Site.id)
+            .where(LockerLink.online.is_(True))))
+    due: list[CommandToSend] = []
+    for row in session.scalars(query):
+        row.status, row.dispatched_at, row.attempts = "sent", now, row.attempts + 1
+        assert row.target and row.corr_id and row.expires_at
+        due.append(CommandToSend(row.id, row.target, row.name, dict(row.payload["body"]),
+                                 row.corr_id, row.expires_at))
+    return due
+
+
+# ---------------------------------------------------------------- credentials
+
+
+def pin_key(ctx: Ctx, site: Site) -> str:
+    """The locker's PIN hashing key (base64), derived so no secret sits in the database."""
+    raw = hmac.new(ctx.settings.locker.pin_key_secret,
+                   f"locker-pin-key/{site.code}/{PIN_KEY_ID}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(raw).decode()
+
+
+def locker_pin_hash(ctx: Ctx, site: Site, credential: PickupCredential) -> str:
+    """What the locker's keypad hashes this credential's PIN to (protocol section 7)."""
+    from relay_ops.services.parcels import code_of
+
+    key = base64.b64decode(pin_key(ctx, site))
+    pin = code_of(ctx, credential)
+    return hmac.new(key, b"relayops/pin/v1:" + pin.encode(), hashlib.sha256).hexdigest()
+
+
+def pin_credential_id(credential: PickupCredential) -> str:
+    return f"pin-{credential.id}"
+
+
+def public_key_text(ctx: Ctx) -> str:
+    return pickup_token.public_key_to_text(ctx.settings.locker.signing_key.public_key())
+
+
+def token_for(ctx: Ctx, site: Site, parcel: Parcel, credential: PickupCredential) -> str:
+    """The signed QR token of a locker parcel. Deterministic (Ed25519 signatures are), so the
+    resident's QR image is the same every time it is drawn."""
+    assert credential.token_jti and parcel.checked_in_at and parcel.holding_deadline
+    claims = pickup_token.TokenClaims(
+        jti=credential.token_jti,
+        parcel_id=parcel.tracking_number,
+        site=site.code,
+        compartment=parcel.compartment.number if parcel.compartment else None,
+        not_before=int(parcel.checked_in_at.timestamp()),
+        expires_at=int(parcel.holding_deadline.timestamp()),
+    )
+    return pickup_token.issue_token(ctx.settings.locker.signing_key,
+                                    ctx.settings.locker.token_kid, claims)
+
+
+def _pin_entry(ctx: Ctx, site: Site, parcel: Parcel, credential: PickupCredential
+               ) -> dict[str, Any]:
+    assert parcel.compartment and parcel.checked_in_at and parcel.holding_deadline
+    return {
+        "credential_id": pin_credential_id(credential),
+        "parcel_ref": parcel.tracking_number,
+        "compartment": parcel.compartment.number,
+        "pin_hash": locker_pin_hash(ctx, site, credential),
+        "not_before": parcel.checked_in_at.isoformat(),
+        "expires_at": parcel.holding_deadline.isoformat(),
+    }
+
+
+def _live_pins(ctx: Ctx, session: Session, site: Site) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(Parcel, PickupCredential)
+        .join(PickupCredential, PickupCredential.parcel_id == Parcel.id)
+        .where(Parcel.site_id == site.id, Parcel.state == State.READY_FOR_PICKUP.value,
+               PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None))
+        .order_by(PickupCredential.id)
+    ).all()
+    return [_pin_entry(ctx, site, parcel, credential) for parcel, credential in rows]
+
+
+def _recently_dead_jtis(session: Session, site: Site, limit: int = 1000) -> list[str]:
+    rows = session.scalars(
+        select(PickupCredential.token_jti)
+        .where(PickupCredential.site_id == site.id, PickupCredential.token_jti.is_not(None),
+               (PickupCredential.used_at.is_not(None))
+               | (PickupCredential.revoked_at.is_not(None)))
+        .order_by(PickupCredential.id.desc()).limit(limit)
+    )
+    return [r for r in rows if r]
+
+
+def queue_sync(
+    ctx: Ctx, session: Session, site: Site, link: LockerLink, *,
+    added: list[PickupCredential] | None = None, removed: list[PickupCredential] | None = None,
+    force_full: bool = False,
+) -> OutboxMessage:
+    """A new credential version for the locker. Incremental (only ``added``/``removed``) when
+    the locker is known to hold the latest version; full otherwise. Older unfinished syncs are
+    superseded: the new one carries everything they did."""
+    now = ctx.now()
+    base = link.credential_version_sent
+    version = base + 1
+    incremental = (not force_full and base > 0 and link.credential_version_held == base)
+    body: dict[str, Any] = {"version": version, "site_id": site.code}
+    if incremental:
+        body.update(full=False, base_version=base, pins=[
+            _pin_entry(ctx, site, _parcel_of(session, c), c) for c in (added or [])
+        ])
+        dead = [pin_credential_id(c) for c in removed or []]
+        dead += [c.token_jti for c in removed or [] if c.token_jti]
+        body["revoked_credentials"] = dead
+    else:
+        body.update(
+            full=True,
+            public_keys=[{"kid": ctx.settings.locker.token_kid, "key": public_key_text(ctx)}],
+            pin_key={"key_id": PIN_KEY_ID, "key": pin_key(ctx, site)},
+            pins=_live_pins(ctx, session, site),
+            revoked_credentials=_recently_dead_jtis(session, site),
+        )
+    if not incremental:
+        session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.kind == outbox.LOCKER_COMMAND,
+                   OutboxMessage.name == COMMAND_SYNC, OutboxMessage.target == site.code,
+                   OutboxMessage.status.in_(("pending", "sent")))
+            .values(status="superseded")
+        )
+    link.credential_version_sent = version
+    return queue_command(ctx, session, site, COMMAND_SYNC, body, now,
+                         ttl_s=ctx.settings.locker.sync_ttl_s,
+                         dedupe=f"sync:{site.code}:{version}")
+
+
+def _parcel_of(session: Session, credential: PickupCredential) -> Parcel:
+    parcel = session.get(Parcel, credential.parcel_id)
+    assert parcel is not None
+    return parcel
+
+
+def link_of(session: Session, site: Site, *, lock: bool = False) -> LockerLink:
+    link = session.get(LockerLink, site.id, with_for_update=lock)
+    if link is None:  # a locker site created before it was registered as one
+        link = LockerLink(site_id=site.id, online=False)
+        session.add(link)
+        session.flush()
+    return link
+
+
+# ---------------------------------------------------------------- drop-off sessions
+
+
+def _session_view(row: LockerSession) -> dict[str, Any]:
+    return {"id": row.id, "site_id": row.site_id, "status": row.status,
+            "opened_at": row.opened_at.isoformat(), "expires_at": row.expires_at.isoformat(),
+            "closed_at": row.closed_at.isoformat() if row.closed_at else None,
+            "collect_queue": list(row.collect_queue or [])}
+
+
+def open_session(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
+    """A carrier starts working at a locker."""
+    require_role(actor, Role.CARRIER)
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        site = _locked_locker(session, site_id)
+        row = LockerSession(site_id=site.id, carrier_id=actor.carrier_id, status="open",
+                            opened_at=now, expires_at=_session_deadline(ctx, now),
+                            collect_queue=[])
+        session.add(row)
+        session.flush()
+        return _session_view(row)
+
+
+def _session_deadline(ctx: Ctx, now: datetime) -> datetime:
+    return now + timedelta(seconds=ctx.settings.locker.session_timeout_s)
+
+
+def _open_session_for(
+    ctx: Ctx, session: Session, actor: Principal, session_id: int, now: datetime
+) -> tuple[LockerSession, Site]:
+    require_role(actor, Role.CARRIER)
+    row = session.get(LockerSession, session_id)
+    if row is None or row.carrier_id != actor.carrier_id:
+        raise NotFound(f"no drop-off session {session_id}")
+    site = _locked_locker(session, row.site_id)
+    session.refresh(row)  # re-read under the locker's lock
+    if row.status != "open" or row.expires_at <= now:
+        state = row.status if row.status != "open" else "timed out"
+        raise SessionClosed(f"drop-off session {session_id} is {state}")
+    row.expires_at = _session_deadline(ctx, now)  # activity keeps it alive
+    return row, site
+
+
+def deposit(ctx: Ctx, actor: Principal, session_id: int, tracking_number: str
+            ) -> dict[str, Any]:
+    """The carrier scans a parcel at the locker: the smallest free fitting compartment is
+    reserved and its door opened. A parcel that fits nowhere stays with the carrier."""
+    number = tracking.validate(tracking_number)
+    now = ctx.now()
+    refusal: DomainError | None = None
+    with ctx.db.transaction() as session:
+        row, site = _open_session_for(ctx, session, actor, session_id, now)
+        parcel = session.scalar(select(Parcel).where(Parcel.tracking_number == number)
+                                .with_for_update())
+        if parcel is None or parcel.carrier_id != actor.carrier_id:
+            raise NotFound(f"no parcel {number} announced by you")
+        if parcel.site_id != site.id:
+            raise ValidationFailed(f"{number} is addressed to {parcel.site.code}, not {site.code}")
+        if parcel.state != State.ANNOUNCED.value:
+            raise InvalidTransition(f"{number} is {parcel.state}", state=parcel.state)
+        if parcel.compartment_id is not None:  # scanned twice: the same door, opened again
+            box = session.get(Compartment, parcel.compartment_id)
+            assert box is not None
+            _open(ctx, session, site, box, "deposit", parcel, now)
+            return _deposit_answer(row, parcel, box, "door_opening")
+        box, reason = _allocate(ctx, session, site, parcel)
+        if box is None:
+            history.record(session, parcel, "locker_refused", parcel.state, actor, now,
+                           reason=reason, data={"locker": site.code})
+            refusal = ParcelDoesNotFit(reason, tracking_number=number)
+        else:
+            box.state, box.reserved_until = "reserved", row.expires_at
+            box.reserved_session_id = row.id
+            parcel.compartment_id = box.id
+            history.record(session, parcel, "compartment_reserved", parcel.state, actor, now,
+                           data={"locker": site.code, "compartment": box.number})
+            _open(ctx, session, site, box, "deposit", parcel, now)
+            return _deposit_answer(row, parcel, box, "door_opening")
+    # the refusal's event is committed; only now is it reported
+    assert refusal is not None
+    raise refusal
+
+
+def _deposit_answer(row: LockerSession, parcel: Parcel, box: Compartment, status: str
+                    ) -> dict[str, Any]:
+    return {"status": status, "session_id": row.id, "tracking_number": parcel.tracking_number,
+            "compartment": box.number, "size_class": box.size_class}
+
+
+def parcel_dims(ctx: Ctx, parcel: Parcel) -> sizing.Dims:
+    if parcel.height_mm and parcel.width_mm and parcel.depth_mm:
+        return (parcel.height_mm, parcel.width_mm, parcel.depth_mm)
+    classes = ctx.settings.size_classes
+    size_class = parcel.size_class or min(classes, key=lambda c: sizing.class_rank(classes, c))
+    return classes[size_class]
+
+
+def _allocate(ctx: Ctx, session: Session, site: Site, parcel: Parcel
+              ) -> tuple[Compartment | None, str]:
+    boxes = compartments_of(session, site.id)
+    dims = parcel_dims(ctx, parcel)
+    free = [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm))
+            for b in boxes if b.state == "free"]
+    chosen = sizing.choose_compartment(free, dims)
+    if chosen is not None:
+        return next(b for b in boxes if b.number == chosen.number), ""
+    every = [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm)) for b in boxes]
+    size = "x".join(str(d) for d in dims)
+    if sizing.choose_compartment(every, dims) is None:
+        return None, f"a parcel of {size} mm fits no compartment of {site.code}"
+    return None, f"no free compartment of {site.code} takes a parcel of {size} mm"
+
+
+def _open(ctx: Ctx, session: Session, site: Site, box: Compartment, purpose: str,
+          parcel: Parcel | None, now: datetime, **extra: Any) -> OutboxMessage:
+    body: dict[str, Any] = {"purpose": purpose, "compartment": box.number}
+    if parcel is not None:
+        body["parcel_ref"] = parcel.tracking_number
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return queue_command(ctx, session, site, COMMAND_OPEN, body, now)
+
+
+def close_session(ctx: Ctx, actor: Principal, session_id: int) -> dict[str, Any]:
+    """The carrier is done: reservations whose door was never opened go back to the pool."""
+    require_role(actor, Role.CARRIER)
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        row = session.get(LockerSession, session_id)
+        if row is None or row.carrier_id != actor.carrier_id:
+            raise NotFound(f"no drop-off session {session_id}")
+        _locked_locker(session, row.site_id)
+        if row.status == "open":
+            _end_session(session, row, "closed", actor, now)
+        return _session_view(row)
+
+
+def _end_session(session: Session, row: LockerSession, status: str, actor: Principal,
+                 now: datetime) -> int:
+    row.status, row.closed_at, row.collect_queue = status, now, []
+    released = 0
+    for box in session.scalars(select(Compartment).where(
+            Compartment.reserved_session_id == row.id, Compartment.state == "reserved")):
+        parcel = _reserved_parcel(session, box)
+        if parcel is not None:
+            parcel.compartment_id = None
+            history.record(session, parcel, "reservation_released", parcel.state, actor, now,
+                           reason=f"drop-off session {status}", data={"compartment": box.number})
+        box.state, box.reserved_until, box.reserved_session_id = "free", None, None
+        released += 1
+    return released
+
+
+def expire_stale_reservations(ctx: Ctx) -> int:
+    """Time out idle drop-off sessions and free what they held. Safe to run anywhere, often
+    (the jobs runner schedules it). Returns how many compartments were released."""
+    from relay_ops.services.principal import SYSTEM
+
+    now = ctx.now()
+    with ctx.db.read() as session:
+        stale = list(session.scalars(select(LockerSession.id).where(
+            LockerSession.status == "open", LockerSession.expires_at <= now)))
+    released = 0
+    for session_id in stale:
+        with ctx.db.transaction() as session:
+            row = session.get(LockerSession, session_id)
+            assert row is not None
+            _locked_locker(session, row.site_id)
+            session.refresh(row)
+            if row.status == "open" and row.expires_at <= now:  # re-checked under the lock
+                released += _end_session(session, row, "timed_out", SYSTEM, now)
+    return released
+
+
+def start_collection(ctx: Ctx, actor: Principal, session_id: int) -> dict[str, Any]:
+    """The carrier takes back this locker's expired parcels: doors open one at a time, the next
+    when the previous one closes (a carrier has two hands)."""
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        row, site = _open_session_for(ctx, session, actor, session_id, now)
+        waiting = list(session.scalars(
+            select(Parcel).where(
+                Parcel.site_id == site.id, Parcel.carrier_id == actor.carrier_id,
+                Parcel.state.in_((State.EXPIRED.value, State.DAMAGED.value)),
+                Parcel.compartment_id.is_not(None),
+            ).order_by(Parcel.id)
+        ))
+        row.collect_queue = [p.id for p in waiting]
+        if waiting:
+            open_next_collection(ctx, session, site, row, now)
+        return {**_session_view(row), "to_collect": [p.tracking_number for p in waiting]}
+
+
+def open_next_collection(ctx: Ctx, session: Session, site: Site, row: LockerSession,
+                         now: datetime) -> Parcel | None:
+    queue = list(row.collect_queue or [])
+    while queue:
+        parcel = session.get(Parcel, queue[0])
+        if parcel is not None and parcel.state in (State.EXPIRED.value, State.DAMAGED.value) \
+                and parcel.compartment is not None:
+            if parcel.compartment.state != "out_of_service":
+                _open(ctx, session, site, parcel.compartment, "collection", parcel, now)
+                return parcel
+        queue.pop(0)
+        row.collect_queue = queue
+    return None
+
+
+# ---------------------------------------------------------------- resident credentials
+
+
+def issue_locker_credential(ctx: Ctx, session: Session, parcel: Parcel) -> PickupCredential:
+    from relay_ops.services.parcels import issue_credential
+
+    credential = issue_credential(ctx, session, parcel, holder="recipient")
+    credential.token_jti = str(uuid.uuid4())
+    return credential
+
+
+def qr_token(ctx: Ctx, parcel_id: int) -> str | None:
+    """The signed token of a locker parcel's recipient credential (None for shop parcels)."""
+    with ctx.db.read() as session:
+        parcel = session.get(Parcel, parcel_id)
+        if parcel is None or parcel.site.kind != "locker":
+            return None
+        credential = session.scalar(select(PickupCredential).where(
+            PickupCredential.parcel_id == parcel.id, PickupCredential.holder == "recipient",
+            PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None),
+            PickupCredential.token_jti.is_not(None)))
+        if credential is None or parcel.state != State.READY_FOR_PICKUP.value:
+            return None
+        return token_for(ctx, parcel.site, parcel, credential)
+
+
+# ---------------------------------------------------------------- views
+
+
+def compartment_view(session: Session, box: Compartment) -> dict[str, Any]:
+    parcel = _parcel_in(session, box) or _reserved_parcel(session, box)
+    return {
+        "number": box.number, "size_class": box.size_class,
+        "dims_mm": [box.height_mm, box.width_mm, box.depth_mm], "state": box.state,
+        "fault_reason": box.fault_reason,
+        "reserved_until": box.reserved_until.isoformat() if box.reserved_until else None,
+        "parcel": parcel.tracking_number if parcel else None,
+        "opened_for": box.opened_for,
+    }
+
+
+def locker_view_in(ctx: Ctx, session: Session, site: Site) -> dict[str, Any]:
+    link = link_of(session, site)
+    boxes = compartments_of(session, site.id)
+    pending = session.scalar(select(func.count()).where(
+        OutboxMessage.kind == outbox.LOCKER_COMMAND, OutboxMessage.target == site.code,
+        OutboxMessage.status.in_(("pending", "sent", "accepted")))) or 0
+    alerts = session.scalars(select(LockerAlert).where(
+        LockerAlert.site_id == site.id, LockerAlert.resolved_at.is_(None)
+    ).order_by(LockerAlert.id))
+    cursor = session.scalar(select(LockerEventCursor).where(
+        LockerEventCursor.site_id == site.id).order_by(LockerEventCursor.updated_at.desc(),
+                                                        LockerEventCursor.id.desc()).limit(1))
+    return {
+        **sites.site_view(site, sites.occupancy_of(session, site)),
+        "locker_model": site.locker_model,
+        "link": {
+            "online": link.online,
+            "since": link.status_since.isoformat() if link.status_since else None,
+            "last_seen_at": link.last_seen_at.isoformat() if link.last_seen_at else None,
+            "boot_id": link.boot_id,
+            "credential_version_sent": link.credential_version_sent,
+            "credential_version_held": link.credential_version_held,
+            "entries_waiting": link.unacked_events,
+            "last_journal_entry": {
+                "boot_id": link.last_event_boot, "seq": link.last_event_seq,
+                "at": link.last_event_at.isoformat() if link.last_event_at else None,
+            } if link.last_event_seq is not None else None,
+            "applied": {"boot_id": cursor.boot_id, "seq": cursor.applied_seq} if cursor else None,
+            "clock_skew_s": link.clock_skew_s,
+        },
+        "commands_waiting": int(pending),
+        "compartments": [compartment_view(session, b) for b in boxes],
+        "alerts": [
+            {"id": a.id, "kind": a.kind, "compartment": a.compartment, "detail": a.detail,
+             "at": a.created_at.isoformat()}
+            for a in alerts
+        ],
+    }
+
+
+def locker_view(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
+    require_role(actor, Role.OPERATOR, Role.SYSTEM, Role.CARRIER)
+    with ctx.db.read() as session:
+        site = session.get(Site, site_id)
+        if site is None or site.kind != "locker":
+            raise NotFound(f"no locker {site_id}")
+        view = locker_view_in(ctx, session, site)
+        if actor.role is Role.CARRIER:  # carriers see doors, not the operator's alerts
+            view.pop("alerts")
+        return view
+
+
+def resolve_alert(ctx: Ctx, actor: Principal, alert_id: int) -> None:
+    require_role(actor, *OPERATOR_ROLES)
+    with ctx.db.transaction() as session:
+        alert = session.get(LockerAlert, alert_id)
+        if alert is None:
+            raise NotFound(f"no alert {alert_id}")
+        alert.resolved_at = alert.resolved_at or ctx.now()
+

@@ -1,0 +1,51 @@
+"""The first run: `relay-ops demo` embeds a broker, the bridge and a simulated locker, and a new
+user opens a locker door by typing the PIN it prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.e2e.locker_stack import ROOT, Simulator, free_port, wait_until
+
+
+def test_the_demo_locker_opens_with_the_printed_pin(tmp_path: Path) -> None:
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT),
+               RELAY_OPS_DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+               RELAY_OPS_NOTIFY_FILE_PATH=str(tmp_path / "notifications.jsonl"))
+    demo = Simulator("demo", [sys.executable, "-m", "relay_ops.cli", "demo", "--port",
+                              str(port)], env, tmp_path, stdin=True)
+    try:
+        demo.launch()  # not start(): the demo prints its welcome, not "ready"
+        lines: list[str] = []
+        wait_until(lambda: _next_match(demo, lines, r"^The locker as an operator sees it"), 60,
+                   "the printed welcome")
+        welcome = "\n".join(lines)
+        pin_line = re.search(r"^pin (\d{6})\s", welcome, re.M).group(1)  # type: ignore[union-attr]
+        door = int(re.search(r"compartment (\d+)", welcome).group(1))  # type: ignore[union-attr]
+        assert demo.do(f"pin {pin_line}") == "ok"
+        wait_until(lambda: json.loads(demo.do("state"))["doors"][str(door)][0] == "open", 15,
+                   "the door opens")
+        assert demo.do(f"close {door} empty") == "ok"
+        url = f"http://127.0.0.1:{port}/api/v1/parcels?tracking_number=RELAYDEMO0101"
+        request = urllib.request.Request(url, headers={  # noqa: S310 - loopback only
+            "Authorization": "Bearer st_demo_operator.demo-operator-secret"})
+
+        def state() -> str:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                return str(json.loads(response.read())["state"])
+
+        wait_until(lambda: state() == "picked_up", 15, "picked up")
+    finally:
+        demo.stop()
+
+
+def _next_match(demo: Simulator, lines: list[str], pattern: str) -> str | None:
+    line = demo.read_line(30)
+    lines.append(line)
+    return line if re.match(pattern, line) else None

@@ -1,0 +1,247 @@
+"""The bridge between a real locker agent and the services, over the machine's Mosquitto.
+
+Agent and bridge run in threads of the test process here (the end-to-end tests run them as
+separate processes); everything between them is real MQTT.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from locker_harness import SHARED_BROKER, unique_locker_id, wait_until
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import func, select
+
+from firmware_bridge import protocol as p
+from firmware_bridge.agent.agent import LockerAgent
+from firmware_bridge.agent.drivers import SimulatedBoard
+from firmware_bridge.bridge import Bridge, BridgeSettings
+from relay_ops.db.models import LockerAlert, Parcel, ParcelEvent
+from relay_ops.services import lockers, parcels
+from relay_ops.services.context import Ctx
+from relay_ops.services.principal import SYSTEM, Principal, Role
+from tests.integration.firmware_bridge.conftest import fast_settings
+from tests.support import World
+
+CARRIER = Principal(Role.CARRIER, carrier_id=1)
+
+
+class LiveClock:
+    """The agents live on the real clock; so must the backend here (commands expire)."""
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@pytest.fixture
+def clock() -> LiveClock:
+    return LiveClock()
+
+
+@pytest.fixture
+def bridge_for(ctx: Ctx) -> Iterator[Callable[..., Bridge]]:
+    started: list[Bridge] = []
+
+    def start(**settings: Any) -> Bridge:
+        # a group of its own: other bridges on the machine's broker never take our events
+        values: dict[str, Any] = {"share_group": f"test-{uuid.uuid4().hex[:8]}",
+                                  "resend_after_s": 1.0, "gap_wait_s": 0.5, "poll_s": 0.05}
+        bridge = Bridge(ctx, *SHARED_BROKER, BridgeSettings(**{**values, **settings}))
+        started.append(bridge)
+        bridge.start()
+        assert bridge.wait_connected(10)
+        return bridge
+
+    yield start
+    for bridge in started:
+        bridge.stop()
+
+
+class Site:
+    def __init__(self, world: World, agent: LockerAgent, board: SimulatedBoard,
+                 site_id: int) -> None:
+        self.world, self.agent, self.board, self.site_id = world, agent, board, site_id
+        self.code = agent.locker_id
+
+    def view(self) -> dict[str, Any]:
+        return lockers.locker_view(self.world.ctx, SYSTEM, self.site_id)
+
+    def parcel(self, number: str) -> Parcel:
+        with self.world.ctx.db.read() as session:
+            found = session.scalar(select(Parcel).where(Parcel.tracking_number == number))
+            assert found is not None
+            return found
+
+    def state_of(self, number: str) -> str:
+        return self.parcel(number).state
+
+    def drop(self, number: str, **item: Any) -> int:
+        """Announce, open a session, scan: returns the door, opened at the locker."""
+        body = {"reference": f"R-{number}", "parcels": [
+            {"tracking_number": number, "site": self.code, "size_class": "S",
+             "recipient": {"name": "Jeanne", "phone": "+33612345678"}, **item}]}
+        assert self.world.carrier.post("/manifests", json=body).status_code == 201
+        session = lockers.open_session(self.world.ctx, CARRIER, self.site_id)
+        door = lockers.deposit(self.world.ctx, CARRIER, session["id"], number)["compartment"]
+        wait_until(lambda: self.board.door_state(door) == "open", 10, f"door {door} open")
+        return int(door)
+
+    def actions(self, number: str) -> list[str]:
+        with self.world.ctx.db.read() as session:
+            return list(session.scalars(
+                select(ParcelEvent.action).join(Parcel)
+                .where(Parcel.tracking_number == number).order_by(ParcelEvent.id)))
+
+
+@pytest.fixture
+def locker_site(world: World, tmp_path: Any, bridge_for: Callable[..., Bridge]
+                ) -> Iterator[Callable[..., Site]]:
+    agents: list[LockerAgent] = []
+
+    def build(**settings: Any) -> Site:
+        code = unique_locker_id("B")
+        site_id = lockers.register_locker(world.ctx, SYSTEM, {
+            "code": code, "name": "Casier", "locker_model": "mini-6", "address": "Place",
+            "postcode": "44440", "city": "Riaillé", "latitude": 47.5, "longitude": -1.3})["id"]
+        bridge_for()
+        board = SimulatedBoard(list(range(1, 7)))
+        agent = LockerAgent(code, board, *SHARED_BROKER, tmp_path / f"{code}.sqlite3",
+                            settings=fast_settings(**settings))
+        agents.append(agent)
+        agent.start()
+        site = Site(world, agent, board, site_id)
+        wait_until(lambda: site.view()["link"]["online"], 10, "locker online")
+        wait_until(lambda: site.view()["link"]["credential_version_held"] == 1, 10, "synced")
+        return site
+
+    yield build
+    for agent in agents:
+        agent.stop()
+
+
+def test_a_carrier_drops_and_residents_pick_up_by_qr_and_pin(locker_site: Callable[..., Site]
+                                                             ) -> None:
+    site = locker_site()
+    door = site.drop("BRIDGE000001")
+    site.board.close_door(door, occupied=True)
+    wait_until(lambda: site.state_of("BRIDGE000001") == "ready_for_pickup", 10, "ready")
+
+    token = lockers.qr_token(site.world.ctx, site.parcel("BRIDGE000001").id)
+    assert token is not None
+    site.board.scan(token)
+    wait_until(lambda: site.board.door_state(door) == "open", 10, "door open for the QR")
+    site.board.close_door(door, occupied=False)
+    wait_until(lambda: site.state_of("BRIDGE000001") == "picked_up", 10, "picked up")
+
+    second = site.drop("BRIDGE000002")
+    site.board.close_door(second, occupied=True)
+    wait_until(lambda: site.state_of("BRIDGE000002") == "ready_for_pickup", 10, "ready")
+    with site.world.ctx.db.read() as session:
+        pin = parcels.code_of(site.world.ctx,
+                              parcels.live_credentials(session, site.parcel("BRIDGE000002").id)[0])
+    site.board.type_pin("000000" if pin != "000000" else "111111")  # a wrong one first
+    wait_until(lambda: any("refused" in m for m in site.board.display), 10, "refusal shown")
+    site.board.type_pin(pin)
+    wait_until(lambda: site.board.door_state(second) == "open", 10, "door open for the PIN")
+    site.board.close_door(second, occupied=False)
+    wait_until(lambda: site.state_of("BRIDGE000002") == "picked_up", 10, "picked up")
+    assert site.actions("BRIDGE000001") == [
+        "announce", "compartment_reserved", "check_in", "locker_door_requested", "pick_up"]
+
+
+def test_a_jammed_door_and_a_door_left_open(locker_site: Callable[..., Site]) -> None:
+    site = locker_site(door_left_open_s=0.5)
+    door = site.drop("BRIDGE000003")
+    site.board.close_door(door, occupied=True)
+    wait_until(lambda: site.state_of("BRIDGE000003") == "ready_for_pickup", 10, "ready")
+    site.board.jam(door)
+    site.board.scan(lockers.qr_token(site.world.ctx, site.parcel("BRIDGE000003").id) or "")
+    wait_until(lambda: site.view()["compartments"][door - 1]["state"] == "out_of_service", 10,
+               "out of service")
+    assert site.state_of("BRIDGE000003") == "ready_for_pickup"
+    assert site.board.open_calls.count(door) == 2 and len(set(site.board.open_calls)) == 1
+    other = site.drop("BRIDGE000004")  # left open: alarm after 0.5 s
+    wait_until(lambda: "door_left_open" in [a["kind"] for a in site.view()["alerts"]], 10,
+               "door left open alarm")
+    assert other != door
+
+
+def test_the_same_event_twice_has_one_effect(world: World, locker_site: Callable[..., Site]
+                                             ) -> None:
+    site = locker_site()
+    captured: list[mqtt.MQTTMessage] = []
+    spy = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"spy-{uuid.uuid4().hex[:8]}")
+    spy.on_message = lambda _c, _u, m: captured.append(m)
+    spy.connect(*SHARED_BROKER)
+    spy.subscribe(p.evt_topic(site.code), 1)
+    spy.loop_start()
+    try:
+        wait_until(lambda: spy.is_connected(), 5)
+        door = site.drop("BRIDGE000005")
+        site.board.close_door(door, occupied=True)
+        wait_until(lambda: site.state_of("BRIDGE000005") == "ready_for_pickup", 10, "ready")
+        closed = next(m for m in captured if b'"door_closed"' in m.payload)
+        for _ in range(3):
+            spy.publish(closed.topic, closed.payload, qos=1).wait_for_publish(5)
+        wait_until(lambda: len([m for m in captured if m.payload == closed.payload]) >= 4, 5)
+    finally:
+        spy.loop_stop()
+        spy.disconnect()
+    with world.ctx.db.read() as session:
+        check_ins = session.scalar(select(func.count()).select_from(ParcelEvent).where(
+            ParcelEvent.action == "check_in"))
+        alerts = session.scalar(select(func.count()).select_from(LockerAlert))
+    assert check_ins == 1 and alerts == 0
+    assert site.actions("BRIDGE000005").count("check_in") == 1
+
+
+def test_a_pickup_made_offline_is_reconciled_when_the_link_returns(
+        world: World, ctx: Ctx, tmp_path: Any, private_broker: Any,
+        bridge_for: Callable[..., Bridge]) -> None:
+    """Issue 6: the broker goes away; the resident's PIN still opens the door (checked by the
+    agent against the synced keyed hash); on reconnect the journal is replayed and the backend
+    records the pickup once, at the locker's time."""
+    code = unique_locker_id("O")
+    site_id = lockers.register_locker(world.ctx, SYSTEM, {
+        "code": code, "name": "Casier", "locker_model": "mini-6", "address": "Place",
+        "postcode": "44440", "city": "Riaillé", "latitude": 47.5, "longitude": -1.3})["id"]
+    bridge = Bridge(ctx, "127.0.0.1", private_broker.port,
+                    BridgeSettings(resend_after_s=1.0, gap_wait_s=0.5, poll_s=0.05))
+    bridge.start()
+    board = SimulatedBoard(list(range(1, 7)))
+    agent = LockerAgent(code, board, "127.0.0.1", private_broker.port,
+                        tmp_path / f"{code}.sqlite3", settings=fast_settings())
+    agent.start()
+    site = Site(world, agent, board, site_id)
+    try:
+        wait_until(lambda: site.view()["link"]["credential_version_held"] == 1, 10, "synced")
+        door = site.drop("OFFLINE00001")
+        board.close_door(door, occupied=True)
+        wait_until(lambda: site.state_of("OFFLINE00001") == "ready_for_pickup", 10, "ready")
+        # the PIN reaches the locker in an incremental sync before the link goes
+        wait_until(lambda: site.view()["link"]["credential_version_held"] == 2, 10, "pin synced")
+        with world.ctx.db.read() as session:
+            pin = parcels.code_of(world.ctx, parcels.live_credentials(
+                session, site.parcel("OFFLINE00001").id)[0])
+        private_broker.stop()
+        wait_until(lambda: not agent.online, 10, "locker offline")
+        board.type_pin(pin)
+        wait_until(lambda: board.door_state(door) == "open", 10, "door open offline")
+        board.close_door(door, occupied=False)
+        assert site.state_of("OFFLINE00001") == "ready_for_pickup"  # the backend cannot know
+        private_broker.start()
+        wait_until(lambda: site.state_of("OFFLINE00001") == "picked_up", 30, "reconciled")
+    finally:
+        agent.stop()
+        bridge.stop()
+    assert site.actions("OFFLINE00001").count("pick_up") == 1
+    with world.ctx.db.read() as session:
+        pickup = session.scalar(select(ParcelEvent).join(Parcel).where(
+            Parcel.tracking_number == "OFFLINE00001", ParcelEvent.action == "pick_up"))
+        assert pickup is not None and pickup.data["offline"] is True
+        assert pickup.at < datetime.fromisoformat(pickup.data["received_at"])
