@@ -43,6 +43,10 @@ sys.path.insert(0, str(REPO))  # this checkout's relay_ops, not an installed cop
 import psycopg  # noqa: E402
 
 from bench import loadgen, seed  # noqa: E402
+from relay_ops.domain.pickup_token import (  # noqa: E402
+    generate_private_key,
+    private_key_to_pem,
+)
 
 HOST = "127.0.0.1"
 TICK = os.sysconf("SC_CLK_TCK")
@@ -433,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
 
     secrets = {k: f"bench-{k.lower()}-{os.urandom(8).hex()}" for k in
                ("SECRET_KEY", "PICKUP_CODE_PEPPER", "PICKUP_CODE_DERIVATION_KEY",
-                "API_TOKEN_PEPPER")}
+                "API_TOKEN_PEPPER", "LOCKER_PIN_KEY_SECRET")}
+    secrets["LOCKER_TOKEN_SIGNING_KEY"] = private_key_to_pem(generate_private_key())
     config = {"ENV": "production", "DATABASE_URL": sa_url, "LOG_LEVEL": "WARNING",
               "NOTIFY_FILE_PATH": str(logdir / "notifications.jsonl"), **secrets}
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_OPS_")}
