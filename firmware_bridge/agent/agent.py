@@ -497,6 +497,8 @@ class LockerAgent:
         opened = self._open_door(n, body.purpose, corr_id, body.credential_id)
         if body.credential_id is not None:
             self.journal.set_use_outcome(body.credential_id, j.OPENED if opened else j.FAILED)
+        # The person at the locker reads the screen: say which door, whoever decided.
+        self._show(f"compartment {n} opens" if opened else f"compartment {n} failed to open")
         return ("done", None) if opened else ("failed", "door_failed_to_open")
 
     def _cmd_sync(self, sync: p.SyncCredentials) -> tuple[str, str | None]:

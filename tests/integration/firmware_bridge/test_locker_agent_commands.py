@@ -33,6 +33,7 @@ def test_open_command_opens_the_door_and_reports_done(online_locker) -> None:
     assert backend.results(command.corr_id) == ["accepted", "done"]
     opened = backend.wait_event("door_opened")
     assert opened.body.corr_id == command.corr_id and locker.board.open_calls == [3]
+    assert locker.board.display[-1] == "compartment 3 opens"
     locker.board.close_door(3, occupied=False)
     closed = backend.wait_event("door_closed")
     assert closed.body == p.DoorClosed(
@@ -89,6 +90,7 @@ def test_door_that_does_not_open_is_reported_failed_with_a_fault(online_locker) 
     assert failed.body.compartment == 4 and failed.body.corr_id == command.corr_id
     assert backend.wait_event("fault").body.code == "door_jammed"
     assert backend.events("door_opened") == []
+    assert locker.board.display[-1] == "compartment 4 failed to open"
 
 
 def test_door_left_open_raises_an_alarm_once(online_locker) -> None:
