@@ -324,3 +324,42 @@ def site_forecast(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
             "days": [day_view(d) for d in days],
             "days_at_risk": [d.day.isoformat() for d in days if d.at_risk],
         }
+
+
+def _stored_days(session: Session, site_id: int, today: date, horizon: int
+                 ) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(SiteForecast)
+        .where(SiteForecast.site_id == site_id, SiteForecast.day >= today,
+               SiteForecast.day <= today + timedelta(days=horizon))
+        .order_by(SiteForecast.day)
+    )
+    return [
+        {"day": r.day.isoformat(), "predicted": r.predicted, "low": r.low, "high": r.high,
+         "capacity": r.capacity, "arrivals": r.arrivals, "closed": r.closed,
+         "at_risk": r.at_risk}
+        for r in rows
+    ]
+
+
+def overview(ctx: Ctx, actor: Principal) -> list[dict[str, Any]]:
+    """Every site's forecast (a shopkeeper's: her own sites) for the dashboard, as stored by
+    the last computation; a site with no stored forecast for the whole horizon (never computed
+    yet, or not since yesterday) is computed here without being stored. Read only."""
+    require_role(actor, Role.OPERATOR, Role.SHOPKEEPER)
+    today = local_day(ctx, ctx.now())
+    horizon = ctx.settings.forecast.horizon_days
+    with ctx.db.read() as session:
+        query = select(Site).order_by(Site.code)
+        if actor.role is Role.SHOPKEEPER:
+            query = query.where(Site.id.in_(actor.site_ids))
+        result = []
+        for site in session.scalars(query):
+            days = _stored_days(session, site.id, today, horizon)
+            if len(days) < horizon + 1:
+                days = [day_view(d) for d in compute(ctx, session, site)]
+            result.append({
+                "id": site.id, "code": site.code, "name": site.name, "kind": site.kind,
+                "days": days, "days_at_risk": [d["day"] for d in days if d["at_risk"]],
+            })
+        return result

@@ -38,13 +38,14 @@ from relay_ops.db.models import (
 from relay_ops.domain import pickup_token, sizing, tracking
 from relay_ops.domain.errors import DomainError, InvalidTransition, NotFound, ValidationFailed
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import history, sites
+from relay_ops.services import history, reroute, sites
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role
 
 OPERATOR_ROLES = (Role.OPERATOR, Role.SYSTEM)
 PIN_KEY_ID = "p1"
 COMMAND_OPEN = "open_compartment"
+FULL = "no free compartment"  # how a refusal for a full locker (not a too-big parcel) begins
 COMMAND_SYNC = "sync_credentials"
 # Outbox statuses of locker commands: pending -> sent -> accepted -> done | failed;
 # expired (never executed), superseded (a newer credential sync replaced it).
@@ -431,7 +432,10 @@ def _open_session_for(
 def deposit(ctx: Ctx, actor: Principal, session_id: int, tracking_number: str
             ) -> dict[str, Any]:
     """The carrier scans a parcel at the locker: the smallest free fitting compartment is
-    reserved and its door opened. A parcel that fits nowhere stays with the carrier."""
+    reserved and its door opened. When the locker is full (for this parcel), the parcel is
+    rerouted to the nearest locker with room (:func:`reroute.full_at_drop_off`) and the answer
+    names it; when there is none, or the parcel fits no compartment of this locker at all, it
+    is refused and stays with the carrier."""
     number = tracking.validate(tracking_number)
     now = ctx.now()
     refusal: DomainError | None = None
@@ -451,6 +455,15 @@ def deposit(ctx: Ctx, actor: Principal, session_id: int, tracking_number: str
             _open(ctx, session, site, box, "deposit", parcel, now)
             return _deposit_answer(row, parcel, box, "door_opening")
         box, reason = _allocate(ctx, session, site, parcel)
+        if box is None and reason.startswith(FULL):
+            moved = reroute.full_at_drop_off(
+                ctx, session, parcel, site, actor,
+                lambda other: other.kind == "locker" and _has_room(ctx, session, other, parcel),
+            )
+            if moved is not None:
+                return {"status": "rerouted", "session_id": row.id,
+                        "tracking_number": parcel.tracking_number, "reason": reason,
+                        "rerouted_to": moved}
         if box is None:
             history.record(session, parcel, "locker_refused", parcel.state, actor, now,
                            reason=reason, data={"locker": site.code})
@@ -495,7 +508,14 @@ def _allocate(ctx: Ctx, session: Session, site: Site, parcel: Parcel
     size = "x".join(str(d) for d in dims)
     if sizing.choose_compartment(every, dims) is None:
         return None, f"a parcel of {size} mm fits no compartment of {site.code}"
-    return None, f"no free compartment of {site.code} takes a parcel of {size} mm"
+    return None, f"{FULL} of {site.code} takes a parcel of {size} mm"
+
+
+def _has_room(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> bool:
+    """A free compartment of ``site`` takes the parcel now (nothing is reserved)."""
+    free = [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm))
+            for b in compartments_of(session, site.id) if b.state == "free"]
+    return sizing.choose_compartment(free, parcel_dims(ctx, parcel)) is not None
 
 
 def _open(ctx: Ctx, session: Session, site: Site, box: Compartment, purpose: str,

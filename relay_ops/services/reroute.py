@@ -15,6 +15,7 @@ shelf stays where it is.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
@@ -87,7 +88,11 @@ class Planner:
             self.sent[(site.id, day)] += 1
         self.changed |= {origin.id, site.id}
 
-    def options(self, origin: Site, day: date) -> list[Option]:
+    def options(
+        self, origin: Site, day: date, accept: Callable[[Site], bool] | None = None
+    ) -> list[Option]:
+        """The nearest sites that can take one more parcel on ``day`` (and that ``accept``
+        takes, when given), nearest first."""
         settings = self.ctx.settings.forecast
         radii = settings.reroute_radius_km
         radius = radii.get(origin.area, min(radii.values()))
@@ -99,6 +104,8 @@ class Planner:
                 continue  # never a step in place of step-free access
             km = distance_km(origin.latitude, origin.longitude, site.latitude, site.longitude)
             if km > radius:
+                continue
+            if accept is not None and not accept(site):
                 continue
             outlook = self.day_with(site, day, self.sent[(site.id, day)] + 1)
             if outlook is None or outlook.closed or outlook.at_risk:
@@ -262,6 +269,36 @@ def _carry_credentials(ctx: Ctx, session: Session, parcel: Parcel) -> None:
         )
         credential.site_id = parcel.site_id
         credential.code_hash = creds.hash_code(settings.pickup_code_pepper, parcel.site_id, code)
+
+
+# ---------------------------------------------------------------- a locker full at drop-off
+
+
+def full_at_drop_off(
+    ctx: Ctx, session: Session, parcel: Parcel, origin: Site, actor: Principal,
+    fits: Callable[[Site], bool],
+) -> dict[str, Any] | None:
+    """The carrier stands at a full locker: the parcel goes to the nearest site of the same
+    kind with room for it now (``fits``), open today, within reach, with step-free access if
+    the locker has it, and that the forecast does not flag today. The move, its ``reroute``
+    event and the recipient's message are written in the caller's transaction; the same
+    pickup credential (if one was given already) works there. None: nowhere to go."""
+    day = forecast.local_day(ctx, ctx.now())
+    options = Planner(ctx, session).options(origin, day, fits)
+    if not options:
+        return None
+    best = options[0]
+    proposal = RerouteProposal(
+        parcel_id=parcel.id, from_site_id=origin.id, day=day,
+        options=[o.view() for o in options], status="automatic",
+        reason=f"{origin.code} full at drop-off",
+    )
+    session.add(proposal)
+    session.flush()
+    move(ctx, session, parcel, best.site, best.km, proposal, actor)
+    forecast.refresh(ctx, session, origin)
+    forecast.refresh(ctx, session, best.site)
+    return {"proposal_id": proposal.id, **best.view()}
 
 
 # ---------------------------------------------------------------- the carrier decides

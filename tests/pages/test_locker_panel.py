@@ -213,3 +213,17 @@ def test_the_dashboard_lists_lockers_with_their_status(sim: Sim, world: World,
     row = other.split("</tr>")[0]
     assert "0 casiers occupés sur 5" in row  # the broken door counts for nothing
     assert "sur 6" in mine.split("</tr>")[0]
+
+
+def test_a_full_locker_tells_the_carrier_where_the_parcel_goes(
+        sim: Sim, world: World, operator: Pages) -> None:
+    for number in range(1, 7):
+        lockers.set_compartment_service(world.ctx, SYSTEM, sim.site_id, number,
+                                        in_service=False, reason="travaux")
+    assert world.announce("LOCKERPANEL09", site=CODE, size_class="S").status_code == 201
+    answer = operator.post(f"{sim.url}/carrier/deposit", {
+        "carrier": str(carrier_id(world)), "tracking_number": "LOCKERPANEL09"},
+        json=True).get_json()
+    assert not answer["ok"]  # nothing goes in this locker
+    assert "Cette consigne est pleine : LOCKERPANEL09 part pour" in answer["message"]
+    assert "le destinataire a été prévenu" in answer["message"]

@@ -155,8 +155,13 @@ def open_locker_session(principal: Principal, site_id: int) -> Any:
           summary="Scan a parcel at the locker: a door opens for it", tag="lockers",
           roles=CARRIER, body=s.LockerDepositIn, errors=(404, 409),
           description="The smallest free compartment the parcel fits in (any rotation) is "
-                      "reserved and opened. A parcel that fits nowhere is refused "
-                      "(`parcel-does-not-fit`) and stays with the carrier.")
+                      "reserved and opened. When the locker is full, the parcel is rerouted "
+                      "to the nearest locker with room (open, within reach, step-free access "
+                      "kept, not flagged by the forecast) with the same pickup credential; "
+                      "the answer's `status` is `rerouted` and `rerouted_to` names it, and the "
+                      "recipient is told. With nowhere to go, or when it fits no compartment "
+                      "at all, it is refused (`parcel-does-not-fit`) and stays with the "
+                      "carrier.")
 def locker_deposit(principal: Principal, session_id: int, body: s.LockerDepositIn) -> Any:
     return lockers.deposit(ctx(), principal, session_id, body.tracking_number)
 

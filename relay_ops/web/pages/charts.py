@@ -7,6 +7,9 @@ same figures as a table beside it.
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
 from flask_babel import format_date
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
@@ -132,3 +135,60 @@ def occupancy(series: Series) -> Markup:
              "places.", held=last, capacity=series.capacity)
     legend = _legend([("line", _("parcels on hand")), ("dashed", _("capacity"))])
     return _frame(_("Occupancy"), desc, body, legend)
+
+
+def forecast(site_name: str, days: list[dict[str, Any]]) -> Markup:
+    """A site's forecast: the predicted parcels on hand at each day's peak (solid line), the
+    uncertainty band (hatched), the capacity (dashed); closing days and days at risk are
+    written under their date, not only coloured."""
+    parsed = [date.fromisoformat(d["day"]) for d in days]
+    labels = [str(format_date(d, "EEE dd/MM")) for d in parsed]
+    capacity = max([d["capacity"] for d in days] or [0])
+    nice, per_unit = _scale(max([d["high"] for d in days] + [capacity]))
+    slot = (WIDTH - LEFT - RIGHT) / max(1, len(days))
+    base = HEIGHT - BOTTOM
+    band, marks = [], []
+    for i, d in enumerate(days):
+        x = LEFT + slot * i + slot * 0.2
+        top = base - d["high"] * per_unit
+        h = (d["high"] - d["low"]) * per_unit
+        tip = _("%(day)s: %(predicted)s expected (%(low)s to %(high)s) for %(capacity)s places",
+                day=labels[i], predicted=_rounded(d["predicted"]), low=d["low"],
+                high=d["high"], capacity=d["capacity"])
+        band.append(
+            f'<rect x="{x:.1f}" y="{top:.1f}" width="{slot * 0.6:.1f}" height="{max(h, 1):.1f}" '
+            f'class="band"><title>{escape(tip)}</title></rect>'
+        )
+        flag = _("closed") if d["closed"] else (_("at risk") if d["at_risk"] else "")
+        if flag:
+            css = "flag-closed" if d["closed"] else "flag-risk"
+            marks.append(
+                f'<text x="{LEFT + slot * (i + 0.5):.1f}" y="{base + 30}" text-anchor="middle" '
+                f'class="tick {css}">{escape(flag)}</text>'
+            )
+    points = " ".join(
+        f"{LEFT + slot * (i + 0.5):.1f},{base - d['predicted'] * per_unit:.1f}"
+        for i, d in enumerate(days)
+    )
+    cap_y = base - capacity * per_unit
+    body = (
+        _axes(nice, per_unit, labels) + "".join(band)
+        + f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{cap_y:.1f}" y2="{cap_y:.1f}" '
+        'class="line-capacity"/>'
+        + f'<polyline points="{points}" class="line-held"/>' + "".join(marks)
+    )
+    risky = [labels[i] for i, d in enumerate(days) if d["at_risk"]]
+    desc = (
+        _("%(site)s: %(n)s days at risk of exceeding %(capacity)s places: %(days)s.",
+          site=site_name, n=len(risky), capacity=capacity, days=", ".join(risky))
+        if risky else
+        _("%(site)s: no day at risk of exceeding %(capacity)s places.",
+          site=site_name, capacity=capacity)
+    )
+    legend = _legend([("line", _("expected on hand")), ("band", _("likely range")),
+                      ("dashed", _("capacity"))])
+    return _frame(_("Forecast for %(site)s", site=site_name), desc, body, legend)
+
+
+def _rounded(value: float) -> str:
+    return str(round(value))

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask, current_app, render_template, request
 
-from relay_ops.services import sites, stats
+from relay_ops.services import forecast, sites, stats
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp, charts
 from relay_ops.web.pages.security import ctx, requires
@@ -46,6 +46,8 @@ def dashboard(principal: Principal) -> str:
     site_id = request.args.get("site", type=int)
     chosen = [site_id] if site_id else None
     series = stats.daily(ctx(), principal, chosen, days=14)
+    forecasts = forecast.overview(ctx(), principal)
+    fc = next((f for f in forecasts if f["id"] == site_id), None)
     return render_template(
         "pages/dashboard.html",
         sites=all_sites,
@@ -57,4 +59,7 @@ def dashboard(principal: Principal) -> str:
             ctx(), principal, within_hours=current_app.config["EXPIRING_WITHIN_HOURS"]
         ),
         panels=_panels(principal),
+        forecasts=forecasts,
+        fc=fc,
+        forecast_chart=charts.forecast(fc["name"], fc["days"]) if fc else None,
     )

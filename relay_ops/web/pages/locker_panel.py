@@ -280,6 +280,13 @@ def locker_carrier_deposit(actor: Principal, site_id: int) -> Response:
     except DomainError as err:
         title, message = explain(err)
         return _answer(site_id, False, f"{title}: {message}")
+    if answer["status"] == "rerouted":
+        to = answer["rerouted_to"]
+        return _answer(site_id, False, _(
+            "This locker is full: %(number)s now goes to %(name)s, %(address)s, %(city)s "
+            "(%(km)s km). Take it there; the recipient has been told.",
+            number=answer["tracking_number"], name=to["name"], address=to["address"],
+            city=to["city"], km=to["distance_km"]))
     return _answer(site_id, True, _(
         "Door %(n)s opens for %(number)s: put the parcel in and close the door.",
         n=answer["compartment"], number=answer["tracking_number"]))

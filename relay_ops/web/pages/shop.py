@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 
 from relay_ops import qr
 from relay_ops.domain.errors import DomainError, ValidationFailed
-from relay_ops.services import accounts, parcels, sites, stats
+from relay_ops.services import accounts, forecast, parcels, sites, stats
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp, charts
 from relay_ops.web.pages.i18n import when
@@ -249,8 +249,11 @@ def extend(principal: Principal, site_id: int, parcel_id: int) -> Response:
 def site_overview(principal: Principal, site_id: int) -> str:
     site = _site(principal, site_id)
     series = stats.daily(ctx(), principal, [site_id])
+    fc = forecast.site_forecast(ctx(), principal, site_id)
+    fc["name"] = site["name"]
     return render_template(
-        "pages/site.html", site=site,
+        "pages/site.html", site=site, fc=fc,
+        forecast_chart=charts.forecast(site["name"], fc["days"]),
         occupancy=sites.occupancy(ctx(), principal, site_id),
         collection=parcels.collection_list(ctx(), principal, site_id), series=series,
         per_day_chart=charts.parcels_per_day(series), occupancy_chart=charts.occupancy(series),

@@ -1,0 +1,154 @@
+"""A locker full at drop-off sends the parcel to the nearest locker with room (issue 8)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from relay_ops.db.models import (
+    Notification,
+    Parcel,
+    ParcelEvent,
+    PickupCredential,
+    RerouteProposal,
+)
+from relay_ops.domain import credentials as creds
+from relay_ops.services import lockers, parcels
+from relay_ops.services.principal import SYSTEM, Principal, Role
+from tests.support import World
+
+BASE = {"locker_model": "mini-6", "address": "Place de la mairie", "postcode": "44440",
+        "city": "Riaillé", "step_free_access": True}
+FULL_ONE = {**BASE, "code": "LCK-FULL", "name": "Casier plein", "latitude": 47.51,
+            "longitude": -1.29}
+NEAR = {**BASE, "code": "LCK-NEAR", "name": "Casier de la gare", "latitude": 47.513,
+        "longitude": -1.291}  # about 350 m away
+FURTHER = {**BASE, "code": "LCK-FAR2", "name": "Casier du stade", "latitude": 47.52,
+           "longitude": -1.29}  # about 1.1 km away
+ACME = Principal(Role.CARRIER, carrier_id=1)
+
+
+def register(world: World, data: dict[str, Any]) -> int:
+    return int(lockers.register_locker(world.ctx, SYSTEM, data)["id"])
+
+
+def fill(world: World, site_id: int) -> None:
+    for number in range(1, 7):
+        lockers.set_compartment_service(world.ctx, SYSTEM, site_id, number, in_service=False,
+                                        reason="vandalised")
+
+
+def parcel(world: World, number: str) -> Parcel:
+    with world.ctx.db.read() as session:
+        found = session.scalar(select(Parcel).where(Parcel.tracking_number == number))
+        assert found is not None
+        session.expunge(found)
+        return found
+
+
+def drop(world: World, site_id: int, number: str) -> dict[str, Any]:
+    assert world.announce(number, site=FULL_ONE["code"]).status_code == 201
+    session = lockers.open_session(world.ctx, ACME, site_id)
+    return lockers.deposit(world.ctx, ACME, session["id"], number)
+
+
+def test_a_full_locker_sends_the_parcel_to_the_nearest_with_room(world: World) -> None:
+    full = register(world, FULL_ONE)
+    near, further = register(world, NEAR), register(world, FURTHER)
+    fill(world, full)
+    answer = drop(world, full, "LOCKERFULL01")
+    assert answer["status"] == "rerouted"
+    assert answer["rerouted_to"]["site"] == "LCK-NEAR"
+    assert answer["rerouted_to"]["address"] == "Place de la mairie"
+    assert 0.2 < answer["rerouted_to"]["distance_km"] < 0.5
+    moved = parcel(world, "LOCKERFULL01")
+    assert moved.site_id == near and moved.state == "announced"
+    assert moved.compartment_id is None  # nothing reserved at the full locker
+    with world.ctx.db.read() as db:
+        events = list(db.execute(select(ParcelEvent.action, ParcelEvent.data).where(
+            ParcelEvent.parcel_id == moved.id).order_by(ParcelEvent.id)))
+        assert [a for a, _ in events] == ["announce", "reroute"]
+        assert events[1][1]["from_site"] == "LCK-FULL" and events[1][1]["to_site"] == "LCK-NEAR"
+        proposal = db.scalar(select(RerouteProposal).where(RerouteProposal.parcel_id == moved.id))
+        assert proposal is not None and proposal.status == "automatic"
+        assert proposal.to_site_id == near and "full at drop-off" in proposal.reason
+        assert [o["site"] for o in proposal.options] == ["LCK-NEAR", "LCK-FAR2"]
+        told = list(db.scalars(select(Notification.kind).where(
+            Notification.parcel_id == moved.id)))
+        assert "rerouted" in told
+    assert further  # the further locker was an option, not the choice
+    # the carrier takes it there: a door opens at the new locker
+    session = lockers.open_session(world.ctx, ACME, near)
+    there = lockers.deposit(world.ctx, ACME, session["id"], "LOCKERFULL01")
+    assert there["status"] == "door_opening"
+
+
+def test_the_pickup_credential_given_before_still_works_there(world: World) -> None:
+    full = register(world, FULL_ONE)
+    near = register(world, NEAR)
+    fill(world, full)
+    assert world.announce("LOCKERFULL02", site=FULL_ONE["code"]).status_code == 201
+    with world.ctx.db.transaction() as db:
+        found = db.scalar(select(Parcel).where(Parcel.tracking_number == "LOCKERFULL02"))
+        assert found is not None
+        credential_id = parcels.issue_credential(world.ctx, db, found, holder="recipient").id
+    with world.ctx.db.read() as db:
+        before = db.get(PickupCredential, credential_id)
+        assert before is not None
+        code = parcels.code_of(world.ctx, before)
+    session = lockers.open_session(world.ctx, ACME, full)
+    assert lockers.deposit(world.ctx, ACME, session["id"], "LOCKERFULL02")["status"] == "rerouted"
+    with world.ctx.db.read() as db:
+        after = db.get(PickupCredential, credential_id)
+        assert after is not None and after.revoked_at is None
+        assert after.site_id == near
+        assert parcels.code_of(world.ctx, after) == code
+        settings = world.ctx.settings
+        assert after.code_hash == creds.hash_code(settings.pickup_code_pepper, near, code)
+
+
+def test_nowhere_to_go_is_still_a_refusal(world: World) -> None:
+    full = register(world, FULL_ONE)
+    fill(world, full)
+    register(world, {**NEAR, "step_free_access": False})  # never a step for step-free access
+    register(world, {**FURTHER, "code": "LCK-AWAY", "latitude": 47.60})  # 10 km: out of reach
+    with pytest.raises(lockers.ParcelDoesNotFit, match="no free compartment"):
+        drop(world, full, "LOCKERFULL03")
+    stayed = parcel(world, "LOCKERFULL03")
+    assert stayed.site_id == full
+    with world.ctx.db.read() as db:
+        actions = list(db.scalars(select(ParcelEvent.action).where(
+            ParcelEvent.parcel_id == stayed.id).order_by(ParcelEvent.id)))
+    assert actions == ["announce", "locker_refused"]
+
+
+def test_a_locker_the_forecast_flags_is_not_chosen(world: World) -> None:
+    full = register(world, FULL_ONE)
+    near = register(world, NEAR)
+    further = register(world, FURTHER)
+    fill(world, full)
+    # the near locker has a free door now, but its six doors are promised to parcels today
+    numbers = [f"LOCKERBUSY{i:02d}" for i in range(8)]
+    assert world.announce(*numbers, site=NEAR["code"],
+                          expected_date="2026-12-01").status_code == 201
+    answer = drop(world, full, "LOCKERFULL04")
+    assert answer["rerouted_to"]["site"] == "LCK-FAR2"
+    assert parcel(world, "LOCKERFULL04").site_id == further
+    assert near
+
+
+def test_the_api_answers_with_the_new_site(world: World) -> None:
+    full = register(world, FULL_ONE)
+    register(world, NEAR)
+    fill(world, full)
+    assert world.announce("LOCKERFULL05", site=FULL_ONE["code"]).status_code == 201
+    opened = world.carrier.post(f"/lockers/{full}/sessions")
+    assert opened.status_code == 201
+    response = world.carrier.post(f"/locker-sessions/{opened.json['id']}/deposits",
+                                  json={"tracking_number": "LOCKERFULL05"})
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "rerouted"
+    assert response.json["rerouted_to"]["site"] == "LCK-NEAR"
+    assert response.json["rerouted_to"]["name"] == "Casier de la gare"
