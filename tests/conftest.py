@@ -18,12 +18,17 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 
 from relay_ops import create_app
 from relay_ops.db import migrate
 from relay_ops.db.models import Base
 from relay_ops.services.context import Ctx
+
+# Property tests judge correctness, not speed: a loaded 2-core CI machine must not fail them.
+settings.register_profile("relay_ops", deadline=None)
+settings.load_profile("relay_ops")
 
 PG_ADMIN_URL = os.environ.get(
     "RELAY_OPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

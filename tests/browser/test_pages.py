@@ -196,7 +196,9 @@ def test_shop_pages_for_the_record(page: Page, live: Live) -> None:
     expect(page.get_by_role("heading", name="Historique")).to_be_visible()
     shot(page, "parcel")
     page.get_by_role("link", name="Boutique", exact=True).click()
-    expect(page.locator("svg.chart")).to_have_count(2)
+    # Occupancy over time, parcels per day, and the 7-day forecast.
+    expect(page.locator("svg.chart")).to_have_count(3)
+    expect(page.get_by_text("Prévision des 7 prochains jours")).to_be_visible()
     shot(page, "shop")
     page.goto(live.url + f"/shop/{live.world.shop_id}/parcels/{parcel['id']}/label")
     expect(page.locator(".shelf")).to_have_text(parcel["location"])
