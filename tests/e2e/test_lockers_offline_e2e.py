@@ -107,6 +107,8 @@ def play_day(stack: Stack, tmp: Path, broker: PrivateBroker, *, offline: bool) -
     with stack.ctx.db.read() as session:
         decided_alone = sorted(bool(data.get("offline")) for data in session.scalars(
             select(ParcelEvent.data).where(ParcelEvent.action == "pick_up")))
+    # the operator view agrees without waiting for the next heartbeat (60 s here)
+    assert stack.view()["link"]["entries_waiting"] == 0
     return {"projection": project(stack), "refusals": refusals, "decided_alone": decided_alone,
             "doors": stack.locker.doors(), "link": stack.view()["link"]}
 
