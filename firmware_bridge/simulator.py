@@ -126,7 +126,8 @@ def execute(fleet: Fleet, line: str) -> str:
     elif verb == "state":
         doors = {n: (board.door_state(n), board.occupancy(n)) for n in board.compartments()}
         return json.dumps(
-            {"online": locker.agent.online, "doors": doors, "screen": board.display[-3:]}
+            {"online": locker.agent.online, "doors": doors, "screen": board.display[-3:],
+             "journal_waiting": locker.agent.journal.unacked_count()}
         )
     else:
         raise ValueError(f"unknown command {verb!r}")

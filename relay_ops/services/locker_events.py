@@ -118,6 +118,7 @@ def apply_events(ctx: Ctx, locker: str, boot_id: str, events: list[LockerEvent],
             return BatchApplied("unknown_locker", 0, 0)
         link = lockers.link_of(session, site)
         cursor = _cursor(session, site, boot_id)
+        session.info[_BOOT] = boot_id  # for the handlers that need the cursor
         ordered = sorted(events, key=lambda e: e.seq)
         for index, event in enumerate(ordered):
             _seen(link, boot_id, event.seq, event.ts, now)
@@ -237,6 +238,9 @@ def _outage_credit(ctx: Ctx, session: Session, site: Site, link: LockerLink,
         credited.append(parcel)
     if credited:  # the locker's PINs carry the deadline too
         lockers.queue_sync(ctx, session, site, link, force_full=True)
+
+
+_BOOT = "locker_events.boot_id"
 
 
 def _site(session: Session, code: str) -> Site | None:
@@ -677,10 +681,16 @@ def sync_ack(ctx: Ctx, session: Session, site: Site, link: LockerLink, body: dic
 def state_snapshot(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                    body: dict[str, Any], ts: datetime, now: datetime) -> None:
     """After a (re)boot or reconnect: the doors as the locker sees them, reconciled."""
-    link.unacked_events = int(body.get("unacked_events", 0))
+    reported = int(body.get("unacked_events", 0))
+    # The locker counted its unacknowledged entries when it built the snapshot, among them
+    # this boot's seqs acked_seq+1 .. seq-1; events are applied in seq order, so those are all
+    # applied by now (a reconnect replays the journal before the snapshot): not waiting.
+    cursor = _cursor(session, site, session.info[_BOOT]) if _BOOT in session.info else None
+    applied_since = cursor.applied_seq - int(body.get("acked_seq", 0)) if cursor else 0
+    link.unacked_events = max(0, reported - max(0, applied_since))
     skew = (now - ts).total_seconds()
     link.clock_skew_s = round(skew, 3)
-    if abs(skew) > CLOCK_DRIFT_ALERT_S and link.unacked_events == 0:
+    if abs(skew) > CLOCK_DRIFT_ALERT_S and reported == 0:
         _alert(session, site, "clock_drift", f"locker clock is {skew:+.0f} s off")
     for state in body.get("compartments", []):
         box = _box(session, site, state["number"])

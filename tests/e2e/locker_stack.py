@@ -156,8 +156,9 @@ class Simulator(Process):
 class Stack:
     """One backend (web + bridge) and one simulated locker, registered and synced."""
 
-    def __init__(self, tmp: Path, **settings: Any) -> None:
+    def __init__(self, tmp: Path, *, broker: str = BROKER, **settings: Any) -> None:
         self.tmp = tmp
+        self.broker = broker
         self.prefix = f"E{uuid.uuid4().hex[:8]}"
         self.code = f"{self.prefix}-0001"
         self.port = free_port()
@@ -182,11 +183,11 @@ class Stack:
         self.web = Process("web", [py, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}",
                                    "--workers", "1", "--threads", "4",
                                    "relay_ops:create_app()"], self.env, tmp)
-        self.bridge = Process("bridge", [py, "-m", "firmware_bridge.bridge", "--broker", BROKER,
+        self.bridge = Process("bridge", [py, "-m", "firmware_bridge.bridge", "--broker", broker,
                                          "--resend-after", "1"], self.env, tmp)
         self.locker = Simulator("locker", [
             py, "-m", "firmware_bridge.simulator", "--lockers", "1", "--prefix", self.prefix,
-            "--broker", BROKER, "--compartments", "6", "--journal-dir", str(tmp / "journal"),
+            "--broker", broker, "--compartments", "6", "--journal-dir", str(tmp / "journal"),
             "--keepalive", "2", "--resend-min", "0.5", "--resend-max", "2",
             "--reconnect-min", "0.2", "--reconnect-max", "1", "--door-left-open", "1",
             "--forward-timeout", "5", "--log-level", "INFO"], self.env, tmp, stdin=True)

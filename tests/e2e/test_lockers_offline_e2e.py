@@ -1,0 +1,186 @@
+"""Offline first, end to end (issue 6, "Done means"): one scripted locker day played twice
+through real processes (gunicorn, the bridge, the simulated locker) over a Mosquitto of the
+test's own: once online, once with the broker stopped while the residents pick up by QR code and
+PIN and bad credentials are refused, then restarted so the locker replays its journal. The
+backend's final state, as a projection without ids and times, is the same; no event is lost or
+doubled."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from relay_ops.db.models import LockerAlert, Notification, Parcel, ParcelEvent, PickupCredential
+from tests.e2e.locker_stack import Stack, wait_until
+from tests.e2e.test_lockers_e2e import decode_qr, drop
+from tests.integration.firmware_bridge.locker_harness import PrivateBroker
+
+pytestmark = pytest.mark.slow
+
+QR, PIN, SPARE, KEPT = "DAYQR0000001", "DAYPIN000001", "DAYSPARE0001", "DAYKEPT00001"
+NUMBERS = (QR, PIN, SPARE, KEPT)
+# How the backend learnt that a door may open for a pickup: online it decided itself
+# (`locker_door_requested`), offline the locker decided and journaled it
+# (`offline_pickup_verified`). One fact, two records by design; the projection names it once.
+AUTHORISED = {"locker_door_requested": "door_authorised",
+              "offline_pickup_verified": "door_authorised"}
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    own = PrivateBroker(tmp_path)
+    own.start()
+    yield own
+    own.stop()
+
+
+def answer_on_screen(stack: Stack, command: str, timeout: float = 15.0) -> str:
+    """Type or scan, then wait for the locker's screen to say something new."""
+    before = stack.locker.do("state")
+    assert stack.locker.do(command) == "ok"
+
+    def changed() -> str | None:
+        screen = json.loads(stack.locker.do("state"))["screen"]
+        return screen[-1] if screen != json.loads(before)["screen"] else None
+
+    return str(wait_until(changed, timeout, f"screen answer to {command[:20]}"))
+
+
+def altered(token: str) -> str:
+    """One character of the signed part changed, still valid base45."""
+    i = len(token) // 2
+    return token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1:]
+
+
+def play_day(stack: Stack, tmp: Path, broker: PrivateBroker, *, offline: bool) -> dict[str, Any]:
+    stack.announce(*NUMBERS)
+    session_id = stack.open_session()
+    doors = {n: drop(stack, session_id, n) for n in NUMBERS}
+    for number in NUMBERS:
+        wait_until(lambda n=number: stack.state_of(n) == "ready_for_pickup", 15, number)
+    assert stack.carrier("POST", f"/locker-sessions/{session_id}/close")[0] == 200
+    # the residents' credentials, as their phones got them while they had data
+    status, png = stack.http("GET", stack.tracking_path(QR) + "/qr.png")
+    assert status == 200
+    qr = decode_qr(png, tmp)
+    status, spare_png = stack.http("GET", stack.tracking_path(SPARE) + "/qr.png")
+    forged = altered(decode_qr(spare_png, tmp))
+    status, view = stack.http("GET", stack.tracking_path(PIN))
+    pin = view["pickup_code"]
+    wrong_pin = "000000" if pin != "000000" else "111111"
+    # the locker holds every credential before the cut
+    wait_until(lambda: stack.view()["link"]["credential_version_held"]
+               == stack.view()["link"]["credential_version_sent"], 20, "synced")
+
+    if offline:
+        broker.stop()
+        wait_until(lambda: '"online": false' in stack.locker.do("state"), 10, "locker offline")
+
+    assert stack.locker.do(f"scan {qr}") == "ok"
+    wait_until(lambda: stack.locker.door_open(doors[QR]), 15, "door open for the QR code")
+    assert stack.locker.do(f"close {doors[QR]} empty") == "ok"
+    assert stack.locker.do(f"pin {pin}") == "ok"
+    wait_until(lambda: stack.locker.door_open(doors[PIN]), 15, "door open for the PIN")
+    assert stack.locker.do(f"close {doors[PIN]} empty") == "ok"
+    refusals = [answer_on_screen(stack, f"scan {forged}"),
+                answer_on_screen(stack, f"pin {wrong_pin}"),
+                answer_on_screen(stack, f"scan {qr}")]  # spent
+    assert all(r.startswith("refused") for r in refusals), refusals
+    assert not stack.locker.door_open(doors[SPARE]) and not stack.locker.door_open(doors[KEPT])
+
+    if offline:
+        # nothing reached the backend while the link was down
+        assert stack.state_of(QR) == stack.state_of(PIN) == "ready_for_pickup"
+        broker.start()
+    started = time.monotonic()
+    wait_until(lambda: stack.state_of(QR) == "picked_up" and stack.state_of(PIN) == "picked_up",
+               60, "pickups applied")
+    wait_until(lambda: _drained(stack), 60, "journal replayed and acknowledged")
+    print(f"{'offline' if offline else 'online'}: converged {time.monotonic() - started:.1f} s"
+          " after the broker came back" if offline else "online: done")
+    with stack.ctx.db.read() as session:
+        decided_alone = sorted(bool(data.get("offline")) for data in session.scalars(
+            select(ParcelEvent.data).where(ParcelEvent.action == "pick_up")))
+    # the operator view agrees without waiting for the next heartbeat (60 s here)
+    assert stack.view()["link"]["entries_waiting"] == 0
+    return {"projection": project(stack), "refusals": refusals, "decided_alone": decided_alone,
+            "doors": stack.locker.doors(), "link": stack.view()["link"]}
+
+
+def _drained(stack: Stack) -> bool:
+    """Every entry applied by the backend and dropped from the locker's journal (the locker
+    says so; the operator view's `entries_waiting` only refreshes with the next heartbeat)."""
+    link = stack.view()["link"]
+    applied, last = link["applied"], link["last_journal_entry"]
+    waiting = json.loads(stack.locker.do("state"))["journal_waiting"]
+    return bool(link["online"] and waiting == 0 and applied
+                and applied["seq"] == last["seq"] and applied["boot_id"] == last["boot_id"]
+                and link["credential_version_held"] == link["credential_version_sent"])
+
+
+def project(stack: Stack) -> dict[str, Any]:
+    """The backend's state without ids and times."""
+    out: dict[str, Any] = {}
+    with stack.ctx.db.read() as session:
+        for number in NUMBERS:
+            parcel = session.scalar(select(Parcel).where(Parcel.tracking_number == number))
+            assert parcel is not None
+            actions = list(session.scalars(select(ParcelEvent.action).where(
+                ParcelEvent.parcel_id == parcel.id).order_by(ParcelEvent.id)))
+            credentials = sorted(
+                (c.holder, c.token_jti is not None, c.used_at is not None,
+                 c.revoked_at is not None)
+                for c in session.scalars(select(PickupCredential).where(
+                    PickupCredential.parcel_id == parcel.id)))
+            owed = sorted(tuple(r) for r in session.execute(select(
+                Notification.kind, Notification.channel).where(
+                Notification.parcel_id == parcel.id)))
+            out[number] = {
+                "state": parcel.state,
+                "in_compartment": parcel.compartment_id is not None,
+                "actions": [AUTHORISED.get(a, a) for a in actions],
+                "credentials": credentials,
+                "notifications": owed,
+            }
+        out["alerts"] = sorted(session.scalars(select(LockerAlert.kind)))
+    out["compartments"] = sorted(b["state"] for b in stack.view()["compartments"])
+    return out
+
+
+def run(tmp: Path, broker: PrivateBroker, *, offline: bool) -> dict[str, Any]:
+    tmp.mkdir()
+    stack = Stack(tmp, broker=f"127.0.0.1:{broker.port}", LOCKER_OPEN_TTL_S=30)
+    try:
+        stack.start()
+        return play_day(stack, tmp, broker, offline=offline)
+    finally:
+        stack.stop()
+
+
+def test_a_locker_day_offline_ends_like_the_same_day_online(tmp_path: Path,
+                                                            broker: PrivateBroker) -> None:
+    online = run(tmp_path / "online", broker, offline=False)
+    offline = run(tmp_path / "offline", broker, offline=True)
+
+    day = online["projection"]
+    assert day[QR]["state"] == day[PIN]["state"] == "picked_up"
+    assert day[SPARE]["state"] == day[KEPT]["state"] == "ready_for_pickup"
+    for number in (QR, PIN):  # exactly once each: no event lost or doubled
+        for action in ("check_in", "door_authorised", "pick_up"):
+            assert day[number]["actions"].count(action) == 1, (number, day[number]["actions"])
+        assert ("picked_up", "sms") in day[number]["notifications"] or any(
+            kind == "picked_up" for kind, _ in day[number]["notifications"])
+    assert offline["projection"] == online["projection"]
+    # ...although the backend decided the online pickups and the locker the offline ones
+    assert online["decided_alone"] == [False, False]
+    assert offline["decided_alone"] == [True, True]
+    assert offline["doors"] == online["doors"]
+    # the locker refused the same three bad credentials, offline by itself
+    assert [r.split(":")[0] for r in offline["refusals"]] == ["refused"] * 3
+    assert offline["refusals"][2] == "refused: already_used"
