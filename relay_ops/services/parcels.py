@@ -42,7 +42,7 @@ from relay_ops.services.principal import (
     require_role,
     require_site,
 )
-from relay_ops.services.sites import closed_on, nearest_with_room, occupancy_of
+from relay_ops.services.sites import closed_on, nearest_with_room, occupancy_of, used_per_location
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 HELD = [s.value for s in HELD_STATES]
@@ -234,13 +234,7 @@ def set_size(
 
 def _allocate_shelf(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Location:
     classes = ctx.settings.size_classes
-    used = dict(
-        session.execute(
-            select(Parcel.location_id, func.count())
-            .where(Parcel.site_id == site.id, Parcel.state.in_(HELD))
-            .group_by(Parcel.location_id)
-        ).all()
-    )
+    used = used_per_location(session, site.id)
     locations = {loc.id: loc for loc in site.locations if loc.active}
     slots = [
         sizing.ShelfSlot(loc.id, loc.label, loc.size_class, loc.capacity, used.get(loc.id, 0))

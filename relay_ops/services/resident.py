@@ -66,11 +66,12 @@ def resident_view(ctx: Ctx, principal: Principal) -> dict[str, Any]:
         assert parcel is not None
         view = parcel_view(parcel, principal)
         view["site"] = site_view(parcel.site)
-        recipient = _recipient_credential(live_credentials(session, parcel.id))
+        live = live_credentials(session, parcel.id)
+        recipient = _recipient_credential(live)
         view["pickup_code"] = code_of(ctx, recipient) if recipient else None
         view["qr_url"] = qr_url(ctx, parcel.id) if recipient else None
         view["can_extend"] = parcel.state == "ready_for_pickup" and not parcel.extended
-        proxy = next((c for c in live_credentials(session, parcel.id) if c.holder == "proxy"), None)
+        proxy = next((c for c in live if c.holder == "proxy"), None)
         view["proxy"] = {"name": proxy.holder_name} if proxy else None
         return view
 

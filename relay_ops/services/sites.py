@@ -113,7 +113,7 @@ def add_locations(
 
 
 def locations_view(session: Session, site: Site) -> list[dict[str, Any]]:
-    used = _used_per_location(session, site.id)
+    used = used_per_location(session, site.id)
     return [
         {
             "id": loc.id,
@@ -135,7 +135,8 @@ def list_locations(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, A
         return locations_view(session, _get_site(session, site_id))
 
 
-def _used_per_location(session: Session, site_id: int) -> dict[int, int]:
+def used_per_location(session: Session, site_id: int) -> dict[int, int]:
+    """Parcels held on each shelf location of a site (the shelf policy's input too)."""
     rows = session.execute(
         select(Parcel.location_id, func.count())
         .where(Parcel.site_id == site_id, Parcel.state.in_(HELD), Parcel.location_id.is_not(None))
@@ -319,9 +320,9 @@ def list_sites(
                     continue
             if has_room and occ.free <= 0:
                 continue
-            if open_now and not site_is_open(ctx, session, site, ctx.now()):
-                continue
             view["open_now"] = site_is_open(ctx, session, site, ctx.now())
+            if open_now and not view["open_now"]:
+                continue
             result.append(view)
         if near is not None:
             result.sort(key=lambda v: v["distance_km"])
