@@ -443,7 +443,8 @@ def queue_sync(
         ])
         dead = [pin_credential_id(c) for c in removed or []]
         dead += [c.token_jti for c in removed or [] if c.token_jti]
-        body["reservations"] = list(reservations or [])
+        if reservations:
+            body["reservations"] = list(reservations)
         body["revoked_credentials"] = dead + list(released or [])
     else:
         body.update(

@@ -23,7 +23,7 @@ from relay_ops.db.models import (
     RerouteProposal,
 )
 from relay_ops.services import locker_events, lockers, parcels, reroute
-from relay_ops.services.principal import SYSTEM
+from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.integration.test_lockers import (
     LOCKER,
     FakeLocker,
@@ -319,3 +319,17 @@ def test_sync_bytes_for_thirty_reservations(world: World, clock: Any) -> None:
     print(f"sync bytes, 30 reservations: {size}")
     # ~200 bytes a reservation (a 64-hex hash is most of it): a few kB on a weak link
     assert size["incremental"] < 30 * 260 and size["full"] < 30 * 260 + 600, size
+
+
+def test_a_parcel_declared_damaged_in_a_locker_can_be_collected_offline(
+        world: World, locker: Locker) -> None:
+    site_id, fake = locker
+    box = deposit(world, fake, site_id, "OFFDAMAGED01", size_class="S")
+    syncs(fake)
+    operator = Principal(Role.OPERATOR, user_id=1)
+    parcels.declare(world.ctx, operator, parcel(world, "OFFDAMAGED01").id, "damaged", "wet box")
+    [sync] = syncs(fake)
+    [reservation] = sync["reservations"]
+    assert (reservation["purpose"], reservation["compartment"]) == ("collection", box)
+    offline_use(fake, "collection", reservation, world.ctx.now(), occupied=False)
+    assert parcel(world, "OFFDAMAGED01").state == "returned" and alerts(world) == []
