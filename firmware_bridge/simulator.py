@@ -9,7 +9,9 @@ Then type commands on standard input (or pipe a script), one per line:
 
     L1 scan RO1:...        the QR scanner of locker L1 reads a token
     L1 pin 123456          a resident types a PIN
-    L1 carrier 998877      a carrier types a code
+    L1 carrier 12345678    a carrier types its offline code: expired parcels' doors open one
+                           after the other (close each to get the next)
+    L1 scan 6A1234567890   then the scanner reads a parcel's barcode: its reserved door opens
     L1 close 3 occupied    door 3 closes, occupancy sensor says occupied (or: empty, -)
     L1 jam 3 | unjam 3 | stick 3 | unstick 3
     L1 state               print the doors and the screen

@@ -94,6 +94,10 @@ DEFAULTS: dict[str, Any] = {
     # A locker offline at least this long gives its parcels the outage back (protocol 9.6);
     # 0 turns it off.
     "LOCKER_OUTAGE_CREDIT_MIN_S": 3600,
+    # Parcels announced to a locker with an expected date at most this many days ahead get a
+    # compartment reserved in advance (synced to the locker: the carrier can deposit offline);
+    # -1 turns advance reservations off.
+    "LOCKER_ADVANCE_RESERVATION_DAYS": 1,
     # MQTT link to lockers (the bridge).
     "MQTT_HOST": "127.0.0.1",
     "MQTT_PORT": 1883,

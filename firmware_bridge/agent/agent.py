@@ -66,6 +66,7 @@ class AgentSettings:
     clock_tolerance_s: float = p.CLOCK_TOLERANCE_S
     pin_max_failures: int = 5
     pin_lockout_s: float = 60.0
+    carrier_visit_s: float = 300.0  # a carrier's code stays active this long after each use
     client_id: str | None = None  # defaults to "relayops-locker-<locker_id>"
 
 
@@ -100,6 +101,18 @@ class _Forwarded:
     kind: CredentialKind
     value: str
     deadline: float
+
+
+@dataclass
+class _CarrierVisit:
+    """A carrier who typed a valid code: the expired parcels' doors open one after the other
+    (the next when the previous one closes), and each parcel scanned meanwhile opens the door
+    reserved for it."""
+
+    collections: list[p.Reservation]
+    deposits: dict[str, p.Reservation]  # by parcel_ref (the barcode the carrier scans)
+    until: float  # monotonic; each use extends it
+    collecting: str | None = None  # the reservation whose door is open now
 
 
 @dataclass
@@ -141,6 +154,7 @@ class LockerAgent:
         self._forwarded: dict[uuid.UUID, _Forwarded] = {}
         # presentations already decided, so a late backend answer opens nothing (bounded)
         self._handled_presentations: OrderedDict[uuid.UUID, None] = OrderedDict()
+        self._carrier: _CarrierVisit | None = None
         self._started_monotonic = time.monotonic()
         self.journal: j.Journal
         self.boot_id = ""
@@ -319,6 +333,7 @@ class LockerAgent:
         now = time.monotonic()
         self._poll_doors(now)
         self._expire_forwarded(now)
+        self._end_idle_carrier_visit(now)
         if self.online and self._next_resend_at is not None and now >= self._next_resend_at:
             self._resend_unacked()
         if self.online and now >= self._next_heartbeat_at:
@@ -578,9 +593,11 @@ class LockerAgent:
         return False
 
     def _poll_doors(self, now: float) -> None:
+        closed: list[str | None] = []
         for n, door in self._doors.items():
             state = self.board.door_state(n)
             if state == "closed" and door.state == "open":
+                closed.append(door.credential_id)
                 self._emit(
                     p.DoorClosed(
                         compartment=n,
@@ -609,6 +626,9 @@ class LockerAgent:
                         opened_for=door.purpose,
                     )
                 )
+        visit = self._carrier
+        if visit is not None and visit.collecting is not None and visit.collecting in closed:
+            self._open_next_collection()  # a carrier has two hands: one door at a time
 
     # --- credentials at the keypad and scanner -----------------------------------------------
 
@@ -624,10 +644,15 @@ class LockerAgent:
         if self._oos.locker is not None:
             self._show("out of service")
             return
+        if kind == "qr" and self._carrier is not None and not value.startswith("RO1:"):
+            self._carrier_scan(presentation_id, value.strip())  # a parcel's barcode
+            return
         if kind != "qr" and self._throttle.locked(self.clock()):
             self._refuse(presentation_id, kind, "locked_out")
             return
-        if not self.online:
+        # Carrier codes are decided here even online: the backend decided in advance, when it
+        # reserved the doors and synced them; the uses reach it as journaled events.
+        if not self.online or kind == "carrier":
             self._decide_locally(presentation_id, kind, value)
             return
         token, code_hash, key_id = None, None, None
@@ -672,14 +697,14 @@ class LockerAgent:
             decision = self._verifier.check_pin(value, now, tolerance)
             self._count_keypad_attempt(decision)
         else:
-            decision, _reservation = self._verifier.check_carrier_code(value, now, tolerance)
-            self._count_keypad_attempt(decision)
+            found = self._verifier.carrier_reservations(value, now, tolerance)
+            self._count_keypad_attempt(found)
+            self._start_carrier_visit(presentation_id, found)
+            return
         if isinstance(decision, Grant):
             decision = self._refuse_if_spent(decision)
         if isinstance(decision, Refusal):
             self._refuse(presentation_id, kind, decision.reason)
-        elif kind == "carrier":
-            self._offline_carrier_use(decision)
         else:
             self._offline_pickup(presentation_id, kind, value, decision)
 
@@ -688,10 +713,10 @@ class LockerAgent:
         while len(self._handled_presentations) > 1000:
             self._handled_presentations.popitem(last=False)
 
-    def _count_keypad_attempt(self, decision: Grant | Refusal) -> None:
+    def _count_keypad_attempt(self, decision: Grant | Refusal | list[p.Reservation]) -> None:
         if isinstance(decision, Refusal) and decision.reason == "unknown_code":
             self._throttle.failure(self.clock())
-        elif isinstance(decision, Grant):
+        elif not isinstance(decision, Refusal):
             self._throttle.success()
         self.journal.set_meta("keypad_throttle", self._throttle.to_state())
 
@@ -736,28 +761,103 @@ class LockerAgent:
         opened = self._open_door(grant.compartment, "pickup", None, grant.credential_id)
         self.journal.set_use_outcome(grant.credential_id, j.OPENED if opened else j.FAILED)
 
-    def _offline_carrier_use(self, grant: Grant) -> None:
-        reservation = next(
-            r
-            for r in self._verifier.credentials.reservations
-            if r.reservation_id == grant.credential_id  # type: ignore[union-attr]
+    # --- carriers: reservations synced in advance ---------------------------------------------
+
+    def _start_carrier_visit(
+        self, presentation_id: uuid.UUID, found: list[p.Reservation] | Refusal
+    ) -> None:
+        usable = [] if isinstance(found, Refusal) else [r for r in found if self._usable(r)]
+        if isinstance(found, Refusal) or not usable:
+            reason = found.reason if isinstance(found, Refusal) else "nothing_reserved"
+            self._refuse(presentation_id, "carrier", reason)
+            return
+        self._carrier = _CarrierVisit(
+            collections=[r for r in usable if r.purpose == "collection"],
+            deposits={r.parcel_ref: r for r in usable if r.purpose == "deposit" and r.parcel_ref},
+            until=time.monotonic() + self.settings.carrier_visit_s,
         )
+        visit = self._carrier
+        self._show(
+            f"carrier: {len(visit.collections)} to collect, {len(visit.deposits)} to deposit"
+            + (" (scan each parcel)" if visit.deposits else "")
+        )
+        self._open_next_collection()
+
+    def _usable(self, reservation: p.Reservation) -> bool:
+        """Not spent, and its door exists and is in service."""
+        n = reservation.compartment
+        if n not in self._doors or n in self._oos.compartments:
+            return False
+        use = self.journal.use_of(reservation.reservation_id)
+        return use is None or use.outcome != j.OPENED
+
+    def _open_next_collection(self) -> None:
+        visit = self._carrier
+        if visit is None:
+            return
+        visit.collecting = None
+        while visit.collections:
+            reservation = visit.collections.pop(0)
+            if self._usable(reservation) and self._carrier_use(reservation):
+                visit.collecting = reservation.reservation_id
+                return
+        if not visit.deposits:
+            self._end_carrier_visit("carrier: done")
+
+    def _carrier_scan(self, presentation_id: uuid.UUID, parcel_ref: str) -> None:
+        visit = self._carrier
+        assert visit is not None
+        visit.until = time.monotonic() + self.settings.carrier_visit_s
+        reservation = visit.deposits.get(parcel_ref)
+        if reservation is None:
+            self._refuse(presentation_id, "carrier", "no_reservation")
+            return
+        if not self._usable(reservation):
+            del visit.deposits[parcel_ref]
+            self._refuse(presentation_id, "carrier", "already_used")
+            return
+        if self._carrier_use(reservation):
+            del visit.deposits[parcel_ref]
+
+    def _end_idle_carrier_visit(self, now: float) -> None:
+        visit = self._carrier
+        if visit is not None and now >= visit.until and visit.collecting is None:
+            self._end_carrier_visit("carrier: time is up, type the code again")
+
+    def _end_carrier_visit(self, message: str) -> None:
+        self._carrier = None
+        self._show(message)
+
+    def _carrier_use(self, reservation: p.Reservation) -> bool:
+        """Journal the use BEFORE the door opens (as a pickup): single use per reservation,
+        and the backend learns of it on reconnect. True when the door opened."""
         body_type = p.OfflineDeposit if reservation.purpose == "deposit" else p.OfflineCollection
         with self.journal.atomic():
             self.journal.record_use(
-                grant.credential_id, "carrier", grant.parcel_ref, grant.compartment
+                reservation.reservation_id,
+                "carrier",
+                reservation.parcel_ref,
+                reservation.compartment,
             )
             event = self._journal(
                 body_type(
                     reservation_id=reservation.reservation_id,
-                    compartment=grant.compartment,
+                    compartment=reservation.compartment,
                     parcel_ref=reservation.parcel_ref,
                     verified_at=datetime.fromtimestamp(self.clock(), UTC),
                 )
             )
         self._publish_events([event])
-        opened = self._open_door(grant.compartment, reservation.purpose, None, grant.credential_id)
-        self.journal.set_use_outcome(grant.credential_id, j.OPENED if opened else j.FAILED)
+        n = reservation.compartment
+        opened = self._open_door(n, reservation.purpose, None, reservation.reservation_id)
+        self.journal.set_use_outcome(reservation.reservation_id, j.OPENED if opened else j.FAILED)
+        what = "take" if reservation.purpose == "collection" else "put in"
+        self._show(
+            f"compartment {n} opens: {what} {reservation.parcel_ref or 'the parcel'}"
+            if opened
+            else f"compartment {n} failed to open"
+        )
+        return opened
 
     def _show(self, message: str) -> None:
         show = getattr(self.board, "show", None)

@@ -128,31 +128,38 @@ class OfflineVerifier:
             return Refusal("revoked")
         return Grant(found.credential_id, found.parcel_ref, found.compartment)
 
-    def check_carrier_code(
+    def carrier_reservations(
         self, code: str, now: float, tolerance_s: float
-    ) -> tuple[Grant | Refusal, Reservation | None]:
-        found = self._match(self.credentials.reservations if self.credentials else [], code)
-        if isinstance(found, Refusal):
-            return found, None
-        if now > found.expires_at.timestamp() + tolerance_s:
-            return Refusal("expired"), found
-        if self._revoked(found.reservation_id, found.parcel_ref):
-            return Refusal("revoked"), found
-        return Grant(found.reservation_id, found.parcel_ref, found.compartment), found
+    ) -> list[Reservation] | Refusal:
+        """Every live reservation a carrier's code opens (one code, many doors), in
+        compartment order. `unknown_code` counts for the keypad throttle; `expired` means the
+        code is right but its reservations are over."""
+        hashed = self.code_hash(code)
+        if hashed is None:
+            return Refusal("no_credentials")
+        held = self.credentials.reservations if self.credentials else []
+        # compare every candidate: the time taken must not tell which one nearly matched
+        matches = [r for r in held if hmac.compare_digest(r.code_hash, hashed[1])]
+        if not matches:
+            return Refusal("unknown_code")
+        live = [
+            r
+            for r in matches
+            if now <= r.expires_at.timestamp() + tolerance_s
+            and not self._revoked(r.reservation_id, None)
+        ]
+        if not live:
+            return Refusal("expired")
+        return sorted(live, key=lambda r: (r.compartment, r.reservation_id))
 
-    def _match(
-        self, candidates: list[PinCredential] | list[Reservation], code: str
-    ) -> PinCredential | Reservation | Refusal:
+    def _match(self, candidates: list[PinCredential], code: str) -> PinCredential | Refusal:
         hashed = self.code_hash(code)
         if hashed is None:
             return Refusal("no_credentials")
         found = None
         for candidate in candidates:
-            stored = (
-                candidate.pin_hash if isinstance(candidate, PinCredential) else candidate.code_hash
-            )
             # compare every candidate: the time taken must not tell which one nearly matched
-            if hmac.compare_digest(stored, hashed[1]):
+            if hmac.compare_digest(candidate.pin_hash, hashed[1]):
                 found = candidate
         return found if found is not None else Refusal("unknown_code")
 

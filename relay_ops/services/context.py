@@ -101,6 +101,7 @@ class LockerSettings:
     session_timeout_s: int
     sync_ttl_s: int
     outage_credit_min_s: int = 3600
+    advance_reservation_days: int = 1
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LockerSettings:
@@ -127,6 +128,7 @@ class LockerSettings:
             session_timeout_s=int(config["LOCKER_SESSION_TIMEOUT_S"]),
             sync_ttl_s=int(config["LOCKER_SYNC_TTL_S"]),
             outage_credit_min_s=int(config["LOCKER_OUTAGE_CREDIT_MIN_S"]),
+            advance_reservation_days=int(config.get("LOCKER_ADVANCE_RESERVATION_DAYS", 1)),
         )
 
 

@@ -303,11 +303,12 @@ def door_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     occupied: bool | None = body.get("occupied")
     box.opened_for, box.door_opened_at = None, None
     if purpose == "deposit":
-        _deposit_closed(ctx, session, site, link, box, occupied, now)
+        _deposit_closed(ctx, session, site, link, box, occupied, body.get("credential_id"), now)
     elif purpose == "pickup":
         _pickup_closed(ctx, session, site, link, box, occupied, body.get("credential_id"), now)
     elif purpose == "collection":
-        _collection_closed(ctx, session, site, box, occupied, now)
+        _collection_closed(ctx, session, site, link, box, occupied, body.get("credential_id"),
+                           now)
     else:
         _settle(session, box)
         if occupied is True and _held(session, box) is None:
@@ -325,23 +326,29 @@ def _settle(session: Session, box: Compartment) -> None:
         return
     if _held(session, box) is not None:
         box.state = "occupied"
-    elif box.reserved_session_id is not None and lockers._reserved_parcel(session, box):
+    elif lockers._reserved_parcel(session, box) is not None:  # a session's or in advance
         box.state = "reserved"
     else:
         box.state, box.reserved_until, box.reserved_session_id = "free", None, None
 
 
-def _session_actor(session: Session, box: Compartment, site: Site) -> Principal:
+def _session_actor(session: Session, box: Compartment, site: Site,
+                   parcel: Parcel | None = None) -> Principal:
+    """The carrier whose session holds the door; for a door reserved in advance, the
+    parcel's carrier (who typed its code, or scanned in its app)."""
     row = session.get(LockerSession, box.reserved_session_id) if box.reserved_session_id else None
-    if row is None:
-        return locker_actor(site)
-    return Principal(Role.CARRIER, carrier_id=row.carrier_id)
+    if row is not None:
+        return Principal(Role.CARRIER, carrier_id=row.carrier_id)
+    if parcel is not None and parcel.carrier_id is not None:
+        return Principal(Role.CARRIER, carrier_id=parcel.carrier_id)
+    return locker_actor(site)
 
 
 def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
-                    box: Compartment, occupied: bool | None, now: datetime) -> None:
+                    box: Compartment, occupied: bool | None, credential_id: str | None,
+                    now: datetime) -> None:
     parcel = lockers._reserved_parcel(session, box)
-    actor = _session_actor(session, box, site)
+    actor = _session_actor(session, box, site, parcel)
     if parcel is None:
         _settle(session, box)
         return
@@ -353,21 +360,31 @@ def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                        data={"compartment": box.number})
         box.state = "reserved"
         return
+    # Protocol 9.5: a deposit the locker decided alone happened at its `verified_at`.
+    verified_at = _offline_verification(session, parcel, credential_id,
+                                        "offline_deposit_verified")
+    at = verified_at or now
     # The season's and the load's rule, as at a counter (docs/forecast.md).
-    holding = holding_period(ctx, session, site, now)
-    parcel.checked_in_at = now
-    parcel.holding_deadline = deadline_after(now, holding.days, ctx.settings.timezone,
+    holding = holding_period(ctx, session, site, at)
+    parcel.checked_in_at = at
+    parcel.holding_deadline = deadline_after(at, holding.days, ctx.settings.timezone,
                                              closed_on(session, site))
-    history.apply(session, parcel, Action.CHECK_IN, actor, now, data={
+    data: dict[str, Any] = {
         "locker": site.code, "compartment": box.number,
         "deadline": parcel.holding_deadline.isoformat(),
         "holding_days": holding.days, "holding_rule": holding.rule,
         "occupancy_sensed": occupied is not None,
-    })
+    }
+    if verified_at is not None:
+        data.update(offline=True, received_at=now.isoformat())
+    history.apply(session, parcel, Action.CHECK_IN, actor, at, data=data)
+    # the locker forgets the advance reservation the deposit used (the door is taken)
+    released = ([lockers.deposit_reservation_id(parcel, box)]
+                if lockers.is_advance_reservation(box) else [])
     box.state, box.reserved_until, box.reserved_session_id = "occupied", None, None
     credential = lockers.issue_locker_credential(ctx, session, parcel)
-    notify.queue(session, parcel, "ready")
-    lockers.queue_sync(ctx, session, site, link, added=[credential])
+    notify.queue(session, parcel, "ready")  # sent now, at reconciliation, once
+    lockers.queue_sync(ctx, session, site, link, added=[credential], released=released)
 
 
 def _pickup_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
@@ -389,14 +406,14 @@ def _pickup_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                    received_at=now if verified_at else None)
 
 
-def _offline_verification(session: Session, parcel: Parcel, credential_id: str | None
-                          ) -> datetime | None:
-    """When the locker decided this pickup alone: the pickup happened at `verified_at`, the
-    locker's time (protocol 9.1), not when the backend heard of it."""
+def _offline_verification(session: Session, parcel: Parcel, credential_id: str | None,
+                          action: str = "offline_pickup_verified") -> datetime | None:
+    """When the locker decided this use alone: it happened at `verified_at`, the locker's
+    time (protocol 9.1, 9.5), not when the backend heard of it."""
     if credential_id is None:
         return None
     for event in session.scalars(select(ParcelEvent).where(
-            ParcelEvent.parcel_id == parcel.id, ParcelEvent.action == "offline_pickup_verified"
+            ParcelEvent.parcel_id == parcel.id, ParcelEvent.action == action
     ).order_by(ParcelEvent.id.desc())):
         if event.data.get("credential") == credential_id:
             return datetime.fromisoformat(event.data["verified_at"])
@@ -449,8 +466,9 @@ def _credential_by_ref(session: Session, ref: str) -> PickupCredential | None:
     return session.scalar(select(PickupCredential).where(PickupCredential.token_jti == ref))
 
 
-def _collection_closed(ctx: Ctx, session: Session, site: Site, box: Compartment,
-                       occupied: bool | None, now: datetime) -> None:
+def _collection_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                       box: Compartment, occupied: bool | None, credential_id: str | None,
+                       now: datetime) -> None:
     parcel = _held(session, box)
     row = session.scalar(select(LockerSession).where(
         LockerSession.site_id == site.id, LockerSession.status == "open"
@@ -461,17 +479,43 @@ def _collection_closed(ctx: Ctx, session: Session, site: Site, box: Compartment,
             _alert(session, site, "collection_left_behind", f"{parcel.tracking_number} was not "
                    "taken by the carrier", compartment=box.number, parcel=parcel)
         else:
-            actor = (Principal(Role.CARRIER, carrier_id=row.carrier_id) if row
-                     else locker_actor(site))
-            history.apply(session, parcel, Action.COLLECT, actor, now,
-                          reason="collected from the locker",
-                          data={"locker": site.code, "compartment": box.number})
-            parcel.compartment_id = None
+            _record_collection(ctx, session, site, link, parcel, box, row, credential_id, now)
     _settle(session, box)
     if row is not None and row.status == "open":
         queue = [pid for pid in (row.collect_queue or []) if parcel is None or pid != parcel.id]
         row.collect_queue = queue
         lockers.open_next_collection(ctx, session, site, row, now)
+
+
+def _record_collection(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                       parcel: Parcel, box: Compartment, row: LockerSession | None,
+                       credential_id: str | None, now: datetime) -> None:
+    """The parcel left with its carrier. Decided by the locker alone (a collection
+    reservation), it happened at `verified_at`; a parcel no longer expired or damaged is
+    recorded as taken and raised to an operator (protocol 9.5)."""
+    verified_at = _offline_verification(session, parcel, credential_id,
+                                        "offline_collection_verified")
+    at = verified_at or now
+    actor = (Principal(Role.CARRIER, carrier_id=row.carrier_id) if row
+             else _session_actor(session, box, site, parcel))
+    data: dict[str, Any] = {"locker": site.code, "compartment": box.number}
+    if verified_at is not None:
+        data.update(offline=True, received_at=now.isoformat(), reservation=credential_id)
+    if parcel.state in (State.EXPIRED.value, State.DAMAGED.value):
+        history.apply(session, parcel, Action.COLLECT, actor, at,
+                      reason="collected from the locker", data=data)
+    else:
+        _alert(session, site, "collection_of_unavailable_parcel",
+               f"{parcel.tracking_number} was {parcel.state} when its carrier took it",
+               compartment=box.number, parcel=parcel)
+        history.record(session, parcel, "taken_while_" + parcel.state, parcel.state, actor, at,
+                       data=data)
+        for credential in _live(session, parcel):
+            credential.revoked_at = at
+    parcel.compartment_id = None
+    if parcel.carrier_id is not None:  # the locker forgets the collection reservation
+        lockers.queue_sync(ctx, session, site, link,
+                           released=[lockers.collection_reservation_id(parcel)])
 
 
 def _collecting(session: Session, site: Site, parcel: Parcel) -> LockerSession | None:
@@ -502,6 +546,9 @@ def door_failed_to_open(ctx: Ctx, session: Session, site: Site, link: LockerLink
            parcel=_held(session, box) or lockers._reserved_parcel(session, box))
     reserved = lockers._reserved_parcel(session, box)
     if reserved is not None:  # a deposit that could not happen: the carrier keeps the parcel
+        if lockers.is_advance_reservation(box):
+            lockers.queue_sync(ctx, session, site, link,
+                               released=[lockers.deposit_reservation_id(reserved, box)])
         reserved.compartment_id = None
         history.record(session, reserved, "deposit_not_made", reserved.state,
                        _session_actor(session, box, site), now,
@@ -661,8 +708,8 @@ def _open_failed(session: Session, site: Site, row: OutboxMessage, reason: str,
     if command.get("purpose") != "deposit" or reason == "door_failed_to_open":
         return
     box = _box(session, site, command["compartment"])
-    if box is None or box.state != "reserved":
-        return
+    if box is None or box.state != "reserved" or lockers.is_advance_reservation(box):
+        return  # a door reserved in advance stays so: the carrier may come back, or offline
     parcel = lockers._reserved_parcel(session, box)
     if parcel is not None:
         parcel.compartment_id = None
@@ -735,11 +782,112 @@ def _sync_in_flight(session: Session, site: Site) -> bool:
         OutboxMessage.status.in_(("pending", "sent", "accepted"))).limit(1)) is not None
 
 
-def offline_carrier_use(ctx: Ctx, session: Session, site: Site, link: LockerLink,
-                        body: dict[str, Any], ts: datetime, now: datetime) -> None:
-    # Reservations for offline deposits are not synced yet (issue 6): an operator looks.
-    _alert(session, site, "offline_carrier_use", f"reservation {body['reservation_id']} used "
-           "offline", compartment=body["compartment"])
+def offline_deposit(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                    body: dict[str, Any], ts: datetime, now: datetime) -> None:
+    """A carrier deposited with a reservation, the locker deciding alone (protocol 9.5).
+    Journaled before the door opened: remembered on the parcel (its `verified_at`); the
+    deposit itself is the `door_closed` that follows (ready, credential, message, sync).
+    Conflicts follow what physically happened: the parcel is in that door now."""
+    box = _box(session, site, body["compartment"])
+    parcel = _parcel_by_ref(session, body.get("parcel_ref"))
+    if box is None:
+        _alert(session, site, "offline_deposit_conflict", f"reservation "
+               f"{body['reservation_id']} names no compartment {body['compartment']}")
+        return
+    if parcel is None:
+        _quarantine(ctx, session, site, box, f"holds {body.get('parcel_ref') or 'a parcel'} "
+                    "deposited offline, unknown here", None)
+        return
+    actor = Principal(Role.CARRIER, carrier_id=parcel.carrier_id) if parcel.carrier_id \
+        else locker_actor(site)
+    history.record(session, parcel, "offline_deposit_verified", parcel.state, actor, now,
+                   data={"verified_at": body["verified_at"], "compartment": box.number,
+                         "credential": body["reservation_id"]})
+    if parcel.state != State.ANNOUNCED.value or parcel.site_id != site.id:
+        where = "" if parcel.site_id == site.id else f" for {parcel.site.code}"
+        _quarantine(ctx, session, site, box, f"holds {parcel.tracking_number} deposited "
+                    f"offline while {parcel.state}{where}", parcel)
+        return
+    if parcel.compartment_id != box.id:
+        _move_reservation_to(ctx, session, site, link, parcel, box, actor, now)
+
+
+def _parcel_by_ref(session: Session, ref: str | None) -> Parcel | None:
+    if not ref:
+        return None
+    return session.scalar(select(Parcel).where(Parcel.tracking_number == ref).with_for_update())
+
+
+def _quarantine(ctx: Ctx, session: Session, site: Site, box: Compartment, why: str,
+                parcel: Parcel | None) -> None:
+    """A door holds what the backend cannot account for: nobody else gets it until an
+    operator has looked (the alert says what is inside)."""
+    _alert(session, site, "offline_deposit_conflict", why, compartment=box.number,
+           parcel=parcel)
+    box.state, box.fault_reason = "out_of_service", why[:200]
+    lockers.queue_command(ctx, session, site, "set_out_of_service",
+                          {"compartment": box.number, "reason": box.fault_reason}, ctx.now(),
+                          ttl_s=ctx.settings.locker.sync_ttl_s)
+
+
+def _move_reservation_to(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                         parcel: Parcel, box: Compartment, actor: Principal,
+                         now: datetime) -> None:
+    """The reservation the locker used was released (or moved) by the backend meanwhile:
+    the parcel is in `box` anyway, so the backend follows. Whoever held that door loses it
+    (the next sweep or the carrier's app finds them another), and an operator is told."""
+    if _held(session, box) is not None:
+        _quarantine(ctx, session, site, box, f"holds {parcel.tracking_number} deposited "
+                    f"offline next to {_held(session, box).tracking_number}", parcel)  # type: ignore[union-attr]
+        return
+    released = []
+    other = lockers._reserved_parcel(session, box)
+    if other is not None and other.id != parcel.id:
+        if lockers.is_advance_reservation(box):
+            released.append(lockers.deposit_reservation_id(other, box))
+        other.compartment_id = None
+        history.record(session, other, "reservation_released", other.state, actor, now,
+                       reason="its door was used by an offline deposit",
+                       data={"compartment": box.number})
+    if parcel.compartment_id is not None:  # its own door, reserved again elsewhere
+        old = session.get(Compartment, parcel.compartment_id)
+        if old is not None and old.state == "reserved":
+            if lockers.is_advance_reservation(old):
+                released.append(lockers.deposit_reservation_id(parcel, old))
+            old.state, old.reserved_until, old.reserved_session_id = "free", None, None
+    parcel.compartment_id = box.id
+    box.reserved_session_id = None
+    if box.state not in ("door_open", "out_of_service"):
+        box.state = "reserved"
+    _alert(session, site, "offline_deposit_reconciled", f"{parcel.tracking_number} was "
+           "deposited offline in a door no longer reserved for it; the backend follows",
+           compartment=box.number, parcel=parcel)
+    if released:
+        lockers.queue_sync(ctx, session, site, link, released=released)
+
+
+def offline_collection(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                       body: dict[str, Any], ts: datetime, now: datetime) -> None:
+    """A carrier took a parcel back with a collection reservation, the locker deciding alone
+    (protocol 9.5): remembered on the parcel; the collection itself is the `door_closed`
+    (empty) that follows, recorded at `verified_at`."""
+    parcel = _parcel_by_ref(session, body.get("parcel_ref"))
+    if parcel is None or parcel.site_id != site.id:
+        _alert(session, site, "offline_collection_conflict",
+               f"{body.get('parcel_ref')} is not known at this locker",
+               compartment=body["compartment"])
+        return
+    actor = Principal(Role.CARRIER, carrier_id=parcel.carrier_id) if parcel.carrier_id \
+        else locker_actor(site)
+    history.record(session, parcel, "offline_collection_verified", parcel.state, actor, now,
+                   data={"verified_at": body["verified_at"], "compartment": body["compartment"],
+                         "credential": body["reservation_id"]})
+    held_there = parcel.compartment is not None \
+        and parcel.compartment.number == body["compartment"]
+    if not held_there:
+        _alert(session, site, "offline_collection_conflict", f"{parcel.tracking_number} "
+               f"was {parcel.state}, not in compartment {body['compartment']}, when its "
+               "carrier opened it", compartment=body["compartment"], parcel=parcel)
 
 
 HANDLERS = {
@@ -749,8 +897,8 @@ HANDLERS = {
     "door_failed_to_open": door_failed_to_open,
     "credential_presented": credential_presented,
     "offline_pickup": offline_pickup,
-    "offline_deposit": offline_carrier_use,
-    "offline_collection": offline_carrier_use,
+    "offline_deposit": offline_deposit,
+    "offline_collection": offline_collection,
     "fault": fault,
     "state_snapshot": state_snapshot,
     "cmd_result": cmd_result,

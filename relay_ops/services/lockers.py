@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -47,6 +47,9 @@ PIN_KEY_ID = "p1"
 COMMAND_OPEN = "open_compartment"
 FULL = "no free compartment"  # how a refusal for a full locker (not a too-big parcel) begins
 COMMAND_SYNC = "sync_credentials"
+CARRIER_CODE_DIGITS = 8
+# A collection reservation outlives any sensible return window; collecting revokes it.
+COLLECTION_RESERVATION_LIFE = timedelta(days=30)
 # Outbox statuses of locker commands: pending -> sent -> accepted -> done | failed;
 # expired (never executed), superseded (a newer credential sync replaced it).
 # session.info key: this transaction wrote a locker command (the bridge publishes at once)
@@ -260,13 +263,105 @@ def pin_key(ctx: Ctx, site: Site) -> str:
     return base64.b64encode(raw).decode()
 
 
+def _keyed_hash(ctx: Ctx, site: Site, code: str) -> str:
+    """What the locker's keypad hashes a typed code to (protocol section 7)."""
+    key = base64.b64decode(pin_key(ctx, site))
+    return hmac.new(key, b"relayops/pin/v1:" + code.encode(), hashlib.sha256).hexdigest()
+
+
 def locker_pin_hash(ctx: Ctx, site: Site, credential: PickupCredential) -> str:
     """What the locker's keypad hashes this credential's PIN to (protocol section 7)."""
     from relay_ops.services.parcels import code_of
 
-    key = base64.b64decode(pin_key(ctx, site))
-    pin = code_of(ctx, credential)
-    return hmac.new(key, b"relayops/pin/v1:" + pin.encode(), hashlib.sha256).hexdigest()
+    return _keyed_hash(ctx, site, code_of(ctx, credential))
+
+
+def carrier_code(ctx: Ctx, site: Site, carrier_id: int) -> str:
+    """A carrier's offline code at one locker: derived from the locker PIN secret, the locker
+    and the carrier, so nothing is stored and no other locker or carrier shares it. It has
+    more digits than a resident's PIN: it opens every compartment reserved for the carrier."""
+    raw = hmac.new(ctx.settings.locker.pin_key_secret,
+                   f"carrier-offline-code/{site.code}/{carrier_id}".encode(),
+                   hashlib.sha256).digest()
+    return f"{int.from_bytes(raw[:8], 'big') % 10**CARRIER_CODE_DIGITS:0{CARRIER_CODE_DIGITS}d}"
+
+
+def carrier_code_view(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
+    """The calling carrier's own offline code for one locker (never another carrier's)."""
+    require_role(actor, Role.CARRIER)
+    assert actor.carrier_id is not None
+    with ctx.db.read() as session:
+        site = session.get(Site, site_id)
+        if site is None or site.kind != "locker":
+            raise NotFound(f"no locker {site_id}")
+        return {"site_id": site.id, "locker": site.code,
+                "code": carrier_code(ctx, site, actor.carrier_id),
+                "use": "type it on the locker's keypad as a carrier code: the doors reserved "
+                       "for you open, expired parcels one after the other, and each parcel "
+                       "you scan next opens its reserved door"}
+
+
+# ---------------------------------------------------------------- reservations synced
+
+
+def deposit_reservation_id(parcel: Parcel, box: Compartment) -> str:
+    """Unique per reservation (a parcel reserved again later gets a new id: the locker keeps
+    revoked ids for good); rebuilt from the rows, nothing stored."""
+    assert box.reserved_until is not None
+    return f"dep-{parcel.id}-{box.number}-{int(box.reserved_until.timestamp())}"
+
+
+def collection_reservation_id(parcel: Parcel) -> str:
+    return f"col-{parcel.id}"  # a parcel expires (or is damaged) once
+
+
+def _reservation_entry(ctx: Ctx, site: Site, purpose: str, reservation_id: str,
+                       parcel: Parcel, box: Compartment, expires_at: datetime
+                       ) -> dict[str, Any]:
+    assert parcel.carrier_id is not None
+    return {"reservation_id": reservation_id, "purpose": purpose, "compartment": box.number,
+            "parcel_ref": parcel.tracking_number,
+            "code_hash": _keyed_hash(ctx, site, carrier_code(ctx, site, parcel.carrier_id)),
+            "expires_at": expires_at.isoformat()}
+
+
+def deposit_reservation(ctx: Ctx, site: Site, parcel: Parcel, box: Compartment
+                        ) -> dict[str, Any]:
+    assert box.reserved_until is not None
+    return _reservation_entry(ctx, site, "deposit", deposit_reservation_id(parcel, box),
+                              parcel, box, box.reserved_until)
+
+
+def collection_reservation(ctx: Ctx, site: Site, parcel: Parcel, box: Compartment
+                           ) -> dict[str, Any]:
+    base = parcel.holding_deadline or ctx.now()
+    return _reservation_entry(ctx, site, "collection", collection_reservation_id(parcel),
+                              parcel, box, base + COLLECTION_RESERVATION_LIFE)
+
+
+def is_advance_reservation(box: Compartment) -> bool:
+    """Reserved ahead of the carrier's visit (no drop-off session holds it)."""
+    return (box.state in ("reserved", "door_open") and box.reserved_session_id is None
+            and box.reserved_until is not None)
+
+
+def _live_reservations(ctx: Ctx, session: Session, site: Site, now: datetime
+                       ) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(Parcel, Compartment).join(Compartment, Parcel.compartment_id == Compartment.id)
+        .where(Compartment.site_id == site.id, Parcel.carrier_id.is_not(None),
+               Parcel.state.in_((State.ANNOUNCED.value, State.EXPIRED.value,
+                                 State.DAMAGED.value)))
+        .order_by(Compartment.number)
+    ).all()
+    entries = []
+    for parcel, box in rows:
+        if parcel.state != State.ANNOUNCED.value:
+            entries.append(collection_reservation(ctx, site, parcel, box))
+        elif box.state == "reserved" and is_advance_reservation(box) \
+                and box.reserved_until is not None and box.reserved_until > now:
+            entries.append(deposit_reservation(ctx, site, parcel, box))
+    return entries
 
 
 def pin_credential_id(credential: PickupCredential) -> str:
@@ -331,6 +426,7 @@ def _recently_dead_jtis(session: Session, site: Site, limit: int = 1000) -> list
 def queue_sync(
     ctx: Ctx, session: Session, site: Site, link: LockerLink, *,
     added: list[PickupCredential] | None = None, removed: list[PickupCredential] | None = None,
+    reservations: list[dict[str, Any]] | None = None, released: list[str] | None = None,
     force_full: bool = False,
 ) -> OutboxMessage:
     """A new credential version for the locker. Incremental (only ``added``/``removed``) when
@@ -347,13 +443,16 @@ def queue_sync(
         ])
         dead = [pin_credential_id(c) for c in removed or []]
         dead += [c.token_jti for c in removed or [] if c.token_jti]
-        body["revoked_credentials"] = dead
+        if reservations:
+            body["reservations"] = list(reservations)
+        body["revoked_credentials"] = dead + list(released or [])
     else:
         body.update(
             full=True,
             public_keys=[{"kid": ctx.settings.locker.token_kid, "key": public_key_text(ctx)}],
             pin_key={"key_id": PIN_KEY_ID, "key": pin_key(ctx, site)},
             pins=_live_pins(ctx, session, site),
+            reservations=_live_reservations(ctx, session, site, now),
             revoked_credentials=_recently_dead_jtis(session, site),
         )
     if not incremental:
@@ -558,14 +657,17 @@ def _end_session(session: Session, row: LockerSession, status: str, actor: Princ
 
 
 def expire_stale_reservations(ctx: Ctx) -> int:
-    """Time out idle drop-off sessions and free what they held. Safe to run anywhere, often
-    (the jobs runner schedules it). Returns how many compartments were released."""
+    """Time out idle drop-off sessions and free what they held; release advance reservations
+    past their time and reserve for parcels whose expected day came near. Safe to run
+    anywhere, often (the jobs runner schedules it). Returns how many compartments were
+    released."""
     from relay_ops.services.principal import SYSTEM
 
     now = ctx.now()
     with ctx.db.read() as session:
         stale = list(session.scalars(select(LockerSession.id).where(
             LockerSession.status == "open", LockerSession.expires_at <= now)))
+        ahead = _lockers_with_advance_work(ctx, session, now)
     released = 0
     for session_id in stale:
         with ctx.db.transaction() as session:
@@ -575,7 +677,140 @@ def expire_stale_reservations(ctx: Ctx) -> int:
             session.refresh(row)
             if row.status == "open" and row.expires_at <= now:  # re-checked under the lock
                 released += _end_session(session, row, "timed_out", SYSTEM, now)
+    for site_id in ahead:
+        with ctx.db.transaction() as session:
+            site = _locked_locker(session, site_id)
+            lapsed = _release_lapsed_reservations(session, site, now)
+            added = reserve_ahead(ctx, session, site, now)
+            if lapsed or added:
+                queue_sync(ctx, session, site, link_of(session, site), reservations=added,
+                           released=lapsed)
+            released += len(lapsed)
     return released
+
+
+# ---------------------------------------------------------------- advance reservations
+
+
+def _reservation_horizon(ctx: Ctx, now: datetime) -> date | None:
+    days = ctx.settings.locker.advance_reservation_days
+    if days < 0:
+        return None
+    return now.astimezone(ctx.settings.timezone).date() + timedelta(days=days)
+
+
+def _advance_reservation_end(ctx: Ctx, parcel: Parcel, now: datetime) -> datetime:
+    """Held until the end of the day after the expected day (local time): a van that is late
+    by a day still finds its doors; after that they go back to everyone."""
+    today = now.astimezone(ctx.settings.timezone).date()
+    day = max(parcel.expected_date or today, today) + timedelta(days=2)
+    return datetime.combine(day, time(0), ctx.settings.timezone).astimezone(now.tzinfo)
+
+
+def _due_parcels(ctx: Ctx, session: Session, horizon: date, site_id: int | None = None
+                 ) -> Any:
+    """Announced parcels expected between yesterday and the horizon, without a door: older
+    ones had their reservation and lost it (it lapsed), the app's drop-off serves them."""
+    since = horizon - timedelta(days=ctx.settings.locker.advance_reservation_days + 1)
+    query = select(Parcel).where(
+        Parcel.state == State.ANNOUNCED.value, Parcel.compartment_id.is_(None),
+        Parcel.expected_date.is_not(None), Parcel.expected_date <= horizon,
+        Parcel.expected_date >= since, Parcel.carrier_id.is_not(None))
+    if site_id is not None:
+        query = query.where(Parcel.site_id == site_id)
+    return query
+
+
+def _lockers_with_advance_work(ctx: Ctx, session: Session, now: datetime) -> list[int]:
+    lapsed = select(Compartment.site_id).where(
+        Compartment.state == "reserved", Compartment.reserved_session_id.is_(None),
+        Compartment.reserved_until.is_not(None), Compartment.reserved_until <= now)
+    ids = set(session.scalars(lapsed))
+    horizon = _reservation_horizon(ctx, now)
+    if horizon is not None:
+        due = _due_parcels(ctx, session, horizon).with_only_columns(Parcel.site_id).join(
+            Site, Site.id == Parcel.site_id).where(Site.kind == "locker").distinct()
+        ids |= set(session.scalars(due))
+    return sorted(ids)
+
+
+def reserve_ahead(ctx: Ctx, session: Session, site: Site, now: datetime
+                  ) -> list[dict[str, Any]]:
+    """Reserve, in advance, the smallest fitting free compartment for each parcel announced
+    to this locker whose expected day is near (LOCKER_ADVANCE_RESERVATION_DAYS). The caller
+    holds the locker's lock and syncs the returned reservations to the locker. A parcel that
+    finds no room now is tried again by the next sweep; at the door the online drop-off
+    (with its full-locker reroute) still works for it."""
+    horizon = _reservation_horizon(ctx, now)
+    if horizon is None:
+        return []
+    from relay_ops.services.principal import SYSTEM
+
+    added = []
+    for parcel in session.scalars(_due_parcels(ctx, session, horizon, site.id)
+                                  .order_by(Parcel.expected_date, Parcel.id)):
+        box, _reason = _allocate(ctx, session, site, parcel)
+        if box is None:
+            continue
+        box.state, box.reserved_session_id = "reserved", None
+        box.reserved_until = _advance_reservation_end(ctx, parcel, now)
+        parcel.compartment_id = box.id
+        history.record(session, parcel, "compartment_reserved", parcel.state, SYSTEM, now,
+                       data={"locker": site.code, "compartment": box.number, "advance": True,
+                             "until": box.reserved_until.isoformat()})
+        added.append(deposit_reservation(ctx, site, parcel, box))
+    return added
+
+
+def reserve_ahead_at(ctx: Ctx, session: Session, site_ids: set[int]) -> None:
+    """After a manifest: the lockers it names reserve for their parcels due soon (one
+    credential version per locker, not one per parcel)."""
+    now = ctx.now()
+    for site_id in sorted(site_ids):
+        site = session.get(Site, site_id, with_for_update=True)
+        if site is None or site.kind != "locker":
+            continue
+        added = reserve_ahead(ctx, session, site, now)
+        if added:
+            queue_sync(ctx, session, site, link_of(session, site), reservations=added)
+
+
+def _release_lapsed_reservations(session: Session, site: Site, now: datetime) -> list[str]:
+    from relay_ops.services.principal import SYSTEM
+
+    released = []
+    for box in session.scalars(select(Compartment).where(
+            Compartment.site_id == site.id, Compartment.state == "reserved",
+            Compartment.reserved_session_id.is_(None), Compartment.reserved_until.is_not(None),
+            Compartment.reserved_until <= now)):
+        parcel = _reserved_parcel(session, box)
+        if parcel is not None:
+            released.append(deposit_reservation_id(parcel, box))
+            parcel.compartment_id = None
+            history.record(session, parcel, "reservation_released", parcel.state, SYSTEM, now,
+                           reason="advance reservation over", data={"compartment": box.number})
+        box.state, box.reserved_until = "free", None
+    return released
+
+
+def release_advance_reservation(ctx: Ctx, session: Session, parcel: Parcel, site: Site,
+                                actor: Principal, reason: str) -> None:
+    """A parcel that will not come to this locker (rerouted...) gives its door back, and the
+    locker forgets the reservation."""
+    if parcel.compartment_id is None:
+        return
+    box = session.get(Compartment, parcel.compartment_id)
+    if box is None or not is_advance_reservation(box) or box.site_id != site.id:
+        return
+    session.get(Site, site.id, with_for_update=True)  # credential versions are per locker
+    reservation_id = deposit_reservation_id(parcel, box)
+    parcel.compartment_id = None
+    history.record(session, parcel, "reservation_released", parcel.state, actor, ctx.now(),
+                   reason=reason, data={"compartment": box.number})
+    if box.state == "reserved":
+        box.state = "free"
+    box.reserved_until = None
+    queue_sync(ctx, session, site, link_of(session, site), released=[reservation_id])
 
 
 def start_collection(ctx: Ctx, actor: Principal, session_id: int) -> dict[str, Any]:
@@ -610,6 +845,27 @@ def open_next_collection(ctx: Ctx, session: Session, site: Site, row: LockerSess
         queue.pop(0)
         row.collect_queue = queue
     return None
+
+
+def held_for_collection(ctx: Ctx, session: Session, parcel: Parcel,
+                        dead: list[PickupCredential]) -> None:
+    """A parcel in a locker expired or was declared damaged: its PINs die at the locker and
+    its carrier may collect it offline (a `collection` reservation). The caller locked the
+    locker's row before the parcel's (the order every locker use case takes)."""
+    box = parcel.compartment
+    if box is None or parcel.site.kind != "locker":
+        return
+    site = parcel.site
+    added = [collection_reservation(ctx, site, parcel, box)] if parcel.carrier_id else []
+    queue_sync(ctx, session, site, link_of(session, site), removed=dead, reservations=added)
+
+
+def lock_locker_of(session: Session, parcel_id: int) -> None:
+    """Take the locker's row lock before a parcel's (same order as the bridge: no deadlock)."""
+    site_id = session.scalar(select(Parcel.site_id).where(Parcel.id == parcel_id))
+    if site_id is not None:
+        session.scalar(select(Site.id).where(Site.id == site_id, Site.kind == "locker")
+                       .with_for_update())
 
 
 # ---------------------------------------------------------------- resident credentials

@@ -19,7 +19,7 @@ from relay_ops.db.models import Carrier, Manifest, Parcel, Site
 from relay_ops.domain import tracking
 from relay_ops.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import history, notify, reroute
+from relay_ops.services import history, lockers, notify, reroute
 from relay_ops.services.context import Ctx
 from relay_ops.services.parcels import by_tracking, parcel_view, set_size
 from relay_ops.services.principal import Principal, Role, require_role
@@ -73,6 +73,10 @@ def announce(ctx: Ctx, actor: Principal, body: dict[str, Any]) -> tuple[int, dic
         session.flush()
         results = _announce_parcels(ctx, session, actor, carrier, manifest, items)
         reroute.check_manifest(ctx, session, actor, carrier, results)
+        # parcels due soon at a locker get their door now (synced: offline deposits work)
+        lockers.reserve_ahead_at(ctx, session, {
+            site.id for site in _lock_sites(session, items).values()
+            if site is not None and site.kind == "locker"})
         answer = {
             "id": manifest.id,
             "reference": reference,

@@ -592,6 +592,7 @@ def extend(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:
 
 def expire_overdue(ctx: Ctx, limit: int = 1000) -> list[int]:
     """Move parcels past their deadline to ``expired``. Safe to run anywhere, any time."""
+    from relay_ops.services import lockers  # lockers -> reroute -> parcels
     now = ctx.now()
     with ctx.db.read() as session:
         ids = list(
@@ -605,6 +606,7 @@ def expire_overdue(ctx: Ctx, limit: int = 1000) -> list[int]:
     expired = []
     for parcel_id in ids:
         with ctx.db.transaction() as session:
+            lockers.lock_locker_of(session, parcel_id)
             parcel = _locked_parcel(session, parcel_id)
             # Re-checked under the lock: a pickup or an extension may have won the race.
             if (
@@ -615,8 +617,10 @@ def expire_overdue(ctx: Ctx, limit: int = 1000) -> list[int]:
             ):
                 continue
             history.apply(session, parcel, Action.EXPIRE, SYSTEM, now, reason="holding period over")
-            for credential in live_credentials(session, parcel.id):
+            dead = live_credentials(session, parcel.id)
+            for credential in dead:
                 credential.revoked_at = now
+            lockers.held_for_collection(ctx, session, parcel, dead)
             notify.queue(session, parcel, "expired")
             expired.append(parcel_id)
     return expired
@@ -678,6 +682,8 @@ def collection_list(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, 
 
 
 def declare(ctx: Ctx, actor: Principal, parcel_id: int, kind: str, note: str) -> dict[str, Any]:
+    from relay_ops.services import lockers  # lockers -> reroute -> parcels
+
     require_role(actor, *STAFF)
     actions = {"missing": Action.DECLARE_MISSING, "damaged": Action.DECLARE_DAMAGED}
     if kind not in actions:
@@ -686,10 +692,14 @@ def declare(ctx: Ctx, actor: Principal, parcel_id: int, kind: str, note: str) ->
         raise ValidationFailed("say what happened in a note")
     now = ctx.now()
     with ctx.db.transaction() as session:
+        lockers.lock_locker_of(session, parcel_id)
         parcel = require_parcel(actor, _locked_parcel(session, parcel_id), parcel_id)
         history.apply(session, parcel, actions[kind], actor, now, reason=note.strip())
-        for credential in live_credentials(session, parcel.id):
+        dead = live_credentials(session, parcel.id)
+        for credential in dead:
             credential.revoked_at = now
+        if kind == "damaged":
+            lockers.held_for_collection(ctx, session, parcel, dead)
         return parcel_view(parcel, actor)
 
 

@@ -245,8 +245,12 @@ def move(
             f"{parcel.tracking_number} is {parcel.state}: a parcel on a shelf is never moved",
             state=parcel.state,
         )
+    from relay_ops.services import lockers  # lockers -> reroute
+
     origin = parcel.site
     now = ctx.now()
+    # a door reserved in advance at the origin locker goes back to its pool
+    lockers.release_advance_reservation(ctx, session, parcel, origin, actor, "rerouted")
     parcel.site_id, parcel.site = to.id, to
     _carry_credentials(ctx, session, parcel)
     proposal.to_site_id, proposal.distance_km, proposal.decided_at = to.id, round(km, 3), now

@@ -151,6 +151,17 @@ def open_locker_session(principal: Principal, site_id: int) -> Any:
     return 201, lockers.open_session(ctx(), principal, site_id)
 
 
+@endpoint("/lockers/<int:site_id>/carrier-code", summary="My offline code at this locker",
+          tag="lockers", roles=CARRIER, errors=(404,),
+          description="The calling carrier's own code for this locker's keypad (8 digits). "
+                      "Typed at the locker, online or offline, it opens the compartments the "
+                      "backend reserved for this carrier in advance: expired parcels to take "
+                      "back one door after the other, and, for each announced parcel scanned "
+                      "next, the door reserved for it (protocol section 7).")
+def locker_carrier_code(principal: Principal, site_id: int) -> Any:
+    return lockers.carrier_code_view(ctx(), principal, site_id)
+
+
 @endpoint("/locker-sessions/<int:session_id>/deposits", "POST",
           summary="Scan a parcel at the locker: a door opens for it", tag="lockers",
           roles=CARRIER, body=s.LockerDepositIn, errors=(404, 409),

@@ -193,43 +193,159 @@ def test_incremental_sync_needs_the_held_version(online_locker) -> None:
     assert locker.board.open_calls == []
 
 
-def test_offline_deposit_with_a_carrier_reservation_code(make_locker) -> None:
+CARRIER_CODE = "77001122"
+
+
+def carrier_locker(make_locker, *reservations: tuple[str, str, int, str], **kwargs):  # type: ignore[no-untyped-def]
+    """A locker offline from the start that holds these (id, purpose, door, parcel)
+    reservations for CARRIER_CODE, as a sync before the link went down left them."""
     from datetime import UTC, datetime, timedelta
 
     from locker_harness import free_port
 
-    locker = make_locker(free_port(), start=False)  # offline from the start
-    creds = locker.credentials
-    reservation = p.Reservation(
-        reservation_id="R-1",
-        purpose="deposit",
-        compartment=4,
-        parcel_ref="P-DEP",
-        code_hash=p.keyed_code_hash(creds.pin_key, "77001122"),
-        expires_at=datetime.now(UTC) + timedelta(hours=2),
-    )
-    sync = creds.sync().model_copy(update={"reservations": [reservation]})
     from firmware_bridge.agent.journal import Journal
 
+    locker = make_locker(free_port(), start=False, **kwargs)
+    creds = locker.credentials
+    held = [
+        p.Reservation(
+            reservation_id=rid,
+            purpose=purpose,  # type: ignore[arg-type]
+            compartment=door,
+            parcel_ref=parcel,
+            code_hash=p.keyed_code_hash(creds.pin_key, CARRIER_CODE),
+            expires_at=datetime.now(UTC) + timedelta(hours=2),
+        )
+        for rid, purpose, door, parcel in reservations
+    ]
+    sync = creds.sync().model_copy(update={"reservations": held})
     journal = Journal(locker.journal_path)
     journal.store_credentials(sync.version, sync.model_dump_json())
     journal.close()
     locker.agent.start()
-    locker.board.type_carrier_code("77001122")
-    wait_until(lambda: locker.board.open_calls == [4], 3, "reserved door opens")
-    locker.board.close_door(4, occupied=True)
-    wait_until(
-        lambda: [e.type for e in locker.agent.journal.unacked_events()][-1:] == ["door_closed"],
-        3,
-        "door_closed journaled",
-    )
-    journaled = [
+    return locker
+
+
+def journaled(locker) -> list[p.EventEnvelope]:  # type: ignore[no-untyped-def]
+    return [
         p.parse_message(p.evt_topic(locker.locker_id), e.payload)
         for e in locker.agent.journal.unacked_events()
     ]
-    deposit = next(e.body for e in journaled if e.type == "offline_deposit")
-    assert (deposit.reservation_id, deposit.compartment, deposit.parcel_ref) == ("R-1", 4, "P-DEP")
-    closed = journaled[-1].body
-    assert closed.opened_for == "deposit" and closed.occupied is True
-    locker.board.type_carrier_code("77001122")  # a reservation opens once
-    wait_until(lambda: locker.board.display[-1:] == ["refused: already_used"], 3, "refused")
+
+
+def test_offline_deposit_with_a_carrier_code_then_the_parcels_barcode(make_locker) -> None:
+    locker = carrier_locker(
+        make_locker, ("R-1", "deposit", 4, "P-DEP"), ("R-2", "deposit", 2, "P-TWO")
+    )
+    locker.board.type_carrier_code(CARRIER_CODE)
+    wait_until(
+        lambda: (
+            locker.board.display[-1:] == ["carrier: 0 to collect, 2 to deposit (scan each parcel)"]
+        ),
+        3,
+        "the screen asks for the parcels",
+    )
+    assert locker.board.open_calls == []  # which door depends on the parcel in hand
+    locker.board.scan("P-UNKNOWN")
+    wait_until(lambda: locker.board.display[-1:] == ["refused: no_reservation"], 3, "refused")
+    locker.board.scan("P-DEP")
+    wait_until(lambda: locker.board.open_calls == [4], 3, "its reserved door opens")
+    assert locker.board.display[-1] == "compartment 4 opens: put in P-DEP"
+    locker.board.close_door(4, occupied=True)
+    wait_until(lambda: journaled(locker)[-1].type == "door_closed", 3, "door_closed journaled")
+    events = journaled(locker)
+    deposit = next(e for e in events if e.type == "offline_deposit")
+    assert (deposit.body.reservation_id, deposit.body.compartment, deposit.body.parcel_ref) == (
+        "R-1",
+        4,
+        "P-DEP",
+    )
+    opened = next(e for e in events if e.type == "door_opened")
+    assert opened.seq == deposit.seq + 1  # journaled before the door opened
+    assert (opened.body.purpose, opened.body.credential_id) == ("deposit", "R-1")
+    closed = events[-1].body
+    assert (closed.opened_for, closed.occupied, closed.credential_id) == ("deposit", True, "R-1")
+    locker.board.scan("P-DEP")  # a reservation opens once
+    wait_until(lambda: locker.board.display[-1:] == ["refused: no_reservation"], 3, "used")
+    refused = [e.body for e in journaled(locker) if e.type == "credential_presented"]
+    assert [(r.kind, r.result, r.reason) for r in refused] == [
+        ("carrier", "refused", "no_reservation")
+    ] * 2
+    # typed again later, the code still opens the other door, never R-1 again
+    locker.board.type_carrier_code(CARRIER_CODE)
+    wait_until(
+        lambda: (
+            locker.board.display[-1:] == ["carrier: 0 to collect, 1 to deposit (scan each parcel)"]
+        ),
+        3,
+        "one left",
+    )
+
+
+def test_offline_collection_opens_the_expired_parcels_doors_one_after_the_other(
+    make_locker,
+) -> None:
+    locker = carrier_locker(
+        make_locker, ("C-3", "collection", 3, "P-OLD3"), ("C-1", "collection", 1, "P-OLD1")
+    )
+    locker.board.type_carrier_code(CARRIER_CODE)
+    wait_until(lambda: locker.board.open_calls == [1], 3, "the first door opens")
+    time.sleep(0.3)
+    assert locker.board.open_calls == [1]  # the next waits for this one to close
+    locker.board.close_door(1, occupied=False)
+    wait_until(lambda: locker.board.open_calls == [1, 3], 3, "then the next")
+    locker.board.close_door(3, occupied=False)
+    wait_until(lambda: locker.board.display[-1:] == ["carrier: done"], 3, "done")
+    kinds = [(e.type, getattr(e.body, "compartment", None)) for e in journaled(locker)]
+    assert [k for k in kinds if k[0] != "state_snapshot"] == [
+        ("offline_collection", 1),
+        ("door_opened", 1),
+        ("door_closed", 1),
+        ("offline_collection", 3),
+        ("door_opened", 3),
+        ("door_closed", 3),
+    ]
+    locker.board.type_carrier_code(CARRIER_CODE)  # nothing left for this code
+    wait_until(lambda: locker.board.display[-1:] == ["refused: nothing_reserved"], 3, "empty")
+
+
+def test_wrong_carrier_codes_are_refused_and_throttled_like_pins(make_locker) -> None:
+    locker = carrier_locker(make_locker, ("C-1", "collection", 1, "P-OLD1"), pin_max_failures=2)
+    locker.board.type_carrier_code("00000000")
+    wait_until(lambda: locker.board.display[-1:] == ["refused: unknown_code"], 3, "unknown")
+    locker.board.type_carrier_code("00000001")
+    wait_until(lambda: len(locker.board.display) == 2, 3, "second refusal")
+    locker.board.type_carrier_code(CARRIER_CODE)  # right, but the keypad is locked
+    wait_until(lambda: locker.board.display[-1:] == ["refused: locked_out"], 3, "locked out")
+    assert locker.board.open_calls == []
+
+
+def test_online_the_carrier_code_is_decided_at_once_and_reported(online_locker) -> None:
+    """The backend decided when it reserved the doors: no forward, no 5 s wait."""
+    from datetime import UTC, datetime, timedelta
+
+    locker, backend = online_locker(forward_timeout_s=5)
+    creds = locker.credentials
+    sync = creds.sync().model_copy(
+        update={
+            "reservations": [
+                p.Reservation(
+                    reservation_id="C-2",
+                    purpose="collection",
+                    compartment=2,
+                    parcel_ref="P-OLD",
+                    code_hash=p.keyed_code_hash(creds.pin_key, CARRIER_CODE),
+                    expires_at=datetime.now(UTC) + timedelta(hours=2),
+                )
+            ]
+        }
+    )
+    command = backend.command(locker.locker_id, sync)
+    backend.wait_result(command.corr_id, "done")
+    locker.board.type_carrier_code(CARRIER_CODE)
+    wait_until(lambda: locker.board.open_calls == [2], 1, "the door opens without a forward")
+    collection = backend.wait_event("offline_collection").body
+    assert (collection.reservation_id, collection.parcel_ref) == ("C-2", "P-OLD")
+    assert not [
+        e for e in backend.unique_events("credential_presented") if e.body.result == "forwarded"
+    ]

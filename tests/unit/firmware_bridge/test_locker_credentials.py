@@ -111,3 +111,36 @@ def test_keypad_throttle_locks_and_doubles_until_a_success() -> None:
     assert restored.locked(179)
     restored.success()
     assert not restored.locked(61) and restored.level == 0
+
+
+def reservation(rid: str, purpose: str, door: int, code: str, expires_in_s: float = 3600):
+    return p.Reservation(
+        reservation_id=rid,
+        purpose=purpose,  # type: ignore[arg-type]
+        compartment=door,
+        parcel_ref=f"P-{rid}",
+        code_hash=p.keyed_code_hash(PIN_KEY, code),
+        expires_at=datetime.fromtimestamp(NOW + expires_in_s, UTC),
+    )
+
+
+def test_one_carrier_code_opens_all_its_live_reservations_in_door_order() -> None:
+    held = [
+        reservation("d5", "deposit", 5, "11112222"),
+        reservation("c2", "collection", 2, "11112222"),
+        reservation("other", "deposit", 3, "99998888"),  # another carrier's
+        reservation("old", "collection", 1, "11112222", expires_in_s=-3600),
+        reservation("gone", "deposit", 4, "11112222"),
+    ]
+    verifier = OfflineVerifier(
+        full_sync(reservations=held, revoked_credentials=["gone"]), "L1"
+    )
+    found = verifier.carrier_reservations("11112222", NOW, 30)
+    assert isinstance(found, list)
+    assert [r.reservation_id for r in found] == ["c2", "d5"]
+    assert verifier.carrier_reservations("12345678", NOW, 30) == Refusal("unknown_code")
+    only_old = OfflineVerifier(full_sync(reservations=[held[3]]), "L1")
+    assert only_old.carrier_reservations("11112222", NOW, 30) == Refusal("expired")
+    assert OfflineVerifier(None, "L1").carrier_reservations("11112222", NOW, 30) == Refusal(
+        "no_credentials"
+    )
