@@ -689,11 +689,20 @@ class LockerAgent:
             self._handled_presentations.popitem(last=False)
 
     def _count_keypad_attempt(self, decision: Grant | Refusal) -> None:
+        # In memory here: the answer's own transaction journals it (_journal_keypad_throttle),
+        # so a PIN pickup waits for one fsync before its door, not two.
         if isinstance(decision, Refusal) and decision.reason == "unknown_code":
             self._throttle.failure(self.clock())
         elif isinstance(decision, Grant):
             self._throttle.success()
-        self.journal.set_meta("keypad_throttle", self._throttle.to_state())
+
+    def _journal_keypad_throttle(self) -> None:
+        """Inside the transaction of an answer (a refusal, a pickup): the throttle state is
+        durable before anyone sees the answer, so a kill -9 cannot forget a wrong code. An
+        unchanged state (most right PINs, every QR code) writes nothing."""
+        state = self._throttle.to_state()
+        if self.journal.get_meta("keypad_throttle", {}) != state:
+            self.journal.set_meta("keypad_throttle", state)
 
     def _refuse_if_spent(self, grant: Grant) -> Grant | Refusal:
         if grant.compartment not in self._doors:
@@ -706,12 +715,15 @@ class LockerAgent:
         return grant
 
     def _refuse(self, presentation_id: uuid.UUID, kind: CredentialKind, reason: str) -> None:
-        self._show(f"refused: {reason}")
-        self._emit(
-            p.CredentialPresented(
-                presentation_id=presentation_id, kind=kind, result="refused", reason=reason
+        with self.journal.atomic():
+            self._journal_keypad_throttle()
+            refusal = self._journal(
+                p.CredentialPresented(
+                    presentation_id=presentation_id, kind=kind, result="refused", reason=reason
+                )
             )
-        )
+        self._show(f"refused: {reason}")
+        self._publish_events([refusal])
 
     def _offline_pickup(
         self, presentation_id: uuid.UUID, kind: CredentialKind, value: str, grant: Grant
@@ -719,6 +731,7 @@ class LockerAgent:
         # Journal the use BEFORE the door opens: a crash after this line cannot give a second
         # opening for nothing, and the backend learns of the pickup on reconnect.
         with self.journal.atomic():
+            self._journal_keypad_throttle()
             self.journal.record_use(grant.credential_id, kind, grant.parcel_ref, grant.compartment)
             pickup = self._journal(
                 p.OfflinePickup(
@@ -744,6 +757,7 @@ class LockerAgent:
         )
         body_type = p.OfflineDeposit if reservation.purpose == "deposit" else p.OfflineCollection
         with self.journal.atomic():
+            self._journal_keypad_throttle()
             self.journal.record_use(
                 grant.credential_id, "carrier", grant.parcel_ref, grant.compartment
             )
