@@ -549,11 +549,82 @@ def converged(ctx: Any, codes: list[str]) -> dict[str, Any]:
             "ok": set(states) == {"picked_up"} and doubled == 0 and busy == 0}
 
 
-def replay_bench(args: argparse.Namespace) -> dict[str, Any]:
+def agent_journal(path: Path, fleet: Fleet, code: str, site_id: int) -> tuple[str, int]:
+    """A real agent's journal holding the day, unacknowledged, as an earlier boot: the agent
+    started on it replays it first when it reaches the broker (then its own snapshot)."""
+    journal = j.Journal(path)
+    boot = journal.start_boot()
+    timed = fleet.day_bodies(site_id)
+    with journal.atomic():  # setup only: the agent journaled these one by one during the day
+        for ts, body in timed:
+            journal.append_event(boot, lambda seq, b=body, t=ts: p.make_event(
+                code, boot, seq, b, ts=t))
+    journal.close()
+    return boot, len(timed)
+
+
+def end_to_end(ctx: Any, url: str, fleet: Fleet, codes: list[str], journal_dir: Path
+               ) -> dict[str, Any]:
+    """Agents with a day's journal each connect at once to a private Mosquitto (configured as
+    config/mosquitto.conf); a `relayops-bridge` process applies their replays on PostgreSQL.
+    Timed from the agents' start until every day entry is committed (the cursors)."""
+    from sqlalchemy import select
+
+    from firmware_bridge.agent.drivers import SimulatedBoard
+    from relay_ops.db.models import LockerEventCursor, Site
+
+    journals = {}
+    for code in codes:
+        with ctx.db.read() as session:
+            site_id = int(session.scalar(select(Site.id).where(Site.code == code)))
+        journals[code] = (site_id, *agent_journal(journal_dir / f"{code}.sqlite3", fleet, code,
+                                                  site_id))
+    broker = bench_lockers.PrivateMosquitto(journal_dir)
+    bench_lockers.BROKER = ("127.0.0.1", broker.port)
+    agents: list[LockerAgent] = []
+    bridge = bench_lockers.start_bridge(url, f"offbench-{uuid.uuid4().hex[:6]}",
+                                        journal_dir / "bridge.log")
+    try:
+        def applied() -> dict[str, int]:
+            with ctx.db.read() as session:
+                return {code: int(session.scalar(select(LockerEventCursor.applied_seq).where(
+                    LockerEventCursor.site_id == site_id, LockerEventCursor.boot_id == boot))
+                    or 0) for code, (site_id, boot, _n) in journals.items()}
+
+        start = time.perf_counter()
+        for code in codes:
+            agent = LockerAgent(code, SimulatedBoard(list(range(1, fleet.compartments + 1))),
+                                "127.0.0.1", broker.port, journal_dir / f"{code}.sqlite3")
+            agent.start()
+            agents.append(agent)
+        done_at: dict[str, float] = {}
+        deadline = start + 600
+        while len(done_at) < len(codes) and time.perf_counter() < deadline:
+            for code, seq in applied().items():
+                if code not in done_at and seq >= journals[code][2]:
+                    done_at[code] = time.perf_counter() - start
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - start
+    finally:
+        for agent in agents:
+            agent.stop()
+        bridge.terminate()
+        bridge.wait(10)
+        broker.stop()
+        bench_lockers.BROKER = ("127.0.0.1", 1883)
+    entries = sum(n for _site, _boot, n in journals.values())
+    return {"lockers": len(codes), "entries": entries,
+            "all_applied": len(done_at) == len(codes),
+            "seconds": round(elapsed, 2), "entries_per_s": round(entries / elapsed, 1),
+            "first_locker_done_s": round(min(done_at.values(), default=elapsed), 2),
+            "last_locker_done_s": round(max(done_at.values(), default=elapsed), 2)}
+
+
+def replay_bench(args: argparse.Namespace, journal_dir: Path) -> dict[str, Any]:
     from relay_ops.services import accounts
     from relay_ops.services.principal import SYSTEM
 
-    url = bench_lockers.fresh_database(REPLAY_DB)
+    url = bench_lockers.fresh_database(args.database)
     ctx = bench_lockers.backend(url, {MODEL: args.compartments})
     accounts.create_carrier(ctx, SYSTEM, code="bench", name="Bench")
     fleet = Fleet(ctx, args.compartments)
@@ -571,7 +642,13 @@ def replay_bench(args: argparse.Namespace) -> dict[str, Any]:
                 journals[code] = (boot, encoded_day(fleet, code, fleet.locker(code), boot))
             runs[name] = replay(ctx, journals, batch)
             runs[name]["converged"] = converged(ctx, list(journals))
-        runs["stocking_s"] = round(time.perf_counter() - started, 1)
+        if args.e2e_lockers:
+            codes = [f"OFF-{tag}-e2e-{n}" for n in range(args.e2e_lockers)]
+            for code in codes:
+                fleet.locker(code)
+            runs["end_to_end"] = end_to_end(ctx, url, fleet, codes, journal_dir)
+            runs["end_to_end"]["converged"] = converged(ctx, codes)
+        runs["total_s_with_stocking"] = round(time.perf_counter() - started, 1)
     finally:
         ctx.db.dispose()
     return runs
@@ -595,6 +672,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where the agent's journal lives (default: a new temporary folder)")
     parser.add_argument("--lockers", type=int, default=50,
                         help="part 2: lockers replaying together")
+    parser.add_argument("--e2e-lockers", type=int, default=10,
+                        help="part 2: lockers replaying through Mosquitto and the bridge (0: no)")
+    parser.add_argument("--database", default=REPLAY_DB,
+                        help="PostgreSQL database DROPPED and re-created for part 2")
     parser.add_argument("--seed", type=int, default=6)
     parser.add_argument("--skip-replay", action="store_true", help="part 1 only")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
@@ -614,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
         "offline_check": offline_check(args, journal_dir),
     }
     if not args.skip_replay:
-        result["replay"] = replay_bench(args)
+        result["replay"] = replay_bench(args, journal_dir)
     checks = result["offline_check"]["latency"]
     result["goals"] = {f"{kind}_p99_le_{GOAL_P99_MS:g}_ms": checks[kind]["p99_ms"] <= GOAL_P99_MS
                        for kind in ("qr", "pin")}
@@ -623,7 +704,16 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     print(f"written to {out}")
-    return 0
+    failed = failed_checks(result.get("replay", {}))
+    for name in failed:
+        print(f"CHECK FAILED: {name} did not converge", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def failed_checks(replay_runs: dict[str, Any]) -> list[str]:
+    """Runs whose backend state is not the expected one (a figure without it means nothing)."""
+    return [name for name, run in replay_runs.items() if isinstance(run, dict) and (
+        not run["converged"]["ok"] or run.get("all_applied") is False)]
 
 
 if __name__ == "__main__":
