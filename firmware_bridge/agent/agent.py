@@ -696,13 +696,15 @@ class LockerAgent:
         elif isinstance(decision, Grant):
             self._throttle.success()
 
+    def _keypad_throttle_unsaved(self) -> bool:
+        return bool(self.journal.get_meta("keypad_throttle", {}) != self._throttle.to_state())
+
     def _journal_keypad_throttle(self) -> None:
         """Inside the transaction of an answer (a refusal, a pickup): the throttle state is
         durable before anyone sees the answer, so a kill -9 cannot forget a wrong code. An
         unchanged state (most right PINs, every QR code) writes nothing."""
-        state = self._throttle.to_state()
-        if self.journal.get_meta("keypad_throttle", {}) != state:
-            self.journal.set_meta("keypad_throttle", state)
+        if self._keypad_throttle_unsaved():
+            self.journal.set_meta("keypad_throttle", self._throttle.to_state())
 
     def _refuse_if_spent(self, grant: Grant) -> Grant | Refusal:
         if grant.compartment not in self._doors:
@@ -715,13 +717,17 @@ class LockerAgent:
         return grant
 
     def _refuse(self, presentation_id: uuid.UUID, kind: CredentialKind, reason: str) -> None:
+        event = p.CredentialPresented(
+            presentation_id=presentation_id, kind=kind, result="refused", reason=reason
+        )
+        if not self._keypad_throttle_unsaved():
+            self._show(f"refused: {reason}")  # nothing to make durable first
+            self._emit(event)
+            return
+        # a wrong code counts before anyone sees the answer: the count and the event, one commit
         with self.journal.atomic():
             self._journal_keypad_throttle()
-            refusal = self._journal(
-                p.CredentialPresented(
-                    presentation_id=presentation_id, kind=kind, result="refused", reason=reason
-                )
-            )
+            refusal = self._journal(event)
         self._show(f"refused: {reason}")
         self._publish_events([refusal])
 

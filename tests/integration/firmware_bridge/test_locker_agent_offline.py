@@ -124,8 +124,9 @@ def test_pin_throttling_offline_locks_the_keypad_and_doubles(make_locker, tmp_pa
 def test_offline_answers_are_journaled_with_the_keypad_state_in_one_commit(
     make_locker,
 ) -> None:
-    """Before a door opens or a refusal shows, the use, its event and the keypad throttle are
-    committed (a kill -9 forgets no wrong code), in one transaction: one fsync, not two."""
+    """Before a door opens (or a wrong code's refusal shows), the use and its event (or the
+    refusal) and the keypad throttle are committed (a kill -9 forgets no wrong code), in one
+    transaction: one fsync, not two."""
     import sqlite3
 
     from locker_harness import free_port
