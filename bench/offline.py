@@ -12,8 +12,8 @@
    `--lockers` lockers together; then end to end: real agents holding those journals reconnect
    to a private Mosquitto and a `relayops-bridge` process applies their replay.
 
-    .venv/bin/python bench/offline.py                 # everything, about 3 minutes
-    .venv/bin/python bench/offline.py --skip-replay   # part 1 only, no database
+    .venv/bin/python bench/offline.py                 # everything, ~11 min on 2 loaded CPUs
+    .venv/bin/python bench/offline.py --skip-replay   # part 1 only, ~40 s, no database
 
 Part 2 drops and re-creates the PostgreSQL database `relayops_bench_offline` on 127.0.0.1:5432.
 Everything runs on 127.0.0.1. Results: bench/results/offline-<UTC time>.json.
