@@ -63,8 +63,8 @@ def pct(values: list[float], q: float) -> float:
 def summary(values_s: list[float]) -> dict[str, float]:
     ms = [v * 1000 for v in values_s]
     return {"n": len(ms), "p50_ms": round(pct(ms, 50), 2), "p90_ms": round(pct(ms, 90), 2),
-            "p99_ms": round(pct(ms, 99), 2), "max_ms": round(max(ms), 2),
-            "mean_ms": round(statistics.fmean(ms), 2)}
+            "p95_ms": round(pct(ms, 95), 2), "p99_ms": round(pct(ms, 99), 2),
+            "max_ms": round(max(ms), 2), "mean_ms": round(statistics.fmean(ms), 2)}
 
 
 def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -80,23 +80,25 @@ def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 # ---------------------------------------------------------------- database
 
 
-def fresh_database() -> str:
+def fresh_database(name: str = DB_NAME) -> str:
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{DB_NAME}"'))
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + DB_NAME
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
     engine = create_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
     return url
 
 
-def backend(url: str) -> Ctx:
-    app = create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING",
-                      "LOCKER_MODELS": {"bench-200": {"compartments": [
-                          {"size_class": "S", "count": 200}]}}})
+def backend(url: str, models: dict[str, int] | None = None) -> Ctx:
+    """The backend's services on `url`; `models`: locker models of N small compartments."""
+    models = models or {"bench-200": 200}
+    app = create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING", "LOCKER_MODELS": {
+        name: {"compartments": [{"size_class": "S", "count": count}]}
+        for name, count in models.items()}})
     return app.extensions["relay_ops"]
 
 

@@ -714,11 +714,22 @@ class LockerAgent:
             self._handled_presentations.popitem(last=False)
 
     def _count_keypad_attempt(self, decision: Grant | Refusal | list[p.Reservation]) -> None:
+        # In memory here: the answer's own transaction journals it (_journal_keypad_throttle),
+        # so a PIN pickup waits for one fsync before its door, not two.
         if isinstance(decision, Refusal) and decision.reason == "unknown_code":
             self._throttle.failure(self.clock())
         elif not isinstance(decision, Refusal):
             self._throttle.success()
-        self.journal.set_meta("keypad_throttle", self._throttle.to_state())
+
+    def _keypad_throttle_unsaved(self) -> bool:
+        return bool(self.journal.get_meta("keypad_throttle", {}) != self._throttle.to_state())
+
+    def _journal_keypad_throttle(self) -> None:
+        """Inside the transaction of an answer (a refusal, a pickup): the throttle state is
+        durable before anyone sees the answer, so a kill -9 cannot forget a wrong code. An
+        unchanged state (most right PINs, every QR code) writes nothing."""
+        if self._keypad_throttle_unsaved():
+            self.journal.set_meta("keypad_throttle", self._throttle.to_state())
 
     def _refuse_if_spent(self, grant: Grant) -> Grant | Refusal:
         if grant.compartment not in self._doors:
@@ -731,12 +742,19 @@ class LockerAgent:
         return grant
 
     def _refuse(self, presentation_id: uuid.UUID, kind: CredentialKind, reason: str) -> None:
-        self._show(f"refused: {reason}")
-        self._emit(
-            p.CredentialPresented(
-                presentation_id=presentation_id, kind=kind, result="refused", reason=reason
-            )
+        event = p.CredentialPresented(
+            presentation_id=presentation_id, kind=kind, result="refused", reason=reason
         )
+        if not self._keypad_throttle_unsaved():
+            self._show(f"refused: {reason}")  # nothing to make durable first
+            self._emit(event)
+            return
+        # a wrong code counts before anyone sees the answer: the count and the event, one commit
+        with self.journal.atomic():
+            self._journal_keypad_throttle()
+            refusal = self._journal(event)
+        self._show(f"refused: {reason}")
+        self._publish_events([refusal])
 
     def _offline_pickup(
         self, presentation_id: uuid.UUID, kind: CredentialKind, value: str, grant: Grant
@@ -744,6 +762,7 @@ class LockerAgent:
         # Journal the use BEFORE the door opens: a crash after this line cannot give a second
         # opening for nothing, and the backend learns of the pickup on reconnect.
         with self.journal.atomic():
+            self._journal_keypad_throttle()
             self.journal.record_use(grant.credential_id, kind, grant.parcel_ref, grant.compartment)
             pickup = self._journal(
                 p.OfflinePickup(
@@ -777,6 +796,8 @@ class LockerAgent:
             until=time.monotonic() + self.settings.carrier_visit_s,
         )
         visit = self._carrier
+        with self.journal.atomic():  # a right code resets the keypad count before the answer
+            self._journal_keypad_throttle()
         self._show(
             f"carrier: {len(visit.collections)} to collect, {len(visit.deposits)} to deposit"
             + (" (scan each parcel)" if visit.deposits else "")
@@ -833,6 +854,7 @@ class LockerAgent:
         and the backend learns of it on reconnect. True when the door opened."""
         body_type = p.OfflineDeposit if reservation.purpose == "deposit" else p.OfflineCollection
         with self.journal.atomic():
+            self._journal_keypad_throttle()
             self.journal.record_use(
                 reservation.reservation_id,
                 "carrier",

@@ -21,7 +21,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from relay_ops import outbox
 from relay_ops.db.models import (
@@ -408,6 +408,9 @@ def _live_pins(ctx: Ctx, session: Session, site: Site) -> list[dict[str, Any]]:
         .where(Parcel.site_id == site.id, Parcel.state == State.READY_FOR_PICKUP.value,
                PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None))
         .order_by(PickupCredential.id)
+        # each entry names its compartment: one query, not one more per PIN (a replayed day
+        # queues a full sync per pickup, bench/offline.py)
+        .options(joinedload(Parcel.compartment))
     ).all()
     return [_pin_entry(ctx, site, parcel, credential) for parcel, credential in rows]
 

@@ -121,6 +121,53 @@ def test_pin_throttling_offline_locks_the_keypad_and_doubles(make_locker, tmp_pa
     wait_until(lambda: locker.board.open_calls == [1], 3, "door opens")
 
 
+def test_offline_answers_are_journaled_with_the_keypad_state_in_one_commit(
+    make_locker,
+) -> None:
+    """Before a door opens (or a wrong code's refusal shows), the use and its event (or the
+    refusal) and the keypad throttle are committed (a kill -9 forgets no wrong code), in one
+    transaction: one fsync, not two."""
+    import sqlite3
+
+    from locker_harness import free_port
+
+    locker = make_locker(free_port(), start=False)  # no broker there: offline
+    locker.credentials.add_pin("135790", parcel_ref="P-1", compartment=2)
+    seed_journal(locker.journal_path, locker.credentials)
+    locker.agent.start()
+    commits: list[str] = []
+    locker.agent.journal._db.set_trace_callback(
+        lambda sql: commits.append(sql) if sql == "COMMIT" else None
+    )
+    committed_at_answer: list[tuple[int, object, object]] = []
+
+    def committed_state() -> None:
+        # another connection sees only what is committed, as a restarted agent would
+        reader = sqlite3.connect(locker.journal_path)
+        try:
+            throttle = reader.execute(
+                "SELECT value FROM meta WHERE key = 'keypad_throttle'"
+            ).fetchone()
+            last = reader.execute("SELECT type FROM outbox ORDER BY seq DESC LIMIT 1").fetchone()
+        finally:
+            reader.close()
+        committed_at_answer.append((len(commits), throttle and throttle[0], last and last[0]))
+
+    show, open_door = locker.board.show, locker.board.open
+    locker.board.show = lambda message: (committed_state(), show(message))  # type: ignore
+    locker.board.open = lambda n: (committed_state(), open_door(n))[1]  # type: ignore
+
+    locker.board.type_pin("000000")
+    wait_until(lambda: locker.board.display == ["refused: unknown_code"], 3, "refusal shown")
+    locker.board.type_pin("135790")
+    wait_until(lambda: locker.board.open_calls == [2], 3, "door 2 opens")
+    wrong, screen, door = committed_at_answer
+    assert wrong[0] == 1 and '"failures": 1' in wrong[1] and wrong[2] == "credential_presented"
+    # "compartment 2 opens" is shown after the commit, just before the lock is pulsed
+    assert screen[0] == door[0] == 2
+    assert '"failures": 0' in door[1] and door[2] == "offline_pickup"
+
+
 def test_online_credential_is_forwarded_and_the_backend_decides(online_locker) -> None:
     locker, backend = online_locker(forward_timeout_s=5)
     sync_and_wait(backend, locker.locker_id, locker.credentials)
