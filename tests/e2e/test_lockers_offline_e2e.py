@@ -62,6 +62,18 @@ def answer_on_screen(stack: Stack, command: str, timeout: float = 15.0) -> str:
     return str(wait_until(changed, timeout, f"screen answer to {command[:20]}"))
 
 
+def door_opens(stack: Stack, door: int, what: str) -> None:
+    """Wait for the door to open and for the screen to say so: online, the agent writes the
+    screen after the door's pulse, and the next answer_on_screen must not read that line."""
+
+    def said() -> bool:
+        screen = json.loads(stack.locker.do("state"))["screen"]
+        return bool(screen) and screen[-1].startswith(f"compartment {door} opens")
+
+    wait_until(lambda: stack.locker.door_open(door), 15, what)
+    wait_until(said, 15, f"screen saying {what}")
+
+
 def altered(token: str) -> str:
     """One character of the signed part changed, still valid base45."""
     i = len(token) // 2
@@ -91,11 +103,11 @@ def carrier_at_the_keypad(stack: Stack, doors: dict[str, int]) -> None:
     status, answer = stack.carrier("GET", f"/lockers/{stack.site_id}/carrier-code")
     assert status == 200, answer
     assert not answer_on_screen(stack, f"carrier {answer['code']}").startswith("refused")
-    wait_until(lambda: stack.locker.door_open(doors[EXPIRING]), 15, "the expired parcel's door")
+    door_opens(stack, doors[EXPIRING], "the expired parcel's door")
     assert stack.locker.do(f"close {doors[EXPIRING]} empty") == "ok"
     assert answer_on_screen(stack, "scan DAYNOTHERE01") == "refused: no_reservation"
     assert stack.locker.do(f"scan {AHEAD}") == "ok"
-    wait_until(lambda: stack.locker.door_open(doors[AHEAD]), 15, "the reserved door")
+    door_opens(stack, doors[AHEAD], "the reserved door")
     assert stack.locker.do(f"close {doors[AHEAD]} occupied") == "ok"
 
 
@@ -103,7 +115,7 @@ def carrier_with_the_app(stack: Stack, doors: dict[str, int]) -> None:
     session_id = stack.open_session()
     status, answer = stack.carrier("POST", f"/locker-sessions/{session_id}/collection")
     assert status == 200 and answer["to_collect"] == [EXPIRING], answer
-    wait_until(lambda: stack.locker.door_open(doors[EXPIRING]), 15, "the expired parcel's door")
+    door_opens(stack, doors[EXPIRING], "the expired parcel's door")
     assert stack.locker.do(f"close {doors[EXPIRING]} empty") == "ok"
     wait_until(lambda: stack.state_of(EXPIRING) == "returned", 15, "collected")
     assert drop(stack, session_id, AHEAD) == doors[AHEAD]
@@ -139,10 +151,10 @@ def play_day(stack: Stack, tmp: Path, broker: PrivateBroker, *, offline: bool) -
         wait_until(lambda: '"online": false' in stack.locker.do("state"), 10, "locker offline")
 
     assert stack.locker.do(f"scan {qr}") == "ok"
-    wait_until(lambda: stack.locker.door_open(doors[QR]), 15, "door open for the QR code")
+    door_opens(stack, doors[QR], "door open for the QR code")
     assert stack.locker.do(f"close {doors[QR]} empty") == "ok"
     assert stack.locker.do(f"pin {pin}") == "ok"
-    wait_until(lambda: stack.locker.door_open(doors[PIN]), 15, "door open for the PIN")
+    door_opens(stack, doors[PIN], "door open for the PIN")
     assert stack.locker.do(f"close {doors[PIN]} empty") == "ok"
     refusals = [answer_on_screen(stack, f"scan {forged}"),
                 answer_on_screen(stack, f"pin {wrong_pin}"),
