@@ -433,6 +433,11 @@ class LockerLink(Base):
     last_event_seq: Mapped[int | None] = mapped_column(Integer)
     last_event_at: Mapped[datetime | None]
     clock_skew_s: Mapped[float | None] = mapped_column(Float)
+    # A state snapshot made while earlier boots still had entries to replay is not reconciled
+    # (they would change the backend's state first): the boot that reported it, and the sum
+    # of the other boots' cursors that means they are all applied (services.locker_events).
+    snapshot_waiting_boot: Mapped[str | None] = mapped_column(String(64))
+    snapshot_waiting_until: Mapped[int | None] = mapped_column(Integer)
 
 
 class LockerEventCursor(Base):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -120,20 +120,32 @@ def apply_events(ctx: Ctx, locker: str, boot_id: str, events: list[LockerEvent],
         cursor = _cursor(session, site, boot_id)
         session.info[_BOOT] = boot_id  # for the handlers that need the cursor
         ordered = sorted(events, key=lambda e: e.seq)
+        held_back: tuple[LockerEvent, ...] = ()
+        gap: tuple[int, int] | None = None
         for index, event in enumerate(ordered):
             _seen(link, boot_id, event.seq, event.ts, now)
             if event.seq <= cursor.applied_seq:
                 continue  # a duplicate: redelivery is normal
             if event.seq > cursor.applied_seq + 1:
-                rest = tuple(e for e in ordered[index:] if e.seq > cursor.applied_seq)
-                return BatchApplied("applied", cursor.applied_seq, applied, rest,
-                                    (cursor.applied_seq + 1, event.seq - 1),
-                                    _claimed(session, site, now, claim_commands))
+                held_back = tuple(e for e in ordered[index:] if e.seq > cursor.applied_seq)
+                gap = (cursor.applied_seq + 1, event.seq - 1)
+                break
             _apply_one(ctx, session, site, link, event, now)
             cursor.applied_seq, cursor.updated_at = event.seq, now
             applied += 1
-        return BatchApplied("applied", cursor.applied_seq, applied,
-                            commands=_claimed(session, site, now, claim_commands))
+        if applied:
+            _after_replayed(ctx, session, site, link, boot_id, now)
+        return BatchApplied("applied", cursor.applied_seq, applied, held_back, gap,
+                            _claimed(session, site, now, claim_commands))
+
+
+def _after_replayed(ctx: Ctx, session: Session, site: Site, link: LockerLink, boot_id: str,
+                    now: datetime) -> None:
+    """Once per applied batch: a snapshot that waited for these events may be asked again."""
+    if (link.snapshot_waiting_boot not in (None, boot_id)
+            and _other_boots_applied(session, site, link.snapshot_waiting_boot)
+            >= (link.snapshot_waiting_until or 0)):
+        _ask_fresh_snapshot(ctx, session, site, link, now)
 
 
 def _claimed(session: Session, site: Site, now: datetime, claim: bool
@@ -175,6 +187,9 @@ def heartbeat(ctx: Ctx, locker: str, boot_id: str, seq: int, body: dict[str, Any
         link.unacked_events = int(body.get("unacked_events", 0))
         _note_credential_version(ctx, session, site, link, body.get("credential_version"))
         cursor = _cursor(session, site, boot_id)
+        if link.snapshot_waiting_boot == boot_id and _holds_no_earlier_entries(
+                int(body.get("unacked_events", 0)), seq, cursor):
+            _ask_fresh_snapshot(ctx, session, site, link, now)
         if seq > cursor.applied_seq:
             return Applied("gap", cursor.applied_seq, (cursor.applied_seq + 1, seq))
         return Applied("duplicate", cursor.applied_seq)
@@ -727,23 +742,62 @@ def sync_ack(ctx: Ctx, session: Session, site: Site, link: LockerLink, body: dic
 
 def state_snapshot(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                    body: dict[str, Any], ts: datetime, now: datetime) -> None:
-    """After a (re)boot or reconnect: the doors as the locker sees them, reconciled."""
+    """After a (re)boot or reconnect: the doors as the locker sees them, reconciled. Not while
+    the locker still held entries of earlier boots when it made the snapshot: the bridge
+    applies each boot apart, and those entries (offline pickups, doors opened and closed)
+    happened before it. Reconciled first, a snapshot of empty doors would raise
+    `parcel_not_sensed` for every parcel taken offline. The backend waits for them, then asks
+    for a fresh snapshot (`_ask_fresh_snapshot`) and reconciles that one."""
     reported = int(body.get("unacked_events", 0))
-    # The locker counted its unacknowledged entries when it built the snapshot, among them
-    # this boot's seqs acked_seq+1 .. seq-1; events are applied in seq order, so those are all
-    # applied by now (a reconnect replays the journal before the snapshot): not waiting.
-    cursor = _cursor(session, site, session.info[_BOOT]) if _BOOT in session.info else None
-    applied_since = cursor.applied_seq - int(body.get("acked_seq", 0)) if cursor else 0
-    link.unacked_events = max(0, reported - max(0, applied_since))
+    boot_id: str = session.info[_BOOT]
+    earlier = _earlier_entries(reported, int(body.get("acked_seq", 0)),
+                               _cursor(session, site, boot_id))
+    link.unacked_events = earlier
     skew = (now - ts).total_seconds()
     link.clock_skew_s = round(skew, 3)
     if abs(skew) > CLOCK_DRIFT_ALERT_S and reported == 0:
         _alert(session, site, "clock_drift", f"locker clock is {skew:+.0f} s off")
-    for state in body.get("compartments", []):
-        box = _box(session, site, state["number"])
-        if box is not None:
-            _reconcile(ctx, session, site, link, box, state, now)
+    if earlier:
+        link.snapshot_waiting_boot = boot_id
+        link.snapshot_waiting_until = _other_boots_applied(session, site, boot_id) + earlier
+    else:
+        link.snapshot_waiting_boot = link.snapshot_waiting_until = None  # this one is newer
+        for state in body.get("compartments", []):
+            box = _box(session, site, state["number"])
+            if box is not None:
+                _reconcile(ctx, session, site, link, box, state, now)
     _note_credential_version(ctx, session, site, link, body.get("credential_version"))
+
+
+def _earlier_entries(reported: int, acked_seq: int, cursor: LockerEventCursor) -> int:
+    """Entries of earlier boots the locker still held when it made its snapshot. It counted
+    every unacknowledged entry: this boot's seqs acked_seq+1 .. seq-1 (the cursor stands at
+    seq-1 while the snapshot is applied: a boot's events apply in seq order) and the rest."""
+    return max(0, reported - max(0, cursor.applied_seq - acked_seq))
+
+
+def _other_boots_applied(session: Session, site: Site, boot_id: str) -> int:
+    return int(session.scalar(select(func.coalesce(func.sum(LockerEventCursor.applied_seq), 0))
+                              .where(LockerEventCursor.site_id == site.id,
+                                     LockerEventCursor.boot_id != boot_id)) or 0)
+
+
+def _holds_no_earlier_entries(unacked: int, seq: int, cursor: LockerEventCursor) -> bool:
+    """From a heartbeat of the waiting snapshot's boot: its `unacked` counts this boot's
+    seq - acked entries (acked <= the cursor) and what is left of earlier boots. The counts
+    alone cannot always tell that the earlier boots are applied (some were applied before the
+    snapshot was made, their ack still on its way), the locker's own count can."""
+    return unacked - max(0, seq - cursor.applied_seq) <= 0
+
+
+def _ask_fresh_snapshot(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                        now: datetime) -> None:
+    """The earlier boots are applied: the waiting snapshot is stale (doors used since), a new
+    one tells the truth. It is resent until the locker answers (6 h); a locker that reconnects
+    meanwhile sends one anyway."""
+    link.snapshot_waiting_boot = link.snapshot_waiting_until = None
+    lockers.queue_command(ctx, session, site, "request_snapshot", {}, now,
+                          ttl_s=ctx.settings.locker.sync_ttl_s)
 
 
 def _reconcile(ctx: Ctx, session: Session, site: Site, link: LockerLink, box: Compartment,
