@@ -149,6 +149,8 @@ class LockerAgent:
         self._reconnect = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
         self._resend = Backoff(self.settings.resend_min_s, self.settings.resend_max_s)
         self._next_resend_at: float | None = None
+        # the journal held entries of an earlier boot at the last connect (a replay)
+        self._replaying_earlier_boot = False
         self._next_heartbeat_at = 0.0
         self._doors: dict[int, _Door] = {}
         self._forwarded: dict[uuid.UUID, _Forwarded] = {}
@@ -324,6 +326,7 @@ class LockerAgent:
             p.encode(p.make_status(self.locker_id, self.boot_id, "online")),
             retain=True,
         )
+        self._replaying_earlier_boot = self.journal.holds_other_boots(self.boot_id)
         self._resend_unacked()
         self._emit(self._snapshot())
         self._publish_state()
@@ -428,6 +431,16 @@ class LockerAgent:
             self._next_resend_at = (
                 time.monotonic() + self._resend.next_delay() if remaining else None
             )
+            if not remaining and self._replaying_earlier_boot:
+                self._replay_done()
+
+    def _replay_done(self) -> None:
+        """The journal is empty after replaying an earlier boot: say so now with a heartbeat
+        (its `unacked_events` is 0) rather than within a minute. The backend holds back this
+        boot's snapshot while earlier entries are unapplied, and asks for a new one when it
+        learns they are all in (protocol section 6, "A new boot")."""
+        self._replaying_earlier_boot = False
+        self._send_heartbeat()
 
     def _on_command(self, command: p.CommandEnvelope) -> None:
         msg_id, corr_id = str(command.msg_id), str(command.corr_id)

@@ -204,6 +204,10 @@ class Journal:
         )
         return [StoredEvent(row[0], row[1], row[2], bytes(row[3])) for row in rows]
 
+    def holds_other_boots(self, boot_id: str) -> bool:
+        """Unacknowledged entries of another boot than `boot_id` are in the journal."""
+        return self._one("SELECT 1 FROM outbox WHERE boot_id != ? LIMIT 1", boot_id) is not None
+
     def unacked_count(self) -> int:
         return int(self._one("SELECT COUNT(*) FROM outbox")[0])
 

@@ -1,0 +1,45 @@
+"""An agent started on a journal that still holds an earlier boot's entries (a day offline,
+then a restart): how it replays them to the backend (protocol section 6)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import Locker
+from locker_harness import FakeBackend, wait_until
+
+from firmware_bridge import protocol as p
+from firmware_bridge.agent.journal import Journal
+
+
+def earlier_boot(path: Path, locker_id: str, entries: int) -> str:
+    """A journal holding `entries` unacknowledged events of a boot before the agent's."""
+    journal = Journal(path)
+    boot = journal.start_boot()
+    for n in range(entries):
+        journal.append_event(boot, lambda seq, n=n: p.make_event(
+            locker_id, boot, seq, p.Fault(code="scanner_unreadable", detail=f"entry {n}")))
+    journal.close()
+    return boot
+
+
+def received_seqs(backend: FakeBackend, boot: str) -> list[int]:
+    return [e.seq for e in backend.events() if e.boot_id == boot]
+
+
+def test_an_agent_says_at_once_that_its_replay_is_over(
+        make_locker: Callable[..., Locker], backend_for: Callable[..., FakeBackend]) -> None:
+    locker = make_locker(start=False)  # heartbeats once an hour (fast_settings)
+    old = earlier_boot(locker.journal_path, locker.locker_id, 3)
+    backend = backend_for(locker)
+    locker.agent.start()
+    snapshot = backend.wait_event("state_snapshot")
+    assert snapshot.body.unacked_events == 3  # type: ignore[union-attr]
+    wait_until(lambda: received_seqs(backend, old) == [1, 2, 3], 5, "the old boot replayed")
+    assert backend.events("heartbeat") == []
+    backend.ack(locker.locker_id, snapshot.boot_id, snapshot.seq)
+    backend.ack(locker.locker_id, old, 3)
+    # the journal is empty: a heartbeat tells the backend now, not within the hour
+    heartbeat = backend.wait_event("heartbeat", lambda b: b.unacked_events == 0)
+    assert heartbeat.boot_id == snapshot.boot_id and heartbeat.seq == snapshot.seq
