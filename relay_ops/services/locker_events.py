@@ -122,17 +122,18 @@ def apply_events(ctx: Ctx, locker: str, boot_id: str, events: list[LockerEvent],
         ordered = sorted(events, key=lambda e: e.seq)
         held_back: tuple[LockerEvent, ...] = ()
         gap: tuple[int, int] | None = None
-        for index, event in enumerate(ordered):
-            _seen(link, boot_id, event.seq, event.ts, now)
-            if event.seq <= cursor.applied_seq:
-                continue  # a duplicate: redelivery is normal
-            if event.seq > cursor.applied_seq + 1:
-                held_back = tuple(e for e in ordered[index:] if e.seq > cursor.applied_seq)
-                gap = (cursor.applied_seq + 1, event.seq - 1)
-                break
-            _apply_one(ctx, session, site, link, event, now)
-            cursor.applied_seq, cursor.updated_at = event.seq, now
-            applied += 1
+        with lockers.one_sync_per_batch(ctx, session, site, link):
+            for index, event in enumerate(ordered):
+                _seen(link, boot_id, event.seq, event.ts, now)
+                if event.seq <= cursor.applied_seq:
+                    continue  # a duplicate: redelivery is normal
+                if event.seq > cursor.applied_seq + 1:
+                    held_back = tuple(e for e in ordered[index:] if e.seq > cursor.applied_seq)
+                    gap = (cursor.applied_seq + 1, event.seq - 1)
+                    break
+                _apply_one(ctx, session, site, link, event, now)
+                cursor.applied_seq, cursor.updated_at = event.seq, now
+                applied += 1
         if applied:
             _after_replayed(ctx, session, site, link, boot_id, now)
         return BatchApplied("applied", cursor.applied_seq, applied, held_back, gap,
@@ -161,6 +162,8 @@ def _apply_one(ctx: Ctx, session: Session, site: Site, link: LockerLink, event: 
     if handler is None:
         log.info("%s: event %s has no backend effect", site.code, event.type)
         return
+    batch = lockers.pending_sync(session)
+    before = batch.copy() if batch is not None else None
     savepoint = session.begin_nested()
     try:
         handler(ctx, session, site, link, event.body, event.ts, now)
@@ -169,6 +172,8 @@ def _apply_one(ctx: Ctx, session: Session, site: Site, link: LockerLink, event: 
         raise
     except Exception as error:
         savepoint.rollback()
+        if batch is not None and before is not None:
+            batch.restore(before)  # the credential changes it noted were rolled back too
         log.exception("%s: event %s seq %s not applied", site.code, event.type, event.seq)
         _alert(session, site, "event_not_applied",
                f"{event.type} seq {event.seq}: {type(error).__name__}: {error}")

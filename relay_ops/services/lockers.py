@@ -16,7 +16,9 @@ import base64
 import hashlib
 import hmac
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -54,6 +56,8 @@ COLLECTION_RESERVATION_LIFE = timedelta(days=30)
 # expired (never executed), superseded (a newer credential sync replaced it).
 # session.info key: this transaction wrote a locker command (the bridge publishes at once)
 COMMANDS_QUEUED = "relay_ops.locker_commands_queued"
+# session.info key: the credential changes of a batch of locker events, synced once at its end
+SYNC_BATCH = "relay_ops.locker_sync_batch"
 
 
 class ParcelDoesNotFit(DomainError):
@@ -426,15 +430,95 @@ def _recently_dead_jtis(session: Session, site: Site, limit: int = 1000) -> list
     return [r for r in rows if r]
 
 
+@dataclass
+class SyncBatch:
+    """Credential changes noted while a batch of locker events is applied, in order: a later
+    change of the same credential or reservation wins."""
+
+    added: dict[int, PickupCredential] = field(default_factory=dict)
+    removed: dict[int, PickupCredential] = field(default_factory=dict)
+    reservations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    released: dict[str, None] = field(default_factory=dict)  # an ordered set
+    force_full: bool = False
+
+    def note(self, added: list[PickupCredential], removed: list[PickupCredential],
+             reservations: list[dict[str, Any]], released: list[str], force_full: bool) -> None:
+        for credential in added:
+            self.removed.pop(credential.id, None)
+            self.added[credential.id] = credential
+        for credential in removed:
+            self.added.pop(credential.id, None)
+            self.removed[credential.id] = credential
+        for entry in reservations:
+            self.released.pop(entry["reservation_id"], None)
+            self.reservations[entry["reservation_id"]] = entry
+        for reservation_id in released:
+            self.reservations.pop(reservation_id, None)
+            self.released[reservation_id] = None
+        self.force_full = self.force_full or force_full
+
+    def copy(self) -> SyncBatch:
+        return replace(self, added=dict(self.added), removed=dict(self.removed),
+                       reservations=dict(self.reservations), released=dict(self.released))
+
+    def restore(self, saved: SyncBatch) -> None:
+        self.added, self.removed = saved.added, saved.removed
+        self.reservations, self.released = saved.reservations, saved.released
+        self.force_full = saved.force_full
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.force_full or self.added or self.removed or self.reservations
+                    or self.released)
+
+
+def pending_sync(session: Session) -> SyncBatch | None:
+    batch = session.info.get(SYNC_BATCH)
+    return batch if isinstance(batch, SyncBatch) else None
+
+
+@contextmanager
+def one_sync_per_batch(ctx: Ctx, session: Session, site: Site, link: LockerLink
+                       ) -> Iterator[SyncBatch]:
+    """Inside, `queue_sync` only notes the change; on the way out (in the same transaction,
+    so the locker is never left with a stale set) one sync carries them all. A replayed day
+    made one full sync per pickup, each superseding the last: O(pickups x parcels)."""
+    batch = session.info[SYNC_BATCH] = SyncBatch()
+    try:
+        yield batch
+    finally:
+        del session.info[SYNC_BATCH]
+    if batch.changed:
+        _queue_sync_now(ctx, session, site, link, added=list(batch.added.values()),
+                        removed=list(batch.removed.values()),
+                        reservations=list(batch.reservations.values()),
+                        released=list(batch.released), force_full=batch.force_full)
+
+
 def queue_sync(
     ctx: Ctx, session: Session, site: Site, link: LockerLink, *,
     added: list[PickupCredential] | None = None, removed: list[PickupCredential] | None = None,
     reservations: list[dict[str, Any]] | None = None, released: list[str] | None = None,
     force_full: bool = False,
-) -> OutboxMessage:
+) -> OutboxMessage | None:
     """A new credential version for the locker. Incremental (only ``added``/``removed``) when
     the locker is known to hold the latest version; full otherwise. Older unfinished syncs are
-    superseded: the new one carries everything they did."""
+    superseded: the new one carries everything they did. Within `one_sync_per_batch`, the
+    change is noted and synced at the end of the batch (None is returned)."""
+    batch = pending_sync(session)
+    if batch is not None:
+        batch.note(added or [], removed or [], reservations or [], released or [], force_full)
+        return None
+    return _queue_sync_now(ctx, session, site, link, added=added, removed=removed,
+                           reservations=reservations, released=released, force_full=force_full)
+
+
+def _queue_sync_now(
+    ctx: Ctx, session: Session, site: Site, link: LockerLink, *,
+    added: list[PickupCredential] | None = None, removed: list[PickupCredential] | None = None,
+    reservations: list[dict[str, Any]] | None = None, released: list[str] | None = None,
+    force_full: bool = False,
+) -> OutboxMessage:
     now = ctx.now()
     base = link.credential_version_sent
     version = base + 1
@@ -443,6 +527,7 @@ def queue_sync(
     if incremental:
         body.update(full=False, base_version=base, pins=[
             _pin_entry(ctx, site, _parcel_of(session, c), c) for c in (added or [])
+            if c.used_at is None and c.revoked_at is None  # a batch may have spent it since
         ])
         dead = [pin_credential_id(c) for c in removed or []]
         dead += [c.token_jti for c in removed or [] if c.token_jti]

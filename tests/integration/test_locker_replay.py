@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from relay_ops.db.models import LockerAlert, Parcel, PickupCredential
+from relay_ops.db.models import (
+    LockerAlert,
+    LockerLink,
+    OutboxMessage,
+    Parcel,
+    PickupCredential,
+)
 from relay_ops.services import locker_events, lockers
 from relay_ops.services.principal import SYSTEM
 from tests.integration.test_lockers import LOCKER, FakeLocker, deposit, parcel
@@ -137,3 +143,71 @@ def test_a_heartbeat_with_entries_still_held_keeps_the_snapshot_waiting(
                              "credential_version": None}, world.ctx.now())
     assert requested_snapshots(old) == 0
     assert not_sensed(world) == []
+
+
+# ---------------------------------------------------------------- one sync per replayed batch
+
+
+def sync_rows(world: World) -> list[OutboxMessage]:
+    with world.ctx.db.read() as session:
+        rows = list(session.scalars(select(OutboxMessage).where(
+            OutboxMessage.name == lockers.COMMAND_SYNC).order_by(OutboxMessage.id)))
+        session.expunge_all()
+        return rows
+
+
+def replay_batch(world: World, fake: FakeLocker, events: list[tuple[str, dict[str, Any]]]
+                 ) -> locker_events.BatchApplied:
+    """As the bridge applies what arrived together: one `apply_events` transaction."""
+    batch = []
+    for type_, body in events:
+        fake.seq += 1
+        batch.append(locker_events.LockerEvent(fake.seq, type_, body, world.ctx.now()))
+    return locker_events.apply_events(world.ctx, LOCKER["code"], fake.boot, batch)
+
+
+def three_parcels(world: World, locker: Locker) -> dict[str, int]:
+    site_id, fake = locker
+    return {number: deposit(world, fake, site_id, number, size_class="S")
+            for number in ("REPLAY000011", "REPLAY000012", "REPLAY000013")}
+
+
+def test_a_replayed_batch_of_pickups_queues_one_full_sync_of_the_final_set(
+        world: World, locker: Locker) -> None:
+    _, fake = locker
+    doors = three_parcels(world, locker)  # the locker went offline before acking their syncs
+    before = sync_rows(world)
+    pickups = [event for number in ("REPLAY000011", "REPLAY000012")
+               for event in offline_pickup(world, number, doors[number])]
+    assert replay_batch(world, fake, pickups).applied == 6
+    new = sync_rows(world)[len(before):]
+    assert len(new) == 1  # not one per pickup, each superseding the last
+    body = new[0].payload["body"]
+    assert body["full"] is True and body["version"] == before[-1].payload["body"]["version"] + 1
+    assert [pin["parcel_ref"] for pin in body["pins"]] == ["REPLAY000013"]
+    assert {pin_id(world, "REPLAY000011"), pin_id(world, "REPLAY000012")}.isdisjoint(
+        pin["credential_id"] for pin in body["pins"])
+    # the locker applies it and says so: the backend knows it holds the final set
+    fake.event("sync_ack", version=body["version"], applied=True)
+    with world.ctx.db.read() as session:
+        link = session.get(LockerLink, locker[0])
+        assert link is not None
+        assert link.credential_version_held == link.credential_version_sent == body["version"]
+
+
+def test_a_replayed_batch_on_an_acknowledged_set_queues_one_increment(
+        world: World, locker: Locker) -> None:
+    _, fake = locker
+    doors = three_parcels(world, locker)
+    held = sync_rows(world)[-1].payload["body"]["version"]
+    fake.event("sync_ack", version=held, applied=True)  # synced before the outage
+    pickups = [event for number in ("REPLAY000011", "REPLAY000013")
+               for event in offline_pickup(world, number, doors[number])]
+    replay_batch(world, fake, pickups)
+    [sync] = [row.payload["body"] for row in sync_rows(world)
+              if row.payload["body"]["version"] > held]
+    assert (sync["full"], sync["base_version"], sync["version"]) == (False, held, held + 1)
+    assert sync["pins"] == []
+    assert {pin_id(world, "REPLAY000011"), pin_id(world, "REPLAY000013")} <= set(
+        sync["revoked_credentials"])
+    assert pin_id(world, "REPLAY000012") not in sync["revoked_credentials"]
