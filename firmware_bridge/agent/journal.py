@@ -204,6 +204,25 @@ class Journal:
         )
         return [StoredEvent(row[0], row[1], row[2], bytes(row[3])) for row in rows]
 
+    def unacked_after(self, boot_id: str, seq: int, limit: int) -> list[StoredEvent]:
+        """Unacknowledged events after (boot_id, seq) in the resend order."""
+        rows = self._all(
+            "SELECT o.boot_id, o.seq, o.type, o.payload FROM outbox o"
+            " JOIN boots b ON b.boot_id = o.boot_id"
+            " WHERE (b.ordinal, o.seq) > ((SELECT ordinal FROM boots WHERE boot_id = ?), ?)"
+            " ORDER BY b.ordinal, o.seq LIMIT ?",
+            boot_id, seq, limit,
+        )
+        return [StoredEvent(row[0], row[1], row[2], bytes(row[3])) for row in rows]
+
+    def unacked_through(self, boot_id: str, seq: int) -> int:
+        """How many unacknowledged events come up to (boot_id, seq) in the resend order."""
+        return int(self._one(
+            "SELECT COUNT(*) FROM outbox o JOIN boots b ON b.boot_id = o.boot_id"
+            " WHERE (b.ordinal, o.seq) <= ((SELECT ordinal FROM boots WHERE boot_id = ?), ?)",
+            boot_id, seq,
+        )[0])
+
     def holds_other_boots(self, boot_id: str) -> bool:
         """Unacknowledged entries of another boot than `boot_id` are in the journal."""
         return self._one("SELECT 1 FROM outbox WHERE boot_id != ? LIMIT 1", boot_id) is not None

@@ -43,3 +43,31 @@ def test_an_agent_says_at_once_that_its_replay_is_over(
     # the journal is empty: a heartbeat tells the backend now, not within the hour
     heartbeat = backend.wait_event("heartbeat", lambda b: b.unacked_events == 0)
     assert heartbeat.boot_id == snapshot.boot_id and heartbeat.seq == snapshot.seq
+
+
+def test_the_replay_is_paced_by_acks_a_window_at_a_time(
+        make_locker: Callable[..., Locker], backend_for: Callable[..., FakeBackend]) -> None:
+    # the backoff is an hour: whatever is sent after the first window was sent for an ack
+    locker = make_locker(start=False, resend_batch=10, resend_min_s=3600, resend_max_s=3600)
+    old = earlier_boot(locker.journal_path, locker.locker_id, 25)
+    backend = backend_for(locker)
+    locker.agent.start()
+    backend.wait_event("state_snapshot")
+    wait_until(lambda: received_seqs(backend, old) == list(range(1, 11)), 5, "first window")
+    backend.ack(locker.locker_id, old, 4)  # room for 4 more: the window slides by 4
+    wait_until(lambda: max(received_seqs(backend, old)) == 14, 5, "the window slid")
+    backend.ack(locker.locker_id, old, 14)
+    wait_until(lambda: max(received_seqs(backend, old)) == 24, 5, "the next window")
+    backend.ack(locker.locker_id, old, 24)
+    wait_until(lambda: max(received_seqs(backend, old)) == 25, 5, "the last entry")
+    assert sorted(received_seqs(backend, old)) == list(range(1, 26))  # each sent once
+
+
+def test_an_unanswered_window_is_sent_again_after_the_backoff_and_goes_no_further(
+        make_locker: Callable[..., Locker], backend_for: Callable[..., FakeBackend]) -> None:
+    locker = make_locker(start=False, resend_batch=10, resend_min_s=0.2, resend_max_s=0.4)
+    old = earlier_boot(locker.journal_path, locker.locker_id, 25)
+    backend = backend_for(locker)
+    locker.agent.start()
+    wait_until(lambda: received_seqs(backend, old).count(1) >= 3, 10, "two resends")
+    assert set(received_seqs(backend, old)) == set(range(1, 11))
