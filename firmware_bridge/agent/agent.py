@@ -361,6 +361,7 @@ class LockerAgent:
     def _publish_events(self, envelopes: list[p.EventEnvelope]) -> None:
         for envelope in envelopes:
             self._publish_raw(p.evt_topic(self.locker_id), p.encode(envelope))
+            self._extend_window(envelope)
         if self._next_resend_at is None:
             self._next_resend_at = time.monotonic() + self._resend.next_delay()
 
@@ -382,6 +383,16 @@ class LockerAgent:
             self._publish_raw(p.evt_topic(self.locker_id), event.payload)
         if stored:
             self._window_end = (stored[-1].boot_id, stored[-1].seq)
+
+    def _extend_window(self, envelope: p.EventEnvelope) -> None:
+        """A new event published right after the window is in flight like the window's own
+        entries: the window's next step must not send it again."""
+        if self._window_end is None or not self.online:
+            return
+        following = self.journal.unacked_after(*self._window_end, limit=1)
+        if following and (following[0].boot_id, following[0].seq) == (envelope.boot_id,
+                                                                        envelope.seq):
+            self._window_end = (envelope.boot_id, envelope.seq)
 
     def _slide_window(self) -> None:
         """Ack-paced replay: an ack (sent by the backend after its commit) frees room in the
@@ -456,7 +467,9 @@ class LockerAgent:
             )
             if remaining:
                 self._slide_window()
-            elif self._replaying_earlier_boot:
+                return
+            self._window_end = None  # all caught up: new events are sent as they come
+            if self._replaying_earlier_boot:
                 self._replay_done()
 
     def _replay_done(self) -> None:

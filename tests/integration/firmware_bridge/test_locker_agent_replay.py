@@ -71,3 +71,17 @@ def test_an_unanswered_window_is_sent_again_after_the_backoff_and_goes_no_furthe
     locker.agent.start()
     wait_until(lambda: received_seqs(backend, old).count(1) >= 3, 10, "two resends")
     assert set(received_seqs(backend, old)) == set(range(1, 11))
+
+
+def test_new_events_right_after_the_window_are_not_sent_again_when_it_slides(
+        make_locker: Callable[..., Locker], backend_for: Callable[..., FakeBackend]) -> None:
+    locker = make_locker(start=False, resend_min_s=3600, resend_max_s=3600)
+    old = earlier_boot(locker.journal_path, locker.locker_id, 3)
+    backend = backend_for(locker)
+    locker.agent.start()
+    snapshot = backend.wait_event("state_snapshot")  # published right after the window
+    backend.ack(locker.locker_id, old, 1)  # the window slides: nothing new to send
+    command = backend.command(locker.locker_id, p.SetInService())
+    backend.wait_result(command.corr_id, "done")  # the ack was handled before the command
+    assert [e.msg_id for e in backend.events("state_snapshot")] == [snapshot.msg_id]
+    assert sorted(received_seqs(backend, old)) == [1, 2, 3]
