@@ -340,3 +340,23 @@ def test_the_api_shows_the_group_and_hands_it_over(world: World) -> None:
     assert done.json["not_handed_over"] == []
     again = world.pick_up(code=code)
     assert is_problem(again, 403, "wrong-pickup-code")  # spent, for the whole group
+
+
+def test_a_message_sent_after_the_other_parcel_left_does_not_announce_it(
+        app: Flask, world: World, clock: Clock) -> None:
+    announce(world, "GROUP0000037", JEANNE)
+    announce(world, "GROUP0000038", JEANNE)
+    first = check_in(world, "GROUP0000037")
+    run_jobs(app, world)
+    clock.advance(days=5)
+    second = check_in(world, "GROUP0000038")
+    assert second["group"]["size"] == 2
+    clock.advance(days=7)  # the first parcel expires before the second one's message goes
+    assert parcels.expire_overdue(world.ctx) == [first["id"]]
+    run_jobs(app, world)
+    later = [x for x in sent_lines(app) if "GROUP0000038" in x["body"]]
+    assert len(later) == 2
+    for line in later:
+        body = line["body"]
+        assert "GROUP0000037" not in body and "identiques" not in body and "même code" not in body
+        assert world.code_of(second["id"]) in line["body"]
