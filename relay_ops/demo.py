@@ -92,12 +92,13 @@ def _announce_and_check_in(ctx: Ctx, shop_id: int) -> None:
     body = {
         "reference": "DEMO-ROUND-1",
         "parcels": [
+            # Three residents, three phones: one phone's parcels would share a code.
             {"tracking_number": number, "site": "riaille-bourg", "size_class": size,
-             "recipient": {"name": name, "phone": "+33612345678", "locale": "fr"}}
-            for number, size, name in (
-                ("RR123456785FR", "S", "Jeanne Martin"),
-                ("RELAYDEMO0002", "M", "Louis Bernard"),
-                ("RELAYDEMO0003", "S", "Anne Petit"),
+             "recipient": {"name": name, "phone": phone, "locale": "fr"}}
+            for number, size, name, phone in (
+                ("RR123456785FR", "S", "Jeanne Martin", "+33612345678"),
+                ("RELAYDEMO0002", "M", "Louis Bernard", "+33622334455"),
+                ("RELAYDEMO0003", "S", "Anne Petit", "+33633445566"),
             )
         ],
     }

@@ -3,14 +3,14 @@ client that carries a bearer token."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from relay_ops.db.models import Base, PickupCredential
+from relay_ops.db.models import Base, CredentialParcel, PickupCredential
 from relay_ops.services import accounts, parcels, sites
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
@@ -64,6 +64,21 @@ class World:
     carrier: Api
     other_carrier: Api
     anonymous: Api
+    recipients: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def recipient_for(self, number: str) -> dict[str, str]:
+        """A recipient of its own for each parcel (Jeanne Martin first; the same one when a
+        number is announced again): parcels for one recipient at one shop share a code, so
+        tests share one only when they say so."""
+        if number not in self.recipients:
+            n = len(self.recipients)
+            self.recipients[number] = (
+                {"name": "Jeanne Martin", "phone": "+33612345678", "email": "jeanne@example.org"}
+                if n == 0 else
+                {"name": f"Resident {n}", "phone": f"+3361{n:07d}",
+                 "email": f"resident{n}@example.org"}
+            )
+        return self.recipients[number]
 
     def sign_in_again(self) -> None:
         """Staff tokens expire (12 h): tests that move the clock by days sign in again."""
@@ -76,9 +91,7 @@ class World:
         body = {
             "reference": reference or f"R-{numbers[0]}-{len(numbers)}",
             "parcels": [
-                {"tracking_number": n, "site": site,
-                 "recipient": {"name": "Jeanne Martin", "phone": "+33612345678",
-                               "email": "jeanne@example.org"}, **item}
+                {"tracking_number": n, "site": site, "recipient": self.recipient_for(n), **item}
                 for n in numbers
             ],
         }
@@ -96,10 +109,13 @@ class World:
         return response.json["parcel"]
 
     def code_of(self, parcel_id: int, holder: str = "recipient") -> str:
+        """The live code that hands this parcel over (its own, or one it shares)."""
         with self.ctx.db.read() as session:
             credential = session.scalar(
-                select(PickupCredential).where(
-                    PickupCredential.parcel_id == parcel_id, PickupCredential.holder == holder,
+                select(PickupCredential)
+                .join(CredentialParcel, CredentialParcel.credential_id == PickupCredential.id)
+                .where(
+                    CredentialParcel.parcel_id == parcel_id, PickupCredential.holder == holder,
                     PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None),
                 )
             )

@@ -233,6 +233,11 @@ class Parcel(Base):
     recipient_phone: Mapped[str | None] = mapped_column(String(32))
     recipient_email: Mapped[str | None] = mapped_column(String(254))
     recipient_locale: Mapped[str] = mapped_column(String(5), default="fr")
+    # Keyed hashes of the normalised phone and e-mail (domain/credentials.recipient_key): a
+    # later parcel for the same recipient finds this one's pickup code without comparing
+    # (or keeping) the plain address. Erased with the personal data.
+    recipient_phone_key: Mapped[str | None] = mapped_column(String(64))
+    recipient_email_key: Mapped[str | None] = mapped_column(String(64))
     size_class: Mapped[str | None] = mapped_column(String(8))
     height_mm: Mapped[int | None]
     width_mm: Mapped[int | None]
@@ -251,6 +256,9 @@ class Parcel(Base):
     location: Mapped[Location | None] = relationship()
     compartment: Mapped[Compartment | None] = relationship()
     carrier: Mapped[Carrier | None] = relationship()
+    credentials: Mapped[list[PickupCredential]] = relationship(
+        secondary="credential_parcels", order_by="PickupCredential.id", viewonly=True
+    )
 
 
 class PickupCredential(Base):
@@ -274,9 +282,30 @@ class PickupCredential(Base):
     revoked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    # Every parcel the code hands over, the first (``parcel_id``) included: at a shop, later
+    # parcels for the same recipient join it (docs/forecast.md, "Parcels grouped").
+    parcels: Mapped[list[Parcel]] = relationship(
+        secondary="credential_parcels", order_by="Parcel.id", viewonly=True
+    )
+
     @property
     def live(self) -> bool:
         return self.used_at is None and self.revoked_at is None
+
+
+class CredentialParcel(Base):
+    """One parcel a pickup credential covers (a credential covers one or several)."""
+
+    __tablename__ = "credential_parcels"
+    __table_args__ = (Index("ix_credential_parcels_parcel", "parcel_id"),)
+
+    credential_id: Mapped[int] = mapped_column(
+        ForeignKey("pickup_credentials.id", ondelete="CASCADE"), primary_key=True
+    )
+    parcel_id: Mapped[int] = mapped_column(
+        ForeignKey("parcels.id", ondelete="CASCADE"), primary_key=True
+    )
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ParcelEvent(Base):

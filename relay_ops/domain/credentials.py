@@ -31,6 +31,16 @@ def hash_code(pepper: bytes, site_id: int, code: str) -> str:
     return hmac.new(pepper, f"{site_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
+def recipient_key(pepper: bytes, kind: str, address: str) -> str:
+    """Keyed hash of a recipient's normalised phone (``kind`` "phone") or e-mail ("email").
+
+    Same pepper as the codes, with its own prefix so a recipient key can never equal a code
+    hash. A plain hash would not do: phone numbers are few enough to hash them all.
+    """
+    value = address.strip().lower() if kind == "email" else address.strip()
+    return hmac.new(pepper, f"recipient/{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
 def code_matches(pepper: bytes, site_id: int, code: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_code(pepper, site_id, code), stored_hash)
 

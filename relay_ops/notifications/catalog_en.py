@@ -54,6 +54,40 @@ EN = LocaleCatalog(
             "Parcel {tracking_number} ready at {site_name}, {site_address}."
             " Code: {pickup_code}. By {deadline_short}. QR and tracking: {tracking_url}"
         ),
+        # Ready, with parcels already waiting for the same recipient there: one code for all.
+        "ready_grouped.with_one": "with parcel {other_parcels}",
+        "ready_grouped.with_many": "with parcels {other_parcels}",
+        "ready_grouped.email.subject": "Another parcel is ready for pickup: {site_name}",
+        "ready_grouped.email.body": (
+            "Hello,\n"
+            "\n"
+            "Your {carrier_name} parcel {tracking_number} is ready for pickup, together"
+            " {grouped_with} that is already waiting for you: same code, same place.\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Opening hours: {opening_hours}\n"
+            "\n"
+            "Pickup code (for all of them): {pickup_code}\n"
+            "QR code to show: {qr_url}\n"
+            "\n"
+            "You can collect this parcel until {deadline}; each parcel keeps the date it was"
+            " given. After that, it will be returned to the sender.\n"
+            "\n"
+            "Track your parcel: {tracking_url}\n"
+            "\n"
+            "Only share this code with the person collecting the parcels for you.\n"
+        ),
+        "ready_grouped.sms": (
+            "Parcel {tracking_number} ready {grouped_with}: same code, same place. {site_name},"
+            " {site_address}. Hours: {opening_hours}. Code: {pickup_code}."
+            " Collect by {deadline_short}. QR and tracking: {tracking_url}"
+        ),
+        # The address is left out before the code: the other parcel's message gave it.
+        "ready_grouped.sms.compact": (
+            "Parcel {tracking_number} ready at {site_name} {grouped_with}: same code"
+            " {pickup_code}. By {deadline_short}. QR and tracking: {tracking_url}"
+        ),
         # Reminder before the deadline.
         "reminder.email.subject": "Reminder: your parcel is waiting until {deadline_short}",
         "reminder.email.body": (

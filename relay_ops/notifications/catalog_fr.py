@@ -60,6 +60,40 @@ FR = LocaleCatalog(
             "Colis {tracking_number} disponible : {site_name}, {site_address}."
             " Code : {pickup_code}. Jusqu'au {deadline_short}. QR et suivi : {tracking_url}"
         ),
+        # Disponible, avec des colis du même destinataire qui l'attendent déjà : un seul code.
+        "ready_grouped.with_one": "avec le colis {other_parcels}",
+        "ready_grouped.with_many": "avec les colis {other_parcels}",
+        "ready_grouped.email.subject": "Un autre colis est disponible : {site_name}",
+        "ready_grouped.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Votre colis {carrier_name} n° {tracking_number} est disponible, réuni {grouped_with}"
+            " qui vous attend déjà : même code, même lieu.\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Horaires : {opening_hours}\n"
+            "\n"
+            "Code de retrait (pour tous) : {pickup_code}\n"
+            "QR code à présenter : {qr_url}\n"
+            "\n"
+            "Vous pouvez retirer ce colis jusqu'au {deadline} ; chaque colis garde la date qui"
+            " lui a été donnée. Passé ce délai, il sera retourné à l'expéditeur.\n"
+            "\n"
+            "Suivi du colis : {tracking_url}\n"
+            "\n"
+            "Ne communiquez ce code qu'à la personne qui retire les colis pour vous.\n"
+        ),
+        "ready_grouped.sms": (
+            "Colis {tracking_number} disponible {grouped_with} : code et lieu identiques."
+            " {site_name}, {site_address}. Horaires : {opening_hours}. Code : {pickup_code}."
+            " Jusqu'au {deadline_short}. QR et suivi : {tracking_url}"
+        ),
+        # L'adresse part avant le code : le message de l'autre colis l'a donnée.
+        "ready_grouped.sms.compact": (
+            "Colis {tracking_number} disponible : {site_name}, {grouped_with}, code identique :"
+            " {pickup_code}. Jusqu'au {deadline_short}. QR et suivi : {tracking_url}"
+        ),
         # Reminder before the deadline.
         "reminder.email.subject": "Rappel : votre colis vous attend jusqu'au {deadline_short}",
         "reminder.email.body": (

@@ -15,6 +15,9 @@ Rules worth knowing:
   link, whose page shows the QR code, rather than both links; the e-mail carries both.
 - The pickup code is secret: it appears in the message body, never in an e-mail subject
   (subjects are shown on lock screens and stored in mail logs).
+- A ready parcel whose code it shares with parcels already waiting for the same recipient
+  (``other_parcels``) gets the ``ready_grouped`` text: with which parcels, same code, same
+  place. Its compact SMS leaves out the address, which the first parcel's message gave.
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ class MessageContext:
     picked_up_at: datetime | None = None
     previous_site_name: str | None = None
     network_name: str = "RelayOps"
+    # Tracking numbers of the parcels already waiting for the same recipient at the site
+    # whose code this parcel shares: its ready message says so (``ready_grouped``).
+    other_parcels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("deadline", "picked_up_at"):
@@ -121,6 +127,8 @@ def format_datetime(moment: datetime, catalog: LocaleCatalog, *, with_year: bool
 def _template_name(kind: MessageKind, ctx: MessageContext) -> str:
     if kind is MessageKind.REROUTED and ctx.pickup_code is None:
         return "rerouted_pending"
+    if kind is MessageKind.READY and ctx.other_parcels:
+        return "ready_grouped"
     return kind.value
 
 
@@ -159,6 +167,17 @@ def _sms_fields(catalog: LocaleCatalog, ctx: MessageContext) -> dict[str, str | 
 
 
 def _common_fields(catalog: LocaleCatalog, ctx: MessageContext) -> dict[str, str | None]:
+    fields = _detail_fields(catalog, ctx)
+    if ctx.other_parcels:
+        # The phrase agrees with the number of parcels: "with parcel" / "avec les colis".
+        many = len(ctx.other_parcels) > 1
+        phrase = "ready_grouped.with_many" if many else "ready_grouped.with_one"
+        fields["other_parcels"] = ", ".join(ctx.other_parcels)
+        fields["grouped_with"] = _fill(catalog, phrase, fields)
+    return fields
+
+
+def _detail_fields(catalog: LocaleCatalog, ctx: MessageContext) -> dict[str, str | None]:
     return {
         "tracking_number": ctx.tracking_number,
         "carrier_name": ctx.carrier_name,

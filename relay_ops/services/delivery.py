@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from relay_ops.db.models import Notification, Parcel, ParcelEvent, Site
+from relay_ops.db.models import Notification, Parcel, ParcelEvent, PickupCredential, Site
 from relay_ops.domain.hours import ALWAYS_OPEN, DAYS
 from relay_ops.notifications.messages import (
     Channel,
@@ -124,6 +124,7 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         previous_site_name=(
             _previous_site_name(session, parcel) if notification.kind == "rerouted" else None
         ),
+        other_parcels=_waiting_with(parcel, recipient),
     )
     try:
         rendered = render(MessageKind(notification.kind), channel, parcel.recipient_locale,
@@ -132,6 +133,15 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         return None
     return OutgoingMessage.from_rendered(channel, address, rendered,
                                          f"relayops-notification-{notification.id}")
+
+
+def _waiting_with(parcel: Parcel, code: PickupCredential | None) -> tuple[str, ...]:
+    """The other parcels still ready that the recipient's code also hands over: read when the
+    message goes out, so one picked up or expired meanwhile is not announced."""
+    if code is None:
+        return ()
+    return tuple(p.tracking_number for p in code.parcels
+                 if p.id != parcel.id and p.state == "ready_for_pickup")
 
 
 def _previous_site_name(session: Any, parcel: Parcel) -> str | None:

@@ -6,12 +6,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, selectinload
 
-from relay_ops.db.models import Carrier, Location, Parcel, ParcelEvent, PickupCredential, Site
+from relay_ops.db.models import (
+    Carrier,
+    CredentialParcel,
+    Location,
+    Parcel,
+    ParcelEvent,
+    PickupCredential,
+    Site,
+)
 from relay_ops.domain import credentials as creds
-from relay_ops.domain import sizing, tracking
+from relay_ops.domain import grouping, sizing, tracking
 from relay_ops.domain.errors import (
     CredentialLocked,
     DomainError,
@@ -31,6 +39,9 @@ from relay_ops.domain.holding import (
     holding_days,
 )
 from relay_ops.domain.lifecycle import HELD_STATES, Action, State
+from relay_ops.notifications.errors import InvalidRecipient
+from relay_ops.notifications.messages import Channel
+from relay_ops.notifications.senders import normalize_recipient
 from relay_ops.services import history, notify, throttle
 from relay_ops.services.context import Ctx
 from relay_ops.services.forecast import load_ratio
@@ -46,6 +57,7 @@ from relay_ops.services.sites import closed_on, nearest_with_room, occupancy_of,
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 HELD = [s.value for s in HELD_STATES]
+READY = State.READY_FOR_PICKUP.value
 IDENTITY_FIELDS = ("document_type", "document_last4", "name")
 
 
@@ -69,6 +81,9 @@ def parcel_view(parcel: Parcel, viewer: Principal) -> dict[str, Any]:
         "extended": parcel.extended,
         "checked_in_at": _iso(parcel.checked_in_at),
         "closed_at": _iso(parcel.closed_at),
+        # A carrier sees its own parcels only: another carrier's parcel in the group is not
+        # its business, nor is the recipient's other mail.
+        "group": None if viewer.role is Role.CARRIER else group_view(parcel),
     }
     if viewer.role in (Role.OPERATOR, Role.CARRIER, Role.SHOPKEEPER, Role.RESIDENT):
         view["recipient"] = {"name": parcel.recipient_name}
@@ -78,6 +93,27 @@ def parcel_view(parcel: Parcel, viewer: Principal) -> dict[str, Any]:
             locale=parcel.recipient_locale,
         )
     return view
+
+
+def group_view(parcel: Parcel) -> dict[str, Any] | None:
+    """The parcels a ready parcel's recipient code also hands over ("2 parcels, same code"),
+    or None when the code covers this parcel alone."""
+    if parcel.state != READY:
+        return None
+    for credential in parcel.credentials:
+        if credential.live and credential.holder == "recipient":
+            together = [p for p in credential.parcels if p.state == READY]
+            if len(together) > 1:
+                return {
+                    "size": len(together),
+                    "same_code": True,
+                    "parcels": [
+                        {"id": p.id, "tracking_number": p.tracking_number,
+                         "location": p.location.label if p.location else None}
+                        for p in together
+                    ],
+                }
+    return None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -169,8 +205,9 @@ def check_in(
                 f"{number} is addressed to {parcel.site.name} ({parcel.site.code})",
                 destination=parcel.site.code,
             )
-        location = _allocate_shelf(ctx, session, site, parcel)
-        _place(ctx, session, site, parcel, location, now, actor)
+        group = _group_to_join(ctx, session, site, parcel)
+        location = _allocate_shelf(ctx, session, site, parcel, group)
+        _place(ctx, session, site, parcel, location, now, actor, group)
         return _check_in_answer(parcel, actor, "checked_in")
 
 
@@ -232,7 +269,89 @@ def set_size(
         parcel.size_class = size_class
 
 
-def _allocate_shelf(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Location:
+# ---------------------------------------------------------------- grouping
+
+
+@dataclass(frozen=True)
+class Group:
+    """A live recipient code at the site that a new parcel joins, and its parcels still ready."""
+
+    credential: PickupCredential
+    ready: list[Parcel]
+
+
+def recipient_keys(ctx: Ctx, phone: str | None, email: str | None) -> grouping.RecipientKeys:
+    pepper = ctx.settings.pickup_code_pepper
+    return grouping.RecipientKeys(
+        phone=_recipient_key(pepper, Channel.SMS, "phone", phone),
+        email=_recipient_key(pepper, Channel.EMAIL, "email", email),
+    )
+
+
+def _recipient_key(pepper: bytes, channel: Channel, kind: str, raw: str | None) -> str | None:
+    if not raw:
+        return None
+    try:
+        # Normalised as the message sender does, so "06 12.." and "+336.." are one person.
+        address = normalize_recipient(channel, raw)
+    except InvalidRecipient:
+        return None  # no message can reach it, so no shared code could be announced
+    return creds.recipient_key(pepper, kind, address)
+
+
+def _group_to_join(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group | None:
+    """The live code of a ready parcel here for the same recipient, if any (shops only)."""
+    keys = recipient_keys(ctx, parcel.recipient_phone, parcel.recipient_email)
+    # Kept on the parcel: a later parcel matches it even once its plain address is gone.
+    parcel.recipient_phone_key, parcel.recipient_email_key = keys.phone, keys.email
+    if not keys or site.kind != "shop":
+        return None
+    same = [col == key for col, key in ((Parcel.recipient_phone_key, keys.phone),
+                                        (Parcel.recipient_email_key, keys.email)) if key]
+    rows = session.execute(
+        select(Parcel, PickupCredential)
+        .join(CredentialParcel, CredentialParcel.parcel_id == Parcel.id)
+        .join(PickupCredential, PickupCredential.id == CredentialParcel.credential_id)
+        .where(Parcel.site_id == site.id, Parcel.state == READY, Parcel.id != parcel.id,
+               PickupCredential.holder == "recipient", PickupCredential.used_at.is_(None),
+               PickupCredential.revoked_at.is_(None), or_(*same))
+    ).all()
+    held = [
+        grouping.HeldParcel(
+            p.id, c.id, p.location_id,
+            grouping.RecipientKeys(p.recipient_phone_key, p.recipient_email_key),
+            code_locked=c.locked_at is not None,
+        )
+        for p, c in rows
+    ]
+    chosen = grouping.group_to_join(keys, held)
+    if chosen is None:
+        return None
+    # Locked, so a pickup cannot spend the code between this check and the commit and leave
+    # the new parcel behind a used code. A code a pickup holds right now is skipped, not
+    # waited for: the pickup waits for this check-in's site lock (its events' foreign key),
+    # so waiting here would deadlock. The parcel then gets a code of its own.
+    credential = session.scalar(
+        select(PickupCredential).where(PickupCredential.id == chosen)
+        .with_for_update(skip_locked=True).execution_options(populate_existing=True)
+    )
+    if credential is None or not credential.live:
+        return None
+    return Group(credential, [p for p, c in rows if c.id == chosen])
+
+
+def _join(session: Session, group: Group, parcel: Parcel, now: datetime) -> None:
+    session.add(CredentialParcel(credential_id=group.credential.id, parcel_id=parcel.id,
+                                 added_at=now))
+    session.flush()
+    # The viewonly relationships were read before the new row: read them again.
+    session.expire(group.credential, ["parcels"])
+    session.expire(parcel, ["credentials"])
+
+
+def _allocate_shelf(
+    ctx: Ctx, session: Session, site: Site, parcel: Parcel, group: Group | None = None
+) -> Location:
     classes = ctx.settings.size_classes
     used = used_per_location(session, site.id)
     locations = {loc.id: loc for loc in site.locations if loc.active}
@@ -241,7 +360,12 @@ def _allocate_shelf(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> L
         for loc in locations.values()
     ]
     parcel_class = parcel.size_class or min(classes, key=lambda c: sizing.class_rank(classes, c))
-    chosen = sizing.choose_shelf(classes, slots, parcel_class)
+    chosen = None
+    if group is not None:
+        chosen = grouping.shelf_in_group(
+            classes, slots, [p.location_id for p in group.ready], parcel_class
+        )
+    chosen = chosen or sizing.choose_shelf(classes, slots, parcel_class)
     if chosen is None:
         raise _no_room(ctx, session, site, parcel_class)
     return locations[chosen.id]
@@ -267,17 +391,24 @@ def _no_room(ctx: Ctx, session: Session, site: Site, parcel_class: str) -> SiteA
 
 def _place(
     ctx: Ctx, session: Session, site: Site, parcel: Parcel, location: Location, now: datetime,
-    actor: Principal,
+    actor: Principal, group: Group | None = None,
 ) -> None:
     holding = holding_period(ctx, session, site, now)
     with session.no_autoflush:  # one UPDATE of the parcel, not one per attribute change
         _assign(ctx, session, site, parcel, location, now, holding.days)
-    history.apply(
-        session, parcel, Action.CHECK_IN, actor, now,
-        data={"location": location.label, "deadline": _iso(parcel.holding_deadline),
-              "holding_days": holding.days, "holding_rule": holding.rule},
-    )
-    issue_credential(ctx, session, parcel, holder="recipient")
+    data: dict[str, Any] = {
+        "location": location.label, "deadline": _iso(parcel.holding_deadline),
+        "holding_days": holding.days, "holding_rule": holding.rule,
+    }
+    if group is not None:
+        # Tracking numbers, not the recipient: the audit log says what was grouped, not whose.
+        data["grouped_with"] = [p.tracking_number for p in group.ready]
+    history.apply(session, parcel, Action.CHECK_IN, actor, now, data=data)
+    if group is not None:
+        # Each parcel keeps its own deadline: the earlier ones were announced with theirs.
+        _join(session, group, parcel, now)
+    else:
+        issue_credential(ctx, session, parcel, holder="recipient")
     notify.queue(session, parcel, "ready")
 
 
@@ -325,6 +456,8 @@ def issue_credential(
     )
     session.add(credential)
     session.flush()
+    session.add(CredentialParcel(credential_id=credential.id, parcel_id=parcel.id))
+    session.flush()
     return credential
 
 
@@ -336,30 +469,45 @@ def code_of(ctx: Ctx, credential: PickupCredential) -> str:
 
 
 def _live_credential_by_hash(
-    session: Session, site_id: int, code_hash: str
+    session: Session, site_id: int, code_hash: str, *, lock: bool = False
 ) -> PickupCredential | None:
-    return session.scalar(
-        select(PickupCredential).where(
-            PickupCredential.site_id == site_id,
-            PickupCredential.code_hash == code_hash,
-            PickupCredential.used_at.is_(None),
-            PickupCredential.revoked_at.is_(None),
-        )
+    query = select(PickupCredential).where(
+        PickupCredential.site_id == site_id,
+        PickupCredential.code_hash == code_hash,
+        PickupCredential.used_at.is_(None),
+        PickupCredential.revoked_at.is_(None),
     )
+    if lock:
+        query = query.with_for_update()
+    return session.scalar(query)
 
 
 def live_credentials(session: Session, parcel_id: int) -> list[PickupCredential]:
+    """The live codes that hand this parcel over (its own, or a code it shares)."""
     return list(
         session.scalars(
             select(PickupCredential)
+            .join(CredentialParcel, CredentialParcel.credential_id == PickupCredential.id)
             .where(
-                PickupCredential.parcel_id == parcel_id,
+                CredentialParcel.parcel_id == parcel_id,
                 PickupCredential.used_at.is_(None),
                 PickupCredential.revoked_at.is_(None),
             )
             .order_by(PickupCredential.id)
         )
     )
+
+
+def release_credentials(session: Session, parcel: Parcel, now: datetime) -> list[PickupCredential]:
+    """A parcel left the ready state (expired, declared...): its codes die, except a code
+    shared with a parcel still ready, which its recipient still needs. The revoked ones."""
+    dead = [
+        c for c in live_credentials(session, parcel.id)
+        if not any(p.id != parcel.id and p.state == READY for p in c.parcels)
+    ]
+    for credential in dead:
+        credential.revoked_at = now
+    return dead
 
 
 # ---------------------------------------------------------------- pickup
@@ -398,7 +546,13 @@ def pick_up(
     identity: IdentityCheck | None = None,
     override_lock: bool = False,
 ) -> dict[str, Any]:
-    """Hand a parcel over at the counter against its code (or, when locked, an identity check)."""
+    """Hand parcels over at the counter against their code (or, when locked, an identity
+    check): every parcel the code covers that is still ready, one event each, together.
+
+    ``parcel`` is the first handed over (as before grouping), ``parcels`` all of them, and
+    ``not_handed_over`` the parcels the code covered that left the shelf meanwhile (expired,
+    returned, declared missing...), with their state.
+    """
     now = ctx.now()
     failure: DomainError | None = None
     with ctx.db.transaction() as session:
@@ -408,8 +562,17 @@ def pick_up(
         )
         if failure is None:
             assert parcel is not None
-            _hand_over(session, parcel, credential, identity, override_lock, actor, now)
-            return {"status": "picked_up", "parcel": parcel_view(parcel, actor)}
+            covered = _covered(session, parcel, credential)
+            split = grouping.split_for_pickup({p.id: p.state for p in covered}, READY)
+            handed = [p for p in covered if p.id in split.handed_over]
+            for each in handed:
+                _hand_over(session, each, credential, identity, override_lock, actor, now)
+            return {
+                "status": "picked_up",
+                "parcel": parcel_view(parcel, actor),
+                "parcels": [parcel_view(p, actor) for p in handed],
+                "not_handed_over": [_left_view(p) for p in covered if p not in handed],
+            }
     # The wrong attempt was committed above; only now is the refusal reported.
     raise failure
 
@@ -437,16 +600,14 @@ def pickup_preview(ctx: Ctx, actor: Principal, site_id: int, code: str) -> dict[
 
 
 def _preview(session: Session, actor: Principal, found: PickupCredential) -> dict[str, Any]:
-    parcel = session.get(Parcel, found.parcel_id)
-    assert parcel is not None
-    if parcel.state != State.READY_FOR_PICKUP.value:
-        raise InvalidTransition(
-            f"{parcel.tracking_number} is {parcel.state}, not ready for pickup",
-            state=parcel.state,
-        )
+    covered = list(found.parcels)
+    parcel = _first_ready(covered)
+    ready = [p for p in covered if p.state == READY]
     locked = any(c.locked_at for c in live_credentials(session, parcel.id))
     return {
         "parcel": parcel_view(parcel, actor),
+        "parcels": [parcel_view(p, actor) for p in ready],
+        "not_handed_over": [_left_view(p) for p in covered if p not in ready],
         "holder": found.holder,
         "holder_name": found.holder_name,
         "locked": locked,
@@ -468,12 +629,12 @@ def _match_credential(
         # A code alone could match any parcel at the site, so guesses are counted per site.
         throttle.check(session, throttle.PICKUP_CODES, str(site.id), now)
         found = _live_credential_by_hash(
-            session, site.id, creds.hash_code(pepper, site.id, digits)
+            session, site.id, creds.hash_code(pepper, site.id, digits), lock=True
         )
         if found is None:
             throttle.record_failure(session, throttle.PICKUP_CODES, str(site.id), now)
             return None, None, WrongPickupCode("no parcel here has this code", attempts_left=None)
-        parcel = _locked_parcel(session, found.parcel_id)
+        parcel = _first_ready(_lock_parcels(session, found))
     else:
         raise ValidationFailed("give the pickup code, or the tracking number with the code")
     assert parcel is not None
@@ -504,6 +665,52 @@ def _match_credential(
     return parcel, matching, None
 
 
+def _lock_parcels(session: Session, credential: PickupCredential) -> list[Parcel]:
+    """The parcels a code covers, row-locked in id order (two pickups never deadlock).
+
+    The code's row is locked first, as a check-in joining it does: a parcel is never
+    attached to a code that a pickup is spending at the same moment."""
+    session.scalar(
+        select(PickupCredential.id).where(PickupCredential.id == credential.id).with_for_update()
+    )
+    ids = select(CredentialParcel.parcel_id).where(
+        CredentialParcel.credential_id == credential.id
+    )
+    return list(session.scalars(
+        select(Parcel).where(Parcel.id.in_(ids)).order_by(Parcel.id)
+        .with_for_update().execution_options(populate_existing=True)
+    ))
+
+
+def _first_ready(covered: list[Parcel]) -> Parcel:
+    """The parcel a code stands for: its first still ready. None ready: the refusal names the
+    first parcel's state, as before grouping."""
+    ready = [p for p in covered if p.state == READY]
+    if not ready:
+        first = covered[0]
+        raise InvalidTransition(
+            f"{first.tracking_number} is {first.state}, not ready for pickup", state=first.state,
+        )
+    return ready[0]
+
+
+def _covered(
+    session: Session, parcel: Parcel, credential: PickupCredential | None
+) -> list[Parcel]:
+    """What this pickup hands over: the code's parcels; with an identity check instead of a
+    (locked) code, the parcels of every code the parcel had, since the check proves the same
+    recipient for all of them."""
+    codes = [credential] if credential else live_credentials(session, parcel.id)
+    covered = {p.id: p for c in codes for p in _lock_parcels(session, c)}
+    covered.setdefault(parcel.id, parcel)
+    return [covered[pid] for pid in sorted(covered)]
+
+
+def _left_view(parcel: Parcel) -> dict[str, Any]:
+    return {"id": parcel.id, "tracking_number": parcel.tracking_number, "state": parcel.state,
+            "location": parcel.location.label if parcel.location else None}
+
+
 def _count_wrong_attempt(
     session: Session, parcel: Parcel, live: list[PickupCredential], actor: Principal,
     now: datetime,
@@ -529,17 +736,16 @@ def _hand_over(
     session: Session, parcel: Parcel, credential: PickupCredential | None,
     identity: IdentityCheck | None, override_lock: bool, actor: Principal, now: datetime,
 ) -> None:
-    for live in live_credentials(session, parcel.id):
-        if live is credential:
-            live.used_at = now
-        else:
-            live.revoked_at = now
     data: dict[str, Any] = {"holder": credential.holder if credential else "identity-override"}
     if identity:
         data["identity_check"] = identity.as_record()
     if override_lock:
         data["override_lock"] = True
     history.apply(session, parcel, Action.PICK_UP, actor, now, data=data)
+    if credential is not None:
+        credential.used_at = now
+    # The parcel's other codes (a proxy's; a code it shared with parcels now all gone) die.
+    release_credentials(session, parcel, now)
     notify.queue(session, parcel, "picked_up")
 
 
@@ -617,9 +823,7 @@ def expire_overdue(ctx: Ctx, limit: int = 1000) -> list[int]:
             ):
                 continue
             history.apply(session, parcel, Action.EXPIRE, SYSTEM, now, reason="holding period over")
-            dead = live_credentials(session, parcel.id)
-            for credential in dead:
-                credential.revoked_at = now
+            dead = release_credentials(session, parcel, now)
             lockers.held_for_collection(ctx, session, parcel, dead)
             notify.queue(session, parcel, "expired")
             expired.append(parcel_id)
@@ -695,9 +899,7 @@ def declare(ctx: Ctx, actor: Principal, parcel_id: int, kind: str, note: str) ->
         lockers.lock_locker_of(session, parcel_id)
         parcel = require_parcel(actor, _locked_parcel(session, parcel_id), parcel_id)
         history.apply(session, parcel, actions[kind], actor, now, reason=note.strip())
-        dead = live_credentials(session, parcel.id)
-        for credential in dead:
-            credential.revoked_at = now
+        dead = release_credentials(session, parcel, now)
         if kind == "damaged":
             lockers.held_for_collection(ctx, session, parcel, dead)
         return parcel_view(parcel, actor)
@@ -766,6 +968,8 @@ def inventory(
             query.order_by(Parcel.holding_deadline, Parcel.id)
             .offset((page - 1) * per_page)
             .limit(per_page)
+            # group_view reads each parcel's codes and their parcels: load them in bulk.
+            .options(selectinload(Parcel.credentials).selectinload(PickupCredential.parcels))
         )
         return {
             "items": [parcel_view(p, actor) for p in rows],

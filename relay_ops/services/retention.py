@@ -1,8 +1,9 @@
 """Personal-data retention: recipients' name, phone and e-mail are erased some days after the
 parcel's life ended (picked up, returned, cancelled...), and the history stays without them.
 
-What is erased: the ``recipient_*`` columns, proxies' names on pickup credentials, and any copy
-of the address a provider echoed into a notification's recorded response or error. What stays:
+What is erased: the ``recipient_*`` columns (and their keyed hashes), proxies' names on pickup
+credentials, and any copy of the address a provider echoed into a notification's recorded
+response or error. What stays:
 the parcel row, its events (they never held personal data), the notifications' statuses and
 provider ids. A ``personal_data_purged`` event records when it happened.
 """
@@ -58,6 +59,9 @@ def purge_due(ctx: Ctx, retention_days: int, limit: int = 1000) -> list[int]:
 def _erase(session: Session, parcel: Parcel) -> None:
     secrets = _variants(parcel)
     parcel.recipient_name = parcel.recipient_phone = parcel.recipient_email = None
+    # The keyed hashes only serve to group ready parcels (a closed one never groups), and a
+    # phone number's hash can be found by hashing them all: they go too.
+    parcel.recipient_phone_key = parcel.recipient_email_key = None
     for credential in session.scalars(
         select(PickupCredential).where(PickupCredential.parcel_id == parcel.id)
     ):

@@ -72,6 +72,32 @@ def test_shopkeeper_scans_three_parcels_then_hands_one_over(page: Page, live: Li
     shot(page, "pickup-done")
 
 
+def test_two_parcels_for_one_resident_are_handed_over_with_one_code(
+        page: Page, live: Live) -> None:
+    numbers = ["BRWGROUP00001", "BRWGROUP00002"]
+    # A resident of her own: the live server's other tests leave parcels on the shelves.
+    lucie = {"name": "Lucie Moreau", "phone": "+33655443322"}
+    assert live.world.announce(*numbers, recipient=lucie).status_code == 201
+    sign_in(page, live, "marie")
+    for number in numbers:
+        _scan(page, number)
+        expect(page.locator("#log li")).to_have_count(numbers.index(number) + 1)
+    expect(page.locator("#result-message")).to_contain_text(
+        "2 colis pour ce destinataire, même code : aussi BRWGROUP00001 (A1)")
+
+    first = parcels.find_parcel(live.ctx, OPERATOR, numbers[0])
+    page.get_by_role("link", name="Retrait").click()
+    expect(page.locator("#code-field")).to_be_focused()  # no digit typed before the page
+    _scan(page, live.world.code_of(first["id"]))
+    expect(page.locator("#result-title")).to_contain_text("2 colis, même code")
+    expect(page.locator("#group-list li")).to_have_count(2)
+    page.get_by_role("button", name="Remettre les 2 colis").click()
+    expect(page.locator("#result-title")).to_contain_text("Colis remis")
+    for number in numbers:
+        expect(page.locator("#result")).to_contain_text(f"{number}, emplacement A1, est remis.")
+        assert parcels.find_parcel(live.ctx, OPERATOR, number)["state"] == "picked_up"
+
+
 def test_a_refused_scan_and_a_wrong_code(page: Page, live: Live) -> None:
     sign_in(page, live, "marie")
     _scan(page, "??12")

@@ -48,3 +48,39 @@ def test_migrations_go_down_to_empty_and_up_again(empty_engine: Engine) -> None:
     assert set(inspect(empty_engine).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(empty_engine)
     assert migrate.current_revision(empty_engine) is not None
+
+
+def test_the_grouping_migration_gives_each_existing_code_its_parcel(
+        empty_engine: Engine) -> None:
+    """0005 adds credential_parcels; a code issued before it covers its one parcel, and going
+    down again keeps the codes."""
+    migrate.upgrade(empty_engine, "0004_forecast")
+    now = "2026-12-01 09:00:00"
+    with empty_engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO sites (id, code, name, kind, address, postcode, city, latitude,"
+            " longitude, area, opening_hours, step_free_access, status, created_at) VALUES"
+            " (1, 'bourg', 'Bourg', 'shop', '1 rue', '44000', 'Bourg', 47.5, -1.3,"
+            " 'countryside', '{}', false, 'open', :now)"), {"now": now})
+        connection.execute(text(
+            "INSERT INTO parcels (id, tracking_number, site_id, state, direction, unannounced,"
+            " recipient_locale, extended, created_at, updated_at) VALUES"
+            " (7, 'MIGR00000001', 1, 'ready_for_pickup', 'inbound', false, 'fr', false,"
+            " :now, :now)"), {"now": now})
+        connection.execute(text(
+            "INSERT INTO pickup_credentials (id, parcel_id, site_id, holder, nonce, code_hash,"
+            " failed_attempts, created_at) VALUES"
+            " (3, 7, 1, 'recipient', 'n', 'h', 0, :now)"), {"now": now})
+
+    migrate.upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT credential_id, parcel_id FROM credential_parcels")).all()
+    assert [tuple(r) for r in rows] == [(3, 7)]
+
+    migrate.downgrade(empty_engine, "0004_forecast")
+    assert "credential_parcels" not in inspect(empty_engine).get_table_names()
+    assert "recipient_phone_key" not in {
+        c["name"] for c in inspect(empty_engine).get_columns("parcels")}
+    with empty_engine.connect() as connection:
+        assert connection.execute(text("SELECT parcel_id FROM pickup_credentials")).all() == [(7,)]

@@ -77,3 +77,38 @@ def test_twenty_check_ins_never_overfill_a_shelf(world: World) -> None:
 
     # Shelf B1 holds 5 L parcels and is the only one that takes them.
     assert race(check_in_next) == Counter({"checked_in": 5, "site-at-capacity": THREADS - 5})
+
+
+def test_a_parcel_joining_a_code_being_spent_is_never_left_without_a_code(
+        world: World) -> None:
+    """A check-in joins the recipient's code while a pickup spends it: the new parcel is
+    either handed over with the others or keeps a live code of its own, never stranded."""
+    marie = Principal(Role.SHOPKEEPER, user_id=1, site_ids=frozenset({world.shop_id}))
+    jeanne = {"name": "Jeanne", "phone": "+33612345678"}
+    for round_ in range(5):
+        first, second = f"RACEGRP{round_}0001", f"RACEGRP{round_}0002"
+        assert world.announce(first, second, recipient=jeanne).status_code == 201
+        parcels.check_in(world.ctx, marie, world.shop_id, first)
+        first_id = world.carrier.get("/parcels", tracking_number=first).json["id"]
+        code = world.code_of(first_id)
+        barrier = threading.Barrier(2)
+
+        def pick_up(code: str = code, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            parcels.pick_up(world.ctx, marie, world.shop_id, code=code)
+
+        def check_in(number: str = second, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            parcels.check_in(world.ctx, marie, world.shop_id, number)
+
+        threads = [threading.Thread(target=pick_up), threading.Thread(target=check_in)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        second_view = world.carrier.get("/parcels", tracking_number=second).json
+        assert parcels.get_parcel(world.ctx, marie, first_id)["state"] == "picked_up"
+        if second_view["state"] == "ready_for_pickup":
+            assert world.code_of(second_view["id"]) != code
+        else:
+            assert second_view["state"] == "picked_up"

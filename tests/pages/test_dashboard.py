@@ -13,7 +13,8 @@ from tests.support import World
 def test_occupancy_and_flows_come_from_the_parcel_events(world: World, clock: Clock) -> None:
     world.ready("RR123456785FR")
     world.ready("PARCELSTAT0001")
-    world.announce("PARCELSTAT0002")
+    # Another recipient: the same one's parcels would share a code (and one pickup).
+    world.announce("PARCELSTAT0002", recipient={"name": "Paul", "phone": "+33698765432"})
     clock.advance(days=1)  # the API tokens expire meanwhile: the next day goes to the services
     shopkeeper = Principal(Role.SHOPKEEPER, user_id=2, site_ids=frozenset({world.shop_id}))
     parcel = parcels.check_in(world.ctx, shopkeeper, world.shop_id, "PARCELSTAT0002")["parcel"]

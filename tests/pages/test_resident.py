@@ -32,6 +32,16 @@ def test_the_page_shows_code_qr_site_hours_and_map(world: World) -> None:
     assert "<th scope=\"row\">Dimanche</th><td>fermé</td>" in html
 
 
+def test_the_page_says_which_other_parcels_the_code_hands_over(world: World) -> None:
+    jeanne = {"name": "Jeanne Martin", "phone": "+33612345678"}
+    assert world.announce("RR123456785FR", "PARCELGROUP01", recipient=jeanne).status_code == 201
+    first = world.check_in("RR123456785FR").json["parcel"]
+    second = world.check_in("PARCELGROUP01").json["parcel"]
+    _, html = _visit(world, _link(world, second["id"]))
+    assert world.code_of(first["id"]) in html
+    assert "Ce code vous remet aussi vos autres colis ici : RR123456785FR." in html
+
+
 def test_the_resident_asks_for_the_one_extension(world: World) -> None:
     parcel = world.ready("RR123456785FR")
     path = _link(world, parcel["id"])

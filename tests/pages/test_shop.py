@@ -99,6 +99,34 @@ def test_pickup_shows_the_shelf_then_hands_over(marie: Pages, world: World) -> N
         "picked_up")
 
 
+def test_a_shared_code_shows_and_hands_over_every_parcel(marie: Pages, world: World) -> None:
+    world.announce("RR123456785FR", "PARCELGROUP01",  # one recipient, one manifest
+                   recipient={"name": "Jeanne Martin", "phone": "+33612345678"})
+    marie.scan(world.shop_id, "RR123456785FR")
+    second = marie.scan(world.shop_id, "PARCELGROUP01")
+    assert second["location"] == "A1"
+    assert "2 colis pour ce destinataire, même code : aussi RR123456785FR (A1)" in (
+        second["message"])
+    listing = marie.text(f"/shop/{world.shop_id}/parcels")
+    assert listing.count("2 colis, même code") == 2
+
+    first = parcels.find_parcel(world.ctx, Principal(Role.OPERATOR), "RR123456785FR")
+    code = world.code_of(first["id"])
+    detail = marie.text(f"/shop/{world.shop_id}/parcels/{first['id']}")
+    assert "Même code" in detail and "PARCELGROUP01</a> (A1)" in detail
+    found = marie.post(f"/shop/{world.shop_id}/pickup", {"code": code}).get_data(as_text=True)
+    assert "2 colis, même code" in found
+    assert "Prenez RR123456785FR en A1." in found and "Prenez PARCELGROUP01 en A1." in found
+    done = marie.post(f"/shop/{world.shop_id}/pickup/confirm", {"code": code})
+    html = done.get_data(as_text=True)
+    assert done.status_code == 200 and "Colis remis" in html
+    assert "RR123456785FR, emplacement A1, est remis." in html
+    assert "PARCELGROUP01, emplacement A1, est remis." in html
+    for number in ("RR123456785FR", "PARCELGROUP01"):
+        assert parcels.find_parcel(world.ctx, Principal(Role.OPERATOR), number)["state"] == (
+            "picked_up")
+
+
 def test_a_wrong_code_is_refused(marie: Pages, world: World) -> None:
     world.ready("RR123456785FR")
     response = marie.post(f"/shop/{world.shop_id}/pickup", {"code": "000000"})

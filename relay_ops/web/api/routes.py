@@ -210,7 +210,9 @@ def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuer
           roles=STAFF, body=s.CheckInIn, errors=(404, 409),
           description="Announced parcels become ready_for_pickup with a shelf location, a "
                       "deadline and a pickup code. Scanning again answers `already_checked_in`."
-                      " Unannounced parcels need `accept_unannounced: true`.")
+                      " Unannounced parcels need `accept_unannounced: true`. A parcel for a "
+                      "recipient who already has a ready parcel here joins that parcel's code "
+                      "(and its shelf location when it has room): `parcel.group` lists them.")
 def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
     recipient = parcels.Recipient(**body.recipient.model_dump()) if body.recipient else None
     dims = tuple(body.dimensions_mm) if body.dimensions_mm else None
@@ -226,7 +228,9 @@ def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
           roles=STAFF, body=s.PickupIn, errors=(403, 404, 409, 423, 428),
           description="Give the pickup `code` (alone, or with the `tracking_number`). A locked "
                       "code needs `identity` and `override_lock: true`; a proxy's code needs "
-                      "`identity`.")
+                      "`identity`. A shared code hands over every parcel it covers that is "
+                      "still ready (`parcels`, one event each); `not_handed_over` names those "
+                      "that left the shelf meanwhile, with their state.")
 def pick_up(principal: Principal, site_id: int, body: s.PickupIn) -> Any:
     identity = parcels.IdentityCheck.from_mapping(
         body.identity.model_dump() if body.identity else None

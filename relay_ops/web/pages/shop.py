@@ -85,10 +85,23 @@ def _checked_in(site_id: int, answer: dict[str, Any]) -> dict[str, Any]:
             _("Already checked in: it is on shelf %(loc)s.", loc=parcel["location"]) if again
             else _("Put it on shelf %(loc)s. Held until %(deadline)s.",
                    loc=parcel["location"], deadline=deadline)
-        ),
+        ) + _grouped_note(parcel),
         "tracking_number": parcel["tracking_number"],
         "label_url": url_for("pages.shelf_label", site_id=site_id, parcel_id=parcel["id"]),
     }
+
+
+def _grouped_note(parcel: dict[str, Any]) -> str:
+    """The shopkeeper shelves it with the recipient's other parcels (one code for all)."""
+    group = parcel.get("group")
+    if not group:
+        return ""
+    others = ", ".join(
+        f"{p['tracking_number']} ({p['location']})" for p in group["parcels"]
+        if p["id"] != parcel["id"]
+    )
+    return " " + _("%(n)s parcels for this recipient, same code: also %(others)s.",
+                   n=group["size"], others=others)
 
 
 def _refused(number: str, err: DomainError) -> dict[str, Any]:
@@ -147,7 +160,7 @@ def pickup_confirm(principal: Principal, site_id: int) -> tuple[str, int] | str:
         )
     except DomainError as err:
         return _pickup_refused(site, err, code=code)
-    return render_template("pages/pickup.html", site=site, done=done["parcel"])
+    return render_template("pages/pickup.html", site=site, done=done)
 
 
 def _identity_from_form() -> parcels.IdentityCheck | None:

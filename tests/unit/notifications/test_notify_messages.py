@@ -299,3 +299,48 @@ def test_email_keeps_every_accent() -> None:
     message = render(MessageKind.READY, Channel.EMAIL, "fr", a_context(**LONG_BUT_REAL))
     assert "Boulangerie-Pâtisserie Aux Délices de la Forêt du Gâvre" in message.body
     assert "Châtaigneraie, 3 impasse des Ébénistes\n44130 Blain" in message.body
+
+
+# --- a parcel grouped with others (same recipient, same shop, one code) ---------------------
+
+
+@pytest.mark.parametrize("locale", ["fr", "en"])
+@pytest.mark.parametrize("channel", list(Channel))
+def test_a_grouped_parcel_says_which_parcels_share_its_code(
+    channel: Channel, locale: str
+) -> None:
+    message = render(MessageKind.READY, channel, locale,
+                     a_context(other_parcels=("6A99999999990",)))
+    assert "6A99999999990" in message.body and "482913" in message.body
+    same = "code et lieu identiques" if channel is Channel.SMS and locale == "fr" else (
+        "même code, même lieu" if locale == "fr" else "same code, same place")
+    assert same in message.body
+    assert ("avec le colis 6A9" if locale == "fr" else "with parcel 6A9") in message.body
+
+
+@pytest.mark.parametrize("locale", ["fr", "en"])
+def test_several_other_parcels_are_named_in_the_plural(locale: str) -> None:
+    message = render(MessageKind.READY, Channel.SMS, locale,
+                     a_context(other_parcels=("6A99999999990", "6A99999999991")))
+    assert "6A99999999990, 6A99999999991" in message.body
+    assert ("avec les colis 6A9" if locale == "fr" else "with parcels 6A9") in message.body
+
+
+@pytest.mark.parametrize("locale", ["fr", "en"])
+def test_a_grouped_sms_keeps_the_two_part_rule(locale: str) -> None:
+    realistic = render(MessageKind.READY, Channel.SMS, locale,
+                       a_context(other_parcels=("6A99999999990",)))
+    assert gsm.measure(realistic.body).parts <= 2, realistic.body
+    assert "8:00-19:30" in realistic.body, "full variant expected for realistic data"
+    long = render(MessageKind.READY, Channel.SMS, locale,
+                  a_context(other_parcels=("6A99999999990", "6A99999999991"), **LONG_BUT_REAL))
+    length = gsm.measure(long.body)
+    assert length.encoding is gsm.SmsEncoding.GSM7 and length.parts <= 2, long.body
+    assert "482913" in long.body and "6A99999999991" in long.body
+
+
+def test_the_grouping_phrases_are_gsm_text() -> None:
+    # They go into SMS, though their keys do not end in ".sms".
+    for catalog in CATALOGS.values():
+        for key in ("ready_grouped.with_one", "ready_grouped.with_many"):
+            assert gsm.is_gsm(catalog.messages[key]), (catalog.code, key)

@@ -1,0 +1,89 @@
+"""Several parcels for one recipient at one shop: one shelf location, one pickup code.
+
+Pure rules (no database): who counts as the same recipient, which code a new parcel joins,
+which shelf it goes on, and what a pickup with a shared code hands over. The service layer
+(``services/parcels.py``) feeds them rows and applies the answers in its transaction.
+Lockers are left out (docs/forecast.md, "Parcels grouped at a shop").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from relay_ops.domain import sizing
+
+
+@dataclass(frozen=True)
+class RecipientKeys:
+    """Keyed hashes of a recipient's phone and e-mail (either may be missing)."""
+
+    phone: str | None = None
+    email: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.phone or self.email)
+
+    def same_recipient(self, other: RecipientKeys) -> bool:
+        # One shared address is enough: the messages of both parcels reach the same person,
+        # so the code they would carry reaches them too.
+        return bool(
+            (self.phone and self.phone == other.phone)
+            or (self.email and self.email == other.email)
+        )
+
+
+@dataclass(frozen=True)
+class HeldParcel:
+    """A ready parcel at the site and the live recipient code that covers it."""
+
+    parcel_id: int
+    credential_id: int
+    location_id: int | None
+    keys: RecipientKeys
+    code_locked: bool = False
+
+
+def group_to_join(new: RecipientKeys, held: Iterable[HeldParcel]) -> int | None:
+    """The credential a new parcel for ``new`` joins, or None for a code of its own.
+
+    A locked code is never joined: the new parcel would be locked behind guesses it never
+    saw. With several candidates (codes issued before grouping existed), the oldest wins so
+    the answer is stable.
+    """
+    if not new:
+        return None
+    candidates = {
+        h.credential_id for h in held if not h.code_locked and new.same_recipient(h.keys)
+    }
+    return min(candidates, default=None)
+
+
+def shelf_in_group(
+    size_classes: Mapping[str, sizing.Dims],
+    slots: Iterable[sizing.ShelfSlot],
+    group_location_ids: Iterable[int | None],
+    parcel_class: str,
+) -> sizing.ShelfSlot | None:
+    """The group's own location when it takes one more parcel of this class, else None (the
+    parcel then goes wherever the shelf policy says, with the same code)."""
+    wanted = {loc for loc in group_location_ids if loc is not None}
+    return sizing.choose_shelf(size_classes, [s for s in slots if s.id in wanted], parcel_class)
+
+
+@dataclass(frozen=True)
+class PickupSplit:
+    """What a code hands over now, and what it no longer can (with the reason: the state)."""
+
+    handed_over: tuple[int, ...]
+    left: tuple[tuple[int, str], ...]
+
+
+def split_for_pickup(states: Mapping[int, str], ready_state: str) -> PickupSplit:
+    """Every covered parcel still ready goes; the others (expired, returned, declared
+    missing...) stay where they are and the answer names them."""
+    ordered = sorted(states)
+    return PickupSplit(
+        handed_over=tuple(pid for pid in ordered if states[pid] == ready_state),
+        left=tuple((pid, states[pid]) for pid in ordered if states[pid] != ready_state),
+    )
