@@ -52,9 +52,9 @@ def test_migrations_go_down_to_empty_and_up_again(empty_engine: Engine) -> None:
 
 def test_the_grouping_migration_gives_each_existing_code_its_parcel(
         empty_engine: Engine) -> None:
-    """0005 adds credential_parcels; a code issued before it covers its one parcel, and going
+    """0006 adds credential_parcels; a code issued before it covers its one parcel, and going
     down again keeps the codes."""
-    migrate.upgrade(empty_engine, "0004_forecast")
+    migrate.upgrade(empty_engine, "0005_snapshot_waiting")
     now = "2026-12-01 09:00:00"
     with empty_engine.begin() as connection:
         connection.execute(text(
@@ -78,7 +78,7 @@ def test_the_grouping_migration_gives_each_existing_code_its_parcel(
             text("SELECT credential_id, parcel_id FROM credential_parcels")).all()
     assert [tuple(r) for r in rows] == [(3, 7)]
 
-    migrate.downgrade(empty_engine, "0004_forecast")
+    migrate.downgrade(empty_engine, "0005_snapshot_waiting")
     assert "credential_parcels" not in inspect(empty_engine).get_table_names()
     assert "recipient_phone_key" not in {
         c["name"] for c in inspect(empty_engine).get_columns("parcels")}

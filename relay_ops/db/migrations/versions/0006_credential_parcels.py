@@ -1,7 +1,7 @@
 """grouped parcels: a pickup credential covers several parcels; recipient keys
 
-Revision ID: 0005_credential_parcels
-Revises: 0004_forecast
+Revision ID: 0006_credential_parcels
+Revises: 0005_snapshot_waiting
 Create Date: 2026-11-27 00:30:00
 
 Every existing credential covers its one parcel, so the backfill copies ``parcel_id``.
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0005_credential_parcels'
-down_revision: str | None = '0004_forecast'
+revision: str = '0006_credential_parcels'
+down_revision: str | None = '0005_snapshot_waiting'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
