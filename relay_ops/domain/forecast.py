@@ -20,8 +20,9 @@ and damaged parcels only leave that way.
 
 *Arrivals.* Each announced parcel arrives on its expected day (moved to the next open day if
 the site is closed) with probability ``show_rate``. On top of those, the site's baseline of
-check-ins per open day (announced or not, an exponentially weighted mean over recent open
-days) contributes the share not yet announced at that lead time: ``baseline · (1 − F(L))``,
+check-ins per open day (announced or not: a weighted line through recent open days, its
+level today plus a damped trend for the days ahead) contributes the share not yet
+announced at that lead time: ``baseline · (1 − F(L))``,
 where ``F(L)`` is the learned share of check-ins announced ``L`` hours or more before the start
 of their day, ``L`` being the time from now to the start of the forecast day. Tomorrow
 is mostly announced already; a week ahead almost nothing is, and the baseline carries it.
@@ -30,8 +31,10 @@ Unannounced parcels (never in a manifest) are part of ``1 − F(0)``.
 *Uncertainty.* Each parcel held or announced is a Bernoulli trial (still on hand or not), so
 its variance ``p(1 − p)`` carries the spread of the dwell-time distribution; the baseline's
 survivors are Poisson (a thinned Poisson stays Poisson) with the variance inflated by the
-observed over-dispersion of daily arrivals. The band is ``mean ± z·σ`` rounded outwards and
-clipped at zero; a day is *at risk* when the upper bound exceeds the capacity.
+observed over-dispersion of daily arrivals; the error of the rate itself (the line's
+sampling variance, widened by a calibrated factor) is common to all the days, so it adds up
+in standard deviation. The band is ``mean ± z·σ`` rounded outwards and clipped at zero; a
+day is *at risk* when the upper bound exceeds the capacity.
 """
 
 from __future__ import annotations
