@@ -48,7 +48,14 @@ DEFAULTS: dict[str, Any] = {
         "band_z": 1.645,
         "dwell_window_days": 56,
         "arrival_window_days": 28,
-        "arrival_half_life_days": 7,
+        # Check-ins per open day: a weighted line (level and trend) whose weights halve
+        # every arrival_half_life_days back; each further day ahead adds trend_damping of
+        # the previous day's trend step; the line's sampling variances are multiplied by
+        # rate_uncertainty_factor, calibrated on the territory replay (docs/forecast.md).
+        "arrival_half_life_days": 14,
+        "arrival_trend": True,
+        "trend_damping": 0.7,
+        "rate_uncertainty_factor": 3.0,
         "prior_weight": 20,
         "show_rate": 0.97,
         "return_lag_days": 2,

@@ -20,8 +20,9 @@ and damaged parcels only leave that way.
 
 *Arrivals.* Each announced parcel arrives on its expected day (moved to the next open day if
 the site is closed) with probability ``show_rate``. On top of those, the site's baseline of
-check-ins per open day (announced or not, an exponentially weighted mean over recent open
-days) contributes the share not yet announced at that lead time: ``baseline · (1 − F(L))``,
+check-ins per open day (announced or not: a weighted line through recent open days, its
+level today plus a damped trend for the days ahead) contributes the share not yet
+announced at that lead time: ``baseline · (1 − F(L))``,
 where ``F(L)`` is the learned share of check-ins announced ``L`` hours or more before the start
 of their day, ``L`` being the time from now to the start of the forecast day. Tomorrow
 is mostly announced already; a week ahead almost nothing is, and the baseline carries it.
@@ -30,16 +31,19 @@ Unannounced parcels (never in a manifest) are part of ``1 − F(0)``.
 *Uncertainty.* Each parcel held or announced is a Bernoulli trial (still on hand or not), so
 its variance ``p(1 − p)`` carries the spread of the dwell-time distribution; the baseline's
 survivors are Poisson (a thinned Poisson stays Poisson) with the variance inflated by the
-observed over-dispersion of daily arrivals. The band is ``mean ± z·σ`` rounded outwards and
-clipped at zero; a day is *at risk* when the upper bound exceeds the capacity.
+observed over-dispersion of daily arrivals; the error of the rate itself (the line's
+sampling variance, widened by a calibrated factor) is common to all the days, so it adds up
+in standard deviation. The band is ``mean ± z·σ`` rounded outwards and clipped at zero; a
+day is *at risk* when the upper bound exceeds the capacity.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from typing import Any
 
 ClosedOn = Callable[[date], bool]
 
@@ -127,22 +131,82 @@ def learn_hazards(
     )
 
 
-def learn_arrivals(daily: Sequence[int], half_life_days: float = 7.0) -> tuple[float, float]:
-    """(rate, dispersion) of check-ins per open day, oldest day first.
+@dataclass(frozen=True)
+class ArrivalRate:
+    """Check-ins per open day as learned from the window: a level (today's) and a trend.
 
-    The rate is exponentially weighted so a season's ramp-up shows within a week or two; the
-    dispersion is variance over mean (1 for Poisson), never below 1.
+    ``level_var``, ``covariance`` and ``trend_var`` are the sampling variances of the two
+    estimates, so the forecast can say how much less it knows of the rate a week out than
+    today; ``dispersion`` is the day-to-day variance around the fitted line over its mean.
     """
-    if not daily:
-        return 0.0, 1.0
+
+    level: float = 0.0
+    trend: float = 0.0  # check-ins per open day, per open day
+    dispersion: float = 1.0
+    level_var: float = 0.0
+    covariance: float = 0.0
+    trend_var: float = 0.0
+
+    def widened(self, factor: float) -> ArrivalRate:
+        """The same rate with its sampling (co)variances multiplied by ``factor``.
+
+        Those variances hold if check-ins follow a line; a season's turning points (Black
+        Friday, the end of the ramp, Christmas) do not, and a band built on them alone
+        under-covers a week out. The factor is calibrated on the territory replay.
+        """
+        return replace(self, level_var=self.level_var * factor,
+                       covariance=self.covariance * factor, trend_var=self.trend_var * factor)
+
+    def as_inputs(self) -> dict[str, Any]:
+        return {"baseline": self.level, "trend": self.trend, "dispersion": self.dispersion,
+                "rate_var": (self.level_var, self.covariance, self.trend_var)}
+
+
+MIN_DAYS_FOR_TREND = 7  # fewer open days say nothing reliable about a slope
+
+
+def learn_arrival_rate(
+    daily: Sequence[int], half_life_days: float = 14.0, *, with_trend: bool = True
+) -> ArrivalRate:
+    """Level and trend of check-ins per open day, oldest day first (the last is yesterday).
+
+    A weighted least-squares line over open days, the weights halving every
+    ``half_life_days`` back, evaluated at today: unlike a weighted mean, whose value is that
+    of ten or so days ago, it keeps up with a season's ramp. The variances are those of the
+    line's coefficients, from its weighted residuals; the dispersion is the residual variance
+    over the mean (1 for Poisson), never below 1.
+    """
+    n = len(daily)
+    if n == 0:
+        return ArrivalRate()
     decay = 0.5 ** (1.0 / half_life_days)
-    weights = [decay ** (len(daily) - 1 - i) for i in range(len(daily))]
-    rate = sum(w * n for w, n in zip(weights, daily, strict=True)) / sum(weights)
-    mean = sum(daily) / len(daily)
-    if len(daily) < 2 or mean <= 0:
-        return rate, 1.0
-    var = sum((n - mean) ** 2 for n in daily) / (len(daily) - 1)
-    return rate, max(1.0, var / mean)
+    w = [decay ** (n - i) for i in range(n)]
+    x = [float(i - n) for i in range(n)]  # yesterday is -1, today 0
+    total = sum(w)
+    x_mean = sum(wi * xi for wi, xi in zip(w, x, strict=True)) / total
+    y_mean = sum(wi * yi for wi, yi in zip(w, daily, strict=True)) / total
+    sxx = sum(wi * (xi - x_mean) ** 2 for wi, xi in zip(w, x, strict=True))
+    if not with_trend or n < MIN_DAYS_FOR_TREND or sxx <= 0:
+        slope, d = 0.0, [0.0] * n
+    else:
+        d = [wi * (xi - x_mean) / sxx for wi, xi in zip(w, x, strict=True)]
+        slope = sum(di * yi for di, yi in zip(d, daily, strict=True))
+    level = y_mean - slope * x_mean
+    # The estimates are linear in the counts: level = sum(c·y), trend = sum(d·y).
+    c = [wi / total - x_mean * di for wi, di in zip(w, d, strict=True)]
+    residuals = [yi - level - slope * xi for yi, xi in zip(daily, x, strict=True)]
+    fitted = 1 if slope == 0.0 else 2
+    if n <= fitted:
+        return ArrivalRate(level=max(level, 0.0), trend=slope)
+    s2 = sum(wi * r * r for wi, r in zip(w, residuals, strict=True)) / total * n / (n - fitted)
+    mean = sum(daily) / n
+    return ArrivalRate(
+        level=level, trend=slope,
+        dispersion=max(1.0, s2 / mean) if mean > 0 else 1.0,
+        level_var=s2 * sum(ci * ci for ci in c),
+        covariance=s2 * sum(ci * di for ci, di in zip(c, d, strict=True)),
+        trend_var=s2 * sum(di * di for di in d),
+    )
 
 
 def learn_lead_share(
@@ -196,8 +260,12 @@ class SiteInputs:
     capacity: int
     held: Sequence[Held] = ()
     announced: Sequence[Arrival] = ()
-    baseline: float = 0.0  # expected check-ins per open day, announced or not
+    baseline: float = 0.0  # expected check-ins per open day today, announced or not
     dispersion: float = 1.0
+    trend: float = 0.0  # change of the baseline per open day ahead
+    trend_damping: float = 1.0  # each further open day adds this share of the previous step
+    # Sampling (co)variances of the baseline and trend: (level, level×trend, trend).
+    rate_var: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # Per day of the forecast (0 = today): the share of its check-ins announced by now.
     lead_share: Sequence[float] = ()
     hazards: Sequence[float] = PRIOR_HAZARDS["shop"]
@@ -270,6 +338,22 @@ def _presence(
     return out
 
 
+def trend_steps(ahead: int, damping: float) -> float:
+    """How many times the trend applies ``ahead`` open days after today: ``ahead`` with no
+    damping, less with it (a season's ramp does not go on forever)."""
+    return float(ahead) if damping >= 1.0 else sum(damping ** k for k in range(1, ahead + 1))
+
+
+def baseline_at(inputs: SiteInputs, steps: float) -> float:
+    """Expected check-ins on an open day ``steps`` trend steps ahead, never below zero."""
+    return max(0.0, inputs.baseline + inputs.trend * steps)
+
+
+def _rate_var_at(inputs: SiteInputs, steps: float) -> float:
+    level, covariance, trend = inputs.rate_var
+    return max(0.0, level + 2.0 * steps * covariance + steps * steps * trend)
+
+
 def _lead_remaining(inputs: SiteInputs, lead: int) -> float:
     share = inputs.lead_share
     if not share:
@@ -301,16 +385,29 @@ def forecast(inputs: SiteInputs) -> list[DayForecast]:
             continue
         add_bernoulli(arrival.probability, _arrival_presence(inputs, day, days))
         arrivals[days.index(day)] += arrival.probability
+    rate_sd = [0.0] * len(days)  # the rate's own error, the same sign on every day
+    ahead = 0  # open days after today
     for i, day in enumerate(days):
-        if inputs.closed_on(day) or inputs.baseline <= 0:
+        if inputs.closed_on(day):
             continue
-        expected = inputs.baseline * _lead_remaining(inputs, i)
+        steps = trend_steps(ahead, inputs.trend_damping)
+        ahead += 1
+        share = _lead_remaining(inputs, i)
         if day == inputs.today:
-            expected *= inputs.today_remaining
+            share *= inputs.today_remaining
+        expected = baseline_at(inputs, steps) * share
+        error = math.sqrt(_rate_var_at(inputs, steps)) * share
+        if expected <= 0.0 and error <= 0.0:
+            continue
         arrivals[i] += expected
         for j, q in enumerate(_arrival_presence(inputs, day, days)):
             mean[j] += expected * q
             var[j] += inputs.dispersion * expected * q
+            rate_sd[j] += error * q
+    # A rate estimated too low is too low for every coming day at once: those errors add up
+    # in standard deviation, not in variance.
+    for j, sd in enumerate(rate_sd):
+        var[j] += sd * sd
     return [
         _day(inputs, day, mean[i], var[i], arrivals[i]) for i, day in enumerate(days)
     ]

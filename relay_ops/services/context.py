@@ -28,7 +28,10 @@ class ForecastSettings:
     band_z: float = 1.645
     dwell_window_days: int = 56
     arrival_window_days: int = 28
-    arrival_half_life_days: float = 7.0
+    arrival_half_life_days: float = 14.0
+    arrival_trend: bool = True
+    trend_damping: float = 0.7
+    rate_uncertainty_factor: float = 3.0
     prior_weight: float = 20.0
     show_rate: float = 0.97
     return_lag_days: int = 2

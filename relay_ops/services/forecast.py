@@ -184,8 +184,29 @@ def _arrival_rates(
     closed: model.ClosedOn,
 ) -> dict[str, Any]:
     settings = ctx.settings.forecast
+    recent, daily = daily_check_ins(ctx, check_ins, now, closed)
+    rate = model.learn_arrival_rate(
+        daily, settings.arrival_half_life_days, with_trend=settings.arrival_trend
+    ).widened(settings.rate_uncertainty_factor)
+    announced = _first_events(session, (pid for pid, _ in recent), ("announce",))
+    leads = [
+        (_day_start(ctx, local_day(ctx, at)) - announced[pid][1]).total_seconds() / 3600
+        if pid in announced else None
+        for pid, at in recent
+    ]
+    return {
+        **rate.as_inputs(),
+        "trend_damping": settings.trend_damping,
+        "lead_share": model.learn_lead_share(leads, _hours_until_each_day(ctx, now)),
+    }
+
+
+def daily_check_ins(
+    ctx: Ctx, check_ins: list[tuple[int, datetime]], now: datetime, closed: model.ClosedOn
+) -> tuple[list[tuple[int, datetime]], list[int]]:
+    """The window's check-ins, and their count per open day, oldest first, up to yesterday."""
     today = local_day(ctx, now)
-    since = today - timedelta(days=settings.arrival_window_days)
+    since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
     recent = [(pid, at) for pid, at in check_ins if since <= local_day(ctx, at) < today]
     if recent:
         # Days before the site's first parcel are not days without parcels (a new site).
@@ -194,20 +215,7 @@ def _arrival_rates(
     for _, at in recent:
         per_day[local_day(ctx, at)] += 1
     open_days = model.open_ages(since, today - timedelta(days=1), closed)
-    rate, dispersion = model.learn_arrivals(
-        [per_day.get(day, 0) for day in sorted(open_days)], settings.arrival_half_life_days
-    )
-    announced = _first_events(session, (pid for pid, _ in recent), ("announce",))
-    leads = [
-        (_day_start(ctx, local_day(ctx, at)) - announced[pid][1]).total_seconds() / 3600
-        if pid in announced else None
-        for pid, at in recent
-    ]
-    return {
-        "baseline": rate,
-        "dispersion": dispersion,
-        "lead_share": model.learn_lead_share(leads, _hours_until_each_day(ctx, now)),
-    }
+    return recent, [per_day.get(day, 0) for day in sorted(open_days)]
 
 
 def _day_start(ctx: Ctx, day: date) -> datetime:

@@ -56,7 +56,15 @@ class Option:
 
 
 class Planner:
-    """Candidate sites' forecast inputs, read once per announcement, plus what it sends."""
+    """Candidate sites' forecast inputs, read once per announcement, plus the room it has
+    already given away: parcels it moved, and places promised to proposals.
+
+    A proposal awaiting the carrier holds one place at its first option (the nearest, the one
+    a carrier takes first) on its day, whether it was made by this announcement or an earlier
+    one: without that, every parcel of a big manifest is proposed the same nearest site, the
+    carrier accepts them one by one and the last ones find it full. The other options are
+    alternatives, checked again when chosen.
+    """
 
     def __init__(self, ctx: Ctx, session: Session) -> None:
         self.ctx, self.session = ctx, session
@@ -64,13 +72,52 @@ class Planner:
         self.sent: dict[tuple[int, date], int] = defaultdict(int)
         self.changed: set[int] = set()  # sites a parcel left or joined since their inputs
         self.sites = list(session.scalars(select(Site).where(Site.status == "open")))
+        self.held = self._pending_holds()
+
+    def _pending_holds(self) -> dict[tuple[int, date], int]:
+        """Places held by proposals still awaiting their carrier, per (first option, day).
+
+        Only a proposal that can still be accepted holds a place: its day not past, its
+        parcel still announced at the site it was proposed away from.
+        """
+        ids = {site.code: site.id for site in self.sites}
+        today = forecast.local_day(self.ctx, self.ctx.now())
+        rows = self.session.execute(
+            select(RerouteProposal.options, RerouteProposal.day)
+            .join(Parcel, Parcel.id == RerouteProposal.parcel_id)
+            .where(RerouteProposal.status == "proposed", RerouteProposal.day >= today,
+                   Parcel.state == State.ANNOUNCED.value,
+                   Parcel.site_id == RerouteProposal.from_site_id)
+        )
+        held: dict[tuple[int, date], int] = defaultdict(int)
+        for options, day in rows:
+            first = ids.get(options[0]["site"]) if options else None
+            if first is not None:
+                held[(first, day)] += 1
+        return held
+
+    def promised(self, site: Site, day: date) -> int:
+        """Parcels on their way to ``site`` for ``day`` that its stored inputs do not count."""
+        return self.sent[(site.id, day)] + self.held[(site.id, day)]
+
+    def hold(self, site: Site, day: date) -> None:
+        """A proposal made now holds a place at its first option."""
+        self.held[(site.id, day)] += 1
+
+    def release(self, proposal: RerouteProposal) -> None:
+        """The proposal is being decided: its own place must not count against it."""
+        first = proposal.options[0]["site"] if proposal.options else None
+        site = next((s for s in self.sites if s.code == first), None)
+        if site is not None and self.held[(site.id, proposal.day)] > 0:
+            self.held[(site.id, proposal.day)] -= 1
 
     def day_with(self, site: Site, day: date, extra: int) -> model.DayForecast | None:
-        """The site's forecast for ``day`` with ``extra`` more (or, negative, fewer) parcels
-        announced that day."""
+        """The site's forecast for ``day`` with what is promised to it that day, plus
+        ``extra`` more (or, negative, fewer) parcels announced that day."""
         if site.id not in self.inputs:
             self.inputs[site.id] = forecast.inputs_for(self.ctx, self.session, site)
         inputs = self.inputs[site.id]
+        extra += self.promised(site, day)
         announced = list(inputs.announced)
         if extra >= 0:
             announced += [model.Arrival(day, self.ctx.settings.forecast.show_rate)] * extra
@@ -107,7 +154,7 @@ class Planner:
                 continue
             if accept is not None and not accept(site):
                 continue
-            outlook = self.day_with(site, day, self.sent[(site.id, day)] + 1)
+            outlook = self.day_with(site, day, 1)
             if outlook is None or outlook.closed or outlook.at_risk:
                 continue
             found.append(Option(site, km, outlook))
@@ -226,12 +273,14 @@ def _offer(
     answer: dict[str, Any] = {
         "status": proposal.status, "proposal_id": proposal.id, "options": proposal.options,
     }
+    best = options[0]
     if automatic:
-        best = options[0]
         move(ctx, session, parcel, best.site, best.km, proposal, actor)
         planner.record_move(site, best.site, day)
         receiving.add(best.site.id)
         answer["site"] = best.site.code
+    else:
+        planner.hold(best.site, day)
     return answer
 
 
@@ -356,7 +405,9 @@ def _accept(
     target = session.scalar(select(Site).where(Site.code == site_code).with_for_update())
     if target is None or target.status != "open":
         raise RerouteSiteFull(f"{site_code} no longer takes parcels")
-    outlook = Planner(ctx, session).day_with(target, proposal.day, 1)
+    planner = Planner(ctx, session)
+    planner.release(proposal)
+    outlook = planner.day_with(target, proposal.day, 1)
     if outlook is None or outlook.at_risk:
         raise RerouteSiteFull(
             f"{target.name} is now expected full on {proposal.day.isoformat()}; "

@@ -219,3 +219,55 @@ def test_concurrent_manifests_cannot_both_take_the_last_places(world: World) -> 
     assert at_bourg is not None and 10 <= at_bourg <= 14
     bourg = forecast.forecast_site(world.ctx, world.shop_id)[1]
     assert not bourg.at_risk
+
+
+def first_options(parcels: list[dict[str, Any]]) -> list[str | None]:
+    """The site each flagged parcel is proposed first (None: no alternative)."""
+    return [
+        (p["reroute"].get("options") or [{}])[0].get("site")
+        for p in parcels if "saturation" in p
+    ]
+
+
+def test_one_manifest_spreads_its_proposals_over_the_neighbours_with_room(
+    world: World,
+) -> None:
+    """A big manifest's proposals do not all point at the nearest site: each one holds a place
+    there, so once it has no room left the next parcels are proposed the next site, and the
+    carrier can accept every first option in turn."""
+    near_shop(world, "pres", capacity=6)  # 1.5 km north: room for a few parcels
+    near_shop_south = sites.create_site(  # 1.6 km south: plenty of room
+        world.ctx, SYSTEM, shop("sud", 47.5023, -1.2917, [("A1", "L", 40)]))["id"]
+    answer = announce_many(world.carrier, 40)
+    firsts = first_options(answer["parcels"])
+    assert firsts.count("pres") >= 1 and firsts.count("sud") >= 1
+    assert firsts.index("sud") > firsts.index("pres")  # the nearest first, while it has room
+    for parcel in answer["parcels"]:
+        if "saturation" not in parcel or not parcel["reroute"].get("options"):
+            continue
+        target = parcel["reroute"]["options"][0]["site"]
+        accepted = world.carrier.post(f"/parcels/{parcel['parcel_id']}/reroute",
+                                      json={"site": target})
+        assert accepted.status_code == 200, accepted.json
+    pres = world.operator.get("/sites").json
+    pres_id = next(s["id"] for s in pres["items"] if s["code"] == "pres")
+    assert not world.operator.get(f"/sites/{pres_id}/forecast").json["days"][1]["at_risk"]
+    assert not world.operator.get(f"/sites/{near_shop_south}/forecast").json["days"][1]["at_risk"]
+
+
+def test_pending_proposals_hold_their_place_until_decided(world: World) -> None:
+    """Proposals of an earlier manifest that the carrier has not answered yet keep their
+    places at the neighbour: a second manifest is not proposed the same room. Once they are
+    refused, the room is free again."""
+    near_shop(world, "pres", capacity=6)
+    first = announce_many(world.carrier, 22, reference="PEAK-1")
+    held = [p for p in first["parcels"] if first_options([p]) == ["pres"]]
+    assert held  # pres took some of the first manifest's excess, unanswered for now
+    second = announce_many(world.other_carrier, 6, prefix="TWO", reference="PEAK-2")
+    assert first_options(second["parcels"]) and set(first_options(second["parcels"])) == {None}
+    for parcel in held:
+        refused = world.carrier.post(f"/parcels/{parcel['parcel_id']}/reroute",
+                                     json={"refuse": True})
+        assert refused.json["status"] == "refused"
+    third = announce_many(world.other_carrier, 2, prefix="THR", reference="PEAK-3")
+    assert "pres" in first_options(third["parcels"])

@@ -1,5 +1,7 @@
 """The occupancy forecast, without a database: the model's rules and its properties."""
 
+import math
+from dataclasses import replace
 from datetime import date, timedelta
 
 from hypothesis import given, settings
@@ -8,12 +10,13 @@ from hypothesis import strategies as st
 from relay_ops.domain.forecast import (
     PRIOR_HAZARDS,
     Arrival,
+    ArrivalRate,
     Held,
     SiteInputs,
     Stay,
     deadline_day,
     forecast,
-    learn_arrivals,
+    learn_arrival_rate,
     learn_hazards,
     learn_lead_share,
 )
@@ -102,11 +105,68 @@ def test_expiries_and_parcels_still_there_are_censored_not_counted_as_pickups() 
 
 
 def test_arrival_rate_follows_a_ramp_and_measures_overdispersion() -> None:
-    rate, dispersion = learn_arrivals([10] * 14 + [30] * 7)
-    assert 20 < rate < 30 and dispersion > 1
-    assert learn_arrivals([]) == (0.0, 1.0)
+    rate = learn_arrival_rate([10] * 14 + [30] * 7)
+    assert 20 < rate.level and rate.trend > 0 and rate.dispersion > 1
+    assert learn_arrival_rate([]) == ArrivalRate()
     leads = [0.0, 13.0, 13.5, 37.0, None]  # hours between announcement and check-in
     assert learn_lead_share(leads, [0.0, 5.0, 29.0, 53.0]) == (0.8, 0.6, 0.2, 0.0)
+
+
+def test_a_steady_ramp_is_extrapolated_not_lagged() -> None:
+    """Check-ins rising by one a day: the level is today's (28, not a mean of the window's
+    recent days), the trend one a day; an exponentially weighted mean, the former model,
+    would have said about 20."""
+    rate = learn_arrival_rate(list(range(0, 28)), half_life_days=7)
+    assert math.isclose(rate.level, 28.0, abs_tol=1e-6)
+    assert math.isclose(rate.trend, 1.0, abs_tol=1e-6)
+    assert rate.level_var < 1e-9 and rate.dispersion == 1.0  # an exact line: nothing unknown
+
+
+def test_without_enough_days_or_when_asked_there_is_no_trend() -> None:
+    assert learn_arrival_rate([1, 2, 3, 4, 5]).trend == 0.0
+    flat = learn_arrival_rate(list(range(28)), with_trend=False)
+    assert flat.trend == 0.0 and flat.level < 27  # a weighted mean lags the ramp
+
+
+def test_the_trend_raises_the_days_ahead_and_damping_tempers_it() -> None:
+    steady = SiteInputs(today=TUESDAY, capacity=500, baseline=20.0)
+    rising = replace(steady, trend=2.0)
+    damped = replace(rising, trend_damping=0.5)
+    plain, up, tempered = (forecast(x)[7] for x in (steady, rising, damped))
+    assert plain.arrivals == 20.0
+    assert up.arrivals == 34.0  # seven open days of +2
+    assert round(tempered.arrivals, 3) == round(20 + 2 * sum(0.5 ** k for k in range(1, 8)), 3)
+    falling = forecast(replace(steady, trend=-5.0))
+    # 20 − 5·4 = 0 from the fourth day on: no arrivals, never negative ones
+    assert [d.arrivals for d in falling[4:]] == [0.0] * 4
+    assert all(d.predicted >= 0 for d in falling) and falling[7].predicted < 1
+
+
+def test_closing_days_do_not_count_as_trend_steps() -> None:
+    rising = SiteInputs(today=date(2026, 12, 5), capacity=500, baseline=10.0, trend=1.0,
+                        closed_on=sundays)
+    sat, sun, mon = forecast(rising)[:3]
+    assert sun.closed and sun.arrivals == 0.0
+    assert sat.arrivals == 10.0 and mon.arrivals == 11.0  # Monday is one open day ahead
+
+
+def test_widening_the_rate_uncertainty_scales_its_variances_only() -> None:
+    rate = learn_arrival_rate([10, 14, 9, 16, 12, 18, 15, 20, 17, 22])
+    wide = rate.widened(3.0)
+    assert (wide.level, wide.trend, wide.dispersion) == (rate.level, rate.trend, rate.dispersion)
+    assert rate.level_var > 0 and math.isclose(wide.level_var, 3 * rate.level_var)
+    assert math.isclose(wide.trend_var, 3 * rate.trend_var)
+    assert math.isclose(wide.covariance, 3 * rate.covariance)
+
+
+def test_the_rate_uncertainty_widens_the_band_more_with_the_horizon() -> None:
+    known = SiteInputs(today=TUESDAY, capacity=500, baseline=20.0, trend=1.0)
+    unsure = replace(known, rate_var=(4.0, 0.5, 0.25))
+    for near_or_far in (1, 7):
+        a, b = forecast(known)[near_or_far], forecast(unsure)[near_or_far]
+        assert a.predicted == b.predicted and b.high > a.high and b.low <= a.low
+    widening = [forecast(unsure)[i].high - forecast(known)[i].high for i in (1, 7)]
+    assert widening[1] > widening[0]
 
 
 # ---------------------------------------------------------------- properties
@@ -165,6 +225,48 @@ def test_monotonic_in_announced_arrivals(inputs: SiteInputs, extra: Arrival) -> 
     before = forecast(inputs)
     more = SiteInputs(**{**inputs.__dict__, "announced": [*inputs.announced, extra]})
     after = forecast(more)
+    for b, a in zip(before, after, strict=True):
+        assert a.predicted >= b.predicted - 1e-9
+        assert a.high >= b.high
+
+
+trending_inputs = st.builds(
+    lambda inputs, trend, damping, var: replace(
+        inputs, trend=trend, trend_damping=damping, rate_var=var),
+    site_inputs,
+    st.floats(-5.0, 5.0),
+    st.floats(0.5, 1.0),
+    st.tuples(st.floats(0.0, 20.0), st.floats(-2.0, 2.0), st.floats(0.0, 2.0)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(trending_inputs)
+def test_with_a_trend_never_negative_and_the_band_contains_the_prediction(
+    inputs: SiteInputs,
+) -> None:
+    for day in forecast(inputs):
+        assert 0 <= day.low <= day.predicted <= day.high
+
+
+@settings(max_examples=150, deadline=None)
+@given(trending_inputs)
+def test_with_a_trend_never_more_than_on_hand_plus_what_can_arrive(inputs: SiteInputs) -> None:
+    """What can arrive unannounced grows with a rising trend: at most ``baseline + trend·k``
+    on the k-th day (fewer trend steps on closing days and with damping), never less than 0."""
+    for i, day in enumerate(forecast(inputs)):
+        can_arrive = sum(a.probability for a in inputs.announced if a.day <= day.day) + sum(
+            max(0.0, inputs.baseline + max(inputs.trend, 0.0) * k) for k in range(i + 1))
+        assert day.predicted <= len(inputs.held) + can_arrive + 1e-3
+
+
+@settings(max_examples=150, deadline=None)
+@given(trending_inputs, st.builds(lambda d: Arrival(TUESDAY + timedelta(days=d)), days_ahead))
+def test_with_a_trend_monotonic_in_announced_arrivals(
+    inputs: SiteInputs, extra: Arrival
+) -> None:
+    before = forecast(inputs)
+    after = forecast(replace(inputs, announced=[*inputs.announced, extra]))
     for b, a in zip(before, after, strict=True):
         assert a.predicted >= b.predicted - 1e-9
         assert a.high >= b.high
