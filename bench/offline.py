@@ -570,11 +570,13 @@ def end_to_end(ctx: Any, url: str, fleet: Fleet, codes: list[str], journal_dir: 
                ) -> dict[str, Any]:
     """Agents with a day's journal each connect at once to a private Mosquitto (configured as
     config/mosquitto.conf); a `relayops-bridge` process applies their replays on PostgreSQL.
-    Timed from the agents' start until every day entry is committed (the cursors)."""
+    Timed from the agents' start until every day entry is committed (the cursors), then until
+    every locker's new-boot snapshot is reconciled (it waits for the replay, then a fresh one
+    is asked: services.locker_events.state_snapshot)."""
     from sqlalchemy import select
 
     from firmware_bridge.agent.drivers import SimulatedBoard
-    from relay_ops.db.models import LockerEventCursor, Site
+    from relay_ops.db.models import LockerEventCursor, LockerLink, OutboxMessage, Site
 
     journals = {}
     for code in codes:
@@ -600,6 +602,18 @@ def end_to_end(ctx: Any, url: str, fleet: Fleet, codes: list[str], journal_dir: 
                                 "127.0.0.1", broker.port, journal_dir / f"{code}.sqlite3")
             agent.start()
             agents.append(agent)
+        def snapshots_not_reconciled() -> set[str]:
+            with ctx.db.read() as session:
+                waiting = set(session.scalars(select(Site.code).join(
+                    LockerLink, LockerLink.site_id == Site.id).where(
+                    Site.code.in_(codes), LockerLink.snapshot_waiting_boot.is_not(None))))
+                # `done`: the agent journaled the fresh snapshot before its cmd_result, and a
+                # boot's events apply in seq order
+                asked = set(session.scalars(select(OutboxMessage.target).where(
+                    OutboxMessage.target.in_(codes), OutboxMessage.name == "request_snapshot",
+                    OutboxMessage.status.in_(("pending", "sent", "accepted")))))
+            return waiting | asked
+
         done_at: dict[str, float] = {}
         deadline = start + 600
         while len(done_at) < len(codes) and time.perf_counter() < deadline:
@@ -608,6 +622,10 @@ def end_to_end(ctx: Any, url: str, fleet: Fleet, codes: list[str], journal_dir: 
                     done_at[code] = time.perf_counter() - start
             time.sleep(0.2)
         elapsed = time.perf_counter() - start
+        while snapshots_not_reconciled() and time.perf_counter() < deadline:
+            time.sleep(0.2)
+        reconciled = not snapshots_not_reconciled()
+        reconciled_s = time.perf_counter() - start
     finally:
         for agent in agents:
             agent.stop()
@@ -620,7 +638,9 @@ def end_to_end(ctx: Any, url: str, fleet: Fleet, codes: list[str], journal_dir: 
             "all_applied": len(done_at) == len(codes),
             "seconds": round(elapsed, 2), "entries_per_s": round(entries / elapsed, 1),
             "first_locker_done_s": round(min(done_at.values(), default=elapsed), 2),
-            "last_locker_done_s": round(max(done_at.values(), default=elapsed), 2)}
+            "last_locker_done_s": round(max(done_at.values(), default=elapsed), 2),
+            "snapshots_reconciled": reconciled,
+            "snapshots_reconciled_s": round(reconciled_s, 2)}
 
 
 def replay_bench(args: argparse.Namespace, journal_dir: Path) -> dict[str, Any]:
@@ -716,7 +736,8 @@ def main(argv: list[str] | None = None) -> int:
 def failed_checks(replay_runs: dict[str, Any]) -> list[str]:
     """Runs whose backend state is not the expected one (a figure without it means nothing)."""
     return [name for name, run in replay_runs.items() if isinstance(run, dict) and (
-        not run["converged"]["ok"] or run.get("all_applied") is False)]
+        not run["converged"]["ok"] or run.get("all_applied") is False
+        or run.get("snapshots_reconciled") is False)]
 
 
 if __name__ == "__main__":

@@ -788,10 +788,11 @@ def _other_boots_applied(session: Session, site: Site, boot_id: str) -> int:
 
 
 def _holds_no_earlier_entries(unacked: int, seq: int, cursor: LockerEventCursor) -> bool:
-    """From a heartbeat of the waiting snapshot's boot: its `unacked` counts this boot's
-    seq - acked entries (acked <= the cursor) and what is left of earlier boots. The counts
-    alone cannot always tell that the earlier boots are applied (some were applied before the
-    snapshot was made, their ack still on its way), the locker's own count can."""
+    """From a heartbeat of the waiting snapshot's boot. The cursors cannot always tell that
+    the earlier boots are applied (an entry applied before the snapshot was made, whose ack had
+    not reached the locker yet, was counted by the snapshot and never moves a cursor again);
+    the locker's own count can: `unacked` is this boot's seq - acked entries (acked <= the
+    cursor) plus what is left of earlier boots."""
     return unacked - max(0, seq - cursor.applied_seq) <= 0
 
 

@@ -53,3 +53,5 @@ def test_the_offline_benchmark_runs_and_its_replays_converge(tmp_path: Path) -> 
     assert replay["2_lockers_together_batch_20"]["converged"]["parcels_by_state"] == {
         "picked_up": 8}
     assert replay["end_to_end"]["all_applied"] and replay["end_to_end"]["converged"]["ok"]
+    # the restarted agents' snapshots waited for their replay, then were reconciled
+    assert replay["end_to_end"]["snapshots_reconciled"]
