@@ -331,7 +331,7 @@ class LockerAgent:
         )
         self._replaying_earlier_boot = self.journal.holds_other_boots(self.boot_id)
         self._resend_unacked()
-        self._emit(self._snapshot())
+        self._emit_snapshot()
         self._publish_state()
         self._next_heartbeat_at = time.monotonic() + self.settings.heartbeat_s
 
@@ -417,6 +417,14 @@ class LockerAgent:
             self.locker_id, self.boot_id, self.journal.last_seq(self.boot_id), body
         )
         self._publish_raw(p.evt_topic(self.locker_id), p.encode(heartbeat))
+
+    def _emit_snapshot(self) -> None:
+        # The snapshot reads the board now; a door that closed since the last poll must be
+        # journaled first, or the backend reconciles the closed door from the snapshot (a
+        # deposit without its credential, an offline one counted as online) before the
+        # `door_closed` that says who used it.
+        self._poll_doors(time.monotonic())
+        self._emit(self._snapshot())
 
     def _snapshot(self) -> p.StateSnapshot:
         compartments = [
@@ -530,7 +538,7 @@ class LockerAgent:
         if isinstance(body, p.SetOutOfService | p.SetInService):
             return self._cmd_service(body)
         if isinstance(body, p.RequestSnapshot):
-            self._emit(self._snapshot())
+            self._emit_snapshot()
             self._publish_state()
             return "done", None
         if isinstance(body, p.ResendEvents):

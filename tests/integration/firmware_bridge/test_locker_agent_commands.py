@@ -209,3 +209,20 @@ def test_heartbeat_repeats_the_last_seq_and_is_not_journaled(online_locker) -> N
     assert beat.seq == locker.agent.journal.last_seq(locker.agent.boot_id)
     assert beat.body.unacked_events == locker.agent.journal.unacked_count()
     assert "heartbeat" not in {e.type for e in locker.agent.journal.unacked_events()}
+
+
+def test_a_door_closed_since_the_last_poll_is_journaled_before_the_snapshot(
+        online_locker) -> None:
+    # Doors are polled only between inbox items here, so the close below is not seen before
+    # the snapshot is asked for: the snapshot must not overtake the door's own event.
+    locker, backend = online_locker(poll_s=3600)
+    command = backend.command(locker.locker_id, p.OpenCompartment(
+        purpose="deposit", compartment=2, parcel_ref="P-2"))
+    backend.wait_result(command.corr_id, "done")
+    assert locker.board.door_state(2) == "open"
+    locker.board.close_door(2, occupied=True)
+    backend.command(locker.locker_id, p.RequestSnapshot())
+    snapshot = backend.wait_event("state_snapshot", lambda b: b.compartments[1].occupied)
+    closed = backend.wait_event("door_closed")
+    assert closed.body.compartment == 2 and closed.body.opened_for == "deposit"
+    assert closed.seq < snapshot.seq  # the backend applies a boot's events in seq order
