@@ -620,9 +620,10 @@ def deposit(ctx: Ctx, actor: Principal, session_id: int, tracking_number: str
             ) -> dict[str, Any]:
     """The carrier scans a parcel at the locker: the smallest free fitting compartment is
     reserved and its door opened. When the locker is full (for this parcel), the parcel is
-    rerouted to the nearest locker with room (:func:`reroute.full_at_drop_off`) and the answer
-    names it; when there is none, or the parcel fits no compartment of this locker at all, it
-    is refused and stays with the carrier."""
+    rerouted to the nearest locker with room, else the nearest shop with a free place
+    (:func:`reroute.full_at_drop_off`), and the answer names it; when there is none, or the
+    parcel fits no compartment of this locker at all, it is refused and stays with the
+    carrier."""
     number = tracking.validate(tracking_number)
     now = ctx.now()
     refusal: DomainError | None = None

@@ -29,7 +29,7 @@ from relay_ops.domain import forecast as model
 from relay_ops.domain.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from relay_ops.domain.geo import distance_km
 from relay_ops.domain.lifecycle import Action, State
-from relay_ops.services import forecast, history, notify
+from relay_ops.services import forecast, history, notify, sites
 from relay_ops.services.context import Ctx
 from relay_ops.services.parcels import live_credentials
 from relay_ops.services.principal import Principal, Role, require_parcel, require_role
@@ -136,16 +136,18 @@ class Planner:
         self.changed |= {origin.id, site.id}
 
     def options(
-        self, origin: Site, day: date, accept: Callable[[Site], bool] | None = None
+        self, origin: Site, day: date, accept: Callable[[Site], bool] | None = None,
+        kind: str | None = None,
     ) -> list[Option]:
-        """The nearest sites that can take one more parcel on ``day`` (and that ``accept``
-        takes, when given), nearest first."""
+        """The nearest sites of ``kind`` (the origin's by default) that can take one more
+        parcel on ``day`` (and that ``accept`` takes, when given), nearest first."""
         settings = self.ctx.settings.forecast
         radii = settings.reroute_radius_km
         radius = radii.get(origin.area, min(radii.values()))
+        wanted = kind or origin.kind
         found = []
         for site in self.sites:
-            if site.id == origin.id or site.kind != origin.kind:
+            if site.id == origin.id or site.kind != wanted:
                 continue
             if origin.step_free_access and not site.step_free_access:
                 continue  # never a step in place of step-free access
@@ -331,13 +333,18 @@ def full_at_drop_off(
     ctx: Ctx, session: Session, parcel: Parcel, origin: Site, actor: Principal,
     fits: Callable[[Site], bool],
 ) -> dict[str, Any] | None:
-    """The carrier stands at a full locker: the parcel goes to the nearest site of the same
-    kind with room for it now (``fits``), open today, within reach, with step-free access if
-    the locker has it, and that the forecast does not flag today. The move, its ``reroute``
-    event and the recipient's message are written in the caller's transaction; the same
-    pickup credential (if one was given already) works there. None: nowhere to go."""
+    """The carrier stands at a full locker: the parcel goes to the nearest other locker with
+    room for it now (``fits``), else to the nearest relay shop with a free place, each open
+    today, within reach, with step-free access if the locker has it, and not flagged today by
+    its forecast. Lockers come first because the recipient chose one (open at all hours); a
+    shop within reach still beats taking the parcel back to the depot. The move, its
+    ``reroute`` event and the recipient's message (the new address and hours) are written in
+    the caller's transaction; the same pickup credential (if one was given already) works
+    there. None: nowhere to go."""
     day = forecast.local_day(ctx, ctx.now())
-    options = Planner(ctx, session).options(origin, day, fits)
+    planner = Planner(ctx, session)
+    options = planner.options(origin, day, fits) or planner.options(
+        origin, day, lambda shop: sites.occupancy_of(session, shop).free > 0, kind="shop")
     if not options:
         return None
     best = options[0]

@@ -1,4 +1,5 @@
-"""A locker full at drop-off sends the parcel to the nearest locker with room (issue 8)."""
+"""A locker full at drop-off sends the parcel to the nearest locker with room, else the nearest
+shop with a free place (issue 8)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from relay_ops.db.models import (
     RerouteProposal,
 )
 from relay_ops.domain import credentials as creds
-from relay_ops.services import lockers, parcels
+from relay_ops.services import lockers, parcels, sites
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.support import World
 
@@ -28,6 +29,7 @@ NEAR = {**BASE, "code": "LCK-NEAR", "name": "Casier de la gare", "latitude": 47.
 FURTHER = {**BASE, "code": "LCK-FAR2", "name": "Casier du stade", "latitude": 47.52,
            "longitude": -1.29}  # about 1.1 km away
 ACME = Principal(Role.CARRIER, carrier_id=1)
+OPERATOR = Principal(Role.OPERATOR, user_id=1)
 
 
 def register(world: World, data: dict[str, Any]) -> int:
@@ -152,3 +154,50 @@ def test_the_api_answers_with_the_new_site(world: World) -> None:
     assert response.json["status"] == "rerouted"
     assert response.json["rerouted_to"]["site"] == "LCK-NEAR"
     assert response.json["rerouted_to"]["name"] == "Casier de la gare"
+
+
+STEPS = {**FULL_ONE, "step_free_access": False}  # the village shop "bourg" (0.75 km) has a step
+
+
+def test_with_no_locker_in_reach_the_nearest_shop_with_room_takes_it(world: World) -> None:
+    full = register(world, STEPS)
+    fill(world, full)
+    answer = drop(world, full, "LOCKERSHOP01")
+    assert answer["status"] == "rerouted"
+    assert answer["rerouted_to"]["site"] == "bourg"
+    assert 0.5 < answer["rerouted_to"]["distance_km"] < 1.0
+    moved = parcel(world, "LOCKERSHOP01")
+    assert moved.site_id == world.shop_id and moved.state == "announced"
+    with world.ctx.db.read() as db:
+        proposal = db.scalar(select(RerouteProposal).where(RerouteProposal.parcel_id == moved.id))
+        assert proposal is not None and proposal.status == "automatic"
+        # nearest first; "voisin" (9.9 km) is in the countryside's 10 km reach
+        assert [o["site"] for o in proposal.options] == ["bourg", "voisin"]
+        told = list(db.scalars(select(Notification.kind).where(
+            Notification.parcel_id == moved.id)))
+        assert "rerouted" in told
+    # the shopkeeper scans it in like any parcel announced to the shop
+    checked_in = world.check_in("LOCKERSHOP01")
+    assert checked_in.status_code in (200, 201), checked_in.json
+    assert parcel(world, "LOCKERSHOP01").state == "ready_for_pickup"
+
+
+def test_a_locker_in_reach_comes_before_a_nearer_shop(world: World) -> None:
+    full = register(world, STEPS)
+    further = register(world, FURTHER)  # 1.1 km, the shop is 0.75 km
+    fill(world, full)
+    answer = drop(world, full, "LOCKERSHOP02")
+    assert answer["rerouted_to"]["site"] == "LCK-FAR2"
+    assert parcel(world, "LOCKERSHOP02").site_id == further
+
+
+def test_a_full_shop_is_not_proposed_either(world: World) -> None:
+    full = register(world, STEPS)
+    fill(world, full)
+    sites.set_status(world.ctx, OPERATOR, world.other_shop_id, "closed")  # "voisin" is out
+    numbers = [f"SHOPFULL{i:04d}" for i in range(15)]  # bourg holds 15 places
+    for number in numbers:
+        assert world.ready(number)
+    with pytest.raises(lockers.ParcelDoesNotFit, match="no free compartment"):
+        drop(world, full, "LOCKERSHOP03")
+    assert parcel(world, "LOCKERSHOP03").site_id == full
