@@ -353,13 +353,9 @@ def _allocate_shelf(
     ctx: Ctx, session: Session, site: Site, parcel: Parcel, group: Group | None = None
 ) -> Location:
     classes = ctx.settings.size_classes
-    used = used_per_location(session, site.id)
     locations = {loc.id: loc for loc in site.locations if loc.active}
-    slots = [
-        sizing.ShelfSlot(loc.id, loc.label, loc.size_class, loc.capacity, used.get(loc.id, 0))
-        for loc in locations.values()
-    ]
-    parcel_class = parcel.size_class or min(classes, key=lambda c: sizing.class_rank(classes, c))
+    slots = _shelf_slots(session, site)
+    parcel_class = _class_of(ctx, parcel)
     chosen = None
     if group is not None:
         chosen = grouping.shelf_in_group(
@@ -369,6 +365,24 @@ def _allocate_shelf(
     if chosen is None:
         raise _no_room(ctx, session, site, parcel_class)
     return locations[chosen.id]
+
+
+def _shelf_slots(session: Session, site: Site) -> list[sizing.ShelfSlot]:
+    used = used_per_location(session, site.id)
+    return [sizing.ShelfSlot(loc.id, loc.label, loc.size_class, loc.capacity, used.get(loc.id, 0))
+            for loc in site.locations if loc.active]
+
+
+def _class_of(ctx: Ctx, parcel: Parcel) -> str:
+    classes = ctx.settings.size_classes
+    return parcel.size_class or min(classes, key=lambda c: sizing.class_rank(classes, c))
+
+
+def shelf_takes(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> bool:
+    """A shelf of the shop has a free place for the parcel's size class now (the check-in's
+    own rule, asked before a parcel is sent there)."""
+    slots = _shelf_slots(session, site)
+    return sizing.choose_shelf(ctx.settings.size_classes, slots, _class_of(ctx, parcel)) is not None
 
 
 def _no_room(ctx: Ctx, session: Session, site: Site, parcel_class: str) -> SiteAtCapacity:

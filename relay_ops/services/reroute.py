@@ -29,9 +29,9 @@ from relay_ops.domain import forecast as model
 from relay_ops.domain.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from relay_ops.domain.geo import distance_km
 from relay_ops.domain.lifecycle import Action, State
-from relay_ops.services import forecast, history, notify, sites
+from relay_ops.services import forecast, history, notify
 from relay_ops.services.context import Ctx
-from relay_ops.services.parcels import live_credentials
+from relay_ops.services.parcels import live_credentials, shelf_takes
 from relay_ops.services.principal import Principal, Role, require_parcel, require_role
 
 
@@ -334,17 +334,17 @@ def full_at_drop_off(
     fits: Callable[[Site], bool],
 ) -> dict[str, Any] | None:
     """The carrier stands at a full locker: the parcel goes to the nearest other locker with
-    room for it now (``fits``), else to the nearest relay shop with a free place, each open
-    today, within reach, with step-free access if the locker has it, and not flagged today by
-    its forecast. Lockers come first because the recipient chose one (open at all hours); a
-    shop within reach still beats taking the parcel back to the depot. The move, its
-    ``reroute`` event and the recipient's message (the new address and hours) are written in
-    the caller's transaction; the same pickup credential (if one was given already) works
-    there. None: nowhere to go."""
+    room for it now (``fits``), else to the nearest relay shop with a shelf place for its
+    size; either open today, within reach, with step-free access if the locker has it, and
+    not flagged today by its forecast. Lockers come first because the recipient chose one
+    (open at all hours); a shop within reach still beats taking the parcel back to the depot.
+    The move, its ``reroute`` event and the recipient's message (the new address and hours)
+    are written in the caller's transaction; the same pickup credential (if one was given
+    already) works there. None: nowhere to go."""
     day = forecast.local_day(ctx, ctx.now())
     planner = Planner(ctx, session)
     options = planner.options(origin, day, fits) or planner.options(
-        origin, day, lambda shop: sites.occupancy_of(session, shop).free > 0, kind="shop")
+        origin, day, lambda shop: shelf_takes(ctx, session, shop, parcel), kind="shop")
     if not options:
         return None
     best = options[0]

@@ -201,3 +201,14 @@ def test_a_full_shop_is_not_proposed_either(world: World) -> None:
     with pytest.raises(lockers.ParcelDoesNotFit, match="no free compartment"):
         drop(world, full, "LOCKERSHOP03")
     assert parcel(world, "LOCKERSHOP03").site_id == full
+
+
+def test_a_shop_whose_shelves_do_not_take_the_size_is_not_proposed(world: World) -> None:
+    full = register(world, STEPS)
+    fill(world, full)
+    # "bourg" has S and L shelves with free places, "voisin" M: none takes an XL parcel
+    assert world.announce("LOCKERSHOP04", site=STEPS["code"], size_class="XL").status_code == 201
+    session = lockers.open_session(world.ctx, ACME, full)
+    with pytest.raises(lockers.ParcelDoesNotFit, match="no free compartment"):
+        lockers.deposit(world.ctx, ACME, session["id"], "LOCKERSHOP04")
+    assert parcel(world, "LOCKERSHOP04").site_id == full

@@ -283,7 +283,9 @@ def test_twenty_concurrent_drop_offs_for_ten_free_doors(world: World, ctx: Ctx) 
     model = {"compartments": [{"size_class": "S", "count": 10}]}
     settings = world.ctx.settings.locker
     object.__setattr__(settings, "models", {**settings.models, "ten": lockers_slots(ctx, model)})
+    # 20 km from the shops: the ten parcels left over are refused, not sent to a shop nearby
     site_id = lockers.register_locker(world.ctx, SYSTEM, {**LOCKER, "code": "LCK-RACE",
+                                                          "latitude": 47.69,
                                                           "locker_model": "ten"})["id"]
     numbers = [f"RACELOCK{i:04d}" for i in range(20)]
     assert world.announce(*numbers, site="LCK-RACE", size_class="S").status_code == 201
