@@ -646,7 +646,7 @@ def deposit(ctx: Ctx, actor: Principal, session_id: int, tracking_number: str
         if box is None and reason.startswith(FULL):
             moved = reroute.full_at_drop_off(
                 ctx, session, parcel, site, actor,
-                lambda other: other.kind == "locker" and _has_room(ctx, session, other, parcel),
+                lambda other: _has_room(ctx, session, other, parcel),
             )
             if moved is not None:
                 return {"status": "rerouted", "session_id": row.id,

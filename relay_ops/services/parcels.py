@@ -107,11 +107,7 @@ def group_view(parcel: Parcel) -> dict[str, Any] | None:
                 return {
                     "size": len(together),
                     "same_code": True,
-                    "parcels": [
-                        {"id": p.id, "tracking_number": p.tracking_number,
-                         "location": p.location.label if p.location else None}
-                        for p in together
-                    ],
+                    "parcels": [_shelf_ref(p) for p in together],
                 }
     return None
 
@@ -720,9 +716,13 @@ def _covered(
     return [covered[pid] for pid in sorted(covered)]
 
 
-def _left_view(parcel: Parcel) -> dict[str, Any]:
-    return {"id": parcel.id, "tracking_number": parcel.tracking_number, "state": parcel.state,
+def _shelf_ref(parcel: Parcel) -> dict[str, Any]:
+    return {"id": parcel.id, "tracking_number": parcel.tracking_number,
             "location": parcel.location.label if parcel.location else None}
+
+
+def _left_view(parcel: Parcel) -> dict[str, Any]:
+    return {**_shelf_ref(parcel), "state": parcel.state}
 
 
 def _count_wrong_attempt(
