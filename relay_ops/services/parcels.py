@@ -336,7 +336,7 @@ def _group_to_join(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Gr
     return Group(credential, [p for p, c in rows if c.id == chosen])
 
 
-def _join(session: Session, group: Group, parcel: Parcel, now: datetime) -> None:
+def join_group(session: Session, group: Group, parcel: Parcel, now: datetime) -> None:
     session.add(CredentialParcel(credential_id=group.credential.id, parcel_id=parcel.id,
                                  added_at=now))
     session.flush()
@@ -416,7 +416,7 @@ def _place(
     history.apply(session, parcel, Action.CHECK_IN, actor, now, data=data)
     if group is not None:
         # Each parcel keeps its own deadline: the earlier ones were announced with theirs.
-        _join(session, group, parcel, now)
+        join_group(session, group, parcel, now)
     else:
         issue_credential(ctx, session, parcel, holder="recipient")
     notify.queue(session, parcel, "ready")
@@ -675,21 +675,31 @@ def _match_credential(
     return parcel, matching, None
 
 
+# session.info key: the parcels of each code this transaction locked (`_lock_parcels`)
+LOCKED_CODES = "relay_ops.locked_codes"
+
+
 def _lock_parcels(session: Session, credential: PickupCredential) -> list[Parcel]:
     """The parcels a code covers, row-locked in id order (two pickups never deadlock).
 
     The code's row is locked first, as a check-in joining it does: a parcel is never
-    attached to a code that a pickup is spending at the same moment."""
+    attached to a code that a pickup is spending at the same moment. Once locked, the set
+    cannot change before the commit, so a second call in the same transaction (finding the
+    code, then what it hands over) reuses it: a session lives for one transaction."""
+    locked: dict[int, list[Parcel]] = session.info.setdefault(LOCKED_CODES, {})
+    if credential.id in locked:
+        return locked[credential.id]
     session.scalar(
         select(PickupCredential.id).where(PickupCredential.id == credential.id).with_for_update()
     )
     ids = select(CredentialParcel.parcel_id).where(
         CredentialParcel.credential_id == credential.id
     )
-    return list(session.scalars(
+    locked[credential.id] = list(session.scalars(
         select(Parcel).where(Parcel.id.in_(ids)).order_by(Parcel.id)
         .with_for_update().execution_options(populate_existing=True)
     ))
+    return locked[credential.id]
 
 
 def _first_ready(covered: list[Parcel]) -> Parcel:
