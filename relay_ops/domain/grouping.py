@@ -1,14 +1,16 @@
-"""Several parcels for one recipient at one shop: one shelf location, one pickup code.
+"""Several parcels for one recipient at one site: one shelf location (or one locker door,
+when they fit together in it), one pickup code.
 
 Pure rules (no database): who counts as the same recipient, which code a new parcel joins,
-which shelf it goes on, and what a pickup with a shared code hands over. The service layer
-(``services/parcels.py``) feeds them rows and applies the answers in its transaction.
-Lockers are left out (docs/forecast.md, "Parcels grouped at a shop").
+which shelf or door it goes in, and what a pickup with a shared code hands over. The service
+layer (``services/parcels.py`` for shops, ``services/lockers.py`` for lockers) feeds them rows
+and applies the answers in its transaction (docs/forecast.md, "Parcels grouped at a shop" and
+"... at a locker").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from relay_ops.domain import sizing
@@ -42,6 +44,7 @@ class HeldParcel:
     location_id: int | None
     keys: RecipientKeys
     code_locked: bool = False
+    carrier_id: int | None = None
 
 
 def group_to_join(new: RecipientKeys, held: Iterable[HeldParcel]) -> int | None:
@@ -69,6 +72,27 @@ def shelf_in_group(
     parcel then goes wherever the shelf policy says, with the same code)."""
     wanted = {loc for loc in group_location_ids if loc is not None}
     return sizing.choose_shelf(size_classes, [s for s in slots if s.id in wanted], parcel_class)
+
+
+def compartment_to_share(
+    new: RecipientKeys, carrier_id: int | None, held: Iterable[HeldParcel],
+    room_for: Callable[[int], bool],
+) -> int | None:
+    """The locker door (``location_id``) a new parcel joins, or None for a door of its own.
+
+    Only the recipient's code a new parcel would join anyway (:func:`group_to_join`), and only
+    parcels of the same carrier: parcels that share a door expire together and go back in one
+    opening, to one carrier. Among that code's doors, the lowest id with ``room_for`` the new
+    parcel laid on what it holds."""
+    if carrier_id is None:
+        return None
+    same_carrier = [h for h in held if h.carrier_id == carrier_id]
+    code = group_to_join(new, same_carrier)
+    if code is None:
+        return None
+    doors = sorted({h.location_id for h in same_carrier
+                    if h.credential_id == code and h.location_id is not None})
+    return next((door for door in doors if room_for(door)), None)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,19 @@ def fits(parcel: Dims, box: Dims) -> bool:
     return all(p <= b for p, b in zip(sorted(parcel), sorted(box), strict=True))
 
 
+def fit_together(parcels: Sequence[Dims], box: Dims) -> bool:
+    """The parcels fit in the box at once, laid flat one on the other: each lies on its two
+    longest sides, so the stack is as high as the sum of their shortest sides and as wide and
+    deep as the largest of the others. A sufficient rule, not a packing search: a courier
+    stacks parcels; a pair it rejects may still fit some other way, and then gets a door of
+    its own, which is never wrong."""
+    if not parcels:
+        return True
+    sides = [sorted(p) for p in parcels]
+    stack = (sum(s[0] for s in sides), max(s[1] for s in sides), max(s[2] for s in sides))
+    return fits(stack, box)
+
+
 def class_rank(size_classes: Mapping[str, Dims], name: str) -> int:
     """Classes are ranked by volume, so "smaller" means the same thing for any site model."""
     ordered = sorted(size_classes, key=lambda c: _volume(size_classes[c]))

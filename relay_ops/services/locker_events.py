@@ -39,7 +39,7 @@ from relay_ops.domain.holding import deadline_after
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import history, lockers, notify, throttle
 from relay_ops.services.context import Ctx
-from relay_ops.services.parcels import holding_period
+from relay_ops.services.parcels import Group, holding_period, join_group
 from relay_ops.services.principal import Principal, Role
 from relay_ops.services.sites import closed_on
 
@@ -330,7 +330,7 @@ def door_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
         _collection_closed(ctx, session, site, link, box, occupied, body.get("credential_id"),
                            now)
     else:
-        _settle(session, box)
+        lockers.settle(session, box)
         if occupied is True and _held(session, box) is None:
             _alert(session, site, "unexpected_item", "a door closed on something the backend "
                    "does not know of", compartment=box.number)
@@ -338,18 +338,6 @@ def door_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
 
 def _held(session: Session, box: Compartment) -> Parcel | None:
     return lockers._parcel_in(session, box)
-
-
-def _settle(session: Session, box: Compartment) -> None:
-    """The compartment's state from what it holds (out of service stays so)."""
-    if box.state == "out_of_service":
-        return
-    if _held(session, box) is not None:
-        box.state = "occupied"
-    elif lockers._reserved_parcel(session, box) is not None:  # a session's or in advance
-        box.state = "reserved"
-    else:
-        box.state, box.reserved_until, box.reserved_session_id = "free", None, None
 
 
 def _session_actor(session: Session, box: Compartment, site: Site,
@@ -370,8 +358,9 @@ def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     parcel = lockers._reserved_parcel(session, box)
     actor = _session_actor(session, box, site, parcel)
     if parcel is None:
-        _settle(session, box)
+        lockers.settle(session, box)
         return
+    sharing = lockers.parcels_in(session, box)  # the recipient's parcels already inside
     if occupied is False:
         # The door closed on nothing: the deposit did not happen, the parcel is still in the
         # carrier's hands. The door stays reserved for it while the session lasts.
@@ -379,6 +368,9 @@ def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                        reason="the door closed with the compartment empty",
                        data={"compartment": box.number})
         box.state = "reserved"
+        for gone in sharing:
+            _alert(session, site, "parcel_not_sensed", f"{gone.tracking_number} should be "
+                   "inside", compartment=box.number, parcel=gone)
         return
     # Protocol 9.5: a deposit the locker decided alone happened at its `verified_at`.
     verified_at = _offline_verification(session, parcel, credential_id,
@@ -393,8 +385,11 @@ def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
         "locker": site.code, "compartment": box.number,
         "deadline": parcel.holding_deadline.isoformat(),
         "holding_days": holding.days, "holding_rule": holding.rule,
-        "occupancy_sensed": occupied is not None,
+        # a door already holding parcels is sensed occupied whether this one went in or not
+        "occupancy_sensed": occupied is not None and not sharing,
     }
+    if sharing:
+        data["shared_with"] = [p.tracking_number for p in sharing]
     if verified_at is not None:
         data.update(offline=True, received_at=now.isoformat())
     history.apply(session, parcel, Action.CHECK_IN, actor, at, data=data)
@@ -402,28 +397,67 @@ def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     released = ([lockers.deposit_reservation_id(parcel, box)]
                 if lockers.is_advance_reservation(box) else [])
     box.state, box.reserved_until, box.reserved_session_id = "occupied", None, None
-    credential = lockers.issue_locker_credential(ctx, session, parcel)
+    keys = lockers.recipient_keys_of(ctx, parcel)
+    parcel.recipient_phone_key, parcel.recipient_email_key = keys.phone, keys.email
+    credential = _join_door_code(ctx, session, parcel, sharing, actor, at) \
+        or lockers.issue_locker_credential(ctx, session, parcel)
     notify.queue(session, parcel, "ready")  # sent now, at reconciliation, once
     lockers.queue_sync(ctx, session, site, link, added=[credential], released=released)
+
+
+def _join_door_code(ctx: Ctx, session: Session, parcel: Parcel, sharing: list[Parcel],
+                    actor: Principal, at: datetime) -> PickupCredential | None:
+    """A parcel laid on the recipient's parcels in a door joins their code, and the door's
+    parcels keep one deadline, the latest: they leave together, by the resident's hand or the
+    carrier's, and no parcel's deadline is ever shortened (docs/forecast.md). None when the
+    code they had is gone (used, revoked, locked): the parcel gets one of its own."""
+    codes = {c.id: c for p in sharing for c in _live(session, p)
+             if c.holder == "recipient" and c.locked_at is None and c.token_jti}
+    if not codes:
+        return None
+    credential = codes[min(codes)]
+    ready = [p for p in sharing if p.state == State.READY_FOR_PICKUP.value]
+    join_group(session, Group(credential, ready), parcel, at)
+    together = [*sharing, parcel]
+    deadline = max(p.holding_deadline for p in together if p.holding_deadline is not None)
+    for other in together:
+        if other.holding_deadline is not None and other.holding_deadline < deadline:
+            history.record(session, other, "deadline_extended", other.state, actor, at,
+                           reason=f"shares its locker door with {parcel.tracking_number}",
+                           data={"from": other.holding_deadline.isoformat(),
+                                 "to": deadline.isoformat()})
+            other.holding_deadline = deadline
+    return credential
 
 
 def _pickup_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                    box: Compartment, occupied: bool | None, credential_id: str | None,
                    now: datetime) -> None:
-    parcel = _held(session, box)
-    if parcel is None:
-        _settle(session, box)
+    inside = lockers.parcels_in(session, box)
+    if not inside:
+        lockers.settle(session, box)
         return
     if occupied is True:
-        _alert(session, site, "parcel_left_behind", f"{parcel.tracking_number} is still inside "
-               "after a pickup", compartment=box.number, parcel=parcel)
-        history.record(session, parcel, "left_behind", parcel.state, locker_actor(site), now,
-                       data={"compartment": box.number})
+        for parcel in inside:
+            _alert(session, site, "parcel_left_behind", f"{parcel.tracking_number} is still "
+                   "inside after a pickup", compartment=box.number, parcel=parcel)
+            history.record(session, parcel, "left_behind", parcel.state, locker_actor(site),
+                           now, data={"compartment": box.number})
         box.state = "occupied"
         return
-    verified_at = _offline_verification(session, parcel, credential_id)
-    _record_pickup(ctx, session, site, link, parcel, box, credential_id, verified_at or now,
-                   received_at=now if verified_at else None)
+    # The door is empty: everything it held left with this opening (a door shared by one
+    # recipient's parcels is opened by their one code). The locker journaled the use on the
+    # parcel its credential names; it dates the whole opening.
+    verified_at = next((v for p in inside
+                        if (v := _offline_verification(session, p, credential_id))), None)
+    removed: list[PickupCredential] = []
+    for parcel in inside:
+        removed += _record_pickup(ctx, session, site, link, parcel, box, credential_id,
+                                  verified_at or now, received_at=now if verified_at else None)
+    lockers.settle(session, box)
+    if box.fault_reason:
+        box.state = "out_of_service"
+    lockers.queue_sync(ctx, session, site, link, removed=removed)
 
 
 def _offline_verification(session: Session, parcel: Parcel, credential_id: str | None,
@@ -442,7 +476,9 @@ def _offline_verification(session: Session, parcel: Parcel, credential_id: str |
 
 def _record_pickup(ctx: Ctx, session: Session, site: Site, link: LockerLink, parcel: Parcel,
                    box: Compartment, credential_id: str | None, at: datetime, *,
-                   received_at: datetime | None = None) -> None:
+                   received_at: datetime | None = None) -> list[PickupCredential]:
+    """The parcel left the door it was in; returns the credentials that died with it (the
+    caller syncs them and settles the door)."""
     live = _live(session, parcel)
     used = _credential_by_ref(session, credential_id) if credential_id else None
     data: dict[str, Any] = {"locker": site.code, "compartment": box.number,
@@ -467,10 +503,7 @@ def _record_pickup(ctx: Ctx, session: Session, site: Site, link: LockerLink, par
         else:
             credential.revoked_at = at
     parcel.compartment_id = None
-    box.state, box.reserved_until, box.reserved_session_id = "free", None, None
-    if box.fault_reason:
-        box.state = "out_of_service"
-    lockers.queue_sync(ctx, session, site, link, removed=live)
+    return live
 
 
 def _live(session: Session, parcel: Parcel) -> list[PickupCredential]:
@@ -489,32 +522,38 @@ def _credential_by_ref(session: Session, ref: str) -> PickupCredential | None:
 def _collection_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                        box: Compartment, occupied: bool | None, credential_id: str | None,
                        now: datetime) -> None:
-    parcel = _held(session, box)
+    inside = lockers.parcels_in(session, box)
+    due = [p for p in inside if p.state in (State.EXPIRED.value, State.DAMAGED.value)]
+    parcel = due[0] if due else (inside[0] if inside else None)
     row = session.scalar(select(LockerSession).where(
         LockerSession.site_id == site.id, LockerSession.status == "open"
     ).order_by(LockerSession.id.desc()).limit(1)) if parcel is None else _collecting(
         session, site, parcel)
-    if parcel is not None:
-        if occupied is True:
-            _alert(session, site, "collection_left_behind", f"{parcel.tracking_number} was not "
-                   "taken by the carrier", compartment=box.number, parcel=parcel)
-        else:
-            _record_collection(ctx, session, site, link, parcel, box, row, credential_id, now)
-    _settle(session, box)
+    # An empty door: all it held left with the carrier. A door still occupied after taking
+    # the parcels due from one shared with a ready parcel: the ready one stayed, as it should.
+    taken = inside if occupied is not True else (due if len(due) < len(inside) else [])
+    if parcel is not None and not taken:
+        _alert(session, site, "collection_left_behind", f"{parcel.tracking_number} was not "
+               "taken by the carrier", compartment=box.number, parcel=parcel)
+    verified_at = next((v for p in taken if (v := _offline_verification(
+        session, p, credential_id, "offline_collection_verified"))), None)
+    for gone in taken:
+        _record_collection(ctx, session, site, link, gone, box, row, credential_id, now,
+                           verified_at)
+    lockers.settle(session, box)
     if row is not None and row.status == "open":
-        queue = [pid for pid in (row.collect_queue or []) if parcel is None or pid != parcel.id]
-        row.collect_queue = queue
+        left = {p.id for p in taken}
+        row.collect_queue = [pid for pid in (row.collect_queue or []) if pid not in left]
         lockers.open_next_collection(ctx, session, site, row, now)
 
 
 def _record_collection(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                        parcel: Parcel, box: Compartment, row: LockerSession | None,
-                       credential_id: str | None, now: datetime) -> None:
+                       credential_id: str | None, now: datetime,
+                       verified_at: datetime | None) -> None:
     """The parcel left with its carrier. Decided by the locker alone (a collection
     reservation), it happened at `verified_at`; a parcel no longer expired or damaged is
     recorded as taken and raised to an operator (protocol 9.5)."""
-    verified_at = _offline_verification(session, parcel, credential_id,
-                                        "offline_collection_verified")
     at = verified_at or now
     actor = (Principal(Role.CARRIER, carrier_id=row.carrier_id) if row
              else _session_actor(session, box, site, parcel))

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, joinedload
 from relay_ops import outbox
 from relay_ops.db.models import (
     Compartment,
+    CredentialParcel,
     LockerAlert,
     LockerEventCursor,
     LockerLink,
@@ -37,7 +38,7 @@ from relay_ops.db.models import (
     PickupCredential,
     Site,
 )
-from relay_ops.domain import pickup_token, sizing, tracking
+from relay_ops.domain import grouping, pickup_token, sizing, tracking
 from relay_ops.domain.errors import DomainError, InvalidTransition, NotFound, ValidationFailed
 from relay_ops.domain.lifecycle import State
 from relay_ops.services import history, reroute, sites
@@ -156,12 +157,22 @@ def set_compartment_service(
         return compartment_view(session, box)
 
 
+HELD_IN_BOX = (State.READY_FOR_PICKUP.value, State.EXPIRED.value, State.DAMAGED.value)
+
+
 def _parcel_in(session: Session, box: Compartment) -> Parcel | None:
-    held = [State.READY_FOR_PICKUP.value, State.EXPIRED.value, State.DAMAGED.value]
     return session.scalar(
-        select(Parcel).where(Parcel.compartment_id == box.id, Parcel.state.in_(held))
+        select(Parcel).where(Parcel.compartment_id == box.id, Parcel.state.in_(HELD_IN_BOX))
         .order_by(Parcel.id).limit(1)
     )
+
+
+def parcels_in(session: Session, box: Compartment) -> list[Parcel]:
+    """Everything the door holds: one parcel, or several for one recipient sharing it."""
+    return list(session.scalars(
+        select(Parcel).where(Parcel.compartment_id == box.id, Parcel.state.in_(HELD_IN_BOX))
+        .order_by(Parcel.id)
+    ))
 
 
 def _reserved_parcel(session: Session, box: Compartment) -> Parcel | None:
@@ -169,6 +180,68 @@ def _reserved_parcel(session: Session, box: Compartment) -> Parcel | None:
         select(Parcel).where(Parcel.compartment_id == box.id,
                              Parcel.state == State.ANNOUNCED.value).limit(1)
     )
+
+
+def settle(session: Session, box: Compartment) -> None:
+    """The compartment's state from what it waits for and what it holds (out of service
+    stays so). A door shared by a recipient's parcels may hold some and wait for another:
+    it is then `reserved`, not free to anyone else."""
+    if box.state == "out_of_service":
+        return
+    if _reserved_parcel(session, box) is not None:  # a session's or in advance
+        box.state = "reserved"
+    elif _parcel_in(session, box) is not None:
+        box.state, box.reserved_until, box.reserved_session_id = "occupied", None, None
+    else:
+        box.state, box.reserved_until, box.reserved_session_id = "free", None, None
+
+
+# ---------------------------------------------------------------- doors shared by a recipient
+
+
+def recipient_keys_of(ctx: Ctx, parcel: Parcel) -> grouping.RecipientKeys:
+    """Stored at check-in; read from the plain address for a parcel stored before that."""
+    from relay_ops.services.parcels import recipient_keys
+
+    if parcel.recipient_phone_key or parcel.recipient_email_key:
+        return grouping.RecipientKeys(parcel.recipient_phone_key, parcel.recipient_email_key)
+    return recipient_keys(ctx, parcel.recipient_phone, parcel.recipient_email)
+
+
+def _shared_box(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Compartment | None:
+    """A closed door holding this recipient's ready parcels that takes this one laid on them
+    (docs/forecast.md, "Parcels grouped at a locker")."""
+    keys = recipient_keys_of(ctx, parcel)
+    if not keys or parcel.carrier_id is None:
+        return None
+    rows = session.execute(
+        select(Parcel, PickupCredential, Compartment)
+        .join(Compartment, Parcel.compartment_id == Compartment.id)
+        .join(CredentialParcel, CredentialParcel.parcel_id == Parcel.id)
+        .join(PickupCredential, PickupCredential.id == CredentialParcel.credential_id)
+        .where(Compartment.site_id == site.id, Compartment.state == "occupied",
+               Parcel.state == State.READY_FOR_PICKUP.value, Parcel.id != parcel.id,
+               PickupCredential.holder == "recipient", PickupCredential.used_at.is_(None),
+               PickupCredential.revoked_at.is_(None))
+    ).all()
+    boxes = {box.id: box for _p, _c, box in rows}
+    held = [grouping.HeldParcel(p.id, c.id, box.id, recipient_keys_of(ctx, p),
+                                code_locked=c.locked_at is not None, carrier_id=p.carrier_id)
+            for p, c, box in rows]
+    dims = parcel_dims(ctx, parcel)
+
+    def room_for(box_id: int) -> bool:
+        box = boxes[box_id]
+        inside = [parcel_dims(ctx, p) for p in parcels_in(session, box)]
+        return sizing.fit_together([*inside, dims], (box.height_mm, box.width_mm, box.depth_mm))
+
+    chosen = grouping.compartment_to_share(keys, parcel.carrier_id, held, room_for)
+    return boxes[chosen] if chosen is not None else None
+
+
+def shares_with(session: Session, box: Compartment) -> list[str]:
+    """The tracking numbers a door already holds (for the events of a shared reservation)."""
+    return [p.tracking_number for p in parcels_in(session, box)]
 
 
 # ---------------------------------------------------------------- commands
@@ -356,12 +429,14 @@ def _live_reservations(ctx: Ctx, session: Session, site: Site, now: datetime
         .where(Compartment.site_id == site.id, Parcel.carrier_id.is_not(None),
                Parcel.state.in_((State.ANNOUNCED.value, State.EXPIRED.value,
                                  State.DAMAGED.value)))
-        .order_by(Compartment.number)
+        .order_by(Compartment.number, Parcel.id)
     ).all()
-    entries = []
+    entries, collected = [], set()
     for parcel, box in rows:
         if parcel.state != State.ANNOUNCED.value:
-            entries.append(collection_reservation(ctx, site, parcel, box))
+            if box.id not in collected:  # one per door (`held_for_collection`)
+                collected.add(box.id)
+                entries.append(collection_reservation(ctx, site, parcel, box))
         elif box.state == "reserved" and is_advance_reservation(box) \
                 and box.reserved_until is not None and box.reserved_until > now:
             entries.append(deposit_reservation(ctx, site, parcel, box))
@@ -657,11 +732,14 @@ def deposit(ctx: Ctx, actor: Principal, session_id: int, tracking_number: str
                            reason=reason, data={"locker": site.code})
             refusal = ParcelDoesNotFit(reason, tracking_number=number)
         else:
+            data: dict[str, Any] = {"locker": site.code, "compartment": box.number}
+            if shared := shares_with(session, box):
+                data["shared_with"] = shared
             box.state, box.reserved_until = "reserved", row.expires_at
             box.reserved_session_id = row.id
             parcel.compartment_id = box.id
             history.record(session, parcel, "compartment_reserved", parcel.state, actor, now,
-                           data={"locker": site.code, "compartment": box.number})
+                           data=data)
             _open(ctx, session, site, box, "deposit", parcel, now)
             return _deposit_answer(row, parcel, box, "door_opening")
     # the refusal's event is committed; only now is it reported
@@ -685,6 +763,9 @@ def parcel_dims(ctx: Ctx, parcel: Parcel) -> sizing.Dims:
 
 def _allocate(ctx: Ctx, session: Session, site: Site, parcel: Parcel
               ) -> tuple[Compartment | None, str]:
+    shared = _shared_box(ctx, session, site, parcel)
+    if shared is not None:
+        return shared, ""
     boxes = compartments_of(session, site.id)
     dims = parcel_dims(ctx, parcel)
     free = [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm))
@@ -740,7 +821,8 @@ def _end_session(session: Session, row: LockerSession, status: str, actor: Princ
             parcel.compartment_id = None
             history.record(session, parcel, "reservation_released", parcel.state, actor, now,
                            reason=f"drop-off session {status}", data={"compartment": box.number})
-        box.state, box.reserved_until, box.reserved_session_id = "free", None, None
+        box.reserved_until, box.reserved_session_id = None, None
+        settle(session, box)  # free, or back to holding the parcels it shares
         released += 1
     return released
 
@@ -841,12 +923,16 @@ def reserve_ahead(ctx: Ctx, session: Session, site: Site, now: datetime
         box, _reason = _allocate(ctx, session, site, parcel)
         if box is None:
             continue
+        shared = shares_with(session, box)
         box.state, box.reserved_session_id = "reserved", None
         box.reserved_until = _advance_reservation_end(ctx, parcel, now)
         parcel.compartment_id = box.id
+        data: dict[str, Any] = {"locker": site.code, "compartment": box.number,
+                                "advance": True, "until": box.reserved_until.isoformat()}
+        if shared:
+            data["shared_with"] = shared
         history.record(session, parcel, "compartment_reserved", parcel.state, SYSTEM, now,
-                       data={"locker": site.code, "compartment": box.number, "advance": True,
-                             "until": box.reserved_until.isoformat()})
+                       data=data)
         added.append(deposit_reservation(ctx, site, parcel, box))
     return added
 
@@ -878,7 +964,8 @@ def _release_lapsed_reservations(session: Session, site: Site, now: datetime) ->
             parcel.compartment_id = None
             history.record(session, parcel, "reservation_released", parcel.state, SYSTEM, now,
                            reason="advance reservation over", data={"compartment": box.number})
-        box.state, box.reserved_until = "free", None
+        box.reserved_until = None
+        settle(session, box)
     return released
 
 
@@ -896,9 +983,9 @@ def release_advance_reservation(ctx: Ctx, session: Session, parcel: Parcel, site
     parcel.compartment_id = None
     history.record(session, parcel, "reservation_released", parcel.state, actor, ctx.now(),
                    reason=reason, data={"compartment": box.number})
-    if box.state == "reserved":
-        box.state = "free"
     box.reserved_until = None
+    if box.state == "reserved":
+        settle(session, box)
     queue_sync(ctx, session, site, link_of(session, site), released=[reservation_id])
 
 
@@ -945,7 +1032,12 @@ def held_for_collection(ctx: Ctx, session: Session, parcel: Parcel,
     if box is None or parcel.site.kind != "locker":
         return
     site = parcel.site
-    added = [collection_reservation(ctx, site, parcel, box)] if parcel.carrier_id else []
+    # One reservation per door: a door shared by a recipient's parcels (one carrier's, with
+    # one deadline) opens once for the carrier, who takes them all.
+    shared = any(p.id != parcel.id and p.state in (State.EXPIRED.value, State.DAMAGED.value)
+                 for p in parcels_in(session, box))
+    added = [collection_reservation(ctx, site, parcel, box)] \
+        if parcel.carrier_id and not shared else []
     queue_sync(ctx, session, site, link_of(session, site), removed=dead, reservations=added)
 
 
@@ -970,17 +1062,18 @@ def issue_locker_credential(ctx: Ctx, session: Session, parcel: Parcel) -> Picku
 
 def qr_token(ctx: Ctx, parcel_id: int) -> str | None:
     """The signed token of a locker parcel's recipient credential (None for shop parcels)."""
+    from relay_ops.services.parcels import live_credentials
+
     with ctx.db.read() as session:
         parcel = session.get(Parcel, parcel_id)
         if parcel is None or parcel.site.kind != "locker":
             return None
-        credential = session.scalar(select(PickupCredential).where(
-            PickupCredential.parcel_id == parcel.id, PickupCredential.holder == "recipient",
-            PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None),
-            PickupCredential.token_jti.is_not(None)))
+        credential = next((c for c in live_credentials(session, parcel.id)
+                           if c.holder == "recipient" and c.token_jti), None)
         if credential is None or parcel.state != State.READY_FOR_PICKUP.value:
             return None
-        return token_for(ctx, parcel.site, parcel, credential)
+        # a parcel sharing a door shares its first parcel's token: it opens that door
+        return token_for(ctx, parcel.site, _parcel_of(session, credential), credential)
 
 
 # ---------------------------------------------------------------- views

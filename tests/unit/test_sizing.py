@@ -7,6 +7,7 @@ from relay_ops.domain.sizing import (
     ShelfSlot,
     choose_compartment,
     choose_shelf,
+    fit_together,
     fits,
     smallest_class_for,
 )
@@ -17,6 +18,34 @@ C = DEFAULT_SIZE_CLASSES
 def test_a_parcel_fits_in_some_rotation() -> None:
     assert fits((640, 80, 380), (80, 380, 640))
     assert not fits((81, 380, 640), (80, 380, 640))
+
+
+def test_two_flat_parcels_stack_in_one_compartment() -> None:
+    # two 80 mm high shoeboxes in an M door (190 mm): stacked 160 mm high
+    assert fit_together([(300, 200, 80), (80, 350, 250)], C["M"])
+    # a third makes 240 mm: no longer
+    assert not fit_together([(300, 200, 80)] * 3, C["M"])
+    # one is too long for the door whatever the other
+    assert not fit_together([(50, 100, 700), (50, 100, 100)], C["M"])
+    # the stack is a block that may be turned: 2 x 100 mm stands in a door 250 mm wide
+    assert fit_together([(100, 300, 600)] * 2, (380, 250, 640))
+    assert not fit_together([(100, 300, 600)] * 3, (380, 250, 640))
+
+
+dims = st.tuples(*[st.integers(1, 900)] * 3)
+
+
+@given(st.lists(dims, min_size=1, max_size=4), dims)
+def test_fitting_together_implies_each_fits_alone(parcels: list, box: tuple) -> None:
+    if fit_together(parcels, box):
+        assert all(fits(p, box) for p in parcels)
+        # and any of them taken out still fits with the rest
+        assert fit_together(parcels[1:], box)
+
+
+@given(dims, dims)
+def test_one_parcel_fits_together_exactly_when_it_fits(parcel: tuple, box: tuple) -> None:
+    assert fit_together([parcel], box) == fits(parcel, box)
 
 
 def test_smallest_class_for_dimensions() -> None:
