@@ -437,7 +437,13 @@ def _pickup_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     if not inside:
         lockers.settle(session, box)
         return
-    if occupied is True:
+    ready = [p for p in inside if p.state == State.READY_FOR_PICKUP.value]
+    # The door is empty: everything it held left with this opening (a door shared by one
+    # recipient's parcels is opened by their one code). Still occupied: only a door that also
+    # holds parcels waiting for their carrier (one declared damaged beside a ready one) can
+    # have been emptied of its ready parcels; otherwise they were left behind.
+    taken = inside if occupied is not True else (ready if len(ready) < len(inside) else [])
+    if not taken:
         for parcel in inside:
             _alert(session, site, "parcel_left_behind", f"{parcel.tracking_number} is still "
                    "inside after a pickup", compartment=box.number, parcel=parcel)
@@ -445,13 +451,11 @@ def _pickup_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                            now, data={"compartment": box.number})
         box.state = "occupied"
         return
-    # The door is empty: everything it held left with this opening (a door shared by one
-    # recipient's parcels is opened by their one code). The locker journaled the use on the
-    # parcel its credential names; it dates the whole opening.
+    # The locker journaled the use on the parcel its credential names; it dates the opening.
     verified_at = next((v for p in inside
                         if (v := _offline_verification(session, p, credential_id))), None)
     removed: list[PickupCredential] = []
-    for parcel in inside:
+    for parcel in taken:
         removed += _record_pickup(ctx, session, site, link, parcel, box, credential_id,
                                   verified_at or now, received_at=now if verified_at else None)
     lockers.settle(session, box)
@@ -668,6 +672,10 @@ def _decide_qr(ctx: Ctx, session: Session, site: Site, token: str, now: datetime
     if _over(session, LOCKER_PARCEL, key, now):
         return "locked_out"
     credential = _credential_by_ref(session, claims.jti)
+    if credential is not None and parcel.state != State.READY_FOR_PICKUP.value:
+        # the token names the door's first parcel; another one the code covers may be ready
+        parcel = next((p for p in credential.parcels if p.site_id == site.id
+                       and p.state == State.READY_FOR_PICKUP.value), parcel)
     refusal = _refusal(parcel, credential)
     if refusal:
         throttle.record_failure(session, LOCKER_PARCEL, key, now)
@@ -681,12 +689,11 @@ def _decide_pin(ctx: Ctx, session: Session, site: Site, code_hash: str, now: dat
     key = str(site.id)
     if _over(session, LOCKER_PINS, key, now):
         return "locked_out"
-    for parcel, credential in session.execute(
-        select(Parcel, PickupCredential)
-        .join(PickupCredential, PickupCredential.parcel_id == Parcel.id)
-        .where(Parcel.site_id == site.id, Parcel.state == State.READY_FOR_PICKUP.value,
-               PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None))
-    ).all():
+    checked: set[int] = set()
+    for parcel, credential in lockers.ready_with_codes(session, site):
+        if credential.id in checked:
+            continue
+        checked.add(credential.id)
         if lockers.locker_pin_hash(ctx, site, credential) == code_hash:
             refusal = _refusal(parcel, credential)
             return refusal or (parcel, credential, lockers.pin_credential_id(credential))
@@ -703,7 +710,7 @@ def _over(session: Session, limit: throttle.Limit, key: str, now: datetime) -> b
 
 
 def _refusal(parcel: Parcel, credential: PickupCredential | None) -> str | None:
-    if credential is None or credential.parcel_id != parcel.id:
+    if credential is None or parcel not in credential.parcels:
         return "unknown_credential"
     if credential.used_at is not None:
         return "already_used"

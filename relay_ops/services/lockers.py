@@ -480,18 +480,29 @@ def _pin_entry(ctx: Ctx, site: Site, parcel: Parcel, credential: PickupCredentia
     }
 
 
-def _live_pins(ctx: Ctx, session: Session, site: Site) -> list[dict[str, Any]]:
-    rows = session.execute(
+def ready_with_codes(session: Session, site: Site) -> Any:
+    """(parcel, live code) for every ready parcel of the locker, in code then parcel order: a
+    code shared by a door's parcels comes once per parcel; its first ready one stands for it
+    (the first parcel may have been declared damaged beside a ready one)."""
+    return session.execute(
         select(Parcel, PickupCredential)
-        .join(PickupCredential, PickupCredential.parcel_id == Parcel.id)
+        .join(CredentialParcel, CredentialParcel.parcel_id == Parcel.id)
+        .join(PickupCredential, PickupCredential.id == CredentialParcel.credential_id)
         .where(Parcel.site_id == site.id, Parcel.state == State.READY_FOR_PICKUP.value,
                PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None))
-        .order_by(PickupCredential.id)
+        .order_by(PickupCredential.id, Parcel.id)
         # each entry names its compartment: one query, not one more per PIN (a replayed day
         # queues a full sync per pickup, bench/offline.py)
         .options(joinedload(Parcel.compartment))
     ).all()
-    return [_pin_entry(ctx, site, parcel, credential) for parcel, credential in rows]
+
+
+def _live_pins(ctx: Ctx, session: Session, site: Site) -> list[dict[str, Any]]:
+    entries: dict[int, dict[str, Any]] = {}
+    for parcel, credential in ready_with_codes(session, site):
+        if credential.id not in entries:
+            entries[credential.id] = _pin_entry(ctx, site, parcel, credential)
+    return list(entries.values())
 
 
 def _recently_dead_jtis(session: Session, site: Site, limit: int = 1000) -> list[str]:

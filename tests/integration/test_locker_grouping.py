@@ -275,3 +275,46 @@ def test_a_parcel_reserved_ahead_joins_the_door_and_keeps_it_if_the_first_leaves
     assert drop(world, fake, site_id, "LOCKGRP00020") == box
     assert parcel(world, "LOCKGRP00020").state == "ready_for_pickup"
     assert recipient_codes(world, "LOCKGRP00020")[0].id != credential.id
+
+
+def test_a_parcel_declared_damaged_beside_a_ready_one_leaves_the_door_to_both_users(
+        world: World, locker: tuple[int, FakeLocker]) -> None:
+    site_id, fake = locker
+    box = arrive(world, fake, site_id, "LOCKGRP00021", JEANNE)
+    arrive(world, fake, site_id, "LOCKGRP00022", JEANNE)
+    operator = Principal(Role.OPERATOR, user_id=1)
+    parcels.declare(world.ctx, operator, parcel(world, "LOCKGRP00021").id, "damaged",
+                    "box crushed, seen through the door")
+    # the code lives on for the ready parcel, and the locker keeps it after a full sync
+    credential = recipient_codes(world, "LOCKGRP00022")[0]
+    with world.ctx.db.transaction() as db:
+        site = lockers.locker_by_code(db, LOCKER["code"])
+        lockers.queue_sync(world.ctx, db, site, lockers.link_of(db, site), force_full=True)
+    full = fake.commands("sync_credentials")[-1]
+    pins = [p for p in full["pins"] if p["credential_id"] == f"pin-{credential.id}"]
+    assert [(p["parcel_ref"], p["compartment"]) for p in pins] == [("LOCKGRP00022", box)]
+    assert [r["parcel_ref"] for r in full["reservations"]
+            if r["purpose"] == "collection"] == ["LOCKGRP00021"]
+    # the QR code (it names the damaged parcel) still opens the door for the ready one
+    token = lockers.qr_token(world.ctx, parcel(world, "LOCKGRP00022").id)
+    fake.event("credential_presented", presentation_id=str(uuid.uuid4()), kind="qr",
+               result="forwarded", token=token)
+    opening = fake.commands("open_compartment")
+    assert [o["compartment"] for o in opening] == [box]
+    # the resident takes the ready parcel; the damaged one stays for its carrier
+    fake.event("door_opened", compartment=box, purpose="pickup",
+               credential_id=opening[0]["credential_id"])
+    fake.closed(box, True)
+    assert parcel(world, "LOCKGRP00022").state == "picked_up"
+    assert parcel(world, "LOCKGRP00021").state == "damaged"
+    assert box_state(world, site_id, box) == "occupied"
+    with world.ctx.db.read() as session:
+        assert list(session.scalars(select(LockerAlert.kind))) == []
+    # and the carrier takes it back in one opening
+    session_id = lockers.open_session(world.ctx, carrier(world), site_id)["id"]
+    lockers.start_collection(world.ctx, carrier(world), session_id)
+    assert [c["compartment"] for c in fake.commands("open_compartment")] == [box]
+    fake.event("door_opened", compartment=box, purpose="collection")
+    fake.closed(box, False)
+    assert parcel(world, "LOCKGRP00021").state == "returned"
+    assert box_state(world, site_id, box) == "free"
