@@ -189,7 +189,7 @@ class Bridge:
                     self._on_status(envelope, touched)
                 elif isinstance(envelope, p.EventEnvelope):
                     if envelope.type in p.UNSEQUENCED_EVENTS:
-                        self._on_heartbeat(envelope)
+                        self._on_heartbeat(envelope, touched)
                     else:
                         key = (envelope.locker_id, envelope.boot_id)
                         groups.setdefault(key, []).append(envelope)
@@ -219,10 +219,12 @@ class Bridge:
         if envelope.body.state == "online":
             touched.add(envelope.locker_id)  # what waited in the outbox can go now
 
-    def _on_heartbeat(self, envelope: p.EventEnvelope) -> None:
+    def _on_heartbeat(self, envelope: p.EventEnvelope, touched: set[str]) -> None:
         outcome = locker_events.heartbeat(self.ctx, envelope.locker_id, envelope.boot_id,
                                           envelope.seq, envelope.body.model_dump(mode="json"),
                                           envelope.ts)
+        if outcome.came_online:
+            touched.add(envelope.locker_id)  # what waited in the outbox can go now
         if outcome.status == "gap" and outcome.gap:
             self._request_resend(envelope.locker_id, envelope.boot_id, *outcome.gap)
 

@@ -61,6 +61,7 @@ class Applied:
     status: Literal["applied", "duplicate", "gap", "unknown_locker"]
     applied_seq: int
     gap: tuple[int, int] | None = None
+    came_online: bool = False  # a heartbeat from a locker the backend had as offline
 
 
 def locker_actor(site: Site) -> Principal:
@@ -188,6 +189,15 @@ def heartbeat(ctx: Ctx, locker: str, boot_id: str, seq: int, body: dict[str, Any
         if site is None:
             return Applied("unknown_locker", 0)
         link = lockers.link_of(session, site)
+        came_online = not link.online
+        if came_online:
+            # Its retained "online" never reached us (a broker drops what overflows a
+            # subscriber's queue, as when a whole fleet reconnects at once), yet it speaks
+            # now. Heartbeats come in the order statuses do: one sent before a will is
+            # delivered before it, so this never revives a locker that died after it.
+            log.warning("%s: heartbeat while marked offline; its online status was lost",
+                        locker)
+            _now_online(ctx, session, site, link, now)
         link.last_seen_at = now
         link.unacked_events = int(body.get("unacked_events", 0))
         _note_credential_version(ctx, session, site, link, body.get("credential_version"))
@@ -196,8 +206,9 @@ def heartbeat(ctx: Ctx, locker: str, boot_id: str, seq: int, body: dict[str, Any
                 int(body.get("unacked_events", 0)), seq, cursor):
             _ask_fresh_snapshot(ctx, session, site, link, now)
         if seq > cursor.applied_seq:
-            return Applied("gap", cursor.applied_seq, (cursor.applied_seq + 1, seq))
-        return Applied("duplicate", cursor.applied_seq)
+            return Applied("gap", cursor.applied_seq, (cursor.applied_seq + 1, seq),
+                           came_online=came_online)
+        return Applied("duplicate", cursor.applied_seq, came_online=came_online)
 
 
 def skip_gap(ctx: Ctx, locker: str, boot_id: str, to_seq: int) -> int:
@@ -226,15 +237,21 @@ def status_changed(ctx: Ctx, locker: str, state: str, ts: datetime) -> bool:
         if site is None:
             return False
         link = lockers.link_of(session, site)
-        online = state == "online"
-        if online and not link.online and link.status_since is not None:
-            _outage_credit(ctx, session, site, link, now - link.status_since, now)
-        if online != link.online or link.status_since is None:
-            link.status_since = now
-        link.online, link.status_ts = online, ts
-        if online:
-            link.last_seen_at = now
+        if state == "online":
+            _now_online(ctx, session, site, link, now)
+        elif link.online or link.status_since is None:
+            link.online, link.status_since = False, now
+        link.status_ts = ts
         return True
+
+
+def _now_online(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                now: datetime) -> None:
+    if not link.online and link.status_since is not None:
+        _outage_credit(ctx, session, site, link, now - link.status_since, now)
+    if not link.online or link.status_since is None:
+        link.status_since = now
+    link.online, link.last_seen_at = True, now
 
 
 def _outage_credit(ctx: Ctx, session: Session, site: Site, link: LockerLink,

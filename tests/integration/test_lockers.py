@@ -380,6 +380,26 @@ def test_an_outage_is_credited_to_the_parcels_deadlines(
     assert parcel(world, "LOCKER000014").extended is False  # the one extension is still there
 
 
+def test_a_heartbeat_while_marked_offline_ends_the_outage_as_its_lost_status_would(
+        world: World, locker: tuple[int, FakeLocker], clock: Any) -> None:
+    site_id, fake = locker
+    locker_events.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
+    deposit(world, fake, site_id, "LOCKER000015", size_class="S")
+    before = parcel(world, "LOCKER000015").holding_deadline
+    locker_events.status_changed(world.ctx, "LCK-T1", "offline", world.ctx.now())
+    clock.advance(hours=2)
+    # its "online" was lost at the broker; its heartbeat says it is there
+    outcome = locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq,
+                                      {"unacked_events": 0}, world.ctx.now())
+    assert outcome.came_online is True
+    assert lockers.locker_view(world.ctx, SYSTEM, site_id)["link"]["online"] is True
+    after = parcel(world, "LOCKER000015").holding_deadline
+    assert before is not None and after is not None and after - before == timedelta(hours=2)
+    again = locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq,
+                                    {"unacked_events": 0}, world.ctx.now())
+    assert again.came_online is False
+
+
 def test_the_locker_api_for_operators_and_carriers(world: World) -> None:
     created = world.operator.post("/lockers", json=LOCKER)
     assert created.status_code == 201, created.json

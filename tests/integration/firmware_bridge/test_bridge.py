@@ -22,7 +22,7 @@ from firmware_bridge.agent.agent import LockerAgent
 from firmware_bridge.agent.drivers import SimulatedBoard
 from firmware_bridge.bridge import Bridge, BridgeSettings
 from relay_ops.db.models import LockerAlert, Parcel, ParcelEvent
-from relay_ops.services import lockers, parcels
+from relay_ops.services import locker_events, lockers, parcels
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.integration.firmware_bridge.conftest import fast_settings
@@ -245,3 +245,19 @@ def test_a_pickup_made_offline_is_reconciled_when_the_link_returns(
             Parcel.tracking_number == "OFFLINE00001", ParcelEvent.action == "pick_up"))
         assert pickup is not None and pickup.data["offline"] is True
         assert pickup.at < datetime.fromisoformat(pickup.data["received_at"])
+
+
+def test_a_locker_whose_online_status_was_lost_is_back_at_its_next_heartbeat(
+        world: World, locker_site: Callable[..., Site]) -> None:
+    site = locker_site(heartbeat_s=0.5)
+    # A fleet reconnecting at once overflows the bridge's queue at the broker: this locker's
+    # retained "online" never arrived, the will of its previous connection did.
+    locker_events.status_changed(world.ctx, site.code, "offline", datetime.now(UTC))
+    assert site.view()["link"]["online"] is False
+    with world.ctx.db.transaction() as session:
+        row = lockers.locker_by_code(session, site.code)
+        lockers.queue_sync(world.ctx, session, row, lockers.link_of(session, row),
+                           force_full=True)  # a command that waits for an online locker
+    wait_until(lambda: site.view()["link"]["online"], 10, "online again from a heartbeat")
+    # and what waited in the outbox went out at once: the locker holds the new version
+    wait_until(lambda: site.view()["link"]["credential_version_held"] == 2, 10, "synced")
