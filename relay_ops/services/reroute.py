@@ -72,6 +72,7 @@ class Planner:
         self.sent: dict[tuple[int, date], int] = defaultdict(int)
         self.changed: set[int] = set()  # sites a parcel left or joined since their inputs
         self.sites = list(session.scalars(select(Site).where(Site.status == "open")))
+        self.site_ids = {site.code: site.id for site in self.sites}
         self.held = self._pending_holds()
 
     def _pending_holds(self) -> dict[tuple[int, date], int]:
@@ -80,7 +81,6 @@ class Planner:
         Only a proposal that can still be accepted holds a place: its day not past, its
         parcel still announced at the site it was proposed away from.
         """
-        ids = {site.code: site.id for site in self.sites}
         today = forecast.local_day(self.ctx, self.ctx.now())
         rows = self.session.execute(
             select(RerouteProposal.options, RerouteProposal.day)
@@ -91,7 +91,7 @@ class Planner:
         )
         held: dict[tuple[int, date], int] = defaultdict(int)
         for options, day in rows:
-            first = ids.get(options[0]["site"]) if options else None
+            first = self.site_ids.get(options[0]["site"]) if options else None
             if first is not None:
                 held[(first, day)] += 1
         return held
@@ -106,10 +106,9 @@ class Planner:
 
     def release(self, proposal: RerouteProposal) -> None:
         """The proposal is being decided: its own place must not count against it."""
-        first = proposal.options[0]["site"] if proposal.options else None
-        site = next((s for s in self.sites if s.code == first), None)
-        if site is not None and self.held[(site.id, proposal.day)] > 0:
-            self.held[(site.id, proposal.day)] -= 1
+        first = self.site_ids.get(proposal.options[0]["site"]) if proposal.options else None
+        if first is not None and self.held[(first, proposal.day)] > 0:
+            self.held[(first, proposal.day)] -= 1
 
     def day_with(self, site: Site, day: date, extra: int) -> model.DayForecast | None:
         """The site's forecast for ``day`` with what is promised to it that day, plus
