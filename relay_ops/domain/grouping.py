@@ -44,7 +44,6 @@ class HeldParcel:
     location_id: int | None
     keys: RecipientKeys
     code_locked: bool = False
-    carrier_id: int | None = None
 
 
 def group_to_join(new: RecipientKeys, held: Iterable[HeldParcel]) -> int | None:
@@ -74,25 +73,36 @@ def shelf_in_group(
     return sizing.choose_shelf(size_classes, [s for s in slots if s.id in wanted], parcel_class)
 
 
-def compartment_to_share(
-    new: RecipientKeys, carrier_id: int | None, held: Iterable[HeldParcel],
+@dataclass(frozen=True)
+class Door:
+    """A locker door as a candidate to share: who its parcels are for and who brought them
+    (held ones and ones reserved on their way)."""
+
+    id: int
+    recipients: tuple[RecipientKeys, ...]
+    carriers: tuple[int | None, ...]
+    code_locked: bool = False
+
+
+def door_to_share(
+    new: RecipientKeys, carrier_id: int | None, doors: Iterable[Door],
     room_for: Callable[[int], bool],
 ) -> int | None:
-    """The locker door (``location_id``) a new parcel joins, or None for a door of its own.
+    """The door a new parcel joins, or None for a door of its own: the lowest door whose
+    parcels are all this recipient's and this carrier's, whose code is not locked, with
+    ``room_for`` the new parcel laid on them.
 
-    Only the recipient's code a new parcel would join anyway (:func:`group_to_join`), and only
-    parcels of the same carrier: parcels that share a door expire together and go back in one
-    opening, to one carrier. Among that code's doors, the lowest id with ``room_for`` the new
-    parcel laid on what it holds."""
-    if carrier_id is None:
+    One carrier only: a door's parcels expire together and go back in one opening, to one
+    carrier. A locked code is never joined (as at a shop)."""
+    if not new or carrier_id is None:
         return None
-    same_carrier = [h for h in held if h.carrier_id == carrier_id]
-    code = group_to_join(new, same_carrier)
-    if code is None:
-        return None
-    doors = sorted({h.location_id for h in same_carrier
-                    if h.credential_id == code and h.location_id is not None})
-    return next((door for door in doors if room_for(door)), None)
+    for door in sorted(doors, key=lambda d: d.id):
+        if (door.recipients and not door.code_locked
+                and all(new.same_recipient(keys) for keys in door.recipients)
+                and all(carrier == carrier_id for carrier in door.carriers)
+                and room_for(door.id)):
+            return door.id
+    return None
 
 
 @dataclass(frozen=True)

@@ -340,7 +340,8 @@ def door_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     occupied: bool | None = body.get("occupied")
     box.opened_for, box.door_opened_at = None, None
     if purpose == "deposit":
-        _deposit_closed(ctx, session, site, link, box, occupied, body.get("credential_id"), now)
+        _deposit_closed(ctx, session, site, link, box, occupied, body.get("credential_id"), now,
+                        body.get("corr_id"))
     elif purpose == "pickup":
         _pickup_closed(ctx, session, site, link, box, occupied, body.get("credential_id"), now)
     elif purpose == "collection":
@@ -369,10 +370,27 @@ def _session_actor(session: Session, box: Compartment, site: Site,
     return locker_actor(site)
 
 
+def _opened_for_parcel(session: Session, box: Compartment, corr_id: str | None,
+                       credential_id: str | None) -> Parcel | None:
+    """The parcel a deposit opening was for: named by the open command the door answers
+    (online), or by the reservation the locker used (offline, ``dep-<parcel id>-...``); a door
+    reserved ahead for several of a recipient's parcels needs to know which went in. Without
+    either (an older agent), the first parcel on its way to the door."""
+    waiting = lockers.reserved_parcels(session, box)
+    ref: str | int | None = None
+    if corr_id:
+        row = session.scalar(select(OutboxMessage).where(OutboxMessage.corr_id == corr_id))
+        ref = row.payload["body"].get("parcel_ref") if row is not None else None
+    elif credential_id and credential_id.startswith("dep-"):
+        ref = int(credential_id.split("-")[1]) if credential_id.split("-")[1].isdigit() else None
+    named = next((p for p in waiting if ref in (p.tracking_number, p.id)), None)
+    return named or (waiting[0] if waiting else None)
+
+
 def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                     box: Compartment, occupied: bool | None, credential_id: str | None,
-                    now: datetime) -> None:
-    parcel = lockers._reserved_parcel(session, box)
+                    now: datetime, corr_id: str | None = None) -> None:
+    parcel = _opened_for_parcel(session, box, corr_id, credential_id)
     actor = _session_actor(session, box, site, parcel)
     if parcel is None:
         lockers.settle(session, box)
@@ -413,7 +431,10 @@ def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     # the locker forgets the advance reservation the deposit used (the door is taken)
     released = ([lockers.deposit_reservation_id(parcel, box)]
                 if lockers.is_advance_reservation(box) else [])
-    box.state, box.reserved_until, box.reserved_session_id = "occupied", None, None
+    if lockers.reserved_parcels(session, box):
+        box.state = "reserved"  # another of the recipient's parcels is still on its way here
+    else:
+        box.state, box.reserved_until, box.reserved_session_id = "occupied", None, None
     keys = lockers.recipient_keys_of(ctx, parcel)
     parcel.recipient_phone_key, parcel.recipient_email_key = keys.phone, keys.email
     credential = _join_door_code(ctx, session, parcel, sharing, actor, at) \
@@ -624,15 +645,16 @@ def door_failed_to_open(ctx: Ctx, session: Session, site: Site, link: LockerLink
     box.state, box.fault_reason, box.opened_for = "out_of_service", reason, None
     _alert(session, site, "door_failed_to_open", reason, compartment=box.number,
            parcel=_held(session, box) or lockers._reserved_parcel(session, box))
-    reserved = lockers._reserved_parcel(session, box)
-    if reserved is not None:  # a deposit that could not happen: the carrier keeps the parcel
-        if lockers.is_advance_reservation(box):
-            lockers.queue_sync(ctx, session, site, link,
-                               released=[lockers.deposit_reservation_id(reserved, box)])
+    waiting = lockers.reserved_parcels(session, box)
+    if waiting and lockers.is_advance_reservation(box):
+        lockers.queue_sync(ctx, session, site, link, released=[
+            lockers.deposit_reservation_id(reserved, box) for reserved in waiting])
+    for reserved in waiting:  # a deposit that could not happen: the carrier keeps the parcel
         reserved.compartment_id = None
         history.record(session, reserved, "deposit_not_made", reserved.state,
                        _session_actor(session, box, site), now,
                        reason="the door did not open", data={"compartment": box.number})
+    if waiting:
         box.reserved_session_id, box.reserved_until = None, None
     held = _held(session, box)
     if held is not None:
@@ -800,7 +822,8 @@ def _open_failed(session: Session, site: Site, row: OutboxMessage, reason: str,
                        _session_actor(session, box, site), now,
                        reason=f"the locker did not open: {reason}",
                        data={"compartment": box.number})
-    box.state, box.reserved_until, box.reserved_session_id = "free", None, None
+    box.reserved_until, box.reserved_session_id = None, None
+    lockers.settle(session, box)  # free, or back to holding the recipient's parcels
 
 
 def sync_ack(ctx: Ctx, session: Session, site: Site, link: LockerLink, body: dict[str, Any],

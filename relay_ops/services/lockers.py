@@ -178,8 +178,16 @@ def parcels_in(session: Session, box: Compartment) -> list[Parcel]:
 def _reserved_parcel(session: Session, box: Compartment) -> Parcel | None:
     return session.scalar(
         select(Parcel).where(Parcel.compartment_id == box.id,
-                             Parcel.state == State.ANNOUNCED.value).limit(1)
+                             Parcel.state == State.ANNOUNCED.value).order_by(Parcel.id).limit(1)
     )
+
+
+def reserved_parcels(session: Session, box: Compartment) -> list[Parcel]:
+    """The parcels on their way to this door: one, or a recipient's several reserved ahead."""
+    return list(session.scalars(
+        select(Parcel).where(Parcel.compartment_id == box.id,
+                             Parcel.state == State.ANNOUNCED.value).order_by(Parcel.id)
+    ))
 
 
 def settle(session: Session, box: Compartment) -> None:
@@ -208,35 +216,50 @@ def recipient_keys_of(ctx: Ctx, parcel: Parcel) -> grouping.RecipientKeys:
     return recipient_keys(ctx, parcel.recipient_phone, parcel.recipient_email)
 
 
-def _shared_box(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Compartment | None:
-    """A closed door holding this recipient's ready parcels that takes this one laid on them
-    (docs/forecast.md, "Parcels grouped at a locker")."""
+def _shared_box(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
+                until: datetime | None = None) -> Compartment | None:
+    """A door of this recipient's parcels, brought by the same carrier, that takes this one
+    laid on them (docs/forecast.md, "Parcels grouped at a locker"): a closed door holding
+    their ready parcels, or, for a reservation made ahead that ends by ``until``, a door
+    reserved ahead for their parcels on the way."""
     keys = recipient_keys_of(ctx, parcel)
     if not keys or parcel.carrier_id is None:
         return None
-    rows = session.execute(
-        select(Parcel, PickupCredential, Compartment)
-        .join(Compartment, Parcel.compartment_id == Compartment.id)
-        .join(CredentialParcel, CredentialParcel.parcel_id == Parcel.id)
-        .join(PickupCredential, PickupCredential.id == CredentialParcel.credential_id)
-        .where(Compartment.site_id == site.id, Compartment.state == "occupied",
-               Parcel.state == State.READY_FOR_PICKUP.value, Parcel.id != parcel.id,
-               PickupCredential.holder == "recipient", PickupCredential.used_at.is_(None),
-               PickupCredential.revoked_at.is_(None))
-    ).all()
-    boxes = {box.id: box for _p, _c, box in rows}
-    held = [grouping.HeldParcel(p.id, c.id, box.id, recipient_keys_of(ctx, p),
-                                code_locked=c.locked_at is not None, carrier_id=p.carrier_id)
-            for p, c, box in rows]
+    states = ("occupied", "reserved") if until is not None else ("occupied",)
+    boxes = {box.id: box for box in session.scalars(select(Compartment).where(
+        Compartment.site_id == site.id, Compartment.state.in_(states)))
+        if box.state == "occupied" or (
+            is_advance_reservation(box) and until is not None
+            and box.reserved_until is not None and until <= box.reserved_until)}
+    if not boxes:
+        return None
+    inside: dict[int, list[Parcel]] = {box_id: [] for box_id in boxes}
+    for other in session.scalars(select(Parcel).where(
+            Parcel.compartment_id.in_(boxes), Parcel.id != parcel.id,
+            Parcel.state.in_((*HELD_IN_BOX, State.ANNOUNCED.value))).order_by(Parcel.id)):
+        inside[other.compartment_id].append(other)  # type: ignore[index]
+    doors = [_door(ctx, session, box_id, parcels) for box_id, parcels in inside.items()
+             if parcels and all(p.state in (State.READY_FOR_PICKUP.value, State.ANNOUNCED.value)
+                                for p in parcels)]
     dims = parcel_dims(ctx, parcel)
 
     def room_for(box_id: int) -> bool:
         box = boxes[box_id]
-        inside = [parcel_dims(ctx, p) for p in parcels_in(session, box)]
-        return sizing.fit_together([*inside, dims], (box.height_mm, box.width_mm, box.depth_mm))
+        stack = [parcel_dims(ctx, p) for p in inside[box_id]]
+        return sizing.fit_together([*stack, dims], (box.height_mm, box.width_mm, box.depth_mm))
 
-    chosen = grouping.compartment_to_share(keys, parcel.carrier_id, held, room_for)
+    chosen = grouping.door_to_share(keys, parcel.carrier_id, doors, room_for)
     return boxes[chosen] if chosen is not None else None
+
+
+def _door(ctx: Ctx, session: Session, box_id: int, parcels: list[Parcel]) -> grouping.Door:
+    from relay_ops.services.parcels import live_credentials
+
+    locked = any(c.locked_at is not None for p in parcels
+                 if p.state == State.READY_FOR_PICKUP.value
+                 for c in live_credentials(session, p.id))
+    return grouping.Door(box_id, tuple(recipient_keys_of(ctx, p) for p in parcels),
+                         tuple(p.carrier_id for p in parcels), code_locked=locked)
 
 
 def shares_with(session: Session, box: Compartment) -> list[str]:
@@ -772,9 +795,11 @@ def parcel_dims(ctx: Ctx, parcel: Parcel) -> sizing.Dims:
     return classes[size_class]
 
 
-def _allocate(ctx: Ctx, session: Session, site: Site, parcel: Parcel
-              ) -> tuple[Compartment | None, str]:
-    shared = _shared_box(ctx, session, site, parcel)
+def _allocate(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
+              until: datetime | None = None) -> tuple[Compartment | None, str]:
+    """The door for a parcel: one of its recipient's (`_shared_box`), else the smallest free
+    door it fits; ``until``: the end of a reservation made ahead."""
+    shared = _shared_box(ctx, session, site, parcel, until)
     if shared is not None:
         return shared, ""
     boxes = compartments_of(session, site.id)
@@ -931,12 +956,14 @@ def reserve_ahead(ctx: Ctx, session: Session, site: Site, now: datetime
     added = []
     for parcel in session.scalars(_due_parcels(ctx, session, horizon, site.id)
                                   .order_by(Parcel.expected_date, Parcel.id)):
-        box, _reason = _allocate(ctx, session, site, parcel)
+        until = _advance_reservation_end(ctx, parcel, now)
+        box, _reason = _allocate(ctx, session, site, parcel, until)
         if box is None:
             continue
         shared = shares_with(session, box)
         box.state, box.reserved_session_id = "reserved", None
-        box.reserved_until = _advance_reservation_end(ctx, parcel, now)
+        # a door already reserved ahead keeps its end: the locker knows its reservations by it
+        box.reserved_until = box.reserved_until if box.reserved_until else until
         parcel.compartment_id = box.id
         data: dict[str, Any] = {"locker": site.code, "compartment": box.number,
                                 "advance": True, "until": box.reserved_until.isoformat()}
@@ -969,8 +996,7 @@ def _release_lapsed_reservations(session: Session, site: Site, now: datetime) ->
             Compartment.site_id == site.id, Compartment.state == "reserved",
             Compartment.reserved_session_id.is_(None), Compartment.reserved_until.is_not(None),
             Compartment.reserved_until <= now)):
-        parcel = _reserved_parcel(session, box)
-        if parcel is not None:
+        for parcel in reserved_parcels(session, box):
             released.append(deposit_reservation_id(parcel, box))
             parcel.compartment_id = None
             history.record(session, parcel, "reservation_released", parcel.state, SYSTEM, now,
@@ -994,9 +1020,10 @@ def release_advance_reservation(ctx: Ctx, session: Session, parcel: Parcel, site
     parcel.compartment_id = None
     history.record(session, parcel, "reservation_released", parcel.state, actor, ctx.now(),
                    reason=reason, data={"compartment": box.number})
-    box.reserved_until = None
-    if box.state == "reserved":
-        settle(session, box)
+    if not reserved_parcels(session, box):  # another parcel of the recipient's still comes
+        box.reserved_until = None
+        if box.state == "reserved":
+            settle(session, box)
     queue_sync(ctx, session, site, link_of(session, site), released=[reservation_id])
 
 
@@ -1091,13 +1118,16 @@ def qr_token(ctx: Ctx, parcel_id: int) -> str | None:
 
 
 def compartment_view(session: Session, box: Compartment) -> dict[str, Any]:
-    parcel = _parcel_in(session, box) or _reserved_parcel(session, box)
+    held, coming = parcels_in(session, box), reserved_parcels(session, box)
+    parcel = (held or coming or [None])[0]
     return {
         "number": box.number, "size_class": box.size_class,
         "dims_mm": [box.height_mm, box.width_mm, box.depth_mm], "state": box.state,
         "fault_reason": box.fault_reason,
         "reserved_until": box.reserved_until.isoformat() if box.reserved_until else None,
         "parcel": parcel.tracking_number if parcel else None,
+        # a door shared by a recipient's parcels: all it holds, then those on their way
+        "parcels": [p.tracking_number for p in (*held, *coming)],
         "opened_for": box.opened_for,
     }
 

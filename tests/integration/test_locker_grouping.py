@@ -13,7 +13,7 @@ from sqlalchemy import select
 from relay_ops.db.models import Compartment, LockerAlert, ParcelEvent, PickupCredential
 from relay_ops.domain import pickup_token
 from relay_ops.services import lockers, parcels
-from relay_ops.services.principal import Principal, Role
+from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.integration.test_delivery import run_jobs, sent_lines
 from tests.integration.test_lockers import LOCKER, FakeLocker, carrier, locker, parcel
@@ -318,3 +318,98 @@ def test_a_parcel_declared_damaged_beside_a_ready_one_leaves_the_door_to_both_us
     fake.closed(box, False)
     assert parcel(world, "LOCKGRP00021").state == "returned"
     assert box_state(world, site_id, box) == "free"
+
+
+def reserved_ahead(world: World, fake: FakeLocker, clock: Clock, *numbers: str,
+                   recipient: dict[str, Any] = JEANNE) -> list[dict[str, Any]]:
+    """Announced for tomorrow: the sweep reserves their doors and syncs the reservations."""
+    tomorrow = (clock.now + timedelta(days=1)).date().isoformat()
+    fake.commands()
+    for number in numbers:  # each manifest reserves for its parcels due soon
+        announce(world, number, recipient, dimensions_mm=FLAT, expected_date=tomorrow)
+    return [r for c in fake.commands("sync_credentials") for r in c.get("reservations", [])]
+
+
+def scan(world: World, fake: FakeLocker, site_id: int, number: str) -> dict[str, Any]:
+    """The carrier scans a parcel in a drop-off session; the locker's open command."""
+    session = lockers.open_session(world.ctx, carrier(world), site_id)
+    answer = lockers.deposit(world.ctx, carrier(world), session["id"], number)
+    assert answer["status"] == "door_opening"
+    opening = fake.commands("open_compartment")
+    assert len(opening) == 1 and opening[0]["parcel_ref"] == number
+    return opening[0]
+
+
+def test_a_recipients_parcels_announced_together_are_reserved_one_door_ahead(
+        world: World, locker: tuple[int, FakeLocker], clock: Clock) -> None:
+    site_id, fake = locker
+    reservations = reserved_ahead(world, fake, clock, "LOCKGRP00023", "LOCKGRP00024")
+    assert len({r["compartment"] for r in reservations}) == 1
+    assert sorted(r["parcel_ref"] for r in reservations) == ["LOCKGRP00023", "LOCKGRP00024"]
+    box = reservations[0]["compartment"]
+    # the second parcel comes out of the van first: the door knows which one went in
+    opening = scan(world, fake, site_id, "LOCKGRP00024")
+    assert opening["compartment"] == box
+    fake.event("door_opened", compartment=box, purpose="deposit", corr_id=opening["corr_id"])
+    fake.event("door_closed", compartment=box, occupied=True, opened_for="deposit",
+               corr_id=opening["corr_id"])
+    assert parcel(world, "LOCKGRP00024").state == "ready_for_pickup"
+    assert parcel(world, "LOCKGRP00023").state == "announced"
+    assert box_state(world, site_id, box) == "reserved"  # the other one is still due
+    view = lockers.locker_view(world.ctx, SYSTEM, site_id)["compartments"][box - 1]
+    assert view["parcels"] == ["LOCKGRP00024", "LOCKGRP00023"]  # held, then on its way
+    opening = scan(world, fake, site_id, "LOCKGRP00023")
+    assert opening["compartment"] == box
+    fake.event("door_opened", compartment=box, purpose="deposit", corr_id=opening["corr_id"])
+    fake.event("door_closed", compartment=box, occupied=True, opened_for="deposit",
+               corr_id=opening["corr_id"])
+    assert parcel(world, "LOCKGRP00023").state == "ready_for_pickup"
+    assert box_state(world, site_id, box) == "occupied"
+    assert [c.id for c in recipient_codes(world, "LOCKGRP00023")] == [
+        c.id for c in recipient_codes(world, "LOCKGRP00024")]
+
+
+def test_an_offline_deposit_names_its_parcel_by_the_reservation_it_used(
+        world: World, locker: tuple[int, FakeLocker], clock: Clock) -> None:
+    site_id, fake = locker
+    reservations = reserved_ahead(world, fake, clock, "LOCKGRP00025", "LOCKGRP00026")
+    used = next(r for r in reservations if r["parcel_ref"] == "LOCKGRP00026")
+    box = used["compartment"]
+    fake.event("offline_deposit", reservation_id=used["reservation_id"], compartment=box,
+               parcel_ref="LOCKGRP00026", verified_at=clock.now.isoformat())
+    fake.event("door_opened", compartment=box, purpose="deposit",
+               credential_id=used["reservation_id"])
+    fake.event("door_closed", compartment=box, occupied=True, opened_for="deposit",
+               credential_id=used["reservation_id"])
+    assert parcel(world, "LOCKGRP00026").state == "ready_for_pickup"
+    assert parcel(world, "LOCKGRP00025").state == "announced"
+    with world.ctx.db.read() as session:
+        assert list(session.scalars(select(LockerAlert.kind))) == []
+
+
+def test_reservations_ahead_in_one_door_lapse_or_leave_one_by_one(
+        world: World, locker: tuple[int, FakeLocker], clock: Clock) -> None:
+    site_id, fake = locker
+    reservations = reserved_ahead(world, fake, clock, "LOCKGRP00027", "LOCKGRP00028")
+    box = reservations[0]["compartment"]
+    # one is rerouted away before the van comes: the other keeps the door and its reservation
+    with world.ctx.db.transaction() as db:
+        site = lockers.locker_by_code(db, LOCKER["code"])
+        leaving = db.get(type(parcel(world, "LOCKGRP00027")), parcel(world, "LOCKGRP00027").id)
+        assert leaving is not None
+        lockers.release_advance_reservation(world.ctx, db, leaving, site, SYSTEM,
+                                            "rerouted in the test")
+    assert parcel(world, "LOCKGRP00028").compartment_id is not None
+    assert box_state(world, site_id, box) == "reserved"
+    kept, gone = (next(r["reservation_id"] for r in reservations if r["parcel_ref"] == n)
+                  for n in ("LOCKGRP00028", "LOCKGRP00027"))
+    synced = fake.commands("sync_credentials")[-1]  # full: this locker never acknowledged
+    assert synced["full"] is True
+    assert [r["reservation_id"] for r in synced["reservations"]] == [kept]
+    assert gone != kept
+    # the van never comes: the reservation lapses and the door is free again
+    clock.advance(days=4)
+    lockers.expire_stale_reservations(world.ctx)
+    assert parcel(world, "LOCKGRP00028").compartment_id is None
+    assert box_state(world, site_id, box) == "free"
+    assert fake.commands("sync_credentials")[-1]["reservations"] == []

@@ -61,25 +61,25 @@ def test_a_pickup_hands_over_the_ready_parcels_and_names_the_others() -> None:
     assert split.left == ((1, "expired"), (4, "returned"))
 
 
-def in_door(parcel_id: int, credential_id: int, door: int, keys: grouping.RecipientKeys,
-            carrier: int | None = 1, locked: bool = False) -> grouping.HeldParcel:
-    return grouping.HeldParcel(parcel_id, credential_id, door, keys, code_locked=locked,
-                               carrier_id=carrier)
+def door(number: int, *keys: grouping.RecipientKeys, carrier: int | None = 1,
+         locked: bool = False) -> grouping.Door:
+    return grouping.Door(number, keys, (carrier,) * len(keys), code_locked=locked)
 
 
-def test_a_locker_parcel_joins_the_first_door_of_its_code_with_room() -> None:
-    doors = [in_door(1, 5, 4, JEANNE), in_door(2, 5, 2, JEANNE), in_door(3, 5, 6, JEANNE)]
-    assert grouping.compartment_to_share(JEANNE, 1, doors, lambda door: door != 2) == 4
-    assert grouping.compartment_to_share(JEANNE, 1, doors, lambda door: True) == 2
-    assert grouping.compartment_to_share(JEANNE, 1, doors, lambda door: False) is None
+def test_a_locker_parcel_joins_the_lowest_door_of_its_recipient_with_room() -> None:
+    doors = [door(4, JEANNE), door(2, JEANNE, JEANNE), door(6, JEANNE)]
+    assert grouping.door_to_share(JEANNE, 1, doors, lambda n: n != 2) == 4
+    assert grouping.door_to_share(JEANNE, 1, doors, lambda n: True) == 2
+    assert grouping.door_to_share(JEANNE, 1, doors, lambda n: False) is None
 
 
 def test_a_locker_door_is_shared_by_one_carrier_and_one_recipient_only() -> None:
     paul = grouping.RecipientKeys(phone="k-phone-paul")
-    doors = [in_door(1, 5, 4, JEANNE, carrier=2), in_door(2, 6, 3, paul),
-             in_door(3, 7, 1, JEANNE, locked=True)]
-    anywhere = lambda door: True  # noqa: E731
-    assert grouping.compartment_to_share(JEANNE, 1, doors, anywhere) is None
-    assert grouping.compartment_to_share(JEANNE, None, doors, anywhere) is None
-    assert grouping.compartment_to_share(JEANNE, 2, doors, anywhere) == 4
-    assert grouping.compartment_to_share(grouping.RecipientKeys(), 2, doors, anywhere) is None
+    doors = [door(4, JEANNE, carrier=2), door(3, paul), door(1, JEANNE, locked=True),
+             door(5, JEANNE, paul)]
+    anywhere = lambda n: True  # noqa: E731
+    assert grouping.door_to_share(JEANNE, 1, doors, anywhere) is None
+    assert grouping.door_to_share(JEANNE, None, doors, anywhere) is None
+    assert grouping.door_to_share(JEANNE, 2, doors, anywhere) == 4
+    assert grouping.door_to_share(grouping.RecipientKeys(), 2, doors, anywhere) is None
+    assert grouping.door_to_share(JEANNE, 1, [grouping.Door(7, (), ())], anywhere) is None
