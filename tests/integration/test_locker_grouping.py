@@ -330,14 +330,19 @@ def reserved_ahead(world: World, fake: FakeLocker, clock: Clock, *numbers: str,
     return [r for c in fake.commands("sync_credentials") for r in c.get("reservations", [])]
 
 
-def scan(world: World, fake: FakeLocker, site_id: int, number: str) -> dict[str, Any]:
-    """The carrier scans a parcel in a drop-off session; the locker's open command."""
+def scan_and_put_in(world: World, fake: FakeLocker, site_id: int, number: str) -> int:
+    """The carrier scans a parcel in a drop-off session; the door the locker is told to open
+    opens and closes on it, answering that command (its corr_id). Returns the door."""
     session = lockers.open_session(world.ctx, carrier(world), site_id)
     answer = lockers.deposit(world.ctx, carrier(world), session["id"], number)
     assert answer["status"] == "door_opening"
-    opening = fake.commands("open_compartment")
-    assert len(opening) == 1 and opening[0]["parcel_ref"] == number
-    return opening[0]
+    [opening] = fake.commands("open_compartment")
+    assert opening["parcel_ref"] == number
+    box, corr_id = opening["compartment"], opening["corr_id"]
+    fake.event("door_opened", compartment=box, purpose="deposit", corr_id=corr_id)
+    fake.event("door_closed", compartment=box, occupied=True, opened_for="deposit",
+               corr_id=corr_id)
+    return int(box)
 
 
 def test_a_recipients_parcels_announced_together_are_reserved_one_door_ahead(
@@ -348,21 +353,13 @@ def test_a_recipients_parcels_announced_together_are_reserved_one_door_ahead(
     assert sorted(r["parcel_ref"] for r in reservations) == ["LOCKGRP00023", "LOCKGRP00024"]
     box = reservations[0]["compartment"]
     # the second parcel comes out of the van first: the door knows which one went in
-    opening = scan(world, fake, site_id, "LOCKGRP00024")
-    assert opening["compartment"] == box
-    fake.event("door_opened", compartment=box, purpose="deposit", corr_id=opening["corr_id"])
-    fake.event("door_closed", compartment=box, occupied=True, opened_for="deposit",
-               corr_id=opening["corr_id"])
+    assert scan_and_put_in(world, fake, site_id, "LOCKGRP00024") == box
     assert parcel(world, "LOCKGRP00024").state == "ready_for_pickup"
     assert parcel(world, "LOCKGRP00023").state == "announced"
     assert box_state(world, site_id, box) == "reserved"  # the other one is still due
     view = lockers.locker_view(world.ctx, SYSTEM, site_id)["compartments"][box - 1]
     assert view["parcels"] == ["LOCKGRP00024", "LOCKGRP00023"]  # held, then on its way
-    opening = scan(world, fake, site_id, "LOCKGRP00023")
-    assert opening["compartment"] == box
-    fake.event("door_opened", compartment=box, purpose="deposit", corr_id=opening["corr_id"])
-    fake.event("door_closed", compartment=box, occupied=True, opened_for="deposit",
-               corr_id=opening["corr_id"])
+    assert scan_and_put_in(world, fake, site_id, "LOCKGRP00023") == box
     assert parcel(world, "LOCKGRP00023").state == "ready_for_pickup"
     assert box_state(world, site_id, box) == "occupied"
     assert [c.id for c in recipient_codes(world, "LOCKGRP00023")] == [

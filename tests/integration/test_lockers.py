@@ -10,7 +10,7 @@ import json
 import threading
 import uuid
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -365,13 +365,20 @@ def test_credential_syncs_are_versioned_and_incremental_once_the_locker_caught_u
     assert first["version"] == 1
 
 
+def ready_then_offline(world: World, fake: FakeLocker, site_id: int, number: str
+                       ) -> datetime | None:
+    """A parcel ready in an online locker that then goes offline; its deadline before."""
+    locker_events.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
+    deposit(world, fake, site_id, number, size_class="S")
+    before = parcel(world, number).holding_deadline
+    locker_events.status_changed(world.ctx, "LCK-T1", "offline", world.ctx.now())
+    return before
+
+
 def test_an_outage_is_credited_to_the_parcels_deadlines(
         world: World, locker: tuple[int, FakeLocker], clock: Any) -> None:
     site_id, fake = locker
-    locker_events.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
-    deposit(world, fake, site_id, "LOCKER000014", size_class="S")
-    before = parcel(world, "LOCKER000014").holding_deadline
-    locker_events.status_changed(world.ctx, "LCK-T1", "offline", world.ctx.now())
+    before = ready_then_offline(world, fake, site_id, "LOCKER000014")
     clock.advance(hours=5)
     locker_events.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
     after = parcel(world, "LOCKER000014").holding_deadline
@@ -383,10 +390,7 @@ def test_an_outage_is_credited_to_the_parcels_deadlines(
 def test_a_heartbeat_while_marked_offline_ends_the_outage_as_its_lost_status_would(
         world: World, locker: tuple[int, FakeLocker], clock: Any) -> None:
     site_id, fake = locker
-    locker_events.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
-    deposit(world, fake, site_id, "LOCKER000015", size_class="S")
-    before = parcel(world, "LOCKER000015").holding_deadline
-    locker_events.status_changed(world.ctx, "LCK-T1", "offline", world.ctx.now())
+    before = ready_then_offline(world, fake, site_id, "LOCKER000015")
     clock.advance(hours=2)
     # its "online" was lost at the broker; its heartbeat says it is there
     outcome = locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq,
