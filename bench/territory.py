@@ -32,6 +32,7 @@ from relay_ops import create_app
 from relay_ops.db import migrate
 from relay_ops.db.models import (
     Carrier,
+    CredentialParcel,
     Parcel,
     PickupCredential,
     RerouteProposal,
@@ -56,6 +57,13 @@ VILLAGE_HOURS = {d: [["08:00", "13:00"], ["16:00", "19:30"]]
                  for d in ("tue", "wed", "thu", "fri", "sat", "sun")}
 LEADS = (1, 3, 7)
 WARM_UP_DAYS = 14  # the first two weeks teach the model; its errors count after them
+
+
+def phone_of(number: str) -> str:
+    """One recipient per parcel (the serial in the tracking number): parcels for one
+    recipient at one shop share a code and a shelf (docs/forecast.md, grouped parcels), which
+    one phone for the whole territory would turn into one recipient per shop."""
+    return f"+336{int(number.removeprefix('TERR')) % 10**8:08d}"
 
 
 @dataclass
@@ -236,7 +244,7 @@ class Replay:
                 if p.wave == wave:
                     per_carrier[p.carrier].append({
                         "tracking_number": p.number, "site": code,
-                        "recipient": {"phone": "+33612345678"}})
+                        "recipient": {"phone": phone_of(p.number)}})
         for carrier, items in per_carrier.items():
             principal = self.carriers[carrier]
             body = {"reference": f"{carrier}-{day}-{wave}", "expected_date": day.isoformat(),
@@ -297,7 +305,7 @@ class Replay:
         try:
             answer = parcels.check_in(
                 self.ctx, SYSTEM, shop.id, number, accept_unannounced=carrier is not None,
-                recipient=parcels.Recipient(phone="+33612345678") if carrier else None,
+                recipient=parcels.Recipient(phone=phone_of(number)) if carrier else None,
                 carrier_code=carrier)
         except SiteAtCapacity:
             return False  # stays in the van: tried again on the next round
@@ -341,8 +349,9 @@ class Replay:
 
     def _code(self, parcel_id: int) -> str:
         with self.ctx.db.read() as session:
-            credential = session.scalar(select(PickupCredential).where(
-                PickupCredential.parcel_id == parcel_id, PickupCredential.holder == "recipient",
+            credential = session.scalar(select(PickupCredential).join(
+                CredentialParcel, CredentialParcel.credential_id == PickupCredential.id).where(
+                CredentialParcel.parcel_id == parcel_id, PickupCredential.holder == "recipient",
                 PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None)))
             assert credential is not None
             return parcels.code_of(self.ctx, credential)
