@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from relay_ops.domain import forecast as model
 from relay_ops.domain.errors import NotFound
 from relay_ops.domain.hours import ALWAYS_OPEN, DAYS
 from relay_ops.domain.lifecycle import HELD_STATES, State
+from relay_ops.services import history
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 from relay_ops.services.sites import closed_on, occupancy_of
@@ -30,6 +31,7 @@ from relay_ops.services.sites import closed_on, occupancy_of
 HELD = [s.value for s in HELD_STATES]
 ENDINGS = ("pick_up", "expire", "declare_missing", "declare_damaged")
 LATE_ANNOUNCED_DAYS = 2  # an announced parcel this late may still come, at half the odds
+# (one refused at the counter for lack of room is known to come back: full odds, see _announced)
 
 
 def local_day(ctx: Ctx, moment: datetime) -> date:
@@ -73,7 +75,7 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
         today=today,
         capacity=occupancy_of(session, site).capacity,
         held=_held(ctx, session, site, today, closed),
-        announced=_announced(ctx, session, site, today),
+        announced=_announced(ctx, session, site, today, closed),
         **_arrival_rates(ctx, session, site, check_ins, now, closed),
         hazards=_hazards(ctx, session, site, check_ins, today, closed),
         holding_days=ctx.settings.holding[site.kind].days,
@@ -107,17 +109,34 @@ def _held(
     return held
 
 
-def _announced(ctx: Ctx, session: Session, site: Site, today: date) -> list[model.Arrival]:
+def _announced(
+    ctx: Ctx, session: Session, site: Site, today: date, closed: model.ClosedOn
+) -> list[model.Arrival]:
+    """The parcels announced for the site and not yet checked in, each on the day it should
+    come: its expected day; the next open day after its last refusal at the counter (the
+    carrier brings it back, full odds); a day or two late, today at half odds; later, never."""
     show = ctx.settings.forecast.show_rate
     arrivals = []
+    last_refusal = (
+        select(func.max(ParcelEvent.at))
+        .where(ParcelEvent.parcel_id == Parcel.id, ParcelEvent.site_id == site.id,
+               ParcelEvent.action == history.CHECK_IN_REFUSED)
+        .correlate(Parcel)
+        .scalar_subquery()
+    )
     rows = session.execute(
-        select(Parcel.expected_date, Parcel.created_at).where(
+        select(Parcel.expected_date, Parcel.created_at, last_refusal).where(
             Parcel.site_id == site.id, Parcel.state == State.ANNOUNCED.value
         )
     )
-    for expected, created_at in rows:
+    for expected, created_at, refused_at in rows:
         day = expected or local_day(ctx, created_at) + timedelta(days=1)
-        if day >= today:
+        back = None
+        if refused_at is not None:
+            back = model.next_open_day(local_day(ctx, refused_at) + timedelta(days=1), closed)
+        if back is not None and back >= today:
+            arrivals.append(model.Arrival(back, show))
+        elif day >= today:
             arrivals.append(model.Arrival(day, show))
         elif (today - day).days <= LATE_ANNOUNCED_DAYS:
             arrivals.append(model.Arrival(today, show / 2))

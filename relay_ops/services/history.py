@@ -11,6 +11,10 @@ from relay_ops.db.models import Parcel, ParcelEvent
 from relay_ops.domain.lifecycle import FINAL_STATES, Action, State, next_state
 from relay_ops.services.principal import Principal
 
+# A shop with no free place turned an announced parcel away at check-in: it stays announced,
+# with the carrier, who brings it back (the forecast counts on it for the next open day).
+CHECK_IN_REFUSED = "check_in_refused"
+
 
 def apply(
     session: Session,

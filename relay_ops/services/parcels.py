@@ -176,9 +176,15 @@ def check_in(
     recipient: Recipient | None = None,
     carrier_code: str | None = None,
 ) -> dict[str, Any]:
-    """A shopkeeper scans a parcel in: it gets a shelf, a deadline, a code and a message."""
+    """A shopkeeper scans a parcel in: it gets a shelf, a deadline, a code and a message.
+
+    A shop with no free place for it refuses it: the parcel stays announced, with the carrier,
+    and a ``check_in_refused`` event says so (the forecast counts it back on the next open
+    day); a parcel registered unannounced by this very check-in is not kept.
+    """
     number = tracking.validate(tracking_number)
     now = ctx.now()
+    refusal: SiteAtCapacity | None = None
     with ctx.db.transaction() as session:
         # The site row lock serialises check-ins at one site, so two never take the last place.
         site = _site_for_staff(session, actor, site_id, lock=True)
@@ -187,6 +193,7 @@ def check_in(
         parcel = by_tracking(session, number, lock=True)
         if parcel is not None and parcel.site_id == site.id and parcel.state in HELD:
             return _check_in_answer(parcel, actor, "already_checked_in")
+        registered_now = parcel is None
         if parcel is None:
             if not accept_unannounced:
                 raise UnannouncedParcel(
@@ -202,9 +209,20 @@ def check_in(
                 destination=parcel.site.code,
             )
         group = _group_to_join(ctx, session, site, parcel)
-        location = _allocate_shelf(ctx, session, site, parcel, group)
-        _place(ctx, session, site, parcel, location, now, actor, group)
-        return _check_in_answer(parcel, actor, "checked_in")
+        try:
+            location = _allocate_shelf(ctx, session, site, parcel, group)
+        except SiteAtCapacity as full:
+            if registered_now or parcel.state != State.ANNOUNCED.value:
+                raise  # nothing kept: the parcel was never announced here, or is not coming
+            history.record(session, parcel, history.CHECK_IN_REFUSED, parcel.state, actor, now,
+                           reason=str(full)[:300])
+            refusal = full
+        else:
+            _place(ctx, session, site, parcel, location, now, actor, group)
+            return _check_in_answer(parcel, actor, "checked_in")
+    # The refusal's event is committed above; only now is the refusal reported.
+    assert refusal is not None
+    raise refusal
 
 
 def _check_in_answer(parcel: Parcel, actor: Principal, status: str) -> dict[str, Any]:

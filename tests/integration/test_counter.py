@@ -90,6 +90,21 @@ def test_a_full_shop_names_the_nearest_site_with_room(world: World) -> None:
     assert is_problem(refused, 409, "site-at-capacity")
     assert refused.json["nearest_site"]["code"] == "voisin"
     assert "Shop voisin" in refused.json["detail"]
+    # Nothing changes but one event: the parcel stays announced, refused (the forecast's cue).
+    assert row_counts(world.ctx) == {**counts, "parcel_events": counts["parcel_events"] + 1}
+    parcel_id = world.carrier.get("/parcels", tracking_number=numbers[5]).json["id"]
+    assert events_of(world, parcel_id) == ["announce", "check_in_refused"]
+    assert world.carrier.get(f"/parcels/{parcel_id}").json["state"] == "announced"
+
+
+def test_a_full_shop_keeps_nothing_of_an_unannounced_parcel_it_refuses(world: World) -> None:
+    numbers = [f"ACME0000021{i}" for i in range(5)]
+    world.announce(*numbers, size_class="L")
+    for number in numbers:
+        assert world.check_in(number).status_code == 201
+    counts = row_counts(world.ctx)
+    refused = world.check_in("ACME00000220", accept_unannounced=True, size_class="L")
+    assert is_problem(refused, 409, "site-at-capacity")
     assert row_counts(world.ctx) == counts
 
 

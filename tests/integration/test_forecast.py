@@ -7,10 +7,11 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
-from relay_ops.db.models import Notification, Parcel, Site, SiteForecast
+from relay_ops.db.models import Notification, Parcel, ParcelEvent, Site, SiteForecast
 from relay_ops.domain.holding import AdaptiveHolding, Season
 from relay_ops.services import accounts, forecast, manifests, sites
 from relay_ops.services.principal import SYSTEM
+from tests.conftest import Clock
 from tests.integration.test_delivery import run_jobs, sent_lines
 from tests.support import Api, World, is_problem, shop
 
@@ -271,3 +272,44 @@ def test_pending_proposals_hold_their_place_until_decided(world: World) -> None:
         assert refused.json["status"] == "refused"
     third = announce_many(world.other_carrier, 2, prefix="THR", reference="PEAK-3")
     assert "pres" in first_options(third["parcels"])
+
+
+def announced_for(world: World) -> list[tuple[str, float]]:
+    """The forecast's announced arrivals at "bourg" now: (day, probability), in order."""
+    with world.ctx.db.read() as session:
+        site = session.get(Site, world.shop_id)
+        assert site is not None
+        inputs = forecast.inputs_for(world.ctx, session, site)
+    return sorted((a.day.isoformat(), round(a.probability, 3)) for a in inputs.announced)
+
+
+def test_a_parcel_refused_at_a_full_counter_is_counted_back_the_next_open_day(
+        world: World, clock: Clock) -> None:
+    """Refused for lack of room, a parcel stays announced and its carrier brings it back:
+    full odds on the next open day, however late it is; a plain late parcel keeps half odds
+    for two days, then is no longer counted."""
+    numbers = [f"FULL0000000{i}" for i in range(6)]
+    world.announce(*numbers, size_class="L", reference="FULL-1", expected_date="2026-12-01")
+    world.announce("LATE00000001", reference="LATE-1", expected_date="2026-12-01")
+    for number in numbers[:5]:  # B1 holds 5 L parcels, the only shelf that takes them
+        assert world.check_in(number).status_code == 201
+    assert is_problem(world.check_in(numbers[5]), 409, "site-at-capacity")
+    with world.ctx.db.read() as session:
+        refusal = session.scalars(select(ParcelEvent).join(Parcel).where(
+            Parcel.tracking_number == numbers[5])).all()[-1]
+    assert (refusal.action, refusal.to_state) == ("check_in_refused", "announced")
+
+    clock.advance(days=1)  # Wednesday: both are a day late
+    assert announced_for(world) == [("2026-12-02", 0.485), ("2026-12-02", 0.97)]
+
+    clock.advance(days=2)  # Friday, no check-in since Tuesday: the carrier did not come back
+    assert announced_for(world) == []
+
+    world.sign_in_again()
+    assert is_problem(world.check_in(numbers[5]), 409, "site-at-capacity")  # Friday again
+    clock.advance(days=1)  # Saturday: four days late, but coming back today
+    assert announced_for(world) == [("2026-12-05", 0.97)]
+    world.sign_in_again()
+    assert is_problem(world.check_in(numbers[5]), 409, "site-at-capacity")
+    clock.advance(days=1)  # Sunday, closed: it comes back on Monday
+    assert announced_for(world) == [("2026-12-07", 0.97)]
