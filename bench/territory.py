@@ -267,6 +267,7 @@ class Replay:
                  extra: random.Random | None = None) -> None:
         self.ctx, self.clock, self.shops, self.rng = ctx, clock, shops, rng
         self.lockers = lockers_ or []
+        self.shops_only = lockers_ is None  # the first figure sets: one recipient per parcel
         # lockers' demand and repeat recipients draw from their own stream: the shops' own
         # demand and pickup delays stay those of a territory without them
         self.extra = extra or random.Random(0)
@@ -317,7 +318,7 @@ class Replay:
     def _split_or(self, planned: list[Planned], new: Planned) -> Planned:
         """Now and then the next parcel of the order planned just before (an order shipped in
         several parcels): the same carrier, recipient and announcement."""
-        if planned and self.extra.random() < SPLIT_SHIPMENT:
+        if not self.shops_only and planned and self.extra.random() < SPLIT_SHIPMENT:
             before = planned[-1]
             self.phones[new.number] = before.phone
             return replace(new, carrier=before.carrier, wave=before.wave, phone=before.phone)
@@ -325,6 +326,8 @@ class Replay:
 
     def _recipient(self, site: str, number: str, day: date) -> str:
         """A new recipient, or now and then one with another parcel at the site this week."""
+        if self.shops_only:
+            return phone_of(number)
         recent = [phone for d, phone in self.recent[site] if (day - d).days <= 3]
         self.recent[site] = [(d, ph) for d, ph in self.recent[site] if (day - d).days <= 3]
         phone = (self.extra.choice(recent) if recent and self.extra.random() < REPEAT_RECIPIENT
@@ -689,7 +692,7 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
     extra = random.Random(seed + 10_000)
     built = build_lockers(ctx, extra, load) if with_lockers else []
     warm = start + timedelta(days=warm_up)
-    replay = Replay(ctx, clock, shops, rng, warm, built, extra)
+    replay = Replay(ctx, clock, shops, rng, warm, built if with_lockers else None, extra)
     replay.plan(start)
     clock.at(start - timedelta(days=1), "20:00")
     replay.announce(start, "evening")
@@ -743,8 +746,9 @@ def main() -> None:
                         help="multiplies every shop's demand (1.0: the hot territory)")
     parser.add_argument("--warm-up", type=int, default=WARM_UP_DAYS,
                         help="days the model learns before its errors are counted")
-    parser.add_argument("--no-lockers", action="store_true",
-                        help="shops only (the territory of the first figure sets)")
+    parser.add_argument("--shops-only", action="store_true",
+                        help="no lockers and one recipient per parcel: the territory of the "
+                             "first figure sets (docs/benchmarks-territory.md)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     modes = ("baseline", "reroute") if args.mode == "both" else (args.mode,)
@@ -752,7 +756,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         for mode in modes:
             result = run(mode, args.start, args.days, args.seed, Path(workdir), args.warm_up,
-                         args.load, not args.no_lockers)
+                         args.load, not args.shops_only)
             print(json.dumps(result, indent=2))
             results.append(result)
     args.out.mkdir(parents=True, exist_ok=True)
