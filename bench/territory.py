@@ -1,13 +1,15 @@
-"""Territory replay: a generated rural territory through a November–December peak, day by day,
-through the service layer on SQLite, with and without reroutes.
+"""Territory replay: a generated rural territory (relay shops and parcel lockers) through a
+November–December peak, day by day, through the service layer on SQLite, with and without
+reroutes.
 
     /work/main/.venv/bin/python bench/territory.py            # both runs, ~Nov 2 to Dec 31
     /work/main/.venv/bin/python bench/territory.py --days 20 --mode reroute
 
 What it reports (docs/benchmarks-territory.md): the forecast's error 1, 3 and 7 days ahead;
 shop-days over capacity with and without rerouting, and how many of them the forecast flagged
-days ahead; the share of parcels rerouted and the distance they moved; the time to forecast
-the whole territory.
+days ahead; the share of parcels rerouted and the distance they moved; lockers full at
+drop-off and where their parcels went; parcels grouped with the same recipient's (one shelf
+or one door, one code); the time to forecast the whole territory.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from relay_ops.db.models import (
     Carrier,
     CredentialParcel,
     Parcel,
+    ParcelEvent,
     PickupCredential,
     RerouteProposal,
     Site,
@@ -41,7 +44,7 @@ from relay_ops.db.models import (
 )
 from relay_ops.domain.errors import DomainError, SiteAtCapacity
 from relay_ops.domain.geo import distance_km
-from relay_ops.services import accounts, manifests, parcels, reroute, sites
+from relay_ops.services import accounts, locker_events, lockers, manifests, parcels, reroute, sites
 from relay_ops.services import forecast as forecasts
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
@@ -59,10 +62,23 @@ LEADS = (1, 3, 7)
 WARM_UP_DAYS = 14  # the first two weeks teach the model; its errors count after them
 
 
+SPLIT_SHIPMENT = 0.10  # the next parcel of the same order: same carrier, recipient, day
+REPEAT_RECIPIENT = 0.05  # a parcel for someone with another one at that site this week
+LOCKER_MODEL = "standard-16"
+# Parcel shapes sent to lockers (mm, any order): flat mail-order bags and boxes mostly; two flat
+# ones stack in an S door (80 mm), an S and anything else do not.
+LOCKER_SHAPES = (
+    (0.45, (25, 40), (180, 300), (230, 350)),
+    (0.35, (90, 170), (200, 350), (250, 450)),
+    (0.20, (200, 380), (250, 370), (300, 600)),
+)
+
+
 def phone_of(number: str) -> str:
-    """One recipient per parcel (the serial in the tracking number): parcels for one
-    recipient at one shop share a code and a shelf (docs/forecast.md, grouped parcels), which
-    one phone for the whole territory would turn into one recipient per shop."""
+    """One recipient per parcel (the serial in the tracking number) unless the plan says the
+    parcel is for someone with another parcel there (`Replay.plan`): parcels for one recipient
+    at one site share a code and a shelf or door (docs/forecast.md, grouped parcels), which one
+    phone for the whole territory would turn into one recipient per site."""
     return f"+336{int(number.removeprefix('TERR')) % 10**8:08d}"
 
 
@@ -78,11 +94,25 @@ class Shop:
     open_days: frozenset[int]
 
 
+@dataclass
+class Locker:
+    id: int
+    code: str
+    base: float
+    first_day: float
+    lat: float
+    lon: float
+    boot: str = "bench-boot"
+    seq: int = 0
+
+
 @dataclass(frozen=True)
 class Planned:
     number: str
     carrier: str
     wave: str  # evening (the day before), morning (the same day) or none (unannounced)
+    phone: str = ""
+    dims: tuple[int, int, int] | None = None  # lockers' parcels are measured
 
 
 @dataclass
@@ -99,6 +129,11 @@ class Stats:
         default_factory=lambda: defaultdict(list))  # lead -> (predicted, low, high, actual)
     flagged_ahead: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     at_risk_days: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    locker_days: int = 0
+    locker_days_full: list[tuple[str, date]] = field(default_factory=list)
+    locker_deposits: int = 0
+    locker_full_moved: int = 0
+    locker_refused: int = 0  # stays in the van, tried again on the next round
 
 
 class Clock:
@@ -188,6 +223,29 @@ def build_territory(ctx: Ctx, rng: random.Random, load: float = 1.0) -> list[Sho
     return shops
 
 
+def build_lockers(ctx: Ctx, rng: random.Random, load: float = 1.0) -> list[Locker]:
+    """One 16-door locker per town centre, open at all hours; its own random stream, so the
+    shops' demand is the same as in a territory without lockers."""
+    built = []
+    for town, lat, lon in TOWNS:
+        code = f"{town}-lk"
+        view = lockers.register_locker(ctx, SYSTEM, {
+            "code": code, "name": f"Consigne {town}", "locker_model": LOCKER_MODEL,
+            "address": "Parking de la gare", "postcode": "44000", "city": town,
+            "latitude": lat + 0.004, "longitude": lon - 0.004, "area": "town",
+            "step_free_access": True})
+        doors = len(view["compartments"])
+        built.append(Locker(view["id"], code, doors * rng.uniform(0.25, 0.40) * load,
+                            rng.uniform(0.6, 0.8), lat + 0.004, lon - 0.004))
+    return built
+
+
+def locker_dims(rng: random.Random) -> tuple[int, int, int]:
+    shares = [shape[0] for shape in LOCKER_SHAPES]
+    _, high, wide, deep = rng.choices(LOCKER_SHAPES, weights=shares)[0]
+    return rng.randint(*high), rng.randint(*wide), rng.randint(*deep)
+
+
 def _spec(rng: random.Random, code: str, lat: float, lon: float, area: str,
           hours: dict[str, Any], capacity_range: tuple[int, int]) -> dict[str, Any]:
     capacity = rng.randint(*capacity_range)
@@ -205,8 +263,16 @@ def _spec(rng: random.Random, code: str, lat: float, lon: float, area: str,
 
 class Replay:
     def __init__(self, ctx: Ctx, clock: Clock, shops: list[Shop], rng: random.Random,
-                 warm: date) -> None:
+                 warm: date, lockers_: list[Locker] | None = None,
+                 extra: random.Random | None = None) -> None:
         self.ctx, self.clock, self.shops, self.rng = ctx, clock, shops, rng
+        self.lockers = lockers_ or []
+        self.shops_only = lockers_ is None  # the first figure sets: one recipient per parcel
+        # lockers' demand and repeat recipients draw from their own stream: the shops' own
+        # demand and pickup delays stay those of a territory without them
+        self.extra = extra or random.Random(0)
+        self.phones: dict[str, str] = {}
+        self.recent: dict[str, list[tuple[date, str]]] = defaultdict(list)
         self.warm = warm  # forecast errors count from this day (the model learns before)
         self.stats = Stats()
         self.serial = 0
@@ -233,18 +299,53 @@ class Replay:
                 self.serial += 1
                 u = self.rng.random()
                 wave = "evening" if u < 0.75 else "morning" if u < 0.9 else "none"
-                parcels_.append(Planned(f"TERR{self.serial:09d}",
-                                        self.rng.choice(CARRIERS)[0], wave))
+                number = f"TERR{self.serial:09d}"
+                parcels_.append(self._split_or(parcels_, Planned(
+                    number, self.rng.choice(CARRIERS)[0], wave,
+                    self._recipient(shop.code, number, day))))
             self.planned[day][shop.code] = parcels_
+        for locker in self.lockers:
+            planned = []
+            for _ in range(poisson(self.extra, locker.base * season(day))):
+                self.serial += 1
+                number = f"TERR{self.serial:09d}"
+                wave = "evening" if self.extra.random() < 0.85 else "morning"
+                planned.append(self._split_or(planned, Planned(
+                    number, self.extra.choice(CARRIERS)[0], wave,
+                    self._recipient(locker.code, number, day), locker_dims(self.extra))))
+            self.planned[day][locker.code] = planned
+
+    def _split_or(self, planned: list[Planned], new: Planned) -> Planned:
+        """Now and then the next parcel of the order planned just before (an order shipped in
+        several parcels): the same carrier, recipient and announcement."""
+        if not self.shops_only and planned and self.extra.random() < SPLIT_SHIPMENT:
+            before = planned[-1]
+            self.phones[new.number] = before.phone
+            return replace(new, carrier=before.carrier, wave=before.wave, phone=before.phone)
+        return new
+
+    def _recipient(self, site: str, number: str, day: date) -> str:
+        """A new recipient, or now and then one with another parcel at the site this week."""
+        if self.shops_only:
+            return phone_of(number)
+        recent = [phone for d, phone in self.recent[site] if (day - d).days <= 3]
+        self.recent[site] = [(d, ph) for d, ph in self.recent[site] if (day - d).days <= 3]
+        phone = (self.extra.choice(recent) if recent and self.extra.random() < REPEAT_RECIPIENT
+                 else phone_of(number))
+        self.recent[site].append((day, phone))
+        self.phones[number] = phone
+        return phone
 
     def announce(self, day: date, wave: str) -> None:
         per_carrier: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for code, planned in self.planned[day].items():
             for p in planned:
                 if p.wave == wave:
-                    per_carrier[p.carrier].append({
-                        "tracking_number": p.number, "site": code,
-                        "recipient": {"phone": phone_of(p.number)}})
+                    item: dict[str, Any] = {"tracking_number": p.number, "site": code,
+                                            "recipient": {"phone": p.phone}}
+                    if p.dims:
+                        item["dimensions_mm"] = list(p.dims)
+                    per_carrier[p.carrier].append(item)
         for carrier, items in per_carrier.items():
             principal = self.carriers[carrier]
             body = {"reference": f"{carrier}-{day}-{wave}", "expected_date": day.isoformat(),
@@ -305,7 +406,8 @@ class Replay:
         try:
             answer = parcels.check_in(
                 self.ctx, SYSTEM, shop.id, number, accept_unannounced=carrier is not None,
-                recipient=parcels.Recipient(phone=phone_of(number)) if carrier else None,
+                recipient=parcels.Recipient(phone=self.phones.get(number, phone_of(number)))
+                if carrier else None,
                 carrier_code=carrier)
         except SiteAtCapacity:
             return False  # stays in the van: tried again on the next round
@@ -341,28 +443,31 @@ class Replay:
                     select(Parcel.id, Parcel.tracking_number).where(
                         Parcel.site_id == shop.id, Parcel.state == "ready_for_pickup")))
             for parcel_id, number in ready:
-                if self.age[parcel_id] >= self.dwell.get(parcel_id, 0):
-                    parcels.pick_up(self.ctx, SYSTEM, shop.id, tracking_number=number,
-                                    code=self._code(parcel_id))
-                else:
+                if self.age[parcel_id] < self.dwell.get(parcel_id, 0):
                     self.age[parcel_id] += 1
+                elif (code := self._code(parcel_id)) is not None:
+                    # the code hands over the recipient's other parcels here too
+                    parcels.pick_up(self.ctx, SYSTEM, shop.id, tracking_number=number,
+                                    code=code)
 
-    def _code(self, parcel_id: int) -> str:
+    def _code(self, parcel_id: int) -> str | None:
+        """The parcel's live code; None once it left with another parcel of its group."""
         with self.ctx.db.read() as session:
             credential = session.scalar(select(PickupCredential).join(
                 CredentialParcel, CredentialParcel.credential_id == PickupCredential.id).where(
                 CredentialParcel.parcel_id == parcel_id, PickupCredential.holder == "recipient",
                 PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None)))
-            assert credential is not None
-            return parcels.code_of(self.ctx, credential)
+            return parcels.code_of(self.ctx, credential) if credential else None
 
     def returns(self, day: date) -> None:
         """Carriers take back what expired two days ago or earlier (the model's return lag)."""
         cutoff = self.clock.now - timedelta(days=2)
+        shop_ids = [shop.id for shop in self.shops]
         with self.ctx.db.read() as session:
             rows = list(session.execute(
                 select(Parcel.site_id, Parcel.tracking_number, Parcel.carrier_id).where(
-                    Parcel.state == "expired", Parcel.holding_deadline <= cutoff)))
+                    Parcel.state == "expired", Parcel.holding_deadline <= cutoff,
+                    Parcel.site_id.in_(shop_ids))))
         by_key: dict[tuple[int, int], list[str]] = defaultdict(list)
         for site_id, number, carrier_id in rows:
             by_key[(site_id, carrier_id)].append(number)
@@ -370,17 +475,128 @@ class Replay:
             parcels.collect(self.ctx, Principal(Role.CARRIER, carrier_id=carrier_id), site_id,
                             numbers)
 
+    # ------------------------------------------------------------ lockers
+
+    def _event(self, locker: Locker, type_: str, **body: Any) -> None:
+        """The locker's own event, as its agent would journal and send it."""
+        locker.seq += 1
+        locker_events.apply_event(self.ctx, locker.code, locker.boot, locker.seq, type_, body,
+                                  self.ctx.now())
+
+    def locker_rounds(self, day: date) -> None:
+        """Each carrier's van opens a drop-off session and scans its parcels due: a door opens
+        and closes on each; a full locker answers with where the parcel goes instead."""
+        for locker in self.lockers:
+            with self.ctx.db.read() as session:
+                due = list(session.execute(
+                    select(Parcel.id, Parcel.tracking_number, Parcel.carrier_id).where(
+                        Parcel.site_id == locker.id, Parcel.state == "announced",
+                        Parcel.expected_date <= day).order_by(Parcel.id)))
+            by_carrier: dict[int, list[tuple[int, str]]] = defaultdict(list)
+            for parcel_id, number, carrier_id in due:
+                by_carrier[carrier_id].append((parcel_id, number))
+            turned_away = 0
+            for carrier_id, items in by_carrier.items():
+                turned_away += self._drop_off(locker, carrier_id, items)
+            self.stats.locker_days += 1
+            if turned_away:
+                self.stats.locker_days_full.append((locker.code, day))
+
+    def _drop_off(self, locker: Locker, carrier_id: int, items: list[tuple[int, str]]) -> int:
+        who = Principal(Role.CARRIER, carrier_id=carrier_id)
+        session_id = lockers.open_session(self.ctx, who, locker.id)["id"]
+        turned_away = 0
+        for parcel_id, number in items:
+            try:
+                answer = lockers.deposit(self.ctx, who, session_id, number)
+            except lockers.ParcelDoesNotFit:
+                self.stats.locker_refused += 1  # stays in the van: the next round tries again
+                turned_away += 1
+                continue
+            if answer["status"] == "rerouted":
+                self.stats.locker_full_moved += 1
+                turned_away += 1
+                continue
+            box = answer["compartment"]
+            self._event(locker, "door_opened", compartment=box, purpose="deposit")
+            self._event(locker, "door_closed", compartment=box, occupied=True)
+            self.stats.locker_deposits += 1
+            self.dwell[parcel_id] = dwell(self.extra, locker.first_day)
+        lockers.close_session(self.ctx, who, session_id)
+        return turned_away
+
+    def locker_pickups(self, day: date) -> None:
+        """Residents come any day; a door shared by one recipient's parcels is emptied when
+        the first of them is wanted (they are together behind one code)."""
+        for locker in self.lockers:
+            with self.ctx.db.read() as session:
+                rows = list(session.execute(
+                    select(Parcel.id, Parcel.compartment_id).where(
+                        Parcel.site_id == locker.id, Parcel.state == "ready_for_pickup")
+                    .order_by(Parcel.id)))
+            doors: dict[int, list[int]] = defaultdict(list)
+            for parcel_id, compartment_id in rows:
+                doors[compartment_id].append(parcel_id)
+            for inside in doors.values():
+                if any(self.age[p] >= self.dwell.get(p, 0) for p in inside):
+                    self._pick_up_door(locker, inside[0])
+                else:
+                    for p in inside:
+                        self.age[p] += 1
+
+    def _pick_up_door(self, locker: Locker, parcel_id: int) -> None:
+        with self.ctx.db.read() as session:
+            parcel = session.get(Parcel, parcel_id)
+            assert parcel is not None and parcel.compartment is not None
+            box = parcel.compartment.number
+            credential = session.scalar(select(PickupCredential.id).join(
+                CredentialParcel, CredentialParcel.credential_id == PickupCredential.id).where(
+                CredentialParcel.parcel_id == parcel_id, PickupCredential.holder == "recipient",
+                PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None)))
+        self._event(locker, "door_opened", compartment=box, purpose="pickup",
+                    credential_id=f"pin-{credential}")
+        self._event(locker, "door_closed", compartment=box, occupied=False)
+
+    def locker_returns(self) -> None:
+        """Carriers take back, door by door, what expired two days ago or earlier."""
+        cutoff = self.clock.now - timedelta(days=2)
+        for locker in self.lockers:
+            with self.ctx.db.read() as session:
+                carriers = set(session.scalars(select(Parcel.carrier_id).where(
+                    Parcel.site_id == locker.id, Parcel.state == "expired",
+                    Parcel.holding_deadline <= cutoff)))
+            for carrier_id in sorted(carriers):
+                who = Principal(Role.CARRIER, carrier_id=carrier_id)
+                session_id = lockers.open_session(self.ctx, who, locker.id)["id"]
+                lockers.start_collection(self.ctx, who, session_id)
+                while (box := self._next_collection_door(locker, carrier_id)) is not None:
+                    self._event(locker, "door_opened", compartment=box, purpose="collection")
+                    self._event(locker, "door_closed", compartment=box, occupied=False)
+                lockers.close_session(self.ctx, who, session_id)
+
+    def _next_collection_door(self, locker: Locker, carrier_id: int) -> int | None:
+        with self.ctx.db.read() as session:
+            parcel = session.scalar(select(Parcel).where(
+                Parcel.site_id == locker.id, Parcel.carrier_id == carrier_id,
+                Parcel.state.in_(("expired", "damaged")), Parcel.compartment_id.is_not(None))
+                .order_by(Parcel.id).limit(1))
+            return parcel.compartment.number if parcel and parcel.compartment else None
+
     def day(self, day: date) -> None:
         self.clock.at(day, "05:00")
         self.forecast_all(day)
         self.clock.at(day, "06:30")
         self.announce(day, "morning")
+        self.clock.at(day, "09:00")
+        self.locker_rounds(day)  # before the shops: a full locker's parcel may go to one
         self.clock.at(day, "09:30")
         self.check_ins(day)
         self.clock.at(day, "11:00")
         self.returns(day)
+        self.locker_returns()
         self.clock.at(day, "17:00")
         self.pickups(day)
+        self.locker_pickups(day)
         self.clock.at(day, "20:00")
         self.plan(day + timedelta(days=1))
         self.announce(day + timedelta(days=1), "evening")
@@ -389,16 +605,48 @@ class Replay:
 
 
 def reroute_figures(ctx: Ctx, shops: list[Shop]) -> dict[str, Any]:
+    """Reroutes at announce time, and apart those of parcels a full locker sent on."""
     with ctx.db.read() as session:
-        rows = list(session.execute(select(RerouteProposal.status, RerouteProposal.distance_km)))
+        full = list(session.execute(
+            select(RerouteProposal.distance_km, Site.kind)
+            .join(Site, Site.id == RerouteProposal.to_site_id)
+            .where(RerouteProposal.reason.like("%full at drop-off%"))))
+        rows = list(session.execute(
+            select(RerouteProposal.status, RerouteProposal.distance_km)
+            .where(RerouteProposal.reason.not_like("%full at drop-off%"))))
     moved = [km for status, km in rows if status in ("automatic", "accepted") and km is not None]
+    gone = [km for km, _ in full if km is not None]
     return {
+        "from_full_lockers": {
+            "moved": len(full), "to_lockers": sum(1 for _, kind in full if kind == "locker"),
+            "to_shops": sum(1 for _, kind in full if kind == "shop"),
+            "distance_km_mean": round(statistics.mean(gone), 2) if gone else None,
+            "distance_km_max": round(max(gone), 2) if gone else None,
+        },
         "proposals": len(rows),
         "by_status": {s: sum(1 for st, _ in rows if st == s) for s in {st for st, _ in rows}},
         "moved": len(moved),
         "distance_km_mean": round(statistics.mean(moved), 2) if moved else None,
         "distance_km_p95": round(sorted(moved)[int(0.95 * (len(moved) - 1))], 2) if moved else None,
         "distance_km_max": round(max(moved), 2) if moved else None,
+    }
+
+
+def grouping_figures(ctx: Ctx) -> dict[str, int]:
+    """Parcels that joined a recipient's code at a shop, or a recipient's door at a locker."""
+    with ctx.db.read() as session:
+        events = list(session.execute(
+            select(ParcelEvent.action, ParcelEvent.data, Site.kind)
+            .join(Site, Site.id == ParcelEvent.site_id)
+            .where(ParcelEvent.action.in_(("check_in", "compartment_reserved",
+                                           "deadline_extended")))))
+    return {
+        "shop_parcels_grouped": sum(1 for a, d, k in events
+                                    if a == "check_in" and k == "shop" and d.get("grouped_with")),
+        "locker_parcels_sharing_a_door": sum(1 for a, d, k in events
+                                             if a == "check_in" and k == "locker"
+                                             and d.get("shared_with")),
+        "locker_deadlines_extended": sum(1 for a, _, _ in events if a == "deadline_extended"),
     }
 
 
@@ -423,7 +671,8 @@ def error_figures(stats: Stats) -> dict[str, Any]:
 
 
 def run(mode: str, start: date, days: int, seed: int, workdir: Path,
-        warm_up: int = WARM_UP_DAYS, load: float = 1.0) -> dict[str, Any]:
+        warm_up: int = WARM_UP_DAYS, load: float = 1.0, with_lockers: bool = True
+        ) -> dict[str, Any]:
     rng = random.Random(seed)
     db_path = workdir / f"territory-{mode}.sqlite3"
     db_path.unlink(missing_ok=True)
@@ -440,8 +689,10 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
     base_ctx: Ctx = app.extensions["relay_ops"]
     ctx = Ctx(db=base_ctx.db, settings=base_ctx.settings, clock=clock)
     shops = build_territory(ctx, rng, load)
+    extra = random.Random(seed + 10_000)
+    built = build_lockers(ctx, extra, load) if with_lockers else []
     warm = start + timedelta(days=warm_up)
-    replay = Replay(ctx, clock, shops, rng, warm)
+    replay = Replay(ctx, clock, shops, rng, warm, built if with_lockers else None, extra)
     replay.plan(start)
     clock.at(start - timedelta(days=1), "20:00")
     replay.announce(start, "evening")
@@ -464,6 +715,13 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
         "saturation_notes": stats.saturation_notes,
         "no_alternative": stats.no_alternative,
         "reroutes": reroute_figures(ctx, shops),
+        "lockers": {
+            "lockers": len(built), "locker_days": stats.locker_days,
+            "locker_days_full": len(stats.locker_days_full),
+            "deposits": stats.locker_deposits, "moved_when_full": stats.locker_full_moved,
+            "refused_when_full": stats.locker_refused,
+        },
+        "grouping": grouping_figures(ctx),
         "forecast_error": error_figures(stats),
         "forecast_all_seconds": {
             "median": round(statistics.median(stats.forecast_s), 3),
@@ -488,6 +746,9 @@ def main() -> None:
                         help="multiplies every shop's demand (1.0: the hot territory)")
     parser.add_argument("--warm-up", type=int, default=WARM_UP_DAYS,
                         help="days the model learns before its errors are counted")
+    parser.add_argument("--shops-only", action="store_true",
+                        help="no lockers and one recipient per parcel: the territory of the "
+                             "first figure sets (docs/benchmarks-territory.md)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     modes = ("baseline", "reroute") if args.mode == "both" else (args.mode,)
@@ -495,7 +756,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         for mode in modes:
             result = run(mode, args.start, args.days, args.seed, Path(workdir), args.warm_up,
-                         args.load)
+                         args.load, not args.shops_only)
             print(json.dumps(result, indent=2))
             results.append(result)
     args.out.mkdir(parents=True, exist_ok=True)
