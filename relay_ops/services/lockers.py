@@ -762,7 +762,11 @@ def deposit(ctx: Ctx, actor: Principal, session_id: int, tracking_number: str
                         "tracking_number": parcel.tracking_number, "reason": reason,
                         "rerouted_to": moved}
         if box is None:
-            history.record(session, parcel, "locker_refused", parcel.state, actor, now,
+            # Full: the same fact as a full counter's refusal, and the forecast counts the
+            # parcel back on the next round (`forecast._announced`); a parcel that fits no
+            # door of this locker will not come back here.
+            action = history.CHECK_IN_REFUSED if reason.startswith(FULL) else "locker_refused"
+            history.record(session, parcel, action, parcel.state, actor, now,
                            reason=reason, data={"locker": site.code})
             refusal = ParcelDoesNotFit(reason, tracking_number=number)
         else:

@@ -14,9 +14,10 @@ from relay_ops.db.models import (
     ParcelEvent,
     PickupCredential,
     RerouteProposal,
+    Site,
 )
 from relay_ops.domain import credentials as creds
-from relay_ops.services import lockers, parcels, sites
+from relay_ops.services import forecast, lockers, parcels, sites
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.support import World
 
@@ -123,7 +124,27 @@ def test_nowhere_to_go_is_still_a_refusal(world: World) -> None:
     with world.ctx.db.read() as db:
         actions = list(db.scalars(select(ParcelEvent.action).where(
             ParcelEvent.parcel_id == stayed.id).order_by(ParcelEvent.id)))
-    assert actions == ["announce", "locker_refused"]
+    assert actions == ["announce", "check_in_refused"]  # full: it comes back next round
+
+
+def test_a_parcel_a_full_locker_kept_in_the_van_is_counted_back_the_next_day(
+        world: World, clock: Any) -> None:
+    full = register(world, FULL_ONE)
+    fill(world, full)
+    # expected three days ago: as a plain late parcel it would no longer be counted
+    assert world.announce("LOCKERFULL05", site=FULL_ONE["code"],
+                          expected_date="2026-11-28").status_code == 201
+    session = lockers.open_session(world.ctx, ACME, full)
+    with pytest.raises(lockers.ParcelDoesNotFit, match="no free compartment"):
+        lockers.deposit(world.ctx, ACME, session["id"], "LOCKERFULL05")  # stays in the van
+    clock.advance(days=1)
+    with world.ctx.db.read() as db:
+        site = db.get(Site, full)
+        assert site is not None
+        inputs = forecast.inputs_for(world.ctx, db, site)
+    today = clock.now.astimezone(world.ctx.settings.timezone).date()
+    assert [(a.day, a.probability) for a in inputs.announced] == [
+        (today, world.ctx.settings.forecast.show_rate)]  # back on the next round, full odds
 
 
 def test_a_locker_the_forecast_flags_is_not_chosen(world: World) -> None:
