@@ -441,6 +441,22 @@ class FailedAttempt(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class CarrierCode(Base):
+    """A carrier's offline code at a locker, rotated: the code is derived, never stored; a
+    new generation derives another (none stored: generation 0, the first code)."""
+
+    __tablename__ = "carrier_codes"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    carrier_id: Mapped[int] = mapped_column(
+        ForeignKey("carriers.id", ondelete="CASCADE"), primary_key=True
+    )
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    rotated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class LockerLink(Base):
     """What the backend knows of a locker's link: online, boot, credentials it holds."""
 

@@ -23,10 +23,11 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, object_session
 
 from relay_ops import outbox
 from relay_ops.db.models import (
+    CarrierCode,
     Compartment,
     CredentialParcel,
     LockerAlert,
@@ -376,14 +377,33 @@ def locker_pin_hash(ctx: Ctx, site: Site, credential: PickupCredential) -> str:
     return _keyed_hash(ctx, site, code_of(ctx, credential))
 
 
-def carrier_code(ctx: Ctx, site: Site, carrier_id: int) -> str:
-    """A carrier's offline code at one locker: derived from the locker PIN secret, the locker
-    and the carrier, so nothing is stored and no other locker or carrier shares it. It has
-    more digits than a resident's PIN: it opens every compartment reserved for the carrier."""
-    raw = hmac.new(ctx.settings.locker.pin_key_secret,
-                   f"carrier-offline-code/{site.code}/{carrier_id}".encode(),
-                   hashlib.sha256).digest()
+def carrier_code(ctx: Ctx, site: Site, carrier_id: int, generation: int | None = None) -> str:
+    """A carrier's offline code at one locker: derived from the locker PIN secret, the locker,
+    the carrier and the code's generation (rotated, `rotate_carrier_code`), so nothing secret
+    is stored and no other locker or carrier shares it. It has more digits than a resident's
+    PIN: it opens every compartment reserved for the carrier. ``generation`` None: the current
+    one (read through the site's session)."""
+    if generation is None:
+        session = object_session(site)
+        assert session is not None, "a site read in a session"
+        generation = _code_generation(session, site.id, carrier_id)
+    label = f"carrier-offline-code/{site.code}/{carrier_id}"
+    if generation:  # generation 0 keeps the code every carrier had before rotation existed
+        label += f"/{generation}"
+    raw = hmac.new(ctx.settings.locker.pin_key_secret, label.encode(), hashlib.sha256).digest()
     return f"{int.from_bytes(raw[:8], 'big') % 10**CARRIER_CODE_DIGITS:0{CARRIER_CODE_DIGITS}d}"
+
+
+def _code_generation(session: Session, site_id: int, carrier_id: int) -> int:
+    row = session.get(CarrierCode, (site_id, carrier_id))
+    return row.generation if row is not None else 0
+
+
+def _carrier_code_answer(ctx: Ctx, site: Site, carrier_id: int) -> dict[str, Any]:
+    return {"site_id": site.id, "locker": site.code, "code": carrier_code(ctx, site, carrier_id),
+            "use": "type it on the locker's keypad as a carrier code: the doors reserved "
+                   "for you open, expired parcels one after the other, and each parcel "
+                   "you scan next opens its reserved door"}
 
 
 def carrier_code_view(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
@@ -394,11 +414,28 @@ def carrier_code_view(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any
         site = session.get(Site, site_id)
         if site is None or site.kind != "locker":
             raise NotFound(f"no locker {site_id}")
-        return {"site_id": site.id, "locker": site.code,
-                "code": carrier_code(ctx, site, actor.carrier_id),
-                "use": "type it on the locker's keypad as a carrier code: the doors reserved "
-                       "for you open, expired parcels one after the other, and each parcel "
-                       "you scan next opens its reserved door"}
+        return _carrier_code_answer(ctx, site, actor.carrier_id)
+
+
+def rotate_carrier_code(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
+    """A new offline code for the calling carrier at this locker (the old one leaked: a
+    driver left, a code was seen typed). The locker gets the carrier's reservations hashed
+    with the new code in the same transaction, as a full credential sync: from the moment it
+    applies it, online or not, the old code opens nothing there."""
+    require_role(actor, Role.CARRIER)
+    assert actor.carrier_id is not None
+    with ctx.db.transaction() as session:
+        site = session.get(Site, site_id, with_for_update=True)
+        if site is None or site.kind != "locker":
+            raise NotFound(f"no locker {site_id}")
+        row = session.get(CarrierCode, (site.id, actor.carrier_id))
+        if row is None:
+            row = CarrierCode(site_id=site.id, carrier_id=actor.carrier_id, generation=0)
+            session.add(row)
+        row.generation, row.rotated_at = row.generation + 1, ctx.now()
+        session.flush()
+        queue_sync(ctx, session, site, link_of(session, site), force_full=True)
+        return _carrier_code_answer(ctx, site, actor.carrier_id)
 
 
 # ---------------------------------------------------------------- reservations synced

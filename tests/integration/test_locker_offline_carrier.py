@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from firmware_bridge.agent.credentials import OfflineVerifier, Refusal
 from firmware_bridge.protocol import SyncCredentials, keyed_code_hash
 from relay_ops.db.models import (
     Compartment,
@@ -333,3 +334,36 @@ def test_a_parcel_declared_damaged_in_a_locker_can_be_collected_offline(
     assert (reservation["purpose"], reservation["compartment"]) == ("collection", box)
     offline_use(fake, "collection", reservation, world.ctx.now(), occupied=False)
     assert parcel(world, "OFFDAMAGED01").state == "returned" and alerts(world) == []
+
+
+def test_a_carrier_code_rotated_opens_nothing_once_the_locker_has_the_sync(
+        world: World, locker: Locker, clock: Any) -> None:
+    site_id, fake = locker
+    tomorrow = (clock.now + timedelta(days=1)).date().isoformat()
+    announce(world, "LOCKCODE0001", size_class="S", expected_date=tomorrow)  # reserved ahead
+    old = world.carrier.get(f"/lockers/{site_id}/carrier-code").json["code"]
+    theirs = world.other_carrier.get(f"/lockers/{site_id}/carrier-code").json["code"]
+    syncs(fake)
+    rotated = world.carrier.post(f"/lockers/{site_id}/carrier-code/rotate")
+    assert rotated.status_code == 200, rotated.json
+    new = rotated.json["code"]
+    assert new != old and len(new) == 8 and new.isdigit()
+    assert world.carrier.get(f"/lockers/{site_id}/carrier-code").json["code"] == new
+    assert world.other_carrier.get(f"/lockers/{site_id}/carrier-code").json["code"] == theirs
+    # the locker gets every reservation again, under the new code, in one full sync
+    [sync] = syncs(fake)
+    assert sync["full"] is True
+    model = SyncCredentials.model_validate({k: v for k, v in sync.items()
+                                            if k not in ("name", "corr_id")})
+    verifier = OfflineVerifier(model, LOCKER["code"])
+    now = clock.now.timestamp()
+    refused = verifier.carrier_reservations(old, now, 60)
+    assert isinstance(refused, Refusal) and refused.reason == "unknown_code"
+    opened = verifier.carrier_reservations(new, now, 60)
+    assert not isinstance(opened, Refusal)
+    assert [r.parcel_ref for r in opened] == ["LOCKCODE0001"]
+    # a second rotation gives yet another code; an operator or another locker's id cannot
+    again = world.carrier.post(f"/lockers/{site_id}/carrier-code/rotate").json["code"]
+    assert again not in (old, new)
+    assert world.operator.post(f"/lockers/{site_id}/carrier-code/rotate").status_code == 403
+    assert world.carrier.post(f"/lockers/{world.shop_id}/carrier-code/rotate").status_code == 404

@@ -162,6 +162,17 @@ def locker_carrier_code(principal: Principal, site_id: int) -> Any:
     return lockers.carrier_code_view(ctx(), principal, site_id)
 
 
+@endpoint("/lockers/<int:site_id>/carrier-code/rotate", "POST",
+          summary="Replace my offline code at this locker", tag="lockers", roles=CARRIER,
+          errors=(404,),
+          description="A new code for the calling carrier at this locker, when the old one may "
+                      "be known to someone who should not have it. The locker receives the "
+                      "carrier's reservations under the new code in its next credential sync; "
+                      "once it has applied it, online or offline, the old code opens nothing.")
+def rotate_locker_carrier_code(principal: Principal, site_id: int) -> Any:
+    return lockers.rotate_carrier_code(ctx(), principal, site_id)
+
+
 @endpoint("/locker-sessions/<int:session_id>/deposits", "POST",
           summary="Scan a parcel at the locker: a door opens for it", tag="lockers",
           roles=CARRIER, body=s.LockerDepositIn, errors=(404, 409),
