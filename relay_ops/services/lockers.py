@@ -60,6 +60,8 @@ COLLECTION_RESERVATION_LIFE = timedelta(days=30)
 COMMANDS_QUEUED = "relay_ops.locker_commands_queued"
 # session.info key: the credential changes of a batch of locker events, synced once at its end
 SYNC_BATCH = "relay_ops.locker_sync_batch"
+# session.info key: carrier code generations read in this transaction (`_code_generation`)
+CODE_GENERATIONS = "relay_ops.carrier_code_generations"
 
 
 class ParcelDoesNotFit(DomainError):
@@ -395,8 +397,13 @@ def carrier_code(ctx: Ctx, site: Site, carrier_id: int, generation: int | None =
 
 
 def _code_generation(session: Session, site_id: int, carrier_id: int) -> int:
-    row = session.get(CarrierCode, (site_id, carrier_id))
-    return row.generation if row is not None else 0
+    """Read once per transaction (a full sync names the carrier in every reservation, and
+    the identity map does not remember a row that is not there)."""
+    known: dict[tuple[int, int], int] = session.info.setdefault(CODE_GENERATIONS, {})
+    if (site_id, carrier_id) not in known:
+        row = session.get(CarrierCode, (site_id, carrier_id))
+        known[(site_id, carrier_id)] = row.generation if row is not None else 0
+    return known[(site_id, carrier_id)]
 
 
 def _carrier_code_answer(ctx: Ctx, site: Site, carrier_id: int) -> dict[str, Any]:
@@ -434,6 +441,7 @@ def rotate_carrier_code(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, A
             session.add(row)
         row.generation, row.rotated_at = row.generation + 1, ctx.now()
         session.flush()
+        session.info.pop(CODE_GENERATIONS, None)  # read again: the sync below uses the new one
         queue_sync(ctx, session, site, link_of(session, site), force_full=True)
         return _carrier_code_answer(ctx, site, actor.carrier_id)
 
