@@ -476,11 +476,9 @@ def _pickup_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
         lockers.settle(session, box)
         return
     ready = [p for p in inside if p.state == State.READY_FOR_PICKUP.value]
-    # The door is empty: everything it held left with this opening (a door shared by one
-    # recipient's parcels is opened by their one code). Still occupied: only a door that also
-    # holds parcels waiting for their carrier (one declared damaged beside a ready one) can
-    # have been emptied of its ready parcels; otherwise they were left behind.
-    taken = inside if occupied is not True else (ready if len(ready) < len(inside) else [])
+    # a door shared by one recipient's parcels is opened by their one code; the damaged one
+    # beside a ready one waits for its carrier
+    taken = _taken(inside, ready, occupied)
     if not taken:
         for parcel in inside:
             _alert(session, site, "parcel_left_behind", f"{parcel.tracking_number} is still "
@@ -489,9 +487,8 @@ def _pickup_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                            now, data={"compartment": box.number})
         box.state = "occupied"
         return
-    # The locker journaled the use on the parcel its credential names; it dates the opening.
-    verified_at = next((v for p in inside
-                        if (v := _offline_verification(session, p, credential_id))), None)
+    verified_at = _opening_verified_at(session, inside, credential_id,
+                                       "offline_pickup_verified")
     removed: list[PickupCredential] = []
     for parcel in taken:
         removed += _record_pickup(ctx, session, site, link, parcel, box, credential_id,
@@ -500,6 +497,24 @@ def _pickup_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     if box.fault_reason:
         box.state = "out_of_service"
     lockers.queue_sync(ctx, session, site, link, removed=removed)
+
+
+def _taken(inside: list[Parcel], meant: list[Parcel], occupied: bool | None) -> list[Parcel]:
+    """What left a door with one opening (pickup or collection). Closed empty, or without a
+    sensor: everything it held. Still occupied: the parcels the opening was ``meant`` for,
+    when others stayed behind them (a door shared by a ready parcel and one due back);
+    otherwise nothing, they were left behind."""
+    if occupied is not True:
+        return inside
+    return meant if len(meant) < len(inside) else []
+
+
+def _opening_verified_at(session: Session, inside: list[Parcel], credential_id: str | None,
+                         action: str) -> datetime | None:
+    """When the locker decided an opening alone: its use was journaled on the one parcel
+    its credential names, and dates the opening for every parcel the door held."""
+    return next((v for p in inside
+                 if (v := _offline_verification(session, p, credential_id, action))), None)
 
 
 def _offline_verification(session: Session, parcel: Parcel, credential_id: str | None,
@@ -571,14 +586,12 @@ def _collection_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
         LockerSession.site_id == site.id, LockerSession.status == "open"
     ).order_by(LockerSession.id.desc()).limit(1)) if parcel is None else _collecting(
         session, site, parcel)
-    # An empty door: all it held left with the carrier. A door still occupied after taking
-    # the parcels due from one shared with a ready parcel: the ready one stayed, as it should.
-    taken = inside if occupied is not True else (due if len(due) < len(inside) else [])
+    taken = _taken(inside, due, occupied)  # a ready parcel beside the due ones stays
     if parcel is not None and not taken:
         _alert(session, site, "collection_left_behind", f"{parcel.tracking_number} was not "
                "taken by the carrier", compartment=box.number, parcel=parcel)
-    verified_at = next((v for p in taken if (v := _offline_verification(
-        session, p, credential_id, "offline_collection_verified"))), None)
+    verified_at = _opening_verified_at(session, inside, credential_id,
+                                       "offline_collection_verified")
     for gone in taken:
         _record_collection(ctx, session, site, link, gone, box, row, credential_id, now,
                            verified_at)

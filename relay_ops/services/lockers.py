@@ -164,10 +164,7 @@ HELD_IN_BOX = (State.READY_FOR_PICKUP.value, State.EXPIRED.value, State.DAMAGED.
 
 
 def _parcel_in(session: Session, box: Compartment) -> Parcel | None:
-    return session.scalar(
-        select(Parcel).where(Parcel.compartment_id == box.id, Parcel.state.in_(HELD_IN_BOX))
-        .order_by(Parcel.id).limit(1)
-    )
+    return next(iter(parcels_in(session, box)), None)
 
 
 def parcels_in(session: Session, box: Compartment) -> list[Parcel]:
@@ -179,10 +176,7 @@ def parcels_in(session: Session, box: Compartment) -> list[Parcel]:
 
 
 def _reserved_parcel(session: Session, box: Compartment) -> Parcel | None:
-    return session.scalar(
-        select(Parcel).where(Parcel.compartment_id == box.id,
-                             Parcel.state == State.ANNOUNCED.value).order_by(Parcel.id).limit(1)
-    )
+    return next(iter(reserved_parcels(session, box)), None)
 
 
 def reserved_parcels(session: Session, box: Compartment) -> list[Parcel]:
