@@ -34,7 +34,6 @@ from relay_ops import create_app
 from relay_ops.db import migrate
 from relay_ops.db.models import (
     Carrier,
-    CredentialParcel,
     Parcel,
     ParcelEvent,
     PickupCredential,
@@ -261,6 +260,12 @@ def _spec(rng: random.Random, code: str, lat: float, lon: float, area: str,
 # ---------------------------------------------------------------- the replay
 
 
+def recipient_code(session: Any, parcel_id: int) -> PickupCredential | None:
+    """The recipient's live code covering the parcel (its own, or one it shares)."""
+    return next((c for c in parcels.live_credentials(session, parcel_id)
+                 if c.holder == "recipient"), None)
+
+
 class Replay:
     def __init__(self, ctx: Ctx, clock: Clock, shops: list[Shop], rng: random.Random,
                  warm: date, lockers_: list[Locker] | None = None,
@@ -453,10 +458,7 @@ class Replay:
     def _code(self, parcel_id: int) -> str | None:
         """The parcel's live code; None once it left with another parcel of its group."""
         with self.ctx.db.read() as session:
-            credential = session.scalar(select(PickupCredential).join(
-                CredentialParcel, CredentialParcel.credential_id == PickupCredential.id).where(
-                CredentialParcel.parcel_id == parcel_id, PickupCredential.holder == "recipient",
-                PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None)))
+            credential = recipient_code(session, parcel_id)
             return parcels.code_of(self.ctx, credential) if credential else None
 
     def returns(self, day: date) -> None:
@@ -549,12 +551,11 @@ class Replay:
             parcel = session.get(Parcel, parcel_id)
             assert parcel is not None and parcel.compartment is not None
             box = parcel.compartment.number
-            credential = session.scalar(select(PickupCredential.id).join(
-                CredentialParcel, CredentialParcel.credential_id == PickupCredential.id).where(
-                CredentialParcel.parcel_id == parcel_id, PickupCredential.holder == "recipient",
-                PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None)))
+            credential = recipient_code(session, parcel_id)
+            assert credential is not None
+            credential_id = lockers.pin_credential_id(credential)
         self._event(locker, "door_opened", compartment=box, purpose="pickup",
-                    credential_id=f"pin-{credential}")
+                    credential_id=credential_id)
         self._event(locker, "door_closed", compartment=box, occupied=False)
 
     def locker_returns(self) -> None:
