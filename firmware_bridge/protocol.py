@@ -34,6 +34,8 @@ from pydantic import (
     model_validator,
 )
 
+from firmware_bridge.clock import now_utc
+
 PROTOCOL_VERSION: Final = 1
 TOPIC_ROOT: Final = "relayops/v1/lockers"
 TOPIC_KINDS: Final = ("cmd", "evt", "state", "status", "ack")
@@ -577,10 +579,6 @@ def _summarise(exc: ValidationError) -> str:
 
 
 # --- building and encoding ------------------------------------------------------------------
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def encode(envelope: Envelope) -> bytes:

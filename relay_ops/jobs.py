@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 from relay_ops import outbox
+from relay_ops.clock import Clock
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import Sender, build_sender
 from relay_ops.services import delivery, forecast, lockers, parcels, reminders, retention
@@ -28,19 +29,19 @@ log = logging.getLogger(__name__)
 Sweep = Callable[[Ctx, Mapping[str, Any]], int]
 
 
-def senders_from(config: Mapping[str, Any]) -> delivery.SenderFactory:
+def senders_from(config: Mapping[str, Any], clock: Clock) -> delivery.SenderFactory:
     built: dict[Channel, Sender] = {}
 
     def sender_for(channel: Channel) -> Sender:
         if channel not in built:
-            built[channel] = build_sender(channel, config)
+            built[channel] = build_sender(channel, config, clock)
         return built[channel]
 
     return sender_for
 
 
 def handlers(ctx: Ctx, config: Mapping[str, Any]) -> dict[str, outbox.JobHandler]:
-    sender_for = senders_from(config)
+    sender_for = senders_from(config, ctx.clock)
 
     def send_notification(payload: dict[str, Any]) -> None:
         delivery.deliver(ctx, int(payload["notification_id"]), sender_for)

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from relay_ops.db.database import Database
-from relay_ops.db.models import OutboxMessage, utcnow
+from relay_ops.db.models import OutboxMessage
 
 JOB = "job"
 LOCKER_COMMAND = "locker_command"
@@ -75,7 +75,7 @@ JobHandler = Callable[[dict[str, Any]], None]
 def run_pending_jobs(
     db: Database,
     handlers: dict[str, JobHandler],
-    now: Callable[[], datetime] = utcnow,
+    now: Callable[[], datetime],
     limit: int = 100,
     retry_after: timedelta = timedelta(seconds=30),
 ) -> int:

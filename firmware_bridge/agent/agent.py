@@ -43,6 +43,7 @@ from firmware_bridge.agent.credentials import (
     apply_sync,
 )
 from firmware_bridge.agent.drivers import CredentialKind, CredentialReader, LockBoard
+from firmware_bridge.clock import wall_time
 from firmware_bridge.net import disable_nagle
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class LockerAgent:
         *,
         reader: CredentialReader | None = None,
         settings: AgentSettings | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall_time,
     ) -> None:
         self.locker_id = p.check_locker_id(locker_id)
         self.board = board
@@ -163,12 +164,12 @@ class LockerAgent:
         self._started_monotonic = time.monotonic()
         self.journal: j.Journal
         self.boot_id = ""
-        self.started_at = datetime.now(UTC)
+        self.started_at = datetime.fromtimestamp(clock(), UTC)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.journal = j.Journal(self.journal_path)
+        self.journal = j.Journal(self.journal_path, self.clock)
         self.boot_id = self.journal.start_boot()
         self._load_local_state()
         self._recover_interrupted_work()

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from firmware_bridge.clock import wall_time
 from firmware_bridge.protocol import EventEnvelope, encode
 
 T = TypeVar("T")
@@ -101,13 +102,10 @@ class StoredEvent:
     payload: bytes
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 class Journal:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = wall_time) -> None:
         self.path = Path(path)
+        self.clock = clock
         self._lock = threading.RLock()
         self._depth = 0
         # isolation_level=None: we issue BEGIN/COMMIT ourselves; one connection shared by the
@@ -118,6 +116,9 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+
+    def _now(self) -> str:
+        return datetime.fromtimestamp(self.clock(), UTC).isoformat()
 
     def close(self) -> None:
         with self._lock:
@@ -156,7 +157,7 @@ class Journal:
         boot_id = str(uuid.uuid4())
         with self.atomic():
             self._db.execute(
-                "INSERT INTO boots (boot_id, started_at) VALUES (?, ?)", (boot_id, _now())
+                "INSERT INTO boots (boot_id, started_at) VALUES (?, ?)", (boot_id, self._now())
             )
         return boot_id
 
@@ -170,7 +171,7 @@ class Journal:
             self._db.execute(
                 "INSERT INTO outbox (boot_id, seq, type, payload, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (boot_id, envelope.seq, envelope.type, encode(envelope), _now()),
+                (boot_id, envelope.seq, envelope.type, encode(envelope), self._now()),
             )
             self._db.execute(
                 "UPDATE boots SET last_seq = ? WHERE boot_id = ?", (envelope.seq, boot_id)
@@ -254,7 +255,7 @@ class Journal:
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (credential_id) DO UPDATE SET"
                 " outcome = excluded.outcome, used_at = excluded.used_at,"
                 " compartment = excluded.compartment",
-                (credential_id, kind, parcel_ref, compartment, PENDING, _now()),
+                (credential_id, kind, parcel_ref, compartment, PENDING, self._now()),
             )
 
     def set_use_outcome(self, credential_id: str, outcome: str) -> None:
@@ -300,7 +301,7 @@ class Journal:
                 "INSERT INTO commands (msg_id, corr_id, type, status, reason, received_at)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (msg_id) DO UPDATE SET"
                 " status = excluded.status, reason = excluded.reason",
-                (msg_id, corr_id, type_, status, reason, _now()),
+                (msg_id, corr_id, type_, status, reason, self._now()),
             )
 
     def commands_with_status(self, status: str) -> list[CommandRecord]:

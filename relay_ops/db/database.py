@@ -12,14 +12,21 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from relay_ops.clock import Clock, system_clock
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Where a pooled connection finds the clock that stamps the rows it writes (models.stamp_now).
+CLOCK_KEY = "relay_ops.clock"
 
 
 class Database:
-    def __init__(self, url: str, **engine_options: Any) -> None:
+    def __init__(self, url: str, clock: Clock = system_clock, **engine_options: Any) -> None:
         self.url = url
+        self.clock = clock
         self.is_sqlite = url.startswith("sqlite")
         self.engine = self._make_engine(url, immediate=True, **engine_options)
         self.read_engine = (
@@ -33,11 +40,20 @@ class Database:
     def _make_engine(self, url: str, *, immediate: bool, **options: Any) -> Engine:
         if not self.is_sqlite:
             options.setdefault("pool_pre_ping", True)
-            return create_engine(url, **options)
-        timeout = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-        engine = create_engine(url, connect_args=timeout, **options)
-        _configure_sqlite(engine, immediate=immediate)
+            engine = create_engine(url, **options)
+        else:
+            timeout = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            engine = create_engine(url, connect_args=timeout, **options)
+            _configure_sqlite(engine, immediate=immediate)
+        event.listen(engine, "connect", self._lend_clock)
         return engine
+
+    def _lend_clock(self, _dbapi: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        # A lookup, not the function itself: the clock may be replaced after connecting.
+        record.info[CLOCK_KEY] = self.now
+
+    def now(self) -> Any:
+        return self.clock()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

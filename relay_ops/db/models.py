@@ -26,7 +26,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
+from sqlalchemy.engine.default import DefaultExecutionContext
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from relay_ops.db.database import CLOCK_KEY
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -37,8 +40,10 @@ NAMING = {
 }
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+def stamp_now(context: DefaultExecutionContext) -> datetime:
+    """A row's default time: the clock of the Database whose connection writes it."""
+    now: datetime = context.connection.info[CLOCK_KEY]()
+    return now
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -84,7 +89,7 @@ class Site(Base):
     step_free_access: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(12), default="open")  # open|closed|saturated
     locker_model: Mapped[str | None] = mapped_column(String(80))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
     locations: Mapped[list[Location]] = relationship(
         back_populates="site", order_by="Location.label"
@@ -153,7 +158,7 @@ class Carrier(Base):
     name: Mapped[str] = mapped_column(String(200))
     # automatic: reroutes happen at once; confirm: the carrier confirms each proposal
     reroute_policy: Mapped[str] = mapped_column(String(12), default="confirm")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
 
 class User(Base):
@@ -166,7 +171,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(12))  # operator | shopkeeper
     locale: Mapped[str] = mapped_column(String(5), default="fr")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
     sites: Mapped[list[Site]] = relationship(secondary="user_sites")
 
@@ -193,7 +198,7 @@ class ApiToken(Base):
     carrier_id: Mapped[int | None] = mapped_column(ForeignKey("carriers.id", ondelete="CASCADE"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     label: Mapped[str | None] = mapped_column(String(120))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
 
@@ -206,7 +211,7 @@ class Manifest(Base):
     carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
     reference: Mapped[str] = mapped_column(String(80))
     expected_date: Mapped[date | None] = mapped_column(Date)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
     # The announcement is replayed, not re-run, when the same reference comes again.
     request_fingerprint: Mapped[str] = mapped_column(String(64))
     response: Mapped[dict[str, Any]]
@@ -249,8 +254,8 @@ class Parcel(Base):
     checked_in_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     personal_data_purged_at: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
+    updated_at: Mapped[datetime] = mapped_column(default=stamp_now, onupdate=stamp_now)
 
     site: Mapped[Site] = relationship(foreign_keys=[site_id])
     location: Mapped[Location | None] = relationship()
@@ -280,7 +285,7 @@ class PickupCredential(Base):
     locked_at: Mapped[datetime | None]
     used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
     # Every parcel the code hands over, the first (``parcel_id``) included: at a shop, later
     # parcels for the same recipient join it (docs/forecast.md, "Parcels grouped").
@@ -305,7 +310,7 @@ class CredentialParcel(Base):
     parcel_id: Mapped[int] = mapped_column(
         ForeignKey("parcels.id", ondelete="CASCADE"), primary_key=True
     )
-    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+    added_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
 
 class ParcelEvent(Base):
@@ -319,7 +324,7 @@ class ParcelEvent(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id", ondelete="CASCADE"))
-    at: Mapped[datetime] = mapped_column(default=utcnow)
+    at: Mapped[datetime] = mapped_column(default=stamp_now)
     action: Mapped[str] = mapped_column(String(32))
     from_state: Mapped[str | None] = mapped_column(String(24))
     to_state: Mapped[str] = mapped_column(String(24))
@@ -346,7 +351,7 @@ class Notification(Base):
     provider_id: Mapped[str | None] = mapped_column(String(200))
     provider_response: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
     sent_at: Mapped[datetime | None]
 
 
@@ -364,8 +369,8 @@ class OutboxMessage(Base):
     dedupe_key: Mapped[str] = mapped_column(String(160), unique=True)
     status: Mapped[str] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    available_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
+    available_at: Mapped[datetime] = mapped_column(default=stamp_now)
     dispatched_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -383,7 +388,7 @@ class IdempotencyRecord(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     response: Mapped[dict[str, Any]]
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
 
 class SiteForecast(Base):
@@ -395,7 +400,7 @@ class SiteForecast(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     day: Mapped[date] = mapped_column(Date)
-    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    computed_at: Mapped[datetime] = mapped_column(default=stamp_now)
     predicted: Mapped[float] = mapped_column(Float)
     low: Mapped[int] = mapped_column(Integer)
     high: Mapped[int] = mapped_column(Integer)
@@ -425,7 +430,7 @@ class RerouteProposal(Base):
     status: Mapped[str] = mapped_column(String(10), default="proposed")
     reason: Mapped[str] = mapped_column(String(300))
     distance_km: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
     decided_at: Mapped[datetime | None]
 
 
@@ -438,7 +443,7 @@ class FailedAttempt(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     scope: Mapped[str] = mapped_column(String(20))
     key: Mapped[str] = mapped_column(String(120))
-    at: Mapped[datetime] = mapped_column(default=utcnow)
+    at: Mapped[datetime] = mapped_column(default=stamp_now)
 
 
 class CarrierCode(Base):
@@ -454,7 +459,7 @@ class CarrierCode(Base):
         ForeignKey("carriers.id", ondelete="CASCADE"), primary_key=True
     )
     generation: Mapped[int] = mapped_column(Integer, default=1)
-    rotated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
 
 class LockerLink(Base):
@@ -495,7 +500,7 @@ class LockerEventCursor(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     boot_id: Mapped[str] = mapped_column(String(64))
     applied_seq: Mapped[int] = mapped_column(Integer, default=0)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
 
 class LockerSession(Base):
@@ -507,7 +512,7 @@ class LockerSession(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
     carrier_id: Mapped[int] = mapped_column(ForeignKey("carriers.id"))
     status: Mapped[str] = mapped_column(String(10), default="open")  # open|closed|timed_out
-    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    opened_at: Mapped[datetime] = mapped_column(default=stamp_now)
     expires_at: Mapped[datetime]
     closed_at: Mapped[datetime | None]
     # parcel ids still to collect, opened one door at a time
@@ -526,5 +531,5 @@ class LockerAlert(Base):
     parcel_id: Mapped[int | None] = mapped_column(ForeignKey("parcels.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str | None] = mapped_column(String(300))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
     resolved_at: Mapped[datetime | None]

@@ -53,13 +53,13 @@ import urllib.request
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
+from relay_ops.clock import Clock, system_clock
 from relay_ops.notifications.errors import (
     InvalidRecipient,
     NotificationConfigError,
@@ -148,8 +148,9 @@ class ConsoleSender:
 class FileSender:
     """Appends one JSON line per message to ``path``, for development and tests."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], clock: Clock = system_clock) -> None:
         self.path = Path(path)
+        self.clock = clock
         self._lock = threading.Lock()
 
     def send(self, message: OutgoingMessage) -> SendResult:
@@ -157,7 +158,7 @@ class FileSender:
         provider_id = f"file-{uuid.uuid4().hex}"
         record = {
             "provider_id": provider_id,
-            "sent_at": datetime.now(UTC).isoformat(),
+            "sent_at": self.clock().isoformat(),
             "channel": message.channel.value,
             "to": recipient,
             "subject": message.subject,
@@ -412,14 +413,16 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def build_sender(channel: Channel, settings: Mapping[str, Any]) -> Sender:
+def build_sender(
+    channel: Channel, settings: Mapping[str, Any], clock: Clock = system_clock
+) -> Sender:
     """The sender configured for ``channel``; see the module docstring for the keys."""
     key = _BACKEND_KEYS[channel]
     backend = str(settings.get(key) or "console").strip().lower()
     if backend == "console":
         return ConsoleSender()
     if backend == "file":
-        return FileSender(_required(settings, "NOTIFY_FILE_PATH"))
+        return FileSender(_required(settings, "NOTIFY_FILE_PATH"), clock)
     if channel is Channel.EMAIL and backend == "smtp":
         return _build_smtp_sender(settings)
     if channel is Channel.SMS and backend == "webhook":

@@ -5,19 +5,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from relay_ops.clock import system_clock
 from relay_ops.db.database import Database
 from relay_ops.domain.holding import AdaptiveHolding, HoldingPolicy
 from relay_ops.domain.sizing import Dims
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -161,6 +158,11 @@ class Ctx:
     db: Database
     settings: Settings
     clock: Callable[[], datetime] = field(default=system_clock)
+
+    def __post_init__(self) -> None:
+        # One clock per process: the rows this context's transactions write (created_at,
+        # available_at...) are stamped by the same clock its use cases compare them with.
+        self.db.clock = self.clock
 
     def now(self) -> datetime:
         return self.clock()
