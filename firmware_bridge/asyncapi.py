@@ -58,6 +58,7 @@ def build_document() -> dict[str, Any]:
         [(model, "validation") for model in models.values()], ref_template=REF
     )
     schemas = dict(sorted(definitions["$defs"].items()))
+    _require_signatures(schemas, [model.__name__ for model in models.values()])
     channels: dict[str, Any] = {}
     messages: dict[str, Any] = {}
     for channel, (kind, description, family) in _CHANNELS.items():
@@ -97,17 +98,52 @@ def build_document() -> dict[str, Any]:
         },
         "defaultContentType": "application/json",
         "servers": {
-            "broker": {
-                "host": "localhost:1883",
+            "production": {
+                "host": "broker.example:8883",
+                "protocol": "secure-mqtt",
+                "protocolVersion": "3.1.1",
+                "description": (
+                    "TLS with the deployment's CA; one login per locker (username = locker "
+                    "id); an ACL confines each locker to its own topics (config/mosquitto/)."
+                ),
+                "security": [{"$ref": "#/components/securitySchemes/lockerLogin"}],
+            },
+            "demo": {
+                "host": "127.0.0.1:1883",
                 "protocol": "mqtt",
                 "protocolVersion": "3.1.1",
-                "description": "Production brokers use TLS (8883) and per-locker credentials.",
-            }
+                "description": "The embedded demo's anonymous broker, on the loopback only.",
+            },
         },
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages, "schemas": schemas},
+        "components": {
+            "messages": messages,
+            "schemas": schemas,
+            "securitySchemes": {
+                "lockerLogin": {
+                    "type": "userPassword",
+                    "description": "From the locker's provisioning bundle (protocol section 9).",
+                },
+            },
+        },
     }
+
+
+def _require_signatures(schemas: dict[str, Any], message_models: list[str]) -> None:
+    """`sig` is taken off before a message is validated (it signs the rest): add it here."""
+    schemas["Signature"] = p.Signature.model_json_schema()
+    for name in message_models:
+        schema = schemas[name]
+        schema["properties"]["sig"] = {
+            "$ref": REF.format(model="Signature"),
+            "description": (
+                "Ed25519 over the canonical JSON of the message without `sig` (protocol "
+                "section 9): the backend's command key on commands and acks, the locker's "
+                "own key on everything a locker sends."
+            ),
+        }
+        schema["required"] = [*schema["required"], "sig"]
 
 
 def main() -> int:

@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge import protocol as p
 from firmware_bridge.net import disable_nagle
-from relay_ops.services import locker_events, lockers
+from relay_ops.services import locker_events, locker_identity, lockers
 from relay_ops.services.context import Ctx
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Bridge:
         self._gaps: dict[tuple[str, str], _Gap] = {}
         self._next_outbox_poll = 0.0
         self.applied_count = 0  # events applied with their effects (for benchmarks and tests)
+        self.refused_count = 0  # messages refused for their signature (for tests)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -183,8 +185,7 @@ class Bridge:
         groups: dict[tuple[str, str], list[p.EventEnvelope]] = {}
         touched: set[str] = set()
         try:
-            for topic_name, payload, _mid, _qos in batch:
-                envelope = self._parse(topic_name, payload)
+            for envelope in self._authentic(batch):
                 if isinstance(envelope, p.StatusEnvelope):
                     self._on_status(envelope, touched)
                 elif isinstance(envelope, p.EventEnvelope):
@@ -206,9 +207,33 @@ class Bridge:
         for locker in touched:
             self._publish_commands(locker=locker)
 
-    def _parse(self, topic_name: str, payload: bytes) -> p.Envelope | None:
+    def _authentic(self, batch: list[tuple[str, bytes, int, int]]) -> list[p.Envelope]:
+        """The batch's messages that their locker's own key signed, in arrival order. The
+        others never reach the services: they move no cursor, change no parcel, and count on
+        one `forged_message` alert per locker and batch (section 9)."""
+        received = [r for r in (self._parse(t, payload) for t, payload, _m, _q in batch) if r]
+        keys = locker_identity.event_keys(self.ctx, {r.envelope.locker_id for r in received})
+        authentic: list[p.Envelope] = []
+        refused: dict[str, tuple[str, str]] = {}
+        for message in received:
+            locker = message.envelope.locker_id
+            key = keys.get(locker)
+            reason = (p.check_signature(message, {locker: key}) if key is not None
+                      else "not_provisioned")
+            if reason is None:
+                authentic.append(message.envelope)
+            else:
+                self.refused_count += 1
+                refused[locker] = (reason, message.envelope.type)
+        for locker, (reason, message_type) in refused.items():
+            log.warning("%s: refused a %s not signed by the locker (%s)", locker, message_type,
+                        reason)
+            locker_identity.refused_message(self.ctx, locker, reason, message_type)
+        return authentic
+
+    def _parse(self, topic_name: str, payload: bytes) -> p.Received | None:
         try:
-            return p.parse_message(topic_name, payload)
+            return p.receive(topic_name, payload)
         except p.ProtocolError as error:
             log.warning("dropped an invalid message on %s: %s", topic_name, error)
             return None
@@ -242,8 +267,7 @@ class Bridge:
         if result.status == "unknown_locker":
             log.warning("events from unregistered locker %s dropped", locker)
             return
-        for command in result.commands:  # a door a resident waits for goes first
-            self._publish_command(command)
+        self._publish_signed(result.commands)  # a door a resident waits for goes first
         self.applied_count += result.applied
         if result.held_back:
             assert result.gap is not None
@@ -282,34 +306,46 @@ class Bridge:
 
     def _send_ack(self, locker: str, boot_id: str, seq: int) -> None:
         if seq >= 1 and self._connected.is_set():
-            self._publish(p.ack_topic(locker), p.encode(p.make_ack(locker, boot_id, seq)))
+            ack = p.make_ack(locker, boot_id, seq)
+            self._publish(p.ack_topic(locker), locker_identity.sign(self.ctx, ack))
 
     def _request_resend(self, locker: str, boot_id: str, from_seq: int, to_seq: int) -> None:
         if to_seq < from_seq or not self._connected.is_set():
             return
         body = p.ResendEvents(boot_id=boot_id, from_seq=from_seq, to_seq=to_seq)
-        command = p.make_command(locker, body, ttl_s=60)
+        ctr = locker_identity.take_counters(self.ctx, locker, 1)
+        command = p.make_command(locker, body, ttl_s=60, ctr=ctr)
         log.info("%s: asking for events %s..%s of boot %s", locker, from_seq, to_seq, boot_id)
-        self._publish(p.cmd_topic(locker), p.encode(command))
+        self._publish(p.cmd_topic(locker), locker_identity.sign(self.ctx, command))
 
     def _publish_commands(self, locker: str | None = None) -> None:
         # Offline, leave the rows pending: marking them sent would only delay them.
         if not self._connected.is_set():
             return
-        for command in lockers.commands_to_send(
+        self._publish_signed(lockers.commands_to_send(
             self.ctx, resend_after_s=self.settings.resend_after_s, locker=locker
-        ):
-            self._publish_command(command)
+        ))
 
-    def _publish_command(self, command: lockers.CommandToSend) -> None:
+    def _publish_signed(self, commands: Sequence[lockers.CommandToSend]) -> None:
+        """Each publication gets a fresh counter, in publication order: a retry of an old
+        command passes the locker's counter check, and its corr_id keeps it effect-once."""
+        by_locker: dict[str, list[lockers.CommandToSend]] = {}
+        for command in commands:
+            by_locker.setdefault(command.locker, []).append(command)
+        for locker, group in by_locker.items():
+            first = locker_identity.take_counters(self.ctx, locker, len(group))
+            for offset, command in enumerate(group):
+                self._publish_command(command, first + offset)
+
+    def _publish_command(self, command: lockers.CommandToSend, ctr: int) -> None:
         try:
             body = p.COMMAND_BODIES[command.name].model_validate_json(json.dumps(command.body))
             envelope = p.make_command(command.locker, body, expires_at=command.expires_at,
-                                      corr_id=uuid.UUID(command.corr_id))
+                                      corr_id=uuid.UUID(command.corr_id), ctr=ctr)
         except (KeyError, ValueError) as error:  # a bad row must not block the others
             log.error("outbox command %s cannot be encoded: %s", command.id, error)
             return
-        self._publish(p.cmd_topic(command.locker), p.encode(envelope))
+        self._publish(p.cmd_topic(command.locker), locker_identity.sign(self.ctx, envelope))
 
 
 # ---------------------------------------------------------------- console script

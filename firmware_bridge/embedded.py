@@ -1,6 +1,7 @@
 """The embedded locker stack of the demo: an in-process MQTT broker (amqtt, MQTT 3.1.1, bound to
 127.0.0.1), the bridge in a thread, and one simulated locker, so a new user opens a locker door
-on the first run without installing a broker.
+on the first run without installing a broker. The broker is anonymous, on the loopback only; the
+locker is provisioned like a real one (signed commands and events, protocol section 9).
 
 amqtt has no shared subscriptions: the bridge subscribes plainly (one bridge only). It sends
 retained messages to every client at connect, so nothing secret is ever retained (commands and
@@ -18,11 +19,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from firmware_bridge import protocol as p
 from firmware_bridge.agent.agent import AgentSettings, LockerAgent
 from firmware_bridge.agent.drivers import SimulatedBoard
 from firmware_bridge.bridge import Bridge, BridgeSettings
+from firmware_bridge.identity import LockerIdentity, write_bundle
 from firmware_bridge.simulator import Fleet, SimulatedLocker, run_console
+from relay_ops.services import locker_identity, lockers
 from relay_ops.services.context import Ctx
+from relay_ops.services.principal import SYSTEM
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +110,26 @@ class EmbeddedLockers:
         self.journal_dir.mkdir(parents=True, exist_ok=True)
         self.agent = LockerAgent(self.code, self.board, "127.0.0.1", self.broker.port,
                                  self.journal_dir / f"{self.code}.sqlite3",
-                                 settings=AgentSettings(reconnect_min_s=0.2, resend_min_s=1.0))
+                                 settings=AgentSettings(reconnect_min_s=0.2, resend_min_s=1.0),
+                                 identity=self._identity())
         self.agent.start()
         # idle drop-off sessions are timed out by the jobs runner's "locker-reservations" sweep
+
+    def _identity(self) -> LockerIdentity:
+        """The demo locker's bundle, kept beside its journal: its journaled events stay signed
+        by the key the backend knows. Provisioned on the first run (or if the database was
+        reset)."""
+        path = self.journal_dir / f"{self.code}.bundle.json"
+        with self.ctx.db.read() as session:
+            site = lockers.locker_by_code(session, self.code)
+            site_id, known = site.id, lockers.link_of(session, site).event_key
+        if path.exists():
+            identity = LockerIdentity.load(path)
+            if known == p.raw_public_key(identity.event_key):
+                return identity
+        bundle = locker_identity.provision(self.ctx, SYSTEM, site_id)
+        write_bundle(path, bundle)
+        return LockerIdentity.from_bundle(bundle)
 
     def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s

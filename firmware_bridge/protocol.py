@@ -20,9 +20,14 @@ import hmac
 import json
 import re
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -177,8 +182,13 @@ class PublicKey(_Model):
 
 
 class PinKey(_Model):
+    """Names the PIN key a sync's hashes are made with. The key itself is never sent: the
+    locker holds it from its provisioning bundle (section 9), so a broker observer who captures
+    a sync cannot test PINs against its hashes offline."""
+
     key_id: ShortText
-    key: Base64Text  # 32 random bytes, base64: the HMAC-SHA256 key for this locker's PINs
+    # Only ever filled in by the locker from its bundle; a sync carrying a key is refused.
+    key: Base64Text | None = None
 
 
 class PinCredential(_Model):
@@ -470,6 +480,9 @@ class CommandEnvelope(Envelope):
     corr_id: Uuid  # the transaction: the same in every retry of one command
     expires_at: UtcDateTime
     expect: Literal["cmd_result"]
+    # Per-locker counter given at each publication: the locker refuses one not above the last
+    # it applied (a replayed capture). Absent only from unsigned test messages.
+    ctr: Annotated[int, Field(ge=1)] | None = None
     body: CommandBody
 
 
@@ -536,13 +549,44 @@ _MODELS_BY_TOPIC_KIND: Final[dict[str, dict[str, type[Envelope]]]] = {
 def parse_message(topic_name: str, payload: bytes) -> Envelope:
     """Validate one MQTT message. Returns the concrete envelope for its topic and type
     (e.g. a `CommandEnvelope` whose body is an `OpenCompartment`); raises `ProtocolError`
-    for anything else, never another exception."""
+    for anything else, never another exception. The signature, if any, is not checked: see
+    `receive` and `check_signature`."""
+    return receive(topic_name, payload).envelope
+
+
+@dataclass(frozen=True)
+class Received:
+    """A parsed message, with what its signature covers (section 9)."""
+
+    envelope: Envelope
+    signed_content: bytes
+    signature: Signature | None
+
+
+def receive(topic_name: str, payload: bytes) -> Received:
+    """`parse_message`, keeping the signature and the canonical bytes it must cover."""
     locker_id, kind = parse_topic(topic_name)
     if not isinstance(payload, bytes | bytearray):
         raise ProtocolError("bad_json", "payload must be bytes")
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ProtocolError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     data = _load_json_object(payload)
+    signature = _pop_signature(data)
+    envelope = _validate(locker_id, kind, data)
+    return Received(envelope, canonical_json(data), signature)
+
+
+def _pop_signature(data: dict[str, Any]) -> Signature | None:
+    raw = data.pop(SIGNATURE_FIELD, None)
+    if raw is None:
+        return None
+    try:
+        return Signature.model_validate(raw)
+    except ValidationError as exc:
+        raise ProtocolError("invalid", f"sig: {_summarise(exc)}") from None
+
+
+def _validate(locker_id: str, kind: str, data: dict[str, Any]) -> Envelope:
     if data.get("v") != PROTOCOL_VERSION:
         raise ProtocolError("unsupported_version", f"v={data.get('v')!r}, expected 1")
     models = _MODELS_BY_TOPIC_KIND[kind]
@@ -558,6 +602,68 @@ def parse_message(topic_name: str, payload: bytes) -> Envelope:
             "locker_mismatch", f"locker_id {envelope.locker_id!r} on topic of {locker_id!r}"
         )
     return envelope
+
+
+# --- signatures (section 9) -----------------------------------------------------------------
+
+SIGNATURE_FIELD: Final = "sig"
+# cmd_result reason: a signed command whose counter the locker has passed; not handled, so the
+# backend publishes it again under a new counter (two bridges may publish out of order).
+STALE_COUNTER: Final = "stale_counter"
+# Domain separation: a signature made for another purpose (a QR token, say) can never pass as a
+# message's, even where one key signs both.
+SIGNING_CONTEXT: Final = b"relayops/locker-msg/v1\n"
+KidText = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+class Signature(_Model):
+    """`"sig": {"kid": ..., "val": base64 Ed25519 signature}`, a field of the envelope."""
+
+    kid: KidText
+    val: Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]{86}==$")]
+
+
+def canonical_json(data: Mapping[str, Any]) -> bytes:
+    """What a signature covers: the message without `sig`, keys sorted, no spaces, UTF-8."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign(envelope: Envelope, key: Ed25519PrivateKey, kid: str) -> bytes:
+    """The wire bytes of `envelope` signed with `key` (named `kid` for the receiver)."""
+    data = envelope.model_dump(mode="json")
+    value = key.sign(SIGNING_CONTEXT + canonical_json(data))
+    data[SIGNATURE_FIELD] = {"kid": kid, "val": base64.b64encode(value).decode()}
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def check_signature(received: Received, keys: Mapping[str, Ed25519PublicKey]) -> str | None:
+    """None when `received` is signed by one of `keys` (by kid); else why not:
+    `unsigned`, `unknown_key` or `bad_signature`."""
+    signature = received.signature
+    if signature is None:
+        return "unsigned"
+    key = keys.get(signature.kid)
+    if key is None:
+        return "unknown_key"
+    try:
+        key.verify(base64.b64decode(signature.val), SIGNING_CONTEXT + received.signed_content)
+    except (InvalidSignature, ValueError):
+        return "bad_signature"
+    return None
+
+
+def raw_public_key(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """Base64 of the raw 32-byte public key, as bundles and the database keep it."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    return base64.b64encode(public.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
+def load_raw_public_key(text: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
+
+
+def load_raw_private_key(text: str) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(text, validate=True))
 
 
 def _load_json_object(payload: bytes) -> dict[str, Any]:
@@ -602,6 +708,7 @@ def make_command(
     corr_id: uuid.UUID | None = None,
     msg_id: uuid.UUID | None = None,
     ts: datetime | None = None,
+    ctr: int | None = None,
 ) -> CommandEnvelope:
     """A command; `corr_id` stays the same across retries of one transaction, `msg_id` too
     when the very same message is republished."""
@@ -618,6 +725,7 @@ def make_command(
         corr_id=corr_id or uuid.uuid4(),
         expires_at=expires_at or sent + timedelta(seconds=ttl_s),
         expect="cmd_result",
+        ctr=ctr,
     )
     assert isinstance(envelope, CommandEnvelope)
     return envelope

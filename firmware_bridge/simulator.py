@@ -29,13 +29,14 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from firmware_bridge.agent.agent import AgentSettings, LockerAgent
 from firmware_bridge.agent.drivers import SimulatedBoard
+from firmware_bridge.identity import LockerIdentity
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,19 @@ class Fleet:
         settings: AgentSettings | None = None,
         open_delay_s: float = 0.0,
         journal_names: dict[str, str] | None = None,
+        identities: Mapping[str, LockerIdentity] | None = None,
     ) -> Fleet:
         journal_dir.mkdir(parents=True, exist_ok=True)
         lockers = []
         for locker_id in locker_ids:
             board = SimulatedBoard(compartments, open_delay_s=open_delay_s)
             name = (journal_names or {}).get(locker_id, f"{locker_id}.sqlite3")
-            agent = LockerAgent(locker_id, board, host, port, journal_dir / name, settings=settings)
+            identity = (identities or {}).get(locker_id)
+            if identity is None:
+                log.warning("%s has no provisioning bundle: it obeys no command and the backend"
+                            " refuses its events", locker_id)
+            agent = LockerAgent(locker_id, board, host, port, journal_dir / name,
+                                settings=settings, identity=identity)
             lockers.append(SimulatedLocker(locker_id, board, agent))
         return cls(lockers)
 
@@ -148,6 +155,18 @@ def load_compartments(spec: str) -> list[int]:
     return sorted(item["number"] if isinstance(item, dict) else int(item) for item in data)
 
 
+def load_identities(directory: Path | None, locker_ids: Iterable[str]) -> dict[str, LockerIdentity]:
+    """The bundles `<locker id>.json` found in ``directory`` (written by `relay-ops locker
+    provision`), by locker id."""
+    if directory is None:
+        return {}
+    return {
+        locker_id: LockerIdentity.load(directory / f"{locker_id}.json")
+        for locker_id in locker_ids
+        if (directory / f"{locker_id}.json").exists()
+    }
+
+
 def parse_broker(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return (host or "127.0.0.1"), int(port or 1883)
@@ -155,6 +174,8 @@ def parse_broker(text: str) -> tuple[str, int]:
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--broker", default="127.0.0.1:1883", help="host:port")
+    parser.add_argument("--bundles", type=Path, default=None,
+                        help="folder of provisioning bundles, <locker id>.json")
     parser.add_argument("--compartments", default="12", help="a count or a JSON file")
     parser.add_argument("--door-left-open", type=float, default=120.0, help="alarm after (s)")
     parser.add_argument("--forward-timeout", type=float, default=5.0, help="backend answer (s)")
@@ -223,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         args.journal_dir,
         settings=settings_from(args),
         open_delay_s=args.open_delay,
+        identities=load_identities(args.bundles, ids),
     )
     return serve(fleet, args)
 

@@ -93,6 +93,17 @@ DEFAULTS: dict[str, Any] = {
     # key derived from SECRET_KEY, the same in every process (refused in production).
     "LOCKER_TOKEN_SIGNING_KEY": None,
     "LOCKER_TOKEN_KID": "k1",
+    # Ed25519 key signing every command and ack sent to lockers (protocol section 9); same
+    # forms and development default as the token key. Lockers trust the public halves their
+    # bundle names: this key's, and LOCKER_COMMAND_TRUSTED_KEYS ({kid: base64 raw public key},
+    # the next key during a rotation).
+    "LOCKER_COMMAND_SIGNING_KEY": None,
+    "LOCKER_COMMAND_KID": "c1",
+    "LOCKER_COMMAND_TRUSTED_KEYS": {},
+    # What a provisioning bundle tells a locker about the broker (protocol section 9). The
+    # bridge reads the MQTT_* settings below.
+    "LOCKER_BROKER_URL": "mqtt://127.0.0.1:1883",
+    "LOCKER_BROKER_CA_FILE": None,
     # Derives each locker's PIN hashing key (the keyed hashes synced to lockers).
     "LOCKER_PIN_KEY_SECRET": DEV_SECRET + "-locker-pins",
     "LOCKER_OPEN_TTL_S": 60,  # a resident stands at the door: a later opening is useless
@@ -162,7 +173,7 @@ def _refuse_dev_secrets_in_production(app: Flask) -> None:
     if app.config["ENV"] != "production":
         return
     weak = [k for k in SECRET_KEYS if str(app.config[k]).startswith(DEV_SECRET)]
-    if app.config["LOCKER_TOKEN_SIGNING_KEY"] is None:
-        weak.append("LOCKER_TOKEN_SIGNING_KEY")
+    weak += [k for k in ("LOCKER_TOKEN_SIGNING_KEY", "LOCKER_COMMAND_SIGNING_KEY")
+             if app.config[k] is None]
     if weak:
         raise RuntimeError(f"set real secrets in production: {', '.join(weak)}")

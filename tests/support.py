@@ -4,7 +4,7 @@ client that carries a bearer token."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -14,6 +14,9 @@ from relay_ops.db.models import Base, CredentialParcel, PickupCredential
 from relay_ops.services import accounts, parcels, sites
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
+
+if TYPE_CHECKING:
+    from firmware_bridge.identity import LockerIdentity
 
 PASSWORD = "correct horse battery"
 HOURS = {d: [["08:00", "20:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat")}
@@ -172,3 +175,12 @@ def is_problem(response: TestResponse, status: int, slug: str) -> bool:
         and body.get("status") == status
         and bool(body.get("detail"))
     )
+
+
+def provisioned(ctx: Ctx, site_id: int) -> LockerIdentity:
+    """Provision a registered locker as an operator would, and read its bundle as the locker
+    would: the identity a test agent is started with."""
+    from firmware_bridge.identity import LockerIdentity
+    from relay_ops.services import locker_identity
+
+    return LockerIdentity.from_bundle(locker_identity.provision(ctx, SYSTEM, site_id))

@@ -44,11 +44,18 @@ from firmware_bridge.agent.credentials import (
 )
 from firmware_bridge.agent.drivers import CredentialKind, CredentialReader, LockBoard
 from firmware_bridge.clock import wall_time
+from firmware_bridge.identity import LockerIdentity
 from firmware_bridge.net import disable_nagle
 
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
+
+
+# Journal meta key: the counter of the last command applied.
+COMMAND_COUNTER = "command_counter"
+# A flood of refused messages is reported once per reason in this many seconds.
+REFUSAL_REPORT_EVERY_S = 60.0
 
 
 @dataclass
@@ -135,6 +142,7 @@ class LockerAgent:
         reader: CredentialReader | None = None,
         settings: AgentSettings | None = None,
         clock: Callable[[], float] = wall_time,
+        identity: LockerIdentity | None = None,
     ) -> None:
         self.locker_id = p.check_locker_id(locker_id)
         self.board = board
@@ -142,6 +150,10 @@ class LockerAgent:
         self.journal_path = Path(journal_path)
         self.settings = settings or AgentSettings()
         self.clock = clock
+        # No identity: the agent obeys no command and its events are refused by the backend
+        # (section 9). Only the protocol's unit tests build such an agent.
+        self.identity = identity
+        self._refusals_reported: dict[str, float] = {}
         self._reader = reader if reader is not None else _as_reader(board)
         self._inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._stopping = threading.Event()
@@ -169,7 +181,7 @@ class LockerAgent:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.journal = j.Journal(self.journal_path, self.clock)
+        self.journal = j.Journal(self.journal_path, self.clock, encode=self._encode)
         self.boot_id = self.journal.start_boot()
         self._load_local_state()
         self._recover_interrupted_work()
@@ -201,7 +213,7 @@ class LockerAgent:
             if self._connected.is_set():
                 info = client.publish(
                     p.status_topic(self.locker_id),
-                    p.encode(p.make_status(self.locker_id, self.boot_id, "offline")),
+                    self._encode(p.make_status(self.locker_id, self.boot_id, "offline")),
                     qos=1,
                     retain=True,
                 )
@@ -236,7 +248,7 @@ class LockerAgent:
             protocol=mqtt.MQTTv311,
             manual_ack=True,
         )
-        will = p.encode(p.make_status(self.locker_id, self.boot_id, "offline"))
+        will = self._encode(p.make_status(self.locker_id, self.boot_id, "offline"))
         client.will_set(p.status_topic(self.locker_id), will, qos=1, retain=True)
         client.max_queued_messages_set(1000)
         client.reconnect_delay_set(self.settings.reconnect_min_s, self.settings.reconnect_min_s)
@@ -285,9 +297,10 @@ class LockerAgent:
 
     def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            self._inbox.put(
-                ("message", message.topic, bytes(message.payload), message.mid, message.qos)
-            )
+            self._inbox.put((
+                "message", message.topic, bytes(message.payload), message.mid, message.qos,
+                bool(message.retain),
+            ))
         except Exception:
             log.exception("%s: on_message failed", self.locker_id)
 
@@ -312,9 +325,9 @@ class LockerAgent:
         if kind == "connected":
             self._after_connect()
         elif kind == "message":
-            _, topic_name, payload, mid, qos = item
+            _, topic_name, payload, mid, qos, retained = item
             try:
-                self._on_mqtt_message(topic_name, payload)
+                self._on_mqtt_message(topic_name, payload, retained=retained)
             finally:
                 # PUBACK once handled, even when handling failed: a poison message must not
                 # hold one of the broker's 20 in-flight slots forever. The backend resends any
@@ -327,7 +340,7 @@ class LockerAgent:
     def _after_connect(self) -> None:
         self._publish_raw(
             p.status_topic(self.locker_id),
-            p.encode(p.make_status(self.locker_id, self.boot_id, "online")),
+            self._encode(p.make_status(self.locker_id, self.boot_id, "online")),
             retain=True,
         )
         self._replaying_earlier_boot = self.journal.holds_other_boots(self.boot_id)
@@ -361,7 +374,7 @@ class LockerAgent:
 
     def _publish_events(self, envelopes: list[p.EventEnvelope]) -> None:
         for envelope in envelopes:
-            self._publish_raw(p.evt_topic(self.locker_id), p.encode(envelope))
+            self._publish_raw(p.evt_topic(self.locker_id), self._encode(envelope))
             self._extend_window(envelope)
         if self._next_resend_at is None:
             self._next_resend_at = time.monotonic() + self._resend.next_delay()
@@ -417,7 +430,7 @@ class LockerAgent:
         heartbeat = p.make_event(
             self.locker_id, self.boot_id, self.journal.last_seq(self.boot_id), body
         )
-        self._publish_raw(p.evt_topic(self.locker_id), p.encode(heartbeat))
+        self._publish_raw(p.evt_topic(self.locker_id), self._encode(heartbeat))
 
     def _emit_snapshot(self) -> None:
         # The snapshot reads the board now; a door that closed since the last poll must be
@@ -450,22 +463,56 @@ class LockerAgent:
 
     def _publish_state(self) -> None:
         state = p.make_state(self.locker_id, self.boot_id, self._snapshot())
-        self._publish_raw(p.state_topic(self.locker_id), p.encode(state), retain=True)
+        self._publish_raw(p.state_topic(self.locker_id), self._encode(state), retain=True)
 
     # --- messages in -------------------------------------------------------------------------
 
-    def _on_mqtt_message(self, topic_name: str, payload: bytes) -> None:
+    def _encode(self, envelope: p.Envelope) -> bytes:
+        """Every message the locker sends is signed with its own key (section 9)."""
+        return self.identity.sign(envelope) if self.identity else p.encode(envelope)
+
+    def _on_mqtt_message(self, topic_name: str, payload: bytes, *, retained: bool = False) -> None:
         try:
-            message = p.parse_message(topic_name, payload)
+            received = p.receive(topic_name, payload)
         except p.ProtocolError as error:
             log.warning("%s: dropped invalid message on %s: %s", self.locker_id, topic_name, error)
             return
+        message = received.envelope
         if message.locker_id != self.locker_id:
             log.warning("%s: dropped a message for %s", self.locker_id, message.locker_id)
+            return
+        refusal = self._untrusted(received, retained=retained)
+        if refusal is not None:
+            self._refuse_message(message, refusal)
         elif isinstance(message, p.AckEnvelope):
             self._on_ack(message.body)
         elif isinstance(message, p.CommandEnvelope):
             self._on_command(message)
+
+    def _untrusted(self, received: p.Received, *, retained: bool) -> str | None:
+        """Why a message from the backend's side must not be obeyed, or None. Only the
+        backend's signature counts: the broker, its operator or another client may have
+        written anything on our topics."""
+        if self.identity is None:
+            return "not_provisioned"
+        bad = p.check_signature(received, self.identity.command_keys)
+        if bad is not None:
+            return bad
+        # Commands are never retained (section 5): a retained one is a stored copy that a
+        # broker would hand to every later connection.
+        return "retained" if retained else None
+
+    def _refuse_message(self, message: p.Envelope, reason: str) -> None:
+        """Logged always; reported to the backend as a `command_refused` fault at most once a
+        minute per reason, so a flood of forgeries cannot fill the journal."""
+        log.warning("%s: refused a %s message (%s)", self.locker_id, message.type, reason)
+        now = time.monotonic()
+        if now - self._refusals_reported.get(reason, -REFUSAL_REPORT_EVERY_S) < (
+            REFUSAL_REPORT_EVERY_S
+        ):
+            return
+        self._refusals_reported[reason] = now
+        self._emit(p.Fault(code="command_refused", detail=f"{reason}: {message.type}"[:200]))
 
     def _on_ack(self, ack: p.AckBody) -> None:
         if self.journal.ack(ack.boot_id, ack.seq):
@@ -496,12 +543,17 @@ class LockerAgent:
             # A duplicate (redelivery or retry): no second effect, the same answer again.
             self._emit(self._result(command, prior.status, prior.reason))
             return
+        if not self._counter_is_new(command):
+            # Not journaled as handled: the backend republishes it under a fresh counter.
+            self._emit(self._result(command, "failed", p.STALE_COUNTER))
+            return
         if p.is_expired(
             command, datetime.fromtimestamp(self.clock(), UTC), self.settings.clock_tolerance_s
         ):
             self._finish(command, "failed", "expired")
             return
         with self.journal.atomic():
+            self.journal.set_meta(COMMAND_COUNTER, command.ctr)
             self.journal.record_command(msg_id, corr_id, command.type, "accepted", None)
             accepted = self._journal(self._result(command, "accepted", None))
         self._publish_events([accepted])
@@ -511,6 +563,13 @@ class LockerAgent:
             log.exception("%s: command %s failed", self.locker_id, command.type)
             status, reason = "failed", "internal_error"
         self._finish(command, status, reason)
+
+    def _counter_is_new(self, command: p.CommandEnvelope) -> bool:
+        """A signed command is obeyed once, in counter order: a captured copy replayed later
+        carries a counter the locker has already passed (kept in the journal across
+        restarts)."""
+        last = int(self.journal.get_meta(COMMAND_COUNTER, 0))
+        return command.ctr is not None and command.ctr > last
 
     def _finish(self, command: p.CommandEnvelope, status: str, reason: str | None) -> None:
         with self.journal.atomic():
@@ -578,7 +637,7 @@ class LockerAgent:
 
     def _cmd_sync(self, sync: p.SyncCredentials) -> tuple[str, str | None]:
         try:
-            merged = apply_sync(self._verifier.credentials, sync)
+            merged = self._with_local_pin_key(apply_sync(self._verifier.credentials, sync))
             verifier = OfflineVerifier(merged, self.locker_site)
         except SyncRefused as refused:
             self._emit(p.SyncAck(version=self._verifier.version, applied=False))
@@ -592,6 +651,14 @@ class LockerAgent:
         self._verifier = verifier
         self._publish_events([ack])
         return "done", None
+
+    def _with_local_pin_key(self, credentials: p.SyncCredentials) -> p.SyncCredentials:
+        """Syncs name the PIN key; the key itself comes from the bundle, never the wire."""
+        named = credentials.pin_key
+        if named is None or self.identity is None or named.key_id != self.identity.pin_key_id:
+            return credentials
+        local = p.PinKey(key_id=named.key_id, key=self.identity.pin_key)
+        return credentials.model_copy(update={"pin_key": local})
 
     def _cmd_service(self, body: p.SetOutOfService | p.SetInService) -> tuple[str, str | None]:
         if body.compartment is not None and body.compartment not in self._doors:

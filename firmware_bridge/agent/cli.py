@@ -17,6 +17,7 @@ from firmware_bridge.simulator import (
     Fleet,
     add_common_arguments,
     load_compartments,
+    load_identities,
     parse_broker,
     serve,
     settings_from,
@@ -45,5 +46,6 @@ def main(argv: list[str] | None = None) -> int:
         settings=settings_from(args),
         open_delay_s=args.open_delay,
         journal_names={args.locker_id: journal.name},
+        identities=load_identities(args.bundles, [args.locker_id]),
     )
     return serve(fleet, args)

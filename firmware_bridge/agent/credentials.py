@@ -91,10 +91,13 @@ class OfflineVerifier:
         return self.credentials.version if self.credentials else None
 
     def code_hash(self, code: str) -> tuple[str, str] | None:
-        """(key id, keyed hash) of a typed code, or None before any PIN key was synced."""
+        """(key id, keyed hash) of a typed code, or None while the locker holds no PIN key
+        (none synced yet, or a key its bundle does not hold)."""
         if self.credentials is None or self.credentials.pin_key is None:
             return None
         key = self.credentials.pin_key
+        if key.key is None:
+            return None
         return key.key_id, keyed_code_hash(key.key, code)
 
     def check_qr(

@@ -103,9 +103,16 @@ class StoredEvent:
 
 
 class Journal:
-    def __init__(self, path: str | Path, clock: Callable[[], float] = wall_time) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        clock: Callable[[], float] = wall_time,
+        encode: Callable[[EventEnvelope], bytes] = encode,
+    ) -> None:
         self.path = Path(path)
         self.clock = clock
+        # how an event is stored: signed by the agent, exactly as it is sent and resent
+        self.encode = encode
         self._lock = threading.RLock()
         self._depth = 0
         # isolation_level=None: we issue BEGIN/COMMIT ourselves; one connection shared by the
@@ -171,7 +178,7 @@ class Journal:
             self._db.execute(
                 "INSERT INTO outbox (boot_id, seq, type, payload, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (boot_id, envelope.seq, envelope.type, encode(envelope), self._now()),
+                (boot_id, envelope.seq, envelope.type, self.encode(envelope), self._now()),
             )
             self._db.execute(
                 "UPDATE boots SET last_seq = ? WHERE boot_id = ?", (envelope.seq, boot_id)

@@ -71,6 +71,11 @@ class Database:
         self.read_engine.dispose()
 
 
+def session_now(session: Session) -> Any:
+    """The clock of the Database this session writes to, for code that has no context."""
+    return session.connection().info[CLOCK_KEY]()
+
+
 def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

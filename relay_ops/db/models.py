@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -488,6 +489,18 @@ class LockerLink(Base):
     # of the other boots' cursors that means they are all applied (services.locker_events).
     snapshot_waiting_boot: Mapped[str | None] = mapped_column(String(64))
     snapshot_waiting_until: Mapped[int | None] = mapped_column(Integer)
+    # The locker's identity (protocol section 9): the public half of its event-signing key
+    # (None: never provisioned, its events are refused), its broker login, and when it was
+    # provisioned or revoked. A revoked locker's events are refused.
+    event_key: Mapped[str | None] = mapped_column(String(64))
+    identity_generation: Mapped[int] = mapped_column(Integer, default=0)
+    provisioned_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    broker_username: Mapped[str | None] = mapped_column(String(80))
+    broker_password_hash: Mapped[str | None] = mapped_column(String(200))
+    # The last counter given to a command for this locker (signed; the locker refuses one it
+    # has passed).
+    command_counter: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class LockerEventCursor(Base):
@@ -533,3 +546,6 @@ class LockerAlert(Base):
     detail: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(default=stamp_now)
     resolved_at: Mapped[datetime | None]
+    # One open alert per (locker, kind, door, parcel): a repeat counts here instead.
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    last_seen_at: Mapped[datetime | None]

@@ -96,6 +96,10 @@ class LockerSettings:
     models: Mapping[str, tuple[LockerModelSlot, ...]]
     signing_key: Ed25519PrivateKey
     token_kid: str
+    command_key: Ed25519PrivateKey
+    command_kid: str
+    command_trusted_keys: Mapping[str, str]
+    broker_url: str
     pin_key_secret: bytes
     open_ttl_s: int
     session_timeout_s: int
@@ -105,24 +109,18 @@ class LockerSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LockerSettings:
-        from relay_ops.domain.pickup_token import load_private_key
-
         classes = {k: _dims(v) for k, v in config["SIZE_CLASSES"].items()}
-        raw_key = config["LOCKER_TOKEN_SIGNING_KEY"]
-        if raw_key:
-            key = load_private_key(str(raw_key))
-        else:
-            # Development only (production refuses a missing key): derived from SECRET_KEY so
-            # the web process, the bridge and the demo all sign and verify with one key.
-            seed = hashlib.sha256(f"{config['SECRET_KEY']}/locker-token-key".encode()).digest()
-            key = Ed25519PrivateKey.from_private_bytes(seed)
         return cls(
             models={
                 name: _model_slots(name, spec, classes)
                 for name, spec in config["LOCKER_MODELS"].items()
             },
-            signing_key=key,
+            signing_key=_signing_key(config, "LOCKER_TOKEN_SIGNING_KEY", "locker-token-key"),
             token_kid=str(config["LOCKER_TOKEN_KID"]),
+            command_key=_signing_key(config, "LOCKER_COMMAND_SIGNING_KEY", "locker-command-key"),
+            command_kid=str(config["LOCKER_COMMAND_KID"]),
+            command_trusted_keys=dict(config.get("LOCKER_COMMAND_TRUSTED_KEYS") or {}),
+            broker_url=str(config.get("LOCKER_BROKER_URL") or "mqtt://127.0.0.1:1883"),
             pin_key_secret=str(config["LOCKER_PIN_KEY_SECRET"]).encode(),
             open_ttl_s=int(config["LOCKER_OPEN_TTL_S"]),
             session_timeout_s=int(config["LOCKER_SESSION_TIMEOUT_S"]),
@@ -130,6 +128,18 @@ class LockerSettings:
             outage_credit_min_s=int(config["LOCKER_OUTAGE_CREDIT_MIN_S"]),
             advance_reservation_days=int(config.get("LOCKER_ADVANCE_RESERVATION_DAYS", 1)),
         )
+
+
+def _signing_key(config: Mapping[str, Any], name: str, purpose: str) -> Ed25519PrivateKey:
+    from relay_ops.domain.pickup_token import load_private_key
+
+    raw_key = config.get(name)
+    if raw_key:
+        return load_private_key(str(raw_key))
+    # Development only (production refuses a missing key): derived from SECRET_KEY so the web
+    # process, the bridge and the demo all sign and verify with one key.
+    seed = hashlib.sha256(f"{config['SECRET_KEY']}/{purpose}".encode()).digest()
+    return Ed25519PrivateKey.from_private_bytes(seed)
 
 
 def _model_slots(

@@ -21,6 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from firmware_bridge.protocol import STALE_COUNTER
+from relay_ops.db.database import session_now
 from relay_ops.db.models import (
     Compartment,
     LockerAlert,
@@ -304,9 +306,33 @@ def _seen(link: LockerLink, boot_id: str, seq: int, ts: datetime, now: datetime)
 
 
 def _alert(session: Session, site: Site, kind: str, detail: str, *,
-           compartment: int | None = None, parcel: Parcel | None = None) -> None:
-    session.add(LockerAlert(site_id=site.id, kind=kind, detail=detail[:300],
-                            compartment=compartment, parcel_id=parcel.id if parcel else None))
+           compartment: int | None = None, parcel: Parcel | None = None) -> LockerAlert:
+    """One open alert per (locker, kind, door, parcel): a repeat while it is open (a snapshot
+    every few minutes seeing the same parcel missing) counts on it instead of adding one."""
+    parcel_id = parcel.id if parcel else None
+    now = session_now(session)
+    open_alert = session.scalar(select(LockerAlert).where(
+        LockerAlert.site_id == site.id, LockerAlert.resolved_at.is_(None),
+        LockerAlert.kind == kind, _is(LockerAlert.compartment, compartment),
+        _is(LockerAlert.parcel_id, parcel_id),
+    ).limit(1))
+    if open_alert is not None:
+        open_alert.occurrences += 1
+        open_alert.last_seen_at, open_alert.detail = now, detail[:300]
+        return open_alert
+    alert = LockerAlert(site_id=site.id, kind=kind, detail=detail[:300], compartment=compartment,
+                        parcel_id=parcel_id, last_seen_at=now)
+    session.add(alert)
+    return alert
+
+
+def alert_on(session: Session, site: Site, kind: str, detail: str) -> LockerAlert:
+    """A locker-wide alert (no door, no parcel), counted on the open one of its kind."""
+    return _alert(session, site, kind, detail)
+
+
+def _is(column: Any, value: int | None) -> Any:
+    return column.is_(None) if value is None else column == value
 
 
 # ---------------------------------------------------------------- doors
@@ -809,6 +835,11 @@ def cmd_result(ctx: Ctx, session: Session, site: Site, link: LockerLink, body: d
     status = body["status"]
     if status == "accepted":
         row.status = "accepted"
+        return
+    if status == "failed" and body.get("reason") == STALE_COUNTER:
+        # The locker had passed its counter (published out of order): not handled, so it goes
+        # out again under a new counter.
+        row.status = "pending"
         return
     row.status = "done" if status == "done" else "failed"
     row.last_error = body.get("reason")

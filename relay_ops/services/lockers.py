@@ -353,16 +353,17 @@ def claim_commands(
 # ---------------------------------------------------------------- credentials
 
 
-def pin_key(ctx: Ctx, site: Site) -> str:
-    """The locker's PIN hashing key (base64), derived so no secret sits in the database."""
+def pin_key(ctx: Ctx, locker_code: str) -> str:
+    """The locker's PIN hashing key (base64), derived so no secret sits in the database. It
+    reaches the locker in its provisioning bundle, never in a sync (protocol section 9)."""
     raw = hmac.new(ctx.settings.locker.pin_key_secret,
-                   f"locker-pin-key/{site.code}/{PIN_KEY_ID}".encode(), hashlib.sha256).digest()
+                   f"locker-pin-key/{locker_code}/{PIN_KEY_ID}".encode(), hashlib.sha256).digest()
     return base64.b64encode(raw).decode()
 
 
 def _keyed_hash(ctx: Ctx, site: Site, code: str) -> str:
     """What the locker's keypad hashes a typed code to (protocol section 7)."""
-    key = base64.b64decode(pin_key(ctx, site))
+    key = base64.b64decode(pin_key(ctx, site.code))
     return hmac.new(key, b"relayops/pin/v1:" + code.encode(), hashlib.sha256).hexdigest()
 
 
@@ -686,7 +687,7 @@ def _queue_sync_now(
         body.update(
             full=True,
             public_keys=[{"kid": ctx.settings.locker.token_kid, "key": public_key_text(ctx)}],
-            pin_key={"key_id": PIN_KEY_ID, "key": pin_key(ctx, site)},
+            pin_key={"key_id": PIN_KEY_ID},
             pins=_live_pins(ctx, session, site),
             reservations=_live_reservations(ctx, session, site, now),
             revoked_credentials=_recently_dead_jtis(session, site),
@@ -1209,7 +1210,8 @@ def locker_view_in(ctx: Ctx, session: Session, site: Site) -> dict[str, Any]:
         "compartments": [compartment_view(session, b) for b in boxes],
         "alerts": [
             {"id": a.id, "kind": a.kind, "compartment": a.compartment, "detail": a.detail,
-             "at": a.created_at.isoformat()}
+             "at": a.created_at.isoformat(), "occurrences": a.occurrences,
+             "last_seen_at": (a.last_seen_at or a.created_at).isoformat()}
             for a in alerts
         ],
     }

@@ -23,10 +23,11 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
+from firmware_bridge.identity import write_bundle
 from relay_ops import create_app
 from relay_ops.db import migrate
 from relay_ops.db.models import Parcel, ParcelEvent
-from relay_ops.services import accounts, lockers, resident
+from relay_ops.services import accounts, locker_identity, lockers, resident
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 
@@ -180,6 +181,9 @@ class Stack:
             "code": self.code, "name": "Casier de la mairie", "locker_model": "mini-6",
             "address": "Place", "postcode": "44440", "city": "Riaillé",
             "latitude": 47.5, "longitude": -1.3})["id"]
+        bundles = tmp / "bundles"
+        write_bundle(bundles / f"{self.code}.json",
+                     locker_identity.provision(self.ctx, SYSTEM, self.site_id))
         py = sys.executable
         self.web = Process("web", [py, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}",
                                    "--workers", "1", "--threads", "4",
@@ -189,6 +193,7 @@ class Stack:
         self.locker = Simulator("locker", [
             py, "-m", "firmware_bridge.simulator", "--lockers", "1", "--prefix", self.prefix,
             "--broker", broker, "--compartments", "6", "--journal-dir", str(tmp / "journal"),
+            "--bundles", str(bundles),
             "--keepalive", "2", "--resend-min", "0.5", "--resend-max", "2",
             "--reconnect-min", "0.2", "--reconnect-max", "1", "--door-left-open", "1",
             "--forward-timeout", "5", "--log-level", "INFO"], self.env, tmp, stdin=True)

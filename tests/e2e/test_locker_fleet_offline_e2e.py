@@ -30,7 +30,8 @@ def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
 class FleetStack(Stack):
     def __init__(self, tmp: Path, broker: str, count: int) -> None:
         super().__init__(tmp, broker=broker, LOCKER_OPEN_TTL_S=60)
-        from relay_ops.services import lockers
+        from firmware_bridge.identity import write_bundle
+        from relay_ops.services import locker_identity, lockers
         from relay_ops.services.principal import SYSTEM
 
         self.sites = {self.code: self.site_id}
@@ -40,6 +41,8 @@ class FleetStack(Stack):
                 "code": code, "name": f"Casier {n}", "locker_model": "mini-6",
                 "address": "Place", "postcode": "44440", "city": "Riaillé",
                 "latitude": 47.5, "longitude": -1.3})["id"]
+            write_bundle(tmp / "bundles" / f"{code}.json",
+                         locker_identity.provision(self.ctx, SYSTEM, self.sites[code]))
         argv = self.locker.argv
         argv[argv.index("--lockers") + 1] = str(count)
 

@@ -9,7 +9,16 @@ from flask import Response
 
 from relay_ops import qr
 from relay_ops.domain.errors import ValidationFailed
-from relay_ops.services import accounts, lockers, manifests, parcels, reroute, resident, sites
+from relay_ops.services import (
+    accounts,
+    locker_identity,
+    lockers,
+    manifests,
+    parcels,
+    reroute,
+    resident,
+    sites,
+)
 from relay_ops.services import forecast as forecasts
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import bp, ctx, endpoint, pagination
@@ -171,6 +180,26 @@ def locker_carrier_code(principal: Principal, site_id: int) -> Any:
                       "once it has applied it, online or offline, the old code opens nothing.")
 def rotate_locker_carrier_code(principal: Principal, site_id: int) -> Any:
     return lockers.rotate_carrier_code(ctx(), principal, site_id)
+
+
+@endpoint("/lockers/<int:site_id>/provision", "POST",
+          summary="Give the locker a new identity: its provisioning bundle", tag="lockers",
+          roles=OPERATOR, errors=(404,),
+          description="Makes the locker's event-signing key and broker login and answers the "
+                      "bundle to install on the locker (shown once: the backend keeps only the "
+                      "public key and the password's hash). Any previous identity stops working "
+                      "at once. See docs/locker-protocol.md section 9.")
+def provision_locker(principal: Principal, site_id: int) -> Any:
+    return locker_identity.provision(ctx(), principal, site_id)
+
+
+@endpoint("/lockers/<int:site_id>/revoke", "POST",
+          summary="Stop trusting the locker (stolen, replaced)", tag="lockers",
+          roles=OPERATOR, errors=(404,),
+          description="Its events are refused from now on, and its broker login leaves the "
+                      "password file written by `relay-ops broker passwd`.")
+def revoke_locker(principal: Principal, site_id: int) -> Any:
+    return locker_identity.revoke(ctx(), principal, site_id)
 
 
 @endpoint("/locker-sessions/<int:session_id>/deposits", "POST",

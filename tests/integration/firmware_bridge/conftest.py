@@ -11,6 +11,7 @@ from locker_harness import (
     Credentials,
     FakeBackend,
     PrivateBroker,
+    identity_for,
     unique_locker_id,
     wait_until,
 )
@@ -86,6 +87,7 @@ def make_locker(
             journal_path,
             settings=fast_settings(**settings),
             clock=clock,
+            identity=identity_for(locker_id),
         )
         locker = Locker(locker_id, board, agent, journal_path, clock)
         started.append(agent)  # stopped at teardown if it was started, here or by the test

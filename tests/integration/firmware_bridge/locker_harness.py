@@ -4,6 +4,7 @@ credentials to sync. Real broker, real agent; only the backend is a stand-in."""
 from __future__ import annotations
 
 import base64
+import itertools
 import os
 import secrets
 import socket
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge import protocol as p
+from firmware_bridge.identity import LockerIdentity
 from relay_ops.domain.pickup_token import (
     TokenClaims,
     generate_private_key,
@@ -29,6 +32,32 @@ from relay_ops.domain.pickup_token import (
 )
 
 SHARED_BROKER = ("127.0.0.1", 1883)
+# The stand-in backend's command key, trusted by every test locker (tests/.../conftest.py).
+BACKEND_KEY = Ed25519PrivateKey.generate()
+BACKEND_KID = "test-backend"
+_COUNTERS: dict[str, itertools.count[int]] = {}
+
+
+def identity_for(locker_id: str) -> LockerIdentity:
+    """A provisioned test locker: it obeys BACKEND_KEY and signs with a key of its own."""
+    return LockerIdentity(
+        locker_id=locker_id,
+        command_keys={BACKEND_KID: BACKEND_KEY.public_key()},
+        event_key=Ed25519PrivateKey.generate(),
+        pin_key_id="bundle-pin-key",
+        pin_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+    )
+
+
+def next_counter(locker_id: str) -> int:
+    return next(_COUNTERS.setdefault(locker_id, itertools.count(1)))
+
+
+def signed(command: p.CommandEnvelope) -> bytes:
+    """Signed as the backend signs, with the next counter unless the command has one."""
+    if command.ctr is None:
+        command = command.model_copy(update={"ctr": next_counter(command.locker_id)})
+    return p.sign(command, BACKEND_KEY, BACKEND_KID)
 
 
 def unique_locker_id(prefix: str = "T") -> str:
@@ -143,16 +172,19 @@ class FakeBackend:
     # --- sending ----------------------------------------------------------------------------
 
     def send(self, command: p.CommandEnvelope) -> p.CommandEnvelope:
-        self.client.publish(p.cmd_topic(command.locker_id), p.encode(command), qos=1)
+        self.client.publish(p.cmd_topic(command.locker_id), signed(command), qos=1)
         return command
+
+    def send_raw(self, locker_id: str, payload: bytes, *, retain: bool = False) -> None:
+        """As an intruder on the broker would: any bytes on the locker's command topic."""
+        self.client.publish(p.cmd_topic(locker_id), payload, qos=1, retain=retain)
 
     def command(self, locker_id: str, body: p.CommandBody, **kwargs: Any) -> p.CommandEnvelope:
         return self.send(p.make_command(locker_id, body, **kwargs))
 
     def ack(self, locker_id: str, boot_id: str, seq: int) -> None:
-        self.client.publish(
-            p.ack_topic(locker_id), p.encode(p.make_ack(locker_id, boot_id, seq)), qos=1
-        )
+        ack = p.make_ack(locker_id, boot_id, seq)
+        self.client.publish(p.ack_topic(locker_id), p.sign(ack, BACKEND_KEY, BACKEND_KID), qos=1)
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -279,6 +311,15 @@ def seed_journal(path: Path, credentials: Credentials) -> None:
     journal = Journal(path)
     journal.store_credentials(sync.version, sync.model_dump_json())
     journal.close()
+
+
+def write_test_bundle(directory: Path, locker_id: str) -> Path:
+    """A bundle trusting the stand-in backend's key, where the agent's `--bundles` looks."""
+    from firmware_bridge.identity import write_bundle
+
+    path = directory / f"{locker_id}.json"
+    write_bundle(path, identity_for(locker_id).to_bundle())
+    return directory
 
 
 def agent_env() -> dict[str, str]:

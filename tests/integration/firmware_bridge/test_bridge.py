@@ -13,6 +13,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from locker_harness import SHARED_BROKER, unique_locker_id, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import func, select
@@ -26,7 +27,7 @@ from relay_ops.services import locker_events, lockers, parcels
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.integration.firmware_bridge.conftest import fast_settings
-from tests.support import World
+from tests.support import World, provisioned
 
 CARRIER = Principal(Role.CARRIER, carrier_id=1)
 
@@ -111,7 +112,8 @@ def locker_site(world: World, tmp_path: Any, bridge_for: Callable[..., Bridge]
         bridge_for()
         board = SimulatedBoard(list(range(1, 7)))
         agent = LockerAgent(code, board, *SHARED_BROKER, tmp_path / f"{code}.sqlite3",
-                            settings=fast_settings(**settings))
+                            settings=fast_settings(**settings),
+                            identity=provisioned(world.ctx, site_id))
         agents.append(agent)
         agent.start()
         site = Site(world, agent, board, site_id)
@@ -215,7 +217,8 @@ def test_a_pickup_made_offline_is_reconciled_when_the_link_returns(
     bridge.start()
     board = SimulatedBoard(list(range(1, 7)))
     agent = LockerAgent(code, board, "127.0.0.1", private_broker.port,
-                        tmp_path / f"{code}.sqlite3", settings=fast_settings())
+                        tmp_path / f"{code}.sqlite3", settings=fast_settings(),
+                        identity=provisioned(world.ctx, site_id))
     agent.start()
     site = Site(world, agent, board, site_id)
     try:
@@ -261,3 +264,65 @@ def test_a_locker_whose_online_status_was_lost_is_back_at_its_next_heartbeat(
     wait_until(lambda: site.view()["link"]["online"], 10, "online again from a heartbeat")
     # and what waited in the outbox went out at once: the locker holds the new version
     wait_until(lambda: site.view()["link"]["credential_version_held"] == 2, 10, "synced")
+
+
+def _intruder() -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"intruder-{uuid.uuid4().hex[:8]}")
+    client.connect(*SHARED_BROKER)
+    client.loop_start()
+    wait_until(client.is_connected, 5, "intruder connected")
+    return client
+
+
+def _forged_alert(site: Site) -> dict[str, Any] | None:
+    return next((a for a in site.view()["alerts"] if a["kind"] == "forged_message"), None)
+
+
+def test_forged_events_change_nothing_and_the_locker_s_own_go_on(
+        world: World, locker_site: Callable[..., Site]) -> None:
+    """Issue 14: someone on the broker publishes, on the locker's event topic, with its boot
+    and its next sequence numbers, that a ready parcel's door was opened and closed empty."""
+    site = locker_site()
+    door = site.drop("FORGED000001")
+    site.board.close_door(door, occupied=True)
+    wait_until(lambda: site.state_of("FORGED000001") == "ready_for_pickup", 10, "ready")
+    agent = site.agent
+    wait_until(lambda: site.view()["link"]["applied"]["seq"]
+               == agent.journal.last_seq(agent.boot_id), 10, "all applied")
+    applied = site.view()["link"]["applied"]
+    seq = agent.journal.last_seq(agent.boot_id)
+    other_key = Ed25519PrivateKey.generate()
+    opened = p.make_event(site.code, agent.boot_id, seq + 1,
+                          p.DoorOpened(compartment=door, purpose="maintenance"))
+    emptied = p.make_event(site.code, agent.boot_id, seq + 2,
+                           p.DoorClosed(compartment=door, occupied=False))
+    intruder = _intruder()
+    try:
+        for forged in (p.encode(opened), p.encode(emptied),  # unsigned
+                       p.sign(opened, other_key, site.code), p.sign(emptied, other_key, site.code)):
+            intruder.publish(p.evt_topic(site.code), forged, qos=1).wait_for_publish(5)
+        alert = wait_until(lambda: _forged_alert(site), 10, "forged_message alert")
+    finally:
+        intruder.loop_stop()
+        intruder.disconnect()
+    assert site.state_of("FORGED000001") == "ready_for_pickup"
+    assert site.view()["link"]["applied"] == applied
+    assert [a["kind"] for a in site.view()["alerts"]] == ["forged_message"]
+    assert alert["occurrences"] >= 1
+    # the locker's own next events (same seq numbers the forgeries claimed) are applied
+    token = lockers.qr_token(world.ctx, site.parcel("FORGED000001").id)
+    site.board.scan(token or "")
+    wait_until(lambda: site.board.door_state(door) == "open", 10, "door open for the QR")
+    site.board.close_door(door, occupied=False)
+    wait_until(lambda: site.state_of("FORGED000001") == "picked_up", 10, "real pickup applied")
+
+
+def test_a_revoked_locker_is_not_believed(world: World, locker_site: Callable[..., Site]) -> None:
+    from relay_ops.services import locker_identity
+
+    site = locker_site()
+    door = site.drop("REVOKED00001")
+    locker_identity.revoke(world.ctx, SYSTEM, site.site_id)
+    site.board.close_door(door, occupied=True)  # a stolen locker's word: not applied
+    wait_until(lambda: _forged_alert(site), 10, "refusal alert")
+    assert site.state_of("REVOKED00001") == "announced"

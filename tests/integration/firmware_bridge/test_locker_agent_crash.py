@@ -19,6 +19,7 @@ from locker_harness import (
     seed_journal,
     unique_locker_id,
     wait_until,
+    write_test_bundle,
 )
 
 
@@ -44,6 +45,8 @@ def start_agent(locker_id: str, journal: Path, port: int, *extra: str) -> subpro
             "0.3",
             "--log-level",
             "WARNING",
+            "--bundles",
+            str(write_test_bundle(journal.parent / "bundles", locker_id)),
             *extra,
         ],
         stdin=subprocess.PIPE,

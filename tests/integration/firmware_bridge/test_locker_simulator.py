@@ -5,7 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from locker_harness import SHARED_BROKER, FakeBackend, unique_locker_id, wait_until
+from locker_harness import (
+    SHARED_BROKER,
+    FakeBackend,
+    identity_for,
+    unique_locker_id,
+    wait_until,
+)
 
 from firmware_bridge import protocol as p
 from firmware_bridge.simulator import Fleet, execute, load_compartments, run_console
@@ -13,7 +19,8 @@ from firmware_bridge.simulator import Fleet, execute, load_compartments, run_con
 
 def test_a_fleet_comes_online_and_obeys_each_locker_separately(tmp_path: Path) -> None:
     ids = [unique_locker_id("F") for _ in range(5)]
-    fleet = Fleet.build(ids, [1, 2, 3], *SHARED_BROKER, tmp_path)
+    fleet = Fleet.build(ids, [1, 2, 3], *SHARED_BROKER, tmp_path,
+                        identities={i: identity_for(i) for i in ids})
     backend = FakeBackend(ids, *SHARED_BROKER)
     try:
         fleet.start()
