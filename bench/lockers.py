@@ -42,11 +42,18 @@ sys.path.insert(0, str(ROOT))
 from firmware_bridge import protocol as p  # noqa: E402
 from firmware_bridge.agent.agent import AgentSettings, LockerAgent  # noqa: E402
 from firmware_bridge.agent.drivers import SimulatedBoard  # noqa: E402
+from firmware_bridge.identity import LockerIdentity  # noqa: E402
 from relay_ops import create_app  # noqa: E402
 from relay_ops.db import migrate  # noqa: E402
 from relay_ops.db.models import LockerEventCursor, OutboxMessage  # noqa: E402
 from relay_ops.domain import sizing  # noqa: E402
-from relay_ops.services import accounts, locker_events, lockers, manifests  # noqa: E402
+from relay_ops.services import (  # noqa: E402
+    accounts,
+    locker_events,
+    locker_identity,
+    lockers,
+    manifests,
+)
 from relay_ops.services.context import Ctx  # noqa: E402
 from relay_ops.services.principal import SYSTEM, Principal, Role  # noqa: E402
 
@@ -163,7 +170,9 @@ def qr_to_door(ctx: Ctx, url: str, scans: int, tmp: Path) -> dict[str, Any]:
     bridge = start_bridge(url, f"bench-{code}", tmp / "bridge-qr.log")
     board = TimedBoard(list(range(1, 201)))
     agent = LockerAgent(code, board, *BROKER, tmp / f"{code}.sqlite3",
-                        settings=AgentSettings(poll_s=0.001, forward_timeout_s=10))
+                        settings=AgentSettings(poll_s=0.001, forward_timeout_s=10),
+                        identity=LockerIdentity.from_bundle(
+                            locker_identity.provision(ctx, SYSTEM, site_id)))
     latencies: list[float] = []
     try:
         agent.start()

@@ -49,6 +49,7 @@ from firmware_bridge import protocol as p  # noqa: E402
 from firmware_bridge.agent import journal as j  # noqa: E402
 from firmware_bridge.agent.agent import AgentSettings, LockerAgent  # noqa: E402
 from firmware_bridge.agent.credentials import OfflineVerifier  # noqa: E402
+from firmware_bridge.identity import LockerIdentity  # noqa: E402
 from relay_ops.domain.pickup_token import (  # noqa: E402
     TokenClaims,
     generate_private_key,
@@ -56,6 +57,8 @@ from relay_ops.domain.pickup_token import (  # noqa: E402
     new_jti,
     public_key_to_text,
 )
+from relay_ops.services import locker_identity  # noqa: E402
+from relay_ops.services.principal import SYSTEM  # noqa: E402
 
 GOAL_P99_MS = 5.0
 LOCKER = "offbench-1"
@@ -552,10 +555,11 @@ def converged(ctx: Any, codes: list[str]) -> dict[str, Any]:
             "ok": set(states) == {"picked_up"} and doubled == 0 and busy == 0}
 
 
-def agent_journal(path: Path, fleet: Fleet, code: str, site_id: int) -> tuple[str, int]:
+def agent_journal(path: Path, fleet: Fleet, code: str, site_id: int,
+                  identity: LockerIdentity) -> tuple[str, int]:
     """A real agent's journal holding the day, unacknowledged, as an earlier boot: the agent
     started on it replays it first when it reaches the broker (then its own snapshot)."""
-    journal = j.Journal(path)
+    journal = j.Journal(path, encode=identity.sign)
     boot = journal.start_boot()
     timed = fleet.day_bodies(site_id)
     with journal.atomic():  # setup only: the agent journaled these one by one during the day
@@ -579,11 +583,14 @@ def end_to_end(ctx: Any, url: str, fleet: Fleet, codes: list[str], journal_dir: 
     from relay_ops.db.models import LockerEventCursor, LockerLink, OutboxMessage, Site
 
     journals = {}
+    identities: dict[str, LockerIdentity] = {}
     for code in codes:
         with ctx.db.read() as session:
             site_id = int(session.scalar(select(Site.id).where(Site.code == code)))
+        identities[code] = LockerIdentity.from_bundle(
+            locker_identity.provision(ctx, SYSTEM, site_id))
         journals[code] = (site_id, *agent_journal(journal_dir / f"{code}.sqlite3", fleet, code,
-                                                  site_id))
+                                                  site_id, identities[code]))
     broker = bench_lockers.PrivateMosquitto(journal_dir)
     bench_lockers.BROKER = ("127.0.0.1", broker.port)
     agents: list[LockerAgent] = []
@@ -599,7 +606,8 @@ def end_to_end(ctx: Any, url: str, fleet: Fleet, codes: list[str], journal_dir: 
         start = time.perf_counter()
         for code in codes:
             agent = LockerAgent(code, SimulatedBoard(list(range(1, fleet.compartments + 1))),
-                                "127.0.0.1", broker.port, journal_dir / f"{code}.sqlite3")
+                                "127.0.0.1", broker.port, journal_dir / f"{code}.sqlite3",
+                                identity=identities[code])
             agent.start()
             agents.append(agent)
         def snapshots_not_reconciled() -> set[str]:

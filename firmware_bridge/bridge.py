@@ -34,8 +34,9 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -43,6 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge import protocol as p
 from firmware_bridge.net import disable_nagle
+from firmware_bridge.tls import BrokerLogin
 from relay_ops.services import locker_events, locker_identity, lockers
 from relay_ops.services.context import Ctx
 
@@ -78,9 +80,11 @@ class _Gap:
 
 class Bridge:
     def __init__(self, ctx: Ctx, host: str, port: int,
-                 settings: BridgeSettings | None = None) -> None:
+                 settings: BridgeSettings | None = None, login: BrokerLogin | None = None
+                 ) -> None:
         self.ctx, self.host, self.port = ctx, host, port
         self.settings = settings or BridgeSettings()
+        self.login = login or BrokerLogin(host, port)
         self._inbox: queue.Queue[tuple[str, bytes, int, int]] = queue.Queue()
         self._stopping = threading.Event()
         self._connected = threading.Event()
@@ -124,6 +128,7 @@ class Bridge:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              clean_session=True, protocol=mqtt.MQTTv311, manual_ack=True)
         client.reconnect_delay_set(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+        self.login.apply(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -351,6 +356,21 @@ class Bridge:
 # ---------------------------------------------------------------- console script
 
 
+def broker_login(config: Mapping[str, Any], host: str, port: int) -> BrokerLogin:
+    """The bridge's own broker login (MQTT_USERNAME...); in production a plain-TCP broker
+    off the loopback is refused unless MQTT_ALLOW_PLAINTEXT_BROKER says the network is
+    trusted."""
+    ca_file = config.get("MQTT_TLS_CA_FILE")
+    login = BrokerLogin(
+        host, port, tls=bool(config.get("MQTT_TLS")),
+        ca_pem=Path(ca_file).read_text() if ca_file else None,
+        username=config.get("MQTT_USERNAME"), password=config.get("MQTT_PASSWORD"),
+    )
+    production = config.get("ENV") == "production"
+    login.refuse_plaintext(not production or bool(config.get("MQTT_ALLOW_PLAINTEXT_BROKER")))
+    return login
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="relayops-bridge", description=__doc__.split("\n")[0])
     parser.add_argument("--broker", default=None, help="host:port (default: MQTT_HOST/PORT)")
@@ -373,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
         share_group=app.config["MQTT_SHARE_GROUP"],
         client_id_prefix=app.config["MQTT_CLIENT_ID_PREFIX"], resend_after_s=args.resend_after,
     )
-    bridge = Bridge(ctx, host or "127.0.0.1", port, settings)
+    login = broker_login(app.config, host or "127.0.0.1", port)
+    bridge = Bridge(ctx, login.host, login.port, settings, login)
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())

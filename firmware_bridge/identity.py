@@ -27,6 +27,7 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from firmware_bridge import protocol as p
+from firmware_bridge.tls import BrokerLogin
 
 BUNDLE_FORMAT: Final = "relayops-locker-bundle/1"
 
@@ -59,6 +60,16 @@ class LockerIdentity:
     def event_kid(self) -> str:
         """Events are signed under the locker's own name: one key per locker."""
         return self.locker_id
+
+    def login(self, host: str, port: int) -> BrokerLogin:
+        """How to reach ``host:port``: TLS when the bundle's URL says mqtts, with its CA."""
+        tls = self.broker.url.startswith("mqtts://")
+        return BrokerLogin(host, port, tls=tls, ca_pem=self.broker.ca_cert,
+                           username=self.broker.username, password=self.broker.password)
+
+    def broker_address(self) -> tuple[str, int]:
+        login = BrokerLogin.from_url(self.broker.url)
+        return login.host, login.port
 
     def sign(self, envelope: p.Envelope) -> bytes:
         return p.sign(envelope, self.event_key, self.event_kid)

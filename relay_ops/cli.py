@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup, with_appcontext
 
+from firmware_bridge.identity import write_bundle
+from firmware_bridge.tls import write_deployment_certs
 from relay_ops.db import migrate
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import accounts, lockers, parcels, sites
+from relay_ops.services import accounts, locker_identity, lockers, parcels, sites
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 
@@ -132,6 +136,39 @@ def locker_service(code: str, number: int, reason: str | None) -> None:
 def locker_show(code: str) -> None:
     """The locker's link, doors and open alerts, as JSON."""
     click.echo(json.dumps(lockers.locker_view(ctx(), SYSTEM, _locker_id(code)), indent=2))
+
+
+@locker_group.command("provision")
+@click.argument("code")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="where to write the bundle (mode 0600); install it on the locker")
+@click.option("--broker-url", default=None, help="e.g. mqtts://broker.example.org:8883")
+@click.option("--ca", "ca_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="the deployment CA certificate the locker trusts")
+def locker_provision(code: str, out: Path, broker_url: str | None, ca_file: Path | None
+                     ) -> None:
+    """Give locker CODE a new identity and write its bundle; the previous one stops working.
+    Then write the broker's password file again (`relay-ops broker passwd`)."""
+    ca = ca_file.read_text() if ca_file else _configured_ca()
+    bundle = locker_identity.provision(ctx(), SYSTEM, _locker_id(code), broker_url=broker_url,
+                                       ca_cert=ca)
+    write_bundle(out, bundle)
+    click.echo(f"locker {code}: identity {bundle['generation']} written to {out}; "
+               f"broker {bundle['broker']['url']} as {bundle['broker']['username']}")
+
+
+def _configured_ca() -> str | None:
+    path = current_app.config.get("LOCKER_BROKER_CA_FILE")
+    return Path(path).read_text() if path else None
+
+
+@locker_group.command("revoke")
+@click.argument("code")
+def locker_revoke(code: str) -> None:
+    """Stop trusting locker CODE (stolen, replaced): its events are refused from now on.
+    Then write the broker's password file again and reload the broker."""
+    answer = locker_identity.revoke(ctx(), SYSTEM, _locker_id(code))
+    click.echo(f"locker {code} revoked at {answer['revoked_at']}")
 
 
 @locker_group.command("sweep")
@@ -374,9 +411,44 @@ def jobs_retry(job_id: str) -> None:
     click.echo(f"{job_id} queued again")
 
 
+@click.group("broker", cls=_ReportDomainErrors)
+def broker_group() -> None:
+    """The MQTT broker's files for production (config/mosquitto/production.conf)."""
+
+
+@broker_group.command("certs")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--host", "hosts", multiple=True, required=True,
+              help="the broker's DNS name or IP as lockers reach it (repeatable)")
+def broker_certs(out: Path, hosts: tuple[str, ...]) -> None:
+    """A deployment CA and the broker's certificate: ca.crt, ca.key, server.crt, server.key.
+    Keep ca.key offline; lockers get ca.crt in their bundle."""
+    for path in write_deployment_certs(out, list(hosts), ctx().now()):
+        click.echo(f"wrote {path}")
+
+
+@broker_group.command("passwd")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--bridge-username", default=None, help="default: MQTT_USERNAME")
+@click.option("--bridge-password-env", default="RELAY_OPS_MQTT_PASSWORD", show_default=True,
+              help="the environment variable holding the bridge's password")
+def broker_passwd(out: Path, bridge_username: str | None, bridge_password_env: str) -> None:
+    """Mosquitto's password file: every provisioned locker not revoked, and the bridge.
+    Send the broker SIGHUP afterwards to load it."""
+    username = bridge_username or current_app.config.get("MQTT_USERNAME")
+    password = os.environ.get(bridge_password_env) or current_app.config.get("MQTT_PASSWORD")
+    extra = [(username, password)] if username and password else []
+    text = locker_identity.password_file(ctx(), extra)
+    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+    click.echo(f"{len(text.splitlines())} login(s) written to {out}")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(db_group, "db")
     app.cli.add_command(jobs_group, "jobs")
+    app.cli.add_command(broker_group, "broker")
     for command in (site_group, locker_group, carrier_group, user_group, sweep_expiry, sweep,
                     forecast_command, run_jobs, worker, scheduler, demo):
         app.cli.add_command(command)

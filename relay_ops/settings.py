@@ -119,6 +119,13 @@ DEFAULTS: dict[str, Any] = {
     # MQTT link to lockers (the bridge).
     "MQTT_HOST": "127.0.0.1",
     "MQTT_PORT": 1883,
+    # The bridge's broker login and TLS (config/mosquitto/production.conf). In production a
+    # plain-TCP broker off the loopback is refused unless MQTT_ALLOW_PLAINTEXT_BROKER is set.
+    "MQTT_TLS": False,
+    "MQTT_TLS_CA_FILE": None,
+    "MQTT_USERNAME": None,
+    "MQTT_PASSWORD": None,
+    "MQTT_ALLOW_PLAINTEXT_BROKER": False,
     # False for brokers without $share (the embedded amqtt broker): run one bridge only.
     "MQTT_SHARED_SUBSCRIPTION": True,
     "MQTT_SHARE_GROUP": "bridges",

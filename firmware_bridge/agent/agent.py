@@ -77,6 +77,8 @@ class AgentSettings:
     pin_lockout_s: float = 60.0
     carrier_visit_s: float = 300.0  # a carrier's code stays active this long after each use
     client_id: str | None = None  # defaults to "relayops-locker-<locker_id>"
+    # A login crossing a network in clear is refused unless this says the network is trusted.
+    allow_plaintext_broker: bool = False
 
 
 class Backoff:
@@ -250,6 +252,10 @@ class LockerAgent:
         )
         will = self._encode(p.make_status(self.locker_id, self.boot_id, "offline"))
         client.will_set(p.status_topic(self.locker_id), will, qos=1, retain=True)
+        if self.identity is not None:
+            login = self.identity.login(self.host, self.port)
+            login.refuse_plaintext(self.settings.allow_plaintext_broker)
+            login.apply(client)
         client.max_queued_messages_set(1000)
         client.reconnect_delay_set(self.settings.reconnect_min_s, self.settings.reconnect_min_s)
         client.on_connect = self._on_connect
