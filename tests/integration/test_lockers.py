@@ -428,3 +428,27 @@ def test_the_locker_api_for_operators_and_carriers(world: World) -> None:
     view = world.operator.get(f"/lockers/{site_id}").json
     assert [c["state"] for c in view["compartments"][:2]] == ["free", "out_of_service"]
     assert "alerts" not in world.carrier.get(f"/lockers/{site_id}").json
+
+
+def test_a_thousand_snapshots_missing_the_same_parcel_raise_one_counted_alert(
+        world: World, locker: tuple[int, FakeLocker]) -> None:
+    """Issue 14: one open alert per (locker, cause, door, parcel), counted, until resolved."""
+    site_id, fake = locker
+    box = deposit(world, fake, site_id, "LOCKER000099", size_class="S")
+    doors = [{"number": n, "door": "closed", "occupied": False, "in_service": True}
+             for n in range(1, 7)]
+    snapshot = {"compartments": doors, "in_service": True, "credential_version": 1,
+                "acked_seq": 0, "unacked_events": 0,
+                "started_at": world.ctx.now().isoformat(), "agent_version": "t"}
+    events = [locker_events.LockerEvent(fake.seq + n, "state_snapshot", snapshot, world.ctx.now())
+              for n in range(1, 1001)]
+    assert locker_events.apply_events(world.ctx, LOCKER["code"], fake.boot, events).applied == 1000
+    alerts = lockers.locker_view(world.ctx, SYSTEM, site_id)["alerts"]
+    assert [(a["kind"], a["compartment"], a["occurrences"]) for a in alerts] == [
+        ("parcel_not_sensed", box, 1000)]
+    lockers.resolve_alert(world.ctx, SYSTEM, alerts[0]["id"])
+    fake.seq += 1000
+    fake.event("state_snapshot", **snapshot)  # still missing after it was looked at: a new one
+    again = lockers.locker_view(world.ctx, SYSTEM, site_id)["alerts"]
+    assert [(a["kind"], a["occurrences"]) for a in again] == [("parcel_not_sensed", 1)]
+    assert again[0]["id"] != alerts[0]["id"]

@@ -326,3 +326,70 @@ def test_a_revoked_locker_is_not_believed(world: World, locker_site: Callable[..
     site.board.close_door(door, occupied=True)  # a stolen locker's word: not applied
     wait_until(lambda: _forged_alert(site), 10, "refusal alert")
     assert site.state_of("REVOKED00001") == "announced"
+
+
+def _base64_values(node: Any) -> list[bytes]:
+    """Every string in a JSON document that decodes as base64 to 32 bytes: a key's shape."""
+    import base64
+    import binascii
+
+    if isinstance(node, dict):
+        return [v for child in node.values() for v in _base64_values(child)]
+    if isinstance(node, list):
+        return [v for child in node for v in _base64_values(child)]
+    if isinstance(node, str):
+        try:
+            raw = base64.b64decode(node, validate=True)
+        except (binascii.Error, ValueError):
+            return []
+        return [raw] if len(raw) == 32 else []
+    return []
+
+
+def _brute_force(key: bytes, pin_hash: str) -> str | None:
+    import hashlib
+    import hmac
+
+    for n in range(1_000_000):
+        pin = f"{n:06d}"
+        if hmac.new(key, p.CODE_HASH_CONTEXT + pin.encode(), hashlib.sha256).hexdigest() == (
+                pin_hash):
+            return pin
+    return None
+
+
+def test_a_captured_sync_does_not_reveal_a_pin(world: World, locker_site: Callable[..., Site]
+                                               ) -> None:
+    """Issue 14: an observer of the broker captures the credential syncs and tries every
+    6-digit PIN under every key-shaped value they carry; nothing matches. The same brute
+    force with the locker's own PIN key (from its bundle, never on the wire) finds it."""
+    import json
+
+    captured: list[bytes] = []
+    site = locker_site()
+    spy = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"spy-{uuid.uuid4().hex[:8]}")
+    spy.on_message = lambda _c, _u, m: captured.append(bytes(m.payload))
+    spy.connect(*SHARED_BROKER)
+    spy.subscribe(p.cmd_topic(site.code), 1)
+    spy.loop_start()
+    try:
+        door = site.drop("CAPTURE00001")
+        site.board.close_door(door, occupied=True)
+        wait_until(lambda: site.state_of("CAPTURE00001") == "ready_for_pickup", 10, "ready")
+        syncs = wait_until(lambda: [json.loads(m) for m in captured
+                                    if b'"sync_credentials"' in m and b'"pin_hash"' in m],
+                           10, "the PIN's sync captured")
+    finally:
+        spy.loop_stop()
+        spy.disconnect()
+    with world.ctx.db.read() as session:
+        pin = parcels.code_of(world.ctx, parcels.live_credentials(
+            session, site.parcel("CAPTURE00001").id)[0])
+    pin_hash = syncs[0]["body"]["pins"][0]["pin_hash"]
+    candidates = [v for sync in syncs for v in _base64_values(sync)]
+    assert all(_brute_force(key, pin_hash) is None for key in candidates)
+    every_sync = [json.loads(m) for m in captured if b'"sync_credentials"' in m]
+    assert all((sync["body"].get("pin_key") or {}).get("key") is None for sync in every_sync)
+    assert site.agent.identity is not None
+    import base64
+    assert _brute_force(base64.b64decode(site.agent.identity.pin_key), pin_hash) == pin
