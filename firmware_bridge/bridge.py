@@ -66,6 +66,7 @@ class BridgeSettings:
     gap_wait_s: float = 2.0
     batch_max: int = 200  # messages applied in one round (one transaction per locker)
     gap_give_up_after: int = 5  # resend requests without progress, then the gap is skipped
+    resend_request_max: int = 200  # events asked for at once (the agent's window is as large)
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
 
@@ -295,8 +296,11 @@ class Bridge:
                     locker_events.skip_gap(self.ctx, locker, boot_id, first - 1)
                     self._apply((locker, boot_id), [])
                     continue
-                start = max(gap.missing_from, first - 9_999)
-                self._request_resend(locker, boot_id, start, first - 1)
+                # the hole's oldest part first, a window's worth at a time: the locker is
+                # resending its own unacknowledged window meanwhile, and what both send twice
+                # must stay well under the broker's queue (1,000 messages a client)
+                end = min(first - 1, gap.missing_from + self.settings.resend_request_max - 1)
+                self._request_resend(locker, boot_id, gap.missing_from, end)
                 gap.requests += 1
                 gap.since = now
         if now >= self._next_outbox_poll:

@@ -52,8 +52,9 @@ log = logging.getLogger(__name__)
 AGENT_VERSION = "0.1.0"
 
 
-# Journal meta key: the counter of the last command applied.
+# Journal meta keys: the counter of the last command applied; the doors open and why.
 COMMAND_COUNTER = "command_counter"
+OPEN_DOORS = "open_doors"
 # A flood of refused messages is reported once per reason in this many seconds.
 REFUSAL_REPORT_EVERY_S = 60.0
 
@@ -187,8 +188,7 @@ class LockerAgent:
         self.boot_id = self.journal.start_boot()
         self._load_local_state()
         self._recover_interrupted_work()
-        for n in self.board.compartments():
-            self._doors[n] = _Door(state=self.board.door_state(n))
+        self._restore_doors()
         if self._reader is not None:
             self._reader.set_input_handler(self._on_input)
         self._client = self._build_client()
@@ -700,6 +700,7 @@ class LockerAgent:
         opened = self.board.open(n)
         if opened:
             self._doors[n] = _Door("open", time.monotonic(), purpose, corr_id, credential_id)
+            self._save_open_doors()
             self._emit(
                 p.DoorOpened(
                     compartment=n, corr_id=corr_id, purpose=purpose, credential_id=credential_id
@@ -742,9 +743,11 @@ class LockerAgent:
                     )
                 )
                 self._doors[n] = _Door("closed")
+                self._save_open_doors()
             elif state == "open" and door.state != "open":
                 # opened without a command: forced, or a manual key
                 self._doors[n] = _Door("open", now)
+                self._save_open_doors()
                 self._emit(p.DoorOpened(compartment=n))
             elif (
                 state == "open"
@@ -1033,6 +1036,35 @@ class LockerAgent:
         self._oos = _OutOfService(
             oos.get("locker"), {int(k): v for k, v in oos.get("compartments", {}).items()}
         )
+
+    def _save_open_doors(self) -> None:
+        """Why and since when each open door is open, on the locker's clock: an agent
+        restarted with a door open goes on from there (no false `door_left_open`, and the
+        pickup or deposit closing it keeps its credential)."""
+        now_mono, now_wall = time.monotonic(), self.clock()
+        self.journal.set_meta(OPEN_DOORS, {
+            str(n): {"opened_at": now_wall - (now_mono - door.opened_at), "purpose": door.purpose,
+                     "corr_id": str(door.corr_id) if door.corr_id else None,
+                     "credential_id": door.credential_id}
+            for n, door in self._doors.items() if door.state == "open"
+        })
+
+    def _restore_doors(self) -> None:
+        saved = self.journal.get_meta(OPEN_DOORS, {})
+        now_mono, now_wall = time.monotonic(), self.clock()
+        for n in self.board.compartments():
+            state = self.board.door_state(n)
+            known = saved.get(str(n)) if state == "open" else None
+            if known is None:
+                # open with nothing journaled: opened while the agent was down; counted from now
+                self._doors[n] = _Door(state=state, opened_at=now_mono)
+                continue
+            corr_id = known.get("corr_id")
+            self._doors[n] = _Door(
+                "open", now_mono - max(0.0, now_wall - float(known["opened_at"])),
+                known.get("purpose"), uuid.UUID(corr_id) if corr_id else None,
+                known.get("credential_id"),
+            )
 
     def _recover_interrupted_work(self) -> None:
         """After a crash: uses and commands that never got their outcome are reported."""

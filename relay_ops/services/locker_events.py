@@ -201,6 +201,7 @@ def heartbeat(ctx: Ctx, locker: str, boot_id: str, seq: int, body: dict[str, Any
                         locker)
             _now_online(ctx, session, site, link, now)
         link.last_seen_at = now
+        _note_clock_skew(session, site, link, ts, now)
         link.unacked_events = int(body.get("unacked_events", 0))
         _note_credential_version(ctx, session, site, link, body.get("credential_version"))
         cursor = _cursor(session, site, boot_id)
@@ -211,6 +212,17 @@ def heartbeat(ctx: Ctx, locker: str, boot_id: str, seq: int, body: dict[str, Any
             return Applied("gap", cursor.applied_seq, (cursor.applied_seq + 1, seq),
                            came_online=came_online)
         return Applied("duplicate", cursor.applied_seq, came_online=came_online)
+
+
+def _note_clock_skew(session: Session, site: Site, link: LockerLink, sent: datetime,
+                     received: datetime) -> None:
+    """From a heartbeat: sent live, never replayed, its `ts` is the locker's clock at sending
+    (a journaled event's `ts` is when it happened, maybe hours ago). Beyond the commands'
+    tolerance the locker would refuse fresh commands as expired: an alert."""
+    skew = (received - sent).total_seconds()
+    link.clock_skew_s = round(skew, 3)
+    if abs(skew) > CLOCK_DRIFT_ALERT_S:
+        _alert(session, site, "clock_drift", f"locker clock is {-skew:+.0f} s off")
 
 
 def skip_gap(ctx: Ctx, locker: str, boot_id: str, to_seq: int) -> int:
@@ -305,6 +317,9 @@ def _seen(link: LockerLink, boot_id: str, seq: int, ts: datetime, now: datetime)
         link.last_event_boot, link.last_event_seq, link.last_event_at = boot_id, seq, ts
 
 
+UNEXPECTED_OPENING = "unexpected_door_opening"
+
+
 def _alert(session: Session, site: Site, kind: str, detail: str, *,
            compartment: int | None = None, parcel: Parcel | None = None) -> LockerAlert:
     """One open alert per (locker, kind, door, parcel): a repeat while it is open (a snapshot
@@ -349,12 +364,22 @@ def door_opened(ctx: Ctx, session: Session, site: Site, link: LockerLink,
         return
     purpose = body.get("purpose")
     if purpose is None and body.get("credential_id") is None:
-        _alert(session, site, "door_forced", "a door opened without a command",
-               compartment=box.number)
+        _unexpected_opening(session, site, box)
         purpose = "maintenance"
     if box.state != "out_of_service":
         box.state = "door_open"
     box.opened_for, box.door_opened_at = purpose, ts
+
+
+def _unexpected_opening(session: Session, site: Site, box: Compartment) -> None:
+    """A door the locker opened for no command and no credential (forced, a manual key, a
+    board obeying someone else): an alarm at once, naming what was inside. Offline, it comes
+    with the first batch the locker replays."""
+    inside = lockers.parcels_in(session, box)
+    names = ", ".join(p.tracking_number for p in inside) or "nothing"
+    _alert(session, site, UNEXPECTED_OPENING,
+           f"door {box.number} opened with no command or credential; inside: {names}",
+           compartment=box.number, parcel=inside[0] if inside else None)
 
 
 def door_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
@@ -888,10 +913,6 @@ def state_snapshot(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     earlier = _earlier_entries(reported, int(body.get("acked_seq", 0)),
                                _cursor(session, site, boot_id))
     link.unacked_events = earlier
-    skew = (now - ts).total_seconds()
-    link.clock_skew_s = round(skew, 3)
-    if abs(skew) > CLOCK_DRIFT_ALERT_S and reported == 0:
-        _alert(session, site, "clock_drift", f"locker clock is {skew:+.0f} s off")
     if earlier:
         link.snapshot_waiting_boot = boot_id
         link.snapshot_waiting_until = _other_boots_applied(session, site, boot_id) + earlier

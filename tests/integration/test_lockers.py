@@ -452,3 +452,29 @@ def test_a_thousand_snapshots_missing_the_same_parcel_raise_one_counted_alert(
     again = lockers.locker_view(world.ctx, SYSTEM, site_id)["alerts"]
     assert [(a["kind"], a["occurrences"]) for a in again] == [("parcel_not_sensed", 1)]
     assert again[0]["id"] != alerts[0]["id"]
+
+
+def test_clock_skew_is_read_from_heartbeats_not_from_replayed_events(
+        world: World, locker: tuple[int, FakeLocker], clock: Any) -> None:
+    """Issue 14: a snapshot replayed 100 s late made a locker on the backend's own clock look
+    101.7 s off, while a locker really 45 s off raised no `clock_drift`."""
+    site_id, fake = locker
+    made = world.ctx.now()
+    clock.advance(seconds=100)  # the snapshot reaches the backend late, from the journal
+    doors = [{"number": n, "door": "closed", "occupied": False, "in_service": True}
+             for n in range(1, 7)]
+    fake.seq += 1
+    locker_events.apply_event(world.ctx, "LCK-T1", fake.boot, fake.seq, "state_snapshot", {
+        "compartments": doors, "in_service": True, "credential_version": 1, "acked_seq": 0,
+        "unacked_events": 0, "started_at": made.isoformat(), "agent_version": "t"}, made)
+    locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq, {"unacked_events": 0},
+                            world.ctx.now())
+    view = lockers.locker_view(world.ctx, SYSTEM, site_id)
+    assert view["link"]["clock_skew_s"] == 0 and view["alerts"] == []
+    behind = world.ctx.now() - timedelta(seconds=45)
+    for _ in range(3):
+        locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq, {"unacked_events": 0},
+                                behind)
+    view = lockers.locker_view(world.ctx, SYSTEM, site_id)
+    assert view["link"]["clock_skew_s"] == 45
+    assert [(a["kind"], a["occurrences"]) for a in view["alerts"]] == [("clock_drift", 3)]

@@ -393,3 +393,41 @@ def test_a_captured_sync_does_not_reveal_a_pin(world: World, locker_site: Callab
     assert site.agent.identity is not None
     import base64
     assert _brute_force(base64.b64decode(site.agent.identity.pin_key), pin_hash) == pin
+
+
+def test_a_door_opened_without_a_command_is_an_alarm_naming_what_was_inside(
+        locker_site: Callable[..., Site]) -> None:
+    site = locker_site()
+    door = site.drop("FORCED000001")
+    site.board.close_door(door, occupied=True)
+    wait_until(lambda: site.state_of("FORCED000001") == "ready_for_pickup", 10, "ready")
+    site.board.force_open(door)
+    alert = wait_until(lambda: next((a for a in site.view()["alerts"]
+                                     if a["kind"] == "unexpected_door_opening"), None),
+                       5, "unexpected opening alarm")
+    assert alert["compartment"] == door and "FORCED000001" in alert["detail"]
+
+
+def test_a_long_gap_is_asked_for_a_window_at_a_time(world: World, ctx: Ctx) -> None:
+    """Issue 14: the bridge asked for a 5,000-event gap at once while the agent resent its
+    own window: 12,730 extra copies, past the broker's queue for the bridge."""
+    code = unique_locker_id("G")
+    lockers.register_locker(world.ctx, SYSTEM, {
+        "code": code, "name": "Casier", "locker_model": "mini-6", "address": "Place",
+        "postcode": "44440", "city": "Riaillé", "latitude": 47.5, "longitude": -1.3})
+    bridge = Bridge(ctx, *SHARED_BROKER, BridgeSettings(gap_wait_s=0.0))
+    published: list[bytes] = []
+    bridge._publish = lambda _topic, payload: published.append(payload)  # type: ignore[method-assign]
+    bridge._connected.set()
+    heard = p.make_event(code, "boot-1", 5_001, p.DoorOpened(compartment=1, purpose="pickup"))
+    bridge._gaps[(code, "boot-1")] = _gap_with(heard)
+    bridge._tick()
+    (request,) = [p.receive(p.cmd_topic(code), m).envelope for m in published]
+    assert isinstance(request.body, p.ResendEvents)
+    assert (request.body.from_seq, request.body.to_seq) == (1, 200)
+
+
+def _gap_with(event: p.EventEnvelope) -> Any:
+    from firmware_bridge.bridge import _Gap
+
+    return _Gap(since=0.0, missing_from=1, events={event.seq: event})

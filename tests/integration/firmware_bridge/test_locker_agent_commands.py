@@ -226,3 +226,34 @@ def test_a_door_closed_since_the_last_poll_is_journaled_before_the_snapshot(
     closed = backend.wait_event("door_closed")
     assert closed.body.compartment == 2 and closed.body.opened_for == "deposit"
     assert closed.seq < snapshot.seq  # the backend applies a boot's events in seq order
+
+
+def test_a_door_found_open_at_restart_keeps_why_and_since_when(make_locker, backend_for
+                                                               ) -> None:  # type: ignore[no-untyped-def]
+    """Issue 14: an agent restarted with a door open reported it left open for the machine's
+    whole uptime, and the pickup closing it without its credential."""
+    from firmware_bridge.agent.agent import LockerAgent
+    from tests.integration.firmware_bridge.conftest import fast_settings
+
+    locker = make_locker(door_left_open_s=60)
+    backend = backend_for(locker)
+    backend.wait_event("state_snapshot")
+    command = backend.command(locker.locker_id, p.OpenCompartment(
+        purpose="pickup", compartment=2, parcel_ref="P-2", credential_id="cred-2"))
+    backend.wait_result(command.corr_id, "done")
+    locker.agent.stop()
+    locker.clock.offset += 7  # the agent was down 7 s; the door stayed open
+    restarted = LockerAgent(locker.locker_id, locker.board, "127.0.0.1", locker.agent.port,
+                            locker.journal_path, settings=fast_settings(door_left_open_s=60),
+                            clock=locker.clock, identity=locker.agent.identity)
+    restarted.start()
+    try:
+        wait_until(lambda: restarted.online, 5, "back online")
+        locker.board.close_door(2, occupied=False)
+        closed = backend.wait_event("door_closed", lambda b: b.compartment == 2)
+        assert closed.body.opened_for == "pickup" and closed.body.credential_id == "cred-2"
+        assert closed.body.corr_id == command.corr_id
+        assert 7 <= (closed.body.open_seconds or 0) < 30
+        assert backend.events("door_left_open") == []
+    finally:
+        restarted.stop()
