@@ -123,7 +123,7 @@ def build_document() -> dict[str, Any]:
             "securitySchemes": {
                 "lockerLogin": {
                     "type": "userPassword",
-                    "description": "From the locker's provisioning bundle (protocol section 9).",
+                    "description": "From the locker's provisioning bundle (protocol section 12).",
                 },
             },
         },
@@ -139,7 +139,7 @@ def _require_signatures(schemas: dict[str, Any], message_models: list[str]) -> N
             "$ref": REF.format(model="Signature"),
             "description": (
                 "Ed25519 over the canonical JSON of the message without `sig` (protocol "
-                "section 9): the backend's command key on commands and acks, the locker's "
+                "section 12): the backend's command key on commands and acks, the locker's "
                 "own key on everything a locker sends."
             ),
         }

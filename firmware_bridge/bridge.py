@@ -216,7 +216,7 @@ class Bridge:
     def _authentic(self, batch: list[tuple[str, bytes, int, int]]) -> list[p.Envelope]:
         """The batch's messages that their locker's own key signed, in arrival order. The
         others never reach the services: they move no cursor, change no parcel, and count on
-        one `forged_message` alert per locker and batch (section 9)."""
+        one `forged_message` alert per locker and batch (section 12)."""
         received = [r for r in (self._parse(t, payload) for t, payload, _m, _q in batch) if r]
         keys = locker_identity.event_keys(self.ctx, {r.envelope.locker_id for r in received})
         authentic: list[p.Envelope] = []

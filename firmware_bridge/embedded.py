@@ -1,7 +1,7 @@
 """The embedded locker stack of the demo: an in-process MQTT broker (amqtt, MQTT 3.1.1, bound to
 127.0.0.1), the bridge in a thread, and one simulated locker, so a new user opens a locker door
 on the first run without installing a broker. The broker is anonymous, on the loopback only; the
-locker is provisioned like a real one (signed commands and events, protocol section 9).
+locker is provisioned like a real one (signed commands and events, protocol section 12).
 
 amqtt has no shared subscriptions: the bridge subscribes plainly (one bridge only). It sends
 retained messages to every client at connect, so nothing secret is ever retained (commands and

@@ -1,7 +1,7 @@
 """A locker's identity: the provisioning bundle written by the backend and read by the agent.
 
 `relay-ops locker provision CODE` writes one JSON bundle per locker (docs/locker-protocol.md
-section 9). It holds everything the locker needs to be trusted and to trust:
+section 12). It holds everything the locker needs to be trusted and to trust:
 
 - ``broker``: where and as whom it connects (URL, client id, username and password, CA);
 - ``command_keys``: the backend's public command-signing keys (a command signed by none of them

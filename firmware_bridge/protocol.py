@@ -183,7 +183,7 @@ class PublicKey(_Model):
 
 class PinKey(_Model):
     """Names the PIN key a sync's hashes are made with. The key itself is never sent: the
-    locker holds it from its provisioning bundle (section 9), so a broker observer who captures
+    locker holds it from its provisioning bundle (section 12), so a broker observer who captures
     a sync cannot test PINs against its hashes offline."""
 
     key_id: ShortText
@@ -556,7 +556,7 @@ def parse_message(topic_name: str, payload: bytes) -> Envelope:
 
 @dataclass(frozen=True)
 class Received:
-    """A parsed message, with what its signature covers (section 9)."""
+    """A parsed message, with what its signature covers (section 12)."""
 
     envelope: Envelope
     signed_content: bytes
@@ -604,7 +604,7 @@ def _validate(locker_id: str, kind: str, data: dict[str, Any]) -> Envelope:
     return envelope
 
 
-# --- signatures (section 9) -----------------------------------------------------------------
+# --- signatures (section 12) -----------------------------------------------------------------
 
 SIGNATURE_FIELD: Final = "sig"
 # cmd_result reason: a signed command whose counter the locker has passed; not handled, so the

@@ -93,14 +93,14 @@ DEFAULTS: dict[str, Any] = {
     # key derived from SECRET_KEY, the same in every process (refused in production).
     "LOCKER_TOKEN_SIGNING_KEY": None,
     "LOCKER_TOKEN_KID": "k1",
-    # Ed25519 key signing every command and ack sent to lockers (protocol section 9); same
+    # Ed25519 key signing every command and ack sent to lockers (protocol section 12); same
     # forms and development default as the token key. Lockers trust the public halves their
     # bundle names: this key's, and LOCKER_COMMAND_TRUSTED_KEYS ({kid: base64 raw public key},
     # the next key during a rotation).
     "LOCKER_COMMAND_SIGNING_KEY": None,
     "LOCKER_COMMAND_KID": "c1",
     "LOCKER_COMMAND_TRUSTED_KEYS": {},
-    # What a provisioning bundle tells a locker about the broker (protocol section 9). The
+    # What a provisioning bundle tells a locker about the broker (protocol section 12). The
     # bridge reads the MQTT_* settings below.
     "LOCKER_BROKER_URL": "mqtt://127.0.0.1:1883",
     "LOCKER_BROKER_CA_FILE": None,

@@ -154,7 +154,7 @@ class LockerAgent:
         self.settings = settings or AgentSettings()
         self.clock = clock
         # No identity: the agent obeys no command and its events are refused by the backend
-        # (section 9). Only the protocol's unit tests build such an agent.
+        # (section 12). Only the protocol's unit tests build such an agent.
         self.identity = identity
         self._refusals_reported: dict[str, float] = {}
         self._reader = reader if reader is not None else _as_reader(board)
@@ -474,7 +474,7 @@ class LockerAgent:
     # --- messages in -------------------------------------------------------------------------
 
     def _encode(self, envelope: p.Envelope) -> bytes:
-        """Every message the locker sends is signed with its own key (section 9)."""
+        """Every message the locker sends is signed with its own key (section 12)."""
         return self.identity.sign(envelope) if self.identity else p.encode(envelope)
 
     def _on_mqtt_message(self, topic_name: str, payload: bytes, *, retained: bool = False) -> None:

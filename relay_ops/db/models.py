@@ -489,7 +489,7 @@ class LockerLink(Base):
     # of the other boots' cursors that means they are all applied (services.locker_events).
     snapshot_waiting_boot: Mapped[str | None] = mapped_column(String(64))
     snapshot_waiting_until: Mapped[int | None] = mapped_column(Integer)
-    # The locker's identity (protocol section 9): the public half of its event-signing key
+    # The locker's identity (protocol section 12): the public half of its event-signing key
     # (None: never provisioned, its events are refused), its broker login, and when it was
     # provisioned or revoked. A revoked locker's events are refused.
     event_key: Mapped[str | None] = mapped_column(String(64))

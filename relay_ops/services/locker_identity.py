@@ -1,7 +1,7 @@
 """Locker identities: provisioning, revocation, signed commands and trusted event keys.
 
 A door opens only on the backend's word, whatever the broker does (docs/locker-protocol.md
-section 9): every command and ack is signed with the backend's command key and carries a
+section 12): every command and ack is signed with the backend's command key and carries a
 per-locker counter; every message a locker sends is signed with the locker's own key, made
 at provisioning and never stored here (only its public half). Provisioning also makes the
 locker's broker login, whose hash goes to the broker's password file.

@@ -355,7 +355,7 @@ def claim_commands(
 
 def pin_key(ctx: Ctx, locker_code: str) -> str:
     """The locker's PIN hashing key (base64), derived so no secret sits in the database. It
-    reaches the locker in its provisioning bundle, never in a sync (protocol section 9)."""
+    reaches the locker in its provisioning bundle, never in a sync (protocol section 12)."""
     raw = hmac.new(ctx.settings.locker.pin_key_secret,
                    f"locker-pin-key/{locker_code}/{PIN_KEY_ID}".encode(), hashlib.sha256).digest()
     return base64.b64encode(raw).decode()

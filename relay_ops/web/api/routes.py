@@ -188,7 +188,7 @@ def rotate_locker_carrier_code(principal: Principal, site_id: int) -> Any:
           description="Makes the locker's event-signing key and broker login and answers the "
                       "bundle to install on the locker (shown once: the backend keeps only the "
                       "public key and the password's hash). Any previous identity stops working "
-                      "at once. See docs/locker-protocol.md section 9.")
+                      "at once. See docs/locker-protocol.md section 12.")
 def provision_locker(principal: Principal, site_id: int) -> Any:
     return locker_identity.provision(ctx(), principal, site_id)
 
