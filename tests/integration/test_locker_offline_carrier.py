@@ -63,7 +63,7 @@ def syncs(fake: FakeLocker) -> list[dict[str, Any]]:
 def code_hash(world: World, carrier_id: int = 1) -> str:
     with world.ctx.db.read() as session:
         site = lockers.locker_by_code(session, LOCKER["code"])
-        return keyed_code_hash(lockers.pin_key(world.ctx, site),
+        return keyed_code_hash(lockers.pin_key(world.ctx, site.code),
                                lockers.carrier_code(world.ctx, site, carrier_id))
 
 

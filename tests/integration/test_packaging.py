@@ -32,6 +32,17 @@ def test_compose_commands_are_real_console_scripts() -> None:
         assert re.search(rf"^\s+{script} = ", setup, re.M), script
 
 
+def test_the_broker_files_compose_mounts_are_the_ones_the_configuration_reads() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text()
+    mounts = dict(re.findall(r"- \./([\w/.-]+):(/mosquitto/config/[\w.]+):ro", compose))
+    shipped = {source for source in mounts if source.startswith("config/")}
+    assert shipped == {"config/mosquitto/production.conf", "config/mosquitto/acl"}
+    assert all((ROOT / source).is_file() for source in shipped)
+    config = (ROOT / "config/mosquitto/production.conf").read_text()
+    read = set(re.findall(r"(/mosquitto/config/[\w.]+)", config))
+    assert read == set(mounts.values()) - {"/mosquitto/config/mosquitto.conf"}
+
+
 def test_the_image_runs_as_a_non_root_user() -> None:
     lines = (ROOT / "Dockerfile").read_text().splitlines()
     users = [x.split()[1] for x in lines if x.startswith("USER ")]
