@@ -30,9 +30,10 @@ from relay_ops.db.models import Parcel, ParcelEvent
 from relay_ops.services import accounts, locker_identity, lockers, resident
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
+from tests.integration.firmware_bridge.locker_harness import ProductionMosquitto
 
 ROOT = Path(__file__).resolve().parents[2]
-BROKER = "127.0.0.1:1883"
+BRIDGE_USER = "relayops-bridge"
 
 
 def free_port() -> int:
@@ -156,10 +157,20 @@ class Simulator(Process):
 
 
 class Stack:
-    """One backend (web + bridge) and one simulated locker, registered and synced."""
+    """One backend (web + bridge) and one simulated locker, registered, provisioned and synced.
 
-    def __init__(self, tmp: Path, *, broker: str = BROKER, **settings: Any) -> None:
+    Without ``broker``, a private Mosquitto with the shipped production configuration (TLS,
+    a login each for the bridge and the locker, the ACL): the locker link as deployed."""
+
+    def __init__(self, tmp: Path, *, broker: str | None = None, **settings: Any) -> None:
         self.tmp = tmp
+        self.mosquitto = ProductionMosquitto(tmp / "broker") if broker is None else None
+        if self.mosquitto is not None:
+            broker = f"127.0.0.1:{self.mosquitto.port}"
+            self.bridge_password = f"pw-{uuid.uuid4().hex}"  # not read as JSON from the env
+            settings.update(MQTT_TLS="true", MQTT_TLS_CA_FILE=tmp / "broker" / "ca.crt",
+                            MQTT_USERNAME=BRIDGE_USER, MQTT_PASSWORD=self.bridge_password)
+        assert broker is not None
         self.broker = broker
         self.prefix = f"E{uuid.uuid4().hex[:8]}"
         self.code = f"{self.prefix}-0001"
@@ -182,8 +193,10 @@ class Stack:
             "address": "Place", "postcode": "44440", "city": "Riaillé",
             "latitude": 47.5, "longitude": -1.3})["id"]
         bundles = tmp / "bundles"
-        write_bundle(bundles / f"{self.code}.json",
-                     locker_identity.provision(self.ctx, SYSTEM, self.site_id))
+        self.bundle = locker_identity.provision(self.ctx, SYSTEM, self.site_id)
+        if self.mosquitto is not None:
+            self.bundle["broker"].update(url=self.mosquitto.url, ca_cert=self.mosquitto.ca_pem)
+        write_bundle(bundles / f"{self.code}.json", self.bundle)
         py = sys.executable
         self.web = Process("web", [py, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}",
                                    "--workers", "1", "--threads", "4",
@@ -199,6 +212,10 @@ class Stack:
             "--forward-timeout", "5", "--log-level", "INFO"], self.env, tmp, stdin=True)
 
     def start(self) -> Stack:
+        if self.mosquitto is not None:
+            self.mosquitto.write_passwords(locker_identity.password_file(
+                self.ctx, [(BRIDGE_USER, self.bridge_password)]))
+            self.mosquitto.start()
         self.web.start()
         self.bridge.start()
         self.locker.start()
@@ -210,6 +227,8 @@ class Stack:
     def stop(self) -> None:
         for process in (self.locker, self.bridge, self.web):
             process.stop()
+        if self.mosquitto is not None:
+            self.mosquitto.stop()
         self.ctx.db.dispose()
 
     def _web_up(self) -> bool:

@@ -13,7 +13,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge import protocol as p
-from tests.e2e.locker_stack import Stack, wait_until
+from firmware_bridge.tls import BrokerLogin
+from tests.e2e.locker_stack import BRIDGE_USER, Stack, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -131,6 +132,15 @@ def test_offline_locker_reboot_and_expired_commands(stack: Stack) -> None:
     assert stack.state_of("E2EOFFL00002") == "announced"
 
 
+def _client(login: BrokerLogin) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"spy-{uuid.uuid4().hex[:8]}")
+    login.apply(client)
+    client.connect(login.host, login.port)
+    client.loop_start()
+    wait_until(client.is_connected, 5, "spy connected")
+    return client
+
+
 def _expired(stack: Stack) -> bool:
     with stack.ctx.db.read() as session:
         from sqlalchemy import select
@@ -150,13 +160,13 @@ def test_bridge_killed_mid_session_and_a_duplicate_event(stack: Stack) -> None:
     wait_until(lambda: stack.locker.door_open(door), 15, "door open")
     stack.bridge.kill()
     captured: list[mqtt.MQTTMessage] = []
-    spy = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"spy-{uuid.uuid4().hex[:8]}")
+    assert stack.mosquitto is not None
+    # the ACL lets the bridge's login read events and only the locker's write them
+    spy = _client(stack.mosquitto.login(BRIDGE_USER, stack.bridge_password))
     spy.on_message = lambda _c, _u, m: captured.append(m)
-    spy.connect("127.0.0.1", 1883)
     spy.subscribe(p.evt_topic(stack.code), 1)
-    spy.loop_start()
+    echo = _client(stack.mosquitto.login(stack.code, stack.bundle["broker"]["password"]))
     try:
-        wait_until(spy.is_connected, 5, "spy connected")
         stack.locker.do(f"close {door} occupied")  # journaled; nobody applies it yet
         wait_until(lambda: any(b'"door_closed"' in m.payload for m in captured), 10, "event")
         assert stack.state_of("E2EKILL00001") == "announced"
@@ -164,10 +174,11 @@ def test_bridge_killed_mid_session_and_a_duplicate_event(stack: Stack) -> None:
         wait_until(lambda: stack.state_of("E2EKILL00001") == "ready_for_pickup", 20, "applied")
         closed = next(m for m in captured if b'"door_closed"' in m.payload)
         for _ in range(2):  # the same event again, as a broker redelivery would
-            spy.publish(closed.topic, closed.payload, qos=1).wait_for_publish(5)
+            echo.publish(closed.topic, closed.payload, qos=1).wait_for_publish(5)
         stack.locker.do("state")
         wait_until(lambda: stack.view()["link"]["entries_waiting"] == 0, 20, "journal drained")
     finally:
-        spy.loop_stop()
-        spy.disconnect()
+        for client in (spy, echo):
+            client.loop_stop()
+            client.disconnect()
     assert stack.actions("E2EKILL00001").count("check_in") == 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from relay_ops.db.models import LockerAlert, Notification, Parcel, ParcelEvent, 
 from relay_ops.services import parcels
 from tests.e2e.locker_stack import Stack, wait_until
 from tests.e2e.test_lockers_e2e import decode_qr, drop
-from tests.integration.firmware_bridge.locker_harness import PrivateBroker
+from tests.integration.firmware_bridge.locker_harness import ProductionMosquitto
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +39,6 @@ AUTHORISED = {"locker_door_requested": "door_authorised",
 # offline the locker decided from the synced reservation and journaled it (these records). The
 # facts compared are the deposit (check_in) and the collection (collect), once each.
 LOCKER_DECIDED_ONLY = {"offline_deposit_verified", "offline_collection_verified"}
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
-    own = PrivateBroker(tmp_path)
-    own.start()
-    yield own
-    own.stop()
 
 
 def answer_on_screen(stack: Stack, command: str, timeout: float = 15.0) -> str:
@@ -122,7 +113,8 @@ def carrier_with_the_app(stack: Stack, doors: dict[str, int]) -> None:
     assert stack.carrier("POST", f"/locker-sessions/{session_id}/close")[0] == 200
 
 
-def play_day(stack: Stack, tmp: Path, broker: PrivateBroker, *, offline: bool) -> dict[str, Any]:
+def play_day(stack: Stack, tmp: Path, broker: ProductionMosquitto, *, offline: bool
+             ) -> dict[str, Any]:
     morning = [n for n in NUMBERS if n != AHEAD]
     stack.announce(*morning)
     session_id = stack.open_session()
@@ -234,20 +226,21 @@ def project(stack: Stack) -> dict[str, Any]:
     return out
 
 
-def run(tmp: Path, broker: PrivateBroker, *, offline: bool) -> dict[str, Any]:
+def run(tmp: Path, *, offline: bool) -> dict[str, Any]:
+    """On a broker of the stack's own, with the production configuration: TLS, logins, ACL."""
     tmp.mkdir()
-    stack = Stack(tmp, broker=f"127.0.0.1:{broker.port}", LOCKER_OPEN_TTL_S=30)
+    stack = Stack(tmp, LOCKER_OPEN_TTL_S=30)
+    assert stack.mosquitto is not None
     try:
         stack.start()
-        return play_day(stack, tmp, broker, offline=offline)
+        return play_day(stack, tmp, stack.mosquitto, offline=offline)
     finally:
         stack.stop()
 
 
-def test_a_locker_day_offline_ends_like_the_same_day_online(tmp_path: Path,
-                                                            broker: PrivateBroker) -> None:
-    online = run(tmp_path / "online", broker, offline=False)
-    offline = run(tmp_path / "offline", broker, offline=True)
+def test_a_locker_day_offline_ends_like_the_same_day_online(tmp_path: Path) -> None:
+    online = run(tmp_path / "online", offline=False)
+    offline = run(tmp_path / "offline", offline=True)
 
     day = online["projection"]
     assert day[QR]["state"] == day[PIN]["state"] == "picked_up"

@@ -7,6 +7,7 @@ import base64
 import itertools
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import threading
@@ -327,3 +328,72 @@ def agent_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = f"{root}{os.pathsep}{env.get('PYTHONPATH', '')}"
     return env
+
+
+class ProductionMosquitto:
+    """A private Mosquitto with the shipped production files (config/mosquitto/): TLS, logins,
+    the ACL, the size cap. Only what a test must change is changed: the listener's port on the
+    loopback, the files' folder, and `user root` (tests run as root). The CA and the broker's
+    certificate are made by the code behind `relay-ops broker certs`."""
+
+    SHIPPED = Path(__file__).resolve().parents[3] / "config" / "mosquitto"
+
+    def __init__(self, directory: Path) -> None:
+        from firmware_bridge.tls import write_deployment_certs
+
+        self.directory = directory
+        self.port = free_port()
+        write_deployment_certs(directory, ["127.0.0.1", "localhost"], datetime.now(UTC))
+        (directory / "data").mkdir(exist_ok=True)
+        (directory / "acl").write_text((self.SHIPPED / "acl").read_text())
+        (directory / "passwd").write_text("")
+        (directory / "mosquitto.conf").write_text(self._config())
+        self.ca_pem = (directory / "ca.crt").read_text()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _config(self) -> str:
+        text = (self.SHIPPED / "production.conf").read_text()
+        assert "listener 8883\n" in text and "user mosquitto\n" in text
+        text = text.replace("listener 8883\n", f"listener {self.port} 127.0.0.1\n")
+        text = text.replace("user mosquitto\n", "user root\n")
+        text = text.replace("/mosquitto/config/", f"{self.directory}/")
+        return text.replace("/mosquitto/data/", f"{self.directory}/data/")
+
+    @property
+    def url(self) -> str:
+        return f"mqtts://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["mosquitto", "-c", str(self.directory / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(self._accepts, 5.0, f"production mosquitto on {self.port}")
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def write_passwords(self, password_file: str) -> None:
+        """The broker's password file; a running broker reloads it (SIGHUP)."""
+        (self.directory / "passwd").write_text(password_file)
+        if self.process is not None:
+            self.process.send_signal(signal.SIGHUP)
+
+    def login(self, username: str | None, password: str | None, *, tls: bool = True) -> Any:
+        from firmware_bridge.tls import BrokerLogin
+
+        return BrokerLogin("127.0.0.1", self.port, tls=tls, ca_pem=self.ca_pem,
+                           username=username, password=password)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+            self.process = None

@@ -1,26 +1,20 @@
-"""Issue 14: the shipped production broker configuration, on a private Mosquitto.
-
-config/mosquitto/production.conf and config/mosquitto/acl are used as shipped; only what a
-test must change is changed (the listener's port on the loopback, the files' folder, `user
-root` since tests run as root). The CA, the broker certificate and the password file are made
-by the same code as `relay-ops broker certs` and `relay-ops broker passwd`.
-"""
+"""Issue 14: the shipped production broker configuration, on a private Mosquitto
+(locker_harness.ProductionMosquitto: config/mosquitto/ as shipped but for the port, the
+files' folder and the user). The password file is made by the code behind `relay-ops broker
+passwd`."""
 
 from __future__ import annotations
 
-import signal
 import ssl
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from locker_harness import free_port, unique_locker_id, wait_until
+from locker_harness import ProductionMosquitto, unique_locker_id, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge import protocol as p
@@ -28,7 +22,7 @@ from firmware_bridge.agent.agent import LockerAgent
 from firmware_bridge.agent.drivers import SimulatedBoard
 from firmware_bridge.bridge import Bridge, BridgeSettings
 from firmware_bridge.identity import LockerIdentity
-from firmware_bridge.tls import BrokerLogin, write_deployment_certs
+from firmware_bridge.tls import BrokerLogin
 from relay_ops.services import locker_identity, lockers
 from relay_ops.services.principal import SYSTEM
 from tests.integration.firmware_bridge.conftest import fast_settings
@@ -36,7 +30,6 @@ from tests.integration.firmware_bridge.test_bridge import LiveClock, Site
 from tests.support import World
 
 ROOT = Path(__file__).resolve().parents[3]
-SHIPPED = ROOT / "config" / "mosquitto"
 BRIDGE_USER = "relayops-bridge"
 
 
@@ -45,55 +38,24 @@ def clock() -> LiveClock:
     return LiveClock()
 
 
-@dataclass
-class ProductionBroker:
-    port: int
-    directory: Path
-    ca_pem: str
-    process: subprocess.Popen[bytes]
-    bridge_password: str
-
-    def login(self, username: str | None, password: str | None, *, tls: bool = True
-              ) -> BrokerLogin:
-        return BrokerLogin("127.0.0.1", self.port, tls=tls, ca_pem=self.ca_pem,
-                           username=username, password=password)
-
-    def reload(self, password_file: str) -> None:
-        (self.directory / "passwd").write_text(password_file)
-        self.process.send_signal(signal.SIGHUP)
-
-
-def _config(directory: Path, port: int) -> str:
-    text = (SHIPPED / "production.conf").read_text()
-    assert "listener 8883\n" in text and "user mosquitto\n" in text
-    text = text.replace("listener 8883\n", f"listener {port} 127.0.0.1\n")
-    text = text.replace("user mosquitto\n", "user root\n")
-    text = text.replace("/mosquitto/config/", f"{directory}/")
-    return text.replace("/mosquitto/data/", f"{directory}/data/")
-
-
 @pytest.fixture
 def production_broker(world: World, tmp_path: Path) -> Iterator[ProductionBroker]:
-    directory = tmp_path / "broker"
-    write_deployment_certs(directory, ["127.0.0.1", "localhost"], world.ctx.now())
-    (directory / "data").mkdir()
-    (directory / "acl").write_text((SHIPPED / "acl").read_text())
-    bridge_password = uuid.uuid4().hex
-    (directory / "passwd").write_text(
-        locker_identity.password_file(world.ctx, [(BRIDGE_USER, bridge_password)]))
-    port = free_port()
-    (directory / "mosquitto.conf").write_text(_config(directory, port))
-    process = subprocess.Popen(["mosquitto", "-c", str(directory / "mosquitto.conf")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    broker = ProductionBroker(port, directory, (directory / "ca.crt").read_text(), process,
-                              bridge_password)
+    broker = ProductionBroker(tmp_path / "broker")
+    broker.bridge_password = uuid.uuid4().hex
+    broker.write_passwords(
+        locker_identity.password_file(world.ctx, [(BRIDGE_USER, broker.bridge_password)]))
+    broker.start()
     try:
-        wait_until(lambda: _connects(broker.login(BRIDGE_USER, bridge_password)) == "ok", 10,
-                   "production broker up")
         yield broker
     finally:
-        process.terminate()
-        process.wait(10)
+        broker.stop()
+
+
+class ProductionBroker(ProductionMosquitto):
+    bridge_password = ""
+
+    def reload(self, password_file: str) -> None:
+        self.write_passwords(password_file)
 
 
 class Client:
