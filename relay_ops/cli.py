@@ -286,6 +286,9 @@ def _start_demo_locker(enabled: bool, base: str) -> Any:
                                Path(current_app.instance_path) / "demo-locker" / database,
                                port=int(current_app.config["DEMO_MQTT_PORT"]))
     embedded.start()
+    click.echo(f"demo MQTT broker: 127.0.0.1:{embedded.broker.port}, anonymous and on this "
+               "machine only (production: TLS and a login per locker, docs/locker-protocol.md "
+               "section 12); the demo locker is provisioned and obeys only signed commands")
     from relay_ops.web.pages.locker_panel import attach_simulated_locker
 
     # the locker panel drives this locker; the demo opens it without signing in (not in production)

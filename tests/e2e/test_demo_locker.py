@@ -26,6 +26,9 @@ def test_the_demo_locker_opens_with_the_printed_pin(tmp_path: Path) -> None:
         wait_until(lambda: _next_match(demo, lines, r"^The locker as an operator sees it"), 60,
                    "the printed welcome")
         welcome = "\n".join(lines)
+        # it says its broker is anonymous and on this machine only
+        assert re.search(r"^demo MQTT broker: 127\.0\.0\.1:\d+, anonymous and on this machine "
+                         r"only", welcome, re.M), welcome
         pin_line = re.search(r"^pin (\d{6})\s", welcome, re.M).group(1)  # type: ignore[union-attr]
         door = int(re.search(r"compartment (\d+)", welcome).group(1))  # type: ignore[union-attr]
         assert demo.do(f"pin {pin_line}") == "ok"
