@@ -185,6 +185,31 @@ def user_create(username: str, role: str, site_codes: tuple[str, ...], display_n
     click.echo(f"{role} {username} created")
 
 
+@user_group.command("deactivate")
+@click.argument("username")
+def user_deactivate(username: str) -> None:
+    """Deactivate a staff account: every token it holds stops working at once."""
+    accounts.set_active(ctx(), SYSTEM, accounts.user_id_for_username(ctx(), username), False)
+    click.echo(f"{username} deactivated; its tokens are revoked")
+
+
+@user_group.command("activate")
+@click.argument("username")
+def user_activate(username: str) -> None:
+    """Let a deactivated staff account sign in again (its old tokens stay revoked)."""
+    accounts.set_active(ctx(), SYSTEM, accounts.user_id_for_username(ctx(), username), True)
+    click.echo(f"{username} may sign in again")
+
+
+@user_group.command("revoke-tokens")
+@click.argument("username")
+def user_revoke_tokens(username: str) -> None:
+    """Sign a staff account out everywhere; it stays active."""
+    user_id = accounts.user_id_for_username(ctx(), username)
+    revoked = accounts.revoke_user_tokens(ctx(), SYSTEM, user_id)
+    click.echo(f"{revoked} token(s) of {username} revoked")
+
+
 @click.command("sweep-expiry")
 @with_appcontext
 def sweep_expiry() -> None:

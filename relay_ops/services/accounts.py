@@ -11,12 +11,12 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -119,6 +119,7 @@ def user_view(user: User) -> dict[str, object]:
         "role": user.role,
         "locale": user.locale,
         "sites": [s.code for s in user.sites],
+        "active": user.active,
     }
 
 
@@ -126,6 +127,63 @@ def list_users(ctx: Ctx, actor: Principal) -> list[dict[str, object]]:
     require_role(actor, Role.OPERATOR)
     with ctx.db.read() as session:
         return [user_view(u) for u in session.scalars(select(User).order_by(User.username))]
+
+
+def set_active(ctx: Ctx, actor: Principal, user_id: int, active: bool) -> dict[str, object]:
+    """Deactivate a staff account (its tokens are revoked in the same transaction, so nothing
+    it holds works from the next request), or let it sign in again (old tokens stay dead)."""
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    with ctx.db.transaction() as session:
+        user = _user_for_update(session, user_id)
+        if not active:
+            _refuse_operator_lockout(session, actor, user)
+            _revoke_user_tokens(session, user.id, ctx.now())
+        user.active = active
+        return user_view(user)
+
+
+def revoke_user_tokens(ctx: Ctx, actor: Principal, user_id: int) -> int:
+    """Sign a staff account out everywhere (a lost phone, a shared password): every token it
+    holds stops working; the account may sign in again. How many tokens were revoked."""
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    with ctx.db.transaction() as session:
+        user = _user_for_update(session, user_id)
+        return _revoke_user_tokens(session, user.id, ctx.now())
+
+
+def user_id_for_username(ctx: Ctx, username: str) -> int:
+    with ctx.db.read() as session:
+        user_id = session.scalar(select(User.id).where(User.username == username))
+        if user_id is None:
+            raise NotFound(f"no staff account {username!r}")
+        return user_id
+
+
+def _user_for_update(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id, with_for_update=True)
+    if user is None:
+        raise NotFound(f"no staff account {user_id}")
+    return user
+
+
+def _refuse_operator_lockout(session: Session, actor: Principal, user: User) -> None:
+    # Nobody could undo it through the API: an operator's own account, or the last operator.
+    if actor.user_id == user.id:
+        raise Conflict("an operator cannot deactivate their own account")
+    if user.role == Role.OPERATOR.value and user.active:
+        others = session.scalar(select(func.count()).where(
+            User.role == Role.OPERATOR.value, User.active.is_(True), User.id != user.id))
+        if not others:
+            raise Conflict("this is the last active operator account")
+
+
+def _revoke_user_tokens(session: Session, user_id: int, now: datetime) -> int:
+    result = session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def create_carrier(

@@ -82,3 +82,30 @@ def test_an_operator_registers_a_locker_and_takes_a_door_out_of_service(tmp_path
                                   "--model", "nope", "--address", "a", "--postcode", "1",
                                   "--city", "c", "--lat", "1", "--lon", "1"])
     assert refused.exit_code == 1 and "unknown locker model" in refused.output
+
+
+def test_an_operator_deactivates_a_staff_account_from_the_command_line(tmp_path: Path) -> None:
+    from relay_ops.services import accounts
+
+    app = make_app(tmp_path)
+    runner = app.test_cli_runner()
+    runner.invoke(args=["db", "upgrade"])
+    runner.invoke(args=["user", "create", "op", "--role", "operator"],
+                  input="a long password\na long password\n")
+    ctx = app.extensions["relay_ops"]
+    token = accounts.log_in(ctx, "op", "a long password").token
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/users", headers=headers).status_code == 200
+    signed_out = runner.invoke(args=["user", "revoke-tokens", "op"])
+    assert signed_out.exit_code == 0 and "1 token(s) of op revoked" in signed_out.output
+    assert client.get("/api/v1/users", headers=headers).status_code == 401
+    runner.invoke(args=["user", "create", "marie", "--role", "operator"],
+                  input="a long password\na long password\n")
+    headers = {"Authorization": f"Bearer {accounts.log_in(ctx, 'op', 'a long password').token}"}
+    assert runner.invoke(args=["user", "deactivate", "op"]).exit_code == 0
+    assert client.get("/api/v1/users", headers=headers).status_code == 401
+    assert runner.invoke(args=["user", "activate", "op"]).exit_code == 0
+    assert accounts.log_in(ctx, "op", "a long password").token
+    ghost = runner.invoke(args=["user", "deactivate", "ghost"])
+    assert ghost.exit_code == 1 and "not-found" in ghost.output

@@ -382,6 +382,26 @@ def list_users(principal: Principal) -> Any:
     return {"items": accounts.list_users(ctx(), principal)}
 
 
+@endpoint("/users/<id:user_id>/active", "PUT", summary="Deactivate or reactivate a staff account",
+          tag="admin", roles=OPERATOR, body=s.UserActiveIn, errors=(404, 409),
+          description="`active: false` revokes every token the account holds in the same "
+                      "transaction: its next request, API or pages, is refused (401). "
+                      "`active: true` lets it sign in again; revoked tokens stay revoked. "
+                      "An operator cannot deactivate their own account nor the last active "
+                      "operator (409).")
+def set_user_active(principal: Principal, user_id: int, body: s.UserActiveIn) -> Any:
+    return accounts.set_active(ctx(), principal, user_id, body.active)
+
+
+@endpoint("/users/<id:user_id>/tokens", "DELETE", summary="Sign a staff account out everywhere",
+          tag="admin", roles=OPERATOR, errors=(404,),
+          description="Revokes every token the account holds (API tokens and page sessions); "
+                      "the account stays active and may sign in again. Answers how many "
+                      "tokens were revoked.")
+def revoke_user_tokens(principal: Principal, user_id: int) -> Any:
+    return {"revoked": accounts.revoke_user_tokens(ctx(), principal, user_id)}
+
+
 # ------------------------------------------------------------------ residents
 
 

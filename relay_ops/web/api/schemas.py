@@ -169,6 +169,10 @@ class UserIn(Strict):
     locale: Literal["fr", "en"] = "fr"
 
 
+class UserActiveIn(Strict):
+    active: bool
+
+
 class LockerIn(Strict):
     code: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")]  # also its MQTT id
     name: Annotated[str, Field(min_length=1, max_length=200)]
