@@ -69,6 +69,9 @@ DEFAULTS: dict[str, Any] = {
     # Shorter holding periods when the site's forecast for the day reaches this share of its
     # capacity; {} or threshold null turns it off.
     "HOLDING_LOAD": {"threshold": 0.9, "days": {"shop": 6, "locker": 2}},
+    # Reverse proxies in front of the app that set X-Forwarded-For (nginx: 1). Sign-in
+    # throttling keys on the client's address; 0 trusts no header (a client could forge it).
+    "TRUSTED_PROXIES": 0,
     "DEFAULT_PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 500,
     # Notification channels (see relay_ops/notifications/senders.py for SMTP and SMS keys).

@@ -247,13 +247,19 @@ def revoke_token(ctx: Ctx, actor: Principal, prefix: str) -> None:
         row.revoked_at = ctx.now()
 
 
+# The client of in-process callers (the CLI, the demo seed): no network address to key on.
+LOCAL_CLIENT = "local"
+
+
 def log_in(
-    ctx: Ctx, username: str, password: str, *, ttl: timedelta | None = None,
-    fixed: str | None = None,
+    ctx: Ctx, username: str, password: str, *, client: str = LOCAL_CLIENT,
+    ttl: timedelta | None = None, fixed: str | None = None,
 ) -> IssuedToken:
-    """Check a staff password and issue a bearer token that expires."""
+    """Check a staff password and issue a bearer token that expires. ``client`` is the
+    caller's network address: wrong passwords slow down that address's tries at this
+    username only (see :data:`throttle.SIGN_IN`)."""
     with ctx.db.transaction() as session:
-        user = _signed_in_user(ctx, session, username, password)
+        user = _signed_in_user(ctx, session, username, password, client)
         if user is not None:
             if hasher_for(ctx).check_needs_rehash(user.password_hash):
                 user.password_hash = hasher_for(ctx).hash(password)
@@ -268,24 +274,35 @@ def log_in(
     raise Unauthenticated("wrong username or password")
 
 
-def verify_password(ctx: Ctx, username: str, password: str) -> Principal:
-    """The staff principal for a username and password (sign-in pages use this)."""
+def verify_password(
+    ctx: Ctx, username: str, password: str, *, client: str = LOCAL_CLIENT
+) -> Principal:
+    """The staff principal for a username and password."""
     with ctx.db.transaction() as session:
-        user = _signed_in_user(ctx, session, username, password)
+        user = _signed_in_user(ctx, session, username, password, client)
         if user is not None:
             return _user_principal(user)
     raise Unauthenticated("wrong username or password")
 
 
-def _signed_in_user(ctx: Ctx, session: Session, username: str, password: str) -> User | None:
-    """The user if the password is right; a wrong one is counted against the username."""
-    now, key = ctx.now(), username.lower()
-    throttle.check(session, throttle.SIGN_IN, key, now)
+def _signed_in_user(
+    ctx: Ctx, session: Session, username: str, password: str, client: str
+) -> User | None:
+    """The user if the password is right; a wrong one is counted against this username from
+    this client only, so a guesser elsewhere never locks the owner out."""
+    now, key = ctx.now(), sign_in_key(username, client)
+    throttle.check_backoff(session, throttle.SIGN_IN, key, now)
     user = session.scalar(select(User).where(User.username == username))
     if _password_ok(ctx, user, password):
+        throttle.clear(session, throttle.SIGN_IN, key)
         return user
     throttle.record_failure(session, throttle.SIGN_IN, key, now)
     return None
+
+
+def sign_in_key(username: str, client: str) -> str:
+    # Usernames are unique case-sensitively, but "Marie" and "marie" are one guess target.
+    return f"{username.lower()}|{client}"[:120]
 
 
 def _password_ok(ctx: Ctx, user: User | None, password: str) -> bool:

@@ -132,6 +132,7 @@ ERROR_TEXT = {
     422: "Invalid input",
     423: "Locked: an identity check is required",
     428: "An identity check must be recorded",
+    429: "Too many failed attempts: wait `retry_after_s` seconds",
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {

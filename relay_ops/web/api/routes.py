@@ -12,7 +12,7 @@ from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services import accounts, lockers, manifests, parcels, reroute, resident, sites
 from relay_ops.services import forecast as forecasts
 from relay_ops.services.principal import Principal, Role
-from relay_ops.web.api import bp, ctx, endpoint, pagination
+from relay_ops.web.api import bp, client_address, ctx, endpoint, pagination
 from relay_ops.web.api import schemas as s
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
@@ -26,9 +26,13 @@ ANY = (Role.OPERATOR, Role.SHOPKEEPER, Role.CARRIER)
 
 
 @endpoint("/auth/token", "POST", summary="Sign in (staff) and get a bearer token", tag="auth",
-          body=s.TokenIn, status=201, errors=(401,))
+          body=s.TokenIn, status=201, errors=(401, 429),
+          description="Wrong passwords are counted per username and client address: after 5, "
+                      "each one doubles the wait before that address may try that username "
+                      "again (1 s up to 15 min; 429 with `retry_after_s`). Other addresses, "
+                      "the owner's included, are not slowed down; a success clears the count.")
 def create_token(principal: Principal, body: s.TokenIn) -> Any:
-    issued = accounts.log_in(ctx(), body.username, body.password)
+    issued = accounts.log_in(ctx(), body.username, body.password, client=client_address())
     return 201, {"token": issued.token, "expires_at": issued.expires_at}
 
 
