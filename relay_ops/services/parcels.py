@@ -13,6 +13,7 @@ from relay_ops.db.models import (
     Carrier,
     CredentialParcel,
     Location,
+    Notification,
     Parcel,
     ParcelEvent,
     PickupCredential,
@@ -460,6 +461,46 @@ def holding_period(ctx: Ctx, session: Session, site: Site, now: datetime) -> Hol
         site.kind, ctx.settings.holding[site.kind].days, today,
         load_ratio(ctx, session, site, today), ctx.settings.adaptive_holding,
     )
+
+
+def resend_ready_after_hours_set(
+    ctx: Ctx, session: Session, site: Site, actor: Principal
+) -> list[int]:
+    """A shop got its first opening hours: each parcel waiting there whose ready message
+    failed for want of them gets a deadline counted from now under the new hours (nobody was
+    told the old one) and is owed its ready message again. The parcels' ids."""
+    now = ctx.now()
+    failed = select(Notification.parcel_id).where(
+        Notification.kind == "ready", Notification.status == "failed",
+        Notification.error.startswith(notify.NO_OPENING_HOURS),
+    )
+    waiting = list(session.scalars(
+        select(Parcel).where(Parcel.site_id == site.id, Parcel.state == READY,
+                             Parcel.id.in_(failed))
+        .order_by(Parcel.id).with_for_update()
+    ))
+    for parcel in waiting:
+        days = _holding_days_given(session, parcel) or ctx.settings.holding[site.kind].days
+        parcel.holding_deadline = deadline_after(
+            now, days, ctx.settings.timezone, closed_on(session, site)
+        )
+        history.record(session, parcel, "deadline_reset", parcel.state, actor, now,
+                       reason="the site's opening hours were set",
+                       data={"deadline": _iso(parcel.holding_deadline), "holding_days": days})
+        # A new occurrence: the failed message stays in the record as it was.
+        notify.queue(session, parcel, "ready", f"hours-set:{now.isoformat()}")
+    return [p.id for p in waiting]
+
+
+def _holding_days_given(session: Session, parcel: Parcel) -> int | None:
+    """The holding period decided at check-in (its event says it): kept, only re-dated."""
+    event = session.scalar(
+        select(ParcelEvent)
+        .where(ParcelEvent.parcel_id == parcel.id, ParcelEvent.action == Action.CHECK_IN.value)
+        .order_by(ParcelEvent.id.desc())
+    )
+    days = (event.data or {}).get("holding_days") if event is not None else None
+    return int(days) if days else None
 
 
 # ---------------------------------------------------------------- credentials

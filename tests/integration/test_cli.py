@@ -31,6 +31,10 @@ def test_an_operator_sets_up_a_shop_from_the_command_line(tmp_path: Path) -> Non
                                "--site", "bourg"], input="a long password\na long password\n")
     assert user.exit_code == 0, user.output
     assert "0 parcel(s) expired" in runner.invoke(args=["sweep-expiry"]).output
+    hours = runner.invoke(args=["site", "hours", "bourg", '{"sat": [["09:00", "12:00"]]}'])
+    assert hours.exit_code == 0 and '"sat"' in hours.output
+    never = runner.invoke(args=["site", "hours", "bourg", "{}"])
+    assert never.exit_code == 1 and "validation-failed" in never.output
 
 
 def test_refusals_are_reported_without_a_traceback(tmp_path: Path) -> None:
@@ -43,6 +47,10 @@ def test_refusals_are_reported_without_a_traceback(tmp_path: Path) -> None:
                               "--postcode", "1", "--city", "x", "--lat", "1", "--lon", "1",
                               "--locations", "A1-S-3"])
     assert bad.exit_code == 2 and "LABEL:CLASS:CAPACITY" in bad.output
+    no_hours = runner.invoke(args=["site", "create", "--code", "x", "--name", "x", "--address",
+                                   "x", "--postcode", "1", "--city", "x", "--lat", "1", "--lon",
+                                   "1"])
+    assert no_hours.exit_code == 1 and "needs its opening_hours" in no_hours.output
 
 
 def test_demo_seed_is_repeatable_and_its_credentials_work(tmp_path: Path) -> None:

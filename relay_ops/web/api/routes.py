@@ -40,7 +40,11 @@ def create_token(principal: Principal, body: s.TokenIn) -> Any:
 
 
 @endpoint("/sites", "POST", summary="Create a relay shop or a locker site", tag="sites",
-          roles=OPERATOR, body=s.SiteIn, status=201, errors=(409,))
+          roles=OPERATOR, body=s.SiteIn, status=201, errors=(409,),
+          description="A shop needs its `opening_hours` (its messages state them, its "
+                      "deadlines fall on open days); a locker without them is open `24/7`. "
+                      "Hours must open at least one day a week. Change them later with "
+                      "`PUT /sites/{id}/opening-hours`.")
 def create_site(principal: Principal, body: s.SiteIn) -> Any:
     data = body.model_dump(mode="json", exclude_none=True)
     return 201, sites.create_site(ctx(), principal, data)
@@ -68,6 +72,18 @@ def get_site(principal: Principal, site_id: int) -> Any:
           tag="sites", roles=OPERATOR, body=s.SiteStatusIn, errors=(404,))
 def set_site_status(principal: Principal, site_id: int, body: s.SiteStatusIn) -> Any:
     return sites.set_status(ctx(), principal, site_id, body.status)
+
+
+@endpoint("/sites/<id:site_id>/opening-hours", "PUT", summary="Set a site's opening hours",
+          tag="sites", roles=OPERATOR, body=s.OpeningHoursIn, errors=(404,),
+          description="Replaces the site's weekly hours (`\"24/7\"`, or day → time ranges, "
+                      "local time); they must open at least one day a week. Effective at once "
+                      "for `open_now` and the deadlines of later check-ins. A shop that had no "
+                      "hours (created before they were required): each parcel waiting there "
+                      "whose ready message failed for want of them gets a deadline counted "
+                      "from now and its ready message again.")
+def set_opening_hours(principal: Principal, site_id: int, body: s.OpeningHoursIn) -> Any:
+    return sites.set_opening_hours(ctx(), principal, site_id, body.opening_hours)
 
 
 @endpoint("/sites/<id:site_id>/locations", "POST", summary="Add shelf locations to a shop",

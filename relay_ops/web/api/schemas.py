@@ -32,9 +32,17 @@ class SiteIn(Strict):
     latitude: Annotated[float, Field(ge=-90, le=90)]
     longitude: Annotated[float, Field(ge=-180, le=180)]
     area: Literal["town", "countryside"] = "countryside"
+    # Required for a shop (checked by the service: lockers default to "24/7").
     opening_hours: dict[str, list[list[str]]] | Literal["24/7"] | None = None
     step_free_access: bool = False
     locations: list[LocationIn] = []
+
+
+Hours = dict[str, list[list[str]]] | Literal["24/7"]
+
+
+class OpeningHoursIn(Strict):
+    opening_hours: Hours
 
 
 class LocationsIn(Strict):
