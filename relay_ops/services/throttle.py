@@ -26,9 +26,9 @@ class Limit:
     advice: str
 
 
-# A shop counter sees a few mistyped codes an hour; hundreds mean someone is guessing.
-PICKUP_CODES = Limit("pickup-code", 20, timedelta(minutes=10),
-                     "give the tracking number together with the code")
+# Wrong code-only guesses at a shop counter, keyed by site id: they bound how often a code
+# alone is checked there (parcels.code_only_allowed, docs/decisions/0004).
+CODE_ONLY_GUESSES = "pickup-code"
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,11 @@ def check_backoff(session: Session, backoff: Backoff, key: str, now: datetime) -
                               retry_after_s=wait)
 
 
-def record_failure(session: Session, limit: Limit | Backoff, key: str, now: datetime) -> None:
-    session.add(FailedAttempt(scope=limit.scope, key=key, at=now))
+def record_failure(
+    session: Session, limit: Limit | Backoff | str, key: str, now: datetime
+) -> None:
+    scope = limit if isinstance(limit, str) else limit.scope
+    session.add(FailedAttempt(scope=scope, key=key, at=now))
 
 
 def clear(session: Session, limit: Limit | Backoff, key: str) -> None:

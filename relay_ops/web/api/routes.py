@@ -257,18 +257,27 @@ def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
 
 @endpoint("/sites/<id:site_id>/pickups", "POST", summary="Hand a parcel over", tag="counter",
           roles=STAFF, body=s.PickupIn, errors=(403, 404, 409, 423, 428),
-          description="Give the pickup `code` (alone, or with the `tracking_number`). A locked "
-                      "code needs `identity` and `override_lock: true`; a proxy's code needs "
-                      "`identity`. A shared code hands over every parcel it covers that is "
-                      "still ready (`parcels`, one event each); `not_handed_over` names those "
-                      "that left the shelf meanwhile, with their state.")
+          description="Give the pickup `code`, alone or with what names the parcel: its "
+                      "`tracking_number` or the `recipient_name` (the full name, or the family "
+                      "name; accents and case do not matter). A code alone is looked up only "
+                      "while every live code at the site has met fewer than "
+                      "`PICKUP_CODE_ONLY_MISSES` (default 1) wrong code-alone guesses since it "
+                      "was issued; past that it is refused before being read (428 "
+                      "`code-needs-tracking-or-name`): ask for the name or the tracking number. "
+                      "Wrong codes with a name or tracking number count against those parcels: "
+                      "5 lock them (423). See docs/decisions/0004. A locked code needs "
+                      "`identity` and `override_lock: true`; a proxy's code needs `identity` "
+                      "(428 `identity-check-required`). A shared code hands over every parcel "
+                      "it covers that is still ready (`parcels`, one event each); "
+                      "`not_handed_over` names those that left the shelf meanwhile, with their "
+                      "state.")
 def pick_up(principal: Principal, site_id: int, body: s.PickupIn) -> Any:
     identity = parcels.IdentityCheck.from_mapping(
         body.identity.model_dump() if body.identity else None
     )
     return parcels.pick_up(
         ctx(), principal, site_id, code=body.code, tracking_number=body.tracking_number,
-        identity=identity, override_lock=body.override_lock,
+        recipient_name=body.recipient_name, identity=identity, override_lock=body.override_lock,
     )
 
 

@@ -94,6 +94,7 @@ class IdentityIn(Strict):
 class PickupIn(Strict):
     code: Annotated[str | None, Field(max_length=32)] = None
     tracking_number: Tracking | None = None
+    recipient_name: Annotated[str | None, Field(max_length=200)] = None
     identity: IdentityIn | None = None
     override_lock: bool = False
 

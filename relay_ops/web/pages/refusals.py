@@ -42,6 +42,10 @@ def explain(err: DomainError) -> tuple[str, str]:
             return _("Code locked"), _(
                 "Too many wrong codes: check an identity document and record it to hand the "
                 "parcel over.")
+        case "code-needs-tracking-or-name":
+            return _("Whose parcel?"), _(
+                "A wrong code was typed here: from now on a code comes with the recipient's "
+                "name or the tracking number.")
         case "identity-check-required":
             return _("Identity check needed"), _(
                 "This code belongs to a proxy: check their identity document and record it.")
