@@ -733,11 +733,11 @@ def _code_alone(
 
 
 def code_only_allowed(ctx: Ctx, session: Session, site: Site) -> None:
-    """Whether a code alone may still be looked up at this site: only while every live code
-    here has met fewer than PICKUP_CODE_ONLY_MISSES wrong code-only guesses since it was
-    issued. Past that, the claim must also name the parcel (tracking number or recipient),
-    whose own wrong tries lock it after 5. Decided before the code is read, so the answer
-    says nothing about the code (docs/decisions/0004)."""
+    """Refuse a code alone (:class:`CodeNeedsMore`) once a live code here has met
+    PICKUP_CODE_ONLY_MISSES wrong code-alone guesses since it was issued: the claim must then
+    also name the parcel (tracking number or recipient), whose own wrong tries lock it after
+    5. Decided before the code is read, so the refusal says nothing about the code
+    (docs/decisions/0004)."""
     _one_code_guess_at_a_time(session, site)
     oldest_live = (
         select(func.min(PickupCredential.created_at))
