@@ -67,6 +67,10 @@ def explain(err: DomainError) -> tuple[str, str]:
                 "The parcel has been collected or returned, so this tracking link no longer "
                 "works.")
         case "too-many-attempts":
+            wait = extra.get("retry_after_s")
+            if wait:  # sign-in waits grow from a second to 15 minutes: say how long
+                return _("Too many attempts"), _(
+                    "Too many wrong attempts: wait %(s)s s before trying again.", s=wait)
             return _("Too many attempts"), _(
                 "Too many wrong attempts: wait a few minutes before trying again.")
         case "parcel-does-not-fit":
