@@ -76,7 +76,7 @@ def set_site_status(principal: Principal, site_id: int, body: s.SiteStatusIn) ->
 
 @endpoint("/sites/<id:site_id>/opening-hours", "PUT", summary="Set a site's opening hours",
           tag="sites", roles=OPERATOR, body=s.OpeningHoursIn, errors=(404,),
-          description="Replaces the site's weekly hours (`\"24/7\"`, or day → time ranges, "
+          description="Replaces the site's weekly hours (`24/7`, or day → time ranges, "
                       "local time); they must open at least one day a week. Effective at once "
                       "for `open_now` and the deadlines of later check-ins. A shop that had no "
                       "hours (created before they were required): each parcel waiting there "
