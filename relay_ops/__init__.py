@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from relay_ops import settings
 from relay_ops.db.database import Database
@@ -19,6 +20,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     settings.load(app, test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    if int(app.config.get("TRUSTED_PROXIES") or 0) > 0:
+        # remote_addr becomes the client's address, not the proxy's (throttles key on it).
+        hops = int(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
     logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"))
     db = Database(app.config["DATABASE_URL"])
     app.extensions["relay_ops"] = Ctx(db=db, settings=Settings.from_config(app.config))

@@ -74,16 +74,36 @@ def _parse_locations(spec: str) -> list[dict[str, Any]]:
 @click.option("--lat", "latitude", type=float, required=True)
 @click.option("--lon", "longitude", type=float, required=True)
 @click.option("--area", type=click.Choice(["town", "countryside"]), default="countryside")
-@click.option("--hours", help='JSON, e.g. {"mon": [["09:00", "19:00"]]}, or "24/7"')
+@click.option("--hours", help='JSON, e.g. {"mon": [["09:00", "19:00"]]}, or "24/7"; '
+              "required for a shop, a locker defaults to 24/7")
 @click.option("--step-free/--no-step-free", default=False)
 @click.option("--locations", default="", help="LABEL:CLASS:CAPACITY,... e.g. A1:M:20,A2:S:30")
 def site_create(hours: str | None, step_free: bool, locations: str, **fields: Any) -> None:
     """Create a site."""
     data: dict[str, Any] = dict(fields, step_free_access=step_free)
     if hours:
-        data["opening_hours"] = hours if hours == "24/7" else json.loads(hours)
+        data["opening_hours"] = _parse_hours(hours)
     data["locations"] = _parse_locations(locations)
     click.echo(json.dumps(sites.create_site(ctx(), SYSTEM, data), indent=2))
+
+
+@site_group.command("hours")
+@click.argument("code")
+@click.argument("hours")
+def site_hours(code: str, hours: str) -> None:
+    """Set site CODE's opening hours: JSON, e.g. '{"mon": [["09:00", "19:00"]]}', or "24/7"."""
+    site = sites.set_opening_hours(ctx(), SYSTEM, sites.site_id_for_code(ctx(), code),
+                                   _parse_hours(hours))
+    click.echo(json.dumps(site["opening_hours"]))
+
+
+def _parse_hours(text: str) -> Any:
+    if text == "24/7":
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise click.BadParameter('JSON, e.g. {"mon": [["09:00", "19:00"]]}, or "24/7"') from None
 
 
 @site_group.command("list")
@@ -220,6 +240,31 @@ def user_create(username: str, role: str, site_codes: tuple[str, ...], display_n
         display_name=display_name, site_codes=list(site_codes), locale=locale,
     )
     click.echo(f"{role} {username} created")
+
+
+@user_group.command("deactivate")
+@click.argument("username")
+def user_deactivate(username: str) -> None:
+    """Deactivate a staff account: every token it holds stops working at once."""
+    accounts.set_active(ctx(), SYSTEM, accounts.user_id_for_username(ctx(), username), False)
+    click.echo(f"{username} deactivated; its tokens are revoked")
+
+
+@user_group.command("activate")
+@click.argument("username")
+def user_activate(username: str) -> None:
+    """Let a deactivated staff account sign in again (its old tokens stay revoked)."""
+    accounts.set_active(ctx(), SYSTEM, accounts.user_id_for_username(ctx(), username), True)
+    click.echo(f"{username} may sign in again")
+
+
+@user_group.command("revoke-tokens")
+@click.argument("username")
+def user_revoke_tokens(username: str) -> None:
+    """Sign a staff account out everywhere; it stays active."""
+    user_id = accounts.user_id_for_username(ctx(), username)
+    revoked = accounts.revoke_user_tokens(ctx(), SYSTEM, user_id)
+    click.echo(f"{revoked} token(s) of {username} revoked")
 
 
 @click.command("sweep-expiry")

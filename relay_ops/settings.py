@@ -24,6 +24,9 @@ DEFAULTS: dict[str, Any] = {
     "TIMEZONE": "Europe/Paris",
     "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
     "PICKUP_CODE_DIGITS": 6,
+    # Wrong code-only guesses each live code may meet before the counter must also give the
+    # tracking number or the recipient's name (docs/decisions/0004): 10**(digits - 6).
+    "PICKUP_CODE_ONLY_MISSES": 1,
     "PICKUP_CODE_PEPPER": DEV_SECRET + "-pepper",
     "PICKUP_CODE_DERIVATION_KEY": DEV_SECRET + "-derive",
     "API_TOKEN_PEPPER": DEV_SECRET + "-tokens",
@@ -69,6 +72,9 @@ DEFAULTS: dict[str, Any] = {
     # Shorter holding periods when the site's forecast for the day reaches this share of its
     # capacity; {} or threshold null turns it off.
     "HOLDING_LOAD": {"threshold": 0.9, "days": {"shop": 6, "locker": 2}},
+    # Reverse proxies in front of the app that set X-Forwarded-For (nginx: 1). Sign-in
+    # throttling keys on the client's address; 0 trusts no header (a client could forge it).
+    "TRUSTED_PROXIES": 0,
     "DEFAULT_PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 500,
     # Notification channels (see relay_ops/notifications/senders.py for SMTP and SMS keys).

@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from dataclasses import dataclass
 
 MAX_FAILED_ATTEMPTS = 5
+# docs/decisions/0004: a guesser's chance of finding a given parcel's code stays below this.
+GUESS_GOAL_PER_PARCEL = 1e-6
 
 
 def new_nonce() -> str:
@@ -62,3 +65,34 @@ def after_wrong_attempt(failed_attempts: int) -> AttemptOutcome:
         locked=failed >= MAX_FAILED_ATTEMPTS,
         attempts_left=max(0, MAX_FAILED_ATTEMPTS - failed),
     )
+
+
+def code_only_chance(digits: int, misses_per_code: int) -> float:
+    """The chance that code-only guessing finds a given parcel's code, when each live code
+    meets at most ``misses_per_code`` wrong code-only guesses before a code alone is no
+    longer enough at its site (docs/decisions/0004)."""
+    return misses_per_code / 10**digits
+
+
+def named_guess_chance(digits: int) -> float:
+    """The chance for a guesser who knows a parcel's tracking number or recipient: the
+    parcel's own wrong tries, then it locks until an identity document is checked."""
+    return MAX_FAILED_ATTEMPTS / 10**digits
+
+
+def name_words(name: str) -> list[str]:
+    """A name as the counter compares it: no accents, no case, words only ("Lefèvre-Dupont"
+    and "lefevre dupont" are the same name)."""
+    plain = unicodedata.normalize("NFKD", name)
+    plain = "".join(ch for ch in plain if not unicodedata.combining(ch)).casefold()
+    return "".join(ch if ch.isalnum() else " " for ch in plain).split()
+
+
+def is_recipient_named(given: str, recipient_name: str | None) -> bool:
+    """Whether the name the person at the counter gave is the recipient's: the full name in
+    any order, or the family name (the last words: "Martin", "de la Tour"). A first name
+    alone is not enough."""
+    said, known = name_words(given), name_words(recipient_name or "")
+    if not said or not known:
+        return False
+    return sorted(said) == sorted(known) or (len(said) < len(known) and known[-len(said):] == said)

@@ -89,6 +89,12 @@ class IdentityCheckRequired(DomainError):
     status = 428
 
 
+class CodeNeedsMore(DomainError):
+    slug = "code-needs-tracking-or-name"
+    title = "A code alone is not enough here now: add the tracking number or the recipient's name"
+    status = 428
+
+
 class ExtensionRefused(DomainError):
     slug = "extension-refused"
     title = "The holding period cannot be extended"

@@ -28,6 +28,25 @@ def validate_hours(hours: object) -> OpeningHours:
     return hours
 
 
+def validate_site_hours(hours: object) -> OpeningHours:
+    """Hours a site may have: valid, and open at least once a week. A site that never opens
+    can hand nothing over, its deadlines run to the closed-run cap and its ready messages
+    have no hours to state, so such hours are refused rather than stored."""
+    checked = validate_hours(hours)
+    if not opens_some_day(checked):
+        raise ValidationFailed(
+            'opening hours must open at least one day a week, e.g. {"mon": [["09:00", "19:00"]]}'
+        )
+    return checked
+
+
+def opens_some_day(hours: OpeningHours) -> bool:
+    if hours == ALWAYS_OPEN:
+        return True
+    assert not isinstance(hours, str)
+    return any(bool(ranges) for ranges in hours.values())
+
+
 def _is_hhmm(value: object) -> bool:
     if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
         return False

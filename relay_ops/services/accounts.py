@@ -11,12 +11,12 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -119,6 +119,7 @@ def user_view(user: User) -> dict[str, object]:
         "role": user.role,
         "locale": user.locale,
         "sites": [s.code for s in user.sites],
+        "active": user.active,
     }
 
 
@@ -126,6 +127,63 @@ def list_users(ctx: Ctx, actor: Principal) -> list[dict[str, object]]:
     require_role(actor, Role.OPERATOR)
     with ctx.db.read() as session:
         return [user_view(u) for u in session.scalars(select(User).order_by(User.username))]
+
+
+def set_active(ctx: Ctx, actor: Principal, user_id: int, active: bool) -> dict[str, object]:
+    """Deactivate a staff account (its tokens are revoked in the same transaction, so nothing
+    it holds works from the next request), or let it sign in again (old tokens stay dead)."""
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    with ctx.db.transaction() as session:
+        user = _user_for_update(session, user_id)
+        if not active:
+            _refuse_operator_lockout(session, actor, user)
+            _revoke_user_tokens(session, user.id, ctx.now())
+        user.active = active
+        return user_view(user)
+
+
+def revoke_user_tokens(ctx: Ctx, actor: Principal, user_id: int) -> int:
+    """Sign a staff account out everywhere (a lost phone, a shared password): every token it
+    holds stops working; the account may sign in again. How many tokens were revoked."""
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    with ctx.db.transaction() as session:
+        user = _user_for_update(session, user_id)
+        return _revoke_user_tokens(session, user.id, ctx.now())
+
+
+def user_id_for_username(ctx: Ctx, username: str) -> int:
+    with ctx.db.read() as session:
+        user_id = session.scalar(select(User.id).where(User.username == username))
+        if user_id is None:
+            raise NotFound(f"no staff account {username!r}")
+        return user_id
+
+
+def _user_for_update(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id, with_for_update=True)
+    if user is None:
+        raise NotFound(f"no staff account {user_id}")
+    return user
+
+
+def _refuse_operator_lockout(session: Session, actor: Principal, user: User) -> None:
+    # Nobody could undo it through the API: an operator's own account, or the last operator.
+    if actor.user_id == user.id:
+        raise Conflict("an operator cannot deactivate their own account")
+    if user.role == Role.OPERATOR.value and user.active:
+        others = session.scalar(select(func.count()).where(
+            User.role == Role.OPERATOR.value, User.active.is_(True), User.id != user.id))
+        if not others:
+            raise Conflict("this is the last active operator account")
+
+
+def _revoke_user_tokens(session: Session, user_id: int, now: datetime) -> int:
+    result = session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def create_carrier(
@@ -189,13 +247,19 @@ def revoke_token(ctx: Ctx, actor: Principal, prefix: str) -> None:
         row.revoked_at = ctx.now()
 
 
+# The client of in-process callers (the CLI, the demo seed): no network address to key on.
+LOCAL_CLIENT = "local"
+
+
 def log_in(
-    ctx: Ctx, username: str, password: str, *, ttl: timedelta | None = None,
-    fixed: str | None = None,
+    ctx: Ctx, username: str, password: str, *, client: str = LOCAL_CLIENT,
+    ttl: timedelta | None = None, fixed: str | None = None,
 ) -> IssuedToken:
-    """Check a staff password and issue a bearer token that expires."""
+    """Check a staff password and issue a bearer token that expires. ``client`` is the
+    caller's network address: wrong passwords slow down that address's tries at this
+    username only (see :data:`throttle.SIGN_IN`)."""
     with ctx.db.transaction() as session:
-        user = _signed_in_user(ctx, session, username, password)
+        user = _signed_in_user(ctx, session, username, password, client)
         if user is not None:
             if hasher_for(ctx).check_needs_rehash(user.password_hash):
                 user.password_hash = hasher_for(ctx).hash(password)
@@ -210,24 +274,35 @@ def log_in(
     raise Unauthenticated("wrong username or password")
 
 
-def verify_password(ctx: Ctx, username: str, password: str) -> Principal:
-    """The staff principal for a username and password (sign-in pages use this)."""
+def verify_password(
+    ctx: Ctx, username: str, password: str, *, client: str = LOCAL_CLIENT
+) -> Principal:
+    """The staff principal for a username and password."""
     with ctx.db.transaction() as session:
-        user = _signed_in_user(ctx, session, username, password)
+        user = _signed_in_user(ctx, session, username, password, client)
         if user is not None:
             return _user_principal(user)
     raise Unauthenticated("wrong username or password")
 
 
-def _signed_in_user(ctx: Ctx, session: Session, username: str, password: str) -> User | None:
-    """The user if the password is right; a wrong one is counted against the username."""
-    now, key = ctx.now(), username.lower()
-    throttle.check(session, throttle.SIGN_IN, key, now)
+def _signed_in_user(
+    ctx: Ctx, session: Session, username: str, password: str, client: str
+) -> User | None:
+    """The user if the password is right; a wrong one is counted against this username from
+    this client only, so a guesser elsewhere never locks the owner out."""
+    now, key = ctx.now(), sign_in_key(username, client)
+    throttle.check_backoff(session, throttle.SIGN_IN, key, now)
     user = session.scalar(select(User).where(User.username == username))
     if _password_ok(ctx, user, password):
+        throttle.clear(session, throttle.SIGN_IN, key)
         return user
     throttle.record_failure(session, throttle.SIGN_IN, key, now)
     return None
+
+
+def sign_in_key(username: str, client: str) -> str:
+    # Usernames are unique case-sensitively, but "Marie" and "marie" are one guess target.
+    return f"{username.lower()}|{client}"[:120]
 
 
 def _password_ok(ctx: Ctx, user: User | None, password: str) -> bool:

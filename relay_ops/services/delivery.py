@@ -9,6 +9,7 @@ provider uses to drop the duplicate.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from relay_ops.db.models import Notification, Parcel, ParcelEvent, PickupCredential, Site
-from relay_ops.domain.hours import ALWAYS_OPEN, DAYS
+from relay_ops.domain.hours import ALWAYS_OPEN, DAYS, opens_some_day
 from relay_ops.notifications.messages import (
     Channel,
     MessageContext,
@@ -31,6 +32,7 @@ from relay_ops.notifications.senders import (
     TransientSendError,
 )
 from relay_ops.services.context import Ctx
+from relay_ops.services.notify import NO_OPENING_HOURS
 from relay_ops.services.parcels import code_of, live_credentials
 from relay_ops.services.resident import qr_url, tracking_url
 
@@ -43,6 +45,7 @@ DAY_NAMES = {
 }
 
 SenderFactory = Callable[[Channel], Sender]
+log = logging.getLogger(__name__)
 
 
 class RetryLater(Exception):
@@ -81,6 +84,9 @@ def deliver(ctx: Ctx, notification_id: int, sender_for: SenderFactory) -> Outcom
         message = _message(ctx, session, notification, parcel)
         state = parcel.state
     if isinstance(message, str):
+        # Visible to operators (GET /parcels/{id}/notifications) and in the log: a resident
+        # who never gets their code is a fault to mend, never a quiet skip.
+        log.warning("notification %s failed: %s", notification_id, message)
         return _record(ctx, notification_id, "failed", error=message)
     if message is None:
         # E.g. a "ready" message for a parcel picked up before it went out: nothing to say.
@@ -107,7 +113,13 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
     address = parcel.recipient_email if channel is Channel.EMAIL else parcel.recipient_phone
     if not address:
         return "no recipient address (never given, or purged)"
+    if not _still_applies(notification.kind, parcel.state):
+        return None
     site: Site = parcel.site
+    if not opens_some_day(site.opening_hours):
+        return (f"{NO_OPENING_HOURS} ({site.code}): an operator sets them (PUT "
+                f"/api/v1/sites/{site.id}/opening-hours, or relay-ops site hours {site.code}) "
+                "and the ready messages are sent again")
     recipient = next((c for c in live_credentials(session, parcel.id)
                       if c.holder == "recipient"), None)
     context = MessageContext(
@@ -129,10 +141,21 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
     try:
         rendered = render(MessageKind(notification.kind), channel, parcel.recipient_locale,
                           context)
-    except MissingContextError:
-        return None
+    except MissingContextError as err:
+        # The message still applies (checked above), so a missing value is a fault.
+        return f"the message cannot be written: {err}"
     return OutgoingMessage.from_rendered(channel, address, rendered,
                                          f"relayops-notification-{notification.id}")
+
+
+# Messages about a parcel waiting to be picked up: once it left that state (picked up,
+# expired, declared...) before the message went out, there is nothing left to say. Any other
+# message, once owed, is sent or fails visibly.
+WHILE_READY = ("ready", "reminder")
+
+
+def _still_applies(kind: str, state: str) -> bool:
+    return kind not in WHILE_READY or state == "ready_for_pickup"
 
 
 def _waiting_with(parcel: Parcel, code: PickupCredential | None) -> tuple[str, ...]:

@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from relay_ops.db.models import (
     Carrier,
     CredentialParcel,
+    FailedAttempt,
     Location,
+    Notification,
     Parcel,
     ParcelEvent,
     PickupCredential,
@@ -21,6 +23,7 @@ from relay_ops.db.models import (
 from relay_ops.domain import credentials as creds
 from relay_ops.domain import grouping, sizing, tracking
 from relay_ops.domain.errors import (
+    CodeNeedsMore,
     CredentialLocked,
     DomainError,
     IdentityCheckRequired,
@@ -462,6 +465,46 @@ def holding_period(ctx: Ctx, session: Session, site: Site, now: datetime) -> Hol
     )
 
 
+def resend_ready_after_hours_set(
+    ctx: Ctx, session: Session, site: Site, actor: Principal
+) -> list[int]:
+    """A shop got its first opening hours: each parcel waiting there whose ready message
+    failed for want of them gets a deadline counted from now under the new hours (nobody was
+    told the old one) and is owed its ready message again. The parcels' ids."""
+    now = ctx.now()
+    failed = select(Notification.parcel_id).where(
+        Notification.kind == "ready", Notification.status == "failed",
+        Notification.error.startswith(notify.NO_OPENING_HOURS),
+    )
+    waiting = list(session.scalars(
+        select(Parcel).where(Parcel.site_id == site.id, Parcel.state == READY,
+                             Parcel.id.in_(failed))
+        .order_by(Parcel.id).with_for_update()
+    ))
+    for parcel in waiting:
+        days = _holding_days_given(session, parcel) or ctx.settings.holding[site.kind].days
+        parcel.holding_deadline = deadline_after(
+            now, days, ctx.settings.timezone, closed_on(session, site)
+        )
+        history.record(session, parcel, "deadline_reset", parcel.state, actor, now,
+                       reason="the site's opening hours were set",
+                       data={"deadline": _iso(parcel.holding_deadline), "holding_days": days})
+        # A new occurrence: the failed message stays in the record as it was.
+        notify.queue(session, parcel, "ready", f"hours-set:{now.isoformat()}")
+    return [p.id for p in waiting]
+
+
+def _holding_days_given(session: Session, parcel: Parcel) -> int | None:
+    """The holding period decided at check-in (its event says it): kept, only re-dated."""
+    event = session.scalar(
+        select(ParcelEvent)
+        .where(ParcelEvent.parcel_id == parcel.id, ParcelEvent.action == Action.CHECK_IN.value)
+        .order_by(ParcelEvent.id.desc())
+    )
+    days = (event.data or {}).get("holding_days") if event is not None else None
+    return int(days) if days else None
+
+
 # ---------------------------------------------------------------- credentials
 
 
@@ -564,6 +607,25 @@ class IdentityCheck:
         return {"document_type": self.document_type, "document_last4": self.document_last4}
 
 
+@dataclass(frozen=True)
+class PickupClaim:
+    """What the person at the counter gives: the code, and perhaps what proves it is theirs
+    (the tracking number, or the recipient's name), which a code alone needs once the site
+    has seen a wrong guess (docs/decisions/0004)."""
+
+    code: str = ""
+    tracking_number: str | None = None
+    recipient_name: str | None = None
+
+    @property
+    def digits(self) -> str:
+        return creds.normalise_code(self.code)
+
+    @property
+    def names_the_parcel(self) -> bool:
+        return bool(self.tracking_number or (self.recipient_name or "").strip())
+
+
 def pick_up(
     ctx: Ctx,
     actor: Principal,
@@ -571,6 +633,7 @@ def pick_up(
     *,
     code: str | None = None,
     tracking_number: str | None = None,
+    recipient_name: str | None = None,
     identity: IdentityCheck | None = None,
     override_lock: bool = False,
 ) -> dict[str, Any]:
@@ -582,11 +645,12 @@ def pick_up(
     returned, declared missing...), with their state.
     """
     now = ctx.now()
+    claim = PickupClaim(code or "", tracking_number, recipient_name)
     failure: DomainError | None = None
     with ctx.db.transaction() as session:
         site = _site_for_staff(session, actor, site_id, lock=False)
         parcel, credential, failure = _match_credential(
-            ctx, session, site, code, tracking_number, identity, override_lock, actor, now
+            ctx, session, site, claim, identity, override_lock, actor, now
         )
         if failure is None:
             assert parcel is not None
@@ -605,26 +669,161 @@ def pick_up(
     raise failure
 
 
-def pickup_preview(ctx: Ctx, actor: Principal, site_id: int, code: str) -> dict[str, Any]:
+def pickup_preview(
+    ctx: Ctx, actor: Principal, site_id: int, code: str, *, tracking_number: str | None = None,
+    recipient_name: str | None = None,
+) -> dict[str, Any]:
     """What a code would hand over, before the shopkeeper confirms; the parcel is untouched.
 
-    A code alone could match any parcel at the site, so an unknown code counts against the
-    site's guess limit exactly as in :func:`pick_up` (the preview is no free oracle).
+    The preview is no free oracle: a wrong code counts exactly as in :func:`pick_up` (against
+    the site's code-only guesses, or against the parcel named by its tracking number or its
+    recipient, which locks after 5).
     """
-    pepper = ctx.settings.pickup_code_pepper
-    digits = creds.normalise_code(code)
-    if not digits:
+    claim = PickupClaim(code, tracking_number, recipient_name)
+    if not claim.digits:
         raise ValidationFailed("type the pickup code or scan the resident's QR code")
     now = ctx.now()
     with ctx.db.transaction() as session:
         site = _site_for_staff(session, actor, site_id, lock=False)
-        throttle.check(session, throttle.PICKUP_CODES, str(site.id), now)
-        found = _live_credential_by_hash(session, site.id, creds.hash_code(pepper, site.id, digits))
+        found, failure = _find_code(ctx, session, site, claim, actor, now)
         if found is not None:
             return _preview(session, actor, found)
-        throttle.record_failure(session, throttle.PICKUP_CODES, str(site.id), now)
-    # The failure was committed above; only now is the refusal reported.
-    raise WrongPickupCode("no parcel here has this code", attempts_left=None)
+    # The wrong attempt was committed above; only now is the refusal reported.
+    assert failure is not None
+    raise failure
+
+
+def _find_code(
+    ctx: Ctx, session: Session, site: Site, claim: PickupClaim, actor: Principal, now: datetime,
+) -> tuple[PickupCredential | None, DomainError | None]:
+    """The live code the claim gives, or why not (the wrong try already counted)."""
+    if not claim.names_the_parcel:
+        return _code_alone(ctx, session, site, claim.digits, now)
+    parcel, failure = _named_parcel(ctx, session, site, claim, actor, now)
+    if parcel is None:
+        return None, failure
+    if parcel.state != READY:
+        raise InvalidTransition(
+            f"{parcel.tracking_number} is {parcel.state}, not ready for pickup",
+            state=parcel.state,
+        )
+    live = live_credentials(session, parcel.id)
+    found = _matching(ctx, site, claim.digits, live)
+    if found is not None:
+        return found, None
+    if any(c.locked_at for c in live):
+        raise CredentialLocked("too many wrong codes: check an identity document and override",
+                               tracking_number=parcel.tracking_number)
+    return None, _count_wrong_attempt(session, parcel, live, actor, now)
+
+
+def _code_alone(
+    ctx: Ctx, session: Session, site: Site, digits: str, now: datetime
+) -> tuple[PickupCredential | None, DomainError | None]:
+    """The live code at the site with these digits; a miss counts against the site."""
+    code_only_allowed(ctx, session, site)
+    found = _live_credential_by_hash(
+        session, site.id, creds.hash_code(ctx.settings.pickup_code_pepper, site.id, digits),
+        lock=True,
+    )
+    if found is None:
+        throttle.record_failure(session, throttle.CODE_ONLY_GUESSES, str(site.id), now)
+        return None, WrongPickupCode("no parcel here has this code", attempts_left=None)
+    return found, None
+
+
+def code_only_allowed(ctx: Ctx, session: Session, site: Site) -> None:
+    """Refuse a code alone (:class:`CodeNeedsMore`) once a live code here has met
+    PICKUP_CODE_ONLY_MISSES wrong code-alone guesses since it was issued: the claim must then
+    also name the parcel (tracking number or recipient), whose own wrong tries lock it after
+    5. Decided before the code is read, so the refusal says nothing about the code
+    (docs/decisions/0004)."""
+    _one_code_guess_at_a_time(session, site)
+    oldest_live = (
+        select(func.min(PickupCredential.created_at))
+        .where(PickupCredential.site_id == site.id, PickupCredential.used_at.is_(None),
+               PickupCredential.revoked_at.is_(None))
+        .scalar_subquery()
+    )
+    # One statement, one snapshot: a miss committed after the last live code was spent is
+    # never set against a code that the same snapshot still sees live (two pickups racing).
+    misses = session.scalar(
+        select(func.count()).where(
+            FailedAttempt.scope == throttle.CODE_ONLY_GUESSES,
+            FailedAttempt.key == str(site.id), FailedAttempt.at >= oldest_live,
+        )
+    )
+    if (misses or 0) >= ctx.settings.pickup_code_only_misses:
+        raise CodeNeedsMore(
+            "a wrong code was tried here: give the code with the tracking number or the "
+            "recipient's name"
+        )
+
+
+# PostgreSQL advisory lock space of the code-alone guesses (the site id is the other key).
+CODE_GUESS_LOCK_SPACE = 4004
+
+
+def _one_code_guess_at_a_time(session: Session, site: Site) -> None:
+    """Two guesses checked at once would both pass the count before either is recorded, and
+    a code would meet more misses than allowed. SQLite already runs one writer at a time;
+    PostgreSQL takes a transaction-scoped advisory lock per site, which nothing else takes,
+    so it cannot close a lock-order cycle with check-ins or manifests."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:space, :site)"),
+                        {"space": CODE_GUESS_LOCK_SPACE, "site": site.id})
+
+
+def _named_parcel(
+    ctx: Ctx, session: Session, site: Site, claim: PickupClaim, actor: Principal, now: datetime,
+) -> tuple[Parcel | None, DomainError | None]:
+    """The parcel the claim names: by tracking number, or the recipient's parcel whose code
+    this is. Several parcels for one name and none with this code: each takes a wrong try."""
+    if claim.tracking_number:
+        parcel = by_tracking(session, tracking.validate(claim.tracking_number), lock=True)
+        if parcel is None or parcel.site_id != site.id:
+            raise NotFound(f"no parcel {claim.tracking_number} at {site.code}")
+        return parcel, None
+    named = _parcels_for_recipient(session, site, claim.recipient_name or "")
+    found = next((p for p in named
+                  if _matching(ctx, site, claim.digits, live_credentials(session, p.id))), None)
+    if found is not None or len(named) == 1:
+        return found or named[0], None
+    failures = []
+    for parcel in named:
+        live = live_credentials(session, parcel.id)
+        if not any(c.locked_at for c in live):
+            failures.append(_count_wrong_attempt(session, parcel, live, actor, now))
+    return None, failures[0] if failures else CredentialLocked(
+        "too many wrong codes: check an identity document and give the tracking number")
+
+
+def _parcels_for_recipient(session: Session, site: Site, name: str) -> list[Parcel]:
+    """The ready parcels at the site for the recipient named, row-locked in id order."""
+    ids = [
+        pid for pid, recipient in session.execute(
+            select(Parcel.id, Parcel.recipient_name)
+            .where(Parcel.site_id == site.id, Parcel.state == READY,
+                   Parcel.recipient_name.is_not(None))
+        )
+        if creds.is_recipient_named(name, recipient)
+    ]
+    if not ids:
+        raise NotFound(f"no parcel waiting at {site.code} for this name")
+    return list(session.scalars(
+        select(Parcel).where(Parcel.id.in_(ids)).order_by(Parcel.id)
+        .with_for_update().execution_options(populate_existing=True)
+    ))
+
+
+def _matching(
+    ctx: Ctx, site: Site, digits: str, live: list[PickupCredential]
+) -> PickupCredential | None:
+    pepper = ctx.settings.pickup_code_pepper
+    return next(
+        (c for c in live if digits and creds.code_matches(pepper, site.id, digits, c.code_hash)),
+        None,
+    )
 
 
 def _preview(session: Session, actor: Principal, found: PickupCredential) -> dict[str, Any]:
@@ -644,28 +843,20 @@ def _preview(session: Session, actor: Principal, found: PickupCredential) -> dic
 
 
 def _match_credential(
-    ctx: Ctx, session: Session, site: Site, code: str | None, tracking_number: str | None,
+    ctx: Ctx, session: Session, site: Site, claim: PickupClaim,
     identity: IdentityCheck | None, override_lock: bool, actor: Principal, now: datetime,
 ) -> tuple[Parcel | None, PickupCredential | None, DomainError | None]:
-    pepper = ctx.settings.pickup_code_pepper
-    digits = creds.normalise_code(code or "")
-    if tracking_number:
-        parcel = by_tracking(session, tracking.validate(tracking_number), lock=True)
-        if parcel is None or parcel.site_id != site.id:
-            raise NotFound(f"no parcel {tracking_number} at {site.code}")
-    elif digits:
-        # A code alone could match any parcel at the site, so guesses are counted per site.
-        throttle.check(session, throttle.PICKUP_CODES, str(site.id), now)
-        found = _live_credential_by_hash(
-            session, site.id, creds.hash_code(pepper, site.id, digits), lock=True
-        )
+    if claim.names_the_parcel:
+        parcel, failure = _named_parcel(ctx, session, site, claim, actor, now)
+        if parcel is None:
+            return None, None, failure
+    elif claim.digits:
+        found, failure = _code_alone(ctx, session, site, claim.digits, now)
         if found is None:
-            throttle.record_failure(session, throttle.PICKUP_CODES, str(site.id), now)
-            return None, None, WrongPickupCode("no parcel here has this code", attempts_left=None)
+            return None, None, failure
         parcel = _first_ready(_lock_parcels(session, found))
     else:
         raise ValidationFailed("give the pickup code, or the tracking number with the code")
-    assert parcel is not None
     if parcel.state != State.READY_FOR_PICKUP.value:
         raise InvalidTransition(
             f"{parcel.tracking_number} is {parcel.state}, not ready for pickup",
@@ -679,10 +870,7 @@ def _match_credential(
                 tracking_number=parcel.tracking_number,
             )
         return parcel, None, None
-    matching = next(
-        (c for c in live if digits and creds.code_matches(pepper, site.id, digits, c.code_hash)),
-        None,
-    )
+    matching = _matching(ctx, site, claim.digits, live)
     if matching is None:
         return parcel, None, _count_wrong_attempt(session, parcel, live, actor, now)
     if matching.holder == "proxy" and identity is None:

@@ -14,7 +14,13 @@ from sqlalchemy.orm import Session
 from relay_ops.db.models import ClosingDay, Compartment, Location, Parcel, Site
 from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
 from relay_ops.domain.geo import distance_km
-from relay_ops.domain.hours import is_open, opens_on, validate_hours
+from relay_ops.domain.hours import (
+    ALWAYS_OPEN,
+    is_open,
+    opens_on,
+    opens_some_day,
+    validate_site_hours,
+)
 from relay_ops.domain.lifecycle import HELD_STATES
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
@@ -53,7 +59,7 @@ def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, A
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     if data["kind"] not in SITE_KINDS:
         raise ValidationFailed(f"kind is one of {', '.join(SITE_KINDS)}")
-    hours = validate_hours(data.get("opening_hours", "24/7" if data["kind"] == "locker" else {}))
+    hours = validate_site_hours(_hours_at_creation(data))
     with ctx.db.transaction() as session:
         site = Site(
             code=data["code"],
@@ -79,6 +85,18 @@ def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, A
             _add_location(ctx, session, site, loc)
         session.flush()
         return site_view(site, occupancy_of(session, site))
+
+
+def _hours_at_creation(data: dict[str, Any]) -> object:
+    """A locker is open around the clock unless told otherwise; a shop must say when it
+    opens: there is no honest default for a shop, and its messages state the hours."""
+    if "opening_hours" in data:
+        return data["opening_hours"]
+    if data["kind"] == "locker":
+        return ALWAYS_OPEN
+    raise ValidationFailed(
+        'a shop needs its opening_hours, e.g. {"mon": [["09:00", "12:30"], ["14:00", "19:00"]]}'
+    )
 
 
 def _add_location(ctx: Ctx, session: Session, site: Site, loc: dict[str, Any]) -> Location:
@@ -269,6 +287,28 @@ def set_status(ctx: Ctx, actor: Principal, site_id: int, status: str) -> dict[st
     with ctx.db.transaction() as session:
         site = _get_site(session, site_id, lock=True)
         site.status = status
+        return site_view(site)
+
+
+def set_opening_hours(ctx: Ctx, actor: Principal, site_id: int, hours: object) -> dict[str, Any]:
+    """New opening hours, effective at once (``open_now``, deadlines of later check-ins).
+
+    Parcels waiting here whose ready message failed for want of hours (a shop created before
+    hours were required) are owed that message again, with a deadline recomputed under the
+    new hours: nobody was told the old one, which ran to the closed-run cap.
+    """
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    checked = validate_site_hours(hours)
+    from relay_ops.services import parcels  # parcels -> sites
+
+    with ctx.db.transaction() as session:
+        site = _get_site(session, site_id, lock=True)
+        had_hours = opens_some_day(site.opening_hours)
+        site.opening_hours = checked
+        session.flush()
+        if not had_hours:
+            parcels.resend_ready_after_hours_set(ctx, session, site, actor)
+        session.refresh(site)
         return site_view(site)
 
 

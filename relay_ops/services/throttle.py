@@ -1,4 +1,5 @@
-"""Throttling guesses: too many failures for one key in a window refuses further tries.
+"""Throttling guesses: too many failures for one key in a window refuses further tries, or
+(``Backoff``) each failure past a few makes the key wait longer before its next try.
 
 Failures are rows in the database, so every web worker and process sees the same count, and
 the count survives a restart. Rows older than the longest window can be deleted at any time.
@@ -6,6 +7,7 @@ the count survives a restart. Rows older than the longest window can be deleted 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -24,10 +26,36 @@ class Limit:
     advice: str
 
 
-# A shop counter sees a few mistyped codes an hour; hundreds mean someone is guessing.
-PICKUP_CODES = Limit("pickup-code", 20, timedelta(minutes=10),
-                     "give the tracking number together with the code")
-SIGN_IN = Limit("sign-in", 10, timedelta(minutes=15), "wait a few minutes")
+# Wrong code-only guesses at a shop counter, keyed by site id: they bound how often a code
+# alone is checked there (parcels.code_only_allowed, docs/decisions/0004).
+CODE_ONLY_GUESSES = "pickup-code"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """``free`` failures in ``window`` cost nothing; each one after that doubles the wait
+    before the key may try again, from ``first_delay`` up to ``max_delay``."""
+
+    scope: str
+    free: int
+    first_delay: timedelta
+    max_delay: timedelta
+    window: timedelta
+    advice: str
+
+    def delay_after(self, failures: int) -> timedelta:
+        if failures < self.free:
+            return timedelta(0)
+        # Capping the exponent first keeps a huge failure count from overflowing timedelta.
+        doublings = min(failures - self.free, 30)
+        return min(self.first_delay * 2**doublings, self.max_delay)
+
+
+# Keyed by username AND client address: a guesser slows down only their own tries at that
+# username, never the owner signing in from elsewhere. At most ~100 guesses a day per address
+# (5 free, then waits doubling from 1 s to 15 min); a success clears the key.
+SIGN_IN = Backoff("sign-in", 5, timedelta(seconds=1), timedelta(minutes=15),
+                  timedelta(hours=24), "wait before trying again")
 
 
 def check(session: Session, limit: Limit, key: str, now: datetime) -> None:
@@ -42,8 +70,36 @@ def check(session: Session, limit: Limit, key: str, now: datetime) -> None:
                               retry_after_s=int(limit.window.total_seconds()))
 
 
-def record_failure(session: Session, limit: Limit, key: str, now: datetime) -> None:
-    session.add(FailedAttempt(scope=limit.scope, key=key, at=now))
+def check_backoff(session: Session, backoff: Backoff, key: str, now: datetime) -> None:
+    """Refuse the try (429, with the seconds left) while the key's last failure is more
+    recent than the delay its failures earned."""
+    failures, last = session.execute(
+        select(func.count(), func.max(FailedAttempt.at)).where(
+            FailedAttempt.scope == backoff.scope, FailedAttempt.key == key,
+            FailedAttempt.at > now - backoff.window,
+        )
+    ).one()
+    if not failures or last is None:
+        return
+    free_at = last + backoff.delay_after(int(failures))
+    if now < free_at:
+        wait = max(1, math.ceil((free_at - now).total_seconds()))
+        raise TooManyAttempts(f"too many failed attempts: {backoff.advice} ({wait} s)",
+                              retry_after_s=wait)
+
+
+def record_failure(
+    session: Session, limit: Limit | Backoff | str, key: str, now: datetime
+) -> None:
+    scope = limit if isinstance(limit, str) else limit.scope
+    session.add(FailedAttempt(scope=scope, key=key, at=now))
+
+
+def clear(session: Session, limit: Limit | Backoff, key: str) -> None:
+    """A success: the key's past failures no longer count against it."""
+    session.execute(
+        delete(FailedAttempt).where(FailedAttempt.scope == limit.scope, FailedAttempt.key == key)
+    )
 
 
 def forget_older_than(session: Session, before: datetime) -> int:

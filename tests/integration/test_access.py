@@ -1,7 +1,9 @@
 """Every role against every kind of object: another shop's or carrier's object is not found."""
 
 import pytest
+from werkzeug.test import TestResponse
 
+from tests.conftest import Clock
 from tests.support import Api, World, is_problem
 
 
@@ -115,16 +117,34 @@ def test_operator_creates_a_site_with_locations(world: World) -> None:
     assert is_problem(world.operator.post("/sites", json=bad_hours), 422, "validation-failed")
 
 
-def test_sign_in_guessing_is_throttled(world: World) -> None:
-    for _ in range(10):
-        wrong = world.client.post("/api/v1/auth/token", json={"username": "marie",
-                                                              "password": "guess"})
-        assert is_problem(wrong, 401, "unauthenticated")
+def test_sign_in_guessing_slows_the_guesser_and_never_locks_the_owner_out(
+    world: World, clock: Clock
+) -> None:
+    # Was: ten wrong passwords from anywhere made the right one answer 429 for 15 minutes,
+    # so anyone could lock a staff member out. Now the count is per username AND address.
     from tests.support import PASSWORD
 
-    blocked = world.client.post("/api/v1/auth/token", json={"username": "Marie",
-                                                            "password": PASSWORD})
-    assert is_problem(blocked, 429, "too-many-attempts")
-    other = world.client.post("/api/v1/auth/token", json={"username": "paul",
-                                                          "password": PASSWORD})
-    assert other.status_code == 201
+    def sign_in(password: str, address: str, username: str = "marie") -> TestResponse:
+        return world.client.post("/api/v1/auth/token", json={
+            "username": username, "password": password}, environ_base={"REMOTE_ADDR": address})
+
+    guesser, owner = "203.0.113.9", "198.51.100.7"
+    for _ in range(5):  # a few mistakes cost nothing
+        assert is_problem(sign_in("guess", guesser), 401, "unauthenticated")
+    waits = []
+    for _ in range(12):
+        blocked = sign_in(PASSWORD, guesser)  # refused unread, even the right password
+        assert is_problem(blocked, 429, "too-many-attempts")
+        waits.append(blocked.json["retry_after_s"])
+        clock.advance(seconds=blocked.json["retry_after_s"])
+        assert is_problem(sign_in("guess", guesser), 401, "unauthenticated")
+    # Waits double from 1 s and stop at 15 minutes.
+    assert waits == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]
+    # Meanwhile the owner, from her own address, signs in at once.
+    assert sign_in(PASSWORD, owner).status_code == 201
+    assert sign_in(PASSWORD, guesser, "paul").status_code == 201  # other names: untouched
+    # Once the wait is over, the right password from the guesser's address works and
+    # clears the count.
+    clock.advance(minutes=15)
+    assert sign_in(PASSWORD, guesser).status_code == 201
+    assert is_problem(sign_in("guess", guesser), 401, "unauthenticated")

@@ -31,6 +31,10 @@ def test_an_operator_sets_up_a_shop_from_the_command_line(tmp_path: Path) -> Non
                                "--site", "bourg"], input="a long password\na long password\n")
     assert user.exit_code == 0, user.output
     assert "0 parcel(s) expired" in runner.invoke(args=["sweep-expiry"]).output
+    hours = runner.invoke(args=["site", "hours", "bourg", '{"sat": [["09:00", "12:00"]]}'])
+    assert hours.exit_code == 0 and '"sat"' in hours.output
+    never = runner.invoke(args=["site", "hours", "bourg", "{}"])
+    assert never.exit_code == 1 and "validation-failed" in never.output
 
 
 def test_refusals_are_reported_without_a_traceback(tmp_path: Path) -> None:
@@ -43,6 +47,10 @@ def test_refusals_are_reported_without_a_traceback(tmp_path: Path) -> None:
                               "--postcode", "1", "--city", "x", "--lat", "1", "--lon", "1",
                               "--locations", "A1-S-3"])
     assert bad.exit_code == 2 and "LABEL:CLASS:CAPACITY" in bad.output
+    no_hours = runner.invoke(args=["site", "create", "--code", "x", "--name", "x", "--address",
+                                   "x", "--postcode", "1", "--city", "x", "--lat", "1", "--lon",
+                                   "1"])
+    assert no_hours.exit_code == 1 and "needs its opening_hours" in no_hours.output
 
 
 def test_demo_seed_is_repeatable_and_its_credentials_work(tmp_path: Path) -> None:
@@ -82,3 +90,30 @@ def test_an_operator_registers_a_locker_and_takes_a_door_out_of_service(tmp_path
                                   "--model", "nope", "--address", "a", "--postcode", "1",
                                   "--city", "c", "--lat", "1", "--lon", "1"])
     assert refused.exit_code == 1 and "unknown locker model" in refused.output
+
+
+def test_an_operator_deactivates_a_staff_account_from_the_command_line(tmp_path: Path) -> None:
+    from relay_ops.services import accounts
+
+    app = make_app(tmp_path)
+    runner = app.test_cli_runner()
+    runner.invoke(args=["db", "upgrade"])
+    runner.invoke(args=["user", "create", "op", "--role", "operator"],
+                  input="a long password\na long password\n")
+    ctx = app.extensions["relay_ops"]
+    token = accounts.log_in(ctx, "op", "a long password").token
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/users", headers=headers).status_code == 200
+    signed_out = runner.invoke(args=["user", "revoke-tokens", "op"])
+    assert signed_out.exit_code == 0 and "1 token(s) of op revoked" in signed_out.output
+    assert client.get("/api/v1/users", headers=headers).status_code == 401
+    runner.invoke(args=["user", "create", "marie", "--role", "operator"],
+                  input="a long password\na long password\n")
+    headers = {"Authorization": f"Bearer {accounts.log_in(ctx, 'op', 'a long password').token}"}
+    assert runner.invoke(args=["user", "deactivate", "op"]).exit_code == 0
+    assert client.get("/api/v1/users", headers=headers).status_code == 401
+    assert runner.invoke(args=["user", "activate", "op"]).exit_code == 0
+    assert accounts.log_in(ctx, "op", "a long password").token
+    ghost = runner.invoke(args=["user", "deactivate", "ghost"])
+    assert ghost.exit_code == 1 and "not-found" in ghost.output

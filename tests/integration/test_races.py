@@ -112,3 +112,21 @@ def test_a_parcel_joining_a_code_being_spent_is_never_left_without_a_code(
             assert world.code_of(second_view["id"]) != code
         else:
             assert second_view["state"] == "picked_up"
+
+
+def test_twenty_wrong_codes_at_once_are_one_guess(world: World) -> None:
+    # Each live code meets at most one wrong code-alone guess (docs/decisions/0004), even
+    # when the guesses arrive together: the others are refused before the code is read.
+    parcel = world.ready("RACE00000300")
+    right = world.code_of(parcel["id"])
+    marie = Principal(Role.SHOPKEEPER, user_id=1, site_ids=frozenset({world.shop_id}))
+    guesses = iter(f"{n:06d}" for n in range(100) if f"{n:06d}" != right)
+    lock = threading.Lock()
+
+    def guess() -> str:
+        with lock:
+            code = next(guesses)
+        return parcels.pick_up(world.ctx, marie, world.shop_id, code=code)["status"]
+
+    assert race(guess) == Counter({"wrong-pickup-code": 1,
+                                   "code-needs-tracking-or-name": THREADS - 1})

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask
 
+from relay_ops import create_app
+from relay_ops.db import migrate
 from relay_ops.services import accounts
+from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
+from tests.conftest import Clock
 from tests.pages.support import Pages
 from tests.support import World, row_counts
 
@@ -113,3 +119,39 @@ def test_the_scan_stations_script_is_told_when_the_session_has_ended(world: Worl
     response = pages.post(f"/shop/{world.shop_id}/scan", {"tracking_number": "RR123456785FR"},
                           json=True)
     assert response.status_code == 401 and response.get_json() == {"error": "signed-out"}
+
+
+def test_a_guesser_at_the_sign_in_page_never_locks_the_owner_out(world: World) -> None:
+    guesser = Pages(world.client.application.test_client(), world)
+    guesser.client.environ_base["REMOTE_ADDR"] = "203.0.113.9"
+    codes = [guesser.sign_in("marie", "wrong password").status_code for _ in range(5)]
+    assert codes == [401] * 5
+    waiting = guesser.sign_in("marie", "wrong password")
+    assert waiting.status_code == 429
+    assert "attendez 1 s avant de réessayer" in waiting.get_data(as_text=True)
+    owner = Pages(world.client.application.test_client(), world)
+    owner.client.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    assert owner.sign_in("marie", "correct horse battery").status_code == 303
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(
+    tmp_path: Path, clock: Clock
+) -> None:
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'proxy.sqlite3'}",
+                      "TRUSTED_PROXIES": 1, "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024})
+    plain: Ctx = app.extensions["relay_ops"]
+    # A clock that stands still: the sixth guess comes within the first wait, whatever the pace.
+    ctx = app.extensions["relay_ops"] = Ctx(db=plain.db, settings=plain.settings, clock=clock)
+    migrate.upgrade(ctx.db.engine)
+    accounts.create_user(ctx, SYSTEM, username="marie", password="correct horse battery",
+                         role="operator")
+    client = app.test_client()
+
+    def sign_in(password: str, forwarded: str) -> int:
+        return client.post("/api/v1/auth/token",
+                           json={"username": "marie", "password": password},
+                           headers={"X-Forwarded-For": forwarded}).status_code
+
+    assert [sign_in("guess", "203.0.113.9") for _ in range(6)] == [401] * 5 + [429]
+    # Same proxy, another client behind it: not slowed down.
+    assert sign_in("correct horse battery", "198.51.100.7") == 201

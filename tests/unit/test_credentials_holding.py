@@ -109,3 +109,31 @@ def test_seasons_and_load_shorten_holding_periods_never_lengthen_them() -> None:
     assert holding_days("shop", 10, date(2026, 12, 1), 2.0, off) == (10, "standard")
     with pytest.raises(ValueError):
         AdaptiveHolding.from_config({"shop": [{"from": "02-30", "to": "03-01", "days": 1}]}, {})
+
+
+@pytest.mark.parametrize(("given", "recipient", "named"), [
+    ("Martin", "Jeanne Martin", True),
+    ("jeanne martin", "Jeanne Martin", True),
+    ("MARTIN Jeanne", "Jeanne Martin", True),
+    ("lefevre-dupont", "Éloïse Lefèvre-Dupont", True),
+    ("de la Tour", "Anne de la Tour", True),
+    ("Jeanne", "Jeanne Martin", False),  # a first name alone
+    ("Martine", "Jeanne Martin", False),
+    ("", "Jeanne Martin", False),
+    ("Martin", None, False),  # never given, or purged
+])
+def test_the_recipient_is_named_by_full_or_family_name(
+    given: str, recipient: str | None, named: bool
+) -> None:
+    assert creds.is_recipient_named(given, recipient) is named
+
+
+def test_the_default_settings_keep_a_guessers_chance_at_the_goal() -> None:
+    from relay_ops.settings import DEFAULTS
+
+    digits, misses = DEFAULTS["PICKUP_CODE_DIGITS"], DEFAULTS["PICKUP_CODE_ONLY_MISSES"]
+    assert creds.code_only_chance(digits, misses) <= creds.GUESS_GOAL_PER_PARCEL
+    # Knowing the parcel (tracking number, recipient) buys its 5 tries before the lock:
+    # docs/decisions/0004 states this 5e-6 and what lowers it (a 7th digit).
+    assert creds.named_guess_chance(digits) == pytest.approx(5e-6)
+    assert creds.named_guess_chance(7) <= creds.GUESS_GOAL_PER_PARCEL

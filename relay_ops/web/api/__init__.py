@@ -158,6 +158,12 @@ def _idempotent(principal: Principal, run: Callable[[], Any], default_status: in
     return _respond((status, data), status)
 
 
+def client_address() -> str:
+    """The caller's address, as the WSGI server (or a trusted proxy, see TRUSTED_PROXIES)
+    reports it: what sign-in throttling keys on."""
+    return request.remote_addr or "unknown"
+
+
 def pagination(page: int, per_page: int | None) -> tuple[int, int]:
     config = current_app.config
     size = per_page or config["DEFAULT_PAGE_SIZE"]

@@ -131,7 +131,8 @@ ERROR_TEXT = {
     410: "The link has expired",
     422: "Invalid input",
     423: "Locked: an identity check is required",
-    428: "An identity check must be recorded",
+    428: "More is needed: an identity check, or the tracking number or name with the code",
+    429: "Too many failed attempts: wait `retry_after_s` seconds",
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {

@@ -21,7 +21,7 @@ from relay_ops.services import (
 )
 from relay_ops.services import forecast as forecasts
 from relay_ops.services.principal import Principal, Role
-from relay_ops.web.api import bp, ctx, endpoint, pagination
+from relay_ops.web.api import bp, client_address, ctx, endpoint, pagination
 from relay_ops.web.api import schemas as s
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
@@ -35,9 +35,13 @@ ANY = (Role.OPERATOR, Role.SHOPKEEPER, Role.CARRIER)
 
 
 @endpoint("/auth/token", "POST", summary="Sign in (staff) and get a bearer token", tag="auth",
-          body=s.TokenIn, status=201, errors=(401,))
+          body=s.TokenIn, status=201, errors=(401, 429),
+          description="Wrong passwords are counted per username and client address: after 5, "
+                      "each one doubles the wait before that address may try that username "
+                      "again (1 s up to 15 min; 429 with `retry_after_s`). Other addresses, "
+                      "the owner's included, are not slowed down; a success clears the count.")
 def create_token(principal: Principal, body: s.TokenIn) -> Any:
-    issued = accounts.log_in(ctx(), body.username, body.password)
+    issued = accounts.log_in(ctx(), body.username, body.password, client=client_address())
     return 201, {"token": issued.token, "expires_at": issued.expires_at}
 
 
@@ -45,7 +49,11 @@ def create_token(principal: Principal, body: s.TokenIn) -> Any:
 
 
 @endpoint("/sites", "POST", summary="Create a relay shop or a locker site", tag="sites",
-          roles=OPERATOR, body=s.SiteIn, status=201, errors=(409,))
+          roles=OPERATOR, body=s.SiteIn, status=201, errors=(409,),
+          description="A shop needs its `opening_hours` (its messages state them, its "
+                      "deadlines fall on open days); a locker without them is open `24/7`. "
+                      "Hours must open at least one day a week. Change them later with "
+                      "`PUT /sites/{id}/opening-hours`.")
 def create_site(principal: Principal, body: s.SiteIn) -> Any:
     data = body.model_dump(mode="json", exclude_none=True)
     return 201, sites.create_site(ctx(), principal, data)
@@ -73,6 +81,18 @@ def get_site(principal: Principal, site_id: int) -> Any:
           tag="sites", roles=OPERATOR, body=s.SiteStatusIn, errors=(404,))
 def set_site_status(principal: Principal, site_id: int, body: s.SiteStatusIn) -> Any:
     return sites.set_status(ctx(), principal, site_id, body.status)
+
+
+@endpoint("/sites/<id:site_id>/opening-hours", "PUT", summary="Set a site's opening hours",
+          tag="sites", roles=OPERATOR, body=s.OpeningHoursIn, errors=(404,),
+          description="Replaces the site's weekly hours (`24/7`, or day → time ranges, "
+                      "local time); they must open at least one day a week. Effective at once "
+                      "for `open_now` and the deadlines of later check-ins. A shop that had no "
+                      "hours (created before they were required): each parcel waiting there "
+                      "whose ready message failed for want of them gets a deadline counted "
+                      "from now and its ready message again.")
+def set_opening_hours(principal: Principal, site_id: int, body: s.OpeningHoursIn) -> Any:
+    return sites.set_opening_hours(ctx(), principal, site_id, body.opening_hours)
 
 
 @endpoint("/sites/<id:site_id>/locations", "POST", summary="Add shelf locations to a shop",
@@ -266,18 +286,27 @@ def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
 
 @endpoint("/sites/<id:site_id>/pickups", "POST", summary="Hand a parcel over", tag="counter",
           roles=STAFF, body=s.PickupIn, errors=(403, 404, 409, 423, 428),
-          description="Give the pickup `code` (alone, or with the `tracking_number`). A locked "
-                      "code needs `identity` and `override_lock: true`; a proxy's code needs "
-                      "`identity`. A shared code hands over every parcel it covers that is "
-                      "still ready (`parcels`, one event each); `not_handed_over` names those "
-                      "that left the shelf meanwhile, with their state.")
+          description="Give the pickup `code`, alone or with what names the parcel: its "
+                      "`tracking_number` or the `recipient_name` (the full name, or the family "
+                      "name; accents and case do not matter). A code alone is looked up only "
+                      "while every live code at the site has met fewer than "
+                      "`PICKUP_CODE_ONLY_MISSES` (default 1) wrong code-alone guesses since it "
+                      "was issued; past that it is refused before being read (428 "
+                      "`code-needs-tracking-or-name`): ask for the name or the tracking number. "
+                      "Wrong codes with a name or tracking number count against those parcels: "
+                      "5 lock them (423). See docs/decisions/0004. A locked code needs "
+                      "`identity` and `override_lock: true`; a proxy's code needs `identity` "
+                      "(428 `identity-check-required`). A shared code hands over every parcel "
+                      "it covers that is still ready (`parcels`, one event each); "
+                      "`not_handed_over` names those that left the shelf meanwhile, with their "
+                      "state.")
 def pick_up(principal: Principal, site_id: int, body: s.PickupIn) -> Any:
     identity = parcels.IdentityCheck.from_mapping(
         body.identity.model_dump() if body.identity else None
     )
     return parcels.pick_up(
         ctx(), principal, site_id, code=body.code, tracking_number=body.tracking_number,
-        identity=identity, override_lock=body.override_lock,
+        recipient_name=body.recipient_name, identity=identity, override_lock=body.override_lock,
     )
 
 
@@ -409,6 +438,26 @@ def create_user(principal: Principal, body: s.UserIn) -> Any:
 @endpoint("/users", summary="Staff accounts", tag="admin", roles=OPERATOR)
 def list_users(principal: Principal) -> Any:
     return {"items": accounts.list_users(ctx(), principal)}
+
+
+@endpoint("/users/<id:user_id>/active", "PUT", summary="Deactivate or reactivate a staff account",
+          tag="admin", roles=OPERATOR, body=s.UserActiveIn, errors=(404, 409),
+          description="`active: false` revokes every token the account holds in the same "
+                      "transaction: its next request, API or pages, is refused (401). "
+                      "`active: true` lets it sign in again; revoked tokens stay revoked. "
+                      "An operator cannot deactivate their own account nor the last active "
+                      "operator (409).")
+def set_user_active(principal: Principal, user_id: int, body: s.UserActiveIn) -> Any:
+    return accounts.set_active(ctx(), principal, user_id, body.active)
+
+
+@endpoint("/users/<id:user_id>/tokens", "DELETE", summary="Sign a staff account out everywhere",
+          tag="admin", roles=OPERATOR, errors=(404,),
+          description="Revokes every token the account holds (API tokens and page sessions); "
+                      "the account stays active and may sign in again. Answers how many "
+                      "tokens were revoked.")
+def revoke_user_tokens(principal: Principal, user_id: int) -> Any:
+    return {"revoked": accounts.revoke_user_tokens(ctx(), principal, user_id)}
 
 
 # ------------------------------------------------------------------ residents

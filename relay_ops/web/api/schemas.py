@@ -32,9 +32,17 @@ class SiteIn(Strict):
     latitude: Annotated[float, Field(ge=-90, le=90)]
     longitude: Annotated[float, Field(ge=-180, le=180)]
     area: Literal["town", "countryside"] = "countryside"
+    # Required for a shop (checked by the service: lockers default to "24/7").
     opening_hours: dict[str, list[list[str]]] | Literal["24/7"] | None = None
     step_free_access: bool = False
     locations: list[LocationIn] = []
+
+
+Hours = dict[str, list[list[str]]] | Literal["24/7"]
+
+
+class OpeningHoursIn(Strict):
+    opening_hours: Hours
 
 
 class LocationsIn(Strict):
@@ -86,6 +94,7 @@ class IdentityIn(Strict):
 class PickupIn(Strict):
     code: Annotated[str | None, Field(max_length=32)] = None
     tracking_number: Tracking | None = None
+    recipient_name: Annotated[str | None, Field(max_length=200)] = None
     identity: IdentityIn | None = None
     override_lock: bool = False
 
@@ -167,6 +176,10 @@ class UserIn(Strict):
     display_name: Annotated[str, Field(max_length=200)] = ""
     sites: list[Code] = []
     locale: Literal["fr", "en"] = "fr"
+
+
+class UserActiveIn(Strict):
+    active: bool
 
 
 class LockerIn(Strict):

@@ -42,6 +42,10 @@ def explain(err: DomainError) -> tuple[str, str]:
             return _("Code locked"), _(
                 "Too many wrong codes: check an identity document and record it to hand the "
                 "parcel over.")
+        case "code-needs-tracking-or-name":
+            return _("Whose parcel?"), _(
+                "A wrong code was typed here: from now on a code comes with the recipient's "
+                "name or the tracking number.")
         case "identity-check-required":
             return _("Identity check needed"), _(
                 "This code belongs to a proxy: check their identity document and record it.")
@@ -63,6 +67,10 @@ def explain(err: DomainError) -> tuple[str, str]:
                 "The parcel has been collected or returned, so this tracking link no longer "
                 "works.")
         case "too-many-attempts":
+            wait = extra.get("retry_after_s")
+            if wait:  # sign-in waits grow from a second to 15 minutes: say how long
+                return _("Too many attempts"), _(
+                    "Too many wrong attempts: wait %(s)s s before trying again.", s=wait)
             return _("Too many attempts"), _(
                 "Too many wrong attempts: wait a few minutes before trying again.")
         case "parcel-does-not-fit":

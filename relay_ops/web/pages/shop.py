@@ -134,32 +134,46 @@ def pickup(principal: Principal, site_id: int) -> str:
     return render_template("pages/pickup.html", site=_site(principal, site_id))
 
 
+def _claim_from_form() -> parcels.PickupClaim:
+    """The code, and what names the parcel when the shopkeeper asked for it: the page sends
+    what the API takes, so the same rules apply (docs/decisions/0004)."""
+    return parcels.PickupClaim(
+        code=request.form.get("code", ""),
+        tracking_number=request.form.get("tracking_number", "").strip() or None,
+        recipient_name=request.form.get("recipient_name", "").strip() or None,
+    )
+
+
 @bp.post("/shop/<int:site_id>/pickup")
 @requires(*STAFF)
 def pickup_find(principal: Principal, site_id: int) -> tuple[str, int] | str:
     """The code was typed or scanned: show where the parcel is and what the hand-over needs."""
     site = _site(principal, site_id)
-    code = request.form.get("code", "")
+    claim = _claim_from_form()
     try:
-        preview = parcels.pickup_preview(ctx(), principal, site_id, code)
+        preview = parcels.pickup_preview(
+            ctx(), principal, site_id, claim.code, tracking_number=claim.tracking_number,
+            recipient_name=claim.recipient_name,
+        )
     except DomainError as err:
-        return _pickup_refused(site, err)
-    return render_template("pages/pickup.html", site=site, preview=preview, code=code)
+        return _pickup_refused(site, err, claim)
+    return render_template("pages/pickup.html", site=site, preview=preview, claim=claim)
 
 
 @bp.post("/shop/<int:site_id>/pickup/confirm")
 @requires(*STAFF)
 def pickup_confirm(principal: Principal, site_id: int) -> tuple[str, int] | str:
     site = _site(principal, site_id)
-    code = request.form.get("code", "")
+    claim = _claim_from_form()
     try:
         identity = _identity_from_form()
         done = parcels.pick_up(
-            ctx(), principal, site_id, code=code, identity=identity,
+            ctx(), principal, site_id, code=claim.code, tracking_number=claim.tracking_number,
+            recipient_name=claim.recipient_name, identity=identity,
             override_lock=identity is not None and request.form.get("override_lock") == "1",
         )
     except DomainError as err:
-        return _pickup_refused(site, err, code=code)
+        return _pickup_refused(site, err, claim)
     return render_template("pages/pickup.html", site=site, done=done)
 
 
@@ -171,14 +185,20 @@ def _identity_from_form() -> parcels.IdentityCheck | None:
 
 
 def _pickup_refused(
-    site: dict[str, Any], err: DomainError, code: str = ""
+    site: dict[str, Any], err: DomainError, claim: parcels.PickupClaim
 ) -> tuple[str, int]:
     title, message = explain(err)
     # A locked code or a proxy's code can still be handed over, with an identity check.
     needs_identity = err.slug in ("pickup-code-locked", "identity-check-required")
+    # Past a wrong code alone: the same code again, with the name or the tracking number.
+    needs_more = err.slug == "code-needs-tracking-or-name"
+    # The name or tracking number stays for the next try (5 wrong codes with them lock the
+    # parcel); the code stays only where the same code goes on.
     page = render_template(
         "pages/pickup.html", site=site, refusal={"title": title, "message": message},
-        code=code if needs_identity else "", needs_identity=needs_identity,
+        claim=claim if needs_identity or needs_more else parcels.PickupClaim(
+            tracking_number=claim.tracking_number, recipient_name=claim.recipient_name),
+        needs_identity=needs_identity, needs_more=needs_more,
         locked=err.slug == "pickup-code-locked",
         holder_name=err.extra.get("holder_name"),
     )

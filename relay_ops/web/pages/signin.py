@@ -48,7 +48,8 @@ def sign_in() -> Response | tuple[str, int] | str:
     with sign_in_limit():
         try:
             issued = accounts.log_in(
-                ctx(), request.form.get("username", "").strip(), request.form.get("password", "")
+                ctx(), request.form.get("username", "").strip(), request.form.get("password", ""),
+                client=request.remote_addr or "unknown",
             )
         except Unauthenticated:
             error = _("Wrong username or password.")
