@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from relay_ops import outbox
 from relay_ops.clock import Clock
 from relay_ops.notifications.messages import Channel
@@ -55,10 +57,11 @@ def give_up(ctx: Ctx, name: str, payload: dict[str, Any], error: str) -> None:
         delivery.give_up(ctx, int(payload["notification_id"]), error)
 
 
-def revive(ctx: Ctx, name: str, payload: dict[str, Any]) -> None:
-    """An operator retries a job that failed for good."""
+def revive(session: Session, name: str, payload: dict[str, Any]) -> None:
+    """An operator retries a job that failed for good: what it stands for is owed again, in
+    the transaction that revives its outbox row."""
     if name == SEND_JOB:
-        delivery.revive(ctx, int(payload["notification_id"]))
+        delivery.revive(session, int(payload["notification_id"]))
 
 
 # ---------------------------------------------------------------- periodic sweeps

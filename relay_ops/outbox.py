@@ -206,15 +206,24 @@ def dispatched_before(db: Database, cutoff: datetime, limit: int = 1000) -> list
         ))
 
 
-def touch_dispatched(db: Database, message_id: int, at: datetime, *, revive: bool = False) -> None:
-    """Handed over again (re-dispatch, operator retry): ``revive`` also lifts ``failed``."""
-    statuses = (DISPATCHED, FAILED) if revive else (DISPATCHED,)
+def touch_dispatched(db: Database, message_id: int, at: datetime) -> None:
+    """Handed over again (a re-dispatch of a row Redis lost)."""
     with db.transaction() as session:
         session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(statuses))
-            .values(status=DISPATCHED, dispatched_at=at)
+            .where(OutboxMessage.id == message_id, OutboxMessage.status == DISPATCHED)
+            .values(dispatched_at=at)
         )
+
+
+def revive(message: OutboxMessage, at: datetime, *, handed_over: bool) -> None:
+    """An operator's retry: the row (locked by the caller) is owed again. ``handed_over``: its
+    RQ job is requeued after the commit, so the row is ``dispatched`` (the relay must not hand
+    it over a second time); otherwise the in-process runner picks it up as ``pending``."""
+    if handed_over:
+        message.status, message.dispatched_at = DISPATCHED, at
+    else:
+        message.status, message.available_at = PENDING, at
 
 
 def counts(db: Database) -> dict[str, Any]:
