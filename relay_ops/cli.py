@@ -303,13 +303,15 @@ def worker(burst: bool, name: str | None) -> None:
     """Run an RQ worker on RelayOps' queues (production; JOBS_IN_PROCESS=false).
 
     It forks a process per job and runs RQ's scheduler for retries with backoff. Run as many
-    as needed, and one `relay-ops scheduler`. It waits out Redis outages.
+    as needed, and one `relay-ops scheduler`. It waits out Redis outages; SIGTERM stops it
+    (after the job it runs).
     """
     from relay_ops.worker import runtime
-    from relay_ops.worker.supervise import run_worker
+    from relay_ops.worker.supervise import children_die_with_this_process, run_worker
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     runtime.use(app)
+    children_die_with_this_process()
     run_worker(app.config, burst=burst, name=name)
 
 
