@@ -81,7 +81,7 @@ def record_final_failure(ctx: Ctx, message_id: int, error: str) -> None:
         if message is None or message.status in (outbox.DONE, outbox.FAILED):
             return
         name, payload = message.name, dict(message.payload)
-    outbox.record_failure(ctx.db, message_id, error, final=True, count_attempt=False)
+    outbox.record_failure(ctx.db, message_id, error, final=True)
     jobs.give_up(ctx, name, payload, error)
 
 

@@ -200,6 +200,11 @@ def test_a_work_horse_killed_mid_send_is_retried_and_the_sms_goes_out_once(
     sms = next(n for n in stack.notifications() if n.channel == "sms")
     assert (sms.status, sms.attempts, sms.provider_id) == ("sent", 1, "msg-7f3a")
     assert "terminated unexpectedly" in worker.output()
+    with stack.world.ctx.db.read() as session:
+        runs = session.scalar(select(OutboxMessage.attempts)
+                              .where(OutboxMessage.payload["notification_id"].as_integer()
+                                     == sms.id))
+    assert runs == 2  # the killed run counts
 
 
 def test_across_redis_restarts_the_counter_keeps_working_and_messages_go_out_once(

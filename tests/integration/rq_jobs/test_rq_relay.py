@@ -13,6 +13,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
+from relay_ops import outbox
 from relay_ops.db.models import Notification, OutboxMessage
 from relay_ops.worker import admin, relay
 from relay_ops.worker.config import JobsConfig, redis_of
@@ -189,3 +190,19 @@ def test_a_retried_job_taken_by_a_worker_at_once_still_sends_its_message(
     assert (note.status, note.provider_id) == ("sent", "msg-3")
     assert outbox_statuses(world) == ["done", "done"]
     assert distinct_sms(sms_gateway) == 1
+
+
+def test_a_run_whose_process_died_counts_as_an_attempt(
+        app: Flask, world: World, sms_gateway: SmsGateway) -> None:
+    world.ready("RQJOB0000007")
+    dispatch(app, world)
+    with world.ctx.db.read() as session:
+        sms_row = max(session.scalars(select(OutboxMessage.id)))
+    # A work horse claims the row and is killed before it records anything.
+    assert outbox.claim(world.ctx.db, sms_row) is not None
+    work(app)  # RQ runs the job again
+    with world.ctx.db.read() as session:
+        attempts = dict(session.execute(select(OutboxMessage.id, OutboxMessage.attempts)).all())
+    assert attempts[sms_row] == 2
+    assert sorted(attempts.values()) == [1, 2]
+    assert outbox_statuses(world) == ["done", "done"]
