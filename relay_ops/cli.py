@@ -267,14 +267,16 @@ def _start_demo_locker(enabled: bool, base: str) -> Any:
 @with_appcontext
 def run_jobs(once: bool) -> None:
     """Run queued jobs in this process (without Redis)."""
-    from relay_ops import outbox
+    from relay_ops import outbox, runner_lock
     from relay_ops.jobs import InProcessRunner, handlers
 
     if once:
         done = outbox.run_pending_jobs(ctx().db, handlers(ctx(), current_app.config), ctx().now)
         click.echo(f"{done} job(s) done")
         return
-    runner = InProcessRunner(ctx(), current_app.config)
+    # The web's runners (under gunicorn) take the same lock: one runs at a time.
+    runner = InProcessRunner(ctx(), current_app.config,
+                             lock=runner_lock.for_database(ctx().db))
     runner.start()
     try:
         runner.join()
