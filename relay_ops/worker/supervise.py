@@ -58,7 +58,7 @@ class RelayWorker(Worker):
         # SIGTERM took up to a minute (docker stop kills after 10 s).
         self.pubsub = self.connection.pubsub()
         self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-        self.pubsub_thread = self.pubsub.run_in_thread(
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment] # RQ types it None
             sleep_time=PUBSUB_POLL_S, daemon=True,
             exception_handler=self._pubsub_exception_handler)
 
