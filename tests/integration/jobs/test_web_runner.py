@@ -66,3 +66,15 @@ def test_readiness_says_when_no_runner_runs_the_jobs_waiting(app: Flask, world: 
         assert ready.json["status"] == "ready" and ready.json["checks"]["runner"] == "active"
     finally:
         jobs.stop_in_web(app)
+
+
+def test_readiness_is_content_with_a_runner_in_another_process(app: Flask, world: World) -> None:
+    elsewhere = runner_lock.for_database(world.ctx.db)  # e.g. `relay-ops run-jobs`
+    assert elsewhere.acquire()
+    try:
+        world.ready("WEBRUN000004")
+        ready = app.test_client().get("/ready").json
+        assert ready["status"] == "ready" and ready["checks"]["runner"] == "elsewhere"
+    finally:
+        elsewhere.release()
+    assert app.test_client().get("/ready").json["checks"]["runner"] == "none"
