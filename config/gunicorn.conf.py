@@ -12,3 +12,22 @@ accesslog = "-"
 max_requests = 5000
 max_requests_jitter = 500
 timeout = 30
+
+
+# The embedded default (RELAY_OPS_JOBS_IN_PROCESS=true): each web worker starts a job runner and
+# one of them, holding a lock in the database, runs the jobs and sweeps (relay_ops.jobs). With
+# RQ, nothing starts here: `relay-ops scheduler` and `relay-ops worker` do the work.
+
+
+def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook
+    from relay_ops import jobs
+
+    jobs.start_in_web(worker.wsgi)
+
+
+def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook
+    from relay_ops import jobs
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None:
+        jobs.stop_in_web(app)

@@ -352,14 +352,16 @@ def _start_demo_locker(enabled: bool, base: str) -> Any:
 @with_appcontext
 def run_jobs(once: bool) -> None:
     """Run queued jobs in this process (without Redis)."""
-    from relay_ops import outbox
+    from relay_ops import outbox, runner_lock
     from relay_ops.jobs import InProcessRunner, handlers
 
     if once:
         done = outbox.run_pending_jobs(ctx().db, handlers(ctx(), current_app.config), ctx().now)
         click.echo(f"{done} job(s) done")
         return
-    runner = InProcessRunner(ctx(), current_app.config)
+    # The web's runners (under gunicorn) take the same lock: one runs at a time.
+    runner = InProcessRunner(ctx(), current_app.config,
+                             lock=runner_lock.for_database(ctx().db))
     runner.start()
     try:
         runner.join()
@@ -388,13 +390,15 @@ def worker(burst: bool, name: str | None) -> None:
     """Run an RQ worker on RelayOps' queues (production; JOBS_IN_PROCESS=false).
 
     It forks a process per job and runs RQ's scheduler for retries with backoff. Run as many
-    as needed, and one `relay-ops scheduler`. It waits out Redis outages.
+    as needed, and one `relay-ops scheduler`. It waits out Redis outages; SIGTERM stops it
+    (after the job it runs).
     """
     from relay_ops.worker import runtime
-    from relay_ops.worker.supervise import run_worker
+    from relay_ops.worker.supervise import children_die_with_this_process, run_worker
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     runtime.use(app)
+    children_die_with_this_process()
     run_worker(app.config, burst=burst, name=name)
 
 

@@ -16,10 +16,14 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any
 
-from relay_ops import outbox
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from relay_ops import outbox, runner_lock
 from relay_ops.clock import Clock
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import Sender, build_sender
+from relay_ops.runner_lock import RunnerLock
 from relay_ops.services import delivery, forecast, lockers, parcels, reminders, retention
 from relay_ops.services.context import Ctx
 from relay_ops.services.notify import SEND_JOB
@@ -55,10 +59,11 @@ def give_up(ctx: Ctx, name: str, payload: dict[str, Any], error: str) -> None:
         delivery.give_up(ctx, int(payload["notification_id"]), error)
 
 
-def revive(ctx: Ctx, name: str, payload: dict[str, Any]) -> None:
-    """An operator retries a job that failed for good."""
+def revive(session: Session, name: str, payload: dict[str, Any]) -> None:
+    """An operator retries a job that failed for good: what it stands for is owed again, in
+    the transaction that revives its outbox row."""
     if name == SEND_JOB:
-        delivery.revive(ctx, int(payload["notification_id"]))
+        delivery.revive(session, int(payload["notification_id"]))
 
 
 # ---------------------------------------------------------------- periodic sweeps
@@ -120,22 +125,34 @@ def active_sweeps() -> list[str]:
 class InProcessRunner(threading.Thread):
     """Runs due jobs and the periodic sweeps inside the web process (the embedded default).
 
+    With a ``lock`` (one per deployment, ``relay_ops.runner_lock``), it runs only while it
+    holds the lock, and stands by otherwise: every gunicorn worker starts one, one runs.
     Production runs the same handlers and sweeps in RQ workers instead.
     """
 
-    def __init__(self, ctx: Ctx, config: Mapping[str, Any], interval_s: float = 1.0) -> None:
+    def __init__(self, ctx: Ctx, config: Mapping[str, Any], interval_s: float = 1.0,
+                 lock: RunnerLock | None = None) -> None:
         super().__init__(name="relay-ops-jobs", daemon=True)
-        self.ctx, self.config, self.interval_s = ctx, config, interval_s
+        self.ctx, self.config, self.interval_s, self.lock = ctx, config, interval_s, lock
         self.run_jobs = partial(outbox.run_pending_jobs, ctx.db, handlers(ctx, config), ctx.now)
         self.intervals = sweep_intervals(config, active_sweeps())
         self.last_run: dict[str, float] = {}
+        self.active = lock is None
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        while not self.stopping.wait(self.interval_s):
-            self.run_once()
+        try:
+            while not self.stopping.wait(self.interval_s):
+                self.run_once()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     def run_once(self) -> None:
+        if self.lock is not None:
+            self.active = self.lock.acquire()
+            if not self.active:
+                return  # another process's runner holds the lock
         try:
             self.run_jobs()
         except Exception:  # the runner must outlive one bad round; the error is logged
@@ -152,3 +169,38 @@ class InProcessRunner(threading.Thread):
     def stop(self) -> None:
         self.stopping.set()
         self.join(timeout=10)
+
+
+# ---------------------------------------------------------------- the web process's runner
+
+RUNNER_KEY = "relay_ops.jobs_runner"
+
+
+def start_in_web(app: Flask) -> InProcessRunner | None:
+    """The embedded default under gunicorn (its ``post_worker_init`` hook, in
+    config/gunicorn.conf.py): each web worker starts a runner, the runner lock lets one run.
+    Nothing with RQ: there the scheduler and workers run the jobs."""
+    if not app.config["JOBS_IN_PROCESS"] or RUNNER_KEY in app.extensions:
+        return None
+    ctx: Ctx = app.extensions["relay_ops"]
+    runner = InProcessRunner(ctx, app.config, lock=runner_lock.for_database(ctx.db))
+    app.extensions[RUNNER_KEY] = runner
+    runner.start()
+    return runner
+
+
+def stop_in_web(app: Flask) -> None:
+    runner: InProcessRunner | None = app.extensions.pop(RUNNER_KEY, None)
+    if runner is not None:
+        runner.stop()
+
+
+def runner_state(app: Flask) -> str:
+    """For ``/ready``: ``active`` (this process runs the jobs), ``standby`` (its runner waits
+    for another process's), ``elsewhere`` (no runner here; another process holds the lock), or
+    ``none``: nothing runs the jobs."""
+    runner: InProcessRunner | None = app.extensions.get(RUNNER_KEY)
+    if runner is not None:
+        return "active" if runner.active else "standby"
+    ctx: Ctx = app.extensions["relay_ops"]
+    return "elsewhere" if runner_lock.for_database(ctx.db).held_elsewhere() else "none"

@@ -129,11 +129,16 @@ def run_handler(handlers: dict[str, JobHandler], name: str, payload: dict[str, A
 
 
 def claim(db: Database, message_id: int) -> tuple[str, dict[str, Any]] | None:
-    """The job's name and payload, or None if it is done (or gone): a second run is a no-op."""
+    """The job's name and payload, or None if it is done (or gone): a second run is a no-op.
+
+    The attempt is counted here, as the run starts, and nowhere else: a run whose process dies
+    (a work horse killed mid-send) records neither success nor failure, yet it was a run.
+    """
     with db.transaction() as session:
         message = session.get(OutboxMessage, message_id, with_for_update=True)
         if message is None or message.status == DONE:
             return None
+        message.attempts += 1
         return message.name, dict(message.payload)
 
 
@@ -142,7 +147,6 @@ def mark_done(db: Database, message_id: int, at: datetime) -> None:
         message = session.get(OutboxMessage, message_id, with_for_update=True)
         assert message is not None
         message.status = DONE
-        message.attempts += 1
         message.last_error = None
         message.dispatched_at = message.dispatched_at or at
 
@@ -154,7 +158,6 @@ def record_failure(
     *,
     final: bool = False,
     retry_at: Callable[[int], datetime] | None = None,
-    count_attempt: bool = True,
 ) -> None:
     """Note a failed run: the error for the operator, and ``failed`` once nobody will retry."""
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
@@ -162,7 +165,6 @@ def record_failure(
         message = session.get(OutboxMessage, message_id, with_for_update=True)
         if message is None or message.status == DONE:
             return
-        message.attempts += int(count_attempt)
         message.last_error = text[:2000]
         if final:
             message.status = FAILED
@@ -206,15 +208,24 @@ def dispatched_before(db: Database, cutoff: datetime, limit: int = 1000) -> list
         ))
 
 
-def touch_dispatched(db: Database, message_id: int, at: datetime, *, revive: bool = False) -> None:
-    """Handed over again (re-dispatch, operator retry): ``revive`` also lifts ``failed``."""
-    statuses = (DISPATCHED, FAILED) if revive else (DISPATCHED,)
+def touch_dispatched(db: Database, message_id: int, at: datetime) -> None:
+    """Handed over again (a re-dispatch of a row Redis lost)."""
     with db.transaction() as session:
         session.execute(
             update(OutboxMessage)
-            .where(OutboxMessage.id == message_id, OutboxMessage.status.in_(statuses))
-            .values(status=DISPATCHED, dispatched_at=at)
+            .where(OutboxMessage.id == message_id, OutboxMessage.status == DISPATCHED)
+            .values(dispatched_at=at)
         )
+
+
+def revive(message: OutboxMessage, at: datetime, *, handed_over: bool) -> None:
+    """An operator's retry: the row (locked by the caller) is owed again. ``handed_over``: its
+    RQ job is requeued after the commit, so the row is ``dispatched`` (the relay must not hand
+    it over a second time); otherwise the in-process runner picks it up as ``pending``."""
+    if handed_over:
+        message.status, message.dispatched_at = DISPATCHED, at
+    else:
+        message.status, message.available_at = PENDING, at
 
 
 def counts(db: Database) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Notification, Parcel, ParcelEvent, PickupCredential, Site
 from relay_ops.domain.hours import ALWAYS_OPEN, DAYS, opens_some_day
@@ -205,9 +206,10 @@ def give_up(ctx: Ctx, notification_id: int, error: str) -> None:
             notification.error = error[:4000]
 
 
-def revive(ctx: Ctx, notification_id: int) -> None:
-    """An operator retries a job that gave up: its notification is owed again."""
-    with ctx.db.transaction() as session:
-        notification = session.get(Notification, notification_id, with_for_update=True)
-        if notification is not None and notification.status == "failed":
-            notification.status = "queued"
+def revive(session: Session, notification_id: int) -> None:
+    """An operator retries a job that gave up: its notification is owed again. In the caller's
+    transaction, the one that revives the job's outbox row: a worker never sees one without
+    the other."""
+    notification = session.get(Notification, notification_id, with_for_update=True)
+    if notification is not None and notification.status == "failed":
+        notification.status = "queued"

@@ -16,7 +16,7 @@ from flask import (
 from redis.exceptions import RedisError
 from sqlalchemy import text
 
-from relay_ops import outbox
+from relay_ops import jobs, outbox
 from relay_ops.web.api import PREFIX
 from relay_ops.web.api.openapi import build
 from relay_ops.worker.config import redis_of
@@ -39,9 +39,10 @@ def health() -> Any:
 
 @bp.get("/ready")
 def ready() -> Response:
-    """The database is required (503 without it). Redis is not: without it check-ins and
-    pickups still commit, their messages wait in the outbox, so the answer stays 200 with
-    ``status: degraded`` and the backlog, and load balancers keep sending traffic here."""
+    """The database is required (503 without it). The job runner is not: without Redis, or
+    in the embedded default without a runner (``runner: none``) while due jobs wait, check-ins
+    and pickups still commit and their messages wait in the outbox, so the answer stays 200
+    with ``status: degraded`` and the backlog, and load balancers keep sending traffic here."""
     checks: dict[str, Any] = {}
     try:
         with current_app.extensions["relay_ops"].db.engine.connect() as connection:
@@ -52,7 +53,7 @@ def ready() -> Response:
     checks.update(_redis_check())
     if checks["database"] != "ok":
         status, code = "not-ready", 503
-    elif checks["redis"] not in ("ok", "not used"):
+    elif checks["redis"] not in ("ok", "not used") or _jobs_stuck(checks):
         status, code = "degraded", 200
         checks["outbox_waiting"] = _outbox_waiting()
     else:
@@ -70,6 +71,20 @@ def _redis_check() -> dict[str, str]:
         return {"redis": "ok", "jobs": "rq"}
     except RedisError as exc:
         return {"redis": f"degraded: {type(exc).__name__}", "jobs": "rq"}
+
+
+def _jobs_stuck(checks: dict[str, Any]) -> bool:
+    """Embedded default: no runner anywhere, and jobs are due (an idle shop is ready)."""
+    if checks.get("jobs") != "in process":
+        return False
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    ctx = app.extensions["relay_ops"]
+    try:
+        checks["runner"] = jobs.runner_state(app)
+        return checks["runner"] == "none" and bool(outbox.due_for_dispatch(ctx.db, ctx.now(), 1))
+    except Exception as exc:  # readiness reports, it does not raise
+        checks["runner"] = f"unknown: {type(exc).__name__}"
+        return False  # no backlog seen (e.g. a database not migrated yet)
 
 
 def _outbox_waiting() -> int | None:

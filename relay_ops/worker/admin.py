@@ -112,46 +112,55 @@ def _failing_rows(ctx: Ctx, limit: int) -> list[dict[str, Any]]:
 
 def retry(ctx: Ctx, actor: Principal, config: Mapping[str, Any], redis: Redis | None,
           job_id: str) -> dict[str, Any]:
-    """Run a failed job again now."""
+    """Run a failed job again now.
+
+    The outbox row and what it stands for (the notification) are revived first, in one
+    transaction, and only then is the job handed over: a worker that takes it at once must find
+    the work owed, or it would mark the row done and leave the notification queued for good.
+    """
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     if redis is None:
         return _retry_row(ctx, job_id)
     jc = JobsConfig.from_config(config)
     try:
         job = Job.fetch(job_id, connection=redis)
-        FailedJobRegistry(job.origin, connection=redis).requeue(job)
+        registry = FailedJobRegistry(job.origin, connection=redis)
+        if job.id not in registry:
+            raise NotFound(f"no failed job {job_id}")
+        message_id = jc.outbox_id(job_id)
+        if message_id is not None:
+            _revive(ctx, message_id, handed_over=True)
+        registry.requeue(job)
     except (NoSuchJobError, InvalidJobOperation):
         raise NotFound(f"no failed job {job_id}") from None
     except RedisError as err:
+        # A row revived but not requeued is left to the redispatch sweep, which finds its
+        # job still failed in RQ and records the failure again: never owed and forgotten.
         raise JobsBackendUnavailable(f"Redis does not answer ({type(err).__name__})") from err
-    message_id = jc.outbox_id(job_id)
-    if message_id is not None:
-        _revive(ctx, message_id)
     return {"id": job_id, "status": "queued"}
 
 
-def _revive(ctx: Ctx, message_id: int) -> None:
-    with ctx.db.read() as session:
-        message = session.get(OutboxMessage, message_id)
-        if message is None:
-            return
-        name, payload = message.name, dict(message.payload)
-    outbox.touch_dispatched(ctx.db, message_id, ctx.now(), revive=True)
-    jobs.revive(ctx, name, payload)
+def _revive(ctx: Ctx, message_id: int, *, handed_over: bool,
+            only_failed: bool = False) -> bool:
+    """Revive the row and its notification in one transaction; False if nothing is owed (the
+    row is done or gone, or, with ``only_failed``, never failed)."""
+    with ctx.db.transaction() as session:
+        message = session.get(OutboxMessage, message_id, with_for_update=True)
+        if message is None or message.status == outbox.DONE:
+            return False
+        if only_failed and not message.last_error:
+            return False
+        outbox.revive(message, ctx.now(), handed_over=handed_over)
+        jobs.revive(session, message.name, dict(message.payload))
+    return True
 
 
 def _retry_row(ctx: Ctx, job_id: str) -> dict[str, Any]:
     prefix = "outbox_"
     if not job_id.startswith(prefix) or not job_id[len(prefix):].isdigit():
         raise NotFound(f"no failed job {job_id}")
-    message_id = int(job_id[len(prefix):])
-    with ctx.db.transaction() as session:
-        message = session.get(OutboxMessage, message_id, with_for_update=True)
-        if message is None or message.status == outbox.DONE or not message.last_error:
-            raise NotFound(f"no failed job {job_id}")
-        message.status, message.available_at = outbox.PENDING, ctx.now()
-        name, payload = message.name, dict(message.payload)
-    jobs.revive(ctx, name, payload)
+    if not _revive(ctx, int(job_id[len(prefix):]), handed_over=False, only_failed=True):
+        raise NotFound(f"no failed job {job_id}")
     return {"id": job_id, "status": "queued"}
 
 

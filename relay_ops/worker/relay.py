@@ -59,7 +59,7 @@ def redispatch(ctx: Ctx, redis: Redis, jc: JobsConfig, older_than_s: float | Non
     queue = Queue(jc.jobs_queue, connection=redis)
     result = {"redispatched": 0, "failed": 0}
     for message_id in outbox.dispatched_before(ctx.db, cutoff):
-        job = _fetch(redis, jc.job_id(message_id))
+        job = fetch(redis, jc.job_id(message_id))
         if job is None:
             _enqueue(queue, jc, message_id)
             outbox.touch_dispatched(ctx.db, message_id, ctx.now())
@@ -81,11 +81,11 @@ def record_final_failure(ctx: Ctx, message_id: int, error: str) -> None:
         if message is None or message.status in (outbox.DONE, outbox.FAILED):
             return
         name, payload = message.name, dict(message.payload)
-    outbox.record_failure(ctx.db, message_id, error, final=True, count_attempt=False)
+    outbox.record_failure(ctx.db, message_id, error, final=True)
     jobs.give_up(ctx, name, payload, error)
 
 
-def _fetch(redis: Redis, job_id: str) -> Job | None:
+def fetch(redis: Redis, job_id: str) -> Job | None:
     try:
         return Job.fetch(job_id, connection=redis)
     except Exception:  # NoSuchJobError, or a hash RQ can no longer read: treat as lost

@@ -22,7 +22,8 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq.cron import CronScheduler
+from rq.cron import CronJob, CronScheduler
+from rq.job import JobStatus
 
 from relay_ops import jobs
 from relay_ops.services.context import Ctx
@@ -35,6 +36,8 @@ REDISPATCH = "outbox-redispatch"
 # Holding a lock this many ticks lets a busy tick finish before a standby takes over.
 LOCK_TICKS = 5
 MAX_BACKOFF_S = 10.0
+# A sweep's run in one of these states has not started yet.
+WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -90,9 +93,28 @@ class Scheduler:
             return
         self._recover_if_redis_lost_data()
         relay.dispatch_pending(self.ctx, self.redis, self.jc)
-        if self.cron.enqueue_jobs():
+        if self._enqueue_due_sweeps():
             self.cron.save()
         self.cron.heartbeat()
+
+    def _enqueue_due_sweeps(self) -> bool:
+        """RQ's ``CronScheduler.enqueue_jobs``, except that a sweep whose last run still waits
+        in the queue is not queued again: on a busy queue the runs piled up, and one waiting
+        run does what all of them would. It is queued at the first tick after that run starts."""
+        enqueued = False
+        for sweep in self.cron.get_jobs():
+            if not sweep.should_run() or self._still_waiting(sweep):
+                continue
+            job = sweep.enqueue(self.redis)
+            # RQ's own clock, as RQ's loop uses: the sweep's next time is RQ's business.
+            sweep.set_enqueue_time(job.enqueued_at or job.created_at)
+            enqueued = True
+        return enqueued
+
+    def _still_waiting(self, sweep: CronJob) -> bool:
+        ids = sweep.get_job_ids(self.redis, 0, 0)
+        job = relay.fetch(self.redis, ids[0]) if ids else None
+        return job is not None and job.get_status(refresh=False) in WAITING
 
     def stop(self) -> None:
         self.stopping.set()

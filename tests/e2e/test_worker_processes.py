@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,10 +19,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from redis import Redis
 from sqlalchemy import select, update
 
 from relay_ops import create_app
 from relay_ops.db.models import Notification, OutboxMessage, Parcel, ParcelEvent
+from relay_ops.worker import relay
+from relay_ops.worker.config import JobsConfig
 from tests.conftest import _truncate_all
 from tests.e2e.jobs_processes import RedisServer, RelayOpsProcess, children, wait_for
 from tests.integration.notifications.notify_servers import SmsGateway, SmtpServer, free_port
@@ -196,6 +200,11 @@ def test_a_work_horse_killed_mid_send_is_retried_and_the_sms_goes_out_once(
     sms = next(n for n in stack.notifications() if n.channel == "sms")
     assert (sms.status, sms.attempts, sms.provider_id) == ("sent", 1, "msg-7f3a")
     assert "terminated unexpectedly" in worker.output()
+    with stack.world.ctx.db.read() as session:
+        runs = session.scalar(select(OutboxMessage.attempts)
+                              .where(OutboxMessage.payload["notification_id"].as_integer()
+                                     == sms.id))
+    assert runs == 2  # the killed run counts
 
 
 def test_across_redis_restarts_the_counter_keeps_working_and_messages_go_out_once(
@@ -254,3 +263,98 @@ def _statuses(stack: Stack) -> dict[str, int]:
 
 def assert_no_crash(process: RelayOpsProcess) -> bool:
     return "Traceback" not in process.output()
+
+
+def relay_now(stack: Stack) -> int:
+    """The scheduler's relay, run once from the test: these tests watch workers only."""
+    redis = Redis.from_url(stack.config["REDIS_URL"], socket_connect_timeout=2)
+    try:
+        return relay.dispatch_pending(stack.world.ctx, redis,
+                                      JobsConfig.from_config(stack.app.config))
+    finally:
+        redis.close()
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting for whoever adopted it to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_worker_started_while_redis_is_down_waits_for_it_and_then_works(
+        pg_url: str, tmp_path: Path, prefix: str, stacks: list[Stack],
+        sms_gateway: SmsGateway) -> None:
+    redis = RedisServer(free_port(), tmp_path)  # not started yet: Redis is down
+    stack = build_stack(pg_url, tmp_path, redis.url, prefix, NOTIFY_SMS_BACKEND="webhook",
+                        SMS_WEBHOOK_URL=sms_gateway.url, SMS_WEBHOOK_TOKEN="tok")
+    stacks.append(stack)
+    worker = stack.process("worker").start()
+    try:
+        wait_for(lambda: "a new worker starts" in worker.output() or not worker.alive(), 30,
+                 "the worker to meet the missing Redis")
+        assert worker.alive(), worker.output()
+        redis.start()
+        stack.world.ready("E2EWAIT00001")
+        assert relay_now(stack) == 2
+        wait_for(lambda: {n.status for n in stack.notifications()} == {"sent"}, 40,
+                 lambda: f"the messages once Redis answers: {stack.statuses()}")
+        assert len(sms_gateway.requests) == 1
+    finally:
+        worker.stop()
+        redis.crash()
+
+
+def test_sigterm_stops_an_idle_worker_and_its_scheduler_process(
+        pg_url: str, tmp_path: Path, prefix: str, stacks: list[Stack]) -> None:
+    stack = build_stack(pg_url, tmp_path, SHARED_REDIS, prefix)
+    stacks.append(stack)
+    worker = stack.process("worker").start()
+    try:
+        wait_for(lambda: children(worker.pid) and "Listening on" in worker.output(), 30,
+                 "the worker waiting for jobs, with its scheduler process")
+        scheduler_process = children(worker.pid)
+        assert worker.process is not None
+        worker.process.terminate()  # what systemctl stop and docker stop send
+        try:
+            code = worker.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"SIGTERM did not stop the worker: {worker.output()}") from None
+        assert code == 0, worker.output()
+        wait_for(lambda: not any(running(pid) for pid in scheduler_process), 10,
+                 "the scheduler process to end with the worker")
+    finally:
+        worker.stop()
+
+
+def test_a_worker_killed_outright_takes_its_children_along_and_restarts_under_its_name(
+        pg_url: str, tmp_path: Path, prefix: str, stacks: list[Stack],
+        sms_gateway: SmsGateway) -> None:
+    stack = build_stack(pg_url, tmp_path, SHARED_REDIS, prefix, NOTIFY_SMS_BACKEND="webhook",
+                        SMS_WEBHOOK_URL=sms_gateway.url, SMS_WEBHOOK_TOKEN="tok")
+    stacks.append(stack)
+    name = f"{prefix}-worker-1"
+    first = stack.process("worker", "--name", name).start()
+    second = stack.process("worker", "--name", name)
+    try:
+        wait_for(lambda: children(first.pid) and "Listening on" in first.output(), 30,
+                 "the first worker with its scheduler process")
+        orphans = children(first.pid)
+        os.kill(first.pid, signal.SIGKILL)  # only the worker, as the OOM killer would
+        assert first.process is not None
+        first.process.wait(timeout=10)  # reaped, as systemd or docker would
+        wait_for(lambda: not any(running(pid) for pid in orphans), 15,
+                 "the worker's children to die with it")
+        # Restarted at once under the same name (systemd's Restart=always), it works.
+        second.start()
+        stack.world.ready("E2ENAME00001")
+        assert relay_now(stack) == 2
+        wait_for(lambda: {n.status for n in stack.notifications()} == {"sent"}
+                 or not second.alive(), 40, lambda: f"the messages: {stack.statuses()}")
+        assert second.alive(), second.output()
+        assert len(sms_gateway.requests) == 1
+    finally:
+        first.stop()
+        second.stop()

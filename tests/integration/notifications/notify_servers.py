@@ -39,6 +39,9 @@ class RecordingHandler:
 
     received: list[Envelope] = field(default_factory=list)
     data_reply: str = "250 2.0.0 Ok: queued as 4F3A2B1C"
+    # The next this many messages are queued for delivery, then the connection drops before
+    # the reply: the sender never learns that the provider took the message.
+    drop_after_accepting: int = 0
 
     async def handle_RCPT(
         self,
@@ -58,6 +61,10 @@ class RecordingHandler:
     async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
         if self.data_reply.startswith("250"):
             self.received.append(envelope)
+            if self.drop_after_accepting > 0:
+                self.drop_after_accepting -= 1
+                assert server.transport is not None
+                server.transport.abort()  # the reply below goes nowhere
         return self.data_reply
 
 
@@ -175,6 +182,9 @@ class GatewayScript:
     content_type: str = "application/json"
     extra_headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    # The next this many requests are recorded (the provider took them), then the connection
+    # drops without an answer.
+    drop_after_accepting: int = 0
 
 
 @dataclass
@@ -202,6 +212,11 @@ class _GatewayHandler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         script = self.server.script
+        if script.drop_after_accepting > 0:
+            script.drop_after_accepting -= 1
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if script.delay:
             # Wait like an overloaded gateway, but let the fixture end the wait at teardown.
             self.server.released.wait(script.delay)

@@ -58,11 +58,18 @@ def rq_config(database_url: str, tmp_path: Path, prefix: str, **extra: Any) -> d
 
 
 @pytest.fixture
+def extra_settings() -> dict[str, Any]:
+    """Settings a test module adds to the app's (e.g. an SMTP server for e-mails)."""
+    return {}
+
+
+@pytest.fixture
 def app(database_url: str, tmp_path: Path, clock: Clock, jobs_prefix: str,
-        sms_gateway: SmsGateway) -> Iterator[Flask]:  # noqa: F811 - the fixture above
+        sms_gateway: SmsGateway,  # noqa: F811 - the fixture above
+        extra_settings: dict[str, Any]) -> Iterator[Flask]:
     application = create_app(rq_config(
         database_url, tmp_path, jobs_prefix, NOTIFY_SMS_BACKEND="webhook",
-        SMS_WEBHOOK_URL=sms_gateway.url, SMS_WEBHOOK_TOKEN="gateway-token"))
+        SMS_WEBHOOK_URL=sms_gateway.url, SMS_WEBHOOK_TOKEN="gateway-token", **extra_settings))
     ctx: Ctx = application.extensions["relay_ops"]
     application.extensions["relay_ops"] = Ctx(db=ctx.db, settings=ctx.settings, clock=clock)
     runtime.use(application)

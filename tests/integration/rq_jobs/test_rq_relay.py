@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from flask import Flask
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
+from relay_ops import outbox
 from relay_ops.db.models import Notification, OutboxMessage
-from relay_ops.worker import relay
+from relay_ops.worker import admin, relay
 from relay_ops.worker.config import JobsConfig, redis_of
 from tests.integration.notifications.notify_servers import SmsGateway
 from tests.support import World, is_problem
@@ -159,3 +163,46 @@ def test_operators_see_the_queues_and_only_operators(
         for path in ("/jobs", "/jobs/failed", "/parcels/1/notifications"):
             assert is_problem(api.get(path), status, slug), (path, api)
         assert is_problem(api.post("/jobs/failed/x/retry"), status, slug)
+
+
+def test_a_retried_job_taken_by_a_worker_at_once_still_sends_its_message(
+        app: Flask, world: World, sms_gateway: SmsGateway,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle worker takes a requeued job the instant it is in the queue: the row and its
+    notification must already be owed again by then, or the message is lost for good."""
+    sms_gateway.script.status, sms_gateway.script.body = 503, '{"error": "overloaded"}'
+    world.ready("RQJOB0000006")
+    dispatch(app, world)
+    work(app)
+    assert sms_notification(world).status == "failed"
+    [item] = world.operator.get("/jobs/failed").json["items"]
+
+    class TakenAtOnce(FailedJobRegistry):
+        def requeue(self, job_or_id: Job | str, at_front: bool = False) -> Job:
+            requeued = super().requeue(job_or_id, at_front)
+            work(app)  # before the operator's request has even returned
+            return requeued
+
+    monkeypatch.setattr(admin, "FailedJobRegistry", TakenAtOnce)
+    sms_gateway.script.status, sms_gateway.script.body = 201, '{"id": "msg-3", "status": "ok"}'
+    assert world.operator.post(f"/jobs/failed/{item['id']}/retry").status_code == 200
+    note = sms_notification(world)
+    assert (note.status, note.provider_id) == ("sent", "msg-3")
+    assert outbox_statuses(world) == ["done", "done"]
+    assert distinct_sms(sms_gateway) == 1
+
+
+def test_a_run_whose_process_died_counts_as_an_attempt(
+        app: Flask, world: World, sms_gateway: SmsGateway) -> None:
+    world.ready("RQJOB0000007")
+    dispatch(app, world)
+    with world.ctx.db.read() as session:
+        sms_row = max(session.scalars(select(OutboxMessage.id)))
+    # A work horse claims the row and is killed before it records anything.
+    assert outbox.claim(world.ctx.db, sms_row) is not None
+    work(app)  # RQ runs the job again
+    with world.ctx.db.read() as session:
+        attempts = dict(session.execute(select(OutboxMessage.id, OutboxMessage.attempts)).all())
+    assert attempts[sms_row] == 2
+    assert sorted(attempts.values()) == [1, 2]
+    assert outbox_statuses(world) == ["done", "done"]

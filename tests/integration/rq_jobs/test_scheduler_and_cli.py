@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Flask
+from rq import Queue, SimpleWorker
 from sqlalchemy import select
 
 from relay_ops.db.models import OutboxMessage
-from relay_ops.worker.config import redis_of
+from relay_ops.worker.config import JobsConfig, redis_of
 from relay_ops.worker.scheduler import Scheduler
 from tests.support import World
 
@@ -46,3 +49,31 @@ def test_operators_follow_jobs_from_the_command_line(app: Flask, world: World) -
     assert sweep.exit_code == 0 and sweep.output.strip() == "reminders: 0"
     unknown = runner.invoke(args=["sweep", "everything"])
     assert unknown.exit_code == 2 and "personal-data-purge" in unknown.output
+
+
+def test_a_sweep_still_waiting_on_a_busy_queue_is_not_queued_again(
+        app: Flask, world: World) -> None:
+    redis = redis_of(app)
+    assert redis is not None
+    jc = JobsConfig.from_config(app.config)
+    sweeps = Queue(jc.sweeps_queue, connection=redis)
+    scheduler = Scheduler(world.ctx, app.config, redis)
+
+    def all_due_again() -> None:
+        for sweep in scheduler.cron.get_jobs():
+            sweep.next_enqueue_time = datetime(2000, 1, 1, tzinfo=UTC)
+
+    scheduler.tick()
+    waiting = sweeps.count
+    assert waiting == len(scheduler.cron.get_jobs()) > 0
+    all_due_again()  # the workers are busy: no sweep has started
+    scheduler.tick()
+    scheduler.tick()
+    assert sweeps.count == waiting
+    # Once a worker has run them, they are queued again when due.
+    SimpleWorker([jc.sweeps_queue], connection=redis, name=f"{jc.prefix}-w").work(burst=True)
+    assert sweeps.count == 0
+    all_due_again()
+    scheduler.tick()
+    assert sweeps.count == waiting
+    scheduler._resign()
