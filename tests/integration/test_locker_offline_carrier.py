@@ -355,7 +355,11 @@ def test_a_carrier_code_rotated_opens_nothing_once_the_locker_has_the_sync(
     assert sync["full"] is True
     model = SyncCredentials.model_validate({k: v for k, v in sync.items()
                                             if k not in ("name", "corr_id")})
-    verifier = OfflineVerifier(model, LOCKER["code"])
+    # the sync names the PIN key; the locker holds it from its bundle (never on the wire)
+    assert model.pin_key is not None and model.pin_key.key is None
+    held = model.model_copy(update={"pin_key": model.pin_key.model_copy(
+        update={"key": lockers.pin_key(world.ctx, LOCKER["code"])})})
+    verifier = OfflineVerifier(held, LOCKER["code"])
     now = clock.now.timestamp()
     refused = verifier.carrier_reservations(old, now, 60)
     assert isinstance(refused, Refusal) and refused.reason == "unknown_code"
