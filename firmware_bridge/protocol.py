@@ -220,6 +220,9 @@ class SyncCredentials(_Model):
     base_version: Version | None = None
     site_id: ShortText | None = None
     public_keys: list[PublicKey] = Field(default_factory=list, max_length=16)
+    # The backend's command keys the locker trusts from now on (a rotation: old and new side
+    # by side, then the old one dropped). Empty: keep the keys held. Section 12.
+    command_keys: list[PublicKey] = Field(default_factory=list, max_length=8)
     pin_key: PinKey | None = None
     pins: list[PinCredential] = Field(default_factory=list, max_length=2000)
     reservations: list[Reservation] = Field(default_factory=list, max_length=1000)

@@ -501,7 +501,7 @@ class LockerAgent:
         written anything on our topics."""
         if self.identity is None:
             return "not_provisioned"
-        bad = p.check_signature(received, self.identity.command_keys)
+        bad = p.check_signature(received, self._command_keys)
         if bad is not None:
             return bad
         # Commands are never retained (section 5): a retained one is a stored copy that a
@@ -655,8 +655,18 @@ class LockerAgent:
             self.journal.store_credentials(merged.version, merged.model_dump_json())
             ack = self._journal(p.SyncAck(version=merged.version, applied=True))
         self._verifier = verifier
+        self._trust_command_keys(merged)
         self._publish_events([ack])
         return "done", None
+
+    def _trust_command_keys(self, credentials: p.SyncCredentials | None) -> None:
+        """The bundle's command keys, until a sync (itself signed by a trusted key) names the
+        keys to trust instead: how the backend rotates its key without re-provisioning."""
+        if credentials is not None and credentials.command_keys:
+            self._command_keys = {k.kid: p.load_raw_public_key(k.key)
+                                  for k in credentials.command_keys}
+        elif self.identity is not None:
+            self._command_keys = dict(self.identity.command_keys)
 
     def _with_local_pin_key(self, credentials: p.SyncCredentials) -> p.SyncCredentials:
         """Syncs name the PIN key; the key itself comes from the bundle, never the wire."""
@@ -1030,6 +1040,8 @@ class LockerAgent:
         stored = self.journal.credentials()
         credentials = p.SyncCredentials.model_validate_json(stored[1]) if stored else None
         self._verifier = OfflineVerifier(credentials, self.locker_site)
+        self._command_keys: dict[str, Any] = {}
+        self._trust_command_keys(credentials)
         self._throttle = KeypadThrottle(self.settings.pin_max_failures, self.settings.pin_lockout_s)
         self._throttle.load_state(self.journal.get_meta("keypad_throttle", {}))
         oos = self.journal.get_meta("out_of_service", {})

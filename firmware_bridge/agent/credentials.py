@@ -52,6 +52,7 @@ def apply_sync(held: SyncCredentials | None, sync: SyncCredentials) -> SyncCrede
         full=True,
         site_id=sync.site_id or held.site_id,
         public_keys=sync.public_keys or held.public_keys,
+        command_keys=sync.command_keys or held.command_keys,
         pin_key=sync.pin_key or held.pin_key,
         pins=[
             pin

@@ -65,7 +65,7 @@ def provision(
             "password": password,
             "ca_cert": ca_cert,
         },
-        "command_keys": command_keys(ctx),
+        "command_keys": lockers.command_keys(ctx),
         "event_key": {"kid": code, "private": bundle_format.private_key_text(event_key)},
         "pin_key": {"key_id": lockers.PIN_KEY_ID, "key": lockers.pin_key(ctx, code)},
     }
@@ -120,16 +120,6 @@ def password_file(ctx: Ctx, extra: Iterable[tuple[str, str]] = ()) -> str:
 
 
 # ---------------------------------------------------------------- commands out
-
-
-def command_keys(ctx: Ctx) -> list[dict[str, str]]:
-    """The public keys a locker trusts for commands: the signing key's, then any other key
-    still or already trusted (a rotation: the next key is trusted before it signs)."""
-    settings = ctx.settings.locker
-    keys = [{"kid": settings.command_kid, "key": p.raw_public_key(settings.command_key)}]
-    keys += [{"kid": kid, "key": key} for kid, key in settings.command_trusted_keys.items()
-             if kid != settings.command_kid]
-    return keys
 
 
 def take_counters(ctx: Ctx, code: str, count: int) -> int:

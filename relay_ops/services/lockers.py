@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload, object_session
 
+from firmware_bridge.protocol import raw_public_key
 from relay_ops import outbox
 from relay_ops.db.models import (
     CarrierCode,
@@ -351,6 +352,16 @@ def claim_commands(
 
 
 # ---------------------------------------------------------------- credentials
+
+
+def command_keys(ctx: Ctx) -> list[dict[str, str]]:
+    """The public keys a locker trusts for commands: the signing key's, then any other key
+    still or already trusted (a rotation: the next key is trusted before it signs)."""
+    settings = ctx.settings.locker
+    keys = [{"kid": settings.command_kid, "key": raw_public_key(settings.command_key)}]
+    keys += [{"kid": kid, "key": key} for kid, key in settings.command_trusted_keys.items()
+             if kid != settings.command_kid]
+    return keys
 
 
 def pin_key(ctx: Ctx, locker_code: str) -> str:
@@ -687,6 +698,7 @@ def _queue_sync_now(
         body.update(
             full=True,
             public_keys=[{"kid": ctx.settings.locker.token_kid, "key": public_key_text(ctx)}],
+            command_keys=command_keys(ctx),
             pin_key={"key_id": PIN_KEY_ID},
             pins=_live_pins(ctx, session, site),
             reservations=_live_reservations(ctx, session, site, now),

@@ -154,3 +154,39 @@ def test_a_flood_of_forgeries_is_reported_once_a_minute(online_locker) -> None:
     reports = [e for e in backend.unique_events("fault") if e.body.code == "command_refused"]
     assert len(reports) == 1
     assert locker.board.open_calls == []
+
+
+def test_the_backend_rotates_its_command_key_through_a_signed_sync(online_locker) -> None:
+    """Old and new side by side, then the old one dropped: no re-provisioning needed, and
+    only a sync signed by a key the locker already trusts can change the keys it trusts."""
+    locker, backend = online_locker()
+    new_key = Ed25519PrivateKey.generate()
+    both = [p.PublicKey(kid=BACKEND_KID, key=p.raw_public_key(BACKEND_KEY)),
+            p.PublicKey(kid="next", key=p.raw_public_key(new_key))]
+    sync = backend.command(locker.locker_id, locker.credentials.sync().model_copy(
+        update={"command_keys": both}))
+    backend.wait_result(sync.corr_id, "done")
+    by_new = p.make_command(locker.locker_id, open_door(1), ctr=next_counter(locker.locker_id))
+    backend.send_raw(locker.locker_id, p.sign(by_new, new_key, "next"))
+    backend.wait_result(by_new.corr_id, "done")
+    # the old key dropped, by a sync the new key signs
+    locker.credentials.version += 1
+    only_new = p.make_command(locker.locker_id, locker.credentials.sync().model_copy(
+        update={"command_keys": both[1:]}), ctr=next_counter(locker.locker_id))
+    backend.send_raw(locker.locker_id, p.sign(only_new, new_key, "next"))
+    backend.wait_result(only_new.corr_id, "done")
+    by_old = backend.command(locker.locker_id, open_door(2))
+    refusal(backend, "unknown_key")
+    assert backend.results(by_old.corr_id) == [] and locker.board.open_calls == [1]
+
+
+def test_an_intruder_cannot_make_the_locker_trust_their_key(online_locker) -> None:
+    locker, backend = online_locker()
+    intruder = Ed25519PrivateKey.generate()
+    theirs = [p.PublicKey(kid="intruder", key=p.raw_public_key(intruder))]
+    sync = p.make_command(locker.locker_id, locker.credentials.sync().model_copy(
+        update={"command_keys": theirs}), ctr=10_000)
+    backend.send_raw(locker.locker_id, p.sign(sync, intruder, "intruder"))
+    refusal(backend, "unknown_key")
+    still_ours = backend.command(locker.locker_id, open_door(3))
+    backend.wait_result(still_ours.corr_id, "done")
