@@ -330,7 +330,7 @@ def agent_env() -> dict[str, str]:
     return env
 
 
-class ProductionMosquitto:
+class ProductionMosquitto(PrivateBroker):
     """A private Mosquitto with the shipped production files (config/mosquitto/): TLS, logins,
     the ACL, the size cap. Only what a test must change is changed: the listener's port on the
     loopback, the files' folder, and `user root` (tests run as root). The CA and the broker's
@@ -347,11 +347,12 @@ class ProductionMosquitto:
         (directory / "data").mkdir(exist_ok=True)
         (directory / "acl").write_text((self.SHIPPED / "acl").read_text())
         (directory / "passwd").write_text("")
-        (directory / "mosquitto.conf").write_text(self._config())
+        self.config = directory / "mosquitto.conf"
+        self.config.write_text(self._production_config())
         self.ca_pem = (directory / "ca.crt").read_text()
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process = None
 
-    def _config(self) -> str:
+    def _production_config(self) -> str:
         text = (self.SHIPPED / "production.conf").read_text()
         assert "listener 8883\n" in text and "user mosquitto\n" in text
         text = text.replace("listener 8883\n", f"listener {self.port} 127.0.0.1\n")
@@ -362,19 +363,6 @@ class ProductionMosquitto:
     @property
     def url(self) -> str:
         return f"mqtts://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["mosquitto", "-c", str(self.directory / "mosquitto.conf")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(self._accepts, 5.0, f"production mosquitto on {self.port}")
-
-    def _accepts(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
 
     def write_passwords(self, password_file: str) -> None:
         """The broker's password file; a running broker reloads it (SIGHUP)."""
@@ -387,13 +375,3 @@ class ProductionMosquitto:
 
         return BrokerLogin("127.0.0.1", self.port, tls=tls, ca_pem=self.ca_pem,
                            username=username, password=password)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-            self.process = None
