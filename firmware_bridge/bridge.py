@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -128,7 +128,9 @@ class Bridge:
     def _build_client(self) -> mqtt.Client:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              clean_session=True, protocol=mqtt.MQTTv311, manual_ack=True)
-        client.reconnect_delay_set(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+        # paho's stubs say int; it takes seconds as floats
+        client.reconnect_delay_set(self.settings.reconnect_min_s,  # type: ignore[arg-type]
+                                   self.settings.reconnect_max_s)  # type: ignore[arg-type]
         self.login.apply(client)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -348,7 +350,8 @@ class Bridge:
 
     def _publish_command(self, command: lockers.CommandToSend, ctr: int) -> None:
         try:
-            body = p.COMMAND_BODIES[command.name].model_validate_json(json.dumps(command.body))
+            body = cast(p.CommandBody, p.COMMAND_BODIES[command.name].model_validate_json(
+                json.dumps(command.body)))
             envelope = p.make_command(command.locker, body, expires_at=command.expires_at,
                                       corr_id=uuid.UUID(command.corr_id), ctr=ctr)
         except (KeyError, ValueError) as error:  # a bad row must not block the others

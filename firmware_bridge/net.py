@@ -22,8 +22,7 @@ def disable_nagle(client: mqtt.Client) -> None:
     """Call from on_connect: the socket exists then (a new one at every reconnect)."""
     sock = client.socket()
     try:
-        if sock is not None and getattr(sock, "family", None) in (socket.AF_INET,
-                                                                   socket.AF_INET6):
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError as error:  # e.g. a WebSocket or TLS wrapper without the option
         log.debug("TCP_NODELAY not set: %s", error)

@@ -525,7 +525,7 @@ def _typed(base: type[Envelope], name: str, body: type[_Model], suffix: str) -> 
         f"{body.__name__}{suffix}",
         __base__=base,
         __doc__=body.__doc__,
-        type=(Literal[name], ...),  # type: ignore[valid-type]
+        type=(Literal[name], ...),  # type: ignore[arg-type]
         body=(body, ...),
     )
     return model
@@ -717,7 +717,7 @@ def make_command(
     when the very same message is republished."""
     name = _type_of(body, COMMAND_BODIES)
     sent = ts or now_utc()
-    model = COMMAND_MODELS[name]
+    model: Any = COMMAND_MODELS[name]  # a CommandEnvelope subclass, built by _typed
     envelope = model(
         v=PROTOCOL_VERSION,
         msg_id=msg_id or uuid.uuid4(),
@@ -744,7 +744,8 @@ def make_event(
     ts: datetime | None = None,
 ) -> EventEnvelope:
     name = _type_of(body, EVENT_BODIES)
-    envelope = EVENT_MODELS[name](
+    model: Any = EVENT_MODELS[name]  # an EventEnvelope subclass, built by _typed
+    envelope = model(
         v=PROTOCOL_VERSION,
         msg_id=msg_id or uuid.uuid4(),
         locker_id=locker_id,

@@ -216,9 +216,11 @@ def serve(fleet: Fleet, args: argparse.Namespace) -> int:
         if args.no_console:
             done.wait()
         else:
-            console = threading.Thread(
-                target=lambda: (run_console(fleet, sys.stdin, sys.stdout), done.set()), daemon=True
-            )
+            def console_then_stop() -> None:
+                run_console(fleet, sys.stdin, sys.stdout)
+                done.set()
+
+            console = threading.Thread(target=console_then_stop, daemon=True)
             console.start()
             done.wait()
     finally:

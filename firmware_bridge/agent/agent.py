@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge import protocol as p
@@ -157,6 +158,8 @@ class LockerAgent:
         # (section 12). Only the protocol's unit tests build such an agent.
         self.identity = identity
         self._refusals_reported: dict[str, float] = {}
+        self._command_keys: dict[str, Ed25519PublicKey] = {}
+        self._verifier: OfflineVerifier
         self._reader = reader if reader is not None else _as_reader(board)
         self._inbox: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._stopping = threading.Event()
@@ -257,7 +260,9 @@ class LockerAgent:
             login.refuse_plaintext(self.settings.allow_plaintext_broker)
             login.apply(client)
         client.max_queued_messages_set(1000)
-        client.reconnect_delay_set(self.settings.reconnect_min_s, self.settings.reconnect_min_s)
+        # paho's stubs say int; it takes seconds as floats
+        client.reconnect_delay_set(self.settings.reconnect_min_s,  # type: ignore[arg-type]
+                                   self.settings.reconnect_min_s)  # type: ignore[arg-type]
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
@@ -1040,11 +1045,10 @@ class LockerAgent:
         stored = self.journal.credentials()
         credentials = p.SyncCredentials.model_validate_json(stored[1]) if stored else None
         self._verifier = OfflineVerifier(credentials, self.locker_site)
-        self._command_keys: dict[str, Any] = {}
         self._trust_command_keys(credentials)
         self._throttle = KeypadThrottle(self.settings.pin_max_failures, self.settings.pin_lockout_s)
         self._throttle.load_state(self.journal.get_meta("keypad_throttle", {}))
-        oos = self.journal.get_meta("out_of_service", {})
+        oos: dict[str, Any] = self.journal.get_meta("out_of_service", {})
         self._oos = _OutOfService(
             oos.get("locker"), {int(k): v for k, v in oos.get("compartments", {}).items()}
         )
@@ -1062,7 +1066,7 @@ class LockerAgent:
         })
 
     def _restore_doors(self) -> None:
-        saved = self.journal.get_meta(OPEN_DOORS, {})
+        saved: dict[str, Any] = self.journal.get_meta(OPEN_DOORS, {})
         now_mono, now_wall = time.monotonic(), self.clock()
         for n in self.board.compartments():
             state = self.board.door_state(n)

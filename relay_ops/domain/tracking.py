@@ -37,7 +37,7 @@ def s10_check_digit(serial: str) -> int:
 
 def _s10_valid(number: str) -> bool:
     match = _S10.match(number)
-    return bool(match) and s10_check_digit(match.group(2)) == int(match.group(3))
+    return match is not None and s10_check_digit(match.group(2)) == int(match.group(3))
 
 
 # Order matters: the first format whose shape matches decides; an S10-shaped number with a

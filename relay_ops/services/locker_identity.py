@@ -158,7 +158,7 @@ def event_keys(ctx: Ctx, codes: Iterable[str]) -> dict[str, Ed25519PublicKey]:
             .where(Site.code.in_(wanted), LockerLink.event_key.is_not(None),
                    LockerLink.revoked_at.is_(None))
         ).all()
-    return {code: p.load_raw_public_key(key) for code, key in rows}
+    return {code: p.load_raw_public_key(key) for code, key in rows if key is not None}
 
 
 def refused_message(ctx: Ctx, code: str, reason: str, message_type: str) -> bool:

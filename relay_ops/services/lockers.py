@@ -1175,7 +1175,7 @@ def qr_token(ctx: Ctx, parcel_id: int) -> str | None:
 
 def compartment_view(session: Session, box: Compartment) -> dict[str, Any]:
     held, coming = parcels_in(session, box), reserved_parcels(session, box)
-    parcel = (held or coming or [None])[0]
+    parcel = next(iter(held or coming), None)
     return {
         "number": box.number, "size_class": box.size_class,
         "dims_mm": [box.height_mm, box.width_mm, box.depth_mm], "state": box.state,

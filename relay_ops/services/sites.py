@@ -160,7 +160,7 @@ def used_per_location(session: Session, site_id: int) -> dict[int, int]:
         .where(Parcel.site_id == site_id, Parcel.state.in_(HELD), Parcel.location_id.is_not(None))
         .group_by(Parcel.location_id)
     )
-    return {loc_id: n for loc_id, n in rows}
+    return {loc_id: n for loc_id, n in rows if loc_id is not None}
 
 
 def _get_site(session: Session, site_id: int, *, lock: bool = False) -> Site:

@@ -93,7 +93,7 @@ def end_session() -> None:
 
 def current_principal() -> Principal | None:
     if "principal" in g:
-        return g.principal  # type: ignore[no-any-return]
+        return g.principal
     principal = None
     token = session.get("token")
     if token:
