@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from relay_ops.services.principal import Role
+from relay_ops.web.inputs import DEFAULT_BODY_LIMIT, MAX_ID, NO_NUL_PATTERN
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,18 @@ class EndpointDoc:
     description: str = ""
     errors: tuple[int, ...] = ()
     extra_responses: dict[int, str] = field(default_factory=dict)
+    max_body: str = DEFAULT_BODY_LIMIT
 
 
 REGISTRY: list[EndpointDoc] = []
-MAX_ID = 2**63 - 1  # BIGINT: larger numbers cannot name a row, on any database
 ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+# What each URL converter (``web.inputs``) matches; a value outside it matches no route (404).
+CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "id": ID_SCHEMA,
+    "int": ID_SCHEMA,
+    "date": {"type": "string", "format": "date"},
+    "": {"type": "string", "minLength": 1, "pattern": NO_NUL_PATTERN},
+}
 
 
 def openapi_path(rule: str) -> str:
@@ -41,15 +49,28 @@ def openapi_path(rule: str) -> str:
 def _path_params(rule: str) -> list[dict[str, Any]]:
     params = []
     for conv, name in re.findall(r"<(?:([a-z]+):)?([a-z_]+)>", rule):
-        schema = ID_SCHEMA if conv == "id" else {"type": "string"}
+        schema = dict(CONVERTER_SCHEMAS[conv])
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     return params
+
+
+def _no_nul_strings(node: Any) -> Any:
+    """Say in the document what ``web.inputs`` refuses everywhere: a NUL in a free-text
+    string. Strings already bound by a pattern, a format or a list of values are left alone."""
+    if isinstance(node, dict):
+        node = {k: _no_nul_strings(v) for k, v in node.items()}
+        if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node):
+            node["pattern"] = NO_NUL_PATTERN
+        return node
+    if isinstance(node, list):
+        return [_no_nul_strings(v) for v in node]
+    return node
 
 
 def _query_params(model: type[BaseModel] | None) -> list[dict[str, Any]]:
     if model is None:
         return []
-    schema = model.model_json_schema()
+    schema = _no_nul_strings(model.model_json_schema())
     required = set(schema.get("required", []))
     return [
         {"name": name, "in": "query", "required": name in required, "schema": prop}
@@ -82,7 +103,8 @@ def build(prefix: str, title: str, version: str) -> dict[str, Any]:
                 "description": "Same key and same body: the first answer is replayed.",
             })
         if ep.body is not None:
-            schema = ep.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            schema = _no_nul_strings(
+                ep.body.model_json_schema(ref_template="#/components/schemas/{model}"))
             for name, sub in schema.pop("$defs", {}).items():
                 components["schemas"][name] = sub
             components["schemas"][ep.body.__name__] = schema

@@ -14,6 +14,7 @@ from relay_ops.services import forecast as forecasts
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import bp, ctx, endpoint, pagination
 from relay_ops.web.api import schemas as s
+from relay_ops.web.inputs import MANIFEST_BODY_LIMIT
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 OPERATOR = (Role.OPERATOR,)
@@ -123,13 +124,13 @@ def register_locker(principal: Principal, body: s.LockerIn) -> Any:
     return 201, lockers.register_locker(ctx(), principal, body.model_dump(mode="json"))
 
 
-@endpoint("/lockers/<int:site_id>", summary="A locker: link, doors, alerts, commands waiting",
+@endpoint("/lockers/<id:site_id>", summary="A locker: link, doors, alerts, commands waiting",
           tag="lockers", roles=(Role.OPERATOR, Role.CARRIER), errors=(404,))
 def get_locker(principal: Principal, site_id: int) -> Any:
     return lockers.locker_view(ctx(), principal, site_id)
 
 
-@endpoint("/lockers/<int:site_id>/compartments/<int:number>/service", "PUT",
+@endpoint("/lockers/<id:site_id>/compartments/<id:number>/service", "PUT",
           summary="Take a compartment out of service, or put it back", tag="lockers",
           roles=OPERATOR, body=s.CompartmentServiceIn, errors=(404,))
 def set_compartment_service(principal: Principal, site_id: int, number: int,
@@ -138,20 +139,20 @@ def set_compartment_service(principal: Principal, site_id: int, number: int,
                                            in_service=body.in_service, reason=body.reason)
 
 
-@endpoint("/lockers/alerts/<int:alert_id>/resolution", "POST", summary="Close an alert",
+@endpoint("/lockers/alerts/<id:alert_id>/resolution", "POST", summary="Close an alert",
           tag="lockers", roles=OPERATOR, status=204, errors=(404,))
 def resolve_alert(principal: Principal, alert_id: int) -> Any:
     lockers.resolve_alert(ctx(), principal, alert_id)
     return 204, None
 
 
-@endpoint("/lockers/<int:site_id>/sessions", "POST", summary="Open a drop-off session",
+@endpoint("/lockers/<id:site_id>/sessions", "POST", summary="Open a drop-off session",
           tag="lockers", roles=CARRIER, status=201, errors=(404,))
 def open_locker_session(principal: Principal, site_id: int) -> Any:
     return 201, lockers.open_session(ctx(), principal, site_id)
 
 
-@endpoint("/lockers/<int:site_id>/carrier-code", summary="My offline code at this locker",
+@endpoint("/lockers/<id:site_id>/carrier-code", summary="My offline code at this locker",
           tag="lockers", roles=CARRIER, errors=(404,),
           description="The calling carrier's own code for this locker's keypad (8 digits). "
                       "Typed at the locker, online or offline, it opens the compartments the "
@@ -162,7 +163,7 @@ def locker_carrier_code(principal: Principal, site_id: int) -> Any:
     return lockers.carrier_code_view(ctx(), principal, site_id)
 
 
-@endpoint("/lockers/<int:site_id>/carrier-code/rotate", "POST",
+@endpoint("/lockers/<id:site_id>/carrier-code/rotate", "POST",
           summary="Replace my offline code at this locker", tag="lockers", roles=CARRIER,
           errors=(404,),
           description="A new code for the calling carrier at this locker, when the old one may "
@@ -173,7 +174,7 @@ def rotate_locker_carrier_code(principal: Principal, site_id: int) -> Any:
     return lockers.rotate_carrier_code(ctx(), principal, site_id)
 
 
-@endpoint("/locker-sessions/<int:session_id>/deposits", "POST",
+@endpoint("/locker-sessions/<id:session_id>/deposits", "POST",
           summary="Scan a parcel at the locker: a door opens for it", tag="lockers",
           roles=CARRIER, body=s.LockerDepositIn, errors=(404, 409),
           description="The smallest free compartment the parcel fits in (any rotation) is "
@@ -188,14 +189,14 @@ def locker_deposit(principal: Principal, session_id: int, body: s.LockerDepositI
     return lockers.deposit(ctx(), principal, session_id, body.tracking_number)
 
 
-@endpoint("/locker-sessions/<int:session_id>/collection", "POST",
+@endpoint("/locker-sessions/<id:session_id>/collection", "POST",
           summary="Collect the locker's expired parcels, one door at a time", tag="lockers",
           roles=CARRIER, errors=(404, 409))
 def locker_collection(principal: Principal, session_id: int) -> Any:
     return lockers.start_collection(ctx(), principal, session_id)
 
 
-@endpoint("/locker-sessions/<int:session_id>/close", "POST",
+@endpoint("/locker-sessions/<id:session_id>/close", "POST",
           summary="End the session: unused reservations are released", tag="lockers",
           roles=CARRIER, errors=(404,))
 def close_locker_session(principal: Principal, session_id: int) -> Any:
@@ -259,7 +260,8 @@ def collection_list(principal: Principal, site_id: int) -> Any:
 
 
 @endpoint("/sites/<id:site_id>/collections", "POST", summary="Carrier takes parcels back",
-          tag="counter", roles=ANY, body=s.CollectionIn, idempotent=True, errors=(404,))
+          tag="counter", roles=ANY, body=s.CollectionIn, idempotent=True, errors=(404,),
+          max_body=MANIFEST_BODY_LIMIT)  # up to 1,000 numbers: a batch, like a manifest
 def collect(principal: Principal, site_id: int, body: s.CollectionIn) -> Any:
     return {"items": parcels.collect(ctx(), principal, site_id, body.tracking_numbers)}
 
@@ -319,6 +321,8 @@ def list_reroutes(principal: Principal, parcel_id: int) -> Any:
 
 @endpoint("/manifests", "POST", summary="Announce a batch of parcels", tag="manifests",
           roles=CARRIER, body=s.ManifestIn, status=201, idempotent=True, errors=(409,),
+          max_body=MANIFEST_BODY_LIMIT,
+          extra_responses={200: "A replay: the same reference and content, the first answer"},
           description="Each parcel is accepted or rejected with a reason. The same reference "
                       "with the same content replays the first answer (200).")
 def announce(principal: Principal, body: s.ManifestIn) -> Any:

@@ -8,7 +8,21 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+# A line of a manifest: any text, checked parcel by parcel and reported in the answer.
 Tracking = Annotated[str, Field(min_length=1, max_length=64)]
+# One parcel named by an operation: 8 to 35 letters and digits once spaces and dashes are
+# dropped (domain.tracking.normalise), so a lookup of "j" is refused here, as the document
+# says, rather than by the service. An S10-shaped number must also have its check digit.
+TrackingNumber = Annotated[str, Field(
+    min_length=8, max_length=64, pattern=r"^[\s-]*(?:[A-Za-z0-9][\s-]*){8,35}$",
+    description="UPU S10 (with its check digit) or 8 to 35 letters and digits; spaces and "
+                "dashes are ignored",
+)]
+# Latitude within ±90 and longitude within ±180, at most 10 decimals: the pattern is the
+# whole rule, so the document and the server check the same thing.
+_LAT = r"-?(?:90(?:\.0{1,10})?|[1-8]?[0-9](?:\.[0-9]{1,10})?)"
+_LON = r"-?(?:180(?:\.0{1,10})?|(?:1[0-7][0-9]|[1-9]?[0-9])(?:\.[0-9]{1,10})?)"
+NEAR_PATTERN = f"^{_LAT},{_LON}$"
 
 
 class Strict(BaseModel):
@@ -46,7 +60,8 @@ class SiteStatusIn(Strict):
 
 
 class SitesQuery(Strict):
-    near: Annotated[str | None, Field(pattern=r"^-?\d+(\.\d+)?,-?\d+(\.\d+)?$")] = None
+    near: Annotated[str | None, Field(
+        pattern=NEAR_PATTERN, description="latitude,longitude in degrees")] = None
     radius_km: Annotated[float | None, Field(gt=0, le=500)] = None
     has_room: bool = False
     open_now: bool = False
