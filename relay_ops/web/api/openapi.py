@@ -129,6 +129,22 @@ def _describe(ep: EndpointDoc) -> str:
     return f"{ep.description}\n\nRoles: {roles}.".strip()
 
 
+def _error_codes(ep: EndpointDoc) -> set[int]:
+    """Every refusal the server can give for this operation, from what it takes as input."""
+    codes = set(ep.errors)
+    if ep.body or ep.query or re.search(r"<[a-z_]+>", ep.rule):
+        codes.add(422)  # schema violations; a NUL in any string (web.inputs)
+    if ep.body:
+        codes.add(413)  # the body is larger than the operation's limit
+    if "<" in ep.rule:
+        codes.add(404)  # a path value names nothing (or nothing of yours)
+    if Role.RESIDENT not in ep.roles:
+        codes.add(401)  # a malformed or unknown bearer token, even where none is required
+        if ep.roles:
+            codes.add(403)
+    return codes
+
+
 def _responses(ep: EndpointDoc) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     responses: dict[str, Any] = {
@@ -136,11 +152,12 @@ def _responses(ep: EndpointDoc) -> dict[str, Any]:
     }
     for status, text in ep.extra_responses.items():
         responses[str(status)] = {"description": text, "content": {"application/json": {}}}
-    codes = set(ep.errors) | {422} if ep.body or ep.query else set(ep.errors)
-    if ep.roles and Role.RESIDENT not in ep.roles:
-        codes |= {401, 403}
-    for code in sorted(codes):
+    for code in sorted(_error_codes(ep)):
         responses[str(code)] = {"description": ERROR_TEXT.get(code, "Error"), "content": problem}
+        if code == 429:
+            responses[str(code)]["headers"] = {"Retry-After": {
+                "description": "Seconds to wait before trying again",
+                "required": True, "schema": {"type": "integer", "minimum": 0}}}
     return responses
 
 
@@ -151,9 +168,12 @@ ERROR_TEXT = {
     404: "Not found (or not yours)",
     409: "Refused by a business rule; nothing changed",
     410: "The link has expired",
+    413: "The body is larger than this operation accepts",
     422: "Invalid input",
     423: "Locked: an identity check is required",
     428: "An identity check must be recorded",
+    429: "Too many failed attempts: wait `Retry-After` seconds",
+    503: "A service this operation needs (Redis) does not answer",
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {

@@ -8,7 +8,6 @@ from typing import Any
 from flask import Response
 
 from relay_ops import qr
-from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services import accounts, lockers, manifests, parcels, reroute, resident, sites
 from relay_ops.services import forecast as forecasts
 from relay_ops.services.principal import Principal, Role
@@ -27,7 +26,8 @@ ANY = (Role.OPERATOR, Role.SHOPKEEPER, Role.CARRIER)
 
 
 @endpoint("/auth/token", "POST", summary="Sign in (staff) and get a bearer token", tag="auth",
-          body=s.TokenIn, status=201, errors=(401,))
+          body=s.TokenIn, status=201, errors=(401, 429),
+          description="Repeated wrong passwords are throttled: 429 with `Retry-After`.")
 def create_token(principal: Principal, body: s.TokenIn) -> Any:
     issued = accounts.log_in(ctx(), body.username, body.password)
     return 201, {"token": issued.token, "expires_at": issued.expires_at}
@@ -102,14 +102,10 @@ def add_closing_day(principal: Principal, site_id: int, body: s.ClosingDayIn) ->
     return 201, sites.declare_closing_day(ctx(), principal, site_id, body.day, body.reason)
 
 
-@endpoint("/sites/<id:site_id>/closing-days/<day>", "DELETE", summary="Withdraw a closing day",
-          tag="sites", roles=STAFF, status=204, errors=(404, 422))
-def remove_closing_day(principal: Principal, site_id: int, day: str) -> Any:
-    try:
-        parsed = date.fromisoformat(day)
-    except ValueError:
-        raise ValidationFailed(f"{day!r} is not a date (YYYY-MM-DD)") from None
-    sites.remove_closing_day(ctx(), principal, site_id, parsed)
+@endpoint("/sites/<id:site_id>/closing-days/<date:day>", "DELETE",
+          summary="Withdraw a closing day", tag="sites", roles=STAFF, status=204, errors=(404,))
+def remove_closing_day(principal: Principal, site_id: int, day: date) -> Any:
+    sites.remove_closing_day(ctx(), principal, site_id, day)
     return 204, None
 
 
@@ -219,7 +215,8 @@ def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuer
 
 
 @endpoint("/sites/<id:site_id>/check-ins", "POST", summary="Scan a parcel in", tag="counter",
-          roles=STAFF, body=s.CheckInIn, errors=(404, 409),
+          roles=STAFF, body=s.CheckInIn, status=201, errors=(404, 409),
+          extra_responses={200: "Scanned again: `already_checked_in`, nothing changed"},
           description="Announced parcels become ready_for_pickup with a shelf location, a "
                       "deadline and a pickup code. Scanning again answers `already_checked_in`."
                       " Unannounced parcels need `accept_unannounced: true`. A parcel for a "
@@ -237,12 +234,13 @@ def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
 
 
 @endpoint("/sites/<id:site_id>/pickups", "POST", summary="Hand a parcel over", tag="counter",
-          roles=STAFF, body=s.PickupIn, errors=(403, 404, 409, 423, 428),
-          description="Give the pickup `code` (alone, or with the `tracking_number`). A locked "
-                      "code needs `identity` and `override_lock: true`; a proxy's code needs "
-                      "`identity`. A shared code hands over every parcel it covers that is "
-                      "still ready (`parcels`, one event each); `not_handed_over` names those "
-                      "that left the shelf meanwhile, with their state.")
+          roles=STAFF, body=s.PickupIn, errors=(403, 404, 409, 423, 428, 429),
+          description="Give the pickup `code` (alone, or with the `tracking_number`). Guessing "
+                      "codes is throttled: 429 with `Retry-After`. A locked code needs "
+                      "`identity` and `override_lock: true`; a proxy's code needs `identity`. "
+                      "A shared code hands over every parcel it covers that is still ready "
+                      "(`parcels`, one event each); `not_handed_over` names those that left the "
+                      "shelf meanwhile, with their state.")
 def pick_up(principal: Principal, site_id: int, body: s.PickupIn) -> Any:
     identity = parcels.IdentityCheck.from_mapping(
         body.identity.model_dump() if body.identity else None
@@ -301,13 +299,16 @@ def declare(principal: Principal, parcel_id: int, body: s.DeclarationIn) -> Any:
 
 @endpoint("/parcels/<id:parcel_id>/reroute", "POST", summary="Accept or refuse a reroute",
           tag="parcels", roles=(Role.CARRIER, Role.OPERATOR), body=s.RerouteDecisionIn,
-          idempotent=True, errors=(404, 409, 422),
+          idempotent=True, errors=(404, 409),
           description="When an announcement finds the destination full that day and the "
                       "carrier's policy is `confirm`, the answer proposes sites. Send one of "
-                      "them as `site`, or `refuse: true` to keep the destination. A parcel "
-                      "already checked in is never moved (409).")
+                      "them as `site`, or `refuse: true` to keep the destination. A site that "
+                      "was not proposed, or a parcel already checked in, is refused (409): a "
+                      "parcel on a shelf is never moved.")
 def decide_reroute(principal: Principal, parcel_id: int, body: s.RerouteDecisionIn) -> Any:
-    return reroute.decide(ctx(), principal, parcel_id, site_code=body.site, refuse=body.refuse)
+    accept = body.root if isinstance(body.root, s.RerouteAccept) else None
+    return reroute.decide(ctx(), principal, parcel_id, site_code=accept and accept.site,
+                          refuse=accept is None)
 
 
 @endpoint("/parcels/<id:parcel_id>/reroutes", summary="A parcel's reroute proposals",

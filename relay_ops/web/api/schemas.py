@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
+from pydantic.json_schema import JsonSchemaValue
 
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
 # A line of a manifest: any text, checked parcel by parcel and reported in the answer.
@@ -26,7 +27,28 @@ NEAR_PATTERN = f"^{_LAT},{_LON}$"
 
 
 class Strict(BaseModel):
+    """Unknown fields are refused. ``one_of_fields_required``: at least one of these fields
+    must be given (not null); the validator and the document's ``anyOf`` come from that one
+    tuple."""
+
     model_config = ConfigDict(extra="forbid")
+    one_of_fields_required: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _one_of_required(self) -> Strict:
+        names = self.one_of_fields_required
+        if names and all(getattr(self, n) is None for n in names):
+            raise ValueError(f"give at least one of: {', '.join(names)}")
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if cls.one_of_fields_required:
+            target = handler.resolve_ref_schema(schema)
+            target["anyOf"] = [{"required": [n], "properties": {n: {"not": {"type": "null"}}}}
+                               for n in cls.one_of_fields_required]
+        return schema
 
 
 class LocationIn(Strict):
@@ -84,7 +106,7 @@ Dims = Annotated[list[Annotated[int, Field(gt=0, le=5000)]], Field(min_length=3,
 
 
 class CheckInIn(Strict):
-    tracking_number: Tracking
+    tracking_number: TrackingNumber
     accept_unannounced: bool = False
     size_class: str | None = None
     dimensions_mm: Dims | None = None
@@ -99,13 +121,16 @@ class IdentityIn(Strict):
 
 
 class PickupIn(Strict):
-    code: Annotated[str | None, Field(max_length=32)] = None
-    tracking_number: Tracking | None = None
+    one_of_fields_required = ("code", "tracking_number")
+    # The service keeps the digits of the code: one at least, or there is no code.
+    code: Annotated[str | None, Field(max_length=32, pattern=r"[0-9]")] = None
+    tracking_number: TrackingNumber | None = None
     identity: IdentityIn | None = None
     override_lock: bool = False
 
 
 class CollectionIn(Strict):
+    # Like a manifest's lines: each number is judged and reported on its own.
     tracking_numbers: Annotated[list[Tracking], Field(min_length=1, max_length=1000)]
 
 
@@ -124,7 +149,7 @@ class PageQuery(Strict):
 
 
 class ParcelLookupQuery(Strict):
-    tracking_number: Tracking
+    tracking_number: TrackingNumber
 
 
 class ManifestParcelIn(Strict):
@@ -151,9 +176,17 @@ class DeclarationIn(Strict):
     note: Annotated[str, Field(min_length=1, max_length=300)]
 
 
-class RerouteDecisionIn(Strict):
-    site: Code | None = None
-    refuse: bool = False
+class RerouteAccept(Strict):
+    site: Code
+    refuse: Literal[False] = False
+
+
+class RerouteRefuse(Strict):
+    refuse: Literal[True]
+
+
+class RerouteDecisionIn(RootModel[RerouteAccept | RerouteRefuse]):
+    """Either a proposed `site`, or `refuse: true`: one shape each, so the document says it."""
 
 
 class ProxyIn(Strict):
@@ -204,4 +237,4 @@ class CompartmentServiceIn(Strict):
 
 
 class LockerDepositIn(Strict):
-    tracking_number: Annotated[str, Field(min_length=1, max_length=40)]
+    tracking_number: TrackingNumber
