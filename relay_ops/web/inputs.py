@@ -30,10 +30,10 @@ NUL = "\x00"
 # The same rule in the OpenAPI document, on every free-text string (ECMA-262 and Python agree).
 NO_NUL_PATTERN = "^[^\\x00]*$"
 
-# Per-route body limits name a configuration key, so operators can tune them.
+# Per-route body limits name a configuration key (defaults in relay_ops/settings.py), so
+# operators can tune them.
 DEFAULT_BODY_LIMIT = "MAX_BODY_BYTES"
 MANIFEST_BODY_LIMIT = "MAX_MANIFEST_BYTES"
-LIMIT_DEFAULTS = {DEFAULT_BODY_LIMIT: 64 * 1024, MANIFEST_BODY_LIMIT: 4 * 1024 * 1024}
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -152,8 +152,6 @@ def check_json(data: Any) -> Any:
 
 def init_app(app: Flask) -> None:
     """Before any blueprint registers its rules: converters are looked up as rules are added."""
-    for key, value in LIMIT_DEFAULTS.items():
-        app.config.setdefault(key, value)
     app.url_map.converters.update(id=IdConverter, int=IdConverter, date=DateConverter)
     app.before_request(_limit_body)
     app.before_request(_refuse_bad_strings_and_depth)

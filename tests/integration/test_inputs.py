@@ -12,9 +12,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from relay_ops.services import accounts
+from relay_ops.services.principal import SYSTEM
 from relay_ops.services.resident import tracking_token
+from relay_ops.settings import DEFAULTS
 from relay_ops.web.api import bp
-from relay_ops.web.inputs import LIMIT_DEFAULTS, MAX_JSON_DEPTH
+from relay_ops.web.inputs import MAX_JSON_DEPTH
+from tests.pages.support import Pages
 from tests.support import World, is_problem
 
 TOO_BIG = 2**31  # one past the INTEGER columns' range
@@ -133,7 +137,7 @@ def _manifest(count: int) -> dict[str, object]:
 
 
 def test_body_limits_are_per_route(world: World) -> None:
-    small = LIMIT_DEFAULTS["MAX_BODY_BYTES"]
+    small = DEFAULTS["MAX_BODY_BYTES"]
     padding = {"username": "marie", "password": "x" * small}
     assert is_problem(world.client.post("/api/v1/auth/token", json=padding),
                       413, "request-entity-too-large")
@@ -143,9 +147,21 @@ def test_body_limits_are_per_route(world: World) -> None:
     response = world.carrier.post("/manifests", json=manifest)
     assert response.status_code == 201 and response.json["accepted"] == 600
     # ... up to its own limit.
-    huge = dict(_manifest(1), pad="x" * LIMIT_DEFAULTS["MAX_MANIFEST_BYTES"])
+    huge = dict(_manifest(1), pad="x" * DEFAULTS["MAX_MANIFEST_BYTES"])
     assert is_problem(world.carrier.post("/manifests", json=huge),
                       413, "request-entity-too-large")
+
+
+def test_the_manifest_page_takes_files_larger_than_the_default_limit(world: World) -> None:
+    pages = Pages.carrier(world, accounts.issue_carrier_key(world.ctx, SYSTEM, "acme").token)
+    lines = ["tracking_number,site,recipient_email"] + [
+        f"PAGE{n:08d},nowhere,resident{n}@example.org" for n in range(2000)]
+    content = "\n".join(lines).encode()
+    assert len(content) > DEFAULTS["MAX_BODY_BYTES"]
+    response = pages.post("/carrier/manifests/new", {
+        "reference": "BIG", "file": (io.BytesIO(content), "round.csv")},
+        content_type="multipart/form-data")
+    assert response.status_code == 201
 
 
 @pytest.mark.parametrize("size,status", [(64 * 1024, 422), (64 * 1024 + 1, 413),
