@@ -159,3 +159,23 @@ def test_free_text_in_the_document_excludes_nul(document: dict[str, Any]) -> Non
     schema = {"$ref": "#/components/schemas/TokenIn"}
     assert valid(document, schema, {"username": "marie", "password": "x"})
     assert not valid(document, schema, {"username": "marie\x00", "password": "x"})
+
+
+def test_bodies_have_the_json_types_the_document_states(world: World,
+                                                        document: dict[str, Any]) -> None:
+    site = {"code": "typed", "name": "Typed", "kind": "shop", "address": "1 rue",
+            "postcode": "44000", "city": "Bourg", "latitude": 47.5, "longitude": -1.3,
+            "opening_hours": {"mon": [["09:00", "12:00"]]}}
+    schema = body_schema(document, "/sites", "post")
+    for wrong in ({"step_free_access": 0}, {"latitude": "47.5"}):
+        assert not valid(document, schema, site | wrong)
+        response = world.operator.post("/sites", json=site | wrong)
+        assert is_problem(response, 422, "invalid-request"), wrong
+    assert valid(document, schema, site | {"latitude": 47})  # an integer is a number
+    assert world.operator.post("/sites", json=site | {"latitude": 47}).status_code == 201
+
+
+def test_a_qr_code_is_documented_as_an_image(document: dict[str, Any]) -> None:
+    for name, media in (("qr.png", "image/png"), ("qr.svg", "image/svg+xml")):
+        success = responses(document, "/track/{token}/" + name, "get")["200"]
+        assert list(success["content"]) == [media]

@@ -40,6 +40,7 @@ def endpoint(
     description: str = "",
     max_body: str = DEFAULT_BODY_LIMIT,
     extra_responses: dict[int, str] | None = None,
+    media_type: str = "application/json",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare an API operation: route, who may call it, inputs, and its documentation.
 
@@ -47,12 +48,13 @@ def endpoint(
     signed tracking link. Views receive ``principal`` and, when declared, ``body``/``query``
     as validated models, and return data (or ``(status, data)``). ``max_body`` names the
     configuration key of the largest body accepted (``web.inputs``); ``extra_responses`` are
-    successful answers other than ``status`` (e.g. a replay's 200).
+    successful answers other than ``status`` (e.g. a replay's 200); ``media_type`` is the
+    success's (a QR code is an image).
     """
     REGISTRY.append(EndpointDoc(
         rule=rule, method=method, summary=summary, tag=tag, roles=roles, body=body, query=query,
         status=status, idempotent=idempotent, description=description, errors=errors,
-        extra_responses=extra_responses or {}, max_body=max_body,
+        extra_responses=extra_responses or {}, max_body=max_body, media_type=media_type,
     ))
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -100,15 +102,19 @@ def _query_args() -> dict[str, Any]:
 
 
 def _parse_body(model: type[BaseModel]) -> BaseModel:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
+    if not isinstance(request.get_json(silent=True), dict):
         raise ValidationFailed("the body must be a JSON object (Content-Type: application/json)")
-    return _parse(model, data)
+    # Strict JSON types, as the document states them: `0` is not a boolean, `"5"` not a number.
+    return _parse(model, request.get_data(), strict=True)
 
 
-def _parse(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+def _parse(model: type[BaseModel], data: dict[str, Any] | bytes, strict: bool = False
+           ) -> BaseModel:
+    """Query strings are text, so their values are converted (lax); bodies are JSON (strict)."""
     try:
-        return model.model_validate(data)
+        if isinstance(data, bytes):
+            return model.model_validate_json(data, strict=strict)
+        return model.model_validate(data, strict=strict)
     except ValidationError as err:
         problems = [
             {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}

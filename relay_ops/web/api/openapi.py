@@ -29,6 +29,7 @@ class EndpointDoc:
     errors: tuple[int, ...] = ()
     extra_responses: dict[int, str] = field(default_factory=dict)
     max_body: str = DEFAULT_BODY_LIMIT
+    media_type: str = "application/json"
 
 
 REGISTRY: list[EndpointDoc] = []
@@ -147,9 +148,9 @@ def _error_codes(ep: EndpointDoc) -> set[int]:
 
 def _responses(ep: EndpointDoc) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    responses: dict[str, Any] = {
-        str(ep.status): {"description": "Success", "content": {"application/json": {}}},
-    }
+    responses: dict[str, Any] = {str(ep.status): {"description": "Success"}}
+    if ep.status != 204:  # no content, so no media type
+        responses[str(ep.status)]["content"] = {ep.media_type: {}}
     for status, text in ep.extra_responses.items():
         responses[str(status)] = {"description": text, "content": {"application/json": {}}}
     for code in sorted(_error_codes(ep)):

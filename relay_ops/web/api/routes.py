@@ -411,13 +411,13 @@ def track_proxy(principal: Principal, body: s.ProxyIn) -> Any:
 
 
 @endpoint("/track/<token>/qr.png", summary="The pickup QR code (PNG)", tag="residents",
-          roles=RESIDENT, errors=(404, 410))
+          roles=RESIDENT, errors=(404, 410), media_type="image/png")
 def track_qr_png(principal: Principal) -> Any:
     return Response(qr.png(resident.qr_payload(ctx(), principal)), mimetype="image/png")
 
 
 @endpoint("/track/<token>/qr.svg", summary="The pickup QR code (SVG)", tag="residents",
-          roles=RESIDENT, errors=(404, 410))
+          roles=RESIDENT, errors=(404, 410), media_type="image/svg+xml")
 def track_qr_svg(principal: Principal) -> Any:
     return Response(qr.svg(resident.qr_payload(ctx(), principal)), mimetype="image/svg+xml")
 
