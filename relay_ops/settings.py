@@ -77,6 +77,10 @@ DEFAULTS: dict[str, Any] = {
     "TRUSTED_PROXIES": 0,
     "DEFAULT_PAGE_SIZE": 50,
     "MAX_PAGE_SIZE": 500,
+    # Largest request body, in bytes (413 past it; relay_ops/web/inputs.py): a small default,
+    # and one for manifests and carriers' collections (a manifest holds up to 5,000 parcels).
+    "MAX_BODY_BYTES": 64 * 1024,
+    "MAX_MANIFEST_BYTES": 4 * 1024 * 1024,
     # Notification channels (see relay_ops/notifications/senders.py for SMTP and SMS keys).
     # The embedded default writes messages to a file in the instance folder.
     "NOTIFY_EMAIL_BACKEND": "file",

@@ -52,6 +52,7 @@ from relay_ops.services.principal import (
     SYSTEM,
     Principal,
     Role,
+    can_see_parcel,
     require_parcel,
     require_role,
     require_site,
@@ -1084,9 +1085,10 @@ def _collect_one(
     try:
         number = tracking.validate(raw)
         parcel = by_tracking(session, number, lock=True)
-        if parcel is None or parcel.site_id != site.id:
+        # One answer for a number that is nowhere, elsewhere or another carrier's: a carrier
+        # learns nothing of the numbers it did not announce.
+        if parcel is None or parcel.site_id != site.id or not can_see_parcel(actor, parcel):
             raise NotFound(f"no parcel {number} at {site.code}")
-        require_parcel(actor, parcel, number)
         if parcel.state not in (State.EXPIRED.value, State.DAMAGED.value):
             raise InvalidTransition(f"{number} is {parcel.state}: only expired or damaged "
                                     "parcels go back to the carrier", state=parcel.state)

@@ -40,6 +40,14 @@ class RerouteSiteFull(Conflict):
     title = "The proposed site no longer has room that day"
 
 
+class SiteNotProposed(Conflict):
+    """A well-formed site code the proposal does not offer: a business refusal (409), not an
+    invalid request, since the request itself is what the API document describes."""
+
+    slug = "site-not-proposed"
+    title = "This site is not one of the proposal's options"
+
+
 @dataclass(frozen=True)
 class Option:
     site: Site
@@ -407,7 +415,7 @@ def _accept(
     actor: Principal,
 ) -> None:
     if site_code not in {o["site"] for o in proposal.options}:
-        raise ValidationFailed(f"{site_code!r} was not proposed; choose one of the options")
+        raise SiteNotProposed(f"{site_code!r} was not proposed; choose one of the options")
     target = session.scalar(select(Site).where(Site.code == site_code).with_for_update())
     if target is None or target.status != "open":
         raise RerouteSiteFull(f"{site_code} no longer takes parcels")

@@ -13,7 +13,15 @@ PROBLEM_BASE = "/api/v1/problems/"
 MEDIA_TYPE = "application/problem+json"
 
 
-def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> Response:
+# Headers a refusal must carry for the client to act on it (RFC 9110): where werkzeug's own
+# exception sets them (``Allow`` on 405, ``Retry-After``...), the problem keeps them.
+KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+# A 429 always says when to come back: the throttle's window (``retry_after_s``), else this.
+DEFAULT_RETRY_AFTER_S = 60
+
+
+def problem(status: int, slug: str, title: str, detail: str,
+            headers: dict[str, str] | None = None, **extra: Any) -> Response:
     body = {
         "type": PROBLEM_BASE + slug,
         "title": title,
@@ -22,7 +30,11 @@ def problem(status: int, slug: str, title: str, detail: str, **extra: Any) -> Re
         "instance": request.path,
         **{k: v for k, v in extra.items() if v is not None},
     }
-    return Response(json.dumps(body), status=status, mimetype=MEDIA_TYPE)
+    headers = dict(headers or {})
+    if status == 429:
+        retry_after = extra.get("retry_after_s") or DEFAULT_RETRY_AFTER_S
+        headers.setdefault("Retry-After", str(int(retry_after)))
+    return Response(json.dumps(body), status=status, mimetype=MEDIA_TYPE, headers=headers)
 
 
 def from_domain(err: DomainError) -> Response:
@@ -36,7 +48,8 @@ def init_app(app: Flask) -> None:
     def _http(err: HTTPException) -> Response:
         status = err.code or 500
         slug = (err.name or "error").lower().replace(" ", "-")
-        return problem(status, slug, err.name, err.description or err.name)
+        headers = {k: v for k, v in err.get_headers() if k in KEPT_HEADERS}
+        return problem(status, slug, err.name, err.description or err.name, headers=headers)
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:

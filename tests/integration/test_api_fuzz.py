@@ -1,7 +1,9 @@
-"""API fuzzing from the OpenAPI document: no generated request makes the server fail (5xx).
+"""API fuzzing from the OpenAPI document, for every role: no generated request makes the
+server fail (5xx), and every answer is one the document lists, with its media type and headers.
 
-Runs as the demo operator (the role that may call the most operations) on a seeded demo
-database, with a small budget per operation; refusals (4xx) are expected and fine.
+Runs on a seeded demo database as each role (anonymous, operator, shopkeeper, carrier, and a
+resident's tracking link), with a small budget per operation so the whole file stays within a
+couple of minutes; refusals (4xx) are expected and fine when documented.
 """
 
 import shutil
@@ -12,10 +14,13 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from sqlalchemy import select
 
 from relay_ops import create_app
 from relay_ops.db import migrate
-from relay_ops.demo import OPERATOR_TOKEN, seed
+from relay_ops.db.models import Parcel
+from relay_ops.demo import CARRIER_TOKEN, OPERATOR_TOKEN, SHOPKEEPER_TOKEN, seed
+from relay_ops.services.resident import tracking_token
 
 # Schemathesis parametrizes at collection time, so the app exists then; it opens no
 # connection until the fixture below migrates and seeds its database.
@@ -23,6 +28,21 @@ _folder = Path(tempfile.mkdtemp(prefix="relayops-fuzz-"))
 app = create_app({"DATABASE_URL": f"sqlite:///{_folder / 'fuzz.sqlite3'}", "ARGON2_TIME_COST": 1,
                   "ARGON2_MEMORY_KIB": 1024, "PROPAGATE_EXCEPTIONS": False})
 schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+
+CHECKS = [
+    schemathesis.checks.not_a_server_error,
+    schemathesis.checks.status_code_conformance,
+    schemathesis.checks.content_type_conformance,
+    schemathesis.checks.response_headers_conformance,
+    schemathesis.checks.response_schema_conformance,
+    schemathesis.checks.negative_data_rejection,
+    schemathesis.checks.missing_required_header,
+    schemathesis.checks.unsupported_method,
+    schemathesis.checks.ignored_auth,
+]
+FUZZ = settings(deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TRACK = "^/api/v1/track/"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,9 +55,43 @@ def demo_database() -> Iterator[None]:
     shutil.rmtree(_folder, ignore_errors=True)
 
 
-@schema.parametrize()
-@settings(max_examples=10, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-def test_no_request_breaks_the_server(case: schemathesis.Case) -> None:
-    case.call_and_validate(headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
-                           checks=[schemathesis.checks.not_a_server_error])
+@pytest.fixture(scope="module")
+def resident_link(demo_database: None) -> str:
+    ctx = app.extensions["relay_ops"]
+    with ctx.db.read() as session:
+        parcel_id = session.scalar(select(Parcel.id).where(Parcel.state == "ready_for_pickup"))
+    assert parcel_id is not None
+    return tracking_token(ctx, parcel_id)
+
+
+def _call(case: schemathesis.Case, token: str | None) -> None:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    case.call_and_validate(headers=headers, checks=CHECKS)
+
+
+def _as(token: str | None, budget: int, operations: schemathesis.BaseSchema) -> object:
+    """A test of every operation in ``operations`` as the holder of ``token``, ``budget``
+    cases each. The operator may call the most operations and gets the largest budget; the
+    other roles are mostly refused early, so a few cases each find what their paths reach."""
+
+    @operations.parametrize()
+    @settings(FUZZ, max_examples=budget)
+    def test(case: schemathesis.Case) -> None:
+        _call(case, token)
+
+    return test
+
+
+staff_and_carriers = schema.exclude(path_regex=TRACK)
+test_the_operator_breaks_nothing = _as(OPERATOR_TOKEN, 6, staff_and_carriers)
+test_a_shopkeeper_breaks_nothing = _as(SHOPKEEPER_TOKEN, 2, staff_and_carriers)
+test_a_carrier_breaks_nothing = _as(CARRIER_TOKEN, 2, staff_and_carriers)
+# Anonymous callers also try the resident operations, with made-up links.
+test_anyone_breaks_nothing = _as(None, 2, schema)
+
+
+@schema.include(path_regex=TRACK).parametrize()
+@settings(FUZZ, max_examples=10)
+def test_a_resident_link_breaks_nothing(case: schemathesis.Case, resident_link: str) -> None:
+    case.path_parameters["token"] = resident_link  # a real link: the operations run past it
+    _call(case, None)

@@ -107,10 +107,11 @@ def test_a_saturating_manifest_proposes_nearby_sites_and_the_carrier_decides(
                                                json={"refuse": True}), 404, "not-found")
     both = world.carrier.post(f"/parcels/{flagged[2]['parcel_id']}/reroute",
                               json={"site": "pres", "refuse": True})
-    assert is_problem(both, 422, "validation-failed")
+    assert is_problem(both, 422, "invalid-request")  # the document's schema refuses it
     elsewhere = world.carrier.post(f"/parcels/{flagged[2]['parcel_id']}/reroute",
                                    json={"site": "voisin"})
-    assert is_problem(elsewhere, 422, "validation-failed")
+    # Well-formed, so not a 422: a business refusal the document lists.
+    assert is_problem(elsewhere, 409, "site-not-proposed")
 
 
 def test_a_parcel_on_a_shelf_is_never_moved(world: World) -> None:

@@ -8,40 +8,21 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, json, request
-from flask.blueprints import BlueprintSetupState
 from pydantic import BaseModel, ValidationError
-from werkzeug.routing import IntegerConverter, Map
 
-from relay_ops.domain.errors import DomainError, Unauthenticated, ValidationFailed
+from relay_ops.domain.errors import Unauthenticated, ValidationFailed
 from relay_ops.services import accounts, idempotency, resident
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import PUBLIC, Principal, Role
-from relay_ops.web.api.openapi import MAX_ID, REGISTRY, EndpointDoc
+from relay_ops.web.api.openapi import REGISTRY, EndpointDoc
+from relay_ops.web.inputs import DEFAULT_BODY_LIMIT, RequestInvalid, body_limit
 
 PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=PREFIX)
 
 
-class IdConverter(IntegerConverter):
-    """Row ids in paths: positive and within BIGINT, so a huge number is a 404, not a crash."""
-
-    def __init__(self, url_map: Map) -> None:
-        super().__init__(url_map, min=1, max=MAX_ID)
-
-
-@bp.record_once
-def _register_converters(state: BlueprintSetupState) -> None:
-    state.app.url_map.converters["id"] = IdConverter
-
-
 def ctx() -> Ctx:
     return current_app.extensions["relay_ops"]
-
-
-class RequestInvalid(DomainError):
-    slug = "invalid-request"
-    title = "The request body or query is not valid"
-    status = 422
 
 
 def endpoint(
@@ -57,16 +38,23 @@ def endpoint(
     idempotent: bool = False,
     errors: tuple[int, ...] = (),
     description: str = "",
+    max_body: str = DEFAULT_BODY_LIMIT,
+    extra_responses: dict[int, str] | None = None,
+    media_type: str = "application/json",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare an API operation: route, who may call it, inputs, and its documentation.
 
     ``roles`` empty means public; ``(Role.RESIDENT,)`` means the ``token`` path parameter is a
     signed tracking link. Views receive ``principal`` and, when declared, ``body``/``query``
-    as validated models, and return data (or ``(status, data)``).
+    as validated models, and return data (or ``(status, data)``). ``max_body`` names the
+    configuration key of the largest body accepted (``web.inputs``); ``extra_responses`` are
+    successful answers other than ``status`` (e.g. a replay's 200); ``media_type`` is the
+    success's (a QR code is an image).
     """
     REGISTRY.append(EndpointDoc(
         rule=rule, method=method, summary=summary, tag=tag, roles=roles, body=body, query=query,
         status=status, idempotent=idempotent, description=description, errors=errors,
+        extra_responses=extra_responses or {}, max_body=max_body, media_type=media_type,
     ))
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -81,7 +69,8 @@ def endpoint(
                 return _idempotent(principal, lambda: view(principal=principal, **kwargs), status)
             return _respond(view(principal=principal, **kwargs), status)
 
-        bp.add_url_rule(rule, endpoint=view.__name__, view_func=wrapper, methods=[method])
+        bp.add_url_rule(rule, endpoint=view.__name__, view_func=body_limit(max_body)(wrapper),
+                        methods=[method])
         return view
 
     return decorate
@@ -113,15 +102,19 @@ def _query_args() -> dict[str, Any]:
 
 
 def _parse_body(model: type[BaseModel]) -> BaseModel:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
+    if not isinstance(request.get_json(silent=True), dict):
         raise ValidationFailed("the body must be a JSON object (Content-Type: application/json)")
-    return _parse(model, data)
+    # Strict JSON types, as the document states them: `0` is not a boolean, `"5"` not a number.
+    return _parse(model, request.get_data(), strict=True)
 
 
-def _parse(model: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+def _parse(model: type[BaseModel], data: dict[str, Any] | bytes, strict: bool = False
+           ) -> BaseModel:
+    """Query strings are text, so their values are converted (lax); bodies are JSON (strict)."""
     try:
-        return model.model_validate(data)
+        if isinstance(data, bytes):
+            return model.model_validate_json(data, strict=strict)
+        return model.model_validate(data, strict=strict)
     except ValidationError as err:
         problems = [
             {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}

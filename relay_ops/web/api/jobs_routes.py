@@ -26,7 +26,7 @@ def _redis() -> Any:
     return redis_of(current_app._get_current_object())  # type: ignore[attr-defined]
 
 
-@endpoint("/parcels/<int:parcel_id>/notifications", summary="A parcel's messages and their fate",
+@endpoint("/parcels/<id:parcel_id>/notifications", summary="A parcel's messages and their fate",
           tag="parcels", roles=OPERATOR, errors=(403, 404),
           description="One item per message and channel: queued, sent or failed, attempts, "
                       "the provider's id and answer, the last error.")

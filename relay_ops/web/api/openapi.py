@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from relay_ops.services.principal import Role
+from relay_ops.web.inputs import DEFAULT_BODY_LIMIT, MAX_ID, NO_NUL_PATTERN
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,19 @@ class EndpointDoc:
     description: str = ""
     errors: tuple[int, ...] = ()
     extra_responses: dict[int, str] = field(default_factory=dict)
+    max_body: str = DEFAULT_BODY_LIMIT
+    media_type: str = "application/json"
 
 
 REGISTRY: list[EndpointDoc] = []
-MAX_ID = 2**63 - 1  # BIGINT: larger numbers cannot name a row, on any database
 ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+# What each URL converter (``web.inputs``) matches; a value outside it matches no route (404).
+CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "id": ID_SCHEMA,
+    "int": ID_SCHEMA,
+    "date": {"type": "string", "format": "date"},
+    "": {"type": "string", "minLength": 1, "pattern": NO_NUL_PATTERN},
+}
 
 
 def openapi_path(rule: str) -> str:
@@ -41,15 +50,28 @@ def openapi_path(rule: str) -> str:
 def _path_params(rule: str) -> list[dict[str, Any]]:
     params = []
     for conv, name in re.findall(r"<(?:([a-z]+):)?([a-z_]+)>", rule):
-        schema = ID_SCHEMA if conv == "id" else {"type": "string"}
+        schema = dict(CONVERTER_SCHEMAS[conv])
         params.append({"name": name, "in": "path", "required": True, "schema": schema})
     return params
+
+
+def _no_nul_strings(node: Any) -> Any:
+    """Say in the document what ``web.inputs`` refuses everywhere: a NUL in a free-text
+    string. Strings already bound by a pattern, a format or a list of values are left alone."""
+    if isinstance(node, dict):
+        node = {k: _no_nul_strings(v) for k, v in node.items()}
+        if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node):
+            node["pattern"] = NO_NUL_PATTERN
+        return node
+    if isinstance(node, list):
+        return [_no_nul_strings(v) for v in node]
+    return node
 
 
 def _query_params(model: type[BaseModel] | None) -> list[dict[str, Any]]:
     if model is None:
         return []
-    schema = model.model_json_schema()
+    schema = _no_nul_strings(model.model_json_schema())
     required = set(schema.get("required", []))
     return [
         {"name": name, "in": "query", "required": name in required, "schema": prop}
@@ -82,7 +104,8 @@ def build(prefix: str, title: str, version: str) -> dict[str, Any]:
                 "description": "Same key and same body: the first answer is replayed.",
             })
         if ep.body is not None:
-            schema = ep.body.model_json_schema(ref_template="#/components/schemas/{model}")
+            schema = _no_nul_strings(
+                ep.body.model_json_schema(ref_template="#/components/schemas/{model}"))
             for name, sub in schema.pop("$defs", {}).items():
                 components["schemas"][name] = sub
             components["schemas"][ep.body.__name__] = schema
@@ -107,18 +130,35 @@ def _describe(ep: EndpointDoc) -> str:
     return f"{ep.description}\n\nRoles: {roles}.".strip()
 
 
+def _error_codes(ep: EndpointDoc) -> set[int]:
+    """Every refusal the server can give for this operation, from what it takes as input."""
+    codes = set(ep.errors)
+    if ep.body or ep.query or re.search(r"<[a-z_]+>", ep.rule):
+        codes.add(422)  # schema violations; a NUL in any string (web.inputs)
+    if ep.body:
+        codes.add(413)  # the body is larger than the operation's limit
+    if "<" in ep.rule:
+        codes.add(404)  # a path value names nothing (or nothing of yours)
+    if Role.RESIDENT not in ep.roles:
+        codes.add(401)  # a malformed or unknown bearer token, even where none is required
+        if ep.roles:
+            codes.add(403)
+    return codes
+
+
 def _responses(ep: EndpointDoc) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    responses: dict[str, Any] = {
-        str(ep.status): {"description": "Success", "content": {"application/json": {}}},
-    }
+    responses: dict[str, Any] = {str(ep.status): {"description": "Success"}}
+    if ep.status != 204:  # no content, so no media type
+        responses[str(ep.status)]["content"] = {ep.media_type: {}}
     for status, text in ep.extra_responses.items():
         responses[str(status)] = {"description": text, "content": {"application/json": {}}}
-    codes = set(ep.errors) | {422} if ep.body or ep.query else set(ep.errors)
-    if ep.roles and Role.RESIDENT not in ep.roles:
-        codes |= {401, 403}
-    for code in sorted(codes):
+    for code in sorted(_error_codes(ep)):
         responses[str(code)] = {"description": ERROR_TEXT.get(code, "Error"), "content": problem}
+        if code == 429:
+            responses[str(code)]["headers"] = {"Retry-After": {
+                "description": "Seconds to wait before trying again",
+                "required": True, "schema": {"type": "integer", "minimum": 0}}}
     return responses
 
 
@@ -129,10 +169,12 @@ ERROR_TEXT = {
     404: "Not found (or not yours)",
     409: "Refused by a business rule; nothing changed",
     410: "The link has expired",
+    413: "The body is larger than this operation accepts",
     422: "Invalid input",
     423: "Locked: an identity check is required",
     428: "More is needed: an identity check, or the tracking number or name with the code",
-    429: "Too many failed attempts: wait `retry_after_s` seconds",
+    429: "Too many failed attempts: wait `Retry-After` seconds",
+    503: "A service this operation needs (Redis) does not answer",
 }
 
 PROBLEM_SCHEMA: dict[str, Any] = {

@@ -8,7 +8,6 @@ from typing import Any
 from flask import Response
 
 from relay_ops import qr
-from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services import (
     accounts,
     locker_identity,
@@ -23,6 +22,7 @@ from relay_ops.services import forecast as forecasts
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import bp, client_address, ctx, endpoint, pagination
 from relay_ops.web.api import schemas as s
+from relay_ops.web.inputs import MANIFEST_BODY_LIMIT
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 OPERATOR = (Role.OPERATOR,)
@@ -38,7 +38,7 @@ ANY = (Role.OPERATOR, Role.SHOPKEEPER, Role.CARRIER)
           body=s.TokenIn, status=201, errors=(401, 429),
           description="Wrong passwords are counted per username and client address: after 5, "
                       "each one doubles the wait before that address may try that username "
-                      "again (1 s up to 15 min; 429 with `retry_after_s`). Other addresses, "
+                      "again (1 s up to 15 min; 429 with `Retry-After`). Other addresses, "
                       "the owner's included, are not slowed down; a success clears the count.")
 def create_token(principal: Principal, body: s.TokenIn) -> Any:
     issued = accounts.log_in(ctx(), body.username, body.password, client=client_address())
@@ -130,14 +130,10 @@ def add_closing_day(principal: Principal, site_id: int, body: s.ClosingDayIn) ->
     return 201, sites.declare_closing_day(ctx(), principal, site_id, body.day, body.reason)
 
 
-@endpoint("/sites/<id:site_id>/closing-days/<day>", "DELETE", summary="Withdraw a closing day",
-          tag="sites", roles=STAFF, status=204, errors=(404, 422))
-def remove_closing_day(principal: Principal, site_id: int, day: str) -> Any:
-    try:
-        parsed = date.fromisoformat(day)
-    except ValueError:
-        raise ValidationFailed(f"{day!r} is not a date (YYYY-MM-DD)") from None
-    sites.remove_closing_day(ctx(), principal, site_id, parsed)
+@endpoint("/sites/<id:site_id>/closing-days/<date:day>", "DELETE",
+          summary="Withdraw a closing day", tag="sites", roles=STAFF, status=204, errors=(404,))
+def remove_closing_day(principal: Principal, site_id: int, day: date) -> Any:
+    sites.remove_closing_day(ctx(), principal, site_id, day)
     return 204, None
 
 
@@ -152,13 +148,13 @@ def register_locker(principal: Principal, body: s.LockerIn) -> Any:
     return 201, lockers.register_locker(ctx(), principal, body.model_dump(mode="json"))
 
 
-@endpoint("/lockers/<int:site_id>", summary="A locker: link, doors, alerts, commands waiting",
+@endpoint("/lockers/<id:site_id>", summary="A locker: link, doors, alerts, commands waiting",
           tag="lockers", roles=(Role.OPERATOR, Role.CARRIER), errors=(404,))
 def get_locker(principal: Principal, site_id: int) -> Any:
     return lockers.locker_view(ctx(), principal, site_id)
 
 
-@endpoint("/lockers/<int:site_id>/compartments/<int:number>/service", "PUT",
+@endpoint("/lockers/<id:site_id>/compartments/<id:number>/service", "PUT",
           summary="Take a compartment out of service, or put it back", tag="lockers",
           roles=OPERATOR, body=s.CompartmentServiceIn, errors=(404,))
 def set_compartment_service(principal: Principal, site_id: int, number: int,
@@ -167,20 +163,20 @@ def set_compartment_service(principal: Principal, site_id: int, number: int,
                                            in_service=body.in_service, reason=body.reason)
 
 
-@endpoint("/lockers/alerts/<int:alert_id>/resolution", "POST", summary="Close an alert",
+@endpoint("/lockers/alerts/<id:alert_id>/resolution", "POST", summary="Close an alert",
           tag="lockers", roles=OPERATOR, status=204, errors=(404,))
 def resolve_alert(principal: Principal, alert_id: int) -> Any:
     lockers.resolve_alert(ctx(), principal, alert_id)
     return 204, None
 
 
-@endpoint("/lockers/<int:site_id>/sessions", "POST", summary="Open a drop-off session",
+@endpoint("/lockers/<id:site_id>/sessions", "POST", summary="Open a drop-off session",
           tag="lockers", roles=CARRIER, status=201, errors=(404,))
 def open_locker_session(principal: Principal, site_id: int) -> Any:
     return 201, lockers.open_session(ctx(), principal, site_id)
 
 
-@endpoint("/lockers/<int:site_id>/carrier-code", summary="My offline code at this locker",
+@endpoint("/lockers/<id:site_id>/carrier-code", summary="My offline code at this locker",
           tag="lockers", roles=CARRIER, errors=(404,),
           description="The calling carrier's own code for this locker's keypad (8 digits). "
                       "Typed at the locker, online or offline, it opens the compartments the "
@@ -191,7 +187,7 @@ def locker_carrier_code(principal: Principal, site_id: int) -> Any:
     return lockers.carrier_code_view(ctx(), principal, site_id)
 
 
-@endpoint("/lockers/<int:site_id>/carrier-code/rotate", "POST",
+@endpoint("/lockers/<id:site_id>/carrier-code/rotate", "POST",
           summary="Replace my offline code at this locker", tag="lockers", roles=CARRIER,
           errors=(404,),
           description="A new code for the calling carrier at this locker, when the old one may "
@@ -202,7 +198,7 @@ def rotate_locker_carrier_code(principal: Principal, site_id: int) -> Any:
     return lockers.rotate_carrier_code(ctx(), principal, site_id)
 
 
-@endpoint("/lockers/<int:site_id>/provision", "POST",
+@endpoint("/lockers/<id:site_id>/provision", "POST",
           summary="Give the locker a new identity: its provisioning bundle", tag="lockers",
           roles=OPERATOR, errors=(404,),
           description="Makes the locker's event-signing key and broker login and answers the "
@@ -213,7 +209,7 @@ def provision_locker(principal: Principal, site_id: int) -> Any:
     return locker_identity.provision(ctx(), principal, site_id)
 
 
-@endpoint("/lockers/<int:site_id>/revoke", "POST",
+@endpoint("/lockers/<id:site_id>/revoke", "POST",
           summary="Stop trusting the locker (stolen, replaced)", tag="lockers",
           roles=OPERATOR, errors=(404,),
           description="Its events are refused from now on, and its broker login leaves the "
@@ -222,7 +218,7 @@ def revoke_locker(principal: Principal, site_id: int) -> Any:
     return locker_identity.revoke(ctx(), principal, site_id)
 
 
-@endpoint("/locker-sessions/<int:session_id>/deposits", "POST",
+@endpoint("/locker-sessions/<id:session_id>/deposits", "POST",
           summary="Scan a parcel at the locker: a door opens for it", tag="lockers",
           roles=CARRIER, body=s.LockerDepositIn, errors=(404, 409),
           description="The smallest free compartment the parcel fits in (any rotation) is "
@@ -237,14 +233,14 @@ def locker_deposit(principal: Principal, session_id: int, body: s.LockerDepositI
     return lockers.deposit(ctx(), principal, session_id, body.tracking_number)
 
 
-@endpoint("/locker-sessions/<int:session_id>/collection", "POST",
+@endpoint("/locker-sessions/<id:session_id>/collection", "POST",
           summary="Collect the locker's expired parcels, one door at a time", tag="lockers",
           roles=CARRIER, errors=(404, 409))
 def locker_collection(principal: Principal, session_id: int) -> Any:
     return lockers.start_collection(ctx(), principal, session_id)
 
 
-@endpoint("/locker-sessions/<int:session_id>/close", "POST",
+@endpoint("/locker-sessions/<id:session_id>/close", "POST",
           summary="End the session: unused reservations are released", tag="lockers",
           roles=CARRIER, errors=(404,))
 def close_locker_session(principal: Principal, session_id: int) -> Any:
@@ -267,7 +263,8 @@ def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuer
 
 
 @endpoint("/sites/<id:site_id>/check-ins", "POST", summary="Scan a parcel in", tag="counter",
-          roles=STAFF, body=s.CheckInIn, errors=(404, 409),
+          roles=STAFF, body=s.CheckInIn, status=201, errors=(404, 409),
+          extra_responses={200: "Scanned again: `already_checked_in`, nothing changed"},
           description="Announced parcels become ready_for_pickup with a shelf location, a "
                       "deadline and a pickup code. Scanning again answers `already_checked_in`."
                       " Unannounced parcels need `accept_unannounced: true`. A parcel for a "
@@ -317,7 +314,8 @@ def collection_list(principal: Principal, site_id: int) -> Any:
 
 
 @endpoint("/sites/<id:site_id>/collections", "POST", summary="Carrier takes parcels back",
-          tag="counter", roles=ANY, body=s.CollectionIn, idempotent=True, errors=(404,))
+          tag="counter", roles=ANY, body=s.CollectionIn, idempotent=True, errors=(404,),
+          max_body=MANIFEST_BODY_LIMIT)  # up to 1,000 numbers: a batch, like a manifest
 def collect(principal: Principal, site_id: int, body: s.CollectionIn) -> Any:
     return {"items": parcels.collect(ctx(), principal, site_id, body.tracking_numbers)}
 
@@ -357,13 +355,16 @@ def declare(principal: Principal, parcel_id: int, body: s.DeclarationIn) -> Any:
 
 @endpoint("/parcels/<id:parcel_id>/reroute", "POST", summary="Accept or refuse a reroute",
           tag="parcels", roles=(Role.CARRIER, Role.OPERATOR), body=s.RerouteDecisionIn,
-          idempotent=True, errors=(404, 409, 422),
+          idempotent=True, errors=(404, 409),
           description="When an announcement finds the destination full that day and the "
                       "carrier's policy is `confirm`, the answer proposes sites. Send one of "
-                      "them as `site`, or `refuse: true` to keep the destination. A parcel "
-                      "already checked in is never moved (409).")
+                      "them as `site`, or `refuse: true` to keep the destination. A site that "
+                      "was not proposed, or a parcel already checked in, is refused (409): a "
+                      "parcel on a shelf is never moved.")
 def decide_reroute(principal: Principal, parcel_id: int, body: s.RerouteDecisionIn) -> Any:
-    return reroute.decide(ctx(), principal, parcel_id, site_code=body.site, refuse=body.refuse)
+    accept = body.root if isinstance(body.root, s.RerouteAccept) else None
+    return reroute.decide(ctx(), principal, parcel_id,
+                          site_code=accept.site if accept else None, refuse=accept is None)
 
 
 @endpoint("/parcels/<id:parcel_id>/reroutes", summary="A parcel's reroute proposals",
@@ -377,6 +378,8 @@ def list_reroutes(principal: Principal, parcel_id: int) -> Any:
 
 @endpoint("/manifests", "POST", summary="Announce a batch of parcels", tag="manifests",
           roles=CARRIER, body=s.ManifestIn, status=201, idempotent=True, errors=(409,),
+          max_body=MANIFEST_BODY_LIMIT,
+          extra_responses={200: "A replay: the same reference and content, the first answer"},
           description="Each parcel is accepted or rejected with a reason. The same reference "
                       "with the same content replays the first answer (200).")
 def announce(principal: Principal, body: s.ManifestIn) -> Any:
@@ -484,13 +487,13 @@ def track_proxy(principal: Principal, body: s.ProxyIn) -> Any:
 
 
 @endpoint("/track/<token>/qr.png", summary="The pickup QR code (PNG)", tag="residents",
-          roles=RESIDENT, errors=(404, 410))
+          roles=RESIDENT, errors=(404, 410), media_type="image/png")
 def track_qr_png(principal: Principal) -> Any:
     return Response(qr.png(resident.qr_payload(ctx(), principal)), mimetype="image/png")
 
 
 @endpoint("/track/<token>/qr.svg", summary="The pickup QR code (SVG)", tag="residents",
-          roles=RESIDENT, errors=(404, 410))
+          roles=RESIDENT, errors=(404, 410), media_type="image/svg+xml")
 def track_qr_svg(principal: Principal) -> Any:
     return Response(qr.svg(resident.qr_payload(ctx(), principal)), mimetype="image/svg+xml")
 

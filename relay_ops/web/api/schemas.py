@@ -3,16 +3,52 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
+from pydantic.json_schema import JsonSchemaValue
 
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+# A line of a manifest: any text, checked parcel by parcel and reported in the answer.
 Tracking = Annotated[str, Field(min_length=1, max_length=64)]
+# One parcel named by an operation: 8 to 35 letters and digits once spaces and dashes are
+# dropped (domain.tracking.normalise), so a lookup of "j" is refused here, as the document
+# says, rather than by the service. An S10-shaped number must also have its check digit.
+TrackingNumber = Annotated[str, Field(
+    min_length=8, max_length=64, pattern=r"^[\s-]*(?:[A-Za-z0-9][\s-]*){8,35}$",
+    description="UPU S10 (with its check digit) or 8 to 35 letters and digits; spaces and "
+                "dashes are ignored",
+)]
+# Latitude within ±90 and longitude within ±180, at most 10 decimals: the pattern is the
+# whole rule, so the document and the server check the same thing.
+_LAT = r"-?(?:90(?:\.0{1,10})?|[1-8]?[0-9](?:\.[0-9]{1,10})?)"
+_LON = r"-?(?:180(?:\.0{1,10})?|(?:1[0-7][0-9]|[1-9]?[0-9])(?:\.[0-9]{1,10})?)"
+NEAR_PATTERN = f"^{_LAT},{_LON}$"
 
 
 class Strict(BaseModel):
+    """Unknown fields are refused. ``one_of_fields_required``: at least one of these fields
+    must be given (not null); the validator and the document's ``anyOf`` come from that one
+    tuple."""
+
     model_config = ConfigDict(extra="forbid")
+    one_of_fields_required: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _one_of_required(self) -> Strict:
+        names = self.one_of_fields_required
+        if names and all(getattr(self, n) is None for n in names):
+            raise ValueError(f"give at least one of: {', '.join(names)}")
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if cls.one_of_fields_required:
+            target = handler.resolve_ref_schema(schema)
+            target["anyOf"] = [{"required": [n], "properties": {n: {"not": {"type": "null"}}}}
+                               for n in cls.one_of_fields_required]
+        return schema
 
 
 class LocationIn(Strict):
@@ -54,7 +90,8 @@ class SiteStatusIn(Strict):
 
 
 class SitesQuery(Strict):
-    near: Annotated[str | None, Field(pattern=r"^-?\d+(\.\d+)?,-?\d+(\.\d+)?$")] = None
+    near: Annotated[str | None, Field(
+        pattern=NEAR_PATTERN, description="latitude,longitude in degrees")] = None
     radius_km: Annotated[float | None, Field(gt=0, le=500)] = None
     has_room: bool = False
     open_now: bool = False
@@ -77,7 +114,7 @@ Dims = Annotated[list[Annotated[int, Field(gt=0, le=5000)]], Field(min_length=3,
 
 
 class CheckInIn(Strict):
-    tracking_number: Tracking
+    tracking_number: TrackingNumber
     accept_unannounced: bool = False
     size_class: str | None = None
     dimensions_mm: Dims | None = None
@@ -92,14 +129,17 @@ class IdentityIn(Strict):
 
 
 class PickupIn(Strict):
-    code: Annotated[str | None, Field(max_length=32)] = None
-    tracking_number: Tracking | None = None
+    one_of_fields_required = ("code", "tracking_number")
+    # The service keeps the digits of the code: one at least, or there is no code.
+    code: Annotated[str | None, Field(max_length=32, pattern=r"[0-9]")] = None
+    tracking_number: TrackingNumber | None = None
     recipient_name: Annotated[str | None, Field(max_length=200)] = None
     identity: IdentityIn | None = None
     override_lock: bool = False
 
 
 class CollectionIn(Strict):
+    # Like a manifest's lines: each number is judged and reported on its own.
     tracking_numbers: Annotated[list[Tracking], Field(min_length=1, max_length=1000)]
 
 
@@ -118,7 +158,7 @@ class PageQuery(Strict):
 
 
 class ParcelLookupQuery(Strict):
-    tracking_number: Tracking
+    tracking_number: TrackingNumber
 
 
 class ManifestParcelIn(Strict):
@@ -145,9 +185,17 @@ class DeclarationIn(Strict):
     note: Annotated[str, Field(min_length=1, max_length=300)]
 
 
-class RerouteDecisionIn(Strict):
-    site: Code | None = None
-    refuse: bool = False
+class RerouteAccept(Strict):
+    site: Code
+    refuse: Literal[False] = False
+
+
+class RerouteRefuse(Strict):
+    refuse: Literal[True]
+
+
+class RerouteDecisionIn(RootModel[RerouteAccept | RerouteRefuse]):
+    """Either a proposed `site`, or `refuse: true`: one shape each, so the document says it."""
 
 
 class ProxyIn(Strict):
@@ -202,4 +250,4 @@ class CompartmentServiceIn(Strict):
 
 
 class LockerDepositIn(Strict):
-    tracking_number: Annotated[str, Field(min_length=1, max_length=40)]
+    tracking_number: TrackingNumber

@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 from relay_ops.domain.errors import DomainError
 from relay_ops.services import manifests
 from relay_ops.services.principal import Principal, Role
+from relay_ops.web.inputs import MANIFEST_BODY_LIMIT, body_limit
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.refusals import explain
 from relay_ops.web.pages.security import ctx, requires
@@ -109,6 +110,7 @@ def _parcel(row: dict[str, str]) -> dict[str, Any]:
 
 
 @bp.route("/carrier/manifests/new", methods=["GET", "POST"])
+@body_limit(MANIFEST_BODY_LIMIT)  # the file (MAX_UPLOAD_BYTES) and its form
 @requires(Role.CARRIER)
 def manifest_upload(principal: Principal) -> Response | tuple[str, int] | str:
     if request.method == "GET":
