@@ -1,0 +1,84 @@
+"""Security headers on every answer, and pages that need no inline script to work."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+
+from relay_ops.services import accounts, resident
+from relay_ops.services.principal import SYSTEM
+from relay_ops.web.headers import HEADERS
+from tests.pages.support import Pages
+from tests.support import World
+
+
+class _InlineCode(HTMLParser):
+    """Everything a Content-Security-Policy without 'unsafe-inline' would block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+        self._script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        for name, _ in attrs:
+            if name.startswith("on") or name == "style":
+                self.found.append(f"<{tag} {name}=…>")
+        if tag == "style":
+            self.found.append("<style>")
+        # A JSON data block is never executed; any other script must come from a file.
+        self._script = tag == "script" and "src" not in named and named.get(
+            "type") != "application/json"
+
+    def handle_data(self, data: str) -> None:
+        if self._script and data.strip():
+            self.found.append(f"<script>{data.strip()[:40]}")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._script = False
+
+
+def _inline_code(html: str) -> list[str]:
+    parser = _InlineCode()
+    parser.feed(html)
+    return parser.found
+
+
+def test_every_answer_carries_the_security_headers(world: World) -> None:
+    client = world.client.application.test_client()
+    for path in ("/login", "/api/v1/sites", "/assets/js/scan.js", "/api/docs", "/health"):
+        with client.get(path) as response:  # a file answer is closed, not left open
+            for name, value in HEADERS.items():
+                assert response.headers.get(name) == value, (path, name)
+    policy = HEADERS["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert HEADERS["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize("language", ["fr", "en"])
+def test_no_page_needs_inline_script_or_style(
+        marie: Pages, operator: Pages, world: World, language: str) -> None:
+    parcel = world.ready("RR123456785FR")
+    site = world.shop_id
+    acme = Pages.carrier(world, accounts.issue_carrier_key(world.ctx, SYSTEM, "acme").token)
+    pages = {
+        marie: [f"/shop/{site}/scan", f"/shop/{site}/pickup", f"/shop/{site}/parcels",
+                f"/shop/{site}", f"/shop/{site}/parcels/{parcel['id']}",
+                f"/shop/{site}/parcels/{parcel['id']}/label", "/shop"],
+        operator: ["/ops"],
+        acme: ["/carrier", "/carrier/manifests/new"],
+    }
+    headers = {"Accept-Language": language}
+    for who, paths in pages.items():
+        for path in paths:
+            response = who.client.get(path, headers=headers)
+            assert response.status_code == 200, path
+            assert _inline_code(response.get_data(as_text=True)) == [], path
+    anonymous = world.client.application.test_client()
+    token = resident.tracking_token(world.ctx, parcel["id"])
+    for path in ("/login", "/carrier/login", f"/t/{token}", "/api/docs", "/nowhere"):
+        html = anonymous.get(path, headers=headers).get_data(as_text=True)
+        assert _inline_code(html) == [], path
