@@ -795,7 +795,10 @@ def _hand_over(
 
 
 def name_proxy(ctx: Ctx, actor: Principal, parcel_id: int, proxy_name: str) -> dict[str, Any]:
-    """The recipient names someone to pick up; the proxy gets a code of their own."""
+    """The recipient names someone to pick up; the proxy gets a code of their own.
+
+    Naming the person already named is a no-op that answers their live code: a form sent
+    twice (a reload, a double tap) must not kill the code the neighbour was already given."""
     require_role(actor, Role.RESIDENT, Role.OPERATOR)
     if not proxy_name.strip():
         raise ValidationFailed("give the proxy's name as on their identity document")
@@ -805,13 +808,21 @@ def name_proxy(ctx: Ctx, actor: Principal, parcel_id: int, proxy_name: str) -> d
         if parcel.state not in (State.ANNOUNCED.value, State.READY_FOR_PICKUP.value):
             raise InvalidTransition(f"a parcel that is {parcel.state} cannot get a proxy")
         for old in live_credentials(session, parcel.id):
-            if old.holder == "proxy":
-                old.revoked_at = now
+            if old.holder != "proxy":
+                continue
+            if same_person(old.holder_name or "", proxy_name):
+                return {"proxy_name": old.holder_name, "proxy_code": code_of(ctx, old)}
+            old.revoked_at = now
         credential = issue_credential(
             ctx, session, parcel, holder="proxy", holder_name=proxy_name.strip()
         )
         history.record(session, parcel, "proxy_named", parcel.state, actor, now)
         return {"proxy_name": credential.holder_name, "proxy_code": code_of(ctx, credential)}
+
+
+def same_person(a: str, b: str) -> bool:
+    """Two spellings of one name as typed on a phone: case and spacing do not count."""
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
 def extend(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:

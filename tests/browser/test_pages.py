@@ -148,6 +148,20 @@ def test_resident_asks_for_the_extension(phone: Page, live: Live) -> None:
     shot(phone, "resident-extended")
 
 
+def test_resident_names_a_proxy_and_reloads_the_answer(phone: Page, live: Live) -> None:
+    live.world.announce("BRWPROXY000001")
+    live.world.check_in("BRWPROXY000001")
+    parcel = parcels.find_parcel(live.ctx, OPERATOR, "BRWPROXY000001")
+    phone.goto(live.url + f"/t/{resident.tracking_token(live.ctx, parcel['id'])}")
+    phone.get_by_label("Son nom, tel que sur sa pièce d'identité").fill("Paul Voisin")
+    phone.get_by_role("button", name="Désigner cette personne").click()
+    given = phone.locator("#proxy-code").inner_text()
+    assert given == live.world.code_of(parcel["id"], holder="proxy")
+    phone.reload()  # a GET: nothing is posted again, the neighbour's code still works
+    expect(phone.locator("#proxy-code")).to_have_text(given)
+    assert live.world.code_of(parcel["id"], holder="proxy") == given
+
+
 def test_operator_dashboard_renders_its_charts(page: Page, live: Live) -> None:
     live.world.announce("BRWDASH0000001")
     live.world.check_in("BRWDASH0000001")
