@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from relay_ops.db.models import (
@@ -17,6 +17,7 @@ from relay_ops.db.models import (
     ParcelEvent,
     PickupCredential,
     Site,
+    UnannouncedScan,
 )
 from relay_ops.domain import credentials as creds
 from relay_ops.domain import grouping, sizing, tracking
@@ -219,10 +220,53 @@ def check_in(
             refusal = full
         else:
             _place(ctx, session, site, parcel, location, now, actor, group)
+            # Decided: it leaves the counter's "not announced" list in the same transaction.
+            session.execute(delete(UnannouncedScan).where(
+                UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number))
             return _check_in_answer(parcel, actor, "checked_in")
     # The refusal's event is committed above; only now is the refusal reported.
     assert refusal is not None
     raise refusal
+
+
+# ---------------------------------------------------------------- parcels nobody announced
+
+
+def hold_unannounced(ctx: Ctx, actor: Principal, site_id: int, tracking_number: str) -> None:
+    """A parcel nobody announced was scanned at the counter: it waits on the shop's list
+    until the shopkeeper accepts it (a check-in) or sets it aside. Scanning it again keeps
+    one entry."""
+    number = tracking.validate(tracking_number)
+    with ctx.db.transaction() as session:
+        site = _site_for_staff(session, actor, site_id, lock=True)  # serialises two scans
+        if session.get(UnannouncedScan, (site.id, number)) is None:
+            session.add(UnannouncedScan(site_id=site.id, tracking_number=number,
+                                        scanned_by=actor.user_id))
+
+
+def unannounced_waiting(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, Any]]:
+    """The shop's parcels nobody announced that wait for a decision, oldest first. One a
+    carrier has announced since (or that was checked in through the API) is no longer
+    waiting: scanning it again checks it in."""
+    with ctx.db.read() as session:
+        site = _site_for_staff(session, actor, site_id, lock=False)
+        rows = session.execute(
+            select(UnannouncedScan.tracking_number, UnannouncedScan.scanned_at)
+            .where(UnannouncedScan.site_id == site.id,
+                   ~select(Parcel.id).where(
+                       Parcel.tracking_number == UnannouncedScan.tracking_number).exists())
+            .order_by(UnannouncedScan.scanned_at, UnannouncedScan.tracking_number)
+        ).all()
+    return [{"tracking_number": n, "scanned_at": at.isoformat()} for n, at in rows]
+
+
+def set_aside_unannounced(ctx: Ctx, actor: Principal, site_id: int, tracking_number: str) -> None:
+    """The shopkeeper does not take it (the driver takes it back): off the list."""
+    number = tracking.validate(tracking_number)
+    with ctx.db.transaction() as session:
+        site = _site_for_staff(session, actor, site_id, lock=False)
+        session.execute(delete(UnannouncedScan).where(
+            UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number))
 
 
 def _check_in_answer(parcel: Parcel, actor: Principal, status: str) -> dict[str, Any]:

@@ -123,6 +123,26 @@ def test_a_refused_scan_and_a_wrong_code(page: Page, live: Live) -> None:
     expect(page.locator("#code-field")).to_be_focused()
 
 
+def test_a_parcel_nobody_announced_is_not_forgotten(page: Page, live: Live) -> None:
+    sign_in(page, live, "marie")
+    _scan(page, "BRWWAITING0001")
+    waiting = page.locator('#pending li[data-number="BRWWAITING0001"]')
+    expect(waiting).to_have_count(1)
+    page.get_by_role("link", name="Retrait").click()  # the counter serves a resident meanwhile
+    page.get_by_role("link", name="Dépôt").click()
+    expect(waiting).to_have_count(1)
+    page.reload()
+    expect(waiting).to_have_count(1)
+    expect(page.locator("#scan-field")).to_be_focused()
+    waiting.get_by_role("button", name="Mettre de côté").click()
+    expect(waiting).to_have_count(0)
+    expect(page.locator("#scan-field")).to_be_focused()
+    page.wait_for_load_state("networkidle")
+    page.reload()
+    expect(page.get_by_role("heading", name="Dépôt")).to_be_visible()
+    expect(waiting).to_have_count(0)
+
+
 def test_focus_comes_back_to_the_scan_field(page: Page, live: Live) -> None:
     sign_in(page, live, "marie")
     page.locator("h1").click()  # a click anywhere that is not a control

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from sqlalchemy import func, select
@@ -49,6 +50,45 @@ def test_an_unannounced_parcel_is_accepted_after_confirmation(marie: Pages, worl
     assert first["tone"] == "confirm" and first["reason"] == "unannounced-parcel"
     accepted = marie.scan(world.shop_id, "PARCELNOANNOUNCE1", accept=True)
     assert accepted["tone"] == "ok" and accepted["location"]
+
+
+def _waiting(pages: Pages, world: World) -> list[str]:
+    """The tracking numbers on the scan station's "not announced" list, as served."""
+    html = pages.text(f"/shop/{world.shop_id}/scan")
+    section = html.split('id="pending-section"')[1].split("</section>")[0]
+    return re.findall(r'<li data-number="([^"]+)"', section)
+
+
+def test_a_parcel_nobody_announced_stays_listed_until_decided(
+        marie: Pages, world: World, operator: Pages) -> None:
+    marie.scan(world.shop_id, "PARCELNOANNOUNCE1")
+    marie.scan(world.shop_id, "PARCELNOANNOUNCE2")
+    marie.scan(world.shop_id, "PARCELNOANNOUNCE1")  # scanned again: still one entry
+    # A reload, a trip to the pickup screen, another counter PC: the list is the server's.
+    marie.text(f"/shop/{world.shop_id}/pickup")
+    assert _waiting(marie, world) == ["PARCELNOANNOUNCE1", "PARCELNOANNOUNCE2"]
+    assert _waiting(operator, world) == ["PARCELNOANNOUNCE1", "PARCELNOANNOUNCE2"]
+    accepted = marie.scan(world.shop_id, "PARCELNOANNOUNCE1", accept=True)
+    assert accepted["tone"] == "ok"
+    assert _waiting(marie, world) == ["PARCELNOANNOUNCE2"]
+    aside = marie.post(f"/shop/{world.shop_id}/scan/set-aside",
+                       {"tracking_number": "PARCELNOANNOUNCE2"})
+    assert aside.status_code == 303
+    assert "PARCELNOANNOUNCE2 mis de côté" in marie.text(aside.location)
+    assert _waiting(marie, world) == []
+
+
+def test_the_not_announced_list_belongs_to_its_shop(marie: Pages, world: World) -> None:
+    marie.scan(world.shop_id, "PARCELNOANNOUNCE1")
+    paul = Pages.signed_in(world, "paul")
+    assert "PARCELNOANNOUNCE1" not in paul.text(f"/shop/{world.other_shop_id}/scan")
+    refused = paul.post(f"/shop/{world.shop_id}/scan/set-aside",
+                        {"tracking_number": "PARCELNOANNOUNCE1"})
+    assert refused.status_code == 404
+    assert _waiting(marie, world) == ["PARCELNOANNOUNCE1"]
+    # Announced by a carrier since: no longer "not announced", a new scan checks it in.
+    world.announce("PARCELNOANNOUNCE1")
+    assert _waiting(marie, world) == []
 
 
 def test_a_full_shop_names_the_nearest_site_with_room(marie: Pages, world: World) -> None:

@@ -52,7 +52,14 @@ def my_sites(principal: Principal) -> str:
 @bp.get("/shop/<int:site_id>/scan")
 @requires(*STAFF)
 def scan_station(principal: Principal, site_id: int) -> str:
-    return render_template("pages/scan.html", site=_site(principal, site_id), result=None)
+    return _scan_page(principal, _site(principal, site_id), None)
+
+
+def _scan_page(principal: Principal, site: dict[str, Any], result: dict[str, Any] | None) -> str:
+    # The "not announced" list comes from the server, so a reload, the pickup screen or
+    # another counter PC shows the same parcels waiting for a decision.
+    waiting = parcels.unannounced_waiting(ctx(), principal, site["id"])
+    return render_template("pages/scan.html", site=site, result=result, waiting=waiting)
 
 
 @bp.post("/shop/<int:site_id>/scan")
@@ -68,9 +75,24 @@ def scan(principal: Principal, site_id: int) -> Response | str:
         result = _checked_in(site_id, answer)
     except DomainError as err:
         result = _refused(number, err)
+        if err.slug == "unannounced-parcel":
+            parcels.hold_unannounced(ctx(), principal, site_id, result["tracking_number"])
     if request.accept_mimetypes.best == "application/json":
         return jsonify(result)
-    return render_template("pages/scan.html", site=site, result=result)
+    return _scan_page(principal, site, result)
+
+
+@bp.post("/shop/<int:site_id>/scan/set-aside")
+@requires(*STAFF)
+def set_aside(principal: Principal, site_id: int) -> Response | tuple[dict[str, Any], int]:
+    """The shopkeeper does not take a parcel nobody announced: it leaves the list."""
+    _site(principal, site_id)
+    number = request.form.get("tracking_number", "")
+    parcels.set_aside_unannounced(ctx(), principal, site_id, number)
+    if request.accept_mimetypes.best == "application/json":
+        return {"tracking_number": number}, 200
+    flash(_("%(number)s set aside: give it back to the driver.", number=number), "ok")
+    return redirect(url_for("pages.scan_station", site_id=site_id), 303)
 
 
 def _checked_in(site_id: int, answer: dict[str, Any]) -> dict[str, Any]:
