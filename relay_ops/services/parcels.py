@@ -207,7 +207,7 @@ def check_in(
         elif parcel.site_id != site.id:
             raise WrongSite(
                 f"{number} is addressed to {parcel.site.name} ({parcel.site.code})",
-                destination=parcel.site.code,
+                destination=parcel.site.code, destination_name=parcel.site.name,
             )
         group = _group_to_join(ctx, session, site, parcel)
         try:

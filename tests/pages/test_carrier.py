@@ -36,8 +36,10 @@ def test_upload_reports_each_rejected_line_by_its_csv_line(acme: Pages, world: W
     assert response.status_code == 201
     assert "Manifeste ROUND-1 : 2 acceptés, 2 refusés" in html
     # Line numbers count the header and the blank line, as a spreadsheet shows them.
-    assert "<td>4</td><td>BAD!</td><td>invalid-tracking-number" in html
-    assert "<td>6</td><td>PARCELCSV00002</td><td>unknown-site" in html
+    assert ('<td data-label="Ligne">4</td><td data-label="Numéro de suivi">BAD!</td>'
+            '<td data-label="Motif">invalid-tracking-number') in html
+    assert ('<td data-label="Ligne">6</td><td data-label="Numéro de suivi">PARCELCSV00002</td>'
+            '<td data-label="Motif">unknown-site') in html
 
 
 def test_upload_from_the_page_script_gets_the_report_as_json(acme: Pages) -> None:
@@ -76,6 +78,8 @@ def test_manifest_page_shows_the_reconciliation(acme: Pages, world: World) -> No
     assert '<dd id="count-expected">2</dd>' in page
     assert '<dd id="count-checked-in">1</dd>' in page
     assert '<dd id="count-missing">1</dd>' in page and "PARCELCSV00001" in page
+    # The site's name, not its internal code.
+    assert '<td data-label="Site">Shop bourg</td>' in page
 
 
 def test_another_carriers_manifest_is_not_found(acme: Pages, world: World) -> None:

@@ -102,7 +102,9 @@ def test_a_full_shop_names_the_nearest_site_with_room(marie: Pages, world: World
 def test_another_shops_parcel_is_refused_with_its_destination(marie: Pages, world: World) -> None:
     world.announce("RR123456785FR", site="voisin")
     answer = marie.scan(world.shop_id, "RR123456785FR")
-    assert answer["reason"] == "wrong-site" and "voisin" in answer["message"]
+    # The shop's name, as on the label, not its internal code.
+    assert answer["reason"] == "wrong-site"
+    assert "Ce colis est adressé à Shop voisin" in answer["message"]
 
 
 def test_scan_without_script_renders_the_answer_in_the_page(marie: Pages, world: World) -> None:
@@ -256,6 +258,29 @@ def test_extension_from_the_parcel_page(marie: Pages, world: World) -> None:
     assert response.status_code == 303
     page = marie.text(f"/shop/{world.shop_id}/parcels/{parcel['id']}")
     assert "prolongé" in page and "Prolonger une fois" not in page
+
+
+def test_a_closing_day_is_typed_day_first(marie: Pages, world: World) -> None:
+    page = marie.text(f"/shop/{world.shop_id}")
+    # A text field with a day/month/year hint: a date field would follow the browser's
+    # language (mm/dd/yyyy on an English browser), not the page's.
+    assert 'type="date"' not in page and 'placeholder="JJ/MM/AAAA"' in page
+    response = marie.post(f"/shop/{world.shop_id}/closing-days",
+                          {"day": "25/12/2026", "reason": "Noël"})
+    assert response.status_code == 303
+    assert "25 décembre 2026" in marie.text(f"/shop/{world.shop_id}")
+    refused = marie.post(f"/shop/{world.shop_id}/closing-days", {"day": "12/25/2026"})
+    assert refused.status_code == 422
+    assert "jour/mois/année" in refused.get_data(as_text=True)
+
+
+def test_names_not_codes_and_one_place_in_the_singular(marie: Pages, world: World) -> None:
+    parcel = world.ready("RR123456785FR")
+    listing = marie.text(f"/shop/{world.shop_id}/parcels")
+    assert "Acme Parcels" in listing and ">acme<" not in listing
+    assert "1 place occupée sur 15 (7 %)" in listing
+    page = marie.text(f"/shop/{world.shop_id}/parcels/{parcel['id']}")
+    assert "<dd>Acme Parcels</dd>" in page
 
 
 def test_closing_days_are_declared_and_withdrawn(marie: Pages, world: World) -> None:

@@ -16,9 +16,10 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import manifests
+from relay_ops.services import manifests, sites
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp
+from relay_ops.web.pages.i18n import parse_day
 from relay_ops.web.pages.refusals import explain
 from relay_ops.web.pages.security import ctx, requires
 
@@ -42,7 +43,14 @@ def carrier_home(principal: Principal) -> str:
 @requires(*CARRIER_ROLES)
 def manifest_detail(principal: Principal, manifest_id: int) -> str:
     manifest = manifests.get_manifest(ctx(), principal, manifest_id)
-    return render_template("pages/manifest.html", manifest=manifest)
+    return render_template(
+        "pages/manifest.html", manifest=manifest, site_names=_site_names(principal)
+    )
+
+
+def _site_names(principal: Principal) -> dict[str, str]:
+    """Site code → name: people read "Tabac-Presse du Bourg", not "bourg"."""
+    return {s["code"]: s["name"] for s in sites.list_sites(ctx(), principal)}
 
 
 @dataclass
@@ -123,13 +131,18 @@ def manifest_upload(principal: Principal) -> Response | tuple[str, int] | str:
         errors.append(_("Choose a CSV file."))
     elif len(raw) > MAX_UPLOAD_BYTES:
         errors.append(_("The file is larger than 2 MB: split the round."))
+    expected = request.form.get("expected_date", "").strip()
+    try:
+        expected_day = parse_day(expected) if expected else None
+    except ValueError:
+        errors.append(_("Give the delivery day as day/month/year, for example 24/12/2026."))
     parsed = parse_csv(raw) if raw and not errors else ParsedCsv()
     errors += parsed.errors
     if errors:
         return _upload_answer(422, errors=errors)
     body: dict[str, Any] = {"reference": reference, "parcels": parsed.parcels}
-    if request.form.get("expected_date"):
-        body["expected_date"] = request.form["expected_date"]
+    if expected_day:
+        body["expected_date"] = expected_day.isoformat()
     try:
         status, answer = manifests.announce(ctx(), principal, body)
     except DomainError as err:

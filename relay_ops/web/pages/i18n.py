@@ -71,6 +71,26 @@ def day(value: str | date | None, style: str = "full") -> str:
     return str(format_date(parsed, style))
 
 
+# Days typed on a page: day first, as people in France write them (24/12/2026), or ISO
+# (2026-12-24, what a browser's own date picker used to send).
+DAY_FORMATS = ("%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y-%m-%d")
+
+
+def parse_day(text: str) -> date:
+    """A day typed in a form; ValueError when it is not one.
+
+    The pages use a text field with a day/month/year hint rather than ``type=date``: a
+    browser draws that field in its own interface language (mm/dd/yyyy on an English
+    browser), whatever the page's language."""
+    text = text.strip()
+    for pattern in DAY_FORMATS:
+        try:
+            return datetime.strptime(text, pattern).date()
+        except ValueError:
+            continue
+    raise ValueError(f"not a day: {text!r}")
+
+
 def day_name(key: str) -> str:
     names: dict[str, Any] = {
         "mon": _("Monday"), "tue": _("Tuesday"), "wed": _("Wednesday"), "thu": _("Thursday"),

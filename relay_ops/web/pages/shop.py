@@ -14,7 +14,7 @@ from relay_ops.domain.errors import DomainError, ValidationFailed
 from relay_ops.services import accounts, forecast, parcels, sites, stats
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp, charts
-from relay_ops.web.pages.i18n import when
+from relay_ops.web.pages.i18n import parse_day, when
 from relay_ops.web.pages.refusals import explain
 from relay_ops.web.pages.security import ctx, requires
 
@@ -239,11 +239,17 @@ def inventory(principal: Principal, site_id: int) -> str:
     listing = parcels.inventory(
         ctx(), principal, site_id, _inventory_filter(view, carrier), page, PER_PAGE
     )
+    carriers = accounts.list_carriers(ctx(), principal)
     return render_template(
         "pages/inventory.html", site=site, listing=listing, view=view, carrier=carrier,
-        carriers=accounts.list_carriers(ctx(), principal), filters=FILTERS,
+        carriers=carriers, carrier_names=_carrier_names(carriers), filters=FILTERS,
         occupancy=sites.occupancy(ctx(), principal, site_id),
     )
+
+
+def _carrier_names(carriers: list[dict[str, Any]]) -> dict[str, str]:
+    """Carrier code → name: the counter reads "Acme Parcels", not "acme"."""
+    return {str(c["code"]): str(c["name"]) for c in carriers}
 
 
 @bp.get("/shop/<int:site_id>/parcels/<int:parcel_id>")
@@ -252,7 +258,10 @@ def parcel_detail(principal: Principal, site_id: int, parcel_id: int) -> str:
     site = _site(principal, site_id)
     parcel = _parcel_at(principal, site, parcel_id)
     events = parcels.parcel_history(ctx(), principal, parcel_id)
-    return render_template("pages/parcel.html", site=site, parcel=parcel, events=events)
+    return render_template(
+        "pages/parcel.html", site=site, parcel=parcel, events=events,
+        carrier_names=_carrier_names(accounts.list_carriers(ctx(), principal)),
+    )
 
 
 @bp.post("/shop/<int:site_id>/parcels/<int:parcel_id>/declare")
@@ -338,6 +347,7 @@ def remove_closing_day(principal: Principal, site_id: int, day: str) -> Response
 
 def _form_date(field: str) -> date:
     try:
-        return date.fromisoformat(request.form.get(field, ""))
+        return parse_day(request.form.get(field, ""))
     except ValueError:
-        raise ValidationFailed(_("Give a date.")) from None
+        raise ValidationFailed(
+            _("Give a date as day/month/year, for example 24/12/2026.")) from None
