@@ -11,6 +11,7 @@ from relay_ops.db.models import ParcelEvent
 from relay_ops.services import accounts, parcels, resident
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.browser.conftest import Live, shot, sign_in
+from tests.browser.test_accessibility import axe_violations
 
 pytestmark = pytest.mark.browser
 OPERATOR = Principal(Role.OPERATOR, user_id=1)
@@ -235,8 +236,11 @@ def test_carrier_uploads_a_manifest_and_reads_the_report(page: Page, live: Live)
     page.get_by_label("Fichier CSV").set_input_files(
         {"name": "round.csv", "mimeType": "text/csv", "buffer": csv.encode()})
     page.get_by_role("button", name="Envoyer").click()
-    expect(page.locator("#line-report")).to_contain_text("invalid-tracking-number")
+    expect(page.locator("#line-report")).to_contain_text(
+        "« NOT-A-NUMBER! » n'est pas un numéro de suivi : corrigez la colonne tracking_number")
     expect(page.locator("#line-report td").first).to_have_text("3")
+    expect(page.locator("#next-step")).to_contain_text("nouvelle référence")
+    assert axe_violations(page) == []  # the report the page's script put in
     shot(page, "carrier-upload")
     page.get_by_role("link", name="Ouvrir le manifeste et son rapprochement").click()
     expect(page.locator("#count-expected")).to_have_text("1")
