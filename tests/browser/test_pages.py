@@ -283,3 +283,13 @@ def test_scans_made_after_the_session_ended_are_kept_and_sent(page: Page, live: 
     expect(page.locator("#log li")).to_have_count(1)
     expect(page.locator("#result")).to_have_class("result tone-ok")
     assert _check_ins(live, "BRWLATE0000001") == 1
+
+
+def test_the_api_document_works_under_the_content_security_policy(
+        page: Page, live: Live) -> None:
+    """Its start-up is a script file: with inline script forbidden, Swagger UI still starts
+    (a refused script would be a console error, which the fixture fails on)."""
+    response = page.goto(live.url + "/api/docs")
+    assert response is not None
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    expect(page.locator("#ui .swagger-ui")).to_have_count(1)

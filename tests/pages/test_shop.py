@@ -281,6 +281,11 @@ def test_names_not_codes_and_one_place_in_the_singular(marie: Pages, world: Worl
     assert "1 place occupée sur 15 (7 %)" in listing
     page = marie.text(f"/shop/{world.shop_id}/parcels/{parcel['id']}")
     assert "<dd>Acme Parcels</dd>" in page
+    # The history in words, not the stored event and actor codes.
+    history = page.split("<h2>Historique</h2>")[1]
+    assert 'data-label="Quoi">annoncé par le transporteur<' in history
+    assert 'data-label="Quoi">déposé<' in history and 'data-label="Qui">commerçant<' in history
+    assert "check in" not in history and "shopkeeper" not in history
 
 
 def test_closing_days_are_declared_and_withdrawn(marie: Pages, world: World) -> None:
