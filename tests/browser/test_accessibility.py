@@ -141,3 +141,35 @@ def test_every_page_passes_axe_and_fits_the_screen(
                 if found:
                     problems[path] = found
     assert problems == {}, "\n".join(f"{path}: {found}" for path, found in problems.items())
+
+
+def test_answers_on_the_counter_screens_pass_axe(
+        browser: Browser, live: Live, watch: Watch, locale: str) -> None:
+    """The states a page reaches by use: each scan answer (colours, icons, the "to confirm"
+    list), a pickup found and refused, an error page."""
+    world = live.world
+    number = f"BRWA11YSCAN{locale[:2].upper()}"
+    assert world.announce(number).status_code == 201
+    ready = f"BRWA11YPICK{locale[:2].upper()}"
+    world.announce(ready)
+    world.check_in(ready)
+    code = world.code_of(parcels.find_parcel(live.ctx, SYSTEM, ready)["id"])
+    problems: dict[str, list[str]] = {}
+    for page in _pages(browser, live, watch, locale, PHONE):
+        _sign_in(page, live, "marie")
+        for scanned, tone in ((number, "ok"), ("??12", "error"),
+                              (f"BRWA11YNEW{locale[:2].upper()}", "confirm")):
+            page.locator("#scan-field").fill(scanned)
+            page.keyboard.press("Enter")
+            page.wait_for_selector(f"#result.tone-{tone}")
+            problems[f"scan {tone}"] = axe_violations(page)
+        page.goto(f"{live.url}/shop/{world.shop_id}/pickup")
+        for typed, what in (("000000", "pickup refused"), (code, "pickup found")):
+            page.locator("#code-field").fill(typed)
+            page.keyboard.press("Enter")
+            page.wait_for_load_state()
+            page.wait_for_selector("#result-title")
+            problems[what] = axe_violations(page)
+        page.goto(f"{live.url}/nowhere")
+        problems["404"] = axe_violations(page)
+    assert {k: v for k, v in problems.items() if v} == {}

@@ -82,3 +82,15 @@ def test_no_page_needs_inline_script_or_style(
     for path in ("/login", "/carrier/login", f"/t/{token}", "/api/docs", "/nowhere"):
         html = anonymous.get(path, headers=headers).get_data(as_text=True)
         assert _inline_code(html) == [], path
+
+
+def test_a_mistyped_address_answers_a_page_to_a_browser_and_json_to_a_client(
+        world: World) -> None:
+    client = world.client.application.test_client()
+    page = client.get("/nowhere", headers={"Accept": "text/html,*/*;q=0.8",
+                                           "Accept-Language": "fr"})
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    assert '<h1 id="error-title">✖ Introuvable</h1>' in page.get_data(as_text=True)
+    for path, accept in (("/nowhere", "*/*"), ("/api/v1/nothing", "text/html")):
+        answer = client.get(path, headers={"Accept": accept})
+        assert answer.status_code == 404 and answer.mimetype == "application/problem+json"
