@@ -65,7 +65,8 @@ def test_a_parcel_nobody_announced_stays_listed_until_decided(
     marie.scan(world.shop_id, "PARCELNOANNOUNCE2")
     marie.scan(world.shop_id, "PARCELNOANNOUNCE1")  # scanned again: still one entry
     # A reload, a trip to the pickup screen, another counter PC: the list is the server's.
-    marie.text(f"/shop/{world.shop_id}/pickup")
+    pickup = marie.text(f"/shop/{world.shop_id}/pickup")
+    assert "2 colis non annoncés attendent votre décision au poste de dépôt." in pickup
     assert _waiting(marie, world) == ["PARCELNOANNOUNCE1", "PARCELNOANNOUNCE2"]
     assert _waiting(operator, world) == ["PARCELNOANNOUNCE1", "PARCELNOANNOUNCE2"]
     accepted = marie.scan(world.shop_id, "PARCELNOANNOUNCE1", accept=True)
@@ -76,6 +77,7 @@ def test_a_parcel_nobody_announced_stays_listed_until_decided(
     assert aside.status_code == 303
     assert "PARCELNOANNOUNCE2 mis de côté" in marie.text(aside.location)
     assert _waiting(marie, world) == []
+    assert 'id="waiting-note"' not in marie.text(f"/shop/{world.shop_id}/pickup")
 
 
 def test_the_not_announced_list_belongs_to_its_shop(marie: Pages, world: World) -> None:

@@ -153,7 +153,7 @@ def shelf_label(principal: Principal, site_id: int, parcel_id: int) -> str:
 @bp.get("/shop/<int:site_id>/pickup")
 @requires(*STAFF)
 def pickup(principal: Principal, site_id: int) -> str:
-    return render_template("pages/pickup.html", site=_site(principal, site_id))
+    return _pickup_page(principal, _site(principal, site_id))
 
 
 @bp.post("/shop/<int:site_id>/pickup")
@@ -165,8 +165,8 @@ def pickup_find(principal: Principal, site_id: int) -> tuple[str, int] | str:
     try:
         preview = parcels.pickup_preview(ctx(), principal, site_id, code)
     except DomainError as err:
-        return _pickup_refused(site, err)
-    return render_template("pages/pickup.html", site=site, preview=preview, code=code)
+        return _pickup_refused(principal, site, err)
+    return _pickup_page(principal, site, preview=preview, code=code)
 
 
 @bp.post("/shop/<int:site_id>/pickup/confirm")
@@ -181,8 +181,15 @@ def pickup_confirm(principal: Principal, site_id: int) -> tuple[str, int] | str:
             override_lock=identity is not None and request.form.get("override_lock") == "1",
         )
     except DomainError as err:
-        return _pickup_refused(site, err, code=code)
-    return render_template("pages/pickup.html", site=site, done=done)
+        return _pickup_refused(principal, site, err, code=code)
+    return _pickup_page(principal, site, done=done)
+
+
+def _pickup_page(principal: Principal, site: dict[str, Any], **context: Any) -> str:
+    # Parcels nobody announced still wait for a decision at the scan station: say so here,
+    # so that serving a resident does not make the shopkeeper forget them.
+    waiting = parcels.unannounced_waiting(ctx(), principal, site["id"])
+    return render_template("pages/pickup.html", site=site, waiting=waiting, **context)
 
 
 def _identity_from_form() -> parcels.IdentityCheck | None:
@@ -193,13 +200,13 @@ def _identity_from_form() -> parcels.IdentityCheck | None:
 
 
 def _pickup_refused(
-    site: dict[str, Any], err: DomainError, code: str = ""
+    principal: Principal, site: dict[str, Any], err: DomainError, code: str = ""
 ) -> tuple[str, int]:
     title, message = explain(err)
     # A locked code or a proxy's code can still be handed over, with an identity check.
     needs_identity = err.slug in ("pickup-code-locked", "identity-check-required")
-    page = render_template(
-        "pages/pickup.html", site=site, refusal={"title": title, "message": message},
+    page = _pickup_page(
+        principal, site, refusal={"title": title, "message": message},
         code=code if needs_identity else "", needs_identity=needs_identity,
         locked=err.slug == "pickup-code-locked",
         holder_name=err.extra.get("holder_name"),
