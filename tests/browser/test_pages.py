@@ -130,7 +130,8 @@ def test_a_parcel_nobody_announced_is_not_forgotten(page: Page, live: Live) -> N
     waiting = page.locator('#pending li[data-number="BRWWAITING0001"]')
     expect(waiting).to_have_count(1)
     page.get_by_role("link", name="Retrait").click()  # the counter serves a resident meanwhile
-    page.get_by_role("link", name="Dépôt").click()
+    # The pickup page says a parcel waits, and leads back to it.
+    page.locator("#waiting-note a").click()
     expect(waiting).to_have_count(1)
     page.reload()
     expect(waiting).to_have_count(1)
