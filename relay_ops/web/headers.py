@@ -35,9 +35,18 @@ HEADERS = {
 }
 
 
+# Production serves https only (its session cookie is Secure): browsers keep to https for a
+# year. Not in development, where the demo runs on plain http://127.0.0.1.
+HSTS = "max-age=31536000"
+
+
 def init_app(app: Flask) -> None:
+    production = app.config["ENV"] == "production"
+
     @app.after_request
     def _security_headers(response: Response) -> Response:
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
+        if production:
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         return response

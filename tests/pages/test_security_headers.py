@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from html.parser import HTMLParser
 
 import pytest
 
 from relay_ops.services import accounts, resident
 from relay_ops.services.principal import SYSTEM
+from relay_ops.settings import SECRET_KEYS as SECRETS
 from relay_ops.web.headers import HEADERS
 from tests.pages.support import Pages
 from tests.support import World
@@ -94,3 +96,24 @@ def test_a_mistyped_address_answers_a_page_to_a_browser_and_json_to_a_client(
     for path, accept in (("/nowhere", "*/*"), ("/api/v1/nothing", "text/html")):
         answer = client.get(path, headers={"Accept": accept})
         assert answer.status_code == 404 and answer.mimetype == "application/problem+json"
+
+
+def test_production_keeps_browsers_on_https(world: World) -> None:
+    from relay_ops import create_app
+
+    client = world.client.application.test_client()
+    assert "Strict-Transport-Security" not in client.get("/login").headers  # the demo: http
+    production = create_app({
+        "ENV": "production", "DATABASE_URL": world.ctx.db.engine.url.render_as_string(False),
+        **{key: "a-real-secret-" + key for key in SECRETS},
+        "LOCKER_TOKEN_SIGNING_KEY": base64.b64encode(b"k" * 32).decode(),
+    })
+    answer = production.test_client().get("/health")
+    assert answer.headers["Strict-Transport-Security"] == "max-age=31536000"
+
+
+def test_the_residents_page_with_its_code_is_not_stored(world: World) -> None:
+    parcel = world.ready("RR123456785FR")
+    token = resident.tracking_token(world.ctx, parcel["id"])
+    answer = world.client.application.test_client().get(f"/t/{token}")
+    assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-store"

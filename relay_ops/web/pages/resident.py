@@ -35,8 +35,10 @@ def _hours(hours: Any) -> list[tuple[str, str]] | None:
 
 
 @bp.get("/t/<token>")
-def track(token: str) -> str:
-    return render_template("pages/track.html", token=token, parcel=_view(token))
+def track(token: str) -> tuple[str, int, dict[str, str]]:
+    page = render_template("pages/track.html", token=token, parcel=_view(token))
+    # The pickup code is on the page: no copy in a shared cache or on the phone's disk.
+    return page, 200, {"Cache-Control": "no-store"}
 
 
 @bp.post("/t/<token>/extension")
