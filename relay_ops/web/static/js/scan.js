@@ -126,8 +126,8 @@
     ev.preventDefault();
     var li = ev.target.closest("li");
     var number = li.dataset.number;
-    var action = ev.submitter && ev.submitter.dataset.action;
-    if (action === "accept") {
+    // Which form was sent tells the decision (older browsers have no ev.submitter).
+    if (ev.target.querySelector("input[name=accept_unannounced]")) {
       queue.push({ number: number, accept: true });
       save();
     } else {
