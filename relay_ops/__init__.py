@@ -29,11 +29,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.extensions["relay_ops"] = Ctx(db=db, settings=Settings.from_config(app.config))
 
     from relay_ops import cli
-    from relay_ops.web import inputs, meta, pages, problems
+    from relay_ops.web import headers, inputs, meta, pages, problems
     from relay_ops.web.api import bp as api_bp
 
     inputs.init_app(app)  # first: its URL converters serve every blueprint's rules
     problems.init_app(app)
+    headers.init_app(app)
     app.register_blueprint(api_bp)
     app.register_blueprint(meta.bp)
     pages.init_app(app)

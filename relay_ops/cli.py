@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -295,6 +296,7 @@ def demo(host: str, port: int, seed_only: bool, no_locker: bool) -> None:
     """Run RelayOps on its embedded defaults with demo data."""
     from relay_ops import demo as demo_module
 
+    _links_to_this_server(host, port)
     migrate.upgrade(ctx().db.engine)
     demo_module.seed(ctx())
     if seed_only:
@@ -307,6 +309,21 @@ def demo(host: str, port: int, seed_only: bool, no_locker: bool) -> None:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _links_to_this_server(host: str, port: int) -> None:
+    """The links in the demo's messages (SMS, e-mail) point at the demo itself, on whatever
+    port it runs, unless PUBLIC_BASE_URL was set on purpose."""
+    from relay_ops.settings import DEFAULTS
+
+    if current_app.config["PUBLIC_BASE_URL"] != DEFAULTS["PUBLIC_BASE_URL"]:
+        return
+    base = f"http://{host}:{port}"
+    current_app.config["PUBLIC_BASE_URL"] = base
+    current = ctx()
+    current_app.extensions["relay_ops"] = dataclasses.replace(
+        current, settings=dataclasses.replace(current.settings, public_base_url=base)
+    )
 
 
 def _start_demo_locker(enabled: bool, base: str) -> Any:

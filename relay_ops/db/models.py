@@ -447,6 +447,21 @@ class FailedAttempt(Base):
     at: Mapped[datetime] = mapped_column(default=stamp_now)
 
 
+class UnannouncedScan(Base):
+    """A parcel scanned at a shop that no carrier announced, waiting for the shopkeeper to
+    accept it or set it aside. Kept here, not in the page, so that a reload or a trip to the
+    pickup screen does not forget a parcel lying on the counter."""
+
+    __tablename__ = "unannounced_scans"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    tracking_number: Mapped[str] = mapped_column(String(35), primary_key=True)
+    scanned_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    scanned_at: Mapped[datetime] = mapped_column(default=stamp_now)
+
+
 class CarrierCode(Base):
     """A carrier's offline code at a locker, rotated: the code is derived, never stored; a
     new generation derives another (none stored: generation 0, the first code)."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from relay_ops.db.models import (
@@ -19,6 +19,7 @@ from relay_ops.db.models import (
     ParcelEvent,
     PickupCredential,
     Site,
+    UnannouncedScan,
 )
 from relay_ops.domain import credentials as creds
 from relay_ops.domain import grouping, sizing, tracking
@@ -210,7 +211,7 @@ def check_in(
         elif parcel.site_id != site.id:
             raise WrongSite(
                 f"{number} is addressed to {parcel.site.name} ({parcel.site.code})",
-                destination=parcel.site.code,
+                destination=parcel.site.code, destination_name=parcel.site.name,
             )
         group = _group_to_join(ctx, session, site, parcel)
         try:
@@ -223,10 +224,53 @@ def check_in(
             refusal = full
         else:
             _place(ctx, session, site, parcel, location, now, actor, group)
+            # Decided: it leaves the counter's "not announced" list in the same transaction.
+            session.execute(delete(UnannouncedScan).where(
+                UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number))
             return _check_in_answer(parcel, actor, "checked_in")
     # The refusal's event is committed above; only now is the refusal reported.
     assert refusal is not None
     raise refusal
+
+
+# ---------------------------------------------------------------- parcels nobody announced
+
+
+def hold_unannounced(ctx: Ctx, actor: Principal, site_id: int, tracking_number: str) -> None:
+    """A parcel nobody announced was scanned at the counter: it waits on the shop's list
+    until the shopkeeper accepts it (a check-in) or sets it aside. Scanning it again keeps
+    one entry."""
+    number = tracking.validate(tracking_number)
+    with ctx.db.transaction() as session:
+        site = _site_for_staff(session, actor, site_id, lock=True)  # serialises two scans
+        if session.get(UnannouncedScan, (site.id, number)) is None:
+            session.add(UnannouncedScan(site_id=site.id, tracking_number=number,
+                                        scanned_by=actor.user_id))
+
+
+def unannounced_waiting(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, Any]]:
+    """The shop's parcels nobody announced that wait for a decision, oldest first. One a
+    carrier has announced since (or that was checked in through the API) is no longer
+    waiting: scanning it again checks it in."""
+    with ctx.db.read() as session:
+        site = _site_for_staff(session, actor, site_id, lock=False)
+        rows = session.execute(
+            select(UnannouncedScan.tracking_number, UnannouncedScan.scanned_at)
+            .where(UnannouncedScan.site_id == site.id,
+                   ~select(Parcel.id).where(
+                       Parcel.tracking_number == UnannouncedScan.tracking_number).exists())
+            .order_by(UnannouncedScan.scanned_at, UnannouncedScan.tracking_number)
+        ).all()
+    return [{"tracking_number": n, "scanned_at": at.isoformat()} for n, at in rows]
+
+
+def set_aside_unannounced(ctx: Ctx, actor: Principal, site_id: int, tracking_number: str) -> None:
+    """The shopkeeper does not take it (the driver takes it back): off the list."""
+    number = tracking.validate(tracking_number)
+    with ctx.db.transaction() as session:
+        site = _site_for_staff(session, actor, site_id, lock=False)
+        session.execute(delete(UnannouncedScan).where(
+            UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number))
 
 
 def _check_in_answer(parcel: Parcel, actor: Principal, status: str) -> dict[str, Any]:
@@ -984,7 +1028,10 @@ def _hand_over(
 
 
 def name_proxy(ctx: Ctx, actor: Principal, parcel_id: int, proxy_name: str) -> dict[str, Any]:
-    """The recipient names someone to pick up; the proxy gets a code of their own."""
+    """The recipient names someone to pick up; the proxy gets a code of their own.
+
+    Naming the person already named is a no-op that answers their live code: a form sent
+    twice (a reload, a double tap) must not kill the code the neighbour was already given."""
     require_role(actor, Role.RESIDENT, Role.OPERATOR)
     if not proxy_name.strip():
         raise ValidationFailed("give the proxy's name as on their identity document")
@@ -994,13 +1041,21 @@ def name_proxy(ctx: Ctx, actor: Principal, parcel_id: int, proxy_name: str) -> d
         if parcel.state not in (State.ANNOUNCED.value, State.READY_FOR_PICKUP.value):
             raise InvalidTransition(f"a parcel that is {parcel.state} cannot get a proxy")
         for old in live_credentials(session, parcel.id):
-            if old.holder == "proxy":
-                old.revoked_at = now
+            if old.holder != "proxy":
+                continue
+            if same_person(old.holder_name or "", proxy_name):
+                return {"proxy_name": old.holder_name, "proxy_code": code_of(ctx, old)}
+            old.revoked_at = now
         credential = issue_credential(
             ctx, session, parcel, holder="proxy", holder_name=proxy_name.strip()
         )
         history.record(session, parcel, "proxy_named", parcel.state, actor, now)
         return {"proxy_name": credential.holder_name, "proxy_code": code_of(ctx, credential)}
+
+
+def same_person(a: str, b: str) -> bool:
+    """Two spellings of one name as typed on a phone: case and spacing do not count."""
+    return " ".join(a.split()).casefold() == " ".join(b.split()).casefold()
 
 
 def extend(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:

@@ -76,6 +76,18 @@ def resident_view(ctx: Ctx, principal: Principal) -> dict[str, Any]:
         return view
 
 
+def named_proxy(ctx: Ctx, principal: Principal) -> dict[str, Any] | None:
+    """The proxy the recipient named and their live code (the answer page after naming one),
+    or None when no proxy holds a live code."""
+    assert principal.parcel_id is not None
+    with ctx.db.read() as session:
+        proxy = next((c for c in live_credentials(session, principal.parcel_id)
+                      if c.holder == "proxy"), None)
+        if proxy is None:
+            return None
+        return {"proxy_name": proxy.holder_name, "proxy_code": code_of(ctx, proxy)}
+
+
 def _recipient_credential(live: list[PickupCredential]) -> PickupCredential | None:
     return next((c for c in live if c.holder == "recipient"), None)
 

@@ -26,9 +26,9 @@ bp = Blueprint("meta", __name__)
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>RelayOps API</title>
 <link rel="stylesheet" href="{{ url_for('meta.swagger_asset', filename='swagger-ui.css') }}">
-</head><body><div id="ui"></div>
+</head><body><div id="ui" data-spec="{{ url_for('meta.openapi') }}"></div>
 <script src="{{ url_for('meta.swagger_asset', filename='swagger-ui-bundle.js') }}"></script>
-<script>SwaggerUIBundle({url: "{{ url_for('meta.openapi') }}", dom_id: "#ui"});</script>
+<script src="{{ url_for('pages.static', filename='js/api-docs.js') }}"></script>
 </body></html>"""
 
 

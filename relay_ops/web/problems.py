@@ -41,11 +41,22 @@ def from_domain(err: DomainError) -> Response:
     return problem(err.status, err.slug, err.title, err.detail, **err.extra)
 
 
+def _wants_a_page() -> bool:
+    """A browser outside the API (it prefers HTML); API clients and ``*/*`` get JSON."""
+    if request.path.startswith("/api/"):
+        return False
+    best = request.accept_mimetypes.best_match([MEDIA_TYPE, "application/json", "text/html"])
+    return best == "text/html"
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(DomainError, from_domain)
 
     @app.errorhandler(HTTPException)
-    def _http(err: HTTPException) -> Response:
+    def _http(err: HTTPException) -> Any:
+        page = app.extensions.get("error_page")
+        if page is not None and _wants_a_page():
+            return page(err)  # a person's browser on a mistyped address: a page, not JSON
         status = err.code or 500
         slug = (err.name or "error").lower().replace(" ", "-")
         headers = {k: v for k, v in err.get_headers() if k in KEPT_HEADERS}

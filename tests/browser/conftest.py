@@ -94,7 +94,8 @@ def watch() -> Watch:
 
 
 def _open(browser: Browser, live: Live, watch: Watch, **options: object) -> Iterator[Page]:
-    context = browser.new_context(locale="fr-FR", **options)  # type: ignore[arg-type]
+    options.setdefault("locale", "fr-FR")
+    context = browser.new_context(**options)  # type: ignore[arg-type]
     page = context.new_page()
     page.set_default_timeout(5000)
     page.on("request", lambda r: watch.foreign.append(r.url)

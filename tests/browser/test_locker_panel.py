@@ -22,6 +22,7 @@ from relay_ops.services import lockers, parcels
 from relay_ops.services.principal import SYSTEM
 from relay_ops.web.pages.locker_panel import attach_simulated_locker
 from tests.browser.conftest import Live, serve, shot
+from tests.browser.test_accessibility import axe_violations
 
 pytestmark = pytest.mark.browser
 
@@ -81,7 +82,8 @@ def test_locker_panel_opens_a_door_with_a_pin(page: Page, locker_live: tuple[Liv
     keypad = page.get_by_label("Code de retrait")
     keypad.press_sequentially(wrong)
     keypad.press("Enter")
-    expect(page.locator("#locker-screen")).to_contain_text("refused", timeout=10_000)
+    expect(page.locator("#locker-screen")).to_contain_text("Refusé : code inconnu",
+                                                           timeout=10_000)
     expect(page.locator("#doors li[data-open=yes]")).to_have_count(0)
     for digit in pin:  # the on-screen keys this time, then OK
         page.locator("#keypad-form").get_by_role("button", name=digit, exact=True).click()
@@ -89,7 +91,10 @@ def test_locker_panel_opens_a_door_with_a_pin(page: Page, locker_live: tuple[Liv
     page.get_by_role("button", name="OK", exact=True).click()
     expect(page.locator(f"#door-{door}")).to_have_attribute("data-open", "yes", timeout=10_000)
     expect(page.locator(f"#door-{door}")).to_contain_text("porte ouverte")
+    expect(page.locator("#locker-screen")).to_contain_text(f"La porte {door} s'ouvre")
     shot(page, "locker-panel")
+    # The screen's lines are a list inside a log, not a log that hides its list.
+    assert axe_violations(page) == []
 
     # the resident takes the parcel and closes the door: the bridge records the pickup
     page.get_by_role("button", name=f"Fermer la porte {door}, vide").click()

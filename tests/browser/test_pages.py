@@ -11,6 +11,7 @@ from relay_ops.db.models import ParcelEvent
 from relay_ops.services import accounts, parcels, resident
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.browser.conftest import Live, shot, sign_in
+from tests.browser.test_accessibility import axe_violations
 
 pytestmark = pytest.mark.browser
 OPERATOR = Principal(Role.OPERATOR, user_id=1)
@@ -123,6 +124,27 @@ def test_a_refused_scan_and_a_wrong_code(page: Page, live: Live) -> None:
     expect(page.locator("#code-field")).to_be_focused()
 
 
+def test_a_parcel_nobody_announced_is_not_forgotten(page: Page, live: Live) -> None:
+    sign_in(page, live, "marie")
+    _scan(page, "BRWWAITING0001")
+    waiting = page.locator('#pending li[data-number="BRWWAITING0001"]')
+    expect(waiting).to_have_count(1)
+    page.get_by_role("link", name="Retrait").click()  # the counter serves a resident meanwhile
+    # The pickup page says a parcel waits, and leads back to it.
+    page.locator("#waiting-note a").click()
+    expect(waiting).to_have_count(1)
+    page.reload()
+    expect(waiting).to_have_count(1)
+    expect(page.locator("#scan-field")).to_be_focused()
+    waiting.get_by_role("button", name="Mettre de côté").click()
+    expect(waiting).to_have_count(0)
+    expect(page.locator("#scan-field")).to_be_focused()
+    page.wait_for_load_state("networkidle")
+    page.reload()
+    expect(page.get_by_role("heading", name="Dépôt")).to_be_visible()
+    expect(waiting).to_have_count(0)
+
+
 def test_focus_comes_back_to_the_scan_field(page: Page, live: Live) -> None:
     sign_in(page, live, "marie")
     page.locator("h1").click()  # a click anywhere that is not a control
@@ -146,6 +168,20 @@ def test_resident_asks_for_the_extension(phone: Page, live: Live) -> None:
     expect(phone.locator("#extend-button")).to_have_count(0)
     assert parcels.get_parcel(live.ctx, OPERATOR, parcel["id"])["extended"] is True
     shot(phone, "resident-extended")
+
+
+def test_resident_names_a_proxy_and_reloads_the_answer(phone: Page, live: Live) -> None:
+    live.world.announce("BRWPROXY000001")
+    live.world.check_in("BRWPROXY000001")
+    parcel = parcels.find_parcel(live.ctx, OPERATOR, "BRWPROXY000001")
+    phone.goto(live.url + f"/t/{resident.tracking_token(live.ctx, parcel['id'])}")
+    phone.get_by_label("Son nom, tel que sur sa pièce d'identité").fill("Paul Voisin")
+    phone.get_by_role("button", name="Désigner cette personne").click()
+    given = phone.locator("#proxy-code").inner_text()
+    assert given == live.world.code_of(parcel["id"], holder="proxy")
+    phone.reload()  # a GET: nothing is posted again, the neighbour's code still works
+    expect(phone.locator("#proxy-code")).to_have_text(given)
+    assert live.world.code_of(parcel["id"], holder="proxy") == given
 
 
 def test_operator_dashboard_renders_its_charts(page: Page, live: Live) -> None:
@@ -201,8 +237,11 @@ def test_carrier_uploads_a_manifest_and_reads_the_report(page: Page, live: Live)
     page.get_by_label("Fichier CSV").set_input_files(
         {"name": "round.csv", "mimeType": "text/csv", "buffer": csv.encode()})
     page.get_by_role("button", name="Envoyer").click()
-    expect(page.locator("#line-report")).to_contain_text("invalid-tracking-number")
+    expect(page.locator("#line-report")).to_contain_text(
+        "« NOT-A-NUMBER! » n'est pas un numéro de suivi : corrigez la colonne tracking_number")
     expect(page.locator("#line-report td").first).to_have_text("3")
+    expect(page.locator("#next-step")).to_contain_text("nouvelle référence")
+    assert axe_violations(page) == []  # the report the page's script put in
     shot(page, "carrier-upload")
     page.get_by_role("link", name="Ouvrir le manifeste et son rapprochement").click()
     expect(page.locator("#count-expected")).to_have_text("1")
@@ -245,3 +284,13 @@ def test_scans_made_after_the_session_ended_are_kept_and_sent(page: Page, live: 
     expect(page.locator("#log li")).to_have_count(1)
     expect(page.locator("#result")).to_have_class("result tone-ok")
     assert _check_ins(live, "BRWLATE0000001") == 1
+
+
+def test_the_api_document_works_under_the_content_security_policy(
+        page: Page, live: Live) -> None:
+    """Its start-up is a script file: with inline script forbidden, Swagger UI still starts
+    (a refused script would be a console error, which the fixture fails on)."""
+    response = page.goto(live.url + "/api/docs")
+    assert response is not None
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    expect(page.locator("#ui .swagger-ui")).to_have_count(1)

@@ -68,6 +68,23 @@ def test_demo_seed_is_repeatable_and_its_credentials_work(tmp_path: Path) -> Non
     assert [m["reference"] for m in manifests["items"]] == ["DEMO-LOCKER-1", "DEMO-ROUND-1"]
 
 
+def test_the_demos_links_point_at_the_port_it_runs_on(tmp_path: Path) -> None:
+    from relay_ops.services import resident
+
+    app = make_app(tmp_path)
+    assert app.test_cli_runner().invoke(
+        args=["demo", "--seed-only", "--port", "5123"]).exit_code == 0
+    link = resident.tracking_url(app.extensions["relay_ops"], 1)
+    assert link.startswith("http://127.0.0.1:5123/t/")
+    # A base URL set on purpose (a proxy, a public name) is kept.
+    chosen = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+                         "PUBLIC_BASE_URL": "https://relais.example.org"})
+    assert chosen.test_cli_runner().invoke(
+        args=["demo", "--seed-only", "--port", "5123"]).exit_code == 0
+    assert resident.tracking_url(chosen.extensions["relay_ops"], 1).startswith(
+        "https://relais.example.org/t/")
+
+
 def test_an_operator_registers_a_locker_and_takes_a_door_out_of_service(tmp_path: Path) -> None:
     import json
 

@@ -163,6 +163,11 @@ def test_a_proxy_picks_up_with_their_own_code_and_an_identity_check(world: World
     assert named.status_code == 201
     code = named.json["proxy_code"]
     assert code != world.code_of(parcel["id"])
+    # Naming the same person again (a form sent twice) keeps the code they were given.
+    again = world.anonymous.post(f"/track/{link}/proxy", json={"name": "paul voisin"})
+    assert again.status_code == 201 and again.json["proxy_code"] == code
+    named_events = world.operator.get(f"/parcels/{parcel['id']}/events").json["items"]
+    assert [e["action"] for e in named_events].count("proxy_named") == 1
     needs_id = world.pick_up(code=code)
     assert is_problem(needs_id, 428, "identity-check-required")
     identity = {"document_type": "passport", "document_last4": "9876", "name": "Paul Voisin"}

@@ -38,7 +38,7 @@ def test_the_dashboard_draws_its_charts(operator: Pages, world: World) -> None:
     assert "<title>Colis par jour</title>" in html and "<title>Occupation</title>" in html
     assert 'class="bar-in"' in html and 'class="line-held"' in html
     assert "Shop bourg" in html and "Shop voisin" in html
-    assert "1 places occupées sur 15" in html
+    assert "1 place occupée sur 15" in html  # one place: the singular
     one_site = operator.text(f"/ops?site={world.other_shop_id}")
     assert "aujourd&#39;hui 0 pour 10 places" in one_site
 

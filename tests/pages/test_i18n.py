@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from babel.messages.catalog import Message
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
@@ -18,20 +19,33 @@ METHODS = [("relay_ops/web/pages/**.py", "python"),
            ("relay_ops/web/templates/pages/**.html", "jinja2")]
 
 
-def _po() -> dict[str, str]:
+def _key(value: object) -> object:
+    """A catalog id or string; plural ones (lists or tuples of forms) as tuples."""
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
+def _translated(message: Message) -> bool:
+    """Every form has a text, and no entry is fuzzy (a fuzzy entry is left out of the .mo)."""
+    forms = message.string if isinstance(message.string, tuple | list) else [message.string]
+    return not message.fuzzy and all(forms)
+
+
+def _po() -> dict[object, Message]:
+    """Messages by their singular id (ngettext's too)."""
     with open(CATALOG / "messages.po", "rb") as f:
-        return {m.id: m.string for m in read_po(f) if m.id}
+        return {(m.id[0] if isinstance(m.id, tuple | list) else m.id): m
+                for m in read_po(f) if m.id}
 
 
 def test_every_message_of_the_pages_has_a_french_translation() -> None:
     extracted = {
-        message
+        message[0] if isinstance(message, tuple) else message
         for _file, _line, message, _comments, _context in extract_from_dir(
-            str(ROOT), METHODS, keywords={"_": None, "gettext": None})
+            str(ROOT), METHODS, keywords={"_": None, "gettext": None, "ngettext": (1, 2)})
     }
     assert len(extracted) > 200  # the extraction really read the templates and views
     catalog = _po()
-    untranslated = sorted(m for m in extracted if not catalog.get(m))
+    untranslated = sorted(m for m in extracted if m not in catalog or not _translated(catalog[m]))
     assert not untranslated, "run scripts/translations and translate: " + repr(untranslated)
 
 
@@ -42,9 +56,9 @@ def test_the_compiled_catalog_matches_its_source() -> None:
     buffer = io.BytesIO()
     write_mo(buffer, source)
     buffer.seek(0)
-    expected = {m.id: m.string for m in read_mo(buffer) if m.id}
+    expected = {_key(m.id): _key(m.string) for m in read_mo(buffer) if m.id}
     with open(CATALOG / "messages.mo", "rb") as f:
-        compiled = {m.id: m.string for m in read_mo(f) if m.id}
+        compiled = {_key(m.id): _key(m.string) for m in read_mo(f) if m.id}
     assert compiled == expected, "run scripts/translations to compile the catalogs"
 
 

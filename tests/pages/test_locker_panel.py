@@ -164,8 +164,22 @@ def test_the_screen_shows_what_the_locker_says(sim: Sim, operator: Pages) -> Non
     for message in ("one", "two", "refused: unknown_code", "compartment 4 opens", "five"):
         sim.board.show(message)
     state = operator.get(f"{sim.url}/state").get_json()
-    assert state["screen"] == ["two", "refused: unknown_code", "compartment 4 opens", "five"]
+    # In the page's language: the firmware's own words are English.
+    assert state["screen"] == ["two", "Refusé : code inconnu", "La porte 4 s'ouvre", "five"]
     assert state["online"] is True
+
+
+def test_the_screen_is_said_in_the_pages_language(sim: Sim, operator: Pages) -> None:
+    for message in ("compartment 2 opens: put in LOCKERPANEL01", "compartment 3 failed to open",
+                    "refused: expired", "carrier: 1 to collect, 2 to deposit (scan each parcel)"):
+        sim.board.show(message)
+    french = operator.get(f"{sim.url}/state").get_json()["screen"]
+    assert french == ["La porte 2 s'ouvre : déposez LOCKERPANEL01",
+                      "La porte 3 ne s'est pas ouverte", "Refusé : ce code a expiré",
+                      "Transporteur : 1 à reprendre, 2 à déposer (scannez chaque colis)"]
+    english = operator.get(f"{sim.url}/state", headers={"Accept-Language": "en"}).get_json()
+    assert english["screen"][0] == "Door 2 opens: put LOCKERPANEL01 in"
+    assert "Refusé : ce code a expiré" in operator.text(sim.url)  # the page as served
 
 
 def test_a_carrier_drops_a_parcel_off(sim: Sim, world: World, operator: Pages) -> None:
@@ -211,7 +225,7 @@ def test_the_dashboard_lists_lockers_with_their_status(sim: Sim, world: World,
     assert "porte 5: hinge broken" in other.split("</tr>")[0]
     assert "Ouvrir sa façade" not in other.split("</tr>")[0]
     row = other.split("</tr>")[0]
-    assert "0 casiers occupés sur 5" in row  # the broken door counts for nothing
+    assert "0 casier occupé sur 5" in row  # the broken door counts for nothing
     assert "sur 6" in mine.split("</tr>")[0]
 
 

@@ -67,12 +67,44 @@ def test_naming_a_proxy_shows_their_code_once(world: World) -> None:
     path = _link(world, parcel["id"])
     client, _ = _visit(world, path)
     response = client.post(path + "/proxy", data={"name": "Paul Voisin",
-                                                  "csrf_token": csrf_of(client.get(path))})
+                                                  "csrf_token": csrf_of(client.get(path))},
+                           follow_redirects=True)
     html = response.get_data(as_text=True)
     assert "Paul Voisin peut retirer votre colis" in html
     assert world.code_of(parcel["id"], holder="proxy") in html
     assert world.code_of(parcel["id"], holder="proxy") not in client.get(path).get_data(
         as_text=True)
+
+
+def test_reloading_the_proxy_answer_keeps_the_code_given_to_the_neighbour(
+        world: World) -> None:
+    parcel = world.ready("RR123456785FR")
+    path = _link(world, parcel["id"])
+    client, _ = _visit(world, path)
+    form = {"name": "Paul Voisin", "csrf_token": csrf_of(client.get(path))}
+    posted = client.post(path + "/proxy", data=form)
+    # Post/redirect/get: the browser's reload asks for the answer, it does not post again.
+    assert posted.status_code == 303 and posted.location == path + "/proxy"
+    given = world.code_of(parcel["id"], holder="proxy")
+    answer = client.get(posted.location)
+    assert given in answer.get_data(as_text=True)
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert given in client.get(posted.location).get_data(as_text=True)  # the reload
+    # The same person named again (a double tap, the form sent twice): the same live code.
+    again = client.post(path + "/proxy", data=dict(form, name="  paul  VOISIN "),
+                        follow_redirects=True)
+    assert given in again.get_data(as_text=True)
+    assert world.code_of(parcel["id"], holder="proxy") == given
+    # Someone else replaces them, with a code of their own.
+    client.post(path + "/proxy", data=dict(form, name="Lise Autre"))
+    assert world.code_of(parcel["id"], holder="proxy") != given
+
+
+def test_the_proxy_answer_without_a_proxy_goes_back_to_the_page(world: World) -> None:
+    parcel = world.ready("RR123456785FR")
+    path = _link(world, parcel["id"])
+    response = world.client.application.test_client().get(path + "/proxy")
+    assert response.status_code == 303 and response.location == path
 
 
 def test_a_forged_link_is_not_found_and_a_spent_one_is_gone(marie: Pages, world: World) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from datetime import date
 
 from sqlalchemy import func, select
@@ -51,6 +52,47 @@ def test_an_unannounced_parcel_is_accepted_after_confirmation(marie: Pages, worl
     assert accepted["tone"] == "ok" and accepted["location"]
 
 
+def _waiting(pages: Pages, world: World) -> list[str]:
+    """The tracking numbers on the scan station's "not announced" list, as served."""
+    html = pages.text(f"/shop/{world.shop_id}/scan")
+    section = html.split('id="pending-section"')[1].split("</section>")[0]
+    return re.findall(r'<li data-number="([^"]+)"', section)
+
+
+def test_a_parcel_nobody_announced_stays_listed_until_decided(
+        marie: Pages, world: World, operator: Pages) -> None:
+    marie.scan(world.shop_id, "PARCELNOANNOUNCE1")
+    marie.scan(world.shop_id, "PARCELNOANNOUNCE2")
+    marie.scan(world.shop_id, "PARCELNOANNOUNCE1")  # scanned again: still one entry
+    # A reload, a trip to the pickup screen, another counter PC: the list is the server's.
+    pickup = marie.text(f"/shop/{world.shop_id}/pickup")
+    assert "2 colis non annoncés attendent votre décision au poste de dépôt." in pickup
+    assert _waiting(marie, world) == ["PARCELNOANNOUNCE1", "PARCELNOANNOUNCE2"]
+    assert _waiting(operator, world) == ["PARCELNOANNOUNCE1", "PARCELNOANNOUNCE2"]
+    accepted = marie.scan(world.shop_id, "PARCELNOANNOUNCE1", accept=True)
+    assert accepted["tone"] == "ok"
+    assert _waiting(marie, world) == ["PARCELNOANNOUNCE2"]
+    aside = marie.post(f"/shop/{world.shop_id}/scan/set-aside",
+                       {"tracking_number": "PARCELNOANNOUNCE2"})
+    assert aside.status_code == 303
+    assert "PARCELNOANNOUNCE2 mis de côté" in marie.text(aside.location)
+    assert _waiting(marie, world) == []
+    assert 'id="waiting-note"' not in marie.text(f"/shop/{world.shop_id}/pickup")
+
+
+def test_the_not_announced_list_belongs_to_its_shop(marie: Pages, world: World) -> None:
+    marie.scan(world.shop_id, "PARCELNOANNOUNCE1")
+    paul = Pages.signed_in(world, "paul")
+    assert "PARCELNOANNOUNCE1" not in paul.text(f"/shop/{world.other_shop_id}/scan")
+    refused = paul.post(f"/shop/{world.shop_id}/scan/set-aside",
+                        {"tracking_number": "PARCELNOANNOUNCE1"})
+    assert refused.status_code == 404
+    assert _waiting(marie, world) == ["PARCELNOANNOUNCE1"]
+    # Announced by a carrier since: no longer "not announced", a new scan checks it in.
+    world.announce("PARCELNOANNOUNCE1")
+    assert _waiting(marie, world) == []
+
+
 def test_a_full_shop_names_the_nearest_site_with_room(marie: Pages, world: World) -> None:
     world.announce("BIGPARCEL0001", size_class="XL")
     answer = marie.scan(world.shop_id, "BIGPARCEL0001")
@@ -62,7 +104,9 @@ def test_a_full_shop_names_the_nearest_site_with_room(marie: Pages, world: World
 def test_another_shops_parcel_is_refused_with_its_destination(marie: Pages, world: World) -> None:
     world.announce("RR123456785FR", site="voisin")
     answer = marie.scan(world.shop_id, "RR123456785FR")
-    assert answer["reason"] == "wrong-site" and "voisin" in answer["message"]
+    # The shop's name, as on the label, not its internal code.
+    assert answer["reason"] == "wrong-site"
+    assert "Ce colis est adressé à Shop voisin" in answer["message"]
 
 
 def test_scan_without_script_renders_the_answer_in_the_page(marie: Pages, world: World) -> None:
@@ -216,6 +260,34 @@ def test_extension_from_the_parcel_page(marie: Pages, world: World) -> None:
     assert response.status_code == 303
     page = marie.text(f"/shop/{world.shop_id}/parcels/{parcel['id']}")
     assert "prolongé" in page and "Prolonger une fois" not in page
+
+
+def test_a_closing_day_is_typed_day_first(marie: Pages, world: World) -> None:
+    page = marie.text(f"/shop/{world.shop_id}")
+    # A text field with a day/month/year hint: a date field would follow the browser's
+    # language (mm/dd/yyyy on an English browser), not the page's.
+    assert 'type="date"' not in page and 'placeholder="JJ/MM/AAAA"' in page
+    response = marie.post(f"/shop/{world.shop_id}/closing-days",
+                          {"day": "25/12/2026", "reason": "Noël"})
+    assert response.status_code == 303
+    assert "25 décembre 2026" in marie.text(f"/shop/{world.shop_id}")
+    refused = marie.post(f"/shop/{world.shop_id}/closing-days", {"day": "12/25/2026"})
+    assert refused.status_code == 422
+    assert "jour/mois/année" in refused.get_data(as_text=True)
+
+
+def test_names_not_codes_and_one_place_in_the_singular(marie: Pages, world: World) -> None:
+    parcel = world.ready("RR123456785FR")
+    listing = marie.text(f"/shop/{world.shop_id}/parcels")
+    assert "Acme Parcels" in listing and ">acme<" not in listing
+    assert "1 place occupée sur 15 (7 %)" in listing
+    page = marie.text(f"/shop/{world.shop_id}/parcels/{parcel['id']}")
+    assert "<dd>Acme Parcels</dd>" in page
+    # The history in words, not the stored event and actor codes.
+    history = page.split("<h2>Historique</h2>")[1]
+    assert 'data-label="Quoi">annoncé par le transporteur<' in history
+    assert 'data-label="Quoi">déposé<' in history and 'data-label="Qui">commerçant<' in history
+    assert "check in" not in history and "shopkeeper" not in history
 
 
 def test_closing_days_are_declared_and_withdrawn(marie: Pages, world: World) -> None:

@@ -61,4 +61,6 @@ def init_app(app: Flask) -> None:
     )
 
     locker_status.init_app(app)
+    # Outside the blueprint (a mistyped address), a browser gets the same error page.
+    app.extensions["error_page"] = errors.http_error
     app.register_blueprint(bp)

@@ -16,14 +16,18 @@ from markupsafe import Markup, escape
 
 from relay_ops.services.stats import Series
 
-WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 44, 12, 16, 40
+# A narrow drawing (400 units): on a 360 px phone it is drawn at about 0.8 scale, so the
+# 14-unit labels stay about 11 px high; a wide screen scales it up. Room under the axis for
+# two lines of date and a flag.
+WIDTH, HEIGHT = 400, 250
+LEFT, RIGHT, TOP, BOTTOM = 40, 10, 16, 56
+LEGEND_ROW = 20
 
 
-def _frame(title: str, desc: str, body: str, legend: str) -> Markup:
+def _frame(title: str, desc: str, body: str, legend: str, rows: int) -> Markup:
     # Every text put into the SVG (titles, labels, tooltips) went through ``escape``.
     return Markup(  # noqa: S704
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT + 24}" role="img" '
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT + 8 + LEGEND_ROW * rows}" role="img" '
         f'xmlns="http://www.w3.org/2000/svg" preserveAspectRatio="xMidYMid meet">'
         f"<title>{escape(title)}</title><desc>{escape(desc)}</desc>"
         '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
@@ -54,27 +58,32 @@ def _axes(nice: int, per_unit: float, labels: list[str]) -> str:
         if len(labels) > 8 and i % 2:
             continue  # every other date, so the labels never overlap
         x = LEFT + slot * (i + 0.5)
+        # A label may take two lines (the day's name over its date): a slot is narrow.
+        lines = "".join(
+            f'<tspan x="{x:.1f}" dy="{0 if n == 0 else 16}">{escape(line)}</tspan>'
+            for n, line in enumerate(label.split("\n"))
+        )
         parts.append(
             f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" '
-            f'class="tick">{escape(label)}</text>'
+            f'class="tick">{lines}</text>'
         )
     return "".join(parts)
 
 
 def _legend(items: list[tuple[str, str]]) -> str:
+    """One row per series: side by side they would not fit a phone's width."""
     parts, x = [], LEFT
-    for style, label in items:
+    for row, (style, label) in enumerate(items):
+        y = HEIGHT + LEGEND_ROW * row
         if style == "line":
-            parts.append(f'<line x1="{x}" x2="{x + 18}" y1="{HEIGHT + 12}" y2="{HEIGHT + 12}" '
+            parts.append(f'<line x1="{x}" x2="{x + 18}" y1="{y + 7}" y2="{y + 7}" '
                          'class="line-held"/>')
         elif style == "dashed":
-            parts.append(f'<line x1="{x}" x2="{x + 18}" y1="{HEIGHT + 12}" y2="{HEIGHT + 12}" '
+            parts.append(f'<line x1="{x}" x2="{x + 18}" y1="{y + 7}" y2="{y + 7}" '
                          'class="line-capacity"/>')
         else:
-            parts.append(f'<rect x="{x}" y="{HEIGHT + 5}" width="14" height="14" '
-                         f'class="{style}"/>')
-        parts.append(f'<text x="{x + 22}" y="{HEIGHT + 17}" class="legend">{escape(label)}</text>')
-        x += 30 + 8 * len(label)
+            parts.append(f'<rect x="{x}" y="{y}" width="14" height="14" class="{style}"/>')
+        parts.append(f'<text x="{x + 24}" y="{y + 12}" class="legend">{escape(label)}</text>')
     return "".join(parts)
 
 
@@ -106,7 +115,7 @@ def parcels_per_day(series: Series) -> Markup:
              days=len(series.days), checked_in=total_in, picked_up=total_out)
     legend = _legend([("bar-in", _("parcels checked in")), ("bar-out", _("parcels picked up"))])
     return _frame(_("Parcels per day"), desc, _axes(nice, per_unit, labels) + "".join(bars),
-                  legend)
+                  legend, 2)
 
 
 def occupancy(series: Series) -> Markup:
@@ -134,7 +143,7 @@ def occupancy(series: Series) -> Markup:
     desc = _("Parcels on the premises at the end of each day; today %(held)s for %(capacity)s "
              "places.", held=last, capacity=series.capacity)
     legend = _legend([("line", _("parcels on hand")), ("dashed", _("capacity"))])
-    return _frame(_("Occupancy"), desc, body, legend)
+    return _frame(_("Occupancy"), desc, body, legend, 2)
 
 
 def forecast(site_name: str, days: list[dict[str, Any]]) -> Markup:
@@ -163,7 +172,7 @@ def forecast(site_name: str, days: list[dict[str, Any]]) -> Markup:
         if flag:
             css = "flag-closed" if d["closed"] else "flag-risk"
             marks.append(
-                f'<text x="{LEFT + slot * (i + 0.5):.1f}" y="{base + 30}" text-anchor="middle" '
+                f'<text x="{LEFT + slot * (i + 0.5):.1f}" y="{base + 48}" text-anchor="middle" '
                 f'class="tick {css}">{escape(flag)}</text>'
             )
     points = " ".join(
@@ -172,7 +181,8 @@ def forecast(site_name: str, days: list[dict[str, Any]]) -> Markup:
     )
     cap_y = base - capacity * per_unit
     body = (
-        _axes(nice, per_unit, labels) + "".join(band)
+        _axes(nice, per_unit, [str(format_date(d, "EEE\ndd/MM")) for d in parsed])
+        + "".join(band)
         + f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{cap_y:.1f}" y2="{cap_y:.1f}" '
         'class="line-capacity"/>'
         + f'<polyline points="{points}" class="line-held"/>' + "".join(marks)
@@ -187,7 +197,7 @@ def forecast(site_name: str, days: list[dict[str, Any]]) -> Markup:
     )
     legend = _legend([("line", _("expected on hand")), ("band", _("likely range")),
                       ("dashed", _("capacity"))])
-    return _frame(_("Forecast for %(site)s", site=site_name), desc, body, legend)
+    return _frame(_("Forecast for %(site)s", site=site_name), desc, body, legend, 3)
 
 
 def _rounded(value: float) -> str:

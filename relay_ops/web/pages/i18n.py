@@ -37,6 +37,8 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["day"] = day
     app.jinja_env.filters["state"] = state_label
+    app.jinja_env.filters["action"] = action_label
+    app.jinja_env.filters["actor"] = actor_label
     app.jinja_env.globals["day_name"] = day_name
     app.jinja_env.globals["current_locale"] = select_locale
 
@@ -71,6 +73,26 @@ def day(value: str | date | None, style: str = "full") -> str:
     return str(format_date(parsed, style))
 
 
+# Days typed on a page: day first, as people in France write them (24/12/2026), or ISO
+# (2026-12-24, what a browser's own date picker used to send).
+DAY_FORMATS = ("%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%Y-%m-%d")
+
+
+def parse_day(text: str) -> date:
+    """A day typed in a form; ValueError when it is not one.
+
+    The pages use a text field with a day/month/year hint rather than ``type=date``: a
+    browser draws that field in its own interface language (mm/dd/yyyy on an English
+    browser), whatever the page's language."""
+    text = text.strip()
+    for pattern in DAY_FORMATS:
+        try:
+            return datetime.strptime(text, pattern).date()
+        except ValueError:
+            continue
+    raise ValueError(f"not a day: {text!r}")
+
+
 def day_name(key: str) -> str:
     names: dict[str, Any] = {
         "mon": _("Monday"), "tue": _("Tuesday"), "wed": _("Wednesday"), "thu": _("Thursday"),
@@ -95,3 +117,36 @@ def state_label(state: str) -> str:
         "deposited": _("deposited"),
     }
     return labels.get(state, state)
+
+
+def action_label(action: str) -> str:
+    """What an event of a parcel's history did, in words (the stored name is a code)."""
+    labels = {
+        "announce": _("announced by the carrier"),
+        "registered_unannounced": _("registered without announcement"),
+        "reconciled": _("matched with its announcement"),
+        "check_in": _("checked in"),
+        "check_in_refused": _("check-in refused (no room)"),
+        "pick_up": _("picked up"),
+        "wrong_code": _("wrong code typed"),
+        "proxy_named": _("proxy named"),
+        "extend": _("holding period extended"),
+        "deadline_extended": _("deadline moved"),
+        "expire": _("holding period over"),
+        "collect": _("given back to the carrier"),
+        "declare_missing": _("declared missing"),
+        "declare_damaged": _("declared damaged"),
+        "cancel": _("cancelled"),
+        "reroute": _("sent to another site"),
+        "reroute_refused": _("other site refused"),
+        "personal_data_purged": _("personal data deleted"),
+    }
+    return labels.get(action, action.replace("_", " "))
+
+
+def actor_label(kind: str) -> str:
+    labels = {
+        "operator": _("operator"), "shopkeeper": _("shopkeeper"), "carrier": _("carrier"),
+        "resident": _("recipient"), "system": _("automatic"), "locker": _("locker"),
+    }
+    return labels.get(kind, kind)

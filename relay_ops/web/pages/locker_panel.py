@@ -19,6 +19,7 @@ imports the firmware package, which a web worker in production does not carry.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,11 +154,56 @@ def _live(actor: Principal, site_id: int, panel: PanelLocker) -> dict[str, Any]:
     board: Board = panel.locker.board
     return {
         "online": _online(panel.locker),
-        "screen": list(board.display[-SCREEN_LINES:]),
+        "screen": [screen_line(line) for line in board.display[-SCREEN_LINES:]],
         "doors": _doors(board),
         "carrier_session": bool(panel.carrier_sessions),
         "resident": _resident_phone(actor, site_id) if demo_mode() else None,
     }
+
+
+# What the locker's firmware writes on its screen (English, like its protocol), said in the
+# panel's language. A line not listed here is shown as the firmware wrote it.
+_SCREEN = (
+    (re.compile(r"compartment (\d+) opens: take (.+)"),
+     lambda m: _("Door %(n)s opens: take %(parcel)s", n=m[1], parcel=m[2])),
+    (re.compile(r"compartment (\d+) opens: put in (.+)"),
+     lambda m: _("Door %(n)s opens: put %(parcel)s in", n=m[1], parcel=m[2])),
+    (re.compile(r"compartment (\d+) opens"), lambda m: _("Door %(n)s opens", n=m[1])),
+    (re.compile(r"compartment (\d+) failed to open"),
+     lambda m: _("Door %(n)s did not open", n=m[1])),
+    (re.compile(r"refused: (\w+)"), lambda m: _refused(m[1])),
+    (re.compile(r"out of service"), lambda m: _("Out of service")),
+    (re.compile(r"carrier: (\d+) to collect, (\d+) to deposit( \(scan each parcel\))?"),
+     lambda m: _("Carrier: %(collect)s to collect, %(deposit)s to drop off",
+                 collect=m[1], deposit=m[2]) + (" " + _("(scan each parcel)") if m[3] else "")),
+    (re.compile(r"carrier: done"), lambda m: _("Carrier: done")),
+    (re.compile(r"carrier: time is up, type the code again"),
+     lambda m: _("Carrier: time is up, type the code again")),
+)
+
+
+def _refused(reason: str) -> str:
+    reasons = {
+        "unknown_code": _("unknown code"),
+        "expired": _("this code has expired"),
+        "revoked": _("this code is no longer valid"),
+        "already_used": _("this code was already used"),
+        "out_of_service": _("this door is out of service"),
+        "unknown_compartment": _("no such door"),
+        "no_credentials": _("the locker has no codes yet"),
+        "no_reservation": _("no door is reserved for this parcel"),
+        "locked_out": _("too many wrong codes, wait a moment"),
+        "keypad_throttle": _("too many wrong codes, wait a moment"),
+    }
+    return _("Refused: %(reason)s", reason=reasons.get(reason, reason.replace("_", " ")))
+
+
+def screen_line(line: str) -> str:
+    for pattern, say in _SCREEN:
+        match = pattern.fullmatch(line)
+        if match:
+            return str(say(match))
+    return line
 
 
 def _carriers(actor: Principal) -> list[dict[str, Any]]:

@@ -31,7 +31,8 @@ def explain(err: DomainError) -> tuple[str, str]:
         case "wrong-site":
             return _("Another shop's parcel"), _(
                 "This parcel is addressed to %(site)s: give it back to the driver.",
-                site=extra.get("destination", "?"))
+                # The shop's name, as on the parcel's label; its code means nothing at a counter.
+                site=extra.get("destination_name") or extra.get("destination", "?"))
         case "wrong-pickup-code":
             left = extra.get("attempts_left")
             if left is None:

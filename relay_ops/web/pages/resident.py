@@ -35,8 +35,10 @@ def _hours(hours: Any) -> list[tuple[str, str]] | None:
 
 
 @bp.get("/t/<token>")
-def track(token: str) -> str:
-    return render_template("pages/track.html", token=token, parcel=_view(token))
+def track(token: str) -> tuple[str, int, dict[str, str]]:
+    page = render_template("pages/track.html", token=token, parcel=_view(token))
+    # The pickup code is on the page: no copy in a shared cache or on the phone's disk.
+    return page, 200, {"Cache-Control": "no-store"}
 
 
 @bp.post("/t/<token>/extension")
@@ -54,15 +56,27 @@ def track_extend(token: str) -> Response:
 
 
 @bp.post("/t/<token>/proxy")
-def track_proxy(token: str) -> Response | str:
+def track_proxy(token: str) -> Response:
     principal = resident.principal_for(ctx(), token)
     assert principal.parcel_id is not None
     try:
-        named = parcels.name_proxy(
-            ctx(), principal, principal.parcel_id, request.form.get("name", "")
-        )
+        parcels.name_proxy(ctx(), principal, principal.parcel_id, request.form.get("name", ""))
     except DomainError as err:
         flash(explain(err)[1], "error")
         return redirect(url_for("pages.track", token=token), 303)
-    # The proxy's code is shown once, on this answer only: it is never put in a cookie.
-    return render_template("pages/track.html", token=token, parcel=_view(token), named=named)
+    # Post/redirect/get: reloading the answer reads the code again instead of sending the
+    # form again (which would have replaced the code the neighbour was already given).
+    return redirect(url_for("pages.track_proxy_named", token=token), 303)
+
+
+@bp.get("/t/<token>/proxy")
+def track_proxy_named(token: str) -> Response | tuple[str, int, dict[str, str]]:
+    """The answer to naming a proxy: their live code, read again on every reload. The code
+    is never put in a cookie or the address; the tracking page itself only names the proxy."""
+    principal = resident.principal_for(ctx(), token)
+    named = resident.named_proxy(ctx(), principal)
+    if named is None:
+        return redirect(url_for("pages.track", token=token), 303)
+    page = render_template("pages/track.html", token=token, parcel=_view(token), named=named)
+    # A code on the page: no copy in a shared cache or the browser's disk cache.
+    return page, 200, {"Cache-Control": "no-store"}

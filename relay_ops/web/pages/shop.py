@@ -14,7 +14,7 @@ from relay_ops.domain.errors import DomainError, ValidationFailed
 from relay_ops.services import accounts, forecast, parcels, sites, stats
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp, charts
-from relay_ops.web.pages.i18n import when
+from relay_ops.web.pages.i18n import parse_day, when
 from relay_ops.web.pages.refusals import explain
 from relay_ops.web.pages.security import ctx, requires
 
@@ -52,7 +52,14 @@ def my_sites(principal: Principal) -> str:
 @bp.get("/shop/<int:site_id>/scan")
 @requires(*STAFF)
 def scan_station(principal: Principal, site_id: int) -> str:
-    return render_template("pages/scan.html", site=_site(principal, site_id), result=None)
+    return _scan_page(principal, _site(principal, site_id), None)
+
+
+def _scan_page(principal: Principal, site: dict[str, Any], result: dict[str, Any] | None) -> str:
+    # The "not announced" list comes from the server, so a reload, the pickup screen or
+    # another counter PC shows the same parcels waiting for a decision.
+    waiting = parcels.unannounced_waiting(ctx(), principal, site["id"])
+    return render_template("pages/scan.html", site=site, result=result, waiting=waiting)
 
 
 @bp.post("/shop/<int:site_id>/scan")
@@ -68,9 +75,24 @@ def scan(principal: Principal, site_id: int) -> Response | str:
         result = _checked_in(site_id, answer)
     except DomainError as err:
         result = _refused(number, err)
+        if err.slug == "unannounced-parcel":
+            parcels.hold_unannounced(ctx(), principal, site_id, result["tracking_number"])
     if request.accept_mimetypes.best == "application/json":
         return jsonify(result)
-    return render_template("pages/scan.html", site=site, result=result)
+    return _scan_page(principal, site, result)
+
+
+@bp.post("/shop/<int:site_id>/scan/set-aside")
+@requires(*STAFF)
+def set_aside(principal: Principal, site_id: int) -> Response | tuple[dict[str, Any], int]:
+    """The shopkeeper does not take a parcel nobody announced: it leaves the list."""
+    _site(principal, site_id)
+    number = request.form.get("tracking_number", "")
+    parcels.set_aside_unannounced(ctx(), principal, site_id, number)
+    if request.accept_mimetypes.best == "application/json":
+        return {"tracking_number": number}, 200
+    flash(_("%(number)s set aside: give it back to the driver.", number=number), "ok")
+    return redirect(url_for("pages.scan_station", site_id=site_id), 303)
 
 
 def _checked_in(site_id: int, answer: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +153,7 @@ def shelf_label(principal: Principal, site_id: int, parcel_id: int) -> str:
 @bp.get("/shop/<int:site_id>/pickup")
 @requires(*STAFF)
 def pickup(principal: Principal, site_id: int) -> str:
-    return render_template("pages/pickup.html", site=_site(principal, site_id))
+    return _pickup_page(principal, _site(principal, site_id))
 
 
 def _claim_from_form() -> parcels.PickupClaim:
@@ -156,8 +178,8 @@ def pickup_find(principal: Principal, site_id: int) -> tuple[str, int] | str:
             recipient_name=claim.recipient_name,
         )
     except DomainError as err:
-        return _pickup_refused(site, err, claim)
-    return render_template("pages/pickup.html", site=site, preview=preview, claim=claim)
+        return _pickup_refused(principal, site, err, claim)
+    return _pickup_page(principal, site, preview=preview, claim=claim)
 
 
 @bp.post("/shop/<int:site_id>/pickup/confirm")
@@ -173,8 +195,15 @@ def pickup_confirm(principal: Principal, site_id: int) -> tuple[str, int] | str:
             override_lock=identity is not None and request.form.get("override_lock") == "1",
         )
     except DomainError as err:
-        return _pickup_refused(site, err, claim)
-    return render_template("pages/pickup.html", site=site, done=done)
+        return _pickup_refused(principal, site, err, claim)
+    return _pickup_page(principal, site, done=done)
+
+
+def _pickup_page(principal: Principal, site: dict[str, Any], **context: Any) -> str:
+    # Parcels nobody announced still wait for a decision at the scan station: say so here,
+    # so that serving a resident does not make the shopkeeper forget them.
+    waiting = parcels.unannounced_waiting(ctx(), principal, site["id"])
+    return render_template("pages/pickup.html", site=site, waiting=waiting, **context)
 
 
 def _identity_from_form() -> parcels.IdentityCheck | None:
@@ -185,7 +214,7 @@ def _identity_from_form() -> parcels.IdentityCheck | None:
 
 
 def _pickup_refused(
-    site: dict[str, Any], err: DomainError, claim: parcels.PickupClaim
+    principal: Principal, site: dict[str, Any], err: DomainError, claim: parcels.PickupClaim
 ) -> tuple[str, int]:
     title, message = explain(err)
     # A locked code or a proxy's code can still be handed over, with an identity check.
@@ -194,8 +223,8 @@ def _pickup_refused(
     needs_more = err.slug == "code-needs-tracking-or-name"
     # The name or tracking number stays for the next try (5 wrong codes with them lock the
     # parcel); the code stays only where the same code goes on.
-    page = render_template(
-        "pages/pickup.html", site=site, refusal={"title": title, "message": message},
+    page = _pickup_page(
+        principal, site, refusal={"title": title, "message": message},
         claim=claim if needs_identity or needs_more else parcels.PickupClaim(
             tracking_number=claim.tracking_number, recipient_name=claim.recipient_name),
         needs_identity=needs_identity, needs_more=needs_more,
@@ -237,11 +266,17 @@ def inventory(principal: Principal, site_id: int) -> str:
     listing = parcels.inventory(
         ctx(), principal, site_id, _inventory_filter(view, carrier), page, PER_PAGE
     )
+    carriers = accounts.list_carriers(ctx(), principal)
     return render_template(
         "pages/inventory.html", site=site, listing=listing, view=view, carrier=carrier,
-        carriers=accounts.list_carriers(ctx(), principal), filters=FILTERS,
+        carriers=carriers, carrier_names=_carrier_names(carriers), filters=FILTERS,
         occupancy=sites.occupancy(ctx(), principal, site_id),
     )
+
+
+def _carrier_names(carriers: list[dict[str, Any]]) -> dict[str, str]:
+    """Carrier code → name: the counter reads "Acme Parcels", not "acme"."""
+    return {str(c["code"]): str(c["name"]) for c in carriers}
 
 
 @bp.get("/shop/<int:site_id>/parcels/<int:parcel_id>")
@@ -250,7 +285,10 @@ def parcel_detail(principal: Principal, site_id: int, parcel_id: int) -> str:
     site = _site(principal, site_id)
     parcel = _parcel_at(principal, site, parcel_id)
     events = parcels.parcel_history(ctx(), principal, parcel_id)
-    return render_template("pages/parcel.html", site=site, parcel=parcel, events=events)
+    return render_template(
+        "pages/parcel.html", site=site, parcel=parcel, events=events,
+        carrier_names=_carrier_names(accounts.list_carriers(ctx(), principal)),
+    )
 
 
 @bp.post("/shop/<int:site_id>/parcels/<int:parcel_id>/declare")
@@ -336,6 +374,7 @@ def remove_closing_day(principal: Principal, site_id: int, day: str) -> Response
 
 def _form_date(field: str) -> date:
     try:
-        return date.fromisoformat(request.form.get(field, ""))
+        return parse_day(request.form.get(field, ""))
     except ValueError:
-        raise ValidationFailed(_("Give a date.")) from None
+        raise ValidationFailed(
+            _("Give a date as day/month/year, for example 24/12/2026.")) from None

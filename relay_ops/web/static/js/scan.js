@@ -104,6 +104,8 @@
     if (!pending.contains(document.activeElement)) field.focus();
   }
 
+  // The "not announced" list is kept by the server until each parcel is decided: the page
+  // starts from the list it was served with and adds what this session scans.
   function askToAccept(answer) {
     for (var i = 0; i < pending.children.length; i++) {
       if (pending.children[i].dataset.number === answer.tracking_number) return;
@@ -111,19 +113,32 @@
     var li = document.getElementById("pending-item").content.firstElementChild.cloneNode(true);
     li.dataset.number = answer.tracking_number;
     li.querySelector(".number").textContent = answer.tracking_number;
-    li.addEventListener("click", function (ev) {
-      var action = ev.target.dataset && ev.target.dataset.action;
-      if (!action) return;
-      if (action === "accept") {
-        queue.push({ number: answer.tracking_number, accept: true });
-        save();
-      }
-      li.remove();
-      pendingSection.hidden = !pending.children.length;
-      field.focus();
-      showQueue(); pump();
+    li.querySelectorAll("input[name=tracking_number]").forEach(function (input) {
+      input.value = answer.tracking_number;
     });
     pending.appendChild(li);
     pendingSection.hidden = false;
   }
+
+  // Accept goes through the scan queue (in order, retried); Set aside tells the server. Both
+  // buttons are forms, so without script they post and the page comes back.
+  pending.addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var li = ev.target.closest("li");
+    var number = li.dataset.number;
+    // Which form was sent tells the decision (older browsers have no ev.submitter).
+    if (ev.target.querySelector("input[name=accept_unannounced]")) {
+      queue.push({ number: number, accept: true });
+      save();
+    } else {
+      fetch(ev.target.action, {
+        method: "POST", body: new FormData(ev.target), credentials: "same-origin",
+        headers: { "Accept": "application/json", "X-CSRF-Token": csrf }
+      }).catch(function () { /* still on the server's list: it comes back on reload */ });
+    }
+    li.remove();
+    pendingSection.hidden = !pending.children.length;
+    field.focus();
+    showQueue(); pump();
+  });
 })();
