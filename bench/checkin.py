@@ -439,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
                ("SECRET_KEY", "PICKUP_CODE_PEPPER", "PICKUP_CODE_DERIVATION_KEY",
                 "API_TOKEN_PEPPER", "LOCKER_PIN_KEY_SECRET")}
     secrets["LOCKER_TOKEN_SIGNING_KEY"] = private_key_to_pem(generate_private_key())
+    secrets["LOCKER_COMMAND_SIGNING_KEY"] = private_key_to_pem(generate_private_key())
     config = {"ENV": "production", "DATABASE_URL": sa_url, "LOG_LEVEL": "WARNING",
               "NOTIFY_FILE_PATH": str(logdir / "notifications.jsonl"), **secrets}
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_OPS_")}

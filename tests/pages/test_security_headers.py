@@ -107,6 +107,7 @@ def test_production_keeps_browsers_on_https(world: World) -> None:
         "ENV": "production", "DATABASE_URL": world.ctx.db.engine.url.render_as_string(False),
         **{key: "a-real-secret-" + key for key in SECRETS},
         "LOCKER_TOKEN_SIGNING_KEY": base64.b64encode(b"k" * 32).decode(),
+        "LOCKER_COMMAND_SIGNING_KEY": base64.b64encode(b"c" * 32).decode(),
     })
     answer = production.test_client().get("/health")
     assert answer.headers["Strict-Transport-Security"] == "max-age=31536000"
