@@ -254,7 +254,8 @@ class Stack:
                 kind = response.headers.get_content_type()
                 return response.status, raw if kind.startswith("image/") else json.loads(raw)
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+            with error:  # it holds the connection: closed here, not whenever it is collected
+                return error.code, json.loads(error.read() or b"null")
 
     def carrier(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         return self.http(method, "/api/v1" + path, body, self.carrier_key)
