@@ -49,6 +49,12 @@
     document.addEventListener("click", function (ev) {
       if (!ev.target.closest(interactive)) field.focus();
     });
+    // The autofocus attribute is ignored when the address names an anchor (the link from the
+    // pickup screen to the waiting parcels does): the field still takes the scanner's input,
+    // and the page stays scrolled where the link pointed.
+    if (!document.activeElement || document.activeElement === document.body) {
+      field.focus({ preventScroll: true });
+    }
   }
   var answered = document.querySelector("[data-tone]");
   if (answered) beep(answered.dataset.tone);
