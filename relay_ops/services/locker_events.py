@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from firmware_bridge.protocol import STALE_COUNTER
@@ -109,40 +109,98 @@ def apply_event(
 def apply_events(ctx: Ctx, locker: str, boot_id: str, events: list[LockerEvent], *,
                  claim_commands: bool = False) -> BatchApplied:
     """Events of one (locker, boot) in one transaction, in seq order (the bridge batches what
-    arrived together: one commit for many events). Each effect runs in a savepoint: an event
-    whose handler fails on a bug is recorded as an operator alert and passed, so one bad
-    event cannot block a locker forever; a database failure fails the whole batch (nothing is
+    arrived together: one commit for many events).
+
+    The batch runs without savepoints: the effects, then one UPDATE of the cursor and one of
+    the link (a savepoint per event was most of the bridge's cost, issue 15). When an effect
+    fails on a bug or on its own data, the transaction is rolled back and the batch applied
+    again one event at a time, each in a savepoint: the poisoned event is rolled back alone,
+    recorded as an operator alert and passed (so one bad event cannot block a locker forever),
+    its neighbours are applied once. A database failure fails the whole batch (nothing is
     acknowledged, the locker resends)."""
+    try:
+        return _apply_batch(ctx, locker, boot_id, events, claim_commands, isolate=False)
+    except _EffectFailed as failed:
+        log.warning("%s: a batch of %d events failed at seq %s (%s); applied again one event "
+                    "at a time", locker, len(events), failed.seq, failed.__cause__)
+        return _apply_batch(ctx, locker, boot_id, events, claim_commands, isolate=True)
+
+
+class _EffectFailed(Exception):
+    """An event's effect failed in a batch applied without savepoints (the batch is retried
+    with them)."""
+
+    def __init__(self, seq: int | None) -> None:
+        super().__init__(f"seq {seq}")
+        self.seq = seq
+
+
+def _is_poison(error: Exception) -> bool:
+    """A failure of the event itself (a bug, data a constraint refuses), which a savepoint
+    isolates; not a failure of the database (connection lost, deadlock): that one fails the
+    batch and the locker resends it."""
+    return not isinstance(error, SQLAlchemyError) or isinstance(error, IntegrityError | DataError)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    seen: list[LockerEvent]  # every event up to the first beyond a gap (the link notes them)
+    runnable: list[LockerEvent]  # cursor + 1, + 2, ...: applied now
+    held_back: tuple[LockerEvent, ...] = ()
+    gap: tuple[int, int] | None = None
+
+
+def _plan(events: list[LockerEvent], cursor_seq: int) -> _Plan:
+    ordered = sorted(events, key=lambda e: e.seq)
+    runnable: list[LockerEvent] = []
+    expected = cursor_seq + 1
+    for index, event in enumerate(ordered):
+        if event.seq < expected:
+            continue  # a duplicate: redelivery is normal
+        if event.seq > expected:
+            return _Plan(ordered[:index + 1], runnable,
+                         tuple(e for e in ordered[index:] if e.seq >= expected),
+                         (expected, event.seq - 1))
+        runnable.append(event)
+        expected += 1
+    return _Plan(ordered, runnable)
+
+
+def _apply_batch(ctx: Ctx, locker: str, boot_id: str, events: list[LockerEvent],
+                 claim_commands: bool, *, isolate: bool) -> BatchApplied:
     now = ctx.now()
-    applied = 0
-    with ctx.db.transaction() as session:
-        site = _site(session, locker)
-        if site is None:
-            return BatchApplied("unknown_locker", 0, 0)
-        link = lockers.link_of(session, site)
-        cursor = _cursor(session, site, boot_id)
-        session.info[_BOOT] = boot_id  # for the handlers that need the cursor
-        ordered = sorted(events, key=lambda e: e.seq)
-        held_back: tuple[LockerEvent, ...] = ()
-        gap: tuple[int, int] | None = None
-        with lockers.one_sync_per_batch(ctx, session, site, link):
-            for index, event in enumerate(ordered):
-                _seen(link, boot_id, event.seq, event.ts, now)
-                if event.seq <= cursor.applied_seq:
-                    continue  # a duplicate: redelivery is normal
-                if event.seq > cursor.applied_seq + 1:
-                    held_back = tuple(e for e in ordered[index:] if e.seq > cursor.applied_seq)
-                    gap = (cursor.applied_seq + 1, event.seq - 1)
-                    break
-                _apply_one(ctx, session, site, link, event, now)
-                cursor.applied_seq, cursor.updated_at = event.seq, now
-                applied += 1
-        if applied:
-            _after_replayed(ctx, session, site, link, boot_id, now)
-        return BatchApplied("applied", cursor.applied_seq, applied, held_back, gap,
-                            _claimed(session, site, now, claim_commands))
-
-
+    applying: LockerEvent | None = None
+    try:
+        with ctx.db.transaction() as session:
+            site = _site(session, locker)
+            if site is None:
+                return BatchApplied("unknown_locker", 0, 0)
+            link = lockers.link_of(session, site)
+            cursor = _cursor(session, site, boot_id)
+            plan = _plan(events, cursor.applied_seq)
+            session.info[_BOOT] = boot_id  # for the handlers that need the cursor
+            with lockers.one_sync_per_batch(ctx, session, site, link):
+                for applying in plan.runnable:
+                    # where the cursor stands for this event, without writing it per event
+                    session.info[_APPLIED_SEQ] = applying.seq - 1
+                    if isolate:
+                        _apply_isolated(ctx, session, site, link, applying, now)
+                    else:
+                        _apply_one(ctx, session, site, link, applying, now)
+                applying = None
+            _seen(link, boot_id, plan.seen, now)
+            if plan.runnable:
+                cursor.applied_seq, cursor.updated_at = plan.runnable[-1].seq, now
+                _after_replayed(ctx, session, site, link, boot_id, now)
+            result = BatchApplied("applied", cursor.applied_seq, len(plan.runnable),
+                                  plan.held_back, plan.gap,
+                                  _claimed(session, site, now, claim_commands))
+    except Exception as error:
+        if isolate or not _is_poison(error):
+            raise
+        # the effect that failed, or (failing at the commit's flush) one of the batch's
+        raise _EffectFailed(applying.seq if applying else None) from error
+    return result
 def _after_replayed(ctx: Ctx, session: Session, site: Site, link: LockerLink, boot_id: str,
                     now: datetime) -> None:
     """Once per applied batch: a snapshot that waited for these events may be asked again."""
@@ -165,16 +223,24 @@ def _apply_one(ctx: Ctx, session: Session, site: Site, link: LockerLink, event: 
     if handler is None:
         log.info("%s: event %s has no backend effect", site.code, event.type)
         return
+    handler(ctx, session, site, link, event.body, event.ts, now)
+
+
+def _apply_isolated(ctx: Ctx, session: Session, site: Site, link: LockerLink,
+                    event: LockerEvent, now: datetime) -> None:
+    """The retry path: the event in a savepoint; if it fails, it alone is rolled back, an
+    operator alert and the log say why, and the batch goes on."""
     batch = lockers.pending_sync(session)
     before = batch.copy() if batch is not None else None
     savepoint = session.begin_nested()
     try:
-        handler(ctx, session, site, link, event.body, event.ts, now)
-        savepoint.commit()
-    except SQLAlchemyError:
-        raise
+        _apply_one(ctx, session, site, link, event, now)
+        savepoint.commit()  # flushes: a constraint refusing this event's rows fails here
     except Exception as error:
+        if not _is_poison(error):
+            raise
         savepoint.rollback()
+        session.info.pop(_OPEN_ALERTS, None)  # alerts it raised or counted are rolled back
         if batch is not None and before is not None:
             batch.restore(before)  # the credential changes it noted were rolled back too
         log.exception("%s: event %s seq %s not applied", site.code, event.type, event.seq)
@@ -292,6 +358,8 @@ def _outage_credit(ctx: Ctx, session: Session, site: Site, link: LockerLink,
 
 
 _BOOT = "locker_events.boot_id"
+_APPLIED_SEQ = "locker_events.applied_seq"  # the cursor as the event being applied sees it
+_OPEN_ALERTS = "locker_events.open_alerts"  # open alerts found or raised in this transaction
 
 
 def _site(session: Session, code: str) -> Site | None:
@@ -311,10 +379,14 @@ def _cursor(session: Session, site: Site, boot_id: str) -> LockerEventCursor:
     return cursor
 
 
-def _seen(link: LockerLink, boot_id: str, seq: int, ts: datetime, now: datetime) -> None:
+def _seen(link: LockerLink, boot_id: str, events: list[LockerEvent], now: datetime) -> None:
+    """The link notes the batch once: when it was heard, and its latest event by time."""
     link.last_seen_at = now
-    if link.last_event_at is None or ts >= link.last_event_at:
-        link.last_event_boot, link.last_event_seq, link.last_event_at = boot_id, seq, ts
+    latest = link.last_event_at
+    for event in events:
+        if latest is None or event.ts >= latest:
+            link.last_event_boot, link.last_event_seq, latest = boot_id, event.seq, event.ts
+    link.last_event_at = latest
 
 
 UNEXPECTED_OPENING = "unexpected_door_opening"
@@ -326,18 +398,29 @@ def _alert(session: Session, site: Site, kind: str, detail: str, *,
     every few minutes seeing the same parcel missing) counts on it instead of adding one."""
     parcel_id = parcel.id if parcel else None
     now = session_now(session)
-    open_alert = session.scalar(select(LockerAlert).where(
-        LockerAlert.site_id == site.id, LockerAlert.resolved_at.is_(None),
-        LockerAlert.kind == kind, _is(LockerAlert.compartment, compartment),
-        _is(LockerAlert.parcel_id, parcel_id),
-    ).limit(1))
-    if open_alert is not None:
+    # A batch of events often raises the same alert again (a fault repeated, a snapshot):
+    # found once per transaction, then counted in memory and written with the commit.
+    known: dict[tuple[Any, ...], LockerAlert] = session.info.setdefault(_OPEN_ALERTS, {})
+    key = (site.id, kind, compartment, parcel_id)
+    open_alert = known.get(key)
+    if open_alert is None or open_alert.resolved_at is not None:
+        # No flush first: what this transaction raised is in `known` (every alert is raised
+        # here), and the new ones of a batch go out together in one multi-row INSERT.
+        with session.no_autoflush:
+            open_alert = session.scalar(select(LockerAlert).where(
+                LockerAlert.site_id == site.id, LockerAlert.resolved_at.is_(None),
+                LockerAlert.kind == kind, _is(LockerAlert.compartment, compartment),
+                _is(LockerAlert.parcel_id, parcel_id),
+            ).limit(1))
+    if open_alert is not None and open_alert.resolved_at is None:
         open_alert.occurrences += 1
         open_alert.last_seen_at, open_alert.detail = now, detail[:300]
+        known[key] = open_alert
         return open_alert
     alert = LockerAlert(site_id=site.id, kind=kind, detail=detail[:300], compartment=compartment,
-                        parcel_id=parcel_id, last_seen_at=now)
+                        parcel_id=parcel_id, last_seen_at=now, occurrences=1)
     session.add(alert)
+    known[key] = alert
     return alert
 
 
@@ -911,7 +994,7 @@ def state_snapshot(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     reported = int(body.get("unacked_events", 0))
     boot_id: str = session.info[_BOOT]
     earlier = _earlier_entries(reported, int(body.get("acked_seq", 0)),
-                               _cursor(session, site, boot_id))
+                               session.info[_APPLIED_SEQ])
     link.unacked_events = earlier
     if earlier:
         link.snapshot_waiting_boot = boot_id
@@ -925,11 +1008,11 @@ def state_snapshot(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     _note_credential_version(ctx, session, site, link, body.get("credential_version"))
 
 
-def _earlier_entries(reported: int, acked_seq: int, cursor: LockerEventCursor) -> int:
+def _earlier_entries(reported: int, acked_seq: int, cursor_seq: int) -> int:
     """Entries of earlier boots the locker still held when it made its snapshot. It counted
     every unacknowledged entry: this boot's seqs acked_seq+1 .. seq-1 (the cursor stands at
     seq-1 while the snapshot is applied: a boot's events apply in seq order) and the rest."""
-    return max(0, reported - max(0, cursor.applied_seq - acked_seq))
+    return max(0, reported - max(0, cursor_seq - acked_seq))
 
 
 def _other_boots_applied(session: Session, site: Site, boot_id: str) -> int:
