@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from locker_harness import unique_locker_id
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from firmware_bridge import protocol as p
 from firmware_bridge.bridge import Bridge, BridgeSettings
@@ -66,8 +66,9 @@ class SignedLocker:
         out = []
         for body in bodies:
             self.seq += 1
-            event = p.make_event(self.code, self.boot, self.seq, body)
-            out.append((p.evt_topic(self.code), self.identity.sign(event), 100 + self.seq, 1))
+            envelope = p.make_event(self.code, self.boot, self.seq, body)
+            out.append((p.evt_topic(self.code), self.identity.sign(envelope), 100 + self.seq,
+                        1))
         return out
 
 
@@ -161,3 +162,33 @@ def test_repeated_alerts_in_one_batch_count_on_one_open_alert(world: World, ctx:
     bridge_with(ctx, Acks())._handle_batch(locker.messages(*[left_open(2)] * 3))
     assert {key: n for key, (n, _d) in alerts(world, locker.site_id).items()} == {
         ("door_left_open", 2): 10}
+
+
+def test_a_batch_costs_the_same_few_statements_whatever_its_length(world: World,
+                                                                   ctx: Ctx) -> None:
+    """Issue 15: a savepoint, the effect, the cursor's and the link's UPDATE for each event
+    made the bridge twenty times slower than a bare consumer. A batch is now the locker's row,
+    link and cursor, its effects, one UPDATE of the cursor and one of the link: 20 repeats of
+    one alert cost what 2 do."""
+    locker = SignedLocker(world)
+
+    def statements(count: int) -> int:
+        first = locker.seq + 1
+        locker.seq += count
+        events = [locker_events.LockerEvent(seq, "fault", {"code": "bench", "compartment": 1},
+                                            ctx.now()) for seq in range(first, first + count)]
+        executed: list[str] = []
+
+        def note(*args: Any) -> None:
+            executed.append(args[2])
+
+        event.listen(ctx.db.engine, "before_cursor_execute", note)
+        try:
+            assert locker_events.apply_events(ctx, locker.code, locker.boot, events).applied \
+                == count
+        finally:
+            event.remove(ctx.db.engine, "before_cursor_execute", note)
+        return len(executed)
+
+    statements(1)  # the cursor's row and the open alert exist from now on
+    assert statements(2) == statements(20) <= 8
