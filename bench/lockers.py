@@ -112,7 +112,7 @@ def backend(url: str, models: dict[str, int] | None = None) -> Ctx:
 def start_bridge(url: str, group: str, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(ROOT), RELAY_OPS_DATABASE_URL=url,
                RELAY_OPS_MQTT_SHARE_GROUP=group, RELAY_OPS_LOG_LEVEL="WARNING")
-    process = subprocess.Popen([sys.executable, "-m", "firmware_bridge.bridge", "--broker",
+    process = subprocess.Popen([sys.executable, "-m", "relay_ops.cli", "bridge", "--broker",
                                 f"{BROKER[0]}:{BROKER[1]}", "--log-level", "INFO"],
                                env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=log.open("w"))

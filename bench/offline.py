@@ -576,7 +576,7 @@ def end_to_end(ctx: Any, url: str, fleet: Fleet, codes: list[str], journal_dir: 
     config/mosquitto.conf); a `relayops-bridge` process applies their replays on PostgreSQL.
     Timed from the agents' start until every day entry is committed (the cursors), then until
     every locker's new-boot snapshot is reconciled (it waits for the replay, then a fresh one
-    is asked: services.locker_events.state_snapshot)."""
+    is asked: services.locker_snapshot.state_snapshot)."""
     from sqlalchemy import select
 
     from firmware_bridge.agent.drivers import SimulatedBoard

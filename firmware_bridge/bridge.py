@@ -1,9 +1,11 @@
 """The backend side of the locker link: MQTT events in, relay_ops service calls, commands out.
 
-    relayops-bridge [--broker HOST:PORT] [--no-shared]
+    relayops-bridge [--broker HOST:PORT] [--no-shared]     (or: relay-ops bridge ...)
 
-It holds no rule: each event becomes one call to :mod:`relay_ops.services.locker_events`
-(one transaction), and the commands the services wrote to the outbox are published from there.
+The process is composed by the CLI (`relay_ops/cli.py`, command `bridge`): it builds the app
+and hands the bridge the services' context; this module never builds the app. It holds no
+rule: a batch of events becomes one call to :mod:`relay_ops.services.locker_events` (one
+transaction), and the commands the services wrote to the outbox are published from there.
 
 Delivery (see docs/locker-protocol.md section 6 and ../shared MQTT facts):
 - paho's network thread only queues messages; one worker thread does the database work, so
@@ -23,14 +25,11 @@ Killed at any point, a restarted bridge loses nothing and doubles nothing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import queue
-import signal
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -360,7 +359,7 @@ class Bridge:
         self._publish(p.cmd_topic(command.locker), locker_identity.sign(self.ctx, envelope))
 
 
-# ---------------------------------------------------------------- console script
+# ---------------------------------------------------------------- broker login
 
 
 def broker_login(config: Mapping[str, Any], host: str, port: int) -> BrokerLogin:
@@ -376,41 +375,3 @@ def broker_login(config: Mapping[str, Any], host: str, port: int) -> BrokerLogin
     production = config.get("ENV") == "production"
     login.refuse_plaintext(not production or bool(config.get("MQTT_ALLOW_PLAINTEXT_BROKER")))
     return login
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="relayops-bridge", description=__doc__.split("\n")[0])
-    parser.add_argument("--broker", default=None, help="host:port (default: MQTT_HOST/PORT)")
-    parser.add_argument("--no-shared", action="store_true",
-                        help="plain subscription, for brokers without $share (one bridge only)")
-    parser.add_argument("--resend-after", type=float, default=5.0)
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
-    from relay_ops import create_app
-
-    app = create_app()
-    ctx: Ctx = app.extensions["relay_ops"]
-    host, port = app.config["MQTT_HOST"], int(app.config["MQTT_PORT"])
-    if args.broker:
-        host, _, port_text = args.broker.rpartition(":")
-        port = int(port_text)
-    settings = BridgeSettings(
-        shared_subscription=app.config["MQTT_SHARED_SUBSCRIPTION"] and not args.no_shared,
-        share_group=app.config["MQTT_SHARE_GROUP"],
-        client_id_prefix=app.config["MQTT_CLIENT_ID_PREFIX"], resend_after_s=args.resend_after,
-    )
-    login = broker_login(app.config, host or "127.0.0.1", port)
-    bridge = Bridge(ctx, login.host, login.port, settings, login)
-    done = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: done.set())
-    bridge.start()
-    print("bridge started", flush=True)
-    done.wait()
-    bridge.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -438,6 +438,46 @@ def scheduler(tick: float) -> None:
     loop.run()
 
 
+@click.command("bridge")
+@click.option("--broker", default=None, help="host:port (default: MQTT_HOST/MQTT_PORT)")
+@click.option("--no-shared", is_flag=True,
+              help="plain subscription, for brokers without $share (one bridge only)")
+@click.option("--resend-after", default=5.0, show_default=True,
+              help="seconds before a command the locker has not answered goes out again")
+@click.option("--log-level", default="INFO", show_default=True)
+@with_appcontext
+def bridge(broker: str | None, no_shared: bool, resend_after: float, log_level: str) -> None:
+    """Run the MQTT bridge: locker events in, service calls, commands out (production; also
+    the console script `relayops-bridge`). The bridge gets the services' context from here:
+    firmware_bridge never builds the app. SIGTERM stops it."""
+    import logging
+    import signal
+    import threading
+
+    from firmware_bridge.bridge import Bridge, BridgeSettings, broker_login
+
+    logging.getLogger().setLevel(log_level)
+    config = current_app.config
+    host, port = config["MQTT_HOST"], int(config["MQTT_PORT"])
+    if broker:
+        host, _, port_text = broker.rpartition(":")
+        port = int(port_text)
+    settings = BridgeSettings(
+        shared_subscription=config["MQTT_SHARED_SUBSCRIPTION"] and not no_shared,
+        share_group=config["MQTT_SHARE_GROUP"],
+        client_id_prefix=config["MQTT_CLIENT_ID_PREFIX"], resend_after_s=resend_after,
+    )
+    login = broker_login(config, host or "127.0.0.1", port)
+    running = Bridge(ctx(), login.host, login.port, settings, login)
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
+    running.start()
+    click.echo("bridge started")
+    done.wait()
+    running.stop()
+
+
 @click.group("jobs", cls=_ReportDomainErrors)
 def jobs_group() -> None:
     """Background jobs: queues, failures, retries."""
@@ -519,7 +559,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(jobs_group, "jobs")
     app.cli.add_command(broker_group, "broker")
     for command in (site_group, locker_group, carrier_group, user_group, sweep_expiry, sweep,
-                    forecast_command, run_jobs, worker, scheduler, demo):
+                    forecast_command, run_jobs, worker, scheduler, bridge, demo):
         app.cli.add_command(command)
 
 
@@ -532,6 +572,14 @@ def _create_app() -> Flask:
 def main() -> None:
     FlaskGroup(create_app=_create_app, add_default_commands=False,
                help="RelayOps operations.")(prog_name="relay-ops")
+
+
+def bridge_main() -> None:
+    """The console script `relayops-bridge [--broker HOST:PORT] [--no-shared]`."""
+    import sys
+
+    FlaskGroup(create_app=_create_app, add_default_commands=False)(
+        args=["bridge", *sys.argv[1:]], prog_name="relayops-bridge")
 
 
 if __name__ == "__main__":

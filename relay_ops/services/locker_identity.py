@@ -164,7 +164,7 @@ def event_keys(ctx: Ctx, codes: Iterable[str]) -> dict[str, Ed25519PublicKey]:
 def refused_message(ctx: Ctx, code: str, reason: str, message_type: str) -> bool:
     """A message on a locker's topics that its key did not sign: counted on one open
     `forged_message` alert per locker (a burst is one alert). False for an unknown locker."""
-    from relay_ops.services.locker_events import alert_on
+    from relay_ops.services.locker_alerts import alert_on
 
     with ctx.db.transaction() as session:
         site = session.scalar(select(Site).where(Site.code == code, Site.kind == "locker"))

@@ -201,7 +201,7 @@ class Stack:
         self.web = Process("web", [py, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}",
                                    "--workers", "1", "--threads", "4",
                                    "relay_ops:create_app()"], self.env, tmp)
-        self.bridge = Process("bridge", [py, "-m", "firmware_bridge.bridge", "--broker", broker,
+        self.bridge = Process("bridge", [py, "-m", "relay_ops.cli", "bridge", "--broker", broker,
                                          "--resend-after", "1"], self.env, tmp)
         self.locker = Simulator("locker", [
             py, "-m", "firmware_bridge.simulator", "--lockers", "1", "--prefix", self.prefix,

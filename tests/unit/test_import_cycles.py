@@ -1,0 +1,111 @@
+"""Imports point one way between the services, the locker link and the composition (issue 15).
+
+The graph is read from the source (every import, at the top of a module or inside a function:
+a deferred import still ties the modules together). `relay_ops/cli.py` and the process
+entry points compose; `firmware_bridge` uses the services it is given; the services never
+reach back to either. The circle `lockers` -> `parcels` / `reroute` / `sites` -> `lockers`
+is still there (issue 15, left for the split of those modules); this test holds the locker
+link's side.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("relay_ops", "firmware_bridge")
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    known = modules()
+
+    def resolve(name: str) -> str | None:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for module, path in known.items():
+        targets: set[str | None] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets.update(resolve(alias.name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                # `from relay_ops.services import lockers` names the module lockers
+                targets.update(resolve(f"{node.module}.{alias.name}") for alias in node.names)
+        graph[module] = {t for t in targets if t is not None and t != module}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(component)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def touching(components: Iterable[set[str]], *prefixes: str) -> list[list[str]]:
+    return [sorted(c) for c in components if any(m.startswith(prefixes) for m in c)]
+
+
+def test_the_locker_link_is_in_no_import_circle() -> None:
+    # firmware_bridge.bridge -> relay_ops (create_app) -> relay_ops.cli -> embedded -> bridge
+    assert touching(circles(import_graph()), "firmware_bridge") == []
+
+
+def test_the_locker_event_services_are_in_no_import_circle() -> None:
+    # locker_events and the modules of its handlers (not `lockers`, see the docstring)
+    assert touching(circles(import_graph()), "relay_ops.services.locker_") == []
+
+
+def test_the_services_never_import_the_composition_or_the_bridge() -> None:
+    graph = import_graph()
+    composition = {"relay_ops", "relay_ops.cli", "firmware_bridge.bridge",
+                   "firmware_bridge.embedded"}
+    reaching = {module: sorted(graph[module] & composition) for module in graph
+                if module.startswith("relay_ops.services.") and graph[module] & composition}
+    assert reaching == {}
+
+
+def test_a_circle_is_found() -> None:
+    """The check itself: a circle through a deferred import is one."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert circles(graph) == [{"a", "b", "c"}]
