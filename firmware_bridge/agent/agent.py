@@ -43,7 +43,12 @@ from firmware_bridge.agent.credentials import (
     SyncRefused,
     apply_sync,
 )
-from firmware_bridge.agent.drivers import CredentialKind, CredentialReader, LockBoard
+from firmware_bridge.agent.drivers import (
+    CredentialKind,
+    CredentialReader,
+    FaultSource,
+    LockBoard,
+)
 from firmware_bridge.clock import wall_time
 from firmware_bridge.identity import LockerIdentity
 from firmware_bridge.net import disable_nagle
@@ -362,6 +367,7 @@ class LockerAgent:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        self._report_board_faults()
         self._poll_doors(now)
         self._expire_forwarded(now)
         self._end_idle_carrier_visit(now)
@@ -740,6 +746,15 @@ class LockerAgent:
             )
         self._publish_events([failed, fault])
         return False
+
+    def _report_board_faults(self) -> None:
+        """Faults the board found by itself (a bus board offline, then back) go to the
+        backend like the agent's own: journaled, then published."""
+        if not isinstance(self.board, FaultSource):
+            return
+        for fault in self.board.take_faults():
+            self._emit(p.Fault(code=fault.code, compartment=fault.compartment,
+                               detail=fault.detail))
 
     def _poll_doors(self, now: float) -> None:
         closed: list[str | None] = []
