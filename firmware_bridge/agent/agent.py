@@ -1048,7 +1048,8 @@ class LockerAgent:
         return opened
 
     def _show(self, message: str) -> None:
-        show = getattr(self.board, "show", None)
+        # the screen is on the board (simulated) or on the reader's panel
+        show = getattr(self.board, "show", None) or getattr(self._reader, "show", None)
         if callable(show):
             show(message)
         else:
