@@ -152,6 +152,7 @@ class LockerAgent:
         settings: AgentSettings | None = None,
         clock: Callable[[], float] = wall_time,
         identity: LockerIdentity | None = None,
+        watchdog: Callable[[], None] | None = None,
     ) -> None:
         self.locker_id = p.check_locker_id(locker_id)
         self.board = board
@@ -162,6 +163,9 @@ class LockerAgent:
         # No identity: the agent obeys no command and its events are refused by the backend
         # (section 12). Only the protocol's unit tests build such an agent.
         self.identity = identity
+        # called by the worker after every step: a worker stuck (on a bus, a lock) stops
+        # calling it, and the supervisor (systemd's WatchdogSec) restarts the agent
+        self._watchdog = watchdog
         self._refusals_reported: dict[str, float] = {}
         self._command_keys: dict[str, Ed25519PublicKey] = {}
         self._verifier: OfflineVerifier
@@ -335,6 +339,8 @@ class LockerAgent:
             except Exception:
                 # One bad message or sensor read must not stop the locker.
                 log.exception("%s: worker step failed on %r", self.locker_id, item and item[0])
+            if self._watchdog is not None:
+                self._watchdog()
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]

@@ -4,12 +4,15 @@
         --broker 127.0.0.1:1883 --journal /var/lib/relayops/L1.sqlite3 \\
         [--board simulated | kerong --board-config board.json | kerong-emulated]
 
+    relayops-locker-agent --config /etc/relayops/agent.toml    # an installed locker
+
 Boards:
 - `simulated` (default): doors in memory, driven from standard input with the simulator's
   console commands (`scan TOKEN`, `pin 1234`, `close 3 occupied`, ...);
 - `kerong`: Kerong KR-CU16 boards on a serial line, configured by a JSON file
-  (docs/lock-boards.md, "Configuration"); no console (there is no scanner nor keypad driver
-  yet: such a locker opens on the backend's commands only), it runs until SIGTERM;
+  (docs/lock-boards.md, "Configuration"); no console and no readers (it opens on the
+  backend's commands only: a bench check), it runs until SIGTERM; an installed locker with
+  its scanner and keypad runs from `--config`;
 - `kerong-emulated`: the same driver on emulated boards behind a pseudo-terminal
   (`firmware_bridge.agent.emulated`), driven by the same console.
 """
@@ -24,8 +27,15 @@ import threading
 from pathlib import Path
 
 from firmware_bridge.agent.agent import LockerAgent
+from firmware_bridge.agent.config import (
+    AgentConfig,
+    build_agent,
+    build_board,
+    configure_logging,
+)
 from firmware_bridge.agent.emulated import EmulatedKerongLocker
 from firmware_bridge.agent.kerong import KerongBoard, KerongConfig
+from firmware_bridge.agent.sdnotify import Watchdog, notify
 from firmware_bridge.simulator import (
     Fleet,
     SimulatedLocker,
@@ -44,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="relayops-locker-agent", description="RelayOps locker agent"
     )
-    parser.add_argument("--locker-id", required=True)
+    parser.add_argument("--config", type=Path, default=None,
+                        help="an installed locker's TOML file (docs/install-locker.md); "
+                             "then no other option is read")
+    parser.add_argument("--locker-id")
     parser.add_argument("--journal", type=Path, default=None, help="SQLite journal file")
     parser.add_argument("--board", choices=["simulated", "kerong", "kerong-emulated"],
                         default="simulated")
@@ -52,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the kerong board's JSON configuration (docs/lock-boards.md)")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
+    if args.config is not None:
+        return run_installed(args.config)
+    if args.locker_id is None:
+        parser.error("--locker-id (or --config) is required")
     if args.board == "kerong" and args.board_config is None:
         parser.error("--board kerong needs --board-config")
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
@@ -97,15 +114,32 @@ def _serve_kerong(args: argparse.Namespace, host: str, port: int, journal: Path)
         board.close()
 
 
+def run_installed(path: Path) -> int:
+    """An installed locker (systemd unit config/systemd/relayops-locker-agent.service): the
+    configuration file, READY=1 once started, WATCHDOG=1 from the worker loop."""
+    config = AgentConfig.load(path)
+    configure_logging(config)
+    board = build_board(config.board)
+    agent = build_agent(config, board, watchdog=Watchdog().ping)
+    try:
+        return _run_until_signalled(agent)
+    finally:
+        close = getattr(board, "close", None)
+        if callable(close):
+            close()
+
+
 def _run_until_signalled(agent: LockerAgent) -> int:
     """A real locker has no console: it runs until SIGTERM (systemd) or SIGINT."""
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())
     agent.start()
+    notify("READY=1")
     print("ready", flush=True)
     try:
         done.wait()
     finally:
+        notify("STOPPING=1")
         agent.stop()
     return 0
