@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -267,20 +267,35 @@ def open_serial(port: str, baudrate: int = BAUDRATE, timeout_s: float = 0.02) ->
 
 class KerongBus:
     """One serial line shared by several boards: one transaction (request, then its reply) at
-    a time, so a poll's answer can never be read by an unlock, nor two requests interleave."""
+    a time, so a poll's answer can never be read by an unlock, nor two requests interleave.
 
-    def __init__(self, port: SerialPort, *, reply_timeout_s: float, retries: int) -> None:
-        self._port = port
+    The port is opened when first needed and again after it fails (a USB adapter unplugged or
+    not there yet at boot), at most every `reopen_s`: meanwhile every transaction fails, so
+    the boards go offline and say so, instead of the agent failing to start."""
+
+    def __init__(self, opener: Callable[[], SerialPort], *, reply_timeout_s: float,
+                 retries: int, reopen_s: float = 2.0) -> None:
+        self._opener = opener
+        self._port: SerialPort | None = None
+        self._next_open_at = float("-inf")
         self._lock = threading.Lock()
         self.reply_timeout_s = reply_timeout_s
         self.retries = retries
+        self.reopen_s = reopen_s
         self.garbage_bytes = 0  # skipped while looking for replies: a noisy bus shows here
 
     def status(self, board: int) -> StateReply | None:
         """The board's state, retried `retries` times; None if it never answered well."""
         for _attempt in range(1 + self.retries):
             with self._lock:
-                reply = self._exchange(status_frame(board), board)
+                port = self._ready()
+                if port is None:
+                    return None
+                try:
+                    reply = self._exchange(port, status_frame(board), board)
+                except OSError as error:
+                    self._lost(error)
+                    return None
             if reply is not None:
                 return reply
         return None
@@ -289,32 +304,61 @@ class KerongBus:
                ) -> StateReply | None:
         """Pulse one lock, once (never repeated: the status read says whether it opened)."""
         with self._lock:
-            if answered:
-                return self._exchange(unlock_frame(board, lock), board)
-            self._send(unlock_frame(board, lock))
+            port = self._ready()
+            if port is None:
+                return None
+            try:
+                if answered:
+                    return self._exchange(port, unlock_frame(board, lock), board)
+                self._send(port, unlock_frame(board, lock))
+            except OSError as error:
+                self._lost(error)
+                return None
             # A board that does not answer still needs a moment before the next frame.
             time.sleep(settle_s)
             return None
 
     def close(self) -> None:
         with self._lock:
-            self._port.close()
+            if self._port is not None:
+                self._port.close()
+                self._port = None
 
-    def _send(self, frame: bytes) -> None:
+    def _ready(self) -> SerialPort | None:
+        if self._port is None and time.monotonic() >= self._next_open_at:
+            try:
+                self._port = self._opener()
+                log.info("serial line open")
+            except OSError as error:  # pyserial's SerialException is an OSError
+                log.error("serial line cannot be opened: %s", error)
+                self._next_open_at = time.monotonic() + self.reopen_s
+        return self._port
+
+    def _lost(self, error: OSError) -> None:
+        log.error("serial line lost: %s", error)
+        port, self._port = self._port, None
+        self._next_open_at = time.monotonic() + self.reopen_s
+        if port is not None:
+            try:
+                port.close()
+            except OSError:
+                pass
+
+    def _send(self, port: SerialPort, frame: bytes) -> None:
         # Bytes already waiting are a late answer to an earlier request: never this one's.
-        waiting = self._port.in_waiting
+        waiting = port.in_waiting
         if waiting:
-            self.garbage_bytes += len(self._port.read(waiting))
-        self._port.reset_input_buffer()
-        self._port.write(frame)
+            self.garbage_bytes += len(port.read(waiting))
+        port.reset_input_buffer()
+        port.write(frame)
 
-    def _exchange(self, frame: bytes, board: int) -> StateReply | None:
-        self._send(frame)
+    def _exchange(self, port: SerialPort, frame: bytes, board: int) -> StateReply | None:
+        self._send(port, frame)
         buffer = bytearray()
         received = 0
         deadline = time.monotonic() + self.reply_timeout_s
         while time.monotonic() < deadline:
-            chunk = self._port.read(max(1, min(self._port.in_waiting, 64)))
+            chunk = port.read(max(1, min(port.in_waiting, 64)))
             if not chunk:
                 continue
             buffer += chunk
@@ -346,14 +390,16 @@ class KerongBoard:
     """Every KR-CU16 on one bus as one `LockBoard`; faults are handed to the agent by
     `take_faults()` (one `board_offline` per outage, one `board_recovered` after it)."""
 
-    def __init__(self, config: KerongConfig, port: SerialPort | None = None) -> None:
+    def __init__(self, config: KerongConfig,
+                 opener: Callable[[], SerialPort] | None = None) -> None:
         self.config = config
         self._models = {spec.address: spec.model for spec in config.boards}
         self._where = dict(config.compartments)
         self.bus = KerongBus(
-            port if port is not None else open_serial(config.port, config.baudrate),
+            opener or (lambda: open_serial(config.port, config.baudrate)),
             reply_timeout_s=config.reply_timeout_s,
             retries=config.retries,
+            reopen_s=config.offline_retry_s,
         )
         self._health = {spec.address: _BoardHealth() for spec in config.boards}
         self._state_lock = threading.Lock()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -244,3 +245,27 @@ def test_the_emulator_answers_on_its_own_port(bus: BoardEmulator) -> None:
     with serial.Serial(bus.port, 19200, timeout=1) as port:
         port.write(status_frame(1))
         assert port.read(9) == state_frame(1, 0xFFFF, 0)
+
+
+def test_an_adapter_missing_at_start_then_plugged_then_unplugged(tmp_path: Path) -> None:
+    """The agent starts without its USB-RS485 adapter (the boards are offline, and say so),
+    finds it when it appears, and survives it being pulled out."""
+    link = tmp_path / "ttyUSB-rs485"
+    driver = KerongBoard(board_config(str(link), [{"address": 0}]))
+    try:
+        assert [driver.door_state(1), driver.door_state(1)] == ["unknown", "unknown"]
+        assert [f.code for f in driver.take_faults()] == ["board_offline"]
+        with BoardEmulator([EmulatedBoard(0)]) as emulator:
+            link.symlink_to(emulator.port)
+            time.sleep(FAST["offline_retry_s"])
+            assert driver.door_state(1) == "closed"
+            assert driver.open(1) is True
+            assert [f.code for f in driver.take_faults()] == ["board_recovered"]
+        # the emulator is gone: its pty reads and writes fail as an unplugged adapter's do
+        wait_for = time.monotonic() + 5
+        while driver.offline_boards() != [0] and time.monotonic() < wait_for:
+            assert driver.door_state(1) in {"open", "unknown"}
+            time.sleep(0.05)
+        assert [f.code for f in driver.take_faults()] == ["board_offline"]
+    finally:
+        driver.close()
