@@ -734,23 +734,26 @@ class LockerAgent:
                 )
             )
             return True
+        # A board that is not answering is not a jammed door: its own fault said so once.
+        cause = self.board.open_failure(n) if isinstance(self.board, FaultSource) else None
         with self.journal.atomic():
-            failed = self._journal(
+            events = [self._journal(
                 p.DoorFailedToOpen(
                     compartment=n,
-                    reason="lock_did_not_release",
+                    reason=cause or "lock_did_not_release",
                     corr_id=corr_id,
                     credential_id=credential_id,
                 )
-            )
-            fault = self._journal(
-                p.Fault(
-                    code="door_jammed",
-                    compartment=n,
-                    detail="lock pulsed, door sensor still closed",
-                )
-            )
-        self._publish_events([failed, fault])
+            )]
+            if cause is None:
+                events.append(self._journal(
+                    p.Fault(
+                        code="door_jammed",
+                        compartment=n,
+                        detail="lock pulsed, door sensor still closed",
+                    )
+                ))
+        self._publish_events(events)
         return False
 
     def _report_board_faults(self) -> None:

@@ -55,6 +55,11 @@ class FaultSource(Protocol):
         """The faults found since the last call, oldest first (each is given once)."""
         ...
 
+    def open_failure(self, n: int) -> str | None:
+        """Why `open(n)` just failed when the lock is not to blame (e.g. "board_offline");
+        None when the lock was pulsed and the door stayed shut."""
+        ...
+
 
 @runtime_checkable
 class CredentialReader(Protocol):

@@ -454,6 +454,9 @@ class KerongBoard:
             faults, self._faults = self._faults, []
         return faults
 
+    def open_failure(self, n: int) -> str | None:
+        return "board_offline" if self._is_offline(self._where[n][0]) else None
+
     def offline_boards(self) -> list[int]:
         with self._state_lock:
             return sorted(a for a, health in self._health.items() if health.offline)
