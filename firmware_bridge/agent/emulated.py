@@ -1,7 +1,8 @@
 """A KR-CU16 locker without hardware: the board emulator on a pseudo-terminal, the real driver
 reading it over that pty, and a console panel standing in for the scanner and the keypad.
 
-It answers the simulator's console verbs (`scan`, `pin`, `close 3 occupied`, `jam 3`, ...), so
+It answers the simulator's console verbs (`scan`, `pin`, `close 3 occupied`, `jam 3`, ...) and
+the emulator's behind `board` (`board silent 1 on`), so
 the agent's program, the end-to-end tests and a bench run it like the simulated board, while
 every door goes through real frames on a real tty (`relayops-locker-agent --board
 kerong-emulated`).
@@ -12,7 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 
-from firmware_bridge.agent.board_emulator import BoardEmulator, EmulatedBoard, EmulatedLock
+from firmware_bridge.agent.board_emulator import (
+    BoardEmulator,
+    EmulatedBoard,
+    EmulatedLock,
+    execute,
+)
 from firmware_bridge.agent.drivers import CredentialKind, DoorState, InputHandler
 from firmware_bridge.agent.kerong import LOCKS_PER_BOARD, KerongBoard, KerongConfig
 
@@ -91,6 +97,13 @@ class EmulatedKerongLocker:
     def jam(self, n: int, jammed: bool = True) -> None:
         with self.emulator.lock:
             self._lock_of(n).jammed = jammed
+
+    def console(self, verb: str, args: list[str]) -> str:
+        """`board ...`: the emulator's own console verbs (`board silent 1 on`, `board badsum 0
+        on`, `board state`...; firmware_bridge/agent/board_emulator.py)."""
+        if verb != "board" or not args:
+            raise ValueError(f"unknown command {verb!r}")
+        return execute(self.emulator, " ".join(args))
 
     def stick_open(self, n: int, stuck: bool = True) -> None:
         """A parcel in the way: the door cannot be pushed shut."""

@@ -65,3 +65,16 @@ def test_a_jammed_lock_an_empty_deposit_and_a_door_left_open(stack: Stack) -> No
     """The simulated board's fault scenario, unchanged, on the emulated boards: the jammed
     lock is seen through the driver's status reads (no confirmation), not told by the board."""
     faults_scenario(stack)
+
+
+def test_a_board_that_stops_answering_is_an_alert_and_so_is_its_return(stack: Stack) -> None:
+    def alerts() -> list[str]:
+        return [alert["kind"] for alert in stack.view()["alerts"]]
+
+    assert stack.locker.do("board silent 0 on") == "ok"
+    wait_until(lambda: "fault_board_offline" in alerts(), 15, "board offline alert")
+    assert stack.locker.doors()[1][0] == "unknown"
+    assert stack.locker.do("board silent 0 off") == "ok"
+    wait_until(lambda: "fault_board_recovered" in alerts(), 15, "board recovered alert")
+    assert stack.locker.doors()[1][0] == "closed"
+    assert alerts().count("fault_board_offline") == 1
