@@ -135,6 +135,8 @@ def test_configuration_maps_compartments_to_board_and_lock() -> None:
     {"port": "x", "boards": [{"address": 0, "model": "kr-cu99"}]},
     {"port": "x", "boards": [{"address": 0, "lock_bit_set": "sideways"}]},
     {"port": "x", "boards": [{"address": 16}]},
+    {"port": "x", "boards": [{"address": 0}], "reply_timeout": 1},
+    {"port": "x", "boards": [{"address": 0, "polarity": "open"}]},
 ])
 def test_a_wrong_configuration_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
