@@ -32,19 +32,36 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from firmware_bridge.agent.agent import AgentSettings, LockerAgent
-from firmware_bridge.agent.drivers import SimulatedBoard
+from firmware_bridge.agent.drivers import DoorState, SimulatedBoard
 from firmware_bridge.identity import LockerIdentity
 
 log = logging.getLogger(__name__)
 
 
+class ConsoleBoard(Protocol):
+    """What the console drives: the simulated board, or the emulated KR-CU16 locker
+    (`firmware_bridge.agent.emulated`)."""
+
+    display: list[str]
+
+    def compartments(self) -> list[int]: ...
+    def door_state(self, n: int) -> DoorState: ...
+    def occupancy(self, n: int) -> bool | None: ...
+    def scan(self, text: str) -> None: ...
+    def type_pin(self, digits: str) -> None: ...
+    def type_carrier_code(self, code: str) -> None: ...
+    def close_door(self, n: int, *, occupied: bool | None = None) -> bool: ...
+    def jam(self, n: int, jammed: bool = True) -> None: ...
+    def stick_open(self, n: int, stuck: bool = True) -> None: ...
+
+
 @dataclass
 class SimulatedLocker:
     locker_id: str
-    board: SimulatedBoard
+    board: ConsoleBoard
     agent: LockerAgent
 
 
@@ -139,7 +156,11 @@ def execute(fleet: Fleet, line: str) -> str:
              "journal_waiting": locker.agent.journal.unacked_count()}
         )
     else:
-        raise ValueError(f"unknown command {verb!r}")
+        # a board with verbs of its own (the emulated KR-CU16's bus faults: `board silent 1 on`)
+        own = getattr(board, "console", None)
+        if not callable(own):
+            raise ValueError(f"unknown command {verb!r}")
+        return str(own(verb, args))
     return "ok"
 
 

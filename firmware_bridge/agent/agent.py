@@ -43,7 +43,12 @@ from firmware_bridge.agent.credentials import (
     SyncRefused,
     apply_sync,
 )
-from firmware_bridge.agent.drivers import CredentialKind, CredentialReader, LockBoard
+from firmware_bridge.agent.drivers import (
+    CredentialKind,
+    CredentialReader,
+    FaultSource,
+    LockBoard,
+)
 from firmware_bridge.clock import wall_time
 from firmware_bridge.identity import LockerIdentity
 from firmware_bridge.net import disable_nagle
@@ -147,6 +152,7 @@ class LockerAgent:
         settings: AgentSettings | None = None,
         clock: Callable[[], float] = wall_time,
         identity: LockerIdentity | None = None,
+        watchdog: Callable[[], None] | None = None,
     ) -> None:
         self.locker_id = p.check_locker_id(locker_id)
         self.board = board
@@ -157,6 +163,9 @@ class LockerAgent:
         # No identity: the agent obeys no command and its events are refused by the backend
         # (section 12). Only the protocol's unit tests build such an agent.
         self.identity = identity
+        # called by the worker after every step: a worker stuck (on a bus, a lock) stops
+        # calling it, and the supervisor (systemd's WatchdogSec) restarts the agent
+        self._watchdog = watchdog
         self._refusals_reported: dict[str, float] = {}
         self._command_keys: dict[str, Ed25519PublicKey] = {}
         self._verifier: OfflineVerifier
@@ -330,6 +339,8 @@ class LockerAgent:
             except Exception:
                 # One bad message or sensor read must not stop the locker.
                 log.exception("%s: worker step failed on %r", self.locker_id, item and item[0])
+            if self._watchdog is not None:
+                self._watchdog()
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
@@ -362,6 +373,7 @@ class LockerAgent:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        self._report_board_faults()
         self._poll_doors(now)
         self._expire_forwarded(now)
         self._end_idle_carrier_visit(now)
@@ -722,24 +734,36 @@ class LockerAgent:
                 )
             )
             return True
+        # A board that is not answering is not a jammed door: its own fault said so once.
+        cause = self.board.open_failure(n) if isinstance(self.board, FaultSource) else None
         with self.journal.atomic():
-            failed = self._journal(
+            events = [self._journal(
                 p.DoorFailedToOpen(
                     compartment=n,
-                    reason="lock_did_not_release",
+                    reason=cause or "lock_did_not_release",
                     corr_id=corr_id,
                     credential_id=credential_id,
                 )
-            )
-            fault = self._journal(
-                p.Fault(
-                    code="door_jammed",
-                    compartment=n,
-                    detail="lock pulsed, door sensor still closed",
-                )
-            )
-        self._publish_events([failed, fault])
+            )]
+            if cause is None:
+                events.append(self._journal(
+                    p.Fault(
+                        code="door_jammed",
+                        compartment=n,
+                        detail="lock pulsed, door sensor still closed",
+                    )
+                ))
+        self._publish_events(events)
         return False
+
+    def _report_board_faults(self) -> None:
+        """Faults the board found by itself (a bus board offline, then back) go to the
+        backend like the agent's own: journaled, then published."""
+        if not isinstance(self.board, FaultSource):
+            return
+        for fault in self.board.take_faults():
+            self._emit(p.Fault(code=fault.code, compartment=fault.compartment,
+                               detail=fault.detail))
 
     def _poll_doors(self, now: float) -> None:
         closed: list[str | None] = []
@@ -1033,7 +1057,8 @@ class LockerAgent:
         return opened
 
     def _show(self, message: str) -> None:
-        show = getattr(self.board, "show", None)
+        # the screen is on the board (simulated) or on the reader's panel
+        show = getattr(self.board, "show", None) or getattr(self._reader, "show", None)
         if callable(show):
             show(message)
         else:

@@ -1,8 +1,9 @@
 """Lock board drivers: the interface the agent drives, and a simulated board.
 
 A real lock board is polled (door sensors and occupancy sensors are read over a bus), so the
-interface is four calls and the agent detects door changes by polling. Credential readers (QR
-scanner, keypad) push what they read to a handler.
+interface is four calls and the agent detects door changes by polling. A board that finds
+trouble by itself (a bus board that stops answering) also is a `FaultSource`. Credential
+readers (QR scanner, keypad) push what they read to a handler.
 """
 
 from __future__ import annotations
@@ -35,6 +36,28 @@ class LockBoard(Protocol):
 
     def occupancy(self, n: int) -> bool | None:
         """True/False where the compartment has an occupancy sensor, else None."""
+        ...
+
+
+@dataclass(frozen=True)
+class BoardFault:
+    """Trouble a board found by itself (a board on the bus stopped answering, and came back):
+    the agent reports each one to the backend as a `fault` event."""
+
+    code: str
+    detail: str
+    compartment: int | None = None
+
+
+@runtime_checkable
+class FaultSource(Protocol):
+    def take_faults(self) -> list[BoardFault]:
+        """The faults found since the last call, oldest first (each is given once)."""
+        ...
+
+    def open_failure(self, n: int) -> str | None:
+        """Why `open(n)` just failed when the lock is not to blame (e.g. "board_offline");
+        None when the lock was pulsed and the door stayed shut."""
         ...
 
 

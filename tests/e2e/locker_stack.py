@@ -162,7 +162,8 @@ class Stack:
     Without ``broker``, a private Mosquitto with the shipped production configuration (TLS,
     a login each for the bridge and the locker, the ACL): the locker link as deployed."""
 
-    def __init__(self, tmp: Path, *, broker: str | None = None, **settings: Any) -> None:
+    def __init__(self, tmp: Path, *, broker: str | None = None, board: str = "simulated",
+                 **settings: Any) -> None:
         self.tmp = tmp
         self.mosquitto = ProductionMosquitto(tmp / "broker") if broker is None else None
         if self.mosquitto is not None:
@@ -203,9 +204,15 @@ class Stack:
                                    "relay_ops:create_app()"], self.env, tmp)
         self.bridge = Process("bridge", [py, "-m", "relay_ops.cli", "bridge", "--broker", broker,
                                          "--resend-after", "1"], self.env, tmp)
+        # `board`: "simulated" runs the simulator; "kerong-emulated" runs the agent's own
+        # program on emulated KR-CU16 boards behind a pty (same console verbs)
+        program = (["firmware_bridge.simulator", "--lockers", "1", "--prefix", self.prefix,
+                    "--journal-dir", str(tmp / "journal")]
+                   if board == "simulated" else
+                   ["firmware_bridge.agent", "--locker-id", self.code, "--board", board,
+                    "--journal", str(tmp / "journal" / f"{self.code}.sqlite3")])
         self.locker = Simulator("locker", [
-            py, "-m", "firmware_bridge.simulator", "--lockers", "1", "--prefix", self.prefix,
-            "--broker", broker, "--compartments", "6", "--journal-dir", str(tmp / "journal"),
+            py, "-m", *program, "--broker", broker, "--compartments", "6",
             "--bundles", str(bundles),
             "--keepalive", "2", "--resend-min", "0.5", "--resend-max", "2",
             "--reconnect-min", "0.2", "--reconnect-max", "1", "--door-left-open", "1",
