@@ -406,9 +406,9 @@ def sweep(name: str) -> None:
 def worker(burst: bool, name: str | None) -> None:
     """Run an RQ worker on RelayOps' queues (production; JOBS_IN_PROCESS=false).
 
-    It forks a process per job and runs RQ's scheduler for retries with backoff. Run as many
-    as needed, and one `relay-ops scheduler`. It waits out Redis outages; SIGTERM stops it
-    (after the job it runs).
+    It runs the jobs in its own process (no fork per job: docs/decisions/0005) and RQ's
+    scheduler for retries with backoff. Run as many as needed, and one `relay-ops scheduler`.
+    It waits out Redis outages; SIGTERM stops it (after the job it runs).
     """
     from relay_ops.worker import runtime
     from relay_ops.worker.supervise import children_die_with_this_process, run_worker

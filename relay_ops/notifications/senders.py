@@ -47,6 +47,7 @@ import os
 import smtplib
 import ssl
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -192,12 +193,23 @@ class FileSender:
 
 
 class SmtpSender:
-    """Sends e-mail through an SMTP server (smtplib), one connection per message.
+    """Sends e-mail through an SMTP server (smtplib), over one connection kept open.
+
+    The connection is opened on the first message and reused for the next ones (one MAIL, RCPT,
+    DATA each): a new connection, greeting, STARTTLS and login per message cost more than the
+    message. It is closed after any failure (its state is then unknown), after
+    ``MAX_MESSAGES_PER_CONNECTION`` messages, and when it has been idle ``IDLE_CLOSE_S``
+    seconds (servers drop idle clients; Postfix after 300 s). A reused connection that the
+    server closed meanwhile fails at MAIL, before anything of the message was sent, and the
+    message goes out on a new one.
 
     The provider id is the Message-ID, derived from the idempotency key so that every retry of
     one notification carries the same Message-ID; the provider response is the server's reply
     to DATA (Postfix, for one, puts its queue id there).
     """
+
+    MAX_MESSAGES_PER_CONNECTION = 100
+    IDLE_CLOSE_S = 30.0
 
     def __init__(
         self,
@@ -223,13 +235,18 @@ class SmtpSender:
         self.timeout = timeout
         # A private CA for an internal relay; by default the system's, with hostname checks.
         self.tls_context = tls_context
+        self._lock = threading.Lock()
+        self._smtp: smtplib.SMTP | None = None
+        self._sent_on_connection = 0
+        self._last_used = 0.0
 
     def send(self, message: OutgoingMessage) -> SendResult:
         _require_channel(message, Channel.EMAIL)
         recipient = validate_email(message.recipient)
         email = self._build_email(message, recipient)
         try:
-            reply = self._deliver(email, recipient)
+            with self._lock:
+                reply = self._deliver(email, recipient)
         except smtplib.SMTPResponseException as error:
             raise _smtp_error(error.smtp_code, error.smtp_error) from error
         except (smtplib.SMTPException, OSError) as error:
@@ -237,6 +254,17 @@ class SmtpSender:
             # network may be back later.
             raise TransientSendError(f"SMTP {self.host}:{self.port}: {error!r}") from error
         return SendResult(provider_id=email["Message-ID"], provider_response=reply)
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def __del__(self) -> None:
+        # A sender dropped with its connection open (a test, a reconfigured app) lets the
+        # socket go without QUIT: no network I/O in a finalizer.
+        smtp = getattr(self, "_smtp", None)
+        if smtp is not None:
+            smtp.close()
 
     def message_id(self, idempotency_key: str) -> str:
         digest = hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32]
@@ -257,22 +285,59 @@ class SmtpSender:
         return email
 
     def _deliver(self, email: EmailMessage, recipient: str) -> str:
+        try:
+            smtp = self._begin()
+            # mail/rcpt/data rather than send_message, to keep the server's answer to DATA.
+            _expect(smtp.rcpt(recipient), accepted=(250, 251))
+            code, reply = smtp.data(email.as_bytes())
+            _expect((code, reply), accepted=(250,))
+        except BaseException:
+            # Whatever the server saw of this message, the session's state is unknown now.
+            self._close()
+            raise
+        self._sent_on_connection += 1
+        self._last_used = time.monotonic()
+        if self._sent_on_connection >= self.MAX_MESSAGES_PER_CONNECTION:
+            self._close()
+        return _truncate(f"{code} {_decode(reply)}")
+
+    def _begin(self) -> smtplib.SMTP:
+        """A connection on which MAIL FROM was accepted: the kept one, or a new one if the
+        server closed the kept one (nothing of the message has been sent yet then)."""
+        if self._smtp is not None and time.monotonic() - self._last_used > self.IDLE_CLOSE_S:
+            self._close()
+        if self._smtp is not None:
+            try:
+                answer = self._smtp.mail(self.envelope_from)
+            except (smtplib.SMTPServerDisconnected, OSError):
+                answer = (421, b"connection lost while idle")
+            if answer[0] != 421:  # 421: the server is closing this connection
+                _expect(answer, accepted=(250,))
+                return self._smtp
+            self._close()
+        smtp = self._open()
+        _expect(smtp.mail(self.envelope_from), accepted=(250,))
+        return smtp
+
+    def _open(self) -> smtplib.SMTP:
         smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
         try:
             if self.starttls:
                 smtp.starttls(context=self.tls_context or ssl.create_default_context())
             if self.username:
                 smtp.login(self.username, self.password or "")
-            # mail/rcpt/data rather than send_message, to keep the server's answer to DATA;
-            # they do not greet the server by themselves as send_message does.
+            # mail() does not greet the server by itself as send_message does.
             smtp.ehlo_or_helo_if_needed()
-            _expect(smtp.mail(self.envelope_from), accepted=(250,))
-            _expect(smtp.rcpt(recipient), accepted=(250, 251))
-            code, reply = smtp.data(email.as_bytes())
-            _expect((code, reply), accepted=(250,))
-            return _truncate(f"{code} {_decode(reply)}")
-        finally:
+        except BaseException:
             _quit_quietly(smtp)
+            raise
+        self._smtp, self._sent_on_connection = smtp, 0
+        return smtp
+
+    def _close(self) -> None:
+        if self._smtp is not None:
+            _quit_quietly(self._smtp)
+            self._smtp = None
 
 
 def _expect(answer: tuple[int, bytes], accepted: tuple[int, ...]) -> None:
@@ -289,8 +354,8 @@ def _smtp_error(code: int, reply: bytes | str) -> SendError:
 
 
 def _quit_quietly(smtp: smtplib.SMTP) -> None:
-    # The message is already accepted or already failed: a failing QUIT must not turn a
-    # delivered message into an error that would be retried as a duplicate.
+    # The messages sent are already accepted or already failed: a failing QUIT must not turn
+    # a delivered message into an error that would be retried as a duplicate.
     try:
         smtp.quit()
     except (smtplib.SMTPException, OSError):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Notification, Parcel, ParcelEvent, PickupCredential, Site
@@ -183,18 +183,21 @@ def _previous_site_name(session: Any, parcel: Parcel) -> str | None:
 
 def _record(ctx: Ctx, notification_id: int, status: str, *, provider_id: str | None = None,
             response: str | None = None, error: str | None = None) -> Outcome:
+    """What became of one attempt, in one UPDATE (the row lock and the write together)."""
+    values: dict[str, Any] = {"attempts": Notification.attempts + 1, "status": status,
+                              "error": error}
+    if response:
+        values["provider_response"] = response[:4000]
+    if status == "sent":
+        values.update(provider_id=provider_id, sent_at=ctx.now())
     with ctx.db.transaction() as session:
-        notification = session.get(Notification, notification_id, with_for_update=True)
-        assert notification is not None
-        notification.attempts += 1
-        notification.status = status
-        notification.error = error
-        if response:
-            notification.provider_response = response[:4000]
-        if status == "sent":
-            notification.provider_id = provider_id
-            notification.sent_at = ctx.now()
-        return Outcome(status, provider_id)
+        found = session.execute(
+            update(Notification).where(Notification.id == notification_id).values(**values)
+            .returning(Notification.id),
+            execution_options={"synchronize_session": False},
+        ).one_or_none()
+    assert found is not None, f"notification {notification_id} vanished while being sent"
+    return Outcome(status, provider_id)
 
 
 def give_up(ctx: Ctx, notification_id: int, error: str) -> None:

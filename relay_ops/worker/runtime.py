@@ -1,11 +1,12 @@
-"""The application as seen from inside a job, built in the process that runs the job.
+"""The application as seen from inside a job, built once in the process that runs the jobs.
 
-RQ forks a work horse per job. Database engines and their pooled connections must belong to
-the process that uses them: a horse must neither use nor close a connection it inherited. So a
-job asks ``app()`` here, which gives it the app of the worker that forked it with its engines'
-pools reset for this process (SQLAlchemy's recipe for fork), or builds the app from the
-configuration (``RELAY_OPS_*`` variables, ``RELAY_OPS_CONFIG_FILE``) when the job runs under a
-plain ``rq worker``.
+``relay-ops worker`` runs every job in its own process (no fork), so the app, its engines'
+pools, and the job handlers with their senders (an SMTP connection kept open) are built once
+and serve every job. Under a plain forking ``rq worker`` a job may run in a work horse forked
+from the process that built them: database engines, pooled connections and sender sockets must
+belong to the process that uses them, so on a new pid the engines' pools are reset
+(SQLAlchemy's recipe for fork) and the handlers built again. Without a ``use()`` the app is
+built from the configuration (``RELAY_OPS_*`` variables, ``RELAY_OPS_CONFIG_FILE``).
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import os
 
 from flask import Flask
 
+from relay_ops.outbox import JobHandler
 from relay_ops.services.context import Ctx
 
 _app: Flask | None = None
 _pid: int | None = None
+_handlers: tuple[int, Flask, dict[str, JobHandler]] | None = None
 
 
 def use(app: Flask) -> None:
-    """``relay-ops worker`` hands over its app before it starts forking."""
+    """``relay-ops worker`` hands over its app before it starts working."""
     global _app, _pid
     _app, _pid = app, os.getpid()
 
@@ -42,3 +45,16 @@ def app() -> Flask:
 
 def ctx_of(application: Flask) -> Ctx:
     return application.extensions["relay_ops"]
+
+
+def handlers() -> dict[str, JobHandler]:
+    """The job handlers of this process's app, built once per process and app: their senders
+    keep connections open from one job to the next."""
+    global _handlers
+    application = app()
+    if _handlers is None or _handlers[:2] != (os.getpid(), application):
+        from relay_ops import jobs
+
+        _handlers = (os.getpid(), application,
+                     jobs.handlers(ctx_of(application), application.config))
+    return _handlers[2]

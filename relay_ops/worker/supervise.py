@@ -7,8 +7,12 @@ fresh one once Redis answers; a job it was running stays in RQ's started registr
 retried by RQ's maintenance, or handed over again by the outbox relay if Redis lost it.
 
 As a service: SIGTERM (``systemctl stop``, ``docker stop``) ends it, idle or after the job it
-runs; a worker killed outright restarts under its name at once; its children (the work horse,
-RQ's scheduler) die with it.
+runs; a worker killed outright restarts under its name at once and retries the job it was
+running; its child (RQ's scheduler process) dies with it.
+
+It runs jobs in its own process (RQ's ``SimpleWorker``), not in a work horse forked per job:
+a message costs a few milliseconds, the fork cost more than the work, and one engine and one
+SMTP connection now serve every job. See docs/decisions/0005-notification-worker.md.
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import Worker
+from rq import SimpleWorker
+from rq.exceptions import NoSuchJobError
+from rq.registry import StartedJobRegistry
 from rq.utils import as_text
 
 from relay_ops.worker.config import JobsConfig, connect
@@ -41,8 +47,8 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PUBSUB_POLL_S = 1.0
 
 
-class RelayWorker(Worker):
-    """RQ's forking worker, told apart from RQ's where a supervised service needs it."""
+class RelayWorker(SimpleWorker):
+    """RQ's non-forking worker, told apart from RQ's where a supervised service needs it."""
 
     signalled_to_stop = False
 
@@ -50,6 +56,10 @@ class RelayWorker(Worker):
         # RQ notes a stop only when busy; an idle worker raises StopRequested and returns from
         # work() as it does on an error, and the supervisor would start a new one.
         self.signalled_to_stop = True
+        # RQ stops an idle worker by raising StopRequested from this handler, wherever the
+        # main thread is; code of RQ's that catches Exception (its maintenance) may swallow
+        # it. The flag makes the loop stop at its next turn all the same.
+        self._stop_requested = True
         super().request_stop(signum, frame)
 
     def subscribe(self) -> None:
@@ -67,8 +77,25 @@ class RelayWorker(Worker):
             # Killed outright (SIGKILL, OOM), a worker leaves its registration in Redis for
             # worker_ttl + 60 s and RQ refuses its name meanwhile: let the dead one go.
             log.warning("worker %s: its previous life was killed; registering again", self.name)
+            self._abandon_executions_of_previous_life()
             self.register_death()
         super().register_birth()
+
+    def _abandon_executions_of_previous_life(self) -> None:
+        """The job the dead namesake was running is retried now, as RQ's maintenance would
+        once its heartbeat expired (job timeout + 60 s for a non-forking worker): its
+        execution is marked expired and RQ's own cleanup retries it (``Retry``) or fails it."""
+        for execution in self.get_current_executions(refresh=True):
+            try:
+                job = self.job_class.fetch(execution.job_id, connection=self.connection,
+                                           serializer=self.serializer)
+            except NoSuchJobError:
+                continue  # expired: the outbox relay hands its row over again
+            registry = StartedJobRegistry(job.origin, connection=self.connection,
+                                          job_class=self.job_class, serializer=self.serializer)
+            self.connection.zadd(registry.key, {execution.composite_key: 0}, xx=True)
+            log.warning("worker %s: job %s was running when it died; retried", self.name, job.id)
+            registry.cleanup()
 
     def _namesake_is_dead(self) -> bool:
         """A live registration under this name by a process of this host that no longer runs
@@ -103,9 +130,10 @@ _forking_pid = 0
 
 
 def children_die_with_this_process() -> None:
-    """Every process forked from here on (the work horse, RQ's scheduler process) gets SIGTERM
-    when this one dies, even by SIGKILL: an orphan horse would go on with a job nobody
-    records, an orphan scheduler would hold RQ's scheduler lock for good. Linux only; a no-op
+    """Every process forked from here on (RQ's scheduler process; a work horse, should a
+    forking worker run) gets SIGTERM when this one dies, even by SIGKILL: an orphan horse would
+    go on with a job nobody records, an orphan scheduler would hold RQ's scheduler lock for
+    good. Linux only; a no-op
     elsewhere. Call it once, in the worker's own process (it applies to every later fork)."""
     if not sys.platform.startswith("linux"):
         return

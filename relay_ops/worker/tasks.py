@@ -1,4 +1,4 @@
-"""The functions RQ workers run. They take ids, build what they need in their own process
+"""The functions RQ workers run. They take ids, use what their process built once
 (``runtime``), and call the same handlers and sweeps as the embedded runner."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def run_outbox_job(message_id: int) -> str:
         return "already done"
     name, payload = claimed
     try:
-        outbox.run_handler(jobs.handlers(ctx, app.config), name, payload)
+        outbox.run_handler(runtime.handlers(), name, payload)
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         final = not _retries_left()

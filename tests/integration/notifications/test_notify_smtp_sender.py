@@ -1,12 +1,22 @@
 import email
 import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import Message
 from email.policy import default as default_policy
+from typing import Any
 
 import pytest
-from notify_servers import SMTP_PASSWORD, SMTP_USER, Certificate, SmtpServer, free_port
+from notify_servers import (
+    SMTP_PASSWORD,
+    SMTP_USER,
+    Certificate,
+    RecordingHandler,
+    SmtpServer,
+    _start,
+    free_port,
+)
 
 from relay_ops.notifications.errors import (
     InvalidRecipient,
@@ -207,3 +217,83 @@ def test_build_sender_makes_a_working_smtp_sender(smtp_server: SmtpServer) -> No
     )
     sender.send(a_message())
     assert smtp_server.handler.received[0].rcpt_tos == ["marie.dupont@example.fr"]
+
+
+# --- one connection kept from one message to the next -------------------------------------
+
+
+class CountingHandler(RecordingHandler):
+    """Counts the greetings: one per connection."""
+
+    greetings: int = 0
+
+    async def handle_EHLO(self, server: object, session: Any, envelope: object,
+                          hostname: str, responses: list[str]) -> list[str]:
+        self.greetings += 1
+        session.host_name = hostname  # aiosmtpd leaves it to a handler that answers EHLO
+        return responses
+
+
+@pytest.fixture
+def counting_server() -> Iterator[SmtpServer]:
+    # The server drops a client idle for half a second, as Postfix does after 300 s.
+    controller, server = _start(CountingHandler(), timeout=0.5)
+    try:
+        yield server
+    finally:
+        controller.stop()
+
+
+def test_messages_go_out_one_after_the_other_on_one_connection(
+        counting_server: SmtpServer) -> None:
+    sender = sender_for(counting_server)
+    for n in range(5):
+        sender.send(a_message(key=f"notif-{n}"))
+    sender.close()
+
+    handler = counting_server.handler
+    assert isinstance(handler, CountingHandler)
+    assert handler.greetings == 1
+    assert [parse(e.original_content or b"")["Message-ID"] for e in handler.received] == [
+        sender.message_id(f"notif-{n}") for n in range(5)]
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_losing_the_message(
+        counting_server: SmtpServer) -> None:
+    sender = sender_for(counting_server)
+    sender.send(a_message(key="before"))
+    time.sleep(1.0)  # the server hangs up on the idle connection
+    sender.send(a_message(key="after"))
+    sender.close()
+
+    handler = counting_server.handler
+    assert isinstance(handler, CountingHandler)
+    assert handler.greetings == 2
+    assert len(handler.received) == 2  # each message once
+
+
+def test_after_a_refusal_the_next_message_goes_out_on_a_fresh_connection(
+        counting_server: SmtpServer) -> None:
+    sender = sender_for(counting_server)
+    with pytest.raises(PermanentSendError):
+        sender.send(a_message("unknown@example.fr"))
+    sender.send(a_message(key="next"))
+    sender.close()
+
+    handler = counting_server.handler
+    assert isinstance(handler, CountingHandler)
+    assert handler.greetings == 2
+    assert [e.rcpt_tos for e in handler.received] == [["marie.dupont@example.fr"]]
+
+
+def test_a_connection_is_not_kept_past_its_message_limit(
+        counting_server: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SmtpSender, "MAX_MESSAGES_PER_CONNECTION", 2)
+    sender = sender_for(counting_server)
+    for n in range(5):
+        sender.send(a_message(key=f"notif-{n}"))
+    sender.close()
+
+    handler = counting_server.handler
+    assert isinstance(handler, CountingHandler)
+    assert (handler.greetings, len(handler.received)) == (3, 5)
