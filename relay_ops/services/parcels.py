@@ -7,10 +7,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, text
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from relay_ops.db.models import (
     Carrier,
+    ClosingDay,
     CredentialParcel,
     FailedAttempt,
     Location,
@@ -37,6 +39,7 @@ from relay_ops.domain.errors import (
     WrongSite,
 )
 from relay_ops.domain.holding import (
+    ClosedOn,
     HoldingDecision,
     deadline_after,
     extended_deadline,
@@ -58,7 +61,12 @@ from relay_ops.services.principal import (
     require_role,
     require_site,
 )
-from relay_ops.services.sites import closed_on, nearest_with_room, occupancy_of, used_per_location
+from relay_ops.services.sites import (
+    closed_given,
+    closed_on,
+    nearest_with_room,
+    occupancy_of,
+)
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 HELD = [s.value for s in HELD_STATES]
@@ -192,10 +200,8 @@ def check_in(
     refusal: SiteAtCapacity | None = None
     with ctx.db.transaction() as session:
         # The site row lock serialises check-ins at one site, so two never take the last place.
-        site = _site_for_staff(session, actor, site_id, lock=True)
-        if site.kind != "shop":
-            raise ValidationFailed("lockers take parcels through a drop-off session")
-        parcel = by_tracking(session, number, lock=True)
+        site, closed = _shop_for_check_in(ctx, session, actor, site_id, now)
+        parcel, scanned = _parcel_for_check_in(session, site, number)
         if parcel is not None and parcel.site_id == site.id and parcel.state in HELD:
             return _check_in_answer(parcel, actor, "already_checked_in")
         registered_now = parcel is None
@@ -223,14 +229,54 @@ def check_in(
                            reason=str(full)[:300])
             refusal = full
         else:
-            _place(ctx, session, site, parcel, location, now, actor, group)
-            # Decided: it leaves the counter's "not announced" list in the same transaction.
-            session.execute(delete(UnannouncedScan).where(
-                UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number))
+            _place(ctx, session, site, parcel, location, now, actor, group, closed)
+            if scanned or registered_now:
+                # Decided: it leaves the counter's "not announced" list in this transaction.
+                session.execute(delete(UnannouncedScan).where(
+                    UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number))
             return _check_in_answer(parcel, actor, "checked_in")
     # The refusal's event is committed above; only now is the refusal reported.
     assert refusal is not None
     raise refusal
+
+
+def _shop_for_check_in(
+    ctx: Ctx, session: Session, actor: Principal, site_id: int, now: datetime
+) -> tuple[Site, ClosedOn]:
+    """The shop, row-locked, with its closing days from yesterday on (all a deadline from now
+    can meet), then its shelf locations (their counters are the shelf policy's input); and
+    the days it does not open.
+
+    The locations come in a statement of their own, after the lock: PostgreSQL re-reads a
+    row it waited to lock, but not the rows joined to it, which would be the counters as
+    they were before the check-in that held the lock."""
+    require_role(actor, *STAFF, Role.SYSTEM)
+    require_site(actor, site_id)
+    since = now.astimezone(ctx.settings.timezone).date() - timedelta(days=1)
+    site = session.scalars(
+        select(Site).where(Site.id == site_id)
+        .options(joinedload(Site.closing_days.and_(ClosingDay.day >= since)),
+                 selectinload(Site.locations))
+        .with_for_update(of=Site)
+    ).unique().one_or_none()
+    if site is None:
+        raise NotFound(f"no site {site_id}")
+    if site.kind != "shop":
+        raise ValidationFailed("lockers take parcels through a drop-off session")
+    return site, closed_given(site, {c.day for c in site.closing_days})
+
+
+def _parcel_for_check_in(session: Session, site: Site, number: str) -> tuple[Parcel | None, bool]:
+    """The parcel, row-locked, with its carrier (the answer names it), and whether the shop's
+    counter lists it as scanned unannounced, in one statement."""
+    scanned = select(UnannouncedScan.site_id).where(
+        UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number
+    ).exists()
+    row = session.execute(
+        select(Parcel, scanned).where(Parcel.tracking_number == number)
+        .options(joinedload(Parcel.carrier)).with_for_update(of=Parcel)
+    ).first()
+    return (row[0], bool(row[1])) if row is not None else (None, False)
 
 
 # ---------------------------------------------------------------- parcels nobody announced
@@ -363,6 +409,13 @@ def _recipient_key(pepper: bytes, channel: Channel, kind: str, raw: str | None) 
 
 def _group_to_join(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group | None:
     """The live code of a ready parcel here for the same recipient, if any (shops only)."""
+    # The keys set below go out with the check-in's one UPDATE of the parcel, not an UPDATE
+    # of their own forced by these queries' autoflush.
+    with session.no_autoflush:
+        return _group_of(ctx, session, site, parcel)
+
+
+def _group_of(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group | None:
     keys = recipient_keys(ctx, parcel.recipient_phone, parcel.recipient_email)
     # Kept on the parcel: a later parcel matches it even once its plain address is gone.
     parcel.recipient_phone_key, parcel.recipient_email_key = keys.phone, keys.email
@@ -430,8 +483,8 @@ def _allocate_shelf(
 
 
 def _shelf_slots(session: Session, site: Site) -> list[sizing.ShelfSlot]:
-    used = used_per_location(session, site.id)
-    return [sizing.ShelfSlot(loc.id, loc.label, loc.size_class, loc.capacity, used.get(loc.id, 0))
+    # Each location's counter (history.apply keeps it), not a count of the held parcels.
+    return [sizing.ShelfSlot(loc.id, loc.label, loc.size_class, loc.capacity, loc.held)
             for loc in site.locations if loc.active]
 
 
@@ -467,11 +520,11 @@ def _no_room(ctx: Ctx, session: Session, site: Site, parcel_class: str) -> SiteA
 
 def _place(
     ctx: Ctx, session: Session, site: Site, parcel: Parcel, location: Location, now: datetime,
-    actor: Principal, group: Group | None = None,
+    actor: Principal, group: Group | None, closed: ClosedOn,
 ) -> None:
-    holding = holding_period(ctx, session, site, now)
     with session.no_autoflush:  # one UPDATE of the parcel, not one per attribute change
-        _assign(ctx, session, site, parcel, location, now, holding.days)
+        holding = holding_period(ctx, session, site, now)
+        _assign(ctx, parcel, location, now, holding.days, closed)
     data: dict[str, Any] = {
         "location": location.label, "deadline": _iso(parcel.holding_deadline),
         "holding_days": holding.days, "holding_rule": holding.rule,
@@ -484,20 +537,21 @@ def _place(
         # Each parcel keeps its own deadline: the earlier ones were announced with theirs.
         join_group(session, group, parcel, now)
     else:
-        issue_credential(ctx, session, parcel, holder="recipient")
+        credential = issue_credential(ctx, session, parcel, holder="recipient")
+        # The answer's group view reads these: the new code covers this parcel alone, which
+        # is all the view looks for (a ready parcel's live recipient code), without a query.
+        set_committed_value(credential, "parcels", [parcel])
+        set_committed_value(parcel, "credentials", [credential])
     notify.queue(session, parcel, "ready")
 
 
 def _assign(
-    ctx: Ctx, session: Session, site: Site, parcel: Parcel, location: Location, now: datetime,
-    days: int,
+    ctx: Ctx, parcel: Parcel, location: Location, now: datetime, days: int, closed: ClosedOn,
 ) -> None:
     parcel.location_id = location.id
     parcel.location = location
     parcel.checked_in_at = now
-    parcel.holding_deadline = deadline_after(
-        now, days, ctx.settings.timezone, closed_on(session, site)
-    )
+    parcel.holding_deadline = deadline_after(now, days, ctx.settings.timezone, closed)
 
 
 def holding_period(ctx: Ctx, session: Session, site: Site, now: datetime) -> HoldingDecision:
@@ -595,7 +649,10 @@ def _live_credential_by_hash(
     )
     if lock:
         query = query.with_for_update()
-    return session.scalar(query)
+    found = session.scalar(query)
+    if lock and found is not None:
+        session.info.setdefault(LOCKED_CODE_ROWS, set()).add(found.id)
+    return found
 
 
 def live_credentials(session: Session, parcel_id: int) -> list[PickupCredential]:
@@ -614,12 +671,21 @@ def live_credentials(session: Session, parcel_id: int) -> list[PickupCredential]
     )
 
 
-def release_credentials(session: Session, parcel: Parcel, now: datetime) -> list[PickupCredential]:
+def release_credentials(
+    session: Session, parcel: Parcel, now: datetime,
+    live: list[PickupCredential] | None = None,
+) -> list[PickupCredential]:
     """A parcel left the ready state (expired, declared...): its codes die, except a code
-    shared with a parcel still ready, which its recipient still needs. The revoked ones."""
+    shared with a parcel still ready, which its recipient still needs. The revoked ones.
+
+    ``live``: the parcel's live codes as this transaction read them under the parcel's row
+    lock (nobody else can add one meanwhile), which saves reading them again."""
+    if live is None:
+        live = live_credentials(session, parcel.id)
     dead = [
-        c for c in live_credentials(session, parcel.id)
-        if not any(p.id != parcel.id and p.state == READY for p in c.parcels)
+        c for c in live
+        if c.used_at is None and c.revoked_at is None
+        and not any(p.id != parcel.id and p.state == READY for p in c.parcels)
     ]
     for credential in dead:
         credential.revoked_at = now
@@ -694,7 +760,7 @@ def pick_up(
     failure: DomainError | None = None
     with ctx.db.transaction() as session:
         site = _site_for_staff(session, actor, site_id, lock=False)
-        parcel, credential, failure = _match_credential(
+        parcel, credential, failure, live = _match_credential(
             ctx, session, site, claim, identity, override_lock, actor, now
         )
         if failure is None:
@@ -703,7 +769,8 @@ def pick_up(
             split = grouping.split_for_pickup({p.id: p.state for p in covered}, READY)
             handed = [p for p in covered if p.id in split.handed_over]
             for each in handed:
-                _hand_over(session, each, credential, identity, override_lock, actor, now)
+                _hand_over(session, each, credential, identity, override_lock, actor, now,
+                           live if each is parcel else None)
             return {
                 "status": "picked_up",
                 "parcel": parcel_view(parcel, actor),
@@ -890,15 +957,17 @@ def _preview(session: Session, actor: Principal, found: PickupCredential) -> dic
 def _match_credential(
     ctx: Ctx, session: Session, site: Site, claim: PickupClaim,
     identity: IdentityCheck | None, override_lock: bool, actor: Principal, now: datetime,
-) -> tuple[Parcel | None, PickupCredential | None, DomainError | None]:
+) -> tuple[Parcel | None, PickupCredential | None, DomainError | None, list[PickupCredential]]:
+    """The parcel and the code that hands it over, or why not; and the parcel's live codes
+    (read under its row lock, so the hand-over need not read them again)."""
     if claim.names_the_parcel:
         parcel, failure = _named_parcel(ctx, session, site, claim, actor, now)
         if parcel is None:
-            return None, None, failure
+            return None, None, failure, []
     elif claim.digits:
         found, failure = _code_alone(ctx, session, site, claim.digits, now)
         if found is None:
-            return None, None, failure
+            return None, None, failure, []
         parcel = _first_ready(_lock_parcels(session, found))
     else:
         raise ValidationFailed("give the pickup code, or the tracking number with the code")
@@ -914,20 +983,22 @@ def _match_credential(
                 "too many wrong codes: check an identity document and override",
                 tracking_number=parcel.tracking_number,
             )
-        return parcel, None, None
+        return parcel, None, None, live
     matching = _matching(ctx, site, claim.digits, live)
     if matching is None:
-        return parcel, None, _count_wrong_attempt(session, parcel, live, actor, now)
+        return parcel, None, _count_wrong_attempt(session, parcel, live, actor, now), live
     if matching.holder == "proxy" and identity is None:
         raise IdentityCheckRequired(
             "a proxy shows an identity document; record it with the pickup",
             holder_name=matching.holder_name,
         )
-    return parcel, matching, None
+    return parcel, matching, None, live
 
 
-# session.info key: the parcels of each code this transaction locked (`_lock_parcels`)
+# session.info keys: the parcels of each code this transaction locked (`_lock_parcels`), and
+# the codes whose own row it already locked (`_live_credential_by_hash`)
 LOCKED_CODES = "relay_ops.locked_codes"
+LOCKED_CODE_ROWS = "relay_ops.locked_code_rows"
 
 
 def _lock_parcels(session: Session, credential: PickupCredential) -> list[Parcel]:
@@ -940,15 +1011,17 @@ def _lock_parcels(session: Session, credential: PickupCredential) -> list[Parcel
     locked: dict[int, list[Parcel]] = session.info.setdefault(LOCKED_CODES, {})
     if credential.id in locked:
         return locked[credential.id]
-    session.scalar(
-        select(PickupCredential.id).where(PickupCredential.id == credential.id).with_for_update()
-    )
+    if credential.id not in session.info.get(LOCKED_CODE_ROWS, ()):
+        session.scalar(select(PickupCredential.id).where(PickupCredential.id == credential.id)
+                       .with_for_update())
     ids = select(CredentialParcel.parcel_id).where(
         CredentialParcel.credential_id == credential.id
     )
+    # With what the answer shows of them (carrier, shelf), so building it reads nothing more.
     locked[credential.id] = list(session.scalars(
         select(Parcel).where(Parcel.id.in_(ids)).order_by(Parcel.id)
-        .with_for_update().execution_options(populate_existing=True)
+        .options(joinedload(Parcel.carrier), joinedload(Parcel.location))
+        .with_for_update(of=Parcel).execution_options(populate_existing=True)
     ))
     return locked[credential.id]
 
@@ -1010,6 +1083,7 @@ def _count_wrong_attempt(
 def _hand_over(
     session: Session, parcel: Parcel, credential: PickupCredential | None,
     identity: IdentityCheck | None, override_lock: bool, actor: Principal, now: datetime,
+    live: list[PickupCredential] | None = None,
 ) -> None:
     data: dict[str, Any] = {"holder": credential.holder if credential else "identity-override"}
     if identity:
@@ -1020,7 +1094,7 @@ def _hand_over(
     if credential is not None:
         credential.used_at = now
     # The parcel's other codes (a proxy's; a code it shared with parcels now all gone) die.
-    release_credentials(session, parcel, now)
+    release_credentials(session, parcel, now, live)
     notify.queue(session, parcel, "picked_up")
 
 

@@ -10,7 +10,7 @@ from relay_ops.db.models import ParcelEvent
 from relay_ops.domain.errors import DomainError
 from relay_ops.services import parcels
 from relay_ops.services.principal import Principal, Role
-from tests.support import World
+from tests.support import World, shelf_counts, shelf_counts_agree
 
 THREADS = 20
 
@@ -61,6 +61,7 @@ def test_twenty_check_ins_and_twenty_pickups_give_one_of_each(world: World) -> N
             select(ParcelEvent.action, func.count()).where(ParcelEvent.parcel_id == parcel_id)
             .group_by(ParcelEvent.action)).all())
     assert actions == {"announce": 1, "check_in": 1, "pick_up": 1}
+    assert shelf_counts_agree(world.ctx), shelf_counts(world.ctx)
 
 
 def test_twenty_check_ins_never_overfill_a_shelf(world: World) -> None:
@@ -77,6 +78,7 @@ def test_twenty_check_ins_never_overfill_a_shelf(world: World) -> None:
 
     # Shelf B1 holds 5 L parcels and is the only one that takes them.
     assert race(check_in_next) == Counter({"checked_in": 5, "site-at-capacity": THREADS - 5})
+    assert shelf_counts(world.ctx)[f"{world.shop_id}/B1"] == (5, 5)
 
 
 def test_a_parcel_joining_a_code_being_spent_is_never_left_without_a_code(
@@ -112,6 +114,7 @@ def test_a_parcel_joining_a_code_being_spent_is_never_left_without_a_code(
             assert world.code_of(second_view["id"]) != code
         else:
             assert second_view["state"] == "picked_up"
+    assert shelf_counts_agree(world.ctx), shelf_counts(world.ctx)
 
 
 def test_twenty_wrong_codes_at_once_are_one_guess(world: World) -> None:
