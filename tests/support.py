@@ -12,7 +12,7 @@ from werkzeug.test import TestResponse
 
 from relay_ops.db.models import Base, CredentialParcel, Location, Parcel, PickupCredential
 from relay_ops.domain.lifecycle import HELD_STATES
-from relay_ops.services import accounts, parcels, sites
+from relay_ops.services import accounts, credentials, sites
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 
@@ -124,7 +124,7 @@ class World:
                 )
             )
             assert credential is not None
-            return parcels.code_of(self.ctx, credential)
+            return credentials.code_of(self.ctx, credential)
 
     def pick_up(self, **body: Any) -> TestResponse:
         return self.shopkeeper.post(f"/sites/{self.shop_id}/pickups", json=body)

@@ -308,7 +308,7 @@ def set_opening_hours(ctx: Ctx, actor: Principal, site_id: int, hours: object) -
     """
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     checked = validate_site_hours(hours)
-    from relay_ops.services import parcels  # parcels -> sites
+    from relay_ops.services import checkin  # checkin -> sites
 
     with ctx.db.transaction() as session:
         site = _get_site(session, site_id, lock=True)
@@ -316,7 +316,7 @@ def set_opening_hours(ctx: Ctx, actor: Principal, site_id: int, hours: object) -
         site.opening_hours = checked
         session.flush()
         if not had_hours:
-            parcels.resend_ready_after_hours_set(ctx, session, site, actor)
+            checkin.resend_ready_after_hours_set(ctx, session, site, actor)
         session.refresh(site)
         return site_view(site)
 

@@ -3,7 +3,7 @@
 from sqlalchemy import select
 
 from relay_ops.db.models import FailedAttempt, Notification, OutboxMessage, ParcelEvent
-from relay_ops.services import parcels
+from relay_ops.services import expiry
 from tests.conftest import Clock
 from tests.support import World, is_problem, row_counts, shelf_counts
 
@@ -186,8 +186,8 @@ def test_expiry_sweep_extension_and_return(world: World, clock: Clock) -> None:
     assert is_problem(twice, 409, "extension-refused")
     clock.advance(days=11)
     world.sign_in_again()
-    assert parcels.expire_overdue(world.ctx) == [expiring["id"]]
-    assert parcels.expire_overdue(world.ctx) == []
+    assert expiry.expire_overdue(world.ctx) == [expiring["id"]]
+    assert expiry.expire_overdue(world.ctx) == []
     late = world.shopkeeper.post(f"/parcels/{expiring['id']}/extension")
     assert is_problem(late, 409, "invalid-transition")
     assert world.carrier.get(f"/parcels/{expiring['id']}").json["state"] == "expired"
@@ -207,7 +207,7 @@ def test_expiry_sweep_extension_and_return(world: World, clock: Clock) -> None:
 def test_a_carrier_collects_only_its_own_parcels(world: World, clock: Clock) -> None:
     world.ready("ACME00000402")
     clock.advance(days=11)
-    parcels.expire_overdue(world.ctx)
+    expiry.expire_overdue(world.ctx)
     response = world.other_carrier.post(f"/sites/{world.shop_id}/collections",
                                         json={"tracking_numbers": ["ACME00000402"]})
     assert response.json["items"][0]["reason"] == "not-found"
@@ -367,7 +367,7 @@ def test_each_shelf_counts_the_parcels_on_it_through_their_whole_life(
     assert shelf_counts(world.ctx)[a1] == (2, 2)  # damaged stays on the shelf, missing not
     clock.advance(days=11)
     world.sign_in_again()
-    assert parcels.expire_overdue(world.ctx) == [expiring["id"]]
+    assert expiry.expire_overdue(world.ctx) == [expiring["id"]]
     assert shelf_counts(world.ctx)[a1] == (2, 2)
     collected = world.carrier.post(f"/sites/{world.shop_id}/collections",
                                    json={"tracking_numbers": ["ACME00000502", "ACME00000503"]})
