@@ -14,7 +14,7 @@ One run, gunicorn ``-w 2 -k gthread --threads 4`` on PostgreSQL, side by side:
    picked up at another shop long ago; announced parcels waiting to be checked in, one
    recipient each): RelayOps check-in, then pickup by code (the codes of every live
    credential, derived as the resident's page derives them), each at its maximum and at half
-   of it.
+   of it; then a manifest of ``--manifest`` parcels POSTed by the carrier, timed.
 
 CPU per request is read from /proc: the gunicorn master and workers of the server measured,
 and the PostgreSQL backends connected to the benchmark database (not the other databases of a
@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,15 +85,18 @@ def seed_fast(world: seed.World, db_url: str, on_hand: int, total: int, announce
     with psycopg.connect(db_url) as conn:
         locations = [r[0] for r in conn.execute(
             "SELECT id FROM locations WHERE site_id = %s ORDER BY id", (site,))]
-        carrier = conn.execute("SELECT id FROM carriers WHERE code = 'bench'").fetchone()[0]
-        pid = conn.execute("SELECT coalesce(max(id), 0) FROM parcels").fetchone()[0]
-        cid = conn.execute("SELECT coalesce(max(id), 0) FROM pickup_credentials").fetchone()[0]
+        carrier = conn.execute("SELECT id FROM carriers WHERE code = 'bench'").fetchone()[0]  # type: ignore[index]
+        pid = conn.execute("SELECT coalesce(max(id), 0) FROM parcels").fetchone()[0]  # type: ignore[index]
+        cid = conn.execute("SELECT coalesce(max(id), 0) FROM pickup_credentials").fetchone()[0]  # type: ignore[index]
         parcel_cols = ("id, tracking_number, carrier_id, site_id, location_id, state, direction,"
                        " unannounced, recipient_name, recipient_phone, recipient_email,"
                        " recipient_locale, recipient_phone_key, recipient_email_key, size_class,"
                        " extended, holding_deadline, checked_in_at, closed_at, created_at,"
                        " updated_at")
-        parcels_rows, cred_rows, link_rows, event_rows = [], [], [], []
+        parcels_rows: list[tuple[Any, ...]] = []
+        cred_rows: list[tuple[Any, ...]] = []
+        link_rows: list[tuple[Any, ...]] = []
+        event_rows: list[tuple[Any, ...]] = []
         used_hashes: set[str] = set()
         for k in range(on_hand):
             pid += 1
@@ -249,6 +253,52 @@ def run_rate_pickup(server: Server, args: argparse.Namespace, token: str, codes:
     return phase
 
 
+def wait_until_serving(server: Server, seconds: float = 120) -> float:
+    """Until both workers answer /ready: each imports the app after the fork, which takes many
+    seconds on a loaded machine; a measured phase must not start while requests queue behind
+    that (the first check-in then took 20 s). Eight requests at once, so both workers answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ready(_: int) -> bool:
+        try:
+            with urllib.request.urlopen(  # noqa: S310 (http, ours)
+                    f"http://{HOST}:{server.port}/ready", timeout=30) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        while time.perf_counter() - t0 < seconds:
+            if all(pool.map(ready, range(8))):
+                return time.perf_counter() - t0
+            time.sleep(0.5)
+    raise RuntimeError(f"{server.name} not ready after {seconds} s")
+
+
+def announce_manifest(server: Server, world: seed.World, size: int, tag: str) -> dict[str, Any]:
+    """One manifest of ``size`` parcels POSTed by the carrier, timed from send to answer."""
+    from relay_ops.services import accounts
+    from relay_ops.services.principal import SYSTEM
+
+    key = accounts.issue_carrier_key(world.ctx, SYSTEM, "bench").token
+    world.ctx.db.dispose()
+    body = json.dumps({"reference": f"bench-manifest-{tag}", "parcels": [
+        {"tracking_number": f"MANI{tag[:4].upper()}{n:07d}", "site": seed.shop_code(0),
+         "recipient": {"name": "Jean Dupont", "phone": f"+3363{n:07d}"}}
+        for n in range(size)]}).encode()
+    request = urllib.request.Request(
+        f"http://{HOST}:{server.port}/api/v1/manifests", data=body, method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+    t0 = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 (http, ours)
+        answer = json.loads(response.read())
+        status = response.status
+    seconds = time.perf_counter() - t0
+    return {"parcels": size, "status": status, "accepted": answer.get("accepted"),
+            "seconds": round(seconds, 3), "body_kb": round(len(body) / 1024)}
+
+
 def cpu_ms(phase: Phase) -> dict[str, float]:
     """CPU per answered request, in ms: the server's processes, and PostgreSQL's backends."""
     if not phase.throughput:
@@ -318,6 +368,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=3, help="seconds of warm-up per server")
     p.add_argument("--announced", type=int, default=20_000,
                    help="announced parcels waiting to be checked in, per level")
+    p.add_argument("--manifest", type=int, default=5000,
+                   help="parcels in the manifest announced (timed) at each level; 0: none")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--worker-class", default="gthread")
     p.add_argument("--threads", type=int, default=4)
@@ -332,7 +384,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def configure(args: argparse.Namespace, logdir: Path) -> tuple[dict[str, str], dict[str, str]]:
+def configure(args: argparse.Namespace, logdir: Path) -> tuple[dict[str, Any], dict[str, str]]:
     from relay_ops.domain.pickup_token import generate_private_key, private_key_to_pem
 
     secrets = {k: f"bench-{k.lower()}-{os.urandom(8).hex()}" for k in
@@ -341,10 +393,16 @@ def configure(args: argparse.Namespace, logdir: Path) -> tuple[dict[str, str], d
     secrets["LOCKER_TOKEN_SIGNING_KEY"] = private_key_to_pem(generate_private_key())
     secrets["LOCKER_COMMAND_SIGNING_KEY"] = private_key_to_pem(generate_private_key())
     sa_url = f"{args.pg}/{args.database}".replace("postgresql://", "postgresql+psycopg://", 1)
+    # The web processes as production runs them: jobs (messages, sweeps) go through the outbox
+    # to RQ workers, which are not part of this benchmark. In process, the hourly forecast
+    # sweep starts with the server and holds a key-share lock on the shop while it recomputes
+    # (seconds with 10,000 parcels on hand), which stalls every check-in meanwhile.
     config = {"ENV": "production", "DATABASE_URL": sa_url, "LOG_LEVEL": "WARNING",
+              "JOBS_IN_PROCESS": False,
               "NOTIFY_FILE_PATH": str(logdir / "notifications.jsonl"), **secrets}
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_OPS_")}
-    env |= {f"RELAY_OPS_{k}": v for k, v in config.items()}
+    env |= {f"RELAY_OPS_{k}": v if isinstance(v, str) else json.dumps(v)
+            for k, v in config.items()}
     env["PYTHONPATH"] = str(REPO)
     return config, env
 
@@ -359,7 +417,7 @@ def stop(servers: list[Server]) -> None:
             server.process.kill()
 
 
-def fresh_world(args: argparse.Namespace, config: dict[str, str], db_url: str,
+def fresh_world(args: argparse.Namespace, config: dict[str, Any], db_url: str,
                 on_hand: int) -> tuple[seed.World, Seeded]:
     seed.recreate_database(f"{args.pg}/postgres", args.database)
     world = seed.build(config, 2)  # the shop measured, and one where old parcels were picked up
@@ -400,8 +458,10 @@ def reference(args: argparse.Namespace, env: dict[str, str], logdir: Path,
     return phases
 
 
-def level(args: argparse.Namespace, config: dict[str, str], env: dict[str, str], logdir: Path,
-          db_url: str, on_hand: int) -> tuple[Seeded, list[Phase], list[str], seed.World]:
+def level(
+    args: argparse.Namespace, config: dict[str, Any], env: dict[str, str], logdir: Path,
+    db_url: str, on_hand: int,
+) -> tuple[Seeded, list[Phase], list[str], seed.World, dict[str, Any] | None]:
     print(f"\n== {on_hand} parcels on hand: seeding", flush=True)
     world, seeded = fresh_world(args, config, db_url, on_hand)
     print(f"   {seeded.total} parcels in the database, {seeded.announced} announced "
@@ -409,6 +469,7 @@ def level(args: argparse.Namespace, config: dict[str, str], env: dict[str, str],
     one_site = replace(world, site_ids=world.site_ids[:1])
     server = checkin.start_server("relayops", "relay_ops:create_app()", args.port, args, env,
                                   logdir)
+    print(f"   server ready in {wait_until_serving(server):.1f} s", flush=True)
     watch = DatabaseWatch([server], args.database)
     watch.start()
     phases: list[Phase] = []
@@ -436,10 +497,15 @@ def level(args: argparse.Namespace, config: dict[str, str], env: dict[str, str],
         rate = phases[-1].throughput / 2
         phases.append(checkin.measured(watch, [server], lambda: run_rate_pickup(
             server, args, world.shopkeeper_token, codes[half:], rate, "half-max pickup")))
+        manifest = (announce_manifest(server, world, args.manifest, str(on_hand))
+                    if args.manifest else None)
     finally:
         watch.stop()
         stop([server])
-    return seeded, phases, verify(db_url, phases, seeded.site_id), world
+    problems = verify(db_url, phases, seeded.site_id)
+    if manifest is not None and manifest["accepted"] != args.manifest:
+        problems.append(f"manifest: {manifest['accepted']} of {args.manifest} accepted")
+    return seeded, phases, problems, world, manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -456,12 +522,14 @@ def main(argv: list[str] | None = None) -> int:
     ref_phases: list[Phase] = []
     failures: list[str] = []
     for i, on_hand in enumerate(levels):
-        seeded, phases, problems, world = level(args, config, env, logdir, db_url, on_hand)
+        seeded, phases, problems, world, manifest = level(args, config, env, logdir, db_url,
+                                                          on_hand)
         if i == 0:
             print("== references", flush=True)
             ref_phases = references(args, env, logdir, world, db_url)
         failures += [f"{on_hand} on hand: {p}" for p in problems]
-        runs.append({"seeded": asdict(seeded), "phases": [_phase(p) for p in phases]})
+        runs.append({"seeded": asdict(seeded), "phases": [_phase(p) for p in phases],
+                     "manifest": manifest})
     result = {
         "started": started.isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -528,6 +596,12 @@ def print_summary(result: dict[str, Any]) -> None:
             odd = {k: v for k, v in p["statuses"].items() if not k.startswith("2")}
             for note in p["notes"] + ([f"non-2xx answers {odd}"] if odd else []):
                 print(f"  {p['name']}: {note}")
+    for run in result["levels"]:
+        m = run.get("manifest")
+        if m:
+            print(f"manifest of {m['parcels']} parcels ({m['body_kb']} kB) at "
+                  f"{run['seeded']['on_hand']} on hand: {m['seconds']:.2f} s, HTTP {m['status']}, "
+                  f"{m['accepted']} accepted")
     print("checks:", "OK" if not result["failures"] else "FAILED")
     for failure in result["failures"]:
         print(f"  - {failure}")
