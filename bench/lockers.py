@@ -203,9 +203,9 @@ def qr_to_door(ctx: Ctx, url: str, scans: int, tmp: Path) -> dict[str, Any]:
 
 
 def lockers_parcel_id(ctx: Ctx, number: str) -> int:
-    from relay_ops.services import parcels
+    from relay_ops.services import parcel_views
 
-    return int(parcels.find_parcel(ctx, SYSTEM, number)["id"])
+    return int(parcel_views.find_parcel(ctx, SYSTEM, number)["id"])
 
 
 def raw_round_trip(count: int) -> dict[str, Any]:

@@ -53,7 +53,7 @@ from bench import seed  # noqa: E402
 from bench.checkin import children_of, cpu_seconds, machine_busy, rss_mb  # noqa: E402
 from relay_ops.db.models import Notification, OutboxMessage  # noqa: E402
 from relay_ops.domain.pickup_token import generate_private_key, private_key_to_pem  # noqa: E402
-from relay_ops.services import accounts, manifests, parcels  # noqa: E402
+from relay_ops.services import accounts, checkin, manifests  # noqa: E402
 from relay_ops.services.principal import Principal  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -248,7 +248,7 @@ def announce(world: seed.World, count: int) -> None:
 
 
 def check_in(world: seed.World, shopkeeper: Principal, n: int) -> int:
-    answer = parcels.check_in(world.ctx, shopkeeper, world.site_ids[0], seed.tracking_number(n))
+    answer = checkin.check_in(world.ctx, shopkeeper, world.site_ids[0], seed.tracking_number(n))
     return int(answer["parcel"]["id"])
 
 

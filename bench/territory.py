@@ -43,7 +43,18 @@ from relay_ops.db.models import (
 )
 from relay_ops.domain.errors import DomainError, SiteAtCapacity
 from relay_ops.domain.geo import distance_km
-from relay_ops.services import accounts, locker_events, lockers, manifests, parcels, reroute, sites
+from relay_ops.services import (
+    accounts,
+    checkin,
+    credentials,
+    expiry,
+    locker_events,
+    lockers,
+    manifests,
+    pickup,
+    reroute,
+    sites,
+)
 from relay_ops.services import forecast as forecasts
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
@@ -262,7 +273,7 @@ def _spec(rng: random.Random, code: str, lat: float, lon: float, area: str,
 
 def recipient_code(session: Any, parcel_id: int) -> PickupCredential | None:
     """The recipient's live code covering the parcel (its own, or one it shares)."""
-    return next((c for c in parcels.live_credentials(session, parcel_id)
+    return next((c for c in credentials.live_credentials(session, parcel_id)
                  if c.holder == "recipient"), None)
 
 
@@ -409,9 +420,9 @@ class Replay:
 
     def _check_in(self, shop: Shop, number: str, carrier: str | None = None) -> bool:
         try:
-            answer = parcels.check_in(
+            answer = checkin.check_in(
                 self.ctx, SYSTEM, shop.id, number, accept_unannounced=carrier is not None,
-                recipient=parcels.Recipient(phone=self.phones.get(number, phone_of(number)))
+                recipient=checkin.Recipient(phone=self.phones.get(number, phone_of(number)))
                 if carrier else None,
                 carrier_code=carrier)
         except SiteAtCapacity:
@@ -452,14 +463,14 @@ class Replay:
                     self.age[parcel_id] += 1
                 elif (code := self._code(parcel_id)) is not None:
                     # the code hands over the recipient's other parcels here too
-                    parcels.pick_up(self.ctx, SYSTEM, shop.id, tracking_number=number,
+                    pickup.pick_up(self.ctx, SYSTEM, shop.id, tracking_number=number,
                                     code=code)
 
     def _code(self, parcel_id: int) -> str | None:
         """The parcel's live code; None once it left with another parcel of its group."""
         with self.ctx.db.read() as session:
             credential = recipient_code(session, parcel_id)
-            return parcels.code_of(self.ctx, credential) if credential else None
+            return credentials.code_of(self.ctx, credential) if credential else None
 
     def returns(self, day: date) -> None:
         """Carriers take back what expired two days ago or earlier (the model's return lag)."""
@@ -474,7 +485,7 @@ class Replay:
         for site_id, number, carrier_id in rows:
             by_key[(site_id, carrier_id)].append(number)
         for (site_id, carrier_id), numbers in by_key.items():
-            parcels.collect(self.ctx, Principal(Role.CARRIER, carrier_id=carrier_id), site_id,
+            expiry.collect(self.ctx, Principal(Role.CARRIER, carrier_id=carrier_id), site_id,
                             numbers)
 
     # ------------------------------------------------------------ lockers
@@ -602,7 +613,7 @@ class Replay:
         self.plan(day + timedelta(days=1))
         self.announce(day + timedelta(days=1), "evening")
         self.clock.at(day + timedelta(days=1), "00:30")
-        parcels.expire_overdue(self.ctx, limit=100_000)
+        expiry.expire_overdue(self.ctx, limit=100_000)
 
 
 def reroute_figures(ctx: Ctx, shops: list[Shop]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from firmware_bridge.identity import write_bundle
 from firmware_bridge.tls import write_deployment_certs
 from relay_ops.db import migrate
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import accounts, locker_identity, lockers, parcels, sites
+from relay_ops.services import accounts, expiry, locker_identity, lockers, sites
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 
@@ -272,7 +272,7 @@ def user_revoke_tokens(username: str) -> None:
 @with_appcontext
 def sweep_expiry() -> None:
     """Move parcels past their holding deadline to 'expired'."""
-    expired = parcels.expire_overdue(ctx())
+    expired = expiry.expire_overdue(ctx())
     click.echo(f"{len(expired)} parcel(s) expired")
 
 

@@ -14,7 +14,16 @@ from flask import Flask
 from sqlalchemy import select
 
 from relay_ops.db.models import Carrier, Site
-from relay_ops.services import accounts, lockers, manifests, parcels, resident, sites
+from relay_ops.services import (
+    accounts,
+    checkin,
+    credentials,
+    lockers,
+    manifests,
+    parcel_views,
+    resident,
+    sites,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
 
@@ -105,7 +114,7 @@ def _announce_and_check_in(ctx: Ctx, shop_id: int) -> None:
     manifests.announce(ctx, carrier, body)
     shopkeeper = Principal(Role.SHOPKEEPER, user_id=0, site_ids=frozenset({shop_id}),
                            name="demo")
-    parcels.check_in(ctx, shopkeeper, shop_id, "RR123456785FR")
+    checkin.check_in(ctx, shopkeeper, shop_id, "RR123456785FR")
 
 
 def print_welcome(ctx: Ctx, host: str, port: int, ctx_notify_path: str) -> None:
@@ -134,7 +143,7 @@ def stock_locker(ctx: Ctx, embedded: Any) -> None:
         site_id = site.id
         carrier = session.scalar(select(Carrier).where(Carrier.code == "ligerien"))
         assert carrier is not None
-    if parcels.find_parcel(ctx, SYSTEM, LOCKER_PARCEL)["state"] != "announced":
+    if parcel_views.find_parcel(ctx, SYSTEM, LOCKER_PARCEL)["state"] != "announced":
         return
     van = Principal(Role.CARRIER, carrier_id=carrier.id)
     drop = lockers.open_session(ctx, van, site_id)
@@ -142,19 +151,20 @@ def stock_locker(ctx: Ctx, embedded: Any) -> None:
     if embedded.wait_until(lambda: embedded.board.door_state(door) == "open", 15):
         embedded.board.close_door(door, occupied=True)
         embedded.wait_until(
-            lambda: parcels.find_parcel(ctx, SYSTEM, LOCKER_PARCEL)["state"] == "ready_for_pickup",
+            lambda: parcel_views.find_parcel(ctx, SYSTEM, LOCKER_PARCEL)["state"]
+            == "ready_for_pickup",
             15)
     lockers.close_session(ctx, van, drop["id"])
 
 
 def print_locker_welcome(ctx: Ctx, base: str) -> None:
-    view = parcels.find_parcel(ctx, SYSTEM, LOCKER_PARCEL)
+    view = parcel_views.find_parcel(ctx, SYSTEM, LOCKER_PARCEL)
     if view["state"] != "ready_for_pickup":
         click.echo(f"The demo locker is not stocked yet ({LOCKER_PARCEL} is {view['state']}).")
         return
     with ctx.db.read() as session:
-        credential = parcels.live_credentials(session, view["id"])[0]
-        pin = parcels.code_of(ctx, credential)
+        credential = credentials.live_credentials(session, view["id"])[0]
+        pin = credentials.code_of(ctx, credential)
     link = resident.tracking_token(ctx, view["id"])
     door = view["compartment"]
     click.echo(f"""

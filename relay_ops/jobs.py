@@ -24,7 +24,7 @@ from relay_ops.clock import Clock
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import Sender, build_sender
 from relay_ops.runner_lock import RunnerLock
-from relay_ops.services import delivery, forecast, lockers, parcels, reminders, retention
+from relay_ops.services import delivery, expiry, forecast, lockers, reminders, retention
 from relay_ops.services.context import Ctx
 from relay_ops.services.notify import SEND_JOB
 
@@ -70,7 +70,7 @@ def revive(session: Session, name: str, payload: dict[str, Any]) -> None:
 
 
 def _expiry(ctx: Ctx, config: Mapping[str, Any]) -> int:
-    return len(parcels.expire_overdue(ctx))
+    return len(expiry.expire_overdue(ctx))
 
 
 def _reminders(ctx: Ctx, config: Mapping[str, Any]) -> int:

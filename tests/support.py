@@ -10,8 +10,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from relay_ops.db.models import Base, CredentialParcel, PickupCredential
-from relay_ops.services import accounts, parcels, sites
+from relay_ops.db.models import Base, CredentialParcel, Location, Parcel, PickupCredential
+from relay_ops.domain.lifecycle import HELD_STATES
+from relay_ops.services import accounts, credentials, sites
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 
@@ -123,7 +124,7 @@ class World:
                 )
             )
             assert credential is not None
-            return parcels.code_of(self.ctx, credential)
+            return credentials.code_of(self.ctx, credential)
 
     def pick_up(self, **body: Any) -> TestResponse:
         return self.shopkeeper.post(f"/sites/{self.shop_id}/pickups", json=body)
@@ -164,6 +165,23 @@ def row_counts(ctx: Ctx) -> dict[str, int]:
             table.name: session.scalar(select(func.count()).select_from(table)) or 0
             for table in Base.metadata.sorted_tables
         }
+
+
+def shelf_counts(ctx: Ctx) -> dict[str, tuple[int, int]]:
+    """Each shelf location's counter beside a count of the held parcels on it: the pairs are
+    equal when every move on and off a shelf kept its counter (``history.apply``)."""
+    with ctx.db.read() as session:
+        counted = dict(session.execute(
+            select(Parcel.location_id, func.count())
+            .where(Parcel.state.in_([s.value for s in HELD_STATES]),
+                   Parcel.location_id.is_not(None))
+            .group_by(Parcel.location_id)).all())
+        return {f"{loc.site_id}/{loc.label}": (loc.held, counted.get(loc.id, 0))
+                for loc in session.scalars(select(Location).order_by(Location.id))}
+
+
+def shelf_counts_agree(ctx: Ctx) -> bool:
+    return all(held == counted for held, counted in shelf_counts(ctx).values())
 
 
 def is_problem(response: TestResponse, status: int, slug: str) -> bool:

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.engine.default import DefaultExecutionContext
@@ -120,6 +121,10 @@ class Location(Base):
     size_class: Mapped[str] = mapped_column(String(8))
     capacity: Mapped[int] = mapped_column(Integer)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Parcels held here now (a held state and this location), kept by history.apply in the
+    # transaction that moves a parcel in or out: the shelf policy reads it instead of counting
+    # every held parcel of the shop at each check-in (issue 15).
+    held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     site: Mapped[Site] = relationship(back_populates="locations")
 
@@ -218,11 +223,21 @@ class Manifest(Base):
     response: Mapped[dict[str, Any]]
 
 
+READY_WITH_PHONE_KEY = "state = 'ready_for_pickup' AND recipient_phone_key IS NOT NULL"
+READY_WITH_EMAIL_KEY = "state = 'ready_for_pickup' AND recipient_email_key IS NOT NULL"
+
+
 class Parcel(Base):
     __tablename__ = "parcels"
     __table_args__ = (
         Index("ix_parcels_site_state", "site_id", "state"),
         Index("ix_parcels_state_deadline", "state", "holding_deadline"),
+        # The grouping lookup at check-in: a ready parcel here for the same recipient. Partial,
+        # so they stay as small as the shelves, however many parcels the table keeps.
+        Index("ix_parcels_ready_phone_key", "site_id", "recipient_phone_key",
+              postgresql_where=text(READY_WITH_PHONE_KEY), sqlite_where=text(READY_WITH_PHONE_KEY)),
+        Index("ix_parcels_ready_email_key", "site_id", "recipient_email_key",
+              postgresql_where=text(READY_WITH_EMAIL_KEY), sqlite_where=text(READY_WITH_EMAIL_KEY)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -330,14 +330,19 @@ def authenticate(ctx: Ctx, token: str) -> Principal:
     if not prefix or not secret:
         raise Unauthenticated("malformed bearer token")
     with ctx.db.read() as session:
-        # Every API request comes through here: token and user in one query, sites in one more.
-        row = session.execute(
-            select(ApiToken, User).outerjoin(User, ApiToken.user_id == User.id)
+        # Every API request comes through here: token, user and the user's sites in one
+        # query (a row per site), read afresh each time: a revoked token, a disabled account
+        # or a site taken away stops working at the next request, with no cache to outlive it.
+        rows = session.execute(
+            select(ApiToken, User, UserSite.site_id)
+            .outerjoin(User, ApiToken.user_id == User.id)
+            .outerjoin(UserSite, UserSite.user_id == User.id)
             .where(ApiToken.prefix == prefix)
-        ).first()
-        if row is None or not hmac.compare_digest(row[0].secret_hash, _secret_hash(ctx, secret)):
+        ).all()
+        if not rows or not hmac.compare_digest(rows[0][0].secret_hash,
+                                               _secret_hash(ctx, secret)):
             raise Unauthenticated("unknown or wrong token")
-        api_token, user = row
+        api_token, user, _ = rows[0]
         if api_token.revoked_at is not None:
             raise Unauthenticated("this token was revoked")
         if api_token.expires_at is not None and api_token.expires_at <= ctx.now():
@@ -346,8 +351,8 @@ def authenticate(ctx: Ctx, token: str) -> Principal:
             return Principal(Role.CARRIER, carrier_id=api_token.carrier_id)
         if user is None or not user.active:
             raise Unauthenticated("this account is disabled")
-        site_ids = session.scalars(select(UserSite.site_id).where(UserSite.user_id == user.id))
-        return Principal(Role(user.role), user_id=user.id, site_ids=frozenset(site_ids),
+        site_ids = frozenset(site_id for _, _, site_id in rows if site_id is not None)
+        return Principal(Role(user.role), user_id=user.id, site_ids=site_ids,
                          name=user.display_name)
 
 

@@ -33,8 +33,8 @@ from relay_ops.notifications.senders import (
     TransientSendError,
 )
 from relay_ops.services.context import Ctx
+from relay_ops.services.credentials import code_of, live_credentials
 from relay_ops.services.notify import NO_OPENING_HOURS
-from relay_ops.services.parcels import code_of, live_credentials
 from relay_ops.services.resident import qr_url, tracking_url
 
 # A parcel's whole life needs about six messages per channel; more means a loop or abuse,

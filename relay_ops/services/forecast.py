@@ -26,7 +26,7 @@ from relay_ops.domain.lifecycle import HELD_STATES, State
 from relay_ops.services import history
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
-from relay_ops.services.sites import closed_on, occupancy_of
+from relay_ops.services.sites import closed_on, occupancy_of, shelf_load
 
 HELD = [s.value for s in HELD_STATES]
 ENDINGS = ("pick_up", "expire", "declare_missing", "declare_damaged")
@@ -316,7 +316,9 @@ def load_ratio(ctx: Ctx, session: Session, site: Site, day: date) -> float | Non
     row = stored_day(session, site.id, day)
     if row is not None and row.capacity:
         return row.predicted / row.capacity
-    occupancy = occupancy_of(session, site)
+    # A shop's fill from its shelf counters, not a count of its held parcels: this runs at
+    # every check-in (issue 15). A locker's doors are few: counted as before.
+    occupancy = shelf_load(site) if site.kind == "shop" else occupancy_of(session, site)
     return occupancy.held / occupancy.capacity if occupancy.capacity else None
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import Parcel, ParcelEvent
-from relay_ops.domain.lifecycle import FINAL_STATES, Action, State, next_state
+from relay_ops.db.models import Location, Parcel, ParcelEvent
+from relay_ops.domain.lifecycle import FINAL_STATES, HELD_STATES, Action, State, next_state
 from relay_ops.services.principal import Principal
 
 # A shop with no free place turned an announced parcel away at check-in: it stays announced,
@@ -26,13 +27,23 @@ def apply(
     reason: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> ParcelEvent:
-    """Check ``action`` against the lifecycle, change the state, and record the event."""
+    """Check ``action`` against the lifecycle, change the state, and record the event; a
+    parcel that comes onto its shelf location or leaves it counts there (``Location.held``)."""
     before = parcel.state
     after = next_state(before, action)
     parcel.state = after.value
     if after in FINAL_STATES:
         parcel.closed_at = at
-    return record(session, parcel, action.value, before, actor, at, reason=reason, data=data)
+    event = record(session, parcel, action.value, before, actor, at, reason=reason, data=data)
+    change = (after in HELD_STATES) - (State(before) in HELD_STATES)
+    if change and parcel.location_id is not None:
+        # After the event (flushed first by this statement's autoflush): the event's foreign
+        # key takes the site's key-share lock before the location row is locked, the order a
+        # check-in takes them in (site, then location), so the two never deadlock.
+        session.execute(update(Location).where(Location.id == parcel.location_id)
+                        .values(held=Location.held + change)
+                        .execution_options(synchronize_session=False))
+    return event
 
 
 def record(

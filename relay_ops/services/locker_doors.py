@@ -25,9 +25,9 @@ from relay_ops.db.models import (
 from relay_ops.domain.holding import deadline_after
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import history, lockers, notify
+from relay_ops.services.checkin import Group, holding_period, join_group
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import UNEXPECTED_OPENING, raise_alert
-from relay_ops.services.parcels import Group, holding_period, join_group
 from relay_ops.services.principal import Principal, Role
 from relay_ops.services.sites import closed_on
 
@@ -298,7 +298,7 @@ def _record_pickup(ctx: Ctx, session: Session, site: Site, link: LockerLink, par
 
 
 def live_credentials_of(session: Session, parcel: Parcel) -> list[PickupCredential]:
-    from relay_ops.services.parcels import live_credentials
+    from relay_ops.services.credentials import live_credentials
 
     return live_credentials(session, parcel.id)
 

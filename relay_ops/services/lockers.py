@@ -207,7 +207,7 @@ def settle(session: Session, box: Compartment) -> None:
 
 def recipient_keys_of(ctx: Ctx, parcel: Parcel) -> grouping.RecipientKeys:
     """Stored at check-in; read from the plain address for a parcel stored before that."""
-    from relay_ops.services.parcels import recipient_keys
+    from relay_ops.services.credentials import recipient_keys
 
     if parcel.recipient_phone_key or parcel.recipient_email_key:
         return grouping.RecipientKeys(parcel.recipient_phone_key, parcel.recipient_email_key)
@@ -251,7 +251,7 @@ def _shared_box(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
 
 
 def _door(ctx: Ctx, session: Session, box_id: int, parcels: list[Parcel]) -> grouping.Door:
-    from relay_ops.services.parcels import live_credentials
+    from relay_ops.services.credentials import live_credentials
 
     locked = any(c.locked_at is not None for p in parcels
                  if p.state == State.READY_FOR_PICKUP.value
@@ -380,7 +380,7 @@ def _keyed_hash(ctx: Ctx, site: Site, code: str) -> str:
 
 def locker_pin_hash(ctx: Ctx, site: Site, credential: PickupCredential) -> str:
     """What the locker's keypad hashes this credential's PIN to (protocol section 7)."""
-    from relay_ops.services.parcels import code_of
+    from relay_ops.services.credentials import code_of
 
     return _keyed_hash(ctx, site, code_of(ctx, credential))
 
@@ -1147,7 +1147,7 @@ def lock_locker_of(session: Session, parcel_id: int) -> None:
 
 
 def issue_locker_credential(ctx: Ctx, session: Session, parcel: Parcel) -> PickupCredential:
-    from relay_ops.services.parcels import issue_credential
+    from relay_ops.services.credentials import issue_credential
 
     credential = issue_credential(ctx, session, parcel, holder="recipient")
     credential.token_jti = str(uuid.uuid4())
@@ -1156,7 +1156,7 @@ def issue_locker_credential(ctx: Ctx, session: Session, parcel: Parcel) -> Picku
 
 def qr_token(ctx: Ctx, parcel_id: int) -> str | None:
     """The signed token of a locker parcel's recipient credential (None for shop parcels)."""
-    from relay_ops.services.parcels import live_credentials
+    from relay_ops.services.credentials import live_credentials
 
     with ctx.db.read() as session:
         parcel = session.get(Parcel, parcel_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from relay_ops import outbox
@@ -37,15 +38,16 @@ def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> 
     keys = {ch: f"{parcel.id}:{kind}:{occurrence}:{ch}" for ch in channels_for(parcel)}
     if not keys:
         return []
-    owed = set(session.scalars(
-        select(Notification.dedupe_key).where(Notification.dedupe_key.in_(keys.values()))
+    # The unique key decides, in the INSERT itself: a message already owed is skipped by
+    # ON CONFLICT DO NOTHING, and only the rows written come back (no SELECT before).
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    queued = list(session.scalars(
+        insert(Notification).values([
+            {"parcel_id": parcel.id, "kind": kind, "channel": channel, "dedupe_key": key}
+            for channel, key in keys.items()
+        ]).on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
+        .returning(Notification)
     ))
-    queued = [
-        Notification(parcel_id=parcel.id, kind=kind, channel=channel, dedupe_key=key)
-        for channel, key in keys.items() if key not in owed
-    ]
-    session.add_all(queued)
-    session.flush()
     for notification in queued:
         # A fresh notification id cannot have a job yet: no need to look for one.
         outbox.enqueue_job(

@@ -31,8 +31,9 @@ from relay_ops.domain.geo import distance_km
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import forecast, history, notify
 from relay_ops.services.context import Ctx
-from relay_ops.services.parcels import live_credentials, shelf_takes
+from relay_ops.services.credentials import live_credentials
 from relay_ops.services.principal import Principal, Role, require_parcel, require_role
+from relay_ops.services.shelves import shelf_takes
 
 
 class RerouteSiteFull(Conflict):

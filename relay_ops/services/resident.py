@@ -15,7 +15,8 @@ from relay_ops.domain.errors import DomainError, NotFound
 from relay_ops.domain.lifecycle import FINAL_STATES
 from relay_ops.services import lockers
 from relay_ops.services.context import Ctx
-from relay_ops.services.parcels import code_of, live_credentials, parcel_view
+from relay_ops.services.credentials import code_of, live_credentials
+from relay_ops.services.parcel_views import parcel_view
 from relay_ops.services.principal import Principal, Role
 from relay_ops.services.sites import site_view
 

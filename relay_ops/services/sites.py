@@ -154,13 +154,17 @@ def list_locations(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, A
 
 
 def used_per_location(session: Session, site_id: int) -> dict[int, int]:
-    """Parcels held on each shelf location of a site (the shelf policy's input too)."""
-    rows = session.execute(
-        select(Parcel.location_id, func.count())
-        .where(Parcel.site_id == site_id, Parcel.state.in_(HELD), Parcel.location_id.is_not(None))
-        .group_by(Parcel.location_id)
-    )
-    return {loc_id: n for loc_id, n in rows if loc_id is not None}
+    """Parcels held on each shelf location of a site (the shelf policy's input too): the
+    counters ``history.apply`` keeps, not a count of the shop's held parcels."""
+    rows = session.execute(select(Location.id, Location.held).where(Location.site_id == site_id))
+    return {loc_id: held for loc_id, held in rows}
+
+
+def shelf_load(site: Site) -> Occupancy:
+    """A shop's active shelf places and the parcels on its shelves, from the counters of its
+    locations (loaded with the site on the check-in's path): no count of its parcels."""
+    return Occupancy(capacity=sum(loc.capacity for loc in site.locations if loc.active),
+                     held=sum(loc.held for loc in site.locations))
 
 
 def _get_site(session: Session, site_id: int, *, lock: bool = False) -> Site:
@@ -243,7 +247,12 @@ def closing_days_of(session: Session, site_id: int) -> set[date]:
 
 def closed_on(session: Session, site: Site) -> Callable[[date], bool]:
     """The days the site does not open: closing days and days its hours skip."""
-    closing = closing_days_of(session, site.id)
+    return closed_given(site, closing_days_of(session, site.id))
+
+
+def closed_given(site: Site, closing: set[date]) -> Callable[[date], bool]:
+    """:func:`closed_on` with the closing days already read (with the site, on the check-in's
+    path); days before the first one asked about need not be among them."""
     return lambda day: not opens_on(site.opening_hours, closing, day)
 
 
@@ -299,7 +308,7 @@ def set_opening_hours(ctx: Ctx, actor: Principal, site_id: int, hours: object) -
     """
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     checked = validate_site_hours(hours)
-    from relay_ops.services import parcels  # parcels -> sites
+    from relay_ops.services import checkin  # checkin -> sites
 
     with ctx.db.transaction() as session:
         site = _get_site(session, site_id, lock=True)
@@ -307,7 +316,7 @@ def set_opening_hours(ctx: Ctx, actor: Principal, site_id: int, hours: object) -
         site.opening_hours = checked
         session.flush()
         if not had_hours:
-            parcels.resend_ready_after_hours_set(ctx, session, site, actor)
+            checkin.resend_ready_after_hours_set(ctx, session, site, actor)
         session.refresh(site)
         return site_view(site)
 

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from relay_ops.db.models import Parcel, ParcelEvent, Site
 from relay_ops.domain.lifecycle import HELD_STATES, State
 from relay_ops.services.context import Ctx
-from relay_ops.services.parcels import parcel_view
+from relay_ops.services.parcel_views import parcel_view
 from relay_ops.services.principal import Principal, Role, require_role
 from relay_ops.services.sites import occupancy_of
 

@@ -11,11 +11,12 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import FailedAttempt
-from relay_ops.domain.errors import TooManyAttempts
+from relay_ops.db.models import FailedAttempt, PickupCredential, Site
+from relay_ops.domain.errors import CodeNeedsMore, TooManyAttempts
+from relay_ops.services.context import Ctx
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class Limit:
 
 
 # Wrong code-only guesses at a shop counter, keyed by site id: they bound how often a code
-# alone is checked there (parcels.code_only_allowed, docs/decisions/0004).
+# alone is checked there (code_only_allowed below, docs/decisions/0004).
 CODE_ONLY_GUESSES = "pickup-code"
 
 
@@ -105,3 +106,48 @@ def clear(session: Session, limit: Limit | Backoff, key: str) -> None:
 def forget_older_than(session: Session, before: datetime) -> int:
     result = session.execute(delete(FailedAttempt).where(FailedAttempt.at < before))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- a code alone at a counter
+
+
+def code_only_allowed(ctx: Ctx, session: Session, site: Site) -> None:
+    """Refuse a code alone (:class:`CodeNeedsMore`) once a live code here has met
+    PICKUP_CODE_ONLY_MISSES wrong code-alone guesses since it was issued: the claim must then
+    also name the parcel (tracking number or recipient), whose own wrong tries lock it after
+    5. Decided before the code is read, so the refusal says nothing about the code
+    (docs/decisions/0004)."""
+    _one_code_guess_at_a_time(session, site)
+    oldest_live = (
+        select(func.min(PickupCredential.created_at))
+        .where(PickupCredential.site_id == site.id, PickupCredential.used_at.is_(None),
+               PickupCredential.revoked_at.is_(None))
+        .scalar_subquery()
+    )
+    # One statement, one snapshot: a miss committed after the last live code was spent is
+    # never set against a code that the same snapshot still sees live (two pickups racing).
+    misses = session.scalar(
+        select(func.count()).where(
+            FailedAttempt.scope == CODE_ONLY_GUESSES,
+            FailedAttempt.key == str(site.id), FailedAttempt.at >= oldest_live,
+        )
+    )
+    if (misses or 0) >= ctx.settings.pickup_code_only_misses:
+        raise CodeNeedsMore(
+            "a wrong code was tried here: give the code with the tracking number or the "
+            "recipient's name"
+        )
+
+
+# PostgreSQL advisory lock space of the code-alone guesses (the site id is the other key).
+CODE_GUESS_LOCK_SPACE = 4004
+
+
+def _one_code_guess_at_a_time(session: Session, site: Site) -> None:
+    """Two guesses checked at once would both pass the count before either is recorded, and
+    a code would meet more misses than allowed. SQLite already runs one writer at a time;
+    PostgreSQL takes a transaction-scoped advisory lock per site, which nothing else takes,
+    so it cannot close a lock-order cycle with check-ins or manifests."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:space, :site)"),
+                        {"space": CODE_GUESS_LOCK_SPACE, "site": site.id})

@@ -17,7 +17,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page
 
-from relay_ops.services import accounts, parcels, resident
+from relay_ops.services import accounts, credentials, parcel_views, resident, unannounced
 from relay_ops.services.principal import SYSTEM
 from tests.browser.conftest import Live, Watch, _open, shot
 from tests.support import PASSWORD
@@ -46,9 +46,9 @@ def tours(live: Live) -> list[Tour]:
     numbers = ("BRWA11Y0000001", "BRWA11Y0000002")
     assert world.announce(*numbers, reference="BRW-A11Y").status_code == 201
     world.check_in(numbers[0])
-    parcel = parcels.find_parcel(live.ctx, SYSTEM, numbers[0])
+    parcel = parcel_views.find_parcel(live.ctx, SYSTEM, numbers[0])
     token = resident.tracking_token(live.ctx, parcel["id"])
-    parcels.name_proxy(live.ctx, resident.principal_for(live.ctx, token), parcel["id"],
+    credentials.name_proxy(live.ctx, resident.principal_for(live.ctx, token), parcel["id"],
                        "Paul Voisin")
     manifest = world.carrier.get("/manifests").json["items"][0]["id"]
     key = accounts.issue_carrier_key(live.ctx, SYSTEM, "acme").token
@@ -153,7 +153,7 @@ def test_answers_on_the_counter_screens_pass_axe(
     ready = f"BRWA11YPICK{locale[:2].upper()}"
     world.announce(ready)
     world.check_in(ready)
-    code = world.code_of(parcels.find_parcel(live.ctx, SYSTEM, ready)["id"])
+    code = world.code_of(parcel_views.find_parcel(live.ctx, SYSTEM, ready)["id"])
     problems: dict[str, list[str]] = {}
     for page in _pages(browser, live, watch, locale, PHONE):
         _sign_in(page, live, "marie")
@@ -176,6 +176,6 @@ def test_answers_on_the_counter_screens_pass_axe(
         page.goto(f"{live.url}/nowhere")
         problems["404"] = axe_violations(page)
     # The "to confirm" list is the shop's, on the shared server: leave it as it was.
-    parcels.set_aside_unannounced(live.ctx, SYSTEM, world.shop_id,
+    unannounced.set_aside_unannounced(live.ctx, SYSTEM, world.shop_id,
                                   f"BRWA11YNEW{locale[:2].upper()}")
     assert {k: v for k, v in problems.items() if v} == {}

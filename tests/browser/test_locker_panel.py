@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from firmware_bridge.embedded import EmbeddedLockers
-from relay_ops.services import lockers, parcels
+from relay_ops.services import lockers, parcel_views
 from relay_ops.services.principal import SYSTEM
 from relay_ops.web.pages.locker_panel import attach_simulated_locker
 from tests.browser.conftest import Live, serve, shot
@@ -98,6 +98,6 @@ def test_locker_panel_opens_a_door_with_a_pin(page: Page, locker_live: tuple[Liv
 
     # the resident takes the parcel and closes the door: the bridge records the pickup
     page.get_by_role("button", name=f"Fermer la porte {door}, vide").click()
-    _wait(lambda: parcels.find_parcel(live.ctx, SYSTEM, NUMBER)["state"] == "picked_up", 10,
+    _wait(lambda: parcel_views.find_parcel(live.ctx, SYSTEM, NUMBER)["state"] == "picked_up", 10,
           "the pickup recorded from the locker's events")
     expect(page.locator(f"#door-{door}")).to_have_attribute("data-open", "no")

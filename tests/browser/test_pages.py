@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
 from relay_ops.db.models import ParcelEvent
-from relay_ops.services import accounts, parcels, resident
+from relay_ops.services import accounts, parcel_views, resident
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.browser.conftest import Live, shot, sign_in
 from tests.browser.test_accessibility import axe_violations
@@ -22,7 +22,7 @@ def _focused(page: Page) -> str:
 
 
 def _check_ins(live: Live, number: str) -> int:
-    parcel = parcels.find_parcel(live.ctx, OPERATOR, number)
+    parcel = parcel_views.find_parcel(live.ctx, OPERATOR, number)
     with live.ctx.db.read() as session:
         return session.scalar(select(func.count()).where(
             ParcelEvent.parcel_id == parcel["id"], ParcelEvent.action == "check_in")) or 0
@@ -58,7 +58,7 @@ def test_shopkeeper_scans_three_parcels_then_hands_one_over(page: Page, live: Li
     expect(page.locator("#result-title")).to_contain_text("Déjà là")
     assert _check_ins(live, numbers[0]) == 1
 
-    parcel = parcels.find_parcel(live.ctx, OPERATOR, numbers[1])
+    parcel = parcel_views.find_parcel(live.ctx, OPERATOR, numbers[1])
     code = live.world.code_of(parcel["id"])
     page.get_by_role("link", name="Retrait").click()
     expect(page.locator("#code-field")).to_be_focused()
@@ -68,7 +68,7 @@ def test_shopkeeper_scans_three_parcels_then_hands_one_over(page: Page, live: Li
     shot(page, "pickup-found")
     page.get_by_role("button", name="Remettre le colis").click()
     expect(page.locator("#result-title")).to_contain_text("Colis remis")
-    assert parcels.get_parcel(live.ctx, OPERATOR, parcel["id"])["state"] == "picked_up"
+    assert parcel_views.get_parcel(live.ctx, OPERATOR, parcel["id"])["state"] == "picked_up"
     expect(page.locator("#code-field")).to_be_focused()
     shot(page, "pickup-done")
 
@@ -86,7 +86,7 @@ def test_two_parcels_for_one_resident_are_handed_over_with_one_code(
     expect(page.locator("#result-message")).to_contain_text(
         "2 colis pour ce destinataire, même code : aussi BRWGROUP00001 (A1)")
 
-    first = parcels.find_parcel(live.ctx, OPERATOR, numbers[0])
+    first = parcel_views.find_parcel(live.ctx, OPERATOR, numbers[0])
     page.get_by_role("link", name="Retrait").click()
     expect(page.locator("#code-field")).to_be_focused()  # no digit typed before the page
     _scan(page, live.world.code_of(first["id"]))
@@ -96,7 +96,7 @@ def test_two_parcels_for_one_resident_are_handed_over_with_one_code(
     expect(page.locator("#result-title")).to_contain_text("Colis remis")
     for number in numbers:
         expect(page.locator("#result")).to_contain_text(f"{number}, emplacement A1, est remis.")
-        assert parcels.find_parcel(live.ctx, OPERATOR, number)["state"] == "picked_up"
+        assert parcel_views.find_parcel(live.ctx, OPERATOR, number)["state"] == "picked_up"
 
 
 def test_a_refused_scan_and_a_wrong_code(page: Page, live: Live) -> None:
@@ -157,7 +157,7 @@ def test_focus_comes_back_to_the_scan_field(page: Page, live: Live) -> None:
 def test_resident_asks_for_the_extension(phone: Page, live: Live) -> None:
     live.world.announce("BRWRESIDENT001")
     live.world.check_in("BRWRESIDENT001")
-    parcel = parcels.find_parcel(live.ctx, OPERATOR, "BRWRESIDENT001")
+    parcel = parcel_views.find_parcel(live.ctx, OPERATOR, "BRWRESIDENT001")
     phone.goto(live.url + f"/t/{resident.tracking_token(live.ctx, parcel['id'])}")
     expect(phone.locator("#pickup-code")).to_have_text(live.world.code_of(parcel["id"]))
     assert phone.locator("img.qr").evaluate("img => img.naturalWidth") > 0
@@ -166,14 +166,14 @@ def test_resident_asks_for_the_extension(phone: Page, live: Live) -> None:
     phone.get_by_role("button", name="Garder mon colis quelques jours de plus").click()
     expect(phone.locator(".flash-ok")).to_contain_text("votre colis est gardé jusqu")
     expect(phone.locator("#extend-button")).to_have_count(0)
-    assert parcels.get_parcel(live.ctx, OPERATOR, parcel["id"])["extended"] is True
+    assert parcel_views.get_parcel(live.ctx, OPERATOR, parcel["id"])["extended"] is True
     shot(phone, "resident-extended")
 
 
 def test_resident_names_a_proxy_and_reloads_the_answer(phone: Page, live: Live) -> None:
     live.world.announce("BRWPROXY000001")
     live.world.check_in("BRWPROXY000001")
-    parcel = parcels.find_parcel(live.ctx, OPERATOR, "BRWPROXY000001")
+    parcel = parcel_views.find_parcel(live.ctx, OPERATOR, "BRWPROXY000001")
     phone.goto(live.url + f"/t/{resident.tracking_token(live.ctx, parcel['id'])}")
     phone.get_by_label("Son nom, tel que sur sa pièce d'identité").fill("Paul Voisin")
     phone.get_by_role("button", name="Désigner cette personne").click()
@@ -252,7 +252,7 @@ def test_shop_pages_for_the_record(page: Page, live: Live) -> None:
     """The shop's other screens, each opened once and photographed for docs/pages.md."""
     live.world.announce("BRWSHOP0000001")
     live.world.check_in("BRWSHOP0000001")
-    parcel = parcels.find_parcel(live.ctx, OPERATOR, "BRWSHOP0000001")
+    parcel = parcel_views.find_parcel(live.ctx, OPERATOR, "BRWSHOP0000001")
     sign_in(page, live, "marie")
     page.get_by_role("link", name="Colis", exact=True).click()
     expect(page.get_by_role("link", name="BRWSHOP0000001")).to_be_visible()

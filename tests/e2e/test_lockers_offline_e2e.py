@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from relay_ops.db.models import LockerAlert, Notification, Parcel, ParcelEvent, PickupCredential
-from relay_ops.services import parcels
+from relay_ops.services import expiry
 from tests.e2e.locker_stack import Stack, wait_until
 from tests.e2e.test_lockers_e2e import decode_qr, drop
 from tests.integration.firmware_bridge.locker_harness import ProductionMosquitto
@@ -79,7 +79,7 @@ def expire(stack: Stack, number: str) -> None:
         assert parcel is not None
         parcel.holding_deadline = stack.ctx.now() - timedelta(minutes=1)
         parcel_id = parcel.id
-    assert parcels.expire_overdue(stack.ctx) == [parcel_id]
+    assert expiry.expire_overdue(stack.ctx) == [parcel_id]
 
 
 def reserved_door(stack: Stack, number: str) -> int:

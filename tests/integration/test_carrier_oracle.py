@@ -3,7 +3,7 @@ another carrier's parcel is answered exactly like a number that does not exist."
 
 from __future__ import annotations
 
-from relay_ops.services import parcels
+from relay_ops.services import expiry
 from tests.conftest import Clock
 from tests.support import World, is_problem
 
@@ -17,7 +17,7 @@ def test_collecting_another_carriers_parcel_looks_like_a_number_that_is_nowhere(
         world: World, clock: Clock) -> None:
     world.ready("ACME00000960")
     clock.advance(days=11)
-    parcels.expire_overdue(world.ctx)
+    expiry.expire_overdue(world.ctx)
     answer = world.other_carrier.post(f"/sites/{world.shop_id}/collections", json={
         "tracking_numbers": ["ACME00000960", "ACME00000961"]}).json["items"]
     theirs, nowhere = answer

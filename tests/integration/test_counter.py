@@ -3,9 +3,9 @@
 from sqlalchemy import select
 
 from relay_ops.db.models import FailedAttempt, Notification, OutboxMessage, ParcelEvent
-from relay_ops.services import parcels
+from relay_ops.services import expiry
 from tests.conftest import Clock
-from tests.support import World, is_problem, row_counts
+from tests.support import World, is_problem, row_counts, shelf_counts
 
 
 def events_of(world: World, parcel_id: int) -> list[str]:
@@ -186,8 +186,8 @@ def test_expiry_sweep_extension_and_return(world: World, clock: Clock) -> None:
     assert is_problem(twice, 409, "extension-refused")
     clock.advance(days=11)
     world.sign_in_again()
-    assert parcels.expire_overdue(world.ctx) == [expiring["id"]]
-    assert parcels.expire_overdue(world.ctx) == []
+    assert expiry.expire_overdue(world.ctx) == [expiring["id"]]
+    assert expiry.expire_overdue(world.ctx) == []
     late = world.shopkeeper.post(f"/parcels/{expiring['id']}/extension")
     assert is_problem(late, 409, "invalid-transition")
     assert world.carrier.get(f"/parcels/{expiring['id']}").json["state"] == "expired"
@@ -207,7 +207,7 @@ def test_expiry_sweep_extension_and_return(world: World, clock: Clock) -> None:
 def test_a_carrier_collects_only_its_own_parcels(world: World, clock: Clock) -> None:
     world.ready("ACME00000402")
     clock.advance(days=11)
-    parcels.expire_overdue(world.ctx)
+    expiry.expire_overdue(world.ctx)
     response = world.other_carrier.post(f"/sites/{world.shop_id}/collections",
                                         json={"tracking_numbers": ["ACME00000402"]})
     assert response.json["items"][0]["reason"] == "not-found"
@@ -347,3 +347,29 @@ def test_two_recipients_with_one_name_are_told_apart_by_their_codes(world: World
     assert is_problem(wrong, 403, "wrong-pickup-code") and wrong.json["attempts_left"] == 4
     done = world.pick_up(code=world.code_of(luc), recipient_name="LEFÈVRE")
     assert done.status_code == 200 and done.json["parcel"]["tracking_number"] == "ACME00000921"
+
+
+def test_each_shelf_counts_the_parcels_on_it_through_their_whole_life(
+        world: World, clock: Clock) -> None:
+    """The shelf policy reads each location's counter (issue 15): check-in puts a parcel on,
+    pickup, return and a missing parcel take it off; expiry and damage leave it on."""
+    a1 = f"{world.shop_id}/A1"
+    picked, expiring, damaged, missing = (
+        world.ready(n) for n in ("ACME00000501", "ACME00000502", "ACME00000503",
+                                 "ACME00000504"))
+    assert shelf_counts(world.ctx)[a1] == (4, 4)
+    assert world.pick_up(code=world.code_of(picked["id"])).status_code == 200
+    assert shelf_counts(world.ctx)[a1] == (3, 3)
+    for parcel, kind in ((damaged, "damaged"), (missing, "missing")):
+        declared = world.shopkeeper.post(f"/parcels/{parcel['id']}/declarations",
+                                         json={"kind": kind, "note": "seen at the counter"})
+        assert declared.status_code == 201, declared.json
+    assert shelf_counts(world.ctx)[a1] == (2, 2)  # damaged stays on the shelf, missing not
+    clock.advance(days=11)
+    world.sign_in_again()
+    assert expiry.expire_overdue(world.ctx) == [expiring["id"]]
+    assert shelf_counts(world.ctx)[a1] == (2, 2)
+    collected = world.carrier.post(f"/sites/{world.shop_id}/collections",
+                                   json={"tracking_numbers": ["ACME00000502", "ACME00000503"]})
+    assert [r["status"] for r in collected.json["items"]] == ["returned", "returned"]
+    assert shelf_counts(world.ctx)[a1] == (0, 0)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from relay_ops.db.models import CredentialParcel, Parcel, ParcelEvent, PickupCredential
 from relay_ops.domain.errors import CredentialLocked, WrongPickupCode
-from relay_ops.services import parcels, retention, sites
+from relay_ops.services import checkin, expiry, parcel_views, pickup, retention, sites
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.integration.test_delivery import run_jobs, sent_lines
@@ -33,7 +33,7 @@ def keeper(site_id: int) -> Principal:
 
 def check_in(world: World, number: str, site_id: int | None = None) -> dict[str, Any]:
     site_id = site_id or world.shop_id
-    answer = parcels.check_in(world.ctx, keeper(site_id), site_id, number)
+    answer = checkin.check_in(world.ctx, keeper(site_id), site_id, number)
     assert answer["status"] == "checked_in"
     return answer["parcel"]
 
@@ -59,10 +59,10 @@ def lock_code(world: World, number: str) -> None:
     """Five wrong codes given with the tracking number lock the parcel's codes."""
     for _ in range(4):
         with pytest.raises(WrongPickupCode):
-            parcels.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code="000000",
+            pickup.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code="000000",
                             tracking_number=number)
     with pytest.raises(CredentialLocked):
-        parcels.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code="000000",
+        pickup.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code="000000",
                         tracking_number=number)
 
 
@@ -113,9 +113,9 @@ def test_another_recipient_gets_a_code_of_their_own(world: World) -> None:
 def test_a_recipient_without_any_address_is_never_grouped(world: World) -> None:
     """Unannounced parcels may carry only a name: a name alone proves nothing."""
     def unannounced(number: str) -> dict[str, Any]:
-        return parcels.check_in(
+        return checkin.check_in(
             world.ctx, keeper(world.shop_id), world.shop_id, number, accept_unannounced=True,
-            recipient=parcels.Recipient(name="Sans Adresse"))["parcel"]
+            recipient=checkin.Recipient(name="Sans Adresse"))["parcel"]
 
     first, second = unannounced("GROUP0000007"), unannounced("GROUP0000008")
     assert covered(world, first["id"]) == [first["id"]]
@@ -154,7 +154,7 @@ def test_joining_never_changes_the_deadline_already_announced(
     first = arrive(world, "GROUP0000014", JEANNE)
     clock.advance(days=3)
     second = arrive(world, "GROUP0000015", JEANNE)
-    assert parcels.get_parcel(world.ctx, SYSTEM, first["id"])["holding_deadline"] == (
+    assert parcel_views.get_parcel(world.ctx, SYSTEM, first["id"])["holding_deadline"] == (
         first["holding_deadline"])
     assert second["holding_deadline"] > first["holding_deadline"]
 
@@ -175,9 +175,9 @@ def test_the_code_hands_over_every_parcel_it_covers(world: World) -> None:
     second = arrive(world, "GROUP0000019", JEANNE)
     code = world.code_of(first["id"])
 
-    preview = parcels.pickup_preview(world.ctx, keeper(world.shop_id), world.shop_id, code)
+    preview = pickup.pickup_preview(world.ctx, keeper(world.shop_id), world.shop_id, code)
     assert [p["id"] for p in preview["parcels"]] == [first["id"], second["id"]]
-    answer = parcels.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code=code)
+    answer = pickup.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code=code)
 
     assert answer["status"] == "picked_up"
     assert [p["tracking_number"] for p in answer["parcels"]] == ["GROUP0000018", "GROUP0000019"]
@@ -190,13 +190,13 @@ def test_the_code_hands_over_every_parcel_it_covers(world: World) -> None:
         code_row = session.scalars(select(PickupCredential)).one()
         assert code_row.used_at is not None
     with pytest.raises(WrongPickupCode):  # single use, for the whole group
-        parcels.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code=code)
+        pickup.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code=code)
 
 
 def test_the_code_with_a_tracking_number_hands_over_the_group_too(world: World) -> None:
     first = arrive(world, "GROUP0000020", JEANNE)
     second = arrive(world, "GROUP0000021", JEANNE)
-    answer = parcels.pick_up(world.ctx, keeper(world.shop_id), world.shop_id,
+    answer = pickup.pick_up(world.ctx, keeper(world.shop_id), world.shop_id,
                              code=world.code_of(first["id"]), tracking_number="GROUP0000021")
     assert answer["parcel"]["id"] == second["id"]
     assert sorted(p["id"] for p in answer["parcels"]) == [first["id"], second["id"]]
@@ -206,8 +206,8 @@ def test_an_identity_check_instead_of_a_locked_code_hands_over_the_group(world: 
     first = arrive(world, "GROUP0000035", JEANNE)
     second = arrive(world, "GROUP0000036", JEANNE)
     lock_code(world, "GROUP0000036")
-    identity = parcels.IdentityCheck("id_card", "1234", "Jeanne Martin")
-    answer = parcels.pick_up(world.ctx, keeper(world.shop_id), world.shop_id,
+    identity = pickup.IdentityCheck("id_card", "1234", "Jeanne Martin")
+    answer = pickup.pick_up(world.ctx, keeper(world.shop_id), world.shop_id,
                              tracking_number="GROUP0000036", identity=identity,
                              override_lock=True)
     assert [p["id"] for p in answer["parcels"]] == [first["id"], second["id"]]
@@ -223,13 +223,13 @@ def test_one_parcel_expired_meanwhile_stays_and_the_answer_says_so(
     code = world.code_of(first["id"])
     clock.advance(days=7)  # past the first deadline only
 
-    assert parcels.expire_overdue(world.ctx) == [first["id"]]
+    assert expiry.expire_overdue(world.ctx) == [first["id"]]
     # The code lives on for the parcel still held.
     assert world.code_of(second["id"]) == code
     assert second["group"]["size"] == 2
-    assert parcels.get_parcel(world.ctx, SYSTEM, second["id"])["group"] is None
+    assert parcel_views.get_parcel(world.ctx, SYSTEM, second["id"])["group"] is None
 
-    answer = parcels.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code=code)
+    answer = pickup.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code=code)
     assert [p["id"] for p in answer["parcels"]] == [second["id"]]
     assert answer["not_handed_over"] == [{"id": first["id"], "tracking_number": "GROUP0000022",
                                           "state": "expired", "location": first["location"]}]
@@ -241,15 +241,15 @@ def test_a_parcel_returned_meanwhile_is_named_in_the_preview(world: World) -> No
     first = arrive(world, "GROUP0000024", JEANNE)
     second = arrive(world, "GROUP0000025", JEANNE)
     code = world.code_of(first["id"])
-    parcels.declare(world.ctx, keeper(world.shop_id), first["id"], "damaged", "wet box")
+    expiry.declare(world.ctx, keeper(world.shop_id), first["id"], "damaged", "wet box")
     carrier = Principal(Role.CARRIER, carrier_id=1)
-    assert parcels.collect(world.ctx, carrier, world.shop_id, ["GROUP0000024"])[0][
+    assert expiry.collect(world.ctx, carrier, world.shop_id, ["GROUP0000024"])[0][
         "status"] == "returned"
 
-    preview = parcels.pickup_preview(world.ctx, keeper(world.shop_id), world.shop_id, code)
+    preview = pickup.pickup_preview(world.ctx, keeper(world.shop_id), world.shop_id, code)
     assert preview["parcel"]["id"] == second["id"]
     assert [p["state"] for p in preview["not_handed_over"]] == ["returned"]
-    answer = parcels.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code=code)
+    answer = pickup.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code=code)
     assert [p["id"] for p in answer["parcels"]] == [second["id"]]
 
 
@@ -258,11 +258,11 @@ def test_when_every_parcel_expired_the_code_dies(world: World, clock: Clock) -> 
     arrive(world, "GROUP0000027", JEANNE)
     code = world.code_of(first["id"])
     clock.advance(days=30)
-    assert len(parcels.expire_overdue(world.ctx)) == 2
+    assert len(expiry.expire_overdue(world.ctx)) == 2
     with world.ctx.db.read() as session:
         assert session.scalars(select(PickupCredential)).one().revoked_at is not None
     with pytest.raises(WrongPickupCode):
-        parcels.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code=code)
+        pickup.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code=code)
 
 
 # ---------------------------------------------------------------- personal data
@@ -272,8 +272,8 @@ def test_the_purge_of_a_closed_parcel_neither_crashes_nor_stops_the_grouping(
         world: World, clock: Clock) -> None:
     first = arrive(world, "GROUP0000028", JEANNE)
     second = arrive(world, "GROUP0000029", JEANNE)
-    parcels.declare(world.ctx, keeper(world.shop_id), first["id"], "damaged", "crushed")
-    parcels.collect(world.ctx, Principal(Role.CARRIER, carrier_id=1), world.shop_id,
+    expiry.declare(world.ctx, keeper(world.shop_id), first["id"], "damaged", "crushed")
+    expiry.collect(world.ctx, Principal(Role.CARRIER, carrier_id=1), world.shop_id,
                     ["GROUP0000028"])
     clock.advance(hours=1)
     assert retention.purge_due(world.ctx, retention_days=0) == [first["id"]]
@@ -286,7 +286,7 @@ def test_the_purge_of_a_closed_parcel_neither_crashes_nor_stops_the_grouping(
     third = arrive(world, "GROUP0000030", JEANNE)
     assert covered(world, second["id"]) == [first["id"], second["id"], third["id"]]
     assert world.code_of(third["id"]) == world.code_of(second["id"])
-    answer = parcels.pick_up(world.ctx, keeper(world.shop_id), world.shop_id,
+    answer = pickup.pick_up(world.ctx, keeper(world.shop_id), world.shop_id,
                              code=world.code_of(third["id"]))
     assert [p["id"] for p in answer["parcels"]] == [second["id"], third["id"]]
 
@@ -352,7 +352,7 @@ def test_a_message_sent_after_the_other_parcel_left_does_not_announce_it(
     second = check_in(world, "GROUP0000038")
     assert second["group"]["size"] == 2
     clock.advance(days=7)  # the first parcel expires before the second one's message goes
-    assert parcels.expire_overdue(world.ctx) == [first["id"]]
+    assert expiry.expire_overdue(world.ctx) == [first["id"]]
     run_jobs(app, world)
     later = [x for x in sent_lines(app) if "GROUP0000038" in x["body"]]
     assert len(later) == 2

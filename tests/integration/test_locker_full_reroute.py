@@ -17,7 +17,7 @@ from relay_ops.db.models import (
     Site,
 )
 from relay_ops.domain import credentials as creds
-from relay_ops.services import forecast, lockers, parcels, sites
+from relay_ops.services import credentials, forecast, lockers, sites
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.support import World
 
@@ -96,18 +96,18 @@ def test_the_pickup_credential_given_before_still_works_there(world: World) -> N
     with world.ctx.db.transaction() as db:
         found = db.scalar(select(Parcel).where(Parcel.tracking_number == "LOCKERFULL02"))
         assert found is not None
-        credential_id = parcels.issue_credential(world.ctx, db, found, holder="recipient").id
+        credential_id = credentials.issue_credential(world.ctx, db, found, holder="recipient").id
     with world.ctx.db.read() as db:
         before = db.get(PickupCredential, credential_id)
         assert before is not None
-        code = parcels.code_of(world.ctx, before)
+        code = credentials.code_of(world.ctx, before)
     session = lockers.open_session(world.ctx, ACME, full)
     assert lockers.deposit(world.ctx, ACME, session["id"], "LOCKERFULL02")["status"] == "rerouted"
     with world.ctx.db.read() as db:
         after = db.get(PickupCredential, credential_id)
         assert after is not None and after.revoked_at is None
         assert after.site_id == near
-        assert parcels.code_of(world.ctx, after) == code
+        assert credentials.code_of(world.ctx, after) == code
         settings = world.ctx.settings
         assert after.code_hash == creds.hash_code(settings.pickup_code_pepper, near, code)
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from relay_ops.db.models import Compartment, LockerAlert, ParcelEvent, PickupCredential
 from relay_ops.domain import pickup_token
-from relay_ops.services import lockers, parcels
+from relay_ops.services import credentials, expiry, lockers
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.integration.test_delivery import run_jobs, sent_lines
@@ -54,7 +54,7 @@ def arrive(world: World, fake: FakeLocker, site_id: int, number: str,
 
 def recipient_codes(world: World, number: str) -> list[PickupCredential]:
     with world.ctx.db.read() as session:
-        found = parcels.live_credentials(session, parcel(world, number).id)
+        found = credentials.live_credentials(session, parcel(world, number).id)
         for credential in found:
             session.expunge(credential)
         return [c for c in found if c.holder == "recipient"]
@@ -119,7 +119,7 @@ def test_a_second_parcel_for_the_recipient_joins_the_door_and_the_code(
     run_jobs(app, world)
     told = [x for x in sent_lines(app) if "LOCKGRP00002" in x["body"]]
     assert told and all("LOCKGRP00001" in x["body"] for x in told)
-    code = parcels.code_of(world.ctx, codes[0])
+    code = credentials.code_of(world.ctx, codes[0])
     assert all(code in x["body"] for x in told)
     # the QR code of either parcel opens that door
     token = lockers.qr_token(world.ctx, parcel(world, "LOCKGRP00002").id)
@@ -230,7 +230,7 @@ def test_the_door_expires_as_one_and_its_carrier_takes_it_back_in_one_opening(
     clock.advance(hours=2)
     arrive(world, fake, site_id, "LOCKGRP00018", JEANNE)
     clock.advance(days=5)
-    assert len(parcels.expire_overdue(world.ctx)) == 2
+    assert len(expiry.expire_overdue(world.ctx)) == 2
     # one collection reservation for the door, not one per parcel
     reservations = [r for c in fake.commands("sync_credentials")
                     for r in c.get("reservations", []) if r["purpose"] == "collection"]
@@ -283,7 +283,7 @@ def test_a_parcel_declared_damaged_beside_a_ready_one_leaves_the_door_to_both_us
     box = arrive(world, fake, site_id, "LOCKGRP00021", JEANNE)
     arrive(world, fake, site_id, "LOCKGRP00022", JEANNE)
     operator = Principal(Role.OPERATOR, user_id=1)
-    parcels.declare(world.ctx, operator, parcel(world, "LOCKGRP00021").id, "damaged",
+    expiry.declare(world.ctx, operator, parcel(world, "LOCKGRP00021").id, "damaged",
                     "box crushed, seen through the door")
     # the code lives on for the ready parcel, and the locker keeps it after a full sync
     credential = recipient_codes(world, "LOCKGRP00022")[0]

@@ -23,7 +23,7 @@ from relay_ops.db.models import (
     ParcelEvent,
     RerouteProposal,
 )
-from relay_ops.services import locker_events, lockers, parcels, reroute
+from relay_ops.services import expiry, locker_events, lockers, reroute
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.integration.test_lockers import (
     LOCKER,
@@ -202,7 +202,7 @@ def test_an_offline_collection_of_an_expired_parcel(
     box = deposit(world, fake, site_id, "OFFCOLLECT01", size_class="S")
     syncs(fake)
     clock.advance(days=5)
-    assert len(parcels.expire_overdue(world.ctx)) == 1
+    assert len(expiry.expire_overdue(world.ctx)) == 1
     [sync] = syncs(fake)  # the dead PIN goes, the collection reservation comes
     [reservation] = sync["reservations"]
     assert (reservation["purpose"], reservation["compartment"]) == ("collection", box)
@@ -268,7 +268,7 @@ def test_a_parcel_collected_online_meanwhile_is_an_alert_not_a_second_return(
     site_id, fake = locker
     box = deposit(world, fake, site_id, "OFFCOLLECT02", size_class="S")
     clock.advance(days=5)
-    parcels.expire_overdue(world.ctx)
+    expiry.expire_overdue(world.ctx)
     [reservation] = [r for s in syncs(fake) for r in s.get("reservations", [])]
     session = lockers.open_session(world.ctx, carrier(world), site_id)
     lockers.start_collection(world.ctx, carrier(world), session["id"])
@@ -328,7 +328,7 @@ def test_a_parcel_declared_damaged_in_a_locker_can_be_collected_offline(
     box = deposit(world, fake, site_id, "OFFDAMAGED01", size_class="S")
     syncs(fake)
     operator = Principal(Role.OPERATOR, user_id=1)
-    parcels.declare(world.ctx, operator, parcel(world, "OFFDAMAGED01").id, "damaged", "wet box")
+    expiry.declare(world.ctx, operator, parcel(world, "OFFDAMAGED01").id, "damaged", "wet box")
     [sync] = syncs(fake)
     [reservation] = sync["reservations"]
     assert (reservation["purpose"], reservation["compartment"]) == ("collection", box)

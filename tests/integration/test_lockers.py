@@ -19,7 +19,7 @@ from sqlalchemy import select
 from relay_ops.db.models import Compartment, LockerAlert, OutboxMessage, Parcel, ParcelEvent
 from relay_ops.domain import pickup_token
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import locker_events, lockers, parcels, resident
+from relay_ops.services import credentials, expiry, locker_events, lockers, resident
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.support import World
@@ -182,7 +182,7 @@ def test_qr_and_pin_pickups_open_the_right_door_once(
     box = deposit(world, fake, site_id, "LOCKER000006", size_class="S")
     with world.ctx.db.read() as session:
         site = lockers.locker_by_code(session, "LCK-T1")
-        credential = parcels.live_credentials(session, parcel(world, "LOCKER000006").id)[0]
+        credential = credentials.live_credentials(session, parcel(world, "LOCKER000006").id)[0]
         code_hash = lockers.locker_pin_hash(world.ctx, site, credential)
     fake.commands()
     fake.event("credential_presented", presentation_id=str(uuid.uuid4()), kind="pin",
@@ -266,7 +266,7 @@ def test_expired_parcels_are_collected_one_door_at_a_time(
     first = deposit(world, fake, site_id, "LOCKER000011", size_class="S")
     second = deposit(world, fake, site_id, "LOCKER000012", size_class="S")
     clock.advance(days=5)
-    assert len(parcels.expire_overdue(world.ctx)) == 2
+    assert len(expiry.expire_overdue(world.ctx)) == 2
     fake.commands()
     session = lockers.open_session(world.ctx, carrier(world), site_id)
     answer = lockers.start_collection(world.ctx, carrier(world), session["id"])

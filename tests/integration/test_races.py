@@ -8,9 +8,9 @@ from sqlalchemy import func, select
 
 from relay_ops.db.models import ParcelEvent
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import parcels
+from relay_ops.services import checkin, parcel_views, pickup
 from relay_ops.services.principal import Principal, Role
-from tests.support import World
+from tests.support import World, shelf_counts, shelf_counts_agree
 
 THREADS = 20
 
@@ -44,14 +44,14 @@ def test_twenty_check_ins_and_twenty_pickups_give_one_of_each(world: World) -> N
     marie = Principal(Role.SHOPKEEPER, user_id=1, site_ids=frozenset({world.shop_id}))
 
     def check_in() -> str:
-        return parcels.check_in(world.ctx, marie, world.shop_id, "RACE00000001")["status"]
+        return checkin.check_in(world.ctx, marie, world.shop_id, "RACE00000001")["status"]
 
     assert race(check_in) == Counter({"checked_in": 1, "already_checked_in": THREADS - 1})
     parcel_id = world.carrier.get("/parcels", tracking_number="RACE00000001").json["id"]
     code = world.code_of(parcel_id)
 
     def pick_up() -> str:
-        return parcels.pick_up(world.ctx, marie, world.shop_id, code=code)["status"]
+        return pickup.pick_up(world.ctx, marie, world.shop_id, code=code)["status"]
 
     outcomes = race(pick_up)
     assert outcomes["picked_up"] == 1
@@ -61,6 +61,7 @@ def test_twenty_check_ins_and_twenty_pickups_give_one_of_each(world: World) -> N
             select(ParcelEvent.action, func.count()).where(ParcelEvent.parcel_id == parcel_id)
             .group_by(ParcelEvent.action)).all())
     assert actions == {"announce": 1, "check_in": 1, "pick_up": 1}
+    assert shelf_counts_agree(world.ctx), shelf_counts(world.ctx)
 
 
 def test_twenty_check_ins_never_overfill_a_shelf(world: World) -> None:
@@ -73,10 +74,11 @@ def test_twenty_check_ins_never_overfill_a_shelf(world: World) -> None:
     def check_in_next() -> str:
         with lock:
             number = next(queue)
-        return parcels.check_in(world.ctx, marie, world.shop_id, number)["status"]
+        return checkin.check_in(world.ctx, marie, world.shop_id, number)["status"]
 
     # Shelf B1 holds 5 L parcels and is the only one that takes them.
     assert race(check_in_next) == Counter({"checked_in": 5, "site-at-capacity": THREADS - 5})
+    assert shelf_counts(world.ctx)[f"{world.shop_id}/B1"] == (5, 5)
 
 
 def test_a_parcel_joining_a_code_being_spent_is_never_left_without_a_code(
@@ -88,18 +90,18 @@ def test_a_parcel_joining_a_code_being_spent_is_never_left_without_a_code(
     for round_ in range(5):
         first, second = f"RACEGRP{round_}0001", f"RACEGRP{round_}0002"
         assert world.announce(first, second, recipient=jeanne).status_code == 201
-        parcels.check_in(world.ctx, marie, world.shop_id, first)
+        checkin.check_in(world.ctx, marie, world.shop_id, first)
         first_id = world.carrier.get("/parcels", tracking_number=first).json["id"]
         code = world.code_of(first_id)
         barrier = threading.Barrier(2)
 
         def pick_up(code: str = code, barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
-            parcels.pick_up(world.ctx, marie, world.shop_id, code=code)
+            pickup.pick_up(world.ctx, marie, world.shop_id, code=code)
 
         def check_in(number: str = second, barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
-            parcels.check_in(world.ctx, marie, world.shop_id, number)
+            checkin.check_in(world.ctx, marie, world.shop_id, number)
 
         threads = [threading.Thread(target=pick_up), threading.Thread(target=check_in)]
         for t in threads:
@@ -107,11 +109,12 @@ def test_a_parcel_joining_a_code_being_spent_is_never_left_without_a_code(
         for t in threads:
             t.join(timeout=60)
         second_view = world.carrier.get("/parcels", tracking_number=second).json
-        assert parcels.get_parcel(world.ctx, marie, first_id)["state"] == "picked_up"
+        assert parcel_views.get_parcel(world.ctx, marie, first_id)["state"] == "picked_up"
         if second_view["state"] == "ready_for_pickup":
             assert world.code_of(second_view["id"]) != code
         else:
             assert second_view["state"] == "picked_up"
+    assert shelf_counts_agree(world.ctx), shelf_counts(world.ctx)
 
 
 def test_twenty_wrong_codes_at_once_are_one_guess(world: World) -> None:
@@ -126,7 +129,7 @@ def test_twenty_wrong_codes_at_once_are_one_guess(world: World) -> None:
     def guess() -> str:
         with lock:
             code = next(guesses)
-        return parcels.pick_up(world.ctx, marie, world.shop_id, code=code)["status"]
+        return pickup.pick_up(world.ctx, marie, world.shop_id, code=code)["status"]
 
     assert race(guess) == Counter({"wrong-pickup-code": 1,
                                    "code-needs-tracking-or-name": THREADS - 1})

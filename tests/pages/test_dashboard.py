@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from relay_ops.services import parcels, stats
+from relay_ops.services import checkin, pickup, stats
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages.dashboard import Panel, register_panel
 from tests.conftest import Clock
@@ -17,8 +17,8 @@ def test_occupancy_and_flows_come_from_the_parcel_events(world: World, clock: Cl
     world.announce("PARCELSTAT0002", recipient={"name": "Paul", "phone": "+33698765432"})
     clock.advance(days=1)  # the API tokens expire meanwhile: the next day goes to the services
     shopkeeper = Principal(Role.SHOPKEEPER, user_id=2, site_ids=frozenset({world.shop_id}))
-    parcel = parcels.check_in(world.ctx, shopkeeper, world.shop_id, "PARCELSTAT0002")["parcel"]
-    parcels.pick_up(world.ctx, shopkeeper, world.shop_id, code=world.code_of(parcel["id"]))
+    parcel = checkin.check_in(world.ctx, shopkeeper, world.shop_id, "PARCELSTAT0002")["parcel"]
+    pickup.pick_up(world.ctx, shopkeeper, world.shop_id, code=world.code_of(parcel["id"]))
     series = stats.daily(world.ctx, Principal(Role.OPERATOR), None, days=3)
     assert [(d.arrivals, d.pickups, d.held) for d in series.days] == [
         (0, 0, 0), (2, 0, 2), (1, 1, 2)]

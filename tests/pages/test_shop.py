@@ -6,7 +6,7 @@ from datetime import date
 from sqlalchemy import func, select
 
 from relay_ops.db.models import ParcelEvent
-from relay_ops.services import parcels
+from relay_ops.services import credentials, expiry, parcel_views
 from relay_ops.services.principal import Principal, Role
 from tests.conftest import Clock
 from tests.pages.support import Pages
@@ -35,7 +35,8 @@ def test_scanning_twice_is_harmless_and_says_so(marie: Pages, world: World) -> N
     marie.scan(world.shop_id, "RR123456785FR")
     again = marie.scan(world.shop_id, "rr 1234 5678 5fr")
     assert again["tone"] == "info" and again["title"] == "Déjà là"
-    parcel = parcels.find_parcel(world.ctx, Principal(Role.OPERATOR, user_id=1), "RR123456785FR")
+    parcel = parcel_views.find_parcel(world.ctx, Principal(Role.OPERATOR, user_id=1),
+                                      "RR123456785FR")
     assert _events(world, parcel["id"], "check_in") == 1
 
 
@@ -139,7 +140,7 @@ def test_pickup_shows_the_shelf_then_hands_over(marie: Pages, world: World) -> N
     assert found.status_code == 200 and "Colis trouvé" in html and "Prenez-le en A1" in html
     done = marie.post(f"/shop/{world.shop_id}/pickup/confirm", {"code": code})
     assert done.status_code == 200 and "Colis remis" in done.get_data(as_text=True)
-    assert parcels.get_parcel(world.ctx, Principal(Role.OPERATOR), parcel["id"])["state"] == (
+    assert parcel_views.get_parcel(world.ctx, Principal(Role.OPERATOR), parcel["id"])["state"] == (
         "picked_up")
 
 
@@ -154,7 +155,7 @@ def test_a_shared_code_shows_and_hands_over_every_parcel(marie: Pages, world: Wo
     listing = marie.text(f"/shop/{world.shop_id}/parcels")
     assert listing.count("2 colis, même code") == 2
 
-    first = parcels.find_parcel(world.ctx, Principal(Role.OPERATOR), "RR123456785FR")
+    first = parcel_views.find_parcel(world.ctx, Principal(Role.OPERATOR), "RR123456785FR")
     code = world.code_of(first["id"])
     detail = marie.text(f"/shop/{world.shop_id}/parcels/{first['id']}")
     assert "Même code" in detail and "PARCELGROUP01</a> (A1)" in detail
@@ -167,7 +168,7 @@ def test_a_shared_code_shows_and_hands_over_every_parcel(marie: Pages, world: Wo
     assert "RR123456785FR, emplacement A1, est remis." in html
     assert "PARCELGROUP01, emplacement A1, est remis." in html
     for number in ("RR123456785FR", "PARCELGROUP01"):
-        assert parcels.find_parcel(world.ctx, Principal(Role.OPERATOR), number)["state"] == (
+        assert parcel_views.find_parcel(world.ctx, Principal(Role.OPERATOR), number)["state"] == (
             "picked_up")
 
 
@@ -193,7 +194,7 @@ def test_a_locked_code_needs_an_identity_check_that_is_recorded(
                 "override_lock": "1", "code": code}
     done = marie.post(f"/shop/{world.shop_id}/pickup/confirm", identity)
     assert done.status_code == 200, done.get_data(as_text=True)
-    history = parcels.parcel_history(world.ctx, Principal(Role.OPERATOR), parcel["id"])
+    history = parcel_views.parcel_history(world.ctx, Principal(Role.OPERATOR), parcel["id"])
     handover = history[-1]["data"]
     assert handover["override_lock"] is True
     assert handover["identity_check"] == {"document_type": "passport", "document_last4": "12AB"}
@@ -202,7 +203,8 @@ def test_a_locked_code_needs_an_identity_check_that_is_recorded(
 def test_a_proxy_code_asks_for_identity(marie: Pages, world: World) -> None:
     parcel = world.ready("RR123456785FR")
     resident = Principal(Role.RESIDENT, parcel_id=parcel["id"])
-    proxy_code = parcels.name_proxy(world.ctx, resident, parcel["id"], "Paul Voisin")["proxy_code"]
+    named = credentials.name_proxy(world.ctx, resident, parcel["id"], "Paul Voisin")
+    proxy_code = named["proxy_code"]
     preview = marie.post(f"/shop/{world.shop_id}/pickup", {"code": proxy_code})
     html = preview.get_data(as_text=True)
     assert "Paul Voisin" in html and 'name="document_last4"' in html
@@ -229,7 +231,7 @@ def test_inventory_filters(marie: Pages, world: World, clock: Clock) -> None:
     marie = Pages.signed_in(world, "marie")  # the session of 9 days ago has expired
     assert "RR123456785FR" in marie.text(f"/shop/{world.shop_id}/parcels?view=expiring")
     clock.advance(days=2)
-    parcels.expire_overdue(world.ctx)
+    expiry.expire_overdue(world.ctx)
     marie = Pages.signed_in(world, "marie")
     assert "RR123456785FR" in marie.text(f"/shop/{world.shop_id}/parcels?view=expired")
 
@@ -250,7 +252,7 @@ def test_a_damaged_parcel_goes_on_the_collection_list_and_back_to_its_carrier(
     given = marie.post(f"/shop/{world.shop_id}/collections", {"tracking_number": "RR123456785FR"})
     assert given.status_code == 303
     assert "1 colis rendu(s) au transporteur." in marie.text(f"/shop/{world.shop_id}")
-    assert parcels.get_parcel(world.ctx, Principal(Role.OPERATOR), parcel["id"])["state"] == (
+    assert parcel_views.get_parcel(world.ctx, Principal(Role.OPERATOR), parcel["id"])["state"] == (
         "returned")
 
 

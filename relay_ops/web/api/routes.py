@@ -10,10 +10,14 @@ from flask import Response
 from relay_ops import qr
 from relay_ops.services import (
     accounts,
+    checkin,
+    credentials,
+    expiry,
     locker_identity,
     lockers,
     manifests,
-    parcels,
+    parcel_views,
+    pickup,
     reroute,
     resident,
     sites,
@@ -254,12 +258,12 @@ def close_locker_session(principal: Principal, session_id: int) -> Any:
           tag="counter", roles=STAFF, query=s.InventoryQuery, errors=(404,))
 def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuery) -> Any:
     states = tuple(x for x in (query.state or "").split(",") if x)
-    filters = parcels.InventoryFilter(
+    filters = parcel_views.InventoryFilter(
         states=states, expiring_within_hours=query.expiring_within_hours,
         unannounced=query.unannounced, carrier_code=query.carrier,
     )
     page, per_page = pagination(query.page, query.per_page)
-    return parcels.inventory(ctx(), principal, site_id, filters, page, per_page)
+    return parcel_views.inventory(ctx(), principal, site_id, filters, page, per_page)
 
 
 @endpoint("/sites/<id:site_id>/check-ins", "POST", summary="Scan a parcel in", tag="counter",
@@ -271,9 +275,9 @@ def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuer
                       "recipient who already has a ready parcel here joins that parcel's code "
                       "(and its shelf location when it has room): `parcel.group` lists them.")
 def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
-    recipient = parcels.Recipient(**body.recipient.model_dump()) if body.recipient else None
+    recipient = checkin.Recipient(**body.recipient.model_dump()) if body.recipient else None
     dims = tuple(body.dimensions_mm) if body.dimensions_mm else None
-    answer = parcels.check_in(
+    answer = checkin.check_in(
         ctx(), principal, site_id, body.tracking_number,
         accept_unannounced=body.accept_unannounced, size_class=body.size_class,
         dims=dims, recipient=recipient, carrier_code=body.carrier,  # type: ignore[arg-type]
@@ -298,10 +302,10 @@ def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
                       "`not_handed_over` names those that left the shelf meanwhile, with their "
                       "state.")
 def pick_up(principal: Principal, site_id: int, body: s.PickupIn) -> Any:
-    identity = parcels.IdentityCheck.from_mapping(
+    identity = pickup.IdentityCheck.from_mapping(
         body.identity.model_dump() if body.identity else None
     )
-    return parcels.pick_up(
+    return pickup.pick_up(
         ctx(), principal, site_id, code=body.code, tracking_number=body.tracking_number,
         recipient_name=body.recipient_name, identity=identity, override_lock=body.override_lock,
     )
@@ -310,14 +314,14 @@ def pick_up(principal: Principal, site_id: int, body: s.PickupIn) -> Any:
 @endpoint("/sites/<id:site_id>/collections", summary="Parcels waiting for their carrier",
           tag="counter", roles=ANY, errors=(404,))
 def collection_list(principal: Principal, site_id: int) -> Any:
-    return {"items": parcels.collection_list(ctx(), principal, site_id)}
+    return {"items": expiry.collection_list(ctx(), principal, site_id)}
 
 
 @endpoint("/sites/<id:site_id>/collections", "POST", summary="Carrier takes parcels back",
           tag="counter", roles=ANY, body=s.CollectionIn, idempotent=True, errors=(404,),
           max_body=MANIFEST_BODY_LIMIT)  # up to 1,000 numbers: a batch, like a manifest
 def collect(principal: Principal, site_id: int, body: s.CollectionIn) -> Any:
-    return {"items": parcels.collect(ctx(), principal, site_id, body.tracking_numbers)}
+    return {"items": expiry.collect(ctx(), principal, site_id, body.tracking_numbers)}
 
 
 # ------------------------------------------------------------------ parcels
@@ -326,31 +330,31 @@ def collect(principal: Principal, site_id: int, body: s.CollectionIn) -> Any:
 @endpoint("/parcels", summary="Find a parcel by tracking number", tag="parcels", roles=ANY,
           query=s.ParcelLookupQuery, errors=(404,))
 def find_parcel(principal: Principal, query: s.ParcelLookupQuery) -> Any:
-    return parcels.find_parcel(ctx(), principal, query.tracking_number)
+    return parcel_views.find_parcel(ctx(), principal, query.tracking_number)
 
 
 @endpoint("/parcels/<id:parcel_id>", summary="A parcel", tag="parcels", roles=ANY,
           errors=(404,))
 def get_parcel(principal: Principal, parcel_id: int) -> Any:
-    return parcels.get_parcel(ctx(), principal, parcel_id)
+    return parcel_views.get_parcel(ctx(), principal, parcel_id)
 
 
 @endpoint("/parcels/<id:parcel_id>/events", summary="A parcel's full history", tag="parcels",
           roles=ANY, errors=(404,))
 def parcel_events(principal: Principal, parcel_id: int) -> Any:
-    return {"items": parcels.parcel_history(ctx(), principal, parcel_id)}
+    return {"items": parcel_views.parcel_history(ctx(), principal, parcel_id)}
 
 
 @endpoint("/parcels/<id:parcel_id>/extension", "POST", summary="Extend the holding period once",
           tag="parcels", roles=STAFF, errors=(404, 409))
 def extend_parcel(principal: Principal, parcel_id: int) -> Any:
-    return parcels.extend(ctx(), principal, parcel_id)
+    return expiry.extend(ctx(), principal, parcel_id)
 
 
 @endpoint("/parcels/<id:parcel_id>/declarations", "POST", summary="Declare missing or damaged",
           tag="parcels", roles=STAFF, body=s.DeclarationIn, status=201, errors=(404, 409))
 def declare(principal: Principal, parcel_id: int, body: s.DeclarationIn) -> Any:
-    return 201, parcels.declare(ctx(), principal, parcel_id, body.kind, body.note)
+    return 201, expiry.declare(ctx(), principal, parcel_id, body.kind, body.note)
 
 
 @endpoint("/parcels/<id:parcel_id>/reroute", "POST", summary="Accept or refuse a reroute",
@@ -476,14 +480,14 @@ def track(principal: Principal) -> Any:
           tag="residents", roles=RESIDENT, errors=(404, 409, 410))
 def track_extend(principal: Principal) -> Any:
     assert principal.parcel_id is not None
-    return parcels.extend(ctx(), principal, principal.parcel_id)
+    return expiry.extend(ctx(), principal, principal.parcel_id)
 
 
 @endpoint("/track/<token>/proxy", "POST", summary="Name someone to pick up for you",
           tag="residents", roles=RESIDENT, body=s.ProxyIn, status=201, errors=(404, 409, 410))
 def track_proxy(principal: Principal, body: s.ProxyIn) -> Any:
     assert principal.parcel_id is not None
-    return 201, parcels.name_proxy(ctx(), principal, principal.parcel_id, body.name)
+    return 201, credentials.name_proxy(ctx(), principal, principal.parcel_id, body.name)
 
 
 @endpoint("/track/<token>/qr.png", summary="The pickup QR code (PNG)", tag="residents",

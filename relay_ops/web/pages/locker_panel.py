@@ -40,7 +40,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import accounts, lockers, parcels, sites
+from relay_ops.services import accounts, credentials, lockers, parcel_views, sites
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.refusals import explain
@@ -138,12 +138,12 @@ def _resident_phone(actor: Principal, site_id: int) -> list[dict[str, Any]]:
     for box in lockers.locker_view(ctx(), actor, site_id)["compartments"]:
         if not box["parcel"]:
             continue
-        parcel = parcels.find_parcel(ctx(), SYSTEM, box["parcel"])
+        parcel = parcel_views.find_parcel(ctx(), SYSTEM, box["parcel"])
         if parcel["state"] != "ready_for_pickup":
             continue
         with ctx().db.read() as session:
-            live = parcels.live_credentials(session, parcel["id"])
-            pins = [parcels.code_of(ctx(), c) for c in live if c.holder == "recipient"]
+            live = credentials.live_credentials(session, parcel["id"])
+            pins = [credentials.code_of(ctx(), c) for c in live if c.holder == "recipient"]
         waiting.append({"tracking_number": parcel["tracking_number"],
                         "compartment": box["number"], "pin": pins[0] if pins else None,
                         "qr": lockers.qr_token(ctx(), parcel["id"])})

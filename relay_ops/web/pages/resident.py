@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import parcels, resident
+from relay_ops.services import credentials, expiry, resident
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.i18n import DAYS, when
 from relay_ops.web.pages.refusals import explain
@@ -46,7 +46,7 @@ def track_extend(token: str) -> Response:
     principal = resident.principal_for(ctx(), token)
     assert principal.parcel_id is not None
     try:
-        parcel = parcels.extend(ctx(), principal, principal.parcel_id)
+        parcel = expiry.extend(ctx(), principal, principal.parcel_id)
     except DomainError as err:
         flash(explain(err)[1], "error")
     else:
@@ -60,7 +60,7 @@ def track_proxy(token: str) -> Response:
     principal = resident.principal_for(ctx(), token)
     assert principal.parcel_id is not None
     try:
-        parcels.name_proxy(ctx(), principal, principal.parcel_id, request.form.get("name", ""))
+        credentials.name_proxy(ctx(), principal, principal.parcel_id, request.form.get("name", ""))
     except DomainError as err:
         flash(explain(err)[1], "error")
         return redirect(url_for("pages.track", token=token), 303)

@@ -11,7 +11,17 @@ from werkzeug.wrappers import Response
 
 from relay_ops import qr
 from relay_ops.domain.errors import DomainError, ValidationFailed
-from relay_ops.services import accounts, forecast, parcels, sites, stats
+from relay_ops.services import (
+    accounts,
+    checkin,
+    expiry,
+    forecast,
+    parcel_views,
+    sites,
+    stats,
+    unannounced,
+)
+from relay_ops.services import pickup as pickups
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp, charts
 from relay_ops.web.pages.i18n import parse_day, when
@@ -32,7 +42,7 @@ def _site(principal: Principal, site_id: int) -> dict[str, Any]:
 
 
 def _parcel_at(principal: Principal, site: dict[str, Any], parcel_id: int) -> dict[str, Any]:
-    parcel = parcels.get_parcel(ctx(), principal, parcel_id)
+    parcel = parcel_views.get_parcel(ctx(), principal, parcel_id)
     if parcel["site"] != site["code"]:
         abort(404)
     return parcel
@@ -58,7 +68,7 @@ def scan_station(principal: Principal, site_id: int) -> str:
 def _scan_page(principal: Principal, site: dict[str, Any], result: dict[str, Any] | None) -> str:
     # The "not announced" list comes from the server, so a reload, the pickup screen or
     # another counter PC shows the same parcels waiting for a decision.
-    waiting = parcels.unannounced_waiting(ctx(), principal, site["id"])
+    waiting = unannounced.unannounced_waiting(ctx(), principal, site["id"])
     return render_template("pages/scan.html", site=site, result=result, waiting=waiting)
 
 
@@ -71,12 +81,12 @@ def scan(principal: Principal, site_id: int) -> Response | str:
     number = request.form.get("tracking_number", "").strip()
     accept = request.form.get("accept_unannounced") == "1"
     try:
-        answer = parcels.check_in(ctx(), principal, site_id, number, accept_unannounced=accept)
+        answer = checkin.check_in(ctx(), principal, site_id, number, accept_unannounced=accept)
         result = _checked_in(site_id, answer)
     except DomainError as err:
         result = _refused(number, err)
         if err.slug == "unannounced-parcel":
-            parcels.hold_unannounced(ctx(), principal, site_id, result["tracking_number"])
+            unannounced.hold_unannounced(ctx(), principal, site_id, result["tracking_number"])
     if request.accept_mimetypes.best == "application/json":
         return jsonify(result)
     return _scan_page(principal, site, result)
@@ -88,7 +98,7 @@ def set_aside(principal: Principal, site_id: int) -> Response | tuple[dict[str, 
     """The shopkeeper does not take a parcel nobody announced: it leaves the list."""
     _site(principal, site_id)
     number = request.form.get("tracking_number", "")
-    parcels.set_aside_unannounced(ctx(), principal, site_id, number)
+    unannounced.set_aside_unannounced(ctx(), principal, site_id, number)
     if request.accept_mimetypes.best == "application/json":
         return {"tracking_number": number}, 200
     flash(_("%(number)s set aside: give it back to the driver.", number=number), "ok")
@@ -156,10 +166,10 @@ def pickup(principal: Principal, site_id: int) -> str:
     return _pickup_page(principal, _site(principal, site_id))
 
 
-def _claim_from_form() -> parcels.PickupClaim:
+def _claim_from_form() -> pickups.PickupClaim:
     """The code, and what names the parcel when the shopkeeper asked for it: the page sends
     what the API takes, so the same rules apply (docs/decisions/0004)."""
-    return parcels.PickupClaim(
+    return pickups.PickupClaim(
         code=request.form.get("code", ""),
         tracking_number=request.form.get("tracking_number", "").strip() or None,
         recipient_name=request.form.get("recipient_name", "").strip() or None,
@@ -173,7 +183,7 @@ def pickup_find(principal: Principal, site_id: int) -> tuple[str, int] | str:
     site = _site(principal, site_id)
     claim = _claim_from_form()
     try:
-        preview = parcels.pickup_preview(
+        preview = pickups.pickup_preview(
             ctx(), principal, site_id, claim.code, tracking_number=claim.tracking_number,
             recipient_name=claim.recipient_name,
         )
@@ -189,7 +199,7 @@ def pickup_confirm(principal: Principal, site_id: int) -> tuple[str, int] | str:
     claim = _claim_from_form()
     try:
         identity = _identity_from_form()
-        done = parcels.pick_up(
+        done = pickups.pick_up(
             ctx(), principal, site_id, code=claim.code, tracking_number=claim.tracking_number,
             recipient_name=claim.recipient_name, identity=identity,
             override_lock=identity is not None and request.form.get("override_lock") == "1",
@@ -202,19 +212,19 @@ def pickup_confirm(principal: Principal, site_id: int) -> tuple[str, int] | str:
 def _pickup_page(principal: Principal, site: dict[str, Any], **context: Any) -> str:
     # Parcels nobody announced still wait for a decision at the scan station: say so here,
     # so that serving a resident does not make the shopkeeper forget them.
-    waiting = parcels.unannounced_waiting(ctx(), principal, site["id"])
+    waiting = unannounced.unannounced_waiting(ctx(), principal, site["id"])
     return render_template("pages/pickup.html", site=site, waiting=waiting, **context)
 
 
-def _identity_from_form() -> parcels.IdentityCheck | None:
-    fields = {f: request.form.get(f, "").strip() for f in parcels.IDENTITY_FIELDS}
+def _identity_from_form() -> pickups.IdentityCheck | None:
+    fields = {f: request.form.get(f, "").strip() for f in pickups.IDENTITY_FIELDS}
     if not any(fields.values()):
         return None
-    return parcels.IdentityCheck.from_mapping(fields)
+    return pickups.IdentityCheck.from_mapping(fields)
 
 
 def _pickup_refused(
-    principal: Principal, site: dict[str, Any], err: DomainError, claim: parcels.PickupClaim
+    principal: Principal, site: dict[str, Any], err: DomainError, claim: pickups.PickupClaim
 ) -> tuple[str, int]:
     title, message = explain(err)
     # A locked code or a proxy's code can still be handed over, with an identity check.
@@ -225,7 +235,7 @@ def _pickup_refused(
     # parcel); the code stays only where the same code goes on.
     page = _pickup_page(
         principal, site, refusal={"title": title, "message": message},
-        claim=claim if needs_identity or needs_more else parcels.PickupClaim(
+        claim=claim if needs_identity or needs_more else pickups.PickupClaim(
             tracking_number=claim.tracking_number, recipient_name=claim.recipient_name),
         needs_identity=needs_identity, needs_more=needs_more,
         locked=err.slug == "pickup-code-locked",
@@ -239,19 +249,19 @@ def _pickup_refused(
 FILTERS = ("on_hand", "expiring", "expired", "unannounced", "damaged")
 
 
-def _inventory_filter(view: str, carrier: str | None) -> parcels.InventoryFilter:
+def _inventory_filter(view: str, carrier: str | None) -> parcel_views.InventoryFilter:
     hours = request.args.get("hours", 48, type=int) or 48
     match view:
         case "expiring":
-            return parcels.InventoryFilter(expiring_within_hours=hours, carrier_code=carrier)
+            return parcel_views.InventoryFilter(expiring_within_hours=hours, carrier_code=carrier)
         case "expired":
-            return parcels.InventoryFilter(states=("expired",), carrier_code=carrier)
+            return parcel_views.InventoryFilter(states=("expired",), carrier_code=carrier)
         case "damaged":
-            return parcels.InventoryFilter(states=("damaged",), carrier_code=carrier)
+            return parcel_views.InventoryFilter(states=("damaged",), carrier_code=carrier)
         case "unannounced":
-            return parcels.InventoryFilter(unannounced=True, carrier_code=carrier)
+            return parcel_views.InventoryFilter(unannounced=True, carrier_code=carrier)
         case _:
-            return parcels.InventoryFilter(carrier_code=carrier)
+            return parcel_views.InventoryFilter(carrier_code=carrier)
 
 
 @bp.get("/shop/<int:site_id>/parcels")
@@ -263,7 +273,7 @@ def inventory(principal: Principal, site_id: int) -> str:
         view = "on_hand"
     carrier = request.args.get("carrier") or None
     page = min(max(1, request.args.get("page", 1, type=int) or 1), MAX_PAGE)
-    listing = parcels.inventory(
+    listing = parcel_views.inventory(
         ctx(), principal, site_id, _inventory_filter(view, carrier), page, PER_PAGE
     )
     carriers = accounts.list_carriers(ctx(), principal)
@@ -284,7 +294,7 @@ def _carrier_names(carriers: list[dict[str, Any]]) -> dict[str, str]:
 def parcel_detail(principal: Principal, site_id: int, parcel_id: int) -> str:
     site = _site(principal, site_id)
     parcel = _parcel_at(principal, site, parcel_id)
-    events = parcels.parcel_history(ctx(), principal, parcel_id)
+    events = parcel_views.parcel_history(ctx(), principal, parcel_id)
     return render_template(
         "pages/parcel.html", site=site, parcel=parcel, events=events,
         carrier_names=_carrier_names(accounts.list_carriers(ctx(), principal)),
@@ -297,7 +307,7 @@ def declare(principal: Principal, site_id: int, parcel_id: int) -> Response:
     site = _site(principal, site_id)
     _parcel_at(principal, site, parcel_id)
     kind = request.form.get("kind", "")
-    parcels.declare(ctx(), principal, parcel_id, kind, request.form.get("note", ""))
+    expiry.declare(ctx(), principal, parcel_id, kind, request.form.get("note", ""))
     flash(_("Declaration recorded."), "ok")
     return redirect(url_for("pages.parcel_detail", site_id=site_id, parcel_id=parcel_id), 303)
 
@@ -307,7 +317,7 @@ def declare(principal: Principal, site_id: int, parcel_id: int) -> Response:
 def extend(principal: Principal, site_id: int, parcel_id: int) -> Response:
     site = _site(principal, site_id)
     _parcel_at(principal, site, parcel_id)
-    parcel = parcels.extend(ctx(), principal, parcel_id)
+    parcel = expiry.extend(ctx(), principal, parcel_id)
     flash(_("Held until %(deadline)s.", deadline=when(parcel["holding_deadline"])), "ok")
     return redirect(url_for("pages.parcel_detail", site_id=site_id, parcel_id=parcel_id), 303)
 
@@ -326,7 +336,7 @@ def site_overview(principal: Principal, site_id: int) -> str:
         "pages/site.html", site=site, fc=fc,
         forecast_chart=charts.forecast(site["name"], fc["days"]),
         occupancy=sites.occupancy(ctx(), principal, site_id),
-        collection=parcels.collection_list(ctx(), principal, site_id), series=series,
+        collection=expiry.collection_list(ctx(), principal, site_id), series=series,
         per_day_chart=charts.parcels_per_day(series), occupancy_chart=charts.occupancy(series),
     )
 
@@ -340,7 +350,7 @@ def collect(principal: Principal, site_id: int) -> Response:
     if not numbers:
         flash(_("Tick the parcels the driver takes."), "error")
     else:
-        results = parcels.collect(ctx(), principal, site_id, numbers)
+        results = expiry.collect(ctx(), principal, site_id, numbers)
         done = sum(r["status"] == "returned" for r in results)
         flash(_("%(n)s parcel(s) given back to the carrier.", n=done), "ok")
         for refused in (r for r in results if r["status"] != "returned"):

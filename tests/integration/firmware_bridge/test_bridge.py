@@ -23,7 +23,7 @@ from firmware_bridge.agent.agent import LockerAgent
 from firmware_bridge.agent.drivers import SimulatedBoard
 from firmware_bridge.bridge import Bridge, BridgeSettings
 from relay_ops.db.models import LockerAlert, Parcel, ParcelEvent
-from relay_ops.services import locker_events, lockers, parcels
+from relay_ops.services import credentials, locker_events, lockers
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.integration.firmware_bridge.conftest import fast_settings
@@ -144,8 +144,8 @@ def test_a_carrier_drops_and_residents_pick_up_by_qr_and_pin(locker_site: Callab
     site.board.close_door(second, occupied=True)
     wait_until(lambda: site.state_of("BRIDGE000002") == "ready_for_pickup", 10, "ready")
     with site.world.ctx.db.read() as session:
-        pin = parcels.code_of(site.world.ctx,
-                              parcels.live_credentials(session, site.parcel("BRIDGE000002").id)[0])
+        live = credentials.live_credentials(session, site.parcel("BRIDGE000002").id)
+        pin = credentials.code_of(site.world.ctx, live[0])
     site.board.type_pin("000000" if pin != "000000" else "111111")  # a wrong one first
     wait_until(lambda: any("refused" in m for m in site.board.display), 10, "refusal shown")
     site.board.type_pin(pin)
@@ -229,7 +229,7 @@ def test_a_pickup_made_offline_is_reconciled_when_the_link_returns(
         # the PIN reaches the locker in an incremental sync before the link goes
         wait_until(lambda: site.view()["link"]["credential_version_held"] == 2, 10, "pin synced")
         with world.ctx.db.read() as session:
-            pin = parcels.code_of(world.ctx, parcels.live_credentials(
+            pin = credentials.code_of(world.ctx, credentials.live_credentials(
                 session, site.parcel("OFFLINE00001").id)[0])
         private_broker.stop()
         wait_until(lambda: not agent.online, 10, "locker offline")
@@ -387,7 +387,7 @@ def test_a_captured_sync_does_not_reveal_a_pin(world: World, locker_site: Callab
         spy.loop_stop()
         spy.disconnect()
     with world.ctx.db.read() as session:
-        pin = parcels.code_of(world.ctx, parcels.live_credentials(
+        pin = credentials.code_of(world.ctx, credentials.live_credentials(
             session, site.parcel("CAPTURE00001").id)[0])
     pin_hash = syncs[0]["body"]["pins"][0]["pin_hash"]
     candidates = [v for sync in syncs for v in _base64_values(sync)]

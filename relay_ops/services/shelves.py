@@ -1,0 +1,79 @@
+"""A shop's shelves: which location takes a parcel (the check-in's rule, also asked before a
+parcel is sent there), and the refusal that names the nearest site with room."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from relay_ops.db.models import (
+    Location,
+    Parcel,
+    Site,
+)
+from relay_ops.domain import grouping, sizing
+from relay_ops.domain.errors import (
+    SiteAtCapacity,
+)
+from relay_ops.services.context import Ctx
+from relay_ops.services.sites import (
+    nearest_with_room,
+    occupancy_of,
+)
+
+
+def allocate_shelf(
+    ctx: Ctx, session: Session, site: Site, parcel: Parcel,
+    group_shelves: list[int | None] | None = None,
+) -> Location:
+    """The location the parcel goes to: beside the parcels of the group it joins
+    (``group_shelves``, their locations) when there is room, else by the shelf policy; or
+    :class:`SiteAtCapacity`, naming the nearest site with room."""
+    classes = ctx.settings.size_classes
+    locations = {loc.id: loc for loc in site.locations if loc.active}
+    slots = _shelf_slots(session, site)
+    parcel_class = class_of(ctx, parcel)
+    chosen = None
+    if group_shelves is not None:
+        chosen = grouping.shelf_in_group(classes, slots, group_shelves, parcel_class)
+    chosen = chosen or sizing.choose_shelf(classes, slots, parcel_class)
+    if chosen is None:
+        raise _no_room(ctx, session, site, parcel_class)
+    return locations[chosen.id]
+
+
+def _shelf_slots(session: Session, site: Site) -> list[sizing.ShelfSlot]:
+    # Each location's counter (history.apply keeps it), not a count of the held parcels.
+    return [sizing.ShelfSlot(loc.id, loc.label, loc.size_class, loc.capacity, loc.held)
+            for loc in site.locations if loc.active]
+
+
+def class_of(ctx: Ctx, parcel: Parcel) -> str:
+    classes = ctx.settings.size_classes
+    return parcel.size_class or min(classes, key=lambda c: sizing.class_rank(classes, c))
+
+
+def shelf_takes(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> bool:
+    """A shelf of the shop has a free place for the parcel's size class now (the check-in's
+    own rule, asked before a parcel is sent there)."""
+    slots = _shelf_slots(session, site)
+    return sizing.choose_shelf(ctx.settings.size_classes, slots, class_of(ctx, parcel)) is not None
+
+
+def _no_room(ctx: Ctx, session: Session, site: Site, parcel_class: str) -> SiteAtCapacity:
+    nearest = nearest_with_room(ctx, session, site.latitude, site.longitude, exclude=site.id)
+    occ = occupancy_of(session, site)
+    if nearest:
+        other, km, _ = nearest[0]
+        where = f"; the nearest site with room is {other.name} ({other.code}), {km:.1f} km away"
+        suggestion: dict[str, Any] | None = {
+            "code": other.code, "name": other.name, "address": other.address,
+            "city": other.city, "distance_km": round(km, 2),
+        }
+    else:
+        where, suggestion = "; no other site has room", None
+    return SiteAtCapacity(
+        f"{site.name} has no free {parcel_class} place ({occ.held}/{occ.capacity} held){where}",
+        nearest_site=suggestion,
+    )
