@@ -97,6 +97,7 @@ def _seed_sending(ctx: Ctx) -> None:
     shop_id = sites.site_id_for_code(ctx, "riaille-bourg")
     outbound.set_label_networks(ctx, SYSTEM, "ligerien", ["prefix:LIG", "upu-s10"])
     outbound.serve_site(ctx, SYSTEM, shop_id, "ligerien", 48)
+    sites.set_services(ctx, SYSTEM, shop_id, ["receive", "send"])
     outbound.drop_off(ctx, SYSTEM, shop_id, SENT_PARCEL, size_class="S",
                       sender=outbound.Sender(phone="+33644556677"))
 

@@ -90,6 +90,8 @@ class Site(Base):
     step_free_access: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(12), default="open")  # open|closed|saturated
     locker_model: Mapped[str | None] = mapped_column(String(80))
+    # What it offers the public (domain/site_services.SERVICES): the directory filters on it.
+    services: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
     locations: Mapped[list[Location]] = relationship(

@@ -67,6 +67,8 @@ def test_demo_seed_is_repeatable_and_its_credentials_work(tmp_path: Path) -> Non
     pickup = client.get("/api/v1/sites/1/outbound/pickup-list",
                         headers={"Authorization": f"Bearer {CARRIER_TOKEN}"}).json
     assert [p["tracking_number"] for p in pickup["items"]] == ["LIGENVOI0001"]
+    senders = client.get("/api/v1/sites", query_string={"service": "send"}).json
+    assert [site["code"] for site in senders["items"]] == ["riaille-bourg"]
     manifests = client.get("/api/v1/manifests",
                            headers={"Authorization": f"Bearer {CARRIER_TOKEN}"}).json
     # newest first: the demo locker's parcel is announced after the shops' round

@@ -1,4 +1,5 @@
-"""outbound parcels: carriers' label networks, the sites they collect at, sent parcels
+"""outbound parcels: carriers' label networks, the sites they collect at, sent parcels;
+the services a site offers (existing sites: receive, and locker for lockers)
 
 Revision ID: 0012_outbound
 Revises: 0009_unannounced_scans
@@ -17,6 +18,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('sites') as batch:
+        batch.add_column(sa.Column('services', sa.JSON(), nullable=False, server_default='[]'))
+    # Bare literals (no CASE): PostgreSQL casts an untyped literal to json, not a text CASE.
+    op.execute("""UPDATE sites SET services = '["receive", "locker"]' WHERE kind = 'locker'""")
+    op.execute("""UPDATE sites SET services = '["receive"]' WHERE kind <> 'locker'""")
     with op.batch_alter_table('carriers') as batch:
         batch.add_column(sa.Column('label_networks', sa.JSON(), nullable=False,
                                    server_default='[]'))
@@ -48,3 +54,5 @@ def downgrade() -> None:
     op.drop_table('carrier_sites')
     with op.batch_alter_table('carriers') as batch:
         batch.drop_column('label_networks')
+    with op.batch_alter_table('sites') as batch:
+        batch.drop_column('services')
