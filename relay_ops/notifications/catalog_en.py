@@ -237,5 +237,22 @@ EN = LocaleCatalog(
             "Parcel {tracking_number} handed to {carrier_name} on {collected_at_short} by"
             " {site_name}. Receipt: {tracking_url}"
         ),
+        "refused.email.subject": "Your parcel was not taken: {site_name}",
+        "refused.email.body": (
+            "Hello,\n"
+            "\n"
+            "{carrier_name} did not take your parcel {tracking_number}. It is waiting for you"
+            " at the pickup point where you dropped it off:\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Opening hours: {opening_hours}\n"
+            "\n"
+            "Drop-off receipt: {tracking_url}\n"
+        ),
+        "refused.sms": (
+            "{carrier_name} did not take your parcel {tracking_number}. Take it back at"
+            " {site_name}, {site_address}. Receipt: {tracking_url}"
+        ),
     },
 )

@@ -242,5 +242,22 @@ FR = LocaleCatalog(
             "Colis {tracking_number} remis à {carrier_name} le {collected_at_short} par"
             " {site_name}. Justificatif : {tracking_url}"
         ),
+        "refused.email.subject": "Votre colis n'a pas été pris : {site_name}",
+        "refused.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Le transporteur {carrier_name} n'a pas pris votre colis n° {tracking_number}."
+            " Il vous attend au point relais où vous l'avez déposé :\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Horaires : {opening_hours}\n"
+            "\n"
+            "Reçu de dépôt : {tracking_url}\n"
+        ),
+        "refused.sms": (
+            "{carrier_name} n'a pas pris votre colis {tracking_number}. Reprenez-le chez"
+            " {site_name}, {site_address}. Justificatif : {tracking_url}"
+        ),
     },
 )

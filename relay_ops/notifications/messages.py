@@ -48,6 +48,7 @@ class MessageKind(StrEnum):
     # Parcels sent from a site: the sender's receipt, and when the carrier has taken it.
     DROPPED_OFF = "dropped_off"
     COLLECTED = "collected"
+    REFUSED = "refused"
 
 
 class Channel(StrEnum):

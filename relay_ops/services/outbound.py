@@ -407,6 +407,47 @@ def _one(
     return {"tracking_number": number, "status": parcel.state, "parcel_id": parcel.id}
 
 
+# ---------------------------------------------------------------- refusals and hand-backs
+
+
+def refuse(ctx: Ctx, actor: Principal, parcel_id: int, reason: str) -> dict[str, Any]:
+    """The carrier will not take a parcel (badly packed, too heavy...): it stays on the shelf,
+    off the pickup list, and its sender is told to come and take it back."""
+    require_role(actor, Role.CARRIER, *STAFF)
+    if not reason.strip():
+        raise ValidationFailed("say why the parcel is refused")
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        parcel = _sent_parcel(session, actor, parcel_id)
+        history.apply(session, parcel, Action.REFUSE, actor, now, reason=reason.strip()[:300])
+        notify.queue(session, parcel, "refused")
+        return outbound_view(session, parcel)
+
+
+def hand_back(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:
+    """The sender takes their parcel back at the counter (refused, damaged, or changed their
+    mind): it leaves the shelf, ``returned`` to its sender."""
+    require_role(actor, *STAFF)
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        parcel = _sent_parcel(session, actor, parcel_id)
+        history.apply(session, parcel, Action.HAND_BACK, actor, now,
+                      reason="given back to its sender")
+        return outbound_view(session, parcel)
+
+
+def _sent_parcel(session: Session, actor: Principal, parcel_id: int) -> Parcel:
+    """A sent parcel the actor may act on (a carrier: its own; staff: their shops'), locked;
+    anything else is not found."""
+    parcel = session.get(Parcel, parcel_id, with_for_update=True)
+    if parcel is None or parcel.direction != outbound.DIRECTION or not (
+        parcel.carrier_id == actor.carrier_id if actor.role is Role.CARRIER
+        else actor.role is Role.OPERATOR or parcel.site_id in actor.site_ids
+    ):
+        raise NotFound(f"no sent parcel {parcel_id}")
+    return parcel
+
+
 # ---------------------------------------------------------------- late carriers
 
 

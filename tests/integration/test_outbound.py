@@ -368,3 +368,55 @@ def test_a_shop_deposits_only_at_its_own_site_and_carriers_not_at_all(sending: W
     carrier = sending.carrier.post(f"/sites/{sending.shop_id}/outbound",
                                    json={"tracking_number": "ACME00000924"})
     assert carrier.status_code == 403
+
+
+# ---------------------------------------------------------------- refusals and hand-backs
+
+
+def test_a_parcel_the_carrier_refuses_waits_for_its_sender(app: Flask, sending: World) -> None:
+    parcel = drop(sending, "ACME00000930", sender=SENDER).json["parcel"]
+    refused = sending.carrier.post(f"/parcels/{parcel['id']}/outbound-refusal",
+                                   json={"reason": "tape open, contents loose"})
+    assert refused.status_code == 200
+    assert refused.json["state"] == "refused"
+    assert sending.carrier.get(
+        f"/sites/{sending.shop_id}/outbound/pickup-list").json["items"] == []
+    # Still on the shelf: it takes its place until the sender comes.
+    assert sending.operator.get(f"/sites/{sending.shop_id}/occupancy").json["by_state"] == {
+        "refused": 1}
+    history = sending.operator.get(f"/parcels/{parcel['id']}/events").json["items"]
+    assert (history[-1]["action"], history[-1]["reason"]) == (
+        "refuse", "tape open, contents loose")
+    run_jobs(app, sending)
+    emails = [x for x in sent_lines(app) if x["channel"] == "email"]
+    assert emails[-1]["subject"] == "Votre colis n'a pas été pris : Shop bourg"
+    back = sending.shopkeeper.post(f"/parcels/{parcel['id']}/hand-back")
+    assert back.status_code == 200 and back.json["state"] == "returned"
+    assert sending.operator.get(f"/sites/{sending.shop_id}/occupancy").json["held"] == 0
+
+
+def test_only_the_parcel_s_carrier_or_shop_refuses_or_hands_it_back(sending: World) -> None:
+    parcel = drop(sending, "ACME00000931").json["parcel"]
+    counts = row_counts(sending.ctx)
+    for outsider in (sending.other_carrier, sending.other_shopkeeper):
+        answer = outsider.post(f"/parcels/{parcel['id']}/outbound-refusal",
+                               json={"reason": "no"})
+        assert is_problem(answer, 404, "not-found")
+    assert is_problem(sending.other_shopkeeper.post(f"/parcels/{parcel['id']}/hand-back"),
+                      404, "not-found")
+    assert sending.carrier.post(f"/parcels/{parcel['id']}/hand-back").status_code == 403
+    blank = sending.carrier.post(f"/parcels/{parcel['id']}/outbound-refusal",
+                                 json={"reason": " "})
+    assert is_problem(blank, 422, "validation-failed")
+    assert row_counts(sending.ctx) == counts
+    received = sending.ready("ACME00000932")  # a received parcel is not a sent one
+    assert is_problem(sending.shopkeeper.post(f"/parcels/{received['id']}/hand-back"),
+                      404, "not-found")
+
+
+def test_a_collected_parcel_cannot_be_handed_back(sending: World) -> None:
+    parcel = drop(sending, "ACME00000933").json["parcel"]
+    sending.carrier.post(f"/sites/{sending.shop_id}/outbound/collections",
+                         json={"taken": ["ACME00000933"]})
+    refused = sending.shopkeeper.post(f"/parcels/{parcel['id']}/hand-back")
+    assert is_problem(refused, 409, "invalid-transition")

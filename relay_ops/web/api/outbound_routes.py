@@ -47,6 +47,10 @@ class DropOffIn(Strict):
     return_of: TrackingNumber | None = None
 
 
+class RefusalIn(Strict):
+    reason: Annotated[str, Field(min_length=1, max_length=300)]
+
+
 class PickupListQuery(Strict):
     carrier: Code | None = None
 
@@ -130,6 +134,25 @@ def outbound_pickup_list(principal: Principal, site_id: int, query: PickupListQu
 def collect_outbound(principal: Principal, site_id: int, body: OutboundCollectionIn) -> Any:
     return {"items": outbound.collect(ctx(), principal, site_id, body.taken, body.not_found,
                                       body.carrier)}
+
+
+@endpoint("/parcels/<id:parcel_id>/outbound-refusal", "POST",
+          summary="The carrier will not take a sent parcel", tag="sending",
+          roles=CARRIER_OR_STAFF, body=RefusalIn, errors=(404, 409),
+          description="Badly packed, too heavy...: the parcel becomes `refused`, stays on the "
+                      "shelf (off the pickup list) and its sender is told to take it back. "
+                      "A carrier refuses its own parcels; staff, their shop's.")
+def refuse_outbound(principal: Principal, parcel_id: int, body: RefusalIn) -> Any:
+    return outbound.refuse(ctx(), principal, parcel_id, body.reason)
+
+
+@endpoint("/parcels/<id:parcel_id>/hand-back", "POST",
+          summary="A sender takes their parcel back", tag="sending", roles=STAFF,
+          errors=(404, 409),
+          description="A sent parcel waiting, refused or damaged leaves the shelf, `returned` "
+                      "to its sender.")
+def hand_back_outbound(principal: Principal, parcel_id: int) -> Any:
+    return outbound.hand_back(ctx(), principal, parcel_id)
 
 
 @endpoint("/outbound/overdue", summary="Sent parcels their carrier is late for",
