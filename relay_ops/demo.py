@@ -13,13 +13,14 @@ import click
 from flask import Flask
 from sqlalchemy import select
 
-from relay_ops.db.models import Carrier, Site
+from relay_ops.db.models import Carrier, CarrierSite, Site
 from relay_ops.services import (
     accounts,
     checkin,
     credentials,
     lockers,
     manifests,
+    outbound,
     parcel_views,
     resident,
     sites,
@@ -57,16 +58,20 @@ LOCKER: dict[str, Any] = {
 }
 LOCKER_PARCEL = "RELAYDEMO0101"
 PANEL_PARCEL = "RELAYDEMO0102"  # announced, left for the visitor to drop off from the panel
+SENT_PARCEL = "LIGENVOI0001"  # a resident's parcel dropped off at the counter for sending
 
 
 def seed(ctx: Ctx) -> None:
     with ctx.db.read() as session:
         seeded = session.scalar(select(Carrier).where(Carrier.code == "ligerien")) is not None
         has_locker = session.scalar(select(Site).where(Site.code == LOCKER["code"])) is not None
+        sends = session.scalar(select(CarrierSite.site_id).limit(1)) is not None
     if not seeded:
         _seed_shops(ctx)
     if not has_locker:  # also for a demo database made before lockers existed
         _seed_locker(ctx)
+    if not sends:  # also for a demo database made before parcels were sent
+        _seed_sending(ctx)
 
 
 def _seed_shops(ctx: Ctx) -> None:
@@ -96,6 +101,17 @@ def _seed_locker(ctx: Ctx) -> None:
     })
 
 
+def _seed_sending(ctx: Ctx) -> None:
+    """The carrier collects its own labels and postal S10 ones at the Bourg shop within two
+    days; one parcel waits on its pickup list (docs/outbound.md)."""
+    shop_id = sites.site_id_for_code(ctx, "riaille-bourg")
+    outbound.set_label_networks(ctx, SYSTEM, "ligerien", ["prefix:LIG", "upu-s10"])
+    outbound.serve_site(ctx, SYSTEM, shop_id, "ligerien", 48)
+    sites.set_services(ctx, SYSTEM, shop_id, ["receive", "send"])
+    outbound.drop_off(ctx, SYSTEM, shop_id, SENT_PARCEL, size_class="S",
+                      sender=outbound.Sender(phone="+33644556677"))
+
+
 def _announce_and_check_in(ctx: Ctx, shop_id: int) -> None:
     carrier = accounts.authenticate(ctx, CARRIER_TOKEN)
     body = {
@@ -122,7 +138,8 @@ def print_welcome(ctx: Ctx, host: str, port: int, ctx_notify_path: str) -> None:
     click.echo(f"""
 RelayOps demo running on {base}
   pages         {base}/login   (marie: scan station, operateur: dashboard)
-  carrier pages {base}/carrier/login   (sign in with the carrier key below)
+  carrier pages {base}/carrier/login   (sign in with the carrier key below;
+                "Collections" lists {SENT_PARCEL}, sent from the Bourg shop)
   API docs      {base}/api/docs
   OpenAPI       {base}/api/v1/openapi.json
   health        {base}/health

@@ -24,7 +24,7 @@ from relay_ops.clock import Clock
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import Sender, build_sender
 from relay_ops.runner_lock import RunnerLock
-from relay_ops.services import delivery, expiry, forecast, lockers, reminders, retention
+from relay_ops.services import delivery, expiry, forecast, lockers, outbound, reminders, retention
 from relay_ops.services.context import Ctx
 from relay_ops.services.notify import SEND_JOB
 
@@ -85,6 +85,10 @@ def _forecast(ctx: Ctx, config: Mapping[str, Any]) -> int:
     return forecast.forecast_all(ctx)["sites"]
 
 
+def _outbound_overdue(ctx: Ctx, config: Mapping[str, Any]) -> int:
+    return len(outbound.raise_overdue_alerts(ctx))
+
+
 def _locker_reservations(ctx: Ctx, config: Mapping[str, Any]) -> int:
     return lockers.expire_stale_reservations(ctx)
 
@@ -100,6 +104,8 @@ SWEEPS: dict[str, Sweep | None] = {
     "forecast": _forecast,
     # Idle drop-off sessions time out; the compartments they still held are released.
     "locker-reservations": _locker_reservations,
+    # Sent parcels their carrier has not taken within its agreed delay: one alert each.
+    "outbound-overdue": _outbound_overdue,
 }
 
 

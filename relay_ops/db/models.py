@@ -91,6 +91,8 @@ class Site(Base):
     step_free_access: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(12), default="open")  # open|closed|saturated
     locker_model: Mapped[str | None] = mapped_column(String(80))
+    # What it offers the public (domain/site_services.SERVICES): the directory filters on it.
+    services: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
     locations: Mapped[list[Location]] = relationship(
@@ -165,6 +167,9 @@ class Carrier(Base):
     # automatic: reroutes happen at once; confirm: the carrier confirms each proposal
     reroute_policy: Mapped[str] = mapped_column(String(12), default="confirm")
     created_at: Mapped[datetime] = mapped_column(default=stamp_now)
+    # The label networks whose parcels it collects from sites (domain/outbound.py specs:
+    # "upu-s10", "upu-s10:FR", "prefix:MR").
+    label_networks: Mapped[list[Any]] = mapped_column(default=list)
 
 
 class User(Base):
@@ -579,3 +584,39 @@ class LockerAlert(Base):
     # One open alert per (locker, kind, door, parcel): a repeat counts here instead.
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
     last_seen_at: Mapped[datetime | None]
+
+
+class CarrierSite(Base):
+    """A carrier collects sent parcels at a site, within its agreed delay after each deposit."""
+
+    __tablename__ = "carrier_sites"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    carrier_id: Mapped[int] = mapped_column(
+        ForeignKey("carriers.id", ondelete="CASCADE"), primary_key=True
+    )
+    collection_delay_hours: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
+
+
+class OutboundParcel(Base):
+    """What a parcel sent from a site has beyond a parcel row (``direction = 'outbound'``,
+    whose ``recipient_*`` contact is the sender's: the person its messages go to, purged
+    like any recipient's): when its carrier must take it, why it is sent, and its alert."""
+
+    __tablename__ = "outbound_parcels"
+    __table_args__ = (Index("ix_outbound_parcels_collect_by", "collect_by"),)
+
+    parcel_id: Mapped[int] = mapped_column(
+        ForeignKey("parcels.id", ondelete="CASCADE"), primary_key=True
+    )
+    reason: Mapped[str] = mapped_column(String(8))  # send | return
+    # A resident's return of a parcel they received (refusal, wrong item), when it was ours.
+    return_of_parcel_id: Mapped[int | None] = mapped_column(
+        ForeignKey("parcels.id", ondelete="SET NULL")
+    )
+    collect_by: Mapped[datetime]
+    # When the overdue alert was raised (operator and carrier see it), once.
+    overdue_since: Mapped[datetime | None]

@@ -115,3 +115,14 @@ class TooManyAttempts(DomainError):
     slug = "too-many-attempts"
     title = "Too many failed attempts; wait before trying again"
     status = 429
+
+
+class LabelNotCollectedHere(DomainError):
+    slug = "label-not-collected-here"
+    title = "No carrier that serves this site collects parcels with this label"
+    status = 422
+
+
+class CarrierChoiceNeeded(DomainError):
+    slug = "carrier-choice-needed"
+    title = "Several carriers serving this site collect this label: name one"

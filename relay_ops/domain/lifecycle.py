@@ -1,7 +1,10 @@
 """The parcel lifecycle: which action moves a parcel from which state to which state.
 
-It is the only place that knows the transition table (DESIGN section 2). Services call
-:func:`next_state` before they change anything, so a refused action changes nothing.
+It names every state and action (both directions share the parcel's ``state`` column) and
+holds the inbound transition table (DESIGN section 2); the outbound one is beside it, in
+:mod:`relay_ops.domain.outbound`. Services call :func:`next_state` (through
+``history.apply``, which picks the table by the parcel's direction) before they change
+anything, so a refused action changes nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ class State(StrEnum):
     DROPPED_OFF = "dropped_off"
     AWAITING_COLLECTION = "awaiting_collection"
     COLLECTED = "collected"
+    REFUSED = "refused"  # the carrier would not take it: it waits for its sender
+    LOST = "lost"  # on the carrier's list, not found at the site
     # local short circuit: a producer deposits an order for a neighbour
     DEPOSITED = "deposited"
 
@@ -39,16 +44,23 @@ class Action(StrEnum):
     DECLARE_MISSING = "declare_missing"
     DECLARE_DAMAGED = "declare_damaged"
     ACCEPT_OUTBOUND = "accept_outbound"
+    REFUSE = "refuse"
+    HAND_BACK = "hand_back"
 
 
 S, A = State, Action
 
-# States in which a parcel physically sits at a site (on a shelf or in a compartment).
-HELD_STATES: frozenset[State] = frozenset(
-    {S.READY_FOR_PICKUP, S.EXPIRED, S.AWAITING_COLLECTION, S.DAMAGED}
+# States in which a parcel physically sits at a site (on a shelf or in a compartment). The
+# outbound ones are here too: one shelf holds both flows, so occupancy, the shelf policy and
+# the forecast count them (their transitions are in domain/outbound.py).
+INBOUND_HELD_STATES: frozenset[State] = frozenset(
+    {S.READY_FOR_PICKUP, S.EXPIRED, S.DAMAGED}
+)
+HELD_STATES: frozenset[State] = INBOUND_HELD_STATES | frozenset(
+    {S.DROPPED_OFF, S.AWAITING_COLLECTION, S.REFUSED}
 )
 FINAL_STATES: frozenset[State] = frozenset(
-    {S.PICKED_UP, S.RETURNED, S.CANCELLED, S.COLLECTED, S.MISSING}
+    {S.PICKED_UP, S.RETURNED, S.CANCELLED, S.COLLECTED, S.MISSING, S.LOST}
 )
 
 _TRANSITIONS: dict[tuple[State, Action], State] = {
@@ -61,10 +73,8 @@ _TRANSITIONS: dict[tuple[State, Action], State] = {
     (S.READY_FOR_PICKUP, A.EXTEND): S.READY_FOR_PICKUP,
     (S.EXPIRED, A.COLLECT): S.RETURNED,
     (S.DAMAGED, A.COLLECT): S.RETURNED,
-    (S.DROPPED_OFF, A.ACCEPT_OUTBOUND): S.AWAITING_COLLECTION,
-    (S.AWAITING_COLLECTION, A.COLLECT): S.COLLECTED,
 }
-for _held in HELD_STATES:
+for _held in INBOUND_HELD_STATES:
     _TRANSITIONS[(_held, A.DECLARE_MISSING)] = S.MISSING
     if _held is not S.DAMAGED:
         _TRANSITIONS[(_held, A.DECLARE_DAMAGED)] = S.DAMAGED

@@ -202,5 +202,57 @@ EN = LocaleCatalog(
             "Parcel {tracking_number}: delivery moved to {site_name}, {site_address}."
             " Code sent on arrival. Tracking: {tracking_url}"
         ),
+        # Sent from the village: the sender's receipt, then the carrier has taken it.
+        "dropped_off.email.subject": "Your parcel has been dropped off for sending: {site_name}",
+        "dropped_off.email.body": (
+            "Hello,\n"
+            "\n"
+            "Your parcel {tracking_number} was dropped off on {dropped_off_at} at this pickup"
+            " point:\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "\n"
+            "{carrier_name} will take it on its next round; we will write when it has left."
+            " This message is your proof of drop-off.\n"
+            "\n"
+            "Drop-off receipt: {tracking_url}\n"
+        ),
+        "dropped_off.sms": (
+            "Parcel {tracking_number} dropped off on {dropped_off_at_short} at {site_name},"
+            " {site_address}, for {carrier_name}. Receipt: {tracking_url}"
+        ),
+        "collected.email.subject": "Your parcel has left: {site_name}",
+        "collected.email.body": (
+            "Hello,\n"
+            "\n"
+            "Your parcel {tracking_number}, dropped off at {site_name}, was handed to"
+            " {carrier_name} on {collected_at}.\n"
+            "\n"
+            "Track it from now on with this number on the carrier's site.\n"
+            "\n"
+            "Drop-off receipt: {tracking_url}\n"
+        ),
+        "collected.sms": (
+            "Parcel {tracking_number} handed to {carrier_name} on {collected_at_short} by"
+            " {site_name}. Receipt: {tracking_url}"
+        ),
+        "refused.email.subject": "Your parcel was not taken: {site_name}",
+        "refused.email.body": (
+            "Hello,\n"
+            "\n"
+            "{carrier_name} did not take your parcel {tracking_number}. It is waiting for you"
+            " at the pickup point where you dropped it off:\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Opening hours: {opening_hours}\n"
+            "\n"
+            "Drop-off receipt: {tracking_url}\n"
+        ),
+        "refused.sms": (
+            "{carrier_name} did not take your parcel {tracking_number}. Take it back at"
+            " {site_name}, {site_address}. Receipt: {tracking_url}"
+        ),
     },
 )

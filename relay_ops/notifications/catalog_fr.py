@@ -207,5 +207,57 @@ FR = LocaleCatalog(
             "Colis {tracking_number} : livraison déplacée vers {site_name}, {site_address}."
             " Code envoyé à l'arrivée. Suivi : {tracking_url}"
         ),
+        # Sent from the village: the sender's receipt, then the carrier has taken it.
+        "dropped_off.email.subject": "Votre colis est déposé pour l'envoi : {site_name}",
+        "dropped_off.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Votre colis n° {tracking_number} a été déposé le {dropped_off_at} au point"
+            " relais suivant :\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "\n"
+            "Le transporteur {carrier_name} le prendra lors de son prochain passage ; nous vous"
+            " écrirons quand il sera parti. Ce message vaut reçu de dépôt.\n"
+            "\n"
+            "Reçu de dépôt : {tracking_url}\n"
+        ),
+        "dropped_off.sms": (
+            "Colis {tracking_number} déposé le {dropped_off_at_short} chez {site_name},"
+            " {site_address}, pour {carrier_name}. Justificatif : {tracking_url}"
+        ),
+        "collected.email.subject": "Votre colis est parti : {site_name}",
+        "collected.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Votre colis n° {tracking_number}, déposé chez {site_name}, a été remis au"
+            " transporteur {carrier_name} le {collected_at}.\n"
+            "\n"
+            "Suivez-le désormais avec ce numéro chez le transporteur.\n"
+            "\n"
+            "Reçu de dépôt : {tracking_url}\n"
+        ),
+        "collected.sms": (
+            "Colis {tracking_number} remis à {carrier_name} le {collected_at_short} par"
+            " {site_name}. Justificatif : {tracking_url}"
+        ),
+        "refused.email.subject": "Votre colis n'a pas été pris : {site_name}",
+        "refused.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Le transporteur {carrier_name} n'a pas pris votre colis n° {tracking_number}."
+            " Il vous attend au point relais où vous l'avez déposé :\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Horaires : {opening_hours}\n"
+            "\n"
+            "Reçu de dépôt : {tracking_url}\n"
+        ),
+        "refused.sms": (
+            "{carrier_name} n'a pas pris votre colis {tracking_number}. Reprenez-le chez"
+            " {site_name}, {site_address}. Justificatif : {tracking_url}"
+        ),
     },
 )

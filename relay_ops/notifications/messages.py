@@ -45,6 +45,10 @@ class MessageKind(StrEnum):
     EXPIRED = "expired"
     PICKED_UP = "picked_up"
     REROUTED = "rerouted"
+    # Parcels sent from a site: the sender's receipt, and when the carrier has taken it.
+    DROPPED_OFF = "dropped_off"
+    COLLECTED = "collected"
+    REFUSED = "refused"
 
 
 class Channel(StrEnum):
@@ -82,9 +86,12 @@ class MessageContext:
     # Tracking numbers of the parcels already waiting for the same recipient at the site
     # whose code this parcel shares: its ready message says so (``ready_grouped``).
     other_parcels: tuple[str, ...] = ()
+    # A sent parcel: when its sender dropped it off, when its carrier took it.
+    dropped_off_at: datetime | None = None
+    collected_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        for name in ("deadline", "picked_up_at"):
+        for name in ("deadline", "picked_up_at", "dropped_off_at", "collected_at"):
             moment = getattr(self, name)
             if moment is not None and moment.utcoffset() is None:
                 raise ValueError(f"{name} must be an aware datetime, got {moment!r}")
@@ -193,6 +200,10 @@ def _detail_fields(catalog: LocaleCatalog, ctx: MessageContext) -> dict[str, str
         "deadline_short": _maybe_datetime(ctx.deadline, catalog, with_year=False),
         "picked_up_at": _maybe_datetime(ctx.picked_up_at, catalog, with_year=True),
         "picked_up_at_short": _maybe_datetime(ctx.picked_up_at, catalog, with_year=False),
+        "dropped_off_at": _maybe_datetime(ctx.dropped_off_at, catalog, with_year=True),
+        "dropped_off_at_short": _maybe_datetime(ctx.dropped_off_at, catalog, with_year=False),
+        "collected_at": _maybe_datetime(ctx.collected_at, catalog, with_year=True),
+        "collected_at_short": _maybe_datetime(ctx.collected_at, catalog, with_year=False),
     }
 
 

@@ -32,6 +32,7 @@ from relay_ops.notifications.senders import (
     Sender,
     TransientSendError,
 )
+from relay_ops.services import outbound
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import code_of, live_credentials
 from relay_ops.services.notify import NO_OPENING_HOURS
@@ -129,7 +130,7 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         site_name=site.name,
         site_address=f"{site.address}, {site.postcode} {site.city}",
         opening_hours=hours_text(site.opening_hours, parcel.recipient_locale),
-        tracking_url=tracking_url(ctx, parcel.id),
+        tracking_url=_link(ctx, parcel),
         deadline=parcel.holding_deadline,
         pickup_code=code_of(ctx, recipient) if recipient else None,
         qr_url=qr_url(ctx, parcel.id) if recipient else None,
@@ -138,6 +139,8 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
             _previous_site_name(session, parcel) if notification.kind == "rerouted" else None
         ),
         other_parcels=_waiting_with(parcel, recipient),
+        dropped_off_at=parcel.checked_in_at if parcel.direction == "outbound" else None,
+        collected_at=parcel.closed_at if parcel.state == "collected" else None,
     )
     try:
         rendered = render(MessageKind(notification.kind), channel, parcel.recipient_locale,
@@ -147,6 +150,13 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         return f"the message cannot be written: {err}"
     return OutgoingMessage.from_rendered(channel, address, rendered,
                                          f"relayops-notification-{notification.id}")
+
+
+def _link(ctx: Ctx, parcel: Parcel) -> str:
+    """A recipient's tracking page; a sender's receipt (it outlives the collection)."""
+    if parcel.direction == "outbound":
+        return outbound.receipt_url(ctx, parcel.id)
+    return tracking_url(ctx, parcel.id)
 
 
 # Messages about a parcel waiting to be picked up: once it left that state (picked up,

@@ -122,7 +122,8 @@ def _collect_one(
         parcel = by_tracking(session, number, lock=True)
         # One answer for a number that is nowhere, elsewhere or another carrier's: a carrier
         # learns nothing of the numbers it did not announce.
-        if parcel is None or parcel.site_id != site.id or not can_see_parcel(actor, parcel):
+        if (parcel is None or parcel.site_id != site.id or parcel.direction != "inbound"
+                or not can_see_parcel(actor, parcel)):
             raise NotFound(f"no parcel {number} at {site.code}")
         if parcel.state not in (State.EXPIRED.value, State.DAMAGED.value):
             raise InvalidTransition(f"{number} is {parcel.state}: only expired or damaged "
@@ -143,6 +144,7 @@ def collection_list(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, 
         query = select(Parcel).where(
             Parcel.site_id == site_id,
             Parcel.state.in_([State.EXPIRED.value, State.DAMAGED.value]),
+            Parcel.direction == "inbound",  # a sent parcel leaves by its own pickup list
         )
         if actor.role is Role.CARRIER:
             query = query.where(Parcel.carrier_id == actor.carrier_id)

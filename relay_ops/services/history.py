@@ -9,6 +9,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Location, Parcel, ParcelEvent
+from relay_ops.domain import outbound
 from relay_ops.domain.lifecycle import FINAL_STATES, HELD_STATES, Action, State, next_state
 from relay_ops.services.principal import Principal
 
@@ -27,10 +28,12 @@ def apply(
     reason: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> ParcelEvent:
-    """Check ``action`` against the lifecycle, change the state, and record the event; a
-    parcel that comes onto its shelf location or leaves it counts there (``Location.held``)."""
+    """Check ``action`` against the parcel's lifecycle (inbound, or outbound for a parcel
+    sent from the site), change the state, and record the event; a parcel that comes onto
+    its shelf location or leaves it counts there (``Location.held``)."""
     before = parcel.state
-    after = next_state(before, action)
+    table = outbound.next_state if parcel.direction == outbound.DIRECTION else next_state
+    after = table(before, action)
     parcel.state = after.value
     if after in FINAL_STATES:
         parcel.closed_at = at

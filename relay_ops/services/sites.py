@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relay_ops.db.models import ClosingDay, Compartment, Location, Parcel, Site
+from relay_ops.domain import site_services
 from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
 from relay_ops.domain.geo import distance_km
 from relay_ops.domain.hours import (
@@ -45,6 +46,7 @@ def site_view(site: Site, occupancy: Occupancy | None = None) -> dict[str, Any]:
         "area": site.area,
         "opening_hours": site.opening_hours,
         "step_free_access": site.step_free_access,
+        "services": list(site.services or []),
         "status": site.status,
         "closing_days": [{"day": c.day.isoformat(), "reason": c.reason} for c in site.closing_days],
     }
@@ -60,6 +62,8 @@ def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, A
     if data["kind"] not in SITE_KINDS:
         raise ValidationFailed(f"kind is one of {', '.join(SITE_KINDS)}")
     hours = validate_site_hours(_hours_at_creation(data))
+    services = site_services.checked(
+        data["services"] if "services" in data else site_services.default_for(data["kind"]))
     with ctx.db.transaction() as session:
         site = Site(
             code=data["code"],
@@ -75,6 +79,7 @@ def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, A
             opening_hours=hours,
             step_free_access=data.get("step_free_access", False),
             locker_model=data.get("locker_model"),
+            services=services,
         )
         session.add(site)
         try:
@@ -321,6 +326,17 @@ def set_opening_hours(ctx: Ctx, actor: Principal, site_id: int, hours: object) -
         return site_view(site)
 
 
+def set_services(ctx: Ctx, actor: Principal, site_id: int, services: list[str]) -> dict[str, Any]:
+    """The services a site offers the public (its operator, or its own shopkeeper, says)."""
+    require_role(actor, Role.OPERATOR, Role.SHOPKEEPER, Role.SYSTEM)
+    require_site(actor, site_id)
+    checked = site_services.checked(services)
+    with ctx.db.transaction() as session:
+        site = _get_site(session, site_id, lock=True)
+        site.services = checked
+        return site_view(site)
+
+
 def site_is_open(ctx: Ctx, session: Session, site: Site, when: datetime) -> bool:
     if site.status == "closed":
         return False
@@ -351,8 +367,10 @@ def nearest_with_room(
 def list_sites(
     ctx: Ctx, actor: Principal, *, near: tuple[float, float] | None = None,
     radius_km: float | None = None, has_room: bool = False, open_now: bool = False,
-    kind: str | None = None,
+    kind: str | None = None, services: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
+    """The directory; ``services``: only sites that offer all of them."""
+    wanted = site_services.checked(services)
     with ctx.db.read() as session:
         query = select(Site).order_by(Site.code)
         if kind:
@@ -361,6 +379,8 @@ def list_sites(
             query = query.where(Site.id.in_(actor.site_ids))
         result = []
         for site in session.scalars(query):
+            if not site_services.offers_all(site.services or [], wanted):
+                continue
             occ = occupancy_of(session, site)
             view = site_view(site, occ)
             if near is not None:

@@ -61,7 +61,14 @@ def test_demo_seed_is_repeatable_and_its_credentials_work(tmp_path: Path) -> Non
     client = app.test_client()
     shop = client.get("/api/v1/sites/1/parcels",
                       headers={"Authorization": f"Bearer {SHOPKEEPER_TOKEN}"}).json
-    assert [p["tracking_number"] for p in shop["items"]] == ["RR123456785FR"]
+    # On the shelves: the parcel received, and the one a resident sent (docs/outbound.md).
+    assert sorted((p["tracking_number"], p["direction"]) for p in shop["items"]) == [
+        ("LIGENVOI0001", "outbound"), ("RR123456785FR", "inbound")]
+    pickup = client.get("/api/v1/sites/1/outbound/pickup-list",
+                        headers={"Authorization": f"Bearer {CARRIER_TOKEN}"}).json
+    assert [p["tracking_number"] for p in pickup["items"]] == ["LIGENVOI0001"]
+    senders = client.get("/api/v1/sites", query_string={"service": "send"}).json
+    assert [site["code"] for site in senders["items"]] == ["riaille-bourg"]
     manifests = client.get("/api/v1/manifests",
                            headers={"Authorization": f"Bearer {CARRIER_TOKEN}"}).json
     # newest first: the demo locker's parcel is announced after the shops' round

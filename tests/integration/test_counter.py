@@ -251,7 +251,8 @@ def test_inventory_filters_pages_and_occupancy(world: World, clock: Clock) -> No
                                 expiring_within_hours=1).json["total"] == 0
     by_carrier = world.shopkeeper.get(f"/sites/{world.shop_id}/parcels", carrier="other")
     assert by_carrier.json["total"] == 0
-    bad = world.shopkeeper.get(f"/sites/{world.shop_id}/parcels", state="lost")
+    # Not a state ("lost" became one: sent parcels that their carrier could not find).
+    bad = world.shopkeeper.get(f"/sites/{world.shop_id}/parcels", state="vanished")
     assert is_problem(bad, 422, "validation-failed")
     occupancy = world.shopkeeper.get(f"/sites/{world.shop_id}/occupancy").json
     assert (occupancy["capacity"], occupancy["held"], occupancy["free"]) == (15, 5, 10)

@@ -1,5 +1,6 @@
 """Migrations from an empty database produce exactly the models' schema, on both databases."""
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,3 +85,32 @@ def test_the_grouping_migration_gives_each_existing_code_its_parcel(
         c["name"] for c in inspect(empty_engine).get_columns("parcels")}
     with empty_engine.connect() as connection:
         assert connection.execute(text("SELECT parcel_id FROM pickup_credentials")).all() == [(7,)]
+
+
+def test_the_outbound_migration_says_what_existing_sites_offer(empty_engine: Engine) -> None:
+    """0011 adds sites.services: a shop made before it receives parcels, a locker site is
+    also a locker; carriers collect no label network until an operator says so."""
+    migrate.upgrade(empty_engine, "0009_unannounced_scans")
+    now = "2026-12-01 09:00:00"
+    with empty_engine.begin() as connection:
+        for site_id, code, kind in ((1, "bourg", "shop"), (2, "box", "locker")):
+            connection.execute(text(
+                "INSERT INTO sites (id, code, name, kind, address, postcode, city, latitude,"
+                " longitude, area, opening_hours, step_free_access, status, created_at) VALUES"
+                " (:id, :code, 'Site', :kind, '1 rue', '44000', 'Bourg', 47.5, -1.3,"
+                " 'countryside', '{}', false, 'open', :now)"),
+                {"id": site_id, "code": code, "kind": kind, "now": now})
+        connection.execute(text(
+            "INSERT INTO carriers (id, code, name, reroute_policy, created_at) VALUES"
+            " (1, 'acme', 'Acme', 'confirm', :now)"), {"now": now})
+    migrate.upgrade(empty_engine)
+    with empty_engine.connect() as connection:
+        services = connection.execute(text("SELECT code, services FROM sites ORDER BY id")).all()
+        networks = connection.execute(text("SELECT label_networks FROM carriers")).scalar_one()
+    decoded = [(code, value if isinstance(value, list) else json.loads(value))
+               for code, value in services]
+    assert decoded == [("bourg", ["receive"]), ("box", ["receive", "locker"])]
+    assert (networks if isinstance(networks, list) else json.loads(networks)) == []
+    migrate.downgrade(empty_engine, "0009_unannounced_scans")
+    assert "services" not in {c["name"] for c in inspect(empty_engine).get_columns("sites")}
+    assert "outbound_parcels" not in inspect(empty_engine).get_table_names()

@@ -6,6 +6,7 @@ from relay_ops.domain.errors import InvalidTransition
 from relay_ops.domain.lifecycle import (
     FINAL_STATES,
     HELD_STATES,
+    INBOUND_HELD_STATES,
     Action,
     State,
     allowed_actions,
@@ -31,14 +32,26 @@ def test_a_picked_up_parcel_cannot_be_picked_up_again() -> None:
     assert err.value.extra == {"state": "picked_up", "action": "pick_up"}
 
 
-def test_every_held_state_can_be_declared_missing() -> None:
-    for state in HELD_STATES:
+def test_every_inbound_held_state_can_be_declared_missing() -> None:
+    for state in INBOUND_HELD_STATES:
         assert next_state(state, Action.DECLARE_MISSING) is State.MISSING
 
 
-def test_outbound_and_short_circuit_paths() -> None:
-    assert next_state(State.DROPPED_OFF, Action.ACCEPT_OUTBOUND) is State.AWAITING_COLLECTION
-    assert next_state(State.AWAITING_COLLECTION, Action.COLLECT) is State.COLLECTED
+def test_held_states_are_the_inbound_and_the_outbound_ones() -> None:
+    # One shelf holds both flows: occupancy counts HELD_STATES (tests/unit/test_outbound.py
+    # holds the outbound table).
+    assert {State.DROPPED_OFF, State.AWAITING_COLLECTION, State.REFUSED} <= HELD_STATES
+    assert INBOUND_HELD_STATES < HELD_STATES
+
+
+def test_outbound_states_are_not_in_the_inbound_table() -> None:
+    with pytest.raises(InvalidTransition):
+        next_state(State.DROPPED_OFF, Action.ACCEPT_OUTBOUND)
+    with pytest.raises(InvalidTransition):
+        next_state(State.AWAITING_COLLECTION, Action.COLLECT)
+
+
+def test_short_circuit_path() -> None:
     assert next_state(State.DEPOSITED, Action.CHECK_IN) is State.READY_FOR_PICKUP
 
 

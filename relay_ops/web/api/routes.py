@@ -66,12 +66,14 @@ def create_site(principal: Principal, body: s.SiteIn) -> Any:
 @endpoint("/sites", summary="Sites, optionally near a point, with room, open now", tag="sites",
           query=s.SitesQuery,
           description="Public: the directory of relay points and lockers. "
-                      "`near=lat,lon` sorts by distance and adds `distance_km`.")
+                      "`near=lat,lon` sorts by distance and adds `distance_km`; "
+                      "`service=send,cold` keeps the sites that offer every service named.")
 def list_sites(principal: Principal, query: s.SitesQuery) -> Any:
     near = tuple(float(x) for x in query.near.split(",")) if query.near else None
     return {"items": sites.list_sites(
         ctx(), principal, near=near, radius_km=query.radius_km,  # type: ignore[arg-type]
         has_room=query.has_room, open_now=query.open_now, kind=query.kind,
+        services=tuple(query.service.split(",")) if query.service else (),
     )}
 
 
@@ -97,6 +99,15 @@ def set_site_status(principal: Principal, site_id: int, body: s.SiteStatusIn) ->
                       "from now and its ready message again.")
 def set_opening_hours(principal: Principal, site_id: int, body: s.OpeningHoursIn) -> Any:
     return sites.set_opening_hours(ctx(), principal, site_id, body.opening_hours)
+
+
+@endpoint("/sites/<id:site_id>/services", "PUT", summary="Set the services a site offers",
+          tag="sites", roles=STAFF, body=s.SiteServicesIn, errors=(404,),
+          description="Replaces what the site offers the public (`receive`, `send`, `cold`, "
+                      "`home_delivery`, `locker`); the directory filters on it "
+                      "(`GET /sites?service=send,cold`). Its operator or its own shopkeeper.")
+def set_site_services(principal: Principal, site_id: int, body: s.SiteServicesIn) -> Any:
+    return sites.set_services(ctx(), principal, site_id, list(body.services))
 
 
 @endpoint("/sites/<id:site_id>/locations", "POST", summary="Add shelf locations to a shop",

@@ -57,6 +57,12 @@ class LocationIn(Strict):
     capacity: Annotated[int, Field(ge=1, le=10_000)]
 
 
+Service = Literal["receive", "send", "cold", "home_delivery", "locker"]
+# One or more services, comma-separated: the directory's filter.
+SERVICES_PATTERN = (r"^(receive|send|cold|home_delivery|locker)"
+                    r"(,(receive|send|cold|home_delivery|locker))*$")
+
+
 class SiteIn(Strict):
     code: Code
     name: Annotated[str, Field(min_length=1, max_length=200)]
@@ -72,6 +78,8 @@ class SiteIn(Strict):
     opening_hours: dict[str, list[list[str]]] | Literal["24/7"] | None = None
     step_free_access: bool = False
     locations: list[LocationIn] = []
+    # What it offers the public; by default "receive" (and "locker" for a locker).
+    services: list[Service] | None = None
 
 
 Hours = dict[str, list[list[str]]] | Literal["24/7"]
@@ -96,6 +104,13 @@ class SitesQuery(Strict):
     has_room: bool = False
     open_now: bool = False
     kind: Literal["shop", "locker"] | None = None
+    service: Annotated[str | None, Field(
+        pattern=SERVICES_PATTERN,
+        description="comma-separated services the site must all offer, e.g. `send,cold`")] = None
+
+
+class SiteServicesIn(Strict):
+    services: Annotated[list[Service], Field(max_length=5)]
 
 
 class ClosingDayIn(Strict):

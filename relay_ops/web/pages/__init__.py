@@ -55,6 +55,7 @@ def init_app(app: Flask) -> None:
         errors,
         locker_panel,
         locker_status,
+        outbound,
         resident,
         shop,
         signin,

@@ -114,6 +114,8 @@ def state_label(state: str) -> str:
         "dropped_off": _("dropped off"),
         "awaiting_collection": _("awaiting collection"),
         "collected": _("collected"),
+        "refused": _("refused by the carrier"),
+        "lost": _("lost"),
         "deposited": _("deposited"),
     }
     return labels.get(state, state)
@@ -140,6 +142,9 @@ def action_label(action: str) -> str:
         "reroute": _("sent to another site"),
         "reroute_refused": _("other site refused"),
         "personal_data_purged": _("personal data deleted"),
+        "drop_off": _("dropped off for sending"),
+        "accept_outbound": _("shelved for its carrier"),
+        "collection_overdue": _("carrier late: not collected in time"),
     }
     return labels.get(action, action.replace("_", " "))
 

@@ -79,6 +79,13 @@ def explain(err: DomainError) -> tuple[str, str]:
                 "No free compartment of this locker takes this parcel: the carrier keeps it.")
         case "session-closed":
             return _("Drop-off over"), _("This drop-off has ended: scan the parcel again.")
+        case "label-not-collected-here":
+            return _("No carrier for this label"), _(
+                "No carrier that collects at this shop takes this label: the sender posts it "
+                "elsewhere or uses another carrier's label.")
+        case "carrier-choice-needed":
+            return _("Which carrier?"), _(
+                "Several carriers collect this label here: choose the one printed on it.")
         case "unauthenticated":
             return _("Sign-in failed"), _("Wrong username or password.")
         case "forbidden":

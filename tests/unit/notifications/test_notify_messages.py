@@ -37,6 +37,8 @@ def a_context(**overrides: object) -> MessageContext:
         qr_url="https://relais.example.fr/qr/9fQ2xL7bVw3kT8mZ.png",
         picked_up_at=PICKED_UP_AT,
         previous_site_name="Consigne Mairie de Nozay",
+        dropped_off_at=PICKED_UP_AT,
+        collected_at=DEADLINE,
     )
     return replace(ctx, **overrides)
 

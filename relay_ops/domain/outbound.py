@@ -1,0 +1,179 @@
+"""Parcels sent from a site (a sender's shipment, a resident's return): their lifecycle and
+which carrier takes them.
+
+The outbound state machine sits beside the inbound one (``domain/lifecycle.py`` names the
+states and actions, which share the parcel's ``state`` column)::
+
+    counter scan ─▶ dropped_off ─accept_outbound─▶ awaiting_collection ─collect─▶ collected
+                                                    │ refuse        │ hand_back
+                                                    ▼               ▼
+                                                 refused ─hand_back─▶ returned (to the sender)
+    any held state ─declare_missing─▶ lost; ─declare_damaged─▶ damaged (collect or hand_back)
+
+At the counter one scan does both first steps in one transaction: the deposit (the sender's
+receipt) and the shelf place.
+
+A label is accepted at a site only if a carrier that serves the site collects that label's
+network. A carrier states the networks it collects as a list of specs:
+
+- ``upu-s10``: any valid UPU S10 number (postal operators),
+- ``upu-s10:FR``: S10 numbers issued by one country (the two letters at the end),
+- ``prefix:MR``: the carrier's own numbering, numbers that start with these characters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from relay_ops.domain import tracking
+from relay_ops.domain.errors import (
+    CarrierChoiceNeeded,
+    InvalidTransition,
+    LabelNotCollectedHere,
+    ValidationFailed,
+)
+from relay_ops.domain.lifecycle import Action, State
+
+DIRECTION = "outbound"
+# Events that are facts, not transitions: the deposit that creates the parcel (it has no
+# state before) and the alert raised when the carrier is late.
+DROP_OFF = "drop_off"
+COLLECTION_OVERDUE = "collection_overdue"
+
+S, A = State, Action
+
+# Where an outbound parcel physically sits at the site (on a shelf): it takes a place.
+HELD: frozenset[State] = frozenset(
+    {S.DROPPED_OFF, S.AWAITING_COLLECTION, S.REFUSED, S.DAMAGED}
+)
+FINAL: frozenset[State] = frozenset({S.COLLECTED, S.RETURNED, S.LOST})
+
+_TRANSITIONS: dict[tuple[State, Action], State] = {
+    (S.DROPPED_OFF, A.ACCEPT_OUTBOUND): S.AWAITING_COLLECTION,
+    (S.AWAITING_COLLECTION, A.COLLECT): S.COLLECTED,
+    # The carrier would not take it (badly packed, too heavy...): its sender takes it back.
+    (S.AWAITING_COLLECTION, A.REFUSE): S.REFUSED,
+    (S.AWAITING_COLLECTION, A.HAND_BACK): S.RETURNED,
+    (S.REFUSED, A.HAND_BACK): S.RETURNED,
+    # A damaged parcel still goes with the carrier (the damage is on record for its claim),
+    # unless its sender takes it back first.
+    (S.DAMAGED, A.COLLECT): S.COLLECTED,
+    (S.DAMAGED, A.HAND_BACK): S.RETURNED,
+}
+for _held in HELD:
+    _TRANSITIONS[(_held, A.DECLARE_MISSING)] = S.LOST
+    if _held is not S.DAMAGED:
+        _TRANSITIONS[(_held, A.DECLARE_DAMAGED)] = S.DAMAGED
+
+
+def next_state(current: State | str, action: Action | str) -> State:
+    """The state ``action`` leads an outbound parcel to; :class:`InvalidTransition` if none."""
+    state, act = State(current), Action(action)
+    try:
+        return _TRANSITIONS[(state, act)]
+    except KeyError:
+        raise InvalidTransition(
+            f"a sent parcel that is {state.value} cannot {act.value.replace('_', ' ')}",
+            state=state.value,
+            action=act.value,
+        ) from None
+
+
+def allowed_actions(current: State | str) -> frozenset[Action]:
+    state = State(current)
+    return frozenset(action for (src, action) in _TRANSITIONS if src is state)
+
+
+def transitions() -> dict[tuple[State, Action], State]:
+    """A copy of the table, for documentation and property tests."""
+    return dict(_TRANSITIONS)
+
+
+# ---------------------------------------------------------------- label networks
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_PREFIX = re.compile(r"^[A-Z0-9]{1,12}$")
+S10 = "upu-s10"
+PREFIX = "prefix"
+
+
+@dataclass(frozen=True)
+class Network:
+    """One kind of label a carrier collects (see the module's docstring)."""
+
+    kind: str  # upu-s10 | prefix
+    value: str = ""  # the issuing country (S10) or the number's first characters
+
+    @property
+    def spec(self) -> str:
+        return f"{self.kind}:{self.value}" if self.value else self.kind
+
+    def takes(self, number: str) -> bool:
+        """``number`` is a valid, normalised tracking number."""
+        is_s10 = label_format(number) == S10
+        if self.kind == S10:
+            return is_s10 and (not self.value or number.endswith(self.value))
+        return not is_s10 and number.startswith(self.value)
+
+
+def parse_network(spec: str) -> Network:
+    """A network from its spec, or :class:`ValidationFailed` saying what a spec is."""
+    kind, _, value = spec.strip().partition(":")
+    value = value.upper()
+    if kind == S10 and (not value or _COUNTRY.match(value)):
+        return Network(S10, value)
+    if kind == PREFIX and _PREFIX.match(value):
+        return Network(PREFIX, value)
+    raise ValidationFailed(
+        f"{spec!r} is not a label network: use 'upu-s10', 'upu-s10:FR' (issuing country) or "
+        "'prefix:MR' (1 to 12 letters or digits the carrier's numbers start with)"
+    )
+
+
+def label_format(number: str) -> str:
+    """The name of the tracking format a normalised number has (domain/tracking.FORMATS)."""
+    return next((f.name for f in tracking.FORMATS if f.matches(number)), "unknown")
+
+
+def collects(specs: Sequence[str], number: str) -> bool:
+    return any(parse_network(spec).takes(number) for spec in specs)
+
+
+def choose_carrier(number: str, serving: Mapping[str, Sequence[str]], named: str | None) -> str:
+    """Which carrier takes ``number`` from a site: ``serving`` maps the code of each carrier
+    serving the site to the networks it collects; ``named`` is the carrier the sender or the
+    shopkeeper chose, if any. Raises the refusal the counter shows otherwise."""
+    takers = sorted(code for code, specs in serving.items() if collects(specs, number))
+    if named is not None:
+        if named not in serving:
+            raise LabelNotCollectedHere(
+                f"{named} does not collect at this site"
+                + (f"; {', '.join(takers)} collects {number} here" if takers else ""),
+                tracking_number=number, carriers=takers,
+            )
+        if named not in takers:
+            raise LabelNotCollectedHere(
+                f"{named} does not collect {label_format(number)} labels like {number}",
+                tracking_number=number, carriers=takers,
+            )
+        return named
+    if not takers:
+        raise LabelNotCollectedHere(
+            f"no carrier that collects at this site takes {label_format(number)} labels like "
+            f"{number}: the sender must post it elsewhere or use another carrier's label",
+            tracking_number=number, carriers=[],
+        )
+    if len(takers) > 1:
+        raise CarrierChoiceNeeded(
+            f"{', '.join(takers)} all collect labels like {number} here: say which carrier the "
+            "label is for", tracking_number=number, carriers=takers,
+        )
+    return takers[0]
+
+
+def collect_by(dropped_off_at: datetime, delay_hours: int) -> datetime:
+    """When the carrier must have taken the parcel, by its agreement with the site."""
+    return dropped_off_at + timedelta(hours=delay_hours)

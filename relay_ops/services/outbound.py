@@ -1,0 +1,562 @@
+"""Parcels sent from a site: a sender's deposit at the counter, the carrier's pickup list and
+collection, the overdue alert, and the sender's receipt (docs/outbound.md).
+
+The rules are in ``domain/outbound.py`` (lifecycle, which carrier takes a label); each
+function here is one use case in one transaction, like ``services/checkin.py``. A sent parcel
+is a ``parcels`` row with ``direction = 'outbound'``: it takes a shelf place like any parcel
+held at the site (``lifecycle.HELD_STATES``), so the check-in's occupancy and the forecast
+count it, and its events go to the same history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from relay_ops.db.models import Carrier, CarrierSite, OutboundParcel, Parcel, ParcelEvent, Site
+from relay_ops.domain import outbound, tracking
+from relay_ops.domain.errors import (
+    Conflict,
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    ValidationFailed,
+)
+from relay_ops.domain.lifecycle import Action, State
+from relay_ops.notifications.errors import InvalidRecipient
+from relay_ops.notifications.messages import Channel
+from relay_ops.notifications.senders import normalize_recipient
+from relay_ops.services import history, notify
+from relay_ops.services.context import Ctx
+from relay_ops.services.parcel_views import by_tracking
+from relay_ops.services.principal import SYSTEM, Principal, Role, require_role, require_site
+from relay_ops.services.shelves import allocate_shelf
+
+STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
+RECEIPT_SALT = "relay-ops-sending-receipt"
+# On a carrier's pickup list: waiting for it, or damaged (it still takes those, see domain).
+TO_COLLECT = (State.AWAITING_COLLECTION.value, State.DAMAGED.value)
+REASONS = ("send", "return")
+
+
+# ---------------------------------------------------------------- carriers and sites
+
+
+def set_label_networks(
+    ctx: Ctx, actor: Principal, carrier_code: str, specs: list[str]
+) -> dict[str, Any]:
+    """The label networks a carrier collects (operators declare them)."""
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    checked = sorted({outbound.parse_network(spec).spec for spec in specs})
+    with ctx.db.transaction() as session:
+        carrier = _carrier(session, carrier_code)
+        carrier.label_networks = checked
+        return {"carrier": carrier.code, "label_networks": checked}
+
+
+def serve_site(
+    ctx: Ctx, actor: Principal, site_id: int, carrier_code: str, collection_delay_hours: int
+) -> dict[str, Any]:
+    """A carrier collects sent parcels at a site, within this many hours of each deposit."""
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    if not 1 <= collection_delay_hours <= 24 * 14:
+        raise ValidationFailed("collection_delay_hours is between 1 and 336 (two weeks)")
+    with ctx.db.transaction() as session:
+        site = _site(session, site_id)
+        if site.kind != "shop":
+            raise ValidationFailed("parcels are sent from shops (lockers: not yet)")
+        carrier = _carrier(session, carrier_code)
+        link = session.get(CarrierSite, (site.id, carrier.id))
+        if link is None:
+            link = CarrierSite(site_id=site.id, carrier_id=carrier.id,
+                               collection_delay_hours=collection_delay_hours)
+            session.add(link)
+        link.collection_delay_hours = collection_delay_hours
+        session.flush()
+        return _service_view(carrier, link)
+
+
+def stop_serving(ctx: Ctx, actor: Principal, site_id: int, carrier_code: str) -> None:
+    """The carrier no longer collects here; parcels already listed stay on its list."""
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    with ctx.db.transaction() as session:
+        carrier = _carrier(session, carrier_code)
+        link = session.get(CarrierSite, (site_id, carrier.id))
+        if link is None:
+            raise NotFound(f"{carrier_code} does not collect at site {site_id}")
+        session.delete(link)
+
+
+def site_carriers(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, Any]]:
+    """Who collects sent parcels at a site, what labels and within what delay."""
+    require_role(actor, *STAFF, Role.SYSTEM)
+    require_site(actor, site_id)
+    with ctx.db.read() as session:
+        _site(session, site_id)
+        return [_service_view(carrier, link) for carrier, link in _serving(session, site_id)]
+
+
+def collection_sites(ctx: Ctx, actor: Principal) -> list[dict[str, Any]]:
+    """Where a carrier collects, and how many sent parcels wait there for it (operators: every
+    carrier at every site)."""
+    require_role(actor, Role.CARRIER, Role.OPERATOR)
+    with ctx.db.read() as session:
+        query = (
+            select(Site, Carrier, CarrierSite)
+            .join(CarrierSite, CarrierSite.site_id == Site.id)
+            .join(Carrier, Carrier.id == CarrierSite.carrier_id)
+            .order_by(Site.name, Carrier.code)
+        )
+        if actor.role is Role.CARRIER:
+            query = query.where(Carrier.id == actor.carrier_id)
+        waiting = {
+            (site_id, carrier_id): n for site_id, carrier_id, n in session.execute(
+                select(Parcel.site_id, Parcel.carrier_id, func.count())
+                .where(Parcel.direction == outbound.DIRECTION, Parcel.state.in_(TO_COLLECT))
+                .group_by(Parcel.site_id, Parcel.carrier_id)
+            )
+        }
+        return [
+            {"site_id": site.id, "site": site.code, "site_name": site.name, "city": site.city,
+             "carrier": carrier.code, "collection_delay_hours": link.collection_delay_hours,
+             "waiting": waiting.get((site.id, carrier.id), 0)}
+            for site, carrier, link in session.execute(query)
+        ]
+
+
+def _serving(session: Session, site_id: int) -> list[tuple[Carrier, CarrierSite]]:
+    rows = session.execute(
+        select(Carrier, CarrierSite).join(CarrierSite, CarrierSite.carrier_id == Carrier.id)
+        .where(CarrierSite.site_id == site_id).order_by(Carrier.code)
+    )
+    return [(carrier, link) for carrier, link in rows]
+
+
+def _service_view(carrier: Carrier, link: CarrierSite) -> dict[str, Any]:
+    return {"carrier": carrier.code, "name": carrier.name,
+            "label_networks": list(carrier.label_networks or []),
+            "collection_delay_hours": link.collection_delay_hours}
+
+
+# ---------------------------------------------------------------- the deposit
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Where the sender's receipt and departure messages go (both optional)."""
+
+    phone: str | None = None
+    email: str | None = None
+    locale: str = "fr"
+
+
+def drop_off(
+    ctx: Ctx,
+    actor: Principal,
+    site_id: int,
+    tracking_number: str,
+    *,
+    carrier_code: str | None = None,
+    sender: Sender | None = None,
+    size_class: str | None = None,
+    reason: str = "send",
+    return_of: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """The shopkeeper scans a sender's parcel in: a carrier serving the site must collect its
+    label; it gets a shelf place, a collection deadline and a receipt. A second scan of the
+    same parcel answers the first deposit (200) and changes nothing."""
+    number = tracking.validate(tracking_number)
+    contact = _checked_sender(sender or Sender())
+    if reason not in REASONS:
+        raise ValidationFailed(f"reason is one of {', '.join(REASONS)}")
+    if size_class is not None and size_class not in ctx.settings.size_classes:
+        raise ValidationFailed(f"size class {size_class!r} unknown; use "
+                               f"{', '.join(ctx.settings.size_classes)}")
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        # The site row lock serialises deposits and check-ins here: one takes the last place.
+        site = _counter_site(session, actor, site_id)
+        existing = by_tracking(session, number, lock=True)
+        if existing is not None:
+            return 200, _again(ctx, session, site, existing)
+        returned = _returned_parcel(session, site, return_of) if return_of else None
+        serving = {c.code: (c, link) for c, link in _serving(session, site.id)}
+        code = outbound.choose_carrier(
+            number, {k: list(c.label_networks or []) for k, (c, _) in serving.items()},
+            carrier_code,
+        )
+        carrier, link = serving[code]
+        try:
+            parcel = _new_parcel(session, site, carrier, number, contact, size_class, now)
+        except IntegrityError:  # the same label scanned at two counters at once
+            raise Conflict(f"{number} was registered at the same moment; scan it again") from None
+        history.record(session, parcel, outbound.DROP_OFF, None, actor, now,
+                       reason="returned by its recipient" if returned else None,
+                       data={"carrier": carrier.code, "reason": reason})
+        _shelve(ctx, session, site, parcel, carrier, link, actor, now, reason, returned)
+        notify.queue(session, parcel, "dropped_off")
+        return 201, _deposit_answer(ctx, session, parcel, "dropped_off")
+
+
+def _checked_sender(sender: Sender) -> Sender:
+    """The sender is at the counter: a mistyped address is refused now, not found later."""
+    try:
+        phone = normalize_recipient(Channel.SMS, sender.phone) if sender.phone else None
+        email = normalize_recipient(Channel.EMAIL, sender.email) if sender.email else None
+    except InvalidRecipient as err:
+        raise ValidationFailed(f"the sender's contact: {err}") from None
+    return Sender(phone=phone, email=email, locale=sender.locale)
+
+
+def _counter_site(session: Session, actor: Principal, site_id: int) -> Site:
+    require_role(actor, *STAFF, Role.SYSTEM)
+    require_site(actor, site_id)
+    site = _site(session, site_id, lock=True)
+    if site.kind != "shop":
+        raise ValidationFailed("parcels are sent from shops (lockers: not yet)")
+    return site
+
+
+def _again(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> dict[str, Any]:
+    """A label already known: the same deposit scanned again, or a refusal that says why."""
+    if (parcel.direction == outbound.DIRECTION and parcel.site_id == site.id
+            and State(parcel.state) in outbound.HELD):
+        return _deposit_answer(ctx, session, parcel, "already_dropped_off")
+    # Nothing about the other parcel is told (its site, its state): it may be another shop's.
+    raise Conflict(f"{parcel.tracking_number} is already registered; a sent parcel needs a "
+                   "label of its own (a return: the return label)",
+                   tracking_number=parcel.tracking_number)
+
+
+def _returned_parcel(session: Session, site: Site, return_of: str) -> Parcel:
+    """A resident returns a parcel they received here (refusal, wrong item)."""
+    number = tracking.validate(return_of)
+    received = by_tracking(session, number)
+    if (received is None or received.site_id != site.id or received.direction != "inbound"
+            or received.state != State.PICKED_UP.value):
+        raise NotFound(f"no parcel {number} was picked up at {site.code}")
+    return received
+
+
+def _new_parcel(
+    session: Session, site: Site, carrier: Carrier, number: str, contact: Sender,
+    size_class: str | None, now: datetime,
+) -> Parcel:
+    parcel = Parcel(
+        tracking_number=number, carrier_id=carrier.id, site_id=site.id,
+        state=State.DROPPED_OFF.value, direction=outbound.DIRECTION,
+        recipient_phone=contact.phone, recipient_email=contact.email,
+        recipient_locale=contact.locale, size_class=size_class, checked_in_at=now,
+    )
+    session.add(parcel)
+    session.flush()
+    return parcel
+
+
+def _shelve(
+    ctx: Ctx, session: Session, site: Site, parcel: Parcel, carrier: Carrier, link: CarrierSite,
+    actor: Principal, now: datetime, reason: str, returned: Parcel | None,
+) -> None:
+    # The check-in's own shelf policy (and its refusal naming the nearest site with room):
+    # sent and received parcels share the shelves. A full shop keeps nothing of the deposit.
+    location = allocate_shelf(ctx, session, site, parcel)
+    parcel.location_id = location.id
+    parcel.location = location
+    due = outbound.collect_by(now, link.collection_delay_hours)
+    session.add(OutboundParcel(
+        parcel_id=parcel.id, reason=reason, collect_by=due,
+        return_of_parcel_id=returned.id if returned else None,
+    ))
+    history.apply(session, parcel, Action.ACCEPT_OUTBOUND, actor, now, data={
+        "location": location.label, "carrier": carrier.code, "collect_by": due.isoformat(),
+    })
+
+
+def _deposit_answer(ctx: Ctx, session: Session, parcel: Parcel, status: str) -> dict[str, Any]:
+    return {"status": status, "parcel": outbound_view(session, parcel),
+            "receipt_url": receipt_url(ctx, parcel.id)}
+
+
+def outbound_view(
+    session: Session, parcel: Parcel, now: datetime | None = None
+) -> dict[str, Any]:
+    """A sent parcel as staff and its carrier see it (no sender contact); with ``now``, whether
+    its carrier is late."""
+    extra = session.get(OutboundParcel, parcel.id)
+    view = {
+        "id": parcel.id,
+        "tracking_number": parcel.tracking_number,
+        "direction": parcel.direction,
+        "state": parcel.state,
+        "site": parcel.site.code,
+        "carrier": parcel.carrier.code if parcel.carrier else None,
+        "location": parcel.location.label if parcel.location else None,
+        "size_class": parcel.size_class,
+        "dropped_off_at": _iso(parcel.checked_in_at),
+        "collect_by": _iso(extra.collect_by) if extra else None,
+        "overdue_since": _iso(extra.overdue_since) if extra else None,
+        "reason": extra.reason if extra else None,
+        "closed_at": _iso(parcel.closed_at),
+    }
+    if now is not None:
+        view["overdue"] = extra is not None and extra.collect_by < now
+    return view
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# ---------------------------------------------------------------- the carrier's round
+
+
+def pickup_list(
+    ctx: Ctx, actor: Principal, site_id: int, carrier_code: str | None = None
+) -> dict[str, Any]:
+    """What a carrier takes from a site: its own parcels only (a carrier's list shows no
+    other carrier's); the site's staff see every carrier's, or one's."""
+    require_role(actor, Role.CARRIER, *STAFF, Role.SYSTEM)
+    require_site(actor, site_id)
+    with ctx.db.read() as session:
+        site = _site(session, site_id)
+        query = (
+            select(Parcel).join(OutboundParcel, OutboundParcel.parcel_id == Parcel.id)
+            .where(Parcel.site_id == site.id, Parcel.direction == outbound.DIRECTION,
+                   Parcel.state.in_(TO_COLLECT))
+            .order_by(OutboundParcel.collect_by, Parcel.id)
+        )
+        if actor.role is Role.CARRIER:
+            query = query.where(Parcel.carrier_id == actor.carrier_id)
+        elif carrier_code:
+            query = query.where(Parcel.carrier_id == _carrier(session, carrier_code).id)
+        now = ctx.now()
+        items = [outbound_view(session, p, now) for p in session.scalars(_with_views(query))]
+        return {"site": site.code, "site_name": site.name, "items": items}
+
+
+def _with_views(query: Select[Parcel]) -> Select[Any]:
+    """A list's parcels with what their views read, in a few queries rather than a few per
+    parcel: the outbound rows (in the session, so ``outbound_view`` finds them), shelves,
+    carriers and sites."""
+    return query.add_columns(OutboundParcel).options(
+        selectinload(Parcel.location), selectinload(Parcel.carrier), selectinload(Parcel.site))
+
+
+def collect(
+    ctx: Ctx,
+    actor: Principal,
+    site_id: int,
+    taken: list[str],
+    not_found: list[str],
+    carrier_code: str | None = None,
+) -> list[dict[str, Any]]:
+    """The carrier's scan at the counter: each parcel ``taken`` is ``collected`` (by whom,
+    when: its event), each one on its list it could not find is ``lost``; the sender is told
+    their parcel has left. A carrier acts for itself; staff name the carrier they hand to.
+    Each number gets its answer; a refused one changes nothing."""
+    require_role(actor, Role.CARRIER, *STAFF, Role.SYSTEM)
+    require_site(actor, site_id)
+    if not taken and not not_found:
+        raise ValidationFailed("name the parcels taken (and those not found)")
+    now = ctx.now()
+    results = []
+    with ctx.db.transaction() as session:
+        site = _site(session, site_id)
+        carrier = _acting_carrier(session, actor, carrier_code)
+        for raw in taken:
+            results.append(_one(session, actor, site, carrier, raw, now, found=True))
+        for raw in not_found:
+            results.append(_one(session, actor, site, carrier, raw, now, found=False))
+    return results
+
+
+def _acting_carrier(session: Session, actor: Principal, carrier_code: str | None) -> Carrier:
+    if actor.role is Role.CARRIER:
+        carrier = session.get(Carrier, actor.carrier_id)
+        if carrier is None:
+            raise NotFound("no such carrier")
+        if carrier_code is not None and carrier_code != carrier.code:
+            raise ValidationFailed("a carrier collects for itself: leave 'carrier' out")
+        return carrier
+    if carrier_code is None:
+        raise ValidationFailed("name the carrier the parcels are handed to ('carrier')")
+    return _carrier(session, carrier_code)
+
+
+def _one(
+    session: Session, actor: Principal, site: Site, carrier: Carrier, raw: str, now: datetime,
+    *, found: bool,
+) -> dict[str, Any]:
+    try:
+        number = tracking.validate(raw)
+        parcel = by_tracking(session, number, lock=True)
+        # One answer for a number that is nowhere, elsewhere, inbound or another carrier's.
+        if (parcel is None or parcel.site_id != site.id or parcel.direction != outbound.DIRECTION
+                or parcel.carrier_id != carrier.id):
+            raise NotFound(f"no parcel {number} for {carrier.code} at {site.code}")
+        if parcel.state not in TO_COLLECT:
+            raise InvalidTransition(f"{number} is {parcel.state}, not on the pickup list",
+                                    state=parcel.state)
+        if found:
+            history.apply(session, parcel, Action.COLLECT, actor, now,
+                          data={"carrier": carrier.code})
+            notify.queue(session, parcel, "collected")
+        else:
+            history.apply(session, parcel, Action.DECLARE_MISSING, actor, now,
+                          reason="on the carrier's pickup list, not found at the counter",
+                          data={"carrier": carrier.code})
+    except DomainError as err:
+        return {"tracking_number": raw, "status": "refused", "reason": err.slug,
+                "detail": err.detail}
+    return {"tracking_number": number, "status": parcel.state, "parcel_id": parcel.id}
+
+
+# ---------------------------------------------------------------- refusals and hand-backs
+
+
+def refuse(ctx: Ctx, actor: Principal, parcel_id: int, reason: str) -> dict[str, Any]:
+    """The carrier will not take a parcel (badly packed, too heavy...): it stays on the shelf,
+    off the pickup list, and its sender is told to come and take it back."""
+    require_role(actor, Role.CARRIER, *STAFF)
+    if not reason.strip():
+        raise ValidationFailed("say why the parcel is refused")
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        parcel = _sent_parcel(session, actor, parcel_id)
+        history.apply(session, parcel, Action.REFUSE, actor, now, reason=reason.strip()[:300])
+        notify.queue(session, parcel, "refused")
+        return outbound_view(session, parcel)
+
+
+def hand_back(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:
+    """The sender takes their parcel back at the counter (refused, damaged, or changed their
+    mind): it leaves the shelf, ``returned`` to its sender."""
+    require_role(actor, *STAFF)
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        parcel = _sent_parcel(session, actor, parcel_id)
+        history.apply(session, parcel, Action.HAND_BACK, actor, now,
+                      reason="given back to its sender")
+        return outbound_view(session, parcel)
+
+
+def _sent_parcel(session: Session, actor: Principal, parcel_id: int) -> Parcel:
+    """A sent parcel the actor may act on (a carrier: its own; staff: their shops'), locked;
+    anything else is not found."""
+    parcel = session.get(Parcel, parcel_id, with_for_update=True)
+    if parcel is None or parcel.direction != outbound.DIRECTION or not (
+        parcel.carrier_id == actor.carrier_id if actor.role is Role.CARRIER
+        else actor.role is Role.OPERATOR or parcel.site_id in actor.site_ids
+    ):
+        raise NotFound(f"no sent parcel {parcel_id}")
+    return parcel
+
+
+# ---------------------------------------------------------------- late carriers
+
+
+def raise_overdue_alerts(ctx: Ctx, limit: int = 1000) -> list[int]:
+    """Parcels still waiting past their carrier's agreed delay: each gets one
+    ``collection_overdue`` event and shows on the operator's and the carrier's overdue
+    list. Safe to run anywhere, any time (the parcel row is locked, the alert raised once)."""
+    now = ctx.now()
+    with ctx.db.read() as session:
+        ids = list(session.scalars(
+            select(OutboundParcel.parcel_id)
+            .join(Parcel, Parcel.id == OutboundParcel.parcel_id)
+            .where(OutboundParcel.collect_by < now, OutboundParcel.overdue_since.is_(None),
+                   Parcel.state.in_(TO_COLLECT))
+            .order_by(OutboundParcel.collect_by).limit(limit)
+        ))
+    raised = []
+    for parcel_id in ids:
+        with ctx.db.transaction() as session:
+            parcel = session.get(Parcel, parcel_id, with_for_update=True)
+            extra = session.get(OutboundParcel, parcel_id)
+            if (parcel is None or extra is None or extra.overdue_since is not None
+                    or parcel.state not in TO_COLLECT or extra.collect_by >= now):
+                continue  # collected, or alerted, in the meantime
+            extra.overdue_since = now
+            history.record(session, parcel, outbound.COLLECTION_OVERDUE, parcel.state,
+                           SYSTEM, now, reason="not collected within the carrier's delay",
+                           data={"collect_by": extra.collect_by.isoformat()})
+            raised.append(parcel_id)
+    return raised
+
+
+def overdue(ctx: Ctx, actor: Principal) -> list[dict[str, Any]]:
+    """Sent parcels their carrier is late for: operators see all, a carrier its own, a
+    shopkeeper their shops'."""
+    require_role(actor, Role.OPERATOR, Role.SHOPKEEPER, Role.CARRIER)
+    with ctx.db.read() as session:
+        query = (
+            select(Parcel).join(OutboundParcel, OutboundParcel.parcel_id == Parcel.id)
+            .where(OutboundParcel.overdue_since.is_not(None), Parcel.state.in_(TO_COLLECT))
+            .order_by(OutboundParcel.collect_by, Parcel.id)
+        )
+        if actor.role is Role.CARRIER:
+            query = query.where(Parcel.carrier_id == actor.carrier_id)
+        elif actor.role is Role.SHOPKEEPER:
+            query = query.where(Parcel.site_id.in_(actor.site_ids))
+        return [outbound_view(session, p) for p in session.scalars(_with_views(query))]
+
+
+# ---------------------------------------------------------------- the sender's receipt
+
+
+def _serializer(ctx: Ctx) -> URLSafeSerializer:
+    return URLSafeSerializer(ctx.settings.secret_key, salt=RECEIPT_SALT)
+
+
+def receipt_url(ctx: Ctx, parcel_id: int) -> str:
+    return f"{ctx.settings.public_base_url}/envoi/{_serializer(ctx).dumps({'p': parcel_id})}"
+
+
+def receipt(ctx: Ctx, token: str) -> dict[str, Any]:
+    """The sender's proof of deposit: which parcel, which shop, when, and whether it has
+    left. It stays valid after the collection (it is a receipt); it names nobody."""
+    try:
+        parcel_id = int(_serializer(ctx).loads(token)["p"])
+    except (BadSignature, KeyError, TypeError, ValueError):
+        raise NotFound("this receipt link is not valid") from None
+    with ctx.db.read() as session:
+        parcel = session.get(Parcel, parcel_id)
+        if parcel is None or parcel.direction != outbound.DIRECTION:
+            raise NotFound("this receipt link is not valid")
+        site = parcel.site
+        collected = session.scalar(
+            select(ParcelEvent.at).where(ParcelEvent.parcel_id == parcel.id,
+                                         ParcelEvent.to_state == State.COLLECTED.value)
+        )
+        return {
+            "tracking_number": parcel.tracking_number,
+            "state": parcel.state,
+            "carrier": parcel.carrier.name if parcel.carrier else None,
+            "dropped_off_at": _iso(parcel.checked_in_at),
+            "collected_at": _iso(collected),
+            "site": {"code": site.code, "name": site.name, "address": site.address,
+                     "postcode": site.postcode, "city": site.city},
+        }
+
+
+# ---------------------------------------------------------------- lookups
+
+
+def _site(session: Session, site_id: int, *, lock: bool = False) -> Site:
+    site = session.get(Site, site_id, with_for_update=lock)
+    if site is None:
+        raise NotFound(f"no site {site_id}")
+    return site
+
+
+def _carrier(session: Session, code: str) -> Carrier:
+    carrier = session.scalar(select(Carrier).where(Carrier.code == code))
+    if carrier is None:
+        raise NotFound(f"no carrier {code!r}")
+    return carrier

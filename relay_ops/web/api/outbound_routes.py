@@ -1,0 +1,171 @@
+"""API operations for parcels sent from a site (docs/outbound.md): thin translations to
+``services/outbound.py``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from relay_ops.services import outbound
+from relay_ops.services.principal import Principal, Role
+from relay_ops.web.api import ctx, endpoint
+from relay_ops.web.api.schemas import Code, Strict, Tracking, TrackingNumber
+from relay_ops.web.inputs import MANIFEST_BODY_LIMIT
+
+STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
+OPERATOR = (Role.OPERATOR,)
+CARRIER_OR_STAFF = (Role.CARRIER, Role.OPERATOR, Role.SHOPKEEPER)
+NetworkSpec = Annotated[str, Field(min_length=1, max_length=40,
+                                   pattern=r"^[a-z0-9-]+(:[A-Za-z0-9]+)?$")]
+
+
+class LabelNetworksIn(Strict):
+    label_networks: Annotated[list[NetworkSpec], Field(max_length=20, description=(
+        "`upu-s10` (any UPU S10 number), `upu-s10:FR` (issued by one country), "
+        "`prefix:MR` (the carrier's own numbers, starting with these characters)"))]
+
+
+class CarrierServiceIn(Strict):
+    collection_delay_hours: Annotated[int, Field(ge=1, le=336)]
+
+
+class SenderIn(Strict):
+    """Where the receipt goes; a sender's name is not kept (nothing needs it)."""
+
+    phone: Annotated[str | None, Field(max_length=32)] = None
+    email: Annotated[str | None, Field(max_length=254)] = None
+    locale: Literal["fr", "en"] = "fr"
+
+
+class DropOffIn(Strict):
+    tracking_number: TrackingNumber
+    carrier: Code | None = None
+    sender: SenderIn | None = None
+    size_class: Annotated[str | None, Field(max_length=8)] = None
+    reason: Literal["send", "return"] = "send"
+    return_of: TrackingNumber | None = None
+
+
+class RefusalIn(Strict):
+    reason: Annotated[str, Field(min_length=1, max_length=300)]
+
+
+class PickupListQuery(Strict):
+    carrier: Code | None = None
+
+
+class OutboundCollectionIn(Strict):
+    # Like a manifest's lines: each number is judged and reported on its own.
+    taken: Annotated[list[Tracking], Field(max_length=1000)] = []
+    not_found: Annotated[list[Tracking], Field(max_length=1000)] = []
+    carrier: Code | None = None
+
+
+@endpoint("/carriers/<code>/label-networks", "PUT", summary="The labels a carrier collects",
+          tag="sending", roles=OPERATOR, body=LabelNetworksIn, errors=(404,),
+          description="Replaces the carrier's label networks: a parcel is sent from a site "
+                      "only if a carrier serving the site collects its label's network.")
+def set_carrier_label_networks(principal: Principal, code: str, body: LabelNetworksIn) -> Any:
+    return outbound.set_label_networks(ctx(), principal, code, body.label_networks)
+
+
+@endpoint("/sites/<id:site_id>/carriers/<code>", "PUT", summary="A carrier collects at a shop",
+          tag="sending", roles=OPERATOR, body=CarrierServiceIn, errors=(404,),
+          description="The carrier takes sent parcels from this shop within "
+                      "`collection_delay_hours` of each deposit; past it, the parcel is "
+                      "on the overdue list (`GET /outbound/overdue`).")
+def carrier_serves_site(
+    principal: Principal, site_id: int, code: str, body: CarrierServiceIn
+) -> Any:
+    return outbound.serve_site(ctx(), principal, site_id, code, body.collection_delay_hours)
+
+
+@endpoint("/sites/<id:site_id>/carriers/<code>", "DELETE", summary="A carrier stops collecting",
+          tag="sending", roles=OPERATOR, status=204, errors=(404,))
+def carrier_stops_serving(principal: Principal, site_id: int, code: str) -> Any:
+    outbound.stop_serving(ctx(), principal, site_id, code)
+    return 204, None
+
+
+@endpoint("/sites/<id:site_id>/carriers", summary="Carriers collecting sent parcels here",
+          tag="sending", roles=STAFF, errors=(404,))
+def list_site_carriers(principal: Principal, site_id: int) -> Any:
+    return {"items": outbound.site_carriers(ctx(), principal, site_id)}
+
+
+@endpoint("/sites/<id:site_id>/outbound", "POST", summary="Scan a parcel in for sending",
+          tag="sending", roles=STAFF, body=DropOffIn, status=201, errors=(404, 409),
+          extra_responses={200: "The parcel was already dropped off here: the same answer"},
+          description="A sender's parcel (or a resident's return: `reason: return`, with the "
+                      "received parcel's number in `return_of`). Its label must be valid "
+                      "(`invalid-tracking-number`) and collected by a carrier serving the shop "
+                      "(`label-not-collected-here`); when several carriers collect it, name one "
+                      "(`carrier-choice-needed`, 409, lists them). The parcel gets a shelf "
+                      "place shared with received parcels (`site-at-capacity` when none), the "
+                      "sender a receipt (`receipt_url`, and a message when `sender` gives a "
+                      "phone or an e-mail).")
+def drop_off_outbound(principal: Principal, site_id: int, body: DropOffIn) -> Any:
+    sender = outbound.Sender(**body.sender.model_dump()) if body.sender else None
+    return outbound.drop_off(
+        ctx(), principal, site_id, body.tracking_number, carrier_code=body.carrier,
+        sender=sender, size_class=body.size_class, reason=body.reason, return_of=body.return_of,
+    )
+
+
+@endpoint("/sites/<id:site_id>/outbound/pickup-list", summary="Sent parcels to collect here",
+          tag="sending", roles=CARRIER_OR_STAFF, query=PickupListQuery, errors=(404,),
+          description="A carrier sees its own parcels only; staff see every carrier's, or "
+                      "one's (`carrier`). Oldest collection deadline first; `overdue` once "
+                      "the carrier's agreed delay has passed.")
+def outbound_pickup_list(principal: Principal, site_id: int, query: PickupListQuery) -> Any:
+    return outbound.pickup_list(ctx(), principal, site_id, query.carrier)
+
+
+@endpoint("/sites/<id:site_id>/outbound/collections", "POST",
+          summary="The carrier takes sent parcels", tag="sending", roles=CARRIER_OR_STAFF,
+          body=OutboundCollectionIn, idempotent=True, errors=(404,),
+          max_body=MANIFEST_BODY_LIMIT,  # up to 2 x 1,000 numbers: a round, like a manifest
+          description="Each number in `taken` becomes `collected` (its event says by whom "
+                      "and when; the sender is told it has left); each in `not_found` (on the "
+                      "pickup list, not on the shelf) becomes `lost`. Every number gets its "
+                      "own answer; a refused one changes nothing. A carrier acts for itself; "
+                      "staff name the `carrier`.")
+def collect_outbound(principal: Principal, site_id: int, body: OutboundCollectionIn) -> Any:
+    return {"items": outbound.collect(ctx(), principal, site_id, body.taken, body.not_found,
+                                      body.carrier)}
+
+
+@endpoint("/parcels/<id:parcel_id>/outbound-refusal", "POST",
+          summary="The carrier will not take a sent parcel", tag="sending",
+          roles=CARRIER_OR_STAFF, body=RefusalIn, errors=(404, 409),
+          description="Badly packed, too heavy...: the parcel becomes `refused`, stays on the "
+                      "shelf (off the pickup list) and its sender is told to take it back. "
+                      "A carrier refuses its own parcels; staff, their shop's.")
+def refuse_outbound(principal: Principal, parcel_id: int, body: RefusalIn) -> Any:
+    return outbound.refuse(ctx(), principal, parcel_id, body.reason)
+
+
+@endpoint("/parcels/<id:parcel_id>/hand-back", "POST",
+          summary="A sender takes their parcel back", tag="sending", roles=STAFF,
+          errors=(404, 409),
+          description="A sent parcel waiting, refused or damaged leaves the shelf, `returned` "
+                      "to its sender.")
+def hand_back_outbound(principal: Principal, parcel_id: int) -> Any:
+    return outbound.hand_back(ctx(), principal, parcel_id)
+
+
+@endpoint("/outbound/overdue", summary="Sent parcels their carrier is late for",
+          tag="sending", roles=CARRIER_OR_STAFF,
+          description="Raised by the `outbound-overdue` sweep, once per parcel. Operators see "
+                      "all, a carrier its own, a shopkeeper their shops'.")
+def outbound_overdue(principal: Principal) -> Any:
+    return {"items": outbound.overdue(ctx(), principal)}
+
+
+@endpoint("/outbound/receipts/<token>", summary="A sender's drop-off receipt", tag="sending",
+          errors=(404,),
+          description="The link in the sender's messages: parcel, shop, drop-off time, and "
+                      "when the carrier took it. Valid after the collection; names nobody.")
+def outbound_receipt(principal: Principal, token: str) -> Any:
+    return outbound.receipt(ctx(), token)

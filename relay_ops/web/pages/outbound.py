@@ -1,0 +1,144 @@
+"""Sending from the village: the scan station's "Envoi" page, the carrier's collection page
+and the sender's receipt (docs/outbound.md). Views only translate to ``services/outbound``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from werkzeug.wrappers import Response
+
+from relay_ops.domain.errors import DomainError
+from relay_ops.services import outbound, sites
+from relay_ops.services.principal import Principal, Role
+from relay_ops.web.pages import bp
+from relay_ops.web.pages.i18n import when
+from relay_ops.web.pages.refusals import explain
+from relay_ops.web.pages.security import ctx, requires
+
+STAFF = (Role.SHOPKEEPER, Role.OPERATOR)
+CARRIER_ROLES = (Role.CARRIER, Role.OPERATOR)
+
+
+def _shop(principal: Principal, site_id: int) -> dict[str, Any]:
+    site = sites.get_site(ctx(), principal, site_id)
+    if site["kind"] != "shop":
+        abort(404)
+    return site
+
+
+# ---------------------------------------------------------------- the counter: "Envoi"
+
+
+@bp.get("/shop/<int:site_id>/send")
+@requires(*STAFF)
+def send_station(principal: Principal, site_id: int) -> str:
+    return _send_page(principal, _shop(principal, site_id), None)
+
+
+@bp.post("/shop/<int:site_id>/send")
+@requires(*STAFF)
+def send_scan(principal: Principal, site_id: int) -> str:
+    """One sender's parcel scanned in; the page comes back with the shelf in big letters."""
+    site = _shop(principal, site_id)
+    form = request.form
+    number = form.get("tracking_number", "").strip()
+    sender = outbound.Sender(phone=form.get("phone", "").strip() or None,
+                             email=form.get("email", "").strip() or None,
+                             locale="en" if form.get("locale") == "en" else "fr")
+    is_return = form.get("reason") == "return"
+    try:
+        status, answer = outbound.drop_off(
+            ctx(), principal, site_id, number, carrier_code=form.get("carrier") or None,
+            sender=sender, reason="return" if is_return else "send",
+            return_of=(form.get("return_of", "").strip() or None) if is_return else None,
+        )
+        result = _dropped_off(answer)
+    except DomainError as err:
+        title, message = _explain_deposit(err)
+        result = {"tone": "error", "title": title, "message": message,
+                  "tracking_number": number, "carriers": err.extra.get("carriers") or []}
+    return _send_page(principal, site, result)
+
+
+def _explain_deposit(err: DomainError) -> tuple[str, str]:
+    if err.slug == "conflict":  # the label is another parcel's (refusals.py is generic)
+        return _("Already registered"), _(
+            "This label belongs to a parcel already registered: a parcel sent needs a label of "
+            "its own (for a return, the return label).")
+    return explain(err)
+
+
+def _dropped_off(answer: dict[str, Any]) -> dict[str, Any]:
+    parcel = answer["parcel"]
+    again = answer["status"] == "already_dropped_off"
+    return {
+        "tone": "info" if again else "ok",
+        "title": _("Already here") if again else _("Dropped off for sending"),
+        "location": parcel["location"],
+        "message": (
+            _("Already dropped off: it is on shelf %(loc)s.", loc=parcel["location"]) if again
+            else _("Put it on shelf %(loc)s. %(carrier)s collects it by %(by)s.",
+                   loc=parcel["location"], carrier=parcel["carrier"],
+                   by=when(parcel["collect_by"], "short"))
+        ),
+        "tracking_number": parcel["tracking_number"],
+        "receipt_url": answer["receipt_url"],
+    }
+
+
+def _send_page(principal: Principal, site: dict[str, Any], result: dict[str, Any] | None
+               ) -> str:
+    return render_template(
+        "pages/send.html", site=site, result=result,
+        carriers=outbound.site_carriers(ctx(), principal, site["id"]),
+        waiting=outbound.pickup_list(ctx(), principal, site["id"])["items"],
+    )
+
+
+# ---------------------------------------------------------------- the carrier's collection
+
+
+@bp.get("/carrier/collections")
+@requires(*CARRIER_ROLES)
+def collection_sites(principal: Principal) -> str:
+    return render_template("pages/collection_sites.html",
+                           rows=outbound.collection_sites(ctx(), principal))
+
+
+@bp.get("/carrier/collections/<int:site_id>")
+@requires(Role.CARRIER)
+def collection(principal: Principal, site_id: int) -> str:
+    listing = outbound.pickup_list(ctx(), principal, site_id)
+    return render_template("pages/collection.html", site_id=site_id, listing=listing)
+
+
+@bp.post("/carrier/collections/<int:site_id>")
+@requires(Role.CARRIER)
+def collection_scan(principal: Principal, site_id: int) -> Response:
+    """The carrier scans a parcel it takes, or marks one of its list as not found."""
+    number = request.form.get("tracking_number", "").strip()
+    found = request.form.get("found", "1") != "0"
+    try:
+        item = outbound.collect(ctx(), principal, site_id, [number] if found else [],
+                                [] if found else [number])[0]
+    except DomainError as err:
+        flash(explain(err)[1], "error")
+    else:
+        if item["status"] == "collected":
+            flash(_("%(number)s taken.", number=item["tracking_number"]), "ok")
+        elif item["status"] == "lost":
+            flash(_("%(number)s recorded as not found: the operator is told.",
+                    number=item["tracking_number"]), "ok")
+        else:
+            flash(_("%(number)s is not on your list here.", number=number), "error")
+    return redirect(url_for("pages.collection", site_id=site_id), 303)
+
+
+# ---------------------------------------------------------------- the sender's receipt
+
+
+@bp.get("/envoi/<token>")
+def send_receipt(token: str) -> str:
+    return render_template("pages/receipt.html", receipt=outbound.receipt(ctx(), token))

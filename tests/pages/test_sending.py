@@ -1,0 +1,127 @@
+"""The scan station's "Envoi" page, the carrier's collection pages and the sender's receipt."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import pytest
+
+from relay_ops.services import accounts, outbound
+from relay_ops.services.principal import SYSTEM
+from tests.pages.support import Pages
+from tests.support import World
+
+
+@pytest.fixture
+def sending(world: World) -> World:
+    outbound.set_label_networks(world.ctx, SYSTEM, "acme", ["prefix:ACME"])
+    outbound.set_label_networks(world.ctx, SYSTEM, "other", ["prefix:ACME", "upu-s10"])
+    outbound.serve_site(world.ctx, SYSTEM, world.shop_id, "acme", 48)
+    return world
+
+
+@pytest.fixture
+def acme(sending: World) -> Pages:
+    return Pages.carrier(sending, accounts.issue_carrier_key(sending.ctx, SYSTEM, "acme").token)
+
+
+def _drop(marie: Pages, world: World, number: str, **form: str) -> str:
+    response = marie.post(f"/shop/{world.shop_id}/send", {"tracking_number": number, **form})
+    assert response.status_code == 200
+    return unescape(response.get_data(as_text=True))
+
+
+def _result(html: str, part: str) -> str:
+    found = re.search(rf'id="result-{part}">(.*?)</p>', html, re.S)
+    assert found, part
+    return re.sub(r"<[^>]+>", "", found.group(1)).strip()
+
+
+def test_the_scan_station_links_to_sending(marie: Pages, sending: World) -> None:
+    html = marie.text(f"/shop/{sending.shop_id}/scan")
+    assert f'href="/shop/{sending.shop_id}/send">Envoi</a>' in html
+
+
+def test_a_sent_parcel_gets_its_shelf_in_big_letters_and_a_receipt(
+    marie: Pages, sending: World
+) -> None:
+    html = _drop(marie, sending, "ACME00000950", phone="06 98 76 54 32")
+    assert "✔ Déposé pour l'envoi" in _result(html, "title")
+    assert _result(html, "location") == "Emplacement A1"
+    assert "acme l'enlève avant" in _result(html, "message")
+    receipt = re.search(r'id="receipt-link" href="http://relayops.test(/envoi/[^"]+)"', html)
+    assert receipt
+    page = unescape(marie.text(receipt.group(1)))
+    assert "Reçu de dépôt" in page and "Shop bourg" in page
+    assert "Déposé le mardi 1 décembre 2026" in page or "Déposé le mardi 1er décembre" in page
+    # The parcel waits on the page's list for its carrier.
+    waiting = re.search(r'<table id="waiting">(.*?)</table>', html, re.S)
+    assert waiting and "ACME00000950" in waiting.group(1)
+
+
+def test_scanning_twice_says_already_here(marie: Pages, sending: World) -> None:
+    _drop(marie, sending, "ACME00000951")
+    again = _drop(marie, sending, "ACME00000951")
+    assert "Déjà déposé : il est sur l'étagère A1." in _result(again, "message")
+
+
+def test_a_label_no_carrier_takes_here_is_refused_in_words(marie: Pages, sending: World) -> None:
+    html = _drop(marie, sending, "RR123456785FR")
+    assert "Aucun transporteur pour cette étiquette" in _result(html, "title")
+    assert 'class="result tone-error"' in html
+
+
+def test_two_carriers_ask_which_and_list_them(marie: Pages, sending: World) -> None:
+    outbound.serve_site(sending.ctx, SYSTEM, sending.shop_id, "other", 24)
+    html = _drop(marie, sending, "ACME00000952")
+    assert "Quel transporteur ?" in _result(html, "title")
+    assert "acme, other" in html
+    chosen = _drop(marie, sending, "ACME00000952", carrier="other")
+    assert "other l'enlève avant" in _result(chosen, "message")
+
+
+def test_the_page_speaks_english_on_request(marie: Pages, sending: World) -> None:
+    marie.post("/lang/en", {"next": "/"})
+    html = _drop(marie, sending, "ACME00000953")
+    assert "Dropped off for sending" in _result(html, "title")
+    assert ">Sending</a>" in html
+
+
+def test_another_shop_s_sending_page_is_not_found(marie: Pages, sending: World) -> None:
+    assert marie.get(f"/shop/{sending.other_shop_id}/send").status_code == 404
+
+
+def test_the_carrier_sees_its_shops_and_takes_its_parcels(
+    marie: Pages, sending: World, acme: Pages
+) -> None:
+    _drop(marie, sending, "ACME00000954")
+    _drop(marie, sending, "ACME00000955")
+    sites = unescape(acme.text("/carrier/collections"))
+    assert f'href="/carrier/collections/{sending.shop_id}">Shop bourg</a>' in sites
+    listing = acme.text(f"/carrier/collections/{sending.shop_id}")
+    assert "ACME00000954" in listing and "ACME00000955" in listing
+    taken = acme.post(f"/carrier/collections/{sending.shop_id}",
+                      {"tracking_number": "ACME00000954"}, follow_redirects=True)
+    page = unescape(taken.get_data(as_text=True))
+    assert "ACME00000954 pris." in page
+    missing = acme.post(f"/carrier/collections/{sending.shop_id}",
+                        {"tracking_number": "ACME00000955", "found": "0"}, follow_redirects=True)
+    page = unescape(missing.get_data(as_text=True))
+    assert "ACME00000955 noté introuvable" in page
+    assert "Rien à prendre ici." in page
+
+
+def test_a_carrier_sees_no_other_carrier_s_parcels(marie: Pages, sending: World) -> None:
+    _drop(marie, sending, "ACME00000956")
+    other = Pages.carrier(sending, accounts.issue_carrier_key(sending.ctx, SYSTEM, "other").token)
+    assert "ACME00000956" not in other.text(f"/carrier/collections/{sending.shop_id}")
+    refused = other.post(f"/carrier/collections/{sending.shop_id}",
+                         {"tracking_number": "ACME00000956"}, follow_redirects=True)
+    assert "n'est pas sur votre liste ici" in unescape(refused.get_data(as_text=True))
+
+
+def test_a_forged_receipt_is_a_not_found_page(marie: Pages) -> None:
+    response = marie.get("/envoi/forged")
+    assert response.status_code == 404
+    assert "Introuvable" in unescape(response.get_data(as_text=True))
