@@ -40,13 +40,22 @@ def apply(
     event = record(session, parcel, action.value, before, actor, at, reason=reason, data=data)
     change = (after in HELD_STATES) - (State(before) in HELD_STATES)
     if change and parcel.location_id is not None:
-        # After the event (flushed first by this statement's autoflush): the event's foreign
-        # key takes the site's key-share lock before the location row is locked, the order a
-        # check-in takes them in (site, then location), so the two never deadlock.
-        session.execute(update(Location).where(Location.id == parcel.location_id)
-                        .values(held=Location.held + change)
-                        .execution_options(synchronize_session=False))
+        count_on_shelf(session, parcel.location_id, change)
     return event
+
+
+def count_on_shelf(session: Session, location_id: int, change: int) -> None:
+    """A parcel came onto a shelf location (+1) or left it (-1): ``Location.held``, the
+    counter the shelf policy reads. :func:`apply` calls it when a transition moves a parcel
+    into or out of a held state; a parcel registered already held (a sent parcel, dropped
+    off) calls it when it is given its place.
+
+    After the parcel's event (flushed first by this statement's autoflush): the event's
+    foreign key takes the site's key-share lock before the location row is locked, the order
+    a check-in takes them in (site, then location), so the two never deadlock."""
+    session.execute(update(Location).where(Location.id == location_id)
+                    .values(held=Location.held + change)
+                    .execution_options(synchronize_session=False))
 
 
 def record(

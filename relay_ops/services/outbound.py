@@ -268,6 +268,9 @@ def _shelve(
     location = allocate_shelf(ctx, session, site, parcel)
     parcel.location_id = location.id
     parcel.location = location
+    # Registered dropped_off (held) before it had a place: no transition counts it there, so
+    # it is counted now, or the shelf policy would see the place free.
+    history.count_on_shelf(session, location.id, 1)
     due = outbound.collect_by(now, link.collection_delay_hours)
     session.add(OutboundParcel(
         parcel_id=parcel.id, reason=reason, collect_by=due,
