@@ -127,6 +127,10 @@ class Location(Base):
     # transaction that moves a parcel in or out: the shelf policy reads it instead of counting
     # every held parcel of the shop at each check-in (issue 15).
     held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A cold place (a fridge): only such places take "keep cold" items (domain/sizing.py).
+    refrigerated: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
 
     site: Mapped[Site] = relationship(back_populates="locations")
 
@@ -172,6 +176,18 @@ class Carrier(Base):
     label_networks: Mapped[list[Any]] = mapped_column(default=list)
 
 
+class Producer(Base):
+    """A local producer selling online: it announces orders that its customers collect at a
+    shop, and takes back the ones nobody collected (docs/producers.md)."""
+
+    __tablename__ = "producers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -208,6 +224,9 @@ class ApiToken(Base):
     secret_hash: Mapped[str] = mapped_column(String(64))
     carrier_id: Mapped[int | None] = mapped_column(ForeignKey("carriers.id", ondelete="CASCADE"))
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    producer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("producers.id", ondelete="CASCADE")
+    )
     label: Mapped[str | None] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(default=stamp_now)
     expires_at: Mapped[datetime | None]
@@ -282,6 +301,8 @@ class Parcel(Base):
     location: Mapped[Location | None] = relationship()
     compartment: Mapped[Compartment | None] = relationship()
     carrier: Mapped[Carrier | None] = relationship()
+    # A producer's order: what it has beyond a parcel row (None for every other parcel).
+    producer_order: Mapped[ProducerOrder | None] = relationship(viewonly=True)
     credentials: Mapped[list[PickupCredential]] = relationship(
         secondary="credential_parcels", order_by="PickupCredential.id", viewonly=True
     )
@@ -620,3 +641,28 @@ class OutboundParcel(Base):
     collect_by: Mapped[datetime]
     # When the overdue alert was raised (operator and carrier see it), once.
     overdue_since: Mapped[datetime | None]
+
+
+class ProducerOrder(Base):
+    """What a producer's order has beyond a parcel row: the parcel's sender is the producer
+    (no carrier), its reference is the producer's own (unique per producer), and perishables
+    carry their holding period in hours and their sell-by time (docs/producers.md)."""
+
+    __tablename__ = "producer_orders"
+    __table_args__ = (UniqueConstraint("producer_id", "reference"),)
+
+    parcel_id: Mapped[int] = mapped_column(
+        ForeignKey("parcels.id", ondelete="CASCADE"), primary_key=True
+    )
+    producer_id: Mapped[int] = mapped_column(ForeignKey("producers.id"))
+    reference: Mapped[str] = mapped_column(String(80))
+    keep_cold: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The producer's holding period in hours (None: the site's standard period in days).
+    holding_hours: Mapped[int | None] = mapped_column(Integer)
+    sell_by: Mapped[datetime | None]
+    announced_at: Mapped[datetime] = mapped_column(default=stamp_now)
+    # The announcement's content, so that the same announcement again is answered, not
+    # refused, and a different one under the same reference is.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+
+    producer: Mapped[Producer] = relationship()

@@ -71,6 +71,15 @@ class SiteAtCapacity(DomainError):
     title = "The site has no room for this parcel"
 
 
+class NoColdPlace(SiteAtCapacity):
+    """A "keep cold" item and no refrigerated place free: a kind of full shop (an announced
+    order stays announced, as for any parcel turned away), with its own slug so the counter
+    says what to do (free a place in the fridge, or keep the item back)."""
+
+    slug = "no-cold-place"
+    title = "No refrigerated place is free for this item"
+
+
 class WrongPickupCode(DomainError):
     slug = "wrong-pickup-code"
     title = "The pickup code is wrong"
@@ -126,3 +135,8 @@ class LabelNotCollectedHere(DomainError):
 class CarrierChoiceNeeded(DomainError):
     slug = "carrier-choice-needed"
     title = "Several carriers serving this site collect this label: name one"
+
+
+class ProducerChoiceNeeded(DomainError):
+    slug = "producer-choice-needed"
+    title = "Several producers have an order with this reference here"

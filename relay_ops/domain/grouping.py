@@ -66,11 +66,13 @@ def shelf_in_group(
     slots: Iterable[sizing.ShelfSlot],
     group_location_ids: Iterable[int | None],
     parcel_class: str,
+    keep_cold: bool = False,
 ) -> sizing.ShelfSlot | None:
     """The group's own location when it takes one more parcel of this class, else None (the
     parcel then goes wherever the shelf policy says, with the same code)."""
     wanted = {loc for loc in group_location_ids if loc is not None}
-    return sizing.choose_shelf(size_classes, [s for s in slots if s.id in wanted], parcel_class)
+    return sizing.choose_shelf(size_classes, [s for s in slots if s.id in wanted], parcel_class,
+                               keep_cold)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from relay_ops.domain.errors import ExtensionRefused
+from relay_ops.domain.errors import ExtensionRefused, ValidationFailed
+from relay_ops.domain.hours import OpeningHours, last_open_moment
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,45 @@ def extended_deadline(
     if now >= deadline:
         raise ExtensionRefused("the holding period is over; ask before the deadline")
     return deadline_after(deadline, policy.extension_days, tz, closed_on)
+
+
+# ---------------------------------------------------------------- perishables
+
+
+@dataclass(frozen=True)
+class Perishable:
+    """A producer's order held for hours, not days: its holding period and its sell-by time
+    (either may be absent; an order with neither is held like any parcel)."""
+
+    hours: int | None
+    sell_by: datetime | None
+
+    @property
+    def bounded(self) -> bool:
+        return self.hours is not None or self.sell_by is not None
+
+
+def perishable_deadline(
+    start: datetime, item: Perishable, hours: OpeningHours | None, tz: ZoneInfo,
+    closed_on: ClosedOn = never_closed,
+) -> datetime:
+    """When a perishable checked in at ``start`` must have been collected: its holding period
+    in hours, never after its sell-by time; a moment when the shop is closed moves back to
+    the closing time before it (the resident cannot come later, and the product must not be
+    kept longer), never before ``start``. A shop without hours, or closed all the way from
+    ``start``, keeps the bound as it is: the sweep then takes the order off the shelf."""
+    if item.sell_by is not None and item.sell_by <= start:
+        raise ValidationFailed(
+            f"this order's sell-by time ({item.sell_by.isoformat()}) has passed: it cannot "
+            "be handed to a resident", sell_by=item.sell_by.isoformat(),
+        )
+    bounds = [b for b in (
+        start + timedelta(hours=item.hours) if item.hours is not None else None, item.sell_by,
+    ) if b is not None]
+    latest = min(bounds)
+    if hours is None:
+        return latest
+    return last_open_moment(hours, closed_on, latest, start, tz) or latest
 
 
 # ---------------------------------------------------------------- adaptive holding periods

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from datetime import date, datetime
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from relay_ops.domain.errors import ValidationFailed
@@ -75,3 +75,39 @@ def is_open(
     assert not isinstance(hours, str)
     now = local.strftime("%H:%M")
     return any(start <= now < end for start, end in hours.get(DAYS[local.weekday()], []))
+
+
+def last_open_moment(
+    hours: OpeningHours, closed_on: Callable[[date], bool], when: datetime, after: datetime,
+    tz: ZoneInfo,
+) -> datetime | None:
+    """The latest moment at or before ``when`` (and after ``after``) at which the site is
+    open: ``when`` itself if the site is open then, else the closing time before it; None if
+    the site does not open at all in between. ``closed_on`` says which days it does not open
+    (closing days, days its hours skip)."""
+    day, first = when.astimezone(tz).date(), after.astimezone(tz).date()
+    while day >= first:
+        if not closed_on(day):
+            for start, end in sorted(_ranges_on(hours, day, tz), key=lambda r: r[1],
+                                     reverse=True):
+                if start >= when:
+                    continue  # the range opens after the moment asked about
+                latest = min(end, when)
+                if latest > after:
+                    return latest
+        day -= timedelta(days=1)
+    return None
+
+
+def _ranges_on(hours: OpeningHours, day: date, tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """The day's opening ranges as aware datetimes (24/7: the whole day)."""
+    if hours == ALWAYS_OPEN:
+        return [(datetime.combine(day, time(0), tz),
+                 datetime.combine(day + timedelta(days=1), time(0), tz))]
+    assert not isinstance(hours, str)
+    return [(datetime.combine(day, _hhmm(start), tz), datetime.combine(day, _hhmm(end), tz))
+            for start, end in hours.get(DAYS[day.weekday()], [])]
+
+
+def _hhmm(text: str) -> time:
+    return time(int(text[:2]), int(text[3:]))

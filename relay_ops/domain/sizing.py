@@ -62,27 +62,38 @@ class ShelfSlot:
     size_class: str
     capacity: int
     used: int
+    refrigerated: bool = False
 
     @property
     def free(self) -> int:
         return self.capacity - self.used
 
 
+def takes(slot: ShelfSlot, keep_cold: bool) -> bool:
+    """Only a refrigerated place takes a "keep cold" item; any place takes the others."""
+    return slot.refrigerated or not keep_cold
+
+
 def choose_shelf(
-    size_classes: Mapping[str, Dims], slots: Iterable[ShelfSlot], parcel_class: str
+    size_classes: Mapping[str, Dims], slots: Iterable[ShelfSlot], parcel_class: str,
+    keep_cold: bool = False,
 ) -> ShelfSlot | None:
-    """Shelf policy: the smallest shelf class that takes the parcel (big shelves stay free for
-    big parcels), then the location with the most free places (parcels spread out, so a
-    shopkeeper finds them quickly), then the label, for a stable answer."""
+    """Shelf policy: a refrigerated place for a "keep cold" item (and, for the others, a
+    place that is not, while one has room: the fridge stays free for what needs it), then
+    the smallest shelf class that takes the parcel (big shelves stay free for big parcels),
+    then the location with the most free places (parcels spread out, so a shopkeeper finds
+    them quickly), then the label, for a stable answer."""
     need = class_rank(size_classes, parcel_class)
     candidates = [
-        s for s in slots if s.free > 0 and class_rank(size_classes, s.size_class) >= need
+        s for s in slots
+        if s.free > 0 and class_rank(size_classes, s.size_class) >= need and takes(s, keep_cold)
     ]
     if not candidates:
         return None
     return min(
         candidates,
-        key=lambda s: (class_rank(size_classes, s.size_class), -s.free, s.label),
+        key=lambda s: (s.refrigerated and not keep_cold,
+                       class_rank(size_classes, s.size_class), -s.free, s.label),
     )
 
 

@@ -226,16 +226,26 @@ def issue_carrier_key(
         carrier = session.scalar(select(Carrier).where(Carrier.code == carrier_code))
         if carrier is None:
             raise NotFound(f"no carrier {carrier_code!r}")
-        prefix, secret, token = _new_token(ctx, "ck", fixed)
-        session.add(
-            ApiToken(
-                prefix=prefix,
-                secret_hash=_secret_hash(ctx, secret),
-                carrier_id=carrier.id,
-                label=label or None,
-            )
+        return add_api_key(ctx, session, "ck", label, fixed, carrier_id=carrier.id)
+
+
+def add_api_key(
+    ctx: Ctx, session: Session, prefix_tag: str, label: str, fixed: str | None = None,
+    *, carrier_id: int | None = None, producer_id: int | None = None,
+) -> IssuedToken:
+    """A key that does not expire, for a carrier or a producer (its owner); the secret is
+    returned once and never stored."""
+    prefix, secret, token = _new_token(ctx, prefix_tag, fixed)
+    session.add(
+        ApiToken(
+            prefix=prefix,
+            secret_hash=_secret_hash(ctx, secret),
+            carrier_id=carrier_id,
+            producer_id=producer_id,
+            label=label or None,
         )
-        return IssuedToken(token=token, expires_at=None)
+    )
+    return IssuedToken(token=token, expires_at=None)
 
 
 def revoke_token(ctx: Ctx, actor: Principal, prefix: str) -> None:
@@ -349,6 +359,8 @@ def authenticate(ctx: Ctx, token: str) -> Principal:
             raise Unauthenticated("this token has expired; sign in again")
         if api_token.carrier_id is not None:
             return Principal(Role.CARRIER, carrier_id=api_token.carrier_id)
+        if api_token.producer_id is not None:
+            return Principal(Role.PRODUCER, producer_id=api_token.producer_id)
         if user is None or not user.active:
             raise Unauthenticated("this account is disabled")
         site_ids = frozenset(site_id for _, _, site_id in rows if site_id is not None)

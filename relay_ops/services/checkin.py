@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from relay_ops.db.models import (
@@ -20,6 +20,7 @@ from relay_ops.db.models import (
     Parcel,
     ParcelEvent,
     PickupCredential,
+    ProducerOrder,
     Site,
     UnannouncedScan,
 )
@@ -34,8 +35,10 @@ from relay_ops.domain.errors import (
 from relay_ops.domain.holding import (
     ClosedOn,
     HoldingDecision,
+    Perishable,
     deadline_after,
     holding_days,
+    perishable_deadline,
 )
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import history, notify
@@ -106,10 +109,14 @@ def check_in(
                 f"{number} is addressed to {parcel.site.name} ({parcel.site.code})",
                 destination=parcel.site.code, destination_name=parcel.site.name,
             )
+        # A producer's order is checked in like any parcel; its own rules are a cold place
+        # and a holding period in hours (docs/producers.md).
+        order = None if registered_now else parcel.producer_order
         group = _group_to_join(ctx, session, site, parcel)
         try:
             shelves = [p.location_id for p in group.ready] if group is not None else None
-            location = allocate_shelf(ctx, session, site, parcel, shelves)
+            location = allocate_shelf(ctx, session, site, parcel, shelves,
+                                      keep_cold=order is not None and order.keep_cold)
         except SiteAtCapacity as full:
             if registered_now or parcel.state != State.ANNOUNCED.value:
                 raise  # nothing kept: the parcel was never announced here, or is not coming
@@ -117,7 +124,8 @@ def check_in(
                            reason=str(full)[:300])
             refusal = full
         else:
-            _place(ctx, session, site, parcel, location, now, actor, group, closed)
+            _place(ctx, session, site, parcel, location, now, actor, group, closed,
+                   _perishable(order))
             if scanned or registered_now:
                 # Decided: it leaves the counter's "not announced" list in this transaction.
                 session.execute(delete(UnannouncedScan).where(
@@ -160,9 +168,12 @@ def _parcel_for_check_in(session: Session, site: Site, number: str) -> tuple[Par
     scanned = select(UnannouncedScan.site_id).where(
         UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number
     ).exists()
+    # A producer's order comes with its parcel, in the same statement.
     row = session.execute(
         select(Parcel, scanned).where(Parcel.tracking_number == number)
-        .options(joinedload(Parcel.carrier)).with_for_update(of=Parcel)
+        .outerjoin(ProducerOrder, ProducerOrder.parcel_id == Parcel.id)
+        .options(joinedload(Parcel.carrier), contains_eager(Parcel.producer_order))
+        .with_for_update(of=Parcel)
     ).first()
     return (row[0], bool(row[1])) if row is not None else (None, False)
 
@@ -290,17 +301,30 @@ def join_group(session: Session, group: Group, parcel: Parcel, now: datetime) ->
     session.expire(parcel, ["credentials"])
 
 
+def _perishable(order: ProducerOrder | None) -> Perishable | None:
+    if order is None:
+        return None
+    item = Perishable(order.holding_hours, order.sell_by)
+    return item if item.bounded else None
+
+
 def _place(
     ctx: Ctx, session: Session, site: Site, parcel: Parcel, location: Location, now: datetime,
-    actor: Principal, group: Group | None, closed: ClosedOn,
+    actor: Principal, group: Group | None, closed: ClosedOn, perishable: Perishable | None,
 ) -> None:
+    data: dict[str, Any] = {"location": location.label}
     with session.no_autoflush:  # one UPDATE of the parcel, not one per attribute change
-        holding = holding_period(ctx, session, site, now)
-        _assign(ctx, parcel, location, now, holding.days, closed)
-    data: dict[str, Any] = {
-        "location": location.label, "deadline": iso(parcel.holding_deadline),
-        "holding_days": holding.days, "holding_rule": holding.rule,
-    }
+        if perishable is not None:
+            # Hours, bounded by the sell-by time and the shop's opening hours.
+            deadline = perishable_deadline(now, perishable, site.opening_hours,
+                                           ctx.settings.timezone, closed)
+            data.update(holding_hours=perishable.hours, holding_rule="perishable")
+        else:
+            holding = holding_period(ctx, session, site, now)
+            deadline = deadline_after(now, holding.days, ctx.settings.timezone, closed)
+            data.update(holding_days=holding.days, holding_rule=holding.rule)
+        _assign(parcel, location, now, deadline)
+    data["deadline"] = iso(parcel.holding_deadline)
     if group is not None:
         # Tracking numbers, not the recipient: the audit log says what was grouped, not whose.
         data["grouped_with"] = [p.tracking_number for p in group.ready]
@@ -317,13 +341,11 @@ def _place(
     notify.queue(session, parcel, "ready")
 
 
-def _assign(
-    ctx: Ctx, parcel: Parcel, location: Location, now: datetime, days: int, closed: ClosedOn,
-) -> None:
+def _assign(parcel: Parcel, location: Location, now: datetime, deadline: datetime) -> None:
     parcel.location_id = location.id
     parcel.location = location
     parcel.checked_in_at = now
-    parcel.holding_deadline = deadline_after(now, days, ctx.settings.timezone, closed)
+    parcel.holding_deadline = deadline
 
 
 def holding_period(ctx: Ctx, session: Session, site: Site, now: datetime) -> HoldingDecision:

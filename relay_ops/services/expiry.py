@@ -123,6 +123,7 @@ def _collect_one(
         # One answer for a number that is nowhere, elsewhere or another carrier's: a carrier
         # learns nothing of the numbers it did not announce.
         if (parcel is None or parcel.site_id != site.id or parcel.direction != "inbound"
+                or parcel.producer_order is not None  # goes back to its producer
                 or not can_see_parcel(actor, parcel)):
             raise NotFound(f"no parcel {number} at {site.code}")
         if parcel.state not in (State.EXPIRED.value, State.DAMAGED.value):
@@ -145,6 +146,7 @@ def collection_list(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, 
             Parcel.site_id == site_id,
             Parcel.state.in_([State.EXPIRED.value, State.DAMAGED.value]),
             Parcel.direction == "inbound",  # a sent parcel leaves by its own pickup list
+            ~Parcel.producer_order.has(),  # a producer's order goes back to its producer
         )
         if actor.role is Role.CARRIER:
             query = query.where(Parcel.carrier_id == actor.carrier_id)

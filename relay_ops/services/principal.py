@@ -21,6 +21,7 @@ class Role(StrEnum):
     SYSTEM = "system"  # jobs, sweeps, the bridge
     LOCKER = "locker"
     PUBLIC = "public"  # anyone: public site directory
+    PRODUCER = "producer"  # a local producer's API key: its own orders only
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Principal:
     role: Role
     user_id: int | None = None
     carrier_id: int | None = None
+    producer_id: int | None = None
     site_ids: frozenset[int] = field(default_factory=frozenset)
     parcel_id: int | None = None
     name: str = ""
@@ -38,6 +40,8 @@ class Principal:
             return f"user:{self.user_id}"
         if self.role is Role.CARRIER:
             return f"carrier:{self.carrier_id}"
+        if self.role is Role.PRODUCER:
+            return f"producer:{self.producer_id}"
         if self.role is Role.RESIDENT:
             return f"resident-link:{self.parcel_id}"
         return self.name or None
@@ -77,6 +81,9 @@ def can_see_parcel(principal: Principal, parcel: Parcel) -> bool:
             return parcel.carrier_id is not None and parcel.carrier_id == principal.carrier_id
         case Role.RESIDENT:
             return parcel.id == principal.parcel_id
+        case Role.PRODUCER:
+            order = parcel.producer_order
+            return order is not None and order.producer_id == principal.producer_id
         case _:
             return False
 

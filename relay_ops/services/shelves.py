@@ -14,6 +14,7 @@ from relay_ops.db.models import (
 )
 from relay_ops.domain import grouping, sizing
 from relay_ops.domain.errors import (
+    NoColdPlace,
     SiteAtCapacity,
 )
 from relay_ops.services.context import Ctx
@@ -25,19 +26,26 @@ from relay_ops.services.sites import (
 
 def allocate_shelf(
     ctx: Ctx, session: Session, site: Site, parcel: Parcel,
-    group_shelves: list[int | None] | None = None,
+    group_shelves: list[int | None] | None = None, keep_cold: bool = False,
 ) -> Location:
     """The location the parcel goes to: beside the parcels of the group it joins
     (``group_shelves``, their locations) when there is room, else by the shelf policy; or
-    :class:`SiteAtCapacity`, naming the nearest site with room."""
+    :class:`SiteAtCapacity`, naming the nearest site with room (:class:`NoColdPlace` for a
+    ``keep_cold`` item when the shop has room, but not in a refrigerated place)."""
     classes = ctx.settings.size_classes
     locations = {loc.id: loc for loc in site.locations if loc.active}
     slots = _shelf_slots(session, site)
     parcel_class = class_of(ctx, parcel)
     chosen = None
     if group_shelves is not None:
-        chosen = grouping.shelf_in_group(classes, slots, group_shelves, parcel_class)
-    chosen = chosen or sizing.choose_shelf(classes, slots, parcel_class)
+        chosen = grouping.shelf_in_group(classes, slots, group_shelves, parcel_class,
+                                         keep_cold)
+    chosen = chosen or sizing.choose_shelf(classes, slots, parcel_class, keep_cold)
+    if chosen is None and keep_cold and sizing.choose_shelf(classes, slots, parcel_class):
+        raise NoColdPlace(
+            f"{site.name} has no free refrigerated {parcel_class} place for this "
+            "keep-cold item; free one, or keep the item back", site=site.code,
+        )
     if chosen is None:
         raise _no_room(ctx, session, site, parcel_class)
     return locations[chosen.id]
@@ -45,7 +53,8 @@ def allocate_shelf(
 
 def _shelf_slots(session: Session, site: Site) -> list[sizing.ShelfSlot]:
     # Each location's counter (history.apply keeps it), not a count of the held parcels.
-    return [sizing.ShelfSlot(loc.id, loc.label, loc.size_class, loc.capacity, loc.held)
+    return [sizing.ShelfSlot(loc.id, loc.label, loc.size_class, loc.capacity, loc.held,
+                             loc.refrigerated)
             for loc in site.locations if loc.active]
 
 

@@ -114,10 +114,30 @@ def _add_location(ctx: Ctx, session: Session, site: Site, loc: dict[str, Any]) -
         raise ValidationFailed("a location holds at least one parcel")
     location = Location(
         site_id=site.id, label=loc["label"], size_class=loc["size_class"],
-        capacity=int(loc["capacity"]),
+        capacity=int(loc["capacity"]), refrigerated=bool(loc.get("refrigerated", False)),
     )
     session.add(location)
     return location
+
+
+def set_refrigerated(
+    ctx: Ctx, actor: Principal, site_id: int, label: str, refrigerated: bool
+) -> list[dict[str, Any]]:
+    """Mark a shelf location as a cold place (a fridge) or not: only cold places take "keep
+    cold" items (domain/sizing.py). Items already there stay where they are."""
+    require_role(actor, Role.OPERATOR, Role.SHOPKEEPER, Role.SYSTEM)
+    require_site(actor, site_id)
+    with ctx.db.transaction() as session:
+        # The site's lock, as a check-in takes it: no check-in reads the shelf half-changed.
+        site = _get_site(session, site_id, lock=True)
+        location = session.scalar(
+            select(Location).where(Location.site_id == site.id, Location.label == label)
+        )
+        if location is None:
+            raise NotFound(f"no location {label!r} at {site.code}")
+        location.refrigerated = refrigerated
+        session.flush()
+        return locations_view(session, site)
 
 
 def add_locations(
@@ -145,6 +165,7 @@ def locations_view(session: Session, site: Site) -> list[dict[str, Any]]:
             "capacity": loc.capacity,
             "used": used.get(loc.id, 0),
             "active": loc.active,
+            "refrigerated": loc.refrigerated,
         }
         for loc in session.scalars(
             select(Location).where(Location.site_id == site.id).order_by(Location.label)

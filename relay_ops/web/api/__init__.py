@@ -164,4 +164,9 @@ def pagination(page: int, per_page: int | None) -> tuple[int, int]:
 
 
 # Routes register themselves on ``bp`` when imported.
-from relay_ops.web.api import jobs_routes, outbound_routes, routes  # noqa: E402, F401
+from relay_ops.web.api import (  # noqa: E402, F401
+    jobs_routes,
+    outbound_routes,
+    producer_routes,
+    routes,
+)

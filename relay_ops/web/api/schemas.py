@@ -55,6 +55,8 @@ class LocationIn(Strict):
     label: Annotated[str, Field(min_length=1, max_length=20)]
     size_class: str = "M"
     capacity: Annotated[int, Field(ge=1, le=10_000)]
+    # A cold place (a fridge): only such places take "keep cold" items.
+    refrigerated: bool = False
 
 
 Service = Literal["receive", "send", "cold", "home_delivery", "locker"]

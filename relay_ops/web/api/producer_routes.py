@@ -1,0 +1,165 @@
+"""API operations for local producers' orders (docs/producers.md): thin translations to
+``services/producers.py``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, Field
+
+from relay_ops.services import producers, sites
+from relay_ops.services.principal import Principal, Role
+from relay_ops.web.api import ctx, endpoint
+from relay_ops.web.api.schemas import Code, KeyIn, Strict
+from relay_ops.web.inputs import MANIFEST_BODY_LIMIT
+
+STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
+OPERATOR = (Role.OPERATOR,)
+PRODUCER = (Role.PRODUCER,)
+PRODUCER_OR_STAFF = (Role.PRODUCER, Role.OPERATOR, Role.SHOPKEEPER)
+# The producer's own order number, as printed on the package and scanned at the counter.
+Reference = Annotated[str, Field(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._/#-]+$")]
+
+
+class ProducerIn(Strict):
+    code: Code
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class CustomerIn(Strict):
+    """Who collects the order: the phone or e-mail the ready message and its code go to."""
+
+    name: Annotated[str | None, Field(max_length=200)] = None
+    phone: Annotated[str | None, Field(max_length=32)] = None
+    email: Annotated[str | None, Field(max_length=254)] = None
+    locale: Literal["fr", "en"] = "fr"
+
+
+class OrderIn(Strict):
+    reference: Reference
+    site: Code
+    recipient: CustomerIn
+    size_class: Annotated[str | None, Field(max_length=8)] = None
+    keep_cold: bool = False
+    holding_hours: Annotated[int | None, Field(ge=1, le=producers.MAX_HOLDING_HOURS)] = None
+    sell_by: AwareDatetime | None = None
+
+
+class OrdersQuery(Strict):
+    state: Annotated[str | None, Field(max_length=24, pattern=r"^[a-z_]+$")] = None
+
+
+class DepositIn(Strict):
+    reference: Annotated[str, Field(min_length=1, max_length=80)]
+    producer: Code | None = None
+
+
+class TakeBackIn(Strict):
+    references: Annotated[list[Reference], Field(min_length=1, max_length=500)]
+    producer: Code | None = None
+
+
+class RefrigeratedIn(Strict):
+    refrigerated: bool
+
+
+@endpoint("/producers", "POST", summary="Create a producer", tag="producers", roles=OPERATOR,
+          body=ProducerIn, status=201, errors=(409,),
+          description="A local producer whose customers collect their orders at a shop. "
+                      "Give it an API key with `POST /producers/{code}/keys`.")
+def create_producer(principal: Principal, body: ProducerIn) -> Any:
+    return 201, producers.create_producer(ctx(), principal, code=body.code, name=body.name)
+
+
+@endpoint("/producers", summary="Producers", tag="producers", roles=STAFF)
+def list_producers(principal: Principal) -> Any:
+    return {"items": producers.list_producers(ctx(), principal)}
+
+
+@endpoint("/producers/<code>/keys", "POST", summary="Issue a producer's API key (shown once)",
+          tag="producers", roles=OPERATOR, body=KeyIn, status=201, errors=(404,))
+def issue_producer_key(principal: Principal, code: str, body: KeyIn) -> Any:
+    return 201, {"token": producers.issue_producer_key(ctx(), principal, code, body.label).token}
+
+
+@endpoint("/producer/orders", "POST", summary="Announce an order", tag="producers",
+          roles=PRODUCER, body=OrderIn, status=201, errors=(404, 409),
+          extra_responses={200: "The same order was announced before: its current state"},
+          description="A catalogue-free order for a resident to collect at a shop: the "
+                      "producer's `reference` (one order per reference), the resident's phone "
+                      "or e-mail, a size, `keep_cold` (it goes to a refrigerated place only), "
+                      "`holding_hours` (how long the shop keeps it, bounded by its opening "
+                      "hours) and `sell_by` (never kept past it). The answer's `label` is the "
+                      "number to print on the package; the shop scans it, or the reference.")
+def announce_order(principal: Principal, body: OrderIn) -> Any:
+    order = producers.Order(
+        reference=body.reference, site=body.site, phone=body.recipient.phone,
+        email=body.recipient.email, locale=body.recipient.locale, name=body.recipient.name,
+        size_class=body.size_class, keep_cold=body.keep_cold,
+        holding_hours=body.holding_hours, sell_by=body.sell_by,
+    )
+    return producers.announce(ctx(), principal, order)
+
+
+@endpoint("/producer/orders", summary="The producer's orders and their states",
+          tag="producers", roles=PRODUCER, query=OrdersQuery,
+          description="The producer's own orders only, newest first (500 at most); "
+                      "`state` filters (`announced`, `ready_for_pickup`, `picked_up`, "
+                      "`expired`, `returned`...).")
+def my_orders(principal: Principal, query: OrdersQuery) -> Any:
+    return {"items": producers.my_orders(ctx(), principal, query.state)}
+
+
+@endpoint("/producer/orders/<reference>", summary="One of the producer's orders",
+          tag="producers", roles=PRODUCER, errors=(404,))
+def my_order(principal: Principal, reference: str) -> Any:
+    return producers.my_order(ctx(), principal, reference)
+
+
+@endpoint("/producer/take-back", summary="The producer's pickup list", tag="producers",
+          roles=PRODUCER,
+          description="Orders nobody collected in time (or damaged), shop by shop: the "
+                      "producer takes them back, not a carrier.")
+def take_back_list(principal: Principal) -> Any:
+    return {"items": producers.take_back_list(ctx(), principal)}
+
+
+@endpoint("/sites/<id:site_id>/producer-orders", summary="The day's producer orders at a shop",
+          tag="producers", roles=STAFF, errors=(404,),
+          description="Orders still to come, on the shelves, or gone today (collected or "
+                      "taken back by their producer).")
+def site_producer_orders(principal: Principal, site_id: int) -> Any:
+    return {"items": producers.site_day(ctx(), principal, site_id)}
+
+
+@endpoint("/sites/<id:site_id>/producer-orders/deposits", "POST",
+          summary="Scan a producer's order in", tag="producers", roles=STAFF, body=DepositIn,
+          status=201, errors=(404, 409),
+          extra_responses={200: "The order was already checked in here: the same answer"},
+          description="The order's label or the producer's reference (with `producer` when "
+                      "two producers used it here, `producer-choice-needed`). It is checked "
+                      "in like any parcel: a shelf place (refrigerated for `keep_cold`, "
+                      "`no-cold-place` when none is free), its deadline, and the resident's "
+                      "code and message.")
+def deposit_order(principal: Principal, site_id: int, body: DepositIn) -> Any:
+    return producers.deposit(ctx(), principal, site_id, body.reference, body.producer)
+
+
+@endpoint("/sites/<id:site_id>/producer-orders/take-back", "POST",
+          summary="The producer takes its uncollected orders back", tag="producers",
+          roles=PRODUCER_OR_STAFF, body=TakeBackIn, errors=(404,),
+          max_body=MANIFEST_BODY_LIMIT,
+          description="Each expired or damaged order named becomes `returned` (its event "
+                      "says who and when). A producer acts for itself; staff name the "
+                      "`producer`. Each reference gets its own answer.")
+def take_back(principal: Principal, site_id: int, body: TakeBackIn) -> Any:
+    return {"items": producers.take_back(ctx(), principal, site_id, body.references,
+                                         body.producer)}
+
+
+@endpoint("/sites/<id:site_id>/locations/<label>/refrigerated", "PUT",
+          summary="Mark a shelf location as a cold place, or not", tag="producers",
+          roles=STAFF, body=RefrigeratedIn, errors=(404,),
+          description="Only refrigerated places take `keep_cold` items.")
+def set_refrigerated(principal: Principal, site_id: int, label: str, body: RefrigeratedIn) -> Any:
+    return {"items": sites.set_refrigerated(ctx(), principal, site_id, label, body.refrigerated)}
