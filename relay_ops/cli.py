@@ -16,7 +16,7 @@ from firmware_bridge.identity import write_bundle
 from firmware_bridge.tls import write_deployment_certs
 from relay_ops.db import migrate
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import accounts, expiry, locker_identity, lockers, sites
+from relay_ops.services import accounts, expiry, locker_identity, lockers, producers, sites
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 
@@ -219,6 +219,28 @@ def carrier_create(code: str, name: str, reroute: str) -> None:
 def carrier_key(code: str, label: str) -> None:
     """Issue an API key for carrier CODE; it is printed once and never stored."""
     click.echo(accounts.issue_carrier_key(ctx(), SYSTEM, code, label).token)
+
+
+@click.group("producer", cls=_ReportDomainErrors)
+def producer_group() -> None:
+    """Local producers (short circuits) and their API keys."""
+
+
+@producer_group.command("create")
+@click.argument("code")
+@click.argument("name")
+def producer_create(code: str, name: str) -> None:
+    """Register a producer whose customers collect their orders at a shop."""
+    producers.create_producer(ctx(), SYSTEM, code=code, name=name)
+    click.echo(f"producer {code} created")
+
+
+@producer_group.command("key")
+@click.argument("code")
+@click.option("--label", default="")
+def producer_key(code: str, label: str) -> None:
+    """Issue an API key for producer CODE; it is printed once and never stored."""
+    click.echo(producers.issue_producer_key(ctx(), SYSTEM, code, label).token)
 
 
 @click.group("user", cls=_ReportDomainErrors)
@@ -558,8 +580,9 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(db_group, "db")
     app.cli.add_command(jobs_group, "jobs")
     app.cli.add_command(broker_group, "broker")
-    for command in (site_group, locker_group, carrier_group, user_group, sweep_expiry, sweep,
-                    forecast_command, run_jobs, worker, scheduler, bridge, demo):
+    for command in (site_group, locker_group, carrier_group, producer_group, user_group,
+                    sweep_expiry, sweep, forecast_command, run_jobs, worker, scheduler, bridge,
+                    demo):
         app.cli.add_command(command)
 
 

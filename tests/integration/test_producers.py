@@ -4,12 +4,14 @@ shop's hours and the sell-by time), and the ones nobody collected going back to 
 (docs/producers.md). The clock starts on Tuesday 2026-12-01 at 10:00 in Paris; the shops open
 08:00-20:00, Monday to Saturday."""
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
+from relay_ops import create_app
 from relay_ops.db.models import Notification, Parcel, ParcelEvent
 from relay_ops.services import expiry
 from tests.conftest import Clock
@@ -76,6 +78,19 @@ def test_a_revoked_producer_key_stops_at_once(farm: World) -> None:
     prefix = ferme.token.split(".")[0] if ferme.token else ""
     assert farm.operator.delete(f"/keys/{prefix}").status_code == 204
     assert is_problem(ferme.get("/producer/orders"), 401, "unauthenticated")
+
+
+def test_an_operator_creates_a_producer_from_the_command_line(tmp_path: Path) -> None:
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+                      "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024})
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
+    created = runner.invoke(args=["producer", "create", "ferme", "Ferme des Trois Chênes"])
+    assert (created.exit_code, created.output) == (0, "producer ferme created\n")
+    assert runner.invoke(args=["producer", "create", "ferme", "Again"]).exit_code == 1
+    key = runner.invoke(args=["producer", "key", "ferme", "--label", "site web"]).output.strip()
+    assert key.startswith("pk_") and "." in key
+    assert runner.invoke(args=["producer", "key", "nobody"]).exit_code == 1
 
 
 # ---------------------------------------------------------------- announcing

@@ -56,6 +56,7 @@ def init_app(app: Flask) -> None:
         locker_panel,
         locker_status,
         outbound,
+        producers,
         resident,
         shop,
         signin,

@@ -153,5 +153,6 @@ def actor_label(kind: str) -> str:
     labels = {
         "operator": _("operator"), "shopkeeper": _("shopkeeper"), "carrier": _("carrier"),
         "resident": _("recipient"), "system": _("automatic"), "locker": _("locker"),
+        "producer": _("producer"),
     }
     return labels.get(kind, kind)
