@@ -4,18 +4,21 @@ shop's hours and the sell-by time), and the ones nobody collected going back to 
 (docs/producers.md). The clock starts on Tuesday 2026-12-01 at 10:00 in Paris; the shops open
 08:00-20:00, Monday to Saturday."""
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
 from relay_ops import create_app
-from relay_ops.db.models import Notification, Parcel, ParcelEvent
-from relay_ops.services import expiry
+from relay_ops.db.models import Notification, Parcel, ParcelEvent, ProducerOrder
+from relay_ops.services import accounts, expiry, producers
+from relay_ops.services.principal import Principal, Role
 from tests.conftest import Clock
-from tests.support import Api, World, is_problem, row_counts
+from tests.integration.test_races import THREADS, race
+from tests.support import Api, World, is_problem, row_counts, shelf_counts, shelf_counts_agree
 
 CUSTOMER = {"phone": "+33611223344", "email": "client@example.org"}
 
@@ -353,3 +356,32 @@ def test_the_shop_sees_the_day_s_producer_orders(farm: World, clock: Clock) -> N
                       404, "not-found")
     assert farm.other_shopkeeper.get(
         f"/sites/{farm.other_shop_id}/producer-orders").json["items"] == []
+
+
+# ---------------------------------------------------------------- at the same moment
+
+
+def test_one_order_announced_and_scanned_by_many_at_once_is_one_order(farm: World) -> None:
+    """A producer's website retrying while the shop scans twice: one order, one check-in,
+    one cold place taken; the others are answered, none fails."""
+    ferme = farm.operator.post("/producers/ferme/keys", json={}).json["token"]
+    producer_principal = accounts.authenticate(farm.ctx, ferme)
+    order = producers.Order(reference="LAIT-1", site="bourg", phone="+33611223344",
+                            keep_cold=True, holding_hours=4)
+
+    def announce_it() -> str:
+        return str(producers.announce(farm.ctx, producer_principal, order)[0])
+
+    outcomes = race(announce_it)
+    assert outcomes["201"] == 1
+    assert set(outcomes) <= {"201", "200", "conflict"}  # conflict: "being announced; retry"
+    marie = Principal(Role.SHOPKEEPER, user_id=1, site_ids=frozenset({farm.shop_id}))
+
+    def deposit_it() -> str:
+        return str(producers.deposit(farm.ctx, marie, farm.shop_id, "LAIT-1")[0])
+
+    assert race(deposit_it) == Counter({"201": 1, "200": THREADS - 1})
+    with farm.ctx.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(ProducerOrder)) == 1
+    assert shelf_counts_agree(farm.ctx)
+    assert shelf_counts(farm.ctx)[f"{farm.shop_id}/F1"] == (1, 1)
