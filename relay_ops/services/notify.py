@@ -6,9 +6,11 @@ request for the same message a no-op, so a message is owed once.
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import CTE, JSON, Insert, String, Table, cast, func, literal, select
+from sqlalchemy import insert as insert_into
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,6 +21,8 @@ from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role
 
 SEND_JOB = "notifications.send"
+# A Core handle on the table: the hot path writes rows, not ORM objects.
+NOTIFICATIONS = typing.cast(Table, Notification.__table__)
 # How a message that failed for want of the site's opening hours begins its error; setting
 # the hours finds these messages by it and owes them again (sites.set_opening_hours).
 NO_OPENING_HOURS = "the site has no opening hours"
@@ -33,28 +37,51 @@ def channels_for(parcel: Parcel) -> list[str]:
     return channels
 
 
-def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> list[Notification]:
-    """Owe the recipient a ``kind`` message; ``occurrence`` tells repeated kinds apart."""
+def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> int:
+    """Owe the recipient a ``kind`` message; ``occurrence`` tells repeated kinds apart.
+    How many messages were newly owed (0: already owed, or no address to send it to)."""
     keys = {ch: f"{parcel.id}:{kind}:{occurrence}:{ch}" for ch in channels_for(parcel)}
     if not keys:
-        return []
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # The unique key decides, in the INSERT itself: a message already owed is skipped by
     # ON CONFLICT DO NOTHING, and only the rows written come back (no SELECT before).
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    queued = list(session.scalars(
-        insert(Notification).values([
-            {"parcel_id": parcel.id, "kind": kind, "channel": channel, "dedupe_key": key}
-            for channel, key in keys.items()
-        ]).on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
-        .returning(Notification)
-    ))
-    for notification in queued:
-        # A fresh notification id cannot have a job yet: no need to look for one.
-        outbox.enqueue_job(
-            session, SEND_JOB, {"notification_id": notification.id}, f"notify:{notification.id}",
-            fresh=True,
-        )
-    return queued
+    owed = insert(NOTIFICATIONS).values([
+        {"parcel_id": parcel.id, "kind": kind, "channel": channel, "dedupe_key": key}
+        for channel, key in keys.items()
+    ]).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
+        NOTIFICATIONS.c.id, NOTIFICATIONS.c.created_at)
+    if dialect == "postgresql":
+        # The messages and their send jobs in one round trip: the jobs are selected from the
+        # rows the CTE wrote, so a message already owed gets no second job.
+        return len(session.execute(_with_send_jobs(owed.cte("owed"))).all())
+    ids = [notification_id for notification_id, _ in session.execute(owed)]
+    # A fresh notification id cannot have a job yet: no need to look for one.
+    outbox.enqueue_jobs(session, SEND_JOB, [
+        ({"notification_id": notification_id}, f"notify:{notification_id}")
+        for notification_id in ids
+    ])
+    return len(ids)
+
+
+def _with_send_jobs(owed: CTE) -> Insert:
+    """``INSERT INTO outbox … SELECT`` a send job for each row of ``owed`` (the notifications
+    written: id, created_at), with the payload and key ``outbox.enqueue_job`` would give it,
+    due when the notification was stamped (the clock's time, as every row default)."""
+    jobs = select(
+        literal(outbox.JOB), literal(SEND_JOB),
+        func.json_build_object("notification_id", owed.c.id).cast(JSON),
+        literal("notify:").concat(cast(owed.c.id, String)),
+        literal(outbox.PENDING), literal(0), owed.c.created_at, owed.c.created_at,
+    )
+    return (
+        insert_into(outbox.OUTBOX)
+        .from_select(["kind", "name", "payload", "dedupe_key", "status", "attempts",
+                      "created_at", "available_at"], jobs, include_defaults=False)
+        .add_cte(owed)
+        .returning(outbox.OUTBOX.c.id)
+    )
 
 
 def notification_view(notification: Notification) -> dict[str, Any]:
