@@ -9,7 +9,21 @@ from __future__ import annotations
 import typing
 from typing import Any
 
-from sqlalchemy import CTE, JSON, Insert, String, Table, cast, func, literal, select
+from sqlalchemy import (
+    CTE,
+    JSON,
+    Insert,
+    Integer,
+    Select,
+    String,
+    Table,
+    cast,
+    func,
+    literal,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy import insert as insert_into
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -47,10 +61,9 @@ def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> 
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # The unique key decides, in the INSERT itself: a message already owed is skipped by
     # ON CONFLICT DO NOTHING, and only the rows written come back (no SELECT before).
-    owed = insert(NOTIFICATIONS).values([
-        {"parcel_id": parcel.id, "kind": kind, "channel": channel, "dedupe_key": key}
-        for channel, key in keys.items()
-    ]).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
+    owed = insert(NOTIFICATIONS).from_select(
+        ["parcel_id", "kind", "channel", "dedupe_key"], _rows(parcel.id, kind, keys),
+    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
         NOTIFICATIONS.c.id, NOTIFICATIONS.c.created_at)
     if dialect == "postgresql":
         # The messages and their send jobs in one round trip: the jobs are selected from the
@@ -63,6 +76,19 @@ def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> 
         for notification_id in ids
     ])
     return len(ids)
+
+
+def _rows(parcel_id: int, kind: str, keys: dict[str, str]) -> Select[Any]:
+    """The notification rows as a SELECT of bound values (one per channel, UNION ALL): unlike a
+    multi-row VALUES, SQLAlchemy caches its compiled form, which the hot path would otherwise
+    compile on every request. Selected from a subquery so the INSERT can add the columns'
+    defaults; ``WHERE true``: SQLite's upsert needs a WHERE after a SELECT."""
+    rows = union_all(*(
+        select(literal(parcel_id, Integer).label("parcel_id"), literal(kind, String).label("kind"),
+               literal(channel, String).label("channel"), literal(key, String).label("key"))
+        for channel, key in keys.items()
+    )).subquery("rows")
+    return select(rows.c.parcel_id, rows.c.kind, rows.c.channel, rows.c.key).where(true())
 
 
 def _with_send_jobs(owed: CTE) -> Insert:
