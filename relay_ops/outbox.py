@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from relay_ops.db.database import Database
@@ -23,6 +23,7 @@ from relay_ops.db.models import OutboxMessage
 JOB = "job"
 LOCKER_COMMAND = "locker_command"
 PENDING, DISPATCHED, DONE, FAILED = "pending", "dispatched", "done", "failed"
+OUTBOX = cast(Table, OutboxMessage.__table__)
 
 
 def enqueue_job(
@@ -37,6 +38,18 @@ def enqueue_job(
         session.add(message)
         return message
     return _add(session, message)
+
+
+def enqueue_jobs(
+    session: Session, name: str, jobs: list[tuple[dict[str, Any], str]]
+) -> None:
+    """Queue job ``name`` once per ``(payload, dedupe_key)``, in one INSERT, for keys that
+    cannot exist yet (they name rows just created): no ORM object, no look-up first."""
+    if jobs:
+        session.execute(insert(OUTBOX).values([
+            {"kind": JOB, "name": name, "payload": payload, "dedupe_key": key}
+            for payload, key in jobs
+        ]))
 
 
 def enqueue_locker_command(

@@ -44,7 +44,7 @@ from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import history, notify
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import issue_credential, recipient_keys
-from relay_ops.services.forecast import load_ratio
+from relay_ops.services.forecast import Stored, load_ratio, stored_ratio
 from relay_ops.services.parcel_views import HELD, READY, STAFF, iso, parcel_view
 from relay_ops.services.principal import (
     Principal,
@@ -90,7 +90,7 @@ def check_in(
     refusal: SiteAtCapacity | None = None
     with ctx.db.transaction() as session:
         # The site row lock serialises check-ins at one site, so two never take the last place.
-        site, closed = _shop_for_check_in(ctx, session, actor, site_id, now)
+        site, closed, stored = _shop_for_check_in(ctx, session, actor, site_id, now)
         parcel, scanned = _parcel_for_check_in(session, site, number)
         if parcel is not None and parcel.site_id == site.id and parcel.state in HELD:
             return _check_in_answer(parcel, actor, "already_checked_in")
@@ -125,7 +125,7 @@ def check_in(
             refusal = full
         else:
             _place(ctx, session, site, parcel, location, now, actor, group, closed,
-                   _perishable(order))
+                   _perishable(order), stored)
             if scanned or registered_now:
                 # Decided: it leaves the counter's "not announced" list in this transaction.
                 session.execute(delete(UnannouncedScan).where(
@@ -138,28 +138,29 @@ def check_in(
 
 def _shop_for_check_in(
     ctx: Ctx, session: Session, actor: Principal, site_id: int, now: datetime
-) -> tuple[Site, ClosedOn]:
+) -> tuple[Site, ClosedOn, Stored]:
     """The shop, row-locked, with its closing days from yesterday on (all a deadline from now
-    can meet), then its shelf locations (their counters are the shelf policy's input); and
-    the days it does not open.
+    can meet) and today's stored forecast ratio (the holding period's input), then its shelf
+    locations (their counters are the shelf policy's input); and the days it does not open.
 
     The locations come in a statement of their own, after the lock: PostgreSQL re-reads a
     row it waited to lock, but not the rows joined to it, which would be the counters as
     they were before the check-in that held the lock."""
     require_role(actor, *STAFF, Role.SYSTEM)
     require_site(actor, site_id)
-    since = now.astimezone(ctx.settings.timezone).date() - timedelta(days=1)
-    site = session.scalars(
-        select(Site).where(Site.id == site_id)
-        .options(joinedload(Site.closing_days.and_(ClosingDay.day >= since)),
+    today = now.astimezone(ctx.settings.timezone).date()
+    row = session.execute(
+        select(Site, stored_ratio(today)).where(Site.id == site_id)
+        .options(joinedload(Site.closing_days.and_(ClosingDay.day >= today - timedelta(days=1))),
                  selectinload(Site.locations))
         .with_for_update(of=Site)
     ).unique().one_or_none()
-    if site is None:
+    if row is None:
         raise NotFound(f"no site {site_id}")
+    site, ratio = row
     if site.kind != "shop":
         raise ValidationFailed("lockers take parcels through a drop-off session")
-    return site, closed_given(site, {c.day for c in site.closing_days})
+    return site, closed_given(site, {c.day for c in site.closing_days}), Stored(ratio)
 
 
 def _parcel_for_check_in(session: Session, site: Site, number: str) -> tuple[Parcel | None, bool]:
@@ -311,6 +312,7 @@ def _perishable(order: ProducerOrder | None) -> Perishable | None:
 def _place(
     ctx: Ctx, session: Session, site: Site, parcel: Parcel, location: Location, now: datetime,
     actor: Principal, group: Group | None, closed: ClosedOn, perishable: Perishable | None,
+    stored: Stored,
 ) -> None:
     data: dict[str, Any] = {"location": location.label}
     with session.no_autoflush:  # one UPDATE of the parcel, not one per attribute change
@@ -320,7 +322,7 @@ def _place(
                                            ctx.settings.timezone, closed)
             data.update(holding_hours=perishable.hours, holding_rule="perishable")
         else:
-            holding = holding_period(ctx, session, site, now)
+            holding = holding_period(ctx, session, site, now, stored)
             deadline = deadline_after(now, holding.days, ctx.settings.timezone, closed)
             data.update(holding_days=holding.days, holding_rule=holding.rule)
         _assign(parcel, location, now, deadline)
@@ -348,13 +350,16 @@ def _assign(parcel: Parcel, location: Location, now: datetime, deadline: datetim
     parcel.holding_deadline = deadline
 
 
-def holding_period(ctx: Ctx, session: Session, site: Site, now: datetime) -> HoldingDecision:
+def holding_period(
+    ctx: Ctx, session: Session, site: Site, now: datetime, stored: Stored | None = None
+) -> HoldingDecision:
     """The season's and the load's rule (docs/forecast.md), decided once, before the ready
-    message states the deadline; later changes never shorten it."""
+    message states the deadline; later changes never shorten it. ``stored``: today's stored
+    forecast ratio, when the caller read it already."""
     today = now.astimezone(ctx.settings.timezone).date()
     return holding_days(
         site.kind, ctx.settings.holding[site.kind].days, today,
-        load_ratio(ctx, session, site, today), ctx.settings.adaptive_holding,
+        load_ratio(ctx, session, site, today, stored=stored), ctx.settings.adaptive_holding,
     )
 
 

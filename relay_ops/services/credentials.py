@@ -5,9 +5,9 @@ parcels for one recipient share a code."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, literal, select
 from sqlalchemy.orm import Session
 
 from relay_ops.db.models import (
@@ -65,19 +65,44 @@ def issue_credential(
     for _ in range(20):
         nonce = creds.new_nonce()
         code_hash = creds.hash_code(pepper, parcel.site_id, creds.derive_code(key, nonce, digits))
-        if not live_credential_by_hash(session, parcel.site_id, code_hash):
-            break
-    else:  # pragma: no cover - needs a site holding most of the code space
-        raise DomainError("could not draw a unique pickup code; add digits to PICKUP_CODE_DIGITS")
-    credential = PickupCredential(
-        parcel_id=parcel.id, site_id=parcel.site_id, holder=holder, holder_name=holder_name,
-        nonce=nonce, code_hash=code_hash,
-    )
-    session.add(credential)
-    session.flush()
-    session.add(CredentialParcel(credential_id=credential.id, parcel_id=parcel.id))
-    session.flush()
-    return credential
+        credential = _insert_unless_live(session, parcel, holder, holder_name, nonce, code_hash)
+        if credential is not None:
+            return credential
+    # pragma: no cover - needs a site holding most of the code space
+    raise DomainError("could not draw a unique pickup code; add digits to PICKUP_CODE_DIGITS")
+
+
+def _insert_unless_live(
+    session: Session, parcel: Parcel, holder: str, holder_name: str | None, nonce: str,
+    code_hash: str,
+) -> PickupCredential | None:
+    """The code and its link to the parcel, written unless a live code at the site has the
+    same hash (then None: draw again). The check is in the INSERT itself, no SELECT before;
+    on PostgreSQL the link is written by the same statement (a data-modifying CTE)."""
+    table = cast(Table, PickupCredential.__table__)
+    links = cast(Table, CredentialParcel.__table__)
+    taken = select(table.c.id).where(
+        table.c.site_id == parcel.site_id, table.c.code_hash == code_hash,
+        table.c.used_at.is_(None), table.c.revoked_at.is_(None),
+    ).exists()
+    values = {"parcel_id": parcel.id, "site_id": parcel.site_id, "holder": holder,
+              "holder_name": holder_name, "nonce": nonce, "code_hash": code_hash}
+    row = select(*(literal(v, table.c[k].type) for k, v in values.items())).where(~taken)
+    # created_at and failed_attempts: the columns' own defaults (the clock's time, 0).
+    issued = insert(table).from_select(list(values), row).returning(*table.c)
+    if session.get_bind().dialect.name != "postgresql":
+        credential = session.scalars(select(PickupCredential).from_statement(issued)).first()
+        if credential is not None:
+            session.execute(insert(links).values(
+                credential_id=credential.id, parcel_id=parcel.id, added_at=credential.created_at))
+        return credential
+    written = issued.cte("issued")
+    linked = insert(links).from_select(
+        ["credential_id", "parcel_id", "added_at"],
+        select(written.c.id, written.c.parcel_id, written.c.created_at),
+    ).cte("linked")
+    both = select(written).add_cte(linked)
+    return session.scalars(select(PickupCredential).from_statement(both)).first()
 
 
 def code_of(ctx: Ctx, credential: PickupCredential) -> str:

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import Float, ScalarSelect, and_, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -305,17 +306,39 @@ def forecast_all(ctx: Ctx) -> dict[str, int]:
     return {"sites": len(ids), "days_at_risk": at_risk}
 
 
+@dataclass(frozen=True)
+class Stored:
+    """The stored forecast's ratio for a day as read (None: no forecast stored)."""
+
+    ratio: float | None
+
+
 def stored_day(session: Session, site_id: int, day: date) -> SiteForecast | None:
     return session.scalar(
         select(SiteForecast).where(and_(SiteForecast.site_id == site_id, SiteForecast.day == day))
     )
 
 
-def load_ratio(ctx: Ctx, session: Session, site: Site, day: date) -> float | None:
-    """The stored forecast's peak over capacity for ``day``, else today's actual fill."""
-    row = stored_day(session, site.id, day)
-    if row is not None and row.capacity:
-        return row.predicted / row.capacity
+def stored_ratio(day: date) -> ScalarSelect[float]:
+    """The stored forecast's peak over capacity for ``day``, as a column a query of sites can
+    carry (NULL when there is none): a check-in reads it with the shop it locks."""
+    # In floating point on both databases (an integer capacity would make it NUMERIC).
+    return select(SiteForecast.predicted / cast(SiteForecast.capacity, Float)).where(
+        SiteForecast.site_id == Site.id, SiteForecast.day == day, SiteForecast.capacity != 0,
+    ).scalar_subquery()
+
+
+def load_ratio(
+    ctx: Ctx, session: Session, site: Site, day: date, *, stored: Stored | None = None
+) -> float | None:
+    """The stored forecast's peak over capacity for ``day``, else today's actual fill.
+    ``stored``: that ratio already read (:func:`stored_ratio`), which saves reading it here."""
+    if stored is None:
+        row = stored_day(session, site.id, day)
+        stored = Stored(row.predicted / row.capacity if row is not None and row.capacity
+                        else None)
+    if stored.ratio is not None:
+        return stored.ratio
     # A shop's fill from its shelf counters, not a count of its held parcels: this runs at
     # every check-in (issue 15). A locker's doors are few: counted as before.
     occupancy = shelf_load(site) if site.kind == "shop" else occupancy_of(session, site)

@@ -6,9 +6,25 @@ request for the same message a no-op, so a message is owed once.
 
 from __future__ import annotations
 
+import typing
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import (
+    CTE,
+    JSON,
+    Insert,
+    Integer,
+    Select,
+    String,
+    Table,
+    cast,
+    func,
+    literal,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy import insert as insert_into
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,6 +35,8 @@ from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role
 
 SEND_JOB = "notifications.send"
+# A Core handle on the table: the hot path writes rows, not ORM objects.
+NOTIFICATIONS = typing.cast(Table, Notification.__table__)
 # How a message that failed for want of the site's opening hours begins its error; setting
 # the hours finds these messages by it and owes them again (sites.set_opening_hours).
 NO_OPENING_HOURS = "the site has no opening hours"
@@ -33,28 +51,63 @@ def channels_for(parcel: Parcel) -> list[str]:
     return channels
 
 
-def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> list[Notification]:
-    """Owe the recipient a ``kind`` message; ``occurrence`` tells repeated kinds apart."""
+def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> int:
+    """Owe the recipient a ``kind`` message; ``occurrence`` tells repeated kinds apart.
+    How many messages were newly owed (0: already owed, or no address to send it to)."""
     keys = {ch: f"{parcel.id}:{kind}:{occurrence}:{ch}" for ch in channels_for(parcel)}
     if not keys:
-        return []
+        return 0
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     # The unique key decides, in the INSERT itself: a message already owed is skipped by
     # ON CONFLICT DO NOTHING, and only the rows written come back (no SELECT before).
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    queued = list(session.scalars(
-        insert(Notification).values([
-            {"parcel_id": parcel.id, "kind": kind, "channel": channel, "dedupe_key": key}
-            for channel, key in keys.items()
-        ]).on_conflict_do_nothing(index_elements=[Notification.dedupe_key])
-        .returning(Notification)
-    ))
-    for notification in queued:
-        # A fresh notification id cannot have a job yet: no need to look for one.
-        outbox.enqueue_job(
-            session, SEND_JOB, {"notification_id": notification.id}, f"notify:{notification.id}",
-            fresh=True,
-        )
-    return queued
+    owed = insert(NOTIFICATIONS).from_select(
+        ["parcel_id", "kind", "channel", "dedupe_key"], _rows(parcel.id, kind, keys),
+    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
+        NOTIFICATIONS.c.id, NOTIFICATIONS.c.created_at)
+    if dialect == "postgresql":
+        # The messages and their send jobs in one round trip: the jobs are selected from the
+        # rows the CTE wrote, so a message already owed gets no second job.
+        return len(session.execute(_with_send_jobs(owed.cte("owed"))).all())
+    ids = [notification_id for notification_id, _ in session.execute(owed)]
+    # A fresh notification id cannot have a job yet: no need to look for one.
+    outbox.enqueue_jobs(session, SEND_JOB, [
+        ({"notification_id": notification_id}, f"notify:{notification_id}")
+        for notification_id in ids
+    ])
+    return len(ids)
+
+
+def _rows(parcel_id: int, kind: str, keys: dict[str, str]) -> Select[Any]:
+    """The notification rows as a SELECT of bound values (one per channel, UNION ALL): unlike a
+    multi-row VALUES, SQLAlchemy caches its compiled form, which the hot path would otherwise
+    compile on every request. Selected from a subquery so the INSERT can add the columns'
+    defaults; ``WHERE true``: SQLite's upsert needs a WHERE after a SELECT."""
+    rows = union_all(*(
+        select(literal(parcel_id, Integer).label("parcel_id"), literal(kind, String).label("kind"),
+               literal(channel, String).label("channel"), literal(key, String).label("key"))
+        for channel, key in keys.items()
+    )).subquery("rows")
+    return select(rows.c.parcel_id, rows.c.kind, rows.c.channel, rows.c.key).where(true())
+
+
+def _with_send_jobs(owed: CTE) -> Insert:
+    """``INSERT INTO outbox … SELECT`` a send job for each row of ``owed`` (the notifications
+    written: id, created_at), with the payload and key ``outbox.enqueue_job`` would give it,
+    due when the notification was stamped (the clock's time, as every row default)."""
+    jobs = select(
+        literal(outbox.JOB), literal(SEND_JOB),
+        func.json_build_object("notification_id", owed.c.id).cast(JSON),
+        literal("notify:").concat(cast(owed.c.id, String)),
+        literal(outbox.PENDING), literal(0), owed.c.created_at, owed.c.created_at,
+    )
+    return (
+        insert_into(outbox.OUTBOX)
+        .from_select(["kind", "name", "payload", "dedupe_key", "status", "attempts",
+                      "created_at", "available_at"], jobs, include_defaults=False)
+        .add_cte(owed)
+        .returning(outbox.OUTBOX.c.id)
+    )
 
 
 def notification_view(notification: Notification) -> dict[str, Any]:

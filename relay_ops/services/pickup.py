@@ -169,11 +169,7 @@ def _find_code(
     parcel, failure = _named_parcel(ctx, session, site, claim, actor, now)
     if parcel is None:
         return None, failure
-    if parcel.state != READY:
-        raise InvalidTransition(
-            f"{parcel.tracking_number} is {parcel.state}, not ready for pickup",
-            state=parcel.state,
-        )
+    _require_ready(parcel)
     live = live_credentials(session, parcel.id)
     found = _matching(ctx, site, claim.digits, live)
     if found is not None:
@@ -277,19 +273,17 @@ def _match_credential(
         parcel, failure = _named_parcel(ctx, session, site, claim, actor, now)
         if parcel is None:
             return None, None, failure, []
+        _require_ready(parcel)
+        live = live_credentials(session, parcel.id)
     elif claim.digits:
         found, failure = _code_alone(ctx, session, site, claim.digits, now)
         if found is None:
             return None, None, failure, []
         parcel = _first_ready(_lock_parcels(session, found))
+        # Its codes came with it, read under its row lock (_lock_parcels): no second look.
+        live = [c for c in parcel.credentials if c.live]
     else:
         raise ValidationFailed("give the pickup code, or the tracking number with the code")
-    if parcel.state != State.READY_FOR_PICKUP.value:
-        raise InvalidTransition(
-            f"{parcel.tracking_number} is {parcel.state}, not ready for pickup",
-            state=parcel.state,
-        )
-    live = live_credentials(session, parcel.id)
     if any(c.locked_at for c in live):
         if not (override_lock and identity):
             raise CredentialLocked(
@@ -313,6 +307,14 @@ def _match_credential(
 LOCKED_CODES = "relay_ops.locked_codes"
 
 
+def _require_ready(parcel: Parcel) -> None:
+    if parcel.state != State.READY_FOR_PICKUP.value:
+        raise InvalidTransition(
+            f"{parcel.tracking_number} is {parcel.state}, not ready for pickup",
+            state=parcel.state,
+        )
+
+
 def _lock_parcels(session: Session, credential: PickupCredential) -> list[Parcel]:
     """The parcels a code covers, row-locked in id order (two pickups never deadlock).
 
@@ -329,12 +331,14 @@ def _lock_parcels(session: Session, credential: PickupCredential) -> list[Parcel
     ids = select(CredentialParcel.parcel_id).where(
         CredentialParcel.credential_id == credential.id
     )
-    # With what the answer shows of them (carrier, shelf), so building it reads nothing more.
+    # With what the answer shows of them (carrier, shelf), so building it reads nothing more,
+    # and their codes (read under the same lock: the hand-over releases them).
     locked[credential.id] = list(session.scalars(
         select(Parcel).where(Parcel.id.in_(ids)).order_by(Parcel.id)
-        .options(joinedload(Parcel.carrier), joinedload(Parcel.location))
+        .options(joinedload(Parcel.carrier), joinedload(Parcel.location),
+                 joinedload(Parcel.credentials))
         .with_for_update(of=Parcel).execution_options(populate_existing=True)
-    ))
+    ).unique())
     return locked[credential.id]
 
 

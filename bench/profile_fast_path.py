@@ -1,0 +1,121 @@
+"""Where the web process's CPU goes in a check-in and a pickup by code (issue 15), in process.
+
+    .venv/bin/python bench/profile_fast_path.py --requests 300            # CPU ms per request
+    .venv/bin/python bench/profile_fast_path.py --requests 300 --profile  # and cProfile's top
+
+A fresh PostgreSQL database (``relayops_profile_fast``), the tests' small world (two shops, a
+carrier, a shopkeeper), ``--requests`` parcels announced in one manifest; then each is checked
+in through Flask's test client, then each picked up by its code. The process's CPU time
+(``time.process_time``) per request is printed for each phase: the web side only (PostgreSQL's
+backends are another process; ``bench/fast_path.py`` measures both under gunicorn). Flask's
+test client adds its own WSGI environ building, a little more than a real server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this checkout's relay_ops, not an installed copy
+
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from relay_ops import create_app  # noqa: E402
+from relay_ops.db import migrate  # noqa: E402
+from relay_ops.services import sites  # noqa: E402
+from relay_ops.services.context import Ctx  # noqa: E402
+from relay_ops.services.principal import SYSTEM  # noqa: E402
+from tests.support import World, make_world  # noqa: E402
+
+ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DATABASE = "relayops_profile_fast"
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = admin_url.rsplit("/", 1)[0] + "/" + name
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def build_world(url: str) -> World:
+    app = create_app({
+        "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "JOBS_IN_PROCESS": False,
+        "NOTIFY_FILE_PATH": "/dev/null", "PUBLIC_BASE_URL": "http://relayops.test",
+    })
+    ctx: Ctx = app.extensions["relay_ops"]
+    # A Tuesday morning in the shops' opening hours, as the tests have it.
+    start = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    app.extensions["relay_ops"] = Ctx(db=ctx.db, settings=ctx.settings, clock=lambda: start)
+    world = make_world(app.extensions["relay_ops"], app.test_client())
+    # Room for every parcel of the run: the tests' shop holds 15.
+    sites.add_locations(world.ctx, SYSTEM, world.shop_id,
+                        [{"label": f"Z{i}", "size_class": c, "capacity": 100_000}
+                         for i, c in enumerate(world.ctx.settings.size_classes)])
+    return world
+
+
+def timed(name: str, n: int, one: Callable[[int], Any], profile: bool) -> None:
+    # CPU time, not wall: waiting for PostgreSQL is not the web process's cost.
+    profiler = cProfile.Profile(time.process_time) if profile else None
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
+    for i in range(n):
+        one(i)
+    if profiler:
+        profiler.disable()
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    print(f"{name}: {n} requests, web CPU {1000 * cpu / n:.2f} ms/request, "
+          f"wall {1000 * wall / n:.2f} ms/request", flush=True)
+    if profiler:
+        stats = pstats.Stats(profiler).strip_dirs()
+        stats.sort_stats("cumulative").print_stats(45)
+        stats.sort_stats("tottime").print_stats(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
+    parser.add_argument("--admin-url", default=ADMIN)
+    args = parser.parse_args()
+    world = build_world(fresh_database(args.admin_url, DATABASE))
+    n = args.requests
+    numbers = [f"ACME{i:08d}" for i in range(1, n + 1)]
+    for chunk in range(0, n, 500):
+        assert world.announce(*numbers[chunk:chunk + 500]).status_code == 201
+    ids: list[int] = []
+
+    def check_in(i: int) -> None:
+        response = world.check_in(numbers[i])
+        assert response.status_code == 201, response.json
+        ids.append(response.json["parcel"]["id"])
+
+    timed("check-in", n, check_in, args.profile)
+    codes = [world.code_of(pid) for pid in ids]
+
+    def pick_up(i: int) -> None:
+        response = world.pick_up(code=codes[i])
+        assert response.status_code == 200, response.json
+
+    timed("pickup by code", n, pick_up, args.profile)
+    world.ctx.db.dispose()
+
+
+if __name__ == "__main__":
+    main()
