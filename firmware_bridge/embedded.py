@@ -1,7 +1,10 @@
 """The embedded locker stack of the demo: an in-process MQTT broker (amqtt, MQTT 3.1.1, bound to
 127.0.0.1), the bridge in a thread, and one simulated locker, so a new user opens a locker door
-on the first run without installing a broker. The broker is anonymous, on the loopback only; the
-locker is provisioned like a real one (signed commands and events, protocol section 12).
+on the first run without installing a broker. The locker's doors are a `SimulatedBoard`, or
+(`board="kerong-emulated"`) the KR-CU16 driver talking real frames to emulated boards on a
+pseudo-terminal (`firmware_bridge.agent.emulated`). The broker is anonymous, on the loopback
+only; the locker is provisioned like a real one (signed commands and events, protocol
+section 12).
 
 amqtt has no shared subscriptions: the bridge subscribes plainly (one bridge only). It sends
 retained messages to every client at connect, so nothing secret is ever retained (commands and
@@ -21,15 +24,18 @@ from typing import Any, TextIO
 
 from firmware_bridge import protocol as p
 from firmware_bridge.agent.agent import AgentSettings, LockerAgent
-from firmware_bridge.agent.drivers import SimulatedBoard
+from firmware_bridge.agent.drivers import LockBoard, SimulatedBoard
+from firmware_bridge.agent.emulated import EmulatedKerongLocker
 from firmware_bridge.bridge import Bridge, BridgeSettings
 from firmware_bridge.identity import LockerIdentity, write_bundle
-from firmware_bridge.simulator import Fleet, SimulatedLocker, run_console
+from firmware_bridge.simulator import ConsoleBoard, Fleet, SimulatedLocker, run_console
 from relay_ops.services import locker_identity, lockers
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 
 log = logging.getLogger(__name__)
+
+BOARD_KINDS = ("simulated", "kerong-emulated")  # the CLI's `relay-ops demo --board`
 
 
 def free_port() -> int:
@@ -90,14 +96,29 @@ class EmbeddedBroker:
 
 
 class EmbeddedLockers:
-    """Broker + bridge + one simulated locker for the demo locker ``code``."""
+    """Broker + bridge + one simulated locker for the demo locker ``code``, on a simulated
+    board or on emulated KR-CU16 boards (``board``)."""
 
     def __init__(self, ctx: Ctx, code: str, compartments: int, journal_dir: Path,
-                 port: int = 0) -> None:
+                 port: int = 0, board: str = "simulated") -> None:
+        if board not in BOARD_KINDS:
+            raise ValueError(f"board is one of {', '.join(BOARD_KINDS)}, not {board!r}")
         self.ctx, self.code = ctx, code
         self.broker = EmbeddedBroker(port)
         self.bridge: Bridge | None = None
-        self.board = SimulatedBoard(list(range(1, compartments + 1)))
+        numbers = list(range(1, compartments + 1))
+        # `board` is what the console and the locker panel drive (doors pushed, keypad,
+        # scanner); `_locks` is what the agent drives: the same object when simulated, the
+        # KR-CU16 driver on the emulator's pty when emulated.
+        self.emulated: EmulatedKerongLocker | None = None
+        self.board: ConsoleBoard
+        self._locks: LockBoard
+        if board == "kerong-emulated":
+            self.emulated = EmulatedKerongLocker(numbers)
+            self.board, self._locks = self.emulated, self.emulated.board
+        else:
+            simulated = SimulatedBoard(numbers)
+            self.board, self._locks = simulated, simulated
         self.journal_dir = journal_dir
         self.agent: LockerAgent | None = None
         self._stopping = threading.Event()
@@ -108,8 +129,9 @@ class EmbeddedLockers:
                              BridgeSettings(shared_subscription=False))
         self.bridge.start()
         self.journal_dir.mkdir(parents=True, exist_ok=True)
-        self.agent = LockerAgent(self.code, self.board, "127.0.0.1", self.broker.port,
+        self.agent = LockerAgent(self.code, self._locks, "127.0.0.1", self.broker.port,
                                  self.journal_dir / f"{self.code}.sqlite3",
+                                 reader=self.emulated,
                                  settings=AgentSettings(reconnect_min_s=0.2, resend_min_s=1.0),
                                  identity=self._identity())
         self.agent.start()
@@ -155,3 +177,12 @@ class EmbeddedLockers:
         if self.bridge is not None:
             self.bridge.stop()
         self.broker.stop()
+        if self.emulated is not None:
+            self.emulated.close()
+
+    def board_description(self) -> str:
+        """What the demo's terminal says the doors are."""
+        if self.emulated is None:
+            return "a simulated board (doors in memory)"
+        return (f"emulated KR-CU16 boards on {self.emulated.emulator.port}, driven by the "
+                "real driver over that pseudo-terminal")

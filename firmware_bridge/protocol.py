@@ -151,6 +151,8 @@ LockerId = Annotated[str, Field(pattern=LOCKER_ID_PATTERN)]
 ShortText = Annotated[str, Field(min_length=1, max_length=64)]
 Reason = Annotated[str, Field(min_length=1, max_length=200)]
 Compartment = Annotated[int, Field(ge=1, le=9999)]
+# A lock board's address on the locker's bus (a KR-CU16's address switches: 0-15).
+BoardAddress = Annotated[int, Field(ge=0, le=15)]
 Seq = Annotated[int, Field(ge=0)]
 Version = Annotated[int, Field(ge=0)]
 Base64Text = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]+={0,2}$", max_length=100)]
@@ -305,6 +307,7 @@ class DoorFailedToOpen(_Model):
     reason: Reason
     corr_id: Uuid | None = None
     credential_id: ShortText | None = None
+    board: BoardAddress | None = None  # with reason board_offline: the board that is silent
 
 
 class CredentialPresented(_Model):
@@ -354,6 +357,7 @@ class Fault(_Model):
     compartment: Compartment | None = None
     detail: Reason | None = None
     credential_id: ShortText | None = None
+    board: BoardAddress | None = None  # board_offline, board_recovered: which lock board
 
 
 class Heartbeat(_Model):

@@ -313,8 +313,11 @@ def forecast_command() -> None:
 @click.option("--port", default=5000, show_default=True)
 @click.option("--seed-only", is_flag=True, help="create the demo data and exit")
 @click.option("--no-locker", is_flag=True, help="without the embedded MQTT broker and locker")
+@click.option("--board", type=click.Choice(["simulated", "kerong-emulated"]), default="simulated",
+              show_default=True, help="the demo locker's doors: in memory, or emulated KR-CU16 "
+              "boards driven by the real driver over a pseudo-terminal")
 @with_appcontext
-def demo(host: str, port: int, seed_only: bool, no_locker: bool) -> None:
+def demo(host: str, port: int, seed_only: bool, no_locker: bool, board: str) -> None:
     """Run RelayOps on its embedded defaults with demo data."""
     from relay_ops import demo as demo_module
 
@@ -325,7 +328,7 @@ def demo(host: str, port: int, seed_only: bool, no_locker: bool) -> None:
         click.echo("demo data ready")
         return
     demo_module.print_welcome(ctx(), host, port, current_app.config["NOTIFY_FILE_PATH"])
-    embedded = _start_demo_locker(not no_locker, f"http://{host}:{port}")
+    embedded = _start_demo_locker(not no_locker, f"http://{host}:{port}", board)
     try:
         demo_module.serve(current_app._get_current_object(), host, port)  # type: ignore[attr-defined]
     finally:
@@ -348,7 +351,7 @@ def _links_to_this_server(host: str, port: int) -> None:
     )
 
 
-def _start_demo_locker(enabled: bool, base: str) -> Any:
+def _start_demo_locker(enabled: bool, base: str, board: str = "simulated") -> Any:
     """The demo's locker stack: broker, bridge and simulated locker, in this process. This
     command is the one place that puts relay_ops and firmware_bridge together in a process."""
     if not enabled:
@@ -368,8 +371,10 @@ def _start_demo_locker(enabled: bool, base: str) -> Any:
     database = hashlib.sha256(current_app.config["DATABASE_URL"].encode()).hexdigest()[:12]
     embedded = EmbeddedLockers(ctx(), demo_module.LOCKER["code"], 6,
                                Path(current_app.instance_path) / "demo-locker" / database,
-                               port=int(current_app.config["DEMO_MQTT_PORT"]))
+                               port=int(current_app.config["DEMO_MQTT_PORT"]),
+                               board=board)
     embedded.start()
+    click.echo(f"demo locker doors: {embedded.board_description()}")
     click.echo(f"demo MQTT broker: 127.0.0.1:{embedded.broker.port}, anonymous and on this "
                "machine only (production: TLS and a login per locker, docs/locker-protocol.md "
                "section 12); the demo locker is provisioned and obeys only signed commands")

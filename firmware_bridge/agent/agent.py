@@ -735,7 +735,8 @@ class LockerAgent:
             )
             return True
         # A board that is not answering is not a jammed door: its own fault said so once.
-        cause = self.board.open_failure(n) if isinstance(self.board, FaultSource) else None
+        source = self.board if isinstance(self.board, FaultSource) else None
+        cause = source.open_failure(n) if source is not None else None
         with self.journal.atomic():
             events = [self._journal(
                 p.DoorFailedToOpen(
@@ -743,6 +744,7 @@ class LockerAgent:
                     reason=cause or "lock_did_not_release",
                     corr_id=corr_id,
                     credential_id=credential_id,
+                    board=source.board_of(n) if source is not None and cause else None,
                 )
             )]
             if cause is None:
@@ -763,7 +765,7 @@ class LockerAgent:
             return
         for fault in self.board.take_faults():
             self._emit(p.Fault(code=fault.code, compartment=fault.compartment,
-                               detail=fault.detail))
+                               detail=fault.detail, board=fault.board))
 
     def _poll_doors(self, now: float) -> None:
         closed: list[str | None] = []

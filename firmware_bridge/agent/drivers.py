@@ -47,6 +47,7 @@ class BoardFault:
     code: str
     detail: str
     compartment: int | None = None
+    board: int | None = None  # the board's bus address, when the fault is a board's
 
 
 @runtime_checkable
@@ -58,6 +59,11 @@ class FaultSource(Protocol):
     def open_failure(self, n: int) -> str | None:
         """Why `open(n)` just failed when the lock is not to blame (e.g. "board_offline");
         None when the lock was pulsed and the door stayed shut."""
+        ...
+
+    def board_of(self, n: int) -> int | None:
+        """The bus address of the board that drives compartment `n` (the backend puts the
+        doors a silent board made fail back in service when that board answers again)."""
         ...
 
 

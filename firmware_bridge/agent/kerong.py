@@ -464,6 +464,9 @@ class KerongBoard:
     def open_failure(self, n: int) -> str | None:
         return "board_offline" if self._is_offline(self._where[n][0]) else None
 
+    def board_of(self, n: int) -> int | None:
+        return self._where[n][0]
+
     def offline_boards(self) -> list[int]:
         with self._state_lock:
             return sorted(a for a, health in self._health.items() if health.offline)
@@ -500,7 +503,8 @@ class KerongBoard:
             if health.offline:
                 health.offline = False
                 log.warning("board %d answers again", board)
-                self._faults.append(BoardFault("board_recovered", f"board {board} answers again"))
+                self._faults.append(BoardFault("board_recovered", f"board {board} answers again",
+                                               board=board))
 
     def _failed(self, board: int) -> None:
         with self._state_lock:
@@ -513,4 +517,5 @@ class KerongBoard:
                 self._faults.append(BoardFault(
                     "board_offline",
                     f"board {board} did not answer {health.failures} status reads",
+                    board=board,
                 ))

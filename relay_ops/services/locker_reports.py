@@ -20,8 +20,16 @@ from relay_ops.db.models import (
 )
 from relay_ops.services import history, lockers
 from relay_ops.services.context import Ctx
-from relay_ops.services.locker_alerts import raise_alert
-from relay_ops.services.locker_doors import box_of, held_in, locker_actor, session_actor
+from relay_ops.services.locker_alerts import board_alerts, board_offline, raise_alert, resolve
+from relay_ops.services.locker_doors import (
+    BOARD_OFFLINE,
+    back_in_service_after_board,
+    box_of,
+    held_in,
+    locker_actor,
+    session_actor,
+    silent_board_reason,
+)
 
 
 def door_left_open(ctx: Ctx, session: Session, site: Site, link: LockerLink,
@@ -38,7 +46,8 @@ def door_failed_to_open(ctx: Ctx, session: Session, site: Site, link: LockerLink
     box = box_of(session, site, body["compartment"])
     if box is None:
         return
-    reason = f"door_failed_to_open: {body.get('reason', '')}"[:200]
+    reason = (silent_board_reason(body.get("board")) if body.get("reason") == BOARD_OFFLINE
+              else f"door_failed_to_open: {body.get('reason', '')}"[:200])
     box.state, box.fault_reason, box.opened_for = "out_of_service", reason, None
     raise_alert(session, site, "door_failed_to_open", reason, compartment=box.number,
            parcel=held_in(session, box) or lockers._reserved_parcel(session, box))
@@ -64,10 +73,24 @@ def door_failed_to_open(ctx: Ctx, session: Session, site: Site, link: LockerLink
 
 def fault(ctx: Ctx, session: Session, site: Site, link: LockerLink, body: dict[str, Any],
           ts: datetime, now: datetime) -> None:
-    # door_jammed follows door_failed_to_open, which already raised its alert
-    if body["code"] != "door_jammed":
-        raise_alert(session, site, f"fault_{body['code']}"[:40], body.get("detail") or body["code"],
+    code = body["code"]
+    if code == "door_jammed":  # follows door_failed_to_open, which already raised its alert
+        return
+    if code == BOARD_OFFLINE:
+        board_offline(session, site, body.get("board"), body.get("detail") or code)
+    elif code == "board_recovered":
+        _board_recovered(ctx, session, site, body.get("board"), body.get("detail") or code, now)
+    else:
+        raise_alert(session, site, f"fault_{code}"[:40], body.get("detail") or code,
                compartment=body.get("compartment"))
+
+
+def _board_recovered(ctx: Ctx, session: Session, site: Site, board: int | None, detail: str,
+                     now: datetime) -> None:
+    """Not an alert of its own: the end of the board's `fault_board_offline` alert, and of the
+    doors it put out of service (`locker_doors.back_in_service_after_board`)."""
+    resolve(board_alerts(session, site, board), detail, now)
+    back_in_service_after_board(ctx, session, site, board, now)
 
 
 def cmd_result(ctx: Ctx, session: Session, site: Site, link: LockerLink, body: dict[str, Any],

@@ -67,14 +67,42 @@ def test_a_jammed_lock_an_empty_deposit_and_a_door_left_open(stack: Stack) -> No
     faults_scenario(stack)
 
 
-def test_a_board_that_stops_answering_is_an_alert_and_so_is_its_return(stack: Stack) -> None:
+def test_a_silent_board_fails_a_pickup_and_its_return_gives_the_door_back(
+        stack: Stack) -> None:
+    """The board of a resident's door stops answering: the PIN opens nothing, the door goes out
+    of service and the board's alert is raised. The board answers again: the alert is resolved,
+    the door is back in service at the locker too, and the same PIN opens it."""
     def alerts() -> list[str]:
         return [alert["kind"] for alert in stack.view()["alerts"]]
 
+    def door_state(n: int) -> str:
+        return str(next(c["state"] for c in stack.view()["compartments"] if c["number"] == n))
+
+    number = "E2EKERONG010"
+    stack.announce(number)
+    session_id = stack.open_session()
+    door = drop(stack, session_id, number)
+    wait_until(lambda: stack.state_of(number) == "ready_for_pickup", 15, "ready")
+    assert stack.carrier("POST", f"/locker-sessions/{session_id}/close")[0] == 200
+    status, tracking = stack.http("GET", stack.tracking_path(number))
+    assert status == 200 and tracking["pickup_code"]
+
     assert stack.locker.do("board silent 0 on") == "ok"
     wait_until(lambda: "fault_board_offline" in alerts(), 15, "board offline alert")
-    assert stack.locker.doors()[1][0] == "unknown"
+    assert stack.locker.doors()[door][0] == "unknown"
+    assert stack.locker.do(f"pin {tracking['pickup_code']}") == "ok"
+    wait_until(lambda: door_state(door) == "out_of_service", 15, "door out of service")
+    assert stack.state_of(number) == "ready_for_pickup"
+
     assert stack.locker.do("board silent 0 off") == "ok"
-    wait_until(lambda: "fault_board_recovered" in alerts(), 15, "board recovered alert")
-    assert stack.locker.doors()[1][0] == "closed"
-    assert alerts().count("fault_board_offline") == 1
+    wait_until(lambda: "fault_board_offline" not in alerts(), 15, "board alert resolved")
+    wait_until(lambda: door_state(door) == "occupied" and stack.view()["commands_waiting"] == 0,
+               15, "door back in service, the locker told")
+    assert "fault_board_recovered" not in alerts()
+    assert "door_failed_to_open" not in alerts()
+    assert stack.locker.doors()[door][0] == "closed"
+
+    assert stack.locker.do(f"pin {tracking['pickup_code']}") == "ok"
+    wait_until(lambda: stack.locker.door_open(door), 15, "door open for the same PIN")
+    assert stack.locker.do(f"close {door} empty") == "ok"
+    wait_until(lambda: stack.state_of(number) == "picked_up", 15, "picked up")

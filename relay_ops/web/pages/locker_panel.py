@@ -51,7 +51,9 @@ SCREEN_LINES = 4
 
 
 class Board(Protocol):
-    """What the panel uses of ``firmware_bridge.agent.drivers.SimulatedBoard``."""
+    """What the panel uses of ``firmware_bridge.agent.drivers.SimulatedBoard`` (or of
+    ``firmware_bridge.agent.emulated.EmulatedKerongLocker``, `relay-ops demo --board
+    kerong-emulated`)."""
 
     display: list[str]
 

@@ -153,7 +153,7 @@ def test_a_dead_board_raises_its_fault_once_while_the_other_keeps_opening(
     assert driver.door_state(17) == "unknown"
     assert driver.offline_boards() == [1]
     assert driver.take_faults() == [
-        BoardFault("board_offline", "board 1 did not answer 2 status reads")]
+        BoardFault("board_offline", "board 1 did not answer 2 status reads", board=1)]
     started = time.monotonic()
     assert driver.door_state(18) == "unknown"  # not asked again before offline_retry_s
     assert time.monotonic() - started < FAST["reply_timeout_s"]
@@ -164,7 +164,8 @@ def test_a_dead_board_raises_its_fault_once_while_the_other_keeps_opening(
     bus.boards[1].silent = False
     time.sleep(FAST["offline_retry_s"])
     assert driver.door_state(17) == "closed"
-    assert driver.take_faults() == [BoardFault("board_recovered", "board 1 answers again")]
+    assert driver.take_faults() == [
+        BoardFault("board_recovered", "board 1 answers again", board=1)]
     assert driver.open(17) is True
 
 

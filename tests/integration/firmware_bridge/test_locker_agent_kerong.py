@@ -86,14 +86,15 @@ def test_a_dead_board_is_one_fault_and_the_other_board_keeps_opening(kerong_lock
     dead = backend.command(agent.locker_id, open_cmd(4))
     backend.wait_result(dead.corr_id, "failed")
     fault = backend.wait_event("fault", lambda b: b.code == "board_offline").body
-    assert fault.detail == "board 1 did not answer 2 status reads"
+    assert (fault.board, fault.detail) == (1, "board 1 did not answer 2 status reads")
     failed = backend.wait_event("door_failed_to_open").body
-    assert (failed.compartment, failed.reason) == (4, "board_offline")
+    assert (failed.compartment, failed.reason, failed.board) == (4, "board_offline", 1)
     assert [e for e in backend.events("fault") if e.body.code == "door_jammed"] == []
     live = backend.command(agent.locker_id, open_cmd(1))
     backend.wait_result(live.corr_id, "done")
     assert emulator.lock_of(0, 1).door_open
     emulator.boards[1].silent = False
     backend.command(agent.locker_id, open_cmd(3))
-    backend.wait_event("fault", lambda b: b.code == "board_recovered", timeout=5)
+    assert backend.wait_event("fault", lambda b: b.code == "board_recovered",
+                              timeout=5).body.board == 1
     assert len([e for e in backend.unique_events("fault") if e.body.code == "board_offline"]) == 1
