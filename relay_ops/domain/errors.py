@@ -126,3 +126,9 @@ class LabelNotCollectedHere(DomainError):
 class CarrierChoiceNeeded(DomainError):
     slug = "carrier-choice-needed"
     title = "Several carriers serving this site collect this label: name one"
+
+
+class HomeDeliveryRefused(DomainError):
+    slug = "home-delivery-refused"
+    title = "This home delivery cannot be arranged"
+    status = 422
