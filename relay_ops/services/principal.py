@@ -21,6 +21,7 @@ class Role(StrEnum):
     SYSTEM = "system"  # jobs, sweeps, the bridge
     LOCKER = "locker"
     PUBLIC = "public"  # anyone: public site directory
+    COURIER = "courier"  # holds a home delivery's one-time link: that delivery's parcel only
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Principal:
     site_ids: frozenset[int] = field(default_factory=frozenset)
     parcel_id: int | None = None
     name: str = ""
+    delivery_id: int | None = None  # a courier's home delivery
 
     @property
     def actor_id(self) -> str | None:
@@ -40,6 +42,8 @@ class Principal:
             return f"carrier:{self.carrier_id}"
         if self.role is Role.RESIDENT:
             return f"resident-link:{self.parcel_id}"
+        if self.role is Role.COURIER:
+            return f"courier-link:{self.delivery_id}"
         return self.name or None
 
     @property
@@ -75,7 +79,7 @@ def can_see_parcel(principal: Principal, parcel: Parcel) -> bool:
             return parcel.site_id in principal.site_ids
         case Role.CARRIER:
             return parcel.carrier_id is not None and parcel.carrier_id == principal.carrier_id
-        case Role.RESIDENT:
+        case Role.RESIDENT | Role.COURIER:
             return parcel.id == principal.parcel_id
         case _:
             return False
