@@ -299,6 +299,11 @@ def _close_overdue(ctx: Ctx, session: Session, delivery: HomeDelivery, parcel: P
         history.record(session, parcel, "home_delivery_lapsed", parcel.state, SYSTEM, now,
                        data={"delivery_id": delivery.id})
         return
+    if parcel.state != "out_for_delivery":
+        # Declared missing or damaged while out: the declaration is the parcel's story; the
+        # delivery only closes (a failing return here would stop the sweep for the others).
+        _step(delivery, hd.Step.RETURN, now)
+        return
     old = parcel.holding_deadline
     parcel.holding_deadline = hd.returned_deadline(
         old, now, ctx.settings.timezone, closed_on(session, parcel.site))

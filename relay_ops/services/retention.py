@@ -63,7 +63,9 @@ def purge_due(ctx: Ctx, retention_days: int, limit: int = 1000) -> list[int]:
 
 
 def _erase(session: Session, parcel: Parcel) -> None:
-    secrets = _variants(parcel)
+    couriers = [n for n in session.scalars(select(HomeDelivery.courier_name).where(
+        HomeDelivery.parcel_id == parcel.id)) if n]
+    secrets = sorted(set(_variants(parcel) + couriers), key=len, reverse=True)
     parcel.recipient_name = parcel.recipient_phone = parcel.recipient_email = None
     # The keyed hashes only serve to group ready parcels (a closed one never groups), and a
     # phone number's hash can be found by hashing them all: they go too.

@@ -335,3 +335,24 @@ def test_a_parcel_picked_up_at_the_counter_leaves_the_delivery_list(
     with world.ctx.db.read() as session:
         row = session.get(HomeDelivery, asked["id"])
         assert row is not None and row.status == "lapsed"
+
+
+def test_a_parcel_declared_missing_while_out_closes_its_delivery_at_the_end_of_the_day(
+        app: Flask, delivering: World, clock: Clock) -> None:
+    world = delivering
+    lost, fine = world.ready("ACME00000950"), world.ready("ACME00000951")
+    for parcel in (lost, fine):
+        world.anonymous.post(courier_path(ask(world, parcel["id"]).json) + "/taken")
+    declared = world.shopkeeper.post(f"/parcels/{lost['id']}/declarations",
+                                     json={"kind": "missing", "note": "the courier lost it"})
+    assert declared.status_code == 201 and declared.json["state"] == "missing"
+    clock.advance(days=1)
+    # Both close; the missing one stays missing, the other comes back to its shelf.
+    assert run_sweep(world.ctx, app.config, "home-delivery-end-of-day") == 2
+    with world.ctx.db.read() as session:
+        states = {p.id: p.state for p in session.scalars(
+            select(Parcel).where(Parcel.id.in_([lost["id"], fine["id"]])))}
+        statuses = {d.parcel_id: d.status for d in session.scalars(select(HomeDelivery))}
+    assert states == {lost["id"]: "missing", fine["id"]: "ready_for_pickup"}
+    assert statuses[lost["id"]] == statuses[fine["id"]] == "returned"
+    assert shelf_counts_agree(world.ctx)
