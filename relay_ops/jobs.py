@@ -24,7 +24,16 @@ from relay_ops.clock import Clock
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import Sender, build_sender
 from relay_ops.runner_lock import RunnerLock
-from relay_ops.services import delivery, expiry, forecast, lockers, outbound, reminders, retention
+from relay_ops.services import (
+    delivery,
+    expiry,
+    forecast,
+    home_delivery,
+    lockers,
+    outbound,
+    reminders,
+    retention,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.notify import SEND_JOB
 
@@ -89,6 +98,10 @@ def _outbound_overdue(ctx: Ctx, config: Mapping[str, Any]) -> int:
     return len(outbound.raise_overdue_alerts(ctx))
 
 
+def _home_delivery_end_of_day(ctx: Ctx, config: Mapping[str, Any]) -> int:
+    return len(home_delivery.end_of_day(ctx))
+
+
 def _locker_reservations(ctx: Ctx, config: Mapping[str, Any]) -> int:
     return lockers.expire_stale_reservations(ctx)
 
@@ -106,6 +119,8 @@ SWEEPS: dict[str, Sweep | None] = {
     "locker-reservations": _locker_reservations,
     # Sent parcels their carrier has not taken within its agreed delay: one alert each.
     "outbound-overdue": _outbound_overdue,
+    # Home deliveries whose day is over: the parcel back on its shelf, deadline extended.
+    "home-delivery-end-of-day": _home_delivery_end_of_day,
 }
 
 

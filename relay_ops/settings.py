@@ -157,6 +157,7 @@ DEFAULTS: dict[str, Any] = {
         "forecast": 3600,
         "locker-reservations": 60,
         "outbound-overdue": 600,
+        "home-delivery-end-of-day": 600,
     },
     # An outbox row handed to RQ and not done after this long is checked against Redis and
     # handed over again if Redis lost it.

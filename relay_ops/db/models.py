@@ -666,3 +666,50 @@ class ProducerOrder(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
 
     producer: Mapped[Producer] = relationship()
+
+
+class HomeDeliveryOffer(Base):
+    """A site's home delivery: the days it delivers and the area it serves, in its own words
+    (``domain/home_delivery.Offer``). The site also lists ``home_delivery`` in its services."""
+
+    __tablename__ = "home_delivery_offers"
+
+    site_id: Mapped[int] = mapped_column(
+        ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True
+    )
+    days: Mapped[list[Any]] = mapped_column(default=list)
+    area: Mapped[str] = mapped_column(String(300))
+    updated_at: Mapped[datetime] = mapped_column(default=stamp_now, onupdate=stamp_now)
+
+
+class HomeDelivery(Base):
+    """A resident's request that a trusted person brings a parcel home (docs/home-delivery.md).
+
+    ``courier_name`` is personal data (purged with the parcel's); the courier's link is
+    derived from ``link_nonce`` (shown again, never stored) and found by its keyed hash."""
+
+    __tablename__ = "home_deliveries"
+    __table_args__ = (
+        Index("ix_home_deliveries_site_status_day", "site_id", "status", "day"),
+        Index("ix_home_deliveries_parcel", "parcel_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id", ondelete="CASCADE"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    status: Mapped[str] = mapped_column(String(10))  # domain/home_delivery.Status
+    day: Mapped[date] = mapped_column(Date)
+    requested_by: Mapped[str] = mapped_column(String(8))  # resident | shop
+    # Who recorded the request and the resident's consent (an actor id, never a name).
+    requested_by_actor: Mapped[str] = mapped_column(String(60))
+    consent_at: Mapped[datetime]
+    courier_kind: Mapped[str] = mapped_column(String(10))  # neighbour | volunteer | shopkeeper
+    courier_name: Mapped[str | None] = mapped_column(String(200))
+    link_nonce: Mapped[str | None] = mapped_column(String(64))
+    link_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    taken_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
+
+    parcel: Mapped[Parcel] = relationship()
+    site: Mapped[Site] = relationship()

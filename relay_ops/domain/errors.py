@@ -140,3 +140,8 @@ class CarrierChoiceNeeded(DomainError):
 class ProducerChoiceNeeded(DomainError):
     slug = "producer-choice-needed"
     title = "Several producers have an order with this reference here"
+
+class HomeDeliveryRefused(DomainError):
+    slug = "home-delivery-refused"
+    title = "This home delivery cannot be arranged"
+    status = 422

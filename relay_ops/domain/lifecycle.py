@@ -31,6 +31,9 @@ class State(StrEnum):
     LOST = "lost"  # on the carrier's list, not found at the site
     # local short circuit: a producer deposits an order for a neighbour
     DEPOSITED = "deposited"
+    # home delivery (domain/home_delivery.py): a trusted person brings it to the resident
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERED = "delivered"
 
 
 class Action(StrEnum):
@@ -46,6 +49,9 @@ class Action(StrEnum):
     ACCEPT_OUTBOUND = "accept_outbound"
     REFUSE = "refuse"
     HAND_BACK = "hand_back"
+    HAND_TO_COURIER = "hand_to_courier"
+    DELIVER = "deliver"
+    RETURN_TO_SHELF = "return_to_shelf"
 
 
 S, A = State, Action
@@ -56,11 +62,13 @@ S, A = State, Action
 INBOUND_HELD_STATES: frozenset[State] = frozenset(
     {S.READY_FOR_PICKUP, S.EXPIRED, S.DAMAGED}
 )
+# A parcel out for home delivery keeps its shelf place for the day: if it is not delivered,
+# it comes back to it that evening.
 HELD_STATES: frozenset[State] = INBOUND_HELD_STATES | frozenset(
-    {S.DROPPED_OFF, S.AWAITING_COLLECTION, S.REFUSED}
+    {S.DROPPED_OFF, S.AWAITING_COLLECTION, S.REFUSED, S.OUT_FOR_DELIVERY}
 )
 FINAL_STATES: frozenset[State] = frozenset(
-    {S.PICKED_UP, S.RETURNED, S.CANCELLED, S.COLLECTED, S.MISSING, S.LOST}
+    {S.PICKED_UP, S.RETURNED, S.CANCELLED, S.COLLECTED, S.MISSING, S.LOST, S.DELIVERED}
 )
 
 _TRANSITIONS: dict[tuple[State, Action], State] = {
@@ -73,6 +81,12 @@ _TRANSITIONS: dict[tuple[State, Action], State] = {
     (S.READY_FOR_PICKUP, A.EXTEND): S.READY_FOR_PICKUP,
     (S.EXPIRED, A.COLLECT): S.RETURNED,
     (S.DAMAGED, A.COLLECT): S.RETURNED,
+    # Home delivery: the courier takes it from the shop, the resident's code confirms it at
+    # home, or it comes back to its shelf at the end of the day (domain/home_delivery.py).
+    (S.READY_FOR_PICKUP, A.HAND_TO_COURIER): S.OUT_FOR_DELIVERY,
+    (S.OUT_FOR_DELIVERY, A.DELIVER): S.DELIVERED,
+    (S.OUT_FOR_DELIVERY, A.RETURN_TO_SHELF): S.READY_FOR_PICKUP,
+    (S.OUT_FOR_DELIVERY, A.DECLARE_MISSING): S.MISSING,
 }
 for _held in INBOUND_HELD_STATES:
     _TRANSITIONS[(_held, A.DECLARE_MISSING)] = S.MISSING

@@ -254,5 +254,58 @@ EN = LocaleCatalog(
             "{carrier_name} did not take your parcel {tracking_number}. Take it back at"
             " {site_name}, {site_address}. Receipt: {tracking_url}"
         ),
+        # Home delivery by a trusted person: planned (who and when), delivered, back at the shop.
+        "home_planned.email.subject": "Your parcel will be brought to you: {site_name}",
+        "home_planned.email.body": (
+            "Hello,\n"
+            "\n"
+            "It is arranged: {courier_name} will take your parcel {tracking_number} from"
+            " {site_name} and bring it to you on {delivery_day}.\n"
+            "\n"
+            "When it is handed to you, type your pickup code on their phone: that is your"
+            " confirmation. You can cancel until the parcel has left the shop.\n"
+            "\n"
+            "Tracking and cancelling: {tracking_url}\n"
+        ),
+        "home_planned.sms": (
+            "Parcel {tracking_number}: {courier_name} will take it from {site_name} and bring"
+            " it to you on {delivery_day}. Type your code on their phone. Cancel:"
+            " {tracking_url}"
+        ),
+        "home_delivered.email.subject": "Your parcel has been delivered to you",
+        "home_delivered.email.body": (
+            "Hello,\n"
+            "\n"
+            "Your parcel {tracking_number}, taken from {site_name}, was delivered to your home"
+            " by {courier_name} on {delivered_at}.\n"
+            "\n"
+            "If it was not, please call the shop.\n"
+            "\n"
+            "Tracking: {tracking_url}\n"
+        ),
+        "home_delivered.sms": (
+            "Parcel {tracking_number} delivered to your home by {courier_name} on"
+            " {delivered_at_short} ({site_name}). Tracking: {tracking_url}"
+        ),
+        "home_returned.email.subject": "Your parcel is back at the shop",
+        "home_returned.email.body": (
+            "Hello,\n"
+            "\n"
+            "Your parcel {tracking_number} could not be brought to you on {delivery_day}."
+            " It is waiting for you again at:\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Opening hours: {opening_hours}\n"
+            "\n"
+            "It is kept until {deadline}. You can ask for another delivery or collect it with"
+            " your usual code.\n"
+            "\n"
+            "Tracking: {tracking_url}\n"
+        ),
+        "home_returned.sms": (
+            "Parcel {tracking_number} not delivered on {delivery_day}: it waits for you at"
+            " {site_name} until {deadline_short}. Tracking: {tracking_url}"
+        ),
     },
 )

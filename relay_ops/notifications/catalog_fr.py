@@ -259,5 +259,58 @@ FR = LocaleCatalog(
             "{carrier_name} n'a pas pris votre colis {tracking_number}. Reprenez-le chez"
             " {site_name}, {site_address}. Justificatif : {tracking_url}"
         ),
+        # Home delivery by a trusted person: planned (who and when), delivered, back at the shop.
+        "home_planned.email.subject": "Votre colis vous sera apporté : {site_name}",
+        "home_planned.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "C'est entendu : {courier_name} prendra votre colis n° {tracking_number} chez"
+            " {site_name} et vous l'apportera le {delivery_day}.\n"
+            "\n"
+            "À la remise, tapez votre code de retrait sur son téléphone : c'est votre accord."
+            " Vous pouvez annuler tant que le colis n'a pas quitté le point relais.\n"
+            "\n"
+            "Suivi et annulation : {tracking_url}\n"
+        ),
+        "home_planned.sms": (
+            "Colis {tracking_number} : {courier_name} le prendra chez {site_name} et vous"
+            " l'apportera le {delivery_day}. Tapez votre code sur son telephone a la remise."
+            " Annuler : {tracking_url}"
+        ),
+        "home_delivered.email.subject": "Votre colis vous a été remis",
+        "home_delivered.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Votre colis n° {tracking_number}, pris chez {site_name}, vous a été remis à"
+            " domicile par {courier_name} le {delivered_at}.\n"
+            "\n"
+            "Si ce n'est pas le cas, appelez le point relais.\n"
+            "\n"
+            "Suivi : {tracking_url}\n"
+        ),
+        "home_delivered.sms": (
+            "Colis {tracking_number} remis a domicile par {courier_name} le"
+            " {delivered_at_short} ({site_name}). Suivi : {tracking_url}"
+        ),
+        "home_returned.email.subject": "Votre colis est de retour au point relais",
+        "home_returned.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Votre colis n° {tracking_number} n'a pas pu vous être apporté le {delivery_day}."
+            " Il vous attend de nouveau chez :\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Horaires : {opening_hours}\n"
+            "\n"
+            "Il est gardé jusqu'au {deadline}. Vous pouvez demander une autre livraison ou"
+            " venir le retirer avec votre code habituel.\n"
+            "\n"
+            "Suivi : {tracking_url}\n"
+        ),
+        "home_returned.sms": (
+            "Colis {tracking_number} non livre le {delivery_day} : il vous attend chez"
+            " {site_name} jusqu'au {deadline_short}. Suivi : {tracking_url}"
+        ),
     },
 )

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -49,6 +49,10 @@ class MessageKind(StrEnum):
     DROPPED_OFF = "dropped_off"
     COLLECTED = "collected"
     REFUSED = "refused"
+    # Home delivery: who will bring it and when; delivered; back at the shop (not delivered).
+    HOME_DELIVERY_PLANNED = "home_planned"
+    HOME_DELIVERY_DELIVERED = "home_delivered"
+    HOME_DELIVERY_RETURNED = "home_returned"
 
 
 class Channel(StrEnum):
@@ -89,9 +93,15 @@ class MessageContext:
     # A sent parcel: when its sender dropped it off, when its carrier took it.
     dropped_off_at: datetime | None = None
     collected_at: datetime | None = None
+    # A home delivery: who brings the parcel (the person the resident named, or the shop),
+    # on which day, and when it was delivered.
+    courier_name: str | None = None
+    delivery_day: date | None = None
+    delivered_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        for name in ("deadline", "picked_up_at", "dropped_off_at", "collected_at"):
+        for name in ("deadline", "picked_up_at", "dropped_off_at", "collected_at",
+                     "delivered_at"):
             moment = getattr(self, name)
             if moment is not None and moment.utcoffset() is None:
                 raise ValueError(f"{name} must be an aware datetime, got {moment!r}")
@@ -204,7 +214,19 @@ def _detail_fields(catalog: LocaleCatalog, ctx: MessageContext) -> dict[str, str
         "dropped_off_at_short": _maybe_datetime(ctx.dropped_off_at, catalog, with_year=False),
         "collected_at": _maybe_datetime(ctx.collected_at, catalog, with_year=True),
         "collected_at_short": _maybe_datetime(ctx.collected_at, catalog, with_year=False),
+        "courier_name": ctx.courier_name,
+        "delivery_day": _maybe_day(ctx.delivery_day, catalog),
+        "delivered_at": _maybe_datetime(ctx.delivered_at, catalog, with_year=True),
+        "delivered_at_short": _maybe_datetime(ctx.delivered_at, catalog, with_year=False),
     }
+
+
+def _maybe_day(day: date | None, catalog: LocaleCatalog) -> str | None:
+    """A day without a time, "mardi 8 décembre" / "Tuesday 8 December"."""
+    if day is None:
+        return None
+    number = catalog.first_of_month if day.day == 1 else str(day.day)
+    return f"{catalog.weekdays[day.weekday()]} {number} {catalog.months[day.month - 1]}"
 
 
 def _maybe_datetime(

@@ -32,7 +32,7 @@ from relay_ops.notifications.senders import (
     Sender,
     TransientSendError,
 )
-from relay_ops.services import outbound
+from relay_ops.services import home_delivery, outbound
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import code_of, live_credentials
 from relay_ops.services.notify import NO_OPENING_HOURS
@@ -141,6 +141,7 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         other_parcels=_waiting_with(parcel, recipient),
         dropped_off_at=parcel.checked_in_at if parcel.direction == "outbound" else None,
         collected_at=parcel.closed_at if parcel.state == "collected" else None,
+        **_home_delivery_facts(session, notification, parcel),
     )
     try:
         rendered = render(MessageKind(notification.kind), channel, parcel.recipient_locale,
@@ -150,6 +151,16 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         return f"the message cannot be written: {err}"
     return OutgoingMessage.from_rendered(channel, address, rendered,
                                          f"relayops-notification-{notification.id}")
+
+
+def _home_delivery_facts(session: Any, notification: Notification, parcel: Parcel
+                         ) -> dict[str, Any]:
+    """Who brings the parcel, on which day, when it was delivered: home delivery messages."""
+    if not notification.kind.startswith("home_"):
+        return {}
+    courier_name, day = home_delivery.message_facts(session, parcel)
+    return {"courier_name": courier_name, "delivery_day": day,
+            "delivered_at": parcel.closed_at if parcel.state == "delivered" else None}
 
 
 def _link(ctx: Ctx, parcel: Parcel) -> str:

@@ -237,6 +237,27 @@ def _parcels_for_recipient(session: Session, site: Site, name: str) -> list[Parc
     ))
 
 
+def code_for_parcel(
+    ctx: Ctx, session: Session, parcel: Parcel, code: str, actor: Principal, now: datetime,
+) -> tuple[PickupCredential | None, DomainError | None]:
+    """The live code of a known parcel (row-locked by the caller) that ``code`` matches, or
+    why not: a wrong code counts against the parcel exactly as at the counter with its
+    tracking number (5 lock it), and a locked code stays locked (an identity document is
+    checked at the counter). The home delivery's courier page confirms a delivery with it."""
+    digits = creds.normalise_code(code)
+    if not digits:
+        raise ValidationFailed("type the resident's pickup code")
+    live = live_credentials(session, parcel.id)
+    if any(c.locked_at for c in live):
+        raise CredentialLocked(
+            "too many wrong codes: the code is locked until an identity document is checked "
+            "at the shop", tracking_number=parcel.tracking_number)
+    found = _matching(ctx, parcel.site, digits, live)
+    if found is not None:
+        return found, None
+    return None, _count_wrong_attempt(session, parcel, live, actor, now)
+
+
 def _matching(
     ctx: Ctx, site: Site, digits: str, live: list[PickupCredential]
 ) -> PickupCredential | None:

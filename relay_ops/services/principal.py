@@ -22,6 +22,7 @@ class Role(StrEnum):
     LOCKER = "locker"
     PUBLIC = "public"  # anyone: public site directory
     PRODUCER = "producer"  # a local producer's API key: its own orders only
+    COURIER = "courier"  # holds a home delivery's one-time link: that delivery's parcel only
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Principal:
     site_ids: frozenset[int] = field(default_factory=frozenset)
     parcel_id: int | None = None
     name: str = ""
+    delivery_id: int | None = None  # a courier's home delivery
 
     @property
     def actor_id(self) -> str | None:
@@ -44,6 +46,8 @@ class Principal:
             return f"producer:{self.producer_id}"
         if self.role is Role.RESIDENT:
             return f"resident-link:{self.parcel_id}"
+        if self.role is Role.COURIER:
+            return f"courier-link:{self.delivery_id}"
         return self.name or None
 
     @property
@@ -79,7 +83,7 @@ def can_see_parcel(principal: Principal, parcel: Parcel) -> bool:
             return parcel.site_id in principal.site_ids
         case Role.CARRIER:
             return parcel.carrier_id is not None and parcel.carrier_id == principal.carrier_id
-        case Role.RESIDENT:
+        case Role.RESIDENT | Role.COURIER:
             return parcel.id == principal.parcel_id
         case Role.PRODUCER:
             order = parcel.producer_order

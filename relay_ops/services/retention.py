@@ -12,10 +12,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import IdempotencyRecord, Notification, Parcel, PickupCredential
+from relay_ops.db.models import (
+    HomeDelivery,
+    IdempotencyRecord,
+    Notification,
+    Parcel,
+    PickupCredential,
+)
 from relay_ops.domain.lifecycle import FINAL_STATES
 from relay_ops.notifications.errors import InvalidRecipient
 from relay_ops.notifications.messages import Channel
@@ -57,7 +63,9 @@ def purge_due(ctx: Ctx, retention_days: int, limit: int = 1000) -> list[int]:
 
 
 def _erase(session: Session, parcel: Parcel) -> None:
-    secrets = _variants(parcel)
+    couriers = [n for n in session.scalars(select(HomeDelivery.courier_name).where(
+        HomeDelivery.parcel_id == parcel.id)) if n]
+    secrets = sorted(set(_variants(parcel) + couriers), key=len, reverse=True)
     parcel.recipient_name = parcel.recipient_phone = parcel.recipient_email = None
     # The keyed hashes only serve to group ready parcels (a closed one never groups), and a
     # phone number's hash can be found by hashing them all: they go too.
@@ -66,6 +74,9 @@ def _erase(session: Session, parcel: Parcel) -> None:
         select(PickupCredential).where(PickupCredential.parcel_id == parcel.id)
     ):
         credential.holder_name = None
+    # The neighbour or volunteer a resident named to bring a parcel home.
+    session.execute(update(HomeDelivery).where(HomeDelivery.parcel_id == parcel.id)
+                    .values(courier_name=None).execution_options(synchronize_session=False))
     for notification in session.scalars(
         select(Notification).where(Notification.parcel_id == parcel.id)
     ):

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, json, request
 from pydantic import BaseModel, ValidationError
 
 from relay_ops.domain.errors import Unauthenticated, ValidationFailed
-from relay_ops.services import accounts, idempotency, resident
+from relay_ops.services import accounts, home_delivery, idempotency, resident
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import PUBLIC, Principal, Role
 from relay_ops.web.api.openapi import REGISTRY, EndpointDoc
@@ -81,6 +81,8 @@ def _principal(roles: tuple[Role, ...], kwargs: dict[str, Any]) -> Principal:
         return _optional_bearer() or PUBLIC
     if Role.RESIDENT in roles:
         return resident.principal_for(ctx(), kwargs.pop("token"))
+    if Role.COURIER in roles:
+        return home_delivery.courier_principal(ctx(), kwargs.pop("courier_token"))
     principal = _optional_bearer()
     if principal is None:
         raise Unauthenticated("send 'Authorization: Bearer <token>'")
@@ -165,6 +167,7 @@ def pagination(page: int, per_page: int | None) -> tuple[int, int]:
 
 # Routes register themselves on ``bp`` when imported.
 from relay_ops.web.api import (  # noqa: E402, F401
+    home_delivery_routes,
     jobs_routes,
     outbound_routes,
     producer_routes,

@@ -95,7 +95,7 @@ def build(prefix: str, title: str, version: str) -> dict[str, Any]:
             "parameters": _path_params(ep.rule) + _query_params(ep.query),
             "responses": _responses(ep),
         }
-        if ep.roles and Role.RESIDENT not in ep.roles:
+        if ep.roles and not _by_link(ep):
             operation["security"] = [{"bearer": []}]
         if ep.idempotent:
             operation["parameters"].append({
@@ -125,6 +125,12 @@ def build(prefix: str, title: str, version: str) -> dict[str, Any]:
     }
 
 
+def _by_link(ep: EndpointDoc) -> bool:
+    """Operations whose path carries the credential (a resident's tracking link, a home
+    delivery courier's link) instead of a bearer token."""
+    return Role.RESIDENT in ep.roles or Role.COURIER in ep.roles
+
+
 def _describe(ep: EndpointDoc) -> str:
     roles = ", ".join(r.value for r in ep.roles) or "anyone"
     return f"{ep.description}\n\nRoles: {roles}.".strip()
@@ -139,7 +145,7 @@ def _error_codes(ep: EndpointDoc) -> set[int]:
         codes.add(413)  # the body is larger than the operation's limit
     if "<" in ep.rule:
         codes.add(404)  # a path value names nothing (or nothing of yours)
-    if Role.RESIDENT not in ep.roles:
+    if not _by_link(ep):
         codes.add(401)  # a malformed or unknown bearer token, even where none is required
         if ep.roles:
             codes.add(403)

@@ -53,6 +53,7 @@ def init_app(app: Flask) -> None:
         carrier,
         dashboard,
         errors,
+        home_delivery,
         locker_panel,
         locker_status,
         outbound,

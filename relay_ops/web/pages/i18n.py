@@ -117,6 +117,8 @@ def state_label(state: str) -> str:
         "refused": _("refused by the carrier"),
         "lost": _("lost"),
         "deposited": _("deposited"),
+        "out_for_delivery": _("out for home delivery"),
+        "delivered": _("delivered home"),
     }
     return labels.get(state, state)
 
@@ -145,6 +147,12 @@ def action_label(action: str) -> str:
         "drop_off": _("dropped off for sending"),
         "accept_outbound": _("shelved for its carrier"),
         "collection_overdue": _("carrier late: not collected in time"),
+        "home_delivery_requested": _("home delivery asked for"),
+        "home_delivery_cancelled": _("home delivery cancelled"),
+        "home_delivery_lapsed": _("home delivery not taken on its day"),
+        "hand_to_courier": _("taken by the courier for home delivery"),
+        "deliver": _("delivered home"),
+        "return_to_shelf": _("back on the shelf (not delivered)"),
     }
     return labels.get(action, action.replace("_", " "))
 
@@ -154,5 +162,6 @@ def actor_label(kind: str) -> str:
         "operator": _("operator"), "shopkeeper": _("shopkeeper"), "carrier": _("carrier"),
         "resident": _("recipient"), "system": _("automatic"), "locker": _("locker"),
         "producer": _("producer"),
+        "courier": _("courier"),
     }
     return labels.get(kind, kind)

@@ -9,7 +9,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import credentials, expiry, resident
+from relay_ops.services import credentials, expiry, home_delivery, resident
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.i18n import DAYS, when
 from relay_ops.web.pages.refusals import explain
@@ -24,6 +24,7 @@ def _view(token: str) -> dict[str, Any]:
     site = view["site"]
     view["map_url"] = OSM.format(lat=site["latitude"], lon=site["longitude"])
     view["hours"] = _hours(site["opening_hours"])
+    view["home_delivery"] = home_delivery.for_resident(ctx(), principal)
     return view
 
 

@@ -1,5 +1,5 @@
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
@@ -39,6 +39,9 @@ def a_context(**overrides: object) -> MessageContext:
         previous_site_name="Consigne Mairie de Nozay",
         dropped_off_at=PICKED_UP_AT,
         collected_at=DEADLINE,
+        courier_name="Marcel Petit",
+        delivery_day=date(2026, 12, 1),
+        delivered_at=DEADLINE,
     )
     return replace(ctx, **overrides)
 

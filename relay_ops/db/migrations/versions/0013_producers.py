@@ -1,8 +1,8 @@
 """producers (short circuits): producer accounts and their API keys, producers' orders beside
 their parcel rows, refrigerated shelf locations
 
-Revision ID: 0014_producers
-Revises: 0011_outbound
+Revision ID: 0013_producers
+Revises: 0012_home_delivery
 Create Date: 2026-12-05 04:30:00
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0014_producers'
-down_revision: str | None = '0011_outbound'
+revision: str = '0013_producers'
+down_revision: str | None = '0012_home_delivery'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
