@@ -24,7 +24,15 @@ from relay_ops.clock import Clock
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import Sender, build_sender
 from relay_ops.runner_lock import RunnerLock
-from relay_ops.services import delivery, expiry, forecast, lockers, outbound, reminders, retention
+from relay_ops.services import (
+    delivery,
+    expiry,
+    forecast,
+    locker_dropoff,
+    outbound,
+    reminders,
+    retention,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.notify import SEND_JOB
 
@@ -90,7 +98,7 @@ def _outbound_overdue(ctx: Ctx, config: Mapping[str, Any]) -> int:
 
 
 def _locker_reservations(ctx: Ctx, config: Mapping[str, Any]) -> int:
-    return lockers.expire_stale_reservations(ctx)
+    return locker_dropoff.expire_stale_reservations(ctx)
 
 
 # Every sweep is safe to run twice or concurrently (row locks, unique notification keys).

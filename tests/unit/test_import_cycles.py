@@ -3,9 +3,9 @@
 The graph is read from the source (every import, at the top of a module or inside a function:
 a deferred import still ties the modules together). `relay_ops/cli.py` and the process
 entry points compose; `firmware_bridge` uses the services it is given; the services never
-reach back to either. The circle `lockers` -> `parcels` / `reroute` / `sites` -> `lockers`
-is still there (issue 15, left for the split of those modules); this test holds the locker
-link's side.
+reach back to either. The circle `sites` -> `checkin` -> `sites` (an import inside
+`sites.set_opening_hours`) is still there; this test holds the locker link's side and every
+`locker_*` service module.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def test_the_locker_link_is_in_no_import_circle() -> None:
 
 
 def test_the_locker_event_services_are_in_no_import_circle() -> None:
-    # locker_events and the modules of its handlers (not `lockers`, see the docstring)
+    # locker_events, the modules of its handlers and the lockers' use cases
     assert touching(circles(import_graph()), "relay_ops.services.locker_") == []
 
 
