@@ -23,6 +23,7 @@ from relay_ops.services import (
     locker_identity,
     locker_registry,
     locker_views,
+    opening_hours,
     sites,
 )
 from relay_ops.services.context import Ctx
@@ -101,7 +102,7 @@ def site_create(hours: str | None, step_free: bool, locations: str, **fields: An
 @click.argument("hours")
 def site_hours(code: str, hours: str) -> None:
     """Set site CODE's opening hours: JSON, e.g. '{"mon": [["09:00", "19:00"]]}', or "24/7"."""
-    site = sites.set_opening_hours(ctx(), SYSTEM, sites.site_id_for_code(ctx(), code),
+    site = opening_hours.set_opening_hours(ctx(), SYSTEM, sites.site_id_for_code(ctx(), code),
                                    _parse_hours(hours))
     click.echo(json.dumps(site["opening_hours"]))
 

@@ -20,7 +20,7 @@ from relay_ops.services.principal import Principal, Role, require_role
 
 SEND_JOB = "notifications.send"
 # How a message that failed for want of the site's opening hours begins its error; setting
-# the hours finds these messages by it and owes them again (sites.set_opening_hours).
+# the hours finds these messages by it and owes them again (opening_hours.set_opening_hours).
 NO_OPENING_HOURS = "the site has no opening hours"
 
 

@@ -19,6 +19,7 @@ from relay_ops.services import (
     locker_registry,
     locker_views,
     manifests,
+    opening_hours,
     parcel_views,
     pickup,
     reroute,
@@ -102,7 +103,7 @@ def set_site_status(principal: Principal, site_id: int, body: s.SiteStatusIn) ->
                       "whose ready message failed for want of them gets a deadline counted "
                       "from now and its ready message again.")
 def set_opening_hours(principal: Principal, site_id: int, body: s.OpeningHoursIn) -> Any:
-    return sites.set_opening_hours(ctx(), principal, site_id, body.opening_hours)
+    return opening_hours.set_opening_hours(ctx(), principal, site_id, body.opening_hours)
 
 
 @endpoint("/sites/<id:site_id>/services", "PUT", summary="Set the services a site offers",
