@@ -24,6 +24,7 @@ from relay_ops.domain import grouping, sizing
 from relay_ops.domain.errors import DomainError, NotFound
 from relay_ops.domain.lifecycle import State
 from relay_ops.services.context import Ctx
+from relay_ops.services.credentials import live_credentials, recipient_keys
 
 FULL = "no free compartment"  # how a refusal for a full locker (not a too-big parcel) begins
 HELD_IN_BOX = (State.READY_FOR_PICKUP.value, State.EXPIRED.value, State.DAMAGED.value)
@@ -126,8 +127,6 @@ def is_advance_reservation(box: Compartment) -> bool:
 
 def recipient_keys_of(ctx: Ctx, parcel: Parcel) -> grouping.RecipientKeys:
     """Stored at check-in; read from the plain address for a parcel stored before that."""
-    from relay_ops.services.credentials import recipient_keys
-
     if parcel.recipient_phone_key or parcel.recipient_email_key:
         return grouping.RecipientKeys(parcel.recipient_phone_key, parcel.recipient_email_key)
     return recipient_keys(ctx, parcel.recipient_phone, parcel.recipient_email)
@@ -170,8 +169,6 @@ def _shared_box(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
 
 
 def _door(ctx: Ctx, session: Session, box_id: int, parcels: list[Parcel]) -> grouping.Door:
-    from relay_ops.services.credentials import live_credentials
-
     locked = any(c.locked_at is not None for p in parcels
                  if p.state == State.READY_FOR_PICKUP.value
                  for c in live_credentials(session, p.id))

@@ -39,7 +39,7 @@ from relay_ops.services.locker_reservations import (
     reserve_ahead,
 )
 from relay_ops.services.locker_sync import queue_sync
-from relay_ops.services.principal import Principal, Role, require_role
+from relay_ops.services.principal import SYSTEM, Principal, Role, require_role
 
 
 class SessionClosed(DomainError):
@@ -190,8 +190,6 @@ def expire_stale_reservations(ctx: Ctx) -> int:
     past their time and reserve for parcels whose expected day came near. Safe to run
     anywhere, often (the jobs runner schedules it). Returns how many compartments were
     released."""
-    from relay_ops.services.principal import SYSTEM
-
     now = ctx.now()
     with ctx.db.read() as session:
         stale = list(session.scalars(select(LockerSession.id).where(

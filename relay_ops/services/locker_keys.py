@@ -19,6 +19,7 @@ from relay_ops.db.models import (
 )
 from relay_ops.domain import pickup_token
 from relay_ops.services.context import Ctx
+from relay_ops.services.credentials import code_of
 
 PIN_KEY_ID = "p1"
 CARRIER_CODE_DIGITS = 8
@@ -52,8 +53,6 @@ def keyed_hash(ctx: Ctx, site: Site, code: str) -> str:
 
 def locker_pin_hash(ctx: Ctx, site: Site, credential: PickupCredential) -> str:
     """What the locker's keypad hashes this credential's PIN to (protocol section 7)."""
-    from relay_ops.services.credentials import code_of
-
     return keyed_hash(ctx, site, code_of(ctx, credential))
 
 

@@ -27,7 +27,7 @@ from relay_ops.services.locker_compartments import (
     shares_with,
 )
 from relay_ops.services.locker_sync import deposit_reservation, deposit_reservation_id, queue_sync
-from relay_ops.services.principal import Principal
+from relay_ops.services.principal import SYSTEM, Principal
 
 
 def _reservation_horizon(ctx: Ctx, now: datetime) -> date | None:
@@ -82,8 +82,6 @@ def reserve_ahead(ctx: Ctx, session: Session, site: Site, now: datetime
     horizon = _reservation_horizon(ctx, now)
     if horizon is None:
         return []
-    from relay_ops.services.principal import SYSTEM
-
     added = []
     for parcel in session.scalars(_due_parcels(ctx, session, horizon, site.id)
                                   .order_by(Parcel.expected_date, Parcel.id)):
@@ -120,8 +118,6 @@ def reserve_ahead_at(ctx: Ctx, session: Session, site_ids: set[int]) -> None:
 
 
 def release_lapsed_reservations(session: Session, site: Site, now: datetime) -> list[str]:
-    from relay_ops.services.principal import SYSTEM
-
     released = []
     for box in session.scalars(select(Compartment).where(
             Compartment.site_id == site.id, Compartment.state == "reserved",

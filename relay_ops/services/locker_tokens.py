@@ -15,6 +15,7 @@ from relay_ops.db.models import (
 from relay_ops.domain import pickup_token
 from relay_ops.domain.lifecycle import State
 from relay_ops.services.context import Ctx
+from relay_ops.services.credentials import issue_credential, live_credentials
 from relay_ops.services.locker_sync import parcel_of
 
 
@@ -35,8 +36,6 @@ def token_for(ctx: Ctx, site: Site, parcel: Parcel, credential: PickupCredential
 
 
 def issue_locker_credential(ctx: Ctx, session: Session, parcel: Parcel) -> PickupCredential:
-    from relay_ops.services.credentials import issue_credential
-
     credential = issue_credential(ctx, session, parcel, holder="recipient")
     credential.token_jti = str(uuid.uuid4())
     return credential
@@ -44,8 +43,6 @@ def issue_locker_credential(ctx: Ctx, session: Session, parcel: Parcel) -> Picku
 
 def qr_token(ctx: Ctx, parcel_id: int) -> str | None:
     """The signed token of a locker parcel's recipient credential (None for shop parcels)."""
-    from relay_ops.services.credentials import live_credentials
-
     with ctx.db.read() as session:
         parcel = session.get(Parcel, parcel_id)
         if parcel is None or parcel.site.kind != "locker":
