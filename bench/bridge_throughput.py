@@ -213,11 +213,11 @@ class Locker:
 
 
 def new_locker(ctx: Any) -> Locker:
-    from relay_ops.services import locker_identity, lockers
+    from relay_ops.services import locker_identity, locker_registry
     from relay_ops.services.principal import SYSTEM
 
     code = f"BB-{uuid.uuid4().hex[:6]}"
-    site_id = int(lockers.register_locker(ctx, SYSTEM, {
+    site_id = int(locker_registry.register_locker(ctx, SYSTEM, {
         "code": code, "name": "bench", "locker_model": "bench-200", "address": "x",
         "postcode": "1", "city": "x", "latitude": 47.0, "longitude": -1.0})["id"])
     identity = LockerIdentity.from_bundle(locker_identity.provision(ctx, SYSTEM, site_id))

@@ -49,9 +49,12 @@ from relay_ops.db.models import LockerEventCursor, OutboxMessage  # noqa: E402
 from relay_ops.domain import sizing  # noqa: E402
 from relay_ops.services import (  # noqa: E402
     accounts,
+    locker_dropoff,
     locker_events,
     locker_identity,
-    lockers,
+    locker_registry,
+    locker_tokens,
+    locker_views,
     manifests,
 )
 from relay_ops.services.context import Ctx  # noqa: E402
@@ -145,21 +148,21 @@ def stock(ctx: Ctx, code: str, site_id: int, count: int) -> list[str]:
                      "recipient": {"name": "Bench", "email": "bench@example.org"}}
                     for n in numbers]})
     assert answer["accepted"] == count, str(answer)[:300]
-    session = lockers.open_session(ctx, carrier, site_id)
+    session = locker_dropoff.open_session(ctx, carrier, site_id)
     boot, seq = "bench-stock", 0
     for number in numbers:
-        door = lockers.deposit(ctx, carrier, session["id"], number)["compartment"]
+        door = locker_dropoff.deposit(ctx, carrier, session["id"], number)["compartment"]
         for type_, body in (("door_opened", {"compartment": door, "purpose": "deposit"}),
                             ("door_closed", {"compartment": door, "occupied": True})):
             seq += 1
             locker_events.apply_event(ctx, code, boot, seq, type_, body, ctx.now())
-    lockers.close_session(ctx, carrier, session["id"])
+    locker_dropoff.close_session(ctx, carrier, session["id"])
     return numbers
 
 
 def qr_to_door(ctx: Ctx, url: str, scans: int, tmp: Path) -> dict[str, Any]:
     code = f"BQ-{uuid.uuid4().hex[:6]}"
-    site_id = lockers.register_locker(ctx, SYSTEM, {
+    site_id = locker_registry.register_locker(ctx, SYSTEM, {
         "code": code, "name": "bench", "locker_model": "bench-200", "address": "x",
         "postcode": "1", "city": "x", "latitude": 47.0, "longitude": -1.0})["id"]
     numbers = stock(ctx, code, site_id, scans)
@@ -176,7 +179,7 @@ def qr_to_door(ctx: Ctx, url: str, scans: int, tmp: Path) -> dict[str, Any]:
     latencies: list[float] = []
     try:
         agent.start()
-        wait(lambda: lockers.locker_view(ctx, SYSTEM, site_id)["link"]["online"], 20, "online")
+        wait(lambda: locker_views.locker_view(ctx, SYSTEM, site_id)["link"]["online"], 20, "online")
         with ctx.db.read() as session:
             from relay_ops.db.models import Parcel
 
@@ -184,7 +187,7 @@ def qr_to_door(ctx: Ctx, url: str, scans: int, tmp: Path) -> dict[str, Any]:
                 select(Parcel).where(Parcel.tracking_number.in_(numbers)))}
         for number in numbers:
             parcel_id = lockers_parcel_id(ctx, number)
-            token = lockers.qr_token(ctx, parcel_id)
+            token = locker_tokens.qr_token(ctx, parcel_id)
             assert token is not None
             door = doors[number]
             start = time.perf_counter()
@@ -270,7 +273,7 @@ def publish_all(messages: list[bytes], topic_name: str) -> None:
 
 def bridge_throughput(ctx: Ctx, url: str, count: int, tmp: Path) -> dict[str, Any]:
     code = f"BT-{uuid.uuid4().hex[:6]}"
-    site_id = lockers.register_locker(ctx, SYSTEM, {
+    site_id = locker_registry.register_locker(ctx, SYSTEM, {
         "code": code, "name": "bench", "locker_model": "bench-200", "address": "x",
         "postcode": "1", "city": "x", "latitude": 47.0, "longitude": -1.0})["id"]
     boot = "bench-throughput"

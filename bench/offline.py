@@ -401,10 +401,10 @@ class Fleet:
         self.yesterday = dataclasses.replace(ctx, clock=lambda: self.day_start - timedelta(hours=2))
 
     def locker(self, code: str) -> int:
-        from relay_ops.services import lockers
+        from relay_ops.services import locker_registry
         from relay_ops.services.principal import SYSTEM
 
-        site_id = int(lockers.register_locker(self.ctx, SYSTEM, {
+        site_id = int(locker_registry.register_locker(self.ctx, SYSTEM, {
             "code": code, "name": "bench", "locker_model": MODEL, "address": "x",
             "postcode": "1", "city": "x", "latitude": 47.0, "longitude": -1.0})["id"])
         bench_lockers.stock(self.yesterday, code, site_id, self.compartments)
@@ -461,7 +461,7 @@ class Fleet:
         from sqlalchemy import select
 
         from relay_ops.db.models import Parcel, PickupCredential
-        from relay_ops.services import lockers
+        from relay_ops.services import locker_sync, locker_tokens
 
         with self.ctx.db.read() as session:
             rows = session.execute(
@@ -471,9 +471,9 @@ class Fleet:
                        PickupCredential.used_at.is_(None))
                 .order_by(Parcel.id)).all()
             found = [(parcel.id, parcel.tracking_number, parcel.compartment.number,
-                      lockers.pin_credential_id(credential), str(credential.token_jti))
+                      locker_sync.pin_credential_id(credential), str(credential.token_jti))
                      for parcel, credential in rows]
-        return [(*row, lockers.qr_token(self.ctx, row[0]) or "") for row in found]
+        return [(*row, locker_tokens.qr_token(self.ctx, row[0]) or "") for row in found]
 
     def snapshot(self, entries: int) -> p.StateSnapshot:
         """What the agent reports when the link is back: every door closed and empty."""

@@ -48,8 +48,12 @@ from relay_ops.services import (
     checkin,
     credentials,
     expiry,
+    locker_collection,
+    locker_compartments,
+    locker_dropoff,
     locker_events,
-    lockers,
+    locker_registry,
+    locker_sync,
     manifests,
     pickup,
     reroute,
@@ -239,7 +243,7 @@ def build_lockers(ctx: Ctx, rng: random.Random, load: float = 1.0) -> list[Locke
     built = []
     for town, lat, lon in TOWNS:
         code = f"{town}-lk"
-        view = lockers.register_locker(ctx, SYSTEM, {
+        view = locker_registry.register_locker(ctx, SYSTEM, {
             "code": code, "name": f"Consigne {town}", "locker_model": LOCKER_MODEL,
             "address": "Parking de la gare", "postcode": "44000", "city": town,
             "latitude": lat + 0.004, "longitude": lon - 0.004, "area": "town",
@@ -517,12 +521,12 @@ class Replay:
 
     def _drop_off(self, locker: Locker, carrier_id: int, items: list[tuple[int, str]]) -> int:
         who = Principal(Role.CARRIER, carrier_id=carrier_id)
-        session_id = lockers.open_session(self.ctx, who, locker.id)["id"]
+        session_id = locker_dropoff.open_session(self.ctx, who, locker.id)["id"]
         turned_away = 0
         for parcel_id, number in items:
             try:
-                answer = lockers.deposit(self.ctx, who, session_id, number)
-            except lockers.ParcelDoesNotFit:
+                answer = locker_dropoff.deposit(self.ctx, who, session_id, number)
+            except locker_compartments.ParcelDoesNotFit:
                 self.stats.locker_refused += 1  # stays in the van: the next round tries again
                 turned_away += 1
                 continue
@@ -535,7 +539,7 @@ class Replay:
             self._event(locker, "door_closed", compartment=box, occupied=True)
             self.stats.locker_deposits += 1
             self.dwell[parcel_id] = dwell(self.extra, locker.first_day)
-        lockers.close_session(self.ctx, who, session_id)
+        locker_dropoff.close_session(self.ctx, who, session_id)
         return turned_away
 
     def locker_pickups(self, day: date) -> None:
@@ -564,7 +568,7 @@ class Replay:
             box = parcel.compartment.number
             credential = recipient_code(session, parcel_id)
             assert credential is not None
-            credential_id = lockers.pin_credential_id(credential)
+            credential_id = locker_sync.pin_credential_id(credential)
         self._event(locker, "door_opened", compartment=box, purpose="pickup",
                     credential_id=credential_id)
         self._event(locker, "door_closed", compartment=box, occupied=False)
@@ -579,12 +583,12 @@ class Replay:
                     Parcel.holding_deadline <= cutoff)))
             for carrier_id in sorted(carriers):
                 who = Principal(Role.CARRIER, carrier_id=carrier_id)
-                session_id = lockers.open_session(self.ctx, who, locker.id)["id"]
-                lockers.start_collection(self.ctx, who, session_id)
+                session_id = locker_dropoff.open_session(self.ctx, who, locker.id)["id"]
+                locker_collection.start_collection(self.ctx, who, session_id)
                 while (box := self._next_collection_door(locker, carrier_id)) is not None:
                     self._event(locker, "door_opened", compartment=box, purpose="collection")
                     self._event(locker, "door_closed", compartment=box, occupied=False)
-                lockers.close_session(self.ctx, who, session_id)
+                locker_dropoff.close_session(self.ctx, who, session_id)
 
     def _next_collection_door(self, locker: Locker, carrier_id: int) -> int | None:
         with self.ctx.db.read() as session:

@@ -44,7 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from firmware_bridge import protocol as p
 from firmware_bridge.net import disable_nagle
 from firmware_bridge.tls import BrokerLogin
-from relay_ops.services import locker_events, locker_identity, lockers
+from relay_ops.services import locker_commands, locker_events, locker_identity
 from relay_ops.services.context import Ctx
 
 log = logging.getLogger(__name__)
@@ -332,14 +332,14 @@ class Bridge:
         # Offline, leave the rows pending: marking them sent would only delay them.
         if not self._connected.is_set():
             return
-        self._publish_signed(lockers.commands_to_send(
+        self._publish_signed(locker_commands.commands_to_send(
             self.ctx, resend_after_s=self.settings.resend_after_s, locker=locker
         ))
 
-    def _publish_signed(self, commands: Sequence[lockers.CommandToSend]) -> None:
+    def _publish_signed(self, commands: Sequence[locker_commands.CommandToSend]) -> None:
         """Each publication gets a fresh counter, in publication order: a retry of an old
         command passes the locker's counter check, and its corr_id keeps it effect-once."""
-        by_locker: dict[str, list[lockers.CommandToSend]] = {}
+        by_locker: dict[str, list[locker_commands.CommandToSend]] = {}
         for command in commands:
             by_locker.setdefault(command.locker, []).append(command)
         for locker, group in by_locker.items():
@@ -347,7 +347,7 @@ class Bridge:
             for offset, command in enumerate(group):
                 self._publish_command(command, first + offset)
 
-    def _publish_command(self, command: lockers.CommandToSend, ctr: int) -> None:
+    def _publish_command(self, command: locker_commands.CommandToSend, ctr: int) -> None:
         try:
             body = cast(p.CommandBody, p.COMMAND_BODIES[command.name].model_validate_json(
                 json.dumps(command.body)))

@@ -29,7 +29,7 @@ from firmware_bridge.agent.emulated import EmulatedKerongLocker
 from firmware_bridge.bridge import Bridge, BridgeSettings
 from firmware_bridge.identity import LockerIdentity, write_bundle
 from firmware_bridge.simulator import ConsoleBoard, Fleet, SimulatedLocker, run_console
-from relay_ops.services import locker_identity, lockers
+from relay_ops.services import locker_compartments, locker_identity
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 
@@ -143,8 +143,8 @@ class EmbeddedLockers:
         reset)."""
         path = self.journal_dir / f"{self.code}.bundle.json"
         with self.ctx.db.read() as session:
-            site = lockers.locker_by_code(session, self.code)
-            site_id, known = site.id, lockers.link_of(session, site).event_key
+            site = locker_compartments.locker_by_code(session, self.code)
+            site_id, known = site.id, locker_compartments.link_of(session, site).event_key
         if path.exists():
             identity = LockerIdentity.load(path)
             if known == p.raw_public_key(identity.event_key):

@@ -16,7 +16,17 @@ from firmware_bridge.identity import write_bundle
 from firmware_bridge.tls import write_deployment_certs
 from relay_ops.db import migrate
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import accounts, expiry, locker_identity, lockers, producers, sites
+from relay_ops.services import (
+    accounts,
+    expiry,
+    locker_dropoff,
+    locker_identity,
+    locker_registry,
+    locker_views,
+    opening_hours,
+    producers,
+    sites,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 
@@ -93,7 +103,7 @@ def site_create(hours: str | None, step_free: bool, locations: str, **fields: An
 @click.argument("hours")
 def site_hours(code: str, hours: str) -> None:
     """Set site CODE's opening hours: JSON, e.g. '{"mon": [["09:00", "19:00"]]}', or "24/7"."""
-    site = sites.set_opening_hours(ctx(), SYSTEM, sites.site_id_for_code(ctx(), code),
+    site = opening_hours.set_opening_hours(ctx(), SYSTEM, sites.site_id_for_code(ctx(), code),
                                    _parse_hours(hours))
     click.echo(json.dumps(site["opening_hours"]))
 
@@ -132,7 +142,7 @@ def locker_group() -> None:
 @click.option("--area", type=click.Choice(["town", "countryside"]), default="countryside")
 def locker_register(**fields: Any) -> None:
     """Register a locker with the compartments of its model."""
-    view = lockers.register_locker(ctx(), SYSTEM, fields)
+    view = locker_registry.register_locker(ctx(), SYSTEM, fields)
     click.echo(f"locker {view['code']} (site {view['id']}): {len(view['compartments'])} "
                "compartments")
 
@@ -147,7 +157,7 @@ def _locker_id(code: str) -> int:
 @click.option("--out", "reason", default=None, help="take it out of service, for this reason")
 def locker_service(code: str, number: int, reason: str | None) -> None:
     """Put compartment NUMBER of locker CODE back in service (or --out "reason")."""
-    view = lockers.set_compartment_service(ctx(), SYSTEM, _locker_id(code), number,
+    view = locker_registry.set_compartment_service(ctx(), SYSTEM, _locker_id(code), number,
                                            in_service=reason is None, reason=reason)
     click.echo(f"compartment {number}: {view['state']}")
 
@@ -156,7 +166,7 @@ def locker_service(code: str, number: int, reason: str | None) -> None:
 @click.argument("code")
 def locker_show(code: str) -> None:
     """The locker's link, doors and open alerts, as JSON."""
-    click.echo(json.dumps(lockers.locker_view(ctx(), SYSTEM, _locker_id(code)), indent=2))
+    click.echo(json.dumps(locker_views.locker_view(ctx(), SYSTEM, _locker_id(code)), indent=2))
 
 
 @locker_group.command("provision")
@@ -195,7 +205,7 @@ def locker_revoke(code: str) -> None:
 @locker_group.command("sweep")
 def locker_sweep() -> None:
     """Time out idle drop-off sessions and release their reservations."""
-    click.echo(f"{lockers.expire_stale_reservations(ctx())} compartment(s) released")
+    click.echo(f"{locker_dropoff.expire_stale_reservations(ctx())} compartment(s) released")
 
 
 @click.group("carrier", cls=_ReportDomainErrors)
@@ -383,8 +393,9 @@ def _start_demo_locker(enabled: bool, base: str, board: str = "simulated") -> An
     # the locker panel drives this locker; the demo opens it without signing in (not in production)
     attach_simulated_locker(current_app, embedded)
     current_app.config["LOCKER_PANEL_DEMO"] = True
-    if embedded.wait_until(lambda: lockers.locker_view(ctx(), SYSTEM, demo_module.lockers_site_id(
-            ctx()))["link"]["credential_version_held"] is not None, 15):
+    if embedded.wait_until(lambda: locker_views.locker_view(
+            ctx(), SYSTEM, demo_module.lockers_site_id(ctx())
+    )["link"]["credential_version_held"] is not None, 15):
         demo_module.stock_locker(ctx(), embedded)
     demo_module.print_locker_welcome(ctx(), base)
     embedded.console(sys.stdin, sys.stdout)

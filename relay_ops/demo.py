@@ -18,7 +18,9 @@ from relay_ops.services import (
     accounts,
     checkin,
     credentials,
-    lockers,
+    locker_compartments,
+    locker_dropoff,
+    locker_registry,
     manifests,
     outbound,
     parcel_views,
@@ -91,7 +93,7 @@ def _seed_shops(ctx: Ctx) -> None:
 
 def _seed_locker(ctx: Ctx) -> None:
     # after the shops, so the README's tour keeps its site ids
-    lockers.register_locker(ctx, SYSTEM, LOCKER)
+    locker_registry.register_locker(ctx, SYSTEM, LOCKER)
     manifests.announce(ctx, accounts.authenticate(ctx, CARRIER_TOKEN), {
         "reference": "DEMO-LOCKER-1",
         "parcels": [{"tracking_number": number, "site": LOCKER["code"], "size_class": "S",
@@ -156,22 +158,22 @@ def stock_locker(ctx: Ctx, embedded: Any) -> None:
     """The carrier's first drop at the demo locker, played through the real protocol: a session,
     a scan, the door opens, the parcel goes in, the door closes."""
     with ctx.db.read() as session:
-        site = lockers.locker_by_code(session, LOCKER["code"])
+        site = locker_compartments.locker_by_code(session, LOCKER["code"])
         site_id = site.id
         carrier = session.scalar(select(Carrier).where(Carrier.code == "ligerien"))
         assert carrier is not None
     if parcel_views.find_parcel(ctx, SYSTEM, LOCKER_PARCEL)["state"] != "announced":
         return
     van = Principal(Role.CARRIER, carrier_id=carrier.id)
-    drop = lockers.open_session(ctx, van, site_id)
-    door = lockers.deposit(ctx, van, drop["id"], LOCKER_PARCEL)["compartment"]
+    drop = locker_dropoff.open_session(ctx, van, site_id)
+    door = locker_dropoff.deposit(ctx, van, drop["id"], LOCKER_PARCEL)["compartment"]
     if embedded.wait_until(lambda: embedded.board.door_state(door) == "open", 15):
         embedded.board.close_door(door, occupied=True)
         embedded.wait_until(
             lambda: parcel_views.find_parcel(ctx, SYSTEM, LOCKER_PARCEL)["state"]
             == "ready_for_pickup",
             15)
-    lockers.close_session(ctx, van, drop["id"])
+    locker_dropoff.close_session(ctx, van, drop["id"])
 
 
 def print_locker_welcome(ctx: Ctx, base: str) -> None:

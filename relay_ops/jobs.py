@@ -29,7 +29,7 @@ from relay_ops.services import (
     expiry,
     forecast,
     home_delivery,
-    lockers,
+    locker_dropoff,
     outbound,
     reminders,
     retention,
@@ -103,7 +103,7 @@ def _home_delivery_end_of_day(ctx: Ctx, config: Mapping[str, Any]) -> int:
 
 
 def _locker_reservations(ctx: Ctx, config: Mapping[str, Any]) -> int:
-    return lockers.expire_stale_reservations(ctx)
+    return locker_dropoff.expire_stale_reservations(ctx)
 
 
 # Every sweep is safe to run twice or concurrently (row locks, unique notification keys).

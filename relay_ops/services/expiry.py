@@ -24,7 +24,7 @@ from relay_ops.domain.holding import (
     extended_deadline,
 )
 from relay_ops.domain.lifecycle import Action, State
-from relay_ops.services import history, lockers, notify
+from relay_ops.services import history, locker_collection, locker_compartments, notify
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import release_credentials
 from relay_ops.services.parcel_views import STAFF, by_tracking, locked_parcel, parcel_view
@@ -78,7 +78,7 @@ def expire_overdue(ctx: Ctx, limit: int = 1000) -> list[int]:
     expired = []
     for parcel_id in ids:
         with ctx.db.transaction() as session:
-            lockers.lock_locker_of(session, parcel_id)
+            locker_compartments.lock_locker_of(session, parcel_id)
             parcel = locked_parcel(session, parcel_id)
             # Re-checked under the lock: a pickup or an extension may have won the race.
             if (
@@ -90,7 +90,7 @@ def expire_overdue(ctx: Ctx, limit: int = 1000) -> list[int]:
                 continue
             history.apply(session, parcel, Action.EXPIRE, SYSTEM, now, reason="holding period over")
             dead = release_credentials(session, parcel, now)
-            lockers.held_for_collection(ctx, session, parcel, dead)
+            locker_collection.held_for_collection(ctx, session, parcel, dead)
             notify.queue(session, parcel, "expired")
             expired.append(parcel_id)
     return expired
@@ -163,10 +163,10 @@ def declare(ctx: Ctx, actor: Principal, parcel_id: int, kind: str, note: str) ->
         raise ValidationFailed("say what happened in a note")
     now = ctx.now()
     with ctx.db.transaction() as session:
-        lockers.lock_locker_of(session, parcel_id)
+        locker_compartments.lock_locker_of(session, parcel_id)
         parcel = require_parcel(actor, locked_parcel(session, parcel_id), parcel_id)
         history.apply(session, parcel, actions[kind], actor, now, reason=note.strip())
         dead = release_credentials(session, parcel, now)
         if kind == "damaged":
-            lockers.held_for_collection(ctx, session, parcel, dead)
+            locker_collection.held_for_collection(ctx, session, parcel, dead)
         return parcel_view(parcel, actor)

@@ -21,7 +21,7 @@ from relay_ops.db.models import (
 from relay_ops.domain import pickup_token
 from relay_ops.domain.errors import TooManyAttempts
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import history, lockers, throttle
+from relay_ops.services import history, locker_commands, locker_keys, locker_sync, throttle
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import raise_alert
 from relay_ops.services.locker_doors import credential_by_ref, locker_actor
@@ -54,12 +54,12 @@ def credential_presented(ctx: Ctx, session: Session, site: Site, link: LockerLin
     else:
         decision = "carriers open a drop-off session from their app"
     if isinstance(decision, str):
-        lockers.queue_command(ctx, session, site, "reject_credential",
+        locker_commands.queue_command(ctx, session, site, "reject_credential",
                               {"presentation_id": presentation, "reason": decision[:200]}, now)
         return
     parcel, credential, credential_id = decision
     assert parcel.compartment is not None
-    lockers._open(ctx, session, site, parcel.compartment, "pickup", parcel, now,
+    locker_commands.open_door(ctx, session, site, parcel.compartment, "pickup", parcel, now,
                   credential_id=credential_id, presentation_id=presentation)
     history.record(session, parcel, "locker_door_requested", parcel.state, locker_actor(site),
                    now, data={"compartment": parcel.compartment.number,
@@ -101,13 +101,13 @@ def _decide_pin(ctx: Ctx, session: Session, site: Site, code_hash: str, now: dat
     if _over(session, LOCKER_PINS, key, now):
         return "locked_out"
     checked: set[int] = set()
-    for parcel, credential in lockers.ready_with_codes(session, site):
+    for parcel, credential in locker_sync.ready_with_codes(session, site):
         if credential.id in checked:
             continue
         checked.add(credential.id)
-        if lockers.locker_pin_hash(ctx, site, credential) == code_hash:
+        if locker_keys.locker_pin_hash(ctx, site, credential) == code_hash:
             refusal = _refusal(parcel, credential)
-            return refusal or (parcel, credential, lockers.pin_credential_id(credential))
+            return refusal or (parcel, credential, locker_sync.pin_credential_id(credential))
     throttle.record_failure(session, LOCKER_PINS, key, now)
     return "unknown_code"
 

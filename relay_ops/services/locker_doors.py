@@ -24,7 +24,15 @@ from relay_ops.db.models import (
 )
 from relay_ops.domain.holding import deadline_after
 from relay_ops.domain.lifecycle import Action, State
-from relay_ops.services import history, lockers, notify
+from relay_ops.services import (
+    history,
+    locker_collection,
+    locker_commands,
+    locker_compartments,
+    locker_sync,
+    locker_tokens,
+    notify,
+)
 from relay_ops.services.checkin import Group, holding_period, join_group
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import UNEXPECTED_OPENING, door_alerts, raise_alert, resolve
@@ -37,7 +45,7 @@ def locker_actor(site: Site) -> Principal:
 
 
 def box_of(session: Session, site: Site, number: int) -> Compartment | None:
-    return lockers.compartment(session, site.id, number)
+    return locker_compartments.compartment(session, site.id, number)
 
 
 BOARD_OFFLINE = "board_offline"  # why a door failed to open: its lock board does not answer
@@ -69,15 +77,16 @@ def back_in_service_after_board(ctx: Ctx, session: Session, site: Site, board: i
     ).order_by(Compartment.number)) if _silenced_by(box.fault_reason, board)]
     for box in doors:
         box.state, box.fault_reason = "free", None
-        lockers.settle(session, box)
+        locker_compartments.settle(session, box)
         resolve(door_alerts(session, site, "door_failed_to_open", box.number),
                 f"board {board if board is not None else '?'} answers again", now)
-        for parcel in lockers.parcels_in(session, box):
+        for parcel in locker_compartments.parcels_in(session, box):
             history.record(session, parcel, "door_back_in_service", parcel.state,
                            locker_actor(site), now,
                            data={"compartment": box.number, "board": board})
-        lockers.queue_command(ctx, session, site, "set_in_service", {"compartment": box.number},
-                              now, ttl_s=ctx.settings.locker.sync_ttl_s)
+        locker_commands.queue_command(ctx, session, site, "set_in_service",
+                                      {"compartment": box.number}, now,
+                                      ttl_s=ctx.settings.locker.sync_ttl_s)
     return doors
 
 
@@ -99,7 +108,7 @@ def _unexpected_opening(session: Session, site: Site, box: Compartment) -> None:
     """A door the locker opened for no command and no credential (forced, a manual key, a
     board obeying someone else): an alarm at once, naming what was inside. Offline, it comes
     with the first batch the locker replays."""
-    inside = lockers.parcels_in(session, box)
+    inside = locker_compartments.parcels_in(session, box)
     names = ", ".join(p.tracking_number for p in inside) or "nothing"
     raise_alert(session, site, UNEXPECTED_OPENING,
            f"door {box.number} opened with no command or credential; inside: {names}",
@@ -123,14 +132,14 @@ def door_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
         _collection_closed(ctx, session, site, link, box, occupied, body.get("credential_id"),
                            now)
     else:
-        lockers.settle(session, box)
+        locker_compartments.settle(session, box)
         if occupied is True and held_in(session, box) is None:
             raise_alert(session, site, "unexpected_item", "a door closed on something the backend "
                    "does not know of", compartment=box.number)
 
 
 def held_in(session: Session, box: Compartment) -> Parcel | None:
-    return lockers._parcel_in(session, box)
+    return locker_compartments.parcel_in(session, box)
 
 
 def session_actor(session: Session, box: Compartment, site: Site,
@@ -151,7 +160,7 @@ def _opened_for_parcel(session: Session, box: Compartment, corr_id: str | None,
     (online), or by the reservation the locker used (offline, ``dep-<parcel id>-...``); a door
     reserved ahead for several of a recipient's parcels needs to know which went in. Without
     either (an older agent), the first parcel on its way to the door."""
-    waiting = lockers.reserved_parcels(session, box)
+    waiting = locker_compartments.reserved_parcels(session, box)
     ref: str | int | None = None
     if corr_id:
         row = session.scalar(select(OutboxMessage).where(OutboxMessage.corr_id == corr_id))
@@ -168,9 +177,9 @@ def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     parcel = _opened_for_parcel(session, box, corr_id, credential_id)
     actor = session_actor(session, box, site, parcel)
     if parcel is None:
-        lockers.settle(session, box)
+        locker_compartments.settle(session, box)
         return
-    sharing = lockers.parcels_in(session, box)  # the recipient's parcels already inside
+    sharing = locker_compartments.parcels_in(session, box)  # the recipient's parcels already inside
     if occupied is False:
         # The door closed on nothing: the deposit did not happen, the parcel is still in the
         # carrier's hands. The door stays reserved for it while the session lasts.
@@ -204,18 +213,18 @@ def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
         data.update(offline=True, received_at=now.isoformat())
     history.apply(session, parcel, Action.CHECK_IN, actor, at, data=data)
     # the locker forgets the advance reservation the deposit used (the door is taken)
-    released = ([lockers.deposit_reservation_id(parcel, box)]
-                if lockers.is_advance_reservation(box) else [])
-    if lockers.reserved_parcels(session, box):
+    released = ([locker_sync.deposit_reservation_id(parcel, box)]
+                if locker_compartments.is_advance_reservation(box) else [])
+    if locker_compartments.reserved_parcels(session, box):
         box.state = "reserved"  # another of the recipient's parcels is still on its way here
     else:
         box.state, box.reserved_until, box.reserved_session_id = "occupied", None, None
-    keys = lockers.recipient_keys_of(ctx, parcel)
+    keys = locker_compartments.recipient_keys_of(ctx, parcel)
     parcel.recipient_phone_key, parcel.recipient_email_key = keys.phone, keys.email
     credential = _join_door_code(ctx, session, parcel, sharing, actor, at) \
-        or lockers.issue_locker_credential(ctx, session, parcel)
+        or locker_tokens.issue_locker_credential(ctx, session, parcel)
     notify.queue(session, parcel, "ready")  # sent now, at reconciliation, once
-    lockers.queue_sync(ctx, session, site, link, added=[credential], released=released)
+    locker_sync.queue_sync(ctx, session, site, link, added=[credential], released=released)
 
 
 def _join_door_code(ctx: Ctx, session: Session, parcel: Parcel, sharing: list[Parcel],
@@ -246,9 +255,9 @@ def _join_door_code(ctx: Ctx, session: Session, parcel: Parcel, sharing: list[Pa
 def _pickup_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                    box: Compartment, occupied: bool | None, credential_id: str | None,
                    now: datetime) -> None:
-    inside = lockers.parcels_in(session, box)
+    inside = locker_compartments.parcels_in(session, box)
     if not inside:
-        lockers.settle(session, box)
+        locker_compartments.settle(session, box)
         return
     ready = [p for p in inside if p.state == State.READY_FOR_PICKUP.value]
     # a door shared by one recipient's parcels is opened by their one code; the damaged one
@@ -268,10 +277,10 @@ def _pickup_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     for parcel in taken:
         removed += _record_pickup(ctx, session, site, link, parcel, box, credential_id,
                                   verified_at or now, received_at=now if verified_at else None)
-    lockers.settle(session, box)
+    locker_compartments.settle(session, box)
     if box.fault_reason:
         box.state = "out_of_service"
-    lockers.queue_sync(ctx, session, site, link, removed=removed)
+    locker_sync.queue_sync(ctx, session, site, link, removed=removed)
 
 
 def _taken(inside: list[Parcel], meant: list[Parcel], occupied: bool | None) -> list[Parcel]:
@@ -354,7 +363,7 @@ def credential_by_ref(session: Session, ref: str) -> PickupCredential | None:
 def _collection_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                        box: Compartment, occupied: bool | None, credential_id: str | None,
                        now: datetime) -> None:
-    inside = lockers.parcels_in(session, box)
+    inside = locker_compartments.parcels_in(session, box)
     due = [p for p in inside if p.state in (State.EXPIRED.value, State.DAMAGED.value)]
     parcel = due[0] if due else (inside[0] if inside else None)
     row = session.scalar(select(LockerSession).where(
@@ -370,11 +379,11 @@ def _collection_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     for gone in taken:
         _record_collection(ctx, session, site, link, gone, box, row, credential_id, now,
                            verified_at)
-    lockers.settle(session, box)
+    locker_compartments.settle(session, box)
     if row is not None and row.status == "open":
         left = {p.id for p in taken}
         row.collect_queue = [pid for pid in (row.collect_queue or []) if pid not in left]
-        lockers.open_next_collection(ctx, session, site, row, now)
+        locker_collection.open_next_collection(ctx, session, site, row, now)
 
 
 def _record_collection(ctx: Ctx, session: Session, site: Site, link: LockerLink,
@@ -403,8 +412,8 @@ def _record_collection(ctx: Ctx, session: Session, site: Site, link: LockerLink,
             credential.revoked_at = at
     parcel.compartment_id = None
     if parcel.carrier_id is not None:  # the locker forgets the collection reservation
-        lockers.queue_sync(ctx, session, site, link,
-                           released=[lockers.collection_reservation_id(parcel)])
+        locker_sync.queue_sync(ctx, session, site, link,
+                           released=[locker_sync.collection_reservation_id(parcel)])
 
 
 def _collecting(session: Session, site: Site, parcel: Parcel) -> LockerSession | None:

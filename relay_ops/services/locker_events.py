@@ -35,7 +35,7 @@ from relay_ops.db.models import (
     Site,
 )
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import history, lockers
+from relay_ops.services import history, locker_commands, locker_compartments, locker_sync
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import OPEN_ALERTS, raise_alert
 from relay_ops.services.locker_credentials import credential_presented, offline_pickup
@@ -91,7 +91,7 @@ class BatchApplied:
     gap: tuple[int, int] | None = None
     # commands these events produced, claimed (marked sent) in the same transaction: the
     # caller publishes them after the commit (if it dies first, they are resent later)
-    commands: tuple[lockers.CommandToSend, ...] = ()
+    commands: tuple[locker_commands.CommandToSend, ...] = ()
 
 
 def apply_event(
@@ -176,11 +176,11 @@ def _apply_batch(ctx: Ctx, locker: str, boot_id: str, events: list[LockerEvent],
             site = _site(session, locker)
             if site is None:
                 return BatchApplied("unknown_locker", 0, 0)
-            link = lockers.link_of(session, site)
+            link = locker_compartments.link_of(session, site)
             cursor = _cursor(session, site, boot_id)
             plan = _plan(events, cursor.applied_seq)
             session.info[BOOT] = boot_id  # for the handlers that need the cursor
-            with lockers.one_sync_per_batch(ctx, session, site, link):
+            with locker_sync.one_sync_per_batch(ctx, session, site, link):
                 for applying in plan.runnable:
                     # where the cursor stands for this event, without writing it per event
                     session.info[APPLIED_SEQ] = applying.seq - 1
@@ -212,10 +212,10 @@ def _after_replayed(ctx: Ctx, session: Session, site: Site, link: LockerLink, bo
 
 
 def _claimed(session: Session, site: Site, now: datetime, claim: bool
-             ) -> tuple[lockers.CommandToSend, ...]:
-    if not claim or not session.info.get(lockers.COMMANDS_QUEUED):
+             ) -> tuple[locker_commands.CommandToSend, ...]:
+    if not claim or not session.info.get(locker_commands.COMMANDS_QUEUED):
         return ()
-    return tuple(lockers.claim_commands(session, now, locker=site.code))
+    return tuple(locker_commands.claim_commands(session, now, locker=site.code))
 
 
 def _apply_one(ctx: Ctx, session: Session, site: Site, link: LockerLink, event: LockerEvent,
@@ -231,7 +231,7 @@ def _apply_isolated(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                     event: LockerEvent, now: datetime) -> None:
     """The retry path: the event in a savepoint; if it fails, it alone is rolled back, an
     operator alert and the log say why, and the batch goes on."""
-    batch = lockers.pending_sync(session)
+    batch = locker_sync.pending_sync(session)
     before = batch.copy() if batch is not None else None
     savepoint = session.begin_nested()
     try:
@@ -257,7 +257,7 @@ def heartbeat(ctx: Ctx, locker: str, boot_id: str, seq: int, body: dict[str, Any
         site = _site(session, locker)
         if site is None:
             return Applied("unknown_locker", 0)
-        link = lockers.link_of(session, site)
+        link = locker_compartments.link_of(session, site)
         came_online = not link.online
         if came_online:
             # Its retained "online" never reached us (a broker drops what overflows a
@@ -317,7 +317,7 @@ def status_changed(ctx: Ctx, locker: str, state: str, ts: datetime) -> bool:
         site = _site(session, locker)
         if site is None:
             return False
-        link = lockers.link_of(session, site)
+        link = locker_compartments.link_of(session, site)
         if state == "online":
             _now_online(ctx, session, site, link, now)
         elif link.online or link.status_since is None:
@@ -355,7 +355,7 @@ def _outage_credit(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                              "to": parcel.holding_deadline.isoformat()})
         credited.append(parcel)
     if credited:  # the locker's PINs carry the deadline too
-        lockers.queue_sync(ctx, session, site, link, force_full=True)
+        locker_sync.queue_sync(ctx, session, site, link, force_full=True)
 
 
 def _site(session: Session, code: str) -> Site | None:

@@ -23,9 +23,9 @@ from firmware_bridge import identity as bundle_format
 from firmware_bridge import protocol as p
 from relay_ops.db.models import LockerLink, Site
 from relay_ops.domain.errors import NotFound
-from relay_ops.services import lockers
+from relay_ops.services import locker_compartments, locker_keys
 from relay_ops.services.context import Ctx
-from relay_ops.services.lockers import OPERATOR_ROLES
+from relay_ops.services.locker_registry import OPERATOR_ROLES
 from relay_ops.services.principal import Principal, require_role
 
 # A locker's broker password is 32 random bytes: the hash's cost adds nothing against
@@ -46,7 +46,7 @@ def provision(
     password = secrets.token_urlsafe(32)
     with ctx.db.transaction() as session:
         site = _locker(session, site_id)
-        link = lockers.link_of(session, site, lock=True)
+        link = locker_compartments.link_of(session, site, lock=True)
         link.identity_generation += 1
         link.event_key = p.raw_public_key(event_key)
         link.provisioned_at, link.revoked_at = ctx.now(), None
@@ -65,9 +65,9 @@ def provision(
             "password": password,
             "ca_cert": ca_cert,
         },
-        "command_keys": lockers.command_keys(ctx),
+        "command_keys": locker_keys.command_keys(ctx),
         "event_key": {"kid": code, "private": bundle_format.private_key_text(event_key)},
-        "pin_key": {"key_id": lockers.PIN_KEY_ID, "key": lockers.pin_key(ctx, code)},
+        "pin_key": {"key_id": locker_keys.PIN_KEY_ID, "key": locker_keys.pin_key(ctx, code)},
     }
 
 
@@ -77,7 +77,7 @@ def revoke(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
     require_role(actor, *OPERATOR_ROLES)
     with ctx.db.transaction() as session:
         site = _locker(session, site_id)
-        link = lockers.link_of(session, site, lock=True)
+        link = locker_compartments.link_of(session, site, lock=True)
         link.revoked_at = link.revoked_at or ctx.now()
         link.event_key = link.broker_password_hash = None
         return {"locker": site.code, "revoked_at": link.revoked_at.isoformat()}

@@ -19,7 +19,7 @@ from relay_ops.db.models import (
     Site,
 )
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import history, lockers
+from relay_ops.services import history, locker_commands, locker_compartments, locker_sync
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import raise_alert
 from relay_ops.services.locker_doors import box_of, held_in, locker_actor
@@ -69,7 +69,7 @@ def _quarantine(ctx: Ctx, session: Session, site: Site, box: Compartment, why: s
     raise_alert(session, site, "offline_deposit_conflict", why, compartment=box.number,
            parcel=parcel)
     box.state, box.fault_reason = "out_of_service", why[:200]
-    lockers.queue_command(ctx, session, site, "set_out_of_service",
+    locker_commands.queue_command(ctx, session, site, "set_out_of_service",
                           {"compartment": box.number, "reason": box.fault_reason}, ctx.now(),
                           ttl_s=ctx.settings.locker.sync_ttl_s)
 
@@ -85,10 +85,10 @@ def _move_reservation_to(ctx: Ctx, session: Session, site: Site, link: LockerLin
                     f"offline next to {held_in(session, box).tracking_number}", parcel)  # type: ignore[union-attr]
         return
     released = []
-    other = lockers._reserved_parcel(session, box)
+    other = locker_compartments.reserved_parcel(session, box)
     if other is not None and other.id != parcel.id:
-        if lockers.is_advance_reservation(box):
-            released.append(lockers.deposit_reservation_id(other, box))
+        if locker_compartments.is_advance_reservation(box):
+            released.append(locker_sync.deposit_reservation_id(other, box))
         other.compartment_id = None
         history.record(session, other, "reservation_released", other.state, actor, now,
                        reason="its door was used by an offline deposit",
@@ -96,8 +96,8 @@ def _move_reservation_to(ctx: Ctx, session: Session, site: Site, link: LockerLin
     if parcel.compartment_id is not None:  # its own door, reserved again elsewhere
         old = session.get(Compartment, parcel.compartment_id)
         if old is not None and old.state == "reserved":
-            if lockers.is_advance_reservation(old):
-                released.append(lockers.deposit_reservation_id(parcel, old))
+            if locker_compartments.is_advance_reservation(old):
+                released.append(locker_sync.deposit_reservation_id(parcel, old))
             old.state, old.reserved_until, old.reserved_session_id = "free", None, None
     parcel.compartment_id = box.id
     box.reserved_session_id = None
@@ -107,7 +107,7 @@ def _move_reservation_to(ctx: Ctx, session: Session, site: Site, link: LockerLin
            "deposited offline in a door no longer reserved for it; the backend follows",
            compartment=box.number, parcel=parcel)
     if released:
-        lockers.queue_sync(ctx, session, site, link, released=released)
+        locker_sync.queue_sync(ctx, session, site, link, released=released)
 
 
 def offline_collection(ctx: Ctx, session: Session, site: Site, link: LockerLink,

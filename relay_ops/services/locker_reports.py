@@ -18,7 +18,7 @@ from relay_ops.db.models import (
     OutboxMessage,
     Site,
 )
-from relay_ops.services import history, lockers
+from relay_ops.services import history, locker_commands, locker_compartments, locker_sync
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import board_alerts, board_offline, raise_alert, resolve
 from relay_ops.services.locker_doors import (
@@ -50,11 +50,11 @@ def door_failed_to_open(ctx: Ctx, session: Session, site: Site, link: LockerLink
               else f"door_failed_to_open: {body.get('reason', '')}"[:200])
     box.state, box.fault_reason, box.opened_for = "out_of_service", reason, None
     raise_alert(session, site, "door_failed_to_open", reason, compartment=box.number,
-           parcel=held_in(session, box) or lockers._reserved_parcel(session, box))
-    waiting = lockers.reserved_parcels(session, box)
-    if waiting and lockers.is_advance_reservation(box):
-        lockers.queue_sync(ctx, session, site, link, released=[
-            lockers.deposit_reservation_id(reserved, box) for reserved in waiting])
+           parcel=held_in(session, box) or locker_compartments.reserved_parcel(session, box))
+    waiting = locker_compartments.reserved_parcels(session, box)
+    if waiting and locker_compartments.is_advance_reservation(box):
+        locker_sync.queue_sync(ctx, session, site, link, released=[
+            locker_sync.deposit_reservation_id(reserved, box) for reserved in waiting])
     for reserved in waiting:  # a deposit that could not happen: the carrier keeps the parcel
         reserved.compartment_id = None
         history.record(session, reserved, "deposit_not_made", reserved.state,
@@ -66,7 +66,7 @@ def door_failed_to_open(ctx: Ctx, session: Session, site: Site, link: LockerLink
     if held is not None:
         history.record(session, held, "door_failed_to_open", held.state, locker_actor(site),
                        now, data={"compartment": box.number})
-    lockers.queue_command(ctx, session, site, "set_out_of_service",
+    locker_commands.queue_command(ctx, session, site, "set_out_of_service",
                           {"compartment": box.number, "reason": reason}, now,
                           ttl_s=ctx.settings.locker.sync_ttl_s)
 
@@ -109,10 +109,10 @@ def cmd_result(ctx: Ctx, session: Session, site: Site, link: LockerLink, body: d
         return
     row.status = "done" if status == "done" else "failed"
     row.last_error = body.get("reason")
-    if status == "failed" and row.name == lockers.COMMAND_OPEN:
+    if status == "failed" and row.name == locker_commands.COMMAND_OPEN:
         _open_failed(session, site, row, body.get("reason") or "", now)
-    if status == "failed" and row.name == lockers.COMMAND_SYNC:
-        lockers.queue_sync(ctx, session, site, link, force_full=True)
+    if status == "failed" and row.name == locker_sync.COMMAND_SYNC:
+        locker_sync.queue_sync(ctx, session, site, link, force_full=True)
 
 
 def _open_failed(session: Session, site: Site, row: OutboxMessage, reason: str,
@@ -123,9 +123,9 @@ def _open_failed(session: Session, site: Site, row: OutboxMessage, reason: str,
     if command.get("purpose") != "deposit" or reason == "door_failed_to_open":
         return
     box = box_of(session, site, command["compartment"])
-    if box is None or box.state != "reserved" or lockers.is_advance_reservation(box):
+    if box is None or box.state != "reserved" or locker_compartments.is_advance_reservation(box):
         return  # a door reserved in advance stays so: the carrier may come back, or offline
-    parcel = lockers._reserved_parcel(session, box)
+    parcel = locker_compartments.reserved_parcel(session, box)
     if parcel is not None:
         parcel.compartment_id = None
         history.record(session, parcel, "deposit_not_made", parcel.state,
@@ -133,7 +133,7 @@ def _open_failed(session: Session, site: Site, row: OutboxMessage, reason: str,
                        reason=f"the locker did not open: {reason}",
                        data={"compartment": box.number})
     box.reserved_until, box.reserved_session_id = None, None
-    lockers.settle(session, box)  # free, or back to holding the recipient's parcels
+    locker_compartments.settle(session, box)  # free, or back to holding the recipient's parcels
 
 
 def sync_ack(ctx: Ctx, session: Session, site: Site, link: LockerLink, body: dict[str, Any],

@@ -19,7 +19,7 @@ from relay_ops.db.models import (
     OutboxMessage,
     Site,
 )
-from relay_ops.services import lockers
+from relay_ops.services import locker_commands, locker_sync
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import raise_alert
 from relay_ops.services.locker_doors import box_of, door_closed, held_in
@@ -83,7 +83,7 @@ def ask_fresh_snapshot(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     one tells the truth. It is resent until the locker answers (6 h); a locker that reconnects
     meanwhile sends one anyway."""
     link.snapshot_waiting_boot = link.snapshot_waiting_until = None
-    lockers.queue_command(ctx, session, site, "request_snapshot", {}, now,
+    locker_commands.queue_command(ctx, session, site, "request_snapshot", {}, now,
                           ttl_s=ctx.settings.locker.sync_ttl_s)
 
 
@@ -114,10 +114,10 @@ def note_credential_version(ctx: Ctx, session: Session, site: Site, link: Locker
                              held: int | None) -> None:
     link.credential_version_held = held
     if held != link.credential_version_sent and not _sync_in_flight(session, site):
-        lockers.queue_sync(ctx, session, site, link, force_full=True)
+        locker_sync.queue_sync(ctx, session, site, link, force_full=True)
 
 
 def _sync_in_flight(session: Session, site: Site) -> bool:
     return session.scalar(select(OutboxMessage.id).where(
-        OutboxMessage.target == site.code, OutboxMessage.name == lockers.COMMAND_SYNC,
+        OutboxMessage.target == site.code, OutboxMessage.name == locker_sync.COMMAND_SYNC,
         OutboxMessage.status.in_(("pending", "sent", "accepted"))).limit(1)) is not None

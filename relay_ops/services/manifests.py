@@ -19,7 +19,7 @@ from relay_ops.db.models import Carrier, Manifest, Parcel, Site
 from relay_ops.domain import tracking
 from relay_ops.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import history, lockers, notify, reroute
+from relay_ops.services import history, locker_reservations, notify, reroute
 from relay_ops.services.checkin import set_size
 from relay_ops.services.context import Ctx
 from relay_ops.services.parcel_views import parcel_view
@@ -75,7 +75,7 @@ def announce(ctx: Ctx, actor: Principal, body: dict[str, Any]) -> tuple[int, dic
         results = _announce_parcels(ctx, session, actor, carrier, manifest, items)
         reroute.check_manifest(ctx, session, actor, carrier, results)
         # parcels due soon at a locker get their door now (synced: offline deposits work)
-        lockers.reserve_ahead_at(ctx, session, {
+        locker_reservations.reserve_ahead_at(ctx, session, {
             site.id for site in _lock_sites(session, items).values()
             if site is not None and site.kind == "locker"})
         answer = {

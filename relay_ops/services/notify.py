@@ -38,7 +38,7 @@ SEND_JOB = "notifications.send"
 # A Core handle on the table: the hot path writes rows, not ORM objects.
 NOTIFICATIONS = typing.cast(Table, Notification.__table__)
 # How a message that failed for want of the site's opening hours begins its error; setting
-# the hours finds these messages by it and owes them again (sites.set_opening_hours).
+# the hours finds these messages by it and owes them again (opening_hours.set_opening_hours).
 NO_OPENING_HOURS = "the site has no opening hours"
 
 

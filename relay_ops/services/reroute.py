@@ -29,7 +29,7 @@ from relay_ops.domain import forecast as model
 from relay_ops.domain.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from relay_ops.domain.geo import distance_km
 from relay_ops.domain.lifecycle import Action, State
-from relay_ops.services import forecast, history, notify
+from relay_ops.services import forecast, history, locker_reservations, notify
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import live_credentials
 from relay_ops.services.principal import Principal, Role, require_parcel, require_role
@@ -304,12 +304,10 @@ def move(
             f"{parcel.tracking_number} is {parcel.state}: a parcel on a shelf is never moved",
             state=parcel.state,
         )
-    from relay_ops.services import lockers  # lockers -> reroute
-
     origin = parcel.site
     now = ctx.now()
     # a door reserved in advance at the origin locker goes back to its pool
-    lockers.release_advance_reservation(ctx, session, parcel, origin, actor, "rerouted")
+    locker_reservations.release_advance_reservation(ctx, session, parcel, origin, actor, "rerouted")
     parcel.site_id, parcel.site = to.id, to
     _carry_credentials(ctx, session, parcel)
     proposal.to_site_id, proposal.distance_km, proposal.decided_at = to.id, round(km, 3), now

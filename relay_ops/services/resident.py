@@ -13,7 +13,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from relay_ops.db.models import Parcel, PickupCredential
 from relay_ops.domain.errors import DomainError, NotFound
 from relay_ops.domain.lifecycle import FINAL_STATES
-from relay_ops.services import lockers
+from relay_ops.services import locker_tokens
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import code_of, live_credentials
 from relay_ops.services.parcel_views import parcel_view
@@ -97,7 +97,7 @@ def qr_payload(ctx: Ctx, principal: Principal) -> str:
     """What the resident's QR code encodes: at a locker, the signed token the locker verifies
     (even offline); at a shop, the pickup code, typed by a counter scanner."""
     assert principal.parcel_id is not None
-    token = lockers.qr_token(ctx, principal.parcel_id)
+    token = locker_tokens.qr_token(ctx, principal.parcel_id)
     if token is not None:
         return token
     with ctx.db.read() as session:

@@ -19,7 +19,6 @@ from relay_ops.domain.hours import (
     ALWAYS_OPEN,
     is_open,
     opens_on,
-    opens_some_day,
     validate_site_hours,
 )
 from relay_ops.domain.lifecycle import HELD_STATES
@@ -129,7 +128,7 @@ def set_refrigerated(
     require_site(actor, site_id)
     with ctx.db.transaction() as session:
         # The site's lock, as a check-in takes it: no check-in reads the shelf half-changed.
-        site = _get_site(session, site_id, lock=True)
+        site = site_row(session, site_id, lock=True)
         location = session.scalar(
             select(Location).where(Location.site_id == site.id, Location.label == label)
         )
@@ -145,7 +144,7 @@ def add_locations(
 ) -> list[dict[str, Any]]:
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     with ctx.db.transaction() as session:
-        site = _get_site(session, site_id)
+        site = site_row(session, site_id)
         for loc in locations:
             _add_location(ctx, session, site, loc)
         try:
@@ -176,7 +175,7 @@ def locations_view(session: Session, site: Site) -> list[dict[str, Any]]:
 def list_locations(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, Any]]:
     require_site(actor, site_id)
     with ctx.db.read() as session:
-        return locations_view(session, _get_site(session, site_id))
+        return locations_view(session, site_row(session, site_id))
 
 
 def used_per_location(session: Session, site_id: int) -> dict[int, int]:
@@ -193,7 +192,7 @@ def shelf_load(site: Site) -> Occupancy:
                      held=sum(loc.held for loc in site.locations))
 
 
-def _get_site(session: Session, site_id: int, *, lock: bool = False) -> Site:
+def site_row(session: Session, site_id: int, *, lock: bool = False) -> Site:
     site = session.get(Site, site_id, with_for_update=lock)
     if site is None:
         raise NotFound(f"no site {site_id}")
@@ -203,7 +202,7 @@ def _get_site(session: Session, site_id: int, *, lock: bool = False) -> Site:
 def get_site(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
     require_site(actor, site_id)
     with ctx.db.read() as session:
-        site = _get_site(session, site_id)
+        site = site_row(session, site_id)
         return site_view(site, occupancy_of(session, site))
 
 
@@ -247,7 +246,7 @@ def occupancy_of(session: Session, site: Site) -> Occupancy:
 def occupancy(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
     require_site(actor, site_id)
     with ctx.db.read() as session:
-        site = _get_site(session, site_id)
+        site = site_row(session, site_id)
         occ = occupancy_of(session, site)
         by_state = dict(
             session.execute(
@@ -290,7 +289,7 @@ def declare_closing_day(
     if day < ctx.now().astimezone(ctx.settings.timezone).date():
         raise ValidationFailed("closing days are declared for today or later")
     with ctx.db.transaction() as session:
-        site = _get_site(session, site_id)
+        site = site_row(session, site_id)
         existing = session.scalar(
             select(ClosingDay).where(ClosingDay.site_id == site.id, ClosingDay.day == day)
         )
@@ -320,30 +319,8 @@ def set_status(ctx: Ctx, actor: Principal, site_id: int, status: str) -> dict[st
     if status not in SITE_STATUSES:
         raise ValidationFailed(f"status is one of {', '.join(SITE_STATUSES)}")
     with ctx.db.transaction() as session:
-        site = _get_site(session, site_id, lock=True)
+        site = site_row(session, site_id, lock=True)
         site.status = status
-        return site_view(site)
-
-
-def set_opening_hours(ctx: Ctx, actor: Principal, site_id: int, hours: object) -> dict[str, Any]:
-    """New opening hours, effective at once (``open_now``, deadlines of later check-ins).
-
-    Parcels waiting here whose ready message failed for want of hours (a shop created before
-    hours were required) are owed that message again, with a deadline recomputed under the
-    new hours: nobody was told the old one, which ran to the closed-run cap.
-    """
-    require_role(actor, Role.OPERATOR, Role.SYSTEM)
-    checked = validate_site_hours(hours)
-    from relay_ops.services import checkin  # checkin -> sites
-
-    with ctx.db.transaction() as session:
-        site = _get_site(session, site_id, lock=True)
-        had_hours = opens_some_day(site.opening_hours)
-        site.opening_hours = checked
-        session.flush()
-        if not had_hours:
-            checkin.resend_ready_after_hours_set(ctx, session, site, actor)
-        session.refresh(site)
         return site_view(site)
 
 
@@ -353,7 +330,7 @@ def set_services(ctx: Ctx, actor: Principal, site_id: int, services: list[str]) 
     require_site(actor, site_id)
     checked = site_services.checked(services)
     with ctx.db.transaction() as session:
-        site = _get_site(session, site_id, lock=True)
+        site = site_row(session, site_id, lock=True)
         site.services = checked
         return site_view(site)
 

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from firmware_bridge.embedded import EmbeddedLockers
-from relay_ops.services import lockers, parcel_views
+from relay_ops.services import locker_registry, locker_views, parcel_views
 from relay_ops.services.principal import SYSTEM
 from relay_ops.web.pages.locker_panel import attach_simulated_locker
 from tests.browser.conftest import Live, serve, shot
@@ -44,7 +44,7 @@ def locker_live(tmp_path_factory: pytest.TempPathFactory,
                 sqlite_template: Path) -> Iterator[tuple[Live, int]]:
     folder = tmp_path_factory.mktemp("locker-live")
     with serve(folder, sqlite_template, LOCKER_PANEL_DEMO=True) as running:
-        site_id = lockers.register_locker(running.ctx, SYSTEM, {
+        site_id = locker_registry.register_locker(running.ctx, SYSTEM, {
             "code": CODE, "name": "Casier de test", "locker_model": "mini-6",
             "address": "1 rue de la Mairie", "postcode": "44440", "city": "Riaillé",
             "latitude": 47.5172, "longitude": -1.2931})["id"]
@@ -52,7 +52,7 @@ def locker_live(tmp_path_factory: pytest.TempPathFactory,
         stack.start()
         try:
             attach_simulated_locker(running.app, stack)
-            _wait(lambda: lockers.locker_view(running.ctx, SYSTEM, site_id)["link"][
+            _wait(lambda: locker_views.locker_view(running.ctx, SYSTEM, site_id)["link"][
                 "credential_version_held"] is not None, 20, "the locker's first credential sync")
             yield running, site_id
         finally:

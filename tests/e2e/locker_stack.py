@@ -27,7 +27,7 @@ from firmware_bridge.identity import write_bundle
 from relay_ops import create_app
 from relay_ops.db import migrate
 from relay_ops.db.models import Parcel, ParcelEvent
-from relay_ops.services import accounts, locker_identity, lockers, resident
+from relay_ops.services import accounts, locker_identity, locker_registry, locker_views, resident
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 from tests.integration.firmware_bridge.locker_harness import ProductionMosquitto
@@ -189,7 +189,7 @@ class Stack:
         migrate.upgrade(self.ctx.db.engine)
         accounts.create_carrier(self.ctx, SYSTEM, code="acme", name="Acme")
         self.carrier_key = accounts.issue_carrier_key(self.ctx, SYSTEM, "acme").token
-        self.site_id = lockers.register_locker(self.ctx, SYSTEM, {
+        self.site_id = locker_registry.register_locker(self.ctx, SYSTEM, {
             "code": self.code, "name": "Casier de la mairie", "locker_model": "mini-6",
             "address": "Place", "postcode": "44440", "city": "Riaillé",
             "latitude": 47.5, "longitude": -1.3})["id"]
@@ -289,7 +289,7 @@ class Stack:
     # --- reading the backend ------------------------------------------------------------------
 
     def view(self) -> dict[str, Any]:
-        return lockers.locker_view(self.ctx, SYSTEM, self.site_id)
+        return locker_views.locker_view(self.ctx, SYSTEM, self.site_id)
 
     def parcel(self, number: str) -> Parcel:
         with self.ctx.db.read() as session:

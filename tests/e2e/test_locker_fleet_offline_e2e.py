@@ -31,13 +31,13 @@ class FleetStack(Stack):
     def __init__(self, tmp: Path, broker: str, count: int) -> None:
         super().__init__(tmp, broker=broker, LOCKER_OPEN_TTL_S=60)
         from firmware_bridge.identity import write_bundle
-        from relay_ops.services import locker_identity, lockers
+        from relay_ops.services import locker_identity, locker_registry
         from relay_ops.services.principal import SYSTEM
 
         self.sites = {self.code: self.site_id}
         for n in range(2, count + 1):
             code = f"{self.prefix}-{n:04d}"
-            self.sites[code] = lockers.register_locker(self.ctx, SYSTEM, {
+            self.sites[code] = locker_registry.register_locker(self.ctx, SYSTEM, {
                 "code": code, "name": f"Casier {n}", "locker_model": "mini-6",
                 "address": "Place", "postcode": "44440", "city": "Riaillé",
                 "latitude": 47.5, "longitude": -1.3})["id"]
@@ -50,10 +50,10 @@ class FleetStack(Stack):
         return json.loads(self.locker.do(f"{code} state"))  # type: ignore[no-any-return]
 
     def link(self, code: str) -> dict[str, object]:
-        from relay_ops.services import lockers
+        from relay_ops.services import locker_views
         from relay_ops.services.principal import SYSTEM
 
-        return lockers.locker_view(self.ctx, SYSTEM, self.sites[code])["link"]  # type: ignore[no-any-return]
+        return locker_views.locker_view(self.ctx, SYSTEM, self.sites[code])["link"]  # type: ignore[no-any-return]
 
 
 def test_fifty_lockers_offline_together_converge_with_the_real_backend(

@@ -14,7 +14,13 @@ import pytest
 from sqlalchemy import select
 
 from relay_ops.db.models import LockerAlert, ParcelEvent
-from relay_ops.services import credentials, lockers
+from relay_ops.services import (
+    credentials,
+    locker_compartments,
+    locker_keys,
+    locker_registry,
+    locker_views,
+)
 from relay_ops.services.principal import SYSTEM
 from tests.integration.test_lockers import LOCKER, FakeLocker, deposit, parcel
 from tests.support import World
@@ -22,17 +28,17 @@ from tests.support import World
 
 @pytest.fixture
 def fake(world: World) -> FakeLocker:
-    lockers.register_locker(world.ctx, SYSTEM, LOCKER)
+    locker_registry.register_locker(world.ctx, SYSTEM, LOCKER)
     return FakeLocker(world.ctx, LOCKER["code"])
 
 
 def site_id(world: World) -> int:
     with world.ctx.db.read() as session:
-        return lockers.locker_by_code(session, LOCKER["code"]).id
+        return locker_compartments.locker_by_code(session, LOCKER["code"]).id
 
 
 def doors(world: World) -> dict[int, tuple[str, str | None]]:
-    view = lockers.locker_view(world.ctx, SYSTEM, site_id(world))
+    view = locker_views.locker_view(world.ctx, SYSTEM, site_id(world))
     return {c["number"]: (c["state"], c["fault_reason"]) for c in view["compartments"]}
 
 
@@ -48,9 +54,9 @@ def board_alerts(world: World) -> list[LockerAlert]:
 def present_pin(world: World, fake: FakeLocker, number: str) -> list[dict[str, object]]:
     """The resident types the parcel's PIN at the keypad (forwarded to the backend)."""
     with world.ctx.db.read() as session:
-        site = lockers.locker_by_code(session, LOCKER["code"])
+        site = locker_compartments.locker_by_code(session, LOCKER["code"])
         credential = credentials.live_credentials(session, parcel(world, number).id)[0]
-        code_hash = lockers.locker_pin_hash(world.ctx, site, credential)
+        code_hash = locker_keys.locker_pin_hash(world.ctx, site, credential)
     fake.commands()
     fake.event("credential_presented", presentation_id=str(uuid.uuid4()), kind="pin",
                result="forwarded", code_hash=code_hash, key_id="p1")
@@ -72,7 +78,7 @@ def test_a_board_answering_again_resolves_its_alert_and_gives_its_doors_back(
                corr_id=opening[0]["corr_id"], credential_id=opening[0]["credential_id"])
     fake.event("door_failed_to_open", compartment=2, reason="board_offline", board=2)
     fake.event("door_failed_to_open", compartment=3, reason="lock_did_not_release")
-    lockers.set_compartment_service(world.ctx, SYSTEM, site_id(world), 4, in_service=False,
+    locker_registry.set_compartment_service(world.ctx, SYSTEM, site_id(world), 4, in_service=False,
                                     reason="hinge broken")
     before = doors(world)
     assert before[1] == ("out_of_service", "door_failed_to_open: board_offline (board 1)")

@@ -17,7 +17,14 @@ from relay_ops.db.models import (
     Site,
 )
 from relay_ops.domain import credentials as creds
-from relay_ops.services import credentials, forecast, lockers, sites
+from relay_ops.services import (
+    credentials,
+    forecast,
+    locker_compartments,
+    locker_dropoff,
+    locker_registry,
+    sites,
+)
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.support import World
 
@@ -34,13 +41,13 @@ OPERATOR = Principal(Role.OPERATOR, user_id=1)
 
 
 def register(world: World, data: dict[str, Any]) -> int:
-    return int(lockers.register_locker(world.ctx, SYSTEM, data)["id"])
+    return int(locker_registry.register_locker(world.ctx, SYSTEM, data)["id"])
 
 
 def fill(world: World, site_id: int) -> None:
     for number in range(1, 7):
-        lockers.set_compartment_service(world.ctx, SYSTEM, site_id, number, in_service=False,
-                                        reason="vandalised")
+        locker_registry.set_compartment_service(world.ctx, SYSTEM, site_id, number,
+                                                in_service=False, reason="vandalised")
 
 
 def parcel(world: World, number: str) -> Parcel:
@@ -53,8 +60,8 @@ def parcel(world: World, number: str) -> Parcel:
 
 def drop(world: World, site_id: int, number: str) -> dict[str, Any]:
     assert world.announce(number, site=FULL_ONE["code"]).status_code == 201
-    session = lockers.open_session(world.ctx, ACME, site_id)
-    return lockers.deposit(world.ctx, ACME, session["id"], number)
+    session = locker_dropoff.open_session(world.ctx, ACME, site_id)
+    return locker_dropoff.deposit(world.ctx, ACME, session["id"], number)
 
 
 def test_a_full_locker_sends_the_parcel_to_the_nearest_with_room(world: World) -> None:
@@ -83,8 +90,8 @@ def test_a_full_locker_sends_the_parcel_to_the_nearest_with_room(world: World) -
         assert "rerouted" in told
     assert further  # the further locker was an option, not the choice
     # the carrier takes it there: a door opens at the new locker
-    session = lockers.open_session(world.ctx, ACME, near)
-    there = lockers.deposit(world.ctx, ACME, session["id"], "LOCKERFULL01")
+    session = locker_dropoff.open_session(world.ctx, ACME, near)
+    there = locker_dropoff.deposit(world.ctx, ACME, session["id"], "LOCKERFULL01")
     assert there["status"] == "door_opening"
 
 
@@ -101,8 +108,9 @@ def test_the_pickup_credential_given_before_still_works_there(world: World) -> N
         before = db.get(PickupCredential, credential_id)
         assert before is not None
         code = credentials.code_of(world.ctx, before)
-    session = lockers.open_session(world.ctx, ACME, full)
-    assert lockers.deposit(world.ctx, ACME, session["id"], "LOCKERFULL02")["status"] == "rerouted"
+    session = locker_dropoff.open_session(world.ctx, ACME, full)
+    answer = locker_dropoff.deposit(world.ctx, ACME, session["id"], "LOCKERFULL02")
+    assert answer["status"] == "rerouted"
     with world.ctx.db.read() as db:
         after = db.get(PickupCredential, credential_id)
         assert after is not None and after.revoked_at is None
@@ -117,7 +125,7 @@ def test_nowhere_to_go_is_still_a_refusal(world: World) -> None:
     fill(world, full)
     register(world, {**NEAR, "step_free_access": False})  # never a step for step-free access
     register(world, {**FURTHER, "code": "LCK-AWAY", "latitude": 47.60})  # 10 km: out of reach
-    with pytest.raises(lockers.ParcelDoesNotFit, match="no free compartment"):
+    with pytest.raises(locker_compartments.ParcelDoesNotFit, match="no free compartment"):
         drop(world, full, "LOCKERFULL03")
     stayed = parcel(world, "LOCKERFULL03")
     assert stayed.site_id == full
@@ -134,9 +142,9 @@ def test_a_parcel_a_full_locker_kept_in_the_van_is_counted_back_the_next_day(
     # expected three days ago: as a plain late parcel it would no longer be counted
     assert world.announce("LOCKERFULL05", site=FULL_ONE["code"],
                           expected_date="2026-11-28").status_code == 201
-    session = lockers.open_session(world.ctx, ACME, full)
-    with pytest.raises(lockers.ParcelDoesNotFit, match="no free compartment"):
-        lockers.deposit(world.ctx, ACME, session["id"], "LOCKERFULL05")  # stays in the van
+    session = locker_dropoff.open_session(world.ctx, ACME, full)
+    with pytest.raises(locker_compartments.ParcelDoesNotFit, match="no free compartment"):
+        locker_dropoff.deposit(world.ctx, ACME, session["id"], "LOCKERFULL05")  # stays in the van
     clock.advance(days=1)
     with world.ctx.db.read() as db:
         site = db.get(Site, full)
@@ -219,7 +227,7 @@ def test_a_full_shop_is_not_proposed_either(world: World) -> None:
     numbers = [f"SHOPFULL{i:04d}" for i in range(15)]  # bourg holds 15 places
     for number in numbers:
         assert world.ready(number)
-    with pytest.raises(lockers.ParcelDoesNotFit, match="no free compartment"):
+    with pytest.raises(locker_compartments.ParcelDoesNotFit, match="no free compartment"):
         drop(world, full, "LOCKERSHOP03")
     assert parcel(world, "LOCKERSHOP03").site_id == full
 
@@ -229,7 +237,7 @@ def test_a_shop_whose_shelves_do_not_take_the_size_is_not_proposed(world: World)
     fill(world, full)
     # "bourg" has S and L shelves with free places, "voisin" M: none takes an XL parcel
     assert world.announce("LOCKERSHOP04", site=STEPS["code"], size_class="XL").status_code == 201
-    session = lockers.open_session(world.ctx, ACME, full)
-    with pytest.raises(lockers.ParcelDoesNotFit, match="no free compartment"):
-        lockers.deposit(world.ctx, ACME, session["id"], "LOCKERSHOP04")
+    session = locker_dropoff.open_session(world.ctx, ACME, full)
+    with pytest.raises(locker_compartments.ParcelDoesNotFit, match="no free compartment"):
+        locker_dropoff.deposit(world.ctx, ACME, session["id"], "LOCKERSHOP04")
     assert parcel(world, "LOCKERSHOP04").site_id == full

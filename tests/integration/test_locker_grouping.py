@@ -12,7 +12,18 @@ from sqlalchemy import select
 
 from relay_ops.db.models import Compartment, LockerAlert, ParcelEvent, PickupCredential
 from relay_ops.domain import pickup_token
-from relay_ops.services import credentials, expiry, lockers
+from relay_ops.services import (
+    credentials,
+    expiry,
+    locker_collection,
+    locker_compartments,
+    locker_dropoff,
+    locker_keys,
+    locker_reservations,
+    locker_sync,
+    locker_tokens,
+    locker_views,
+)
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.integration.test_delivery import run_jobs, sent_lines
@@ -38,11 +49,11 @@ def drop(world: World, fake: FakeLocker, site_id: int, number: str, *,
          who: Principal | None = None, occupied: bool = True) -> int:
     """The carrier scans `number` at the locker, the door opens, the parcel goes in."""
     who = who or carrier(world)
-    session = lockers.open_session(world.ctx, who, site_id)
-    box = int(lockers.deposit(world.ctx, who, session["id"], number)["compartment"])
+    session = locker_dropoff.open_session(world.ctx, who, site_id)
+    box = int(locker_dropoff.deposit(world.ctx, who, session["id"], number)["compartment"])
     fake.event("door_opened", compartment=box, purpose="deposit")
     fake.closed(box, occupied)
-    lockers.close_session(world.ctx, who, session["id"])
+    locker_dropoff.close_session(world.ctx, who, session["id"])
     return box
 
 
@@ -77,8 +88,8 @@ def events(world: World, number: str) -> list[tuple[str, dict[str, Any]]]:
 
 def present_pin(world: World, fake: FakeLocker, credential: PickupCredential) -> dict[str, Any]:
     with world.ctx.db.read() as session:
-        site = lockers.locker_by_code(session, LOCKER["code"])
-        code_hash = lockers.locker_pin_hash(world.ctx, site, credential)
+        site = locker_compartments.locker_by_code(session, LOCKER["code"])
+        code_hash = locker_keys.locker_pin_hash(world.ctx, site, credential)
     fake.commands()
     fake.event("credential_presented", presentation_id=str(uuid.uuid4()), kind="pin",
                result="forwarded", code_hash=code_hash, key_id="p1")
@@ -122,7 +133,7 @@ def test_a_second_parcel_for_the_recipient_joins_the_door_and_the_code(
     code = credentials.code_of(world.ctx, codes[0])
     assert all(code in x["body"] for x in told)
     # the QR code of either parcel opens that door
-    token = lockers.qr_token(world.ctx, parcel(world, "LOCKGRP00002").id)
+    token = locker_tokens.qr_token(world.ctx, parcel(world, "LOCKGRP00002").id)
     assert token is not None
     claims = pickup_token.unverified_claims(token)[1]
     assert claims.compartment == first and claims.expires_at == int(later.timestamp())
@@ -198,11 +209,11 @@ def test_a_shared_door_given_back_unused_still_holds_the_first_parcel(
     site_id, fake = locker
     box = arrive(world, fake, site_id, "LOCKGRP00013", JEANNE)
     announce(world, "LOCKGRP00014", JEANNE, dimensions_mm=FLAT)
-    session = lockers.open_session(world.ctx, carrier(world), site_id)
-    assert lockers.deposit(world.ctx, carrier(world), session["id"],
+    session = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    assert locker_dropoff.deposit(world.ctx, carrier(world), session["id"],
                            "LOCKGRP00014")["compartment"] == box
     assert box_state(world, site_id, box) == "reserved"
-    lockers.close_session(world.ctx, carrier(world), session["id"])  # door never opened
+    locker_dropoff.close_session(world.ctx, carrier(world), session["id"])  # door never opened
     assert box_state(world, site_id, box) == "occupied"
     assert parcel(world, "LOCKGRP00014").compartment_id is None
     assert parcel(world, "LOCKGRP00013").state == "ready_for_pickup"
@@ -235,8 +246,8 @@ def test_the_door_expires_as_one_and_its_carrier_takes_it_back_in_one_opening(
     reservations = [r for c in fake.commands("sync_credentials")
                     for r in c.get("reservations", []) if r["purpose"] == "collection"]
     assert [r["compartment"] for r in reservations] == [box]
-    session = lockers.open_session(world.ctx, carrier(world), site_id)
-    lockers.start_collection(world.ctx, carrier(world), session["id"])
+    session = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    locker_collection.start_collection(world.ctx, carrier(world), session["id"])
     assert [c["compartment"] for c in fake.commands("open_compartment")] == [box]
     fake.event("door_opened", compartment=box, purpose="collection")
     fake.closed(box, False)
@@ -246,8 +257,9 @@ def test_the_door_expires_as_one_and_its_carrier_takes_it_back_in_one_opening(
     assert box_state(world, site_id, box) == "free"
     # a full sync names the door once too
     with world.ctx.db.transaction() as db:
-        site = lockers.locker_by_code(db, LOCKER["code"])
-        lockers.queue_sync(world.ctx, db, site, lockers.link_of(db, site), force_full=True)
+        site = locker_compartments.locker_by_code(db, LOCKER["code"])
+        locker_sync.queue_sync(world.ctx, db, site, locker_compartments.link_of(db, site),
+                               force_full=True)
     full = fake.commands("sync_credentials")[-1]
     assert [r for r in full["reservations"] if r["purpose"] == "collection"] == []
 
@@ -258,7 +270,7 @@ def test_a_parcel_reserved_ahead_joins_the_door_and_keeps_it_if_the_first_leaves
     box = arrive(world, fake, site_id, "LOCKGRP00019", JEANNE)
     tomorrow = (clock.now + timedelta(days=1)).date().isoformat()
     announce(world, "LOCKGRP00020", JEANNE, dimensions_mm=FLAT, expected_date=tomorrow)
-    lockers.expire_stale_reservations(world.ctx)
+    locker_dropoff.expire_stale_reservations(world.ctx)
     assert parcel(world, "LOCKGRP00020").compartment_id is not None
     reservation = [r for c in fake.commands("sync_credentials")
                    for r in c.get("reservations", []) if r["parcel_ref"] == "LOCKGRP00020"]
@@ -288,15 +300,16 @@ def test_a_parcel_declared_damaged_beside_a_ready_one_leaves_the_door_to_both_us
     # the code lives on for the ready parcel, and the locker keeps it after a full sync
     credential = recipient_codes(world, "LOCKGRP00022")[0]
     with world.ctx.db.transaction() as db:
-        site = lockers.locker_by_code(db, LOCKER["code"])
-        lockers.queue_sync(world.ctx, db, site, lockers.link_of(db, site), force_full=True)
+        site = locker_compartments.locker_by_code(db, LOCKER["code"])
+        locker_sync.queue_sync(world.ctx, db, site, locker_compartments.link_of(db, site),
+                               force_full=True)
     full = fake.commands("sync_credentials")[-1]
     pins = [p for p in full["pins"] if p["credential_id"] == f"pin-{credential.id}"]
     assert [(p["parcel_ref"], p["compartment"]) for p in pins] == [("LOCKGRP00022", box)]
     assert [r["parcel_ref"] for r in full["reservations"]
             if r["purpose"] == "collection"] == ["LOCKGRP00021"]
     # the QR code (it names the damaged parcel) still opens the door for the ready one
-    token = lockers.qr_token(world.ctx, parcel(world, "LOCKGRP00022").id)
+    token = locker_tokens.qr_token(world.ctx, parcel(world, "LOCKGRP00022").id)
     fake.event("credential_presented", presentation_id=str(uuid.uuid4()), kind="qr",
                result="forwarded", token=token)
     opening = fake.commands("open_compartment")
@@ -311,8 +324,8 @@ def test_a_parcel_declared_damaged_beside_a_ready_one_leaves_the_door_to_both_us
     with world.ctx.db.read() as session:
         assert list(session.scalars(select(LockerAlert.kind))) == []
     # and the carrier takes it back in one opening
-    session_id = lockers.open_session(world.ctx, carrier(world), site_id)["id"]
-    lockers.start_collection(world.ctx, carrier(world), session_id)
+    session_id = locker_dropoff.open_session(world.ctx, carrier(world), site_id)["id"]
+    locker_collection.start_collection(world.ctx, carrier(world), session_id)
     assert [c["compartment"] for c in fake.commands("open_compartment")] == [box]
     fake.event("door_opened", compartment=box, purpose="collection")
     fake.closed(box, False)
@@ -333,8 +346,8 @@ def reserved_ahead(world: World, fake: FakeLocker, clock: Clock, *numbers: str,
 def scan_and_put_in(world: World, fake: FakeLocker, site_id: int, number: str) -> int:
     """The carrier scans a parcel in a drop-off session; the door the locker is told to open
     opens and closes on it, answering that command (its corr_id). Returns the door."""
-    session = lockers.open_session(world.ctx, carrier(world), site_id)
-    answer = lockers.deposit(world.ctx, carrier(world), session["id"], number)
+    session = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    answer = locker_dropoff.deposit(world.ctx, carrier(world), session["id"], number)
     assert answer["status"] == "door_opening"
     [opening] = fake.commands("open_compartment")
     assert opening["parcel_ref"] == number
@@ -357,7 +370,7 @@ def test_a_recipients_parcels_announced_together_are_reserved_one_door_ahead(
     assert parcel(world, "LOCKGRP00024").state == "ready_for_pickup"
     assert parcel(world, "LOCKGRP00023").state == "announced"
     assert box_state(world, site_id, box) == "reserved"  # the other one is still due
-    view = lockers.locker_view(world.ctx, SYSTEM, site_id)["compartments"][box - 1]
+    view = locker_views.locker_view(world.ctx, SYSTEM, site_id)["compartments"][box - 1]
     assert view["parcels"] == ["LOCKGRP00024", "LOCKGRP00023"]  # held, then on its way
     assert scan_and_put_in(world, fake, site_id, "LOCKGRP00023") == box
     assert parcel(world, "LOCKGRP00023").state == "ready_for_pickup"
@@ -391,10 +404,10 @@ def test_reservations_ahead_in_one_door_lapse_or_leave_one_by_one(
     box = reservations[0]["compartment"]
     # one is rerouted away before the van comes: the other keeps the door and its reservation
     with world.ctx.db.transaction() as db:
-        site = lockers.locker_by_code(db, LOCKER["code"])
+        site = locker_compartments.locker_by_code(db, LOCKER["code"])
         leaving = db.get(type(parcel(world, "LOCKGRP00027")), parcel(world, "LOCKGRP00027").id)
         assert leaving is not None
-        lockers.release_advance_reservation(world.ctx, db, leaving, site, SYSTEM,
+        locker_reservations.release_advance_reservation(world.ctx, db, leaving, site, SYSTEM,
                                             "rerouted in the test")
     assert parcel(world, "LOCKGRP00028").compartment_id is not None
     assert box_state(world, site_id, box) == "reserved"
@@ -406,7 +419,7 @@ def test_reservations_ahead_in_one_door_lapse_or_leave_one_by_one(
     assert gone != kept
     # the van never comes: the reservation lapses and the door is free again
     clock.advance(days=4)
-    lockers.expire_stale_reservations(world.ctx)
+    locker_dropoff.expire_stale_reservations(world.ctx)
     assert parcel(world, "LOCKGRP00028").compartment_id is None
     assert box_state(world, site_id, box) == "free"
     assert fake.commands("sync_credentials")[-1]["reservations"] == []

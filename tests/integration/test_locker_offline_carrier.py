@@ -23,7 +23,17 @@ from relay_ops.db.models import (
     ParcelEvent,
     RerouteProposal,
 )
-from relay_ops.services import expiry, locker_events, lockers, reroute
+from relay_ops.services import (
+    expiry,
+    locker_collection,
+    locker_compartments,
+    locker_dropoff,
+    locker_events,
+    locker_keys,
+    locker_registry,
+    locker_sync,
+    reroute,
+)
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.integration.test_lockers import (
     LOCKER,
@@ -45,7 +55,7 @@ def today(world: World) -> str:
 
 @pytest.fixture
 def locker(world: World) -> Locker:
-    view = lockers.register_locker(world.ctx, SYSTEM, LOCKER)
+    view = locker_registry.register_locker(world.ctx, SYSTEM, LOCKER)
     return view["id"], FakeLocker(world.ctx, LOCKER["code"])
 
 
@@ -62,9 +72,9 @@ def syncs(fake: FakeLocker) -> list[dict[str, Any]]:
 
 def code_hash(world: World, carrier_id: int = 1) -> str:
     with world.ctx.db.read() as session:
-        site = lockers.locker_by_code(session, LOCKER["code"])
-        return keyed_code_hash(lockers.pin_key(world.ctx, site.code),
-                               lockers.carrier_code(world.ctx, site, carrier_id))
+        site = locker_compartments.locker_by_code(session, LOCKER["code"])
+        return keyed_code_hash(locker_keys.pin_key(world.ctx, site.code),
+                               locker_keys.carrier_code(world.ctx, site, carrier_id))
 
 
 def actions(world: World, number: str) -> list[str]:
@@ -80,7 +90,7 @@ def alerts(world: World) -> list[str]:
 
 def box_state(world: World, site_id: int, number: int) -> str:
     with world.ctx.db.read() as session:
-        box = lockers.compartment(session, site_id, number)
+        box = locker_compartments.compartment(session, site_id, number)
         assert box is not None
         return box.state
 
@@ -117,7 +127,7 @@ def test_parcels_due_soon_get_a_door_in_advance_synced_with_the_carriers_code(
 
     # two days on, the third parcel is due; the first's reservation has lapsed
     clock.advance(days=2, hours=1)
-    assert lockers.expire_stale_reservations(world.ctx) == 1
+    assert locker_dropoff.expire_stale_reservations(world.ctx) == 1
     [sync] = syncs(fake)
     assert [r["parcel_ref"] for r in sync["reservations"]] == ["ADVANCE00003"]
     assert sync["revoked_credentials"] == [reservation["reservation_id"]]
@@ -148,12 +158,12 @@ def test_the_online_drop_off_uses_the_door_reserved_in_advance(
     announce(world, "ADVANCE00004", size_class="S", expected_date=today(world))
     reserved = parcel(world, "ADVANCE00004").compartment_id
     syncs(fake)
-    session = lockers.open_session(world.ctx, carrier(world), site_id)
-    answer = lockers.deposit(world.ctx, carrier(world), session["id"], "ADVANCE00004")
+    session = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    answer = locker_dropoff.deposit(world.ctx, carrier(world), session["id"], "ADVANCE00004")
     with world.ctx.db.read() as db:
         box = db.get(Compartment, reserved)
         assert box is not None and answer["compartment"] == box.number
-        reservation_id = lockers.deposit_reservation_id(parcel(world, "ADVANCE00004"), box)
+        reservation_id = locker_sync.deposit_reservation_id(parcel(world, "ADVANCE00004"), box)
     fake.event("door_opened", compartment=answer["compartment"], purpose="deposit")
     fake.closed(answer["compartment"], True)
     assert parcel(world, "ADVANCE00004").state == "ready_for_pickup"
@@ -228,7 +238,8 @@ def test_a_deposit_into_a_door_released_meanwhile_is_followed_with_an_alert(
     announce(world, "OFFDEPOSIT02", size_class="S", expected_date=today(world))
     [reservation] = [r for s in syncs(fake) for r in s.get("reservations", [])]
     clock.advance(days=2, hours=1)
-    lockers.expire_stale_reservations(world.ctx)  # the backend released it, the locker not yet
+    # the backend released it, the locker not yet
+    locker_dropoff.expire_stale_reservations(world.ctx)
     assert parcel(world, "OFFDEPOSIT02").compartment_id is None
     offline_use(fake, "deposit", reservation, clock.now - timedelta(hours=1), occupied=True)
     assert parcel(world, "OFFDEPOSIT02").state == "ready_for_pickup"
@@ -239,12 +250,12 @@ def test_a_deposit_into_a_door_released_meanwhile_is_followed_with_an_alert(
 def test_a_parcel_rerouted_meanwhile_but_deposited_offline_quarantines_its_door(
         world: World, locker: Locker) -> None:
     site_id, fake = locker
-    lockers.register_locker(world.ctx, SYSTEM, {**LOCKER, "code": "LCK-T2",
+    locker_registry.register_locker(world.ctx, SYSTEM, {**LOCKER, "code": "LCK-T2",
                                                 "latitude": 47.52, "longitude": -1.28})
     announce(world, "OFFDEPOSIT03", size_class="S", expected_date=today(world))
     [reservation] = [r for s in syncs(fake) for r in s.get("reservations", [])]
     with world.ctx.db.transaction() as session:
-        moving = lockers.locker_by_code(session, "LCK-T2")
+        moving = locker_compartments.locker_by_code(session, "LCK-T2")
         found = session.scalar(select(Parcel).where(Parcel.tracking_number == "OFFDEPOSIT03"))
         assert found is not None
         proposal = RerouteProposal(parcel_id=found.id, from_site_id=site_id, options=[],
@@ -270,8 +281,8 @@ def test_a_parcel_collected_online_meanwhile_is_an_alert_not_a_second_return(
     clock.advance(days=5)
     expiry.expire_overdue(world.ctx)
     [reservation] = [r for s in syncs(fake) for r in s.get("reservations", [])]
-    session = lockers.open_session(world.ctx, carrier(world), site_id)
-    lockers.start_collection(world.ctx, carrier(world), session["id"])
+    session = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    locker_collection.start_collection(world.ctx, carrier(world), session["id"])
     fake.event("door_opened", compartment=box, purpose="collection")
     fake.closed(box, False)
     assert parcel(world, "OFFCOLLECT02").state == "returned"
@@ -290,8 +301,8 @@ def test_each_carrier_reads_its_own_code_only(world: World, locker: Locker) -> N
     assert world.operator.get(f"/lockers/{site_id}/carrier-code").status_code == 403
     assert world.carrier.get(f"/lockers/{world.shop_id}/carrier-code").status_code == 404
     with world.ctx.db.read() as session:
-        other_locker = lockers.locker_by_code(session, LOCKER["code"])
-        assert lockers.carrier_code(world.ctx, other_locker, 1) == mine.json["code"]
+        other_locker = locker_compartments.locker_by_code(session, LOCKER["code"])
+        assert locker_keys.carrier_code(world.ctx, other_locker, 1) == mine.json["code"]
 
 
 def test_sync_bytes_for_thirty_reservations(world: World, clock: Any) -> None:
@@ -300,7 +311,7 @@ def test_sync_bytes_for_thirty_reservations(world: World, clock: Any) -> None:
     settings = world.ctx.settings.locker
     object.__setattr__(settings, "models", {**settings.models,
                                             "thirty": lockers_slots(world.ctx, model)})
-    lockers.register_locker(world.ctx, SYSTEM, {**LOCKER, "code": "LCK-30",
+    locker_registry.register_locker(world.ctx, SYSTEM, {**LOCKER, "code": "LCK-30",
                                                 "locker_model": "thirty"})
     fake = FakeLocker(world.ctx, "LCK-30")
     syncs(fake)  # the locker holds its first set: what follows is an increment
@@ -358,7 +369,7 @@ def test_a_carrier_code_rotated_opens_nothing_once_the_locker_has_the_sync(
     # the sync names the PIN key; the locker holds it from its bundle (never on the wire)
     assert model.pin_key is not None and model.pin_key.key is None
     held = model.model_copy(update={"pin_key": model.pin_key.model_copy(
-        update={"key": lockers.pin_key(world.ctx, LOCKER["code"])})})
+        update={"key": locker_keys.pin_key(world.ctx, LOCKER["code"])})})
     verifier = OfflineVerifier(held, LOCKER["code"])
     now = clock.now.timestamp()
     refused = verifier.carrier_reservations(old, now, 60)

@@ -18,7 +18,7 @@ from relay_ops.db.models import (
     Parcel,
     PickupCredential,
 )
-from relay_ops.services import locker_events, lockers
+from relay_ops.services import locker_events, locker_registry, locker_sync
 from relay_ops.services.principal import SYSTEM
 from tests.integration.test_lockers import LOCKER, FakeLocker, deposit, parcel
 from tests.support import World
@@ -28,7 +28,7 @@ Locker = tuple[int, FakeLocker]
 
 @pytest.fixture
 def locker(world: World) -> Locker:
-    view = lockers.register_locker(world.ctx, SYSTEM, LOCKER)
+    view = locker_registry.register_locker(world.ctx, SYSTEM, LOCKER)
     return view["id"], FakeLocker(world.ctx, LOCKER["code"])
 
 
@@ -37,7 +37,7 @@ def pin_id(world: World, number: str) -> str:
         credential = session.scalar(select(PickupCredential).join(Parcel).where(
             Parcel.tracking_number == number, PickupCredential.holder == "recipient"))
         assert credential is not None
-        return lockers.pin_credential_id(credential)
+        return locker_sync.pin_credential_id(credential)
 
 
 def offline_pickup(world: World, number: str, door: int) -> list[tuple[str, dict[str, Any]]]:
@@ -151,7 +151,7 @@ def test_a_heartbeat_with_entries_still_held_keeps_the_snapshot_waiting(
 def sync_rows(world: World) -> list[OutboxMessage]:
     with world.ctx.db.read() as session:
         rows = list(session.scalars(select(OutboxMessage).where(
-            OutboxMessage.name == lockers.COMMAND_SYNC).order_by(OutboxMessage.id)))
+            OutboxMessage.name == locker_sync.COMMAND_SYNC).order_by(OutboxMessage.id)))
         session.expunge_all()
         return rows
 

@@ -19,7 +19,20 @@ from sqlalchemy import select
 from relay_ops.db.models import Compartment, LockerAlert, OutboxMessage, Parcel, ParcelEvent
 from relay_ops.domain import pickup_token
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import credentials, expiry, locker_events, lockers, resident
+from relay_ops.services import (
+    credentials,
+    expiry,
+    locker_collection,
+    locker_commands,
+    locker_compartments,
+    locker_dropoff,
+    locker_events,
+    locker_keys,
+    locker_registry,
+    locker_tokens,
+    locker_views,
+    resident,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.support import World
@@ -42,7 +55,7 @@ class FakeLocker:
     def commands(self, name: str | None = None) -> list[dict[str, Any]]:
         """Commands published since the last call (as the bridge would)."""
         out = []
-        for command in lockers.commands_to_send(self.ctx, locker=self.code,
+        for command in locker_commands.commands_to_send(self.ctx, locker=self.code,
                                                  online_only=False):
             if command.id not in self.seen and (name is None or command.name == name):
                 out.append({"name": command.name, **command.body, "corr_id": command.corr_id})
@@ -55,7 +68,7 @@ class FakeLocker:
 
 @pytest.fixture
 def locker(world: World) -> tuple[int, FakeLocker]:
-    view = lockers.register_locker(world.ctx, SYSTEM, LOCKER)
+    view = locker_registry.register_locker(world.ctx, SYSTEM, LOCKER)
     return view["id"], FakeLocker(world.ctx, LOCKER["code"])
 
 
@@ -78,19 +91,19 @@ def parcel(world: World, number: str) -> Parcel:
 def deposit(world: World, fake: FakeLocker, site_id: int, number: str, **item: Any) -> int:
     """A carrier deposits `number`: session, scan, door opens, parcel in, door closed."""
     announce(world, number, **item)
-    session = lockers.open_session(world.ctx, carrier(world), site_id)
-    answer = lockers.deposit(world.ctx, carrier(world), session["id"], number)
+    session = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    answer = locker_dropoff.deposit(world.ctx, carrier(world), session["id"], number)
     box = answer["compartment"]
     fake.event("door_opened", compartment=box, purpose="deposit")
     fake.closed(box, True)
-    lockers.close_session(world.ctx, carrier(world), session["id"])
+    locker_dropoff.close_session(world.ctx, carrier(world), session["id"])
     return box
 
 
 def test_registering_a_locker_builds_its_compartments_and_first_sync(
         world: World, locker: tuple[int, FakeLocker]) -> None:
     site_id, fake = locker
-    view = lockers.locker_view(world.ctx, SYSTEM, site_id)
+    view = locker_views.locker_view(world.ctx, SYSTEM, site_id)
     assert [c["size_class"] for c in view["compartments"]] == ["S", "S", "M", "M", "L", "XL"]
     assert view["link"]["online"] is False and view["link"]["credential_version_sent"] == 1
     sync = fake.commands("sync_credentials")
@@ -102,8 +115,8 @@ def test_a_deposit_takes_the_smallest_fitting_door_then_the_parcel_is_ready(
     site_id, fake = locker
     fake.commands()
     announce(world, "LOCKER000001", dimensions_mm=[150, 300, 200])  # M, any rotation
-    session = lockers.open_session(world.ctx, carrier(world), site_id)
-    answer = lockers.deposit(world.ctx, carrier(world), session["id"], "LOCKER000001")
+    session = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    answer = locker_dropoff.deposit(world.ctx, carrier(world), session["id"], "LOCKER000001")
     assert answer["compartment"] == 3 and answer["size_class"] == "M"
     opening = fake.commands("open_compartment")
     assert opening == [{"name": "open_compartment", "purpose": "deposit", "compartment": 3,
@@ -124,11 +137,11 @@ def test_a_parcel_that_fits_nowhere_is_refused_with_an_event(
         world: World, locker: tuple[int, FakeLocker]) -> None:
     site_id, _ = locker
     announce(world, "LOCKER000002", dimensions_mm=[780, 450, 490])  # only the XL door takes it
-    lockers.set_compartment_service(world.ctx, SYSTEM, site_id, 6, in_service=False,
+    locker_registry.set_compartment_service(world.ctx, SYSTEM, site_id, 6, in_service=False,
                                     reason="hinge broken")
-    session = lockers.open_session(world.ctx, carrier(world), site_id)
-    with pytest.raises(lockers.ParcelDoesNotFit, match="no free compartment"):
-        lockers.deposit(world.ctx, carrier(world), session["id"], "LOCKER000002")
+    session = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    with pytest.raises(locker_compartments.ParcelDoesNotFit, match="no free compartment"):
+        locker_dropoff.deposit(world.ctx, carrier(world), session["id"], "LOCKER000002")
     with world.ctx.db.read() as db:
         actions = list(db.scalars(select(ParcelEvent.action).join(Parcel).where(
             Parcel.tracking_number == "LOCKER000002")))
@@ -142,18 +155,18 @@ def test_closing_or_timing_out_a_session_releases_its_reservations(
         world: World, locker: tuple[int, FakeLocker], clock: Any) -> None:
     site_id, _ = locker
     announce(world, "LOCKER000003", "LOCKER000004", size_class="S")
-    first = lockers.open_session(world.ctx, carrier(world), site_id)
-    lockers.deposit(world.ctx, carrier(world), first["id"], "LOCKER000003")
-    lockers.close_session(world.ctx, carrier(world), first["id"])
-    second = lockers.open_session(world.ctx, carrier(world), site_id)
-    lockers.deposit(world.ctx, carrier(world), second["id"], "LOCKER000004")
+    first = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    locker_dropoff.deposit(world.ctx, carrier(world), first["id"], "LOCKER000003")
+    locker_dropoff.close_session(world.ctx, carrier(world), first["id"])
+    second = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    locker_dropoff.deposit(world.ctx, carrier(world), second["id"], "LOCKER000004")
     clock.advance(seconds=601)
-    assert lockers.expire_stale_reservations(world.ctx) == 1
-    view = lockers.locker_view(world.ctx, SYSTEM, site_id)
+    assert locker_dropoff.expire_stale_reservations(world.ctx) == 1
+    view = locker_views.locker_view(world.ctx, SYSTEM, site_id)
     assert {c["state"] for c in view["compartments"]} == {"free"}
     assert parcel(world, "LOCKER000004").compartment_id is None
-    with pytest.raises(lockers.SessionClosed):
-        lockers.deposit(world.ctx, carrier(world), second["id"], "LOCKER000004")
+    with pytest.raises(locker_dropoff.SessionClosed):
+        locker_dropoff.deposit(world.ctx, carrier(world), second["id"], "LOCKER000004")
 
 
 def test_qr_and_pin_pickups_open_the_right_door_once(
@@ -161,7 +174,7 @@ def test_qr_and_pin_pickups_open_the_right_door_once(
     site_id, fake = locker
     box = deposit(world, fake, site_id, "LOCKER000005", size_class="S")
     ready = parcel(world, "LOCKER000005")
-    token = lockers.qr_token(world.ctx, ready.id)
+    token = locker_tokens.qr_token(world.ctx, ready.id)
     fake.commands()
     presentation = str(uuid.uuid4())
     fake.event("credential_presented", presentation_id=presentation, kind="qr",
@@ -181,9 +194,9 @@ def test_qr_and_pin_pickups_open_the_right_door_once(
 
     box = deposit(world, fake, site_id, "LOCKER000006", size_class="S")
     with world.ctx.db.read() as session:
-        site = lockers.locker_by_code(session, "LCK-T1")
+        site = locker_compartments.locker_by_code(session, "LCK-T1")
         credential = credentials.live_credentials(session, parcel(world, "LOCKER000006").id)[0]
-        code_hash = lockers.locker_pin_hash(world.ctx, site, credential)
+        code_hash = locker_keys.locker_pin_hash(world.ctx, site, credential)
     fake.commands()
     fake.event("credential_presented", presentation_id=str(uuid.uuid4()), kind="pin",
                result="forwarded", code_hash=code_hash, key_id="p1")
@@ -208,7 +221,7 @@ def test_door_faults_leave_the_parcel_ready_and_raise_alerts(
     fake.event("door_failed_to_open", compartment=box, reason="lock_did_not_release")
     assert parcel(world, "LOCKER000007").state == "ready_for_pickup"
     fake.event("door_left_open", compartment=2, open_seconds=125)
-    view = lockers.locker_view(world.ctx, SYSTEM, site_id)
+    view = locker_views.locker_view(world.ctx, SYSTEM, site_id)
     assert view["compartments"][box - 1]["state"] == "out_of_service"
     assert [a["kind"] for a in view["alerts"]] == ["door_failed_to_open", "door_left_open"]
     assert [c["name"] for c in fake.commands("set_out_of_service")] == ["set_out_of_service"]
@@ -219,8 +232,8 @@ def test_door_faults_leave_the_parcel_ready_and_raise_alerts(
     assert parcel(world, "LOCKER000008").state == "ready_for_pickup"
     # a deposit door closed on nothing: the parcel stays with the carrier
     announce(world, "LOCKER000009", size_class="S")
-    session = lockers.open_session(world.ctx, carrier(world), site_id)
-    answer = lockers.deposit(world.ctx, carrier(world), session["id"], "LOCKER000009")
+    session = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    answer = locker_dropoff.deposit(world.ctx, carrier(world), session["id"], "LOCKER000009")
     fake.event("door_opened", compartment=answer["compartment"], purpose="deposit")
     fake.closed(answer["compartment"], False)
     assert parcel(world, "LOCKER000009").state == "announced"
@@ -248,8 +261,9 @@ def test_a_snapshot_after_a_reboot_reconciles_a_door_that_closed_meanwhile(
         world: World, locker: tuple[int, FakeLocker]) -> None:
     site_id, fake = locker
     announce(world, "LOCKER000010", size_class="S")
-    session = lockers.open_session(world.ctx, carrier(world), site_id)
-    box = lockers.deposit(world.ctx, carrier(world), session["id"], "LOCKER000010")["compartment"]
+    session = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    box = locker_dropoff.deposit(world.ctx, carrier(world), session["id"],
+                                 "LOCKER000010")["compartment"]
     fake.event("door_opened", compartment=box, purpose="deposit")
     rebooted = FakeLocker(world.ctx, "LCK-T1")  # new boot id, seq from 1
     doors = [{"number": n, "door": "closed", "occupied": n == box, "in_service": True}
@@ -268,8 +282,8 @@ def test_expired_parcels_are_collected_one_door_at_a_time(
     clock.advance(days=5)
     assert len(expiry.expire_overdue(world.ctx)) == 2
     fake.commands()
-    session = lockers.open_session(world.ctx, carrier(world), site_id)
-    answer = lockers.start_collection(world.ctx, carrier(world), session["id"])
+    session = locker_dropoff.open_session(world.ctx, carrier(world), site_id)
+    answer = locker_collection.start_collection(world.ctx, carrier(world), session["id"])
     assert answer["to_collect"] == ["LOCKER000011", "LOCKER000012"]
     assert [c["compartment"] for c in fake.commands("open_compartment")] == [first]
     fake.event("door_opened", compartment=first, purpose="collection")
@@ -286,12 +300,13 @@ def test_twenty_concurrent_drop_offs_for_ten_free_doors(world: World, ctx: Ctx) 
     settings = world.ctx.settings.locker
     object.__setattr__(settings, "models", {**settings.models, "ten": lockers_slots(ctx, model)})
     # 20 km from the shops: the ten parcels left over are refused, not sent to a shop nearby
-    site_id = lockers.register_locker(world.ctx, SYSTEM, {**LOCKER, "code": "LCK-RACE",
+    site_id = locker_registry.register_locker(world.ctx, SYSTEM, {**LOCKER, "code": "LCK-RACE",
                                                           "latitude": 47.69,
                                                           "locker_model": "ten"})["id"]
     numbers = [f"RACELOCK{i:04d}" for i in range(20)]
     assert world.announce(*numbers, site="LCK-RACE", size_class="S").status_code == 201
-    sessions = [lockers.open_session(world.ctx, carrier(world), site_id)["id"] for _ in range(20)]
+    sessions = [locker_dropoff.open_session(world.ctx, carrier(world), site_id)["id"]
+                for _ in range(20)]
     barrier = threading.Barrier(20)
     results: list[str] = []
     lock = threading.Lock()
@@ -299,7 +314,7 @@ def test_twenty_concurrent_drop_offs_for_ten_free_doors(world: World, ctx: Ctx) 
     def drop(i: int) -> None:
         barrier.wait()
         try:
-            outcome = str(lockers.deposit(world.ctx, carrier(world), sessions[i],
+            outcome = str(locker_dropoff.deposit(world.ctx, carrier(world), sessions[i],
                                           numbers[i])["compartment"])
         except DomainError as error:
             outcome = error.slug
@@ -339,7 +354,7 @@ def test_a_gap_the_locker_cannot_fill_is_skipped_with_an_alert(
     assert apply(5).gap == (1, 4)
     assert locker_events.skip_gap(world.ctx, "LCK-T1", "old-boot", 4) == 4
     assert apply(5).status == "applied"
-    kinds = [a["kind"] for a in lockers.locker_view(world.ctx, SYSTEM, locker[0])["alerts"]]
+    kinds = [a["kind"] for a in locker_views.locker_view(world.ctx, SYSTEM, locker[0])["alerts"]]
     assert kinds == ["journal_gap_skipped", "door_left_open"]
 
 
@@ -398,7 +413,7 @@ def test_a_heartbeat_while_marked_offline_ends_the_outage_as_its_lost_status_wou
     outcome = locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq,
                                       {"unacked_events": 0}, world.ctx.now())
     assert outcome.came_online is True
-    assert lockers.locker_view(world.ctx, SYSTEM, site_id)["link"]["online"] is True
+    assert locker_views.locker_view(world.ctx, SYSTEM, site_id)["link"]["online"] is True
     after = parcel(world, "LOCKER000015").holding_deadline
     assert before is not None and after is not None and after - before == timedelta(hours=2)
     again = locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq,
@@ -443,13 +458,13 @@ def test_a_thousand_snapshots_missing_the_same_parcel_raise_one_counted_alert(
     events = [locker_events.LockerEvent(fake.seq + n, "state_snapshot", snapshot, world.ctx.now())
               for n in range(1, 1001)]
     assert locker_events.apply_events(world.ctx, LOCKER["code"], fake.boot, events).applied == 1000
-    alerts = lockers.locker_view(world.ctx, SYSTEM, site_id)["alerts"]
+    alerts = locker_views.locker_view(world.ctx, SYSTEM, site_id)["alerts"]
     assert [(a["kind"], a["compartment"], a["occurrences"]) for a in alerts] == [
         ("parcel_not_sensed", box, 1000)]
-    lockers.resolve_alert(world.ctx, SYSTEM, alerts[0]["id"])
+    locker_registry.resolve_alert(world.ctx, SYSTEM, alerts[0]["id"])
     fake.seq += 1000
     fake.event("state_snapshot", **snapshot)  # still missing after it was looked at: a new one
-    again = lockers.locker_view(world.ctx, SYSTEM, site_id)["alerts"]
+    again = locker_views.locker_view(world.ctx, SYSTEM, site_id)["alerts"]
     assert [(a["kind"], a["occurrences"]) for a in again] == [("parcel_not_sensed", 1)]
     assert again[0]["id"] != alerts[0]["id"]
 
@@ -469,12 +484,12 @@ def test_clock_skew_is_read_from_heartbeats_not_from_replayed_events(
         "unacked_events": 0, "started_at": made.isoformat(), "agent_version": "t"}, made)
     locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq, {"unacked_events": 0},
                             world.ctx.now())
-    view = lockers.locker_view(world.ctx, SYSTEM, site_id)
+    view = locker_views.locker_view(world.ctx, SYSTEM, site_id)
     assert view["link"]["clock_skew_s"] == 0 and view["alerts"] == []
     behind = world.ctx.now() - timedelta(seconds=45)
     for _ in range(3):
         locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq, {"unacked_events": 0},
                                 behind)
-    view = lockers.locker_view(world.ctx, SYSTEM, site_id)
+    view = locker_views.locker_view(world.ctx, SYSTEM, site_id)
     assert view["link"]["clock_skew_s"] == 45
     assert [(a["kind"], a["occurrences"]) for a in view["alerts"]] == [("clock_drift", 3)]

@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 
 from firmware_bridge.agent.drivers import SimulatedBoard
-from relay_ops.services import accounts, lockers
+from relay_ops.services import accounts, locker_registry, locker_views
 from relay_ops.services.principal import SYSTEM
 from relay_ops.web.pages.locker_panel import attach_simulated_locker, detach_simulated_locker
 from tests.pages.support import Pages
@@ -57,8 +57,8 @@ class Sim:
 
 @pytest.fixture
 def sim(app: Flask, world: World) -> Iterator[Sim]:
-    site_id = lockers.register_locker(world.ctx, SYSTEM, locker(CODE))["id"]
-    other_id = lockers.register_locker(world.ctx, SYSTEM, locker(OTHER))["id"]
+    site_id = locker_registry.register_locker(world.ctx, SYSTEM, locker(CODE))["id"]
+    other_id = locker_registry.register_locker(world.ctx, SYSTEM, locker(OTHER))["id"]
     board, agent = SimulatedBoard(list(range(1, 7))), Recorder()
     board.set_input_handler(agent)
     simulated = Sim(CODE, board, agent, site_id, other_id)
@@ -188,7 +188,7 @@ def test_a_carrier_drops_a_parcel_off(sim: Sim, world: World, operator: Pages) -
         "carrier": str(carrier_id(world)), "tracking_number": "LOCKERPANEL01"},
         json=True).get_json()
     assert answer["ok"], answer
-    view = lockers.locker_view(world.ctx, SYSTEM, sim.site_id)
+    view = locker_views.locker_view(world.ctx, SYSTEM, sim.site_id)
     box = next(b for b in view["compartments"] if b["parcel"] == "LOCKERPANEL01")
     assert box["state"] == "reserved" and f"porte {box['number']} s'ouvre" in answer["message"]
     assert view["commands_waiting"] >= 1  # the open command, on its way to the locker
@@ -200,7 +200,7 @@ def test_a_carrier_drops_a_parcel_off(sim: Sim, world: World, operator: Pages) -
     assert not other["ok"] and "Introuvable" in other["message"]
     finish = operator.post(f"{sim.url}/carrier/finish", {}, json=True).get_json()
     assert finish["ok"]
-    view = lockers.locker_view(world.ctx, SYSTEM, sim.site_id)
+    view = locker_views.locker_view(world.ctx, SYSTEM, sim.site_id)
     assert all(b["state"] == "free" for b in view["compartments"])  # the door never opened
 
 
@@ -215,7 +215,7 @@ def test_a_carrier_must_be_chosen(sim: Sim, operator: Pages) -> None:
 
 def test_the_dashboard_lists_lockers_with_their_status(sim: Sim, world: World,
                                                        operator: Pages) -> None:
-    lockers.set_compartment_service(world.ctx, SYSTEM, sim.other_id, 5, in_service=False,
+    locker_registry.set_compartment_service(world.ctx, SYSTEM, sim.other_id, 5, in_service=False,
                                     reason="hinge broken")
     html = operator.text("/ops")
     assert "Consignes : état en direct" in html
@@ -232,7 +232,7 @@ def test_the_dashboard_lists_lockers_with_their_status(sim: Sim, world: World,
 def test_a_full_locker_tells_the_carrier_where_the_parcel_goes(
         sim: Sim, world: World, operator: Pages) -> None:
     for number in range(1, 7):
-        lockers.set_compartment_service(world.ctx, SYSTEM, sim.site_id, number,
+        locker_registry.set_compartment_service(world.ctx, SYSTEM, sim.site_id, number,
                                         in_service=False, reason="travaux")
     assert world.announce("LOCKERPANEL09", site=CODE, size_class="S").status_code == 201
     answer = operator.post(f"{sim.url}/carrier/deposit", {

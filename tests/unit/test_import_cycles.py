@@ -3,9 +3,8 @@
 The graph is read from the source (every import, at the top of a module or inside a function:
 a deferred import still ties the modules together). `relay_ops/cli.py` and the process
 entry points compose; `firmware_bridge` uses the services it is given; the services never
-reach back to either. The circle `lockers` -> `parcels` / `reroute` / `sites` -> `lockers`
-is still there (issue 15, left for the split of those modules); this test holds the locker
-link's side.
+reach back to either, and no `relay_ops.services.*` module is in a circle, with no exception:
+a use case is read in one file without its callers.
 """
 
 from __future__ import annotations
@@ -18,19 +17,19 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("relay_ops", "firmware_bridge")
 
 
-def modules() -> dict[str, Path]:
+def modules(root: Path = ROOT) -> dict[str, Path]:
     found = {}
     for package in PACKAGES:
-        for path in (ROOT / package).rglob("*.py"):
-            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        for path in (root / package).rglob("*.py"):
+            parts = list(path.relative_to(root).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts.pop()
             found[".".join(parts)] = path
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    known = modules()
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    known = modules(root)
 
     def resolve(name: str) -> str | None:
         while name and name not in known:
@@ -91,9 +90,29 @@ def test_the_locker_link_is_in_no_import_circle() -> None:
     assert touching(circles(import_graph()), "firmware_bridge") == []
 
 
-def test_the_locker_event_services_are_in_no_import_circle() -> None:
-    # locker_events and the modules of its handlers (not `lockers`, see the docstring)
-    assert touching(circles(import_graph()), "relay_ops.services.locker_") == []
+def test_no_service_module_is_in_an_import_circle() -> None:
+    # every module under relay_ops/services, the lockers' and the shop's alike
+    assert touching(circles(import_graph()), "relay_ops.services") == []
+
+
+def test_the_graph_covers_every_service_module() -> None:
+    services = ROOT / "relay_ops" / "services"
+    files = {f"relay_ops.services.{path.stem}" for path in services.glob("*.py")
+             if path.stem != "__init__"}
+    assert files <= import_graph().keys()
+
+
+def test_a_circle_through_an_import_inside_a_function_is_found(tmp_path: Path) -> None:
+    """The check read from files: `b` reaches back to `a` only inside a function."""
+    services = tmp_path / "relay_ops" / "services"
+    services.mkdir(parents=True)
+    (tmp_path / "firmware_bridge").mkdir()
+    for package in (tmp_path / "relay_ops", services):
+        (package / "__init__.py").write_text("")
+    (services / "a.py").write_text("from relay_ops.services import b\n")
+    (services / "b.py").write_text("def f() -> None:\n    from relay_ops.services.a import g\n")
+    assert touching(circles(import_graph(tmp_path)), "relay_ops.services") == [
+        ["relay_ops.services.a", "relay_ops.services.b"]]
 
 
 def test_the_services_never_import_the_composition_or_the_bridge() -> None:

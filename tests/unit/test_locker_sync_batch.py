@@ -4,7 +4,7 @@ the order they happened, the last change of a credential or reservation wins."""
 from __future__ import annotations
 
 from relay_ops.db.models import PickupCredential
-from relay_ops.services.lockers import SyncBatch
+from relay_ops.services.locker_sync import SyncBatch
 
 
 def credential(id_: int) -> PickupCredential:

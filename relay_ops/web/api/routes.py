@@ -13,9 +13,13 @@ from relay_ops.services import (
     checkin,
     credentials,
     expiry,
+    locker_carrier_codes,
+    locker_dropoff,
     locker_identity,
-    lockers,
+    locker_registry,
+    locker_views,
     manifests,
+    opening_hours,
     parcel_views,
     pickup,
     reroute,
@@ -23,6 +27,7 @@ from relay_ops.services import (
     sites,
 )
 from relay_ops.services import forecast as forecasts
+from relay_ops.services import locker_collection as locker_collections
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import bp, client_address, ctx, endpoint, pagination
 from relay_ops.web.api import schemas as s
@@ -98,7 +103,7 @@ def set_site_status(principal: Principal, site_id: int, body: s.SiteStatusIn) ->
                       "whose ready message failed for want of them gets a deadline counted "
                       "from now and its ready message again.")
 def set_opening_hours(principal: Principal, site_id: int, body: s.OpeningHoursIn) -> Any:
-    return sites.set_opening_hours(ctx(), principal, site_id, body.opening_hours)
+    return opening_hours.set_opening_hours(ctx(), principal, site_id, body.opening_hours)
 
 
 @endpoint("/sites/<id:site_id>/services", "PUT", summary="Set the services a site offers",
@@ -160,13 +165,13 @@ def remove_closing_day(principal: Principal, site_id: int, day: date) -> Any:
           description="Compartments come from `locker_model` (configuration `LOCKER_MODELS`). "
                       "The `code` is also the locker's MQTT id.")
 def register_locker(principal: Principal, body: s.LockerIn) -> Any:
-    return 201, lockers.register_locker(ctx(), principal, body.model_dump(mode="json"))
+    return 201, locker_registry.register_locker(ctx(), principal, body.model_dump(mode="json"))
 
 
 @endpoint("/lockers/<id:site_id>", summary="A locker: link, doors, alerts, commands waiting",
           tag="lockers", roles=(Role.OPERATOR, Role.CARRIER), errors=(404,))
 def get_locker(principal: Principal, site_id: int) -> Any:
-    return lockers.locker_view(ctx(), principal, site_id)
+    return locker_views.locker_view(ctx(), principal, site_id)
 
 
 @endpoint("/lockers/<id:site_id>/compartments/<id:number>/service", "PUT",
@@ -174,21 +179,21 @@ def get_locker(principal: Principal, site_id: int) -> Any:
           roles=OPERATOR, body=s.CompartmentServiceIn, errors=(404,))
 def set_compartment_service(principal: Principal, site_id: int, number: int,
                             body: s.CompartmentServiceIn) -> Any:
-    return lockers.set_compartment_service(ctx(), principal, site_id, number,
+    return locker_registry.set_compartment_service(ctx(), principal, site_id, number,
                                            in_service=body.in_service, reason=body.reason)
 
 
 @endpoint("/lockers/alerts/<id:alert_id>/resolution", "POST", summary="Close an alert",
           tag="lockers", roles=OPERATOR, status=204, errors=(404,))
 def resolve_alert(principal: Principal, alert_id: int) -> Any:
-    lockers.resolve_alert(ctx(), principal, alert_id)
+    locker_registry.resolve_alert(ctx(), principal, alert_id)
     return 204, None
 
 
 @endpoint("/lockers/<id:site_id>/sessions", "POST", summary="Open a drop-off session",
           tag="lockers", roles=CARRIER, status=201, errors=(404,))
 def open_locker_session(principal: Principal, site_id: int) -> Any:
-    return 201, lockers.open_session(ctx(), principal, site_id)
+    return 201, locker_dropoff.open_session(ctx(), principal, site_id)
 
 
 @endpoint("/lockers/<id:site_id>/carrier-code", summary="My offline code at this locker",
@@ -199,7 +204,7 @@ def open_locker_session(principal: Principal, site_id: int) -> Any:
                       "back one door after the other, and, for each announced parcel scanned "
                       "next, the door reserved for it (protocol section 7).")
 def locker_carrier_code(principal: Principal, site_id: int) -> Any:
-    return lockers.carrier_code_view(ctx(), principal, site_id)
+    return locker_carrier_codes.carrier_code_view(ctx(), principal, site_id)
 
 
 @endpoint("/lockers/<id:site_id>/carrier-code/rotate", "POST",
@@ -210,7 +215,7 @@ def locker_carrier_code(principal: Principal, site_id: int) -> Any:
                       "carrier's reservations under the new code in its next credential sync; "
                       "once it has applied it, online or offline, the old code opens nothing.")
 def rotate_locker_carrier_code(principal: Principal, site_id: int) -> Any:
-    return lockers.rotate_carrier_code(ctx(), principal, site_id)
+    return locker_carrier_codes.rotate_carrier_code(ctx(), principal, site_id)
 
 
 @endpoint("/lockers/<id:site_id>/provision", "POST",
@@ -245,21 +250,21 @@ def revoke_locker(principal: Principal, site_id: int) -> Any:
                       "at all, it is refused (`parcel-does-not-fit`) and stays with the "
                       "carrier.")
 def locker_deposit(principal: Principal, session_id: int, body: s.LockerDepositIn) -> Any:
-    return lockers.deposit(ctx(), principal, session_id, body.tracking_number)
+    return locker_dropoff.deposit(ctx(), principal, session_id, body.tracking_number)
 
 
 @endpoint("/locker-sessions/<id:session_id>/collection", "POST",
           summary="Collect the locker's expired parcels, one door at a time", tag="lockers",
           roles=CARRIER, errors=(404, 409))
 def locker_collection(principal: Principal, session_id: int) -> Any:
-    return lockers.start_collection(ctx(), principal, session_id)
+    return locker_collections.start_collection(ctx(), principal, session_id)
 
 
 @endpoint("/locker-sessions/<id:session_id>/close", "POST",
           summary="End the session: unused reservations are released", tag="lockers",
           roles=CARRIER, errors=(404,))
 def close_locker_session(principal: Principal, session_id: int) -> Any:
-    return lockers.close_session(ctx(), principal, session_id)
+    return locker_dropoff.close_session(ctx(), principal, session_id)
 
 
 # ------------------------------------------------------------------ counter operations

@@ -40,7 +40,15 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import accounts, credentials, lockers, parcel_views, sites
+from relay_ops.services import (
+    accounts,
+    credentials,
+    locker_dropoff,
+    locker_tokens,
+    locker_views,
+    parcel_views,
+    sites,
+)
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.refusals import explain
@@ -137,7 +145,7 @@ def _online(locker: SimulatedLocker) -> bool:
 def _resident_phone(actor: Principal, site_id: int) -> list[dict[str, Any]]:
     """Demo only: what the residents of the parcels waiting here received (PIN, QR token)."""
     waiting = []
-    for box in lockers.locker_view(ctx(), actor, site_id)["compartments"]:
+    for box in locker_views.locker_view(ctx(), actor, site_id)["compartments"]:
         if not box["parcel"]:
             continue
         parcel = parcel_views.find_parcel(ctx(), SYSTEM, box["parcel"])
@@ -148,7 +156,7 @@ def _resident_phone(actor: Principal, site_id: int) -> list[dict[str, Any]]:
             pins = [credentials.code_of(ctx(), c) for c in live if c.holder == "recipient"]
         waiting.append({"tracking_number": parcel["tracking_number"],
                         "compartment": box["number"], "pin": pins[0] if pins else None,
-                        "qr": lockers.qr_token(ctx(), parcel["id"])})
+                        "qr": locker_tokens.qr_token(ctx(), parcel["id"])})
     return waiting
 
 
@@ -307,12 +315,12 @@ def _deposit(panel: PanelLocker, van: Principal, site_id: int, number: str) -> d
         session_id = panel.carrier_sessions.get(van.carrier_id)
         if session_id is not None:
             try:
-                return lockers.deposit(ctx(), van, session_id, number)
-            except lockers.SessionClosed:
+                return locker_dropoff.deposit(ctx(), van, session_id, number)
+            except locker_dropoff.SessionClosed:
                 panel.carrier_sessions.pop(van.carrier_id, None)
-        session_id = lockers.open_session(ctx(), van, site_id)["id"]
+        session_id = locker_dropoff.open_session(ctx(), van, site_id)["id"]
         panel.carrier_sessions[van.carrier_id] = session_id
-        return lockers.deposit(ctx(), van, session_id, number)
+        return locker_dropoff.deposit(ctx(), van, session_id, number)
 
 
 @bp.post("/lockers/<int:site_id>/panel/carrier/deposit")
@@ -348,5 +356,6 @@ def locker_carrier_finish(actor: Principal, site_id: int) -> Response:
         ended = list(panel.carrier_sessions.items())
         panel.carrier_sessions.clear()
     for carrier_id, session_id in ended:
-        lockers.close_session(ctx(), Principal(Role.CARRIER, carrier_id=carrier_id), session_id)
+        locker_dropoff.close_session(ctx(), Principal(Role.CARRIER, carrier_id=carrier_id),
+                                     session_id)
     return _answer(site_id, True, _("Drop-off finished: doors not used are free again."))

@@ -3,7 +3,7 @@
 For each locker: online or offline and since when, last heard of, full, open alerts (faults,
 doors left open, ...), compartments out of service, the last journal entry the bridge saw,
 the credential version sent and held, and commands waiting. Everything comes from
-``lockers.locker_view``; nothing is invented when a locker never connected.
+``locker_views.locker_view``; nothing is invented when a locker never connected.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from relay_ops.services import lockers, sites
+from relay_ops.services import locker_views, sites
 from relay_ops.services.principal import Principal
 from relay_ops.web.pages.dashboard import Panel, register_panel
 from relay_ops.web.pages.locker_panel import simulated_codes
@@ -28,7 +28,7 @@ def init_app(app: Flask) -> None:
 def load(principal: Principal) -> dict[str, Any]:
     simulated = set(simulated_codes(current_app))
     return {"lockers": [
-        status(lockers.locker_view(ctx(), principal, site["id"]), site["code"] in simulated)
+        status(locker_views.locker_view(ctx(), principal, site["id"]), site["code"] in simulated)
         for site in sites.list_sites(ctx(), principal, kind="locker")
     ]}
 

@@ -23,7 +23,16 @@ from firmware_bridge.agent.agent import LockerAgent
 from firmware_bridge.agent.drivers import SimulatedBoard
 from firmware_bridge.bridge import Bridge, BridgeSettings
 from relay_ops.db.models import LockerAlert, Parcel, ParcelEvent
-from relay_ops.services import credentials, locker_events, lockers
+from relay_ops.services import (
+    credentials,
+    locker_compartments,
+    locker_dropoff,
+    locker_events,
+    locker_registry,
+    locker_sync,
+    locker_tokens,
+    locker_views,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.integration.firmware_bridge.conftest import fast_settings
@@ -70,7 +79,7 @@ class Site:
         self.code = agent.locker_id
 
     def view(self) -> dict[str, Any]:
-        return lockers.locker_view(self.world.ctx, SYSTEM, self.site_id)
+        return locker_views.locker_view(self.world.ctx, SYSTEM, self.site_id)
 
     def parcel(self, number: str) -> Parcel:
         with self.world.ctx.db.read() as session:
@@ -87,8 +96,8 @@ class Site:
             {"tracking_number": number, "site": self.code, "size_class": "S",
              "recipient": {"name": "Jeanne", "phone": "+33612345678"}, **item}]}
         assert self.world.carrier.post("/manifests", json=body).status_code == 201
-        session = lockers.open_session(self.world.ctx, CARRIER, self.site_id)
-        door = lockers.deposit(self.world.ctx, CARRIER, session["id"], number)["compartment"]
+        session = locker_dropoff.open_session(self.world.ctx, CARRIER, self.site_id)
+        door = locker_dropoff.deposit(self.world.ctx, CARRIER, session["id"], number)["compartment"]
         wait_until(lambda: self.board.door_state(door) == "open", 10, f"door {door} open")
         return int(door)
 
@@ -106,7 +115,7 @@ def locker_site(world: World, tmp_path: Any, bridge_for: Callable[..., Bridge]
 
     def build(**settings: Any) -> Site:
         code = unique_locker_id("B")
-        site_id = lockers.register_locker(world.ctx, SYSTEM, {
+        site_id = locker_registry.register_locker(world.ctx, SYSTEM, {
             "code": code, "name": "Casier", "locker_model": "mini-6", "address": "Place",
             "postcode": "44440", "city": "Riaillé", "latitude": 47.5, "longitude": -1.3})["id"]
         bridge_for()
@@ -133,7 +142,7 @@ def test_a_carrier_drops_and_residents_pick_up_by_qr_and_pin(locker_site: Callab
     site.board.close_door(door, occupied=True)
     wait_until(lambda: site.state_of("BRIDGE000001") == "ready_for_pickup", 10, "ready")
 
-    token = lockers.qr_token(site.world.ctx, site.parcel("BRIDGE000001").id)
+    token = locker_tokens.qr_token(site.world.ctx, site.parcel("BRIDGE000001").id)
     assert token is not None
     site.board.scan(token)
     wait_until(lambda: site.board.door_state(door) == "open", 10, "door open for the QR")
@@ -162,7 +171,7 @@ def test_a_jammed_door_and_a_door_left_open(locker_site: Callable[..., Site]) ->
     site.board.close_door(door, occupied=True)
     wait_until(lambda: site.state_of("BRIDGE000003") == "ready_for_pickup", 10, "ready")
     site.board.jam(door)
-    site.board.scan(lockers.qr_token(site.world.ctx, site.parcel("BRIDGE000003").id) or "")
+    site.board.scan(locker_tokens.qr_token(site.world.ctx, site.parcel("BRIDGE000003").id) or "")
     wait_until(lambda: site.view()["compartments"][door - 1]["state"] == "out_of_service", 10,
                "out of service")
     assert site.state_of("BRIDGE000003") == "ready_for_pickup"
@@ -209,7 +218,7 @@ def test_a_pickup_made_offline_is_reconciled_when_the_link_returns(
     agent against the synced keyed hash); on reconnect the journal is replayed and the backend
     records the pickup once, at the locker's time."""
     code = unique_locker_id("O")
-    site_id = lockers.register_locker(world.ctx, SYSTEM, {
+    site_id = locker_registry.register_locker(world.ctx, SYSTEM, {
         "code": code, "name": "Casier", "locker_model": "mini-6", "address": "Place",
         "postcode": "44440", "city": "Riaillé", "latitude": 47.5, "longitude": -1.3})["id"]
     bridge = Bridge(ctx, "127.0.0.1", private_broker.port,
@@ -258,8 +267,8 @@ def test_a_locker_whose_online_status_was_lost_is_back_at_its_next_heartbeat(
     locker_events.status_changed(world.ctx, site.code, "offline", datetime.now(UTC))
     assert site.view()["link"]["online"] is False
     with world.ctx.db.transaction() as session:
-        row = lockers.locker_by_code(session, site.code)
-        lockers.queue_sync(world.ctx, session, row, lockers.link_of(session, row),
+        row = locker_compartments.locker_by_code(session, site.code)
+        locker_sync.queue_sync(world.ctx, session, row, locker_compartments.link_of(session, row),
                            force_full=True)  # a command that waits for an online locker
     wait_until(lambda: site.view()["link"]["online"], 10, "online again from a heartbeat")
     # and what waited in the outbox went out at once: the locker holds the new version
@@ -314,7 +323,7 @@ def test_forged_events_change_nothing_and_the_locker_s_own_go_on(
     assert [a["kind"] for a in site.view()["alerts"]] == ["forged_message"]
     assert alert["occurrences"] >= 1
     # the locker's own next events (same seq numbers the forgeries claimed) are applied
-    token = lockers.qr_token(world.ctx, site.parcel("FORGED000001").id)
+    token = locker_tokens.qr_token(world.ctx, site.parcel("FORGED000001").id)
     site.board.scan(token or "")
     wait_until(lambda: site.board.door_state(door) == "open", 10, "door open for the QR")
     site.board.close_door(door, occupied=False)
@@ -416,7 +425,7 @@ def test_a_long_gap_is_asked_for_a_window_at_a_time(world: World, ctx: Ctx) -> N
     """Issue 14: the bridge asked for a 5,000-event gap at once while the agent resent its
     own window: 12,730 extra copies, past the broker's queue for the bridge."""
     code = unique_locker_id("G")
-    lockers.register_locker(world.ctx, SYSTEM, {
+    locker_registry.register_locker(world.ctx, SYSTEM, {
         "code": code, "name": "Casier", "locker_model": "mini-6", "address": "Place",
         "postcode": "44440", "city": "Riaillé", "latitude": 47.5, "longitude": -1.3})
     bridge = Bridge(ctx, *SHARED_BROKER, BridgeSettings(gap_wait_s=0.0))

@@ -19,7 +19,7 @@ from firmware_bridge import protocol as p
 from firmware_bridge.bridge import Bridge, BridgeSettings
 from firmware_bridge.identity import LockerIdentity
 from relay_ops.db.models import LockerAlert, LockerEventCursor
-from relay_ops.services import locker_events, lockers
+from relay_ops.services import locker_events, locker_registry
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 from tests.support import World, provisioned
@@ -56,7 +56,7 @@ def bridge_with(ctx: Ctx, acks: Acks | None) -> Bridge:
 class SignedLocker:
     def __init__(self, world: World) -> None:
         self.code = unique_locker_id("P")
-        self.site_id = lockers.register_locker(world.ctx, SYSTEM, {
+        self.site_id = locker_registry.register_locker(world.ctx, SYSTEM, {
             "code": self.code, "name": "Casier", "locker_model": "mini-6", "address": "Place",
             "postcode": "44440", "city": "Riaillé", "latitude": 47.5, "longitude": -1.3})["id"]
         self.identity: LockerIdentity = provisioned(world.ctx, self.site_id)

@@ -17,7 +17,7 @@ from firmware_bridge.agent.agent import LockerAgent
 from firmware_bridge.agent.emulated import EmulatedKerongLocker
 from firmware_bridge.bridge import Bridge
 from relay_ops.db.models import LockerAlert
-from relay_ops.services import credentials, lockers
+from relay_ops.services import credentials, locker_registry
 from relay_ops.services.principal import SYSTEM
 from tests.integration.firmware_bridge.conftest import fast_settings
 from tests.integration.firmware_bridge.test_bridge import (  # noqa: F401 - fixtures
@@ -35,7 +35,7 @@ TIMINGS = {"reply_timeout_s": 0.1, "open_confirm_s": 0.5, "confirm_poll_s": 0.02
 def kerong_site(world: World, tmp_path: Path, bridge_for: Callable[..., Bridge]  # noqa: F811
                 ) -> Iterator[Site]:
     code = unique_locker_id("KB")
-    site_id = lockers.register_locker(world.ctx, SYSTEM, {
+    site_id = locker_registry.register_locker(world.ctx, SYSTEM, {
         "code": code, "name": "Casier", "locker_model": "mini-6", "address": "Place",
         "postcode": "44440", "city": "Riaillé", "latitude": 47.5, "longitude": -1.3})["id"]
     bridge_for()

@@ -23,7 +23,7 @@ from firmware_bridge.agent.drivers import SimulatedBoard
 from firmware_bridge.bridge import Bridge, BridgeSettings
 from firmware_bridge.identity import LockerIdentity
 from firmware_bridge.tls import BrokerLogin
-from relay_ops.services import locker_identity, lockers
+from relay_ops.services import locker_identity, locker_registry
 from relay_ops.services.principal import SYSTEM
 from tests.integration.firmware_bridge.conftest import fast_settings
 from tests.integration.firmware_bridge.test_bridge import LiveClock, Site
@@ -112,7 +112,7 @@ def _connects(login: BrokerLogin) -> str:
 def provisioned_locker(world: World) -> Callable[[], tuple[int, str, dict[str, Any]]]:
     def make() -> tuple[int, str, dict[str, Any]]:
         code = unique_locker_id("P")
-        site_id = lockers.register_locker(world.ctx, SYSTEM, {
+        site_id = locker_registry.register_locker(world.ctx, SYSTEM, {
             "code": code, "name": "Casier", "locker_model": "mini-6", "address": "Place",
             "postcode": "44440", "city": "Riaillé", "latitude": 47.5, "longitude": -1.3})["id"]
         return site_id, code, locker_identity.provision(world.ctx, SYSTEM, site_id)
