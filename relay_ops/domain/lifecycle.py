@@ -9,6 +9,8 @@ anything, so a refused action changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 
 from relay_ops.domain.errors import InvalidTransition
@@ -94,24 +96,36 @@ for _held in INBOUND_HELD_STATES:
         _TRANSITIONS[(_held, A.DECLARE_DAMAGED)] = S.DAMAGED
 
 
-def next_state(current: State | str, action: Action | str) -> State:
-    """The state ``action`` leads to from ``current``; :class:`InvalidTransition` if none."""
-    state, act = State(current), Action(action)
-    try:
-        return _TRANSITIONS[(state, act)]
-    except KeyError:
-        raise InvalidTransition(
-            f"a parcel that is {state.value} cannot {act.value.replace('_', ' ')}",
-            state=state.value,
-            action=act.value,
-        ) from None
+@dataclass(frozen=True)
+class TransitionTable:
+    """A lifecycle's (state, action) -> state table and the questions asked of it; inbound
+    parcels have one (here), sent parcels another (domain/outbound.py)."""
+
+    table: Mapping[tuple[State, Action], State]
+    noun: str  # how a refusal names the parcel: "a parcel", "a sent parcel"
+
+    def next_state(self, current: State | str, action: Action | str) -> State:
+        """The state ``action`` leads to from ``current``; :class:`InvalidTransition` if none."""
+        state, act = State(current), Action(action)
+        try:
+            return self.table[(state, act)]
+        except KeyError:
+            raise InvalidTransition(
+                f"{self.noun} that is {state.value} cannot {act.value.replace('_', ' ')}",
+                state=state.value,
+                action=act.value,
+            ) from None
+
+    def allowed_actions(self, current: State | str) -> frozenset[Action]:
+        state = State(current)
+        return frozenset(action for (src, action) in self.table if src is state)
+
+    def transitions(self) -> dict[tuple[State, Action], State]:
+        """A copy of the table, for documentation and property tests."""
+        return dict(self.table)
 
 
-def allowed_actions(current: State | str) -> frozenset[Action]:
-    state = State(current)
-    return frozenset(action for (src, action) in _TRANSITIONS if src is state)
-
-
-def transitions() -> dict[tuple[State, Action], State]:
-    """A copy of the table, for documentation and property tests."""
-    return dict(_TRANSITIONS)
+INBOUND = TransitionTable(_TRANSITIONS, "a parcel")
+next_state = INBOUND.next_state
+allowed_actions = INBOUND.allowed_actions
+transitions = INBOUND.transitions

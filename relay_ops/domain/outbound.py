@@ -31,11 +31,10 @@ from datetime import datetime, timedelta
 from relay_ops.domain import tracking
 from relay_ops.domain.errors import (
     CarrierChoiceNeeded,
-    InvalidTransition,
     LabelNotCollectedHere,
     ValidationFailed,
 )
-from relay_ops.domain.lifecycle import Action, State
+from relay_ops.domain.lifecycle import Action, State, TransitionTable
 
 DIRECTION = "outbound"
 # Events that are facts, not transitions: the deposit that creates the parcel (it has no
@@ -69,27 +68,10 @@ for _held in HELD:
         _TRANSITIONS[(_held, A.DECLARE_DAMAGED)] = S.DAMAGED
 
 
-def next_state(current: State | str, action: Action | str) -> State:
-    """The state ``action`` leads an outbound parcel to; :class:`InvalidTransition` if none."""
-    state, act = State(current), Action(action)
-    try:
-        return _TRANSITIONS[(state, act)]
-    except KeyError:
-        raise InvalidTransition(
-            f"a sent parcel that is {state.value} cannot {act.value.replace('_', ' ')}",
-            state=state.value,
-            action=act.value,
-        ) from None
-
-
-def allowed_actions(current: State | str) -> frozenset[Action]:
-    state = State(current)
-    return frozenset(action for (src, action) in _TRANSITIONS if src is state)
-
-
-def transitions() -> dict[tuple[State, Action], State]:
-    """A copy of the table, for documentation and property tests."""
-    return dict(_TRANSITIONS)
+_TABLE = TransitionTable(_TRANSITIONS, "a sent parcel")
+next_state = _TABLE.next_state
+allowed_actions = _TABLE.allowed_actions
+transitions = _TABLE.transitions
 
 
 # ---------------------------------------------------------------- label networks
