@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Float, ScalarSelect, and_, cast, func, select
+from sqlalchemy import Float, ScalarSelect, Select, and_, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -98,9 +98,12 @@ def _held(
             Parcel.site_id == site.id, Parcel.state.in_(HELD)
         )
     )
+    ages: dict[date, int] = {}  # parcels checked in the same day have the same age
     for state, checked_in_at, deadline in rows:
         start = local_day(ctx, checked_in_at) if checked_in_at else today
-        age = len(model.open_ages(start, today - timedelta(days=1), closed))
+        if start not in ages:
+            ages[start] = len(model.open_ages(start, today - timedelta(days=1), closed))
+        age = ages[start]
         end = local_day(ctx, deadline) if deadline else today
         collectable = state == State.READY_FOR_PICKUP.value
         held.append(model.Held(
@@ -118,17 +121,18 @@ def _announced(
     carrier brings it back, full odds); a day or two late, today at half odds; later, never."""
     show = ctx.settings.forecast.show_rate
     arrivals = []
-    last_refusal = (
-        select(func.max(ParcelEvent.at))
-        .where(ParcelEvent.parcel_id == Parcel.id, ParcelEvent.site_id == site.id,
-               ParcelEvent.action == history.CHECK_IN_REFUSED)
-        .correlate(Parcel)
-        .scalar_subquery()
+    # Refusals are few: grouped once and joined, not looked up per announced parcel (a
+    # correlated subquery went quadratic on fresh tables whose statistics said "empty").
+    refusals = (
+        select(ParcelEvent.parcel_id, func.max(ParcelEvent.at).label("at"))
+        .where(ParcelEvent.site_id == site.id, ParcelEvent.action == history.CHECK_IN_REFUSED)
+        .group_by(ParcelEvent.parcel_id)
+        .subquery()
     )
     rows = session.execute(
-        select(Parcel.expected_date, Parcel.created_at, last_refusal).where(
-            Parcel.site_id == site.id, Parcel.state == State.ANNOUNCED.value
-        )
+        select(Parcel.expected_date, Parcel.created_at, refusals.c.at)
+        .outerjoin(refusals, refusals.c.parcel_id == Parcel.id)
+        .where(Parcel.site_id == site.id, Parcel.state == State.ANNOUNCED.value)
     )
     for expected, created_at, refused_at in rows:
         day = expected or local_day(ctx, created_at) + timedelta(days=1)
@@ -144,37 +148,42 @@ def _announced(
     return arrivals
 
 
+def _window_start(ctx: Ctx, now: datetime) -> datetime:
+    """The start of the longer of the two learning windows (dwell times, arrival rate)."""
+    settings = ctx.settings.forecast
+    return now - timedelta(days=max(settings.dwell_window_days, settings.arrival_window_days))
+
+
+def _check_in_events(ctx: Ctx, site: Site, now: datetime) -> Select[int, datetime]:
+    return select(ParcelEvent.parcel_id, ParcelEvent.at).where(
+        ParcelEvent.site_id == site.id,
+        ParcelEvent.action == "check_in",
+        ParcelEvent.at >= _window_start(ctx, now),
+    )
+
+
 def _check_ins(
     ctx: Ctx, session: Session, site: Site, now: datetime
 ) -> list[tuple[int, datetime]]:
     """(parcel id, moment) of the site's check-ins over the longer of the two windows."""
-    settings = ctx.settings.forecast
-    days = max(settings.dwell_window_days, settings.arrival_window_days)
-    rows = session.execute(
-        select(ParcelEvent.parcel_id, ParcelEvent.at).where(
-            ParcelEvent.site_id == site.id,
-            ParcelEvent.action == "check_in",
-            ParcelEvent.at >= now - timedelta(days=days),
-        )
-    )
-    return [(parcel_id, at) for parcel_id, at in rows]
+    return [(parcel_id, at) for parcel_id, at in session.execute(_check_in_events(ctx, site, now))]
 
 
 def _first_events(
-    session: Session, parcel_ids: Iterable[int], actions: Iterable[str]
+    ctx: Ctx, session: Session, site: Site, actions: Iterable[str]
 ) -> dict[int, tuple[str, datetime]]:
-    """Each parcel's earliest event among ``actions``, in chunks (SQL parameter limits)."""
-    ids = list(parcel_ids)
+    """The earliest event among ``actions`` of each parcel checked in at the site within the
+    windows, in one statement: the parcels are named by a subquery, not by a list of ids
+    (100,000 ids cost seconds of parameter handling, issue 15)."""
+    checked_in = _check_in_events(ctx, site, ctx.now()).with_only_columns(ParcelEvent.parcel_id)
+    rows = session.execute(
+        select(ParcelEvent.parcel_id, ParcelEvent.action, ParcelEvent.at)
+        .where(ParcelEvent.parcel_id.in_(checked_in), ParcelEvent.action.in_(list(actions)))
+        .order_by(ParcelEvent.id)
+    )
     found: dict[int, tuple[str, datetime]] = {}
-    for i in range(0, len(ids), 500):
-        rows = session.execute(
-            select(ParcelEvent.parcel_id, ParcelEvent.action, ParcelEvent.at)
-            .where(ParcelEvent.parcel_id.in_(ids[i:i + 500]),
-                   ParcelEvent.action.in_(list(actions)))
-            .order_by(ParcelEvent.id)
-        )
-        for parcel_id, action, at in rows:
-            found.setdefault(parcel_id, (action, at))
+    for parcel_id, action, at in rows:
+        found.setdefault(parcel_id, (action, at))
     return found
 
 
@@ -186,7 +195,7 @@ def _hazards(
     since = today - timedelta(days=settings.dwell_window_days)
     recent = [(pid, local_day(ctx, at)) for pid, at in check_ins]
     recent = [(pid, day) for pid, day in recent if day >= since]
-    endings = _first_events(session, (pid for pid, _ in recent), ENDINGS)
+    endings = _first_events(ctx, session, site, ENDINGS)
     stays = []
     for pid, day in recent:
         action, at = endings.get(pid, ("", None))
@@ -208,7 +217,7 @@ def _arrival_rates(
     rate = model.learn_arrival_rate(
         daily, settings.arrival_half_life_days, with_trend=settings.arrival_trend
     ).widened(settings.rate_uncertainty_factor)
-    announced = _first_events(session, (pid for pid, _ in recent), ("announce",))
+    announced = _first_events(ctx, session, site, ("announce",))
     leads = [
         (_day_start(ctx, local_day(ctx, at)) - announced[pid][1]).total_seconds() / 3600
         if pid in announced else None

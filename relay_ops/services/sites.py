@@ -277,8 +277,19 @@ def closed_on(session: Session, site: Site) -> Callable[[date], bool]:
 
 def closed_given(site: Site, closing: set[date]) -> Callable[[date], bool]:
     """:func:`closed_on` with the closing days already read (with the site, on the check-in's
-    path); days before the first one asked about need not be among them."""
-    return lambda day: not opens_on(site.opening_hours, closing, day)
+    path); days before the first one asked about need not be among them.
+
+    Answers are remembered per day: the forecast asks about the same few days once per
+    parcel on hand (hundreds of thousands of calls for a big manifest, issue 15)."""
+    hours = site.opening_hours
+    answers: dict[date, bool] = {}
+
+    def closed(day: date) -> bool:
+        if day not in answers:
+            answers[day] = not opens_on(hours, closing, day)
+        return answers[day]
+
+    return closed
 
 
 def declare_closing_day(

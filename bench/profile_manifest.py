@@ -1,0 +1,106 @@
+"""What a big manifest costs, in process (issue 15: 5,000 parcels announced in ≤ 2 s).
+
+    .venv/bin/python bench/profile_manifest.py --on-hand 100000 --parcels 5000
+    .venv/bin/python bench/profile_manifest.py --on-hand 100000 --parcels 5000 --profile
+
+A fresh PostgreSQL database (``relayops_profile_manifest``) with one shop (room for every
+parcel, as in ``bench/fast_path.py``), ``--on-hand`` parcels on its shelves (announced through
+the manifest service, then put on the shelf in bulk SQL with their check-in events spread over
+the last ten days, so the forecast has a history to learn from), then one manifest of
+``--parcels`` parcels announced through ``manifests.announce``: the wall and CPU time of that
+call are printed, and with ``--profile`` cProfile's top functions (CPU clock). The
+announcement includes the saturation check (``reroute.check_manifest``: the forecast of every
+touched site, computed and stored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this checkout's relay_ops, not an installed copy
+
+from sqlalchemy import text  # noqa: E402
+
+from bench import seed  # noqa: E402
+from relay_ops.services import manifests  # noqa: E402
+from relay_ops.services.context import Ctx  # noqa: E402
+
+ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DATABASE = "relayops_profile_manifest"
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # a Tuesday morning, as the tests have it
+
+
+def shelve(ctx: Ctx, count: int) -> None:
+    """Put the ``count`` announced parcels on the shelf, checked in over the last ten days."""
+    with ctx.db.engine.begin() as connection:
+        connection.execute(text("""
+            UPDATE parcels SET state = 'ready_for_pickup',
+                   checked_in_at = CAST(:now AS timestamptz) - (id % 10) * interval '1 day',
+                   holding_deadline = CAST(:now AS timestamptz) + (10 - id % 10) * interval '1 day'
+             WHERE state = 'announced' AND id <= (SELECT min(id) FROM parcels) + :count - 1
+        """), {"now": NOW, "count": count})
+        connection.execute(text("""
+            INSERT INTO parcel_events (parcel_id, at, action, from_state, to_state, actor_kind,
+                                       site_id, data)
+            SELECT id, checked_in_at, 'check_in', 'announced', 'ready_for_pickup', 'system',
+                   site_id, '{}'
+              FROM parcels WHERE state = 'ready_for_pickup'
+        """))
+        connection.execute(text("""
+            UPDATE locations SET held = sub.n FROM (
+                SELECT min(l.id) AS id, count(p.id) AS n FROM locations l
+                  JOIN parcels p ON p.site_id = l.site_id AND p.state = 'ready_for_pickup'
+                 GROUP BY l.site_id) sub
+             WHERE locations.id = sub.id
+        """))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--on-hand", type=int, default=100_000)
+    parser.add_argument("--parcels", type=int, default=5_000)
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
+    parser.add_argument("--admin-url", default=ADMIN)
+    args = parser.parse_args()
+    seed.recreate_database(args.admin_url.replace("+psycopg", ""), DATABASE)
+    url = args.admin_url.rsplit("/", 1)[0] + "/" + DATABASE
+    world = seed.build({"DATABASE_URL": url, "LOG_LEVEL": "WARNING", "JOBS_IN_PROCESS": False,
+                        "NOTIFY_FILE_PATH": "/dev/null"}, shops=1)
+    ctx = Ctx(db=world.ctx.db, settings=world.ctx.settings,
+              clock=lambda: NOW - timedelta(days=11))
+    world.ctx = ctx
+    seed.announce(world, args.on_hand)
+    shelve(ctx, args.on_hand)
+    world.ctx = Ctx(db=ctx.db, settings=ctx.settings, clock=lambda: NOW)
+    profiler = cProfile.Profile(time.process_time) if args.profile else None
+    body = {"reference": "profiled", "parcels": [
+        {"tracking_number": seed.tracking_number(args.on_hand + n), "site": seed.shop_code(0),
+         "recipient": {"name": "Jeanne Martin", "phone": "+33612345678"}}
+        for n in range(args.parcels)]}
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
+    status, answer = manifests.announce(world.ctx, world.carrier, body)
+    if profiler:
+        profiler.disable()
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    if status != 201 or answer["accepted"] != args.parcels:
+        raise SystemExit(f"the manifest was not accepted whole: {status} {answer.get('rejected')}")
+    print(f"manifest of {args.parcels} with {args.on_hand} on hand: wall {wall:.2f} s, "
+          f"web CPU {cpu:.2f} s", flush=True)
+    if profiler:
+        stats = pstats.Stats(profiler).strip_dirs()
+        stats.sort_stats("cumulative").print_stats(35)
+        stats.sort_stats("tottime").print_stats(25)
+    world.ctx.db.dispose()
+
+
+if __name__ == "__main__":
+    main()
