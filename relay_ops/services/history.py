@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from relay_ops.db import bulk
 from relay_ops.db.models import Location, Parcel, ParcelEvent
 from relay_ops.domain import outbound
 from relay_ops.domain.lifecycle import FINAL_STATES, HELD_STATES, Action, State, next_state
@@ -84,6 +86,25 @@ def record(
     )
     session.add(event)
     return event
+
+
+def record_many(
+    session: Session,
+    parcels: Sequence[Parcel],
+    action: str,
+    actor: Principal,
+    at: datetime,
+    data: Callable[[Parcel], dict[str, Any]],
+) -> None:
+    """:func:`record` for many parcels entering the history at once (a manifest's 5,000):
+    one statement (see ``db.bulk``), with no ORM objects and no ids read back, since nothing
+    in the request refers to these events by id."""
+    bulk.insert_rows(session, ParcelEvent, [
+        {"parcel_id": parcel.id, "at": at, "action": action, "from_state": None,
+         "to_state": parcel.state, "actor_kind": actor.role.value, "actor_id": actor.actor_id,
+         "site_id": parcel.site_id, "reason": None, "data": data(parcel)}
+        for parcel in parcels
+    ])
 
 
 def is_state(parcel: Parcel, *states: State) -> bool:

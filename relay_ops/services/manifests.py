@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from relay_ops.db import bulk
 from relay_ops.db.models import Carrier, Manifest, Parcel, Site
 from relay_ops.domain import tracking
 from relay_ops.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
@@ -122,14 +123,12 @@ def _announce_parcels(
             continue
         outcomes.append((index, raw, parcel, status))
     created = [p for _, _, p, status in outcomes if isinstance(p, Parcel) and status == "created"]
-    session.add_all(created)
-    session.flush()
-    now = ctx.now()
-    for parcel in created:
-        history.record(
-            session, parcel, "announce", None, actor, now,
-            data={"manifest": manifest.reference, "expected_date": _iso(parcel.expected_date)},
-        )
+    bulk.insert_objects(session, created)
+    history.record_many(
+        session, created, "announce", actor, ctx.now(),
+        lambda parcel: {"manifest": manifest.reference,
+                        "expected_date": _iso(parcel.expected_date)},
+    )
     return [_result(index, raw, outcome, status) for index, raw, outcome, status in outcomes]
 
 
