@@ -26,7 +26,9 @@ CUSTOMER = {"phone": "+33611223344", "email": "client@example.org"}
 @pytest.fixture
 def farm(world: World) -> World:
     """The operator creates two producers and their keys; the Bourg shop gets a fridge (F1,
-    one M place)."""
+    one M place) and declares "cold"."""
+    assert world.operator.put(f"/sites/{world.shop_id}/services",
+                              json={"services": ["receive", "cold"]}).status_code == 200
     for code, name in (("ferme", "Ferme des Trois Chênes"), ("rucher", "Rucher du Bourg")):
         assert world.operator.post("/producers", json={"code": code, "name": name}
                                    ).status_code == 201
@@ -97,6 +99,22 @@ def test_an_operator_creates_a_producer_from_the_command_line(tmp_path: Path) ->
 
 
 # ---------------------------------------------------------------- announcing
+
+
+def test_a_keep_cold_order_goes_only_to_a_shop_that_declares_cold(farm: World) -> None:
+    """The fridge is a service the shop declares: a keep-cold order for a shop that does not
+    is refused when announced (the producer chooses another shop), other orders are not."""
+    assert farm.operator.put(f"/sites/{farm.shop_id}/services",
+                             json={"services": ["receive"]}).status_code == 200
+    ferme = producer(farm, "ferme")
+    counts = row_counts(farm.ctx)
+    refused = announce(ferme, "LAIT-9", keep_cold=True)
+    assert is_problem(refused, 422, "service-not-offered")
+    assert (refused.json["service"], refused.json["site"]) == ("cold", "bourg")
+    assert row_counts(farm.ctx) == counts
+    assert announce(ferme, "PAIN-9").status_code == 201
+    farm.operator.put(f"/sites/{farm.shop_id}/services", json={"services": ["receive", "cold"]})
+    assert announce(ferme, "LAIT-9", keep_cold=True).status_code == 201
 
 
 def test_an_order_is_announced_once_per_reference(farm: World) -> None:
