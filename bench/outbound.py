@@ -57,6 +57,7 @@ def main() -> None:
     accounts.create_carrier(ctx, SYSTEM, code="acme", name="Acme")
     outbound.set_label_networks(ctx, SYSTEM, "acme", ["prefix:ACME"])
     outbound.serve_site(ctx, SYSTEM, site, "acme", 48)
+    sites.set_services(ctx, SYSTEM, site, ["receive", "send"])
     accounts.create_user(ctx, SYSTEM, username="bench", password=PASSWORD, role="shopkeeper",
                          site_codes=["bourg"])
     staff = {"Authorization": "Bearer " + accounts.log_in(ctx, "bench", PASSWORD).token}

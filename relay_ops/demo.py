@@ -6,24 +6,26 @@ a database seeded by ``relay-ops demo``; production refuses the development secr
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import click
 from flask import Flask
 from sqlalchemy import select
 
-from relay_ops.db.models import Carrier, CarrierSite, Site
+from relay_ops.db.models import Carrier, CarrierSite, Producer, Site
 from relay_ops.services import (
     accounts,
     checkin,
     credentials,
+    home_delivery,
     locker_compartments,
     locker_dropoff,
     locker_registry,
     manifests,
     outbound,
     parcel_views,
+    producers,
     resident,
     sites,
 )
@@ -33,6 +35,7 @@ from relay_ops.services.principal import SYSTEM, Principal, Role
 OPERATOR_TOKEN = "st_demo_operator.demo-operator-secret"  # noqa: S105 - demo only
 SHOPKEEPER_TOKEN = "st_demo_shop.demo-shopkeeper-secret"  # noqa: S105 - demo only
 CARRIER_TOKEN = "ck_demo_carrier.demo-carrier-secret"  # noqa: S105 - demo only
+PRODUCER_TOKEN = "pk_demo_producer.demo-producer-secret"  # noqa: S105 - demo only
 DEMO_PASSWORD = "relayops-demo"  # noqa: S105 - demo only
 SHOP_HOURS = {
     day: [["08:30", "12:30"], ["15:00", "19:00"]] for day in ("tue", "wed", "thu", "fri", "sat")
@@ -61,6 +64,10 @@ LOCKER: dict[str, Any] = {
 LOCKER_PARCEL = "RELAYDEMO0101"
 PANEL_PARCEL = "RELAYDEMO0102"  # announced, left for the visitor to drop off from the panel
 SENT_PARCEL = "LIGENVOI0001"  # a resident's parcel dropped off at the counter for sending
+PRODUCER_ORDER = "PANIER-12"  # a producer's order, kept cold on the Bourg shop's fridge shelf
+HOME_PARCEL = "RELAYDEMO0002"  # brought home to its resident by a neighbour
+# Every day the Bourg shop opens: whatever day the demo starts, a delivery day is near.
+DELIVERY_DAYS = ["tue", "wed", "thu", "fri", "sat"]
 
 
 def seed(ctx: Ctx) -> None:
@@ -68,12 +75,16 @@ def seed(ctx: Ctx) -> None:
         seeded = session.scalar(select(Carrier).where(Carrier.code == "ligerien")) is not None
         has_locker = session.scalar(select(Site).where(Site.code == LOCKER["code"])) is not None
         sends = session.scalar(select(CarrierSite.site_id).limit(1)) is not None
+        producing = session.scalar(select(Producer.id).limit(1)) is not None
     if not seeded:
         _seed_shops(ctx)
     if not has_locker:  # also for a demo database made before lockers existed
         _seed_locker(ctx)
     if not sends:  # also for a demo database made before parcels were sent
         _seed_sending(ctx)
+    if not producing:  # also for a demo database made before producers and home delivery
+        _seed_short_circuit(ctx)
+        _seed_home_delivery(ctx)
 
 
 def _seed_shops(ctx: Ctx) -> None:
@@ -114,6 +125,44 @@ def _seed_sending(ctx: Ctx) -> None:
                       sender=outbound.Sender(phone="+33644556677"))
 
 
+def _seed_short_circuit(ctx: Ctx) -> None:
+    """A farm's order for a resident, announced with its key and put in the Bourg shop's
+    fridge: the shop declares "cold" and gets a refrigerated shelf (docs/producers.md)."""
+    shop_id = sites.site_id_for_code(ctx, "riaille-bourg")
+    sites.add_locations(ctx, SYSTEM, shop_id, [
+        {"label": "F1", "size_class": "M", "capacity": 4, "refrigerated": True}])
+    sites.set_services(ctx, SYSTEM, shop_id, ["receive", "send", "cold", "home_delivery"])
+    producers.create_producer(ctx, SYSTEM, code="ferme", name="Ferme des Trois Chênes")
+    producers.issue_producer_key(ctx, SYSTEM, "ferme", "demo", fixed=PRODUCER_TOKEN)
+    farm = accounts.authenticate(ctx, PRODUCER_TOKEN)
+    producers.announce(ctx, farm, producers.Order(
+        reference=PRODUCER_ORDER, site="riaille-bourg", phone="+33655667788",
+        name="Claire Dubois", size_class="S", keep_cold=True, holding_hours=48))
+    producers.deposit(ctx, _counter(shop_id), shop_id, PRODUCER_ORDER)
+
+
+def _seed_home_delivery(ctx: Ctx) -> None:
+    """The Bourg shop delivers on the days it opens; Louis Bernard, who cannot come, asks
+    from his page that his neighbour bring his parcel home on the first day it can."""
+    shop_id = sites.site_id_for_code(ctx, "riaille-bourg")
+    operator = Principal(Role.OPERATOR, user_id=0)
+    home_delivery.set_offer(ctx, operator, shop_id, {
+        "days": DELIVERY_DAYS, "area": "Riaillé, le bourg et les hameaux à moins de 5 km"})
+    parcel = parcel_views.find_parcel(ctx, SYSTEM, HOME_PARCEL)
+    if parcel["state"] == "announced":
+        checkin.check_in(ctx, _counter(shop_id), shop_id, HOME_PARCEL)
+    louis = Principal(Role.RESIDENT, parcel_id=parcel["id"])
+    days = home_delivery.for_resident(ctx, louis)["days"]
+    if days:  # none only if the parcel's deadline leaves no open day
+        home_delivery.request(ctx, louis, parcel["id"], day=date.fromisoformat(days[0]),
+                              courier_kind="neighbour", courier_name="Marcel Petit",
+                              consent=True, in_area=True)
+
+
+def _counter(shop_id: int) -> Principal:
+    return Principal(Role.SHOPKEEPER, user_id=0, site_ids=frozenset({shop_id}), name="demo")
+
+
 def _announce_and_check_in(ctx: Ctx, shop_id: int) -> None:
     carrier = accounts.authenticate(ctx, CARRIER_TOKEN)
     body = {
@@ -130,9 +179,7 @@ def _announce_and_check_in(ctx: Ctx, shop_id: int) -> None:
         ],
     }
     manifests.announce(ctx, carrier, body)
-    shopkeeper = Principal(Role.SHOPKEEPER, user_id=0, site_ids=frozenset({shop_id}),
-                           name="demo")
-    checkin.check_in(ctx, shopkeeper, shop_id, "RR123456785FR")
+    checkin.check_in(ctx, _counter(shop_id), shop_id, "RR123456785FR")
 
 
 def print_welcome(ctx: Ctx, host: str, port: int, ctx_notify_path: str) -> None:
@@ -142,6 +189,10 @@ RelayOps demo running on {base}
   pages         {base}/login   (marie: scan station, operateur: dashboard)
   carrier pages {base}/carrier/login   (sign in with the carrier key below;
                 "Collections" lists {SENT_PARCEL}, sent from the Bourg shop)
+  producer page {base}/producer/login   (sign in with the producer key below:
+                order {PRODUCER_ORDER}, kept cold at the Bourg shop, in the shop's
+                "Producteurs" page too)
+  home delivery {_home_delivery_line(ctx)}
   API docs      {base}/api/docs
   OpenAPI       {base}/api/v1/openapi.json
   health        {base}/health
@@ -149,9 +200,21 @@ Demo credentials (Authorization: Bearer ...):
   operator      {OPERATOR_TOKEN}
   shopkeeper    {SHOPKEEPER_TOKEN}   (Tabac-Presse du Bourg, Riaillé)
   carrier       {CARRIER_TOKEN}
+  producer      {PRODUCER_TOKEN}   (Ferme des Trois Chênes)
   staff password for 'operateur' and 'marie': {DEMO_PASSWORD}
 Messages to residents are written to {ctx_notify_path}
 """)
+
+
+def _home_delivery_line(ctx: Ctx) -> str:
+    parcel = parcel_views.find_parcel(ctx, SYSTEM, HOME_PARCEL)
+    planned = home_delivery.for_resident(
+        ctx, Principal(Role.RESIDENT, parcel_id=parcel["id"]))["delivery"]
+    if planned is None:
+        return f"{HOME_PARCEL}: none planned (see the shop's \"Remise à domicile\" page)"
+    return (f"{HOME_PARCEL} for Louis Bernard, brought by his neighbour on {planned['day']};\n"
+            f"                the neighbour's phone page: {planned['courier_url']}\n"
+            f"                (the shop's \"Remise à domicile\" page hands it over)")
 
 
 def stock_locker(ctx: Ctx, embedded: Any) -> None:

@@ -141,7 +141,19 @@ class ProducerChoiceNeeded(DomainError):
     slug = "producer-choice-needed"
     title = "Several producers have an order with this reference here"
 
+
 class HomeDeliveryRefused(DomainError):
     slug = "home-delivery-refused"
     title = "This home delivery cannot be arranged"
+    status = 422
+
+
+class ServiceNotOffered(DomainError):
+    """A site asked for a service it does not declare (``domain/site_services.py``): the
+    request is well formed and the same at any other site, so it is not a conflict to retry
+    (409) but a request this site cannot process (422), like a label no carrier collects
+    here. The problem names the ``service`` and the ``site``."""
+
+    slug = "service-not-offered"
+    title = "This site does not offer this service"
     status = 422

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from relay_ops.domain.errors import ValidationFailed
+from relay_ops.domain.errors import ServiceNotOffered, ValidationFailed
 
 # receive: parcels for residents; send: parcels residents send (docs/outbound.md); cold: a
 # refrigerated place for fresh products; home_delivery: someone brings parcels to residents
 # who cannot come; locker: a parcel locker on the site.
 SERVICES: tuple[str, ...] = ("receive", "send", "cold", "home_delivery", "locker")
+# What each refusal tells the person at the site (the API's problem detail).
+_WHY_NOT = {
+    "send": "it does not take parcels to send",
+    "cold": "it keeps nothing cold",
+    "home_delivery": "it does not deliver parcels home",
+    "receive": "it does not receive parcels",
+    "locker": "it has no parcel locker",
+}
 
 
 def default_for(kind: str) -> list[str]:
@@ -31,3 +39,12 @@ def checked(services: Iterable[str]) -> list[str]:
 
 def offers_all(offered: Iterable[str], wanted: Iterable[str]) -> bool:
     return set(wanted) <= set(offered)
+
+
+def require(offered: Iterable[str], service: str, site_name: str, site_code: str) -> None:
+    """A site does what it declares and nothing else: what the public directory promises is
+    what the counter accepts (docs/architecture.md, "Services a site offers")."""
+    if service not in set(offered):
+        raise ServiceNotOffered(
+            f"{site_name} does not offer '{service}': {_WHY_NOT[service]} (its operator or "
+            "shopkeeper declares its services)", service=service, site=site_code)

@@ -374,16 +374,34 @@ def open_carrier_session(ctx: Ctx, api_key: str, *, ttl: timedelta | None = None
     The browser keeps this token, never the API key itself, so signing out (or losing the
     cookie) costs a session, not the carrier's key.
     """
+    return _open_key_session(ctx, api_key, Role.CARRIER, ttl)
+
+
+def open_producer_session(
+    ctx: Ctx, api_key: str, *, ttl: timedelta | None = None
+) -> IssuedToken:
+    """The same for a producer signing in to its own page with its API key."""
+    return _open_key_session(ctx, api_key, Role.PRODUCER, ttl)
+
+
+# The tag of a page session's token, by the role whose API key opened it.
+_SESSION_TAGS = {Role.CARRIER: "cs", Role.PRODUCER: "ps"}
+
+
+def _open_key_session(
+    ctx: Ctx, api_key: str, role: Role, ttl: timedelta | None
+) -> IssuedToken:
     principal = authenticate(ctx, api_key)
-    if principal.role is not Role.CARRIER:
-        raise Unauthenticated("this is not a carrier API key")
+    if principal.role is not role:
+        raise Unauthenticated(f"this is not a {role.value} API key")
     with ctx.db.transaction() as session:
-        prefix, secret, token = _new_token(ctx, "cs")
+        prefix, secret, token = _new_token(ctx, _SESSION_TAGS[role])
         expires = ctx.now() + (ttl or timedelta(hours=ctx.settings.staff_token_ttl_hours))
         session.add(
             ApiToken(
                 prefix=prefix, secret_hash=_secret_hash(ctx, secret),
-                carrier_id=principal.carrier_id, expires_at=expires, label="web-session",
+                carrier_id=principal.carrier_id, producer_id=principal.producer_id,
+                expires_at=expires, label="web-session",
             )
         )
         return IssuedToken(token=token, expires_at=expires.isoformat())

@@ -126,7 +126,7 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
                       if c.holder == "recipient"), None)
     context = MessageContext(
         tracking_number=parcel.tracking_number,
-        carrier_name=parcel.carrier.name if parcel.carrier else "",
+        carrier_name=_sender_name(parcel),
         site_name=site.name,
         site_address=f"{site.address}, {site.postcode} {site.city}",
         opening_hours=hours_text(site.opening_hours, parcel.recipient_locale),
@@ -237,3 +237,12 @@ def revive(session: Session, notification_id: int) -> None:
     notification = session.get(Notification, notification_id, with_for_update=True)
     if notification is not None and notification.status == "failed":
         notification.status = "queued"
+
+
+def _sender_name(parcel: Parcel) -> str:
+    """Who the parcel comes from, as its messages name it: its carrier, or the producer whose
+    order it is (an order has no carrier, and its ready message must still go out)."""
+    if parcel.carrier is not None:
+        return parcel.carrier.name
+    order = parcel.producer_order
+    return order.producer.name if order is not None else ""

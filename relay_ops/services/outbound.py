@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from relay_ops.db.models import Carrier, CarrierSite, OutboundParcel, Parcel, ParcelEvent, Site
-from relay_ops.domain import outbound, tracking
+from relay_ops.domain import outbound, site_services, tracking
 from relay_ops.domain.errors import (
     Conflict,
     DomainError,
@@ -220,6 +220,7 @@ def _counter_site(session: Session, actor: Principal, site_id: int) -> Site:
     site = _site(session, site_id, lock=True)
     if site.kind != "shop":
         raise ValidationFailed("parcels are sent from shops (lockers: not yet)")
+    site_services.require(site.services or [], "send", site.name, site.code)
     return site
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from relay_ops.db.models import Parcel, Producer, ProducerOrder, Site
+from relay_ops.domain import site_services
 from relay_ops.domain.errors import (
     Conflict,
     DomainError,
@@ -134,7 +135,7 @@ def announce(ctx: Ctx, actor: Principal, order: Order) -> tuple[int, dict[str, A
                     "reference names one order", reference=order.reference,
                 )
             return 200, order_view(previous)
-        site = _shop_taking_orders(session, order.site)
+        site = _shop_taking_orders(session, order.site, keep_cold=order.keep_cold)
         parcel = Parcel(
             tracking_number=_new_label(session), carrier_id=None, site_id=site.id,
             state=State.ANNOUNCED.value, recipient_name=order.name,
@@ -199,7 +200,7 @@ def _checked(ctx: Ctx, order: Order) -> Order:
     )
 
 
-def _shop_taking_orders(session: Session, code: str) -> Site:
+def _shop_taking_orders(session: Session, code: str, *, keep_cold: bool) -> Site:
     site = session.scalar(select(Site).where(Site.code == code))
     if site is None:
         raise NotFound(f"no site {code!r}")
@@ -207,6 +208,10 @@ def _shop_taking_orders(session: Session, code: str) -> Site:
         raise ValidationFailed(f"{site.name} is a locker: producers' orders go to shops for now")
     if site.status == "closed":
         raise ValidationFailed(f"{site.name} is closed and takes no orders")
+    if keep_cold:
+        # Refused when announced, while the producer can still choose another shop; at the
+        # counter the fridge's free places decide (``no-cold-place``).
+        site_services.require(site.services or [], "cold", site.name, site.code)
     return site
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
-from relay_ops.db.models import Parcel, ParcelEvent, Site
+from relay_ops.db.models import Parcel, ParcelEvent, ProducerOrder, Site
 from relay_ops.domain.lifecycle import HELD_STATES, State
 from relay_ops.services.context import Ctx
 from relay_ops.services.parcel_views import parcel_view
@@ -121,3 +121,73 @@ def watch_list(
             "returning": [parcel_view(p, actor) for p in returning],
             "returned_last_7_days": int(returned_week or 0),
         }
+
+
+# ---------------------------------------------------------------- volumes per flow and site
+
+# Which event counts for which figure, by (action, the parcel's flow). A parcel's flow is
+# "outbound" (sent from the site), "producer" (a producer's order) or "inbound" (a carrier's
+# parcel for a resident); an event's site is where it happened.
+FLOW_FIGURES: dict[tuple[str, str], str] = {
+    ("check_in", "inbound"): "inbound_received",
+    ("pick_up", "inbound"): "inbound_picked_up",
+    ("drop_off", "outbound"): "outbound_sent",
+    ("collect", "outbound"): "outbound_collected",
+    ("check_in", "producer"): "producer_deposited",
+    ("pick_up", "producer"): "producer_picked_up",
+    ("collect", "producer"): "producer_taken_back",
+    ("home_delivery_requested", "inbound"): "home_requested",
+    ("home_delivery_requested", "producer"): "home_requested",
+    ("deliver", "inbound"): "home_delivered",
+    ("deliver", "producer"): "home_delivered",
+}
+FIGURES: tuple[str, ...] = tuple(dict.fromkeys(FLOW_FIGURES.values()))
+PERIODS: tuple[str, ...] = ("today", "last_7_days")
+WEEK = 7
+
+
+def flow_volumes(ctx: Ctx, actor: Principal) -> dict[str, Any]:
+    """Each site's volumes per flow (received and picked up, sent and collected, producers'
+    orders deposited, collected and taken back, home deliveries asked for and delivered),
+    today and over the last 7 local days (today included), from the parcel events."""
+    require_role(actor, Role.OPERATOR)
+    tz = ctx.settings.timezone
+    now = ctx.now()
+    today = now.astimezone(tz).date()
+    starts = {"today": datetime.combine(today, time.min, tzinfo=tz),
+              "last_7_days": datetime.combine(today - timedelta(days=WEEK - 1), time.min,
+                                              tzinfo=tz)}
+    flow = case((Parcel.direction == "outbound", "outbound"),
+                (ProducerOrder.parcel_id.is_not(None), "producer"), else_="inbound")
+    is_today = case((ParcelEvent.at >= starts["today"], 1), else_=0)
+    with ctx.db.read() as session:
+        site_rows = list(session.execute(
+            select(Site.id, Site.code, Site.name, Site.kind).order_by(Site.name, Site.id)))
+        counted = session.execute(
+            select(ParcelEvent.site_id, ParcelEvent.action, flow, is_today, func.count())
+            .join(Parcel, Parcel.id == ParcelEvent.parcel_id)
+            .outerjoin(ProducerOrder, ProducerOrder.parcel_id == Parcel.id)
+            .where(ParcelEvent.at >= starts["last_7_days"], ParcelEvent.at <= now,
+                   ParcelEvent.action.in_({action for action, _ in FLOW_FIGURES}))
+            .group_by(ParcelEvent.site_id, ParcelEvent.action, flow, is_today)
+        )
+        per_site = {site_id: _zeros() for site_id, *_ in site_rows}
+        totals = _zeros()
+        for site_id, action, kind, today_flag, n in counted:
+            figure = FLOW_FIGURES.get((action, kind))
+            if figure is None or site_id not in per_site:
+                continue
+            for period in PERIODS if today_flag else PERIODS[1:]:
+                per_site[site_id][period][figure] += n
+                totals[period][figure] += n
+    return {
+        "periods": {p: {"from": starts[p].isoformat(), "to": now.isoformat()} for p in PERIODS},
+        "figures": list(FIGURES),
+        "sites": [{"id": site_id, "code": code, "name": name, "kind": kind, **per_site[site_id]}
+                  for site_id, code, name, kind in site_rows],
+        "totals": totals,
+    }
+
+
+def _zeros() -> dict[str, dict[str, int]]:
+    return {period: dict.fromkeys(FIGURES, 0) for period in PERIODS}

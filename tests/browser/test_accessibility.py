@@ -12,13 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page
 
-from relay_ops.services import accounts, credentials, parcel_views, resident, unannounced
-from relay_ops.services.principal import SYSTEM
+from relay_ops.services import (
+    accounts,
+    credentials,
+    expiry,
+    home_delivery,
+    outbound,
+    parcel_views,
+    producers,
+    resident,
+    sites,
+    unannounced,
+)
+from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.browser.conftest import Live, Watch, _open, shot
 from tests.support import PASSWORD
 
@@ -52,15 +64,57 @@ def tours(live: Live) -> list[Tour]:
                        "Paul Voisin")
     manifest = world.carrier.get("/manifests").json["items"][0]["id"]
     key = accounts.issue_carrier_key(live.ctx, SYSTEM, "acme").token
+    producer_key, courier = _issue_17_pages(live, parcel["id"])
     return [
-        Tour("", ("/login", "/carrier/login", f"/t/{token}", f"/t/{token}/proxy")),
+        Tour("", ("/login", "/carrier/login", "/producer/login", f"/t/{token}",
+                  f"/t/{token}/proxy", courier)),
         Tour("marie", ("/shop", f"/shop/{site}/scan", f"/shop/{site}/pickup",
                        f"/shop/{site}/parcels", f"/shop/{site}/parcels?view=unannounced",
                        f"/shop/{site}", f"/shop/{site}/parcels/{parcel['id']}",
-                       f"/shop/{site}/parcels/{parcel['id']}/label")),
+                       f"/shop/{site}/parcels/{parcel['id']}/label", f"/shop/{site}/send",
+                       f"/shop/{site}/producers", f"/shop/{site}/home-delivery")),
         Tour("op", ("/ops", "/carrier")),
         Tour(key, ("/carrier", f"/carrier/manifests/{manifest}", "/carrier/manifests/new")),
+        Tour(producer_key, ("/producer",)),
     ]
+
+
+def _issue_17_pages(live: Live, parcel_id: int) -> tuple[str, str]:
+    """Something on every issue-17 page: a parcel waiting to be sent and one refused, a
+    producer's order in the fridge and one to hand back, a planned home delivery. Sent
+    parcels and orders go on the L shelf and the fridge, leaving the S shelf to the other
+    tests. Returns the producer's key and the courier's page."""
+    ctx, site = live.ctx, live.world.shop_id
+    operator = Principal(Role.OPERATOR, user_id=1)
+    marie = Principal(Role.SHOPKEEPER, user_id=2, site_ids=frozenset({site}))
+    outbound.set_label_networks(ctx, SYSTEM, "acme", ["prefix:BRWSEND"])
+    outbound.serve_site(ctx, SYSTEM, site, "acme", 48)
+    sites.add_locations(ctx, SYSTEM, site, [
+        {"label": "F1", "size_class": "M", "capacity": 2, "refrigerated": True}])
+    sites.set_services(ctx, SYSTEM, site, ["receive", "send", "cold", "home_delivery"])
+    for number in ("BRWSEND0001", "BRWSEND0002"):
+        outbound.drop_off(ctx, marie, site, number, size_class="L")
+    refused = parcel_views.find_parcel(ctx, operator, "BRWSEND0002")["id"]
+    outbound.refuse(ctx, marie, refused, "mal emballé")
+    producers.create_producer(ctx, SYSTEM, code="ferme", name="Ferme des Trois Chênes")
+    farm = Principal(Role.PRODUCER, producer_id=1)
+    for reference in ("A11Y-LAIT", "A11Y-BEURRE"):
+        producers.announce(ctx, farm, producers.Order(
+            reference=reference, site="bourg",
+            phone="+33611223344", size_class="S", keep_cold=True))
+        producers.deposit(ctx, marie, site, reference)
+    crushed = producers.my_order(ctx, farm, "A11Y-BEURRE")["label"]
+    expiry.declare(ctx, operator, parcel_views.find_parcel(ctx, operator, crushed)["id"],
+                   "damaged", "écrasé")
+    home_delivery.set_offer(ctx, operator, site, {
+        "days": ["mon", "tue", "wed", "thu", "fri", "sat"], "area": "le bourg"})
+    day = home_delivery.for_resident(ctx, Principal(Role.RESIDENT, parcel_id=parcel_id))["days"][0]
+    asked = home_delivery.request(
+        ctx, Principal(Role.RESIDENT, parcel_id=parcel_id), parcel_id,
+        day=date.fromisoformat(day), courier_kind="neighbour", courier_name="Marcel Petit",
+        consent=True, in_area=True)
+    key = producers.issue_producer_key(ctx, SYSTEM, "ferme").token
+    return key, "/livraison/" + str(asked["courier_url"]).rsplit("/", 1)[1]
 
 
 def _sign_in(page: Page, live: Live, who: str) -> None:
@@ -70,6 +124,9 @@ def _sign_in(page: Page, live: Live, who: str) -> None:
         page.goto(live.url + "/login")
         page.locator("#username").fill(who)
         page.locator("#password").fill(PASSWORD)
+    elif who.startswith("pk_"):
+        page.goto(live.url + "/producer/login")
+        page.locator("#api_key").fill(who)
     else:
         page.goto(live.url + "/carrier/login")
         page.locator("#api_key").fill(who)

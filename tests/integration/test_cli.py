@@ -4,7 +4,7 @@ from pathlib import Path
 
 from relay_ops import create_app
 from relay_ops.db import migrate
-from relay_ops.demo import CARRIER_TOKEN, SHOPKEEPER_TOKEN
+from relay_ops.demo import CARRIER_TOKEN, PRODUCER_TOKEN, SHOPKEEPER_TOKEN
 
 
 def make_app(tmp_path: Path):
@@ -61,13 +61,30 @@ def test_demo_seed_is_repeatable_and_its_credentials_work(tmp_path: Path) -> Non
     client = app.test_client()
     shop = client.get("/api/v1/sites/1/parcels",
                       headers={"Authorization": f"Bearer {SHOPKEEPER_TOKEN}"}).json
-    # On the shelves: the parcel received, and the one a resident sent (docs/outbound.md).
-    assert sorted((p["tracking_number"], p["direction"]) for p in shop["items"]) == [
-        ("LIGENVOI0001", "outbound"), ("RR123456785FR", "inbound")]
+    # On the shelves: the parcel received, the one a resident sent (docs/outbound.md), the
+    # farm's order in the fridge (docs/producers.md) and the parcel a neighbour brings home.
+    on_hand = {p["tracking_number"]: (p["direction"], p["location"]) for p in shop["items"]}
+    assert on_hand.pop("LIGENVOI0001") == ("outbound", "A1")
+    assert on_hand.pop("RR123456785FR") == ("inbound", "A1")
+    assert on_hand.pop("RELAYDEMO0002") == ("inbound", "A2")
+    [(label, (direction, shelf))] = on_hand.items()
+    assert label.startswith("PRD") and (direction, shelf) == ("inbound", "F1")
+    farm = {"Authorization": f"Bearer {PRODUCER_TOKEN}"}
+    order = client.get("/api/v1/producer/orders/PANIER-12", headers=farm).json
+    assert (order["state"], order["keep_cold"], order["label"]) == (
+        "ready_for_pickup", True, label)
+    staff = {"Authorization": f"Bearer {SHOPKEEPER_TOKEN}"}
+    [delivery] = client.get("/api/v1/sites/1/home-deliveries", headers=staff).json["items"]
+    assert delivery["parcel"]["tracking_number"] == "RELAYDEMO0002"
+    assert (delivery["status"], delivery["courier"]) == (
+        "requested", {"kind": "neighbour", "name": "Marcel Petit"})
+    assert client.get("/livraison/" + delivery["courier_url"].rsplit("/", 1)[1]
+                      ).status_code == 200
     pickup = client.get("/api/v1/sites/1/outbound/pickup-list",
                         headers={"Authorization": f"Bearer {CARRIER_TOKEN}"}).json
     assert [p["tracking_number"] for p in pickup["items"]] == ["LIGENVOI0001"]
-    senders = client.get("/api/v1/sites", query_string={"service": "send"}).json
+    senders = client.get("/api/v1/sites", query_string={
+        "service": "send,cold,home_delivery"}).json
     assert [site["code"] for site in senders["items"]] == ["riaille-bourg"]
     manifests = client.get("/api/v1/manifests",
                            headers={"Authorization": f"Bearer {CARRIER_TOKEN}"}).json

@@ -25,7 +25,10 @@ SENDER = {"phone": "+33698765432", "email": "sender@example.org"}
 @pytest.fixture
 def sending(world: World) -> World:
     """Acme collects its own labels (ACME...) at the Bourg shop within 48 h; Other collects
-    S10 labels, but only at the neighbouring shop."""
+    S10 labels, but only at the neighbouring shop. Both shops declare "send"."""
+    for site_id in (world.shop_id, world.other_shop_id):
+        assert world.operator.put(f"/sites/{site_id}/services",
+                                  json={"services": ["receive", "send"]}).status_code == 200
     assert world.operator.put("/carriers/acme/label-networks",
                               json={"label_networks": ["prefix:ACME"]}).status_code == 200
     assert world.operator.put("/carriers/other/label-networks",
@@ -77,6 +80,23 @@ def test_a_sent_parcel_gets_a_shelf_a_deadline_and_a_receipt(sending: World) -> 
     with sending.ctx.db.read() as session:
         owed = {(n.kind, n.channel) for n in session.scalars(select(Notification))}
     assert owed == {("dropped_off", "email"), ("dropped_off", "sms")}
+
+
+def test_a_shop_that_does_not_declare_send_refuses_a_deposit(sending: World) -> None:
+    """A carrier collects at the shop, but the shop took "send" out of its services: the
+    directory no longer lists it for senders, and the counter takes nothing to send."""
+    assert sending.shopkeeper.put(f"/sites/{sending.shop_id}/services",
+                                  json={"services": ["receive"]}).status_code == 200
+    counts = row_counts(sending.ctx)
+    refused = drop(sending, "ACME00000990", sender=SENDER)
+    assert is_problem(refused, 422, "service-not-offered")
+    assert (refused.json["service"], refused.json["site"]) == ("send", "bourg")
+    assert "does not offer 'send'" in refused.json["detail"]
+    assert row_counts(sending.ctx) == counts  # no parcel, no event, no message
+    # Declared again, the same scan is taken.
+    sending.shopkeeper.put(f"/sites/{sending.shop_id}/services",
+                           json={"services": ["receive", "send"]})
+    assert drop(sending, "ACME00000990").status_code == 201
 
 
 def test_scanning_a_deposit_twice_is_harmless_and_says_so(sending: World) -> None:
@@ -139,7 +159,8 @@ def test_a_mistyped_sender_address_is_refused_at_the_counter(sending: World) -> 
 
 
 def test_sent_and_received_parcels_share_the_shelves(sending: World) -> None:
-    tiny = sites.create_site(sending.ctx, SYSTEM, shop("tiny", 47.5, -1.3, [("A1", "M", 1)]))
+    tiny = sites.create_site(sending.ctx, SYSTEM, shop("tiny", 47.5, -1.3, [("A1", "M", 1)],
+                                                        services=["receive", "send"]))
     outbound.serve_site(sending.ctx, SYSTEM, tiny["id"], "acme", 24)
     sent = sending.operator.post(f"/sites/{tiny['id']}/outbound",
                                  json={"tracking_number": "ACME00000905"})

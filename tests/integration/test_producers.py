@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
@@ -17,6 +18,7 @@ from relay_ops.db.models import Notification, Parcel, ParcelEvent, ProducerOrder
 from relay_ops.services import accounts, expiry, producers
 from relay_ops.services.principal import Principal, Role
 from tests.conftest import Clock
+from tests.integration.test_outbound import run_jobs, sent_lines
 from tests.integration.test_races import THREADS, race
 from tests.support import Api, World, is_problem, row_counts, shelf_counts, shelf_counts_agree
 
@@ -26,7 +28,9 @@ CUSTOMER = {"phone": "+33611223344", "email": "client@example.org"}
 @pytest.fixture
 def farm(world: World) -> World:
     """The operator creates two producers and their keys; the Bourg shop gets a fridge (F1,
-    one M place)."""
+    one M place) and declares "cold"."""
+    assert world.operator.put(f"/sites/{world.shop_id}/services",
+                              json={"services": ["receive", "cold"]}).status_code == 200
     for code, name in (("ferme", "Ferme des Trois Chênes"), ("rucher", "Rucher du Bourg")):
         assert world.operator.post("/producers", json={"code": code, "name": name}
                                    ).status_code == 201
@@ -97,6 +101,22 @@ def test_an_operator_creates_a_producer_from_the_command_line(tmp_path: Path) ->
 
 
 # ---------------------------------------------------------------- announcing
+
+
+def test_a_keep_cold_order_goes_only_to_a_shop_that_declares_cold(farm: World) -> None:
+    """The fridge is a service the shop declares: a keep-cold order for a shop that does not
+    is refused when announced (the producer chooses another shop), other orders are not."""
+    assert farm.operator.put(f"/sites/{farm.shop_id}/services",
+                             json={"services": ["receive"]}).status_code == 200
+    ferme = producer(farm, "ferme")
+    counts = row_counts(farm.ctx)
+    refused = announce(ferme, "LAIT-9", keep_cold=True)
+    assert is_problem(refused, 422, "service-not-offered")
+    assert (refused.json["service"], refused.json["site"]) == ("cold", "bourg")
+    assert row_counts(farm.ctx) == counts
+    assert announce(ferme, "PAIN-9").status_code == 201
+    farm.operator.put(f"/sites/{farm.shop_id}/services", json={"services": ["receive", "cold"]})
+    assert announce(ferme, "LAIT-9", keep_cold=True).status_code == 201
 
 
 def test_an_order_is_announced_once_per_reference(farm: World) -> None:
@@ -177,6 +197,19 @@ def test_the_shopkeeper_scans_the_reference_and_the_resident_is_told(farm: World
         assert again.json["status"] == "already_checked_in"
     assert row_counts(farm.ctx) == before
     assert ferme.get("/producer/orders/CMD-42").json["state"] == "ready_for_pickup"
+
+
+def test_the_ready_message_goes_out_naming_the_producer(app: Flask, farm: World) -> None:
+    """An order has no carrier: its ready message names the producer it comes from, and is
+    sent, with the code (it failed, "needs carrier_name", before)."""
+    announce(producer(farm, "ferme"), "CMD-43")
+    assert deposit(farm, "CMD-43").status_code == 201
+    assert run_jobs(app, farm) >= 2
+    with farm.ctx.db.read() as session:
+        states = {(n.channel, n.status) for n in session.scalars(select(Notification))}
+    assert states == {("email", "sent"), ("sms", "sent")}
+    [email] = [line for line in sent_lines(app) if line["channel"] == "email"]
+    assert "Votre colis Ferme des Trois Chênes n° " in email["body"], email
 
 
 def test_an_order_is_scanned_only_at_its_shop(farm: World) -> None:

@@ -42,6 +42,15 @@ class Pages:
         pages.token = ""
         return pages
 
+    @classmethod
+    def producer(cls, world: World, api_key: str) -> Pages:
+        pages = cls(world.client.application.test_client(), world)
+        pages.refresh_csrf("/producer/login")
+        response = pages.post("/producer/login", {"api_key": api_key})
+        assert response.status_code == 303, response.get_data(as_text=True)
+        pages.token = ""
+        return pages
+
     def sign_in(self, username: str, password: str) -> TestResponse:
         self.refresh_csrf("/login")
         return self.post("/login", {"username": username, "password": password})

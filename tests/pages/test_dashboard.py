@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import re
+from html import unescape
+
 from flask import Flask
 
 from relay_ops.services import checkin, pickup, stats
@@ -61,3 +64,24 @@ def test_other_parts_can_add_a_panel(app: Flask, operator: Pages, tmp_path: obje
          app.jinja_loader])
     register_panel(app, Panel("lockers", "lockers/panel.html", lambda principal: {"online": 3}))
     assert "3 consignes en ligne" in operator.text("/ops")
+
+
+def test_the_dashboard_shows_each_site_s_volumes_per_flow(
+    operator: Pages, world: World, clock: Clock
+) -> None:
+    world.ready("RR123456785FR")
+    clock.advance(days=1)
+    world.sign_in_again()
+    world.ready("PARCELSTAT0003")
+    operator = Pages.signed_in(world, "op")
+    html = operator.text("/ops")
+    assert "Volumes par flux" in html
+    row = re.search(r'<tr id="volumes-bourg">(.*?)</tr>', html, re.S)
+    assert row
+    cells = re.findall(r'<td data-label="([^"]+)">(.*?)</td>', row.group(1), re.S)
+    figures = {unescape(label): re.sub(r"<[^>]+>|\s+", "", value) for label, value in cells}
+    assert figures["Reçus"] == "1/2"  # today, then the last 7 days
+    assert figures["Déposés pour l'envoi"] == "0/0"
+    assert len(figures) == 9
+    total = re.search(r'<tr id="volumes-total">(.*?)</tr>', html, re.S)
+    assert total and "<strong>1</strong> <small>/ 2</small>" in total.group(1)

@@ -23,6 +23,7 @@ def ferme(world: World) -> Principal:
                                      name="Ferme des Trois Chênes")
     sites.add_locations(world.ctx, SYSTEM, world.shop_id, [
         {"label": "F1", "size_class": "M", "capacity": 1, "refrigerated": True}])
+    sites.set_services(world.ctx, SYSTEM, world.shop_id, ["receive", "cold"])
     return Principal(Role.PRODUCER, producer_id=int(made["id"]))
 
 
@@ -103,3 +104,22 @@ def test_the_page_speaks_english_on_request(marie: Pages, world: World, ferme: P
     html = scan(marie, world, "LAIT-1")
     assert result(html, "title") == "✔ Order received"
     assert "Today's producer orders (1)" in html
+
+
+def test_each_order_to_hand_back_has_its_button(
+    marie: Pages, world: World, ferme: Principal, clock: Clock
+) -> None:
+    order(world, ferme, "MIEL-2", holding_hours=2)
+    order(world, ferme, "PAIN-2")
+    scan(marie, world, "MIEL-2")
+    clock.advance(hours=3)
+    expiry.expire_overdue(world.ctx)
+    page = unescape(marie.text(f"/shop/{world.shop_id}/producers"))
+    buttons = re.findall(r'name="reference" value="([^"]+)">\s*<input type="hidden" '
+                         r'name="producer" value="([^"]+)">\s*<button class="primary" '
+                         r'name="action" value="take_back">Rendre à Ferme des Trois Chênes',
+                         page)
+    assert buttons == [("MIEL-2", "ferme")]  # the order still to come has none
+    html = scan(marie, world, "MIEL-2", action="take_back", producer="ferme")
+    assert result(html, "title") == "✔ Rendue"
+    assert 'value="take_back">Rendre à' not in html

@@ -68,6 +68,7 @@ def test_no_page_needs_inline_script_or_style(
     acme = Pages.carrier(world, accounts.issue_carrier_key(world.ctx, SYSTEM, "acme").token)
     pages = {
         marie: [f"/shop/{site}/scan", f"/shop/{site}/pickup", f"/shop/{site}/parcels",
+                f"/shop/{site}/send", f"/shop/{site}/producers", f"/shop/{site}/home-delivery",
                 f"/shop/{site}", f"/shop/{site}/parcels/{parcel['id']}",
                 f"/shop/{site}/parcels/{parcel['id']}/label", "/shop"],
         operator: ["/ops"],
@@ -81,7 +82,8 @@ def test_no_page_needs_inline_script_or_style(
             assert _inline_code(response.get_data(as_text=True)) == [], path
     anonymous = world.client.application.test_client()
     token = resident.tracking_token(world.ctx, parcel["id"])
-    for path in ("/login", "/carrier/login", f"/t/{token}", "/api/docs", "/nowhere"):
+    for path in ("/login", "/carrier/login", "/producer/login", f"/t/{token}", "/api/docs",
+                 "/nowhere"):
         html = anonymous.get(path, headers=headers).get_data(as_text=True)
         assert _inline_code(html) == [], path
 

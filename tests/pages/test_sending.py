@@ -7,7 +7,7 @@ from html import unescape
 
 import pytest
 
-from relay_ops.services import accounts, outbound
+from relay_ops.services import accounts, outbound, sites
 from relay_ops.services.principal import SYSTEM
 from tests.pages.support import Pages
 from tests.support import World
@@ -18,6 +18,7 @@ def sending(world: World) -> World:
     outbound.set_label_networks(world.ctx, SYSTEM, "acme", ["prefix:ACME"])
     outbound.set_label_networks(world.ctx, SYSTEM, "other", ["prefix:ACME", "upu-s10"])
     outbound.serve_site(world.ctx, SYSTEM, world.shop_id, "acme", 48)
+    sites.set_services(world.ctx, SYSTEM, world.shop_id, ["receive", "send"])
     return world
 
 
@@ -70,6 +71,16 @@ def test_a_label_no_carrier_takes_here_is_refused_in_words(marie: Pages, sending
     html = _drop(marie, sending, "RR123456785FR")
     assert "Aucun transporteur pour cette étiquette" in _result(html, "title")
     assert 'class="result tone-error"' in html
+
+
+def test_a_shop_without_send_says_so_and_refuses_in_words(marie: Pages, sending: World) -> None:
+    sites.set_services(sending.ctx, SYSTEM, sending.shop_id, ["receive"])
+    page = unescape(marie.text(f"/shop/{sending.shop_id}/send"))
+    assert "Cette boutique ne déclare pas l'envoi parmi ses services" in page
+    html = _drop(marie, sending, "ACME00000957")
+    assert "Service non proposé ici" in _result(html, "title")
+    assert 'class="result tone-error"' in html
+    assert "ACME00000957" not in re.sub(r'id="result.*?</section>', "", html, flags=re.S)
 
 
 def test_two_carriers_ask_which_and_list_them(marie: Pages, sending: World) -> None:
@@ -125,3 +136,54 @@ def test_a_forged_receipt_is_a_not_found_page(marie: Pages) -> None:
     response = marie.get("/envoi/forged")
     assert response.status_code == 404
     assert "Introuvable" in unescape(response.get_data(as_text=True))
+
+
+def test_the_driver_s_refusal_and_the_hand_back_from_the_page(
+    marie: Pages, sending: World
+) -> None:
+    _drop(marie, sending, "ACME00000960", phone="06 98 76 54 32")
+    _drop(marie, sending, "ACME00000961")
+    ids = {p["tracking_number"]: p["id"] for p in outbound.pickup_list(
+        sending.ctx, SYSTEM, sending.shop_id)["items"]}
+    refused = marie.post(f"/shop/{sending.shop_id}/send/{ids['ACME00000960']}/refusal",
+                         {"reason": "mal emballé"}, follow_redirects=True)
+    page = unescape(refused.get_data(as_text=True))
+    assert "ACME00000960 refusé par le transporteur" in page
+    waiting = re.search(r'<table id="waiting">(.*?)</table>', page, re.S)
+    to_return = re.search(r'<table id="refused">(.*?)</table>', page, re.S)
+    assert waiting and "ACME00000960" not in waiting.group(1)
+    assert to_return and "ACME00000960" in to_return.group(1)
+    assert "Refusés par le transporteur, à rendre (1)" in page
+    events = [e["action"] for e in sending.operator.get(
+        f"/parcels/{ids['ACME00000960']}/events").json["items"]]
+    assert events[-1] == "refuse"
+    # The sender comes back for it; the other one the sender takes back before any refusal.
+    for number in ("ACME00000960", "ACME00000961"):
+        back = marie.post(f"/shop/{sending.shop_id}/send/{ids[number]}/hand-back",
+                          follow_redirects=True)
+        assert f"{number} rendu à son expéditeur." in unescape(back.get_data(as_text=True))
+        assert outbound_state(sending, ids[number]) == "returned"
+    page = unescape(marie.text(f"/shop/{sending.shop_id}/send"))
+    assert "Aucun colis refusé." in page and "Aucun colis en attente d'envoi." in page
+
+
+def test_a_refusal_needs_a_reason_and_a_parcel_of_this_shop(
+    marie: Pages, sending: World
+) -> None:
+    _drop(marie, sending, "ACME00000962")
+    sent = outbound.pickup_list(sending.ctx, SYSTEM, sending.shop_id)["items"][0]["id"]
+    blank = marie.post(f"/shop/{sending.shop_id}/send/{sent}/refusal", {"reason": " "},
+                       follow_redirects=True)
+    assert outbound_state(sending, sent) == "awaiting_collection"
+    assert "✖ Dites pourquoi le chauffeur le refuse." in unescape(blank.get_data(as_text=True))
+    received = sending.ready("ACME00000963")["id"]  # a received parcel is not this page's
+    assert marie.post(f"/shop/{sending.shop_id}/send/{received}/hand-back").status_code == 404
+    paul = Pages.signed_in(sending, "paul")  # the shop next door
+    assert paul.post(f"/shop/{sending.other_shop_id}/send/{sent}/hand-back"
+                     ).status_code == 404
+    assert paul.post(f"/shop/{sending.shop_id}/send/{sent}/hand-back").status_code == 404
+    assert outbound_state(sending, sent) == "awaiting_collection"
+
+
+def outbound_state(world: World, parcel_id: int) -> str:
+    return str(world.operator.get(f"/parcels/{parcel_id}").json["state"])

@@ -99,7 +99,9 @@ def list_site_carriers(principal: Principal, site_id: int) -> Any:
           extra_responses={200: "The parcel was already dropped off here: the same answer"},
           description="A sender's parcel (or a resident's return: `reason: return`, with the "
                       "received parcel's number in `return_of`). Its label must be valid "
-                      "(`invalid-tracking-number`) and collected by a carrier serving the shop "
+                      "(`invalid-tracking-number`), the shop must declare `send` among its "
+                      "services (`service-not-offered`, 422) and a carrier serving the shop "
+                      "must collect the label "
                       "(`label-not-collected-here`); when several carriers collect it, name one "
                       "(`carrier-choice-needed`, 409, lists them). The parcel gets a shelf "
                       "place shared with received parcels (`site-at-capacity` when none), the "

@@ -87,7 +87,8 @@ def issue_producer_key(principal: Principal, code: str, body: KeyIn) -> Any:
           extra_responses={200: "The same order was announced before: its current state"},
           description="A catalogue-free order for a resident to collect at a shop: the "
                       "producer's `reference` (one order per reference), the resident's phone "
-                      "or e-mail, a size, `keep_cold` (it goes to a refrigerated place only), "
+                      "or e-mail, a size, `keep_cold` (it goes to a refrigerated place only, "
+                      "at a shop that declares `cold`: `service-not-offered`, 422, otherwise), "
                       "`holding_hours` (how long the shop keeps it, bounded by its opening "
                       "hours) and `sell_by` (never kept past it). The answer's `label` is the "
                       "number to print on the package; the shop scans it, or the reference.")

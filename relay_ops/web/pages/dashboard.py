@@ -1,4 +1,5 @@
-"""The operator's dashboard: sites and how full they are, flows per day, what expires and returns.
+"""The operator's dashboard: sites and how full they are, flows per day, each site's volumes per
+flow (received, sent, producers' orders, home deliveries), what expires and returns.
 
 Extension point: other parts of RelayOps add panels without editing this module. The lockers
 work registers its live locker status (online, offline, faults, compartments out of service)
@@ -58,6 +59,7 @@ def dashboard(principal: Principal) -> str:
         watch=stats.watch_list(
             ctx(), principal, within_hours=current_app.config["EXPIRING_WITHIN_HOURS"]
         ),
+        flows=stats.flow_volumes(ctx(), principal),
         panels=_panels(principal),
         forecasts=forecasts,
         fc=fc,

@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import outbound, sites
+from relay_ops.services import outbound, parcel_views, sites
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.i18n import when
@@ -19,6 +19,7 @@ from relay_ops.web.pages.security import ctx, requires
 
 STAFF = (Role.SHOPKEEPER, Role.OPERATOR)
 CARRIER_ROLES = (Role.CARRIER, Role.OPERATOR)
+REFUSED = "refused"  # refused by the carrier, on the shelf until its sender takes it back
 
 
 def _shop(principal: Principal, site_id: int) -> dict[str, Any]:
@@ -90,11 +91,58 @@ def _dropped_off(answer: dict[str, Any]) -> dict[str, Any]:
 
 def _send_page(principal: Principal, site: dict[str, Any], result: dict[str, Any] | None
                ) -> str:
+    refused = parcel_views.inventory(ctx(), principal, site["id"],
+                                     parcel_views.InventoryFilter(states=(REFUSED,)), 1, 200)
     return render_template(
         "pages/send.html", site=site, result=result,
         carriers=outbound.site_carriers(ctx(), principal, site["id"]),
         waiting=outbound.pickup_list(ctx(), principal, site["id"])["items"],
+        refused=refused["items"],
     )
+
+
+# ---------------------------------------------------------------- refusal and hand-back
+
+
+@bp.post("/shop/<int:site_id>/send/<int:parcel_id>/refusal")
+@requires(*STAFF)
+def send_refuse(principal: Principal, site_id: int, parcel_id: int) -> Response:
+    """The driver will not take a parcel (badly packed, too heavy): the shopkeeper records
+    it; the parcel stays on its shelf and its sender is told to take it back."""
+    _sent_here(principal, _shop(principal, site_id), parcel_id)
+    reason = request.form.get("reason", "").strip()
+    if not reason:  # the form requires it; said in the page's words when a browser did not
+        flash(_("Say why the driver refuses it."), "error")
+        return redirect(url_for("pages.send_station", site_id=site_id), 303)
+    try:
+        view = outbound.refuse(ctx(), principal, parcel_id, reason)
+    except DomainError as err:
+        flash(explain(err)[1], "error")
+    else:
+        flash(_("%(number)s refused by the carrier: its sender is told to take it back.",
+                number=view["tracking_number"]), "ok")
+    return redirect(url_for("pages.send_station", site_id=site_id), 303)
+
+
+@bp.post("/shop/<int:site_id>/send/<int:parcel_id>/hand-back")
+@requires(*STAFF)
+def send_hand_back(principal: Principal, site_id: int, parcel_id: int) -> Response:
+    """The sender takes their parcel back (refused, damaged, or changed their mind)."""
+    _sent_here(principal, _shop(principal, site_id), parcel_id)
+    try:
+        view = outbound.hand_back(ctx(), principal, parcel_id)
+    except DomainError as err:
+        flash(explain(err)[1], "error")
+    else:
+        flash(_("%(number)s handed back to its sender.", number=view["tracking_number"]), "ok")
+    return redirect(url_for("pages.send_station", site_id=site_id), 303)
+
+
+def _sent_here(principal: Principal, site: dict[str, Any], parcel_id: int) -> None:
+    """Another shop's parcel, or a received one, is not this page's: a 404, as elsewhere."""
+    parcel = parcel_views.get_parcel(ctx(), principal, parcel_id)
+    if parcel["site"] != site["code"] or parcel.get("direction") != "outbound":
+        abort(404)
 
 
 # ---------------------------------------------------------------- the carrier's collection

@@ -1,5 +1,6 @@
 """The counter's "Producteurs" page: the day's producer orders at the shop, the scan of an
-order a producer brings, and an uncollected order handed back to its producer
+order a producer brings, and an uncollected order handed back to its producer; and the
+producer's own page: its orders and their states, and what it has to take back
 (docs/producers.md). Views only translate to ``services/producers``."""
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from relay_ops.web.pages.refusals import explain
 from relay_ops.web.pages.security import ctx, requires
 
 STAFF = (Role.SHOPKEEPER, Role.OPERATOR)
+# The states an order goes through, in order, for the producer's filter.
+ORDER_STATES = ("announced", "ready_for_pickup", "out_for_delivery", "picked_up", "delivered",
+                "expired", "damaged", "returned", "missing", "cancelled")
 
 
 def _shop(principal: Principal, site_id: int) -> dict[str, Any]:
@@ -100,4 +104,20 @@ def _page(principal: Principal, site: dict[str, Any], result: dict[str, Any] | N
         "pages/producers.html", site=site, result=result,
         orders=producers.site_day(ctx(), principal, site["id"]),
         producer_list=producers.list_producers(ctx(), principal),
+    )
+
+
+# ---------------------------------------------------------------- the producer's own page
+
+
+@bp.get("/producer")
+@requires(Role.PRODUCER)
+def producer_home(principal: Principal) -> str:
+    state = request.args.get("state") or None
+    if state is not None and state not in ORDER_STATES:
+        state = None  # an unknown filter shows every order rather than an error page
+    return render_template(
+        "pages/producer_home.html", state=state, states=ORDER_STATES,
+        orders=producers.my_orders(ctx(), principal, state),
+        take_back=producers.take_back_list(ctx(), principal),
     )

@@ -86,6 +86,8 @@ def explain(err: DomainError) -> tuple[str, str]:
         case "carrier-choice-needed":
             return _("Which carrier?"), _(
                 "Several carriers collect this label here: choose the one printed on it.")
+        case "service-not-offered":
+            return _("Service not offered here"), _service_not_offered(extra.get("service"))
         case "unauthenticated":
             return _("Sign-in failed"), _("Wrong username or password.")
         case "forbidden":
@@ -103,3 +105,16 @@ def _shop_full(nearest: dict[str, Any] | None) -> str:
         name=nearest["name"], address=nearest["address"], city=nearest["city"],
         km=nearest["distance_km"],
     )
+
+
+def _service_not_offered(service: str | None) -> str:
+    match service:
+        case "send":
+            return _("This shop does not declare sending among its services: it takes no "
+                     "parcel to send until its operator or shopkeeper adds it.")
+        case "cold":
+            return _("This shop does not declare a cold place among its services: it takes "
+                     "no order to keep cold.")
+        case "home_delivery":
+            return _("This shop does not declare home delivery among its services.")
+    return _("This site does not offer this service.")

@@ -116,7 +116,9 @@ def requires(*roles: Role) -> Callable[[Callable[..., Any]], Callable[..., Any]]
                 # The scan station's script keeps its queue and asks to sign in again.
                 return {"error": "signed-out"}, 401
             if principal is None:
-                target = "pages.carrier_sign_in" if Role.CARRIER in roles else "pages.sign_in"
+                target = ("pages.carrier_sign_in" if Role.CARRIER in roles
+                          else "pages.producer_sign_in" if Role.PRODUCER in roles
+                          else "pages.sign_in")
                 return redirect(url_for(target, next=request.full_path.rstrip("?")))
             if principal.role not in roles:
                 abort(403)

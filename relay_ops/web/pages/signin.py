@@ -1,4 +1,5 @@
-"""Sign-in and sign-out: staff with a password, carriers' staff with their API key."""
+"""Sign-in and sign-out: staff with a password, carriers' staff and producers with their API
+key."""
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def home() -> Response:
         return redirect(url_for("pages.sign_in"))
     if principal.role is Role.CARRIER:
         return redirect(url_for("pages.carrier_home"))
+    if principal.role is Role.PRODUCER:
+        return redirect(url_for("pages.producer_home"))
     if principal.role is Role.OPERATOR:
         return redirect(url_for("pages.dashboard"))
     if len(principal.site_ids) == 1:
@@ -75,6 +78,24 @@ def carrier_sign_in() -> Response | tuple[str, int] | str:
             ), 401
     start_session(issued.token)
     return redirect(_safe_next(url_for("pages.carrier_home")), code=303)
+
+
+@bp.route("/producer/login", methods=["GET", "POST"])
+def producer_sign_in() -> Response | tuple[str, int] | str:
+    """A producer signs in with its API key, as a carrier does: the browser keeps a
+    short-lived session token, never the key."""
+    if request.method == "GET":
+        return render_template("pages/producer_login.html", next=_safe_next(""))
+    with sign_in_limit():
+        try:
+            issued = accounts.open_producer_session(ctx(), request.form.get("api_key", ""))
+        except Unauthenticated:
+            error = _("This API key is not valid.")
+            return render_template(
+                "pages/producer_login.html", error=error, next=_safe_next("")
+            ), 401
+    start_session(issued.token)
+    return redirect(_safe_next(url_for("pages.producer_home")), code=303)
 
 
 @bp.post("/logout")
