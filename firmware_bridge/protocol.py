@@ -203,13 +203,14 @@ class PinCredential(_Model):
 
 
 class Reservation(_Model):
-    """A compartment held for an offline deposit (or collection) by a carrier code."""
+    """A compartment held for a deposit (or collection) opened by a code typed after the
+    carrier key: a carrier's, a producer's, or a sender's drop-off code (section 7)."""
 
     reservation_id: ShortText
     purpose: Literal["deposit", "collection"]
     compartment: Compartment
     parcel_ref: ShortText | None = None
-    code_hash: HexDigest  # same keyed hash as PINs, over the carrier's code
+    code_hash: HexDigest  # same keyed hash as PINs, over the code that opens it
     expires_at: UtcDateTime
 
 

@@ -371,6 +371,9 @@ def collect(
     results = []
     with ctx.db.transaction() as session:
         site = _site(session, site_id)
+        if site.kind == "locker":  # its door must open, and its closing says it is gone
+            raise ValidationFailed("at a locker the carrier's code (or its drop-off session) "
+                                   "opens the doors of the parcels to collect")
         carrier = _acting_carrier(session, actor, carrier_code)
         for raw in taken:
             results.append(_one(session, actor, site, carrier, raw, now, found=True))

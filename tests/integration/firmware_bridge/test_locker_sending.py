@@ -5,6 +5,7 @@ docs/producers.md, "At a locker")."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from firmware_bridge.agent.agent import LockerAgent
 from firmware_bridge.agent.drivers import SimulatedBoard
 from firmware_bridge.bridge import Bridge, BridgeSettings
 from relay_ops.db.models import Compartment, Notification, Parcel, ParcelEvent
+from relay_ops.domain.errors import NotFound
 from relay_ops.services import locker_carrier_codes, locker_dropoff, locker_registry
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_sending import DROP_OFF_VALIDITY
@@ -101,7 +103,9 @@ def test_a_sender_s_code_opens_a_door_of_its_size_then_the_carrier_s_code_collec
         site: Site) -> None:
     world = site.world
     acme_collects_at(world, site.site_id)
+    started = time.monotonic()
     drop = announce_drop_off(site, "ACME00000701", "M")
+    announced_s = time.monotonic() - started
     assert drop["status"] == "announced" and drop["size_class"] == "M"
     assert drop["qr"] == f"RODEP:{drop['code']}/ACME00000701"
     door = door_of(site, "ACME00000701")
@@ -116,14 +120,23 @@ def test_a_sender_s_code_opens_a_door_of_its_size_then_the_carrier_s_code_collec
     wait_until(shown(site, "1 to deposit"), 10, "the screen asks for the parcel")
     site.board.scan("ACME00000701")
     wait_until(lambda: site.board.door_state(door) == "open", 10, "its door opens")
+    closed = time.monotonic()
     site.board.close_door(door, occupied=True)
     wait_until(lambda: site.state_of("ACME00000701") == "awaiting_collection", 10, "deposited")
+    print(f"drop-off announced and held by the locker: {announced_s:.2f} s; door closed to "
+          f"awaiting_collection: {time.monotonic() - closed:.2f} s")
     assert site.actions("ACME00000701") == [
         "drop_off_announced", "compartment_reserved", "offline_deposit_verified", "drop_off",
         "accept_outbound"]
     assert messages(world, "ACME00000701") == ["dropped_off"]
     assert site.view()["compartments"][door - 1]["state"] == "occupied"
     synced(site)  # the carrier's collection reservation is at the locker
+    listed = world.carrier.get(f"/sites/{site.site_id}/outbound/pickup-list").json["items"]
+    assert [p["tracking_number"] for p in listed] == ["ACME00000701"]
+    # at a locker, only a door's closing says the parcel left
+    assert is_problem(world.carrier.post(f"/sites/{site.site_id}/outbound/collections",
+                                         json={"taken": ["ACME00000701"]}),
+                      422, "validation-failed")
 
     # the code is spent: typed again, it opens nothing
     site.board.display.clear()
@@ -278,6 +291,10 @@ def test_a_drop_off_is_refused_with_its_reason_and_keeps_nothing(
     assert is_problem(world.shopkeeper.post(path, json=body), 403, "forbidden")
     first = world.carrier.post(path, json=body)  # the carrier's platform announces it
     assert first.status_code == 201
+    # the carrier's own drop-off session does not put a sender's parcel in
+    session = locker_dropoff.open_session(world.ctx, ACME, site.site_id)
+    with pytest.raises(NotFound):
+        locker_dropoff.deposit(world.ctx, ACME, session["id"], "ACME00000741")
     again = world.carrier.post(path, json=body)  # and retries: the same drop-off
     assert again.status_code == 200 and again.json["code"] == first.json["code"]
     # anyone else learns nothing of it
