@@ -19,6 +19,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from firmware_bridge.protocol import drop_off_qr_text
@@ -123,7 +124,11 @@ def announce_drop_off(ctx: Ctx, actor: Principal, site_id: int, drop: DropOff
         parcel.recipient_phone, parcel.recipient_email = contact.phone, contact.email
         parcel.recipient_locale = contact.locale
         session.add(parcel)
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError:  # the same label announced at another locker at this moment
+            raise Conflict(f"{number} was registered at the same moment; a sent parcel needs "
+                           "a label of its own", tracking_number=number) from None
         history.record(session, parcel, "drop_off_announced", None, actor, now,
                        data={"locker": site.code, "carrier": carrier.code,
                              "again": existing is not None})
