@@ -203,13 +203,14 @@ class PinCredential(_Model):
 
 
 class Reservation(_Model):
-    """A compartment held for an offline deposit (or collection) by a carrier code."""
+    """A compartment held for a deposit (or collection) opened by a code typed after the
+    carrier key: a carrier's, a producer's, or a sender's drop-off code (section 7)."""
 
     reservation_id: ShortText
     purpose: Literal["deposit", "collection"]
     compartment: Compartment
     parcel_ref: ShortText | None = None
-    code_hash: HexDigest  # same keyed hash as PINs, over the carrier's code
+    code_hash: HexDigest  # same keyed hash as PINs, over the code that opens it
     expires_at: UtcDateTime
 
 
@@ -824,3 +825,22 @@ def keyed_code_hash(key_b64: str, code: str) -> str:
     hex HMAC-SHA256(base64-decoded per-locker key, "relayops/pin/v1:" + code)."""
     key = base64.b64decode(key_b64, validate=True)
     return hmac.new(key, CODE_HASH_CONTEXT + code.encode(), hashlib.sha256).hexdigest()
+
+
+# --- drop-off QR codes (section 7, "Senders and producers") ----------------------------------
+
+# A drop-off QR code holds what a sender would type and scan: the drop-off code (typed as a
+# carrier code) and the parcel's barcode, so one scan opens the door reserved for the parcel.
+# It is no signed token: the code it carries is the secret, as when typed.
+DROP_OFF_QR_PREFIX: Final = "RODEP:"
+_DROP_OFF_QR_RE = re.compile(r"^RODEP:([0-9]{4,12})/([A-Za-z0-9]{1,40})$")
+
+
+def drop_off_qr_text(code: str, parcel_ref: str) -> str:
+    return f"{DROP_OFF_QR_PREFIX}{code}/{parcel_ref}"
+
+
+def parse_drop_off_qr(text: str) -> tuple[str, str] | None:
+    """(code, parcel_ref) from a drop-off QR code's text; None if it is not one."""
+    match = _DROP_OFF_QR_RE.match(text.strip())
+    return (match.group(1), match.group(2)) if match else None

@@ -821,6 +821,10 @@ class LockerAgent:
         if self._oos.locker is not None:
             self._show("out of service")
             return
+        drop_off = p.parse_drop_off_qr(value) if kind == "qr" else None
+        if drop_off is not None:
+            self._drop_off_scan(presentation_id, *drop_off)
+            return
         if kind == "qr" and self._carrier is not None and not value.startswith("RO1:"):
             self._carrier_scan(presentation_id, value.strip())  # a parcel's barcode
             return
@@ -980,6 +984,21 @@ class LockerAgent:
             + (" (scan each parcel)" if visit.deposits else "")
         )
         self._open_next_collection()
+
+    def _drop_off_scan(self, presentation_id: uuid.UUID, code: str, parcel_ref: str) -> None:
+        """A sender's (or producer's) drop-off QR code: its code, as if typed with the carrier
+        key, then its parcel, as if scanned (protocol section 7): one scan opens the door."""
+        if self._throttle.locked(self.clock()):
+            self._refuse(presentation_id, "carrier", "locked_out")
+            return
+        self._decide_locally(presentation_id, "carrier", code)
+        visit = self._carrier
+        if visit is None:
+            return  # refused, and reported, by the code's own check
+        if parcel_ref in visit.deposits:
+            self._carrier_scan(uuid.uuid4(), parcel_ref)
+        elif not visit.collections and visit.collecting is None:
+            self._refuse(uuid.uuid4(), "carrier", "no_reservation")
 
     def _usable(self, reservation: p.Reservation) -> bool:
         """Not spent, and its door exists and is in service."""

@@ -160,6 +160,10 @@ class Compartment(Base):
     # door_closed event is interpreted with it.
     opened_for: Mapped[str | None] = mapped_column(String(12))
     door_opened_at: Mapped[datetime | None]
+    # A cold door: only such doors take producers' "keep cold" orders (domain/sizing.py).
+    refrigerated: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
 
 
 class Carrier(Base):

@@ -11,7 +11,9 @@ states and actions, which share the parcel's ``state`` column)::
     any held state ─declare_missing─▶ lost; ─declare_damaged─▶ damaged (collect or hand_back)
 
 At the counter one scan does both first steps in one transaction: the deposit (the sender's
-receipt) and the shelf place.
+receipt) and the shelf place. At a locker the parcel is ``announced`` (a door held for its
+drop-off code) until its door closes on it, which does both steps the same way
+(``services/locker_sending.py``).
 
 A label is accepted at a site only if a carrier that serves the site collects that label's
 network. A carrier states the networks it collects as a list of specs:

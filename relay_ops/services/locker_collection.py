@@ -1,5 +1,6 @@
-"""Expired and damaged parcels collected from a locker: held for their carrier (a collection
-reservation, the residents' PINs revoked), then taken back door after door in a session."""
+"""Parcels a carrier collects from a locker: expired and damaged ones going back (held for
+their carrier: a collection reservation, the residents' PINs revoked) and parcels sent from
+the locker going out (docs/outbound.md, "At a locker"), taken door after door in a session."""
 
 from __future__ import annotations
 
@@ -20,20 +21,21 @@ from relay_ops.services.context import Ctx
 from relay_ops.services.locker_commands import open_door
 from relay_ops.services.locker_compartments import link_of, parcels_in
 from relay_ops.services.locker_dropoff import open_session_for, session_view
-from relay_ops.services.locker_sync import collection_reservation, queue_sync
+from relay_ops.services.locker_sync import TO_COLLECT, collection_reservation, queue_sync
 from relay_ops.services.principal import Principal
 
 
 def start_collection(ctx: Ctx, actor: Principal, session_id: int) -> dict[str, Any]:
-    """The carrier takes back this locker's expired parcels: doors open one at a time, the next
-    when the previous one closes (a carrier has two hands)."""
+    """The carrier takes back this locker's expired parcels and takes the parcels sent from
+    it: doors open one at a time, the next when the previous one closes (a carrier has two
+    hands)."""
     now = ctx.now()
     with ctx.db.transaction() as session:
         row, site = open_session_for(ctx, session, actor, session_id, now)
         waiting = list(session.scalars(
             select(Parcel).where(
                 Parcel.site_id == site.id, Parcel.carrier_id == actor.carrier_id,
-                Parcel.state.in_((State.EXPIRED.value, State.DAMAGED.value)),
+                Parcel.state.in_(TO_COLLECT),
                 Parcel.compartment_id.is_not(None),
             ).order_by(Parcel.id)
         ))
@@ -48,7 +50,7 @@ def open_next_collection(ctx: Ctx, session: Session, site: Site, row: LockerSess
     queue = list(row.collect_queue or [])
     while queue:
         parcel = session.get(Parcel, queue[0])
-        if parcel is not None and parcel.state in (State.EXPIRED.value, State.DAMAGED.value) \
+        if parcel is not None and parcel.state in TO_COLLECT \
                 and parcel.compartment is not None:
             if parcel.compartment.state != "out_of_service":
                 open_door(ctx, session, site, parcel.compartment, "collection", parcel, now)

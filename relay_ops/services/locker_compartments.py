@@ -27,7 +27,11 @@ from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import live_credentials, recipient_keys
 
 FULL = "no free compartment"  # how a refusal for a full locker (not a too-big parcel) begins
-HELD_IN_BOX = (State.READY_FOR_PICKUP.value, State.EXPIRED.value, State.DAMAGED.value)
+# What a door holds: received parcels, and parcels sent from the locker waiting for their
+# carrier (docs/outbound.md, "At a locker").
+HELD_IN_BOX = (State.READY_FOR_PICKUP.value, State.EXPIRED.value, State.DAMAGED.value,
+               State.DROPPED_OFF.value, State.AWAITING_COLLECTION.value, State.REFUSED.value)
+OUTBOUND = "outbound"  # domain/outbound.DIRECTION (this module imports no use case)
 
 
 class ParcelDoesNotFit(DomainError):
@@ -139,8 +143,8 @@ def _shared_box(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
     their ready parcels, or, for a reservation made ahead that ends by ``until``, a door
     reserved ahead for their parcels on the way."""
     keys = recipient_keys_of(ctx, parcel)
-    if not keys or parcel.carrier_id is None:
-        return None
+    if not keys or parcel.carrier_id is None or parcel.direction == OUTBOUND:
+        return None  # a sent parcel leaves with its carrier: it shares no resident's door
     states = ("occupied", "reserved") if until is not None else ("occupied",)
     boxes = {box.id: box for box in session.scalars(select(Compartment).where(
         Compartment.site_id == site.id, Compartment.state.in_(states)))
@@ -156,7 +160,7 @@ def _shared_box(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
         inside[other.compartment_id].append(other)  # type: ignore[index]
     doors = [_door(ctx, session, box_id, parcels) for box_id, parcels in inside.items()
              if parcels and all(p.state in (State.READY_FOR_PICKUP.value, State.ANNOUNCED.value)
-                                for p in parcels)]
+                                and p.direction != OUTBOUND for p in parcels)]
     dims = parcel_dims(ctx, parcel)
 
     def room_for(box_id: int) -> bool:
@@ -190,24 +194,31 @@ def parcel_dims(ctx: Ctx, parcel: Parcel) -> sizing.Dims:
 
 
 def allocate(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
-              until: datetime | None = None) -> tuple[Compartment | None, str]:
+              until: datetime | None = None, *, keep_cold: bool = False
+              ) -> tuple[Compartment | None, str]:
     """The door for a parcel: one of its recipient's (`_shared_box`), else the smallest free
-    door it fits; ``until``: the end of a reservation made ahead."""
-    shared = _shared_box(ctx, session, site, parcel, until)
+    door it fits; ``until``: the end of a reservation made ahead. A ``keep_cold`` item goes
+    to a refrigerated door only; the others go to a refrigerated door only when no other
+    door takes them (the fridge is kept for what needs it)."""
+    shared = None if keep_cold else _shared_box(ctx, session, site, parcel, until)
     if shared is not None:
         return shared, ""
-    boxes = compartments_of(session, site.id)
+    boxes = [b for b in compartments_of(session, site.id) if b.refrigerated or not keep_cold]
     dims = parcel_dims(ctx, parcel)
-    free = [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm))
-            for b in boxes if b.state == "free"]
-    chosen = sizing.choose_compartment(free, dims)
-    if chosen is not None:
-        return next(b for b in boxes if b.number == chosen.number), ""
+    free = [b for b in boxes if b.state == "free"]
+    for tier in ([b for b in free if not b.refrigerated], [b for b in free if b.refrigerated]):
+        chosen = sizing.choose_compartment(
+            [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm)) for b in tier],
+            dims)
+        if chosen is not None:
+            return next(b for b in boxes if b.number == chosen.number), ""
     every = [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm)) for b in boxes]
     size = "x".join(str(d) for d in dims)
+    cold = "refrigerated " if keep_cold else ""
     if sizing.choose_compartment(every, dims) is None:
-        return None, f"a parcel of {size} mm fits no compartment of {site.code}"
-    return None, f"{FULL} of {site.code} takes a parcel of {size} mm"
+        return None, f"a parcel of {size} mm fits no {cold}compartment of {site.code}"
+    return None, f"{FULL} of {site.code} takes a parcel of {size} mm" + (
+        " (refrigerated)" if keep_cold else "")
 
 
 def has_room(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> bool:

@@ -22,22 +22,21 @@ from relay_ops.db.models import (
     PickupCredential,
     Site,
 )
-from relay_ops.domain.holding import deadline_after
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import (
     history,
     locker_collection,
     locker_commands,
     locker_compartments,
+    locker_sending,
     locker_sync,
     locker_tokens,
     notify,
 )
-from relay_ops.services.checkin import Group, holding_period, join_group
+from relay_ops.services.checkin import Group, join_group
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import UNEXPECTED_OPENING, door_alerts, raise_alert, resolve
 from relay_ops.services.principal import Principal, Role
-from relay_ops.services.sites import closed_on
 
 
 def locker_actor(site: Site) -> Principal:
@@ -195,22 +194,25 @@ def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     verified_at = offline_verification(session, parcel, credential_id,
                                         "offline_deposit_verified")
     at = verified_at or now
-    # The season's and the load's rule, as at a counter (docs/forecast.md).
-    holding = holding_period(ctx, session, site, at)
+    offline = {"offline": True, "received_at": now.isoformat()} if verified_at else {}
+    if parcel.direction == "outbound":  # a sender's parcel, in with its drop-off code
+        locker_sending.sent_parcel_deposited(
+            ctx, session, site, link, parcel, box, locker_actor(site), at,
+            {"locker": site.code, "compartment": box.number, **offline})
+        return
+    # The season's and the load's rule, as at a counter (docs/forecast.md), or a producer's
+    # perishable order's hours.
     parcel.checked_in_at = at
-    parcel.holding_deadline = deadline_after(at, holding.days, ctx.settings.timezone,
-                                             closed_on(session, site))
+    parcel.holding_deadline, rule = locker_sending.locker_deadline(ctx, session, site, parcel, at)
     data: dict[str, Any] = {
         "locker": site.code, "compartment": box.number,
-        "deadline": parcel.holding_deadline.isoformat(),
-        "holding_days": holding.days, "holding_rule": holding.rule,
+        "deadline": parcel.holding_deadline.isoformat(), **rule,
         # a door already holding parcels is sensed occupied whether this one went in or not
         "occupancy_sensed": occupied is not None and not sharing,
     }
     if sharing:
         data["shared_with"] = [p.tracking_number for p in sharing]
-    if verified_at is not None:
-        data.update(offline=True, received_at=now.isoformat())
+    data.update(offline)
     history.apply(session, parcel, Action.CHECK_IN, actor, at, data=data)
     # the locker forgets the advance reservation the deposit used (the door is taken)
     released = ([locker_sync.deposit_reservation_id(parcel, box)]
@@ -364,7 +366,7 @@ def _collection_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                        box: Compartment, occupied: bool | None, credential_id: str | None,
                        now: datetime) -> None:
     inside = locker_compartments.parcels_in(session, box)
-    due = [p for p in inside if p.state in (State.EXPIRED.value, State.DAMAGED.value)]
+    due = [p for p in inside if p.state in locker_sync.TO_COLLECT]
     parcel = due[0] if due else (inside[0] if inside else None)
     row = session.scalar(select(LockerSession).where(
         LockerSession.site_id == site.id, LockerSession.status == "open"
@@ -390,18 +392,20 @@ def _record_collection(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                        parcel: Parcel, box: Compartment, row: LockerSession | None,
                        credential_id: str | None, now: datetime,
                        verified_at: datetime | None) -> None:
-    """The parcel left with its carrier. Decided by the locker alone (a collection
-    reservation), it happened at `verified_at`; a parcel no longer expired or damaged is
-    recorded as taken and raised to an operator (protocol 9.5)."""
+    """The parcel left with its carrier (going back, or sent from the locker). Decided by
+    the locker alone (a collection reservation), it happened at `verified_at`; a parcel no
+    longer waiting for it is recorded as taken and raised to an operator (protocol 9.5)."""
     at = verified_at or now
     actor = (Principal(Role.CARRIER, carrier_id=row.carrier_id) if row
              else session_actor(session, box, site, parcel))
     data: dict[str, Any] = {"locker": site.code, "compartment": box.number}
     if verified_at is not None:
         data.update(offline=True, received_at=now.isoformat(), reservation=credential_id)
-    if parcel.state in (State.EXPIRED.value, State.DAMAGED.value):
+    if parcel.state in locker_sync.TO_COLLECT:
         history.apply(session, parcel, Action.COLLECT, actor, at,
                       reason="collected from the locker", data=data)
+        if parcel.direction == "outbound":
+            notify.queue(session, parcel, "collected")  # the sender: it has left
     else:
         raise_alert(session, site, "collection_of_unavailable_parcel",
                f"{parcel.tracking_number} was {parcel.state} when its carrier took it",

@@ -103,7 +103,8 @@ def deposit(ctx: Ctx, actor: Principal, session_id: int, tracking_number: str
         row, site = open_session_for(ctx, session, actor, session_id, now)
         parcel = session.scalar(select(Parcel).where(Parcel.tracking_number == number)
                                 .with_for_update())
-        if parcel is None or parcel.carrier_id != actor.carrier_id:
+        if parcel is None or parcel.carrier_id != actor.carrier_id \
+                or parcel.direction == "outbound":  # a sender's: its drop-off code opens it
             raise NotFound(f"no parcel {number} announced by you")
         if parcel.site_id != site.id:
             raise ValidationFailed(f"{number} is addressed to {parcel.site.code}, not {site.code}")

@@ -73,6 +73,15 @@ def carrier_code(ctx: Ctx, site: Site, carrier_id: int, generation: int | None =
     return f"{int.from_bytes(raw[:8], 'big') % 10**CARRIER_CODE_DIGITS:0{CARRIER_CODE_DIGITS}d}"
 
 
+def producer_code(ctx: Ctx, site: Site, producer_id: int) -> str:
+    """A producer's code at one locker: typed as a carrier's code (the same keypad key and
+    length), it opens the doors reserved for the producer's orders there. Derived like a
+    carrier's, from a label of its own, so no carrier's code equals it."""
+    label = f"producer-offline-code/{site.code}/{producer_id}"
+    raw = hmac.new(ctx.settings.locker.pin_key_secret, label.encode(), hashlib.sha256).digest()
+    return f"{int.from_bytes(raw[:8], 'big') % 10**CARRIER_CODE_DIGITS:0{CARRIER_CODE_DIGITS}d}"
+
+
 def _code_generation(session: Session, site_id: int, carrier_id: int) -> int:
     """Read once per transaction (a full sync names the carrier in every reservation, and
     the identity map does not remember a row that is not there)."""

@@ -76,6 +76,22 @@ def set_compartment_service(
         return compartment_view(session, box)
 
 
+def set_compartment_refrigerated(
+    ctx: Ctx, actor: Principal, site_id: int, number: int, refrigerated: bool
+) -> dict[str, Any]:
+    """Mark a door cold (a refrigerated compartment) or not: only cold doors take producers'
+    "keep cold" orders, and the others go there last. Nothing to tell the locker: the
+    backend alone chooses doors."""
+    require_role(actor, *OPERATOR_ROLES)
+    with ctx.db.transaction() as session:
+        site = locked_locker(session, site_id)
+        box = compartment(session, site.id, number)
+        if box is None:
+            raise NotFound(f"no compartment {number} at {site.code}")
+        box.refrigerated = refrigerated
+        return compartment_view(session, box)
+
+
 def resolve_alert(ctx: Ctx, actor: Principal, alert_id: int) -> None:
     require_role(actor, *OPERATOR_ROLES)
     with ctx.db.transaction() as session:

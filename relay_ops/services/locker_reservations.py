@@ -26,7 +26,12 @@ from relay_ops.services.locker_compartments import (
     settle,
     shares_with,
 )
-from relay_ops.services.locker_sync import deposit_reservation, deposit_reservation_id, queue_sync
+from relay_ops.services.locker_sync import (
+    deposit_reservation,
+    deposit_reservation_id,
+    queue_sync,
+    sender_credential,
+)
 from relay_ops.services.principal import SYSTEM, Principal
 
 
@@ -126,6 +131,8 @@ def release_lapsed_reservations(session: Session, site: Site, now: datetime) -> 
         for parcel in reserved_parcels(session, box):
             released.append(deposit_reservation_id(parcel, box))
             parcel.compartment_id = None
+            if (dead := sender_credential(session, parcel)) is not None:
+                dead.revoked_at = now  # a drop-off's code dies with its door (locker_sending)
             history.record(session, parcel, "reservation_released", parcel.state, SYSTEM, now,
                            reason="advance reservation over", data={"compartment": box.number})
         box.reserved_until = None

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, joinedload, object_session
 
 from relay_ops import outbox
 from relay_ops.db.models import (
@@ -26,6 +26,7 @@ from relay_ops.db.models import (
 )
 from relay_ops.domain.lifecycle import State
 from relay_ops.services.context import Ctx
+from relay_ops.services.credentials import code_of
 from relay_ops.services.locker_commands import queue_command
 from relay_ops.services.locker_compartments import is_advance_reservation
 from relay_ops.services.locker_keys import (
@@ -34,6 +35,7 @@ from relay_ops.services.locker_keys import (
     command_keys,
     keyed_hash,
     locker_pin_hash,
+    producer_code,
     public_key_text,
 )
 
@@ -42,6 +44,11 @@ COMMAND_SYNC = "sync_credentials"
 SYNC_BATCH = "relay_ops.locker_sync_batch"
 # A collection reservation outlives any sensible return window; collecting revokes it.
 COLLECTION_RESERVATION_LIFE = timedelta(days=30)
+# Who holds a parcel sent from a locker's drop-off code (`locker_sending`): one use, the door.
+SENDER = "sender"
+# States in which a locker parcel waits for its carrier's code (expired or damaged received
+# parcels going back, parcels sent from the locker going out).
+TO_COLLECT = (State.EXPIRED.value, State.DAMAGED.value, State.AWAITING_COLLECTION.value)
 
 
 def deposit_reservation_id(parcel: Parcel, box: Compartment) -> str:
@@ -58,11 +65,34 @@ def collection_reservation_id(parcel: Parcel) -> str:
 def _reservation_entry(ctx: Ctx, site: Site, purpose: str, reservation_id: str,
                        parcel: Parcel, box: Compartment, expires_at: datetime
                        ) -> dict[str, Any]:
-    assert parcel.carrier_id is not None
     return {"reservation_id": reservation_id, "purpose": purpose, "compartment": box.number,
             "parcel_ref": parcel.tracking_number,
-            "code_hash": keyed_hash(ctx, site, carrier_code(ctx, site, parcel.carrier_id)),
+            "code_hash": keyed_hash(ctx, site, opener_code(ctx, site, parcel, purpose)),
             "expires_at": expires_at.isoformat()}
+
+
+def opener_code(ctx: Ctx, site: Site, parcel: Parcel, purpose: str) -> str:
+    """The code typed at the locker (with its carrier key) that opens a parcel's door: its
+    carrier's for a collection and for a carrier's deposit; for a parcel sent from the
+    locker, the sender's drop-off code; for a producer's order, the producer's code."""
+    session = object_session(parcel)
+    assert session is not None, "a parcel read in a session"
+    if purpose == "deposit" and parcel.direction == "outbound":
+        credential = sender_credential(session, parcel)
+        assert credential is not None, "a drop-off reservation has its sender's code"
+        return code_of(ctx, credential)
+    if parcel.carrier_id is None:
+        order = parcel.producer_order
+        assert order is not None, "a parcel without a carrier is a producer's order"
+        return producer_code(ctx, site, order.producer_id)
+    return carrier_code(ctx, site, parcel.carrier_id)
+
+
+def sender_credential(session: Session, parcel: Parcel) -> PickupCredential | None:
+    """The live drop-off code of a parcel to be sent from a locker."""
+    return session.scalar(select(PickupCredential).where(
+        PickupCredential.parcel_id == parcel.id, PickupCredential.holder == SENDER,
+        PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None)))
 
 
 def deposit_reservation(ctx: Ctx, site: Site, parcel: Parcel, box: Compartment
@@ -74,7 +104,8 @@ def deposit_reservation(ctx: Ctx, site: Site, parcel: Parcel, box: Compartment
 
 def collection_reservation(ctx: Ctx, site: Site, parcel: Parcel, box: Compartment
                            ) -> dict[str, Any]:
-    base = parcel.holding_deadline or ctx.now()
+    # a sent parcel has no holding deadline: its deposit dates the reservation
+    base = parcel.holding_deadline or parcel.checked_in_at or ctx.now()
     return _reservation_entry(ctx, site, "collection", collection_reservation_id(parcel),
                               parcel, box, base + COLLECTION_RESERVATION_LIFE)
 
@@ -83,9 +114,10 @@ def _live_reservations(ctx: Ctx, session: Session, site: Site, now: datetime
                        ) -> list[dict[str, Any]]:
     rows = session.execute(
         select(Parcel, Compartment).join(Compartment, Parcel.compartment_id == Compartment.id)
-        .where(Compartment.site_id == site.id, Parcel.carrier_id.is_not(None),
-               Parcel.state.in_((State.ANNOUNCED.value, State.EXPIRED.value,
-                                 State.DAMAGED.value)))
+        .where(Compartment.site_id == site.id,
+               # producers' orders (no carrier) are deposited with the producer's code
+               or_(Parcel.carrier_id.is_not(None), Parcel.state == State.ANNOUNCED.value),
+               Parcel.state.in_((State.ANNOUNCED.value, *TO_COLLECT)))
         .order_by(Compartment.number, Parcel.id)
     ).all()
     entries, collected = [], set()

@@ -34,6 +34,7 @@ def compartment_view(session: Session, box: Compartment) -> dict[str, Any]:
     return {
         "number": box.number, "size_class": box.size_class,
         "dims_mm": [box.height_mm, box.width_mm, box.depth_mm], "state": box.state,
+        "refrigerated": box.refrigerated,
         "fault_reason": box.fault_reason,
         "reserved_until": box.reserved_until.isoformat() if box.reserved_until else None,
         "parcel": parcel.tracking_number if parcel else None,

@@ -68,9 +68,7 @@ def serve_site(
     if not 1 <= collection_delay_hours <= 24 * 14:
         raise ValidationFailed("collection_delay_hours is between 1 and 336 (two weeks)")
     with ctx.db.transaction() as session:
-        site = _site(session, site_id)
-        if site.kind != "shop":
-            raise ValidationFailed("parcels are sent from shops (lockers: not yet)")
+        site = _site(session, site_id)  # a shop, or a locker (services/locker_sending.py)
         carrier = _carrier(session, carrier_code)
         link = session.get(CarrierSite, (site.id, carrier.id))
         if link is None:
@@ -99,7 +97,8 @@ def site_carriers(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, An
     require_site(actor, site_id)
     with ctx.db.read() as session:
         _site(session, site_id)
-        return [_service_view(carrier, link) for carrier, link in _serving(session, site_id)]
+        return [_service_view(carrier, link)
+                for carrier, link in serving_carriers(session, site_id)]
 
 
 def collection_sites(ctx: Ctx, actor: Principal) -> list[dict[str, Any]]:
@@ -130,7 +129,7 @@ def collection_sites(ctx: Ctx, actor: Principal) -> list[dict[str, Any]]:
         ]
 
 
-def _serving(session: Session, site_id: int) -> list[tuple[Carrier, CarrierSite]]:
+def serving_carriers(session: Session, site_id: int) -> list[tuple[Carrier, CarrierSite]]:
     rows = session.execute(
         select(Carrier, CarrierSite).join(CarrierSite, CarrierSite.carrier_id == Carrier.id)
         .where(CarrierSite.site_id == site_id).order_by(Carrier.code)
@@ -172,7 +171,7 @@ def drop_off(
     label; it gets a shelf place, a collection deadline and a receipt. A second scan of the
     same parcel answers the first deposit (200) and changes nothing."""
     number = tracking.validate(tracking_number)
-    contact = _checked_sender(sender or Sender())
+    contact = checked_sender(sender or Sender())
     if reason not in REASONS:
         raise ValidationFailed(f"reason is one of {', '.join(REASONS)}")
     if size_class is not None and size_class not in ctx.settings.size_classes:
@@ -186,7 +185,7 @@ def drop_off(
         if existing is not None:
             return 200, _again(ctx, session, site, existing)
         returned = _returned_parcel(session, site, return_of) if return_of else None
-        serving = {c.code: (c, link) for c, link in _serving(session, site.id)}
+        serving = {c.code: (c, link) for c, link in serving_carriers(session, site.id)}
         code = outbound.choose_carrier(
             number, {k: list(c.label_networks or []) for k, (c, _) in serving.items()},
             carrier_code,
@@ -204,7 +203,7 @@ def drop_off(
         return 201, _deposit_answer(ctx, session, parcel, "dropped_off")
 
 
-def _checked_sender(sender: Sender) -> Sender:
+def checked_sender(sender: Sender) -> Sender:
     """The sender is at the counter: a mistyped address is refused now, not found later."""
     try:
         phone = normalize_recipient(Channel.SMS, sender.phone) if sender.phone else None
@@ -219,7 +218,8 @@ def _counter_site(session: Session, actor: Principal, site_id: int) -> Site:
     require_site(actor, site_id)
     site = _site(session, site_id, lock=True)
     if site.kind != "shop":
-        raise ValidationFailed("parcels are sent from shops (lockers: not yet)")
+        raise ValidationFailed("at a locker the sender announces the parcel online and "
+                               "deposits it with a drop-off code (POST /lockers/{id}/drop-offs)")
     site_services.require(site.services or [], "send", site.name, site.code)
     return site
 
@@ -372,6 +372,9 @@ def collect(
     results = []
     with ctx.db.transaction() as session:
         site = _site(session, site_id)
+        if site.kind == "locker":  # its door must open, and its closing says it is gone
+            raise ValidationFailed("at a locker the carrier's code (or its drop-off session) "
+                                   "opens the doors of the parcels to collect")
         carrier = _acting_carrier(session, actor, carrier_code)
         for raw in taken:
             results.append(_one(session, actor, site, carrier, raw, now, found=True))

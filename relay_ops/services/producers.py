@@ -36,9 +36,10 @@ from relay_ops.domain.lifecycle import FINAL_STATES, Action, State
 from relay_ops.notifications.errors import InvalidRecipient
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import normalize_recipient
-from relay_ops.services import accounts, checkin, history
+from relay_ops.services import accounts, checkin, history, locker_sending
 from relay_ops.services.accounts import IssuedToken
 from relay_ops.services.context import Ctx
+from relay_ops.services.locker_compartments import locked_locker
 from relay_ops.services.parcel_views import STAFF, iso
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 
@@ -135,7 +136,7 @@ def announce(ctx: Ctx, actor: Principal, order: Order) -> tuple[int, dict[str, A
                     "reference names one order", reference=order.reference,
                 )
             return 200, order_view(previous)
-        site = _shop_taking_orders(session, order.site, keep_cold=order.keep_cold)
+        site = _site_taking_orders(session, order.site, keep_cold=order.keep_cold)
         parcel = Parcel(
             tracking_number=_new_label(session), carrier_id=None, site_id=site.id,
             state=State.ANNOUNCED.value, recipient_name=order.name,
@@ -162,6 +163,9 @@ def announce(ctx: Ctx, actor: Principal, order: Order) -> tuple[int, dict[str, A
                        data={"reference": order.reference, "keep_cold": order.keep_cold})
         session.flush()
         session.refresh(parcel, ["producer_order", "site"])
+        if site.kind == "locker":  # its door now, opened by the producer's code
+            locker_sending.reserve_for_order(ctx, session, site, parcel, actor,
+                                             keep_cold=order.keep_cold, sell_by=order.sell_by)
         return 201, order_view(parcel)
 
 
@@ -200,17 +204,19 @@ def _checked(ctx: Ctx, order: Order) -> Order:
     )
 
 
-def _shop_taking_orders(session: Session, code: str, *, keep_cold: bool) -> Site:
+def _site_taking_orders(session: Session, code: str, *, keep_cold: bool) -> Site:
+    """A shop, or a locker (locked: its doors are allocated in this transaction)."""
     site = session.scalar(select(Site).where(Site.code == code))
     if site is None:
         raise NotFound(f"no site {code!r}")
-    if site.kind != "shop":
-        raise ValidationFailed(f"{site.name} is a locker: producers' orders go to shops for now")
+    if site.kind == "locker":
+        site = locked_locker(session, site.id)
     if site.status == "closed":
         raise ValidationFailed(f"{site.name} is closed and takes no orders")
-    if keep_cold:
+    if keep_cold and site.kind == "shop":
         # Refused when announced, while the producer can still choose another shop; at the
-        # counter the fridge's free places decide (``no-cold-place``).
+        # counter the fridge's free places decide (``no-cold-place``), at a locker its
+        # refrigerated doors.
         site_services.require(site.services or [], "cold", site.name, site.code)
     return site
 
@@ -257,6 +263,8 @@ def order_view(parcel: Parcel) -> dict[str, Any]:
         "deposited_at": iso(parcel.checked_in_at),
         "holding_deadline": iso(parcel.holding_deadline),
         "location": parcel.location.label if parcel.location else None,
+        # at a locker: the door reserved for it, then holding it
+        "compartment": parcel.compartment.number if parcel.compartment else None,
         "closed_at": iso(parcel.closed_at),
     }
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from flask import Response
 from pydantic import Field
 
-from relay_ops.services import outbound
+from relay_ops import qr
+from relay_ops.services import locker_sending, outbound
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
 from relay_ops.web.api.schemas import Code, Strict, Tracking, TrackingNumber
@@ -45,6 +47,13 @@ class DropOffIn(Strict):
     size_class: Annotated[str | None, Field(max_length=8)] = None
     reason: Literal["send", "return"] = "send"
     return_of: TrackingNumber | None = None
+
+
+class LockerDropOffIn(Strict):
+    tracking_number: TrackingNumber
+    size_class: Annotated[str, Field(min_length=1, max_length=8)]
+    sender: SenderIn
+    carrier: Code | None = None
 
 
 class RefusalIn(Strict):
@@ -171,3 +180,32 @@ def outbound_overdue(principal: Principal) -> Any:
                       "when the carrier took it. Valid after the collection; names nobody.")
 def outbound_receipt(principal: Principal, token: str) -> Any:
     return outbound.receipt(ctx(), token)
+
+
+@endpoint("/lockers/<id:site_id>/drop-offs", "POST",
+          summary="Send a parcel from a locker: a door and a drop-off code", tag="sending",
+          body=LockerDropOffIn, status=201, errors=(404, 409, 422),
+          extra_responses={200: "The carrier's platform announced it already: the same drop-off"},
+          description="The sender (no key needed), or its carrier's platform (a carrier key, "
+                      "its own labels), announces a labelled parcel: a free door of its "
+                      "`size_class` is held for 3 days and the answer gives the drop-off "
+                      "`code` (typed after the keypad's carrier key, then the label scanned) "
+                      "and its QR code (`qr`, image at `qr_svg_url`): the locker opens the "
+                      "door, online or offline. Door closed with the parcel in: "
+                      "`awaiting_collection`, the sender's receipt sent. Refused: a label no "
+                      "carrier serving the locker collects (422), no free door of that size "
+                      "(409 `parcel-does-not-fit`), a label already registered (409).")
+def announce_locker_drop_off(principal: Principal, site_id: int, body: LockerDropOffIn) -> Any:
+    sender = outbound.Sender(phone=body.sender.phone, email=body.sender.email,
+                             locale=body.sender.locale)
+    return locker_sending.announce_drop_off(ctx(), principal, site_id, locker_sending.DropOff(
+        tracking_number=body.tracking_number, size_class=body.size_class, sender=sender,
+        carrier=body.carrier))
+
+
+@endpoint("/outbound/drop-offs/<token>/qr.svg", summary="A locker drop-off's QR code (SVG)",
+          tag="sending", errors=(404,), media_type="image/svg+xml",
+          description="The link given with a drop-off code: shown to the locker's scanner, "
+                      "it opens the door reserved for the parcel. Gone once deposited.")
+def locker_drop_off_qr(principal: Principal, token: str) -> Any:
+    return Response(qr.svg(locker_sending.drop_off_qr(ctx(), token)), mimetype="image/svg+xml")

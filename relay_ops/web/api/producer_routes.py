@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from relay_ops.services import producers, sites
+from relay_ops.services import locker_registry, locker_sending, producers, sites
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
 from relay_ops.web.api.schemas import Code, KeyIn, Strict
@@ -164,3 +164,23 @@ def take_back(principal: Principal, site_id: int, body: TakeBackIn) -> Any:
           description="Only refrigerated places take `keep_cold` items.")
 def set_refrigerated(principal: Principal, site_id: int, label: str, body: RefrigeratedIn) -> Any:
     return {"items": sites.set_refrigerated(ctx(), principal, site_id, label, body.refrigerated)}
+
+
+@endpoint("/producer/lockers/<id:site_id>/code", summary="My code at this locker",
+          tag="producers", roles=PRODUCER, errors=(404,),
+          description="The calling producer's code for this locker's keypad: typed after the "
+                      "carrier key, then each order's label scanned, it opens the door "
+                      "reserved for that order (a refrigerated one for `keep_cold`).")
+def producer_locker_code(principal: Principal, site_id: int) -> Any:
+    return locker_sending.producer_code_view(ctx(), principal, site_id)
+
+
+@endpoint("/lockers/<id:site_id>/compartments/<id:number>/refrigerated", "PUT",
+          summary="Mark a locker door refrigerated, or not", tag="lockers", roles=OPERATOR,
+          body=RefrigeratedIn, errors=(404,),
+          description="Only refrigerated doors take producers' `keep_cold` orders; other "
+                      "parcels go there only when no other door takes them.")
+def set_compartment_refrigerated(principal: Principal, site_id: int, number: int,
+                                 body: RefrigeratedIn) -> Any:
+    return locker_registry.set_compartment_refrigerated(ctx(), principal, site_id, number,
+                                                        body.refrigerated)

@@ -254,7 +254,8 @@ def locker_deposit(principal: Principal, session_id: int, body: s.LockerDepositI
 
 
 @endpoint("/locker-sessions/<id:session_id>/collection", "POST",
-          summary="Collect the locker's expired parcels, one door at a time", tag="lockers",
+          summary="Collect the locker's expired and sent parcels, one door at a time",
+          tag="lockers",
           roles=CARRIER, errors=(404, 409))
 def locker_collection(principal: Principal, session_id: int) -> Any:
     return locker_collections.start_collection(ctx(), principal, session_id)

@@ -184,3 +184,13 @@ def test_keyed_code_hash_test_vector() -> None:
     assert p.keyed_code_hash(key, "123456") == (
         "1898abe7e9176c70f7d6f15419df016db53d05d1fcd77cefe650f33538e6de26"
     )
+
+
+def test_a_drop_off_qr_code_carries_the_code_and_the_parcel_and_nothing_else() -> None:
+    text = p.drop_off_qr_text("482913", "ACME00000701")
+    assert text == "RODEP:482913/ACME00000701"
+    assert p.parse_drop_off_qr(text) == ("482913", "ACME00000701")
+    assert p.parse_drop_off_qr(f"  {text}\n") == ("482913", "ACME00000701")  # a scanner's CR
+    for other in ("RO1:ABC", "RODEP:48a913/ACME1", "RODEP:482913/", "RODEP:/ACME1",
+                  "RODEP:482913/ACME 1", "ACME00000701", "rodep:482913/ACME1"):
+        assert p.parse_drop_off_qr(other) is None, other
