@@ -33,8 +33,9 @@ from relay_ops.services import (
     locker_tokens,
     notify,
 )
-from relay_ops.services.checkin import Group, holding_period, join_group
+from relay_ops.services.checkin import Group, join_group
 from relay_ops.services.context import Ctx
+from relay_ops.services.holding import holding_facts, holding_period, keep_holding
 from relay_ops.services.locker_alerts import UNEXPECTED_OPENING, door_alerts, raise_alert, resolve
 from relay_ops.services.principal import Principal, Role
 from relay_ops.services.sites import closed_on
@@ -198,12 +199,13 @@ def _deposit_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     # The season's and the load's rule, as at a counter (docs/forecast.md).
     holding = holding_period(ctx, session, site, at)
     parcel.checked_in_at = at
+    keep_holding(parcel, holding)
     parcel.holding_deadline = deadline_after(at, holding.days, ctx.settings.timezone,
                                              closed_on(session, site))
     data: dict[str, Any] = {
         "locker": site.code, "compartment": box.number,
         "deadline": parcel.holding_deadline.isoformat(),
-        "holding_days": holding.days, "holding_rule": holding.rule,
+        **holding_facts(holding),
         # a door already holding parcels is sensed occupied whether this one went in or not
         "occupancy_sensed": occupied is not None and not sharing,
     }
