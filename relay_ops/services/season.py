@@ -114,6 +114,7 @@ def recommendations(
     that forecast's capacity, so what is left is what is still missing."""
     require_role(actor, Role.OPERATOR)
     shortened = shortened_holding(ctx)
+    declared = declared_shelves(ctx)
     found = []
     for site in forecast.overview(ctx, actor):
         if site["kind"] != "shop" or (site_id is not None and site["id"] != site_id):
@@ -126,6 +127,7 @@ def recommendations(
             "places": max((p.places for p in periods), default=0),
             "periods": [period_view(p) for p in periods],
             "shortened_holding": shortened.get(site["id"], {}),
+            "temporary_shelves": declared.get(site["id"], []),
         })
     if site_id is not None and not found:
         raise NotFound(f"no shop {site_id}")
@@ -154,3 +156,16 @@ def shortened_holding(ctx: Ctx) -> dict[int, dict[str, int]]:
     for site_id, rule, count in rows:
         found.setdefault(site_id, {})[str(rule)] = count
     return found
+
+
+def declared_shelves(ctx: Ctx) -> dict[int, list[dict[str, Any]]]:
+    """Per shop, its temporary shelves not over yet: what the shops decided."""
+    with ctx.db.read() as session:
+        rows = session.scalars(
+            select(Location).where(Location.valid_until >= today(ctx))
+            .order_by(Location.valid_from, Location.label))
+        found: dict[int, list[dict[str, Any]]] = {}
+        for loc in rows:
+            if loc.valid_from is not None:
+                found.setdefault(loc.site_id, []).append(shelf_view(loc))
+        return found

@@ -220,6 +220,8 @@ def test_recommendations_count_the_declared_shelves_and_the_shortened_parcels(
     shelf(world, capacity=before["places"], valid_from="2026-12-01", valid_until="2026-12-12")
     after = world.operator.get("/season/recommendations", site=world.shop_id).json["items"][0]
     assert after["places"] == 0 and after["periods"] == []
+    assert [(t["label"], t["valid_until"]) for t in after["temporary_shelves"]] == [
+        ("T1", "2026-12-12")]
 
 
 def test_recommendations_are_the_operators_and_bad_queries_are_refused(world: World) -> None:

@@ -52,5 +52,14 @@ def test_the_dashboard_recommends_extra_places_per_shop(operator: Pages, world: 
     bourg = block.split("Shop bourg")[1].split("</tr>")[0]
     assert "7 places du 2 déc. 2026 au 4 déc. 2026" in bourg
     assert "6 places du 7 déc. 2026 au 7 déc. 2026" in bourg
+    assert "NOEL" not in bourg  # no temporary shelf yet
     voisin = block.split("Shop voisin")[1].split("</tr>")[0]
     assert "✔ aucune place en plus" in voisin
+    # A shelf the shop declares shows beside the recommendation (declaring computes the
+    # forecast again: tests/integration/test_season.py checks that the shelf is counted).
+    assert world.shopkeeper.post(f"/sites/{world.shop_id}/temporary-shelves", json={
+        "label": "NOEL", "size_class": "L", "capacity": 7, "valid_from": "2026-12-02",
+        "valid_until": "2026-12-04"}).status_code == 201
+    block = operator.text("/ops").split('id="season-title"')[1]
+    bourg = block.split("Shop bourg")[1].split("</tr>")[0]
+    assert "NOEL : 7 places du 2 déc. 2026 au 4 déc. 2026" in bourg
