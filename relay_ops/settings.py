@@ -70,8 +70,14 @@ DEFAULTS: dict[str, Any] = {
     # {"shop": [{"from": "11-20", "to": "12-24", "days": 5}]}; none by default.
     "HOLDING_SEASONS": {},
     # Shorter holding periods when the site's forecast for the day reaches this share of its
-    # capacity; {} or threshold null turns it off.
-    "HOLDING_LOAD": {"threshold": 0.9, "days": {"shop": 6, "locker": 2}},
+    # capacity, or (look_ahead) shows a day at risk of overflow within the standard period;
+    # those parcels get their reminder reminder_before_hours before the deadline (earlier than
+    # HOLDING_PERIODS says). {} or days {} turns it off (docs/forecast.md, "Adaptive holding").
+    "HOLDING_LOAD": {"threshold": 0.9, "days": {"shop": 6, "locker": 2}, "look_ahead": True,
+                     "reminder_before_hours": {"shop": 96, "locker": 24}},
+    # No season or load rule holds a parcel for fewer days than this, per site kind: the
+    # resident keeps a fair chance (Mondial Relay holds 5 days, Packeta 4-5 in December).
+    "HOLDING_FLOOR_DAYS": {"shop": 4, "locker": 2},
     # Reverse proxies in front of the app that set X-Forwarded-For (nginx: 1). Sign-in
     # throttling keys on the client's address; 0 trusts no header (a client could forge it).
     "TRUSTED_PROXIES": 0,

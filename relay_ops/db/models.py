@@ -131,6 +131,10 @@ class Location(Base):
     refrigerated: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=text("false")
     )
+    # A temporary shelf (a season's back room): it takes parcels and counts as capacity only
+    # from valid_from to valid_until, both included; NULL both: a permanent location.
+    valid_from: Mapped[date | None] = mapped_column(Date)
+    valid_until: Mapped[date | None] = mapped_column(Date)
 
     site: Mapped[Site] = relationship(back_populates="locations")
 
@@ -294,6 +298,10 @@ class Parcel(Base):
     weight_g: Mapped[int | None]
     expected_date: Mapped[date | None] = mapped_column(Date)
     holding_deadline: Mapped[datetime | None]
+    # The rule that set the holding period at check-in (standard, season, load, forecast,
+    # perishable), and the reminder it brought forward (NULL: the site kind's usual one).
+    holding_rule: Mapped[str | None] = mapped_column(String(16))
+    reminder_before_hours: Mapped[int | None] = mapped_column(Integer)
     extended: Mapped[bool] = mapped_column(Boolean, default=False)
     checked_in_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]

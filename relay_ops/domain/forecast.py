@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -276,6 +276,11 @@ class SiteInputs:
     closed_on: ClosedOn = never_closed
     horizon: int = 7
     z: float = 1.645
+    # Places in service on some days only (a shop's temporary shelves), on top of ``capacity``.
+    extra_capacity: Mapping[date, int] = field(default_factory=dict)
+
+    def capacity_on(self, day: date) -> int:
+        return self.capacity + self.extra_capacity.get(day, 0)
 
 
 @dataclass(frozen=True)
@@ -430,7 +435,7 @@ def _day(inputs: SiteInputs, day: date, mean: float, var: float, arrivals: float
         predicted=round(max(mean, 0.0), 3),
         low=max(0, math.floor(mean - spread)),
         high=max(0, math.ceil(mean + spread)),
-        capacity=inputs.capacity,
+        capacity=inputs.capacity_on(day),
         closed=inputs.closed_on(day),
         arrivals=round(arrivals, 3),
     )

@@ -45,6 +45,10 @@ EN = LocaleCatalog(
             "\n"
             "Only share this code with the person collecting the parcel for you.\n"
         ),
+        "ready.email.shortened": (
+            "This pickup point expects many parcels at the moment: the collection period is"
+            " shorter than usual. Please come before {deadline}.\n"
+        ),
         "ready.sms": (
             "{carrier_name} parcel {tracking_number} ready at {site_name}, {site_address}."
             " Hours: {opening_hours}. Pickup code: {pickup_code}."

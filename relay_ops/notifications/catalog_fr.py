@@ -51,6 +51,10 @@ FR = LocaleCatalog(
             "\n"
             "Ne communiquez ce code qu'à la personne qui retire le colis pour vous.\n"
         ),
+        "ready.email.shortened": (
+            "Ce point de retrait attend beaucoup de colis en ce moment : le délai de retrait"
+            " est plus court que d'habitude. Merci de venir avant le {deadline}.\n"
+        ),
         "ready.sms": (
             "Colis {carrier_name} {tracking_number} disponible : {site_name}, {site_address}."
             " Horaires : {opening_hours}. Code de retrait : {pickup_code}."

@@ -98,6 +98,9 @@ class MessageContext:
     courier_name: str | None = None
     delivery_day: date | None = None
     delivered_at: datetime | None = None
+    # The holding period was shortened (season or overflow): the ready e-mail says why the
+    # deadline it states is nearer than usual.
+    holding_shortened: bool = False
 
     def __post_init__(self) -> None:
         for name in ("deadline", "picked_up_at", "dropped_off_at", "collected_at",
@@ -154,6 +157,8 @@ def _render_email(catalog: LocaleCatalog, template: str, ctx: MessageContext) ->
     # A line break in a site name must not reach the Subject header, where it is refused.
     subject = " ".join(_fill(catalog, f"{template}.email.subject", fields).split())
     body = _fill(catalog, f"{template}.email.body", fields)
+    if ctx.holding_shortened and template in ("ready", "ready_grouped"):
+        body += "\n" + _fill(catalog, "ready.email.shortened", fields)
     footer = _fill(catalog, "email.footer", fields)
     return RenderedMessage(subject=subject, body=f"{body}\n{footer}\n")
 

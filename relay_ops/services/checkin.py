@@ -34,17 +34,16 @@ from relay_ops.domain.errors import (
 )
 from relay_ops.domain.holding import (
     ClosedOn,
-    HoldingDecision,
     Perishable,
     deadline_after,
-    holding_days,
     perishable_deadline,
 )
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import history, notify
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import issue_credential, recipient_keys
-from relay_ops.services.forecast import Stored, load_ratio, stored_ratio
+from relay_ops.services.forecast import Stored, first_risk_day, stored_ratio
+from relay_ops.services.holding import holding_facts, holding_period, keep_holding
 from relay_ops.services.parcel_views import HELD, READY, STAFF, iso, parcel_view
 from relay_ops.services.principal import (
     Principal,
@@ -149,18 +148,21 @@ def _shop_for_check_in(
     require_role(actor, *STAFF, Role.SYSTEM)
     require_site(actor, site_id)
     today = now.astimezone(ctx.settings.timezone).date()
+    # The look-ahead holding rule's input, in the same statement: a day at risk within a
+    # shop's standard period.
+    until = today + timedelta(days=ctx.settings.holding["shop"].days)
     row = session.execute(
-        select(Site, stored_ratio(today)).where(Site.id == site_id)
+        select(Site, stored_ratio(today), first_risk_day(today, until)).where(Site.id == site_id)
         .options(joinedload(Site.closing_days.and_(ClosingDay.day >= today - timedelta(days=1))),
                  selectinload(Site.locations))
         .with_for_update(of=Site)
     ).unique().one_or_none()
     if row is None:
         raise NotFound(f"no site {site_id}")
-    site, ratio = row
+    site, ratio, risk = row
     if site.kind != "shop":
         raise ValidationFailed("lockers take parcels through a drop-off session")
-    return site, closed_given(site, {c.day for c in site.closing_days}), Stored(ratio)
+    return site, closed_given(site, {c.day for c in site.closing_days}), Stored(ratio, risk)
 
 
 def _parcel_for_check_in(session: Session, site: Site, number: str) -> tuple[Parcel | None, bool]:
@@ -321,10 +323,12 @@ def _place(
             deadline = perishable_deadline(now, perishable, site.opening_hours,
                                            ctx.settings.timezone, closed)
             data.update(holding_hours=perishable.hours, holding_rule="perishable")
+            parcel.holding_rule = "perishable"
         else:
             holding = holding_period(ctx, session, site, now, stored)
             deadline = deadline_after(now, holding.days, ctx.settings.timezone, closed)
-            data.update(holding_days=holding.days, holding_rule=holding.rule)
+            data.update(holding_facts(holding))
+            keep_holding(parcel, holding)
         _assign(parcel, location, now, deadline)
     data["deadline"] = iso(parcel.holding_deadline)
     if group is not None:
@@ -348,19 +352,6 @@ def _assign(parcel: Parcel, location: Location, now: datetime, deadline: datetim
     parcel.location = location
     parcel.checked_in_at = now
     parcel.holding_deadline = deadline
-
-
-def holding_period(
-    ctx: Ctx, session: Session, site: Site, now: datetime, stored: Stored | None = None
-) -> HoldingDecision:
-    """The season's and the load's rule (docs/forecast.md), decided once, before the ready
-    message states the deadline; later changes never shorten it. ``stored``: today's stored
-    forecast ratio, when the caller read it already."""
-    today = now.astimezone(ctx.settings.timezone).date()
-    return holding_days(
-        site.kind, ctx.settings.holding[site.kind].days, today,
-        load_ratio(ctx, session, site, today, stored=stored), ctx.settings.adaptive_holding,
-    )
 
 
 def resend_ready_after_hours_set(

@@ -77,7 +77,8 @@ class Settings:
             argon2_memory_kib=int(config["ARGON2_MEMORY_KIB"]),
             forecast=ForecastSettings(**config.get("FORECAST", {})),
             adaptive_holding=AdaptiveHolding.from_config(
-                config.get("HOLDING_SEASONS") or {}, config.get("HOLDING_LOAD") or {}
+                config.get("HOLDING_SEASONS") or {}, config.get("HOLDING_LOAD") or {},
+                config.get("HOLDING_FLOOR_DAYS") or {},
             ),
             lockers=LockerSettings.from_config(config),
             pickup_code_only_misses=int(config.get("PICKUP_CODE_ONLY_MISSES", 1)),

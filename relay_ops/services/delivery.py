@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Notification, Parcel, ParcelEvent, PickupCredential, Site
+from relay_ops.domain.holding import SHORTENED_RULES
 from relay_ops.domain.hours import ALWAYS_OPEN, DAYS, opens_some_day
 from relay_ops.notifications.messages import (
     Channel,
@@ -141,6 +142,7 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         other_parcels=_waiting_with(parcel, recipient),
         dropped_off_at=parcel.checked_in_at if parcel.direction == "outbound" else None,
         collected_at=parcel.closed_at if parcel.state == "collected" else None,
+        holding_shortened=parcel.holding_rule in SHORTENED_RULES,
         **_home_delivery_facts(session, notification, parcel),
     )
     try:

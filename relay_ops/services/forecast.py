@@ -19,15 +19,16 @@ from sqlalchemy import Float, ScalarSelect, Select, and_, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import Parcel, ParcelEvent, Site, SiteForecast
+from relay_ops.db.models import Location, Parcel, ParcelEvent, Site, SiteForecast
 from relay_ops.domain import forecast as model
+from relay_ops.domain import season
 from relay_ops.domain.errors import NotFound
 from relay_ops.domain.hours import ALWAYS_OPEN, DAYS
 from relay_ops.domain.lifecycle import HELD_STATES, State
 from relay_ops.services import history
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
-from relay_ops.services.sites import closed_on, occupancy_of, shelf_load
+from relay_ops.services.sites import closed_on, in_service_on, occupancy_of, shelf_load
 
 HELD = [s.value for s in HELD_STATES]
 ENDINGS = ("pick_up", "expire", "declare_missing", "declare_damaged")
@@ -75,6 +76,7 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
     return model.SiteInputs(
         today=today,
         capacity=occupancy_of(session, site).capacity,
+        extra_capacity=temporary_capacity(session, site, today, settings.horizon_days),
         held=_held(ctx, session, site, today, closed),
         announced=_announced(ctx, session, site, today, closed),
         **_arrival_rates(ctx, session, site, check_ins, now, closed),
@@ -86,6 +88,23 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
         horizon=settings.horizon_days,
         z=settings.band_z,
     )
+
+
+def temporary_capacity(session: Session, site: Site, today: date, horizon: int
+                       ) -> dict[date, int]:
+    """The places a shop's temporary shelves add on each forecast day (only within their
+    dates: docs/forecast.md, "Season capacity")."""
+    if site.kind != "shop":
+        return {}
+    shelves = session.execute(
+        select(Location.capacity, Location.valid_from, Location.valid_until).where(
+            Location.site_id == site.id, Location.active.is_(True),
+            ~in_service_on(None), in_service_on(today) | (Location.valid_from > today),
+        )
+    ).all()
+    days = [today + timedelta(days=i) for i in range(horizon + 1)]
+    return {day: sum(c for c, first, last in shelves if season.in_service(first, last, day))
+            for day in days}
 
 
 def _held(
@@ -317,9 +336,11 @@ def forecast_all(ctx: Ctx) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Stored:
-    """The stored forecast's ratio for a day as read (None: no forecast stored)."""
+    """The stored forecast's ratio for a day as read (None: no forecast stored), and its
+    first day at risk of overflow from that day on (None: none within the period asked)."""
 
     ratio: float | None
+    risk_day: date | None = None
 
 
 def stored_day(session: Session, site_id: int, day: date) -> SiteForecast | None:
@@ -337,6 +358,21 @@ def stored_ratio(day: date) -> ScalarSelect[float]:
     ).scalar_subquery()
 
 
+def first_risk_day(first: date, last: date) -> ScalarSelect[date]:
+    """The stored forecast's first day at risk between ``first`` and ``last``, as a column
+    a query of sites can carry (NULL: none): the look-ahead holding rule's input."""
+    return select(func.min(SiteForecast.day)).where(
+        SiteForecast.site_id == Site.id, SiteForecast.day >= first, SiteForecast.day <= last,
+        SiteForecast.at_risk.is_(True),
+    ).scalar_subquery()
+
+
+def risk_day(ctx: Ctx, session: Session, site: Site, day: date, days: int) -> date | None:
+    """The site's first stored day at risk within ``days`` days from ``day``."""
+    return session.scalar(
+        select(first_risk_day(day, day + timedelta(days=days))).where(Site.id == site.id))
+
+
 def load_ratio(
     ctx: Ctx, session: Session, site: Site, day: date, *, stored: Stored | None = None
 ) -> float | None:
@@ -350,7 +386,7 @@ def load_ratio(
         return stored.ratio
     # A shop's fill from its shelf counters, not a count of its held parcels: this runs at
     # every check-in (issue 15). A locker's doors are few: counted as before.
-    occupancy = shelf_load(site) if site.kind == "shop" else occupancy_of(session, site)
+    occupancy = shelf_load(site, day) if site.kind == "shop" else occupancy_of(session, site)
     return occupancy.held / occupancy.capacity if occupancy.capacity else None
 
 

@@ -42,9 +42,9 @@ from relay_ops.domain.errors import (
 from relay_ops.domain.holding import Perishable, deadline_after, perishable_deadline
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import history, notify
-from relay_ops.services.checkin import holding_period
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import code_of, issue_credential
+from relay_ops.services.holding import holding_facts, holding_period, keep_holding
 from relay_ops.services.locker_compartments import (
     ParcelDoesNotFit,
     allocate,
@@ -290,10 +290,12 @@ def locker_deadline(ctx: Ctx, session: Session, site: Site, parcel: Parcel, at: 
     if item is not None and item.bounded:
         deadline = perishable_deadline(at, item, site.opening_hours, ctx.settings.timezone,
                                        closed_on(session, site))
+        parcel.holding_rule = "perishable"
         return deadline, {"holding_hours": item.hours, "holding_rule": "perishable"}
     holding = holding_period(ctx, session, site, at)
+    keep_holding(parcel, holding)
     deadline = deadline_after(at, holding.days, ctx.settings.timezone, closed_on(session, site))
-    return deadline, {"holding_days": holding.days, "holding_rule": holding.rule}
+    return deadline, holding_facts(holding)
 
 
 def producer_code_view(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:

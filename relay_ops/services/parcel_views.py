@@ -55,6 +55,8 @@ def parcel_view(parcel: Parcel, viewer: Principal) -> dict[str, Any]:
         "size_class": parcel.size_class,
         "expected_date": parcel.expected_date.isoformat() if parcel.expected_date else None,
         "holding_deadline": iso(parcel.holding_deadline),
+        # The rule that set the period (standard, season, load, forecast, perishable).
+        "holding_rule": parcel.holding_rule,
         "extended": parcel.extended,
         "checked_in_at": iso(parcel.checked_in_at),
         "closed_at": iso(parcel.closed_at),

@@ -3,6 +3,7 @@ parcel is sent there), and the refusal that names the nearest site with room."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,8 +20,10 @@ from relay_ops.domain.errors import (
 )
 from relay_ops.services.context import Ctx
 from relay_ops.services.sites import (
+    location_in_service,
     nearest_with_room,
     occupancy_of,
+    today,
 )
 
 
@@ -33,8 +36,9 @@ def allocate_shelf(
     :class:`SiteAtCapacity`, naming the nearest site with room (:class:`NoColdPlace` for a
     ``keep_cold`` item when the shop has room, but not in a refrigerated place)."""
     classes = ctx.settings.size_classes
-    locations = {loc.id: loc for loc in site.locations if loc.active}
-    slots = _shelf_slots(session, site)
+    day = today(ctx)
+    locations = {loc.id: loc for loc in site.locations if location_in_service(loc, day)}
+    slots = _shelf_slots(site, day)
     parcel_class = class_of(ctx, parcel)
     chosen = None
     if group_shelves is not None:
@@ -51,11 +55,12 @@ def allocate_shelf(
     return locations[chosen.id]
 
 
-def _shelf_slots(session: Session, site: Site) -> list[sizing.ShelfSlot]:
-    # Each location's counter (history.apply keeps it), not a count of the held parcels.
+def _shelf_slots(site: Site, day: date) -> list[sizing.ShelfSlot]:
+    # Each location's counter (history.apply keeps it), not a count of the held parcels;
+    # a temporary shelf only within its dates.
     return [sizing.ShelfSlot(loc.id, loc.label, loc.size_class, loc.capacity, loc.held,
                              loc.refrigerated)
-            for loc in site.locations if loc.active]
+            for loc in site.locations if location_in_service(loc, day)]
 
 
 def class_of(ctx: Ctx, parcel: Parcel) -> str:
@@ -66,13 +71,13 @@ def class_of(ctx: Ctx, parcel: Parcel) -> str:
 def shelf_takes(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> bool:
     """A shelf of the shop has a free place for the parcel's size class now (the check-in's
     own rule, asked before a parcel is sent there)."""
-    slots = _shelf_slots(session, site)
+    slots = _shelf_slots(site, today(ctx))
     return sizing.choose_shelf(ctx.settings.size_classes, slots, class_of(ctx, parcel)) is not None
 
 
 def _no_room(ctx: Ctx, session: Session, site: Site, parcel_class: str) -> SiteAtCapacity:
     nearest = nearest_with_room(ctx, session, site.latitude, site.longitude, exclude=site.id)
-    occ = occupancy_of(session, site)
+    occ = occupancy_of(session, site, today(ctx))
     if nearest:
         other, km, _ = nearest[0]
         where = f"; the nearest site with room is {other.name} ({other.code}), {km:.1f} km away"

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from relay_ops.db.models import ClosingDay, Compartment, Location, Parcel, Site
-from relay_ops.domain import site_services
+from relay_ops.domain import season, site_services
 from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
 from relay_ops.domain.geo import distance_km
 from relay_ops.domain.hours import (
@@ -88,7 +88,7 @@ def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, A
         for loc in data.get("locations", []):
             _add_location(ctx, session, site, loc)
         session.flush()
-        return site_view(site, occupancy_of(session, site))
+        return site_view(site, occupancy_of(session, site, today(ctx)))
 
 
 def _hours_at_creation(data: dict[str, Any]) -> object:
@@ -165,6 +165,8 @@ def locations_view(session: Session, site: Site) -> list[dict[str, Any]]:
             "used": used.get(loc.id, 0),
             "active": loc.active,
             "refrigerated": loc.refrigerated,
+            "valid_from": loc.valid_from.isoformat() if loc.valid_from else None,
+            "valid_until": loc.valid_until.isoformat() if loc.valid_until else None,
         }
         for loc in session.scalars(
             select(Location).where(Location.site_id == site.id).order_by(Location.label)
@@ -185,11 +187,22 @@ def used_per_location(session: Session, site_id: int) -> dict[int, int]:
     return {loc_id: held for loc_id, held in rows}
 
 
-def shelf_load(site: Site) -> Occupancy:
-    """A shop's active shelf places and the parcels on its shelves, from the counters of its
-    locations (loaded with the site on the check-in's path): no count of its parcels."""
-    return Occupancy(capacity=sum(loc.capacity for loc in site.locations if loc.active),
+def shelf_load(site: Site, day: date) -> Occupancy:
+    """A shop's shelf places in service on ``day`` and the parcels on its shelves, from the
+    counters of its locations (loaded with the site on the check-in's path): no count of its
+    parcels."""
+    return Occupancy(capacity=sum(loc.capacity for loc in site.locations
+                                  if location_in_service(loc, day)),
                      held=sum(loc.held for loc in site.locations))
+
+
+def location_in_service(loc: Location, day: date) -> bool:
+    """Active, and within its dates if it is a temporary shelf (domain/season.py)."""
+    return loc.active and season.in_service(loc.valid_from, loc.valid_until, day)
+
+
+def today(ctx: Ctx) -> date:
+    return ctx.now().astimezone(ctx.settings.timezone).date()
 
 
 def site_row(session: Session, site_id: int, *, lock: bool = False) -> Site:
@@ -203,7 +216,7 @@ def get_site(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
     require_site(actor, site_id)
     with ctx.db.read() as session:
         site = site_row(session, site_id)
-        return site_view(site, occupancy_of(session, site))
+        return site_view(site, occupancy_of(session, site, today(ctx)))
 
 
 def site_id_for_code(ctx: Ctx, code: str) -> int:
@@ -224,11 +237,13 @@ class Occupancy:
         return max(0, self.capacity - self.held)
 
 
-def occupancy_of(session: Session, site: Site) -> Occupancy:
+def occupancy_of(session: Session, site: Site, day: date | None = None) -> Occupancy:
+    """Capacity and parcels held; a shop's capacity counts its temporary shelves of ``day``
+    (none when ``day`` is None: the permanent places only)."""
     if site.kind == "shop":
         capacity = session.scalar(
             select(func.coalesce(func.sum(Location.capacity), 0)).where(
-                Location.site_id == site.id, Location.active.is_(True)
+                Location.site_id == site.id, Location.active.is_(True), in_service_on(day)
             )
         )
     else:
@@ -243,11 +258,19 @@ def occupancy_of(session: Session, site: Site) -> Occupancy:
     return Occupancy(capacity=int(capacity or 0), held=int(held or 0))
 
 
+def in_service_on(day: date | None) -> ColumnElement[bool]:
+    """The SQL form of :func:`location_in_service`'s dates (day None: permanent only)."""
+    if day is None:
+        return and_(Location.valid_from.is_(None), Location.valid_until.is_(None))
+    return and_(or_(Location.valid_from.is_(None), Location.valid_from <= day),
+                or_(Location.valid_until.is_(None), Location.valid_until >= day))
+
+
 def occupancy(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
     require_site(actor, site_id)
     with ctx.db.read() as session:
         site = site_row(session, site_id)
-        occ = occupancy_of(session, site)
+        occ = occupancy_of(session, site, today(ctx))
         by_state = dict(
             session.execute(
                 select(Parcel.state, func.count())
@@ -365,7 +388,7 @@ def nearest_with_room(
         km = distance_km(lat, lon, site.latitude, site.longitude)
         if radius_km is not None and km > radius_km:
             continue
-        occ = occupancy_of(session, site)
+        occ = occupancy_of(session, site, today(ctx))
         if occ.free <= 0 or (open_now and not site_is_open(ctx, session, site, ctx.now())):
             continue
         found.append((site, km, occ))
@@ -390,7 +413,7 @@ def list_sites(
         for site in session.scalars(query):
             if not site_services.offers_all(site.services or [], wanted):
                 continue
-            occ = occupancy_of(session, site)
+            occ = occupancy_of(session, site, today(ctx))
             view = site_view(site, occ)
             if near is not None:
                 view["distance_km"] = round(distance_km(*near, site.latitude, site.longitude), 3)

@@ -62,7 +62,7 @@ def daily(ctx: Ctx, actor: Principal, site_ids: list[int] | None, days: int = 14
     with ctx.db.read() as session:
         held_now, capacity = 0, 0
         for site in session.scalars(select(Site).where(Site.id.in_(chosen))):
-            occ = occupancy_of(session, site)
+            occ = occupancy_of(session, site, today)
             held_now, capacity = held_now + occ.held, capacity + occ.capacity
         events = session.execute(
             select(ParcelEvent.at, ParcelEvent.from_state, ParcelEvent.to_state,

@@ -172,5 +172,6 @@ from relay_ops.web.api import (  # noqa: E402, F401
     outbound_routes,
     producer_routes,
     routes,
+    season_routes,
     stats_routes,
 )

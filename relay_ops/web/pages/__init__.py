@@ -59,11 +59,13 @@ def init_app(app: Flask) -> None:
         outbound,
         producers,
         resident,
+        season,
         shop,
         signin,
     )
 
     locker_status.init_app(app)
+    season.init_app(app)
     # Outside the blueprint (a mistyped address), a browser gets the same error page.
     app.extensions["error_page"] = errors.http_error
     app.register_blueprint(bp)

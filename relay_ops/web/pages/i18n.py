@@ -39,6 +39,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["state"] = state_label
     app.jinja_env.filters["action"] = action_label
     app.jinja_env.filters["actor"] = actor_label
+    app.jinja_env.filters["holding_rule"] = holding_rule_label
     app.jinja_env.globals["day_name"] = day_name
     app.jinja_env.globals["current_locale"] = select_locale
 
@@ -165,3 +166,15 @@ def actor_label(kind: str) -> str:
         "courier": _("courier"),
     }
     return labels.get(kind, kind)
+
+
+def holding_rule_label(rule: str | None) -> str:
+    """Why a parcel got the holding period it has (docs/forecast.md, "Adaptive holding")."""
+    labels = {
+        "standard": _("standard period"),
+        "season": _("shorter period (season)"),
+        "load": _("shorter period (shop full today)"),
+        "forecast": _("shorter period (shop full in the coming days)"),
+        "perishable": _("perishable order"),
+    }
+    return labels.get(rule or "standard", rule or "")

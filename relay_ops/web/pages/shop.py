@@ -17,6 +17,7 @@ from relay_ops.services import (
     expiry,
     forecast,
     parcel_views,
+    season,
     sites,
     stats,
     unannounced,
@@ -24,7 +25,7 @@ from relay_ops.services import (
 from relay_ops.services import pickup as pickups
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp, charts
-from relay_ops.web.pages.i18n import parse_day, when
+from relay_ops.web.pages.i18n import holding_rule_label, parse_day, when
 from relay_ops.web.pages.refusals import explain
 from relay_ops.web.pages.security import ctx, requires
 
@@ -117,10 +118,18 @@ def _checked_in(site_id: int, answer: dict[str, Any]) -> dict[str, Any]:
             _("Already checked in: it is on shelf %(loc)s.", loc=parcel["location"]) if again
             else _("Put it on shelf %(loc)s. Held until %(deadline)s.",
                    loc=parcel["location"], deadline=deadline)
-        ) + _grouped_note(parcel),
+        ) + _grouped_note(parcel) + _holding_note(parcel, again),
         "tracking_number": parcel["tracking_number"],
         "label_url": url_for("pages.shelf_label", site_id=site_id, parcel_id=parcel["id"]),
     }
+
+
+def _holding_note(parcel: dict[str, Any], again: bool) -> str:
+    """Why the deadline is nearer than usual (the resident's message says so too)."""
+    rule = parcel.get("holding_rule")
+    if again or rule in (None, "standard", "perishable"):
+        return ""
+    return f" ({holding_rule_label(rule)})"
 
 
 def _grouped_note(parcel: dict[str, Any]) -> str:
@@ -337,6 +346,7 @@ def site_overview(principal: Principal, site_id: int) -> str:
         forecast_chart=charts.forecast(site["name"], fc["days"]),
         occupancy=sites.occupancy(ctx(), principal, site_id),
         collection=expiry.collection_list(ctx(), principal, site_id), series=series,
+        temporary_shelves=season.temporary_shelves(ctx(), principal, site_id),
         per_day_chart=charts.parcels_per_day(series), occupancy_chart=charts.occupancy(series),
     )
 

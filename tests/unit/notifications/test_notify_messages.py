@@ -349,3 +349,27 @@ def test_the_grouping_phrases_are_gsm_text() -> None:
     for catalog in CATALOGS.values():
         for key in ("ready_grouped.with_one", "ready_grouped.with_many"):
             assert gsm.is_gsm(catalog.messages[key]), (catalog.code, key)
+
+
+@pytest.mark.parametrize(("locale", "sentence"), [
+    ("fr", "le délai de retrait est plus court que d'habitude. Merci de venir avant le"
+           " mardi 1er décembre 2026 à 18:00."),
+    ("en", "the collection period is shorter than usual. Please come before Tuesday"
+           " 1 December 2026 at 18:00."),
+])
+def test_a_shortened_holding_period_is_explained_in_the_ready_email(
+    locale: str, sentence: str
+) -> None:
+    shortened = a_context(holding_shortened=True)
+    body = render(MessageKind.READY, Channel.EMAIL, locale, shortened).body
+    assert " ".join(sentence.split()) in " ".join(body.split())
+    plain = render(MessageKind.READY, Channel.EMAIL, locale, a_context()).body
+    assert "shorter than usual" not in plain and "plus court" not in plain
+    grouped = replace(shortened, other_parcels=("6A00000000001",))
+    assert "plus court" in render(MessageKind.READY, Channel.EMAIL, "fr", grouped).body
+    # The SMS keeps its two parts: the date only.
+    assert render(MessageKind.READY, Channel.SMS, locale, shortened).body == render(
+        MessageKind.READY, Channel.SMS, locale, a_context()).body
+    # Other messages do not carry it.
+    reminder = render(MessageKind.REMINDER, Channel.EMAIL, locale, shortened).body
+    assert "plus court" not in reminder and "shorter than usual" not in reminder

@@ -1,0 +1,69 @@
+"""API operations for season capacity (docs/forecast.md, "Season capacity"): a shop's
+temporary shelves, and the operator's recommended extra places. Thin translations to
+``services/season.py``."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from relay_ops.domain.season import MAX_PLACES
+from relay_ops.services import season
+from relay_ops.services.principal import Principal, Role
+from relay_ops.web.api import ctx, endpoint
+from relay_ops.web.api.schemas import Strict
+
+STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
+OPERATOR = (Role.OPERATOR,)
+
+
+class TemporaryShelfIn(Strict):
+    label: Annotated[str, Field(min_length=1, max_length=20)]
+    size_class: str = "M"
+    capacity: Annotated[int, Field(ge=1, le=MAX_PLACES)]
+    valid_from: date
+    valid_until: date
+    refrigerated: bool = False
+
+
+class RecommendationsQuery(Strict):
+    site: Annotated[int | None, Field(ge=1, le=2**31 - 1)] = None
+
+
+@endpoint("/sites/<id:site_id>/temporary-shelves", "POST", tag="sites", roles=STAFF,
+          summary="Declare a temporary shelf for a period", body=TemporaryShelfIn,
+          status=201, errors=(404, 409),
+          description="A shelf location that takes parcels and counts in the forecast's "
+                      "capacity only from `valid_from` to `valid_until` (both included, at "
+                      "most 120 days, not over already). The shop's forecast is computed "
+                      "again at once.")
+def declare_temporary_shelf(principal: Principal, site_id: int, body: TemporaryShelfIn) -> Any:
+    shelf = season.TemporaryShelf(**body.model_dump())
+    return 201, season.declare_temporary_shelf(ctx(), principal, site_id, shelf)
+
+
+@endpoint("/sites/<id:site_id>/temporary-shelves", tag="sites", roles=STAFF,
+          summary="A shop's temporary shelves", errors=(404,))
+def list_temporary_shelves(principal: Principal, site_id: int) -> Any:
+    return {"items": season.temporary_shelves(ctx(), principal, site_id)}
+
+
+@endpoint("/sites/<id:site_id>/temporary-shelves/<id:shelf_id>", "DELETE", tag="sites",
+          roles=STAFF, summary="Withdraw an empty temporary shelf", status=204,
+          errors=(404, 409))
+def withdraw_temporary_shelf(principal: Principal, site_id: int, shelf_id: int) -> Any:
+    season.withdraw_temporary_shelf(ctx(), principal, site_id, shelf_id)
+    return 204, None
+
+
+@endpoint("/season/recommendations", tag="sites", roles=OPERATOR,
+          summary="Extra places per shop that would avoid the forecast overflow",
+          query=RecommendationsQuery, errors=(404,),
+          description="For each shop, the periods of consecutive days whose forecast upper "
+                      "bound (`high`) exceeds its places, temporary shelves included, and "
+                      "the places to add for each period (its worst day's shortfall); and "
+                      "the parcels waiting under a shortened holding period, by rule.")
+def recommendations(principal: Principal, query: RecommendationsQuery) -> Any:
+    return {"items": season.recommendations(ctx(), principal, query.site)}
