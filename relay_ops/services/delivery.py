@@ -142,6 +142,8 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         dropped_off_at=parcel.checked_in_at if parcel.direction == "outbound" else None,
         collected_at=parcel.closed_at if parcel.state == "collected" else None,
         **_home_delivery_facts(session, notification, parcel),
+        # A parcel kept at the carrier's depot: the day it now arrives (services/no_room.py).
+        expected_day=parcel.expected_date if notification.kind == "depot_hold" else None,
     )
     try:
         rendered = render(MessageKind(notification.kind), channel, parcel.recipient_locale,

@@ -1,4 +1,5 @@
-"""Sites (relay shops and lockers), their shelf locations, closing days and occupancy."""
+"""Sites (relay shops, lockers, overflow storage), their shelf locations, closing days and
+occupancy."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ from relay_ops.domain.hours import (
     validate_site_hours,
 )
 from relay_ops.domain.lifecycle import HELD_STATES
+from relay_ops.domain.site_kinds import LOCKER, SITE_KINDS, checked_season, has_shelves
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 
-SITE_KINDS = ("shop", "locker")
 SITE_STATUSES = ("open", "closed", "saturated")
 HELD = [s.value for s in HELD_STATES]
 
@@ -49,6 +50,8 @@ def site_view(site: Site, occupancy: Occupancy | None = None) -> dict[str, Any]:
         "status": site.status,
         "closing_days": [{"day": c.day.isoformat(), "reason": c.reason} for c in site.closing_days],
     }
+    if site.season_from is not None or site.season_to is not None:
+        view["season"] = {"from": _iso_day(site.season_from), "to": _iso_day(site.season_to)}
     if occupancy is not None:
         view["capacity"] = occupancy.capacity
         view["held"] = occupancy.held
@@ -56,10 +59,17 @@ def site_view(site: Site, occupancy: Occupancy | None = None) -> dict[str, Any]:
     return view
 
 
+def _iso_day(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+
+
 def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, Any]:
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     if data["kind"] not in SITE_KINDS:
         raise ValidationFailed(f"kind is one of {', '.join(SITE_KINDS)}")
+    season = data.get("season") or {}
+    season_from, season_to = _day_or_none(season.get("from")), _day_or_none(season.get("to"))
+    checked_season(data["kind"], season_from, season_to)
     hours = validate_site_hours(_hours_at_creation(data))
     services = site_services.checked(
         data["services"] if "services" in data else site_services.default_for(data["kind"]))
@@ -79,6 +89,8 @@ def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, A
             step_free_access=data.get("step_free_access", False),
             locker_model=data.get("locker_model"),
             services=services,
+            season_from=season_from,
+            season_to=season_to,
         )
         session.add(site)
         try:
@@ -91,12 +103,22 @@ def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, A
         return site_view(site, occupancy_of(session, site))
 
 
+def _day_or_none(value: date | str | None) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValidationFailed(f"{value!r} is not a day (YYYY-MM-DD)") from None
+
+
 def _hours_at_creation(data: dict[str, Any]) -> object:
-    """A locker is open around the clock unless told otherwise; a shop must say when it
-    opens: there is no honest default for a shop, and its messages state the hours."""
+    """A locker is open around the clock unless told otherwise; a shop (or a storage site)
+    must say when it opens: there is no honest default for a counter, and its messages state
+    the hours."""
     if "opening_hours" in data:
         return data["opening_hours"]
-    if data["kind"] == "locker":
+    if data["kind"] == LOCKER:
         return ALWAYS_OPEN
     raise ValidationFailed(
         'a shop needs its opening_hours, e.g. {"mon": [["09:00", "12:30"], ["14:00", "19:00"]]}'
@@ -104,8 +126,9 @@ def _hours_at_creation(data: dict[str, Any]) -> object:
 
 
 def _add_location(ctx: Ctx, session: Session, site: Site, loc: dict[str, Any]) -> Location:
-    if site.kind != "shop":
-        raise ValidationFailed("shelf locations belong to shops; lockers have compartments")
+    if not has_shelves(site.kind):
+        raise ValidationFailed("shelf locations belong to shops and storage sites; lockers "
+                               "have compartments")
     if loc["size_class"] not in ctx.settings.size_classes:
         known = ", ".join(ctx.settings.size_classes)
         raise ValidationFailed(f"size class {loc['size_class']!r} unknown; use {known}")
@@ -225,7 +248,7 @@ class Occupancy:
 
 
 def occupancy_of(session: Session, site: Site) -> Occupancy:
-    if site.kind == "shop":
+    if has_shelves(site.kind):
         capacity = session.scalar(
             select(func.coalesce(func.sum(Location.capacity), 0)).where(
                 Location.site_id == site.id, Location.active.is_(True)
@@ -262,7 +285,7 @@ def occupancy(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
             "free": occ.free,
             "ratio": round(occ.held / occ.capacity, 3) if occ.capacity else None,
             "by_state": by_state,
-            "locations": locations_view(session, site) if site.kind == "shop" else [],
+            "locations": locations_view(session, site) if has_shelves(site.kind) else [],
         }
 
 
