@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -176,12 +176,19 @@ def list_decisions(
         return [decision_view(d) for d in session.scalars(query)]
 
 
-def summary_for_day(ctx: Ctx, actor: Principal, day: date) -> list[dict[str, Any]]:
-    """Per site, how many parcels expected on ``day`` went to each step: the dashboard's
-    panel."""
-    per_site: dict[str, dict[str, Any]] = {}
-    for decision in list_decisions(ctx, actor, day=day):
-        row = per_site.setdefault(decision["site"], {
-            "site": decision["site"], "storage": 0, "hold": 0, "home": 0, "none": 0})
-        row[decision["step"]] += 1
-    return sorted(per_site.values(), key=lambda r: r["site"])
+def summary(ctx: Ctx, actor: Principal, first: date, last: date) -> list[dict[str, Any]]:
+    """Per day the parcels were expected and per site, how many went to each step: the
+    operator dashboard's table."""
+    require_role(actor, Role.OPERATOR, Role.SYSTEM)
+    with ctx.db.read() as session:
+        rows = session.execute(
+            select(NoRoomDecision.day, Site.code, NoRoomDecision.step, func.count())
+            .join(Site, Site.id == NoRoomDecision.site_id)
+            .where(NoRoomDecision.day >= first, NoRoomDecision.day <= last)
+            .group_by(NoRoomDecision.day, Site.code, NoRoomDecision.step))
+        table: dict[tuple[date, str], dict[str, Any]] = {}
+        for day, code, step, count in rows:
+            row = table.setdefault((day, code), {
+                "day": day, "site": code, "storage": 0, "hold": 0, "home": 0, "none": 0})
+            row[step] = int(count)
+        return [table[key] for key in sorted(table)]

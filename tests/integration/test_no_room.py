@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
-from relay_ops.db.models import Notification, NoRoomDecision, Parcel
+from relay_ops.db.models import NoRoomDecision, Notification, Parcel
 from relay_ops.services import accounts, sites
 from relay_ops.services.principal import SYSTEM
 from tests.integration.test_delivery import run_jobs, sent_lines
@@ -242,6 +242,8 @@ def test_bad_policies_are_refused_and_change_nothing(world: World) -> None:
     assert is_problem(world.operator.get("/no-room-decisions", step="never"), 422,
                       "invalid-request")
     assert is_problem(world.operator.get("/no-room-decisions", day="2026-13-01"), 422,
+                      "validation-failed")
+    assert is_problem(world.operator.get("/no-room-decisions", day="0"), 422,
                       "invalid-request")
     assert is_problem(world.shopkeeper.get("/no-room-decisions"), 403, "forbidden")
     assert is_problem(world.anonymous.get("/no-room-decisions"), 401, "unauthenticated")

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services import no_room_policies
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
@@ -31,7 +32,9 @@ class PolicyIn(Strict):
 
 
 class DecisionsQuery(Strict):
-    day: date | None = None
+    # A query string is text: the day as an ISO date, nothing pydantic would coerce (`0`).
+    day: Annotated[str | None, Field(pattern=r"^\d{4}-\d{2}-\d{2}$",
+                                     json_schema_extra={"format": "date"})] = None
     site: Code | None = None
     step: Literal["storage", "hold", "home", "none"] | None = None
     carrier: Code | None = None
@@ -80,6 +83,10 @@ def delete_policy(principal: Principal, policy_id: int) -> Any:
                       "from that round, and until when. An operator sees every carrier's, "
                       "per site and day.")
 def list_decisions(principal: Principal, query: DecisionsQuery) -> Any:
+    try:
+        day = date.fromisoformat(query.day) if query.day else None
+    except ValueError:
+        raise ValidationFailed(f"{query.day} is not a day (YYYY-MM-DD)") from None
     return {"items": no_room_policies.list_decisions(
-        ctx(), principal, day=query.day, site=query.site, step=query.step,
+        ctx(), principal, day=day, site=query.site, step=query.step,
         carrier=query.carrier)}
