@@ -20,8 +20,10 @@ in the parcel's history, and a message to the resident:
   the shop's shelf, ``services/home_delivery.py``) needs the parcel on a shelf; it does not
   apply to a parcel still in the van.
 
-No applicable policy, or no step that can take the parcel: a ``none`` decision records that the
-parcel stays announced where it was, as before, so the operator sees it.
+No step that can take the parcel: a ``none`` decision (row and event) records that the
+parcel stays announced where it was, with each step's reason. No applicable policy: only the
+``none`` row, so the operator sees the parcel among the undecided; the parcel's history is
+unchanged (no policy decided anything), as before policies existed.
 
 This module does not import ``reroute`` (which calls it): the planner and the move come in as
 arguments.
@@ -41,7 +43,7 @@ from relay_ops.domain import forecast as model
 from relay_ops.domain import no_room as rules
 from relay_ops.domain.lifecycle import Action
 from relay_ops.domain.site_kinds import STORAGE, in_season
-from relay_ops.services import forecast, history, notify
+from relay_ops.services import forecast, history, locker_reservations, notify
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import release_credentials
 from relay_ops.services.no_room_policies import decision_view, policy_for
@@ -121,6 +123,8 @@ def _record(case: Case, step: str, tried: list[dict[str, str]], *,
     )
     case.session.add(decision)
     case.session.flush()
+    if case.policy is None:
+        return decision  # nothing was decided for the parcel: its history says nothing new
     data: dict[str, Any] = {"decision": decision.id, "step": step, "site": case.site.code,
                             "day": case.day.isoformat(), "tried": [t["step"] for t in tried]}
     if to_site is not None:
@@ -169,6 +173,10 @@ def _hold(case: Case, tried: list[dict[str, str]]) -> dict[str, Any] | str:
         return f"{case.site.code}'s forecast shows no day with room within {horizon} days"
     # The parcel now arrives that day: the forecast, and the next parcels held, count it there.
     case.parcel.expected_date = until
+    # A locker's door reserved ahead for the full day goes back to its pool; the carrier gets
+    # one at drop-off on the new day.
+    locker_reservations.release_advance_reservation(
+        case.ctx, case.session, case.parcel, case.site, case.actor, "held at the depot")
     case.planner.record_move(case.site, case.site, until)
     decision = _record(case, rules.HOLD, tried, hold_until=until)
     notify.queue(case.session, case.parcel, "depot_hold", str(decision.id))
@@ -183,6 +191,8 @@ def _home(case: Case, tried: list[dict[str, str]]) -> dict[str, Any] | str:
         return f"the carrier's contract does not deliver this parcel at home (size {size})"
     decision = _record(case, rules.HOME, tried)
     now = case.ctx.now()
+    locker_reservations.release_advance_reservation(
+        case.ctx, case.session, case.parcel, case.site, case.actor, "delivered home")
     release_credentials(case.session, case.parcel, now)
     history.apply(case.session, case.parcel, Action.HOME_BY_CARRIER, case.actor, now,
                   reason="no room at the site nor within reach: the carrier delivers it home",

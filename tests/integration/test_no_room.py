@@ -52,7 +52,20 @@ def test_without_a_policy_the_parcel_stays_and_the_operator_sees_it(world: World
     assert parcels[0]["reroute"]["decision"]["step"] == "none"
     listed = world.operator.get("/no-room-decisions", site="bourg", day=TOMORROW).json["items"]
     assert {d["parcel_id"] for d in listed} == {p["parcel_id"] for p in parcels}
-    assert events_of(world, parcels[0]["parcel_id"])[-1]["action"] == "no_room_decision"
+    # No policy decided anything: the parcel's history is what it was before policies.
+    assert [e["action"] for e in events_of(world, parcels[0]["parcel_id"])] == ["announce"]
+
+
+def test_a_policy_whose_steps_all_fail_says_why_in_the_history(world: World) -> None:
+    set_policy(world, steps=["storage", "home"], home_size_classes=["S"])
+    parcels = flagged(announce_many(world.carrier, 20))
+    assert parcels and all(p["reroute"]["status"] == "no-alternative" for p in parcels)
+    assert "storage" in parcels[0]["reroute"]["detail"]
+    event = events_of(world, parcels[0]["parcel_id"])[-1]
+    assert event["action"] == "no_room_decision"
+    assert event["data"]["step"] == "none" and event["data"]["tried"] == ["storage", "home"]
+    parcel = world.carrier.get(f"/parcels/{parcels[0]['parcel_id']}").json
+    assert parcel["state"] == "announced" and parcel["site"] == "bourg"
 
 
 def test_an_overflow_storage_site_takes_the_parcels_and_hands_them_over(
