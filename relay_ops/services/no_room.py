@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Protocol
+from weakref import WeakKeyDictionary
 
 from sqlalchemy.orm import Session
 
@@ -74,6 +75,11 @@ class Planner(Protocol):
 
 Move = Callable[[Ctx, Session, Parcel, Site, float, RerouteProposal, Principal], None]
 
+# Per announcement (its planner): the (step, site, day) that could not take a parcel, and why.
+# Adding parcels never lowers a forecast (a property test says so), so the storage and hold
+# steps cannot take the next parcel for that site and day either: no forecast is run again.
+_EXHAUSTED: WeakKeyDictionary[Planner, dict[tuple[str, int, date], str]] = WeakKeyDictionary()
+
 
 @dataclass
 class Case:
@@ -100,10 +106,14 @@ def decide(
     case = Case(ctx, session, planner, actor, carrier, parcel, site, day,
                 policy_for(session, carrier.id, site), receiving, move)
     tried: list[dict[str, str]] = []
+    exhausted = _EXHAUSTED.setdefault(planner, {})
     for step in case.policy.steps if case.policy else []:
-        outcome = STEPS[step](case, tried)
+        key = (step, site.id, day)
+        outcome = exhausted.get(key) or STEPS[step](case, tried)
         if isinstance(outcome, dict):
             return outcome
+        if step != rules.HOME:  # home depends on the parcel, not on the room left
+            exhausted[key] = outcome
         tried.append({"step": step, "why": outcome})
     decision = _record(case, "none", tried)
     why = "; ".join(t["why"] for t in tried) if tried else "no no-room policy applies"
@@ -166,8 +176,10 @@ def _storage(case: Case, tried: list[dict[str, str]]) -> dict[str, Any] | str:
 def _hold(case: Case, tried: list[dict[str, str]]) -> dict[str, Any] | str:
     today = forecast.local_day(case.ctx, case.ctx.now())
     horizon = case.ctx.settings.forecast.horizon_days
-    days = [case.planner.day_with(case.site, today + timedelta(days=n), 1)
-            for n in range(1, horizon + 1)]
+    # Lazily, from the day after the parcel's: each day is a forecast run, and the first day
+    # with room ends the search (usually the next open day).
+    later = (today + timedelta(days=n) for n in range(1, horizon + 1))
+    days = (case.planner.day_with(case.site, day, 1) for day in later if day > case.day)
     until = rules.first_day_with_room(days, after=case.day)
     if until is None:
         return f"{case.site.code}'s forecast shows no day with room within {horizon} days"

@@ -291,3 +291,17 @@ def test_decisions_are_kept_per_parcel(world: World) -> None:
         rows = session.scalars(select(NoRoomDecision)).all()
     assert sorted(r.parcel_id for r in rows) == sorted(p["parcel_id"] for p in parcels)
     assert all(r.step == "hold" and r.hold_until is not None for r in rows)
+
+
+def test_an_operator_creates_a_storage_site_for_the_season_from_the_command_line(
+    app: Flask, world: World
+) -> None:
+    created = app.test_cli_runner().invoke(args=[
+        "site", "create", "--code", "container", "--name", "Conteneur du marché", "--kind",
+        "storage", "--address", "Place du marché", "--postcode", "44440", "--city", "Riaillé",
+        "--lat", "47.51", "--lon", "-1.29", "--hours", '{"sat": [["09:00", "12:00"]]}',
+        "--locations", "C1:L:40", "--season-from", "2026-11-25", "--season-to", "2026-12-31"])
+    assert created.exit_code == 0, created.output
+    view = next(s for s in sites.list_sites(world.ctx, SYSTEM, kind="storage"))
+    assert view["code"] == "container" and view["capacity"] == 40
+    assert view["season"] == {"from": "2026-11-25", "to": "2026-12-31"}
