@@ -79,6 +79,9 @@ Move = Callable[[Ctx, Session, Parcel, Site, float, RerouteProposal, Principal],
 # Adding parcels never lowers a forecast (a property test says so), so the storage and hold
 # steps cannot take the next parcel for that site and day either: no forecast is run again.
 _EXHAUSTED: WeakKeyDictionary[Planner, dict[tuple[str, int, date], str]] = WeakKeyDictionary()
+# Likewise, the day the last parcel of a site and day was held until: the days before it were
+# at risk with one parcel fewer, so the next parcel's search starts there.
+_HELD_UNTIL: WeakKeyDictionary[Planner, dict[tuple[int, date], date]] = WeakKeyDictionary()
 
 
 @dataclass
@@ -176,13 +179,16 @@ def _storage(case: Case, tried: list[dict[str, str]]) -> dict[str, Any] | str:
 def _hold(case: Case, tried: list[dict[str, str]]) -> dict[str, Any] | str:
     today = forecast.local_day(case.ctx, case.ctx.now())
     horizon = case.ctx.settings.forecast.horizon_days
-    # Lazily, from the day after the parcel's: each day is a forecast run, and the first day
-    # with room ends the search (usually the next open day).
+    # Lazily, from the day after the parcel's (or the day the last parcel of this site and
+    # day was held until): each day is a forecast run, and the first day with room ends it.
+    held_until = _HELD_UNTIL.setdefault(case.planner, {})
+    first = held_until.get((case.site.id, case.day), case.day + timedelta(days=1))
     later = (today + timedelta(days=n) for n in range(1, horizon + 1))
-    days = (case.planner.day_with(case.site, day, 1) for day in later if day > case.day)
+    days = (case.planner.day_with(case.site, day, 1) for day in later if day >= first)
     until = rules.first_day_with_room(days, after=case.day)
     if until is None:
         return f"{case.site.code}'s forecast shows no day with room within {horizon} days"
+    held_until[(case.site.id, case.day)] = until
     # The parcel now arrives that day: the forecast, and the next parcels held, count it there.
     case.parcel.expected_date = until
     # A locker's door reserved ahead for the full day goes back to its pool; the carrier gets
