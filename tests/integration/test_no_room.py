@@ -10,6 +10,7 @@ from sqlalchemy import select
 from relay_ops.db.models import NoRoomDecision, Notification, Parcel
 from relay_ops.services import accounts, sites
 from relay_ops.services.principal import SYSTEM
+from relay_ops.services.resident import tracking_token
 from tests.integration.test_delivery import run_jobs, sent_lines
 from tests.integration.test_forecast import TOMORROW, announce_many, near_shop
 from tests.support import HOURS, PASSWORD, Api, World, is_problem, row_counts
@@ -186,6 +187,12 @@ def test_home_delivery_for_the_parcels_the_contract_allows_then_the_next_step(
     run_jobs(app, world)
     told = [x for x in sent_lines(app) if small[0]["tracking_number"] in x["body"]]
     assert told and "domicile" in told[0]["body"]
+    # The parcel has left the network: its tracking link closes, as for every closed parcel,
+    # and says why.
+    link = tracking_token(world.ctx, small[0]["parcel_id"])
+    assert link in told[0]["body"]
+    closed = world.anonymous.get(f"/track/{link}")
+    assert is_problem(closed, 410, "link-expired") and "home_by_carrier" in closed.json["detail"]
     listed = world.carrier.get("/no-room-decisions", step="home").json["items"]
     assert {d["parcel_id"] for d in listed} == {p["parcel_id"] for p in small}
 
