@@ -23,7 +23,13 @@ from relay_ops.domain.hours import (
     validate_site_hours,
 )
 from relay_ops.domain.lifecycle import HELD_STATES
-from relay_ops.domain.site_kinds import LOCKER, SITE_KINDS, checked_season, has_shelves
+from relay_ops.domain.site_kinds import (
+    LOCKER,
+    SITE_KINDS,
+    checked_season,
+    has_shelves,
+    in_season,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 
@@ -369,10 +375,11 @@ def nearest_with_room(
     ctx: Ctx, session: Session, lat: float, lon: float, *, exclude: int | None = None,
     radius_km: float | None = None, open_now: bool = False, limit: int = 5,
 ) -> list[tuple[Site, float, Occupancy]]:
-    """Sites with free room, nearest first."""
+    """Sites with free room, nearest first (a storage site only in its season)."""
     found = []
+    today = ctx.now().astimezone(ctx.settings.timezone).date()
     for site in session.scalars(select(Site).where(Site.status != "closed")):
-        if site.id == exclude:
+        if site.id == exclude or not in_season(site.season_from, site.season_to, today):
             continue
         km = distance_km(lat, lon, site.latitude, site.longitude)
         if radius_km is not None and km > radius_km:

@@ -312,3 +312,18 @@ def test_an_operator_creates_a_storage_site_for_the_season_from_the_command_line
     view = next(s for s in sites.list_sites(world.ctx, SYSTEM, kind="storage"))
     assert view["code"] == "container" and view["capacity"] == 40
     assert view["season"] == {"from": "2026-11-25", "to": "2026-12-31"}
+
+
+def test_a_full_shop_names_a_storage_site_only_in_its_season(world: World) -> None:
+    numbers = [f"SEAS0000020{i}" for i in range(6)]
+    world.announce(*numbers, size_class="L")
+    for number in numbers[:5]:
+        assert world.check_in(number).status_code == 201  # B1 holds 5 L parcels
+    storage_site(world, "hiver", season={"from": "2026-12-10"})  # nearer than voisin
+    refused = world.check_in(numbers[5])
+    assert is_problem(refused, 409, "site-at-capacity")
+    assert refused.json["nearest_site"]["code"] == "voisin"
+    storage_site(world, "ouvert", season={"from": "2026-11-20", "to": "2026-12-31"})
+    again = world.check_in(numbers[5])
+    assert is_problem(again, 409, "site-at-capacity")
+    assert again.json["nearest_site"]["code"] == "ouvert"
