@@ -9,6 +9,7 @@ for a season only (``season_from`` .. ``season_to``, both days included).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 
 from relay_ops.domain.errors import ValidationFailed
@@ -36,3 +37,22 @@ def checked_season(kind: str, season_from: date | None, season_to: date | None) 
         raise ValidationFailed("only a storage site has a season (open from/to)")
     if season_from is not None and season_to is not None and season_to < season_from:
         raise ValidationFailed("the season ends before it starts")
+
+
+def season_of(kind: str, season: Mapping[str, date | str | None] | None
+              ) -> tuple[date | None, date | None]:
+    """A site's season as given at creation (``{"from": ..., "to": ...}``, days or ISO
+    texts), checked."""
+    given = season or {}
+    first, last = _day(given.get("from")), _day(given.get("to"))
+    checked_season(kind, first, last)
+    return first, last
+
+
+def _day(value: date | str | None) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValidationFailed(f"{value!r} is not a day (YYYY-MM-DD)") from None

@@ -23,13 +23,7 @@ from relay_ops.domain.hours import (
     validate_site_hours,
 )
 from relay_ops.domain.lifecycle import HELD_STATES
-from relay_ops.domain.site_kinds import (
-    LOCKER,
-    SITE_KINDS,
-    checked_season,
-    has_shelves,
-    in_season,
-)
+from relay_ops.domain.site_kinds import LOCKER, SITE_KINDS, has_shelves, in_season, season_of
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 
@@ -73,9 +67,7 @@ def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, A
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     if data["kind"] not in SITE_KINDS:
         raise ValidationFailed(f"kind is one of {', '.join(SITE_KINDS)}")
-    season = data.get("season") or {}
-    season_from, season_to = _day_or_none(season.get("from")), _day_or_none(season.get("to"))
-    checked_season(data["kind"], season_from, season_to)
+    season_from, season_to = season_of(data["kind"], data.get("season"))
     hours = validate_site_hours(_hours_at_creation(data))
     services = site_services.checked(
         data["services"] if "services" in data else site_services.default_for(data["kind"]))
@@ -107,15 +99,6 @@ def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, A
             _add_location(ctx, session, site, loc)
         session.flush()
         return site_view(site, occupancy_of(session, site))
-
-
-def _day_or_none(value: date | str | None) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise ValidationFailed(f"{value!r} is not a day (YYYY-MM-DD)") from None
 
 
 def _hours_at_creation(data: dict[str, Any]) -> object:

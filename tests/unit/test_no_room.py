@@ -8,7 +8,7 @@ import pytest
 
 from relay_ops.domain import no_room as rules
 from relay_ops.domain.errors import ValidationFailed
-from relay_ops.domain.site_kinds import checked_season, has_shelves, in_season
+from relay_ops.domain.site_kinds import checked_season, has_shelves, in_season, season_of
 
 
 @dataclass(frozen=True)
@@ -86,3 +86,7 @@ def test_storage_sites_have_shelves_and_a_season() -> None:
         checked_season("storage", date(2026, 12, 2), date(2026, 12, 1))
     with pytest.raises(ValidationFailed):
         checked_season("shop", date(2026, 12, 1), None)
+    assert season_of("storage", {"from": "2026-12-01", "to": None}) == (date(2026, 12, 1), None)
+    assert season_of("shop", None) == (None, None)
+    with pytest.raises(ValidationFailed, match="not a day"):
+        season_of("storage", {"from": "soon"})
