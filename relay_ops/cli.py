@@ -78,7 +78,8 @@ def _parse_locations(spec: str) -> list[dict[str, Any]]:
 @site_group.command("create")
 @click.option("--code", required=True)
 @click.option("--name", required=True)
-@click.option("--kind", type=click.Choice(["shop", "locker"]), default="shop", show_default=True)
+@click.option("--kind", type=click.Choice(["shop", "locker", "storage"]), default="shop",
+              show_default=True)
 @click.option("--address", required=True)
 @click.option("--postcode", required=True)
 @click.option("--city", required=True)
@@ -89,9 +90,17 @@ def _parse_locations(spec: str) -> list[dict[str, Any]]:
               "required for a shop, a locker defaults to 24/7")
 @click.option("--step-free/--no-step-free", default=False)
 @click.option("--locations", default="", help="LABEL:CLASS:CAPACITY,... e.g. A1:M:20,A2:S:30")
-def site_create(hours: str | None, step_free: bool, locations: str, **fields: Any) -> None:
-    """Create a site."""
+@click.option("--season-from", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="a storage site opened for a season: its first day")
+@click.option("--season-to", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="a storage site opened for a season: its last day")
+def site_create(hours: str | None, step_free: bool, locations: str, season_from: Any,
+                season_to: Any, **fields: Any) -> None:
+    """Create a site (a shop, a locker, or an overflow storage site)."""
     data: dict[str, Any] = dict(fields, step_free_access=step_free)
+    if season_from or season_to:
+        data["season"] = {"from": season_from.date() if season_from else None,
+                          "to": season_to.date() if season_to else None}
     if hours:
         data["opening_hours"] = _parse_hours(hours)
     data["locations"] = _parse_locations(locations)

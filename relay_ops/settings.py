@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "HOLDING_PERIODS": {
         "shop": {"days": 10, "extension_days": 5, "reminder_before_hours": 48},
         "locker": {"days": 3, "extension_days": 1, "reminder_before_hours": 12},
+        # Overflow storage (docs/overflow.md); a configuration without it uses the shop's.
+        "storage": {"days": 10, "extension_days": 5, "reminder_before_hours": 48},
     },
     # Inner dimensions in mm; per-site models may add their own.
     "SIZE_CLASSES": {

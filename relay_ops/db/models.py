@@ -78,7 +78,7 @@ class Site(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(10))  # shop | locker
+    kind: Mapped[str] = mapped_column(String(10))  # shop | locker | storage (domain/site_kinds)
     network: Mapped[str | None] = mapped_column(String(80))
     address: Mapped[str] = mapped_column(String(300))
     postcode: Mapped[str] = mapped_column(String(10))
@@ -93,6 +93,9 @@ class Site(Base):
     locker_model: Mapped[str | None] = mapped_column(String(80))
     # What it offers the public (domain/site_services.SERVICES): the directory filters on it.
     services: Mapped[list[Any]] = mapped_column(default=list)
+    # A storage site opened for a season takes parcels only between these days (included).
+    season_from: Mapped[date | None] = mapped_column(Date)
+    season_to: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
     locations: Mapped[list[Location]] = relationship(
@@ -486,6 +489,60 @@ class RerouteProposal(Base):
     distance_km: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=stamp_now)
     decided_at: Mapped[datetime | None]
+
+
+class NoRoomPolicy(Base):
+    """What happens to a parcel when its site is expected full and no site within reach has
+    room, for a carrier (None: every carrier) and a territory (a site, an area, or everywhere):
+    ``steps`` in order among storage, hold, home (domain/no_room.py, docs/overflow.md)."""
+
+    __tablename__ = "no_room_policies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # domain/no_room.Scope.key(): one policy per carrier and territory.
+    scope_key: Mapped[str] = mapped_column(String(60), unique=True)
+    carrier_id: Mapped[int | None] = mapped_column(ForeignKey("carriers.id", ondelete="CASCADE"))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    area: Mapped[str | None] = mapped_column(String(12))
+    steps: Mapped[list[Any]] = mapped_column(default=list)
+    # The carrier's contract delivers at home parcels of these size classes (empty: any).
+    home_size_classes: Mapped[list[Any]] = mapped_column(default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=stamp_now, onupdate=stamp_now)
+
+    carrier: Mapped[Carrier | None] = relationship()
+    site: Mapped[Site | None] = relationship()
+
+
+class NoRoomDecision(Base):
+    """One parcel's fate when no site within reach had room: ``step`` storage (``to_site_id``),
+    hold (``hold_until``: the day room is expected at ``site_id``), home, or none (the policy
+    had no step that could take it, or there was no policy)."""
+
+    __tablename__ = "no_room_decisions"
+    __table_args__ = (
+        Index("ix_no_room_decisions_site_day", "site_id", "day"),
+        Index("ix_no_room_decisions_carrier_day", "carrier_id", "day"),
+        Index("ix_no_room_decisions_parcel", "parcel_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id", ondelete="CASCADE"))
+    carrier_id: Mapped[int | None] = mapped_column(ForeignKey("carriers.id"))
+    policy_id: Mapped[int | None] = mapped_column(
+        ForeignKey("no_room_policies.id", ondelete="SET NULL"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))  # where it was expected
+    day: Mapped[date] = mapped_column(Date)  # the day it was expected there
+    step: Mapped[str] = mapped_column(String(10))  # storage | hold | home | none
+    to_site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    hold_until: Mapped[date | None] = mapped_column(Date)
+    # The steps tried before the one that decided, and why each could not take the parcel.
+    tried: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
+
+    parcel: Mapped[Parcel] = relationship()
+    site: Mapped[Site] = relationship(foreign_keys=[site_id])
+    to_site: Mapped[Site | None] = relationship(foreign_keys=[to_site_id])
+    carrier: Mapped[Carrier | None] = relationship()
 
 
 class FailedAttempt(Base):

@@ -36,6 +36,8 @@ class State(StrEnum):
     # home delivery (domain/home_delivery.py): a trusted person brings it to the resident
     OUT_FOR_DELIVERY = "out_for_delivery"
     DELIVERED = "delivered"
+    # No site had room: the carrier delivers it at home on its own round (docs/overflow.md).
+    HOME_BY_CARRIER = "home_by_carrier"
 
 
 class Action(StrEnum):
@@ -54,6 +56,7 @@ class Action(StrEnum):
     HAND_TO_COURIER = "hand_to_courier"
     DELIVER = "deliver"
     RETURN_TO_SHELF = "return_to_shelf"
+    HOME_BY_CARRIER = "home_by_carrier"
 
 
 S, A = State, Action
@@ -70,13 +73,17 @@ HELD_STATES: frozenset[State] = INBOUND_HELD_STATES | frozenset(
     {S.DROPPED_OFF, S.AWAITING_COLLECTION, S.REFUSED, S.OUT_FOR_DELIVERY}
 )
 FINAL_STATES: frozenset[State] = frozenset(
-    {S.PICKED_UP, S.RETURNED, S.CANCELLED, S.COLLECTED, S.MISSING, S.LOST, S.DELIVERED}
+    {S.PICKED_UP, S.RETURNED, S.CANCELLED, S.COLLECTED, S.MISSING, S.LOST, S.DELIVERED,
+     S.HOME_BY_CARRIER}
 )
 
 _TRANSITIONS: dict[tuple[State, Action], State] = {
     (S.ANNOUNCED, A.CHECK_IN): S.READY_FOR_PICKUP,
     (S.ANNOUNCED, A.CANCEL): S.CANCELLED,
     (S.ANNOUNCED, A.REROUTE): S.ANNOUNCED,
+    # The site had no room and none within reach: the carrier's own round takes it home; it
+    # leaves the network (the carrier's tracking follows it from there).
+    (S.ANNOUNCED, A.HOME_BY_CARRIER): S.HOME_BY_CARRIER,
     (S.DEPOSITED, A.CHECK_IN): S.READY_FOR_PICKUP,
     (S.READY_FOR_PICKUP, A.PICK_UP): S.PICKED_UP,
     (S.READY_FOR_PICKUP, A.EXPIRE): S.EXPIRED,

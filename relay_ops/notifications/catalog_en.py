@@ -311,5 +311,42 @@ EN = LocaleCatalog(
             "Parcel {tracking_number} not delivered on {delivery_day}: it waits for you at"
             " {site_name} until {deadline_short}. Tracking: {tracking_url}"
         ),
+        # No site within reach had room (docs/overflow.md).
+        "depot_hold.email.subject": "Your parcel will arrive later: {site_name}",
+        "depot_hold.email.body": (
+            "Hello,\n"
+            "\n"
+            "The pickup points near {site_name} are full. {carrier_name} keeps your parcel"
+            " {tracking_number} at its depot and will bring it to:\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Opening hours: {opening_hours}\n"
+            "\n"
+            "on {expected_day}. You will receive your pickup code as soon as it arrives.\n"
+            "\n"
+            "Track your parcel: {tracking_url}\n"
+        ),
+        "depot_hold.sms": (
+            "Parcel {tracking_number}: pickup points full, {carrier_name} keeps it and brings"
+            " it to {site_name} on {expected_day}. Code sent on arrival. Tracking:"
+            " {tracking_url}"
+        ),
+        "carrier_home.email.subject": "Your parcel will be delivered to your home",
+        "carrier_home.email.body": (
+            "Hello,\n"
+            "\n"
+            "{site_name} and the pickup points near it are full. Instead, {carrier_name}"
+            " will deliver your parcel {tracking_number} to your home on its round.\n"
+            "\n"
+            "Nothing to collect at the pickup point; {carrier_name} may leave a notice if you"
+            " are out.\n"
+            "\n"
+            "Tracking: {tracking_url}\n"
+        ),
+        "carrier_home.sms": (
+            "Parcel {tracking_number}: {site_name} is full, {carrier_name} will deliver it to"
+            " your home instead. Tracking: {tracking_url}"
+        ),
     },
 )

@@ -316,5 +316,42 @@ FR = LocaleCatalog(
             "Colis {tracking_number} non livre le {delivery_day} : il vous attend chez"
             " {site_name} jusqu'au {deadline_short}. Suivi : {tracking_url}"
         ),
+        # Aucun point à portée n'avait de place (docs/overflow.md).
+        "depot_hold.email.subject": "Votre colis arrivera plus tard : {site_name}",
+        "depot_hold.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Les points de retrait autour de {site_name} sont pleins. {carrier_name} garde"
+            " votre colis n° {tracking_number} à son dépôt et l'apportera à :\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "Horaires : {opening_hours}\n"
+            "\n"
+            "le {expected_day}. Vous recevrez votre code de retrait dès son arrivée.\n"
+            "\n"
+            "Suivre votre colis : {tracking_url}\n"
+        ),
+        "depot_hold.sms": (
+            "Colis {tracking_number} : points de retrait pleins, {carrier_name} le garde et"
+            " l'apporte chez {site_name} le {expected_day}. Code envoyé à l'arrivée. Suivi :"
+            " {tracking_url}"
+        ),
+        "carrier_home.email.subject": "Votre colis sera livré à votre domicile",
+        "carrier_home.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "{site_name} et les points de retrait proches sont pleins. {carrier_name} livrera"
+            " donc votre colis n° {tracking_number} à votre domicile lors de sa tournée.\n"
+            "\n"
+            "Rien à retirer au point relais ; {carrier_name} peut laisser un avis de passage"
+            " en votre absence.\n"
+            "\n"
+            "Suivi : {tracking_url}\n"
+        ),
+        "carrier_home.sms": (
+            "Colis {tracking_number} : {site_name} est plein, {carrier_name} le livrera à"
+            " votre domicile. Suivi : {tracking_url}"
+        ),
     },
 )

@@ -53,6 +53,10 @@ class MessageKind(StrEnum):
     HOME_DELIVERY_PLANNED = "home_planned"
     HOME_DELIVERY_DELIVERED = "home_delivered"
     HOME_DELIVERY_RETURNED = "home_returned"
+    # No site within reach had room (docs/overflow.md): the carrier keeps the parcel until
+    # the day room is expected; or the carrier delivers it home on its own round.
+    DEPOT_HOLD = "depot_hold"
+    CARRIER_HOME = "carrier_home"
 
 
 class Channel(StrEnum):
@@ -101,6 +105,8 @@ class MessageContext:
     # The holding period was shortened (season or overflow): the ready e-mail says why the
     # deadline it states is nearer than usual.
     holding_shortened: bool = False
+    # A parcel the carrier keeps at its depot: the day it is now expected at the site.
+    expected_day: date | None = None
 
     def __post_init__(self) -> None:
         for name in ("deadline", "picked_up_at", "dropped_off_at", "collected_at",
@@ -223,6 +229,7 @@ def _detail_fields(catalog: LocaleCatalog, ctx: MessageContext) -> dict[str, str
         "delivery_day": _maybe_day(ctx.delivery_day, catalog),
         "delivered_at": _maybe_datetime(ctx.delivered_at, catalog, with_year=True),
         "delivered_at_short": _maybe_datetime(ctx.delivered_at, catalog, with_year=False),
+        "expected_day": _maybe_day(ctx.expected_day, catalog),
     }
 
 

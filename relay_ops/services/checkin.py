@@ -39,6 +39,7 @@ from relay_ops.domain.holding import (
     perishable_deadline,
 )
 from relay_ops.domain.lifecycle import Action, State
+from relay_ops.domain.site_kinds import has_shelves
 from relay_ops.services import history, notify
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import issue_credential, recipient_keys
@@ -160,7 +161,7 @@ def _shop_for_check_in(
     if row is None:
         raise NotFound(f"no site {site_id}")
     site, ratio, risk = row
-    if site.kind != "shop":
+    if not has_shelves(site.kind):
         raise ValidationFailed("lockers take parcels through a drop-off session")
     return site, closed_given(site, {c.day for c in site.closing_days}), Stored(ratio, risk)
 
@@ -259,7 +260,7 @@ def _group_of(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group |
     keys = recipient_keys(ctx, parcel.recipient_phone, parcel.recipient_email)
     # Kept on the parcel: a later parcel matches it even once its plain address is gone.
     parcel.recipient_phone_key, parcel.recipient_email_key = keys.phone, keys.email
-    if not keys or site.kind != "shop":
+    if not keys or not has_shelves(site.kind):
         return None
     same = [col == key for col, key in ((Parcel.recipient_phone_key, keys.phone),
                                         (Parcel.recipient_email_key, keys.email)) if key]

@@ -70,7 +70,7 @@ class Settings:
             pickup_code_derivation_key=config["PICKUP_CODE_DERIVATION_KEY"].encode(),
             api_token_pepper=config["API_TOKEN_PEPPER"].encode(),
             staff_token_ttl_hours=int(config["STAFF_TOKEN_TTL_HOURS"]),
-            holding={k: HoldingPolicy(**v) for k, v in config["HOLDING_PERIODS"].items()},
+            holding=_holding_policies(config["HOLDING_PERIODS"]),
             size_classes={k: _dims(v) for k, v in config["SIZE_CLASSES"].items()},
             secret_key=config["SECRET_KEY"],
             argon2_time_cost=int(config["ARGON2_TIME_COST"]),
@@ -162,6 +162,15 @@ def _model_slots(
         for _ in range(int(group.get("count", 1))):
             slots.append(LockerModelSlot(len(slots) + 1, size_class, dims))
     return tuple(slots)
+
+
+def _holding_policies(config: Mapping[str, Any]) -> dict[str, HoldingPolicy]:
+    """Per site kind; a storage site (overflow room run like a counter) keeps parcels as a
+    shop does unless the configuration says otherwise."""
+    policies = {k: HoldingPolicy(**v) for k, v in config.items()}
+    if "storage" not in policies and "shop" in policies:
+        policies["storage"] = policies["shop"]
+    return policies
 
 
 def _dims(value: Any) -> Dims:

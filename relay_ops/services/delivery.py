@@ -144,6 +144,8 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         collected_at=parcel.closed_at if parcel.state == "collected" else None,
         holding_shortened=parcel.holding_rule in SHORTENED_RULES,
         **_home_delivery_facts(session, notification, parcel),
+        # A parcel kept at the carrier's depot: the day it now arrives (services/no_room.py).
+        expected_day=parcel.expected_date if notification.kind == "depot_hold" else None,
     )
     try:
         rendered = render(MessageKind(notification.kind), channel, parcel.recipient_locale,

@@ -25,6 +25,7 @@ from relay_ops.domain import season
 from relay_ops.domain.errors import NotFound
 from relay_ops.domain.hours import ALWAYS_OPEN, DAYS
 from relay_ops.domain.lifecycle import HELD_STATES, State
+from relay_ops.domain.site_kinds import has_shelves
 from relay_ops.services import history
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
@@ -386,7 +387,7 @@ def load_ratio(
         return stored.ratio
     # A shop's fill from its shelf counters, not a count of its held parcels: this runs at
     # every check-in (issue 15). A locker's doors are few: counted as before.
-    occupancy = shelf_load(site, day) if site.kind == "shop" else occupancy_of(session, site)
+    occupancy = shelf_load(site, day) if has_shelves(site.kind) else occupancy_of(session, site)
     return occupancy.held / occupancy.capacity if occupancy.capacity else None
 
 

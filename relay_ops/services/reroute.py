@@ -29,7 +29,7 @@ from relay_ops.domain import forecast as model
 from relay_ops.domain.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from relay_ops.domain.geo import distance_km
 from relay_ops.domain.lifecycle import Action, State
-from relay_ops.services import forecast, history, locker_reservations, notify
+from relay_ops.services import forecast, history, locker_reservations, no_room, notify
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import live_credentials
 from relay_ops.services.principal import Principal, Role, require_parcel, require_role
@@ -269,9 +269,9 @@ def _offer(
     parcel: Parcel, site: Site, day: date, receiving: set[int],
 ) -> dict[str, Any]:
     options = planner.options(site, day)
-    if not options:
-        return {"status": "no-alternative",
-                "detail": "no open site with room within reach that day; the parcel stays"}
+    if not options:  # the operator's no-room policy decides (docs/overflow.md)
+        return no_room.decide(ctx, session, planner, actor, carrier, parcel, site, day,
+                              receiving, move)
     automatic = carrier.reroute_policy == "automatic"
     proposal = RerouteProposal(
         parcel_id=parcel.id, from_site_id=site.id, day=day,

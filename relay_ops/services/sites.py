@@ -1,4 +1,5 @@
-"""Sites (relay shops and lockers), their shelf locations, closing days and occupancy."""
+"""Sites (relay shops, lockers, overflow storage), their shelf locations, closing days and
+occupancy."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ from relay_ops.domain.hours import (
     validate_site_hours,
 )
 from relay_ops.domain.lifecycle import HELD_STATES
+from relay_ops.domain.site_kinds import LOCKER, SITE_KINDS, has_shelves, in_season, season_of
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 
-SITE_KINDS = ("shop", "locker")
 SITE_STATUSES = ("open", "closed", "saturated")
 HELD = [s.value for s in HELD_STATES]
 
@@ -49,6 +50,8 @@ def site_view(site: Site, occupancy: Occupancy | None = None) -> dict[str, Any]:
         "status": site.status,
         "closing_days": [{"day": c.day.isoformat(), "reason": c.reason} for c in site.closing_days],
     }
+    if site.season_from is not None or site.season_to is not None:
+        view["season"] = {"from": _iso_day(site.season_from), "to": _iso_day(site.season_to)}
     if occupancy is not None:
         view["capacity"] = occupancy.capacity
         view["held"] = occupancy.held
@@ -56,10 +59,15 @@ def site_view(site: Site, occupancy: Occupancy | None = None) -> dict[str, Any]:
     return view
 
 
+def _iso_day(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
+
+
 def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, Any]:
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     if data["kind"] not in SITE_KINDS:
         raise ValidationFailed(f"kind is one of {', '.join(SITE_KINDS)}")
+    season_from, season_to = season_of(data["kind"], data.get("season"))
     hours = validate_site_hours(_hours_at_creation(data))
     services = site_services.checked(
         data["services"] if "services" in data else site_services.default_for(data["kind"]))
@@ -79,6 +87,8 @@ def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, A
             step_free_access=data.get("step_free_access", False),
             locker_model=data.get("locker_model"),
             services=services,
+            season_from=season_from,
+            season_to=season_to,
         )
         session.add(site)
         try:
@@ -92,11 +102,12 @@ def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, A
 
 
 def _hours_at_creation(data: dict[str, Any]) -> object:
-    """A locker is open around the clock unless told otherwise; a shop must say when it
-    opens: there is no honest default for a shop, and its messages state the hours."""
+    """A locker is open around the clock unless told otherwise; a shop (or a storage site)
+    must say when it opens: there is no honest default for a counter, and its messages state
+    the hours."""
     if "opening_hours" in data:
         return data["opening_hours"]
-    if data["kind"] == "locker":
+    if data["kind"] == LOCKER:
         return ALWAYS_OPEN
     raise ValidationFailed(
         'a shop needs its opening_hours, e.g. {"mon": [["09:00", "12:30"], ["14:00", "19:00"]]}'
@@ -104,8 +115,9 @@ def _hours_at_creation(data: dict[str, Any]) -> object:
 
 
 def _add_location(ctx: Ctx, session: Session, site: Site, loc: dict[str, Any]) -> Location:
-    if site.kind != "shop":
-        raise ValidationFailed("shelf locations belong to shops; lockers have compartments")
+    if not has_shelves(site.kind):
+        raise ValidationFailed("shelf locations belong to shops and storage sites; lockers "
+                               "have compartments")
     if loc["size_class"] not in ctx.settings.size_classes:
         known = ", ".join(ctx.settings.size_classes)
         raise ValidationFailed(f"size class {loc['size_class']!r} unknown; use {known}")
@@ -240,7 +252,7 @@ class Occupancy:
 def occupancy_of(session: Session, site: Site, day: date | None = None) -> Occupancy:
     """Capacity and parcels held; a shop's capacity counts its temporary shelves of ``day``
     (none when ``day`` is None: the permanent places only)."""
-    if site.kind == "shop":
+    if has_shelves(site.kind):
         capacity = session.scalar(
             select(func.coalesce(func.sum(Location.capacity), 0)).where(
                 Location.site_id == site.id, Location.active.is_(True), in_service_on(day)
@@ -270,7 +282,7 @@ def occupancy(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
     require_site(actor, site_id)
     with ctx.db.read() as session:
         site = site_row(session, site_id)
-        occ = occupancy_of(session, site, today(ctx))
+        occ = occupancy_of(session, site, today)
         by_state = dict(
             session.execute(
                 select(Parcel.state, func.count())
@@ -285,7 +297,7 @@ def occupancy(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
             "free": occ.free,
             "ratio": round(occ.held / occ.capacity, 3) if occ.capacity else None,
             "by_state": by_state,
-            "locations": locations_view(session, site) if site.kind == "shop" else [],
+            "locations": locations_view(session, site) if has_shelves(site.kind) else [],
         }
 
 
@@ -380,15 +392,16 @@ def nearest_with_room(
     ctx: Ctx, session: Session, lat: float, lon: float, *, exclude: int | None = None,
     radius_km: float | None = None, open_now: bool = False, limit: int = 5,
 ) -> list[tuple[Site, float, Occupancy]]:
-    """Sites with free room, nearest first."""
+    """Sites with free room, nearest first (a storage site only in its season)."""
     found = []
+    today = ctx.now().astimezone(ctx.settings.timezone).date()
     for site in session.scalars(select(Site).where(Site.status != "closed")):
-        if site.id == exclude:
+        if site.id == exclude or not in_season(site.season_from, site.season_to, today):
             continue
         km = distance_km(lat, lon, site.latitude, site.longitude)
         if radius_km is not None and km > radius_km:
             continue
-        occ = occupancy_of(session, site, today(ctx))
+        occ = occupancy_of(session, site, today)
         if occ.free <= 0 or (open_now and not site_is_open(ctx, session, site, ctx.now())):
             continue
         found.append((site, km, occ))
@@ -413,7 +426,7 @@ def list_sites(
         for site in session.scalars(query):
             if not site_services.offers_all(site.services or [], wanted):
                 continue
-            occ = occupancy_of(session, site, today(ctx))
+            occ = occupancy_of(session, site, today)
             view = site_view(site, occ)
             if near is not None:
                 view["distance_km"] = round(distance_km(*near, site.latitude, site.longitude), 3)

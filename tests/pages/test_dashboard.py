@@ -5,12 +5,12 @@ from html import unescape
 
 from flask import Flask
 
-from relay_ops.services import checkin, pickup, stats
-from relay_ops.services.principal import Principal, Role
+from relay_ops.services import checkin, pickup, sites, stats
+from relay_ops.services.principal import SYSTEM, Principal, Role
 from relay_ops.web.pages.dashboard import Panel, register_panel
 from tests.conftest import Clock
 from tests.pages.support import Pages
-from tests.support import World
+from tests.support import World, shop
 
 
 def test_occupancy_and_flows_come_from_the_parcel_events(world: World, clock: Clock) -> None:
@@ -85,3 +85,26 @@ def test_the_dashboard_shows_each_site_s_volumes_per_flow(
     assert len(figures) == 9
     total = re.search(r'<tr id="volumes-total">(.*?)</tr>', html, re.S)
     assert total and "<strong>1</strong> <small>/ 2</small>" in total.group(1)
+
+
+def test_the_dashboard_counts_what_the_no_room_policy_decided(operator: Pages,
+                                                              world: World) -> None:
+    assert "Aucun colis sans place dans les jours qui viennent." in operator.text("/ops")
+    storage = dict(shop("salle", 47.5067, -1.2917, [("T1", "L", 3)]), kind="storage",
+                   name="Salle des fêtes")
+    sites.create_site(world.ctx, SYSTEM, storage)
+    assert world.operator.post("/no-room-policies", json={
+        "steps": ["storage", "hold"]}).status_code == 201
+    body = {"reference": "PEAK", "expected_date": "2026-12-02", "parcels": [
+        {"tracking_number": f"DASH{i:08d}", "site": "bourg",
+         "recipient": {"name": "Jeanne", "phone": "+33612345678"}} for i in range(24)]}
+    parcels = world.carrier.post("/manifests", json=body).json["parcels"]
+    steps = [p["reroute"]["decision"]["step"] for p in parcels if "saturation" in p]
+    assert steps.count("storage") >= 1 and steps.count("hold") >= 1  # 3 places, then held
+    html = operator.text("/ops")
+    assert "Aucune place à portée" in html and 'id="no-room-table"' in html
+    row = re.search(r'<td data-label="Site">bourg</td>(.*?)</tr>', html, re.S)
+    assert row is not None
+    counts = [int(n) for n in re.findall(r'<td data-label="[^"]+">(?:⚠ <strong>)?(\d+)', row[1])]
+    assert counts == [steps.count("storage"), steps.count("hold"), 0, 0]
+    assert "stockage de débordement" in html  # the kind of the new site

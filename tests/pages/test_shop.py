@@ -6,11 +6,11 @@ from datetime import date
 from sqlalchemy import func, select
 
 from relay_ops.db.models import ParcelEvent
-from relay_ops.services import credentials, expiry, parcel_views
-from relay_ops.services.principal import Principal, Role
+from relay_ops.services import accounts, credentials, expiry, parcel_views, sites
+from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.pages.support import Pages
-from tests.support import World
+from tests.support import PASSWORD, World, shop
 
 
 def _events(world: World, parcel_id: int, action: str) -> int:
@@ -353,3 +353,26 @@ def test_the_pickup_page_finds_a_parcel_by_code_and_name(marie: Pages, world: Wo
 def test_an_absurd_page_number_is_an_empty_page(marie: Pages, world: World) -> None:
     page = marie.text(f"/shop/{world.shop_id}/parcels?page=99999999999999999999999")
     assert "Aucun colis." in page
+
+
+def test_a_storage_sites_staff_scan_parcels_in_at_its_counter(world: World) -> None:
+    """An overflow storage site (docs/overflow.md) is run like a shop: its staff have the
+    same pages; a parcel sent there by the no-room policy is scanned in on its shelf."""
+    storage = dict(shop("salle", 47.5067, -1.2917, [("T1", "L", 30)]), kind="storage",
+                   name="Salle des fêtes")
+    salle = sites.create_site(world.ctx, SYSTEM, storage)["id"]
+    accounts.create_user(world.ctx, SYSTEM, username="agent", password=PASSWORD,
+                         role="shopkeeper", site_codes=["salle"])
+    assert world.operator.post("/no-room-policies", json={"steps": ["storage"]}).status_code \
+        == 201
+    body = {"reference": "PEAK", "expected_date": "2026-12-02", "parcels": [
+        {"tracking_number": f"STO{i:08d}", "site": "bourg",
+         "recipient": {"name": "Jeanne", "phone": "+33612345678"}} for i in range(20)]}
+    parcels = world.carrier.post("/manifests", json=body).json["parcels"]
+    sent = [p for p in parcels if p.get("reroute", {}).get("site") == "salle"]
+    assert sent
+    agent = Pages.signed_in(world, "agent")
+    assert "Salle des fêtes" in agent.text("/shop")
+    assert agent.text(f"/shop/{salle}/scan")
+    answer = agent.scan(salle, sent[0]["tracking_number"])
+    assert answer["tone"] == "ok" and answer["location"] == "T1", answer

@@ -169,6 +169,7 @@ def pagination(page: int, per_page: int | None) -> tuple[int, int]:
 from relay_ops.web.api import (  # noqa: E402, F401
     home_delivery_routes,
     jobs_routes,
+    no_room_routes,
     outbound_routes,
     producer_routes,
     routes,

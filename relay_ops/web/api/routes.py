@@ -57,14 +57,18 @@ def create_token(principal: Principal, body: s.TokenIn) -> Any:
 # ------------------------------------------------------------------ sites
 
 
-@endpoint("/sites", "POST", summary="Create a relay shop or a locker site", tag="sites",
-          roles=OPERATOR, body=s.SiteIn, status=201, errors=(409,),
+@endpoint("/sites", "POST", summary="Create a relay shop, a locker or an overflow storage site",
+          tag="sites", roles=OPERATOR, body=s.SiteIn, status=201, errors=(409,),
           description="A shop needs its `opening_hours` (its messages state them, its "
                       "deadlines fall on open days); a locker without them is open `24/7`. "
                       "Hours must open at least one day a week. Change them later with "
-                      "`PUT /sites/{id}/opening-hours`.")
+                      "`PUT /sites/{id}/opening-hours`. A `storage` site (a town hall room, a "
+                      "container, a back room opened for the season) is run like a shop "
+                      "(shelf `locations`, hours, staff at its counter) and receives parcels "
+                      "only when no shop within reach has room (docs/overflow.md); its "
+                      "`season` (`from`, `to`, both days included) limits when.")
 def create_site(principal: Principal, body: s.SiteIn) -> Any:
-    data = body.model_dump(mode="json", exclude_none=True)
+    data = body.model_dump(mode="json", exclude_none=True, by_alias=True)
     return 201, sites.create_site(ctx(), principal, data)
 
 

@@ -65,10 +65,20 @@ SERVICES_PATTERN = (r"^(receive|send|cold|home_delivery|locker)"
                     r"(,(receive|send|cold|home_delivery|locker))*$")
 
 
+class SeasonIn(Strict):
+    """The days a storage site takes parcels, both included (either end may be open)."""
+
+    from_: Annotated[date | None, Field(alias="from")] = None
+    to: date | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
 class SiteIn(Strict):
     code: Code
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    kind: Literal["shop", "locker"]
+    # storage: overflow room opened when shops are full (docs/overflow.md), run like a shop.
+    kind: Literal["shop", "locker", "storage"]
     network: str | None = None
     address: Annotated[str, Field(min_length=1, max_length=300)]
     postcode: Annotated[str, Field(min_length=1, max_length=10)]
@@ -82,6 +92,7 @@ class SiteIn(Strict):
     locations: list[LocationIn] = []
     # What it offers the public; by default "receive" (and "locker" for a locker).
     services: list[Service] | None = None
+    season: SeasonIn | None = None
 
 
 Hours = dict[str, list[list[str]]] | Literal["24/7"]
@@ -105,7 +116,7 @@ class SitesQuery(Strict):
     radius_km: Annotated[float | None, Field(gt=0, le=500)] = None
     has_room: bool = False
     open_now: bool = False
-    kind: Literal["shop", "locker"] | None = None
+    kind: Literal["shop", "locker", "storage"] | None = None
     service: Annotated[str | None, Field(
         pattern=SERVICES_PATTERN,
         description="comma-separated services the site must all offer, e.g. `send,cold`")] = None

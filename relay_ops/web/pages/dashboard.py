@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask, current_app, render_template, request
 
-from relay_ops.services import forecast, sites, stats
+from relay_ops.services import forecast, no_room_policies, sites, stats
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp, charts
 from relay_ops.web.pages.security import ctx, requires
@@ -49,6 +50,7 @@ def dashboard(principal: Principal) -> str:
     series = stats.daily(ctx(), principal, chosen, days=14)
     forecasts = forecast.overview(ctx(), principal)
     fc = next((f for f in forecasts if f["id"] == site_id), None)
+    today = forecast.local_day(ctx(), ctx().now())
     return render_template(
         "pages/dashboard.html",
         sites=all_sites,
@@ -64,4 +66,6 @@ def dashboard(principal: Principal) -> str:
         forecasts=forecasts,
         fc=fc,
         forecast_chart=charts.forecast(fc["name"], fc["days"]) if fc else None,
+        # Parcels no site within reach had room for, expected from today on (docs/overflow.md).
+        no_room=no_room_policies.summary(ctx(), principal, today, today + timedelta(days=7)),
     )

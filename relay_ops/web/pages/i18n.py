@@ -120,6 +120,7 @@ def state_label(state: str) -> str:
         "deposited": _("deposited"),
         "out_for_delivery": _("out for home delivery"),
         "delivered": _("delivered home"),
+        "home_by_carrier": _("delivered home by the carrier (no room)"),
     }
     return labels.get(state, state)
 
@@ -154,6 +155,8 @@ def action_label(action: str) -> str:
         "hand_to_courier": _("taken by the courier for home delivery"),
         "deliver": _("delivered home"),
         "return_to_shelf": _("back on the shelf (not delivered)"),
+        "no_room_decision": _("no room within reach: decision taken"),
+        "home_by_carrier": _("to be delivered home by the carrier"),
     }
     return labels.get(action, action.replace("_", " "))
 

@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 
 from relay_ops import qr
 from relay_ops.domain.errors import DomainError, ValidationFailed
+from relay_ops.domain.site_kinds import has_shelves
 from relay_ops.services import (
     accounts,
     checkin,
@@ -37,7 +38,7 @@ MAX_PAGE = 1_000_000  # beyond this the offset overflows SQLite integers
 def _site(principal: Principal, site_id: int) -> dict[str, Any]:
     """The site, or a 404 page when it is not one of the shopkeeper's."""
     site = sites.get_site(ctx(), principal, site_id)
-    if site["kind"] != "shop":
+    if not has_shelves(site["kind"]):  # a shop, or an overflow storage site run like one
         abort(404)
     return site
 
@@ -52,9 +53,9 @@ def _parcel_at(principal: Principal, site: dict[str, Any], parcel_id: int) -> di
 @bp.get("/shop")
 @requires(*STAFF)
 def my_sites(principal: Principal) -> str:
-    return render_template(
-        "pages/my_sites.html", sites=sites.list_sites(ctx(), principal, kind="shop")
-    )
+    counters = [site for site in sites.list_sites(ctx(), principal)
+                if has_shelves(site["kind"])]
+    return render_template("pages/my_sites.html", sites=counters)
 
 
 # ---------------------------------------------------------------- scan station

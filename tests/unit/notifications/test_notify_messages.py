@@ -42,6 +42,7 @@ def a_context(**overrides: object) -> MessageContext:
         courier_name="Marcel Petit",
         delivery_day=date(2026, 12, 1),
         delivered_at=DEADLINE,
+        expected_day=date(2026, 12, 3),
     )
     return replace(ctx, **overrides)
 
@@ -215,6 +216,15 @@ def test_rerouted_message_names_old_and_new_site() -> None:
     message = render(MessageKind.REROUTED, Channel.EMAIL, "fr", a_context())
     assert "prévu chez Consigne Mairie de Nozay" in message.body
     assert "Code de retrait : 482913" in message.body
+
+
+def test_a_parcel_kept_at_the_depot_tells_the_day_it_arrives() -> None:
+    french = render(MessageKind.DEPOT_HOLD, Channel.SMS, "fr", a_context())
+    assert "jeudi 3 décembre" in french.body and "Colissimo" in french.body
+    english = render(MessageKind.DEPOT_HOLD, Channel.EMAIL, "en", a_context())
+    assert "Thursday 3 December" in english.body and "482913" not in english.body
+    with pytest.raises(MissingContextError):
+        render(MessageKind.DEPOT_HOLD, Channel.SMS, "fr", a_context(expected_day=None))
 
 
 def test_rerouted_before_arrival_promises_the_code_later() -> None:
