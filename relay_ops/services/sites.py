@@ -282,7 +282,7 @@ def occupancy(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
     require_site(actor, site_id)
     with ctx.db.read() as session:
         site = site_row(session, site_id)
-        occ = occupancy_of(session, site, today)
+        occ = occupancy_of(session, site, today(ctx))
         by_state = dict(
             session.execute(
                 select(Parcel.state, func.count())
@@ -394,14 +394,14 @@ def nearest_with_room(
 ) -> list[tuple[Site, float, Occupancy]]:
     """Sites with free room, nearest first (a storage site only in its season)."""
     found = []
-    today = ctx.now().astimezone(ctx.settings.timezone).date()
+    day = today(ctx)
     for site in session.scalars(select(Site).where(Site.status != "closed")):
-        if site.id == exclude or not in_season(site.season_from, site.season_to, today):
+        if site.id == exclude or not in_season(site.season_from, site.season_to, day):
             continue
         km = distance_km(lat, lon, site.latitude, site.longitude)
         if radius_km is not None and km > radius_km:
             continue
-        occ = occupancy_of(session, site, today)
+        occ = occupancy_of(session, site, day)
         if occ.free <= 0 or (open_now and not site_is_open(ctx, session, site, ctx.now())):
             continue
         found.append((site, km, occ))
@@ -426,7 +426,7 @@ def list_sites(
         for site in session.scalars(query):
             if not site_services.offers_all(site.services or [], wanted):
                 continue
-            occ = occupancy_of(session, site, today)
+            occ = occupancy_of(session, site, today(ctx))
             view = site_view(site, occ)
             if near is not None:
                 view["distance_km"] = round(distance_km(*near, site.latitude, site.longitude), 3)
