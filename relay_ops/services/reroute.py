@@ -2,14 +2,16 @@
 
 When a manifest would put a site over capacity on the arrival day (the forecast's upper band
 above capacity, see docs/forecast.md), the last parcels of that manifest for that site and
-day are offered other sites: the nearest ones that will have room that day by their own
-forecast (counting the parcels already sent there by this manifest), that open that day, that
+day are offered other sites, the least loaded first with distance weighed in
+(``forecast.reroute_cost``): sites that will have room that day by their own forecast
+(counting the places already promised there, ``services/reservations.py``), that open that day, that
 lie within ``FORECAST.reroute_radius_km`` of the original site (by its area: town or
 countryside), of the same kind, and with step-free access if the original site has it. The
 carrier's ``reroute_policy`` decides what happens: ``automatic`` moves the parcel at once
 (event, message to the recipient, all in the announcement's transaction); ``confirm`` stores
-a proposal the carrier accepts or refuses later. Only announced parcels move: a parcel on a
-shelf stays where it is.
+a proposal the carrier accepts or refuses later. Either way the destination (or, for a
+proposal, its first option) holds a place for the parcel on its day. Only announced parcels
+move: a parcel on a shelf stays where it is.
 """
 
 from __future__ import annotations
@@ -344,10 +346,11 @@ def full_at_drop_off(
     ctx: Ctx, session: Session, parcel: Parcel, origin: Site, actor: Principal,
     fits: Callable[[Site], bool],
 ) -> dict[str, Any] | None:
-    """The carrier stands at a full locker: the parcel goes to the nearest other locker with
-    room for it now (``fits``), else to the nearest relay shop with a shelf place for its
+    """The carrier stands at a full locker: the parcel goes to another locker with room for
+    it now (``fits``), else to a relay shop with a shelf place for its
     size; either open today, within reach, with step-free access if the locker has it, and
-    not flagged today by its forecast. Lockers come first because the recipient chose one
+    not flagged today by its forecast, the cheapest by load and distance, where a place is
+    held for it today. Lockers come first because the recipient chose one
     (open at all hours); a shop within reach still beats taking the parcel back to the depot.
     The move, its ``reroute`` event and the recipient's message (the new address and hours)
     are written in the caller's transaction; the same pickup credential (if one was given
