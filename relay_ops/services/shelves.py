@@ -92,7 +92,8 @@ def no_room(
     else:
         why = (f"{site.name} has no free {parcel_class} place "
                f"({occ.held}/{occ.capacity} held){where}")
+    extra: dict[str, Any] = {"kept_for_reroutes": kept_for_reroutes} if kept_for_reroutes else {}
     return SiteAtCapacity(
         why,
-        nearest_site=suggestion,
+        nearest_site=suggestion, **extra,
     )

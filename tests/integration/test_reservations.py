@@ -6,12 +6,15 @@ import threading
 from typing import Any
 
 import pytest
+from flask import Flask
+from flask_babel import force_locale
 from sqlalchemy import select
 
 from relay_ops.db.models import Parcel, ParcelEvent, PlaceReservation, Site
 from relay_ops.domain.errors import SiteAtCapacity
 from relay_ops.services import accounts, checkin, forecast, manifests, reservations, sites
 from relay_ops.services.principal import SYSTEM
+from relay_ops.web.pages import refusals
 from tests.conftest import Clock
 from tests.integration.test_forecast import TOMORROW, announce_many, automatic_carrier
 from tests.support import World, shop
@@ -98,7 +101,7 @@ def test_a_proposal_holds_its_first_option_until_decided(world: World) -> None:
 
 
 def test_the_counter_keeps_reserved_places_for_their_rerouted_parcels(
-        world: World, clock: Clock) -> None:
+        app: Flask, world: World, clock: Clock) -> None:
     """At the destination, a parcel without a reservation is refused when it would take a
     place held for a rerouted parcel expected today; the rerouted parcels are then taken, and
     their reservations are used."""
@@ -116,8 +119,11 @@ def test_the_counter_keeps_reserved_places_for_their_rerouted_parcels(
 
     for number in direct[:free_for_others]:
         assert checkin.check_in(world.ctx, SYSTEM, pres, number)["status"] == "checked_in"
-    with pytest.raises(SiteAtCapacity, match="keeps its last free places"):
+    with pytest.raises(SiteAtCapacity, match="keeps its last free places") as refused:
         checkin.check_in(world.ctx, SYSTEM, pres, direct[-1])
+    assert refused.value.extra["kept_for_reroutes"] == len(moved)
+    with app.test_request_context(), force_locale("fr"):  # what the scan station says
+        assert refusals.explain(refused.value)[0] == "Places gardées"
     with world.ctx.db.read() as session:
         refusal = session.scalars(select(ParcelEvent.action).join(Parcel).where(
             Parcel.tracking_number == direct[-1]).order_by(ParcelEvent.id)).all()[-1]
