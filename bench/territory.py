@@ -630,8 +630,10 @@ def reroute_figures(ctx: Ctx, shops: list[Shop]) -> dict[str, Any]:
         rows = list(session.execute(
             select(RerouteProposal.status, RerouteProposal.distance_km)
             .where(RerouteProposal.reason.not_like("%full at drop-off%"))))
+        refused_after = _refused_at_destination(session)
     moved = [km for status, km in rows if status in ("automatic", "accepted") and km is not None]
     gone = [km for km, _ in full if km is not None]
+    refused = sum(1 for full_locker in refused_after.values() if not full_locker)
     return {
         "from_full_lockers": {
             "moved": len(full), "to_lockers": sum(1 for _, kind in full if kind == "locker"),
@@ -642,10 +644,27 @@ def reroute_figures(ctx: Ctx, shops: list[Shop]) -> dict[str, Any]:
         "proposals": len(rows),
         "by_status": {s: sum(1 for st, _ in rows if st == s) for s in {st for st, _ in rows}},
         "moved": len(moved),
+        # moved parcels refused at least once at the shop they were sent to (issue 16.1)
+        "refused_at_destination": refused,
+        "refused_at_destination_pct": round(100 * refused / len(moved), 1) if moved else None,
+        "from_full_lockers_refused_at_destination": sum(refused_after.values()),
         "distance_km_mean": round(statistics.mean(moved), 2) if moved else None,
         "distance_km_p95": round(sorted(moved)[int(0.95 * (len(moved) - 1))], 2) if moved else None,
         "distance_km_max": round(max(moved), 2) if moved else None,
     }
+
+
+def _refused_at_destination(session: Any) -> dict[int, bool]:
+    """Parcels refused at the counter of the site a reroute sent them to, after the move:
+    parcel id -> whether that reroute came from a full locker."""
+    rows = session.execute(
+        select(RerouteProposal.parcel_id, RerouteProposal.reason)
+        .join(ParcelEvent, (ParcelEvent.parcel_id == RerouteProposal.parcel_id)
+              & (ParcelEvent.site_id == RerouteProposal.to_site_id)
+              & (ParcelEvent.at >= RerouteProposal.decided_at))
+        .where(RerouteProposal.status.in_(("automatic", "accepted")),
+               ParcelEvent.action == "check_in_refused"))
+    return {parcel_id: "full at drop-off" in reason for parcel_id, reason in rows}
 
 
 def grouping_figures(ctx: Ctx) -> dict[str, int]:

@@ -32,6 +32,7 @@ from relay_ops.services import (
     locker_dropoff,
     outbound,
     reminders,
+    reservations,
     retention,
 )
 from relay_ops.services.context import Ctx
@@ -102,6 +103,10 @@ def _home_delivery_end_of_day(ctx: Ctx, config: Mapping[str, Any]) -> int:
     return len(home_delivery.end_of_day(ctx))
 
 
+def _place_reservations(ctx: Ctx, config: Mapping[str, Any]) -> int:
+    return sum(reservations.sweep(ctx).values())
+
+
 def _locker_reservations(ctx: Ctx, config: Mapping[str, Any]) -> int:
     return locker_dropoff.expire_stale_reservations(ctx)
 
@@ -117,6 +122,8 @@ SWEEPS: dict[str, Sweep | None] = {
     "forecast": _forecast,
     # Idle drop-off sessions time out; the compartments they still held are released.
     "locker-reservations": _locker_reservations,
+    # Places held for rerouted parcels that did not come (their day + grace), or left.
+    "place-reservations": _place_reservations,
     # Sent parcels their carrier has not taken within its agreed delay: one alert each.
     "outbound-overdue": _outbound_overdue,
     # Home deliveries whose day is over: the parcel back on its shelf, deadline extended.

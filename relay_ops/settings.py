@@ -67,6 +67,10 @@ DEFAULTS: dict[str, Any] = {
         # How far a parcel may be sent instead, by the original site's area.
         "reroute_radius_km": {"town": 2.0, "countryside": 10.0},
         "reroute_options": 3,
+        # Candidates ranked by load + reroute_distance_weight * distance / reach.
+        "reroute_distance_weight": 0.5,
+        # A place held for a rerouted parcel lapses this many days after its day.
+        "reservation_grace_days": 1,
     },
     # Shorter holding periods in a season, per site kind, e.g.
     # {"shop": [{"from": "11-20", "to": "12-24", "days": 5}]}; none by default.
@@ -166,6 +170,7 @@ DEFAULTS: dict[str, Any] = {
         "locker-reservations": 60,
         "outbound-overdue": 600,
         "home-delivery-end-of-day": 600,
+        "place-reservations": 600,
     },
     # An outbox row handed to RQ and not done after this long is checked against Redis and
     # handed over again if Redis lost it.

@@ -545,6 +545,34 @@ class NoRoomDecision(Base):
     carrier: Mapped[Carrier | None] = relationship()
 
 
+class PlaceReservation(Base):
+    """One place promised at a shop for one day to a parcel sent there by a reroute (room
+    promised is room held, docs/forecast.md): the forecast, the planner and the check-in all
+    count it.
+
+    ``status``: held (the parcel is expected), used (it was checked in), lapsed (its day and
+    the grace passed without it), released (the parcel went elsewhere, the proposal was
+    refused or decided another way, or the parcel is no longer announced).
+    """
+
+    __tablename__ = "place_reservations"
+    __table_args__ = (
+        Index("ix_place_reservations_site_id", "site_id", "status", "day"),
+        Index("ix_place_reservations_parcel_id", "parcel_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"))
+    day: Mapped[date] = mapped_column(Date)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id", ondelete="CASCADE"))
+    proposal_id: Mapped[int | None] = mapped_column(
+        ForeignKey("reroute_proposals.id", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(10), default="held")
+    created_at: Mapped[datetime] = mapped_column(default=stamp_now)
+    decided_at: Mapped[datetime | None]
+
+
 class FailedAttempt(Base):
     """A refused guess (a pickup code at a site, a password for a username), for throttling."""
 

@@ -439,3 +439,18 @@ def _day(inputs: SiteInputs, day: date, mean: float, var: float, arrivals: float
         closed=inputs.closed_on(day),
         arrivals=round(arrivals, 3),
     )
+
+
+# ---------------------------------------------------------------- where a reroute goes
+
+
+def reroute_cost(high: int, capacity: int, km: float, reach_km: float,
+                 distance_weight: float = 0.5) -> float:
+    """How bad a candidate site is for one more rerouted parcel: its forecast load (the upper
+    band with the parcel, over its capacity) plus ``distance_weight`` times the distance over
+    the reach. Lower is better. The load term keeps reroutes off the biggest, already busy
+    shop when a less loaded one is barely farther; the distance term keeps a far site from
+    winning over a near one that is nearly as free (docs/forecast.md, "Where a reroute goes").
+    """
+    load = high / capacity if capacity > 0 else math.inf
+    return load + distance_weight * (km / reach_km if reach_km > 0 else 0.0)

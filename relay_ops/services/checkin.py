@@ -4,7 +4,7 @@ recipient's) and a message, in one transaction."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select
@@ -40,7 +40,7 @@ from relay_ops.domain.holding import (
 )
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.domain.site_kinds import has_shelves
-from relay_ops.services import history, notify
+from relay_ops.services import history, notify, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import issue_credential, recipient_keys
 from relay_ops.services.forecast import Stored, first_risk_day, stored_ratio
@@ -52,7 +52,7 @@ from relay_ops.services.principal import (
     require_role,
     require_site,
 )
-from relay_ops.services.shelves import allocate_shelf
+from relay_ops.services.shelves import allocate_shelf, class_of
 from relay_ops.services.sites import (
     closed_given,
     closed_on,
@@ -83,15 +83,18 @@ def check_in(
 
     A shop with no free place for it refuses it: the parcel stays announced, with the carrier,
     and a ``check_in_refused`` event says so (the forecast counts it back on the next open
-    day); a parcel registered unannounced by this very check-in is not kept.
+    day); a parcel registered unannounced by this very check-in is not kept. So does a shop
+    whose last free places are held for rerouted parcels expected today, to a parcel without
+    such a reservation; a reserved parcel's check-in uses its reservation
+    (services/reservations.py).
     """
     number = tracking.validate(tracking_number)
     now = ctx.now()
     refusal: SiteAtCapacity | None = None
     with ctx.db.transaction() as session:
         # The site row lock serialises check-ins at one site, so two never take the last place.
-        site, closed, stored = _shop_for_check_in(ctx, session, actor, site_id, now)
-        parcel, scanned = _parcel_for_check_in(session, site, number)
+        site, closed, stored, reserved = _shop_for_check_in(ctx, session, actor, site_id, now)
+        parcel, scanned, reserved_day = _parcel_for_check_in(session, site, number)
         if parcel is not None and parcel.site_id == site.id and parcel.state in HELD:
             return _check_in_answer(parcel, actor, "already_checked_in")
         registered_now = parcel is None
@@ -114,6 +117,8 @@ def check_in(
         order = None if registered_now else parcel.producer_order
         group = _group_to_join(ctx, session, site, parcel)
         try:
+            if reserved_day is None:  # places held for rerouted parcels are not its own
+                reservations.keep_room(ctx, session, site, class_of(ctx, parcel), reserved)
             shelves = [p.location_id for p in group.ready] if group is not None else None
             location = allocate_shelf(ctx, session, site, parcel, shelves,
                                       keep_cold=order is not None and order.keep_cold)
@@ -126,6 +131,8 @@ def check_in(
         else:
             _place(ctx, session, site, parcel, location, now, actor, group, closed,
                    _perishable(order), stored)
+            if reserved_day is not None:
+                reservations.use(ctx, session, parcel.id, site.id)
             if scanned or registered_now:
                 # Decided: it leaves the counter's "not announced" list in this transaction.
                 session.execute(delete(UnannouncedScan).where(
@@ -138,14 +145,15 @@ def check_in(
 
 def _shop_for_check_in(
     ctx: Ctx, session: Session, actor: Principal, site_id: int, now: datetime
-) -> tuple[Site, ClosedOn, Stored]:
+) -> tuple[Site, ClosedOn, Stored, int]:
     """The shop, row-locked, with its closing days from yesterday on (all a deadline from now
     can meet) and today's stored forecast ratio (the holding period's input), then its shelf
     locations (their counters are the shelf policy's input); and the days it does not open.
 
     The locations come in a statement of their own, after the lock: PostgreSQL re-reads a
     row it waited to lock, but not the rows joined to it, which would be the counters as
-    they were before the check-in that held the lock."""
+    they were before the check-in that held the lock. The places held for rerouted parcels
+    expected today come as a column of the same statement."""
     require_role(actor, *STAFF, Role.SYSTEM)
     require_site(actor, site_id)
     today = now.astimezone(ctx.settings.timezone).date()
@@ -153,33 +161,40 @@ def _shop_for_check_in(
     # shop's standard period.
     until = today + timedelta(days=ctx.settings.holding["shop"].days)
     row = session.execute(
-        select(Site, stored_ratio(today), first_risk_day(today, until)).where(Site.id == site_id)
+        select(Site, stored_ratio(today), first_risk_day(today, until),
+               reservations.reserved_here(ctx, today))
+        .where(Site.id == site_id)
         .options(joinedload(Site.closing_days.and_(ClosingDay.day >= today - timedelta(days=1))),
                  selectinload(Site.locations))
         .with_for_update(of=Site)
     ).unique().one_or_none()
     if row is None:
         raise NotFound(f"no site {site_id}")
-    site, ratio, risk = row
+    site, ratio, risk, reserved = row
     if not has_shelves(site.kind):
         raise ValidationFailed("lockers take parcels through a drop-off session")
-    return site, closed_given(site, {c.day for c in site.closing_days}), Stored(ratio, risk)
+    closed = closed_given(site, {c.day for c in site.closing_days})
+    return site, closed, Stored(ratio, risk), int(reserved or 0)
 
 
-def _parcel_for_check_in(session: Session, site: Site, number: str) -> tuple[Parcel | None, bool]:
-    """The parcel, row-locked, with its carrier (the answer names it), and whether the shop's
-    counter lists it as scanned unannounced, in one statement."""
+def _parcel_for_check_in(
+    session: Session, site: Site, number: str
+) -> tuple[Parcel | None, bool, date | None]:
+    """The parcel, row-locked, with its carrier (the answer names it), whether the shop's
+    counter lists it as scanned unannounced, and the day of the place held for it here (a
+    reroute's), in one statement."""
     scanned = select(UnannouncedScan.site_id).where(
         UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number
     ).exists()
     # A producer's order comes with its parcel, in the same statement.
     row = session.execute(
-        select(Parcel, scanned).where(Parcel.tracking_number == number)
+        select(Parcel, scanned, reservations.reservation_day(site.id))
+        .where(Parcel.tracking_number == number)
         .outerjoin(ProducerOrder, ProducerOrder.parcel_id == Parcel.id)
         .options(joinedload(Parcel.carrier), contains_eager(Parcel.producer_order))
         .with_for_update(of=Parcel)
     ).first()
-    return (row[0], bool(row[1])) if row is not None else (None, False)
+    return (row[0], bool(row[1]), row[2]) if row is not None else (None, False, None)
 
 
 def _check_in_answer(parcel: Parcel, actor: Principal, status: str) -> dict[str, Any]:

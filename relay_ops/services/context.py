@@ -36,6 +36,10 @@ class ForecastSettings:
         default_factory=lambda: {"town": 2.0, "countryside": 10.0}
     )
     reroute_options: int = 3
+    # Rank candidates by load and distance (domain.forecast.reroute_cost).
+    reroute_distance_weight: float = 0.5
+    # A place held for a rerouted parcel is still kept this many days after its day.
+    reservation_grace_days: int = 1
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from relay_ops.domain.errors import NotFound
 from relay_ops.domain.hours import ALWAYS_OPEN, DAYS
 from relay_ops.domain.lifecycle import HELD_STATES, State
 from relay_ops.domain.site_kinds import has_shelves
-from relay_ops.services import history
+from relay_ops.services import history, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 from relay_ops.services.sites import closed_on, in_service_on, occupancy_of, shelf_load
@@ -79,7 +79,9 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
         capacity=occupancy_of(session, site).capacity,
         extra_capacity=temporary_capacity(session, site, today, settings.horizon_days),
         held=_held(ctx, session, site, today, closed),
-        announced=_announced(ctx, session, site, today, closed),
+        # Places held here for proposals' parcels, still announced elsewhere (room promised).
+        announced=_announced(ctx, session, site, today, closed)
+        + reservations.promised_arrivals(ctx, session, site, today),
         **_arrival_rates(ctx, session, site, check_ins, now, closed),
         hazards=_hazards(ctx, session, site, check_ins, today, closed),
         holding_days=ctx.settings.holding[site.kind].days,
@@ -416,10 +418,12 @@ def site_forecast(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
         if site is None:
             raise NotFound(f"no site {site_id}")
         days = refresh(ctx, session, site)
+        reserved = reservations.reserved_per_day(ctx, session, site.id)
         return {
             "site": site.code,
             "computed_at": ctx.now().isoformat(),
-            "days": [day_view(d) for d in days],
+            # reserved: places held for rerouted parcels that day (counted in predicted)
+            "days": [{**day_view(d), "reserved": reserved.get(d.day, 0)} for d in days],
             "days_at_risk": [d.day.isoformat() for d in days if d.at_risk],
         }
 

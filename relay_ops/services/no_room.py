@@ -73,7 +73,7 @@ class Planner(Protocol):
     def record_move(self, origin: Site, site: Site, day: date) -> None: ...
 
 
-Move = Callable[[Ctx, Session, Parcel, Site, float, RerouteProposal, Principal], None]
+Move = Callable[[Ctx, Session, Parcel, Site, float, RerouteProposal, Principal], object]
 
 # Per announcement (its planner): the (step, site, day) that could not take a parcel, and why.
 # Adding parcels never lowers a forecast (a property test says so), so the storage and hold

@@ -2,14 +2,16 @@
 
 When a manifest would put a site over capacity on the arrival day (the forecast's upper band
 above capacity, see docs/forecast.md), the last parcels of that manifest for that site and
-day are offered other sites: the nearest ones that will have room that day by their own
-forecast (counting the parcels already sent there by this manifest), that open that day, that
+day are offered other sites, the least loaded first with distance weighed in
+(``forecast.reroute_cost``): sites that will have room that day by their own forecast
+(counting the places already promised there, ``services/reservations.py``), that open that day, that
 lie within ``FORECAST.reroute_radius_km`` of the original site (by its area: town or
 countryside), of the same kind, and with step-free access if the original site has it. The
 carrier's ``reroute_policy`` decides what happens: ``automatic`` moves the parcel at once
 (event, message to the recipient, all in the announcement's transaction); ``confirm`` stores
-a proposal the carrier accepts or refuses later. Only announced parcels move: a parcel on a
-shelf stays where it is.
+a proposal the carrier accepts or refuses later. Either way the destination (or, for a
+proposal, its first option) holds a place for the parcel on its day. Only announced parcels
+move: a parcel on a shelf stays where it is.
 """
 
 from __future__ import annotations
@@ -23,13 +25,20 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import Carrier, Parcel, RerouteProposal, Site
+from relay_ops.db.models import Carrier, Parcel, PlaceReservation, RerouteProposal, Site
 from relay_ops.domain import credentials as creds
 from relay_ops.domain import forecast as model
 from relay_ops.domain.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from relay_ops.domain.geo import distance_km
 from relay_ops.domain.lifecycle import Action, State
-from relay_ops.services import forecast, history, locker_reservations, no_room, notify
+from relay_ops.services import (
+    forecast,
+    history,
+    locker_reservations,
+    no_room,
+    notify,
+    reservations,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import live_credentials
 from relay_ops.services.principal import Principal, Role, require_parcel, require_role
@@ -54,6 +63,7 @@ class Option:
     site: Site
     km: float
     day: model.DayForecast
+    cost: float
 
     def view(self) -> dict[str, Any]:
         return {
@@ -65,59 +75,54 @@ class Option:
 
 
 class Planner:
-    """Candidate sites' forecast inputs, read once per announcement, plus the room it has
-    already given away: parcels it moved, and places promised to proposals.
+    """Candidate sites' forecast inputs, read once per announcement, plus the room promised
+    since they were read.
 
-    A proposal awaiting the carrier holds one place at its first option (the nearest, the one
-    a carrier takes first) on its day, whether it was made by this announcement or an earlier
-    one: without that, every parcel of a big manifest is proposed the same nearest site, the
-    carrier accepts them one by one and the last ones find it full. The other options are
-    alternatives, checked again when chosen.
+    Every place a reroute promises is a stored reservation (services/reservations.py): a
+    parcel moved holds one at its new site, a proposal awaiting the carrier one at its first
+    option (the one a carrier takes first), whether it was made by this announcement or an
+    earlier one. A site's forecast counts them (the moved parcel as announced there, the
+    proposal's place as an arrival), so inputs read after a promise see it; ``promised``
+    covers those made since a site's inputs were read here. Without the proposals' places,
+    every parcel of a big manifest was proposed the same site, the carrier accepted them one
+    by one and the last ones found it full.
+
+    A candidate's row is locked before its forecast is read (``FOR UPDATE SKIP LOCKED``):
+    two announcements cannot both promise a site's last place, and one never waits for
+    another (which, holding its own sites, might be waiting for this one): a site another
+    transaction holds is skipped as a candidate.
     """
 
     def __init__(self, ctx: Ctx, session: Session) -> None:
         self.ctx, self.session = ctx, session
         self.inputs: dict[int, model.SiteInputs] = {}
-        self.sent: dict[tuple[int, date], int] = defaultdict(int)
+        self.since_read: dict[tuple[int, date], int] = defaultdict(int)
         self.changed: set[int] = set()  # sites a parcel left or joined since their inputs
+        self.locked: set[int] = set()
         self.sites = list(session.scalars(select(Site).where(Site.status == "open")))
-        self.site_ids = {site.code: site.id for site in self.sites}
-        self.held = self._pending_holds()
-
-    def _pending_holds(self) -> dict[tuple[int, date], int]:
-        """Places held by proposals still awaiting their carrier, per (first option, day).
-
-        Only a proposal that can still be accepted holds a place: its day not past, its
-        parcel still announced at the site it was proposed away from.
-        """
-        today = forecast.local_day(self.ctx, self.ctx.now())
-        rows = self.session.execute(
-            select(RerouteProposal.options, RerouteProposal.day)
-            .join(Parcel, Parcel.id == RerouteProposal.parcel_id)
-            .where(RerouteProposal.status == "proposed", RerouteProposal.day >= today,
-                   Parcel.state == State.ANNOUNCED.value,
-                   Parcel.site_id == RerouteProposal.from_site_id)
-        )
-        held: dict[tuple[int, date], int] = defaultdict(int)
-        for options, day in rows:
-            first = self.site_ids.get(options[0]["site"]) if options else None
-            if first is not None:
-                held[(first, day)] += 1
-        return held
 
     def promised(self, site: Site, day: date) -> int:
-        """Parcels on their way to ``site`` for ``day`` that its stored inputs do not count."""
-        return self.sent[(site.id, day)] + self.held[(site.id, day)]
+        """Places promised at ``site`` for ``day`` (reservations) that its inputs, read
+        earlier in this transaction, do not count yet."""
+        return self.since_read[(site.id, day)]
 
-    def hold(self, site: Site, day: date) -> None:
-        """A proposal made now holds a place at its first option."""
-        self.held[(site.id, day)] += 1
+    def record_hold(self, site: Site, day: date) -> None:
+        """A place was reserved at ``site``: inputs read later see it; cached ones do not."""
+        if site.id in self.inputs:
+            self.since_read[(site.id, day)] += 1
 
-    def release(self, proposal: RerouteProposal) -> None:
-        """The proposal is being decided: its own place must not count against it."""
-        first = self.site_ids.get(proposal.options[0]["site"]) if proposal.options else None
-        if first is not None and self.held[(first, proposal.day)] > 0:
-            self.held[(first, proposal.day)] -= 1
+    def lock(self, site: Site) -> bool:
+        """The site's row, locked for this transaction unless another one holds it (False:
+        skip it). Its forecast inputs are read after the lock, never before."""
+        if site.id in self.locked:
+            return True
+        found = self.session.scalar(
+            select(Site.id).where(Site.id == site.id).with_for_update(skip_locked=True)
+        )
+        if found is None:
+            return False
+        self.locked.add(site.id)
+        return True
 
     def day_with(self, site: Site, day: date, extra: int) -> model.DayForecast | None:
         """The site's forecast for ``day`` with what is promised to it that day, plus
@@ -139,16 +144,16 @@ class Planner:
 
     def record_move(self, origin: Site, site: Site, day: date) -> None:
         # Inputs read after the move see the parcel already; only cached ones need counting.
-        if site.id in self.inputs:
-            self.sent[(site.id, day)] += 1
+        self.record_hold(site, day)
         self.changed |= {origin.id, site.id}
 
     def options(
         self, origin: Site, day: date, accept: Callable[[Site], bool] | None = None,
         kind: str | None = None,
     ) -> list[Option]:
-        """The nearest sites of ``kind`` (the origin's by default) that can take one more
-        parcel on ``day`` (and that ``accept`` takes, when given), nearest first."""
+        """The sites of ``kind`` (the origin's by default) within reach that can take one
+        more parcel on ``day`` (and that ``accept`` takes, when given), the cheapest first by
+        :func:`model.reroute_cost` (load and distance, docs/forecast.md)."""
         settings = self.ctx.settings.forecast
         radii = settings.reroute_radius_km
         radius = radii.get(origin.area, min(radii.values()))
@@ -164,11 +169,15 @@ class Planner:
                 continue
             if accept is not None and not accept(site):
                 continue
+            if not self.lock(site):
+                continue  # another announcement is promising its room right now
             outlook = self.day_with(site, day, 1)
             if outlook is None or outlook.closed or outlook.at_risk:
                 continue
-            found.append(Option(site, km, outlook))
-        found.sort(key=lambda o: o.km)
+            cost = model.reroute_cost(outlook.high, outlook.capacity, km, radius,
+                                      settings.reroute_distance_weight)
+            found.append(Option(site, km, outlook, cost))
+        found.sort(key=lambda o: (o.cost, o.km))
         return found[: settings.reroute_options]
 
 
@@ -285,20 +294,24 @@ def _offer(
     }
     best = options[0]
     if automatic:
-        move(ctx, session, parcel, best.site, best.km, proposal, actor)
+        held = move(ctx, session, parcel, best.site, best.km, proposal, actor)
         planner.record_move(site, best.site, day)
-        receiving.add(best.site.id)
         answer["site"] = best.site.code
     else:
-        planner.hold(best.site, day)
+        # The first option's place waits for the carrier's answer.
+        held = reservations.hold(ctx, session, parcel, best.site, day, proposal)
+        planner.record_hold(best.site, day)
+    receiving.add(best.site.id)  # its forecast now counts the place
+    answer["reservation"] = reservations.view(session, held)
     return answer
 
 
 def move(
     ctx: Ctx, session: Session, parcel: Parcel, to: Site, km: float, proposal: RerouteProposal,
     actor: Principal,
-) -> None:
-    """The reroute itself: new destination, codes valid there, event, message; one transaction."""
+) -> PlaceReservation:
+    """The reroute itself: new destination, codes valid there, a place held there for the
+    proposal's day (any place held before released), event, message; one transaction."""
     if parcel.state != State.ANNOUNCED.value:
         raise InvalidTransition(
             f"{parcel.tracking_number} is {parcel.state}: a parcel on a shelf is never moved",
@@ -318,6 +331,7 @@ def move(
               "policy": proposal.status},
     )
     notify.queue(session, parcel, "rerouted", str(proposal.id))
+    return reservations.hold(ctx, session, parcel, to, proposal.day, proposal)
 
 
 def _carry_credentials(ctx: Ctx, session: Session, parcel: Parcel) -> None:
@@ -339,10 +353,11 @@ def full_at_drop_off(
     ctx: Ctx, session: Session, parcel: Parcel, origin: Site, actor: Principal,
     fits: Callable[[Site], bool],
 ) -> dict[str, Any] | None:
-    """The carrier stands at a full locker: the parcel goes to the nearest other locker with
-    room for it now (``fits``), else to the nearest relay shop with a shelf place for its
+    """The carrier stands at a full locker: the parcel goes to another locker with room for
+    it now (``fits``), else to a relay shop with a shelf place for its
     size; either open today, within reach, with step-free access if the locker has it, and
-    not flagged today by its forecast. Lockers come first because the recipient chose one
+    not flagged today by its forecast, the cheapest by load and distance, where a place is
+    held for it today. Lockers come first because the recipient chose one
     (open at all hours); a shop within reach still beats taking the parcel back to the depot.
     The move, its ``reroute`` event and the recipient's message (the new address and hours)
     are written in the caller's transaction; the same pickup credential (if one was given
@@ -361,10 +376,11 @@ def full_at_drop_off(
     )
     session.add(proposal)
     session.flush()
-    move(ctx, session, parcel, best.site, best.km, proposal, actor)
+    held = move(ctx, session, parcel, best.site, best.km, proposal, actor)
     forecast.refresh(ctx, session, origin)
     forecast.refresh(ctx, session, best.site)
-    return {"proposal_id": proposal.id, **best.view()}
+    return {"proposal_id": proposal.id, **best.view(),
+            "reservation": reservations.view(session, held)}
 
 
 # ---------------------------------------------------------------- the carrier decides
@@ -405,6 +421,7 @@ def _refuse(
     ctx: Ctx, session: Session, parcel: Parcel, proposal: RerouteProposal, actor: Principal
 ) -> None:
     proposal.status, proposal.decided_at = "refused", ctx.now()
+    reservations.release_proposal(ctx, session, proposal)
     history.record(session, parcel, "reroute_refused", parcel.state, actor, ctx.now(),
                    data={"proposal": proposal.id})
 
@@ -418,8 +435,10 @@ def _accept(
     target = session.scalar(select(Site).where(Site.code == site_code).with_for_update())
     if target is None or target.status != "open":
         raise RerouteSiteFull(f"{site_code} no longer takes parcels")
+    # The proposal's own place is freed first, so it is not counted against it.
+    reservations.release_proposal(ctx, session, proposal)
     planner = Planner(ctx, session)
-    planner.release(proposal)
+    planner.locked.add(target.id)
     outlook = planner.day_with(target, proposal.day, 1)
     if outlook is None or outlook.at_risk:
         raise RerouteSiteFull(
@@ -451,6 +470,7 @@ def proposal_view(session: Session, proposal: RerouteProposal) -> dict[str, Any]
         "distance_km": proposal.distance_km,
         "created_at": proposal.created_at.isoformat(),
         "decided_at": proposal.decided_at.isoformat() if proposal.decided_at else None,
+        "reservation": reservations.view(session, reservations.for_proposal(session, proposal.id)),
     }
 
 

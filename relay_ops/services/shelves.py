@@ -51,7 +51,7 @@ def allocate_shelf(
             "keep-cold item; free one, or keep the item back", site=site.code,
         )
     if chosen is None:
-        raise _no_room(ctx, session, site, parcel_class)
+        raise no_room(ctx, session, site, parcel_class)
     return locations[chosen.id]
 
 
@@ -75,7 +75,11 @@ def shelf_takes(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> bool:
     return sizing.choose_shelf(ctx.settings.size_classes, slots, class_of(ctx, parcel)) is not None
 
 
-def _no_room(ctx: Ctx, session: Session, site: Site, parcel_class: str) -> SiteAtCapacity:
+def no_room(
+    ctx: Ctx, session: Session, site: Site, parcel_class: str, *, kept_for_reroutes: int = 0
+) -> SiteAtCapacity:
+    """The refusal for lack of room; ``kept_for_reroutes``: the shop's last free places are
+    held for that many rerouted parcels expected today (services/reservations.py)."""
     nearest = nearest_with_room(ctx, session, site.latitude, site.longitude, exclude=site.id)
     occ = occupancy_of(session, site, today(ctx))
     if nearest:
@@ -87,7 +91,14 @@ def _no_room(ctx: Ctx, session: Session, site: Site, parcel_class: str) -> SiteA
         }
     else:
         where, suggestion = "; no other site has room", None
+    if kept_for_reroutes:
+        why = (f"{site.name} keeps its last free places for {kept_for_reroutes} rerouted "
+               f"parcel(s) expected today ({occ.held}/{occ.capacity} held){where}")
+    else:
+        why = (f"{site.name} has no free {parcel_class} place "
+               f"({occ.held}/{occ.capacity} held){where}")
+    extra: dict[str, Any] = {"kept_for_reroutes": kept_for_reroutes} if kept_for_reroutes else {}
     return SiteAtCapacity(
-        f"{site.name} has no free {parcel_class} place ({occ.held}/{occ.capacity} held){where}",
-        nearest_site=suggestion,
+        why,
+        nearest_site=suggestion, **extra,
     )

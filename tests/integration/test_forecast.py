@@ -234,16 +234,18 @@ def first_options(parcels: list[dict[str, Any]]) -> list[str | None]:
 def test_one_manifest_spreads_its_proposals_over_the_neighbours_with_room(
     world: World,
 ) -> None:
-    """A big manifest's proposals do not all point at the nearest site: each one holds a place
-    there, so once it has no room left the next parcels are proposed the next site, and the
-    carrier can accept every first option in turn."""
+    """A big manifest's proposals do not all point at one site: each one holds a place there,
+    so as its load grows the next parcels are proposed the other site, and the carrier can
+    accept every first option in turn. By load and distance (reroute_cost), not nearest
+    first: the big shop 1.6 km away is proposed before the small one 1.5 km away, which gets
+    parcels once the big one's load outweighs the 100 m."""
     near_shop(world, "pres", capacity=6)  # 1.5 km north: room for a few parcels
     near_shop_south = sites.create_site(  # 1.6 km south: plenty of room
         world.ctx, SYSTEM, shop("sud", 47.5023, -1.2917, [("A1", "L", 40)]))["id"]
     answer = announce_many(world.carrier, 40)
     firsts = first_options(answer["parcels"])
     assert firsts.count("pres") >= 1 and firsts.count("sud") >= 1
-    assert firsts.index("sud") > firsts.index("pres")  # the nearest first, while it has room
+    assert firsts.index("pres") > firsts.index("sud")  # the less loaded first
     for parcel in answer["parcels"]:
         if "saturation" not in parcel or not parcel["reroute"].get("options"):
             continue

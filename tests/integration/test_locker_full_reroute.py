@@ -13,6 +13,7 @@ from relay_ops.db.models import (
     Parcel,
     ParcelEvent,
     PickupCredential,
+    PlaceReservation,
     RerouteProposal,
     Site,
 )
@@ -195,12 +196,16 @@ def test_with_no_locker_in_reach_the_nearest_shop_with_room_takes_it(world: Worl
     assert answer["status"] == "rerouted"
     assert answer["rerouted_to"]["site"] == "bourg"
     assert 0.5 < answer["rerouted_to"]["distance_km"] < 1.0
+    # a place held at the shop for today, which its counter keeps for the parcel
+    assert answer["rerouted_to"]["reservation"]["site"] == "bourg"
+    assert answer["rerouted_to"]["reservation"]["status"] == "held"
     moved = parcel(world, "LOCKERSHOP01")
     assert moved.site_id == world.shop_id and moved.state == "announced"
     with world.ctx.db.read() as db:
         proposal = db.scalar(select(RerouteProposal).where(RerouteProposal.parcel_id == moved.id))
         assert proposal is not None and proposal.status == "automatic"
-        # nearest first; "voisin" (9.9 km) is in the countryside's 10 km reach
+        # the cheapest first (nearer and as empty); "voisin" (9.9 km) is in the
+        # countryside's 10 km reach
         assert [o["site"] for o in proposal.options] == ["bourg", "voisin"]
         told = list(db.scalars(select(Notification.kind).where(
             Notification.parcel_id == moved.id)))
@@ -209,6 +214,9 @@ def test_with_no_locker_in_reach_the_nearest_shop_with_room_takes_it(world: Worl
     checked_in = world.check_in("LOCKERSHOP01")
     assert checked_in.status_code in (200, 201), checked_in.json
     assert parcel(world, "LOCKERSHOP01").state == "ready_for_pickup"
+    with world.ctx.db.read() as db:
+        assert db.scalar(select(PlaceReservation.status).where(
+            PlaceReservation.parcel_id == moved.id)) == "used"
 
 
 def test_a_locker_in_reach_comes_before_a_nearer_shop(world: World) -> None:

@@ -19,7 +19,9 @@ from relay_ops.domain.forecast import (
     learn_arrival_rate,
     learn_hazards,
     learn_lead_share,
+    reroute_cost,
 )
+from relay_ops.domain.reservations import keeps_room_for_others
 
 TUESDAY = date(2026, 12, 1)
 
@@ -270,3 +272,37 @@ def test_with_a_trend_monotonic_in_announced_arrivals(
     for b, a in zip(before, after, strict=True):
         assert a.predicted >= b.predicted - 1e-9
         assert a.high >= b.high
+
+
+# ---------------------------------------------------------------- where a reroute goes
+
+
+def test_reroute_cost_prefers_the_less_loaded_site_at_the_same_distance() -> None:
+    assert reroute_cost(10, 40, 1.0, 2.0) < reroute_cost(10, 15, 1.0, 2.0)
+
+
+def test_reroute_cost_prefers_the_nearer_site_at_the_same_load() -> None:
+    assert reroute_cost(5, 20, 0.5, 10.0) < reroute_cost(5, 20, 4.0, 10.0)
+
+
+def test_a_big_near_shop_already_busy_loses_to_a_freer_one_farther_within_reach() -> None:
+    """The territory's largest town shop, 90 % full that day at 0.3 km, against a village
+    shop 20 % full at 6 km of a 10 km reach: the village shop (0.2 + 0.3 against 0.9 + 0.015)."""
+    big_near = reroute_cost(36, 40, 0.3, 10.0)
+    free_far = reroute_cost(4, 20, 6.0, 10.0)
+    assert free_far < big_near
+    # Nearly as free, the near one keeps the parcel: distance still counts.
+    assert reroute_cost(5, 20, 0.3, 10.0) < free_far
+
+
+def test_reroute_cost_weights_distance_by_the_setting() -> None:
+    assert reroute_cost(10, 20, 2.0, 4.0) == 0.5 + 0.5 * 0.5
+    assert reroute_cost(10, 20, 2.0, 4.0, distance_weight=0.0) == 0.5
+    assert reroute_cost(1, 0, 0.1, 4.0) == math.inf  # a site with no places never wins
+
+
+def test_the_counter_keeps_held_places_for_the_parcels_they_were_promised_to() -> None:
+    assert keeps_room_for_others(3, 2)  # one place left once two are set aside
+    assert not keeps_room_for_others(2, 2)
+    assert not keeps_room_for_others(0, 0)
+    assert keeps_room_for_others(1, 0)

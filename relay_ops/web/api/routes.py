@@ -142,8 +142,9 @@ def get_occupancy(principal: Principal, site_id: int) -> Any:
           tag="sites", roles=STAFF, errors=(404,),
           description="For today and each of the next 7 days: the parcels predicted on hand at "
                       "the day's peak with a 90 % band (`low`, `high`), the capacity, whether the "
-                      "site is closed, and `at_risk` when the band's top exceeds the capacity. "
-                      "See docs/forecast.md.")
+                      "site is closed, `at_risk` when the band's top exceeds the capacity, and "
+                      "`reserved`: places held that day for rerouted parcels (counted in the "
+                      "prediction). See docs/forecast.md.")
 def get_forecast(principal: Principal, site_id: int) -> Any:
     return forecasts.site_forecast(ctx(), principal, site_id)
 
@@ -385,7 +386,8 @@ def declare(principal: Principal, parcel_id: int, body: s.DeclarationIn) -> Any:
                       "carrier's policy is `confirm`, the answer proposes sites. Send one of "
                       "them as `site`, or `refuse: true` to keep the destination. A site that "
                       "was not proposed, or a parcel already checked in, is refused (409): a "
-                      "parcel on a shelf is never moved.")
+                      "parcel on a shelf is never moved. An accepted site holds a place for "
+                      "the parcel on its day (`reservation`); the counter keeps it for it.")
 def decide_reroute(principal: Principal, parcel_id: int, body: s.RerouteDecisionIn) -> Any:
     accept = body.root if isinstance(body.root, s.RerouteAccept) else None
     return reroute.decide(ctx(), principal, parcel_id,

@@ -26,6 +26,13 @@ def explain(err: DomainError) -> tuple[str, str]:
             return _("Not announced"), _(
                 "No carrier announced this parcel. Accept it only if the label is readable "
                 "and addressed to this shop.")
+        case "site-at-capacity" if extra.get("kept_for_reroutes"):
+            # Free places on the shelves, but promised to parcels rerouted here: say so, or
+            # the shopkeeper sees room the screen denies.
+            return _("Places kept"), _(
+                "The last free places are kept for %(count)s rerouted parcel(s) expected "
+                "today. Give this one back to the driver: it comes back on the next round.",
+                count=extra["kept_for_reroutes"])
         case "site-at-capacity":
             return _("Shop full"), _shop_full(extra.get("nearest_site"))
         case "wrong-site":

@@ -1,0 +1,219 @@
+"""Room promised is room held (issue 16.1): a place at a site, for one day, for one parcel a
+reroute sends there.
+
+A reroute (an automatic move, an accepted proposal, a full locker's parcel sent on) holds one
+place at its destination for the parcel's day; a proposal awaiting its carrier holds one at
+its first option. Three readers count the held places (docs/forecast.md, "Room promised is
+room held"):
+
+- the destination's forecast (:func:`promised_arrivals`): only the places of parcels still
+  announced elsewhere (proposals), since a parcel moved there is announced there already;
+- the reroute planner (``reroute.Planner``), through that forecast, before it promises more;
+- the check-in (:func:`reserved_here`, :func:`reservation_day`, :func:`keep_room`): a parcel
+  without a reservation may not take a place held for a rerouted parcel expected that day; a
+  reserved parcel's check-in uses its reservation.
+
+A held place stops counting as soon as its parcel is no longer announced (checked in,
+cancelled, returned: every reader joins the parcel), and the periodic sweep
+(:func:`sweep`, ``place-reservations`` in the scheduler) writes it down: lapsed when the
+parcel did not come by its day plus ``FORECAST.reservation_grace_days``; used or released
+when the parcel left the announced state. A parcel rerouted again releases its earlier place.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import ScalarSelect, and_, exists, func, select, update
+from sqlalchemy.orm import Session
+
+from relay_ops.db.models import Parcel, PlaceReservation, RerouteProposal, Site
+from relay_ops.domain import forecast as model
+from relay_ops.domain import reservations as rule
+from relay_ops.domain.lifecycle import State
+from relay_ops.services.context import Ctx
+from relay_ops.services.shelves import no_room
+
+HELD, USED, LAPSED, RELEASED = "held", "used", "lapsed", "released"
+ANNOUNCED = State.ANNOUNCED.value
+
+
+def _today(ctx: Ctx) -> date:
+    return ctx.now().astimezone(ctx.settings.timezone).date()
+
+
+def _live() -> Any:
+    """Held, and its parcel still announced: the places that count."""
+    return and_(PlaceReservation.status == HELD, Parcel.state == ANNOUNCED)
+
+
+# ---------------------------------------------------------------- holding and releasing
+
+
+def hold(
+    ctx: Ctx, session: Session, parcel: Parcel, site: Site, day: date,
+    proposal: RerouteProposal,
+) -> PlaceReservation:
+    """One place at ``site`` on ``day`` for ``parcel``; a place it held elsewhere is released
+    (a parcel rerouted again keeps one promise, the last)."""
+    release_parcel(ctx, session, parcel.id)
+    reservation = PlaceReservation(
+        site_id=site.id, day=day, parcel_id=parcel.id, proposal_id=proposal.id,
+        reason=proposal.reason, status=HELD, created_at=ctx.now(),
+    )
+    session.add(reservation)
+    session.flush()
+    return reservation
+
+
+def release_parcel(ctx: Ctx, session: Session, parcel_id: int) -> None:
+    session.execute(
+        update(PlaceReservation)
+        .where(PlaceReservation.parcel_id == parcel_id, PlaceReservation.status == HELD)
+        .values(status=RELEASED, decided_at=ctx.now())
+    )
+
+
+def release_proposal(ctx: Ctx, session: Session, proposal: RerouteProposal) -> None:
+    """The proposal is decided: the place it held at its first option is free (an accepted
+    proposal then holds one at the site chosen)."""
+    session.execute(
+        update(PlaceReservation)
+        .where(PlaceReservation.proposal_id == proposal.id, PlaceReservation.status == HELD)
+        .values(status=RELEASED, decided_at=ctx.now())
+    )
+
+
+def use(ctx: Ctx, session: Session, parcel_id: int, site_id: int) -> None:
+    """The parcel was checked in where its place was held."""
+    session.execute(
+        update(PlaceReservation)
+        .where(PlaceReservation.parcel_id == parcel_id, PlaceReservation.site_id == site_id,
+               PlaceReservation.status == HELD)
+        .values(status=USED, decided_at=ctx.now())
+    )
+
+
+def for_proposal(session: Session, proposal_id: int) -> PlaceReservation | None:
+    return session.scalar(
+        select(PlaceReservation).where(PlaceReservation.proposal_id == proposal_id)
+        .order_by(PlaceReservation.id.desc())
+    )
+
+
+def view(session: Session, reservation: PlaceReservation | None) -> dict[str, Any] | None:
+    if reservation is None:
+        return None
+    site = session.get(Site, reservation.site_id)
+    return {
+        "id": reservation.id, "site": site.code if site else None,
+        "day": reservation.day.isoformat(), "status": reservation.status,
+    }
+
+
+# ---------------------------------------------------------------- the readers
+
+
+def promised_arrivals(
+    ctx: Ctx, session: Session, site: Site, today: date
+) -> list[model.Arrival]:
+    """The forecast's arrivals for places held at ``site`` for parcels still announced at
+    another site (proposals awaiting their carrier): a parcel moved here is announced here
+    and counted as such, never twice. A day already past but within the grace counts today."""
+    grace = ctx.settings.forecast.reservation_grace_days
+    show = ctx.settings.forecast.show_rate
+    days = session.scalars(
+        select(PlaceReservation.day)
+        .join(Parcel, Parcel.id == PlaceReservation.parcel_id)
+        .where(PlaceReservation.site_id == site.id, _live(), Parcel.site_id != site.id,
+               PlaceReservation.day >= today - timedelta(days=grace))
+    )
+    return [model.Arrival(max(day, today), show) for day in days]
+
+
+def reserved_per_day(ctx: Ctx, session: Session, site_id: int) -> dict[date, int]:
+    """Places held at the site per day from today on, for the operator's forecast view."""
+    rows = session.execute(
+        select(PlaceReservation.day, func.count())
+        .join(Parcel, Parcel.id == PlaceReservation.parcel_id)
+        .where(PlaceReservation.site_id == site_id, _live(),
+               PlaceReservation.day >= _today(ctx))
+        .group_by(PlaceReservation.day)
+    )
+    counts: dict[date, int] = defaultdict(int)
+    for day, count in rows:
+        counts[day] += count
+    return dict(counts)
+
+
+def reserved_here(ctx: Ctx, today: date) -> ScalarSelect[int]:
+    """Places held at the site (the outer query's ``Site``) for parcels addressed there and
+    still expected today: a column the check-in's site lock carries, no statement of its own."""
+    grace = ctx.settings.forecast.reservation_grace_days
+    return (
+        select(func.count()).select_from(PlaceReservation)
+        .join(Parcel, Parcel.id == PlaceReservation.parcel_id)
+        .where(PlaceReservation.site_id == Site.id, Parcel.site_id == Site.id, _live(),
+               PlaceReservation.day >= today - timedelta(days=grace),
+               PlaceReservation.day <= today)
+        .correlate(Site)
+        .scalar_subquery()
+    )
+
+
+def reservation_day(site_id: int) -> ScalarSelect[date]:
+    """The day of the place held at the site for the outer query's ``Parcel`` (NULL: none):
+    a column the check-in's parcel lookup carries."""
+    return (
+        select(PlaceReservation.day)
+        .where(PlaceReservation.parcel_id == Parcel.id, PlaceReservation.site_id == site_id,
+               PlaceReservation.status == HELD)
+        .order_by(PlaceReservation.id.desc()).limit(1)
+        .correlate(Parcel)
+        .scalar_subquery()
+    )
+
+
+def keep_room(
+    ctx: Ctx, session: Session, site: Site, parcel_class: str, reserved: int
+) -> None:
+    """Refuse (:class:`SiteAtCapacity`) a parcel without a reservation that would take one of
+    the ``reserved`` places held for rerouted parcels expected today. Free places from the
+    shelf counters the check-in already read."""
+    if reserved <= 0:
+        return
+    free = sum(max(0, loc.capacity - loc.held) for loc in site.locations if loc.active)
+    if not rule.keeps_room_for_others(free, reserved):
+        raise no_room(ctx, session, site, parcel_class, kept_for_reroutes=reserved)
+
+
+# ---------------------------------------------------------------- the sweep
+
+
+def sweep(ctx: Ctx) -> dict[str, int]:
+    """Write down what no longer counts: places whose parcel did not come by its day plus the
+    grace (lapsed), whose parcel was checked in where its place was held (used) or left the
+    announced state otherwise (released). Safe to run twice or at once (plain UPDATEs)."""
+    today, now = _today(ctx), ctx.now()
+    grace = ctx.settings.forecast.reservation_grace_days
+    gone = exists().where(Parcel.id == PlaceReservation.parcel_id, Parcel.state != ANNOUNCED)
+    checked_in_here = exists().where(
+        Parcel.id == PlaceReservation.parcel_id, Parcel.state != ANNOUNCED,
+        Parcel.site_id == PlaceReservation.site_id, Parcel.checked_in_at.is_not(None))
+    counts = {}
+    with ctx.db.transaction() as session:
+        for status, condition in (
+            (USED, checked_in_here),
+            (RELEASED, gone),
+            (LAPSED, PlaceReservation.day < today - timedelta(days=grace)),
+        ):
+            result = session.execute(
+                update(PlaceReservation)
+                .where(PlaceReservation.status == HELD, condition)
+                .values(status=status, decided_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            counts[status] = int(getattr(result, "rowcount", 0) or 0)
+    return counts
