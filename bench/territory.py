@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine, select
 
+from bench.territory_scoring import Sample, Vans, by_lead, demand_share, error_figures
 from relay_ops import create_app
 from relay_ops.db import migrate
 from relay_ops.db.models import (
@@ -139,8 +140,8 @@ class Stats:
     saturation_notes: int = 0
     no_alternative: int = 0
     forecast_s: list[float] = field(default_factory=list)
-    errors: dict[int, list[tuple[float, int, int, int]]] = field(
-        default_factory=lambda: defaultdict(list))  # lead -> (predicted, low, high, actual)
+    errors: dict[int, list[Sample]] = field(default_factory=by_lead)
+    vans: Vans = field(default_factory=Vans)
     flagged_ahead: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     at_risk_days: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     locker_days: int = 0
@@ -303,7 +304,9 @@ class Replay:
         self.dwell: dict[int, int] = {}
         self.age: dict[int, int] = defaultdict(int)
         self.planned: dict[date, dict[str, list[Planned]]] = defaultdict(dict)
-        self.predictions: dict[tuple[int, date, int], tuple[float, int, int, bool]] = {}
+        self.predictions: dict[tuple[int, date, int], tuple[float, int, int, bool, int]] = {}
+        # unannounced parcels a full shop refused: the van keeps them for the next round
+        self.van_unannounced: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
 
     def opens(self, shop: Shop, day: date) -> bool:
         return day.weekday() in shop.open_days
@@ -400,7 +403,7 @@ class Replay:
                 lead = (row.day - day).days
                 if lead in LEADS:
                     self.predictions[(row.site_id, row.day, lead)] = (
-                        row.predicted, row.low, row.high, row.at_risk)
+                        row.predicted, row.low, row.high, row.at_risk, row.capacity)
 
     def check_ins(self, day: date) -> None:
         for shop in self.shops:
@@ -411,18 +414,38 @@ class Replay:
                     select(Parcel.tracking_number).where(
                         Parcel.site_id == shop.id, Parcel.state == "announced",
                         Parcel.expected_date <= day).order_by(Parcel.id)))
-            unannounced = [(p.number, p.carrier) for p in self.planned[day].get(shop.code, [])
-                           if p.wave == "none"]
+            fresh = [(p.number, p.carrier) for p in self.planned[day].get(shop.code, [])
+                     if p.wave == "none"]
+            self.stats.unannounced += len(fresh)
+            # The van hands over first what was refused before, oldest refusal first,
+            # announced or not (a sort is stable: the others keep their order).
+            first = {n: i for i, n in enumerate(self.stats.vans.first_refused)}
+            queue: list[tuple[str, str | None]] = [
+                *((n, None) for n in numbers), *self.van_unannounced.pop(shop.code, []), *fresh]
+            queue.sort(key=lambda item: first.get(item[0], len(first)))
             refused = 0
-            for number in numbers:
-                refused += not self._check_in(shop, number)
-            for number, carrier in unannounced:
-                self.stats.unannounced += 1
-                refused += not self._check_in(shop, number, carrier)
+            for number, carrier in queue:
+                if not self._check_in(shop, number, carrier, day):
+                    refused += 1
+                    if carrier is not None:  # unannounced: only the van knows it
+                        self.van_unannounced[shop.code].append((number, carrier))
             self.stats.refused_checkins += refused
             self._observe(shop, day, refused)
+        self._count_vans(day)
 
-    def _check_in(self, shop: Shop, number: str, carrier: str | None = None) -> bool:
+    def _count_vans(self, day: date) -> None:
+        """Parcels in the vans after the day's rounds: refused and not taken since."""
+        waiting = self.stats.vans.first_refused.values()
+        lockers = {locker.code for locker in self.lockers}
+        at_lockers = sum(1 for site, _ in waiting if site in lockers)
+        self.stats.vans.per_day.append((day, len(waiting) - at_lockers, at_lockers))
+
+    def _today(self) -> date:
+        return self.clock.now.astimezone(PARIS).date()
+
+    def _check_in(self, shop: Shop, number: str, carrier: str | None = None,
+                  day: date | None = None) -> bool:
+        day = day or self._today()
         try:
             answer = checkin.check_in(
                 self.ctx, SYSTEM, shop.id, number, accept_unannounced=carrier is not None,
@@ -430,7 +453,9 @@ class Replay:
                 if carrier else None,
                 carrier_code=carrier)
         except SiteAtCapacity:
+            self.stats.vans.refused(shop.code, number, day)
             return False  # stays in the van: tried again on the next round
+        self.stats.vans.checked_in(number, day)
         parcel_id = answer["parcel"]["id"]
         self.dwell[parcel_id] = dwell(self.rng, shop.first_day)
         return True
@@ -440,7 +465,7 @@ class Replay:
             site = session.get(Site, shop.id)
             assert site is not None
             held = sites.occupancy_of(session, site).held
-        actual = held + refused  # what the shop would hold if it had room
+        wanted = held + refused  # what the shop would hold if it had room
         self.stats.shop_days += 1
         if refused:
             self.stats.over_days.append((shop.code, day))
@@ -448,8 +473,8 @@ class Replay:
             prediction = self.predictions.get((shop.id, day, lead))
             if prediction is None:
                 continue
-            predicted, low, high, at_risk = prediction
-            self.stats.errors[lead].append((predicted, low, high, actual))
+            predicted, low, high, at_risk, capacity = prediction
+            self.stats.errors[lead].append(Sample(predicted, low, high, capacity, held, wanted))
             self.stats.at_risk_days[lead] += at_risk
             if refused and at_risk:
                 self.stats.flagged_ahead[lead] += 1
@@ -528,6 +553,7 @@ class Replay:
                 answer = locker_dropoff.deposit(self.ctx, who, session_id, number)
             except locker_compartments.ParcelDoesNotFit:
                 self.stats.locker_refused += 1  # stays in the van: the next round tries again
+                self.stats.vans.refused(locker.code, number, self._today())
                 turned_away += 1
                 continue
             if answer["status"] == "rerouted":
@@ -538,6 +564,7 @@ class Replay:
             self._event(locker, "door_opened", compartment=box, purpose="deposit")
             self._event(locker, "door_closed", compartment=box, occupied=True)
             self.stats.locker_deposits += 1
+            self.stats.vans.checked_in(number, self._today())
             self.dwell[parcel_id] = dwell(self.extra, locker.first_day)
         locker_dropoff.close_session(self.ctx, who, session_id)
         return turned_away
@@ -666,26 +693,6 @@ def grouping_figures(ctx: Ctx) -> dict[str, int]:
     }
 
 
-def error_figures(stats: Stats) -> dict[str, Any]:
-    figures = {}
-    for lead in LEADS:
-        samples = stats.errors.get(lead, [])
-        if not samples:
-            continue
-        abs_err = [abs(p - a) for p, _, _, a in samples]
-        figures[f"{lead}d"] = {
-            "samples": len(samples),
-            "mean_actual_parcels": round(statistics.mean(a for *_, a in samples), 1),
-            "mae_parcels": round(statistics.mean(abs_err), 2),
-            "bias_parcels": round(statistics.mean(p - a for p, _, _, a in samples), 2),
-            "mape_pct": round(100 * statistics.mean(
-                abs(p - a) / a for p, _, _, a in samples if a), 1),
-            "band_coverage_pct": round(100 * statistics.mean(
-                1.0 if lo <= a <= hi else 0.0 for _, lo, hi, a in samples), 1),
-        }
-    return figures
-
-
 def run(mode: str, start: date, days: int, seed: int, workdir: Path,
         warm_up: int = WARM_UP_DAYS, load: float = 1.0, with_lockers: bool = True
         ) -> dict[str, Any]:
@@ -738,7 +745,10 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
             "refused_when_full": stats.locker_refused,
         },
         "grouping": grouping_figures(ctx),
-        "forecast_error": error_figures(stats),
+        "forecast_error": error_figures(stats.errors, LEADS),
+        "vans": stats.vans.figures(start + timedelta(days=days - 1)),
+        "demand_share_of_capacity": demand_share(
+            shops, season, date(start.year, 12, 10), date(start.year, 11, 1)),
         "forecast_all_seconds": {
             "median": round(statistics.median(stats.forecast_s), 3),
             "max": round(max(stats.forecast_s), 3),
