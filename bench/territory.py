@@ -5,7 +5,9 @@ reroutes.
     /work/main/.venv/bin/python bench/territory.py            # both runs, ~Nov 2 to Dec 31
     /work/main/.venv/bin/python bench/territory.py --days 20 --mode reroute
 
-What it reports (docs/benchmarks-territory.md): the forecast's error 1, 3 and 7 days ahead;
+What it reports (docs/benchmarks-territory.md): the forecast's error and calibration 1, 3 and
+7 days ahead against the parcels on shelves and the places wanted (bench/territory_scoring.py);
+the parcels waiting in the vans per day and how many days parcels waited for a shelf;
 shop-days over capacity with and without rerouting, and how many of them the forecast flagged
 days ahead; the share of parcels rerouted and the distance they moved; lockers full at
 drop-off and where their parcels went; parcels grouped with the same recipient's (one shelf
@@ -295,6 +297,7 @@ class Replay:
         self.phones: dict[str, str] = {}
         self.recent: dict[str, list[tuple[date, str]]] = defaultdict(list)
         self.warm = warm  # forecast errors count from this day (the model learns before)
+        self.start = warm  # the first day replayed (set by run)
         self.stats = Stats()
         self.serial = 0
         self.carriers: dict[str, Principal] = {}
@@ -694,8 +697,8 @@ def grouping_figures(ctx: Ctx) -> dict[str, int]:
 
 
 def run(mode: str, start: date, days: int, seed: int, workdir: Path,
-        warm_up: int = WARM_UP_DAYS, load: float = 1.0, with_lockers: bool = True
-        ) -> dict[str, Any]:
+        warm_up: int = WARM_UP_DAYS, load: float = 1.0, with_lockers: bool = True,
+        progress: Path | None = None) -> dict[str, Any]:
     rng = random.Random(seed)
     db_path = workdir / f"territory-{mode}.sqlite3"
     db_path.unlink(missing_ok=True)
@@ -716,16 +719,28 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
     built = build_lockers(ctx, extra, load) if with_lockers else []
     warm = start + timedelta(days=warm_up)
     replay = Replay(ctx, clock, shops, rng, warm, built if with_lockers else None, extra)
+    replay.start = start
     replay.plan(start)
     clock.at(start - timedelta(days=1), "20:00")
     replay.announce(start, "evening")
     began = time.perf_counter()
     for i in range(days):
         replay.day(start + timedelta(days=i))
-    elapsed = time.perf_counter() - began
-    stats = replay.stats
-    over_peak = [(c, d) for c, d in stats.over_days if d >= warm]
-    result = {
+        if progress is not None:  # the figures so far, day by day: a long run can be cut
+            figures = results_of(replay, mode, seed, load, i + 1, time.perf_counter() - began)
+            progress.write_text(json.dumps(figures, indent=2) + "\n")
+    result = results_of(replay, mode, seed, load, days, time.perf_counter() - began)
+    base_ctx.db.dispose()
+    return result
+
+
+def results_of(replay: Replay, mode: str, seed: int, load: float, days: int, elapsed: float
+               ) -> dict[str, Any]:
+    """The run's figures after its first ``days`` days."""
+    ctx, shops, built, stats = replay.ctx, replay.shops, replay.lockers, replay.stats
+    start = replay.start
+    over_peak = [(c, d) for c, d in stats.over_days if d >= replay.warm]
+    return {
         "mode": mode, "start": start.isoformat(), "days": days, "seed": seed, "load": load,
         "shops": len(shops), "towns": len(TOWNS),
         "parcels_announced": stats.parcels, "parcels_unannounced": stats.unannounced,
@@ -758,8 +773,6 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
             min(distance_km(a.lat, a.lon, b.lat, b.lon) for b in shops if b is not a)
             for a in shops), 2),
     }
-    base_ctx.db.dispose()
-    return result
 
 
 def main() -> None:
@@ -769,20 +782,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--mode", choices=("both", "reroute", "baseline"), default="both")
     parser.add_argument("--load", type=float, default=1.0,
-                        help="multiplies every shop's demand (1.0: the hot territory)")
+                        help="multiplies every shop's and locker's demand; a shop's daily "
+                             "arrivals are 22-42 %% of its places outside the season, x1.9 at "
+                             "the peak, times this (1.5: 63-120 %% at the peak, 2.0: 84-160 %%)")
     parser.add_argument("--warm-up", type=int, default=WARM_UP_DAYS,
                         help="days the model learns before its errors are counted")
     parser.add_argument("--shops-only", action="store_true",
                         help="no lockers and one recipient per parcel: the territory of the "
                              "first figure sets (docs/benchmarks-territory.md)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--progress", type=Path,
+                        help="write the figures so far to this file after each day")
     args = parser.parse_args()
     modes = ("baseline", "reroute") if args.mode == "both" else (args.mode,)
     results = []
     with tempfile.TemporaryDirectory() as workdir:
         for mode in modes:
             result = run(mode, args.start, args.days, args.seed, Path(workdir), args.warm_up,
-                         args.load, not args.shops_only)
+                         args.load, not args.shops_only, args.progress)
             print(json.dumps(result, indent=2))
             results.append(result)
     args.out.mkdir(parents=True, exist_ok=True)
