@@ -46,21 +46,30 @@ def carry_refused(
     n = len(mean)
     brought_back = [0.0] * n
     refused = [0.0] * n
+    # How the parcels brought back on this day are counted by now: as arrived on the day they
+    # were refused, then waiting (the larger of the two on each day). It depends on the days
+    # only, never on how many, so more parcels never means a smaller shift.
+    carried: list[float] | None = None
     for d in range(n):
         if not open_days[d]:
             continue
+        placed = list(presence(d))
+        if carried is not None:
+            placed = [max(a, b) for a, b in zip(placed, carried, strict=True)]
+        back = next((j for j in range(d + 1, n) if open_days[j]), None)
+        later = presence(back) if back is not None else [0.0] * n
+        waiting = [1.0 if back is None or j < back else later[j] for j in range(n)]
+        carried = [max(a, b) for a, b in zip(placed, waiting, strict=True)]
         excess, over = expected_excess(mean[d], var[d], capacity)
-        turned = min(excess, arrivals[d] + brought_back[d])
+        # never more than the day's arrivals (the placed parcels stay), nor than the places
+        # wanted (a normal count's upper tail may say more when the mean is small)
+        turned = min(excess, arrivals[d] + brought_back[d], max(0.0, mean[d]))
         if turned <= 0.0:
             continue
         refused[d] = turned
-        back = next((j for j in range(d + 1, n) if open_days[j]), None)
-        placed = presence(d)
-        later = presence(back) if back is not None else [0.0] * n
         spread = over * var[d]
         for j in range(d + 1, n):
-            waiting = 1.0 if back is None or j < back else later[j]
-            shift = max(0.0, waiting - placed[j])
+            shift = max(0.0, waiting[j] - placed[j])
             mean[j] += turned * shift
             var[j] += spread * shift
         if back is not None:

@@ -336,3 +336,13 @@ def test_with_a_trend_monotonic_in_announced_arrivals(
     for b, a in zip(before, after, strict=True):
         assert a.predicted >= b.predicted - 1e-9
         assert a.high >= b.high
+
+
+def test_a_parcel_refused_day_after_day_is_counted_once_each_day() -> None:
+    """No room at all: the parcel is refused every open day; today half over (its pickups as
+    placed are fewer today), it is still one parcel, never two (found by hypothesis)."""
+    inputs = SiteInputs(today=TUESDAY, capacity=0, announced=[Arrival(TUESDAY)],
+                        hazards=(0.9,), holding_days=1, return_lag_days=1, today_remaining=0.0)
+    days = forecast(inputs)
+    assert all(d.predicted <= 1.0 + 1e-9 for d in days)
+    assert all(math.isclose(d.predicted, 1.0) for d in days[1:])  # waiting in the van
