@@ -5,7 +5,9 @@ reroutes.
     /work/main/.venv/bin/python bench/territory.py            # both runs, ~Nov 2 to Dec 31
     /work/main/.venv/bin/python bench/territory.py --days 20 --mode reroute
 
-What it reports (docs/benchmarks-territory.md): the forecast's error 1, 3 and 7 days ahead;
+What it reports (docs/benchmarks-territory.md): the forecast's error and calibration 1, 3 and
+7 days ahead against the parcels on shelves and the places wanted (bench/territory_scoring.py);
+the parcels waiting in the vans per day and how many days parcels waited for a shelf;
 shop-days over capacity with and without rerouting, and how many of them the forecast flagged
 days ahead; the share of parcels rerouted and the distance they moved; lockers full at
 drop-off and where their parcels went; parcels grouped with the same recipient's (one shelf
@@ -30,6 +32,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine, select
 
+from bench.territory_scoring import Sample, Vans, by_lead, demand_share, error_figures
 from relay_ops import create_app
 from relay_ops.db import migrate
 from relay_ops.db.models import (
@@ -139,8 +142,8 @@ class Stats:
     saturation_notes: int = 0
     no_alternative: int = 0
     forecast_s: list[float] = field(default_factory=list)
-    errors: dict[int, list[tuple[float, int, int, int]]] = field(
-        default_factory=lambda: defaultdict(list))  # lead -> (predicted, low, high, actual)
+    errors: dict[int, list[Sample]] = field(default_factory=by_lead)
+    vans: Vans = field(default_factory=Vans)
     flagged_ahead: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     at_risk_days: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     locker_days: int = 0
@@ -294,6 +297,7 @@ class Replay:
         self.phones: dict[str, str] = {}
         self.recent: dict[str, list[tuple[date, str]]] = defaultdict(list)
         self.warm = warm  # forecast errors count from this day (the model learns before)
+        self.start = warm  # the first day replayed (set by run)
         self.stats = Stats()
         self.serial = 0
         self.carriers: dict[str, Principal] = {}
@@ -303,7 +307,9 @@ class Replay:
         self.dwell: dict[int, int] = {}
         self.age: dict[int, int] = defaultdict(int)
         self.planned: dict[date, dict[str, list[Planned]]] = defaultdict(dict)
-        self.predictions: dict[tuple[int, date, int], tuple[float, int, int, bool]] = {}
+        self.predictions: dict[tuple[int, date, int], tuple[float, int, int, bool, int]] = {}
+        # unannounced parcels a full shop refused: the van keeps them for the next round
+        self.van_unannounced: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
 
     def opens(self, shop: Shop, day: date) -> bool:
         return day.weekday() in shop.open_days
@@ -400,7 +406,7 @@ class Replay:
                 lead = (row.day - day).days
                 if lead in LEADS:
                     self.predictions[(row.site_id, row.day, lead)] = (
-                        row.predicted, row.low, row.high, row.at_risk)
+                        row.predicted, row.low, row.high, row.at_risk, row.capacity)
 
     def check_ins(self, day: date) -> None:
         for shop in self.shops:
@@ -411,18 +417,38 @@ class Replay:
                     select(Parcel.tracking_number).where(
                         Parcel.site_id == shop.id, Parcel.state == "announced",
                         Parcel.expected_date <= day).order_by(Parcel.id)))
-            unannounced = [(p.number, p.carrier) for p in self.planned[day].get(shop.code, [])
-                           if p.wave == "none"]
+            fresh = [(p.number, p.carrier) for p in self.planned[day].get(shop.code, [])
+                     if p.wave == "none"]
+            self.stats.unannounced += len(fresh)
+            # The van hands over first what was refused before, oldest refusal first,
+            # announced or not (a sort is stable: the others keep their order).
+            first = {n: i for i, n in enumerate(self.stats.vans.first_refused)}
+            queue: list[tuple[str, str | None]] = [
+                *((n, None) for n in numbers), *self.van_unannounced.pop(shop.code, []), *fresh]
+            queue.sort(key=lambda item: first.get(item[0], len(first)))
             refused = 0
-            for number in numbers:
-                refused += not self._check_in(shop, number)
-            for number, carrier in unannounced:
-                self.stats.unannounced += 1
-                refused += not self._check_in(shop, number, carrier)
+            for number, carrier in queue:
+                if not self._check_in(shop, number, carrier, day):
+                    refused += 1
+                    if carrier is not None:  # unannounced: only the van knows it
+                        self.van_unannounced[shop.code].append((number, carrier))
             self.stats.refused_checkins += refused
             self._observe(shop, day, refused)
+        self._count_vans(day)
 
-    def _check_in(self, shop: Shop, number: str, carrier: str | None = None) -> bool:
+    def _count_vans(self, day: date) -> None:
+        """Parcels in the vans after the day's rounds: refused and not taken since."""
+        waiting = self.stats.vans.first_refused.values()
+        lockers = {locker.code for locker in self.lockers}
+        at_lockers = sum(1 for site, _ in waiting if site in lockers)
+        self.stats.vans.per_day.append((day, len(waiting) - at_lockers, at_lockers))
+
+    def _today(self) -> date:
+        return self.clock.now.astimezone(PARIS).date()
+
+    def _check_in(self, shop: Shop, number: str, carrier: str | None = None,
+                  day: date | None = None) -> bool:
+        day = day or self._today()
         try:
             answer = checkin.check_in(
                 self.ctx, SYSTEM, shop.id, number, accept_unannounced=carrier is not None,
@@ -430,7 +456,9 @@ class Replay:
                 if carrier else None,
                 carrier_code=carrier)
         except SiteAtCapacity:
+            self.stats.vans.refused(shop.code, number, day)
             return False  # stays in the van: tried again on the next round
+        self.stats.vans.checked_in(number, day)
         parcel_id = answer["parcel"]["id"]
         self.dwell[parcel_id] = dwell(self.rng, shop.first_day)
         return True
@@ -440,7 +468,7 @@ class Replay:
             site = session.get(Site, shop.id)
             assert site is not None
             held = sites.occupancy_of(session, site).held
-        actual = held + refused  # what the shop would hold if it had room
+        wanted = held + refused  # what the shop would hold if it had room
         self.stats.shop_days += 1
         if refused:
             self.stats.over_days.append((shop.code, day))
@@ -448,8 +476,8 @@ class Replay:
             prediction = self.predictions.get((shop.id, day, lead))
             if prediction is None:
                 continue
-            predicted, low, high, at_risk = prediction
-            self.stats.errors[lead].append((predicted, low, high, actual))
+            predicted, low, high, at_risk, capacity = prediction
+            self.stats.errors[lead].append(Sample(predicted, low, high, capacity, held, wanted))
             self.stats.at_risk_days[lead] += at_risk
             if refused and at_risk:
                 self.stats.flagged_ahead[lead] += 1
@@ -528,6 +556,7 @@ class Replay:
                 answer = locker_dropoff.deposit(self.ctx, who, session_id, number)
             except locker_compartments.ParcelDoesNotFit:
                 self.stats.locker_refused += 1  # stays in the van: the next round tries again
+                self.stats.vans.refused(locker.code, number, self._today())
                 turned_away += 1
                 continue
             if answer["status"] == "rerouted":
@@ -538,6 +567,7 @@ class Replay:
             self._event(locker, "door_opened", compartment=box, purpose="deposit")
             self._event(locker, "door_closed", compartment=box, occupied=True)
             self.stats.locker_deposits += 1
+            self.stats.vans.checked_in(number, self._today())
             self.dwell[parcel_id] = dwell(self.extra, locker.first_day)
         locker_dropoff.close_session(self.ctx, who, session_id)
         return turned_away
@@ -685,29 +715,9 @@ def grouping_figures(ctx: Ctx) -> dict[str, int]:
     }
 
 
-def error_figures(stats: Stats) -> dict[str, Any]:
-    figures = {}
-    for lead in LEADS:
-        samples = stats.errors.get(lead, [])
-        if not samples:
-            continue
-        abs_err = [abs(p - a) for p, _, _, a in samples]
-        figures[f"{lead}d"] = {
-            "samples": len(samples),
-            "mean_actual_parcels": round(statistics.mean(a for *_, a in samples), 1),
-            "mae_parcels": round(statistics.mean(abs_err), 2),
-            "bias_parcels": round(statistics.mean(p - a for p, _, _, a in samples), 2),
-            "mape_pct": round(100 * statistics.mean(
-                abs(p - a) / a for p, _, _, a in samples if a), 1),
-            "band_coverage_pct": round(100 * statistics.mean(
-                1.0 if lo <= a <= hi else 0.0 for _, lo, hi, a in samples), 1),
-        }
-    return figures
-
-
 def run(mode: str, start: date, days: int, seed: int, workdir: Path,
-        warm_up: int = WARM_UP_DAYS, load: float = 1.0, with_lockers: bool = True
-        ) -> dict[str, Any]:
+        warm_up: int = WARM_UP_DAYS, load: float = 1.0, with_lockers: bool = True,
+        progress: Path | None = None) -> dict[str, Any]:
     rng = random.Random(seed)
     db_path = workdir / f"territory-{mode}.sqlite3"
     db_path.unlink(missing_ok=True)
@@ -728,16 +738,28 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
     built = build_lockers(ctx, extra, load) if with_lockers else []
     warm = start + timedelta(days=warm_up)
     replay = Replay(ctx, clock, shops, rng, warm, built if with_lockers else None, extra)
+    replay.start = start
     replay.plan(start)
     clock.at(start - timedelta(days=1), "20:00")
     replay.announce(start, "evening")
     began = time.perf_counter()
     for i in range(days):
         replay.day(start + timedelta(days=i))
-    elapsed = time.perf_counter() - began
-    stats = replay.stats
-    over_peak = [(c, d) for c, d in stats.over_days if d >= warm]
-    result = {
+        if progress is not None:  # the figures so far, day by day: a long run can be cut
+            figures = results_of(replay, mode, seed, load, i + 1, time.perf_counter() - began)
+            progress.write_text(json.dumps(figures, indent=2) + "\n")
+    result = results_of(replay, mode, seed, load, days, time.perf_counter() - began)
+    base_ctx.db.dispose()
+    return result
+
+
+def results_of(replay: Replay, mode: str, seed: int, load: float, days: int, elapsed: float
+               ) -> dict[str, Any]:
+    """The run's figures after its first ``days`` days."""
+    ctx, shops, built, stats = replay.ctx, replay.shops, replay.lockers, replay.stats
+    start = replay.start
+    over_peak = [(c, d) for c, d in stats.over_days if d >= replay.warm]
+    return {
         "mode": mode, "start": start.isoformat(), "days": days, "seed": seed, "load": load,
         "shops": len(shops), "towns": len(TOWNS),
         "parcels_announced": stats.parcels, "parcels_unannounced": stats.unannounced,
@@ -757,7 +779,10 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
             "refused_when_full": stats.locker_refused,
         },
         "grouping": grouping_figures(ctx),
-        "forecast_error": error_figures(stats),
+        "forecast_error": error_figures(stats.errors, LEADS),
+        "vans": stats.vans.figures(start + timedelta(days=days - 1)),
+        "demand_share_of_capacity": demand_share(
+            shops, season, date(start.year, 12, 10), date(start.year, 11, 1)),
         "forecast_all_seconds": {
             "median": round(statistics.median(stats.forecast_s), 3),
             "max": round(max(stats.forecast_s), 3),
@@ -767,8 +792,6 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
             min(distance_km(a.lat, a.lon, b.lat, b.lon) for b in shops if b is not a)
             for a in shops), 2),
     }
-    base_ctx.db.dispose()
-    return result
 
 
 def main() -> None:
@@ -778,20 +801,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--mode", choices=("both", "reroute", "baseline"), default="both")
     parser.add_argument("--load", type=float, default=1.0,
-                        help="multiplies every shop's demand (1.0: the hot territory)")
+                        help="multiplies every shop's and locker's demand; a shop's daily "
+                             "arrivals are 22-42 %% of its places outside the season, x1.9 at "
+                             "the peak, times this (1.5: 63-120 %% at the peak, 2.0: 84-160 %%)")
     parser.add_argument("--warm-up", type=int, default=WARM_UP_DAYS,
                         help="days the model learns before its errors are counted")
     parser.add_argument("--shops-only", action="store_true",
                         help="no lockers and one recipient per parcel: the territory of the "
                              "first figure sets (docs/benchmarks-territory.md)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--progress", type=Path,
+                        help="write the figures so far to this file after each day")
     args = parser.parse_args()
     modes = ("baseline", "reroute") if args.mode == "both" else (args.mode,)
     results = []
     with tempfile.TemporaryDirectory() as workdir:
         for mode in modes:
             result = run(mode, args.start, args.days, args.seed, Path(workdir), args.warm_up,
-                         args.load, not args.shops_only)
+                         args.load, not args.shops_only, args.progress)
             print(json.dumps(result, indent=2))
             results.append(result)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,10 @@ plain values to :func:`forecast`. The model is written down in ``docs/forecast.m
 *The quantity.* For each day ``t`` (today, then the next ``horizon`` days) the forecast gives
 the parcels on hand **at the day's peak**: those still held from the evening before plus the
 day's arrivals. Vans deliver before most residents come, so this is what the shelves (or the
-compartments) must hold at once; it is compared with the site's capacity.
+compartments) must hold at once; it is compared with the site's capacity. When the site is
+full it is the places *wanted*: those on the shelves plus the parcels refused that day, which
+wait in the vans and come back (``van_backlog``); the shelves then hold the capacity
+(``DayForecast.on_shelves``).
 
 *Departures.* A parcel ready for pickup leaves on an open day with the site's pickup hazard
 ``h(k)``, where ``k`` is its age in *open* days (0 on its check-in day): nobody collects on a
@@ -45,6 +48,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
+
+from relay_ops.domain.van_backlog import carry_refused
 
 ClosedOn = Callable[[date], bool]
 
@@ -292,10 +297,18 @@ class DayForecast:
     capacity: int
     closed: bool
     arrivals: float
+    refused: float = 0.0  # expected parcels turned away that day, waiting in the vans
 
     @property
     def at_risk(self) -> bool:
         return self.high > self.capacity
+
+    @property
+    def on_shelves(self) -> tuple[float, int, int]:
+        """The parcels that will be on the shelves (predicted, low, high): the places wanted,
+        capped by the capacity, since a full site refuses the rest."""
+        cap = self.capacity
+        return min(self.predicted, float(cap)), min(self.low, cap), min(self.high, cap)
 
     @property
     def over(self) -> bool:
@@ -368,7 +381,8 @@ def _lead_remaining(inputs: SiteInputs, lead: int) -> float:
 
 
 def forecast(inputs: SiteInputs) -> list[DayForecast]:
-    """Predicted parcels on hand at each day's peak, today and the next ``horizon`` days."""
+    """Predicted places wanted at each day's peak (on hand, plus refused and waiting in the
+    vans when the site is full), today and the next ``horizon`` days."""
     days = [inputs.today + timedelta(days=i) for i in range(inputs.horizon + 1)]
     mean = [0.0] * len(days)
     var = [0.0] * len(days)
@@ -417,8 +431,19 @@ def forecast(inputs: SiteInputs) -> list[DayForecast]:
     # in standard deviation, not in variance.
     for j, sd in enumerate(rate_sd):
         var[j] += sd * sd
+    # What is predicted is the places *wanted*: a full site's refused parcels wait in the van
+    # and ask again the next open day (domain/van_backlog.py).
+    profiles: dict[int, list[float]] = {}
+
+    def presence(i: int) -> list[float]:
+        if i not in profiles:
+            profiles[i] = _arrival_presence(inputs, days[i], days)
+        return profiles[i]
+
+    refused = carry_refused(mean, var, arrivals, inputs.capacity,
+                            [not inputs.closed_on(day) for day in days], presence)
     return [
-        _day(inputs, day, mean[i], var[i], arrivals[i]) for i, day in enumerate(days)
+        _day(inputs, day, mean[i], var[i], arrivals[i], refused[i]) for i, day in enumerate(days)
     ]
 
 
@@ -428,7 +453,8 @@ def _arrival_presence(inputs: SiteInputs, day: date, days: Sequence[date]) -> li
     return _presence(inputs, day, 0, deadline, leaves, days)
 
 
-def _day(inputs: SiteInputs, day: date, mean: float, var: float, arrivals: float) -> DayForecast:
+def _day(inputs: SiteInputs, day: date, mean: float, var: float, arrivals: float,
+         refused: float = 0.0) -> DayForecast:
     spread = inputs.z * math.sqrt(max(var, 0.0))
     return DayForecast(
         day=day,
@@ -438,6 +464,7 @@ def _day(inputs: SiteInputs, day: date, mean: float, var: float, arrivals: float
         capacity=inputs.capacity_on(day),
         closed=inputs.closed_on(day),
         arrivals=round(arrivals, 3),
+        refused=round(refused, 3),
     )
 
 

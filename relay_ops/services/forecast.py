@@ -19,7 +19,7 @@ from sqlalchemy import Float, ScalarSelect, Select, and_, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import Location, Parcel, ParcelEvent, Site, SiteForecast
+from relay_ops.db.models import Carrier, Location, Parcel, ParcelEvent, Site, SiteForecast
 from relay_ops.domain import forecast as model
 from relay_ops.domain import season
 from relay_ops.domain.errors import NotFound
@@ -82,7 +82,8 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
         # Places held here for proposals' parcels, still announced elsewhere (room promised).
         announced=_announced(ctx, session, site, today, closed)
         + reservations.promised_arrivals(ctx, session, site, today),
-        **_arrival_rates(ctx, session, site, check_ins, now, closed),
+        **_arrival_rates(ctx, session, site, _first_attempts(ctx, session, site, now), now,
+                         closed),
         hazards=_hazards(ctx, session, site, check_ins, today, closed),
         holding_days=ctx.settings.holding[site.kind].days,
         return_lag_days=settings.return_lag_days,
@@ -191,16 +192,40 @@ def _check_ins(
     return [(parcel_id, at) for parcel_id, at in session.execute(_check_in_events(ctx, site, now))]
 
 
+def _first_attempts(
+    ctx: Ctx, session: Session, site: Site, now: datetime
+) -> list[tuple[int, datetime]]:
+    """(parcel id, moment) of each parcel's first attempt at the site over the arrival window:
+    its check-in, or its first refusal for lack of room if it was turned away before.
+
+    Demand, not what a full site let in: a full site's check-ins are its free places, and a
+    rate learned from them alone says a full site has less demand the fuller it gets."""
+    since = now - timedelta(days=ctx.settings.forecast.arrival_window_days + 1)
+    rows = session.execute(
+        select(ParcelEvent.parcel_id, func.min(ParcelEvent.at)).where(
+            ParcelEvent.site_id == site.id,
+            ParcelEvent.action.in_(("check_in", history.CHECK_IN_REFUSED)),
+            ParcelEvent.at >= since,
+        ).group_by(ParcelEvent.parcel_id)
+    )
+    return [(parcel_id, at) for parcel_id, at in rows]
+
+
 def _first_events(
     ctx: Ctx, session: Session, site: Site, actions: Iterable[str]
 ) -> dict[int, tuple[str, datetime]]:
-    """The earliest event among ``actions`` of each parcel checked in at the site within the
-    windows, in one statement: the parcels are named by a subquery, not by a list of ids
-    (100,000 ids cost seconds of parameter handling, issue 15)."""
-    checked_in = _check_in_events(ctx, site, ctx.now()).with_only_columns(ParcelEvent.parcel_id)
+    """The earliest event among ``actions`` of each parcel that came to the site (checked in,
+    or refused for lack of room: a first attempt) within the windows, in one statement: the
+    parcels are named by a subquery, not by a list of ids (100,000 ids cost seconds of
+    parameter handling, issue 15)."""
+    came = select(ParcelEvent.parcel_id).where(
+        ParcelEvent.site_id == site.id,
+        ParcelEvent.action.in_(("check_in", history.CHECK_IN_REFUSED)),
+        ParcelEvent.at >= _window_start(ctx, ctx.now()),
+    )
     rows = session.execute(
         select(ParcelEvent.parcel_id, ParcelEvent.action, ParcelEvent.at)
-        .where(ParcelEvent.parcel_id.in_(checked_in), ParcelEvent.action.in_(list(actions)))
+        .where(ParcelEvent.parcel_id.in_(came), ParcelEvent.action.in_(list(actions)))
         .order_by(ParcelEvent.id)
     )
     found: dict[int, tuple[str, datetime]] = {}
@@ -231,11 +256,12 @@ def _hazards(
 
 
 def _arrival_rates(
-    ctx: Ctx, session: Session, site: Site, check_ins: list[tuple[int, datetime]], now: datetime,
+    ctx: Ctx, session: Session, site: Site, attempts: list[tuple[int, datetime]], now: datetime,
     closed: model.ClosedOn,
 ) -> dict[str, Any]:
+    """Level, trend and lead shares of the site's demand: its first attempts per open day."""
     settings = ctx.settings.forecast
-    recent, daily = daily_check_ins(ctx, check_ins, now, closed)
+    recent, daily = daily_check_ins(ctx, attempts, now, closed)
     rate = model.learn_arrival_rate(
         daily, settings.arrival_half_life_days, with_trend=settings.arrival_trend
     ).widened(settings.rate_uncertainty_factor)
@@ -255,7 +281,8 @@ def _arrival_rates(
 def daily_check_ins(
     ctx: Ctx, check_ins: list[tuple[int, datetime]], now: datetime, closed: model.ClosedOn
 ) -> tuple[list[tuple[int, datetime]], list[int]]:
-    """The window's check-ins, and their count per open day, oldest first, up to yesterday."""
+    """The window's check-ins (or first attempts), and their count per open day, oldest
+    first, up to yesterday."""
     today = local_day(ctx, now)
     since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
     recent = [(pid, at) for pid, at in check_ins if since <= local_day(ctx, at) < today]
@@ -425,7 +452,23 @@ def site_forecast(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
             # reserved: places held for rerouted parcels that day (counted in predicted)
             "days": [{**day_view(d), "reserved": reserved.get(d.day, 0)} for d in days],
             "days_at_risk": [d.day.isoformat() for d in days if d.at_risk],
+            "in_vans": in_vans(session, site),
         }
+
+
+def in_vans(session: Session, site: Site) -> dict[str, int]:
+    """Per carrier, the parcels the site refused for lack of room that are still announced
+    for it: they wait in the carrier's van and come back on its next round."""
+    refused = select(ParcelEvent.id).where(
+        ParcelEvent.parcel_id == Parcel.id, ParcelEvent.site_id == site.id,
+        ParcelEvent.action == history.CHECK_IN_REFUSED,
+    ).exists()
+    rows = session.execute(
+        select(Carrier.code, func.count(Parcel.id)).join(Carrier, Carrier.id == Parcel.carrier_id)
+        .where(Parcel.site_id == site.id, Parcel.state == State.ANNOUNCED.value, refused)
+        .group_by(Carrier.code).order_by(Carrier.code)
+    )
+    return {code: count for code, count in rows}
 
 
 def _stored_days(session: Session, site_id: int, today: date, horizon: int

@@ -5,6 +5,7 @@ locker sends one on, grouped parcels leave together, and the figures add up."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_territory(tmp_path: Path, *extra: str) -> dict:
+def run_territory(tmp_path: Path, *extra: str, load: str = "1.0", days: int = 4) -> dict:
     run = subprocess.run(
-        [sys.executable, "-m", "bench.territory", "--start", "2026-12-07", "--days", "4",
-         "--warm-up", "1", "--load", "1.0", "--mode", "reroute", "--out", str(tmp_path),
+        [sys.executable, "-m", "bench.territory", "--start", "2026-12-07", "--days", str(days),
+         "--warm-up", "1", "--load", load, "--mode", "reroute", "--out", str(tmp_path),
          *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
     )
@@ -43,3 +44,35 @@ def test_shops_only_replays_the_first_territory(tmp_path: Path) -> None:
     assert result["lockers"]["lockers"] == 0 and result["lockers"]["deposits"] == 0
     assert result["grouping"] == {"shop_parcels_grouped": 0, "locker_parcels_sharing_a_door": 0,
                                   "locker_deadlines_extended": 0}
+
+
+def test_a_hotter_territory_scores_both_actuals_and_counts_the_vans(tmp_path: Path) -> None:
+    """At twice the load shops refuse parcels every day: the forecast is scored against the
+    places wanted and the parcels on shelves, and the parcels left in the vans are counted."""
+    result = run_territory(tmp_path, "--shops-only", load="2.0", days=3)
+    share = result["demand_share_of_capacity"]
+    assert 80 <= share["peak_pct"][0] < share["peak_pct"][1] <= 160  # 0.22-0.42 x 2 x 1.9
+    assert result["refused_checkins"] > 100
+    for lead in ("1d",):
+        figures = result["forecast_error"][lead]
+        wanted, shelves = figures["wanted"], figures["on_shelves"]
+        assert wanted["samples"] == shelves["samples"] > 0
+        assert wanted["mean_actual_parcels"] > shelves["mean_actual_parcels"]  # refusals
+        assert figures["days_over_capacity"] > 0
+        for scored in (wanted, shelves):
+            assert 0 <= scored["band_coverage_pct"] <= 100
+            assert math.isclose(scored["band_coverage_pct"] + scored["below_band_pct"]
+                                + scored["above_band_pct"], 100, abs_tol=0.2)
+            assert math.isclose(scored["bias_pct_of_mean"],
+                                100 * scored["bias_parcels"] / scored["mean_actual_parcels"],
+                                abs_tol=0.5)
+    vans = result["vans"]
+    per_day = vans["in_vans_per_day"]
+    assert [d["day"] for d in per_day] == ["2026-12-07", "2026-12-08", "2026-12-09"]
+    assert vans["in_vans_max"] == max(d["shops"] for d in per_day) > 0
+    assert vans["in_vans_at_end"] + per_day[-1]["lockers"] == vans["still_in_vans_at_end"]
+    waited = vans["days_waited_before_a_shelf"]
+    assert sum(waited.values()) >= result["parcels_announced"] // 2  # each checked-in parcel
+    assert vans["checked_in_after_waiting"] == sum(n for k, n in waited.items() if k != "0") > 0
+    # three days: nobody has waited more than two yet, and the longest wait says so
+    assert vans["waited_more_than_2_days"] == 0 and vans["longest_wait_days"] <= 2

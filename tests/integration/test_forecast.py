@@ -316,3 +316,31 @@ def test_a_parcel_refused_at_a_full_counter_is_counted_back_the_next_open_day(
     assert is_problem(world.check_in(numbers[5]), 409, "site-at-capacity")
     clock.advance(days=1)  # Sunday, closed: it comes back on Monday
     assert announced_for(world) == [("2026-12-07", 0.97)]
+
+
+def test_parcels_waiting_in_the_vans_are_named_per_carrier_and_counted_as_demand(
+        world: World, clock: Clock) -> None:
+    """A full counter's refusals are demand: the forecast's answer counts them per carrier
+    (in the vans, coming back), and the arrival rate learns from first attempts (check-ins
+    and first refusals), not from the check-ins a full shop let in."""
+    numbers = [f"VANS0000000{i}" for i in range(7)]
+    world.announce(*numbers, size_class="L", reference="VANS-1", expected_date="2026-12-01")
+    for number in numbers[:5]:  # B1 holds 5 L parcels, the only shelf that takes them
+        assert world.check_in(number).status_code == 201
+    for number in numbers[5:]:
+        assert is_problem(world.check_in(number), 409, "site-at-capacity")
+    answer = world.shopkeeper.get(f"/sites/{world.shop_id}/forecast").json
+    assert answer["in_vans"] == {"acme": 2}
+    assert answer["days"][1]["predicted"] >= 2 * 0.97  # both come back tomorrow
+
+    clock.advance(days=1)
+    with world.ctx.db.read() as session:
+        site = session.get(Site, world.shop_id)
+        assert site is not None
+        inputs = forecast.inputs_for(world.ctx, session, site)
+    assert inputs.baseline == 7  # Tuesday's 5 check-ins and 2 refusals: 7 wanted a place
+    world.sign_in_again()
+    assert world.check_in(numbers[5]).status_code == 409  # still full: the same parcel, once
+    with world.ctx.db.read() as session:
+        attempts = forecast._first_attempts(world.ctx, session, site, world.ctx.now())
+    assert len(attempts) == 7

@@ -22,6 +22,7 @@ from relay_ops.domain.forecast import (
     reroute_cost,
 )
 from relay_ops.domain.reservations import keeps_room_for_others
+from relay_ops.domain.van_backlog import carry_refused, expected_excess
 
 TUESDAY = date(2026, 12, 1)
 
@@ -51,10 +52,62 @@ def test_parcels_on_hand_leave_at_the_published_pace_for_a_new_shop() -> None:
 
 def test_announced_parcels_arrive_on_their_day_and_then_leave() -> None:
     announced = [Arrival(TUESDAY + timedelta(days=2))] * 30
-    days = forecast(SiteInputs(today=TUESDAY, capacity=20, announced=announced))
+    days = forecast(SiteInputs(today=TUESDAY, capacity=40, announced=announced))
     assert [d.predicted for d in days[:3]] == [0, 0, 30]
-    assert days[2].arrivals == 30 and days[2].over and days[2].at_risk
+    assert days[2].arrivals == 30 and not days[2].at_risk and days[2].refused == 0
     assert days[3].predicted < 15
+
+
+def test_a_full_site_refuses_the_excess_which_waits_in_the_van_and_asks_again() -> None:
+    """30 parcels for 20 places: 10 are refused; nobody collects them from the van, so the
+    next day they are all wanted again, beside the 39 % of the placed ones still there."""
+    announced = [Arrival(TUESDAY + timedelta(days=2))] * 30
+    days = forecast(SiteInputs(today=TUESDAY, capacity=20, announced=announced))
+    assert days[2].predicted == 30 and days[2].over and days[2].at_risk
+    assert days[2].refused == 10 and days[2].on_shelves == (20, 20, 20)
+    assert math.isclose(days[3].predicted, 20 * 0.39 + 10, abs_tol=0.01)
+    assert days[3].refused < 0.5  # 17.8 wanted for 20 places: most likely all find one
+    endless = forecast(SiteInputs(today=TUESDAY, capacity=1000, announced=announced))
+    assert endless[3].predicted < 12  # with room, 61 % of all 30 would have been collected
+
+
+def test_a_backlog_builds_while_the_site_stays_full() -> None:
+    """Nobody collects (hazard 0) at a full site: each day's 5 arrivals join the van, and
+    the places wanted grow by 5 a day while the shelves hold their capacity."""
+    held = [ready(deadline_in=30)] * 10
+    arrivals = [Arrival(TUESDAY + timedelta(days=d)) for d in range(1, 8) for _ in range(5)]
+    days = forecast(SiteInputs(today=TUESDAY, capacity=10, held=held, announced=arrivals,
+                               hazards=(0.0,)))
+    assert [d.predicted for d in days] == [10 + 5 * i for i in range(8)]
+    assert [round(d.refused) for d in days] == [0] + [5 * i for i in range(1, 8)]
+    assert all(d.on_shelves[0] == 10 for d in days)
+
+
+def test_refused_parcels_wait_through_a_closing_day() -> None:
+    saturday = date(2026, 12, 5)
+    held = [Held(age=0, pickup_until=saturday + timedelta(days=10),
+                 leaves_after=saturday + timedelta(days=12))] * 10
+    inputs = SiteInputs(today=saturday, capacity=10, held=held, hazards=(0.0,),
+                        announced=[Arrival(saturday)] * 4, closed_on=sundays)
+    sat, sun, mon = forecast(inputs)[:3]
+    assert sat.refused == 4 and sun.refused == 0 and mon.refused == 4
+    assert sat.predicted == sun.predicted == mon.predicted == 14  # still waiting on Sunday
+
+
+def test_expected_excess_of_a_normal_count() -> None:
+    assert expected_excess(30.0, 0.0, 20.0) == (10.0, 1.0)
+    assert expected_excess(10.0, 0.0, 20.0) == (0.0, 0.0)
+    excess, over = expected_excess(20.0, 4.0, 20.0)  # at capacity: E[(X-C)+] = σ·φ(0)
+    assert math.isclose(excess, 2.0 / math.sqrt(2 * math.pi)) and math.isclose(over, 0.5)
+    assert expected_excess(20.0, 9.0, 20.0)[0] > excess  # more spread, more refused
+
+
+def test_carry_refused_never_refuses_the_parcels_already_on_the_shelves() -> None:
+    mean, var = [50.0, 50.0], [0.0, 0.0]
+    refused = carry_refused(mean, var, [3.0, 0.0], 20, [True, True],
+                            lambda i: [1.0 if j == i else 0.5 for j in range(2)])
+    assert refused == [3.0, 3.0]  # 30 over capacity, but only the 3 arriving can be refused
+    assert mean == [50.0, 51.5]  # and those 3 wait in full instead of half on a shelf
 
 
 def test_no_pickup_on_a_closing_day_and_arrivals_wait_for_the_next_open_day() -> None:
@@ -222,6 +275,19 @@ def test_never_more_than_on_hand_plus_what_can_arrive(inputs: SiteInputs) -> Non
 
 
 @settings(max_examples=150, deadline=None)
+@given(site_inputs)
+def test_the_shelves_never_hold_more_than_capacity_and_refusals_are_the_excess(
+    inputs: SiteInputs,
+) -> None:
+    for day in forecast(inputs):
+        point, low, high = day.on_shelves
+        assert 0 <= low <= point <= high <= day.capacity
+        assert 0 <= day.refused <= max(0.0, day.predicted) + 1e-3
+        if day.closed:
+            assert day.refused == 0
+
+
+@settings(max_examples=150, deadline=None)
 @given(site_inputs, st.builds(lambda d: Arrival(TUESDAY + timedelta(days=d)), days_ahead))
 def test_monotonic_in_announced_arrivals(inputs: SiteInputs, extra: Arrival) -> None:
     before = forecast(inputs)
@@ -306,3 +372,13 @@ def test_the_counter_keeps_held_places_for_the_parcels_they_were_promised_to() -
     assert not keeps_room_for_others(2, 2)
     assert not keeps_room_for_others(0, 0)
     assert keeps_room_for_others(1, 0)
+
+
+def test_a_parcel_refused_day_after_day_is_counted_once_each_day() -> None:
+    """No room at all: the parcel is refused every open day; today half over (its pickups as
+    placed are fewer today), it is still one parcel, never two (found by hypothesis)."""
+    inputs = SiteInputs(today=TUESDAY, capacity=0, announced=[Arrival(TUESDAY)],
+                        hazards=(0.9,), holding_days=1, return_lag_days=1, today_remaining=0.0)
+    days = forecast(inputs)
+    assert all(d.predicted <= 1.0 + 1e-9 for d in days)
+    assert all(math.isclose(d.predicted, 1.0) for d in days[1:])  # waiting in the van
