@@ -44,7 +44,7 @@ from relay_ops.domain import forecast as model
 from relay_ops.domain import no_room as rules
 from relay_ops.domain.lifecycle import Action
 from relay_ops.domain.site_kinds import STORAGE, in_season
-from relay_ops.services import forecast, history, locker_reservations, notify
+from relay_ops.services import forecast, history, locker_reservations, notify, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import release_credentials
 from relay_ops.services.no_room_policies import decision_view, policy_for
@@ -196,10 +196,14 @@ def _hold(case: Case, tried: list[dict[str, str]]) -> dict[str, Any] | str:
     locker_reservations.release_advance_reservation(
         case.ctx, case.session, case.parcel, case.site, case.actor, "held at the depot")
     case.planner.record_move(case.site, case.site, until)
+    # Room promised is room held: the day the carrier is told to bring it, its place waits.
+    place = reservations.hold(case.ctx, case.session, case.parcel, case.site, until, None,
+                              reason=f"held at the depot until {until.isoformat()}")
     decision = _record(case, rules.HOLD, tried, hold_until=until)
     notify.queue(case.session, case.parcel, "depot_hold", str(decision.id))
     return {"status": "hold-at-depot", "until": until.isoformat(),
-            "decision": decision_view(decision)}
+            "decision": decision_view(decision),
+            "reservation": reservations.view(case.session, place)}
 
 
 def _home(case: Case, tried: list[dict[str, str]]) -> dict[str, Any] | str:

@@ -54,14 +54,17 @@ def _live() -> Any:
 
 def hold(
     ctx: Ctx, session: Session, parcel: Parcel, site: Site, day: date,
-    proposal: RerouteProposal,
+    proposal: RerouteProposal | None, reason: str | None = None,
 ) -> PlaceReservation:
-    """One place at ``site`` on ``day`` for ``parcel``; a place it held elsewhere is released
+    """One place at ``site`` on ``day`` for ``parcel`` (sent there by ``proposal``, or kept
+    at the depot until that day: ``reason`` says why); a place it held elsewhere is released
     (a parcel rerouted again keeps one promise, the last)."""
     release_parcel(ctx, session, parcel.id)
     reservation = PlaceReservation(
-        site_id=site.id, day=day, parcel_id=parcel.id, proposal_id=proposal.id,
-        reason=proposal.reason, status=HELD, created_at=ctx.now(),
+        site_id=site.id, day=day, parcel_id=parcel.id,
+        proposal_id=proposal.id if proposal is not None else None,
+        reason=reason or (proposal.reason if proposal is not None else "held"), status=HELD,
+        created_at=ctx.now(),
     )
     session.add(reservation)
     session.flush()

@@ -2,6 +2,7 @@
 (overflow storage, hold at the depot, home delivery by the carrier), per parcel, in order; the
 carrier, the operator and the resident each see the decision (docs/overflow.md)."""
 
+from collections import Counter
 from typing import Any
 
 from flask import Flask
@@ -160,6 +161,22 @@ def test_a_held_parcel_waits_at_the_depot_until_the_site_has_room(
     assert len(told) == 2
     assert all(f"{day_number} décembre" in x["body"] for x in told)
     assert all("Acme Parcels" in x["body"] for x in told)
+
+
+def test_the_day_a_held_parcel_is_brought_back_its_place_is_kept(world: World) -> None:
+    """Room promised is room held, for the depot too: each parcel held until a day holds a
+    place at its site that day, which the operator's forecast shows."""
+    set_policy(world, carrier="acme", steps=["hold"])
+    parcels = flagged(announce_many(world.carrier, 20))
+    assert parcels
+    for p in parcels:
+        place = p["reroute"]["reservation"]
+        assert place["site"] == "bourg" and place["status"] == "held"
+        assert place["day"] == p["reroute"]["until"]
+    per_day = Counter(p["reroute"]["until"] for p in parcels)
+    forecast = world.operator.get(f"/sites/{world.shop_id}/forecast").json["days"]
+    for day, count in per_day.items():
+        assert next(d for d in forecast if d["day"] == day)["reserved"] == count
 
 
 def test_home_delivery_for_the_parcels_the_contract_allows_then_the_next_step(
