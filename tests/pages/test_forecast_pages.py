@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 
+from sqlalchemy import select
+
+from relay_ops.db.models import Parcel, PlaceReservation
 from relay_ops.services import forecast
 from relay_ops.services.principal import Principal, Role
 from tests.pages.support import Pages
@@ -72,3 +76,22 @@ def test_the_dashboard_reads_stored_forecasts(operator: Pages, world: World) -> 
     views = {f["code"]: f for f in forecast.overview(world.ctx, Principal(Role.OPERATOR))}
     assert len(views["bourg"]["days"]) == 8
     assert views["bourg"]["days"][1]["arrivals"] >= 4
+
+
+def test_the_shop_page_shows_the_places_kept_for_rerouted_parcels(
+    marie: Pages, world: World
+) -> None:
+    """A place held at this shop tomorrow for a parcel still announced at another site (a
+    proposal's first option): the table's "Places gardées" says 1 that day, 0 the others."""
+    assert world.announce("KEPT00000001", site="voisin", expected_date=TOMORROW).status_code == 201
+    with world.ctx.db.transaction() as session:
+        parcel_id = session.scalar(
+            select(Parcel.id).where(Parcel.tracking_number == "KEPT00000001"))
+        session.add(PlaceReservation(
+            site_id=world.shop_id, day=date.fromisoformat(TOMORROW), parcel_id=parcel_id,
+            reason="test", status="held", created_at=world.ctx.now()))
+    page = marie.text(f"/shop/{world.shop_id}")
+    kept = dict(re.findall(
+        r'<td data-label="Jour">([^<]+)</td>.*?<td data-label="Places gardées">(\d+)</td>', page))
+    assert len(kept) >= 8
+    assert sorted(kept.values()) == ["0"] * (len(kept) - 1) + ["1"]
