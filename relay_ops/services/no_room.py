@@ -62,7 +62,7 @@ class Option(Protocol):
 
 
 class Planner(Protocol):
-    """What ``reroute.Planner`` gives this module: candidate sites by forecast, and the room
+    """What ``reroute_planner.Planner`` gives this module: candidate sites by forecast, and the room
     it has already given away in this announcement."""
 
     changed: set[int]

@@ -8,7 +8,7 @@ room held"):
 
 - the destination's forecast (:func:`promised_arrivals`): only the places of parcels still
   announced elsewhere (proposals), since a parcel moved there is announced there already;
-- the reroute planner (``reroute.Planner``), through that forecast, before it promises more;
+- the reroute planner (``reroute_planner.Planner``), through that forecast, before it promises more;
 - the check-in (:func:`reserved_here`, :func:`reservation_day`, :func:`keep_room`): a parcel
   without a reservation may not take a place held for a rerouted parcel expected that day; a
   reserved parcel's check-in uses its reservation.

@@ -1,0 +1,153 @@
+"""The reroute planner: which sites can take one more parcel on a day, by their forecast and
+the places already promised there (``services/reservations.py``), ranked by load and distance
+(``domain/forecast.reroute_cost``, docs/forecast.md "Where a reroute goes"). ``reroute.py``
+uses it at announce time, for a full locker and when a carrier accepts a proposal;
+``no_room.py`` when no site within reach has room.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from relay_ops.db.models import Parcel, Site
+from relay_ops.domain import forecast as model
+from relay_ops.domain.geo import distance_km
+from relay_ops.services import forecast
+from relay_ops.services.context import Ctx
+
+
+@dataclass(frozen=True)
+class Option:
+    site: Site
+    km: float
+    day: model.DayForecast
+    cost: float
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "site": self.site.code, "name": self.site.name, "address": self.site.address,
+            "city": self.site.city, "distance_km": round(self.km, 2),
+            "step_free_access": self.site.step_free_access,
+            "predicted": self.day.predicted, "capacity": self.day.capacity,
+        }
+
+
+class Planner:
+    """Candidate sites' forecast inputs, read once per announcement, plus the room promised
+    since they were read.
+
+    Every place a reroute promises is a stored reservation (services/reservations.py): a
+    parcel moved holds one at its new site, a proposal awaiting the carrier one at its first
+    option (the one a carrier takes first), whether it was made by this announcement or an
+    earlier one. A site's forecast counts them (the moved parcel as announced there, the
+    proposal's place as an arrival), so inputs read after a promise see it; ``promised``
+    covers those made since a site's inputs were read here. Without the proposals' places,
+    every parcel of a big manifest was proposed the same site, the carrier accepted them one
+    by one and the last ones found it full.
+
+    A candidate's row is locked before its forecast is read (``FOR UPDATE SKIP LOCKED``):
+    two announcements cannot both promise a site's last place, and one never waits for
+    another (which, holding its own sites, might be waiting for this one): a site another
+    transaction holds is skipped as a candidate.
+    """
+
+    def __init__(self, ctx: Ctx, session: Session) -> None:
+        self.ctx, self.session = ctx, session
+        self.inputs: dict[int, model.SiteInputs] = {}
+        self.since_read: dict[tuple[int, date], int] = defaultdict(int)
+        self.changed: set[int] = set()  # sites a parcel left or joined since their inputs
+        self.locked: set[int] = set()
+        self.sites = list(session.scalars(select(Site).where(Site.status == "open")))
+
+    def promised(self, site: Site, day: date) -> int:
+        """Places promised at ``site`` for ``day`` (reservations) that its inputs, read
+        earlier in this transaction, do not count yet."""
+        return self.since_read[(site.id, day)]
+
+    def record_hold(self, site: Site, day: date) -> None:
+        """A place was reserved at ``site``: inputs read later see it; cached ones do not."""
+        if site.id in self.inputs:
+            self.since_read[(site.id, day)] += 1
+
+    def lock(self, site: Site) -> bool:
+        """The site's row, locked for this transaction unless another one holds it (False:
+        skip it). Its forecast inputs are read after the lock, never before."""
+        if site.id in self.locked:
+            return True
+        found = self.session.scalar(
+            select(Site.id).where(Site.id == site.id).with_for_update(skip_locked=True)
+        )
+        if found is None:
+            return False
+        self.locked.add(site.id)
+        return True
+
+    def day_with(self, site: Site, day: date, extra: int) -> model.DayForecast | None:
+        """The site's forecast for ``day`` with what is promised to it that day, plus
+        ``extra`` more (or, negative, fewer) parcels announced that day."""
+        if site.id not in self.inputs:
+            self.inputs[site.id] = forecast.inputs_for(self.ctx, self.session, site)
+        inputs = self.inputs[site.id]
+        extra += self.promised(site, day)
+        announced = list(inputs.announced)
+        if extra >= 0:
+            announced += [model.Arrival(day, self.ctx.settings.forecast.show_rate)] * extra
+        for _ in range(-extra):
+            index = next((i for i, a in enumerate(announced) if a.day == day), None)
+            if index is None:
+                break
+            del announced[index]
+        days = model.forecast(replace(inputs, announced=announced))
+        return next((d for d in days if d.day == day), None)
+
+    def record_move(self, origin: Site, site: Site, day: date) -> None:
+        # Inputs read after the move see the parcel already; only cached ones need counting.
+        self.record_hold(site, day)
+        self.changed |= {origin.id, site.id}
+
+    def options(
+        self, origin: Site, day: date, accept: Callable[[Site], bool] | None = None,
+        kind: str | None = None,
+    ) -> list[Option]:
+        """The sites of ``kind`` (the origin's by default) within reach that can take one
+        more parcel on ``day`` (and that ``accept`` takes, when given), the cheapest first by
+        :func:`model.reroute_cost` (load and distance, docs/forecast.md)."""
+        settings = self.ctx.settings.forecast
+        radii = settings.reroute_radius_km
+        radius = radii.get(origin.area, min(radii.values()))
+        wanted = kind or origin.kind
+        found = []
+        for site in self.sites:
+            if site.id == origin.id or site.kind != wanted:
+                continue
+            if origin.step_free_access and not site.step_free_access:
+                continue  # never a step in place of step-free access
+            km = distance_km(origin.latitude, origin.longitude, site.latitude, site.longitude)
+            if km > radius:
+                continue
+            if accept is not None and not accept(site):
+                continue
+            if not self.lock(site):
+                continue  # another announcement is promising its room right now
+            outlook = self.day_with(site, day, 1)
+            if outlook is None or outlook.closed or outlook.at_risk:
+                continue
+            cost = model.reroute_cost(outlook.high, outlook.capacity, km, radius,
+                                      settings.reroute_distance_weight)
+            found.append(Option(site, km, outlook, cost))
+        found.sort(key=lambda o: (o.cost, o.km))
+        return found[: settings.reroute_options]
+
+
+def arrival_day(ctx: Ctx, parcel: Parcel) -> date:
+    """The same rule as the forecast: the expected day, else the day after the announcement."""
+    if parcel.expected_date is not None:
+        return parcel.expected_date
+    return forecast.local_day(ctx, parcel.created_at or ctx.now()) + timedelta(days=1)
