@@ -20,7 +20,7 @@ from relay_ops.domain import season
 from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
 from relay_ops.domain.holding import SHORTENED_RULES
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import forecast
+from relay_ops.services import forecast, forecast_views
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 from relay_ops.services.sites import site_row, today
@@ -110,13 +110,13 @@ def recommendations(
 ) -> list[dict[str, Any]]:
     """Per shop, the extra places that would take each day of its forecast out of risk,
     grouped into periods (``domain.season.extra_places``), from the stored forecast (the
-    dashboard's, ``forecast.overview``); temporary shelves already declared are counted in
+    dashboard's, ``forecast_views.overview``); temporary shelves already declared are counted in
     that forecast's capacity, so what is left is what is still missing."""
     require_role(actor, Role.OPERATOR)
     shortened = shortened_holding(ctx)
     declared = declared_shelves(ctx)
     found = []
-    for site in forecast.overview(ctx, actor):
+    for site in forecast_views.overview(ctx, actor):
         if site["kind"] != "shop" or (site_id is not None and site["id"] != site_id):
             continue
         needs = [season.DayNeed(date.fromisoformat(d["day"]), d["high"], d["capacity"])

@@ -8,7 +8,7 @@ from datetime import date
 from sqlalchemy import select
 
 from relay_ops.db.models import Parcel, PlaceReservation
-from relay_ops.services import forecast
+from relay_ops.services import forecast, forecast_views
 from relay_ops.services.principal import Principal, Role
 from tests.pages.support import Pages
 from tests.support import World
@@ -52,7 +52,7 @@ def test_closing_days_show_in_the_forecast(marie: Pages, world: World) -> None:
 def test_a_shopkeeper_sees_no_forecast_of_another_shop(marie: Pages, world: World) -> None:
     marie.text(f"/shop/{world.other_shop_id}", status=404)
     marie.text("/ops", status=403)
-    mine = forecast.overview(
+    mine = forecast_views.overview(
         world.ctx, Principal(Role.SHOPKEEPER, user_id=2, site_ids=frozenset({world.shop_id})))
     assert [f["code"] for f in mine] == ["bourg"]
 
@@ -73,7 +73,7 @@ def test_the_dashboard_lists_every_sites_forecast(operator: Pages, world: World)
 def test_the_dashboard_reads_stored_forecasts(operator: Pages, world: World) -> None:
     forecast.forecast_all(world.ctx)
     _crowd(world, 5)  # announcing refreshes bourg's stored forecast in its transaction
-    views = {f["code"]: f for f in forecast.overview(world.ctx, Principal(Role.OPERATOR))}
+    views = {f["code"]: f for f in forecast_views.overview(world.ctx, Principal(Role.OPERATOR))}
     assert len(views["bourg"]["days"]) == 8
     assert views["bourg"]["days"][1]["arrivals"] >= 4
 

@@ -26,7 +26,7 @@ from relay_ops.services import (
     resident,
     sites,
 )
-from relay_ops.services import forecast as forecasts
+from relay_ops.services import forecast_views as forecasts
 from relay_ops.services import locker_collection as locker_collections
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import bp, client_address, ctx, endpoint, pagination

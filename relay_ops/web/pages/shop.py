@@ -16,7 +16,7 @@ from relay_ops.services import (
     accounts,
     checkin,
     expiry,
-    forecast,
+    forecast_views,
     parcel_views,
     season,
     sites,
@@ -340,7 +340,7 @@ def extend(principal: Principal, site_id: int, parcel_id: int) -> Response:
 def site_overview(principal: Principal, site_id: int) -> str:
     site = _site(principal, site_id)
     series = stats.daily(ctx(), principal, [site_id])
-    fc = forecast.site_forecast(ctx(), principal, site_id)
+    fc = forecast_views.site_forecast(ctx(), principal, site_id)
     fc["name"] = site["name"]
     return render_template(
         "pages/site.html", site=site, fc=fc,
