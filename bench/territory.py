@@ -11,7 +11,9 @@ the parcels waiting in the vans per day and how many days parcels waited for a s
 shop-days over capacity with and without rerouting, and how many of them the forecast flagged
 days ahead; the share of parcels rerouted and the distance they moved; lockers full at
 drop-off and where their parcels went; parcels grouped with the same recipient's (one shelf
-or one door, one code); the time to forecast the whole territory.
+or one door, one code); the time to forecast the whole territory. With ``--flows``, shops
+also take parcels to send and producers' orders (bench/territory_flows.py), and the figures
+say whether the scored shelf count holds them.
 """
 
 from __future__ import annotations
@@ -761,7 +763,7 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
     replay.plan(start)
     clock.at(start - timedelta(days=1), "20:00")
     replay.announce(start, "evening")
-    if flows:  # their own random stream: the shops' parcels stay those of a run without
+    if flows:  # their own random stream: the shops' planned parcels stay those of a run without
         replay.flows = Flows(replay, random.Random(seed + 20_000))
         replay.flows.setup()
         replay.flows.announce_orders(start)

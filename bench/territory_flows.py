@@ -18,8 +18,9 @@ Rates (stated in docs/benchmarks-territory.md, "Sent parcels and producer orders
   check-in), collected by residents with the parcels' pickup-delay model, and taken back by
   their producer two days after they expired (``producers.take_back``).
 
-All draws come from their own random stream: the shops' parcels and pickup delays are those
-of the run without ``--flows``.
+The flows draw from their own random stream, so the shops' planned parcels are those of the
+run without ``--flows``; what follows differs a little (the flows take places, so check-ins
+are refused and reroutes chosen otherwise, and each shop's fridge adds 4 places).
 """
 
 from __future__ import annotations
