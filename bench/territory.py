@@ -11,7 +11,9 @@ the parcels waiting in the vans per day and how many days parcels waited for a s
 shop-days over capacity with and without rerouting, and how many of them the forecast flagged
 days ahead; the share of parcels rerouted and the distance they moved; lockers full at
 drop-off and where their parcels went; parcels grouped with the same recipient's (one shelf
-or one door, one code); the time to forecast the whole territory.
+or one door, one code); the time to forecast the whole territory. With ``--flows``, shops
+also take parcels to send and producers' orders (bench/territory_flows.py), and the figures
+say whether the scored shelf count holds them.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine, select
 
+from bench.territory_flows import FRIDGE, SHOP_SERVICES, Flows
 from bench.territory_scoring import Sample, Vans, by_lead, demand_share, error_figures
 from relay_ops import create_app
 from relay_ops.db import migrate
@@ -208,7 +211,8 @@ def dwell(rng: random.Random, first_day: float) -> int:
 # ---------------------------------------------------------------- territory
 
 
-def build_territory(ctx: Ctx, rng: random.Random, load: float = 1.0) -> list[Shop]:
+def build_territory(ctx: Ctx, rng: random.Random, load: float = 1.0, flows: bool = False
+                    ) -> list[Shop]:
     specs: list[dict[str, Any]] = []
     for town, lat, lon in TOWNS:
         for i in range(3):
@@ -225,6 +229,9 @@ def build_territory(ctx: Ctx, rng: random.Random, load: float = 1.0) -> list[Sho
                                    VILLAGE_HOURS, (16, 28)))
     shops = []
     for spec in specs:
+        if flows:  # it sends parcels and keeps producers' orders cold (bench/territory_flows.py)
+            spec["site"]["services"] = SHOP_SERVICES
+            spec["site"]["locations"].append(dict(FRIDGE))
         view = sites.create_site(ctx, SYSTEM, spec["site"])
         shops.append(Shop(
             id=view["id"], code=spec["site"]["code"], capacity=spec["capacity"],
@@ -310,6 +317,7 @@ class Replay:
         self.predictions: dict[tuple[int, date, int], tuple[float, int, int, bool, int]] = {}
         # unannounced parcels a full shop refused: the van keeps them for the next round
         self.van_unannounced: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
+        self.flows: Flows | None = None  # sent parcels and producer orders (--flows)
 
     def opens(self, shop: Shop, day: date) -> bool:
         return day.weekday() in shop.open_days
@@ -512,7 +520,8 @@ class Replay:
             rows = list(session.execute(
                 select(Parcel.site_id, Parcel.tracking_number, Parcel.carrier_id).where(
                     Parcel.state == "expired", Parcel.holding_deadline <= cutoff,
-                    Parcel.site_id.in_(shop_ids))))
+                    Parcel.site_id.in_(shop_ids),
+                    Parcel.carrier_id.is_not(None))))  # producers take back their orders
         by_key: dict[tuple[int, int], list[str]] = defaultdict(list)
         for site_id, number, carrier_id in rows:
             by_key[(site_id, carrier_id)].append(number)
@@ -637,15 +646,27 @@ class Replay:
         self.locker_rounds(day)  # before the shops: a full locker's parcel may go to one
         self.clock.at(day, "09:30")
         self.check_ins(day)
+        flows = self.flows
+        if flows:
+            flows.measure(day)
+            self.clock.at(day, "10:00")
+            flows.deposit_orders(day)
         self.clock.at(day, "11:00")
         self.returns(day)
         self.locker_returns()
+        if flows:
+            flows.collect_sent(day)
+            flows.take_back_orders()
+            self.clock.at(day, "15:00")
+            flows.deposit_sent(day)
         self.clock.at(day, "17:00")
         self.pickups(day)
         self.locker_pickups(day)
         self.clock.at(day, "20:00")
         self.plan(day + timedelta(days=1))
         self.announce(day + timedelta(days=1), "evening")
+        if flows:
+            flows.announce_orders(day + timedelta(days=1))
         self.clock.at(day + timedelta(days=1), "00:30")
         expiry.expire_overdue(self.ctx, limit=100_000)
 
@@ -717,7 +738,7 @@ def grouping_figures(ctx: Ctx) -> dict[str, int]:
 
 def run(mode: str, start: date, days: int, seed: int, workdir: Path,
         warm_up: int = WARM_UP_DAYS, load: float = 1.0, with_lockers: bool = True,
-        progress: Path | None = None) -> dict[str, Any]:
+        progress: Path | None = None, flows: bool = False) -> dict[str, Any]:
     rng = random.Random(seed)
     db_path = workdir / f"territory-{mode}.sqlite3"
     db_path.unlink(missing_ok=True)
@@ -733,7 +754,7 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
     clock.at(start - timedelta(days=1), "08:00")
     base_ctx: Ctx = app.extensions["relay_ops"]
     ctx = Ctx(db=base_ctx.db, settings=base_ctx.settings, clock=clock)
-    shops = build_territory(ctx, rng, load)
+    shops = build_territory(ctx, rng, load, flows)
     extra = random.Random(seed + 10_000)
     built = build_lockers(ctx, extra, load) if with_lockers else []
     warm = start + timedelta(days=warm_up)
@@ -742,6 +763,10 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
     replay.plan(start)
     clock.at(start - timedelta(days=1), "20:00")
     replay.announce(start, "evening")
+    if flows:  # their own random stream: the shops' planned parcels stay those of a run without
+        replay.flows = Flows(replay, random.Random(seed + 20_000))
+        replay.flows.setup()
+        replay.flows.announce_orders(start)
     began = time.perf_counter()
     for i in range(days):
         replay.day(start + timedelta(days=i))
@@ -759,6 +784,7 @@ def results_of(replay: Replay, mode: str, seed: int, load: float, days: int, ela
     ctx, shops, built, stats = replay.ctx, replay.shops, replay.lockers, replay.stats
     start = replay.start
     over_peak = [(c, d) for c, d in stats.over_days if d >= replay.warm]
+    flows = {"flows": replay.flows.figures()} if replay.flows else {}
     return {
         "mode": mode, "start": start.isoformat(), "days": days, "seed": seed, "load": load,
         "shops": len(shops), "towns": len(TOWNS),
@@ -791,6 +817,7 @@ def results_of(replay: Replay, mode: str, seed: int, load: float, days: int, ela
         "nearest_neighbour_km": round(statistics.mean(
             min(distance_km(a.lat, a.lon, b.lat, b.lon) for b in shops if b is not a)
             for a in shops), 2),
+        **flows,
     }
 
 
@@ -809,6 +836,9 @@ def main() -> None:
     parser.add_argument("--shops-only", action="store_true",
                         help="no lockers and one recipient per parcel: the territory of the "
                              "first figure sets (docs/benchmarks-territory.md)")
+    parser.add_argument("--flows", action="store_true",
+                        help="shops also take parcels to send (15 %% of their arrivals) and "
+                             "producers' orders (bench/territory_flows.py)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--progress", type=Path,
                         help="write the figures so far to this file after each day")
@@ -818,7 +848,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as workdir:
         for mode in modes:
             result = run(mode, args.start, args.days, args.seed, Path(workdir), args.warm_up,
-                         args.load, not args.shops_only, args.progress)
+                         args.load, not args.shops_only, args.progress, args.flows)
             print(json.dumps(result, indent=2))
             results.append(result)
     args.out.mkdir(parents=True, exist_ok=True)

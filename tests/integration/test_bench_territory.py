@@ -76,3 +76,33 @@ def test_a_hotter_territory_scores_both_actuals_and_counts_the_vans(tmp_path: Pa
     assert vans["checked_in_after_waiting"] == sum(n for k, n in waited.items() if k != "0") > 0
     # three days: nobody has waited more than two yet, and the longest wait says so
     assert vans["waited_more_than_2_days"] == 0 and vans["longest_wait_days"] <= 2
+
+
+def test_flows_send_parcels_and_deliver_producer_orders_the_forecast_counts(
+        tmp_path: Path) -> None:
+    """--flows: shops take parcels to send, their carrier collects them on its next round,
+    producers' orders are brought and picked up; none is lost, and the shelf count the
+    forecast is scored against (and the check-in refuses on) holds them."""
+    result = run_territory(tmp_path, "--flows")
+    flows = result["flows"]
+    sent, orders, held = flows["sent"], flows["producer_orders"], flows["held_at_scoring"]
+    assert flows["send_share_of_arrivals"] == 0.15 and flows["order_shops"] > 0
+    # ~15 % of ~1,600 parcels over 4 days; each deposited one left with its carrier or waits
+    assert 100 < sent["deposited"] < 600
+    assert sent["deposited"] >= sent["collected"] == sent["in_state_collected"] > 0
+    assert sent["deposited"] == sent["collected"] + sent["on_shelves_at_end"]
+    assert sent["lost_or_missing"] == 0
+    assert orders["announced"] == (orders["deposited"] + sum(orders["refused_at_counter"].values())
+                                   + orders["not_brought_yet"])
+    assert orders["deposited"] >= orders["picked_up"] > 0 and orders["keep_cold"] > 0
+    assert orders["returned_to_producer"] == orders["in_state_returned"]
+    assert orders["deposited"] == (orders["picked_up"] + orders["returned_to_producer"]
+                                   + orders["on_shelves_at_end"])
+    assert orders["lost_or_missing"] == 0
+    # parcels sent and orders on the shelves in the morning are in the occupancy the
+    # forecast reads and is scored against
+    assert held["sent"] > 0 and held["orders"] > 0
+    assert held["counted_by_occupancy"] == held["parcels"] + held["sent"] + held["orders"]
+    assert held["forecast_counts_them"] is True
+    assert 0 < held["sent_and_orders_pct"] < 50
+    assert result["lockers"]["deposits"] > 50  # the rest of the territory runs as before
