@@ -20,7 +20,7 @@ from werkzeug.test import TestResponse
 
 from relay_ops import create_app
 from relay_ops.db import migrate
-from relay_ops.services import accounts, outbound, sites
+from relay_ops.services import accounts, carrier_sites, sites
 from relay_ops.services.principal import SYSTEM
 
 HOURS = {d: [["08:00", "20:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat")}
@@ -55,8 +55,8 @@ def main() -> None:
         "city": "Bourg", "latitude": 47.5, "longitude": -1.3, "opening_hours": HOURS,
         "locations": [{"label": "A1", "size_class": "M", "capacity": args.count}]})["id"]
     accounts.create_carrier(ctx, SYSTEM, code="acme", name="Acme")
-    outbound.set_label_networks(ctx, SYSTEM, "acme", ["prefix:ACME"])
-    outbound.serve_site(ctx, SYSTEM, site, "acme", 48)
+    carrier_sites.set_label_networks(ctx, SYSTEM, "acme", ["prefix:ACME"])
+    carrier_sites.serve_site(ctx, SYSTEM, site, "acme", 48)
     sites.set_services(ctx, SYSTEM, site, ["receive", "send"])
     accounts.create_user(ctx, SYSTEM, username="bench", password=PASSWORD, role="shopkeeper",
                          site_codes=["bourg"])

@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 from relay_ops.db.models import Parcel, ProducerOrder, Site
 from relay_ops.domain.errors import DomainError, SiteAtCapacity
 from relay_ops.domain.lifecycle import HELD_STATES
-from relay_ops.services import outbound, producers, sites
+from relay_ops.services import carrier_sites, outbound, producers, sites
 from relay_ops.services.principal import SYSTEM, Principal, Role
 
 if TYPE_CHECKING:
@@ -87,11 +87,12 @@ class Flows:
         """Carriers collect their own labels; each shop is served by one of them; producers
         get their accounts and their shops."""
         for code in self.replay.carriers:
-            outbound.set_label_networks(self.ctx, SYSTEM, code, [f"prefix:{carrier_prefix(code)}"])
+            carrier_sites.set_label_networks(
+                self.ctx, SYSTEM, code, [f"prefix:{carrier_prefix(code)}"])
         self.carrier_of = {shop.code: self.rng.choice(sorted(self.replay.carriers))
                            for shop in self.replay.shops}
         for shop in self.replay.shops:
-            outbound.serve_site(self.ctx, SYSTEM, shop.id, self.carrier_of[shop.code], 24)
+            carrier_sites.serve_site(self.ctx, SYSTEM, shop.id, self.carrier_of[shop.code], 24)
         for code in PRODUCERS:
             view = producers.create_producer(self.ctx, SYSTEM, code=code, name=code.title())
             self.producers.append(Principal(Role.PRODUCER, producer_id=view["id"]))

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from relay_ops.db.models import Carrier, CarrierSite, Producer, Site
 from relay_ops.services import (
     accounts,
+    carrier_sites,
     checkin,
     credentials,
     home_delivery,
@@ -118,8 +119,8 @@ def _seed_sending(ctx: Ctx) -> None:
     """The carrier collects its own labels and postal S10 ones at the Bourg shop within two
     days; one parcel waits on its pickup list (docs/outbound.md)."""
     shop_id = sites.site_id_for_code(ctx, "riaille-bourg")
-    outbound.set_label_networks(ctx, SYSTEM, "ligerien", ["prefix:LIG", "upu-s10"])
-    outbound.serve_site(ctx, SYSTEM, shop_id, "ligerien", 48)
+    carrier_sites.set_label_networks(ctx, SYSTEM, "ligerien", ["prefix:LIG", "upu-s10"])
+    carrier_sites.serve_site(ctx, SYSTEM, shop_id, "ligerien", 48)
     sites.set_services(ctx, SYSTEM, shop_id, ["receive", "send"])
     outbound.drop_off(ctx, SYSTEM, shop_id, SENT_PARCEL, size_class="S",
                       sender=outbound.Sender(phone="+33644556677"))

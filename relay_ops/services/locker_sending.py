@@ -42,6 +42,7 @@ from relay_ops.domain.errors import (
 from relay_ops.domain.holding import Perishable, deadline_after, perishable_deadline
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import history, notify
+from relay_ops.services.carrier_sites import serving_carriers
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import code_of, issue_credential
 from relay_ops.services.holding import holding_facts, holding_period, keep_holding
@@ -61,7 +62,7 @@ from relay_ops.services.locker_sync import (
     queue_sync,
     sender_credential,
 )
-from relay_ops.services.outbound import Sender, checked_sender, receipt_url, serving_carriers
+from relay_ops.services.outbound import Sender, checked_sender, receipt_url
 from relay_ops.services.parcel_views import by_tracking
 from relay_ops.services.principal import Principal, Role, require_role
 from relay_ops.services.sites import closed_on

@@ -1,5 +1,6 @@
 """Parcels sent from a site: a sender's deposit at the counter, the carrier's pickup list and
-collection, the overdue alert, and the sender's receipt (docs/outbound.md).
+collection, the overdue alert, and the sender's receipt (docs/outbound.md). Which carriers
+collect at which sites is ``carrier_sites.py``.
 
 The rules are in ``domain/outbound.py`` (lifecycle, which carrier takes a label); each
 function here is one use case in one transaction, like ``services/checkin.py``. A sent parcel
@@ -15,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -33,6 +34,12 @@ from relay_ops.notifications.errors import InvalidRecipient
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import normalize_recipient
 from relay_ops.services import history, notify
+from relay_ops.services.carrier_sites import (
+    TO_COLLECT,
+    carrier_or_404,
+    serving_carriers,
+    site_or_404,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.parcel_views import by_tracking
 from relay_ops.services.principal import SYSTEM, Principal, Role, require_role, require_site
@@ -40,107 +47,7 @@ from relay_ops.services.shelves import allocate_shelf
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 RECEIPT_SALT = "relay-ops-sending-receipt"
-# On a carrier's pickup list: waiting for it, or damaged (it still takes those, see domain).
-TO_COLLECT = (State.AWAITING_COLLECTION.value, State.DAMAGED.value)
 REASONS = ("send", "return")
-
-
-# ---------------------------------------------------------------- carriers and sites
-
-
-def set_label_networks(
-    ctx: Ctx, actor: Principal, carrier_code: str, specs: list[str]
-) -> dict[str, Any]:
-    """The label networks a carrier collects (operators declare them)."""
-    require_role(actor, Role.OPERATOR, Role.SYSTEM)
-    checked = sorted({outbound.parse_network(spec).spec for spec in specs})
-    with ctx.db.transaction() as session:
-        carrier = _carrier(session, carrier_code)
-        carrier.label_networks = checked
-        return {"carrier": carrier.code, "label_networks": checked}
-
-
-def serve_site(
-    ctx: Ctx, actor: Principal, site_id: int, carrier_code: str, collection_delay_hours: int
-) -> dict[str, Any]:
-    """A carrier collects sent parcels at a site, within this many hours of each deposit."""
-    require_role(actor, Role.OPERATOR, Role.SYSTEM)
-    if not 1 <= collection_delay_hours <= 24 * 14:
-        raise ValidationFailed("collection_delay_hours is between 1 and 336 (two weeks)")
-    with ctx.db.transaction() as session:
-        site = _site(session, site_id)  # a shop, or a locker (services/locker_sending.py)
-        carrier = _carrier(session, carrier_code)
-        link = session.get(CarrierSite, (site.id, carrier.id))
-        if link is None:
-            link = CarrierSite(site_id=site.id, carrier_id=carrier.id,
-                               collection_delay_hours=collection_delay_hours)
-            session.add(link)
-        link.collection_delay_hours = collection_delay_hours
-        session.flush()
-        return _service_view(carrier, link)
-
-
-def stop_serving(ctx: Ctx, actor: Principal, site_id: int, carrier_code: str) -> None:
-    """The carrier no longer collects here; parcels already listed stay on its list."""
-    require_role(actor, Role.OPERATOR, Role.SYSTEM)
-    with ctx.db.transaction() as session:
-        carrier = _carrier(session, carrier_code)
-        link = session.get(CarrierSite, (site_id, carrier.id))
-        if link is None:
-            raise NotFound(f"{carrier_code} does not collect at site {site_id}")
-        session.delete(link)
-
-
-def site_carriers(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, Any]]:
-    """Who collects sent parcels at a site, what labels and within what delay."""
-    require_role(actor, *STAFF, Role.SYSTEM)
-    require_site(actor, site_id)
-    with ctx.db.read() as session:
-        _site(session, site_id)
-        return [_service_view(carrier, link)
-                for carrier, link in serving_carriers(session, site_id)]
-
-
-def collection_sites(ctx: Ctx, actor: Principal) -> list[dict[str, Any]]:
-    """Where a carrier collects, and how many sent parcels wait there for it (operators: every
-    carrier at every site)."""
-    require_role(actor, Role.CARRIER, Role.OPERATOR)
-    with ctx.db.read() as session:
-        query = (
-            select(Site, Carrier, CarrierSite)
-            .join(CarrierSite, CarrierSite.site_id == Site.id)
-            .join(Carrier, Carrier.id == CarrierSite.carrier_id)
-            .order_by(Site.name, Carrier.code)
-        )
-        if actor.role is Role.CARRIER:
-            query = query.where(Carrier.id == actor.carrier_id)
-        waiting = {
-            (site_id, carrier_id): n for site_id, carrier_id, n in session.execute(
-                select(Parcel.site_id, Parcel.carrier_id, func.count())
-                .where(Parcel.direction == outbound.DIRECTION, Parcel.state.in_(TO_COLLECT))
-                .group_by(Parcel.site_id, Parcel.carrier_id)
-            )
-        }
-        return [
-            {"site_id": site.id, "site": site.code, "site_name": site.name, "city": site.city,
-             "carrier": carrier.code, "collection_delay_hours": link.collection_delay_hours,
-             "waiting": waiting.get((site.id, carrier.id), 0)}
-            for site, carrier, link in session.execute(query)
-        ]
-
-
-def serving_carriers(session: Session, site_id: int) -> list[tuple[Carrier, CarrierSite]]:
-    rows = session.execute(
-        select(Carrier, CarrierSite).join(CarrierSite, CarrierSite.carrier_id == Carrier.id)
-        .where(CarrierSite.site_id == site_id).order_by(Carrier.code)
-    )
-    return [(carrier, link) for carrier, link in rows]
-
-
-def _service_view(carrier: Carrier, link: CarrierSite) -> dict[str, Any]:
-    return {"carrier": carrier.code, "name": carrier.name,
-            "label_networks": list(carrier.label_networks or []),
-            "collection_delay_hours": link.collection_delay_hours}
 
 
 # ---------------------------------------------------------------- the deposit
@@ -216,7 +123,7 @@ def checked_sender(sender: Sender) -> Sender:
 def _counter_site(session: Session, actor: Principal, site_id: int) -> Site:
     require_role(actor, *STAFF, Role.SYSTEM)
     require_site(actor, site_id)
-    site = _site(session, site_id, lock=True)
+    site = site_or_404(session, site_id, lock=True)
     if site.kind != "shop":
         raise ValidationFailed("at a locker the sender announces the parcel online and "
                                "deposits it with a drop-off code (POST /lockers/{id}/drop-offs)")
@@ -328,7 +235,7 @@ def pickup_list(
     require_role(actor, Role.CARRIER, *STAFF, Role.SYSTEM)
     require_site(actor, site_id)
     with ctx.db.read() as session:
-        site = _site(session, site_id)
+        site = site_or_404(session, site_id)
         query = (
             select(Parcel).join(OutboundParcel, OutboundParcel.parcel_id == Parcel.id)
             .where(Parcel.site_id == site.id, Parcel.direction == outbound.DIRECTION,
@@ -338,7 +245,7 @@ def pickup_list(
         if actor.role is Role.CARRIER:
             query = query.where(Parcel.carrier_id == actor.carrier_id)
         elif carrier_code:
-            query = query.where(Parcel.carrier_id == _carrier(session, carrier_code).id)
+            query = query.where(Parcel.carrier_id == carrier_or_404(session, carrier_code).id)
         now = ctx.now()
         items = [outbound_view(session, p, now) for p in session.scalars(_with_views(query))]
         return {"site": site.code, "site_name": site.name, "items": items}
@@ -371,7 +278,7 @@ def collect(
     now = ctx.now()
     results = []
     with ctx.db.transaction() as session:
-        site = _site(session, site_id)
+        site = site_or_404(session, site_id)
         if site.kind == "locker":  # its door must open, and its closing says it is gone
             raise ValidationFailed("at a locker the carrier's code (or its drop-off session) "
                                    "opens the doors of the parcels to collect")
@@ -393,7 +300,7 @@ def _acting_carrier(session: Session, actor: Principal, carrier_code: str | None
         return carrier
     if carrier_code is None:
         raise ValidationFailed("name the carrier the parcels are handed to ('carrier')")
-    return _carrier(session, carrier_code)
+    return carrier_or_404(session, carrier_code)
 
 
 def _one(
@@ -550,20 +457,3 @@ def receipt(ctx: Ctx, token: str) -> dict[str, Any]:
             "site": {"code": site.code, "name": site.name, "address": site.address,
                      "postcode": site.postcode, "city": site.city},
         }
-
-
-# ---------------------------------------------------------------- lookups
-
-
-def _site(session: Session, site_id: int, *, lock: bool = False) -> Site:
-    site = session.get(Site, site_id, with_for_update=lock)
-    if site is None:
-        raise NotFound(f"no site {site_id}")
-    return site
-
-
-def _carrier(session: Session, code: str) -> Carrier:
-    carrier = session.scalar(select(Carrier).where(Carrier.code == code))
-    if carrier is None:
-        raise NotFound(f"no carrier {code!r}")
-    return carrier

@@ -20,6 +20,7 @@ from playwright.sync_api import Browser, Page
 
 from relay_ops.services import (
     accounts,
+    carrier_sites,
     credentials,
     expiry,
     home_delivery,
@@ -87,8 +88,8 @@ def _issue_17_pages(live: Live, parcel_id: int) -> tuple[str, str]:
     ctx, site = live.ctx, live.world.shop_id
     operator = Principal(Role.OPERATOR, user_id=1)
     marie = Principal(Role.SHOPKEEPER, user_id=2, site_ids=frozenset({site}))
-    outbound.set_label_networks(ctx, SYSTEM, "acme", ["prefix:BRWSEND"])
-    outbound.serve_site(ctx, SYSTEM, site, "acme", 48)
+    carrier_sites.set_label_networks(ctx, SYSTEM, "acme", ["prefix:BRWSEND"])
+    carrier_sites.serve_site(ctx, SYSTEM, site, "acme", 48)
     sites.add_locations(ctx, SYSTEM, site, [
         {"label": "F1", "size_class": "M", "capacity": 2, "refrigerated": True}])
     sites.set_services(ctx, SYSTEM, site, ["receive", "send", "cold", "home_delivery"])

@@ -17,10 +17,10 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from relay_ops.services import (
+    carrier_sites,
     checkin,
     expiry,
     home_delivery,
-    outbound,
     parcel_views,
     producers,
     sites,
@@ -45,8 +45,8 @@ def flows(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> It
         live.app.extensions["relay_ops"] = fixed
         live.world.ctx = fixed
         shop = live.world.shop_id
-        outbound.set_label_networks(fixed, SYSTEM, "acme", ["prefix:ACME"])
-        outbound.serve_site(fixed, SYSTEM, shop, "acme", 48)
+        carrier_sites.set_label_networks(fixed, SYSTEM, "acme", ["prefix:ACME"])
+        carrier_sites.serve_site(fixed, SYSTEM, shop, "acme", 48)
         sites.add_locations(fixed, SYSTEM, shop, [
             {"label": "F1", "size_class": "M", "capacity": 2, "refrigerated": True}])
         sites.set_services(fixed, SYSTEM, shop, ["receive", "send", "cold", "home_delivery"])

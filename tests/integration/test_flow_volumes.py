@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from relay_ops.services import expiry, outbound, producers, stats
+from relay_ops.services import carrier_sites, expiry, producers, stats
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.support import World, is_problem
@@ -15,8 +15,8 @@ from tests.support import World, is_problem
 @pytest.fixture
 def flows(world: World) -> World:
     """The Bourg shop sends with Acme and delivers home every weekday; a farm sells there."""
-    outbound.set_label_networks(world.ctx, SYSTEM, "acme", ["prefix:ACME"])
-    outbound.serve_site(world.ctx, SYSTEM, world.shop_id, "acme", 48)
+    carrier_sites.set_label_networks(world.ctx, SYSTEM, "acme", ["prefix:ACME"])
+    carrier_sites.serve_site(world.ctx, SYSTEM, world.shop_id, "acme", 48)
     assert world.shopkeeper.put(f"/sites/{world.shop_id}/services", json={
         "services": ["receive", "send", "home_delivery"]}).status_code == 200
     assert world.shopkeeper.put(f"/sites/{world.shop_id}/home-delivery", json={

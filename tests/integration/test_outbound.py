@@ -13,7 +13,7 @@ from werkzeug.test import TestResponse
 from relay_ops import outbox
 from relay_ops.db.models import Notification, OutboundParcel, ParcelEvent, User
 from relay_ops.jobs import handlers, run_sweep
-from relay_ops.services import outbound, sites
+from relay_ops.services import carrier_sites, sites
 from relay_ops.services.principal import SYSTEM
 from tests.conftest import Clock
 from tests.support import World, is_problem, row_counts, shop
@@ -161,7 +161,7 @@ def test_a_mistyped_sender_address_is_refused_at_the_counter(sending: World) -> 
 def test_sent_and_received_parcels_share_the_shelves(sending: World) -> None:
     tiny = sites.create_site(sending.ctx, SYSTEM, shop("tiny", 47.5, -1.3, [("A1", "M", 1)],
                                                         services=["receive", "send"]))
-    outbound.serve_site(sending.ctx, SYSTEM, tiny["id"], "acme", 24)
+    carrier_sites.serve_site(sending.ctx, SYSTEM, tiny["id"], "acme", 24)
     sent = sending.operator.post(f"/sites/{tiny['id']}/outbound",
                                  json={"tracking_number": "ACME00000905"})
     assert sent.status_code == 201

@@ -7,7 +7,7 @@ from html import unescape
 
 import pytest
 
-from relay_ops.services import accounts, outbound, sites
+from relay_ops.services import accounts, carrier_sites, outbound, sites
 from relay_ops.services.principal import SYSTEM
 from tests.pages.support import Pages
 from tests.support import World
@@ -15,9 +15,9 @@ from tests.support import World
 
 @pytest.fixture
 def sending(world: World) -> World:
-    outbound.set_label_networks(world.ctx, SYSTEM, "acme", ["prefix:ACME"])
-    outbound.set_label_networks(world.ctx, SYSTEM, "other", ["prefix:ACME", "upu-s10"])
-    outbound.serve_site(world.ctx, SYSTEM, world.shop_id, "acme", 48)
+    carrier_sites.set_label_networks(world.ctx, SYSTEM, "acme", ["prefix:ACME"])
+    carrier_sites.set_label_networks(world.ctx, SYSTEM, "other", ["prefix:ACME", "upu-s10"])
+    carrier_sites.serve_site(world.ctx, SYSTEM, world.shop_id, "acme", 48)
     sites.set_services(world.ctx, SYSTEM, world.shop_id, ["receive", "send"])
     return world
 
@@ -84,7 +84,7 @@ def test_a_shop_without_send_says_so_and_refuses_in_words(marie: Pages, sending:
 
 
 def test_two_carriers_ask_which_and_list_them(marie: Pages, sending: World) -> None:
-    outbound.serve_site(sending.ctx, SYSTEM, sending.shop_id, "other", 24)
+    carrier_sites.serve_site(sending.ctx, SYSTEM, sending.shop_id, "other", 24)
     html = _drop(marie, sending, "ACME00000952")
     assert "Quel transporteur ?" in _result(html, "title")
     assert "acme, other" in html

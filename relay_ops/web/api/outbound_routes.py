@@ -9,7 +9,7 @@ from flask import Response
 from pydantic import Field
 
 from relay_ops import qr
-from relay_ops.services import locker_sending, outbound
+from relay_ops.services import carrier_sites, locker_sending, outbound
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
 from relay_ops.web.api.schemas import Code, Strict, Tracking, TrackingNumber
@@ -76,7 +76,7 @@ class OutboundCollectionIn(Strict):
           description="Replaces the carrier's label networks: a parcel is sent from a site "
                       "only if a carrier serving the site collects its label's network.")
 def set_carrier_label_networks(principal: Principal, code: str, body: LabelNetworksIn) -> Any:
-    return outbound.set_label_networks(ctx(), principal, code, body.label_networks)
+    return carrier_sites.set_label_networks(ctx(), principal, code, body.label_networks)
 
 
 @endpoint("/sites/<id:site_id>/carriers/<code>", "PUT", summary="A carrier collects at a shop",
@@ -87,20 +87,20 @@ def set_carrier_label_networks(principal: Principal, code: str, body: LabelNetwo
 def carrier_serves_site(
     principal: Principal, site_id: int, code: str, body: CarrierServiceIn
 ) -> Any:
-    return outbound.serve_site(ctx(), principal, site_id, code, body.collection_delay_hours)
+    return carrier_sites.serve_site(ctx(), principal, site_id, code, body.collection_delay_hours)
 
 
 @endpoint("/sites/<id:site_id>/carriers/<code>", "DELETE", summary="A carrier stops collecting",
           tag="sending", roles=OPERATOR, status=204, errors=(404,))
 def carrier_stops_serving(principal: Principal, site_id: int, code: str) -> Any:
-    outbound.stop_serving(ctx(), principal, site_id, code)
+    carrier_sites.stop_serving(ctx(), principal, site_id, code)
     return 204, None
 
 
 @endpoint("/sites/<id:site_id>/carriers", summary="Carriers collecting sent parcels here",
           tag="sending", roles=STAFF, errors=(404,))
 def list_site_carriers(principal: Principal, site_id: int) -> Any:
-    return {"items": outbound.site_carriers(ctx(), principal, site_id)}
+    return {"items": carrier_sites.site_carriers(ctx(), principal, site_id)}
 
 
 @endpoint("/sites/<id:site_id>/outbound", "POST", summary="Scan a parcel in for sending",

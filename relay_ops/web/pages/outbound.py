@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import outbound, parcel_views, sites
+from relay_ops.services import carrier_sites, outbound, parcel_views, sites
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.i18n import when
@@ -95,7 +95,7 @@ def _send_page(principal: Principal, site: dict[str, Any], result: dict[str, Any
                                      parcel_views.InventoryFilter(states=(REFUSED,)), 1, 200)
     return render_template(
         "pages/send.html", site=site, result=result,
-        carriers=outbound.site_carriers(ctx(), principal, site["id"]),
+        carriers=carrier_sites.site_carriers(ctx(), principal, site["id"]),
         waiting=outbound.pickup_list(ctx(), principal, site["id"])["items"],
         refused=refused["items"],
     )
@@ -152,7 +152,7 @@ def _sent_here(principal: Principal, site: dict[str, Any], parcel_id: int) -> No
 @requires(*CARRIER_ROLES)
 def collection_sites(principal: Principal) -> str:
     return render_template("pages/collection_sites.html",
-                           rows=outbound.collection_sites(ctx(), principal))
+                           rows=carrier_sites.collection_sites(ctx(), principal))
 
 
 @bp.get("/carrier/collections/<int:site_id>")
