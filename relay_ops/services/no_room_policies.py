@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, joinedload
 from relay_ops.db.models import Carrier, NoRoomDecision, NoRoomPolicy, Site
 from relay_ops.domain import no_room as rules
 from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
+from relay_ops.services.carrier_sites import carrier_or_404
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role
 
@@ -76,12 +77,7 @@ def set_policy(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> tuple[bool, 
 
 
 def _carrier(session: Session, code: str | None) -> Carrier | None:
-    if code is None:
-        return None
-    carrier = session.scalar(select(Carrier).where(Carrier.code == code))
-    if carrier is None:
-        raise NotFound(f"no carrier {code!r}")
-    return carrier
+    return None if code is None else carrier_or_404(session, code)
 
 
 def _site(session: Session, code: str | None) -> Site | None:
