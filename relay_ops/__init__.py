@@ -28,7 +28,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db = Database(app.config["DATABASE_URL"])
     app.extensions["relay_ops"] = Ctx(db=db, settings=Settings.from_config(app.config))
 
-    from relay_ops import cli
     from relay_ops.web import headers, inputs, meta, pages, problems
     from relay_ops.web.api import bp as api_bp
 
@@ -38,5 +37,4 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(meta.bp)
     pages.init_app(app)
-    cli.init_app(app)
     return app

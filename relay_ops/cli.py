@@ -1,4 +1,9 @@
-"""Operator commands: ``relay-ops <command>`` (or ``flask --app relay_ops <command>``)."""
+"""Operator commands: ``relay-ops <command>``.
+
+The CLI composes: it builds the app and attaches its commands (`create_operator_app`). The app
+factory never imports this module, so the commands may use the job runner and the worker, which
+build the app themselves, without an import circle.
+"""
 
 from __future__ import annotations
 
@@ -611,10 +616,17 @@ def init_app(app: Flask) -> None:
         app.cli.add_command(command)
 
 
-def _create_app() -> Flask:
+def create_operator_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """The app with the operator commands on its `app.cli`: what `relay-ops` runs."""
     from relay_ops import create_app
 
-    return create_app()
+    app = create_app(test_config)
+    init_app(app)
+    return app
+
+
+def _create_app() -> Flask:
+    return create_operator_app()
 
 
 def main() -> None:

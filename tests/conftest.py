@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
+from flask.testing import FlaskClient, FlaskCliRunner
 from hypothesis import settings
 from sqlalchemy import create_engine, text
 
-from relay_ops import create_app
+from relay_ops import cli, create_app
 from relay_ops.db import migrate
 from relay_ops.db.models import Base
 from relay_ops.services.context import Ctx
@@ -115,6 +115,13 @@ def app(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[Flask]:
     application.extensions["relay_ops"] = Ctx(db=ctx.db, settings=ctx.settings, clock=clock)
     yield application
     ctx.db.dispose()
+
+
+@pytest.fixture
+def cli_runner(app: Flask) -> FlaskCliRunner:
+    """`relay-ops` on the test's app: the operator commands attached as the CLI does."""
+    cli.init_app(app)
+    return app.test_cli_runner()
 
 
 @pytest.fixture

@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from relay_ops import create_app
+from relay_ops.cli import create_operator_app
 from relay_ops.db import migrate
 from relay_ops.demo import CARRIER_TOKEN, PRODUCER_TOKEN, SHOPKEEPER_TOKEN
 
 
 def make_app(tmp_path: Path):
-    return create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+    return create_operator_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
                        "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024})
 
 
@@ -101,7 +101,7 @@ def test_the_demos_links_point_at_the_port_it_runs_on(tmp_path: Path) -> None:
     link = resident.tracking_url(app.extensions["relay_ops"], 1)
     assert link.startswith("http://127.0.0.1:5123/t/")
     # A base URL set on purpose (a proxy, a public name) is kept.
-    chosen = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+    chosen = create_operator_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
                          "PUBLIC_BASE_URL": "https://relais.example.org"})
     assert chosen.test_cli_runner().invoke(
         args=["demo", "--seed-only", "--port", "5123"]).exit_code == 0

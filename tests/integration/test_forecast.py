@@ -5,6 +5,7 @@ from dataclasses import replace
 from typing import Any
 
 from flask import Flask
+from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
 from relay_ops.db.models import Notification, Parcel, ParcelEvent, Site, SiteForecast
@@ -67,8 +68,10 @@ def test_forecast_all_stores_a_row_per_site_and_day(world: World) -> None:
         assert row is not None and row.arrivals > 2.5
 
 
-def test_the_forecast_command_runs_every_site(app: Flask, world: World) -> None:
-    result = app.test_cli_runner().invoke(args=["forecast"])
+def test_the_forecast_command_runs_every_site(
+    app: Flask, world: World, cli_runner: FlaskCliRunner
+) -> None:
+    result = cli_runner.invoke(args=["forecast"])
     assert result.exit_code == 0 and "2 site(s) forecast, 0 day(s) at risk" in result.output
 
 

@@ -6,6 +6,7 @@ from collections import Counter
 from typing import Any
 
 from flask import Flask
+from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
 from relay_ops.db.models import NoRoomDecision, Notification, Parcel
@@ -318,9 +319,9 @@ def test_decisions_are_kept_per_parcel(world: World) -> None:
 
 
 def test_an_operator_creates_a_storage_site_for_the_season_from_the_command_line(
-    app: Flask, world: World
+    app: Flask, world: World, cli_runner: FlaskCliRunner
 ) -> None:
-    created = app.test_cli_runner().invoke(args=[
+    created = cli_runner.invoke(args=[
         "site", "create", "--code", "container", "--name", "Conteneur du marché", "--kind",
         "storage", "--address", "Place du marché", "--postcode", "44440", "--city", "Riaillé",
         "--lat", "47.51", "--lon", "-1.29", "--hours", '{"sat": [["09:00", "12:00"]]}',

@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from relay_ops import create_app
+from relay_ops.cli import create_operator_app
 from relay_ops.db.models import Notification, Parcel, ParcelEvent, ProducerOrder
 from relay_ops.services import accounts, expiry, producers
 from relay_ops.services.principal import Principal, Role
@@ -88,8 +88,8 @@ def test_a_revoked_producer_key_stops_at_once(farm: World) -> None:
 
 
 def test_an_operator_creates_a_producer_from_the_command_line(tmp_path: Path) -> None:
-    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
-                      "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024})
+    app = create_operator_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'cli.sqlite3'}",
+                               "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024})
     runner = app.test_cli_runner()
     assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
     created = runner.invoke(args=["producer", "create", "ferme", "Ferme des Trois Chênes"])

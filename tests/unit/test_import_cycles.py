@@ -95,6 +95,13 @@ def test_no_service_module_is_in_an_import_circle() -> None:
     assert touching(circles(import_graph()), "relay_ops.services") == []
 
 
+def test_the_composition_is_in_no_import_circle() -> None:
+    """The app factory does not attach the CLI (`cli.create_operator_app` does), so the CLI and
+    the worker, which build the app themselves, are in no circle with it."""
+    assert touching(circles(import_graph()), "relay_ops.cli", "relay_ops.worker") == []
+    assert "relay_ops.cli" not in import_graph()["relay_ops"]
+
+
 def test_the_graph_covers_every_service_module() -> None:
     services = ROOT / "relay_ops" / "services"
     files = {f"relay_ops.services.{path.stem}" for path in services.glob("*.py")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import Flask
+from flask.testing import FlaskCliRunner
 from rq import Queue, SimpleWorker
 from sqlalchemy import select
 
@@ -35,9 +36,11 @@ def test_one_scheduler_acts_and_a_second_one_stands_by(app: Flask, world: World)
     standby._resign()
 
 
-def test_operators_follow_jobs_from_the_command_line(app: Flask, world: World) -> None:
+def test_operators_follow_jobs_from_the_command_line(
+    app: Flask, world: World, cli_runner: FlaskCliRunner
+) -> None:
     world.ready("SCHED0000002")
-    runner = app.test_cli_runner()
+    runner = cli_runner
     status = runner.invoke(args=["jobs", "status"])
     assert status.exit_code == 0 and '"mode": "rq"' in status.output
     assert '"pending": 2' in status.output
