@@ -12,9 +12,10 @@ Mosquitto, run in alternating rounds (A B, B A, A B...) so both see the same mac
 - **secured**: the shipped production broker (config/mosquitto/production.conf: TLS, a login
   each for the bridge and the locker, the ACL), every message signed and verified as shipped;
 - **bare**: the development broker (config/mosquitto.conf: plain TCP on the loopback,
-  anonymous) and, in both the agent and the bridge, signing and verification replaced by a
-  benchmark-only stub (`install_unsigned_link`: messages go unsigned, every check passes). The
-  product has no unsigned path: this stub exists only here, to give the "without".
+  anonymous) and, in both the agent and the bridge, the link as it was before signatures, by a
+  benchmark-only stub (`install_unsigned_link`: messages go unsigned, every check passes, the
+  bridge reads no key and takes no counter from the database). The product has no unsigned
+  path: this stub exists only here, to give the "without".
 
 Residents come one after another (each pickup's door closes and its work settles first). The
 first scans of each round warm connections and are dropped. Results in
@@ -26,6 +27,7 @@ bench/results/qr-to-door-security-<time>.json and docs/benchmarks.md. Everything
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -34,7 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -76,23 +78,38 @@ from tests.integration.firmware_bridge.locker_harness import (  # noqa: E402
 DB_NAME = "relayops_bench_link"
 BRIDGE_USER = "relayops-bridge"
 WARM_UP_SCANS = 3
-_SHIPPED = {"sign": p.sign, "check_signature": p.check_signature}
+_SHIPPED = (p.sign, p.check_signature, locker_identity.event_keys, locker_identity.take_counters)
 
 
 def install_unsigned_link() -> None:
-    """Benchmark only: messages go out unsigned and every signature check passes, in this
-    process. The callers reach both through the `protocol` module, so patching it is enough."""
+    """Benchmark only: the link as it was before signatures, in this process. Messages go out
+    unsigned and every check passes; the bridge neither reads the lockers' keys nor takes a
+    counter from the database per publication (a counter from the wall clock in microseconds
+    still rises from one round to the next, as the agent wants). The callers reach all four
+    through their modules, so patching the modules is enough."""
+    counter = itertools.count(time.time_ns() // 1000)
 
     def unsigned(envelope: p.Envelope, _key: Any, _kid: str) -> bytes:
         return p.encode(envelope)
 
+    def any_key(_ctx: Ctx, codes: Iterable[str]) -> dict[str, Any]:
+        return {code: "unchecked" for code in codes}
+
+    def counters(_ctx: Ctx, _code: str, count: int) -> int:
+        first = next(counter)
+        for _ in range(count - 1):
+            next(counter)
+        return first
+
     p.sign = unsigned  # type: ignore[assignment]
     p.check_signature = lambda _received, _keys: None  # type: ignore[assignment]
+    locker_identity.event_keys = any_key  # type: ignore[assignment]
+    locker_identity.take_counters = counters  # type: ignore[assignment]
 
 
 def restore_signed_link() -> None:
-    p.sign = _SHIPPED["sign"]  # type: ignore[assignment]
-    p.check_signature = _SHIPPED["check_signature"]  # type: ignore[assignment]
+    (p.sign, p.check_signature, locker_identity.event_keys,  # type: ignore[assignment]
+     locker_identity.take_counters) = _SHIPPED
 
 
 class DevelopmentMosquitto(PrivateBroker):
