@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -56,9 +56,17 @@ class Database:
         return self.clock()
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One unit of work: committed if the block ends normally, rolled back otherwise."""
+    def transaction(self, *, durable: bool = True) -> Iterator[Session]:
+        """One unit of work: committed if the block ends normally, rolled back otherwise.
+
+        ``durable=False``: on PostgreSQL the commit does not wait for its WAL to reach the disk
+        (``synchronous_commit`` off for this transaction alone), which saves a flush; a crash
+        of the database server within a fraction of a second may forget the whole transaction,
+        never part of it. Only for writes whose loss the design absorbs (a locker's command
+        counter: `locker_identity.take_counters`)."""
         with self._writer.begin() as session:
+            if not durable and not self.is_sqlite:
+                session.execute(text("SET LOCAL synchronous_commit = off"))
             yield session
 
     @contextmanager

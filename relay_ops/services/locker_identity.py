@@ -124,8 +124,13 @@ def password_file(ctx: Ctx, extra: Iterable[tuple[str, str]] = ()) -> str:
 
 def take_counters(ctx: Ctx, code: str, count: int) -> int:
     """Reserve ``count`` consecutive command counters for locker ``code``; returns the first.
-    One statement: bridges publishing for the same locker never share a counter."""
-    with ctx.db.transaction() as session:
+    One statement: bridges publishing for the same locker never share a counter.
+
+    Not durable (no WAL flush before the command goes out: a QR pickup waits for it): if the
+    database server crashes and forgets the last counters, the next commands reuse numbers
+    the locker has passed, it answers `stale_counter` and they go out again under new ones.
+    The locker's own journal, not this row, is what refuses a replayed command."""
+    with ctx.db.transaction(durable=False) as session:
         site_id = select(Site.id).where(Site.code == code, Site.kind == "locker")
         last = session.scalar(
             update(LockerLink).where(LockerLink.site_id == site_id.scalar_subquery())

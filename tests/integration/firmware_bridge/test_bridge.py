@@ -6,6 +6,7 @@ separate processes); everything between them is real MQTT.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -16,13 +17,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from locker_harness import SHARED_BROKER, unique_locker_id, wait_until
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from firmware_bridge import protocol as p
 from firmware_bridge.agent.agent import LockerAgent
 from firmware_bridge.agent.drivers import SimulatedBoard
 from firmware_bridge.bridge import Bridge, BridgeSettings
-from relay_ops.db.models import LockerAlert, Parcel, ParcelEvent
+from relay_ops.db.models import LockerAlert, LockerLink, Parcel, ParcelEvent
 from relay_ops.services import (
     credentials,
     locker_compartments,
@@ -444,3 +445,45 @@ def _gap_with(event: p.EventEnvelope) -> Any:
     from firmware_bridge.bridge import _Gap
 
     return _Gap(since=0.0, missing_from=1, events={event.seq: event})
+
+
+def test_counters_the_database_forgot_are_passed_by_publishing_again(
+    locker_site: Callable[..., Site],
+) -> None:
+    """Command counters are taken without waiting for the disk (`take_counters`): a database
+    crash may forget the last ones. The locker refuses their reuse (`stale_counter`), the
+    commands go out again under new counters, and the resident's door still opens."""
+    site = locker_site()
+    door = site.drop("BRIDGE000010")
+    site.board.close_door(door, occupied=True)
+    wait_until(lambda: site.state_of("BRIDGE000010") == "ready_for_pickup", 10, "ready")
+
+    def taken() -> int:
+        with site.world.ctx.db.read() as session:
+            return int(session.scalar(select(LockerLink.command_counter)
+                                      .where(LockerLink.site_id == site.site_id)) or 0)
+
+    def applied() -> int:
+        return int(site.agent.journal.get_meta("command_counter", 0))
+
+    def settled() -> bool:
+        """Every command so far (the door, the credential sync) has reached the locker, and
+        no other is on its way."""
+        if applied() != taken():
+            return False
+        time.sleep(0.5)
+        return applied() == taken()
+
+    wait_until(settled, 10, "commands settled")
+    held = applied()
+    with site.world.ctx.db.transaction() as session:  # what a crash would have forgotten
+        session.execute(update(LockerLink).where(LockerLink.site_id == site.site_id)
+                        .values(command_counter=held - 2))
+
+    token = locker_tokens.qr_token(site.world.ctx, site.parcel("BRIDGE000010").id)
+    assert token is not None
+    site.board.scan(token)
+    wait_until(lambda: site.board.door_state(door) == "open", 15, "door open for the QR")
+    site.board.close_door(door, occupied=False)
+    wait_until(lambda: site.state_of("BRIDGE000010") == "picked_up", 10, "picked up")
+    assert int(site.agent.journal.get_meta("command_counter", 0)) > held
