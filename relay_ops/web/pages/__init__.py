@@ -56,6 +56,7 @@ def init_app(app: Flask) -> None:
         home_delivery,
         locker_panel,
         locker_status,
+        no_room,
         outbound,
         producers,
         resident,
@@ -66,6 +67,7 @@ def init_app(app: Flask) -> None:
 
     locker_status.init_app(app)
     season.init_app(app)
+    no_room.init_app(app)
     # Outside the blueprint (a mistyped address), a browser gets the same error page.
     app.extensions["error_page"] = errors.http_error
     app.register_blueprint(bp)

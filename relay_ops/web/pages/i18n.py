@@ -40,6 +40,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters["action"] = action_label
     app.jinja_env.filters["actor"] = actor_label
     app.jinja_env.filters["holding_rule"] = holding_rule_label
+    app.jinja_env.filters["area"] = area_label
     app.jinja_env.globals["day_name"] = day_name
     app.jinja_env.globals["current_locale"] = select_locale
 
@@ -181,3 +182,8 @@ def holding_rule_label(rule: str | None) -> str:
         "perishable": _("perishable order"),
     }
     return labels.get(rule or "standard", rule or "")
+
+
+def area_label(area: str) -> str:
+    """A site's territory (its `area`), as the no-room policies name it."""
+    return {"town": _("town"), "countryside": _("countryside")}.get(area, area)
