@@ -350,9 +350,14 @@ def collect(principal: Principal, site_id: int, body: s.CollectionIn) -> Any:
 
 
 @endpoint("/parcels", summary="Find a parcel by tracking number", tag="parcels", roles=ANY,
-          query=s.ParcelLookupQuery, errors=(404,))
+          query=s.ParcelLookupQuery, errors=(404, 409),
+          description="Numbers are unique per carrier, not network-wide. A carrier finds its "
+                      "own parcels only: another carrier's number answers 404 exactly like a "
+                      "number nobody holds. Staff who see two carriers' parcels under one "
+                      "number get 409 `ambiguous-tracking-number` with the candidates' "
+                      "`carriers`, and ask again with `carrier`.")
 def find_parcel(principal: Principal, query: s.ParcelLookupQuery) -> Any:
-    return parcel_views.find_parcel(ctx(), principal, query.tracking_number)
+    return parcel_views.find_parcel(ctx(), principal, query.tracking_number, query.carrier)
 
 
 @endpoint("/parcels/<id:parcel_id>", summary="A parcel", tag="parcels", roles=ANY,
