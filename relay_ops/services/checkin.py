@@ -213,12 +213,14 @@ def _parcel_for_check_in(
     if len(here) > 1 and carrier_code is not None:
         # the named carrier's own, before a parcel of no carrier registered here
         here = [row for row in here if row[0].carrier_id is not None]
-    row = _only_row(here or rows, number)
+    # The carriers of parcels at this shop are its staff's to see; of parcels elsewhere, not.
+    row = _only_row(here or rows, number, disclose=bool(here))
     return (row[0], bool(row[1]), row[2]) if row is not None else (None, False, None)
 
 
-def _only_row(rows: Sequence[Any], number: str) -> Any:
-    numbers.only_one([row[0] for row in rows], number)  # two or more: ambiguous, refused
+def _only_row(rows: Sequence[Any], number: str, *, disclose: bool) -> Any:
+    # two or more: ambiguous, refused
+    numbers.only_one([row[0] for row in rows], number, disclose=disclose)
     return rows[0] if rows else None
 
 

@@ -63,9 +63,16 @@ def visible(session: Session, actor: Principal, number: str, *,
     return only_one(_locked(session, query, False), number)
 
 
-def only_one(parcels: Sequence[Parcel], number: str) -> Parcel | None:
+def only_one(parcels: Sequence[Parcel], number: str, *, disclose: bool = True
+             ) -> Parcel | None:
+    """The one parcel, or None; two or more: ambiguous, refused. ``disclose``: the asker
+    may see these parcels, and is told their carriers to choose from."""
     if len(parcels) > 1:
         carriers = sorted(p.carrier.code if p.carrier else "" for p in parcels)
+        if not disclose:
+            raise AmbiguousTrackingNumber(
+                f"several carriers' parcels carry {number}: name the carrier on the label",
+                tracking_number=number, carriers=[])
         raise AmbiguousTrackingNumber(
             f"{len(parcels)} parcels carry {number} (carriers: {', '.join(carriers)}); "
             "name the carrier", tracking_number=number, carriers=carriers)
