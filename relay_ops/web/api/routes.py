@@ -295,7 +295,11 @@ def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuer
                       "deadline and a pickup code. Scanning again answers `already_checked_in`."
                       " Unannounced parcels need `accept_unannounced: true`. A parcel for a "
                       "recipient who already has a ready parcel here joins that parcel's code "
-                      "(and its shelf location when it has room): `parcel.group` lists them.")
+                      "(and its shelf location when it has room): `parcel.group` lists them. "
+                      "Numbers are unique per carrier: when two carriers' parcels here carry "
+                      "the scanned number, 409 `ambiguous-tracking-number` lists their "
+                      "`carriers` and the scan is sent again with `carrier` (as printed on "
+                      "the label); the carriers of parcels at other shops are not listed.")
 def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
     recipient = checkin.Recipient(**body.recipient.model_dump()) if body.recipient else None
     dims = tuple(body.dimensions_mm) if body.dimensions_mm else None
