@@ -276,7 +276,7 @@ class Parcel(Base):
               postgresql_where=text(READY_WITH_EMAIL_KEY), sqlite_where=text(READY_WITH_EMAIL_KEY)),
         # A tracking number is unique per carrier, not network-wide: two carriers may print
         # the same number, and a carrier learns nothing of another's numbers by announcing
-        # one (docs/decisions/0018-tracking-numbers-per-carrier.md). Number first: the index
+        # one (docs/decisions/0007-tracking-numbers-per-carrier.md). Number first: the index
         # also serves every lookup by number alone (a scan at the counter).
         UniqueConstraint("tracking_number", "carrier_id",
                          name="uq_parcels_tracking_number_carrier_id"),

@@ -117,7 +117,7 @@ class Conflict(DomainError):
 class AmbiguousTrackingNumber(Conflict):
     """Two carriers printed the same number and both parcels are in the asker's sight: the
     asker names the carrier (``carriers`` lists the candidates'). Only staff can meet it; a
-    carrier sees its own numbers alone, which are unique (docs/decisions/0018)."""
+    carrier sees its own numbers alone, which are unique (docs/decisions/0007)."""
 
     slug = "ambiguous-tracking-number"
     title = "Several carriers' parcels carry this number; name the carrier"

@@ -192,7 +192,7 @@ def _parcel_for_check_in(
     the counter keeps its own and those of no carrier): the one here is the parcel scanned;
     none here, the one elsewhere is a parcel at the wrong shop; two carriers' here (or, none
     here, elsewhere) and no carrier named, the shopkeeper is asked which carrier's label this
-    is (``ambiguous-tracking-number``, docs/decisions/0018-tracking-numbers-per-carrier.md)."""
+    is (``ambiguous-tracking-number``, docs/decisions/0007-tracking-numbers-per-carrier.md)."""
     scanned = select(UnannouncedScan.site_id).where(
         UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number
     ).exists()

@@ -151,7 +151,7 @@ def _known_parcels(
     in one read: the carrier's own, and those a shop registered unannounced without a carrier
     (one of them here is this parcel). Another carrier's are not read at all: numbers are
     unique per carrier, and the answer must not depend on them (no existence oracle,
-    docs/decisions/0018-tracking-numbers-per-carrier.md). A number that is not valid cannot
+    docs/decisions/0007-tracking-numbers-per-carrier.md). A number that is not valid cannot
     be among them, and is refused later."""
     numbers = {tracking.normalise(str(item.get("tracking_number", ""))) for item in items}
     rows = session.scalars(

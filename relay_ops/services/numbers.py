@@ -1,6 +1,6 @@
 """Parcels found by tracking number, within what the asker may see.
 
-A number is unique per carrier, not network-wide (docs/decisions/0018-tracking-numbers-per-
+A number is unique per carrier, not network-wide (docs/decisions/0007-tracking-numbers-per-
 carrier.md): every lookup by number names the carrier, or the site and the role that scope
 it, so that nobody learns whether another carrier holds a number, and two carriers'
 parcels that share one are never mixed up. Where staff see two such parcels at once, the

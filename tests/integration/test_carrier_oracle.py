@@ -1,6 +1,6 @@
 """A carrier learns nothing of tracking numbers it did not announce: where it names a number,
 another carrier's parcel is answered exactly like a number that does not exist. Numbers are
-unique per carrier (docs/decisions/0018-tracking-numbers-per-carrier.md): two carriers may
+unique per carrier (docs/decisions/0007-tracking-numbers-per-carrier.md): two carriers may
 hold the same one, and every lookup by number keeps them apart."""
 
 from __future__ import annotations

@@ -498,7 +498,7 @@ def test_clock_skew_is_read_from_heartbeats_not_from_replayed_events(
 def test_a_qr_code_opens_its_own_parcels_door_when_two_carriers_share_its_number(
         world: World, locker: tuple[int, FakeLocker]) -> None:
     """Numbers are unique per carrier: the token names the number, its credential the
-    parcel (docs/decisions/0018-tracking-numbers-per-carrier.md)."""
+    parcel (docs/decisions/0007-tracking-numbers-per-carrier.md)."""
     site_id, fake = locker
     deposit(world, fake, site_id, "LOCKER000090", size_class="S")
     other = Principal(Role.CARRIER, carrier_id=2)

@@ -1,5 +1,5 @@
 """Two carriers may print the same tracking number (numbers are unique per carrier,
-docs/decisions/0018-tracking-numbers-per-carrier.md): the counter keeps their parcels apart,
+docs/decisions/0007-tracking-numbers-per-carrier.md): the counter keeps their parcels apart,
 asks which carrier's label it holds when it cannot tell, and never mixes them up."""
 
 from __future__ import annotations

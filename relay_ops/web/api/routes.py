@@ -417,7 +417,11 @@ def list_reroutes(principal: Principal, parcel_id: int) -> Any:
           max_body=MANIFEST_BODY_LIMIT,
           extra_responses={200: "A replay: the same reference and content, the first answer"},
           description="Each parcel is accepted or rejected with a reason. The same reference "
-                      "with the same content replays the first answer (200).")
+                      "with the same content replays the first answer (200). Tracking "
+                      "numbers are unique per carrier: a number this carrier announced before "
+                      "is rejected (`duplicate-tracking-number`), another carrier's parcel "
+                      "under the same number is not seen at all (the line is answered as for "
+                      "a number nobody holds).")
 def announce(principal: Principal, body: s.ManifestIn) -> Any:
     return manifests.announce(ctx(), principal, body.as_service_body())
 
