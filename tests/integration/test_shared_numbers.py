@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from werkzeug.test import TestResponse
 
+from relay_ops.services import unannounced
+from relay_ops.services.principal import Principal, Role
 from tests.support import World, is_problem
 
 SHARED = "ACME00000980"
@@ -84,3 +86,17 @@ def test_the_code_hands_over_the_right_one_of_two_parcels_under_one_number(
     handed = world.pick_up(code=world.code_of(acme), tracking_number=SHARED)
     assert handed.status_code == 200, handed.json
     assert world.operator.get(f"/parcels/{acme}").json["state"] == "picked_up"
+
+
+def test_a_scan_waiting_here_stays_listed_when_another_carrier_uses_its_number_elsewhere(
+        world: World) -> None:
+    unannounced.hold_unannounced(world.ctx, _marie(world), world.shop_id, SHARED)
+    _announce_as_other(world, SHARED, site="voisin")
+    waiting = unannounced.unannounced_waiting(world.ctx, _marie(world), world.shop_id)
+    assert [w["tracking_number"] for w in waiting] == [SHARED]
+    world.announce(SHARED)  # announced here since: no longer waiting
+    assert unannounced.unannounced_waiting(world.ctx, _marie(world), world.shop_id) == []
+
+
+def _marie(world: World) -> Principal:
+    return Principal(Role.SHOPKEEPER, user_id=2, site_ids=frozenset({world.shop_id}))
