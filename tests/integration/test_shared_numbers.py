@@ -100,3 +100,26 @@ def test_a_scan_waiting_here_stays_listed_when_another_carrier_uses_its_number_e
 
 def _marie(world: World) -> Principal:
     return Principal(Role.SHOPKEEPER, user_id=2, site_ids=frozenset({world.shop_id}))
+
+
+def test_a_sent_parcel_takes_a_label_another_carrier_uses_for_its_own_parcel(
+        world: World) -> None:
+    """Acme collects ACME labels at Bourg; Other has an inbound parcel under the number: the
+    sent parcel is Acme's, a parcel of its own (before: 409 "already registered")."""
+    assert world.operator.put(f"/sites/{world.shop_id}/services",
+                              json={"services": ["receive", "send"]}).status_code == 200
+    assert world.operator.put("/carriers/acme/label-networks",
+                              json={"label_networks": ["prefix:ACME"]}).status_code == 200
+    assert world.operator.put(f"/sites/{world.shop_id}/carriers/acme",
+                              json={"collection_delay_hours": 48}).status_code == 200
+    others = _announce_as_other(world, SHARED)
+
+    def drop() -> TestResponse:
+        return world.shopkeeper.post(f"/sites/{world.shop_id}/outbound",
+                                     json={"tracking_number": SHARED})
+
+    sent = drop()
+    assert sent.status_code == 201, sent.json
+    assert sent.json["parcel"]["id"] != others and sent.json["parcel"]["carrier"] == "acme"
+    again = drop()
+    assert again.status_code == 200 and again.json["status"] == "already_dropped_off"
