@@ -109,7 +109,7 @@
   // Two carriers' parcels here carry the number: one button per carrier, and the choice
   // goes through the scan queue like any scan.
   function choices(answer) {
-    var p = document.createElement("p");
+    var p = document.createElement("div");
     p.className = "choices"; p.id = "result-choices";
     answer.choices.forEach(function (code) {
       var button = document.createElement("button");
