@@ -260,6 +260,7 @@ class Manifest(Base):
 
 READY_WITH_PHONE_KEY = "state = 'ready_for_pickup' AND recipient_phone_key IS NOT NULL"
 READY_WITH_EMAIL_KEY = "state = 'ready_for_pickup' AND recipient_email_key IS NOT NULL"
+NO_CARRIER = "carrier_id IS NULL"
 
 
 class Parcel(Base):
@@ -273,10 +274,20 @@ class Parcel(Base):
               postgresql_where=text(READY_WITH_PHONE_KEY), sqlite_where=text(READY_WITH_PHONE_KEY)),
         Index("ix_parcels_ready_email_key", "site_id", "recipient_email_key",
               postgresql_where=text(READY_WITH_EMAIL_KEY), sqlite_where=text(READY_WITH_EMAIL_KEY)),
+        # A tracking number is unique per carrier, not network-wide: two carriers may print
+        # the same number, and a carrier learns nothing of another's numbers by announcing
+        # one (docs/decisions/0007-tracking-numbers-per-carrier.md). Number first: the index
+        # also serves every lookup by number alone (a scan at the counter).
+        UniqueConstraint("tracking_number", "carrier_id",
+                         name="uq_parcels_tracking_number_carrier_id"),
+        # Parcels of no carrier (registered unannounced without one, producers' orders) stay
+        # unique among themselves: NULLs are distinct in the constraint above.
+        Index("uq_parcels_tracking_number_no_carrier", "tracking_number", unique=True,
+              postgresql_where=text(NO_CARRIER), sqlite_where=text(NO_CARRIER)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    tracking_number: Mapped[str] = mapped_column(String(35), unique=True)
+    tracking_number: Mapped[str] = mapped_column(String(35))
     carrier_id: Mapped[int | None] = mapped_column(ForeignKey("carriers.id"))
     manifest_id: Mapped[int | None] = mapped_column(ForeignKey("manifests.id"))
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))

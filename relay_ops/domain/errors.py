@@ -114,6 +114,15 @@ class Conflict(DomainError):
     title = "The request conflicts with an earlier one"
 
 
+class AmbiguousTrackingNumber(Conflict):
+    """Two carriers printed the same number and both parcels are in the asker's sight: the
+    asker names the carrier (``carriers`` lists the candidates'). Only staff can meet it; a
+    carrier sees its own numbers alone, which are unique (docs/decisions/0007)."""
+
+    slug = "ambiguous-tracking-number"
+    title = "Several carriers' parcels carry this number; name the carrier"
+
+
 class IdempotencyKeyReused(DomainError):
     slug = "idempotency-key-reused"
     title = "This Idempotency-Key was used with a different request"

@@ -3,6 +3,7 @@ recipient's) and a message, in one transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -40,7 +41,7 @@ from relay_ops.domain.holding import (
 )
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.domain.site_kinds import has_shelves
-from relay_ops.services import history, notify, reservations
+from relay_ops.services import history, notify, numbers, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import issue_credential, recipient_keys
 from relay_ops.services.forecast import Stored, first_risk_day, stored_ratio
@@ -94,7 +95,8 @@ def check_in(
     with ctx.db.transaction() as session:
         # The site row lock serialises check-ins at one site, so two never take the last place.
         site, closed, stored, reserved = _shop_for_check_in(ctx, session, actor, site_id, now)
-        parcel, scanned, reserved_day = _parcel_for_check_in(session, site, number)
+        parcel, scanned, reserved_day = _parcel_for_check_in(session, site, number,
+                                                             carrier_code)
         if parcel is not None and parcel.site_id == site.id and parcel.state in HELD:
             return _check_in_answer(parcel, actor, "already_checked_in")
         registered_now = parcel is None
@@ -111,6 +113,8 @@ def check_in(
             raise WrongSite(
                 f"{number} is addressed to {parcel.site.name} ({parcel.site.code})",
                 destination=parcel.site.code, destination_name=parcel.site.name,
+                # another carrier's label under the same number: scan it naming its carrier
+                carrier=parcel.carrier.code if parcel.carrier else None,
             )
         # A producer's order is checked in like any parcel; its own rules are a cold place
         # and a holding period in hours (docs/producers.md).
@@ -178,23 +182,46 @@ def _shop_for_check_in(
 
 
 def _parcel_for_check_in(
-    session: Session, site: Site, number: str
+    session: Session, site: Site, number: str, carrier_code: str | None
 ) -> tuple[Parcel | None, bool, date | None]:
     """The parcel, row-locked, with its carrier (the answer names it), whether the shop's
     counter lists it as scanned unannounced, and the day of the place held for it here (a
-    reroute's), in one statement."""
+    reroute's), in one statement.
+
+    Numbers are unique per carrier, so a number may name several parcels (a carrier named at
+    the counter keeps its own and those of no carrier): the one here is the parcel scanned;
+    none here, the one elsewhere is a parcel at the wrong shop; two carriers' here (or, none
+    here, elsewhere) and no carrier named, the shopkeeper is asked which carrier's label this
+    is (``ambiguous-tracking-number``, docs/decisions/0007-tracking-numbers-per-carrier.md)."""
     scanned = select(UnannouncedScan.site_id).where(
         UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number
     ).exists()
     # A producer's order comes with its parcel, in the same statement.
-    row = session.execute(
+    query = (
         select(Parcel, scanned, reservations.reservation_day(site.id))
         .where(Parcel.tracking_number == number)
         .outerjoin(ProducerOrder, ProducerOrder.parcel_id == Parcel.id)
         .options(joinedload(Parcel.carrier), contains_eager(Parcel.producer_order))
+        .order_by(Parcel.id)
         .with_for_update(of=Parcel)
-    ).first()
+    )
+    if carrier_code is not None:
+        named = select(Carrier.id).where(Carrier.code == carrier_code).scalar_subquery()
+        query = query.where(or_(Parcel.carrier_id == named, Parcel.carrier_id.is_(None)))
+    rows = session.execute(query).unique().all()
+    here = [row for row in rows if row[0].site_id == site.id]
+    if len(here) > 1 and carrier_code is not None:
+        # the named carrier's own, before a parcel of no carrier registered here
+        here = [row for row in here if row[0].carrier_id is not None]
+    # The carriers of parcels at this shop are its staff's to see; of parcels elsewhere, not.
+    row = _only_row(here or rows, number, disclose=bool(here))
     return (row[0], bool(row[1]), row[2]) if row is not None else (None, False, None)
+
+
+def _only_row(rows: Sequence[Any], number: str, *, disclose: bool) -> Any:
+    # two or more: ambiguous, refused
+    numbers.only_one([row[0] for row in rows], number, disclose=disclose)
+    return rows[0] if rows else None
 
 
 def _check_in_answer(parcel: Parcel, actor: Principal, status: str) -> dict[str, Any]:

@@ -24,10 +24,10 @@ from relay_ops.domain.holding import (
     extended_deadline,
 )
 from relay_ops.domain.lifecycle import Action, State
-from relay_ops.services import history, locker_collection, locker_compartments, notify
+from relay_ops.services import history, locker_collection, locker_compartments, notify, numbers
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import release_credentials
-from relay_ops.services.parcel_views import STAFF, by_tracking, locked_parcel, parcel_view
+from relay_ops.services.parcel_views import STAFF, locked_parcel, parcel_view
 from relay_ops.services.principal import (
     SYSTEM,
     Principal,
@@ -119,9 +119,12 @@ def _collect_one(
 ) -> dict[str, Any]:
     try:
         number = tracking.validate(raw)
-        parcel = by_tracking(session, number, lock=True)
-        # One answer for a number that is nowhere, elsewhere or another carrier's: a carrier
-        # learns nothing of the numbers it did not announce.
+        # A carrier's own number only (another carrier's is never read); staff, the one at
+        # the site. One answer for a number that is nowhere, elsewhere or another carrier's:
+        # a carrier learns nothing of the numbers it did not announce.
+        parcel = (numbers.carriers_parcel(session, actor.carrier_id, number, lock=True)
+                  if actor.carrier_id is not None
+                  else numbers.at_site(session, site.id, number, lock=True))
         if (parcel is None or parcel.site_id != site.id or parcel.direction != "inbound"
                 or parcel.producer_order is not None  # goes back to its producer
                 or not can_see_parcel(actor, parcel)):

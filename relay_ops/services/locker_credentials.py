@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay_ops.db.models import (
@@ -21,7 +20,14 @@ from relay_ops.db.models import (
 from relay_ops.domain import pickup_token
 from relay_ops.domain.errors import TooManyAttempts
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import history, locker_commands, locker_keys, locker_sync, throttle
+from relay_ops.services import (
+    history,
+    locker_commands,
+    locker_keys,
+    locker_sync,
+    numbers,
+    throttle,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import raise_alert
 from relay_ops.services.locker_doors import credential_by_ref, locker_actor
@@ -76,13 +82,15 @@ def _decide_qr(ctx: Ctx, session: Session, site: Site, token: str, now: datetime
                                            leeway_s=300)
     except pickup_token.TokenError as error:
         return error.reason
-    parcel = session.scalar(select(Parcel).where(Parcel.tracking_number == str(claims.parcel_id)))
+    credential = credential_by_ref(session, claims.jti)
+    # Numbers are unique per carrier: the parcel here that the token's credential covers
+    parcel = numbers.for_locker(session, site.id, str(claims.parcel_id),
+                                covered=lambda: _covered(credential))
     if parcel is None or parcel.site_id != site.id:
         return "unknown_parcel"
     key = str(parcel.id)
     if _over(session, LOCKER_PARCEL, key, now):
         return "locked_out"
-    credential = credential_by_ref(session, claims.jti)
     if credential is not None and parcel.state != State.READY_FOR_PICKUP.value:
         # the token names the door's first parcel; another one the code covers may be ready
         parcel = next((p for p in credential.parcels if p.site_id == site.id
@@ -138,15 +146,20 @@ def offline_pickup(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                    body: dict[str, Any], ts: datetime, now: datetime) -> None:
     """Journaled by the locker before its door opened (protocol 9.1): remembered on the parcel;
     the pickup itself is recorded when the door closes empty."""
-    parcel = session.scalar(select(Parcel).where(Parcel.tracking_number == body["parcel_ref"]))
+    credential = credential_by_ref(session, body["credential_id"])
+    parcel = numbers.for_locker(session, site.id, body["parcel_ref"],
+                                covered=lambda: _covered(credential))
     if parcel is None or parcel.site_id != site.id:
         raise_alert(session, site, "unknown_offline_pickup", f"{body['parcel_ref']} is not known "
                "at this locker", compartment=body["compartment"])
         return
-    credential = credential_by_ref(session, body["credential_id"])
     if credential is not None and credential.used_at is not None:
         raise_alert(session, site, "credential_used_twice", f"{body['credential_id']} was already "
                "used", compartment=body["compartment"], parcel=parcel)  # protocol 9.3
     history.record(session, parcel, "offline_pickup_verified", parcel.state, locker_actor(site),
                    now, data={"verified_at": body["verified_at"], "kind": body["credential_kind"],
                               "credential": body["credential_id"]})
+
+
+def _covered(credential: PickupCredential | None) -> set[int]:
+    return {p.id for p in credential.parcels} if credential is not None else set()

@@ -19,7 +19,7 @@ from relay_ops.db.models import (
 from relay_ops.domain import tracking
 from relay_ops.domain.errors import DomainError, InvalidTransition, NotFound, ValidationFailed
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import history, reroute
+from relay_ops.services import history, numbers, reroute
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_commands import open_door
 from relay_ops.services.locker_compartments import (
@@ -101,8 +101,8 @@ def deposit(ctx: Ctx, actor: Principal, session_id: int, tracking_number: str
     refusal: DomainError | None = None
     with ctx.db.transaction() as session:
         row, site = open_session_for(ctx, session, actor, session_id, now)
-        parcel = session.scalar(select(Parcel).where(Parcel.tracking_number == number)
-                                .with_for_update())
+        # The session's carrier's own number only: another carrier's is never read.
+        parcel = numbers.carriers_parcel(session, row.carrier_id, number, lock=True)
         if parcel is None or parcel.carrier_id != actor.carrier_id \
                 or parcel.direction == "outbound":  # a sender's: its drop-off code opens it
             raise NotFound(f"no parcel {number} announced by you")

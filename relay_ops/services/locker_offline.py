@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay_ops.db.models import (
@@ -19,7 +18,13 @@ from relay_ops.db.models import (
     Site,
 )
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import history, locker_commands, locker_compartments, locker_sync
+from relay_ops.services import (
+    history,
+    locker_commands,
+    locker_compartments,
+    locker_sync,
+    numbers,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import raise_alert
 from relay_ops.services.locker_doors import box_of, held_in, locker_actor
@@ -33,7 +38,7 @@ def offline_deposit(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     deposit itself is the `door_closed` that follows (ready, credential, message, sync).
     Conflicts follow what physically happened: the parcel is in that door now."""
     box = box_of(session, site, body["compartment"])
-    parcel = _parcel_by_ref(session, body.get("parcel_ref"))
+    parcel = _parcel_by_ref(session, site, body.get("parcel_ref"))
     if box is None:
         raise_alert(session, site, "offline_deposit_conflict", f"reservation "
                f"{body['reservation_id']} names no compartment {body['compartment']}")
@@ -56,10 +61,10 @@ def offline_deposit(ctx: Ctx, session: Session, site: Site, link: LockerLink,
         _move_reservation_to(ctx, session, site, link, parcel, box, actor, now)
 
 
-def _parcel_by_ref(session: Session, ref: str | None) -> Parcel | None:
+def _parcel_by_ref(session: Session, site: Site, ref: str | None) -> Parcel | None:
     if not ref:
         return None
-    return session.scalar(select(Parcel).where(Parcel.tracking_number == ref).with_for_update())
+    return numbers.for_locker(session, site.id, ref, lock=True)
 
 
 def _quarantine(ctx: Ctx, session: Session, site: Site, box: Compartment, why: str,
@@ -115,7 +120,7 @@ def offline_collection(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     """A carrier took a parcel back with a collection reservation, the locker deciding alone
     (protocol 9.5): remembered on the parcel; the collection itself is the `door_closed`
     (empty) that follows, recorded at `verified_at`."""
-    parcel = _parcel_by_ref(session, body.get("parcel_ref"))
+    parcel = _parcel_by_ref(session, site, body.get("parcel_ref"))
     if parcel is None or parcel.site_id != site.id:
         raise_alert(session, site, "offline_collection_conflict",
                f"{body.get('parcel_ref')} is not known at this locker",

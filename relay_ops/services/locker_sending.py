@@ -41,7 +41,7 @@ from relay_ops.domain.errors import (
 )
 from relay_ops.domain.holding import Perishable, deadline_after, perishable_deadline
 from relay_ops.domain.lifecycle import Action, State
-from relay_ops.services import history, notify
+from relay_ops.services import history, notify, numbers
 from relay_ops.services.carrier_sites import serving_carriers
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import code_of, issue_credential
@@ -63,7 +63,6 @@ from relay_ops.services.locker_sync import (
     sender_credential,
 )
 from relay_ops.services.outbound import Sender, checked_sender, receipt_url
-from relay_ops.services.parcel_views import by_tracking
 from relay_ops.services.principal import Principal, Role, require_role
 from relay_ops.services.sites import closed_on
 
@@ -114,10 +113,12 @@ def announce_drop_off(ctx: Ctx, actor: Principal, site_id: int, drop: DropOff
     with ctx.db.transaction() as session:
         # the locker's row lock first, as every locker use case: one door, one parcel
         site = locked_locker(session, site_id)
-        existing = by_tracking(session, number, lock=True)
+        carrier = _carrier_for(session, actor, site, number, drop.carrier)
+        # Numbers are unique per carrier: only the carrier's own parcel under this number is
+        # met (a carrier's platform learns nothing of another carrier's numbers).
+        existing = numbers.carriers_parcel(session, carrier.id, number, lock=True)
         if existing is not None and not _lapsed(existing, site):
             return 200, _announced_again(ctx, session, actor, site, existing)
-        carrier = _carrier_for(session, actor, site, number, drop.carrier)
         _check_share(session, site)
         parcel = existing or Parcel(tracking_number=number, site_id=site.id,
                                     state=State.ANNOUNCED.value, direction=outbound.DIRECTION)

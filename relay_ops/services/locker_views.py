@@ -38,6 +38,8 @@ def compartment_view(session: Session, box: Compartment) -> dict[str, Any]:
         "fault_reason": box.fault_reason,
         "reserved_until": box.reserved_until.isoformat() if box.reserved_until else None,
         "parcel": parcel.tracking_number if parcel else None,
+        # numbers are unique per carrier, not network-wide: the id names the parcel
+        "parcel_id": parcel.id if parcel else None,
         # a door shared by a recipient's parcels: all it holds, then those on their way
         "parcels": [p.tracking_number for p in (*held, *coming)],
         "opened_for": box.opened_for,

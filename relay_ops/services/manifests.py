@@ -12,7 +12,7 @@ import json
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from relay_ops.db import bulk
@@ -109,7 +109,7 @@ def _announce_parcels(
     to 5,000 parcels, announced in one request), not a round trip per parcel."""
     seen: set[str] = set()
     sites = _lock_sites(session, items)
-    known = _known_parcels(session, items)
+    known = _known_parcels(session, carrier, items)
     closing: dict[int, set[date]] = {}
     outcomes: list[tuple[int, str, Parcel | DomainError, str]] = []
     for index, item in enumerate(items):
@@ -144,21 +144,33 @@ def _result(
     }
 
 
-def _known_parcels(session: Session, items: list[dict[str, Any]]) -> dict[str, Parcel]:
-    """The parcels that already exist under the manifest's numbers, row-locked, in one read
-    (a number that is not valid cannot be among them, and is refused later)."""
+def _known_parcels(
+    session: Session, carrier: Carrier, items: list[dict[str, Any]]
+) -> dict[str, list[Parcel]]:
+    """The parcels under the manifest's numbers that the announcement may meet, row-locked,
+    in one read: the carrier's own, and those a shop registered unannounced without a carrier
+    (one of them here is this parcel). Another carrier's are not read at all: numbers are
+    unique per carrier, and the answer must not depend on them (no existence oracle,
+    docs/decisions/0007-tracking-numbers-per-carrier.md). A number that is not valid cannot
+    be among them, and is refused later."""
     numbers = {tracking.normalise(str(item.get("tracking_number", ""))) for item in items}
     rows = session.scalars(
-        select(Parcel).where(Parcel.tracking_number.in_(sorted(numbers)))
+        select(Parcel).where(
+            Parcel.tracking_number.in_(sorted(numbers)),
+            or_(Parcel.carrier_id == carrier.id,
+                and_(Parcel.carrier_id.is_(None), Parcel.unannounced.is_(True))))
         .order_by(Parcel.id).with_for_update()
     )
-    return {p.tracking_number: p for p in rows}
+    known: dict[str, list[Parcel]] = {}
+    for parcel in rows:
+        known.setdefault(parcel.tracking_number, []).append(parcel)
+    return known
 
 
 def _announce_one(
     ctx: Ctx, session: Session, actor: Principal, carrier: Carrier, manifest: Manifest,
     item: dict[str, Any], seen: set[str], sites: dict[str, Site | None],
-    known: dict[str, Parcel], closing: dict[int, set[date]],
+    known: dict[str, list[Parcel]], closing: dict[int, set[date]],
 ) -> tuple[Parcel, str]:
     """The item's parcel, new (not yet added to the session) or reconciled, or a refusal."""
     try:
@@ -176,9 +188,9 @@ def _announce_one(
     if site.id not in closing:
         closing[site.id] = closing_days_of(session, site.id)
     _check_site_takes_parcels(site, expected, closing[site.id])
-    existing = known.get(number)
+    existing = _announced_before(known.get(number, []), carrier, site)
     if existing is not None:
-        return _reconcile(ctx, session, actor, carrier, manifest, existing, site, recipient), (
+        return _reconcile(ctx, session, actor, carrier, manifest, existing, recipient), (
             "reconciled"
         )
     parcel = Parcel(
@@ -195,15 +207,25 @@ def _announce_one(
     return parcel, "created"
 
 
+def _announced_before(known: list[Parcel], carrier: Carrier, site: Site) -> Parcel | None:
+    """The parcel this item is, if any: the carrier's own under the number (one a shop
+    registered here unannounced is matched; any other is a duplicate, refused), else one of
+    no carrier registered unannounced at this very site. A parcel of no carrier elsewhere
+    is another parcel: the carrier's is created beside it."""
+    own = next((p for p in known if p.carrier_id == carrier.id), None)
+    if own is not None:
+        if not own.unannounced or own.site_id != site.id:
+            raise _reject("duplicate-tracking-number",
+                          f"{own.tracking_number} already exists")
+        return own
+    return next((p for p in known if p.carrier_id is None and p.site_id == site.id), None)
+
+
 def _reconcile(
     ctx: Ctx, session: Session, actor: Principal, carrier: Carrier, manifest: Manifest,
-    parcel: Parcel, site: Site, recipient: dict[str, Any],
+    parcel: Parcel, recipient: dict[str, Any],
 ) -> Parcel:
     """A parcel a shop checked in without a manifest is matched with its announcement."""
-    if not parcel.unannounced or parcel.site_id != site.id:
-        raise _reject("duplicate-tracking-number", f"{parcel.tracking_number} already exists")
-    if parcel.carrier_id not in (None, carrier.id):
-        raise _reject("duplicate-tracking-number", f"{parcel.tracking_number} is another carrier's")
     had_contact = bool(parcel.recipient_phone or parcel.recipient_email)
     parcel.carrier_id, parcel.manifest_id, parcel.unannounced = carrier.id, manifest.id, False
     parcel.recipient_name = recipient.get("name") or parcel.recipient_name

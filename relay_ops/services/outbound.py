@@ -33,7 +33,7 @@ from relay_ops.domain.lifecycle import Action, State
 from relay_ops.notifications.errors import InvalidRecipient
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import normalize_recipient
-from relay_ops.services import history, notify
+from relay_ops.services import history, notify, numbers
 from relay_ops.services.carrier_sites import (
     TO_COLLECT,
     carrier_or_404,
@@ -41,7 +41,6 @@ from relay_ops.services.carrier_sites import (
     site_or_404,
 )
 from relay_ops.services.context import Ctx
-from relay_ops.services.parcel_views import by_tracking
 from relay_ops.services.principal import SYSTEM, Principal, Role, require_role, require_site
 from relay_ops.services.shelves import allocate_shelf
 
@@ -88,9 +87,9 @@ def drop_off(
     with ctx.db.transaction() as session:
         # The site row lock serialises deposits and check-ins here: one takes the last place.
         site = _counter_site(session, actor, site_id)
-        existing = by_tracking(session, number, lock=True)
-        if existing is not None:
-            return 200, _again(ctx, session, site, existing)
+        again = _sent_from_here(session, site, number, carrier_code)
+        if again is not None:
+            return 200, _again(ctx, session, site, again)
         returned = _returned_parcel(session, site, return_of) if return_of else None
         serving = {c.code: (c, link) for c, link in serving_carriers(session, site.id)}
         code = outbound.choose_carrier(
@@ -98,6 +97,11 @@ def drop_off(
             carrier_code,
         )
         carrier, link = serving[code]
+        # Numbers are unique per carrier: only the chosen carrier's own parcel under this
+        # number is a duplicate label (another carrier's is another parcel).
+        existing = numbers.carriers_parcel(session, carrier.id, number, lock=True)
+        if existing is not None:
+            return 200, _again(ctx, session, site, existing)
         try:
             parcel = _new_parcel(session, site, carrier, number, contact, size_class, now)
         except IntegrityError:  # the same label scanned at two counters at once
@@ -142,12 +146,26 @@ def _again(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> dict[str, 
                    tracking_number=parcel.tracking_number)
 
 
+def _sent_from_here(session: Session, site: Site, number: str, carrier_code: str | None
+                    ) -> Parcel | None:
+    """The sent parcel held here under this number (the same deposit scanned again), before
+    any carrier is chosen: a second scan is answered as the first was."""
+    query = numbers.numbered(number).where(
+        Parcel.site_id == site.id, Parcel.direction == outbound.DIRECTION,
+        Parcel.state.in_([s.value for s in outbound.HELD]))
+    if carrier_code is not None:
+        query = query.where(Parcel.carrier.has(Carrier.code == carrier_code))
+    return numbers.only_one(list(session.scalars(query.with_for_update())), number)
+
+
 def _returned_parcel(session: Session, site: Site, return_of: str) -> Parcel:
-    """A resident returns a parcel they received here (refusal, wrong item)."""
+    """A resident returns a parcel they received here (refusal, wrong item); two carriers'
+    parcels picked up here under the number: ambiguous (the return's label names it)."""
     number = tracking.validate(return_of)
-    received = by_tracking(session, number)
-    if (received is None or received.site_id != site.id or received.direction != "inbound"
-            or received.state != State.PICKED_UP.value):
+    received = numbers.only_one(list(session.scalars(numbers.numbered(number).where(
+        Parcel.site_id == site.id, Parcel.direction == "inbound",
+        Parcel.state == State.PICKED_UP.value))), number)
+    if received is None:
         raise NotFound(f"no parcel {number} was picked up at {site.code}")
     return received
 
@@ -309,10 +327,11 @@ def _one(
 ) -> dict[str, Any]:
     try:
         number = tracking.validate(raw)
-        parcel = by_tracking(session, number, lock=True)
-        # One answer for a number that is nowhere, elsewhere, inbound or another carrier's.
-        if (parcel is None or parcel.site_id != site.id or parcel.direction != outbound.DIRECTION
-                or parcel.carrier_id != carrier.id):
+        # The carrier's own number only: another carrier's is never read. One answer for a
+        # number that is nowhere, elsewhere, inbound or another carrier's.
+        parcel = numbers.carriers_parcel(session, carrier.id, number, lock=True)
+        if (parcel is None or parcel.site_id != site.id
+                or parcel.direction != outbound.DIRECTION):
             raise NotFound(f"no parcel {number} for {carrier.code} at {site.code}")
         if parcel.state not in TO_COLLECT:
             raise InvalidTransition(f"{number} is {parcel.state}, not on the pickup list",

@@ -23,6 +23,7 @@ from relay_ops.domain.errors import (
     ValidationFailed,
 )
 from relay_ops.domain.lifecycle import HELD_STATES, State
+from relay_ops.services import numbers
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import (
     Principal,
@@ -109,13 +110,6 @@ def event_view(event: ParcelEvent) -> dict[str, Any]:
     }
 
 
-def by_tracking(session: Session, number: str, *, lock: bool = False) -> Parcel | None:
-    query = select(Parcel).where(Parcel.tracking_number == number)
-    if lock:
-        query = query.with_for_update()
-    return session.scalar(query)
-
-
 def locked_parcel(session: Session, parcel_id: int) -> Parcel | None:
     return session.get(Parcel, parcel_id, with_for_update=True)
 
@@ -144,10 +138,13 @@ def get_parcel(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:
         return parcel_view(parcel, actor)
 
 
-def find_parcel(ctx: Ctx, actor: Principal, tracking_number: str) -> dict[str, Any]:
+def find_parcel(ctx: Ctx, actor: Principal, tracking_number: str,
+                carrier_code: str | None = None) -> dict[str, Any]:
+    """The parcel under this number that the actor may see (numbers are unique per carrier:
+    staff who see two carriers' parcels under one name the carrier)."""
     number = tracking.validate(tracking_number)
     with ctx.db.read() as session:
-        parcel = require_parcel(actor, by_tracking(session, number), number)
+        parcel = numbers.require_visible(session, actor, number, carrier_code=carrier_code)
         return parcel_view(parcel, actor)
 
 

@@ -28,7 +28,7 @@ from relay_ops.domain.errors import (
     WrongPickupCode,
 )
 from relay_ops.domain.lifecycle import Action, State
-from relay_ops.services import history, notify, throttle
+from relay_ops.services import history, notify, numbers, throttle
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import (
     LOCKED_CODE_ROWS,
@@ -38,7 +38,6 @@ from relay_ops.services.credentials import (
 )
 from relay_ops.services.parcel_views import (
     READY,
-    by_tracking,
     left_view,
     parcel_view,
     site_for_staff,
@@ -201,11 +200,11 @@ def _named_parcel(
     """The parcel the claim names: by tracking number, or the recipient's parcel whose code
     this is. Several parcels for one name and none with this code: each takes a wrong try."""
     if claim.tracking_number:
-        parcel = by_tracking(session, tracking.validate(claim.tracking_number), lock=True)
-        if parcel is None or parcel.site_id != site.id:
-            raise NotFound(f"no parcel {claim.tracking_number} at {site.code}")
-        return parcel, None
-    named = _parcels_for_recipient(session, site, claim.recipient_name or "")
+        named = _numbered_here(session, site, tracking.validate(claim.tracking_number))
+        if len(named) == 1:
+            return named[0], None
+    else:
+        named = _parcels_for_recipient(session, site, claim.recipient_name or "")
     found = next((p for p in named
                   if _matching(ctx, site, claim.digits, live_credentials(session, p.id))), None)
     if found is not None or len(named) == 1:
@@ -217,6 +216,18 @@ def _named_parcel(
             failures.append(_count_wrong_attempt(session, parcel, live, actor, now))
     return None, failures[0] if failures else CredentialLocked(
         "too many wrong codes: check an identity document and give the tracking number")
+
+
+def _numbered_here(session: Session, site: Site, number: str) -> list[Parcel]:
+    """The parcels at the site under this number, row-locked in id order. Numbers are unique
+    per carrier: when two carriers' parcels here share one, the ready ones are the claim's,
+    and the code tells them apart as it tells a recipient's parcels apart."""
+    here = list(session.scalars(
+        numbers.numbered(number).where(Parcel.site_id == site.id).with_for_update()))
+    if not here:
+        raise NotFound(f"no parcel {number} at {site.code}")
+    ready = [p for p in here if p.state == READY]
+    return ready if len(here) > 1 and ready else here
 
 
 def _parcels_for_recipient(session: Session, site: Site, name: str) -> list[Parcel]:

@@ -33,15 +33,18 @@ def hold_unannounced(ctx: Ctx, actor: Principal, site_id: int, tracking_number: 
 
 def unannounced_waiting(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, Any]]:
     """The shop's parcels nobody announced that wait for a decision, oldest first. One a
-    carrier has announced since (or that was checked in through the API) is no longer
-    waiting: scanning it again checks it in."""
+    carrier has announced to this shop since (or that was checked in through the API) is no
+    longer waiting: scanning it again checks it in. A parcel under the same number elsewhere
+    does not count: numbers are unique per carrier, it may be another carrier's
+    (docs/decisions/0007-tracking-numbers-per-carrier.md)."""
     with ctx.db.read() as session:
         site = site_for_staff(session, actor, site_id, lock=False)
         rows = session.execute(
             select(UnannouncedScan.tracking_number, UnannouncedScan.scanned_at)
             .where(UnannouncedScan.site_id == site.id,
                    ~select(Parcel.id).where(
-                       Parcel.tracking_number == UnannouncedScan.tracking_number).exists())
+                       Parcel.tracking_number == UnannouncedScan.tracking_number,
+                       Parcel.site_id == UnannouncedScan.site_id).exists())
             .order_by(UnannouncedScan.scanned_at, UnannouncedScan.tracking_number)
         ).all()
     return [{"tracking_number": n, "scanned_at": at.isoformat()} for n, at in rows]

@@ -124,6 +124,28 @@ def test_a_refused_scan_and_a_wrong_code(page: Page, live: Live) -> None:
     expect(page.locator("#code-field")).to_be_focused()
 
 
+def test_two_carriers_parcels_under_one_number_ask_which_carrier(
+        page: Page, live: Live) -> None:
+    """Numbers are unique per carrier (docs/decisions/0007): the station offers the carriers
+    and the one chosen is scanned in through the queue, focus back in the field."""
+    number = "BRWSHARED0001"
+    assert live.world.announce(number).status_code == 201
+    assert live.world.other_carrier.post("/manifests", json={"reference": "BRW-B", "parcels": [{
+        "tracking_number": number, "site": "bourg",
+        "recipient": {"phone": "+33698000001"}}]}).status_code == 201
+    sign_in(page, live, "marie")
+    _scan(page, number)
+    expect(page.locator("#result-title")).to_contain_text("Quel transporteur ?")
+    expect(page.locator("#result-choices button")).to_have_count(2)
+    page.get_by_role("button", name="other").click()
+    expect(page.locator("#result")).to_have_class("result tone-ok")
+    expect(page.locator("#scan-field")).to_be_focused()
+    chosen = parcel_views.find_parcel(live.ctx, OPERATOR, number, "other")
+    assert chosen["state"] == "ready_for_pickup"
+    acme = parcel_views.find_parcel(live.ctx, OPERATOR, number, "acme")
+    assert acme["state"] == "announced"
+
+
 def test_a_parcel_nobody_announced_is_not_forgotten(page: Page, live: Live) -> None:
     sign_in(page, live, "marie")
     _scan(page, "BRWWAITING0001")

@@ -493,3 +493,30 @@ def test_clock_skew_is_read_from_heartbeats_not_from_replayed_events(
     view = locker_views.locker_view(world.ctx, SYSTEM, site_id)
     assert view["link"]["clock_skew_s"] == 45
     assert [(a["kind"], a["occurrences"]) for a in view["alerts"]] == [("clock_drift", 3)]
+
+
+def test_a_qr_code_opens_its_own_parcels_door_when_two_carriers_share_its_number(
+        world: World, locker: tuple[int, FakeLocker]) -> None:
+    """Numbers are unique per carrier: the token names the number, its credential the
+    parcel (docs/decisions/0007-tracking-numbers-per-carrier.md)."""
+    site_id, fake = locker
+    deposit(world, fake, site_id, "LOCKER000090", size_class="S")
+    other = Principal(Role.CARRIER, carrier_id=2)
+    assert world.other_carrier.post("/manifests", json={"reference": "B", "parcels": [{
+        "tracking_number": "LOCKER000090", "site": LOCKER["code"], "size_class": "S",
+        "recipient": {"name": "Bea Durand", "phone": "+33698000001"}}]}).status_code == 201
+    session = locker_dropoff.open_session(world.ctx, other, site_id)
+    box = locker_dropoff.deposit(world.ctx, other, session["id"], "LOCKER000090")["compartment"]
+    fake.event("door_opened", compartment=box, purpose="deposit")
+    fake.closed(box, True)
+    locker_dropoff.close_session(world.ctx, other, session["id"])
+    with world.ctx.db.read() as db:
+        others = db.scalar(select(Parcel).where(Parcel.tracking_number == "LOCKER000090",
+                                                Parcel.carrier_id == 2))
+        assert others is not None and others.state == "ready_for_pickup"
+        others_id = others.id
+    fake.commands()
+    fake.event("credential_presented", presentation_id=str(uuid.uuid4()), kind="qr",
+               result="forwarded", token=locker_tokens.qr_token(world.ctx, others_id))
+    opening = fake.commands("open_compartment")
+    assert [o["compartment"] for o in opening] == [box]

@@ -4,11 +4,13 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from relay_ops.db import migrate
 from relay_ops.db.models import Base
@@ -114,3 +116,54 @@ def test_the_outbound_migration_says_what_existing_sites_offer(empty_engine: Eng
     migrate.downgrade(empty_engine, "0009_unannounced_scans")
     assert "services" not in {c["name"] for c in inspect(empty_engine).get_columns("sites")}
     assert "outbound_parcels" not in inspect(empty_engine).get_table_names()
+
+
+def _foreign_keys_on(engine: Engine) -> None:
+    """As the product's own engine does (db/database.py): SQLite enforces foreign keys, so a
+    migration that rebuilds a table must not let the old table's drop cascade."""
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
+def test_the_oracle_migration_makes_numbers_unique_per_carrier(empty_engine: Engine) -> None:
+    """0018: two carriers may hold the same number, one carrier may not hold it twice, nor
+    may two parcels of no carrier; the parcels and their rows survive the change."""
+    _foreign_keys_on(empty_engine)
+    migrate.upgrade(empty_engine, "0017_reservations")
+    now = "2026-12-01 09:00:00"
+    parcel = ("INSERT INTO parcels (id, tracking_number, carrier_id, site_id, state, direction,"
+              " unannounced, recipient_locale, extended, created_at, updated_at) VALUES"
+              " (:id, 'MIGR00000018', :carrier, 1, 'announced', 'inbound', false, 'fr', false,"
+              " :now, :now)")
+    with empty_engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO sites (id, code, name, kind, address, postcode, city, latitude,"
+            " longitude, area, opening_hours, step_free_access, status, created_at) VALUES"
+            " (1, 'bourg', 'Bourg', 'shop', '1 rue', '44000', 'Bourg', 47.5, -1.3,"
+            " 'countryside', '{}', false, 'open', :now)"), {"now": now})
+        for carrier_id, code in ((1, "acme"), (2, "other")):
+            connection.execute(text(
+                "INSERT INTO carriers (id, code, name, reroute_policy, label_networks,"
+                " created_at) VALUES (:id, :code, 'C', 'confirm', '[]', :now)"),
+                {"id": carrier_id, "code": code, "now": now})
+        connection.execute(text(parcel), {"id": 7, "carrier": 1, "now": now})
+        connection.execute(text(
+            "INSERT INTO parcel_events (id, parcel_id, at, action, to_state, actor_kind, data)"
+            " VALUES (1, 7, :now, 'announce', 'announced', 'carrier', '{}')"), {"now": now})
+
+    migrate.upgrade(empty_engine)
+    with empty_engine.begin() as connection:
+        assert connection.execute(text("SELECT parcel_id FROM parcel_events")).all() == [(7,)]
+        connection.execute(text(parcel), {"id": 8, "carrier": 2, "now": now})
+        connection.execute(text(parcel), {"id": 9, "carrier": None, "now": now})
+    for carrier in (1, 2, None):
+        with pytest.raises(IntegrityError), empty_engine.begin() as connection:
+            connection.execute(text(parcel), {"id": 10, "carrier": carrier, "now": now})
+
+    with empty_engine.begin() as connection:
+        connection.execute(text("DELETE FROM parcels WHERE id IN (8, 9)"))
+    migrate.downgrade(empty_engine, "0017_reservations")
+    with empty_engine.connect() as connection:
+        assert connection.execute(text("SELECT parcel_id FROM parcel_events")).all() == [(7,)]

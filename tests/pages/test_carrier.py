@@ -138,3 +138,21 @@ def test_another_carriers_manifest_is_not_found(acme: Pages, world: World) -> No
     other = Pages.carrier(world, accounts.issue_carrier_key(world.ctx, SYSTEM, "other").token)
     assert other.get("/carrier/manifests/1").status_code == 404
     assert "ROUND-1" not in other.text("/carrier")
+
+
+def test_an_uploaded_line_is_judged_on_the_carrier_s_own_numbers_alone(
+        acme: Pages, world: World) -> None:
+    """Another carrier's parcel under a number of the file is not seen (no existence oracle,
+    docs/decisions/0007): the line is accepted; the carrier's own number again is refused,
+    said as its own."""
+    assert world.other_carrier.post("/manifests", json={"reference": "B", "parcels": [{
+        "tracking_number": "PARCELCSV00001", "site": "bourg",
+        "recipient": {"phone": "+33698000001"}}]}).status_code == 201
+    first = _upload(acme, CSV).get_data(as_text=True)
+    assert "Manifeste ROUND-1 : 2 acceptés, 2 refusés" in first
+    again = _upload(acme, CSV.splitlines()[0] + "\nPARCELCSV00001,bourg,Anne Petit,,"
+                    "anne@example.org,M\n", reference="ROUND-2").get_data(as_text=True)
+    assert _rejected_rows(again) == [(
+        "duplicate-tracking-number", 2, "PARCELCSV00001",
+        "Vous avez déjà annoncé ce numéro de suivi, dans un manifeste précédent : "
+        "retirez-le.")]

@@ -40,6 +40,28 @@ def test_scanning_twice_is_harmless_and_says_so(marie: Pages, world: World) -> N
     assert _events(world, parcel["id"], "check_in") == 1
 
 
+def test_two_carriers_parcels_under_one_number_ask_which_carrier(
+        marie: Pages, world: World) -> None:
+    """Numbers are unique per carrier (docs/decisions/0007): the station offers the carriers
+    of this shop's parcels, and the choice scans the right one in."""
+    world.announce("RR123456785FR")
+    assert world.other_carrier.post("/manifests", json={"reference": "B", "parcels": [{
+        "tracking_number": "RR123456785FR", "site": "bourg",
+        "recipient": {"phone": "+33698000001"}}]}).status_code == 201
+    unsure = marie.scan(world.shop_id, "RR123456785FR")
+    assert unsure["reason"] == "ambiguous-tracking-number" and unsure["tone"] == "error"
+    assert unsure["title"] == "Quel transporteur ?" and unsure["choices"] == ["acme", "other"]
+    html = marie.post(f"/shop/{world.shop_id}/scan",
+                      {"tracking_number": "RR123456785FR"}).get_data(as_text=True)
+    assert html.count('name="carrier" value="') == 2 and 'data-carrier="other"' in html
+    chosen = marie.post(f"/shop/{world.shop_id}/scan", {
+        "tracking_number": "RR123456785FR", "carrier": "other"}, json=True).get_json()
+    assert chosen["tone"] == "ok" and chosen["location"] is not None
+    parcel = parcel_views.find_parcel(world.ctx, Principal(Role.OPERATOR, user_id=1),
+                                      "RR123456785FR", "other")
+    assert parcel["state"] == "ready_for_pickup"
+
+
 def test_an_unknown_format_is_refused(marie: Pages, world: World) -> None:
     answer = marie.scan(world.shop_id, "12-AB")
     assert answer["tone"] == "error" and answer["reason"] == "invalid-tracking-number"

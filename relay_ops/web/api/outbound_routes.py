@@ -194,7 +194,9 @@ def outbound_receipt(principal: Principal, token: str) -> Any:
                       "door, online or offline. Door closed with the parcel in: "
                       "`awaiting_collection`, the sender's receipt sent. Refused: a label no "
                       "carrier serving the locker collects (422), no free door of that size "
-                      "(409 `parcel-does-not-fit`), a label already registered (409).")
+                      "(409 `parcel-does-not-fit`), a label its carrier already registered "
+                      "(409; numbers are unique per carrier: another carrier's parcel under "
+                      "the same number is not this label, and is never told of).")
 def announce_locker_drop_off(principal: Principal, site_id: int, body: LockerDropOffIn) -> Any:
     sender = outbound.Sender(phone=body.sender.phone, email=body.sender.email,
                              locale=body.sender.locale)

@@ -295,7 +295,11 @@ def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuer
                       "deadline and a pickup code. Scanning again answers `already_checked_in`."
                       " Unannounced parcels need `accept_unannounced: true`. A parcel for a "
                       "recipient who already has a ready parcel here joins that parcel's code "
-                      "(and its shelf location when it has room): `parcel.group` lists them.")
+                      "(and its shelf location when it has room): `parcel.group` lists them. "
+                      "Numbers are unique per carrier: when two carriers' parcels here carry "
+                      "the scanned number, 409 `ambiguous-tracking-number` lists their "
+                      "`carriers` and the scan is sent again with `carrier` (as printed on "
+                      "the label); the carriers of parcels at other shops are not listed.")
 def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
     recipient = checkin.Recipient(**body.recipient.model_dump()) if body.recipient else None
     dims = tuple(body.dimensions_mm) if body.dimensions_mm else None
@@ -350,9 +354,14 @@ def collect(principal: Principal, site_id: int, body: s.CollectionIn) -> Any:
 
 
 @endpoint("/parcels", summary="Find a parcel by tracking number", tag="parcels", roles=ANY,
-          query=s.ParcelLookupQuery, errors=(404,))
+          query=s.ParcelLookupQuery, errors=(404, 409),
+          description="Numbers are unique per carrier, not network-wide. A carrier finds its "
+                      "own parcels only: another carrier's number answers 404 exactly like a "
+                      "number nobody holds. Staff who see two carriers' parcels under one "
+                      "number get 409 `ambiguous-tracking-number` with the candidates' "
+                      "`carriers`, and ask again with `carrier`.")
 def find_parcel(principal: Principal, query: s.ParcelLookupQuery) -> Any:
-    return parcel_views.find_parcel(ctx(), principal, query.tracking_number)
+    return parcel_views.find_parcel(ctx(), principal, query.tracking_number, query.carrier)
 
 
 @endpoint("/parcels/<id:parcel_id>", summary="A parcel", tag="parcels", roles=ANY,
@@ -408,7 +417,11 @@ def list_reroutes(principal: Principal, parcel_id: int) -> Any:
           max_body=MANIFEST_BODY_LIMIT,
           extra_responses={200: "A replay: the same reference and content, the first answer"},
           description="Each parcel is accepted or rejected with a reason. The same reference "
-                      "with the same content replays the first answer (200).")
+                      "with the same content replays the first answer (200). Tracking "
+                      "numbers are unique per carrier: a number this carrier announced before "
+                      "is rejected (`duplicate-tracking-number`), another carrier's parcel "
+                      "under the same number is not seen at all (the line is answered as for "
+                      "a number nobody holds).")
 def announce(principal: Principal, body: s.ManifestIn) -> Any:
     return manifests.announce(ctx(), principal, body.as_service_body())
 

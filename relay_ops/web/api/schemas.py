@@ -187,6 +187,9 @@ class PageQuery(Strict):
 
 class ParcelLookupQuery(Strict):
     tracking_number: TrackingNumber
+    # Numbers are unique per carrier: staff who see two carriers' parcels under one number
+    # name the carrier (a carrier sees its own alone).
+    carrier: Code | None = None
 
 
 class ManifestParcelIn(Strict):

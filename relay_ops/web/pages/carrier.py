@@ -196,8 +196,8 @@ def line_reason(result: dict[str, Any], item: dict[str, Any] | None,
                 _same_number(p.get("tracking_number", ""), number) for p in before):
             return _("This tracking number is on an earlier row of this file too: keep one.")
         case "duplicate-tracking-number":
-            return _("This tracking number was already announced, in an earlier manifest or "
-                     "by another carrier: leave it out.")
+            return _("You already announced this tracking number, in an earlier manifest: "
+                     "leave it out.")
         case "missing-recipient-contact":
             return _("No way to tell the recipient: fill recipient_phone or recipient_email.")
         case "invalid-size":

@@ -148,7 +148,7 @@ def _resident_phone(actor: Principal, site_id: int) -> list[dict[str, Any]]:
     for box in locker_views.locker_view(ctx(), actor, site_id)["compartments"]:
         if not box["parcel"]:
             continue
-        parcel = parcel_views.find_parcel(ctx(), SYSTEM, box["parcel"])
+        parcel = parcel_views.get_parcel(ctx(), SYSTEM, box["parcel_id"])
         if parcel["state"] != "ready_for_pickup":
             continue
         with ctx().db.read() as session:

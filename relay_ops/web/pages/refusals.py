@@ -40,6 +40,14 @@ def explain(err: DomainError) -> tuple[str, str]:
                 "This parcel is addressed to %(site)s: give it back to the driver.",
                 # The shop's name, as on the parcel's label; its code means nothing at a counter.
                 site=extra.get("destination_name") or extra.get("destination", "?"))
+        case "ambiguous-tracking-number" if extra.get("carriers"):
+            return _("Which carrier?"), _(
+                "Parcels of several carriers here carry this number: choose the carrier "
+                "printed on the label.")
+        case "ambiguous-tracking-number":
+            return _("Another shop's parcel"), _(
+                "Parcels of several carriers carry this number, none for this shop: give it "
+                "back to the driver.")
         case "wrong-pickup-code":
             left = extra.get("attempts_left")
             if left is None:

@@ -82,8 +82,11 @@ def scan(principal: Principal, site_id: int) -> Response | str:
     site = _site(principal, site_id)
     number = request.form.get("tracking_number", "").strip()
     accept = request.form.get("accept_unannounced") == "1"
+    # the carrier chosen when two carriers' parcels here carry the number (decision 0007)
+    carrier = request.form.get("carrier", "").strip() or None
     try:
-        answer = checkin.check_in(ctx(), principal, site_id, number, accept_unannounced=accept)
+        answer = checkin.check_in(ctx(), principal, site_id, number, accept_unannounced=accept,
+                                  carrier_code=carrier)
         result = _checked_in(site_id, answer)
     except DomainError as err:
         result = _refused(number, err)
@@ -155,6 +158,8 @@ def _refused(number: str, err: DomainError) -> dict[str, Any]:
         "message": message,
         "tracking_number": err.extra.get("tracking_number", number),
         "reason": err.slug,
+        # ambiguous-tracking-number: the carriers to choose from (this shop's parcels only)
+        "choices": list(err.extra.get("carriers") or []),
     }
 
 

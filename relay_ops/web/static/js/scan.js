@@ -47,6 +47,7 @@
     var body = new FormData();
     body.append("tracking_number", item.number);
     if (item.accept) body.append("accept_unannounced", "1");
+    if (item.carrier) body.append("carrier", item.carrier);
     fetch(form.action, {
       method: "POST", body: body, credentials: "same-origin",
       headers: { "Accept": "application/json", "X-CSRF-Token": csrf }
@@ -94,6 +95,7 @@
       a.href = answer.label_url; a.target = "_blank"; a.textContent = text.label;
       var p = document.createElement("p"); p.appendChild(a); result.appendChild(p);
     }
+    if (answer.choices && answer.choices.length) result.appendChild(choices(answer));
     var li = document.createElement("li");
     li.className = "tone-" + answer.tone;
     li.textContent = text.icons[answer.tone] + " " + answer.tracking_number + " — " +
@@ -102,6 +104,24 @@
     if (answer.tone === "confirm") askToAccept(answer);
     window.RelayOps.beep(answer.tone);
     if (!pending.contains(document.activeElement)) field.focus();
+  }
+
+  // Two carriers' parcels here carry the number: one button per carrier, and the choice
+  // goes through the scan queue like any scan.
+  function choices(answer) {
+    var p = document.createElement("div");
+    p.className = "choices"; p.id = "result-choices";
+    answer.choices.forEach(function (code) {
+      var button = document.createElement("button");
+      button.type = "button"; button.className = "primary"; button.textContent = code;
+      button.dataset.carrier = code;
+      button.addEventListener("click", function () {
+        queue.push({ number: answer.tracking_number, accept: false, carrier: code });
+        save(); p.remove(); field.focus(); showQueue(); pump();
+      });
+      p.appendChild(button);
+    });
+    return p;
   }
 
   // The "not announced" list is kept by the server until each parcel is decided: the page
