@@ -33,7 +33,7 @@ from relay_ops.domain.lifecycle import Action, State
 from relay_ops.notifications.errors import InvalidRecipient
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import normalize_recipient
-from relay_ops.services import history, notify
+from relay_ops.services import history, locker_take_back, notify
 from relay_ops.services.carrier_sites import (
     TO_COLLECT,
     carrier_or_404,
@@ -41,6 +41,8 @@ from relay_ops.services.carrier_sites import (
     site_or_404,
 )
 from relay_ops.services.context import Ctx
+from relay_ops.services.locker_compartments import lock_locker_of
+from relay_ops.services.locker_sync import collection_reservation_id
 from relay_ops.services.parcel_views import by_tracking
 from relay_ops.services.principal import SYSTEM, Principal, Role, require_role, require_site
 from relay_ops.services.shelves import allocate_shelf
@@ -91,7 +93,7 @@ def drop_off(
         existing = by_tracking(session, number, lock=True)
         if existing is not None:
             return 200, _again(ctx, session, site, existing)
-        returned = _returned_parcel(session, site, return_of) if return_of else None
+        returned = returned_parcel(session, site, return_of) if return_of else None
         serving = {c.code: (c, link) for c, link in serving_carriers(session, site.id)}
         code = outbound.choose_carrier(
             number, {k: list(c.label_networks or []) for k, (c, _) in serving.items()},
@@ -142,8 +144,9 @@ def _again(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> dict[str, 
                    tracking_number=parcel.tracking_number)
 
 
-def _returned_parcel(session: Session, site: Site, return_of: str) -> Parcel:
-    """A resident returns a parcel they received here (refusal, wrong item)."""
+def returned_parcel(session: Session, site: Site, return_of: str) -> Parcel:
+    """A resident returns a parcel they received here (refusal, wrong item), at the counter
+    or at a locker (``locker_sending``)."""
     number = tracking.validate(return_of)
     received = by_tracking(session, number)
     if (received is None or received.site_id != site.id or received.direction != "inbound"
@@ -335,15 +338,19 @@ def _one(
 
 
 def refuse(ctx: Ctx, actor: Principal, parcel_id: int, reason: str) -> dict[str, Any]:
-    """The carrier will not take a parcel (badly packed, too heavy...): it stays on the shelf,
-    off the pickup list, and its sender is told to come and take it back."""
+    """The carrier will not take a parcel (badly packed, too heavy...): it stays on the shelf
+    (in its locker door), off the pickup list, and its sender is told to come and take it
+    back (at a locker, with a new code of its own: ``locker_take_back``)."""
     require_role(actor, Role.CARRIER, *STAFF)
     if not reason.strip():
         raise ValidationFailed("say why the parcel is refused")
     now = ctx.now()
     with ctx.db.transaction() as session:
+        lock_locker_of(session, parcel_id)  # a locker's row before its parcel's, as always
         parcel = _sent_parcel(session, actor, parcel_id)
+        carriers_door_code = collection_reservation_id(parcel)  # named before the refusal
         history.apply(session, parcel, Action.REFUSE, actor, now, reason=reason.strip()[:300])
+        locker_take_back.refused_in_door(ctx, session, parcel, carriers_door_code)
         notify.queue(session, parcel, "refused")
         return outbound_view(session, parcel)
 
@@ -355,6 +362,9 @@ def hand_back(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:
     now = ctx.now()
     with ctx.db.transaction() as session:
         parcel = _sent_parcel(session, actor, parcel_id)
+        if parcel.site.kind == "locker":  # its door must open, and its closing says it left
+            raise ValidationFailed("at a locker the sender takes a refused parcel back with "
+                                   "the code of the 'refused' message")
         history.apply(session, parcel, Action.HAND_BACK, actor, now,
                       reason="given back to its sender")
         return outbound_view(session, parcel)
@@ -432,13 +442,17 @@ def receipt_url(ctx: Ctx, parcel_id: int) -> str:
     return f"{ctx.settings.public_base_url}/envoi/{_serializer(ctx).dumps({'p': parcel_id})}"
 
 
+def receipt_parcel_id(ctx: Ctx, token: str) -> int:
+    try:
+        return int(_serializer(ctx).loads(token)["p"])
+    except (BadSignature, KeyError, TypeError, ValueError):
+        raise NotFound("this receipt link is not valid") from None
+
+
 def receipt(ctx: Ctx, token: str) -> dict[str, Any]:
     """The sender's proof of deposit: which parcel, which shop, when, and whether it has
     left. It stays valid after the collection (it is a receipt); it names nobody."""
-    try:
-        parcel_id = int(_serializer(ctx).loads(token)["p"])
-    except (BadSignature, KeyError, TypeError, ValueError):
-        raise NotFound("this receipt link is not valid") from None
+    parcel_id = receipt_parcel_id(ctx, token)
     with ctx.db.read() as session:
         parcel = session.get(Parcel, parcel_id)
         if parcel is None or parcel.direction != outbound.DIRECTION:

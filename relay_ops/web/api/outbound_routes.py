@@ -11,7 +11,7 @@ from pydantic import Field
 from relay_ops import qr
 from relay_ops.services import carrier_sites, locker_sending, outbound
 from relay_ops.services.principal import Principal, Role
-from relay_ops.web.api import ctx, endpoint
+from relay_ops.web.api import client_address, ctx, endpoint
 from relay_ops.web.api.schemas import Code, Strict, Tracking, TrackingNumber
 from relay_ops.web.inputs import MANIFEST_BODY_LIMIT
 
@@ -54,6 +54,10 @@ class LockerDropOffIn(Strict):
     size_class: Annotated[str, Field(min_length=1, max_length=8)]
     sender: SenderIn
     carrier: Code | None = None
+    reason: Literal["send", "return"] = Field("send", description=(
+        "`return`: a resident returns a parcel picked up at this locker (its return label, "
+        "and the parcel's number in `return_of`)"))
+    return_of: TrackingNumber | None = None
 
 
 class RefusalIn(Strict):
@@ -177,14 +181,18 @@ def outbound_overdue(principal: Principal) -> Any:
 @endpoint("/outbound/receipts/<token>", summary="A sender's drop-off receipt", tag="sending",
           errors=(404,),
           description="The link in the sender's messages: parcel, shop, drop-off time, and "
-                      "when the carrier took it. Valid after the collection; names nobody.")
+                      "when the carrier took it. Valid after the collection; names nobody. "
+                      "At a locker, `locker_code` is the sender's code while it has one: the "
+                      "drop-off code (and its QR image) until the parcel is in, or the code "
+                      "that takes back a parcel its carrier refused.")
 def outbound_receipt(principal: Principal, token: str) -> Any:
-    return outbound.receipt(ctx(), token)
+    return {**outbound.receipt(ctx(), token),
+            "locker_code": locker_sending.sender_code(ctx(), token)}
 
 
 @endpoint("/lockers/<id:site_id>/drop-offs", "POST",
           summary="Send a parcel from a locker: a door and a drop-off code", tag="sending",
-          body=LockerDropOffIn, status=201, errors=(404, 409, 422),
+          body=LockerDropOffIn, status=201, errors=(404, 409, 422, 429),
           extra_responses={200: "The carrier's platform announced it already: the same drop-off"},
           description="The sender (no key needed), or its carrier's platform (a carrier key, "
                       "its own labels), announces a labelled parcel: a free door of its "
@@ -194,13 +202,16 @@ def outbound_receipt(principal: Principal, token: str) -> Any:
                       "door, online or offline. Door closed with the parcel in: "
                       "`awaiting_collection`, the sender's receipt sent. Refused: a label no "
                       "carrier serving the locker collects (422), no free door of that size "
-                      "(409 `parcel-does-not-fit`), a label already registered (409).")
+                      "(409 `parcel-does-not-fit`), a label already registered (409). "
+                      "Without a key, announcements are rate limited per client address "
+                      "(10 an hour) and per locker (60 an hour): 429 with `Retry-After`.")
 def announce_locker_drop_off(principal: Principal, site_id: int, body: LockerDropOffIn) -> Any:
     sender = outbound.Sender(phone=body.sender.phone, email=body.sender.email,
                              locale=body.sender.locale)
     return locker_sending.announce_drop_off(ctx(), principal, site_id, locker_sending.DropOff(
         tracking_number=body.tracking_number, size_class=body.size_class, sender=sender,
-        carrier=body.carrier))
+        carrier=body.carrier, reason=body.reason, return_of=body.return_of),
+        client=client_address())
 
 
 @endpoint("/outbound/drop-offs/<token>/qr.svg", summary="A locker drop-off's QR code (SVG)",

@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import carrier_sites, outbound, parcel_views, sites
+from relay_ops.services import carrier_sites, locker_sending, outbound, parcel_views, sites
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.i18n import when
@@ -189,4 +189,5 @@ def collection_scan(principal: Principal, site_id: int) -> Response:
 
 @bp.get("/envoi/<token>")
 def send_receipt(token: str) -> str:
-    return render_template("pages/receipt.html", receipt=outbound.receipt(ctx(), token))
+    return render_template("pages/receipt.html", receipt=outbound.receipt(ctx(), token),
+                           locker_code=locker_sending.sender_code(ctx(), token))
