@@ -1,6 +1,7 @@
 """Parcels sent from a site: a sender's deposit at the counter, the carrier's pickup list and
 collection, the overdue alert, and the sender's receipt (docs/outbound.md). Which carriers
-collect at which sites is ``carrier_sites.py``.
+collect at which sites is ``carrier_sites.py``; a carrier's pickup list per round,
+``pickup_lists.py``.
 
 The rules are in ``domain/outbound.py`` (lifecycle, which carrier takes a label); each
 function here is one use case in one transaction, like ``services/checkin.py``. A sent parcel
@@ -228,33 +229,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 # ---------------------------------------------------------------- the carrier's round
+# (its pickup list is ``pickup_lists.py``)
 
 
-def pickup_list(
-    ctx: Ctx, actor: Principal, site_id: int, carrier_code: str | None = None
-) -> dict[str, Any]:
-    """What a carrier takes from a site: its own parcels only (a carrier's list shows no
-    other carrier's); the site's staff see every carrier's, or one's."""
-    require_role(actor, Role.CARRIER, *STAFF, Role.SYSTEM)
-    require_site(actor, site_id)
-    with ctx.db.read() as session:
-        site = site_or_404(session, site_id)
-        query = (
-            select(Parcel).join(OutboundParcel, OutboundParcel.parcel_id == Parcel.id)
-            .where(Parcel.site_id == site.id, Parcel.direction == outbound.DIRECTION,
-                   Parcel.state.in_(TO_COLLECT))
-            .order_by(OutboundParcel.collect_by, Parcel.id)
-        )
-        if actor.role is Role.CARRIER:
-            query = query.where(Parcel.carrier_id == actor.carrier_id)
-        elif carrier_code:
-            query = query.where(Parcel.carrier_id == carrier_or_404(session, carrier_code).id)
-        now = ctx.now()
-        items = [outbound_view(session, p, now) for p in session.scalars(_with_views(query))]
-        return {"site": site.code, "site_name": site.name, "items": items}
-
-
-def _with_views(query: Select[Parcel]) -> Select[Any]:
+def with_views(query: Select[Parcel]) -> Select[Any]:
     """A list's parcels with what their views read, in a few queries rather than a few per
     parcel: the outbound rows (in the session, so ``outbound_view`` finds them), shelves,
     carriers and sites."""
@@ -428,7 +406,7 @@ def overdue(ctx: Ctx, actor: Principal) -> list[dict[str, Any]]:
             query = query.where(Parcel.carrier_id == actor.carrier_id)
         elif actor.role is Role.SHOPKEEPER:
             query = query.where(Parcel.site_id.in_(actor.site_ids))
-        return [outbound_view(session, p) for p in session.scalars(_with_views(query))]
+        return [outbound_view(session, p) for p in session.scalars(with_views(query))]
 
 
 # ---------------------------------------------------------------- the sender's receipt

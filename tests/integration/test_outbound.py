@@ -217,6 +217,48 @@ def test_the_pickup_list_is_the_carrier_s_own(sending: World) -> None:
         f"/sites/{sending.shop_id}/outbound/pickup-list").status_code == 404
 
 
+def test_a_carrier_has_a_pickup_list_per_round(sending: World, clock: Clock) -> None:
+    path = f"/sites/{sending.shop_id}/carriers/acme"
+    assert is_problem(sending.operator.put(path, json={"collection_delay_hours": 48,
+                                                       "rounds": ["25:00"]}),
+                      422, "validation-failed")
+    served = sending.operator.put(path, json={"collection_delay_hours": 48,
+                                              "rounds": ["16:00", "10:30", "10:30"]})
+    assert served.status_code == 200 and served.json["rounds"] == ["10:30", "16:00"]
+    # the clock reads 10:00 in Bourg (09:00 UTC)
+    drop(sending, "ACME00000915")  # before the 10:30 round
+    clock.advance(hours=1)
+    drop(sending, "ACME00000916")  # after it: the 16:00 round
+    clock.advance(hours=6)
+    drop(sending, "ACME00000917")  # after the day's last round: tomorrow 10:30
+    lists = f"/sites/{sending.shop_id}/outbound/pickup-list"
+    whole = sending.carrier.get(lists).json
+    assert {p["tracking_number"]: p["round"] for p in whole["items"]} == {
+        "ACME00000915": "2026-12-01T10:30:00+01:00", "ACME00000916": "2026-12-01T16:00:00+01:00",
+        "ACME00000917": "2026-12-02T10:30:00+01:00"}
+    assert [(r["time"], r["parcels"]) for r in whole["rounds"]] == [("10:30", 1), ("16:00", 2)]
+
+    def one_round(api: Any, at: str, **query: str) -> list[str]:
+        answer = api.get(lists, round=at, **query)
+        assert answer.status_code == 200, answer.json
+        return [p["tracking_number"] for p in answer.json["items"]]
+
+    assert one_round(sending.carrier, "10:30") == ["ACME00000915"]
+    assert one_round(sending.carrier, "16:00") == ["ACME00000915", "ACME00000916"]
+    assert one_round(sending.shopkeeper, "16:00", carrier="acme") == [
+        "ACME00000915", "ACME00000916"]
+    assert is_problem(sending.carrier.get(lists, round="12:00"), 422, "validation-failed")
+    assert is_problem(sending.shopkeeper.get(lists, round="10:30"), 422, "validation-failed")
+    # another carrier's rounds hold none of Acme's parcels
+    assert sending.other_carrier.get(lists).json["items"] == []
+    # the agreement changed without rounds keeps them; the carrier's sites name the next one
+    assert sending.operator.put(path, json={"collection_delay_hours": 24}).json["rounds"] == [
+        "10:30", "16:00"]
+    sites_listed = sending.carrier.get("/outbound/collection-sites").json["items"]
+    assert [(s["site_id"], s["next_round"]) for s in sites_listed] == [
+        (sending.shop_id, "2026-12-02T10:30:00+01:00")]
+
+
 def test_the_carrier_s_scan_confirms_each_parcel_taken_and_the_sender_is_told(
     app: Flask, sending: World, clock: Clock
 ) -> None:
@@ -377,7 +419,8 @@ def test_only_operators_set_who_collects_where(sending: World) -> None:
     assert bad.status_code == 422
     carriers = sending.shopkeeper.get(f"/sites/{sending.shop_id}/carriers").json["items"]
     assert carriers == [{"carrier": "acme", "name": "Acme Parcels",
-                         "label_networks": ["prefix:ACME"], "collection_delay_hours": 48}]
+                         "label_networks": ["prefix:ACME"], "collection_delay_hours": 48,
+                         "rounds": []}]
     assert sending.operator.delete(f"/sites/{sending.shop_id}/carriers/acme").status_code == 204
     assert is_problem(drop(sending, "ACME00000923"), 422, "label-not-collected-here")
 

@@ -9,7 +9,7 @@ from flask import Response
 from pydantic import Field
 
 from relay_ops import qr
-from relay_ops.services import carrier_sites, locker_sending, outbound
+from relay_ops.services import carrier_sites, locker_sending, outbound, pickup_lists
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import client_address, ctx, endpoint
 from relay_ops.web.api.schemas import Code, Strict, Tracking, TrackingNumber
@@ -30,6 +30,11 @@ class LabelNetworksIn(Strict):
 
 class CarrierServiceIn(Strict):
     collection_delay_hours: Annotated[int, Field(ge=1, le=336)]
+    rounds: Annotated[list[Annotated[str, Field(pattern=r"^\d\d:\d\d$")]] | None,
+                      Field(max_length=6, description=(
+                          "the times of day (HH:MM, the site's time zone) the carrier passes; "
+                          "each round's pickup list holds the parcels deposited before it. "
+                          "Left out: unchanged"))] = None
 
 
 class SenderIn(Strict):
@@ -66,6 +71,8 @@ class RefusalIn(Strict):
 
 class PickupListQuery(Strict):
     carrier: Code | None = None
+    round: Annotated[str | None, Field(pattern=r"^\d\d:\d\d$", description=(
+        "one of the carrier's rounds today (HH:MM): that round's list only"))] = None
 
 
 class OutboundCollectionIn(Strict):
@@ -91,7 +98,8 @@ def set_carrier_label_networks(principal: Principal, code: str, body: LabelNetwo
 def carrier_serves_site(
     principal: Principal, site_id: int, code: str, body: CarrierServiceIn
 ) -> Any:
-    return carrier_sites.serve_site(ctx(), principal, site_id, code, body.collection_delay_hours)
+    return carrier_sites.serve_site(ctx(), principal, site_id, code, body.collection_delay_hours,
+                                    body.rounds)
 
 
 @endpoint("/sites/<id:site_id>/carriers/<code>", "DELETE", summary="A carrier stops collecting",
@@ -132,9 +140,22 @@ def drop_off_outbound(principal: Principal, site_id: int, body: DropOffIn) -> An
           tag="sending", roles=CARRIER_OR_STAFF, query=PickupListQuery, errors=(404,),
           description="A carrier sees its own parcels only; staff see every carrier's, or "
                       "one's (`carrier`). Oldest collection deadline first; `overdue` once "
-                      "the carrier's agreed delay has passed.")
+                      "the carrier's agreed delay has passed. Each parcel names the `round` "
+                      "it waits for (the carrier's first round after its deposit; null when "
+                      "the carrier declared no rounds here); for one carrier, `rounds` lists "
+                      "today's rounds with the size of each one's list, and `round=HH:MM` "
+                      "gives that round's list only (parcels deposited before it).")
 def outbound_pickup_list(principal: Principal, site_id: int, query: PickupListQuery) -> Any:
-    return outbound.pickup_list(ctx(), principal, site_id, query.carrier)
+    return pickup_lists.pickup_list(ctx(), principal, site_id, query.carrier, query.round)
+
+
+@endpoint("/outbound/collection-sites", summary="Where a carrier collects sent parcels",
+          tag="sending", roles=(Role.CARRIER, Role.OPERATOR),
+          description="The sites where the calling carrier collects (operators: every carrier "
+                      "at every site): parcels waiting, the agreed delay, its `rounds` there "
+                      "and the `next_round`.")
+def outbound_collection_sites(principal: Principal) -> Any:
+    return {"items": carrier_sites.collection_sites(ctx(), principal)}
 
 
 @endpoint("/sites/<id:site_id>/outbound/collections", "POST",
