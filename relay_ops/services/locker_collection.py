@@ -75,5 +75,7 @@ def held_for_collection(ctx: Ctx, session: Session, parcel: Parcel,
     shared = any(p.id != parcel.id and p.state in (State.EXPIRED.value, State.DAMAGED.value)
                  for p in parcels_in(session, box))
     # A producer's order has no carrier: its producer's code takes it back (`opener_code`).
-    added = [] if shared else [collection_reservation(ctx, site, parcel, box)]
+    # A parcel with neither (checked in unannounced, no carrier named) waits for an operator.
+    owner = parcel.carrier_id is not None or parcel.producer_order is not None
+    added = [collection_reservation(ctx, site, parcel, box)] if owner and not shared else []
     queue_sync(ctx, session, site, link_of(session, site), removed=dead, reservations=added)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, joinedload, object_session
 
 from relay_ops import outbox
@@ -129,6 +129,7 @@ def _live_reservations(ctx: Ctx, session: Session, site: Site, now: datetime
         # producers' orders (no carrier) are deposited and taken back with the producer's
         # code (`opener_code`); refused sent parcels taken back with their sender's
         .where(Compartment.site_id == site.id,
+               or_(Parcel.carrier_id.is_not(None), Parcel.producer_order.has()),
                Parcel.state.in_((State.ANNOUNCED.value, *TO_COLLECT, TO_HAND_BACK)))
         .order_by(Compartment.number, Parcel.id)
     ).all()
