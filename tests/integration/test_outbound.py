@@ -199,6 +199,24 @@ def test_a_return_names_a_parcel_picked_up_here(sending: World) -> None:
     assert is_problem(refused, 404, "not-found")
 
 
+def test_a_resident_refuses_a_parcel_at_the_counter_and_it_goes_back_to_its_carrier(
+        sending: World) -> None:
+    parcel = sending.ready("ACME00000918")
+    path = f"/parcels/{parcel['id']}/recipient-refusal"
+    assert is_problem(sending.other_shopkeeper.post(path, json={"reason": "damaged"}), 404,
+                      "not-found")
+    refused = sending.shopkeeper.post(path, json={"reason": "damaged box"})
+    assert refused.status_code == 200, refused.json
+    assert refused.json["state"] == "expired"
+    history = sending.operator.get(f"/parcels/{parcel['id']}/events").json["items"]
+    assert (history[-1]["action"], history[-1]["reason"]) == (
+        "refuse", "refused by its recipient: damaged box")
+    back = sending.carrier.get(f"/sites/{sending.shop_id}/collections").json["items"]
+    assert [p["tracking_number"] for p in back] == ["ACME00000918"]
+    assert is_problem(sending.shopkeeper.post(path, json={"reason": "again"}), 409,
+                      "invalid-transition")
+
+
 # ---------------------------------------------------------------- the carrier's round
 
 

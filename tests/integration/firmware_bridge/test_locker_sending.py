@@ -33,6 +33,7 @@ from relay_ops.db.models import Site as SiteRow
 from relay_ops.domain.errors import NotFound
 from relay_ops.jobs import handlers, run_sweep
 from relay_ops.services import (
+    credentials,
     expiry,
     locker_carrier_codes,
     locker_compartments,
@@ -41,6 +42,7 @@ from relay_ops.services import (
     locker_sending,
     locker_sync,
     locker_take_back,
+    resident,
 )
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_sending import DROP_OFF_VALIDITY
@@ -644,3 +646,47 @@ def test_announcing_a_drop_off_without_a_key_is_rate_limited_per_address_and_per
     for n in range(locker_sending.DROP_OFFS_PER_LOCKER.attempts - per_client - 1):
         assert announce(f"198.51.100.{n}").status_code == 422
     assert is_problem(announce("203.0.113.9"), 429, "too-many-attempts")
+
+
+# ---------------------------------------------------------------- refused at the door
+
+
+def test_a_resident_refuses_a_parcel_at_the_door_and_its_carrier_s_code_takes_it_back(
+        site: Site) -> None:
+    world = site.world
+    door = site.drop("ACME00000791")
+    site.board.close_door(door, occupied=True)
+    wait_until(lambda: site.state_of("ACME00000791") == "ready_for_pickup", 10, "ready")
+    synced(site)
+    parcel_id = site.parcel("ACME00000791").id
+    with world.ctx.db.read() as session:
+        pin = credentials.code_of(world.ctx, credentials.live_credentials(session, parcel_id)[0])
+    # the resident opens the door, sees the wrong item, leaves it inside and closes the door
+    site.board.type_pin(pin)
+    wait_until(lambda: site.board.door_state(door) == "open", 10, "the resident's door opens")
+    site.board.close_door(door, occupied=True)
+    wait_until(lambda: "left_behind" in site.actions("ACME00000791"), 10, "left inside")
+    assert site.state_of("ACME00000791") == "ready_for_pickup"  # forgotten, or refused?
+
+    link = f"/track/{resident.tracking_token(world.ctx, parcel_id)}/refusal"
+    assert world.anonymous.post(link, json={"reason": ""}).status_code == 422  # say why
+    refused = world.anonymous.post(link, json={"reason": "wrong item"})
+    assert refused.status_code == 200, refused.json
+    assert site.state_of("ACME00000791") == "expired"
+    assert event(world, "ACME00000791", "refuse").reason == "refused by its recipient: wrong item"
+    assert is_problem(world.anonymous.post(link, json={"reason": "again"}), 409,
+                      "invalid-transition")
+    synced(site)
+    # the resident's code died; the carrier's code opens the door and takes it back
+    site.board.display.clear()
+    site.board.type_pin(pin)
+    wait_until(shown(site, "refused"), 10, "the dead code refused")
+    assert site.board.open_calls == [door, door]
+    opened = len(site.board.open_calls)  # the carrier's deposit, the resident's pickup
+    site.board.type_carrier_code(
+        locker_carrier_codes.carrier_code_view(world.ctx, ACME, site.site_id)["code"])
+    wait_until(lambda: site.board.open_calls[opened:] == [door]
+               and site.board.door_state(door) == "open", 10, "the carrier's door opens")
+    site.board.close_door(door, occupied=False)
+    wait_until(lambda: site.state_of("ACME00000791") == "returned", 10, "back to its carrier")
+    assert event(world, "ACME00000791", "collect").actor_kind == "carrier"
