@@ -74,7 +74,8 @@ def check(session: Session, limit: Limit, key: str, now: datetime) -> None:
 def take(session: Session, limit: Limit, key: str, now: datetime) -> None:
     """A rate limit on requests, not on failures: each try counts (kept as an attempt row),
     and past ``limit.attempts`` in ``limit.window`` the key is refused (429) until its
-    oldest counted try leaves the window, which ``Retry-After`` says."""
+    oldest counted try leaves the window, which ``Retry-After`` says. Two tries at the same
+    moment may both pass the last free place (no lock): a bound, not an exact count."""
     recent, oldest = session.execute(
         select(func.count(), func.min(FailedAttempt.at)).where(
             FailedAttempt.scope == limit.scope, FailedAttempt.key == key,

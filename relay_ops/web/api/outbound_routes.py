@@ -177,6 +177,8 @@ def collect_outbound(principal: Principal, site_id: int, body: OutboundCollectio
           roles=CARRIER_OR_STAFF, body=RefusalIn, errors=(404, 409),
           description="Badly packed, too heavy...: the parcel becomes `refused`, stays on the "
                       "shelf (off the pickup list) and its sender is told to take it back. "
+                      "In a locker door: the carrier's code no longer opens it, and the "
+                      "sender's `refused` message gives a new code that does. "
                       "A carrier refuses its own parcels; staff, their shop's.")
 def refuse_outbound(principal: Principal, parcel_id: int, body: RefusalIn) -> Any:
     return outbound.refuse(ctx(), principal, parcel_id, body.reason)
@@ -186,7 +188,8 @@ def refuse_outbound(principal: Principal, parcel_id: int, body: RefusalIn) -> An
           summary="A sender takes their parcel back", tag="sending", roles=STAFF,
           errors=(404, 409),
           description="A sent parcel waiting, refused or damaged leaves the shelf, `returned` "
-                      "to its sender.")
+                      "to its sender. Not at a locker (422): there the sender's code opens "
+                      "the door, and its closing says the parcel left.")
 def hand_back_outbound(principal: Principal, parcel_id: int) -> Any:
     return outbound.hand_back(ctx(), principal, parcel_id)
 
