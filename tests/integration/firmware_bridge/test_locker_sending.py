@@ -477,6 +477,17 @@ def test_a_carrier_refuses_a_sent_parcel_in_its_door_and_the_sender_s_new_code_t
     code = world.anonymous.get(f"/outbound/receipts/{token}").json["locker_code"]
     assert code["purpose"] == "take_back" and code["compartment"] == door
     assert code["code"] != drop["code"] and code["code"] in refusal[0]["body"]
+    # left in its door three days: the operator is told, once
+    assert locker_take_back.raise_take_back_alerts(world.ctx) == 0
+    with world.ctx.db.transaction() as session:
+        session.execute(update(ParcelEvent).where(
+            ParcelEvent.parcel_id == parcel_id, ParcelEvent.action == "refuse"
+        ).values(at=world.ctx.now() - locker_take_back.REFUSED_ALERT_AFTER
+                 - timedelta(minutes=1)))
+    assert locker_take_back.raise_take_back_alerts(world.ctx) == 1
+    assert locker_take_back.raise_take_back_alerts(world.ctx) == 0
+    assert event(world, "ACME00000761", "take_back_overdue").reason == (
+        "not taken back by its sender")
 
     site.board.display.clear()
     site.board.type_carrier_code(code["code"])
