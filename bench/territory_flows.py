@@ -9,7 +9,7 @@ Rates (stated in docs/benchmarks-territory.md, "Sent parcels and producer orders
   work, often a quarter or more in towns; 15 % is the conservative figure, for villages too.
   They are deposited at 15:00 (``services/outbound.drop_off``) and the shop's carrier takes
   them on its next round at 11:00, the round that takes back expired parcels: its pickup list
-  (``outbound.pickup_list``) and its scan (``outbound.collect``). Until then they hold a place,
+  (``pickup_lists.pickup_list``) and its scan (``outbound.collect``). Until then they hold a place,
   so the morning's count of parcels on shelves (the scored actual) includes them.
 - Producer orders: three producers deliver to a third of the shops (drawn once), each open
   day a Poisson number of orders with mean 1 to 3 (drawn per shop); 30 % keep cold, into a
@@ -36,7 +36,7 @@ from sqlalchemy import func, select
 from relay_ops.db.models import Parcel, ProducerOrder, Site
 from relay_ops.domain.errors import DomainError, SiteAtCapacity
 from relay_ops.domain.lifecycle import HELD_STATES
-from relay_ops.services import carrier_sites, outbound, producers, sites
+from relay_ops.services import carrier_sites, outbound, pickup_lists, producers, sites
 from relay_ops.services.principal import SYSTEM, Principal, Role
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class Flows:
         """The carrier's round: what its pickup list shows, all found and taken."""
         for shop in self.open_shops(day):
             carrier = self.replay.carriers[self.carrier_of[shop.code]]
-            items = outbound.pickup_list(self.ctx, carrier, shop.id)["items"]
+            items = pickup_lists.pickup_list(self.ctx, carrier, shop.id)["items"]
             if not items:
                 continue
             answers = outbound.collect(self.ctx, carrier, shop.id,

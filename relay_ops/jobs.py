@@ -30,6 +30,7 @@ from relay_ops.services import (
     forecast,
     home_delivery,
     locker_dropoff,
+    locker_take_back,
     outbound,
     reminders,
     reservations,
@@ -99,6 +100,10 @@ def _outbound_overdue(ctx: Ctx, config: Mapping[str, Any]) -> int:
     return len(outbound.raise_overdue_alerts(ctx))
 
 
+def _locker_take_back(ctx: Ctx, config: Mapping[str, Any]) -> int:
+    return locker_take_back.raise_take_back_alerts(ctx)
+
+
 def _home_delivery_end_of_day(ctx: Ctx, config: Mapping[str, Any]) -> int:
     return len(home_delivery.end_of_day(ctx))
 
@@ -126,6 +131,8 @@ SWEEPS: dict[str, Sweep | None] = {
     "place-reservations": _place_reservations,
     # Sent parcels their carrier has not taken within its agreed delay: one alert each.
     "outbound-overdue": _outbound_overdue,
+    # Locker doors still holding what a producer or a sender should have taken back.
+    "locker-take-back": _locker_take_back,
     # Home deliveries whose day is over: the parcel back on its shelf, deadline extended.
     "home-delivery-end-of-day": _home_delivery_end_of_day,
 }

@@ -169,6 +169,7 @@ DEFAULTS: dict[str, Any] = {
         "forecast": 3600,
         "locker-reservations": 60,
         "outbound-overdue": 600,
+        "locker-take-back": 600,
         "home-delivery-end-of-day": 600,
         "place-reservations": 600,
     },

@@ -727,6 +727,9 @@ class CarrierSite(Base):
         ForeignKey("carriers.id", ondelete="CASCADE"), primary_key=True
     )
     collection_delay_hours: Mapped[int] = mapped_column(Integer)
+    # The carrier's rounds here, "HH:MM" local times (domain/outbound.parse_rounds): each
+    # round's pickup list holds the parcels deposited before it. Empty: one list, no rounds.
+    round_times: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
 

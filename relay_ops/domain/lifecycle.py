@@ -87,6 +87,10 @@ _TRANSITIONS: dict[tuple[State, Action], State] = {
     (S.DEPOSITED, A.CHECK_IN): S.READY_FOR_PICKUP,
     (S.READY_FOR_PICKUP, A.PICK_UP): S.PICKED_UP,
     (S.READY_FOR_PICKUP, A.EXPIRE): S.EXPIRED,
+    # The recipient will not have it (wrong item, damaged, unwanted: at the counter, or at
+    # the locker having opened its door): it goes back as an expired parcel does, to its
+    # carrier (or its producer), the refusal in its history (services/expiry.refuse_delivery).
+    (S.READY_FOR_PICKUP, A.REFUSE): S.EXPIRED,
     (S.READY_FOR_PICKUP, A.EXTEND): S.READY_FOR_PICKUP,
     (S.EXPIRED, A.COLLECT): S.RETURNED,
     (S.DAMAGED, A.COLLECT): S.RETURNED,

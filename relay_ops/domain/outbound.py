@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from relay_ops.domain import tracking
 from relay_ops.domain.errors import (
@@ -161,3 +161,51 @@ def choose_carrier(number: str, serving: Mapping[str, Sequence[str]], named: str
 def collect_by(dropped_off_at: datetime, delay_hours: int) -> datetime:
     """When the carrier must have taken the parcel, by its agreement with the site."""
     return dropped_off_at + timedelta(hours=delay_hours)
+
+
+# ---------------------------------------------------------------- the carrier's rounds
+
+# A carrier passes at a site at fixed times of day (its rounds), like a post office's pickup
+# times: a parcel deposited before a round's time is on that round's list (its cut-off); one
+# deposited after it waits for the next round. At most this many rounds a day.
+MAX_ROUNDS = 6
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+def parse_rounds(values: Sequence[str]) -> list[str]:
+    """A carrier's round times at a site, as "HH:MM" local times, sorted, no duplicates; or
+    :class:`ValidationFailed` saying what a round time is."""
+    bad = [v for v in values if not _HHMM.match(v)]
+    if bad:
+        raise ValidationFailed(f"round times are HH:MM (00:00 to 23:59), not {bad[0]!r}")
+    rounds = sorted(set(values))
+    if len(rounds) > MAX_ROUNDS:
+        raise ValidationFailed(f"at most {MAX_ROUNDS} rounds a day")
+    return rounds
+
+
+def _times(rounds: Sequence[str]) -> list[time]:
+    return [time(int(r[:2]), int(r[3:])) for r in sorted(rounds)]
+
+
+def round_after(moment: datetime, rounds: Sequence[str], tz: tzinfo) -> datetime | None:
+    """The first of the carrier's rounds strictly after ``moment`` (that day or the next), in
+    ``tz``, the site's time zone; None when it declared no rounds."""
+    if not rounds:
+        return None
+    local = moment.astimezone(tz)
+    for day in (local.date(), local.date() + timedelta(days=1)):
+        for at in _times(rounds):
+            when = datetime.combine(day, at, tz)
+            if when > moment:
+                return when
+    raise AssertionError("a round every day")  # pragma: no cover - rounds is not empty
+
+
+def round_at(day: date, hhmm: str, rounds: Sequence[str], tz: tzinfo) -> datetime:
+    """One of the carrier's rounds on ``day`` (a round it declared), in ``tz``."""
+    if hhmm not in rounds:
+        raise ValidationFailed(f"no round at {hhmm}: the rounds here are "
+                               f"{', '.join(rounds) or 'not declared'}")
+    at = _times([hhmm])[0]
+    return datetime.combine(day, at, tz)

@@ -258,6 +258,49 @@ EN = LocaleCatalog(
             "{carrier_name} did not take your parcel {tracking_number}. Take it back at"
             " {site_name}, {site_address}. Receipt: {tracking_url}"
         ),
+        # At a locker: the refused parcel waits in its door, opened by a new code.
+        "refused_locker.email.subject": "Your parcel was not taken: {site_name}",
+        "refused_locker.email.body": (
+            "Hello,\n"
+            "\n"
+            "{carrier_name} did not take your parcel {tracking_number}. It is waiting for you"
+            " in the locker where you dropped it off:\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "\n"
+            "To take it back: press the carrier key (✱), type the code {pickup_code} and"
+            " Enter; the door opens.\n"
+            "\n"
+            "Drop-off receipt: {tracking_url}\n"
+        ),
+        "refused_locker.sms": (
+            "{carrier_name} did not take your parcel {tracking_number}. Take it back at the"
+            " locker {site_name}, {site_address}: key *, code {pickup_code}, Enter."
+            " Receipt: {tracking_url}"
+        ),
+        # At a locker: the sender's drop-off code and QR code, once the door is held.
+        "drop_off_code.email.subject": "Your drop-off code: {site_name}",
+        "drop_off_code.email.body": (
+            "Hello,\n"
+            "\n"
+            "A door is held for your parcel {tracking_number} until {deadline}, in this"
+            " locker:\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "\n"
+            "Drop-off code: {pickup_code}\n"
+            "At the locker: press the carrier key (✱), type the code and Enter, then scan"
+            " the parcel's label; or show this QR code to the scanner: {qr_url}\n"
+            "\n"
+            "Your drop-off: {tracking_url}\n"
+        ),
+        "drop_off_code.sms": (
+            "Parcel {tracking_number}: drop-off code {pickup_code} at the locker {site_name},"
+            " {site_address}, until {deadline_short}. Key *, code, Enter, then scan the"
+            " label. QR: {tracking_url}"
+        ),
         # Home delivery by a trusted person: planned (who and when), delivered, back at the shop.
         "home_planned.email.subject": "Your parcel will be brought to you: {site_name}",
         "home_planned.email.body": (

@@ -263,6 +263,49 @@ FR = LocaleCatalog(
             "{carrier_name} n'a pas pris votre colis {tracking_number}. Reprenez-le chez"
             " {site_name}, {site_address}. Justificatif : {tracking_url}"
         ),
+        # At a locker: the refused parcel waits in its door, opened by a new code.
+        "refused_locker.email.subject": "Votre colis n'a pas été pris : {site_name}",
+        "refused_locker.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Le transporteur {carrier_name} n'a pas pris votre colis n° {tracking_number}."
+            " Il vous attend dans la consigne où vous l'avez déposé :\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "\n"
+            "Pour le reprendre : touche transporteur (✱), tapez le code {pickup_code} puis"
+            " Entrée ; la porte s'ouvre.\n"
+            "\n"
+            "Reçu de dépôt : {tracking_url}\n"
+        ),
+        "refused_locker.sms": (
+            "{carrier_name} n'a pas pris votre colis {tracking_number}. Reprenez-le à la"
+            " consigne {site_name}, {site_address} : touche *, code {pickup_code}, Entrée."
+            " Justificatif : {tracking_url}"
+        ),
+        # At a locker: the sender's drop-off code and QR code, once the door is held.
+        "drop_off_code.email.subject": "Votre code de dépôt : {site_name}",
+        "drop_off_code.email.body": (
+            "Bonjour,\n"
+            "\n"
+            "Une porte vous attend pour votre colis n° {tracking_number} jusqu'au"
+            " {deadline}, dans cette consigne :\n"
+            "\n"
+            "{site_name}\n"
+            "{site_address}\n"
+            "\n"
+            "Code de dépôt : {pickup_code}\n"
+            "À la consigne : touche transporteur (✱), tapez le code puis Entrée, et scannez"
+            " l'étiquette du colis ; ou présentez ce QR code au lecteur : {qr_url}\n"
+            "\n"
+            "Votre dépôt : {tracking_url}\n"
+        ),
+        "drop_off_code.sms": (
+            "Colis {tracking_number} : code de depot {pickup_code} à la consigne {site_name},"
+            " {site_address}, jusqu'au {deadline_short}. Touche *, code, Entrée, puis scannez"
+            " l'étiquette. QR : {tracking_url}"
+        ),
         # Home delivery by a trusted person: planned (who and when), delivered, back at the shop.
         "home_planned.email.subject": "Votre colis vous sera apporté : {site_name}",
         "home_planned.email.body": (

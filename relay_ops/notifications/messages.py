@@ -49,6 +49,8 @@ class MessageKind(StrEnum):
     DROPPED_OFF = "dropped_off"
     COLLECTED = "collected"
     REFUSED = "refused"
+    # At a locker: the sender's drop-off code and QR code (docs/outbound.md, "At a locker").
+    DROP_OFF_CODE = "drop_off_code"
     # Home delivery: who will bring it and when; delivered; back at the shop (not delivered).
     HOME_DELIVERY_PLANNED = "home_planned"
     HOME_DELIVERY_DELIVERED = "home_delivered"
@@ -155,6 +157,8 @@ def _template_name(kind: MessageKind, ctx: MessageContext) -> str:
         return "rerouted_pending"
     if kind is MessageKind.READY and ctx.other_parcels:
         return "ready_grouped"
+    if kind is MessageKind.REFUSED and ctx.pickup_code is not None:
+        return "refused_locker"  # at a locker: the sender's code opens its door
     return kind.value
 
 

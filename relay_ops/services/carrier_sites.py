@@ -5,6 +5,7 @@ carriers' pickup lists are built from (docs/outbound.md, "Carriers and sites").
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -38,12 +39,15 @@ def set_label_networks(
 
 
 def serve_site(
-    ctx: Ctx, actor: Principal, site_id: int, carrier_code: str, collection_delay_hours: int
+    ctx: Ctx, actor: Principal, site_id: int, carrier_code: str, collection_delay_hours: int,
+    rounds: list[str] | None = None,
 ) -> dict[str, Any]:
-    """A carrier collects sent parcels at a site, within this many hours of each deposit."""
+    """A carrier collects sent parcels at a site, within this many hours of each deposit,
+    passing at its ``rounds`` ("HH:MM" each day; None keeps those declared before)."""
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     if not 1 <= collection_delay_hours <= 24 * 14:
         raise ValidationFailed("collection_delay_hours is between 1 and 336 (two weeks)")
+    times = outbound.parse_rounds(rounds) if rounds is not None else None
     with ctx.db.transaction() as session:
         site = site_or_404(session, site_id)  # a shop, or a locker (services/locker_sending.py)
         carrier = carrier_or_404(session, carrier_code)
@@ -53,6 +57,8 @@ def serve_site(
                                collection_delay_hours=collection_delay_hours)
             session.add(link)
         link.collection_delay_hours = collection_delay_hours
+        if times is not None:
+            link.round_times = times
         session.flush()
         return _service_view(carrier, link)
 
@@ -79,9 +85,10 @@ def site_carriers(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, An
 
 
 def collection_sites(ctx: Ctx, actor: Principal) -> list[dict[str, Any]]:
-    """Where a carrier collects, and how many sent parcels wait there for it (operators: every
-    carrier at every site)."""
+    """Where a carrier collects, how many sent parcels wait there for it and its next round
+    (operators: every carrier at every site)."""
     require_role(actor, Role.CARRIER, Role.OPERATOR)
+    now, tz = ctx.now(), ctx.settings.timezone
     with ctx.db.read() as session:
         query = (
             select(Site, Carrier, CarrierSite)
@@ -101,7 +108,9 @@ def collection_sites(ctx: Ctx, actor: Principal) -> list[dict[str, Any]]:
         return [
             {"site_id": site.id, "site": site.code, "site_name": site.name, "city": site.city,
              "carrier": carrier.code, "collection_delay_hours": link.collection_delay_hours,
-             "waiting": waiting.get((site.id, carrier.id), 0)}
+             "waiting": waiting.get((site.id, carrier.id), 0),
+             "rounds": list(link.round_times or []),
+             "next_round": _iso(outbound.round_after(now, link.round_times or [], tz))}
             for site, carrier, link in session.execute(query)
         ]
 
@@ -117,7 +126,12 @@ def serving_carriers(session: Session, site_id: int) -> list[tuple[Carrier, Carr
 def _service_view(carrier: Carrier, link: CarrierSite) -> dict[str, Any]:
     return {"carrier": carrier.code, "name": carrier.name,
             "label_networks": list(carrier.label_networks or []),
-            "collection_delay_hours": link.collection_delay_hours}
+            "collection_delay_hours": link.collection_delay_hours,
+            "rounds": list(link.round_times or [])}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 # ---------------------------------------------------------------- lookups

@@ -33,7 +33,7 @@ from relay_ops.notifications.senders import (
     Sender,
     TransientSendError,
 )
-from relay_ops.services import home_delivery, outbound
+from relay_ops.services import home_delivery, locker_sending, outbound
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import code_of, live_credentials
 from relay_ops.services.notify import NO_OPENING_HOURS
@@ -123,8 +123,6 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         return (f"{NO_OPENING_HOURS} ({site.code}): an operator sets them (PUT "
                 f"/api/v1/sites/{site.id}/opening-hours, or relay-ops site hours {site.code}) "
                 "and the ready messages are sent again")
-    recipient = next((c for c in live_credentials(session, parcel.id)
-                      if c.holder == "recipient"), None)
     context = MessageContext(
         tracking_number=parcel.tracking_number,
         carrier_name=_sender_name(parcel),
@@ -132,14 +130,12 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         site_address=f"{site.address}, {site.postcode} {site.city}",
         opening_hours=hours_text(site.opening_hours, parcel.recipient_locale),
         tracking_url=_link(ctx, parcel),
-        deadline=parcel.holding_deadline,
-        pickup_code=code_of(ctx, recipient) if recipient else None,
-        qr_url=qr_url(ctx, parcel.id) if recipient else None,
+        deadline=_deadline(notification, parcel),
+        **_code_facts(ctx, session, notification, parcel),
         picked_up_at=parcel.closed_at if parcel.state == "picked_up" else None,
         previous_site_name=(
             _previous_site_name(session, parcel) if notification.kind == "rerouted" else None
         ),
-        other_parcels=_waiting_with(parcel, recipient),
         dropped_off_at=parcel.checked_in_at if parcel.direction == "outbound" else None,
         collected_at=parcel.closed_at if parcel.state == "collected" else None,
         holding_shortened=parcel.holding_rule in SHORTENED_RULES,
@@ -155,6 +151,32 @@ def _message(ctx: Ctx, session: Any, notification: Notification,
         return f"the message cannot be written: {err}"
     return OutgoingMessage.from_rendered(channel, address, rendered,
                                          f"relayops-notification-{notification.id}")
+
+
+def _code_facts(ctx: Ctx, session: Any, notification: Notification, parcel: Parcel
+                ) -> dict[str, Any]:
+    """The code a message gives: a recipient's pickup code, its QR code and the parcels it
+    also hands over; a sender's at a locker (its drop-off code and QR code, or the code that
+    takes a refused parcel back)."""
+    holder = "sender" if parcel.direction == "outbound" else "recipient"
+    credential = next((c for c in live_credentials(session, parcel.id) if c.holder == holder),
+                      None)
+    if credential is None:
+        return {"pickup_code": None, "qr_url": None, "other_parcels": ()}
+    code = code_of(ctx, credential)
+    if holder == "sender":
+        drop_off = notification.kind == "drop_off_code"
+        return {"pickup_code": code, "other_parcels": (),
+                "qr_url": locker_sending.drop_off_qr_url(ctx, parcel.id) if drop_off else None}
+    return {"pickup_code": code, "qr_url": qr_url(ctx, parcel.id),
+            "other_parcels": _waiting_with(parcel, credential)}
+
+
+def _deadline(notification: Notification, parcel: Parcel) -> Any:
+    """The holding deadline; for a drop-off code, until when its door is held."""
+    if notification.kind == "drop_off_code":
+        return parcel.compartment.reserved_until if parcel.compartment else None
+    return parcel.holding_deadline
 
 
 def _home_delivery_facts(session: Any, notification: Notification, parcel: Parcel
@@ -181,6 +203,8 @@ WHILE_READY = ("ready", "reminder")
 
 
 def _still_applies(kind: str, state: str) -> bool:
+    if kind == "drop_off_code":  # deposited (or lapsed) before it went out: nothing to say
+        return state == "announced"
     return kind not in WHILE_READY or state == "ready_for_pickup"
 
 

@@ -96,6 +96,28 @@ def expire_overdue(ctx: Ctx, limit: int = 1000) -> list[int]:
     return expired
 
 
+def refuse_delivery(ctx: Ctx, actor: Principal, parcel_id: int, reason: str) -> dict[str, Any]:
+    """The recipient will not have a ready parcel (wrong item, damaged, unwanted): the shop's
+    staff record it at the counter; at a locker the resident, having opened the door and
+    left the parcel inside, says so from their tracking link. It goes back as an expired
+    parcel does: its code dies, and its carrier (a producer's order: its producer) takes it
+    back, at a locker with its own code (``locker_collection.held_for_collection``)."""
+    require_role(actor, Role.RESIDENT, *STAFF)
+    if not reason.strip():
+        raise ValidationFailed("say why the parcel is refused")
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        locker_compartments.lock_locker_of(session, parcel_id)  # the locker's row first
+        parcel = require_parcel(actor, locked_parcel(session, parcel_id), parcel_id)
+        if parcel.direction != "inbound":
+            raise NotFound(f"no parcel {parcel_id} to refuse")
+        history.apply(session, parcel, Action.REFUSE, actor, now,
+                      reason=f"refused by its recipient: {reason.strip()[:280]}")
+        dead = release_credentials(session, parcel, now)
+        locker_collection.held_for_collection(ctx, session, parcel, dead)
+        return parcel_view(parcel, actor)
+
+
 def collect(
     ctx: Ctx, actor: Principal, site_id: int, tracking_numbers: list[str]
 ) -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ from relay_ops.services.context import Ctx
 from relay_ops.services.sites import closed_on, in_service_on, occupancy_of, shelf_load
 
 HELD = [s.value for s in HELD_STATES]
-ENDINGS = ("pick_up", "expire", "declare_missing", "declare_damaged")
+ENDINGS = ("pick_up", "expire", "refuse", "declare_missing", "declare_damaged")
 LATE_ANNOUNCED_DAYS = 2  # an announced parcel this late may still come, at half the odds
 # (one refused at the counter for lack of room is known to come back: full odds, see _announced)
 

@@ -21,7 +21,7 @@ from relay_ops.services.forecast import compute, local_day, refresh
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 
 HELD = [s.value for s in HELD_STATES]
-ENDINGS = ("pick_up", "expire", "declare_missing", "declare_damaged")
+ENDINGS = ("pick_up", "expire", "refuse", "declare_missing", "declare_damaged")
 LATE_ANNOUNCED_DAYS = 2  # an announced parcel this late may still come, at half the odds
 # (one refused at the counter for lack of room is known to come back: full odds, see _announced)
 

@@ -63,7 +63,8 @@ def open_next_collection(ctx: Ctx, session: Session, site: Site, row: LockerSess
 def held_for_collection(ctx: Ctx, session: Session, parcel: Parcel,
                         dead: list[PickupCredential]) -> None:
     """A parcel in a locker expired or was declared damaged: its PINs die at the locker and
-    its carrier may collect it offline (a `collection` reservation). The caller locked the
+    its carrier (a producer's order: its producer) may collect it offline (a `collection`
+    reservation). The caller locked the
     locker's row before the parcel's (the order every locker use case takes)."""
     box = parcel.compartment
     if box is None or parcel.site.kind != "locker":
@@ -73,6 +74,8 @@ def held_for_collection(ctx: Ctx, session: Session, parcel: Parcel,
     # one deadline) opens once for the carrier, who takes them all.
     shared = any(p.id != parcel.id and p.state in (State.EXPIRED.value, State.DAMAGED.value)
                  for p in parcels_in(session, box))
-    added = [collection_reservation(ctx, site, parcel, box)] \
-        if parcel.carrier_id and not shared else []
+    # A producer's order has no carrier: its producer's code takes it back (`opener_code`).
+    # A parcel with neither (checked in unannounced, no carrier named) waits for an operator.
+    owner = parcel.carrier_id is not None or parcel.producer_order is not None
+    added = [collection_reservation(ctx, site, parcel, box)] if owner and not shared else []
     queue_sync(ctx, session, site, link_of(session, site), removed=dead, reservations=added)

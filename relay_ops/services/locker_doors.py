@@ -30,6 +30,7 @@ from relay_ops.services import (
     locker_compartments,
     locker_sending,
     locker_sync,
+    locker_take_back,
     locker_tokens,
     notify,
 )
@@ -366,7 +367,8 @@ def _collection_closed(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                        box: Compartment, occupied: bool | None, credential_id: str | None,
                        now: datetime) -> None:
     inside = locker_compartments.parcels_in(session, box)
-    due = [p for p in inside if p.state in locker_sync.TO_COLLECT]
+    due = [p for p in inside
+           if p.state in locker_sync.TO_COLLECT or locker_sync.is_refused_sent(p)]
     parcel = due[0] if due else (inside[0] if inside else None)
     row = session.scalar(select(LockerSession).where(
         LockerSession.site_id == site.id, LockerSession.status == "open"
@@ -401,6 +403,10 @@ def _record_collection(ctx: Ctx, session: Session, site: Site, link: LockerLink,
     data: dict[str, Any] = {"locker": site.code, "compartment": box.number}
     if verified_at is not None:
         data.update(offline=True, received_at=now.isoformat(), reservation=credential_id)
+    owner = locker_take_back.taker(parcel)  # a producer's order, a refused sent parcel
+    if owner is not None:
+        locker_take_back.record_taken_back(ctx, session, site, link, parcel, owner, at, data)
+        return
     if parcel.state in locker_sync.TO_COLLECT:
         history.apply(session, parcel, Action.COLLECT, actor, at,
                       reason="collected from the locker", data=data)

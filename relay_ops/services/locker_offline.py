@@ -23,6 +23,7 @@ from relay_ops.services import (
     locker_commands,
     locker_compartments,
     locker_sync,
+    locker_take_back,
     numbers,
 )
 from relay_ops.services.context import Ctx
@@ -47,8 +48,10 @@ def offline_deposit(ctx: Ctx, session: Session, site: Site, link: LockerLink,
         _quarantine(ctx, session, site, box, f"holds {body.get('parcel_ref') or 'a parcel'} "
                     "deposited offline, unknown here", None)
         return
-    actor = Principal(Role.CARRIER, carrier_id=parcel.carrier_id) if parcel.carrier_id \
-        else locker_actor(site)
+    # the carrier, or the producer or sender who came for it (`locker_take_back`)
+    actor = locker_take_back.taker(parcel) or (
+        Principal(Role.CARRIER, carrier_id=parcel.carrier_id) if parcel.carrier_id
+        else locker_actor(site))
     history.record(session, parcel, "offline_deposit_verified", parcel.state, actor, now,
                    data={"verified_at": body["verified_at"], "compartment": box.number,
                          "credential": body["reservation_id"]})
@@ -126,8 +129,10 @@ def offline_collection(ctx: Ctx, session: Session, site: Site, link: LockerLink,
                f"{body.get('parcel_ref')} is not known at this locker",
                compartment=body["compartment"])
         return
-    actor = Principal(Role.CARRIER, carrier_id=parcel.carrier_id) if parcel.carrier_id \
-        else locker_actor(site)
+    # the carrier, or the producer or sender who came for it (`locker_take_back`)
+    actor = locker_take_back.taker(parcel) or (
+        Principal(Role.CARRIER, carrier_id=parcel.carrier_id) if parcel.carrier_id
+        else locker_actor(site))
     history.record(session, parcel, "offline_collection_verified", parcel.state, actor, now,
                    data={"verified_at": body["verified_at"], "compartment": body["compartment"],
                          "credential": body["reservation_id"]})

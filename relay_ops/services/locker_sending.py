@@ -30,6 +30,7 @@ from relay_ops.db.models import (
     LockerLink,
     OutboundParcel,
     Parcel,
+    ParcelEvent,
     Site,
 )
 from relay_ops.domain import outbound, tracking
@@ -41,7 +42,7 @@ from relay_ops.domain.errors import (
 )
 from relay_ops.domain.holding import Perishable, deadline_after, perishable_deadline
 from relay_ops.domain.lifecycle import Action, State
-from relay_ops.services import history, notify, numbers
+from relay_ops.services import history, notify, numbers, throttle
 from relay_ops.services.carrier_sites import serving_carriers
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import code_of, issue_credential
@@ -62,7 +63,14 @@ from relay_ops.services.locker_sync import (
     queue_sync,
     sender_credential,
 )
-from relay_ops.services.outbound import Sender, checked_sender, receipt_url
+from relay_ops.services.outbound import (
+    REASONS,
+    Sender,
+    checked_sender,
+    receipt_parcel_id,
+    receipt_url,
+    returned_parcel,
+)
 from relay_ops.services.principal import Principal, Role, require_role
 from relay_ops.services.sites import closed_on
 
@@ -76,6 +84,13 @@ ORDER_DOOR_DAYS = timedelta(days=2)
 # Without an agreement for this locker (the carrier stopped serving it meanwhile), the
 # collection deadline of a sent parcel.
 DEFAULT_COLLECTION_HOURS = 72
+# Announcing needs no key, so it is rate limited (docs/outbound.md, "At a locker"): per
+# client address (a sender with a few parcels stays far below) and per locker (what anyone
+# together may ask of one locker); a carrier's platform, with its key, is not.
+DROP_OFFS_PER_CLIENT = throttle.Limit("drop-off-client", 10, timedelta(hours=1),
+                                      "announce again later, or ask your carrier")
+DROP_OFFS_PER_LOCKER = throttle.Limit("drop-off-locker", 60, timedelta(hours=1),
+                                      "this locker takes no more announcements for now")
 DROP_OFF_SALT = "relay-ops-locker-drop-off"
 KEYPAD_USE = ("at the locker: press the carrier key (*), type the code and Enter, then scan "
               "the parcel's label; or show the QR code to the scanner")
@@ -92,15 +107,22 @@ class DropOff:
     size_class: str
     sender: Sender
     carrier: str | None = None
+    # A resident's return of a parcel they picked up at this locker (refusal, wrong item):
+    # its own return label, and the number of the parcel returned.
+    reason: str = "send"
+    return_of: str | None = None
 
 
-def announce_drop_off(ctx: Ctx, actor: Principal, site_id: int, drop: DropOff
-                      ) -> tuple[int, dict[str, Any]]:
+def announce_drop_off(ctx: Ctx, actor: Principal, site_id: int, drop: DropOff,
+                      client: str = "unknown") -> tuple[int, dict[str, Any]]:
     """A door of the parcel's size held at the locker for ``DROP_OFF_VALIDITY``, opened by
-    the drop-off code returned (and its QR code). Anyone may announce (the sender online);
-    a carrier's platform announces its own labels only, and gets the same drop-off again
-    when it retries (200). The label must be one a carrier serving the locker collects."""
+    the drop-off code returned (and its QR code). Anyone may announce (the sender online,
+    from ``client``'s address: rate limited); a carrier's platform announces its own labels
+    only, and gets the same drop-off again when it retries (200). The label must be one a
+    carrier serving the locker collects."""
     require_role(actor, Role.PUBLIC, Role.RESIDENT, Role.CARRIER, Role.OPERATOR)
+    if actor.role in (Role.PUBLIC, Role.RESIDENT):
+        _count_announcement(ctx, site_id, client)
     number = tracking.validate(drop.tracking_number)
     contact = checked_sender(drop.sender)
     if not (contact.phone or contact.email):
@@ -109,6 +131,9 @@ def announce_drop_off(ctx: Ctx, actor: Principal, site_id: int, drop: DropOff
     if drop.size_class not in ctx.settings.size_classes:
         raise ValidationFailed(f"size class {drop.size_class!r} unknown; use "
                                f"{', '.join(ctx.settings.size_classes)}")
+    if drop.reason not in REASONS or (drop.reason == "return") != (drop.return_of is not None):
+        raise ValidationFailed("a return names the parcel returned ('return_of') with "
+                               "reason 'return'; a parcel sent, neither")
     now = ctx.now()
     with ctx.db.transaction() as session:
         # the locker's row lock first, as every locker use case: one door, one parcel
@@ -119,6 +144,7 @@ def announce_drop_off(ctx: Ctx, actor: Principal, site_id: int, drop: DropOff
         existing = numbers.carriers_parcel(session, carrier.id, number, lock=True)
         if existing is not None and not _lapsed(existing, site):
             return 200, _announced_again(ctx, session, actor, site, existing)
+        returned = returned_parcel(session, site, drop.return_of) if drop.return_of else None
         _check_share(session, site)
         parcel = existing or Parcel(tracking_number=number, site_id=site.id,
                                     state=State.ANNOUNCED.value, direction=outbound.DIRECTION)
@@ -133,12 +159,25 @@ def announce_drop_off(ctx: Ctx, actor: Principal, site_id: int, drop: DropOff
                            "a label of its own", tracking_number=number) from None
         history.record(session, parcel, "drop_off_announced", None, actor, now,
                        data={"locker": site.code, "carrier": carrier.code,
-                             "again": existing is not None})
+                             "again": existing is not None, "reason": drop.reason,
+                             "return_of": returned.id if returned else None})
         box = _reserve(ctx, session, site, parcel, now + DROP_OFF_VALIDITY, actor, now)
         issue_credential(ctx, session, parcel, holder=SENDER)
         queue_sync(ctx, session, site, link_of(session, site),
                    reservations=[deposit_reservation(ctx, site, parcel, box)])
+        # The code and QR code by message too (a door held anew is a new message).
+        assert box.reserved_until is not None
+        notify.queue(session, parcel, "drop_off_code", str(int(box.reserved_until.timestamp())))
         return 201, drop_off_view(ctx, session, parcel)
+
+
+def _count_announcement(ctx: Ctx, site_id: int, client: str) -> None:
+    """Counted in a transaction of its own, before anything is checked: an announcement
+    refused (a label probed, a door size tried) counts as much as one accepted."""
+    now = ctx.now()
+    with ctx.db.transaction() as session:
+        throttle.take(session, DROP_OFFS_PER_CLIENT, client, now)
+        throttle.take(session, DROP_OFFS_PER_LOCKER, str(site_id), now)
 
 
 def _lapsed(parcel: Parcel, site: Site) -> bool:
@@ -212,7 +251,6 @@ def drop_off_view(ctx: Ctx, session: Session, parcel: Parcel) -> dict[str, Any]:
     credential = sender_credential(session, parcel)
     box = session.get(Compartment, parcel.compartment_id) if parcel.compartment_id else None
     code = code_of(ctx, credential) if credential is not None else None
-    token = _serializer(ctx).dumps({"p": parcel.id})
     return {
         "status": parcel.state, "tracking_number": parcel.tracking_number,
         "locker": {"id": parcel.site.id, "code": parcel.site.code, "name": parcel.site.name,
@@ -222,10 +260,35 @@ def drop_off_view(ctx: Ctx, session: Session, parcel: Parcel) -> dict[str, Any]:
         "valid_until": box.reserved_until.isoformat() if box and box.reserved_until else None,
         "code": code,
         "qr": drop_off_qr_text(code, parcel.tracking_number) if code else None,
-        "qr_svg_url": f"{ctx.settings.public_base_url}/api/v1/outbound/drop-offs/{token}/qr.svg",
+        "qr_svg_url": drop_off_qr_url(ctx, parcel.id),
         "use": KEYPAD_USE,
         "receipt_url": receipt_url(ctx, parcel.id),
     }
+
+
+def sender_code(ctx: Ctx, receipt_token: str) -> dict[str, Any] | None:
+    """The code the sender types at the locker, on its receipt page (the link its messages
+    give): the drop-off code and QR code while the door waits for the parcel, or the code
+    that takes a refused parcel back; None when there is none (at a shop, deposited...)."""
+    parcel_id = receipt_parcel_id(ctx, receipt_token)
+    with ctx.db.read() as session:
+        parcel = session.get(Parcel, parcel_id)
+        credential = sender_credential(session, parcel) if parcel is not None else None
+        if parcel is None or credential is None or parcel.compartment is None:
+            return None
+        drop_off = parcel.state == State.ANNOUNCED.value
+        box = parcel.compartment
+        return {"purpose": "drop_off" if drop_off else "take_back",
+                "code": code_of(ctx, credential), "compartment": box.number,
+                "valid_until": box.reserved_until.isoformat()
+                if drop_off and box.reserved_until else None,
+                "qr_svg_url": drop_off_qr_url(ctx, parcel.id) if drop_off else None}
+
+
+def drop_off_qr_url(ctx: Ctx, parcel_id: int) -> str:
+    """The QR code's image of a drop-off, a signed link (it answers while the drop-off lasts)."""
+    token = _serializer(ctx).dumps({"p": parcel_id})
+    return f"{ctx.settings.public_base_url}/api/v1/outbound/drop-offs/{token}/qr.svg"
 
 
 def drop_off_qr(ctx: Ctx, token: str) -> str:
@@ -259,13 +322,23 @@ def sent_parcel_deposited(ctx: Ctx, session: Session, site: Site, link: LockerLi
     agreement = session.get(CarrierSite, (site.id, parcel.carrier_id))
     due = outbound.collect_by(at, agreement.collection_delay_hours if agreement
                               else DEFAULT_COLLECTION_HOURS)
-    session.add(OutboundParcel(parcel_id=parcel.id, reason="send", collect_by=due))
+    reason, returned_id = _announced_as(session, parcel)
+    session.add(OutboundParcel(parcel_id=parcel.id, reason=reason, collect_by=due,
+                               return_of_parcel_id=returned_id))
     history.apply(session, parcel, Action.ACCEPT_OUTBOUND, actor, at, data={
         "locker": site.code, "compartment": box.number, "collect_by": due.isoformat()})
     box.state, box.reserved_until, box.reserved_session_id = "occupied", None, None
     notify.queue(session, parcel, "dropped_off")
     queue_sync(ctx, session, site, link, released=[released],
                reservations=[collection_reservation(ctx, site, parcel, box)])
+
+
+def _announced_as(session: Session, parcel: Parcel) -> tuple[str, int | None]:
+    """Why the parcel is sent, as its (latest) announcement said: sent, or a return."""
+    data = session.scalar(select(ParcelEvent.data).where(
+        ParcelEvent.parcel_id == parcel.id, ParcelEvent.action == "drop_off_announced")
+        .order_by(ParcelEvent.id.desc()).limit(1)) or {}
+    return data.get("reason") or "send", data.get("return_of")
 
 
 # ---------------------------------------------------------------- producers' orders

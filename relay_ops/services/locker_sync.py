@@ -47,8 +47,11 @@ COLLECTION_RESERVATION_LIFE = timedelta(days=30)
 # Who holds a parcel sent from a locker's drop-off code (`locker_sending`): one use, the door.
 SENDER = "sender"
 # States in which a locker parcel waits for its carrier's code (expired or damaged received
-# parcels going back, parcels sent from the locker going out).
+# parcels going back, parcels sent from the locker going out), or for its producer's code (an
+# order nobody collected, `locker_take_back`).
 TO_COLLECT = (State.EXPIRED.value, State.DAMAGED.value, State.AWAITING_COLLECTION.value)
+# A sent parcel its carrier refused waits in its door for its sender's new code.
+TO_HAND_BACK = State.REFUSED.value
 
 
 def deposit_reservation_id(parcel: Parcel, box: Compartment) -> str:
@@ -59,7 +62,15 @@ def deposit_reservation_id(parcel: Parcel, box: Compartment) -> str:
 
 
 def collection_reservation_id(parcel: Parcel) -> str:
-    return f"col-{parcel.id}"  # a parcel expires (or is damaged) once
+    """A parcel expires (or is damaged) once; a sent parcel is refused once, and its sender's
+    reservation needs an id of its own (the locker forgets nothing it revoked)."""
+    if is_refused_sent(parcel):
+        return f"back-{parcel.id}"
+    return f"col-{parcel.id}"
+
+
+def is_refused_sent(parcel: Parcel) -> bool:
+    return parcel.direction == "outbound" and parcel.state == TO_HAND_BACK
 
 
 def _reservation_entry(ctx: Ctx, site: Site, purpose: str, reservation_id: str,
@@ -74,10 +85,11 @@ def _reservation_entry(ctx: Ctx, site: Site, purpose: str, reservation_id: str,
 def opener_code(ctx: Ctx, site: Site, parcel: Parcel, purpose: str) -> str:
     """The code typed at the locker (with its carrier key) that opens a parcel's door: its
     carrier's for a collection and for a carrier's deposit; for a parcel sent from the
-    locker, the sender's drop-off code; for a producer's order, the producer's code."""
+    locker, the sender's drop-off code (and, refused by its carrier, the sender's code to take
+    it back); for a producer's order, the producer's code."""
     session = object_session(parcel)
     assert session is not None, "a parcel read in a session"
-    if purpose == "deposit" and parcel.direction == "outbound":
+    if parcel.direction == "outbound" and (purpose == "deposit" or is_refused_sent(parcel)):
         credential = sender_credential(session, parcel)
         assert credential is not None, "a drop-off reservation has its sender's code"
         return code_of(ctx, credential)
@@ -114,10 +126,11 @@ def _live_reservations(ctx: Ctx, session: Session, site: Site, now: datetime
                        ) -> list[dict[str, Any]]:
     rows = session.execute(
         select(Parcel, Compartment).join(Compartment, Parcel.compartment_id == Compartment.id)
+        # producers' orders (no carrier) are deposited and taken back with the producer's
+        # code (`opener_code`); refused sent parcels taken back with their sender's
         .where(Compartment.site_id == site.id,
-               # producers' orders (no carrier) are deposited with the producer's code
-               or_(Parcel.carrier_id.is_not(None), Parcel.state == State.ANNOUNCED.value),
-               Parcel.state.in_((State.ANNOUNCED.value, *TO_COLLECT)))
+               or_(Parcel.carrier_id.is_not(None), Parcel.producer_order.has()),
+               Parcel.state.in_((State.ANNOUNCED.value, *TO_COLLECT, TO_HAND_BACK)))
         .order_by(Compartment.number, Parcel.id)
     ).all()
     entries, collected = [], set()

@@ -1,6 +1,7 @@
 """Parcels sent from a site: a sender's deposit at the counter, the carrier's pickup list and
 collection, the overdue alert, and the sender's receipt (docs/outbound.md). Which carriers
-collect at which sites is ``carrier_sites.py``.
+collect at which sites is ``carrier_sites.py``; a carrier's pickup list per round,
+``pickup_lists.py``.
 
 The rules are in ``domain/outbound.py`` (lifecycle, which carrier takes a label); each
 function here is one use case in one transaction, like ``services/checkin.py``. A sent parcel
@@ -33,7 +34,7 @@ from relay_ops.domain.lifecycle import Action, State
 from relay_ops.notifications.errors import InvalidRecipient
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import normalize_recipient
-from relay_ops.services import history, notify, numbers
+from relay_ops.services import history, locker_take_back, notify, numbers
 from relay_ops.services.carrier_sites import (
     TO_COLLECT,
     carrier_or_404,
@@ -41,6 +42,8 @@ from relay_ops.services.carrier_sites import (
     site_or_404,
 )
 from relay_ops.services.context import Ctx
+from relay_ops.services.locker_compartments import lock_locker_of
+from relay_ops.services.locker_sync import collection_reservation_id
 from relay_ops.services.principal import SYSTEM, Principal, Role, require_role, require_site
 from relay_ops.services.shelves import allocate_shelf
 
@@ -90,7 +93,7 @@ def drop_off(
         again = _sent_from_here(session, site, number, carrier_code)
         if again is not None:
             return 200, _again(ctx, session, site, again)
-        returned = _returned_parcel(session, site, return_of) if return_of else None
+        returned = returned_parcel(session, site, return_of) if return_of else None
         serving = {c.code: (c, link) for c, link in serving_carriers(session, site.id)}
         code = outbound.choose_carrier(
             number, {k: list(c.label_networks or []) for k, (c, _) in serving.items()},
@@ -158,9 +161,10 @@ def _sent_from_here(session: Session, site: Site, number: str, carrier_code: str
     return numbers.only_one(list(session.scalars(query.with_for_update())), number)
 
 
-def _returned_parcel(session: Session, site: Site, return_of: str) -> Parcel:
-    """A resident returns a parcel they received here (refusal, wrong item); two carriers'
-    parcels picked up here under the number: ambiguous (the return's label names it)."""
+def returned_parcel(session: Session, site: Site, return_of: str) -> Parcel:
+    """A resident returns a parcel they received here (refusal, wrong item), at the counter
+    or at a locker (``locker_sending``); two carriers' parcels picked up here under the
+    number: ambiguous (the return's label names it)."""
     number = tracking.validate(return_of)
     received = numbers.only_one(list(session.scalars(numbers.numbered(number).where(
         Parcel.site_id == site.id, Parcel.direction == "inbound",
@@ -243,33 +247,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 # ---------------------------------------------------------------- the carrier's round
+# (its pickup list is ``pickup_lists.py``)
 
 
-def pickup_list(
-    ctx: Ctx, actor: Principal, site_id: int, carrier_code: str | None = None
-) -> dict[str, Any]:
-    """What a carrier takes from a site: its own parcels only (a carrier's list shows no
-    other carrier's); the site's staff see every carrier's, or one's."""
-    require_role(actor, Role.CARRIER, *STAFF, Role.SYSTEM)
-    require_site(actor, site_id)
-    with ctx.db.read() as session:
-        site = site_or_404(session, site_id)
-        query = (
-            select(Parcel).join(OutboundParcel, OutboundParcel.parcel_id == Parcel.id)
-            .where(Parcel.site_id == site.id, Parcel.direction == outbound.DIRECTION,
-                   Parcel.state.in_(TO_COLLECT))
-            .order_by(OutboundParcel.collect_by, Parcel.id)
-        )
-        if actor.role is Role.CARRIER:
-            query = query.where(Parcel.carrier_id == actor.carrier_id)
-        elif carrier_code:
-            query = query.where(Parcel.carrier_id == carrier_or_404(session, carrier_code).id)
-        now = ctx.now()
-        items = [outbound_view(session, p, now) for p in session.scalars(_with_views(query))]
-        return {"site": site.code, "site_name": site.name, "items": items}
-
-
-def _with_views(query: Select[Parcel]) -> Select[Any]:
+def with_views(query: Select[Parcel]) -> Select[Any]:
     """A list's parcels with what their views read, in a few queries rather than a few per
     parcel: the outbound rows (in the session, so ``outbound_view`` finds them), shelves,
     carriers and sites."""
@@ -354,15 +335,19 @@ def _one(
 
 
 def refuse(ctx: Ctx, actor: Principal, parcel_id: int, reason: str) -> dict[str, Any]:
-    """The carrier will not take a parcel (badly packed, too heavy...): it stays on the shelf,
-    off the pickup list, and its sender is told to come and take it back."""
+    """The carrier will not take a parcel (badly packed, too heavy...): it stays on the shelf
+    (in its locker door), off the pickup list, and its sender is told to come and take it
+    back (at a locker, with a new code of its own: ``locker_take_back``)."""
     require_role(actor, Role.CARRIER, *STAFF)
     if not reason.strip():
         raise ValidationFailed("say why the parcel is refused")
     now = ctx.now()
     with ctx.db.transaction() as session:
+        lock_locker_of(session, parcel_id)  # a locker's row before its parcel's, as always
         parcel = _sent_parcel(session, actor, parcel_id)
+        carriers_door_code = collection_reservation_id(parcel)  # named before the refusal
         history.apply(session, parcel, Action.REFUSE, actor, now, reason=reason.strip()[:300])
+        locker_take_back.refused_in_door(ctx, session, parcel, carriers_door_code)
         notify.queue(session, parcel, "refused")
         return outbound_view(session, parcel)
 
@@ -374,6 +359,9 @@ def hand_back(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:
     now = ctx.now()
     with ctx.db.transaction() as session:
         parcel = _sent_parcel(session, actor, parcel_id)
+        if parcel.site.kind == "locker":  # its door must open, and its closing says it left
+            raise ValidationFailed("at a locker the sender takes a refused parcel back with "
+                                   "the code of the 'refused' message")
         history.apply(session, parcel, Action.HAND_BACK, actor, now,
                       reason="given back to its sender")
         return outbound_view(session, parcel)
@@ -437,7 +425,7 @@ def overdue(ctx: Ctx, actor: Principal) -> list[dict[str, Any]]:
             query = query.where(Parcel.carrier_id == actor.carrier_id)
         elif actor.role is Role.SHOPKEEPER:
             query = query.where(Parcel.site_id.in_(actor.site_ids))
-        return [outbound_view(session, p) for p in session.scalars(_with_views(query))]
+        return [outbound_view(session, p) for p in session.scalars(with_views(query))]
 
 
 # ---------------------------------------------------------------- the sender's receipt
@@ -451,13 +439,17 @@ def receipt_url(ctx: Ctx, parcel_id: int) -> str:
     return f"{ctx.settings.public_base_url}/envoi/{_serializer(ctx).dumps({'p': parcel_id})}"
 
 
+def receipt_parcel_id(ctx: Ctx, token: str) -> int:
+    try:
+        return int(_serializer(ctx).loads(token)["p"])
+    except (BadSignature, KeyError, TypeError, ValueError):
+        raise NotFound("this receipt link is not valid") from None
+
+
 def receipt(ctx: Ctx, token: str) -> dict[str, Any]:
     """The sender's proof of deposit: which parcel, which shop, when, and whether it has
     left. It stays valid after the collection (it is a receipt); it names nobody."""
-    try:
-        parcel_id = int(_serializer(ctx).loads(token)["p"])
-    except (BadSignature, KeyError, TypeError, ValueError):
-        raise NotFound("this receipt link is not valid") from None
+    parcel_id = receipt_parcel_id(ctx, token)
     with ctx.db.read() as session:
         parcel = session.get(Parcel, parcel_id)
         if parcel is None or parcel.direction != outbound.DIRECTION:

@@ -302,8 +302,9 @@ def take_back_list(ctx: Ctx, actor: Principal) -> list[dict[str, Any]]:
                             Parcel.state.in_(TO_TAKE_BACK))
             .order_by(Parcel.site_id, Parcel.holding_deadline, Parcel.id)
         )
-        return [{**order_view(p), "site_address": f"{p.site.address}, {p.site.city}"}
-                for p in rows]
+        # at a locker, the door to open with the producer's code (the view's compartment)
+        return [{**order_view(p), "site_address": f"{p.site.address}, {p.site.city}",
+                 "at_locker": p.site.kind == "locker"} for p in rows]
 
 
 def site_day(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, Any]]:
@@ -389,8 +390,12 @@ def take_back(
             if producer_code is None:
                 raise ValidationFailed("name the producer who takes its orders back")
             producer_id = _producer_by_code(session, producer_code).id
-        if session.get(Site, site_id) is None:
+        site = session.get(Site, site_id)
+        if site is None:
             raise NotFound(f"no site {site_id}")
+        if site.kind == "locker":  # its door must open, and its closing says it left
+            raise ValidationFailed("at a locker the producer's code opens the door of each "
+                                   "order to take back (GET /producer/lockers/{id}/code)")
         return [_take_back_one(session, actor, site_id, producer_id, ref, now)
                 for ref in references]
 

@@ -71,6 +71,24 @@ def check(session: Session, limit: Limit, key: str, now: datetime) -> None:
                               retry_after_s=int(limit.window.total_seconds()))
 
 
+def take(session: Session, limit: Limit, key: str, now: datetime) -> None:
+    """A rate limit on requests, not on failures: each try counts (kept as an attempt row),
+    and past ``limit.attempts`` in ``limit.window`` the key is refused (429) until its
+    oldest counted try leaves the window, which ``Retry-After`` says. Two tries at the same
+    moment may both pass the last free place (no lock): a bound, not an exact count."""
+    recent, oldest = session.execute(
+        select(func.count(), func.min(FailedAttempt.at)).where(
+            FailedAttempt.scope == limit.scope, FailedAttempt.key == key,
+            FailedAttempt.at > now - limit.window,
+        )
+    ).one()
+    if (recent or 0) >= limit.attempts and oldest is not None:
+        wait = max(1, math.ceil((oldest + limit.window - now).total_seconds()))
+        raise TooManyAttempts(f"too many requests: {limit.advice} ({wait} s)",
+                              retry_after_s=wait)
+    session.add(FailedAttempt(scope=limit.scope, key=key[:120], at=now))
+
+
 def check_backoff(session: Session, backoff: Backoff, key: str, now: datetime) -> None:
     """Refuse the try (429, with the seconds left) while the key's last failure is more
     recent than the delay its failures earned."""

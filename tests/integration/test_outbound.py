@@ -199,6 +199,24 @@ def test_a_return_names_a_parcel_picked_up_here(sending: World) -> None:
     assert is_problem(refused, 404, "not-found")
 
 
+def test_a_resident_refuses_a_parcel_at_the_counter_and_it_goes_back_to_its_carrier(
+        sending: World) -> None:
+    parcel = sending.ready("ACME00000918")
+    path = f"/parcels/{parcel['id']}/recipient-refusal"
+    assert is_problem(sending.other_shopkeeper.post(path, json={"reason": "damaged"}), 404,
+                      "not-found")
+    refused = sending.shopkeeper.post(path, json={"reason": "damaged box"})
+    assert refused.status_code == 200, refused.json
+    assert refused.json["state"] == "expired"
+    history = sending.operator.get(f"/parcels/{parcel['id']}/events").json["items"]
+    assert (history[-1]["action"], history[-1]["reason"]) == (
+        "refuse", "refused by its recipient: damaged box")
+    back = sending.carrier.get(f"/sites/{sending.shop_id}/collections").json["items"]
+    assert [p["tracking_number"] for p in back] == ["ACME00000918"]
+    assert is_problem(sending.shopkeeper.post(path, json={"reason": "again"}), 409,
+                      "invalid-transition")
+
+
 # ---------------------------------------------------------------- the carrier's round
 
 
@@ -215,6 +233,48 @@ def test_the_pickup_list_is_the_carrier_s_own(sending: World) -> None:
     assert [p["tracking_number"] for p in staff.json["items"]] == ["ACME00000912"]
     assert sending.other_shopkeeper.get(
         f"/sites/{sending.shop_id}/outbound/pickup-list").status_code == 404
+
+
+def test_a_carrier_has_a_pickup_list_per_round(sending: World, clock: Clock) -> None:
+    path = f"/sites/{sending.shop_id}/carriers/acme"
+    assert is_problem(sending.operator.put(path, json={"collection_delay_hours": 48,
+                                                       "rounds": ["25:00"]}),
+                      422, "validation-failed")
+    served = sending.operator.put(path, json={"collection_delay_hours": 48,
+                                              "rounds": ["16:00", "10:30", "10:30"]})
+    assert served.status_code == 200 and served.json["rounds"] == ["10:30", "16:00"]
+    # the clock reads 10:00 in Bourg (09:00 UTC)
+    drop(sending, "ACME00000915")  # before the 10:30 round
+    clock.advance(hours=1)
+    drop(sending, "ACME00000916")  # after it: the 16:00 round
+    clock.advance(hours=6)
+    drop(sending, "ACME00000917")  # after the day's last round: tomorrow 10:30
+    lists = f"/sites/{sending.shop_id}/outbound/pickup-list"
+    whole = sending.carrier.get(lists).json
+    assert {p["tracking_number"]: p["round"] for p in whole["items"]} == {
+        "ACME00000915": "2026-12-01T10:30:00+01:00", "ACME00000916": "2026-12-01T16:00:00+01:00",
+        "ACME00000917": "2026-12-02T10:30:00+01:00"}
+    assert [(r["time"], r["parcels"]) for r in whole["rounds"]] == [("10:30", 1), ("16:00", 2)]
+
+    def one_round(api: Any, at: str, **query: str) -> list[str]:
+        answer = api.get(lists, round=at, **query)
+        assert answer.status_code == 200, answer.json
+        return [p["tracking_number"] for p in answer.json["items"]]
+
+    assert one_round(sending.carrier, "10:30") == ["ACME00000915"]
+    assert one_round(sending.carrier, "16:00") == ["ACME00000915", "ACME00000916"]
+    assert one_round(sending.shopkeeper, "16:00", carrier="acme") == [
+        "ACME00000915", "ACME00000916"]
+    assert is_problem(sending.carrier.get(lists, round="12:00"), 422, "validation-failed")
+    assert is_problem(sending.shopkeeper.get(lists, round="10:30"), 422, "validation-failed")
+    # another carrier's rounds hold none of Acme's parcels
+    assert sending.other_carrier.get(lists).json["items"] == []
+    # the agreement changed without rounds keeps them; the carrier's sites name the next one
+    assert sending.operator.put(path, json={"collection_delay_hours": 24}).json["rounds"] == [
+        "10:30", "16:00"]
+    sites_listed = sending.carrier.get("/outbound/collection-sites").json["items"]
+    assert [(s["site_id"], s["next_round"]) for s in sites_listed] == [
+        (sending.shop_id, "2026-12-02T10:30:00+01:00")]
 
 
 def test_the_carrier_s_scan_confirms_each_parcel_taken_and_the_sender_is_told(
@@ -377,7 +437,8 @@ def test_only_operators_set_who_collects_where(sending: World) -> None:
     assert bad.status_code == 422
     carriers = sending.shopkeeper.get(f"/sites/{sending.shop_id}/carriers").json["items"]
     assert carriers == [{"carrier": "acme", "name": "Acme Parcels",
-                         "label_networks": ["prefix:ACME"], "collection_delay_hours": 48}]
+                         "label_networks": ["prefix:ACME"], "collection_delay_hours": 48,
+                         "rounds": []}]
     assert sending.operator.delete(f"/sites/{sending.shop_id}/carriers/acme").status_code == 204
     assert is_problem(drop(sending, "ACME00000923"), 422, "label-not-collected-here")
 

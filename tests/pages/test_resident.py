@@ -124,3 +124,19 @@ def test_the_page_follows_the_residents_language(world: World) -> None:
     html = client.get(_link(world, parcel["id"]),
                       headers={"Accept-Language": "en-GB,en;q=0.8"}).get_data(as_text=True)
     assert "Ready for pickup" in html and '<html lang="en">' in html
+
+
+def test_the_resident_refuses_the_parcel_from_the_page(world: World) -> None:
+    parcel = world.ready("RR123456785FR")
+    code = world.code_of(parcel["id"])
+    path = _link(world, parcel["id"])
+    client, html = _visit(world, path)
+    assert 'id="refuse-button"' in html
+    response = client.post(path + "/refusal", data={
+        "csrf_token": csrf_of(client.get(path)), "reason": "pas commandé"})
+    assert response.status_code == 303
+    after = client.get(path).get_data(as_text=True)
+    assert "le colis repart chez son expéditeur" in after
+    assert 'id="refuse-button"' not in after and code not in after
+    events = world.operator.get(f"/parcels/{parcel['id']}/events").json["items"]
+    assert (events[-1]["action"], events[-1]["to_state"]) == ("refuse", "expired")

@@ -7,8 +7,9 @@ from html import unescape
 
 import pytest
 
-from relay_ops.services import accounts, carrier_sites, outbound, sites
+from relay_ops.services import accounts, carrier_sites, pickup_lists, sites
 from relay_ops.services.principal import SYSTEM
+from tests.conftest import Clock
 from tests.pages.support import Pages
 from tests.support import World
 
@@ -123,6 +124,23 @@ def test_the_carrier_sees_its_shops_and_takes_its_parcels(
     assert "Rien à prendre ici." in page
 
 
+def test_the_carrier_s_list_is_cut_by_round_and_its_shops_name_the_next_one(
+    marie: Pages, sending: World, acme: Pages, clock: Clock
+) -> None:
+    carrier_sites.serve_site(sending.ctx, SYSTEM, sending.shop_id, "acme", 48,
+                             ["10:30", "16:00"])
+    _drop(marie, sending, "ACME00000957")  # 10:00 in Bourg: the 10:30 round
+    clock.advance(hours=1)
+    _drop(marie, sending, "ACME00000958")  # 11:00: the 16:00 round
+    listing = unescape(acme.text(f"/carrier/collections/{sending.shop_id}"))
+    rounds = re.findall(r'<h3 class="round">(.*?)</h3>', listing)
+    assert len(rounds) == 2 and "10:30" in rounds[0] and "16:00" in rounds[1]
+    assert listing.index("ACME00000957") < listing.index(rounds[1]) < listing.index(
+        "ACME00000958")
+    sites_page = unescape(acme.text("/carrier/collections"))
+    assert "16:00" in sites_page  # the next round, at 11:00
+
+
 def test_a_carrier_sees_no_other_carrier_s_parcels(marie: Pages, sending: World) -> None:
     _drop(marie, sending, "ACME00000956")
     other = Pages.carrier(sending, accounts.issue_carrier_key(sending.ctx, SYSTEM, "other").token)
@@ -143,7 +161,7 @@ def test_the_driver_s_refusal_and_the_hand_back_from_the_page(
 ) -> None:
     _drop(marie, sending, "ACME00000960", phone="06 98 76 54 32")
     _drop(marie, sending, "ACME00000961")
-    ids = {p["tracking_number"]: p["id"] for p in outbound.pickup_list(
+    ids = {p["tracking_number"]: p["id"] for p in pickup_lists.pickup_list(
         sending.ctx, SYSTEM, sending.shop_id)["items"]}
     refused = marie.post(f"/shop/{sending.shop_id}/send/{ids['ACME00000960']}/refusal",
                          {"reason": "mal emballé"}, follow_redirects=True)
@@ -171,7 +189,7 @@ def test_a_refusal_needs_a_reason_and_a_parcel_of_this_shop(
     marie: Pages, sending: World
 ) -> None:
     _drop(marie, sending, "ACME00000962")
-    sent = outbound.pickup_list(sending.ctx, SYSTEM, sending.shop_id)["items"][0]["id"]
+    sent = pickup_lists.pickup_list(sending.ctx, SYSTEM, sending.shop_id)["items"][0]["id"]
     blank = marie.post(f"/shop/{sending.shop_id}/send/{sent}/refusal", {"reason": " "},
                        follow_redirects=True)
     assert outbound_state(sending, sent) == "awaiting_collection"

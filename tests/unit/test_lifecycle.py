@@ -68,3 +68,10 @@ def test_next_state_agrees_with_the_table(state: State, action: Action) -> None:
     else:
         with pytest.raises(InvalidTransition):
             next_state(state, action)
+
+
+def test_a_ready_parcel_refused_by_its_recipient_goes_back_as_an_expired_one() -> None:
+    assert next_state(State.READY_FOR_PICKUP, Action.REFUSE) is State.EXPIRED
+    assert next_state(State.EXPIRED, Action.COLLECT) is State.RETURNED
+    with pytest.raises(InvalidTransition):
+        next_state(State.PICKED_UP, Action.REFUSE)  # taken: a return, not a refusal

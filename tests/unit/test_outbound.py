@@ -1,6 +1,7 @@
 """The outbound lifecycle and which carrier takes a label from a site (domain/outbound.py)."""
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -135,3 +136,42 @@ def test_two_carriers_for_one_label_need_a_choice() -> None:
 def test_the_carrier_s_delay_runs_from_the_deposit() -> None:
     at = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     assert outbound.collect_by(at, 48) == datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- rounds
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def test_round_times_are_hh_mm_sorted_and_few() -> None:
+    assert outbound.parse_rounds(["16:00", "10:30", "10:30"]) == ["10:30", "16:00"]
+    for bad in (["25:00"], ["9:30"], ["10h30"]):
+        with pytest.raises(ValidationFailed):
+            outbound.parse_rounds(bad)
+    with pytest.raises(ValidationFailed):
+        outbound.parse_rounds([f"0{h}:00" for h in range(7)])
+
+
+def test_a_parcel_waits_for_the_first_round_after_its_deposit() -> None:
+    rounds = ["10:30", "16:00"]
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=PARIS)
+    assert outbound.round_after(at, rounds, PARIS) == datetime(2026, 12, 1, 10, 30,
+                                                                 tzinfo=PARIS)
+    # deposited at the round's very time: the van is leaving, the next round takes it
+    assert outbound.round_after(at.replace(hour=10, minute=30), rounds, PARIS) == datetime(
+        2026, 12, 1, 16, 0, tzinfo=PARIS)
+    # after the day's last round: the first one of the next day
+    assert outbound.round_after(at.replace(hour=17), rounds, PARIS) == datetime(
+        2026, 12, 2, 10, 30, tzinfo=PARIS)
+    # in the site's time zone, whatever zone the moment is given in
+    assert outbound.round_after(at.astimezone(UTC), rounds, PARIS) == datetime(
+        2026, 12, 1, 10, 30, tzinfo=PARIS)
+    assert outbound.round_after(at, [], PARIS) is None
+
+
+def test_a_round_asked_for_must_be_one_of_the_carrier_s() -> None:
+    day = datetime(2026, 12, 1, tzinfo=PARIS).date()
+    assert outbound.round_at(day, "16:00", ["10:30", "16:00"], PARIS) == datetime(
+        2026, 12, 1, 16, 0, tzinfo=PARIS)
+    with pytest.raises(ValidationFailed):
+        outbound.round_at(day, "12:00", ["10:30", "16:00"], PARIS)

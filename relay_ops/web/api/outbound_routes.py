@@ -9,9 +9,9 @@ from flask import Response
 from pydantic import Field
 
 from relay_ops import qr
-from relay_ops.services import carrier_sites, locker_sending, outbound
+from relay_ops.services import carrier_sites, locker_sending, outbound, pickup_lists
 from relay_ops.services.principal import Principal, Role
-from relay_ops.web.api import ctx, endpoint
+from relay_ops.web.api import client_address, ctx, endpoint
 from relay_ops.web.api.schemas import Code, Strict, Tracking, TrackingNumber
 from relay_ops.web.inputs import MANIFEST_BODY_LIMIT
 
@@ -30,6 +30,11 @@ class LabelNetworksIn(Strict):
 
 class CarrierServiceIn(Strict):
     collection_delay_hours: Annotated[int, Field(ge=1, le=336)]
+    rounds: Annotated[list[Annotated[str, Field(pattern=r"^\d\d:\d\d$")]] | None,
+                      Field(max_length=6, description=(
+                          "the times of day (HH:MM, the site's time zone) the carrier passes; "
+                          "each round's pickup list holds the parcels deposited before it. "
+                          "Left out: unchanged"))] = None
 
 
 class SenderIn(Strict):
@@ -54,6 +59,10 @@ class LockerDropOffIn(Strict):
     size_class: Annotated[str, Field(min_length=1, max_length=8)]
     sender: SenderIn
     carrier: Code | None = None
+    reason: Literal["send", "return"] = Field("send", description=(
+        "`return`: a resident returns a parcel picked up at this locker (its return label, "
+        "and the parcel's number in `return_of`)"))
+    return_of: TrackingNumber | None = None
 
 
 class RefusalIn(Strict):
@@ -62,6 +71,8 @@ class RefusalIn(Strict):
 
 class PickupListQuery(Strict):
     carrier: Code | None = None
+    round: Annotated[str | None, Field(pattern=r"^\d\d:\d\d$", description=(
+        "one of the carrier's rounds today (HH:MM): that round's list only"))] = None
 
 
 class OutboundCollectionIn(Strict):
@@ -87,7 +98,8 @@ def set_carrier_label_networks(principal: Principal, code: str, body: LabelNetwo
 def carrier_serves_site(
     principal: Principal, site_id: int, code: str, body: CarrierServiceIn
 ) -> Any:
-    return carrier_sites.serve_site(ctx(), principal, site_id, code, body.collection_delay_hours)
+    return carrier_sites.serve_site(ctx(), principal, site_id, code, body.collection_delay_hours,
+                                    body.rounds)
 
 
 @endpoint("/sites/<id:site_id>/carriers/<code>", "DELETE", summary="A carrier stops collecting",
@@ -128,9 +140,22 @@ def drop_off_outbound(principal: Principal, site_id: int, body: DropOffIn) -> An
           tag="sending", roles=CARRIER_OR_STAFF, query=PickupListQuery, errors=(404,),
           description="A carrier sees its own parcels only; staff see every carrier's, or "
                       "one's (`carrier`). Oldest collection deadline first; `overdue` once "
-                      "the carrier's agreed delay has passed.")
+                      "the carrier's agreed delay has passed. Each parcel names the `round` "
+                      "it waits for (the carrier's first round after its deposit; null when "
+                      "the carrier declared no rounds here); for one carrier, `rounds` lists "
+                      "today's rounds with the size of each one's list, and `round=HH:MM` "
+                      "gives that round's list only (parcels deposited before it).")
 def outbound_pickup_list(principal: Principal, site_id: int, query: PickupListQuery) -> Any:
-    return outbound.pickup_list(ctx(), principal, site_id, query.carrier)
+    return pickup_lists.pickup_list(ctx(), principal, site_id, query.carrier, query.round)
+
+
+@endpoint("/outbound/collection-sites", summary="Where a carrier collects sent parcels",
+          tag="sending", roles=(Role.CARRIER, Role.OPERATOR),
+          description="The sites where the calling carrier collects (operators: every carrier "
+                      "at every site): parcels waiting, the agreed delay, its `rounds` there "
+                      "and the `next_round`.")
+def outbound_collection_sites(principal: Principal) -> Any:
+    return {"items": carrier_sites.collection_sites(ctx(), principal)}
 
 
 @endpoint("/sites/<id:site_id>/outbound/collections", "POST",
@@ -152,6 +177,8 @@ def collect_outbound(principal: Principal, site_id: int, body: OutboundCollectio
           roles=CARRIER_OR_STAFF, body=RefusalIn, errors=(404, 409),
           description="Badly packed, too heavy...: the parcel becomes `refused`, stays on the "
                       "shelf (off the pickup list) and its sender is told to take it back. "
+                      "In a locker door: the carrier's code no longer opens it, and the "
+                      "sender's `refused` message gives a new code that does. "
                       "A carrier refuses its own parcels; staff, their shop's.")
 def refuse_outbound(principal: Principal, parcel_id: int, body: RefusalIn) -> Any:
     return outbound.refuse(ctx(), principal, parcel_id, body.reason)
@@ -161,7 +188,8 @@ def refuse_outbound(principal: Principal, parcel_id: int, body: RefusalIn) -> An
           summary="A sender takes their parcel back", tag="sending", roles=STAFF,
           errors=(404, 409),
           description="A sent parcel waiting, refused or damaged leaves the shelf, `returned` "
-                      "to its sender.")
+                      "to its sender. Not at a locker (422): there the sender's code opens "
+                      "the door, and its closing says the parcel left.")
 def hand_back_outbound(principal: Principal, parcel_id: int) -> Any:
     return outbound.hand_back(ctx(), principal, parcel_id)
 
@@ -177,14 +205,18 @@ def outbound_overdue(principal: Principal) -> Any:
 @endpoint("/outbound/receipts/<token>", summary="A sender's drop-off receipt", tag="sending",
           errors=(404,),
           description="The link in the sender's messages: parcel, shop, drop-off time, and "
-                      "when the carrier took it. Valid after the collection; names nobody.")
+                      "when the carrier took it. Valid after the collection; names nobody. "
+                      "At a locker, `locker_code` is the sender's code while it has one: the "
+                      "drop-off code (and its QR image) until the parcel is in, or the code "
+                      "that takes back a parcel its carrier refused.")
 def outbound_receipt(principal: Principal, token: str) -> Any:
-    return outbound.receipt(ctx(), token)
+    return {**outbound.receipt(ctx(), token),
+            "locker_code": locker_sending.sender_code(ctx(), token)}
 
 
 @endpoint("/lockers/<id:site_id>/drop-offs", "POST",
           summary="Send a parcel from a locker: a door and a drop-off code", tag="sending",
-          body=LockerDropOffIn, status=201, errors=(404, 409, 422),
+          body=LockerDropOffIn, status=201, errors=(403, 404, 409, 422, 429),
           extra_responses={200: "The carrier's platform announced it already: the same drop-off"},
           description="The sender (no key needed), or its carrier's platform (a carrier key, "
                       "its own labels), announces a labelled parcel: a free door of its "
@@ -196,13 +228,16 @@ def outbound_receipt(principal: Principal, token: str) -> Any:
                       "carrier serving the locker collects (422), no free door of that size "
                       "(409 `parcel-does-not-fit`), a label its carrier already registered "
                       "(409; numbers are unique per carrier: another carrier's parcel under "
-                      "the same number is not this label, and is never told of).")
+                      "the same number is not this label, and is never told of). "
+                      "Without a key, announcements are rate limited per client address "
+                      "(10 an hour) and per locker (60 an hour): 429 with `Retry-After`.")
 def announce_locker_drop_off(principal: Principal, site_id: int, body: LockerDropOffIn) -> Any:
     sender = outbound.Sender(phone=body.sender.phone, email=body.sender.email,
                              locale=body.sender.locale)
     return locker_sending.announce_drop_off(ctx(), principal, site_id, locker_sending.DropOff(
         tracking_number=body.tracking_number, size_class=body.size_class, sender=sender,
-        carrier=body.carrier))
+        carrier=body.carrier, reason=body.reason, return_of=body.return_of),
+        client=client_address())
 
 
 @endpoint("/outbound/drop-offs/<token>/qr.svg", summary="A locker drop-off's QR code (SVG)",

@@ -382,6 +382,16 @@ def extend_parcel(principal: Principal, parcel_id: int) -> Any:
     return expiry.extend(ctx(), principal, parcel_id)
 
 
+@endpoint("/parcels/<id:parcel_id>/recipient-refusal", "POST",
+          summary="The recipient refuses a ready parcel", tag="parcels", roles=STAFF,
+          body=s.RefusalIn, errors=(404, 409),
+          description="Wrong item, damaged, unwanted: the parcel goes back as an expired one "
+                      "does (its code dies; its carrier, or its producer, takes it back; at a "
+                      "locker with its own code). Recorded at the counter by the shop's staff.")
+def refuse_delivery(principal: Principal, parcel_id: int, body: s.RefusalIn) -> Any:
+    return expiry.refuse_delivery(ctx(), principal, parcel_id, body.reason)
+
+
 @endpoint("/parcels/<id:parcel_id>/declarations", "POST", summary="Declare missing or damaged",
           tag="parcels", roles=STAFF, body=s.DeclarationIn, status=201, errors=(404, 409))
 def declare(principal: Principal, parcel_id: int, body: s.DeclarationIn) -> Any:
@@ -517,6 +527,17 @@ def track(principal: Principal) -> Any:
 def track_extend(principal: Principal) -> Any:
     assert principal.parcel_id is not None
     return expiry.extend(ctx(), principal, principal.parcel_id)
+
+
+@endpoint("/track/<token>/refusal", "POST", summary="Refuse your parcel",
+          tag="residents", roles=RESIDENT, body=s.RefusalIn, errors=(404, 409, 410),
+          description="Wrong item, damaged, unwanted (at a locker: having opened the door, "
+                      "leave the parcel inside and close it): the parcel goes back to its "
+                      "sender's carrier and your code dies. To send back a parcel you took, "
+                      "return it (a drop-off with `reason: return`).")
+def track_refuse(principal: Principal, body: s.RefusalIn) -> Any:
+    assert principal.parcel_id is not None
+    return expiry.refuse_delivery(ctx(), principal, principal.parcel_id, body.reason)
 
 
 @endpoint("/track/<token>/proxy", "POST", summary="Name someone to pick up for you",

@@ -216,6 +216,12 @@ class DeclarationIn(Strict):
     note: Annotated[str, Field(min_length=1, max_length=300)]
 
 
+class RefusalIn(Strict):
+    """Why the recipient will not have the parcel (wrong item, damaged, unwanted)."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=280)]
+
+
 class RerouteAccept(Strict):
     site: Code
     refuse: Literal[False] = False

@@ -158,6 +158,9 @@ def action_label(action: str) -> str:
         "return_to_shelf": _("back on the shelf (not delivered)"),
         "no_room_decision": _("no room within reach: decision taken"),
         "home_by_carrier": _("to be delivered home by the carrier"),
+        "refuse": _("refused"),
+        "hand_back": _("given back to its sender"),
+        "take_back_overdue": _("left in its door: the operator is told"),
     }
     return labels.get(action, action.replace("_", " "))
 

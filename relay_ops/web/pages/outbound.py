@@ -10,7 +10,14 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import carrier_sites, outbound, parcel_views, sites
+from relay_ops.services import (
+    carrier_sites,
+    locker_sending,
+    outbound,
+    parcel_views,
+    pickup_lists,
+    sites,
+)
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.i18n import when
@@ -96,7 +103,7 @@ def _send_page(principal: Principal, site: dict[str, Any], result: dict[str, Any
     return render_template(
         "pages/send.html", site=site, result=result,
         carriers=carrier_sites.site_carriers(ctx(), principal, site["id"]),
-        waiting=outbound.pickup_list(ctx(), principal, site["id"])["items"],
+        waiting=pickup_lists.pickup_list(ctx(), principal, site["id"])["items"],
         refused=refused["items"],
     )
 
@@ -158,8 +165,18 @@ def collection_sites(principal: Principal) -> str:
 @bp.get("/carrier/collections/<int:site_id>")
 @requires(Role.CARRIER)
 def collection(principal: Principal, site_id: int) -> str:
-    listing = outbound.pickup_list(ctx(), principal, site_id)
-    return render_template("pages/collection.html", site_id=site_id, listing=listing)
+    listing = pickup_lists.pickup_list(ctx(), principal, site_id)
+    return render_template("pages/collection.html", site_id=site_id, listing=listing,
+                           by_round=_by_round(listing))
+
+
+def _by_round(listing: dict[str, Any]) -> list[tuple[str | None, list[dict[str, Any]]]]:
+    """The carrier's list cut by round: each round with the parcels first due at it (one
+    group, no round, when the carrier declared none here)."""
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for item in sorted(listing["items"], key=lambda p: p["round"] or ""):
+        groups.setdefault(item["round"], []).append(item)
+    return list(groups.items())
 
 
 @bp.post("/carrier/collections/<int:site_id>")
@@ -189,4 +206,5 @@ def collection_scan(principal: Principal, site_id: int) -> Response:
 
 @bp.get("/envoi/<token>")
 def send_receipt(token: str) -> str:
-    return render_template("pages/receipt.html", receipt=outbound.receipt(ctx(), token))
+    return render_template("pages/receipt.html", receipt=outbound.receipt(ctx(), token),
+                           locker_code=locker_sending.sender_code(ctx(), token))

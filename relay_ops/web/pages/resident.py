@@ -56,6 +56,20 @@ def track_extend(token: str) -> Response:
     return redirect(url_for("pages.track", token=token), 303)
 
 
+@bp.post("/t/<token>/refusal")
+def track_refuse(token: str) -> Response:
+    principal = resident.principal_for(ctx(), token)
+    assert principal.parcel_id is not None
+    try:
+        expiry.refuse_delivery(ctx(), principal, principal.parcel_id,
+                               request.form.get("reason", ""))
+    except DomainError as err:
+        flash(explain(err)[1], "error")
+        return redirect(url_for("pages.track", token=token), 303)
+    flash(_("Done: the parcel goes back to its sender."), "ok")
+    return redirect(url_for("pages.track", token=token), 303)
+
+
 @bp.post("/t/<token>/proxy")
 def track_proxy(token: str) -> Response:
     principal = resident.principal_for(ctx(), token)

@@ -5,9 +5,11 @@ docs/producers.md, "At a locker")."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +19,31 @@ from sqlalchemy import select, update
 from firmware_bridge.agent.agent import LockerAgent
 from firmware_bridge.agent.drivers import SimulatedBoard
 from firmware_bridge.bridge import Bridge, BridgeSettings
-from relay_ops.db.models import Compartment, Notification, Parcel, ParcelEvent
+from relay_ops import outbox
+from relay_ops.db.models import (
+    Compartment,
+    LockerAlert,
+    Notification,
+    OutboundParcel,
+    OutboxMessage,
+    Parcel,
+    ParcelEvent,
+)
+from relay_ops.db.models import Site as SiteRow
 from relay_ops.domain.errors import NotFound
-from relay_ops.services import locker_carrier_codes, locker_dropoff, locker_registry
+from relay_ops.jobs import handlers, run_sweep
+from relay_ops.services import (
+    credentials,
+    expiry,
+    locker_carrier_codes,
+    locker_compartments,
+    locker_dropoff,
+    locker_registry,
+    locker_sending,
+    locker_sync,
+    locker_take_back,
+    resident,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_sending import DROP_OFF_VALIDITY
 from relay_ops.services.principal import SYSTEM, Principal, Role
@@ -128,7 +152,7 @@ def test_a_sender_s_code_opens_a_door_of_its_size_then_the_carrier_s_code_collec
     assert site.actions("ACME00000701") == [
         "drop_off_announced", "compartment_reserved", "offline_deposit_verified", "drop_off",
         "accept_outbound"]
-    assert messages(world, "ACME00000701") == ["dropped_off"]
+    assert messages(world, "ACME00000701") == ["drop_off_code", "dropped_off"]
     assert site.view()["compartments"][door - 1]["state"] == "occupied"
     synced(site)  # the carrier's collection reservation is at the locker
     listed = world.carrier.get(f"/sites/{site.site_id}/outbound/pickup-list").json["items"]
@@ -151,7 +175,7 @@ def test_a_sender_s_code_opens_a_door_of_its_size_then_the_carrier_s_code_collec
     site.board.close_door(door, occupied=False)
     wait_until(lambda: site.state_of("ACME00000701") == "collected", 10, "collected")
     assert event(world, "ACME00000701", "collect").actor_kind == "carrier"
-    assert messages(world, "ACME00000701") == ["dropped_off", "collected"]
+    assert messages(world, "ACME00000701") == ["drop_off_code", "dropped_off", "collected"]
     assert site.view()["compartments"][door - 1]["state"] == "free"
 
 
@@ -226,7 +250,7 @@ def test_an_offline_locker_takes_a_drop_off_by_its_qr_code_and_the_backend_catch
     assert deposit.data["offline"] is True
     assert deposit.at < datetime.fromisoformat(deposit.data["received_at"])
     assert site.actions("ACME00000721").count("drop_off") == 1
-    assert messages(world, "ACME00000721") == ["dropped_off"]
+    assert messages(world, "ACME00000721") == ["drop_off_code", "dropped_off"]
 
 
 def test_a_drop_off_code_past_its_time_opens_nothing(
@@ -363,3 +387,317 @@ def test_a_producer_s_cold_order_needs_a_refrigerated_door_and_its_code_opens_it
     # another producer's key sees no code of this one's
     assert is_problem(world.carrier.get(f"/producer/lockers/{site.site_id}/code"), 403,
                       "forbidden")
+
+
+# ---------------------------------------------------------------- codes by message, returns
+
+
+def run_jobs(world: World) -> int:
+    app = world.client.application
+    return outbox.run_pending_jobs(world.ctx.db, handlers(world.ctx, app.config), world.ctx.now)
+
+
+def sent_lines(world: World) -> list[dict[str, Any]]:
+    path = Path(world.client.application.config["NOTIFY_FILE_PATH"])
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def deposited(site: Site, number: str, code: str) -> int:
+    """The sender types its code, scans the label, puts the parcel in: its door."""
+    door = door_of(site, number)
+    site.board.type_carrier_code(code)
+    wait_until(shown(site, "1 to deposit"), 10, "the screen asks for the parcel")
+    site.board.scan(number)
+    wait_until(lambda: site.board.door_state(door) == "open", 10, "its door opens")
+    site.board.close_door(door, occupied=True)
+    wait_until(lambda: site.state_of(number) == "awaiting_collection", 10, "deposited")
+    synced(site)
+    return door
+
+
+def test_the_sender_gets_its_drop_off_code_by_message_and_on_its_receipt_page(
+        site: Site) -> None:
+    world = site.world
+    acme_collects_at(world, site.site_id)
+    drop = announce_drop_off(site, "ACME00000751", "S")
+    assert run_jobs(world) == 2
+    lines = {x["channel"]: x for x in sent_lines(world)}
+    assert set(lines) == {"sms", "email"}
+    for line in lines.values():
+        assert drop["code"] in line["body"] and "ACME00000751" in line["body"]
+        assert drop["receipt_url"] in line["body"]  # the page with the code and the QR code
+    assert drop["qr_svg_url"] in lines["email"]["body"]
+    assert lines["email"]["subject"].startswith("Votre code de dépôt")  # the sender's French
+
+    token = drop["receipt_url"].rsplit("/", 1)[1]
+    receipt = world.anonymous.get(f"/outbound/receipts/{token}").json
+    assert receipt["state"] == "announced"
+    assert receipt["locker_code"]["purpose"] == "drop_off"
+    assert receipt["locker_code"]["code"] == drop["code"]
+    assert receipt["locker_code"]["qr_svg_url"] == drop["qr_svg_url"]
+    page = world.client.get(f"/envoi/{token}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert drop["code"] in html and drop["qr_svg_url"] in html
+
+    # the code of the message opens the door; deposited, the page keeps no code
+    deposited(site, "ACME00000751", drop["code"])
+    assert world.anonymous.get(f"/outbound/receipts/{token}").json["locker_code"] is None
+    assert drop["code"] not in world.client.get(f"/envoi/{token}").get_data(as_text=True)
+
+
+def test_a_carrier_refuses_a_sent_parcel_in_its_door_and_the_sender_s_new_code_takes_it_back(
+        site: Site) -> None:
+    world = site.world
+    acme_collects_at(world, site.site_id)
+    drop = announce_drop_off(site, "ACME00000761", "M")
+    door = deposited(site, "ACME00000761", drop["code"])
+    parcel_id = site.parcel("ACME00000761").id
+    refused = world.carrier.post(f"/parcels/{parcel_id}/outbound-refusal",
+                                 json={"reason": "badly packed"})
+    assert refused.status_code == 200, refused.json
+    assert refused.json["state"] == "refused"
+    synced(site)
+    # the carrier's code no longer opens the door
+    site.board.display.clear()
+    site.board.type_carrier_code(
+        locker_carrier_codes.carrier_code_view(world.ctx, ACME, site.site_id)["code"])
+    wait_until(shown(site, "refused"), 10, "the carrier's code opens nothing")
+    assert site.board.open_calls == [door]
+    # at a locker only the door says the parcel left: no counter hand-back
+    assert is_problem(world.operator.post(f"/parcels/{parcel_id}/hand-back"), 422,
+                      "validation-failed")
+
+    # the sender's refused message gives a new code, its receipt page too
+    run_jobs(world)
+    refusal = [x for x in sent_lines(world) if "ACME00000761" in x["body"]
+               and x["channel"] == "sms" and "n'a pas pris" in x["body"]]
+    assert len(refusal) == 1
+    token = drop["receipt_url"].rsplit("/", 1)[1]
+    code = world.anonymous.get(f"/outbound/receipts/{token}").json["locker_code"]
+    assert code["purpose"] == "take_back" and code["compartment"] == door
+    assert code["code"] != drop["code"] and code["code"] in refusal[0]["body"]
+    # left in its door three days: the operator is told, once
+    assert locker_take_back.raise_take_back_alerts(world.ctx) == 0
+    with world.ctx.db.transaction() as session:
+        session.execute(update(ParcelEvent).where(
+            ParcelEvent.parcel_id == parcel_id, ParcelEvent.action == "refuse"
+        ).values(at=world.ctx.now() - locker_take_back.REFUSED_ALERT_AFTER
+                 - timedelta(minutes=1)))
+    assert locker_take_back.raise_take_back_alerts(world.ctx) == 1
+    assert locker_take_back.raise_take_back_alerts(world.ctx) == 0
+    assert event(world, "ACME00000761", "take_back_overdue").reason == (
+        "not taken back by its sender")
+
+    site.board.display.clear()
+    site.board.type_carrier_code(code["code"])
+    wait_until(lambda: site.board.open_calls == [door, door], 10, "the sender's door opens")
+    site.board.close_door(door, occupied=False)
+    wait_until(lambda: site.state_of("ACME00000761") == "returned", 10, "taken back")
+    hand_back = event(world, "ACME00000761", "hand_back")
+    assert hand_back.actor_kind == "locker" and hand_back.data["by"] == "sender"
+    assert site.view()["compartments"][door - 1]["state"] == "free"
+    synced(site)
+    # spent: the code opens nothing more
+    site.board.display.clear()
+    site.board.type_carrier_code(code["code"])
+    wait_until(shown(site, "refused"), 10, "a spent code refused")
+    assert site.board.open_calls == [door, door]
+
+
+def test_a_resident_returns_a_parcel_picked_up_at_the_locker_through_a_drop_off(
+        site: Site) -> None:
+    world = site.world
+    acme_collects_at(world, site.site_id)
+    with world.ctx.db.transaction() as session:  # a parcel the resident took from this locker
+        received = Parcel(tracking_number="ACME00000770", site_id=site.site_id, carrier_id=1,
+                          state="picked_up", direction="inbound")
+        session.add(received)
+        session.flush()
+        received_id = received.id
+    path = f"/lockers/{site.site_id}/drop-offs"
+    body = {"tracking_number": "ACME00000771", "size_class": "S", "sender": SENDER,
+            "reason": "return", "return_of": "ACME00000770"}
+    assert is_problem(world.anonymous.post(path, json={**body, "return_of": "ACME00000779"}),
+                      404, "not-found")  # not a parcel picked up here
+    assert is_problem(world.anonymous.post(path, json={**body, "return_of": None}), 422,
+                      "validation-failed")
+    with world.ctx.db.read() as session:
+        assert session.scalar(select(Parcel).where(
+            Parcel.tracking_number == "ACME00000771")) is None
+    drop = world.anonymous.post(path, json=body)
+    assert drop.status_code == 201, drop.json
+    synced(site)
+    deposited(site, "ACME00000771", drop.json["code"])
+    sent = site.parcel("ACME00000771")
+    with world.ctx.db.read() as session:
+        extra = session.get(OutboundParcel, sent.id)
+        assert extra is not None
+        assert (extra.reason, extra.return_of_parcel_id) == ("return", received_id)
+    listed = world.carrier.get(f"/sites/{site.site_id}/outbound/pickup-list").json["items"]
+    assert [(p["tracking_number"], p["reason"]) for p in listed] == [("ACME00000771",
+                                                                     "return")]
+
+
+def last_sync(world: World, site: Site) -> dict[str, Any]:
+    with world.ctx.db.read() as session:
+        row = session.scalar(select(OutboxMessage).where(
+            OutboxMessage.name == locker_sync.COMMAND_SYNC, OutboxMessage.target == site.code)
+            .order_by(OutboxMessage.id.desc()).limit(1))
+        assert row is not None
+        return dict(row.payload["body"])
+
+
+def producer_reservations(world: World, site: Site, label: str) -> list[str]:
+    """The purposes of the reservations for ``label`` in the last credential sync."""
+    return [r["purpose"] for r in last_sync(world, site).get("reservations", [])
+            if r["parcel_ref"] == label]
+
+
+def test_an_expired_producer_order_goes_back_to_its_producer_by_its_code(
+        site: Site, producer: Api) -> None:
+    world = site.world
+    announced = producer.post("/producer/orders", json={
+        "reference": "CMD-9", "site": site.code, "recipient": CUSTOMER, "size_class": "S"})
+    assert announced.status_code == 201, announced.json
+    label, door = announced.json["label"], announced.json["compartment"]
+    synced(site)
+    code = producer.get(f"/producer/lockers/{site.site_id}/code").json["code"]
+    site.board.type_carrier_code(code)
+    wait_until(shown(site, "1 to deposit"), 10, "the producer's order waiting")
+    site.board.scan(label)
+    wait_until(lambda: site.board.door_state(door) == "open", 10, "its door opens")
+    site.board.close_door(door, occupied=True)
+    wait_until(lambda: site.state_of(label) == "ready_for_pickup", 10, "ready")
+    synced(site)
+
+    with world.ctx.db.transaction() as session:  # nobody came: its deadline is over
+        session.execute(update(Parcel).where(Parcel.tracking_number == label).values(
+            holding_deadline=world.ctx.now() - timedelta(seconds=1)))
+    assert len(expiry.expire_overdue(world.ctx)) == 1
+    # the locker learns at once (an incremental sync) that the producer's code opens it
+    assert (last_sync(world, site)["full"], producer_reservations(world, site, label)) == (
+        False, ["collection"])
+    synced(site)
+    # and a full sync (a locker reconnecting) keeps it
+    with world.ctx.db.transaction() as session:
+        locker_site = session.get(SiteRow, site.site_id)
+        assert locker_site is not None
+        locker_sync.queue_sync(world.ctx, session, locker_site,
+                               locker_compartments.link_of(session, locker_site),
+                               force_full=True)
+    assert (last_sync(world, site)["full"], producer_reservations(world, site, label)) == (
+        True, ["collection"])
+    synced(site)
+    listed = producer.get("/producer/take-back").json["items"]
+    assert [(o["reference"], o["site"], o["compartment"], o["at_locker"]) for o in listed] == [
+        ("CMD-9", site.code, door, True)]
+    # at a locker the counter's take-back would leave the order in its door
+    assert is_problem(producer.post(f"/sites/{site.site_id}/producer-orders/take-back",
+                                    json={"references": ["CMD-9"]}), 422, "validation-failed")
+    # the carrier's code does not open a producer's door
+    site.board.display.clear()
+    site.board.type_carrier_code(
+        locker_carrier_codes.carrier_code_view(world.ctx, ACME, site.site_id)["code"])
+    wait_until(shown(site, "refused"), 10, "the carrier's code opens nothing")
+
+    # left a day in its door: one alert for the operator, raised once
+    assert locker_take_back.raise_take_back_alerts(world.ctx) == 0
+    with world.ctx.db.transaction() as session:
+        session.execute(update(ParcelEvent).where(
+            ParcelEvent.parcel_id == site.parcel(label).id, ParcelEvent.action == "expire"
+        ).values(at=world.ctx.now() - locker_take_back.ORDER_ALERT_AFTER
+                 - timedelta(minutes=1)))
+    sweep = "locker-take-back"  # the periodic sweep (SWEEP_INTERVALS)
+    assert run_sweep(world.ctx, world.client.application.config, sweep) == 1
+    assert run_sweep(world.ctx, world.client.application.config, sweep) == 0
+    with world.ctx.db.read() as session:
+        alert = session.scalar(select(LockerAlert).where(
+            LockerAlert.kind == "take_back_overdue", LockerAlert.site_id == site.site_id))
+        assert alert is not None and alert.compartment == door
+
+    site.board.display.clear()
+    site.board.type_carrier_code(code)
+    wait_until(lambda: site.board.door_state(door) == "open", 10, "the producer's door opens")
+    site.board.close_door(door, occupied=False)
+    wait_until(lambda: site.state_of(label) == "returned", 10, "taken back")
+    taken = event(world, label, "collect")
+    assert taken.actor_kind == "producer" and taken.reason == "taken back by its producer"
+    assert producer.get("/producer/take-back").json["items"] == []
+    assert site.view()["compartments"][door - 1]["state"] == "free"
+
+
+# ---------------------------------------------------------------- announcing without a key
+
+
+def test_announcing_a_drop_off_without_a_key_is_rate_limited_per_address_and_per_locker(
+        world: World) -> None:
+    site_id = locker_registry.register_locker(world.ctx, SYSTEM, {
+        "code": unique_locker_id("R"), "name": "Casier", "locker_model": "mini-6",
+        "address": "Place", "postcode": "44440", "city": "Riaillé", "latitude": 47.5,
+        "longitude": -1.3})["id"]
+    path = f"/api/v1/lockers/{site_id}/drop-offs"
+    # a label no carrier collects here: refused (422), and counted all the same
+    body = {"tracking_number": "ACME00000781", "size_class": "S", "sender": SENDER}
+
+    def announce(address: str) -> Any:
+        return world.client.post(path, json=body, environ_base={"REMOTE_ADDR": address})
+
+    per_client = locker_sending.DROP_OFFS_PER_CLIENT.attempts
+    for _ in range(per_client):
+        assert is_problem(announce("192.0.2.1"), 422, "label-not-collected-here")
+    limited = announce("192.0.2.1")
+    assert is_problem(limited, 429, "too-many-attempts")
+    assert 0 < int(limited.headers["Retry-After"]) <= 3600
+    # another address is not held back by this one; a carrier's platform (its key) is not
+    assert is_problem(announce("192.0.2.2"), 422, "label-not-collected-here")
+    assert is_problem(world.carrier.post(f"/lockers/{site_id}/drop-offs", json=body), 422,
+                      "label-not-collected-here")
+    # the locker as a whole: past its limit, every address waits
+    for n in range(locker_sending.DROP_OFFS_PER_LOCKER.attempts - per_client - 1):
+        assert announce(f"198.51.100.{n}").status_code == 422
+    assert is_problem(announce("203.0.113.9"), 429, "too-many-attempts")
+
+
+# ---------------------------------------------------------------- refused at the door
+
+
+def test_a_resident_refuses_a_parcel_at_the_door_and_its_carrier_s_code_takes_it_back(
+        site: Site) -> None:
+    world = site.world
+    door = site.drop("ACME00000791")
+    site.board.close_door(door, occupied=True)
+    wait_until(lambda: site.state_of("ACME00000791") == "ready_for_pickup", 10, "ready")
+    synced(site)
+    parcel_id = site.parcel("ACME00000791").id
+    with world.ctx.db.read() as session:
+        pin = credentials.code_of(world.ctx, credentials.live_credentials(session, parcel_id)[0])
+    # the resident opens the door, sees the wrong item, leaves it inside and closes the door
+    site.board.type_pin(pin)
+    wait_until(lambda: site.board.door_state(door) == "open", 10, "the resident's door opens")
+    site.board.close_door(door, occupied=True)
+    wait_until(lambda: "left_behind" in site.actions("ACME00000791"), 10, "left inside")
+    assert site.state_of("ACME00000791") == "ready_for_pickup"  # forgotten, or refused?
+
+    link = f"/track/{resident.tracking_token(world.ctx, parcel_id)}/refusal"
+    assert world.anonymous.post(link, json={"reason": ""}).status_code == 422  # say why
+    refused = world.anonymous.post(link, json={"reason": "wrong item"})
+    assert refused.status_code == 200, refused.json
+    assert site.state_of("ACME00000791") == "expired"
+    assert event(world, "ACME00000791", "refuse").reason == "refused by its recipient: wrong item"
+    assert is_problem(world.anonymous.post(link, json={"reason": "again"}), 409,
+                      "invalid-transition")
+    synced(site)
+    # the resident's code died; the carrier's code opens the door and takes it back
+    site.board.display.clear()
+    site.board.type_pin(pin)
+    wait_until(shown(site, "refused"), 10, "the dead code refused")
+    assert site.board.open_calls == [door, door]
+    opened = len(site.board.open_calls)  # the carrier's deposit, the resident's pickup
+    site.board.type_carrier_code(
+        locker_carrier_codes.carrier_code_view(world.ctx, ACME, site.site_id)["code"])
+    wait_until(lambda: site.board.open_calls[opened:] == [door]
+               and site.board.door_state(door) == "open", 10, "the carrier's door opens")
+    site.board.close_door(door, occupied=False)
+    wait_until(lambda: site.state_of("ACME00000791") == "returned", 10, "back to its carrier")
+    assert event(world, "ACME00000791", "collect").actor_kind == "carrier"

@@ -157,7 +157,7 @@ def test_the_embedded_runner_sends_messages_and_runs_every_sweep(
     assert set(runner.intervals) == {"expiry", "reminders", "personal-data-purge",
                                      "locker-reservations", "forecast",
                                      "outbound-overdue", "home-delivery-end-of-day",
-                                     "place-reservations"}
+                                     "place-reservations", "locker-take-back"}
     runner.run_once()  # sends "ready", then the expiry sweep expires the parcel
     runner.run_once()  # sends "expired"; the sweeps are not due again yet
     assert kinds_sent(world, parcel["id"]) == [
