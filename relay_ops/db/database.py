@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from relay_ops.clock import Clock, system_clock
+from relay_ops.db import local_date
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Where a pooled connection finds the clock that stamps the rows it writes (models.stamp_now).
@@ -87,6 +88,7 @@ def _configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        local_date.register_on_sqlite(dbapi_connection)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
