@@ -17,9 +17,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from relay_ops.db.database import Database
 from relay_ops.db.models import ClosingDay, Parcel, ParcelEvent, Site
 from relay_ops.domain import forecast as model
 from relay_ops.domain.lifecycle import State
@@ -216,3 +217,15 @@ def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
         **{f: getattr(inputs, f) for f in inputs.__dataclass_fields__},
         "held": expected_held, "hazards": hazards, **expected_rates}))
     assert model.forecast(inputs) == one_by_one
+
+
+@pytest.mark.postgres
+def test_postgresql_connections_do_not_compile_statements_just_in_time(pg_url: str) -> None:
+    """On analysed tables the statements above, over a big shop's history, pass PostgreSQL's
+    jit_above_cost and spent ~0.8 s each compiling (docs/benchmarks.md, issue 15)."""
+    db = Database(pg_url)
+    try:
+        with db.read() as session:
+            assert session.scalar(text("SHOW jit")) == "off"
+    finally:
+        db.dispose()
