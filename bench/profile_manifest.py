@@ -10,7 +10,9 @@ the last ten days, so the forecast has a history to learn from), then one manife
 ``--parcels`` parcels announced through ``manifests.announce``: the wall and CPU time of that
 call are printed, and with ``--profile`` cProfile's top functions (CPU clock). The
 announcement includes the saturation check (``reroute.check_manifest``: the forecast of every
-touched site, computed and stored).
+touched site, computed and stored). With ``--analyze`` the tables are analysed after seeding,
+as autovacuum would have done on a live database: the planner's choices (and PostgreSQL's JIT
+compilation, which statistics can trigger) are then those of production.
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ def main() -> None:
     parser.add_argument("--parcels", type=int, default=5_000)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     parser.add_argument("--admin-url", default=ADMIN)
+    parser.add_argument("--analyze", action="store_true",
+                        help="ANALYZE the tables after seeding, as autovacuum would on a live "
+                             "database (the default measures fresh tables, no statistics)")
     args = parser.parse_args()
     seed.recreate_database(args.admin_url.replace("+psycopg", ""), DATABASE)
     url = args.admin_url.rsplit("/", 1)[0] + "/" + DATABASE
@@ -78,6 +83,9 @@ def main() -> None:
     world.ctx = ctx
     seed.announce(world, args.on_hand)
     shelve(ctx, args.on_hand)
+    if args.analyze:
+        with ctx.db.engine.begin() as connection:
+            connection.execute(text("ANALYZE"))
     world.ctx = Ctx(db=ctx.db, settings=ctx.settings, clock=lambda: NOW)
     profiler = cProfile.Profile(time.process_time) if args.profile else None
     body = {"reference": "profiled", "parcels": [

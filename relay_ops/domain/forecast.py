@@ -44,14 +44,23 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from relay_ops.domain.van_backlog import carry_refused
 
 ClosedOn = Callable[[date], bool]
+T = TypeVar("T", bound=Hashable)
+# Many parcels with the same facts: one by one, or each kind once with how many share it
+# (the service layer counts them in SQL: a site's 100,000 parcels are a few hundred kinds).
+Counted = Sequence[T] | Mapping[T, int]
+
+
+def kinds(items: Counted[T]) -> Mapping[T, int]:
+    """Each distinct item with its count."""
+    return items if isinstance(items, Mapping) else Counter(items)
 
 # Published pickup delays (DESIGN 1b): counters 61 % the first day, 99 % within three days,
 # the remaining 1 % trickling out until the deadline; lockers (7 h average against 22 h at a
@@ -104,7 +113,7 @@ def open_ages(start: date, end: date, closed_on: ClosedOn) -> dict[date, int]:
 
 
 def learn_hazards(
-    stays: Sequence[Stay],
+    stays: Counted[Stay],
     prior: Sequence[float],
     today: date,
     closed_on: ClosedOn,
@@ -118,19 +127,19 @@ def learn_hazards(
     """
     at_risk = [0] * (MAX_AGE + 1)
     picked = [0] * (MAX_AGE + 1)
-    for stay in stays:
+    for stay, count in kinds(stays).items():
         last = stay.ended if stay.ended is not None else today - timedelta(days=1)
         if stay.ended is not None and not stay.picked_up:
             last = stay.ended - timedelta(days=1)
         ages = open_ages(stay.check_in, min(last, today), closed_on)
         for age in ages.values():
             if age <= MAX_AGE:
-                at_risk[age] += 1
+                at_risk[age] += count
         if stay.picked_up and stay.ended is not None and ages:
             # A pickup recorded on a closed day (an exception) counts on the last open day.
             age = max(ages.values())
             if age <= MAX_AGE:
-                picked[age] += 1
+                picked[age] += count
     return tuple(
         (picked[k] + prior_weight * hazard_at(prior, k)) / (at_risk[k] + prior_weight)
         for k in range(MAX_AGE + 1)
@@ -216,7 +225,7 @@ def learn_arrival_rate(
 
 
 def learn_lead_share(
-    leads_hours: Sequence[float | None], horizons_hours: Sequence[float]
+    leads_hours: Counted[float | None], horizons_hours: Sequence[float]
 ) -> tuple[float, ...]:
     """``F``: for each horizon, the share of check-ins announced at least that many hours
     before the start of the day they arrived (negative: announced that same day). ``None`` is
@@ -226,11 +235,13 @@ def learn_lead_share(
     when the van comes, and a manifest sent at 20:00 for the next day counts as announced for
     a forecast made at 21:00, not for one made at 05:00 that morning.
     """
-    if not leads_hours:
+    counted = kinds(leads_hours)
+    n = sum(counted.values())
+    if not n:
         return ()
-    n = len(leads_hours)
     return tuple(
-        sum(1 for lead in leads_hours if lead is not None and lead >= horizon) / n
+        sum(count for lead, count in counted.items() if lead is not None and lead >= horizon)
+        / n
         for horizon in horizons_hours
     )
 
@@ -264,7 +275,7 @@ class Arrival:
 class SiteInputs:
     today: date
     capacity: int
-    held: Sequence[Held] = ()
+    held: Counted[Held] = ()
     announced: Sequence[Arrival] = ()
     baseline: float = 0.0  # expected check-ins per open day today, announced or not
     dispersion: float = 1.0
@@ -395,7 +406,7 @@ def forecast(inputs: SiteInputs) -> list[DayForecast]:
 
     # Parcels alike (same age and dates, same arrival day and odds) have the same presence:
     # computed once per kind, a site's 100,000 parcels on hand are a few dozen kinds.
-    for parcel, count in Counter(inputs.held).items():
+    for parcel, count in kinds(inputs.held).items():
         add_bernoulli(
             1.0,
             _presence(inputs, inputs.today, parcel.age, parcel.pickup_until,

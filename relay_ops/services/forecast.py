@@ -9,34 +9,30 @@ transaction), when someone reads a site's forecast, and for every site from
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
 
-from sqlalchemy import Float, ScalarSelect, Select, and_, cast, func, select
+from sqlalchemy import Float, ScalarSelect, and_, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from relay_ops.db.local_date import local_date
 from relay_ops.db.models import Location, Parcel, ParcelEvent, Site, SiteForecast
 from relay_ops.domain import forecast as model
 from relay_ops.domain import season
 from relay_ops.domain.hours import ALWAYS_OPEN, DAYS
 from relay_ops.domain.lifecycle import HELD_STATES, State
 from relay_ops.domain.site_kinds import has_shelves
+from relay_ops.services import forecast_learning as learning
 from relay_ops.services import history, reservations
 from relay_ops.services.context import Ctx
+from relay_ops.services.forecast_learning import local_day
 from relay_ops.services.sites import closed_on, in_service_on, occupancy_of, shelf_load
 
 HELD = [s.value for s in HELD_STATES]
-ENDINGS = ("pick_up", "expire", "refuse", "declare_missing", "declare_damaged")
 LATE_ANNOUNCED_DAYS = 2  # an announced parcel this late may still come, at half the odds
 # (one refused at the counter for lack of room is known to come back: full odds, see _announced)
-
-
-def local_day(ctx: Ctx, moment: datetime) -> date:
-    return moment.astimezone(ctx.settings.timezone).date()
 
 
 def site_closed_on(session: Session, site: Site) -> model.ClosedOn:
@@ -71,7 +67,6 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
     today = local_day(ctx, now)
     settings = ctx.settings.forecast
     closed = site_closed_on(session, site)
-    check_ins = _check_ins(ctx, session, site, now)
     return model.SiteInputs(
         today=today,
         capacity=occupancy_of(session, site).capacity,
@@ -80,9 +75,8 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
         # Places held here for proposals' parcels, still announced elsewhere (room promised).
         announced=_announced(ctx, session, site, today, closed)
         + reservations.promised_arrivals(ctx, session, site, today),
-        **_arrival_rates(ctx, session, site, _first_attempts(ctx, session, site, now), now,
-                         closed),
-        hazards=_hazards(ctx, session, site, check_ins, today, closed),
+        **learning.arrival_rates(ctx, session, site, now, closed),
+        hazards=learning.hazards(ctx, session, site, now, closed),
         holding_days=ctx.settings.holding[site.kind].days,
         return_lag_days=settings.return_lag_days,
         today_remaining=today_remaining(ctx, site, now),
@@ -111,27 +105,31 @@ def temporary_capacity(session: Session, site: Site, today: date, horizon: int
 
 def _held(
     ctx: Ctx, session: Session, site: Site, today: date, closed: model.ClosedOn
-) -> list[model.Held]:
+) -> dict[model.Held, int]:
+    """The parcels on hand, counted by kind: parcels in the same state checked in on the
+    same local day with the same deadline day are alike, so SQL counts them (a shop's
+    100,000 parcels on hand are a few hundred kinds, issue 15)."""
     lag = timedelta(days=ctx.settings.forecast.return_lag_days)
-    held = []
+    zone = ctx.settings.timezone
+    checked_in = local_date(Parcel.checked_in_at, zone)
+    deadline = local_date(Parcel.holding_deadline, zone)
+    keys = (Parcel.state, checked_in, deadline)
     rows = session.execute(
-        select(Parcel.state, Parcel.checked_in_at, Parcel.holding_deadline).where(
-            Parcel.site_id == site.id, Parcel.state.in_(HELD)
-        )
+        select(*keys, func.count())
+        .where(Parcel.site_id == site.id, Parcel.state.in_(HELD))
+        .group_by(*keys)
+        .order_by(*keys)  # the same sums in the same order each time
     )
-    ages: dict[date, int] = {}  # parcels checked in the same day have the same age
-    for state, checked_in_at, deadline in rows:
-        start = local_day(ctx, checked_in_at) if checked_in_at else today
-        if start not in ages:
-            ages[start] = len(model.open_ages(start, today - timedelta(days=1), closed))
-        age = ages[start]
-        end = local_day(ctx, deadline) if deadline else today
+    held: Counter[model.Held] = Counter()
+    for state, start, end, count in rows:
+        start, end = start or today, end or today
+        age = len(model.open_ages(start, today - timedelta(days=1), closed))
         collectable = state == State.READY_FOR_PICKUP.value
-        held.append(model.Held(
+        held[model.Held(
             age=age, pickup_until=end if collectable else None,
             leaves_after=max(today, end + lag),
-        ))
-    return held
+        )] += count
+    return dict(held)
 
 
 def _announced(
@@ -169,142 +167,12 @@ def _announced(
     return arrivals
 
 
-def _window_start(ctx: Ctx, now: datetime) -> datetime:
-    """The start of the longer of the two learning windows (dwell times, arrival rate)."""
-    settings = ctx.settings.forecast
-    return now - timedelta(days=max(settings.dwell_window_days, settings.arrival_window_days))
-
-
-def _check_in_events(ctx: Ctx, site: Site, now: datetime) -> Select[int, datetime]:
-    return select(ParcelEvent.parcel_id, ParcelEvent.at).where(
-        ParcelEvent.site_id == site.id,
-        ParcelEvent.action == "check_in",
-        ParcelEvent.at >= _window_start(ctx, now),
-    )
-
-
-def _check_ins(
-    ctx: Ctx, session: Session, site: Site, now: datetime
-) -> list[tuple[int, datetime]]:
-    """(parcel id, moment) of the site's check-ins over the longer of the two windows."""
-    return [(parcel_id, at) for parcel_id, at in session.execute(_check_in_events(ctx, site, now))]
-
-
 def _first_attempts(
     ctx: Ctx, session: Session, site: Site, now: datetime
 ) -> list[tuple[int, datetime]]:
-    """(parcel id, moment) of each parcel's first attempt at the site over the arrival window:
-    its check-in, or its first refusal for lack of room if it was turned away before.
-
-    Demand, not what a full site let in: a full site's check-ins are its free places, and a
-    rate learned from them alone says a full site has less demand the fuller it gets."""
-    since = now - timedelta(days=ctx.settings.forecast.arrival_window_days + 1)
-    rows = session.execute(
-        select(ParcelEvent.parcel_id, func.min(ParcelEvent.at)).where(
-            ParcelEvent.site_id == site.id,
-            ParcelEvent.action.in_(("check_in", history.CHECK_IN_REFUSED)),
-            ParcelEvent.at >= since,
-        ).group_by(ParcelEvent.parcel_id)
-    )
-    return [(parcel_id, at) for parcel_id, at in rows]
-
-
-def _first_events(
-    ctx: Ctx, session: Session, site: Site, actions: Iterable[str]
-) -> dict[int, tuple[str, datetime]]:
-    """The earliest event among ``actions`` of each parcel that came to the site (checked in,
-    or refused for lack of room: a first attempt) within the windows, in one statement: the
-    parcels are named by a subquery, not by a list of ids (100,000 ids cost seconds of
-    parameter handling, issue 15)."""
-    came = select(ParcelEvent.parcel_id).where(
-        ParcelEvent.site_id == site.id,
-        ParcelEvent.action.in_(("check_in", history.CHECK_IN_REFUSED)),
-        ParcelEvent.at >= _window_start(ctx, ctx.now()),
-    )
-    rows = session.execute(
-        select(ParcelEvent.parcel_id, ParcelEvent.action, ParcelEvent.at)
-        .where(ParcelEvent.parcel_id.in_(came), ParcelEvent.action.in_(list(actions)))
-        .order_by(ParcelEvent.id)
-    )
-    found: dict[int, tuple[str, datetime]] = {}
-    for parcel_id, action, at in rows:
-        found.setdefault(parcel_id, (action, at))
-    return found
-
-
-def _hazards(
-    ctx: Ctx, session: Session, site: Site, check_ins: list[tuple[int, datetime]], today: date,
-    closed: model.ClosedOn,
-) -> tuple[float, ...]:
-    settings = ctx.settings.forecast
-    since = today - timedelta(days=settings.dwell_window_days)
-    recent = [(pid, local_day(ctx, at)) for pid, at in check_ins]
-    recent = [(pid, day) for pid, day in recent if day >= since]
-    endings = _first_events(ctx, session, site, ENDINGS)
-    stays = []
-    for pid, day in recent:
-        action, at = endings.get(pid, ("", None))
-        stays.append(model.Stay(
-            check_in=day,
-            ended=local_day(ctx, at) if at is not None else None,
-            picked_up=action == "pick_up",
-        ))
-    prior = model.PRIOR_HAZARDS.get(site.kind, model.PRIOR_HAZARDS["shop"])
-    return model.learn_hazards(stays, prior, today, closed, settings.prior_weight)
-
-
-def _arrival_rates(
-    ctx: Ctx, session: Session, site: Site, attempts: list[tuple[int, datetime]], now: datetime,
-    closed: model.ClosedOn,
-) -> dict[str, Any]:
-    """Level, trend and lead shares of the site's demand: its first attempts per open day."""
-    settings = ctx.settings.forecast
-    recent, daily = daily_check_ins(ctx, attempts, now, closed)
-    rate = model.learn_arrival_rate(
-        daily, settings.arrival_half_life_days, with_trend=settings.arrival_trend
-    ).widened(settings.rate_uncertainty_factor)
-    announced = _first_events(ctx, session, site, ("announce",))
-    leads = [
-        (_day_start(ctx, local_day(ctx, at)) - announced[pid][1]).total_seconds() / 3600
-        if pid in announced else None
-        for pid, at in recent
-    ]
-    return {
-        **rate.as_inputs(),
-        "trend_damping": settings.trend_damping,
-        "lead_share": model.learn_lead_share(leads, _hours_until_each_day(ctx, now)),
-    }
-
-
-def daily_check_ins(
-    ctx: Ctx, check_ins: list[tuple[int, datetime]], now: datetime, closed: model.ClosedOn
-) -> tuple[list[tuple[int, datetime]], list[int]]:
-    """The window's check-ins (or first attempts), and their count per open day, oldest
-    first, up to yesterday."""
-    today = local_day(ctx, now)
-    since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
-    recent = [(pid, at) for pid, at in check_ins if since <= local_day(ctx, at) < today]
-    if recent:
-        # Days before the site's first parcel are not days without parcels (a new site).
-        since = max(since, min(local_day(ctx, at) for _, at in recent))
-    per_day: dict[date, int] = defaultdict(int)
-    for _, at in recent:
-        per_day[local_day(ctx, at)] += 1
-    open_days = model.open_ages(since, today - timedelta(days=1), closed)
-    return recent, [per_day.get(day, 0) for day in sorted(open_days)]
-
-
-def _day_start(ctx: Ctx, day: date) -> datetime:
-    return datetime.combine(day, time(0, 0), tzinfo=ctx.settings.timezone)
-
-
-def _hours_until_each_day(ctx: Ctx, now: datetime) -> list[float]:
-    """Hours from now to the start of each forecast day (negative for today: begun)."""
-    today = local_day(ctx, now)
-    return [
-        (_day_start(ctx, today + timedelta(days=i)) - now).total_seconds() / 3600
-        for i in range(ctx.settings.forecast.horizon_days + 1)
-    ]
+    """Each parcel's first attempt at the site over the arrival window, one by one
+    (``forecast_learning.first_attempts``; the forecast reads them counted)."""
+    return learning.first_attempts(ctx, session, site, now)
 
 
 # ---------------------------------------------------------------- computing and storing

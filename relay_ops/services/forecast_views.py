@@ -14,16 +14,11 @@ from sqlalchemy.orm import Session
 from relay_ops.db.models import Carrier, Parcel, ParcelEvent, Site, SiteForecast
 from relay_ops.domain import forecast as model
 from relay_ops.domain.errors import NotFound
-from relay_ops.domain.lifecycle import HELD_STATES, State
+from relay_ops.domain.lifecycle import State
 from relay_ops.services import history, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.forecast import compute, local_day, refresh
 from relay_ops.services.principal import Principal, Role, require_role, require_site
-
-HELD = [s.value for s in HELD_STATES]
-ENDINGS = ("pick_up", "expire", "refuse", "declare_missing", "declare_damaged")
-LATE_ANNOUNCED_DAYS = 2  # an announced parcel this late may still come, at half the odds
-# (one refused at the counter for lack of room is known to come back: full odds, see _announced)
 
 
 def day_view(day: model.DayForecast) -> dict[str, Any]:

@@ -1,0 +1,189 @@
+"""What a site's forecast learns from its own history: the pickup hazards (dwell times) and
+the demand (arrival rate, lead shares), read from its parcel events (docs/forecast.md).
+
+Each is read in one statement that counts parcels alike in SQL, grouped by local day (and by
+the moment of the announcement for the lead shares; a manifest's parcels share it): the
+model learns from counts, so a shop with 100,000 parcels in its windows sends a few hundred
+rows, not 100,000 for Python to convert one by one (issue 15). The counts are exactly those
+of the parcels taken one by one: ``tests/integration/test_forecast_learning.py`` compares
+the two on the same history.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, ScalarSelect, Select, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+
+from relay_ops.db.local_date import local_date
+from relay_ops.db.models import ParcelEvent, Site
+from relay_ops.domain import forecast as model
+from relay_ops.services import history
+from relay_ops.services.context import Ctx
+
+ENDINGS = ("pick_up", "expire", "refuse", "declare_missing", "declare_damaged")
+ATTEMPTS = ("check_in", history.CHECK_IN_REFUSED)
+T = TypeVar("T")  # a column's Python type
+
+
+def local_day(ctx: Ctx, moment: datetime) -> date:
+    return moment.astimezone(ctx.settings.timezone).date()
+
+
+def day_start(ctx: Ctx, day: date) -> datetime:
+    return datetime.combine(day, time(0, 0), tzinfo=ctx.settings.timezone)
+
+
+def _window_start(ctx: Ctx, now: datetime) -> datetime:
+    """The start of the longer of the two learning windows (dwell times, arrival rate)."""
+    settings = ctx.settings.forecast
+    return now - timedelta(days=max(settings.dwell_window_days, settings.arrival_window_days))
+
+
+def _first_of(
+    column: InstrumentedAttribute[T], parcel_id: ColumnElement[int], actions: Iterable[str]
+) -> ScalarSelect[T]:
+    """``column`` of the parcel's earliest event among ``actions`` (NULL: none).
+
+    Looked up parcel by parcel in the (parcel_id, id) index: a few rows each, whatever the
+    statistics say. A join of two grouped subqueries, which fresh tables' statistics both
+    call "one row", became a nested loop of 100,000 × 100,000 comparisons (issue 15)."""
+    return (
+        select(column)
+        .where(ParcelEvent.parcel_id == parcel_id, ParcelEvent.action.in_(list(actions)))
+        .order_by(ParcelEvent.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+# ---------------------------------------------------------------- dwell times
+
+
+def _check_ins(ctx: Ctx, site: Site, now: datetime) -> Select[int, datetime]:
+    """(parcel id, moment) of the site's check-ins over the longer of the two windows."""
+    return select(ParcelEvent.parcel_id, ParcelEvent.at).where(
+        ParcelEvent.site_id == site.id,
+        ParcelEvent.action == "check_in",
+        ParcelEvent.at >= _window_start(ctx, now),
+    )
+
+
+def stays(ctx: Ctx, session: Session, site: Site, now: datetime) -> dict[model.Stay, int]:
+    """The window's stays, counted: each check-in paired with the parcel's first ending event
+    (pickup, expiry, loss, damage; none while it is still on the shelf)."""
+    zone = ctx.settings.timezone
+    check_ins = _check_ins(ctx, site, now).subquery()
+    paired = select(
+        check_ins.c.at, _first_of(ParcelEvent.id, check_ins.c.parcel_id, ENDINGS).label("ending_id")
+    ).subquery()
+    ending = aliased(ParcelEvent)
+    checked_in, ended = local_date(paired.c.at, zone), local_date(ending.at, zone)
+    rows = session.execute(
+        select(checked_in, ended, ending.action, func.count())
+        .select_from(paired)
+        .outerjoin(ending, ending.id == paired.c.ending_id)
+        .group_by(checked_in, ended, ending.action)
+    )
+    since = local_day(ctx, now) - timedelta(days=ctx.settings.forecast.dwell_window_days)
+    counted: Counter[model.Stay] = Counter()
+    for day, end, action, count in rows:
+        if day >= since:
+            counted[model.Stay(check_in=day, ended=end, picked_up=action == "pick_up")] += count
+    return dict(counted)
+
+
+def hazards(
+    ctx: Ctx, session: Session, site: Site, now: datetime, closed: model.ClosedOn
+) -> tuple[float, ...]:
+    settings = ctx.settings.forecast
+    prior = model.PRIOR_HAZARDS.get(site.kind, model.PRIOR_HAZARDS["shop"])
+    return model.learn_hazards(stays(ctx, session, site, now), prior, local_day(ctx, now),
+                               closed, settings.prior_weight)
+
+
+# ---------------------------------------------------------------- demand
+
+
+def _first_attempt_events(ctx: Ctx, site: Site, now: datetime) -> Select[int, datetime]:
+    """(parcel id, moment) of each parcel's first attempt at the site over the arrival window:
+    its check-in, or its first refusal for lack of room if it was turned away before.
+
+    Demand, not what a full site let in: a full site's check-ins are its free places, and a
+    rate learned from them alone says a full site has less demand the fuller it gets."""
+    since = now - timedelta(days=ctx.settings.forecast.arrival_window_days + 1)
+    return select(ParcelEvent.parcel_id, func.min(ParcelEvent.at).label("at")).where(
+        ParcelEvent.site_id == site.id,
+        ParcelEvent.action.in_(ATTEMPTS),
+        ParcelEvent.at >= since,
+    ).group_by(ParcelEvent.parcel_id)
+
+
+def first_attempts(
+    ctx: Ctx, session: Session, site: Site, now: datetime
+) -> list[tuple[int, datetime]]:
+    """The first attempts one by one (the forecast itself reads them counted)."""
+    rows = session.execute(_first_attempt_events(ctx, site, now))
+    return [(parcel_id, at) for parcel_id, at in rows]
+
+
+def _attempts_by_day(
+    ctx: Ctx, session: Session, site: Site, now: datetime
+) -> list[tuple[date, datetime | None, int]]:
+    """(local day, moment of the parcel's first announcement or None, parcels) of the first
+    attempts over the arrival window."""
+    attempts = _first_attempt_events(ctx, site, now).subquery()
+    paired = select(
+        attempts.c.at,
+        _first_of(ParcelEvent.at, attempts.c.parcel_id, ("announce",)).label("announced_at"),
+    ).subquery()
+    day = local_date(paired.c.at, ctx.settings.timezone)
+    rows = session.execute(
+        select(day, paired.c.announced_at, func.count()).group_by(day, paired.c.announced_at)
+    )
+    return [(day, announced_at, count) for day, announced_at, count in rows]
+
+
+def arrival_rates(
+    ctx: Ctx, session: Session, site: Site, now: datetime, closed: model.ClosedOn
+) -> dict[str, Any]:
+    """Level, trend and lead shares of the site's demand: its first attempts per open day,
+    oldest first, up to yesterday, and how long before their day they were announced."""
+    settings = ctx.settings.forecast
+    today = local_day(ctx, now)
+    since = today - timedelta(days=settings.arrival_window_days)
+    recent = [row for row in _attempts_by_day(ctx, session, site, now) if since <= row[0] < today]
+    if recent:
+        # Days before the site's first parcel are not days without parcels (a new site).
+        since = max(since, min(day for day, _, _ in recent))
+    per_day: Counter[date] = Counter()
+    leads: Counter[float | None] = Counter()  # hours from announcement to the day's start
+    for day, announced_at, count in recent:
+        per_day[day] += count
+        lead = None
+        if announced_at is not None:
+            lead = (day_start(ctx, day) - announced_at).total_seconds() / 3600
+        leads[lead] += count
+    open_days = model.open_ages(since, today - timedelta(days=1), closed)
+    daily = [per_day.get(day, 0) for day in sorted(open_days)]
+    rate = model.learn_arrival_rate(
+        daily, settings.arrival_half_life_days, with_trend=settings.arrival_trend
+    ).widened(settings.rate_uncertainty_factor)
+    return {
+        **rate.as_inputs(),
+        "trend_damping": settings.trend_damping,
+        "lead_share": model.learn_lead_share(leads, _hours_until_each_day(ctx, now)),
+    }
+
+
+def _hours_until_each_day(ctx: Ctx, now: datetime) -> list[float]:
+    """Hours from now to the start of each forecast day (negative for today: begun)."""
+    today = local_day(ctx, now)
+    return [
+        (day_start(ctx, today + timedelta(days=i)) - now).total_seconds() / 3600
+        for i in range(ctx.settings.forecast.horizon_days + 1)
+    ]

@@ -1,0 +1,231 @@
+"""The forecast's inputs counted in SQL are those of the parcels taken one by one (issue 15).
+
+The forecast reads a site's parcels on hand and its history counted by local day in SQL
+(``forecast._held``, ``forecast_learning``). The reference below is the row-by-row reading
+it replaced, kept here as the oracle: on a history built to hit the corners (local days that
+are not UTC days, the October clock change, the windows' edges, closing days, parcels
+checked in twice, ended at another site, announced twice or never, refused then checked
+in), both give the same counts, the same learned hazards and rates, and the same forecast,
+on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from relay_ops.db.database import Database
+from relay_ops.db.models import ClosingDay, Parcel, ParcelEvent, Site
+from relay_ops.domain import forecast as model
+from relay_ops.domain.lifecycle import State
+from relay_ops.services import forecast, forecast_learning, history
+from relay_ops.services.context import Ctx
+from tests.conftest import Clock
+from tests.support import World
+
+ENDINGS = ("pick_up", "expire", "declare_missing", "declare_damaged")
+
+
+# ---------------------------------------------------------------- the reference: row by row
+
+
+def reference_held(ctx: Ctx, session: Session, site: Site, today: date,
+                   closed: model.ClosedOn) -> list[model.Held]:
+    lag = timedelta(days=ctx.settings.forecast.return_lag_days)
+    held = []
+    rows = session.execute(select(Parcel.state, Parcel.checked_in_at, Parcel.holding_deadline)
+                           .where(Parcel.site_id == site.id, Parcel.state.in_(forecast.HELD)))
+    for state, checked_in_at, deadline in rows:
+        start = forecast.local_day(ctx, checked_in_at) if checked_in_at else today
+        age = len(model.open_ages(start, today - timedelta(days=1), closed))
+        end = forecast.local_day(ctx, deadline) if deadline else today
+        collectable = state == State.READY_FOR_PICKUP.value
+        held.append(model.Held(age=age, pickup_until=end if collectable else None,
+                               leaves_after=max(today, end + lag)))
+    return held
+
+
+def _window_start(ctx: Ctx, now: datetime) -> datetime:
+    settings = ctx.settings.forecast
+    return now - timedelta(days=max(settings.dwell_window_days, settings.arrival_window_days))
+
+
+def reference_first_events(ctx: Ctx, session: Session, site: Site, actions: tuple[str, ...]
+                           ) -> dict[int, tuple[str, datetime]]:
+    came = select(ParcelEvent.parcel_id).where(
+        ParcelEvent.site_id == site.id,
+        ParcelEvent.action.in_(("check_in", history.CHECK_IN_REFUSED)),
+        ParcelEvent.at >= _window_start(ctx, ctx.now()))
+    rows = session.execute(select(ParcelEvent.parcel_id, ParcelEvent.action, ParcelEvent.at)
+                           .where(ParcelEvent.parcel_id.in_(came),
+                                  ParcelEvent.action.in_(actions))
+                           .order_by(ParcelEvent.id))
+    found: dict[int, tuple[str, datetime]] = {}
+    for parcel_id, action, at in rows:
+        found.setdefault(parcel_id, (action, at))
+    return found
+
+
+def reference_stays(ctx: Ctx, session: Session, site: Site, now: datetime) -> list[model.Stay]:
+    today = forecast.local_day(ctx, now)
+    since = today - timedelta(days=ctx.settings.forecast.dwell_window_days)
+    check_ins = session.execute(select(ParcelEvent.parcel_id, ParcelEvent.at).where(
+        ParcelEvent.site_id == site.id, ParcelEvent.action == "check_in",
+        ParcelEvent.at >= _window_start(ctx, now)))
+    recent = [(pid, forecast.local_day(ctx, at)) for pid, at in check_ins]
+    endings = reference_first_events(ctx, session, site, ENDINGS)
+    stays = []
+    for pid, day in recent:
+        if day < since:
+            continue
+        action, at = endings.get(pid, ("", None))
+        stays.append(model.Stay(check_in=day,
+                                ended=forecast.local_day(ctx, at) if at is not None else None,
+                                picked_up=action == "pick_up"))
+    return stays
+
+
+def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetime,
+                            closed: model.ClosedOn) -> dict[str, Any]:
+    settings = ctx.settings.forecast
+    attempts = forecast._first_attempts(ctx, session, site, now)
+    today = forecast.local_day(ctx, now)
+    since = today - timedelta(days=settings.arrival_window_days)
+    recent = [(pid, at) for pid, at in attempts
+              if since <= forecast.local_day(ctx, at) < today]
+    if recent:
+        since = max(since, min(forecast.local_day(ctx, at) for _, at in recent))
+    per_day: dict[date, int] = defaultdict(int)
+    for _, at in recent:
+        per_day[forecast.local_day(ctx, at)] += 1
+    open_days = model.open_ages(since, today - timedelta(days=1), closed)
+    daily = [per_day.get(day, 0) for day in sorted(open_days)]
+    rate = model.learn_arrival_rate(
+        daily, settings.arrival_half_life_days, with_trend=settings.arrival_trend
+    ).widened(settings.rate_uncertainty_factor)
+    announced = reference_first_events(ctx, session, site, ("announce",))
+
+    def start(day: date) -> datetime:
+        return datetime.combine(day, time(0, 0), tzinfo=ctx.settings.timezone)
+
+    leads = [(start(forecast.local_day(ctx, at)) - announced[pid][1]).total_seconds() / 3600
+             if pid in announced else None for pid, at in recent]
+    horizons = [(start(today + timedelta(days=i)) - now).total_seconds() / 3600
+                for i in range(settings.horizon_days + 1)]
+    return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
+            "lead_share": model.learn_lead_share(leads, horizons)}
+
+
+# ---------------------------------------------------------------- a history with corners
+
+
+def _event(session: Session, parcel: Parcel, action: str, at: datetime, site_id: int) -> None:
+    session.add(ParcelEvent(parcel_id=parcel.id, at=at, action=action, to_state=parcel.state,
+                            actor_kind="system", site_id=site_id, data={}))
+
+
+def build_history(world: World, clock: Clock) -> None:
+    """About 400 parcels over the last 70 days at the world's shop, with their events."""
+    rng = random.Random(15)
+    now = clock.now
+    # Moments near local midnight (22:xx and 23:xx UTC are the next day in Paris, or not,
+    # by season), at the windows' edges (56 and 29 days back, around now's time of day).
+    hours = [0.2, 7.5, 9.0, 12.0, 21.9, 22.5, 23.2, 23.9]
+    with world.ctx.db.transaction() as session:
+        session.add_all([ClosingDay(site_id=world.shop_id, day=date(2026, 11, 11)),
+                         ClosingDay(site_id=world.shop_id, day=date(2026, 10, 26))])
+        manifests = [now - timedelta(days=d, hours=h) for d in range(1, 72, 3)
+                     for h in (3.0, 14.5)]
+        for n in range(400):
+            back = rng.choice([rng.uniform(0, 70), 56 + rng.uniform(-0.6, 0.6),
+                               29 + rng.uniform(-0.6, 0.6), rng.uniform(0, 1.2)])
+            day = (now - timedelta(days=back)).date()
+            moment = datetime.combine(day, time(0, 0), tzinfo=UTC) + timedelta(
+                hours=rng.choice(hours) + rng.uniform(0, 0.09))
+            if moment > now:
+                moment = now - timedelta(minutes=rng.randint(1, 500))
+            ending = rng.choice(["pick_up", "pick_up", "pick_up", "expire", "declare_damaged",
+                                 None, None])
+            state = {"pick_up": "picked_up", "expire": "expired", "declare_damaged": "damaged",
+                     None: "ready_for_pickup"}[ending]
+            deadline = rng.choice([moment + timedelta(days=10, hours=rng.uniform(0, 30)), None])
+            parcel = Parcel(tracking_number=f"LEARN{n:07d}", site_id=world.shop_id, state=state,
+                            checked_in_at=rng.choice([moment, moment, None]),
+                            holding_deadline=deadline)
+            session.add(parcel)
+            session.flush()
+            announced = rng.random()
+            if announced < 0.7:  # a manifest's moment, shared by its parcels
+                _event(session, parcel, "announce",
+                       rng.choice([m for m in manifests if m < moment] or [moment]),
+                       world.shop_id)
+            elif announced < 0.8:  # announced on its own, then again
+                first = moment - timedelta(hours=rng.uniform(0, 60))
+                _event(session, parcel, "announce", first, world.shop_id)
+                _event(session, parcel, "announce", first + timedelta(hours=1), world.shop_id)
+            if rng.random() < 0.15:  # turned away first for lack of room
+                _event(session, parcel, history.CHECK_IN_REFUSED,
+                       moment - timedelta(hours=rng.uniform(2, 40)), world.shop_id)
+            _event(session, parcel, "check_in", moment, world.shop_id)
+            if rng.random() < 0.05:  # checked in a second time
+                _event(session, parcel, "check_in", moment + timedelta(hours=5), world.shop_id)
+            if ending is not None:
+                end = min(now, moment + timedelta(days=rng.choice([0, 0, 1, 2, 3, 11]),
+                                                  hours=rng.uniform(0, 10)))
+                where = world.other_shop_id if rng.random() < 0.05 else world.shop_id
+                _event(session, parcel, ending, end, where)
+                if rng.random() < 0.1:  # a later ending never counts: the first one does
+                    _event(session, parcel, "pick_up", end + timedelta(hours=1), world.shop_id)
+
+
+@pytest.mark.parametrize("hour", [9.0, 22.7])
+def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
+        world: World, clock: Clock, hour: float) -> None:
+    clock.now = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(hours=hour)
+    build_history(world, clock)
+    ctx, now = world.ctx, clock.now
+    today = forecast.local_day(ctx, now)
+    with ctx.db.read() as session:
+        site = session.get(Site, world.shop_id)
+        assert site is not None
+        closed = forecast.site_closed_on(session, site)
+        held = forecast._held(ctx, session, site, today, closed)
+        stays = forecast_learning.stays(ctx, session, site, now)
+        rates = forecast_learning.arrival_rates(ctx, session, site, now, closed)
+        hazards = forecast_learning.hazards(ctx, session, site, now, closed)
+        inputs = forecast.inputs_for(ctx, session, site)
+
+        expected_held = reference_held(ctx, session, site, today, closed)
+        expected_stays = reference_stays(ctx, session, site, now)
+        expected_rates = reference_arrival_rates(ctx, session, site, now, closed)
+        parcels = session.scalar(select(func.count()).select_from(Parcel))
+    assert held == Counter(expected_held) and len(held) < len(expected_held)
+    assert stays == Counter(expected_stays) and len(stays) < len(expected_stays)
+    assert rates == expected_rates
+    prior = model.PRIOR_HAZARDS["shop"]
+    assert hazards == model.learn_hazards(expected_stays, prior, today, closed,
+                                          ctx.settings.forecast.prior_weight)
+    assert len(expected_held) > 100 and len(expected_stays) > 200 and parcels == 400
+    assert 0 < rates["lead_share"][1] < 1 and rates["baseline"] > 0  # a history, not zeros
+    one_by_one = model.forecast(model.SiteInputs(**{
+        **{f: getattr(inputs, f) for f in inputs.__dataclass_fields__},
+        "held": expected_held, "hazards": hazards, **expected_rates}))
+    assert model.forecast(inputs) == one_by_one
+
+
+@pytest.mark.postgres
+def test_postgresql_connections_do_not_compile_statements_just_in_time(pg_url: str) -> None:
+    """On analysed tables the statements above, over a big shop's history, pass PostgreSQL's
+    jit_above_cost and spent ~0.8 s each compiling (docs/benchmarks.md, issue 15)."""
+    db = Database(pg_url)
+    try:
+        with db.read() as session:
+            assert session.scalar(text("SHOW jit")) == "off"
+    finally:
+        db.dispose()
