@@ -38,6 +38,7 @@ from relay_ops.services.credentials import (
 )
 from relay_ops.services.parcel_views import (
     READY,
+    STAFF,
     by_tracking,
     left_view,
     parcel_view,
@@ -45,6 +46,9 @@ from relay_ops.services.parcel_views import (
 )
 from relay_ops.services.principal import (
     Principal,
+    Role,
+    require_role,
+    require_site,
 )
 
 IDENTITY_FIELDS = ("document_type", "document_last4", "name")
@@ -114,7 +118,7 @@ def pick_up(
     claim = PickupClaim(code or "", tracking_number, recipient_name)
     failure: DomainError | None = None
     with ctx.db.transaction() as session:
-        site = site_for_staff(session, actor, site_id, lock=False)
+        site = _site_for_pickup(session, actor, site_id, claim)
         parcel, credential, failure, live = _match_credential(
             ctx, session, site, claim, identity, override_lock, actor, now
         )
@@ -134,6 +138,20 @@ def pick_up(
             }
     # The wrong attempt was committed above; only now is the refusal reported.
     raise failure
+
+
+def _site_for_pickup(
+    session: Session, actor: Principal, site_id: int, claim: PickupClaim
+) -> Site:
+    """The counter's site; for a code alone, with the lock its guesses take (one statement)."""
+    if claim.names_the_parcel or not claim.digits:
+        return site_for_staff(session, actor, site_id, lock=False)
+    require_role(actor, *STAFF, Role.SYSTEM)
+    require_site(actor, site_id)
+    site = throttle.site_for_code_guess(session, site_id)
+    if site is None:
+        raise NotFound(f"no site {site_id}")
+    return site
 
 
 def pickup_preview(
