@@ -8,7 +8,7 @@ import functools
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Select, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
@@ -129,15 +129,7 @@ def code_of(ctx: Ctx, credential: PickupCredential) -> str:
 def live_credential_by_hash(
     session: Session, site_id: int, code_hash: str, *, lock: bool = False
 ) -> PickupCredential | None:
-    query = select(PickupCredential).where(
-        PickupCredential.site_id == site_id,
-        PickupCredential.code_hash == code_hash,
-        PickupCredential.used_at.is_(None),
-        PickupCredential.revoked_at.is_(None),
-    )
-    if lock:
-        query = query.with_for_update()
-    found = session.scalar(query)
+    found = session.scalar(_by_hash(lock), {"site_id": site_id, "code_hash": code_hash})
     if lock and found is not None:
         session.info.setdefault(LOCKED_CODE_ROWS, set()).add(found.id)
     return found
@@ -178,6 +170,19 @@ def release_credentials(
     for credential in dead:
         credential.revoked_at = now
     return dead
+
+
+@functools.lru_cache(maxsize=2)
+def _by_hash(lock: bool) -> Select[PickupCredential]:
+    """A site's live code by its hash (bound: ``site_id``, ``code_hash``), built once: a
+    pickup by code runs it at every request."""
+    query = select(PickupCredential).where(
+        PickupCredential.site_id == bindparam("site_id"),
+        PickupCredential.code_hash == bindparam("code_hash"),
+        PickupCredential.used_at.is_(None),
+        PickupCredential.revoked_at.is_(None),
+    )
+    return query.with_for_update() if lock else query
 
 
 LOCKED_CODE_ROWS = "relay_ops.locked_code_rows"

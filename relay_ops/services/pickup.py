@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from relay_ops.db.models import (
-    CredentialParcel,
     Parcel,
     PickupCredential,
     Site,
@@ -29,6 +28,7 @@ from relay_ops.domain.errors import (
 )
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import history, notify, throttle
+from relay_ops.services import pickup_queries as queries
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import (
     LOCKED_CODE_ROWS,
@@ -364,20 +364,10 @@ def _lock_parcels(session: Session, credential: PickupCredential) -> list[Parcel
     locked: dict[int, list[Parcel]] = session.info.setdefault(LOCKED_CODES, {})
     if credential.id in locked:
         return locked[credential.id]
+    params = {"credential_id": credential.id}
     if credential.id not in session.info.get(LOCKED_CODE_ROWS, ()):
-        session.scalar(select(PickupCredential.id).where(PickupCredential.id == credential.id)
-                       .with_for_update())
-    ids = select(CredentialParcel.parcel_id).where(
-        CredentialParcel.credential_id == credential.id
-    )
-    # With what the answer shows of them (carrier, shelf), so building it reads nothing more,
-    # and their codes (read under the same lock: the hand-over releases them).
-    locked[credential.id] = list(session.scalars(
-        select(Parcel).where(Parcel.id.in_(ids)).order_by(Parcel.id)
-        .options(joinedload(Parcel.carrier), joinedload(Parcel.location),
-                 joinedload(Parcel.credentials))
-        .with_for_update(of=Parcel).execution_options(populate_existing=True)
-    ).unique())
+        session.scalar(queries.LOCK_CODE, params)
+    locked[credential.id] = list(session.scalars(queries.code_parcels(), params).unique())
     return locked[credential.id]
 
 

@@ -118,20 +118,8 @@ def code_only_allowed(ctx: Ctx, session: Session, site: Site) -> None:
     5. Decided before the code is read, so the refusal says nothing about the code
     (docs/decisions/0004)."""
     _one_code_guess_at_a_time(session, site)
-    oldest_live = (
-        select(func.min(PickupCredential.created_at))
-        .where(PickupCredential.site_id == site.id, PickupCredential.used_at.is_(None),
-               PickupCredential.revoked_at.is_(None))
-        .scalar_subquery()
-    )
-    # One statement, one snapshot: a miss committed after the last live code was spent is
-    # never set against a code that the same snapshot still sees live (two pickups racing).
-    misses = session.scalar(
-        select(func.count()).where(
-            FailedAttempt.scope == CODE_ONLY_GUESSES,
-            FailedAttempt.key == str(site.id), FailedAttempt.at >= oldest_live,
-        )
-    )
+    misses = session.scalar(_MISSES_SINCE_OLDEST_LIVE_CODE, {"site_id": site.id,
+                                                            "key": str(site.id)})
     if (misses or 0) >= ctx.settings.pickup_code_only_misses:
         raise CodeNeedsMore(
             "a wrong code was tried here: give the code with the tracking number or the "
@@ -139,6 +127,18 @@ def code_only_allowed(ctx: Ctx, session: Session, site: Site) -> None:
         )
 
 
+# One statement, one snapshot: a miss committed after the last live code was spent is never
+# set against a code that the same snapshot still sees live (two pickups racing). Built once.
+_MISSES_SINCE_OLDEST_LIVE_CODE = select(func.count()).where(
+    FailedAttempt.scope == CODE_ONLY_GUESSES,
+    FailedAttempt.key == bindparam("key"),
+    FailedAttempt.at >= (
+        select(func.min(PickupCredential.created_at))
+        .where(PickupCredential.site_id == bindparam("site_id"),
+               PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None))
+        .scalar_subquery()
+    ),
+)
 # PostgreSQL advisory lock space of the code-alone guesses (the site id is the other key).
 CODE_GUESS_LOCK_SPACE = 4004
 
