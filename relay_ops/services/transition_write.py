@@ -96,9 +96,10 @@ def _pending_changes(state: InstanceState[Parcel]) -> dict[str, Any] | None:
 
 
 def _mark_written(state: InstanceState[Parcel]) -> None:
-    parcel = state.obj()
-    for key in list(state.committed_state):
-        set_committed_value(parcel, key, state.dict.get(key))
+    """The parcel as the ORM leaves it after a flush: its values committed, and out of the
+    session's modified set, so neither the next flush nor the commit looks at it again (a
+    unit of work run for one clean object cost several per cent of a check-in's CPU)."""
+    state._commit_all(state.dict, state.session.identity_map if state.session else None)
 
 
 @functools.lru_cache(maxsize=64)
