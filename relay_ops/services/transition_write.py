@@ -58,11 +58,11 @@ def write(
         return False
     changes["updated_at"] = session_now(session)
     _mark_written(state)
-    # Whatever else the transaction has pending (an earlier event...) goes first, in order.
-    session.flush()
     params = {f"p_{column}": value for column, value in changes.items()}
     params.update({f"e_{column}": value for column, value in event.items()})
     params.update(parcel=parcel.id, site=parcel.site_id, change=change)
+    # The session's autoflush (Core statements too) writes whatever else it holds (an event
+    # recorded earlier...) first: the history keeps the order things happened in.
     row = session.execute(_statement(tuple(sorted(changes)), shelf is not None), params).one()
     set_committed_value(parcel, "updated_at", row.updated_at)
     return True
