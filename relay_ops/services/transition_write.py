@@ -79,10 +79,10 @@ def _pending_changes(state: InstanceState[Parcel]) -> dict[str, Any] | None:
         if key in mapper.column_attrs:
             changes[mapper.column_attrs[key].columns[0].name] = values.get(key)
             continue
-        relation = mapper.relationships[key]
-        if relation.viewonly:
+        relation = mapper.relationships.get(key)
+        if relation is not None and relation.viewonly:
             continue
-        if relation.direction is not MANYTOONE:
+        if relation is None or relation.direction is not MANYTOONE:
             return None
         # A reference set by its object (``parcel.location = …``): its foreign key columns.
         target = values.get(key)
