@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from relay_ops.db.models import (
@@ -178,7 +178,17 @@ def _parcel_for_check_in(
     """The parcel, row-locked, with its carrier (the answer names it), whether the shop's
     counter lists it as scanned unannounced, and the day of the place held for it here (a
     reroute's), in one statement."""
-    row = session.execute(queries.parcel(), {"site_id": site.id, "number": number}).first()
+    scanned = select(UnannouncedScan.site_id).where(
+        UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number
+    ).exists()
+    # A producer's order comes with its parcel, in the same statement.
+    row = session.execute(
+        select(Parcel, scanned, reservations.reservation_day(site.id))
+        .where(Parcel.tracking_number == number)
+        .outerjoin(ProducerOrder, ProducerOrder.parcel_id == Parcel.id)
+        .options(joinedload(Parcel.carrier), contains_eager(Parcel.producer_order))
+        .with_for_update(of=Parcel)
+    ).first()
     return (row[0], bool(row[1]), row[2]) if row is not None else (None, False, None)
 
 

@@ -8,16 +8,14 @@ import functools
 from datetime import date
 
 from sqlalchemy import Date, Integer, Select, String, bindparam, or_, select
-from sqlalchemy.orm import contains_eager, joinedload, selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from relay_ops.db.models import (
     ClosingDay,
     CredentialParcel,
     Parcel,
     PickupCredential,
-    ProducerOrder,
     Site,
-    UnannouncedScan,
 )
 from relay_ops.services import reservations
 from relay_ops.services.forecast import first_risk_day, stored_ratio
@@ -39,25 +37,6 @@ def shop() -> Select[Site, float, date, int]:
                      ClosingDay.day >= bindparam("yesterday", type_=Date))),
                  selectinload(Site.locations))
         .with_for_update(of=Site)
-    )
-
-
-@functools.cache
-def parcel() -> Select[Parcel, bool, date]:
-    """The scanned parcel row-locked, with its carrier and producer's order, whether the
-    counter listed it unannounced, and its reservation's day (bound: ``site_id``,
-    ``number``)."""
-    site_id, number = bindparam("site_id", type_=Integer), bindparam("number", type_=String)
-    scanned = select(UnannouncedScan.site_id).where(
-        UnannouncedScan.site_id == site_id, UnannouncedScan.tracking_number == number
-    ).exists()
-    # A producer's order comes with its parcel, in the same statement.
-    return (
-        select(Parcel, scanned, reservations.reservation_day(site_id))
-        .where(Parcel.tracking_number == number)
-        .outerjoin(ProducerOrder, ProducerOrder.parcel_id == Parcel.id)
-        .options(joinedload(Parcel.carrier), contains_eager(Parcel.producer_order))
-        .with_for_update(of=Parcel)
     )
 
 

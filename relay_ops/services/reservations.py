@@ -173,7 +173,7 @@ def reserved_since(ctx: Ctx, today: date) -> date:
     return today - timedelta(days=ctx.settings.forecast.reservation_grace_days)
 
 
-def reservation_day(site_id: int | ColumnElement[int]) -> ScalarSelect[date]:
+def reservation_day(site_id: int) -> ScalarSelect[date]:
     """The day of the place held at the site for the outer query's ``Parcel`` (NULL: none):
     a column the check-in's parcel lookup carries."""
     return (
