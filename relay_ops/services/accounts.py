@@ -16,7 +16,7 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -335,6 +335,19 @@ def _user_principal(user: User) -> Principal:
     )
 
 
+@cache
+def _token_query() -> Select[ApiToken, User, int]:
+    """Token, user and the user's sites (a row per site) by the token's prefix; built once,
+    on first use: every API request runs it, and SQLAlchemy's compiled cache then serves it
+    without building it again."""
+    return (
+        select(ApiToken, User, UserSite.site_id)
+        .outerjoin(User, ApiToken.user_id == User.id)
+        .outerjoin(UserSite, UserSite.user_id == User.id)
+        .where(ApiToken.prefix == bindparam("prefix"))
+    )
+
+
 def authenticate(ctx: Ctx, token: str) -> Principal:
     prefix, _, secret = token.strip().partition(".")
     if not prefix or not secret:
@@ -343,12 +356,7 @@ def authenticate(ctx: Ctx, token: str) -> Principal:
         # Every API request comes through here: token, user and the user's sites in one
         # query (a row per site), read afresh each time: a revoked token, a disabled account
         # or a site taken away stops working at the next request, with no cache to outlive it.
-        rows = session.execute(
-            select(ApiToken, User, UserSite.site_id)
-            .outerjoin(User, ApiToken.user_id == User.id)
-            .outerjoin(UserSite, UserSite.user_id == User.id)
-            .where(ApiToken.prefix == prefix)
-        ).all()
+        rows = session.execute(_token_query(), {"prefix": prefix}).all()
         if not rows or not hmac.compare_digest(rows[0][0].secret_hash,
                                                _secret_hash(ctx, secret)):
             raise Unauthenticated("unknown or wrong token")

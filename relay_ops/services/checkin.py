@@ -9,12 +9,11 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.orm import Session, contains_eager, joinedload, selectinload
+from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from relay_ops.db.models import (
     Carrier,
-    ClosingDay,
     CredentialParcel,
     Location,
     Notification,
@@ -41,10 +40,11 @@ from relay_ops.domain.holding import (
 )
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.domain.site_kinds import has_shelves
+from relay_ops.services import checkin_queries as queries
 from relay_ops.services import history, notify, numbers, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import issue_credential, recipient_keys
-from relay_ops.services.forecast import Stored, first_risk_day, stored_ratio
+from relay_ops.services.forecast import Stored
 from relay_ops.services.holding import holding_facts, holding_period, keep_holding
 from relay_ops.services.parcel_views import HELD, READY, STAFF, iso, parcel_view
 from relay_ops.services.principal import (
@@ -161,17 +161,12 @@ def _shop_for_check_in(
     require_role(actor, *STAFF, Role.SYSTEM)
     require_site(actor, site_id)
     today = now.astimezone(ctx.settings.timezone).date()
-    # The look-ahead holding rule's input, in the same statement: a day at risk within a
-    # shop's standard period.
-    until = today + timedelta(days=ctx.settings.holding["shop"].days)
-    row = session.execute(
-        select(Site, stored_ratio(today), first_risk_day(today, until),
-               reservations.reserved_here(ctx, today))
-        .where(Site.id == site_id)
-        .options(joinedload(Site.closing_days.and_(ClosingDay.day >= today - timedelta(days=1))),
-                 selectinload(Site.locations))
-        .with_for_update(of=Site)
-    ).unique().one_or_none()
+    row = session.execute(queries.shop(), {
+        "site_id": site_id, "today": today, "yesterday": today - timedelta(days=1),
+        # The look-ahead holding rule's input: a day at risk within a shop's standard period.
+        "until": today + timedelta(days=ctx.settings.holding["shop"].days),
+        "reserved_since": reservations.reserved_since(ctx, today),
+    }).unique().one_or_none()
     if row is None:
         raise NotFound(f"no site {site_id}")
     site, ratio, risk, reserved = row
@@ -304,16 +299,10 @@ def _group_of(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group |
     parcel.recipient_phone_key, parcel.recipient_email_key = keys.phone, keys.email
     if not keys or not has_shelves(site.kind):
         return None
-    same = [col == key for col, key in ((Parcel.recipient_phone_key, keys.phone),
-                                        (Parcel.recipient_email_key, keys.email)) if key]
-    rows = session.execute(
-        select(Parcel, PickupCredential)
-        .join(CredentialParcel, CredentialParcel.parcel_id == Parcel.id)
-        .join(PickupCredential, PickupCredential.id == CredentialParcel.credential_id)
-        .where(Parcel.site_id == site.id, Parcel.state == READY, Parcel.id != parcel.id,
-               PickupCredential.holder == "recipient", PickupCredential.used_at.is_(None),
-               PickupCredential.revoked_at.is_(None), or_(*same))
-    ).all()
+    rows = session.execute(queries.group(bool(keys.phone), bool(keys.email)), {
+        "site_id": site.id, "parcel_id": parcel.id, "phone_key": keys.phone,
+        "email_key": keys.email,
+    }).all()
     held = [
         grouping.HeldParcel(
             p.id, c.id, p.location_id,
@@ -329,10 +318,7 @@ def _group_of(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group |
     # the new parcel behind a used code. A code a pickup holds right now is skipped, not
     # waited for: the pickup waits for this check-in's site lock (its events' foreign key),
     # so waiting here would deadlock. The parcel then gets a code of its own.
-    credential = session.scalar(
-        select(PickupCredential).where(PickupCredential.id == chosen)
-        .with_for_update(skip_locked=True).execution_options(populate_existing=True)
-    )
+    credential = session.scalar(queries.group_code(), {"credential_id": chosen})
     if credential is None or not credential.live:
         return None
     return Group(credential, [p for p, c in rows if c.id == chosen])

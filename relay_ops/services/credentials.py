@@ -4,11 +4,13 @@ parcels for one recipient share a code."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, literal, select
+from sqlalchemy import Select, Table, bindparam, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from relay_ops.db.models import (
     CredentialParcel,
@@ -79,30 +81,42 @@ def _insert_unless_live(
     """The code and its link to the parcel, written unless a live code at the site has the
     same hash (then None: draw again). The check is in the INSERT itself, no SELECT before;
     on PostgreSQL the link is written by the same statement (a data-modifying CTE)."""
-    table = cast(Table, PickupCredential.__table__)
-    links = cast(Table, CredentialParcel.__table__)
-    taken = select(table.c.id).where(
-        table.c.site_id == parcel.site_id, table.c.code_hash == code_hash,
-        table.c.used_at.is_(None), table.c.revoked_at.is_(None),
-    ).exists()
     values = {"parcel_id": parcel.id, "site_id": parcel.site_id, "holder": holder,
               "holder_name": holder_name, "nonce": nonce, "code_hash": code_hash}
-    row = select(*(literal(v, table.c[k].type) for k, v in values.items())).where(~taken)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    credential = session.scalars(_issue_statement(postgres), values).first()
+    if credential is not None and not postgres:
+        session.execute(_LINK, {"credential_id": credential.id, "parcel_id": parcel.id,
+                                "added_at": credential.created_at})
+    return credential
+
+
+_CREDENTIALS = cast(Table, PickupCredential.__table__)
+_LINKS = cast(Table, CredentialParcel.__table__)
+_LINK = insert(_LINKS)
+_ISSUED_COLUMNS = ("parcel_id", "site_id", "holder", "holder_name", "nonce", "code_hash")
+
+
+@functools.lru_cache(maxsize=2)
+def _issue_statement(postgres: bool) -> ExecutableReturnsRows:
+    """The code's INSERT (and on PostgreSQL its link's, a CTE), built once with bound values
+    named as its columns: a request neither builds nor compiles it."""
+    table = _CREDENTIALS
+    taken = select(table.c.id).where(
+        table.c.site_id == bindparam("site_id"), table.c.code_hash == bindparam("code_hash"),
+        table.c.used_at.is_(None), table.c.revoked_at.is_(None),
+    ).exists()
+    row = select(*(bindparam(c, type_=table.c[c].type) for c in _ISSUED_COLUMNS)).where(~taken)
     # created_at and failed_attempts: the columns' own defaults (the clock's time, 0).
-    issued = insert(table).from_select(list(values), row).returning(*table.c)
-    if session.get_bind().dialect.name != "postgresql":
-        credential = session.scalars(select(PickupCredential).from_statement(issued)).first()
-        if credential is not None:
-            session.execute(insert(links).values(
-                credential_id=credential.id, parcel_id=parcel.id, added_at=credential.created_at))
-        return credential
+    issued = insert(table).from_select(_ISSUED_COLUMNS, row).returning(*table.c)
+    if not postgres:
+        return select(PickupCredential).from_statement(issued)
     written = issued.cte("issued")
-    linked = insert(links).from_select(
+    linked = insert(_LINKS).from_select(
         ["credential_id", "parcel_id", "added_at"],
         select(written.c.id, written.c.parcel_id, written.c.created_at),
     ).cte("linked")
-    both = select(written).add_cte(linked)
-    return session.scalars(select(PickupCredential).from_statement(both)).first()
+    return select(PickupCredential).from_statement(select(written).add_cte(linked))
 
 
 def code_of(ctx: Ctx, credential: PickupCredential) -> str:
@@ -115,15 +129,7 @@ def code_of(ctx: Ctx, credential: PickupCredential) -> str:
 def live_credential_by_hash(
     session: Session, site_id: int, code_hash: str, *, lock: bool = False
 ) -> PickupCredential | None:
-    query = select(PickupCredential).where(
-        PickupCredential.site_id == site_id,
-        PickupCredential.code_hash == code_hash,
-        PickupCredential.used_at.is_(None),
-        PickupCredential.revoked_at.is_(None),
-    )
-    if lock:
-        query = query.with_for_update()
-    found = session.scalar(query)
+    found = session.scalar(_by_hash(lock), {"site_id": site_id, "code_hash": code_hash})
     if lock and found is not None:
         session.info.setdefault(LOCKED_CODE_ROWS, set()).add(found.id)
     return found
@@ -164,6 +170,19 @@ def release_credentials(
     for credential in dead:
         credential.revoked_at = now
     return dead
+
+
+@functools.lru_cache(maxsize=2)
+def _by_hash(lock: bool) -> Select[PickupCredential]:
+    """A site's live code by its hash (bound: ``site_id``, ``code_hash``), built once: a
+    pickup by code runs it at every request."""
+    query = select(PickupCredential).where(
+        PickupCredential.site_id == bindparam("site_id"),
+        PickupCredential.code_hash == bindparam("code_hash"),
+        PickupCredential.used_at.is_(None),
+        PickupCredential.revoked_at.is_(None),
+    )
+    return query.with_for_update() if lock else query
 
 
 LOCKED_CODE_ROWS = "relay_ops.locked_code_rows"

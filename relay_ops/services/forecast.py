@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Float, ScalarSelect, and_, cast, func, select
+from sqlalchemy import ColumnElement, Float, ScalarSelect, and_, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -245,7 +245,7 @@ def stored_day(session: Session, site_id: int, day: date) -> SiteForecast | None
     )
 
 
-def stored_ratio(day: date) -> ScalarSelect[float]:
+def stored_ratio(day: date | ColumnElement[date]) -> ScalarSelect[float]:
     """The stored forecast's peak over capacity for ``day``, as a column a query of sites can
     carry (NULL when there is none): a check-in reads it with the shop it locks."""
     # In floating point on both databases (an integer capacity would make it NUMERIC).
@@ -254,7 +254,9 @@ def stored_ratio(day: date) -> ScalarSelect[float]:
     ).scalar_subquery()
 
 
-def first_risk_day(first: date, last: date) -> ScalarSelect[date]:
+def first_risk_day(
+    first: date | ColumnElement[date], last: date | ColumnElement[date]
+) -> ScalarSelect[date]:
     """The stored forecast's first day at risk between ``first`` and ``last``, as a column
     a query of sites can carry (NULL: none): the look-ahead holding rule's input."""
     return select(func.min(SiteForecast.day)).where(

@@ -13,6 +13,7 @@ from relay_ops.db import bulk
 from relay_ops.db.models import Location, Parcel, ParcelEvent
 from relay_ops.domain import outbound
 from relay_ops.domain.lifecycle import FINAL_STATES, HELD_STATES, Action, State, next_state
+from relay_ops.services import transition_write
 from relay_ops.services.principal import Principal
 
 # A shop with no free place turned an announced parcel away at check-in: it stays announced,
@@ -29,21 +30,27 @@ def apply(
     *,
     reason: str | None = None,
     data: dict[str, Any] | None = None,
-) -> ParcelEvent:
+) -> None:
     """Check ``action`` against the parcel's lifecycle (inbound, or outbound for a parcel
     sent from the site), change the state, and record the event; a parcel that comes onto
-    its shelf location or leaves it counts there (``Location.held``)."""
+    its shelf location or leaves it counts there (``Location.held``).
+
+    On PostgreSQL the parcel's changes (these and any the caller made before), the event
+    and the shelf counter go in one statement (``transition_write``); elsewhere, as three."""
     before = parcel.state
     table = outbound.next_state if parcel.direction == outbound.DIRECTION else next_state
     after = table(before, action)
     parcel.state = after.value
     if after in FINAL_STATES:
         parcel.closed_at = at
-    event = record(session, parcel, action.value, before, actor, at, reason=reason, data=data)
     change = (after in HELD_STATES) - (State(before) in HELD_STATES)
-    if change and parcel.location_id is not None:
-        count_on_shelf(session, parcel.location_id, change)
-    return event
+    shelf = parcel.location_id if change else None
+    event = _event_row(parcel, action.value, before, actor, at, reason, data)
+    if transition_write.write(session, parcel, event, shelf, change):
+        return
+    session.add(ParcelEvent(**event))
+    if shelf is not None:
+        count_on_shelf(session, shelf, change)
 
 
 def count_on_shelf(session: Session, location_id: int, change: int) -> None:
@@ -71,21 +78,21 @@ def record(
     reason: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> ParcelEvent:
-    """Record something that happened to a parcel (a transition, or a fact like a wrong code)."""
-    event = ParcelEvent(
-        parcel_id=parcel.id,
-        at=at,
-        action=action,
-        from_state=from_state,
-        to_state=parcel.state,
-        actor_kind=actor.role.value,
-        actor_id=actor.actor_id,
-        site_id=parcel.site_id,
-        reason=reason,
-        data=data or {},
-    )
+    """Record something that happened to a parcel (a fact like a wrong code; a transition
+    goes through :func:`apply`)."""
+    event = ParcelEvent(**_event_row(parcel, action, from_state, actor, at, reason, data))
     session.add(event)
     return event
+
+
+def _event_row(
+    parcel: Parcel, action: str, from_state: str | None, actor: Principal, at: datetime,
+    reason: str | None, data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {"parcel_id": parcel.id, "at": at, "action": action, "from_state": from_state,
+            "to_state": parcel.state, "actor_kind": actor.role.value,
+            "actor_id": actor.actor_id, "site_id": parcel.site_id, "reason": reason,
+            "data": data or {}}
 
 
 def record_many(

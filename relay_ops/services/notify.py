@@ -6,17 +6,20 @@ request for the same message a no-op, so a message is owed once.
 
 from __future__ import annotations
 
+import functools
 import typing
 from typing import Any
 
 from sqlalchemy import (
     CTE,
     JSON,
+    Executable,
     Insert,
     Integer,
     Select,
     String,
     Table,
+    bindparam,
     cast,
     func,
     literal,
@@ -54,22 +57,20 @@ def channels_for(parcel: Parcel) -> list[str]:
 def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> int:
     """Owe the recipient a ``kind`` message; ``occurrence`` tells repeated kinds apart.
     How many messages were newly owed (0: already owed, or no address to send it to)."""
-    keys = {ch: f"{parcel.id}:{kind}:{occurrence}:{ch}" for ch in channels_for(parcel)}
-    if not keys:
+    channels = channels_for(parcel)
+    if not channels:
         return 0
     dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    # The unique key decides, in the INSERT itself: a message already owed is skipped by
-    # ON CONFLICT DO NOTHING, and only the rows written come back (no SELECT before).
-    owed = insert(NOTIFICATIONS).from_select(
-        ["parcel_id", "kind", "channel", "dedupe_key"], _rows(parcel.id, kind, keys),
-    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
-        NOTIFICATIONS.c.id, NOTIFICATIONS.c.created_at)
+    params: dict[str, Any] = {"parcel_id": parcel.id, "kind": kind}
+    for i, channel in enumerate(channels):
+        params[f"channel_{i}"] = channel
+        params[f"key_{i}"] = f"{parcel.id}:{kind}:{occurrence}:{channel}"
+    statement = _owe_statement(dialect, len(channels))
     if dialect == "postgresql":
         # The messages and their send jobs in one round trip: the jobs are selected from the
         # rows the CTE wrote, so a message already owed gets no second job.
-        return len(session.execute(_with_send_jobs(owed.cte("owed"))).all())
-    ids = [notification_id for notification_id, _ in session.execute(owed)]
+        return len(session.execute(statement, params).all())
+    ids = [notification_id for notification_id, _ in session.execute(statement, params)]
     # A fresh notification id cannot have a job yet: no need to look for one.
     outbox.enqueue_jobs(session, SEND_JOB, [
         ({"notification_id": notification_id}, f"notify:{notification_id}")
@@ -78,15 +79,32 @@ def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> 
     return len(ids)
 
 
-def _rows(parcel_id: int, kind: str, keys: dict[str, str]) -> Select[Any]:
+@functools.lru_cache(maxsize=8)
+def _owe_statement(dialect: str, channels: int) -> Executable:
+    """The statement owing a message on ``channels`` channels, built once (bound values:
+    ``parcel_id``, ``kind``, ``channel_<i>``, ``key_<i>``): a request neither builds it nor
+    compiles it. The unique key decides, in the INSERT itself: a message already owed is
+    skipped by ON CONFLICT DO NOTHING, and only the rows written come back (no SELECT
+    before)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    owed = insert(NOTIFICATIONS).from_select(
+        ["parcel_id", "kind", "channel", "dedupe_key"], _rows(channels),
+    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
+        NOTIFICATIONS.c.id, NOTIFICATIONS.c.created_at)
+    return _with_send_jobs(owed.cte("owed")) if dialect == "postgresql" else owed
+
+
+def _rows(channels: int) -> Select[Any]:
     """The notification rows as a SELECT of bound values (one per channel, UNION ALL): unlike a
-    multi-row VALUES, SQLAlchemy caches its compiled form, which the hot path would otherwise
-    compile on every request. Selected from a subquery so the INSERT can add the columns'
-    defaults; ``WHERE true``: SQLite's upsert needs a WHERE after a SELECT."""
+    multi-row VALUES, SQLAlchemy caches its compiled form. Selected from a subquery so the
+    INSERT can add the columns' defaults; ``WHERE true``: SQLite's upsert needs a WHERE after
+    a SELECT."""
     rows = union_all(*(
-        select(literal(parcel_id, Integer).label("parcel_id"), literal(kind, String).label("kind"),
-               literal(channel, String).label("channel"), literal(key, String).label("key"))
-        for channel, key in keys.items()
+        select(bindparam("parcel_id", type_=Integer).label("parcel_id"),
+               bindparam("kind", type_=String).label("kind"),
+               bindparam(f"channel_{i}", type_=String).label("channel"),
+               bindparam(f"key_{i}", type_=String).label("key"))
+        for i in range(channels)
     )).subquery("rows")
     return select(rows.c.parcel_id, rows.c.kind, rows.c.channel, rows.c.key).where(true())
 

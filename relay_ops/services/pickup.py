@@ -8,10 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from relay_ops.db.models import (
-    CredentialParcel,
     Parcel,
     PickupCredential,
     Site,
@@ -29,6 +28,7 @@ from relay_ops.domain.errors import (
 )
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import history, notify, numbers, throttle
+from relay_ops.services import pickup_queries as queries
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import (
     LOCKED_CODE_ROWS,
@@ -38,12 +38,16 @@ from relay_ops.services.credentials import (
 )
 from relay_ops.services.parcel_views import (
     READY,
+    STAFF,
     left_view,
     parcel_view,
     site_for_staff,
 )
 from relay_ops.services.principal import (
     Principal,
+    Role,
+    require_role,
+    require_site,
 )
 
 IDENTITY_FIELDS = ("document_type", "document_last4", "name")
@@ -113,7 +117,7 @@ def pick_up(
     claim = PickupClaim(code or "", tracking_number, recipient_name)
     failure: DomainError | None = None
     with ctx.db.transaction() as session:
-        site = site_for_staff(session, actor, site_id, lock=False)
+        site = _site_for_pickup(session, actor, site_id, claim)
         parcel, credential, failure, live = _match_credential(
             ctx, session, site, claim, identity, override_lock, actor, now
         )
@@ -133,6 +137,20 @@ def pick_up(
             }
     # The wrong attempt was committed above; only now is the refusal reported.
     raise failure
+
+
+def _site_for_pickup(
+    session: Session, actor: Principal, site_id: int, claim: PickupClaim
+) -> Site:
+    """The counter's site; for a code alone, with the lock its guesses take (one statement)."""
+    if claim.names_the_parcel or not claim.digits:
+        return site_for_staff(session, actor, site_id, lock=False)
+    require_role(actor, *STAFF, Role.SYSTEM)
+    require_site(actor, site_id)
+    site = throttle.site_for_code_guess(session, site_id)
+    if site is None:
+        raise NotFound(f"no site {site_id}")
+    return site
 
 
 def pickup_preview(
@@ -357,20 +375,10 @@ def _lock_parcels(session: Session, credential: PickupCredential) -> list[Parcel
     locked: dict[int, list[Parcel]] = session.info.setdefault(LOCKED_CODES, {})
     if credential.id in locked:
         return locked[credential.id]
+    params = {"credential_id": credential.id}
     if credential.id not in session.info.get(LOCKED_CODE_ROWS, ()):
-        session.scalar(select(PickupCredential.id).where(PickupCredential.id == credential.id)
-                       .with_for_update())
-    ids = select(CredentialParcel.parcel_id).where(
-        CredentialParcel.credential_id == credential.id
-    )
-    # With what the answer shows of them (carrier, shelf), so building it reads nothing more,
-    # and their codes (read under the same lock: the hand-over releases them).
-    locked[credential.id] = list(session.scalars(
-        select(Parcel).where(Parcel.id.in_(ids)).order_by(Parcel.id)
-        .options(joinedload(Parcel.carrier), joinedload(Parcel.location),
-                 joinedload(Parcel.credentials))
-        .with_for_update(of=Parcel).execution_options(populate_existing=True)
-    ).unique())
+        session.scalar(queries.LOCK_CODE, params)
+    locked[credential.id] = list(session.scalars(queries.code_parcels(), params).unique())
     return locked[credential.id]
 
 

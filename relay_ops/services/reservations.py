@@ -26,7 +26,7 @@ from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import ScalarSelect, and_, exists, func, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, and_, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Parcel, PlaceReservation, RerouteProposal, Site
@@ -151,19 +151,26 @@ def reserved_per_day(ctx: Ctx, session: Session, site_id: int) -> dict[date, int
     return dict(counts)
 
 
-def reserved_here(ctx: Ctx, today: date) -> ScalarSelect[int]:
+def reserved_here(since: date | ColumnElement[date], today: date | ColumnElement[date]
+                  ) -> ScalarSelect[int]:
     """Places held at the site (the outer query's ``Site``) for parcels addressed there and
-    still expected today: a column the check-in's site lock carries, no statement of its own."""
-    grace = ctx.settings.forecast.reservation_grace_days
+    still expected today (held for a day from ``since``, :func:`reserved_since`, to
+    ``today``): a column the check-in's site lock carries, no statement of its own. Values
+    or bound parameters (the check-in builds its statement once)."""
     return (
         select(func.count()).select_from(PlaceReservation)
         .join(Parcel, Parcel.id == PlaceReservation.parcel_id)
         .where(PlaceReservation.site_id == Site.id, Parcel.site_id == Site.id, _live(),
-               PlaceReservation.day >= today - timedelta(days=grace),
-               PlaceReservation.day <= today)
+               PlaceReservation.day >= since, PlaceReservation.day <= today)
         .correlate(Site)
         .scalar_subquery()
     )
+
+
+def reserved_since(ctx: Ctx, today: date) -> date:
+    """The first day whose held places still count today: a rerouted parcel may come a few
+    days late (``reservation_grace_days``)."""
+    return today - timedelta(days=ctx.settings.forecast.reservation_grace_days)
 
 
 def reservation_day(site_id: int) -> ScalarSelect[date]:

@@ -1,0 +1,68 @@
+"""The check-in's statements, each built once on first use (bound values, not literals): a
+check-in neither builds them nor compiles them again, SQLAlchemy's compiled cache serving
+them (issue 15: building statements was a third of a request's CPU)."""
+
+from __future__ import annotations
+
+import functools
+from datetime import date
+
+from sqlalchemy import Date, Integer, Select, String, bindparam, or_, select
+from sqlalchemy.orm import joinedload, selectinload
+
+from relay_ops.db.models import (
+    ClosingDay,
+    CredentialParcel,
+    Parcel,
+    PickupCredential,
+    Site,
+)
+from relay_ops.services import reservations
+from relay_ops.services.forecast import first_risk_day, stored_ratio
+from relay_ops.services.parcel_views import READY
+
+
+@functools.cache
+def shop() -> Select[Site, float, date, int]:
+    """The shop row-locked, with its closing days, today's stored forecast ratio, the first
+    day at risk and the places held today; its shelves by a second statement after the lock
+    (``checkin._shop_for_check_in`` says why). Bound: ``site_id``, ``today``, ``yesterday``,
+    ``until``, ``reserved_since``."""
+    today = bindparam("today", type_=Date)
+    return (
+        select(Site, stored_ratio(today), first_risk_day(today, bindparam("until", type_=Date)),
+               reservations.reserved_here(bindparam("reserved_since", type_=Date), today))
+        .where(Site.id == bindparam("site_id"))
+        .options(joinedload(Site.closing_days.and_(
+                     ClosingDay.day >= bindparam("yesterday", type_=Date))),
+                 selectinload(Site.locations))
+        .with_for_update(of=Site)
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def group(by_phone: bool, by_email: bool) -> Select[Parcel, PickupCredential]:
+    """The ready parcels here with a live recipient code for the same recipient, by the keys
+    the new parcel has (bound: ``site_id``, ``parcel_id``, ``phone_key``, ``email_key``)."""
+    same = [col == bindparam(name, type_=String) for col, name, wanted in (
+        (Parcel.recipient_phone_key, "phone_key", by_phone),
+        (Parcel.recipient_email_key, "email_key", by_email)) if wanted]
+    return (
+        select(Parcel, PickupCredential)
+        .join(CredentialParcel, CredentialParcel.parcel_id == Parcel.id)
+        .join(PickupCredential, PickupCredential.id == CredentialParcel.credential_id)
+        .where(Parcel.site_id == bindparam("site_id", type_=Integer), Parcel.state == READY,
+               Parcel.id != bindparam("parcel_id", type_=Integer),
+               PickupCredential.holder == "recipient", PickupCredential.used_at.is_(None),
+               PickupCredential.revoked_at.is_(None), or_(*same))
+    )
+
+
+@functools.cache
+def group_code() -> Select[PickupCredential]:
+    """The code to join, row-locked unless a pickup holds it (bound: ``credential_id``)."""
+    return (
+        select(PickupCredential)
+        .where(PickupCredential.id == bindparam("credential_id", type_=Integer))
+        .with_for_update(skip_locked=True).execution_options(populate_existing=True)
+    )
