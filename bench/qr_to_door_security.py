@@ -6,11 +6,13 @@ The whole path of a QR pickup: a QR scanned at a locker agent -> `credential_pre
 MQTT -> the bridge (its own process) -> the backend on PostgreSQL decides -> `open_compartment`
 over MQTT -> the agent opens the door. Timed from the reader's callback to the board's `open()`.
 
-Two set-ups, each with its own locker (200 doors, stocked through the services), bridge and
-Mosquitto, run in alternating rounds (A B, B A, A B...) so both see the same machine:
+Three set-ups, each with its own locker (200 doors, stocked through the services), bridge and
+Mosquitto, run in rotating rounds (A B C, B C A, C A B...) so all see the same machine:
 
 - **secured**: the shipped production broker (config/mosquitto/production.conf: TLS, a login
   each for the bridge and the locker, the ACL), every message signed and verified as shipped;
+- **tls**: the same production broker, with the benchmark-only unsigned link below: what TLS,
+  logins and the ACL cost alone;
 - **bare**: the development broker (config/mosquitto.conf: plain TCP on the loopback,
   anonymous) and, in both the agent and the bridge, the link as it was before signatures, by a
   benchmark-only stub (`install_unsigned_link`: messages go unsigned, every check passes, the
@@ -63,6 +65,7 @@ from firmware_bridge.identity import LockerIdentity  # noqa: E402
 from relay_ops.db.models import OutboxMessage, Parcel  # noqa: E402
 from relay_ops.services import (  # noqa: E402
     accounts,
+    locker_commands,
     locker_identity,
     locker_registry,
     locker_tokens,
@@ -78,7 +81,9 @@ from tests.integration.firmware_bridge.locker_harness import (  # noqa: E402
 DB_NAME = "relayops_bench_link"
 BRIDGE_USER = "relayops-bridge"
 WARM_UP_SCANS = 3
-_SHIPPED = (p.sign, p.check_signature, locker_identity.event_keys, locker_identity.take_counters)
+SETUPS = ("bare", "tls", "secured")
+_SHIPPED = (p.sign, p.check_signature, locker_identity.event_keys, locker_identity.take_counters,
+            locker_commands.reserve_counters)
 
 
 def install_unsigned_link() -> None:
@@ -95,7 +100,7 @@ def install_unsigned_link() -> None:
     def any_key(_ctx: Ctx, codes: Iterable[str]) -> dict[str, Any]:
         return {code: "unchecked" for code in codes}
 
-    def counters(_ctx: Ctx, _code: str, count: int) -> int:
+    def counters(_ctx_or_session: Any, _code: str, count: int) -> int:
         first = next(counter)
         for _ in range(count - 1):
             next(counter)
@@ -105,11 +110,12 @@ def install_unsigned_link() -> None:
     p.check_signature = lambda _received, _keys: None  # type: ignore[assignment]
     locker_identity.event_keys = any_key  # type: ignore[assignment]
     locker_identity.take_counters = counters  # type: ignore[assignment]
+    locker_commands.reserve_counters = counters  # type: ignore[assignment]
 
 
 def restore_signed_link() -> None:
     (p.sign, p.check_signature, locker_identity.event_keys,  # type: ignore[assignment]
-     locker_identity.take_counters) = _SHIPPED
+     locker_identity.take_counters, locker_commands.reserve_counters) = _SHIPPED
 
 
 class DevelopmentMosquitto(PrivateBroker):
@@ -127,7 +133,8 @@ class DevelopmentMosquitto(PrivateBroker):
 @dataclass
 class Setup:
     name: str
-    secured: bool
+    tls: bool
+    signed: bool
     broker: PrivateBroker
     site_id: int
     code: str
@@ -152,12 +159,13 @@ def new_locker(ctx: Ctx, count: int) -> tuple[int, str, list[str], dict[str, int
     return site_id, code, numbers, doors
 
 
-def make_setup(ctx: Ctx, url: str, tmp: Path, secured: bool, count: int) -> Setup:
+def make_setup(ctx: Ctx, url: str, tmp: Path, name: str, count: int) -> Setup:
+    tls, signed = name in ("tls", "secured"), name == "secured"
     site_id, code, numbers, doors = new_locker(ctx, count)
     env = dict(os.environ, PYTHONPATH=str(ROOT), RELAY_OPS_DATABASE_URL=url,
                RELAY_OPS_MQTT_SHARE_GROUP=f"bench-{code}", RELAY_OPS_LOG_LEVEL="WARNING")
     bundle = locker_identity.provision(ctx, SYSTEM, site_id)
-    if secured:
+    if tls:
         (tmp / f"broker-{code}").mkdir(parents=True)
         broker: PrivateBroker = ProductionMosquitto(tmp / f"broker-{code}")
         password = f"pw-{uuid.uuid4().hex}"
@@ -171,7 +179,7 @@ def make_setup(ctx: Ctx, url: str, tmp: Path, secured: bool, count: int) -> Setu
         broker = DevelopmentMosquitto(tmp / f"broker-{code}")
         bundle["broker"].update(url=f"mqtt://127.0.0.1:{broker.port}")
     broker.start()
-    return Setup("secured" if secured else "bare", secured, broker, site_id, code, numbers,
+    return Setup(name, tls, signed, broker, site_id, code, numbers,
                  doors, bundle, env)
 
 
@@ -184,7 +192,7 @@ BRIDGE_LAUNCHER = (
 @contextmanager
 def running_bridge(setup: Setup, log: Path) -> Iterator[None]:
     args = ["bridge", "--broker", f"127.0.0.1:{setup.broker.port}", "--log-level", "INFO"]
-    command = ([sys.executable, "-m", "relay_ops.cli", *args] if setup.secured
+    command = ([sys.executable, "-m", "relay_ops.cli", *args] if setup.signed
                else [sys.executable, "-c", BRIDGE_LAUNCHER, *args])
     process = subprocess.Popen(command, env=setup.bridge_env, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=log.open("w"))
@@ -226,7 +234,7 @@ def scan_round(ctx: Ctx, setup: Setup, numbers: list[str], tmp: Path, round_: in
 
 
 def in_mode(setup: Setup) -> Callable[[], None]:
-    if setup.secured:
+    if setup.signed:
         restore_signed_link()
     else:
         install_unsigned_link()
@@ -256,12 +264,13 @@ def main() -> int:
     url = fresh_database(DB_NAME)
     ctx = backend(url)
     accounts.create_carrier(ctx, SYSTEM, code="bench", name="Bench")
-    setups = [make_setup(ctx, url, tmp, secured, per_setup) for secured in (False, True)]
+    setups = [make_setup(ctx, url, tmp, name, per_setup) for name in SETUPS]
     samples: dict[str, list[float]] = {s.name: [] for s in setups}
     loads = [load_average()]
     try:
         for round_ in range(args.rounds):
-            order = setups if round_ % 2 == 0 else setups[::-1]
+            shift = round_ % len(setups)
+            order = setups[shift:] + setups[:shift]
             for setup in order:
                 batch = setup.numbers[round_ * args.scans:(round_ + 1) * args.scans]
                 restore = in_mode(setup)
@@ -276,15 +285,17 @@ def main() -> int:
     for setup in setups:  # the bench's own check: every scan was a real pickup, once
         assert picked_up(ctx, setup.numbers) == per_setup, setup.name
     ctx.db.dispose()
-    bare, secured = summary(samples["bare"]), summary(samples["secured"])
+    figures = {name: summary(samples[name]) for name in SETUPS}
+    bare = figures["bare"]
     result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "load_average_per_round": loads},
         "rounds": args.rounds, "scans_per_round": args.scans,
-        "bare": bare, "secured": secured,
-        "added_ms": {q: round(secured[q] - bare[q], 2)
-                     for q in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms")},
+        **figures,
+        "added_ms": {name: {q: round(figures[name][q] - bare[q], 2)
+                            for q in ("p50_ms", "p90_ms", "p95_ms", "p99_ms", "mean_ms")}
+                     for name in SETUPS[1:]},
     }
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     out = (ROOT / "bench" / "results"

@@ -338,14 +338,20 @@ class Bridge:
 
     def _publish_signed(self, commands: Sequence[locker_commands.CommandToSend]) -> None:
         """Each publication gets a fresh counter, in publication order: a retry of an old
-        command passes the locker's counter check, and its corr_id keeps it effect-once."""
+        command passes the locker's counter check, and its corr_id keeps it effect-once.
+        Commands claimed with an event batch carry the counters taken in its transaction;
+        the others take theirs here."""
         by_locker: dict[str, list[locker_commands.CommandToSend]] = {}
         for command in commands:
             by_locker.setdefault(command.locker, []).append(command)
         for locker, group in by_locker.items():
-            first = locker_identity.take_counters(self.ctx, locker, len(group))
-            for offset, command in enumerate(group):
-                self._publish_command(command, first + offset)
+            if all(command.ctr is not None for command in group):
+                counters = [cast(int, command.ctr) for command in group]
+            else:
+                first = locker_identity.take_counters(self.ctx, locker, len(group))
+                counters = list(range(first, first + len(group)))
+            for command, ctr in zip(group, counters, strict=True):
+                self._publish_command(command, ctr)
 
     def _publish_command(self, command: locker_commands.CommandToSend, ctr: int) -> None:
         try:

@@ -57,6 +57,22 @@ class CommandToSend:
     body: dict[str, Any]
     corr_id: str
     expires_at: datetime
+    # the counter reserved for this publication in the claim's own transaction
+    # (`claim_commands(..., with_counters=True)`); None: the publisher takes one
+    ctr: int | None = None
+
+
+def reserve_counters(session: Session, code: str, count: int) -> int | None:
+    """Reserve ``count`` consecutive command counters for locker ``code`` in the caller's
+    transaction; returns the first (None: no such locker). One atomic statement: bridges
+    publishing for the same locker never share a counter."""
+    site_id = select(Site.id).where(Site.code == code, Site.kind == "locker")
+    last = session.scalar(
+        update(LockerLink).where(LockerLink.site_id == site_id.scalar_subquery())
+        .values(command_counter=LockerLink.command_counter + count)
+        .returning(LockerLink.command_counter)
+    )
+    return None if last is None else int(last) - count + 1
 
 
 def commands_to_send(

@@ -20,7 +20,7 @@ door opened for a carrier's session acts for that carrier.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -213,9 +213,15 @@ def _after_replayed(ctx: Ctx, session: Session, site: Site, link: LockerLink, bo
 
 def _claimed(session: Session, site: Site, now: datetime, claim: bool
              ) -> tuple[locker_commands.CommandToSend, ...]:
+    """The commands these events produced, claimed with their counters in the events' own
+    transaction: between a scan and its door, no second transaction (issue 14's cost)."""
     if not claim or not session.info.get(locker_commands.COMMANDS_QUEUED):
         return ()
-    return tuple(locker_commands.claim_commands(session, now, locker=site.code))
+    claimed = locker_commands.claim_commands(session, now, locker=site.code)
+    first = locker_commands.reserve_counters(session, site.code, len(claimed)) if claimed else None
+    if first is None:
+        return ()
+    return tuple(replace(command, ctr=first + offset) for offset, command in enumerate(claimed))
 
 
 def _apply_one(ctx: Ctx, session: Session, site: Site, link: LockerLink, event: LockerEvent,

@@ -16,14 +16,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from firmware_bridge import identity as bundle_format
 from firmware_bridge import protocol as p
 from relay_ops.db.models import LockerLink, Site
 from relay_ops.domain.errors import NotFound
-from relay_ops.services import locker_compartments, locker_keys
+from relay_ops.services import locker_commands, locker_compartments, locker_keys
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_registry import OPERATOR_ROLES
 from relay_ops.services.principal import Principal, require_role
@@ -131,15 +131,10 @@ def take_counters(ctx: Ctx, code: str, count: int) -> int:
     the locker has passed, it answers `stale_counter` and they go out again under new ones.
     The locker's own journal, not this row, is what refuses a replayed command."""
     with ctx.db.transaction(durable=False) as session:
-        site_id = select(Site.id).where(Site.code == code, Site.kind == "locker")
-        last = session.scalar(
-            update(LockerLink).where(LockerLink.site_id == site_id.scalar_subquery())
-            .values(command_counter=LockerLink.command_counter + count)
-            .returning(LockerLink.command_counter)
-        )
-    if last is None:
+        first = locker_commands.reserve_counters(session, code, count)
+    if first is None:
         raise NotFound(f"no locker {code!r}")
-    return int(last) - count + 1
+    return first
 
 
 def sign(ctx: Ctx, envelope: p.Envelope) -> bytes:

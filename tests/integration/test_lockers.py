@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from relay_ops.db.models import Compartment, LockerAlert, OutboxMessage, Parcel, ParcelEvent
 from relay_ops.domain import pickup_token
@@ -27,6 +27,7 @@ from relay_ops.services import (
     locker_compartments,
     locker_dropoff,
     locker_events,
+    locker_identity,
     locker_keys,
     locker_registry,
     locker_tokens,
@@ -520,3 +521,34 @@ def test_a_qr_code_opens_its_own_parcels_door_when_two_carriers_share_its_number
                result="forwarded", token=locker_tokens.qr_token(world.ctx, others_id))
     opening = fake.commands("open_compartment")
     assert [o["compartment"] for o in opening] == [box]
+
+
+def test_a_door_command_gets_its_counter_in_the_transaction_of_the_event_that_asked(
+        world: World, locker: tuple[int, FakeLocker]) -> None:
+    """Between a QR scan and its door, one transaction: the `open_compartment` the scan
+    produced is claimed with its signing counter as the scan is applied (the bridge takes no
+    other), and the counter is reserved on the locker's link, past every earlier one."""
+    site_id, fake = locker
+    deposit(world, fake, site_id, "LOCKER000077", size_class="S")
+    token = locker_tokens.qr_token(world.ctx, parcel(world, "LOCKER000077").id)
+    fake.commands()
+    locker_events.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
+    before = locker_identity.take_counters(world.ctx, "LCK-T1", 1)
+    commits: list[object] = []
+
+    def committed(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(world.ctx.db.engine, "commit", committed)
+    try:
+        fake.seq += 1
+        result = locker_events.apply_events(world.ctx, "LCK-T1", fake.boot, [
+            locker_events.LockerEvent(fake.seq, "credential_presented", {
+                "presentation_id": str(uuid.uuid4()), "kind": "qr", "result": "forwarded",
+                "token": token}, world.ctx.now())], claim_commands=True)
+    finally:
+        event.remove(world.ctx.db.engine, "commit", committed)
+    assert len(commits) == 1
+    assert [(c.name, c.ctr) for c in result.commands] == [("open_compartment", before + 1)]
+    assert locker_identity.take_counters(world.ctx, "LCK-T1", 1) == before + 2
+    assert fake.commands() == []  # claimed (marked sent): the poller does not send it again
