@@ -6,20 +6,29 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from flask import Response
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from relay_ops import qr
+from relay_ops.domain.outbound import NETWORK_SPEC
 from relay_ops.services import carrier_sites, locker_sending, outbound
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
-from relay_ops.web.api.schemas import Code, Strict, Tracking, TrackingNumber
+from relay_ops.web.api.schemas import (
+    CONTACT_REGEX,
+    Code,
+    Email,
+    Phone,
+    SizeClass,
+    Strict,
+    Tracking,
+    TrackingNumber,
+)
 from relay_ops.web.inputs import MANIFEST_BODY_LIMIT
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 OPERATOR = (Role.OPERATOR,)
 CARRIER_OR_STAFF = (Role.CARRIER, Role.OPERATOR, Role.SHOPKEEPER)
-NetworkSpec = Annotated[str, Field(min_length=1, max_length=40,
-                                   pattern=r"^[a-z0-9-]+(:[A-Za-z0-9]+)?$")]
+NetworkSpec = Annotated[str, Field(pattern=f"^(?:{NETWORK_SPEC})$")]
 
 
 class LabelNetworksIn(Strict):
@@ -35,24 +44,39 @@ class CarrierServiceIn(Strict):
 class SenderIn(Strict):
     """Where the receipt goes; a sender's name is not kept (nothing needs it)."""
 
-    phone: Annotated[str | None, Field(max_length=32)] = None
-    email: Annotated[str | None, Field(max_length=254)] = None
+    phone: Phone | None = None
+    email: Email | None = None
     locale: Literal["fr", "en"] = "fr"
+
+    model_config = CONTACT_REGEX
 
 
 class DropOffIn(Strict):
     tracking_number: TrackingNumber
     carrier: Code | None = None
     sender: SenderIn | None = None
-    size_class: Annotated[str | None, Field(max_length=8)] = None
+    size_class: SizeClass | None = None
     reason: Literal["send", "return"] = "send"
     return_of: TrackingNumber | None = None
 
 
+class SenderByPhone(SenderIn):
+    phone: Phone
+
+
+class SenderByEmail(SenderIn):
+    email: Email
+
+
+# At a locker nobody is at the counter: the receipt goes to the sender's phone or e-mail, so
+# one of them is given (one model each, so the document says it).
+LockerSenderIn = SenderByPhone | SenderByEmail
+
+
 class LockerDropOffIn(Strict):
     tracking_number: TrackingNumber
-    size_class: Annotated[str, Field(min_length=1, max_length=8)]
-    sender: SenderIn
+    size_class: SizeClass
+    sender: LockerSenderIn
     carrier: Code | None = None
 
 
@@ -65,10 +89,14 @@ class PickupListQuery(Strict):
 
 
 class OutboundCollectionIn(Strict):
-    # Like a manifest's lines: each number is judged and reported on its own.
+    # Like a manifest's lines: each number is judged and reported on its own; one at least.
     taken: Annotated[list[Tracking], Field(max_length=1000)] = []
     not_found: Annotated[list[Tracking], Field(max_length=1000)] = []
     carrier: Code | None = None
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": [name], "properties": {name: {"minItems": 1}}}
+        for name in ("taken", "not_found")]})
 
 
 @endpoint("/carriers/<code>/label-networks", "PUT", summary="The labels a carrier collects",
