@@ -295,3 +295,17 @@ def test_a_producers_customer_gives_a_phone_or_an_email_in_the_document_too(
     assert not valid(document, schema, order | {"recipient": {"name": "Marie"}})
     assert valid(document, schema, order | {"recipient": {"phone": "0612345678"}})
     assert valid(document, schema, order | {"recipient": {"email": "m@example.org"}})
+
+
+def test_each_no_room_step_appears_once_in_the_document_too(
+        world: World, document: dict[str, Any]) -> None:
+    schema = body_schema(document, "/no-room-policies", "post")
+    assert not valid(document, schema, {"steps": ["hold", "hold"]})
+    assert valid(document, schema, {"steps": ["storage", "hold"]})
+    refused = world.operator.post("/no-room-policies", json={"steps": ["hold", "hold"]})
+    assert is_problem(refused, 422, "validation-failed")
+
+
+def test_a_collections_refusal_for_whom_it_acts_is_documented(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/api/v1/sites/{site_id}/outbound/collections"]["post"]
+    assert "409" in operation["responses"]

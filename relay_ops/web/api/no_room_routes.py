@@ -26,7 +26,9 @@ class PolicyIn(Strict):
     carrier: Code | None = None
     site: Code | None = None
     area: Literal["town", "countryside"] | None = None
-    steps: Annotated[list[Step], Field(min_length=1, max_length=3)]
+    # Each step once (domain.no_room).
+    steps: Annotated[list[Step], Field(min_length=1, max_length=3,
+                                       json_schema_extra={"uniqueItems": True})]
     home_size_classes: Annotated[list[SizeClass],
                                  Field(max_length=20)] = []
 

@@ -163,7 +163,7 @@ def outbound_pickup_list(principal: Principal, site_id: int, query: PickupListQu
 
 @endpoint("/sites/<id:site_id>/outbound/collections", "POST",
           summary="The carrier takes sent parcels", tag="sending", roles=CARRIER_OR_STAFF,
-          body=OutboundCollectionIn, idempotent=True, errors=(404,),
+          body=OutboundCollectionIn, idempotent=True, errors=(404, 409),
           max_body=MANIFEST_BODY_LIMIT,  # up to 2 x 1,000 numbers: a round, like a manifest
           description="Each number in `taken` becomes `collected` (its event says by whom "
                       "and when; the sender is told it has left); each in `not_found` (on the "
