@@ -6,9 +6,16 @@ refuses it: never 422) and every invalid one is refused.
 Runs every check schemathesis has, in process (WSGI, no socket), on one seeded demo database
 shared by the roles (anonymous, operator, shopkeeper, carrier, a resident's tracking link and a
 home delivery courier's link), with ``FUZZ_CASES`` generated cases per role in all (2,000 by
-default; ``RELAY_OPS_FUZZ_CASES`` changes it). Generation is derandomized, so CI runs the same
-cases every time, and failures are not shrunk (set ``RELAY_OPS_FUZZ_SHRINK=1`` to shrink one
-while debugging): shrinking a failure of a stateful operation can take minutes.
+default; ``RELAY_OPS_FUZZ_CASES`` changes it; ``RELAY_OPS_FUZZ_COVERAGE=1`` adds schemathesis'
+coverage phase). Generation is derandomized, so CI runs the same cases every time, and failures
+are not shrunk (set ``RELAY_OPS_FUZZ_SHRINK=1`` to shrink one while debugging): shrinking a
+failure of a stateful operation can take minutes.
+
+``use_after_free`` and ``ensure_resource_availability`` are on but judge sequences of calls
+(create, then read or delete): schemathesis builds them from links between operations, which it
+infers from response schemas, and the document gives none yet (its successes have no schema),
+so they have nothing to judge until it does; ``response_schema_conformance`` likewise checks
+the problem documents only.
 """
 
 import math
@@ -55,6 +62,13 @@ CHECKS = [  # every check schemathesis has, stateful ones included
     schemathesis.checks.allow_header_conformance,
     schemathesis.checks.use_after_free,
     schemathesis.checks.ensure_resource_availability,
+    # Replays one identity's reads as its peers: it acts only when schemathesis' auth is
+    # configured with several identities, which this test (one token per test) does not do;
+    # tests/integration/test_access.py probes every operation as every role, and another
+    # site's or carrier's objects, instead.
+    schemathesis.checks.object_level_authorization,
+    # max_response_time is left out: a time limit on a loaded 2-CPU CI machine judges the
+    # machine, not the API (docs/benchmarks.md has the latencies).
 ]
 FUZZ_CASES = int(os.environ.get("RELAY_OPS_FUZZ_CASES", "2000"))
 FUZZ = settings(
@@ -75,6 +89,9 @@ schema.config.checks.positive_data_acceptance.expected_statuses = [
 schema.config.checks.negative_data_rejection.expected_statuses = [
     "400", "401", "403", "404", "405", "406", "409", "410", "413", "415", "422", "423", "428",
     "429", "5xx"]
+# The courier's link is no role of the issue's list (anonymous, operator, shopkeeper, carrier,
+# resident): its three operations get a quarter of a role's cases.
+COURIER_CASES = FUZZ_CASES // 4
 CASES: Counter[str] = Counter()
 
 
@@ -130,19 +147,23 @@ def _call(case: schemathesis.Case, token: str | None, role: str) -> None:
     case.call_and_validate(headers=headers, checks=CHECKS)
 
 
-# Schemathesis' coverage phase adds its own cases to each operation (boundary values, missing
-# and wrong-typed fields, other methods): about 30 on average here, more than a role with many
-# operations needs in all. The generated (fuzzing) cases make up the rest, 8 per operation at
-# least; an operation whose inputs have few values (a GET without parameters) stops early.
-COVERAGE_CASES_PER_OPERATION = 30
+# Schemathesis' coverage phase (boundary values, missing and wrong-typed fields, other methods,
+# about 30 cases per operation, enumerated when pytest collects) doubles the cost: CI runs the
+# generated cases alone, and RELAY_OPS_FUZZ_COVERAGE=1 adds the coverage phase (docs/
+# benchmarks.md, "API fuzz": both measured, both green).
+COVERAGE = os.environ.get("RELAY_OPS_FUZZ_COVERAGE") == "1"
+schema.config.phases.coverage.enabled = COVERAGE
+COVERAGE_CASES_PER_OPERATION = 30 if COVERAGE else 0
 MIN_FUZZ_CASES_PER_OPERATION = 8
 
 
-def _budget(operations: schemathesis.BaseSchema) -> int:
-    """Fuzzing cases per operation so that a role's operations together make ``FUZZ_CASES``
-    with the coverage phase's (checked at the end by ``test_each_role_made_its_cases``)."""
+def _budget(operations: schemathesis.BaseSchema, cases: int = FUZZ_CASES) -> int:
+    """Generated cases per operation so that a role's operations together make
+    ``cases`` (with the coverage phase's when it runs); an operation whose inputs have few
+    values (a GET without parameters) stops early, hence the margin. The count is checked at
+    the end by ``test_each_role_made_its_cases``."""
     count = sum(1 for _ in operations.get_all_operations())
-    wanted = FUZZ_CASES * 1.1 - COVERAGE_CASES_PER_OPERATION * count
+    wanted = cases * 1.05 - COVERAGE_CASES_PER_OPERATION * count
     return max(MIN_FUZZ_CASES_PER_OPERATION, math.ceil(wanted / count))
 
 
@@ -195,7 +216,7 @@ def courier_link(demo_database: None) -> str:
 
 
 @courier_operations.parametrize()
-@settings(FUZZ, max_examples=_budget(courier_operations))
+@settings(FUZZ, max_examples=_budget(courier_operations, COURIER_CASES))
 def test_a_courier_link_breaks_nothing(case: schemathesis.Case, courier_link: str) -> None:
     case.path_parameters["courier_token"] = courier_link  # a real link: past the lookup
     _call(case, None, "courier")
@@ -205,4 +226,5 @@ def test_each_role_made_its_cases() -> None:
     """Every role that ran (here, after the fuzz tests) made ``FUZZ_CASES`` cases or more."""
     print("cases per role:", dict(CASES))
     assert CASES, "run with the fuzz tests above"
-    assert all(count >= FUZZ_CASES for count in CASES.values()), dict(CASES)
+    wanted = {role: COURIER_CASES if role == "courier" else FUZZ_CASES for role in CASES}
+    assert all(CASES[role] >= wanted[role] for role in CASES), dict(CASES)

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from relay_ops import create_app
 from relay_ops.services import carrier_sites, locker_registry
 from relay_ops.services.principal import SYSTEM
+from relay_ops.services.resident import tracking_token
 from tests.integration.test_contract import body_schema, param_schema, valid
 from tests.support import World, is_problem, shop
 
@@ -113,6 +114,7 @@ def test_a_neighbour_courier_is_named_in_the_document_too(document: dict[str, An
     schema = component(document, "CourierIn")
     assert not valid(document, schema, {"kind": "neighbour", "name": ""})
     assert not valid(document, schema, {"kind": "volunteer", "name": " \u3000\x1c"})
+    assert valid(document, schema, {"kind": "volunteer", "name": "\ufeff"})  # not a space
     assert not valid(document, schema, {"kind": "neighbour"})
     assert valid(document, schema, {"kind": "neighbour", "name": "Marcel Petit"})
     assert valid(document, schema, {"kind": "shopkeeper"})
@@ -309,3 +311,28 @@ def test_each_no_room_step_appears_once_in_the_document_too(
 def test_a_collections_refusal_for_whom_it_acts_is_documented(document: dict[str, Any]) -> None:
     operation = document["paths"]["/api/v1/sites/{site_id}/outbound/collections"]["post"]
     assert "409" in operation["responses"]
+
+
+def test_a_locker_has_no_shelf_locations_in_the_document_too(
+        world: World, document: dict[str, Any]) -> None:
+    schema = body_schema(document, "/sites", "post")
+    locker = shop("casier-l", 47.5, -1.3, [("A1", "M", 5)]) | {"kind": "locker"}
+    assert not valid(document, schema, locker)
+    assert valid(document, schema, locker | {"locations": []})
+    assert is_problem(world.operator.post("/sites", json=locker), 422, "validation-failed")
+
+
+def test_a_proxys_name_is_not_blank_in_the_document_too(
+        world: World, document: dict[str, Any]) -> None:
+    schema = component(document, "ProxyIn")
+    assert not valid(document, schema, {"name": " \u2003"})
+    assert valid(document, schema, {"name": "Marcel Petit"})
+    parcel = world.ready("ACME00000968")
+    link = tracking_token(world.ctx, parcel["id"])
+    answer = world.anonymous.post(f"/track/{link}/proxy", json={"name": " "})
+    assert is_problem(answer, 422, "validation-failed")
+
+
+def test_a_public_operation_documents_the_roles_it_refuses(document: dict[str, Any]) -> None:
+    operation = document["paths"]["/api/v1/lockers/{site_id}/drop-offs"]["post"]
+    assert "403" in operation["responses"]  # a shopkeeper's token is refused

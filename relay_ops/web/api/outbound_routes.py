@@ -212,7 +212,7 @@ def outbound_receipt(principal: Principal, token: str) -> Any:
 
 @endpoint("/lockers/<id:site_id>/drop-offs", "POST",
           summary="Send a parcel from a locker: a door and a drop-off code", tag="sending",
-          body=LockerDropOffIn, status=201, errors=(404, 409, 422),
+          body=LockerDropOffIn, status=201, errors=(403, 404, 409, 422),
           extra_responses={200: "The carrier's platform announced it already: the same drop-off"},
           description="The sender (no key needed), or its carrier's platform (a carrier key, "
                       "its own labels), announces a labelled parcel: a free door of its "

@@ -29,10 +29,10 @@ SizeClass = Annotated[str, Field(min_length=1, max_length=8,
 # One of the configured locker models (LOCKER_MODELS), listed by the served document.
 LockerModel = Annotated[str, Field(min_length=1, max_length=80,
                                    json_schema_extra={VOCABULARY: "locker_model"})]
-# Text with something besides whitespace (Python's str.split and ECMA-262 \s differ, so
-# the characters are listed: ECMA-262's whitespace and line terminators, and Python's).
+# Text with something besides whitespace, as the services judge it (str.strip, str.split):
+# Python's whitespace, listed (ECMA-262's \s is another set: it has U+FEFF, not U+001C-1F).
 BLANKS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029"
-          "\u202f\u205f\u3000\ufeff")
+          "\u202f\u205f\u3000")
 NOT_BLANK = f"[^{BLANKS}]"
 STATES_PATTERN = "^,*(?:(?:{0})(?:,+(?:{0}))*)?,*$".format("|".join(s.value for s in State))
 # A phone number or an e-mail address the notifications can use: each pattern is a part of
@@ -140,6 +140,9 @@ class SiteIn(Strict):
     # locker opens around the clock unless told otherwise).
     model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
         only_when("kind", "storage", "season"),
+        # Shelf locations for shops and storage sites; a locker has compartments.
+        {"anyOf": [{"required": ["kind"], "properties": {"kind": {"enum": ["shop", "storage"]}}},
+                   {"properties": {"locations": {"maxItems": 0}}}]},
         {"anyOf": [{"required": ["kind"], "properties": {"kind": {"const": "locker"}}},
                    {"required": ["opening_hours"],
                     "properties": {"opening_hours": {"not": {"type": "null"}}}}]}]})
@@ -288,7 +291,8 @@ class RerouteDecisionIn(RootModel[RerouteAccept | RerouteRefuse]):
 
 
 class ProxyIn(Strict):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200,
+                               json_schema_extra={"pattern": NOT_BLANK})]
 
 
 class TokenIn(Strict):
