@@ -136,9 +136,12 @@ class TooManyAttempts(DomainError):
 
 
 class LabelNotCollectedHere(DomainError):
+    """A label the document allows that no carrier serving this site takes (the carriers'
+    declared networks): a conflict with the state of that site (409), as for
+    ``ServiceNotOffered``."""
+
     slug = "label-not-collected-here"
     title = "No carrier that serves this site collects parcels with this label"
-    status = 422
 
 
 class CarrierChoiceNeeded(DomainError):
@@ -151,18 +154,30 @@ class ProducerChoiceNeeded(DomainError):
     title = "Several producers have an order with this reference here"
 
 
+class OnBehalfOf(DomainError):
+    """Whom a request acts for depends on who sends it: staff name the carrier or producer
+    they act for, a carrier or a producer acts for itself and names nobody else. The document
+    cannot require or forbid a field for some callers alone, so this is refused by rule
+    (409), not as an invalid body (422)."""
+
+    slug = "on-behalf-of"
+    title = "Staff name whom they act for; a carrier or producer acts for itself"
+
+
 class HomeDeliveryRefused(DomainError):
+    """A request the document allows, refused by the site's offer, the day or the parcel's
+    state: a conflict with the state of things (409), not a malformed request (422)."""
+
     slug = "home-delivery-refused"
     title = "This home delivery cannot be arranged"
-    status = 422
 
 
 class ServiceNotOffered(DomainError):
     """A site asked for a service it does not declare (``domain/site_services.py``): the
-    request is well formed and the same at any other site, so it is not a conflict to retry
-    (409) but a request this site cannot process (422), like a label no carrier collects
-    here. The problem names the ``service`` and the ``site``."""
+    request is well formed (the document allows it), the site's declared services refuse it,
+    so it is a conflict with the state of that site (409; it succeeds once the site declares
+    the service), never 422, which says the request itself is invalid. The problem names the
+    ``service`` and the ``site``."""
 
     slug = "service-not-offered"
     title = "This site does not offer this service"
-    status = 422

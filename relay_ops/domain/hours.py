@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -47,11 +48,12 @@ def opens_some_day(hours: OpeningHours) -> bool:
     return any(bool(ranges) for ranges in hours.values())
 
 
+HHMM = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
+
+
 def _is_hhmm(value: object) -> bool:
-    if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
-        return False
-    hh, mm = value[:2], value[3:]
-    return hh.isdigit() and mm.isdigit() and int(hh) < 24 and int(mm) < 60
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    return isinstance(value, str) and HHMM.fullmatch(value) is not None
 
 
 def opens_on(hours: OpeningHours, closing_days: Collection[date], day: date) -> bool:

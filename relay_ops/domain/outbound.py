@@ -78,8 +78,9 @@ transitions = _TABLE.transitions
 
 # ---------------------------------------------------------------- label networks
 
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-_PREFIX = re.compile(r"^[A-Z0-9]{1,12}$")
+# What a spec is, the whole of it (ASCII, nothing around it): the API's document states the
+# same pattern, so a spec the document allows is one this module reads, and no other.
+NETWORK_SPEC = r"upu-s10(?::[A-Za-z]{2})?|prefix:[A-Za-z0-9]{1,12}"
 S10 = "upu-s10"
 PREFIX = "prefix"
 
@@ -105,12 +106,9 @@ class Network:
 
 def parse_network(spec: str) -> Network:
     """A network from its spec, or :class:`ValidationFailed` saying what a spec is."""
-    kind, _, value = spec.strip().partition(":")
-    value = value.upper()
-    if kind == S10 and (not value or _COUNTRY.match(value)):
-        return Network(S10, value)
-    if kind == PREFIX and _PREFIX.match(value):
-        return Network(PREFIX, value)
+    if re.fullmatch(NETWORK_SPEC, spec):
+        kind, _, value = spec.partition(":")
+        return Network(kind, value.upper())
     raise ValidationFailed(
         f"{spec!r} is not a label network: use 'upu-s10', 'upu-s10:FR' (issuing country) or "
         "'prefix:MR' (1 to 12 letters or digits the carrier's numbers start with)"

@@ -107,7 +107,7 @@ def _sites_by_code(session: Session, codes: list[str]) -> list[Site]:
     sites = list(session.scalars(select(Site).where(Site.code.in_(codes))))
     unknown = set(codes) - {s.code for s in sites}
     if unknown:
-        raise ValidationFailed(f"unknown sites: {', '.join(sorted(unknown))}")
+        raise NotFound(f"unknown sites: {', '.join(sorted(unknown))}")
     return sites
 
 

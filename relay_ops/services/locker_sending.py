@@ -38,6 +38,7 @@ from relay_ops.domain.errors import (
     Conflict,
     NoColdPlace,
     NotFound,
+    OnBehalfOf,
     ValidationFailed,
 )
 from relay_ops.domain.holding import Perishable, deadline_after, perishable_deadline
@@ -206,7 +207,7 @@ def _carrier_for(session: Session, actor: Principal, site: Site, number: str,
         own = session.get(Carrier, actor.carrier_id)
         assert own is not None
         if named is not None and named != own.code:
-            raise ValidationFailed("a carrier announces its own labels: leave 'carrier' out")
+            raise OnBehalfOf("a carrier announces its own labels: leave 'carrier' out")
         named = own.code
     code = outbound.choose_carrier(
         number, {k: list(c.label_networks or []) for k, c in serving.items()}, named)

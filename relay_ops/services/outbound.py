@@ -28,6 +28,7 @@ from relay_ops.domain.errors import (
     DomainError,
     InvalidTransition,
     NotFound,
+    OnBehalfOf,
     ValidationFailed,
 )
 from relay_ops.domain.lifecycle import Action, State
@@ -295,10 +296,10 @@ def _acting_carrier(session: Session, actor: Principal, carrier_code: str | None
         if carrier is None:
             raise NotFound("no such carrier")
         if carrier_code is not None and carrier_code != carrier.code:
-            raise ValidationFailed("a carrier collects for itself: leave 'carrier' out")
+            raise OnBehalfOf("a carrier collects for itself: leave 'carrier' out")
         return carrier
     if carrier_code is None:
-        raise ValidationFailed("name the carrier the parcels are handed to ('carrier')")
+        raise OnBehalfOf("name the carrier the parcels are handed to ('carrier')")
     return carrier_or_404(session, carrier_code)
 
 

@@ -29,6 +29,7 @@ from relay_ops.domain.errors import (
     DomainError,
     InvalidTransition,
     NotFound,
+    OnBehalfOf,
     ProducerChoiceNeeded,
     ValidationFailed,
 )
@@ -388,7 +389,7 @@ def take_back(
         else:
             require_site(actor, site_id)
             if producer_code is None:
-                raise ValidationFailed("name the producer who takes its orders back")
+                raise OnBehalfOf("name the producer who takes its orders back")
             producer_id = _producer_by_code(session, producer_code).id
         site = session.get(Site, site_id)
         if site is None:

@@ -333,7 +333,8 @@ def declare_closing_day(
     require_role(actor, Role.OPERATOR, Role.SHOPKEEPER)
     require_site(actor, site_id)
     if day < ctx.now().astimezone(ctx.settings.timezone).date():
-        raise ValidationFailed("closing days are declared for today or later")
+        # Today's date is state the document cannot state: a conflict, not an invalid body.
+        raise Conflict("closing days are declared for today or later")
     with ctx.db.transaction() as session:
         site = site_row(session, site_id)
         existing = session.scalar(

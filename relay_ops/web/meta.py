@@ -97,7 +97,11 @@ def _outbox_waiting() -> int | None:
 
 @bp.get(PREFIX + "/openapi.json")
 def openapi() -> Any:
-    return build(PREFIX, "RelayOps", current_app.config.get("API_VERSION", "1.0.0"))
+    settings = current_app.extensions["relay_ops"].settings
+    return build(PREFIX, "RelayOps", current_app.config.get("API_VERSION", "1.0.0"), {
+        "size_class": list(settings.size_classes),
+        "locker_model": sorted(settings.locker.models),
+    })
 
 
 @bp.get("/api/docs")

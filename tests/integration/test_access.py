@@ -114,7 +114,7 @@ def test_operator_creates_a_site_with_locations(world: World) -> None:
         "locations": [{"label": "B1", "size_class": "XXL", "capacity": 2}]})
     assert is_problem(more, 422, "validation-failed")
     bad_hours = dict(body, code="other", opening_hours={"lundi": [["09:00", "12:00"]]})
-    assert is_problem(world.operator.post("/sites", json=bad_hours), 422, "validation-failed")
+    assert is_problem(world.operator.post("/sites", json=bad_hours), 422, "invalid-request")
 
 
 def test_sign_in_guessing_slows_the_guesser_and_never_locks_the_owner_out(

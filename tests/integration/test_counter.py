@@ -253,7 +253,7 @@ def test_inventory_filters_pages_and_occupancy(world: World, clock: Clock) -> No
     assert by_carrier.json["total"] == 0
     # Not a state ("lost" became one: sent parcels that their carrier could not find).
     bad = world.shopkeeper.get(f"/sites/{world.shop_id}/parcels", state="vanished")
-    assert is_problem(bad, 422, "validation-failed")
+    assert is_problem(bad, 422, "invalid-request")
     occupancy = world.shopkeeper.get(f"/sites/{world.shop_id}/occupancy").json
     assert (occupancy["capacity"], occupancy["held"], occupancy["free"]) == (15, 5, 10)
     assert {loc["label"]: loc["used"] for loc in occupancy["locations"]} == {"A1": 5, "B1": 0}
@@ -272,7 +272,7 @@ def test_closing_days_push_deadlines(world: World) -> None:
     gone = world.shopkeeper.delete(f"/sites/{world.shop_id}/closing-days/2026-12-12")
     assert is_problem(gone, 404, "not-found")
     past = world.shopkeeper.post(f"/sites/{world.shop_id}/closing-days", json={"day": "2020-01-01"})
-    assert is_problem(past, 422, "validation-failed")
+    assert is_problem(past, 409, "conflict")
 
 
 def test_staff_tokens_expire(world: World, clock: Clock) -> None:

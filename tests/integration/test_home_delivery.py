@@ -142,21 +142,21 @@ def test_requests_the_shop_cannot_keep_are_refused_and_change_nothing(
         world: World) -> None:
     parcel = world.ready("ACME00000902")
     before = row_counts(world.ctx)
-    assert is_problem(ask(world, parcel["id"]), 422, "home-delivery-refused")  # not offered
+    assert is_problem(ask(world, parcel["id"]), 409, "home-delivery-refused")  # not offered
     assert row_counts(world.ctx) == before
     world.shopkeeper.put(f"/sites/{world.shop_id}/services",
                          json={"services": ["receive", "home_delivery"]})
     world.shopkeeper.put(f"/sites/{world.shop_id}/home-delivery",
                          json={"days": ["tue"], "area": "Bourg"})
     before = row_counts(world.ctx)
-    assert is_problem(ask(world, parcel["id"], day="2026-12-02"), 422, "home-delivery-refused")
-    assert is_problem(ask(world, parcel["id"], in_area=False), 422, "home-delivery-refused")
-    assert is_problem(ask(world, parcel["id"], consent=False), 422, "validation-failed")
+    assert is_problem(ask(world, parcel["id"], day="2026-12-02"), 409, "home-delivery-refused")
+    assert is_problem(ask(world, parcel["id"], in_area=False), 409, "home-delivery-refused")
+    assert is_problem(ask(world, parcel["id"], consent=False), 422, "invalid-request")
     assert is_problem(ask(world, parcel["id"], courier={"kind": "volunteer", "name": " "}),
                       422, "validation-failed")
     assert row_counts(world.ctx) == before
     assert ask(world, parcel["id"]).status_code == 201
-    assert is_problem(ask(world, parcel["id"]), 422, "home-delivery-refused")  # one at a time
+    assert is_problem(ask(world, parcel["id"]), 409, "home-delivery-refused")  # one at a time
 
 
 def test_a_wrong_code_at_the_door_counts_as_at_the_counter_and_five_lock_it(

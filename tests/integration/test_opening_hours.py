@@ -60,7 +60,7 @@ def test_an_operator_sets_a_sites_hours(world: World, clock: Clock) -> None:
     assert is_problem(world.operator.put(path, json={"opening_hours": {}}), 422,
                       "validation-failed")
     assert is_problem(world.operator.put(path, json={"opening_hours": {"lundi": []}}), 422,
-                      "validation-failed")
+                      "invalid-request")
     assert is_problem(world.other_shopkeeper.put(path, json={"opening_hours": HOURS}), 403,
                       "forbidden")
     assert is_problem(world.operator.put("/sites/999/opening-hours",

@@ -89,7 +89,7 @@ def test_a_shop_that_does_not_declare_send_refuses_a_deposit(sending: World) -> 
                                   json={"services": ["receive"]}).status_code == 200
     counts = row_counts(sending.ctx)
     refused = drop(sending, "ACME00000990", sender=SENDER)
-    assert is_problem(refused, 422, "service-not-offered")
+    assert is_problem(refused, 409, "service-not-offered")
     assert (refused.json["service"], refused.json["site"]) == ("send", "bourg")
     assert "does not offer 'send'" in refused.json["detail"]
     assert row_counts(sending.ctx) == counts  # no parcel, no event, no message
@@ -129,10 +129,10 @@ def test_a_label_no_carrier_here_collects_is_refused(sending: World) -> None:
     counts = row_counts(sending.ctx)
     # Other collects S10 labels, but not at this shop.
     refused = drop(sending, S10_FR)
-    assert is_problem(refused, 422, "label-not-collected-here")
+    assert is_problem(refused, 409, "label-not-collected-here")
     assert refused.json["carriers"] == []
     named = drop(sending, S10_FR, carrier="other")
-    assert is_problem(named, 422, "label-not-collected-here")
+    assert is_problem(named, 409, "label-not-collected-here")
     assert "does not collect at this site" in named.json["detail"]
     assert row_counts(sending.ctx) == counts
 
@@ -154,7 +154,7 @@ def test_two_carriers_for_one_label_need_the_shopkeeper_to_name_one(sending: Wor
 def test_a_mistyped_sender_address_is_refused_at_the_counter(sending: World) -> None:
     counts = row_counts(sending.ctx)
     refused = drop(sending, "ACME00000904", sender={"email": "not an address"})
-    assert is_problem(refused, 422, "validation-failed")
+    assert is_problem(refused, 422, "invalid-request")
     assert row_counts(sending.ctx) == counts
 
 
@@ -239,7 +239,7 @@ def test_a_carrier_has_a_pickup_list_per_round(sending: World, clock: Clock) -> 
     path = f"/sites/{sending.shop_id}/carriers/acme"
     assert is_problem(sending.operator.put(path, json={"collection_delay_hours": 48,
                                                        "rounds": ["25:00"]}),
-                      422, "validation-failed")
+                      422, "invalid-request")  # the document states HH:MM
     served = sending.operator.put(path, json={"collection_delay_hours": 48,
                                               "rounds": ["16:00", "10:30", "10:30"]})
     assert served.status_code == 200 and served.json["rounds"] == ["10:30", "16:00"]
@@ -323,7 +323,7 @@ def test_staff_hand_over_to_a_named_carrier(sending: World) -> None:
     drop(sending, "ACME00000916")
     unnamed = sending.shopkeeper.post(f"/sites/{sending.shop_id}/outbound/collections",
                                       json={"taken": ["ACME00000916"]})
-    assert is_problem(unnamed, 422, "validation-failed")
+    assert is_problem(unnamed, 409, "on-behalf-of")
     named = sending.shopkeeper.post(f"/sites/{sending.shop_id}/outbound/collections",
                                     json={"taken": ["ACME00000916"], "carrier": "acme"})
     assert named.json["items"][0]["status"] == "collected"
@@ -440,7 +440,7 @@ def test_only_operators_set_who_collects_where(sending: World) -> None:
                          "label_networks": ["prefix:ACME"], "collection_delay_hours": 48,
                          "rounds": []}]
     assert sending.operator.delete(f"/sites/{sending.shop_id}/carriers/acme").status_code == 204
-    assert is_problem(drop(sending, "ACME00000923"), 422, "label-not-collected-here")
+    assert is_problem(drop(sending, "ACME00000923"), 409, "label-not-collected-here")
 
 
 def test_a_shop_deposits_only_at_its_own_site_and_carriers_not_at_all(sending: World) -> None:

@@ -111,7 +111,7 @@ def test_a_keep_cold_order_goes_only_to_a_shop_that_declares_cold(farm: World) -
     ferme = producer(farm, "ferme")
     counts = row_counts(farm.ctx)
     refused = announce(ferme, "LAIT-9", keep_cold=True)
-    assert is_problem(refused, 422, "service-not-offered")
+    assert is_problem(refused, 409, "service-not-offered")
     assert (refused.json["service"], refused.json["site"]) == ("cold", "bourg")
     assert row_counts(farm.ctx) == counts
     assert announce(ferme, "PAIN-9").status_code == 201
@@ -140,8 +140,8 @@ def test_an_order_is_announced_once_per_reference(farm: World) -> None:
 
 
 @pytest.mark.parametrize(("extra", "status", "slug"), [
-    ({"recipient": {"name": "Jeanne"}}, 422, "validation-failed"),
-    ({"recipient": {"phone": "not a phone"}}, 422, "validation-failed"),
+    ({"recipient": {"name": "Jeanne"}}, 422, "invalid-request"),
+    ({"recipient": {"phone": "not a phone"}}, 422, "invalid-request"),
     ({"site": "nowhere"}, 404, "not-found"),
     ({"size_class": "XXL"}, 422, "validation-failed"),
     ({"holding_hours": 0}, 422, "invalid-request"),
@@ -367,7 +367,7 @@ def test_staff_hand_an_order_back_naming_its_producer(farm: World, clock: Clock)
     expiry.expire_overdue(farm.ctx)
     path = f"/sites/{farm.shop_id}/producer-orders/take-back"
     assert is_problem(farm.shopkeeper.post(path, json={"references": ["CMD-1"]}),
-                      422, "validation-failed")
+                      409, "on-behalf-of")
     assert is_problem(farm.other_shopkeeper.post(
         path, json={"references": ["CMD-1"], "producer": "ferme"}), 404, "not-found")
     taken = farm.shopkeeper.post(path, json={"references": ["CMD-1"], "producer": "ferme"})

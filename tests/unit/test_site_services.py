@@ -15,7 +15,7 @@ def test_an_undeclared_service_is_refused_naming_it_and_the_site(service: str) -
     others = [s for s in SERVICES if s != service]
     with pytest.raises(ServiceNotOffered) as refused:
         require(others, service, "Tabac du Bourg", "bourg")
-    assert refused.value.status == 422
+    assert refused.value.status == 409
     assert refused.value.slug == "service-not-offered"
     assert refused.value.extra == {"service": service, "site": "bourg"}
     assert f"Tabac du Bourg does not offer '{service}'" in refused.value.detail

@@ -104,10 +104,35 @@ def _query_args() -> dict[str, Any]:
 
 
 def _parse_body(model: type[BaseModel]) -> BaseModel:
-    if not isinstance(request.get_json(silent=True), dict):
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
         raise ValidationFailed("the body must be a JSON object (Content-Type: application/json)")
     # Strict JSON types, as the document states them: `0` is not a boolean, `"5"` not a number.
+    # But `3.0` is an integer, as JSON Schema counts them (a number whose fraction is zero):
+    # such numbers are given to the model as integers, the only loosening strict mode needs.
+    if _has_integral_float(data):
+        return _parse(model, json.dumps(_integral_floats_as_ints(data)).encode(), strict=True)
     return _parse(model, request.get_data(), strict=True)
+
+
+def _has_integral_float(value: Any) -> bool:
+    if isinstance(value, float):
+        return value.is_integer()
+    if isinstance(value, dict):
+        return any(_has_integral_float(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_integral_float(v) for v in value)
+    return False
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    return value
 
 
 def _parse(model: type[BaseModel], data: dict[str, Any] | bytes, strict: bool = False

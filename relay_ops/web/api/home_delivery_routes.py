@@ -6,14 +6,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from relay_ops.domain.errors import ValidationFailed
 from relay_ops.domain.hours import DAYS
 from relay_ops.services import home_delivery
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
-from relay_ops.web.api.schemas import Strict
+from relay_ops.web.api.schemas import NOT_BLANK, Strict
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 RESIDENT = (Role.RESIDENT,)
@@ -34,11 +34,16 @@ class CourierIn(Strict):
     name: Annotated[str, Field(max_length=200, description=(
         "The neighbour's or volunteer's name; empty for the shopkeeper"))] = ""
 
+    # A neighbour or a volunteer is named (domain.home_delivery.check_courier).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"properties": {"kind": {"const": "shopkeeper"}}},
+        {"required": ["name"], "properties": {"name": {"pattern": NOT_BLANK}}}]})
+
 
 class RequestIn(Strict):
     day: date
     courier: CourierIn
-    consent: Annotated[bool, Field(description=(
+    consent: Annotated[Literal[True], Field(description=(
         "The resident agrees that the courier takes the parcel for them and sees their name"))]
     in_area: Annotated[bool, Field(description="The resident lives in the area the shop serves")]
 

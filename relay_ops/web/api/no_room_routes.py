@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services import no_room_policies
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
-from relay_ops.web.api.schemas import Code, Strict
+from relay_ops.web.api.schemas import Code, SizeClass, Strict
 
 OPERATOR = (Role.OPERATOR,)
 OPERATOR_OR_CARRIER = (Role.OPERATOR, Role.CARRIER)
@@ -26,9 +26,16 @@ class PolicyIn(Strict):
     carrier: Code | None = None
     site: Code | None = None
     area: Literal["town", "countryside"] | None = None
-    steps: Annotated[list[Step], Field(min_length=1, max_length=3)]
-    home_size_classes: Annotated[list[Annotated[str, Field(min_length=1, max_length=8)]],
+    # Each step once (domain.no_room).
+    steps: Annotated[list[Step], Field(min_length=1, max_length=3,
+                                       json_schema_extra={"uniqueItems": True})]
+    home_size_classes: Annotated[list[SizeClass],
                                  Field(max_length=20)] = []
+
+    # home_size_classes narrows the home step: given only when that step is listed.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"properties": {"steps": {"contains": {"const": "home"}}}},
+        {"properties": {"home_size_classes": {"maxItems": 0}}}]})
 
 
 class DecisionsQuery(Strict):

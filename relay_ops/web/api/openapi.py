@@ -33,6 +33,10 @@ class EndpointDoc:
 
 
 REGISTRY: list[EndpointDoc] = []
+# A string whose values are the deployment's configuration (size classes, locker models): the
+# input schema marks it with this key and a vocabulary's name, and the served document lists
+# the configured values (``enum``), so that a value the document allows is one the services know.
+VOCABULARY = "x-relayops-vocabulary"
 ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 # What each URL converter (``web.inputs``) matches; a value outside it matches no route (404).
 CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -60,7 +64,8 @@ def _no_nul_strings(node: Any) -> Any:
     string. Strings already bound by a pattern, a format or a list of values are left alone."""
     if isinstance(node, dict):
         node = {k: _no_nul_strings(v) for k, v in node.items()}
-        if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node):
+        if node.get("type") == "string" and not {"pattern", "format", "enum", "const",
+                                                  VOCABULARY} & set(node):
             node["pattern"] = NO_NUL_PATTERN
         return node
     if isinstance(node, list):
@@ -79,7 +84,22 @@ def _query_params(model: type[BaseModel] | None) -> list[dict[str, Any]]:
     ]
 
 
-def build(prefix: str, title: str, version: str) -> dict[str, Any]:
+def _with_vocabularies(node: Any, vocabularies: dict[str, list[str]]) -> Any:
+    if isinstance(node, dict):
+        if VOCABULARY in node:
+            kept = {k: v for k, v in node.items()
+                    if k not in (VOCABULARY, "minLength", "maxLength", "pattern")}
+            return kept | {"type": "string", "enum": list(vocabularies[node[VOCABULARY]])}
+        return {k: _with_vocabularies(v, vocabularies) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_with_vocabularies(v, vocabularies) for v in node]
+    return node
+
+
+def build(prefix: str, title: str, version: str,
+          vocabularies: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The document; ``vocabularies`` gives the configured values of each vocabulary (see
+    ``VOCABULARY``), e.g. ``{"size_class": ["S", "M"], "locker_model": ["mini-6"]}``."""
     paths: dict[str, Any] = {}
     components: dict[str, Any] = {"schemas": {}, "securitySchemes": {
         "bearer": {"type": "http", "scheme": "bearer",
@@ -116,6 +136,9 @@ def build(prefix: str, title: str, version: str) -> dict[str, Any]:
             }
         paths.setdefault(prefix + openapi_path(ep.rule), {})[ep.method.lower()] = operation
     components["schemas"]["Problem"] = PROBLEM_SCHEMA
+    if vocabularies is not None:
+        paths = _with_vocabularies(paths, vocabularies)
+        components = _with_vocabularies(components, vocabularies)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version,

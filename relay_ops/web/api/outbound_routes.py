@@ -6,20 +6,32 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from flask import Response
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from relay_ops import qr
+from relay_ops.domain.outbound import NETWORK_SPEC
 from relay_ops.services import carrier_sites, locker_sending, outbound, pickup_lists
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import client_address, ctx, endpoint
-from relay_ops.web.api.schemas import Code, Strict, Tracking, TrackingNumber
+from relay_ops.web.api.schemas import (
+    CONTACT_REGEX,
+    HHMM,
+    NOT_BLANK,
+    Code,
+    Email,
+    Phone,
+    SizeClass,
+    Strict,
+    Tracking,
+    TrackingNumber,
+    only_when,
+)
 from relay_ops.web.inputs import MANIFEST_BODY_LIMIT
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 OPERATOR = (Role.OPERATOR,)
 CARRIER_OR_STAFF = (Role.CARRIER, Role.OPERATOR, Role.SHOPKEEPER)
-NetworkSpec = Annotated[str, Field(min_length=1, max_length=40,
-                                   pattern=r"^[a-z0-9-]+(:[A-Za-z0-9]+)?$")]
+NetworkSpec = Annotated[str, Field(pattern=f"^(?:{NETWORK_SPEC})$")]
 
 
 class LabelNetworksIn(Strict):
@@ -30,7 +42,7 @@ class LabelNetworksIn(Strict):
 
 class CarrierServiceIn(Strict):
     collection_delay_hours: Annotated[int, Field(ge=1, le=336)]
-    rounds: Annotated[list[Annotated[str, Field(pattern=r"^\d\d:\d\d$")]] | None,
+    rounds: Annotated[list[HHMM] | None,
                       Field(max_length=6, description=(
                           "the times of day (HH:MM, the site's time zone) the carrier passes; "
                           "each round's pickup list holds the parcels deposited before it. "
@@ -40,46 +52,73 @@ class CarrierServiceIn(Strict):
 class SenderIn(Strict):
     """Where the receipt goes; a sender's name is not kept (nothing needs it)."""
 
-    phone: Annotated[str | None, Field(max_length=32)] = None
-    email: Annotated[str | None, Field(max_length=254)] = None
+    phone: Phone | None = None
+    email: Email | None = None
     locale: Literal["fr", "en"] = "fr"
+
+    model_config = CONTACT_REGEX
 
 
 class DropOffIn(Strict):
     tracking_number: TrackingNumber
     carrier: Code | None = None
     sender: SenderIn | None = None
-    size_class: Annotated[str | None, Field(max_length=8)] = None
+    size_class: SizeClass | None = None
     reason: Literal["send", "return"] = "send"
     return_of: TrackingNumber | None = None
 
 
+class SenderByPhone(SenderIn):
+    phone: Phone
+
+
+class SenderByEmail(SenderIn):
+    email: Email
+
+
+# At a locker nobody is at the counter: the receipt goes to the sender's phone or e-mail, so
+# one of them is given (one model each, so the document says it).
+LockerSenderIn = SenderByPhone | SenderByEmail
+
+
 class LockerDropOffIn(Strict):
     tracking_number: TrackingNumber
-    size_class: Annotated[str, Field(min_length=1, max_length=8)]
-    sender: SenderIn
+    size_class: SizeClass
+    sender: LockerSenderIn
     carrier: Code | None = None
     reason: Literal["send", "return"] = Field("send", description=(
         "`return`: a resident returns a parcel picked up at this locker (its return label, "
         "and the parcel's number in `return_of`)"))
     return_of: TrackingNumber | None = None
 
+    # `return_of` names the parcel a return brings back: given exactly when reason is return.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
+        only_when("reason", "return", "return_of"),
+        {"anyOf": [{"properties": {"reason": {"const": "send"}}},
+                   {"required": ["return_of"], "properties": {"return_of": {"type": "string"}}}]},
+    ]})
 
-class RefusalIn(Strict):
-    reason: Annotated[str, Field(min_length=1, max_length=300)]
+
+class OutboundRefusalIn(Strict):
+    reason: Annotated[str, Field(min_length=1, max_length=300,
+                                 json_schema_extra={"pattern": NOT_BLANK})]
 
 
 class PickupListQuery(Strict):
     carrier: Code | None = None
-    round: Annotated[str | None, Field(pattern=r"^\d\d:\d\d$", description=(
+    round: Annotated[HHMM | None, Field(description=(
         "one of the carrier's rounds today (HH:MM): that round's list only"))] = None
 
 
 class OutboundCollectionIn(Strict):
-    # Like a manifest's lines: each number is judged and reported on its own.
+    # Like a manifest's lines: each number is judged and reported on its own; one at least.
     taken: Annotated[list[Tracking], Field(max_length=1000)] = []
     not_found: Annotated[list[Tracking], Field(max_length=1000)] = []
     carrier: Code | None = None
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": [name], "properties": {name: {"minItems": 1}}}
+        for name in ("taken", "not_found")]})
 
 
 @endpoint("/carriers/<code>/label-networks", "PUT", summary="The labels a carrier collects",
@@ -160,7 +199,7 @@ def outbound_collection_sites(principal: Principal) -> Any:
 
 @endpoint("/sites/<id:site_id>/outbound/collections", "POST",
           summary="The carrier takes sent parcels", tag="sending", roles=CARRIER_OR_STAFF,
-          body=OutboundCollectionIn, idempotent=True, errors=(404,),
+          body=OutboundCollectionIn, idempotent=True, errors=(404, 409),
           max_body=MANIFEST_BODY_LIMIT,  # up to 2 x 1,000 numbers: a round, like a manifest
           description="Each number in `taken` becomes `collected` (its event says by whom "
                       "and when; the sender is told it has left); each in `not_found` (on the "
@@ -174,13 +213,13 @@ def collect_outbound(principal: Principal, site_id: int, body: OutboundCollectio
 
 @endpoint("/parcels/<id:parcel_id>/outbound-refusal", "POST",
           summary="The carrier will not take a sent parcel", tag="sending",
-          roles=CARRIER_OR_STAFF, body=RefusalIn, errors=(404, 409),
+          roles=CARRIER_OR_STAFF, body=OutboundRefusalIn, errors=(404, 409),
           description="Badly packed, too heavy...: the parcel becomes `refused`, stays on the "
                       "shelf (off the pickup list) and its sender is told to take it back. "
                       "In a locker door: the carrier's code no longer opens it, and the "
                       "sender's `refused` message gives a new code that does. "
                       "A carrier refuses its own parcels; staff, their shop's.")
-def refuse_outbound(principal: Principal, parcel_id: int, body: RefusalIn) -> Any:
+def refuse_outbound(principal: Principal, parcel_id: int, body: OutboundRefusalIn) -> Any:
     return outbound.refuse(ctx(), principal, parcel_id, body.reason)
 
 

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, Field
 from relay_ops.services import locker_registry, locker_sending, producers, sites
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
-from relay_ops.web.api.schemas import Code, KeyIn, Strict
+from relay_ops.web.api.schemas import CONTACT_REGEX, Code, Email, KeyIn, Phone, SizeClass, Strict
 from relay_ops.web.inputs import MANIFEST_BODY_LIMIT
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
@@ -26,20 +26,33 @@ class ProducerIn(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class CustomerIn(Strict):
-    """Who collects the order: the phone or e-mail the ready message and its code go to."""
-
+class _Customer(Strict):
     name: Annotated[str | None, Field(max_length=200)] = None
-    phone: Annotated[str | None, Field(max_length=32)] = None
-    email: Annotated[str | None, Field(max_length=254)] = None
+    phone: Phone | None = None
+    email: Email | None = None
     locale: Literal["fr", "en"] = "fr"
+
+    model_config = CONTACT_REGEX
+
+
+class CustomerByPhone(_Customer):
+    phone: Phone
+
+
+class CustomerByEmail(_Customer):
+    email: Email
+
+
+# Who collects the order: the phone or e-mail the ready message and its code go to (one of
+# them at least: one model each, so the document says it).
+CustomerIn = CustomerByPhone | CustomerByEmail
 
 
 class OrderIn(Strict):
     reference: Reference
     site: Code
     recipient: CustomerIn
-    size_class: Annotated[str | None, Field(max_length=8)] = None
+    size_class: SizeClass | None = None
     keep_cold: bool = False
     holding_hours: Annotated[int | None, Field(ge=1, le=producers.MAX_HOLDING_HOURS)] = None
     sell_by: AwareDatetime | None = None
@@ -148,7 +161,7 @@ def deposit_order(principal: Principal, site_id: int, body: DepositIn) -> Any:
 
 @endpoint("/sites/<id:site_id>/producer-orders/take-back", "POST",
           summary="The producer takes its uncollected orders back", tag="producers",
-          roles=PRODUCER_OR_STAFF, body=TakeBackIn, errors=(404,),
+          roles=PRODUCER_OR_STAFF, body=TakeBackIn, errors=(404, 409),
           max_body=MANIFEST_BODY_LIMIT,
           description="Each expired or damaged order named becomes `returned` (its event "
                       "says who and when). A producer acts for itself; staff name the "

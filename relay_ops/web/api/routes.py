@@ -150,7 +150,7 @@ def get_forecast(principal: Principal, site_id: int) -> Any:
 
 
 @endpoint("/sites/<id:site_id>/closing-days", "POST", summary="Declare a closing day",
-          tag="sites", roles=STAFF, body=s.ClosingDayIn, status=201, errors=(404,))
+          tag="sites", roles=STAFF, body=s.ClosingDayIn, status=201, errors=(404, 409))
 def add_closing_day(principal: Principal, site_id: int, body: s.ClosingDayIn) -> Any:
     return 201, sites.declare_closing_day(ctx(), principal, site_id, body.day, body.reason)
 
@@ -478,7 +478,7 @@ def revoke_key(principal: Principal, prefix: str) -> Any:
 
 
 @endpoint("/users", "POST", summary="Create a staff account", tag="admin", roles=OPERATOR,
-          body=s.UserIn, status=201, errors=(409,))
+          body=s.UserIn, status=201, errors=(404, 409))
 def create_user(principal: Principal, body: s.UserIn) -> Any:
     data = body.model_dump()
     return 201, accounts.create_user(

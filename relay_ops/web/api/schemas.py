@@ -8,6 +8,10 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 from pydantic.json_schema import JsonSchemaValue
 
+from relay_ops.domain.hours import DAYS
+from relay_ops.domain.lifecycle import State
+from relay_ops.web.api.openapi import VOCABULARY
+
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
 # A line of a manifest: any text, checked parcel by parcel and reported in the answer.
 Tracking = Annotated[str, Field(min_length=1, max_length=64)]
@@ -19,6 +23,37 @@ TrackingNumber = Annotated[str, Field(
     description="UPU S10 (with its check digit) or 8 to 35 letters and digits; spaces and "
                 "dashes are ignored",
 )]
+# One of the deployment's size classes (SIZE_CLASSES), listed by the served document.
+SizeClass = Annotated[str, Field(min_length=1, max_length=8,
+                                 json_schema_extra={VOCABULARY: "size_class"})]
+# One of the configured locker models (LOCKER_MODELS), listed by the served document.
+LockerModel = Annotated[str, Field(min_length=1, max_length=80,
+                                   json_schema_extra={VOCABULARY: "locker_model"})]
+# Text with something besides whitespace, as the services judge it (str.strip, str.split):
+# Python's whitespace, listed (ECMA-262's \s is another set: it has U+FEFF, not U+001C-1F).
+BLANKS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029"
+          "\u202f\u205f\u3000")
+NOT_BLANK = f"[^{BLANKS}]"
+STATES_PATTERN = "^,*(?:(?:{0})(?:,+(?:{0}))*)?,*$".format("|".join(s.value for s in State))
+# A phone number or an e-mail address the notifications can use: each pattern is a part of
+# what notifications.recipients accepts (normalize_phone, validate_email), so what the
+# document allows is sent, and what it forbids is refused (422) before the service.
+# Phones: national French (06 12 34 56 78), +33/0033 with an optional trunk 0 or "(0)", or
+# another country's +XX and 8 to 15 digits; spaces, dots, dashes or slashes between digits.
+_SEP = r"[ ./-]?"
+PHONE_PATTERN = (
+    rf"^(?:0[1-9](?:{_SEP}[0-9]{{2}}){{4}}"
+    rf"|(?:\+|00)33{_SEP}(?:\(0\){_SEP}|0{_SEP})?[1-9](?:{_SEP}[0-9]){{8}}"
+    rf"|(?:\+|00)(?!33)[1-9][0-9](?:{_SEP}[0-9]){{6,13}})(?![\s\S])")
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+EMAIL_PATTERN = (
+    rf"^(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\s\S])")
+# The patterns look ahead: a model using them reads patterns with Python's re (the default
+# engine has no look-ahead; ECMA-262, which the document follows, has it).
+CONTACT_REGEX = ConfigDict(regex_engine="python-re")
+Phone = Annotated[str, Field(max_length=32, pattern=PHONE_PATTERN)]
+Email = Annotated[str, Field(max_length=254, pattern=EMAIL_PATTERN)]
 # Latitude within ±90 and longitude within ±180, at most 10 decimals: the pattern is the
 # whole rule, so the document and the server check the same thing.
 _LAT = r"-?(?:90(?:\.0{1,10})?|[1-8]?[0-9](?:\.[0-9]{1,10})?)"
@@ -53,7 +88,7 @@ class Strict(BaseModel):
 
 class LocationIn(Strict):
     label: Annotated[str, Field(min_length=1, max_length=20)]
-    size_class: str = "M"
+    size_class: SizeClass = "M"
     capacity: Annotated[int, Field(ge=1, le=10_000)]
     # A cold place (a fridge): only such places take "keep cold" items.
     refrigerated: bool = False
@@ -74,6 +109,13 @@ class SeasonIn(Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+def only_when(field: str, value: str, absent: str) -> dict[str, Any]:
+    """The document's form of "``absent`` is given (not null) only when ``field`` is
+    ``value``": a model's ``json_schema_extra`` for a rule its service checks."""
+    return {"anyOf": [{"required": [field], "properties": {field: {"const": value}}},
+                      {"properties": {absent: {"type": "null"}}}]}
+
+
 class SiteIn(Strict):
     code: Code
     name: Annotated[str, Field(min_length=1, max_length=200)]
@@ -87,15 +129,36 @@ class SiteIn(Strict):
     longitude: Annotated[float, Field(ge=-180, le=180)]
     area: Literal["town", "countryside"] = "countryside"
     # Required for a shop (checked by the service: lockers default to "24/7").
-    opening_hours: dict[str, list[list[str]]] | Literal["24/7"] | None = None
+    opening_hours: Hours | None = None
     step_free_access: bool = False
     locations: list[LocationIn] = []
     # What it offers the public; by default "receive" (and "locker" for a locker).
     services: list[Service] | None = None
     season: SeasonIn | None = None
 
+    # A season for a storage site only; a shop or a storage site says when it opens (a
+    # locker opens around the clock unless told otherwise).
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"allOf": [
+        only_when("kind", "storage", "season"),
+        # Shelf locations for shops and storage sites; a locker has compartments.
+        {"anyOf": [{"required": ["kind"], "properties": {"kind": {"enum": ["shop", "storage"]}}},
+                   {"properties": {"locations": {"maxItems": 0}}}]},
+        {"anyOf": [{"required": ["kind"], "properties": {"kind": {"const": "locker"}}},
+                   {"required": ["opening_hours"],
+                    "properties": {"opening_hours": {"not": {"type": "null"}}}}]}]})
 
-Hours = dict[str, list[list[str]]] | Literal["24/7"]
+
+# A time of day, and a day's opening hours as the domain reads them (domain.hours). That a
+# range ends after it starts relates two items of a list: JSON Schema cannot say it, so the
+# service refuses such a range (422) where the document cannot (the fuzz test's hook says so).
+HHMM = Annotated[str, Field(pattern=r"^(?:[01][0-9]|2[0-3]):[0-5][0-9]$")]
+TimeRange = Annotated[list[HHMM], Field(min_length=2, max_length=2)]
+Day = Literal[DAYS]  # type: ignore[valid-type]
+# Open at least one day of the week (a mapping whose days all have no range never opens).
+_OPENS_SOME_DAY = {"anyOf": [{"required": [d], "properties": {d: {"minItems": 1}}}
+                             for d in DAYS]}
+WeekHours = Annotated[dict[Day, list[TimeRange]], Field(json_schema_extra=_OPENS_SOME_DAY)]
+Hours = WeekHours | Literal["24/7"]
 
 
 class OpeningHoursIn(Strict):
@@ -144,7 +207,7 @@ Dims = Annotated[list[Annotated[int, Field(gt=0, le=5000)]], Field(min_length=3,
 class CheckInIn(Strict):
     tracking_number: TrackingNumber
     accept_unannounced: bool = False
-    size_class: str | None = None
+    size_class: SizeClass | None = None
     dimensions_mm: Dims | None = None
     recipient: RecipientIn | None = None
     carrier: Code | None = None
@@ -172,7 +235,8 @@ class CollectionIn(Strict):
 
 
 class InventoryQuery(Strict):
-    state: Annotated[str | None, Field(description="comma-separated states")] = None
+    state: Annotated[str | None, Field(pattern=STATES_PATTERN,
+                                       description="comma-separated states")] = None
     expiring_within_hours: Annotated[int | None, Field(ge=0, le=24 * 60)] = None
     unannounced: bool | None = None
     carrier: Code | None = None
@@ -219,7 +283,8 @@ class DeclarationIn(Strict):
 class RefusalIn(Strict):
     """Why the recipient will not have the parcel (wrong item, damaged, unwanted)."""
 
-    reason: Annotated[str, Field(min_length=1, max_length=280)]
+    reason: Annotated[str, Field(min_length=1, max_length=280,
+                                 json_schema_extra={"pattern": NOT_BLANK})]
 
 
 class RerouteAccept(Strict):
@@ -236,7 +301,8 @@ class RerouteDecisionIn(RootModel[RerouteAccept | RerouteRefuse]):
 
 
 class ProxyIn(Strict):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200,
+                               json_schema_extra={"pattern": NOT_BLANK})]
 
 
 class TokenIn(Strict):
@@ -262,6 +328,11 @@ class UserIn(Strict):
     sites: list[Code] = []
     locale: Literal["fr", "en"] = "fr"
 
+    # A shopkeeper is attached to at least one site.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"required": ["role"], "properties": {"role": {"const": "operator"}}},
+        {"required": ["sites"], "properties": {"sites": {"minItems": 1}}}]})
+
 
 class UserActiveIn(Strict):
     active: bool
@@ -270,7 +341,7 @@ class UserActiveIn(Strict):
 class LockerIn(Strict):
     code: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")]  # also its MQTT id
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    locker_model: Annotated[str, Field(min_length=1, max_length=80)]
+    locker_model: LockerModel
     network: str | None = None
     address: Annotated[str, Field(min_length=1, max_length=300)]
     postcode: Annotated[str, Field(min_length=1, max_length=10)]
@@ -283,7 +354,13 @@ class LockerIn(Strict):
 
 class CompartmentServiceIn(Strict):
     in_service: bool
+    # Out of service: say why (something besides spaces).
     reason: Annotated[str, Field(max_length=200)] | None = None
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"anyOf": [
+        {"properties": {"in_service": {"const": True}}},
+        {"required": ["reason"], "properties": {"reason": {"type": "string",
+                                                           "pattern": NOT_BLANK}}}]})
 
 
 class LockerDepositIn(Strict):

@@ -13,7 +13,7 @@ from relay_ops.domain.season import MAX_PLACES
 from relay_ops.services import season
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
-from relay_ops.web.api.schemas import Strict
+from relay_ops.web.api.schemas import SizeClass, Strict
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 OPERATOR = (Role.OPERATOR,)
@@ -21,7 +21,7 @@ OPERATOR = (Role.OPERATOR,)
 
 class TemporaryShelfIn(Strict):
     label: Annotated[str, Field(min_length=1, max_length=20)]
-    size_class: str = "M"
+    size_class: SizeClass = "M"
     capacity: Annotated[int, Field(ge=1, le=MAX_PLACES)]
     valid_from: date
     valid_until: date

@@ -306,12 +306,12 @@ def test_a_drop_off_is_refused_with_its_reason_and_keeps_nothing(
     world = site.world
     path = f"/lockers/{site.site_id}/drop-offs"
     body = {"tracking_number": "ACME00000741", "size_class": "M", "sender": SENDER}
-    assert is_problem(world.anonymous.post(path, json=body), 422, "label-not-collected-here")
+    assert is_problem(world.anonymous.post(path, json=body), 409, "label-not-collected-here")
     acme_collects_at(world, site.site_id)
     assert is_problem(world.anonymous.post(path, json={**body, "size_class": "Q"}), 422,
                       "validation-failed")
     assert is_problem(world.anonymous.post(path, json={**body, "sender": {}}), 422,
-                      "validation-failed")
+                      "invalid-request")
     assert is_problem(world.shopkeeper.post(path, json=body), 403, "forbidden")
     first = world.carrier.post(path, json=body)  # the carrier's platform announces it
     assert first.status_code == 201
