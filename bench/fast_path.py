@@ -67,6 +67,17 @@ class Seeded:
     seconds: float
 
 
+def _firsts_backfill() -> str:
+    """The parcels' firsts from the events just copied, as migration 0020 reads them."""
+    from alembic.script import ScriptDirectory
+
+    from relay_ops.db import migrate
+
+    revision = ScriptDirectory(str(migrate.MIGRATIONS)).get_revision("0020_first_attempt")
+    assert revision is not None
+    return str(revision.module.BACKFILL)
+
+
 def _columns(conn: psycopg.Connection[Any], table: str) -> set[str]:
     return {r[0] for r in conn.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,))}
@@ -144,6 +155,8 @@ def seed_fast(world: seed.World, db_url: str, on_hand: int, total: int, announce
                         "(SELECT max(id) FROM parcels))")
             cur.execute("SELECT setval(pg_get_serial_sequence('pickup_credentials', 'id'), "
                         "(SELECT max(id) FROM pickup_credentials))")
+            if "first_attempt_at" in _columns(conn, "parcels"):  # the firsts (migration 0020)
+                cur.execute(_firsts_backfill())
             if "held" in _columns(conn, "locations"):  # the shelf counter (migration 0010)
                 cur.execute("UPDATE locations l SET held = (SELECT count(*) FROM parcels p "
                             "WHERE p.location_id = l.id AND p.state IN ('ready_for_pickup', "

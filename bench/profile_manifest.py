@@ -40,11 +40,15 @@ NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)  # a Tuesday morning, as the tests
 
 
 def shelve(ctx: Ctx, count: int) -> None:
-    """Put the ``count`` announced parcels on the shelf, checked in over the last ten days."""
+    """Put the ``count`` announced parcels on the shelf, checked in over the last ten days
+    (their rows as a check-in leaves them: ``history.keep_firsts``)."""
     with ctx.db.engine.begin() as connection:
         connection.execute(text("""
             UPDATE parcels SET state = 'ready_for_pickup',
                    checked_in_at = CAST(:now AS timestamptz) - (id % 10) * interval '1 day',
+                   first_check_in_at = CAST(:now AS timestamptz) - (id % 10) * interval '1 day',
+                   first_attempt_at = CAST(:now AS timestamptz) - (id % 10) * interval '1 day',
+                   first_attempt_site_id = site_id,
                    holding_deadline = CAST(:now AS timestamptz) + (10 - id % 10) * interval '1 day'
              WHERE state = 'announced' AND id <= (SELECT min(id) FROM parcels) + :count - 1
         """), {"now": NOW, "count": count})

@@ -1,33 +1,34 @@
 """What a site's forecast learns from its own history: the pickup hazards (dwell times) and
-the demand (arrival rate, lead shares), read from its parcel events (docs/forecast.md).
+the demand (arrival rate, lead shares), read from its parcels (docs/forecast.md).
 
-Each is read in one statement that counts parcels alike in SQL, grouped by local day (and by
-the moment of the announcement for the lead shares; a manifest's parcels share it): the
-model learns from counts, so a shop with 100,000 parcels in its windows sends a few hundred
-rows, not 100,000 for Python to convert one by one (issue 15). The counts are exactly those
-of the parcels taken one by one: ``tests/integration/test_forecast_learning.py`` compares
-the two on the same history.
+Each is read in one statement that counts the site's parcels alike in SQL, grouped by local
+day (and by the moment of the announcement for the lead shares; a manifest's parcels share
+it): the model learns from counts, so a shop with 100,000 parcels in its windows sends a few
+hundred rows, not 100,000 for Python to convert one by one (issue 15). What it groups by is
+on the parcel's row, kept there by ``history.keep_firsts`` with the events that make it (first
+attempt and where, first check-in, first announcement, first ending): no parcel's events are
+looked up, which cost ~5 µs a parcel and a lookup, a second or more at 100,000 parcels. The
+counts are exactly those of the events taken one by one:
+``tests/integration/test_forecast_learning.py`` compares the two on the same history.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, Select, func, select
-from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
 
 from relay_ops.db.local_date import local_date
-from relay_ops.db.models import ParcelEvent, Site
+from relay_ops.db.models import Parcel, Site
 from relay_ops.domain import forecast as model
 from relay_ops.services import history
 from relay_ops.services.context import Ctx
 
-ENDINGS = ("pick_up", "expire", "refuse", "declare_missing", "declare_damaged")
-ATTEMPTS = ("check_in", history.CHECK_IN_REFUSED)
-T = TypeVar("T")  # a column's Python type
+ENDINGS = history.ENDINGS
+ATTEMPTS = history.ATTEMPTS
 
 
 def local_day(ctx: Ctx, moment: datetime) -> date:
@@ -44,50 +45,21 @@ def _window_start(ctx: Ctx, now: datetime) -> datetime:
     return now - timedelta(days=max(settings.dwell_window_days, settings.arrival_window_days))
 
 
-def _first_of(
-    column: InstrumentedAttribute[T], parcel_id: ColumnElement[int], actions: Iterable[str]
-) -> ScalarSelect[T]:
-    """``column`` of the parcel's earliest event among ``actions`` (NULL: none).
-
-    Looked up parcel by parcel in the (parcel_id, id) index: a few rows each, whatever the
-    statistics say. A join of two grouped subqueries, which fresh tables' statistics both
-    call "one row", became a nested loop of 100,000 × 100,000 comparisons (issue 15)."""
-    return (
-        select(column)
-        .where(ParcelEvent.parcel_id == parcel_id, ParcelEvent.action.in_(list(actions)))
-        .order_by(ParcelEvent.id)
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
 # ---------------------------------------------------------------- dwell times
 
 
-def _check_ins(ctx: Ctx, site: Site, now: datetime) -> Select[int, datetime]:
-    """(parcel id, moment) of the site's check-ins over the longer of the two windows."""
-    return select(ParcelEvent.parcel_id, ParcelEvent.at).where(
-        ParcelEvent.site_id == site.id,
-        ParcelEvent.action == "check_in",
-        ParcelEvent.at >= _window_start(ctx, now),
-    )
-
-
 def stays(ctx: Ctx, session: Session, site: Site, now: datetime) -> dict[model.Stay, int]:
-    """The window's stays, counted: each check-in paired with the parcel's first ending event
-    (pickup, expiry, loss, damage; none while it is still on the shelf)."""
+    """The window's stays, counted: each parcel checked in here paired with its first ending
+    event (pickup, expiry, refusal, loss, damage; none while it is still on the shelf). A
+    parcel on a shelf never moves (``reroute``: an announced parcel only), so the site's
+    parcels are those it checked in."""
     zone = ctx.settings.timezone
-    check_ins = _check_ins(ctx, site, now).subquery()
-    paired = select(
-        check_ins.c.at, _first_of(ParcelEvent.id, check_ins.c.parcel_id, ENDINGS).label("ending_id")
-    ).subquery()
-    ending = aliased(ParcelEvent)
-    checked_in, ended = local_date(paired.c.at, zone), local_date(ending.at, zone)
+    checked_in = local_date(Parcel.first_check_in_at, zone)
+    ended = local_date(Parcel.ended_at, zone)
     rows = session.execute(
-        select(checked_in, ended, ending.action, func.count())
-        .select_from(paired)
-        .outerjoin(ending, ending.id == paired.c.ending_id)
-        .group_by(checked_in, ended, ending.action)
+        select(checked_in, ended, Parcel.ending, func.count())
+        .where(Parcel.site_id == site.id, Parcel.first_check_in_at >= _window_start(ctx, now))
+        .group_by(checked_in, ended, Parcel.ending)
     )
     since = local_day(ctx, now) - timedelta(days=ctx.settings.forecast.dwell_window_days)
     counted: Counter[model.Stay] = Counter()
@@ -109,26 +81,26 @@ def hazards(
 # ---------------------------------------------------------------- demand
 
 
-def _first_attempt_events(ctx: Ctx, site: Site, now: datetime) -> Select[int, datetime]:
-    """(parcel id, moment) of each parcel's first attempt at the site over the arrival window:
+def _first_attempts_since(ctx: Ctx, site: Site, now: datetime) -> ColumnElement[bool]:
+    """The condition on a parcel whose first attempt was at the site, over the arrival window:
     its check-in, or its first refusal for lack of room if it was turned away before.
 
     Demand, not what a full site let in: a full site's check-ins are its free places, and a
-    rate learned from them alone says a full site has less demand the fuller it gets."""
+    rate learned from them alone says a full site has less demand the fuller it gets. Each
+    parcel counts once, where and when it first came: one turned away here and rerouted is
+    this site's demand, not its new site's."""
     since = now - timedelta(days=ctx.settings.forecast.arrival_window_days + 1)
-    return select(ParcelEvent.parcel_id, func.min(ParcelEvent.at).label("at")).where(
-        ParcelEvent.site_id == site.id,
-        ParcelEvent.action.in_(ATTEMPTS),
-        ParcelEvent.at >= since,
-    ).group_by(ParcelEvent.parcel_id)
+    return (Parcel.first_attempt_site_id == site.id) & (Parcel.first_attempt_at >= since)
 
 
 def first_attempts(
     ctx: Ctx, session: Session, site: Site, now: datetime
 ) -> list[tuple[int, datetime]]:
     """The first attempts one by one (the forecast itself reads them counted)."""
-    rows = session.execute(_first_attempt_events(ctx, site, now))
-    return [(parcel_id, at) for parcel_id, at in rows]
+    rows = session.execute(
+        select(Parcel.id, Parcel.first_attempt_at).where(_first_attempts_since(ctx, site, now))
+    )
+    return [(parcel_id, at) for parcel_id, at in rows if at is not None]  # all, by the where
 
 
 def _attempts_by_day(
@@ -136,14 +108,11 @@ def _attempts_by_day(
 ) -> list[tuple[date, datetime | None, int]]:
     """(local day, moment of the parcel's first announcement or None, parcels) of the first
     attempts over the arrival window."""
-    attempts = _first_attempt_events(ctx, site, now).subquery()
-    paired = select(
-        attempts.c.at,
-        _first_of(ParcelEvent.at, attempts.c.parcel_id, ("announce",)).label("announced_at"),
-    ).subquery()
-    day = local_date(paired.c.at, ctx.settings.timezone)
+    day = local_date(Parcel.first_attempt_at, ctx.settings.timezone)
     rows = session.execute(
-        select(day, paired.c.announced_at, func.count()).group_by(day, paired.c.announced_at)
+        select(day, Parcel.announced_at, func.count())
+        .where(_first_attempts_since(ctx, site, now))
+        .group_by(day, Parcel.announced_at)
     )
     return [(day, announced_at, count) for day, announced_at, count in rows]
 

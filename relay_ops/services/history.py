@@ -19,6 +19,11 @@ from relay_ops.services.principal import Principal
 # A shop with no free place turned an announced parcel away at check-in: it stays announced,
 # with the carrier, who brings it back (the forecast counts on it for the next open day).
 CHECK_IN_REFUSED = "check_in_refused"
+# A parcel's attempts at a site (demand: what came, let in or not) and the events that end
+# its stay there; the forecast learns from the first of each (services/forecast_learning.py).
+ATTEMPTS = ("check_in", CHECK_IN_REFUSED)
+ENDINGS = ("pick_up", "expire", "refuse", "declare_missing", "declare_damaged")
+ANNOUNCE = "announce"
 
 
 def apply(
@@ -45,12 +50,28 @@ def apply(
         parcel.closed_at = at
     change = (after in HELD_STATES) - (State(before) in HELD_STATES)
     shelf = parcel.location_id if change else None
+    keep_firsts(parcel, action.value, at)
     event = _event_row(parcel, action.value, before, actor, at, reason, data)
     if transition_write.write(session, parcel, event, shelf, change):
         return
     session.add(ParcelEvent(**event))
     if shelf is not None:
         count_on_shelf(session, shelf, change)
+
+
+def keep_firsts(parcel: Parcel, action: str, at: datetime) -> None:
+    """The parcel's firsts on its row (``Parcel.first_attempt_at``...), set with the event that
+    makes them: written by the same statement as the parcel's other changes (on PostgreSQL,
+    ``transition_write``'s one statement), so they always say what the events say. The first
+    attempt keeps its site: a parcel turned away here and rerouted is this site's demand."""
+    if action in ATTEMPTS and parcel.first_attempt_at is None:
+        parcel.first_attempt_at, parcel.first_attempt_site_id = at, parcel.site_id
+    if action == ATTEMPTS[0] and parcel.first_check_in_at is None:
+        parcel.first_check_in_at = at
+    if action == ANNOUNCE and parcel.announced_at is None:
+        parcel.announced_at = at
+    if action in ENDINGS and parcel.ended_at is None:
+        parcel.ended_at, parcel.ending = at, action
 
 
 def count_on_shelf(session: Session, location_id: int, change: int) -> None:
@@ -80,6 +101,7 @@ def record(
 ) -> ParcelEvent:
     """Record something that happened to a parcel (a fact like a wrong code; a transition
     goes through :func:`apply`)."""
+    keep_firsts(parcel, action, at)
     event = ParcelEvent(**_event_row(parcel, action, from_state, actor, at, reason, data))
     session.add(event)
     return event
@@ -105,7 +127,8 @@ def record_many(
 ) -> None:
     """:func:`record` for many parcels entering the history at once (a manifest's 5,000):
     one statement (see ``db.bulk``), with no ORM objects and no ids read back, since nothing
-    in the request refers to these events by id."""
+    in the request refers to these events by id. The parcels are written already: their
+    firsts (:func:`keep_firsts`) were set before they were, by the caller."""
     bulk.insert_rows(session, ParcelEvent, [
         {"parcel_id": parcel.id, "at": at, "action": action, "from_state": None,
          "to_state": parcel.state, "actor_kind": actor.role.value, "actor_id": actor.actor_id,

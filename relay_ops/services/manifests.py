@@ -123,9 +123,12 @@ def _announce_parcels(
             continue
         outcomes.append((index, raw, parcel, status))
     created = [p for _, _, p, status in outcomes if isinstance(p, Parcel) and status == "created"]
+    now = ctx.now()
+    for parcel in created:  # on the row as it is inserted, not by a second write
+        history.keep_firsts(parcel, history.ANNOUNCE, now)
     bulk.insert_objects(session, created)
     history.record_many(
-        session, created, "announce", actor, ctx.now(),
+        session, created, history.ANNOUNCE, actor, now,
         lambda parcel: {"manifest": manifest.reference,
                         "expected_date": _iso(parcel.expected_date)},
     )

@@ -4,9 +4,11 @@ The forecast reads a site's parcels on hand and its history counted by local day
 (``forecast._held``, ``forecast_learning``). The reference below is the row-by-row reading
 it replaced, kept here as the oracle: on a history built to hit the corners (local days that
 are not UTC days, the October clock change, the windows' edges, closing days, parcels
-checked in twice, ended at another site, announced twice or never, refused then checked
-in), both give the same counts, the same learned hazards and rates, and the same forecast,
-on SQLite and on PostgreSQL.
+turned away at another site then checked in here, ended at another site, announced twice
+or never, refused then checked in), both give the same counts, the same learned hazards
+and rates, and the same forecast, on SQLite and on PostgreSQL. The history is written as
+events; the parcels' rows get their firsts from the migration's backfill, as a database
+from before them would.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from relay_ops.domain.lifecycle import State
 from relay_ops.services import forecast, forecast_learning, history
 from relay_ops.services.context import Ctx
 from tests.conftest import Clock
+from tests.integration.test_parcel_firsts import backfill_from_events
 from tests.support import World
 
 ENDINGS = ("pick_up", "expire", "declare_missing", "declare_damaged")
@@ -91,10 +94,25 @@ def reference_stays(ctx: Ctx, session: Session, site: Site, now: datetime) -> li
     return stays
 
 
+def reference_first_attempts(ctx: Ctx, session: Session, site: Site, now: datetime
+                             ) -> list[tuple[int, datetime]]:
+    """Each parcel's first attempt (check-in or refusal, in the order written), counted at
+    the site where it happened, over the arrival window (and a day: its local days)."""
+    since = now - timedelta(days=ctx.settings.forecast.arrival_window_days + 1)
+    rows = session.execute(select(ParcelEvent.parcel_id, ParcelEvent.at, ParcelEvent.site_id)
+                           .where(ParcelEvent.action.in_(("check_in", history.CHECK_IN_REFUSED)))
+                           .order_by(ParcelEvent.id))
+    first: dict[int, tuple[datetime, int | None]] = {}
+    for parcel_id, at, site_id in rows:
+        first.setdefault(parcel_id, (at, site_id))
+    return sorted((pid, at) for pid, (at, site_id) in first.items()
+                  if site_id == site.id and at >= since)
+
+
 def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetime,
                             closed: model.ClosedOn) -> dict[str, Any]:
     settings = ctx.settings.forecast
-    attempts = forecast._first_attempts(ctx, session, site, now)
+    attempts = reference_first_attempts(ctx, session, site, now)
     today = forecast.local_day(ctx, now)
     since = today - timedelta(days=settings.arrival_window_days)
     recent = [(pid, at) for pid, at in attempts
@@ -169,12 +187,14 @@ def build_history(world: World, clock: Clock) -> None:
                 first = moment - timedelta(hours=rng.uniform(0, 60))
                 _event(session, parcel, "announce", first, world.shop_id)
                 _event(session, parcel, "announce", first + timedelta(hours=1), world.shop_id)
+            if rng.random() < 0.05:  # turned away at the other shop, then rerouted here
+                _event(session, parcel, history.CHECK_IN_REFUSED,
+                       moment - timedelta(hours=rng.uniform(41, 60)), world.other_shop_id)
+                _event(session, parcel, "reroute", moment - timedelta(hours=40), world.shop_id)
             if rng.random() < 0.15:  # turned away first for lack of room
                 _event(session, parcel, history.CHECK_IN_REFUSED,
                        moment - timedelta(hours=rng.uniform(2, 40)), world.shop_id)
             _event(session, parcel, "check_in", moment, world.shop_id)
-            if rng.random() < 0.05:  # checked in a second time
-                _event(session, parcel, "check_in", moment + timedelta(hours=5), world.shop_id)
             if ending is not None:
                 end = min(now, moment + timedelta(days=rng.choice([0, 0, 1, 2, 3, 11]),
                                                   hours=rng.uniform(0, 10)))
@@ -182,6 +202,9 @@ def build_history(world: World, clock: Clock) -> None:
                 _event(session, parcel, ending, end, where)
                 if rng.random() < 0.1:  # a later ending never counts: the first one does
                     _event(session, parcel, "pick_up", end + timedelta(hours=1), world.shop_id)
+        session.flush()
+        # The parcels' firsts on their rows, as the migration reads them from the events.
+        backfill_from_events(session)
 
 
 @pytest.mark.parametrize("hour", [9.0, 22.7])
@@ -204,6 +227,12 @@ def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
         expected_held = reference_held(ctx, session, site, today, closed)
         expected_stays = reference_stays(ctx, session, site, now)
         expected_rates = reference_arrival_rates(ctx, session, site, now, closed)
+        other = session.get(Site, world.other_shop_id)
+        assert other is not None
+        for where in (site, other):
+            assert (sorted(forecast_learning.first_attempts(ctx, session, where, now))
+                    == reference_first_attempts(ctx, session, where, now))
+        rerouted_here = len(reference_first_attempts(ctx, session, other, now))
         parcels = session.scalar(select(func.count()).select_from(Parcel))
     assert held == Counter(expected_held) and len(held) < len(expected_held)
     assert stays == Counter(expected_stays) and len(stays) < len(expected_stays)
@@ -212,6 +241,7 @@ def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
     assert hazards == model.learn_hazards(expected_stays, prior, today, closed,
                                           ctx.settings.forecast.prior_weight)
     assert len(expected_held) > 100 and len(expected_stays) > 200 and parcels == 400
+    assert rerouted_here > 5  # the other shop's demand: turned away there, checked in here
     assert 0 < rates["lead_share"][1] < 1 and rates["baseline"] > 0  # a history, not zeros
     one_by_one = model.forecast(model.SiteInputs(**{
         **{f: getattr(inputs, f) for f in inputs.__dataclass_fields__},

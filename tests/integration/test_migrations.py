@@ -167,3 +167,56 @@ def test_the_oracle_migration_makes_numbers_unique_per_carrier(empty_engine: Eng
     migrate.downgrade(empty_engine, "0017_reservations")
     with empty_engine.connect() as connection:
         assert connection.execute(text("SELECT parcel_id FROM parcel_events")).all() == [(7,)]
+
+
+def test_the_first_attempt_migration_reads_each_parcels_firsts_from_its_events(
+        empty_engine: Engine) -> None:
+    """0020: a parcel turned away at one shop, checked in at another, announced twice,
+    picked up then declared missing keeps its first of each; a parcel with no events, none."""
+    _foreign_keys_on(empty_engine)
+    migrate.upgrade(empty_engine, "0019_locker17")
+    site = ("INSERT INTO sites (id, code, name, kind, address, postcode, city, latitude,"
+            " longitude, area, opening_hours, step_free_access, status, created_at) VALUES"
+            " (:id, :code, 'S', 'shop', '1 rue', '44000', 'Bourg', 47.5, -1.3, 'countryside',"
+            " '{}', false, 'open', :at)")
+    parcel = ("INSERT INTO parcels (id, tracking_number, site_id, state, direction, unannounced,"
+              " recipient_locale, extended, created_at, updated_at) VALUES (:id, :number, 2,"
+              " 'picked_up', 'inbound', false, 'fr', false, :at, :at)")
+    event = ("INSERT INTO parcel_events (id, parcel_id, at, action, to_state, actor_kind,"
+             " site_id, data) VALUES (:id, 7, :at, :action, 'announced', 'system', :site, '{}')")
+    history = [("announce", 1, "2026-11-20 08:00:00"), ("announce", 1, "2026-11-20 09:00:00"),
+               ("check_in_refused", 1, "2026-11-21 10:00:00"),
+               ("reroute", 2, "2026-11-21 11:00:00"),
+               ("check_in", 2, "2026-11-22 12:00:00"), ("pick_up", 2, "2026-11-23 13:00:00"),
+               ("declare_missing", 2, "2026-11-24 14:00:00")]
+    with empty_engine.begin() as connection:
+        for id_, code in ((1, "bourg"), (2, "voisin")):
+            connection.execute(text(site), {"id": id_, "code": code, "at": "2026-11-01 00:00:00"})
+        for id_, number in ((7, "MIGR00000020"), (8, "MIGR00000021")):
+            connection.execute(text(parcel), {"id": id_, "number": number,
+                                              "at": "2026-11-01 00:00:00"})
+        for id_, (action, site_id, at) in enumerate(history, start=1):
+            connection.execute(text(event), {"id": id_, "at": at, "action": action,
+                                             "site": site_id})
+
+    migrate.upgrade(empty_engine)
+    columns = ("first_attempt_at", "first_attempt_site_id", "first_check_in_at", "announced_at",
+               "ended_at", "ending")
+    with empty_engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT id, first_attempt_at, first_attempt_site_id, first_check_in_at,"
+            " announced_at, ended_at, ending FROM parcels ORDER BY id")).all()
+        # The table rebuilt on SQLite: the events are still there (no cascade).
+        assert connection.scalar(text("SELECT count(*) FROM parcel_events")) == len(history)
+    assert [row[0] for row in rows] == [7, 8]
+    first, none = rows
+    assert first.first_attempt_site_id == 1 and first.ending == "pick_up"
+    # Compared as text: each driver gives its own type (aware on PostgreSQL, naive on SQLite).
+    assert [str(getattr(first, c))[:19] for c in ("first_attempt_at", "first_check_in_at",
+                                                   "announced_at", "ended_at")] == [
+        "2026-11-21 10:00:00", "2026-11-22 12:00:00", "2026-11-20 08:00:00",
+        "2026-11-23 13:00:00"]
+    assert all(getattr(none, c) is None for c in columns)
+    migrate.downgrade(empty_engine, "0019_locker17")
+    left = {c["name"] for c in inspect(empty_engine).get_columns("parcels")}
+    assert "first_attempt_at" not in left and "ending" not in left
