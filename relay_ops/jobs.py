@@ -31,7 +31,7 @@ from relay_ops.services import (
     home_delivery,
     locker_dropoff,
     locker_take_back,
-    outbound,
+    outbound_exceptions,
     reminders,
     reservations,
     retention,
@@ -97,7 +97,7 @@ def _forecast(ctx: Ctx, config: Mapping[str, Any]) -> int:
 
 
 def _outbound_overdue(ctx: Ctx, config: Mapping[str, Any]) -> int:
-    return len(outbound.raise_overdue_alerts(ctx))
+    return len(outbound_exceptions.raise_overdue_alerts(ctx))
 
 
 def _locker_take_back(ctx: Ctx, config: Mapping[str, Any]) -> int:

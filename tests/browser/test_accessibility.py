@@ -25,6 +25,7 @@ from relay_ops.services import (
     expiry,
     home_delivery,
     outbound,
+    outbound_exceptions,
     parcel_views,
     producers,
     resident,
@@ -96,7 +97,7 @@ def _issue_17_pages(live: Live, parcel_id: int) -> tuple[str, str]:
     for number in ("BRWSEND0001", "BRWSEND0002"):
         outbound.drop_off(ctx, marie, site, number, size_class="L")
     refused = parcel_views.find_parcel(ctx, operator, "BRWSEND0002")["id"]
-    outbound.refuse(ctx, marie, refused, "mal emballé")
+    outbound_exceptions.refuse(ctx, marie, refused, "mal emballé")
     producers.create_producer(ctx, SYSTEM, code="ferme", name="Ferme des Trois Chênes")
     farm = Principal(Role.PRODUCER, producer_id=1)
     for reference in ("A11Y-LAIT", "A11Y-BEURRE"):

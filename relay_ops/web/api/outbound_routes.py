@@ -10,7 +10,13 @@ from pydantic import ConfigDict, Field
 
 from relay_ops import qr
 from relay_ops.domain.outbound import NETWORK_SPEC
-from relay_ops.services import carrier_sites, locker_sending, outbound, pickup_lists
+from relay_ops.services import (
+    carrier_sites,
+    locker_sending,
+    outbound,
+    outbound_exceptions,
+    pickup_lists,
+)
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import client_address, ctx, endpoint
 from relay_ops.web.api.schemas import (
@@ -220,7 +226,7 @@ def collect_outbound(principal: Principal, site_id: int, body: OutboundCollectio
                       "sender's `refused` message gives a new code that does. "
                       "A carrier refuses its own parcels; staff, their shop's.")
 def refuse_outbound(principal: Principal, parcel_id: int, body: OutboundRefusalIn) -> Any:
-    return outbound.refuse(ctx(), principal, parcel_id, body.reason)
+    return outbound_exceptions.refuse(ctx(), principal, parcel_id, body.reason)
 
 
 @endpoint("/parcels/<id:parcel_id>/hand-back", "POST",
@@ -230,7 +236,7 @@ def refuse_outbound(principal: Principal, parcel_id: int, body: OutboundRefusalI
                       "to its sender. Not at a locker (422): there the sender's code opens "
                       "the door, and its closing says the parcel left.")
 def hand_back_outbound(principal: Principal, parcel_id: int) -> Any:
-    return outbound.hand_back(ctx(), principal, parcel_id)
+    return outbound_exceptions.hand_back(ctx(), principal, parcel_id)
 
 
 @endpoint("/outbound/overdue", summary="Sent parcels their carrier is late for",
@@ -238,7 +244,7 @@ def hand_back_outbound(principal: Principal, parcel_id: int) -> Any:
           description="Raised by the `outbound-overdue` sweep, once per parcel. Operators see "
                       "all, a carrier its own, a shopkeeper their shops'.")
 def outbound_overdue(principal: Principal) -> Any:
-    return {"items": outbound.overdue(ctx(), principal)}
+    return {"items": outbound_exceptions.overdue(ctx(), principal)}
 
 
 @endpoint("/outbound/receipts/<token>", summary="A sender's drop-off receipt", tag="sending",

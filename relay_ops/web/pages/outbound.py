@@ -14,6 +14,7 @@ from relay_ops.services import (
     carrier_sites,
     locker_sending,
     outbound,
+    outbound_exceptions,
     parcel_views,
     pickup_lists,
     sites,
@@ -122,7 +123,7 @@ def send_refuse(principal: Principal, site_id: int, parcel_id: int) -> Response:
         flash(_("Say why the driver refuses it."), "error")
         return redirect(url_for("pages.send_station", site_id=site_id), 303)
     try:
-        view = outbound.refuse(ctx(), principal, parcel_id, reason)
+        view = outbound_exceptions.refuse(ctx(), principal, parcel_id, reason)
     except DomainError as err:
         flash(explain(err)[1], "error")
     else:
@@ -137,7 +138,7 @@ def send_hand_back(principal: Principal, site_id: int, parcel_id: int) -> Respon
     """The sender takes their parcel back (refused, damaged, or changed their mind)."""
     _sent_here(principal, _shop(principal, site_id), parcel_id)
     try:
-        view = outbound.hand_back(ctx(), principal, parcel_id)
+        view = outbound_exceptions.hand_back(ctx(), principal, parcel_id)
     except DomainError as err:
         flash(explain(err)[1], "error")
     else:
