@@ -645,13 +645,13 @@ def test_announcing_a_drop_off_without_a_key_is_rate_limited_per_address_and_per
 
     per_client = locker_sending.DROP_OFFS_PER_CLIENT.attempts
     for _ in range(per_client):
-        assert is_problem(announce("192.0.2.1"), 422, "label-not-collected-here")
+        assert is_problem(announce("192.0.2.1"), 409, "label-not-collected-here")
     limited = announce("192.0.2.1")
     assert is_problem(limited, 429, "too-many-attempts")
     assert 0 < int(limited.headers["Retry-After"]) <= 3600
     # another address is not held back by this one; a carrier's platform (its key) is not
-    assert is_problem(announce("192.0.2.2"), 422, "label-not-collected-here")
-    assert is_problem(world.carrier.post(f"/lockers/{site_id}/drop-offs", json=body), 422,
+    assert is_problem(announce("192.0.2.2"), 409, "label-not-collected-here")
+    assert is_problem(world.carrier.post(f"/lockers/{site_id}/drop-offs", json=body), 409,
                       "label-not-collected-here")
     # the locker as a whole: past its limit, every address waits
     for n in range(locker_sending.DROP_OFFS_PER_LOCKER.attempts - per_client - 1):
