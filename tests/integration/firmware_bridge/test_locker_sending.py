@@ -637,7 +637,7 @@ def test_announcing_a_drop_off_without_a_key_is_rate_limited_per_address_and_per
         "address": "Place", "postcode": "44440", "city": "Riaillé", "latitude": 47.5,
         "longitude": -1.3})["id"]
     path = f"/api/v1/lockers/{site_id}/drop-offs"
-    # a label no carrier collects here: refused (422), and counted all the same
+    # a label no carrier collects here: refused (409), and counted all the same
     body = {"tracking_number": "ACME00000781", "size_class": "S", "sender": SENDER}
 
     def announce(address: str) -> Any:
@@ -655,7 +655,7 @@ def test_announcing_a_drop_off_without_a_key_is_rate_limited_per_address_and_per
                       "label-not-collected-here")
     # the locker as a whole: past its limit, every address waits
     for n in range(locker_sending.DROP_OFFS_PER_LOCKER.attempts - per_client - 1):
-        assert announce(f"198.51.100.{n}").status_code == 422
+        assert announce(f"198.51.100.{n}").status_code == 409
     assert is_problem(announce("203.0.113.9"), 429, "too-many-attempts")
 
 
