@@ -49,7 +49,7 @@ class RequestIn(Strict):
 
 
 class CodeIn(Strict):
-    code: Annotated[str, Field(min_length=1, max_length=20)]
+    code: Annotated[str, Field(min_length=1, max_length=20, pattern=r"[0-9]")]  # digits kept
 
 
 class ListQuery(Strict):
