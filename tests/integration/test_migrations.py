@@ -9,12 +9,23 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from relay_ops.db import migrate
 from relay_ops.db.models import Base
 from tests.conftest import PG_ADMIN_URL
+
+SITE_ROW = ("INSERT INTO sites (id, code, name, kind, address, postcode, city, latitude,"
+            " longitude, area, opening_hours, step_free_access, status, created_at) VALUES"
+            " (:id, :code, 'Site', :kind, '1 rue', '44000', 'Bourg', 47.5, -1.3, 'countryside',"
+            " '{}', false, 'open', :now)")
+
+
+def _insert_site(connection: Connection, now: str, site_id: int = 1, code: str = "bourg",
+                 kind: str = "shop") -> None:
+    """A site row as the schema of any revision here holds it."""
+    connection.execute(text(SITE_ROW), {"id": site_id, "code": code, "kind": kind, "now": now})
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -60,11 +71,7 @@ def test_the_grouping_migration_gives_each_existing_code_its_parcel(
     migrate.upgrade(empty_engine, "0005_snapshot_waiting")
     now = "2026-12-01 09:00:00"
     with empty_engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO sites (id, code, name, kind, address, postcode, city, latitude,"
-            " longitude, area, opening_hours, step_free_access, status, created_at) VALUES"
-            " (1, 'bourg', 'Bourg', 'shop', '1 rue', '44000', 'Bourg', 47.5, -1.3,"
-            " 'countryside', '{}', false, 'open', :now)"), {"now": now})
+        _insert_site(connection, now)
         connection.execute(text(
             "INSERT INTO parcels (id, tracking_number, site_id, state, direction, unannounced,"
             " recipient_locale, extended, created_at, updated_at) VALUES"
@@ -96,12 +103,7 @@ def test_the_outbound_migration_says_what_existing_sites_offer(empty_engine: Eng
     now = "2026-12-01 09:00:00"
     with empty_engine.begin() as connection:
         for site_id, code, kind in ((1, "bourg", "shop"), (2, "box", "locker")):
-            connection.execute(text(
-                "INSERT INTO sites (id, code, name, kind, address, postcode, city, latitude,"
-                " longitude, area, opening_hours, step_free_access, status, created_at) VALUES"
-                " (:id, :code, 'Site', :kind, '1 rue', '44000', 'Bourg', 47.5, -1.3,"
-                " 'countryside', '{}', false, 'open', :now)"),
-                {"id": site_id, "code": code, "kind": kind, "now": now})
+            _insert_site(connection, now, site_id, code, kind)
         connection.execute(text(
             "INSERT INTO carriers (id, code, name, reroute_policy, created_at) VALUES"
             " (1, 'acme', 'Acme', 'confirm', :now)"), {"now": now})
@@ -138,11 +140,7 @@ def test_the_oracle_migration_makes_numbers_unique_per_carrier(empty_engine: Eng
               " (:id, 'MIGR00000018', :carrier, 1, 'announced', 'inbound', false, 'fr', false,"
               " :now, :now)")
     with empty_engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO sites (id, code, name, kind, address, postcode, city, latitude,"
-            " longitude, area, opening_hours, step_free_access, status, created_at) VALUES"
-            " (1, 'bourg', 'Bourg', 'shop', '1 rue', '44000', 'Bourg', 47.5, -1.3,"
-            " 'countryside', '{}', false, 'open', :now)"), {"now": now})
+        _insert_site(connection, now)
         for carrier_id, code in ((1, "acme"), (2, "other")):
             connection.execute(text(
                 "INSERT INTO carriers (id, code, name, reroute_policy, label_networks,"
@@ -175,10 +173,6 @@ def test_the_first_attempt_migration_reads_each_parcels_firsts_from_its_events(
     picked up then declared missing keeps its first of each; a parcel with no events, none."""
     _foreign_keys_on(empty_engine)
     migrate.upgrade(empty_engine, "0019_locker17")
-    site = ("INSERT INTO sites (id, code, name, kind, address, postcode, city, latitude,"
-            " longitude, area, opening_hours, step_free_access, status, created_at) VALUES"
-            " (:id, :code, 'S', 'shop', '1 rue', '44000', 'Bourg', 47.5, -1.3, 'countryside',"
-            " '{}', false, 'open', :at)")
     parcel = ("INSERT INTO parcels (id, tracking_number, site_id, state, direction, unannounced,"
               " recipient_locale, extended, created_at, updated_at) VALUES (:id, :number, 2,"
               " 'picked_up', 'inbound', false, 'fr', false, :at, :at)")
@@ -191,7 +185,7 @@ def test_the_first_attempt_migration_reads_each_parcels_firsts_from_its_events(
                ("declare_missing", 2, "2026-11-24 14:00:00")]
     with empty_engine.begin() as connection:
         for id_, code in ((1, "bourg"), (2, "voisin")):
-            connection.execute(text(site), {"id": id_, "code": code, "at": "2026-11-01 00:00:00"})
+            _insert_site(connection, "2026-11-01 00:00:00", id_, code)
         for id_, number in ((7, "MIGR00000020"), (8, "MIGR00000021")):
             connection.execute(text(parcel), {"id": id_, "number": number,
                                               "at": "2026-11-01 00:00:00"})
