@@ -45,7 +45,7 @@ from firmware_bridge.agent.drivers import SimulatedBoard  # noqa: E402
 from firmware_bridge.identity import LockerIdentity  # noqa: E402
 from relay_ops import create_app  # noqa: E402
 from relay_ops.db import migrate  # noqa: E402
-from relay_ops.db.models import LockerEventCursor, OutboxMessage  # noqa: E402
+from relay_ops.db.models import LockerEventCursor, OutboxMessage, Parcel  # noqa: E402
 from relay_ops.domain import sizing  # noqa: E402
 from relay_ops.services import (  # noqa: E402
     accounts,
@@ -160,16 +160,26 @@ def stock(ctx: Ctx, code: str, site_id: int, count: int) -> list[str]:
     return numbers
 
 
-def qr_to_door(ctx: Ctx, url: str, scans: int, tmp: Path) -> dict[str, Any]:
-    code = f"BQ-{uuid.uuid4().hex[:6]}"
+def stocked_locker(ctx: Ctx, count: int, prefix: str = "BQ"
+                   ) -> tuple[int, str, list[str], dict[str, int]]:
+    """A new `bench-200` locker holding `count` ready parcels: its id, code, the parcels'
+    numbers and each one's door."""
+    code = f"{prefix}-{uuid.uuid4().hex[:6]}"
     site_id = locker_registry.register_locker(ctx, SYSTEM, {
         "code": code, "name": "bench", "locker_model": "bench-200", "address": "x",
         "postcode": "1", "city": "x", "latitude": 47.0, "longitude": -1.0})["id"]
-    numbers = stock(ctx, code, site_id, scans)
-    # the commands written while stocking were played above: closed, never published
+    numbers = stock(ctx, code, site_id, count)
     with ctx.db.transaction() as session:
+        # the commands written while stocking were played by `stock`: never to be published
         session.execute(update(OutboxMessage).where(OutboxMessage.target == code)
                         .values(status="done"))
+        doors = {parcel.tracking_number: parcel.compartment.number for parcel in session.scalars(
+            select(Parcel).where(Parcel.tracking_number.in_(numbers)))}
+    return site_id, code, numbers, doors
+
+
+def qr_to_door(ctx: Ctx, url: str, scans: int, tmp: Path) -> dict[str, Any]:
+    site_id, code, numbers, doors = stocked_locker(ctx, scans)
     bridge = start_bridge(url, f"bench-{code}", tmp / "bridge-qr.log")
     board = TimedBoard(list(range(1, 201)))
     agent = LockerAgent(code, board, *BROKER, tmp / f"{code}.sqlite3",
@@ -180,11 +190,6 @@ def qr_to_door(ctx: Ctx, url: str, scans: int, tmp: Path) -> dict[str, Any]:
     try:
         agent.start()
         wait(lambda: locker_views.locker_view(ctx, SYSTEM, site_id)["link"]["online"], 20, "online")
-        with ctx.db.read() as session:
-            from relay_ops.db.models import Parcel
-
-            doors = {p_.tracking_number: p_.compartment.number for p_ in session.scalars(
-                select(Parcel).where(Parcel.tracking_number.in_(numbers)))}
         for number in numbers:
             parcel_id = lockers_parcel_id(ctx, number)
             token = locker_tokens.qr_token(ctx, parcel_id)

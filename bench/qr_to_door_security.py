@@ -48,26 +48,25 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select, update  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 
 from bench.lockers import (  # noqa: E402
     TimedBoard,
     backend,
     fresh_database,
     lockers_parcel_id,
-    stock,
+    stocked_locker,
     summary,
     wait,
 )
 from firmware_bridge import protocol as p  # noqa: E402
 from firmware_bridge.agent.agent import AgentSettings, LockerAgent  # noqa: E402
 from firmware_bridge.identity import LockerIdentity  # noqa: E402
-from relay_ops.db.models import OutboxMessage, Parcel  # noqa: E402
+from relay_ops.db.models import Parcel  # noqa: E402
 from relay_ops.services import (  # noqa: E402
     accounts,
     locker_commands,
     locker_identity,
-    locker_registry,
     locker_tokens,
     locker_views,
 )
@@ -144,24 +143,9 @@ class Setup:
     bridge_env: dict[str, str]
 
 
-def new_locker(ctx: Ctx, count: int) -> tuple[int, str, list[str], dict[str, int]]:
-    code = f"BS-{uuid.uuid4().hex[:6]}"
-    site_id = locker_registry.register_locker(ctx, SYSTEM, {
-        "code": code, "name": "bench", "locker_model": "bench-200", "address": "x",
-        "postcode": "1", "city": "x", "latitude": 47.0, "longitude": -1.0})["id"]
-    numbers = stock(ctx, code, site_id, count)
-    with ctx.db.transaction() as session:
-        # the commands written while stocking were played by `stock`: never to be published
-        session.execute(update(OutboxMessage).where(OutboxMessage.target == code)
-                        .values(status="done"))
-        doors = {parcel.tracking_number: parcel.compartment.number for parcel in session.scalars(
-            select(Parcel).where(Parcel.tracking_number.in_(numbers)))}
-    return site_id, code, numbers, doors
-
-
 def make_setup(ctx: Ctx, url: str, tmp: Path, name: str, count: int) -> Setup:
     tls, signed = name in ("tls", "secured"), name == "secured"
-    site_id, code, numbers, doors = new_locker(ctx, count)
+    site_id, code, numbers, doors = stocked_locker(ctx, count, prefix="BS")
     env = dict(os.environ, PYTHONPATH=str(ROOT), RELAY_OPS_DATABASE_URL=url,
                RELAY_OPS_MQTT_SHARE_GROUP=f"bench-{code}", RELAY_OPS_LOG_LEVEL="WARNING")
     bundle = locker_identity.provision(ctx, SYSTEM, site_id)

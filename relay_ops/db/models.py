@@ -328,7 +328,7 @@ class Parcel(Base):
     # the event (``history``): the forecast learns from a site's 100,000 parcels grouped by
     # these, without looking up each one's events (issue 15). Its first attempt (check-in,
     # or refusal for lack of room) and where; its first check-in; its first announcement;
-    # its first ending (an action of ``forecast_learning.ENDINGS``) and when.
+    # its first ending (an action of ``history.ENDINGS``) and when.
     first_attempt_at: Mapped[datetime | None]
     first_attempt_site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
     first_check_in_at: Mapped[datetime | None]

@@ -130,10 +130,7 @@ def record_many(
     in the request refers to these events by id. The parcels are written already: their
     firsts (:func:`keep_firsts`) were set before they were, by the caller."""
     bulk.insert_rows(session, ParcelEvent, [
-        {"parcel_id": parcel.id, "at": at, "action": action, "from_state": None,
-         "to_state": parcel.state, "actor_kind": actor.role.value, "actor_id": actor.actor_id,
-         "site_id": parcel.site_id, "reason": None, "data": data(parcel)}
-        for parcel in parcels
+        _event_row(parcel, action, None, actor, at, None, data(parcel)) for parcel in parcels
     ])
 
 

@@ -18,7 +18,7 @@ down_revision: str | None = '0019_locker17'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The actions as this revision knows them (services/forecast_learning.py: ATTEMPTS, ENDINGS).
+# The actions as this revision knows them (services/history.py: ATTEMPTS, ENDINGS).
 ATTEMPTS = "('check_in', 'check_in_refused')"
 ENDINGS = "('pick_up', 'expire', 'refuse', 'declare_missing', 'declare_damaged')"
 
