@@ -38,14 +38,14 @@ def at_site(session: Session, site_id: int, number: str, *, carrier_code: str | 
     """The parcel under this number at a site, for its staff (or its locker): the one there
     is, or the named carrier's; two carriers' there and none named is ambiguous."""
     query = numbered(number).where(Parcel.site_id == site_id)
-    return only_one(_locked(session, _of_carrier(query, carrier_code), lock), number)
+    return only_one(_locked(session, of_carrier(query, carrier_code), lock), number)
 
 
 def visible(session: Session, actor: Principal, number: str, *,
             carrier_code: str | None = None) -> Parcel | None:
     """The parcel under this number that the actor may see, or None: another carrier's, or
     another shop's, is not told apart from a number nobody holds."""
-    query = _of_carrier(numbered(number), carrier_code)
+    query = of_carrier(numbered(number), carrier_code)
     match actor.role:
         case Role.OPERATOR | Role.SYSTEM:
             pass
@@ -87,8 +87,8 @@ def require_visible(session: Session, actor: Principal, number: str, *,
     return parcel
 
 
-def _of_carrier(query: Select[Any], carrier_code: str | None
-                ) -> Select[Any]:
+def of_carrier(query: Select[Any], carrier_code: str | None) -> Select[Any]:
+    """``query`` narrowed to the named carrier's parcels (None: unchanged)."""
     if carrier_code is None:
         return query
     return query.join(Carrier, Carrier.id == Parcel.carrier_id).where(

@@ -152,12 +152,10 @@ def _sent_from_here(session: Session, site: Site, number: str, carrier_code: str
                     ) -> Parcel | None:
     """The sent parcel held here under this number (the same deposit scanned again), before
     any carrier is chosen: a second scan is answered as the first was."""
-    query = numbers.numbered(number).where(
+    query = numbers.of_carrier(numbers.numbered(number).where(
         Parcel.site_id == site.id, Parcel.direction == outbound.DIRECTION,
-        Parcel.state.in_([s.value for s in outbound.HELD]))
-    if carrier_code is not None:
-        query = query.where(Parcel.carrier.has(Carrier.code == carrier_code))
-    return numbers.only_one(list(session.scalars(query.with_for_update())), number)
+        Parcel.state.in_([s.value for s in outbound.HELD])), carrier_code)
+    return numbers.only_one(list(session.scalars(query.with_for_update(of=Parcel))), number)
 
 
 def returned_parcel(session: Session, site: Site, return_of: str) -> Parcel:
