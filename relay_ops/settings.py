@@ -23,10 +23,11 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "TIMEZONE": "Europe/Paris",
     "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
-    "PICKUP_CODE_DIGITS": 6,
+    "PICKUP_CODE_DIGITS": 7,
     # Wrong code-only guesses each live code may meet before the counter must also give the
-    # tracking number or the recipient's name (docs/decisions/0004): 10**(digits - 6).
-    "PICKUP_CODE_ONLY_MISSES": 1,
+    # tracking number or the recipient's name (docs/decisions/0004): 10**(digits - 6) keeps
+    # 1e-6 per parcel; 7 digits keep the 5 tries of a guesser who knows the parcel under it.
+    "PICKUP_CODE_ONLY_MISSES": 10,
     "PICKUP_CODE_PEPPER": DEV_SECRET + "-pepper",
     "PICKUP_CODE_DERIVATION_KEY": DEV_SECRET + "-derive",
     "API_TOKEN_PEPPER": DEV_SECRET + "-tokens",

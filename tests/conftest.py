@@ -100,7 +100,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def app(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[Flask]:
+def app(database_url: str, tmp_path: Path, clock: Clock, request: pytest.FixtureRequest
+        ) -> Iterator[Flask]:
     config: dict[str, Any] = {
         "TESTING": True,
         "DATABASE_URL": database_url,
@@ -110,6 +111,8 @@ def app(database_url: str, tmp_path: Path, clock: Clock) -> Iterator[Flask]:
         "ARGON2_TIME_COST": 1,
         "ARGON2_MEMORY_KIB": 1024,
     }
+    if marker := request.node.get_closest_marker("app_config"):
+        config.update(marker.kwargs)
     application = create_app(config)
     ctx: Ctx = application.extensions["relay_ops"]
     application.extensions["relay_ops"] = Ctx(db=ctx.db, settings=ctx.settings, clock=clock)

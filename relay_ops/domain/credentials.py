@@ -29,6 +29,23 @@ def derive_code(derivation_key: bytes, nonce: str, digits: int) -> str:
     return str(int.from_bytes(mac, "big") % 10**digits).zfill(digits)
 
 
+def issued_code(
+    derivation_key: bytes, pepper: bytes, site_id: int, nonce: str, code_hash: str, digits: int
+) -> str:
+    """The code a credential was issued with, to show it again. Its length is the setting of
+    the day it was issued: an operator may have changed PICKUP_CODE_DIGITS since (decision
+    0004 raised the default from 6 to 7), so the configured length is tried first, then the
+    others, each checked against the stored hash."""
+    for length in (digits, *(n for n in _CODE_LENGTHS if n != digits)):
+        code = derive_code(derivation_key, nonce, length)
+        if code_matches(pepper, site_id, code, code_hash):
+            return code
+    return derive_code(derivation_key, nonce, digits)
+
+
+_CODE_LENGTHS = range(6, 13)
+
+
 def hash_code(pepper: bytes, site_id: int, code: str) -> str:
     """Keyed hash of a code at one site; codes are unique among a site's live credentials."""
     return hmac.new(pepper, f"{site_id}:{code}".encode(), hashlib.sha256).hexdigest()

@@ -60,9 +60,9 @@ class Settings:
     adaptive_holding: AdaptiveHolding = field(default_factory=AdaptiveHolding)
     lockers: LockerSettings | None = None
     # Wrong code-only guesses a live code may meet at its site before a code alone is no
-    # longer enough there (docs/decisions/0004): 1 keeps a guesser's chance at 1e-6 per
-    # parcel with 6 digits; allow 10**(digits - 6) with longer codes.
-    pickup_code_only_misses: int = 1
+    # longer enough there (docs/decisions/0004): 10**(digits - 6) keeps a guesser's chance
+    # at 1e-6 per parcel (10 with the default 7 digits).
+    pickup_code_only_misses: int = 10
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Settings:
@@ -85,7 +85,7 @@ class Settings:
                 config.get("HOLDING_FLOOR_DAYS") or {},
             ),
             lockers=LockerSettings.from_config(config),
-            pickup_code_only_misses=int(config.get("PICKUP_CODE_ONLY_MISSES", 1)),
+            pickup_code_only_misses=int(config["PICKUP_CODE_ONLY_MISSES"]),
         )
 
     @property

@@ -121,8 +121,10 @@ def _issue_statement(postgres: bool) -> ExecutableReturnsRows:
 
 def code_of(ctx: Ctx, credential: PickupCredential) -> str:
     """The code to show its holder (the resident's page, the message)."""
-    return creds.derive_code(
-        ctx.settings.pickup_code_derivation_key, credential.nonce, ctx.settings.pickup_code_digits
+    settings = ctx.settings
+    return creds.issued_code(
+        settings.pickup_code_derivation_key, settings.pickup_code_pepper, credential.site_id,
+        credential.nonce, credential.code_hash, settings.pickup_code_digits,
     )
 
 

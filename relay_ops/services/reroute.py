@@ -39,7 +39,7 @@ from relay_ops.services import (
     reservations,
 )
 from relay_ops.services.context import Ctx
-from relay_ops.services.credentials import live_credentials
+from relay_ops.services.credentials import code_of, live_credentials
 from relay_ops.services.principal import Principal, Role, require_parcel, require_role
 from relay_ops.services.reroute_planner import Planner, arrival_day
 from relay_ops.services.shelves import shelf_takes
@@ -207,13 +207,11 @@ def move(
 def _carry_credentials(ctx: Ctx, session: Session, parcel: Parcel) -> None:
     """A code given before the move (a proxy's) keeps working at the new site: codes derive
     from the credential's nonce, only the site-bound hash changes."""
-    settings = ctx.settings
+    pepper = ctx.settings.pickup_code_pepper
     for credential in live_credentials(session, parcel.id):
-        code = creds.derive_code(
-            settings.pickup_code_derivation_key, credential.nonce, settings.pickup_code_digits
-        )
+        code = code_of(ctx, credential)
         credential.site_id = parcel.site_id
-        credential.code_hash = creds.hash_code(settings.pickup_code_pepper, parcel.site_id, code)
+        credential.code_hash = creds.hash_code(pepper, parcel.site_id, code)
 
 
 # ---------------------------------------------------------------- a locker full at drop-off

@@ -76,7 +76,7 @@ def test_locker_panel_opens_a_door_with_a_pin(page: Page, locker_live: tuple[Liv
 
     # the resident's message arrives (the demo shows it): a wrong PIN first, then the right one
     pin_shown = page.locator(f"#resident-phone li[data-parcel={NUMBER}] [data-pin]")
-    expect(pin_shown).to_have_text(re.compile(r"^\d{6}$"), timeout=10_000)
+    expect(pin_shown).to_have_text(re.compile(r"^\d{7}$"), timeout=10_000)
     pin = pin_shown.inner_text()
     wrong = "000000" if pin != "000000" else "111111"
     keypad = page.get_by_label("Code de retrait")

@@ -24,7 +24,7 @@ def test_the_demo_locker_opens_with_the_printed_pin(tmp_path: Path) -> None:
         # it says its broker is anonymous and on this machine only
         assert re.search(r"^demo MQTT broker: 127\.0\.0\.1:\d+, anonymous and on this machine "
                          r"only", welcome, re.M), welcome
-        pin_line = re.search(r"^pin (\d{6})\s", welcome, re.M).group(1)  # type: ignore[union-attr]
+        pin_line = re.search(r"^pin (\d{7})\s", welcome, re.M).group(1)  # type: ignore[union-attr]
         door = int(re.search(r"compartment (\d+)", welcome).group(1))  # type: ignore[union-attr]
         assert demo.do(f"pin {pin_line}") == "ok"
         wait_until(lambda: json.loads(demo.do("state"))["doors"][str(door)][0] == "open", 15,
@@ -49,7 +49,7 @@ def test_the_demo_locker_on_emulated_kerong_boards_opens_with_the_printed_pin(
         welcome = "\n".join(lines)
         assert re.search(r"^demo locker doors: emulated KR-CU16 boards on /dev/pts/\d+",
                          welcome, re.M), welcome
-        pin = re.search(r"^pin (\d{6})\s", welcome, re.M).group(1)  # type: ignore[union-attr]
+        pin = re.search(r"^pin (\d{7})\s", welcome, re.M).group(1)  # type: ignore[union-attr]
         door = int(re.search(r"compartment (\d+)", welcome).group(1))  # type: ignore[union-attr]
 
         def emulated_open() -> list[int]:

@@ -65,9 +65,12 @@ def test_the_answer_to_guessed_pickup_codes_is_documented(
     code alone, a code needs the tracking number or the name (428), which the document lists."""
     documented = responses(document, "/sites/{site_id}/pickups", "post")
     assert "428" in documented
-    world.ready("ACME00000950")
-    world.shopkeeper.post(f"/sites/{world.shop_id}/pickups", json={"code": "000001"})
-    blocked = world.shopkeeper.post(f"/sites/{world.shop_id}/pickups", json={"code": "999999"})
+    parcel = world.ready("ACME00000950")
+    right = world.code_of(parcel["id"])
+    wrongs = [c for c in (f"{n:07d}" for n in range(11)) if c != right]
+    for wrong in wrongs[:world.ctx.settings.pickup_code_only_misses]:
+        world.shopkeeper.post(f"/sites/{world.shop_id}/pickups", json={"code": wrong})
+    blocked = world.shopkeeper.post(f"/sites/{world.shop_id}/pickups", json={"code": right})
     assert is_problem(blocked, 428, "code-needs-tracking-or-name")
 
 

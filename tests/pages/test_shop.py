@@ -335,13 +335,16 @@ def test_after_a_wrong_code_the_pickup_page_asks_whose_parcel_and_five_wrong_cod
 ) -> None:
     # Was: the page sent only the code, so wrong codes never locked a parcel, and 20 of them
     # made every code 429 at the shop for 10 minutes. Now the page applies the API's rule
-    # (docs/decisions/0004): one wrong code alone, then codes come with the name.
+    # (docs/decisions/0004): PICKUP_CODE_ONLY_MISSES wrong codes alone, then codes come with
+    # the name.
     parcel = world.ready("RR123456785FR")
     code = world.code_of(parcel["id"])
-    wrong = next(g for g in ("000000", "111111") if g != code)
+    wrongs = [g for g in (f"{n:07d}" for n in range(11)) if g != code]
+    wrong = wrongs[0]
     path = f"/shop/{world.shop_id}/pickup"
-    first = marie.post(path, {"code": wrong})
-    assert first.status_code == 403 and "Code erroné" in first.get_data(as_text=True)
+    for guess in wrongs[:world.ctx.settings.pickup_code_only_misses]:
+        miss = marie.post(path, {"code": guess})
+        assert miss.status_code == 403 and "Code erroné" in miss.get_data(as_text=True)
     asked = marie.post(path, {"code": code})
     html = asked.get_data(as_text=True)
     assert asked.status_code == 428 and "Demandez le nom du destinataire" in html

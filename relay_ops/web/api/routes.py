@@ -317,7 +317,7 @@ def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
                       "`tracking_number` or the `recipient_name` (the full name, or the family "
                       "name; accents and case do not matter). A code alone is looked up only "
                       "while every live code at the site has met fewer than "
-                      "`PICKUP_CODE_ONLY_MISSES` (default 1) wrong code-alone guesses since it "
+                      "`PICKUP_CODE_ONLY_MISSES` (default 10) wrong code-alone guesses since it "
                       "was issued; past that it is refused before being read (428 "
                       "`code-needs-tracking-or-name`): ask for the name or the tracking number. "
                       "Wrong codes with a name or tracking number count against those parcels: "
