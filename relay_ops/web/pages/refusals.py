@@ -60,7 +60,7 @@ def explain(err: DomainError) -> tuple[str, str]:
                 "parcel over.")
         case "code-needs-tracking-or-name":
             return _("Whose parcel?"), _(
-                "A wrong code was typed here: from now on a code comes with the recipient's "
+                "Wrong codes were typed here: from now on a code comes with the recipient's "
                 "name or the tracking number.")
         case "identity-check-required":
             return _("Identity check needed"), _(

@@ -244,7 +244,8 @@ def _pickup_refused(
     title, message = explain(err)
     # A locked code or a proxy's code can still be handed over, with an identity check.
     needs_identity = err.slug in ("pickup-code-locked", "identity-check-required")
-    # Past a wrong code alone: the same code again, with the name or the tracking number.
+    # Past the wrong codes alone a code may meet: the same code again, with the name or the
+    # tracking number.
     needs_more = err.slug == "code-needs-tracking-or-name"
     # The name or tracking number stays for the next try (5 wrong codes with them lock the
     # parcel); the code stays only where the same code goes on.
