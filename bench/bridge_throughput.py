@@ -5,8 +5,8 @@
 One run, on PostgreSQL (database `relayops_bench_bridge`, dropped and re-created) and the
 machine's Mosquitto (127.0.0.1:1883, or `--broker HOST:PORT`):
 
-1. A stream of signed events of one provisioned locker (`fault`, as `bench/lockers.py` sends:
-   the alert it raises, the cursor and the link, in the bridge's transaction) is published to
+1. A stream of signed events of one provisioned locker (`fault`: the alert it raises, the
+   cursor and the link, in the bridge's transaction) is published to
    (a) a bare paho consumer (a process of its own) that parses each message and acknowledges
    the highest seq every 20 messages, and (b) a real `relayops-bridge` process, which verifies
    each signature, applies the events on PostgreSQL and acknowledges after its commit.
@@ -60,7 +60,7 @@ ACK_EVERY = 20  # the bare consumer acknowledges as often as the bridge can (20 
 
 
 def fault_body() -> p.Fault:
-    # as bench/lockers.py: one open alert counted again, the cursor, the link
+    # one open alert counted again, the cursor, the link
     return p.Fault(code="bench", compartment=1)
 
 
