@@ -36,6 +36,7 @@ from relay_ops.domain.errors import (
     LabelNotCollectedHere,
     ValidationFailed,
 )
+from relay_ops.domain.hours import DAYS
 from relay_ops.domain.lifecycle import Action, State, TransitionTable
 
 DIRECTION = "outbound"
@@ -163,47 +164,97 @@ def collect_by(dropped_off_at: datetime, delay_hours: int) -> datetime:
 
 # ---------------------------------------------------------------- the carrier's rounds
 
-# A carrier passes at a site at fixed times of day (its rounds), like a post office's pickup
-# times: a parcel deposited before a round's time is on that round's list (its cut-off); one
-# deposited after it waits for the next round. At most this many rounds a day.
+# A carrier passes at a site at fixed times (its rounds), like a post office's pickup times: a
+# parcel deposited before a round's time is on that round's list (its cut-off); one deposited
+# after it waits for the next round. A round is "HH:MM" (every day) or "<days> HH:MM" on some
+# weekdays only, the days as in opening hours ("mon".."sun"), listed ("tue,thu 14:00") or as a
+# range ("mon-fri 10:30", "fri-mon" wraps over the weekend): a van that serves a village on
+# two days a week. At most this many rounds.
 MAX_ROUNDS = 6
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+_DAY = "(?:mon|tue|wed|thu|fri|sat|sun)"
+_DAYS_PART = f"{_DAY}(?:-{_DAY})?(?:,{_DAY}(?:-{_DAY})?)*"
+_TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]"
+# The whole of a round (ASCII, nothing around it): the API's document states the same pattern.
+ROUND_SPEC = f"(?:{_DAYS_PART} )?{_TIME}"
+_ROUND = re.compile(f"^(?:({_DAYS_PART}) )?({_TIME})$")
+
+
+@dataclass(frozen=True)
+class Round:
+    at: str  # "HH:MM", the site's time zone
+    weekdays: frozenset[int]  # date.weekday() values; all seven for a daily round
+
+    @property
+    def spec(self) -> str:
+        """The canonical text: days in week order, listed ("mon,tue,wed 10:30")."""
+        if len(self.weekdays) == 7:
+            return self.at
+        return f"{','.join(DAYS[d] for d in sorted(self.weekdays))} {self.at}"
+
+    def runs_on(self, day: date) -> bool:
+        return day.weekday() in self.weekdays
+
+
+def _weekdays(part: str | None) -> frozenset[int]:
+    if part is None:
+        return frozenset(range(7))
+    days: set[int] = set()
+    for item in part.split(","):
+        first, _, last = item.partition("-")
+        start = end = DAYS.index(first)
+        if last:
+            end = DAYS.index(last)
+        days.update((start + k) % 7 for k in range((end - start) % 7 + 1))
+    return frozenset(days)
+
+
+def parse_round(value: str) -> Round:
+    match = _ROUND.match(value) if value.isascii() else None
+    if match is None:
+        raise ValidationFailed(
+            f"a round is HH:MM (00:00 to 23:59), every day, or days then HH:MM on those days "
+            f"only ('tue,thu 14:00', 'mon-fri 10:30'), not {value!r}")
+    return Round(at=match.group(2), weekdays=_weekdays(match.group(1)))
 
 
 def parse_rounds(values: Sequence[str]) -> list[str]:
-    """A carrier's round times at a site, as "HH:MM" local times, sorted, no duplicates; or
-    :class:`ValidationFailed` saying what a round time is."""
-    bad = [v for v in values if not _HHMM.match(v)]
-    if bad:
-        raise ValidationFailed(f"round times are HH:MM (00:00 to 23:59), not {bad[0]!r}")
-    rounds = sorted(set(values))
+    """A carrier's rounds at a site in their canonical text, by time then days, no duplicates;
+    or :class:`ValidationFailed` saying what a round is."""
+    rounds = {r.spec: r for r in map(parse_round, values)}
     if len(rounds) > MAX_ROUNDS:
-        raise ValidationFailed(f"at most {MAX_ROUNDS} rounds a day")
-    return rounds
+        raise ValidationFailed(f"at most {MAX_ROUNDS} rounds")
+    return [spec for spec, _ in sorted(rounds.items(), key=lambda kv: (kv[1].at, kv[0]))]
 
 
-def _times(rounds: Sequence[str]) -> list[time]:
-    return [time(int(r[:2]), int(r[3:])) for r in sorted(rounds)]
+def rounds_on(day: date, rounds: Sequence[str]) -> list[str]:
+    """The times ("HH:MM", sorted, once each) of the rounds that run on ``day``."""
+    return sorted({r.at for r in map(parse_round, rounds) if r.runs_on(day)})
+
+
+def _clock(hhmm: str) -> time:
+    return time(int(hhmm[:2]), int(hhmm[3:]))
 
 
 def round_after(moment: datetime, rounds: Sequence[str], tz: tzinfo) -> datetime | None:
-    """The first of the carrier's rounds strictly after ``moment`` (that day or the next), in
-    ``tz``, the site's time zone; None when it declared no rounds."""
+    """The first of the carrier's rounds strictly after ``moment`` (within a week: every round
+    runs on one weekday at least), in ``tz``, the site's time zone; None when it declared no
+    rounds."""
     if not rounds:
         return None
     local = moment.astimezone(tz)
-    for day in (local.date(), local.date() + timedelta(days=1)):
-        for at in _times(rounds):
-            when = datetime.combine(day, at, tz)
+    for ahead in range(8):
+        day = local.date() + timedelta(days=ahead)
+        for hhmm in rounds_on(day, rounds):
+            when = datetime.combine(day, _clock(hhmm), tz)
             if when > moment:
                 return when
-    raise AssertionError("a round every day")  # pragma: no cover - rounds is not empty
+    raise AssertionError("a round every week")  # pragma: no cover - rounds is not empty
 
 
 def round_at(day: date, hhmm: str, rounds: Sequence[str], tz: tzinfo) -> datetime:
-    """One of the carrier's rounds on ``day`` (a round it declared), in ``tz``."""
-    if hhmm not in rounds:
-        raise ValidationFailed(f"no round at {hhmm}: the rounds here are "
-                               f"{', '.join(rounds) or 'not declared'}")
-    at = _times([hhmm])[0]
-    return datetime.combine(day, at, tz)
+    """One of the carrier's rounds on ``day`` (a round it declared for that day), in ``tz``."""
+    today = rounds_on(day, rounds)
+    if hhmm not in today:
+        raise ValidationFailed(f"no round at {hhmm} on {DAYS[day.weekday()]}: the rounds that "
+                               f"day are {', '.join(today) or 'none'}")
+    return datetime.combine(day, _clock(hhmm), tz)

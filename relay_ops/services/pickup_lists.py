@@ -59,14 +59,14 @@ def pickup_list(
             if round_time is not None:
                 raise ValidationFailed("a round is one carrier's: name the 'carrier'")
             return {**answer, "items": [view for _, view in items]}
-        mine = rounds.get(carrier_id, [])
-        today = [outbound.round_at(now.astimezone(tz).date(), t, mine, tz) for t in mine]
+        mine, day = rounds.get(carrier_id, []), now.astimezone(tz).date()
+        today = [(t, outbound.round_at(day, t, mine, tz)) for t in outbound.rounds_on(day, mine)]
         answer["rounds"] = [
             {"time": t, "at": at.isoformat(), "parcels": sum(1 for due, _ in items
                                                              if due is not None and due <= at)}
-            for t, at in zip(mine, today, strict=True)]
+            for t, at in today]
         if round_time is not None:
-            cut = outbound.round_at(now.astimezone(tz).date(), round_time, mine, tz)
+            cut = outbound.round_at(day, round_time, mine, tz)
             answer["round"] = cut.isoformat()
             items = [(due, view) for due, view in items if due is not None and due <= cut]
         return {**answer, "items": [view for _, view in items]}

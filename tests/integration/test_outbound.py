@@ -277,6 +277,37 @@ def test_a_carrier_has_a_pickup_list_per_round(sending: World, clock: Clock) -> 
         (sending.shop_id, "2026-12-02T10:30:00+01:00")]
 
 
+def test_a_van_that_comes_two_days_a_week_lists_each_parcel_for_its_next_day(
+    sending: World, clock: Clock
+) -> None:
+    path = f"/sites/{sending.shop_id}/carriers/acme"
+    assert is_problem(sending.operator.put(path, json={"collection_delay_hours": 72,
+                                                       "rounds": ["tues 14:00"]}),
+                      422, "invalid-request")  # the document states the days it knows
+    served = sending.operator.put(path, json={"collection_delay_hours": 72,
+                                              "rounds": ["thu,tue 14:00"]})
+    assert served.status_code == 200 and served.json["rounds"] == ["tue,thu 14:00"]
+    drop(sending, "ACME00000918")  # Tuesday 10:00 in Bourg: today's round
+    clock.advance(hours=5)
+    drop(sending, "ACME00000919")  # after it: Thursday's
+    lists = f"/sites/{sending.shop_id}/outbound/pickup-list"
+    tuesday = sending.carrier.get(lists).json
+    assert {p["tracking_number"]: p["round"] for p in tuesday["items"]} == {
+        "ACME00000918": "2026-12-01T14:00:00+01:00", "ACME00000919": "2026-12-03T14:00:00+01:00"}
+    assert [(r["time"], r["parcels"]) for r in tuesday["rounds"]] == [("14:00", 1)]
+    clock.advance(days=1)  # Wednesday: the van does not come
+    assert sending.carrier.get(lists).json["rounds"] == []
+    assert is_problem(sending.carrier.get(lists, round="14:00"), 422, "validation-failed")
+    sites_listed = sending.carrier.get("/outbound/collection-sites").json["items"]
+    assert [(s["site_id"], s["rounds"], s["next_round"]) for s in sites_listed] == [
+        (sending.shop_id, ["tue,thu 14:00"], "2026-12-03T14:00:00+01:00")]
+    clock.advance(days=1)  # Thursday: both parcels are on the round's list
+    thursday = sending.carrier.get(lists, round="14:00")
+    assert thursday.status_code == 200
+    assert [p["tracking_number"] for p in thursday.json["items"]] == [
+        "ACME00000918", "ACME00000919"]
+
+
 def test_the_carrier_s_scan_confirms_each_parcel_taken_and_the_sender_is_told(
     app: Flask, sending: World, clock: Clock
 ) -> None:

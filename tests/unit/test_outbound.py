@@ -1,6 +1,6 @@
 """The outbound lifecycle and which carrier takes a label from a site (domain/outbound.py)."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -175,3 +175,40 @@ def test_a_round_asked_for_must_be_one_of_the_carrier_s() -> None:
         2026, 12, 1, 16, 0, tzinfo=PARIS)
     with pytest.raises(ValidationFailed):
         outbound.round_at(day, "12:00", ["10:30", "16:00"], PARIS)
+
+
+def test_a_round_may_run_on_some_weekdays_only() -> None:
+    assert outbound.parse_rounds(["tue,thu 14:00", "mon-fri 10:30", "10:30", "thu,tue 14:00"]
+                                 ) == ["10:30", "mon,tue,wed,thu,fri 10:30", "tue,thu 14:00"]
+    # a range may wrap over the weekend; the seven days are a daily round
+    assert outbound.parse_rounds(["fri-mon 09:00", "mon-sun 18:00"]) == [
+        "mon,fri,sat,sun 09:00", "18:00"]
+    for bad in (["tues 14:00"], ["tue,14:00"], ["tue  14:00"], ["TUE 14:00"], ["tue 24:00"],
+                ["tue-"], ["mon-fri"], ["tue 14:00 "], ["\uff14:00"]):
+        with pytest.raises(ValidationFailed):
+            outbound.parse_rounds(bad)
+
+
+def test_a_parcel_waits_for_the_next_day_its_carrier_comes() -> None:
+    rounds = ["tue,thu 14:00"]  # a van that serves the village twice a week
+    tuesday = datetime(2026, 12, 1, 15, 0, tzinfo=PARIS)  # after Tuesday's round
+    assert outbound.round_after(tuesday, rounds, PARIS) == datetime(2026, 12, 3, 14, 0,
+                                                                     tzinfo=PARIS)
+    friday = datetime(2026, 12, 4, 9, 0, tzinfo=PARIS)  # over the weekend: next Tuesday
+    assert outbound.round_after(friday, rounds, PARIS) == datetime(2026, 12, 8, 14, 0,
+                                                                    tzinfo=PARIS)
+    # a daily round and a weekday one: whichever comes first
+    both = ["18:00", "mon-fri 10:30"]
+    saturday = datetime(2026, 12, 5, 9, 0, tzinfo=PARIS)
+    assert outbound.round_after(saturday, both, PARIS) == datetime(2026, 12, 5, 18, 0,
+                                                                    tzinfo=PARIS)
+    assert outbound.rounds_on(saturday.date(), both) == ["18:00"]
+    assert outbound.rounds_on(friday.date(), both) == ["10:30", "18:00"]
+
+
+def test_a_round_asked_for_must_run_that_day() -> None:
+    wednesday = datetime(2026, 12, 2, tzinfo=PARIS).date()
+    with pytest.raises(ValidationFailed, match="on wed"):
+        outbound.round_at(wednesday, "14:00", ["tue,thu 14:00"], PARIS)
+    assert outbound.round_at(wednesday + timedelta(days=1), "14:00", ["tue,thu 14:00"],
+                             PARIS) == datetime(2026, 12, 3, 14, 0, tzinfo=PARIS)

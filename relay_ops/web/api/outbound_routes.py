@@ -9,7 +9,7 @@ from flask import Response
 from pydantic import ConfigDict, Field
 
 from relay_ops import qr
-from relay_ops.domain.outbound import NETWORK_SPEC
+from relay_ops.domain.outbound import MAX_ROUNDS, NETWORK_SPEC, ROUND_SPEC
 from relay_ops.services import (
     carrier_sites,
     locker_sending,
@@ -46,13 +46,17 @@ class LabelNetworksIn(Strict):
         "`prefix:MR` (the carrier's own numbers, starting with these characters)"))]
 
 
+RoundSpec = Annotated[str, Field(pattern=f"^{ROUND_SPEC}$")]
+
+
 class CarrierServiceIn(Strict):
     collection_delay_hours: Annotated[int, Field(ge=1, le=336)]
-    rounds: Annotated[list[HHMM] | None,
-                      Field(max_length=6, description=(
-                          "the times of day (HH:MM, the site's time zone) the carrier passes; "
-                          "each round's pickup list holds the parcels deposited before it. "
-                          "Left out: unchanged"))] = None
+    rounds: Annotated[list[RoundSpec] | None,
+                      Field(max_length=MAX_ROUNDS, description=(
+                          "when the carrier passes (the site's time zone): `HH:MM` every day, "
+                          "or weekdays then `HH:MM` on those days only (`tue,thu 14:00`, "
+                          "`mon-fri 10:30`); each round's pickup list holds the parcels "
+                          "deposited before it. Left out: unchanged"))] = None
 
 
 class SenderIn(Strict):
