@@ -176,7 +176,7 @@ _DAYS_PART = f"{_DAY}(?:-{_DAY})?(?:,{_DAY}(?:-{_DAY})?)*"
 _TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]"
 # The whole of a round (ASCII, nothing around it): the API's document states the same pattern.
 ROUND_SPEC = f"(?:{_DAYS_PART} )?{_TIME}"
-_ROUND = re.compile(f"^(?:({_DAYS_PART}) )?({_TIME})$")
+_ROUND = re.compile(f"(?:({_DAYS_PART}) )?({_TIME})")
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ def _weekdays(part: str | None) -> frozenset[int]:
 
 
 def parse_round(value: str) -> Round:
-    match = _ROUND.match(value) if value.isascii() else None
+    match = _ROUND.fullmatch(value) if value.isascii() else None
     if match is None:
         raise ValidationFailed(
             f"a round is HH:MM (00:00 to 23:59), every day, or days then HH:MM on those days "

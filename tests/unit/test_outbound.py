@@ -184,7 +184,7 @@ def test_a_round_may_run_on_some_weekdays_only() -> None:
     assert outbound.parse_rounds(["fri-mon 09:00", "mon-sun 18:00"]) == [
         "mon,fri,sat,sun 09:00", "18:00"]
     for bad in (["tues 14:00"], ["tue,14:00"], ["tue  14:00"], ["TUE 14:00"], ["tue 24:00"],
-                ["tue-"], ["mon-fri"], ["tue 14:00 "], ["\uff14:00"]):
+                ["tue-"], ["mon-fri"], ["tue 14:00 "], ["tue 14:00\n"], ["\uff14:00"]):
         with pytest.raises(ValidationFailed):
             outbound.parse_rounds(bad)
 
