@@ -27,7 +27,7 @@ from relay_ops.services import (
 )
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
-from tests.browser.conftest import Live, Watch, _open, serve, sign_in
+from tests.browser.conftest import Live, Watch, _open, serve, shot, sign_in
 from tests.browser.test_accessibility import axe_violations
 from tests.conftest import Clock
 
@@ -85,6 +85,7 @@ def test_a_sender_s_parcel_refused_by_the_driver_goes_back_to_its_sender(
     row = page.locator("#waiting tbody tr", has_text="ACME00007001")
     expect(row).to_have_count(1)
     assert _state(flows, "ACME00007001") == "awaiting_collection"
+    shot(page, "sending")
 
     # The driver will not take it: the shopkeeper says why, from the parcel's line.
     row.locator("summary").click()
@@ -122,6 +123,7 @@ def test_a_producer_s_orders_at_the_counter_and_on_its_own_page(
     page.locator("#producer-field").fill("LAIT-7")
     page.keyboard.press("Enter")
     expect(page.locator("#result-location")).to_contain_text("F1 ❄")
+    shot(page, "producer-orders")
 
     # The bread was crushed: declared damaged, it goes back to the farm from its line.
     bread = parcel_views.find_parcel(flows.ctx, OPERATOR, _label(flows, "PAIN-7"))
@@ -148,6 +150,7 @@ def test_a_producer_s_orders_at_the_counter_and_on_its_own_page(
         "reprise par vous")
     expect(phone.locator("#take-back")).to_have_count(0)
     assert axe_violations(phone) == []
+    shot(phone, "producer-phone")
 
 
 def _label(live: Live, reference: str) -> str:
@@ -172,16 +175,20 @@ def test_a_neighbour_brings_a_parcel_home_and_the_resident_s_code_confirms(
     sign_in(counter, flows, "marie")
     counter.get_by_role("link", name="Remise à domicile").click()
     expect(counter.locator(f"#delivery-{asked['id']}")).to_contain_text("Marcel Petit")
+    shot(counter, "home-deliveries")
 
     # The neighbour opens the link on their phone, takes the parcel, then at the door the
     # resident types their code.
     phone = courier_phone
     phone.goto(str(asked["courier_url"]).replace("http://127.0.0.1", flows.url))
     expect(phone.locator(".lead")).to_contain_text("Pour Jeanne Martin, le mardi 1 décembre 2026")
+    # the shop by its name, as a neighbour knows it (was its internal code, "bourg")
+    expect(phone.locator(".panel").first).to_contain_text("point relais : Shop bourg.")
     phone.get_by_role("button", name="J’ai pris le colis").click()
     expect(phone.locator("#courier-code")).to_be_visible()
     assert _state(flows, "ACME00007101") == "out_for_delivery"
     assert axe_violations(phone) == []
+    shot(phone, "courier-phone")
     phone.locator("#courier-code").fill("000000" if code != "000000" else "111111")
     phone.get_by_role("button", name="Confirmer la remise").click()
     expect(phone.locator(".flash-error")).to_be_visible()  # a wrong code is refused, counted
