@@ -9,6 +9,7 @@ site row (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite every write transac
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -221,8 +222,49 @@ def allocate(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
         " (refrigerated)" if keep_cold else "")
 
 
-def has_room(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> bool:
-    """A free compartment of ``site`` takes the parcel now (nothing is reserved)."""
-    free = [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm))
-            for b in compartments_of(session, site.id) if b.state == "free"]
-    return sizing.choose_compartment(free, parcel_dims(ctx, parcel)) is not None
+def has_room(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
+             promised: Sequence[Parcel] = ()) -> bool:
+    """A free compartment of ``site`` takes the parcel now, once each parcel ``promised`` a
+    door here (a place held for it, no door yet) has taken its own by the same rule."""
+    return _free_left(ctx, session, site, promised).take(parcel_dims(ctx, parcel)) is not None
+
+
+def free_doors_left(ctx: Ctx, session: Session, site: Site, promised: Sequence[Parcel] = ()
+                    ) -> dict[str, int]:
+    """Free doors per size class once each parcel ``promised`` a door has taken its own: the
+    locker's room per size class, as the reroute planner counts it."""
+    left = _free_left(ctx, session, site, promised)
+    return {size: left.count(size) for size in
+            sorted(ctx.settings.size_classes,
+                   key=lambda c: sizing.class_rank(ctx.settings.size_classes, c))}
+
+
+class _DoorPool:
+    """The free doors as the allocation takes them (:func:`allocate`): the smallest that
+    fits, a refrigerated one only when no other does; each door remembers its class."""
+
+    def __init__(self, boxes: Sequence[Compartment]) -> None:
+        self.size_of = {b.number: b.size_class for b in boxes}
+        self.tiers = [sizing.CompartmentPool(
+            sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm))
+            for b in boxes if bool(b.refrigerated) == cold) for cold in (False, True)]
+        self.taken: set[int] = set()
+
+    def take(self, dims: sizing.Dims) -> sizing.Compartment | None:
+        for tier in self.tiers:
+            if (chosen := tier.take(dims)) is not None:
+                self.taken.add(chosen.number)
+                return chosen
+        return None
+
+    def count(self, size_class: str) -> int:
+        return sum(1 for number, size in self.size_of.items()
+                   if size == size_class and number not in self.taken)
+
+
+def _free_left(ctx: Ctx, session: Session, site: Site, promised: Sequence[Parcel]
+               ) -> _DoorPool:
+    pool = _DoorPool([b for b in compartments_of(session, site.id) if b.state == "free"])
+    for parcel in promised:
+        pool.take(parcel_dims(ctx, parcel))  # none left for it: it counts no further
+    return pool
