@@ -126,10 +126,18 @@ def test_a_proposal_keeps_its_door_from_other_reroutes_until_decided(world: Worl
     first_at_b = [p for p in proposed if p["reroute"]["options"][0]["site"] == "LCK-B"]
     assert len(first_at_b) == 2
     assert doors_held(world, b) == {}  # no door yet: the parcels are still announced at A
+    # the operator's forecast of B counts its room per size: the big doors are promised
+    room = {"S": 2, "M": 2, "L": 0, "XL": 0}
+    assert world.operator.get(f"/sites/{b}/forecast").json["free_doors"] == room
     accepted = world.carrier.post(f"/parcels/{first_at_b[0]['parcel_id']}/reroute",
                                   json={"site": "LCK-B"})
     assert accepted.status_code == 200, accepted.json
     assert list(doors_held(world, b).values()) == [5]  # the smallest door an L parcel fits
+    assert world.operator.get(f"/sites/{b}/forecast").json["free_doors"] == room
+    # the other proposal still counts its door: a third L parcel finds no room at B
+    third = announce_to(automatic_carrier(world), "LCK-A", 1, prefix="THI", reference="R3")
+    assert third["parcels"][0]["saturation"]["site"] == "LCK-A"  # it was to move
+    assert moved_to(third, "LCK-B") == []
 
 
 def test_the_held_door_is_the_one_the_carrier_deposits_into(world: World) -> None:
