@@ -10,8 +10,9 @@ countryside), of the same kind, and with step-free access if the original site h
 carrier's ``reroute_policy`` decides what happens: ``automatic`` moves the parcel at once
 (event, message to the recipient, all in the announcement's transaction); ``confirm`` stores
 a proposal the carrier accepts or refuses later. Either way the destination (or, for a
-proposal, its first option) holds a place for the parcel on its day. Only announced parcels
-move: a parcel on a shelf stays where it is.
+proposal, its first option) holds a place for the parcel on its day; a locker the parcel
+moves to holds it a door of its size, and a locker is a candidate only with such a door
+(``Planner.has_door``). Only announced parcels move: a parcel on a shelf stays where it is.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@ reroute sends there.
 
 A reroute (an automatic move, an accepted proposal, a full locker's parcel sent on) holds one
 place at its destination for the parcel's day; a proposal awaiting its carrier holds one at
-its first option. Three readers count the held places (docs/forecast.md, "Room promised is
-room held"):
+its first option. At a locker the place is a door of the parcel's size, held until the place
+lapses (:func:`lapses_at`, ``locker_reservations.hold_door``); the planner counts a door for
+each place held there without one (:func:`awaiting_a_door`). Three readers count the held
+places (docs/forecast.md, "Room promised is room held"):
 
 - the destination's forecast (:func:`promised_arrivals`): only the places of parcels still
   announced elsewhere (proposals), since a parcel moved there is announced there already;
