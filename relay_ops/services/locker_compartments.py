@@ -194,6 +194,31 @@ def parcel_dims(ctx: Ctx, parcel: Parcel) -> sizing.Dims:
     return classes[size_class]
 
 
+class DoorPool:
+    """Free doors as a parcel takes one (the drop-off's rule, :func:`allocate`): the
+    smallest it fits (``sizing.CompartmentPool``: smallest volume, then lowest number), a
+    refrigerated one only when no other takes it. Taken one after another, they count the
+    doors left per size class (:func:`free_doors_left`)."""
+
+    def __init__(self, boxes: Sequence[Compartment]) -> None:
+        self.size_of = {b.number: b.size_class for b in boxes}
+        self.tiers = [sizing.CompartmentPool(
+            sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm))
+            for b in boxes if bool(b.refrigerated) == cold) for cold in (False, True)]
+        self.taken: set[int] = set()
+
+    def take(self, dims: sizing.Dims) -> sizing.Compartment | None:
+        for tier in self.tiers:
+            if (chosen := tier.take(dims)) is not None:
+                self.taken.add(chosen.number)
+                return chosen
+        return None
+
+    def count(self, size_class: str) -> int:
+        return sum(1 for number, size in self.size_of.items()
+                   if size == size_class and number not in self.taken)
+
+
 def allocate(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
               until: datetime | None = None, *, keep_cold: bool = False
               ) -> tuple[Compartment | None, str]:
@@ -206,13 +231,9 @@ def allocate(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
         return shared, ""
     boxes = [b for b in compartments_of(session, site.id) if b.refrigerated or not keep_cold]
     dims = parcel_dims(ctx, parcel)
-    free = [b for b in boxes if b.state == "free"]
-    for tier in ([b for b in free if not b.refrigerated], [b for b in free if b.refrigerated]):
-        chosen = sizing.choose_compartment(
-            [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm)) for b in tier],
-            dims)
-        if chosen is not None:
-            return next(b for b in boxes if b.number == chosen.number), ""
+    chosen = DoorPool([b for b in boxes if b.state == "free"]).take(dims)
+    if chosen is not None:
+        return next(b for b in boxes if b.number == chosen.number), ""
     every = [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm)) for b in boxes]
     size = "x".join(str(d) for d in dims)
     cold = "refrigerated " if keep_cold else ""
@@ -239,32 +260,9 @@ def free_doors_left(ctx: Ctx, session: Session, site: Site, promised: Sequence[P
                    key=lambda c: sizing.class_rank(ctx.settings.size_classes, c))}
 
 
-class _DoorPool:
-    """The free doors as the allocation takes them (:func:`allocate`): the smallest that
-    fits, a refrigerated one only when no other does; each door remembers its class."""
-
-    def __init__(self, boxes: Sequence[Compartment]) -> None:
-        self.size_of = {b.number: b.size_class for b in boxes}
-        self.tiers = [sizing.CompartmentPool(
-            sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm))
-            for b in boxes if bool(b.refrigerated) == cold) for cold in (False, True)]
-        self.taken: set[int] = set()
-
-    def take(self, dims: sizing.Dims) -> sizing.Compartment | None:
-        for tier in self.tiers:
-            if (chosen := tier.take(dims)) is not None:
-                self.taken.add(chosen.number)
-                return chosen
-        return None
-
-    def count(self, size_class: str) -> int:
-        return sum(1 for number, size in self.size_of.items()
-                   if size == size_class and number not in self.taken)
-
-
 def _free_left(ctx: Ctx, session: Session, site: Site, promised: Sequence[Parcel]
-               ) -> _DoorPool:
-    pool = _DoorPool([b for b in compartments_of(session, site.id) if b.state == "free"])
+               ) -> DoorPool:
+    pool = DoorPool([b for b in compartments_of(session, site.id) if b.state == "free"])
     for parcel in promised:
         pool.take(parcel_dims(ctx, parcel))  # none left for it: it counts no further
     return pool
