@@ -144,6 +144,32 @@ def test_a_proposal_keeps_its_door_from_other_reroutes_until_decided(world: Worl
     assert moved_to(third, "LCK-B") == []
 
 
+def test_an_acceptance_finding_no_door_of_its_size_left_is_refused(world: World) -> None:
+    """A proposal holds no door before its carrier accepts: a parcel addressed to the locker
+    meanwhile takes its L door; the two proposals now have the XL door between them, so the
+    first acceptance is refused (409) and nothing moves."""
+    register(world, "LCK-A", 47.510)
+    b = register(world, "LCK-B", 47.513)
+    answer = announce_to(world.carrier, "LCK-A", 12)
+    first_at_b = [p for p in answer["parcels"] if p.get("reroute", {}).get("status") ==
+                  "proposed" and p["reroute"]["options"][0]["site"] == "LCK-B"]
+    assert len(first_at_b) == 2
+    assert world.announce("DIRECTL00002", site="LCK-B", size_class="L").status_code == 201
+    carrier = Principal(Role.CARRIER, carrier_id=1)
+    session = locker_dropoff.open_session(world.ctx, carrier, b)
+    assert locker_dropoff.deposit(world.ctx, carrier, session["id"],
+                                  "DIRECTL00002")["compartment"] == 5
+    refused = world.carrier.post(f"/parcels/{first_at_b[0]['parcel_id']}/reroute",
+                                 json={"site": "LCK-B"})
+    assert refused.status_code == 409 and refused.json["type"].endswith("reroute-site-full")
+    assert "no free door" in refused.json["detail"]
+    assert doors_held(world, b) == {"DIRECTL00002": 5}
+    with world.ctx.db.read() as db:
+        still = db.get(Parcel, first_at_b[0]["parcel_id"])
+        assert still is not None and still.site.code == "LCK-A"
+    assert world.operator.get(f"/sites/{b}/forecast").json["free_doors"]["XL"] == 0
+
+
 def test_the_held_door_is_the_one_the_carrier_deposits_into(world: World) -> None:
     register(world, "LCK-A", 47.510)
     b = register(world, "LCK-B", 47.513)
