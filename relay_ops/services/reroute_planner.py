@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 from relay_ops.db.models import Parcel, Site
 from relay_ops.domain import forecast as model
 from relay_ops.domain.geo import distance_km
+from relay_ops.domain.sizing import Dims
 from relay_ops.services import forecast, reservations
 from relay_ops.services.context import Ctx
-from relay_ops.services.locker_compartments import has_room
+from relay_ops.services.locker_compartments import has_room, parcel_dims
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class Planner:
         self.since_read: dict[tuple[int, date], int] = defaultdict(int)
         self.changed: set[int] = set()  # sites a parcel left or joined since their inputs
         self.locked: set[int] = set()
+        self.doorless: set[tuple[int, Dims]] = set()  # (locker, parcel size) without a door
         self.sites = list(session.scalars(select(Site).where(Site.status == "open")))
 
     def promised(self, site: Site, day: date) -> int:
@@ -121,8 +123,16 @@ class Planner:
         and shelves decide). Read after the site's lock: two planners never count one door."""
         if site.kind != "locker":
             return True
+        key = (site.id, parcel_dims(self.ctx, parcel))
+        if key in self.doorless:
+            return False
         promised = reservations.awaiting_a_door(self.ctx, self.session, site.id)
-        return has_room(self.ctx, self.session, site, parcel, promised)
+        if has_room(self.ctx, self.session, site, parcel, promised):
+            return True
+        # Within one transaction a locker's doors are taken, seldom given back: a locker with
+        # no door for a size is not read again for that size (at worst, safe: one less option).
+        self.doorless.add(key)
+        return False
 
     def options(
         self, origin: Site, day: date, accept: Callable[[Site], bool] | None = None,
