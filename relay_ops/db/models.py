@@ -572,9 +572,11 @@ class NoRoomDecision(Base):
 
 
 class PlaceReservation(Base):
-    """One place promised at a shop for one day to a parcel sent there by a reroute (room
+    """One place promised at a site for one day to a parcel sent there by a reroute (room
     promised is room held, docs/forecast.md): the forecast, the planner and the check-in all
-    count it.
+    count it. At a locker the place is a door: the moved parcel's door reserved ahead
+    (``Parcel.compartment_id``) until the place lapses; the planner counts a door for the
+    places that hold none yet.
 
     ``status``: held (the parcel is expected), used (it was checked in), lapsed (its day and
     the grace passed without it), released (the parcel went elsewhere, the proposal was

@@ -18,6 +18,7 @@ from relay_ops.domain.lifecycle import State
 from relay_ops.services import history, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.forecast import compute, local_day, refresh
+from relay_ops.services.locker_compartments import free_doors_left
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 
 
@@ -44,7 +45,7 @@ def site_forecast(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
             raise NotFound(f"no site {site_id}")
         days = refresh(ctx, session, site)
         reserved = reservations.reserved_per_day(ctx, session, site.id)
-        return {
+        answer = {
             "site": site.code,
             "computed_at": ctx.now().isoformat(),
             # reserved: places held for rerouted parcels that day (counted in predicted)
@@ -52,6 +53,16 @@ def site_forecast(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
             "days_at_risk": [d.day.isoformat() for d in days if d.at_risk],
             "in_vans": in_vans(session, site),
         }
+        if site.kind == "locker":
+            answer["free_doors"] = free_doors(ctx, session, site)
+        return answer
+
+
+def free_doors(ctx: Ctx, session: Session, site: Site) -> dict[str, int]:
+    """A locker's room for reroutes now, per size class: its free doors less those the
+    places held there without a door yet will take (the planner's count, ``has_door``)."""
+    promised = reservations.awaiting_a_door(ctx, session, site.id)
+    return free_doors_left(ctx, session, site, promised)
 
 
 def in_vans(session: Session, site: Site) -> dict[str, int]:

@@ -9,6 +9,7 @@ site row (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite every write transac
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
@@ -193,6 +194,31 @@ def parcel_dims(ctx: Ctx, parcel: Parcel) -> sizing.Dims:
     return classes[size_class]
 
 
+class DoorPool:
+    """Free doors as a parcel takes one (the drop-off's rule, :func:`allocate`): the
+    smallest it fits (``sizing.CompartmentPool``: smallest volume, then lowest number), a
+    refrigerated one only when no other takes it. Taken one after another, they count the
+    doors left per size class (:func:`free_doors_left`)."""
+
+    def __init__(self, boxes: Sequence[Compartment]) -> None:
+        self.size_of = {b.number: b.size_class for b in boxes}
+        self.tiers = [sizing.CompartmentPool(
+            sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm))
+            for b in boxes if bool(b.refrigerated) == cold) for cold in (False, True)]
+        self.taken: set[int] = set()
+
+    def take(self, dims: sizing.Dims) -> sizing.Compartment | None:
+        for tier in self.tiers:
+            if (chosen := tier.take(dims)) is not None:
+                self.taken.add(chosen.number)
+                return chosen
+        return None
+
+    def count(self, size_class: str) -> int:
+        return sum(1 for number, size in self.size_of.items()
+                   if size == size_class and number not in self.taken)
+
+
 def allocate(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
               until: datetime | None = None, *, keep_cold: bool = False
               ) -> tuple[Compartment | None, str]:
@@ -205,13 +231,9 @@ def allocate(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
         return shared, ""
     boxes = [b for b in compartments_of(session, site.id) if b.refrigerated or not keep_cold]
     dims = parcel_dims(ctx, parcel)
-    free = [b for b in boxes if b.state == "free"]
-    for tier in ([b for b in free if not b.refrigerated], [b for b in free if b.refrigerated]):
-        chosen = sizing.choose_compartment(
-            [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm)) for b in tier],
-            dims)
-        if chosen is not None:
-            return next(b for b in boxes if b.number == chosen.number), ""
+    chosen = DoorPool([b for b in boxes if b.state == "free"]).take(dims)
+    if chosen is not None:
+        return next(b for b in boxes if b.number == chosen.number), ""
     every = [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm)) for b in boxes]
     size = "x".join(str(d) for d in dims)
     cold = "refrigerated " if keep_cold else ""
@@ -221,8 +243,26 @@ def allocate(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
         " (refrigerated)" if keep_cold else "")
 
 
-def has_room(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> bool:
-    """A free compartment of ``site`` takes the parcel now (nothing is reserved)."""
-    free = [sizing.Compartment(b.number, (b.height_mm, b.width_mm, b.depth_mm))
-            for b in compartments_of(session, site.id) if b.state == "free"]
-    return sizing.choose_compartment(free, parcel_dims(ctx, parcel)) is not None
+def has_room(ctx: Ctx, session: Session, site: Site, parcel: Parcel,
+             promised: Sequence[Parcel] = ()) -> bool:
+    """A free compartment of ``site`` takes the parcel now, once each parcel ``promised`` a
+    door here (a place held for it, no door yet) has taken its own by the same rule."""
+    return _free_left(ctx, session, site, promised).take(parcel_dims(ctx, parcel)) is not None
+
+
+def free_doors_left(ctx: Ctx, session: Session, site: Site, promised: Sequence[Parcel] = ()
+                    ) -> dict[str, int]:
+    """Free doors per size class once each parcel ``promised`` a door has taken its own: the
+    locker's room per size class, as the reroute planner counts it."""
+    left = _free_left(ctx, session, site, promised)
+    return {size: left.count(size) for size in
+            sorted(ctx.settings.size_classes,
+                   key=lambda c: sizing.class_rank(ctx.settings.size_classes, c))}
+
+
+def _free_left(ctx: Ctx, session: Session, site: Site, promised: Sequence[Parcel]
+               ) -> DoorPool:
+    pool = DoorPool([b for b in compartments_of(session, site.id) if b.state == "free"])
+    for parcel in promised:
+        pool.take(parcel_dims(ctx, parcel))  # none left for it: it counts no further
+    return pool

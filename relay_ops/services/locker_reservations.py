@@ -16,12 +16,13 @@ from relay_ops.db.models import (
     Site,
 )
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import history
+from relay_ops.services import history, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_compartments import (
     allocate,
     is_advance_reservation,
     link_of,
+    locked_locker,
     reserved_parcels,
     settle,
     shares_with,
@@ -90,23 +91,49 @@ def reserve_ahead(ctx: Ctx, session: Session, site: Site, now: datetime
     added = []
     for parcel in session.scalars(_due_parcels(ctx, session, horizon, site.id)
                                   .order_by(Parcel.expected_date, Parcel.id)):
-        until = _advance_reservation_end(ctx, parcel, now)
-        box, _reason = allocate(ctx, session, site, parcel, until)
-        if box is None:
-            continue
-        shared = shares_with(session, box)
-        box.state, box.reserved_session_id = "reserved", None
-        # a door already reserved ahead keeps its end: the locker knows its reservations by it
-        box.reserved_until = box.reserved_until if box.reserved_until else until
-        parcel.compartment_id = box.id
-        data: dict[str, Any] = {"locker": site.code, "compartment": box.number,
-                                "advance": True, "until": box.reserved_until.isoformat()}
-        if shared:
-            data["shared_with"] = shared
-        history.record(session, parcel, "compartment_reserved", parcel.state, SYSTEM, now,
-                       data=data)
-        added.append(deposit_reservation(ctx, site, parcel, box))
+        box = _reserve_door(ctx, session, site, parcel, _advance_reservation_end(ctx, parcel, now),
+                            SYSTEM, now)
+        if box is not None:
+            added.append(deposit_reservation(ctx, site, parcel, box))
     return added
+
+
+def _reserve_door(ctx: Ctx, session: Session, site: Site, parcel: Parcel, until: datetime,
+                  actor: Principal, now: datetime, **why: Any) -> Compartment | None:
+    """The door the drop-off would give the parcel (:func:`allocate`: a door of its
+    recipient's, else the smallest free one it fits), reserved ahead until ``until``; None
+    when no door takes it now."""
+    box, _reason = allocate(ctx, session, site, parcel, until)
+    if box is None:
+        return None
+    shared = shares_with(session, box)
+    box.state, box.reserved_session_id = "reserved", None
+    # a door already reserved ahead keeps its end: the locker knows its reservations by it
+    box.reserved_until = box.reserved_until if box.reserved_until else until
+    parcel.compartment_id = box.id
+    data: dict[str, Any] = {"locker": site.code, "compartment": box.number,
+                            "advance": True, "until": box.reserved_until.isoformat(), **why}
+    if shared:
+        data["shared_with"] = shared
+    history.record(session, parcel, "compartment_reserved", parcel.state, actor, now, data=data)
+    return box
+
+
+def hold_door(ctx: Ctx, session: Session, parcel: Parcel, site: Site, day: date,
+              actor: Principal) -> Compartment | None:
+    """Room promised is room held at a locker: a parcel a reroute sends here holds, from now
+    until its place lapses (``reservations.lapses_at``: its day plus the grace), the door the
+    drop-off would give it, reserved ahead like a door for a parcel due soon. The carrier's
+    deposit opens that door (online or offline: the locker learns it as a deposit
+    reservation, so no other deposit takes it); the lapse sweep frees it. None: no door of
+    the locker takes the parcel now (the caller refuses the reroute)."""
+    locked_locker(session, site.id)  # doors and credential versions change under its lock
+    box = _reserve_door(ctx, session, site, parcel, reservations.lapses_at(ctx, day), actor,
+                        ctx.now(), reroute=True)
+    if box is not None:
+        queue_sync(ctx, session, site, link_of(session, site),
+                   reservations=[deposit_reservation(ctx, site, parcel, box)])
+    return box
 
 
 def reserve_ahead_at(ctx: Ctx, session: Session, site_ids: set[int]) -> None:

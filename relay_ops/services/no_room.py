@@ -68,7 +68,8 @@ class Planner(Protocol):
     changed: set[int]
 
     def options(self, origin: Site, day: date, accept: Callable[[Site], bool] | None = None,
-                kind: str | None = None) -> Sequence[Option]: ...
+                kind: str | None = None, parcel: Parcel | None = None
+                ) -> Sequence[Option]: ...
     def day_with(self, site: Site, day: date, extra: int) -> model.DayForecast | None: ...
     def record_move(self, origin: Site, site: Site, day: date) -> None: ...
 
@@ -156,7 +157,7 @@ def _record(case: Case, step: str, tried: list[dict[str, str]], *,
 def _storage(case: Case, tried: list[dict[str, str]]) -> dict[str, Any] | str:
     options = case.planner.options(
         case.site, case.day, lambda s: in_season(s.season_from, s.season_to, case.day),
-        kind=STORAGE)
+        kind=STORAGE, parcel=case.parcel)
     if not options:
         return "no storage site open, in season and with room within reach that day"
     best = options[0]

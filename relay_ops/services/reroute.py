@@ -10,8 +10,9 @@ countryside), of the same kind, and with step-free access if the original site h
 carrier's ``reroute_policy`` decides what happens: ``automatic`` moves the parcel at once
 (event, message to the recipient, all in the announcement's transaction); ``confirm`` stores
 a proposal the carrier accepts or refuses later. Either way the destination (or, for a
-proposal, its first option) holds a place for the parcel on its day. Only announced parcels
-move: a parcel on a shelf stays where it is.
+proposal, its first option) holds a place for the parcel on its day; a locker the parcel
+moves to holds it a door of its size, and a locker is a candidate only with such a door
+(``Planner.has_door``). Only announced parcels move: a parcel on a shelf stays where it is.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def _offer(
     ctx: Ctx, session: Session, planner: Planner, actor: Principal, carrier: Carrier,
     parcel: Parcel, site: Site, day: date, receiving: set[int],
 ) -> dict[str, Any]:
-    options = planner.options(site, day)
+    options = planner.options(site, day, parcel=parcel)
     if not options:  # the operator's no-room policy decides (docs/overflow.md)
         return no_room.decide(ctx, session, planner, actor, carrier, parcel, site, day,
                               receiving, move)
@@ -201,7 +202,12 @@ def move(
               "policy": proposal.status},
     )
     notify.queue(session, parcel, "rerouted", str(proposal.id))
-    return reservations.hold(ctx, session, parcel, to, proposal.day, proposal)
+    held = reservations.hold(ctx, session, parcel, to, proposal.day, proposal)
+    # At a locker the place is a door of the parcel's size, held now (docs/forecast.md).
+    if to.kind == "locker" and locker_reservations.hold_door(
+            ctx, session, parcel, to, proposal.day, actor) is None:
+        raise RerouteSiteFull(f"{to.name} has no free door for this parcel any more")
+    return held
 
 
 def _carry_credentials(ctx: Ctx, session: Session, parcel: Parcel) -> None:
@@ -232,7 +238,7 @@ def full_at_drop_off(
     already) works there. None: nowhere to go."""
     day = forecast.local_day(ctx, ctx.now())
     planner = Planner(ctx, session)
-    options = planner.options(origin, day, fits) or planner.options(
+    options = planner.options(origin, day, fits, parcel=parcel) or planner.options(
         origin, day, lambda shop: shelf_takes(ctx, session, shop, parcel), kind="shop")
     if not options:
         return None
@@ -311,6 +317,11 @@ def _accept(
     if outlook is None or outlook.at_risk:
         raise RerouteSiteFull(
             f"{target.name} is now expected full on {proposal.day.isoformat()}; "
+            "refuse this proposal or wait for the next announcement"
+        )
+    if not planner.has_door(target, parcel):
+        raise RerouteSiteFull(
+            f"{target.name} has no free door left for this parcel's size; "
             "refuse this proposal or wait for the next announcement"
         )
     origin = parcel.site

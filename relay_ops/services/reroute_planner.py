@@ -19,8 +19,10 @@ from sqlalchemy.orm import Session
 from relay_ops.db.models import Parcel, Site
 from relay_ops.domain import forecast as model
 from relay_ops.domain.geo import distance_km
-from relay_ops.services import forecast
+from relay_ops.domain.sizing import Dims
+from relay_ops.services import forecast, reservations
 from relay_ops.services.context import Ctx
+from relay_ops.services.locker_compartments import has_room, parcel_dims
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class Planner:
         self.since_read: dict[tuple[int, date], int] = defaultdict(int)
         self.changed: set[int] = set()  # sites a parcel left or joined since their inputs
         self.locked: set[int] = set()
+        self.doorless: set[tuple[int, Dims]] = set()  # (locker, parcel size) without a door
         self.sites = list(session.scalars(select(Site).where(Site.status == "open")))
 
     def promised(self, site: Site, day: date) -> int:
@@ -112,12 +115,32 @@ class Planner:
         self.record_hold(site, day)
         self.changed |= {origin.id, site.id}
 
+    def has_door(self, site: Site, parcel: Parcel) -> bool:
+        """A locker's room is its doors, per size: a free door takes the parcel once every
+        parcel a place is held for there without a door yet (proposals, parcels held at the
+        depot) has taken its own, by the drop-off's rule (smallest fitting door). A moved
+        parcel holds its door at once, so it is no longer free. A shop: always (its forecast
+        and shelves decide). Read after the site's lock: two planners never count one door."""
+        if site.kind != "locker":
+            return True
+        key = (site.id, parcel_dims(self.ctx, parcel))
+        if key in self.doorless:
+            return False
+        promised = reservations.awaiting_a_door(self.ctx, self.session, site.id)
+        if has_room(self.ctx, self.session, site, parcel, promised):
+            return True
+        # Within one transaction a locker's doors are taken, seldom given back: a locker with
+        # no door for a size is not read again for that size (at worst, safe: one less option).
+        self.doorless.add(key)
+        return False
+
     def options(
         self, origin: Site, day: date, accept: Callable[[Site], bool] | None = None,
-        kind: str | None = None,
+        kind: str | None = None, parcel: Parcel | None = None,
     ) -> list[Option]:
         """The sites of ``kind`` (the origin's by default) within reach that can take one
-        more parcel on ``day`` (and that ``accept`` takes, when given), the cheapest first by
+        more parcel on ``day`` (and that ``accept`` takes, when given; a locker only with a
+        door for ``parcel``, :meth:`has_door`), the cheapest first by
         :func:`model.reroute_cost` (load and distance, docs/forecast.md)."""
         settings = self.ctx.settings.forecast
         radii = settings.reroute_radius_km
@@ -136,6 +159,8 @@ class Planner:
                 continue
             if not self.lock(site):
                 continue  # another announcement is promising its room right now
+            if parcel is not None and not self.has_door(site, parcel):
+                continue  # every door of its size (or larger) is taken or promised
             outlook = self.day_with(site, day, 1)
             if outlook is None or outlook.closed or outlook.at_risk:
                 continue

@@ -3,8 +3,10 @@ reroute sends there.
 
 A reroute (an automatic move, an accepted proposal, a full locker's parcel sent on) holds one
 place at its destination for the parcel's day; a proposal awaiting its carrier holds one at
-its first option. Three readers count the held places (docs/forecast.md, "Room promised is
-room held"):
+its first option. At a locker the place is a door of the parcel's size, held until the place
+lapses (:func:`lapses_at`, ``locker_reservations.hold_door``); the planner counts a door for
+each place held there without one (:func:`awaiting_a_door`). Three readers count the held
+places (docs/forecast.md, "Room promised is room held"):
 
 - the destination's forecast (:func:`promised_arrivals`): only the places of parcels still
   announced elsewhere (proposals), since a parcel moved there is announced there already;
@@ -23,10 +25,10 @@ when the parcel left the announced state. A parcel rerouted again releases its e
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, ScalarSelect, and_, exists, func, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Parcel, PlaceReservation, RerouteProposal, Site
@@ -171,6 +173,29 @@ def reserved_since(ctx: Ctx, today: date) -> date:
     """The first day whose held places still count today: a rerouted parcel may come a few
     days late (``reservation_grace_days``)."""
     return today - timedelta(days=ctx.settings.forecast.reservation_grace_days)
+
+
+def lapses_at(ctx: Ctx, day: date) -> datetime:
+    """When a place held for ``day`` stops counting: the start of the local day after its
+    grace (the sweep's ``lapsed``, :func:`reserved_since`). A locker's door held for a
+    rerouted parcel is reserved until then (``locker_reservations.hold_door``): one lapse."""
+    grace = ctx.settings.forecast.reservation_grace_days
+    start = datetime.combine(day + timedelta(days=grace + 1), time(0), ctx.settings.timezone)
+    return start.astimezone(ctx.now().tzinfo)
+
+
+def awaiting_a_door(ctx: Ctx, session: Session, site_id: int) -> list[Parcel]:
+    """The parcels a place is held for at the locker ``site_id`` that hold no door of it
+    yet, first promised first: a proposal's parcel, still announced at its first site, and
+    a parcel held at the depot until a later day (a moved parcel holds its door at once).
+    Each needs a door when it comes, so the planner counts them against the free doors."""
+    return list(session.scalars(
+        select(Parcel).join(PlaceReservation, PlaceReservation.parcel_id == Parcel.id)
+        .where(PlaceReservation.site_id == site_id, _live(),
+               PlaceReservation.day >= reserved_since(ctx, _today(ctx)),
+               or_(Parcel.site_id != site_id, Parcel.compartment_id.is_(None)))
+        .order_by(PlaceReservation.id)
+    ))
 
 
 def reservation_day(site_id: int) -> ScalarSelect[date]:

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from relay_ops.db.models import (
+    Compartment,
     Notification,
     Parcel,
     ParcelEvent,
@@ -76,11 +77,15 @@ def test_a_full_locker_sends_the_parcel_to_the_nearest_with_room(world: World) -
     assert 0.2 < answer["rerouted_to"]["distance_km"] < 0.5
     moved = parcel(world, "LOCKERFULL01")
     assert moved.site_id == near and moved.state == "announced"
-    assert moved.compartment_id is None  # nothing reserved at the full locker
+    # nothing reserved at the full locker: the door held is the new locker's (room held)
+    with world.ctx.db.read() as db:
+        held = db.get(Compartment, moved.compartment_id)
+        assert held is not None and held.site_id == near and held.state == "reserved"
     with world.ctx.db.read() as db:
         events = list(db.execute(select(ParcelEvent.action, ParcelEvent.data).where(
             ParcelEvent.parcel_id == moved.id).order_by(ParcelEvent.id)))
-        assert [a for a, _ in events] == ["announce", "reroute"]
+        assert [a for a, _ in events] == ["announce", "reroute", "compartment_reserved"]
+        assert events[2][1]["reroute"] is True and events[2][1]["locker"] == "LCK-NEAR"
         assert events[1][1]["from_site"] == "LCK-FULL" and events[1][1]["to_site"] == "LCK-NEAR"
         proposal = db.scalar(select(RerouteProposal).where(RerouteProposal.parcel_id == moved.id))
         assert proposal is not None and proposal.status == "automatic"
@@ -93,7 +98,7 @@ def test_a_full_locker_sends_the_parcel_to_the_nearest_with_room(world: World) -
     # the carrier takes it there: a door opens at the new locker
     session = locker_dropoff.open_session(world.ctx, ACME, near)
     there = locker_dropoff.deposit(world.ctx, ACME, session["id"], "LOCKERFULL01")
-    assert there["status"] == "door_opening"
+    assert there["status"] == "door_opening" and there["compartment"] == held.number
 
 
 def test_the_pickup_credential_given_before_still_works_there(world: World) -> None:
