@@ -28,6 +28,7 @@ from relay_ops.services import (
     parcel_views,
     producers,
     resident,
+    site_locations,
     sites,
 )
 from relay_ops.services.context import Ctx
@@ -130,7 +131,7 @@ def _seed_short_circuit(ctx: Ctx) -> None:
     """A farm's order for a resident, announced with its key and put in the Bourg shop's
     fridge: the shop declares "cold" and gets a refrigerated shelf (docs/producers.md)."""
     shop_id = sites.site_id_for_code(ctx, "riaille-bourg")
-    sites.add_locations(ctx, SYSTEM, shop_id, [
+    site_locations.add_locations(ctx, SYSTEM, shop_id, [
         {"label": "F1", "size_class": "M", "capacity": 4, "refrigerated": True}])
     sites.set_services(ctx, SYSTEM, shop_id, ["receive", "send", "cold", "home_delivery"])
     producers.create_producer(ctx, SYSTEM, code="ferme", name="Ferme des Trois Chênes")

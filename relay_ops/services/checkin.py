@@ -54,10 +54,7 @@ from relay_ops.services.principal import (
     require_site,
 )
 from relay_ops.services.shelves import allocate_shelf, class_of
-from relay_ops.services.sites import (
-    closed_given,
-    closed_on,
-)
+from relay_ops.services.site_calendar import closed_given, closed_on
 
 
 @dataclass(frozen=True)

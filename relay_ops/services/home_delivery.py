@@ -33,7 +33,7 @@ from relay_ops.services.principal import (
     require_role,
     require_site,
 )
-from relay_ops.services.sites import closed_on
+from relay_ops.services.site_calendar import closed_on
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 OPEN = [s.value for s in hd.OPEN]

@@ -73,7 +73,7 @@ from relay_ops.services.outbound import (
     returned_parcel,
 )
 from relay_ops.services.principal import Principal, Role, require_role
-from relay_ops.services.sites import closed_on
+from relay_ops.services.site_calendar import closed_on
 
 # How long a drop-off code holds its door: the sender has this long to come.
 DROP_OFF_VALIDITY = timedelta(days=3)

@@ -25,7 +25,7 @@ from relay_ops.services.checkin import set_size
 from relay_ops.services.context import Ctx
 from relay_ops.services.parcel_views import parcel_view
 from relay_ops.services.principal import Principal, Role, require_role
-from relay_ops.services.sites import closing_days_of
+from relay_ops.services.site_calendar import closing_days_of
 
 MAX_PARCELS = 5000
 

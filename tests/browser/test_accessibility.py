@@ -29,6 +29,7 @@ from relay_ops.services import (
     parcel_views,
     producers,
     resident,
+    site_locations,
     sites,
     unannounced,
 )
@@ -91,7 +92,7 @@ def _issue_17_pages(live: Live, parcel_id: int) -> tuple[str, str]:
     marie = Principal(Role.SHOPKEEPER, user_id=2, site_ids=frozenset({site}))
     carrier_sites.set_label_networks(ctx, SYSTEM, "acme", ["prefix:BRWSEND"])
     carrier_sites.serve_site(ctx, SYSTEM, site, "acme", 48)
-    sites.add_locations(ctx, SYSTEM, site, [
+    site_locations.add_locations(ctx, SYSTEM, site, [
         {"label": "F1", "size_class": "M", "capacity": 2, "refrigerated": True}])
     sites.set_services(ctx, SYSTEM, site, ["receive", "send", "cold", "home_delivery"])
     for number in ("BRWSEND0001", "BRWSEND0002"):

@@ -23,6 +23,7 @@ from relay_ops.services import (
     home_delivery,
     parcel_views,
     producers,
+    site_locations,
     sites,
 )
 from relay_ops.services.context import Ctx
@@ -47,7 +48,7 @@ def flows(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> It
         shop = live.world.shop_id
         carrier_sites.set_label_networks(fixed, SYSTEM, "acme", ["prefix:ACME"])
         carrier_sites.serve_site(fixed, SYSTEM, shop, "acme", 48)
-        sites.add_locations(fixed, SYSTEM, shop, [
+        site_locations.add_locations(fixed, SYSTEM, shop, [
             {"label": "F1", "size_class": "M", "capacity": 2, "refrigerated": True}])
         sites.set_services(fixed, SYSTEM, shop, ["receive", "send", "cold", "home_delivery"])
         home_delivery.set_offer(fixed, OPERATOR, shop, {

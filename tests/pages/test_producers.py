@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from relay_ops.services import expiry, producers, sites
+from relay_ops.services import expiry, producers, site_locations, sites
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.pages.support import Pages
@@ -21,7 +21,7 @@ def ferme(world: World) -> Principal:
     """A producer, and a fridge (F1) at the Bourg shop."""
     made = producers.create_producer(world.ctx, SYSTEM, code="ferme",
                                      name="Ferme des Trois Chênes")
-    sites.add_locations(world.ctx, SYSTEM, world.shop_id, [
+    site_locations.add_locations(world.ctx, SYSTEM, world.shop_id, [
         {"label": "F1", "size_class": "M", "capacity": 1, "refrigerated": True}])
     sites.set_services(world.ctx, SYSTEM, world.shop_id, ["receive", "cold"])
     return Principal(Role.PRODUCER, producer_id=int(made["id"]))

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from relay_ops.services import locker_registry, locker_sending, producers, sites
+from relay_ops.services import locker_registry, locker_sending, producers, site_locations
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
 from relay_ops.web.api.schemas import CONTACT_REGEX, Code, Email, KeyIn, Phone, SizeClass, Strict
@@ -176,7 +176,8 @@ def take_back(principal: Principal, site_id: int, body: TakeBackIn) -> Any:
           roles=STAFF, body=RefrigeratedIn, errors=(404,),
           description="Only refrigerated places take `keep_cold` items.")
 def set_refrigerated(principal: Principal, site_id: int, label: str, body: RefrigeratedIn) -> Any:
-    return {"items": sites.set_refrigerated(ctx(), principal, site_id, label, body.refrigerated)}
+    items = site_locations.set_refrigerated(ctx(), principal, site_id, label, body.refrigerated)
+    return {"items": items}
 
 
 @endpoint("/producer/lockers/<id:site_id>/code", summary="My code at this locker",

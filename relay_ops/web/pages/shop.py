@@ -19,6 +19,9 @@ from relay_ops.services import (
     forecast_views,
     parcel_views,
     season,
+    site_calendar,
+    site_locations,
+    site_search,
     sites,
     stats,
     unannounced,
@@ -53,7 +56,7 @@ def _parcel_at(principal: Principal, site: dict[str, Any], parcel_id: int) -> di
 @bp.get("/shop")
 @requires(*STAFF)
 def my_sites(principal: Principal) -> str:
-    counters = [site for site in sites.list_sites(ctx(), principal)
+    counters = [site for site in site_search.list_sites(ctx(), principal)
                 if has_shelves(site["kind"])]
     return render_template("pages/my_sites.html", sites=counters)
 
@@ -295,7 +298,7 @@ def inventory(principal: Principal, site_id: int) -> str:
     return render_template(
         "pages/inventory.html", site=site, listing=listing, view=view, carrier=carrier,
         carriers=carriers, carrier_names=_carrier_names(carriers), filters=FILTERS,
-        occupancy=sites.occupancy(ctx(), principal, site_id),
+        occupancy=site_locations.occupancy(ctx(), principal, site_id),
     )
 
 
@@ -350,7 +353,7 @@ def site_overview(principal: Principal, site_id: int) -> str:
     return render_template(
         "pages/site.html", site=site, fc=fc,
         forecast_chart=charts.forecast(site["name"], fc["days"]),
-        occupancy=sites.occupancy(ctx(), principal, site_id),
+        occupancy=site_locations.occupancy(ctx(), principal, site_id),
         collection=expiry.collection_list(ctx(), principal, site_id), series=series,
         temporary_shelves=season.temporary_shelves(ctx(), principal, site_id),
         per_day_chart=charts.parcels_per_day(series), occupancy_chart=charts.occupancy(series),
@@ -378,7 +381,7 @@ def collect(principal: Principal, site_id: int) -> Response:
 @requires(*STAFF)
 def add_closing_day(principal: Principal, site_id: int) -> Response:
     _site(principal, site_id)
-    sites.declare_closing_day(
+    site_calendar.declare_closing_day(
         ctx(), principal, site_id, _form_date("day"), request.form.get("reason") or None
     )
     flash(_("Closing day recorded."), "ok")
@@ -393,7 +396,7 @@ def remove_closing_day(principal: Principal, site_id: int, day: str) -> Response
         parsed = date.fromisoformat(day)
     except ValueError:
         abort(404)
-    sites.remove_closing_day(ctx(), principal, site_id, parsed)
+    site_calendar.remove_closing_day(ctx(), principal, site_id, parsed)
     flash(_("Closing day withdrawn."), "ok")
     return redirect(url_for("pages.site_overview", site_id=site_id) + "#closing-days", 303)
 
