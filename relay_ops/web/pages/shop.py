@@ -18,6 +18,8 @@ from relay_ops.services import (
     expiry,
     forecast_views,
     parcel_views,
+    pickup_claims,
+    pickup_preview,
     season,
     site_calendar,
     site_locations,
@@ -184,10 +186,10 @@ def pickup(principal: Principal, site_id: int) -> str:
     return _pickup_page(principal, _site(principal, site_id))
 
 
-def _claim_from_form() -> pickups.PickupClaim:
+def _claim_from_form() -> pickup_claims.PickupClaim:
     """The code, and what names the parcel when the shopkeeper asked for it: the page sends
     what the API takes, so the same rules apply (docs/decisions/0004)."""
-    return pickups.PickupClaim(
+    return pickup_claims.PickupClaim(
         code=request.form.get("code", ""),
         tracking_number=request.form.get("tracking_number", "").strip() or None,
         recipient_name=request.form.get("recipient_name", "").strip() or None,
@@ -201,7 +203,7 @@ def pickup_find(principal: Principal, site_id: int) -> tuple[str, int] | str:
     site = _site(principal, site_id)
     claim = _claim_from_form()
     try:
-        preview = pickups.pickup_preview(
+        preview = pickup_preview.pickup_preview(
             ctx(), principal, site_id, claim.code, tracking_number=claim.tracking_number,
             recipient_name=claim.recipient_name,
         )
@@ -242,7 +244,7 @@ def _identity_from_form() -> pickups.IdentityCheck | None:
 
 
 def _pickup_refused(
-    principal: Principal, site: dict[str, Any], err: DomainError, claim: pickups.PickupClaim
+    principal: Principal, site: dict[str, Any], err: DomainError, claim: pickup_claims.PickupClaim
 ) -> tuple[str, int]:
     title, message = explain(err)
     # A locked code or a proxy's code can still be handed over, with an identity check.
@@ -253,7 +255,7 @@ def _pickup_refused(
     # parcel); the code stays only where the same code goes on.
     page = _pickup_page(
         principal, site, refusal={"title": title, "message": message},
-        claim=claim if needs_identity or needs_more else pickups.PickupClaim(
+        claim=claim if needs_identity or needs_more else pickup_claims.PickupClaim(
             tracking_number=claim.tracking_number, recipient_name=claim.recipient_name),
         needs_identity=needs_identity, needs_more=needs_more,
         locked=err.slug == "pickup-code-locked",
