@@ -26,6 +26,8 @@ from relay_ops.services import (
     manifests,
     outbound,
     parcel_views,
+    producer_announcements,
+    producer_counter,
     producers,
     resident,
     site_locations,
@@ -137,10 +139,10 @@ def _seed_short_circuit(ctx: Ctx) -> None:
     producers.create_producer(ctx, SYSTEM, code="ferme", name="Ferme des Trois Chênes")
     producers.issue_producer_key(ctx, SYSTEM, "ferme", "demo", fixed=PRODUCER_TOKEN)
     farm = accounts.authenticate(ctx, PRODUCER_TOKEN)
-    producers.announce(ctx, farm, producers.Order(
+    producer_announcements.announce(ctx, farm, producer_announcements.Order(
         reference=PRODUCER_ORDER, site="riaille-bourg", phone="+33655667788",
         name="Claire Dubois", size_class="S", keep_cold=True, holding_hours=48))
-    producers.deposit(ctx, _counter(shop_id), shop_id, PRODUCER_ORDER)
+    producer_counter.deposit(ctx, _counter(shop_id), shop_id, PRODUCER_ORDER)
 
 
 def _seed_home_delivery(ctx: Ctx) -> None:

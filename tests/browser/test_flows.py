@@ -22,6 +22,7 @@ from relay_ops.services import (
     expiry,
     home_delivery,
     parcel_views,
+    producer_announcements,
     producers,
     site_locations,
     sites,
@@ -109,7 +110,7 @@ def test_a_producer_s_orders_at_the_counter_and_on_its_own_page(
         counter: Page, courier_phone: Page, flows: Live) -> None:
     farm = Principal(Role.PRODUCER, producer_id=1)
     for reference, cold in (("LAIT-7", True), ("PAIN-7", False)):
-        status, _ = producers.announce(flows.ctx, farm, producers.Order(
+        status, _ = producer_announcements.announce(flows.ctx, farm, producer_announcements.Order(
             reference=reference, site="bourg", phone="+33611223344", size_class="S",
             keep_cold=cold))
         assert status == 201

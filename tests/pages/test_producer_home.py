@@ -8,7 +8,14 @@ from html import unescape
 
 import pytest
 
-from relay_ops.services import accounts, expiry, producers, site_locations, sites
+from relay_ops.services import (
+    accounts,
+    expiry,
+    producer_announcements,
+    producers,
+    site_locations,
+    sites,
+)
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.pages.support import Pages
@@ -26,10 +33,11 @@ def farms(world: World) -> World:
 
 
 def announce(world: World, producer_id: int, reference: str, **extra: object) -> None:
-    status, _ = producers.announce(world.ctx, Principal(Role.PRODUCER, producer_id=producer_id),
-                                   producers.Order(reference=reference, site="bourg",
-                                                   phone="+33611223344", size_class="S",
-                                                   **extra))  # type: ignore[arg-type]
+    order = producer_announcements.Order(reference=reference, site="bourg",
+                                         phone="+33611223344", size_class="S",
+                                         **extra)  # type: ignore[arg-type]
+    status, _ = producer_announcements.announce(
+        world.ctx, Principal(Role.PRODUCER, producer_id=producer_id), order)
     assert status == 201
 
 

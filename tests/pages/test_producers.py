@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from relay_ops.services import expiry, producers, site_locations, sites
+from relay_ops.services import expiry, producer_announcements, producers, site_locations, sites
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.pages.support import Pages
@@ -28,7 +28,7 @@ def ferme(world: World) -> Principal:
 
 
 def order(world: World, producer: Principal, reference: str, **extra: Any) -> None:
-    status, _ = producers.announce(world.ctx, producer, producers.Order(
+    status, _ = producer_announcements.announce(world.ctx, producer, producer_announcements.Order(
         reference=reference, site="bourg", phone="+33611223344", size_class="S", **extra))
     assert status == 201
 
