@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, contains_eager, joinedload
 from relay_ops.db.models import Parcel, Producer, ProducerOrder
 from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
 from relay_ops.domain.lifecycle import FINAL_STATES, State
-from relay_ops.services import accounts
-from relay_ops.services.accounts import IssuedToken
+from relay_ops.services import api_tokens
+from relay_ops.services.api_tokens import IssuedToken
 from relay_ops.services.context import Ctx
 from relay_ops.services.parcel_views import STAFF, iso
 from relay_ops.services.principal import Principal, Role, require_role, require_site
@@ -65,7 +65,7 @@ def issue_producer_key(
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     with ctx.db.transaction() as session:
         producer = producer_by_code(session, code)
-        return accounts.add_api_key(ctx, session, "pk", label, fixed, producer_id=producer.id)
+        return api_tokens.add_api_key(ctx, session, "pk", label, fixed, producer_id=producer.id)
 
 
 def producer_by_code(session: Session, code: str) -> Producer:

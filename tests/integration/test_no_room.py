@@ -10,7 +10,7 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
 from relay_ops.db.models import NoRoomDecision, Notification, Parcel
-from relay_ops.services import accounts, site_search
+from relay_ops.services import accounts, site_search, staff_sign_in
 from relay_ops.services.principal import SYSTEM
 from relay_ops.services.resident import tracking_token
 from tests.integration.test_delivery import run_jobs, sent_lines
@@ -94,7 +94,7 @@ def test_an_overflow_storage_site_takes_the_parcels_and_hands_them_over(
     # The storage site's own staff scan it in and hand it over at its counter, as in a shop.
     accounts.create_user(world.ctx, SYSTEM, username="agent", password=PASSWORD,
                          role="shopkeeper", site_codes=["salle"])
-    agent = Api(world.client, accounts.log_in(world.ctx, "agent", PASSWORD).token)
+    agent = Api(world.client, staff_sign_in.log_in(world.ctx, "agent", PASSWORD).token)
     checked_in = agent.post(f"/sites/{salle}/check-ins",
                             json={"tracking_number": first["tracking_number"]})
     assert checked_in.status_code == 201, checked_in.json

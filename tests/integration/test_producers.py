@@ -15,7 +15,12 @@ from werkzeug.test import TestResponse
 
 from relay_ops.cli import create_operator_app
 from relay_ops.db.models import Notification, Parcel, ParcelEvent, ProducerOrder
-from relay_ops.services import accounts, expiry, producer_announcements, producer_counter
+from relay_ops.services import (
+    api_tokens,
+    expiry,
+    producer_announcements,
+    producer_counter,
+)
 from relay_ops.services.principal import Principal, Role
 from tests.conftest import Clock
 from tests.integration.test_outbound import run_jobs, sent_lines
@@ -398,7 +403,7 @@ def test_one_order_announced_and_scanned_by_many_at_once_is_one_order(farm: Worl
     """A producer's website retrying while the shop scans twice: one order, one check-in,
     one cold place taken; the others are answered, none fails."""
     ferme = farm.operator.post("/producers/ferme/keys", json={}).json["token"]
-    producer_principal = accounts.authenticate(farm.ctx, ferme)
+    producer_principal = api_tokens.authenticate(farm.ctx, ferme)
     order = producer_announcements.Order(reference="LAIT-1", site="bourg", phone="+33611223344",
                                          keep_cold=True, holding_hours=4)
 

@@ -10,6 +10,7 @@ from flask import Response
 from relay_ops import qr
 from relay_ops.services import (
     accounts,
+    api_tokens,
     checkin,
     credentials,
     expiry,
@@ -28,6 +29,7 @@ from relay_ops.services import (
     site_locations,
     site_search,
     sites,
+    staff_sign_in,
 )
 from relay_ops.services import forecast_views as forecasts
 from relay_ops.services import locker_collection as locker_collections
@@ -53,7 +55,7 @@ ANY = (Role.OPERATOR, Role.SHOPKEEPER, Role.CARRIER)
                       "again (1 s up to 15 min; 429 with `Retry-After`). Other addresses, "
                       "the owner's included, are not slowed down; a success clears the count.")
 def create_token(principal: Principal, body: s.TokenIn) -> Any:
-    issued = accounts.log_in(ctx(), body.username, body.password, client=client_address())
+    issued = staff_sign_in.log_in(ctx(), body.username, body.password, client=client_address())
     return 201, {"token": issued.token, "expires_at": issued.expires_at}
 
 
@@ -476,7 +478,7 @@ def issue_key(principal: Principal, code: str, body: s.KeyIn) -> Any:
 @endpoint("/keys/<prefix>", "DELETE", summary="Revoke a key or token", tag="admin",
           roles=OPERATOR, status=204, errors=(404,))
 def revoke_key(principal: Principal, prefix: str) -> Any:
-    accounts.revoke_token(ctx(), principal, prefix)
+    api_tokens.revoke_token(ctx(), principal, prefix)
     return 204, None
 
 

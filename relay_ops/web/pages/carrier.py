@@ -1,7 +1,7 @@
 """Carriers' pages: their manifests with the reconciliation, and a manifest upload as CSV.
 
 There are no carrier user accounts yet: carriers' staff sign in with the carrier's API key,
-which opens a short-lived session (see ``accounts.open_carrier_session``).
+which opens a short-lived session (see ``api_tokens.open_carrier_session``).
 """
 
 from __future__ import annotations
