@@ -34,7 +34,7 @@ from relay_ops.services import (
     locker_tokens,
     notify,
 )
-from relay_ops.services.checkin import Group, join_group
+from relay_ops.services.checkin_grouping import Group, join_group
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import UNEXPECTED_OPENING, door_alerts, raise_alert, resolve
 from relay_ops.services.principal import Principal, Role

@@ -23,7 +23,7 @@ from relay_ops.domain.lifecycle import State
 from relay_ops.notifications.errors import InvalidRecipient
 from relay_ops.notifications.messages import Channel
 from relay_ops.notifications.senders import normalize_recipient
-from relay_ops.services import checkin, history, locker_sending
+from relay_ops.services import checkin_registration, history, locker_sending
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_compartments import locked_locker
 from relay_ops.services.parcel_views import iso
@@ -85,7 +85,7 @@ def announce(ctx: Ctx, actor: Principal, order: Order) -> tuple[int, dict[str, A
             recipient_phone=order.phone, recipient_email=order.email,
             recipient_locale=order.locale,
         )
-        checkin.set_size(ctx, parcel, order.size_class, None)
+        checkin_registration.set_size(ctx, parcel, order.size_class, None)
         session.add(parcel)
         session.flush()
         row = ProducerOrder(

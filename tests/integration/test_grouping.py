@@ -13,6 +13,7 @@ from relay_ops.db.models import CredentialParcel, Parcel, ParcelEvent, PickupCre
 from relay_ops.domain.errors import CredentialLocked, WrongPickupCode
 from relay_ops.services import (
     checkin,
+    checkin_registration,
     expiry,
     parcel_views,
     pickup,
@@ -123,7 +124,7 @@ def test_a_recipient_without_any_address_is_never_grouped(world: World) -> None:
     def unannounced(number: str) -> dict[str, Any]:
         return checkin.check_in(
             world.ctx, keeper(world.shop_id), world.shop_id, number, accept_unannounced=True,
-            recipient=checkin.Recipient(name="Sans Adresse"))["parcel"]
+            recipient=checkin_registration.Recipient(name="Sans Adresse"))["parcel"]
 
     first, second = unannounced("GROUP0000007"), unannounced("GROUP0000008")
     assert covered(world, first["id"]) == [first["id"]]

@@ -12,6 +12,7 @@ from relay_ops.services import (
     accounts,
     api_tokens,
     checkin,
+    checkin_registration,
     credentials,
     expiry,
     locker_carrier_codes,
@@ -306,7 +307,8 @@ def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuer
                       "`carriers` and the scan is sent again with `carrier` (as printed on "
                       "the label); the carriers of parcels at other shops are not listed.")
 def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
-    recipient = checkin.Recipient(**body.recipient.model_dump()) if body.recipient else None
+    recipient = (checkin_registration.Recipient(**body.recipient.model_dump())
+                 if body.recipient else None)
     dims = tuple(body.dimensions_mm) if body.dimensions_mm else None
     answer = checkin.check_in(
         ctx(), principal, site_id, body.tracking_number,
