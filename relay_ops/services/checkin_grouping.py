@@ -1,6 +1,6 @@
 """One recipient's parcels at a shop share one code (domain/grouping.py): the live code of a
 ready parcel here for the same recipient that a parcel checked in joins, and the joining. A
-locker's door (locker_doors.py) joins a code by the same rules."""
+locker's door (locker_door_deposit.py) joins a code by the same rules."""
 
 from __future__ import annotations
 

@@ -28,18 +28,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import (
-    LockerEventCursor,
-    LockerLink,
-    Parcel,
-    Site,
-)
+from relay_ops.db.models import LockerEventCursor, LockerLink, Parcel, Site
 from relay_ops.domain.lifecycle import State
 from relay_ops.services import history, locker_commands, locker_compartments, locker_sync
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import OPEN_ALERTS, raise_alert
 from relay_ops.services.locker_credentials import credential_presented, offline_pickup
-from relay_ops.services.locker_doors import door_closed, door_opened, locker_actor
+from relay_ops.services.locker_door_parcels import locker_actor
+from relay_ops.services.locker_doors import door_closed, door_opened
 from relay_ops.services.locker_offline import offline_collection, offline_deposit
 from relay_ops.services.locker_reports import (
     cmd_result,

@@ -34,13 +34,7 @@ from relay_ops.db.models import (
     Site,
 )
 from relay_ops.domain import outbound, tracking
-from relay_ops.domain.errors import (
-    Conflict,
-    NoColdPlace,
-    NotFound,
-    OnBehalfOf,
-    ValidationFailed,
-)
+from relay_ops.domain.errors import Conflict, NoColdPlace, NotFound, OnBehalfOf, ValidationFailed
 from relay_ops.domain.holding import Perishable, deadline_after, perishable_deadline
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import history, notify, numbers, throttle
