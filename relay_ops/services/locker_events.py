@@ -164,7 +164,7 @@ def _apply_batch(ctx: Ctx, locker: str, boot_id: str, events: list[LockerEvent],
     applying: LockerEvent | None = None
     try:
         with ctx.db.transaction() as session:
-            site = locker_by_code(session, locker)
+            site = locker_for_events(session, locker)
             if site is None:
                 return BatchApplied("unknown_locker", 0, 0)
             link = locker_compartments.link_of(session, site)
@@ -251,7 +251,7 @@ def skip_gap(ctx: Ctx, locker: str, boot_id: str, to_seq: int) -> int:
     backend restored from an old backup, a journal replaced): the cursor jumps to ``to_seq``
     and an operator alert says what was lost. Returns the cursor."""
     with ctx.db.transaction() as session:
-        site = locker_by_code(session, locker)
+        site = locker_for_events(session, locker)
         if site is None:
             return 0
         cursor = event_cursor(session, site, boot_id)
@@ -262,7 +262,7 @@ def skip_gap(ctx: Ctx, locker: str, boot_id: str, to_seq: int) -> int:
         return cursor.applied_seq
 
 
-def locker_by_code(session: Session, code: str) -> Site | None:
+def locker_for_events(session: Session, code: str) -> Site | None:
     # The locker's row lock serialises its events with reservations and pickups.
     return session.scalar(
         select(Site).where(Site.code == code, Site.kind == "locker").with_for_update()

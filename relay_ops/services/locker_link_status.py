@@ -18,7 +18,7 @@ from relay_ops.services import history, locker_compartments, locker_sync
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import raise_alert
 from relay_ops.services.locker_door_parcels import locker_actor
-from relay_ops.services.locker_events import Applied, event_cursor, locker_by_code
+from relay_ops.services.locker_events import Applied, event_cursor, locker_for_events
 from relay_ops.services.locker_snapshot import (
     ask_fresh_snapshot,
     holds_no_earlier_entries,
@@ -35,7 +35,7 @@ def heartbeat(ctx: Ctx, locker: str, boot_id: str, seq: int, body: dict[str, Any
     """Not journaled: it refreshes the link and reveals a lost tail (seq above the cursor)."""
     now = ctx.now()
     with ctx.db.transaction() as session:
-        site = locker_by_code(session, locker)
+        site = locker_for_events(session, locker)
         if site is None:
             return Applied("unknown_locker", 0)
         link = locker_compartments.link_of(session, site)
@@ -79,7 +79,7 @@ def status_changed(ctx: Ctx, locker: str, state: str, ts: datetime) -> bool:
     connection was made, older than the "online" it overrides."""
     now = ctx.now()
     with ctx.db.transaction() as session:
-        site = locker_by_code(session, locker)
+        site = locker_for_events(session, locker)
         if site is None:
             return False
         link = locker_compartments.link_of(session, site)
