@@ -25,7 +25,7 @@ from relay_ops.domain.lifecycle import Action, State
 from relay_ops.domain.site_kinds import has_shelves
 from relay_ops.services import checkin_queries as queries
 from relay_ops.services import history, notify, numbers, reservations
-from relay_ops.services.checkin_grouping import Group, group_to_join, join_group
+from relay_ops.services.checkin_grouping import Group, join_group, recipient_group
 from relay_ops.services.checkin_registration import Recipient, register_unannounced
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import issue_credential
@@ -88,7 +88,7 @@ def check_in(
         # A producer's order is checked in like any parcel; its own rules are a cold place
         # and a holding period in hours (docs/producers.md).
         order = None if registered_now else parcel.producer_order
-        group = group_to_join(ctx, session, site, parcel)
+        group = recipient_group(ctx, session, site, parcel)
         try:
             if reserved_day is None:  # places held for rerouted parcels are not its own
                 reservations.keep_room(ctx, session, site, class_of(ctx, parcel), reserved)

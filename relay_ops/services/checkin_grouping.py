@@ -25,7 +25,7 @@ class Group:
     ready: list[Parcel]
 
 
-def group_to_join(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group | None:
+def recipient_group(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group | None:
     """The live code of a ready parcel here for the same recipient, if any (shops only)."""
     # The keys set below go out with the check-in's one UPDATE of the parcel, not an UPDATE
     # of their own forced by these queries' autoflush.
