@@ -40,8 +40,9 @@ from sqlalchemy import create_engine, select, text, update
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from firmware_bridge.agent.agent import AgentSettings, LockerAgent  # noqa: E402
+from firmware_bridge.agent.agent import LockerAgent  # noqa: E402
 from firmware_bridge.agent.drivers import SimulatedBoard  # noqa: E402
+from firmware_bridge.agent.state import AgentSettings  # noqa: E402
 from firmware_bridge.identity import LockerIdentity  # noqa: E402
 from relay_ops import create_app  # noqa: E402
 from relay_ops.db import migrate  # noqa: E402

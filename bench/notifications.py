@@ -53,7 +53,7 @@ from bench import seed  # noqa: E402
 from bench.checkin import children_of, cpu_seconds, machine_busy, rss_mb  # noqa: E402
 from relay_ops.db.models import Notification, OutboxMessage  # noqa: E402
 from relay_ops.domain.pickup_token import generate_private_key, private_key_to_pem  # noqa: E402
-from relay_ops.services import accounts, checkin, manifests  # noqa: E402
+from relay_ops.services import api_tokens, checkin, manifests  # noqa: E402
 from relay_ops.services.principal import Principal  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -299,7 +299,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     world = seed.build(config, 1)
     parcels_needed = args.messages // 2 + int(args.rate / 2 * args.duration) + 10
     announce(world, parcels_needed)
-    shopkeeper = accounts.authenticate(world.ctx, world.shopkeeper_token)
+    shopkeeper = api_tokens.authenticate(world.ctx, world.shopkeeper_token)
 
     scheduler = Process(["scheduler"], env, logdir / "scheduler.log")
     worker: Process | None = None

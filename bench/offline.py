@@ -47,8 +47,9 @@ from bench import lockers as bench_lockers  # noqa: E402
 from bench.lockers import TimedBoard, summary, wait  # noqa: E402
 from firmware_bridge import protocol as p  # noqa: E402
 from firmware_bridge.agent import journal as j  # noqa: E402
-from firmware_bridge.agent.agent import AgentSettings, LockerAgent  # noqa: E402
+from firmware_bridge.agent.agent import LockerAgent  # noqa: E402
 from firmware_bridge.agent.credentials import OfflineVerifier  # noqa: E402
+from firmware_bridge.agent.state import AgentSettings  # noqa: E402
 from firmware_bridge.identity import LockerIdentity  # noqa: E402
 from relay_ops.domain.pickup_token import (  # noqa: E402
     TokenClaims,

@@ -20,7 +20,7 @@ from werkzeug.test import TestResponse
 
 from relay_ops import create_app
 from relay_ops.db import migrate
-from relay_ops.services import accounts, carrier_sites, sites
+from relay_ops.services import accounts, carrier_sites, sites, staff_sign_in
 from relay_ops.services.principal import SYSTEM
 
 HOURS = {d: [["08:00", "20:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat")}
@@ -60,7 +60,7 @@ def main() -> None:
     sites.set_services(ctx, SYSTEM, site, ["receive", "send"])
     accounts.create_user(ctx, SYSTEM, username="bench", password=PASSWORD, role="shopkeeper",
                          site_codes=["bourg"])
-    staff = {"Authorization": "Bearer " + accounts.log_in(ctx, "bench", PASSWORD).token}
+    staff = {"Authorization": "Bearer " + staff_sign_in.log_in(ctx, "bench", PASSWORD).token}
     van = {"Authorization": "Bearer " + accounts.issue_carrier_key(ctx, SYSTEM, "acme").token}
     client = app.test_client()
     numbers = [f"ACME{i:08d}" for i in range(args.count)]

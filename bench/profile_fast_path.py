@@ -30,7 +30,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from relay_ops import create_app  # noqa: E402
 from relay_ops.db import migrate  # noqa: E402
-from relay_ops.services import sites  # noqa: E402
+from relay_ops.services import site_locations  # noqa: E402
 from relay_ops.services.context import Ctx  # noqa: E402
 from relay_ops.services.principal import SYSTEM  # noqa: E402
 from tests.support import World, make_world  # noqa: E402
@@ -63,9 +63,9 @@ def build_world(url: str) -> World:
     app.extensions["relay_ops"] = Ctx(db=ctx.db, settings=ctx.settings, clock=lambda: start)
     world = make_world(app.extensions["relay_ops"], app.test_client())
     # Room for every parcel of the run: the tests' shop holds 15.
-    sites.add_locations(world.ctx, SYSTEM, world.shop_id,
-                        [{"label": f"Z{i}", "size_class": c, "capacity": 100_000}
-                         for i, c in enumerate(world.ctx.settings.size_classes)])
+    site_locations.add_locations(world.ctx, SYSTEM, world.shop_id,
+                                 [{"label": f"Z{i}", "size_class": c, "capacity": 100_000}
+                                  for i, c in enumerate(world.ctx.settings.size_classes)])
     return world
 
 

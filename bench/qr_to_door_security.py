@@ -60,7 +60,8 @@ from bench.lockers import (  # noqa: E402
     wait,
 )
 from firmware_bridge import protocol as p  # noqa: E402
-from firmware_bridge.agent.agent import AgentSettings, LockerAgent  # noqa: E402
+from firmware_bridge.agent.agent import LockerAgent  # noqa: E402
+from firmware_bridge.agent.state import AgentSettings  # noqa: E402
 from firmware_bridge.identity import LockerIdentity  # noqa: E402
 from relay_ops.db.models import Parcel  # noqa: E402
 from relay_ops.services import (  # noqa: E402

@@ -11,7 +11,7 @@ from flask import Flask
 
 from relay_ops import create_app
 from relay_ops.db import migrate
-from relay_ops.services import accounts, manifests, sites
+from relay_ops.services import accounts, manifests, sites, staff_sign_in
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
 
@@ -67,7 +67,7 @@ def build(config: dict[str, Any], shops: int) -> World:
     carrier = accounts.create_carrier(ctx, SYSTEM, code="bench", name="Bench Parcels")
     accounts.create_user(ctx, SYSTEM, username="bench-shopkeeper", password=PASSWORD,
                          role="shopkeeper", site_codes=[shop_code(i) for i in range(shops)])
-    token = accounts.log_in(ctx, "bench-shopkeeper", PASSWORD).token
+    token = staff_sign_in.log_in(ctx, "bench-shopkeeper", PASSWORD).token
     return World(app, ctx, site_ids, Principal(Role.CARRIER, carrier_id=int(carrier["id"])),
                  token)
 

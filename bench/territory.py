@@ -52,6 +52,7 @@ from relay_ops.domain.geo import distance_km
 from relay_ops.services import (
     accounts,
     checkin,
+    checkin_registration,
     credentials,
     expiry,
     locker_collection,
@@ -460,8 +461,8 @@ class Replay:
         try:
             answer = checkin.check_in(
                 self.ctx, SYSTEM, shop.id, number, accept_unannounced=carrier is not None,
-                recipient=checkin.Recipient(phone=self.phones.get(number, phone_of(number)))
-                if carrier else None,
+                recipient=checkin_registration.Recipient(
+                    phone=self.phones.get(number, phone_of(number))) if carrier else None,
                 carrier_code=carrier)
         except SiteAtCapacity:
             self.stats.vans.refused(shop.code, number, day)

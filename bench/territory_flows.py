@@ -14,9 +14,10 @@ Rates (stated in docs/benchmarks-territory.md, "Sent parcels and producer orders
 - Producer orders: three producers deliver to a third of the shops (drawn once), each open
   day a Poisson number of orders with mean 1 to 3 (drawn per shop); 30 % keep cold, into a
   4-place refrigerated location each such shop gets. Announced the evening before
-  (``producers.announce``), brought to the counter at 10:00 (``producers.deposit``, a
-  check-in), collected by residents with the parcels' pickup-delay model, and taken back by
-  their producer two days after they expired (``producers.take_back``).
+  (``producer_announcements.announce``), brought to the counter at 10:00
+  (``producer_counter.deposit``, a check-in), collected by residents with the parcels'
+  pickup-delay model, and taken back by their producer two days after they expired
+  (``producer_counter.take_back``).
 
 The flows draw from their own random stream, so the shops' planned parcels are those of the
 run without ``--flows``; what follows differs a little (the flows take places, so check-ins
@@ -36,7 +37,15 @@ from sqlalchemy import func, select
 from relay_ops.db.models import Parcel, ProducerOrder, Site
 from relay_ops.domain.errors import DomainError, SiteAtCapacity
 from relay_ops.domain.lifecycle import HELD_STATES
-from relay_ops.services import carrier_sites, outbound, pickup_lists, producers, sites
+from relay_ops.services import (
+    carrier_sites,
+    outbound,
+    pickup_lists,
+    producer_announcements,
+    producer_counter,
+    producers,
+    sites,
+)
 from relay_ops.services.principal import SYSTEM, Principal, Role
 
 if TYPE_CHECKING:
@@ -142,9 +151,10 @@ class Flows:
                 who = self.rng.choice(self.producers)
                 cold = self.rng.random() < KEEP_COLD
                 reference = f"CMD-{self.serial}"
-                _, view = producers.announce(self.ctx, who, producers.Order(
+                order = producer_announcements.Order(
                     reference=reference, site=shop.code, keep_cold=cold,
-                    phone=f"+337{self.serial:08d}"))
+                    phone=f"+337{self.serial:08d}")
+                _, view = producer_announcements.announce(self.ctx, who, order)
                 self.stats.orders_announced += 1
                 self.stats.orders_keep_cold += cold
                 self.announced[day].append((shop, who, reference, cold))
@@ -154,7 +164,7 @@ class Flows:
 
         for shop, _, reference, _ in self.announced.pop(day, []):
             try:
-                _, answer = producers.deposit(self.ctx, self.staff, shop.id, reference)
+                _, answer = producer_counter.deposit(self.ctx, self.staff, shop.id, reference)
             except DomainError as err:  # no (cold) place left: it goes back to the farm
                 self.stats.orders_refused[err.slug] += 1
                 continue
@@ -176,7 +186,7 @@ class Flows:
             by_key[(site_id, producer_id)].append(reference)
         for (site_id, producer_id), references in by_key.items():
             who = Principal(Role.PRODUCER, producer_id=producer_id)
-            answers = producers.take_back(self.ctx, who, site_id, references)
+            answers = producer_counter.take_back(self.ctx, who, site_id, references)
             self.stats.orders_returned += sum(1 for a in answers if a["status"] == "returned")
 
     # ------------------------------------------------------------ does the forecast count them

@@ -44,7 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from firmware_bridge import protocol as p
 from firmware_bridge.net import disable_nagle
 from firmware_bridge.tls import BrokerLogin
-from relay_ops.services import locker_commands, locker_events, locker_identity
+from relay_ops.services import locker_commands, locker_events, locker_identity, locker_link_status
 from relay_ops.services.context import Ctx
 
 log = logging.getLogger(__name__)
@@ -246,15 +246,15 @@ class Bridge:
             return None
 
     def _on_status(self, envelope: p.StatusEnvelope, touched: set[str]) -> None:
-        locker_events.status_changed(self.ctx, envelope.locker_id, envelope.body.state,
-                                     envelope.ts)
+        locker_link_status.status_changed(self.ctx, envelope.locker_id, envelope.body.state,
+                                          envelope.ts)
         if envelope.body.state == "online":
             touched.add(envelope.locker_id)  # what waited in the outbox can go now
 
     def _on_heartbeat(self, envelope: p.EventEnvelope, touched: set[str]) -> None:
-        outcome = locker_events.heartbeat(self.ctx, envelope.locker_id, envelope.boot_id,
-                                          envelope.seq, envelope.body.model_dump(mode="json"),
-                                          envelope.ts)
+        outcome = locker_link_status.heartbeat(self.ctx, envelope.locker_id, envelope.boot_id,
+                                               envelope.seq, envelope.body.model_dump(mode="json"),
+                                               envelope.ts)
         if outcome.came_online:
             touched.add(envelope.locker_id)  # what waited in the outbox can go now
         if outcome.status == "gap" and outcome.gap:

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from firmware_bridge import protocol as p
-from firmware_bridge.agent.agent import AgentSettings, LockerAgent
+from firmware_bridge.agent.agent import LockerAgent
 from firmware_bridge.agent.drivers import LockBoard, SimulatedBoard
 from firmware_bridge.agent.emulated import EmulatedKerongLocker
+from firmware_bridge.agent.state import AgentSettings
 from firmware_bridge.bridge import Bridge, BridgeSettings
 from firmware_bridge.identity import LockerIdentity, write_bundle
 from firmware_bridge.simulator import ConsoleBoard, Fleet, SimulatedLocker, run_console

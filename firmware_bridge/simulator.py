@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from firmware_bridge.agent.agent import AgentSettings, LockerAgent
+from firmware_bridge.agent.agent import LockerAgent
 from firmware_bridge.agent.drivers import DoorState, SimulatedBoard
+from firmware_bridge.agent.state import AgentSettings
 from firmware_bridge.identity import LockerIdentity
 
 log = logging.getLogger(__name__)

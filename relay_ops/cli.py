@@ -30,6 +30,7 @@ from relay_ops.services import (
     locker_views,
     opening_hours,
     producers,
+    site_search,
     sites,
 )
 from relay_ops.services.context import Ctx
@@ -134,7 +135,7 @@ def _parse_hours(text: str) -> Any:
 @site_group.command("list")
 def site_list() -> None:
     """Every site with its occupancy."""
-    for site in sites.list_sites(ctx(), SYSTEM):
+    for site in site_search.list_sites(ctx(), SYSTEM):
         click.echo(f"{site['id']:>4} {site['code']:<20} {site['kind']:<6} "
                    f"{site['held']:>4}/{site['capacity']:<4} {site['status']:<9} {site['name']}")
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from relay_ops.db.models import Carrier, CarrierSite, Producer, Site
 from relay_ops.services import (
     accounts,
+    api_tokens,
     carrier_sites,
     checkin,
     credentials,
@@ -26,9 +27,13 @@ from relay_ops.services import (
     manifests,
     outbound,
     parcel_views,
+    producer_announcements,
+    producer_counter,
     producers,
     resident,
+    site_locations,
     sites,
+    staff_sign_in,
 )
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
@@ -98,15 +103,15 @@ def _seed_shops(ctx: Ctx) -> None:
                          role="shopkeeper", display_name="Marie (Tabac-Presse)",
                          site_codes=["riaille-bourg"])
     long = timedelta(days=365)
-    accounts.log_in(ctx, "operateur", DEMO_PASSWORD, ttl=long, fixed=OPERATOR_TOKEN)
-    accounts.log_in(ctx, "marie", DEMO_PASSWORD, ttl=long, fixed=SHOPKEEPER_TOKEN)
+    staff_sign_in.log_in(ctx, "operateur", DEMO_PASSWORD, ttl=long, fixed=OPERATOR_TOKEN)
+    staff_sign_in.log_in(ctx, "marie", DEMO_PASSWORD, ttl=long, fixed=SHOPKEEPER_TOKEN)
     _announce_and_check_in(ctx, site_ids["riaille-bourg"])
 
 
 def _seed_locker(ctx: Ctx) -> None:
     # after the shops, so the README's tour keeps its site ids
     locker_registry.register_locker(ctx, SYSTEM, LOCKER)
-    manifests.announce(ctx, accounts.authenticate(ctx, CARRIER_TOKEN), {
+    manifests.announce(ctx, api_tokens.authenticate(ctx, CARRIER_TOKEN), {
         "reference": "DEMO-LOCKER-1",
         "parcels": [{"tracking_number": number, "site": LOCKER["code"], "size_class": "S",
                      "recipient": {"name": name, "phone": "+33698765432", "locale": "fr"}}
@@ -130,16 +135,16 @@ def _seed_short_circuit(ctx: Ctx) -> None:
     """A farm's order for a resident, announced with its key and put in the Bourg shop's
     fridge: the shop declares "cold" and gets a refrigerated shelf (docs/producers.md)."""
     shop_id = sites.site_id_for_code(ctx, "riaille-bourg")
-    sites.add_locations(ctx, SYSTEM, shop_id, [
+    site_locations.add_locations(ctx, SYSTEM, shop_id, [
         {"label": "F1", "size_class": "M", "capacity": 4, "refrigerated": True}])
     sites.set_services(ctx, SYSTEM, shop_id, ["receive", "send", "cold", "home_delivery"])
     producers.create_producer(ctx, SYSTEM, code="ferme", name="Ferme des Trois Chênes")
     producers.issue_producer_key(ctx, SYSTEM, "ferme", "demo", fixed=PRODUCER_TOKEN)
-    farm = accounts.authenticate(ctx, PRODUCER_TOKEN)
-    producers.announce(ctx, farm, producers.Order(
+    farm = api_tokens.authenticate(ctx, PRODUCER_TOKEN)
+    producer_announcements.announce(ctx, farm, producer_announcements.Order(
         reference=PRODUCER_ORDER, site="riaille-bourg", phone="+33655667788",
         name="Claire Dubois", size_class="S", keep_cold=True, holding_hours=48))
-    producers.deposit(ctx, _counter(shop_id), shop_id, PRODUCER_ORDER)
+    producer_counter.deposit(ctx, _counter(shop_id), shop_id, PRODUCER_ORDER)
 
 
 def _seed_home_delivery(ctx: Ctx) -> None:
@@ -165,7 +170,7 @@ def _counter(shop_id: int) -> Principal:
 
 
 def _announce_and_check_in(ctx: Ctx, shop_id: int) -> None:
-    carrier = accounts.authenticate(ctx, CARRIER_TOKEN)
+    carrier = api_tokens.authenticate(ctx, CARRIER_TOKEN)
     body = {
         "reference": "DEMO-ROUND-1",
         "parcels": [

@@ -12,7 +12,7 @@ from werkzeug.test import TestResponse
 
 from relay_ops.db.models import Base, CredentialParcel, Location, Parcel, PickupCredential
 from relay_ops.domain.lifecycle import HELD_STATES
-from relay_ops.services import accounts, credentials, sites
+from relay_ops.services import accounts, credentials, sites, staff_sign_in
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 
@@ -88,7 +88,7 @@ class World:
         """Staff tokens expire (12 h): tests that move the clock by days sign in again."""
         for api, name in ((self.operator, "op"), (self.shopkeeper, "marie"),
                           (self.other_shopkeeper, "paul")):
-            api.token = accounts.log_in(self.ctx, name, PASSWORD).token
+            api.token = staff_sign_in.log_in(self.ctx, name, PASSWORD).token
 
     def announce(self, *numbers: str, site: str = "bourg", reference: str | None = None,
                  **item: Any) -> TestResponse:
@@ -146,7 +146,7 @@ def make_world(ctx: Ctx, client: FlaskClient) -> World:
                          site_codes=["voisin"])
 
     def staff(name: str) -> Api:
-        return Api(client, accounts.log_in(ctx, name, PASSWORD).token)
+        return Api(client, staff_sign_in.log_in(ctx, name, PASSWORD).token)
 
     def carrier(code: str) -> Api:
         return Api(client, accounts.issue_carrier_key(ctx, SYSTEM, code).token)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firmware_bridge.agent.agent import AgentSettings, LockerAgent
+from firmware_bridge.agent.agent import LockerAgent
 from firmware_bridge.agent.drivers import LockBoard, SimulatedBoard
 from firmware_bridge.agent.kerong import KerongBoard, KerongConfig
 from firmware_bridge.agent.readers import (
@@ -24,6 +24,7 @@ from firmware_bridge.agent.readers import (
     UsbKeypadKeys,
     WedgeScanner,
 )
+from firmware_bridge.agent.state import AgentSettings
 from firmware_bridge.identity import LockerIdentity
 from firmware_bridge.simulator import parse_broker
 

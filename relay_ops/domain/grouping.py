@@ -3,9 +3,9 @@ when they fit together in it), one pickup code.
 
 Pure rules (no database): who counts as the same recipient, which code a new parcel joins,
 which shelf or door it goes in, and what a pickup with a shared code hands over. The service
-layer (``services/checkin.py`` and ``services/pickup.py`` for shops,
-``services/locker_compartments.py`` and ``services/locker_doors.py`` for lockers) feeds them
-rows and applies the answers in its transaction (docs/forecast.md, "Parcels grouped at a
+layer (``services/checkin_grouping.py`` and ``services/pickup.py`` for shops,
+``services/locker_compartments.py`` and ``services/locker_door_deposit.py`` for lockers)
+feeds them rows and applies the answers in its transaction (docs/forecast.md, "Parcels grouped at a
 shop" and "... at a locker").
 """
 

@@ -4,7 +4,6 @@ recipient's) and a message, in one transaction."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -12,19 +11,8 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session, contains_eager, joinedload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from relay_ops.db.models import (
-    Carrier,
-    CredentialParcel,
-    Location,
-    Notification,
-    Parcel,
-    ParcelEvent,
-    PickupCredential,
-    ProducerOrder,
-    Site,
-    UnannouncedScan,
-)
-from relay_ops.domain import grouping, sizing, tracking
+from relay_ops.db.models import Carrier, Location, Parcel, ProducerOrder, Site, UnannouncedScan
+from relay_ops.domain import sizing, tracking
 from relay_ops.domain.errors import (
     NotFound,
     SiteAtCapacity,
@@ -32,40 +20,21 @@ from relay_ops.domain.errors import (
     ValidationFailed,
     WrongSite,
 )
-from relay_ops.domain.holding import (
-    ClosedOn,
-    Perishable,
-    deadline_after,
-    perishable_deadline,
-)
+from relay_ops.domain.holding import ClosedOn, Perishable, deadline_after, perishable_deadline
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.domain.site_kinds import has_shelves
 from relay_ops.services import checkin_queries as queries
 from relay_ops.services import history, notify, numbers, reservations
+from relay_ops.services.checkin_grouping import Group, join_group, recipient_group
+from relay_ops.services.checkin_registration import Recipient, register_unannounced
 from relay_ops.services.context import Ctx
-from relay_ops.services.credentials import issue_credential, recipient_keys
+from relay_ops.services.credentials import issue_credential
 from relay_ops.services.forecast import Stored
 from relay_ops.services.holding import holding_facts, holding_period, keep_holding
-from relay_ops.services.parcel_views import HELD, READY, STAFF, iso, parcel_view
-from relay_ops.services.principal import (
-    Principal,
-    Role,
-    require_role,
-    require_site,
-)
+from relay_ops.services.parcel_views import HELD, STAFF, iso, parcel_view
+from relay_ops.services.principal import Principal, Role, require_role, require_site
 from relay_ops.services.shelves import allocate_shelf, class_of
-from relay_ops.services.sites import (
-    closed_given,
-    closed_on,
-)
-
-
-@dataclass(frozen=True)
-class Recipient:
-    name: str | None = None
-    phone: str | None = None
-    email: str | None = None
-    locale: str = "fr"
+from relay_ops.services.site_calendar import closed_given
 
 
 def check_in(
@@ -106,7 +75,7 @@ def check_in(
                     f"{number} was not announced by any carrier; check it in only if the label "
                     "is readable and addressed to this shop", tracking_number=number,
                 )
-            parcel = _register_unannounced(
+            parcel = register_unannounced(
                 ctx, session, site, number, size_class, dims, recipient, carrier_code, actor
             )
         elif parcel.site_id != site.id:
@@ -119,7 +88,7 @@ def check_in(
         # A producer's order is checked in like any parcel; its own rules are a cold place
         # and a holding period in hours (docs/producers.md).
         order = None if registered_now else parcel.producer_order
-        group = _group_to_join(ctx, session, site, parcel)
+        group = recipient_group(ctx, session, site, parcel)
         try:
             if reserved_day is None:  # places held for rerouted parcels are not its own
                 reservations.keep_room(ctx, session, site, class_of(ctx, parcel), reserved)
@@ -223,116 +192,6 @@ def _check_in_answer(parcel: Parcel, actor: Principal, status: str) -> dict[str,
     return {"status": status, "parcel": parcel_view(parcel, actor)}
 
 
-def _register_unannounced(
-    ctx: Ctx,
-    session: Session,
-    site: Site,
-    number: str,
-    size_class: str | None,
-    dims: sizing.Dims | None,
-    recipient: Recipient | None,
-    carrier_code: str | None,
-    actor: Principal,
-) -> Parcel:
-    carrier = None
-    if carrier_code:
-        carrier = session.scalar(select(Carrier).where(Carrier.code == carrier_code))
-        if carrier is None:
-            raise ValidationFailed(f"unknown carrier {carrier_code!r}")
-    rec = recipient or Recipient()
-    parcel = Parcel(
-        tracking_number=number,
-        carrier_id=carrier.id if carrier else None,
-        site_id=site.id,
-        state=State.ANNOUNCED.value,
-        unannounced=True,
-        recipient_name=rec.name,
-        recipient_phone=rec.phone,
-        recipient_email=rec.email,
-        recipient_locale=rec.locale,
-    )
-    set_size(ctx, parcel, size_class, dims)
-    session.add(parcel)
-    session.flush()
-    history.record(
-        session, parcel, "registered_unannounced", None, actor, ctx.now(),
-        reason="checked in without a manifest; to reconcile with the carrier",
-    )
-    return parcel
-
-
-def set_size(
-    ctx: Ctx, parcel: Parcel, size_class: str | None, dims: sizing.Dims | None
-) -> None:
-    classes = ctx.settings.size_classes
-    if dims is not None:
-        fitting = sizing.smallest_class_for(classes, dims)
-        if fitting is None:
-            raise ValidationFailed(f"a parcel of {dims} mm fits no size class")
-        parcel.height_mm, parcel.width_mm, parcel.depth_mm = dims
-        parcel.size_class = fitting
-    elif size_class is not None:
-        if size_class not in classes:
-            raise ValidationFailed(f"size class {size_class!r} unknown; use {', '.join(classes)}")
-        parcel.size_class = size_class
-
-
-@dataclass(frozen=True)
-class Group:
-    """A live recipient code at the site that a new parcel joins, and its parcels still ready."""
-
-    credential: PickupCredential
-    ready: list[Parcel]
-
-
-def _group_to_join(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group | None:
-    """The live code of a ready parcel here for the same recipient, if any (shops only)."""
-    # The keys set below go out with the check-in's one UPDATE of the parcel, not an UPDATE
-    # of their own forced by these queries' autoflush.
-    with session.no_autoflush:
-        return _group_of(ctx, session, site, parcel)
-
-
-def _group_of(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group | None:
-    keys = recipient_keys(ctx, parcel.recipient_phone, parcel.recipient_email)
-    # Kept on the parcel: a later parcel matches it even once its plain address is gone.
-    parcel.recipient_phone_key, parcel.recipient_email_key = keys.phone, keys.email
-    if not keys or not has_shelves(site.kind):
-        return None
-    rows = session.execute(queries.group(bool(keys.phone), bool(keys.email)), {
-        "site_id": site.id, "parcel_id": parcel.id, "phone_key": keys.phone,
-        "email_key": keys.email,
-    }).all()
-    held = [
-        grouping.HeldParcel(
-            p.id, c.id, p.location_id,
-            grouping.RecipientKeys(p.recipient_phone_key, p.recipient_email_key),
-            code_locked=c.locked_at is not None,
-        )
-        for p, c in rows
-    ]
-    chosen = grouping.group_to_join(keys, held)
-    if chosen is None:
-        return None
-    # Locked, so a pickup cannot spend the code between this check and the commit and leave
-    # the new parcel behind a used code. A code a pickup holds right now is skipped, not
-    # waited for: the pickup waits for this check-in's site lock (its events' foreign key),
-    # so waiting here would deadlock. The parcel then gets a code of its own.
-    credential = session.scalar(queries.group_code(), {"credential_id": chosen})
-    if credential is None or not credential.live:
-        return None
-    return Group(credential, [p for p, c in rows if c.id == chosen])
-
-
-def join_group(session: Session, group: Group, parcel: Parcel, now: datetime) -> None:
-    session.add(CredentialParcel(credential_id=group.credential.id, parcel_id=parcel.id,
-                                 added_at=now))
-    session.flush()
-    # The viewonly relationships were read before the new row: read them again.
-    session.expire(group.credential, ["parcels"])
-    session.expire(parcel, ["credentials"])
-
-
 def _perishable(order: ProducerOrder | None) -> Perishable | None:
     if order is None:
         return None
@@ -381,43 +240,3 @@ def _assign(parcel: Parcel, location: Location, now: datetime, deadline: datetim
     parcel.location = location
     parcel.checked_in_at = now
     parcel.holding_deadline = deadline
-
-
-def resend_ready_after_hours_set(
-    ctx: Ctx, session: Session, site: Site, actor: Principal
-) -> list[int]:
-    """A shop got its first opening hours: each parcel waiting there whose ready message
-    failed for want of them gets a deadline counted from now under the new hours (nobody was
-    told the old one) and is owed its ready message again. The parcels' ids."""
-    now = ctx.now()
-    failed = select(Notification.parcel_id).where(
-        Notification.kind == "ready", Notification.status == "failed",
-        Notification.error.startswith(notify.NO_OPENING_HOURS),
-    )
-    waiting = list(session.scalars(
-        select(Parcel).where(Parcel.site_id == site.id, Parcel.state == READY,
-                             Parcel.id.in_(failed))
-        .order_by(Parcel.id).with_for_update()
-    ))
-    for parcel in waiting:
-        days = _holding_days_given(session, parcel) or ctx.settings.holding[site.kind].days
-        parcel.holding_deadline = deadline_after(
-            now, days, ctx.settings.timezone, closed_on(session, site)
-        )
-        history.record(session, parcel, "deadline_reset", parcel.state, actor, now,
-                       reason="the site's opening hours were set",
-                       data={"deadline": iso(parcel.holding_deadline), "holding_days": days})
-        # A new occurrence: the failed message stays in the record as it was.
-        notify.queue(session, parcel, "ready", f"hours-set:{now.isoformat()}")
-    return [p.id for p in waiting]
-
-
-def _holding_days_given(session: Session, parcel: Parcel) -> int | None:
-    """The holding period decided at check-in (its event says it): kept, only re-dated."""
-    event = session.scalar(
-        select(ParcelEvent)
-        .where(ParcelEvent.parcel_id == parcel.id, ParcelEvent.action == Action.CHECK_IN.value)
-        .order_by(ParcelEvent.id.desc())
-    )
-    days = (event.data or {}).get("holding_days") if event is not None else None
-    return int(days) if days else None

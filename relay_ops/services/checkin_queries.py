@@ -10,13 +10,7 @@ from datetime import date
 from sqlalchemy import Date, Integer, Select, String, bindparam, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
-from relay_ops.db.models import (
-    ClosingDay,
-    CredentialParcel,
-    Parcel,
-    PickupCredential,
-    Site,
-)
+from relay_ops.db.models import ClosingDay, CredentialParcel, Parcel, PickupCredential, Site
 from relay_ops.services import reservations
 from relay_ops.services.forecast import first_risk_day, stored_ratio
 from relay_ops.services.parcel_views import READY

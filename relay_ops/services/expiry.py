@@ -37,9 +37,7 @@ from relay_ops.services.principal import (
     require_role,
     require_site,
 )
-from relay_ops.services.sites import (
-    closed_on,
-)
+from relay_ops.services.site_calendar import closed_on
 
 
 def extend(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:

@@ -28,7 +28,9 @@ from relay_ops.services import forecast_learning as learning
 from relay_ops.services import history, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.forecast_learning import local_day
-from relay_ops.services.sites import closed_on, in_service_on, occupancy_of, shelf_load
+from relay_ops.services.site_calendar import closed_on
+from relay_ops.services.site_locations import shelf_load
+from relay_ops.services.sites import in_service_on, occupancy_of
 
 HELD = [s.value for s in HELD_STATES]
 LATE_ANNOUNCED_DAYS = 2  # an announced parcel this late may still come, at half the odds

@@ -21,7 +21,7 @@ from relay_ops.domain import credentials as creds
 from relay_ops.domain import home_delivery as hd
 from relay_ops.domain.errors import DomainError, HomeDeliveryRefused, NotFound
 from relay_ops.domain.lifecycle import Action
-from relay_ops.services import history, notify, pickup
+from relay_ops.services import history, notify, pickup_claims
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import release_credentials
 from relay_ops.services.parcel_views import iso, locked_parcel
@@ -33,7 +33,7 @@ from relay_ops.services.principal import (
     require_role,
     require_site,
 )
-from relay_ops.services.sites import closed_on
+from relay_ops.services.site_calendar import closed_on
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 OPEN = [s.value for s in hd.OPEN]
@@ -251,7 +251,7 @@ def deliver(ctx: Ctx, actor: Principal, delivery_id: int, code: str) -> dict[str
     with ctx.db.transaction() as session:
         delivery, parcel = _locked(session, actor, delivery_id)
         hd.next_status(delivery.status, hd.Step.DELIVER)
-        credential, failure = pickup.code_for_parcel(ctx, session, parcel, code, actor, now)
+        credential, failure = pickup_claims.code_for_parcel(ctx, session, parcel, code, actor, now)
         if credential is not None:
             history.apply(session, parcel, Action.DELIVER, actor, now,
                           data={"delivery_id": delivery.id, "holder": credential.holder,

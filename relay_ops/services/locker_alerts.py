@@ -13,11 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from relay_ops.db.database import session_now
-from relay_ops.db.models import (
-    LockerAlert,
-    Parcel,
-    Site,
-)
+from relay_ops.db.models import LockerAlert, Parcel, Site
 
 UNEXPECTED_OPENING = "unexpected_door_opening"
 BOARD_OFFLINE = "fault_board_offline"

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay_ops.db.models import (
-    CarrierCode,
-    Site,
-)
+from relay_ops.db.models import CarrierCode, Site
 from relay_ops.domain.errors import NotFound
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_compartments import link_of

@@ -10,12 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import (
-    LockerSession,
-    Parcel,
-    PickupCredential,
-    Site,
-)
+from relay_ops.db.models import LockerSession, Parcel, PickupCredential, Site
 from relay_ops.domain.lifecycle import State
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_commands import open_door

@@ -16,13 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from relay_ops import outbox
-from relay_ops.db.models import (
-    Compartment,
-    LockerLink,
-    OutboxMessage,
-    Parcel,
-    Site,
-)
+from relay_ops.db.models import Compartment, LockerLink, OutboxMessage, Parcel, Site
 from relay_ops.services.context import Ctx
 
 COMMAND_OPEN = "open_compartment"

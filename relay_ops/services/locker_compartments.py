@@ -15,12 +15,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import (
-    Compartment,
-    LockerLink,
-    Parcel,
-    Site,
-)
+from relay_ops.db.models import Compartment, LockerLink, Parcel, Site
 from relay_ops.domain import grouping, sizing
 from relay_ops.domain.errors import DomainError, NotFound
 from relay_ops.domain.lifecycle import State

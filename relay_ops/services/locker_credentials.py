@@ -11,26 +11,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import (
-    LockerLink,
-    Parcel,
-    PickupCredential,
-    Site,
-)
+from relay_ops.db.models import LockerLink, Parcel, PickupCredential, Site
 from relay_ops.domain import pickup_token
 from relay_ops.domain.errors import TooManyAttempts
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import (
-    history,
-    locker_commands,
-    locker_keys,
-    locker_sync,
-    numbers,
-    throttle,
-)
+from relay_ops.services import history, locker_commands, locker_keys, locker_sync, numbers, throttle
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import raise_alert
-from relay_ops.services.locker_doors import credential_by_ref, locker_actor
+from relay_ops.services.locker_door_parcels import credential_by_ref, locker_actor
 
 # Online keypad guessing: a locker holds a few dozen parcels, a guesser tries thousands.
 LOCKER_PINS = throttle.Limit("locker-pin", 10, timedelta(minutes=10),

@@ -10,12 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import (
-    Compartment,
-    LockerSession,
-    Parcel,
-    Site,
-)
+from relay_ops.db.models import Compartment, LockerSession, Parcel, Site
 from relay_ops.domain import tracking
 from relay_ops.domain.errors import DomainError, InvalidTransition, NotFound, ValidationFailed
 from relay_ops.domain.lifecycle import State

@@ -12,11 +12,7 @@ import hmac
 from sqlalchemy.orm import Session, object_session
 
 from firmware_bridge.protocol import raw_public_key
-from relay_ops.db.models import (
-    CarrierCode,
-    PickupCredential,
-    Site,
-)
+from relay_ops.db.models import CarrierCode, PickupCredential, Site
 from relay_ops.domain import pickup_token
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import code_of

@@ -11,12 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import (
-    Compartment,
-    LockerLink,
-    Parcel,
-    Site,
-)
+from relay_ops.db.models import Compartment, LockerLink, Parcel, Site
 from relay_ops.domain.lifecycle import State
 from relay_ops.services import (
     history,
@@ -28,7 +23,7 @@ from relay_ops.services import (
 )
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import raise_alert
-from relay_ops.services.locker_doors import box_of, held_in, locker_actor
+from relay_ops.services.locker_door_parcels import box_of, held_in, locker_actor
 from relay_ops.services.principal import Principal, Role
 
 

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay_ops.db.models import (
-    Compartment,
-    LockerAlert,
-    LockerLink,
-)
+from relay_ops.db.models import Compartment, LockerAlert, LockerLink
 from relay_ops.domain.errors import NotFound, ValidationFailed
 from relay_ops.services import sites
 from relay_ops.services.context import Ctx

@@ -13,23 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from firmware_bridge.protocol import STALE_COUNTER
-from relay_ops.db.models import (
-    LockerLink,
-    OutboxMessage,
-    Site,
-)
+from relay_ops.db.models import LockerLink, OutboxMessage, Site
 from relay_ops.services import history, locker_commands, locker_compartments, locker_sync
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import board_alerts, board_offline, raise_alert, resolve
-from relay_ops.services.locker_doors import (
+from relay_ops.services.locker_board_recovery import (
     BOARD_OFFLINE,
     back_in_service_after_board,
-    box_of,
-    held_in,
-    locker_actor,
-    session_actor,
     silent_board_reason,
 )
+from relay_ops.services.locker_door_parcels import box_of, held_in, locker_actor, session_actor
 
 
 def door_left_open(ctx: Ctx, session: Session, site: Site, link: LockerLink,
@@ -88,7 +81,7 @@ def fault(ctx: Ctx, session: Session, site: Site, link: LockerLink, body: dict[s
 def _board_recovered(ctx: Ctx, session: Session, site: Site, board: int | None, detail: str,
                      now: datetime) -> None:
     """Not an alert of its own: the end of the board's `fault_board_offline` alert, and of the
-    doors it put out of service (`locker_doors.back_in_service_after_board`)."""
+    doors it put out of service (`locker_board_recovery.back_in_service_after_board`)."""
     resolve(board_alerts(session, site, board), detail, now)
     back_in_service_after_board(ctx, session, site, board, now)
 

@@ -10,11 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import (
-    Compartment,
-    Parcel,
-    Site,
-)
+from relay_ops.db.models import Compartment, Parcel, Site
 from relay_ops.domain.lifecycle import State
 from relay_ops.services import history, reservations
 from relay_ops.services.context import Ctx

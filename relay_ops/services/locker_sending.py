@@ -34,13 +34,7 @@ from relay_ops.db.models import (
     Site,
 )
 from relay_ops.domain import outbound, tracking
-from relay_ops.domain.errors import (
-    Conflict,
-    NoColdPlace,
-    NotFound,
-    OnBehalfOf,
-    ValidationFailed,
-)
+from relay_ops.domain.errors import Conflict, NoColdPlace, NotFound, OnBehalfOf, ValidationFailed
 from relay_ops.domain.holding import Perishable, deadline_after, perishable_deadline
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.services import history, notify, numbers, throttle
@@ -73,7 +67,7 @@ from relay_ops.services.outbound import (
     returned_parcel,
 )
 from relay_ops.services.principal import Principal, Role, require_role
-from relay_ops.services.sites import closed_on
+from relay_ops.services.site_calendar import closed_on
 
 # How long a drop-off code holds its door: the sender has this long to come.
 DROP_OFF_VALIDITY = timedelta(days=3)

@@ -12,17 +12,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import (
-    Compartment,
-    LockerEventCursor,
-    LockerLink,
-    OutboxMessage,
-    Site,
-)
+from relay_ops.db.models import Compartment, LockerEventCursor, LockerLink, OutboxMessage, Site
 from relay_ops.services import locker_commands, locker_sync
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_alerts import raise_alert
-from relay_ops.services.locker_doors import box_of, door_closed, held_in
+from relay_ops.services.locker_door_parcels import box_of, held_in
+from relay_ops.services.locker_doors import door_closed
 
 # set by locker_events for the batch being applied: its boot, and where the cursor stands
 # for the event being applied (the cursor row is written once per batch)

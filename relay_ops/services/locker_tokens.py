@@ -7,11 +7,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from relay_ops.db.models import (
-    Parcel,
-    PickupCredential,
-    Site,
-)
+from relay_ops.db.models import Parcel, PickupCredential, Site
 from relay_ops.domain import pickup_token
 from relay_ops.domain.lifecycle import State
 from relay_ops.services.context import Ctx

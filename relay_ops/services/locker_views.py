@@ -9,13 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from relay_ops import outbox
-from relay_ops.db.models import (
-    Compartment,
-    LockerAlert,
-    LockerEventCursor,
-    OutboxMessage,
-    Site,
-)
+from relay_ops.db.models import Compartment, LockerAlert, LockerEventCursor, OutboxMessage, Site
 from relay_ops.domain.errors import NotFound
 from relay_ops.services import sites
 from relay_ops.services.context import Ctx

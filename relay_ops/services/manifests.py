@@ -21,11 +21,11 @@ from relay_ops.domain import tracking
 from relay_ops.domain.errors import Conflict, DomainError, NotFound, ValidationFailed
 from relay_ops.domain.lifecycle import State
 from relay_ops.services import history, locker_reservations, notify, reroute
-from relay_ops.services.checkin import set_size
+from relay_ops.services.checkin_registration import set_size
 from relay_ops.services.context import Ctx
 from relay_ops.services.parcel_views import parcel_view
 from relay_ops.services.principal import Principal, Role, require_role
-from relay_ops.services.sites import closing_days_of
+from relay_ops.services.site_calendar import closing_days_of
 
 MAX_PARCELS = 5000
 

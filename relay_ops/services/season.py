@@ -3,7 +3,7 @@ declares for a period, and the extra places the forecast says each shop needs.
 
 A temporary shelf is a shelf location with dates (``valid_from``/``valid_until``): the
 check-in puts parcels on it and the forecast counts its places only within them
-(``sites.location_in_service``, ``forecast.temporary_capacity``).
+(``site_locations.location_in_service``, ``forecast.temporary_capacity``).
 """
 
 from __future__ import annotations

@@ -19,12 +19,9 @@ from relay_ops.domain.errors import (
     SiteAtCapacity,
 )
 from relay_ops.services.context import Ctx
-from relay_ops.services.sites import (
-    location_in_service,
-    nearest_with_room,
-    occupancy_of,
-    today,
-)
+from relay_ops.services.site_locations import location_in_service
+from relay_ops.services.site_search import nearest_with_room
+from relay_ops.services.sites import occupancy_of, today
 
 
 def allocate_shelf(

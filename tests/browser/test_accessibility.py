@@ -27,8 +27,11 @@ from relay_ops.services import (
     outbound,
     outbound_exceptions,
     parcel_views,
+    producer_announcements,
+    producer_counter,
     producers,
     resident,
+    site_locations,
     sites,
     unannounced,
 )
@@ -91,7 +94,7 @@ def _issue_17_pages(live: Live, parcel_id: int) -> tuple[str, str]:
     marie = Principal(Role.SHOPKEEPER, user_id=2, site_ids=frozenset({site}))
     carrier_sites.set_label_networks(ctx, SYSTEM, "acme", ["prefix:BRWSEND"])
     carrier_sites.serve_site(ctx, SYSTEM, site, "acme", 48)
-    sites.add_locations(ctx, SYSTEM, site, [
+    site_locations.add_locations(ctx, SYSTEM, site, [
         {"label": "F1", "size_class": "M", "capacity": 2, "refrigerated": True}])
     sites.set_services(ctx, SYSTEM, site, ["receive", "send", "cold", "home_delivery"])
     for number in ("BRWSEND0001", "BRWSEND0002"):
@@ -101,10 +104,10 @@ def _issue_17_pages(live: Live, parcel_id: int) -> tuple[str, str]:
     producers.create_producer(ctx, SYSTEM, code="ferme", name="Ferme des Trois Chênes")
     farm = Principal(Role.PRODUCER, producer_id=1)
     for reference in ("A11Y-LAIT", "A11Y-BEURRE"):
-        producers.announce(ctx, farm, producers.Order(
+        producer_announcements.announce(ctx, farm, producer_announcements.Order(
             reference=reference, site="bourg",
             phone="+33611223344", size_class="S", keep_cold=True))
-        producers.deposit(ctx, marie, site, reference)
+        producer_counter.deposit(ctx, marie, site, reference)
     crushed = producers.my_order(ctx, farm, "A11Y-BEURRE")["label"]
     expiry.declare(ctx, operator, parcel_views.find_parcel(ctx, operator, crushed)["id"],
                    "damaged", "écrasé")

@@ -22,7 +22,9 @@ from relay_ops.services import (
     expiry,
     home_delivery,
     parcel_views,
+    producer_announcements,
     producers,
+    site_locations,
     sites,
 )
 from relay_ops.services.context import Ctx
@@ -47,7 +49,7 @@ def flows(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> It
         shop = live.world.shop_id
         carrier_sites.set_label_networks(fixed, SYSTEM, "acme", ["prefix:ACME"])
         carrier_sites.serve_site(fixed, SYSTEM, shop, "acme", 48)
-        sites.add_locations(fixed, SYSTEM, shop, [
+        site_locations.add_locations(fixed, SYSTEM, shop, [
             {"label": "F1", "size_class": "M", "capacity": 2, "refrigerated": True}])
         sites.set_services(fixed, SYSTEM, shop, ["receive", "send", "cold", "home_delivery"])
         home_delivery.set_offer(fixed, OPERATOR, shop, {
@@ -109,7 +111,7 @@ def test_a_producer_s_orders_at_the_counter_and_on_its_own_page(
         counter: Page, courier_phone: Page, flows: Live) -> None:
     farm = Principal(Role.PRODUCER, producer_id=1)
     for reference, cold in (("LAIT-7", True), ("PAIN-7", False)):
-        status, _ = producers.announce(flows.ctx, farm, producers.Order(
+        status, _ = producer_announcements.announce(flows.ctx, farm, producer_announcements.Order(
             reference=reference, site="bourg", phone="+33611223344", size_class="S",
             keep_cold=cold))
         assert status == 201

@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import func, select
 
 from relay_ops.db.models import ParcelEvent
-from relay_ops.services import accounts, parcel_views, resident, sites
+from relay_ops.services import accounts, parcel_views, resident, site_locations
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.browser.conftest import Live, shot, sign_in
 from tests.browser.test_accessibility import axe_violations
@@ -295,8 +295,8 @@ def test_shop_pages_for_the_record(page: Page, live: Live) -> None:
 def test_scans_made_after_the_session_ended_are_kept_and_sent(page: Page, live: Live) -> None:
     # A place of its own: the browser tests share one shop, which earlier tests may have
     # filled, and this test is about the queue, not about a full shop.
-    sites.add_locations(live.ctx, SYSTEM, live.world.shop_id,
-                        [{"label": "LATE1", "size_class": "L", "capacity": 1}])
+    site_locations.add_locations(live.ctx, SYSTEM, live.world.shop_id,
+                                 [{"label": "LATE1", "size_class": "L", "capacity": 1}])
     assert live.world.announce("BRWLATE0000001").status_code == 201
     sign_in(page, live, "marie")
     page.context.clear_cookies()  # the session ends (expired, or signed out elsewhere)

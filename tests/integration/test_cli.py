@@ -134,7 +134,7 @@ def test_an_operator_registers_a_locker_and_takes_a_door_out_of_service(tmp_path
 
 
 def test_an_operator_deactivates_a_staff_account_from_the_command_line(tmp_path: Path) -> None:
-    from relay_ops.services import accounts
+    from relay_ops.services import staff_sign_in
 
     app = make_app(tmp_path)
     runner = app.test_cli_runner()
@@ -142,7 +142,7 @@ def test_an_operator_deactivates_a_staff_account_from_the_command_line(tmp_path:
     runner.invoke(args=["user", "create", "op", "--role", "operator"],
                   input="a long password\na long password\n")
     ctx = app.extensions["relay_ops"]
-    token = accounts.log_in(ctx, "op", "a long password").token
+    token = staff_sign_in.log_in(ctx, "op", "a long password").token
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/api/v1/users", headers=headers).status_code == 200
@@ -151,10 +151,11 @@ def test_an_operator_deactivates_a_staff_account_from_the_command_line(tmp_path:
     assert client.get("/api/v1/users", headers=headers).status_code == 401
     runner.invoke(args=["user", "create", "marie", "--role", "operator"],
                   input="a long password\na long password\n")
-    headers = {"Authorization": f"Bearer {accounts.log_in(ctx, 'op', 'a long password').token}"}
+    token = staff_sign_in.log_in(ctx, "op", "a long password").token
+    headers = {"Authorization": f"Bearer {token}"}
     assert runner.invoke(args=["user", "deactivate", "op"]).exit_code == 0
     assert client.get("/api/v1/users", headers=headers).status_code == 401
     assert runner.invoke(args=["user", "activate", "op"]).exit_code == 0
-    assert accounts.log_in(ctx, "op", "a long password").token
+    assert staff_sign_in.log_in(ctx, "op", "a long password").token
     ghost = runner.invoke(args=["user", "deactivate", "ghost"])
     assert ghost.exit_code == 1 and "not-found" in ghost.output

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from relay_ops.services import carrier_sites, expiry, producers, stats
+from relay_ops.services import carrier_sites, expiry, producer_announcements, producers, stats
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.support import World, is_problem
@@ -27,7 +27,7 @@ def flows(world: World) -> World:
 
 def order(world: World, reference: str, site: str = "bourg") -> None:
     farm = Principal(Role.PRODUCER, producer_id=1)
-    status, _ = producers.announce(world.ctx, farm, producers.Order(
+    status, _ = producer_announcements.announce(world.ctx, farm, producer_announcements.Order(
         reference=reference, site=site, phone="+33611223344", size_class="S"))
     assert status == 201
 

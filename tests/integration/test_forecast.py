@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from relay_ops.db.models import Notification, Parcel, ParcelEvent, Site, SiteForecast
 from relay_ops.domain.holding import AdaptiveHolding, Season
-from relay_ops.services import accounts, forecast, manifests, sites
+from relay_ops.services import accounts, api_tokens, forecast, manifests, sites
 from relay_ops.services.principal import SYSTEM
 from tests.conftest import Clock
 from tests.integration.test_delivery import run_jobs, sent_lines
@@ -198,7 +198,7 @@ def test_concurrent_manifests_cannot_both_take_the_last_places(world: World) -> 
     site lock makes each see the others, so the excess is moved and the day is not at risk."""
     near_shop(world)
     fast = automatic_carrier(world)
-    principal = accounts.authenticate(world.ctx, fast.token or "")
+    principal = api_tokens.authenticate(world.ctx, fast.token or "")
     barrier = threading.Barrier(4)
     errors: list[BaseException] = []
 

@@ -11,7 +11,16 @@ from sqlalchemy import select
 
 from relay_ops.db.models import CredentialParcel, Parcel, ParcelEvent, PickupCredential
 from relay_ops.domain.errors import CredentialLocked, WrongPickupCode
-from relay_ops.services import checkin, expiry, parcel_views, pickup, retention, sites
+from relay_ops.services import (
+    checkin,
+    checkin_registration,
+    expiry,
+    parcel_views,
+    pickup,
+    pickup_preview,
+    retention,
+    sites,
+)
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.integration.test_delivery import run_jobs, sent_lines
@@ -115,7 +124,7 @@ def test_a_recipient_without_any_address_is_never_grouped(world: World) -> None:
     def unannounced(number: str) -> dict[str, Any]:
         return checkin.check_in(
             world.ctx, keeper(world.shop_id), world.shop_id, number, accept_unannounced=True,
-            recipient=checkin.Recipient(name="Sans Adresse"))["parcel"]
+            recipient=checkin_registration.Recipient(name="Sans Adresse"))["parcel"]
 
     first, second = unannounced("GROUP0000007"), unannounced("GROUP0000008")
     assert covered(world, first["id"]) == [first["id"]]
@@ -175,7 +184,7 @@ def test_the_code_hands_over_every_parcel_it_covers(world: World) -> None:
     second = arrive(world, "GROUP0000019", JEANNE)
     code = world.code_of(first["id"])
 
-    preview = pickup.pickup_preview(world.ctx, keeper(world.shop_id), world.shop_id, code)
+    preview = pickup_preview.pickup_preview(world.ctx, keeper(world.shop_id), world.shop_id, code)
     assert [p["id"] for p in preview["parcels"]] == [first["id"], second["id"]]
     answer = pickup.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code=code)
 
@@ -246,7 +255,7 @@ def test_a_parcel_returned_meanwhile_is_named_in_the_preview(world: World) -> No
     assert expiry.collect(world.ctx, carrier, world.shop_id, ["GROUP0000024"])[0][
         "status"] == "returned"
 
-    preview = pickup.pickup_preview(world.ctx, keeper(world.shop_id), world.shop_id, code)
+    preview = pickup_preview.pickup_preview(world.ctx, keeper(world.shop_id), world.shop_id, code)
     assert preview["parcel"]["id"] == second["id"]
     assert [p["state"] for p in preview["not_handed_over"]] == ["returned"]
     answer = pickup.pick_up(world.ctx, keeper(world.shop_id), world.shop_id, code=code)

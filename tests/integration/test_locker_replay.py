@@ -18,7 +18,7 @@ from relay_ops.db.models import (
     Parcel,
     PickupCredential,
 )
-from relay_ops.services import locker_events, locker_registry, locker_sync
+from relay_ops.services import locker_events, locker_link_status, locker_registry, locker_sync
 from relay_ops.services.principal import SYSTEM
 from tests.integration.test_lockers import LOCKER, FakeLocker, deposit, parcel
 from tests.support import World
@@ -114,9 +114,9 @@ def test_a_heartbeat_that_reports_nothing_left_releases_a_waiting_snapshot(
     assert not_sensed(world) == []
     # whether the old boot is done cannot be told from the counts (one entry was applied
     # before the snapshot was made); the locker's heartbeat says it holds nothing more
-    locker_events.heartbeat(world.ctx, LOCKER["code"], new.boot, new.seq,
-                            {"uptime_s": 60, "unacked_events": 0, "credential_version": None},
-                            world.ctx.now())
+    locker_link_status.heartbeat(world.ctx, LOCKER["code"], new.boot, new.seq,
+                                 {"uptime_s": 60, "unacked_events": 0, "credential_version": None},
+                                 world.ctx.now())
     assert requested_snapshots(old) == 1
     snapshot(world, new, unacked=0, acked_seq=1)
     assert not_sensed(world) == ["REPLAY000002"]
@@ -138,9 +138,9 @@ def test_a_heartbeat_with_entries_still_held_keeps_the_snapshot_waiting(
     old, new, offline = two_parcels_then_a_reboot(world, locker)
     old.commands()
     snapshot(world, new, unacked=len(offline))
-    locker_events.heartbeat(world.ctx, LOCKER["code"], new.boot, new.seq,
-                            {"uptime_s": 60, "unacked_events": len(offline),
-                             "credential_version": None}, world.ctx.now())
+    locker_link_status.heartbeat(world.ctx, LOCKER["code"], new.boot, new.seq,
+                                 {"uptime_s": 60, "unacked_events": len(offline),
+                                  "credential_version": None}, world.ctx.now())
     assert requested_snapshots(old) == 0
     assert not_sensed(world) == []
 

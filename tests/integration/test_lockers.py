@@ -29,6 +29,7 @@ from relay_ops.services import (
     locker_events,
     locker_identity,
     locker_keys,
+    locker_link_status,
     locker_registry,
     locker_tokens,
     locker_views,
@@ -386,10 +387,10 @@ def test_credential_syncs_are_versioned_and_incremental_once_the_locker_caught_u
 def ready_then_offline(world: World, fake: FakeLocker, site_id: int, number: str
                        ) -> datetime | None:
     """A parcel ready in an online locker that then goes offline; its deadline before."""
-    locker_events.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
+    locker_link_status.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
     deposit(world, fake, site_id, number, size_class="S")
     before = parcel(world, number).holding_deadline
-    locker_events.status_changed(world.ctx, "LCK-T1", "offline", world.ctx.now())
+    locker_link_status.status_changed(world.ctx, "LCK-T1", "offline", world.ctx.now())
     return before
 
 
@@ -398,7 +399,7 @@ def test_an_outage_is_credited_to_the_parcels_deadlines(
     site_id, fake = locker
     before = ready_then_offline(world, fake, site_id, "LOCKER000014")
     clock.advance(hours=5)
-    locker_events.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
+    locker_link_status.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
     after = parcel(world, "LOCKER000014").holding_deadline
     assert before is not None and after is not None
     assert after - before == timedelta(hours=5)
@@ -411,14 +412,14 @@ def test_a_heartbeat_while_marked_offline_ends_the_outage_as_its_lost_status_wou
     before = ready_then_offline(world, fake, site_id, "LOCKER000015")
     clock.advance(hours=2)
     # its "online" was lost at the broker; its heartbeat says it is there
-    outcome = locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq,
-                                      {"unacked_events": 0}, world.ctx.now())
+    outcome = locker_link_status.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq,
+                                           {"unacked_events": 0}, world.ctx.now())
     assert outcome.came_online is True
     assert locker_views.locker_view(world.ctx, SYSTEM, site_id)["link"]["online"] is True
     after = parcel(world, "LOCKER000015").holding_deadline
     assert before is not None and after is not None and after - before == timedelta(hours=2)
-    again = locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq,
-                                    {"unacked_events": 0}, world.ctx.now())
+    again = locker_link_status.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq,
+                                         {"unacked_events": 0}, world.ctx.now())
     assert again.came_online is False
 
 
@@ -483,14 +484,14 @@ def test_clock_skew_is_read_from_heartbeats_not_from_replayed_events(
     locker_events.apply_event(world.ctx, "LCK-T1", fake.boot, fake.seq, "state_snapshot", {
         "compartments": doors, "in_service": True, "credential_version": 1, "acked_seq": 0,
         "unacked_events": 0, "started_at": made.isoformat(), "agent_version": "t"}, made)
-    locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq, {"unacked_events": 0},
-                            world.ctx.now())
+    locker_link_status.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq, {"unacked_events": 0},
+                                 world.ctx.now())
     view = locker_views.locker_view(world.ctx, SYSTEM, site_id)
     assert view["link"]["clock_skew_s"] == 0 and view["alerts"] == []
     behind = world.ctx.now() - timedelta(seconds=45)
     for _ in range(3):
-        locker_events.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq, {"unacked_events": 0},
-                                behind)
+        locker_link_status.heartbeat(world.ctx, "LCK-T1", fake.boot, fake.seq,
+                                     {"unacked_events": 0}, behind)
     view = locker_views.locker_view(world.ctx, SYSTEM, site_id)
     assert view["link"]["clock_skew_s"] == 45
     assert [(a["kind"], a["occurrences"]) for a in view["alerts"]] == [("clock_drift", 3)]
@@ -532,7 +533,7 @@ def test_a_door_command_gets_its_counter_in_the_transaction_of_the_event_that_as
     deposit(world, fake, site_id, "LOCKER000077", size_class="S")
     token = locker_tokens.qr_token(world.ctx, parcel(world, "LOCKER000077").id)
     fake.commands()
-    locker_events.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
+    locker_link_status.status_changed(world.ctx, "LCK-T1", "online", world.ctx.now())
     before = locker_identity.take_counters(world.ctx, "LCK-T1", 1)
     commits: list[object] = []
 

@@ -10,7 +10,7 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
 from relay_ops.db.models import NoRoomDecision, Notification, Parcel
-from relay_ops.services import accounts, sites
+from relay_ops.services import accounts, site_search, staff_sign_in
 from relay_ops.services.principal import SYSTEM
 from relay_ops.services.resident import tracking_token
 from tests.integration.test_delivery import run_jobs, sent_lines
@@ -94,7 +94,7 @@ def test_an_overflow_storage_site_takes_the_parcels_and_hands_them_over(
     # The storage site's own staff scan it in and hand it over at its counter, as in a shop.
     accounts.create_user(world.ctx, SYSTEM, username="agent", password=PASSWORD,
                          role="shopkeeper", site_codes=["salle"])
-    agent = Api(world.client, accounts.log_in(world.ctx, "agent", PASSWORD).token)
+    agent = Api(world.client, staff_sign_in.log_in(world.ctx, "agent", PASSWORD).token)
     checked_in = agent.post(f"/sites/{salle}/check-ins",
                             json={"tracking_number": first["tracking_number"]})
     assert checked_in.status_code == 201, checked_in.json
@@ -306,7 +306,7 @@ def test_storage_sites_and_their_season_are_checked(world: World) -> None:
         **{k: v for k, v in base.items() if k != "opening_hours"}, "code": "nohours",
         "kind": "storage"})
     assert is_problem(no_hours, 422, "validation-failed")
-    assert sites.list_sites(world.ctx, SYSTEM, kind="storage")[0]["code"] == "salle"
+    assert site_search.list_sites(world.ctx, SYSTEM, kind="storage")[0]["code"] == "salle"
 
 
 def test_decisions_are_kept_per_parcel(world: World) -> None:
@@ -327,7 +327,7 @@ def test_an_operator_creates_a_storage_site_for_the_season_from_the_command_line
         "--lat", "47.51", "--lon", "-1.29", "--hours", '{"sat": [["09:00", "12:00"]]}',
         "--locations", "C1:L:40", "--season-from", "2026-11-25", "--season-to", "2026-12-31"])
     assert created.exit_code == 0, created.output
-    view = next(s for s in sites.list_sites(world.ctx, SYSTEM, kind="storage"))
+    view = next(s for s in site_search.list_sites(world.ctx, SYSTEM, kind="storage"))
     assert view["code"] == "container" and view["capacity"] == 40
     assert view["season"] == {"from": "2026-11-25", "to": "2026-12-31"}
 

@@ -15,7 +15,12 @@ from werkzeug.test import TestResponse
 
 from relay_ops.cli import create_operator_app
 from relay_ops.db.models import Notification, Parcel, ParcelEvent, ProducerOrder
-from relay_ops.services import accounts, expiry, producers
+from relay_ops.services import (
+    api_tokens,
+    expiry,
+    producer_announcements,
+    producer_counter,
+)
 from relay_ops.services.principal import Principal, Role
 from tests.conftest import Clock
 from tests.integration.test_outbound import run_jobs, sent_lines
@@ -398,12 +403,12 @@ def test_one_order_announced_and_scanned_by_many_at_once_is_one_order(farm: Worl
     """A producer's website retrying while the shop scans twice: one order, one check-in,
     one cold place taken; the others are answered, none fails."""
     ferme = farm.operator.post("/producers/ferme/keys", json={}).json["token"]
-    producer_principal = accounts.authenticate(farm.ctx, ferme)
-    order = producers.Order(reference="LAIT-1", site="bourg", phone="+33611223344",
-                            keep_cold=True, holding_hours=4)
+    producer_principal = api_tokens.authenticate(farm.ctx, ferme)
+    order = producer_announcements.Order(reference="LAIT-1", site="bourg", phone="+33611223344",
+                                         keep_cold=True, holding_hours=4)
 
     def announce_it() -> str:
-        return str(producers.announce(farm.ctx, producer_principal, order)[0])
+        return str(producer_announcements.announce(farm.ctx, producer_principal, order)[0])
 
     outcomes = race(announce_it)
     assert outcomes["201"] == 1
@@ -411,7 +416,7 @@ def test_one_order_announced_and_scanned_by_many_at_once_is_one_order(farm: Worl
     marie = Principal(Role.SHOPKEEPER, user_id=1, site_ids=frozenset({farm.shop_id}))
 
     def deposit_it() -> str:
-        return str(producers.deposit(farm.ctx, marie, farm.shop_id, "LAIT-1")[0])
+        return str(producer_counter.deposit(farm.ctx, marie, farm.shop_id, "LAIT-1")[0])
 
     assert race(deposit_it) == Counter({"201": 1, "200": THREADS - 1})
     with farm.ctx.db.read() as session:

@@ -12,7 +12,15 @@ from sqlalchemy import select
 
 from relay_ops.db.models import Parcel, ParcelEvent, PlaceReservation, Site
 from relay_ops.domain.errors import SiteAtCapacity
-from relay_ops.services import accounts, checkin, forecast, manifests, reservations, sites
+from relay_ops.services import (
+    accounts,
+    api_tokens,
+    checkin,
+    forecast,
+    manifests,
+    reservations,
+    sites,
+)
 from relay_ops.services.principal import SYSTEM
 from relay_ops.web.pages import refusals
 from tests.conftest import Clock
@@ -176,7 +184,7 @@ def test_concurrent_manifests_rerouting_onto_one_site_do_not_exceed_its_room(
     accounts.create_carrier(world.ctx, SYSTEM, code="quick", name="Quick",
                             reroute_policy="automatic")
     tokens.append(accounts.issue_carrier_key(world.ctx, SYSTEM, "quick").token)
-    principals = [accounts.authenticate(world.ctx, t or "") for t in tokens]
+    principals = [api_tokens.authenticate(world.ctx, t or "") for t in tokens]
     barrier = threading.Barrier(2)
     answers: list[dict[str, Any]] = []
     errors: list[BaseException] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay_ops.services import accounts
+from relay_ops.services import staff_sign_in
 from tests.pages.support import Pages
 from tests.support import PASSWORD, World, is_problem
 
@@ -31,13 +31,13 @@ def test_a_deactivated_account_is_refused_at_once_api_and_pages(world: World) ->
     assert world.operator.put(f"/users/{marie}/active", json={"active": True}).json["active"]
     assert is_problem(world.shopkeeper.get(f"/sites/{world.shop_id}/occupancy"), 401,
                       "unauthenticated")
-    world.shopkeeper.token = accounts.log_in(world.ctx, "marie", PASSWORD).token
+    world.shopkeeper.token = staff_sign_in.log_in(world.ctx, "marie", PASSWORD).token
     assert world.shopkeeper.get(f"/sites/{world.shop_id}/occupancy").status_code == 200
 
 
 def test_an_operator_signs_a_staff_account_out_everywhere(world: World) -> None:
     marie = _user_id(world, "marie")
-    second = accounts.log_in(world.ctx, "marie", PASSWORD).token
+    second = staff_sign_in.log_in(world.ctx, "marie", PASSWORD).token
     answer = world.operator.delete(f"/users/{marie}/tokens")
     assert answer.status_code == 200 and answer.json == {"revoked": 2}
     assert is_problem(world.shopkeeper.get(f"/sites/{world.shop_id}/occupancy"), 401,
@@ -46,7 +46,7 @@ def test_an_operator_signs_a_staff_account_out_everywhere(world: World) -> None:
     assert is_problem(world.shopkeeper.get(f"/sites/{world.shop_id}/occupancy"), 401,
                       "unauthenticated")
     # Still active: she signs in again, and paul's tokens were never touched.
-    assert accounts.log_in(world.ctx, "marie", PASSWORD).token
+    assert staff_sign_in.log_in(world.ctx, "marie", PASSWORD).token
     assert world.other_shopkeeper.get(f"/sites/{world.other_shop_id}/occupancy").status_code == 200
 
 

@@ -8,7 +8,14 @@ from html import unescape
 
 import pytest
 
-from relay_ops.services import accounts, expiry, producers, sites
+from relay_ops.services import (
+    accounts,
+    expiry,
+    producer_announcements,
+    producers,
+    site_locations,
+    sites,
+)
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.pages.support import Pages
@@ -19,17 +26,18 @@ from tests.support import World
 def farms(world: World) -> World:
     for code, name in (("ferme", "Ferme des Trois Chênes"), ("rucher", "Rucher du Bourg")):
         producers.create_producer(world.ctx, SYSTEM, code=code, name=name)
-    sites.add_locations(world.ctx, SYSTEM, world.shop_id, [
+    site_locations.add_locations(world.ctx, SYSTEM, world.shop_id, [
         {"label": "F1", "size_class": "M", "capacity": 2, "refrigerated": True}])
     sites.set_services(world.ctx, SYSTEM, world.shop_id, ["receive", "cold"])
     return world
 
 
 def announce(world: World, producer_id: int, reference: str, **extra: object) -> None:
-    status, _ = producers.announce(world.ctx, Principal(Role.PRODUCER, producer_id=producer_id),
-                                   producers.Order(reference=reference, site="bourg",
-                                                   phone="+33611223344", size_class="S",
-                                                   **extra))  # type: ignore[arg-type]
+    order = producer_announcements.Order(reference=reference, site="bourg",
+                                         phone="+33611223344", size_class="S",
+                                         **extra)  # type: ignore[arg-type]
+    status, _ = producer_announcements.announce(
+        world.ctx, Principal(Role.PRODUCER, producer_id=producer_id), order)
     assert status == 201
 
 

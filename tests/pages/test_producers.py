@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from relay_ops.services import expiry, producers, sites
+from relay_ops.services import expiry, producer_announcements, producers, site_locations, sites
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.pages.support import Pages
@@ -21,14 +21,14 @@ def ferme(world: World) -> Principal:
     """A producer, and a fridge (F1) at the Bourg shop."""
     made = producers.create_producer(world.ctx, SYSTEM, code="ferme",
                                      name="Ferme des Trois Chênes")
-    sites.add_locations(world.ctx, SYSTEM, world.shop_id, [
+    site_locations.add_locations(world.ctx, SYSTEM, world.shop_id, [
         {"label": "F1", "size_class": "M", "capacity": 1, "refrigerated": True}])
     sites.set_services(world.ctx, SYSTEM, world.shop_id, ["receive", "cold"])
     return Principal(Role.PRODUCER, producer_id=int(made["id"]))
 
 
 def order(world: World, producer: Principal, reference: str, **extra: Any) -> None:
-    status, _ = producers.announce(world.ctx, producer, producers.Order(
+    status, _ = producer_announcements.announce(world.ctx, producer, producer_announcements.Order(
         reference=reference, site="bourg", phone="+33611223344", size_class="S", **extra))
     assert status == 201
 

@@ -6,7 +6,7 @@ from flask import Flask
 
 from relay_ops import create_app
 from relay_ops.db import migrate
-from relay_ops.services import accounts
+from relay_ops.services import accounts, staff_sign_in
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
 from tests.conftest import Clock
@@ -94,7 +94,7 @@ def test_wrong_carrier_key_and_staff_token_are_refused(world: World) -> None:
     pages = Pages(world.client, world)
     pages.refresh_csrf("/carrier/login")
     assert pages.post("/carrier/login", {"api_key": "ck_x.nope"}).status_code == 401
-    staff_token = accounts.log_in(world.ctx, "marie", "correct horse battery").token
+    staff_token = staff_sign_in.log_in(world.ctx, "marie", "correct horse battery").token
     assert pages.post("/carrier/login", {"api_key": staff_token}).status_code == 401
 
 

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, json, request
 from pydantic import BaseModel, ValidationError
 
 from relay_ops.domain.errors import Unauthenticated, ValidationFailed
-from relay_ops.services import accounts, home_delivery, idempotency, resident
+from relay_ops.services import api_tokens, home_delivery, idempotency, resident
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import PUBLIC, Principal, Role
 from relay_ops.web.api.openapi import REGISTRY, EndpointDoc
@@ -96,7 +96,7 @@ def _optional_bearer() -> Principal | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("use 'Authorization: Bearer <token>'")
-    return accounts.authenticate(ctx(), token)
+    return api_tokens.authenticate(ctx(), token)
 
 
 def _query_args() -> dict[str, Any]:

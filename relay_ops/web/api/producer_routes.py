@@ -7,7 +7,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from relay_ops.services import locker_registry, locker_sending, producers, sites
+from relay_ops.services import (
+    locker_registry,
+    locker_sending,
+    producer_announcements,
+    producer_counter,
+    producers,
+    site_locations,
+)
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
 from relay_ops.web.api.schemas import CONTACT_REGEX, Code, Email, KeyIn, Phone, SizeClass, Strict
@@ -54,7 +61,8 @@ class OrderIn(Strict):
     recipient: CustomerIn
     size_class: SizeClass | None = None
     keep_cold: bool = False
-    holding_hours: Annotated[int | None, Field(ge=1, le=producers.MAX_HOLDING_HOURS)] = None
+    holding_hours: Annotated[
+        int | None, Field(ge=1, le=producer_announcements.MAX_HOLDING_HOURS)] = None
     sell_by: AwareDatetime | None = None
 
 
@@ -106,13 +114,13 @@ def issue_producer_key(principal: Principal, code: str, body: KeyIn) -> Any:
                       "hours) and `sell_by` (never kept past it). The answer's `label` is the "
                       "number to print on the package; the shop scans it, or the reference.")
 def announce_order(principal: Principal, body: OrderIn) -> Any:
-    order = producers.Order(
+    order = producer_announcements.Order(
         reference=body.reference, site=body.site, phone=body.recipient.phone,
         email=body.recipient.email, locale=body.recipient.locale, name=body.recipient.name,
         size_class=body.size_class, keep_cold=body.keep_cold,
         holding_hours=body.holding_hours, sell_by=body.sell_by,
     )
-    return producers.announce(ctx(), principal, order)
+    return producer_announcements.announce(ctx(), principal, order)
 
 
 @endpoint("/producer/orders", summary="The producer's orders and their states",
@@ -156,7 +164,7 @@ def site_producer_orders(principal: Principal, site_id: int) -> Any:
                       "`no-cold-place` when none is free), its deadline, and the resident's "
                       "code and message.")
 def deposit_order(principal: Principal, site_id: int, body: DepositIn) -> Any:
-    return producers.deposit(ctx(), principal, site_id, body.reference, body.producer)
+    return producer_counter.deposit(ctx(), principal, site_id, body.reference, body.producer)
 
 
 @endpoint("/sites/<id:site_id>/producer-orders/take-back", "POST",
@@ -167,8 +175,8 @@ def deposit_order(principal: Principal, site_id: int, body: DepositIn) -> Any:
                       "says who and when). A producer acts for itself; staff name the "
                       "`producer`. Each reference gets its own answer.")
 def take_back(principal: Principal, site_id: int, body: TakeBackIn) -> Any:
-    return {"items": producers.take_back(ctx(), principal, site_id, body.references,
-                                         body.producer)}
+    return {"items": producer_counter.take_back(ctx(), principal, site_id, body.references,
+                                                body.producer)}
 
 
 @endpoint("/sites/<id:site_id>/locations/<label>/refrigerated", "PUT",
@@ -176,7 +184,8 @@ def take_back(principal: Principal, site_id: int, body: TakeBackIn) -> Any:
           roles=STAFF, body=RefrigeratedIn, errors=(404,),
           description="Only refrigerated places take `keep_cold` items.")
 def set_refrigerated(principal: Principal, site_id: int, label: str, body: RefrigeratedIn) -> Any:
-    return {"items": sites.set_refrigerated(ctx(), principal, site_id, label, body.refrigerated)}
+    items = site_locations.set_refrigerated(ctx(), principal, site_id, label, body.refrigerated)
+    return {"items": items}
 
 
 @endpoint("/producer/lockers/<id:site_id>/code", summary="My code at this locker",

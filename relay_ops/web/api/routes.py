@@ -10,7 +10,9 @@ from flask import Response
 from relay_ops import qr
 from relay_ops.services import (
     accounts,
+    api_tokens,
     checkin,
+    checkin_registration,
     credentials,
     expiry,
     locker_carrier_codes,
@@ -24,7 +26,11 @@ from relay_ops.services import (
     pickup,
     reroute,
     resident,
+    site_calendar,
+    site_locations,
+    site_search,
     sites,
+    staff_sign_in,
 )
 from relay_ops.services import forecast_views as forecasts
 from relay_ops.services import locker_collection as locker_collections
@@ -50,7 +56,7 @@ ANY = (Role.OPERATOR, Role.SHOPKEEPER, Role.CARRIER)
                       "again (1 s up to 15 min; 429 with `Retry-After`). Other addresses, "
                       "the owner's included, are not slowed down; a success clears the count.")
 def create_token(principal: Principal, body: s.TokenIn) -> Any:
-    issued = accounts.log_in(ctx(), body.username, body.password, client=client_address())
+    issued = staff_sign_in.log_in(ctx(), body.username, body.password, client=client_address())
     return 201, {"token": issued.token, "expires_at": issued.expires_at}
 
 
@@ -79,7 +85,7 @@ def create_site(principal: Principal, body: s.SiteIn) -> Any:
                       "`service=send,cold` keeps the sites that offer every service named.")
 def list_sites(principal: Principal, query: s.SitesQuery) -> Any:
     near = tuple(float(x) for x in query.near.split(",")) if query.near else None
-    return {"items": sites.list_sites(
+    return {"items": site_search.list_sites(
         ctx(), principal, near=near, radius_km=query.radius_km,  # type: ignore[arg-type]
         has_room=query.has_room, open_now=query.open_now, kind=query.kind,
         services=tuple(query.service.split(",")) if query.service else (),
@@ -123,19 +129,19 @@ def set_site_services(principal: Principal, site_id: int, body: s.SiteServicesIn
           tag="sites", roles=OPERATOR, body=s.LocationsIn, status=201, errors=(404, 409))
 def add_locations(principal: Principal, site_id: int, body: s.LocationsIn) -> Any:
     data = [loc.model_dump() for loc in body.locations]
-    return 201, {"items": sites.add_locations(ctx(), principal, site_id, data)}
+    return 201, {"items": site_locations.add_locations(ctx(), principal, site_id, data)}
 
 
 @endpoint("/sites/<id:site_id>/locations", summary="Shelf locations and how full they are",
           tag="sites", roles=STAFF, errors=(404,))
 def list_locations(principal: Principal, site_id: int) -> Any:
-    return {"items": sites.list_locations(ctx(), principal, site_id)}
+    return {"items": site_locations.list_locations(ctx(), principal, site_id)}
 
 
 @endpoint("/sites/<id:site_id>/occupancy", summary="How full the site is", tag="sites",
           roles=STAFF, errors=(404,))
 def get_occupancy(principal: Principal, site_id: int) -> Any:
-    return sites.occupancy(ctx(), principal, site_id)
+    return site_locations.occupancy(ctx(), principal, site_id)
 
 
 @endpoint("/sites/<id:site_id>/forecast", summary="Parcels on hand predicted for 7 days",
@@ -153,13 +159,13 @@ def get_forecast(principal: Principal, site_id: int) -> Any:
 @endpoint("/sites/<id:site_id>/closing-days", "POST", summary="Declare a closing day",
           tag="sites", roles=STAFF, body=s.ClosingDayIn, status=201, errors=(404, 409))
 def add_closing_day(principal: Principal, site_id: int, body: s.ClosingDayIn) -> Any:
-    return 201, sites.declare_closing_day(ctx(), principal, site_id, body.day, body.reason)
+    return 201, site_calendar.declare_closing_day(ctx(), principal, site_id, body.day, body.reason)
 
 
 @endpoint("/sites/<id:site_id>/closing-days/<date:day>", "DELETE",
           summary="Withdraw a closing day", tag="sites", roles=STAFF, status=204, errors=(404,))
 def remove_closing_day(principal: Principal, site_id: int, day: date) -> Any:
-    sites.remove_closing_day(ctx(), principal, site_id, day)
+    site_calendar.remove_closing_day(ctx(), principal, site_id, day)
     return 204, None
 
 
@@ -302,7 +308,8 @@ def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuer
                       "`carriers` and the scan is sent again with `carrier` (as printed on "
                       "the label); the carriers of parcels at other shops are not listed.")
 def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
-    recipient = checkin.Recipient(**body.recipient.model_dump()) if body.recipient else None
+    recipient = (checkin_registration.Recipient(**body.recipient.model_dump())
+                 if body.recipient else None)
     dims = tuple(body.dimensions_mm) if body.dimensions_mm else None
     answer = checkin.check_in(
         ctx(), principal, site_id, body.tracking_number,
@@ -474,7 +481,7 @@ def issue_key(principal: Principal, code: str, body: s.KeyIn) -> Any:
 @endpoint("/keys/<prefix>", "DELETE", summary="Revoke a key or token", tag="admin",
           roles=OPERATOR, status=204, errors=(404,))
 def revoke_key(principal: Principal, prefix: str) -> Any:
-    accounts.revoke_token(ctx(), principal, prefix)
+    api_tokens.revoke_token(ctx(), principal, prefix)
     return 204, None
 
 

@@ -1,7 +1,7 @@
 """Carriers' pages: their manifests with the reconciliation, and a manifest upload as CSV.
 
 There are no carrier user accounts yet: carriers' staff sign in with the carrier's API key,
-which opens a short-lived session (see ``accounts.open_carrier_session``).
+which opens a short-lived session (see ``api_tokens.open_carrier_session``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import manifests, sites
+from relay_ops.services import manifests, site_search
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.inputs import MANIFEST_BODY_LIMIT, body_limit
 from relay_ops.web.pages import bp
@@ -53,7 +53,7 @@ def manifest_detail(principal: Principal, manifest_id: int) -> str:
 
 def _site_names(principal: Principal) -> dict[str, str]:
     """Site code → name: people read "Tabac-Presse du Bourg", not "bourg"."""
-    return {s["code"]: s["name"] for s in sites.list_sites(ctx(), principal)}
+    return {s["code"]: s["name"] for s in site_search.list_sites(ctx(), principal)}
 
 
 @dataclass

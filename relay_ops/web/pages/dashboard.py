@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask, current_app, render_template, request
 
-from relay_ops.services import forecast, forecast_views, no_room_policies, sites, stats
+from relay_ops.services import forecast, forecast_views, no_room_policies, site_search, stats
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp, charts
 from relay_ops.web.pages.security import ctx, requires
@@ -44,7 +44,7 @@ def _panels(principal: Principal) -> list[tuple[Panel, dict[str, Any]]]:
 @bp.get("/ops")
 @requires(Role.OPERATOR)
 def dashboard(principal: Principal) -> str:
-    all_sites = sites.list_sites(ctx(), principal)
+    all_sites = site_search.list_sites(ctx(), principal)
     site_id = request.args.get("site", type=int)
     chosen = [site_id] if site_id else None
     series = stats.daily(ctx(), principal, chosen, days=14)

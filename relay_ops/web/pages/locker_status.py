@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from relay_ops.services import locker_views, sites
+from relay_ops.services import locker_views, site_search
 from relay_ops.services.principal import Principal
 from relay_ops.web.pages.dashboard import Panel, register_panel
 from relay_ops.web.pages.locker_panel import simulated_codes
@@ -29,7 +29,7 @@ def load(principal: Principal) -> dict[str, Any]:
     simulated = set(simulated_codes(current_app))
     return {"lockers": [
         status(locker_views.locker_view(ctx(), principal, site["id"]), site["code"] in simulated)
-        for site in sites.list_sites(ctx(), principal, kind="locker")
+        for site in site_search.list_sites(ctx(), principal, kind="locker")
     ]}
 
 

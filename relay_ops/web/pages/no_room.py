@@ -13,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from relay_ops.domain import no_room as rules
 from relay_ops.domain.errors import ValidationFailed
-from relay_ops.services import accounts, no_room_policies, sites
+from relay_ops.services import accounts, no_room_policies, site_search
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.dashboard import Panel, register_panel
@@ -32,7 +32,7 @@ def load(principal: Principal) -> dict[str, Any]:
     return {
         "policies": no_room_policies.list_policies(ctx(), principal),
         "carriers": accounts.list_carriers(ctx(), principal),
-        "sites": [s for s in sites.list_sites(ctx(), principal) if s["kind"] != "storage"],
+        "sites": [s for s in site_search.list_sites(ctx(), principal) if s["kind"] != "storage"],
         "areas": rules.AREAS,
         "steps": rules.STEPS,
         "step_fields": STEP_FIELDS,

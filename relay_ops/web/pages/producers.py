@@ -11,7 +11,7 @@ from flask import abort, render_template, request
 from flask_babel import gettext as _
 
 from relay_ops.domain.errors import DomainError
-from relay_ops.services import producers, sites
+from relay_ops.services import producer_counter, producers, sites
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.i18n import when
@@ -47,10 +47,11 @@ def producer_scan(principal: Principal, site_id: int) -> str:
     producer = form.get("producer") or None
     try:
         if form.get("action") == "take_back":
-            item = producers.take_back(ctx(), principal, site_id, [reference], producer)[0]
+            item = producer_counter.take_back(ctx(), principal, site_id, [reference], producer)[0]
             result = _taken_back(item)
         else:
-            _status, answer = producers.deposit(ctx(), principal, site_id, reference, producer)
+            _status, answer = producer_counter.deposit(ctx(), principal, site_id, reference,
+                                                       producer)
             result = _deposited(answer)
     except DomainError as err:
         title, message = _explain(err)

@@ -2,7 +2,7 @@
 
 The session cookie (signed by Flask) carries only a short-lived token that the service layer
 issued and stores hashed; every request turns it back into a principal through
-``accounts.authenticate``, so signing out, an expired token or a disabled account takes effect
+``api_tokens.authenticate``, so signing out, an expired token or a disabled account takes effect
 at once. That makes these server-side sessions, revocable, with nothing secret in the cookie
 beyond the token itself.
 """
@@ -20,7 +20,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from relay_ops.domain.errors import Unauthenticated
-from relay_ops.services import accounts
+from relay_ops.services import api_tokens
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp
@@ -84,7 +84,7 @@ def start_session(token: str) -> None:
 def end_session() -> None:
     token = session.get("token")
     if token:
-        accounts.end_session(ctx(), token)
+        api_tokens.end_session(ctx(), token)
     lang = session.get("lang")
     session.clear()
     if lang:
@@ -98,7 +98,7 @@ def current_principal() -> Principal | None:
     token = session.get("token")
     if token:
         try:
-            principal = accounts.authenticate(ctx(), token)
+            principal = api_tokens.authenticate(ctx(), token)
         except Unauthenticated:
             session.pop("token", None)
     g.principal = principal

@@ -18,7 +18,12 @@ from relay_ops.services import (
     expiry,
     forecast_views,
     parcel_views,
+    pickup_claims,
+    pickup_preview,
     season,
+    site_calendar,
+    site_locations,
+    site_search,
     sites,
     stats,
     unannounced,
@@ -53,7 +58,7 @@ def _parcel_at(principal: Principal, site: dict[str, Any], parcel_id: int) -> di
 @bp.get("/shop")
 @requires(*STAFF)
 def my_sites(principal: Principal) -> str:
-    counters = [site for site in sites.list_sites(ctx(), principal)
+    counters = [site for site in site_search.list_sites(ctx(), principal)
                 if has_shelves(site["kind"])]
     return render_template("pages/my_sites.html", sites=counters)
 
@@ -181,10 +186,10 @@ def pickup(principal: Principal, site_id: int) -> str:
     return _pickup_page(principal, _site(principal, site_id))
 
 
-def _claim_from_form() -> pickups.PickupClaim:
+def _claim_from_form() -> pickup_claims.PickupClaim:
     """The code, and what names the parcel when the shopkeeper asked for it: the page sends
     what the API takes, so the same rules apply (docs/decisions/0004)."""
-    return pickups.PickupClaim(
+    return pickup_claims.PickupClaim(
         code=request.form.get("code", ""),
         tracking_number=request.form.get("tracking_number", "").strip() or None,
         recipient_name=request.form.get("recipient_name", "").strip() or None,
@@ -198,7 +203,7 @@ def pickup_find(principal: Principal, site_id: int) -> tuple[str, int] | str:
     site = _site(principal, site_id)
     claim = _claim_from_form()
     try:
-        preview = pickups.pickup_preview(
+        preview = pickup_preview.pickup_preview(
             ctx(), principal, site_id, claim.code, tracking_number=claim.tracking_number,
             recipient_name=claim.recipient_name,
         )
@@ -239,7 +244,7 @@ def _identity_from_form() -> pickups.IdentityCheck | None:
 
 
 def _pickup_refused(
-    principal: Principal, site: dict[str, Any], err: DomainError, claim: pickups.PickupClaim
+    principal: Principal, site: dict[str, Any], err: DomainError, claim: pickup_claims.PickupClaim
 ) -> tuple[str, int]:
     title, message = explain(err)
     # A locked code or a proxy's code can still be handed over, with an identity check.
@@ -251,7 +256,7 @@ def _pickup_refused(
     # parcel); the code stays only where the same code goes on.
     page = _pickup_page(
         principal, site, refusal={"title": title, "message": message},
-        claim=claim if needs_identity or needs_more else pickups.PickupClaim(
+        claim=claim if needs_identity or needs_more else pickup_claims.PickupClaim(
             tracking_number=claim.tracking_number, recipient_name=claim.recipient_name),
         needs_identity=needs_identity, needs_more=needs_more,
         locked=err.slug == "pickup-code-locked",
@@ -296,7 +301,7 @@ def inventory(principal: Principal, site_id: int) -> str:
     return render_template(
         "pages/inventory.html", site=site, listing=listing, view=view, carrier=carrier,
         carriers=carriers, carrier_names=_carrier_names(carriers), filters=FILTERS,
-        occupancy=sites.occupancy(ctx(), principal, site_id),
+        occupancy=site_locations.occupancy(ctx(), principal, site_id),
     )
 
 
@@ -351,7 +356,7 @@ def site_overview(principal: Principal, site_id: int) -> str:
     return render_template(
         "pages/site.html", site=site, fc=fc,
         forecast_chart=charts.forecast(site["name"], fc["days"]),
-        occupancy=sites.occupancy(ctx(), principal, site_id),
+        occupancy=site_locations.occupancy(ctx(), principal, site_id),
         collection=expiry.collection_list(ctx(), principal, site_id), series=series,
         temporary_shelves=season.temporary_shelves(ctx(), principal, site_id),
         per_day_chart=charts.parcels_per_day(series), occupancy_chart=charts.occupancy(series),
@@ -379,7 +384,7 @@ def collect(principal: Principal, site_id: int) -> Response:
 @requires(*STAFF)
 def add_closing_day(principal: Principal, site_id: int) -> Response:
     _site(principal, site_id)
-    sites.declare_closing_day(
+    site_calendar.declare_closing_day(
         ctx(), principal, site_id, _form_date("day"), request.form.get("reason") or None
     )
     flash(_("Closing day recorded."), "ok")
@@ -394,7 +399,7 @@ def remove_closing_day(principal: Principal, site_id: int, day: str) -> Response
         parsed = date.fromisoformat(day)
     except ValueError:
         abort(404)
-    sites.remove_closing_day(ctx(), principal, site_id, parsed)
+    site_calendar.remove_closing_day(ctx(), principal, site_id, parsed)
     flash(_("Closing day withdrawn."), "ok")
     return redirect(url_for("pages.site_overview", site_id=site_id) + "#closing-days", 303)
 

@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import TooManyAttempts, Unauthenticated
-from relay_ops.services import accounts
+from relay_ops.services import api_tokens, staff_sign_in
 from relay_ops.services.principal import Role
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.refusals import explain
@@ -50,7 +50,7 @@ def sign_in() -> Response | tuple[str, int] | str:
         return render_template("pages/login.html", next=_safe_next(""))
     with sign_in_limit():
         try:
-            issued = accounts.log_in(
+            issued = staff_sign_in.log_in(
                 ctx(), request.form.get("username", "").strip(), request.form.get("password", ""),
                 client=request.remote_addr or "unknown",
             )
@@ -70,7 +70,7 @@ def carrier_sign_in() -> Response | tuple[str, int] | str:
         return render_template("pages/carrier_login.html", next=_safe_next(""))
     with sign_in_limit():
         try:
-            issued = accounts.open_carrier_session(ctx(), request.form.get("api_key", ""))
+            issued = api_tokens.open_carrier_session(ctx(), request.form.get("api_key", ""))
         except Unauthenticated:
             error = _("This API key is not valid.")
             return render_template(
@@ -88,7 +88,7 @@ def producer_sign_in() -> Response | tuple[str, int] | str:
         return render_template("pages/producer_login.html", next=_safe_next(""))
     with sign_in_limit():
         try:
-            issued = accounts.open_producer_session(ctx(), request.form.get("api_key", ""))
+            issued = api_tokens.open_producer_session(ctx(), request.form.get("api_key", ""))
         except Unauthenticated:
             error = _("This API key is not valid.")
             return render_template(

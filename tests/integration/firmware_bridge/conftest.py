@@ -16,8 +16,9 @@ from locker_harness import (
     wait_until,
 )
 
-from firmware_bridge.agent.agent import AgentSettings, LockerAgent
+from firmware_bridge.agent.agent import LockerAgent
 from firmware_bridge.agent.drivers import SimulatedBoard
+from firmware_bridge.agent.state import AgentSettings
 
 
 def fast_settings(**overrides: Any) -> AgentSettings:

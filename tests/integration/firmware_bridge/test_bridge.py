@@ -28,7 +28,7 @@ from relay_ops.services import (
     credentials,
     locker_compartments,
     locker_dropoff,
-    locker_events,
+    locker_link_status,
     locker_registry,
     locker_sync,
     locker_tokens,
@@ -265,7 +265,7 @@ def test_a_locker_whose_online_status_was_lost_is_back_at_its_next_heartbeat(
     site = locker_site(heartbeat_s=0.5)
     # A fleet reconnecting at once overflows the bridge's queue at the broker: this locker's
     # retained "online" never arrived, the will of its previous connection did.
-    locker_events.status_changed(world.ctx, site.code, "offline", datetime.now(UTC))
+    locker_link_status.status_changed(world.ctx, site.code, "offline", datetime.now(UTC))
     assert site.view()["link"]["online"] is False
     with world.ctx.db.transaction() as session:
         row = locker_compartments.locker_by_code(session, site.code)
