@@ -27,16 +27,15 @@ from relay_ops.db.models import (
     ProducerOrder,
     Site,
 )
-from relay_ops.domain.lifecycle import Action, State
+from relay_ops.domain.lifecycle import Action
 from relay_ops.services import history, locker_sync
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import issue_credential, live_credentials
 from relay_ops.services.locker_alerts import raise_alert
 from relay_ops.services.locker_compartments import link_of
 from relay_ops.services.principal import SYSTEM, Principal, Role
+from relay_ops.services.producers import TO_TAKE_BACK
 
-# An order's states in which it waits for its producer (the counter's ``TO_TAKE_BACK``).
-ORDER_TO_TAKE_BACK = (State.EXPIRED.value, State.DAMAGED.value)
 # How long a door may hold what its producer or sender should have taken back before an
 # operator is told: a perishable order for a day; a refused parcel as long as a drop-off code.
 ORDER_ALERT_AFTER = timedelta(hours=24)
@@ -48,7 +47,7 @@ def taker(parcel: Parcel) -> Principal | None:
     """Who takes this parcel out of its door, when it is not a carrier: an order's producer,
     a refused parcel's sender (who acts through the locker: no account); None otherwise."""
     order = parcel.producer_order
-    if order is not None and parcel.state in ORDER_TO_TAKE_BACK:
+    if order is not None and parcel.state in TO_TAKE_BACK:
         return Principal(Role.PRODUCER, producer_id=order.producer_id)
     if locker_sync.is_refused_sent(parcel):
         return Principal(Role.LOCKER, name=f"locker:{parcel.site.code}")
@@ -95,7 +94,7 @@ def waiting_for_its_owner(session: Session, now: datetime) -> list[tuple[Parcel,
         select(Parcel, Compartment).join(Compartment, Parcel.compartment_id == Compartment.id)
         .outerjoin(ProducerOrder, ProducerOrder.parcel_id == Parcel.id)
         .where(((ProducerOrder.parcel_id.is_not(None))
-                & Parcel.state.in_(ORDER_TO_TAKE_BACK))
+                & Parcel.state.in_(TO_TAKE_BACK))
                | ((Parcel.direction == "outbound")
                   & (Parcel.state == locker_sync.TO_HAND_BACK)))
         .order_by(Parcel.id)

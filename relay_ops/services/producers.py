@@ -27,7 +27,8 @@ from relay_ops.services.context import Ctx
 from relay_ops.services.parcel_views import STAFF, iso
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 
-# What the producer takes back: the states in which an order waits on the shelf for it.
+# What the producer takes back: the states in which an order waits for it (on a shelf, or in
+# a locker's door: services/locker_take_back.py).
 TO_TAKE_BACK = (State.EXPIRED.value, State.DAMAGED.value)
 
 
