@@ -8,9 +8,11 @@ it left the shelf (``Parcel.closed_at``: collected, handed back, picked up, take
 producer, lost; none while it is on the shelf) and moment of its announcement (a producer's
 order, the evening before; a parcel to send at a locker, with its drop-off code). A sent
 parcel's deposit is its ``checked_in_at`` (set by the drop-off), an order's its first check-in.
-Both statements read a partial index (``parcels`` of the direction, or of no carrier), so a
-shop's 100,000 received parcels are never scanned for them. The counts are those of the
-parcels taken one by one: ``tests/integration/test_forecast_flows.py`` compares the two.
+Each order has its own announcement moment, so orders come one row each: a shop's few
+hundred over the dwell window. Both statements read a partial index (``parcels`` sent, or
+of no carrier), so a shop's 100,000 received parcels are never scanned for them. The
+counts are those of the parcels taken one by one (``tests/integration/test_forecast_flows.py``
+compares the two).
 """
 
 from __future__ import annotations
