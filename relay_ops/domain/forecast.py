@@ -38,6 +38,11 @@ observed over-dispersion of daily arrivals; the error of the rate itself (the li
 sampling variance, widened by a calibrated factor) is common to all the days, so it adds up
 in standard deviation. The band is ``mean ± z·σ`` rounded outwards and clipped at zero; a
 day is *at risk* when the upper bound exceeds the capacity.
+
+*Flows.* Parcels sent from the site and producers' orders are flows of their own
+(``domain/forecast_flows.py``): their deposits per open day, lead shares and dwell are learned
+apart, and their parcels on hand, announced and to come add to each day, shown apart in
+``DayForecast.flows``. What the model learns is ``domain/forecast_learning.py``.
 """
 
 from __future__ import annotations
