@@ -261,6 +261,7 @@ class Manifest(Base):
 READY_WITH_PHONE_KEY = "state = 'ready_for_pickup' AND recipient_phone_key IS NOT NULL"
 READY_WITH_EMAIL_KEY = "state = 'ready_for_pickup' AND recipient_email_key IS NOT NULL"
 NO_CARRIER = "carrier_id IS NULL"
+SENT = "direction = 'outbound'"
 
 
 class Parcel(Base):
@@ -288,6 +289,13 @@ class Parcel(Base):
         # their check-in, in its windows (services/forecast_learning.py).
         Index("ix_parcels_first_attempt", "first_attempt_site_id", "first_attempt_at"),
         Index("ix_parcels_site_first_check_in", "site_id", "first_check_in_at"),
+        # Its flows (services/forecast_flows.py): a site's sent parcels by their deposit, its
+        # producers' orders (parcels of no carrier) by their check-in. Partial, so reading
+        # them never walks the site's received parcels.
+        Index("ix_parcels_sent_site_checked_in", "site_id", "checked_in_at",
+              postgresql_where=text(SENT), sqlite_where=text(SENT)),
+        Index("ix_parcels_no_carrier_site_first_check_in", "site_id", "first_check_in_at",
+              postgresql_where=text(NO_CARRIER), sqlite_where=text(NO_CARRIER)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -38,213 +38,59 @@ observed over-dispersion of daily arrivals; the error of the rate itself (the li
 sampling variance, widened by a calibrated factor) is common to all the days, so it adds up
 in standard deviation. The band is ``mean ± z·σ`` rounded outwards and clipped at zero; a
 day is *at risk* when the upper bound exceeds the capacity.
+
+*Flows.* Parcels sent from the site and producers' orders are flows of their own
+(``domain/forecast_flows.py``): their deposits per open day, lead shares and dwell are learned
+apart, and their parcels on hand, announced and to come add to each day, shown apart in
+``DayForecast.flows``. What the model learns is ``domain/forecast_learning.py``.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, TypeVar
 
+from relay_ops.domain import forecast_flows as flow_model
+from relay_ops.domain.forecast_learning import (
+    MAX_AGE,
+    MAX_SCAN_DAYS,
+    MIN_DAYS_FOR_TREND,
+    PRIOR_HAZARDS,
+    ArrivalRate,
+    ClosedOn,
+    Counted,
+    Stay,
+    hazard_at,
+    kinds,
+    learn_arrival_rate,
+    learn_hazards,
+    learn_lead_share,
+    never_closed,
+    open_ages,
+)
 from relay_ops.domain.van_backlog import carry_refused
 
-ClosedOn = Callable[[date], bool]
-T = TypeVar("T", bound=Hashable)
-# Many parcels with the same facts: one by one, or each kind once with how many share it
-# (the service layer counts them in SQL: a site's 100,000 parcels are a few hundred kinds).
-Counted = Sequence[T] | Mapping[T, int]
-
-
-def kinds(items: Counted[T]) -> Mapping[T, int]:
-    """Each distinct item with its count."""
-    return items if isinstance(items, Mapping) else Counter(items)
-
-# Published pickup delays (DESIGN 1b): counters 61 % the first day, 99 % within three days,
-# the remaining 1 % trickling out until the deadline; lockers (7 h average against 22 h at a
-# counter) faster. As hazards by open-day age: h0 = P(day 0), h1 = P(day 1) / P(still there)...
-PRIOR_HAZARDS: dict[str, tuple[float, ...]] = {
-    "shop": (0.61, 0.28 / 0.39, 0.10 / 0.11, 0.5),
-    "locker": (0.80, 0.17 / 0.20, 0.02 / 0.03, 0.5),
-}
-MAX_AGE = 40  # open days; no holding period with its extension is longer
-MAX_SCAN_DAYS = 120  # a stay longer than this in calendar days is data noise
-
-
-def never_closed(_day: date) -> bool:
-    return False
-
-
-def hazard_at(hazards: Sequence[float], age: int) -> float:
-    """The pickup hazard at ``age``; the last value holds for every older age."""
-    return hazards[min(age, len(hazards) - 1)] if hazards else 0.0
-
-
-# ---------------------------------------------------------------- learning
-
-
-@dataclass(frozen=True)
-class Stay:
-    """One parcel's time at the site, as the events tell it (local days).
-
-    ``ended`` is the day it stopped being collectable (picked up, expired, lost, damaged);
-    None while it is still ready for pickup.
-    """
-
-    check_in: date
-    ended: date | None = None
-    picked_up: bool = False
-
-
-def open_ages(start: date, end: date, closed_on: ClosedOn) -> dict[date, int]:
-    """Open days from ``start`` to ``end`` inclusive, with their age in open days."""
-    ages: dict[date, int] = {}
-    day, age = start, 0
-    for _ in range(MAX_SCAN_DAYS):
-        if day > end:
-            break
-        if not closed_on(day):
-            ages[day] = age
-            age += 1
-        day += timedelta(days=1)
-    return ages
-
-
-def learn_hazards(
-    stays: Counted[Stay],
-    prior: Sequence[float],
-    today: date,
-    closed_on: ClosedOn,
-    prior_weight: float = 20.0,
-) -> tuple[float, ...]:
-    """Pickup hazard by open-day age: Kaplan–Meier counts shrunk towards ``prior``.
-
-    A parcel is at risk on each open day it was still there for the day's pickups; a pickup
-    is a departure at that age; an expiry or a loss censors it (it was at risk before that
-    day, not on it); a parcel still ready is at risk until yesterday (today is not over).
-    """
-    at_risk = [0] * (MAX_AGE + 1)
-    picked = [0] * (MAX_AGE + 1)
-    for stay, count in kinds(stays).items():
-        last = stay.ended if stay.ended is not None else today - timedelta(days=1)
-        if stay.ended is not None and not stay.picked_up:
-            last = stay.ended - timedelta(days=1)
-        ages = open_ages(stay.check_in, min(last, today), closed_on)
-        for age in ages.values():
-            if age <= MAX_AGE:
-                at_risk[age] += count
-        if stay.picked_up and stay.ended is not None and ages:
-            # A pickup recorded on a closed day (an exception) counts on the last open day.
-            age = max(ages.values())
-            if age <= MAX_AGE:
-                picked[age] += count
-    return tuple(
-        (picked[k] + prior_weight * hazard_at(prior, k)) / (at_risk[k] + prior_weight)
-        for k in range(MAX_AGE + 1)
-    )
-
-
-@dataclass(frozen=True)
-class ArrivalRate:
-    """Check-ins per open day as learned from the window: a level (today's) and a trend.
-
-    ``level_var``, ``covariance`` and ``trend_var`` are the sampling variances of the two
-    estimates, so the forecast can say how much less it knows of the rate a week out than
-    today; ``dispersion`` is the day-to-day variance around the fitted line over its mean.
-    """
-
-    level: float = 0.0
-    trend: float = 0.0  # check-ins per open day, per open day
-    dispersion: float = 1.0
-    level_var: float = 0.0
-    covariance: float = 0.0
-    trend_var: float = 0.0
-
-    def widened(self, factor: float) -> ArrivalRate:
-        """The same rate with its sampling (co)variances multiplied by ``factor``.
-
-        Those variances hold if check-ins follow a line; a season's turning points (Black
-        Friday, the end of the ramp, Christmas) do not, and a band built on them alone
-        under-covers a week out. The factor is calibrated on the territory replay.
-        """
-        return replace(self, level_var=self.level_var * factor,
-                       covariance=self.covariance * factor, trend_var=self.trend_var * factor)
-
-    def as_inputs(self) -> dict[str, Any]:
-        return {"baseline": self.level, "trend": self.trend, "dispersion": self.dispersion,
-                "rate_var": (self.level_var, self.covariance, self.trend_var)}
-
-
-MIN_DAYS_FOR_TREND = 7  # fewer open days say nothing reliable about a slope
-
-
-def learn_arrival_rate(
-    daily: Sequence[int], half_life_days: float = 14.0, *, with_trend: bool = True
-) -> ArrivalRate:
-    """Level and trend of check-ins per open day, oldest day first (the last is yesterday).
-
-    A weighted least-squares line over open days, the weights halving every
-    ``half_life_days`` back, evaluated at today: unlike a weighted mean, whose value is that
-    of ten or so days ago, it keeps up with a season's ramp. The variances are those of the
-    line's coefficients, from its weighted residuals; the dispersion is the residual variance
-    over the mean (1 for Poisson), never below 1.
-    """
-    n = len(daily)
-    if n == 0:
-        return ArrivalRate()
-    decay = 0.5 ** (1.0 / half_life_days)
-    w = [decay ** (n - i) for i in range(n)]
-    x = [float(i - n) for i in range(n)]  # yesterday is -1, today 0
-    total = sum(w)
-    x_mean = sum(wi * xi for wi, xi in zip(w, x, strict=True)) / total
-    y_mean = sum(wi * yi for wi, yi in zip(w, daily, strict=True)) / total
-    sxx = sum(wi * (xi - x_mean) ** 2 for wi, xi in zip(w, x, strict=True))
-    if not with_trend or n < MIN_DAYS_FOR_TREND or sxx <= 0:
-        slope, d = 0.0, [0.0] * n
-    else:
-        d = [wi * (xi - x_mean) / sxx for wi, xi in zip(w, x, strict=True)]
-        slope = sum(di * yi for di, yi in zip(d, daily, strict=True))
-    level = y_mean - slope * x_mean
-    # The estimates are linear in the counts: level = sum(c·y), trend = sum(d·y).
-    c = [wi / total - x_mean * di for wi, di in zip(w, d, strict=True)]
-    residuals = [yi - level - slope * xi for yi, xi in zip(daily, x, strict=True)]
-    fitted = 1 if slope == 0.0 else 2
-    if n <= fitted:
-        return ArrivalRate(level=max(level, 0.0), trend=slope)
-    s2 = sum(wi * r * r for wi, r in zip(w, residuals, strict=True)) / total * n / (n - fitted)
-    mean = sum(daily) / n
-    return ArrivalRate(
-        level=level, trend=slope,
-        dispersion=max(1.0, s2 / mean) if mean > 0 else 1.0,
-        level_var=s2 * sum(ci * ci for ci in c),
-        covariance=s2 * sum(ci * di for ci, di in zip(c, d, strict=True)),
-        trend_var=s2 * sum(di * di for di in d),
-    )
-
-
-def learn_lead_share(
-    leads_hours: Counted[float | None], horizons_hours: Sequence[float]
-) -> tuple[float, ...]:
-    """``F``: for each horizon, the share of check-ins announced at least that many hours
-    before the start of the day they arrived (negative: announced that same day). ``None`` is
-    a parcel that was never announced.
-
-    Measured from the start of the arrival day, not from the check-in: it does not depend on
-    when the van comes, and a manifest sent at 20:00 for the next day counts as announced for
-    a forecast made at 21:00, not for one made at 05:00 that morning.
-    """
-    counted = kinds(leads_hours)
-    n = sum(counted.values())
-    if not n:
-        return ()
-    return tuple(
-        sum(count for lead, count in counted.items() if lead is not None and lead >= horizon)
-        / n
-        for horizon in horizons_hours
-    )
-
+# The learning's names are the model's too (``model.Stay``, ``model.learn_hazards``...).
+__all__ = [
+    "ArrivalRate",
+    "ClosedOn",
+    "Counted",
+    "hazard_at",
+    "kinds",
+    "learn_arrival_rate",
+    "learn_hazards",
+    "learn_lead_share",
+    "MAX_AGE",
+    "MAX_SCAN_DAYS",
+    "MIN_DAYS_FOR_TREND",
+    "never_closed",
+    "open_ages",
+    "PRIOR_HAZARDS",
+    "Stay",
+]
 
 # ---------------------------------------------------------------- forecasting
 
@@ -294,6 +140,8 @@ class SiteInputs:
     z: float = 1.645
     # Places in service on some days only (a shop's temporary shelves), on top of ``capacity``.
     extra_capacity: Mapping[date, int] = field(default_factory=dict)
+    # The site's other parcels (sent from it, producers' orders), each learned apart.
+    flows: Sequence[flow_model.Flow] = ()
 
     def capacity_on(self, day: date) -> int:
         return self.capacity + self.extra_capacity.get(day, 0)
@@ -309,6 +157,8 @@ class DayForecast:
     closed: bool
     arrivals: float
     refused: float = 0.0  # expected parcels turned away that day, waiting in the vans
+    # The flows' share of the day (part of ``predicted``), one per flow of the inputs.
+    flows: tuple[flow_model.FlowDay, ...] = ()
 
     @property
     def at_risk(self) -> bool:
@@ -374,76 +224,104 @@ def trend_steps(ahead: int, damping: float) -> float:
     return float(ahead) if damping >= 1.0 else sum(damping ** k for k in range(1, ahead + 1))
 
 
-def baseline_at(inputs: SiteInputs, steps: float) -> float:
-    """Expected check-ins on an open day ``steps`` trend steps ahead, never below zero."""
-    return max(0.0, inputs.baseline + inputs.trend * steps)
+def inbound_rate(inputs: SiteInputs) -> ArrivalRate:
+    """The site's own check-in rate, as the inputs carry it."""
+    level_var, covariance, trend_var = inputs.rate_var
+    return ArrivalRate(level=inputs.baseline, trend=inputs.trend, dispersion=inputs.dispersion,
+                       level_var=level_var, covariance=covariance, trend_var=trend_var)
 
 
-def _rate_var_at(inputs: SiteInputs, steps: float) -> float:
-    level, covariance, trend = inputs.rate_var
-    return max(0.0, level + 2.0 * steps * covariance + steps * steps * trend)
+def rate_at(rate: ArrivalRate, steps: float) -> float:
+    """Expected arrivals on an open day ``steps`` trend steps ahead, never below zero."""
+    return max(0.0, rate.level + rate.trend * steps)
 
 
-def _lead_remaining(inputs: SiteInputs, lead: int) -> float:
-    share = inputs.lead_share
-    if not share:
+def _rate_var_at(rate: ArrivalRate, steps: float) -> float:
+    return max(0.0, rate.level_var + 2.0 * steps * rate.covariance
+               + steps * steps * rate.trend_var)
+
+
+def _lead_remaining(lead_share: Sequence[float], lead: int) -> float:
+    if not lead_share:
         return 1.0
-    return 1.0 - share[min(lead, len(share) - 1)]
+    return 1.0 - lead_share[min(lead, len(lead_share) - 1)]
+
+
+@dataclass
+class _Sums:
+    """Each day's expected count at the peak and its variance, as the parcels add up."""
+
+    inputs: SiteInputs
+    days: list[date]
+    mean: list[float]
+    var: list[float]
+
+    def bernoulli(self, p: float, presence: Sequence[float], count: int) -> list[float]:
+        """``count`` parcels alike, each there with ``p`` times its presence; what they add."""
+        added = [count * p * q for q in presence]
+        for i, m in enumerate(added):
+            self.mean[i] += m
+            self.var[i] += m * (1.0 - p * presence[i])
+        return added
+
+    def stream(self, rate: ArrivalRate, lead_share: Sequence[float],
+               presence_of: Callable[[date], list[float]]) -> tuple[list[float], list[float]]:
+        """The parcels a rate brings that are not announced yet: (expected arrivals per day,
+        what they add to each day's peak)."""
+        inputs, days = self.inputs, self.days
+        arrivals = [0.0] * len(days)
+        added = [0.0] * len(days)
+        rate_sd = [0.0] * len(days)  # the rate's own error, the same sign on every day
+        ahead = 0  # open days after today
+        for i, day in enumerate(days):
+            if inputs.closed_on(day):
+                continue
+            steps = trend_steps(ahead, inputs.trend_damping)
+            ahead += 1
+            share = _lead_remaining(lead_share, i)
+            if day == inputs.today:
+                share *= inputs.today_remaining
+            expected = rate_at(rate, steps) * share
+            error = math.sqrt(_rate_var_at(rate, steps)) * share
+            if expected <= 0.0 and error <= 0.0:
+                continue
+            arrivals[i] += expected
+            for j, q in enumerate(presence_of(day)):
+                added[j] += expected * q
+                self.mean[j] += expected * q
+                self.var[j] += rate.dispersion * expected * q
+                rate_sd[j] += error * q
+        # A rate estimated too low is too low for every coming day at once: those errors add
+        # up in standard deviation, not in variance (each rate's apart: learned apart).
+        for j, sd in enumerate(rate_sd):
+            self.var[j] += sd * sd
+        return arrivals, added
 
 
 def forecast(inputs: SiteInputs) -> list[DayForecast]:
     """Predicted places wanted at each day's peak (on hand, plus refused and waiting in the
     vans when the site is full), today and the next ``horizon`` days."""
     days = [inputs.today + timedelta(days=i) for i in range(inputs.horizon + 1)]
-    mean = [0.0] * len(days)
-    var = [0.0] * len(days)
+    sums = _Sums(inputs, days, [0.0] * len(days), [0.0] * len(days))
     arrivals = [0.0] * len(days)
-
-    def add_bernoulli(p: float, presence: list[float], count: int) -> None:
-        for i, q in enumerate(presence):
-            mean[i] += count * p * q
-            var[i] += count * p * q * (1.0 - p * q)
-
     # Parcels alike (same age and dates, same arrival day and odds) have the same presence:
     # computed once per kind, a site's 100,000 parcels on hand are a few dozen kinds.
     for parcel, count in kinds(inputs.held).items():
-        add_bernoulli(
-            1.0,
-            _presence(inputs, inputs.today, parcel.age, parcel.pickup_until,
-                      parcel.leaves_after, days),
-            count,
-        )
+        sums.bernoulli(1.0, _presence(inputs, inputs.today, parcel.age, parcel.pickup_until,
+                                      parcel.leaves_after, days), count)
     for arrival, count in Counter(inputs.announced).items():
         day = next_open_day(max(arrival.day, inputs.today), inputs.closed_on)
         if day > days[-1]:
             continue
-        add_bernoulli(arrival.probability, _arrival_presence(inputs, day, days), count)
+        sums.bernoulli(arrival.probability, _arrival_presence(inputs, day, days), count)
         arrivals[days.index(day)] += count * arrival.probability
-    rate_sd = [0.0] * len(days)  # the rate's own error, the same sign on every day
-    ahead = 0  # open days after today
-    for i, day in enumerate(days):
-        if inputs.closed_on(day):
-            continue
-        steps = trend_steps(ahead, inputs.trend_damping)
-        ahead += 1
-        share = _lead_remaining(inputs, i)
-        if day == inputs.today:
-            share *= inputs.today_remaining
-        expected = baseline_at(inputs, steps) * share
-        error = math.sqrt(_rate_var_at(inputs, steps)) * share
-        if expected <= 0.0 and error <= 0.0:
-            continue
-        arrivals[i] += expected
-        for j, q in enumerate(_arrival_presence(inputs, day, days)):
-            mean[j] += expected * q
-            var[j] += inputs.dispersion * expected * q
-            rate_sd[j] += error * q
-    # A rate estimated too low is too low for every coming day at once: those errors add up
-    # in standard deviation, not in variance.
-    for j, sd in enumerate(rate_sd):
-        var[j] += sd * sd
+    expected, _ = sums.stream(inbound_rate(inputs), inputs.lead_share,
+                              lambda day: _arrival_presence(inputs, day, days))
+    arrivals = [a + e for a, e in zip(arrivals, expected, strict=True)]
+    by_flow = [_add_flow(sums, flow) for flow in inputs.flows]
     # What is predicted is the places *wanted*: a full site's refused parcels wait in the van
-    # and ask again the next open day (domain/van_backlog.py).
+    # and ask again the next open day (domain/van_backlog.py). The flows' parcels take places
+    # like the others; what a full site turns away are the carriers' parcels (``arrivals``).
     profiles: dict[int, list[float]] = {}
 
     def presence(i: int) -> list[float]:
@@ -451,11 +329,39 @@ def forecast(inputs: SiteInputs) -> list[DayForecast]:
             profiles[i] = _arrival_presence(inputs, days[i], days)
         return profiles[i]
 
+    mean, var = sums.mean, sums.var
     refused = carry_refused(mean, var, arrivals, inputs.capacity,
                             [not inputs.closed_on(day) for day in days], presence)
     return [
-        _day(inputs, day, mean[i], var[i], arrivals[i], refused[i]) for i, day in enumerate(days)
+        _day(inputs, day, mean[i], var[i], arrivals[i], refused[i],
+             tuple(each[i] for each in by_flow))
+        for i, day in enumerate(days)
     ]
+
+
+def _add_flow(sums: _Sums, flow: flow_model.Flow) -> list[flow_model.FlowDay]:
+    """A flow's parcels on hand, announced and to come (``domain/forecast_flows.py``)."""
+    inputs, days = sums.inputs, sums.days
+
+    def presence(start: date, age: int = 0, *, deposited: bool = True) -> list[float]:
+        return flow_model.presence(flow, start, age, days, inputs.closed_on, inputs.today,
+                              inputs.today_remaining, deposited=deposited)
+
+    present = [0.0] * len(days)
+    deposits = [0.0] * len(days)
+    for age, count in kinds(flow.held).items():
+        added = sums.bernoulli(1.0, presence(inputs.today, age, deposited=False), count)
+        present = [a + b for a, b in zip(present, added, strict=True)]
+    for arrival, count in Counter(flow.announced).items():
+        day = next_open_day(max(arrival.day, inputs.today), inputs.closed_on)
+        if day > days[-1]:
+            continue
+        added = sums.bernoulli(arrival.probability, presence(day), count)
+        present = [a + b for a, b in zip(present, added, strict=True)]
+        deposits[days.index(day)] += count * arrival.probability
+    expected, added = sums.stream(flow.rate, flow.lead_share, presence)
+    return [flow_model.FlowDay(flow.kind, round(deposits[i] + expected[i], 3),
+                          round(present[i] + added[i], 3)) for i in range(len(days))]
 
 
 def _arrival_presence(inputs: SiteInputs, day: date, days: Sequence[date]) -> list[float]:
@@ -465,7 +371,7 @@ def _arrival_presence(inputs: SiteInputs, day: date, days: Sequence[date]) -> li
 
 
 def _day(inputs: SiteInputs, day: date, mean: float, var: float, arrivals: float,
-         refused: float = 0.0) -> DayForecast:
+         refused: float = 0.0, by_flow: tuple[flow_model.FlowDay, ...] = ()) -> DayForecast:
     spread = inputs.z * math.sqrt(max(var, 0.0))
     return DayForecast(
         day=day,
@@ -476,6 +382,7 @@ def _day(inputs: SiteInputs, day: date, mean: float, var: float, arrivals: float
         closed=inputs.closed_on(day),
         arrivals=round(arrivals, 3),
         refused=round(refused, 3),
+        flows=by_flow,
     )
 
 

@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session
 from relay_ops.db.local_date import local_date
 from relay_ops.db.models import Location, Parcel, ParcelEvent, Site, SiteForecast
 from relay_ops.domain import forecast as model
-from relay_ops.domain import season
+from relay_ops.domain import forecast_flows as flow_model
+from relay_ops.domain import outbound, season
 from relay_ops.domain.hours import ALWAYS_OPEN, DAYS
 from relay_ops.domain.lifecycle import HELD_STATES, State
 from relay_ops.domain.site_kinds import has_shelves
+from relay_ops.services import forecast_flows, history, reservations
 from relay_ops.services import forecast_learning as learning
-from relay_ops.services import history, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.forecast_learning import local_day
 from relay_ops.services.site_calendar import closed_on
@@ -69,14 +70,15 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
     today = local_day(ctx, now)
     settings = ctx.settings.forecast
     closed = site_closed_on(session, site)
+    held, flows_held = _held(ctx, session, site, today, closed)
+    announced, flows_announced = _announced(ctx, session, site, today, closed)
     return model.SiteInputs(
         today=today,
         capacity=occupancy_of(session, site).capacity,
         extra_capacity=temporary_capacity(session, site, today, settings.horizon_days),
-        held=_held(ctx, session, site, today, closed),
+        held=held,
         # Places held here for proposals' parcels, still announced elsewhere (room promised).
-        announced=_announced(ctx, session, site, today, closed)
-        + reservations.promised_arrivals(ctx, session, site, today),
+        announced=announced + reservations.promised_arrivals(ctx, session, site, today),
         **learning.arrival_rates(ctx, session, site, now, closed),
         hazards=learning.hazards(ctx, session, site, now, closed),
         holding_days=ctx.settings.holding[site.kind].days,
@@ -85,6 +87,8 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
         closed_on=closed,
         horizon=settings.horizon_days,
         z=settings.band_z,
+        flows=forecast_flows.site_flows(ctx, session, site, now, closed, flows_held,
+                                        flows_announced),
     )
 
 
@@ -107,15 +111,18 @@ def temporary_capacity(session: Session, site: Site, today: date, horizon: int
 
 def _held(
     ctx: Ctx, session: Session, site: Site, today: date, closed: model.ClosedOn
-) -> dict[model.Held, int]:
+) -> tuple[dict[model.Held, int], dict[str, Counter[int]]]:
     """The parcels on hand, counted by kind: parcels in the same state checked in on the
     same local day with the same deadline day are alike, so SQL counts them (a shop's
-    100,000 parcels on hand are a few hundred kinds, issue 15)."""
+    100,000 parcels on hand are a few hundred kinds, issue 15). The site's own parcels apart
+    from its flows' (sent from it, producers' orders), which leave by their own learned
+    dwell: those are counted by their age in open days, per flow."""
     lag = timedelta(days=ctx.settings.forecast.return_lag_days)
     zone = ctx.settings.timezone
     checked_in = local_date(Parcel.checked_in_at, zone)
     deadline = local_date(Parcel.holding_deadline, zone)
-    keys = (Parcel.state, checked_in, deadline)
+    order = learning.is_order()
+    keys = (Parcel.state, checked_in, deadline, Parcel.direction, order)
     rows = session.execute(
         select(*keys, func.count())
         .where(Parcel.site_id == site.id, Parcel.state.in_(HELD))
@@ -123,25 +130,41 @@ def _held(
         .order_by(*keys)  # the same sums in the same order each time
     )
     held: Counter[model.Held] = Counter()
-    for state, start, end, count in rows:
+    flows_held: dict[str, Counter[int]] = {kind: Counter() for kind in flow_model.KINDS}
+    for state, start, end, direction, is_order, count in rows:
         start, end = start or today, end or today
         age = len(model.open_ages(start, today - timedelta(days=1), closed))
+        kind = flow_kind(direction, is_order)
+        if kind is not None:
+            flows_held[kind][age] += count
+            continue
         collectable = state == State.READY_FOR_PICKUP.value
         held[model.Held(
             age=age, pickup_until=end if collectable else None,
             leaves_after=max(today, end + lag),
         )] += count
-    return dict(held)
+    return dict(held), flows_held
+
+
+def flow_kind(direction: str, is_order: bool | None) -> str | None:
+    """The flow a parcel belongs to (``domain/forecast_flows``), None for a carrier's parcel
+    delivered to the site."""
+    if direction == outbound.DIRECTION:
+        return flow_model.SENT
+    return flow_model.ORDERS if is_order else None
 
 
 def _announced(
     ctx: Ctx, session: Session, site: Site, today: date, closed: model.ClosedOn
-) -> list[model.Arrival]:
+) -> tuple[list[model.Arrival], dict[str, list[flow_model.FlowArrival]]]:
     """The parcels announced for the site and not yet checked in, each on the day it should
     come: its expected day; the next open day after its last refusal at the counter (the
-    carrier brings it back, full odds); a day or two late, today at half odds; later, never."""
+    carrier brings it back, full odds); a day or two late, today at half odds; later, never.
+    A producer's order (announced the evening before its day) and a parcel to send at a
+    locker (its drop-off code) go to their flows, by the same days and odds."""
     show = ctx.settings.forecast.show_rate
-    arrivals = []
+    arrivals: list[model.Arrival] = []
+    flows_announced: dict[str, list[flow_model.FlowArrival]] = {}
     # Refusals are few: grouped once and joined, not looked up per announced parcel (a
     # correlated subquery went quadratic on fresh tables whose statistics said "empty").
     refusals = (
@@ -151,22 +174,31 @@ def _announced(
         .subquery()
     )
     rows = session.execute(
-        select(Parcel.expected_date, Parcel.created_at, refusals.c.at)
+        select(Parcel.expected_date, Parcel.created_at, refusals.c.at, Parcel.direction,
+               learning.is_order())
         .outerjoin(refusals, refusals.c.parcel_id == Parcel.id)
         .where(Parcel.site_id == site.id, Parcel.state == State.ANNOUNCED.value)
     )
-    for expected, created_at, refused_at in rows:
+    for expected, created_at, refused_at, direction, is_order in rows:
         day = expected or local_day(ctx, created_at) + timedelta(days=1)
         back = None
         if refused_at is not None:
             back = model.next_open_day(local_day(ctx, refused_at) + timedelta(days=1), closed)
         if back is not None and back >= today:
-            arrivals.append(model.Arrival(back, show))
+            arrival = model.Arrival(back, show)
         elif day >= today:
-            arrivals.append(model.Arrival(day, show))
+            arrival = model.Arrival(day, show)
         elif (today - day).days <= LATE_ANNOUNCED_DAYS:
-            arrivals.append(model.Arrival(today, show / 2))
-    return arrivals
+            arrival = model.Arrival(today, show / 2)
+        else:
+            continue
+        kind = flow_kind(direction, is_order)
+        if kind is None:
+            arrivals.append(arrival)
+        else:
+            flows_announced.setdefault(kind, []).append(
+                flow_model.FlowArrival(arrival.day, arrival.probability))
+    return arrivals, flows_announced
 
 
 def _first_attempts(

@@ -22,13 +22,21 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from relay_ops.db.local_date import local_date
-from relay_ops.db.models import Parcel, Site
+from relay_ops.db.models import Parcel, ProducerOrder, Site
 from relay_ops.domain import forecast as model
 from relay_ops.services import history
 from relay_ops.services.context import Ctx
 
 ENDINGS = history.ENDINGS
 ATTEMPTS = history.ATTEMPTS
+
+
+def is_order() -> ColumnElement[bool]:
+    """A producer's order (a parcel of no carrier with its ``producer_orders`` row): a flow of
+    its own (``forecast_flows``), not the site's demand from carriers. The carrier is tested
+    first, so the lookup runs for parcels of no carrier only."""
+    order = select(ProducerOrder.parcel_id).where(ProducerOrder.parcel_id == Parcel.id)
+    return Parcel.carrier_id.is_(None) & order.exists()
 
 
 def local_day(ctx: Ctx, moment: datetime) -> date:
@@ -39,7 +47,7 @@ def day_start(ctx: Ctx, day: date) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=ctx.settings.timezone)
 
 
-def _window_start(ctx: Ctx, now: datetime) -> datetime:
+def window_start(ctx: Ctx, now: datetime) -> datetime:
     """The start of the longer of the two learning windows (dwell times, arrival rate)."""
     settings = ctx.settings.forecast
     return now - timedelta(days=max(settings.dwell_window_days, settings.arrival_window_days))
@@ -58,7 +66,8 @@ def stays(ctx: Ctx, session: Session, site: Site, now: datetime) -> dict[model.S
     ended = local_date(Parcel.ended_at, zone)
     rows = session.execute(
         select(checked_in, ended, Parcel.ending, func.count())
-        .where(Parcel.site_id == site.id, Parcel.first_check_in_at >= _window_start(ctx, now))
+        .where(Parcel.site_id == site.id, Parcel.first_check_in_at >= window_start(ctx, now),
+               ~is_order())
         .group_by(checked_in, ended, Parcel.ending)
     )
     since = local_day(ctx, now) - timedelta(days=ctx.settings.forecast.dwell_window_days)
@@ -90,7 +99,8 @@ def _first_attempts_since(ctx: Ctx, site: Site, now: datetime) -> ColumnElement[
     parcel counts once, where and when it first came: one turned away here and rerouted is
     this site's demand, not its new site's."""
     since = now - timedelta(days=ctx.settings.forecast.arrival_window_days + 1)
-    return (Parcel.first_attempt_site_id == site.id) & (Parcel.first_attempt_at >= since)
+    return ((Parcel.first_attempt_site_id == site.id) & (Parcel.first_attempt_at >= since)
+            & ~is_order())
 
 
 def first_attempts(
@@ -122,10 +132,23 @@ def arrival_rates(
 ) -> dict[str, Any]:
     """Level, trend and lead shares of the site's demand: its first attempts per open day,
     oldest first, up to yesterday, and how long before their day they were announced."""
+    rate, lead_share = rate_and_leads(ctx, now, closed,
+                                      _attempts_by_day(ctx, session, site, now))
+    return {**rate.as_inputs(), "trend_damping": ctx.settings.forecast.trend_damping,
+            "lead_share": lead_share}
+
+
+def rate_and_leads(
+    ctx: Ctx, now: datetime, closed: model.ClosedOn,
+    counted: list[tuple[date, datetime | None, int]],
+) -> tuple[model.ArrivalRate, tuple[float, ...]]:
+    """The rate per open day over the arrival window, up to yesterday, and the lead shares,
+    of parcels counted by (local day they came, moment of their announcement or None): the
+    site's first attempts, or a flow's deposits (``forecast_flows``)."""
     settings = ctx.settings.forecast
     today = local_day(ctx, now)
     since = today - timedelta(days=settings.arrival_window_days)
-    recent = [row for row in _attempts_by_day(ctx, session, site, now) if since <= row[0] < today]
+    recent = [row for row in counted if since <= row[0] < today]
     if recent:
         # Days before the site's first parcel are not days without parcels (a new site).
         since = max(since, min(day for day, _, _ in recent))
@@ -142,14 +165,10 @@ def arrival_rates(
     rate = model.learn_arrival_rate(
         daily, settings.arrival_half_life_days, with_trend=settings.arrival_trend
     ).widened(settings.rate_uncertainty_factor)
-    return {
-        **rate.as_inputs(),
-        "trend_damping": settings.trend_damping,
-        "lead_share": model.learn_lead_share(leads, _hours_until_each_day(ctx, now)),
-    }
+    return rate, model.learn_lead_share(leads, hours_until_each_day(ctx, now))
 
 
-def _hours_until_each_day(ctx: Ctx, now: datetime) -> list[float]:
+def hours_until_each_day(ctx: Ctx, now: datetime) -> list[float]:
     """Hours from now to the start of each forecast day (negative for today: begun)."""
     today = local_day(ctx, now)
     return [

@@ -35,6 +35,12 @@ def day_view(day: model.DayForecast) -> dict[str, Any]:
     }
 
 
+def flows_view(day: model.DayForecast) -> dict[str, dict[str, float]]:
+    """Per flow (``sent``, ``orders``): its expected deposits that day and its parcels
+    expected at the day's peak, a share of ``predicted``."""
+    return {f.kind: {"deposits": f.deposits, "on_shelves": f.present} for f in day.flows}
+
+
 def site_forecast(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
     """A fresh forecast for an operator, or for the shopkeeper of that site."""
     require_role(actor, Role.OPERATOR, Role.SHOPKEEPER)
@@ -48,8 +54,10 @@ def site_forecast(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
         answer = {
             "site": site.code,
             "computed_at": ctx.now().isoformat(),
-            # reserved: places held for rerouted parcels that day (counted in predicted)
-            "days": [{**day_view(d), "reserved": reserved.get(d.day, 0)} for d in days],
+            # reserved: places held for rerouted parcels that day (counted in predicted);
+            # flows: the parcels sent from the site and producers' orders apart (in predicted)
+            "days": [{**day_view(d), "reserved": reserved.get(d.day, 0), "flows": flows_view(d)}
+                     for d in days],
             "days_at_risk": [d.day.isoformat() for d in days if d.at_risk],
             "in_vans": in_vans(session, site),
         }

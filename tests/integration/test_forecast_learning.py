@@ -218,7 +218,7 @@ def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
         site = session.get(Site, world.shop_id)
         assert site is not None
         closed = forecast.site_closed_on(session, site)
-        held = forecast._held(ctx, session, site, today, closed)
+        held, _ = forecast._held(ctx, session, site, today, closed)
         stays = forecast_learning.stays(ctx, session, site, now)
         rates = forecast_learning.arrival_rates(ctx, session, site, now, closed)
         hazards = forecast_learning.hazards(ctx, session, site, now, closed)

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relay_ops.domain import forecast_flows as flows
 from relay_ops.domain.forecast import (
     PRIOR_HAZARDS,
     Arrival,
@@ -382,3 +383,45 @@ def test_a_parcel_refused_day_after_day_is_counted_once_each_day() -> None:
     days = forecast(inputs)
     assert all(d.predicted <= 1.0 + 1e-9 for d in days)
     assert all(math.isclose(d.predicted, 1.0) for d in days[1:])  # waiting in the van
+
+
+# ---------------------------------------------------------------- flows (issue 17)
+
+
+def sent_flow(**extra: object) -> flows.Flow:
+    """Three parcels sent a day, all taken by the carrier the day after their deposit."""
+    fields: dict[str, object] = {"kind": flows.SENT, "rate": ArrivalRate(level=3.0),
+                                 "hazards": (0.0, 1.0), "after_peak": True, **extra}
+    return flows.Flow(**fields)  # type: ignore[arg-type]
+
+
+def test_a_steady_stream_of_sent_parcels_raises_every_day_ahead() -> None:
+    today = date(2026, 12, 1)
+    site = SiteInputs(today=today, capacity=30, held=[ready(0)] * 5, baseline=6.0)
+    without = forecast(site)
+    with_flow = forecast(replace(site, flows=[sent_flow(held={1: 3})]))
+    # deposited after the peak, collected the next day: each day's peak holds the day
+    # before's three (today: the three left yesterday, on hand)
+    for plain, sent in zip(without, with_flow, strict=True):
+        assert math.isclose(sent.predicted - plain.predicted, 3.0, abs_tol=0.01)
+        assert sent.flows[0].present == round(sent.predicted - plain.predicted, 3)
+    assert with_flow[2].flows[0].deposits == 3.0 and with_flow[2].high > without[2].high
+
+
+def test_a_flow_deposited_before_the_peak_counts_on_its_day() -> None:
+    """Orders come with the morning's deliveries: a day's orders are at its own peak."""
+    today = date(2026, 12, 1)
+    orders = flows.Flow(kind=flows.ORDERS, rate=ArrivalRate(level=2.0), hazards=(1.0,),
+                        announced=[flows.FlowArrival(today + timedelta(days=1), 1.0)])
+    days = forecast(SiteInputs(today=today, capacity=10, flows=[orders]))
+    assert math.isclose(days[1].predicted, 3.0, abs_tol=0.01)  # 1 announced + 2 at the rate
+    assert math.isclose(days[2].predicted, 2.0, abs_tol=0.01)  # gone the day they came
+
+
+def test_the_longer_a_flow_stays_the_more_it_holds() -> None:
+    today = date(2026, 12, 1)
+    quick = forecast(SiteInputs(today=today, capacity=30, flows=[sent_flow()]))
+    slow = forecast(SiteInputs(today=today, capacity=30,
+                               flows=[sent_flow(hazards=(0.0, 0.0, 1.0))]))
+    assert all(s.predicted >= q.predicted for q, s in zip(quick, slow, strict=True))
+    assert math.isclose(slow[5].predicted, 6.0, abs_tol=0.01)  # two days' deposits

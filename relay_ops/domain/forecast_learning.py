@@ -1,0 +1,211 @@
+"""What the occupancy forecast learns from a site's history (docs/forecast.md): the pickup
+hazards by open-day age (Kaplan–Meier, shrunk towards a prior), the arrival rate (a weighted
+line: level and trend) and the lead shares of announcements; with the calendar of open days
+they are counted on.
+
+Pure Python, no database, like ``domain/forecast.py`` (which re-exports these names, the
+model's one vocabulary): the service layer counts the inputs in SQL
+(``services/forecast_learning.py``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Any, TypeVar
+
+ClosedOn = Callable[[date], bool]
+T = TypeVar("T", bound=Hashable)
+# Many parcels with the same facts: one by one, or each kind once with how many share it
+# (the service layer counts them in SQL: a site's 100,000 parcels are a few hundred kinds).
+Counted = Sequence[T] | Mapping[T, int]
+
+
+def kinds(items: Counted[T]) -> Mapping[T, int]:
+    """Each distinct item with its count."""
+    return items if isinstance(items, Mapping) else Counter(items)
+
+# Published pickup delays (DESIGN 1b): counters 61 % the first day, 99 % within three days,
+# the remaining 1 % trickling out until the deadline; lockers (7 h average against 22 h at a
+# counter) faster. As hazards by open-day age: h0 = P(day 0), h1 = P(day 1) / P(still there)...
+PRIOR_HAZARDS: dict[str, tuple[float, ...]] = {
+    "shop": (0.61, 0.28 / 0.39, 0.10 / 0.11, 0.5),
+    "locker": (0.80, 0.17 / 0.20, 0.02 / 0.03, 0.5),
+}
+MAX_AGE = 40  # open days; no holding period with its extension is longer
+MAX_SCAN_DAYS = 120  # a stay longer than this in calendar days is data noise
+
+
+def never_closed(_day: date) -> bool:
+    return False
+
+
+def hazard_at(hazards: Sequence[float], age: int) -> float:
+    """The pickup hazard at ``age``; the last value holds for every older age."""
+    return hazards[min(age, len(hazards) - 1)] if hazards else 0.0
+
+
+# ---------------------------------------------------------------- learning
+
+
+@dataclass(frozen=True)
+class Stay:
+    """One parcel's time at the site, as the events tell it (local days).
+
+    ``ended`` is the day it stopped being collectable (picked up, expired, lost, damaged);
+    None while it is still ready for pickup.
+    """
+
+    check_in: date
+    ended: date | None = None
+    picked_up: bool = False
+
+
+def open_ages(start: date, end: date, closed_on: ClosedOn) -> dict[date, int]:
+    """Open days from ``start`` to ``end`` inclusive, with their age in open days."""
+    ages: dict[date, int] = {}
+    day, age = start, 0
+    for _ in range(MAX_SCAN_DAYS):
+        if day > end:
+            break
+        if not closed_on(day):
+            ages[day] = age
+            age += 1
+        day += timedelta(days=1)
+    return ages
+
+
+def learn_hazards(
+    stays: Counted[Stay],
+    prior: Sequence[float],
+    today: date,
+    closed_on: ClosedOn,
+    prior_weight: float = 20.0,
+) -> tuple[float, ...]:
+    """Pickup hazard by open-day age: Kaplan–Meier counts shrunk towards ``prior``.
+
+    A parcel is at risk on each open day it was still there for the day's pickups; a pickup
+    is a departure at that age; an expiry or a loss censors it (it was at risk before that
+    day, not on it); a parcel still ready is at risk until yesterday (today is not over).
+    """
+    at_risk = [0] * (MAX_AGE + 1)
+    picked = [0] * (MAX_AGE + 1)
+    for stay, count in kinds(stays).items():
+        last = stay.ended if stay.ended is not None else today - timedelta(days=1)
+        if stay.ended is not None and not stay.picked_up:
+            last = stay.ended - timedelta(days=1)
+        ages = open_ages(stay.check_in, min(last, today), closed_on)
+        for age in ages.values():
+            if age <= MAX_AGE:
+                at_risk[age] += count
+        if stay.picked_up and stay.ended is not None and ages:
+            # A pickup recorded on a closed day (an exception) counts on the last open day.
+            age = max(ages.values())
+            if age <= MAX_AGE:
+                picked[age] += count
+    return tuple(
+        (picked[k] + prior_weight * hazard_at(prior, k)) / (at_risk[k] + prior_weight)
+        for k in range(MAX_AGE + 1)
+    )
+
+
+@dataclass(frozen=True)
+class ArrivalRate:
+    """Check-ins per open day as learned from the window: a level (today's) and a trend.
+
+    ``level_var``, ``covariance`` and ``trend_var`` are the sampling variances of the two
+    estimates, so the forecast can say how much less it knows of the rate a week out than
+    today; ``dispersion`` is the day-to-day variance around the fitted line over its mean.
+    """
+
+    level: float = 0.0
+    trend: float = 0.0  # check-ins per open day, per open day
+    dispersion: float = 1.0
+    level_var: float = 0.0
+    covariance: float = 0.0
+    trend_var: float = 0.0
+
+    def widened(self, factor: float) -> ArrivalRate:
+        """The same rate with its sampling (co)variances multiplied by ``factor``.
+
+        Those variances hold if check-ins follow a line; a season's turning points (Black
+        Friday, the end of the ramp, Christmas) do not, and a band built on them alone
+        under-covers a week out. The factor is calibrated on the territory replay.
+        """
+        return replace(self, level_var=self.level_var * factor,
+                       covariance=self.covariance * factor, trend_var=self.trend_var * factor)
+
+    def as_inputs(self) -> dict[str, Any]:
+        return {"baseline": self.level, "trend": self.trend, "dispersion": self.dispersion,
+                "rate_var": (self.level_var, self.covariance, self.trend_var)}
+
+
+MIN_DAYS_FOR_TREND = 7  # fewer open days say nothing reliable about a slope
+
+
+def learn_arrival_rate(
+    daily: Sequence[int], half_life_days: float = 14.0, *, with_trend: bool = True
+) -> ArrivalRate:
+    """Level and trend of check-ins per open day, oldest day first (the last is yesterday).
+
+    A weighted least-squares line over open days, the weights halving every
+    ``half_life_days`` back, evaluated at today: unlike a weighted mean, whose value is that
+    of ten or so days ago, it keeps up with a season's ramp. The variances are those of the
+    line's coefficients, from its weighted residuals; the dispersion is the residual variance
+    over the mean (1 for Poisson), never below 1.
+    """
+    n = len(daily)
+    if n == 0:
+        return ArrivalRate()
+    decay = 0.5 ** (1.0 / half_life_days)
+    w = [decay ** (n - i) for i in range(n)]
+    x = [float(i - n) for i in range(n)]  # yesterday is -1, today 0
+    total = sum(w)
+    x_mean = sum(wi * xi for wi, xi in zip(w, x, strict=True)) / total
+    y_mean = sum(wi * yi for wi, yi in zip(w, daily, strict=True)) / total
+    sxx = sum(wi * (xi - x_mean) ** 2 for wi, xi in zip(w, x, strict=True))
+    if not with_trend or n < MIN_DAYS_FOR_TREND or sxx <= 0:
+        slope, d = 0.0, [0.0] * n
+    else:
+        d = [wi * (xi - x_mean) / sxx for wi, xi in zip(w, x, strict=True)]
+        slope = sum(di * yi for di, yi in zip(d, daily, strict=True))
+    level = y_mean - slope * x_mean
+    # The estimates are linear in the counts: level = sum(c·y), trend = sum(d·y).
+    c = [wi / total - x_mean * di for wi, di in zip(w, d, strict=True)]
+    residuals = [yi - level - slope * xi for yi, xi in zip(daily, x, strict=True)]
+    fitted = 1 if slope == 0.0 else 2
+    if n <= fitted:
+        return ArrivalRate(level=max(level, 0.0), trend=slope)
+    s2 = sum(wi * r * r for wi, r in zip(w, residuals, strict=True)) / total * n / (n - fitted)
+    mean = sum(daily) / n
+    return ArrivalRate(
+        level=level, trend=slope,
+        dispersion=max(1.0, s2 / mean) if mean > 0 else 1.0,
+        level_var=s2 * sum(ci * ci for ci in c),
+        covariance=s2 * sum(ci * di for ci, di in zip(c, d, strict=True)),
+        trend_var=s2 * sum(di * di for di in d),
+    )
+
+
+def learn_lead_share(
+    leads_hours: Counted[float | None], horizons_hours: Sequence[float]
+) -> tuple[float, ...]:
+    """``F``: for each horizon, the share of check-ins announced at least that many hours
+    before the start of the day they arrived (negative: announced that same day). ``None`` is
+    a parcel that was never announced.
+
+    Measured from the start of the arrival day, not from the check-in: it does not depend on
+    when the van comes, and a manifest sent at 20:00 for the next day counts as announced for
+    a forecast made at 21:00, not for one made at 05:00 that morning.
+    """
+    counted = kinds(leads_hours)
+    n = sum(counted.values())
+    if not n:
+        return ()
+    return tuple(
+        sum(count for lead, count in counted.items() if lead is not None and lead >= horizon)
+        / n
+        for horizon in horizons_hours
+    )
