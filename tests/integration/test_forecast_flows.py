@@ -21,7 +21,15 @@ from relay_ops.db.models import ClosingDay, Parcel, Producer, ProducerOrder, Sit
 from relay_ops.domain import forecast as model
 from relay_ops.domain import forecast_flows as flows
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import forecast, forecast_flows, forecast_learning, outbound, producers
+from relay_ops.services import (
+    forecast,
+    forecast_flows,
+    forecast_learning,
+    outbound,
+    producer_announcements,
+    producer_counter,
+    producers,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
@@ -153,7 +161,7 @@ def order_every_day(world: World, clock: Clock, days: int = 14) -> Principal:
         for _ in range(2):
             serial += 1
             references.append(f"CMD-{serial}")
-            producers.announce(world.ctx, farm, producers.Order(
+            producer_announcements.announce(world.ctx, farm, producer_announcements.Order(
                 reference=references[-1], site="bourg", phone=f"+3361100{serial:04d}"))
         return references
 
@@ -163,7 +171,7 @@ def order_every_day(world: World, clock: Clock, days: int = 14) -> Principal:
             continue
         references = announce_for(day)
         clock.now = at(day, 10)
-        ids = [producers.deposit(world.ctx, COUNTER, world.shop_id, ref)[1]["parcel"]["id"]
+        ids = [producer_counter.deposit(world.ctx, COUNTER, world.shop_id, ref)[1]["parcel"]["id"]
                for ref in references]
         clock.now = at(day, 17)
         for parcel_id in ids:
