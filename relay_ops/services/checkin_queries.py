@@ -8,14 +8,17 @@ import functools
 from datetime import date
 
 from sqlalchemy import Date, Integer, Select, String, bindparam, or_, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from relay_ops.db.models import (
+    Carrier,
     ClosingDay,
     CredentialParcel,
     Parcel,
     PickupCredential,
+    ProducerOrder,
     Site,
+    UnannouncedScan,
 )
 from relay_ops.services import reservations
 from relay_ops.services.forecast import first_risk_day, stored_ratio
@@ -38,6 +41,32 @@ def shop() -> Select[Site, float, date, int]:
                  selectinload(Site.locations))
         .with_for_update(of=Site)
     )
+
+
+@functools.lru_cache(maxsize=2)
+def parcel(carrier_named: bool) -> Select[Parcel, bool, date]:
+    """The parcels of a tracking number, row-locked, with their carrier and producer's order,
+    whether the shop's counter lists the number as scanned unannounced, and the day of the
+    place held for each at the shop (bound: ``number``, ``site_id``, and ``carrier_code``
+    when ``carrier_named``: that carrier's parcels and those of no carrier)."""
+    site_id = bindparam("site_id", type_=Integer)
+    number = bindparam("number", type_=String)
+    scanned = select(UnannouncedScan.site_id).where(
+        UnannouncedScan.site_id == site_id, UnannouncedScan.tracking_number == number
+    ).exists()
+    query = (
+        select(Parcel, scanned, reservations.reservation_day(site_id))
+        .where(Parcel.tracking_number == number)
+        .outerjoin(ProducerOrder, ProducerOrder.parcel_id == Parcel.id)
+        .options(joinedload(Parcel.carrier), contains_eager(Parcel.producer_order))
+        .order_by(Parcel.id)
+        .with_for_update(of=Parcel)
+    )
+    if carrier_named:
+        named = select(Carrier.id).where(
+            Carrier.code == bindparam("carrier_code", type_=String)).scalar_subquery()
+        query = query.where(or_(Parcel.carrier_id == named, Parcel.carrier_id.is_(None)))
+    return query
 
 
 @functools.lru_cache(maxsize=4)

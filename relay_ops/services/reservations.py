@@ -173,9 +173,10 @@ def reserved_since(ctx: Ctx, today: date) -> date:
     return today - timedelta(days=ctx.settings.forecast.reservation_grace_days)
 
 
-def reservation_day(site_id: int) -> ScalarSelect[date]:
+def reservation_day(site_id: int | ColumnElement[int]) -> ScalarSelect[date]:
     """The day of the place held at the site for the outer query's ``Parcel`` (NULL: none):
-    a column the check-in's parcel lookup carries."""
+    a column the check-in's parcel lookup carries. A value or a bound parameter (the
+    check-in builds its statement once)."""
     return (
         select(PlaceReservation.day)
         .where(PlaceReservation.parcel_id == Parcel.id, PlaceReservation.site_id == site_id,
