@@ -172,6 +172,8 @@ def _shop_for_check_in(
     site, ratio, risk, reserved = row
     if not has_shelves(site.kind):
         raise ValidationFailed("lockers take parcels through a drop-off session")
+    set_committed_value(site, "locations",
+                        list(session.scalars(queries.shelves(), {"site_id": site.id})))
     closed = closed_given(site, {c.day for c in site.closing_days})
     return site, closed, Stored(ratio, risk), int(reserved or 0)
 

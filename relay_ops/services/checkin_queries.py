@@ -8,12 +8,13 @@ import functools
 from datetime import date
 
 from sqlalchemy import Date, Integer, Select, String, bindparam, or_, select
-from sqlalchemy.orm import contains_eager, joinedload, selectinload
+from sqlalchemy.orm import contains_eager, joinedload
 
 from relay_ops.db.models import (
     Carrier,
     ClosingDay,
     CredentialParcel,
+    Location,
     Parcel,
     PickupCredential,
     ProducerOrder,
@@ -29,18 +30,25 @@ from relay_ops.services.parcel_views import READY
 def shop() -> Select[Site, float, date, int]:
     """The shop row-locked, with its closing days, today's stored forecast ratio, the first
     day at risk and the places held today; its shelves by a second statement after the lock
-    (``checkin._shop_for_check_in`` says why). Bound: ``site_id``, ``today``, ``yesterday``,
-    ``until``, ``reserved_since``."""
+    (:func:`shelves`; ``checkin._shop_for_check_in`` says why). Bound: ``site_id``,
+    ``today``, ``yesterday``, ``until``, ``reserved_since``."""
     today = bindparam("today", type_=Date)
     return (
         select(Site, stored_ratio(today), first_risk_day(today, bindparam("until", type_=Date)),
                reservations.reserved_here(bindparam("reserved_since", type_=Date), today))
         .where(Site.id == bindparam("site_id"))
         .options(joinedload(Site.closing_days.and_(
-                     ClosingDay.day >= bindparam("yesterday", type_=Date))),
-                 selectinload(Site.locations))
+                     ClosingDay.day >= bindparam("yesterday", type_=Date))))
         .with_for_update(of=Site)
     )
+
+
+@functools.cache
+def shelves() -> Select[Location]:
+    """The shop's locations in the relationship's order (bound: ``site_id``): what
+    ``selectinload(Site.locations)`` would read, without its per-request loader work."""
+    return (select(Location).where(Location.site_id == bindparam("site_id", type_=Integer))
+            .order_by(Location.label))
 
 
 @functools.lru_cache(maxsize=2)
