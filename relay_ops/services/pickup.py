@@ -35,6 +35,7 @@ from relay_ops.services.credentials import (
     live_credential_by_hash,
     live_credentials,
     release_credentials,
+    spend,
 )
 from relay_ops.services.parcel_views import (
     READY,
@@ -439,7 +440,7 @@ def _hand_over(
         data["override_lock"] = True
     history.apply(session, parcel, Action.PICK_UP, actor, now, data=data)
     if credential is not None:
-        credential.used_at = now
+        spend(session, credential, now)
     # The parcel's other codes (a proxy's; a code it shared with parcels now all gone) die.
     release_credentials(session, parcel, now, live)
     notify.queue(session, parcel, "picked_up")
