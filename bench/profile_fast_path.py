@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/profile_fast_path.py --requests 300            # CPU ms per request
     .venv/bin/python bench/profile_fast_path.py --requests 300 --profile  # and cProfile's top
+    .venv/bin/python bench/profile_fast_path.py --requests 40 --round-trips  # and round trips
 
 A fresh PostgreSQL database (``relayops_profile_fast``), the tests' small world (two shops, a
 carrier, a shopkeeper), ``--requests`` parcels announced in one manifest; then each is checked
@@ -9,6 +10,10 @@ in through Flask's test client, then each picked up by its code. The process's C
 (``time.process_time``) per request is printed for each phase: the web side only (PostgreSQL's
 backends are another process; ``bench/fast_path.py`` measures both under gunicorn). Flask's
 test client adds its own WSGI environ building, a little more than a real server's.
+
+``--round-trips``: every pooled connection is traced by libpq, and each phase also prints the
+client's round trips to PostgreSQL per request (each extended-protocol ``Sync`` or simple
+``Query`` it sent: statements, ``BEGIN``, ``COMMIT``, pings), a count load does not blur.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import cProfile
 import pstats
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's relay_ops, not an installed copy
 
-from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy import create_engine, event, text  # noqa: E402
 
 from relay_ops import create_app  # noqa: E402
 from relay_ops.db import migrate  # noqa: E402
@@ -69,9 +75,36 @@ def build_world(url: str) -> World:
     return world
 
 
-def timed(name: str, n: int, one: Callable[[int], Any], profile: bool) -> None:
+class RoundTrips:
+    """Counts the client's round trips on every connection the world's engine opens from now
+    on (a libpq trace per connection, read back)."""
+
+    def __init__(self, world: World) -> None:
+        self.traces: list[Any] = []
+        world.ctx.db.dispose()  # connections opened before are not traced: open them again
+        event.listen(world.ctx.db.engine, "connect", self._trace)
+
+    def _trace(self, dbapi: Any, _record: Any) -> None:
+        trace = tempfile.TemporaryFile("w+")
+        self.traces.append(trace)
+        dbapi.pgconn.trace(trace.fileno())
+
+    def count(self) -> int:
+        sent = 0
+        for trace in self.traces:
+            trace.seek(0)
+            for line in trace:
+                fields = line.split("\t")
+                if len(fields) > 3 and fields[1] == "F" and fields[3].strip() in ("Sync", "Query"):
+                    sent += 1
+        return sent
+
+
+def timed(name: str, n: int, one: Callable[[int], Any], profile: bool,
+          trips: RoundTrips | None = None) -> None:
     # CPU time, not wall: waiting for PostgreSQL is not the web process's cost.
     profiler = cProfile.Profile(time.process_time) if profile else None
+    sent0 = trips.count() if trips else 0
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
@@ -82,6 +115,9 @@ def timed(name: str, n: int, one: Callable[[int], Any], profile: bool) -> None:
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     print(f"{name}: {n} requests, web CPU {1000 * cpu / n:.2f} ms/request, "
           f"wall {1000 * wall / n:.2f} ms/request", flush=True)
+    if trips:
+        print(f"{name}: {(trips.count() - sent0) / n:.1f} round trips to PostgreSQL per "
+              "request (new connections' setup included)", flush=True)
     if profiler:
         stats = pstats.Stats(profiler).strip_dirs()
         stats.sort_stats("cumulative").print_stats(45)
@@ -92,9 +128,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
+    parser.add_argument("--round-trips", action="store_true",
+                        help="count the round trips to PostgreSQL per request (libpq trace)")
     parser.add_argument("--admin-url", default=ADMIN)
     args = parser.parse_args()
     world = build_world(fresh_database(args.admin_url, DATABASE))
+    trips = RoundTrips(world) if args.round_trips else None
     n = args.requests
     numbers = [f"ACME{i:08d}" for i in range(1, n + 1)]
     for chunk in range(0, n, 500):
@@ -106,14 +145,14 @@ def main() -> None:
         assert response.status_code == 201, response.json
         ids.append(response.json["parcel"]["id"])
 
-    timed("check-in", n, check_in, args.profile)
+    timed("check-in", n, check_in, args.profile, trips)
     codes = [world.code_of(pid) for pid in ids]
 
     def pick_up(i: int) -> None:
         response = world.pick_up(code=codes[i])
         assert response.status_code == 200, response.json
 
-    timed("pickup by code", n, pick_up, args.profile)
+    timed("pickup by code", n, pick_up, args.profile, trips)
     world.ctx.db.dispose()
 
 

@@ -7,11 +7,13 @@ second engine with ordinary deferred transactions so they never wait for a write
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVarTuple
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Row, Select, create_engine, event, exc, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -22,13 +24,27 @@ from relay_ops.db import local_date
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Where a pooled connection finds the clock that stamps the rows it writes (models.stamp_now).
 CLOCK_KEY = "relay_ops.clock"
+# A pooled PostgreSQL connection is pinged before use only once it has sat idle this long
+# (issue 15): a ping at every checkout was a round trip, and some CPU, per transaction of
+# every request. A connection in steady use fails, if the server went away, at its next
+# statement instead: the pool is then emptied (SQLAlchemy's "optimistic" disconnect
+# handling) and `Database.read_once` tries its statement once more on a fresh connection.
+PING_AFTER_IDLE_S = 10.0
+# Where a pooled connection keeps when it went back to the pool (time.monotonic()).
+IDLE_SINCE_KEY = "relay_ops.idle_since"
+
+_Ts = TypeVarTuple("_Ts")
 
 
 class Database:
-    def __init__(self, url: str, clock: Clock = system_clock, **engine_options: Any) -> None:
+    def __init__(
+        self, url: str, clock: Clock = system_clock, *,
+        ping_after_idle_s: float = PING_AFTER_IDLE_S, **engine_options: Any,
+    ) -> None:
         self.url = url
         self.clock = clock
         self.is_sqlite = url.startswith("sqlite")
+        self.ping_after_idle_s = ping_after_idle_s
         self.engine = self._make_engine(url, immediate=True, **engine_options)
         self.read_engine = (
             self._make_engine(url, immediate=False, **engine_options)
@@ -40,13 +56,14 @@ class Database:
 
     def _make_engine(self, url: str, *, immediate: bool, **options: Any) -> Engine:
         if not self.is_sqlite:
-            options.setdefault("pool_pre_ping", True)
             # No JIT compilation: on analysed tables the forecast's statements over a big
             # shop's history (100,000 index lookups) pass PostgreSQL's jit_above_cost and
             # spent ~0.8 s each compiling, more than running (issue 15). Our statements are
             # short; JIT pays only on long analytical queries.
             options.setdefault("connect_args", {"options": "-c jit=off"})
             engine = create_engine(url, **options)
+            if not options.get("pool_pre_ping"):
+                _ping_when_idle(engine, lambda: self.ping_after_idle_s)
         else:
             timeout = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             engine = create_engine(url, connect_args=timeout, **options)
@@ -75,6 +92,36 @@ class Database:
                 session.execute(text("SET LOCAL synchronous_commit = off"))
             yield session
 
+    def read_once(
+        self, statement: Select[*_Ts], params: Mapping[str, Any] | None = None
+    ) -> Sequence[Row[*_Ts]]:
+        """The rows of one read statement, on its own: no transaction around it on
+        PostgreSQL (one round trip, the statement's own snapshot), a deferred one on SQLite.
+
+        Tried once more if the connection turns out dead (the database restarted): a single
+        read changes nothing, so trying it again is safe, and the pool, emptied by the
+        failure, gives a fresh connection."""
+        engine = self.read_engine if self.is_sqlite else self._autocommit
+        try:
+            return self._read_rows(engine, statement, params)
+        except exc.DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            return self._read_rows(engine, statement, params)
+
+    @staticmethod
+    def _read_rows(
+        engine: Engine, statement: Select[*_Ts], params: Mapping[str, Any] | None
+    ) -> Sequence[Row[*_Ts]]:
+        with engine.connect() as connection:
+            return connection.execute(statement, params).all()
+
+    @functools.cached_property
+    def _autocommit(self) -> Engine:
+        # The same pool; each connection in autocommit for the time it is lent (the driver's
+        # flag, set and reset without a round trip).
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         with self._reader() as session, session.begin():
@@ -83,6 +130,26 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self.read_engine.dispose()
+
+
+def _ping_when_idle(engine: Engine, idle_after_s: Callable[[], float]) -> None:
+    """Ping a pooled connection at checkout only if it sat idle ``idle_after_s`` seconds or
+    more; a dead one empties the pool, and the pool connects afresh (SQLAlchemy's custom
+    pessimistic handling: a ``DisconnectionError`` raised at checkout)."""
+
+    @event.listens_for(engine, "checkin")
+    def _went_idle(_dbapi: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        record.info[IDLE_SINCE_KEY] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi: DBAPIConnection, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.pop(IDLE_SINCE_KEY, None)
+        if idle_since is None or time.monotonic() - idle_since < idle_after_s():
+            return  # a new connection, or one in steady use
+        try:
+            engine.dialect.do_ping(dbapi)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise exc.InvalidatePoolError(f"idle connection dead: {error}") from error
 
 
 def session_now(session: Session) -> Any:

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select
-from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from relay_ops.db.models import Carrier, Location, Parcel, ProducerOrder, Site, UnannouncedScan
+from relay_ops.db.models import Location, Parcel, ProducerOrder, Site, UnannouncedScan
 from relay_ops.domain import sizing, tracking
 from relay_ops.domain.errors import (
     NotFound,
@@ -141,6 +141,8 @@ def _shop_for_check_in(
     site, ratio, risk, reserved = row
     if not has_shelves(site.kind):
         raise ValidationFailed("lockers take parcels through a drop-off session")
+    set_committed_value(site, "locations",
+                        list(session.scalars(queries.shelves(), {"site_id": site.id})))
     closed = closed_given(site, {c.day for c in site.closing_days})
     return site, closed, Stored(ratio, risk), int(reserved or 0)
 
@@ -157,22 +159,9 @@ def _parcel_for_check_in(
     none here, the one elsewhere is a parcel at the wrong shop; two carriers' here (or, none
     here, elsewhere) and no carrier named, the shopkeeper is asked which carrier's label this
     is (``ambiguous-tracking-number``, docs/decisions/0007-tracking-numbers-per-carrier.md)."""
-    scanned = select(UnannouncedScan.site_id).where(
-        UnannouncedScan.site_id == site.id, UnannouncedScan.tracking_number == number
-    ).exists()
-    # A producer's order comes with its parcel, in the same statement.
-    query = (
-        select(Parcel, scanned, reservations.reservation_day(site.id))
-        .where(Parcel.tracking_number == number)
-        .outerjoin(ProducerOrder, ProducerOrder.parcel_id == Parcel.id)
-        .options(joinedload(Parcel.carrier), contains_eager(Parcel.producer_order))
-        .order_by(Parcel.id)
-        .with_for_update(of=Parcel)
-    )
-    if carrier_code is not None:
-        named = select(Carrier.id).where(Carrier.code == carrier_code).scalar_subquery()
-        query = query.where(or_(Parcel.carrier_id == named, Parcel.carrier_id.is_(None)))
-    rows = session.execute(query).unique().all()
+    rows = session.execute(queries.parcel(carrier_code is not None), {
+        "number": number, "site_id": site.id, "carrier_code": carrier_code,
+    }).unique().all()
     here = [row for row in rows if row[0].site_id == site.id]
     if len(here) > 1 and carrier_code is not None:
         # the named carrier's own, before a parcel of no carrier registered here

@@ -8,8 +8,9 @@ import functools
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, insert, select
+from sqlalchemy import Select, Table, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from relay_ops.db.models import (
@@ -151,6 +152,20 @@ def live_credentials(session: Session, parcel_id: int) -> list[PickupCredential]
             .order_by(PickupCredential.id)
         )
     )
+
+
+def spend(session: Session, credential: PickupCredential, now: datetime) -> None:
+    """The code used, now: one prebuilt UPDATE of that column, the object told it is written,
+    rather than a change the next flush would write (a unit of work run per pickup)."""
+    session.execute(_spend_statement(), {"credential_id": credential.id, "used_at": now})
+    set_committed_value(credential, "used_at", now)
+
+
+@functools.cache
+def _spend_statement() -> Update:
+    table = cast(Table, PickupCredential.__table__)
+    return (update(table).where(table.c.id == bindparam("credential_id"))
+            .values(used_at=bindparam("used_at")))
 
 
 def release_credentials(

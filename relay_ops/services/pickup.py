@@ -26,7 +26,12 @@ from relay_ops.domain.lifecycle import Action
 from relay_ops.services import history, notify, throttle
 from relay_ops.services import pickup_queries as queries
 from relay_ops.services.context import Ctx
-from relay_ops.services.credentials import LOCKED_CODE_ROWS, live_credentials, release_credentials
+from relay_ops.services.credentials import (
+    LOCKED_CODE_ROWS,
+    live_credentials,
+    release_credentials,
+    spend,
+)
 from relay_ops.services.parcel_views import READY, STAFF, left_view, parcel_view, site_for_staff
 from relay_ops.services.pickup_claims import (
     PickupClaim,
@@ -219,7 +224,7 @@ def _hand_over(
         data["override_lock"] = True
     history.apply(session, parcel, Action.PICK_UP, actor, now, data=data)
     if credential is not None:
-        credential.used_at = now
+        spend(session, credential, now)
     # The parcel's other codes (a proxy's; a code it shared with parcels now all gone) die.
     release_credentials(session, parcel, now, live)
     notify.queue(session, parcel, "picked_up")

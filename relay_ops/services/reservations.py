@@ -198,9 +198,10 @@ def awaiting_a_door(ctx: Ctx, session: Session, site_id: int) -> list[Parcel]:
     ))
 
 
-def reservation_day(site_id: int) -> ScalarSelect[date]:
+def reservation_day(site_id: int | ColumnElement[int]) -> ScalarSelect[date]:
     """The day of the place held at the site for the outer query's ``Parcel`` (NULL: none):
-    a column the check-in's parcel lookup carries."""
+    a column the check-in's parcel lookup carries. A value or a bound parameter (the
+    check-in builds its statement once)."""
     return (
         select(PlaceReservation.day)
         .where(PlaceReservation.parcel_id == Parcel.id, PlaceReservation.site_id == site_id,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+import pytest
+from sqlalchemy import create_engine, literal, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from relay_ops.services.context import Ctx
 
@@ -16,3 +19,50 @@ def test_a_transaction_that_need_not_be_durable_skips_the_flush_and_only_it(ctx:
         assert session.execute(text("SHOW synchronous_commit")).scalar() == "off"
     with ctx.db.transaction() as session:
         assert session.execute(text("SHOW synchronous_commit")).scalar() == "on"
+
+
+def _kill_pooled_connections(ctx: Ctx) -> None:
+    """Every connection the pool holds is ended by the server, as a restart would end it."""
+    with ctx.db.engine.connect() as connection:
+        mine = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+    admin = create_engine(ctx.db.url, poolclass=NullPool)
+    with admin.connect() as connection:
+        ended = connection.execute(text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = :pid"),
+            {"pid": mine}).scalar()
+    admin.dispose()
+    assert ended
+
+
+def test_a_single_read_survives_a_dead_connection_in_steady_use(ctx: Ctx) -> None:
+    if ctx.db.is_sqlite:
+        assert ctx.db.read_once(select(literal(1))) == [(1,)]
+        return
+    # Never pinged (it went back to the pool a moment ago): the statement fails, the pool is
+    # emptied, and the read is tried once more on a fresh connection.
+    ctx.db.ping_after_idle_s = 3600
+    _kill_pooled_connections(ctx)
+    assert [tuple(r) for r in ctx.db.read_once(select(literal(1)))] == [(1,)]
+
+
+def test_a_dead_idle_connection_is_replaced_before_a_transaction_uses_it(ctx: Ctx) -> None:
+    if ctx.db.is_sqlite:
+        return  # no pool of server connections
+    ctx.db.ping_after_idle_s = 0  # every pooled connection counts as idle: pinged
+    _kill_pooled_connections(ctx)
+    with ctx.db.transaction() as session:
+        assert session.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_a_connection_in_steady_use_is_not_pinged(ctx: Ctx) -> None:
+    if ctx.db.is_sqlite:
+        return
+    ctx.db.ping_after_idle_s = 3600
+    _kill_pooled_connections(ctx)
+    # No ping: the transaction's first statement meets the dead connection (and the pool is
+    # emptied for the next one). This is what the idle threshold trades for a round trip.
+    with pytest.raises(DBAPIError) as failed, ctx.db.transaction() as session:
+        session.execute(text("SELECT 1"))
+    assert failed.value.connection_invalidated
+    with ctx.db.transaction() as session:
+        assert session.execute(text("SELECT 1")).scalar() == 1
