@@ -15,6 +15,7 @@ from sqlalchemy import select
 from relay_ops.db.models import Compartment, Parcel, PlaceReservation, Site
 from relay_ops.services import (
     accounts,
+    api_tokens,
     locker_dropoff,
     locker_registry,
     manifests,
@@ -261,7 +262,7 @@ def test_concurrent_planners_never_promise_one_door_twice(world: World) -> None:
     accounts.create_carrier(world.ctx, SYSTEM, code="quick", name="Quick",
                             reroute_policy="automatic")
     tokens.append(accounts.issue_carrier_key(world.ctx, SYSTEM, "quick").token)
-    principals = [accounts.authenticate(world.ctx, t or "") for t in tokens]
+    principals = [api_tokens.authenticate(world.ctx, t or "") for t in tokens]
     barrier = threading.Barrier(2)
     answers: list[dict[str, Any]] = []
     errors: list[BaseException] = []
