@@ -26,6 +26,7 @@ from relay_ops.db.models import (
 )
 from relay_ops.domain import grouping, sizing, tracking
 from relay_ops.domain.errors import (
+    NoShelves,
     NotFound,
     SiteAtCapacity,
     UnannouncedParcel,
@@ -171,7 +172,7 @@ def _shop_for_check_in(
         raise NotFound(f"no site {site_id}")
     site, ratio, risk, reserved = row
     if not has_shelves(site.kind):
-        raise ValidationFailed("lockers take parcels through a drop-off session")
+        raise NoShelves("lockers take parcels through a drop-off session")
     closed = closed_given(site, {c.day for c in site.closing_days})
     return site, closed, Stored(ratio, risk), int(reserved or 0)
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from relay_ops.db.models import ClosingDay, Compartment, Location, Parcel, Site
 from relay_ops.domain import season, site_services
-from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
+from relay_ops.domain.errors import Conflict, NoShelves, NotFound, ValidationFailed
 from relay_ops.domain.geo import distance_km
 from relay_ops.domain.hours import (
     ALWAYS_OPEN,
@@ -29,6 +29,7 @@ from relay_ops.services.principal import Principal, Role, require_role, require_
 
 SITE_STATUSES = ("open", "closed", "saturated")
 HELD = [s.value for s in HELD_STATES]
+NO_SHELVES = "shelf locations belong to shops and storage sites; lockers have compartments"
 
 
 def site_view(site: Site, occupancy: Occupancy | None = None) -> dict[str, Any]:
@@ -116,8 +117,7 @@ def _hours_at_creation(data: dict[str, Any]) -> object:
 
 def _add_location(ctx: Ctx, session: Session, site: Site, loc: dict[str, Any]) -> Location:
     if not has_shelves(site.kind):
-        raise ValidationFailed("shelf locations belong to shops and storage sites; lockers "
-                               "have compartments")
+        raise ValidationFailed(NO_SHELVES)
     if loc["size_class"] not in ctx.settings.size_classes:
         known = ", ".join(ctx.settings.size_classes)
         raise ValidationFailed(f"size class {loc['size_class']!r} unknown; use {known}")
@@ -157,6 +157,10 @@ def add_locations(
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     with ctx.db.transaction() as session:
         site = site_row(session, site_id)
+        if not has_shelves(site.kind):
+            # The site's kind refuses the body a shop takes (at creation, the document's
+            # rule on `kind` and `locations` refuses it: 422 there).
+            raise NoShelves(NO_SHELVES)
         for loc in locations:
             _add_location(ctx, session, site, loc)
         try:
