@@ -12,7 +12,9 @@ from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from werkzeug.test import TestResponse
 
+from relay_ops.services import outbound_exceptions
 from relay_ops.web.api.openapi import REGISTRY, openapi_path
+from tests.conftest import Clock
 from tests.support import PASSWORD, World, is_problem, shop
 
 LOCKER = {"code": "LCK-R1", "name": "Casier de la gare", "locker_model": "mini-6",
@@ -54,8 +56,8 @@ def pointer(value: Any, expression: str) -> Any:
     return value
 
 
-def test_real_answers_match_the_documented_schemas(world: World, document: dict[str, Any]
-                                                    ) -> None:
+def test_real_answers_match_the_documented_schemas(world: World, document: dict[str, Any],
+                                                   clock: Clock) -> None:
     c = Conformance(document)
     op, keeper, carrier = world.operator, world.shopkeeper, world.carrier
     token = world.client.post("/api/v1/auth/token", json={"username": "op", "password": PASSWORD})
@@ -128,6 +130,41 @@ def test_real_answers_match_the_documented_schemas(world: World, document: dict[
     c.check("PUT", "/users/{user_id}/active", op.put(f"/users/{user['id']}/active",
                                                     {"active": False}))
 
+    # Sending: Acme collects its own labels at the Bourg shop; a deposit, its second scan,
+    # a refusal, a hand-back, the late ones; producers and their cold places.
+    shop_id = world.shop_id
+    c.check("PUT", "/sites/{site_id}/services", op.put(
+        f"/sites/{shop_id}/services", {"services": ["receive", "send", "cold"]}))
+    c.check("PUT", "/carriers/{code}/label-networks", op.put(
+        "/carriers/acme/label-networks", {"label_networks": ["prefix:ACME"]}))
+    c.check("PUT", "/sites/{site_id}/carriers/{code}", op.put(
+        f"/sites/{shop_id}/carriers/acme", {"collection_delay_hours": 48,
+                                            "rounds": ["16:00", "09:30"]}))
+    c.check("GET", "/sites/{site_id}/carriers", keeper.get(f"/sites/{shop_id}/carriers"))
+    sender = {"phone": "+33698765432", "email": "sender@example.org"}
+    deposit = {"tracking_number": "ACME00000900", "sender": sender, "size_class": "S"}
+    sent = c.check("POST", "/sites/{site_id}/outbound",
+                   keeper.post(f"/sites/{shop_id}/outbound", deposit))
+    c.check("POST", "/sites/{site_id}/outbound",
+            keeper.post(f"/sites/{shop_id}/outbound", deposit))  # scanned again: 200
+    c.check("POST", "/parcels/{parcel_id}/outbound-refusal", carrier.post(
+        f"/parcels/{sent['parcel']['id']}/outbound-refusal", {"reason": "badly packed"}))
+    c.check("POST", "/parcels/{parcel_id}/hand-back",
+            keeper.post(f"/parcels/{sent['parcel']['id']}/hand-back"))
+    keeper.post(f"/sites/{shop_id}/outbound", {"tracking_number": "ACME00000901"})
+    clock.advance(days=3)
+    outbound_exceptions.raise_overdue_alerts(world.ctx)  # the scheduler's sweep
+    world.sign_in_again()
+    late = c.check("GET", "/outbound/overdue", op.get("/outbound/overdue"))
+    assert [p["tracking_number"] for p in late["items"]] == ["ACME00000901"]
+    c.check("POST", "/producers", op.post("/producers", json={"code": "ferme", "name": "Ferme"}))
+    c.check("GET", "/producers", op.get("/producers"))
+    c.check("POST", "/producers/{code}/keys", op.post("/producers/ferme/keys", {"label": "x"}))
+    c.check("PUT", "/sites/{site_id}/locations/{label}/refrigerated", op.put(
+        f"/sites/{shop_id}/locations/A1/refrigerated", {"refrigerated": True}))
+    c.check("PUT", "/lockers/{site_id}/compartments/{number}/refrigerated", op.put(
+        f"/lockers/{locker['id']}/compartments/2/refrigerated", {"refrigerated": True}))
+
     # Every operation whose success the document describes was checked here (the resident's
     # extension and refusal answer a parcel's view, checked above as each role sees it).
     declared = {(ep.method, openapi_path(ep.rule)) for ep in REGISTRY if ep.response}
@@ -151,6 +188,7 @@ def test_links_lead_to_what_was_made(world: World, document: dict[str, Any]) -> 
                                                 "role": "operator"})),
         ("/carriers", {}, op.post("/carriers", json={"code": "lien", "name": "Lien"})),
         ("/manifests", {}, world.announce("LINK000002")),
+        ("/producers", {}, op.post("/producers", json={"code": "lien", "name": "Lien"})),
     ]
     ids = {o["operationId"]: (m.upper(), p.removeprefix("/api/v1"))
            for p, ops in document["paths"].items() for m, o in ops.items()}

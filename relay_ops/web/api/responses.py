@@ -323,3 +323,66 @@ class TokenOut(Out):
 
 class IssuedKeyOut(Out):
     token: str
+
+
+class OutboundParcelOut(Out):
+    """``outbound.outbound_view``: a sent parcel as staff and its carrier see it; ``overdue``
+    in the list of late ones."""
+
+    id: int
+    tracking_number: str
+    direction: str
+    state: str
+    site: str
+    carrier: str | None
+    location: str | None
+    size_class: str | None
+    dropped_off_at: str | None
+    collect_by: str | None
+    overdue_since: str | None
+    reason: str | None
+    closed_at: str | None
+    overdue: bool | None = None
+
+
+class OutboundParcelListOut(Out):
+    items: list[OutboundParcelOut]
+
+
+class DropOffOut(Out):
+    """``outbound._deposit_answer``: ``dropped_off`` (201) or ``already_dropped_off`` (200)."""
+
+    status: str
+    parcel: OutboundParcelOut
+    receipt_url: str
+
+
+class LabelNetworksOut(Out):
+    carrier: str
+    label_networks: list[str]
+
+
+class CarrierServiceOut(Out):
+    """``carrier_sites._service_view``: a carrier collecting sent parcels at a shop."""
+
+    carrier: str
+    name: str
+    label_networks: list[str]
+    collection_delay_hours: int
+    rounds: list[str]
+
+
+class CarrierServiceListOut(Out):
+    items: list[CarrierServiceOut]
+
+
+class ProducerOut(Out):
+    """``producers.producer_view``."""
+
+    id: int
+    code: str
+    name: str
+
+
+class ProducerListOut(Out):
+    items: list[ProducerOut]
