@@ -23,12 +23,14 @@ What each check judges here:
   tests give them nothing; ``test_the_operators_sequences_break_nothing`` runs schemathesis'
   state machine over the document's links (a site made, then read, changed, filled; a locker
   made, then read; a parcel scanned in, then read; a closing day declared, then withdrawn; a
-  staff account made, then deactivated or signed out...), each sequence from the seeded
-  demo, ``RELAY_OPS_FUZZ_SCENARIOS`` sequences (40) of up to 8 steps, every check on each
-  step. ``ensure_resource_availability`` fails a 404 on what a sequence's POST just made. The
-  API deletes only closing days, keys, temporary shelves and a staff account's tokens, and
-  reads nothing under those paths: ``use_after_free`` runs on every step but has no read
-  after a delete to judge, in this API.
+  no-room policy set, then removed; a staff account made, then deactivated or signed
+  out...), each sequence from the seeded demo, ``RELAY_OPS_FUZZ_SCENARIOS`` sequences (40)
+  of up to 8 steps, every check on each step. ``ensure_resource_availability`` fails a 404
+  on what a sequence's POST just made (a read, a change or a removal under its path).
+  ``use_after_free`` fails a successful read under a path a sequence deleted; it runs on
+  every step, but this API has no read under any path it deletes (closing days, keys,
+  temporary shelves, a carrier's service at a shop, no-room policies, home deliveries, a
+  staff account's tokens), so it has nothing to judge here until one exists.
 - ``object_level_authorization``: see CHECKS below.
 """
 
