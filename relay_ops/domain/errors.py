@@ -70,6 +70,14 @@ class NoShelves(DomainError):
     title = "This site has no shelves"
 
 
+class PeriodOver(DomainError):
+    """A period (a temporary shelf's) that ended before today: the same body was valid
+    until then, so today's date refuses it, not the request's form."""
+
+    slug = "period-over"
+    title = "The period is over"
+
+
 class UnannouncedParcel(DomainError):
     slug = "unannounced-parcel"
     title = "No carrier announced this parcel; confirm to check it in anyway"
