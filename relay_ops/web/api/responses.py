@@ -49,8 +49,8 @@ class ParcelRecipientOut(Out):
     locale: str | None = None
 
 
-class ParcelOut(Out):
-    """``parcel_views.parcel_view``."""
+class ParcelFieldsOut(Out):
+    """What ``parcel_views.parcel_view`` writes besides its site."""
 
     id: int
     tracking_number: str
@@ -58,7 +58,6 @@ class ParcelOut(Out):
     direction: str
     unannounced: bool
     carrier: str | None
-    site: str
     location: str | None
     compartment: int | None
     size_class: str | None
@@ -70,6 +69,12 @@ class ParcelOut(Out):
     closed_at: str | None
     group: GroupOut | None
     recipient: ParcelRecipientOut | None = None
+
+
+class ParcelOut(ParcelFieldsOut):
+    """``parcel_views.parcel_view``: the site by its code."""
+
+    site: str
 
 
 class ParcelPageOut(Out):
@@ -386,3 +391,19 @@ class ProducerOut(Out):
 
 class ProducerListOut(Out):
     items: list[ProducerOut]
+
+
+class ProxyOut(Out):
+    name: str | None
+
+
+class ResidentParcelOut(ParcelFieldsOut):
+    """``resident.resident_view``: the parcel with its whole site, the recipient's live code
+    and QR code (null until it arrives, and once it is gone), whether it can be extended, and
+    the proxy named."""
+
+    site: SiteOut
+    pickup_code: str | None
+    qr_url: str | None
+    can_extend: bool
+    proxy: ProxyOut | None

@@ -596,7 +596,8 @@ def revoke_user_tokens(principal: Principal, user_id: int) -> Any:
 
 
 @endpoint("/track/<token>", summary="A resident's view of their parcel", tag="residents",
-          roles=RESIDENT, errors=(404, 410))
+          roles=RESIDENT, errors=(404, 410),
+          response=r.ResidentParcelOut)
 def track(principal: Principal) -> Any:
     return resident.resident_view(ctx(), principal)
 
