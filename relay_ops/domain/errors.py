@@ -61,6 +61,23 @@ class WrongSite(DomainError):
     title = "The parcel belongs to another site"
 
 
+class NoShelves(DomainError):
+    """A shelf operation (a counter's check-in, shelf locations) at a site that has none: a
+    locker's parcels go through drop-off sessions into compartments. The site's kind refuses
+    it, not the request's form (the same body is accepted at a shop)."""
+
+    slug = "site-has-no-shelves"
+    title = "This site has no shelves"
+
+
+class PeriodOver(DomainError):
+    """A period (a temporary shelf's) that ended before today: the same body was valid
+    until then, so today's date refuses it, not the request's form."""
+
+    slug = "period-over"
+    title = "The period is over"
+
+
 class UnannouncedParcel(DomainError):
     slug = "unannounced-parcel"
     title = "No carrier announced this parcel; confirm to check it in anyway"

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from relay_ops.domain.errors import ValidationFailed
+from relay_ops.domain.errors import PeriodOver, ValidationFailed
 
 MAX_PERIOD_DAYS = 120  # a season, not a permanent shelf: that one is an ordinary location
 MAX_PLACES = 500  # per temporary shelf: more is a typing slip, not a back room
@@ -35,8 +35,10 @@ def check_temporary_shelf(
             valid_until=valid_until.isoformat(),
         )
     if valid_until < today:
-        raise ValidationFailed(f"the period ended on {valid_until.isoformat()}",
-                               valid_until=valid_until.isoformat())
+        # Today's date is state the document cannot state (as for a closing day in the
+        # past): a business rule refusing a valid request, 409, not an invalid one.
+        raise PeriodOver(f"the period ended on {valid_until.isoformat()}",
+                         valid_until=valid_until.isoformat())
     if (valid_until - valid_from).days + 1 > MAX_PERIOD_DAYS:
         raise ValidationFailed(
             f"a temporary shelf lasts at most {MAX_PERIOD_DAYS} days; a lasting one is an "

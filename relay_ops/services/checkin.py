@@ -14,10 +14,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 from relay_ops.db.models import Location, Parcel, ProducerOrder, Site, UnannouncedScan
 from relay_ops.domain import sizing, tracking
 from relay_ops.domain.errors import (
+    NoShelves,
     NotFound,
     SiteAtCapacity,
     UnannouncedParcel,
-    ValidationFailed,
     WrongSite,
 )
 from relay_ops.domain.holding import ClosedOn, Perishable, deadline_after, perishable_deadline
@@ -140,7 +140,7 @@ def _shop_for_check_in(
         raise NotFound(f"no site {site_id}")
     site, ratio, risk, reserved = row
     if not has_shelves(site.kind):
-        raise ValidationFailed("lockers take parcels through a drop-off session")
+        raise NoShelves("lockers take parcels through a drop-off session")
     set_committed_value(site, "locations",
                         list(session.scalars(queries.shelves(), {"site_id": site.id})))
     closed = closed_given(site, {c.day for c in site.closing_days})

@@ -12,12 +12,13 @@ from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Location, Parcel, Site
 from relay_ops.domain import season
-from relay_ops.domain.errors import Conflict, NotFound
+from relay_ops.domain.errors import Conflict, NoShelves, NotFound
 from relay_ops.domain.site_kinds import has_shelves
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 from relay_ops.services.sites import (
     HELD,
+    NO_SHELVES,
     Occupancy,
     add_location_row,
     occupancy_of,
@@ -52,6 +53,10 @@ def add_locations(
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     with ctx.db.transaction() as session:
         site = site_row(session, site_id)
+        if not has_shelves(site.kind):
+            # The site's kind refuses the body a shop takes (at creation, the document's
+            # rule on `kind` and `locations` refuses it: 422 there).
+            raise NoShelves(NO_SHELVES)
         for loc in locations:
             add_location_row(ctx, session, site, loc)
         try:

@@ -26,6 +26,7 @@ from relay_ops.services.principal import Principal, Role, require_role, require_
 
 SITE_STATUSES = ("open", "closed", "saturated")
 HELD = [s.value for s in HELD_STATES]
+NO_SHELVES = "shelf locations belong to shops and storage sites; lockers have compartments"
 
 
 def site_view(site: Site, occupancy: Occupancy | None = None) -> dict[str, Any]:
@@ -115,8 +116,7 @@ def add_location_row(ctx: Ctx, session: Session, site: Site, loc: dict[str, Any]
     """A shelf location checked and added to the session (at creation, or later by
     ``site_locations.add_locations``)."""
     if not has_shelves(site.kind):
-        raise ValidationFailed("shelf locations belong to shops and storage sites; lockers "
-                               "have compartments")
+        raise ValidationFailed(NO_SHELVES)
     if loc["size_class"] not in ctx.settings.size_classes:
         known = ", ".join(ctx.settings.size_classes)
         raise ValidationFailed(f"size class {loc['size_class']!r} unknown; use {known}")

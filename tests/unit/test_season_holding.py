@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from relay_ops.domain.errors import ValidationFailed
+from relay_ops.domain.errors import PeriodOver, ValidationFailed
 from relay_ops.domain.holding import AdaptiveHolding, holding_days, reminder_hours
 from relay_ops.domain.season import (
     MAX_PERIOD_DAYS,
@@ -98,7 +98,6 @@ def test_a_temporary_shelf_counts_only_within_its_dates() -> None:
 
 @pytest.mark.parametrize(("first", "last", "places"), [
     (date(2026, 12, 24), date(2026, 12, 1), 10),  # reversed
-    (date(2026, 11, 1), date(2026, 11, 30), 10),  # over already
     (date(2026, 12, 1), date(2026, 12, 1) + timedelta(
         days=MAX_PERIOD_DAYS), 10),  # longer than a season
     (date(2026, 12, 1), date(2026, 12, 24), 0),
@@ -107,6 +106,14 @@ def test_a_temporary_shelf_counts_only_within_its_dates() -> None:
 def test_a_bad_temporary_shelf_is_refused(first: date, last: date, places: int) -> None:
     with pytest.raises(ValidationFailed):
         check_temporary_shelf(first, last, places, today=date(2026, 12, 5))
+
+
+def test_a_period_already_over_is_refused_as_a_business_rule() -> None:
+    """Not an invalid request (422): the same body was valid until the period ended."""
+    with pytest.raises(PeriodOver) as refused:
+        check_temporary_shelf(date(2026, 11, 1), date(2026, 11, 30), 10,
+                              today=date(2026, 12, 5))
+    assert refused.value.status == 409 and not isinstance(refused.value, ValidationFailed)
 
 
 def test_a_fair_temporary_shelf_passes() -> None:

@@ -14,7 +14,7 @@ from relay_ops.domain.errors import Unauthenticated, ValidationFailed
 from relay_ops.services import api_tokens, home_delivery, idempotency, resident
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import PUBLIC, Principal, Role
-from relay_ops.web.api.openapi import REGISTRY, EndpointDoc
+from relay_ops.web.api.openapi import REGISTRY, EndpointDoc, Link
 from relay_ops.web.inputs import DEFAULT_BODY_LIMIT, RequestInvalid, body_limit
 
 PREFIX = "/api/v1"
@@ -41,6 +41,8 @@ def endpoint(
     max_body: str = DEFAULT_BODY_LIMIT,
     extra_responses: dict[int, str] | None = None,
     media_type: str = "application/json",
+    response: type[BaseModel] | None = None,
+    links: dict[str, Link] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare an API operation: route, who may call it, inputs, and its documentation.
 
@@ -49,12 +51,15 @@ def endpoint(
     as validated models, and return data (or ``(status, data)``). ``max_body`` names the
     configuration key of the largest body accepted (``web.inputs``); ``extra_responses`` are
     successful answers other than ``status`` (e.g. a replay's 200); ``media_type`` is the
-    success's (a QR code is an image).
+    success's (a QR code is an image); ``response`` the success's shape (``web.api.responses``),
+    for the document only: answers are not validated at run time. ``links`` lead from the
+    success to the operations a client calls next on what it got (OpenAPI links).
     """
     REGISTRY.append(EndpointDoc(
         rule=rule, method=method, summary=summary, tag=tag, roles=roles, body=body, query=query,
         status=status, idempotent=idempotent, description=description, errors=errors,
         extra_responses=extra_responses or {}, max_body=max_body, media_type=media_type,
+        response=response, links=links or {},
     ))
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:

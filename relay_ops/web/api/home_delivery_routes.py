@@ -13,6 +13,7 @@ from relay_ops.domain.hours import DAYS
 from relay_ops.services import home_delivery
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
+from relay_ops.web.api.openapi import Link
 from relay_ops.web.api.schemas import NOT_BLANK, Strict
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
@@ -98,7 +99,9 @@ def list_site_deliveries(principal: Principal, site_id: int, query: ListQuery) -
 @endpoint("/parcels/<id:parcel_id>/home-delivery", "POST",
           summary="Plan a home delivery at the resident's request", tag="home delivery",
           roles=STAFF, body=RequestIn, status=201, errors=(404, 409),
-          description=REQUEST_DOC + " Recorded as asked by the shop for the resident.")
+          description=REQUEST_DOC + " Recorded as asked by the shop for the resident.",
+          links={"Cancel": Link("DELETE /parcels/<id:parcel_id>/home-delivery",
+                                {"parcel_id": "$request.path.parcel_id"})})
 def shop_request(principal: Principal, parcel_id: int, body: RequestIn) -> Any:
     return 201, _request(principal, parcel_id, body)
 

@@ -12,6 +12,7 @@ from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services import no_room_policies
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
+from relay_ops.web.api.openapi import Link
 from relay_ops.web.api.schemas import Code, SizeClass, Strict
 
 OPERATOR = (Role.OPERATOR,)
@@ -62,7 +63,9 @@ POLICY_DOC = (
 @endpoint("/no-room-policies", "POST", summary="Set a no-room policy for a carrier and territory",
           tag="no room", roles=OPERATOR, body=PolicyIn, status=201, errors=(404, 409),
           extra_responses={200: "the policy of this carrier and territory, replaced"},
-          description=POLICY_DOC)
+          description=POLICY_DOC,
+          links={"Remove": Link("DELETE /no-room-policies/<id:policy_id>",
+                                {"policy_id": "$response.body#/id"})})
 def set_policy(principal: Principal, body: PolicyIn) -> Any:
     created, view = no_room_policies.set_policy(ctx(), principal, body.model_dump())
     return (201 if created else 200), view

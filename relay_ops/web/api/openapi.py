@@ -15,6 +15,17 @@ from relay_ops.web.inputs import DEFAULT_BODY_LIMIT, MAX_ID, NO_NUL_PATTERN
 
 
 @dataclass(frozen=True)
+class Link:
+    """An OpenAPI link from an operation's success to another operation (``"GET /sites/<id:
+    site_id>"``), its path parameters taken from the answer (``$response.body#/id``) or the
+    request (``$request.body#/day``): what a client does next with what it made, and the
+    sequences schemathesis' stateful tests follow."""
+
+    target: str
+    parameters: dict[str, str]
+
+
+@dataclass(frozen=True)
 class EndpointDoc:
     rule: str
     method: str
@@ -30,6 +41,9 @@ class EndpointDoc:
     extra_responses: dict[int, str] = field(default_factory=dict)
     max_body: str = DEFAULT_BODY_LIMIT
     media_type: str = "application/json"
+    # The success answer's shape (web.api.responses), shown in the document; None: unstated.
+    response: type[BaseModel] | None = None
+    links: dict[str, Link] = field(default_factory=dict)
 
 
 REGISTRY: list[EndpointDoc] = []
@@ -45,6 +59,11 @@ CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
     "date": {"type": "string", "format": "date"},
     "": {"type": "string", "minLength": 1, "pattern": NO_NUL_PATTERN},
 }
+
+
+def operation_id(method: str, rule: str) -> str:
+    return (f"{method.lower()}_{openapi_path(rule)}".replace("/", "_").replace("{", "")
+            .replace("}", "").replace("-", "_").strip("_"))
 
 
 def openapi_path(rule: str) -> str:
@@ -110,10 +129,9 @@ def build(prefix: str, title: str, version: str,
             "summary": ep.summary,
             "description": _describe(ep),
             "tags": [ep.tag],
-            "operationId": f"{ep.method.lower()}_{openapi_path(ep.rule)}"
-            .replace("/", "_").replace("{", "").replace("}", "").replace("-", "_").strip("_"),
+            "operationId": operation_id(ep.method, ep.rule),
             "parameters": _path_params(ep.rule) + _query_params(ep.query),
-            "responses": _responses(ep),
+            "responses": _responses(ep, _response_schema(ep.response, components)),
         }
         if ep.roles and not _by_link(ep):
             operation["security"] = [{"bearer": []}]
@@ -134,6 +152,8 @@ def build(prefix: str, title: str, version: str,
                 "content": {"application/json": {
                     "schema": {"$ref": f"#/components/schemas/{ep.body.__name__}"}}},
             }
+        if ep.links:
+            operation["responses"][str(ep.status)]["links"] = _links(ep)
         paths.setdefault(prefix + openapi_path(ep.rule), {})[ep.method.lower()] = operation
     components["schemas"]["Problem"] = PROBLEM_SCHEMA
     if vocabularies is not None:
@@ -146,6 +166,25 @@ def build(prefix: str, title: str, version: str,
         "paths": paths,
         "components": components,
     }
+
+
+def _links(ep: EndpointDoc) -> dict[str, Any]:
+    """The success's links; each names an operation of the registry and fills every one of
+    its path parameters (a link to nothing, or a half-filled one, is a mistake of the
+    declaration, refused here rather than served)."""
+    declared = {(doc.method, doc.rule) for doc in REGISTRY}
+    links = {}
+    for name, link in ep.links.items():
+        method, rule = link.target.split(" ", 1)
+        if (method, rule) not in declared:
+            raise ValueError(f"{ep.method} {ep.rule}: link {name!r} to no operation {link.target}")
+        wanted = {p["name"] for p in _path_params(rule)}
+        if set(link.parameters) != wanted:
+            raise ValueError(f"{ep.method} {ep.rule}: link {name!r} fills "
+                             f"{sorted(link.parameters)}, {link.target} takes {sorted(wanted)}")
+        links[name] = {"operationId": operation_id(method, rule),
+                       "parameters": dict(link.parameters)}
+    return links
 
 
 def _by_link(ep: EndpointDoc) -> bool:
@@ -175,13 +214,28 @@ def _error_codes(ep: EndpointDoc) -> set[int]:
     return codes
 
 
-def _responses(ep: EndpointDoc) -> dict[str, Any]:
+def _response_schema(model: type[BaseModel] | None, components: dict[str, Any]
+                     ) -> dict[str, Any]:
+    """The success answer's schema: a reference to ``model`` (added to the components with
+    the models it uses), or no schema at all when the operation states none."""
+    if model is None:
+        return {}
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}",
+                                     mode="serialization", by_alias=True)
+    for name, sub in schema.pop("$defs", {}).items():
+        components["schemas"][name] = sub
+    components["schemas"][model.__name__] = schema
+    return {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+
+
+def _responses(ep: EndpointDoc, success: dict[str, Any]) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     responses: dict[str, Any] = {str(ep.status): {"description": "Success"}}
     if ep.status != 204:  # no content, so no media type
-        responses[str(ep.status)]["content"] = {ep.media_type: {}}
+        responses[str(ep.status)]["content"] = {ep.media_type: success}
     for status, text in ep.extra_responses.items():
-        responses[str(status)] = {"description": text, "content": {"application/json": {}}}
+        # Another success (a replay, an answer already given): the same shape.
+        responses[str(status)] = {"description": text, "content": {"application/json": success}}
     for code in sorted(_error_codes(ep)):
         responses[str(code)] = {"description": ERROR_TEXT.get(code, "Error"), "content": problem}
         if code == 429:

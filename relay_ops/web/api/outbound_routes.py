@@ -19,6 +19,7 @@ from relay_ops.services import (
 )
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import client_address, ctx, endpoint
+from relay_ops.web.api import responses as r
 from relay_ops.web.api.schemas import (
     CONTACT_REGEX,
     HHMM,
@@ -134,7 +135,8 @@ class OutboundCollectionIn(Strict):
 @endpoint("/carriers/<code>/label-networks", "PUT", summary="The labels a carrier collects",
           tag="sending", roles=OPERATOR, body=LabelNetworksIn, errors=(404,),
           description="Replaces the carrier's label networks: a parcel is sent from a site "
-                      "only if a carrier serving the site collects its label's network.")
+                      "only if a carrier serving the site collects its label's network.",
+          response=r.LabelNetworksOut)
 def set_carrier_label_networks(principal: Principal, code: str, body: LabelNetworksIn) -> Any:
     return carrier_sites.set_label_networks(ctx(), principal, code, body.label_networks)
 
@@ -143,7 +145,8 @@ def set_carrier_label_networks(principal: Principal, code: str, body: LabelNetwo
           tag="sending", roles=OPERATOR, body=CarrierServiceIn, errors=(404,),
           description="The carrier takes sent parcels from this shop within "
                       "`collection_delay_hours` of each deposit; past it, the parcel is "
-                      "on the overdue list (`GET /outbound/overdue`).")
+                      "on the overdue list (`GET /outbound/overdue`).",
+          response=r.CarrierServiceOut)
 def carrier_serves_site(
     principal: Principal, site_id: int, code: str, body: CarrierServiceIn
 ) -> Any:
@@ -159,7 +162,8 @@ def carrier_stops_serving(principal: Principal, site_id: int, code: str) -> Any:
 
 
 @endpoint("/sites/<id:site_id>/carriers", summary="Carriers collecting sent parcels here",
-          tag="sending", roles=STAFF, errors=(404,))
+          tag="sending", roles=STAFF, errors=(404,),
+          response=r.CarrierServiceListOut)
 def list_site_carriers(principal: Principal, site_id: int) -> Any:
     return {"items": carrier_sites.site_carriers(ctx(), principal, site_id)}
 
@@ -176,7 +180,8 @@ def list_site_carriers(principal: Principal, site_id: int) -> Any:
                       "(`carrier-choice-needed`, 409, lists them). The parcel gets a shelf "
                       "place shared with received parcels (`site-at-capacity` when none), the "
                       "sender a receipt (`receipt_url`, and a message when `sender` gives a "
-                      "phone or an e-mail).")
+                      "phone or an e-mail).",
+          response=r.DropOffOut)
 def drop_off_outbound(principal: Principal, site_id: int, body: DropOffIn) -> Any:
     sender = outbound.Sender(**body.sender.model_dump()) if body.sender else None
     return outbound.drop_off(
@@ -228,7 +233,8 @@ def collect_outbound(principal: Principal, site_id: int, body: OutboundCollectio
                       "shelf (off the pickup list) and its sender is told to take it back. "
                       "In a locker door: the carrier's code no longer opens it, and the "
                       "sender's `refused` message gives a new code that does. "
-                      "A carrier refuses its own parcels; staff, their shop's.")
+                      "A carrier refuses its own parcels; staff, their shop's.",
+          response=r.OutboundParcelOut)
 def refuse_outbound(principal: Principal, parcel_id: int, body: OutboundRefusalIn) -> Any:
     return outbound_exceptions.refuse(ctx(), principal, parcel_id, body.reason)
 
@@ -238,7 +244,8 @@ def refuse_outbound(principal: Principal, parcel_id: int, body: OutboundRefusalI
           errors=(404, 409),
           description="A sent parcel waiting, refused or damaged leaves the shelf, `returned` "
                       "to its sender. Not at a locker (422): there the sender's code opens "
-                      "the door, and its closing says the parcel left.")
+                      "the door, and its closing says the parcel left.",
+          response=r.OutboundParcelOut)
 def hand_back_outbound(principal: Principal, parcel_id: int) -> Any:
     return outbound_exceptions.hand_back(ctx(), principal, parcel_id)
 
@@ -246,7 +253,8 @@ def hand_back_outbound(principal: Principal, parcel_id: int) -> Any:
 @endpoint("/outbound/overdue", summary="Sent parcels their carrier is late for",
           tag="sending", roles=CARRIER_OR_STAFF,
           description="Raised by the `outbound-overdue` sweep, once per parcel. Operators see "
-                      "all, a carrier its own, a shopkeeper their shops'.")
+                      "all, a carrier its own, a shopkeeper their shops'.",
+          response=r.OutboundParcelListOut)
 def outbound_overdue(principal: Principal) -> Any:
     return {"items": outbound_exceptions.overdue(ctx(), principal)}
 

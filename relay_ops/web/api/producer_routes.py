@@ -17,6 +17,8 @@ from relay_ops.services import (
 )
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
+from relay_ops.web.api import responses as r
+from relay_ops.web.api.openapi import Link
 from relay_ops.web.api.schemas import CONTACT_REGEX, Code, Email, KeyIn, Phone, SizeClass, Strict
 from relay_ops.web.inputs import MANIFEST_BODY_LIMIT
 
@@ -87,18 +89,22 @@ class RefrigeratedIn(Strict):
 @endpoint("/producers", "POST", summary="Create a producer", tag="producers", roles=OPERATOR,
           body=ProducerIn, status=201, errors=(409,),
           description="A local producer whose customers collect their orders at a shop. "
-                      "Give it an API key with `POST /producers/{code}/keys`.")
+                      "Give it an API key with `POST /producers/{code}/keys`.",
+          response=r.ProducerOut,
+          links={"IssueKey": Link("POST /producers/<code>/keys", {"code": "$response.body#/code"})})
 def create_producer(principal: Principal, body: ProducerIn) -> Any:
     return 201, producers.create_producer(ctx(), principal, code=body.code, name=body.name)
 
 
-@endpoint("/producers", summary="Producers", tag="producers", roles=STAFF)
+@endpoint("/producers", summary="Producers", tag="producers", roles=STAFF,
+          response=r.ProducerListOut)
 def list_producers(principal: Principal) -> Any:
     return {"items": producers.list_producers(ctx(), principal)}
 
 
 @endpoint("/producers/<code>/keys", "POST", summary="Issue a producer's API key (shown once)",
-          tag="producers", roles=OPERATOR, body=KeyIn, status=201, errors=(404,))
+          tag="producers", roles=OPERATOR, body=KeyIn, status=201, errors=(404,),
+          response=r.IssuedKeyOut)
 def issue_producer_key(principal: Principal, code: str, body: KeyIn) -> Any:
     return 201, {"token": producers.issue_producer_key(ctx(), principal, code, body.label).token}
 
@@ -182,7 +188,8 @@ def take_back(principal: Principal, site_id: int, body: TakeBackIn) -> Any:
 @endpoint("/sites/<id:site_id>/locations/<label>/refrigerated", "PUT",
           summary="Mark a shelf location as a cold place, or not", tag="producers",
           roles=STAFF, body=RefrigeratedIn, errors=(404,),
-          description="Only refrigerated places take `keep_cold` items.")
+          description="Only refrigerated places take `keep_cold` items.",
+          response=r.LocationListOut)
 def set_refrigerated(principal: Principal, site_id: int, label: str, body: RefrigeratedIn) -> Any:
     items = site_locations.set_refrigerated(ctx(), principal, site_id, label, body.refrigerated)
     return {"items": items}
@@ -201,7 +208,8 @@ def producer_locker_code(principal: Principal, site_id: int) -> Any:
           summary="Mark a locker door refrigerated, or not", tag="lockers", roles=OPERATOR,
           body=RefrigeratedIn, errors=(404,),
           description="Only refrigerated doors take producers' `keep_cold` orders; other "
-                      "parcels go there only when no other door takes them.")
+                      "parcels go there only when no other door takes them.",
+          response=r.CompartmentOut)
 def set_compartment_refrigerated(principal: Principal, site_id: int, number: int,
                                  body: RefrigeratedIn) -> Any:
     return locker_registry.set_compartment_refrigerated(ctx(), principal, site_id, number,

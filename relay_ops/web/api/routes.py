@@ -36,7 +36,9 @@ from relay_ops.services import forecast_views as forecasts
 from relay_ops.services import locker_collection as locker_collections
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import bp, client_address, ctx, endpoint, pagination
+from relay_ops.web.api import responses as r
 from relay_ops.web.api import schemas as s
+from relay_ops.web.api.openapi import Link
 from relay_ops.web.inputs import MANIFEST_BODY_LIMIT
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
@@ -44,6 +46,43 @@ OPERATOR = (Role.OPERATOR,)
 CARRIER = (Role.CARRIER,)
 RESIDENT = (Role.RESIDENT,)
 ANY = (Role.OPERATOR, Role.SHOPKEEPER, Role.CARRIER)
+
+# What a client does next with a site, a locker or a parcel it made or scanned (OpenAPI links:
+# also the sequences the stateful fuzz test follows).
+_SITE = {"site_id": "$response.body#/id"}
+SITE_LINKS = {
+    "GetSite": Link("GET /sites/<id:site_id>", _SITE),
+    "SetStatus": Link("PUT /sites/<id:site_id>/status", _SITE),
+    "SetOpeningHours": Link("PUT /sites/<id:site_id>/opening-hours", _SITE),
+    "SetServices": Link("PUT /sites/<id:site_id>/services", _SITE),
+    "AddLocations": Link("POST /sites/<id:site_id>/locations", _SITE),
+    "ListLocations": Link("GET /sites/<id:site_id>/locations", _SITE),
+    "GetOccupancy": Link("GET /sites/<id:site_id>/occupancy", _SITE),
+    "GetForecast": Link("GET /sites/<id:site_id>/forecast", _SITE),
+    "DeclareClosingDay": Link("POST /sites/<id:site_id>/closing-days", _SITE),
+    "ListParcels": Link("GET /sites/<id:site_id>/parcels", _SITE),
+    "CheckIn": Link("POST /sites/<id:site_id>/check-ins", _SITE),
+}
+LOCKER_LINKS = {
+    "GetLocker": Link("GET /lockers/<id:site_id>", _SITE),
+    "GetSite": Link("GET /sites/<id:site_id>", _SITE),
+    "SetStatus": Link("PUT /sites/<id:site_id>/status", _SITE),
+}
+
+
+def _parcel_links(pointer: str) -> dict[str, Link]:
+    parcel = {"parcel_id": pointer}
+    return {
+        "GetParcel": Link("GET /parcels/<id:parcel_id>", parcel),
+        "GetEvents": Link("GET /parcels/<id:parcel_id>/events", parcel),
+        "Extend": Link("POST /parcels/<id:parcel_id>/extension", parcel),
+        "Declare": Link("POST /parcels/<id:parcel_id>/declarations", parcel),
+    }
+
+
+_USER = {"user_id": "$response.body#/id"}
+PARCEL_LINKS = _parcel_links("$response.body#/id")
+PARCEL_LINKS_FROM_ANSWER = _parcel_links("$response.body#/parcel/id")
 
 
 # ------------------------------------------------------------------ auth
@@ -54,7 +93,8 @@ ANY = (Role.OPERATOR, Role.SHOPKEEPER, Role.CARRIER)
           description="Wrong passwords are counted per username and client address: after 5, "
                       "each one doubles the wait before that address may try that username "
                       "again (1 s up to 15 min; 429 with `Retry-After`). Other addresses, "
-                      "the owner's included, are not slowed down; a success clears the count.")
+                      "the owner's included, are not slowed down; a success clears the count.",
+          response=r.TokenOut)
 def create_token(principal: Principal, body: s.TokenIn) -> Any:
     issued = staff_sign_in.log_in(ctx(), body.username, body.password, client=client_address())
     return 201, {"token": issued.token, "expires_at": issued.expires_at}
@@ -72,7 +112,8 @@ def create_token(principal: Principal, body: s.TokenIn) -> Any:
                       "container, a back room opened for the season) is run like a shop "
                       "(shelf `locations`, hours, staff at its counter) and receives parcels "
                       "only when no shop within reach has room (docs/overflow.md); its "
-                      "`season` (`from`, `to`, both days included) limits when.")
+                      "`season` (`from`, `to`, both days included) limits when.",
+          response=r.CountedSiteOut, links=SITE_LINKS)
 def create_site(principal: Principal, body: s.SiteIn) -> Any:
     data = body.model_dump(mode="json", exclude_none=True, by_alias=True)
     return 201, sites.create_site(ctx(), principal, data)
@@ -82,7 +123,8 @@ def create_site(principal: Principal, body: s.SiteIn) -> Any:
           query=s.SitesQuery,
           description="Public: the directory of relay points and lockers. "
                       "`near=lat,lon` sorts by distance and adds `distance_km`; "
-                      "`service=send,cold` keeps the sites that offer every service named.")
+                      "`service=send,cold` keeps the sites that offer every service named.",
+          response=r.SiteListOut)
 def list_sites(principal: Principal, query: s.SitesQuery) -> Any:
     near = tuple(float(x) for x in query.near.split(",")) if query.near else None
     return {"items": site_search.list_sites(
@@ -93,13 +135,15 @@ def list_sites(principal: Principal, query: s.SitesQuery) -> Any:
 
 
 @endpoint("/sites/<id:site_id>", summary="A site with its occupancy", tag="sites",
-          roles=ANY, errors=(404,))
+          roles=ANY, errors=(404,),
+          response=r.CountedSiteOut)
 def get_site(principal: Principal, site_id: int) -> Any:
     return sites.get_site(ctx(), principal, site_id)
 
 
 @endpoint("/sites/<id:site_id>/status", "PUT", summary="Open, close or mark a site saturated",
-          tag="sites", roles=OPERATOR, body=s.SiteStatusIn, errors=(404,))
+          tag="sites", roles=OPERATOR, body=s.SiteStatusIn, errors=(404,),
+          response=r.SiteOut)
 def set_site_status(principal: Principal, site_id: int, body: s.SiteStatusIn) -> Any:
     return sites.set_status(ctx(), principal, site_id, body.status)
 
@@ -111,7 +155,8 @@ def set_site_status(principal: Principal, site_id: int, body: s.SiteStatusIn) ->
                       "for `open_now` and the deadlines of later check-ins. A shop that had no "
                       "hours (created before they were required): each parcel waiting there "
                       "whose ready message failed for want of them gets a deadline counted "
-                      "from now and its ready message again.")
+                      "from now and its ready message again.",
+          response=r.SiteOut)
 def set_opening_hours(principal: Principal, site_id: int, body: s.OpeningHoursIn) -> Any:
     return opening_hours.set_opening_hours(ctx(), principal, site_id, body.opening_hours)
 
@@ -120,26 +165,30 @@ def set_opening_hours(principal: Principal, site_id: int, body: s.OpeningHoursIn
           tag="sites", roles=STAFF, body=s.SiteServicesIn, errors=(404,),
           description="Replaces what the site offers the public (`receive`, `send`, `cold`, "
                       "`home_delivery`, `locker`); the directory filters on it "
-                      "(`GET /sites?service=send,cold`). Its operator or its own shopkeeper.")
+                      "(`GET /sites?service=send,cold`). Its operator or its own shopkeeper.",
+          response=r.SiteOut)
 def set_site_services(principal: Principal, site_id: int, body: s.SiteServicesIn) -> Any:
     return sites.set_services(ctx(), principal, site_id, list(body.services))
 
 
 @endpoint("/sites/<id:site_id>/locations", "POST", summary="Add shelf locations to a shop",
-          tag="sites", roles=OPERATOR, body=s.LocationsIn, status=201, errors=(404, 409))
+          tag="sites", roles=OPERATOR, body=s.LocationsIn, status=201, errors=(404, 409),
+          response=r.LocationListOut)
 def add_locations(principal: Principal, site_id: int, body: s.LocationsIn) -> Any:
     data = [loc.model_dump() for loc in body.locations]
     return 201, {"items": site_locations.add_locations(ctx(), principal, site_id, data)}
 
 
 @endpoint("/sites/<id:site_id>/locations", summary="Shelf locations and how full they are",
-          tag="sites", roles=STAFF, errors=(404,))
+          tag="sites", roles=STAFF, errors=(404,),
+          response=r.LocationListOut)
 def list_locations(principal: Principal, site_id: int) -> Any:
     return {"items": site_locations.list_locations(ctx(), principal, site_id)}
 
 
 @endpoint("/sites/<id:site_id>/occupancy", summary="How full the site is", tag="sites",
-          roles=STAFF, errors=(404,))
+          roles=STAFF, errors=(404,),
+          response=r.OccupancyOut)
 def get_occupancy(principal: Principal, site_id: int) -> Any:
     return site_locations.occupancy(ctx(), principal, site_id)
 
@@ -157,7 +206,11 @@ def get_forecast(principal: Principal, site_id: int) -> Any:
 
 
 @endpoint("/sites/<id:site_id>/closing-days", "POST", summary="Declare a closing day",
-          tag="sites", roles=STAFF, body=s.ClosingDayIn, status=201, errors=(404, 409))
+          tag="sites", roles=STAFF, body=s.ClosingDayIn, status=201, errors=(404, 409),
+          response=r.SiteOut,
+          links={"WithdrawClosingDay": Link(
+              "DELETE /sites/<id:site_id>/closing-days/<date:day>",
+              {"site_id": "$response.body#/id", "day": "$request.body#/day"})})
 def add_closing_day(principal: Principal, site_id: int, body: s.ClosingDayIn) -> Any:
     return 201, site_calendar.declare_closing_day(ctx(), principal, site_id, body.day, body.reason)
 
@@ -175,20 +228,23 @@ def remove_closing_day(principal: Principal, site_id: int, day: date) -> Any:
 @endpoint("/lockers", "POST", summary="Register a locker and its compartments", tag="lockers",
           roles=OPERATOR, body=s.LockerIn, status=201, errors=(409,),
           description="Compartments come from `locker_model` (configuration `LOCKER_MODELS`). "
-                      "The `code` is also the locker's MQTT id.")
+                      "The `code` is also the locker's MQTT id.",
+          response=r.LockerOut, links=LOCKER_LINKS)
 def register_locker(principal: Principal, body: s.LockerIn) -> Any:
     return 201, locker_registry.register_locker(ctx(), principal, body.model_dump(mode="json"))
 
 
 @endpoint("/lockers/<id:site_id>", summary="A locker: link, doors, alerts, commands waiting",
-          tag="lockers", roles=(Role.OPERATOR, Role.CARRIER), errors=(404,))
+          tag="lockers", roles=(Role.OPERATOR, Role.CARRIER), errors=(404,),
+          response=r.LockerOut)
 def get_locker(principal: Principal, site_id: int) -> Any:
     return locker_views.locker_view(ctx(), principal, site_id)
 
 
 @endpoint("/lockers/<id:site_id>/compartments/<id:number>/service", "PUT",
           summary="Take a compartment out of service, or put it back", tag="lockers",
-          roles=OPERATOR, body=s.CompartmentServiceIn, errors=(404,))
+          roles=OPERATOR, body=s.CompartmentServiceIn, errors=(404,),
+          response=r.CompartmentOut)
 def set_compartment_service(principal: Principal, site_id: int, number: int,
                             body: s.CompartmentServiceIn) -> Any:
     return locker_registry.set_compartment_service(ctx(), principal, site_id, number,
@@ -284,7 +340,8 @@ def close_locker_session(principal: Principal, session_id: int) -> Any:
 
 
 @endpoint("/sites/<id:site_id>/parcels", summary="Parcels on hand (filters, pages)",
-          tag="counter", roles=STAFF, query=s.InventoryQuery, errors=(404,))
+          tag="counter", roles=STAFF, query=s.InventoryQuery, errors=(404,),
+          response=r.ParcelPageOut)
 def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuery) -> Any:
     states = tuple(x for x in (query.state or "").split(",") if x)
     filters = parcel_views.InventoryFilter(
@@ -306,7 +363,8 @@ def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuer
                       "Numbers are unique per carrier: when two carriers' parcels here carry "
                       "the scanned number, 409 `ambiguous-tracking-number` lists their "
                       "`carriers` and the scan is sent again with `carrier` (as printed on "
-                      "the label); the carriers of parcels at other shops are not listed.")
+                      "the label); the carriers of parcels at other shops are not listed.",
+          response=r.CheckInOut, links=PARCEL_LINKS_FROM_ANSWER)
 def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
     recipient = (checkin_registration.Recipient(**body.recipient.model_dump())
                  if body.recipient else None)
@@ -334,7 +392,8 @@ def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
                       "(428 `identity-check-required`). A shared code hands over every parcel "
                       "it covers that is still ready (`parcels`, one event each); "
                       "`not_handed_over` names those that left the shelf meanwhile, with their "
-                      "state.")
+                      "state.",
+          response=r.PickupOut, links=PARCEL_LINKS_FROM_ANSWER)
 def pick_up(principal: Principal, site_id: int, body: s.PickupIn) -> Any:
     identity = pickup.IdentityCheck.from_mapping(
         body.identity.model_dump() if body.identity else None
@@ -367,25 +426,29 @@ def collect(principal: Principal, site_id: int, body: s.CollectionIn) -> Any:
                       "own parcels only: another carrier's number answers 404 exactly like a "
                       "number nobody holds. Staff who see two carriers' parcels under one "
                       "number get 409 `ambiguous-tracking-number` with the candidates' "
-                      "`carriers`, and ask again with `carrier`.")
+                      "`carriers`, and ask again with `carrier`.",
+          response=r.ParcelOut)
 def find_parcel(principal: Principal, query: s.ParcelLookupQuery) -> Any:
     return parcel_views.find_parcel(ctx(), principal, query.tracking_number, query.carrier)
 
 
 @endpoint("/parcels/<id:parcel_id>", summary="A parcel", tag="parcels", roles=ANY,
-          errors=(404,))
+          errors=(404,),
+          response=r.ParcelOut)
 def get_parcel(principal: Principal, parcel_id: int) -> Any:
     return parcel_views.get_parcel(ctx(), principal, parcel_id)
 
 
 @endpoint("/parcels/<id:parcel_id>/events", summary="A parcel's full history", tag="parcels",
-          roles=ANY, errors=(404,))
+          roles=ANY, errors=(404,),
+          response=r.EventListOut)
 def parcel_events(principal: Principal, parcel_id: int) -> Any:
     return {"items": parcel_views.parcel_history(ctx(), principal, parcel_id)}
 
 
 @endpoint("/parcels/<id:parcel_id>/extension", "POST", summary="Extend the holding period once",
-          tag="parcels", roles=STAFF, errors=(404, 409))
+          tag="parcels", roles=STAFF, errors=(404, 409),
+          response=r.ParcelOut)
 def extend_parcel(principal: Principal, parcel_id: int) -> Any:
     return expiry.extend(ctx(), principal, parcel_id)
 
@@ -395,13 +458,15 @@ def extend_parcel(principal: Principal, parcel_id: int) -> Any:
           body=s.RefusalIn, errors=(404, 409),
           description="Wrong item, damaged, unwanted: the parcel goes back as an expired one "
                       "does (its code dies; its carrier, or its producer, takes it back; at a "
-                      "locker with its own code). Recorded at the counter by the shop's staff.")
+                      "locker with its own code). Recorded at the counter by the shop's staff.",
+          response=r.ParcelOut)
 def refuse_delivery(principal: Principal, parcel_id: int, body: s.RefusalIn) -> Any:
     return expiry.refuse_delivery(ctx(), principal, parcel_id, body.reason)
 
 
 @endpoint("/parcels/<id:parcel_id>/declarations", "POST", summary="Declare missing or damaged",
-          tag="parcels", roles=STAFF, body=s.DeclarationIn, status=201, errors=(404, 409))
+          tag="parcels", roles=STAFF, body=s.DeclarationIn, status=201, errors=(404, 409),
+          response=r.ParcelOut, links=PARCEL_LINKS)
 def declare(principal: Principal, parcel_id: int, body: s.DeclarationIn) -> Any:
     return 201, expiry.declare(ctx(), principal, parcel_id, body.kind, body.note)
 
@@ -439,20 +504,25 @@ def list_reroutes(principal: Principal, parcel_id: int) -> Any:
                       "numbers are unique per carrier: a number this carrier announced before "
                       "is rejected (`duplicate-tracking-number`), another carrier's parcel "
                       "under the same number is not seen at all (the line is answered as for "
-                      "a number nobody holds).")
+                      "a number nobody holds).",
+          response=r.ManifestAnswerOut,
+          links={"GetManifest": Link("GET /manifests/<id:manifest_id>",
+                                     {"manifest_id": "$response.body#/id"})})
 def announce(principal: Principal, body: s.ManifestIn) -> Any:
     return manifests.announce(ctx(), principal, body.as_service_body())
 
 
 @endpoint("/manifests", summary="The carrier's manifests", tag="manifests",
-          roles=(Role.CARRIER, Role.OPERATOR), query=s.PageQuery)
+          roles=(Role.CARRIER, Role.OPERATOR), query=s.PageQuery,
+          response=r.ManifestPageOut)
 def list_manifests(principal: Principal, query: s.PageQuery) -> Any:
     page, per_page = pagination(query.page, query.per_page)
     return manifests.list_manifests(ctx(), principal, page, per_page)
 
 
 @endpoint("/manifests/<id:manifest_id>", summary="A manifest and its reconciliation",
-          tag="manifests", roles=(Role.CARRIER, Role.OPERATOR), errors=(404,))
+          tag="manifests", roles=(Role.CARRIER, Role.OPERATOR), errors=(404,),
+          response=r.ManifestOut)
 def get_manifest(principal: Principal, manifest_id: int) -> Any:
     return manifests.get_manifest(ctx(), principal, manifest_id)
 
@@ -461,18 +531,22 @@ def get_manifest(principal: Principal, manifest_id: int) -> Any:
 
 
 @endpoint("/carriers", "POST", summary="Register a carrier", tag="admin", roles=OPERATOR,
-          body=s.CarrierIn, status=201, errors=(409,))
+          body=s.CarrierIn, status=201, errors=(409,),
+          response=r.CarrierOut,
+          links={"IssueKey": Link("POST /carriers/<code>/keys", {"code": "$response.body#/code"})})
 def create_carrier(principal: Principal, body: s.CarrierIn) -> Any:
     return 201, accounts.create_carrier(ctx(), principal, **body.model_dump())
 
 
-@endpoint("/carriers", summary="Carriers", tag="admin", roles=STAFF)
+@endpoint("/carriers", summary="Carriers", tag="admin", roles=STAFF,
+          response=r.CarrierListOut)
 def list_carriers(principal: Principal) -> Any:
     return {"items": accounts.list_carriers(ctx(), principal)}
 
 
 @endpoint("/carriers/<code>/keys", "POST", summary="Issue an API key (shown once)", tag="admin",
-          roles=OPERATOR, body=s.KeyIn, status=201, errors=(404,))
+          roles=OPERATOR, body=s.KeyIn, status=201, errors=(404,),
+          response=r.IssuedKeyOut)
 def issue_key(principal: Principal, code: str, body: s.KeyIn) -> Any:
     issued = accounts.issue_carrier_key(ctx(), principal, code, body.label)
     return 201, {"token": issued.token}
@@ -486,7 +560,10 @@ def revoke_key(principal: Principal, prefix: str) -> Any:
 
 
 @endpoint("/users", "POST", summary="Create a staff account", tag="admin", roles=OPERATOR,
-          body=s.UserIn, status=201, errors=(404, 409))
+          body=s.UserIn, status=201, errors=(404, 409),
+          response=r.UserOut,
+          links={"SetActive": Link("PUT /users/<id:user_id>/active", _USER),
+                 "SignOut": Link("DELETE /users/<id:user_id>/tokens", _USER)})
 def create_user(principal: Principal, body: s.UserIn) -> Any:
     data = body.model_dump()
     return 201, accounts.create_user(
@@ -496,7 +573,8 @@ def create_user(principal: Principal, body: s.UserIn) -> Any:
     )
 
 
-@endpoint("/users", summary="Staff accounts", tag="admin", roles=OPERATOR)
+@endpoint("/users", summary="Staff accounts", tag="admin", roles=OPERATOR,
+          response=r.UserListOut)
 def list_users(principal: Principal) -> Any:
     return {"items": accounts.list_users(ctx(), principal)}
 
@@ -507,7 +585,8 @@ def list_users(principal: Principal) -> Any:
                       "transaction: its next request, API or pages, is refused (401). "
                       "`active: true` lets it sign in again; revoked tokens stay revoked. "
                       "An operator cannot deactivate their own account nor the last active "
-                      "operator (409).")
+                      "operator (409).",
+          response=r.UserOut)
 def set_user_active(principal: Principal, user_id: int, body: s.UserActiveIn) -> Any:
     return accounts.set_active(ctx(), principal, user_id, body.active)
 
@@ -525,13 +604,15 @@ def revoke_user_tokens(principal: Principal, user_id: int) -> Any:
 
 
 @endpoint("/track/<token>", summary="A resident's view of their parcel", tag="residents",
-          roles=RESIDENT, errors=(404, 410))
+          roles=RESIDENT, errors=(404, 410),
+          response=r.ResidentParcelOut)
 def track(principal: Principal) -> Any:
     return resident.resident_view(ctx(), principal)
 
 
 @endpoint("/track/<token>/extension", "POST", summary="Ask for the one extension",
-          tag="residents", roles=RESIDENT, errors=(404, 409, 410))
+          tag="residents", roles=RESIDENT, errors=(404, 409, 410),
+          response=r.ParcelOut)
 def track_extend(principal: Principal) -> Any:
     assert principal.parcel_id is not None
     return expiry.extend(ctx(), principal, principal.parcel_id)
@@ -542,7 +623,8 @@ def track_extend(principal: Principal) -> Any:
           description="Wrong item, damaged, unwanted (at a locker: having opened the door, "
                       "leave the parcel inside and close it): the parcel goes back to its "
                       "sender's carrier and your code dies. To send back a parcel you took, "
-                      "return it (a drop-off with `reason: return`).")
+                      "return it (a drop-off with `reason: return`).",
+          response=r.ParcelOut)
 def track_refuse(principal: Principal, body: s.RefusalIn) -> Any:
     assert principal.parcel_id is not None
     return expiry.refuse_delivery(ctx(), principal, principal.parcel_id, body.reason)

@@ -1,0 +1,252 @@
+"""The document's success schemas are true: real answers of the operations that declare one
+(a shop, a locker, a manifest, check-ins and pickups, parcels, carriers, staff) are valid
+under them, as each role sees them; and its links lead somewhere: each link's value, taken
+from a real answer, names the object that the linked operation then finds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
+from werkzeug.test import TestResponse
+
+from relay_ops.services import outbound_exceptions
+from relay_ops.services.resident import tracking_token
+from relay_ops.web.api.openapi import REGISTRY, openapi_path
+from tests.conftest import Clock
+from tests.support import PASSWORD, World, is_problem, shop
+
+LOCKER = {"code": "LCK-R1", "name": "Casier de la gare", "locker_model": "mini-6",
+          "address": "Place de la gare", "postcode": "44440", "city": "Riaillé",
+          "latitude": 47.51, "longitude": -1.29}
+
+
+@pytest.fixture
+def document(client: FlaskClient) -> dict[str, Any]:
+    return client.get("/api/v1/openapi.json").json  # type: ignore[no-any-return]
+
+
+class Conformance:
+    """Checks answers against the served document, and remembers which operations it saw."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.seen: set[tuple[str, str]] = set()
+
+    def operation(self, method: str, path: str) -> dict[str, Any]:
+        return self.document["paths"]["/api/v1" + path][method.lower()]  # type: ignore
+
+    def check(self, method: str, path: str, response: TestResponse) -> Any:
+        """The answer, after checking it against its status's schema."""
+        declared = self.operation(method, path)["responses"][str(response.status_code)]
+        schema = declared["content"]["application/json"]["schema"]
+        root = {"components": self.document["components"], **schema}
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                  for e in Draft202012Validator(root).iter_errors(response.json)]
+        assert not errors, (method, path, errors)
+        self.seen.add((method.upper(), path))
+        return response.json
+
+
+def pointer(value: Any, expression: str) -> Any:
+    """The value a link's runtime expression (``$response.body#/parcel/id``) names."""
+    for part in expression.split("#", 1)[1].strip("/").split("/"):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def test_real_answers_match_the_documented_schemas(world: World, document: dict[str, Any],
+                                                   clock: Clock) -> None:
+    c = Conformance(document)
+    op, keeper, carrier = world.operator, world.shopkeeper, world.carrier
+    token = world.client.post("/api/v1/auth/token", json={"username": "op", "password": PASSWORD})
+    c.check("POST", "/auth/token", token)
+
+    # Sites: a storage site with a season (an optional part of the shape), a locker.
+    storage = shop("grange", 47.51, -1.30, [("S1", "M", 5)], kind="storage",
+                   season={"from": "2026-06-01", "to": None})
+    site = c.check("POST", "/sites", op.post("/sites", json=storage))
+    sid = site["id"]
+    assert site["season"] == {"from": "2026-06-01", "to": None}
+    c.check("GET", "/sites/{site_id}", op.get(f"/sites/{sid}"))
+    for who in (world.anonymous, keeper, op):
+        c.check("GET", "/sites", who.get("/sites", near="47.5,-1.3"))
+    c.check("PUT", "/sites/{site_id}/status", op.put(f"/sites/{sid}/status", {"status": "open"}))
+    c.check("PUT", "/sites/{site_id}/services",
+            op.put(f"/sites/{sid}/services", {"services": ["receive", "send"]}))
+    c.check("PUT", "/sites/{site_id}/opening-hours",
+            op.put(f"/sites/{sid}/opening-hours", {"opening_hours": "24/7"}))
+    c.check("POST", "/sites/{site_id}/locations", op.post(
+        f"/sites/{sid}/locations", {"locations": [{"label": "S2", "capacity": 3}]}))
+    c.check("GET", "/sites/{site_id}/locations", op.get(f"/sites/{sid}/locations"))
+    c.check("GET", "/sites/{site_id}/occupancy", op.get(f"/sites/{sid}/occupancy"))
+    c.check("POST", "/sites/{site_id}/closing-days", op.post(
+        f"/sites/{sid}/closing-days", {"day": "2030-01-02", "reason": None}))
+    locker = c.check("POST", "/lockers", op.post("/lockers", json=LOCKER))
+    for who in (op, carrier):  # a carrier does not see the alerts
+        c.check("GET", "/lockers/{site_id}", who.get(f"/lockers/{locker['id']}"))
+    c.check("PUT", "/lockers/{site_id}/compartments/{number}/service", op.put(
+        f"/lockers/{locker['id']}/compartments/1/service",
+        {"in_service": False, "reason": "door jammed"}))
+
+    # A manifest (one line refused), its replay, the parcels checked in and handed over.
+    body = {"reference": "R-SCHEMA", "expected_date": "2030-01-03", "parcels": [
+        {"tracking_number": n, "site": "bourg", "recipient": world.recipient_for(n)}
+        for n in ("SCHEMA0001", "SCHEMA0002")] + [{"tracking_number": "x", "site": "bourg"}]}
+    answer = c.check("POST", "/manifests", carrier.post("/manifests", json=body))
+    assert [line["status"] for line in answer["parcels"]] == ["accepted", "accepted", "rejected"]
+    c.check("POST", "/manifests", carrier.post("/manifests", json=body))  # the replay, 200
+    for who in (carrier, op):
+        c.check("GET", "/manifests", who.get("/manifests"))
+        c.check("GET", "/manifests/{manifest_id}", who.get(f"/manifests/{answer['id']}"))
+    first = c.check("POST", "/sites/{site_id}/check-ins", world.check_in("SCHEMA0001"))
+    c.check("POST", "/sites/{site_id}/check-ins", world.check_in("SCHEMA0001"))  # again: 200
+    pid = first["parcel"]["id"]
+    for who in (op, keeper, carrier):
+        c.check("GET", "/parcels/{parcel_id}", who.get(f"/parcels/{pid}"))
+        c.check("GET", "/parcels", who.get("/parcels", tracking_number="SCHEMA0001"))
+        c.check("GET", "/parcels/{parcel_id}/events", who.get(f"/parcels/{pid}/events"))
+    c.check("GET", "/sites/{site_id}/parcels", keeper.get(f"/sites/{world.shop_id}/parcels"))
+    c.check("POST", "/parcels/{parcel_id}/extension", keeper.post(f"/parcels/{pid}/extension"))
+    handed = c.check("POST", "/sites/{site_id}/pickups", world.pick_up(
+        code=world.code_of(pid), tracking_number="SCHEMA0001"))
+    assert handed["parcels"][0]["state"] == "picked_up"
+    second = world.check_in("SCHEMA0002").json["parcel"]["id"]
+    c.check("POST", "/parcels/{parcel_id}/recipient-refusal",
+            keeper.post(f"/parcels/{second}/recipient-refusal", {"reason": "wrong item"}))
+    world.ready("SCHEMA0003")
+    third = world.check_in("SCHEMA0003").json["parcel"]["id"]
+    c.check("POST", "/parcels/{parcel_id}/declarations", keeper.post(
+        f"/parcels/{third}/declarations", {"kind": "damaged", "note": "crushed"}))
+
+    # Carriers and staff.
+    c.check("POST", "/carriers", op.post("/carriers", json={"code": "swift", "name": "Swift"}))
+    c.check("GET", "/carriers", op.get("/carriers"))
+    c.check("POST", "/carriers/{code}/keys", op.post("/carriers/swift/keys", {"label": "ci"}))
+    user = c.check("POST", "/users", op.post("/users", json={
+        "username": "lea", "password": PASSWORD, "role": "shopkeeper", "sites": ["bourg"]}))
+    c.check("GET", "/users", op.get("/users"))
+    c.check("PUT", "/users/{user_id}/active", op.put(f"/users/{user['id']}/active",
+                                                    {"active": False}))
+
+    # Sending: Acme collects its own labels at the Bourg shop; a deposit, its second scan,
+    # a refusal, a hand-back, the late ones; producers and their cold places.
+    shop_id = world.shop_id
+    c.check("PUT", "/sites/{site_id}/services", op.put(
+        f"/sites/{shop_id}/services", {"services": ["receive", "send", "cold"]}))
+    c.check("PUT", "/carriers/{code}/label-networks", op.put(
+        "/carriers/acme/label-networks", {"label_networks": ["prefix:ACME"]}))
+    c.check("PUT", "/sites/{site_id}/carriers/{code}", op.put(
+        f"/sites/{shop_id}/carriers/acme", {"collection_delay_hours": 48,
+                                            "rounds": ["16:00", "09:30"]}))
+    c.check("GET", "/sites/{site_id}/carriers", keeper.get(f"/sites/{shop_id}/carriers"))
+    sender = {"phone": "+33698765432", "email": "sender@example.org"}
+    deposit = {"tracking_number": "ACME00000900", "sender": sender, "size_class": "S"}
+    sent = c.check("POST", "/sites/{site_id}/outbound",
+                   keeper.post(f"/sites/{shop_id}/outbound", deposit))
+    c.check("POST", "/sites/{site_id}/outbound",
+            keeper.post(f"/sites/{shop_id}/outbound", deposit))  # scanned again: 200
+    c.check("POST", "/parcels/{parcel_id}/outbound-refusal", carrier.post(
+        f"/parcels/{sent['parcel']['id']}/outbound-refusal", {"reason": "badly packed"}))
+    c.check("POST", "/parcels/{parcel_id}/hand-back",
+            keeper.post(f"/parcels/{sent['parcel']['id']}/hand-back"))
+    keeper.post(f"/sites/{shop_id}/outbound", {"tracking_number": "ACME00000901"})
+    clock.advance(days=3)
+    outbound_exceptions.raise_overdue_alerts(world.ctx)  # the scheduler's sweep
+    world.sign_in_again()
+    late = c.check("GET", "/outbound/overdue", op.get("/outbound/overdue"))
+    assert [p["tracking_number"] for p in late["items"]] == ["ACME00000901"]
+    c.check("POST", "/producers", op.post("/producers", json={"code": "ferme", "name": "Ferme"}))
+    c.check("GET", "/producers", op.get("/producers"))
+    c.check("POST", "/producers/{code}/keys", op.post("/producers/ferme/keys", {"label": "x"}))
+    c.check("PUT", "/sites/{site_id}/locations/{label}/refrigerated", op.put(
+        f"/sites/{shop_id}/locations/A1/refrigerated", {"refrigerated": True}))
+    c.check("PUT", "/lockers/{site_id}/compartments/{number}/refrigerated", op.put(
+        f"/lockers/{locker['id']}/compartments/2/refrigerated", {"refrigerated": True}))
+
+    # A resident's link: the parcel on its way, then ready (a code, a proxy named), extended
+    # and refused.
+    world.announce("SCHEMA0004")
+    waiting = world.carrier.get("/parcels", tracking_number="SCHEMA0004").json["id"]
+    track = f"/api/v1/track/{tracking_token(world.ctx, waiting)}"
+    before = c.check("GET", "/track/{token}", world.client.get(track))
+    assert before["pickup_code"] is None and before["site"]["code"] == "bourg"
+    world.check_in("SCHEMA0004")
+    world.client.post(track + "/proxy", json={"name": "Paul Voisin"})
+    after = c.check("GET", "/track/{token}", world.client.get(track))
+    assert after["pickup_code"] and after["proxy"] == {"name": "Paul Voisin"}
+    c.check("POST", "/track/{token}/extension", world.client.post(track + "/extension"))
+    c.check("POST", "/track/{token}/refusal",
+            world.client.post(track + "/refusal", json={"reason": "not mine"}))
+
+    # Every operation whose success the document describes was checked here.
+    declared = {(ep.method, openapi_path(ep.rule)) for ep in REGISTRY if ep.response}
+    unchecked = declared - c.seen
+    assert not unchecked, sorted(unchecked)
+
+
+def test_links_lead_to_what_was_made(world: World, document: dict[str, Any]) -> None:
+    """Each link of the answers below, resolved on the real answer, gives the linked
+    operation the object just made: a read finds it, a removal removes it."""
+    op, keeper = world.operator, world.shopkeeper
+    made = [
+        ("/sites", {}, op.post("/sites", json=shop("lien", 47.5, -1.3, [("A1", "M", 5)]))),
+        ("/lockers", {}, op.post("/lockers", json=LOCKER)),
+        ("/sites/{site_id}/check-ins", {},
+         (world.announce("LINK000001"), world.check_in("LINK000001"))[1]),
+        ("/sites/{site_id}/closing-days", {"day": "2030-01-02"},
+         op.post(f"/sites/{world.shop_id}/closing-days", {"day": "2030-01-02"})),
+        ("/users", {}, op.post("/users", json={"username": "lien", "password": PASSWORD,
+                                                "role": "operator"})),
+        ("/carriers", {}, op.post("/carriers", json={"code": "lien", "name": "Lien"})),
+        ("/manifests", {}, world.announce("LINK000002")),
+        ("/producers", {}, op.post("/producers", json={"code": "lien", "name": "Lien"})),
+        ("/no-room-policies", {}, op.post("/no-room-policies", json={
+            "carrier": "acme", "site": "bourg", "steps": ["hold"]})),
+    ]
+    ids = {o["operationId"]: (m.upper(), p.removeprefix("/api/v1"))
+           for p, ops in document["paths"].items() for m, o in ops.items()}
+    followed = 0
+    for path, request_body, response in made:
+        assert response.status_code in (200, 201), (path, response.json)
+        links = document["paths"]["/api/v1" + path]["post"]["responses"][
+            str(response.status_code)]["links"]
+        for name, link in links.items():
+            method, target = ids[link["operationId"]]
+            url = target
+            for param, expression in link["parameters"].items():
+                source = response.json if expression.startswith("$response") else request_body
+                url = url.replace("{" + param + "}", str(pointer(source, expression)))
+            who = keeper if "/parcels/" in url else op
+            if method == "GET":
+                answer = who.get(url)
+            elif method == "DELETE":  # last of each answer's links: what was made goes
+                answer = who.delete(url)
+            else:  # a change needs its own body: the link names an existing target
+                assert "{" not in url, (name, url)
+                continue
+            assert answer.status_code in (200, 204), (path, name, url, answer.json)
+            followed += 1
+    assert followed >= 10
+
+
+def test_a_locker_refuses_shelf_operations_as_a_business_rule(world: World) -> None:
+    """Found by the stateful fuzz (POST /sites kind locker, then its check-in link): the
+    same valid body a shop takes is refused at a locker for what the site is, 409, not as
+    an invalid request (422), and nothing is written."""
+    locker = world.operator.post("/lockers", json=LOCKER).json["id"]
+    world.announce("LOCK000001", site=LOCKER["code"])
+    scanned = world.operator.post(f"/sites/{locker}/check-ins",
+                                  json={"tracking_number": "LOCK000001"})
+    assert is_problem(scanned, 409, "site-has-no-shelves")
+    assert world.operator.get("/parcels", tracking_number="LOCK000001").json["state"] == \
+        "announced"
+    shelves = world.operator.post(f"/sites/{locker}/locations",
+                                  json={"locations": [{"label": "A1", "capacity": 2}]})
+    assert is_problem(shelves, 409, "site-has-no-shelves")
+    assert world.operator.get(f"/sites/{locker}/occupancy").json["locations"] == []
+    # At creation the document itself rules shelves out for a locker: still 422 there.
+    body = shop("casier", 47.5, -1.3, [("A1", "M", 5)]) | {"kind": "locker"}
+    assert world.operator.post("/sites", json=body).status_code == 422
