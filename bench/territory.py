@@ -13,7 +13,9 @@ days ahead; the share of parcels rerouted and the distance they moved; lockers f
 drop-off and where their parcels went; parcels grouped with the same recipient's (one shelf
 or one door, one code); the time to forecast the whole territory. With ``--flows``, shops
 also take parcels to send and producers' orders (bench/territory_flows.py), and the figures
-say whether the scored shelf count holds them.
+say whether the scored shelf count holds them. With ``--policy full``, issue 16's no-room tools
+are set up as an operator would (storage sites, no-room policies, season holding, temporary
+shelves: bench/territory_policy.py) and scored; ``--policy both`` runs without, then with.
 """
 
 from __future__ import annotations
