@@ -13,7 +13,9 @@ days ahead; the share of parcels rerouted and the distance they moved; lockers f
 drop-off and where their parcels went; parcels grouped with the same recipient's (one shelf
 or one door, one code); the time to forecast the whole territory. With ``--flows``, shops
 also take parcels to send and producers' orders (bench/territory_flows.py), and the figures
-say whether the scored shelf count holds them.
+say whether the scored shelf count holds them. With ``--policy full``, issue 16's no-room tools
+are set up as an operator would (storage sites, no-room policies, season holding, temporary
+shelves: bench/territory_policy.py) and scored; ``--policy both`` runs without, then with.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import create_engine, select
 
+from bench import territory_policy
 from bench.territory_flows import FRIDGE, SHOP_SERVICES, Flows
+from bench.territory_policy import PolicyRun
 from bench.territory_scoring import Sample, Vans, by_lead, demand_share, error_figures
 from relay_ops import create_app
 from relay_ops.db import migrate
@@ -319,6 +323,7 @@ class Replay:
         # unannounced parcels a full shop refused: the van keeps them for the next round
         self.van_unannounced: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
         self.flows: Flows | None = None  # sent parcels and producer orders (--flows)
+        self.policy: PolicyRun | None = None  # issue 16's no-room tools (--policy full)
 
     def opens(self, shop: Shop, day: date) -> bool:
         return day.weekday() in shop.open_days
@@ -380,6 +385,8 @@ class Replay:
                                             "recipient": {"phone": p.phone}}
                     if p.dims:
                         item["dimensions_mm"] = list(p.dims)
+                    elif self.policy:  # home delivery depends on it (bench/territory_policy.py)
+                        item["size_class"] = territory_policy.size_class_of(p.number)
                     per_carrier[p.carrier].append(item)
         for carrier, items in per_carrier.items():
             principal = self.carriers[carrier]
@@ -395,6 +402,8 @@ class Replay:
             return
         self.stats.saturation_notes += 1
         offer = result["reroute"]
+        if self.policy:
+            self.policy.noted(offer)
         if offer["status"] == "no-alternative":
             self.stats.no_alternative += 1
         elif offer["status"] == "proposed":
@@ -641,12 +650,18 @@ class Replay:
     def day(self, day: date) -> None:
         self.clock.at(day, "05:00")
         self.forecast_all(day)
+        policy = self.policy
+        if policy:  # the operator reads the dashboard's season-capacity recommendation
+            self.clock.at(day, "05:30")
+            policy.season_shelves(day)
         self.clock.at(day, "06:30")
         self.announce(day, "morning")
         self.clock.at(day, "09:00")
         self.locker_rounds(day)  # before the shops: a full locker's parcel may go to one
         self.clock.at(day, "09:30")
         self.check_ins(day)
+        if policy:
+            policy.check_ins(day)
         flows = self.flows
         if flows:
             flows.measure(day)
@@ -655,6 +670,8 @@ class Replay:
         self.clock.at(day, "11:00")
         self.returns(day)
         self.locker_returns()
+        if policy:
+            policy.returns()
         if flows:
             flows.collect_sent(day)
             flows.take_back_orders()
@@ -663,6 +680,8 @@ class Replay:
         self.clock.at(day, "17:00")
         self.pickups(day)
         self.locker_pickups(day)
+        if policy:
+            policy.pickups(day)
         self.clock.at(day, "20:00")
         self.plan(day + timedelta(days=1))
         self.announce(day + timedelta(days=1), "evening")
@@ -739,9 +758,10 @@ def grouping_figures(ctx: Ctx) -> dict[str, int]:
 
 def run(mode: str, start: date, days: int, seed: int, workdir: Path,
         warm_up: int = WARM_UP_DAYS, load: float = 1.0, with_lockers: bool = True,
-        progress: Path | None = None, flows: bool = False) -> dict[str, Any]:
+        progress: Path | None = None, flows: bool = False, policy: str = "none"
+        ) -> dict[str, Any]:
     rng = random.Random(seed)
-    db_path = workdir / f"territory-{mode}.sqlite3"
+    db_path = workdir / f"territory-{mode}-{policy}.sqlite3"
     db_path.unlink(missing_ok=True)
     engine = create_engine(f"sqlite:///{db_path}")
     migrate.upgrade(engine)
@@ -750,6 +770,7 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
                               "ARGON2_TIME_COST": 1, "ARGON2_MEMORY_KIB": 1024}
     if mode == "baseline":  # the same service, but nowhere to send a parcel
         config["FORECAST"] = {"reroute_radius_km": {"town": 0.0, "countryside": 0.0}}
+    config.update(territory_policy.config(policy))
     app = create_app(config)
     clock = Clock()
     clock.at(start - timedelta(days=1), "08:00")
@@ -761,6 +782,9 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
     warm = start + timedelta(days=warm_up)
     replay = Replay(ctx, clock, shops, rng, warm, built if with_lockers else None, extra)
     replay.start = start
+    if policy == "full":  # its own random stream: the shops' pickups stay those of a run without
+        replay.policy = PolicyRun(replay, random.Random(seed + 30_000))
+        replay.policy.setup(TOWNS, start.year)
     replay.plan(start)
     clock.at(start - timedelta(days=1), "20:00")
     replay.announce(start, "evening")
@@ -786,8 +810,11 @@ def results_of(replay: Replay, mode: str, seed: int, load: float, days: int, ela
     start = replay.start
     over_peak = [(c, d) for c, d in stats.over_days if d >= replay.warm]
     flows = {"flows": replay.flows.figures()} if replay.flows else {}
+    last = start + timedelta(days=days - 1)
+    policy = {"policy": replay.policy.figures(last)} if replay.policy else {}
     return {
-        "mode": mode, "start": start.isoformat(), "days": days, "seed": seed, "load": load,
+        "mode": mode, "no_room_policy": "full" if replay.policy else "none",
+        "start": start.isoformat(), "days": days, "seed": seed, "load": load,
         "shops": len(shops), "towns": len(TOWNS),
         "parcels_announced": stats.parcels, "parcels_unannounced": stats.unannounced,
         "shop_days": stats.shop_days,
@@ -819,6 +846,7 @@ def results_of(replay: Replay, mode: str, seed: int, load: float, days: int, ela
             min(distance_km(a.lat, a.lon, b.lat, b.lon) for b in shops if b is not a)
             for a in shops), 2),
         **flows,
+        **policy,
     }
 
 
@@ -840,21 +868,43 @@ def main() -> None:
     parser.add_argument("--flows", action="store_true",
                         help="shops also take parcels to send (15 %% of their arrivals) and "
                              "producers' orders (bench/territory_flows.py)")
+    parser.add_argument("--policy", choices=(*territory_policy.POLICIES, "both"), default="none",
+                        help="full: storage sites, no-room policies, season holding and "
+                             "temporary shelves set up as an operator would "
+                             "(bench/territory_policy.py); both: each mode without, then with")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--progress", type=Path,
                         help="write the figures so far to this file after each day")
     args = parser.parse_args()
     modes = ("baseline", "reroute") if args.mode == "both" else (args.mode,)
-    results = []
+    policies = territory_policy.POLICIES if args.policy == "both" else (args.policy,)
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as workdir:
         for mode in modes:
-            result = run(mode, args.start, args.days, args.seed, Path(workdir), args.warm_up,
-                         args.load, not args.shops_only, args.progress, args.flows)
-            print(json.dumps(result, indent=2))
-            results.append(result)
+            by_policy = {}
+            for policy in policies:
+                result = run(mode, args.start, args.days, args.seed, Path(workdir),
+                             args.warm_up, args.load, not args.shops_only,
+                             _progress(args.progress, policy, len(policies)), args.flows,
+                             policy)
+                print(json.dumps(result, indent=2))
+                results.append(result)
+                by_policy[policy] = result
+            if len(by_policy) == 2:  # the goal: full's shop-days over capacity vs none's
+                comparison = {"mode": mode, "comparison": territory_policy.over_capacity_ratio(
+                    by_policy["none"], by_policy["full"])}
+                print(json.dumps(comparison, indent=2))
+                results.append(comparison)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     (args.out / f"territory-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _progress(path: Path | None, policy: str, policies: int) -> Path | None:
+    """One progress file per policy when both run."""
+    if path is None or policies == 1:
+        return path
+    return path.with_name(f"{path.stem}-{policy}{path.suffix}")
 
 
 if __name__ == "__main__":

@@ -106,3 +106,35 @@ def test_flows_send_parcels_and_deliver_producer_orders_the_forecast_counts(
     assert held["forecast_counts_them"] is True
     assert 0 < held["sent_and_orders_pct"] < 50
     assert result["lockers"]["deposits"] > 50  # the rest of the territory runs as before
+
+
+def test_the_full_no_room_policy_sends_parcels_to_storage_holds_and_loses_none(
+        tmp_path: Path) -> None:
+    """--policy full (bench/territory_policy.py): the operator's town-hall storage sites, no-room
+    policies, season holding and temporary shelves. When shops overflow, parcels go to the
+    storage sites and are scanned in and collected there, held parcels come back on their day,
+    home deliveries leave the network, and every decided parcel is where its decision put it."""
+    result = run_territory(tmp_path, "--shops-only", "--policy", "full", load="2.0", days=2)
+    assert result["no_room_policy"] == "full"
+    policy = result["policy"]
+    storage, held, home = policy["storage"], policy["held_at_depot"], policy["home_by_carrier"]
+    answers = policy["answers_at_announce"]
+    assert result["refused_checkins"] > 0 and storage["parcels_sent"] > 0  # shops overflow
+    assert answers.get("overflow-storage", 0) == storage["parcels_sent"]
+    assert answers.get("hold-at-depot", 0) == held["parcels"]
+    assert answers.get("home-delivery", 0) == home["decided"] == home["in_state_home_by_carrier"]
+    # storage: each parcel sent is on its way, on the town hall's shelf, or gone with its owner
+    assert storage["checked_in"] > 0 and storage["picked_up"] > 0
+    assert storage["parcels_sent"] == storage["checked_in"] + storage["not_brought_yet"]
+    assert storage["checked_in"] == (storage["picked_up"] + storage["on_shelves_at_end"]
+                                     + storage["expired_or_returned"])
+    assert all(0 < fill <= storage["places_each"] for fill in storage["peak_fill"].values())
+    # held parcels: brought on their day (or later if refused), or still due
+    assert held["parcels"] == held["checked_in"] + held["still_at_depot_or_in_van"]
+    assert held["checked_in"] == held["checked_in_on_their_day"] + held["checked_in_later"]
+    assert policy["lost"] == 0
+    shelves = policy["season_capacity"]
+    assert shelves["shelves_declared"] > 0 and shelves["parcels_put_on_temporary_shelves"] > 0
+    assert shelves["places_declared_max"] <= round(0.3 * 60)  # the largest shop: 60 places
+    per_day = policy["shop_days_over_capacity_per_day"]
+    assert sum(per_day.values()) == result["shop_days_over_capacity"] and len(per_day) == 2
