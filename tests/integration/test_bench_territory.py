@@ -26,30 +26,16 @@ def run_territory(tmp_path: Path, *extra: str, load: str = "1.0", days: int = 4)
     return result
 
 
-def test_the_territory_replay_runs_with_lockers_and_grouped_parcels(tmp_path: Path) -> None:
-    result = run_territory(tmp_path)
-    lockers = result["lockers"]
-    assert lockers["lockers"] == 3 and lockers["locker_days"] == 3 * 4
-    assert lockers["deposits"] > 50  # a peak week: every locker takes parcels every day
-    # every parcel a full locker turned away was either moved or refused, and each move is a
-    # reroute proposal from a full locker
-    assert lockers["moved_when_full"] == result["reroutes"]["from_full_lockers"]["moved"]
-    assert result["grouping"]["shop_parcels_grouped"] > 0
-    assert result["shop_days"] > 0 and result["parcels_announced"] > 500
-    assert set(result["forecast_error"]) == {"1d", "3d"}  # 7 days ahead needs a longer run
-
-
-def test_shops_only_replays_the_first_territory(tmp_path: Path) -> None:
-    result = run_territory(tmp_path, "--shops-only")
-    assert result["lockers"]["lockers"] == 0 and result["lockers"]["deposits"] == 0
-    assert result["grouping"] == {"shop_parcels_grouped": 0, "locker_parcels_sharing_a_door": 0,
-                                  "locker_deadlines_extended": 0}
-
-
-def test_a_hotter_territory_scores_both_actuals_and_counts_the_vans(tmp_path: Path) -> None:
+def test_a_hotter_shops_only_territory_scores_both_actuals_and_counts_the_vans(
+        tmp_path: Path) -> None:
     """At twice the load shops refuse parcels every day: the forecast is scored against the
     places wanted and the parcels on shelves, and the parcels left in the vans are counted."""
     result = run_territory(tmp_path, "--shops-only", load="2.0", days=3)
+    # --shops-only replays the first territory: no locker, no grouping (one run serves both
+    # tests: each replay costs tens of seconds of CI)
+    assert result["lockers"]["lockers"] == 0 and result["lockers"]["deposits"] == 0
+    assert result["grouping"] == {"shop_parcels_grouped": 0, "locker_parcels_sharing_a_door": 0,
+                                  "locker_deadlines_extended": 0}
     share = result["demand_share_of_capacity"]
     assert 80 <= share["peak_pct"][0] < share["peak_pct"][1] <= 160  # 0.22-0.42 x 2 x 1.9
     assert result["refused_checkins"] > 100
@@ -78,12 +64,22 @@ def test_a_hotter_territory_scores_both_actuals_and_counts_the_vans(tmp_path: Pa
     assert vans["waited_more_than_2_days"] == 0 and vans["longest_wait_days"] <= 2
 
 
-def test_flows_send_parcels_and_deliver_producer_orders_the_forecast_counts(
+def test_the_replay_runs_lockers_grouped_parcels_and_the_flows_the_forecast_counts(
         tmp_path: Path) -> None:
-    """--flows: shops take parcels to send, their carrier collects them on its next round,
-    producers' orders are brought and picked up; none is lost, and the shelf count the
-    forecast is scored against (and the check-in refuses on) holds them."""
+    """Shops and lockers take parcels, a full locker sends one on, grouped parcels leave
+    together; with --flows shops also take parcels to send, their carrier collects them on
+    its next round, producers' orders are brought and picked up; none is lost, and the shelf
+    count the forecast is scored against (and the check-in refuses on) holds them."""
     result = run_territory(tmp_path, "--flows")
+    lockers = result["lockers"]
+    assert lockers["lockers"] == 3 and lockers["locker_days"] == 3 * 4
+    assert lockers["deposits"] > 50  # a peak week: every locker takes parcels every day
+    # every parcel a full locker turned away was either moved or refused, and each move is a
+    # reroute proposal from a full locker
+    assert lockers["moved_when_full"] == result["reroutes"]["from_full_lockers"]["moved"]
+    assert result["grouping"]["shop_parcels_grouped"] > 0
+    assert result["shop_days"] > 0 and result["parcels_announced"] > 500
+    assert set(result["forecast_error"]) == {"1d", "3d"}  # 7 days ahead needs a longer run
     flows = result["flows"]
     sent, orders, held = flows["sent"], flows["producer_orders"], flows["held_at_scoring"]
     assert flows["send_share_of_arrivals"] == 0.15 and flows["order_shops"] > 0
@@ -105,7 +101,6 @@ def test_flows_send_parcels_and_deliver_producer_orders_the_forecast_counts(
     assert held["counted_by_occupancy"] == held["parcels"] + held["sent"] + held["orders"]
     assert held["forecast_counts_them"] is True
     assert 0 < held["sent_and_orders_pct"] < 50
-    assert result["lockers"]["deposits"] > 50  # the rest of the territory runs as before
 
 
 def test_the_full_no_room_policy_sends_parcels_to_storage_holds_and_loses_none(
