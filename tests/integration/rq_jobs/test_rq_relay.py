@@ -1,5 +1,7 @@
-"""The outbox relay and the worker tasks on real Redis, with RQ's SimpleWorker in this process
-(the real worker process is tested in tests/e2e/test_worker_processes.py)."""
+"""The outbox relay and the worker tasks on real Redis, with the product's worker class (RQ's
+SimpleWorker with a short command poll: RQ's own waits up to a minute for its command listener
+when a burst ends) in this process (the real worker process is tested in
+tests/e2e/test_worker_processes.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import json
 import pytest
 from flask import Flask
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 from sqlalchemy import select
@@ -17,6 +19,7 @@ from relay_ops import outbox
 from relay_ops.db.models import Notification, OutboxMessage
 from relay_ops.worker import admin, relay
 from relay_ops.worker.config import JobsConfig, redis_of
+from relay_ops.worker.supervise import RelayWorker
 from tests.integration.notifications.notify_servers import SmsGateway
 from tests.support import World, is_problem
 
@@ -36,7 +39,7 @@ def dispatch(app: Flask, world: World) -> int:
 
 
 def work(app: Flask) -> None:
-    SimpleWorker(jc(app).queues, connection=redis(app), name=f"{jc(app).prefix}-worker").work(
+    RelayWorker(jc(app).queues, connection=redis(app), name=f"{jc(app).prefix}-worker").work(
         burst=True)
 
 

@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 
 from flask import Flask
 from flask.testing import FlaskCliRunner
-from rq import Queue, SimpleWorker
+from rq import Queue
 from sqlalchemy import select
 
 from relay_ops.db.models import OutboxMessage
 from relay_ops.worker.config import JobsConfig, redis_of
 from relay_ops.worker.scheduler import Scheduler
+from relay_ops.worker.supervise import RelayWorker
 from tests.support import World
 
 
@@ -74,7 +75,7 @@ def test_a_sweep_still_waiting_on_a_busy_queue_is_not_queued_again(
     scheduler.tick()
     assert sweeps.count == waiting
     # Once a worker has run them, they are queued again when due.
-    SimpleWorker([jc.sweeps_queue], connection=redis, name=f"{jc.prefix}-w").work(burst=True)
+    RelayWorker([jc.sweeps_queue], connection=redis, name=f"{jc.prefix}-w").work(burst=True)
     assert sweeps.count == 0
     all_due_again()
     scheduler.tick()
