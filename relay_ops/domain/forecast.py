@@ -39,6 +39,13 @@ sampling variance, widened by a calibrated factor) is common to all the days, so
 in standard deviation. The band is ``mean ± z·σ`` rounded outwards and clipped at zero; a
 day is *at risk* when the upper bound exceeds the capacity.
 
+*A site that stays full* (``domain/forecast_saturated.py``). The same expected counts are
+also run as the counter fills the shelves (the van's backlog and the day's arrivals take the
+places the pickups free); from the first day that finds the site full, the larger mean and
+variance are kept, the band counting each later arrival and the rate's error whole. The
+unannounced parcels a full site refused, of which nothing is recorded, are guessed in the
+vans beside the announced ones it refused (``van_backlog.unseen_in_vans``).
+
 *Flows.* Parcels sent from the site and producers' orders are flows of their own
 (``domain/forecast_flows.py``): their deposits per open day, lead shares and dwell are learned
 apart, and their parcels on hand, announced and to come add to each day, shown apart in
