@@ -39,6 +39,13 @@ sampling variance, widened by a calibrated factor) is common to all the days, so
 in standard deviation. The band is ``mean ± z·σ`` rounded outwards and clipped at zero; a
 day is *at risk* when the upper bound exceeds the capacity.
 
+*A site that stays full* (``domain/forecast_saturated.py``). The same expected counts are
+also run as the counter fills the shelves (the van's backlog and the day's arrivals take the
+places the pickups free); from the first day that finds the site full, the larger mean and
+variance are kept, the band counting each later arrival and the rate's error whole. The
+unannounced parcels a full site refused, of which nothing is recorded, are guessed in the
+vans beside the announced ones it refused (``van_backlog.unseen_in_vans``).
+
 *Flows.* Parcels sent from the site and producers' orders are flows of their own
 (``domain/forecast_flows.py``): their deposits per open day, lead shares and dwell are learned
 apart, and their parcels on hand, announced and to come add to each day, shown apart in
@@ -68,10 +75,13 @@ from relay_ops.domain.forecast_learning import (
     learn_arrival_rate,
     learn_hazards,
     learn_lead_share,
+    learn_unannounced_share,
     never_closed,
     open_ages,
 )
-from relay_ops.domain.van_backlog import carry_refused
+from relay_ops.domain.forecast_saturated import SiteCounts, keep_larger, saturated
+from relay_ops.domain.forecast_sums import Sums
+from relay_ops.domain.van_backlog import carry_refused, unseen_in_vans
 
 # The learning's names are the model's too (``model.Stay``, ``model.learn_hazards``...).
 __all__ = [
@@ -83,6 +93,7 @@ __all__ = [
     "learn_arrival_rate",
     "learn_hazards",
     "learn_lead_share",
+    "learn_unannounced_share",
     "MAX_AGE",
     "MAX_SCAN_DAYS",
     "MIN_DAYS_FOR_TREND",
@@ -111,10 +122,12 @@ class Held:
 
 @dataclass(frozen=True)
 class Arrival:
-    """An announced parcel expected on ``day``, arriving at all with ``probability``."""
+    """An announced parcel expected on ``day``, arriving at all with ``probability``;
+    ``refused``: a full site turned it away before and its carrier brings it back that day."""
 
     day: date
     probability: float = 1.0
+    refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,9 @@ class SiteInputs:
     rate_var: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # Per day of the forecast (0 = today): the share of its check-ins announced by now.
     lead_share: Sequence[float] = ()
+    # The share of first attempts never announced: as many of those wait in the vans, unseen,
+    # beside the announced parcels a full site refused (``van_backlog.unseen_in_vans``).
+    unannounced_share: float = 0.0
     hazards: Sequence[float] = PRIOR_HAZARDS["shop"]
     holding_days: int = 10
     return_lag_days: int = 2
@@ -218,12 +234,6 @@ def _presence(
     return out
 
 
-def trend_steps(ahead: int, damping: float) -> float:
-    """How many times the trend applies ``ahead`` open days after today: ``ahead`` with no
-    damping, less with it (a season's ramp does not go on forever)."""
-    return float(ahead) if damping >= 1.0 else sum(damping ** k for k in range(1, ahead + 1))
-
-
 def inbound_rate(inputs: SiteInputs) -> ArrivalRate:
     """The site's own check-in rate, as the inputs carry it."""
     level_var, covariance, trend_var = inputs.rate_var
@@ -231,107 +241,50 @@ def inbound_rate(inputs: SiteInputs) -> ArrivalRate:
                        level_var=level_var, covariance=covariance, trend_var=trend_var)
 
 
-def rate_at(rate: ArrivalRate, steps: float) -> float:
-    """Expected arrivals on an open day ``steps`` trend steps ahead, never below zero."""
-    return max(0.0, rate.level + rate.trend * steps)
-
-
-def _rate_var_at(rate: ArrivalRate, steps: float) -> float:
-    return max(0.0, rate.level_var + 2.0 * steps * rate.covariance
-               + steps * steps * rate.trend_var)
-
-
-def _lead_remaining(lead_share: Sequence[float], lead: int) -> float:
-    if not lead_share:
-        return 1.0
-    return 1.0 - lead_share[min(lead, len(lead_share) - 1)]
-
-
-@dataclass
-class _Sums:
-    """Each day's expected count at the peak and its variance, as the parcels add up."""
-
-    inputs: SiteInputs
-    days: list[date]
-    mean: list[float]
-    var: list[float]
-
-    def bernoulli(self, p: float, presence: Sequence[float], count: int) -> list[float]:
-        """``count`` parcels alike, each there with ``p`` times its presence; what they add."""
-        added = [count * p * q for q in presence]
-        for i, m in enumerate(added):
-            self.mean[i] += m
-            self.var[i] += m * (1.0 - p * presence[i])
-        return added
-
-    def stream(self, rate: ArrivalRate, lead_share: Sequence[float],
-               presence_of: Callable[[date], list[float]]) -> tuple[list[float], list[float]]:
-        """The parcels a rate brings that are not announced yet: (expected arrivals per day,
-        what they add to each day's peak)."""
-        inputs, days = self.inputs, self.days
-        arrivals = [0.0] * len(days)
-        added = [0.0] * len(days)
-        rate_sd = [0.0] * len(days)  # the rate's own error, the same sign on every day
-        ahead = 0  # open days after today
-        for i, day in enumerate(days):
-            if inputs.closed_on(day):
-                continue
-            steps = trend_steps(ahead, inputs.trend_damping)
-            ahead += 1
-            share = _lead_remaining(lead_share, i)
-            if day == inputs.today:
-                share *= inputs.today_remaining
-            expected = rate_at(rate, steps) * share
-            error = math.sqrt(_rate_var_at(rate, steps)) * share
-            if expected <= 0.0 and error <= 0.0:
-                continue
-            arrivals[i] += expected
-            for j, q in enumerate(presence_of(day)):
-                added[j] += expected * q
-                self.mean[j] += expected * q
-                self.var[j] += rate.dispersion * expected * q
-                rate_sd[j] += error * q
-        # A rate estimated too low is too low for every coming day at once: those errors add
-        # up in standard deviation, not in variance (each rate's apart: learned apart).
-        for j, sd in enumerate(rate_sd):
-            self.var[j] += sd * sd
-        return arrivals, added
-
-
 def forecast(inputs: SiteInputs) -> list[DayForecast]:
     """Predicted places wanted at each day's peak (on hand, plus refused and waiting in the
     vans when the site is full), today and the next ``horizon`` days."""
     days = [inputs.today + timedelta(days=i) for i in range(inputs.horizon + 1)]
-    sums = _Sums(inputs, days, [0.0] * len(days), [0.0] * len(days))
-    arrivals = [0.0] * len(days)
+    sums = Sums(inputs, days, [0.0] * len(days), [0.0] * len(days))
+    # Every parcel arriving on a day (announced, expected, brought back) has that day's
+    # presence: computed once per day.
+    profiles: dict[date, list[float]] = {}
+
+    def presence_on(day: date) -> list[float]:
+        if day not in profiles:
+            profiles[day] = _arrival_presence(inputs, day, days)
+        return profiles[day]
+
+    def presence(i: int) -> list[float]:
+        return presence_on(days[i])
+
     # Parcels alike (same age and dates, same arrival day and odds) have the same presence:
     # computed once per kind, a site's 100,000 parcels on hand are a few dozen kinds.
     for parcel, count in kinds(inputs.held).items():
         sums.bernoulli(1.0, _presence(inputs, inputs.today, parcel.age, parcel.pickup_until,
                                       parcel.leaves_after, days), count)
-    for arrival, count in Counter(inputs.announced).items():
-        day = next_open_day(max(arrival.day, inputs.today), inputs.closed_on)
-        if day > days[-1]:
-            continue
-        sums.bernoulli(arrival.probability, _arrival_presence(inputs, day, days), count)
-        arrivals[days.index(day)] += count * arrival.probability
-    expected, _ = sums.stream(inbound_rate(inputs), inputs.lead_share,
-                              lambda day: _arrival_presence(inputs, day, days))
+    held_mean, held_var = list(sums.mean), list(sums.var)
+    arrivals, arrival_var = _announced_arrivals(sums, presence)
+    expected, _, errors = sums.stream(inbound_rate(inputs), inputs.lead_share, presence_on)
     arrivals = [a + e for a, e in zip(arrivals, expected, strict=True)]
+    arrival_var = [v + inputs.dispersion * e for v, e in zip(arrival_var, expected, strict=True)]
+    before_flows = list(sums.mean), list(sums.var)
     by_flow = [_add_flow(sums, flow) for flow in inputs.flows]
+    # The flows' parcels take places like the parcels on hand and no full site refuses them:
+    # both are the saturated model's stock.
+    stock_mean = [h + m - b for h, m, b in zip(held_mean, sums.mean, before_flows[0], strict=True)]
+    stock_var = [h + v - b for h, v, b in zip(held_var, sums.var, before_flows[1], strict=True)]
     # What is predicted is the places *wanted*: a full site's refused parcels wait in the van
-    # and ask again the next open day (domain/van_backlog.py). The flows' parcels take places
-    # like the others; what a full site turns away are the carriers' parcels (``arrivals``).
-    profiles: dict[int, list[float]] = {}
-
-    def presence(i: int) -> list[float]:
-        if i not in profiles:
-            profiles[i] = _arrival_presence(inputs, days[i], days)
-        return profiles[i]
-
+    # and ask again the next open day (domain/van_backlog.py). What a full site turns away
+    # are the carriers' parcels (``arrivals``).
     mean, var = sums.mean, sums.var
-    refused = carry_refused(mean, var, arrivals, inputs.capacity,
-                            [not inputs.closed_on(day) for day in days], presence)
+    open_days = [not inputs.closed_on(day) for day in days]
+    refused = carry_refused(mean, var, arrivals, inputs.capacity, open_days, presence)
+    # A site that stays full: the van's backlog grows by what comes beyond what the shelves
+    # turn over, and every parcel of it is there until it gets in (domain/forecast_saturated).
+    full_site = saturated(SiteCounts(stock_mean, stock_var, arrivals, arrival_var, errors),
+                          [inputs.capacity_on(day) for day in days], open_days, presence)
+    keep_larger(mean, var, refused, full_site)
     return [
         _day(inputs, day, mean[i], var[i], arrivals[i], refused[i],
              tuple(each[i] for each in by_flow))
@@ -339,7 +292,37 @@ def forecast(inputs: SiteInputs) -> list[DayForecast]:
     ]
 
 
-def _add_flow(sums: _Sums, flow: flow_model.Flow) -> list[flow_model.FlowDay]:
+def _announced_arrivals(
+    sums: Sums, presence: Callable[[int], list[float]]
+) -> tuple[list[float], list[float]]:
+    """The carriers' announced parcels, and the unannounced ones a full site refused that
+    come back with them unseen: (expected arrivals per day, their variance)."""
+    inputs, days = sums.inputs, sums.days
+    arrivals = [0.0] * len(days)
+    arrival_var = [0.0] * len(days)
+    brought_back = [0.0] * len(days)  # announced parcels a full site refused, coming back
+    for arrival, count in Counter(inputs.announced).items():
+        day = next_open_day(max(arrival.day, inputs.today), inputs.closed_on)
+        if day > days[-1]:
+            continue
+        i = days.index(day)
+        p = arrival.probability
+        sums.bernoulli(p, presence(i), count)
+        arrivals[i] += count * p
+        arrival_var[i] += count * p * (1.0 - p)
+        if arrival.refused:
+            brought_back[i] += count * p
+    # As many unannounced parcels as the demand's mix says (Poisson).
+    for i, known in enumerate(brought_back):
+        unseen = unseen_in_vans(known, inputs.unannounced_share)
+        if unseen > 0.0:
+            arrivals[i] += unseen
+            arrival_var[i] += unseen
+            sums.poisson(unseen, presence(i))
+    return arrivals, arrival_var
+
+
+def _add_flow(sums: Sums, flow: flow_model.Flow) -> list[flow_model.FlowDay]:
     """A flow's parcels on hand, announced and to come (``domain/forecast_flows.py``)."""
     inputs, days = sums.inputs, sums.days
 
@@ -359,7 +342,7 @@ def _add_flow(sums: _Sums, flow: flow_model.Flow) -> list[flow_model.FlowDay]:
         added = sums.bernoulli(arrival.probability, presence(day), count)
         present = [a + b for a, b in zip(present, added, strict=True)]
         deposits[days.index(day)] += count * arrival.probability
-    expected, added = sums.stream(flow.rate, flow.lead_share, presence)
+    expected, added, _ = sums.stream(flow.rate, flow.lead_share, presence)
     return [flow_model.FlowDay(flow.kind, round(deposits[i] + expected[i], 3),
                           round(present[i] + added[i], 3)) for i in range(len(days))]
 

@@ -209,3 +209,12 @@ def learn_lead_share(
         / n
         for horizon in horizons_hours
     )
+
+
+def learn_unannounced_share(leads_hours: Counted[float | None]) -> float:
+    """The share of first attempts whose parcel was never announced (``None``): as many of
+    those wait unseen in the vans beside the announced parcels a full site refused
+    (``van_backlog.unseen_in_vans``)."""
+    counted = kinds(leads_hours)
+    n = sum(counted.values())
+    return counted.get(None, 0) / n if n else 0.0

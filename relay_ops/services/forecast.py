@@ -185,7 +185,7 @@ def _announced(
         if refused_at is not None:
             back = model.next_open_day(local_day(ctx, refused_at) + timedelta(days=1), closed)
         if back is not None and back >= today:
-            arrival = model.Arrival(back, show)
+            arrival = model.Arrival(back, show, refused=True)
         elif day >= today:
             arrival = model.Arrival(day, show)
         elif (today - day).days <= LATE_ANNOUNCED_DAYS:

@@ -131,11 +131,13 @@ def arrival_rates(
     ctx: Ctx, session: Session, site: Site, now: datetime, closed: model.ClosedOn
 ) -> dict[str, Any]:
     """Level, trend and lead shares of the site's demand: its first attempts per open day,
-    oldest first, up to yesterday, and how long before their day they were announced."""
-    rate, lead_share = rate_and_leads(ctx, now, closed,
-                                      _attempts_by_day(ctx, session, site, now))
+    oldest first, up to yesterday, how long before their day they were announced, and the
+    share never announced (as many wait unseen in the vans beside those a full site refused)."""
+    counted = _attempts_by_day(ctx, session, site, now)
+    rate, lead_share = rate_and_leads(ctx, now, closed, counted)
     return {**rate.as_inputs(), "trend_damping": ctx.settings.forecast.trend_damping,
-            "lead_share": lead_share}
+            "lead_share": lead_share,
+            "unannounced_share": model.learn_unannounced_share(_leads(ctx, now, counted))}
 
 
 def rate_and_leads(
@@ -153,19 +155,32 @@ def rate_and_leads(
         # Days before the site's first parcel are not days without parcels (a new site).
         since = max(since, min(day for day, _, _ in recent))
     per_day: Counter[date] = Counter()
-    leads: Counter[float | None] = Counter()  # hours from announcement to the day's start
-    for day, announced_at, count in recent:
+    for day, _, count in recent:
         per_day[day] += count
-        lead = None
-        if announced_at is not None:
-            lead = (day_start(ctx, day) - announced_at).total_seconds() / 3600
-        leads[lead] += count
     open_days = model.open_ages(since, today - timedelta(days=1), closed)
     daily = [per_day.get(day, 0) for day in sorted(open_days)]
     rate = model.learn_arrival_rate(
         daily, settings.arrival_half_life_days, with_trend=settings.arrival_trend
     ).widened(settings.rate_uncertainty_factor)
-    return rate, model.learn_lead_share(leads, hours_until_each_day(ctx, now))
+    return rate, model.learn_lead_share(_leads(ctx, now, recent),
+                                        hours_until_each_day(ctx, now))
+
+
+def _leads(
+    ctx: Ctx, now: datetime, counted: list[tuple[date, datetime | None, int]]
+) -> Counter[float | None]:
+    """Hours from each parcel's announcement to the start of its day (None: never announced),
+    over the arrival window up to yesterday."""
+    today = local_day(ctx, now)
+    since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
+    leads: Counter[float | None] = Counter()
+    for day, announced_at, count in counted:
+        if since <= day < today:
+            lead = None
+            if announced_at is not None:
+                lead = (day_start(ctx, day) - announced_at).total_seconds() / 3600
+            leads[lead] += count
+    return leads
 
 
 def hours_until_each_day(ctx: Ctx, now: datetime) -> list[float]:

@@ -137,7 +137,8 @@ def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetim
     horizons = [(start(today + timedelta(days=i)) - now).total_seconds() / 3600
                 for i in range(settings.horizon_days + 1)]
     return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
-            "lead_share": model.learn_lead_share(leads, horizons)}
+            "lead_share": model.learn_lead_share(leads, horizons),
+            "unannounced_share": model.learn_unannounced_share(leads)}
 
 
 # ---------------------------------------------------------------- a history with corners
@@ -243,6 +244,7 @@ def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
     assert len(expected_held) > 100 and len(expected_stays) > 200 and parcels == 400
     assert rerouted_here > 5  # the other shop's demand: turned away there, checked in here
     assert 0 < rates["lead_share"][1] < 1 and rates["baseline"] > 0  # a history, not zeros
+    assert 0 < rates["unannounced_share"] < 1  # some parcels never announced
     one_by_one = model.forecast(model.SiteInputs(**{
         **{f: getattr(inputs, f) for f in inputs.__dataclass_fields__},
         "held": expected_held, "hazards": hazards, **expected_rates}))
