@@ -174,9 +174,11 @@ def list_site_carriers(principal: Principal, site_id: int) -> Any:
           description="A sender's parcel (or a resident's return: `reason: return`, with the "
                       "received parcel's number in `return_of`). Its label must be valid "
                       "(`invalid-tracking-number`), the shop must declare `send` among its "
-                      "services (`service-not-offered`, 422) and a carrier serving the shop "
+                      "services (`service-not-offered`, 409) and a carrier serving the shop "
                       "must collect the label "
-                      "(`label-not-collected-here`); when several carriers collect it, name one "
+                      "(`label-not-collected-here`, 409); not at a locker or a storage site "
+                      "(409 `site-has-no-shelves`, `shops-only`); when several carriers "
+                      "collect it, name one "
                       "(`carrier-choice-needed`, 409, lists them). The parcel gets a shelf "
                       "place shared with received parcels (`site-at-capacity` when none), the "
                       "sender a receipt (`receipt_url`, and a message when `sender` gives a "
@@ -220,7 +222,8 @@ def outbound_collection_sites(principal: Principal) -> Any:
                       "and when; the sender is told it has left); each in `not_found` (on the "
                       "pickup list, not on the shelf) becomes `lost`. Every number gets its "
                       "own answer; a refused one changes nothing. A carrier acts for itself; "
-                      "staff name the `carrier`.")
+                      "staff name the `carrier`. Not at a locker (409 `site-has-no-shelves`): "
+                      "there the carrier's code opens the doors.")
 def collect_outbound(principal: Principal, site_id: int, body: OutboundCollectionIn) -> Any:
     return {"items": outbound.collect(ctx(), principal, site_id, body.taken, body.not_found,
                                       body.carrier)}
@@ -243,7 +246,8 @@ def refuse_outbound(principal: Principal, parcel_id: int, body: OutboundRefusalI
           summary="A sender takes their parcel back", tag="sending", roles=STAFF,
           errors=(404, 409),
           description="A sent parcel waiting, refused or damaged leaves the shelf, `returned` "
-                      "to its sender. Not at a locker (422): there the sender's code opens "
+                      "to its sender. Not at a locker (409 `site-has-no-shelves`): there the "
+                      "sender's code opens "
                       "the door, and its closing says the parcel left.",
           response=r.OutboundParcelOut)
 def hand_back_outbound(principal: Principal, parcel_id: int) -> Any:
@@ -282,7 +286,8 @@ def outbound_receipt(principal: Principal, token: str) -> Any:
                       "and its QR code (`qr`, image at `qr_svg_url`): the locker opens the "
                       "door, online or offline. Door closed with the parcel in: "
                       "`awaiting_collection`, the sender's receipt sent. Refused: a label no "
-                      "carrier serving the locker collects (422), no free door of that size "
+                      "carrier serving the locker collects (409 `label-not-collected-here`), no "
+                      "free door of that size "
                       "(409 `parcel-does-not-fit`), a label its carrier already registered "
                       "(409; numbers are unique per carrier: another carrier's parcel under "
                       "the same number is not this label, and is never told of). "

@@ -115,7 +115,7 @@ def issue_producer_key(principal: Principal, code: str, body: KeyIn) -> Any:
           description="A catalogue-free order for a resident to collect at a shop: the "
                       "producer's `reference` (one order per reference), the resident's phone "
                       "or e-mail, a size, `keep_cold` (it goes to a refrigerated place only, "
-                      "at a shop that declares `cold`: `service-not-offered`, 422, otherwise), "
+                      "at a shop that declares `cold`: `service-not-offered`, 409, otherwise), "
                       "`holding_hours` (how long the shop keeps it, bounded by its opening "
                       "hours) and `sell_by` (never kept past it). The answer's `label` is the "
                       "number to print on the package; the shop scans it, or the reference.")
@@ -179,7 +179,8 @@ def deposit_order(principal: Principal, site_id: int, body: DepositIn) -> Any:
           max_body=MANIFEST_BODY_LIMIT,
           description="Each expired or damaged order named becomes `returned` (its event "
                       "says who and when). A producer acts for itself; staff name the "
-                      "`producer`. Each reference gets its own answer.")
+                      "`producer`. Each reference gets its own answer. Not at a locker (409 "
+                      "`site-has-no-shelves`): there the producer's code opens the doors.")
 def take_back(principal: Principal, site_id: int, body: TakeBackIn) -> Any:
     return {"items": producer_counter.take_back(ctx(), principal, site_id, body.references,
                                                 body.producer)}

@@ -38,7 +38,9 @@ class RecommendationsQuery(Strict):
           description="A shelf location that takes parcels and counts in the forecast's "
                       "capacity only from `valid_from` to `valid_until` (both included, in "
                       "order, at most 120 days: 422 otherwise; not over already: 409 "
-                      "`period-over`). The shop's forecast is computed again at once.")
+                      "`period-over`; a shop's only: 409 `site-has-no-shelves` at a locker, "
+                      "`shops-only` at a storage site). The shop's forecast is computed "
+                      "again at once.")
 def declare_temporary_shelf(principal: Principal, site_id: int, body: TemporaryShelfIn) -> Any:
     shelf = season.TemporaryShelf(**body.model_dump())
     return 201, season.declare_temporary_shelf(ctx(), principal, site_id, shelf)

@@ -465,8 +465,8 @@ def test_a_carrier_refuses_a_sent_parcel_in_its_door_and_the_sender_s_new_code_t
     wait_until(shown(site, "refused"), 10, "the carrier's code opens nothing")
     assert site.board.open_calls == [door]
     # at a locker only the door says the parcel left: no counter hand-back
-    assert is_problem(world.operator.post(f"/parcels/{parcel_id}/hand-back"), 422,
-                      "validation-failed")
+    assert is_problem(world.operator.post(f"/parcels/{parcel_id}/hand-back"), 409,
+                      "site-has-no-shelves")
 
     # the sender's refused message gives a new code, its receipt page too
     run_jobs(world)
