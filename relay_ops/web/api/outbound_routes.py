@@ -200,7 +200,8 @@ def drop_off_outbound(principal: Principal, site_id: int, body: DropOffIn) -> An
                       "it waits for (the carrier's first round after its deposit; null when "
                       "the carrier declared no rounds here); for one carrier, `rounds` lists "
                       "today's rounds with the size of each one's list, and `round=HH:MM` "
-                      "gives that round's list only (parcels deposited before it).")
+                      "gives that round's list only (parcels deposited before it).",
+          response=r.PickupListOut)
 def outbound_pickup_list(principal: Principal, site_id: int, query: PickupListQuery) -> Any:
     return pickup_lists.pickup_list(ctx(), principal, site_id, query.carrier, query.round)
 
@@ -209,7 +210,8 @@ def outbound_pickup_list(principal: Principal, site_id: int, query: PickupListQu
           tag="sending", roles=(Role.CARRIER, Role.OPERATOR),
           description="The sites where the calling carrier collects (operators: every carrier "
                       "at every site): parcels waiting, the agreed delay, its `rounds` there "
-                      "and the `next_round`.")
+                      "and the `next_round`.",
+          response=r.CollectionSiteListOut)
 def outbound_collection_sites(principal: Principal) -> Any:
     return {"items": carrier_sites.collection_sites(ctx(), principal)}
 
@@ -223,7 +225,8 @@ def outbound_collection_sites(principal: Principal) -> Any:
                       "pickup list, not on the shelf) becomes `lost`. Every number gets its "
                       "own answer; a refused one changes nothing. A carrier acts for itself; "
                       "staff name the `carrier`. Not at a locker (409 `site-has-no-shelves`): "
-                      "there the carrier's code opens the doors.")
+                      "there the carrier's code opens the doors.",
+          response=r.CollectedListOut)
 def collect_outbound(principal: Principal, site_id: int, body: OutboundCollectionIn) -> Any:
     return {"items": outbound.collect(ctx(), principal, site_id, body.taken, body.not_found,
                                       body.carrier)}
@@ -269,7 +272,8 @@ def outbound_overdue(principal: Principal) -> Any:
                       "when the carrier took it. Valid after the collection; names nobody. "
                       "At a locker, `locker_code` is the sender's code while it has one: the "
                       "drop-off code (and its QR image) until the parcel is in, or the code "
-                      "that takes back a parcel its carrier refused.")
+                      "that takes back a parcel its carrier refused.",
+          response=r.ReceiptOut)
 def outbound_receipt(principal: Principal, token: str) -> Any:
     return {**outbound.receipt(ctx(), token),
             "locker_code": locker_sending.sender_code(ctx(), token)}
@@ -292,7 +296,8 @@ def outbound_receipt(principal: Principal, token: str) -> Any:
                       "(409; numbers are unique per carrier: another carrier's parcel under "
                       "the same number is not this label, and is never told of). "
                       "Without a key, announcements are rate limited per client address "
-                      "(10 an hour) and per locker (60 an hour): 429 with `Retry-After`.")
+                      "(10 an hour) and per locker (60 an hour): 429 with `Retry-After`.",
+          response=r.LockerDropOffOut)
 def announce_locker_drop_off(principal: Principal, site_id: int, body: LockerDropOffIn) -> Any:
     sender = outbound.Sender(phone=body.sender.phone, email=body.sender.email,
                              locale=body.sender.locale)
