@@ -403,3 +403,22 @@ def test_counter_operations_at_a_locker_or_a_storage_site_are_conflicts_with_its
         assert op.get(f"/sites/{site_id}/temporary-shelves").json["items"] == []
         assert is_problem(op.post(f"/sites/{site_id}/outbound", json=deposit), 409, kind)
     assert op.get("/parcels", tracking_number="ACME00000971").status_code == 404
+
+
+def test_a_parcel_addressed_elsewhere_is_refused_at_a_lockers_door_as_at_a_counter(
+        world: World) -> None:
+    """A carrier scans, in its session at a locker, its parcel announced for a shop: the
+    parcel's address refuses it (409 wrong-site, as a counter's check-in), not the request;
+    no door is reserved."""
+    locker = world.operator.post("/lockers", json={
+        "code": "LCK-W1", "name": "Casier", "locker_model": "mini-6", "address": "Gare",
+        "postcode": "44440", "city": "Riaillé", "latitude": 47.51, "longitude": -1.29,
+    }).json["id"]
+    world.announce("WRONG00001")  # for the Bourg shop
+    session = world.carrier.post(f"/lockers/{locker}/sessions").json["id"]
+    scanned = world.carrier.post(f"/locker-sessions/{session}/deposits",
+                                 json={"tracking_number": "WRONG00001"})
+    assert is_problem(scanned, 409, "wrong-site")
+    assert scanned.json["destination"] == "bourg"
+    doors = world.operator.get(f"/lockers/{locker}").json["compartments"]
+    assert all(door["state"] == "free" for door in doors)

@@ -322,7 +322,7 @@ def revoke_locker(principal: Principal, site_id: int) -> Any:
                       "the answer's `status` is `rerouted` and `rerouted_to` names it, and the "
                       "recipient is told. With nowhere to go, or when it fits no compartment "
                       "at all, it is refused (`parcel-does-not-fit`) and stays with the "
-                      "carrier.",
+                      "carrier. A parcel addressed to another site: 409 `wrong-site`.",
           response=r.LockerDepositOut)
 def locker_deposit(principal: Principal, session_id: int, body: s.LockerDepositIn) -> Any:
     return locker_dropoff.deposit(ctx(), principal, session_id, body.tracking_number)
