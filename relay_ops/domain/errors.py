@@ -62,12 +62,21 @@ class WrongSite(DomainError):
 
 
 class NoShelves(DomainError):
-    """A shelf operation (a counter's check-in, shelf locations) at a site that has none: a
-    locker's parcels go through drop-off sessions into compartments. The site's kind refuses
+    """A shelf or counter operation (a check-in, shelf locations, temporary shelves, a deposit
+    to send, a collection, a hand-back or a take-back at the counter) at a site that has none:
+    a locker's parcels go through its doors (drop-off sessions, codes). The site's kind refuses
     it, not the request's form (the same body is accepted at a shop)."""
 
     slug = "site-has-no-shelves"
     title = "This site has no shelves"
+
+
+class ShopsOnly(DomainError):
+    """An operation only shops offer (sending at the counter, temporary shelves) asked of a
+    storage site: the site's kind refuses it, not the request's form (409, as ``NoShelves``)."""
+
+    slug = "shops-only"
+    title = "Only a shop does this"
 
 
 class PeriodOver(DomainError):

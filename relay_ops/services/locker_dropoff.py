@@ -12,7 +12,12 @@ from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Compartment, LockerSession, Parcel, Site
 from relay_ops.domain import tracking
-from relay_ops.domain.errors import DomainError, InvalidTransition, NotFound, ValidationFailed
+from relay_ops.domain.errors import (
+    DomainError,
+    InvalidTransition,
+    NotFound,
+    WrongSite,
+)
 from relay_ops.domain.lifecycle import State
 from relay_ops.services import history, numbers, reroute
 from relay_ops.services.context import Ctx
@@ -102,7 +107,9 @@ def deposit(ctx: Ctx, actor: Principal, session_id: int, tracking_number: str
                 or parcel.direction == "outbound":  # a sender's: its drop-off code opens it
             raise NotFound(f"no parcel {number} announced by you")
         if parcel.site_id != site.id:
-            raise ValidationFailed(f"{number} is addressed to {parcel.site.code}, not {site.code}")
+            # the parcel's address, not the request, refuses it: as at a counter (409)
+            raise WrongSite(f"{number} is addressed to {parcel.site.code}, not {site.code}",
+                            destination=parcel.site.code, destination_name=parcel.site.name)
         if parcel.state != State.ANNOUNCED.value:
             raise InvalidTransition(f"{number} is {parcel.state}", state=parcel.state)
         if parcel.compartment_id is not None:  # scanned twice: the same door, opened again

@@ -27,8 +27,10 @@ from relay_ops.domain.errors import (
     Conflict,
     DomainError,
     InvalidTransition,
+    NoShelves,
     NotFound,
     OnBehalfOf,
+    ShopsOnly,
     ValidationFailed,
 )
 from relay_ops.domain.lifecycle import Action, State
@@ -130,9 +132,11 @@ def _counter_site(session: Session, actor: Principal, site_id: int) -> Site:
     require_role(actor, *STAFF, Role.SYSTEM)
     require_site(actor, site_id)
     site = site_or_404(session, site_id, lock=True)
+    if site.kind == "locker":
+        raise NoShelves("at a locker the sender announces the parcel online and "
+                        "deposits it with a drop-off code (POST /lockers/{id}/drop-offs)")
     if site.kind != "shop":
-        raise ValidationFailed("at a locker the sender announces the parcel online and "
-                               "deposits it with a drop-off code (POST /lockers/{id}/drop-offs)")
+        raise ShopsOnly("parcels to send are dropped off at a shop")
     site_services.require(site.services or [], "send", site.name, site.code)
     return site
 
@@ -276,8 +280,8 @@ def collect(
     with ctx.db.transaction() as session:
         site = site_or_404(session, site_id)
         if site.kind == "locker":  # its door must open, and its closing says it is gone
-            raise ValidationFailed("at a locker the carrier's code (or its drop-off session) "
-                                   "opens the doors of the parcels to collect")
+            raise NoShelves("at a locker the carrier's code (or its drop-off session) "
+                            "opens the doors of the parcels to collect")
         carrier = _acting_carrier(session, actor, carrier_code)
         for raw in taken:
             results.append(_one(session, actor, site, carrier, raw, now, found=True))

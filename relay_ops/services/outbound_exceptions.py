@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from relay_ops.db.models import OutboundParcel, Parcel
 from relay_ops.domain import outbound
 from relay_ops.domain.errors import (
+    NoShelves,
     NotFound,
     ValidationFailed,
 )
@@ -55,8 +56,8 @@ def hand_back(ctx: Ctx, actor: Principal, parcel_id: int) -> dict[str, Any]:
     with ctx.db.transaction() as session:
         parcel = _sent_parcel(session, actor, parcel_id)
         if parcel.site.kind == "locker":  # its door must open, and its closing says it left
-            raise ValidationFailed("at a locker the sender takes a refused parcel back with "
-                                   "the code of the 'refused' message")
+            raise NoShelves("at a locker the sender takes a refused parcel back with "
+                            "the code of the 'refused' message")
         history.apply(session, parcel, Action.HAND_BACK, actor, now,
                       reason="given back to its sender")
         return outbound_view(session, parcel)

@@ -13,10 +13,10 @@ from relay_ops.db.models import Parcel, Producer, ProducerOrder, Site
 from relay_ops.domain.errors import (
     DomainError,
     InvalidTransition,
+    NoShelves,
     NotFound,
     OnBehalfOf,
     ProducerChoiceNeeded,
-    ValidationFailed,
 )
 from relay_ops.domain.lifecycle import Action
 from relay_ops.services import checkin, history
@@ -90,8 +90,8 @@ def take_back(
         if site is None:
             raise NotFound(f"no site {site_id}")
         if site.kind == "locker":  # its door must open, and its closing says it left
-            raise ValidationFailed("at a locker the producer's code opens the door of each "
-                                   "order to take back (GET /producer/lockers/{id}/code)")
+            raise NoShelves("at a locker the producer's code opens the door of each "
+                            "order to take back (GET /producer/lockers/{id}/code)")
         return [_take_back_one(session, actor, site_id, producer_id, ref, now)
                 for ref in references]
 

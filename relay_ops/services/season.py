@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from relay_ops.db.models import Location, Parcel
 from relay_ops.domain import season
-from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
+from relay_ops.domain.errors import Conflict, NoShelves, NotFound, ShopsOnly, ValidationFailed
 from relay_ops.domain.holding import SHORTENED_RULES
 from relay_ops.domain.lifecycle import State
 from relay_ops.services import forecast, forecast_views
@@ -51,8 +51,10 @@ def declare_temporary_shelf(
         raise ValidationFailed(f"size class {shelf.size_class!r} unknown; use {known}")
     with ctx.db.transaction() as session:
         site = site_row(session, site_id, lock=True)
+        if site.kind == "locker":
+            raise NoShelves("temporary shelves belong to shops; lockers have doors")
         if site.kind != "shop":
-            raise ValidationFailed("temporary shelves belong to shops; lockers have doors")
+            raise ShopsOnly("temporary shelves belong to shops")
         location = Location(
             site_id=site.id, label=shelf.label, size_class=shelf.size_class,
             capacity=shelf.capacity, refrigerated=shelf.refrigerated,

@@ -358,3 +358,67 @@ def test_round_times_are_times_of_day_and_a_return_names_its_parcel(
     for name in ("RefusalIn", "OutboundRefusalIn"):
         assert valid(document, component(document, name), {"reason": "abîmé"})
         assert not valid(document, component(document, name), {"reason": "\u00a0 "})
+
+
+def test_counter_operations_at_a_locker_or_a_storage_site_are_conflicts_with_its_kind(
+        world: World) -> None:
+    """A hand-back, a deposit to send, a collection, a take-back or a temporary shelf: the
+    same valid body a shop takes is refused at a locker (its doors do that) or a storage site
+    for what the site is, 409 with its own type, never as an invalid request (422); and
+    nothing is written."""
+    op = world.operator
+    locker = op.post("/lockers", json={
+        "code": "LCK-K1", "name": "Casier", "locker_model": "mini-6", "address": "Gare",
+        "postcode": "44440", "city": "Riaillé", "latitude": 47.51, "longitude": -1.29,
+    }).json["id"]
+    storage = op.post("/sites", json=shop("grange", 47.51, -1.30, [("S1", "M", 5)],
+                                          kind="storage")).json["id"]
+    carrier_sites.set_label_networks(world.ctx, SYSTEM, "acme", ["prefix:ACME"])
+    assert op.put(f"/sites/{locker}/carriers/acme",
+                  json={"collection_delay_hours": 24}).status_code == 200
+    dropped = world.anonymous.post(f"/lockers/{locker}/drop-offs", json={
+        "tracking_number": "ACME00000970", "size_class": "M",
+        "sender": {"phone": "+33698765432"}})
+    assert dropped.status_code == 201, dropped.json
+    parcel = op.get("/parcels", tracking_number="ACME00000970").json
+
+    handed = op.post(f"/parcels/{parcel['id']}/hand-back")
+    assert is_problem(handed, 409, "site-has-no-shelves")
+    assert op.get(f"/parcels/{parcel['id']}").json["state"] == parcel["state"]
+    collected = op.post(f"/sites/{locker}/outbound/collections",
+                        json={"taken": ["ACME00000970"], "carrier": "acme"})
+    assert is_problem(collected, 409, "site-has-no-shelves")
+    assert op.get(f"/parcels/{parcel['id']}").json["state"] == parcel["state"]
+    assert op.post("/producers", json={"code": "ferme", "name": "Ferme"}).status_code == 201
+    taken_back = op.post(f"/sites/{locker}/producer-orders/take-back",
+                         json={"references": ["CMD-1"], "producer": "ferme"})
+    assert is_problem(taken_back, 409, "site-has-no-shelves")
+
+    shelf = {"label": "T1", "capacity": 4, "valid_from": "2030-01-01",
+             "valid_until": "2030-01-10"}
+    deposit = {"tracking_number": "ACME00000971", "sender": {"phone": "+33698765432"}}
+    for site_id, kind in ((locker, "site-has-no-shelves"), (storage, "shops-only")):
+        assert is_problem(op.post(f"/sites/{site_id}/temporary-shelves", json=shelf),
+                          409, kind)
+        assert op.get(f"/sites/{site_id}/temporary-shelves").json["items"] == []
+        assert is_problem(op.post(f"/sites/{site_id}/outbound", json=deposit), 409, kind)
+    assert op.get("/parcels", tracking_number="ACME00000971").status_code == 404
+
+
+def test_a_parcel_addressed_elsewhere_is_refused_at_a_lockers_door_as_at_a_counter(
+        world: World) -> None:
+    """A carrier scans, in its session at a locker, its parcel announced for a shop: the
+    parcel's address refuses it (409 wrong-site, as a counter's check-in), not the request;
+    no door is reserved."""
+    locker = world.operator.post("/lockers", json={
+        "code": "LCK-W1", "name": "Casier", "locker_model": "mini-6", "address": "Gare",
+        "postcode": "44440", "city": "Riaillé", "latitude": 47.51, "longitude": -1.29,
+    }).json["id"]
+    world.announce("WRONG00001")  # for the Bourg shop
+    session = world.carrier.post(f"/lockers/{locker}/sessions").json["id"]
+    scanned = world.carrier.post(f"/locker-sessions/{session}/deposits",
+                                 json={"tracking_number": "WRONG00001"})
+    assert is_problem(scanned, 409, "wrong-site")
+    assert scanned.json["destination"] == "bourg"
+    doors = world.operator.get(f"/lockers/{locker}").json["compartments"]
+    assert all(door["state"] == "free" for door in doors)

@@ -1,22 +1,32 @@
 """The document's success schemas are true: real answers of the operations that declare one
-(a shop, a locker, a manifest, check-ins and pickups, parcels, carriers, staff) are valid
-under them, as each role sees them; and its links lead somewhere: each link's value, taken
-from a real answer, names the object that the linked operation then finds."""
+(sites, lockers and their sessions, manifests, check-ins and pickups, parcels, carriers, staff,
+sending, producers' orders, home delivery, forecasts and reroutes, no-room decisions, the
+season, jobs, flows) are valid under them, as each role sees them; and its links lead
+somewhere: each link's value, taken from a real answer, names the object that the linked
+operation then finds."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 from werkzeug.test import TestResponse
 
-from relay_ops.services import outbound_exceptions
+from relay_ops import jobs, outbox
+from relay_ops.services import expiry, outbound_exceptions
 from relay_ops.services.resident import tracking_token
 from relay_ops.web.api.openapi import REGISTRY, openapi_path
 from tests.conftest import Clock
-from tests.support import PASSWORD, World, is_problem, shop
+from tests.integration.notifications.notify_servers import (  # noqa: F401 - a fixture by name
+    SmsGateway,
+    sms_gateway,
+)
+from tests.integration.test_forecast import announce_many, near_shop
+from tests.support import PASSWORD, Api, World, is_problem, shop
 
 LOCKER = {"code": "LCK-R1", "name": "Casier de la gare", "locker_model": "mini-6",
           "address": "Place de la gare", "postcode": "44440", "city": "Riaillé",
@@ -57,8 +67,9 @@ def pointer(value: Any, expression: str) -> Any:
     return value
 
 
-def test_real_answers_match_the_documented_schemas(world: World, document: dict[str, Any],
-                                                   clock: Clock) -> None:
+def test_real_answers_match_the_documented_schemas(
+        app: Flask, world: World, document: dict[str, Any], clock: Clock,
+        sms_gateway: SmsGateway) -> None:  # noqa: F811 - the fixture, by name
     c = Conformance(document)
     op, keeper, carrier = world.operator, world.shopkeeper, world.carrier
     token = world.client.post("/api/v1/auth/token", json={"username": "op", "password": PASSWORD})
@@ -160,7 +171,8 @@ def test_real_answers_match_the_documented_schemas(world: World, document: dict[
     assert [p["tracking_number"] for p in late["items"]] == ["ACME00000901"]
     c.check("POST", "/producers", op.post("/producers", json={"code": "ferme", "name": "Ferme"}))
     c.check("GET", "/producers", op.get("/producers"))
-    c.check("POST", "/producers/{code}/keys", op.post("/producers/ferme/keys", {"label": "x"}))
+    producer_key = c.check("POST", "/producers/{code}/keys",
+                           op.post("/producers/ferme/keys", {"label": "x"}))
     c.check("PUT", "/sites/{site_id}/locations/{label}/refrigerated", op.put(
         f"/sites/{shop_id}/locations/A1/refrigerated", {"refrigerated": True}))
     c.check("PUT", "/lockers/{site_id}/compartments/{number}/refrigerated", op.put(
@@ -174,17 +186,228 @@ def test_real_answers_match_the_documented_schemas(world: World, document: dict[
     before = c.check("GET", "/track/{token}", world.client.get(track))
     assert before["pickup_code"] is None and before["site"]["code"] == "bourg"
     world.check_in("SCHEMA0004")
-    world.client.post(track + "/proxy", json={"name": "Paul Voisin"})
+    c.check("POST", "/track/{token}/proxy",
+            world.client.post(track + "/proxy", json={"name": "Paul Voisin"}))
     after = c.check("GET", "/track/{token}", world.client.get(track))
     assert after["pickup_code"] and after["proxy"] == {"name": "Paul Voisin"}
     c.check("POST", "/track/{token}/extension", world.client.post(track + "/extension"))
     c.check("POST", "/track/{token}/refusal",
             world.client.post(track + "/refusal", json={"reason": "not mine"}))
+    c.check("DELETE", "/users/{user_id}/tokens", op.delete(f"/users/{user['id']}/tokens"))
+    c.check("GET", "/parcels/{parcel_id}/notifications",
+            op.get(f"/parcels/{pid}/notifications"))
+
+    # Then the rest of the day's work, on the same world: each part its own parcels.
+    home_delivery_answers(world, c)
+    sending_answers(world, c, locker["id"], sent["receipt_url"])
+    locker_answers(world, c, locker["id"])
+    producer_answers(world, c, locker["id"], producer_key["token"])
+    forecast_answers(world, c, locker["id"])
+    jobs_answers(world, c, app, sms_gateway)
+    clock.advance(days=20)  # the ready parcels and orders expire: carriers, producers collect
+    expiry.expire_overdue(world.ctx)
+    world.sign_in_again()
+    collection_answers(world, c, producer_key["token"])
 
     # Every operation whose success the document describes was checked here.
     declared = {(ep.method, openapi_path(ep.rule)) for ep in REGISTRY if ep.response}
     unchecked = declared - c.seen
     assert not unchecked, sorted(unchecked)
+
+
+def tomorrow(world: World) -> str:
+    return (world.ctx.now().astimezone(world.ctx.settings.timezone).date()
+            + timedelta(days=1)).isoformat()
+
+
+def home_delivery_answers(world: World, c: Conformance) -> None:
+    """The shop delivers every day; a resident asks (a neighbour brings it home), the shop
+    asks for another (its shopkeeper delivers), and two are called off."""
+    op, keeper, shop_id = world.operator, world.shopkeeper, world.shop_id
+    keeper.put(f"/sites/{shop_id}/services", {"services": ["receive", "send", "cold",
+                                                           "home_delivery"]})
+    every_day = {"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "area": "Bourg"}
+    c.check("PUT", "/sites/{site_id}/home-delivery",
+            keeper.put(f"/sites/{shop_id}/home-delivery", every_day))
+    c.check("GET", "/sites/{site_id}/home-delivery",
+            world.anonymous.get(f"/sites/{shop_id}/home-delivery"))
+    ids = [world.ready(f"HOME00000{i}")["id"] for i in range(1, 5)]
+    track = f"/api/v1/track/{tracking_token(world.ctx, ids[0])}"
+    offer = c.check("GET", "/track/{token}/home-delivery",
+                    world.client.get(track + "/home-delivery"))
+    assert offer["offered"] and offer["delivery"] is None
+    ask = {"day": offer["days"][0], "consent": True, "in_area": True,
+           "courier": {"kind": "neighbour", "name": "Marcel Petit"}}
+    asked = c.check("POST", "/track/{token}/home-delivery",
+                    world.client.post(track + "/home-delivery", json=ask))
+    planned = c.check("GET", "/track/{token}/home-delivery",
+                      world.client.get(track + "/home-delivery"))
+    assert planned["delivery"]["id"] == asked["id"]
+    courier = "/api/v1/courier/" + asked["courier_url"].rsplit("/", 1)[1]
+    c.check("GET", "/courier/{courier_token}", world.client.get(courier))
+    c.check("POST", "/courier/{courier_token}/taken", world.client.post(courier + "/taken"))
+    done = c.check("POST", "/courier/{courier_token}/delivered", world.client.post(
+        courier + "/delivered", json={"code": world.code_of(ids[0])}))
+    assert done["status"] == "delivered"
+    by_shop = ask | {"courier": {"kind": "shopkeeper"}}
+    shop_asked = c.check("POST", "/parcels/{parcel_id}/home-delivery",
+                         keeper.post(f"/parcels/{ids[1]}/home-delivery", by_shop))
+    assert shop_asked["courier_url"] is None  # the shopkeeper needs no link
+    code = world.code_of(ids[1])
+    keeper.post(f"/parcels/{ids[2]}/home-delivery", ask)
+    listed = c.check("GET", "/sites/{site_id}/home-deliveries",
+                     keeper.get(f"/sites/{shop_id}/home-deliveries"))
+    assert len(listed["items"]) == 2
+    c.check("POST", "/home-deliveries/{delivery_id}/taken",
+            keeper.post(f"/home-deliveries/{shop_asked['id']}/taken"))
+    c.check("POST", "/home-deliveries/{delivery_id}/delivered",
+            keeper.post(f"/home-deliveries/{shop_asked['id']}/delivered", {"code": code}))
+    c.check("DELETE", "/parcels/{parcel_id}/home-delivery",
+            op.delete(f"/parcels/{ids[2]}/home-delivery"))
+    other = f"/api/v1/track/{tracking_token(world.ctx, ids[3])}/home-delivery"
+    world.client.post(other, json=ask)
+    cancelled = c.check("DELETE", "/track/{token}/home-delivery", world.client.delete(other))
+    assert cancelled["status"] == "cancelled" and cancelled["closed_at"]
+
+
+def sending_answers(world: World, c: Conformance, locker_id: int, receipt_url: str) -> None:
+    """Acme's pickup list at the shop (one late parcel, its rounds), where it collects, the
+    collection; a sender's drop-off at the locker and both receipts."""
+    op, carrier, keeper, shop_id = world.operator, world.carrier, world.shopkeeper, world.shop_id
+    lists = f"/sites/{shop_id}/outbound/pickup-list"
+    mine = c.check("GET", "/sites/{site_id}/outbound/pickup-list", carrier.get(lists))
+    assert [p["tracking_number"] for p in mine["items"]] == ["ACME00000901"]
+    assert mine["rounds"] and mine["items"][0]["overdue"]
+    c.check("GET", "/sites/{site_id}/outbound/pickup-list",
+            carrier.get(lists, round=mine["rounds"][-1]["time"]))
+    c.check("GET", "/sites/{site_id}/outbound/pickup-list", keeper.get(lists))
+    for who in (carrier, op):
+        c.check("GET", "/outbound/collection-sites", who.get("/outbound/collection-sites"))
+    taken = c.check("POST", "/sites/{site_id}/outbound/collections", carrier.post(
+        f"/sites/{shop_id}/outbound/collections", {"taken": ["ACME00000901", "ACME00000999"]}))
+    assert [i["status"] for i in taken["items"]] == ["collected", "refused"]
+    receipt = "/outbound/receipts/" + receipt_url.rsplit("/", 1)[1]
+    assert c.check("GET", "/outbound/receipts/{token}",
+                   world.anonymous.get(receipt))["locker_code"] is None
+    op.put(f"/sites/{locker_id}/carriers/acme", {"collection_delay_hours": 24})
+    drop = c.check("POST", "/lockers/{site_id}/drop-offs", world.anonymous.post(
+        f"/lockers/{locker_id}/drop-offs", {"tracking_number": "ACME00000990", "size_class": "M",
+                                            "sender": {"phone": "+33698765432"}}))
+    at_locker = c.check("GET", "/outbound/receipts/{token}", world.anonymous.get(
+        "/outbound/receipts/" + drop["receipt_url"].rsplit("/", 1)[1]))
+    assert at_locker["locker_code"]["purpose"] == "drop_off"
+
+
+def locker_answers(world: World, c: Conformance, locker_id: int) -> None:
+    """A carrier's session at the locker: a deposit, a collection, the close; its offline
+    code; the operator provisions and revokes the locker's identity."""
+    carrier, op = world.carrier, world.operator
+    world.announce("LOCKSCH001", site=LOCKER["code"], size_class="S")
+    session = c.check("POST", "/lockers/{site_id}/sessions",
+                      carrier.post(f"/lockers/{locker_id}/sessions"))
+    deposit = c.check("POST", "/locker-sessions/{session_id}/deposits", carrier.post(
+        f"/locker-sessions/{session['id']}/deposits", {"tracking_number": "LOCKSCH001"}))
+    assert deposit["status"] == "door_opening"
+    c.check("POST", "/locker-sessions/{session_id}/collection",
+            carrier.post(f"/locker-sessions/{session['id']}/collection"))
+    closed = c.check("POST", "/locker-sessions/{session_id}/close",
+                     carrier.post(f"/locker-sessions/{session['id']}/close"))
+    assert closed["closed_at"]
+    c.check("GET", "/lockers/{site_id}/carrier-code",
+            carrier.get(f"/lockers/{locker_id}/carrier-code"))
+    c.check("POST", "/lockers/{site_id}/carrier-code/rotate",
+            carrier.post(f"/lockers/{locker_id}/carrier-code/rotate"))
+    c.check("POST", "/lockers/{site_id}/provision", op.post(f"/lockers/{locker_id}/provision"))
+    c.check("POST", "/lockers/{site_id}/revoke", op.post(f"/lockers/{locker_id}/revoke"))
+
+
+def producer_answers(world: World, c: Conformance, locker_id: int, key: str) -> None:
+    """A producer's orders: one announced twice (200 the second time), one deposited at the
+    shop; its lists and its code at the locker."""
+    farm, keeper, shop_id = Api(world.client, key), world.shopkeeper, world.shop_id
+    order = {"reference": "CMD-SCH-1", "site": "bourg", "size_class": "S",
+             "recipient": {"phone": "+33611223344"}}
+    c.check("POST", "/producer/orders", farm.post("/producer/orders", order))
+    c.check("POST", "/producer/orders", farm.post("/producer/orders", order))  # again: 200
+    second = farm.post("/producer/orders", order | {
+        "reference": "CMD-SCH-2", "holding_hours": 24, "sell_by": "2026-12-20T12:00:00+00:00"})
+    assert second.status_code == 201, second.json
+    deposited = c.check("POST", "/sites/{site_id}/producer-orders/deposits", keeper.post(
+        f"/sites/{shop_id}/producer-orders/deposits", {"reference": "CMD-SCH-1"}))
+    assert deposited["order"]["deposited_at"]
+    c.check("GET", "/producer/orders", farm.get("/producer/orders"))
+    c.check("GET", "/producer/orders/{reference}", farm.get("/producer/orders/CMD-SCH-2"))
+    c.check("GET", "/sites/{site_id}/producer-orders",
+            keeper.get(f"/sites/{shop_id}/producer-orders"))
+    c.check("GET", "/producer/lockers/{site_id}/code",
+            farm.get(f"/producer/lockers/{locker_id}/code"))
+
+
+def forecast_answers(world: World, c: Conformance, locker_id: int) -> None:
+    """A shop saturated tomorrow: with no shop within reach the operator sees the decision;
+    with one, the carrier takes the proposed site. The forecasts, a temporary shelf, the
+    season's recommendations and the flows."""
+    op, carrier, keeper, shop_id = world.operator, world.carrier, world.shopkeeper, world.shop_id
+    day = tomorrow(world)
+    c.check("POST", "/no-room-policies", op.post("/no-room-policies", json={
+        "carrier": "other", "steps": ["hold"]}))  # Acme's parcels: no policy, none decided
+    c.check("GET", "/no-room-policies", op.get("/no-room-policies"))
+    announce_many(carrier, 20, prefix="SATA", reference="PEAK-A", day=day)
+    for who in (op, carrier):
+        decided = c.check("GET", "/no-room-decisions", who.get("/no-room-decisions", day=day))
+        assert decided["items"] and decided["items"][0]["step"] == "none"
+    near_shop(world)
+    answer = announce_many(carrier, 20, prefix="SATB", reference="PEAK-B", day=day)
+    proposed = [p for p in answer["parcels"] if p.get("reroute", {}).get("status") == "proposed"]
+    assert proposed, answer["parcels"][-1]
+    moved = c.check("POST", "/parcels/{parcel_id}/reroute", carrier.post(
+        f"/parcels/{proposed[0]['parcel_id']}/reroute", {"site": "pres"}))
+    assert moved["status"] == "accepted" and moved["reservation"]
+    c.check("GET", "/parcels/{parcel_id}/reroutes",
+            op.get(f"/parcels/{proposed[0]['parcel_id']}/reroutes"))
+    shelf = {"label": "T1", "capacity": 4, "valid_from": day, "valid_until": day}
+    c.check("POST", "/sites/{site_id}/temporary-shelves",
+            keeper.post(f"/sites/{shop_id}/temporary-shelves", shelf))
+    c.check("GET", "/sites/{site_id}/temporary-shelves",
+            keeper.get(f"/sites/{shop_id}/temporary-shelves"))
+    for site_id in (shop_id, locker_id):  # a locker's counts its free doors
+        c.check("GET", "/sites/{site_id}/forecast", op.get(f"/sites/{site_id}/forecast"))
+    advice = c.check("GET", "/season/recommendations", op.get("/season/recommendations"))
+    assert any(site["periods"] for site in advice["items"])
+    flows = c.check("GET", "/stats/flows", op.get("/stats/flows"))
+    assert flows["totals"]["today"]["home_delivered"] == 2
+
+
+def jobs_answers(world: World, c: Conformance, app: Flask,
+                 sms_gateway: SmsGateway) -> None:  # noqa: F811 - the fixture, by name
+    """The SMS gateway fails: the operator sees the failing jobs and retries one."""
+    op = world.operator
+    app.config.update(NOTIFY_SMS_BACKEND="webhook", SMS_WEBHOOK_URL=sms_gateway.url,
+                      SMS_WEBHOOK_TOKEN="tok")
+    sms_gateway.script.status, sms_gateway.script.body = 503, '{"error": "overloaded"}'
+    outbox.run_pending_jobs(world.ctx.db, jobs.handlers(world.ctx, app.config), world.ctx.now)
+    c.check("GET", "/jobs", op.get("/jobs"))
+    failing = c.check("GET", "/jobs/failed", op.get("/jobs/failed"))
+    assert failing["items"]
+    c.check("POST", "/jobs/failed/{job_id}/retry",
+            op.post(f"/jobs/failed/{failing['items'][0]['id']}/retry"))
+
+
+def collection_answers(world: World, c: Conformance, producer_key: str) -> None:
+    """Weeks later: Acme takes its expired parcels back, the producer its order."""
+    carrier, keeper, shop_id = world.carrier, world.shopkeeper, world.shop_id
+    waiting = c.check("GET", "/sites/{site_id}/collections",
+                      carrier.get(f"/sites/{shop_id}/collections"))
+    c.check("GET", "/sites/{site_id}/collections", keeper.get(f"/sites/{shop_id}/collections"))
+    numbers = [p["tracking_number"] for p in waiting["items"]]
+    assert numbers
+    c.check("POST", "/sites/{site_id}/collections", carrier.post(
+        f"/sites/{shop_id}/collections", {"tracking_numbers": [numbers[0], "ACME00000998"]}))
+    farm = Api(world.client, producer_key)
+    to_take = c.check("GET", "/producer/take-back", farm.get("/producer/take-back"))
+    assert [o["reference"] for o in to_take["items"]] == ["CMD-SCH-1"]
+    c.check("POST", "/sites/{site_id}/producer-orders/take-back", farm.post(
+        f"/sites/{shop_id}/producer-orders/take-back", {"references": ["CMD-SCH-1", "CMD-X"]}))
 
 
 def test_links_lead_to_what_was_made(world: World, document: dict[str, Any]) -> None:

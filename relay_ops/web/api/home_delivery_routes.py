@@ -13,6 +13,7 @@ from relay_ops.domain.hours import DAYS
 from relay_ops.services import home_delivery
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
+from relay_ops.web.api import responses as r
 from relay_ops.web.api.openapi import Link
 from relay_ops.web.api.schemas import NOT_BLANK, Strict
 
@@ -64,13 +65,14 @@ REQUEST_DOC = (
     "its days and area declared) is brought home on `day` (one of the shop's delivery days "
     "it opens, up to the parcel's deadline) by a named neighbour or volunteer, who gets a "
     "one-time link of their own (`courier_url`), or by the shopkeeper. Refusals: "
-    "`home-delivery-refused` (422: not offered, not a delivery day, outside the area, one "
+    "`home-delivery-refused` (409: not offered, not a delivery day, outside the area, one "
     "already planned), `invalid-transition` (409: the parcel is not waiting at the shop). "
     "The resident is told who will bring it and when.")
 
 
 @endpoint("/sites/<id:site_id>/home-delivery", summary="A shop's home delivery days and area",
-          tag="home delivery", errors=(404,))
+          tag="home delivery", errors=(404,),
+          response=r.HomeOfferOut)
 def get_offer(principal: Principal, site_id: int) -> Any:
     return home_delivery.get_offer(ctx(), site_id)
 
@@ -79,7 +81,8 @@ def get_offer(principal: Principal, site_id: int) -> Any:
           tag="home delivery", roles=STAFF, body=OfferIn, errors=(404,),
           description="The shop's operator or its own shopkeeper. Residents may ask once the "
                       "site also lists `home_delivery` in its services (`PUT /sites/{id}/"
-                      "services`).")
+                      "services`).",
+          response=r.HomeOfferOut)
 def set_offer(principal: Principal, site_id: int, body: OfferIn) -> Any:
     return home_delivery.set_offer(ctx(), principal, site_id, body.model_dump())
 
@@ -87,7 +90,8 @@ def set_offer(principal: Principal, site_id: int, body: OfferIn) -> Any:
 @endpoint("/sites/<id:site_id>/home-deliveries", summary="A shop's planned home deliveries",
           tag="home delivery", roles=STAFF, query=ListQuery, errors=(404,),
           description="Open deliveries (requested or taken), by day; each with the "
-                      "courier's link to hand over.")
+                      "courier's link to hand over.",
+          response=r.HomeDeliveryListOut)
 def list_site_deliveries(principal: Principal, site_id: int, query: ListQuery) -> Any:
     try:
         day = date.fromisoformat(query.day) if query.day else None
@@ -101,7 +105,8 @@ def list_site_deliveries(principal: Principal, site_id: int, query: ListQuery) -
           roles=STAFF, body=RequestIn, status=201, errors=(404, 409),
           description=REQUEST_DOC + " Recorded as asked by the shop for the resident.",
           links={"Cancel": Link("DELETE /parcels/<id:parcel_id>/home-delivery",
-                                {"parcel_id": "$request.path.parcel_id"})})
+                                {"parcel_id": "$request.path.parcel_id"})},
+          response=r.HomeDeliveryOut)
 def shop_request(principal: Principal, parcel_id: int, body: RequestIn) -> Any:
     return 201, _request(principal, parcel_id, body)
 
@@ -109,7 +114,8 @@ def shop_request(principal: Principal, parcel_id: int, body: RequestIn) -> Any:
 @endpoint("/parcels/<id:parcel_id>/home-delivery", "DELETE",
           summary="Cancel a home delivery for the resident", tag="home delivery", roles=STAFF,
           errors=(404, 409),
-          description="Until the courier has taken the parcel (`invalid-transition` after).")
+          description="Until the courier has taken the parcel (`invalid-transition` after).",
+          response=r.HomeDeliveryOut)
 def shop_cancel(principal: Principal, parcel_id: int) -> Any:
     return home_delivery.cancel(ctx(), principal, parcel_id)
 
@@ -118,7 +124,8 @@ def shop_cancel(principal: Principal, parcel_id: int) -> Any:
           summary="The courier takes the parcel from the shop", tag="home delivery",
           roles=STAFF, errors=(404, 409),
           description="Recorded by the shop at the hand-over, on the delivery's day "
-                      "(`home-delivery-refused` otherwise); taking it again answers the same.")
+                      "(`home-delivery-refused` otherwise); taking it again answers the same.",
+          response=r.HomeDeliveryOut)
 def shop_take(principal: Principal, delivery_id: int) -> Any:
     return home_delivery.take(ctx(), principal, delivery_id)
 
@@ -128,7 +135,8 @@ def shop_take(principal: Principal, delivery_id: int) -> Any:
           tag="home delivery", roles=STAFF, body=CodeIn, errors=(403, 404, 409, 423, 429),
           description="The resident's pickup code, checked as at the counter: a wrong one "
                       "counts against the parcel (`wrong-pickup-code`), five lock it "
-                      "(`pickup-code-locked`).")
+                      "(`pickup-code-locked`).",
+          response=r.HomeDeliveryOut)
 def shop_deliver(principal: Principal, delivery_id: int, body: CodeIn) -> Any:
     return home_delivery.deliver(ctx(), principal, delivery_id, body.code)
 
@@ -137,14 +145,16 @@ def shop_deliver(principal: Principal, delivery_id: int, body: CodeIn) -> Any:
 
 
 @endpoint("/track/<token>/home-delivery", summary="Home delivery: what can be asked",
-          tag="residents", roles=RESIDENT, errors=(404, 410))
+          tag="residents", roles=RESIDENT, errors=(404, 410),
+          response=r.ResidentHomeDeliveryOut)
 def resident_options(principal: Principal) -> Any:
     return home_delivery.for_resident(ctx(), principal)
 
 
 @endpoint("/track/<token>/home-delivery", "POST", summary="Ask for home delivery",
           tag="residents", roles=RESIDENT, body=RequestIn, status=201, errors=(404, 409, 410),
-          description=REQUEST_DOC)
+          description=REQUEST_DOC,
+          response=r.HomeDeliveryOut)
 def resident_request(principal: Principal, body: RequestIn) -> Any:
     assert principal.parcel_id is not None
     return 201, _request(principal, principal.parcel_id, body)
@@ -152,7 +162,8 @@ def resident_request(principal: Principal, body: RequestIn) -> Any:
 
 @endpoint("/track/<token>/home-delivery", "DELETE", summary="Cancel the home delivery",
           tag="residents", roles=RESIDENT, errors=(404, 409, 410),
-          description="Until the courier has taken the parcel (`invalid-transition` after).")
+          description="Until the courier has taken the parcel (`invalid-transition` after).",
+          response=r.HomeDeliveryOut)
 def resident_cancel(principal: Principal) -> Any:
     assert principal.parcel_id is not None
     return home_delivery.cancel(ctx(), principal, principal.parcel_id)
@@ -170,13 +181,15 @@ def _request(principal: Principal, parcel_id: int, body: RequestIn) -> Any:
 @endpoint("/courier/<courier_token>", summary="The delivery entrusted to this link",
           tag="home delivery", roles=COURIER, errors=(404,),
           description="The courier's one-time link names one delivery: its parcel only, "
-                      "until it is delivered, returned or cancelled (then 404).")
+                      "until it is delivered, returned or cancelled (then 404).",
+          response=r.HomeDeliveryOut)
 def courier_view(principal: Principal) -> Any:
     return home_delivery.courier_view(ctx(), principal)
 
 
 @endpoint("/courier/<courier_token>/taken", "POST", summary="I have taken the parcel",
-          tag="home delivery", roles=COURIER, errors=(404, 409))
+          tag="home delivery", roles=COURIER, errors=(404, 409),
+          response=r.HomeDeliveryOut)
 def courier_take(principal: Principal) -> Any:
     assert principal.delivery_id is not None
     return home_delivery.take(ctx(), principal, principal.delivery_id)
@@ -186,7 +199,8 @@ def courier_take(principal: Principal) -> Any:
           summary="Delivered: the resident types their code", tag="home delivery",
           roles=COURIER, body=CodeIn, errors=(403, 404, 409, 423, 429),
           description="The resident types their own pickup code on the courier's phone; "
-                      "checked as at the counter (five wrong codes lock it).")
+                      "checked as at the counter (five wrong codes lock it).",
+          response=r.HomeDeliveryOut)
 def courier_deliver(principal: Principal, body: CodeIn) -> Any:
     assert principal.delivery_id is not None
     return home_delivery.deliver(ctx(), principal, principal.delivery_id, body.code)

@@ -12,6 +12,7 @@ from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services import no_room_policies
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
+from relay_ops.web.api import responses as r
 from relay_ops.web.api.openapi import Link
 from relay_ops.web.api.schemas import Code, SizeClass, Strict
 
@@ -65,13 +66,15 @@ POLICY_DOC = (
           extra_responses={200: "the policy of this carrier and territory, replaced"},
           description=POLICY_DOC,
           links={"Remove": Link("DELETE /no-room-policies/<id:policy_id>",
-                                {"policy_id": "$response.body#/id"})})
+                                {"policy_id": "$response.body#/id"})},
+          response=r.NoRoomPolicyOut)
 def set_policy(principal: Principal, body: PolicyIn) -> Any:
     created, view = no_room_policies.set_policy(ctx(), principal, body.model_dump())
     return (201 if created else 200), view
 
 
-@endpoint("/no-room-policies", summary="The no-room policies", tag="no room", roles=OPERATOR)
+@endpoint("/no-room-policies", summary="The no-room policies", tag="no room", roles=OPERATOR,
+          response=r.NoRoomPolicyListOut)
 def list_policies(principal: Principal) -> Any:
     return {"items": no_room_policies.list_policies(ctx(), principal)}
 
@@ -91,7 +94,8 @@ def delete_policy(principal: Principal, policy_id: int) -> Any:
                       "`day` is the day the parcel was expected at `site`. A carrier sees its "
                       "own parcels: `?step=hold&day=...` lists the parcels to keep at its depot "
                       "from that round, and until when. An operator sees every carrier's, "
-                      "per site and day.")
+                      "per site and day.",
+          response=r.NoRoomDecisionListOut)
 def list_decisions(principal: Principal, query: DecisionsQuery) -> Any:
     try:
         day = date.fromisoformat(query.day) if query.day else None

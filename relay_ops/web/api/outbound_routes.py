@@ -174,9 +174,11 @@ def list_site_carriers(principal: Principal, site_id: int) -> Any:
           description="A sender's parcel (or a resident's return: `reason: return`, with the "
                       "received parcel's number in `return_of`). Its label must be valid "
                       "(`invalid-tracking-number`), the shop must declare `send` among its "
-                      "services (`service-not-offered`, 422) and a carrier serving the shop "
+                      "services (`service-not-offered`, 409) and a carrier serving the shop "
                       "must collect the label "
-                      "(`label-not-collected-here`); when several carriers collect it, name one "
+                      "(`label-not-collected-here`, 409); not at a locker or a storage site "
+                      "(409 `site-has-no-shelves`, `shops-only`); when several carriers "
+                      "collect it, name one "
                       "(`carrier-choice-needed`, 409, lists them). The parcel gets a shelf "
                       "place shared with received parcels (`site-at-capacity` when none), the "
                       "sender a receipt (`receipt_url`, and a message when `sender` gives a "
@@ -198,7 +200,8 @@ def drop_off_outbound(principal: Principal, site_id: int, body: DropOffIn) -> An
                       "it waits for (the carrier's first round after its deposit; null when "
                       "the carrier declared no rounds here); for one carrier, `rounds` lists "
                       "today's rounds with the size of each one's list, and `round=HH:MM` "
-                      "gives that round's list only (parcels deposited before it).")
+                      "gives that round's list only (parcels deposited before it).",
+          response=r.PickupListOut)
 def outbound_pickup_list(principal: Principal, site_id: int, query: PickupListQuery) -> Any:
     return pickup_lists.pickup_list(ctx(), principal, site_id, query.carrier, query.round)
 
@@ -207,7 +210,8 @@ def outbound_pickup_list(principal: Principal, site_id: int, query: PickupListQu
           tag="sending", roles=(Role.CARRIER, Role.OPERATOR),
           description="The sites where the calling carrier collects (operators: every carrier "
                       "at every site): parcels waiting, the agreed delay, its `rounds` there "
-                      "and the `next_round`.")
+                      "and the `next_round`.",
+          response=r.CollectionSiteListOut)
 def outbound_collection_sites(principal: Principal) -> Any:
     return {"items": carrier_sites.collection_sites(ctx(), principal)}
 
@@ -220,7 +224,9 @@ def outbound_collection_sites(principal: Principal) -> Any:
                       "and when; the sender is told it has left); each in `not_found` (on the "
                       "pickup list, not on the shelf) becomes `lost`. Every number gets its "
                       "own answer; a refused one changes nothing. A carrier acts for itself; "
-                      "staff name the `carrier`.")
+                      "staff name the `carrier`. Not at a locker (409 `site-has-no-shelves`): "
+                      "there the carrier's code opens the doors.",
+          response=r.CollectedListOut)
 def collect_outbound(principal: Principal, site_id: int, body: OutboundCollectionIn) -> Any:
     return {"items": outbound.collect(ctx(), principal, site_id, body.taken, body.not_found,
                                       body.carrier)}
@@ -243,7 +249,8 @@ def refuse_outbound(principal: Principal, parcel_id: int, body: OutboundRefusalI
           summary="A sender takes their parcel back", tag="sending", roles=STAFF,
           errors=(404, 409),
           description="A sent parcel waiting, refused or damaged leaves the shelf, `returned` "
-                      "to its sender. Not at a locker (422): there the sender's code opens "
+                      "to its sender. Not at a locker (409 `site-has-no-shelves`): there the "
+                      "sender's code opens "
                       "the door, and its closing says the parcel left.",
           response=r.OutboundParcelOut)
 def hand_back_outbound(principal: Principal, parcel_id: int) -> Any:
@@ -265,7 +272,8 @@ def outbound_overdue(principal: Principal) -> Any:
                       "when the carrier took it. Valid after the collection; names nobody. "
                       "At a locker, `locker_code` is the sender's code while it has one: the "
                       "drop-off code (and its QR image) until the parcel is in, or the code "
-                      "that takes back a parcel its carrier refused.")
+                      "that takes back a parcel its carrier refused.",
+          response=r.ReceiptOut)
 def outbound_receipt(principal: Principal, token: str) -> Any:
     return {**outbound.receipt(ctx(), token),
             "locker_code": locker_sending.sender_code(ctx(), token)}
@@ -282,12 +290,14 @@ def outbound_receipt(principal: Principal, token: str) -> Any:
                       "and its QR code (`qr`, image at `qr_svg_url`): the locker opens the "
                       "door, online or offline. Door closed with the parcel in: "
                       "`awaiting_collection`, the sender's receipt sent. Refused: a label no "
-                      "carrier serving the locker collects (422), no free door of that size "
+                      "carrier serving the locker collects (409 `label-not-collected-here`), no "
+                      "free door of that size "
                       "(409 `parcel-does-not-fit`), a label its carrier already registered "
                       "(409; numbers are unique per carrier: another carrier's parcel under "
                       "the same number is not this label, and is never told of). "
                       "Without a key, announcements are rate limited per client address "
-                      "(10 an hour) and per locker (60 an hour): 429 with `Retry-After`.")
+                      "(10 an hour) and per locker (60 an hour): 429 with `Retry-After`.",
+          response=r.LockerDropOffOut)
 def announce_locker_drop_off(principal: Principal, site_id: int, body: LockerDropOffIn) -> Any:
     sender = outbound.Sender(phone=body.sender.phone, email=body.sender.email,
                              locale=body.sender.locale)

@@ -115,10 +115,11 @@ def issue_producer_key(principal: Principal, code: str, body: KeyIn) -> Any:
           description="A catalogue-free order for a resident to collect at a shop: the "
                       "producer's `reference` (one order per reference), the resident's phone "
                       "or e-mail, a size, `keep_cold` (it goes to a refrigerated place only, "
-                      "at a shop that declares `cold`: `service-not-offered`, 422, otherwise), "
+                      "at a shop that declares `cold`: `service-not-offered`, 409, otherwise), "
                       "`holding_hours` (how long the shop keeps it, bounded by its opening "
                       "hours) and `sell_by` (never kept past it). The answer's `label` is the "
-                      "number to print on the package; the shop scans it, or the reference.")
+                      "number to print on the package; the shop scans it, or the reference.",
+          response=r.OrderOut)
 def announce_order(principal: Principal, body: OrderIn) -> Any:
     order = producer_announcements.Order(
         reference=body.reference, site=body.site, phone=body.recipient.phone,
@@ -133,13 +134,15 @@ def announce_order(principal: Principal, body: OrderIn) -> Any:
           tag="producers", roles=PRODUCER, query=OrdersQuery,
           description="The producer's own orders only, newest first (500 at most); "
                       "`state` filters (`announced`, `ready_for_pickup`, `picked_up`, "
-                      "`expired`, `returned`...).")
+                      "`expired`, `returned`...).",
+          response=r.OrderListOut)
 def my_orders(principal: Principal, query: OrdersQuery) -> Any:
     return {"items": producers.my_orders(ctx(), principal, query.state)}
 
 
 @endpoint("/producer/orders/<reference>", summary="One of the producer's orders",
-          tag="producers", roles=PRODUCER, errors=(404,))
+          tag="producers", roles=PRODUCER, errors=(404,),
+          response=r.OrderOut)
 def my_order(principal: Principal, reference: str) -> Any:
     return producers.my_order(ctx(), principal, reference)
 
@@ -147,7 +150,8 @@ def my_order(principal: Principal, reference: str) -> Any:
 @endpoint("/producer/take-back", summary="The producer's pickup list", tag="producers",
           roles=PRODUCER,
           description="Orders nobody collected in time (or damaged), shop by shop: the "
-                      "producer takes them back, not a carrier.")
+                      "producer takes them back, not a carrier.",
+          response=r.TakeBackListOut)
 def take_back_list(principal: Principal) -> Any:
     return {"items": producers.take_back_list(ctx(), principal)}
 
@@ -155,7 +159,8 @@ def take_back_list(principal: Principal) -> Any:
 @endpoint("/sites/<id:site_id>/producer-orders", summary="The day's producer orders at a shop",
           tag="producers", roles=STAFF, errors=(404,),
           description="Orders still to come, on the shelves, or gone today (collected or "
-                      "taken back by their producer).")
+                      "taken back by their producer).",
+          response=r.OrderListOut)
 def site_producer_orders(principal: Principal, site_id: int) -> Any:
     return {"items": producers.site_day(ctx(), principal, site_id)}
 
@@ -168,7 +173,8 @@ def site_producer_orders(principal: Principal, site_id: int) -> Any:
                       "two producers used it here, `producer-choice-needed`). It is checked "
                       "in like any parcel: a shelf place (refrigerated for `keep_cold`, "
                       "`no-cold-place` when none is free), its deadline, and the resident's "
-                      "code and message.")
+                      "code and message.",
+          response=r.OrderDepositOut)
 def deposit_order(principal: Principal, site_id: int, body: DepositIn) -> Any:
     return producer_counter.deposit(ctx(), principal, site_id, body.reference, body.producer)
 
@@ -179,7 +185,9 @@ def deposit_order(principal: Principal, site_id: int, body: DepositIn) -> Any:
           max_body=MANIFEST_BODY_LIMIT,
           description="Each expired or damaged order named becomes `returned` (its event "
                       "says who and when). A producer acts for itself; staff name the "
-                      "`producer`. Each reference gets its own answer.")
+                      "`producer`. Each reference gets its own answer. Not at a locker (409 "
+                      "`site-has-no-shelves`): there the producer's code opens the doors.",
+          response=r.TakenBackListOut)
 def take_back(principal: Principal, site_id: int, body: TakeBackIn) -> Any:
     return {"items": producer_counter.take_back(ctx(), principal, site_id, body.references,
                                                 body.producer)}
@@ -199,7 +207,8 @@ def set_refrigerated(principal: Principal, site_id: int, label: str, body: Refri
           tag="producers", roles=PRODUCER, errors=(404,),
           description="The calling producer's code for this locker's keypad: typed after the "
                       "carrier key, then each order's label scanned, it opens the door "
-                      "reserved for that order (a refrigerated one for `keep_cold`).")
+                      "reserved for that order (a refrigerated one for `keep_cold`).",
+          response=r.KeypadCodeOut)
 def producer_locker_code(principal: Principal, site_id: int) -> Any:
     return locker_sending.producer_code_view(ctx(), principal, site_id)
 

@@ -200,7 +200,8 @@ def get_occupancy(principal: Principal, site_id: int) -> Any:
                       "site is closed, `at_risk` when the band's top exceeds the capacity, and "
                       "`reserved`: places held that day for rerouted parcels (counted in the "
                       "prediction); at a locker, `free_doors`: its free doors per size class "
-                      "less those held for rerouted parcels still to come. See docs/forecast.md.")
+                      "less those held for rerouted parcels still to come. See docs/forecast.md.",
+          response=r.ForecastOut)
 def get_forecast(principal: Principal, site_id: int) -> Any:
     return forecasts.site_forecast(ctx(), principal, site_id)
 
@@ -259,7 +260,8 @@ def resolve_alert(principal: Principal, alert_id: int) -> Any:
 
 
 @endpoint("/lockers/<id:site_id>/sessions", "POST", summary="Open a drop-off session",
-          tag="lockers", roles=CARRIER, status=201, errors=(404,))
+          tag="lockers", roles=CARRIER, status=201, errors=(404,),
+          response=r.LockerSessionOut)
 def open_locker_session(principal: Principal, site_id: int) -> Any:
     return 201, locker_dropoff.open_session(ctx(), principal, site_id)
 
@@ -270,7 +272,8 @@ def open_locker_session(principal: Principal, site_id: int) -> Any:
                       "Typed at the locker, online or offline, it opens the compartments the "
                       "backend reserved for this carrier in advance: expired parcels to take "
                       "back one door after the other, and, for each announced parcel scanned "
-                      "next, the door reserved for it (protocol section 7).")
+                      "next, the door reserved for it (protocol section 7).",
+          response=r.KeypadCodeOut)
 def locker_carrier_code(principal: Principal, site_id: int) -> Any:
     return locker_carrier_codes.carrier_code_view(ctx(), principal, site_id)
 
@@ -281,7 +284,8 @@ def locker_carrier_code(principal: Principal, site_id: int) -> Any:
           description="A new code for the calling carrier at this locker, when the old one may "
                       "be known to someone who should not have it. The locker receives the "
                       "carrier's reservations under the new code in its next credential sync; "
-                      "once it has applied it, online or offline, the old code opens nothing.")
+                      "once it has applied it, online or offline, the old code opens nothing.",
+          response=r.KeypadCodeOut)
 def rotate_locker_carrier_code(principal: Principal, site_id: int) -> Any:
     return locker_carrier_codes.rotate_carrier_code(ctx(), principal, site_id)
 
@@ -292,7 +296,8 @@ def rotate_locker_carrier_code(principal: Principal, site_id: int) -> Any:
           description="Makes the locker's event-signing key and broker login and answers the "
                       "bundle to install on the locker (shown once: the backend keeps only the "
                       "public key and the password's hash). Any previous identity stops working "
-                      "at once. See docs/locker-protocol.md section 12.")
+                      "at once. See docs/locker-protocol.md section 12.",
+          response=r.LockerBundleOut)
 def provision_locker(principal: Principal, site_id: int) -> Any:
     return locker_identity.provision(ctx(), principal, site_id)
 
@@ -301,7 +306,8 @@ def provision_locker(principal: Principal, site_id: int) -> Any:
           summary="Stop trusting the locker (stolen, replaced)", tag="lockers",
           roles=OPERATOR, errors=(404,),
           description="Its events are refused from now on, and its broker login leaves the "
-                      "password file written by `relay-ops broker passwd`.")
+                      "password file written by `relay-ops broker passwd`.",
+          response=r.LockerRevokedOut)
 def revoke_locker(principal: Principal, site_id: int) -> Any:
     return locker_identity.revoke(ctx(), principal, site_id)
 
@@ -316,7 +322,8 @@ def revoke_locker(principal: Principal, site_id: int) -> Any:
                       "the answer's `status` is `rerouted` and `rerouted_to` names it, and the "
                       "recipient is told. With nowhere to go, or when it fits no compartment "
                       "at all, it is refused (`parcel-does-not-fit`) and stays with the "
-                      "carrier.")
+                      "carrier. A parcel addressed to another site: 409 `wrong-site`.",
+          response=r.LockerDepositOut)
 def locker_deposit(principal: Principal, session_id: int, body: s.LockerDepositIn) -> Any:
     return locker_dropoff.deposit(ctx(), principal, session_id, body.tracking_number)
 
@@ -324,14 +331,16 @@ def locker_deposit(principal: Principal, session_id: int, body: s.LockerDepositI
 @endpoint("/locker-sessions/<id:session_id>/collection", "POST",
           summary="Collect the locker's expired and sent parcels, one door at a time",
           tag="lockers",
-          roles=CARRIER, errors=(404, 409))
+          roles=CARRIER, errors=(404, 409),
+          response=r.LockerSessionOut)
 def locker_collection(principal: Principal, session_id: int) -> Any:
     return locker_collections.start_collection(ctx(), principal, session_id)
 
 
 @endpoint("/locker-sessions/<id:session_id>/close", "POST",
           summary="End the session: unused reservations are released", tag="lockers",
-          roles=CARRIER, errors=(404,))
+          roles=CARRIER, errors=(404,),
+          response=r.LockerSessionOut)
 def close_locker_session(principal: Principal, session_id: int) -> Any:
     return locker_dropoff.close_session(ctx(), principal, session_id)
 
@@ -405,14 +414,16 @@ def pick_up(principal: Principal, site_id: int, body: s.PickupIn) -> Any:
 
 
 @endpoint("/sites/<id:site_id>/collections", summary="Parcels waiting for their carrier",
-          tag="counter", roles=ANY, errors=(404,))
+          tag="counter", roles=ANY, errors=(404,),
+          response=r.ParcelListOut)
 def collection_list(principal: Principal, site_id: int) -> Any:
     return {"items": expiry.collection_list(ctx(), principal, site_id)}
 
 
 @endpoint("/sites/<id:site_id>/collections", "POST", summary="Carrier takes parcels back",
           tag="counter", roles=ANY, body=s.CollectionIn, idempotent=True, errors=(404,),
-          max_body=MANIFEST_BODY_LIMIT)  # up to 1,000 numbers: a batch, like a manifest
+          max_body=MANIFEST_BODY_LIMIT,  # up to 1,000 numbers: a batch, like a manifest
+          response=r.CollectedListOut)
 def collect(principal: Principal, site_id: int, body: s.CollectionIn) -> Any:
     return {"items": expiry.collect(ctx(), principal, site_id, body.tracking_numbers)}
 
@@ -479,7 +490,8 @@ def declare(principal: Principal, parcel_id: int, body: s.DeclarationIn) -> Any:
                       "them as `site`, or `refuse: true` to keep the destination. A site that "
                       "was not proposed, or a parcel already checked in, is refused (409): a "
                       "parcel on a shelf is never moved. An accepted site holds a place for "
-                      "the parcel on its day (`reservation`); the counter keeps it for it.")
+                      "the parcel on its day (`reservation`); the counter keeps it for it.",
+          response=r.RerouteProposalOut)
 def decide_reroute(principal: Principal, parcel_id: int, body: s.RerouteDecisionIn) -> Any:
     accept = body.root if isinstance(body.root, s.RerouteAccept) else None
     return reroute.decide(ctx(), principal, parcel_id,
@@ -487,7 +499,8 @@ def decide_reroute(principal: Principal, parcel_id: int, body: s.RerouteDecision
 
 
 @endpoint("/parcels/<id:parcel_id>/reroutes", summary="A parcel's reroute proposals",
-          tag="parcels", roles=(Role.CARRIER, Role.OPERATOR), errors=(404,))
+          tag="parcels", roles=(Role.CARRIER, Role.OPERATOR), errors=(404,),
+          response=r.RerouteProposalListOut)
 def list_reroutes(principal: Principal, parcel_id: int) -> Any:
     return {"items": reroute.list_for_parcel(ctx(), principal, parcel_id)}
 
@@ -595,7 +608,8 @@ def set_user_active(principal: Principal, user_id: int, body: s.UserActiveIn) ->
           tag="admin", roles=OPERATOR, errors=(404,),
           description="Revokes every token the account holds (API tokens and page sessions); "
                       "the account stays active and may sign in again. Answers how many "
-                      "tokens were revoked.")
+                      "tokens were revoked.",
+          response=r.TokensRevokedOut)
 def revoke_user_tokens(principal: Principal, user_id: int) -> Any:
     return {"revoked": accounts.revoke_user_tokens(ctx(), principal, user_id)}
 
@@ -631,7 +645,8 @@ def track_refuse(principal: Principal, body: s.RefusalIn) -> Any:
 
 
 @endpoint("/track/<token>/proxy", "POST", summary="Name someone to pick up for you",
-          tag="residents", roles=RESIDENT, body=s.ProxyIn, status=201, errors=(404, 409, 410))
+          tag="residents", roles=RESIDENT, body=s.ProxyIn, status=201, errors=(404, 409, 410),
+          response=r.ProxyNamedOut)
 def track_proxy(principal: Principal, body: s.ProxyIn) -> Any:
     assert principal.parcel_id is not None
     return 201, credentials.name_proxy(ctx(), principal, principal.parcel_id, body.name)

@@ -13,6 +13,7 @@ from relay_ops.domain.season import MAX_PLACES
 from relay_ops.services import season
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
+from relay_ops.web.api import responses as r
 from relay_ops.web.api.schemas import SizeClass, Strict
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
@@ -38,14 +39,18 @@ class RecommendationsQuery(Strict):
           description="A shelf location that takes parcels and counts in the forecast's "
                       "capacity only from `valid_from` to `valid_until` (both included, in "
                       "order, at most 120 days: 422 otherwise; not over already: 409 "
-                      "`period-over`). The shop's forecast is computed again at once.")
+                      "`period-over`; a shop's only: 409 `site-has-no-shelves` at a locker, "
+                      "`shops-only` at a storage site). The shop's forecast is computed "
+                      "again at once.",
+          response=r.TemporaryShelfOut)
 def declare_temporary_shelf(principal: Principal, site_id: int, body: TemporaryShelfIn) -> Any:
     shelf = season.TemporaryShelf(**body.model_dump())
     return 201, season.declare_temporary_shelf(ctx(), principal, site_id, shelf)
 
 
 @endpoint("/sites/<id:site_id>/temporary-shelves", tag="sites", roles=STAFF,
-          summary="A shop's temporary shelves", errors=(404,))
+          summary="A shop's temporary shelves", errors=(404,),
+          response=r.TemporaryShelfListOut)
 def list_temporary_shelves(principal: Principal, site_id: int) -> Any:
     return {"items": season.temporary_shelves(ctx(), principal, site_id)}
 
@@ -64,6 +69,7 @@ def withdraw_temporary_shelf(principal: Principal, site_id: int, shelf_id: int) 
           description="For each shop, the periods of consecutive days whose forecast upper "
                       "bound (`high`) exceeds its places, temporary shelves included, and "
                       "the places to add for each period (its worst day's shortfall); and "
-                      "the parcels waiting under a shortened holding period, by rule.")
+                      "the parcels waiting under a shortened holding period, by rule.",
+          response=r.RecommendationListOut)
 def recommendations(principal: Principal, query: RecommendationsQuery) -> Any:
     return {"items": season.recommendations(ctx(), principal, query.site)}

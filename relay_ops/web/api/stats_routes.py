@@ -7,6 +7,7 @@ from typing import Any
 from relay_ops.services import stats
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
+from relay_ops.web.api import responses as r
 
 OPERATOR = (Role.OPERATOR,)
 
@@ -18,6 +19,7 @@ OPERATOR = (Role.OPERATOR,)
                       "producers' orders deposited, collected by their customer and taken "
                       "back by their producer; home deliveries asked for and delivered. "
                       "`today` runs from local midnight, `last_7_days` from local midnight "
-                      "six days ago, both up to now; `totals` adds up the sites.")
+                      "six days ago, both up to now; `totals` adds up the sites.",
+          response=r.FlowVolumesOut)
 def flow_volumes(principal: Principal) -> Any:
     return stats.flow_volumes(ctx(), principal)

@@ -160,7 +160,7 @@ def test_a_sender_s_code_opens_a_door_of_its_size_then_the_carrier_s_code_collec
     # at a locker, only a door's closing says the parcel left
     assert is_problem(world.carrier.post(f"/sites/{site.site_id}/outbound/collections",
                                          json={"taken": ["ACME00000701"]}),
-                      422, "validation-failed")
+                      409, "site-has-no-shelves")
 
     # the code is spent: typed again, it opens nothing
     site.board.display.clear()
@@ -465,8 +465,8 @@ def test_a_carrier_refuses_a_sent_parcel_in_its_door_and_the_sender_s_new_code_t
     wait_until(shown(site, "refused"), 10, "the carrier's code opens nothing")
     assert site.board.open_calls == [door]
     # at a locker only the door says the parcel left: no counter hand-back
-    assert is_problem(world.operator.post(f"/parcels/{parcel_id}/hand-back"), 422,
-                      "validation-failed")
+    assert is_problem(world.operator.post(f"/parcels/{parcel_id}/hand-back"), 409,
+                      "site-has-no-shelves")
 
     # the sender's refused message gives a new code, its receipt page too
     run_jobs(world)
@@ -594,7 +594,7 @@ def test_an_expired_producer_order_goes_back_to_its_producer_by_its_code(
         ("CMD-9", site.code, door, True)]
     # at a locker the counter's take-back would leave the order in its door
     assert is_problem(producer.post(f"/sites/{site.site_id}/producer-orders/take-back",
-                                    json={"references": ["CMD-9"]}), 422, "validation-failed")
+                                    json={"references": ["CMD-9"]}), 409, "site-has-no-shelves")
     # the carrier's code does not open a producer's door
     site.board.display.clear()
     site.board.type_carrier_code(
