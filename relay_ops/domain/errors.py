@@ -87,6 +87,24 @@ class PeriodOver(DomainError):
     title = "The period is over"
 
 
+class FitsNoSizeClass(DomainError):
+    """A parcel whose measures fit none of the network's size classes (its configuration): a
+    rule between the three measures and the classes, which the document cannot state for
+    each body, so a body valid under it is refused by the network's classes, not its form."""
+
+    slug = "fits-no-size-class"
+    title = "The parcel fits no size class"
+
+
+class SellByOutOfReach(DomainError):
+    """A producer's sell-by time already passed (at announce or at the counter) or more than
+    a year ahead: the same body was, or will be, valid on another day, so today's date refuses
+    it, not the request's form (as ``PeriodOver``)."""
+
+    slug = "sell-by-out-of-reach"
+    title = "The sell-by time is out of reach today"
+
+
 class UnannouncedParcel(DomainError):
     slug = "unannounced-parcel"
     title = "No carrier announced this parcel; confirm to check it in anyway"

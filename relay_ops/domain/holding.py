@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from relay_ops.domain.errors import ExtensionRefused, ValidationFailed
+from relay_ops.domain.errors import ExtensionRefused, SellByOutOfReach
 from relay_ops.domain.hours import OpeningHours, last_open_moment
 
 
@@ -88,7 +88,7 @@ def perishable_deadline(
     kept longer), never before ``start``. A shop without hours, or closed all the way from
     ``start``, keeps the bound as it is: the sweep then takes the order off the shelf."""
     if item.sell_by is not None and item.sell_by <= start:
-        raise ValidationFailed(
+        raise SellByOutOfReach(
             f"this order's sell-by time ({item.sell_by.isoformat()}) has passed: it cannot "
             "be handed to a resident", sell_by=item.sell_by.isoformat(),
         )

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Carrier, Parcel, Site
 from relay_ops.domain import sizing
-from relay_ops.domain.errors import ValidationFailed
+from relay_ops.domain.errors import FitsNoSizeClass, ValidationFailed
 from relay_ops.domain.lifecycle import State
 from relay_ops.services import history
 from relay_ops.services.context import Ctx
@@ -71,7 +71,7 @@ def set_size(
     if dims is not None:
         fitting = sizing.smallest_class_for(classes, dims)
         if fitting is None:
-            raise ValidationFailed(f"a parcel of {dims} mm fits no size class")
+            raise FitsNoSizeClass(f"a parcel of {dims} mm fits no size class")
         parcel.height_mm, parcel.width_mm, parcel.depth_mm = dims
         parcel.size_class = fitting
     elif size_class is not None:

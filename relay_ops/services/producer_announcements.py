@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Parcel, ProducerOrder, Site
 from relay_ops.domain import site_services
-from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
+from relay_ops.domain.errors import Conflict, NotFound, SellByOutOfReach, ValidationFailed
 from relay_ops.domain.lifecycle import State
 from relay_ops.notifications.errors import InvalidRecipient
 from relay_ops.notifications.messages import Channel
@@ -135,9 +135,9 @@ def _checked(ctx: Ctx, order: Order) -> Order:
         if order.sell_by.tzinfo is None:
             raise ValidationFailed("sell_by needs its time zone (e.g. 2026-12-05T18:00:00+01:00)")
         if order.sell_by <= ctx.now():
-            raise ValidationFailed("the sell-by time has passed")
+            raise SellByOutOfReach("the sell-by time has passed")
         if order.sell_by - ctx.now() > MAX_SELL_BY_AHEAD:
-            raise ValidationFailed("a sell-by time more than a year ahead: leave it out, the "
+            raise SellByOutOfReach("a sell-by time more than a year ahead: leave it out, the "
                                    "holding period is enough")
     return Order(
         reference=reference, site=order.site, phone=phone, email=email, locale=order.locale,

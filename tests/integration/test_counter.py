@@ -60,6 +60,18 @@ def test_unannounced_parcels_need_a_confirmation_and_are_flagged(world: World) -
     assert [p["tracking_number"] for p in unannounced.json["items"]] == ["ACME00000103"]
 
 
+def test_an_unannounced_parcel_that_fits_no_size_class_is_refused_by_the_classes(
+        world: World) -> None:
+    # Measures the document accepts (each at most 5 m) but no size class of the network
+    # takes: the classes refuse it (409), not the request's form (was 422, which the API
+    # fuzz's sequences flag as a valid request rejected).
+    counts = row_counts(world.ctx)
+    refused = world.check_in("ACME00000106", accept_unannounced=True,
+                             dimensions_mm=[3397, 270, 242])
+    assert is_problem(refused, 409, "fits-no-size-class")
+    assert row_counts(world.ctx) == counts
+
+
 def test_a_late_manifest_reconciles_an_unannounced_parcel_and_notifies(world: World) -> None:
     parcel = world.check_in("ACME00000104", accept_unannounced=True).json["parcel"]
     answer = world.announce("ACME00000104").json["parcels"][0]

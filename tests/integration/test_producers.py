@@ -150,9 +150,10 @@ def test_an_order_is_announced_once_per_reference(farm: World) -> None:
     ({"site": "nowhere"}, 404, "not-found"),
     ({"size_class": "XXL"}, 422, "validation-failed"),
     ({"holding_hours": 0}, 422, "invalid-request"),
-    ({"sell_by": "2026-12-01T08:00:00+00:00"}, 422, "validation-failed"),  # passed
+    # by today's date, not the request's form: 409 (the same body was valid yesterday)
+    ({"sell_by": "2026-12-01T08:00:00+00:00"}, 409, "sell-by-out-of-reach"),  # passed
     ({"sell_by": "2026-12-02T08:00:00"}, 422, "invalid-request"),  # no time zone
-    ({"sell_by": "9999-12-31T23:59:59-23:59"}, 422, "validation-failed"),
+    ({"sell_by": "9999-12-31T23:59:59-23:59"}, 409, "sell-by-out-of-reach"),
 ])
 def test_a_bad_order_is_refused_and_nothing_is_kept(
     farm: World, extra: dict[str, Any], status: int, slug: str
@@ -319,7 +320,7 @@ def test_an_order_past_its_sell_by_is_not_checked_in(farm: World, clock: Clock) 
     announce(producer(farm, "ferme"), "CMD-1", sell_by="2026-12-01T12:00:00+00:00")
     clock.advance(hours=3)
     farm.sign_in_again()
-    assert is_problem(deposit(farm, "CMD-1"), 422, "validation-failed")
+    assert is_problem(deposit(farm, "CMD-1"), 409, "sell-by-out-of-reach")
 
 
 # ---------------------------------------------------------------- back to the producer

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from relay_ops.domain.errors import ValidationFailed
+from relay_ops.domain.errors import SellByOutOfReach
 from relay_ops.domain.holding import ClosedOn, Perishable, perishable_deadline
 from relay_ops.domain.hours import ALWAYS_OPEN, last_open_moment
 from relay_ops.domain.sizing import ShelfSlot, choose_shelf
@@ -58,7 +58,7 @@ def test_the_sell_by_time_comes_first_and_is_never_passed() -> None:
 
 
 def test_a_sell_by_time_already_passed_is_refused() -> None:
-    with pytest.raises(ValidationFailed):
+    with pytest.raises(SellByOutOfReach):
         deadline(paris(1, 9), 4, sell_by=paris(1, 9))
 
 

@@ -117,7 +117,9 @@ def issue_producer_key(principal: Principal, code: str, body: KeyIn) -> Any:
                       "or e-mail, a size, `keep_cold` (it goes to a refrigerated place only, "
                       "at a shop that declares `cold`: `service-not-offered`, 409, otherwise), "
                       "`holding_hours` (how long the shop keeps it, bounded by its opening "
-                      "hours) and `sell_by` (never kept past it). The answer's `label` is the "
+                      "hours) and `sell_by` (never kept past it; one already passed, or more "
+                      "than a year ahead, is refused by today's date: 409 "
+                      "`sell-by-out-of-reach`). The answer's `label` is the "
                       "number to print on the package; the shop scans it, or the reference.",
           response=r.OrderOut)
 def announce_order(principal: Principal, body: OrderIn) -> Any:
