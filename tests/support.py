@@ -3,6 +3,7 @@ client that carries a bearer token."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,9 +13,9 @@ from werkzeug.test import TestResponse
 
 from relay_ops.db.models import Base, CredentialParcel, Location, Parcel, PickupCredential
 from relay_ops.domain.lifecycle import HELD_STATES
-from relay_ops.services import accounts, credentials, sites, staff_sign_in
+from relay_ops.services import accounts, credentials, manifests, sites, staff_sign_in
 from relay_ops.services.context import Ctx
-from relay_ops.services.principal import SYSTEM
+from relay_ops.services.principal import SYSTEM, Principal
 
 if TYPE_CHECKING:
     from firmware_bridge.identity import LockerIdentity
@@ -202,3 +203,29 @@ def provisioned(ctx: Ctx, site_id: int) -> LockerIdentity:
     from relay_ops.services import locker_identity
 
     return LockerIdentity.from_bundle(locker_identity.provision(ctx, SYSTEM, site_id))
+
+
+def announce_together(
+    ctx: Ctx, principals: list[Principal], bodies: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each manifest announced by its carrier in a thread of its own, all released at once
+    (race tests); their answers, in the order they finished. Any error fails the test."""
+    barrier = threading.Barrier(len(bodies))
+    answers: list[dict[str, Any]] = []
+    errors: list[BaseException] = []
+
+    def announce(principal: Principal, body: dict[str, Any]) -> None:
+        barrier.wait()
+        try:
+            answers.append(manifests.announce(ctx, principal, body)[1])
+        except BaseException as err:  # reported below, in the test's thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=announce, args=pair)
+               for pair in zip(principals, bodies, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == [] and len(answers) == len(bodies)
+    return answers

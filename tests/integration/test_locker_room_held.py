@@ -6,7 +6,6 @@ free again; two planners at once never promise one door twice."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from relay_ops.services import (
     api_tokens,
     locker_dropoff,
     locker_registry,
-    manifests,
     reservations,
 )
 from relay_ops.services.locker_compartments import ParcelDoesNotFit
@@ -27,7 +25,7 @@ from tests.conftest import Clock
 from tests.integration.test_forecast import TOMORROW, automatic_carrier
 from tests.integration.test_locker_offline_carrier import offline_use, syncs
 from tests.integration.test_lockers import FakeLocker
-from tests.support import Api, World
+from tests.support import Api, World, announce_together
 
 BASE = {"locker_model": "mini-6", "address": "Place de la mairie", "postcode": "44440",
         "city": "Riaillé", "step_free_access": True}
@@ -263,27 +261,11 @@ def test_concurrent_planners_never_promise_one_door_twice(world: World) -> None:
                             reroute_policy="automatic")
     tokens.append(accounts.issue_carrier_key(world.ctx, SYSTEM, "quick").token)
     principals = [api_tokens.authenticate(world.ctx, t or "") for t in tokens]
-    barrier = threading.Barrier(2)
-    answers: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-
-    def announce(n: int, site: str) -> None:
-        body = {"reference": f"RACE-{n}", "expected_date": TOMORROW, "parcels": [
+    answers = announce_together(world.ctx, principals, [
+        {"reference": f"RACE-{n}", "expected_date": TOMORROW, "parcels": [
             {"tracking_number": f"CON{n}{i:07d}", "site": site, "size_class": "L",
              "recipient": {"phone": f"+3362{n}{i:06d}"}} for i in range(12)]}
-        barrier.wait()
-        try:
-            answers.append(manifests.announce(world.ctx, principals[n], body)[1])
-        except BaseException as err:  # reported below, in the test's thread
-            errors.append(err)
-
-    threads = [threading.Thread(target=announce, args=(n, site))
-               for n, site in enumerate(("LCK-A", "LCK-C"))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == [] and len(answers) == 2
+        for n, site in enumerate(("LCK-A", "LCK-C"))])
     to_b = [p["tracking_number"] for a in answers for p in moved_to(a, "LCK-B")]
     assert 1 <= len(to_b) <= 2
     held = doors_held(world, b)

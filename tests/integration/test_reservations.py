@@ -2,7 +2,6 @@
 parcel holds its place at the destination; the forecast, the next reroute and the counter
 all see it; it lapses when the parcel does not come."""
 
-import threading
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ from relay_ops.services import (
     api_tokens,
     checkin,
     forecast,
-    manifests,
     reservations,
     sites,
 )
@@ -25,7 +23,7 @@ from relay_ops.services.principal import SYSTEM
 from relay_ops.web.pages import refusals
 from tests.conftest import Clock
 from tests.integration.test_forecast import TOMORROW, announce_many, automatic_carrier
-from tests.support import World, shop
+from tests.support import World, announce_together, shop
 
 
 def add_shop(world: World, code: str, lat: float, capacity: int, *, lon: float = -1.2917
@@ -185,27 +183,11 @@ def test_concurrent_manifests_rerouting_onto_one_site_do_not_exceed_its_room(
                             reroute_policy="automatic")
     tokens.append(accounts.issue_carrier_key(world.ctx, SYSTEM, "quick").token)
     principals = [api_tokens.authenticate(world.ctx, t or "") for t in tokens]
-    barrier = threading.Barrier(2)
-    answers: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-
-    def announce(n: int, site: str) -> None:
-        body = {"reference": f"RACE-{n}", "expected_date": TOMORROW, "parcels": [
+    answers = announce_together(world.ctx, principals, [
+        {"reference": f"RACE-{n}", "expected_date": TOMORROW, "parcels": [
             {"tracking_number": f"CON{n}{i:07d}", "site": site,
              "recipient": {"phone": "+33612345678"}} for i in range(30)]}
-        barrier.wait()
-        try:
-            answers.append(manifests.announce(world.ctx, principals[n], body)[1])
-        except BaseException as err:  # reported below, in the test's thread
-            errors.append(err)
-
-    threads = [threading.Thread(target=announce, args=(n, site))
-               for n, site in enumerate(("bourg", "nord"))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert errors == [] and len(answers) == 2
+        for n, site in enumerate(("bourg", "nord"))])
     to_pres = sum(len(moved_to(a, "pres")) for a in answers)
     assert 1 <= to_pres <= 6
     assert len(held_at(world, pres)) == to_pres
