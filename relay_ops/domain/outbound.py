@@ -251,10 +251,6 @@ def round_after(moment: datetime, rounds: Sequence[str], tz: tzinfo) -> datetime
     raise AssertionError("a round every week")  # pragma: no cover - rounds is not empty
 
 
-def round_at(day: date, hhmm: str, rounds: Sequence[str], tz: tzinfo) -> datetime:
-    """One of the carrier's rounds on ``day`` (a round it declared for that day), in ``tz``."""
-    today = rounds_on(day, rounds)
-    if hhmm not in today:
-        raise ValidationFailed(f"no round at {hhmm} on {DAYS[day.weekday()]}: the rounds that "
-                               f"day are {', '.join(today) or 'none'}")
+def cut_off(day: date, hhmm: str, tz: tzinfo) -> datetime:
+    """``hhmm`` on ``day`` in ``tz``: the parcels due at a round by then are that round's."""
     return datetime.combine(day, _clock(hhmm), tz)

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from relay_ops.db.models import CarrierSite, OutboundParcel, Parcel
 from relay_ops.domain import outbound
-from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services.carrier_sites import TO_COLLECT, carrier_or_404, site_or_404
 from relay_ops.services.context import Ctx
 from relay_ops.services.outbound import STAFF, outbound_view, with_views
@@ -29,8 +28,9 @@ def pickup_list(
 ) -> dict[str, Any]:
     """What a carrier takes from a site: its own parcels only (a carrier's list shows no
     other carrier's); the site's staff see every carrier's, or one's. Each parcel names the
-    round it waits for; with ``round_time`` ("HH:MM", one of the carrier's rounds today),
-    only that round's list."""
+    round it waits for; with ``round_time`` ("HH:MM" today), only the parcels whose round is
+    due by then: one of the carrier's rounds gives that round's list, and any time of day
+    the parcels to have ready by it (whatever the carriers declared: no refusal)."""
     require_role(actor, Role.CARRIER, *STAFF, Role.SYSTEM)
     require_site(actor, site_id)
     tz, now = ctx.settings.timezone, ctx.now()
@@ -55,18 +55,16 @@ def pickup_list(
             view["round"] = due.isoformat() if due else None
             items.append((due, view))
         answer: dict[str, Any] = {"site": site.code, "site_name": site.name}
-        if carrier_id is None:
-            if round_time is not None:
-                raise ValidationFailed("a round is one carrier's: name the 'carrier'")
-            return {**answer, "items": [view for _, view in items]}
-        mine, day = rounds.get(carrier_id, []), now.astimezone(tz).date()
-        today = [(t, outbound.round_at(day, t, mine, tz)) for t in outbound.rounds_on(day, mine)]
-        answer["rounds"] = [
-            {"time": t, "at": at.isoformat(), "parcels": sum(1 for due, _ in items
-                                                             if due is not None and due <= at)}
-            for t, at in today]
+        day = now.astimezone(tz).date()
+        if carrier_id is not None:
+            mine = rounds.get(carrier_id, [])
+            today = [(t, outbound.cut_off(day, t, tz)) for t in outbound.rounds_on(day, mine)]
+            answer["rounds"] = [
+                {"time": t, "at": at.isoformat(),
+                 "parcels": sum(1 for due, _ in items if due is not None and due <= at)}
+                for t, at in today]
         if round_time is not None:
-            cut = outbound.round_at(day, round_time, mine, tz)
+            cut = outbound.cut_off(day, round_time, tz)
             answer["round"] = cut.isoformat()
             items = [(due, view) for due, view in items if due is not None and due <= cut]
         return {**answer, "items": [view for _, view in items]}

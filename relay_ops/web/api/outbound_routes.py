@@ -118,7 +118,8 @@ class OutboundRefusalIn(Strict):
 class PickupListQuery(Strict):
     carrier: Code | None = None
     round: Annotated[HHMM | None, Field(description=(
-        "one of the carrier's rounds today (HH:MM): that round's list only"))] = None
+        "a time today (HH:MM): only the parcels whose round is due by then (one of the "
+        "carrier's rounds: that round's list)"))] = None
 
 
 class OutboundCollectionIn(Strict):
@@ -200,7 +201,9 @@ def drop_off_outbound(principal: Principal, site_id: int, body: DropOffIn) -> An
                       "it waits for (the carrier's first round after its deposit; null when "
                       "the carrier declared no rounds here); for one carrier, `rounds` lists "
                       "today's rounds with the size of each one's list, and `round=HH:MM` "
-                      "gives that round's list only (parcels deposited before it).",
+                      "keeps the parcels whose round is due by then today: one of the "
+                      "carrier's rounds gives that round's list (parcels deposited before it), "
+                      "any other time what must be ready by it.",
           response=r.PickupListOut)
 def outbound_pickup_list(principal: Principal, site_id: int, query: PickupListQuery) -> Any:
     return pickup_lists.pickup_list(ctx(), principal, site_id, query.carrier, query.round)

@@ -277,7 +277,8 @@ class ManifestIn(Strict):
 
 class DeclarationIn(Strict):
     kind: Literal["missing", "damaged"]
-    note: Annotated[str, Field(min_length=1, max_length=300)]
+    note: Annotated[str, Field(min_length=1, max_length=300,
+                               json_schema_extra={"pattern": NOT_BLANK})]
 
 
 class RefusalIn(Strict):
