@@ -1,6 +1,5 @@
 """Saturation seen coming: the forecast API, reroutes at announce time, adaptive holding."""
 
-import threading
 from dataclasses import replace
 from typing import Any
 
@@ -10,11 +9,11 @@ from sqlalchemy import func, select
 
 from relay_ops.db.models import Notification, Parcel, ParcelEvent, Site, SiteForecast
 from relay_ops.domain.holding import AdaptiveHolding, Season
-from relay_ops.services import accounts, api_tokens, forecast, manifests, sites
-from relay_ops.services.principal import SYSTEM
+from relay_ops.services import accounts, api_tokens, forecast, sites
+from relay_ops.services.principal import SYSTEM, Principal
 from tests.conftest import Clock
 from tests.integration.test_delivery import run_jobs, sent_lines
-from tests.support import Api, World, is_problem, shop
+from tests.support import Api, World, announce_together, is_problem, shop
 
 TOMORROW = "2026-12-02"
 
@@ -41,6 +40,16 @@ def automatic_carrier(world: World) -> Api:
     accounts.create_carrier(world.ctx, SYSTEM, code="fast", name="Fast Parcels",
                             reroute_policy="automatic")
     return Api(world.client, accounts.issue_carrier_key(world.ctx, SYSTEM, "fast").token)
+
+
+def two_automatic_carriers(world: World) -> list[Principal]:
+    """Two carriers whose reroutes go through at once ("fast" and "quick"), as the services
+    see them: the race tests announce as both together."""
+    tokens = [automatic_carrier(world).token]
+    accounts.create_carrier(world.ctx, SYSTEM, code="quick", name="Quick",
+                            reroute_policy="automatic")
+    tokens.append(accounts.issue_carrier_key(world.ctx, SYSTEM, "quick").token)
+    return [api_tokens.authenticate(world.ctx, t or "") for t in tokens]
 
 
 def test_staff_see_the_week_ahead_against_capacity(world: World) -> None:
@@ -199,25 +208,11 @@ def test_concurrent_manifests_cannot_both_take_the_last_places(world: World) -> 
     near_shop(world)
     fast = automatic_carrier(world)
     principal = api_tokens.authenticate(world.ctx, fast.token or "")
-    barrier = threading.Barrier(4)
-    errors: list[BaseException] = []
-
-    def announce(n: int) -> None:
-        body = {"reference": f"RACE-{n}", "expected_date": TOMORROW, "parcels": [
+    announce_together(world.ctx, [principal] * 4, [
+        {"reference": f"RACE-{n}", "expected_date": TOMORROW, "parcels": [
             {"tracking_number": f"RAC{n}{i:07d}", "site": "bourg",
              "recipient": {"phone": "+33612345678"}} for i in range(5)]}
-        barrier.wait()
-        try:
-            manifests.announce(world.ctx, principal, body)
-        except BaseException as err:  # reported below, in the test's thread
-            errors.append(err)
-
-    threads = [threading.Thread(target=announce, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+        for n in range(4)])
     with world.ctx.db.read() as session:
         at_bourg = session.scalar(select(func.count()).where(
             Parcel.site_id == world.shop_id, Parcel.state == "announced"))

@@ -14,7 +14,6 @@ from sqlalchemy import select
 from relay_ops.db.models import Compartment, Parcel, PlaceReservation, Site
 from relay_ops.services import (
     accounts,
-    api_tokens,
     locker_dropoff,
     locker_registry,
     reservations,
@@ -22,7 +21,7 @@ from relay_ops.services import (
 from relay_ops.services.locker_compartments import ParcelDoesNotFit
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
-from tests.integration.test_forecast import TOMORROW, automatic_carrier
+from tests.integration.test_forecast import TOMORROW, automatic_carrier, two_automatic_carriers
 from tests.integration.test_locker_offline_carrier import offline_use, syncs
 from tests.integration.test_lockers import FakeLocker
 from tests.support import Api, World, announce_together
@@ -256,12 +255,7 @@ def test_concurrent_planners_never_promise_one_door_twice(world: World) -> None:
     register(world, "LCK-A", 47.510)
     b = register(world, "LCK-B", 47.513)
     register(world, "LCK-C", 47.516)
-    tokens = [automatic_carrier(world).token]
-    accounts.create_carrier(world.ctx, SYSTEM, code="quick", name="Quick",
-                            reroute_policy="automatic")
-    tokens.append(accounts.issue_carrier_key(world.ctx, SYSTEM, "quick").token)
-    principals = [api_tokens.authenticate(world.ctx, t or "") for t in tokens]
-    answers = announce_together(world.ctx, principals, [
+    answers = announce_together(world.ctx, two_automatic_carriers(world), [
         {"reference": f"RACE-{n}", "expected_date": TOMORROW, "parcels": [
             {"tracking_number": f"CON{n}{i:07d}", "site": site, "size_class": "L",
              "recipient": {"phone": f"+3362{n}{i:06d}"}} for i in range(12)]}

@@ -12,8 +12,6 @@ from sqlalchemy import select
 from relay_ops.db.models import Parcel, ParcelEvent, PlaceReservation, Site
 from relay_ops.domain.errors import SiteAtCapacity
 from relay_ops.services import (
-    accounts,
-    api_tokens,
     checkin,
     forecast,
     reservations,
@@ -22,7 +20,12 @@ from relay_ops.services import (
 from relay_ops.services.principal import SYSTEM
 from relay_ops.web.pages import refusals
 from tests.conftest import Clock
-from tests.integration.test_forecast import TOMORROW, announce_many, automatic_carrier
+from tests.integration.test_forecast import (
+    TOMORROW,
+    announce_many,
+    automatic_carrier,
+    two_automatic_carriers,
+)
 from tests.support import World, announce_together, shop
 
 
@@ -178,12 +181,7 @@ def test_concurrent_manifests_rerouting_onto_one_site_do_not_exceed_its_room(
     second from promising the room the first is promising."""
     pres = add_shop(world, "pres", 47.5300, 6)
     add_shop(world, "nord", 47.5433, 15)
-    tokens = [automatic_carrier(world).token]
-    accounts.create_carrier(world.ctx, SYSTEM, code="quick", name="Quick",
-                            reroute_policy="automatic")
-    tokens.append(accounts.issue_carrier_key(world.ctx, SYSTEM, "quick").token)
-    principals = [api_tokens.authenticate(world.ctx, t or "") for t in tokens]
-    answers = announce_together(world.ctx, principals, [
+    answers = announce_together(world.ctx, two_automatic_carriers(world), [
         {"reference": f"RACE-{n}", "expected_date": TOMORROW, "parcels": [
             {"tracking_number": f"CON{n}{i:07d}", "site": site,
              "recipient": {"phone": "+33612345678"}} for i in range(30)]}
