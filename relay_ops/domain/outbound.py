@@ -25,6 +25,7 @@ network. A carrier states the networks it collects as a list of specs:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -208,6 +209,9 @@ def _weekdays(part: str | None) -> frozenset[int]:
     return frozenset(days)
 
 
+# A pickup list asks each parcel's next round, over up to a week of days: the same few texts
+# are read again and again, so each is parsed once.
+@functools.lru_cache(maxsize=256)
 def parse_round(value: str) -> Round:
     match = _ROUND.fullmatch(value) if value.isascii() else None
     if match is None:
@@ -245,7 +249,7 @@ def round_after(moment: datetime, rounds: Sequence[str], tz: tzinfo) -> datetime
     for ahead in range(8):
         day = local.date() + timedelta(days=ahead)
         for hhmm in rounds_on(day, rounds):
-            when = datetime.combine(day, _clock(hhmm), tz)
+            when = cut_off(day, hhmm, tz)
             if when > moment:
                 return when
     raise AssertionError("a round every week")  # pragma: no cover - rounds is not empty
