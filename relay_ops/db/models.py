@@ -103,6 +103,11 @@ class Site(Base):
     )
     closing_days: Mapped[list[ClosingDay]] = relationship(order_by="ClosingDay.day")
 
+    @property
+    def postal_address(self) -> str:
+        """The address on one line, as a message or a courier reads it."""
+        return f"{self.address}, {self.postcode} {self.city}"
+
 
 class ClosingDay(Base):
     __tablename__ = "closing_days"

@@ -377,7 +377,7 @@ def delivery_view(ctx: Ctx, delivery: HomeDelivery, *, with_link: bool = False
                    "location": parcel.location.label if parcel.location else None,
                    "recipient_name": parcel.recipient_name},
         "site": delivery.site.code, "site_name": delivery.site.name,  # a courier knows names
-        "site_address": f"{delivery.site.address}, {delivery.site.postcode} {delivery.site.city}",
+        "site_address": delivery.site.postal_address,
         "requested_by": delivery.requested_by,
         "consent_at": iso(delivery.consent_at),
         "courier": {"kind": delivery.courier_kind, "name": delivery.courier_name},
