@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import Engine, Row, Select, create_engine, event, exc, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from relay_ops.clock import Clock, system_clock
 from relay_ops.db import local_date
+from relay_ops.db.direct import Prebuilt
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Where a pooled connection finds the clock that stamps the rows it writes (models.stamp_now).
@@ -93,8 +94,8 @@ class Database:
             yield session
 
     def read_once(
-        self, statement: Select[*_Ts], params: Mapping[str, Any] | None = None
-    ) -> Sequence[Row[*_Ts]]:
+        self, statement: Prebuilt, params: Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
         """The rows of one read statement, on its own: no transaction around it on
         PostgreSQL (one round trip, the statement's own snapshot), a deferred one on SQLite.
 
@@ -103,18 +104,18 @@ class Database:
         failure, gives a fresh connection."""
         engine = self.read_engine if self.is_sqlite else self._autocommit
         try:
-            return self._read_rows(engine, statement, params)
+            return self._read_rows(engine, statement, params or {})
         except exc.DBAPIError as error:
             if not error.connection_invalidated:
                 raise
-            return self._read_rows(engine, statement, params)
+            return self._read_rows(engine, statement, params or {})
 
     @staticmethod
     def _read_rows(
-        engine: Engine, statement: Select[*_Ts], params: Mapping[str, Any] | None
-    ) -> Sequence[Row[*_Ts]]:
+        engine: Engine, statement: Prebuilt, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
         with engine.connect() as connection:
-            return connection.execute(statement, params).all()
+            return statement.run(connection, params)
 
     @functools.cached_property
     def _autocommit(self) -> Engine:

@@ -4,8 +4,10 @@ locker's door (locker_door_deposit.py) joins a code by the same rules."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -17,12 +19,29 @@ from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import recipient_keys
 
 
+class GroupedParcel(Protocol):
+    """What joining a group reads of its parcels still ready: their shelf (the new parcel goes
+    beside them) and their numbers (the check-in's event names them)."""
+
+    @property
+    def location_id(self) -> int | None: ...
+
+    @property
+    def tracking_number(self) -> str: ...
+
+
+class ReadyParcel(NamedTuple):
+    id: int
+    location_id: int | None
+    tracking_number: str
+
+
 @dataclass(frozen=True)
 class Group:
     """A live recipient code at the site that a new parcel joins, and its parcels still ready."""
 
     credential: PickupCredential
-    ready: list[Parcel]
+    ready: Sequence[GroupedParcel]
 
 
 def recipient_group(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group | None:
@@ -39,17 +58,15 @@ def _group_of(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group |
     parcel.recipient_phone_key, parcel.recipient_email_key = keys.phone, keys.email
     if not keys or not has_shelves(site.kind):
         return None
-    rows = session.execute(queries.group(bool(keys.phone), bool(keys.email)), {
+    rows = queries.group(bool(keys.phone), bool(keys.email)).rows(session, {
         "site_id": site.id, "parcel_id": parcel.id, "phone_key": keys.phone,
         "email_key": keys.email,
-    }).all()
+    })
     held = [
-        grouping.HeldParcel(
-            p.id, c.id, p.location_id,
-            grouping.RecipientKeys(p.recipient_phone_key, p.recipient_email_key),
-            code_locked=c.locked_at is not None,
-        )
-        for p, c in rows
+        grouping.HeldParcel(parcel_id, code_id, location_id,
+                            grouping.RecipientKeys(phone_key, email_key),
+                            code_locked=locked_at is not None)
+        for parcel_id, location_id, _, phone_key, email_key, code_id, locked_at in rows
     ]
     chosen = grouping.group_to_join(keys, held)
     if chosen is None:
@@ -61,7 +78,7 @@ def _group_of(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> Group |
     credential = session.scalar(queries.group_code(), {"credential_id": chosen})
     if credential is None or not credential.live:
         return None
-    return Group(credential, [p for p, c in rows if c.id == chosen])
+    return Group(credential, [ReadyParcel(*row[:3]) for row in rows if row[5] == chosen])
 
 
 def join_group(session: Session, group: Group, parcel: Parcel, now: datetime) -> None:

@@ -8,8 +8,9 @@ import functools
 from datetime import date
 
 from sqlalchemy import Date, Integer, Select, String, bindparam, or_, select
-from sqlalchemy.orm import contains_eager, joinedload, load_only
+from sqlalchemy.orm import contains_eager, joinedload
 
+from relay_ops.db.direct import Prebuilt
 from relay_ops.db.models import (
     Carrier,
     ClosingDay,
@@ -78,27 +79,25 @@ def parcel(carrier_named: bool) -> Select[Parcel, bool, date]:
 
 
 @functools.lru_cache(maxsize=4)
-def group(by_phone: bool, by_email: bool) -> Select[Parcel, PickupCredential]:
+def group(by_phone: bool, by_email: bool) -> Prebuilt:
     """The ready parcels here with a live recipient code for the same recipient, by the keys
-    the new parcel has (bound: ``site_id``, ``parcel_id``, ``phone_key``, ``email_key``)."""
+    the new parcel has (bound: ``site_id``, ``parcel_id``, ``phone_key``, ``email_key``): the
+    parcel's id, shelf, number and keys, and the code's id and lock time, as tuples on the
+    driver's cursor (db/direct.py). The usual answer is no row; the grouping reads no more."""
     same = [col == bindparam(name, type_=String) for col, name, wanted in (
         (Parcel.recipient_phone_key, "phone_key", by_phone),
         (Parcel.recipient_email_key, "email_key", by_email)) if wanted]
-    return (
-        select(Parcel, PickupCredential)
-        # What the grouping and the check-in's event read of them: 7 columns, not 50 (psycopg
-        # describes every column of a result, rows or none, and the usual answer is none). A
-        # later read of these objects (the answer's group view) loads the rest with its rows.
-        .options(load_only(Parcel.id, Parcel.location_id, Parcel.tracking_number,
-                           Parcel.recipient_phone_key, Parcel.recipient_email_key),
-                 load_only(PickupCredential.id, PickupCredential.locked_at))
+    return Prebuilt(lambda: (
+        select(Parcel.id, Parcel.location_id, Parcel.tracking_number,
+               Parcel.recipient_phone_key, Parcel.recipient_email_key,
+               PickupCredential.id, PickupCredential.locked_at)
         .join(CredentialParcel, CredentialParcel.parcel_id == Parcel.id)
         .join(PickupCredential, PickupCredential.id == CredentialParcel.credential_id)
         .where(Parcel.site_id == bindparam("site_id", type_=Integer), Parcel.state == READY,
                Parcel.id != bindparam("parcel_id", type_=Integer),
                PickupCredential.holder == "recipient", PickupCredential.used_at.is_(None),
                PickupCredential.revoked_at.is_(None), or_(*same))
-    )
+    ))
 
 
 @functools.cache

@@ -8,11 +8,12 @@ import functools
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, Update, bindparam, insert, select, update
+from sqlalchemy import Table, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
+from relay_ops.db.direct import Prebuilt
 from relay_ops.db.models import (
     CredentialParcel,
     Parcel,
@@ -129,13 +130,15 @@ def code_of(ctx: Ctx, credential: PickupCredential) -> str:
     )
 
 
-def live_credential_by_hash(
-    session: Session, site_id: int, code_hash: str, *, lock: bool = False
-) -> PickupCredential | None:
-    found = session.scalar(_by_hash(lock), {"site_id": site_id, "code_hash": code_hash})
-    if lock and found is not None:
-        session.info.setdefault(LOCKED_CODE_ROWS, set()).add(found.id)
-    return found
+def lock_live_code(session: Session, site_id: int, code_hash: str) -> int | None:
+    """The id of the site's live code with this hash, its row locked (the pickup then reads
+    its parcels and, with them, the code itself: ``pickup_queries.code_parcels``)."""
+    rows = _LIVE_CODE_BY_HASH.rows(session, {"site_id": site_id, "code_hash": code_hash})
+    if not rows:
+        return None
+    [(credential_id,)] = rows
+    session.info.setdefault(LOCKED_CODE_ROWS, set()).add(credential_id)
+    return int(credential_id)
 
 
 def live_credentials(session: Session, parcel_id: int) -> list[PickupCredential]:
@@ -157,15 +160,17 @@ def live_credentials(session: Session, parcel_id: int) -> list[PickupCredential]
 def spend(session: Session, credential: PickupCredential, now: datetime) -> None:
     """The code used, now: one prebuilt UPDATE of that column, the object told it is written,
     rather than a change the next flush would write (a unit of work run per pickup)."""
-    session.execute(_spend_statement(), {"credential_id": credential.id, "used_at": now})
+    _SPEND.rows(session, {"credential_id": credential.id, "used_at": now})
     set_committed_value(credential, "used_at", now)
 
 
-@functools.cache
 def _spend_statement() -> Update:
     table = cast(Table, PickupCredential.__table__)
     return (update(table).where(table.c.id == bindparam("credential_id"))
             .values(used_at=bindparam("used_at")))
+
+
+_SPEND = Prebuilt(_spend_statement)
 
 
 def release_credentials(
@@ -189,17 +194,14 @@ def release_credentials(
     return dead
 
 
-@functools.lru_cache(maxsize=2)
-def _by_hash(lock: bool) -> Select[PickupCredential]:
-    """A site's live code by its hash (bound: ``site_id``, ``code_hash``), built once: a
-    pickup by code runs it at every request."""
-    query = select(PickupCredential).where(
-        PickupCredential.site_id == bindparam("site_id"),
-        PickupCredential.code_hash == bindparam("code_hash"),
-        PickupCredential.used_at.is_(None),
-        PickupCredential.revoked_at.is_(None),
-    )
-    return query.with_for_update() if lock else query
+# A site's live code by its hash, locked (bound: ``site_id``, ``code_hash``): a pickup by
+# code runs it at every request, on the driver's cursor (db/direct.py).
+_LIVE_CODE_BY_HASH = Prebuilt(lambda: select(PickupCredential.id).where(
+    PickupCredential.site_id == bindparam("site_id"),
+    PickupCredential.code_hash == bindparam("code_hash"),
+    PickupCredential.used_at.is_(None),
+    PickupCredential.revoked_at.is_(None),
+).with_for_update())
 
 
 LOCKED_CODE_ROWS = "relay_ops.locked_code_rows"

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from relay_ops import outbox
+from relay_ops.db.direct import Prebuilt
 from relay_ops.db.models import Notification, Parcel
 from relay_ops.domain.errors import NotFound
 from relay_ops.services.context import Ctx
@@ -65,11 +66,11 @@ def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> 
     for i, channel in enumerate(channels):
         params[f"channel_{i}"] = channel
         params[f"key_{i}"] = f"{parcel.id}:{kind}:{occurrence}:{channel}"
-    statement = _owe_statement(dialect, len(channels))
     if dialect == "postgresql":
         # The messages and their send jobs in one round trip: the jobs are selected from the
         # rows the CTE wrote, so a message already owed gets no second job.
-        return len(session.execute(statement, params).all())
+        return len(_owe_on_postgresql(len(channels)).rows(session, params))
+    statement = _owe_statement(dialect, len(channels))
     ids = [notification_id for notification_id, _ in session.execute(statement, params)]
     # A fresh notification id cannot have a job yet: no need to look for one.
     outbox.enqueue_jobs(session, SEND_JOB, [
@@ -77,6 +78,12 @@ def queue(session: Session, parcel: Parcel, kind: str, occurrence: str = "") -> 
         for notification_id in ids
     ])
     return len(ids)
+
+
+@functools.lru_cache(maxsize=4)
+def _owe_on_postgresql(channels: int) -> Prebuilt:
+    """The statement of :func:`_owe_statement` run on the driver's cursor (db/direct.py)."""
+    return Prebuilt(lambda: _owe_statement("postgresql", channels))
 
 
 @functools.lru_cache(maxsize=8)

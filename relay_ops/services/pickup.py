@@ -167,11 +167,11 @@ def _match_credential(
 
 
 # session.info keys: the parcels of each code this transaction locked (`_lock_parcels`), and
-# the codes whose own row it already locked (`live_credential_by_hash`)
+# the codes whose own row it already locked (`credentials.lock_live_code`)
 LOCKED_CODES = "relay_ops.locked_codes"
 
 
-def _lock_parcels(session: Session, credential: PickupCredential) -> list[Parcel]:
+def _lock_parcels(session: Session, credential_id: int) -> list[Parcel]:
     """The parcels a code covers, row-locked in id order (two pickups never deadlock).
 
     The code's row is locked first, as a check-in joining it does: a parcel is never
@@ -179,13 +179,13 @@ def _lock_parcels(session: Session, credential: PickupCredential) -> list[Parcel
     cannot change before the commit, so a second call in the same transaction (finding the
     code, then what it hands over) reuses it: a session lives for one transaction."""
     locked: dict[int, list[Parcel]] = session.info.setdefault(LOCKED_CODES, {})
-    if credential.id in locked:
-        return locked[credential.id]
-    params = {"credential_id": credential.id}
-    if credential.id not in session.info.get(LOCKED_CODE_ROWS, ()):
-        session.scalar(queries.LOCK_CODE, params)
-    locked[credential.id] = list(session.scalars(queries.code_parcels(), params).unique())
-    return locked[credential.id]
+    if credential_id in locked:
+        return locked[credential_id]
+    params = {"credential_id": credential_id}
+    if credential_id not in session.info.get(LOCKED_CODE_ROWS, ()):
+        queries.LOCK_CODE.rows(session, params)
+    locked[credential_id] = list(session.scalars(queries.code_parcels(), params).unique())
+    return locked[credential_id]
 
 
 def first_ready(covered: list[Parcel]) -> Parcel:
@@ -207,7 +207,7 @@ def _covered(
     (locked) code, the parcels of every code the parcel had, since the check proves the same
     recipient for all of them."""
     codes = [credential] if credential else live_credentials(session, parcel.id)
-    covered = {p.id: p for c in codes for p in _lock_parcels(session, c)}
+    covered = {p.id: p for c in codes for p in _lock_parcels(session, c.id)}
     covered.setdefault(parcel.id, parcel)
     return [covered[pid] for pid in sorted(covered)]
 

@@ -25,7 +25,7 @@ from relay_ops.domain.errors import (
 from relay_ops.domain.lifecycle import State
 from relay_ops.services import history, numbers, throttle
 from relay_ops.services.context import Ctx
-from relay_ops.services.credentials import live_credential_by_hash, live_credentials
+from relay_ops.services.credentials import live_credentials, lock_live_code
 from relay_ops.services.parcel_views import READY
 from relay_ops.services.principal import Principal
 
@@ -51,13 +51,12 @@ class PickupClaim:
 
 def code_alone(
     ctx: Ctx, session: Session, site: Site, digits: str, now: datetime
-) -> tuple[PickupCredential | None, DomainError | None]:
-    """The live code at the site with these digits; a miss counts against the site."""
+) -> tuple[int | None, DomainError | None]:
+    """The id of the live code at the site with these digits, its row locked; a miss counts
+    against the site."""
     throttle.code_only_allowed(ctx, session, site)
-    found = live_credential_by_hash(
-        session, site.id, creds.hash_code(ctx.settings.pickup_code_pepper, site.id, digits),
-        lock=True,
-    )
+    found = lock_live_code(
+        session, site.id, creds.hash_code(ctx.settings.pickup_code_pepper, site.id, digits))
     if found is None:
         throttle.record_failure(session, throttle.CODE_ONLY_GUESSES, str(site.id), now)
         return None, WrongPickupCode("no parcel here has this code", attempts_left=None)

@@ -54,7 +54,8 @@ def _find_code(
 ) -> tuple[PickupCredential | None, DomainError | None]:
     """The live code the claim gives, or why not (the wrong try already counted)."""
     if not claim.names_the_parcel:
-        return code_alone(ctx, session, site, claim.digits, now)
+        found_id, failure = code_alone(ctx, session, site, claim.digits, now)
+        return (None if found_id is None else session.get(PickupCredential, found_id)), failure
     parcel, failure = named_parcel(ctx, session, site, claim, actor, now)
     if parcel is None:
         return None, failure

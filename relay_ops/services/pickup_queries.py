@@ -8,11 +8,13 @@ import functools
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import joinedload
 
+from relay_ops.db.direct import Prebuilt
 from relay_ops.db.models import CredentialParcel, Parcel, PickupCredential
 
-# A code's own row, locked (bound: ``credential_id``).
-LOCK_CODE = (select(PickupCredential.id)
-             .where(PickupCredential.id == bindparam("credential_id")).with_for_update())
+# A code's own row, locked (bound: ``credential_id``), on the driver's cursor (db/direct.py).
+LOCK_CODE = Prebuilt(lambda: select(PickupCredential.id)
+                     .where(PickupCredential.id == bindparam("credential_id"))
+                     .with_for_update())
 
 
 @functools.cache

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
+from relay_ops.db.direct import Prebuilt
 from relay_ops.db.models import FailedAttempt, PickupCredential, Site
 from relay_ops.domain.errors import CodeNeedsMore, TooManyAttempts
 from relay_ops.services.context import Ctx
@@ -136,8 +137,8 @@ def code_only_allowed(ctx: Ctx, session: Session, site: Site) -> None:
     5. Decided before the code is read, so the refusal says nothing about the code
     (docs/decisions/0004)."""
     _one_code_guess_at_a_time(session, site)
-    misses = session.scalar(_MISSES_SINCE_OLDEST_LIVE_CODE, {"site_id": site.id,
-                                                            "key": str(site.id)})
+    [(misses,)] = _MISSES_SINCE_OLDEST_LIVE_CODE.rows(session, {"site_id": site.id,
+                                                                "key": str(site.id)})
     if (misses or 0) >= ctx.settings.pickup_code_only_misses:
         raise CodeNeedsMore(
             "a wrong code was tried here: give the code with the tracking number or the "
@@ -146,8 +147,9 @@ def code_only_allowed(ctx: Ctx, session: Session, site: Site) -> None:
 
 
 # One statement, one snapshot: a miss committed after the last live code was spent is never
-# set against a code that the same snapshot still sees live (two pickups racing). Built once.
-_MISSES_SINCE_OLDEST_LIVE_CODE = select(func.count()).where(
+# set against a code that the same snapshot still sees live (two pickups racing). Built and
+# compiled once, run on the driver's cursor (db/direct.py).
+_MISSES_SINCE_OLDEST_LIVE_CODE = Prebuilt(lambda: select(func.count()).where(
     FailedAttempt.scope == CODE_ONLY_GUESSES,
     FailedAttempt.key == bindparam("key"),
     FailedAttempt.at >= (
@@ -156,7 +158,7 @@ _MISSES_SINCE_OLDEST_LIVE_CODE = select(func.count()).where(
                PickupCredential.used_at.is_(None), PickupCredential.revoked_at.is_(None))
         .scalar_subquery()
     ),
-)
+))
 # PostgreSQL advisory lock space of the code-alone guesses (the site id is the other key).
 CODE_GUESS_LOCK_SPACE = 4004
 

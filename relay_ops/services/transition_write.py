@@ -34,6 +34,7 @@ from sqlalchemy.orm import MANYTOONE, InstanceState, Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from relay_ops.db.database import session_now
+from relay_ops.db.direct import Prebuilt
 from relay_ops.db.models import Location, Parcel, ParcelEvent, Site
 
 PARCELS = typing.cast(Table, Parcel.__table__)
@@ -63,8 +64,9 @@ def write(
     params.update(parcel=parcel.id, site=parcel.site_id, change=change)
     # The session's autoflush (Core statements too) writes whatever else it holds (an event
     # recorded earlier...) first: the history keeps the order things happened in.
-    row = session.execute(_statement(tuple(sorted(changes)), shelf is not None), params).one()
-    set_committed_value(parcel, "updated_at", row.updated_at)
+    [(updated_at, _event)] = _statement(tuple(sorted(changes)), shelf is not None).rows(
+        session, params)
+    set_committed_value(parcel, "updated_at", updated_at)
     return True
 
 
@@ -103,9 +105,13 @@ def _mark_written(state: InstanceState[Parcel]) -> None:
 
 
 @functools.lru_cache(maxsize=64)
-def _statement(columns: tuple[str, ...], counts_shelf: bool) -> Select[Any]:
-    """The statement for one set of changed parcel columns, built once: SQLAlchemy's compiled
-    cache then serves it without building or compiling it again."""
+def _statement(columns: tuple[str, ...], counts_shelf: bool) -> Prebuilt:
+    """The statement for one set of changed parcel columns, built and compiled once and run
+    on the driver's cursor (db/direct.py)."""
+    return Prebuilt(lambda: _build(columns, counts_shelf))
+
+
+def _build(columns: tuple[str, ...], counts_shelf: bool) -> Select[Any]:
     # The site carries the parcel's id, so each step joins the one before on a column.
     site = (
         select(SITES.c.id, bindparam("parcel", type_=Integer).label("parcel_id"))

@@ -7,7 +7,10 @@ from sqlalchemy import create_engine, literal, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from relay_ops.db.direct import Prebuilt
 from relay_ops.services.context import Ctx
+
+ONE = Prebuilt(lambda: select(literal(1)))
 
 
 def test_a_transaction_that_need_not_be_durable_skips_the_flush_and_only_it(ctx: Ctx) -> None:
@@ -36,13 +39,13 @@ def _kill_pooled_connections(ctx: Ctx) -> None:
 
 def test_a_single_read_survives_a_dead_connection_in_steady_use(ctx: Ctx) -> None:
     if ctx.db.is_sqlite:
-        assert ctx.db.read_once(select(literal(1))) == [(1,)]
+        assert ctx.db.read_once(ONE) == [(1,)]
         return
     # Never pinged (it went back to the pool a moment ago): the statement fails, the pool is
     # emptied, and the read is tried once more on a fresh connection.
     ctx.db.ping_after_idle_s = 3600
     _kill_pooled_connections(ctx)
-    assert [tuple(r) for r in ctx.db.read_once(select(literal(1)))] == [(1,)]
+    assert ctx.db.read_once(ONE) == [(1,)]
 
 
 def test_a_dead_idle_connection_is_replaced_before_a_transaction_uses_it(ctx: Ctx) -> None:
