@@ -21,18 +21,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Connection, exc
+from sqlalchemy import Connection, exc, inspect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
+from sqlalchemy.orm.base import instance_state
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any] | None
+_T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Plan:
     """A statement compiled for one dialect, and what turns values into parameters and rows
     into Python values."""
@@ -40,11 +42,19 @@ class _Plan:
     compiled: SQLCompiler
     sql: str
     binds: tuple[tuple[str, Processor], ...]
-    results: tuple[Processor, ...]
+    types: tuple[Any, ...]  # the result columns' SQLAlchemy types
     returns_rows: bool
     # Columns' Python-side defaults an INSERT takes (a constant, or the clock's time through
     # the connection, ``models.stamp_now``), by parameter name.
     defaults: tuple[tuple[str, Any], ...]
+    # The result columns' processors, found at the first run: some (numbers) depend on the
+    # type the server sends, which only a cursor's description says.
+    results: tuple[Processor, ...] | None = None
+
+    def learn_results(self, dialect: Dialect, cursor: Any) -> None:
+        type_codes = [column.type_code for column in cursor.description]
+        self.results = tuple(type_._cached_result_processor(dialect, code)
+                             for type_, code in zip(self.types, type_codes, strict=True))
 
     def parameters(self, values: Mapping[str, Any], connection: Connection) -> dict[str, Any]:
         if self.defaults:
@@ -58,10 +68,11 @@ class _Plan:
                 for name, proc in self.binds}
 
     def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
-        if not any(self.results):
+        results = self.results
+        if results is None or not any(results):
             return tuple(raw)
         return tuple(value if proc is None else proc(value)
-                     for value, proc in zip(raw, self.results, strict=True))
+                     for value, proc in zip(raw, results, strict=True))
 
 
 class Prebuilt:
@@ -119,9 +130,8 @@ def _compile(statement: Executable, dialect: Dialect) -> _Plan | None:
     processors = cast(Mapping[str, Processor], compiled._bind_processors)
     names = [compiled.bind_names[bind] for bind in compiled.binds.values()]
     binds = tuple((name, processors.get(name)) for name in dict.fromkeys(names))
-    results = tuple(column.type._cached_result_processor(dialect, None)
-                    for column in compiled._result_columns)
-    return _Plan(compiled, compiled.string, binds, results, bool(compiled._result_columns),
+    types = tuple(column.type for column in compiled._result_columns)
+    return _Plan(compiled, compiled.string, binds, types, bool(compiled._result_columns),
                  tuple(defaults))
 
 
@@ -145,7 +155,10 @@ def _execute(connection: Connection, plan: _Plan, values: Mapping[str, Any]
             for listener in connection.dispatch.before_cursor_execute:
                 sql, parameters = listener(connection, cursor, sql, parameters, None, False)
         cursor.execute(sql, parameters)
-        # psycopg builds a description's columns on each read of it: not read here.
+        # psycopg builds a description's columns on each read of it: read at the first run
+        # only.
+        if plan.returns_rows and plan.results is None:
+            plan.learn_results(connection.dialect, cursor)
         raw = cursor.fetchall() if plan.returns_rows else []
     except connection.dialect.loaded_dbapi.Error as error:
         raise _translated(connection, error, cursor, sql, parameters) from error
@@ -164,3 +177,39 @@ def _translated(connection: Connection, error: Any, cursor: Any, sql: str,
         connection.invalidate(error)
     return exc.DBAPIError.instance(sql, parameters, error, dialect.loaded_dbapi.Error,
                                    connection_invalidated=dropped, dialect=dialect)
+
+
+class Loader(Generic[_T]):
+    """ORM objects of one mapped class made from whole rows of its table read by a
+    :class:`Prebuilt` (its columns in the table's order), as the session would have loaded
+    them: persistent, their values committed, one object per identity (an object the session
+    holds already is returned as it is, as a query without ``populate_existing`` would)."""
+
+    def __init__(self, entity: type[_T]) -> None:
+        self.entity = entity
+        self._mapper: Mapper[_T] = inspect(entity)
+        table = self._mapper.local_table
+        self.columns = tuple(table.columns)
+        self._keys = tuple(self._mapper.get_property_by_column(c).key for c in self.columns)
+        primary = {c.key for c in self._mapper.primary_key}
+        self._primary = tuple(i for i, c in enumerate(self.columns) if c.key in primary)
+
+    @property
+    def width(self) -> int:
+        return len(self.columns)
+
+    def maybe(self, session: Session, row: Sequence[Any]) -> _T | None:
+        """:meth:`one`, or None for the NULLs of an outer join that found no row."""
+        return None if row[self._primary[0]] is None else self.one(session, row)
+
+    def one(self, session: Session, row: Sequence[Any]) -> _T:
+        identity = self._mapper.identity_key_from_primary_key(
+            tuple(row[i] for i in self._primary))
+        held = session.identity_map.get(identity)
+        if held is not None:
+            return held
+        obj = self._mapper.class_manager.new_instance()
+        instance_state(obj).dict.update(zip(self._keys, row, strict=True))
+        make_transient_to_detached(obj)  # the values committed, the identity key set
+        session.add(obj)  # persistent: no INSERT, it has its key
+        return obj

@@ -130,20 +130,23 @@ def _shop_for_check_in(
     require_role(actor, *STAFF, Role.SYSTEM)
     require_site(actor, site_id)
     today = now.astimezone(ctx.settings.timezone).date()
-    row = session.execute(queries.shop(), {
+    rows = queries.SHOP.rows(session, {
         "site_id": site_id, "today": today, "yesterday": today - timedelta(days=1),
         # The look-ahead holding rule's input: a day at risk within a shop's standard period.
         "until": today + timedelta(days=ctx.settings.holding["shop"].days),
         "reserved_since": reservations.reserved_since(ctx, today),
-    }).unique().one_or_none()
-    if row is None:
+    })
+    if not rows:
         raise NotFound(f"no site {site_id}")
-    site, ratio, risk, reserved = row
+    width = queries.SITES.width
+    site = queries.SITES.one(session, rows[0][:width])
+    ratio, risk, reserved = rows[0][width:width + 3]
     if not has_shelves(site.kind):
         raise NoShelves("lockers take parcels through a drop-off session")
-    set_committed_value(site, "locations",
-                        list(session.scalars(queries.shelves(), {"site_id": site.id})))
-    closed = closed_given(site, {c.day for c in site.closing_days})
+    set_committed_value(site, "locations", [
+        queries.LOCATIONS.one(session, row)
+        for row in queries.SHELVES.rows(session, {"site_id": site.id})])
+    closed = closed_given(site, {row[-1] for row in rows if row[-1] is not None})
     return site, closed, Stored(ratio, risk), int(reserved or 0)
 
 
@@ -159,9 +162,8 @@ def _parcel_for_check_in(
     none here, the one elsewhere is a parcel at the wrong shop; two carriers' here (or, none
     here, elsewhere) and no carrier named, the shopkeeper is asked which carrier's label this
     is (``ambiguous-tracking-number``, docs/decisions/0007-tracking-numbers-per-carrier.md)."""
-    rows = session.execute(queries.parcel(carrier_code is not None), {
-        "number": number, "site_id": site.id, "carrier_code": carrier_code,
-    }).unique().all()
+    rows = [_parcel_of(session, row) for row in queries.parcel(carrier_code is not None).rows(
+        session, {"number": number, "site_id": site.id, "carrier_code": carrier_code})]
     here = [row for row in rows if row[0].site_id == site.id]
     if len(here) > 1 and carrier_code is not None:
         # the named carrier's own, before a parcel of no carrier registered here
@@ -169,6 +171,19 @@ def _parcel_for_check_in(
     # The carriers of parcels at this shop are its staff's to see; of parcels elsewhere, not.
     row = _only_row(here or rows, number, disclose=bool(here))
     return (row[0], bool(row[1]), row[2]) if row is not None else (None, False, None)
+
+
+def _parcel_of(session: Session, row: Sequence[Any]) -> tuple[Parcel, bool, date | None]:
+    """A row of ``queries.parcel`` as the parcel (with its carrier and producer's order set),
+    whether it was scanned unannounced here, and the day of the place held for it here."""
+    end = queries.PARCELS.width
+    parcel = queries.PARCELS.one(session, row[:end])
+    scanned, reserved_day = row[end:end + 2]
+    carrier_row = row[end + 2:end + 2 + queries.CARRIERS.width]
+    order_row = row[end + 2 + queries.CARRIERS.width:]
+    set_committed_value(parcel, "carrier", queries.CARRIERS.maybe(session, carrier_row))
+    set_committed_value(parcel, "producer_order", queries.ORDERS.maybe(session, order_row))
+    return parcel, bool(scanned), reserved_day
 
 
 def _only_row(rows: Sequence[Any], number: str, *, disclose: bool) -> Any:

@@ -1,16 +1,16 @@
-"""The check-in's statements, each built once on first use (bound values, not literals): a
-check-in neither builds them nor compiles them again, SQLAlchemy's compiled cache serving
-them (issue 15: building statements was a third of a request's CPU)."""
+"""The check-in's statements, each built and compiled once and run on the driver's cursor
+(db/direct.py, issue 15: building statements, then SQLAlchemy's per-statement work, were
+much of a request's CPU). The rows that become ORM objects are read whole, in their tables'
+column order, and turned into objects by this module's loaders, as a query would load them."""
 
 from __future__ import annotations
 
 import functools
-from datetime import date
+from typing import Any
 
-from sqlalchemy import Date, Integer, Select, String, bindparam, or_, select
-from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy import Date, Integer, Select, String, and_, bindparam, or_, select
 
-from relay_ops.db.direct import Prebuilt
+from relay_ops.db.direct import Loader, Prebuilt
 from relay_ops.db.models import (
     Carrier,
     ClosingDay,
@@ -26,48 +26,62 @@ from relay_ops.services import reservations
 from relay_ops.services.forecast import first_risk_day, stored_ratio
 from relay_ops.services.parcel_views import READY
 
+SITES = Loader(Site)
+LOCATIONS = Loader(Location)
+PARCELS = Loader(Parcel)
+CARRIERS = Loader(Carrier)
+ORDERS = Loader(ProducerOrder)
 
-@functools.cache
-def shop() -> Select[Site, float, date, int]:
-    """The shop row-locked, with its closing days, today's stored forecast ratio, the first
-    day at risk and the places held today; its shelves by a second statement after the lock
-    (:func:`shelves`; ``checkin._shop_for_check_in`` says why). Bound: ``site_id``,
+
+def _shop() -> Select[Any]:
+    """The shop row-locked (its whole row, for :data:`SITES`), with today's stored forecast
+    ratio, the first day at risk and the places held today, and one row per closing day from
+    yesterday on (NULL: none); its shelves by a second statement after the lock
+    (:data:`SHELVES`; ``checkin._shop_for_check_in`` says why). Bound: ``site_id``,
     ``today``, ``yesterday``, ``until``, ``reserved_since``."""
     today = bindparam("today", type_=Date)
     return (
-        select(Site, stored_ratio(today), first_risk_day(today, bindparam("until", type_=Date)),
-               reservations.reserved_here(bindparam("reserved_since", type_=Date), today))
-        .where(Site.id == bindparam("site_id"))
-        .options(joinedload(Site.closing_days.and_(
-                     ClosingDay.day >= bindparam("yesterday", type_=Date))))
+        select(*SITES.columns, stored_ratio(today),
+               first_risk_day(today, bindparam("until", type_=Date)),
+               reservations.reserved_here(bindparam("reserved_since", type_=Date), today),
+               ClosingDay.day)
+        .outerjoin(ClosingDay, and_(ClosingDay.site_id == Site.id,
+                                    ClosingDay.day >= bindparam("yesterday", type_=Date)))
+        .where(Site.id == bindparam("site_id", type_=Integer))
         .with_for_update(of=Site)
     )
 
 
-@functools.cache
-def shelves() -> Select[Location]:
-    """The shop's locations in the relationship's order (bound: ``site_id``): what
-    ``selectinload(Site.locations)`` would read, without its per-request loader work."""
-    return (select(Location).where(Location.site_id == bindparam("site_id", type_=Integer))
-            .order_by(Location.label))
+SHOP = Prebuilt(_shop)
+# The shop's locations in the relationship's order (bound: ``site_id``), whole rows for
+# :data:`LOCATIONS`: what ``selectinload(Site.locations)`` would read.
+SHELVES = Prebuilt(lambda: select(*LOCATIONS.columns)
+                   .where(Location.site_id == bindparam("site_id", type_=Integer))
+                   .order_by(Location.label))
 
 
 @functools.lru_cache(maxsize=2)
-def parcel(carrier_named: bool) -> Select[Parcel, bool, date]:
-    """The parcels of a tracking number, row-locked, with their carrier and producer's order,
-    whether the shop's counter lists the number as scanned unannounced, and the day of the
-    place held for each at the shop (bound: ``number``, ``site_id``, and ``carrier_code``
-    when ``carrier_named``: that carrier's parcels and those of no carrier)."""
+def parcel(carrier_named: bool) -> Prebuilt:
+    """The parcels of a tracking number, row-locked, whole rows (:data:`PARCELS`), with
+    whether the shop's counter lists the number as scanned unannounced, the day of the place
+    held for each at the shop, and their carrier's and producer's order's rows (NULLs: none;
+    :data:`CARRIERS`, :data:`ORDERS`). Bound: ``number``, ``site_id``, and ``carrier_code``
+    when ``carrier_named``: that carrier's parcels and those of no carrier."""
+    return Prebuilt(lambda: _parcel(carrier_named))
+
+
+def _parcel(carrier_named: bool) -> Select[Any]:
     site_id = bindparam("site_id", type_=Integer)
     number = bindparam("number", type_=String)
     scanned = select(UnannouncedScan.site_id).where(
         UnannouncedScan.site_id == site_id, UnannouncedScan.tracking_number == number
     ).exists()
     query = (
-        select(Parcel, scanned, reservations.reservation_day(site_id))
+        select(*PARCELS.columns, scanned, reservations.reservation_day(site_id),
+               *CARRIERS.columns, *ORDERS.columns)
         .where(Parcel.tracking_number == number)
+        .outerjoin(Carrier, Carrier.id == Parcel.carrier_id)
         .outerjoin(ProducerOrder, ProducerOrder.parcel_id == Parcel.id)
-        .options(joinedload(Parcel.carrier), contains_eager(Parcel.producer_order))
         .order_by(Parcel.id)
         .with_for_update(of=Parcel)
     )

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
-from relay_ops.db.direct import Prebuilt
+from relay_ops.db.direct import Loader, Prebuilt
 from relay_ops.db.models import (
     CredentialParcel,
     Parcel,
@@ -85,9 +85,11 @@ def _insert_unless_live(
     on PostgreSQL the link is written by the same statement (a data-modifying CTE)."""
     values = {"parcel_id": parcel.id, "site_id": parcel.site_id, "holder": holder,
               "holder_name": holder_name, "nonce": nonce, "code_hash": code_hash}
-    postgres = session.get_bind().dialect.name == "postgresql"
-    credential = session.scalars(_issue_statement(postgres), values).first()
-    if credential is not None and not postgres:
+    if session.get_bind().dialect.name == "postgresql":
+        rows = _ISSUE_ON_POSTGRESQL.rows(session, values)
+        return _CREDENTIAL_ROWS.one(session, rows[0]) if rows else None
+    credential = session.scalars(_issue_statement(postgres=False), values).first()
+    if credential is not None:
         session.execute(_LINK, {"credential_id": credential.id, "parcel_id": parcel.id,
                                 "added_at": credential.created_at})
     return credential
@@ -102,7 +104,8 @@ _ISSUED_COLUMNS = ("parcel_id", "site_id", "holder", "holder_name", "nonce", "co
 @functools.lru_cache(maxsize=2)
 def _issue_statement(postgres: bool) -> ExecutableReturnsRows:
     """The code's INSERT (and on PostgreSQL its link's, a CTE), built once with bound values
-    named as its columns: a request neither builds nor compiles it."""
+    named as its columns: a request neither builds nor compiles it. On PostgreSQL it returns
+    the code's whole row, run on the driver's cursor (:data:`_ISSUE_ON_POSTGRESQL`)."""
     table = _CREDENTIALS
     taken = select(table.c.id).where(
         table.c.site_id == bindparam("site_id"), table.c.code_hash == bindparam("code_hash"),
@@ -118,7 +121,11 @@ def _issue_statement(postgres: bool) -> ExecutableReturnsRows:
         ["credential_id", "parcel_id", "added_at"],
         select(written.c.id, written.c.parcel_id, written.c.created_at),
     ).cte("linked")
-    return select(PickupCredential).from_statement(select(written).add_cte(linked))
+    return select(written).add_cte(linked)
+
+
+_ISSUE_ON_POSTGRESQL = Prebuilt(lambda: _issue_statement(postgres=True))
+_CREDENTIAL_ROWS = Loader(PickupCredential)
 
 
 def code_of(ctx: Ctx, credential: PickupCredential) -> str:
