@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar, cast
 from sqlalchemy import Connection, exc, inspect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.base import instance_state
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -198,15 +199,21 @@ class Loader(Generic[_T]):
     def width(self) -> int:
         return len(self.columns)
 
-    def maybe(self, session: Session, row: Sequence[Any]) -> _T | None:
+    def maybe(self, session: Session, row: Sequence[Any], *, fresh: bool = False
+              ) -> _T | None:
         """:meth:`one`, or None for the NULLs of an outer join that found no row."""
-        return None if row[self._primary[0]] is None else self.one(session, row)
+        return None if row[self._primary[0]] is None else self.one(session, row, fresh=fresh)
 
-    def one(self, session: Session, row: Sequence[Any]) -> _T:
+    def one(self, session: Session, row: Sequence[Any], *, fresh: bool = False) -> _T:
+        """The object of ``row``; ``fresh``: an object the session holds already takes the
+        row's values (``populate_existing``: what a row read under its lock says wins)."""
         identity = self._mapper.identity_key_from_primary_key(
             tuple(row[i] for i in self._primary))
         held = session.identity_map.get(identity)
         if held is not None:
+            if fresh:
+                for key, value in zip(self._keys, row, strict=True):
+                    set_committed_value(held, key, value)
             return held
         obj = self._mapper.class_manager.new_instance()
         instance_state(obj).dict.update(zip(self._keys, row, strict=True))

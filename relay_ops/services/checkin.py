@@ -11,6 +11,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from relay_ops.db import loaders
 from relay_ops.db.models import Location, Parcel, ProducerOrder, Site, UnannouncedScan
 from relay_ops.domain import sizing, tracking
 from relay_ops.domain.errors import (
@@ -138,13 +139,13 @@ def _shop_for_check_in(
     })
     if not rows:
         raise NotFound(f"no site {site_id}")
-    width = queries.SITES.width
-    site = queries.SITES.one(session, rows[0][:width])
+    width = loaders.SITES.width
+    site = loaders.SITES.one(session, rows[0][:width])
     ratio, risk, reserved = rows[0][width:width + 3]
     if not has_shelves(site.kind):
         raise NoShelves("lockers take parcels through a drop-off session")
     set_committed_value(site, "locations", [
-        queries.LOCATIONS.one(session, row)
+        loaders.LOCATIONS.one(session, row)
         for row in queries.SHELVES.rows(session, {"site_id": site.id})])
     closed = closed_given(site, {row[-1] for row in rows if row[-1] is not None})
     return site, closed, Stored(ratio, risk), int(reserved or 0)
@@ -176,13 +177,13 @@ def _parcel_for_check_in(
 def _parcel_of(session: Session, row: Sequence[Any]) -> tuple[Parcel, bool, date | None]:
     """A row of ``queries.parcel`` as the parcel (with its carrier and producer's order set),
     whether it was scanned unannounced here, and the day of the place held for it here."""
-    end = queries.PARCELS.width
-    parcel = queries.PARCELS.one(session, row[:end])
+    end = loaders.PARCELS.width
+    parcel = loaders.PARCELS.one(session, row[:end])
     scanned, reserved_day = row[end:end + 2]
-    carrier_row = row[end + 2:end + 2 + queries.CARRIERS.width]
-    order_row = row[end + 2 + queries.CARRIERS.width:]
-    set_committed_value(parcel, "carrier", queries.CARRIERS.maybe(session, carrier_row))
-    set_committed_value(parcel, "producer_order", queries.ORDERS.maybe(session, order_row))
+    carrier_row = row[end + 2:end + 2 + loaders.CARRIERS.width]
+    order_row = row[end + 2 + loaders.CARRIERS.width:]
+    set_committed_value(parcel, "carrier", loaders.CARRIERS.maybe(session, carrier_row))
+    set_committed_value(parcel, "producer_order", loaders.ORDERS.maybe(session, order_row))
     return parcel, bool(scanned), reserved_day
 
 

@@ -1,7 +1,7 @@
 """The check-in's statements, each built and compiled once and run on the driver's cursor
 (db/direct.py, issue 15: building statements, then SQLAlchemy's per-statement work, were
 much of a request's CPU). The rows that become ORM objects are read whole, in their tables'
-column order, and turned into objects by this module's loaders, as a query would load them."""
+column order, and turned into objects by ``db/loaders``, as a query would load them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy import Date, Integer, Select, String, and_, bindparam, or_, select
 
-from relay_ops.db.direct import Loader, Prebuilt
+from relay_ops.db.direct import Prebuilt
+from relay_ops.db.loaders import CARRIERS, LOCATIONS, ORDERS, PARCELS, SITES
 from relay_ops.db.models import (
     Carrier,
     ClosingDay,
@@ -25,12 +26,6 @@ from relay_ops.db.models import (
 from relay_ops.services import reservations
 from relay_ops.services.forecast import first_risk_day, stored_ratio
 from relay_ops.services.parcel_views import READY
-
-SITES = Loader(Site)
-LOCATIONS = Loader(Location)
-PARCELS = Loader(Parcel)
-CARRIERS = Loader(Carrier)
-ORDERS = Loader(ProducerOrder)
 
 
 def _shop() -> Select[Any]:

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
-from relay_ops.db.direct import Loader, Prebuilt
+from relay_ops.db import loaders
+from relay_ops.db.direct import Prebuilt
 from relay_ops.db.models import (
     CredentialParcel,
     Parcel,
@@ -87,7 +88,7 @@ def _insert_unless_live(
               "holder_name": holder_name, "nonce": nonce, "code_hash": code_hash}
     if session.get_bind().dialect.name == "postgresql":
         rows = _ISSUE_ON_POSTGRESQL.rows(session, values)
-        return _CREDENTIAL_ROWS.one(session, rows[0]) if rows else None
+        return loaders.CREDENTIALS.one(session, rows[0]) if rows else None
     credential = session.scalars(_issue_statement(postgres=False), values).first()
     if credential is not None:
         session.execute(_LINK, {"credential_id": credential.id, "parcel_id": parcel.id,
@@ -125,7 +126,6 @@ def _issue_statement(postgres: bool) -> ExecutableReturnsRows:
 
 
 _ISSUE_ON_POSTGRESQL = Prebuilt(lambda: _issue_statement(postgres=True))
-_CREDENTIAL_ROWS = Loader(PickupCredential)
 
 
 def code_of(ctx: Ctx, credential: PickupCredential) -> str:

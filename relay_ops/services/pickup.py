@@ -184,7 +184,7 @@ def _lock_parcels(session: Session, credential_id: int) -> list[Parcel]:
     params = {"credential_id": credential_id}
     if credential_id not in session.info.get(LOCKED_CODE_ROWS, ()):
         queries.LOCK_CODE.rows(session, params)
-    locked[credential_id] = list(session.scalars(queries.code_parcels(), params).unique())
+    locked[credential_id] = queries.code_parcels(session, credential_id)
     return locked[credential_id]
 
 

@@ -1,15 +1,17 @@
-"""The pickup's statements, built once (bound values, not literals): a pickup by code
-neither builds them nor compiles them again (issue 15)."""
+"""The pickup's statements, built and compiled once and run on the driver's cursor
+(db/direct.py, issue 15); rows become objects through ``db/loaders``."""
 
 from __future__ import annotations
 
-import functools
+from typing import Any
 
 from sqlalchemy import Select, bindparam, select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from relay_ops.db.direct import Prebuilt
-from relay_ops.db.models import CredentialParcel, Parcel, PickupCredential
+from relay_ops.db.loaders import CARRIERS, CREDENTIALS, LOCATIONS, PARCELS
+from relay_ops.db.models import Carrier, CredentialParcel, Location, Parcel, PickupCredential
 
 # A code's own row, locked (bound: ``credential_id``), on the driver's cursor (db/direct.py).
 LOCK_CODE = Prebuilt(lambda: select(PickupCredential.id)
@@ -17,17 +19,48 @@ LOCK_CODE = Prebuilt(lambda: select(PickupCredential.id)
                      .with_for_update())
 
 
-@functools.cache
-def code_parcels() -> Select[Parcel]:
-    """A code's parcels row-locked in id order (bound: ``credential_id``), built once on first
-    use; with what the answer shows of them (carrier, shelf), so building it reads nothing
-    more, and their codes (read under the same lock: the hand-over releases them)."""
+def _code_parcels() -> Select[Any]:
+    """A code's parcels row-locked in id order (bound: ``credential_id``), whole rows, each
+    with its carrier's and shelf location's rows and one row per code it has (NULLs: none),
+    so building the answer reads nothing more, and its codes are read under the same lock
+    (the hand-over releases them)."""
     ids = select(CredentialParcel.parcel_id).where(
         CredentialParcel.credential_id == bindparam("credential_id")
     )
+    links = aliased(CredentialParcel)
     return (
-        select(Parcel).where(Parcel.id.in_(ids)).order_by(Parcel.id)
-        .options(joinedload(Parcel.carrier), joinedload(Parcel.location),
-                 joinedload(Parcel.credentials))
-        .with_for_update(of=Parcel).execution_options(populate_existing=True)
+        select(*PARCELS.columns, *CARRIERS.columns, *LOCATIONS.columns, *CREDENTIALS.columns)
+        .outerjoin(Carrier, Carrier.id == Parcel.carrier_id)
+        .outerjoin(Location, Location.id == Parcel.location_id)
+        .outerjoin(links, links.parcel_id == Parcel.id)
+        .outerjoin(PickupCredential, PickupCredential.id == links.credential_id)
+        .where(Parcel.id.in_(ids)).order_by(Parcel.id, PickupCredential.id)
+        .with_for_update(of=Parcel)
     )
+
+
+CODE_PARCELS = Prebuilt(_code_parcels)
+
+
+def code_parcels(session: Session, credential_id: int) -> list[Parcel]:
+    """:data:`CODE_PARCELS`' parcels, as objects with their carrier, location and codes set;
+    their values as read under the lock, even for objects the session held already."""
+    parcels: dict[int, Parcel] = {}
+    codes: dict[int, list[PickupCredential]] = {}
+    carrier_at = PARCELS.width
+    location_at = carrier_at + CARRIERS.width
+    code_at = location_at + LOCATIONS.width
+    for row in CODE_PARCELS.rows(session, {"credential_id": credential_id}):
+        parcel = PARCELS.one(session, row[:carrier_at], fresh=True)
+        if parcel.id not in parcels:
+            parcels[parcel.id], codes[parcel.id] = parcel, []
+            set_committed_value(parcel, "carrier",
+                                CARRIERS.maybe(session, row[carrier_at:location_at], fresh=True))
+            set_committed_value(parcel, "location",
+                                LOCATIONS.maybe(session, row[location_at:code_at], fresh=True))
+        code = CREDENTIALS.maybe(session, row[code_at:], fresh=True)
+        if code is not None:
+            codes[parcel.id].append(code)
+    for parcel_id, parcel in parcels.items():
+        set_committed_value(parcel, "credentials", codes[parcel_id])
+    return list(parcels.values())

@@ -15,6 +15,7 @@ from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
 from relay_ops.db.direct import Prebuilt
+from relay_ops.db.loaders import SITES
 from relay_ops.db.models import FailedAttempt, PickupCredential, Site
 from relay_ops.domain.errors import CodeNeedsMore, TooManyAttempts
 from relay_ops.services.context import Ctx
@@ -164,9 +165,9 @@ CODE_GUESS_LOCK_SPACE = 4004
 
 
 # Built once: the site row, and the lock taken as the row is read.
-_SITE_WITH_GUESS_LOCK = select(
-    Site, func.pg_advisory_xact_lock(CODE_GUESS_LOCK_SPACE, Site.id)
-).where(Site.id == bindparam("site_id"))
+_SITE_WITH_GUESS_LOCK = Prebuilt(lambda: select(
+    *SITES.columns, func.pg_advisory_xact_lock(CODE_GUESS_LOCK_SPACE, Site.id)
+).where(Site.id == bindparam("site_id")))
 # session.info key: the sites whose code-guess lock this transaction holds already.
 GUESS_LOCKED_SITES = "relay_ops.code_guess_locked_sites"
 
@@ -190,8 +191,8 @@ def site_for_code_guess(session: Session, site_id: int) -> Site | None:
     the lock is held."""
     if session.get_bind().dialect.name != "postgresql":
         return session.get(Site, site_id)
-    row = session.execute(_SITE_WITH_GUESS_LOCK, {"site_id": site_id}).first()
-    if row is None:
+    rows = _SITE_WITH_GUESS_LOCK.rows(session, {"site_id": site_id})
+    if not rows:
         return None
     session.info.setdefault(GUESS_LOCKED_SITES, set()).add(site_id)
-    return row[0]
+    return SITES.one(session, rows[0][:SITES.width])
