@@ -2,6 +2,12 @@
 
     .venv/bin/python bench/fast_path.py --on-hand 100,10000,100000 --total 1000000
     .venv/bin/python bench/fast_path.py --on-hand 100 --total 0 --duration 5   # a quick look
+    .venv/bin/python bench/fast_path.py --on-hand 100 --total 0 --shops 8      # a network
+
+``--shops 1`` (the default) sends every request to one shop: a check-in holds its shop's row
+lock until it commits (two never take the last place), and a pickup by code its shop's
+code-guess lock, so one shop's maximum is how short that hold is, not the CPU. With several
+shops the requests spread as a network's do, and the maximum is the machine's.
 
 One run, gunicorn ``-w 2 -k gthread --threads 4`` on PostgreSQL, side by side:
 
@@ -59,7 +65,7 @@ GOALS = {"cpu_ms_max": 2.5, "ratio_to_bare_min": 0.3, "ratio_to_insert_min": 0.5
 
 @dataclass
 class Seeded:
-    site_id: int
+    site_ids: list[int]
     other_site_id: int
     on_hand: int
     total: int
@@ -83,19 +89,23 @@ def _columns(conn: psycopg.Connection[Any], table: str) -> set[str]:
         "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (table,))}
 
 
-def seed_fast(world: seed.World, db_url: str, on_hand: int, total: int, announced: int) -> Seeded:
-    """COPY the parcels in: ``on_hand`` ready at the shop, ``total - on_hand - announced``
-    picked up at the other shop, ``announced`` waiting (tracking numbers BENCH%08d, one
-    recipient each, so none joins another's code)."""
+def seed_fast(world: seed.World, db_url: str, on_hand: int, total: int, announced: int,
+              shops: int = 1) -> Seeded:
+    """COPY the parcels in: ``on_hand`` ready at each of the ``shops`` measured shops (the
+    first ones of the world), ``total - on_hand × shops - announced`` picked up at the last
+    shop, ``announced`` waiting, parcel n at measured shop n % shops, as the load generators
+    address them (tracking numbers BENCH%08d, one recipient each, so none joins another's
+    code)."""
     t0 = time.perf_counter()
     settings = world.ctx.settings
-    site, other = world.site_ids[0], world.site_ids[1]
-    past = max(0, total - on_hand - announced)
+    measured, other = world.site_ids[:shops], world.site_ids[shops]
+    past = max(0, total - on_hand * shops - announced)
     now = datetime.now(UTC)
     deadline = now + timedelta(days=30)
     with psycopg.connect(db_url) as conn:
-        locations = [r[0] for r in conn.execute(
+        shelves = {site: [r[0] for r in conn.execute(
             "SELECT id FROM locations WHERE site_id = %s ORDER BY id", (site,))]
+            for site in measured}
         carrier = conn.execute("SELECT id FROM carriers WHERE code = 'bench'").fetchone()[0]  # type: ignore[index]
         pid = conn.execute("SELECT coalesce(max(id), 0) FROM parcels").fetchone()[0]  # type: ignore[index]
         cid = conn.execute("SELECT coalesce(max(id), 0) FROM pickup_credentials").fetchone()[0]  # type: ignore[index]
@@ -109,12 +119,14 @@ def seed_fast(world: seed.World, db_url: str, on_hand: int, total: int, announce
         link_rows: list[tuple[Any, ...]] = []
         event_rows: list[tuple[Any, ...]] = []
         used_hashes: set[str] = set()
-        for k in range(on_hand):
+        for k in range(on_hand * shops):
             pid += 1
             cid += 1
             phone = f"+3361{k:07d}"
+            site = measured[k % shops]
+            locations = shelves[site]
             parcels_rows.append((
-                pid, f"HAND{k:08d}", carrier, site, locations[k % len(locations)],
+                pid, f"HAND{k:08d}", carrier, site, locations[k // shops % len(locations)],
                 "ready_for_pickup", "inbound", False, "Jeanne Martin", phone, None, "fr",
                 creds.recipient_key(settings.pickup_code_pepper, "phone", phone), None, "S",
                 False, deadline, now, None, now, now))
@@ -141,7 +153,8 @@ def seed_fast(world: seed.World, db_url: str, on_hand: int, total: int, announce
             pid += 1
             phone = f"+3362{k:07d}"
             parcels_rows.append((
-                pid, seed.tracking_number(k), carrier, site, None, "announced", "inbound",
+                pid, seed.tracking_number(k), carrier, measured[k % shops], None, "announced",
+                "inbound",
                 False, "Jean Dupont", phone, None, "fr", None, None, None, False, None, None,
                 None, now, now))
         with conn.cursor() as cur:
@@ -166,7 +179,7 @@ def seed_fast(world: seed.World, db_url: str, on_hand: int, total: int, announce
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")  # as autovacuum would have by then
     world.announced = announced
-    return Seeded(site, other, on_hand, pid, announced, round(time.perf_counter() - t0, 1))
+    return Seeded(measured, other, on_hand, pid, announced, round(time.perf_counter() - t0, 1))
 
 
 def _copy(cur: psycopg.Cursor[Any], table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
@@ -175,15 +188,15 @@ def _copy(cur: psycopg.Cursor[Any], table: str, columns: str, rows: list[tuple[A
             copy.write_row(row)
 
 
-def live_codes(world: seed.World, db_url: str, site_id: int) -> list[str]:
-    """Every live pickup code of the shop as "SITE CODE" lines, shuffled."""
+def live_codes(world: seed.World, db_url: str, site_ids: list[int]) -> list[str]:
+    """Every live pickup code of the shops as "SITE CODE" lines, shuffled."""
     settings = world.ctx.settings
     with psycopg.connect(db_url) as conn:
-        nonces = [r[0] for r in conn.execute(
-            "SELECT c.nonce FROM pickup_credentials c WHERE c.site_id = %s AND c.used_at IS NULL"
-            " AND c.revoked_at IS NULL", (site_id,))]
+        nonces = conn.execute(
+            "SELECT c.site_id, c.nonce FROM pickup_credentials c WHERE c.site_id = ANY(%s)"
+            " AND c.used_at IS NULL AND c.revoked_at IS NULL", (site_ids,)).fetchall()
     key, digits = settings.pickup_code_derivation_key, settings.pickup_code_digits
-    lines = [f"{site_id} {creds.derive_code(key, n, digits)}" for n in nonces]
+    lines = [f"{site} {creds.derive_code(key, n, digits)}" for site, n in nonces]
     random.shuffle(lines)
     return lines
 
@@ -324,7 +337,7 @@ def cpu_ms(phase: Phase) -> dict[str, float]:
 # ---------------------------------------------------------------- checks
 
 
-def verify(db_url: str, phases: list[Phase], site_id: int) -> list[str]:
+def verify(db_url: str, phases: list[Phase], site_ids: list[int]) -> list[str]:
     """Every answered check-in and pickup stored once, no 5xx, shelf counts consistent."""
     failures = []
     sent = {kind: sum(p.sent for p in phases if p.target == "relayops" and kind in p.name)
@@ -341,7 +354,7 @@ def verify(db_url: str, phases: list[Phase], site_id: int) -> list[str]:
                          "e.parcel_id WHERE e.action = 'check_in' AND p.tracking_number "
                          "LIKE 'BENCH%'")
         picked = one("SELECT count(*) FROM parcel_events e JOIN parcels p ON p.id = e.parcel_id"
-                     " WHERE e.action = 'pick_up' AND p.site_id = %s", site_id)
+                     " WHERE e.action = 'pick_up' AND p.site_id = ANY(%s)", site_ids)
         twice = one("SELECT count(*) FROM (SELECT parcel_id, action FROM parcel_events WHERE "
                     "action IN ('check_in', 'pick_up') GROUP BY parcel_id, action "
                     "HAVING count(*) > 1) d")
@@ -383,6 +396,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="announced parcels waiting to be checked in, per level")
     p.add_argument("--manifest", type=int, default=5000,
                    help="parcels in the manifest announced (timed) at each level; 0: none")
+    p.add_argument("--shops", type=int, default=1,
+                   help="shops the check-ins and pickups are spread over (parcel n at shop "
+                        "n %% shops); --on-hand is per shop. One shop measures how fast one "
+                        "counter's lock lets its requests through, several a network's")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--worker-class", default="gthread")
     p.add_argument("--threads", type=int, default=4)
@@ -433,9 +450,11 @@ def stop(servers: list[Server]) -> None:
 def fresh_world(args: argparse.Namespace, config: dict[str, Any], db_url: str,
                 on_hand: int) -> tuple[seed.World, Seeded]:
     seed.recreate_database(f"{args.pg}/postgres", args.database)
-    world = seed.build(config, 2)  # the shop measured, and one where old parcels were picked up
-    seeded = seed_fast(world, db_url, on_hand, max(args.total, on_hand + args.announced),
-                       args.announced)
+    # the shops measured, and one where old parcels were picked up
+    world = seed.build(config, args.shops + 1)
+    seeded = seed_fast(world, db_url, on_hand,
+                       max(args.total, on_hand * args.shops + args.announced), args.announced,
+                       args.shops)
     world.ctx.db.dispose()
     return world, seeded
 
@@ -479,7 +498,7 @@ def level(
     world, seeded = fresh_world(args, config, db_url, on_hand)
     print(f"   {seeded.total} parcels in the database, {seeded.announced} announced "
           f"({seeded.seconds} s)", flush=True)
-    one_site = replace(world, site_ids=world.site_ids[:1])
+    measured = replace(world, site_ids=seeded.site_ids)  # the shops measured
     server = checkin.start_server("relayops", "relay_ops:create_app()", args.port, args, env,
                                   logdir)
     print(f"   server ready in {wait_until_serving(server):.1f} s", flush=True)
@@ -488,20 +507,20 @@ def level(
     phases: list[Phase] = []
     nxt = 0
     try:
-        phases.append(checkin.run_wrk(server, args, one_site, nxt, args.warmup,
+        phases.append(checkin.run_wrk(server, args, measured, nxt, args.warmup,
                                       "warm-up check-in"))  # not measured, but checked
         nxt += phases[-1].sent
         phases.append(checkin.measured(watch, [server], lambda: checkin.run_wrk(
-            server, args, one_site, nxt, args.duration, "max check-in")))
+            server, args, measured, nxt, args.duration, "max check-in")))
         nxt += phases[-1].sent
         rate = phases[-1].throughput / 2
         first = nxt
         phases.append(checkin.measured(watch, [server], lambda: checkin.run_rate(
-            server, args, one_site, first, rate, "half-max check-in")))
+            server, args, measured, first, rate, "half-max check-in")))
         nxt += phases[-1].sent
         if nxt >= world.announced:
             phases[-1].notes.append("ran out of announced parcels: raise --announced")
-        codes = live_codes(world, db_url, seeded.site_id)
+        codes = live_codes(world, db_url, seeded.site_ids)
         half = len(codes) // 2
         codes_file = logdir / "codes-max.txt"
         codes_file.write_text("\n".join(codes[:half]) + "\n")
@@ -515,7 +534,7 @@ def level(
     finally:
         watch.stop()
         stop([server])
-    problems = verify(db_url, phases, seeded.site_id)
+    problems = verify(db_url, phases, seeded.site_ids)
     if manifest is not None and manifest["accepted"] != args.manifest:
         problems.append(f"manifest: {manifest['accepted']} of {args.manifest} accepted")
     return seeded, phases, problems, world, manifest

@@ -6,6 +6,8 @@ SQLite it is SQLAlchemy's execution itself."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -118,3 +120,15 @@ def test_a_statement_sqlalchemy_must_complete_runs_through_it(ctx: Ctx, world: W
     with ctx.db.transaction() as session:
         assert parcels.rows(session, {"ids": [-1, -2]}) == []
 
+
+
+def test_a_fresh_process_makes_objects_before_any_orm_query() -> None:
+    # A web worker's first request may be a check-in: its first ORM objects come from a
+    # loader, before any ORM query has configured the mappers.
+    code = ("from sqlalchemy.orm import Session\n"
+            "from relay_ops.db.loaders import CARRIERS\n"
+            "carrier = CARRIERS.one(Session(), tuple(range(CARRIERS.width)))\n"
+            "assert carrier.id == 0 and carrier.code == 1\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
