@@ -192,6 +192,10 @@ class Loader(Generic[_T]):
         table = self._mapper.local_table
         self.columns = tuple(table.columns)
         self._keys = tuple(self._mapper.get_property_by_column(c).key for c in self.columns)
+        if len(self._mapper.column_attrs) != len(self._keys):
+            # An attribute that is not a column of the table (a column_property...) would be
+            # left expired, and loaded by a query of its own at its first read.
+            raise TypeError(f"{entity.__name__} maps more than its table's columns")
         primary = {c.key for c in self._mapper.primary_key}
         self._primary = tuple(i for i, c in enumerate(self.columns) if c.key in primary)
 
