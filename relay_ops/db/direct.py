@@ -8,13 +8,17 @@ paths (a check-in, a pickup, authentication) that is a large share of a request.
 and its parameters (through the statement's own bind processors) to the psycopg cursor of the
 session's connection, in the session's transaction, and reads plain tuples back (through the
 columns' own result processors). Elsewhere, and for a statement SQLAlchemy must complete at
-each run (Python-side column defaults), it is executed by SQLAlchemy as usual: the same
-statement, the same rows.
+each run (an IN list, a default that is neither a constant nor a function), it is executed by
+SQLAlchemy as usual: the same statement, the same rows.
 
 Kept from SQLAlchemy: the session's autoflush (pending ORM changes are written first, so the
-history keeps its order), ``before_cursor_execute`` listeners (the tests count statements with
-them), DBAPI errors raised as SQLAlchemy's (``IntegrityError``...), and a dropped connection
-invalidated so the pool replaces it.
+history keeps its order), the columns' Python-side defaults (the clock's time...),
+``before_cursor_execute`` listeners (the tests count statements with them), DBAPI errors
+raised as SQLAlchemy's (``IntegrityError``...), and a dropped connection invalidated so the
+pool replaces it.
+
+A :class:`Loader` turns whole rows of a table read that way into the ORM objects a query
+would have loaded (``db/loaders.py``): the domain and the views keep working on objects.
 """
 
 from __future__ import annotations
