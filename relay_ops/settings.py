@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
         "arrival_trend": True,
         "trend_damping": 0.7,
         "rate_uncertainty_factor": 3.0,
+        # The rate's drift from that line, per day ahead (relative, a random walk), counted
+        # for the days a site is expected full, whose vans keep every parcel (docs/forecast.md).
+        "rate_drift": 0.0,
         "prior_weight": 20,
         "show_rate": 0.97,
         "return_lag_days": 2,

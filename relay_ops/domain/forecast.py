@@ -158,6 +158,9 @@ class SiteInputs:
     extra_capacity: Mapping[date, int] = field(default_factory=dict)
     # The site's other parcels (sent from it, producers' orders), each learned apart.
     flows: Sequence[flow_model.Flow] = ()
+    # How far the rate may drift from its learned line, per day ahead (a random walk,
+    # relative to the rate): counted where the site is expected full (forecast_saturated).
+    rate_drift: float = 0.0
 
     def capacity_on(self, day: date) -> int:
         return self.capacity + self.extra_capacity.get(day, 0)
@@ -282,8 +285,9 @@ def forecast(inputs: SiteInputs) -> list[DayForecast]:
     refused = carry_refused(mean, var, arrivals, inputs.capacity, open_days, presence)
     # A site that stays full: the van's backlog grows by what comes beyond what the shelves
     # turn over, and every parcel of it is there until it gets in (domain/forecast_saturated).
-    full_site = saturated(SiteCounts(stock_mean, stock_var, arrivals, arrival_var, errors),
-                          [inputs.capacity_on(day) for day in days], open_days, presence)
+    full_site = saturated(
+        SiteCounts(stock_mean, stock_var, arrivals, arrival_var, errors, expected),
+        [inputs.capacity_on(day) for day in days], open_days, presence, inputs.rate_drift)
     keep_larger(mean, var, refused, full_site)
     return [
         _day(inputs, day, mean[i], var[i], arrivals[i], refused[i],

@@ -35,6 +35,8 @@ class SiteCounts:
     arrivals: Sequence[float]
     arrival_var: Sequence[float]
     arrival_error: Sequence[float]
+    # The part of the arrivals the rate brings (not announced yet): what its drift moves.
+    rate_arrivals: Sequence[float] = ()
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def _on_shelves(counts: SiteCounts, placed: Sequence[float], presence: Presence,
 
 
 def saturated(counts: SiteCounts, capacity: Sequence[int], open_days: Sequence[bool],
-              presence: Presence) -> Saturated:
+              presence: Presence, drift: float = 0.0) -> Saturated:
     """The places wanted when the shelves fill, as the counter fills them: day by day, the
     van's backlog and the day's arrivals take the free places (capacity less what is still on
     the shelves), the rest stays in the van; placed parcels then leave as the site's own
@@ -66,7 +68,7 @@ def saturated(counts: SiteCounts, capacity: Sequence[int], open_days: Sequence[b
     on, a parcel more or less is one more or less in the van on every later day (it does not
     leave), so its variance and the rate's error count whole, not thinned by pickups; the
     pickups' own chance adds up over the days the site stays full (each one freed a place
-    the van took).
+    the van took). ``drift``: the rate's own drift away from the learned line (``_drift``).
     """
     n = len(open_days)
     placed = [0.0] * n
@@ -88,34 +90,62 @@ def saturated(counts: SiteCounts, capacity: Sequence[int], open_days: Sequence[b
             leaving = max(0.0, stock - _on_shelves(counts, placed, presence, d + 1))
             pickup_var[d] = leaving * (1.0 - leaving / stock) if stock > 0 else 0.0
         waiting[d] = backlog
-    var = _variance(counts, open_days, full, pickup_var, presence)
+    var = _variance(counts, open_days, full, pickup_var, presence, drift)
     refused = [waiting[d] if open_days[d] else 0.0 for d in range(n)]
     return Saturated(mean=mean, var=var, refused=refused, full=full)
 
 
 def _variance(counts: SiteCounts, open_days: Sequence[bool], full: Sequence[bool],
-              pickup_var: Sequence[float], presence: Presence) -> list[float]:
+              pickup_var: Sequence[float], presence: Presence, drift: float = 0.0
+              ) -> list[float]:
     n = len(open_days)
     var = list(counts.stock_var)
     error = [0.0] * n
+    # drifting[j][i]: the rate's parcels of day i still counted on day j
+    drifting = [[0.0] * n for _ in range(n)]
     for i in range(n):
         if counts.arrivals[i] <= 0.0 and counts.arrival_var[i] <= 0.0:
             continue
         # A parcel more arriving on day i waits while the site stays full, then gets in on
         # the first day with room and leaves from there.
         got_in = next((d for d in range(i, n) if open_days[d] and not full[d]), None)
+        from_rate = counts.rate_arrivals[i] if counts.rate_arrivals else 0.0
         for j in range(i, n):
             share = 1.0 if got_in is None or j < got_in else presence(got_in)[j]
             var[j] += counts.arrival_var[i] * share * share
             error[j] += counts.arrival_error[i] * share
+            drifting[j][i] = from_rate * share
     for j in range(n):
-        var[j] += error[j] * error[j]
+        var[j] += error[j] * error[j] + _drift(drifting[j], drift)
         # each pickup of the days the site stayed full before j made room for the van
         d = j - 1
         while d >= 0 and full[d]:
             var[j] += pickup_var[d]
             d -= 1
     return var
+
+
+def _drift(counted: Sequence[float], drift: float) -> float:
+    """The variance the rate's drift adds to a day that still counts ``counted[i]`` of the
+    rate's parcels of day ``i``.
+
+    The learned line (level and damped trend) is the rate's best guess, but a season's rate
+    turns where no line learned before can see it (a promotion, the end of a ramp). So the
+    rate of day ``i`` is taken as the line's times ``1 + D(i)``, ``D`` a random walk from
+    today: ``Var D(i) = drift² · i``, ``Cov(D(i), D(k)) = drift² · min(i, k)``. A full site keeps
+    every day's parcels in its van, so the day's count is ``Σ counted[i] · D(i)`` and its
+    variance ``drift² · Σ_m (Σ_{i ≥ m} counted[i])²``: it grows with the lead faster than the
+    days' own spread. Only the saturated model counts it: at a site with room the rate's
+    parcels of a day leave within a day or two, where the line's own error (widened by the
+    calibrated factor) already holds it.
+    """
+    if drift <= 0.0:
+        return 0.0
+    total, tail = 0.0, 0.0
+    for m in range(len(counted) - 1, 0, -1):
+        tail += counted[m]
+        total += tail * tail
+    return drift * drift * total
 
 
 def keep_larger(mean: list[float], var: list[float], refused: list[float],

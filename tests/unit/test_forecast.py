@@ -124,6 +124,33 @@ def test_at_a_full_site_every_parcel_to_come_counts_whole_in_the_band() -> None:
     assert roomy[7].high - roomy[7].low < widths[7] / 2  # with room, arrivals leave
 
 
+def test_at_a_full_site_the_rates_drift_widens_the_band_more_the_further_ahead() -> None:
+    """The rate may turn away from its learned line (a random walk of 10 % a day, relative):
+    a full site keeps every day's parcels in its van, so day ``j`` holds the drift of all
+    its days, ``0.1² · Σ_m (30 · (j − m + 1))²``, on top of the band without it; the mean
+    does not move, and tomorrow's band barely does."""
+    steady, drifting = forecast(full_site()), forecast(full_site(rate_drift=0.1))
+    for ahead in range(8):
+        drift_var = 0.01 * sum((30.0 * k) ** 2 for k in range(1, ahead + 1))
+        assert drifting[ahead].predicted == steady[ahead].predicted
+        before = (steady[ahead].high - steady[ahead].predicted) / 1.645
+        after = drifting[ahead].high - drifting[ahead].predicted
+        assert math.isclose(after, 1.645 * math.sqrt(before ** 2 + drift_var), abs_tol=1.5)
+    widening = [(d.high - d.low) - (s.high - s.low)
+                for d, s in zip(drifting, steady, strict=True)]
+    assert widening[0] == 0 and widening[1] <= 4
+    assert all(a < b for a, b in zip(widening[1:], widening[2:], strict=False))
+    assert widening[7] > 5 * widening[1]
+
+
+def test_the_rates_drift_moves_only_what_is_not_announced_yet() -> None:
+    """Parcels announced already are known whatever the rate does: a full site whose days
+    are all announced gets no wider band from the drift."""
+    announced = [Arrival(TUESDAY + timedelta(days=d)) for d in range(8) for _ in range(30)]
+    known = full_site(baseline=0.0, announced=announced)
+    assert forecast(replace(known, rate_drift=0.2)) == forecast(known)
+
+
 def test_unannounced_parcels_a_full_site_refused_wait_in_the_vans_unseen() -> None:
     """8 announced parcels refused yesterday come back today; a fifth of the demand is never
     announced, so about 2 unannounced parcels wait in the same vans though nothing records
@@ -356,12 +383,13 @@ def test_monotonic_in_announced_arrivals(inputs: SiteInputs, extra: Arrival) -> 
 
 
 trending_inputs = st.builds(
-    lambda inputs, trend, damping, var: replace(
-        inputs, trend=trend, trend_damping=damping, rate_var=var),
+    lambda inputs, trend, damping, var, drift: replace(
+        inputs, trend=trend, trend_damping=damping, rate_var=var, rate_drift=drift),
     site_inputs,
     st.floats(-5.0, 5.0),
     st.floats(0.5, 1.0),
     st.tuples(st.floats(0.0, 20.0), st.floats(-2.0, 2.0), st.floats(0.0, 2.0)),
+    st.sampled_from([0.0, 0.05, 0.3]),
 )
 
 
@@ -512,3 +540,21 @@ def test_a_site_with_room_to_spare_is_forecast_as_before_the_saturated_model(
         without = forecast(ample)
     for a, b in zip(forecast(ample), without, strict=True):
         assert (a.predicted, a.low, a.high, a.refused) == (b.predicted, b.low, b.high, b.refused)
+
+
+@settings(max_examples=100, deadline=None)
+@given(trending_inputs)
+def test_the_rates_drift_changes_nothing_at_a_site_with_room(inputs: SiteInputs) -> None:
+    """The drift counts only on the days a site is expected full (the band of a site with
+    room was calibrated without it, at loads 0.7 and 1.0): with room, the same days."""
+    ample = replace(inputs, capacity=100_000)
+    assert forecast(replace(ample, rate_drift=0.3)) == forecast(replace(ample, rate_drift=0.0))
+
+
+@settings(max_examples=100, deadline=None)
+@given(trending_inputs)
+def test_the_rates_drift_never_narrows_the_band_nor_moves_the_mean(inputs: SiteInputs) -> None:
+    without = forecast(replace(inputs, rate_drift=0.0))
+    for a, b in zip(forecast(replace(inputs, rate_drift=0.3)), without, strict=True):
+        assert (a.predicted, a.refused) == (b.predicted, b.refused)
+        assert a.high >= b.high and a.low <= b.low
