@@ -103,6 +103,7 @@ class CapturingReplay(territory.Replay):
 
 
 def capture(args: argparse.Namespace) -> None:
+    commit = _commit()  # the code replayed (HEAD may move while it runs)
     made: list[CapturingReplay] = []
 
     def make(*a: Any, **k: Any) -> CapturingReplay:
@@ -117,7 +118,7 @@ def capture(args: argparse.Namespace) -> None:
     saved = {
         "meta": {"start": args.start, "days": args.days, "warm_up": args.warm_up,
                  "load": args.load, "seed": args.seed, "warm": replay.warm,
-                 "commit": _commit(),
+                 "commit": commit,
                  "learning": {name: getattr(settings, name) for name in LEARNING}},
         "kept": replay.kept,
         "actuals": replay.actuals,
@@ -136,9 +137,19 @@ def _commit() -> str:
     return run.stdout.strip()
 
 
+class _Unpickler(pickle.Unpickler):
+    """This module's classes, whether the capture ran it as ``-m`` (``__main__``) or not."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        own = {"Kept": Kept, "ClosedDays": ClosedDays}
+        if module == "__main__" and name in own:
+            return own[name]
+        return super().find_class(module, name)
+
+
 def load(path: Path) -> dict[str, Any]:
     with gzip.open(path, "rb") as saved:
-        return pickle.load(saved)  # noqa: S301 - a file this tool wrote
+        return _Unpickler(saved).load()  # a file this tool wrote
 
 
 def inputs_of(kept: Kept, captured: Mapping[str, Any], overrides: Mapping[str, Any]
