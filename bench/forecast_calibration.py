@@ -47,6 +47,7 @@ from relay_ops.db.models import Site
 from relay_ops.domain import forecast as model
 from relay_ops.services import forecast as forecasts
 from relay_ops.services import forecast_learning as learning
+from relay_ops.services.context import ForecastSettings
 
 # The learning's settings a capture can be rescored with (the rest are SiteInputs fields).
 LEARNING = ("rate_uncertainty_factor", "trend_damping", "arrival_half_life_days",
@@ -152,13 +153,16 @@ def load(path: Path) -> dict[str, Any]:
         return _Unpickler(saved).load()  # a file this tool wrote
 
 
-def inputs_of(kept: Kept, captured: Mapping[str, Any], overrides: Mapping[str, Any]
-              ) -> model.SiteInputs:
-    """The kept inputs with ``overrides``; a learning setting relearns the rate from the kept
-    counts (``learn_arrival_rate``, widened as ``services/forecast_learning`` widens it)."""
-    fields_ = {**kept.inputs, **{k: v for k, v in overrides.items() if k not in LEARNING}}
+def inputs_of(kept: Kept, captured: Mapping[str, Any], overrides: Mapping[str, Any],
+              relearn: bool = False) -> model.SiteInputs:
+    """The kept inputs with ``overrides``; a learning setting (or ``relearn``: the learning's
+    code changed) relearns the rate from the kept counts (``learn_arrival_rate``, widened as
+    ``services/forecast_learning`` widens it)."""
+    # fields the capture's code did not have yet take the product's settings
+    fields_ = {**_settings_fields(), **kept.inputs,
+               **{k: v for k, v in overrides.items() if k not in LEARNING}}
     learning_ = {**captured, **{k: v for k, v in overrides.items() if k in LEARNING}}
-    if learning_ != captured:
+    if relearn or learning_ != captured:
         rate = model.learn_arrival_rate(
             kept.daily, learning_["arrival_half_life_days"],
             with_trend=learning_["arrival_trend"],
@@ -167,14 +171,20 @@ def inputs_of(kept: Kept, captured: Mapping[str, Any], overrides: Mapping[str, A
     return model.SiteInputs(**fields_)
 
 
+def _settings_fields() -> dict[str, Any]:
+    """The ``SiteInputs`` fields the service sets from ``FORECAST`` straight."""
+    return {"rate_drift": ForecastSettings().rate_drift}
+
+
 def samples(saved: Mapping[str, Any], overrides: Mapping[str, Any],
-            leads: Sequence[int] = territory.LEADS) -> dict[int, list[Sample]]:
+            leads: Sequence[int] = territory.LEADS, relearn: bool = False
+            ) -> dict[int, list[Sample]]:
     """Each kept forecast rerun with ``overrides``, scored as the replay scores it: the shop
     days from the end of the warm-up, against the actual peaks."""
     meta, actuals = saved["meta"], saved["actuals"]
     errors = by_lead()
     for kept in saved["kept"]:
-        days = model.forecast(inputs_of(kept, meta["learning"], overrides))
+        days = model.forecast(inputs_of(kept, meta["learning"], overrides, relearn))
         for day in days:
             lead = (day.day - kept.today).days
             actual = actuals.get((kept.site_id, day.day))
@@ -198,12 +208,12 @@ def check(saved: Mapping[str, Any]) -> int:
     return differ
 
 
-def figures(captures: Iterable[Mapping[str, Any]], overrides: Mapping[str, Any]
-            ) -> dict[str, Any]:
+def figures(captures: Iterable[Mapping[str, Any]], overrides: Mapping[str, Any],
+            relearn: bool = False) -> dict[str, Any]:
     """``error_figures`` of the captures together."""
     errors = by_lead()
     for saved in captures:
-        for lead, scored in samples(saved, overrides).items():
+        for lead, scored in samples(saved, overrides, relearn=relearn).items():
             errors[lead].extend(scored)
     return error_figures(errors, territory.LEADS)
 
@@ -241,12 +251,12 @@ def score(args: argparse.Namespace) -> None:
             print(f"{name}: {check(one)} kept forecasts differ from the replay's")
         if args.time:
             print(f"{name}: {1000 * timing(one, overrides):.2f} ms per site forecast")
-        result[name] = figures([one], overrides)
+        result[name] = figures([one], overrides, args.relearn)
         lines += table(name, result[name])
     if len(saved) > 1:
-        result["together"] = figures(saved, overrides)
+        result["together"] = figures(saved, overrides, args.relearn)
         lines += table("together", result["together"])
-    print(f"overrides {overrides or 'none'}")
+    print(f"overrides {overrides or 'none'}{', relearnt' if args.relearn else ''}")
     print("\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps({"overrides": overrides, "figures": result},
@@ -279,6 +289,8 @@ def main() -> None:
     sc.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     sc.add_argument("--check", action="store_true",
                     help="say how many rerun forecasts differ from the replay's own")
+    sc.add_argument("--relearn", action="store_true",
+                    help="relearn the rate from the kept counts with the code as it is now")
     sc.add_argument("--json", type=Path, help="write the figures there")
     sc.add_argument("--time", action="store_true",
                     help="also time the model alone (median ms per site forecast)")

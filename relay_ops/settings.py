@@ -62,9 +62,11 @@ DEFAULTS: dict[str, Any] = {
         "arrival_trend": True,
         "trend_damping": 0.7,
         "rate_uncertainty_factor": 3.0,
-        # The rate's drift from that line, per day ahead (relative, a random walk), counted
-        # for the days a site is expected full, whose vans keep every parcel (docs/forecast.md).
-        "rate_drift": 0.0,
+        # How far the rate may turn from that line by day i ahead: rate_drift * i**1.5 of
+        # itself (one standard deviation), counted on the days a higher rate would fill the
+        # site, whose vans keep every parcel; calibrated on the territory replay at loads 1.5
+        # (docs/forecast.md, "When the rate turns"). 0 counts the line's own error only.
+        "rate_drift": 0.045,
         "prior_weight": 20,
         "show_rate": 0.97,
         "return_lag_days": 2,

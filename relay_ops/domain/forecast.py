@@ -79,7 +79,12 @@ from relay_ops.domain.forecast_learning import (
     never_closed,
     open_ages,
 )
-from relay_ops.domain.forecast_saturated import SiteCounts, keep_larger, saturated
+from relay_ops.domain.forecast_saturated import (
+    SiteCounts,
+    for_the_rate,
+    keep_larger,
+    saturated,
+)
 from relay_ops.domain.forecast_sums import Sums
 from relay_ops.domain.van_backlog import carry_refused, unseen_in_vans
 
@@ -158,8 +163,9 @@ class SiteInputs:
     extra_capacity: Mapping[date, int] = field(default_factory=dict)
     # The site's other parcels (sent from it, producers' orders), each learned apart.
     flows: Sequence[flow_model.Flow] = ()
-    # How far the rate may drift from its learned line, per day ahead (a random walk,
-    # relative to the rate): counted where the site is expected full (forecast_saturated).
+    # How far the rate may drift from its learned line (relative to the rate, by day i
+    # ahead ``rate_drift · i^1.5``, one standard deviation): counted on the days a higher
+    # rate would leave the site full (forecast_saturated.for_the_rate).
     rate_drift: float = 0.0
 
     def capacity_on(self, day: date) -> int:
@@ -285,10 +291,13 @@ def forecast(inputs: SiteInputs) -> list[DayForecast]:
     refused = carry_refused(mean, var, arrivals, inputs.capacity, open_days, presence)
     # A site that stays full: the van's backlog grows by what comes beyond what the shelves
     # turn over, and every parcel of it is there until it gets in (domain/forecast_saturated).
-    full_site = saturated(
-        SiteCounts(stock_mean, stock_var, arrivals, arrival_var, errors, expected),
-        [inputs.capacity_on(day) for day in days], open_days, presence, inputs.rate_drift)
+    counts = SiteCounts(stock_mean, stock_var, arrivals, arrival_var, errors, expected)
+    capacity = [inputs.capacity_on(day) for day in days]
+    full_site = saturated(counts, capacity, open_days, presence)
     keep_larger(mean, var, refused, full_site)
+    # A rate a little higher may fill the site: the mean and band of those days hold it.
+    for_the_rate(mean, var, refused, counts, capacity, open_days, presence, inputs.z,
+                 inputs.rate_drift)
     return [
         _day(inputs, day, mean[i], var[i], arrivals[i], refused[i],
              tuple(each[i] for each in by_flow))

@@ -17,7 +17,7 @@ the sums' own. What a full site turns away are the carriers' parcels (*arrivals*
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from relay_ops.domain.van_backlog import Presence
 
@@ -48,6 +48,7 @@ class Saturated:
     var: list[float]
     refused: list[float]
     full: list[bool]
+    noise_var: list[float] = field(default_factory=list)  # var less the rate's error
 
 
 def _on_shelves(counts: SiteCounts, placed: Sequence[float], presence: Presence,
@@ -56,7 +57,7 @@ def _on_shelves(counts: SiteCounts, placed: Sequence[float], presence: Presence,
 
 
 def saturated(counts: SiteCounts, capacity: Sequence[int], open_days: Sequence[bool],
-              presence: Presence, drift: float = 0.0) -> Saturated:
+              presence: Presence) -> Saturated:
     """The places wanted when the shelves fill, as the counter fills them: day by day, the
     van's backlog and the day's arrivals take the free places (capacity less what is still on
     the shelves), the rest stays in the van; placed parcels then leave as the site's own
@@ -68,7 +69,7 @@ def saturated(counts: SiteCounts, capacity: Sequence[int], open_days: Sequence[b
     on, a parcel more or less is one more or less in the van on every later day (it does not
     leave), so its variance and the rate's error count whole, not thinned by pickups; the
     pickups' own chance adds up over the days the site stays full (each one freed a place
-    the van took). ``drift``: the rate's own drift away from the learned line (``_drift``).
+    the van took).
     """
     n = len(open_days)
     placed = [0.0] * n
@@ -90,62 +91,104 @@ def saturated(counts: SiteCounts, capacity: Sequence[int], open_days: Sequence[b
             leaving = max(0.0, stock - _on_shelves(counts, placed, presence, d + 1))
             pickup_var[d] = leaving * (1.0 - leaving / stock) if stock > 0 else 0.0
         waiting[d] = backlog
-    var = _variance(counts, open_days, full, pickup_var, presence, drift)
+    var, noise_var = _variance(counts, open_days, full, pickup_var, presence)
     refused = [waiting[d] if open_days[d] else 0.0 for d in range(n)]
-    return Saturated(mean=mean, var=var, refused=refused, full=full)
+    return Saturated(mean=mean, var=var, refused=refused, full=full, noise_var=noise_var)
 
 
 def _variance(counts: SiteCounts, open_days: Sequence[bool], full: Sequence[bool],
-              pickup_var: Sequence[float], presence: Presence, drift: float = 0.0
-              ) -> list[float]:
+              pickup_var: Sequence[float], presence: Presence
+              ) -> tuple[list[float], list[float]]:
+    """Each day's variance, and the part of it that is not the rate's error (the parcels'
+    own chance: arrivals, pickups, stock)."""
     n = len(open_days)
     var = list(counts.stock_var)
     error = [0.0] * n
-    # drifting[j][i]: the rate's parcels of day i still counted on day j
-    drifting = [[0.0] * n for _ in range(n)]
     for i in range(n):
         if counts.arrivals[i] <= 0.0 and counts.arrival_var[i] <= 0.0:
             continue
         # A parcel more arriving on day i waits while the site stays full, then gets in on
         # the first day with room and leaves from there.
         got_in = next((d for d in range(i, n) if open_days[d] and not full[d]), None)
-        from_rate = counts.rate_arrivals[i] if counts.rate_arrivals else 0.0
         for j in range(i, n):
             share = 1.0 if got_in is None or j < got_in else presence(got_in)[j]
             var[j] += counts.arrival_var[i] * share * share
             error[j] += counts.arrival_error[i] * share
-            drifting[j][i] = from_rate * share
     for j in range(n):
-        var[j] += error[j] * error[j] + _drift(drifting[j], drift)
         # each pickup of the days the site stayed full before j made room for the van
         d = j - 1
         while d >= 0 and full[d]:
             var[j] += pickup_var[d]
             d -= 1
-    return var
+    noise = list(var)
+    for j in range(n):
+        var[j] += error[j] * error[j]
+    return var, noise
 
 
-def _drift(counted: Sequence[float], drift: float) -> float:
-    """The variance the rate's drift adds to a day that still counts ``counted[i]`` of the
-    rate's parcels of day ``i``.
+DRIFT_POWER = 1.5  # the rate's drift grows as the lead to this power (a drifting trend)
 
-    The learned line (level and damped trend) is the rate's best guess, but a season's rate
-    turns where no line learned before can see it (a promotion, the end of a ramp). So the
-    rate of day ``i`` is taken as the line's times ``1 + D(i)``, ``D`` a random walk from
-    today: ``Var D(i) = drift² · i``, ``Cov(D(i), D(k)) = drift² · min(i, k)``. A full site keeps
-    every day's parcels in its van, so the day's count is ``Σ counted[i] · D(i)`` and its
-    variance ``drift² · Σ_m (Σ_{i ≥ m} counted[i])²``: it grows with the lead faster than the
-    days' own spread. Only the saturated model counts it: at a site with room the rate's
-    parcels of a day leave within a day or two, where the line's own error (widened by the
-    calibrated factor) already holds it.
+
+def rate_sd(counts: SiteCounts, drift: float) -> list[float]:
+    """The carriers' rate's standard deviation on each coming day's arrivals, the same sign
+    on every day: the learned line's error (``arrival_error``, from its sampling variances)
+    and its **drift**. A season's rate turns where no line learned before can see it (a
+    promotion, the end of a ramp): the rate of day ``i`` may be off by ``drift · i^1.5`` of
+    itself, as a level whose trend wanders (a random walk in the trend moves the level by
+    ``i^1.5``). Only what is not announced yet moves (``rate_arrivals``)."""
+    rate = counts.rate_arrivals or [0.0] * len(counts.arrivals)
+    return [e + drift * i ** DRIFT_POWER * r
+            for i, (e, r) in enumerate(zip(counts.arrival_error, rate, strict=True))]
+
+
+def _shifted(counts: SiteCounts, shift: Sequence[float]) -> SiteCounts:
+    return replace(counts, arrivals=[a + s for a, s in zip(counts.arrivals, shift, strict=True)])
+
+
+def _first_full(run: Saturated) -> int:
+    return next((d for d, is_full in enumerate(run.full) if is_full), len(run.full))
+
+
+def for_the_rate(mean: list[float], var: list[float], refused: list[float],
+                 counts: SiteCounts, capacity: Sequence[int], open_days: Sequence[bool],
+                 presence: Presence, z: float, drift: float) -> None:
+    """The rate's error where the places wanted are not linear in it: the mean and the band
+    of the days a higher rate would leave the site full (in place).
+
+    A site with room turns over whatever comes; a full one keeps every parcel beyond its
+    turnover in the van. So a rate a little higher than the learned one may fill a site the
+    expected counts leave with room, and from then on every parcel counts whole, while a
+    lower one only leaves places empty: the places wanted are convex in the rate.
+
+    - *Mean*: the expected places wanted over the rate's error, not those of the expected
+      rate: the average of the counter run with the rate one standard deviation up and one
+      down (``rate_sd``; exact for a count quadratic in the rate), from the first day the
+      higher one finds the site full.
+    - *Band*: the counter run with the rate at its upper quantile (``z`` standard deviations
+      up); its distance from the mean, over ``z``, is the rate's standard deviation of that
+      day, beside the parcels' own chance in that run (``noise_var``), from the first day
+      that run finds the site full.
+
+    Where the counter with the rate turned up still finds room, nothing changes (a site with
+    room is forecast as before).
     """
-    if drift <= 0.0:
-        return 0.0
-    total, tail = 0.0, 0.0
-    for m in range(len(counted) - 1, 0, -1):
-        tail += counted[m]
-        total += tail * tail
-    return drift * drift * total
+    sd = rate_sd(counts, drift)
+    # one standard deviation each way, never more parcels off than are expected: the two
+    # runs' arrivals average to the expected ones
+    step = [min(s, a) for s, a in zip(sd, counts.arrivals, strict=True)]
+    up = saturated(_shifted(counts, step), capacity, open_days, presence)
+    down = saturated(_shifted(counts, [-s for s in step]), capacity, open_days, presence)
+    for j in range(_first_full(up), len(mean)):
+        expected = (up.mean[j] + down.mean[j]) / 2
+        if expected > mean[j]:
+            mean[j] = expected
+            refused[j] = max(refused[j], (up.refused[j] + down.refused[j]) / 2)
+    if z <= 0.0:
+        return
+    high = saturated(_shifted(counts, [z * s for s in sd]), capacity, open_days, presence)
+    for j in range(_first_full(high), len(var)):
+        spread = max(0.0, high.mean[j] - mean[j]) / z
+        var[j] = max(var[j], high.noise_var[j] + spread * spread)
 
 
 def keep_larger(mean: list[float], var: list[float], refused: list[float],
