@@ -21,7 +21,8 @@ overrides (``SiteInputs`` fields, and ``rate_uncertainty_factor``, ``trend_dampi
 ``arrival_half_life_days``, ``arrival_trend``: the rate relearned from the kept counts), and
 scores it per lead 1, 3, 7 days against the actual peaks with ``bench/territory_scoring``'s
 ``error_figures``, as the replay does: at the captured settings it gives the replay's own
-figures to the digit (``--check`` says so). Several captures: each apart, then all together.
+figures to the digit (``--check`` says so). Several captures: each apart, then the seeds of
+each load together.
 """
 
 from __future__ import annotations
@@ -253,9 +254,14 @@ def score(args: argparse.Namespace) -> None:
             print(f"{name}: {1000 * timing(one, overrides):.2f} ms per site forecast")
         result[name] = figures([one], overrides, args.relearn)
         lines += table(name, result[name])
-    if len(saved) > 1:
-        result["together"] = figures(saved, overrides, args.relearn)
-        lines += table("together", result["together"])
+    by_load: dict[float, list[dict[str, Any]]] = {}
+    for one in saved:
+        by_load.setdefault(one["meta"]["load"], []).append(one)
+    for load_, ones in by_load.items():  # the seeds of one load pooled
+        if len(ones) > 1:
+            name = f"load{load_}-together"
+            result[name] = figures(ones, overrides, args.relearn)
+            lines += table(name, result[name])
     print(f"overrides {overrides or 'none'}{', relearnt' if args.relearn else ''}")
     print("\n".join(lines))
     if args.json:
