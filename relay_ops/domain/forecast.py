@@ -42,7 +42,10 @@ day is *at risk* when the upper bound exceeds the capacity.
 *A site that stays full* (``domain/forecast_saturated.py``). The same expected counts are
 also run as the counter fills the shelves (the van's backlog and the day's arrivals take the
 places the pickups free); from the first day that finds the site full, the larger mean and
-variance are kept, the band counting each later arrival and the rate's error whole. The
+variance are kept, the band counting each later arrival and the rate's error whole; and it
+is run with the rate turned up and down (its error and a drift growing with the lead): the
+places wanted are convex in the rate, so that gives the mean and band of the days a higher
+rate would fill the site (``forecast_saturated.for_the_rate``). The
 unannounced parcels a full site refused, of which nothing is recorded, are guessed in the
 vans beside the announced ones it refused (``van_backlog.unseen_in_vans``).
 

@@ -9,6 +9,12 @@ extra parcel is not collected: it waits in the van. So the same expected counts 
 day by day as the counter runs them (``saturated``), and the forecast keeps, from the first
 day this model finds the site full, the larger mean and variance of the two (``keep_larger``).
 
+The places wanted are convex in the rate (a higher rate may fill a site the expected one
+leaves with room; a lower one only leaves places empty), so the counter is also run with
+the rate turned up and down, its drift growing with the lead (``for_the_rate``): their
+average is the mean, the run at the band's quantile its upper side, on the days those runs
+find the site full.
+
 What is on the shelves and never refused (the parcels on hand, and the flows' parcels: sent
 from the site, producers' orders, ``forecast_flows``) is *stock*: its mean and variance are
 the sums' own. What a full site turns away are the carriers' parcels (*arrivals*).
