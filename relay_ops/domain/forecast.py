@@ -167,7 +167,7 @@ class SiteInputs:
     # The site's other parcels (sent from it, producers' orders), each learned apart.
     flows: Sequence[flow_model.Flow] = ()
     # How far the rate may drift from its learned line (relative to the rate, by day i
-    # ahead ``rate_drift · i^1.5``, one standard deviation): counted on the days a higher
+    # ahead ``rate_drift · i²``, one standard deviation): counted on the days a higher
     # rate would leave the site full (forecast_saturated.for_the_rate).
     rate_drift: float = 0.0
 

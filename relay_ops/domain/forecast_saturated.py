@@ -132,16 +132,17 @@ def _variance(counts: SiteCounts, open_days: Sequence[bool], full: Sequence[bool
     return var, noise
 
 
-DRIFT_POWER = 1.5  # the rate's drift grows as the lead to this power (a drifting trend)
+DRIFT_POWER = 2  # the rate's drift grows as the square of the lead (an unseen change of trend)
 
 
 def rate_sd(counts: SiteCounts, drift: float) -> list[float]:
     """The carriers' rate's standard deviation on each coming day's arrivals, the same sign
     on every day: the learned line's error (``arrival_error``, from its sampling variances)
     and its **drift**. A season's rate turns where no line learned before can see it (a
-    promotion, the end of a ramp): the rate of day ``i`` may be off by ``drift · i^1.5`` of
-    itself, as a level whose trend wanders (a random walk in the trend moves the level by
-    ``i^1.5``). Only what is not announced yet moves (``rate_arrivals``)."""
+    promotion, the end of a ramp): the line (level and trend) is the rate's first-order
+    expansion, and what it leaves out, a change of the trend, moves the level by the square
+    of the lead. So the rate of day ``i`` may be off by ``drift · i²`` of itself. Only what is
+    not announced yet moves (``rate_arrivals``)."""
     rate = counts.rate_arrivals or [0.0] * len(counts.arrivals)
     return [e + drift * i ** DRIFT_POWER * r
             for i, (e, r) in enumerate(zip(counts.arrival_error, rate, strict=True))]

@@ -356,5 +356,5 @@ def test_the_rates_drift_reaches_the_model_from_the_settings(world: World) -> No
     with world.ctx.db.read() as session:
         site = session.get(Site, world.shop_id)
         assert site is not None
-        assert forecast.inputs_for(world.ctx, session, site).rate_drift == 0.045
+        assert forecast.inputs_for(world.ctx, session, site).rate_drift == 0.025
         assert forecast.inputs_for(steady, session, site).rate_drift == 0.0
