@@ -28,6 +28,7 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -320,6 +321,8 @@ class Replay:
         self.age: dict[int, int] = defaultdict(int)
         self.planned: dict[date, dict[str, list[Planned]]] = defaultdict(dict)
         self.predictions: dict[tuple[int, date, int], tuple[float, int, int, bool, int]] = {}
+        # (site id, day) -> (on shelves, wanted) at the peak: what the forecasts are scored on
+        self.actuals: dict[tuple[int, date], tuple[int, int]] = {}
         # unannounced parcels a full shop refused: the van keeps them for the next round
         self.van_unannounced: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
         self.flows: Flows | None = None  # sent parcels and producer orders (--flows)
@@ -487,6 +490,7 @@ class Replay:
             assert site is not None
             held = sites.occupancy_of(session, site).held
         wanted = held + refused  # what the shop would hold if it had room
+        self.actuals[(shop.id, day)] = (held, wanted)
         self.stats.shop_days += 1
         if refused:
             self.stats.over_days.append((shop.code, day))
@@ -758,8 +762,10 @@ def grouping_figures(ctx: Ctx) -> dict[str, int]:
 
 def run(mode: str, start: date, days: int, seed: int, workdir: Path,
         warm_up: int = WARM_UP_DAYS, load: float = 1.0, with_lockers: bool = True,
-        progress: Path | None = None, flows: bool = False, policy: str = "none"
-        ) -> dict[str, Any]:
+        progress: Path | None = None, flows: bool = False, policy: str = "none",
+        make_replay: Callable[..., Replay] | None = None) -> dict[str, Any]:
+    """One replay; ``make_replay`` builds it in place of :class:`Replay` (with its
+    arguments), e.g. one that keeps the forecasts' inputs (bench/forecast_calibration.py)."""
     rng = random.Random(seed)
     db_path = workdir / f"territory-{mode}-{policy}.sqlite3"
     db_path.unlink(missing_ok=True)
@@ -780,7 +786,8 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
     extra = random.Random(seed + 10_000)
     built = build_lockers(ctx, extra, load) if with_lockers else []
     warm = start + timedelta(days=warm_up)
-    replay = Replay(ctx, clock, shops, rng, warm, built if with_lockers else None, extra)
+    replay = (make_replay or Replay)(ctx, clock, shops, rng, warm,
+                                     built if with_lockers else None, extra)
     replay.start = start
     if policy == "full":  # its own random stream: the shops' pickups stay those of a run without
         replay.policy = PolicyRun(replay, random.Random(seed + 30_000))

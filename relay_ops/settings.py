@@ -62,6 +62,11 @@ DEFAULTS: dict[str, Any] = {
         "arrival_trend": True,
         "trend_damping": 0.7,
         "rate_uncertainty_factor": 3.0,
+        # How far the rate may turn from that line by day i ahead: rate_drift * i**2 of
+        # itself (one standard deviation), counted on the days a higher rate would fill the
+        # site, whose vans keep every parcel; calibrated on the territory replay at load 1.5
+        # (docs/forecast.md, "When the rate turns"). 0 counts the line's own error only.
+        "rate_drift": 0.025,
         "prior_weight": 20,
         "show_rate": 0.97,
         "return_lag_days": 2,

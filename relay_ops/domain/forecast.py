@@ -42,7 +42,10 @@ day is *at risk* when the upper bound exceeds the capacity.
 *A site that stays full* (``domain/forecast_saturated.py``). The same expected counts are
 also run as the counter fills the shelves (the van's backlog and the day's arrivals take the
 places the pickups free); from the first day that finds the site full, the larger mean and
-variance are kept, the band counting each later arrival and the rate's error whole. The
+variance are kept, the band counting each later arrival and the rate's error whole; and it
+is run with the rate turned up and down (its error and a drift growing with the lead): the
+places wanted are convex in the rate, so that gives the mean and band of the days a higher
+rate would fill the site (``forecast_saturated.for_the_rate``). The
 unannounced parcels a full site refused, of which nothing is recorded, are guessed in the
 vans beside the announced ones it refused (``van_backlog.unseen_in_vans``).
 
@@ -79,7 +82,12 @@ from relay_ops.domain.forecast_learning import (
     never_closed,
     open_ages,
 )
-from relay_ops.domain.forecast_saturated import SiteCounts, keep_larger, saturated
+from relay_ops.domain.forecast_saturated import (
+    SiteCounts,
+    for_the_rate,
+    keep_larger,
+    saturated,
+)
 from relay_ops.domain.forecast_sums import Sums
 from relay_ops.domain.van_backlog import carry_refused, unseen_in_vans
 
@@ -158,6 +166,10 @@ class SiteInputs:
     extra_capacity: Mapping[date, int] = field(default_factory=dict)
     # The site's other parcels (sent from it, producers' orders), each learned apart.
     flows: Sequence[flow_model.Flow] = ()
+    # How far the rate may drift from its learned line (relative to the rate, by day i
+    # ahead ``rate_drift · i²``, one standard deviation): counted on the days a higher
+    # rate would leave the site full (forecast_saturated.for_the_rate).
+    rate_drift: float = 0.0
 
     def capacity_on(self, day: date) -> int:
         return self.capacity + self.extra_capacity.get(day, 0)
@@ -282,9 +294,13 @@ def forecast(inputs: SiteInputs) -> list[DayForecast]:
     refused = carry_refused(mean, var, arrivals, inputs.capacity, open_days, presence)
     # A site that stays full: the van's backlog grows by what comes beyond what the shelves
     # turn over, and every parcel of it is there until it gets in (domain/forecast_saturated).
-    full_site = saturated(SiteCounts(stock_mean, stock_var, arrivals, arrival_var, errors),
-                          [inputs.capacity_on(day) for day in days], open_days, presence)
+    counts = SiteCounts(stock_mean, stock_var, arrivals, arrival_var, errors, expected)
+    capacity = [inputs.capacity_on(day) for day in days]
+    full_site = saturated(counts, capacity, open_days, presence)
     keep_larger(mean, var, refused, full_site)
+    # A rate a little higher may fill the site: the mean and band of those days hold it.
+    for_the_rate(mean, var, refused, counts, capacity, open_days, presence, inputs.z,
+                 inputs.rate_drift)
     return [
         _day(inputs, day, mean[i], var[i], arrivals[i], refused[i],
              tuple(each[i] for each in by_flow))

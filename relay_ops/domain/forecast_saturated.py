@@ -9,6 +9,12 @@ extra parcel is not collected: it waits in the van. So the same expected counts 
 day by day as the counter runs them (``saturated``), and the forecast keeps, from the first
 day this model finds the site full, the larger mean and variance of the two (``keep_larger``).
 
+The places wanted are convex in the rate (a higher rate may fill a site the expected one
+leaves with room; a lower one only leaves places empty), so the counter is also run with
+the rate turned up and down, its drift growing with the lead (``for_the_rate``): their
+average is the mean, the run at the band's quantile its upper side, on the days those runs
+find the site full.
+
 What is on the shelves and never refused (the parcels on hand, and the flows' parcels: sent
 from the site, producers' orders, ``forecast_flows``) is *stock*: its mean and variance are
 the sums' own. What a full site turns away are the carriers' parcels (*arrivals*).
@@ -17,7 +23,7 @@ the sums' own. What a full site turns away are the carriers' parcels (*arrivals*
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from relay_ops.domain.van_backlog import Presence
 
@@ -35,6 +41,8 @@ class SiteCounts:
     arrivals: Sequence[float]
     arrival_var: Sequence[float]
     arrival_error: Sequence[float]
+    # The part of the arrivals the rate brings (not announced yet): what its drift moves.
+    rate_arrivals: Sequence[float] = ()
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,7 @@ class Saturated:
     var: list[float]
     refused: list[float]
     full: list[bool]
+    noise_var: list[float] = field(default_factory=list)  # var less the rate's error
 
 
 def _on_shelves(counts: SiteCounts, placed: Sequence[float], presence: Presence,
@@ -88,13 +97,16 @@ def saturated(counts: SiteCounts, capacity: Sequence[int], open_days: Sequence[b
             leaving = max(0.0, stock - _on_shelves(counts, placed, presence, d + 1))
             pickup_var[d] = leaving * (1.0 - leaving / stock) if stock > 0 else 0.0
         waiting[d] = backlog
-    var = _variance(counts, open_days, full, pickup_var, presence)
+    var, noise_var = _variance(counts, open_days, full, pickup_var, presence)
     refused = [waiting[d] if open_days[d] else 0.0 for d in range(n)]
-    return Saturated(mean=mean, var=var, refused=refused, full=full)
+    return Saturated(mean=mean, var=var, refused=refused, full=full, noise_var=noise_var)
 
 
 def _variance(counts: SiteCounts, open_days: Sequence[bool], full: Sequence[bool],
-              pickup_var: Sequence[float], presence: Presence) -> list[float]:
+              pickup_var: Sequence[float], presence: Presence
+              ) -> tuple[list[float], list[float]]:
+    """Each day's variance, and the part of it that is not the rate's error (the parcels'
+    own chance: arrivals, pickups, stock)."""
     n = len(open_days)
     var = list(counts.stock_var)
     error = [0.0] * n
@@ -109,13 +121,81 @@ def _variance(counts: SiteCounts, open_days: Sequence[bool], full: Sequence[bool
             var[j] += counts.arrival_var[i] * share * share
             error[j] += counts.arrival_error[i] * share
     for j in range(n):
-        var[j] += error[j] * error[j]
         # each pickup of the days the site stayed full before j made room for the van
         d = j - 1
         while d >= 0 and full[d]:
             var[j] += pickup_var[d]
             d -= 1
-    return var
+    noise = list(var)
+    for j in range(n):
+        var[j] += error[j] * error[j]
+    return var, noise
+
+
+DRIFT_POWER = 2  # the rate's drift grows as the square of the lead (an unseen change of trend)
+
+
+def rate_sd(counts: SiteCounts, drift: float) -> list[float]:
+    """The carriers' rate's standard deviation on each coming day's arrivals, the same sign
+    on every day: the learned line's error (``arrival_error``, from its sampling variances)
+    and its **drift**. A season's rate turns where no line learned before can see it (a
+    promotion, the end of a ramp): the line (level and trend) is the rate's first-order
+    expansion, and what it leaves out, a change of the trend, moves the level by the square
+    of the lead. So the rate of day ``i`` may be off by ``drift · i²`` of itself. Only what is
+    not announced yet moves (``rate_arrivals``)."""
+    rate = counts.rate_arrivals or [0.0] * len(counts.arrivals)
+    return [e + drift * i ** DRIFT_POWER * r
+            for i, (e, r) in enumerate(zip(counts.arrival_error, rate, strict=True))]
+
+
+def _shifted(counts: SiteCounts, shift: Sequence[float]) -> SiteCounts:
+    return replace(counts, arrivals=[a + s for a, s in zip(counts.arrivals, shift, strict=True)])
+
+
+def _first_full(run: Saturated) -> int:
+    return next((d for d, is_full in enumerate(run.full) if is_full), len(run.full))
+
+
+def for_the_rate(mean: list[float], var: list[float], refused: list[float],
+                 counts: SiteCounts, capacity: Sequence[int], open_days: Sequence[bool],
+                 presence: Presence, z: float, drift: float) -> None:
+    """The rate's error where the places wanted are not linear in it: the mean and the band
+    of the days a higher rate would leave the site full (in place).
+
+    A site with room turns over whatever comes; a full one keeps every parcel beyond its
+    turnover in the van. So a rate a little higher than the learned one may fill a site the
+    expected counts leave with room, and from then on every parcel counts whole, while a
+    lower one only leaves places empty: the places wanted are convex in the rate.
+
+    - *Mean*: the expected places wanted over the rate's error, not those of the expected
+      rate: the average of the counter run with the rate one standard deviation up and one
+      down (``rate_sd``; exact for a count quadratic in the rate), from the first day the
+      higher one finds the site full.
+    - *Band*: the counter run with the rate at its upper quantile (``z`` standard deviations
+      up); its distance from the mean, over ``z``, is the rate's standard deviation of that
+      day, beside the parcels' own chance in that run (``noise_var``), from the first day
+      that run finds the site full.
+
+    Where the counter with the rate turned up still finds room, nothing changes (a site with
+    room is forecast as before).
+    """
+    sd = rate_sd(counts, drift)
+    # one standard deviation each way, never more parcels off than are expected: the two
+    # runs' arrivals average to the expected ones
+    step = [min(s, a) for s, a in zip(sd, counts.arrivals, strict=True)]
+    up = saturated(_shifted(counts, step), capacity, open_days, presence)
+    down = saturated(_shifted(counts, [-s for s in step]), capacity, open_days, presence)
+    for j in range(_first_full(up), len(mean)):
+        expected = (up.mean[j] + down.mean[j]) / 2
+        if expected > mean[j]:
+            mean[j] = expected
+            refused[j] = max(refused[j], (up.refused[j] + down.refused[j]) / 2)
+    if z <= 0.0:
+        return
+    high = saturated(_shifted(counts, [z * s for s in sd]), capacity, open_days, presence)
+    for j in range(_first_full(high), len(var)):
+        spread = max(0.0, high.mean[j] - mean[j]) / z
+        var[j] = max(var[j], high.noise_var[j] + spread * spread)
 
 
 def keep_larger(mean: list[float], var: list[float], refused: list[float],

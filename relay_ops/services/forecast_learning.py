@@ -151,6 +151,23 @@ def rate_and_leads(
     today = local_day(ctx, now)
     since = today - timedelta(days=settings.arrival_window_days)
     recent = [row for row in counted if since <= row[0] < today]
+    rate = model.learn_arrival_rate(
+        per_open_day(ctx, now, closed, counted), settings.arrival_half_life_days,
+        with_trend=settings.arrival_trend,
+    ).widened(settings.rate_uncertainty_factor)
+    return rate, model.learn_lead_share(_leads(ctx, now, recent),
+                                        hours_until_each_day(ctx, now))
+
+
+def per_open_day(
+    ctx: Ctx, now: datetime, closed: model.ClosedOn,
+    counted: list[tuple[date, datetime | None, int]],
+) -> list[int]:
+    """The parcels counted on each open day of the arrival window, oldest first, up to
+    yesterday: what the rate is learned from (bench/forecast_calibration.py keeps them)."""
+    today = local_day(ctx, now)
+    since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
+    recent = [row for row in counted if since <= row[0] < today]
     if recent:
         # Days before the site's first parcel are not days without parcels (a new site).
         since = max(since, min(day for day, _, _ in recent))
@@ -158,12 +175,14 @@ def rate_and_leads(
     for day, _, count in recent:
         per_day[day] += count
     open_days = model.open_ages(since, today - timedelta(days=1), closed)
-    daily = [per_day.get(day, 0) for day in sorted(open_days)]
-    rate = model.learn_arrival_rate(
-        daily, settings.arrival_half_life_days, with_trend=settings.arrival_trend
-    ).widened(settings.rate_uncertainty_factor)
-    return rate, model.learn_lead_share(_leads(ctx, now, recent),
-                                        hours_until_each_day(ctx, now))
+    return [per_day.get(day, 0) for day in sorted(open_days)]
+
+
+def first_attempts_per_open_day(
+    ctx: Ctx, session: Session, site: Site, now: datetime, closed: model.ClosedOn
+) -> list[int]:
+    """The site's first attempts on each open day of the arrival window (``per_open_day``)."""
+    return per_open_day(ctx, now, closed, _attempts_by_day(ctx, session, site, now))
 
 
 def _leads(

@@ -346,3 +346,15 @@ def test_parcels_waiting_in_the_vans_are_named_per_carrier_and_counted_as_demand
     with world.ctx.db.read() as session:
         attempts = forecast._first_attempts(world.ctx, session, site, world.ctx.now())
     assert len(attempts) == 7
+
+
+def test_the_rates_drift_reaches_the_model_from_the_settings(world: World) -> None:
+    """``FORECAST.rate_drift`` is what the model is given (0: the line's own error only)."""
+    settings = world.ctx.settings
+    steady = replace(world.ctx, settings=replace(
+        settings, forecast=replace(settings.forecast, rate_drift=0.0)))
+    with world.ctx.db.read() as session:
+        site = session.get(Site, world.shop_id)
+        assert site is not None
+        assert forecast.inputs_for(world.ctx, session, site).rate_drift == 0.025
+        assert forecast.inputs_for(steady, session, site).rate_drift == 0.0

@@ -124,6 +124,59 @@ def test_at_a_full_site_every_parcel_to_come_counts_whole_in_the_band() -> None:
     assert roomy[7].high - roomy[7].low < widths[7] / 2  # with room, arrivals leave
 
 
+def test_at_a_full_site_the_rates_drift_widens_the_band_more_the_further_ahead() -> None:
+    """The rate may turn away from its learned line: by day ``i`` by ``2 % · i²`` of itself
+    (one standard deviation, the same sign on every day). A full site keeps every day's
+    parcels in its van, so day ``j`` holds the drift of all its days,
+    ``0.02 · Σ_{i ≤ j} 30 · i²``, beside the band without it; the mean does not move (the
+    places wanted are linear in the rate while the site stays full), tomorrow's band barely
+    does, next week's by several times more."""
+    steady, drifting = forecast(full_site()), forecast(full_site(rate_drift=0.02))
+    for ahead in range(8):
+        drift_sd = 0.02 * sum(30.0 * i ** 2 for i in range(1, ahead + 1))
+        assert drifting[ahead].predicted == steady[ahead].predicted
+        before = (steady[ahead].high - steady[ahead].predicted) / 1.645
+        after = drifting[ahead].high - drifting[ahead].predicted
+        assert math.isclose(after, 1.645 * math.hypot(before, drift_sd), abs_tol=1.5)
+    widening = [(d.high - d.low) - (s.high - s.low)
+                for d, s in zip(drifting, steady, strict=True)]
+    assert widening[0] == 0 and widening[1] <= 4
+    assert all(a < b for a, b in zip(widening[1:], widening[2:], strict=False))
+    assert widening[7] > 10 * widening[1]
+
+
+def no_rate_scenarios(*_: object, **__: object) -> None:
+    """``for_the_rate`` left out: the counter run on the expected rate only."""
+
+
+def test_a_site_a_higher_rate_would_fill_is_forecast_with_that_risk() -> None:
+    """40 places, 15 parcels a day staying 2 days: 30 on the shelves, room to spare on the
+    expected rate. A rate 20 % higher next week fills it, and from then on every parcel
+    beyond the turnover waits in the van: the band a week out holds that (the counter run
+    with the rate at its upper quantile), the mean a little of it (the places wanted are
+    convex in the rate: a lower rate only leaves places empty), tomorrow barely moves."""
+    roomy = SiteInputs(today=TUESDAY, capacity=40, baseline=15.0, hazards=(0.5,),
+                       holding_days=30, held=[ready(deadline_in=30)] * 15,
+                       rate_drift=0.05, rate_var=(4.0, 0.0, 0.0))
+    with patch.object(forecast_module, "for_the_rate", no_rate_scenarios):
+        linear = forecast(roomy)
+    assert all(d.predicted < 40 for d in linear)  # the expected rate leaves room every day
+    days = forecast(roomy)
+    assert days[7].high > linear[7].high + 10
+    assert linear[7].predicted < days[7].predicted < days[7].high
+    assert days[1].high - linear[1].high <= 1
+    assert forecast(replace(roomy, capacity=100_000)) == forecast(
+        replace(roomy, capacity=100_000, rate_drift=0.0))  # never full: no drift at all
+
+
+def test_the_rates_drift_moves_only_what_is_not_announced_yet() -> None:
+    """Parcels announced already are known whatever the rate does: a full site whose days
+    are all announced gets no wider band from the drift."""
+    announced = [Arrival(TUESDAY + timedelta(days=d)) for d in range(8) for _ in range(30)]
+    known = full_site(baseline=0.0, announced=announced)
+    assert forecast(replace(known, rate_drift=0.2)) == forecast(known)
+
+
 def test_unannounced_parcels_a_full_site_refused_wait_in_the_vans_unseen() -> None:
     """8 announced parcels refused yesterday come back today; a fifth of the demand is never
     announced, so about 2 unannounced parcels wait in the same vans though nothing records
@@ -356,12 +409,13 @@ def test_monotonic_in_announced_arrivals(inputs: SiteInputs, extra: Arrival) -> 
 
 
 trending_inputs = st.builds(
-    lambda inputs, trend, damping, var: replace(
-        inputs, trend=trend, trend_damping=damping, rate_var=var),
+    lambda inputs, trend, damping, var, drift: replace(
+        inputs, trend=trend, trend_damping=damping, rate_var=var, rate_drift=drift),
     site_inputs,
     st.floats(-5.0, 5.0),
     st.floats(0.5, 1.0),
     st.tuples(st.floats(0.0, 20.0), st.floats(-2.0, 2.0), st.floats(0.0, 2.0)),
+    st.sampled_from([0.0, 0.05, 0.3]),
 )
 
 
@@ -512,3 +566,26 @@ def test_a_site_with_room_to_spare_is_forecast_as_before_the_saturated_model(
         without = forecast(ample)
     for a, b in zip(forecast(ample), without, strict=True):
         assert (a.predicted, a.low, a.high, a.refused) == (b.predicted, b.low, b.high, b.refused)
+
+
+@settings(max_examples=100, deadline=None)
+@given(trending_inputs)
+def test_the_rates_drift_changes_nothing_at_a_site_with_room(inputs: SiteInputs) -> None:
+    """The drift counts only on the days a site is expected full (the band of a site with
+    room was calibrated without it, at loads 0.7 and 1.0): with room, the same days."""
+    ample = replace(inputs, capacity=100_000)
+    assert forecast(replace(ample, rate_drift=0.3)) == forecast(replace(ample, rate_drift=0.0))
+
+
+@settings(max_examples=100, deadline=None)
+@given(trending_inputs)
+def test_the_rates_scenarios_never_lower_the_mean_nor_the_upper_bound(
+    inputs: SiteInputs,
+) -> None:
+    """Run with the rate turned up and down, the counter only adds the risk of filling: the
+    places wanted and the refusals never fall below the expected rate's, nor the upper
+    bound."""
+    with patch.object(forecast_module, "for_the_rate", no_rate_scenarios):
+        linear = forecast(inputs)
+    for a, b in zip(forecast(inputs), linear, strict=True):
+        assert a.predicted >= b.predicted and a.refused >= b.refused and a.high >= b.high

@@ -1,0 +1,308 @@
+"""The occupancy forecast's calibration on saved inputs: replay a territory once, then score
+the pure model (relay_ops/domain/forecast.py) on what it saw, with other settings, in seconds.
+
+    # once (7-25 min): replay and keep every shop's 05:00 forecast inputs and actual peaks
+    nice -n 10 /work/main/.venv/bin/python -m bench.forecast_calibration capture \\
+        --start 2026-11-23 --days 13 --warm-up 8 --load 1.5 --seed 7 \\
+        --out /tmp/forecast-inputs-load1.5-s7.pickle
+    # then, as often as wanted: the model on those inputs, scored as the replay scores it
+    /work/main/.venv/bin/python -m bench.forecast_calibration score \\
+        /tmp/forecast-inputs-load1.5-s7.pickle --set rate_uncertainty_factor=9
+
+``capture`` is ``bench/territory.py``'s replay (shops only, without reroutes: the forecast
+then steers nothing but the holding periods' load rule), with the forecasts' inputs read
+just before its 05:00 ``forecast_all`` (``services/forecast.inputs_for``, the same reads at
+the same moment) and the shops' first attempts per open day (what the rate is learned from,
+so a setting of the learning can be changed too). It also writes the replay's own figures
+beside the inputs (``<out>.json``).
+
+``score`` runs ``domain/forecast.forecast`` on each kept input, with ``--set NAME=VALUE``
+overrides (``SiteInputs`` fields, and ``rate_uncertainty_factor``, ``trend_damping``,
+``arrival_half_life_days``, ``arrival_trend``: the rate relearned from the kept counts), and
+scores it per lead 1, 3, 7 days against the actual peaks with ``bench/territory_scoring``'s
+``error_figures``, as the replay does: at the captured settings it gives the replay's own
+figures to the digit (``--check`` says so). Several captures: each apart, then the seeds of
+each load together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import pickle
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench import territory
+from bench.territory_scoring import Sample, by_lead, error_figures
+from relay_ops.db.models import Site
+from relay_ops.domain import forecast as model
+from relay_ops.services import forecast as forecasts
+from relay_ops.services import forecast_learning as learning
+from relay_ops.services.context import ForecastSettings
+
+# The learning's settings a capture can be rescored with (the rest are SiteInputs fields).
+LEARNING = ("rate_uncertainty_factor", "trend_damping", "arrival_half_life_days",
+            "arrival_trend")
+CLOSED_DAYS_BACK, CLOSED_DAYS_AHEAD = 70, 60  # the calendar a kept input may ask about
+
+
+@dataclass(frozen=True)
+class ClosedDays:
+    """A site's closing days around a forecast, kept as a set (the service's answer is a
+    closure over the database, which cannot be saved)."""
+
+    days: frozenset[date]
+
+    def __call__(self, day: date) -> bool:
+        return day in self.days
+
+
+@dataclass
+class Kept:
+    """One shop's 05:00 forecast: its inputs (as fields), and its first attempts per open day."""
+
+    site_id: int
+    today: date
+    inputs: dict[str, Any]
+    daily: list[int]
+
+
+def _closed_days(closed: model.ClosedOn, today: date) -> ClosedDays:
+    days = (today + timedelta(days=i) for i in range(-CLOSED_DAYS_BACK, CLOSED_DAYS_AHEAD))
+    return ClosedDays(frozenset(day for day in days if closed(day)))
+
+
+class CapturingReplay(territory.Replay):
+    """The territory replay, keeping each shop's forecast inputs before the 05:00 run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kept: list[Kept] = []
+
+    def forecast_all(self, day: date) -> None:
+        now = self.ctx.now()
+        with self.ctx.db.read() as session:
+            for shop in self.shops:
+                site = session.get(Site, shop.id)
+                assert site is not None
+                inputs = forecasts.inputs_for(self.ctx, session, site)
+                closed = forecasts.site_closed_on(session, site)
+                daily = learning.first_attempts_per_open_day(self.ctx, session, site, now, closed)
+                as_fields = {f.name: getattr(inputs, f.name) for f in fields(inputs)}
+                as_fields["closed_on"] = _closed_days(closed, inputs.today)
+                self.kept.append(Kept(shop.id, inputs.today, as_fields, daily))
+        super().forecast_all(day)
+
+
+def capture(args: argparse.Namespace) -> None:
+    commit = _commit()  # the code replayed (HEAD may move while it runs)
+    made: list[CapturingReplay] = []
+
+    def make(*a: Any, **k: Any) -> CapturingReplay:
+        made.append(CapturingReplay(*a, **k))
+        return made[-1]
+
+    with tempfile.TemporaryDirectory() as workdir:
+        result = territory.run("baseline", args.start, args.days, args.seed, Path(workdir),
+                               args.warm_up, args.load, with_lockers=False, make_replay=make)
+    [replay] = made
+    settings = replay.ctx.settings.forecast
+    saved = {
+        "meta": {"start": args.start, "days": args.days, "warm_up": args.warm_up,
+                 "load": args.load, "seed": args.seed, "warm": replay.warm,
+                 "commit": commit,
+                 "learning": {name: getattr(settings, name) for name in LEARNING}},
+        "kept": replay.kept,
+        "actuals": replay.actuals,
+        "predictions": replay.predictions,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(args.out, "wb") as out:
+        pickle.dump(saved, out)
+    Path(f"{args.out}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["forecast_error"], indent=2))
+
+
+def _commit() -> str:
+    run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True, check=False)
+    return run.stdout.strip()
+
+
+class _Unpickler(pickle.Unpickler):
+    """This module's classes, whether the capture ran it as ``-m`` (``__main__``) or not."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        own = {"Kept": Kept, "ClosedDays": ClosedDays}
+        if module == "__main__" and name in own:
+            return own[name]
+        return super().find_class(module, name)
+
+
+def load(path: Path) -> dict[str, Any]:
+    with gzip.open(path, "rb") as saved:
+        return _Unpickler(saved).load()  # a file this tool wrote
+
+
+def inputs_of(kept: Kept, captured: Mapping[str, Any], overrides: Mapping[str, Any],
+              relearn: bool = False) -> model.SiteInputs:
+    """The kept inputs with ``overrides``; a learning setting (or ``relearn``: the learning's
+    code changed) relearns the rate from the kept counts (``learn_arrival_rate``, widened as
+    ``services/forecast_learning`` widens it)."""
+    # fields the capture's code did not have yet take the product's settings
+    fields_ = {**_settings_fields(), **kept.inputs,
+               **{k: v for k, v in overrides.items() if k not in LEARNING}}
+    learning_ = {**captured, **{k: v for k, v in overrides.items() if k in LEARNING}}
+    if relearn or learning_ != captured:
+        rate = model.learn_arrival_rate(
+            kept.daily, learning_["arrival_half_life_days"],
+            with_trend=learning_["arrival_trend"],
+        ).widened(learning_["rate_uncertainty_factor"])
+        fields_.update(rate.as_inputs(), trend_damping=learning_["trend_damping"])
+    return model.SiteInputs(**fields_)
+
+
+def _settings_fields() -> dict[str, Any]:
+    """The ``SiteInputs`` fields the service sets from ``FORECAST`` straight."""
+    return {"rate_drift": ForecastSettings().rate_drift}
+
+
+def samples(saved: Mapping[str, Any], overrides: Mapping[str, Any],
+            leads: Sequence[int] = territory.LEADS, relearn: bool = False
+            ) -> dict[int, list[Sample]]:
+    """Each kept forecast rerun with ``overrides``, scored as the replay scores it: the shop
+    days from the end of the warm-up, against the actual peaks."""
+    meta, actuals = saved["meta"], saved["actuals"]
+    errors = by_lead()
+    for kept in saved["kept"]:
+        days = model.forecast(inputs_of(kept, meta["learning"], overrides, relearn))
+        for day in days:
+            lead = (day.day - kept.today).days
+            actual = actuals.get((kept.site_id, day.day))
+            if lead not in leads or actual is None or day.day < meta["warm"]:
+                continue
+            held, wanted = actual
+            errors[lead].append(Sample(day.predicted, day.low, day.high, day.capacity,
+                                       held, wanted))
+    return errors
+
+
+def check(saved: Mapping[str, Any]) -> int:
+    """Kept forecasts rerun as captured that differ from what the replay stored."""
+    differ = 0
+    for kept in saved["kept"]:
+        for day in model.forecast(inputs_of(kept, saved["meta"]["learning"], {})):
+            lead = (day.day - kept.today).days
+            stored = saved["predictions"].get((kept.site_id, day.day, lead))
+            if stored is not None and stored[:3] != (day.predicted, day.low, day.high):
+                differ += 1
+    return differ
+
+
+def figures(captures: Iterable[Mapping[str, Any]], overrides: Mapping[str, Any],
+            relearn: bool = False) -> dict[str, Any]:
+    """``error_figures`` of the captures together."""
+    errors = by_lead()
+    for saved in captures:
+        for lead, scored in samples(saved, overrides, relearn=relearn).items():
+            errors[lead].extend(scored)
+    return error_figures(errors, territory.LEADS)
+
+
+def table(name: str, scored: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for lead, f in scored.items():
+        w, s = f["wanted"], f["on_shelves"]
+        lines.append(
+            f"{name:<22} {lead:>3} n={w['samples']:<4} mean {w['mean_actual_parcels']:>6.1f} "
+            f"MAE {w['mae_parcels']:>6.2f} bias {w['bias_pct_of_mean']:>6.1f}% "
+            f"band {w['band_coverage_pct']:>5.1f}% above {w['above_band_pct']:>5.1f}% "
+            f"below {w['below_band_pct']:>4.1f}% | shelves bias {s['bias_pct_of_mean']:>6.1f}% "
+            f"band {s['band_coverage_pct']:>5.1f}%")
+    return lines
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        out[name] = (value.lower() == "true") if value.lower() in ("true", "false") \
+            else float(value)
+    return out
+
+
+def score(args: argparse.Namespace) -> None:
+    saved = [load(path) for path in args.captures]
+    overrides = parse_overrides(args.set)
+    lines, result = [], {}
+    for one in saved:
+        meta = one["meta"]
+        name = f"load{meta['load']}-s{meta['seed']}"
+        if args.check:
+            print(f"{name}: {check(one)} kept forecasts differ from the replay's")
+        if args.time:
+            print(f"{name}: {1000 * timing(one, overrides):.2f} ms per site forecast")
+        result[name] = figures([one], overrides, args.relearn)
+        lines += table(name, result[name])
+    by_load: dict[float, list[dict[str, Any]]] = {}
+    for one in saved:
+        by_load.setdefault(one["meta"]["load"], []).append(one)
+    for load_, ones in by_load.items():  # the seeds of one load pooled
+        if len(ones) > 1:
+            name = f"load{load_}-together"
+            result[name] = figures(ones, overrides, args.relearn)
+            lines += table(name, result[name])
+    print(f"overrides {overrides or 'none'}{', relearnt' if args.relearn else ''}")
+    print("\n".join(lines))
+    if args.json:
+        args.json.write_text(json.dumps({"overrides": overrides, "figures": result},
+                                        indent=2) + "\n")
+
+
+def timing(saved: Mapping[str, Any], overrides: Mapping[str, Any]) -> float:
+    """Median seconds of one site forecast over the kept inputs (the model alone)."""
+    spent = []
+    for kept in saved["kept"]:
+        inputs = inputs_of(kept, saved["meta"]["learning"], overrides)
+        began = time.perf_counter()
+        model.forecast(inputs)
+        spent.append(time.perf_counter() - began)
+    return statistics.median(spent)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    cap = sub.add_parser("capture", help="replay once and keep the forecasts' inputs")
+    cap.add_argument("--start", type=date.fromisoformat, default=date(2026, 11, 23))
+    cap.add_argument("--days", type=int, default=13)
+    cap.add_argument("--warm-up", type=int, default=8)
+    cap.add_argument("--load", type=float, default=1.5)
+    cap.add_argument("--seed", type=int, default=7)
+    cap.add_argument("--out", type=Path, required=True, help="the inputs (gzipped pickle)")
+    sc = sub.add_parser("score", help="rerun the model on kept inputs and score it")
+    sc.add_argument("captures", type=Path, nargs="+")
+    sc.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    sc.add_argument("--check", action="store_true",
+                    help="say how many rerun forecasts differ from the replay's own")
+    sc.add_argument("--relearn", action="store_true",
+                    help="relearn the rate from the kept counts with the code as it is now")
+    sc.add_argument("--json", type=Path, help="write the figures there")
+    sc.add_argument("--time", action="store_true",
+                    help="also time the model alone (median ms per site forecast)")
+    args = parser.parse_args()
+    {"capture": capture, "score": score}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
