@@ -58,8 +58,10 @@ class _Plan:
 
     def learn_results(self, dialect: Dialect, cursor: Any) -> None:
         type_codes = [column.type_code for column in cursor.description]
-        self.results = tuple(type_._cached_result_processor(dialect, code)
-                             for type_, code in zip(self.types, type_codes, strict=True))
+        processors = tuple(type_._cached_result_processor(dialect, code)
+                           for type_, code in zip(self.types, type_codes, strict=True))
+        # () when no column needs one: rows are then passed on without a look at each value
+        self.results = processors if any(processors) else ()
 
     def parameters(self, values: Mapping[str, Any], connection: Connection) -> dict[str, Any]:
         if self.defaults:
@@ -72,12 +74,12 @@ class _Plan:
         return {name: (given[name] if proc is None or given[name] is None else proc(given[name]))
                 for name, proc in self.binds}
 
-    def row(self, raw: Sequence[Any]) -> tuple[Any, ...]:
+    def rows(self, raw: list[Any]) -> list[tuple[Any, ...]]:
         results = self.results
-        if results is None or not any(results):
-            return tuple(raw)
-        return tuple(value if proc is None else proc(value)
-                     for value, proc in zip(raw, results, strict=True))
+        if not results:  # none learnt (no rows), or none needed: psycopg's tuples as they are
+            return raw
+        return [tuple(value if proc is None else proc(value)
+                      for value, proc in zip(row, results, strict=True)) for row in raw]
 
 
 class Prebuilt:
@@ -169,7 +171,7 @@ def _execute(connection: Connection, plan: _Plan, values: Mapping[str, Any]
         raise _translated(connection, error, cursor, sql, parameters) from error
     finally:
         cursor.close()
-    return [plan.row(row) for row in raw]
+    return plan.rows(raw)
 
 
 def _translated(connection: Connection, error: Any, cursor: Any, sql: str,
@@ -207,10 +209,14 @@ class Loader(Generic[_T]):
     def width(self) -> int:
         return len(self.columns)
 
+    def id_of(self, row: Sequence[Any]) -> Any:
+        """The row's primary key (its first column, for a composite one)."""
+        return row[self._primary[0]]
+
     def maybe(self, session: Session, row: Sequence[Any], *, fresh: bool = False
               ) -> _T | None:
         """:meth:`one`, or None for the NULLs of an outer join that found no row."""
-        return None if row[self._primary[0]] is None else self.one(session, row, fresh=fresh)
+        return None if self.id_of(row) is None else self.one(session, row, fresh=fresh)
 
     def one(self, session: Session, row: Sequence[Any], *, fresh: bool = False) -> _T:
         """The object of ``row``; ``fresh``: an object the session holds already takes the
@@ -236,3 +242,19 @@ class Loader(Generic[_T]):
         # of add's cost, about as much as a whole ORM query's per-object work.
         session._update_impl(state)
         return obj
+
+
+def split(row: Sequence[Any], *parts: Loader[Any] | int) -> list[Sequence[Any]]:
+    """A row read as consecutive parts: each loader's whole row (its width), each number that
+    many plain columns, the parts covering the row exactly. A statement that reads several
+    tables' rows side by side (``*A.columns, x, *B.columns``) is split by the same list that
+    built it, instead of offsets counted by hand."""
+    pieces: list[Sequence[Any]] = []
+    start = 0
+    for part in parts:
+        end = start + (part if isinstance(part, int) else part.width)
+        pieces.append(row[start:end])
+        start = end
+    if start != len(row):
+        raise ValueError(f"the parts cover {start} columns of a row of {len(row)}")
+    return pieces

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from relay_ops.db import loaders
+from relay_ops.db.direct import split
 from relay_ops.db.models import Location, Parcel, ProducerOrder, Site, UnannouncedScan
 from relay_ops.domain import sizing, tracking
 from relay_ops.domain.errors import (
@@ -139,9 +140,8 @@ def _shop_for_check_in(
     })
     if not rows:
         raise NotFound(f"no site {site_id}")
-    width = loaders.SITES.width
-    site = loaders.SITES.one(session, rows[0][:width])
-    ratio, risk, reserved = rows[0][width:width + 3]
+    site_row, (ratio, risk, reserved, _) = split(rows[0], loaders.SITES, 4)
+    site = loaders.SITES.one(session, site_row)
     if not has_shelves(site.kind):
         raise NoShelves("lockers take parcels through a drop-off session")
     set_committed_value(site, "locations", [
@@ -177,11 +177,9 @@ def _parcel_for_check_in(
 def _parcel_of(session: Session, row: Sequence[Any]) -> tuple[Parcel, bool, date | None]:
     """A row of ``queries.parcel`` as the parcel (with its carrier and producer's order set),
     whether it was scanned unannounced here, and the day of the place held for it here."""
-    end = loaders.PARCELS.width
-    parcel = loaders.PARCELS.one(session, row[:end])
-    scanned, reserved_day = row[end:end + 2]
-    carrier_row = row[end + 2:end + 2 + loaders.CARRIERS.width]
-    order_row = row[end + 2 + loaders.CARRIERS.width:]
+    parcel_row, (scanned, reserved_day), carrier_row, order_row = split(
+        row, loaders.PARCELS, 2, loaders.CARRIERS, loaders.ORDERS)
+    parcel = loaders.PARCELS.one(session, parcel_row)
     set_committed_value(parcel, "carrier", loaders.CARRIERS.maybe(session, carrier_row))
     set_committed_value(parcel, "producer_order", loaders.ORDERS.maybe(session, order_row))
     return parcel, bool(scanned), reserved_day

@@ -9,7 +9,7 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
-from relay_ops.db.direct import Prebuilt
+from relay_ops.db.direct import Prebuilt, split
 from relay_ops.db.loaders import CARRIERS, CREDENTIALS, LOCATIONS, PARCELS
 from relay_ops.db.models import Carrier, CredentialParcel, Location, Parcel, PickupCredential
 
@@ -47,20 +47,20 @@ def code_parcels(session: Session, credential_id: int) -> list[Parcel]:
     their values as read under the lock, even for objects the session held already."""
     parcels: dict[int, Parcel] = {}
     codes: dict[int, list[PickupCredential]] = {}
-    carrier_at = PARCELS.width
-    location_at = carrier_at + CARRIERS.width
-    code_at = location_at + LOCATIONS.width
     for row in CODE_PARCELS.rows(session, {"credential_id": credential_id}):
-        parcel = PARCELS.one(session, row[:carrier_at], fresh=True)
-        if parcel.id not in parcels:
-            parcels[parcel.id], codes[parcel.id] = parcel, []
-            set_committed_value(parcel, "carrier",
-                                CARRIERS.maybe(session, row[carrier_at:location_at], fresh=True))
-            set_committed_value(parcel, "location",
-                                LOCATIONS.maybe(session, row[location_at:code_at], fresh=True))
-        code = CREDENTIALS.maybe(session, row[code_at:], fresh=True)
+        parcel_row, carrier_row, location_row, code_row = split(
+            row, PARCELS, CARRIERS, LOCATIONS, CREDENTIALS)
+        parcel_id = PARCELS.id_of(parcel_row)
+        if parcel_id not in parcels:  # a parcel's row comes once per code it has
+            parcel = PARCELS.one(session, parcel_row, fresh=True)
+            parcels[parcel_id], codes[parcel_id] = parcel, []
+            set_committed_value(parcel, "carrier", CARRIERS.maybe(session, carrier_row,
+                                                                  fresh=True))
+            set_committed_value(parcel, "location", LOCATIONS.maybe(session, location_row,
+                                                                    fresh=True))
+        code = CREDENTIALS.maybe(session, code_row, fresh=True)
         if code is not None:
-            codes[parcel.id].append(code)
+            codes[parcel_id].append(code)
     for parcel_id, parcel in parcels.items():
         set_committed_value(parcel, "credentials", codes[parcel_id])
     return list(parcels.values())

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, delete, func, select, text
 from sqlalchemy.orm import Session
 
-from relay_ops.db.direct import Prebuilt
+from relay_ops.db.direct import Prebuilt, split
 from relay_ops.db.loaders import SITES
 from relay_ops.db.models import FailedAttempt, PickupCredential, Site
 from relay_ops.domain.errors import CodeNeedsMore, TooManyAttempts
@@ -195,4 +195,5 @@ def site_for_code_guess(session: Session, site_id: int) -> Site | None:
     if not rows:
         return None
     session.info.setdefault(GUESS_LOCKED_SITES, set()).add(site_id)
-    return SITES.one(session, rows[0][:SITES.width])
+    site_row, _ = split(rows[0], SITES, 1)  # and the advisory lock's void
+    return SITES.one(session, site_row)
