@@ -62,6 +62,24 @@ def _on_shelves(counts: SiteCounts, placed: Sequence[float], presence: Presence,
     return counts.stock_mean[day] + sum(placed[p] * presence(p)[day] for p in range(day))
 
 
+def _pickups_chance(placed: Sequence[float], presence: Presence, day: int) -> float:
+    """The variance of the places the pickups free between ``day`` and the next: each day's
+    placed parcels still there leave with their own chance (their presence's drop), as
+    independent parcels do. Counted per arrival day, not as one share of the whole shelf: a
+    shelf of parcels at their deadline (all leave) and fresh ones (few leave) frees a count
+    that is nearly certain, and one shared rate would call it a coin toss for each and change
+    with the mix, so that one parcel more could narrow the band. The stock's own departures
+    are already in its variance (``SiteCounts.stock_var``)."""
+    var = 0.0
+    for p in range(day + 1):
+        share = presence(p)
+        if placed[p] <= 0.0 or share[day] <= 0.0:
+            continue
+        leaves = max(0.0, 1.0 - share[day + 1] / share[day])
+        var += placed[p] * share[day] * leaves * (1.0 - leaves)
+    return var
+
+
 def saturated(counts: SiteCounts, capacity: Sequence[int], open_days: Sequence[bool],
               presence: Presence) -> Saturated:
     """The places wanted when the shelves fill, as the counter fills them: day by day, the
@@ -93,9 +111,7 @@ def saturated(counts: SiteCounts, capacity: Sequence[int], open_days: Sequence[b
         backlog = queue - placed[d]
         full[d] = backlog > FULL
         if open_days[d] and full[d] and d + 1 < n:
-            stock = on_shelves + placed[d]
-            leaving = max(0.0, stock - _on_shelves(counts, placed, presence, d + 1))
-            pickup_var[d] = leaving * (1.0 - leaving / stock) if stock > 0 else 0.0
+            pickup_var[d] = _pickups_chance(placed, presence, d)
         waiting[d] = backlog
     var, noise_var = _variance(counts, open_days, full, pickup_var, presence)
     refused = [waiting[d] if open_days[d] else 0.0 for d in range(n)]

@@ -5,7 +5,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from unittest.mock import patch
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from relay_ops.domain import forecast as forecast_module
@@ -141,8 +141,10 @@ def test_at_a_full_site_the_rates_drift_widens_the_band_more_the_further_ahead()
     widening = [(d.high - d.low) - (s.high - s.low)
                 for d, s in zip(drifting, steady, strict=True)]
     assert widening[0] == 0 and widening[1] <= 4
-    assert all(a < b for a, b in zip(widening[1:], widening[2:], strict=False))
-    assert widening[7] > 10 * widening[1]
+    # In whole places: a drift of 0.6 to 3 parcels a day ahead rounds away on days 1 and 2.
+    assert all(a <= b for a, b in zip(widening[1:], widening[2:], strict=False))
+    assert all(a < b for a, b in zip(widening[3:], widening[4:], strict=False))
+    assert widening[7] > 10 * max(widening[1], 1)
 
 
 def no_rate_scenarios(*_: object, **__: object) -> None:
@@ -439,8 +441,18 @@ def test_with_a_trend_never_more_than_on_hand_plus_what_can_arrive(inputs: SiteI
         assert day.predicted <= len(inputs.held) + can_arrive + 1e-3
 
 
+# Found by this test in CI (2026-12-06): every parcel leaves the day after its arrival, so a
+# full shelf's departures are certain; one shelf-wide share of leavers called them a coin toss
+# whose spread moved with the mix, and the extra parcel narrowed the band a week ahead.
+SHELF_LEAVING_AT_ONCE = SiteInputs(
+    today=TUESDAY, capacity=4, held=[], announced=[], baseline=1.0, dispersion=1.0,
+    rate_var=(1.0, 0.0, 0.0), unannounced_share=0.0, hazards=(0.0,), holding_days=1,
+    return_lag_days=0, today_remaining=0.0, horizon=7)
+
+
 @settings(max_examples=150, deadline=None)
 @given(trending_inputs, st.builds(lambda d: Arrival(TUESDAY + timedelta(days=d)), days_ahead))
+@example(SHELF_LEAVING_AT_ONCE, Arrival(TUESDAY + timedelta(days=1)))
 def test_with_a_trend_monotonic_in_announced_arrivals(
     inputs: SiteInputs, extra: Arrival
 ) -> None:
