@@ -1,14 +1,18 @@
-"""Season capacity: temporary shelves a shop declares for a period, and the extra places the
-forecast says a shop needs, per day and per period (docs/forecast.md, "Season capacity").
+"""Season capacity: temporary shelves a shop (or a storage site) declares for a period, the
+extra places the forecast says a shop needs, per day and per period, and the places the
+area's overflow storage needs for what the shops cannot take (docs/forecast.md, "Season
+capacity").
 
 Pure: dates and numbers in, dates and numbers out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Generic, TypeVar
 
 from relay_ops.domain.errors import PeriodOver, ValidationFailed
 
@@ -97,3 +101,48 @@ def _period(run: Sequence[DayNeed]) -> ExtraPlaces:
         first=run[0].day, last=run[-1].day, places=max(d.missing for d in run),
         per_day=tuple((d.day, d.missing) for d in run),
     )
+
+
+Shop = TypeVar("Shop", bound=Hashable)
+Storage = TypeVar("Storage", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class OverflowShares(Generic[Shop, Storage]):
+    """The shops' shortfall per day, sent to the storage sites they reach (``to_storage``:
+    per storage site and day, the parcels it would have to take) or, where a shop reaches
+    none that day, left with the shop (``unserved``)."""
+
+    to_storage: dict[Storage, dict[date, float]]
+    unserved: dict[Shop, dict[date, int]]
+
+
+def share_overflow(
+    missing: Mapping[Shop, Mapping[date, int]],
+    reaches: Callable[[Shop, date], Sequence[Storage]],
+) -> OverflowShares[Shop, Storage]:
+    """Each shop's shortfall of a day (its forecast upper bound beyond its places) goes to
+    the storage sites it can send parcels to that day (``reaches``: within its reach and in
+    season), split evenly between them: the reroute planner fills the cheapest first, and
+    when the whole area is full every one of them fills, so none is sized for all of it."""
+    to_storage: dict[Storage, dict[date, float]] = {}
+    unserved: dict[Shop, dict[date, int]] = {}
+    for shop, days in missing.items():
+        for day, count in days.items():
+            if count <= 0:
+                continue
+            storages = reaches(shop, day)
+            if not storages:
+                unserved.setdefault(shop, {})[day] = count
+                continue
+            for storage in storages:
+                per_day = to_storage.setdefault(storage, {})
+                per_day[day] = per_day.get(day, 0.0) + count / len(storages)
+    return OverflowShares(to_storage, unserved)
+
+
+def storage_needs(own: Sequence[DayNeed], overflow: Mapping[date, float]) -> list[DayNeed]:
+    """A storage site's days as they would be with the shops' overflow sent to it: its own
+    upper bound (the parcels already sent there) plus its share, in whole parcels."""
+    return [DayNeed(d.day, d.high + math.ceil(overflow.get(d.day, 0.0) - 1e-9), d.capacity)
+            for d in own]

@@ -95,9 +95,9 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
 
 def temporary_capacity(session: Session, site: Site, today: date, horizon: int
                        ) -> dict[date, int]:
-    """The places a shop's temporary shelves add on each forecast day (only within their
-    dates: docs/forecast.md, "Season capacity")."""
-    if site.kind != "shop":
+    """The places a shop's (or a storage site's) temporary shelves add on each forecast day
+    (only within their dates: docs/forecast.md, "Season capacity")."""
+    if not has_shelves(site.kind):
         return {}
     shelves = session.execute(
         select(Location.capacity, Location.valid_from, Location.valid_until).where(

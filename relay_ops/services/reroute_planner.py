@@ -143,17 +143,14 @@ class Planner:
         door for ``parcel``, :meth:`has_door`), the cheapest first by
         :func:`model.reroute_cost` (load and distance, docs/forecast.md)."""
         settings = self.ctx.settings.forecast
-        radii = settings.reroute_radius_km
-        radius = radii.get(origin.area, min(radii.values()))
+        radius = reach_km(self.ctx, origin)
         wanted = kind or origin.kind
         found = []
         for site in self.sites:
             if site.id == origin.id or site.kind != wanted:
                 continue
-            if origin.step_free_access and not site.step_free_access:
-                continue  # never a step in place of step-free access
-            km = distance_km(origin.latitude, origin.longitude, site.latitude, site.longitude)
-            if km > radius:
+            km = within_reach(self.ctx, origin, site)
+            if km is None:
                 continue
             if accept is not None and not accept(site):
                 continue
@@ -169,6 +166,23 @@ class Planner:
             found.append(Option(site, km, outlook, cost))
         found.sort(key=lambda o: (o.cost, o.km))
         return found[: settings.reroute_options]
+
+
+def reach_km(ctx: Ctx, origin: Site) -> float:
+    """How far a parcel announced for ``origin`` may be sent: the setting of its area (town
+    or countryside), the shortest one for an area it does not name."""
+    radii = ctx.settings.forecast.reroute_radius_km
+    return radii.get(origin.area, min(radii.values()))
+
+
+def within_reach(ctx: Ctx, origin: Site, site: Site) -> float | None:
+    """The distance in km from ``origin`` to ``site`` if a parcel of ``origin`` may be sent
+    there (within its reach, and never a step in place of step-free access), else None: the
+    reroutes' rule, and the catchment of a storage site (``services/season.py``)."""
+    if origin.step_free_access and not site.step_free_access:
+        return None
+    km = distance_km(origin.latitude, origin.longitude, site.latitude, site.longitude)
+    return km if km <= reach_km(ctx, origin) else None
 
 
 def arrival_day(ctx: Ctx, parcel: Parcel) -> date:

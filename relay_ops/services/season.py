@@ -1,5 +1,7 @@
-"""Season capacity (docs/forecast.md, "Season capacity"): the temporary shelves a shop
-declares for a period, and the extra places the forecast says each shop needs.
+"""Season capacity (docs/forecast.md, "Season capacity"): the temporary shelves a shop (or a
+storage site: a second room, a container) declares for a period, the extra places the
+forecast says each shop needs, and the places the overflow storage sites need for what the
+shops within their reach cannot take.
 
 A temporary shelf is a shelf location with dates (``valid_from``/``valid_until``): the
 check-in puts parcels on it and the forecast counts its places only within them
@@ -15,14 +17,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from relay_ops.db.models import Location, Parcel
+from relay_ops.db.models import Location, Parcel, Site
 from relay_ops.domain import season
-from relay_ops.domain.errors import Conflict, NoShelves, NotFound, ShopsOnly, ValidationFailed
+from relay_ops.domain.errors import Conflict, NoShelves, NotFound, ValidationFailed
 from relay_ops.domain.holding import SHORTENED_RULES
 from relay_ops.domain.lifecycle import State
+from relay_ops.domain.site_kinds import STORAGE, has_shelves, in_season
 from relay_ops.services import forecast, forecast_views
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
+from relay_ops.services.reroute_planner import within_reach
 from relay_ops.services.sites import site_row, today
 
 
@@ -51,10 +55,9 @@ def declare_temporary_shelf(
         raise ValidationFailed(f"size class {shelf.size_class!r} unknown; use {known}")
     with ctx.db.transaction() as session:
         site = site_row(session, site_id, lock=True)
-        if site.kind == "locker":
-            raise NoShelves("temporary shelves belong to shops; lockers have doors")
-        if site.kind != "shop":
-            raise ShopsOnly("temporary shelves belong to shops")
+        if not has_shelves(site.kind):
+            raise NoShelves("temporary shelves belong to shops and storage sites; lockers "
+                            "have doors")
         location = Location(
             site_id=site.id, label=shelf.label, size_class=shelf.size_class,
             capacity=shelf.capacity, refrigerated=shelf.refrigerated,
@@ -134,6 +137,65 @@ def recommendations(
     if site_id is not None and not found:
         raise NotFound(f"no shop {site_id}")
     return found
+
+
+def storage_recommendations(ctx: Ctx, actor: Principal) -> dict[str, list[dict[str, Any]]]:
+    """When the whole area is full: per storage site, the extra places that would take the
+    overflow of the shops within reach (what their forecast upper bound asks beyond their
+    places, temporary shelves included), beside what is already sent there; and the shops
+    whose overflow no storage site reaches (``domain.season.share_overflow``)."""
+    require_role(actor, Role.OPERATOR)
+    days_of = {site["id"]: site["days"] for site in forecast_views.overview(ctx, actor)}
+    with ctx.db.read() as session:
+        open_sites = list(session.scalars(
+            select(Site).where(Site.status == "open", Site.kind.in_(("shop", STORAGE)))
+            .order_by(Site.code)))
+        shops = [s for s in open_sites if s.kind == "shop" and s.id in days_of]
+        storages = {s.id: s for s in open_sites if s.kind == STORAGE and s.id in days_of}
+        catchment = {shop.id: [sid for sid, storage in storages.items()
+                               if within_reach(ctx, shop, storage) is not None]
+                     for shop in shops}
+
+        def reaches(shop_id: int, day: date) -> list[int]:
+            return [sid for sid in catchment[shop_id]
+                    if in_season(storages[sid].season_from, storages[sid].season_to, day)]
+
+        missing = {shop.id: {need.day: need.missing for need in _needs(days_of[shop.id])}
+                   for shop in shops}
+        shares = season.share_overflow(missing, reaches)
+        return {
+            "storage": [_storage_view(storage, days_of[sid], shares.to_storage.get(sid, {}),
+                                      [s.code for s in shops if sid in catchment[s.id]])
+                        for sid, storage in storages.items()],
+            "unserved": [_unserved_view(shop, shares.unserved[shop.id])
+                         for shop in shops if shop.id in shares.unserved],
+        }
+
+
+def _needs(days: list[dict[str, Any]]) -> list[season.DayNeed]:
+    return [season.DayNeed(date.fromisoformat(d["day"]), d["high"], d["capacity"])
+            for d in days]
+
+
+def _storage_view(storage: Site, days: list[dict[str, Any]], overflow: dict[date, float],
+                  catchment: list[str]) -> dict[str, Any]:
+    periods = season.extra_places(season.storage_needs(_needs(days), overflow))
+    return {
+        "site": storage.code, "id": storage.id, "name": storage.name,
+        "catchment": catchment,
+        "overflow": [{"day": day.isoformat(), "parcels": round(n, 1)}
+                     for day, n in sorted(overflow.items())],
+        "places": max((p.places for p in periods), default=0),
+        "periods": [period_view(p) for p in periods],
+    }
+
+
+def _unserved_view(shop: Site, missing: dict[date, int]) -> dict[str, Any]:
+    periods = season.extra_places(
+        [season.DayNeed(day, n, 0) for day, n in sorted(missing.items())])
+    return {"site": shop.code, "id": shop.id, "name": shop.name,
+            "places": max((p.places for p in periods), default=0),
+            "periods": [period_view(p) for p in periods]}
 
 
 def period_view(period: season.ExtraPlaces) -> dict[str, Any]:

@@ -397,10 +397,14 @@ def test_counter_operations_at_a_locker_or_a_storage_site_are_conflicts_with_its
     shelf = {"label": "T1", "capacity": 4, "valid_from": "2030-01-01",
              "valid_until": "2030-01-10"}
     deposit = {"tracking_number": "ACME00000971", "sender": {"phone": "+33698765432"}}
+    assert is_problem(op.post(f"/sites/{locker}/temporary-shelves", json=shelf),
+                      409, "site-has-no-shelves")
+    assert op.get(f"/sites/{locker}/temporary-shelves").json["items"] == []
+    # A storage site grows for a period as a shop does (a second room, a container).
+    assert op.post(f"/sites/{storage}/temporary-shelves", json=shelf).status_code == 201
+    assert [s["label"] for s in op.get(f"/sites/{storage}/temporary-shelves").json["items"]
+            ] == ["T1"]
     for site_id, kind in ((locker, "site-has-no-shelves"), (storage, "shops-only")):
-        assert is_problem(op.post(f"/sites/{site_id}/temporary-shelves", json=shelf),
-                          409, kind)
-        assert op.get(f"/sites/{site_id}/temporary-shelves").json["items"] == []
         assert is_problem(op.post(f"/sites/{site_id}/outbound", json=deposit), 409, kind)
     assert op.get("/parcels", tracking_number="ACME00000971").status_code == 404
 

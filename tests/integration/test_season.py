@@ -234,3 +234,73 @@ def test_recommendations_are_the_operators_and_bad_queries_are_refused(world: Wo
     assert world.operator.get("/season/recommendations", site="abc").status_code == 422
     assert world.operator.get("/season/recommendations", site=10**30).status_code == 422
     assert world.operator.get("/season/recommendations", site=-1).status_code == 422
+
+
+# ---------------------------------------------------------------- when the whole area is full
+
+
+def storage(world: World, code: str, lat: float, lon: float, capacity: int,
+            **season: str) -> int:
+    """A town hall room (``tests/integration/test_no_room.storage_site``'s kind of site)."""
+    from tests.integration.test_no_room import storage_site
+    return storage_site(world, code, capacity=capacity, latitude=lat, longitude=lon,
+                        season=season or None)
+
+
+def test_storage_sites_are_told_the_places_for_the_overflow_of_the_shops_within_reach(
+    world: World
+) -> None:
+    """"bourg" is short of 3, 7, 1 then 6 places, "voisin" (10 km west) of 2 then 3. The
+    town hall room "salle" (3 places, one parcel already sent there each day) is within reach
+    of both; "loin" (2 places, 9 km north of bourg) only of bourg. Bourg's overflow is split
+    between the two rooms, voisin's all goes to salle."""
+    salle = storage(world, "salle", 47.5067, -1.2917, 3)
+    loin = storage(world, "loin", 47.5967, -1.2917, 2)
+    store_forecast(world, world.shop_id, [10, 18, 22, 16, 14, 12, 21, 9], 15)
+    store_forecast(world, world.other_shop_id, [5, 6, 7, 8, 12, 13, 9, 10], 10)
+    store_forecast(world, salle, [0, 1, 1, 1, 1, 1, 1, 0], 3)
+    store_forecast(world, loin, [0] * 8, 2)
+    answer = world.operator.get("/season/storage")
+    assert answer.status_code == 200, answer.json
+    assert answer.json["unserved"] == []
+    rooms = {r["site"]: r for r in answer.json["storage"]}
+    assert rooms["salle"]["catchment"] == ["bourg", "voisin"]
+    assert rooms["loin"]["catchment"] == ["bourg"]
+    assert rooms["salle"]["overflow"] == [
+        {"day": "2026-12-02", "parcels": 1.5}, {"day": "2026-12-03", "parcels": 3.5},
+        {"day": "2026-12-04", "parcels": 0.5}, {"day": "2026-12-05", "parcels": 2.0},
+        {"day": "2026-12-06", "parcels": 3.0}, {"day": "2026-12-07", "parcels": 3.0}]
+    # salle: 1 + 4 on the 3rd (2 missing), 1 + 3 on the 6th and 7th (1 missing)
+    assert [(p["from"], p["until"], p["places"]) for p in rooms["salle"]["periods"]] == [
+        ("2026-12-03", "2026-12-03", 2), ("2026-12-06", "2026-12-07", 1)]
+    assert rooms["salle"]["places"] == 2
+    assert [(p["from"], p["until"], p["places"]) for p in rooms["loin"]["periods"]] == [
+        ("2026-12-03", "2026-12-03", 2), ("2026-12-07", "2026-12-07", 1)]
+    # The room grows for the period as a shop does: a second room, 2 places, until the 7th;
+    # its forecast is computed again (the constructed one is gone: nothing sent there yet).
+    declared = world.operator.post(f"/sites/{salle}/temporary-shelves", json={
+        "label": "SALLE2", "size_class": "L", "capacity": 2, "valid_from": "2026-12-02",
+        "valid_until": "2026-12-07"})
+    assert declared.status_code == 201, declared.json
+    days = {d["day"]: d["capacity"]
+            for d in world.operator.get(f"/sites/{salle}/forecast").json["days"]}
+    assert days["2026-12-03"] == 5 and days["2026-12-08"] == 3
+    after = {r["site"]: r for r in world.operator.get("/season/storage").json["storage"]}
+    assert after["salle"]["places"] == 0 and after["salle"]["periods"] == []
+    assert after["loin"]["places"] == 2  # the other room's need stays
+
+
+def test_a_shop_no_storage_site_reaches_in_season_is_listed_as_unserved(world: World) -> None:
+    storage(world, "loin", 47.5967, -1.2917, 10, to="2026-12-04")  # bourg's, until the 4th
+    store_forecast(world, world.shop_id, [10, 18, 22, 16, 14, 12, 21, 9], 15)
+    store_forecast(world, world.other_shop_id, [5, 6, 7, 8, 12, 13, 9, 10], 10)
+    answer = world.operator.get("/season/storage").json
+    [room] = answer["storage"]
+    assert [d["day"] for d in room["overflow"]] == ["2026-12-02", "2026-12-03", "2026-12-04"]
+    unserved = {r["site"]: r for r in answer["unserved"]}
+    assert [(p["from"], p["until"], p["places"]) for p in unserved["bourg"]["periods"]] == [
+        ("2026-12-07", "2026-12-07", 6)]
+    assert [(p["from"], p["until"], p["places"]) for p in unserved["voisin"]["periods"]] == [
+        ("2026-12-05", "2026-12-06", 3)]
+    assert world.shopkeeper.get("/season/storage").status_code == 403
+    assert world.anonymous.get("/season/storage").status_code == 401

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 from relay_ops.db.models import SiteForecast
 from tests.pages.support import Pages
-from tests.support import World
+from tests.support import HOURS, World
 
 
 def test_a_shop_declares_and_withdraws_a_temporary_shelf(marie: Pages, world: World) -> None:
@@ -63,3 +63,35 @@ def test_the_dashboard_recommends_extra_places_per_shop(operator: Pages, world: 
     block = operator.text("/ops").split('id="season-title"')[1]
     bourg = block.split("Shop bourg")[1].split("</tr>")[0]
     assert "NOEL : 7 places du 2 déc. 2026 au 4 déc. 2026" in bourg
+
+
+def test_the_dashboard_sizes_the_overflow_storage_and_names_the_shops_it_misses(
+    operator: Pages, world: World
+) -> None:
+    """Bourg's overflow goes to the town hall room within its reach (1.1 km); voisin's
+    (10 km west, 9.8 km from the room: within reach) too, until the room's season ends."""
+    room = world.operator.post("/sites", json={
+        "code": "salle", "name": "Salle du conseil", "kind": "storage",
+        "address": "Mairie", "postcode": "44000", "city": "Bourg", "latitude": 47.5067,
+        "longitude": -1.2917, "opening_hours": HOURS, "season": {"to": "2026-12-05"},
+        "locations": [{"label": "T1", "size_class": "L", "capacity": 3}]})
+    assert room.status_code == 201, room.json
+    with world.ctx.db.transaction() as session:
+        for site_id, highs, capacity in ((world.shop_id, [10, 18, 22, 16, 14, 12, 21, 9], 15),
+                                         (world.other_shop_id, [5, 5, 5, 5, 5, 13, 5, 5], 10),
+                                         (room.json["id"], [0] * 8, 3)):
+            for i, high in enumerate(highs):
+                session.add(SiteForecast(
+                    site_id=site_id, day=date(2026, 12, 1) + timedelta(days=i),
+                    computed_at=world.ctx.now(), predicted=high - 1.0, low=0, high=high,
+                    capacity=capacity, arrivals=1.0, closed=False, at_risk=high > capacity))
+    block = operator.text("/ops").split('id="storage-title"')[1]
+    assert "Stockage de débordement" in operator.text("/ops")
+    salle = block.split("Salle du conseil")[1].split("</tr>")[0]
+    assert "bourg, voisin" in salle
+    # bourg: 3, 7, 1 beyond its places on the 2nd to the 4th; the room has 3.
+    assert "4 places du 3 déc. 2026 au 3 déc. 2026" in salle
+    unserved = block.split('id="storage-unserved"')[1].split("</p>")[0]
+    assert "Aucun site de stockage ouvert à portée" in unserved
+    assert "Shop bourg (6 places au plus)" in unserved
+    assert "Shop voisin (3 places au plus)" in unserved

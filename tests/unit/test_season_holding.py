@@ -16,6 +16,8 @@ from relay_ops.domain.season import (
     check_temporary_shelf,
     extra_places,
     in_service,
+    share_overflow,
+    storage_needs,
 )
 
 RULES = AdaptiveHolding.from_config(
@@ -139,3 +141,27 @@ def test_no_overflow_no_recommendation_and_gaps_split_periods() -> None:
     assert extra_places([]) == []
     split = extra_places([DayNeed(date(2026, 12, 1), 30, 20), DayNeed(date(2026, 12, 3), 25, 20)])
     assert [(p.first.day, p.places) for p in split] == [(1, 10), (3, 5)]
+
+
+def test_a_shops_overflow_is_split_evenly_between_the_storage_sites_it_reaches() -> None:
+    d1, d2 = date(2026, 12, 2), date(2026, 12, 3)
+    reach = {("bourg", d1): ["salle", "loin"], ("bourg", d2): ["salle"],
+             ("voisin", d1): ["salle"], ("voisin", d2): []}
+    shares = share_overflow({"bourg": {d1: 3, d2: 4}, "voisin": {d1: 2, d2: 5}},
+                            lambda shop, day: reach[(shop, day)])
+    assert shares.to_storage == {"salle": {d1: 1.5 + 2, d2: 4.0}, "loin": {d1: 1.5}}
+    assert shares.unserved == {"voisin": {d2: 5}}  # nothing within reach that day
+
+
+def test_no_shortfall_asks_nothing_of_any_storage_site() -> None:
+    d1 = date(2026, 12, 2)
+    shares = share_overflow({"bourg": {d1: 0}}, lambda shop, day: ["salle"])
+    assert shares.to_storage == {} and shares.unserved == {}
+
+
+def test_a_storage_sites_days_take_its_share_in_whole_parcels_beside_its_own() -> None:
+    d1, d2, d3 = (date(2026, 12, 2) + timedelta(days=i) for i in range(3))
+    own = [DayNeed(d1, 1, 3), DayNeed(d2, 2, 3), DayNeed(d3, 0, 3)]
+    needs = storage_needs(own, {d1: 1.5, d2: 2.0})
+    assert [(n.high, n.missing) for n in needs] == [(3, 0), (4, 1), (0, 0)]
+    assert [(p.first, p.places) for p in extra_places(needs)] == [(d2, 1)]

@@ -715,6 +715,39 @@ class RecommendationListOut(Out):
     items: list[RecommendationOut]
 
 
+class OverflowDayOut(Out):
+    day: str
+    parcels: float
+
+
+class StorageRecommendationOut(Out):
+    """``season.storage_recommendations``: a storage site's extra places for the overflow of
+    the shops within its reach."""
+
+    site: str
+    id: int
+    name: str
+    catchment: list[str]
+    overflow: list[OverflowDayOut]
+    places: int
+    periods: list[ExtraPlacesOut]
+
+
+class UnservedShopOut(Out):
+    """A shop whose overflow no storage site in season reaches, by period."""
+
+    site: str
+    id: int
+    name: str
+    places: int
+    periods: list[ExtraPlacesOut]
+
+
+class StorageRecommendationsOut(Out):
+    storage: list[StorageRecommendationOut]
+    unserved: list[UnservedShopOut]
+
+
 class PeriodOut(Out):
     from_: str = Field(alias="from")
     to: str

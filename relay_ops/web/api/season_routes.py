@@ -39,9 +39,9 @@ class RecommendationsQuery(Strict):
           description="A shelf location that takes parcels and counts in the forecast's "
                       "capacity only from `valid_from` to `valid_until` (both included, in "
                       "order, at most 120 days: 422 otherwise; not over already: 409 "
-                      "`period-over`; a shop's only: 409 `site-has-no-shelves` at a locker, "
-                      "`shops-only` at a storage site). The shop's forecast is computed "
-                      "again at once.",
+                      "`period-over`; at a shop or a storage site (a second room, a "
+                      "container): 409 `site-has-no-shelves` at a locker). The site's "
+                      "forecast is computed again at once.",
           response=r.TemporaryShelfOut)
 def declare_temporary_shelf(principal: Principal, site_id: int, body: TemporaryShelfIn) -> Any:
     shelf = season.TemporaryShelf(**body.model_dump())
@@ -73,3 +73,16 @@ def withdraw_temporary_shelf(principal: Principal, site_id: int, shelf_id: int) 
           response=r.RecommendationListOut)
 def recommendations(principal: Principal, query: RecommendationsQuery) -> Any:
     return {"items": season.recommendations(ctx(), principal, query.site)}
+
+
+@endpoint("/season/storage", tag="sites", roles=OPERATOR,
+          summary="Extra places per storage site for the overflow of the shops within reach",
+          description="When the whole area is full: each shop's forecast shortfall (upper "
+                      "bound beyond its places, temporary shelves included) is split evenly "
+                      "between the storage sites in season within its reach; per storage "
+                      "site, that overflow per day, and the periods and places to add "
+                      "(beside the parcels already sent there) so that none of its days is "
+                      "at risk. `unserved`: the shops whose overflow no storage site reaches.",
+          response=r.StorageRecommendationsOut)
+def storage_recommendations(principal: Principal) -> Any:
+    return season.storage_recommendations(ctx(), principal)

@@ -1,6 +1,7 @@
 """Season capacity on the pages (docs/forecast.md, "Season capacity"): the shop declares and
 withdraws temporary shelves on its page; the operator's dashboard shows, per shop, the extra
-places the forecast asks for and the parcels held under a shortened period."""
+places the forecast asks for and the parcels held under a shortened period, and per overflow
+storage site the places the shops within its reach would need there."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def init_app(app: Flask) -> None:
 
 
 def load(principal: Principal) -> dict[str, Any]:
-    return {"recommendations": season.recommendations(ctx(), principal)}
+    return {"recommendations": season.recommendations(ctx(), principal),
+            "storage": season.storage_recommendations(ctx(), principal)}
 
 
 @bp.post("/shop/<int:site_id>/temporary-shelves")
