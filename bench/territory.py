@@ -763,7 +763,8 @@ def grouping_figures(ctx: Ctx) -> dict[str, int]:
 def run(mode: str, start: date, days: int, seed: int, workdir: Path,
         warm_up: int = WARM_UP_DAYS, load: float = 1.0, with_lockers: bool = True,
         progress: Path | None = None, flows: bool = False, policy: str = "none",
-        make_replay: Callable[..., Replay] | None = None) -> dict[str, Any]:
+        make_replay: Callable[..., Replay] | None = None, storage_growth: int = 0
+        ) -> dict[str, Any]:
     """One replay; ``make_replay`` builds it in place of :class:`Replay` (with its
     arguments), e.g. one that keeps the forecasts' inputs (bench/forecast_calibration.py)."""
     rng = random.Random(seed)
@@ -790,7 +791,8 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
                                      built if with_lockers else None, extra)
     replay.start = start
     if policy == "full":  # its own random stream: the shops' pickups stay those of a run without
-        replay.policy = PolicyRun(replay, random.Random(seed + 30_000))
+        replay.policy = PolicyRun(replay, random.Random(seed + 30_000),
+                                  storage_growth=storage_growth)
         replay.policy.setup(TOWNS, start.year)
     replay.plan(start)
     clock.at(start - timedelta(days=1), "20:00")
@@ -879,6 +881,10 @@ def main() -> None:
                         help="full: storage sites, no-room policies, season holding and "
                              "temporary shelves set up as an operator would "
                              "(bench/territory_policy.py); both: each mode without, then with")
+    parser.add_argument("--storage-growth", type=int, default=0, metavar="PLACES",
+                        help="with --policy full: the operator adds to each town hall the "
+                             "places the overflow storage recommendation asks for, at most "
+                             "this many on any day (0: the rooms stay as built)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--progress", type=Path,
                         help="write the figures so far to this file after each day")
@@ -893,7 +899,7 @@ def main() -> None:
                 result = run(mode, args.start, args.days, args.seed, Path(workdir),
                              args.warm_up, args.load, not args.shops_only,
                              _progress(args.progress, policy, len(policies)), args.flows,
-                             policy)
+                             policy, storage_growth=args.storage_growth)
                 print(json.dumps(result, indent=2))
                 results.append(result)
                 by_policy[policy] = result

@@ -18,7 +18,10 @@ What the operator does, once before the first day:
 and each morning after the 05:00 forecast, reads the **season-capacity recommendation**
 (``services.season.recommendations``, the dashboard's) and declares a temporary shelf at each
 shop for each period it recommends, capped at ``SHELF_SHARE`` of the shop's places on any
-day (a shop has so much floor).
+day (a shop has so much floor); then, with ``storage_growth`` (``--storage-growth PLACES``),
+reads the **overflow storage recommendation** (``services.season.storage_recommendations``)
+and declares at each town hall the places it recommends for each period, at most
+``storage_growth`` more on any day (a second room, a container; 0: the rooms stay as built).
 
 The replay honours what the policy decides: a parcel sent to a storage site is announced
 there and checked in at its counter on its day, and its resident collects it there; a parcel
@@ -100,6 +103,8 @@ class PolicyRun:
     shelves: list[tuple[int, date, date, int]] = field(default_factory=list)
     shelf_peak: int = 0
     over_per_day: dict[date, int] = field(default_factory=lambda: defaultdict(int))
+    storage_growth: int = 0  # places a town hall may add for a period (0: none)
+    storage_shelves: list[tuple[int, date, date, int]] = field(default_factory=list)
 
     @property
     def ctx(self) -> Ctx:
@@ -155,6 +160,31 @@ class PolicyRun:
                                                season.TemporaryShelf(label, "L", places,
                                                                      first, last))
                 self.shelves.append((rec["id"], first, last, places))
+                for d in days:
+                    self.declared[(rec["id"], d)] += places
+        if self.storage_growth > 0:
+            self._grow_storage(day)
+
+    def _grow_storage(self, day: date) -> None:
+        """The operator reads the overflow storage recommendation (after the shops'
+        shelves: what they cannot take) and adds the places to the town halls."""
+        answer = season.storage_recommendations(self.ctx, self.operator)
+        for rec in answer["storage"]:
+            for period in rec["periods"]:
+                first = max(date.fromisoformat(period["from"]), day)
+                last = date.fromisoformat(period["until"])
+                days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+                if not days:
+                    continue
+                room = min(self.storage_growth - self.declared[(rec["id"], d)] for d in days)
+                places = min(int(period["places"]), room)
+                if places <= 0:
+                    continue
+                label = f"{SHELF_PREFIX}-{len(self.shelves) + len(self.storage_shelves) + 1}"
+                season.declare_temporary_shelf(self.ctx, self.operator, rec["id"],
+                                               season.TemporaryShelf(label, "L", places,
+                                                                     first, last))
+                self.storage_shelves.append((rec["id"], first, last, places))
                 for d in days:
                     self.declared[(rec["id"], d)] += places
 
@@ -278,6 +308,11 @@ class PolicyRun:
             "not_brought_yet": sum(1 for d in sent if d[4] == "announced"),
             "refused_at_storage_counter": sum(s.refused for s in self.storages),
             "peak_fill": {s.code: s.peak_fill for s in self.storages},
+            "growth_allowed": self.storage_growth,
+            "places_added": [{"site": next(s.code for s in self.storages if s.id == sid),
+                              "from": first.isoformat(), "until": last.isoformat(),
+                              "places": places}
+                             for sid, first, last, places in self.storage_shelves],
         }
 
 

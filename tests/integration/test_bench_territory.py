@@ -8,6 +8,7 @@ import json
 import math
 import subprocess
 import sys
+from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,3 +134,29 @@ def test_the_full_no_room_policy_sends_parcels_to_storage_holds_and_loses_none(
     assert shelves["places_declared_max"] <= round(0.3 * 60)  # the largest shop: 60 places
     per_day = policy["shop_days_over_capacity_per_day"]
     assert sum(per_day.values()) == result["shop_days_over_capacity"] and len(per_day) == 2
+
+
+def test_the_operator_grows_the_town_halls_as_the_storage_recommendation_asks(
+        tmp_path: Path) -> None:
+    """--storage-growth: each morning the operator reads the overflow storage recommendation
+    (services/season.storage_recommendations) and adds the places it asks for to the town
+    halls, at most the allowance on any day; the grown rooms take parcels beyond their 80."""
+    result = run_territory(tmp_path, "--shops-only", "--policy", "full",
+                           "--storage-growth", "80", load="2.0", days=2)
+    policy = result["policy"]
+    storage = policy["storage"]
+    added = storage["places_added"]
+    assert storage["growth_allowed"] == 80 and added
+    per_site_day: dict[tuple[str, str], int] = {}
+    for shelf in added:
+        assert shelf["from"] <= shelf["until"] and 0 < shelf["places"] <= 80
+        first = date.fromisoformat(shelf["from"])
+        for n in range((date.fromisoformat(shelf["until"]) - first).days + 1):
+            key = (shelf["site"], (first + timedelta(days=n)).isoformat())
+            per_site_day[key] = per_site_day.get(key, 0) + shelf["places"]
+    assert max(per_site_day.values()) <= 80
+    assert max(storage["peak_fill"].values()) > storage["places_each"]  # the growth is used
+    assert all(fill <= storage["places_each"] + 80 for fill in storage["peak_fill"].values())
+    assert storage["refused_at_storage_counter"] == 0 and policy["lost"] == 0
+    assert storage["checked_in"] == (storage["picked_up"] + storage["on_shelves_at_end"]
+                                     + storage["expired_or_returned"])
