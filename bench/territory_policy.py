@@ -105,6 +105,12 @@ class PolicyRun:
     over_per_day: dict[date, int] = field(default_factory=lambda: defaultdict(int))
     storage_growth: int = 0  # places a town hall may add for a period (0: none)
     storage_shelves: list[tuple[int, date, date, int]] = field(default_factory=list)
+    # (storage id, morning, day, places missing that day) as each morning's recommendation
+    # said, and each storage site's parcels held after each day's check-ins
+    storage_asked: list[tuple[int, date, date, int]] = field(default_factory=list)
+    storage_expected: list[tuple[int, date, date, int]] = field(default_factory=list)
+    storage_fill: dict[tuple[int, date], int] = field(default_factory=dict)
+    storage_mornings: list[date] = field(default_factory=list)
 
     @property
     def ctx(self) -> Ctx:
@@ -169,7 +175,13 @@ class PolicyRun:
         """The operator reads the overflow storage recommendation (after the shops'
         shelves: what they cannot take) and adds the places to the town halls."""
         answer = season.storage_recommendations(self.ctx, self.operator)
+        self.storage_mornings.append(day)
         for rec in answer["storage"]:
+            self.storage_asked += [(rec["id"], day, date.fromisoformat(d["day"]), d["missing"])
+                                   for period in rec["periods"] for d in period["days"]]
+            self.storage_expected += [
+                (rec["id"], day, date.fromisoformat(d["day"]), d["missing"])
+                for period in rec["expected"]["periods"] for d in period["days"]]
             for period in rec["periods"]:
                 first = max(date.fromisoformat(period["from"]), day)
                 last = date.fromisoformat(period["until"])
@@ -206,7 +218,9 @@ class PolicyRun:
                     continue
                 parcel_id = answer["parcel"]["id"]
                 self.replay.dwell[parcel_id] = _dwell(self.rng)
-            storage.peak_fill = max(storage.peak_fill, self._held(storage.id))
+            held = self._held(storage.id)
+            storage.peak_fill = max(storage.peak_fill, held)
+            self.storage_fill[(storage.id, day)] = held
         self.shelf_peak = max(self.shelf_peak, self._on_temporary_shelves())
         self.over_per_day[day] = sum(1 for _, d in self.replay.stats.over_days if d == day)
 
@@ -295,6 +309,15 @@ class PolicyRun:
                 d.isoformat(): n for d, n in sorted(self.over_per_day.items())},
         }
 
+    def _recommended_vs_used(self) -> dict[str, Any]:
+        """How the overflow storage recommendation compared with what the rooms then held,
+        1, 3 and 7 days ahead (meaningful with a growth large enough not to cap the use)."""
+        return {basis: {f"{lead}d": _asked_vs_used(asked, self.storage_fill,
+                                                   self.storage_mornings, lead)
+                        for lead in (1, 3, 7)}
+                for basis, asked in (("upper", self.storage_asked),
+                                     ("expected", self.storage_expected))}
+
     def _storage_figures(self, decisions: list[Any], day_in: dict[int, date]
                          ) -> dict[str, Any]:
         sent = [d for d in decisions if d[0] == "storage"]
@@ -309,11 +332,34 @@ class PolicyRun:
             "refused_at_storage_counter": sum(s.refused for s in self.storages),
             "peak_fill": {s.code: s.peak_fill for s in self.storages},
             "growth_allowed": self.storage_growth,
+            "recommended_vs_used": self._recommended_vs_used(),
             "places_added": [{"site": next(s.code for s in self.storages if s.id == sid),
                               "from": first.isoformat(), "until": last.isoformat(),
                               "places": places}
                              for sid, first, last, places in self.storage_shelves],
         }
+
+
+def _asked_vs_used(asked: list[tuple[int, date, date, int]],
+                   fill: dict[tuple[int, date], int], mornings: list[date],
+                   lead: int) -> dict[str, Any]:
+    """The places beyond a room's own that the recommendation asked ``lead`` days ahead (0
+    where it asked none), beside those the room held beyond its own that day (its fill less
+    ``STORAGE_PLACES``), for each room and each morning it was read, on the room's open
+    days within the run."""
+    said = {(sid, morning, day): missing for sid, morning, day, missing in asked}
+    pairs = [(said.get((sid, morning, day), 0), max(0, held - STORAGE_PLACES))
+             for morning in mornings for (sid, day), held in fill.items()
+             if (day - morning).days == lead]
+    if not pairs:
+        return {"days": 0}
+    return {
+        "days": len(pairs),
+        "asked_mean": round(statistics.mean(a for a, _ in pairs), 1),
+        "used_mean": round(statistics.mean(u for _, u in pairs), 1),
+        "used_max": max(u for _, u in pairs),
+        "asked_at_least_used_pct": round(100 * sum(a >= u for a, u in pairs) / len(pairs), 1),
+    }
 
 
 def _held_figures(decisions: list[Any], day_in: dict[int, date], end: date) -> dict[str, Any]:

@@ -10,6 +10,7 @@ check-in puts parcels on it and the forecast counts its places only within them
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -143,7 +144,8 @@ def storage_recommendations(ctx: Ctx, actor: Principal) -> dict[str, list[dict[s
     """When the whole area is full: per storage site, the extra places that would take the
     overflow of the shops within reach (what their forecast upper bound asks beyond their
     places, temporary shelves included), beside what is already sent there; and the shops
-    whose overflow no storage site reaches (``domain.season.share_overflow``)."""
+    whose overflow no storage site reaches (``domain.season.share_overflow``). Each also
+    ``expected``: the same from the forecasts' expected counts, not their upper bounds."""
     require_role(actor, Role.OPERATOR)
     days_of = {site["id"]: site["days"] for site in forecast_views.overview(ctx, actor)}
     with ctx.db.read() as session:
@@ -160,41 +162,54 @@ def storage_recommendations(ctx: Ctx, actor: Principal) -> dict[str, list[dict[s
             return [sid for sid in catchment[shop_id]
                     if in_season(storages[sid].season_from, storages[sid].season_to, day)]
 
-        missing = {shop.id: {need.day: need.missing for need in _needs(days_of[shop.id])}
-                   for shop in shops}
-        shares = season.share_overflow(missing, reaches)
+        def shares(basis: str) -> season.OverflowShares[int, int]:
+            return season.share_overflow(
+                {shop.id: {need.day: need.missing for need in _needs(days_of[shop.id], basis)}
+                 for shop in shops}, reaches)
+
+        upper, expected = shares(UPPER), shares(EXPECTED)
         return {
-            "storage": [_storage_view(storage, days_of[sid], shares.to_storage.get(sid, {}),
-                                      [s.code for s in shops if sid in catchment[s.id]])
-                        for sid, storage in storages.items()],
-            "unserved": [_unserved_view(shop, shares.unserved[shop.id])
-                         for shop in shops if shop.id in shares.unserved],
+            "storage": [
+                {**_storage_view(storage, days_of[sid], upper.to_storage.get(sid, {}), UPPER),
+                 "catchment": [s.code for s in shops if sid in catchment[s.id]],
+                 "expected": _storage_view(storage, days_of[sid],
+                                           expected.to_storage.get(sid, {}), EXPECTED)}
+                for sid, storage in storages.items()],
+            "unserved": [
+                {"site": shop.code, "id": shop.id, "name": shop.name,
+                 **_unserved_view(upper.unserved.get(shop.id, {})),
+                 "expected": _unserved_view(expected.unserved.get(shop.id, {}))}
+                for shop in shops if shop.id in upper.unserved],
         }
 
 
-def _needs(days: list[dict[str, Any]]) -> list[season.DayNeed]:
-    return [season.DayNeed(date.fromisoformat(d["day"]), d["high"], d["capacity"])
+UPPER, EXPECTED = "high", "predicted"  # a forecast day's upper bound, its expected count
+
+
+def _needs(days: list[dict[str, Any]], basis: str = UPPER) -> list[season.DayNeed]:
+    return [season.DayNeed(date.fromisoformat(d["day"]), max(0, math.ceil(d[basis] - 1e-9)),
+                           d["capacity"])
             for d in days]
 
 
 def _storage_view(storage: Site, days: list[dict[str, Any]], overflow: dict[date, float],
-                  catchment: list[str]) -> dict[str, Any]:
-    periods = season.extra_places(season.storage_needs(_needs(days), overflow))
-    return {
-        "site": storage.code, "id": storage.id, "name": storage.name,
-        "catchment": catchment,
+                  basis: str) -> dict[str, Any]:
+    periods = season.extra_places(season.storage_needs(_needs(days, basis), overflow))
+    view: dict[str, Any] = {
         "overflow": [{"day": day.isoformat(), "parcels": round(n, 1)}
                      for day, n in sorted(overflow.items())],
         "places": max((p.places for p in periods), default=0),
         "periods": [period_view(p) for p in periods],
     }
+    if basis == UPPER:
+        view = {"site": storage.code, "id": storage.id, "name": storage.name, **view}
+    return view
 
 
-def _unserved_view(shop: Site, missing: dict[date, int]) -> dict[str, Any]:
+def _unserved_view(missing: dict[date, int]) -> dict[str, Any]:
     periods = season.extra_places(
         [season.DayNeed(day, n, 0) for day, n in sorted(missing.items())])
-    return {"site": shop.code, "id": shop.id, "name": shop.name,
-            "places": max((p.places for p in periods), default=0),
+    return {"places": max((p.places for p in periods), default=0),
             "periods": [period_view(p) for p in periods]}
 
 

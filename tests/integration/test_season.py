@@ -276,6 +276,13 @@ def test_storage_sites_are_told_the_places_for_the_overflow_of_the_shops_within_
     assert rooms["salle"]["places"] == 2
     assert [(p["from"], p["until"], p["places"]) for p in rooms["loin"]["periods"]] == [
         ("2026-12-03", "2026-12-03", 2), ("2026-12-07", "2026-12-07", 1)]
+    # From the expected counts (1.5 under each upper bound here): bourg short of 2, 6 and 5,
+    # voisin of 1 and 2; salle takes its share of them all, loin is short on the 3rd and 7th.
+    assert rooms["salle"]["expected"]["places"] == 0
+    assert {"day": "2026-12-03", "parcels": 3.0} in rooms["salle"]["expected"]["overflow"]
+    assert [(p["from"], p["until"], p["places"])
+            for p in rooms["loin"]["expected"]["periods"]] == [
+        ("2026-12-03", "2026-12-03", 1), ("2026-12-07", "2026-12-07", 1)]
     # The room grows for the period as a shop does: a second room, 2 places, until the 7th;
     # its forecast is computed again (the constructed one is gone: nothing sent there yet).
     declared = world.operator.post(f"/sites/{salle}/temporary-shelves", json={
@@ -302,5 +309,8 @@ def test_a_shop_no_storage_site_reaches_in_season_is_listed_as_unserved(world: W
         ("2026-12-07", "2026-12-07", 6)]
     assert [(p["from"], p["until"], p["places"]) for p in unserved["voisin"]["periods"]] == [
         ("2026-12-05", "2026-12-06", 3)]
+    assert [(p["from"], p["until"], p["places"])
+            for p in unserved["voisin"]["expected"]["periods"]] == [
+        ("2026-12-05", "2026-12-06", 2)]
     assert world.shopkeeper.get("/season/storage").status_code == 403
     assert world.anonymous.get("/season/storage").status_code == 401

@@ -91,6 +91,9 @@ def test_the_dashboard_sizes_the_overflow_storage_and_names_the_shops_it_misses(
     assert "bourg, voisin" in salle
     # bourg: 3, 7, 1 beyond its places on the 2nd to the 4th; the room has 3.
     assert "4 places du 3 déc. 2026 au 3 déc. 2026" in salle
+    # expected: 1 under each upper bound here, so bourg short of 6 on the 3rd (3 for the room)
+    assert "Besoin attendu" in block
+    assert salle.split("4 places du 3 déc. 2026")[1].count("3 places du 3 déc. 2026") == 1
     unserved = block.split('id="storage-unserved"')[1].split("</p>")[0]
     assert "Aucun site de stockage ouvert à portée" in unserved
     assert "Shop bourg (6 places au plus)" in unserved

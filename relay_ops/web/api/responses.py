@@ -720,6 +720,14 @@ class OverflowDayOut(Out):
     parcels: float
 
 
+class ExpectedStorageOut(Out):
+    """The same figures from the forecasts' expected counts, not their upper bounds."""
+
+    overflow: list[OverflowDayOut]
+    places: int
+    periods: list[ExtraPlacesOut]
+
+
 class StorageRecommendationOut(Out):
     """``season.storage_recommendations``: a storage site's extra places for the overflow of
     the shops within its reach."""
@@ -729,6 +737,12 @@ class StorageRecommendationOut(Out):
     name: str
     catchment: list[str]
     overflow: list[OverflowDayOut]
+    places: int
+    periods: list[ExtraPlacesOut]
+    expected: ExpectedStorageOut
+
+
+class ExpectedPlacesOut(Out):
     places: int
     periods: list[ExtraPlacesOut]
 
@@ -741,6 +755,7 @@ class UnservedShopOut(Out):
     name: str
     places: int
     periods: list[ExtraPlacesOut]
+    expected: ExpectedPlacesOut
 
 
 class StorageRecommendationsOut(Out):
