@@ -34,6 +34,7 @@ replay's random streams stay those of a run without a policy.
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 from collections import defaultdict
@@ -45,7 +46,16 @@ from sqlalchemy import func, select
 
 from relay_ops.db.models import Location, NoRoomDecision, Parcel, ParcelEvent, Site
 from relay_ops.domain.errors import SiteAtCapacity
-from relay_ops.services import accounts, checkin, expiry, no_room_policies, pickup, season, sites
+from relay_ops.services import (
+    accounts,
+    checkin,
+    expiry,
+    forecast_views,
+    no_room_policies,
+    pickup,
+    season,
+    sites,
+)
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
 
@@ -175,13 +185,15 @@ class PolicyRun:
         """The operator reads the overflow storage recommendation (after the shops'
         shelves: what they cannot take) and adds the places to the town halls."""
         answer = season.storage_recommendations(self.ctx, self.operator)
+        own_days = {site["id"]: site["days"]
+                    for site in forecast_views.overview(self.ctx, self.operator)}
         self.storage_mornings.append(day)
         for rec in answer["storage"]:
-            self.storage_asked += [(rec["id"], day, date.fromisoformat(d["day"]), d["missing"])
-                                   for period in rec["periods"] for d in period["days"]]
-            self.storage_expected += [
-                (rec["id"], day, date.fromisoformat(d["day"]), d["missing"])
-                for period in rec["expected"]["periods"] for d in period["days"]]
+            own = own_days[rec["id"]]
+            self.storage_asked += _beyond_the_room(rec["id"], day, rec["overflow"], own, "high")
+            self.storage_expected += _beyond_the_room(rec["id"], day,
+                                                      rec["expected"]["overflow"], own,
+                                                      "predicted")
             for period in rec["periods"]:
                 first = max(date.fromisoformat(period["from"]), day)
                 last = date.fromisoformat(period["until"])
@@ -340,13 +352,28 @@ class PolicyRun:
         }
 
 
+def _beyond_the_room(sid: int, morning: date, overflow: list[dict[str, Any]],
+                     own: list[dict[str, Any]], basis: str) -> list[tuple[int, date, date, int]]:
+    """Per day ahead, the places beyond the room's own (``STORAGE_PLACES``) that the
+    recommendation read this morning asks for, whatever was added already: its own forecast
+    (``basis``: the upper bound or the expected count) plus its share of the shops'
+    overflow, as ``domain.season.storage_needs`` counts them."""
+    share = {date.fromisoformat(d["day"]): float(d["parcels"]) for d in overflow}
+    found = []
+    for d in own:
+        day = date.fromisoformat(d["day"])
+        wanted = max(0, math.ceil(d[basis] - 1e-9)) + math.ceil(share.get(day, 0.0) - 1e-9)
+        found.append((sid, morning, day, max(0, wanted - STORAGE_PLACES)))
+    return found
+
+
 def _asked_vs_used(asked: list[tuple[int, date, date, int]],
                    fill: dict[tuple[int, date], int], mornings: list[date],
                    lead: int) -> dict[str, Any]:
-    """The places beyond a room's own that the recommendation asked ``lead`` days ahead (0
-    where it asked none), beside those the room held beyond its own that day (its fill less
-    ``STORAGE_PLACES``), for each room and each morning it was read, on the room's open
-    days within the run."""
+    """The places beyond a room's own that the recommendation asked ``lead`` days ahead
+    (those added already and those it said were missing), beside those the room held beyond
+    its own that day (its fill less ``STORAGE_PLACES``), for each room and each morning it
+    was read, on the room's open days within the run."""
     said = {(sid, morning, day): missing for sid, morning, day, missing in asked}
     pairs = [(said.get((sid, morning, day), 0), max(0, held - STORAGE_PLACES))
              for morning in mornings for (sid, day), held in fill.items()

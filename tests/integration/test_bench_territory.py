@@ -160,3 +160,10 @@ def test_the_operator_grows_the_town_halls_as_the_storage_recommendation_asks(
     assert storage["refused_at_storage_counter"] == 0 and policy["lost"] == 0
     assert storage["checked_in"] == (storage["picked_up"] + storage["on_shelves_at_end"]
                                      + storage["expired_or_returned"])
+    # what the recommendation asked beyond the rooms' own places, beside what they held: the
+    # upper bound asks at least the expected count's places, on the same mornings and days
+    compared = storage["recommended_vs_used"]
+    upper, expected = compared["upper"]["1d"], compared["expected"]["1d"]  # 2 days: 1 ahead
+    assert upper["days"] == expected["days"] > 0
+    assert upper["used_mean"] == expected["used_mean"]
+    assert upper["asked_mean"] >= expected["asked_mean"]
