@@ -69,6 +69,7 @@ STORAGE_HOURS = {d: [["09:00", "12:00"], ["16:00", "18:30"]]
 STORAGE_FIRST_DAY = 0.5  # residents come to the town hall a little later than to their shop
 SHELF_SHARE = 0.30  # temporary shelves add at most 30 % of a shop's places on any day
 SHELF_PREFIX = "SAISON"
+ROOM_PREFIX = "SALLE"  # places added to a town hall
 HOME_CARRIERS = ("colis", "express")  # contracts that deliver small parcels at home
 HOME_SIZES = ["S", "M"]
 HOLDING_SEASONS = {kind: [{"from": "11-20", "to": "12-24", "days": 5}]
@@ -162,22 +163,7 @@ class PolicyRun:
                 for shop in self.replay.shops}
         for rec in season.recommendations(self.ctx, self.operator):
             for period in rec["periods"]:
-                first = max(date.fromisoformat(period["from"]), day)
-                last = date.fromisoformat(period["until"])
-                days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-                if not days:
-                    continue
-                room = min(caps[rec["id"]] - self.declared[(rec["id"], d)] for d in days)
-                places = min(int(period["places"]), room)
-                if places <= 0:
-                    continue
-                label = f"{SHELF_PREFIX}-{len(self.shelves) + 1}"
-                season.declare_temporary_shelf(self.ctx, self.operator, rec["id"],
-                                               season.TemporaryShelf(label, "L", places,
-                                                                     first, last))
-                self.shelves.append((rec["id"], first, last, places))
-                for d in days:
-                    self.declared[(rec["id"], d)] += places
+                self._declare(rec["id"], day, period, caps[rec["id"]], self.shelves)
         if self.storage_growth > 0:
             self._grow_storage(day)
 
@@ -195,22 +181,30 @@ class PolicyRun:
                                                       rec["expected"]["overflow"], own,
                                                       "predicted")
             for period in rec["periods"]:
-                first = max(date.fromisoformat(period["from"]), day)
-                last = date.fromisoformat(period["until"])
-                days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-                if not days:
-                    continue
-                room = min(self.storage_growth - self.declared[(rec["id"], d)] for d in days)
-                places = min(int(period["places"]), room)
-                if places <= 0:
-                    continue
-                label = f"{SHELF_PREFIX}-{len(self.shelves) + len(self.storage_shelves) + 1}"
-                season.declare_temporary_shelf(self.ctx, self.operator, rec["id"],
-                                               season.TemporaryShelf(label, "L", places,
-                                                                     first, last))
-                self.storage_shelves.append((rec["id"], first, last, places))
-                for d in days:
-                    self.declared[(rec["id"], d)] += places
+                self._declare(rec["id"], day, period, self.storage_growth,
+                              self.storage_shelves)
+
+    def _declare(self, site_id: int, day: date, period: dict[str, Any], cap: int,
+                 declared: list[tuple[int, date, date, int]]) -> None:
+        """A temporary shelf at ``site_id`` for a recommended period (from today on), of its
+        places, at most ``cap`` places added on any of its days; noted in ``declared``."""
+        first = max(date.fromisoformat(period["from"]), day)
+        last = date.fromisoformat(period["until"])
+        days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+        if not days:
+            return
+        places = min(int(period["places"]),
+                     min(cap - self.declared[(site_id, d)] for d in days))
+        if places <= 0:
+            return
+        # the shops' shelves apart from the rooms' (``figures`` counts the parcels on them)
+        prefix = SHELF_PREFIX if declared is self.shelves else ROOM_PREFIX
+        label = f"{prefix}-{len(declared) + 1}"
+        season.declare_temporary_shelf(self.ctx, self.operator, site_id,
+                                       season.TemporaryShelf(label, "L", places, first, last))
+        declared.append((site_id, first, last, places))
+        for d in days:
+            self.declared[(site_id, d)] += places
 
     def check_ins(self, day: date) -> None:
         """The van leaves at the town hall what the storage step sent there for the day (and
