@@ -34,7 +34,6 @@ replay's random streams stay those of a run without a policy.
 
 from __future__ import annotations
 
-import math
 import random
 import statistics
 from collections import defaultdict
@@ -46,6 +45,7 @@ from sqlalchemy import func, select
 
 from relay_ops.db.models import Location, NoRoomDecision, Parcel, ParcelEvent, Site
 from relay_ops.domain.errors import SiteAtCapacity
+from relay_ops.domain.season import Outlook, Shortfall, storage_needs
 from relay_ops.services import (
     accounts,
     checkin,
@@ -176,10 +176,9 @@ class PolicyRun:
         self.storage_mornings.append(day)
         for rec in answer["storage"]:
             own = own_days[rec["id"]]
-            self.storage_asked += _beyond_the_room(rec["id"], day, rec["overflow"], own, "high")
-            self.storage_expected += _beyond_the_room(rec["id"], day,
-                                                      rec["expected"]["overflow"], own,
-                                                      "predicted")
+            z = self.ctx.settings.forecast.band_z
+            self.storage_asked += _beyond_the_room(rec["id"], day, rec["overflow"], own, z)
+            self.storage_expected += _beyond_the_room(rec["id"], day, rec["overflow"], own, 0.0)
             for period in rec["periods"]:
                 self._declare(rec["id"], day, period, self.storage_growth,
                               self.storage_shelves)
@@ -347,18 +346,17 @@ class PolicyRun:
 
 
 def _beyond_the_room(sid: int, morning: date, overflow: list[dict[str, Any]],
-                     own: list[dict[str, Any]], basis: str) -> list[tuple[int, date, date, int]]:
+                     own: list[dict[str, Any]], z: float) -> list[tuple[int, date, date, int]]:
     """Per day ahead, the places beyond the room's own (``STORAGE_PLACES``) that the
     recommendation read this morning asks for, whatever was added already: its own forecast
-    (``basis``: the upper bound or the expected count) plus its share of the shops'
-    overflow, as ``domain.season.storage_needs`` counts them."""
-    share = {date.fromisoformat(d["day"]): float(d["parcels"]) for d in overflow}
-    found = []
-    for d in own:
-        day = date.fromisoformat(d["day"])
-        wanted = max(0, math.ceil(d[basis] - 1e-9)) + math.ceil(share.get(day, 0.0) - 1e-9)
-        found.append((sid, morning, day, max(0, wanted - STORAGE_PLACES)))
-    return found
+    plus its share of the shops' overflow (the answer's mean and spread), as
+    ``domain.season.storage_needs`` reads them at ``z`` (0: the expected count)."""
+    shares = {date.fromisoformat(d["day"]): Shortfall(d["parcels"], d["spread"] ** 2)
+              for d in overflow}
+    outlook = [Outlook(date.fromisoformat(d["day"]), d["predicted"], d["high"], d["capacity"])
+               for d in own]
+    return [(sid, morning, need.day, max(0, need.high - STORAGE_PLACES))
+            for need in storage_needs(outlook, shares, z)]
 
 
 def _asked_vs_used(asked: list[tuple[int, date, date, int]],

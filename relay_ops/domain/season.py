@@ -108,41 +108,104 @@ Storage = TypeVar("Storage", bound=Hashable)
 
 
 @dataclass(frozen=True)
+class Shortfall:
+    """Parcels beyond a site's places on a day (or a count of parcels), as a mean and a
+    variance: what adds up across sites whose errors are their own."""
+
+    mean: float = 0.0
+    var: float = 0.0
+
+    def __add__(self, other: Shortfall) -> Shortfall:
+        return Shortfall(self.mean + other.mean, self.var + other.var)
+
+    def split(self, ways: int) -> Shortfall:
+        """One of ``ways`` equal parts (a parcel goes to one of them)."""
+        return Shortfall(self.mean / ways, self.var / (ways * ways))
+
+    def places(self, z: float) -> int:
+        """The whole places nearest its mean plus ``z`` standard deviations (0: the mean
+        alone): a sum of shortfalls has no quantile of its own to round up to."""
+        return max(0, math.floor(self.mean + z * math.sqrt(self.var) + 0.5))
+
+
+NONE = Shortfall()
+NEGLIGIBLE = 0.005  # parcels beyond the places: under one parcel in 200 such days
+
+
+def shortfall(predicted: float, high: float, capacity: int, z: float) -> Shortfall:
+    """The parcels beyond ``capacity`` on a forecast day, ``max(0, X − capacity)``, for ``X``
+    normal with the forecast's mean and the band's standard deviation (``(high − predicted)
+    / z``): its mean and variance, the moments of a normal's tail (a day whose mean fits
+    may still overflow, one far over overflows by its mean)."""
+    sd = max(0.0, high - predicted) / z if z > 0 else 0.0
+    gap = predicted - capacity
+    if sd <= 0.0:
+        return Shortfall(max(0.0, gap), 0.0)
+    k = -gap / sd
+    beyond = 0.5 * math.erfc(k / math.sqrt(2.0))  # P(X > capacity)
+    density = math.exp(-k * k / 2.0) / math.sqrt(2.0 * math.pi)
+    mean = sd * density + gap * beyond
+    if mean < NEGLIGIBLE:
+        return NONE
+    second = (gap * gap + sd * sd) * beyond + gap * sd * density
+    return Shortfall(mean, max(0.0, second - mean * mean))
+
+
+@dataclass(frozen=True)
 class OverflowShares(Generic[Shop, Storage]):
     """The shops' shortfall per day, sent to the storage sites they reach (``to_storage``:
     per storage site and day, the parcels it would have to take) or, where a shop reaches
     none that day, left with the shop (``unserved``)."""
 
-    to_storage: dict[Storage, dict[date, float]]
-    unserved: dict[Shop, dict[date, int]]
+    to_storage: dict[Storage, dict[date, Shortfall]]
+    unserved: dict[Shop, dict[date, Shortfall]]
 
 
 def share_overflow(
-    missing: Mapping[Shop, Mapping[date, int]],
+    missing: Mapping[Shop, Mapping[date, Shortfall]],
     reaches: Callable[[Shop, date], Sequence[Storage]],
 ) -> OverflowShares[Shop, Storage]:
-    """Each shop's shortfall of a day (its forecast upper bound beyond its places) goes to
-    the storage sites it can send parcels to that day (``reaches``: within its reach and in
-    season), split evenly between them: the reroute planner fills the cheapest first, and
-    when the whole area is full every one of them fills, so none is sized for all of it."""
-    to_storage: dict[Storage, dict[date, float]] = {}
-    unserved: dict[Shop, dict[date, int]] = {}
+    """Each shop's shortfall of a day goes to the storage sites it can send parcels to that
+    day (``reaches``: within its reach and in season), split evenly between them: the
+    reroute planner fills the cheapest first, and when the whole area is full every one of
+    them fills, so none is sized for all of it. The shops' shortfalls add up as independent
+    counts (means and variances)."""
+    to_storage: dict[Storage, dict[date, Shortfall]] = {}
+    unserved: dict[Shop, dict[date, Shortfall]] = {}
     for shop, days in missing.items():
-        for day, count in days.items():
-            if count <= 0:
+        for day, short in days.items():
+            if short.mean <= 0.0 and short.var <= 0.0:
                 continue
             storages = reaches(shop, day)
             if not storages:
-                unserved.setdefault(shop, {})[day] = count
+                unserved.setdefault(shop, {})[day] = short
                 continue
+            part = short.split(len(storages))
             for storage in storages:
                 per_day = to_storage.setdefault(storage, {})
-                per_day[day] = per_day.get(day, 0.0) + count / len(storages)
+                per_day[day] = per_day.get(day, NONE) + part
     return OverflowShares(to_storage, unserved)
 
 
-def storage_needs(own: Sequence[DayNeed], overflow: Mapping[date, float]) -> list[DayNeed]:
+@dataclass(frozen=True)
+class Outlook:
+    """A site's forecast day as the storage rule reads it."""
+
+    day: date
+    predicted: float
+    high: int
+    capacity: int
+
+
+def storage_needs(own: Sequence[Outlook], overflow: Mapping[date, Shortfall],
+                  z: float) -> list[DayNeed]:
     """A storage site's days as they would be with the shops' overflow sent to it: its own
-    upper bound (the parcels already sent there) plus its share, in whole parcels."""
-    return [DayNeed(d.day, d.high + math.ceil(overflow.get(d.day, 0.0) - 1e-9), d.capacity)
-            for d in own]
+    parcels (the forecast's mean, its band's spread) plus its share, read at the mean plus
+    ``z`` standard deviations (0: the expected count)."""
+    needs = []
+    for day in own:
+        mean = max(0.0, day.predicted)
+        own_count = Shortfall(mean, (max(0.0, day.high - mean) / z) ** 2 if z > 0 else 0.0)
+        total = own_count + overflow.get(day.day, NONE)
+        needs.append(DayNeed(day.day, total.places(z), day.capacity))
+    return needs

@@ -142,11 +142,13 @@ def recommendations(
 
 def storage_recommendations(ctx: Ctx, actor: Principal) -> dict[str, list[dict[str, Any]]]:
     """When the whole area is full: per storage site, the extra places that would take the
-    overflow of the shops within reach (what their forecast upper bound asks beyond their
-    places, temporary shelves included), beside what is already sent there; and the shops
-    whose overflow no storage site reaches (``domain.season.share_overflow``). Each also
-    ``expected``: the same from the forecasts' expected counts, not their upper bounds."""
+    overflow of the shops within reach beside what is already sent there, and the shops
+    whose overflow no storage site reaches (``domain.season.share_overflow``). Each shop's
+    shortfall is the tail of its forecast beyond its places (temporary shelves included:
+    ``domain.season.shortfall``); the places are read at the band's quantile of the sum
+    (``places``) and at its mean (``expected``)."""
     require_role(actor, Role.OPERATOR)
+    z = ctx.settings.forecast.band_z
     days_of = {site["id"]: site["days"] for site in forecast_views.overview(ctx, actor)}
     with ctx.db.read() as session:
         open_sites = list(session.scalars(
@@ -162,53 +164,46 @@ def storage_recommendations(ctx: Ctx, actor: Principal) -> dict[str, list[dict[s
             return [sid for sid in catchment[shop_id]
                     if in_season(storages[sid].season_from, storages[sid].season_to, day)]
 
-        def shares(basis: str) -> season.OverflowShares[int, int]:
-            return season.share_overflow(
-                {shop.id: {need.day: need.missing for need in _needs(days_of[shop.id], basis)}
-                 for shop in shops}, reaches)
-
-        upper, expected = shares(UPPER), shares(EXPECTED)
+        shares = season.share_overflow(
+            {shop.id: {d.day: season.shortfall(d.predicted, d.high, d.capacity, z)
+                       for d in _outlook(days_of[shop.id])} for shop in shops}, reaches)
         return {
             "storage": [
-                {**_storage_view(storage, days_of[sid], upper.to_storage.get(sid, {}), UPPER),
+                {"site": storage.code, "id": storage.id, "name": storage.name,
                  "catchment": [s.code for s in shops if sid in catchment[s.id]],
-                 "expected": _storage_view(storage, days_of[sid],
-                                           expected.to_storage.get(sid, {}), EXPECTED)}
+                 "overflow": _overflow_view(shares.to_storage.get(sid, {})),
+                 **_room_view(days_of[sid], shares.to_storage.get(sid, {}), z),
+                 "expected": _room_view(days_of[sid], shares.to_storage.get(sid, {}), 0.0)}
                 for sid, storage in storages.items()],
             "unserved": [
                 {"site": shop.code, "id": shop.id, "name": shop.name,
-                 **_unserved_view(upper.unserved.get(shop.id, {})),
-                 "expected": _unserved_view(expected.unserved.get(shop.id, {}))}
-                for shop in shops if shop.id in upper.unserved],
+                 **_unserved_view(shares.unserved[shop.id], z),
+                 "expected": _unserved_view(shares.unserved[shop.id], 0.0)}
+                for shop in shops if shop.id in shares.unserved],
         }
 
 
-UPPER, EXPECTED = "high", "predicted"  # a forecast day's upper bound, its expected count
+def _outlook(days: list[dict[str, Any]]) -> list[season.Outlook]:
+    return [season.Outlook(date.fromisoformat(d["day"]), d["predicted"], d["high"],
+                           d["capacity"]) for d in days]
 
 
-def _needs(days: list[dict[str, Any]], basis: str = UPPER) -> list[season.DayNeed]:
-    return [season.DayNeed(date.fromisoformat(d["day"]), max(0, math.ceil(d[basis] - 1e-9)),
-                           d["capacity"])
-            for d in days]
+def _overflow_view(overflow: dict[date, season.Shortfall]) -> list[dict[str, Any]]:
+    return [{"day": day.isoformat(), "parcels": round(short.mean, 1),
+             "spread": round(math.sqrt(short.var), 1)}
+            for day, short in sorted(overflow.items())]
 
 
-def _storage_view(storage: Site, days: list[dict[str, Any]], overflow: dict[date, float],
-                  basis: str) -> dict[str, Any]:
-    periods = season.extra_places(season.storage_needs(_needs(days, basis), overflow))
-    view: dict[str, Any] = {
-        "overflow": [{"day": day.isoformat(), "parcels": round(n, 1)}
-                     for day, n in sorted(overflow.items())],
-        "places": max((p.places for p in periods), default=0),
-        "periods": [period_view(p) for p in periods],
-    }
-    if basis == UPPER:
-        view = {"site": storage.code, "id": storage.id, "name": storage.name, **view}
-    return view
+def _room_view(days: list[dict[str, Any]], overflow: dict[date, season.Shortfall],
+               z: float) -> dict[str, Any]:
+    periods = season.extra_places(season.storage_needs(_outlook(days), overflow, z))
+    return {"places": max((p.places for p in periods), default=0),
+            "periods": [period_view(p) for p in periods]}
 
 
-def _unserved_view(missing: dict[date, int]) -> dict[str, Any]:
+def _unserved_view(missing: dict[date, season.Shortfall], z: float) -> dict[str, Any]:
     periods = season.extra_places(
-        [season.DayNeed(day, n, 0) for day, n in sorted(missing.items())])
+        [season.DayNeed(day, short.places(z), 0) for day, short in sorted(missing.items())])
     return {"places": max((p.places for p in periods), default=0),
             "periods": [period_view(p) for p in periods]}
 

@@ -182,13 +182,15 @@ def test_bad_temporary_shelves_are_refused(world: World) -> None:
 # ---------------------------------------------------------------- recommendations
 
 
-def store_forecast(world: World, site_id: int, highs: list[int], capacity: int) -> None:
-    """A constructed forecast: today and the next 7 days, these upper bounds."""
+def store_forecast(world: World, site_id: int, highs: list[int], capacity: int,
+                   spread: float = 1.5) -> None:
+    """A constructed forecast: today and the next 7 days, these upper bounds, each ``spread``
+    above its expected count."""
     with world.ctx.db.transaction() as session:
         for i, high in enumerate(highs):
             day = date(2026, 12, 1) + timedelta(days=i)
             session.add(SiteForecast(
-                site_id=site_id, day=day, computed_at=world.ctx.now(), predicted=high - 1.5,
+                site_id=site_id, day=day, computed_at=world.ctx.now(), predicted=high - spread,
                 low=max(0, high - 4), high=high, capacity=capacity, arrivals=2.0,
                 closed=False, at_risk=high > capacity))
 
@@ -250,39 +252,35 @@ def storage(world: World, code: str, lat: float, lon: float, capacity: int,
 def test_storage_sites_are_told_the_places_for_the_overflow_of_the_shops_within_reach(
     world: World
 ) -> None:
-    """"bourg" is short of 3, 7, 1 then 6 places, "voisin" (10 km west) of 2 then 3. The
-    town hall room "salle" (3 places, one parcel already sent there each day) is within reach
-    of both; "loin" (2 places, 9 km north of bourg) only of bourg. Bourg's overflow is split
-    between the two rooms, voisin's all goes to salle."""
+    """"bourg" is short of 3, 7, 1 then 6 places, "voisin" (10 km west) of 2 then 3 (forecasts
+    without spread: the shortfalls are certain). The town hall room "salle" (3 places, one
+    parcel already sent there each day) is within reach of both; "loin" (2 places, 9 km
+    north of bourg) only of bourg. Bourg's overflow is split between the two rooms, voisin's
+    all goes to salle."""
     salle = storage(world, "salle", 47.5067, -1.2917, 3)
     loin = storage(world, "loin", 47.5967, -1.2917, 2)
-    store_forecast(world, world.shop_id, [10, 18, 22, 16, 14, 12, 21, 9], 15)
-    store_forecast(world, world.other_shop_id, [5, 6, 7, 8, 12, 13, 9, 10], 10)
-    store_forecast(world, salle, [0, 1, 1, 1, 1, 1, 1, 0], 3)
-    store_forecast(world, loin, [0] * 8, 2)
+    store_forecast(world, world.shop_id, [10, 18, 22, 16, 14, 12, 21, 9], 15, spread=0)
+    store_forecast(world, world.other_shop_id, [5, 6, 7, 8, 12, 13, 9, 10], 10, spread=0)
+    store_forecast(world, salle, [0, 1, 1, 1, 1, 1, 1, 0], 3, spread=0)
+    store_forecast(world, loin, [0] * 8, 2, spread=0)
     answer = world.operator.get("/season/storage")
     assert answer.status_code == 200, answer.json
     assert answer.json["unserved"] == []
     rooms = {r["site"]: r for r in answer.json["storage"]}
     assert rooms["salle"]["catchment"] == ["bourg", "voisin"]
     assert rooms["loin"]["catchment"] == ["bourg"]
-    assert rooms["salle"]["overflow"] == [
-        {"day": "2026-12-02", "parcels": 1.5}, {"day": "2026-12-03", "parcels": 3.5},
-        {"day": "2026-12-04", "parcels": 0.5}, {"day": "2026-12-05", "parcels": 2.0},
-        {"day": "2026-12-06", "parcels": 3.0}, {"day": "2026-12-07", "parcels": 3.0}]
-    # salle: 1 + 4 on the 3rd (2 missing), 1 + 3 on the 6th and 7th (1 missing)
+    assert [(d["day"], d["parcels"], d["spread"]) for d in rooms["salle"]["overflow"]] == [
+        ("2026-12-02", 1.5, 0), ("2026-12-03", 3.5, 0), ("2026-12-04", 0.5, 0),
+        ("2026-12-05", 2.0, 0), ("2026-12-06", 3.0, 0), ("2026-12-07", 3.0, 0)]
+    # salle: 1 + 3.5 on the 3rd (2 missing), 1 + 3 on the 6th and 7th (1 missing)
     assert [(p["from"], p["until"], p["places"]) for p in rooms["salle"]["periods"]] == [
         ("2026-12-03", "2026-12-03", 2), ("2026-12-06", "2026-12-07", 1)]
     assert rooms["salle"]["places"] == 2
     assert [(p["from"], p["until"], p["places"]) for p in rooms["loin"]["periods"]] == [
         ("2026-12-03", "2026-12-03", 2), ("2026-12-07", "2026-12-07", 1)]
-    # From the expected counts (1.5 under each upper bound here): bourg short of 2, 6 and 5,
-    # voisin of 1 and 2; salle takes its share of them all, loin is short on the 3rd and 7th.
-    assert rooms["salle"]["expected"]["places"] == 0
-    assert {"day": "2026-12-03", "parcels": 3.0} in rooms["salle"]["expected"]["overflow"]
-    assert [(p["from"], p["until"], p["places"])
-            for p in rooms["loin"]["expected"]["periods"]] == [
-        ("2026-12-03", "2026-12-03", 1), ("2026-12-07", "2026-12-07", 1)]
+    # certain counts: the expected need is the band's
+    for room in rooms.values():
+        assert room["expected"] == {"places": room["places"], "periods": room["periods"]}
     # The room grows for the period as a shop does: a second room, 2 places, until the 7th;
     # its forecast is computed again (the constructed one is gone: nothing sent there yet).
     declared = world.operator.post(f"/sites/{salle}/temporary-shelves", json={
@@ -298,6 +296,10 @@ def test_storage_sites_are_told_the_places_for_the_overflow_of_the_shops_within_
 
 
 def test_a_shop_no_storage_site_reaches_in_season_is_listed_as_unserved(world: World) -> None:
+    """Forecasts with a spread (1.5 places under each upper bound): voisin's expected count
+    is 10.5 then 11.5 for 10 places, so 0.67 then 1.52 parcels over on average (a normal's
+    tail), 2 and 3 places at the band; bourg's 19.5 for 15 on the 7th, 4.5 over, 6 at the
+    band."""
     storage(world, "loin", 47.5967, -1.2917, 10, to="2026-12-04")  # bourg's, until the 4th
     store_forecast(world, world.shop_id, [10, 18, 22, 16, 14, 12, 21, 9], 15)
     store_forecast(world, world.other_shop_id, [5, 6, 7, 8, 12, 13, 9, 10], 10)

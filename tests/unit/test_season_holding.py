@@ -3,6 +3,7 @@ capacity (temporary shelves' dates, extra places per period): the pure rules."""
 
 from __future__ import annotations
 
+import math
 from datetime import date, timedelta
 
 import pytest
@@ -13,10 +14,13 @@ from relay_ops.domain.season import (
     MAX_PERIOD_DAYS,
     MAX_PLACES,
     DayNeed,
+    Outlook,
+    Shortfall,
     check_temporary_shelf,
     extra_places,
     in_service,
     share_overflow,
+    shortfall,
     storage_needs,
 )
 
@@ -147,21 +151,57 @@ def test_a_shops_overflow_is_split_evenly_between_the_storage_sites_it_reaches()
     d1, d2 = date(2026, 12, 2), date(2026, 12, 3)
     reach = {("bourg", d1): ["salle", "loin"], ("bourg", d2): ["salle"],
              ("voisin", d1): ["salle"], ("voisin", d2): []}
-    shares = share_overflow({"bourg": {d1: 3, d2: 4}, "voisin": {d1: 2, d2: 5}},
-                            lambda shop, day: reach[(shop, day)])
-    assert shares.to_storage == {"salle": {d1: 1.5 + 2, d2: 4.0}, "loin": {d1: 1.5}}
-    assert shares.unserved == {"voisin": {d2: 5}}  # nothing within reach that day
+    shares = share_overflow(
+        {"bourg": {d1: Shortfall(3, 4), d2: Shortfall(4, 1)},
+         "voisin": {d1: Shortfall(2, 1), d2: Shortfall(5, 0)}},
+        lambda shop, day: reach[(shop, day)])
+    # half of bourg's to each room: half the mean, a quarter of the variance
+    assert shares.to_storage == {"salle": {d1: Shortfall(1.5 + 2, 1 + 1), d2: Shortfall(4, 1)},
+                                 "loin": {d1: Shortfall(1.5, 1)}}
+    assert shares.unserved == {"voisin": {d2: Shortfall(5, 0)}}  # nothing within reach
 
 
 def test_no_shortfall_asks_nothing_of_any_storage_site() -> None:
     d1 = date(2026, 12, 2)
-    shares = share_overflow({"bourg": {d1: 0}}, lambda shop, day: ["salle"])
+    shares = share_overflow({"bourg": {d1: Shortfall()}}, lambda shop, day: ["salle"])
     assert shares.to_storage == {} and shares.unserved == {}
 
 
-def test_a_storage_sites_days_take_its_share_in_whole_parcels_beside_its_own() -> None:
+def test_the_shortfall_is_the_forecasts_tail_beyond_the_places() -> None:
+    # certain (no spread): what is over, or nothing
+    assert shortfall(21, 21, 15, 1.645) == Shortfall(6, 0)
+    assert shortfall(9, 9, 15, 1.645) == Shortfall(0, 0)
+    # a mean at the capacity, one standard deviation: E[max(0, X)] = φ(0) = 0.399 of a
+    # standard normal, and E[max(0, X)²] = 1/2
+    at = shortfall(15, 15 + 1.645, 15, 1.645)
+    assert math.isclose(at.mean, 1 / math.sqrt(2 * math.pi), rel_tol=1e-9)
+    assert math.isclose(at.var, 0.5 - 1 / (2 * math.pi), rel_tol=1e-9)
+    # far over: the gap, with the whole spread; far under: nothing left
+    over = shortfall(40, 40 + 1.645 * 3, 15, 1.645)
+    assert math.isclose(over.mean, 25, rel_tol=1e-9) and math.isclose(over.var, 9, rel_tol=1e-6)
+    assert shortfall(5, 5 + 1.645, 15, 1.645) == Shortfall()  # 10 sd under: none at all
+    assert shortfall(12.5, 14, 15, 1.645) == Shortfall()  # 2.7 sd under: 0.0013, negligible
+    assert Shortfall(0.3, 0.0).places(1.645) == 0 and Shortfall(0.5, 0.0).places(0.0) == 1
+
+
+def test_a_storage_sites_days_take_its_share_beside_its_own_at_the_mean_or_the_band() -> None:
     d1, d2, d3 = (date(2026, 12, 2) + timedelta(days=i) for i in range(3))
-    own = [DayNeed(d1, 1, 3), DayNeed(d2, 2, 3), DayNeed(d3, 0, 3)]
-    needs = storage_needs(own, {d1: 1.5, d2: 2.0})
-    assert [(n.high, n.missing) for n in needs] == [(3, 0), (4, 1), (0, 0)]
-    assert [(p.first, p.places) for p in extra_places(needs)] == [(d2, 1)]
+    own = [Outlook(d1, 1, 1, 3), Outlook(d2, 2, 2, 3), Outlook(d3, 0, 0, 3)]
+    shares = {d1: Shortfall(1.5, 0), d2: Shortfall(2.0, 4.0)}
+    expected = storage_needs(own, shares, 0.0)
+    assert [(n.high, n.missing) for n in expected] == [(3, 0), (4, 1), (0, 0)]
+    assert [(p.first, p.places) for p in extra_places(expected)] == [(d2, 1)]
+    upper = storage_needs(own, shares, 1.645)
+    # d2: 4 expected and a spread of 2 (its own certain): 4 + 1.645 · 2 = 7.29 → 7 places
+    assert [(n.high, n.missing) for n in upper] == [(3, 0), (7, 4), (0, 0)]
+
+
+def test_independent_shops_need_less_room_together_than_their_upper_bounds_added() -> None:
+    """Ten shops each 2 over on average with a spread of 3: at the band's quantile the room
+    needs the sum of the means plus 1.645 · √10 · 3, not ten times each one's quantile."""
+    day = date(2026, 12, 2)
+    one = Shortfall(2.0, 9.0)
+    shares = share_overflow({i: {day: one} for i in range(10)}, lambda shop, d: ["salle"])
+    [need] = storage_needs([Outlook(day, 0, 0, 0)], shares.to_storage["salle"], 1.645)
+    assert need.high == round(20 + 1.645 * math.sqrt(90))  # 35.6: 36
+    assert need.high < 10 * one.places(1.645)  # 10 × 7 = 70

@@ -716,14 +716,17 @@ class RecommendationListOut(Out):
 
 
 class OverflowDayOut(Out):
+    """The shops' expected parcels beyond their places sent to a storage site that day, and
+    their standard deviation (``spread``)."""
+
     day: str
     parcels: float
+    spread: float
 
 
-class ExpectedStorageOut(Out):
-    """The same figures from the forecasts' expected counts, not their upper bounds."""
+class ExpectedPlacesOut(Out):
+    """The same figures from the expected counts, not the band's quantile."""
 
-    overflow: list[OverflowDayOut]
     places: int
     periods: list[ExtraPlacesOut]
 
@@ -739,12 +742,7 @@ class StorageRecommendationOut(Out):
     overflow: list[OverflowDayOut]
     places: int
     periods: list[ExtraPlacesOut]
-    expected: ExpectedStorageOut
-
-
-class ExpectedPlacesOut(Out):
-    places: int
-    periods: list[ExtraPlacesOut]
+    expected: ExpectedPlacesOut
 
 
 class UnservedShopOut(Out):
