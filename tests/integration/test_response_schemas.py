@@ -374,6 +374,10 @@ def forecast_answers(world: World, c: Conformance, locker_id: int) -> None:
         c.check("GET", "/sites/{site_id}/forecast", op.get(f"/sites/{site_id}/forecast"))
     advice = c.check("GET", "/season/recommendations", op.get("/season/recommendations"))
     assert any(site["periods"] for site in advice["items"])
+    # the storage site "grange" (1 km from bourg, in season) takes bourg's overflow
+    rooms = c.check("GET", "/season/storage", op.get("/season/storage"))
+    assert [room["site"] for room in rooms["storage"]] == ["grange"]
+    assert rooms["storage"][0]["overflow"] and rooms["storage"][0]["catchment"]
     flows = c.check("GET", "/stats/flows", op.get("/stats/flows"))
     assert flows["totals"]["today"]["home_delivered"] == 2
 
