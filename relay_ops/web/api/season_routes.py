@@ -77,12 +77,14 @@ def recommendations(principal: Principal, query: RecommendationsQuery) -> Any:
 
 @endpoint("/season/storage", tag="sites", roles=OPERATOR,
           summary="Extra places per storage site for the overflow of the shops within reach",
-          description="When the whole area is full: each shop's forecast shortfall (upper "
-                      "bound beyond its places, temporary shelves included) is split evenly "
-                      "between the storage sites in season within its reach; per storage "
-                      "site, that overflow per day, and the periods and places to add "
-                      "(beside the parcels already sent there) so that none of its days is "
-                      "at risk. `unserved`: the shops whose overflow no storage site reaches.",
+          description="When the whole area is full: each shop's forecast shortfall (the "
+                      "tail of its forecast beyond its places, temporary shelves included: "
+                      "mean and spread) is split evenly between the storage sites in season "
+                      "within its reach; per storage site, that overflow per day, and the "
+                      "periods and places to add beside the parcels already sent there, at "
+                      "the band's quantile of the sum (`places`, `periods`) and at its mean "
+                      "(`expected`). `unserved`: the shops whose overflow no storage site "
+                      "reaches that day.",
           response=r.StorageRecommendationsOut)
 def storage_recommendations(principal: Principal) -> Any:
     return season.storage_recommendations(ctx(), principal)
