@@ -170,9 +170,9 @@ class PolicyRun:
     def _grow_storage(self, day: date) -> None:
         """The operator reads the overflow storage recommendation (after the shops'
         shelves: what they cannot take) and adds the places to the town halls."""
-        answer = season.storage_recommendations(self.ctx, self.operator)
-        own_days = {site["id"]: site["days"]
-                    for site in forecast_views.overview(self.ctx, self.operator)}
+        forecasts = forecast_views.overview(self.ctx, self.operator)
+        answer = season.storage_recommendations(self.ctx, self.operator, forecasts)
+        own_days = {site["id"]: site["days"] for site in forecasts}
         self.storage_mornings.append(day)
         for rec in answer["storage"]:
             own = own_days[rec["id"]]

@@ -111,27 +111,30 @@ def shelf_view(loc: Location) -> dict[str, Any]:
     }
 
 
+Forecasts = list[dict[str, Any]]  # ``forecast_views.overview``'s answer
+
+
 def recommendations(
-    ctx: Ctx, actor: Principal, site_id: int | None = None
+    ctx: Ctx, actor: Principal, site_id: int | None = None,
+    forecasts: Forecasts | None = None,
 ) -> list[dict[str, Any]]:
     """Per shop, the extra places that would take each day of its forecast out of risk,
     grouped into periods (``domain.season.extra_places``), from the stored forecast (the
-    dashboard's, ``forecast_views.overview``); temporary shelves already declared are counted in
-    that forecast's capacity, so what is left is what is still missing."""
+    dashboard's, ``forecast_views.overview``, or ``forecasts`` when the caller read it
+    already); temporary shelves already declared are counted in that forecast's capacity, so
+    what is left is what is still missing."""
     require_role(actor, Role.OPERATOR)
     shortened = shortened_holding(ctx)
     declared = declared_shelves(ctx)
     found = []
-    for site in forecast_views.overview(ctx, actor):
+    for site in forecasts if forecasts is not None else forecast_views.overview(ctx, actor):
         if site["kind"] != "shop" or (site_id is not None and site["id"] != site_id):
             continue
         needs = [season.DayNeed(date.fromisoformat(d["day"]), d["high"], d["capacity"])
                  for d in site["days"]]
-        periods = season.extra_places(needs)
         found.append({
             "site": site["code"], "id": site["id"], "name": site["name"],
-            "places": max((p.places for p in periods), default=0),
-            "periods": [period_view(p) for p in periods],
+            **places_view(season.extra_places(needs)),
             "shortened_holding": shortened.get(site["id"], {}),
             "temporary_shelves": declared.get(site["id"], []),
         })
@@ -140,22 +143,26 @@ def recommendations(
     return found
 
 
-def storage_recommendations(ctx: Ctx, actor: Principal) -> dict[str, list[dict[str, Any]]]:
+def storage_recommendations(ctx: Ctx, actor: Principal, forecasts: Forecasts | None = None
+                            ) -> dict[str, list[dict[str, Any]]]:
     """When the whole area is full: per storage site, the extra places that would take the
     overflow of the shops within reach beside what is already sent there, and the shops
     whose overflow no storage site reaches (``domain.season.share_overflow``). Each shop's
     shortfall is the tail of its forecast beyond its places (temporary shelves included:
     ``domain.season.shortfall``); the places are read at the band's quantile of the sum
-    (``places``) and at its mean (``expected``)."""
+    (``places``) and at its mean (``expected``). ``forecasts``: the overview, when the
+    caller read it already."""
     require_role(actor, Role.OPERATOR)
     z = ctx.settings.forecast.band_z
-    days_of = {site["id"]: site["days"] for site in forecast_views.overview(ctx, actor)}
+    if forecasts is None:
+        forecasts = forecast_views.overview(ctx, actor)
+    outlook_of = {site["id"]: _outlook(site["days"]) for site in forecasts}
     with ctx.db.read() as session:
         open_sites = list(session.scalars(
             select(Site).where(Site.status == "open", Site.kind.in_(("shop", STORAGE)))
             .order_by(Site.code)))
-        shops = [s for s in open_sites if s.kind == "shop" and s.id in days_of]
-        storages = {s.id: s for s in open_sites if s.kind == STORAGE and s.id in days_of}
+        shops = [s for s in open_sites if s.kind == "shop" and s.id in outlook_of]
+        storages = {s.id: s for s in open_sites if s.kind == STORAGE and s.id in outlook_of}
         catchment = {shop.id: [sid for sid, storage in storages.items()
                                if within_reach(ctx, shop, storage) is not None]
                      for shop in shops}
@@ -166,14 +173,11 @@ def storage_recommendations(ctx: Ctx, actor: Principal) -> dict[str, list[dict[s
 
         shares = season.share_overflow(
             {shop.id: {d.day: season.shortfall(d.predicted, d.high, d.capacity, z)
-                       for d in _outlook(days_of[shop.id])} for shop in shops}, reaches)
+                       for d in outlook_of[shop.id]} for shop in shops}, reaches)
         return {
             "storage": [
-                {"site": storage.code, "id": storage.id, "name": storage.name,
-                 "catchment": [s.code for s in shops if sid in catchment[s.id]],
-                 "overflow": _overflow_view(shares.to_storage.get(sid, {})),
-                 **_room_view(days_of[sid], shares.to_storage.get(sid, {}), z),
-                 "expected": _room_view(days_of[sid], shares.to_storage.get(sid, {}), 0.0)}
+                _storage_view(storage, [s.code for s in shops if sid in catchment[s.id]],
+                              outlook_of[sid], shares.to_storage.get(sid, {}), z)
                 for sid, storage in storages.items()],
             "unserved": [
                 {"site": shop.code, "id": shop.id, "name": shop.name,
@@ -188,22 +192,27 @@ def _outlook(days: list[dict[str, Any]]) -> list[season.Outlook]:
                            d["capacity"]) for d in days]
 
 
-def _overflow_view(overflow: dict[date, season.Shortfall]) -> list[dict[str, Any]]:
-    return [{"day": day.isoformat(), "parcels": round(short.mean, 1),
-             "spread": round(math.sqrt(short.var), 1)}
-            for day, short in sorted(overflow.items())]
+def _storage_view(storage: Site, catchment: list[str], outlook: list[season.Outlook],
+                  overflow: dict[date, season.Shortfall], z: float) -> dict[str, Any]:
+    def places_at(z: float) -> dict[str, Any]:
+        return places_view(season.extra_places(season.storage_needs(outlook, overflow, z)))
 
-
-def _room_view(days: list[dict[str, Any]], overflow: dict[date, season.Shortfall],
-               z: float) -> dict[str, Any]:
-    periods = season.extra_places(season.storage_needs(_outlook(days), overflow, z))
-    return {"places": max((p.places for p in periods), default=0),
-            "periods": [period_view(p) for p in periods]}
+    return {
+        "site": storage.code, "id": storage.id, "name": storage.name, "catchment": catchment,
+        "overflow": [{"day": day.isoformat(), "parcels": round(short.mean, 1),
+                      "spread": round(math.sqrt(short.var), 1)}
+                     for day, short in sorted(overflow.items())],
+        **places_at(z), "expected": places_at(0.0),
+    }
 
 
 def _unserved_view(missing: dict[date, season.Shortfall], z: float) -> dict[str, Any]:
-    periods = season.extra_places(
-        [season.DayNeed(day, short.places(z), 0) for day, short in sorted(missing.items())])
+    return places_view(season.extra_places(
+        [season.DayNeed(day, short.places(z), 0) for day, short in sorted(missing.items())]))
+
+
+def places_view(periods: list[season.ExtraPlaces]) -> dict[str, Any]:
+    """The places to add (the largest of the periods') and each period."""
     return {"places": max((p.places for p in periods), default=0),
             "periods": [period_view(p) for p in periods]}
 

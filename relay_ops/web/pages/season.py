@@ -13,7 +13,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import ValidationFailed
-from relay_ops.services import season, sites
+from relay_ops.services import forecast_views, season, sites
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.dashboard import Panel, register_panel
@@ -29,8 +29,9 @@ def init_app(app: Flask) -> None:
 
 
 def load(principal: Principal) -> dict[str, Any]:
-    return {"recommendations": season.recommendations(ctx(), principal),
-            "storage": season.storage_recommendations(ctx(), principal)}
+    forecasts = forecast_views.overview(ctx(), principal)  # read once for both tables
+    return {"recommendations": season.recommendations(ctx(), principal, forecasts=forecasts),
+            "storage": season.storage_recommendations(ctx(), principal, forecasts)}
 
 
 @bp.post("/shop/<int:site_id>/temporary-shelves")
