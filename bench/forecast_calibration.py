@@ -53,6 +53,8 @@ from relay_ops.services.context import ForecastSettings
 # The learning's settings a capture can be rescored with (the rest are SiteInputs fields).
 LEARNING = ("rate_uncertainty_factor", "trend_damping", "arrival_half_life_days",
             "arrival_trend")
+# The drift's settings: the model's ``rate_drift`` is one or the other, by the learned line.
+DRIFT = ("rate_drift", "rate_drift_with_trend")
 CLOSED_DAYS_BACK, CLOSED_DAYS_AHEAD = 70, 60  # the calendar a kept input may ask about
 
 
@@ -158,23 +160,27 @@ def inputs_of(kept: Kept, captured: Mapping[str, Any], overrides: Mapping[str, A
               relearn: bool = False) -> model.SiteInputs:
     """The kept inputs with ``overrides``; a learning setting (or ``relearn``: the learning's
     code changed) relearns the rate from the kept counts (``learn_arrival_rate``, widened as
-    ``services/forecast_learning`` widens it)."""
-    # fields the capture's code did not have yet take the product's settings
-    fields_ = {**_settings_fields(), **kept.inputs,
-               **{k: v for k, v in overrides.items() if k not in LEARNING}}
+    ``services/forecast_learning`` widens it). A drift setting, or a capture made before the
+    drift was kept, sets the model's drift by the learned line (``model.rate_drift``)."""
+    fields_ = {**kept.inputs,
+               **{k: v for k, v in overrides.items() if k not in LEARNING + DRIFT}}
     learning_ = {**captured, **{k: v for k, v in overrides.items() if k in LEARNING}}
+    rate = model.learn_arrival_rate(
+        kept.daily, learning_["arrival_half_life_days"], with_trend=learning_["arrival_trend"],
+    ).widened(learning_["rate_uncertainty_factor"])
     if relearn or learning_ != captured:
-        rate = model.learn_arrival_rate(
-            kept.daily, learning_["arrival_half_life_days"],
-            with_trend=learning_["arrival_trend"],
-        ).widened(learning_["rate_uncertainty_factor"])
         fields_.update(rate.as_inputs(), trend_damping=learning_["trend_damping"])
+    if relearn or "rate_drift" not in kept.inputs or any(k in DRIFT for k in overrides):
+        drift = {**_drift_settings(), **{k: v for k, v in overrides.items() if k in DRIFT}}
+        fields_["rate_drift"] = model.rate_drift(rate, drift["rate_drift"],
+                                                 drift["rate_drift_with_trend"])
     return model.SiteInputs(**fields_)
 
 
-def _settings_fields() -> dict[str, Any]:
-    """The ``SiteInputs`` fields the service sets from ``FORECAST`` straight."""
-    return {"rate_drift": ForecastSettings().rate_drift}
+def _drift_settings() -> dict[str, float]:
+    """The product's drift settings (``FORECAST``)."""
+    settings = ForecastSettings()
+    return {name: getattr(settings, name) for name in DRIFT}
 
 
 def samples(saved: Mapping[str, Any], overrides: Mapping[str, Any],

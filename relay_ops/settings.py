@@ -64,9 +64,12 @@ DEFAULTS: dict[str, Any] = {
         "rate_uncertainty_factor": 3.0,
         # How far the rate may turn from that line by day i ahead: rate_drift * i**2 of
         # itself (one standard deviation), counted on the days a higher rate would fill the
-        # site, whose vans keep every parcel; calibrated on the territory replay at load 1.5
-        # (docs/forecast.md, "When the rate turns"). 0 counts the line's own error only.
+        # site, whose vans keep every parcel; rate_drift_with_trend once the line has a
+        # trend (from MIN_DAYS_FOR_TREND open days on), whose own error is then counted.
+        # Calibrated on the territory replay at load 1.5 on 1-5 and on 12-22 days of
+        # history (docs/forecast.md, "When the rate turns"). 0 counts the line's error only.
         "rate_drift": 0.025,
+        "rate_drift_with_trend": 0.003,
         "prior_weight": 20,
         "show_rate": 0.97,
         "return_lag_days": 2,

@@ -81,6 +81,7 @@ from relay_ops.domain.forecast_learning import (
     learn_unannounced_share,
     never_closed,
     open_ages,
+    rate_drift,
 )
 from relay_ops.domain.forecast_saturated import (
     SiteCounts,
@@ -108,6 +109,7 @@ __all__ = [
     "never_closed",
     "open_ages",
     "PRIOR_HAZARDS",
+    "rate_drift",
     "Stay",
 ]
 

@@ -118,6 +118,8 @@ class ArrivalRate:
     ``level_var``, ``covariance`` and ``trend_var`` are the sampling variances of the two
     estimates, so the forecast can say how much less it knows of the rate a week out than
     today; ``dispersion`` is the day-to-day variance around the fitted line over its mean.
+    ``days`` is the open days it was learned from, ``trend_learned`` whether they were enough
+    for a trend (``MIN_DAYS_FOR_TREND``): a line without one is flat, whatever the season.
     """
 
     level: float = 0.0
@@ -126,6 +128,8 @@ class ArrivalRate:
     level_var: float = 0.0
     covariance: float = 0.0
     trend_var: float = 0.0
+    days: int = 0
+    trend_learned: bool = False
 
     def widened(self, factor: float) -> ArrivalRate:
         """The same rate with its sampling (co)variances multiplied by ``factor``.
@@ -166,7 +170,8 @@ def learn_arrival_rate(
     x_mean = sum(wi * xi for wi, xi in zip(w, x, strict=True)) / total
     y_mean = sum(wi * yi for wi, yi in zip(w, daily, strict=True)) / total
     sxx = sum(wi * (xi - x_mean) ** 2 for wi, xi in zip(w, x, strict=True))
-    if not with_trend or n < MIN_DAYS_FOR_TREND or sxx <= 0:
+    trend_learned = with_trend and n >= MIN_DAYS_FOR_TREND and sxx > 0
+    if not trend_learned:
         slope, d = 0.0, [0.0] * n
     else:
         d = [wi * (xi - x_mean) / sxx for wi, xi in zip(w, x, strict=True)]
@@ -177,7 +182,8 @@ def learn_arrival_rate(
     residuals = [yi - level - slope * xi for yi, xi in zip(daily, x, strict=True)]
     fitted = 1 if slope == 0.0 else 2
     if n <= fitted:
-        return ArrivalRate(level=max(level, 0.0), trend=slope)
+        return ArrivalRate(level=max(level, 0.0), trend=slope, days=n,
+                           trend_learned=trend_learned)
     s2 = sum(wi * r * r for wi, r in zip(w, residuals, strict=True)) / total * n / (n - fitted)
     mean = sum(daily) / n
     return ArrivalRate(
@@ -186,7 +192,19 @@ def learn_arrival_rate(
         level_var=s2 * sum(ci * ci for ci in c),
         covariance=s2 * sum(ci * di for ci, di in zip(c, d, strict=True)),
         trend_var=s2 * sum(di * di for di in d),
+        days=n, trend_learned=trend_learned,
     )
+
+
+def rate_drift(rate: ArrivalRate, without_trend: float, with_trend: float) -> float:
+    """How far the rate may turn from its learned line (``SiteInputs.rate_drift``).
+
+    A line learned without a trend (too few days) is flat: on a season's ramp the drift
+    stands for all the trend it cannot see. Once the line has a trend, the trend's own error
+    is counted (``trend_var``) and the drift is only the trend turning, which asks much less
+    (docs/forecast.md, "When the rate turns": the band over-covers a week ahead with the
+    first drift on 12 to 17 days of history)."""
+    return with_trend if rate.trend_learned else without_trend
 
 
 def learn_lead_share(

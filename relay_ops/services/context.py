@@ -30,6 +30,7 @@ class ForecastSettings:
     trend_damping: float = 0.7
     rate_uncertainty_factor: float = 3.0
     rate_drift: float = 0.025
+    rate_drift_with_trend: float = 0.003
     prior_weight: float = 20.0
     show_rate: float = 0.97
     return_lag_days: int = 2

@@ -87,7 +87,6 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
         closed_on=closed,
         horizon=settings.horizon_days,
         z=settings.band_z,
-        rate_drift=settings.rate_drift,
         flows=forecast_flows.site_flows(ctx, session, site, now, closed, flows_held,
                                         flows_announced),
     )

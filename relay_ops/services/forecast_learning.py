@@ -135,7 +135,10 @@ def arrival_rates(
     share never announced (as many wait unseen in the vans beside those a full site refused)."""
     counted = _attempts_by_day(ctx, session, site, now)
     rate, lead_share = rate_and_leads(ctx, now, closed, counted)
-    return {**rate.as_inputs(), "trend_damping": ctx.settings.forecast.trend_damping,
+    settings = ctx.settings.forecast
+    return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
+            "rate_drift": model.rate_drift(rate, settings.rate_drift,
+                                           settings.rate_drift_with_trend),
             "lead_share": lead_share,
             "unannounced_share": model.learn_unannounced_share(_leads(ctx, now, counted))}
 

@@ -13,6 +13,7 @@ from relay_ops.services import accounts, api_tokens, forecast, sites
 from relay_ops.services.principal import SYSTEM, Principal
 from tests.conftest import Clock
 from tests.integration.test_delivery import run_jobs, sent_lines
+from tests.integration.test_forecast_learning import build_history
 from tests.support import Api, World, announce_together, is_problem, shop
 
 TOMORROW = "2026-12-02"
@@ -348,13 +349,24 @@ def test_parcels_waiting_in_the_vans_are_named_per_carrier_and_counted_as_demand
     assert len(attempts) == 7
 
 
-def test_the_rates_drift_reaches_the_model_from_the_settings(world: World) -> None:
-    """``FORECAST.rate_drift`` is what the model is given (0: the line's own error only)."""
+def test_the_rates_drift_reaches_the_model_from_the_settings(
+        world: World, clock: Clock) -> None:
+    """``FORECAST.rate_drift`` is what the model is given while the rate's line has no trend
+    (0: the line's own error only), ``rate_drift_with_trend`` once it has one."""
     settings = world.ctx.settings
-    steady = replace(world.ctx, settings=replace(
-        settings, forecast=replace(settings.forecast, rate_drift=0.0)))
-    with world.ctx.db.read() as session:
-        site = session.get(Site, world.shop_id)
-        assert site is not None
-        assert forecast.inputs_for(world.ctx, session, site).rate_drift == 0.025
-        assert forecast.inputs_for(steady, session, site).rate_drift == 0.0
+    steady = replace(world.ctx, settings=replace(settings, forecast=replace(
+        settings.forecast, rate_drift=0.0, rate_drift_with_trend=0.001)))
+
+    def drifts() -> tuple[float, float]:
+        with world.ctx.db.read() as session:
+            site = session.get(Site, world.shop_id)
+            assert site is not None
+            return (forecast.inputs_for(world.ctx, session, site).rate_drift,
+                    forecast.inputs_for(steady, session, site).rate_drift)
+
+    assert world.announce("DRIFT0001").status_code == 201
+    assert world.check_in("DRIFT0001").status_code == 201
+    clock.advance(days=3)
+    assert drifts() == (0.025, 0.0)  # a shop open for three days: no trend yet
+    build_history(world, clock)  # 70 days of check-ins: a trend
+    assert drifts() == (0.003, 0.001)

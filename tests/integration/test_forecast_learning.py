@@ -137,6 +137,8 @@ def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetim
     horizons = [(start(today + timedelta(days=i)) - now).total_seconds() / 3600
                 for i in range(settings.horizon_days + 1)]
     return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
+            "rate_drift": model.rate_drift(rate, settings.rate_drift,
+                                           settings.rate_drift_with_trend),
             "lead_share": model.learn_lead_share(leads, horizons),
             "unannounced_share": model.learn_unannounced_share(leads)}
 

@@ -23,6 +23,7 @@ from relay_ops.domain.forecast import (
     learn_hazards,
     learn_lead_share,
     learn_unannounced_share,
+    rate_drift,
     reroute_cost,
 )
 from relay_ops.domain.forecast_saturated import Saturated
@@ -601,3 +602,16 @@ def test_the_rates_scenarios_never_lower_the_mean_nor_the_upper_bound(
         linear = forecast(inputs)
     for a, b in zip(forecast(inputs), linear, strict=True):
         assert a.predicted >= b.predicted and a.refused >= b.refused and a.high >= b.high
+
+
+def test_the_rates_drift_is_the_smaller_one_once_the_line_has_a_trend() -> None:
+    """Six open days learn a flat line: the drift stands for the whole trend it misses;
+    from seven on the trend is learned (with its own error) and the drift is the smaller."""
+    six, seven = learn_arrival_rate([10] * 6), learn_arrival_rate([10] * 6 + [14])
+    assert (six.days, six.trend_learned) == (6, False)
+    assert (seven.days, seven.trend_learned) == (7, True)
+    assert rate_drift(six, 0.025, 0.005) == 0.025
+    assert rate_drift(seven, 0.025, 0.005) == 0.005
+    # asked for no trend, none is learned, whatever the history
+    assert not learn_arrival_rate([10] * 20, with_trend=False).trend_learned
+    assert learn_arrival_rate([]).days == 0
