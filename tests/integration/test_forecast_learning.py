@@ -94,19 +94,32 @@ def reference_stays(ctx: Ctx, session: Session, site: Site, now: datetime) -> li
     return stays
 
 
+def _reference_first_tries(session: Session) -> dict[int, tuple[datetime, int | None, str]]:
+    """Each parcel's first attempt (check-in or refusal, in the order written): when, where,
+    and which."""
+    rows = session.execute(
+        select(ParcelEvent.parcel_id, ParcelEvent.at, ParcelEvent.site_id, ParcelEvent.action)
+        .where(ParcelEvent.action.in_(("check_in", history.CHECK_IN_REFUSED)))
+        .order_by(ParcelEvent.id))
+    first: dict[int, tuple[datetime, int | None, str]] = {}
+    for parcel_id, at, site_id, action in rows:
+        first.setdefault(parcel_id, (at, site_id, action))
+    return first
+
+
 def reference_first_attempts(ctx: Ctx, session: Session, site: Site, now: datetime
                              ) -> list[tuple[int, datetime]]:
-    """Each parcel's first attempt (check-in or refusal, in the order written), counted at
-    the site where it happened, over the arrival window (and a day: its local days)."""
+    """Each parcel's first attempt, counted at the site where it happened, over the arrival
+    window (and a day: its local days)."""
     since = now - timedelta(days=ctx.settings.forecast.arrival_window_days + 1)
-    rows = session.execute(select(ParcelEvent.parcel_id, ParcelEvent.at, ParcelEvent.site_id)
-                           .where(ParcelEvent.action.in_(("check_in", history.CHECK_IN_REFUSED)))
-                           .order_by(ParcelEvent.id))
-    first: dict[int, tuple[datetime, int | None]] = {}
-    for parcel_id, at, site_id in rows:
-        first.setdefault(parcel_id, (at, site_id))
-    return sorted((pid, at) for pid, (at, site_id) in first.items()
+    return sorted((pid, at) for pid, (at, site_id, _) in _reference_first_tries(session).items()
                   if site_id == site.id and at >= since)
+
+
+def reference_refused_first(session: Session, site: Site) -> set[int]:
+    """The parcels whose first attempt was a refusal at the site."""
+    return {pid for pid, (_, site_id, action) in _reference_first_tries(session).items()
+            if site_id == site.id and action == history.CHECK_IN_REFUSED}
 
 
 def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetime,
@@ -132,15 +145,23 @@ def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetim
     def start(day: date) -> datetime:
         return datetime.combine(day, time(0, 0), tzinfo=ctx.settings.timezone)
 
-    leads = [(start(forecast.local_day(ctx, at)) - announced[pid][1]).total_seconds() / 3600
-             if pid in announced else None for pid, at in recent]
+    def lead(pid: int, at: datetime) -> float | None:
+        return ((start(forecast.local_day(ctx, at)) - announced[pid][1]).total_seconds() / 3600
+                if pid in announced else None)
+
+    leads = [lead(pid, at) for pid, at in recent]
+    # the unannounced share: from the days on which no first attempt was refused
+    refused_first = reference_refused_first(session, site)
+    refusing = {forecast.local_day(ctx, at) for pid, at in attempts if pid in refused_first}
+    taken_all = [lead(pid, at) for pid, at in recent
+                 if forecast.local_day(ctx, at) not in refusing]
     horizons = [(start(today + timedelta(days=i)) - now).total_seconds() / 3600
                 for i in range(settings.horizon_days + 1)]
     return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
             "rate_drift": model.rate_drift(rate, settings.rate_drift,
                                            settings.rate_drift_with_trend),
             "lead_share": model.learn_lead_share(leads, horizons),
-            "unannounced_share": model.learn_unannounced_share(leads)}
+            "unannounced_share": model.learn_unannounced_share(taken_all or leads)}
 
 
 # ---------------------------------------------------------------- a history with corners
@@ -224,6 +245,7 @@ def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
         held, _ = forecast._held(ctx, session, site, today, closed)
         stays = forecast_learning.stays(ctx, session, site, now)
         rates = forecast_learning.arrival_rates(ctx, session, site, now, closed)
+        counted, refusing = forecast_learning._attempts(ctx, session, site, now)
         hazards = forecast_learning.hazards(ctx, session, site, now, closed)
         inputs = forecast.inputs_for(ctx, session, site)
 
@@ -247,6 +269,9 @@ def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
     assert rerouted_here > 5  # the other shop's demand: turned away there, checked in here
     assert 0 < rates["lead_share"][1] < 1 and rates["baseline"] > 0  # a history, not zeros
     assert 0 < rates["unannounced_share"] < 1  # some parcels never announced
+    # the share is learned from the days nothing was refused, not from every day
+    every_day = model.learn_unannounced_share(forecast_learning._leads(ctx, now, counted))
+    assert refusing and rates["unannounced_share"] != every_day
     one_by_one = model.forecast(model.SiteInputs(**{
         **{f: getattr(inputs, f) for f in inputs.__dataclass_fields__},
         "held": expected_held, "hazards": hazards, **expected_rates}))
@@ -263,3 +288,19 @@ def test_postgresql_connections_do_not_compile_statements_just_in_time(pg_url: s
             assert session.scalar(text("SHOW jit")) == "off"
     finally:
         db.dispose()
+
+
+def test_the_unannounced_share_is_learned_on_the_days_nothing_was_refused(
+        world: World, clock: Clock) -> None:
+    """A full site keeps no trace of the unannounced parcels it refused: on such a day the
+    share taken says how the van ordered them, not the demand. Learned from the other days;
+    from every day when the site refused on all of them."""
+    ctx, now = world.ctx, clock.now
+    today = forecast.local_day(ctx, now)
+    quiet, full = today - timedelta(days=2), today - timedelta(days=1)
+    announced = now - timedelta(days=4)
+    counted = [(quiet, None, 1), (quiet, announced, 9),  # took all: 1 in 10 unannounced
+               (full, announced, 10)]  # refused some: the unannounced ones, unseen
+    assert forecast_learning.unannounced_share(ctx, now, counted, {full}) == 0.1
+    assert forecast_learning.unannounced_share(ctx, now, counted, set()) == 0.05
+    assert forecast_learning.unannounced_share(ctx, now, counted, {quiet, full}) == 0.05
