@@ -177,8 +177,14 @@ class FakeBackend:
         return command
 
     def send_raw(self, locker_id: str, payload: bytes, *, retain: bool = False) -> None:
-        """As an intruder on the broker would: any bytes on the locker's command topic."""
-        self.client.publish(p.cmd_topic(locker_id), payload, qos=1, retain=retain)
+        """As an intruder on the broker would: any bytes on the locker's command topic.
+
+        Returns once the broker has it (its PUBACK): a retained copy must be stored before a
+        locker that connects next subscribes, or the locker gets it live instead (seen under
+        a loaded parallel run)."""
+        info = self.client.publish(p.cmd_topic(locker_id), payload, qos=1, retain=retain)
+        info.wait_for_publish(5)
+        assert info.is_published(), "the broker did not take the command"
 
     def command(self, locker_id: str, body: p.CommandBody, **kwargs: Any) -> p.CommandEnvelope:
         return self.send(p.make_command(locker_id, body, **kwargs))
