@@ -46,6 +46,7 @@ from bench import territory
 from bench.territory_scoring import Sample, by_lead, error_figures
 from relay_ops.db.models import Site
 from relay_ops.domain import forecast as model
+from relay_ops.domain.demand_index import DemandIndex
 from relay_ops.services import forecast as forecasts
 from relay_ops.services import forecast_learning as learning
 from relay_ops.services.context import ForecastSettings
@@ -55,6 +56,11 @@ LEARNING = ("rate_uncertainty_factor", "trend_damping", "arrival_half_life_days"
             "arrival_trend")
 # The drift's settings: the model's ``rate_drift`` is one or the other, by the learned line.
 DRIFT = ("rate_drift", "rate_drift_with_trend")
+# The season declared to the forecast (``domain/demand_index``): the bench's own season
+# (``territory.season``), as a network would know it from a past year: its days moved by
+# ``season_shift``, its rise above an ordinary day scaled by ``season_scale``, each day the
+# mean of the ``season_smooth`` days centred on it (``demand_index.from_last_year``: 7).
+SEASON = ("season_shift", "season_scale", "season_smooth")
 CLOSED_DAYS_BACK, CLOSED_DAYS_AHEAD = 70, 60  # the calendar a kept input may ask about
 
 
@@ -163,18 +169,55 @@ def inputs_of(kept: Kept, captured: Mapping[str, Any], overrides: Mapping[str, A
     ``services/forecast_learning`` widens it). A drift setting, or a capture made before the
     drift was kept, sets the model's drift by the learned line (``model.rate_drift``)."""
     fields_ = {**kept.inputs,
-               **{k: v for k, v in overrides.items() if k not in LEARNING + DRIFT}}
+               **{k: v for k, v in overrides.items() if k not in LEARNING + DRIFT + SEASON}}
     learning_ = {**captured, **{k: v for k, v in overrides.items() if k in LEARNING}}
+    daily: Sequence[float] = kept.daily
+    seasoned = any(k in SEASON for k in overrides)
+    if seasoned:
+        index = declared_season(kept.today, overrides.get("season_shift", 0.0),
+                                overrides.get("season_scale", 1.0),
+                                overrides.get("season_smooth", 1.0))
+        days = open_days_before(kept.today, len(kept.daily), kept.inputs["closed_on"])
+        daily = index.ordinary(list(zip(days, kept.daily, strict=True)))
+        fields_["demand_index"] = index.ahead(kept.today, kept.inputs["horizon"])
     rate = model.learn_arrival_rate(
-        kept.daily, learning_["arrival_half_life_days"], with_trend=learning_["arrival_trend"],
+        daily, learning_["arrival_half_life_days"], with_trend=learning_["arrival_trend"],
     ).widened(learning_["rate_uncertainty_factor"])
-    if relearn or learning_ != captured:
+    if relearn or seasoned or learning_ != captured:
         fields_.update(rate.as_inputs(), trend_damping=learning_["trend_damping"])
     if relearn or "rate_drift" not in kept.inputs or any(k in DRIFT for k in overrides):
         drift = {**_drift_settings(), **{k: v for k, v in overrides.items() if k in DRIFT}}
         fields_["rate_drift"] = model.rate_drift(rate, drift["rate_drift"],
                                                  drift["rate_drift_with_trend"])
     return model.SiteInputs(**fields_)
+
+
+def declared_season(today: date, shift: float, scale: float, smooth: float = 1.0
+                    ) -> DemandIndex:
+    """The bench's season as declared to the forecast, around ``today`` (its learning window
+    and horizon), moved by ``shift`` days, its rise scaled by ``scale`` and each day the mean
+    of the ``smooth`` days centred on it."""
+    half = int(smooth) // 2
+
+    def declared(day: date) -> float:
+        week = [territory.season(day + timedelta(days=round(shift) + k))
+                for k in range(-half, half + 1)]
+        return 1.0 + (sum(week) / len(week) - 1.0) * scale
+
+    days = [today + timedelta(days=i) for i in range(-CLOSED_DAYS_BACK, CLOSED_DAYS_AHEAD)]
+    return DemandIndex({day: declared(day) for day in days})
+
+
+def open_days_before(today: date, count: int, closed: ClosedDays) -> list[date]:
+    """The last ``count`` open days before ``today``, oldest first: the days of a capture's
+    first attempts per open day (``forecast_learning.per_open_day``)."""
+    days: list[date] = []
+    day = today
+    while len(days) < count:
+        day -= timedelta(days=1)
+        if not closed(day):
+            days.append(day)
+    return days[::-1]
 
 
 def _drift_settings() -> dict[str, float]:

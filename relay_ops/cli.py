@@ -15,12 +15,13 @@ from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup, FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, with_appcontext
 
 from firmware_bridge.identity import write_bundle
 from firmware_bridge.tls import write_deployment_certs
+from relay_ops.cli_errors import ReportDomainErrors
+from relay_ops.cli_season import demand_index_group
 from relay_ops.db import migrate
-from relay_ops.domain.errors import DomainError
 from relay_ops.services import (
     accounts,
     expiry,
@@ -41,17 +42,7 @@ def ctx() -> Ctx:
     return current_app.extensions["relay_ops"]
 
 
-class _ReportDomainErrors(AppGroup):
-    """A refused command prints the rule it broke and exits 1, without a traceback."""
-
-    def invoke(self, context: click.Context) -> Any:
-        try:
-            return super().invoke(context)
-        except DomainError as err:
-            raise click.ClickException(f"{err.slug}: {err.detail}") from None
-
-
-@click.group(cls=_ReportDomainErrors)
+@click.group(cls=ReportDomainErrors)
 def db_group() -> None:
     """Database schema."""
 
@@ -64,7 +55,7 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at {migrate.current_revision(ctx().db.engine)}")
 
 
-@click.group("site", cls=_ReportDomainErrors)
+@click.group("site", cls=ReportDomainErrors)
 def site_group() -> None:
     """Relay shops and lockers."""
 
@@ -140,7 +131,7 @@ def site_list() -> None:
                    f"{site['held']:>4}/{site['capacity']:<4} {site['status']:<9} {site['name']}")
 
 
-@click.group("locker", cls=_ReportDomainErrors)
+@click.group("locker", cls=ReportDomainErrors)
 def locker_group() -> None:
     """Automatic lockers: registration, doors, status."""
 
@@ -223,7 +214,7 @@ def locker_sweep() -> None:
     click.echo(f"{locker_dropoff.expire_stale_reservations(ctx())} compartment(s) released")
 
 
-@click.group("carrier", cls=_ReportDomainErrors)
+@click.group("carrier", cls=ReportDomainErrors)
 def carrier_group() -> None:
     """Carriers and their API keys."""
 
@@ -246,7 +237,7 @@ def carrier_key(code: str, label: str) -> None:
     click.echo(accounts.issue_carrier_key(ctx(), SYSTEM, code, label).token)
 
 
-@click.group("producer", cls=_ReportDomainErrors)
+@click.group("producer", cls=ReportDomainErrors)
 def producer_group() -> None:
     """Local producers (short circuits) and their API keys."""
 
@@ -268,7 +259,7 @@ def producer_key(code: str, label: str) -> None:
     click.echo(producers.issue_producer_key(ctx(), SYSTEM, code, label).token)
 
 
-@click.group("user", cls=_ReportDomainErrors)
+@click.group("user", cls=ReportDomainErrors)
 def user_group() -> None:
     """Staff accounts."""
 
@@ -531,7 +522,7 @@ def bridge(broker: str | None, no_shared: bool, resend_after: float, log_level: 
     running.stop()
 
 
-@click.group("jobs", cls=_ReportDomainErrors)
+@click.group("jobs", cls=ReportDomainErrors)
 def jobs_group() -> None:
     """Background jobs: queues, failures, retries."""
 
@@ -573,7 +564,7 @@ def jobs_retry(job_id: str) -> None:
     click.echo(f"{job_id} queued again")
 
 
-@click.group("broker", cls=_ReportDomainErrors)
+@click.group("broker", cls=ReportDomainErrors)
 def broker_group() -> None:
     """The MQTT broker's files for production (config/mosquitto/production.conf)."""
 
@@ -611,6 +602,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(db_group, "db")
     app.cli.add_command(jobs_group, "jobs")
     app.cli.add_command(broker_group, "broker")
+    app.cli.add_command(demand_index_group)
     for command in (site_group, locker_group, carrier_group, producer_group, user_group,
                     sweep_expiry, sweep, forecast_command, run_jobs, worker, scheduler, bridge,
                     demo):

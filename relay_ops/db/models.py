@@ -506,6 +506,18 @@ class SiteForecast(Base):
     at_risk: Mapped[bool] = mapped_column(Boolean)
 
 
+class DemandDay(Base):
+    """A day's demand against an ordinary day (1.0), declared network-wide: the season's
+    shape the forecast follows (domain/demand_index.py, docs/forecast.md)."""
+
+    __tablename__ = "demand_index"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    factor: Mapped[float] = mapped_column(Float)
+    source: Mapped[str | None] = mapped_column(String(200))  # e.g. "network volumes 2025"
+    declared_at: Mapped[datetime] = mapped_column(default=stamp_now)
+
+
 class RerouteProposal(Base):
     """A parcel announced to a site the forecast sees full, and where it could go instead.
 

@@ -172,6 +172,9 @@ class SiteInputs:
     # ahead ``rate_drift · i²``, one standard deviation): counted on the days a higher
     # rate would leave the site full (forecast_saturated.for_the_rate).
     rate_drift: float = 0.0
+    # The season's factor of each forecast day (0 = today) against an ordinary day, the one
+    # the rate was learned for (``domain/demand_index.py``); empty: ordinary days.
+    demand_index: Sequence[float] = ()
 
     def capacity_on(self, day: date) -> int:
         return self.capacity + self.extra_capacity.get(day, 0)
@@ -279,7 +282,8 @@ def forecast(inputs: SiteInputs) -> list[DayForecast]:
                                       parcel.leaves_after, days), count)
     held_mean, held_var = list(sums.mean), list(sums.var)
     arrivals, arrival_var = _announced_arrivals(sums, presence)
-    expected, _, errors = sums.stream(inbound_rate(inputs), inputs.lead_share, presence_on)
+    expected, _, errors = sums.stream(inbound_rate(inputs), inputs.lead_share, presence_on,
+                                      inputs.demand_index)
     arrivals = [a + e for a, e in zip(arrivals, expected, strict=True)]
     arrival_var = [v + inputs.dispersion * e for v, e in zip(arrival_var, expected, strict=True)]
     before_flows = list(sums.mean), list(sums.var)

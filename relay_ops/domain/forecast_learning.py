@@ -150,7 +150,7 @@ MIN_DAYS_FOR_TREND = 7  # fewer open days say nothing reliable about a slope
 
 
 def learn_arrival_rate(
-    daily: Sequence[int], half_life_days: float = 14.0, *, with_trend: bool = True
+    daily: Sequence[float], half_life_days: float = 14.0, *, with_trend: bool = True
 ) -> ArrivalRate:
     """Level and trend of check-ins per open day, oldest day first (the last is yesterday).
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
 
+from relay_ops.domain.demand_index import factor_ahead
 from relay_ops.domain.forecast_learning import ArrivalRate
 
 if TYPE_CHECKING:
@@ -66,10 +67,11 @@ class Sums:
 
     def stream(
         self, rate: ArrivalRate, lead_share: Sequence[float],
-        presence_of: Callable[[date], list[float]],
+        presence_of: Callable[[date], list[float]], season: Sequence[float] = (),
     ) -> tuple[list[float], list[float], list[float]]:
         """The parcels a rate brings that are not announced yet: (expected arrivals per day,
-        what they add to each day's peak, the rate's error on each day's arrivals)."""
+        what they add to each day's peak, the rate's error on each day's arrivals). The rate
+        is an ordinary day's; ``season`` is each day's factor (``domain/demand_index``)."""
         inputs, days = self.inputs, self.days
         arrivals = [0.0] * len(days)
         added = [0.0] * len(days)
@@ -81,7 +83,7 @@ class Sums:
                 continue
             steps = trend_steps(ahead, inputs.trend_damping)
             ahead += 1
-            share = _lead_remaining(lead_share, i)
+            share = _lead_remaining(lead_share, i) * factor_ahead(season, i)
             if day == inputs.today:
                 share *= inputs.today_remaining
             expected = rate_at(rate, steps) * share

@@ -22,8 +22,9 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from relay_ops.db.local_date import local_date
-from relay_ops.db.models import Parcel, ProducerOrder, Site
+from relay_ops.db.models import DemandDay, Parcel, ProducerOrder, Site
 from relay_ops.domain import forecast as model
+from relay_ops.domain.demand_index import DemandIndex
 from relay_ops.services import history
 from relay_ops.services.context import Ctx
 
@@ -164,28 +165,45 @@ def arrival_rates(
     oldest first, up to yesterday, how long before their day they were announced, and the
     share never announced (as many wait unseen in the vans beside those a full site refused)."""
     counted, refusing = _attempts(ctx, session, site, now)
-    rate, lead_share = rate_and_leads(ctx, now, closed, counted)
+    index = demand_index(ctx, session, now)
+    rate, lead_share = rate_and_leads(ctx, now, closed, counted, index)
     settings = ctx.settings.forecast
     return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
+            "demand_index": index.ahead(local_day(ctx, now), settings.horizon_days),
             "rate_drift": model.rate_drift(rate, settings.rate_drift,
                                            settings.rate_drift_with_trend),
             "lead_share": lead_share,
             "unannounced_share": unannounced_share(ctx, now, counted, refusing)}
 
 
+def demand_index(ctx: Ctx, session: Session, now: datetime) -> DemandIndex:
+    """The season's factors declared over the arrival window and the horizon
+    (``services/demand_index``)."""
+    settings = ctx.settings.forecast
+    today = local_day(ctx, now)
+    rows = session.execute(
+        select(DemandDay.day, DemandDay.factor).where(DemandDay.day.between(
+            today - timedelta(days=settings.arrival_window_days),
+            today + timedelta(days=settings.horizon_days)))
+    )
+    return DemandIndex({day: factor for day, factor in rows})
+
+
 def rate_and_leads(
     ctx: Ctx, now: datetime, closed: model.ClosedOn,
-    counted: list[tuple[date, datetime | None, int]],
+    counted: list[tuple[date, datetime | None, int]], index: DemandIndex | None = None,
 ) -> tuple[model.ArrivalRate, tuple[float, ...]]:
     """The rate per open day over the arrival window, up to yesterday, and the lead shares,
     of parcels counted by (local day they came, moment of their announcement or None): the
-    site's first attempts, or a flow's deposits (``forecast_flows``)."""
+    site's first attempts, or a flow's deposits (``forecast_flows``). With the season's
+    ``index``, the rate is an ordinary day's (each day's count over its factor)."""
     settings = ctx.settings.forecast
     today = local_day(ctx, now)
     since = today - timedelta(days=settings.arrival_window_days)
     recent = [row for row in counted if since <= row[0] < today]
+    daily = counted_per_open_day(ctx, now, closed, counted)
     rate = model.learn_arrival_rate(
-        per_open_day(ctx, now, closed, counted), settings.arrival_half_life_days,
+        (index or DemandIndex()).ordinary(daily), settings.arrival_half_life_days,
         with_trend=settings.arrival_trend,
     ).widened(settings.rate_uncertainty_factor)
     return rate, model.learn_lead_share(_leads(ctx, now, recent),
@@ -198,6 +216,14 @@ def per_open_day(
 ) -> list[int]:
     """The parcels counted on each open day of the arrival window, oldest first, up to
     yesterday: what the rate is learned from (bench/forecast_calibration.py keeps them)."""
+    return [count for _, count in counted_per_open_day(ctx, now, closed, counted)]
+
+
+def counted_per_open_day(
+    ctx: Ctx, now: datetime, closed: model.ClosedOn,
+    counted: list[tuple[date, datetime | None, int]],
+) -> list[tuple[date, int]]:
+    """Each open day of the arrival window, oldest first, up to yesterday, with its count."""
     today = local_day(ctx, now)
     since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
     recent = [row for row in counted if since <= row[0] < today]
@@ -208,7 +234,7 @@ def per_open_day(
     for day, _, count in recent:
         per_day[day] += count
     open_days = model.open_ages(since, today - timedelta(days=1), closed)
-    return [per_day.get(day, 0) for day in sorted(open_days)]
+    return [(day, per_day.get(day, 0)) for day in sorted(open_days)]
 
 
 def first_attempts_per_open_day(

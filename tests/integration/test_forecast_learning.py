@@ -23,11 +23,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from relay_ops.db.database import Database
-from relay_ops.db.models import ClosingDay, Parcel, ParcelEvent, Site
+from relay_ops.db.models import ClosingDay, DemandDay, Parcel, ParcelEvent, Site
 from relay_ops.domain import forecast as model
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import forecast, forecast_learning, history
+from relay_ops.services import demand_index, forecast, forecast_learning, history
 from relay_ops.services.context import Ctx
+from relay_ops.services.principal import Principal, Role
 from tests.conftest import Clock
 from tests.integration.test_parcel_firsts import backfill_from_events
 from tests.support import World
@@ -136,7 +137,11 @@ def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetim
     for _, at in recent:
         per_day[forecast.local_day(ctx, at)] += 1
     open_days = model.open_ages(since, today - timedelta(days=1), closed)
-    daily = [per_day.get(day, 0) for day in sorted(open_days)]
+    # The season's declared factors, read one by one: a day's count over its factor.
+    factors = {row.day: row.factor for row in session.scalars(select(DemandDay))}
+    daily = [per_day.get(day, 0) / factors.get(day, 1.0) for day in sorted(open_days)]
+    ahead = [factors.get(today + timedelta(days=i), 1.0)
+             for i in range(settings.horizon_days + 1)]
     rate = model.learn_arrival_rate(
         daily, settings.arrival_half_life_days, with_trend=settings.arrival_trend
     ).widened(settings.rate_uncertainty_factor)
@@ -158,6 +163,7 @@ def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetim
     horizons = [(start(today + timedelta(days=i)) - now).total_seconds() / 3600
                 for i in range(settings.horizon_days + 1)]
     return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
+            "demand_index": tuple(ahead) if ahead != [1.0] * len(ahead) else (),
             "rate_drift": model.rate_drift(rate, settings.rate_drift,
                                            settings.rate_drift_with_trend),
             "lead_share": model.learn_lead_share(leads, horizons),
@@ -231,11 +237,20 @@ def build_history(world: World, clock: Clock) -> None:
         backfill_from_events(session)
 
 
-@pytest.mark.parametrize("hour", [9.0, 22.7])
+def declare_a_season(world: World, today: date) -> None:
+    """A December ramp declared over part of the window and the horizon (the other days
+    stay ordinary), as an operator would."""
+    days = [(today + timedelta(days=i), 1.0 + 0.04 * (i + 20)) for i in range(-20, 5)]
+    demand_index.declare(world.ctx, Principal(Role.OPERATOR, user_id=1), days, source="test")
+
+
+@pytest.mark.parametrize("hour, season", [(9.0, False), (22.7, False), (9.0, True)])
 def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
-        world: World, clock: Clock, hour: float) -> None:
+        world: World, clock: Clock, hour: float, season: bool) -> None:
     clock.now = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(hours=hour)
     build_history(world, clock)
+    if season:
+        declare_a_season(world, forecast.local_day(world.ctx, clock.now))
     ctx, now = world.ctx, clock.now
     today = forecast.local_day(ctx, now)
     with ctx.db.read() as session:
@@ -269,6 +284,7 @@ def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
     assert rerouted_here > 5  # the other shop's demand: turned away there, checked in here
     assert 0 < rates["lead_share"][1] < 1 and rates["baseline"] > 0  # a history, not zeros
     assert 0 < rates["unannounced_share"] < 1  # some parcels never announced
+    assert bool(rates["demand_index"]) == season  # the declared days reach the forecast
     # the share is learned from the days nothing was refused, not from every day
     every_day = model.learn_unannounced_share(forecast_learning._leads(ctx, now, counted))
     assert refusing and rates["unannounced_share"] != every_day

@@ -7,7 +7,7 @@ operation then finds."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from tests.integration.notifications.notify_servers import (  # noqa: F401 - a f
     SmsGateway,
     sms_gateway,
 )
+from tests.integration.test_demand_index import attempts
 from tests.integration.test_forecast import announce_many, near_shop
 from tests.support import PASSWORD, Api, World, is_problem, shop
 
@@ -380,6 +381,21 @@ def forecast_answers(world: World, c: Conformance, locker_id: int) -> None:
     assert rooms["storage"][0]["overflow"] and rooms["storage"][0]["catchment"]
     flows = c.check("GET", "/stats/flows", op.get("/stats/flows"))
     assert flows["totals"]["today"]["home_delivered"] == 2
+    demand_index_answers(world, c, day)
+
+
+def demand_index_answers(world: World, c: Conformance, day: str) -> None:
+    """The season's shape: declared by hand, listed, derived from a year before."""
+    op = world.operator
+    put = c.check("PUT", "/demand-index", op.put("/demand-index", {
+        "days": [{"day": day, "factor": 1.5}], "source": "carrier forecast"}))
+    assert put["items"][0]["factor"] == 1.5
+    listed = c.check("GET", "/demand-index", op.get("/demand-index", **{"from": day, "to": day}))
+    assert listed["items"] == put["items"]
+    attempts(world, {date(2025, 10, 20) + timedelta(days=i): 5 for i in range(70)})
+    derived = c.check("POST", "/demand-index/from-last-year", op.post(
+        "/demand-index/from-last-year", {"from": "2026-12-20", "to": "2026-12-21"}))
+    assert [d["factor"] for d in derived["items"]] == [1.0, 1.0]
 
 
 def jobs_answers(world: World, c: Conformance, app: Flask,

@@ -685,6 +685,19 @@ class TemporaryShelfListOut(Out):
     items: list[TemporaryShelfOut]
 
 
+class DemandDayOut(Out):
+    """``demand_index._view``."""
+
+    day: str
+    factor: float
+    source: str | None
+    declared_at: str
+
+
+class DemandIndexOut(Out):
+    items: list[DemandDayOut]
+
+
 class DayMissingOut(Out):
     day: str
     missing: int

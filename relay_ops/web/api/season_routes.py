@@ -1,16 +1,19 @@
 """API operations for season capacity (docs/forecast.md, "Season capacity"): a shop's
-temporary shelves, and the operator's recommended extra places. Thin translations to
-``services/season.py``."""
+temporary shelves, the operator's recommended extra places, and the season's shape the
+forecast follows (the demand index). Thin translations to ``services/season.py`` and
+``services/demand_index.py``."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
+from relay_ops.domain import demand_index as index_rules
+from relay_ops.domain.errors import ValidationFailed
 from relay_ops.domain.season import MAX_PLACES
-from relay_ops.services import season
+from relay_ops.services import demand_index, season
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
 from relay_ops.web.api import responses as r
@@ -88,3 +91,82 @@ def recommendations(principal: Principal, query: RecommendationsQuery) -> Any:
           response=r.StorageRecommendationsOut)
 def storage_recommendations(principal: Principal) -> Any:
     return season.storage_recommendations(ctx(), principal)
+
+
+# A query string is text: the day as an ISO date, nothing pydantic would coerce (`0`).
+IsoDay = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", json_schema_extra={"format": "date"})]
+
+
+class PeriodQuery(Strict):
+    from_: Annotated[IsoDay, Field(alias="from")]
+    to: IsoDay
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def days(self) -> tuple[date, date]:
+        try:
+            return date.fromisoformat(self.from_), date.fromisoformat(self.to)
+        except ValueError:
+            raise ValidationFailed(f"{self.from_} to {self.to}: not days (YYYY-MM-DD)",
+                                   field="from") from None
+
+
+class DemandDayIn(Strict):
+    day: date
+    factor: Annotated[float, Field(ge=index_rules.MIN_FACTOR, le=index_rules.MAX_FACTOR)]
+
+
+class DemandIndexIn(Strict):
+    days: Annotated[list[DemandDayIn], Field(min_length=1, max_length=demand_index.MAX_DAYS)]
+    source: Annotated[str | None, Field(min_length=1, max_length=200)] = None
+
+
+class LastYearIn(Strict):
+    from_: Annotated[date, Field(alias="from")]
+    to: date
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+INDEX_DOC = ("How much demand each day brings against an ordinary day (1.0), network-wide: "
+             "the forecast learns each site's rate on counts divided by their day's factor "
+             "and multiplies each coming day's rate by its own (docs/forecast.md, \"The "
+             "season's shape\"). Days never declared are ordinary.")
+
+
+@endpoint("/demand-index", tag="sites", roles=OPERATOR, query=PeriodQuery,
+          summary="The season's declared demand factors over a period",
+          description=INDEX_DOC + " `from` and `to` both included, at most 400 days.",
+          response=r.DemandIndexOut)
+def list_demand_index(principal: Principal, query: PeriodQuery) -> Any:
+    return {"items": demand_index.declared(ctx(), principal, *query.days())}
+
+
+@endpoint("/demand-index", "PUT", tag="sites", roles=OPERATOR, body=DemandIndexIn,
+          summary="Declare the season's demand factor of some days",
+          description=INDEX_DOC + " Each day listed is declared (again), all or none: a "
+                      "factor between 0.05 and 10, each day once, at most 400 days (422 "
+                      "otherwise). The forecasts follow at their next run.",
+          response=r.DemandIndexOut)
+def declare_demand_index(principal: Principal, body: DemandIndexIn) -> Any:
+    days = [(each.day, each.factor) for each in body.days]
+    return {"items": demand_index.declare(ctx(), principal, days, body.source)}
+
+
+@endpoint("/demand-index/from-last-year", "POST", tag="sites", roles=OPERATOR,
+          body=LastYearIn, status=201,
+          summary="Declare a period's demand factors from the network's own year before",
+          description=INDEX_DOC + " Each day of the period gets the network's first attempts "
+                      "52 weeks before (its week's mean, centred) over their mean of the "
+                      "eight weeks before the period, a year before. 422 `no-history` "
+                      "without parcels then.",
+          response=r.DemandIndexOut)
+def demand_index_from_last_year(principal: Principal, body: LastYearIn) -> Any:
+    return 201, {"items": demand_index.from_last_year(ctx(), principal, body.from_, body.to)}
+
+
+@endpoint("/demand-index", "DELETE", tag="sites", roles=OPERATOR, query=PeriodQuery,
+          status=204, summary="Withdraw the declared factors of a period (ordinary days again)")
+def withdraw_demand_index(principal: Principal, query: PeriodQuery) -> Any:
+    demand_index.withdraw(ctx(), principal, *query.days())
+    return 204, None

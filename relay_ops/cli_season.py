@@ -1,0 +1,91 @@
+"""Operator commands for the season's shape: ``relay-ops demand-index ...``
+(``services/demand_index.py``; docs/forecast.md, "The season's shape")."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import current_app
+
+from relay_ops.cli_errors import ReportDomainErrors
+from relay_ops.domain.errors import ValidationFailed
+from relay_ops.services import demand_index
+from relay_ops.services.context import Ctx
+from relay_ops.services.principal import SYSTEM
+
+
+def ctx() -> Ctx:
+    return current_app.extensions["relay_ops"]
+
+
+DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@click.group("demand-index", cls=ReportDomainErrors)
+def demand_index_group() -> None:
+    """The season's demand factor per day (1.0: an ordinary day), network-wide."""
+
+
+def _day(value: Any) -> date:
+    return value.date() if hasattr(value, "date") else value
+
+
+@demand_index_group.command("show")
+@click.option("--from", "first", type=DAY, required=True)
+@click.option("--to", "last", type=DAY, required=True)
+def show(first: Any, last: Any) -> None:
+    """The declared days from FIRST to LAST, both included (JSON)."""
+    items = demand_index.declared(ctx(), SYSTEM, _day(first), _day(last))
+    click.echo(json.dumps(items, indent=2))
+
+
+@demand_index_group.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--source", default=None, help="where the factors come from, kept with them")
+def import_csv(path: Path, source: str | None) -> None:
+    """Declare the days of a CSV file of `day,factor` lines (a header line is allowed), all
+    or none."""
+    days = read_days(path)
+    items = demand_index.declare(ctx(), SYSTEM, days, source or path.name)
+    click.echo(f"{len(items)} day(s) declared, {items[0]['day']} to {items[-1]['day']}")
+
+
+@demand_index_group.command("from-last-year")
+@click.option("--from", "first", type=DAY, required=True)
+@click.option("--to", "last", type=DAY, required=True)
+def from_last_year(first: Any, last: Any) -> None:
+    """Declare FIRST to LAST from the network's own first attempts 52 weeks before."""
+    items = demand_index.from_last_year(ctx(), SYSTEM, _day(first), _day(last))
+    top = max(items, key=lambda item: item["factor"])
+    click.echo(f"{len(items)} day(s) declared; the highest: {top['day']} at {top['factor']}")
+
+
+@demand_index_group.command("withdraw")
+@click.option("--from", "first", type=DAY, required=True)
+@click.option("--to", "last", type=DAY, required=True)
+def withdraw(first: Any, last: Any) -> None:
+    """Forget the factors from FIRST to LAST: ordinary days again."""
+    gone = demand_index.withdraw(ctx(), SYSTEM, _day(first), _day(last))
+    click.echo(f"{gone} day(s) withdrawn")
+
+
+def read_days(path: Path) -> list[tuple[date, float]]:
+    """The file's `day,factor` lines; a line that is neither (but a first header) is refused
+    with its number."""
+    days = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        for number, row in enumerate(csv.reader(handle), start=1):
+            if not row or (number == 1 and row[0].strip().lower() == "day"):
+                continue
+            try:
+                day, factor = row
+                days.append((date.fromisoformat(day.strip()), float(factor)))
+            except ValueError:
+                raise ValidationFailed(f"{path.name} line {number}: not `day,factor` "
+                                       "(2026-12-01,1.4)") from None
+    return days
