@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from relay_ops.db.local_date import local_date
 from relay_ops.db.models import DemandDay, Parcel
-from relay_ops.domain.demand_index import check_factor
+from relay_ops.domain.demand_index import MAX_FACTOR, MIN_FACTOR, check_factor
 from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services.context import Ctx
 from relay_ops.services.forecast_learning import is_order
@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 MAX_DAYS = 400  # declared at once: a season, or a year and its margins
 YEAR = timedelta(days=364)  # 52 weeks: the same weekday a year before
-SMOOTHING_DAYS = 7  # a past year's day is its week's mean: one day's count is noise
+# A past year's day is the mean of the three centred on it: a day's count alone is noise, a
+# week's mean blurs a six-day Black Friday (docs/forecast.md, "The season's shape").
+SMOOTHING_DAYS = 3
 REFERENCE_DAYS = 56  # the ordinary level: the eight weeks before the period, a year before
 
 
@@ -70,8 +72,8 @@ def withdraw(ctx: Ctx, actor: Principal, first: date, last: date) -> int:
 
 def from_last_year(ctx: Ctx, actor: Principal, first: date, last: date) -> list[dict[str, Any]]:
     """Declare ``first`` to ``last`` from the network's first attempts 52 weeks before: each
-    day's factor is its week's mean (centred) over the mean of the eight weeks before the
-    period, a year before (an ordinary autumn for a December)."""
+    day's factor is the mean of the three days centred on it, over the mean of the eight
+    weeks before the period, a year before (an ordinary autumn for a December)."""
     require_role(actor, Role.OPERATOR, Role.SYSTEM)
     _check_period(first, last)
     before = first - YEAR - timedelta(days=REFERENCE_DAYS)
@@ -89,8 +91,8 @@ def from_last_year(ctx: Ctx, actor: Principal, first: date, last: date) -> list[
     days = []
     for i in range((last - first).days + 1):
         then = first + timedelta(days=i) - YEAR
-        week = [counts.get(then + timedelta(days=k), 0) for k in range(-half, half + 1)]
-        factor = min(max(sum(week) / len(week) / ordinary, 0.05), 10.0)
+        around = [counts.get(then + timedelta(days=k), 0) for k in range(-half, half + 1)]
+        factor = min(max(sum(around) / len(around) / ordinary, MIN_FACTOR), MAX_FACTOR)
         days.append((first + timedelta(days=i), round(factor, 3)))
     return declare(ctx, actor, days, source=f"network first attempts {first.year - 1}")
 

@@ -133,7 +133,8 @@ def attempts(world: World, per_day: dict[date, int]) -> None:
 def test_a_season_is_derived_from_the_networks_year_before(world: World) -> None:
     """Ten parcels a day through last autumn, twenty a day from 2025-12-05 to 2025-12-15:
     the same weeks this year (52 weeks on: the same weekdays) are declared at twice an
-    ordinary day, each day its week's mean (centred), so the edges move in steps of 1/7."""
+    ordinary day, each day the mean of the three centred on it, so the edges move in steps
+    of 1/3."""
     first, last = date(2026, 12, 1), date(2026, 12, 20)
     year_before = {first - timedelta(days=364 + 56) + timedelta(days=i): 10
                    for i in range(56 + 30)}
@@ -145,10 +146,11 @@ def test_a_season_is_derived_from_the_networks_year_before(world: World) -> None
     assert made.status_code == 201
     factors = {d["day"]: d["factor"] for d in made.json["items"]}
     assert len(factors) == 20 and made.json["items"][0]["source"] == "network first attempts 2025"
-    assert factors["2026-12-01"] == round(1 + 1 / 7, 3)  # 2025-12-02: a day of its week
-    assert factors["2026-12-03"] == round(1 + 3 / 7, 3)  # 2025-12-04: three
+    assert factors["2026-12-01"] == factors["2026-12-02"] == 1.0  # 2025-12-02 and 03
+    assert factors["2026-12-03"] == round(1 + 1 / 3, 3)  # 2025-12-04: one day of the three
+    assert factors["2026-12-04"] == round(1 + 2 / 3, 3)
     assert factors["2026-12-10"] == 2.0
-    assert factors["2026-12-16"] == round(1 + 2 / 7, 3)
+    assert factors["2026-12-15"] == round(1 + 1 / 3, 3)  # 2025-12-16: after the rise
     assert factors["2026-12-19"] == factors["2026-12-20"] == 1.0
 
 

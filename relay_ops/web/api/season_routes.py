@@ -157,9 +157,9 @@ def declare_demand_index(principal: Principal, body: DemandIndexIn) -> Any:
           body=LastYearIn, status=201,
           summary="Declare a period's demand factors from the network's own year before",
           description=INDEX_DOC + " Each day of the period gets the network's first attempts "
-                      "52 weeks before (its week's mean, centred) over their mean of the "
-                      "eight weeks before the period, a year before. 422 `no-history` "
-                      "without parcels then.",
+                      "52 weeks before (the mean of the three days centred on it) over "
+                      "their mean of the eight weeks before the period, a year before. 422 "
+                      "`no-history` without parcels then.",
           response=r.DemandIndexOut)
 def demand_index_from_last_year(principal: Principal, body: LastYearIn) -> Any:
     return 201, {"items": demand_index.from_last_year(ctx(), principal, body.from_, body.to)}
