@@ -197,15 +197,9 @@ def declared_season(today: date, shift: float, scale: float, smooth: float = 1.0
     """The bench's season as declared to the forecast, around ``today`` (its learning window
     and horizon), moved by ``shift`` days, its rise scaled by ``scale`` and each day the mean
     of the ``smooth`` days centred on it."""
-    half = int(smooth) // 2
-
-    def declared(day: date) -> float:
-        week = [territory.season(day + timedelta(days=round(shift) + k))
-                for k in range(-half, half + 1)]
-        return 1.0 + (sum(week) / len(week) - 1.0) * scale
-
     days = [today + timedelta(days=i) for i in range(-CLOSED_DAYS_BACK, CLOSED_DAYS_AHEAD)]
-    return DemandIndex({day: declared(day) for day in days})
+    return DemandIndex({day: territory.declared_season(day, round(shift), scale, int(smooth))
+                        for day in days})
 
 
 def open_days_before(today: date, count: int, closed: ClosedDays) -> list[date]:

@@ -59,6 +59,7 @@ from relay_ops.services import (
     checkin,
     checkin_registration,
     credentials,
+    demand_index,
     expiry,
     locker_collection,
     locker_compartments,
@@ -188,6 +189,29 @@ def season(day: date) -> float:
     if day >= date(day.year, 12, 28):
         factor = 0.8
     return factor
+
+
+# The season declared to the forecast (``relay-ops demand-index``), as (days moved, share of
+# the rise above an ordinary day, days averaged): the bench's own, or as a network derives
+# it from its year before (``demand_index.from_last_year``: 52 weeks back, so a date-fixed
+# season comes a day early, each day the mean of the three centred on it).
+DECLARED_SEASONS = {"exact": (0, 1.0, 1), "last-year": (1, 1.0, 3)}
+
+
+def declared_season(day: date, shift: int = 0, scale: float = 1.0, smooth: int = 1) -> float:
+    """``season`` as an operator would declare it: moved by ``shift`` days, its rise scaled
+    by ``scale``, each day the mean of the ``smooth`` days centred on it."""
+    half = smooth // 2
+    around = [season(day + timedelta(days=shift + k)) for k in range(-half, half + 1)]
+    return 1.0 + (sum(around) / len(around) - 1.0) * scale
+
+
+def declare_season(ctx: Ctx, name: str, first: date, last: date) -> None:
+    """Declare the season ``name`` (``DECLARED_SEASONS``) from ``first`` to ``last``."""
+    shift, scale, smooth = DECLARED_SEASONS[name]
+    span = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    days = [(day, round(declared_season(day, shift, scale, smooth), 3)) for day in span]
+    demand_index.declare(ctx, SYSTEM, days, source=f"bench {name}")
 
 
 def poisson(rng: random.Random, mean: float) -> int:
@@ -763,8 +787,8 @@ def grouping_figures(ctx: Ctx) -> dict[str, int]:
 def run(mode: str, start: date, days: int, seed: int, workdir: Path,
         warm_up: int = WARM_UP_DAYS, load: float = 1.0, with_lockers: bool = True,
         progress: Path | None = None, flows: bool = False, policy: str = "none",
-        make_replay: Callable[..., Replay] | None = None, storage_growth: int = 0
-        ) -> dict[str, Any]:
+        make_replay: Callable[..., Replay] | None = None, storage_growth: int = 0,
+        season_declared: str = "none") -> dict[str, Any]:
     """One replay; ``make_replay`` builds it in place of :class:`Replay` (with its
     arguments), e.g. one that keeps the forecasts' inputs (bench/forecast_calibration.py)."""
     rng = random.Random(seed)
@@ -784,6 +808,9 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
     base_ctx: Ctx = app.extensions["relay_ops"]
     ctx = Ctx(db=base_ctx.db, settings=base_ctx.settings, clock=clock)
     shops = build_territory(ctx, rng, load, flows)
+    if season_declared != "none":
+        declare_season(ctx, season_declared, start - timedelta(days=70),
+                       start + timedelta(days=days + 10))
     extra = random.Random(seed + 10_000)
     built = build_lockers(ctx, extra, load) if with_lockers else []
     warm = start + timedelta(days=warm_up)
@@ -808,6 +835,7 @@ def run(mode: str, start: date, days: int, seed: int, workdir: Path,
             figures = results_of(replay, mode, seed, load, i + 1, time.perf_counter() - began)
             progress.write_text(json.dumps(figures, indent=2) + "\n")
     result = results_of(replay, mode, seed, load, days, time.perf_counter() - began)
+    result["season_declared"] = season_declared
     base_ctx.db.dispose()
     return result
 
@@ -885,6 +913,10 @@ def main() -> None:
                         help="with --policy full: the operator adds to each town hall the "
                              "places the overflow storage recommendation asks for, at most "
                              "this many on any day (0: the rooms stay as built)")
+    parser.add_argument("--season", choices=("none", *DECLARED_SEASONS), default="none",
+                        help="declare the season's shape to the forecast (relay-ops "
+                             "demand-index): the bench's own (exact) or as derived from a "
+                             "year before (last-year: a day early, three days averaged)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--progress", type=Path,
                         help="write the figures so far to this file after each day")
@@ -899,7 +931,8 @@ def main() -> None:
                 result = run(mode, args.start, args.days, args.seed, Path(workdir),
                              args.warm_up, args.load, not args.shops_only,
                              _progress(args.progress, policy, len(policies)), args.flows,
-                             policy, storage_growth=args.storage_growth)
+                             policy, storage_growth=args.storage_growth,
+                             season_declared=args.season)
                 print(json.dumps(result, indent=2))
                 results.append(result)
                 by_policy[policy] = result
