@@ -254,7 +254,9 @@ def forecast_site(ctx: Ctx, site_id: int) -> list[model.DayForecast]:
 
 def forecast_all(ctx: Ctx) -> dict[str, int]:
     """Recompute every site's forecast: the periodic job (one transaction per site, so one
-    site's failure does not hold the others back)."""
+    site's failure does not hold the others back), after what is learned over the whole
+    network (``learning.learn_network``)."""
+    learning.learn_network(ctx)
     with ctx.db.read() as session:
         ids = list(session.scalars(select(Site.id).order_by(Site.id)))
     at_risk = 0

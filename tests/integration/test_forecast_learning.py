@@ -13,6 +13,7 @@ from before them would.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, time, timedelta
@@ -320,3 +321,72 @@ def test_the_unannounced_share_is_learned_on_the_days_nothing_was_refused(
     assert forecast_learning.unannounced_share(ctx, now, counted, {full}) == 0.1
     assert forecast_learning.unannounced_share(ctx, now, counted, set()) == 0.05
     assert forecast_learning.unannounced_share(ctx, now, counted, {quiet, full}) == 0.05
+
+
+def other_shops_own_parcels(world: World, clock: Clock) -> None:
+    """Parcels checked in at the other shop on days it refused none, a third never announced:
+    the network's share is learned from both shops' clean days."""
+    with world.ctx.db.transaction() as session:
+        for n in range(30):
+            moment = clock.now - timedelta(days=2 + n % 3, hours=3)
+            parcel = Parcel(tracking_number=f"OTHER{n:05d}", site_id=world.other_shop_id,
+                            state="picked_up")
+            session.add(parcel)
+            session.flush()
+            if n % 3:
+                _event(session, parcel, "announce", moment - timedelta(hours=20),
+                       world.other_shop_id)
+            _event(session, parcel, "check_in", moment, world.other_shop_id)
+        session.flush()
+        backfill_from_events(session)
+
+
+def reference_network_share(ctx: Ctx, session: Session, now: datetime) -> tuple[float, int]:
+    """Each site's first attempts one by one, on its days without a refused first attempt."""
+    today = forecast.local_day(ctx, now)
+    since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
+    unannounced = total = 0
+    for site in session.scalars(select(Site)):
+        refused_first = reference_refused_first(session, site)
+        attempts = reference_first_attempts(ctx, session, site, now)
+        refusing = {forecast.local_day(ctx, at) for pid, at in attempts if pid in refused_first}
+        announced = reference_first_events(ctx, session, site, ("announce",))
+        for pid, at in attempts:
+            day = forecast.local_day(ctx, at)
+            if since <= day < today and day not in refusing:
+                total += 1
+                unannounced += pid not in announced
+    return unannounced / total, total
+
+
+def test_the_network_share_is_every_sites_clean_days_together(
+        world: World, clock: Clock) -> None:
+    """The sweep learns the unannounced share over every site's days that refused nothing,
+    keeps it, and each site's own share is shrunk towards it with
+    ``unannounced_prior_weight`` pseudo-attempts."""
+    clock.now = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    build_history(world, clock)
+    other_shops_own_parcels(world, clock)
+    ctx, now = world.ctx, clock.now
+    with ctx.db.read() as session:
+        site = session.get(Site, world.shop_id)
+        assert site is not None
+        closed = forecast.site_closed_on(session, site)
+        alone = forecast_learning.arrival_rates(ctx, session, site, now, closed)
+        expected = reference_network_share(ctx, session, now)
+        counted, refusing = forecast_learning._attempts(ctx, session, site, now)
+    assert forecast_learning.network_share_of(ctx) is None  # not learned yet: the site's own
+    learned = forecast_learning.learn_network(ctx)
+    assert learned is not None and math.isclose(learned[0], expected[0])
+    assert learned[1] == expected[1] > 30  # the other shop's 30 parcels and the shop's
+    assert forecast_learning.network_share_of(ctx) == learned
+    with ctx.db.read() as session:
+        pooled = forecast_learning.arrival_rates(ctx, session, site, now, closed)
+    own = forecast_learning._leads(ctx, now, [r for r in counted if r[0] not in refusing])
+    n, weight = sum(own.values()), ctx.settings.forecast.unannounced_prior_weight
+    assert math.isclose(pooled["unannounced_share"],
+                        (own[None] + weight * learned[0]) / (n + weight))
+    shares = sorted((alone["unannounced_share"], learned[0]))
+    assert shares[0] < pooled["unannounced_share"] < shares[1]  # between its own and the network's
+    assert {k: v for k, v in pooled.items() if k != "unannounced_share"} == {
+        k: v for k, v in alone.items() if k != "unannounced_share"}

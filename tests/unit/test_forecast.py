@@ -615,3 +615,13 @@ def test_the_rates_drift_is_the_smaller_one_once_the_line_has_a_trend() -> None:
     # asked for no trend, none is learned, whatever the history
     assert not learn_arrival_rate([10] * 20, with_trend=False).trend_learned
     assert learn_arrival_rate([]).days == 0
+
+
+def test_a_sites_unannounced_share_is_shrunk_towards_the_networks() -> None:
+    """2 unannounced in 4 first attempts at the site, 10 % over the network: with 4
+    pseudo-attempts the site's share is (2 + 0.4) / 8; with none of its own, the network's;
+    without the network (or a weight of 0), its own."""
+    own = [None, 1.0, None, 2.0]
+    assert math.isclose(learn_unannounced_share(own, (0.1, 1000), 4.0), 0.3)
+    assert math.isclose(learn_unannounced_share([], (0.1, 1000), 4.0), 0.1)
+    assert learn_unannounced_share(own) == learn_unannounced_share(own, (0.1, 1000), 0.0) == 0.5
