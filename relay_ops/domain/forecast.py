@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from relay_ops.domain import forecast_flows as flow_model
+from relay_ops.domain.demand_index import factor_ahead
 from relay_ops.domain.forecast_learning import (
     MAX_AGE,
     MAX_SCAN_DAYS,
@@ -192,6 +193,8 @@ class DayForecast:
     refused: float = 0.0  # expected parcels turned away that day, waiting in the vans
     # The flows' share of the day (part of ``predicted``), one per flow of the inputs.
     flows: tuple[flow_model.FlowDay, ...] = ()
+    # The season's factor of the day the rate was multiplied by (``demand_index``).
+    demand_factor: float = 1.0
 
     @property
     def at_risk(self) -> bool:
@@ -388,6 +391,7 @@ def _day(inputs: SiteInputs, day: date, mean: float, var: float, arrivals: float
         arrivals=round(arrivals, 3),
         refused=round(refused, 3),
         flows=by_flow,
+        demand_factor=factor_ahead(inputs.demand_index, (day - inputs.today).days),
     )
 
 

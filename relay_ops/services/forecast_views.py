@@ -55,9 +55,10 @@ def site_forecast(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
             "site": site.code,
             "computed_at": ctx.now().isoformat(),
             # reserved: places held for rerouted parcels that day (counted in predicted);
-            # flows: the parcels sent from the site and producers' orders apart (in predicted)
-            "days": [{**day_view(d), "reserved": reserved.get(d.day, 0), "flows": flows_view(d)}
-                     for d in days],
+            # flows: the parcels sent from the site and producers' orders apart (in predicted);
+            # demand_factor: the season's factor of the day (1.0: an ordinary day)
+            "days": [{**day_view(d), "reserved": reserved.get(d.day, 0), "flows": flows_view(d),
+                      "demand_factor": d.demand_factor} for d in days],
             "days_at_risk": [d.day.isoformat() for d in days if d.at_risk],
             "in_vans": in_vans(session, site),
         }

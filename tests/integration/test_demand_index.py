@@ -114,6 +114,8 @@ def test_a_declared_season_moves_the_forecast(world: World, clock: Clock) -> Non
     assert seasoned[7]["arrivals"] > 1.8 * plain[7]["arrivals"] > 0
     assert seasoned[7]["predicted"] > plain[7]["predicted"]
     assert seasoned[0] == plain[0]  # today is an ordinary day
+    assert [d["demand_factor"] for d in seasoned] == [1.0] + [2.0] * 7
+    assert all(d["demand_factor"] == 1.0 for d in plain)
     window = {"days": days_from(TODAY - timedelta(days=40), [2.0] * 40)}
     assert world.operator.put("/demand-index", json=window).status_code == 200
     assert abs(site_inputs(world).baseline - before.baseline / 2) < 1e-9

@@ -615,6 +615,7 @@ class ForecastDayOut(Out):
     at_risk: bool
     reserved: int
     flows: dict[str, FlowForecastOut]
+    demand_factor: float
 
 
 class ForecastOut(Out):

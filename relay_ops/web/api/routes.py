@@ -199,8 +199,10 @@ def get_occupancy(principal: Principal, site_id: int) -> Any:
                       "the day's peak with a 90 % band (`low`, `high`), the capacity, whether the "
                       "site is closed, `at_risk` when the band's top exceeds the capacity, and "
                       "`reserved`: places held that day for rerouted parcels (counted in the "
-                      "prediction); at a locker, `free_doors`: its free doors per size class "
-                      "less those held for rerouted parcels still to come. See docs/forecast.md.",
+                      "prediction); `demand_factor`: the season's factor the operator declared "
+                      "for the day (1.0: an ordinary day; `/demand-index`); at a locker, "
+                      "`free_doors`: its free doors per size class less those held for "
+                      "rerouted parcels still to come. See docs/forecast.md.",
           response=r.ForecastOut)
 def get_forecast(principal: Principal, site_id: int) -> Any:
     return forecasts.site_forecast(ctx(), principal, site_id)
