@@ -129,8 +129,7 @@ def _attempts(
     """The first attempts as ``_attempts_by_day`` counts them, and the local days on which
     one of them was refused for lack of room (its first check-in, if any, came later)."""
     day = local_date(Parcel.first_attempt_at, ctx.settings.timezone)
-    refused = (Parcel.first_check_in_at.is_(None)
-               | (Parcel.first_check_in_at != Parcel.first_attempt_at))
+    refused = _refused_first()
     rows = session.execute(
         select(day, Parcel.announced_at, refused, func.count())
         .where(_first_attempts_since(ctx, site, now))
@@ -143,6 +142,13 @@ def _attempts(
         if was_refused:
             refusing.add(when)
     return [(when, at, count) for (when, at), count in counted.items()], refusing
+
+
+def _refused_first() -> ColumnElement[bool]:
+    """The parcel's first attempt was refused for lack of room: its first check-in, if any,
+    came later."""
+    return (Parcel.first_check_in_at.is_(None)
+            | (Parcel.first_check_in_at != Parcel.first_attempt_at))
 
 
 def unannounced_share(
@@ -191,10 +197,6 @@ def network_share(session: Session) -> tuple[float, int] | None:
     return None if row is None else (row.value, row.samples)
 
 
-def network_share_of(ctx: Ctx) -> tuple[float, int] | None:
-    with ctx.db.read() as session:
-        return network_share(session)
-
 
 def _network_unannounced(ctx: Ctx, session: Session, now: datetime
                          ) -> tuple[float, int] | None:
@@ -203,8 +205,7 @@ def _network_unannounced(ctx: Ctx, session: Session, now: datetime
     today = local_day(ctx, now)
     since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
     day = local_date(Parcel.first_attempt_at, ctx.settings.timezone)
-    refused = (Parcel.first_check_in_at.is_(None)
-               | (Parcel.first_check_in_at != Parcel.first_attempt_at))
+    refused = _refused_first()
     rows = session.execute(
         select(Parcel.first_attempt_site_id, day, Parcel.announced_at.is_(None), refused,
                func.count())

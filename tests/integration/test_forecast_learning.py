@@ -359,6 +359,11 @@ def reference_network_share(ctx: Ctx, session: Session, now: datetime) -> tuple[
     return unannounced / total, total
 
 
+def network_share(ctx: Ctx) -> tuple[float, int] | None:
+    with ctx.db.read() as session:
+        return forecast_learning.network_share(session)
+
+
 def test_the_network_share_is_every_sites_clean_days_together(
         world: World, clock: Clock) -> None:
     """The sweep learns the unannounced share over every site's days that refused nothing,
@@ -375,11 +380,11 @@ def test_the_network_share_is_every_sites_clean_days_together(
         alone = forecast_learning.arrival_rates(ctx, session, site, now, closed)
         expected = reference_network_share(ctx, session, now)
         counted, refusing = forecast_learning._attempts(ctx, session, site, now)
-    assert forecast_learning.network_share_of(ctx) is None  # not learned yet: the site's own
+    assert network_share(ctx) is None  # not learned yet: the site's own
     learned = forecast_learning.learn_network(ctx)
     assert learned is not None and math.isclose(learned[0], expected[0])
     assert learned[1] == expected[1] > 30  # the other shop's 30 parcels and the shop's
-    assert forecast_learning.network_share_of(ctx) == learned
+    assert network_share(ctx) == learned
     with ctx.db.read() as session:
         pooled = forecast_learning.arrival_rates(ctx, session, site, now, closed)
     own = forecast_learning._leads(ctx, now, [r for r in counted if r[0] not in refusing])
