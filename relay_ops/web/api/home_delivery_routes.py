@@ -8,14 +8,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from relay_ops.domain.errors import ValidationFailed
 from relay_ops.domain.hours import DAYS
 from relay_ops.services import home_delivery
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
 from relay_ops.web.api import responses as r
 from relay_ops.web.api.openapi import Link
-from relay_ops.web.api.schemas import NOT_BLANK, Strict
+from relay_ops.web.api.schemas import NOT_BLANK, IsoDay, Strict, iso_day
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 RESIDENT = (Role.RESIDENT,)
@@ -55,9 +54,7 @@ class CodeIn(Strict):
 
 
 class ListQuery(Strict):
-    # A query string is text: the day as an ISO date, nothing pydantic would coerce (`0`).
-    day: Annotated[str | None, Field(pattern=r"^\d{4}-\d{2}-\d{2}$",
-                                     json_schema_extra={"format": "date"})] = None
+    day: IsoDay | None = None
 
 
 REQUEST_DOC = (
@@ -93,10 +90,7 @@ def set_offer(principal: Principal, site_id: int, body: OfferIn) -> Any:
                       "courier's link to hand over.",
           response=r.HomeDeliveryListOut)
 def list_site_deliveries(principal: Principal, site_id: int, query: ListQuery) -> Any:
-    try:
-        day = date.fromisoformat(query.day) if query.day else None
-    except ValueError:
-        raise ValidationFailed(f"{query.day} is not a day (YYYY-MM-DD)") from None
+    day = iso_day(query.day) if query.day else None
     return {"items": home_delivery.site_deliveries(ctx(), principal, site_id, day)}
 
 

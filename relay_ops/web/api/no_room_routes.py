@@ -3,18 +3,16 @@ translations to ``services/no_room_policies.py``."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services import no_room_policies
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
 from relay_ops.web.api import responses as r
 from relay_ops.web.api.openapi import Link
-from relay_ops.web.api.schemas import Code, SizeClass, Strict
+from relay_ops.web.api.schemas import Code, IsoDay, SizeClass, Strict, iso_day
 
 OPERATOR = (Role.OPERATOR,)
 OPERATOR_OR_CARRIER = (Role.OPERATOR, Role.CARRIER)
@@ -41,9 +39,7 @@ class PolicyIn(Strict):
 
 
 class DecisionsQuery(Strict):
-    # A query string is text: the day as an ISO date, nothing pydantic would coerce (`0`).
-    day: Annotated[str | None, Field(pattern=r"^\d{4}-\d{2}-\d{2}$",
-                                     json_schema_extra={"format": "date"})] = None
+    day: IsoDay | None = None
     site: Code | None = None
     step: Literal["storage", "hold", "home", "none"] | None = None
     carrier: Code | None = None
@@ -97,10 +93,7 @@ def delete_policy(principal: Principal, policy_id: int) -> Any:
                       "per site and day.",
           response=r.NoRoomDecisionListOut)
 def list_decisions(principal: Principal, query: DecisionsQuery) -> Any:
-    try:
-        day = date.fromisoformat(query.day) if query.day else None
-    except ValueError:
-        raise ValidationFailed(f"{query.day} is not a day (YYYY-MM-DD)") from None
+    day = iso_day(query.day) if query.day else None
     return {"items": no_room_policies.list_decisions(
         ctx(), principal, day=day, site=query.site, step=query.step,
         carrier=query.carrier)}

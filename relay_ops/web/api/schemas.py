@@ -8,11 +8,24 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 from pydantic.json_schema import JsonSchemaValue
 
+from relay_ops.domain.errors import ValidationFailed
 from relay_ops.domain.hours import DAYS
 from relay_ops.domain.lifecycle import State
 from relay_ops.web.api.openapi import VOCABULARY
 
 Code = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
+# A day in a query string is text: an ISO date, nothing pydantic would coerce (`0`). The
+# pattern lets 30 February through: ``iso_day`` reads it against the calendar.
+IsoDay = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$",
+                              json_schema_extra={"format": "date"})]
+
+
+def iso_day(text: str) -> date:
+    """An ``IsoDay`` as a date; a day the calendar does not have is a 422."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValidationFailed(f"{text} is not a day (YYYY-MM-DD)") from None
 # A line of a manifest: any text, checked parcel by parcel and reported in the answer.
 Tracking = Annotated[str, Field(min_length=1, max_length=64)]
 # One parcel named by an operation: 8 to 35 letters and digits once spaces and dashes are

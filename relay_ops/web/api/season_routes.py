@@ -11,13 +11,12 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field
 
 from relay_ops.domain import demand_index as index_rules
-from relay_ops.domain.errors import ValidationFailed
 from relay_ops.domain.season import MAX_PLACES
 from relay_ops.services import demand_index, season
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.api import ctx, endpoint
 from relay_ops.web.api import responses as r
-from relay_ops.web.api.schemas import SizeClass, Strict
+from relay_ops.web.api.schemas import IsoDay, SizeClass, Strict, iso_day
 
 STAFF = (Role.OPERATOR, Role.SHOPKEEPER)
 OPERATOR = (Role.OPERATOR,)
@@ -93,10 +92,6 @@ def storage_recommendations(principal: Principal) -> Any:
     return season.storage_recommendations(ctx(), principal)
 
 
-# A query string is text: the day as an ISO date, nothing pydantic would coerce (`0`).
-IsoDay = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$", json_schema_extra={"format": "date"})]
-
-
 class PeriodQuery(Strict):
     from_: Annotated[IsoDay, Field(alias="from")]
     to: IsoDay
@@ -104,11 +99,7 @@ class PeriodQuery(Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     def days(self) -> tuple[date, date]:
-        try:
-            return date.fromisoformat(self.from_), date.fromisoformat(self.to)
-        except ValueError:
-            raise ValidationFailed(f"{self.from_} to {self.to}: not days (YYYY-MM-DD)",
-                                   field="from") from None
+        return iso_day(self.from_), iso_day(self.to)
 
 
 class DemandDayIn(Strict):
