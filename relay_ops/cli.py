@@ -19,7 +19,7 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from firmware_bridge.identity import write_bundle
 from firmware_bridge.tls import write_deployment_certs
-from relay_ops.cli_errors import ReportDomainErrors
+from relay_ops.cli_common import ReportDomainErrors, ctx
 from relay_ops.cli_season import demand_index_group
 from relay_ops.db import migrate
 from relay_ops.services import (
@@ -34,12 +34,7 @@ from relay_ops.services import (
     site_search,
     sites,
 )
-from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
-
-
-def ctx() -> Ctx:
-    return current_app.extensions["relay_ops"]
 
 
 @click.group(cls=ReportDomainErrors)

@@ -1,13 +1,20 @@
-"""What the operator commands share: a refused command reports the rule it broke."""
+"""What the operator commands share: the app's context, and a refused command reports the
+rule it broke."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from relay_ops.domain.errors import DomainError
+from relay_ops.services.context import Ctx
+
+
+def ctx() -> Ctx:
+    return current_app.extensions["relay_ops"]
 
 
 class ReportDomainErrors(AppGroup):

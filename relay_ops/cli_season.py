@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import date
+from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
 
 import click
-from flask import current_app
 
-from relay_ops.cli_errors import ReportDomainErrors
+from relay_ops.cli_common import ReportDomainErrors, ctx
 from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services import demand_index
-from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM
-
-
-def ctx() -> Ctx:
-    return current_app.extensions["relay_ops"]
-
 
 DAY = click.DateTime(formats=["%Y-%m-%d"])
 
@@ -31,16 +24,20 @@ def demand_index_group() -> None:
     """The season's demand factor per day (1.0: an ordinary day), network-wide."""
 
 
-def _day(value: Any) -> date:
-    return value.date() if hasattr(value, "date") else value
+def period(command: Callable[..., None]) -> Callable[..., None]:
+    """The command's ``--from`` and ``--to`` days (both included), as ``first`` and ``last``."""
+    def as_day(_context: click.Context, _param: click.Parameter, value: datetime) -> date:
+        return value.date()
+
+    command = click.option("--to", "last", type=DAY, required=True, callback=as_day)(command)
+    return click.option("--from", "first", type=DAY, required=True, callback=as_day)(command)
 
 
 @demand_index_group.command("show")
-@click.option("--from", "first", type=DAY, required=True)
-@click.option("--to", "last", type=DAY, required=True)
-def show(first: Any, last: Any) -> None:
+@period
+def show(first: date, last: date) -> None:
     """The declared days from FIRST to LAST, both included (JSON)."""
-    items = demand_index.declared(ctx(), SYSTEM, _day(first), _day(last))
+    items = demand_index.declared(ctx(), SYSTEM, first, last)
     click.echo(json.dumps(items, indent=2))
 
 
@@ -56,21 +53,19 @@ def import_csv(path: Path, source: str | None) -> None:
 
 
 @demand_index_group.command("from-last-year")
-@click.option("--from", "first", type=DAY, required=True)
-@click.option("--to", "last", type=DAY, required=True)
-def from_last_year(first: Any, last: Any) -> None:
+@period
+def from_last_year(first: date, last: date) -> None:
     """Declare FIRST to LAST from the network's own first attempts 52 weeks before."""
-    items = demand_index.from_last_year(ctx(), SYSTEM, _day(first), _day(last))
+    items = demand_index.from_last_year(ctx(), SYSTEM, first, last)
     top = max(items, key=lambda item: item["factor"])
     click.echo(f"{len(items)} day(s) declared; the highest: {top['day']} at {top['factor']}")
 
 
 @demand_index_group.command("withdraw")
-@click.option("--from", "first", type=DAY, required=True)
-@click.option("--to", "last", type=DAY, required=True)
-def withdraw(first: Any, last: Any) -> None:
+@period
+def withdraw(first: date, last: date) -> None:
     """Forget the factors from FIRST to LAST: ordinary days again."""
-    gone = demand_index.withdraw(ctx(), SYSTEM, _day(first), _day(last))
+    gone = demand_index.withdraw(ctx(), SYSTEM, first, last)
     click.echo(f"{gone} day(s) withdrawn")
 
 
