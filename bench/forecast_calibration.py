@@ -61,8 +61,6 @@ DRIFT = ("rate_drift", "rate_drift_with_trend")
 # ``season_shift``, its rise above an ordinary day scaled by ``season_scale``, each day the
 # mean of the ``season_smooth`` days centred on it (``demand_index.from_last_year``: 7).
 SEASON = ("season_shift", "season_scale", "season_smooth")
-# The weight of the network's unannounced share in a site's (``learn_unannounced_share``).
-SHARE = ("unannounced_prior_weight",)
 CLOSED_DAYS_BACK, CLOSED_DAYS_AHEAD = 70, 60  # the calendar a kept input may ask about
 
 
@@ -85,10 +83,6 @@ class Kept:
     today: date
     inputs: dict[str, Any]
     daily: list[int]
-    # Never-announced and all first attempts on the site's days that refused none, and the
-    # network's share the sweep learned (captures since the network's share was learned).
-    unannounced: tuple[int, int] = (0, 0)
-    network: tuple[float, int] | None = None
 
 
 def _closed_days(closed: model.ClosedOn, today: date) -> ClosedDays:
@@ -105,7 +99,6 @@ class CapturingReplay(territory.Replay):
 
     def forecast_all(self, day: date) -> None:
         now = self.ctx.now()
-        network = learning.learn_network(self.ctx)  # as the sweep does first
         with self.ctx.db.read() as session:
             for shop in self.shops:
                 site = session.get(Site, shop.id)
@@ -115,12 +108,7 @@ class CapturingReplay(territory.Replay):
                 daily = learning.first_attempts_per_open_day(self.ctx, session, site, now, closed)
                 as_fields = {f.name: getattr(inputs, f.name) for f in fields(inputs)}
                 as_fields["closed_on"] = _closed_days(closed, inputs.today)
-                counted, refusing = learning._attempts(self.ctx, session, site, now)
-                clean = learning._leads(self.ctx, now,
-                                        [row for row in counted if row[0] not in refusing])
-                unannounced = (clean[None], sum(clean.values()))
-                self.kept.append(Kept(shop.id, inputs.today, as_fields, daily, unannounced,
-                                      network))
+                self.kept.append(Kept(shop.id, inputs.today, as_fields, daily))
         super().forecast_all(day)
 
 
@@ -180,10 +168,9 @@ def inputs_of(kept: Kept, captured: Mapping[str, Any], overrides: Mapping[str, A
     code changed) relearns the rate from the kept counts (``learn_arrival_rate``, widened as
     ``services/forecast_learning`` widens it). A drift setting, or a capture made before the
     drift was kept, sets the model's drift by the learned line (``model.rate_drift``)."""
-    fields_ = {**kept.inputs, **{k: v for k, v in overrides.items()
-                                 if k not in LEARNING + DRIFT + SEASON + SHARE}}
-    if SHARE[0] in overrides and "unannounced_share" not in overrides:
-        fields_["unannounced_share"] = pooled_share(kept, overrides[SHARE[0]])
+    known = {f.name for f in fields(model.SiteInputs)}  # an older capture may keep others
+    fields_ = {k: v for k, v in kept.inputs.items() if k in known}
+    fields_.update((k, v) for k, v in overrides.items() if k not in LEARNING + DRIFT + SEASON)
     learning_ = {**captured, **{k: v for k, v in overrides.items() if k in LEARNING}}
     daily: Sequence[float] = kept.daily
     seasoned = any(k in SEASON for k in overrides)
@@ -204,16 +191,6 @@ def inputs_of(kept: Kept, captured: Mapping[str, Any], overrides: Mapping[str, A
         fields_["rate_drift"] = model.rate_drift(rate, drift["rate_drift"],
                                                  drift["rate_drift_with_trend"])
     return model.SiteInputs(**fields_)
-
-
-def pooled_share(kept: Kept, weight: float) -> float:
-    """The site's unannounced share shrunk towards the network's with ``weight`` (its own
-    share alone without a network's, as the service learns it then)."""
-    network = getattr(kept, "network", None)  # captures before it: no network's share
-    unannounced, total = getattr(kept, "unannounced", (0, 0))
-    if network is None or weight <= 0:
-        return unannounced / total if total else float(kept.inputs["unannounced_share"])
-    return (unannounced + weight * network[0]) / (total + weight)
 
 
 def declared_season(today: date, shift: float, scale: float, smooth: float = 1.0

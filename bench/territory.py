@@ -347,8 +347,6 @@ class Replay:
         self.predictions: dict[tuple[int, date, int], tuple[float, int, int, bool, int]] = {}
         # (site id, day) -> (on shelves, wanted) at the peak: what the forecasts are scored on
         self.actuals: dict[tuple[int, date], tuple[int, int]] = {}
-        # unannounced parcels a full shop refused: the van keeps them for the next round
-        self.van_unannounced: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
         self.flows: Flows | None = None  # sent parcels and producer orders (--flows)
         self.policy: PolicyRun | None = None  # issue 16's no-room tools (--policy full)
 
@@ -466,17 +464,16 @@ class Replay:
                      if p.wave == "none"]
             self.stats.unannounced += len(fresh)
             # The van hands over first what was refused before, oldest refusal first,
-            # announced or not (a sort is stable: the others keep their order).
+            # announced or not (a sort is stable: the others keep their order). An unannounced
+            # parcel refused is kept by the check-in as a parcel announced here: it comes back
+            # among ``numbers``.
             first = {n: i for i, n in enumerate(self.stats.vans.first_refused)}
-            queue: list[tuple[str, str | None]] = [
-                *((n, None) for n in numbers), *self.van_unannounced.pop(shop.code, []), *fresh]
+            queue: list[tuple[str, str | None]] = [*((n, None) for n in numbers), *fresh]
             queue.sort(key=lambda item: first.get(item[0], len(first)))
             refused = 0
             for number, carrier in queue:
                 if not self._check_in(shop, number, carrier, day):
                     refused += 1
-                    if carrier is not None:  # unannounced: only the van knows it
-                        self.van_unannounced[shop.code].append((number, carrier))
             self.stats.refused_checkins += refused
             self._observe(shop, day, refused)
         self._count_vans(day)

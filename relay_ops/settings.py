@@ -71,9 +71,6 @@ DEFAULTS: dict[str, Any] = {
         "rate_drift": 0.025,
         "rate_drift_with_trend": 0.003,
         "prior_weight": 20,
-        # A site's unannounced share is shrunk towards the network's with this many
-        # pseudo-attempts (0: its own alone; docs/forecast.md, "Demand, not admissions").
-        "unannounced_prior_weight": 50,
         "show_rate": 0.97,
         "return_lag_days": 2,
         # How far a parcel may be sent instead, by the original site's area.

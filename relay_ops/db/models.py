@@ -518,19 +518,6 @@ class DemandDay(Base):
     declared_at: Mapped[datetime] = mapped_column(default=stamp_now)
 
 
-class LearnedParameter(Base):
-    """A parameter the forecast learns over the whole network, kept by the periodic sweep
-    (``forecast.forecast_all``) for every site's forecast to read: one statement per site
-    instead of the network's parcels (``forecast_learning.learn_network``)."""
-
-    __tablename__ = "learned_parameters"
-
-    name: Mapped[str] = mapped_column(String(40), primary_key=True)
-    value: Mapped[float] = mapped_column(Float)
-    samples: Mapped[int] = mapped_column(Integer)  # what it was learned from
-    learned_at: Mapped[datetime] = mapped_column(default=stamp_now)
-
-
 class RerouteProposal(Base):
     """A parcel announced to a site the forecast sees full, and where it could go instead.
 

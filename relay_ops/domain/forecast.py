@@ -45,9 +45,9 @@ places the pickups free); from the first day that finds the site full, the large
 variance are kept, the band counting each later arrival and the rate's error whole; and it
 is run with the rate turned up and down (its error and a drift growing with the lead): the
 places wanted are convex in the rate, so that gives the mean and band of the days a higher
-rate would fill the site (``forecast_saturated.for_the_rate``). The
-unannounced parcels a full site refused, of which nothing is recorded, are guessed in the
-vans beside the announced ones it refused (``van_backlog.unseen_in_vans``).
+rate would fill the site (``forecast_saturated.for_the_rate``). An unannounced parcel a
+full site refused is kept by its check-in as announced there, so it comes back with the
+announced ones it refused.
 
 *Flows.* Parcels sent from the site and producers' orders are flows of their own
 (``domain/forecast_flows.py``): their deposits per open day, lead shares and dwell are learned
@@ -79,7 +79,6 @@ from relay_ops.domain.forecast_learning import (
     learn_arrival_rate,
     learn_hazards,
     learn_lead_share,
-    learn_unannounced_share,
     never_closed,
     open_ages,
     rate_drift,
@@ -91,7 +90,7 @@ from relay_ops.domain.forecast_saturated import (
     saturated,
 )
 from relay_ops.domain.forecast_sums import Sums
-from relay_ops.domain.van_backlog import carry_refused, unseen_in_vans
+from relay_ops.domain.van_backlog import carry_refused
 
 # The learning's names are the model's too (``model.Stay``, ``model.learn_hazards``...).
 __all__ = [
@@ -103,7 +102,6 @@ __all__ = [
     "learn_arrival_rate",
     "learn_hazards",
     "learn_lead_share",
-    "learn_unannounced_share",
     "MAX_AGE",
     "MAX_SCAN_DAYS",
     "MIN_DAYS_FOR_TREND",
@@ -133,12 +131,11 @@ class Held:
 
 @dataclass(frozen=True)
 class Arrival:
-    """An announced parcel expected on ``day``, arriving at all with ``probability``;
-    ``refused``: a full site turned it away before and its carrier brings it back that day."""
+    """An announced parcel expected on ``day`` (a full site turned it away before: the day its
+    carrier brings it back), arriving at all with ``probability``."""
 
     day: date
     probability: float = 1.0
-    refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,9 +152,6 @@ class SiteInputs:
     rate_var: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # Per day of the forecast (0 = today): the share of its check-ins announced by now.
     lead_share: Sequence[float] = ()
-    # The share of first attempts never announced: as many of those wait in the vans, unseen,
-    # beside the announced parcels a full site refused (``van_backlog.unseen_in_vans``).
-    unannounced_share: float = 0.0
     hazards: Sequence[float] = PRIOR_HAZARDS["shop"]
     holding_days: int = 10
     return_lag_days: int = 2
@@ -320,12 +314,11 @@ def forecast(inputs: SiteInputs) -> list[DayForecast]:
 def _announced_arrivals(
     sums: Sums, presence: Callable[[int], list[float]]
 ) -> tuple[list[float], list[float]]:
-    """The carriers' announced parcels, and the unannounced ones a full site refused that
-    come back with them unseen: (expected arrivals per day, their variance)."""
+    """The carriers' announced parcels (those a full site refused among them, coming back):
+    (expected arrivals per day, their variance)."""
     inputs, days = sums.inputs, sums.days
     arrivals = [0.0] * len(days)
     arrival_var = [0.0] * len(days)
-    brought_back = [0.0] * len(days)  # announced parcels a full site refused, coming back
     for arrival, count in Counter(inputs.announced).items():
         day = next_open_day(max(arrival.day, inputs.today), inputs.closed_on)
         if day > days[-1]:
@@ -335,15 +328,6 @@ def _announced_arrivals(
         sums.bernoulli(p, presence(i), count)
         arrivals[i] += count * p
         arrival_var[i] += count * p * (1.0 - p)
-        if arrival.refused:
-            brought_back[i] += count * p
-    # As many unannounced parcels as the demand's mix says (Poisson).
-    for i, known in enumerate(brought_back):
-        unseen = unseen_in_vans(known, inputs.unannounced_share)
-        if unseen > 0.0:
-            arrivals[i] += unseen
-            arrival_var[i] += unseen
-            sums.poisson(unseen, presence(i))
     return arrivals, arrival_var
 
 

@@ -227,22 +227,3 @@ def learn_lead_share(
         / n
         for horizon in horizons_hours
     )
-
-
-def learn_unannounced_share(leads_hours: Counted[float | None],
-                            network: tuple[float, int] | None = None,
-                            weight: float = 0.0) -> float:
-    """The share of first attempts whose parcel was never announced (``None``): as many of
-    those wait unseen in the vans beside the announced parcels a full site refused
-    (``van_backlog.unseen_in_vans``).
-
-    With the ``network``'s share (learned over every site: it is the carriers' practice, not
-    the shop's), the site's own is shrunk towards it with ``weight`` pseudo-attempts: a shop
-    with few days to learn from (a full shop refuses most days) keeps close to the network's,
-    one with many keeps its own."""
-    counted = kinds(leads_hours)
-    n = sum(counted.values())
-    if network is not None and weight > 0:
-        share, _ = network
-        return (counted.get(None, 0) + weight * share) / (n + weight)
-    return counted.get(None, 0) / n if n else 0.0

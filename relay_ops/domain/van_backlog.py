@@ -13,8 +13,8 @@ open day and as arriving that day afterwards, instead of as arrived on the day t
 refused; the difference is added to the later days. Their count's uncertainty travels with
 them: the share of the day's variance that lies above capacity, ``P(X > C) · Var(X)``.
 
-A full site also refuses unannounced parcels, and keeps no trace of them; ``unseen_in_vans``
-guesses them beside the announced ones it refused.
+A full site refuses unannounced parcels too; the check-in keeps each as a parcel announced
+there (``services/checkin.py``), so they are among the refused parcels counted here.
 """
 
 from __future__ import annotations
@@ -23,20 +23,6 @@ import math
 from collections.abc import Callable, Sequence
 
 Presence = Callable[[int], Sequence[float]]  # arrival on day i -> P(still there) on each day
-
-MAX_UNSEEN_SHARE = 0.5  # beyond, a guess of the unseen parcels would outweigh those seen
-
-
-def unseen_in_vans(refused_announced: float, unannounced_share: float) -> float:
-    """The unannounced parcels waiting in the vans beside ``refused_announced`` announced ones.
-
-    A full site refuses an unannounced parcel as it refuses an announced one, but keeps no
-    trace of it (nothing was registered); its carrier brings it back all the same. The van
-    mixes them as the demand does, so for each announced parcel refused there are
-    ``u / (1 − u)`` unannounced ones, ``u`` the share of first attempts never announced.
-    """
-    u = min(max(unannounced_share, 0.0), MAX_UNSEEN_SHARE)
-    return refused_announced * u / (1.0 - u)
 
 
 def expected_excess(mean: float, variance: float, capacity: float) -> tuple[float, float]:

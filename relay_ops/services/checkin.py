@@ -55,10 +55,11 @@ def check_in(
 
     A shop with no free place for it refuses it: the parcel stays announced, with the carrier,
     and a ``check_in_refused`` event says so (the forecast counts it back on the next open
-    day); a parcel registered unannounced by this very check-in is not kept. So does a shop
-    whose last free places are held for rerouted parcels expected today, to a parcel without
-    such a reservation; a reserved parcel's check-in uses its reservation
-    (services/reservations.py).
+    day). A parcel registered unannounced by this very check-in is kept the same way, expected
+    today: its van brings it back like an announced one, so the forecast, the carrier's list
+    of parcels in its vans and the next scan know it. So does a shop whose last free places
+    are held for rerouted parcels expected today, to a parcel without such a reservation; a
+    reserved parcel's check-in uses its reservation (services/reservations.py).
     """
     number = tracking.validate(tracking_number)
     now = ctx.now()
@@ -98,8 +99,10 @@ def check_in(
             location = allocate_shelf(ctx, session, site, parcel, shelves,
                                       keep_cold=order is not None and order.keep_cold)
         except SiteAtCapacity as full:
-            if registered_now or parcel.state != State.ANNOUNCED.value:
-                raise  # nothing kept: the parcel was never announced here, or is not coming
+            if parcel.state != State.ANNOUNCED.value:
+                raise  # nothing kept: the parcel is not coming here
+            if registered_now:
+                parcel.expected_date = now.astimezone(ctx.settings.timezone).date()
             history.record(session, parcel, history.CHECK_IN_REFUSED, parcel.state, actor, now,
                            reason=str(full)[:300])
             refusal = full

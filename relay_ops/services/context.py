@@ -32,7 +32,6 @@ class ForecastSettings:
     rate_drift: float = 0.025
     rate_drift_with_trend: float = 0.003
     prior_weight: float = 20.0
-    unannounced_prior_weight: float = 50.0
     show_rate: float = 0.97
     return_lag_days: int = 2
     reroute_radius_km: Mapping[str, float] = field(

@@ -185,7 +185,7 @@ def _announced(
         if refused_at is not None:
             back = model.next_open_day(local_day(ctx, refused_at) + timedelta(days=1), closed)
         if back is not None and back >= today:
-            arrival = model.Arrival(back, show, refused=True)
+            arrival = model.Arrival(back, show)
         elif day >= today:
             arrival = model.Arrival(day, show)
         elif (today - day).days <= LATE_ANNOUNCED_DAYS:
@@ -254,9 +254,7 @@ def forecast_site(ctx: Ctx, site_id: int) -> list[model.DayForecast]:
 
 def forecast_all(ctx: Ctx) -> dict[str, int]:
     """Recompute every site's forecast: the periodic job (one transaction per site, so one
-    site's failure does not hold the others back), after what is learned over the whole
-    network (``learning.learn_network``)."""
-    learning.learn_network(ctx)
+    site's failure does not hold the others back)."""
     with ctx.db.read() as session:
         ids = list(session.scalars(select(Site.id).order_by(Site.id)))
     at_risk = 0

@@ -19,11 +19,10 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from relay_ops.db.local_date import local_date
-from relay_ops.db.models import DemandDay, LearnedParameter, Parcel, ProducerOrder, Site
+from relay_ops.db.models import DemandDay, Parcel, ProducerOrder, Site
 from relay_ops.domain import forecast as model
 from relay_ops.domain.demand_index import DemandIndex
 from relay_ops.services import history
@@ -120,125 +119,29 @@ def _attempts_by_day(
 ) -> list[tuple[date, datetime | None, int]]:
     """(local day, moment of the parcel's first announcement or None, parcels) of the first
     attempts over the arrival window."""
-    return _attempts(ctx, session, site, now)[0]
-
-
-def _attempts(
-    ctx: Ctx, session: Session, site: Site, now: datetime
-) -> tuple[list[tuple[date, datetime | None, int]], set[date]]:
-    """The first attempts as ``_attempts_by_day`` counts them, and the local days on which
-    one of them was refused for lack of room (its first check-in, if any, came later)."""
     day = local_date(Parcel.first_attempt_at, ctx.settings.timezone)
-    refused = _refused_first()
     rows = session.execute(
-        select(day, Parcel.announced_at, refused, func.count())
+        select(day, Parcel.announced_at, func.count())
         .where(_first_attempts_since(ctx, site, now))
-        .group_by(day, Parcel.announced_at, refused)
+        .group_by(day, Parcel.announced_at)
     )
-    counted: Counter[tuple[date, datetime | None]] = Counter()
-    refusing: set[date] = set()
-    for when, announced_at, was_refused, count in rows:
-        counted[when, announced_at] += count
-        if was_refused:
-            refusing.add(when)
-    return [(when, at, count) for (when, at), count in counted.items()], refusing
-
-
-def _refused_first() -> ColumnElement[bool]:
-    """The parcel's first attempt was refused for lack of room: its first check-in, if any,
-    came later."""
-    return (Parcel.first_check_in_at.is_(None)
-            | (Parcel.first_check_in_at != Parcel.first_attempt_at))
-
-
-def unannounced_share(
-    ctx: Ctx, now: datetime, counted: list[tuple[date, datetime | None, int]],
-    refusing: set[date], network: tuple[float, int] | None = None,
-) -> float:
-    """The share of the demand never announced, learned from the days the site refused
-    nothing: a full site refuses an unannounced parcel without a trace, so on the days it
-    refused some, how many of them it took depends on the order the van handed them over
-    (taken last, they are the ones refused: seen on the territory replay at load 2.0, a share
-    of 0.055 learned where 0.09 came). Shrunk towards the ``network``'s share
-    (``learn_network``) when there is one; else every day when the site refused on all."""
-    taken_all = _leads(ctx, now, [row for row in counted if row[0] not in refusing])
-    if network is not None:
-        return model.learn_unannounced_share(
-            taken_all, network, ctx.settings.forecast.unannounced_prior_weight)
-    return model.learn_unannounced_share(taken_all or _leads(ctx, now, counted))
-
-
-UNANNOUNCED_SHARE = "unannounced_share"  # its row in ``learned_parameters``
-
-
-def learn_network(ctx: Ctx) -> tuple[float, int] | None:
-    """Learn the network's unannounced share over every site's days that refused nothing
-    (``unannounced_share``'s rule, all sites together) and keep it for the sites' forecasts
-    until the next sweep: (share, first attempts learned from), None without any."""
-    now = ctx.now()
-    with ctx.db.transaction() as session:
-        learned = _network_unannounced(ctx, session, now)
-        if learned is None:
-            return None
-        share, samples = learned
-        # An upsert: two sweeps at once both write, the later wins.
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(LearnedParameter).values(
-            name=UNANNOUNCED_SHARE, value=share, samples=samples, learned_at=now)
-        session.execute(statement.on_conflict_do_update(
-            index_elements=["name"], set_={"value": share, "samples": samples,
-                                           "learned_at": now}))
-    return learned
-
-
-def network_share(session: Session) -> tuple[float, int] | None:
-    """The network's unannounced share the last sweep learned, if any."""
-    row = session.get(LearnedParameter, UNANNOUNCED_SHARE)
-    return None if row is None else (row.value, row.samples)
-
-
-
-def _network_unannounced(ctx: Ctx, session: Session, now: datetime
-                         ) -> tuple[float, int] | None:
-    """Never-announced first attempts over all first attempts, on each site's days that
-    refused none, over the arrival window up to yesterday."""
-    today = local_day(ctx, now)
-    since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
-    day = local_date(Parcel.first_attempt_at, ctx.settings.timezone)
-    refused = _refused_first()
-    rows = session.execute(
-        select(Parcel.first_attempt_site_id, day, Parcel.announced_at.is_(None), refused,
-               func.count())
-        .where(Parcel.first_attempt_at >= day_start(ctx, since),
-               Parcel.first_attempt_at < day_start(ctx, today), ~is_order())
-        .group_by(Parcel.first_attempt_site_id, day, Parcel.announced_at.is_(None), refused)
-    ).all()
-    refusing = {(site, when) for site, when, _, was_refused, _ in rows if was_refused}
-    unannounced = total = 0
-    for site, when, never, _, count in rows:
-        if (site, when) not in refusing:
-            total += count
-            unannounced += count if never else 0
-    return (unannounced / total, total) if total else None
+    return [(when, at, count) for when, at, count in rows]
 
 
 def arrival_rates(
     ctx: Ctx, session: Session, site: Site, now: datetime, closed: model.ClosedOn
 ) -> dict[str, Any]:
     """Level, trend and lead shares of the site's demand: its first attempts per open day,
-    oldest first, up to yesterday, how long before their day they were announced, and the
-    share never announced (as many wait unseen in the vans beside those a full site refused)."""
-    counted, refusing = _attempts(ctx, session, site, now)
+    oldest first, up to yesterday, and how long before their day they were announced."""
+    counted = _attempts_by_day(ctx, session, site, now)
     index = demand_index(ctx, session, now)
-    network = network_share(session)
     rate, lead_share = rate_and_leads(ctx, now, closed, counted, index)
     settings = ctx.settings.forecast
     return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
             "demand_index": index.ahead(local_day(ctx, now), settings.horizon_days),
             "rate_drift": model.rate_drift(rate, settings.rate_drift,
                                            settings.rate_drift_with_trend),
-            "lead_share": lead_share,
-            "unannounced_share": unannounced_share(ctx, now, counted, refusing, network)}
+            "lead_share": lead_share}
 
 
 def demand_index(ctx: Ctx, session: Session, now: datetime) -> DemandIndex:

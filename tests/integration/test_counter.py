@@ -112,15 +112,38 @@ def test_a_full_shop_names_the_nearest_site_with_room(world: World) -> None:
     assert world.carrier.get(f"/parcels/{parcel_id}").json["state"] == "announced"
 
 
-def test_a_full_shop_keeps_nothing_of_an_unannounced_parcel_it_refuses(world: World) -> None:
+def test_a_full_shop_keeps_an_unannounced_parcel_it_refuses_as_one_announced_here(
+        world: World, clock: Clock) -> None:
+    """Its van takes it back and brings it again, as for an announced parcel refused: so it
+    is kept, registered and refused, expected today (the forecast and the carrier's list of
+    parcels in its vans count it), and the next scan checks it in as it is. Its carrier's late
+    manifest finds it."""
     numbers = [f"ACME0000021{i}" for i in range(5)]
     world.announce(*numbers, size_class="L")
     for number in numbers:
         assert world.check_in(number).status_code == 201
     counts = row_counts(world.ctx)
-    refused = world.check_in("ACME00000220", accept_unannounced=True, size_class="L")
+    refused = world.check_in("ACME00000220", accept_unannounced=True, size_class="L",
+                             carrier="acme", recipient={"phone": "+33612345678"})
     assert is_problem(refused, 409, "site-at-capacity")
-    assert row_counts(world.ctx) == counts
+    assert row_counts(world.ctx) == {**counts, "parcels": counts["parcels"] + 1,
+                                     "parcel_events": counts["parcel_events"] + 2}
+    kept = world.carrier.get("/parcels", tracking_number="ACME00000220").json
+    assert (kept["state"], kept["unannounced"], kept["expected_date"]) == (
+        "announced", True, "2026-12-01")
+    assert events_of(world, kept["id"]) == ["registered_unannounced", "check_in_refused"]
+    in_vans = world.shopkeeper.get(f"/sites/{world.shop_id}/forecast").json["in_vans"]
+    assert in_vans == {"acme": 1}
+
+    clock.advance(days=1)
+    world.sign_in_again()
+    assert world.pick_up(code=world.code_of(world.carrier.get(
+        "/parcels", tracking_number=numbers[0]).json["id"])).status_code == 200
+    back = world.check_in("ACME00000220")  # a place free: no need to accept it again
+    assert back.status_code == 201 and back.json["parcel"]["state"] == "ready_for_pickup"
+    assert world.announce("ACME00000220", size_class="L").status_code == 201
+    assert events_of(world, kept["id"]) == [
+        "registered_unannounced", "check_in_refused", "check_in", "reconciled"]
 
 
 def test_pickup_with_the_code_alone(world: World) -> None:

@@ -276,15 +276,13 @@ def test_pending_proposals_hold_their_place_until_decided(world: World) -> None:
     assert "pres" in first_options(third["parcels"])
 
 
-def announced_for(world: World, *, refused: bool = False) -> list[tuple[str, float]]:
-    """The forecast's announced arrivals at "bourg" now: (day, probability), in order;
-    ``refused``: only those a full site turned away, coming back."""
+def announced_for(world: World) -> list[tuple[str, float]]:
+    """The forecast's announced arrivals at "bourg" now: (day, probability), in order."""
     with world.ctx.db.read() as session:
         site = session.get(Site, world.shop_id)
         assert site is not None
         inputs = forecast.inputs_for(world.ctx, session, site)
-    return sorted((a.day.isoformat(), round(a.probability, 3)) for a in inputs.announced
-                  if a.refused or not refused)
+    return sorted((a.day.isoformat(), round(a.probability, 3)) for a in inputs.announced)
 
 
 def test_a_parcel_refused_at_a_full_counter_is_counted_back_the_next_open_day(
@@ -304,9 +302,8 @@ def test_a_parcel_refused_at_a_full_counter_is_counted_back_the_next_open_day(
     assert (refusal.action, refusal.to_state) == ("check_in_refused", "announced")
 
     clock.advance(days=1)  # Wednesday: both are a day late
+    # the plain late one at half odds, the one back from the vans at full odds
     assert announced_for(world) == [("2026-12-02", 0.485), ("2026-12-02", 0.97)]
-    # the one back from the vans, beside which the forecast guesses unannounced ones
-    assert announced_for(world, refused=True) == [("2026-12-02", 0.97)]
 
     clock.advance(days=2)  # Friday, no check-in since Tuesday: the carrier did not come back
     assert announced_for(world) == []

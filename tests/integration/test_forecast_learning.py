@@ -13,7 +13,6 @@ from before them would.
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, time, timedelta
@@ -118,12 +117,6 @@ def reference_first_attempts(ctx: Ctx, session: Session, site: Site, now: dateti
                   if site_id == site.id and at >= since)
 
 
-def reference_refused_first(session: Session, site: Site) -> set[int]:
-    """The parcels whose first attempt was a refusal at the site."""
-    return {pid for pid, (_, site_id, action) in _reference_first_tries(session).items()
-            if site_id == site.id and action == history.CHECK_IN_REFUSED}
-
-
 def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetime,
                             closed: model.ClosedOn) -> dict[str, Any]:
     settings = ctx.settings.forecast
@@ -156,19 +149,13 @@ def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetim
                 if pid in announced else None)
 
     leads = [lead(pid, at) for pid, at in recent]
-    # the unannounced share: from the days on which no first attempt was refused
-    refused_first = reference_refused_first(session, site)
-    refusing = {forecast.local_day(ctx, at) for pid, at in attempts if pid in refused_first}
-    taken_all = [lead(pid, at) for pid, at in recent
-                 if forecast.local_day(ctx, at) not in refusing]
     horizons = [(start(today + timedelta(days=i)) - now).total_seconds() / 3600
                 for i in range(settings.horizon_days + 1)]
     return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
             "demand_index": tuple(ahead) if ahead != [1.0] * len(ahead) else (),
             "rate_drift": model.rate_drift(rate, settings.rate_drift,
                                            settings.rate_drift_with_trend),
-            "lead_share": model.learn_lead_share(leads, horizons),
-            "unannounced_share": model.learn_unannounced_share(taken_all or leads)}
+            "lead_share": model.learn_lead_share(leads, horizons)}
 
 
 # ---------------------------------------------------------------- a history with corners
@@ -261,7 +248,6 @@ def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
         held, _ = forecast._held(ctx, session, site, today, closed)
         stays = forecast_learning.stays(ctx, session, site, now)
         rates = forecast_learning.arrival_rates(ctx, session, site, now, closed)
-        counted, refusing = forecast_learning._attempts(ctx, session, site, now)
         hazards = forecast_learning.hazards(ctx, session, site, now, closed)
         inputs = forecast.inputs_for(ctx, session, site)
 
@@ -284,11 +270,7 @@ def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
     assert len(expected_held) > 100 and len(expected_stays) > 200 and parcels == 400
     assert rerouted_here > 5  # the other shop's demand: turned away there, checked in here
     assert 0 < rates["lead_share"][1] < 1 and rates["baseline"] > 0  # a history, not zeros
-    assert 0 < rates["unannounced_share"] < 1  # some parcels never announced
     assert bool(rates["demand_index"]) == season  # the declared days reach the forecast
-    # the share is learned from the days nothing was refused, not from every day
-    every_day = model.learn_unannounced_share(forecast_learning._leads(ctx, now, counted))
-    assert refusing and rates["unannounced_share"] != every_day
     one_by_one = model.forecast(model.SiteInputs(**{
         **{f: getattr(inputs, f) for f in inputs.__dataclass_fields__},
         "held": expected_held, "hazards": hazards, **expected_rates}))
@@ -305,93 +287,3 @@ def test_postgresql_connections_do_not_compile_statements_just_in_time(pg_url: s
             assert session.scalar(text("SHOW jit")) == "off"
     finally:
         db.dispose()
-
-
-def test_the_unannounced_share_is_learned_on_the_days_nothing_was_refused(
-        world: World, clock: Clock) -> None:
-    """A full site keeps no trace of the unannounced parcels it refused: on such a day the
-    share taken says how the van ordered them, not the demand. Learned from the other days;
-    from every day when the site refused on all of them."""
-    ctx, now = world.ctx, clock.now
-    today = forecast.local_day(ctx, now)
-    quiet, full = today - timedelta(days=2), today - timedelta(days=1)
-    announced = now - timedelta(days=4)
-    counted = [(quiet, None, 1), (quiet, announced, 9),  # took all: 1 in 10 unannounced
-               (full, announced, 10)]  # refused some: the unannounced ones, unseen
-    assert forecast_learning.unannounced_share(ctx, now, counted, {full}) == 0.1
-    assert forecast_learning.unannounced_share(ctx, now, counted, set()) == 0.05
-    assert forecast_learning.unannounced_share(ctx, now, counted, {quiet, full}) == 0.05
-
-
-def other_shops_own_parcels(world: World, clock: Clock) -> None:
-    """Parcels checked in at the other shop on days it refused none, a third never announced:
-    the network's share is learned from both shops' clean days."""
-    with world.ctx.db.transaction() as session:
-        for n in range(30):
-            moment = clock.now - timedelta(days=2 + n % 3, hours=3)
-            parcel = Parcel(tracking_number=f"OTHER{n:05d}", site_id=world.other_shop_id,
-                            state="picked_up")
-            session.add(parcel)
-            session.flush()
-            if n % 3:
-                _event(session, parcel, "announce", moment - timedelta(hours=20),
-                       world.other_shop_id)
-            _event(session, parcel, "check_in", moment, world.other_shop_id)
-        session.flush()
-        backfill_from_events(session)
-
-
-def reference_network_share(ctx: Ctx, session: Session, now: datetime) -> tuple[float, int]:
-    """Each site's first attempts one by one, on its days without a refused first attempt."""
-    today = forecast.local_day(ctx, now)
-    since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
-    unannounced = total = 0
-    for site in session.scalars(select(Site)):
-        refused_first = reference_refused_first(session, site)
-        attempts = reference_first_attempts(ctx, session, site, now)
-        refusing = {forecast.local_day(ctx, at) for pid, at in attempts if pid in refused_first}
-        announced = reference_first_events(ctx, session, site, ("announce",))
-        for pid, at in attempts:
-            day = forecast.local_day(ctx, at)
-            if since <= day < today and day not in refusing:
-                total += 1
-                unannounced += pid not in announced
-    return unannounced / total, total
-
-
-def network_share(ctx: Ctx) -> tuple[float, int] | None:
-    with ctx.db.read() as session:
-        return forecast_learning.network_share(session)
-
-
-def test_the_network_share_is_every_sites_clean_days_together(
-        world: World, clock: Clock) -> None:
-    """The sweep learns the unannounced share over every site's days that refused nothing,
-    keeps it, and each site's own share is shrunk towards it with
-    ``unannounced_prior_weight`` pseudo-attempts."""
-    clock.now = datetime(2026, 12, 1, 9, tzinfo=UTC)
-    build_history(world, clock)
-    other_shops_own_parcels(world, clock)
-    ctx, now = world.ctx, clock.now
-    with ctx.db.read() as session:
-        site = session.get(Site, world.shop_id)
-        assert site is not None
-        closed = forecast.site_closed_on(session, site)
-        alone = forecast_learning.arrival_rates(ctx, session, site, now, closed)
-        expected = reference_network_share(ctx, session, now)
-        counted, refusing = forecast_learning._attempts(ctx, session, site, now)
-    assert network_share(ctx) is None  # not learned yet: the site's own
-    learned = forecast_learning.learn_network(ctx)
-    assert learned is not None and math.isclose(learned[0], expected[0])
-    assert learned[1] == expected[1] > 30  # the other shop's 30 parcels and the shop's
-    assert network_share(ctx) == learned
-    with ctx.db.read() as session:
-        pooled = forecast_learning.arrival_rates(ctx, session, site, now, closed)
-    own = forecast_learning._leads(ctx, now, [r for r in counted if r[0] not in refusing])
-    n, weight = sum(own.values()), ctx.settings.forecast.unannounced_prior_weight
-    assert math.isclose(pooled["unannounced_share"],
-                        (own[None] + weight * learned[0]) / (n + weight))
-    shares = sorted((alone["unannounced_share"], learned[0]))
-    assert shares[0] < pooled["unannounced_share"] < shares[1]  # between its own and the network's
-    assert {k: v for k, v in pooled.items() if k != "unannounced_share"} == {
-        k: v for k, v in alone.items() if k != "unannounced_share"}

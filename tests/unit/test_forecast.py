@@ -22,7 +22,6 @@ from relay_ops.domain.forecast import (
     learn_arrival_rate,
     learn_hazards,
     learn_lead_share,
-    learn_unannounced_share,
     rate_drift,
     reroute_cost,
 )
@@ -178,22 +177,6 @@ def test_the_rates_drift_moves_only_what_is_not_announced_yet() -> None:
     announced = [Arrival(TUESDAY + timedelta(days=d)) for d in range(8) for _ in range(30)]
     known = full_site(baseline=0.0, announced=announced)
     assert forecast(replace(known, rate_drift=0.2)) == forecast(known)
-
-
-def test_unannounced_parcels_a_full_site_refused_wait_in_the_vans_unseen() -> None:
-    """8 announced parcels refused yesterday come back today; a fifth of the demand is never
-    announced, so about 2 unannounced parcels wait in the same vans though nothing records
-    them: they are wanted today too. Parcels not refused bring no such guess."""
-    assert learn_unannounced_share([None, 1.0, 20.0, None, 3.0, 5.0, 9.0, None, 2.0, 0.5]
-                                   ) == 0.3
-    back = [Arrival(TUESDAY, refused=True)] * 8
-    inputs = SiteInputs(today=TUESDAY, capacity=10, held=[ready()] * 10, announced=back,
-                        unannounced_share=0.2)
-    today = forecast(inputs)[0]
-    assert math.isclose(today.arrivals, 8 + 2) and math.isclose(today.predicted, 20)
-    assert math.isclose(forecast(replace(inputs, unannounced_share=0.0))[0].predicted, 18)
-    fresh = replace(inputs, announced=[Arrival(TUESDAY)] * 8)
-    assert math.isclose(forecast(fresh)[0].predicted, 18)
 
 
 def test_refused_parcels_wait_through_a_closing_day() -> None:
@@ -447,7 +430,7 @@ def test_with_a_trend_never_more_than_on_hand_plus_what_can_arrive(inputs: SiteI
 # whose spread moved with the mix, and the extra parcel narrowed the band a week ahead.
 SHELF_LEAVING_AT_ONCE = SiteInputs(
     today=TUESDAY, capacity=4, held=[], announced=[], baseline=1.0, dispersion=1.0,
-    rate_var=(1.0, 0.0, 0.0), unannounced_share=0.0, hazards=(0.0,), holding_days=1,
+    rate_var=(1.0, 0.0, 0.0), hazards=(0.0,), holding_days=1,
     return_lag_days=0, today_remaining=0.0, horizon=7)
 
 
@@ -615,13 +598,3 @@ def test_the_rates_drift_is_the_smaller_one_once_the_line_has_a_trend() -> None:
     # asked for no trend, none is learned, whatever the history
     assert not learn_arrival_rate([10] * 20, with_trend=False).trend_learned
     assert learn_arrival_rate([]).days == 0
-
-
-def test_a_sites_unannounced_share_is_shrunk_towards_the_networks() -> None:
-    """2 unannounced in 4 first attempts at the site, 10 % over the network: with 4
-    pseudo-attempts the site's share is (2 + 0.4) / 8; with none of its own, the network's;
-    without the network (or a weight of 0), its own."""
-    own = [None, 1.0, None, 2.0]
-    assert math.isclose(learn_unannounced_share(own, (0.1, 1000), 4.0), 0.3)
-    assert math.isclose(learn_unannounced_share([], (0.1, 1000), 4.0), 0.1)
-    assert learn_unannounced_share(own) == learn_unannounced_share(own, (0.1, 1000), 0.0) == 0.5
