@@ -27,7 +27,7 @@ import random
 import statistics
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -147,6 +147,8 @@ class Stats:
     over_days: list[tuple[str, date]] = field(default_factory=list)
     shop_days: int = 0
     refused_checkins: int = 0
+    # what a full counter decided for the parcels it refused (``reroute.full_at_counter``)
+    counter_decisions: Counter[str] = field(default_factory=Counter)
     parcels: int = 0
     unannounced: int = 0
     saturation_notes: int = 0
@@ -349,6 +351,7 @@ class Replay:
         self.actuals: dict[tuple[int, date], tuple[int, int]] = {}
         self.flows: Flows | None = None  # sent parcels and producer orders (--flows)
         self.policy: PolicyRun | None = None  # issue 16's no-room tools (--policy full)
+        self.sent_on: list[tuple[str, str]] = []  # (shop, number) a full counter sent there
 
     def opens(self, shop: Shop, day: date) -> bool:
         return day.weekday() in shop.open_days
@@ -476,6 +479,7 @@ class Replay:
                     refused += 1
             self.stats.refused_checkins += refused
             self._observe(shop, day, refused)
+        self._sent_on_today(day)
         self._count_vans(day)
 
     def _count_vans(self, day: date) -> None:
@@ -497,13 +501,41 @@ class Replay:
                 recipient=checkin_registration.Recipient(
                     phone=self.phones.get(number, phone_of(number))) if carrier else None,
                 carrier_code=carrier)
-        except SiteAtCapacity:
+        except SiteAtCapacity as refusal:
             self.stats.vans.refused(shop.code, number, day)
-            return False  # stays in the van: tried again on the next round
+            self._follow(number, refusal.extra.get("reroute"))
+            return False  # stays in the van: tried again on the next round (or as decided)
         self.stats.vans.checked_in(number, day)
         parcel_id = answer["parcel"]["id"]
         self.dwell[parcel_id] = dwell(self.rng, shop.first_day)
         return True
+
+    def _follow(self, number: str, decision: dict[str, Any] | None) -> None:
+        """The driver does what the refusal decided (``reroute.full_at_counter``): another
+        shop's counter today, a town hall (``territory_policy``'s round), the depot until the
+        day its resident is told, or the carrier's home round."""
+        if decision is None:
+            return
+        self.stats.counter_decisions[decision["status"]] += 1
+        if decision["status"] == "automatic":
+            self.sent_on.append((decision["site"], number))
+        elif decision["status"] == "hold-at-depot":
+            self.stats.vans.told.add(number)
+        elif decision["status"] == "home-delivery":
+            self.stats.vans.delivered_home(number)
+
+    def _sent_on_today(self, day: date) -> None:
+        """The parcels a full counter sent to another shop, left there the same round."""
+        shops = {shop.code: shop for shop in self.shops}
+        sent, self.sent_on = self.sent_on, []
+        for code, number in sent:
+            shop = shops.get(code)
+            with self.ctx.db.read() as session:
+                waiting = session.scalar(select(Parcel.id).where(
+                    Parcel.tracking_number == number, Parcel.state == "announced",
+                    Parcel.site_id == (shop.id if shop else None)))
+            if shop is not None and waiting is not None:
+                self._check_in(shop, number, None, day)
 
     def _observe(self, shop: Shop, day: date, refused: int) -> None:
         with self.ctx.db.read() as session:
@@ -855,6 +887,7 @@ def results_of(replay: Replay, mode: str, seed: int, load: float, days: int, ela
         "shop_days_over_capacity": len(stats.over_days),
         "shop_days_over_capacity_after_warm_up": len(over_peak),
         "refused_checkins": stats.refused_checkins,
+        "counter_decisions": dict(sorted(stats.counter_decisions.items())),
         "over_capacity_flagged_ahead": {f"{k}d": stats.flagged_ahead.get(k, 0) for k in LEADS},
         "days_flagged_at_risk": {f"{k}d": stats.at_risk_days.get(k, 0) for k in LEADS},
         "saturation_notes": stats.saturation_notes,

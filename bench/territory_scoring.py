@@ -86,19 +86,29 @@ class Vans:
     """Parcels turned away for lack of room, waiting in the vans until a shop takes them.
 
     ``first_refused``: tracking number -> (shop, the day it was first refused); ``waits``:
-    days from a parcel's first attempt to its check-in (0 for the parcels taken at once).
+    days from a parcel's first attempt to its check-in (0 for the parcels taken at once);
+    ``told``: the parcels whose resident was told a day (held at the depot after a refusal).
     """
 
     first_refused: dict[str, tuple[str, date]] = field(default_factory=dict)
     waits: list[int] = field(default_factory=list)
+    untold_waits: list[int] = field(default_factory=list)
     per_day: list[tuple[date, int, int]] = field(default_factory=list)  # day, shops, lockers
+    told: set[str] = field(default_factory=set)
 
     def refused(self, shop: str, number: str, day: date) -> None:
         self.first_refused.setdefault(number, (shop, day))
 
     def checked_in(self, number: str, day: date) -> None:
         first = self.first_refused.pop(number, None)
-        self.waits.append((day - first[1]).days if first else 0)
+        wait = (day - first[1]).days if first else 0
+        self.waits.append(wait)
+        if number not in self.told:
+            self.untold_waits.append(wait)
+
+    def delivered_home(self, number: str) -> None:
+        """Refused, then taken home by its carrier: out of the vans, never on a shelf."""
+        self.first_refused.pop(number, None)
 
     def figures(self, end: date) -> dict[str, Any]:
         still = [(end - day).days for _, day in self.first_refused.values()]
@@ -116,6 +126,10 @@ class Vans:
             "still_in_vans_at_end": len(still),
             f"waited_more_than_{LONG_WAIT_DAYS}_days": sum(
                 1 for w in [*self.waits, *still] if w > LONG_WAIT_DAYS),
+            f"waited_more_than_{LONG_WAIT_DAYS}_days_untold": sum(
+                1 for w in [*self.untold_waits, *(
+                    (end - day).days for n, (_, day) in self.first_refused.items()
+                    if n not in self.told)] if w > LONG_WAIT_DAYS),
             "longest_wait_days": max([*self.waits, *still], default=0),
         }
 

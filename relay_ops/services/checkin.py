@@ -26,7 +26,7 @@ from relay_ops.domain.holding import ClosedOn, Perishable, deadline_after, peris
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.domain.site_kinds import has_shelves
 from relay_ops.services import checkin_queries as queries
-from relay_ops.services import history, notify, numbers, reservations
+from relay_ops.services import history, notify, numbers, reroute, reservations
 from relay_ops.services.checkin_grouping import Group, join_group, recipient_group
 from relay_ops.services.checkin_registration import Recipient, register_unannounced
 from relay_ops.services.context import Ctx
@@ -105,7 +105,9 @@ def check_in(
                 parcel.expected_date = now.astimezone(ctx.settings.timezone).date()
             history.record(session, parcel, history.CHECK_IN_REFUSED, parcel.state, actor, now,
                            reason=str(full)[:300])
-            refusal = full
+            # A producer's order stays with its producer's flow: never sent elsewhere.
+            refusal = full if order is not None else _decided(ctx, session, site, parcel,
+                                                              actor, full)
         else:
             _place(ctx, session, site, parcel, location, now, actor, group, closed,
                    _perishable(order), stored)
@@ -119,6 +121,17 @@ def check_in(
     # The refusal's event is committed above; only now is the refusal reported.
     assert refusal is not None
     raise refusal
+
+
+def _decided(ctx: Ctx, session: Session, site: Site, parcel: Parcel, actor: Principal,
+             full: SiteAtCapacity) -> SiteAtCapacity:
+    """The refusal, with what was decided for the parcel before the van leaves
+    (``reroute.full_at_counter``): the driver reads where it goes, the shopkeeper too."""
+    answer = reroute.full_at_counter(ctx, session, parcel, site, actor)
+    if answer is None:
+        return full
+    return type(full)(f"{full.detail}; {reroute.decision_sentence(answer)}",
+                      **{**full.extra, "reroute": answer})
 
 
 def _shop_for_check_in(

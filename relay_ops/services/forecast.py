@@ -159,7 +159,8 @@ def _announced(
 ) -> tuple[list[model.Arrival], dict[str, list[flow_model.FlowArrival]]]:
     """The parcels announced for the site and not yet checked in, each on the day it should
     come: its expected day; the next open day after its last refusal at the counter (the
-    carrier brings it back, full odds); a day or two late, today at half odds; later, never.
+    carrier brings it back, full odds), or its expected day if later (held at the depot after
+    the refusal); a day or two late, today at half odds; later, never.
     A producer's order (announced the evening before its day) and a parcel to send at a
     locker (its drop-off code) go to their flows, by the same days and odds."""
     show = ctx.settings.forecast.show_rate
@@ -183,7 +184,9 @@ def _announced(
         day = expected or local_day(ctx, created_at) + timedelta(days=1)
         back = None
         if refused_at is not None:
-            back = model.next_open_day(local_day(ctx, refused_at) + timedelta(days=1), closed)
+            # the next open day after its refusal, or the later day it is held until
+            back = max(day, model.next_open_day(local_day(ctx, refused_at) + timedelta(days=1),
+                                                closed))
         if back is not None and back >= today:
             arrival = model.Arrival(back, show)
         elif day >= today:

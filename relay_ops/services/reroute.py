@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -255,6 +255,58 @@ def full_at_drop_off(
     forecast.refresh(ctx, session, best.site)
     return {"proposal_id": proposal.id, **best.view(),
             "reservation": reservations.view(session, held)}
+
+
+# ---------------------------------------------------------------- a shop full at the counter
+
+
+def full_at_counter(
+    ctx: Ctx, session: Session, parcel: Parcel, origin: Site, actor: Principal,
+) -> dict[str, Any] | None:
+    """A full shop refused ``parcel`` at its counter: decided before the van leaves, as at
+    announce time, when the shop's forecast sees its next open day at risk with the parcel
+    back (else the van brings it back that day, as it would anyway). A site within reach with
+    room today, by the carrier's reroute policy (moved, or proposed with a place held), else
+    the operator's no-room policy (storage, hold at the depot, home: docs/overflow.md). The
+    decision, its events and the resident's message are written in the refusal's transaction;
+    the answer is shaped as a manifest's ``reroute``. None: nothing decided (a parcel of no
+    carrier has nobody to follow a decision)."""
+    carrier = parcel.carrier
+    if carrier is None:
+        return None
+    today = forecast.local_day(ctx, ctx.now())
+    planner = Planner(ctx, session)
+    planner.locked.add(origin.id)  # the check-in holds its row
+    if planner.day_with(origin, today, 0) is None:
+        return None
+    closed = planner.inputs[origin.id].closed_on
+    back = model.next_open_day(today + timedelta(days=1), closed)
+    outlook = planner.day_with(origin, back, 0)
+    if outlook is not None and not outlook.at_risk:
+        return None
+    receiving: set[int] = set()
+    answer = _offer(ctx, session, planner, actor, carrier, parcel, origin, today, receiving)
+    for site_id in sorted(receiving | planner.changed | {origin.id}):
+        site = session.get(Site, site_id)
+        assert site is not None
+        forecast.refresh(ctx, session, site)
+    return answer
+
+
+def decision_sentence(answer: dict[str, Any]) -> str:
+    """What was decided for a parcel with no room, in a few words (a refusal's detail)."""
+    status = answer["status"]
+    if status == "automatic":
+        return f"rerouted to {answer['site']} today"
+    if status == "proposed":
+        return f"a reroute to {answer['options'][0]['site']} is proposed to the carrier"
+    if status == "overflow-storage":
+        return f"sent to the overflow storage {answer['site']} today"
+    if status == "hold-at-depot":
+        return f"the carrier keeps it at its depot until {answer['until']}"
+    if status == "home-delivery":
+        return "the carrier delivers it at home"
+    return str(answer["detail"])
 
 
 # ---------------------------------------------------------------- the carrier decides

@@ -9,6 +9,8 @@ from relay_ops.db.models import ParcelEvent
 from relay_ops.services import accounts, credentials, expiry, parcel_views, sites
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
+from tests.integration.test_no_room import set_policy, storage_site
+from tests.integration.test_no_room_at_counter import full_shop_with_more_coming
 from tests.pages.support import Pages
 from tests.support import PASSWORD, World, shop
 
@@ -122,6 +124,15 @@ def test_a_full_shop_names_the_nearest_site_with_room(marie: Pages, world: World
     assert answer["tone"] == "error" and answer["reason"] == "site-at-capacity"
     assert answer["title"] == "Point relais plein"
     assert "Shop voisin" in answer["message"] and "km" in answer["message"]
+
+
+def test_a_full_shop_says_where_the_refused_parcel_goes(marie: Pages, world: World) -> None:
+    late = full_shop_with_more_coming(world)
+    storage_site(world, season={"from": "2026-11-20", "to": "2026-12-31"})
+    set_policy(world, steps=["storage"])
+    answer = marie.scan(world.shop_id, late[0])
+    assert answer["reason"] == "site-at-capacity" and answer["title"] == "Point relais plein"
+    assert "Rendez-le au chauffeur : il part aujourd'hui chez Salle salle" in answer["message"]
 
 
 def test_another_shops_parcel_is_refused_with_its_destination(marie: Pages, world: World) -> None:

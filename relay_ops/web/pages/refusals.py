@@ -33,6 +33,8 @@ def explain(err: DomainError) -> tuple[str, str]:
                 "The last free places are kept for %(count)s rerouted parcel(s) expected "
                 "today. Give this one back to the driver: it comes back on the next round.",
                 count=extra["kept_for_reroutes"])
+        case "site-at-capacity" if _decided(extra.get("reroute")):
+            return _("Shop full"), _decided(extra["reroute"])
         case "site-at-capacity":
             return _("Shop full"), _shop_full(extra.get("nearest_site"))
         case "wrong-site":
@@ -109,6 +111,29 @@ def explain(err: DomainError) -> tuple[str, str]:
             return _("Not allowed"), _("Your account cannot do this.")
         case _:
             return _("Refused"), err.detail
+
+
+def _decided(reroute: dict[str, Any] | None) -> str | None:
+    """What the driver does with a parcel refused and decided at once (``reroute``, the
+    manifest's shape), or None when nothing was decided for it."""
+    if not reroute:
+        return None
+    status = reroute.get("status")
+    chosen = next((o for o in reroute.get("options", []) if o["site"] == reroute.get("site")),
+                  None)
+    if status in ("automatic", "overflow-storage") and chosen is not None:
+        return _("No shelf has room for this parcel. Give it back to the driver: it goes to "
+                 "%(name)s, %(address)s, %(city)s (%(km)s km) today; its recipient is told.",
+                 name=chosen["name"], address=chosen["address"], city=chosen["city"],
+                 km=chosen["distance_km"])
+    if status == "hold-at-depot":
+        return _("No shelf has room for this parcel. Give it back to the driver: the carrier "
+                 "keeps it at its depot and brings it back on %(day)s; its recipient is told.",
+                 day=reroute["until"])
+    if status == "home-delivery":
+        return _("No shelf has room for this parcel. Give it back to the driver: the carrier "
+                 "delivers it at its recipient's home; its recipient is told.")
+    return None
 
 
 def _shop_full(nearest: dict[str, Any] | None) -> str:
