@@ -33,10 +33,10 @@ def explain(err: DomainError) -> tuple[str, str]:
                 "The last free places are kept for %(count)s rerouted parcel(s) expected "
                 "today. Give this one back to the driver: it comes back on the next round.",
                 count=extra["kept_for_reroutes"])
-        case "site-at-capacity" if _decided(extra.get("reroute")):
-            return _("Shop full"), _decided(extra["reroute"])
         case "site-at-capacity":
-            return _("Shop full"), _shop_full(extra.get("nearest_site"))
+            # what was decided for it at once, else where the nearest room is
+            return _("Shop full"), (_decided(extra.get("reroute"))
+                                    or _shop_full(extra.get("nearest_site")))
         case "wrong-site":
             return _("Another shop's parcel"), _(
                 "This parcel is addressed to %(site)s: give it back to the driver.",
