@@ -286,7 +286,8 @@ def full_at_counter(
         return None
     receiving: set[int] = set()
     answer = _offer(ctx, session, planner, actor, carrier, parcel, origin, today, receiving)
-    for site_id in sorted(receiving | planner.changed | {origin.id}):
+    # The sites a parcel left or joined (none when nothing was decided: a ``none`` row).
+    for site_id in sorted(receiving | planner.changed):
         site = session.get(Site, site_id)
         assert site is not None
         forecast.refresh(ctx, session, site)
