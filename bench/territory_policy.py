@@ -221,6 +221,9 @@ class PolicyRun:
                 except SiteAtCapacity:
                     storage.refused += 1
                     continue
+                vans = self.replay.stats.vans
+                if number in vans.first_refused:  # a full counter sent it here: out of the van
+                    vans.checked_in(number, day)
                 parcel_id = answer["parcel"]["id"]
                 self.replay.dwell[parcel_id] = _dwell(self.rng)
             held = self._held(storage.id)
