@@ -374,7 +374,14 @@ def list_site_parcels(principal: Principal, site_id: int, query: s.InventoryQuer
                       "Numbers are unique per carrier: when two carriers' parcels here carry "
                       "the scanned number, 409 `ambiguous-tracking-number` lists their "
                       "`carriers` and the scan is sent again with `carrier` (as printed on "
-                      "the label); the carriers of parcels at other shops are not listed.",
+                      "the label); the carriers of parcels at other shops are not listed. "
+                      "No place for it: 409 `site-at-capacity` with `nearest_site` (a site "
+                      "with room) and, when the shop's next open day is full too, `reroute`: "
+                      "what was decided for the parcel before the van leaves, in a "
+                      "manifest's shape (another site today, overflow storage, held at the "
+                      "depot `until` a day, home delivery, or `no-alternative`); the parcel "
+                      "stays announced here unless the decision moved it, an unannounced one "
+                      "included (docs/overflow.md, \"At the counter\").",
           response=r.CheckInOut, links=PARCEL_LINKS_FROM_ANSWER)
 def check_in(principal: Principal, site_id: int, body: s.CheckInIn) -> Any:
     recipient = (checkin_registration.Recipient(**body.recipient.model_dump())
