@@ -147,7 +147,7 @@ class Stats:
     over_days: list[tuple[str, date]] = field(default_factory=list)
     shop_days: int = 0
     refused_checkins: int = 0
-    # what a full counter decided for the parcels it refused (``reroute.full_at_counter``)
+    # what a full counter decided for the parcels it refused (``reroute_at_site.full_at_counter``)
     counter_decisions: Counter[str] = field(default_factory=Counter)
     parcels: int = 0
     unannounced: int = 0
@@ -511,7 +511,7 @@ class Replay:
         return True
 
     def _follow(self, number: str, decision: dict[str, Any] | None) -> None:
-        """The driver does what the refusal decided (``reroute.full_at_counter``): another
+        """The driver does what the refusal decided (``reroute_at_site.full_at_counter``): another
         shop's counter today, a town hall (``territory_policy``'s round), the depot until the
         day its resident is told, or the carrier's home round."""
         if decision is None:

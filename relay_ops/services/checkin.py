@@ -26,7 +26,7 @@ from relay_ops.domain.holding import ClosedOn, Perishable, deadline_after, peris
 from relay_ops.domain.lifecycle import Action, State
 from relay_ops.domain.site_kinds import has_shelves
 from relay_ops.services import checkin_queries as queries
-from relay_ops.services import history, notify, numbers, reroute, reservations
+from relay_ops.services import history, notify, numbers, reroute_at_site, reservations
 from relay_ops.services.checkin_grouping import Group, join_group, recipient_group
 from relay_ops.services.checkin_registration import Recipient, register_unannounced
 from relay_ops.services.context import Ctx
@@ -126,11 +126,11 @@ def check_in(
 def _decided(ctx: Ctx, session: Session, site: Site, parcel: Parcel, actor: Principal,
              full: SiteAtCapacity) -> SiteAtCapacity:
     """The refusal, with what was decided for the parcel before the van leaves
-    (``reroute.full_at_counter``): the driver reads where it goes, the shopkeeper too."""
-    answer = reroute.full_at_counter(ctx, session, parcel, site, actor)
+    (``reroute_at_site.full_at_counter``): the driver reads where it goes, the shopkeeper too."""
+    answer = reroute_at_site.full_at_counter(ctx, session, parcel, site, actor)
     if answer is None:
         return full
-    return type(full)(f"{full.detail}; {reroute.decision_sentence(answer)}",
+    return type(full)(f"{full.detail}; {reroute_at_site.decision_sentence(answer)}",
                       **{**full.extra, "reroute": answer})
 
 

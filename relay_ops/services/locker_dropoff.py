@@ -19,7 +19,7 @@ from relay_ops.domain.errors import (
     WrongSite,
 )
 from relay_ops.domain.lifecycle import State
-from relay_ops.services import history, numbers, reroute
+from relay_ops.services import history, numbers, reroute_at_site
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_commands import open_door
 from relay_ops.services.locker_compartments import (
@@ -93,7 +93,7 @@ def deposit(ctx: Ctx, actor: Principal, session_id: int, tracking_number: str
     """The carrier scans a parcel at the locker: the smallest free fitting compartment is
     reserved and its door opened. When the locker is full (for this parcel), the parcel is
     rerouted to the nearest locker with room, else the nearest shop with a free place
-    (:func:`reroute.full_at_drop_off`), and the answer names it; when there is none, or the
+    (:func:`reroute_at_site.full_at_drop_off`), and the answer names it; when there is none, or the
     parcel fits no compartment of this locker at all, it is refused and stays with the
     carrier."""
     number = tracking.validate(tracking_number)
@@ -119,7 +119,7 @@ def deposit(ctx: Ctx, actor: Principal, session_id: int, tracking_number: str
             return _deposit_answer(row, parcel, box, "door_opening")
         box, reason = allocate(ctx, session, site, parcel)
         if box is None and reason.startswith(FULL):
-            moved = reroute.full_at_drop_off(
+            moved = reroute_at_site.full_at_drop_off(
                 ctx, session, parcel, site, actor,
                 lambda other: has_room(ctx, session, other, parcel),
             )
