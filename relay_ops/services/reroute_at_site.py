@@ -75,16 +75,15 @@ def full_at_counter(
     room today, by the carrier's reroute policy (moved, or proposed with a place held), else
     the operator's no-room policy (storage, hold at the depot, home: docs/overflow.md). The
     decision, its events and the resident's message are written in the refusal's transaction;
-    the answer is shaped as a manifest's ``reroute``. None: nothing decided (a parcel of no
-    carrier has nobody to follow a decision)."""
+    the answer is shaped as a manifest's ``reroute``. None: nothing decided (the next open day
+    has room, or the parcel has no carrier: nobody to follow a decision)."""
     carrier = parcel.carrier
     if carrier is None:
         return None
     today = forecast.local_day(ctx, ctx.now())
     planner = Planner(ctx, session)
     planner.locked.add(origin.id)  # the check-in holds its row
-    if planner.day_with(origin, today, 0) is None:
-        return None
+    planner.day_with(origin, today, 0)  # reads the shop's inputs once, for its calendar too
     closed = planner.inputs[origin.id].closed_on
     back = model.next_open_day(today + timedelta(days=1), closed)
     outlook = planner.day_with(origin, back, 0)
