@@ -83,8 +83,12 @@ def full_at_counter(
     today = forecast.local_day(ctx, ctx.now())
     planner = Planner(ctx, session)
     planner.locked.add(origin.id)  # the check-in holds its row
-    planner.day_with(origin, today, 0)  # reads the shop's inputs once, for its calendar too
-    closed = planner.inputs[origin.id].closed_on
+    # The driver goes now: a site must have a shelf place for it now, not only by its forecast
+    # later today (else it is refused there too).
+    planner.takes_now = lambda site: shelf_takes(ctx, session, site, parcel)
+    # The shop's inputs, read once: its calendar here, its forecast below and in the policy.
+    inputs = planner.inputs.setdefault(origin.id, forecast.inputs_for(ctx, session, origin))
+    closed = inputs.closed_on
     back = model.next_open_day(today + timedelta(days=1), closed)
     outlook = planner.day_with(origin, back, 0)
     if outlook is not None and not outlook.at_risk:

@@ -67,6 +67,9 @@ class Planner:
         self.changed: set[int] = set()  # sites a parcel left or joined since their inputs
         self.locked: set[int] = set()
         self.doorless: set[tuple[int, Dims]] = set()  # (locker, parcel size) without a door
+        # Where the van goes now (a full counter's parcel): a candidate must take it now too,
+        # asked before its forecast is read (a site full now is neither read nor offered).
+        self.takes_now: Callable[[Site], bool] | None = None
         self.sites = list(session.scalars(select(Site).where(Site.status == "open")))
 
     def promised(self, site: Site, day: date) -> int:
@@ -153,6 +156,8 @@ class Planner:
             if km is None:
                 continue
             if accept is not None and not accept(site):
+                continue
+            if self.takes_now is not None and not self.takes_now(site):
                 continue
             if not self.lock(site):
                 continue  # another announcement is promising its room right now

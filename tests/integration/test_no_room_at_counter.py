@@ -9,7 +9,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from relay_ops.db.models import Notification, Site
-from relay_ops.services import checkin, forecast
+from relay_ops.services import checkin, forecast, sites
 from relay_ops.services.principal import SYSTEM
 from tests.integration.test_delivery import run_jobs, sent_lines
 from tests.integration.test_forecast import (
@@ -20,7 +20,7 @@ from tests.integration.test_forecast import (
     near_shop,
 )
 from tests.integration.test_no_room import events_of, set_policy, storage_site
-from tests.support import Api, World, is_problem, row_counts
+from tests.support import Api, World, is_problem, row_counts, shop
 
 TODAY = "2026-12-01"
 
@@ -103,6 +103,24 @@ def test_a_shop_within_reach_with_room_takes_it_for_an_automatic_carrier(
     assert fast.get("/parcels", tracking_number=late[0]).json["site"] == "pres"
     taken = checkin.check_in(world.ctx, SYSTEM, pres, late[0], carrier_code="fast")
     assert taken["status"] == "checked_in"
+
+
+def test_a_shop_within_reach_without_a_place_for_it_now_is_not_where_the_driver_goes(
+        world: World) -> None:
+    """Its forecast has room (twenty small places free) but no L place is free now: the
+    driver would be refused there too."""
+    fast = automatic_carrier(world)
+    late = full_shop_with_more_coming(world, fast)
+    pres = sites.create_site(world.ctx, SYSTEM, shop(
+        "pres", 47.5300, -1.2917, [("A1", "S", 20), ("B1", "L", 1)]))["id"]
+    body = {"reference": "PRES-1", "expected_date": TODAY, "parcels": [
+        {"tracking_number": "PRESL0000001", "site": "pres", "size_class": "L",
+         "recipient": {"name": "Paul", "phone": "+33612345679"}}]}
+    assert fast.post("/manifests", json=body).status_code == 201
+    checkin.check_in(world.ctx, SYSTEM, pres, "PRESL0000001", carrier_code="fast")
+    refused = world.check_in(late[0], carrier="fast")
+    assert refused.json["reroute"]["status"] == "no-alternative"
+    assert fast.get("/parcels", tracking_number=late[0]).json["site"] == "bourg"
 
 
 def test_an_unannounced_parcel_refused_is_decided_too(world: World) -> None:
