@@ -530,11 +530,13 @@ class Replay:
         sent, self.sent_on = self.sent_on, []
         for code, number in sent:
             shop = shops.get(code)
+            if shop is None:
+                continue
             with self.ctx.db.read() as session:
                 waiting = session.scalar(select(Parcel.id).where(
                     Parcel.tracking_number == number, Parcel.state == "announced",
-                    Parcel.site_id == (shop.id if shop else None)))
-            if shop is not None and waiting is not None:
+                    Parcel.site_id == shop.id))
+            if waiting is not None:
                 self._check_in(shop, number, None, day)
 
     def _observe(self, shop: Shop, day: date, refused: int) -> None:

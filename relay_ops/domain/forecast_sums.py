@@ -59,12 +59,6 @@ class Sums:
             self.var[i] += m * (1.0 - p * presence[i])
         return added
 
-    def poisson(self, expected: float, presence: Sequence[float]) -> None:
-        """``expected`` parcels of a Poisson count, each there with its presence."""
-        for i, q in enumerate(presence):
-            self.mean[i] += expected * q
-            self.var[i] += expected * q
-
     def stream(
         self, rate: ArrivalRate, lead_share: Sequence[float],
         presence_of: Callable[[date], list[float]], season: Sequence[float] = (),

@@ -87,9 +87,8 @@ def full_at_counter(
     # later today (else it is refused there too).
     planner.takes_now = lambda site: shelf_takes(ctx, session, site, parcel)
     # The shop's inputs, read once: its calendar here, its forecast below and in the policy.
-    inputs = planner.inputs.setdefault(origin.id, forecast.inputs_for(ctx, session, origin))
-    closed = inputs.closed_on
-    back = model.next_open_day(today + timedelta(days=1), closed)
+    inputs = planner.inputs[origin.id] = forecast.inputs_for(ctx, session, origin)
+    back = model.next_open_day(today + timedelta(days=1), inputs.closed_on)
     outlook = planner.day_with(origin, back, 0)
     if outlook is not None and not outlook.at_risk:
         return None
