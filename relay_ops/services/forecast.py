@@ -31,7 +31,7 @@ from relay_ops.services.context import Ctx
 from relay_ops.services.forecast_learning import local_day
 from relay_ops.services.site_calendar import closed_on
 from relay_ops.services.site_locations import shelf_load
-from relay_ops.services.sites import in_service_on, occupancy_of
+from relay_ops.services.sites import capacity_of, in_service_on, occupancy_of
 
 HELD = [s.value for s in HELD_STATES]
 LATE_ANNOUNCED_DAYS = 2  # an announced parcel this late may still come, at half the odds
@@ -74,7 +74,7 @@ def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
     announced, flows_announced = _announced(ctx, session, site, today, closed)
     return model.SiteInputs(
         today=today,
-        capacity=occupancy_of(session, site).capacity,
+        capacity=capacity_of(session, site),
         extra_capacity=temporary_capacity(session, site, today, settings.horizon_days),
         held=held,
         # Places held here for proposals' parcels, still announced elsewhere (room promised).

@@ -7,6 +7,7 @@ closed) and ``site_search`` (the directory, the nearest sites with room)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -169,22 +170,52 @@ class Occupancy:
 def occupancy_of(session: Session, site: Site, day: date | None = None) -> Occupancy:
     """Capacity and parcels held; a shop's capacity counts its temporary shelves of ``day``
     (none when ``day`` is None: the permanent places only)."""
-    if has_shelves(site.kind):
-        capacity = session.scalar(
-            select(func.coalesce(func.sum(Location.capacity), 0)).where(
-                Location.site_id == site.id, Location.active.is_(True), in_service_on(day)
-            )
-        )
-    else:
-        capacity = session.scalar(
-            select(func.count()).where(
-                Compartment.site_id == site.id, Compartment.state != "out_of_service"
-            )
-        )
-    held = session.scalar(
-        select(func.count()).where(Parcel.site_id == site.id, Parcel.state.in_(HELD))
-    )
-    return Occupancy(capacity=int(capacity or 0), held=int(held or 0))
+    return occupancies(session, [site], day)[site.id]
+
+
+def occupancies(session: Session, sites: Sequence[Site], day: date | None = None
+                ) -> dict[int, Occupancy]:
+    """:func:`occupancy_of` for many sites in at most three statements, whatever their
+    number (a directory or a search reads the room of dozens of sites at once)."""
+    ids = [site.id for site in sites]
+    if not ids:
+        return {}
+    places = capacities(session, sites, day)
+    held = dict(session.execute(
+        select(Parcel.site_id, func.count())
+        .where(Parcel.site_id.in_(ids), Parcel.state.in_(HELD))
+        .group_by(Parcel.site_id)
+    ).all())
+    return {site.id: Occupancy(capacity=places[site.id], held=int(held.get(site.id) or 0))
+            for site in sites}
+
+
+def capacity_of(session: Session, site: Site, day: date | None = None) -> int:
+    """The places of :func:`occupancy_of`, without counting the parcels held."""
+    return capacities(session, [site], day)[site.id]
+
+
+def capacities(session: Session, sites: Sequence[Site], day: date | None = None
+               ) -> dict[int, int]:
+    """Each site's places: a shop's (or a storage site's) shelf places in service on ``day``,
+    a locker's doors in service; one statement per kind of place asked."""
+    shelved = [site.id for site in sites if has_shelves(site.kind)]
+    lockers = [site.id for site in sites if not has_shelves(site.kind)]
+    places: dict[int, int] = {}
+    if shelved:
+        places.update(session.execute(
+            select(Location.site_id, func.sum(Location.capacity))
+            .where(Location.site_id.in_(shelved), Location.active.is_(True),
+                   in_service_on(day))
+            .group_by(Location.site_id)
+        ).all())
+    if lockers:
+        places.update(session.execute(
+            select(Compartment.site_id, func.count())
+            .where(Compartment.site_id.in_(lockers), Compartment.state != "out_of_service")
+            .group_by(Compartment.site_id)
+        ).all())
+    return {site.id: int(places.get(site.id) or 0) for site in sites}
 
 
 def in_service_on(day: date | None) -> ColumnElement[bool]:

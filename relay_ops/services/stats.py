@@ -20,7 +20,7 @@ from relay_ops.domain.lifecycle import HELD_STATES, State
 from relay_ops.services.context import Ctx
 from relay_ops.services.parcel_views import parcel_view
 from relay_ops.services.principal import Principal, Role, require_role
-from relay_ops.services.sites import occupancy_of
+from relay_ops.services.sites import occupancies
 
 HELD = {s.value for s in HELD_STATES}
 RETURNING = (State.EXPIRED.value, State.DAMAGED.value)
@@ -60,10 +60,10 @@ def daily(ctx: Ctx, actor: Principal, site_ids: list[int] | None, days: int = 14
     since = datetime.combine(first, time.min, tzinfo=tz)
     counts = {first + timedelta(days=i): [0, 0, 0] for i in range(days)}
     with ctx.db.read() as session:
-        held_now, capacity = 0, 0
-        for site in session.scalars(select(Site).where(Site.id.in_(chosen))):
-            occ = occupancy_of(session, site, today)
-            held_now, capacity = held_now + occ.held, capacity + occ.capacity
+        rooms = occupancies(session, session.scalars(select(Site).where(Site.id.in_(chosen)))
+                            .all(), today).values()
+        held_now = sum(room.held for room in rooms)
+        capacity = sum(room.capacity for room in rooms)
         events = session.execute(
             select(ParcelEvent.at, ParcelEvent.from_state, ParcelEvent.to_state,
                    ParcelEvent.action)

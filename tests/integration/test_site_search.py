@@ -1,0 +1,57 @@
+"""The nearest sites with room (``site_search.nearest_with_room``): every full shop's refusal
+asks it, so what it reads must not grow with the network (a national one has thousands of
+sites): the sites are ranked by distance, and the room of the nearest is read a batch at a
+time until enough are found."""
+
+from __future__ import annotations
+
+from relay_ops.services import sites
+from relay_ops.services.principal import SYSTEM
+from relay_ops.services.site_search import ROOM_READ_BATCH, nearest_with_room
+from tests.integration.test_fast_path_statements import counted, listing
+from tests.support import World, shop
+
+BOURG = (47.5167, -1.2917)  # the world's shop; "voisin" is 10 km west
+
+
+def add_shops(world: World, prefix: str, count: int, *, lat: float, room: bool) -> None:
+    """``count`` shops on a line at latitude ``lat``: with a free place each, or with no
+    shelf at all (no room)."""
+    for i in range(count):
+        places = [("A1", "M", 4)] if room else []
+        sites.create_site(world.ctx, SYSTEM,
+                          shop(f"{prefix}{i}", lat, BOURG[1] + 0.001 * i, places))
+
+
+def nearest(world: World, limit: int) -> tuple[list[tuple[str, float, int]], list[str]]:
+    def search() -> list[tuple[str, float, int]]:
+        with world.ctx.db.read() as session:
+            return [(site.code, round(km, 1), room.free) for site, km, room in nearest_with_room(
+                world.ctx, session, *BOURG, exclude=world.shop_id, limit=limit)]
+    return counted(world.ctx, search)
+
+
+def test_the_nearest_with_room_is_found_past_the_full_ones_nearer(world: World) -> None:
+    # More full shops between Bourg and Voisin than one batch reads.
+    add_shops(world, "full", ROOM_READ_BATCH + 4, lat=BOURG[0] + 0.01, room=False)
+    found, _ = nearest(world, limit=1)
+    assert found == [("voisin", 10.0, 10)]
+    # Shops 200 km north with room come after Voisin, nearest first.
+    add_shops(world, "north", 3, lat=BOURG[0] + 1.8, room=True)
+    found, _ = nearest(world, limit=3)
+    assert [code for code, _, _ in found] == ["voisin", "north0", "north1"]
+    assert all(free == 4 for _, _, free in found[1:])
+
+
+def test_its_statements_do_not_grow_with_the_sites_it_does_not_need(world: World) -> None:
+    add_shops(world, "full", ROOM_READ_BATCH + 4, lat=BOURG[0] + 0.01, room=False)
+    add_shops(world, "far", 40, lat=BOURG[0] + 2.0, room=True)
+    found, seen = nearest(world, limit=2)
+    assert [code for code, _, _ in found] == ["voisin", "far0"]
+    add_shops(world, "farther", 200, lat=BOURG[0] + 3.0, room=True)
+    found_again, seen_again = nearest(world, limit=2)
+    assert found_again == found
+    assert len(seen_again) == len(seen), listing(seen_again)
+    # Two batches (sixteen full shops, then four, Voisin and the far ones): the ranking,
+    # then each batch's sites, their shelf places and their parcels held.
+    assert len(seen) == 1 + 2 * 3, listing(seen)
