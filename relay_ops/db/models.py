@@ -74,6 +74,9 @@ class Base(DeclarativeBase):
 
 class Site(Base):
     __tablename__ = "sites"
+    # The reroute planner asks for the sites in a box of coordinates around a full site
+    # (domain/geo.box_around): a national network's others are left out by the index.
+    __table_args__ = (Index("ix_sites_latitude_longitude", "latitude", "longitude"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)

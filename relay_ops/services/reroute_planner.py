@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Parcel, Site
 from relay_ops.domain import forecast as model
+from relay_ops.domain import geo
 from relay_ops.domain.geo import distance_km
 from relay_ops.domain.sizing import Dims
 from relay_ops.services import forecast, reservations
@@ -70,7 +71,7 @@ class Planner:
         # Where the van goes now (a full counter's parcel): a candidate must take it now too,
         # asked before its forecast is read (a site full now is neither read nor offered).
         self.takes_now: Callable[[Site], bool] | None = None
-        self.sites = list(session.scalars(select(Site).where(Site.status == "open")))
+        self.near: dict[int, list[Site]] = {}  # per origin: the open sites of its box
 
     def promised(self, site: Site, day: date) -> int:
         """Places promised at ``site`` for ``day`` (reservations) that its inputs, read
@@ -137,6 +138,19 @@ class Planner:
         self.doorless.add(key)
         return False
 
+    def sites_near(self, origin: Site) -> list[Site]:
+        """The open sites in the box of coordinates that holds ``origin``'s reach, read once:
+        the rest of the network is never loaded (a national one has thousands of sites)."""
+        if origin.id not in self.near:
+            box = geo.box_around(origin.latitude, origin.longitude, reach_km(self.ctx, origin))
+            self.near[origin.id] = list(self.session.scalars(
+                select(Site).where(Site.status == "open",
+                                   Site.latitude.between(box.lat_min, box.lat_max),
+                                   Site.longitude.between(box.lon_min, box.lon_max))
+                .order_by(Site.id)
+            ))
+        return self.near[origin.id]
+
     def options(
         self, origin: Site, day: date, accept: Callable[[Site], bool] | None = None,
         kind: str | None = None, parcel: Parcel | None = None,
@@ -149,7 +163,7 @@ class Planner:
         radius = reach_km(self.ctx, origin)
         wanted = kind or origin.kind
         found = []
-        for site in self.sites:
+        for site in self.sites_near(origin):
             if site.id == origin.id or site.kind != wanted:
                 continue
             km = within_reach(self.ctx, origin, site)

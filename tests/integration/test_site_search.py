@@ -1,14 +1,19 @@
-"""The nearest sites with room (``site_search.nearest_with_room``): every full shop's refusal
-asks it, so what it reads must not grow with the network (a national one has thousands of
-sites): the sites are ranked by distance, and the room of the nearest is read a batch at a
-time until enough are found."""
+"""The sites near a full one: every full shop's refusal names the nearest with room
+(``site_search.nearest_with_room``) and the reroute planner weighs those within reach
+(``reroute_planner.Planner``), so what they read must not grow with the network (a national
+one has thousands of sites)."""
 
 from __future__ import annotations
 
+from datetime import date
+
+from relay_ops.db.models import Site
 from relay_ops.services import sites
 from relay_ops.services.principal import SYSTEM
+from relay_ops.services.reroute_planner import Planner
 from relay_ops.services.site_search import ROOM_READ_BATCH, nearest_with_room
 from tests.integration.test_fast_path_statements import counted, listing
+from tests.integration.test_forecast import near_shop
 from tests.support import World, shop
 
 BOURG = (47.5167, -1.2917)  # the world's shop; "voisin" is 10 km west
@@ -55,3 +60,18 @@ def test_its_statements_do_not_grow_with_the_sites_it_does_not_need(world: World
     # Two batches (sixteen full shops, then four, Voisin and the far ones): the ranking,
     # then each batch's sites, their shelf places and their parcels held.
     assert len(seen) == 1 + 2 * 3, listing(seen)
+
+
+def test_the_reroute_planner_loads_the_sites_in_reach_not_the_network(world: World) -> None:
+    near_shop(world)  # "pres", 1.5 km north of Bourg; "voisin" is 10 km west, out of reach
+    add_shops(world, "far", 30, lat=BOURG[0] + 2.0, room=True)
+    with world.ctx.db.transaction() as session:
+        origin = session.get(Site, world.shop_id)
+        assert origin is not None
+        planner = Planner(world.ctx, session)
+        options = planner.options(origin, date(2026, 12, 2))
+        assert [option.site.code for option in options] == ["pres"]
+        # Voisin is in the box of Bourg's reach, the shops 220 km north are never loaded.
+        assert {site.code for site in planner.sites_near(origin)} == {"bourg", "pres", "voisin"}
+        loaded = {o.code for o in session.identity_map.values() if isinstance(o, Site)}
+        assert not any(code.startswith("far") for code in loaded), loaded
