@@ -3,15 +3,15 @@ when the network holds 10, 1,000 or 10,000 other sites.
 
     .venv/bin/python bench/refusal_at_scale.py --sites 0 1000 10000 --refusals 30
 
-Each size gets a fresh PostgreSQL database (``relayops_refusal_scale``): the tests' world
-(Bourg, full after five L parcels; Voisin 10 km away), then ``--sites`` more shops drawn
-uniformly over mainland France (a shelf of 4 places each, every other one without a free
-place: no shelf), seeded in multi-row inserts; Bourg's next open day is at risk (forty
-parcels announced for it), so each refusal also runs the counter's decision (the reroute
-planner, then the no-room policy: none is set, a ``none`` row). Then ``--refusals`` L parcels
-announced for today are refused one by one through the API: wall time and statements per
-refusal (the engine's ``before_cursor_execute``), and the answer's nearest site with room.
-A refusal's answer must be a 409 ``site-at-capacity`` every time (checked).
+Each size gets a fresh PostgreSQL database (``--database``, ``relayops_refusal_scale``): the
+tests' world (Bourg, full after five L parcels; Voisin 10 km away), then ``--sites`` more shops
+drawn uniformly over mainland France (a shelf of 4 places each, every other one without a free
+place: no shelf), seeded in multi-row inserts; Bourg's next open day is at risk (forty parcels
+announced for it), so each refusal also runs the counter's decision (the reroute planner, then
+the no-room policy: none is set, a ``none`` row). Then ``--refusals`` L parcels announced for
+today are refused one by one through the API: wall time and statements per refusal (the
+engine's ``before_cursor_execute``), and the answer's nearest site with room. A refusal's
+answer must be a 409 ``site-at-capacity`` every time (checked).
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ def announce(world: World, prefix: str, count: int, day: str) -> list[str]:
     return numbers
 
 
-def one_size(sites: int, refusals: int, seed: int, admin_url: str) -> dict[str, Any]:
-    url = fresh_database(admin_url, DATABASE)
+def one_size(sites: int, refusals: int, seed: int, admin_url: str, database: str
+             ) -> dict[str, Any]:
+    url = fresh_database(admin_url, database)
     world = build_world(url)
     # build_world gives Bourg room for a whole run: take it back to its own 5 L places.
     with world.ctx.db.transaction() as session:
@@ -118,11 +119,12 @@ def main() -> None:
     parser.add_argument("--refusals", type=int, default=30)
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--admin-url", default=ADMIN)
+    parser.add_argument("--database", default=DATABASE, help="made afresh for each size")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     results = []
     for sites in args.sites:
-        result = one_size(sites, args.refusals, args.seed, args.admin_url)
+        result = one_size(sites, args.refusals, args.seed, args.admin_url, args.database)
         print(json.dumps(result), flush=True)
         results.append(result)
     if args.out:
