@@ -7,15 +7,15 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from relay_ops.db.models import Site
 from relay_ops.domain import site_services
-from relay_ops.domain.geo import distance_km
+from relay_ops.domain.geo import box_around, distance_km
 from relay_ops.domain.site_kinds import in_season
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role
-from relay_ops.services.site_calendar import site_is_open
+from relay_ops.services.site_calendar import sites_open
 from relay_ops.services.sites import Occupancy, occupancies, site_view, today
 
 # Sites whose room is read at once, nearest first: in a full area the nearest are full too.
@@ -39,9 +39,10 @@ def nearest_with_room(
         batch = ranked[start:start + ROOM_READ_BATCH]
         sites = _sites(session, [site_id for site_id, _ in batch])
         rooms = occupancies(session, list(sites.values()), day)
+        opened = sites_open(ctx, session, list(sites.values()), ctx.now()) if open_now else {}
         for site_id, km in batch:
             site, room = sites[site_id], rooms[site_id]
-            if room.free <= 0 or (open_now and not site_is_open(ctx, session, site, ctx.now())):
+            if room.free <= 0 or (open_now and not opened[site_id]):
                 continue
             found.append((site, km, room))
             if len(found) == limit:
@@ -82,15 +83,22 @@ def list_sites(
     """The directory; ``services``: only sites that offer all of them."""
     wanted = site_services.checked(services)
     with ctx.db.read() as session:
-        query = select(Site).order_by(Site.code)
+        # Each view lists the site's closing days: read for all the sites at once.
+        query = select(Site).options(selectinload(Site.closing_days)).order_by(Site.code)
         if kind:
             query = query.where(Site.kind == kind)
         if actor.role is Role.SHOPKEEPER:
             query = query.where(Site.id.in_(actor.site_ids))
+        if near is not None and radius_km is not None:
+            # The sites outside the box that holds the circle are left out by the index.
+            box = box_around(*near, radius_km)
+            query = query.where(Site.latitude.between(box.lat_min, box.lat_max),
+                                Site.longitude.between(box.lon_min, box.lon_max))
         result = []
         listed = [site for site in session.scalars(query)
                   if site_services.offers_all(site.services or [], wanted)]
         rooms = occupancies(session, listed, today(ctx))
+        open_at_once = sites_open(ctx, session, listed, ctx.now())
         for site in listed:
             occ = rooms[site.id]
             view = site_view(site, occ)
@@ -100,7 +108,7 @@ def list_sites(
                     continue
             if has_room and occ.free <= 0:
                 continue
-            view["open_now"] = site_is_open(ctx, session, site, ctx.now())
+            view["open_now"] = open_at_once[site.id]
             if open_now and not view["open_now"]:
                 continue
             result.append(view)

@@ -75,3 +75,31 @@ def test_the_reroute_planner_loads_the_sites_in_reach_not_the_network(world: Wor
         assert {site.code for site in planner.sites_near(origin)} == {"bourg", "pres", "voisin"}
         loaded = {o.code for o in session.identity_map.values() if isinstance(o, Site)}
         assert not any(code.startswith("far") for code in loaded), loaded
+
+
+def test_the_public_directory_reads_its_sites_in_the_same_statements_whatever_their_number(
+        world: World) -> None:
+    """A resident's app asks for the sites near them; anyone may ask: a request must not cost
+    a statement per site of the network."""
+    assert world.other_shopkeeper.post(f"/sites/{world.other_shop_id}/closing-days",
+                                       json={"day": "2026-12-01"}).status_code == 201
+
+    def near_bourg() -> list[tuple[str, bool]]:
+        response = world.anonymous.get("/sites", near=f"{BOURG[0]},{BOURG[1]}", radius_km=12)
+        assert response.status_code == 200, response.json
+        return [(item["code"], item["open_now"]) for item in response.json["items"]]
+
+    def everything() -> int:
+        return len(world.anonymous.get("/sites").json["items"])
+
+    add_shops(world, "far", 10, lat=BOURG[0] + 2.0, room=True)
+    listed, seen = counted(world.ctx, near_bourg)
+    # Voisin is closed today (a closing day); Bourg is open at 09:00 on a Tuesday.
+    assert listed == [("bourg", True), ("voisin", False)]
+    total, seen_all = counted(world.ctx, everything)
+    assert total == 12
+    add_shops(world, "farther", 100, lat=BOURG[0] + 3.0, room=True)
+    again, seen_again = counted(world.ctx, near_bourg)
+    assert again == listed and len(seen_again) == len(seen), listing(seen_again)
+    total, seen_all_again = counted(world.ctx, everything)
+    assert total == 112 and len(seen_all_again) == len(seen_all), listing(seen_all_again)
