@@ -77,7 +77,8 @@ def no_room(
 ) -> SiteAtCapacity:
     """The refusal for lack of room; ``kept_for_reroutes``: the shop's last free places are
     held for that many rerouted parcels expected today (services/reservations.py)."""
-    nearest = nearest_with_room(ctx, session, site.latitude, site.longitude, exclude=site.id)
+    nearest = nearest_with_room(ctx, session, site.latitude, site.longitude, exclude=site.id,
+                                limit=1)
     occ = occupancy_of(session, site, today(ctx))
     if nearest:
         other, km, _ = nearest[0]

@@ -4,6 +4,7 @@ the nearest sites with room (a full shop's refusal names one, a reroute plans wi
 from __future__ import annotations
 
 from datetime import date
+from math import pi
 from typing import Any
 
 from sqlalchemy import select
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from relay_ops.db.models import Site
 from relay_ops.domain import site_services
-from relay_ops.domain.geo import box_around, distance_km
+from relay_ops.domain.geo import EARTH_RADIUS_KM, box_around, distance_km
 from relay_ops.domain.site_kinds import in_season
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role
@@ -20,6 +21,10 @@ from relay_ops.services.sites import Occupancy, occupancies, site_view, today
 
 # Sites whose room is read at once, nearest first: in a full area the nearest are full too.
 ROOM_READ_BATCH = 16
+# The first circle searched (km), then four times wider each time until enough sites are
+# found or the whole earth is searched: a refusal reads the sites near it, not the network.
+FIRST_RING_KM = 16.0
+WHOLE_EARTH_KM = pi * EARTH_RADIUS_KM
 
 
 def nearest_with_room(
@@ -28,44 +33,56 @@ def nearest_with_room(
 ) -> list[tuple[Site, float, Occupancy]]:
     """Sites with free room, nearest first (a storage site only in its season).
 
-    Every full shop's refusal asks it: the sites are ranked by distance from their
-    coordinates alone, then their room is read a batch at a time, nearest first, until
-    ``limit`` are found, so the statements run grow with the full sites passed over, not with
-    the size of the network."""
+    Every full shop's refusal asks it, so what it reads grows with the sites near it, not
+    with the network: the sites in a circle are ranked by distance from their coordinates
+    (read in the circle's box), then their room is read a batch at a time, nearest first,
+    until ``limit`` are found; short of that, a circle four times wider, beyond the first."""
     day = today(ctx)
     found: list[tuple[Site, float, Occupancy]] = []
-    ranked = _ranked_by_distance(session, lat, lon, day, exclude, radius_km)
-    for start in range(0, len(ranked), ROOM_READ_BATCH):
-        batch = ranked[start:start + ROOM_READ_BATCH]
-        sites = _sites(session, [site_id for site_id, _ in batch])
-        rooms = occupancies(session, list(sites.values()), day)
-        opened = sites_open(ctx, session, list(sites.values()), ctx.now()) if open_now else {}
-        for site_id, km in batch:
-            site, room = sites[site_id], rooms[site_id]
-            if room.free <= 0 or (open_now and not opened[site_id]):
-                continue
-            found.append((site, km, room))
-            if len(found) == limit:
-                return found
-    return found
+    limit_km = WHOLE_EARTH_KM if radius_km is None else min(radius_km, WHOLE_EARTH_KM)
+    ring, inside = min(FIRST_RING_KM, limit_km), -1.0  # ``inside``: the last circle's
+    while True:
+        ranked = [(site_id, km) for site_id, km
+                  in _ranked_by_distance(session, lat, lon, day, exclude, ring) if km > inside]
+        for start in range(0, len(ranked), ROOM_READ_BATCH):
+            found += _with_room(ctx, session, ranked[start:start + ROOM_READ_BATCH], day,
+                                open_now)
+            if len(found) >= limit:
+                return found[:limit]
+        if ring >= limit_km:
+            return found
+        ring, inside = min(4 * ring, limit_km), ring
+
+
+def _with_room(ctx: Ctx, session: Session, batch: list[tuple[int, float]], day: date,
+               open_now: bool) -> list[tuple[Site, float, Occupancy]]:
+    """The sites of ``batch`` (ids and distances, nearest first) with free room (and open
+    now, if asked), in that order."""
+    sites = _sites(session, [site_id for site_id, _ in batch])
+    rooms = occupancies(session, list(sites.values()), day)
+    opened = sites_open(ctx, session, list(sites.values()), ctx.now()) if open_now else {}
+    return [(sites[site_id], km, rooms[site_id]) for site_id, km in batch
+            if rooms[site_id].free > 0 and (not open_now or opened[site_id])]
 
 
 def _ranked_by_distance(
-    session: Session, lat: float, lon: float, day: date, exclude: int | None,
-    radius_km: float | None,
+    session: Session, lat: float, lon: float, day: date, exclude: int | None, radius_km: float,
 ) -> list[tuple[int, float]]:
-    """The ids of the sites not closed (a storage site in its season), within ``radius_km``,
-    nearest first, with their distance; from five columns, no site object made."""
+    """The ids of the sites not closed (a storage site in its season) within ``radius_km``,
+    nearest first, with their distance; from the five columns of the sites in the circle's
+    box, no site object made."""
+    box = box_around(lat, lon, radius_km)
     rows = session.execute(
         select(Site.id, Site.latitude, Site.longitude, Site.season_from, Site.season_to)
-        .where(Site.status != "closed")
+        .where(Site.status != "closed", Site.latitude.between(box.lat_min, box.lat_max),
+               Site.longitude.between(box.lon_min, box.lon_max))
     )
     ranked = []
     for site_id, site_lat, site_lon, season_from, season_to in rows:
         if site_id == exclude or not in_season(season_from, season_to, day):
             continue
         km = distance_km(lat, lon, site_lat, site_lon)
-        if radius_km is None or km <= radius_km:
+        if km <= radius_km:
             ranked.append((site_id, km))
     ranked.sort(key=lambda ranked_site: (ranked_site[1], ranked_site[0]))
     return ranked

@@ -1,7 +1,8 @@
 """The sites near a full one: every full shop's refusal names the nearest with room
 (``site_search.nearest_with_room``) and the reroute planner weighs those within reach
 (``reroute_planner.Planner``), so what they read must not grow with the network (a national
-one has thousands of sites)."""
+one has thousands of sites): the sites near a point are found by their coordinates' index
+(the box of a circle, ``geo.box_around``)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,18 @@ def test_the_nearest_with_room_is_found_past_the_full_ones_nearer(world: World) 
     assert all(free == 4 for _, _, free in found[1:])
 
 
+def test_the_circles_searched_one_after_the_other_keep_the_nearest_first(world: World) -> None:
+    """Sites with room 15, 17 and 70 km north: on either side of the first circle (16 km)
+    and of the second (64 km), they come nearest first, after Voisin (10 km)."""
+    for code, km in (("n70", 70.0), ("n17", 17.0), ("n15", 15.0)):
+        sites.create_site(world.ctx, SYSTEM, shop(code, BOURG[0] + km / 111.195, BOURG[1],
+                                                  [("A1", "M", 4)]))
+    found, _ = nearest(world, limit=3)
+    assert found == [("voisin", 10.0, 10), ("n15", 15.0, 4), ("n17", 17.0, 4)]
+    found, _ = nearest(world, limit=5)
+    assert [code for code, _, _ in found] == ["voisin", "n15", "n17", "n70"]
+
+
 def test_its_statements_do_not_grow_with_the_sites_it_does_not_need(world: World) -> None:
     add_shops(world, "full", ROOM_READ_BATCH + 4, lat=BOURG[0] + 0.01, room=False)
     add_shops(world, "far", 40, lat=BOURG[0] + 2.0, room=True)
@@ -57,9 +70,10 @@ def test_its_statements_do_not_grow_with_the_sites_it_does_not_need(world: World
     found_again, seen_again = nearest(world, limit=2)
     assert found_again == found
     assert len(seen_again) == len(seen), listing(seen_again)
-    # Two batches (sixteen full shops, then four, Voisin and the far ones): the ranking,
-    # then each batch's sites, their shelf places and their parcels held.
-    assert len(seen) == 1 + 2 * 3, listing(seen)
+    # Within 16 km, the ranking and two batches (sixteen full shops, then four and Voisin);
+    # within 64 km, the ranking alone; within 256 km, the ranking and a batch of the far
+    # ones. A batch: its sites, their shelf places and their parcels held.
+    assert len(seen) == (1 + 2 * 3) + 1 + (1 + 3), listing(seen)
 
 
 def test_the_reroute_planner_loads_the_sites_in_reach_not_the_network(world: World) -> None:
