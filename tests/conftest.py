@@ -94,6 +94,18 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
+def bench_database() -> Iterator[str]:
+    """The name of a PostgreSQL database a benchmark run in a subprocess makes for itself,
+    dropped afterwards whatever the run did."""
+    name = f"relayops_bench_test_{uuid.uuid4().hex[:8]}"
+    yield name
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
 def clock() -> Clock:
     # A Tuesday morning in Paris, inside the demo shops' opening hours.
     return Clock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))

@@ -6,34 +6,25 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from tests.conftest import PG_ADMIN_URL
 from tests.integration.rq_jobs.conftest import SHARED_REDIS
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
-def test_the_notifications_benchmark_runs_and_each_message_arrives_once(tmp_path: Path) -> None:
-    database = f"relayops_bench_notify_test_{uuid.uuid4().hex[:8]}"
+def test_the_notifications_benchmark_runs_and_each_message_arrives_once(
+        tmp_path: Path, bench_database: str) -> None:
     out = tmp_path / "result.json"
-    try:
-        run = subprocess.run(
-            [sys.executable, "bench/notifications.py", "--messages", "20", "--rate", "4",
-             "--duration", "3", "--sample-every", "0.5", "--timeout", "120",
-             "--database", database, "--redis", SHARED_REDIS, "--out", str(out)],
-            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-        )
-    finally:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
+    run = subprocess.run(
+        [sys.executable, "bench/notifications.py", "--messages", "20", "--rate", "4",
+         "--duration", "3", "--sample-every", "0.5", "--timeout", "120",
+         "--database", bench_database, "--redis", SHARED_REDIS, "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     result = json.loads(out.read_text())
 

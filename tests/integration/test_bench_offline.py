@@ -6,31 +6,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-
-from sqlalchemy import create_engine, text
-
-from tests.conftest import PG_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_offline_benchmark_runs_and_its_replays_converge(tmp_path: Path) -> None:
-    database = f"relayops_bench_offline_test_{uuid.uuid4().hex[:8]}"
-    try:
-        run = subprocess.run(
-            [sys.executable, "bench/offline.py", "--rounds", "1", "--compartments", "4",
-             "--revoked", "12", "--spent", "6", "--micro", "20", "--gap", "0",
-             "--lockers", "2", "--e2e-lockers", "1", "--database", database,
-             "--journal-dir", str(tmp_path / "journals"), "--out", str(tmp_path)],
-            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-        )
-    finally:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
+def test_the_offline_benchmark_runs_and_its_replays_converge(tmp_path: Path, bench_database: str
+        ) -> None:
+    run = subprocess.run(
+        [sys.executable, "bench/offline.py", "--rounds", "1", "--compartments", "4",
+         "--revoked", "12", "--spent", "6", "--micro", "20", "--gap", "0",
+         "--lockers", "2", "--e2e-lockers", "1", "--database", bench_database,
+         "--journal-dir", str(tmp_path / "journals"), "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     (written,) = tmp_path.glob("offline-*.json")
     result = json.loads(written.read_text())

@@ -6,31 +6,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
-
-from sqlalchemy import create_engine, text
-
-from tests.conftest import PG_ADMIN_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_refusal_benchmark_runs_and_costs_the_same_statements_in_a_bigger_network(
-        tmp_path: Path) -> None:
-    database = f"relayops_bench_refusal_test_{uuid.uuid4().hex[:8]}"
+        tmp_path: Path, bench_database: str) -> None:
     out = tmp_path / "refusals.json"
-    try:
-        run = subprocess.run(
-            [sys.executable, "bench/refusal_at_scale.py", "--sites", "0", "300",
-             "--refusals", "2", "--database", database, "--out", str(out)],
-            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-        )
-    finally:
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
+    run = subprocess.run(
+        [sys.executable, "bench/refusal_at_scale.py", "--sites", "0", "300",
+         "--refusals", "2", "--database", bench_database, "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     small, big = json.loads(out.read_text())
     assert (small["other_sites"], big["other_sites"]) == (0, 300)
