@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import pytest
@@ -23,6 +24,9 @@ from werkzeug.serving import make_server
 from relay_ops import create_app
 from relay_ops.services.context import Ctx
 from tests.support import PASSWORD, World, make_world
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -42,6 +46,23 @@ class Live:
         return self.world.ctx
 
 
+def answered_whole(app: WSGIApplication) -> WSGIApplication:
+    """The app with each answer read whole and its iterable closed before werkzeug writes it.
+    Werkzeug's development server closes the iterable only after draining the request socket,
+    and a browser that drops the connection first (a page left while a script loads) leaves
+    the static file open: its ResourceWarning then failed a later test's setup. The pages
+    stream nothing, so nothing is lost by reading each answer whole."""
+    def wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        answer = app(environ, start_response)
+        try:
+            return [b"".join(answer)]
+        finally:
+            close = getattr(answer, "close", None)
+            if close is not None:
+                close()
+    return wsgi
+
+
 @contextmanager
 def serve(folder: Path, sqlite_template: Path, **config: object) -> Iterator[Live]:
     """The real application on 127.0.0.1 with a fresh SQLite copy in ``folder``."""
@@ -56,7 +77,7 @@ def serve(folder: Path, sqlite_template: Path, **config: object) -> Iterator[Liv
         "ARGON2_MEMORY_KIB": 1024,
         **config,
     })
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = make_server("127.0.0.1", 0, answered_whole(app), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     world = make_world(app.extensions["relay_ops"], app.test_client())
