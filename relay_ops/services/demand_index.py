@@ -42,6 +42,16 @@ def declared(ctx: Ctx, actor: Principal, first: date, last: date) -> list[dict[s
         return [_view(row) for row in rows]
 
 
+def ahead(ctx: Ctx, actor: Principal) -> dict[str, Any]:
+    """The factors declared from today to the forecast's horizon: whether the forecasts know
+    the season ahead (the operator's dashboard says so, and what to do when they do not)."""
+    today = ctx.now().astimezone(ctx.settings.timezone).date()
+    last = today + timedelta(days=ctx.settings.forecast.horizon_days)
+    days = declared(ctx, actor, today, last)
+    return {"from": today.isoformat(), "to": last.isoformat(), "days": days,
+            "highest": max((day["factor"] for day in days), default=None)}
+
+
 def declare(
     ctx: Ctx, actor: Principal, days: Sequence[tuple[date, float]], source: str | None = None
 ) -> list[dict[str, Any]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from relay_ops.db.models import SiteForecast
+from relay_ops.services import demand_index
+from relay_ops.services.principal import SYSTEM
 from tests.pages.support import Pages
 from tests.support import HOURS, World
 
@@ -98,3 +100,22 @@ def test_the_dashboard_sizes_the_overflow_storage_and_names_the_shops_it_misses(
     assert "Aucun site de stockage ouvert à portée" in unserved
     assert "Shop bourg (6 places au plus)" in unserved
     assert "Shop voisin (3 places au plus)" in unserved
+
+
+def test_the_dashboard_says_whether_the_season_ahead_is_declared(operator: Pages,
+                                                                   world: World) -> None:
+    """Without a declared season the week-ahead forecast counts ordinary days (more than a
+    quarter short before the benchmark's December peak): the operator is told, and how to
+    declare it; once declared, what the forecasts count."""
+    block = operator.text("/ops").split('id="season-title"')[1]
+    missing = block.split('id="demand-missing"')[1].split("</p>")[0]
+    assert "Aucune saison déclarée du 1 déc. 2026 au 8 déc. 2026" in missing
+    assert "relay-ops demand-index from-last-year" in missing
+    assert 'id="demand-declared"' not in block
+    demand_index.declare(world.ctx, SYSTEM, [(date(2026, 12, 3), 1.4), (date(2026, 12, 4), 1.8),
+                                             (date(2026, 12, 20), 2.5)])
+    block = operator.text("/ops").split('id="season-title"')[1]
+    declared = block.split('id="demand-declared"')[1].split("</p>")[0]
+    # Only the days of the forecasts' horizon: 20 December is beyond it.
+    assert "du 3 déc. 2026 au 4 déc. 2026 : 2 jour(s), jusqu'à 1,8 fois" in declared
+    assert 'id="demand-missing"' not in block

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import Flask, current_app, redirect, request, session
-from flask_babel import Babel, format_date, format_datetime, format_time
+from flask_babel import Babel, format_date, format_datetime, format_decimal, format_time
 from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
@@ -36,6 +36,7 @@ def init_app(app: Flask) -> None:
     )
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["day"] = day
+    app.jinja_env.filters["decimal"] = format_decimal  # 1,8 in French, 1.8 in English
     app.jinja_env.filters["state"] = state_label
     app.jinja_env.filters["action"] = action_label
     app.jinja_env.filters["actor"] = actor_label

@@ -1,7 +1,8 @@
 """Season capacity on the pages (docs/forecast.md, "Season capacity"): the shop declares and
 withdraws temporary shelves on its page; the operator's dashboard shows, per shop, the extra
-places the forecast asks for and the parcels held under a shortened period, and per overflow
-storage site the places the shops within its reach would need there."""
+places the forecast asks for and the parcels held under a shortened period, per overflow
+storage site the places the shops within its reach would need there, and whether the season
+ahead is declared to the forecasts."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from flask_babel import gettext as _
 from werkzeug.wrappers import Response
 
 from relay_ops.domain.errors import ValidationFailed
-from relay_ops.services import forecast_views, season, sites
+from relay_ops.services import demand_index, forecast_views, season, sites
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp
 from relay_ops.web.pages.dashboard import Panel, register_panel
@@ -31,7 +32,8 @@ def init_app(app: Flask) -> None:
 def load(principal: Principal) -> dict[str, Any]:
     forecasts = forecast_views.overview(ctx(), principal)  # read once for both tables
     return {"recommendations": season.recommendations(ctx(), principal, forecasts=forecasts),
-            "storage": season.storage_recommendations(ctx(), principal, forecasts)}
+            "storage": season.storage_recommendations(ctx(), principal, forecasts),
+            "demand": demand_index.ahead(ctx(), principal)}
 
 
 @bp.post("/shop/<int:site_id>/temporary-shelves")
