@@ -226,8 +226,17 @@ def samples(saved: Mapping[str, Any], overrides: Mapping[str, Any],
             ) -> dict[int, list[Sample]]:
     """Each kept forecast rerun with ``overrides``, scored as the replay scores it: the shop
     days from the end of the warm-up, against the actual peaks."""
-    meta, actuals = saved["meta"], saved["actuals"]
     errors = by_lead()
+    for lead, _, sample in scored(saved, overrides, leads, relearn):
+        errors[lead].append(sample)
+    return errors
+
+
+def scored(saved: Mapping[str, Any], overrides: Mapping[str, Any],
+           leads: Sequence[int] = territory.LEADS, relearn: bool = False
+           ) -> Iterable[tuple[int, date, Sample]]:
+    """:func:`samples` one by one, with their lead and the day forecast."""
+    meta, actuals = saved["meta"], saved["actuals"]
     for kept in saved["kept"]:
         days = model.forecast(inputs_of(kept, meta["learning"], overrides, relearn))
         for day in days:
@@ -236,9 +245,28 @@ def samples(saved: Mapping[str, Any], overrides: Mapping[str, Any],
             if lead not in leads or actual is None or day.day < meta["warm"]:
                 continue
             held, wanted = actual
-            errors[lead].append(Sample(day.predicted, day.low, day.high, day.capacity,
-                                       held, wanted))
-    return errors
+            yield lead, day.day, Sample(day.predicted, day.low, day.high, day.capacity, held,
+                                        wanted)
+
+
+def by_day(saved: Mapping[str, Any], overrides: Mapping[str, Any], lead: int,
+           relearn: bool = False) -> list[str]:
+    """Per day forecast ``lead`` days before: its shop-days, how many were above and below
+    the band, and the mean error against the places wanted (a week ahead, one peak day can
+    hold every miss: the figures over all days do not say which)."""
+    days: dict[date, list[Sample]] = {}
+    for _, day, sample in scored(saved, overrides, (lead,), relearn):
+        days.setdefault(day, []).append(sample)
+    lines = []
+    for day, found in sorted(days.items()):
+        above = sum(1 for x in found if x.wanted > x.high)
+        below = sum(1 for x in found if x.wanted < x.low)
+        error = statistics.fmean(x.predicted - x.wanted for x in found)
+        wanted = statistics.fmean(x.wanted for x in found)
+        lines.append(f"  {day:%a %d %b} lead {lead}d: {len(found)} shop-days, above the band "
+                     f"{above}, below {below}; mean wanted {wanted:.1f}, mean error "
+                     f"{error:+.1f}")
+    return lines
 
 
 def check(saved: Mapping[str, Any]) -> int:
@@ -298,6 +326,8 @@ def score(args: argparse.Namespace) -> None:
             print(f"{name}: {1000 * timing(one, overrides):.2f} ms per site forecast")
         result[name] = figures([one], overrides, args.relearn)
         lines += table(name, result[name])
+        if args.by_day:
+            lines += by_day(one, overrides, args.by_day, args.relearn)
     by_load: dict[float, list[dict[str, Any]]] = {}
     for one in saved:
         by_load.setdefault(one["meta"]["load"], []).append(one)
@@ -342,6 +372,8 @@ def main() -> None:
     sc.add_argument("--relearn", action="store_true",
                     help="relearn the rate from the kept counts with the code as it is now")
     sc.add_argument("--json", type=Path, help="write the figures there")
+    sc.add_argument("--by-day", type=int, metavar="LEAD",
+                    help="also score each day forecast LEAD days before, apart")
     sc.add_argument("--time", action="store_true",
                     help="also time the model alone (median ms per site forecast)")
     args = parser.parse_args()
