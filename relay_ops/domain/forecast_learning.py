@@ -182,8 +182,10 @@ def learn_arrival_rate(
     residuals = [yi - level - slope * xi for yi, xi in zip(daily, x, strict=True)]
     fitted = 1 if slope == 0.0 else 2
     if n <= fitted:
+        # No residual to measure the line's error: one day's count is a Poisson draw, whose
+        # variance its own value estimates (at least 1: a day without parcels proves little).
         return ArrivalRate(level=max(level, 0.0), trend=slope, days=n,
-                           trend_learned=trend_learned)
+                           level_var=max(level, 1.0), trend_learned=trend_learned)
     s2 = sum(wi * r * r for wi, r in zip(w, residuals, strict=True)) / total * n / (n - fitted)
     mean = sum(daily) / n
     return ArrivalRate(

@@ -263,6 +263,18 @@ def test_arrival_rate_follows_a_ramp_and_measures_overdispersion() -> None:
     assert learn_lead_share(leads, [0.0, 5.0, 29.0, 53.0]) == (0.8, 0.6, 0.2, 0.0)
 
 
+def test_one_day_of_history_is_a_rate_with_its_own_uncertainty() -> None:
+    """One open day counted leaves no residual to measure the line's error by: the count is
+    one Poisson draw, so its variance is its own value (at least one parcel: a first day
+    without parcels does not prove a site gets none), and the band a week ahead shows it."""
+    first = learn_arrival_rate([9])
+    assert (first.level, first.level_var, first.days) == (9.0, 9.0, 1)
+    assert learn_arrival_rate([0]).level_var == 1.0
+    known = SiteInputs(today=TUESDAY, capacity=500, baseline=9.0)
+    guessed = replace(known, rate_var=(first.level_var, 0.0, 0.0))
+    assert forecast(guessed)[7].high > forecast(known)[7].high
+
+
 def test_a_steady_ramp_is_extrapolated_not_lagged() -> None:
     """Check-ins rising by one a day: the level is today's (28, not a mean of the window's
     recent days), the trend one a day; an exponentially weighted mean, the former model,
