@@ -40,7 +40,8 @@ def nearest_with_room(
     day = today(ctx)
     found: list[tuple[Site, float, Occupancy]] = []
     limit_km = WHOLE_EARTH_KM if radius_km is None else min(radius_km, WHOLE_EARTH_KM)
-    ring, inside = min(FIRST_RING_KM, limit_km), -1.0  # ``inside``: the last circle's
+    # ``inside``: the radius searched already (its sites were ranked and their room read)
+    ring, inside = min(FIRST_RING_KM, limit_km), -1.0
     while True:
         ranked = [(site_id, km) for site_id, km
                   in _ranked_by_distance(session, lat, lon, day, exclude, ring) if km > inside]
