@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Parcel, Site
 from relay_ops.domain import forecast as model
-from relay_ops.domain import geo
 from relay_ops.domain.geo import distance_km
 from relay_ops.domain.sizing import Dims
 from relay_ops.services import forecast, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.locker_compartments import has_room, parcel_dims
+from relay_ops.services.sites import in_box_around
 
 
 @dataclass(frozen=True)
@@ -142,13 +142,9 @@ class Planner:
         """The open sites in the box of coordinates that holds ``origin``'s reach, read once:
         the rest of the network is never loaded (a national one has thousands of sites)."""
         if origin.id not in self.near:
-            box = geo.box_around(origin.latitude, origin.longitude, reach_km(self.ctx, origin))
+            reach = in_box_around(origin.latitude, origin.longitude, reach_km(self.ctx, origin))
             self.near[origin.id] = list(self.session.scalars(
-                select(Site).where(Site.status == "open",
-                                   Site.latitude.between(box.lat_min, box.lat_max),
-                                   Site.longitude.between(box.lon_min, box.lon_max))
-                .order_by(Site.id)
-            ))
+                select(Site).where(Site.status == "open", reach).order_by(Site.id)))
         return self.near[origin.id]
 
     def options(

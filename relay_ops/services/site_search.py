@@ -12,12 +12,18 @@ from sqlalchemy.orm import Session, selectinload
 
 from relay_ops.db.models import Site
 from relay_ops.domain import site_services
-from relay_ops.domain.geo import EARTH_RADIUS_KM, box_around, distance_km
+from relay_ops.domain.geo import EARTH_RADIUS_KM, distance_km
 from relay_ops.domain.site_kinds import in_season
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role
 from relay_ops.services.site_calendar import sites_open
-from relay_ops.services.sites import Occupancy, occupancies, site_view, today
+from relay_ops.services.sites import (
+    Occupancy,
+    in_box_around,
+    occupancies,
+    site_view,
+    today,
+)
 
 # Sites whose room is read at once, nearest first: in a full area the nearest are full too.
 ROOM_READ_BATCH = 16
@@ -72,11 +78,9 @@ def _ranked_by_distance(
     """The ids of the sites not closed (a storage site in its season) within ``radius_km``,
     nearest first, with their distance; from the five columns of the sites in the circle's
     box, no site object made."""
-    box = box_around(lat, lon, radius_km)
     rows = session.execute(
         select(Site.id, Site.latitude, Site.longitude, Site.season_from, Site.season_to)
-        .where(Site.status != "closed", Site.latitude.between(box.lat_min, box.lat_max),
-               Site.longitude.between(box.lon_min, box.lon_max))
+        .where(Site.status != "closed", in_box_around(lat, lon, radius_km))
     )
     ranked = []
     for site_id, site_lat, site_lon, season_from, season_to in rows:
@@ -108,10 +112,7 @@ def list_sites(
         if actor.role is Role.SHOPKEEPER:
             query = query.where(Site.id.in_(actor.site_ids))
         if near is not None and radius_km is not None:
-            # The sites outside the box that holds the circle are left out by the index.
-            box = box_around(*near, radius_km)
-            query = query.where(Site.latitude.between(box.lat_min, box.lat_max),
-                                Site.longitude.between(box.lon_min, box.lon_max))
+            query = query.where(in_box_around(*near, radius_km))
         result = []
         listed = [site for site in session.scalars(query)
                   if site_services.offers_all(site.services or [], wanted)]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from relay_ops.db.models import Compartment, Location, Parcel, Site
 from relay_ops.domain import site_services
 from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
+from relay_ops.domain.geo import box_around
 from relay_ops.domain.hours import ALWAYS_OPEN, validate_site_hours
 from relay_ops.domain.lifecycle import HELD_STATES
 from relay_ops.domain.site_kinds import LOCKER, SITE_KINDS, has_shelves, season_of
@@ -224,6 +225,15 @@ def in_service_on(day: date | None) -> ColumnElement[bool]:
         return and_(Location.valid_from.is_(None), Location.valid_until.is_(None))
     return and_(or_(Location.valid_from.is_(None), Location.valid_from <= day),
                 or_(Location.valid_until.is_(None), Location.valid_until >= day))
+
+
+def in_box_around(lat: float, lon: float, km: float) -> ColumnElement[bool]:
+    """The sites in the box of coordinates that holds every point within ``km`` of (lat,
+    lon) (``geo.box_around``): the far ones left out by the coordinates' index, before a
+    caller computes the exact distances of the rest."""
+    box = box_around(lat, lon, km)
+    return and_(Site.latitude.between(box.lat_min, box.lat_max),
+                Site.longitude.between(box.lon_min, box.lon_max))
 
 
 def set_status(ctx: Ctx, actor: Principal, site_id: int, status: str) -> dict[str, Any]:
