@@ -198,6 +198,42 @@ def learn_arrival_rate(
     )
 
 
+@dataclass(frozen=True)
+class NetworkRate:
+    """First attempts per open day and per place at the sites around one, as each learned
+    its own (``learn_arrival_rate``): what a site without a day of history is forecast with.
+
+    ``per_place_var`` is how much one site's rate per place differs from the others' (their
+    spread, plus the error of their mean): a new site may be any of them."""
+
+    per_place: float
+    per_place_var: float
+    sites: int
+
+    def for_places(self, places: int) -> ArrivalRate:
+        """The rate of a site of ``places`` places: flat (nothing is known of its trend), its
+        level's variance the network's spread at its size."""
+        return ArrivalRate(level=self.per_place * places,
+                           level_var=self.per_place_var * places * places)
+
+
+def network_rate(levels: Sequence[tuple[float, int]]) -> NetworkRate | None:
+    """From (learned level, places) of the sites around with a history: the pooled rate per
+    place (their arrivals over their places, so a big shop is not outvoted by a kiosk) and its
+    spread between sites. None: no site with places to learn from. A single site says
+    nothing of the spread: its rate counts as uncertain as its own value."""
+    usable = [(level, places) for level, places in levels if places > 0]
+    if not usable:
+        return None
+    per_place = sum(level for level, _ in usable) / sum(places for _, places in usable)
+    n = len(usable)
+    if n == 1:
+        spread = per_place * per_place
+    else:
+        spread = sum((level / places - per_place) ** 2 for level, places in usable) / (n - 1)
+    return NetworkRate(per_place=per_place, per_place_var=spread * (1.0 + 1.0 / n), sites=n)
+
+
 def rate_drift(rate: ArrivalRate, without_trend: float, with_trend: float) -> float:
     """How far the rate may turn from its learned line (``SiteInputs.rate_drift``).
 

@@ -19,14 +19,17 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from relay_ops.db.local_date import local_date
 from relay_ops.db.models import DemandDay, Parcel, ProducerOrder, Site
 from relay_ops.domain import forecast as model
 from relay_ops.domain.demand_index import DemandIndex
+from relay_ops.domain.geo import distance_km
 from relay_ops.services import history
 from relay_ops.services.context import Ctx
+from relay_ops.services.site_calendar import closed_given
+from relay_ops.services.sites import capacities, in_box_around
 
 ENDINGS = history.ENDINGS
 ATTEMPTS = history.ATTEMPTS
@@ -135,7 +138,12 @@ def arrival_rates(
     oldest first, up to yesterday, and how long before their day they were announced."""
     counted = _attempts_by_day(ctx, session, site, now)
     index = demand_index(ctx, session, now)
-    rate, lead_share = rate_and_leads(ctx, now, closed, counted, index)
+    rate, lead_share = rate_and_leads(ctx, now, closed, counted, index,
+                                      opened=local_day(ctx, site.created_at))
+    if rate.days == 0:
+        # Not one open day yet: no demand learned is not no demand (docs/forecast.md).
+        rate, lead_share = neighbours_demand(ctx, session, site, now, index) or (rate,
+                                                                                lead_share)
     settings = ctx.settings.forecast
     return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
             "demand_index": index.ahead(local_day(ctx, now), settings.horizon_days),
@@ -160,6 +168,7 @@ def demand_index(ctx: Ctx, session: Session, now: datetime) -> DemandIndex:
 def rate_and_leads(
     ctx: Ctx, now: datetime, closed: model.ClosedOn,
     counted: list[tuple[date, datetime | None, int]], index: DemandIndex | None = None,
+    opened: date | None = None,
 ) -> tuple[model.ArrivalRate, tuple[float, ...]]:
     """The rate per open day over the arrival window, up to yesterday, and the lead shares,
     of parcels counted by (local day they came, moment of their announcement or None): the
@@ -169,7 +178,7 @@ def rate_and_leads(
     today = local_day(ctx, now)
     since = today - timedelta(days=settings.arrival_window_days)
     recent = [row for row in counted if since <= row[0] < today]
-    daily = counted_per_open_day(ctx, now, closed, counted)
+    daily = counted_per_open_day(ctx, now, closed, counted, opened)
     rate = model.learn_arrival_rate(
         (index or DemandIndex()).ordinary(daily), settings.arrival_half_life_days,
         with_trend=settings.arrival_trend,
@@ -180,24 +189,27 @@ def rate_and_leads(
 
 def per_open_day(
     ctx: Ctx, now: datetime, closed: model.ClosedOn,
-    counted: list[tuple[date, datetime | None, int]],
+    counted: list[tuple[date, datetime | None, int]], opened: date | None = None,
 ) -> list[int]:
     """The parcels counted on each open day of the arrival window, oldest first, up to
     yesterday: what the rate is learned from (bench/forecast_calibration.py keeps them)."""
-    return [count for _, count in counted_per_open_day(ctx, now, closed, counted)]
+    return [count for _, count in counted_per_open_day(ctx, now, closed, counted, opened)]
 
 
 def counted_per_open_day(
     ctx: Ctx, now: datetime, closed: model.ClosedOn,
-    counted: list[tuple[date, datetime | None, int]],
+    counted: list[tuple[date, datetime | None, int]], opened: date | None = None,
 ) -> list[tuple[date, int]]:
-    """Each open day of the arrival window, oldest first, up to yesterday, with its count."""
+    """Each open day of the arrival window, oldest first, up to yesterday, with its count;
+    from the first parcel's day, or without any from ``opened`` (the site's first day)."""
     today = local_day(ctx, now)
     since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
     recent = [row for row in counted if since <= row[0] < today]
     if recent:
         # Days before the site's first parcel are not days without parcels (a new site).
         since = max(since, min(day for day, _, _ in recent))
+    elif opened is not None:
+        since = max(since, opened)
     per_day: Counter[date] = Counter()
     for day, _, count in recent:
         per_day[day] += count
@@ -209,7 +221,84 @@ def first_attempts_per_open_day(
     ctx: Ctx, session: Session, site: Site, now: datetime, closed: model.ClosedOn
 ) -> list[int]:
     """The site's first attempts on each open day of the arrival window (``per_open_day``)."""
-    return per_open_day(ctx, now, closed, _attempts_by_day(ctx, session, site, now))
+    return per_open_day(ctx, now, closed, _attempts_by_day(ctx, session, site, now),
+                        local_day(ctx, site.created_at))
+
+
+# ---------------------------------------------------------------- a site without history
+
+# A site without a day of history is forecast from its nearest sites of its kind within
+# reach: a village's shops share its demand per place more than a city's do.
+PRIOR_SITES = 12
+PRIOR_REACH_KM = 30.0
+
+
+def neighbours_demand(
+    ctx: Ctx, session: Session, site: Site, now: datetime, index: DemandIndex
+) -> tuple[model.ArrivalRate, tuple[float, ...]] | None:
+    """The rate and lead shares of a site without a day of history: its places times the
+    first attempts per place its neighbours learned (``model.network_rate``, the spread
+    between them its level's uncertainty), and their lead shares pooled. None: no neighbour
+    with a history. In five statements, whatever the neighbours and their parcels."""
+    around = _nearest_of_kind(session, site)
+    counted = _attempts_by_site_and_day(ctx, session, [other.id for other in around], now)
+    places = capacities(session, [*around, site])
+    settings = ctx.settings.forecast
+    levels: list[tuple[float, int]] = []
+    pooled: list[tuple[date, datetime | None, int]] = []
+    for other in around:
+        closed = closed_given(other, {closing.day for closing in other.closing_days})
+        daily = counted_per_open_day(ctx, now, closed, counted.get(other.id, []))
+        if not counted.get(other.id) or not daily:
+            continue
+        level = model.learn_arrival_rate(index.ordinary(daily), settings.arrival_half_life_days,
+                                         with_trend=settings.arrival_trend).level
+        levels.append((level, places[other.id]))
+        pooled += counted[other.id]
+    network = model.network_rate(levels)
+    if network is None:
+        return None
+    lead_share = model.learn_lead_share(_leads(ctx, now, pooled), hours_until_each_day(ctx, now))
+    return network.for_places(places[site.id]), lead_share
+
+
+def _nearest_of_kind(session: Session, site: Site) -> list[Site]:
+    """The site's nearest ``PRIOR_SITES`` open sites of its kind within ``PRIOR_REACH_KM``,
+    with their closing days."""
+    rows = session.execute(
+        select(Site.id, Site.latitude, Site.longitude).where(
+            Site.kind == site.kind, Site.id != site.id, Site.status != "closed",
+            in_box_around(site.latitude, site.longitude, PRIOR_REACH_KM))
+    )
+    ranked = sorted((distance_km(site.latitude, site.longitude, lat, lon), site_id)
+                    for site_id, lat, lon in rows)
+    ids = [site_id for km, site_id in ranked if km <= PRIOR_REACH_KM][:PRIOR_SITES]
+    if not ids:
+        return []
+    return list(session.scalars(
+        select(Site).options(selectinload(Site.closing_days)).where(Site.id.in_(ids))
+        .order_by(Site.id)))
+
+
+def _attempts_by_site_and_day(
+    ctx: Ctx, session: Session, site_ids: list[int], now: datetime
+) -> dict[int, list[tuple[date, datetime | None, int]]]:
+    """``_attempts_by_day`` of several sites in one statement."""
+    if not site_ids:
+        return {}
+    since = now - timedelta(days=ctx.settings.forecast.arrival_window_days + 1)
+    day = local_date(Parcel.first_attempt_at, ctx.settings.timezone)
+    rows = session.execute(
+        select(Parcel.first_attempt_site_id, day, Parcel.announced_at, func.count())
+        .where(Parcel.first_attempt_site_id.in_(site_ids), Parcel.first_attempt_at >= since,
+               ~is_order())
+        .group_by(Parcel.first_attempt_site_id, day, Parcel.announced_at)
+    )
+    counted: dict[int, list[tuple[date, datetime | None, int]]] = {}
+    for site_id, when, announced_at, count in rows:
+        if site_id is not None:  # all, by the where
+            counted.setdefault(site_id, []).append((when, announced_at, count))
+    return counted
 
 
 def _leads(

@@ -5,6 +5,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from unittest.mock import patch
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from relay_ops.domain.forecast import (
     learn_arrival_rate,
     learn_hazards,
     learn_lead_share,
+    network_rate,
     rate_drift,
     reroute_cost,
 )
@@ -273,6 +275,41 @@ def test_one_day_of_history_is_a_rate_with_its_own_uncertainty() -> None:
     known = SiteInputs(today=TUESDAY, capacity=500, baseline=9.0)
     guessed = replace(known, rate_var=(first.level_var, 0.0, 0.0))
     assert forecast(guessed)[7].high > forecast(known)[7].high
+
+
+def test_a_site_without_history_takes_its_neighbours_rate_per_place_and_their_spread() -> None:
+    """Neighbours receiving 100 parcels a day for 50 places and 30 for 10: a pooled 130 / 60
+    per place (the big shop is not outvoted by the small one), and their rates per place
+    (2 and 3) spread around it, that spread (plus its mean's error) being how far a new site
+    of their kind may be from it."""
+    network = network_rate([(100.0, 50), (30.0, 10), (7.0, 0)])  # no places: nothing to say
+    assert network is not None and network.sites == 2
+    per_place = 130 / 60
+    assert network.per_place == pytest.approx(per_place)
+    spread = (2 - per_place) ** 2 + (3 - per_place) ** 2
+    assert network.per_place_var == pytest.approx(spread * 1.5)
+    rate = network.for_places(20)
+    assert (rate.level, rate.trend, rate.days, rate.trend_learned) == (
+        pytest.approx(per_place * 20), 0.0, 0, False)
+    assert rate.level_var == pytest.approx(spread * 1.5 * 400)
+
+
+def test_one_neighbour_says_nothing_of_the_spread_and_none_says_nothing() -> None:
+    only = network_rate([(40.0, 20)])
+    assert only is not None and only.per_place_var == pytest.approx(2.0 * 2.0 * 2)
+    assert network_rate([]) is None and network_rate([(5.0, 0)]) is None
+
+
+def test_a_neighbours_rate_gives_a_new_site_a_band_where_none_gave_it_nothing() -> None:
+    """A week ahead, the new shop's forecast is its neighbours' rate with their spread: a
+    mean above zero and a band around it, where the unknown rate said zero for certain."""
+    network = network_rate([(20.0, 50), (5.0, 10)])
+    assert network is not None
+    unknown = SiteInputs(today=TUESDAY, capacity=100)
+    guessed = replace(unknown, **network.for_places(100).as_inputs())
+    assert forecast(unknown)[7].high == 0
+    week = forecast(guessed)[7]
+    assert 0 < week.low < week.predicted < week.high
 
 
 def test_a_steady_ramp_is_extrapolated_not_lagged() -> None:
