@@ -3,7 +3,7 @@ closed (its hours and closing days), which deadlines, forecasts and messages ask
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -82,15 +82,21 @@ def site_is_open(ctx: Ctx, session: Session, site: Site, when: datetime) -> bool
     return sites_open(ctx, session, [site], when)[site.id]
 
 
-def sites_open(ctx: Ctx, session: Session, sites: Sequence[Site], when: datetime
-               ) -> dict[int, bool]:
+def sites_open(ctx: Ctx, session: Session, sites: Sequence[Site], when: datetime,
+               closing: Mapping[int, Collection[date]] | None = None) -> dict[int, bool]:
     """Whether each site is open at ``when`` (its status, hours and closing days), the closing
-    days of that day read in one statement for all of them (a directory lists hundreds)."""
+    days of that day read in one statement for all of them (a directory lists hundreds), or
+    taken from ``closing`` (each site's closing days, read already)."""
     tz = ctx.settings.timezone
     day = when.astimezone(tz).date()
     asked = [site.id for site in sites if site.status != "closed"]
-    closed_today = set(session.scalars(select(ClosingDay.site_id).where(
-        ClosingDay.site_id.in_(asked), ClosingDay.day == day))) if asked else set()
+    if closing is not None:
+        closed_today = {site_id for site_id in asked if day in closing.get(site_id, ())}
+    elif asked:
+        closed_today = set(session.scalars(select(ClosingDay.site_id).where(
+            ClosingDay.site_id.in_(asked), ClosingDay.day == day)))
+    else:
+        closed_today = set()
     return {site.id: site.status != "closed" and is_open(
         site.opening_hours, {day} if site.id in closed_today else set(), when, tz)
         for site in sites}

@@ -117,7 +117,8 @@ def list_sites(
         listed = [site for site in session.scalars(query)
                   if site_services.offers_all(site.services or [], wanted)]
         rooms = occupancies(session, listed, today(ctx))
-        open_at_once = sites_open(ctx, session, listed, ctx.now())
+        open_at_once = sites_open(ctx, session, listed, ctx.now(), closing={
+            site.id: {closing.day for closing in site.closing_days} for site in listed})
         for site in listed:
             occ = rooms[site.id]
             view = site_view(site, occ)

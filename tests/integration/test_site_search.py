@@ -110,6 +110,8 @@ def test_the_public_directory_reads_its_sites_in_the_same_statements_whatever_th
     listed, seen = counted(world.ctx, near_bourg)
     # Voisin is closed today (a closing day); Bourg is open at 09:00 on a Tuesday.
     assert listed == [("bourg", True), ("voisin", False)]
+    # The closing days listed are those that say whether a site is open now: read once.
+    assert sum("FROM closing_days" in statement for statement in seen) == 1, listing(seen)
     total, seen_all = counted(world.ctx, everything)
     assert total == 12
     add_shops(world, "farther", 100, lat=BOURG[0] + 3.0, room=True)
