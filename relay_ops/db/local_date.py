@@ -4,7 +4,7 @@ The forecast groups a site's 100,000 parcels and events by local day (issue 15):
 PostgreSQL returns a few hundred groups instead of 100,000 rows for Python to convert one by
 one. PostgreSQL converts with ``timezone(zone, column)``; SQLite has no time zones, so each
 SQLite connection gets ``relay_local_date``, a function written in Python with the same
-conversion as ``forecast.local_day`` (registered by ``db/database.py`` when it connects).
+conversion as ``Ctx.local_day`` (registered by ``db/database.py`` when it connects).
 """
 
 from __future__ import annotations

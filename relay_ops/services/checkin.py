@@ -102,7 +102,7 @@ def check_in(
             if parcel.state != State.ANNOUNCED.value:
                 raise  # nothing kept: the parcel is not coming here
             if registered_now:
-                parcel.expected_date = now.astimezone(ctx.settings.timezone).date()
+                parcel.expected_date = ctx.local_day(now)
             history.record(session, parcel, history.CHECK_IN_REFUSED, parcel.state, actor, now,
                            reason=str(full)[:300])
             # A producer's order stays with its producer's flow: never sent elsewhere.
@@ -147,7 +147,7 @@ def _shop_for_check_in(
     expected today come as a column of the same statement."""
     require_role(actor, *STAFF, Role.SYSTEM)
     require_site(actor, site_id)
-    today = now.astimezone(ctx.settings.timezone).date()
+    today = ctx.local_day(now)
     rows = queries.SHOP.rows(session, {
         "site_id": site_id, "today": today, "yesterday": today - timedelta(days=1),
         # The look-ahead holding rule's input: a day at risk within a shop's standard period.

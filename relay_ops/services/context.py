@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -197,3 +197,11 @@ class Ctx:
 
     def now(self) -> datetime:
         return self.clock()
+
+    def local_day(self, moment: datetime) -> date:
+        """The day ``moment`` falls on where the network runs (``TIMEZONE``): deadlines,
+        closing days, shelves and forecasts are counted in local days, not UTC ones."""
+        return moment.astimezone(self.settings.timezone).date()
+
+    def today(self) -> date:
+        return self.local_day(self.now())

@@ -19,7 +19,7 @@ from relay_ops.db.models import DemandDay, Parcel
 from relay_ops.domain.demand_index import MAX_FACTOR, MIN_FACTOR, check_factor
 from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services.context import Ctx
-from relay_ops.services.forecast_learning import day_start, is_order, local_day
+from relay_ops.services.forecast_learning import day_start, is_order
 from relay_ops.services.principal import Principal, Role, require_role
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def declared(ctx: Ctx, actor: Principal, first: date, last: date) -> list[dict[s
 def ahead(ctx: Ctx, actor: Principal) -> dict[str, Any]:
     """The factors declared from today to the forecast's horizon: whether the forecasts know
     the season ahead (the operator's dashboard says so, and what to do when they do not)."""
-    today = local_day(ctx, ctx.now())
+    today = ctx.today()
     last = today + timedelta(days=ctx.settings.forecast.horizon_days)
     days = declared(ctx, actor, today, last)
     return {"from": today.isoformat(), "to": last.isoformat(), "days": days,

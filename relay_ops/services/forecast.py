@@ -28,7 +28,6 @@ from relay_ops.domain.site_kinds import has_shelves
 from relay_ops.services import forecast_flows, history, reservations
 from relay_ops.services import forecast_learning as learning
 from relay_ops.services.context import Ctx
-from relay_ops.services.forecast_learning import local_day
 from relay_ops.services.site_calendar import closed_on
 from relay_ops.services.site_locations import shelf_load
 from relay_ops.services.sites import capacity_of, in_service_on, occupancy_of
@@ -67,7 +66,7 @@ def _minutes(hhmm: str) -> int:
 
 def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
     now = ctx.now()
-    today = local_day(ctx, now)
+    today = ctx.local_day(now)
     settings = ctx.settings.forecast
     closed = site_closed_on(session, site)
     held, flows_held = _held(ctx, session, site, today, closed)
@@ -181,11 +180,11 @@ def _announced(
         .where(Parcel.site_id == site.id, Parcel.state == State.ANNOUNCED.value)
     )
     for expected, created_at, refused_at, direction, is_order in rows:
-        day = expected or local_day(ctx, created_at) + timedelta(days=1)
+        day = expected or ctx.local_day(created_at) + timedelta(days=1)
         back = None
         if refused_at is not None:
             # the next open day after its refusal, or the later day it is held until
-            back = max(day, model.next_open_day(local_day(ctx, refused_at) + timedelta(days=1),
+            back = max(day, model.next_open_day(ctx.local_day(refused_at) + timedelta(days=1),
                                                 closed))
         if back is not None and back >= today:
             arrival = model.Arrival(back, show)

@@ -31,7 +31,6 @@ from relay_ops.domain import forecast_flows as flows
 from relay_ops.domain import outbound
 from relay_ops.services.context import Ctx
 from relay_ops.services.forecast_learning import (
-    local_day,
     rate_and_leads,
     window_start,
 )
@@ -75,7 +74,7 @@ def learned(
     settings = ctx.settings.forecast
     rate, lead_share = rate_and_leads(
         ctx, now, closed, [(day, at, count) for day, _, at, count in deposits])
-    today = local_day(ctx, now)
+    today = ctx.local_day(now)
     since = today - timedelta(days=settings.dwell_window_days)
     stays: Counter[model.Stay] = Counter()
     for day, left, _, count in deposits:

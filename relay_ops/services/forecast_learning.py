@@ -43,10 +43,6 @@ def is_order() -> ColumnElement[bool]:
     return Parcel.carrier_id.is_(None) & order.exists()
 
 
-def local_day(ctx: Ctx, moment: datetime) -> date:
-    return moment.astimezone(ctx.settings.timezone).date()
-
-
 def day_start(ctx: Ctx, day: date) -> datetime:
     return datetime.combine(day, time(0, 0), tzinfo=ctx.settings.timezone)
 
@@ -74,7 +70,7 @@ def stays(ctx: Ctx, session: Session, site: Site, now: datetime) -> dict[model.S
                ~is_order())
         .group_by(checked_in, ended, Parcel.ending)
     )
-    since = local_day(ctx, now) - timedelta(days=ctx.settings.forecast.dwell_window_days)
+    since = ctx.local_day(now) - timedelta(days=ctx.settings.forecast.dwell_window_days)
     counted: Counter[model.Stay] = Counter()
     for day, end, action, count in rows:
         if day >= since:
@@ -87,7 +83,7 @@ def hazards(
 ) -> tuple[float, ...]:
     settings = ctx.settings.forecast
     prior = model.PRIOR_HAZARDS.get(site.kind, model.PRIOR_HAZARDS["shop"])
-    return model.learn_hazards(stays(ctx, session, site, now), prior, local_day(ctx, now),
+    return model.learn_hazards(stays(ctx, session, site, now), prior, ctx.local_day(now),
                                closed, settings.prior_weight)
 
 
@@ -139,14 +135,14 @@ def arrival_rates(
     counted = _attempts_by_day(ctx, session, site, now)
     index = demand_index(ctx, session, now)
     rate, lead_share = rate_and_leads(ctx, now, closed, counted, index,
-                                      opened=local_day(ctx, site.created_at))
+                                      opened=ctx.local_day(site.created_at))
     if rate.days == 0:
         # Not one open day yet: no demand learned is not no demand (docs/forecast.md).
         rate, lead_share = neighbours_demand(ctx, session, site, now, index) or (rate,
                                                                                 lead_share)
     settings = ctx.settings.forecast
     return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
-            "demand_index": index.ahead(local_day(ctx, now), settings.horizon_days),
+            "demand_index": index.ahead(ctx.local_day(now), settings.horizon_days),
             "rate_drift": model.rate_drift(rate, settings.rate_drift,
                                            settings.rate_drift_with_trend),
             "lead_share": lead_share}
@@ -156,7 +152,7 @@ def demand_index(ctx: Ctx, session: Session, now: datetime) -> DemandIndex:
     """The season's factors declared over the arrival window and the horizon
     (``services/demand_index``)."""
     settings = ctx.settings.forecast
-    today = local_day(ctx, now)
+    today = ctx.local_day(now)
     rows = session.execute(
         select(DemandDay.day, DemandDay.factor).where(DemandDay.day.between(
             today - timedelta(days=settings.arrival_window_days),
@@ -175,7 +171,7 @@ def rate_and_leads(
     site's first attempts, or a flow's deposits (``forecast_flows``). With the season's
     ``index``, the rate is an ordinary day's (each day's count over its factor)."""
     settings = ctx.settings.forecast
-    today = local_day(ctx, now)
+    today = ctx.local_day(now)
     since = today - timedelta(days=settings.arrival_window_days)
     recent = [row for row in counted if since <= row[0] < today]
     daily = counted_per_open_day(ctx, now, closed, counted, opened)
@@ -202,7 +198,7 @@ def counted_per_open_day(
 ) -> list[tuple[date, int]]:
     """Each open day of the arrival window, oldest first, up to yesterday, with its count;
     from the first parcel's day, or without any from ``opened`` (the site's first day)."""
-    today = local_day(ctx, now)
+    today = ctx.local_day(now)
     since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
     recent = [row for row in counted if since <= row[0] < today]
     if recent:
@@ -222,7 +218,7 @@ def first_attempts_per_open_day(
 ) -> list[int]:
     """The site's first attempts on each open day of the arrival window (``per_open_day``)."""
     return per_open_day(ctx, now, closed, _attempts_by_day(ctx, session, site, now),
-                        local_day(ctx, site.created_at))
+                        ctx.local_day(site.created_at))
 
 
 # ---------------------------------------------------------------- a site without history
@@ -306,7 +302,7 @@ def _leads(
 ) -> Counter[float | None]:
     """Hours from each parcel's announcement to the start of its day (None: never announced),
     over the arrival window up to yesterday."""
-    today = local_day(ctx, now)
+    today = ctx.local_day(now)
     since = today - timedelta(days=ctx.settings.forecast.arrival_window_days)
     leads: Counter[float | None] = Counter()
     for day, announced_at, count in counted:
@@ -320,7 +316,7 @@ def _leads(
 
 def hours_until_each_day(ctx: Ctx, now: datetime) -> list[float]:
     """Hours from now to the start of each forecast day (negative for today: begun)."""
-    today = local_day(ctx, now)
+    today = ctx.local_day(now)
     return [
         (day_start(ctx, today + timedelta(days=i)) - now).total_seconds() / 3600
         for i in range(ctx.settings.forecast.horizon_days + 1)

@@ -17,7 +17,7 @@ from relay_ops.domain.errors import NotFound
 from relay_ops.domain.lifecycle import State
 from relay_ops.services import history, reservations
 from relay_ops.services.context import Ctx
-from relay_ops.services.forecast import compute, local_day, refresh
+from relay_ops.services.forecast import compute, refresh
 from relay_ops.services.locker_compartments import free_doors_left
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 
@@ -110,7 +110,7 @@ def overview(ctx: Ctx, actor: Principal) -> list[dict[str, Any]]:
     the last computation; a site with no stored forecast for the whole horizon (never computed
     yet, or not since yesterday) is computed here without being stored. Read only."""
     require_role(actor, Role.OPERATOR, Role.SHOPKEEPER)
-    today = local_day(ctx, ctx.now())
+    today = ctx.today()
     horizon = ctx.settings.forecast.horizon_days
     with ctx.db.read() as session:
         query = select(Site).order_by(Site.code)

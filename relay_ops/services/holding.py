@@ -22,7 +22,7 @@ def holding_period(
     holding"), decided once, before the ready message states the deadline; later changes
     never shorten it. ``stored``: today's stored forecast ratio and first day at risk, when
     the caller read them already."""
-    today = now.astimezone(ctx.settings.timezone).date()
+    today = ctx.local_day(now)
     standard = ctx.settings.holding[site.kind].days
     risk = (stored.risk_day if stored is not None
             else risk_day(ctx, session, site, today, standard))

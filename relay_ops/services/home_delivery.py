@@ -104,13 +104,12 @@ def request(
         parcel = require_parcel(actor, locked_parcel(session, parcel_id), parcel_id)
         site = parcel.site
         closed = closed_on(session, site)
-        tz = ctx.settings.timezone
         facts = hd.RequestFacts(
             services=tuple(site.services or []), offer=_offer(session, site),
             parcel_state=parcel.state, is_locker=site.kind == "locker",
             open_request=_open_for(session, parcel.id) is not None,
-            today=now.astimezone(tz).date(),
-            deadline_day=(parcel.holding_deadline.astimezone(tz).date()
+            today=ctx.local_day(now),
+            deadline_day=(ctx.local_day(parcel.holding_deadline)
                           if parcel.holding_deadline else None),
         )
         hd.check_request(facts, day, closed, consent=consent, in_area=in_area)
@@ -231,7 +230,7 @@ def take(ctx: Ctx, actor: Principal, delivery_id: int) -> dict[str, Any]:
         if delivery.status == hd.Status.TAKEN.value:
             return delivery_view(ctx, delivery)
         hd.next_status(delivery.status, hd.Step.TAKE)  # refused before anything changes
-        if now.astimezone(ctx.settings.timezone).date() != delivery.day:
+        if ctx.local_day(now) != delivery.day:
             raise HomeDeliveryRefused(
                 f"this delivery is planned for {delivery.day.isoformat()}: hand the parcel "
                 "over on that day", day=delivery.day.isoformat())
@@ -275,7 +274,7 @@ def end_of_day(ctx: Ctx, limit: int = 1000) -> list[int]:
     deadline extended (and the resident told); a request nobody took lapses. By the
     context's clock; safe to run twice or concurrently."""
     now = ctx.now()
-    today = now.astimezone(ctx.settings.timezone).date()
+    today = ctx.local_day(now)
     with ctx.db.read() as session:
         ids = list(session.scalars(
             select(HomeDelivery.id).where(HomeDelivery.status.in_(OPEN),
@@ -341,7 +340,6 @@ def for_resident(ctx: Ctx, resident: Principal) -> dict[str, Any]:
     for (the site's offer, the days left before the deadline)."""
     assert resident.parcel_id is not None
     now = ctx.now()
-    tz = ctx.settings.timezone
     with ctx.db.read() as session:
         parcel = session.get(Parcel, resident.parcel_id)
         assert parcel is not None
@@ -352,8 +350,8 @@ def for_resident(ctx: Ctx, resident: Principal) -> dict[str, Any]:
         days: list[date] = []
         if offered and offer is not None and parcel.state == "ready_for_pickup" \
                 and open_delivery is None and parcel.holding_deadline is not None:
-            days = hd.delivery_days(offer, now.astimezone(tz).date(),
-                                    parcel.holding_deadline.astimezone(tz).date(),
+            days = hd.delivery_days(offer, ctx.local_day(now),
+                                    ctx.local_day(parcel.holding_deadline),
                                     closed_on(session, parcel.site))
         return {
             "offered": offered, "area": offer.area if offer else None,

@@ -36,13 +36,13 @@ def _reservation_horizon(ctx: Ctx, now: datetime) -> date | None:
     days = ctx.settings.locker.advance_reservation_days
     if days < 0:
         return None
-    return now.astimezone(ctx.settings.timezone).date() + timedelta(days=days)
+    return ctx.local_day(now) + timedelta(days=days)
 
 
 def _advance_reservation_end(ctx: Ctx, parcel: Parcel, now: datetime) -> datetime:
     """Held until the end of the day after the expected day (local time): a van that is late
     by a day still finds its doors; after that they go back to everyone."""
-    today = now.astimezone(ctx.settings.timezone).date()
+    today = ctx.local_day(now)
     day = max(parcel.expected_date or today, today) + timedelta(days=2)
     return datetime.combine(day, time(0), ctx.settings.timezone).astimezone(now.tzinfo)
 

@@ -44,7 +44,7 @@ from relay_ops.domain import forecast as model
 from relay_ops.domain import no_room as rules
 from relay_ops.domain.lifecycle import Action
 from relay_ops.domain.site_kinds import STORAGE, in_season
-from relay_ops.services import forecast, history, locker_reservations, notify, reservations
+from relay_ops.services import history, locker_reservations, notify, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import release_credentials
 from relay_ops.services.no_room_policies import decision_view, policy_for
@@ -178,7 +178,7 @@ def _storage(case: Case, tried: list[dict[str, str]]) -> dict[str, Any] | str:
 
 
 def _hold(case: Case, tried: list[dict[str, str]]) -> dict[str, Any] | str:
-    today = forecast.local_day(case.ctx, case.ctx.now())
+    today = case.ctx.today()
     horizon = case.ctx.settings.forecast.horizon_days
     # Lazily, from the day after the parcel's (or the day the last parcel of this site and
     # day was held until): each day is a forecast run, and the first day with room ends it.

@@ -55,7 +55,7 @@ def pickup_list(
             view["round"] = due.isoformat() if due else None
             items.append((due, view))
         answer: dict[str, Any] = {"site": site.code, "site_name": site.name}
-        day = now.astimezone(tz).date()
+        day = ctx.local_day(now)
         if carrier_id is not None:
             mine = rounds.get(carrier_id, [])
             today = [(t, outbound.cut_off(day, t, tz)) for t in outbound.rounds_on(day, mine)]

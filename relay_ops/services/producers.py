@@ -160,7 +160,7 @@ def site_day(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, Any]]:
     require_role(actor, *STAFF)
     require_site(actor, site_id)
     tz = ctx.settings.timezone
-    today = ctx.now().astimezone(tz).date()
+    today = ctx.today()
     day_start = datetime.combine(today, time(0), tz)
     with ctx.db.read() as session:
         rows = session.scalars(

@@ -42,7 +42,7 @@ def full_at_drop_off(
     The move, its ``reroute`` event and the recipient's message (the new address and hours)
     are written in the caller's transaction; the same pickup credential (if one was given
     already) works there. None: nowhere to go."""
-    day = forecast.local_day(ctx, ctx.now())
+    day = ctx.today()
     planner = Planner(ctx, session)
     options = planner.options(origin, day, fits, parcel=parcel) or planner.options(
         origin, day, lambda shop: shelf_takes(ctx, session, shop, parcel), kind="shop")
@@ -80,7 +80,7 @@ def full_at_counter(
     carrier = parcel.carrier
     if carrier is None:
         return None
-    today = forecast.local_day(ctx, ctx.now())
+    today = ctx.today()
     planner = Planner(ctx, session)
     planner.locked.add(origin.id)  # the check-in holds its row
     # The driver goes now: a site must have a shelf place for it now, not only by its forecast

@@ -204,4 +204,4 @@ def arrival_day(ctx: Ctx, parcel: Parcel) -> date:
     """The same rule as the forecast: the expected day, else the day after the announcement."""
     if parcel.expected_date is not None:
         return parcel.expected_date
-    return forecast.local_day(ctx, parcel.created_at or ctx.now()) + timedelta(days=1)
+    return ctx.local_day(parcel.created_at or ctx.now()) + timedelta(days=1)

@@ -42,10 +42,6 @@ HELD, USED, LAPSED, RELEASED = "held", "used", "lapsed", "released"
 ANNOUNCED = State.ANNOUNCED.value
 
 
-def _today(ctx: Ctx) -> date:
-    return ctx.now().astimezone(ctx.settings.timezone).date()
-
-
 def _live() -> Any:
     """Held, and its parcel still announced: the places that count."""
     return and_(PlaceReservation.status == HELD, Parcel.state == ANNOUNCED)
@@ -144,7 +140,7 @@ def reserved_per_day(ctx: Ctx, session: Session, site_id: int) -> dict[date, int
         select(PlaceReservation.day, func.count())
         .join(Parcel, Parcel.id == PlaceReservation.parcel_id)
         .where(PlaceReservation.site_id == site_id, _live(),
-               PlaceReservation.day >= _today(ctx))
+               PlaceReservation.day >= ctx.today())
         .group_by(PlaceReservation.day)
     )
     counts: dict[date, int] = defaultdict(int)
@@ -192,7 +188,7 @@ def awaiting_a_door(ctx: Ctx, session: Session, site_id: int) -> list[Parcel]:
     return list(session.scalars(
         select(Parcel).join(PlaceReservation, PlaceReservation.parcel_id == Parcel.id)
         .where(PlaceReservation.site_id == site_id, _live(),
-               PlaceReservation.day >= reserved_since(ctx, _today(ctx)),
+               PlaceReservation.day >= reserved_since(ctx, ctx.today()),
                or_(Parcel.site_id != site_id, Parcel.compartment_id.is_(None)))
         .order_by(PlaceReservation.id)
     ))
@@ -232,7 +228,7 @@ def sweep(ctx: Ctx) -> dict[str, int]:
     """Write down what no longer counts: places whose parcel did not come by its day plus the
     grace (lapsed), whose parcel was checked in where its place was held (used) or left the
     announced state otherwise (released). Safe to run twice or at once (plain UPDATEs)."""
-    today, now = _today(ctx), ctx.now()
+    today, now = ctx.today(), ctx.now()
     grace = ctx.settings.forecast.reservation_grace_days
     gone = exists().where(Parcel.id == PlaceReservation.parcel_id, Parcel.state != ANNOUNCED)
     checked_in_here = exists().where(

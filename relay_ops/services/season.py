@@ -28,7 +28,7 @@ from relay_ops.services import forecast, forecast_views
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import Principal, Role, require_role, require_site
 from relay_ops.services.reroute_planner import within_reach
-from relay_ops.services.sites import site_row, today
+from relay_ops.services.sites import site_row
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def declare_temporary_shelf(
     require_role(actor, Role.OPERATOR, Role.SHOPKEEPER)
     require_site(actor, site_id)
     season.check_temporary_shelf(shelf.valid_from, shelf.valid_until, shelf.capacity,
-                                 today(ctx))
+                                 ctx.today())
     if shelf.size_class not in ctx.settings.size_classes:
         known = ", ".join(ctx.settings.size_classes)
         raise ValidationFailed(f"size class {shelf.size_class!r} unknown; use {known}")
@@ -245,7 +245,7 @@ def declared_shelves(ctx: Ctx) -> dict[int, list[dict[str, Any]]]:
     """Per shop, its temporary shelves not over yet: what the shops decided."""
     with ctx.db.read() as session:
         rows = session.scalars(
-            select(Location).where(Location.valid_until >= today(ctx))
+            select(Location).where(Location.valid_until >= ctx.today())
             .order_by(Location.valid_from, Location.label))
         found: dict[int, list[dict[str, Any]]] = {}
         for loc in rows:

@@ -21,7 +21,7 @@ from relay_ops.domain.errors import (
 from relay_ops.services.context import Ctx
 from relay_ops.services.site_locations import location_in_service
 from relay_ops.services.site_search import nearest_with_room
-from relay_ops.services.sites import occupancy_of, today
+from relay_ops.services.sites import occupancy_of
 
 
 def allocate_shelf(
@@ -33,7 +33,7 @@ def allocate_shelf(
     :class:`SiteAtCapacity`, naming the nearest site with room (:class:`NoColdPlace` for a
     ``keep_cold`` item when the shop has room, but not in a refrigerated place)."""
     classes = ctx.settings.size_classes
-    day = today(ctx)
+    day = ctx.today()
     locations = {loc.id: loc for loc in site.locations if location_in_service(loc, day)}
     slots = _shelf_slots(site, day)
     parcel_class = class_of(ctx, parcel)
@@ -68,7 +68,7 @@ def class_of(ctx: Ctx, parcel: Parcel) -> str:
 def shelf_takes(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> bool:
     """A shelf of the shop has a free place for the parcel's size class now (the check-in's
     own rule, asked before a parcel is sent there)."""
-    slots = _shelf_slots(site, today(ctx))
+    slots = _shelf_slots(site, ctx.today())
     return sizing.choose_shelf(ctx.settings.size_classes, slots, class_of(ctx, parcel)) is not None
 
 
@@ -79,7 +79,7 @@ def no_room(
     held for that many rerouted parcels expected today (services/reservations.py)."""
     nearest = nearest_with_room(ctx, session, site.latitude, site.longitude, exclude=site.id,
                                 limit=1)
-    occ = occupancy_of(session, site, today(ctx))
+    occ = occupancy_of(session, site, ctx.today())
     if nearest:
         other, km, _ = nearest[0]
         where = f"; the nearest site with room is {other.name} ({other.code}), {km:.1f} km away"

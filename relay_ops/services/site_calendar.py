@@ -49,7 +49,7 @@ def declare_closing_day(
 ) -> dict[str, Any]:
     require_role(actor, Role.OPERATOR, Role.SHOPKEEPER)
     require_site(actor, site_id)
-    if day < ctx.now().astimezone(ctx.settings.timezone).date():
+    if day < ctx.today():
         # Today's date is state the document cannot state: a conflict, not an invalid body.
         raise Conflict("closing days are declared for today or later")
     with ctx.db.transaction() as session:
@@ -88,7 +88,7 @@ def sites_open(ctx: Ctx, session: Session, sites: Sequence[Site], when: datetime
     days of that day read in one statement for all of them (a directory lists hundreds), or
     taken from ``closing`` (each site's closing days, read already)."""
     tz = ctx.settings.timezone
-    day = when.astimezone(tz).date()
+    day = ctx.local_day(when)
     asked = [site.id for site in sites if site.status != "closed"]
     if closing is not None:
         closed_today = {site_id for site_id in asked if day in closing.get(site_id, ())}

@@ -23,7 +23,6 @@ from relay_ops.services.sites import (
     add_location_row,
     occupancy_of,
     site_row,
-    today,
 )
 
 
@@ -117,7 +116,7 @@ def occupancy(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
     require_site(actor, site_id)
     with ctx.db.read() as session:
         site = site_row(session, site_id)
-        occ = occupancy_of(session, site, today(ctx))
+        occ = occupancy_of(session, site, ctx.today())
         by_state = dict(
             session.execute(
                 select(Parcel.state, func.count())

@@ -22,7 +22,6 @@ from relay_ops.services.sites import (
     in_box_around,
     occupancies,
     site_view,
-    today,
 )
 
 # Sites whose room is read at once, nearest first: in a full area the nearest are full too.
@@ -43,7 +42,7 @@ def nearest_with_room(
     with the network: the sites in a circle are ranked by distance from their coordinates
     (read in the circle's box), then their room is read a batch at a time, nearest first,
     until ``limit`` are found; short of that, a circle four times wider, beyond the first."""
-    day = today(ctx)
+    day = ctx.today()
     found: list[tuple[Site, float, Occupancy]] = []
     limit_km = WHOLE_EARTH_KM if radius_km is None else min(radius_km, WHOLE_EARTH_KM)
     # ``inside``: the radius searched already (its sites were ranked and their room read)
@@ -116,7 +115,7 @@ def list_sites(
         result = []
         listed = [site for site in session.scalars(query)
                   if site_services.offers_all(site.services or [], wanted)]
-        rooms = occupancies(session, listed, today(ctx))
+        rooms = occupancies(session, listed, ctx.today())
         open_at_once = sites_open(ctx, session, listed, ctx.now(), closing={
             site.id: {closing.day for closing in site.closing_days} for site in listed})
         for site in listed:

@@ -98,7 +98,7 @@ def create_site(ctx: Ctx, actor: Principal, data: dict[str, Any]) -> dict[str, A
         for loc in data.get("locations", []):
             add_location_row(ctx, session, site, loc)
         session.flush()
-        return site_view(site, occupancy_of(session, site, today(ctx)))
+        return site_view(site, occupancy_of(session, site, ctx.today()))
 
 
 def _hours_at_creation(data: dict[str, Any]) -> object:
@@ -133,7 +133,7 @@ def add_location_row(ctx: Ctx, session: Session, site: Site, loc: dict[str, Any]
 
 
 def today(ctx: Ctx) -> date:
-    return ctx.now().astimezone(ctx.settings.timezone).date()
+    return ctx.today()
 
 
 def site_row(session: Session, site_id: int, *, lock: bool = False) -> Site:
@@ -147,7 +147,7 @@ def get_site(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
     require_site(actor, site_id)
     with ctx.db.read() as session:
         site = site_row(session, site_id)
-        return site_view(site, occupancy_of(session, site, today(ctx)))
+        return site_view(site, occupancy_of(session, site, ctx.today()))
 
 
 def site_id_for_code(ctx: Ctx, code: str) -> int:

@@ -55,7 +55,7 @@ def daily(ctx: Ctx, actor: Principal, site_ids: list[int] | None, days: int = 14
     allowed = visible_site_ids(ctx, actor)
     chosen = allowed if site_ids is None else [i for i in site_ids if i in allowed]
     tz = ctx.settings.timezone
-    today = ctx.now().astimezone(tz).date()
+    today = ctx.today()
     first = today - timedelta(days=days - 1)
     since = datetime.combine(first, time.min, tzinfo=tz)
     counts = {first + timedelta(days=i): [0, 0, 0] for i in range(days)}
@@ -70,7 +70,7 @@ def daily(ctx: Ctx, actor: Principal, site_ids: list[int] | None, days: int = 14
             .where(ParcelEvent.site_id.in_(chosen), ParcelEvent.at >= since)
         )
         for at, before, after, action in events:
-            bucket = counts.get(at.astimezone(tz).date())
+            bucket = counts.get(ctx.local_day(at))
             if bucket is None:  # a clock behind the events; ignore rather than fail
                 continue
             if before not in HELD and after in HELD:
@@ -153,7 +153,7 @@ def flow_volumes(ctx: Ctx, actor: Principal) -> dict[str, Any]:
     require_role(actor, Role.OPERATOR)
     tz = ctx.settings.timezone
     now = ctx.now()
-    today = now.astimezone(tz).date()
+    today = ctx.local_day(now)
     starts = {"today": datetime.combine(today, time.min, tzinfo=tz),
               "last_7_days": datetime.combine(today - timedelta(days=WEEK - 1), time.min,
                                               tzinfo=tz)}

@@ -73,8 +73,7 @@ def test_forecast_all_stores_a_row_per_site_and_day(world: World) -> None:
     forecast.forecast_all(world.ctx)  # again: rows are replaced, not added
     with world.ctx.db.read() as session:
         assert session.scalar(select(func.count()).select_from(SiteForecast)) == 16
-        row = forecast.stored_day(session, world.shop_id, forecast.local_day(
-            world.ctx, world.ctx.now()).replace(day=2))
+        row = forecast.stored_day(session, world.shop_id, world.ctx.today().replace(day=2))
         assert row is not None and row.arrivals > 2.5
 
 

@@ -323,8 +323,8 @@ def test_counted_in_sql_the_flows_are_those_of_the_parcels_one_by_one(
                 assert learned.lead_share[0] == 1  # every order announced before it came
             assert learned.rate.level > 0 and learned.hazards != flows.PRIOR_FLOW_HAZARDS[kind]
             held = Counter(
-                len(model.open_ages(p.checked_in_at.astimezone(ctx.settings.timezone).date(),
-                                    now.astimezone(ctx.settings.timezone).date()
+                len(model.open_ages(ctx.local_day(p.checked_in_at),
+                                    ctx.local_day(now)
                                     - timedelta(days=1), closed))
                 for p, o in session.execute(
                     select(Parcel, ProducerOrder).outerjoin(

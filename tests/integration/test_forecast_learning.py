@@ -46,9 +46,9 @@ def reference_held(ctx: Ctx, session: Session, site: Site, today: date,
     rows = session.execute(select(Parcel.state, Parcel.checked_in_at, Parcel.holding_deadline)
                            .where(Parcel.site_id == site.id, Parcel.state.in_(forecast.HELD)))
     for state, checked_in_at, deadline in rows:
-        start = forecast.local_day(ctx, checked_in_at) if checked_in_at else today
+        start = ctx.local_day(checked_in_at) if checked_in_at else today
         age = len(model.open_ages(start, today - timedelta(days=1), closed))
-        end = forecast.local_day(ctx, deadline) if deadline else today
+        end = ctx.local_day(deadline) if deadline else today
         collectable = state == State.READY_FOR_PICKUP.value
         held.append(model.Held(age=age, pickup_until=end if collectable else None,
                                leaves_after=max(today, end + lag)))
@@ -77,12 +77,12 @@ def reference_first_events(ctx: Ctx, session: Session, site: Site, actions: tupl
 
 
 def reference_stays(ctx: Ctx, session: Session, site: Site, now: datetime) -> list[model.Stay]:
-    today = forecast.local_day(ctx, now)
+    today = ctx.local_day(now)
     since = today - timedelta(days=ctx.settings.forecast.dwell_window_days)
     check_ins = session.execute(select(ParcelEvent.parcel_id, ParcelEvent.at).where(
         ParcelEvent.site_id == site.id, ParcelEvent.action == "check_in",
         ParcelEvent.at >= _window_start(ctx, now)))
-    recent = [(pid, forecast.local_day(ctx, at)) for pid, at in check_ins]
+    recent = [(pid, ctx.local_day(at)) for pid, at in check_ins]
     endings = reference_first_events(ctx, session, site, ENDINGS)
     stays = []
     for pid, day in recent:
@@ -90,7 +90,7 @@ def reference_stays(ctx: Ctx, session: Session, site: Site, now: datetime) -> li
             continue
         action, at = endings.get(pid, ("", None))
         stays.append(model.Stay(check_in=day,
-                                ended=forecast.local_day(ctx, at) if at is not None else None,
+                                ended=ctx.local_day(at) if at is not None else None,
                                 picked_up=action == "pick_up"))
     return stays
 
@@ -121,15 +121,15 @@ def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetim
                             closed: model.ClosedOn) -> dict[str, Any]:
     settings = ctx.settings.forecast
     attempts = reference_first_attempts(ctx, session, site, now)
-    today = forecast.local_day(ctx, now)
+    today = ctx.local_day(now)
     since = today - timedelta(days=settings.arrival_window_days)
     recent = [(pid, at) for pid, at in attempts
-              if since <= forecast.local_day(ctx, at) < today]
+              if since <= ctx.local_day(at) < today]
     if recent:
-        since = max(since, min(forecast.local_day(ctx, at) for _, at in recent))
+        since = max(since, min(ctx.local_day(at) for _, at in recent))
     per_day: dict[date, int] = defaultdict(int)
     for _, at in recent:
-        per_day[forecast.local_day(ctx, at)] += 1
+        per_day[ctx.local_day(at)] += 1
     open_days = model.open_ages(since, today - timedelta(days=1), closed)
     # The season's declared factors, read one by one: a day's count over its factor.
     factors = {row.day: row.factor for row in session.scalars(select(DemandDay))}
@@ -145,7 +145,7 @@ def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetim
         return datetime.combine(day, time(0, 0), tzinfo=ctx.settings.timezone)
 
     def lead(pid: int, at: datetime) -> float | None:
-        return ((start(forecast.local_day(ctx, at)) - announced[pid][1]).total_seconds() / 3600
+        return ((start(ctx.local_day(at)) - announced[pid][1]).total_seconds() / 3600
                 if pid in announced else None)
 
     leads = [lead(pid, at) for pid, at in recent]
@@ -238,9 +238,9 @@ def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
     clock.now = datetime(2026, 12, 1, tzinfo=UTC) + timedelta(hours=hour)
     build_history(world, clock)
     if season:
-        declare_a_season(world, forecast.local_day(world.ctx, clock.now))
+        declare_a_season(world, world.ctx.local_day(clock.now))
     ctx, now = world.ctx, clock.now
-    today = forecast.local_day(ctx, now)
+    today = ctx.local_day(now)
     with ctx.db.read() as session:
         site = session.get(Site, world.shop_id)
         assert site is not None

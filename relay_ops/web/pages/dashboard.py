@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask, current_app, render_template, request
 
-from relay_ops.services import forecast, forecast_views, no_room_policies, site_search, stats
+from relay_ops.services import forecast_views, no_room_policies, site_search, stats
 from relay_ops.services.principal import Principal, Role
 from relay_ops.web.pages import bp, charts
 from relay_ops.web.pages.security import ctx, requires
@@ -50,7 +50,7 @@ def dashboard(principal: Principal) -> str:
     series = stats.daily(ctx(), principal, chosen, days=14)
     forecasts = forecast_views.overview(ctx(), principal)
     fc = next((f for f in forecasts if f["id"] == site_id), None)
-    today = forecast.local_day(ctx(), ctx().now())
+    today = ctx().today()
     return render_template(
         "pages/dashboard.html",
         sites=all_sites,

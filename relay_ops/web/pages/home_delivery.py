@@ -81,7 +81,7 @@ def home_deliveries(principal: Principal, site_id: int) -> tuple[str, int, dict[
         "pages/home_deliveries.html", site=site,
         offer=home_delivery.get_offer(ctx(), site_id),
         deliveries=home_delivery.site_deliveries(ctx(), principal, site_id),
-        today=ctx().now().astimezone(ctx().settings.timezone).date().isoformat())
+        today=ctx().today().isoformat())
     # The couriers' links are on the page: no copy in a shared cache.
     return page, 200, {"Cache-Control": "no-store"}
 
