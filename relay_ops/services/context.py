@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -205,3 +205,7 @@ class Ctx:
 
     def today(self) -> date:
         return self.local_day(self.now())
+
+    def day_start(self, day: date) -> datetime:
+        """Local midnight starting ``day`` (an aware datetime, in ``TIMEZONE``)."""
+        return datetime.combine(day, time(0, 0), tzinfo=self.settings.timezone)

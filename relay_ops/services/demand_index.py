@@ -19,7 +19,7 @@ from relay_ops.db.models import DemandDay, Parcel
 from relay_ops.domain.demand_index import MAX_FACTOR, MIN_FACTOR, check_factor
 from relay_ops.domain.errors import ValidationFailed
 from relay_ops.services.context import Ctx
-from relay_ops.services.forecast_learning import day_start, is_order
+from relay_ops.services.forecast_learning import is_order
 from relay_ops.services.principal import Principal, Role, require_role
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def from_last_year(ctx: Ctx, actor: Principal, first: date, last: date) -> list[
 def _network_attempts(ctx: Ctx, session: Session, first: date, last: date) -> dict[date, int]:
     """The network's first attempts (carriers' parcels, not producers' orders) per local day."""
     day = local_date(Parcel.first_attempt_at, ctx.settings.timezone)
-    since, until = day_start(ctx, first), day_start(ctx, last + timedelta(days=1))
+    since, until = ctx.day_start(first), ctx.day_start(last + timedelta(days=1))
     rows = session.execute(
         select(day, func.count())
         .where(Parcel.first_attempt_at >= since, Parcel.first_attempt_at < until, ~is_order())

@@ -15,7 +15,7 @@ counts are exactly those of the events taken one by one:
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
@@ -41,10 +41,6 @@ def is_order() -> ColumnElement[bool]:
     first, so the lookup runs for parcels of no carrier only."""
     order = select(ProducerOrder.parcel_id).where(ProducerOrder.parcel_id == Parcel.id)
     return Parcel.carrier_id.is_(None) & order.exists()
-
-
-def day_start(ctx: Ctx, day: date) -> datetime:
-    return datetime.combine(day, time(0, 0), tzinfo=ctx.settings.timezone)
 
 
 def window_start(ctx: Ctx, now: datetime) -> datetime:
@@ -309,7 +305,7 @@ def _leads(
         if since <= day < today:
             lead = None
             if announced_at is not None:
-                lead = (day_start(ctx, day) - announced_at).total_seconds() / 3600
+                lead = (ctx.day_start(day) - announced_at).total_seconds() / 3600
             leads[lead] += count
     return leads
 
@@ -318,6 +314,6 @@ def hours_until_each_day(ctx: Ctx, now: datetime) -> list[float]:
     """Hours from now to the start of each forecast day (negative for today: begun)."""
     today = ctx.local_day(now)
     return [
-        (day_start(ctx, today + timedelta(days=i)) - now).total_seconds() / 3600
+        (ctx.day_start(today + timedelta(days=i)) - now).total_seconds() / 3600
         for i in range(ctx.settings.forecast.horizon_days + 1)
     ]

@@ -4,7 +4,7 @@ will not come (rerouted). Each change reaches the locker in a credential sync.""
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -44,7 +44,7 @@ def _advance_reservation_end(ctx: Ctx, parcel: Parcel, now: datetime) -> datetim
     by a day still finds its doors; after that they go back to everyone."""
     today = ctx.local_day(now)
     day = max(parcel.expected_date or today, today) + timedelta(days=2)
-    return datetime.combine(day, time(0), ctx.settings.timezone).astimezone(now.tzinfo)
+    return ctx.day_start(day).astimezone(now.tzinfo)
 
 
 def _due_parcels(ctx: Ctx, session: Session, horizon: date, site_id: int | None = None

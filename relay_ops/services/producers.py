@@ -11,7 +11,7 @@ code and message, by the same rules as any parcel.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Select, or_, select
@@ -159,9 +159,8 @@ def site_day(ctx: Ctx, actor: Principal, site_id: int) -> list[dict[str, Any]]:
     those that left it today (collected, or taken back), oldest announcement first."""
     require_role(actor, *STAFF)
     require_site(actor, site_id)
-    tz = ctx.settings.timezone
     today = ctx.today()
-    day_start = datetime.combine(today, time(0), tz)
+    day_start = ctx.day_start(today)
     with ctx.db.read() as session:
         rows = session.scalars(
             orders_query().where(

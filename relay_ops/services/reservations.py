@@ -25,7 +25,7 @@ when the parcel left the announced state. A parcel rerouted again releases its e
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, and_, exists, func, or_, select, update
@@ -176,8 +176,7 @@ def lapses_at(ctx: Ctx, day: date) -> datetime:
     grace (the sweep's ``lapsed``, :func:`reserved_since`). A locker's door held for a
     rerouted parcel is reserved until then (``locker_reservations.hold_door``): one lapse."""
     grace = ctx.settings.forecast.reservation_grace_days
-    start = datetime.combine(day + timedelta(days=grace + 1), time(0), ctx.settings.timezone)
-    return start.astimezone(ctx.now().tzinfo)
+    return ctx.day_start(day + timedelta(days=grace + 1)).astimezone(ctx.now().tzinfo)
 
 
 def awaiting_a_door(ctx: Ctx, session: Session, site_id: int) -> list[Parcel]:

@@ -10,7 +10,7 @@ left since, so no snapshot table is needed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -54,10 +54,9 @@ def daily(ctx: Ctx, actor: Principal, site_ids: list[int] | None, days: int = 14
     """Per local day over the last ``days`` days: arrivals, departures, pickups, occupancy."""
     allowed = visible_site_ids(ctx, actor)
     chosen = allowed if site_ids is None else [i for i in site_ids if i in allowed]
-    tz = ctx.settings.timezone
     today = ctx.today()
     first = today - timedelta(days=days - 1)
-    since = datetime.combine(first, time.min, tzinfo=tz)
+    since = ctx.day_start(first)
     counts = {first + timedelta(days=i): [0, 0, 0] for i in range(days)}
     with ctx.db.read() as session:
         rooms = occupancies(session, session.scalars(select(Site).where(Site.id.in_(chosen)))
@@ -151,12 +150,10 @@ def flow_volumes(ctx: Ctx, actor: Principal) -> dict[str, Any]:
     orders deposited, collected and taken back, home deliveries asked for and delivered),
     today and over the last 7 local days (today included), from the parcel events."""
     require_role(actor, Role.OPERATOR)
-    tz = ctx.settings.timezone
     now = ctx.now()
     today = ctx.local_day(now)
-    starts = {"today": datetime.combine(today, time.min, tzinfo=tz),
-              "last_7_days": datetime.combine(today - timedelta(days=WEEK - 1), time.min,
-                                              tzinfo=tz)}
+    starts = {"today": ctx.day_start(today),
+              "last_7_days": ctx.day_start(today - timedelta(days=WEEK - 1))}
     flow = case((Parcel.direction == "outbound", "outbound"),
                 (ProducerOrder.parcel_id.is_not(None), "producer"), else_="inbound")
     is_today = case((ParcelEvent.at >= starts["today"], 1), else_=0)
