@@ -131,7 +131,7 @@ def arrival_rates(
     counted = _attempts_by_day(ctx, session, site, now)
     index = demand_index(ctx, session, now)
     rate, lead_share = rate_and_leads(ctx, now, closed, counted, index,
-                                      opened=ctx.local_day(site.created_at))
+                                      opened=first_day_of_service(ctx, site))
     if rate.days == 0:
         # Not one open day yet: no demand learned is not no demand (docs/forecast.md).
         rate, lead_share = neighbours_demand(ctx, session, site, now, index) or (rate,
@@ -142,6 +142,13 @@ def arrival_rates(
             "rate_drift": model.rate_drift(rate, settings.rate_drift,
                                            settings.rate_drift_with_trend),
             "lead_share": lead_share}
+
+
+def first_day_of_service(ctx: Ctx, site: Site) -> date:
+    """The day after the site was created: on that day no carrier could announce it a
+    parcel, so it is no day of its demand (a shop registered on a Sunday morning and open
+    that day would otherwise count a Sunday without parcels)."""
+    return ctx.local_day(site.created_at) + timedelta(days=1)
 
 
 def demand_index(ctx: Ctx, session: Session, now: datetime) -> DemandIndex:
@@ -214,7 +221,7 @@ def first_attempts_per_open_day(
 ) -> list[int]:
     """The site's first attempts on each open day of the arrival window (``per_open_day``)."""
     return per_open_day(ctx, now, closed, _attempts_by_day(ctx, session, site, now),
-                        ctx.local_day(site.created_at))
+                        first_day_of_service(ctx, site))
 
 
 # ---------------------------------------------------------------- a site without history

@@ -8,6 +8,8 @@ pooled are its own. A site open for weeks without a parcel has a history: none."
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from relay_ops.db.models import Site
@@ -87,3 +89,23 @@ def test_without_a_neighbour_of_its_kind_within_reach_nothing_is_guessed(
     near = inputs_of(world, near_shop(world, capacity=30))
     assert near.baseline > 0  # the same world, a shop within reach: guessed
     assert forecast_learning.PRIOR_REACH_KM < 110
+
+
+def test_the_day_a_shop_was_created_is_not_a_day_of_its_demand(
+    world: World, clock: Clock
+) -> None:
+    """Registered yesterday morning, a Monday it opens: no carrier could announce it a parcel
+    yesterday, so yesterday's zero is no history and its neighbours still speak for it."""
+    build_history(world, clock)
+    clock.advance(days=-1)
+    new_id = near_shop(world, capacity=30)
+    clock.advance(days=1)
+    with world.ctx.db.read() as session:
+        site = session.get(Site, new_id)
+        assert site is not None
+        closed = forecast.site_closed_on(session, site)
+        assert not closed(clock.now.date() - timedelta(days=1))
+        daily = forecast_learning.first_attempts_per_open_day(
+            world.ctx, session, site, clock.now, closed)
+    assert daily == []
+    assert inputs_of(world, new_id).baseline > 0
