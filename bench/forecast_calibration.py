@@ -55,7 +55,7 @@ from relay_ops.services.context import ForecastSettings
 LEARNING = ("rate_uncertainty_factor", "trend_damping", "arrival_half_life_days",
             "arrival_trend")
 # The drift's settings: the model's ``rate_drift`` is one or the other, by the learned line.
-DRIFT = ("rate_drift", "rate_drift_with_trend")
+DRIFT = ("rate_drift", "rate_drift_with_trend", "rate_drift_with_season")
 # The season declared to the forecast (``domain/demand_index``): the bench's own season
 # (``territory.season``), as a network would know it from a past year: its days moved by
 # ``season_shift``, its rise above an ordinary day scaled by ``season_scale``, each day the
@@ -163,34 +163,66 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def inputs_of(kept: Kept, captured: Mapping[str, Any], overrides: Mapping[str, Any],
-              relearn: bool = False) -> model.SiteInputs:
+              relearn: bool = False, morning: Sequence[Kept] = ()) -> model.SiteInputs:
     """The kept inputs with ``overrides``; a learning setting (or ``relearn``: the learning's
     code changed) relearns the rate from the kept counts (``learn_arrival_rate``, widened as
-    ``services/forecast_learning`` widens it). A drift setting, or a capture made before the
-    drift was kept, sets the model's drift by the learned line (``model.rate_drift``)."""
+    ``services/forecast_learning`` widens it), or for a shop without a day of history from
+    the other shops of its ``morning`` (:func:`borrowed_rate`). A drift setting, or a capture
+    made before the drift was kept, sets the model's drift by the learned line
+    (``model.rate_drift``)."""
     known = {f.name for f in fields(model.SiteInputs)}  # an older capture may keep others
     fields_ = {k: v for k, v in kept.inputs.items() if k in known}
     fields_.update((k, v) for k, v in overrides.items() if k not in LEARNING + DRIFT + SEASON)
     learning_ = {**captured, **{k: v for k, v in overrides.items() if k in LEARNING}}
-    daily: Sequence[float] = kept.daily
     seasoned = any(k in SEASON for k in overrides)
     if seasoned:
-        index = declared_season(kept.today, overrides.get("season_shift", 0.0),
-                                overrides.get("season_scale", 1.0),
-                                overrides.get("season_smooth", 1.0))
-        days = open_days_before(kept.today, len(kept.daily), kept.inputs["closed_on"])
-        daily = index.ordinary(list(zip(days, kept.daily, strict=True)))
-        fields_["demand_index"] = index.ahead(kept.today, kept.inputs["horizon"])
+        fields_["demand_index"] = season_of(kept, overrides).ahead(kept.today,
+                                                                   kept.inputs["horizon"])
     rate = model.learn_arrival_rate(
-        daily, learning_["arrival_half_life_days"], with_trend=learning_["arrival_trend"],
+        ordinary_daily(kept, overrides), learning_["arrival_half_life_days"],
+        with_trend=learning_["arrival_trend"],
     ).widened(learning_["rate_uncertainty_factor"])
+    if not kept.daily:
+        rate = borrowed_rate(kept, morning, learning_, overrides) or rate
     if relearn or seasoned or learning_ != captured:
         fields_.update(rate.as_inputs(), trend_damping=learning_["trend_damping"])
-    if relearn or "rate_drift" not in kept.inputs or any(k in DRIFT for k in overrides):
+    if (relearn or seasoned or "rate_drift" not in kept.inputs
+            or any(k in DRIFT for k in overrides)):
         drift = {**_drift_settings(), **{k: v for k, v in overrides.items() if k in DRIFT}}
-        fields_["rate_drift"] = model.rate_drift(rate, drift["rate_drift"],
-                                                 drift["rate_drift_with_trend"])
+        fields_["rate_drift"] = model.rate_drift(
+            rate, drift["rate_drift"], drift["rate_drift_with_trend"],
+            drift["rate_drift_with_season"] if fields_.get("demand_index") else None)
     return model.SiteInputs(**fields_)
+
+
+def season_of(kept: Kept, overrides: Mapping[str, Any]) -> DemandIndex:
+    return declared_season(kept.today, overrides.get("season_shift", 0.0),
+                           overrides.get("season_scale", 1.0), overrides.get("season_smooth", 1.0))
+
+
+def ordinary_daily(kept: Kept, overrides: Mapping[str, Any]) -> Sequence[float]:
+    """The kept first attempts per open day, each over its declared season's factor when a
+    season is set (as ``services/forecast_learning`` divides them)."""
+    if not any(k in SEASON for k in overrides):
+        return kept.daily
+    days = open_days_before(kept.today, len(kept.daily), kept.inputs["closed_on"])
+    return season_of(kept, overrides).ordinary(list(zip(days, kept.daily, strict=True)))
+
+
+def borrowed_rate(kept: Kept, morning: Sequence[Kept], learning_: Mapping[str, Any],
+                  overrides: Mapping[str, Any]) -> model.ArrivalRate | None:
+    """``forecast_learning.neighbours_demand`` on the other shops forecast the same morning
+    with a day of history or more: the territory is one area (the service takes the nearest
+    12 of its kind within 30 km)."""
+    levels = [
+        (model.learn_arrival_rate(ordinary_daily(other, overrides),
+                                  learning_["arrival_half_life_days"],
+                                  with_trend=learning_["arrival_trend"]).level,
+         other.inputs["capacity"])
+        for other in morning if other is not kept and other.daily
+    ]
+    network = model.network_rate(levels)
+    return network.for_places(kept.inputs["capacity"]) if network else None
 
 
 def declared_season(today: date, shift: float, scale: float, smooth: float = 1.0
@@ -237,8 +269,12 @@ def scored(saved: Mapping[str, Any], overrides: Mapping[str, Any],
            ) -> Iterable[tuple[int, date, Sample]]:
     """:func:`samples` one by one, with their lead and the day forecast."""
     meta, actuals = saved["meta"], saved["actuals"]
+    mornings: dict[date, list[Kept]] = {}
     for kept in saved["kept"]:
-        days = model.forecast(inputs_of(kept, meta["learning"], overrides, relearn))
+        mornings.setdefault(kept.today, []).append(kept)
+    for kept in saved["kept"]:
+        days = model.forecast(inputs_of(kept, meta["learning"], overrides, relearn,
+                                        mornings[kept.today]))
         for day in days:
             lead = (day.day - kept.today).days
             actual = actuals.get((kept.site_id, day.day))

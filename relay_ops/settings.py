@@ -68,8 +68,11 @@ DEFAULTS: dict[str, Any] = {
         # trend (from MIN_DAYS_FOR_TREND open days on), whose own error is then counted.
         # Calibrated on the territory replay at load 1.5 on 1-5 and on 12-22 days of
         # history (docs/forecast.md, "When the rate turns"). 0 counts the line's error only.
+        # rate_drift_with_season in place of rate_drift when the coming days have a declared
+        # season (demand-index): its factors carry the ramp a flat line cannot see.
         "rate_drift": 0.025,
         "rate_drift_with_trend": 0.003,
+        "rate_drift_with_season": 0.0025,
         "prior_weight": 20,
         "show_rate": 0.97,
         "return_lag_days": 2,

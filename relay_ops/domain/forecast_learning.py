@@ -234,15 +234,20 @@ def network_rate(levels: Sequence[tuple[float, int]]) -> NetworkRate | None:
     return NetworkRate(per_place=per_place, per_place_var=spread * (1.0 + 1.0 / n), sites=n)
 
 
-def rate_drift(rate: ArrivalRate, without_trend: float, with_trend: float) -> float:
+def rate_drift(rate: ArrivalRate, without_trend: float, with_trend: float,
+               with_season: float | None = None) -> float:
     """How far the rate may turn from its learned line (``SiteInputs.rate_drift``).
 
     A line learned without a trend (too few days) is flat: on a season's ramp the drift
     stands for all the trend it cannot see. Once the line has a trend, the trend's own error
     is counted (``trend_var``) and the drift is only the trend turning, which asks much less
     (docs/forecast.md, "When the rate turns": the band over-covers a week ahead with the
-    first drift on 12 to 17 days of history)."""
-    return with_trend if rate.trend_learned else without_trend
+    first drift on 12 to 17 days of history). ``with_season``: the drift of a flat line when
+    the coming days have a declared season, whose factors carry the ramp the line cannot
+    see (None: no season declared)."""
+    if rate.trend_learned:
+        return with_trend
+    return without_trend if with_season is None else with_season
 
 
 def learn_lead_share(

@@ -31,6 +31,7 @@ class ForecastSettings:
     rate_uncertainty_factor: float = 3.0
     rate_drift: float = 0.025
     rate_drift_with_trend: float = 0.003
+    rate_drift_with_season: float = 0.0025
     prior_weight: float = 20.0
     show_rate: float = 0.97
     return_lag_days: int = 2

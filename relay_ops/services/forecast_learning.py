@@ -137,10 +137,12 @@ def arrival_rates(
         rate, lead_share = neighbours_demand(ctx, session, site, now, index) or (rate,
                                                                                 lead_share)
     settings = ctx.settings.forecast
+    season = index.ahead(ctx.local_day(now), settings.horizon_days)
     return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
-            "demand_index": index.ahead(ctx.local_day(now), settings.horizon_days),
-            "rate_drift": model.rate_drift(rate, settings.rate_drift,
-                                           settings.rate_drift_with_trend),
+            "demand_index": season,
+            "rate_drift": model.rate_drift(
+                rate, settings.rate_drift, settings.rate_drift_with_trend,
+                settings.rate_drift_with_season if season else None),
             "lead_share": lead_share}
 
 

@@ -1,6 +1,7 @@
 """Saturation seen coming: the forecast API, reroutes at announce time, adaptive holding."""
 
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -9,8 +10,8 @@ from sqlalchemy import func, select
 
 from relay_ops.db.models import Notification, Parcel, ParcelEvent, Site, SiteForecast
 from relay_ops.domain.holding import AdaptiveHolding, Season
-from relay_ops.services import accounts, api_tokens, forecast, sites
-from relay_ops.services.principal import SYSTEM, Principal
+from relay_ops.services import accounts, api_tokens, demand_index, forecast, sites
+from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.integration.test_delivery import run_jobs, sent_lines
 from tests.integration.test_forecast_learning import build_history
@@ -348,7 +349,8 @@ def test_parcels_waiting_in_the_vans_are_named_per_carrier_and_counted_as_demand
 def test_the_rates_drift_reaches_the_model_from_the_settings(
         world: World, clock: Clock) -> None:
     """``FORECAST.rate_drift`` is what the model is given while the rate's line has no trend
-    (0: the line's own error only), ``rate_drift_with_trend`` once it has one."""
+    (0: the line's own error only), ``rate_drift_with_season`` if the coming days have a
+    declared season, ``rate_drift_with_trend`` once it has one."""
     settings = world.ctx.settings
     steady = replace(world.ctx, settings=replace(settings, forecast=replace(
         settings.forecast, rate_drift=0.0, rate_drift_with_trend=0.001)))
@@ -364,5 +366,10 @@ def test_the_rates_drift_reaches_the_model_from_the_settings(
     assert world.check_in("DRIFT0001").status_code == 201
     clock.advance(days=3)
     assert drifts() == (0.025, 0.0)  # a shop open for three days: no trend yet
+    today = world.ctx.today()
+    demand_index.declare(world.ctx, Principal(Role.OPERATOR, user_id=1),
+                         [(today + timedelta(days=i), 1.3) for i in range(8)], source="test")
+    # The week ahead in a declared season: its factors carry the ramp, the drift is smaller.
+    assert drifts() == (0.0025, 0.0025)
     build_history(world, clock)  # 70 days of check-ins: a trend
     assert drifts() == (0.003, 0.001)

@@ -151,10 +151,12 @@ def reference_arrival_rates(ctx: Ctx, session: Session, site: Site, now: datetim
     leads = [lead(pid, at) for pid, at in recent]
     horizons = [(start(today + timedelta(days=i)) - now).total_seconds() / 3600
                 for i in range(settings.horizon_days + 1)]
+    seasoned = ahead != [1.0] * len(ahead)
     return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
-            "demand_index": tuple(ahead) if ahead != [1.0] * len(ahead) else (),
-            "rate_drift": model.rate_drift(rate, settings.rate_drift,
-                                           settings.rate_drift_with_trend),
+            "demand_index": tuple(ahead) if seasoned else (),
+            "rate_drift": model.rate_drift(
+                rate, settings.rate_drift, settings.rate_drift_with_trend,
+                settings.rate_drift_with_season if seasoned else None),
             "lead_share": model.learn_lead_share(leads, horizons)}
 
 

@@ -644,6 +644,9 @@ def test_the_rates_drift_is_the_smaller_one_once_the_line_has_a_trend() -> None:
     assert (seven.days, seven.trend_learned) == (7, True)
     assert rate_drift(six, 0.025, 0.005) == 0.025
     assert rate_drift(seven, 0.025, 0.005) == 0.005
+    # a declared season carries the ramp the flat line misses: the flat line's drift is its own
+    assert rate_drift(six, 0.025, 0.005, 0.002) == 0.002
+    assert rate_drift(seven, 0.025, 0.005, 0.002) == 0.005
     # asked for no trend, none is learned, whatever the history
     assert not learn_arrival_rate([10] * 20, with_trend=False).trend_learned
     assert learn_arrival_rate([]).days == 0
