@@ -248,14 +248,18 @@ def neighbours_demand(
     levels: list[tuple[float, int]] = []
     pooled: list[tuple[date, datetime | None, int]] = []
     for other in around:
+        rows = counted.get(other.id)
+        if not rows:
+            continue  # a neighbour without parcels in the window says nothing of the demand
         closed = closed_given(other, {closing.day for closing in other.closing_days})
-        daily = counted_per_open_day(ctx, now, closed, counted.get(other.id, []))
-        if not counted.get(other.id) or not daily:
+        # Its open days as it counts them for itself (``arrival_rates``).
+        daily = counted_per_open_day(ctx, now, closed, rows, first_day_of_service(ctx, other))
+        if not daily:
             continue
         level = model.learn_arrival_rate(index.ordinary(daily), settings.arrival_half_life_days,
                                          with_trend=settings.arrival_trend).level
         levels.append((level, places[other.id]))
-        pooled += counted[other.id]
+        pooled += rows
     network = model.network_rate(levels)
     if network is None:
         return None
