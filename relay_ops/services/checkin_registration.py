@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from relay_ops.db.models import Carrier, Parcel, Site
 from relay_ops.domain import sizing
-from relay_ops.domain.errors import FitsNoSizeClass, ValidationFailed
+from relay_ops.domain.errors import FitsNoSizeClass, NotFound, ValidationFailed
 from relay_ops.domain.lifecycle import State
 from relay_ops.services import history
 from relay_ops.services.context import Ctx
@@ -41,7 +41,8 @@ def register_unannounced(
     if carrier_code:
         carrier = session.scalar(select(Carrier).where(Carrier.code == carrier_code))
         if carrier is None:
-            raise ValidationFailed(f"unknown carrier {carrier_code!r}")
+            # A well-formed code of no carrier is a missing thing, as for a manifest: 404.
+            raise NotFound(f"unknown carrier {carrier_code!r}")
     rec = recipient or Recipient()
     parcel = Parcel(
         tracking_number=number,

@@ -72,6 +72,19 @@ def test_an_unannounced_parcel_that_fits_no_size_class_is_refused_by_the_classes
     assert row_counts(world.ctx) == counts
 
 
+def test_an_unannounced_parcel_naming_no_carrier_of_the_network_is_not_found(
+        world: World) -> None:
+    # A well-formed carrier code that names no carrier: a missing thing (404), as for a
+    # manifest, not a malformed request (was 422, which the API fuzz's sequences flag as a
+    # valid request rejected). Nothing is stored.
+    counts = row_counts(world.ctx)
+    refused = world.check_in("ACME00000107", accept_unannounced=True, carrier="nobody")
+    assert refused.status_code == 404 and "unknown carrier 'nobody'" in refused.json["detail"]
+    assert row_counts(world.ctx) == counts
+    known = world.check_in("ACME00000107", accept_unannounced=True, carrier="acme")
+    assert known.status_code == 201 and known.json["parcel"]["carrier"] == "acme"
+
+
 def test_a_late_manifest_reconciles_an_unannounced_parcel_and_notifies(world: World) -> None:
     parcel = world.check_in("ACME00000104", accept_unannounced=True).json["parcel"]
     answer = world.announce("ACME00000104").json["parcels"][0]
