@@ -86,7 +86,8 @@ def hazards(
 # ---------------------------------------------------------------- demand
 
 
-def _first_attempts_since(ctx: Ctx, site: Site, now: datetime) -> ColumnElement[bool]:
+def _first_attempts_since(ctx: Ctx, site_ids: list[int], now: datetime
+                          ) -> ColumnElement[bool]:
     """The condition on a parcel whose first attempt was at the site, over the arrival window:
     its check-in, or its first refusal for lack of room if it was turned away before.
 
@@ -95,7 +96,7 @@ def _first_attempts_since(ctx: Ctx, site: Site, now: datetime) -> ColumnElement[
     parcel counts once, where and when it first came: one turned away here and rerouted is
     this site's demand, not its new site's."""
     since = now - timedelta(days=ctx.settings.forecast.arrival_window_days + 1)
-    return ((Parcel.first_attempt_site_id == site.id) & (Parcel.first_attempt_at >= since)
+    return (Parcel.first_attempt_site_id.in_(site_ids) & (Parcel.first_attempt_at >= since)
             & ~is_order())
 
 
@@ -104,7 +105,8 @@ def first_attempts(
 ) -> list[tuple[int, datetime]]:
     """The first attempts one by one (the forecast itself reads them counted)."""
     rows = session.execute(
-        select(Parcel.id, Parcel.first_attempt_at).where(_first_attempts_since(ctx, site, now))
+        select(Parcel.id, Parcel.first_attempt_at)
+        .where(_first_attempts_since(ctx, [site.id], now))
     )
     return [(parcel_id, at) for parcel_id, at in rows if at is not None]  # all, by the where
 
@@ -114,13 +116,7 @@ def _attempts_by_day(
 ) -> list[tuple[date, datetime | None, int]]:
     """(local day, moment of the parcel's first announcement or None, parcels) of the first
     attempts over the arrival window."""
-    day = local_date(Parcel.first_attempt_at, ctx.settings.timezone)
-    rows = session.execute(
-        select(day, Parcel.announced_at, func.count())
-        .where(_first_attempts_since(ctx, site, now))
-        .group_by(day, Parcel.announced_at)
-    )
-    return [(when, at, count) for when, at, count in rows]
+    return _attempts_by_site_and_day(ctx, session, [site.id], now).get(site.id, [])
 
 
 def arrival_rates(
@@ -288,15 +284,15 @@ def _nearest_of_kind(session: Session, site: Site) -> list[Site]:
 def _attempts_by_site_and_day(
     ctx: Ctx, session: Session, site_ids: list[int], now: datetime
 ) -> dict[int, list[tuple[date, datetime | None, int]]]:
-    """``_attempts_by_day`` of several sites in one statement."""
+    """The first attempts of each of ``site_ids`` over the arrival window, counted by (local
+    day, moment of the parcel's first announcement or None), in one statement: a site's own
+    (``_attempts_by_day``) or its neighbours' (``neighbours_demand``)."""
     if not site_ids:
         return {}
-    since = now - timedelta(days=ctx.settings.forecast.arrival_window_days + 1)
     day = local_date(Parcel.first_attempt_at, ctx.settings.timezone)
     rows = session.execute(
         select(Parcel.first_attempt_site_id, day, Parcel.announced_at, func.count())
-        .where(Parcel.first_attempt_site_id.in_(site_ids), Parcel.first_attempt_at >= since,
-               ~is_order())
+        .where(_first_attempts_since(ctx, site_ids, now))
         .group_by(Parcel.first_attempt_site_id, day, Parcel.announced_at)
     )
     counted: dict[int, list[tuple[date, datetime | None, int]]] = {}
