@@ -232,8 +232,9 @@ class Phase:
 
 def run_wrk(server: Server, args: argparse.Namespace, world: seed.World, first: int,
             seconds: float, name: str) -> Phase:
-    # The reference does not care which numbers it gets; check-in must stay within the seed.
-    last = world.announced if server.name == "relayops" else 10**8 - 1
+    # The references do not care which numbers they get; RelayOps and the floor (which check
+    # the parcels in) must stay within the seed.
+    last = world.announced if server.name in ("relayops", "floor") else 10**8 - 1
     cmd = ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections),
            "-d", f"{max(1, round(seconds))}s",
            "--timeout", "10s", "-s", str(REPO / "bench" / "checkin.lua"),

@@ -20,7 +20,12 @@ One run, gunicorn ``-w 2 -k gthread --threads 4`` on PostgreSQL, side by side:
    picked up at another shop long ago; announced parcels waiting to be checked in, one
    recipient each): RelayOps check-in, then pickup by code (the codes of every live
    credential, derived as the resident's page derives them), each at its maximum and at half
-   of it; then a manifest of ``--manifest`` parcels POSTed by the carrier, timed.
+   of it; then a manifest of ``--manifest`` parcels POSTed by the carrier, timed;
+3. at each level, the same check-ins and pickups (the next announced parcels, the codes still
+   live) served by the **floor** (``bench/floor_app.py``): bare Flask running the very
+   statements RelayOps runs for them on psycopg's cursor, and nothing else. What RelayOps
+   spends above it is its layers; the floor itself is what the statements cost
+   (``--no-floor``: not measured).
 
 CPU per request is read from /proc: the gunicorn master and workers of the server measured,
 and the PostgreSQL backends connected to the benchmark database (not the other databases of a
@@ -336,13 +341,15 @@ def cpu_ms(phase: Phase) -> dict[str, float]:
 
 # ---------------------------------------------------------------- checks
 
+STORING = ("relayops", "floor")  # the servers whose check-ins and pickups are stored
+
 
 def verify(db_url: str, phases: list[Phase], site_ids: list[int]) -> list[str]:
     """Every answered check-in and pickup stored once, no 5xx, shelf counts consistent."""
     failures = []
-    sent = {kind: sum(p.sent for p in phases if p.target == "relayops" and kind in p.name)
+    sent = {kind: sum(p.sent for p in phases if p.target in STORING and kind in p.name)
             for kind in ("check-in", "pickup")}
-    ok = {kind: sum(v for p in phases if p.target == "relayops" and kind in p.name
+    ok = {kind: sum(v for p in phases if p.target in STORING and kind in p.name
                     for k, v in p.statuses.items() if k.startswith("2"))
           for kind in ("check-in", "pickup")}
     with psycopg.connect(db_url) as conn:
@@ -400,6 +407,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="shops the check-ins and pickups are spread over (parcel n at shop "
                         "n %% shops); --on-hand is per shop. One shop measures how fast one "
                         "counter's lock lets its requests through, several a network's")
+    p.add_argument("--no-floor", action="store_true",
+                   help="do not measure the floor (bench/floor_app.py) at each level")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--worker-class", default="gthread")
     p.add_argument("--threads", type=int, default=4)
@@ -409,7 +418,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432",
                    help="PostgreSQL server (the benchmark database is dropped and re-created)")
     p.add_argument("--database", default="relayops_bench_fast")
-    p.add_argument("--port", type=int, default=18091, help="RelayOps; references use +1, +2")
+    p.add_argument("--port", type=int, default=18091,
+                   help="RelayOps; the references use +1, +2, the floor +3")
     p.add_argument("--out", type=Path, default=None, help="JSON result file")
     return p.parse_args(argv)
 
@@ -490,6 +500,38 @@ def reference(args: argparse.Namespace, env: dict[str, str], logdir: Path,
     return phases
 
 
+def counter_phases(args: argparse.Namespace, server: Server, watch: DatabaseWatch,
+                   world: seed.World, measured: seed.World, db_url: str, seeded: Seeded,
+                   nxt: int, phases: list[Phase]) -> int:
+    """Check-in at its maximum and at half of it, from announced parcel ``nxt`` on, then
+    pickup by code the same way (half the live codes each), appended to ``phases``; the next
+    announced parcel is returned."""
+    label = "" if server.name == "relayops" else f" {server.name}"
+    phases.append(checkin.run_wrk(server, args, measured, nxt, args.warmup,
+                                  f"warm-up check-in{label}"))  # not measured, but checked
+    nxt += phases[-1].sent
+    phases.append(checkin.measured(watch, [server], lambda: checkin.run_wrk(
+        server, args, measured, nxt, args.duration, f"max check-in{label}")))
+    nxt += phases[-1].sent
+    rate = phases[-1].throughput / 2
+    first = nxt
+    phases.append(checkin.measured(watch, [server], lambda: checkin.run_rate(
+        server, args, measured, first, rate, f"half-max check-in{label}")))
+    nxt += phases[-1].sent
+    if nxt >= world.announced:
+        phases[-1].notes.append("ran out of announced parcels: raise --announced")
+    codes = live_codes(world, db_url, seeded.site_ids)
+    half = len(codes) // 2
+    codes_file = Path(tempfile.mkdtemp(prefix="relayops-codes-")) / "codes-max.txt"
+    codes_file.write_text("\n".join(codes[:half]) + "\n")
+    phases.append(checkin.measured(watch, [server], lambda: run_wrk_pickup(
+        server, args, world.shopkeeper_token, codes_file, args.duration, f"max pickup{label}")))
+    rate = phases[-1].throughput / 2
+    phases.append(checkin.measured(watch, [server], lambda: run_rate_pickup(
+        server, args, world.shopkeeper_token, codes[half:], rate, f"half-max pickup{label}")))
+    return nxt
+
+
 def level(
     args: argparse.Namespace, config: dict[str, Any], env: dict[str, str], logdir: Path,
     db_url: str, on_hand: int,
@@ -499,41 +541,25 @@ def level(
     print(f"   {seeded.total} parcels in the database, {seeded.announced} announced "
           f"({seeded.seconds} s)", flush=True)
     measured = replace(world, site_ids=seeded.site_ids)  # the shops measured
-    server = checkin.start_server("relayops", "relay_ops:create_app()", args.port, args, env,
-                                  logdir)
-    print(f"   server ready in {wait_until_serving(server):.1f} s", flush=True)
-    watch = DatabaseWatch([server], args.database)
-    watch.start()
     phases: list[Phase] = []
+    manifest = None
+    targets = [("relayops", "relay_ops:create_app()", args.port)]
+    if not args.no_floor:
+        targets.append(("floor", "bench.floor_app:create_app()", args.port + 3))
     nxt = 0
-    try:
-        phases.append(checkin.run_wrk(server, args, measured, nxt, args.warmup,
-                                      "warm-up check-in"))  # not measured, but checked
-        nxt += phases[-1].sent
-        phases.append(checkin.measured(watch, [server], lambda: checkin.run_wrk(
-            server, args, measured, nxt, args.duration, "max check-in")))
-        nxt += phases[-1].sent
-        rate = phases[-1].throughput / 2
-        first = nxt
-        phases.append(checkin.measured(watch, [server], lambda: checkin.run_rate(
-            server, args, measured, first, rate, "half-max check-in")))
-        nxt += phases[-1].sent
-        if nxt >= world.announced:
-            phases[-1].notes.append("ran out of announced parcels: raise --announced")
-        codes = live_codes(world, db_url, seeded.site_ids)
-        half = len(codes) // 2
-        codes_file = logdir / "codes-max.txt"
-        codes_file.write_text("\n".join(codes[:half]) + "\n")
-        phases.append(checkin.measured(watch, [server], lambda: run_wrk_pickup(
-            server, args, world.shopkeeper_token, codes_file, args.duration, "max pickup")))
-        rate = phases[-1].throughput / 2
-        phases.append(checkin.measured(watch, [server], lambda: run_rate_pickup(
-            server, args, world.shopkeeper_token, codes[half:], rate, "half-max pickup")))
-        manifest = (announce_manifest(server, world, args.manifest, str(on_hand))
-                    if args.manifest else None)
-    finally:
-        watch.stop()
-        stop([server])
+    for name, spec, port in targets:
+        server = checkin.start_server(name, spec, port, args, env, logdir)
+        print(f"   {name} ready in {wait_until_serving(server):.1f} s", flush=True)
+        watch = DatabaseWatch([server], args.database)
+        watch.start()
+        try:
+            nxt = counter_phases(args, server, watch, world, measured, db_url, seeded, nxt,
+                                 phases)
+            if name == "relayops" and args.manifest:
+                manifest = announce_manifest(server, world, args.manifest, str(on_hand))
+        finally:
+            watch.stop()
+            stop([server])
     problems = verify(db_url, phases, seeded.site_ids)
     if manifest is not None and manifest["accepted"] != args.manifest:
         problems.append(f"manifest: {manifest['accepted']} of {args.manifest} accepted")
@@ -602,6 +628,11 @@ def summarise(result: dict[str, Any]) -> list[dict[str, Any]]:
         for op in ("check-in", "pickup"):
             rows.append(_row(f"RelayOps {op}", run["seeded"]["on_hand"], by[f"max {op}"],
                              by[f"half-max {op}"], bare, insert))
+        for op in ("check-in", "pickup"):
+            if f"max {op} floor" in by:
+                rows.append(_row(f"floor {op}", run["seeded"]["on_hand"],
+                                 by[f"max {op} floor"], by[f"half-max {op} floor"], bare,
+                                 insert))
     return rows
 
 
