@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, and_, bindparam, select
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
 from relay_ops.db.direct import Prebuilt, split
+from relay_ops.db.few_ids import in_few_ids
 from relay_ops.db.loaders import CARRIERS, CREDENTIALS, LOCATIONS, PARCELS
 from relay_ops.db.models import Carrier, CredentialParcel, Location, Parcel, PickupCredential
 
@@ -23,7 +24,8 @@ def _code_parcels() -> Select[Any]:
     """A code's parcels row-locked in id order (bound: ``credential_id``), whole rows, each
     with its carrier's and shelf location's rows and one row per code it has (NULLs: none),
     so building the answer reads nothing more, and its codes are read under the same lock
-    (the hand-over releases them)."""
+    (the hand-over releases them). The code's parcels are found first, then read by their
+    ids (``db/few_ids.py``: as a join, a stale histogram made it a walk of the whole table)."""
     ids = select(CredentialParcel.parcel_id).where(
         CredentialParcel.credential_id == bindparam("credential_id")
     )
@@ -32,9 +34,11 @@ def _code_parcels() -> Select[Any]:
         select(*PARCELS.columns, *CARRIERS.columns, *LOCATIONS.columns, *CREDENTIALS.columns)
         .outerjoin(Carrier, Carrier.id == Parcel.carrier_id)
         .outerjoin(Location, Location.id == Parcel.location_id)
-        .outerjoin(links, links.parcel_id == Parcel.id)
+        # the same few ids bound the codes' links too: joined by parcel alone, the planner
+        # may hash the whole link table against the handful of parcels
+        .outerjoin(links, and_(links.parcel_id == Parcel.id, in_few_ids(links.parcel_id, ids)))
         .outerjoin(PickupCredential, PickupCredential.id == links.credential_id)
-        .where(Parcel.id.in_(ids)).order_by(Parcel.id, PickupCredential.id)
+        .where(in_few_ids(Parcel.id, ids)).order_by(Parcel.id, PickupCredential.id)
         .with_for_update(of=Parcel)
     )
 
