@@ -38,10 +38,20 @@ def fit_together(parcels: Sequence[Dims], box: Dims) -> bool:
     return fits(stack, box)
 
 
-def class_rank(size_classes: Mapping[str, Dims], name: str) -> int:
-    """Classes are ranked by volume, so "smaller" means the same thing for any site model."""
+def class_ranks(size_classes: Mapping[str, Dims]) -> dict[str, int]:
+    """Each class's rank by volume (0: the smallest), so "smaller" means the same thing for
+    any site model."""
     ordered = sorted(size_classes, key=lambda c: _volume(size_classes[c]))
-    return ordered.index(name)
+    return {name: rank for rank, name in enumerate(ordered)}
+
+
+def class_rank(size_classes: Mapping[str, Dims], name: str) -> int:
+    return class_ranks(size_classes)[name]
+
+
+def smallest_class(size_classes: Mapping[str, Dims]) -> str:
+    """The class a parcel of unknown size is taken for."""
+    return min(size_classes, key=lambda c: _volume(size_classes[c]))
 
 
 def smallest_class_for(size_classes: Mapping[str, Dims], parcel: Dims) -> str | None:
@@ -83,17 +93,17 @@ def choose_shelf(
     the smallest shelf class that takes the parcel (big shelves stay free for big parcels),
     then the location with the most free places (parcels spread out, so a shopkeeper finds
     them quickly), then the label, for a stable answer."""
-    need = class_rank(size_classes, parcel_class)
+    ranks = class_ranks(size_classes)  # once: every shelf is ranked by its class
+    need = ranks[parcel_class]
     candidates = [
         s for s in slots
-        if s.free > 0 and class_rank(size_classes, s.size_class) >= need and takes(s, keep_cold)
+        if s.free > 0 and ranks[s.size_class] >= need and takes(s, keep_cold)
     ]
     if not candidates:
         return None
     return min(
         candidates,
-        key=lambda s: (s.refrigerated and not keep_cold,
-                       class_rank(size_classes, s.size_class), -s.free, s.label),
+        key=lambda s: (s.refrigerated and not keep_cold, ranks[s.size_class], -s.free, s.label),
     )
 
 

@@ -185,7 +185,7 @@ def parcel_dims(ctx: Ctx, parcel: Parcel) -> sizing.Dims:
     if parcel.height_mm and parcel.width_mm and parcel.depth_mm:
         return (parcel.height_mm, parcel.width_mm, parcel.depth_mm)
     classes = ctx.settings.size_classes
-    size_class = parcel.size_class or min(classes, key=lambda c: sizing.class_rank(classes, c))
+    size_class = parcel.size_class or sizing.smallest_class(classes)
     return classes[size_class]
 
 
@@ -250,9 +250,7 @@ def free_doors_left(ctx: Ctx, session: Session, site: Site, promised: Sequence[P
     """Free doors per size class once each parcel ``promised`` a door has taken its own: the
     locker's room per size class, as the reroute planner counts it."""
     left = _free_left(ctx, session, site, promised)
-    return {size: left.count(size) for size in
-            sorted(ctx.settings.size_classes,
-                   key=lambda c: sizing.class_rank(ctx.settings.size_classes, c))}
+    return {size: left.count(size) for size in sizing.class_ranks(ctx.settings.size_classes)}
 
 
 def _free_left(ctx: Ctx, session: Session, site: Site, promised: Sequence[Parcel]

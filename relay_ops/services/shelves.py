@@ -61,8 +61,7 @@ def _shelf_slots(site: Site, day: date) -> list[sizing.ShelfSlot]:
 
 
 def class_of(ctx: Ctx, parcel: Parcel) -> str:
-    classes = ctx.settings.size_classes
-    return parcel.size_class or min(classes, key=lambda c: sizing.class_rank(classes, c))
+    return parcel.size_class or sizing.smallest_class(ctx.settings.size_classes)
 
 
 def shelf_takes(ctx: Ctx, session: Session, site: Site, parcel: Parcel) -> bool:
