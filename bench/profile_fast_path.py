@@ -12,6 +12,11 @@ printed for each phase: the web side only (PostgreSQL's backends are another pro
 ``bench/fast_path.py`` measures both under gunicorn). Flask's test client adds its own WSGI
 environ building, a little more than a real server's.
 
+``--refused SHARE``: that share of the check-ins is refused (a number no carrier announced:
+409), each followed by a check-in that succeeds; a refusal rolls its transaction back, which
+once made the connection plan every statement again (relay_ops/db/keep_prepared.py).
+PostgreSQL's CPU per request is printed too, from the benchmark database's backends (/proc).
+
 ``--round-trips``: every pooled connection is traced by libpq, and each phase also prints the
 client's round trips to PostgreSQL per request (each extended-protocol ``Sync`` or simple
 ``Query`` it sent: statements, ``BEGIN``, ``COMMIT``, pings), a count load does not blur.
@@ -111,11 +116,27 @@ class RoundTrips:
         return sent
 
 
+def postgres_cpu() -> float:
+    """CPU seconds of the PostgreSQL backends connected to the benchmark database."""
+    from bench.checkin import cpu_seconds, pids_named
+
+    total = 0.0
+    for pid in pids_named("postgres"):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if f" {DATABASE} " in title:
+            total += cpu_seconds(pid)
+    return total
+
+
 def timed(name: str, n: int, one: Callable[[int], Any], profile: bool,
           trips: RoundTrips | None = None) -> None:
     # CPU time, not wall: waiting for PostgreSQL is not the web process's cost.
     profiler = cProfile.Profile(time.process_time) if profile else None
     sent0 = trips.count() if trips else 0
+    pg0 = postgres_cpu()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
@@ -124,8 +145,10 @@ def timed(name: str, n: int, one: Callable[[int], Any], profile: bool,
     if profiler:
         profiler.disable()
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    pg = postgres_cpu() - pg0
     print(f"{name}: {n} requests, web CPU {1000 * cpu / n:.2f} ms/request, "
-          f"wall {1000 * wall / n:.2f} ms/request", flush=True)
+          f"PostgreSQL CPU {1000 * pg / n:.2f} ms/request, wall {1000 * wall / n:.2f} "
+          "ms/request", flush=True)
     if trips:
         print(f"{name}: {(trips.count() - sent0) / n:.1f} round trips to PostgreSQL per "
               "request (new connections' setup included)", flush=True)
@@ -142,6 +165,8 @@ def main() -> None:
     parser.add_argument("--round-trips", action="store_true",
                         help="count the round trips to PostgreSQL per request (libpq trace)")
     parser.add_argument("--admin-url", default=ADMIN)
+    parser.add_argument("--refused", type=float, default=0.0,
+                        help="share of check-ins refused (unannounced numbers), 0 to 1")
     parser.add_argument("--no-analyze", action="store_true",
                         help="leave the tables without statistics (a database just migrated)")
     args = parser.parse_args()
@@ -156,12 +181,22 @@ def main() -> None:
         analyze(url)
     ids: list[int] = []
 
+    every = round(1 / args.refused) if args.refused else 0
+    refused = 0
+
     def check_in(i: int) -> None:
+        nonlocal refused
+        if every and i % every == 0:
+            response = world.check_in(f"NOTANNOUNCED{i:06d}")
+            assert response.status_code == 409, response.json
+            refused += 1
         response = world.check_in(numbers[i])
         assert response.status_code == 201, response.json
         ids.append(response.json["parcel"]["id"])
 
-    timed("check-in", n, check_in, args.profile, trips)
+    timed("check-in" + (f" (and before 1 in {every}, a refused one: its cost counted in)"
+                        if every else ""), n,
+          check_in, args.profile, trips)
     codes = [world.code_of(pid) for pid in ids]
 
     def pick_up(i: int) -> None:

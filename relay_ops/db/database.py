@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from relay_ops.clock import Clock, system_clock
-from relay_ops.db import local_date
+from relay_ops.db import keep_prepared, local_date
 from relay_ops.db.direct import Prebuilt
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -63,6 +63,7 @@ class Database:
             # short; JIT pays only on long analytical queries.
             options.setdefault("connect_args", {"options": "-c jit=off"})
             engine = create_engine(url, **options)
+            _keep_prepared_on_rollback(engine)
             if not options.get("pool_pre_ping"):
                 _ping_when_idle(engine, lambda: self.ping_after_idle_s)
         else:
@@ -151,6 +152,15 @@ def _ping_when_idle(engine: Engine, idle_after_s: Callable[[], float]) -> None:
             engine.dialect.do_ping(dbapi)
         except engine.dialect.loaded_dbapi.Error as error:
             raise exc.InvalidatePoolError(f"idle connection dead: {error}") from error
+
+
+def _keep_prepared_on_rollback(engine: Engine) -> None:
+    """Each new connection a :class:`keep_prepared.KeepsPreparedOnRollback` (a refused
+    request's rollback no longer makes the connection plan every statement again)."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        return keep_prepared.connect(*cargs, **cparams)
 
 
 def session_now(session: Session) -> Any:

@@ -1,0 +1,44 @@
+"""PostgreSQL connections that keep their prepared statements when a transaction is rolled
+back (issue 15).
+
+psycopg prepares a statement on a connection at its fifth run, and PostgreSQL then plans it
+once for many runs instead of at every run. But psycopg's ``Connection.rollback()``
+deallocates every statement the connection prepared (psycopg/_connection_base.py: a
+rolled-back transaction may have dropped and re-created an object they name). In RelayOps a
+rollback is a refused request: a parcel not announced here, an ambiguous number, a code not
+found. After each one, the connection parsed and planned every statement again for its next
+runs: measured in process, 5 % of check-ins refused raised PostgreSQL's CPU per request from
+2.0 to 3.3 ms, 20 % to 4.3 ms (docs/benchmarks.md, "After a rollback").
+
+The pooled connections of RelayOps never change the schema (migrations run on a connection
+of their own), so nothing a rolled-back transaction did can invalidate a prepared statement;
+PostgreSQL itself re-plans a prepared statement whose tables changed. Their rollback sends
+``ROLLBACK`` through libpq directly, which leaves psycopg's record of what is prepared, and
+the server's prepared statements, as they were. Anything unusual (a closed or broken
+connection, an error from the server) goes to psycopg's own rollback, which reports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+
+class KeepsPreparedOnRollback(psycopg.Connection[Any]):
+    """A psycopg connection whose rollback keeps the statements it prepared."""
+
+    def rollback(self) -> None:
+        if self.closed or self.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+            super().rollback()  # nothing to roll back, or psycopg's own error
+            return
+        with self.lock:
+            result = self.pgconn.exec_(b"ROLLBACK")
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            super().rollback()  # psycopg raises the error it finds
+
+
+def connect(*cargs: Any, **cparams: Any) -> KeepsPreparedOnRollback:
+    """SQLAlchemy's ``do_connect`` hook: the dialect's connection arguments, this class."""
+    return KeepsPreparedOnRollback.connect(*cargs, **cparams)

@@ -1,0 +1,83 @@
+"""A refused request's rollback keeps the connection's prepared statements (issue 15,
+relay_ops/db/keep_prepared.py): psycopg's own rollback deallocated them all, and the
+connection then parsed and planned every statement again for its next runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from relay_ops.db.keep_prepared import KeepsPreparedOnRollback
+from relay_ops.services.context import Ctx
+from tests.support import World
+
+pytestmark = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+
+
+def prepared_on(ctx: Ctx) -> set[str]:
+    """The statements prepared on the pool's connection (the tests run one at a time, so the
+    pool lends the same one again)."""
+    with ctx.db.engine.connect() as conn:
+        return {row[0] for row in conn.execute(text("SELECT statement FROM pg_prepared_statements"))}
+
+
+def test_the_pool_lends_connections_that_keep_their_prepared_statements(ctx: Ctx) -> None:
+    with ctx.db.engine.connect() as conn:
+        assert isinstance(conn.connection.driver_connection, KeepsPreparedOnRollback)
+
+
+def test_a_rolled_back_transaction_is_undone_and_the_prepared_statements_stay(
+        ctx: Ctx) -> None:
+    for _ in range(6):  # psycopg prepares at the fifth run
+        with ctx.db.transaction() as session:
+            session.execute(text("SELECT count(*) FROM carriers WHERE code = :c"), {"c": "x"})
+    before = prepared_on(ctx)
+    assert any("FROM carriers" in s for s in before)
+
+    class Refused(Exception):
+        pass
+
+    with pytest.raises(Refused), ctx.db.transaction() as session:
+        session.execute(text("INSERT INTO failed_attempts (scope, key, at) "
+                             "VALUES ('test', 'gone', now())"))
+        raise Refused
+    assert prepared_on(ctx) >= before
+    with ctx.db.transaction() as session:
+        assert session.execute(text("SELECT count(*) FROM failed_attempts WHERE key = 'gone'")
+                               ).scalar_one() == 0  # undone
+
+
+def test_after_a_refused_check_in_the_next_one_runs_prepared_statements(world: World) -> None:
+    for n in range(6):
+        assert world.announce(f"ACME0000{n:04d}").status_code == 201
+        assert world.check_in(f"ACME0000{n:04d}").status_code == 201
+    before = prepared_on(world.ctx)
+    assert any("FOR UPDATE OF sites" in s for s in before)  # the check-in's shop statement
+    refused = world.check_in("NOTANNOUNCED1")
+    assert refused.status_code == 409, refused.json
+    assert prepared_on(world.ctx) >= before
+
+
+def test_a_rollback_on_a_dead_connection_still_fails_as_psycopg_fails(ctx: Ctx) -> None:
+    url = ctx.db.url.replace("postgresql+psycopg://", "postgresql://")
+    conn = KeepsPreparedOnRollback.connect(url)
+    conn.execute("SELECT 1")  # a transaction open
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+    with pytest.raises(psycopg.OperationalError):
+        conn.rollback()
+    conn.close()
+    with pytest.raises(psycopg.OperationalError):
+        conn.rollback()  # closed: psycopg's own answer
+
+
+def test_a_rollback_outside_a_transaction_does_nothing(ctx: Ctx) -> None:
+    url = ctx.db.url.replace("postgresql+psycopg://", "postgresql://")
+    with KeepsPreparedOnRollback.connect(url) as conn:
+        conn.rollback()
+        row: Any = conn.execute("SELECT 1").fetchone()
+        assert row == (1,)
