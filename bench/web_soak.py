@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     slices = max(1, round(args.minutes * 60 / args.slice_s))
     args.announced = int(args.rate * args.slice_s * slices / 2 * 1.1) + 100
     world, seeded = fast_path.fresh_world(args, config, db_url, args.on_hand)
+    world = replace(world, site_ids=seeded.site_ids)  # the shop measured, not the other one
     print(f"seeded: {seeded.on_hand} on hand, {seeded.announced} announced", flush=True)
     server = checkin.start_server("relayops", "relay_ops:create_app()", args.port, args, env,
                                   logdir)

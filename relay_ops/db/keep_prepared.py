@@ -10,12 +10,14 @@ found. After each one, the connection parsed and planned every statement again f
 runs: measured in process, 5 % of check-ins refused raised PostgreSQL's CPU per request from
 2.0 to 3.3 ms, 20 % to 4.3 ms (docs/benchmarks.md, "After a rollback").
 
-The pooled connections of RelayOps never change the schema (migrations run on a connection
-of their own), so nothing a rolled-back transaction did can invalidate a prepared statement;
-PostgreSQL itself re-plans a prepared statement whose tables changed. Their rollback sends
-``ROLLBACK`` through libpq directly, which leaves psycopg's record of what is prepared, and
-the server's prepared statements, as they were. Anything unusual (a closed or broken
-connection, an error from the server) goes to psycopg's own rollback, which reports it.
+RelayOps changes its schema only by migrations, run by the CLI before it does anything else
+(``relay-ops db upgrade``, the demo's setup); a migration that fails ends the process. So no
+transaction a connection rolls back has dropped and re-created what a prepared statement
+names; and PostgreSQL itself re-plans a prepared statement whose tables changed. Their
+rollback sends ``ROLLBACK`` through libpq directly, which leaves psycopg's record of what is
+prepared, and the server's prepared statements, as they were. Anything unusual (a closed or
+broken connection, an error from the server) goes to psycopg's own rollback, which reports
+it.
 """
 
 from __future__ import annotations
