@@ -5,7 +5,7 @@ the very statements RelayOps runs for a check-in and for a pickup by code, and n
 
 ``bench/bare_app.py`` measures a framework with one ``INSERT``; this measures the same round
 trips as the product (the SQL text below is what ``tests/integration/test_fast_path_statements``
-counts, as SQLAlchemy renders it for PostgreSQL, copied at git ``916047d``), on psycopg's
+counts, as SQLAlchemy renders it for PostgreSQL, copied at git ``1f672c7``), on psycopg's
 cursor with the driver's own prepared statements, one connection per thread, and the least
 Python around them that still does the work: the bearer token checked against its hash, the
 recipient's key and the new code hashed as the product does (``relay_ops.domain.credentials``,
@@ -209,9 +209,11 @@ FROM parcels LEFT OUTER JOIN carriers ON carriers.id = parcels.carrier_id
 LEFT OUTER JOIN locations ON locations.id = parcels.location_id
 LEFT OUTER JOIN credential_parcels AS credential_parcels_1
  ON credential_parcels_1.parcel_id = parcels.id
+ AND credential_parcels_1.parcel_id = ANY(ARRAY(SELECT credential_parcels.parcel_id
+  FROM credential_parcels WHERE credential_parcels.credential_id = %(credential_id)s::INTEGER))
 LEFT OUTER JOIN pickup_credentials ON pickup_credentials.id = credential_parcels_1.credential_id
-WHERE parcels.id IN (SELECT credential_parcels.parcel_id FROM credential_parcels
- WHERE credential_parcels.credential_id = %(credential_id)s::INTEGER)
+WHERE parcels.id = ANY(ARRAY(SELECT credential_parcels.parcel_id FROM credential_parcels
+ WHERE credential_parcels.credential_id = %(credential_id)s::INTEGER))
 ORDER BY parcels.id, pickup_credentials.id FOR UPDATE OF parcels"""
 
 CODE_SPENT = """UPDATE pickup_credentials SET used_at = %(at)s::TIMESTAMPTZ
