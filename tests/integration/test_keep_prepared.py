@@ -19,10 +19,12 @@ pytestmark = pytest.mark.parametrize(
 
 
 def prepared_on(ctx: Ctx) -> set[str]:
-    """The statements prepared on the pool's connection (the tests run one at a time, so the
-    pool lends the same one again)."""
+    """The statements prepared on the pool's connection: its only one (the tests empty the
+    pool first and use it one request at a time), so the one the requests used."""
+    assert ctx.db.engine.pool.checkedin() == 1  # type: ignore[attr-defined]
     with ctx.db.engine.connect() as conn:
-        return {row[0] for row in conn.execute(text("SELECT statement FROM pg_prepared_statements"))}
+        rows = conn.execute(text("SELECT statement FROM pg_prepared_statements"))
+        return {row[0] for row in rows}
 
 
 def test_the_pool_lends_connections_that_keep_their_prepared_statements(ctx: Ctx) -> None:
@@ -32,6 +34,7 @@ def test_the_pool_lends_connections_that_keep_their_prepared_statements(ctx: Ctx
 
 def test_a_rolled_back_transaction_is_undone_and_the_prepared_statements_stay(
         ctx: Ctx) -> None:
+    ctx.db.dispose()
     for _ in range(6):  # psycopg prepares at the fifth run
         with ctx.db.transaction() as session:
             session.execute(text("SELECT count(*) FROM carriers WHERE code = :c"), {"c": "x"})
@@ -52,6 +55,7 @@ def test_a_rolled_back_transaction_is_undone_and_the_prepared_statements_stay(
 
 
 def test_after_a_refused_check_in_the_next_one_runs_prepared_statements(world: World) -> None:
+    world.ctx.db.dispose()
     for n in range(6):
         assert world.announce(f"ACME0000{n:04d}").status_code == 201
         assert world.check_in(f"ACME0000{n:04d}").status_code == 201
