@@ -102,13 +102,13 @@ def plan_of(ctx: Ctx, statement: str, parameters: Any, mode: str) -> dict[str, A
         connection = raw.driver_connection
         assert connection is not None
         connection.execute(f"SET LOCAL plan_cache_mode = {mode}")
-        [[plan]] = connection.execute(  # type: ignore[call-overload]
+        [[plan]] = connection.execute(
             "EXPLAIN (FORMAT JSON) " + statement, parameters, prepare=True).fetchall()
     finally:
         raw.rollback()
         raw.close()
     plan = plan if isinstance(plan, list) else json.loads(plan)
-    return plan[0]["Plan"]  # type: ignore[no-any-return]
+    return plan[0]["Plan"]
 
 
 def reads_of_growing_tables(plan: dict[str, Any], big: set[str]) -> list[str]:
