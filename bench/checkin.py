@@ -381,6 +381,17 @@ def verify(db_url: str, phases: list[Phase], world: seed.World) -> dict[str, Any
 # ---------------------------------------------------------------- the run
 
 
+def provenance(started: datetime) -> dict[str, Any]:
+    """What every result file starts with: when, the command, the machine, the commit."""
+    return {
+        "started": started.isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine(),
+        "git_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                                     capture_output=True, text=True).stdout.strip(),
+    }
+
+
 def machine() -> dict[str, Any]:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.M)
@@ -531,12 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     for p in phases:
         p.__dict__.pop("ok_numbers", None)
     result = {
-        "started": started.isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
+        **provenance(started),
         "app_module": app_module,
-        "git_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                     capture_output=True, text=True).stdout.strip(),
         "settings": {"gunicorn": gunicorn_settings(args), "shops": args.shops,
                      "wrk": f"-t {args.wrk_threads} -c {args.connections}",
                      "duration_s": args.duration, "parcels_announced": world.announced,

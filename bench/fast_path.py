@@ -589,11 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.append({"seeded": asdict(seeded), "phases": [_phase(p) for p in phases],
                      "manifest": manifest})
     result = {
-        "started": started.isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": checkin.machine(),
-        "git_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                     capture_output=True, text=True).stdout.strip(),
+        **checkin.provenance(started),
         "settings": {"gunicorn": checkin.gunicorn_settings(args), "duration_s": args.duration,
                      "wrk": f"-t {args.wrk_threads} -c {args.connections}"},
         "references": [_phase(p) for p in ref_phases],

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -129,11 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"worker {pid} grew {100 * g['growth']:.1f} % "
                             f"({g['first_mb']} -> {g['last_mb']} MB)")
     result = {
-        "started": started.isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": checkin.machine(),
-        "git_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                     capture_output=True, text=True).stdout.strip(),
+        **checkin.provenance(started),
         "settings": {"gunicorn": checkin.gunicorn_settings(args), "rate": args.rate,
                      "minutes": args.minutes, "slice_s": args.slice_s,
                      "on_hand": args.on_hand},
