@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, Table, insert, text
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state
 
 from relay_ops.db.models import Base
 
@@ -40,13 +41,15 @@ def insert_objects(session: Session, objects: Sequence[Base]) -> None:
     context = _DefaultContext(session.connection())
     rows = []
     for obj, id_ in zip(objects, ids, strict=True):
-        setattr(obj, key.key, id_)
-        row = {}
+        # The values go straight into the object's state, as a load puts them: through the
+        # attributes (history, events) it was 225,000 instrumented sets for a manifest of
+        # 5,000 parcels, a third of its CPU; make_transient_to_detached below commits them.
+        values = instance_state(obj).dict
+        values[key.key] = id_
         for column in table.columns:
-            value = _value_or_default(obj, column, context)
-            setattr(obj, column.key, value)
-            row[column.key] = value
-        rows.append(row)
+            if column.key not in values:
+                values[column.key] = _default(column, context)
+        rows.append({column.key: values[column.key] for column in table.columns})
     insert_rows(session, type(objects[0]), rows)
     for obj in objects:
         make_transient_to_detached(obj)
@@ -93,9 +96,8 @@ class _DefaultContext:
     connection: Any
 
 
-def _value_or_default(obj: Base, column: Column[Any], context: _DefaultContext) -> Any:
-    if column.key in obj.__dict__:
-        return obj.__dict__[column.key]
+def _default(column: Column[Any], context: _DefaultContext) -> Any:
+    """The column's Python-side default (None: none), as the ORM's INSERT would apply it."""
     default = column.default
     if default is None:
         return None

@@ -4,8 +4,9 @@ SQLite (the ORM's own path) and on PostgreSQL (one array per column, unnested)."
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from relay_ops.db import bulk
 from relay_ops.db.models import Parcel, ParcelEvent
@@ -30,6 +31,19 @@ def test_objects_get_ids_defaults_and_stay_in_the_session(ctx: Ctx, world: World
         assert len(set(ids)) == 300 and all(isinstance(i, int) for i in ids)
         # attached as loaded rows: changing one writes an UPDATE, not a second INSERT
         assert all(p in session and not session.is_modified(p) for p in parcels)
+        # every column loaded, defaults included: reading them runs no statement
+        seen: list[str] = []
+
+        def keep(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            seen.append(statement)
+
+        event.listen(ctx.db.engine, "before_cursor_execute", keep)
+        try:
+            assert (parcels[1].created_at, parcels[1].direction) == (ctx.now(), "inbound")
+            assert parcels[1].holding_deadline is None and parcels[1].extended is False
+        finally:
+            event.remove(ctx.db.engine, "before_cursor_execute", keep)
+        assert seen == []
         parcels[0].state = "ready_for_pickup"
     with ctx.db.read() as session:
         rows = {p.id: p for p in session.scalars(select(Parcel).where(Parcel.id.in_(ids)))}
