@@ -89,6 +89,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
+def backends_of(database: str) -> list[int]:
+    """The PostgreSQL backends connected to ``database`` (their process titles name it); a
+    shared server runs other people's databases."""
+    found = []
+    for pid in pids_named("postgres"):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if f" {database} " in title:
+            found.append(pid)
+    return found
+
+
 def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -219,19 +219,8 @@ class DatabaseWatch(Watch):
 
     def snapshot(self) -> dict[str, float]:
         snap = super().snapshot()
-        snap["postgres"] = sum(checkin.cpu_seconds(p) for p in self._backends())
+        snap["postgres"] = sum(checkin.cpu_seconds(p) for p in checkin.backends_of(self.database))
         return snap
-
-    def _backends(self) -> list[int]:
-        found = []
-        for pid in checkin.pids_named("postgres"):
-            try:
-                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if f" {self.database} " in title:
-                found.append(pid)
-        return found
 
 
 def run_wrk_pickup(server: Server, args: argparse.Namespace, token: str, codes: Path,

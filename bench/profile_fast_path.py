@@ -118,17 +118,9 @@ class RoundTrips:
 
 def postgres_cpu() -> float:
     """CPU seconds of the PostgreSQL backends connected to the benchmark database."""
-    from bench.checkin import cpu_seconds, pids_named
+    from bench.checkin import backends_of, cpu_seconds
 
-    total = 0.0
-    for pid in pids_named("postgres"):
-        try:
-            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if f" {DATABASE} " in title:
-            total += cpu_seconds(pid)
-    return total
+    return sum(cpu_seconds(pid) for pid in backends_of(DATABASE))
 
 
 def timed(name: str, n: int, one: Callable[[int], Any], profile: bool,
