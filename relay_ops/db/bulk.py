@@ -46,10 +46,12 @@ def insert_objects(session: Session, objects: Sequence[Base]) -> None:
         # 5,000 parcels, a third of its CPU; make_transient_to_detached below commits them.
         values = instance_state(obj).dict
         values[key.key] = id_
+        row = {}
         for column in table.columns:
             if column.key not in values:
                 values[column.key] = _default(column, context)
-        rows.append({column.key: values[column.key] for column in table.columns})
+            row[column.key] = values[column.key]
+        rows.append(row)
     insert_rows(session, type(objects[0]), rows)
     for obj in objects:
         make_transient_to_detached(obj)

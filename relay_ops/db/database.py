@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from relay_ops.clock import Clock, system_clock
-from relay_ops.db import keep_prepared, local_date
+from relay_ops.db import local_date
 from relay_ops.db.direct import Prebuilt
+from relay_ops.db.keep_prepared import KeepsPreparedOnRollback
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Where a pooled connection finds the clock that stamps the rows it writes (models.stamp_now).
@@ -155,12 +156,13 @@ def _ping_when_idle(engine: Engine, idle_after_s: Callable[[], float]) -> None:
 
 
 def _keep_prepared_on_rollback(engine: Engine) -> None:
-    """Each new connection a :class:`keep_prepared.KeepsPreparedOnRollback` (a refused
-    request's rollback no longer makes the connection plan every statement again)."""
+    """Each new connection a :class:`KeepsPreparedOnRollback`, made with the dialect's own
+    connection arguments (a refused request's rollback no longer makes the connection plan
+    every statement again)."""
 
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-        return keep_prepared.connect(*cargs, **cparams)
+        return KeepsPreparedOnRollback.connect(*cargs, **cparams)
 
 
 def session_now(session: Session) -> Any:

@@ -39,8 +39,3 @@ class KeepsPreparedOnRollback(psycopg.Connection[Any]):
             result = self.pgconn.exec_(b"ROLLBACK")
         if result.status != pq.ExecStatus.COMMAND_OK:
             super().rollback()  # psycopg raises the error it finds
-
-
-def connect(*cargs: Any, **cparams: Any) -> KeepsPreparedOnRollback:
-    """SQLAlchemy's ``do_connect`` hook: the dialect's connection arguments, this class."""
-    return KeepsPreparedOnRollback.connect(*cargs, **cparams)

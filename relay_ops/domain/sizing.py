@@ -45,10 +45,6 @@ def class_ranks(size_classes: Mapping[str, Dims]) -> dict[str, int]:
     return {name: rank for rank, name in enumerate(ordered)}
 
 
-def class_rank(size_classes: Mapping[str, Dims], name: str) -> int:
-    return class_ranks(size_classes)[name]
-
-
 def smallest_class(size_classes: Mapping[str, Dims]) -> str:
     """The class a parcel of unknown size is taken for."""
     return min(size_classes, key=lambda c: _volume(size_classes[c]))
