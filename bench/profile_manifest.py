@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/profile_manifest.py --on-hand 100000 --parcels 5000
     .venv/bin/python bench/profile_manifest.py --on-hand 100000 --parcels 5000 --profile
+    .venv/bin/python bench/profile_manifest.py --on-hand 1100 --parcels 5000 \
+        --capacity 100 --neighbours 10          # a whole area full: every parcel a reroute
 
 A fresh PostgreSQL database (``relayops_profile_manifest``) with one shop (room for every
 parcel, as in ``bench/fast_path.py``), ``--on-hand`` parcels on its shelves (announced through
@@ -13,6 +15,13 @@ announcement includes the saturation check (``reroute.check_manifest``: the fore
 touched site, computed and stored). With ``--analyze`` the tables are analysed after seeding,
 as autovacuum would have done on a live database: the planner's choices (and PostgreSQL's JIT
 compilation, which statistics can trigger) are then those of production.
+
+The hard case (``--capacity``, ``--neighbours``): each shop has ``--capacity`` places, and
+``--neighbours`` more shops stand within reach of the first (55 m apart, the shortest reach
+is 2 km), the ``--on-hand`` parcels spread over all of them. The manifest, all for the first
+shop, then saturates it: each parcel over its forecast's room is offered the neighbours (the
+carrier's default policy: a proposal with a place held), or, every neighbour full too, the
+no-room policy. The answer's count of reroutes is printed.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import cProfile
 import pstats
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -68,6 +78,16 @@ def shelve(ctx: Ctx, count: int) -> None:
         """))
 
 
+def crowd(ctx: Ctx, capacity: int) -> None:
+    """Each shop ``capacity`` places (over its four shelves), the shops 55 m apart in a row
+    from the first: all within the shortest reach of each other (2 km) up to 36 of them."""
+    with ctx.db.engine.begin() as connection:
+        connection.execute(text("UPDATE locations SET capacity = :each"),
+                           {"each": max(1, capacity // 4)})
+        connection.execute(text(
+            "UPDATE sites SET latitude = 47.5 + (id - (SELECT min(id) FROM sites)) * 0.0005"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--on-hand", type=int, default=100_000)
@@ -77,11 +97,17 @@ def main() -> None:
     parser.add_argument("--analyze", action="store_true",
                         help="ANALYZE the tables after seeding, as autovacuum would on a live "
                              "database (the default measures fresh tables, no statistics)")
+    parser.add_argument("--capacity", type=int, default=0,
+                        help="places per shop (default: room for every parcel)")
+    parser.add_argument("--neighbours", type=int, default=0,
+                        help="more shops within reach of the first, as full as it")
     args = parser.parse_args()
     seed.recreate_database(args.admin_url.replace("+psycopg", ""), DATABASE)
     url = args.admin_url.rsplit("/", 1)[0] + "/" + DATABASE
     world = seed.build({"DATABASE_URL": url, "LOG_LEVEL": "WARNING", "JOBS_IN_PROCESS": False,
-                        "NOTIFY_FILE_PATH": "/dev/null"}, shops=1)
+                        "NOTIFY_FILE_PATH": "/dev/null"}, shops=1 + args.neighbours)
+    if args.capacity:
+        crowd(world.ctx, args.capacity)
     ctx = Ctx(db=world.ctx.db, settings=world.ctx.settings,
               clock=lambda: NOW - timedelta(days=11))
     world.ctx = ctx
@@ -105,8 +131,9 @@ def main() -> None:
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     if status != 201 or answer["accepted"] != args.parcels:
         raise SystemExit(f"the manifest was not accepted whole: {status} {answer.get('rejected')}")
+    reroutes = Counter(r["reroute"]["status"] for r in answer["parcels"] if "reroute" in r)
     print(f"manifest of {args.parcels} with {args.on_hand} on hand: wall {wall:.2f} s, "
-          f"web CPU {cpu:.2f} s", flush=True)
+          f"web CPU {cpu:.2f} s; reroutes {dict(reroutes) or 'none'}", flush=True)
     if profiler:
         stats = pstats.Stats(profiler).strip_dirs()
         stats.sort_stats("cumulative").print_stats(35)

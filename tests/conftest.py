@@ -2,7 +2,7 @@
 
 Migrations run once per test session per backend. SQLite tests copy a migrated template file;
 PostgreSQL tests share one database created for the session and emptied after each test
-(TRUNCATE keeps real commits possible, which the race tests need).
+(emptying, not rolling back, keeps real commits possible, which the race tests need).
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from hypothesis import settings
-from sqlalchemy import create_engine, text
+from psycopg import sql
+from sqlalchemy import create_engine, make_url, text
 
 from relay_ops import cli, create_app
 from relay_ops.db import migrate
@@ -73,12 +75,30 @@ def pg_url() -> Iterator[str]:
     admin.dispose()
 
 
-def _truncate_all(url: str) -> None:
-    engine = create_engine(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    engine.dispose()
+# Children before their parents, so no foreign key is ever left pointing at a deleted row.
+_EMPTY_ORDER = [table.name for table in reversed(Base.metadata.sorted_tables)]
+
+
+def empty_database(url: str) -> None:
+    """Every table emptied and every sequence used since restarted, in one transaction.
+
+    DELETE, not TRUNCATE: the test tables hold a few rows, and TRUNCATE makes new files for
+    each table and index (35 tables: ~250 ms a test against ~15 ms, most of the PostgreSQL
+    tests' cost). One round trip: the statements go together in one simple query, which
+    psycopg sends as is when it has no parameters."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        used = connection.execute(
+            "SELECT schemaname, sequencename FROM pg_sequences WHERE last_value IS NOT NULL"
+        ).fetchall()
+        statements = [
+            sql.SQL("BEGIN"),
+            *(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)) for table in _EMPTY_ORDER),
+            *(sql.SQL("ALTER SEQUENCE {} RESTART").format(sql.Identifier(schema, sequence))
+              for schema, sequence in used),
+            sql.SQL("COMMIT"),
+        ]
+        connection.execute(sql.SQL("; ").join(statements))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -90,7 +110,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     else:
         url = request.getfixturevalue("pg_url")
         yield url
-        _truncate_all(url)
+        empty_database(url)
 
 
 @pytest.fixture

@@ -83,6 +83,10 @@ _EXHAUSTED: WeakKeyDictionary[Planner, dict[tuple[str, int, date], str]] = WeakK
 # Likewise, the day the last parcel of a site and day was held until: the days before it were
 # at risk with one parcel fewer, so the next parcel's search starts there.
 _HELD_UNTIL: WeakKeyDictionary[Planner, dict[tuple[int, date], date]] = WeakKeyDictionary()
+# And the policy of each carrier and site, read once per announcement (a manifest for a full
+# area asks it for every parcel; the operator changes policies in transactions of their own).
+_POLICIES: WeakKeyDictionary[Planner, dict[tuple[int, int], NoRoomPolicy | None]] = (
+    WeakKeyDictionary())
 
 
 @dataclass
@@ -107,8 +111,11 @@ def decide(
     parcel: Parcel, site: Site, day: date, receiving: set[int], move: Move,
 ) -> dict[str, Any]:
     """The answer for this parcel in the manifest's reply (``reroute``), once decided."""
+    policies = _POLICIES.setdefault(planner, {})
+    if (carrier.id, site.id) not in policies:
+        policies[(carrier.id, site.id)] = policy_for(session, carrier.id, site)
     case = Case(ctx, session, planner, actor, carrier, parcel, site, day,
-                policy_for(session, carrier.id, site), receiving, move)
+                policies[(carrier.id, site.id)], receiving, move)
     tried: list[dict[str, str]] = []
     exhausted = _EXHAUSTED.setdefault(planner, {})
     for step in case.policy.steps if case.policy else []:

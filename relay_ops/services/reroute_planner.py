@@ -72,6 +72,9 @@ class Planner:
         # asked before its forecast is read (a site full now is neither read nor offered).
         self.takes_now: Callable[[Site], bool] | None = None
         self.near: dict[int, list[Site]] = {}  # per origin: the open sites of its box
+        # Each outlook computed, by site, day and parcels added, with the inputs it came from.
+        self.outlooks: dict[tuple[int, date, int],
+                            tuple[model.SiteInputs, model.DayForecast | None]] = {}
 
     def promised(self, site: Site, day: date) -> int:
         """Places promised at ``site`` for ``day`` (reservations) that its inputs, read
@@ -103,6 +106,18 @@ class Planner:
             self.inputs[site.id] = forecast.inputs_for(self.ctx, self.session, site)
         inputs = self.inputs[site.id]
         extra += self.promised(site, day)
+        # The forecast is a function of its inputs alone: a big manifest for a full area asks
+        # each neighbour the same question for each parcel it cannot place (5,000 parcels x
+        # 10 neighbours), and the answer changes only when a place is promised there.
+        known = self.outlooks.get((site.id, day, extra))
+        if known is not None and known[0] is inputs:
+            return known[1]
+        outlook = self._outlook(inputs, day, extra)
+        self.outlooks[(site.id, day, extra)] = (inputs, outlook)
+        return outlook
+
+    def _outlook(self, inputs: model.SiteInputs, day: date, extra: int
+                 ) -> model.DayForecast | None:
         announced = list(inputs.announced)
         if extra >= 0:
             announced += [model.Arrival(day, self.ctx.settings.forecast.show_rate)] * extra

@@ -27,7 +27,7 @@ from relay_ops import create_app
 from relay_ops.db.models import Notification, OutboxMessage, Parcel, ParcelEvent
 from relay_ops.worker import relay
 from relay_ops.worker.config import JobsConfig
-from tests.conftest import _truncate_all
+from tests.conftest import empty_database
 from tests.e2e.jobs_processes import RedisServer, RelayOpsProcess, children, wait_for
 from tests.integration.notifications.notify_servers import SmsGateway, SmtpServer, free_port
 from tests.integration.rq_jobs.conftest import SHARED_REDIS, forget_prefix
@@ -96,7 +96,7 @@ def stacks(pg_url: str) -> Iterator[list[Stack]]:
     yield built
     for stack in built:
         stack.app.extensions["relay_ops"].db.dispose()
-    _truncate_all(pg_url)
+    empty_database(pg_url)
 
 
 def set_parcel(stack: Stack, parcel_id: int, **values: Any) -> None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import create_engine, literal, select, text
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, func, literal, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from relay_ops.db.direct import Prebuilt
+from relay_ops.db.models import Base, ParcelEvent
 from relay_ops.services.context import Ctx
+from tests.conftest import empty_database
+from tests.support import make_world
 
 ONE = Prebuilt(lambda: select(literal(1)))
 
@@ -69,3 +73,23 @@ def test_a_connection_in_steady_use_is_not_pinged(ctx: Ctx) -> None:
     assert failed.value.connection_invalidated
     with ctx.db.transaction() as session:
         assert session.execute(text("SELECT 1")).scalar() == 1
+
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_the_tests_emptying_leaves_no_row_and_restarts_every_id(
+        ctx: Ctx, client: FlaskClient, pg_url: str) -> None:
+    """tests/conftest.py empties the shared test database after each PostgreSQL test: the
+    next test must find it as new, every table empty and ids from 1 again."""
+    world = make_world(ctx, client)
+    world.ready("EMPTY0000001")
+    with ctx.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(ParcelEvent)) > 0
+    ctx.db.dispose()
+
+    empty_database(pg_url)
+
+    with ctx.db.read() as session:
+        for table in Base.metadata.sorted_tables:
+            assert session.scalar(select(func.count()).select_from(table)) == 0, table.name
+    assert make_world(ctx, client).shop_id == 1
