@@ -3,13 +3,16 @@
 carrier, the operator and the resident each see the decision (docs/overflow.md)."""
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from relay_ops.db.models import NoRoomDecision, Notification, Parcel
+from relay_ops.domain import forecast as forecast_model
 from relay_ops.services import accounts, site_search, staff_sign_in
 from relay_ops.services.principal import SYSTEM
 from relay_ops.services.resident import tracking_token
@@ -43,6 +46,18 @@ def set_policy(world: World, **body: Any) -> Any:
 def flagged(answer: Any) -> list[dict[str, Any]]:
     """The parcels of a manifest's answer that the site had no room for."""
     return [p for p in answer["parcels"] if "saturation" in p]
+
+
+def statements_naming(world: World, text: str) -> Callable[[], int]:
+    """A count, from now on, of the statements sent to the database that contain ``text``."""
+    seen = Counter[str]()
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if text in statement:
+            seen[text] += 1
+
+    event.listen(world.ctx.db.engine, "before_cursor_execute", count)
+    return lambda: seen[text]
 
 
 def events_of(world: World, parcel_id: int) -> list[dict[str, Any]]:
@@ -345,3 +360,32 @@ def test_a_full_shop_names_a_storage_site_only_in_its_season(world: World) -> No
     again = world.check_in(numbers[5])
     assert is_problem(again, 409, "site-at-capacity")
     assert again.json["nearest_site"]["code"] == "ouvert"
+
+
+def test_a_manifest_for_a_full_area_weighs_each_neighbour_once_not_once_per_parcel(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hard case of a big manifest: the shop and every neighbour within reach full. Each
+    parcel over the shop's room asks each neighbour the same question; its forecast runs again
+    only when a place was promised there (none is), and the operator's policy is read once:
+    what the manifest costs grows with its parcels' rows, not parcels x neighbours forecasts
+    (bench/profile_manifest.py --capacity --neighbours measures it)."""
+    for n in range(3):
+        near_shop(world, f"pres{n}", capacity=1)
+        announce_many(world.carrier, 4, site=f"pres{n}", prefix=f"PRE{n}", reference=f"PRE-{n}")
+    set_policy(world, steps=["storage", "home"], home_size_classes=["S"])
+    forecasts = Counter[str]()
+    run_forecast = forecast_model.forecast
+
+    def counted(inputs: forecast_model.SiteInputs) -> list[forecast_model.DayForecast]:
+        forecasts["runs"] += 1
+        return run_forecast(inputs)
+
+    monkeypatch.setattr(forecast_model, "forecast", counted)
+    policy_reads = statements_naming(world, "FROM no_room_policies")
+    parcels = flagged(announce_many(world.carrier, 60))
+    assert len(parcels) > 40
+    assert all(p["reroute"]["status"] == "no-alternative" for p in parcels)
+    assert policy_reads() == 1
+    # the shop's bisection (log2 of 60), each neighbour once, the stored forecasts
+    assert forecasts["runs"] <= 20, forecasts
