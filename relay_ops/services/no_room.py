@@ -39,6 +39,7 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy.orm import Session
 
+from relay_ops.db import bulk
 from relay_ops.db.models import Carrier, NoRoomDecision, NoRoomPolicy, Parcel, RerouteProposal, Site
 from relay_ops.domain import forecast as model
 from relay_ops.domain import no_room as rules
@@ -87,6 +88,10 @@ _HELD_UNTIL: WeakKeyDictionary[Planner, dict[tuple[int, date], date]] = WeakKeyD
 # area asks it for every parcel; the operator changes policies in transactions of their own).
 _POLICIES: WeakKeyDictionary[Planner, dict[tuple[int, int], NoRoomPolicy | None]] = (
     WeakKeyDictionary())
+# The "none" decisions of an announcement that batches them, not yet written, each with the
+# answer that shows it (``batch_decisions``).
+_BATCHES: WeakKeyDictionary[Planner, list[tuple[Case, NoRoomDecision, dict[str, Any]]]] = (
+    WeakKeyDictionary())
 
 
 @dataclass
@@ -126,36 +131,78 @@ def decide(
         if step != rules.HOME:  # home depends on the parcel, not on the room left
             exhausted[key] = outcome
         tried.append({"step": step, "why": outcome})
-    decision = _record(case, "none", tried)
     why = "; ".join(t["why"] for t in tried) if tried else "no no-room policy applies"
-    return {"status": "no-alternative",
-            "detail": f"no open site with room within reach that day ({why}); the parcel stays",
-            "decision": decision_view(decision)}
+    answer = {"status": "no-alternative",
+              "detail": f"no open site with room within reach that day ({why}); the parcel stays"}
+    decision = _decision_row(case, "none", tried)
+    batch = _BATCHES.get(planner)
+    if batch is None:
+        session.add(decision)
+        session.flush()
+        _shown(case, decision, answer)
+    else:
+        batch.append((case, decision, answer))
+    return answer
+
+
+def batch_decisions(planner: Planner) -> None:
+    """From now on, the parcels ``planner`` finds no place for are recorded together by
+    :func:`record_batched` (a manifest's: thousands of parcels for a full area, one row
+    each), not one flush each."""
+    _BATCHES[planner] = []
+
+
+def record_batched(session: Session, planner: Planner) -> None:
+    """The batched decisions written (one INSERT, ``db/bulk.py``), then their events and
+    answers."""
+    batch = _BATCHES.pop(planner, [])
+    bulk.insert_objects(session, [decision for _, decision, _ in batch])
+    for case, decision, answer in batch:
+        _shown(case, decision, answer)
+
+
+def _shown(case: Case, decision: NoRoomDecision, answer: dict[str, Any]) -> None:
+    """A "none" decision, written: its event, and its view in the parcel's answer."""
+    _decision_event(case, decision)
+    answer["decision"] = decision_view(decision)
 
 
 def _record(case: Case, step: str, tried: list[dict[str, str]], *,
             to_site: Site | None = None, hold_until: date | None = None) -> NoRoomDecision:
     """The decision's row and its event in the parcel's history."""
+    decision = _decision_row(case, step, tried, to_site=to_site, hold_until=hold_until)
+    case.session.add(decision)
+    case.session.flush()
+    _decision_event(case, decision)
+    return decision
+
+
+def _decision_row(case: Case, step: str, tried: list[dict[str, str]], *,
+                  to_site: Site | None = None, hold_until: date | None = None
+                  ) -> NoRoomDecision:
     decision = NoRoomDecision(
         parcel_id=case.parcel.id, carrier_id=case.carrier.id,
         policy_id=case.policy.id if case.policy else None, site_id=case.site.id, day=case.day,
         step=step, to_site_id=to_site.id if to_site else None, hold_until=hold_until,
         tried=tried,
     )
-    case.session.add(decision)
-    case.session.flush()
+    return decision
+
+
+def _decision_event(case: Case, decision: NoRoomDecision) -> None:
+    """The decision in the parcel's history (written: it names the decision's id)."""
     if case.policy is None:
-        return decision  # nothing was decided for the parcel: its history says nothing new
-    data: dict[str, Any] = {"decision": decision.id, "step": step, "site": case.site.code,
-                            "day": case.day.isoformat(), "tried": [t["step"] for t in tried]}
-    if to_site is not None:
-        data["to_site"] = to_site.code
-    if hold_until is not None:
-        data["hold_until"] = hold_until.isoformat()
+        return  # nothing was decided for the parcel: its history says nothing new
+    data: dict[str, Any] = {
+        "decision": decision.id, "step": decision.step, "site": case.site.code,
+        "day": case.day.isoformat(), "tried": [t["step"] for t in decision.tried or []]}
+    if decision.to_site is not None:
+        data["to_site"] = decision.to_site.code
+    if decision.hold_until is not None:
+        data["hold_until"] = decision.hold_until.isoformat()
     history.record(case.session, case.parcel, DECISION_EVENT, case.parcel.state, case.actor,
                    case.ctx.now(), reason=f"{case.site.code} and every site within reach "
                    f"expected full on {case.day.isoformat()}", data=data)
-    return decision
 
 
 # ---------------------------------------------------------------- the steps

@@ -82,6 +82,7 @@ def check_manifest(
         for site_id in sorted({site_id for site_id, _ in groups})
     }
     planner = Planner(ctx, session)
+    no_room.batch_decisions(planner)  # a full area's thousands of parcels: one INSERT
     by_parcel = {r["parcel_id"]: r for r in results if r.get("parcel_id")}
     receiving: set[int] = set()
     for (site_id, day), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
@@ -93,6 +94,7 @@ def check_manifest(
             by_parcel[parcel.id]["reroute"] = offer(
                 ctx, session, planner, actor, carrier, parcel, site, day, receiving
             )
+    no_room.record_batched(session, planner)
     for site in touched.values():
         assert site is not None
         if site.id in planner.inputs and site.id not in planner.changed:

@@ -383,9 +383,19 @@ def test_a_manifest_for_a_full_area_weighs_each_neighbour_once_not_once_per_parc
 
     monkeypatch.setattr(forecast_model, "forecast", counted)
     policy_reads = statements_naming(world, "FROM no_room_policies")
+    decision_writes = statements_naming(world, "INSERT INTO no_room_decisions")
     parcels = flagged(announce_many(world.carrier, 60))
     assert len(parcels) > 40
     assert all(p["reroute"]["status"] == "no-alternative" for p in parcels)
     assert policy_reads() == 1
+    # each parcel's decision written, in one statement on PostgreSQL (the embedded SQLite
+    # takes the ORM's path, db/bulk.py), and shown with its row's id
+    assert decision_writes() == (len(parcels) if world.ctx.db.is_sqlite else 1)
+    listed = world.operator.get("/no-room-decisions", site="bourg", day=TOMORROW).json["items"]
+    assert sorted((d["id"], d["parcel_id"]) for d in listed) == sorted(
+        (p["reroute"]["decision"]["id"], p["parcel_id"]) for p in parcels)
+    event = events_of(world, parcels[-1]["parcel_id"])[-1]
+    assert event["action"] == "no_room_decision"
+    assert event["data"]["decision"] == parcels[-1]["reroute"]["decision"]["id"]
     # the shop's bisection (log2 of 60), each neighbour once, the stored forecasts
     assert forecasts["runs"] <= 20, forecasts
