@@ -73,6 +73,8 @@ class Planner:
         self.takes_now: Callable[[Site], bool] | None = None
         self.near: dict[int, list[Site]] = {}  # per origin: the open sites of its box
         self.reach: dict[tuple[int, str], list[tuple[Site, float]]] = {}  # per origin, kind
+        # (origin, day, kind) whose every site within reach is full that day by its forecast
+        self.full_around: set[tuple[int, date, str]] = set()
         # Each outlook computed, by site, day and parcels added, with the inputs it came from.
         self.outlooks: dict[tuple[int, date, int],
                             tuple[model.SiteInputs, model.DayForecast | None]] = {}
@@ -180,15 +182,25 @@ class Planner:
         :func:`model.reroute_cost` (load and distance, docs/forecast.md)."""
         settings = self.ctx.settings.forecast
         radius = reach_km(self.ctx, origin)
-        found = []
+        # Every site within reach refused by its forecast alone stays refused for the rest of
+        # the announcement: places are only ever promised, never given back, here, and more
+        # arrivals never lower a forecast (a property test says so). A manifest for a full
+        # area then asks its neighbours once, not once per parcel.
+        full_key = (origin.id, day, kind or origin.kind)
+        plain = accept is None and self.takes_now is None
+        if plain and full_key in self.full_around:
+            return []
+        found, by_forecast_alone = [], True
         for site, km in self.reachable(origin, kind or origin.kind):
             if accept is not None and not accept(site):
                 continue
             if self.takes_now is not None and not self.takes_now(site):
                 continue
             if not self.lock(site):
+                by_forecast_alone = False  # it may be free again for the next parcel
                 continue  # another announcement is promising its room right now
             if parcel is not None and not self.has_door(site, parcel):
+                by_forecast_alone = False  # a smaller parcel may find a door
                 continue  # every door of its size (or larger) is taken or promised
             outlook = self.day_with(site, day, 1)
             if outlook is None or outlook.closed or outlook.at_risk:
@@ -196,6 +208,8 @@ class Planner:
             cost = model.reroute_cost(outlook.high, outlook.capacity, km, radius,
                                       settings.reroute_distance_weight)
             found.append(Option(site, km, outlook, cost))
+        if plain and not found and by_forecast_alone:
+            self.full_around.add(full_key)
         found.sort(key=lambda o: (o.cost, o.km))
         return found[: settings.reroute_options]
 

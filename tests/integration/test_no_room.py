@@ -4,6 +4,7 @@ carrier, the operator and the resident each see the decision (docs/overflow.md).
 
 from collections import Counter
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import pytest
@@ -11,10 +12,11 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import event, select
 
-from relay_ops.db.models import NoRoomDecision, Notification, Parcel
+from relay_ops.db.models import NoRoomDecision, Notification, Parcel, Site
 from relay_ops.domain import forecast as forecast_model
 from relay_ops.services import accounts, site_search, staff_sign_in
 from relay_ops.services.principal import SYSTEM
+from relay_ops.services.reroute_planner import Planner
 from relay_ops.services.resident import tracking_token
 from tests.integration.test_delivery import run_jobs, sent_lines
 from tests.integration.test_forecast import TOMORROW, announce_many, near_shop
@@ -382,6 +384,14 @@ def test_a_manifest_for_a_full_area_weighs_each_neighbour_once_not_once_per_parc
         return run_forecast(inputs)
 
     monkeypatch.setattr(forecast_model, "forecast", counted)
+    outlooks = Counter[str]()
+    day_with = Planner.day_with
+
+    def asked(planner: Planner, site: Site, day: date, extra: int) -> Any:
+        outlooks["asked"] += 1
+        return day_with(planner, site, day, extra)
+
+    monkeypatch.setattr(Planner, "day_with", asked)
     policy_reads = statements_naming(world, "FROM no_room_policies")
     decision_writes = statements_naming(world, "INSERT INTO no_room_decisions")
     parcels = flagged(announce_many(world.carrier, 60))
@@ -399,3 +409,5 @@ def test_a_manifest_for_a_full_area_weighs_each_neighbour_once_not_once_per_parc
     assert event["data"]["decision"] == parcels[-1]["reroute"]["decision"]["id"]
     # the shop's bisection (log2 of 60), each neighbour once, the stored forecasts
     assert forecasts["runs"] <= 20, forecasts
+    # and the neighbours are asked for the first parcel only: full, they stay full
+    assert outlooks["asked"] <= 20, outlooks
