@@ -180,13 +180,13 @@ def _record(case: Case, step: str, tried: list[dict[str, str]], *,
 def _decision_row(case: Case, step: str, tried: list[dict[str, str]], *,
                   to_site: Site | None = None, hold_until: date | None = None
                   ) -> NoRoomDecision:
-    decision = NoRoomDecision(
+    """The decision's row, not yet in the session (a batch writes many in one statement)."""
+    return NoRoomDecision(
         parcel_id=case.parcel.id, carrier_id=case.carrier.id,
         policy_id=case.policy.id if case.policy else None, site_id=case.site.id, day=case.day,
         step=step, to_site_id=to_site.id if to_site else None, hold_until=hold_until,
         tried=tried,
     )
-    return decision
 
 
 def _decision_event(case: Case, decision: NoRoomDecision) -> None:
