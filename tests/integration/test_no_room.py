@@ -3,14 +3,13 @@
 carrier, the operator and the resident each see the decision (docs/overflow.md)."""
 
 from collections import Counter
-from collections.abc import Callable
 from datetime import date
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from relay_ops.db.models import NoRoomDecision, Notification, Parcel, Site
 from relay_ops.domain import forecast as forecast_model
@@ -19,6 +18,7 @@ from relay_ops.services.principal import SYSTEM
 from relay_ops.services.reroute_planner import Planner
 from relay_ops.services.resident import tracking_token
 from tests.integration.test_delivery import run_jobs, sent_lines
+from tests.integration.test_fast_path_statements import statements
 from tests.integration.test_forecast import TOMORROW, announce_many, near_shop
 from tests.support import HOURS, PASSWORD, Api, World, is_problem, row_counts
 
@@ -48,18 +48,6 @@ def set_policy(world: World, **body: Any) -> Any:
 def flagged(answer: Any) -> list[dict[str, Any]]:
     """The parcels of a manifest's answer that the site had no room for."""
     return [p for p in answer["parcels"] if "saturation" in p]
-
-
-def statements_naming(world: World, text: str) -> Callable[[], int]:
-    """A count, from now on, of the statements sent to the database that contain ``text``."""
-    seen = Counter[str]()
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if text in statement:
-            seen[text] += 1
-
-    event.listen(world.ctx.db.engine, "before_cursor_execute", count)
-    return lambda: seen[text]
 
 
 def events_of(world: World, parcel_id: int) -> list[dict[str, Any]]:
@@ -392,15 +380,15 @@ def test_a_manifest_for_a_full_area_weighs_each_neighbour_once_not_once_per_parc
         return day_with(planner, site, day, extra)
 
     monkeypatch.setattr(Planner, "day_with", asked)
-    policy_reads = statements_naming(world, "FROM no_room_policies")
-    decision_writes = statements_naming(world, "INSERT INTO no_room_decisions")
-    parcels = flagged(announce_many(world.carrier, 60))
+    with statements(world.ctx) as seen:
+        parcels = flagged(announce_many(world.carrier, 60))
     assert len(parcels) > 40
     assert all(p["reroute"]["status"] == "no-alternative" for p in parcels)
-    assert policy_reads() == 1
+    assert sum("FROM no_room_policies" in statement for statement in seen) == 1
     # each parcel's decision written, in one statement on PostgreSQL (the embedded SQLite
     # takes the ORM's path, db/bulk.py), and shown with its row's id
-    assert decision_writes() == (len(parcels) if world.ctx.db.is_sqlite else 1)
+    decision_writes = sum("INSERT INTO no_room_decisions" in statement for statement in seen)
+    assert decision_writes == (len(parcels) if world.ctx.db.is_sqlite else 1)
     listed = world.operator.get("/no-room-decisions", site="bourg", day=TOMORROW).json["items"]
     assert sorted((d["id"], d["parcel_id"]) for d in listed) == sorted(
         (p["reroute"]["decision"]["id"], p["parcel_id"]) for p in parcels)
