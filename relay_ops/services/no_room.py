@@ -32,7 +32,7 @@ arguments.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Protocol
 from weakref import WeakKeyDictionary
@@ -77,23 +77,6 @@ class Planner(Protocol):
 
 Move = Callable[[Ctx, Session, Parcel, Site, float, RerouteProposal, Principal], object]
 
-# Per announcement (its planner): the (step, site, day) that could not take a parcel, and why.
-# Adding parcels never lowers a forecast (a property test says so), so the storage and hold
-# steps cannot take the next parcel for that site and day either: no forecast is run again.
-_EXHAUSTED: WeakKeyDictionary[Planner, dict[tuple[str, int, date], str]] = WeakKeyDictionary()
-# Likewise, the day the last parcel of a site and day was held until: the days before it were
-# at risk with one parcel fewer, so the next parcel's search starts there.
-_HELD_UNTIL: WeakKeyDictionary[Planner, dict[tuple[int, date], date]] = WeakKeyDictionary()
-# And the policy of each carrier and site, read once per announcement (a manifest for a full
-# area asks it for every parcel; the operator changes policies in transactions of their own).
-_POLICIES: WeakKeyDictionary[Planner, dict[tuple[int, int], NoRoomPolicy | None]] = (
-    WeakKeyDictionary())
-# The "none" decisions of an announcement that batches them, not yet written, each with the
-# answer that shows it (``batch_decisions``).
-_BATCHES: WeakKeyDictionary[Planner, list[tuple[Case, NoRoomDecision, dict[str, Any]]]] = (
-    WeakKeyDictionary())
-
-
 @dataclass
 class Case:
     """One parcel with nowhere to go, and what deciding it needs."""
@@ -111,18 +94,45 @@ class Case:
     move: Move
 
 
+@dataclass
+class _Announcement:
+    """What one announcement (its planner) learnt while deciding, kept for its next parcels."""
+
+    # The (step, site, day) that could not take a parcel, and why. Adding parcels never lowers
+    # a forecast (a property test says so), so the storage and hold steps cannot take the next
+    # parcel for that site and day either: no forecast is run again.
+    exhausted: dict[tuple[str, int, date], str] = field(default_factory=dict)
+    # Likewise, the day the last parcel of a site and day was held until: the days before it
+    # were at risk with one parcel fewer, so the next parcel's search starts there.
+    held_until: dict[tuple[int, date], date] = field(default_factory=dict)
+    # The policy of each carrier and site, read once (a manifest for a full area asks it for
+    # every parcel; the operator changes policies in transactions of their own).
+    policies: dict[tuple[int, int], NoRoomPolicy | None] = field(default_factory=dict)
+    # The "none" decisions not yet written, each with the answer that shows it, when the
+    # announcement batches them (``batch_decisions``); None: each is written at once.
+    batch: list[tuple[Case, NoRoomDecision, dict[str, Any]]] | None = None
+
+
+_ANNOUNCEMENTS: WeakKeyDictionary[Planner, _Announcement] = WeakKeyDictionary()
+
+
+def _learnt(planner: Planner) -> _Announcement:
+    return _ANNOUNCEMENTS.setdefault(planner, _Announcement())
+
+
 def decide(
     ctx: Ctx, session: Session, planner: Planner, actor: Principal, carrier: Carrier,
     parcel: Parcel, site: Site, day: date, receiving: set[int], move: Move,
 ) -> dict[str, Any]:
     """The answer for this parcel in the manifest's reply (``reroute``), once decided."""
-    policies = _POLICIES.setdefault(planner, {})
+    learnt = _learnt(planner)
+    policies = learnt.policies
     if (carrier.id, site.id) not in policies:
         policies[(carrier.id, site.id)] = policy_for(session, carrier.id, site)
     case = Case(ctx, session, planner, actor, carrier, parcel, site, day,
                 policies[(carrier.id, site.id)], receiving, move)
     tried: list[dict[str, str]] = []
-    exhausted = _EXHAUSTED.setdefault(planner, {})
+    exhausted = learnt.exhausted
     for step in case.policy.steps if case.policy else []:
         key = (step, site.id, day)
         outcome = exhausted.get(key) or STEPS[step](case, tried)
@@ -135,7 +145,7 @@ def decide(
     answer = {"status": "no-alternative",
               "detail": f"no open site with room within reach that day ({why}); the parcel stays"}
     decision = _decision_row(case, "none", tried)
-    batch = _BATCHES.get(planner)
+    batch = learnt.batch
     if batch is None:
         session.add(decision)
         session.flush()
@@ -149,13 +159,14 @@ def batch_decisions(planner: Planner) -> None:
     """From now on, the parcels ``planner`` finds no place for are recorded together by
     :func:`record_batched` (a manifest's: thousands of parcels for a full area, one row
     each), not one flush each."""
-    _BATCHES[planner] = []
+    _learnt(planner).batch = []
 
 
 def record_batched(session: Session, planner: Planner) -> None:
     """The batched decisions written (one INSERT, ``db/bulk.py``), then their events and
     answers."""
-    batch = _BATCHES.pop(planner, [])
+    learnt = _learnt(planner)
+    batch, learnt.batch = learnt.batch or [], None
     bulk.insert_objects(session, [decision for _, decision, _ in batch])
     for case, decision, answer in batch:
         _shown(case, decision, answer)
@@ -236,7 +247,7 @@ def _hold(case: Case, tried: list[dict[str, str]]) -> dict[str, Any] | str:
     horizon = case.ctx.settings.forecast.horizon_days
     # Lazily, from the day after the parcel's (or the day the last parcel of this site and
     # day was held until): each day is a forecast run, and the first day with room ends it.
-    held_until = _HELD_UNTIL.setdefault(case.planner, {})
+    held_until = _learnt(case.planner).held_until
     first = held_until.get((case.site.id, case.day), case.day + timedelta(days=1))
     later = (today + timedelta(days=n) for n in range(1, horizon + 1))
     days = (case.planner.day_with(case.site, day, 1) for day in later if day >= first)
