@@ -22,6 +22,7 @@ from relay_ops.web.api.openapi import build
 from relay_ops.worker.config import redis_of
 
 bp = Blueprint("meta", __name__)
+OPENAPI_KEY = "relay_ops.openapi"  # the served document, in app.extensions
 
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>RelayOps API</title>
@@ -96,12 +97,19 @@ def _outbox_waiting() -> int | None:
 
 
 @bp.get(PREFIX + "/openapi.json")
-def openapi() -> Any:
-    settings = current_app.extensions["relay_ops"].settings
-    return build(PREFIX, "RelayOps", current_app.config.get("API_VERSION", "1.0.0"), {
-        "size_class": list(settings.size_classes),
-        "locker_model": sorted(settings.locker.models),
-    })
+def openapi() -> Response:
+    # Anyone may fetch it, and it changes only with the code and the configuration: written
+    # once per app (~10 ms of CPU), then served as it is.
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    body = app.extensions.get(OPENAPI_KEY)
+    if body is None:
+        settings = app.extensions["relay_ops"].settings
+        document = build(PREFIX, "RelayOps", app.config.get("API_VERSION", "1.0.0"), {
+            "size_class": list(settings.size_classes),
+            "locker_model": sorted(settings.locker.models),
+        })
+        body = app.extensions[OPENAPI_KEY] = json.dumps(document)
+    return Response(body, mimetype="application/json")
 
 
 @bp.get("/api/docs")

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from relay_ops import create_app
-from relay_ops.web.api import bp
+from relay_ops.web.api import PREFIX, bp, openapi
 from tests.support import is_problem
 
 
@@ -58,6 +58,35 @@ def test_the_openapi_document_is_valid_and_covers_every_route(app: Flask,
     manifest = document["paths"]["/api/v1/manifests"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in manifest["parameters"])
     assert "409" in manifest["responses"]
+
+
+def test_each_app_serves_the_document_of_its_own_configuration(tmp_path: Path) -> None:
+    """The document is worked out once per process and served as written once per app: two
+    apps of one process each list their own vocabularies, and a caller that changes the tree
+    it was given changes neither the next one nor what is served."""
+    def served(name: str, sizes: dict[str, list[int]]) -> dict:
+        app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / name}.sqlite3",
+                          "SIZE_CLASSES": sizes, "LOCKER_MODELS": {"petit": {"compartments": [
+                              {"size_class": "P", "count": 2}]}}})
+        return app.test_client().get("/api/v1/openapi.json").json  # type: ignore[no-any-return]
+
+    def sizes_of(document: dict) -> list[str]:
+        return document["components"]["schemas"]["LocationIn"]["properties"]["size_class"][
+            "enum"]
+
+    small = served("small", {"P": [100, 100, 100]})
+    large = served("large", {"P": [100, 100, 100], "G": [500, 500, 500]})
+    assert sizes_of(small) == ["P"] and sizes_of(large) == ["P", "G"]
+    given = openapi.build(PREFIX, "RelayOps", "1.0.0", {"size_class": ["X"],
+                                                        "locker_model": []})
+    assert sizes_of(given) == ["X"]
+    given["paths"].clear()
+    given["components"]["schemas"]["Problem"]["properties"].clear()
+    again = openapi.build(PREFIX, "RelayOps", "1.0.0")
+    assert again["paths"] and again["components"]["schemas"]["Problem"]["properties"]
+    again["paths"].clear()
+    assert openapi.build(PREFIX, "RelayOps", "1.0.0")["paths"]
+    assert served("small-again", {"P": [100, 100, 100]}) == small
 
 
 def test_docs_page_is_served_without_a_cdn(client: FlaskClient) -> None:
