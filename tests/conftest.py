@@ -1,4 +1,5 @@
-"""Shared fixtures: an app per test on SQLite and on the machine's real PostgreSQL.
+"""Shared fixtures: an app for each test (one per process, put back as built: ``SharedApp``) on
+SQLite and on the machine's real PostgreSQL.
 
 Migrations run once per test session per backend. SQLite tests copy a migrated template file;
 PostgreSQL tests share one database created for the session and emptied after each test
@@ -7,6 +8,7 @@ PostgreSQL tests share one database created for the session and emptied after ea
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import uuid
@@ -25,6 +27,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from relay_ops import cli, create_app
 from relay_ops.db import migrate
+from relay_ops.db.database import Database
 from relay_ops.db.models import Base
 from relay_ops.services.context import Ctx
 
@@ -131,23 +134,65 @@ def clock() -> Clock:
     return Clock(datetime(2026, 12, 1, 9, 0, tzinfo=UTC))
 
 
+TEST_CONFIG: dict[str, Any] = {
+    "TESTING": True,
+    "PUBLIC_BASE_URL": "http://relayops.test",
+    # Cheap password hashing: tests sign in often; production keeps the strong default.
+    "ARGON2_TIME_COST": 1,
+    "ARGON2_MEMORY_KIB": 1024,
+}
+
+
+class SharedApp:
+    """One application per test process, handed to each test as if new.
+
+    Building an app costs ~60 ms of CPU (werkzeug compiles each of its ~180 URL rules into
+    Python functions), ~2,800 times a CI run. What a test can change is put back before the
+    next one: the configuration and the extensions as they were built (a test's changes,
+    its jobs runner, its Redis client go), the sign-in limiter's counts, and a new context on
+    the test's own database and clock. A test that needs another configuration
+    (``app_config`` marker) gets an app of its own."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.app = create_app(config)
+        self.config = dict(self.app.config)
+        self.extensions = dict(self.app.extensions)
+        self.settings = self.app.extensions["relay_ops"].settings
+        self.app.extensions["relay_ops"].db.dispose()
+
+    def for_test(self, per_test: dict[str, Any], clock: Clock) -> Flask:
+        app = self.app
+        app.config.clear()
+        app.config.update(self.config | per_test)
+        app.extensions.clear()
+        app.extensions.update({key: copy.copy(value) if isinstance(value, dict | list | set)
+                               else value for key, value in self.extensions.items()})
+        app.extensions["pages_limiter"].reset()
+        app.extensions["relay_ops"] = Ctx(db=Database(per_test["DATABASE_URL"]),
+                                          settings=self.settings, clock=clock)
+        return app
+
+
+@pytest.fixture(scope="session")
+def shared_app(tmp_path_factory: pytest.TempPathFactory) -> SharedApp:
+    folder = tmp_path_factory.mktemp("shared-app")
+    return SharedApp(TEST_CONFIG | {"DATABASE_URL": f"sqlite:///{folder / 'unused.sqlite3'}",
+                                    "NOTIFY_FILE_PATH": str(folder / "notifications.jsonl")})
+
+
 @pytest.fixture
 def app(database_url: str, tmp_path: Path, clock: Clock, request: pytest.FixtureRequest
         ) -> Iterator[Flask]:
-    config: dict[str, Any] = {
-        "TESTING": True,
-        "DATABASE_URL": database_url,
-        "NOTIFY_FILE_PATH": str(tmp_path / "notifications.jsonl"),
-        "PUBLIC_BASE_URL": "http://relayops.test",
-        # Cheap password hashing: tests sign in often; production keeps the strong default.
-        "ARGON2_TIME_COST": 1,
-        "ARGON2_MEMORY_KIB": 1024,
-    }
+    per_test = {"DATABASE_URL": database_url,
+                "NOTIFY_FILE_PATH": str(tmp_path / "notifications.jsonl")}
     if marker := request.node.get_closest_marker("app_config"):
-        config.update(marker.kwargs)
-    application = create_app(config)
+        application = create_app(TEST_CONFIG | per_test | marker.kwargs)
+        built: Ctx = application.extensions["relay_ops"]
+        application.extensions["relay_ops"] = Ctx(db=built.db, settings=built.settings,
+                                                  clock=clock)
+    else:
+        application = request.getfixturevalue("shared_app").for_test(per_test, clock)
     ctx: Ctx = application.extensions["relay_ops"]
-    application.extensions["relay_ops"] = Ctx(db=ctx.db, settings=ctx.settings, clock=clock)
     yield application
     ctx.db.dispose()
 

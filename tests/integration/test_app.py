@@ -2,6 +2,8 @@
 
 import json
 import re
+import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ from openapi_spec_validator import validate
 
 from relay_ops import create_app
 from relay_ops.web.api import PREFIX, bp, openapi
+from tests.conftest import TEST_CONFIG, Clock, SharedApp
+from tests.pages.support import csrf_of
 from tests.support import is_problem
 
 
@@ -101,12 +105,53 @@ def test_unknown_paths_and_methods_are_problems(client: FlaskClient) -> None:
     assert is_problem(client.put("/api/v1/manifests"), 405, "method-not-allowed")
 
 
+# An app of its own (the marker): a route is added, which an app that served a request refuses.
+@pytest.mark.app_config(PROPAGATE_EXCEPTIONS=False)
 def test_unexpected_errors_are_logged_problems_without_details(app: Flask) -> None:
     @app.get("/boom")
     def boom() -> str:
         raise ZeroDivisionError("secret detail")
 
-    app.config["PROPAGATE_EXCEPTIONS"] = False
     response = app.test_client().get("/boom")
     assert is_problem(response, 500, "internal-error")
     assert "secret" not in json.dumps(response.json)
+
+
+def test_the_tests_shared_app_comes_back_as_built_for_each_test(
+        tmp_path: Path, sqlite_template: Path) -> None:
+    """tests/conftest.py hands one app per test process to every test: what a test changes
+    (the configuration, the extensions, the sign-in limiter's counts, its context) is gone
+    when the next test gets it, and the next test has its own database and clock."""
+    shared = SharedApp(TEST_CONFIG | {"DATABASE_URL": f"sqlite:///{tmp_path / 'unused'}",
+                                      "NOTIFY_FILE_PATH": str(tmp_path / "unused.jsonl")})
+
+    def next_test(name: str, clock: Clock) -> Flask:
+        shutil.copy(sqlite_template, tmp_path / f"{name}.sqlite3")
+        return shared.for_test({"DATABASE_URL": f"sqlite:///{tmp_path / name}.sqlite3",
+                                "NOTIFY_FILE_PATH": str(tmp_path / f"{name}.jsonl")}, clock)
+
+    def sign_in(client: FlaskClient) -> int:
+        token = csrf_of(client.get("/login"))
+        return client.post("/login", data={"username": "nobody", "password": "wrong",
+                                           "csrf_token": token}).status_code
+
+    first = next_test("first", Clock(datetime(2026, 12, 1, 9, tzinfo=UTC)))
+    budget = int(first.config["SIGN_IN_RATE_LIMIT"].split()[0])  # "10 per minute; ..."
+    client = first.test_client()
+    codes = [sign_in(client) for _ in range(budget + 1)]
+    assert codes[0] == 401 and codes[-1] == 429  # the limiter counted its attempts
+    first.config["A_TESTS_OWN"] = first.config["SIGN_IN_RATE_LIMIT"] = "1 per minute"
+    first.extensions["a test's own"] = object()
+    first.extensions["relay_ops"].db.dispose()
+
+    later = Clock(datetime(2027, 3, 2, 9, tzinfo=UTC))
+    second = next_test("second", later)
+    assert second.config["SIGN_IN_RATE_LIMIT"] == shared.config["SIGN_IN_RATE_LIMIT"] != (
+        "1 per minute")
+    assert second.config["DATABASE_URL"] == f"sqlite:///{tmp_path / 'second'}.sqlite3"
+    assert second.config["NOTIFY_FILE_PATH"] == str(tmp_path / "second.jsonl")
+    assert "A_TESTS_OWN" not in second.config and "a test's own" not in second.extensions
+    ctx = second.extensions["relay_ops"]
+    assert ctx.clock is later and ctx.db.engine.url.database == str(tmp_path / "second.sqlite3")
+    assert sign_in(second.test_client()) == 401  # no attempt counted from the first test
+    ctx.db.dispose()
