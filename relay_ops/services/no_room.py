@@ -142,16 +142,13 @@ def decide(
             exhausted[key] = outcome
         tried.append({"step": step, "why": outcome})
     why = "; ".join(t["why"] for t in tried) if tried else "no no-room policy applies"
-    answer = {"status": "no-alternative",
-              "detail": f"no open site with room within reach that day ({why}); the parcel stays"}
-    decision = _decision_row(case, "none", tried)
-    batch = learnt.batch
-    if batch is None:
-        session.add(decision)
-        session.flush()
-        _shown(case, decision, answer)
+    answer: dict[str, Any] = {
+        "status": "no-alternative",
+        "detail": f"no open site with room within reach that day ({why}); the parcel stays"}
+    if learnt.batch is None:
+        answer["decision"] = decision_view(_record(case, "none", tried))
     else:
-        batch.append((case, decision, answer))
+        learnt.batch.append((case, _decision_row(case, "none", tried), answer))
     return answer
 
 
@@ -169,13 +166,8 @@ def record_batched(session: Session, planner: Planner) -> None:
     batch, learnt.batch = learnt.batch or [], None
     bulk.insert_objects(session, [decision for _, decision, _ in batch])
     for case, decision, answer in batch:
-        _shown(case, decision, answer)
-
-
-def _shown(case: Case, decision: NoRoomDecision, answer: dict[str, Any]) -> None:
-    """A "none" decision, written: its event, and its view in the parcel's answer."""
-    _decision_event(case, decision)
-    answer["decision"] = decision_view(decision)
+        _decision_event(case, decision)
+        answer["decision"] = decision_view(decision)
 
 
 def _record(case: Case, step: str, tried: list[dict[str, str]], *,
