@@ -165,6 +165,8 @@ class SharedApp:
         app.config.clear()
         app.config.update(self.config | per_test)
         app.extensions.clear()
+        # A container an extension keeps (the dashboard's panels, say) is copied: what a test
+        # adds to it stays with that test.
         app.extensions.update({key: copy.copy(value) if isinstance(value, dict | list | set)
                                else value for key, value in self.extensions.items()})
         app.extensions["pages_limiter"].reset()

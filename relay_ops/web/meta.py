@@ -100,15 +100,14 @@ def _outbox_waiting() -> int | None:
 def openapi() -> Response:
     # Anyone may fetch it, and it changes only with the code and the configuration: written
     # once per app (~10 ms of CPU), then served as it is.
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    body = app.extensions.get(OPENAPI_KEY)
+    body = current_app.extensions.get(OPENAPI_KEY)
     if body is None:
-        settings = app.extensions["relay_ops"].settings
-        document = build(PREFIX, "RelayOps", app.config.get("API_VERSION", "1.0.0"), {
+        settings = current_app.extensions["relay_ops"].settings
+        document = build(PREFIX, "RelayOps", current_app.config.get("API_VERSION", "1.0.0"), {
             "size_class": list(settings.size_classes),
             "locker_model": sorted(settings.locker.models),
         })
-        body = app.extensions[OPENAPI_KEY] = json.dumps(document)
+        body = current_app.extensions[OPENAPI_KEY] = json.dumps(document)
     return Response(body, mimetype="application/json")
 
 
