@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import pstats
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's relay_ops, not an installed copy
@@ -41,7 +44,8 @@ sys.path.insert(0, str(REPO))  # this checkout's relay_ops, not an installed cop
 from sqlalchemy import text  # noqa: E402
 
 from bench import seed  # noqa: E402
-from relay_ops.services import manifests  # noqa: E402
+from relay_ops.db import bulk  # noqa: E402
+from relay_ops.services import forecast, manifests, no_room, reroute  # noqa: E402
 from relay_ops.services.context import Ctx  # noqa: E402
 
 ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -88,6 +92,36 @@ def crowd(ctx: Ctx, capacity: int) -> None:
             "UPDATE sites SET latitude = 47.5 + (id - (SELECT min(id) FROM sites)) * 0.0005"))
 
 
+# The stages ``--stages`` times: (module, function), each called through its module, so a
+# wrapper put there sees every call.
+STAGES = [(manifests, "_announce_parcels"), (reroute, "check_manifest"), (reroute, "offer"),
+          (no_room, "record_batched"), (forecast, "refresh"), (bulk, "insert_objects"),
+          (bulk, "insert_rows")]
+
+
+def time_stages() -> dict[str, list[float]]:
+    """Wall time and calls of each of :data:`STAGES`, by wrappers (no profiler: its overhead
+    falls unevenly on Python and on the database's waits)."""
+    spent: dict[str, list[float]] = {}
+    for module, name in STAGES:
+        label = f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
+        spent[label] = [0.0, 0]
+        setattr(module, name, _timed(getattr(module, name), spent[label]))
+    return spent
+
+
+def _timed(function: Callable[..., Any], spent: list[float]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - start
+            spent[1] += 1
+    return timed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--on-hand", type=int, default=100_000)
@@ -101,6 +135,8 @@ def main() -> None:
                         help="places per shop (default: room for every parcel)")
     parser.add_argument("--neighbours", type=int, default=0,
                         help="more shops within reach of the first, as full as it")
+    parser.add_argument("--stages", action="store_true",
+                        help="print the wall time of the announcement's main stages")
     args = parser.parse_args()
     seed.recreate_database(args.admin_url.replace("+psycopg", ""), DATABASE)
     url = args.admin_url.rsplit("/", 1)[0] + "/" + DATABASE
@@ -122,6 +158,7 @@ def main() -> None:
         {"tracking_number": seed.tracking_number(args.on_hand + n), "site": seed.shop_code(0),
          "recipient": {"name": "Jeanne Martin", "phone": "+33612345678"}}
         for n in range(args.parcels)]}
+    stages = time_stages() if args.stages else None
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
@@ -134,6 +171,8 @@ def main() -> None:
     reroutes = Counter(r["reroute"]["status"] for r in answer["parcels"] if "reroute" in r)
     print(f"manifest of {args.parcels} with {args.on_hand} on hand: wall {wall:.2f} s, "
           f"web CPU {cpu:.2f} s; reroutes {dict(reroutes) or 'none'}", flush=True)
+    for label, (seconds, calls) in (stages or {}).items():
+        print(f"  {label}: {seconds:.3f} s in {calls} calls")
     if profiler:
         stats = pstats.Stats(profiler).strip_dirs()
         stats.sort_stats("cumulative").print_stats(35)

@@ -3,10 +3,13 @@
 The ORM's multi-row INSERT sends one parameter per value: 5,000 parcels are 125,000
 parameters, which psycopg converts in Python and PostgreSQL parses as 1,000-row VALUES lists
 (6 s of a 10 s announcement on a loaded machine, issue 15), and an executemany is a
-statement per row. On PostgreSQL the rows go instead as one array per column, unnested by
-the server: a fixed, short statement whatever the count. Primary keys are taken from the
-table's sequence beforehand, so the objects get their ids without reading rows back. Other
-databases (SQLite, the embedded default) take the ORM's own path: same result, same rows.
+statement per row. On PostgreSQL the rows go instead through ``COPY … FROM STDIN``: one
+statement whatever the count, each row written by psycopg's C code and parsed by the server
+as a dump's would be (it replaced one array per column, unnested by the server, whose
+conversion in Python cost twice as much: docs/benchmarks.md, tenth pass). Primary keys are
+taken from the table's sequence beforehand, so the rows get their ids without being read
+back. Other databases (SQLite, the embedded default) take the ORM's own path: same result,
+same rows.
 """
 
 from __future__ import annotations
@@ -28,16 +31,13 @@ def insert_objects(session: Session, objects: Sequence[Base]) -> None:
     would (defaults applied, objects attached to the session as loaded ones)."""
     if not objects:
         return
-    if not _unnest_applies(session):
+    if not _copy_applies(session):
         session.add_all(objects)
         session.flush()
         return
     table = _table_of(type(objects[0]))
     (key,) = table.primary_key.columns
-    # Names in these statements come from the models' tables and columns, never a request.
-    sequence = f"pg_get_serial_sequence('{table.name}', '{key.name}')"
-    numbers = f"SELECT nextval({sequence}) FROM generate_series(1, :n)"  # noqa: S608
-    ids = session.scalars(text(numbers), {"n": len(objects)}).all()
+    ids = _new_ids(session, table, len(objects))
     context = _DefaultContext(session.connection())
     rows = []
     for obj, id_ in zip(objects, ids, strict=True):
@@ -46,16 +46,63 @@ def insert_objects(session: Session, objects: Sequence[Base]) -> None:
         # 5,000 parcels, a third of its CPU; make_transient_to_detached below commits them.
         values = instance_state(obj).dict
         values[key.key] = id_
-        row = {}
-        for column in table.columns:
-            if column.key not in values:
-                values[column.key] = _default(column, context)
-            row[column.key] = values[column.key]
-        rows.append(row)
+        rows.append(_with_defaults(table, values, context))
     insert_rows(session, type(objects[0]), rows)
     for obj in objects:
         make_transient_to_detached(obj)
         session.add(obj)
+
+
+def insert_new_rows(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]
+                    ) -> list[int]:
+    """Write new rows of ``model``'s table, with no ORM object (thousands of rows nothing in the
+    request reads back as objects): the model's defaults fill the columns a row leaves out,
+    as the ORM's INSERT would, and each row gets a new primary key. Each dict is given what
+    was written (defaults and key); the keys are returned in order."""
+    if not rows:
+        return []
+    table = _table_of(model)
+    (key,) = table.primary_key.columns
+    context = _DefaultContext(session.connection())
+    filled = [_with_defaults(table, {k: v for k, v in row.items() if k != key.key}, context)
+              for row in rows]
+    if _copy_applies(session):
+        ids = _new_ids(session, table, len(rows))
+        for row, id_ in zip(filled, ids, strict=True):
+            row[key.key] = id_
+        insert_rows(session, model, filled)
+    else:
+        # SQLite: a statement per row (it does not promise RETURNING's order for many), as the
+        # ORM's own flush would do; the embedded database never sees a national manifest.
+        session.flush()  # rows these refer to (foreign keys) are written first
+        for row in filled:
+            del row[key.key]
+        returning = insert(table).returning(key, sort_by_parameter_order=True)
+        ids = list(session.scalars(returning, filled))
+    for row, written, id_ in zip(rows, filled, ids, strict=True):
+        row.update(written, **{key.key: id_})
+    return ids
+
+
+def _new_ids(session: Session, table: Table, count: int) -> list[int]:
+    """``count`` primary keys from the table's sequence, so rows need not be read back."""
+    (key,) = table.primary_key.columns
+    # Names in this statement come from the models' tables and columns, never a request.
+    sequence = f"pg_get_serial_sequence('{table.name}', '{key.name}')"
+    numbers = f"SELECT nextval({sequence}) FROM generate_series(1, :n)"  # noqa: S608
+    return list(session.scalars(text(numbers), {"n": count}).all())
+
+
+def _with_defaults(table: Table, values: dict[str, Any], context: _DefaultContext
+                   ) -> dict[str, Any]:
+    """The row of every column of ``table``, ``values`` given the defaults they lack (which
+    they take too: an object's state must hold what its row holds)."""
+    row = {}
+    for column in table.columns:
+        if column.key not in values:
+            values[column.key] = _default(column, context)
+        row[column.key] = values[column.key]
+    return row
 
 
 def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
@@ -64,31 +111,28 @@ def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, An
     if not rows:
         return
     table = _table_of(model)
-    if not _unnest_applies(session):
+    if not _copy_applies(session):
         session.execute(insert(table), list(rows))
         return
     session.flush()  # rows this statement refers to (foreign keys) are written first
-    dialect = session.get_bind().dialect
     columns = [c for c in table.columns if c.key in rows[0]]
-    arrays: dict[str, list[Any]] = {}
-    sources, selected = [], []
-    for index, column in enumerate(columns):
-        name, sql_type = f"c{index}", column.type.compile(dialect)
-        values = [r[column.key] for r in rows]
-        if isinstance(column.type, JSON):
-            # psycopg would send a list of dicts as an array of records: send the text.
-            arrays[name] = [None if v is None else json.dumps(v) for v in values]
-            sources.append(f"CAST(:{name} AS TEXT[])")
-            selected.append(f"CAST({name} AS {sql_type})")
-        else:
-            arrays[name] = values
-            sources.append(f"CAST(:{name} AS {sql_type}[])")
-            selected.append(name)
-    names = ", ".join(f"c{i}" for i in range(len(columns)))
-    target = f"{table.name} ({', '.join(c.name for c in columns)})"
-    source = f"unnest({', '.join(sources)}) AS t({names})"
-    statement = f"INSERT INTO {target} SELECT {', '.join(selected)} FROM {source}"  # noqa: S608
-    session.execute(text(statement), arrays)
+    # JSON goes as its text; every other value as psycopg writes it for COPY (its C code).
+    json_keys = {c.key for c in columns if isinstance(c.type, JSON)}
+    names = ", ".join(c.name for c in columns)
+    statement = f"COPY {table.name} ({names}) FROM STDIN"
+    connection = session.connection()
+    driver = connection.connection.driver_connection
+    assert driver is not None  # a connection in a transaction is open
+    with driver.cursor() as cursor:
+        # COPY is not sent through the engine: its statement listeners (SQL logs, the tests'
+        # statement counts) are told of it as of any other.
+        connection.dispatch.before_cursor_execute(connection, cursor, statement, {}, None, True)
+        with cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([
+                    json.dumps(row[c.key]) if c.key in json_keys and row[c.key] is not None
+                    else row[c.key] for c in columns])
+        connection.dispatch.after_cursor_execute(connection, cursor, statement, {}, None, True)
 
 
 @dataclass(frozen=True)
@@ -114,5 +158,5 @@ def _table_of(obj: Base | type[Base]) -> Table:
     return table
 
 
-def _unnest_applies(session: Session) -> bool:
+def _copy_applies(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"

@@ -73,8 +73,8 @@ def announce(ctx: Ctx, actor: Principal, body: dict[str, Any]) -> tuple[int, dic
         )
         session.add(manifest)
         session.flush()
-        results = _announce_parcels(ctx, session, actor, carrier, manifest, items)
-        reroute.check_manifest(ctx, session, actor, carrier, results)
+        results, created = _announce_parcels(ctx, session, actor, carrier, manifest, items)
+        reroute.check_manifest(ctx, session, actor, carrier, results, created)
         # parcels due soon at a locker get their door now (synced: offline deposits work)
         locker_reservations.reserve_ahead_at(ctx, session, {
             site.id for site in _lock_sites(session, items).values()
@@ -103,10 +103,11 @@ def _date_or_none(value: Any) -> date | None:
 def _announce_parcels(
     ctx: Ctx, session: Session, actor: Principal, carrier: Carrier, manifest: Manifest,
     items: list[dict[str, Any]],
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[Parcel]]:
     """Each item judged on its own (a refused one does not stop the others), then the new
     parcels and their events written together: one multi-row INSERT each (a manifest holds up
-    to 5,000 parcels, announced in one request), not a round trip per parcel."""
+    to 5,000 parcels, announced in one request), not a round trip per parcel. The answers,
+    and the new parcels (in the session, for the saturation check: not read again)."""
     seen: set[str] = set()
     sites = _lock_sites(session, items)
     known = _known_parcels(session, carrier, items)
@@ -132,7 +133,8 @@ def _announce_parcels(
         lambda parcel: {"manifest": manifest.reference,
                         "expected_date": _iso(parcel.expected_date)},
     )
-    return [_result(index, raw, outcome, status) for index, raw, outcome, status in outcomes]
+    return [_result(index, raw, outcome, status)
+            for index, raw, outcome, status in outcomes], created
 
 
 def _result(

@@ -6,14 +6,14 @@ The decisions themselves are taken in ``services/no_room.py``, at announce time.
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
-from relay_ops.db.models import Carrier, NoRoomDecision, NoRoomPolicy, Site
+from relay_ops.db.models import Carrier, NoRoomDecision, NoRoomPolicy, Parcel, Site
 from relay_ops.domain import no_room as rules
 from relay_ops.domain.errors import Conflict, NotFound, ValidationFailed
 from relay_ops.services.carrier_sites import carrier_or_404
@@ -122,7 +122,25 @@ def delete_policy(ctx: Ctx, actor: Principal, policy_id: int) -> None:
 # ---------------------------------------------------------------- the decisions, read
 
 
-def decision_view(decision: NoRoomDecision) -> dict[str, Any]:
+class Decision(Protocol):
+    """What a decision's view reads: a ``NoRoomDecision``, or a row written with no ORM object
+    (``no_room.WrittenDecision``: a manifest for a full area writes thousands)."""
+
+    id: int
+    parcel_id: int
+    parcel: Parcel
+    carrier: Carrier | None
+    site: Site
+    day: date
+    step: str
+    to_site: Site | None
+    hold_until: date | None
+    policy_id: int | None
+    tried: list[Any]
+    created_at: datetime
+
+
+def decision_view(decision: Decision) -> dict[str, Any]:
     return {
         "id": decision.id,
         "parcel_id": decision.parcel_id,

@@ -63,13 +63,16 @@ class SiteNotProposed(Conflict):
 
 
 def check_manifest(
-    ctx: Ctx, session: Session, actor: Principal, carrier: Carrier, results: list[dict[str, Any]]
+    ctx: Ctx, session: Session, actor: Principal, carrier: Carrier,
+    results: list[dict[str, Any]], parcels: list[Parcel],
 ) -> None:
     """Refresh the touched sites' forecasts and act on the days the manifest saturates.
 
-    ``results`` are the announcement's per-parcel answers; saturation notes are added to them.
+    ``parcels`` are the parcels the manifest created (announced, in ``session``: those it
+    reconciled were already counted where they are); ``results`` are the announcement's
+    per-parcel answers, to which saturation notes are added.
     """
-    parcels = _new_parcels(session, results)
+    parcels = sorted(parcels, key=lambda parcel: parcel.id)
     if not parcels:
         return
     groups: dict[tuple[int, date], list[Parcel]] = defaultdict(list)
@@ -106,14 +109,6 @@ def check_manifest(
         other = session.get(Site, site_id)
         assert other is not None
         forecast.refresh(ctx, session, other)
-
-
-def _new_parcels(session: Session, results: list[dict[str, Any]]) -> list[Parcel]:
-    ids = [r["parcel_id"] for r in results if r["status"] == "accepted" and not r["reconciled"]]
-    if not ids:
-        return []
-    rows = session.scalars(select(Parcel).where(Parcel.id.in_(ids)).order_by(Parcel.id))
-    return [p for p in rows if p.state == State.ANNOUNCED.value]
 
 
 def _excess(
