@@ -69,11 +69,19 @@ def hold(
     return reservation
 
 
+# These UPDATEs set the places they change in the session from the ids the database returns
+# ("fetch"), not by testing the WHERE clause against every object the session holds (the
+# default, "evaluate"): a manifest's session holds thousands (70 holds took 0.5 s of a
+# 5,000-parcel announcement for a full area).
+_SYNC_FROM_ROWS = {"synchronize_session": "fetch"}
+
+
 def release_parcel(ctx: Ctx, session: Session, parcel_id: int) -> None:
     session.execute(
         update(PlaceReservation)
         .where(PlaceReservation.parcel_id == parcel_id, PlaceReservation.status == HELD)
-        .values(status=RELEASED, decided_at=ctx.now())
+        .values(status=RELEASED, decided_at=ctx.now()),
+        execution_options=_SYNC_FROM_ROWS,
     )
 
 
@@ -83,7 +91,8 @@ def release_proposal(ctx: Ctx, session: Session, proposal: RerouteProposal) -> N
     session.execute(
         update(PlaceReservation)
         .where(PlaceReservation.proposal_id == proposal.id, PlaceReservation.status == HELD)
-        .values(status=RELEASED, decided_at=ctx.now())
+        .values(status=RELEASED, decided_at=ctx.now()),
+        execution_options=_SYNC_FROM_ROWS,
     )
 
 
@@ -93,7 +102,8 @@ def use(ctx: Ctx, session: Session, parcel_id: int, site_id: int) -> None:
         update(PlaceReservation)
         .where(PlaceReservation.parcel_id == parcel_id, PlaceReservation.site_id == site_id,
                PlaceReservation.status == HELD)
-        .values(status=USED, decided_at=ctx.now())
+        .values(status=USED, decided_at=ctx.now()),
+        execution_options=_SYNC_FROM_ROWS,
     )
 
 
