@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVarTuple
 
-from sqlalchemy import Engine, create_engine, event, exc, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -157,12 +157,26 @@ def _ping_when_idle(engine: Engine, idle_after_s: Callable[[], float]) -> None:
 
 def _keep_prepared_on_rollback(engine: Engine) -> None:
     """Each new connection a :class:`KeepsPreparedOnRollback`, made with the dialect's own
-    connection arguments (a refused request's rollback no longer makes the connection plan
-    every statement again)."""
+    connection arguments, and the savepoints rolled back through it (a refused request's
+    rollback, or a poisoned locker event's, no longer makes the connection plan every
+    statement again)."""
 
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         return KeepsPreparedOnRollback.connect(*cargs, **cparams)
+
+    default = engine.dialect.do_rollback_to_savepoint
+
+    def rollback_to_savepoint(connection: Connection, name: str) -> None:
+        driver = connection.connection.driver_connection
+        if isinstance(driver, KeepsPreparedOnRollback):
+            driver.rollback_to_savepoint(name)
+        else:
+            default(connection, name)
+
+    # The dialect sends the savepoint's rollback as a statement, whose tag (ROLLBACK) makes
+    # psycopg drop what the connection prepared. This engine's dialect is its own instance.
+    engine.dialect.do_rollback_to_savepoint = rollback_to_savepoint  # type: ignore[method-assign]
 
 
 def session_now(session: Session) -> Any:

@@ -18,6 +18,11 @@ rollback sends ``ROLLBACK`` through libpq directly, which leaves psycopg's recor
 prepared, and the server's prepared statements, as they were. Anything unusual (a closed or
 broken connection, an error from the server) goes to psycopg's own rollback, which reports
 it.
+
+A rollback to a savepoint (the locker bridge's retry path: a poisoned event undone alone)
+did the same: psycopg clears its prepared statements on any command whose tag is
+``ROLLBACK``, which ``ROLLBACK TO SAVEPOINT`` is. :meth:`rollback_to_savepoint` sends it
+through libpq likewise; ``database.py`` makes the engine's dialect use it.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
-from psycopg import pq
+from psycopg import pq, sql
 
 
 class KeepsPreparedOnRollback(psycopg.Connection[Any]):
@@ -39,3 +44,14 @@ class KeepsPreparedOnRollback(psycopg.Connection[Any]):
             result = self.pgconn.exec_(b"ROLLBACK")
         if result.status != pq.ExecStatus.COMMAND_OK:
             super().rollback()  # psycopg raises the error it finds
+
+    def rollback_to_savepoint(self, name: str) -> None:
+        """``ROLLBACK TO SAVEPOINT name``, the statements prepared kept."""
+        statement = sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(name))
+        if self.closed or self.broken:
+            self.execute(statement)  # psycopg raises the error it finds
+            return
+        with self.lock:
+            result = self.pgconn.exec_(statement.as_bytes(self))
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            self.execute(statement)  # psycopg raises the error it finds

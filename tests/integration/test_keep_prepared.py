@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from relay_ops.db.keep_prepared import KeepsPreparedOnRollback
 from relay_ops.services.context import Ctx
@@ -52,6 +53,42 @@ def test_a_rolled_back_transaction_is_undone_and_the_prepared_statements_stay(
     with ctx.db.transaction() as session:
         assert session.execute(text("SELECT count(*) FROM failed_attempts WHERE key = 'gone'")
                                ).scalar_one() == 0  # undone
+
+
+def test_a_savepoint_rolled_back_is_undone_alone_and_the_prepared_statements_stay(
+        ctx: Ctx) -> None:
+    """The locker bridge's retry path: a poisoned event is undone in its savepoint, whose
+    rollback psycopg took for a transaction's (its tag is ROLLBACK) and dropped every
+    statement the connection prepared."""
+    ctx.db.dispose()
+    for _ in range(6):  # psycopg prepares at the fifth run
+        with ctx.db.transaction() as session:
+            session.execute(text("SELECT count(*) FROM carriers WHERE code = :c"), {"c": "x"})
+    before = prepared_on(ctx)
+    assert any("FROM carriers" in s for s in before)
+    insert = text("INSERT INTO failed_attempts (scope, key, at) VALUES ('test', :key, now())")
+    with ctx.db.transaction() as session:
+        session.execute(insert, {"key": "kept"})
+        savepoint = session.begin_nested()
+        session.execute(insert, {"key": "undone"})
+        with pytest.raises(IntegrityError):  # what poisons an event: a refused row
+            session.execute(text("INSERT INTO failed_attempts (scope, key, at) "
+                                 "VALUES ('test', NULL, now())"))
+        savepoint.rollback()
+        session.execute(insert, {"key": "after"})
+    assert prepared_on(ctx) >= before
+    with ctx.db.read() as session:
+        keys = session.scalars(text("SELECT key FROM failed_attempts WHERE scope = 'test' "
+                                    "ORDER BY id")).all()
+    assert keys == ["kept", "after"]
+
+
+def test_a_rollback_to_a_savepoint_that_is_not_there_fails_as_psycopg_fails(ctx: Ctx) -> None:
+    url = ctx.db.url.replace("postgresql+psycopg://", "postgresql://")
+    with KeepsPreparedOnRollback.connect(url) as conn:
+        conn.execute("SELECT 1")  # a transaction open
+        with pytest.raises(psycopg.errors.InvalidSavepointSpecification):
+            conn.rollback_to_savepoint("never_made")
 
 
 def test_after_a_refused_check_in_the_next_one_runs_prepared_statements(world: World) -> None:
