@@ -95,7 +95,7 @@ def check_manifest(
         for parcel in movers:
             by_parcel[parcel.id]["saturation"] = _saturation_view(site, outlook)
             by_parcel[parcel.id]["reroute"] = offer(
-                ctx, session, planner, actor, carrier, parcel, site, day, receiving
+                ctx, session, planner, actor, carrier, parcel, site, day, receiving, first=True
             )
     no_room.record_batched(session, planner)
     for site in touched.values():
@@ -143,8 +143,11 @@ def _saturation_view(site: Site, outlook: model.DayForecast | None) -> dict[str,
 
 def offer(
     ctx: Ctx, session: Session, planner: Planner, actor: Principal, carrier: Carrier,
-    parcel: Parcel, site: Site, day: date, receiving: set[int],
+    parcel: Parcel, site: Site, day: date, receiving: set[int], *, first: bool = False,
 ) -> dict[str, Any]:
+    """A place for ``parcel`` (over ``site``'s room on ``day``) at a site within reach, moved
+    or proposed by the carrier's policy, else the no-room policy's decision. ``first``: the
+    parcel was announced in this transaction, so it holds no place yet (a manifest's)."""
     options = planner.options(site, day, parcel=parcel)
     if not options:  # the operator's no-room policy decides (docs/overflow.md)
         return no_room.decide(ctx, session, planner, actor, carrier, parcel, site, day,
@@ -167,7 +170,7 @@ def offer(
         answer["site"] = best.site.code
     else:
         # The first option's place waits for the carrier's answer.
-        held = reservations.hold(ctx, session, parcel, best.site, day, proposal)
+        held = reservations.hold(ctx, session, parcel, best.site, day, proposal, first=first)
         planner.record_hold(best.site, day)
     receiving.add(best.site.id)  # its forecast now counts the place
     answer["reservation"] = reservations.view(session, held)

@@ -52,12 +52,15 @@ def _live() -> Any:
 
 def hold(
     ctx: Ctx, session: Session, parcel: Parcel, site: Site, day: date,
-    proposal: RerouteProposal | None, reason: str | None = None,
+    proposal: RerouteProposal | None, reason: str | None = None, *, first: bool = False,
 ) -> PlaceReservation:
     """One place at ``site`` on ``day`` for ``parcel`` (sent there by ``proposal``, or kept
     at the depot until that day: ``reason`` says why); a place it held elsewhere is released
-    (a parcel rerouted again keeps one promise, the last)."""
-    release_parcel(ctx, session, parcel.id)
+    (a parcel rerouted again keeps one promise, the last). ``first``: the parcel was
+    announced in this transaction and holds no place yet, so there is none to release (a
+    manifest's hundreds of proposals skip an UPDATE each)."""
+    if not first:
+        release_parcel(ctx, session, parcel.id)
     reservation = PlaceReservation(
         site_id=site.id, day=day, parcel_id=parcel.id,
         proposal_id=proposal.id if proposal is not None else None,

@@ -20,6 +20,7 @@ from relay_ops.services import (
 from relay_ops.services.principal import SYSTEM
 from relay_ops.web.pages import refusals
 from tests.conftest import Clock
+from tests.integration.test_fast_path_statements import statements
 from tests.integration.test_forecast import (
     TOMORROW,
     announce_many,
@@ -84,9 +85,12 @@ def test_a_proposal_holds_its_first_option_until_decided(world: World) -> None:
     """A proposal awaiting its carrier holds a place at its first option, counted by that
     site's forecast; refusing frees it; accepting holds the chosen site's place instead."""
     pres = add_shop(world, "pres", 47.5300, 6)
-    answer = announce_many(world.carrier, 20)
+    with statements(world.ctx) as seen:
+        answer = announce_many(world.carrier, 20)
     proposed = [p for p in answer["parcels"] if p.get("reroute", {}).get("status") == "proposed"]
     assert len(proposed) >= 2
+    # parcels announced in this very transaction held no place before: none to release
+    assert not [s for s in seen if s.startswith("UPDATE place_reservations")]
     assert all(p["reroute"]["reservation"]["site"] == "pres" for p in proposed)
     assert day_of(world, pres)["reserved"] == len(proposed)
     assert day_of(world, pres)["predicted"] >= len(proposed) * 0.97 - 0.01
