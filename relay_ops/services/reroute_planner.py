@@ -89,6 +89,20 @@ class Planner:
         if site.id in self.inputs:
             self.since_read[(site.id, day)] += 1
 
+    def inputs_now(self, site: Site) -> model.SiteInputs | None:
+        """The site's inputs as a read now would find them, from those read earlier, when
+        the only change since is places promised there (a proposal's hold: one more
+        arrival that day, as ``reservations.promised_arrivals`` counts it). None when they
+        were never read, or a parcel joined or left the site since: read them again."""
+        if site.id not in self.inputs or site.id in self.changed:
+            return None
+        inputs = self.inputs[site.id]
+        show = self.ctx.settings.forecast.show_rate
+        promised = [model.Arrival(day, show)
+                    for (site_id, day), count in sorted(self.since_read.items())
+                    if site_id == site.id for _ in range(count)]
+        return replace(inputs, announced=[*inputs.announced, *promised]) if promised else inputs
+
     def lock(self, site: Site) -> bool:
         """The site's row, locked for this transaction unless another one holds it (False:
         skip it). Its forecast inputs are read after the lock, never before."""

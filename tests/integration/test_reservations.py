@@ -2,6 +2,7 @@
 parcel holds its place at the destination; the forecast, the next reroute and the counter
 all see it; it lapses when the parcel does not come."""
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from flask import Flask
 from flask_babel import force_locale
 from sqlalchemy import select
 
-from relay_ops.db.models import Parcel, ParcelEvent, PlaceReservation, Site
+from relay_ops.db.models import Parcel, ParcelEvent, PlaceReservation, Site, SiteForecast
 from relay_ops.domain.errors import SiteAtCapacity
 from relay_ops.services import (
     checkin,
@@ -111,6 +112,38 @@ def test_a_proposal_holds_its_first_option_until_decided(world: World) -> None:
                                    (accepted["parcel_id"], "released"),
                                    (accepted["parcel_id"], "held")])
     assert day_of(world, pres)["reserved"] == len(proposed) - 1
+
+
+def test_a_proposals_site_stores_the_forecast_a_fresh_read_gives(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the check, the site that received proposals stores its forecast from the inputs
+    the planner read, the places promised since added, not from a second read of them: the
+    same forecast as a fresh read gives."""
+    pres = add_shop(world, "pres", 47.5300, 6)
+    reads = Counter[int]()
+    read = forecast.inputs_for
+
+    def counted(ctx: Any, session: Any, site: Site) -> Any:
+        reads[site.id] += 1
+        return read(ctx, session, site)
+
+    monkeypatch.setattr(forecast, "inputs_for", counted)
+    answer = announce_many(world.carrier, 20)
+    proposed = [p for p in answer["parcels"] if p.get("reroute", {}).get("status") == "proposed"]
+    assert len(proposed) >= 2
+    assert reads[pres] == 1  # by the planner, before the first proposal
+    with world.ctx.db.read() as session:
+        stored = {row.day: row for row in session.scalars(
+            select(SiteForecast).where(SiteForecast.site_id == pres))}
+        site = session.get(Site, pres)
+        assert site is not None
+        fresh = forecast.compute(world.ctx, session, site)
+    assert sorted(stored) == [d.day for d in fresh]
+    for day in fresh:
+        row = stored[day.day]
+        assert (row.at_risk, row.closed, row.capacity) == (day.at_risk, day.closed, day.capacity)
+        for name in ("predicted", "low", "high", "arrivals"):
+            assert getattr(row, name) == pytest.approx(getattr(day, name), abs=1e-9), name
 
 
 def test_the_counter_keeps_reserved_places_for_their_rerouted_parcels(
