@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
@@ -48,7 +48,7 @@ from relay_ops.domain.site_kinds import STORAGE, in_season
 from relay_ops.services import history, locker_reservations, notify, reservations
 from relay_ops.services.context import Ctx
 from relay_ops.services.credentials import release_credentials
-from relay_ops.services.no_room_policies import Decision, decision_view, policy_for
+from relay_ops.services.no_room_policies import WrittenDecision, decision_view, policy_for
 from relay_ops.services.principal import Principal
 
 DECISION_EVENT = "no_room_decision"
@@ -111,25 +111,6 @@ class _Announcement:
     # The "none" decisions not yet written, each with the answer that shows it, when the
     # announcement batches them (``batch_decisions``); None: each is written at once.
     batch: list[tuple[Case, list[dict[str, str]], dict[str, Any]]] | None = None
-
-
-@dataclass
-class WrittenDecision:
-    """A decision written as a row with no ORM object (``record_batched``), as its event and
-    its view (``no_room_policies.Decision``) read it."""
-
-    id: int
-    parcel_id: int
-    parcel: Parcel
-    carrier: Carrier | None
-    site: Site
-    day: date
-    step: str
-    to_site: Site | None
-    hold_until: date | None
-    policy_id: int | None
-    tried: list[Any]
-    created_at: datetime
 
 
 _ANNOUNCEMENTS: WeakKeyDictionary[Planner, _Announcement] = WeakKeyDictionary()
@@ -218,7 +199,7 @@ def _decision_row(case: Case, step: str, tried: list[dict[str, str]], *,
     }
 
 
-def _decision_event(case: Case, decision: Decision) -> None:
+def _decision_event(case: Case, decision: NoRoomDecision | WrittenDecision) -> None:
     """The decision in the parcel's history (written: it names the decision's id)."""
     if case.policy is None:
         return  # nothing was decided for the parcel: its history says nothing new

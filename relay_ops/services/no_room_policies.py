@@ -6,8 +6,9 @@ The decisions themselves are taken in ``services/no_room.py``, at announce time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -122,9 +123,10 @@ def delete_policy(ctx: Ctx, actor: Principal, policy_id: int) -> None:
 # ---------------------------------------------------------------- the decisions, read
 
 
-class Decision(Protocol):
-    """What a decision's view reads: a ``NoRoomDecision``, or a row written with no ORM object
-    (``no_room.WrittenDecision``: a manifest for a full area writes thousands)."""
+@dataclass
+class WrittenDecision:
+    """A decision written as a row with no ORM object (``no_room.record_batched``: a manifest
+    for a full area writes thousands), as its event and its view read it."""
 
     id: int
     parcel_id: int
@@ -140,7 +142,7 @@ class Decision(Protocol):
     created_at: datetime
 
 
-def decision_view(decision: Decision) -> dict[str, Any]:
+def decision_view(decision: NoRoomDecision | WrittenDecision) -> dict[str, Any]:
     return {
         "id": decision.id,
         "parcel_id": decision.parcel_id,

@@ -28,6 +28,18 @@ def prepared_on(ctx: Ctx) -> set[str]:
         return {row[0] for row in rows}
 
 
+def a_statement_prepared(ctx: Ctx) -> set[str]:
+    """A statement run until psycopg prepared it, on the pool's one connection: what is
+    prepared there."""
+    ctx.db.dispose()
+    for _ in range(6):  # psycopg prepares at the fifth run
+        with ctx.db.transaction() as session:
+            session.execute(text("SELECT count(*) FROM carriers WHERE code = :c"), {"c": "x"})
+    prepared = prepared_on(ctx)
+    assert any("FROM carriers" in s for s in prepared)
+    return prepared
+
+
 def test_the_pool_lends_connections_that_keep_their_prepared_statements(ctx: Ctx) -> None:
     with ctx.db.engine.connect() as conn:
         assert isinstance(conn.connection.driver_connection, KeepsPreparedOnRollback)
@@ -35,12 +47,7 @@ def test_the_pool_lends_connections_that_keep_their_prepared_statements(ctx: Ctx
 
 def test_a_rolled_back_transaction_is_undone_and_the_prepared_statements_stay(
         ctx: Ctx) -> None:
-    ctx.db.dispose()
-    for _ in range(6):  # psycopg prepares at the fifth run
-        with ctx.db.transaction() as session:
-            session.execute(text("SELECT count(*) FROM carriers WHERE code = :c"), {"c": "x"})
-    before = prepared_on(ctx)
-    assert any("FROM carriers" in s for s in before)
+    before = a_statement_prepared(ctx)
 
     class Refused(Exception):
         pass
@@ -60,12 +67,7 @@ def test_a_savepoint_rolled_back_is_undone_alone_and_the_prepared_statements_sta
     """The locker bridge's retry path: a poisoned event is undone in its savepoint, whose
     rollback psycopg took for a transaction's (its tag is ROLLBACK) and dropped every
     statement the connection prepared."""
-    ctx.db.dispose()
-    for _ in range(6):  # psycopg prepares at the fifth run
-        with ctx.db.transaction() as session:
-            session.execute(text("SELECT count(*) FROM carriers WHERE code = :c"), {"c": "x"})
-    before = prepared_on(ctx)
-    assert any("FROM carriers" in s for s in before)
+    before = a_statement_prepared(ctx)
     insert = text("INSERT INTO failed_attempts (scope, key, at) VALUES ('test', :key, now())")
     with ctx.db.transaction() as session:
         session.execute(insert, {"key": "kept"})
