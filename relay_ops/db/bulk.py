@@ -23,6 +23,7 @@ from sqlalchemy import JSON, Column, Table, insert, text
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
 
+from relay_ops.db import direct
 from relay_ops.db.models import Base
 
 
@@ -120,19 +121,12 @@ def insert_rows(session: Session, model: type[Base], rows: Sequence[dict[str, An
     json_keys = {c.key for c in columns if isinstance(c.type, JSON)}
     names = ", ".join(c.name for c in columns)
     statement = f"COPY {table.name} ({names}) FROM STDIN"
-    connection = session.connection()
-    driver = connection.connection.driver_connection
-    assert driver is not None  # a connection in a transaction is open
-    with driver.cursor() as cursor:
-        # COPY is not sent through the engine: its statement listeners (SQL logs, the tests'
-        # statement counts) are told of it as of any other.
-        connection.dispatch.before_cursor_execute(connection, cursor, statement, {}, None, True)
+    with direct.driver_cursor(session.connection(), statement, {}) as (cursor, _, _):
         with cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row([
                     json.dumps(row[c.key]) if c.key in json_keys and row[c.key] is not None
                     else row[c.key] for c in columns])
-        connection.dispatch.after_cursor_execute(connection, cursor, statement, {}, None, True)
 
 
 @dataclass(frozen=True)

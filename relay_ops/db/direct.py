@@ -23,7 +23,8 @@ would have loaded (``db/loaders.py``): the domain and the views keep working on 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -152,8 +153,24 @@ class _DefaultContext:
 
 def _execute(connection: Connection, plan: _Plan, values: Mapping[str, Any]
              ) -> list[tuple[Any, ...]]:
-    parameters = plan.parameters(values, connection)
-    sql = plan.sql
+    with driver_cursor(connection, plan.sql, plan.parameters(values, connection)) as (
+            cursor, sql, parameters):
+        cursor.execute(sql, parameters)
+        # psycopg builds a description's columns on each read of it: read at the first run
+        # only.
+        if plan.returns_rows and plan.results is None:
+            plan.learn_results(connection.dialect, cursor)
+        raw = cursor.fetchall() if plan.returns_rows else []
+    return plan.rows(raw)
+
+
+@contextmanager
+def driver_cursor(connection: Connection, sql: str, parameters: Mapping[str, Any]
+                  ) -> Iterator[tuple[Any, str, Mapping[str, Any]]]:
+    """The driver's cursor on ``connection``, for a statement SQLAlchemy does not send itself
+    (a prebuilt one, a COPY: ``db/bulk.py``), with what SQLAlchemy would have done around it:
+    the ``before_cursor_execute`` listeners told (they may rewrite the statement: yielded
+    with the cursor), DBAPI errors raised as SQLAlchemy's, the cursor closed."""
     dbapi_connection = connection.connection.driver_connection
     assert dbapi_connection is not None
     cursor = dbapi_connection.cursor()
@@ -161,17 +178,11 @@ def _execute(connection: Connection, plan: _Plan, values: Mapping[str, Any]
         if connection._has_events or connection.engine._has_events:
             for listener in connection.dispatch.before_cursor_execute:
                 sql, parameters = listener(connection, cursor, sql, parameters, None, False)
-        cursor.execute(sql, parameters)
-        # psycopg builds a description's columns on each read of it: read at the first run
-        # only.
-        if plan.returns_rows and plan.results is None:
-            plan.learn_results(connection.dialect, cursor)
-        raw = cursor.fetchall() if plan.returns_rows else []
+        yield cursor, sql, parameters
     except connection.dialect.loaded_dbapi.Error as error:
         raise _translated(connection, error, cursor, sql, parameters) from error
     finally:
         cursor.close()
-    return plan.rows(raw)
 
 
 def _translated(connection: Connection, error: Any, cursor: Any, sql: str,

@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import pytest
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
 
 from relay_ops.db import bulk
 from relay_ops.db.models import NoRoomDecision, Parcel, ParcelEvent
@@ -152,3 +154,24 @@ def test_text_that_copy_escapes_comes_back_as_written(ctx: Ctx, world: World) ->
         events = session.scalars(select(ParcelEvent).where(ParcelEvent.parcel_id.in_(ids))
                                  .order_by(ParcelEvent.parcel_id)).all()
         assert [(e.reason, e.data["name"]) for e in events] == [(n, n) for n in awkward]
+
+
+def test_rows_a_constraint_refuses_fail_as_sqlalchemy_fails_and_nothing_is_written(
+        ctx: Ctx, world: World) -> None:
+    """A refused COPY raises SQLAlchemy's IntegrityError, as the ORM's INSERT would (the
+    error handlers and the retry paths know SQLAlchemy's errors, not the driver's), and its
+    transaction leaves nothing behind."""
+    refused = {"reason": "refused", "data": {}}
+    with pytest.raises(IntegrityError), ctx.db.transaction() as session:
+        parcels = new_parcels(world, 2)
+        bulk.insert_objects(session, parcels)
+        bulk.insert_rows(session, ParcelEvent, [
+            {"parcel_id": parcel_id, "at": ctx.now(), "action": "announce", "from_state": None,
+             "to_state": "announced", "actor_kind": "carrier", "actor_id": None,
+             "site_id": world.shop_id, **refused}
+            for parcel_id in (parcels[0].id, 10**9)])  # no such parcel
+    with ctx.db.read() as session:
+        assert session.scalar(select(func.count()).select_from(Parcel).where(
+            Parcel.tracking_number.like("BULK%"))) == 0
+        assert session.scalar(select(func.count()).select_from(ParcelEvent).where(
+            ParcelEvent.reason == "refused")) == 0
