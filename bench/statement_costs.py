@@ -4,6 +4,7 @@
     .venv/bin/python bench/fast_path.py --on-hand 2000 --total 0 --manifest 0   # a database
     .venv/bin/python bench/statement_costs.py --runs 400
     .venv/bin/python bench/statement_costs.py --runs 400 --unprepared
+    .venv/bin/python bench/statement_costs.py --runs 600 --pipelined
 
 The statements are the floor's (``bench/floor_app.py``: RelayOps' own, verbatim), run on the
 database the last ``bench/fast_path.py`` left (``--database``), each ``--runs`` times in a
@@ -12,6 +13,11 @@ statement it prepared, see below), after a warm-up that lets the driver prepare 
 cost of an empty transaction (BEGIN, COMMIT) is measured first and taken off each line.
 Writes are made afresh each run (new message keys, a new code hash) so each one does its
 whole work; the parcel written is the same one, again and again.
+
+``--pipelined``: instead, the check-in's transaction (its reads, then its three writes) run
+as RelayOps runs it, a round trip a statement, and with the writes sent together in
+psycopg's pipeline mode (one round trip for the three), alternated three times: what
+pipelining the writes would save.
 
 ``--unprepared``: each run sent unprepared, so PostgreSQL parses and plans it every time, as
 it does for the first five runs of a statement on a connection, and again after any
@@ -122,9 +128,40 @@ def timed(conn: psycopg.Connection[Any], backend: int, runs: int, sql: str | Non
             (cpu_seconds(backend) - server) / runs * 1000)
 
 
+CHECK_IN_READS = ("shop, locked", "shelves", "parcel, locked", "group")
+CHECK_IN_WRITES = ("check-in write", "new code", "messages")
+
+
+def check_in_transaction(conn: psycopg.Connection[Any], backend: int, runs: int,
+                         params: dict[str, Callable[[], dict[str, Any]]], pipelined: bool
+                         ) -> tuple[float, float]:
+    """(client ms, PostgreSQL ms) per check-in transaction, its writes pipelined or not."""
+    def once() -> None:
+        with conn.transaction():
+            for name in CHECK_IN_READS:
+                conn.execute(SQL[name], params[name]()).fetchall()
+            if pipelined:
+                with conn.pipeline():
+                    for name in CHECK_IN_WRITES:
+                        conn.execute(SQL[name], params[name]())
+            else:
+                for name in CHECK_IN_WRITES:
+                    conn.execute(SQL[name], params[name]()).fetchall()
+
+    for _ in range(20):
+        once()
+    client, server = time.process_time(), cpu_seconds(backend)
+    for _ in range(runs):
+        once()
+    return ((time.process_time() - client) / runs * 1000,
+            (cpu_seconds(backend) - server) / runs * 1000)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=400)
+    p.add_argument("--pipelined", action="store_true",
+                   help="the check-in's transaction with its writes pipelined, and without")
     p.add_argument("--unprepared", action="store_true",
                    help="send each run unprepared: parsed and planned every time")
     p.add_argument("--database", default="postgresql://postgres@127.0.0.1:5432/"
@@ -136,6 +173,16 @@ def main(argv: list[str] | None = None) -> int:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
         assert row is not None
         backend = row[0]
+        if args.pipelined:
+            params = dict(cases(conn))
+            for _ in range(3):
+                for pipelined in (False, True):
+                    client, server = check_in_transaction(conn, backend, args.runs, params,
+                                                          pipelined)
+                    print(f"check-in, writes {'pipelined' if pipelined else 'one by one':10} "
+                          f"client {client:.3f} ms  PostgreSQL {server:.3f} ms  "
+                          f"= {client + server:.3f} ms")
+            return 0
         base = timed(conn, backend, args.runs, None, None, prepare)
         print(f"{'empty transaction':18} client {base[0]:.3f} ms  PostgreSQL {base[1]:.3f} ms")
         costs = {}
