@@ -105,9 +105,10 @@ def _announce_parcels(
     items: list[dict[str, Any]],
 ) -> tuple[list[dict[str, Any]], list[Parcel]]:
     """Each item judged on its own (a refused one does not stop the others), then the new
-    parcels and their events written together: one multi-row INSERT each (a manifest holds up
-    to 5,000 parcels, announced in one request), not a round trip per parcel. The answers,
-    and the new parcels (in the session, for the saturation check: not read again)."""
+    parcels and their events written together, one statement each (``db/bulk.py``: a
+    manifest holds up to 5,000 parcels, announced in one request), not a round trip per
+    parcel. The answers, and the new parcels (in the session, for the saturation check: not
+    read again)."""
     seen: set[str] = set()
     sites = _lock_sites(session, items)
     known = _known_parcels(session, carrier, items)
