@@ -639,6 +639,9 @@ class PlaceReservation(Base):
     created_at: Mapped[datetime] = mapped_column(default=stamp_now)
     decided_at: Mapped[datetime | None]
 
+    # A place may be held for a proposal not yet written: the flush writes both, in order.
+    proposal: Mapped[RerouteProposal | None] = relationship()
+
 
 class FailedAttempt(Base):
     """A refused guess (a pickup code at a site, a password for a username), for throttling."""

@@ -88,6 +88,7 @@ def check_manifest(
     no_room.batch_decisions(planner)  # a full area's thousands of parcels: one INSERT
     by_parcel = {r["parcel_id"]: r for r in results if r.get("parcel_id")}
     receiving: set[int] = set()
+    unwritten: list[Unwritten] = []
     for (site_id, day), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         site = touched[site_id]
         assert site is not None
@@ -95,8 +96,9 @@ def check_manifest(
         for parcel in movers:
             by_parcel[parcel.id]["saturation"] = _saturation_view(site, outlook)
             by_parcel[parcel.id]["reroute"] = offer(
-                ctx, session, planner, actor, carrier, parcel, site, day, receiving, first=True
-            )
+                ctx, session, planner, actor, carrier, parcel, site, day, receiving,
+                first=True, unwritten=unwritten)
+    complete(session, unwritten)
     no_room.record_batched(session, planner)
     for site in touched.values():
         assert site is not None
@@ -148,25 +150,35 @@ def _saturation_view(site: Site, outlook: model.DayForecast | None) -> dict[str,
     }
 
 
+Unwritten = tuple[dict[str, Any], RerouteProposal, PlaceReservation]
+
+
 def offer(
     ctx: Ctx, session: Session, planner: Planner, actor: Principal, carrier: Carrier,
     parcel: Parcel, site: Site, day: date, receiving: set[int], *, first: bool = False,
+    unwritten: list[Unwritten] | None = None,
 ) -> dict[str, Any]:
     """A place for ``parcel`` (over ``site``'s room on ``day``) at a site within reach, moved
     or proposed by the carrier's policy, else the no-room policy's decision. ``first``: the
-    parcel was announced in this transaction, so it holds no place yet (a manifest's)."""
+    parcel was announced in this transaction, so it holds no place yet (a manifest's).
+    ``unwritten`` given: a proposal and its place are written at the session's next flush
+    (any read of them flushes first), not at once, and left there for :func:`complete` to
+    give their answer the ids (a manifest's hundreds of proposals: a few statements, not two
+    flushes each)."""
     options = planner.options(site, day, parcel=parcel)
     if not options:  # the operator's no-room policy decides (docs/overflow.md)
         return no_room.decide(ctx, session, planner, actor, carrier, parcel, site, day,
                               receiving, move)
     automatic = carrier.reroute_policy == "automatic"
+    later = unwritten is not None and not automatic  # a move's event names the proposal
     proposal = RerouteProposal(
         parcel_id=parcel.id, from_site_id=site.id, day=day,
         options=[o.view() for o in options], status="automatic" if automatic else "proposed",
         reason=f"{site.code} expected over capacity on {day.isoformat()}",
     )
     session.add(proposal)
-    session.flush()
+    if not later:
+        session.flush()
     answer: dict[str, Any] = {
         "status": proposal.status, "proposal_id": proposal.id, "options": proposal.options,
     }
@@ -177,11 +189,23 @@ def offer(
         answer["site"] = best.site.code
     else:
         # The first option's place waits for the carrier's answer.
-        held = reservations.hold(ctx, session, parcel, best.site, day, proposal, first=first)
+        held = reservations.hold(ctx, session, parcel, best.site, day, proposal, first=first,
+                                 flush=not later)
         planner.record_hold(best.site, day)
     receiving.add(best.site.id)  # its forecast now counts the place
-    answer["reservation"] = reservations.view(session, held)
+    answer["reservation"] = None if later else reservations.view(session, held)
+    if later and unwritten is not None:
+        unwritten.append((answer, proposal, held))
     return answer
+
+
+def complete(session: Session, unwritten: list[Unwritten]) -> None:
+    """The proposals :func:`offer` left unwritten written, and their answers given the ids."""
+    session.flush()
+    for answer, proposal, held in unwritten:
+        answer["proposal_id"] = proposal.id
+        answer["reservation"] = reservations.view(session, held)
+    unwritten.clear()
 
 
 def move(

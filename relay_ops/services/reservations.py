@@ -53,22 +53,25 @@ def _live() -> Any:
 def hold(
     ctx: Ctx, session: Session, parcel: Parcel, site: Site, day: date,
     proposal: RerouteProposal | None, reason: str | None = None, *, first: bool = False,
+    flush: bool = True,
 ) -> PlaceReservation:
     """One place at ``site`` on ``day`` for ``parcel`` (sent there by ``proposal``, or kept
     at the depot until that day: ``reason`` says why); a place it held elsewhere is released
     (a parcel rerouted again keeps one promise, the last). ``first``: the parcel was
     announced in this transaction and holds no place yet, so there is none to release (a
-    manifest's hundreds of proposals skip an UPDATE each)."""
+    manifest's hundreds of proposals skip an UPDATE each). ``flush`` False: written (with
+    its proposal, if that is new too) at the session's next flush, which any read of the
+    places does first."""
     if not first:
         release_parcel(ctx, session, parcel.id)
     reservation = PlaceReservation(
-        site_id=site.id, day=day, parcel_id=parcel.id,
-        proposal_id=proposal.id if proposal is not None else None,
+        site_id=site.id, day=day, parcel_id=parcel.id, proposal=proposal,
         reason=reason or (proposal.reason if proposal is not None else "held"), status=HELD,
         created_at=ctx.now(),
     )
     session.add(reservation)
-    session.flush()
+    if flush:
+        session.flush()
     return reservation
 
 

@@ -92,6 +92,12 @@ def test_a_proposal_holds_its_first_option_until_decided(world: World) -> None:
     assert len(proposed) >= 2
     # parcels announced in this very transaction held no place before: none to release
     assert not [s for s in seen if s.startswith("UPDATE place_reservations")]
+    # the proposals and their places written together at the end of the check, not with a
+    # flush each: one statement each on PostgreSQL (SQLite's driver inserts a row at a time)
+    writes = Counter(s.split(" (")[0] for s in seen if s.startswith("INSERT INTO"))
+    each = len(proposed) if world.ctx.db.is_sqlite else 1
+    assert writes["INSERT INTO reroute_proposals"] == each, writes
+    assert writes["INSERT INTO place_reservations"] == each, writes
     assert all(p["reroute"]["reservation"]["site"] == "pres" for p in proposed)
     assert day_of(world, pres)["reserved"] == len(proposed)
     assert day_of(world, pres)["predicted"] >= len(proposed) * 0.97 - 0.01
