@@ -119,7 +119,13 @@ def timed(conn: psycopg.Connection[Any], backend: int, runs: int, sql: str | Non
                 if cursor.description:
                     cursor.fetchall()
 
-    for _ in range(10):  # the driver prepares a statement at its fifth run
+    return per_run(once, backend, runs)
+
+
+def per_run(once: Callable[[], None], backend: int, runs: int) -> tuple[float, float]:
+    """(client ms, PostgreSQL ms) per call of ``once``, after a warm-up that lets the driver
+    prepare its statements (at their fifth run)."""
+    for _ in range(20):
         once()
     client, server = time.process_time(), cpu_seconds(backend)
     for _ in range(runs):
@@ -148,13 +154,7 @@ def check_in_transaction(conn: psycopg.Connection[Any], backend: int, runs: int,
                 for name in CHECK_IN_WRITES:
                     conn.execute(SQL[name], params[name]()).fetchall()
 
-    for _ in range(20):
-        once()
-    client, server = time.process_time(), cpu_seconds(backend)
-    for _ in range(runs):
-        once()
-    return ((time.process_time() - client) / runs * 1000,
-            (cpu_seconds(backend) - server) / runs * 1000)
+    return per_run(once, backend, runs)
 
 
 def main(argv: list[str] | None = None) -> int:
