@@ -140,7 +140,12 @@ class Planner:
             announced = [*inputs.announced, *[arrival] * extra]
         else:
             announced = _without_first(inputs.announced, day, -extra)
-        days = model.forecast(replace(inputs, announced=announced))
+        ahead = (day - inputs.today).days
+        if not 0 <= ahead <= inputs.horizon:
+            return None
+        # A day's forecast does not depend on the days after it (a property test says so):
+        # run it up to that day only, mostly tomorrow, not the whole week.
+        days = model.forecast(replace(inputs, announced=announced, horizon=ahead))
         return next((d for d in days if d.day == day), None)
 
     def record_move(self, origin: Site, site: Site, day: date) -> None:

@@ -454,6 +454,35 @@ trending_inputs = st.builds(
 )
 
 
+a_flow = st.builds(
+    lambda kind, level, hazards, held, announced, after_peak: flows.Flow(
+        kind=kind, rate=ArrivalRate(level=level), hazards=hazards, held=held,
+        announced=[flows.FlowArrival(TUESDAY + timedelta(days=d), p) for d, p in announced],
+        after_peak=after_peak),
+    st.sampled_from([flows.SENT, flows.ORDERS]), st.floats(0.0, 10.0),
+    st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4).map(tuple),
+    st.dictionaries(st.integers(0, 6), st.integers(1, 5), max_size=3),
+    st.lists(st.tuples(days_ahead, st.floats(0.0, 1.0)), max_size=5), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(trending_inputs, st.integers(0, 7),
+       st.lists(st.floats(0.5, 2.0), max_size=9).map(tuple),
+       st.dictionaries(st.integers(0, 8).map(lambda d: TUESDAY + timedelta(days=d)),
+                       st.integers(0, 20), max_size=4),
+       st.lists(a_flow, max_size=2))
+def test_a_day_does_not_depend_on_the_days_after_it(
+    inputs: SiteInputs, day: int, season: tuple[float, ...], extra: dict[date, int],
+    site_flows: list[flows.Flow],
+) -> None:
+    """The forecast runs forward: parcels refused, waiting in the vans, and the rate's drift
+    carry from a day to the next, never back. So a day's figures are the same whatever the
+    horizon, and the reroute planner asks for the days up to the one it needs only
+    (``reroute_planner.Planner``: a manifest for a full area asks hundreds of times)."""
+    inputs = replace(inputs, demand_index=season, extra_capacity=extra, flows=site_flows)
+    assert forecast(replace(inputs, horizon=day))[day] == forecast(inputs)[day]
+
+
 @settings(max_examples=150, deadline=None)
 @given(trending_inputs)
 def test_with_a_trend_never_negative_and_the_band_contains_the_prediction(
