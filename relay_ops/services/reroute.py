@@ -170,14 +170,15 @@ def offer(
         return no_room.decide(ctx, session, planner, actor, carrier, parcel, site, day,
                               receiving, move)
     automatic = carrier.reroute_policy == "automatic"
-    later = unwritten is not None and not automatic  # a move's event names the proposal
+    # A move's event names the proposal: an automatic one is written at once.
+    deferred = None if automatic else unwritten
     proposal = RerouteProposal(
         parcel_id=parcel.id, from_site_id=site.id, day=day,
         options=[o.view() for o in options], status="automatic" if automatic else "proposed",
         reason=f"{site.code} expected over capacity on {day.isoformat()}",
     )
     session.add(proposal)
-    if not later:
+    if deferred is None:
         session.flush()
     answer: dict[str, Any] = {
         "status": proposal.status, "proposal_id": proposal.id, "options": proposal.options,
@@ -190,12 +191,14 @@ def offer(
     else:
         # The first option's place waits for the carrier's answer.
         held = reservations.hold(ctx, session, parcel, best.site, day, proposal, first=first,
-                                 flush=not later)
+                                 flush=deferred is None)
         planner.record_hold(best.site, day)
     receiving.add(best.site.id)  # its forecast now counts the place
-    answer["reservation"] = None if later else reservations.view(session, held)
-    if later and unwritten is not None:
-        unwritten.append((answer, proposal, held))
+    if deferred is None:
+        answer["reservation"] = reservations.view(session, held)
+    else:
+        answer["reservation"] = None  # given by complete(), with the proposal's id
+        deferred.append((answer, proposal, held))
     return answer
 
 

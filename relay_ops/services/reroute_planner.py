@@ -144,9 +144,8 @@ class Planner:
         if not 0 <= ahead <= inputs.horizon:
             return None
         # A day's forecast does not depend on the days after it (a property test says so):
-        # run it up to that day only, mostly tomorrow, not the whole week.
-        days = model.forecast(replace(inputs, announced=announced, horizon=ahead))
-        return next((d for d in days if d.day == day), None)
+        # run it up to that day only, mostly tomorrow, not the whole week; it is the last.
+        return model.forecast(replace(inputs, announced=announced, horizon=ahead))[-1]
 
     def record_move(self, origin: Site, site: Site, day: date) -> None:
         # Inputs read after the move see the parcel already; only cached ones need counting.
