@@ -97,8 +97,8 @@ def crowd(ctx: Ctx, capacity: int) -> None:
 # The stages ``--stages`` times: (module, function), each called through its module, so a
 # wrapper put there sees every call.
 STAGES = [(manifests, "_announce_parcels"), (reroute, "check_manifest"), (reroute, "offer"),
-          (no_room, "record_batched"), (forecast, "refresh"), (bulk, "insert_objects"),
-          (bulk, "insert_rows")]
+          (no_room, "record_batched"), (forecast, "refresh"), (forecast, "inputs_of_sites"),
+          (reroute, "_store_forecast"), (bulk, "insert_objects"), (bulk, "insert_rows")]
 
 
 def time_stages() -> dict[str, list[float]]:

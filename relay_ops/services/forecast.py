@@ -10,6 +10,7 @@ transaction), when someone reads a site's forecast, and for every site from
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -28,9 +29,9 @@ from relay_ops.domain.site_kinds import has_shelves
 from relay_ops.services import forecast_flows, history, reservations
 from relay_ops.services import forecast_learning as learning
 from relay_ops.services.context import Ctx
-from relay_ops.services.site_calendar import closed_on
+from relay_ops.services.site_calendar import closed_given, closing_days_of_sites
 from relay_ops.services.site_locations import shelf_load
-from relay_ops.services.sites import capacity_of, in_service_on, occupancy_of
+from relay_ops.services.sites import capacities, in_service_on, occupancy_of
 
 HELD = [s.value for s in HELD_STATES]
 LATE_ANNOUNCED_DAYS = 2  # an announced parcel this late may still come, at half the odds
@@ -38,9 +39,15 @@ LATE_ANNOUNCED_DAYS = 2  # an announced parcel this late may still come, at half
 
 
 def site_closed_on(session: Session, site: Site) -> model.ClosedOn:
-    if site.status == "closed":
-        return lambda _day: True
-    return closed_on(session, site)
+    return sites_closed_on(session, [site])[site.id]
+
+
+def sites_closed_on(session: Session, sites: Sequence[Site]) -> dict[int, model.ClosedOn]:
+    """Each site's closed days (a closed site: every day), closing days read in one
+    statement."""
+    closing = closing_days_of_sites(session, [site.id for site in sites if site.status != "closed"])
+    return {site.id: (lambda _day: True) if site.status == "closed"
+            else closed_given(site, closing.get(site.id, set())) for site in sites}
 
 
 def today_remaining(ctx: Ctx, site: Site, now: datetime) -> float:
@@ -65,54 +72,80 @@ def _minutes(hhmm: str) -> int:
 
 
 def inputs_for(ctx: Ctx, session: Session, site: Site) -> model.SiteInputs:
+    return inputs_of_sites(ctx, session, [site])[site.id]
+
+
+def inputs_of_sites(ctx: Ctx, session: Session, sites: Sequence[Site]
+                    ) -> dict[int, model.SiteInputs]:
+    """Each site's forecast inputs, each part read in one statement for all of them: the
+    reroute planner asks every neighbour of a full area at once (thirty sites' inputs read
+    one by one were 480 statements, a fifth of a big manifest's time: docs/benchmarks.md).
+    A site's inputs do not depend on the others read with it (a test says so)."""
+    if not sites:
+        return {}
     now = ctx.now()
     today = ctx.local_day(now)
     settings = ctx.settings.forecast
-    closed = site_closed_on(session, site)
-    held, flows_held = _held(ctx, session, site, today, closed)
-    announced, flows_announced = _announced(ctx, session, site, today, closed)
-    return model.SiteInputs(
+    closed = sites_closed_on(session, sites)
+    held = _held(ctx, session, sites, today, closed)
+    announced = _announced(ctx, session, sites, today, closed)
+    places = capacities(session, sites)
+    extra = temporary_capacity(session, sites, today, settings.horizon_days)
+    # Places held here for proposals' parcels, still announced elsewhere (room promised).
+    promised = reservations.promised_arrivals(ctx, session, sites, today)
+    rates = learning.arrival_rates(ctx, session, sites, now, closed)
+    hazards = learning.hazards(ctx, session, sites, now, closed)
+    flows = forecast_flows.site_flows(
+        ctx, session, sites, now, closed, {i: of_flows for i, (_, of_flows) in held.items()},
+        {i: of_flows for i, (_, of_flows) in announced.items()})
+    return {site.id: model.SiteInputs(
         today=today,
-        capacity=capacity_of(session, site),
-        extra_capacity=temporary_capacity(session, site, today, settings.horizon_days),
-        held=held,
-        # Places held here for proposals' parcels, still announced elsewhere (room promised).
-        announced=announced + reservations.promised_arrivals(ctx, session, site, today),
-        **learning.arrival_rates(ctx, session, site, now, closed),
-        hazards=learning.hazards(ctx, session, site, now, closed),
+        capacity=places[site.id],
+        extra_capacity=extra.get(site.id, {}),
+        held=held[site.id][0],
+        announced=announced[site.id][0] + promised.get(site.id, []),
+        **rates[site.id],
+        hazards=hazards[site.id],
         holding_days=ctx.settings.holding[site.kind].days,
         return_lag_days=settings.return_lag_days,
         today_remaining=today_remaining(ctx, site, now),
-        closed_on=closed,
+        closed_on=closed[site.id],
         horizon=settings.horizon_days,
         z=settings.band_z,
-        flows=forecast_flows.site_flows(ctx, session, site, now, closed, flows_held,
-                                        flows_announced),
-    )
+        flows=flows[site.id],
+    ) for site in sites}
 
 
-def temporary_capacity(session: Session, site: Site, today: date, horizon: int
-                       ) -> dict[date, int]:
+def temporary_capacity(session: Session, sites: Sequence[Site], today: date, horizon: int
+                       ) -> dict[int, dict[date, int]]:
     """The places a shop's (or a storage site's) temporary shelves add on each forecast day
-    (only within their dates: docs/forecast.md, "Season capacity")."""
-    if not has_shelves(site.kind):
+    (only within their dates: docs/forecast.md, "Season capacity"), by site; none for a
+    locker."""
+    shelved = [site.id for site in sites if has_shelves(site.kind)]
+    if not shelved:
         return {}
-    shelves = session.execute(
-        select(Location.capacity, Location.valid_from, Location.valid_until).where(
-            Location.site_id == site.id, Location.active.is_(True),
-            ~in_service_on(None), in_service_on(today) | (Location.valid_from > today),
-        )
-    ).all()
+    shelves: dict[int, list[tuple[int, date | None, date | None]]] = {i: [] for i in shelved}
+    for site_id, places, first, last in session.execute(
+        select(Location.site_id, Location.capacity, Location.valid_from, Location.valid_until)
+        .where(Location.site_id.in_(shelved), Location.active.is_(True),
+               ~in_service_on(None), in_service_on(today) | (Location.valid_from > today))
+    ):
+        shelves[site_id].append((places, first, last))
     days = [today + timedelta(days=i) for i in range(horizon + 1)]
-    return {day: sum(c for c, first, last in shelves if season.in_service(first, last, day))
-            for day in days}
+    return {site_id: {day: sum(c for c, first, last in rows
+                               if season.in_service(first, last, day)) for day in days}
+            for site_id, rows in shelves.items()}
+
+
+Held = tuple[dict[model.Held, int], dict[str, Counter[int]]]
 
 
 def _held(
-    ctx: Ctx, session: Session, site: Site, today: date, closed: model.ClosedOn
-) -> tuple[dict[model.Held, int], dict[str, Counter[int]]]:
-    """The parcels on hand, counted by kind: parcels in the same state checked in on the
-    same local day with the same deadline day are alike, so SQL counts them (a shop's
+    ctx: Ctx, session: Session, sites: Sequence[Site], today: date,
+    closed: dict[int, model.ClosedOn],
+) -> dict[int, Held]:
+    """Each site's parcels on hand, counted by kind: parcels in the same state checked in on
+    the same local day with the same deadline day are alike, so SQL counts them (a shop's
     100,000 parcels on hand are a few hundred kinds, issue 15). The site's own parcels apart
     from its flows' (sent from it, producers' orders), which leave by their own learned
     dwell: those are counted by their age in open days, per flow."""
@@ -121,18 +154,19 @@ def _held(
     checked_in = local_date(Parcel.checked_in_at, zone)
     deadline = local_date(Parcel.holding_deadline, zone)
     order = learning.is_order()
-    keys = (Parcel.state, checked_in, deadline, Parcel.direction, order)
+    keys = (Parcel.site_id, Parcel.state, checked_in, deadline, Parcel.direction, order)
     rows = session.execute(
         select(*keys, func.count())
-        .where(Parcel.site_id == site.id, Parcel.state.in_(HELD))
+        .where(Parcel.site_id.in_([site.id for site in sites]), Parcel.state.in_(HELD))
         .group_by(*keys)
         .order_by(*keys)  # the same sums in the same order each time
     )
-    held: Counter[model.Held] = Counter()
-    flows_held: dict[str, Counter[int]] = {kind: Counter() for kind in flow_model.KINDS}
-    for state, start, end, direction, is_order, count in rows:
+    counted: dict[int, tuple[Counter[model.Held], dict[str, Counter[int]]]] = {
+        site.id: (Counter(), {kind: Counter() for kind in flow_model.KINDS}) for site in sites}
+    for site_id, state, start, end, direction, is_order, count in rows:
+        held, flows_held = counted[site_id]
         start, end = start or today, end or today
-        age = len(model.open_ages(start, today - timedelta(days=1), closed))
+        age = len(model.open_ages(start, today - timedelta(days=1), closed[site_id]))
         kind = flow_kind(direction, is_order)
         if kind is not None:
             flows_held[kind][age] += count
@@ -142,7 +176,7 @@ def _held(
             age=age, pickup_until=end if collectable else None,
             leaves_after=max(today, end + lag),
         )] += count
-    return dict(held), flows_held
+    return {site_id: (dict(held), flows_held) for site_id, (held, flows_held) in counted.items()}
 
 
 def flow_kind(direction: str, is_order: bool | None) -> str | None:
@@ -153,39 +187,45 @@ def flow_kind(direction: str, is_order: bool | None) -> str | None:
     return flow_model.ORDERS if is_order else None
 
 
+Announced = tuple[list[model.Arrival], dict[str, list[flow_model.FlowArrival]]]
+
+
 def _announced(
-    ctx: Ctx, session: Session, site: Site, today: date, closed: model.ClosedOn
-) -> tuple[list[model.Arrival], dict[str, list[flow_model.FlowArrival]]]:
-    """The parcels announced for the site and not yet checked in, each on the day it should
+    ctx: Ctx, session: Session, sites: Sequence[Site], today: date,
+    closed: dict[int, model.ClosedOn],
+) -> dict[int, Announced]:
+    """Each site's parcels announced and not yet checked in, each on the day it should
     come: its expected day; the next open day after its last refusal at the counter (the
     carrier brings it back, full odds), or its expected day if later (held at the depot after
     the refusal); a day or two late, today at half odds; later, never.
     A producer's order (announced the evening before its day) and a parcel to send at a
     locker (its drop-off code) go to their flows, by the same days and odds."""
     show = ctx.settings.forecast.show_rate
-    arrivals: list[model.Arrival] = []
-    flows_announced: dict[str, list[flow_model.FlowArrival]] = {}
+    ids = [site.id for site in sites]
+    found: dict[int, Announced] = {site_id: ([], {}) for site_id in ids}
     # Refusals are few: grouped once and joined, not looked up per announced parcel (a
     # correlated subquery went quadratic on fresh tables whose statistics said "empty").
+    # A refusal counts at the site that refused it, where the parcel is still announced.
     refusals = (
-        select(ParcelEvent.parcel_id, func.max(ParcelEvent.at).label("at"))
-        .where(ParcelEvent.site_id == site.id, ParcelEvent.action == history.CHECK_IN_REFUSED)
-        .group_by(ParcelEvent.parcel_id)
+        select(ParcelEvent.parcel_id, ParcelEvent.site_id, func.max(ParcelEvent.at).label("at"))
+        .where(ParcelEvent.site_id.in_(ids), ParcelEvent.action == history.CHECK_IN_REFUSED)
+        .group_by(ParcelEvent.parcel_id, ParcelEvent.site_id)
         .subquery()
     )
     rows = session.execute(
-        select(Parcel.expected_date, Parcel.created_at, refusals.c.at, Parcel.direction,
-               learning.is_order())
-        .outerjoin(refusals, refusals.c.parcel_id == Parcel.id)
-        .where(Parcel.site_id == site.id, Parcel.state == State.ANNOUNCED.value)
+        select(Parcel.site_id, Parcel.expected_date, Parcel.created_at, refusals.c.at,
+               Parcel.direction, learning.is_order())
+        .outerjoin(refusals, and_(refusals.c.parcel_id == Parcel.id,
+                                  refusals.c.site_id == Parcel.site_id))
+        .where(Parcel.site_id.in_(ids), Parcel.state == State.ANNOUNCED.value)
     )
-    for expected, created_at, refused_at, direction, is_order in rows:
+    for site_id, expected, created_at, refused_at, direction, is_order in rows:
         day = expected or ctx.local_day(created_at) + timedelta(days=1)
         back = None
         if refused_at is not None:
             # the next open day after its refusal, or the later day it is held until
             back = max(day, model.next_open_day(ctx.local_day(refused_at) + timedelta(days=1),
-                                                closed))
+                                                closed[site_id]))
         if back is not None and back >= today:
             arrival = model.Arrival(back, show)
         elif day >= today:
@@ -194,13 +234,14 @@ def _announced(
             arrival = model.Arrival(today, show / 2)
         else:
             continue
+        arrivals, flows_announced = found[site_id]
         kind = flow_kind(direction, is_order)
         if kind is None:
             arrivals.append(arrival)
         else:
             flows_announced.setdefault(kind, []).append(
                 flow_model.FlowArrival(arrival.day, arrival.probability))
-    return arrivals, flows_announced
+    return found
 
 
 def _first_attempts(

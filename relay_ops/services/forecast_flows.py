@@ -18,8 +18,10 @@ compares the two).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -39,32 +41,40 @@ from relay_ops.services.forecast_learning import (
 Deposits = list[tuple[date, date | None, datetime | None, int]]
 
 
-def sent_deposits(ctx: Ctx, session: Session, site: Site, now: datetime) -> Deposits:
-    """The parcels sent from the site over the learning windows, counted alike."""
+def sent_deposits(ctx: Ctx, session: Session, sites: Sequence[Site], now: datetime
+                  ) -> dict[int, Deposits]:
+    """The parcels sent from each site over the learning windows, counted alike."""
     zone = ctx.settings.timezone
     day, left = local_date(Parcel.checked_in_at, zone), local_date(Parcel.closed_at, zone)
-    rows = session.execute(
-        select(day, left, Parcel.announced_at, func.count())
-        .where(Parcel.site_id == site.id, Parcel.direction == outbound.DIRECTION,
+    return _by_site(sites, session.execute(
+        select(Parcel.site_id, day, left, Parcel.announced_at, func.count())
+        .where(Parcel.site_id.in_([site.id for site in sites]),
+               Parcel.direction == outbound.DIRECTION,
                Parcel.checked_in_at >= window_start(ctx, now))
-        .group_by(day, left, Parcel.announced_at)
-    )
-    return [(d, end, at, count) for d, end, at, count in rows]
+        .group_by(Parcel.site_id, day, left, Parcel.announced_at)
+    ))
 
 
-def order_deposits(ctx: Ctx, session: Session, site: Site, now: datetime) -> Deposits:
-    """The producers' orders deposited at the site over the learning windows, counted alike
+def order_deposits(ctx: Ctx, session: Session, sites: Sequence[Site], now: datetime
+                   ) -> dict[int, Deposits]:
+    """The producers' orders deposited at each site over the learning windows, counted alike
     (their announcement is the order's: ``ProducerOrder.announced_at``)."""
     zone = ctx.settings.timezone
     day, left = local_date(Parcel.first_check_in_at, zone), local_date(Parcel.closed_at, zone)
-    rows = session.execute(
-        select(day, left, ProducerOrder.announced_at, func.count())
+    return _by_site(sites, session.execute(
+        select(Parcel.site_id, day, left, ProducerOrder.announced_at, func.count())
         .join(ProducerOrder, ProducerOrder.parcel_id == Parcel.id)
-        .where(Parcel.site_id == site.id, Parcel.carrier_id.is_(None),
+        .where(Parcel.site_id.in_([site.id for site in sites]), Parcel.carrier_id.is_(None),
                Parcel.first_check_in_at >= window_start(ctx, now))
-        .group_by(day, left, ProducerOrder.announced_at)
-    )
-    return [(d, end, at, count) for d, end, at, count in rows]
+        .group_by(Parcel.site_id, day, left, ProducerOrder.announced_at)
+    ))
+
+
+def _by_site(sites: Sequence[Site], rows: Iterable[Any]) -> dict[int, Deposits]:
+    deposits: dict[int, Deposits] = {site.id: [] for site in sites}
+    for site_id, day, left, at, count in rows:
+        deposits[site_id].append((day, left, at, count))
+    return deposits
 
 
 def learned(
@@ -88,15 +98,20 @@ def learned(
 
 
 def site_flows(
-    ctx: Ctx, session: Session, site: Site, now: datetime, closed: model.ClosedOn,
-    held: dict[str, Counter[int]], announced: dict[str, list[flows.FlowArrival]],
-) -> list[flows.Flow]:
-    """The site's flows as the forecast takes them: learned, with their parcels on hand (by
+    ctx: Ctx, session: Session, sites: Sequence[Site], now: datetime,
+    closed: Mapping[int, model.ClosedOn], held: Mapping[int, dict[str, Counter[int]]],
+    announced: Mapping[int, dict[str, list[flows.FlowArrival]]],
+) -> dict[int, list[flows.Flow]]:
+    """Each site's flows as the forecast takes them: learned, with their parcels on hand (by
     age in open days) and announced, which ``services/forecast.py`` reads with its own."""
-    read = {flows.SENT: sent_deposits, flows.ORDERS: order_deposits}
-    result = []
-    for kind in flows.KINDS:
-        flow = learned(ctx, kind, read[kind](ctx, session, site, now), now, closed)
-        result.append(replace(flow, held=dict(held.get(kind, {})),
-                              announced=announced.get(kind, [])))
+    read = {flows.SENT: sent_deposits(ctx, session, sites, now),
+            flows.ORDERS: order_deposits(ctx, session, sites, now)}
+    result: dict[int, list[flows.Flow]] = {}
+    for site in sites:
+        result[site.id] = []
+        for kind in flows.KINDS:
+            flow = learned(ctx, kind, read[kind][site.id], now, closed[site.id])
+            result[site.id].append(replace(
+                flow, held=dict(held.get(site.id, {}).get(kind, {})),
+                announced=announced.get(site.id, {}).get(kind, [])))
     return result

@@ -15,6 +15,7 @@ counts are exactly those of the events taken one by one:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -52,35 +53,39 @@ def window_start(ctx: Ctx, now: datetime) -> datetime:
 # ---------------------------------------------------------------- dwell times
 
 
-def stays(ctx: Ctx, session: Session, site: Site, now: datetime) -> dict[model.Stay, int]:
-    """The window's stays, counted: each parcel checked in here paired with its first ending
-    event (pickup, expiry, refusal, loss, damage; none while it is still on the shelf). A
-    parcel on a shelf never moves (``reroute``: an announced parcel only), so the site's
-    parcels are those it checked in."""
+def stays(ctx: Ctx, session: Session, sites: Sequence[Site], now: datetime
+          ) -> dict[int, dict[model.Stay, int]]:
+    """Each site's stays over the window, counted: each parcel checked in there paired with
+    its first ending event (pickup, expiry, refusal, loss, damage; none while it is still on
+    the shelf). A parcel on a shelf never moves (``reroute``: an announced parcel only), so
+    the site's parcels are those it checked in."""
     zone = ctx.settings.timezone
     checked_in = local_date(Parcel.first_check_in_at, zone)
     ended = local_date(Parcel.ended_at, zone)
     rows = session.execute(
-        select(checked_in, ended, Parcel.ending, func.count())
-        .where(Parcel.site_id == site.id, Parcel.first_check_in_at >= window_start(ctx, now),
-               ~is_order())
-        .group_by(checked_in, ended, Parcel.ending)
+        select(Parcel.site_id, checked_in, ended, Parcel.ending, func.count())
+        .where(Parcel.site_id.in_([site.id for site in sites]),
+               Parcel.first_check_in_at >= window_start(ctx, now), ~is_order())
+        .group_by(Parcel.site_id, checked_in, ended, Parcel.ending)
     )
     since = ctx.local_day(now) - timedelta(days=ctx.settings.forecast.dwell_window_days)
-    counted: Counter[model.Stay] = Counter()
-    for day, end, action, count in rows:
+    counted: dict[int, Counter[model.Stay]] = {site.id: Counter() for site in sites}
+    for site_id, day, end, action, count in rows:
         if day >= since:
-            counted[model.Stay(check_in=day, ended=end, picked_up=action == "pick_up")] += count
-    return dict(counted)
+            stay = model.Stay(check_in=day, ended=end, picked_up=action == "pick_up")
+            counted[site_id][stay] += count
+    return {site_id: dict(stays) for site_id, stays in counted.items()}
 
 
 def hazards(
-    ctx: Ctx, session: Session, site: Site, now: datetime, closed: model.ClosedOn
-) -> tuple[float, ...]:
+    ctx: Ctx, session: Session, sites: Sequence[Site], now: datetime,
+    closed: Mapping[int, model.ClosedOn],
+) -> dict[int, tuple[float, ...]]:
     settings = ctx.settings.forecast
-    prior = model.PRIOR_HAZARDS.get(site.kind, model.PRIOR_HAZARDS["shop"])
-    return model.learn_hazards(stays(ctx, session, site, now), prior, ctx.local_day(now),
-                               closed, settings.prior_weight)
+    counted = stays(ctx, session, sites, now)
+    return {site.id: model.learn_hazards(
+        counted[site.id], model.PRIOR_HAZARDS.get(site.kind, model.PRIOR_HAZARDS["shop"]),
+        ctx.local_day(now), closed[site.id], settings.prior_weight) for site in sites}
 
 
 # ---------------------------------------------------------------- demand
@@ -120,26 +125,31 @@ def _attempts_by_day(
 
 
 def arrival_rates(
-    ctx: Ctx, session: Session, site: Site, now: datetime, closed: model.ClosedOn
-) -> dict[str, Any]:
-    """Level, trend and lead shares of the site's demand: its first attempts per open day,
+    ctx: Ctx, session: Session, sites: Sequence[Site], now: datetime,
+    closed: Mapping[int, model.ClosedOn],
+) -> dict[int, dict[str, Any]]:
+    """Level, trend and lead shares of each site's demand: its first attempts per open day,
     oldest first, up to yesterday, and how long before their day they were announced."""
-    counted = _attempts_by_day(ctx, session, site, now)
+    counted = _attempts_by_site_and_day(ctx, session, [site.id for site in sites], now)
     index = demand_index(ctx, session, now)
-    rate, lead_share = rate_and_leads(ctx, now, closed, counted, index,
-                                      opened=first_day_of_service(ctx, site))
-    if rate.days == 0:
-        # Not one open day yet: no demand learned is not no demand (docs/forecast.md).
-        rate, lead_share = neighbours_demand(ctx, session, site, now, index) or (rate,
-                                                                                lead_share)
     settings = ctx.settings.forecast
     season = index.ahead(ctx.local_day(now), settings.horizon_days)
-    return {**rate.as_inputs(), "trend_damping": settings.trend_damping,
+    rates = {}
+    for site in sites:
+        rate, lead_share = rate_and_leads(ctx, now, closed[site.id], counted.get(site.id, []),
+                                          index, opened=first_day_of_service(ctx, site))
+        if rate.days == 0:
+            # Not one open day yet: no demand learned is not no demand (docs/forecast.md).
+            rate, lead_share = neighbours_demand(ctx, session, site, now, index) or (
+                rate, lead_share)
+        rates[site.id] = {
+            **rate.as_inputs(), "trend_damping": settings.trend_damping,
             "demand_index": season,
             "rate_drift": model.rate_drift(
                 rate, settings.rate_drift, settings.rate_drift_with_trend,
                 settings.rate_drift_with_season if season else None),
             "lead_share": lead_share}
+    return rates
 
 
 def first_day_of_service(ctx: Ctx, site: Site) -> date:

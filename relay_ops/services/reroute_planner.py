@@ -116,11 +116,16 @@ class Planner:
         self.locked.add(site.id)
         return True
 
+    def read_inputs(self, sites: list[Site]) -> None:
+        """The forecast inputs of those of ``sites`` not read yet, read together (a full
+        area's neighbours are asked at once: ``forecast.inputs_of_sites``). Locked first."""
+        unread = [site for site in sites if site.id not in self.inputs]
+        self.inputs.update(forecast.inputs_of_sites(self.ctx, self.session, unread))
+
     def day_with(self, site: Site, day: date, extra: int) -> model.DayForecast | None:
         """The site's forecast for ``day`` with what is promised to it that day, plus
         ``extra`` more (or, negative, fewer) parcels announced that day."""
-        if site.id not in self.inputs:
-            self.inputs[site.id] = forecast.inputs_for(self.ctx, self.session, site)
+        self.read_inputs([site])
         inputs = self.inputs[site.id]
         extra += self.promised(site, day)
         # The forecast is a function of its inputs alone: a big manifest for a full area asks
@@ -208,7 +213,7 @@ class Planner:
         plain = accept is None and self.takes_now is None
         if plain and full_key in self.full_around:
             return []
-        found, by_forecast_alone = [], True
+        candidates, by_forecast_alone = [], True
         for site, km in self.reachable(origin, kind or origin.kind):
             if accept is not None and not accept(site):
                 continue
@@ -220,6 +225,10 @@ class Planner:
             if parcel is not None and not self.has_door(site, parcel):
                 by_forecast_alone = False  # a smaller parcel may find a door
                 continue  # every door of its size (or larger) is taken or promised
+            candidates.append((site, km))
+        self.read_inputs([site for site, _ in candidates])
+        found = []
+        for site, km in candidates:
             outlook = self.day_with(site, day, 1)
             if outlook is None or outlook.closed or outlook.at_risk:
                 continue

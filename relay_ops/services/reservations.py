@@ -25,6 +25,7 @@ when the parcel left the announced state. A parcel rerouted again releases its e
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -134,20 +135,26 @@ def view(session: Session, reservation: PlaceReservation | None) -> dict[str, An
 
 
 def promised_arrivals(
-    ctx: Ctx, session: Session, site: Site, today: date
-) -> list[model.Arrival]:
-    """The forecast's arrivals for places held at ``site`` for parcels still announced at
+    ctx: Ctx, session: Session, sites: Sequence[Site], today: date
+) -> dict[int, list[model.Arrival]]:
+    """The forecast's arrivals for places held at each site for parcels still announced at
     another site (proposals awaiting their carrier): a parcel moved here is announced here
-    and counted as such, never twice. A day already past but within the grace counts today."""
+    and counted as such, never twice. A day already past but within the grace counts today.
+    By site, those with none left out."""
     grace = ctx.settings.forecast.reservation_grace_days
     show = ctx.settings.forecast.show_rate
-    days = session.scalars(
-        select(PlaceReservation.day)
+    rows = session.execute(
+        select(PlaceReservation.site_id, PlaceReservation.day)
         .join(Parcel, Parcel.id == PlaceReservation.parcel_id)
-        .where(PlaceReservation.site_id == site.id, _live(), Parcel.site_id != site.id,
+        .where(PlaceReservation.site_id.in_([site.id for site in sites]), _live(),
+               Parcel.site_id != PlaceReservation.site_id,
                PlaceReservation.day >= today - timedelta(days=grace))
+        .order_by(PlaceReservation.site_id, PlaceReservation.day)
     )
-    return [model.Arrival(max(day, today), show) for day in days]
+    arrivals: dict[int, list[model.Arrival]] = defaultdict(list)
+    for site_id, day in rows:
+        arrivals[site_id].append(model.Arrival(max(day, today), show))
+    return dict(arrivals)
 
 
 def reserved_per_day(ctx: Ctx, session: Session, site_id: int) -> dict[date, int]:

@@ -313,7 +313,7 @@ def test_counted_in_sql_the_flows_are_those_of_the_parcels_one_by_one(
             expected = reference_flow(ctx, session, site, kind, closed)
             read = forecast_flows.sent_deposits if kind == flows.SENT else \
                 forecast_flows.order_deposits
-            deposits = read(ctx, session, site, now)
+            deposits = read(ctx, session, [site], now)[site.id]
             learned = forecast_flows.learned(ctx, kind, deposits, now, closed)
             assert learned == expected
             if kind == flows.SENT:  # counted alike (an order's announcement is its own)

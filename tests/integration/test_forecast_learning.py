@@ -247,10 +247,12 @@ def test_counted_in_sql_the_inputs_are_those_of_the_parcels_one_by_one(
         site = session.get(Site, world.shop_id)
         assert site is not None
         closed = forecast.site_closed_on(session, site)
-        held, _ = forecast._held(ctx, session, site, today, closed)
-        stays = forecast_learning.stays(ctx, session, site, now)
-        rates = forecast_learning.arrival_rates(ctx, session, site, now, closed)
-        hazards = forecast_learning.hazards(ctx, session, site, now, closed)
+        held, _ = forecast._held(ctx, session, [site], today, {site.id: closed})[site.id]
+        stays = forecast_learning.stays(ctx, session, [site], now)[site.id]
+        rates = forecast_learning.arrival_rates(ctx, session, [site], now,
+                                                {site.id: closed})[site.id]
+        hazards = forecast_learning.hazards(ctx, session, [site], now,
+                                            {site.id: closed})[site.id]
         inputs = forecast.inputs_for(ctx, session, site)
 
         expected_held = reference_held(ctx, session, site, today, closed)

@@ -127,13 +127,13 @@ def test_a_proposals_site_stores_the_forecast_a_fresh_read_gives(
     same forecast as a fresh read gives."""
     pres = add_shop(world, "pres", 47.5300, 6)
     reads = Counter[int]()
-    read = forecast.inputs_for
+    read = forecast.inputs_of_sites
 
-    def counted(ctx: Any, session: Any, site: Site) -> Any:
-        reads[site.id] += 1
-        return read(ctx, session, site)
+    def counted(ctx: Any, session: Any, sites: list[Site]) -> Any:
+        reads.update(site.id for site in sites)
+        return read(ctx, session, sites)
 
-    monkeypatch.setattr(forecast, "inputs_for", counted)
+    monkeypatch.setattr(forecast, "inputs_of_sites", counted)
     answer = announce_many(world.carrier, 20)
     proposed = [p for p in answer["parcels"] if p.get("reroute", {}).get("status") == "proposed"]
     assert len(proposed) >= 2
