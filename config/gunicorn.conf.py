@@ -20,9 +20,11 @@ timeout = 30
 
 
 def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook
-    from relay_ops import jobs
+    from relay_ops import heap, jobs
 
     jobs.start_in_web(worker.wsgi)
+    # The app and its runner live as long as the worker: out of the collector's scans.
+    heap.freeze_startup_objects()
 
 
 def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook

@@ -4,6 +4,8 @@ import json
 import re
 import runpy
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from relay_ops import create_app
@@ -47,3 +49,28 @@ def test_the_image_runs_as_a_non_root_user() -> None:
     lines = (ROOT / "Dockerfile").read_text().splitlines()
     users = [x.split()[1] for x in lines if x.startswith("USER ")]
     assert users and users[-1] != "root"
+
+
+FREEZE_PROBE = """
+import gc, runpy, sys, types, weakref
+from relay_ops import create_app
+hooks = runpy.run_path("config/gunicorn.conf.py")
+worker = types.SimpleNamespace(wsgi=create_app({"DATABASE_URL": sys.argv[1]}))
+class Cycle: pass
+garbage = Cycle(); garbage.me = garbage
+gone = weakref.ref(garbage); del garbage
+hooks["post_worker_init"](worker)
+print(gc.get_freeze_count(), gone() is None)
+hooks["worker_exit"](None, worker)
+"""
+
+
+def test_a_ready_web_worker_leaves_its_startup_objects_out_of_the_collector(
+        tmp_path: Path) -> None:
+    """Gunicorn's hook freezes what the loaded app holds (relay_ops/heap.py), after
+    collecting startup's garbage: a full collection in a request no longer scans them."""
+    url = f"sqlite:///{tmp_path / 'probe.db'}"
+    done = subprocess.run([sys.executable, "-c", FREEZE_PROBE, url], cwd=ROOT, check=True,
+                          capture_output=True, text=True, timeout=120)
+    frozen, collected = done.stdout.split()
+    assert int(frozen) > 50_000 and collected == "True"
