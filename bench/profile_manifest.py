@@ -99,7 +99,7 @@ def crowd(ctx: Ctx, capacity: int) -> None:
 # wrapper put there sees every call.
 STAGES = [(manifests, "_announce_parcels"), (reroute, "check_manifest"), (reroute, "offer"),
           (no_room, "record_batched"), (forecast, "refresh"), (forecast, "inputs_of_sites"),
-          (reroute, "_store_forecast"), (bulk, "insert_objects"), (bulk, "insert_rows")]
+          (reroute, "_store_forecasts"), (bulk, "insert_objects"), (bulk, "insert_rows")]
 
 
 def time_stages() -> dict[str, list[float]]:

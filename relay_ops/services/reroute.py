@@ -100,24 +100,21 @@ def check_manifest(
                 first=True, unwritten=unwritten)
     complete(session, unwritten)
     no_room.record_batched(session, planner)
-    for site in touched.values():
-        assert site is not None
-        _store_forecast(ctx, session, planner, site)
-    for site_id in sorted(receiving - set(touched)):
-        other = session.get(Site, site_id)
-        assert other is not None
-        _store_forecast(ctx, session, planner, other)
+    others = [session.get(Site, site_id) for site_id in sorted(receiving - set(touched))]
+    _store_forecasts(ctx, session, planner, [
+        site for site in [*touched.values(), *others] if site is not None])
 
 
-def _store_forecast(ctx: Ctx, session: Session, planner: Planner, site: Site) -> None:
-    """The site's forecast stored after the check: from the inputs the planner read when no
-    parcel joined or left the site since (a proposal's place promised there is added), else
-    from its inputs read again (16 statements a site)."""
-    inputs = planner.inputs_now(site)
-    if inputs is None:
-        forecast.refresh(ctx, session, site)
-    else:
-        forecast.store(ctx, session, site, model.forecast(inputs))
+def _store_forecasts(ctx: Ctx, session: Session, planner: Planner, sites: list[Site]) -> None:
+    """The sites' forecasts stored after the check, together: from the inputs the planner
+    read when no parcel joined or left a site since (a proposal's place promised there is
+    added), else from its inputs read again (all such sites' at once)."""
+    inputs = {site.id: planner.inputs_now(site) for site in sites}
+    stale = [site for site in sites if inputs[site.id] is None]
+    inputs.update(forecast.inputs_of_sites(ctx, session, stale))
+    forecast.store_sites(ctx, session, {
+        site_id: model.forecast(site_inputs)
+        for site_id, site_inputs in inputs.items() if site_inputs is not None})
 
 
 def _excess(

@@ -120,7 +120,8 @@ class Planner:
         """The forecast inputs of those of ``sites`` not read yet, read together (a full
         area's neighbours are asked at once: ``forecast.inputs_of_sites``). Locked first."""
         unread = [site for site in sites if site.id not in self.inputs]
-        self.inputs.update(forecast.inputs_of_sites(self.ctx, self.session, unread))
+        if unread:
+            self.inputs.update(forecast.inputs_of_sites(self.ctx, self.session, unread))
 
     def day_with(self, site: Site, day: date, extra: int) -> model.DayForecast | None:
         """The site's forecast for ``day`` with what is promised to it that day, plus
