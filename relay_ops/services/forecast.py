@@ -320,15 +320,25 @@ def forecast_site(ctx: Ctx, site_id: int) -> list[model.DayForecast]:
         return refresh(ctx, session, site)
 
 
+SITES_PER_SWEEP_TRANSACTION = 100
+
+
 def forecast_all(ctx: Ctx) -> dict[str, int]:
-    """Recompute every site's forecast: the periodic job (one transaction per site, so one
-    site's failure does not hold the others back)."""
+    """Recompute every site's forecast: the periodic job. A hundred sites per transaction,
+    their inputs read together (``inputs_of_sites``: 16 statements each, not each site's),
+    their days stored in one statement; what a transaction stored stays stored if a later
+    one fails."""
     with ctx.db.read() as session:
         ids = list(session.scalars(select(Site.id).order_by(Site.id)))
     at_risk = 0
-    for site_id in ids:
-        days = forecast_site(ctx, site_id)
-        at_risk += sum(d.at_risk for d in days)
+    for start in range(0, len(ids), SITES_PER_SWEEP_TRANSACTION):
+        with ctx.db.transaction() as session:
+            sites = list(session.scalars(select(Site).where(
+                Site.id.in_(ids[start:start + SITES_PER_SWEEP_TRANSACTION])).order_by(Site.id)))
+            days = {site_id: model.forecast(inputs) for site_id, inputs
+                    in inputs_of_sites(ctx, session, sites).items()}
+            store_sites(ctx, session, days)
+        at_risk += sum(d.at_risk for site_days in days.values() for d in site_days)
     return {"sites": len(ids), "days_at_risk": at_risk}
 
 

@@ -4,6 +4,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
@@ -66,6 +67,28 @@ def test_staff_see_the_week_ahead_against_capacity(world: World) -> None:
     assert is_problem(world.other_shopkeeper.get(f"/sites/{world.shop_id}/forecast"), 404,
                       "not-found")
     assert world.carrier.get(f"/sites/{world.shop_id}/forecast").status_code == 403
+
+
+def test_the_sweep_stores_each_sites_own_forecast_whatever_its_batch(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep reads many sites' inputs together, a hundred per transaction: each site's
+    stored days are those of its forecast computed alone, whatever shares its batch."""
+    near_shop(world, capacity=4)
+    announce_many(world.carrier, 30)  # the shop overflows; its neighbour holds places
+    for per_transaction in (1, 2, 100):
+        monkeypatch.setattr(forecast, "SITES_PER_SWEEP_TRANSACTION", per_transaction)
+        assert forecast.forecast_all(world.ctx)["sites"] == 3
+        with world.ctx.db.read() as session:
+            stored = {(row.site_id, row.day): (row.predicted, row.high, row.at_risk)
+                      for row in session.scalars(select(SiteForecast))}
+            alone = {(site.id, day.day): (day.predicted, day.high, day.at_risk)
+                     for site in session.scalars(select(Site))
+                     for day in forecast.compute(world.ctx, session, site)}
+        assert stored.keys() == alone.keys() and len(stored) == 24
+        for key, (predicted, high, at_risk) in alone.items():
+            assert stored[key] == (pytest.approx(predicted, abs=1e-9), high, at_risk), key
+    assert any(at_risk for _, _, at_risk in stored.values())
+    assert len({predicted for predicted, _, _ in stored.values()}) > 8  # not alike
 
 
 def test_forecast_all_stores_a_row_per_site_and_day(world: World) -> None:
