@@ -147,13 +147,13 @@ def temporary_capacity(session: Session, sites: Sequence[Site], today: date, hor
             for site_id, rows in shelves.items()}
 
 
-Held = tuple[dict[model.Held, int], dict[str, Counter[int]]]
+OnHand = tuple[dict[model.Held, int], dict[str, Counter[int]]]  # the site's own, and its flows'
 
 
 def _held(
     ctx: Ctx, session: Session, sites: Sequence[Site], today: date,
     closed: dict[int, model.ClosedOn],
-) -> dict[int, Held]:
+) -> dict[int, OnHand]:
     """Each site's parcels on hand, counted by kind: parcels in the same state checked in on
     the same local day with the same deadline day are alike, so SQL counts them (a shop's
     100,000 parcels on hand are a few hundred kinds, issue 15). The site's own parcels apart
