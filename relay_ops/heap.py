@@ -2,9 +2,9 @@
 
 CPython's collector scans every object it tracks at each full collection. A web worker holds
 about 170,000 of them once the app is loaded (modules, mappers, compiled statements, the
-translations), all living as long as the process; a manifest of 5,000 parcels allocates
-enough to set off three full collections, each of which scanned them all again: about half a
-second of a two-second request (docs/benchmarks.md, "Eleventh pass"). Frozen once the worker
+translations), all living as long as the process, and scanning them took ~90 ms here; a
+manifest of 5,000 parcels allocates enough to set off three full collections, each of which
+scanned them all again (docs/benchmarks.md, "Eleventh pass"). Frozen once the worker
 is ready, they are left out of every later collection (``gc.freeze``, the Python
 documentation's advice for servers); what requests allocate is collected as before.
 """
