@@ -134,14 +134,15 @@ def arrival_rates(
     index = demand_index(ctx, session, now)
     settings = ctx.settings.forecast
     season = index.ahead(ctx.local_day(now), settings.horizon_days)
+    learnt = {site.id: rate_and_leads(ctx, now, closed[site.id], counted.get(site.id, []),
+                                      index, opened=first_day_of_service(ctx, site))
+              for site in sites}
+    # Not one open day yet: no demand learned is not no demand (docs/forecast.md).
+    borrowed = neighbours_demand(ctx, session, [site for site in sites
+                                                if learnt[site.id][0].days == 0], now, index)
     rates = {}
     for site in sites:
-        rate, lead_share = rate_and_leads(ctx, now, closed[site.id], counted.get(site.id, []),
-                                          index, opened=first_day_of_service(ctx, site))
-        if rate.days == 0:
-            # Not one open day yet: no demand learned is not no demand (docs/forecast.md).
-            rate, lead_share = neighbours_demand(ctx, session, site, now, index) or (
-                rate, lead_share)
+        rate, lead_share = borrowed.get(site.id) or learnt[site.id]
         rates[site.id] = {
             **rate.as_inputs(), "trend_damping": settings.trend_damping,
             "demand_index": season,
@@ -241,41 +242,50 @@ PRIOR_REACH_KM = 30.0
 
 
 def neighbours_demand(
-    ctx: Ctx, session: Session, site: Site, now: datetime, index: DemandIndex
-) -> tuple[model.ArrivalRate, tuple[float, ...]] | None:
-    """The rate and lead shares of a site without a day of history: its places times the
+    ctx: Ctx, session: Session, sites: Sequence[Site], now: datetime, index: DemandIndex
+) -> dict[int, tuple[model.ArrivalRate, tuple[float, ...]]]:
+    """The rate and lead shares of each site without a day of history: its places times the
     first attempts per place its neighbours learned (``model.network_rate``, the spread
-    between them its level's uncertainty), and their lead shares pooled. None: no neighbour
-    with a history. In five statements, whatever the neighbours and their parcels."""
-    around = _nearest_of_kind(session, site)
-    counted = _attempts_by_site_and_day(ctx, session, [other.id for other in around], now)
-    places = capacities(session, [*around, site])
+    between them its level's uncertainty), and their lead shares pooled; a site with no
+    neighbour with a history is left out. One statement per site (its nearest), then four
+    for all of them, whatever the neighbours and their parcels."""
+    if not sites:
+        return {}
+    around = {site.id: _nearest_of_kind(session, site) for site in sites}
+    neighbours = _with_closing_days(session, {i for ids in around.values() for i in ids})
+    counted = _attempts_by_site_and_day(ctx, session, sorted(neighbours), now)
+    places = capacities(session, [*neighbours.values(), *sites])
     settings = ctx.settings.forecast
-    levels: list[tuple[float, int]] = []
-    pooled: list[tuple[date, datetime | None, int]] = []
-    for other in around:
-        rows = counted.get(other.id)
-        if not rows:
-            continue  # a neighbour without parcels in the window says nothing of the demand
-        closed = closed_given(other, {closing.day for closing in other.closing_days})
-        # Its open days as it counts them for itself (``arrival_rates``).
-        daily = counted_per_open_day(ctx, now, closed, rows, first_day_of_service(ctx, other))
-        if not daily:
-            continue
-        level = model.learn_arrival_rate(index.ordinary(daily), settings.arrival_half_life_days,
-                                         with_trend=settings.arrival_trend).level
-        levels.append((level, places[other.id]))
-        pooled += rows
-    network = model.network_rate(levels)
-    if network is None:
-        return None
-    lead_share = model.learn_lead_share(_leads(ctx, now, pooled), hours_until_each_day(ctx, now))
-    return network.for_places(places[site.id]), lead_share
+    borrowed = {}
+    for site in sites:
+        levels: list[tuple[float, int]] = []
+        pooled: list[tuple[date, datetime | None, int]] = []
+        for other in (neighbours[i] for i in sorted(around[site.id])):
+            rows = counted.get(other.id)
+            if not rows:
+                continue  # a neighbour without parcels in the window says nothing of the demand
+            closed = closed_given(other, {closing.day for closing in other.closing_days})
+            # Its open days as it counts them for itself (``arrival_rates``).
+            daily = counted_per_open_day(ctx, now, closed, rows,
+                                         first_day_of_service(ctx, other))
+            if not daily:
+                continue
+            level = model.learn_arrival_rate(
+                index.ordinary(daily), settings.arrival_half_life_days,
+                with_trend=settings.arrival_trend).level
+            levels.append((level, places[other.id]))
+            pooled += rows
+        network = model.network_rate(levels)
+        if network is not None:
+            lead_share = model.learn_lead_share(_leads(ctx, now, pooled),
+                                                hours_until_each_day(ctx, now))
+            borrowed[site.id] = (network.for_places(places[site.id]), lead_share)
+    return borrowed
 
 
-def _nearest_of_kind(session: Session, site: Site) -> list[Site]:
-    """The site's nearest ``PRIOR_SITES`` open sites of its kind within ``PRIOR_REACH_KM``,
-    with their closing days."""
+def _nearest_of_kind(session: Session, site: Site) -> list[int]:
+    """The ids of the site's nearest ``PRIOR_SITES`` open sites of its kind within
+    ``PRIOR_REACH_KM``."""
     rows = session.execute(
         select(Site.id, Site.latitude, Site.longitude).where(
             Site.kind == site.kind, Site.id != site.id, Site.status != "closed",
@@ -283,12 +293,15 @@ def _nearest_of_kind(session: Session, site: Site) -> list[Site]:
     )
     ranked = sorted((distance_km(site.latitude, site.longitude, lat, lon), site_id)
                     for site_id, lat, lon in rows)
-    ids = [site_id for km, site_id in ranked if km <= PRIOR_REACH_KM][:PRIOR_SITES]
+    return [site_id for km, site_id in ranked if km <= PRIOR_REACH_KM][:PRIOR_SITES]
+
+
+def _with_closing_days(session: Session, ids: set[int]) -> dict[int, Site]:
+    """The sites of ``ids`` with their closing days, by id."""
     if not ids:
-        return []
-    return list(session.scalars(
-        select(Site).options(selectinload(Site.closing_days)).where(Site.id.in_(ids))
-        .order_by(Site.id)))
+        return {}
+    return {site.id: site for site in session.scalars(
+        select(Site).options(selectinload(Site.closing_days)).where(Site.id.in_(sorted(ids))))}
 
 
 def _attempts_by_site_and_day(

@@ -62,8 +62,29 @@ def test_its_neighbours_are_read_in_five_statements_whatever_their_parcels(
         assert site is not None
         index = forecast_learning.demand_index(world.ctx, session, clock.now)
         seen.clear()
-        found = forecast_learning.neighbours_demand(world.ctx, session, site, clock.now, index)
-    assert found is not None and len(seen) == 5, listing(seen)
+        found = forecast_learning.neighbours_demand(world.ctx, session, [site], clock.now,
+                                                    index)
+    assert site.id in found and len(seen) == 5, listing(seen)
+
+
+def test_new_sites_forecast_together_read_one_statement_each_and_four_for_all(
+    world: World, clock: Clock
+) -> None:
+    """The sweep reads its sites together: new sites' neighbours are found one statement a
+    site, then read for all of them at once; each site's rate is the one it has alone."""
+    build_history(world, clock)
+    new_ids = [near_shop(world, code, capacity=places)
+               for code, places in (("pres", 30), ("loin", 12), ("gare", 7))]
+    with world.ctx.db.read() as session, statements(world.ctx) as seen:
+        new = [site for site in (session.get(Site, i) for i in new_ids) if site is not None]
+        index = forecast_learning.demand_index(world.ctx, session, clock.now)
+        alone = {site.id: forecast_learning.neighbours_demand(
+            world.ctx, session, [site], clock.now, index)[site.id] for site in new}
+        seen.clear()
+        together = forecast_learning.neighbours_demand(world.ctx, session, new, clock.now,
+                                                       index)
+    assert together == alone and len(seen) == 3 + 4, listing(seen)
+    assert len({rate.level for rate, _ in together.values()}) == 3  # per place: not alike
 
 
 def test_a_shop_open_for_weeks_without_a_parcel_is_known_to_get_none(
