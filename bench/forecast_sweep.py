@@ -1,4 +1,4 @@
-"""The forecast sweep (``forecast.forecast_all``) over a network of new sites (issue 15).
+"""The forecast sweep (``forecast_sweep.forecast_all``) over a network of new sites (issue 15).
 
     .venv/bin/python bench/forecast_sweep.py --sites 1000 [--runs 2]
 
@@ -21,7 +21,7 @@ sys.path.insert(0, str(REPO))  # this checkout's relay_ops, not an installed cop
 
 from bench.profile_fast_path import ADMIN, analyze, build_world, fresh_database  # noqa: E402
 from bench.refusal_at_scale import seed_sites  # noqa: E402
-from relay_ops.services import forecast  # noqa: E402
+from relay_ops.services import forecast_sweep  # noqa: E402
 
 DATABASE = "relayops_forecast_sweep"
 
@@ -38,7 +38,7 @@ def main() -> None:
     analyze(url)
     for _ in range(args.runs):
         start = time.perf_counter()
-        done = forecast.forecast_all(world.ctx)
+        done = forecast_sweep.forecast_all(world.ctx)
         print(f"sweep of {done['sites']} sites: {time.perf_counter() - start:.2f} s, "
               f"{done['days_at_risk']} days at risk", flush=True)
     world.ctx.db.dispose()

@@ -61,6 +61,7 @@ from relay_ops.services import (
     credentials,
     demand_index,
     expiry,
+    forecast_sweep,
     locker_collection,
     locker_compartments,
     locker_dropoff,
@@ -72,7 +73,6 @@ from relay_ops.services import (
     reroute,
     sites,
 )
-from relay_ops.services import forecast as forecasts
 from relay_ops.services.context import Ctx
 from relay_ops.services.principal import SYSTEM, Principal, Role
 
@@ -445,7 +445,7 @@ class Replay:
 
     def forecast_all(self, day: date) -> None:
         started = time.perf_counter()
-        forecasts.forecast_all(self.ctx)
+        forecast_sweep.forecast_all(self.ctx)
         self.stats.forecast_s.append(time.perf_counter() - started)
         with self.ctx.db.read() as session:
             for row in session.scalars(select(SiteForecast).where(SiteForecast.day > day)):

@@ -313,10 +313,11 @@ def sweep_expiry() -> None:
 @with_appcontext
 def forecast_command() -> None:
     """Recompute every site's occupancy forecast (what the scheduler runs nightly)."""
-    from relay_ops.services.forecast import forecast_all
+    from relay_ops.services.forecast_sweep import forecast_all
 
     done = forecast_all(ctx())
-    click.echo(f"{done['sites']} site(s) forecast, {done['days_at_risk']} day(s) at risk")
+    click.echo(f"{done['sites']} site(s) forecast, {done['days_at_risk']} day(s) at risk"
+               + (f", {done['failed']} failed (logged)" if done["failed"] else ""))
 
 
 @click.command("demo")

@@ -27,7 +27,7 @@ from relay_ops.runner_lock import RunnerLock
 from relay_ops.services import (
     delivery,
     expiry,
-    forecast,
+    forecast_sweep,
     home_delivery,
     locker_dropoff,
     locker_take_back,
@@ -93,7 +93,7 @@ def _purge(ctx: Ctx, config: Mapping[str, Any]) -> int:
 
 
 def _forecast(ctx: Ctx, config: Mapping[str, Any]) -> int:
-    return forecast.forecast_all(ctx)["sites"]
+    return forecast_sweep.forecast_all(ctx)["sites"]
 
 
 def _outbound_overdue(ctx: Ctx, config: Mapping[str, Any]) -> int:

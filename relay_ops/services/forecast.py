@@ -4,7 +4,7 @@ The model is ``relay_ops.domain.forecast`` (docs/forecast.md). This module only 
 inputs and keeps the result in ``site_forecasts``, one row per site and day, replaced each
 time. It runs on every manifest announcement for the sites the manifest touches (inside that
 transaction), when someone reads a site's forecast, and for every site from
-:func:`forecast_all`, the plain function the scheduler calls.
+``forecast_sweep.forecast_all``, the plain function the scheduler calls.
 """
 
 from __future__ import annotations
@@ -318,28 +318,6 @@ def forecast_site(ctx: Ctx, site_id: int) -> list[model.DayForecast]:
         if site is None:
             return []
         return refresh(ctx, session, site)
-
-
-SITES_PER_SWEEP_TRANSACTION = 100
-
-
-def forecast_all(ctx: Ctx) -> dict[str, int]:
-    """Recompute every site's forecast: the periodic job. A hundred sites per transaction,
-    their inputs read together (``inputs_of_sites``: 16 statements each, not each site's),
-    their days stored in one statement; what a transaction stored stays stored if a later
-    one fails."""
-    with ctx.db.read() as session:
-        ids = list(session.scalars(select(Site.id).order_by(Site.id)))
-    at_risk = 0
-    for start in range(0, len(ids), SITES_PER_SWEEP_TRANSACTION):
-        with ctx.db.transaction() as session:
-            sites = list(session.scalars(select(Site).where(
-                Site.id.in_(ids[start:start + SITES_PER_SWEEP_TRANSACTION])).order_by(Site.id)))
-            days = {site_id: model.forecast(inputs) for site_id, inputs
-                    in inputs_of_sites(ctx, session, sites).items()}
-            store_sites(ctx, session, days)
-        at_risk += sum(d.at_risk for site_days in days.values() for d in site_days)
-    return {"sites": len(ids), "days_at_risk": at_risk}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,14 @@ from sqlalchemy import func, select
 
 from relay_ops.db.models import Notification, Parcel, ParcelEvent, Site, SiteForecast
 from relay_ops.domain.holding import AdaptiveHolding, Season
-from relay_ops.services import accounts, api_tokens, demand_index, forecast, sites
+from relay_ops.services import (
+    accounts,
+    api_tokens,
+    demand_index,
+    forecast,
+    forecast_sweep,
+    sites,
+)
 from relay_ops.services.principal import SYSTEM, Principal, Role
 from tests.conftest import Clock
 from tests.integration.test_delivery import run_jobs, sent_lines
@@ -76,8 +83,8 @@ def test_the_sweep_stores_each_sites_own_forecast_whatever_its_batch(
     near_shop(world, capacity=4)
     announce_many(world.carrier, 30)  # the shop overflows; its neighbour holds places
     for per_transaction in (1, 2, 100):
-        monkeypatch.setattr(forecast, "SITES_PER_SWEEP_TRANSACTION", per_transaction)
-        assert forecast.forecast_all(world.ctx)["sites"] == 3
+        monkeypatch.setattr(forecast_sweep, "SITES_PER_TRANSACTION", per_transaction)
+        assert forecast_sweep.forecast_all(world.ctx)["sites"] == 3
         with world.ctx.db.read() as session:
             stored = {(row.site_id, row.day): (row.predicted, row.high, row.at_risk)
                       for row in session.scalars(select(SiteForecast))}
@@ -91,10 +98,43 @@ def test_the_sweep_stores_each_sites_own_forecast_whatever_its_batch(
     assert len({predicted for predicted, _, _ in stored.values()}) > 8  # not alike
 
 
+def test_a_site_that_fails_holds_no_other_back(
+        world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A site whose forecast fails is logged and counted; the sites batched with it and those
+    after it are forecast and stored all the same."""
+    third = near_shop(world)
+    monkeypatch.setattr(forecast_sweep, "SITES_PER_TRANSACTION", 2)
+    broken = world.other_shop_id  # batched with the shop; the third site comes after
+    run = forecast_sweep.model.forecast
+
+    def failing(inputs: Any) -> Any:
+        if inputs.capacity == capacity_of(broken):
+            raise ValueError("a broken site")
+        return run(inputs)
+
+    def capacity_of(site_id: int) -> int:
+        with world.ctx.db.read() as session:
+            site = session.get(Site, site_id)
+            assert site is not None
+            return sites.capacity_of(session, site)
+
+    assert capacity_of(broken) not in (capacity_of(world.shop_id), capacity_of(third))
+    monkeypatch.setattr(forecast_sweep.model, "forecast", failing)
+    with caplog.at_level("ERROR", logger="relay_ops.services.forecast_sweep"):
+        done = forecast_sweep.forecast_all(world.ctx)
+    assert done == {"sites": 3, "days_at_risk": 0, "failed": 1}
+    assert f"site {broken} failed" in caplog.text
+    with world.ctx.db.read() as session:
+        stored = set(session.scalars(select(SiteForecast.site_id).distinct()))
+    assert stored == {world.shop_id, third}
+
+
 def test_forecast_all_stores_a_row_per_site_and_day(world: World) -> None:
     announce_many(world.carrier, 3)
-    assert forecast.forecast_all(world.ctx) == {"sites": 2, "days_at_risk": 0}
-    forecast.forecast_all(world.ctx)  # again: rows are replaced, not added
+    assert forecast_sweep.forecast_all(world.ctx) == {"sites": 2, "days_at_risk": 0,
+                                                      "failed": 0}
+    forecast_sweep.forecast_all(world.ctx)  # again: rows are replaced, not added
     with world.ctx.db.read() as session:
         assert session.scalar(select(func.count()).select_from(SiteForecast)) == 16
         row = forecast.stored_day(session, world.shop_id, world.ctx.today().replace(day=2))

@@ -8,7 +8,7 @@ from datetime import date
 from sqlalchemy import select
 
 from relay_ops.db.models import Parcel, PlaceReservation
-from relay_ops.services import forecast, forecast_views
+from relay_ops.services import forecast_sweep, forecast_views
 from relay_ops.services.principal import Principal, Role
 from tests.pages.support import Pages
 from tests.support import World
@@ -71,7 +71,7 @@ def test_the_dashboard_lists_every_sites_forecast(operator: Pages, world: World)
 
 
 def test_the_dashboard_reads_stored_forecasts(operator: Pages, world: World) -> None:
-    forecast.forecast_all(world.ctx)
+    forecast_sweep.forecast_all(world.ctx)
     _crowd(world, 5)  # announcing refreshes bourg's stored forecast in its transaction
     views = {f["code"]: f for f in forecast_views.overview(world.ctx, Principal(Role.OPERATOR))}
     assert len(views["bourg"]["days"]) == 8
