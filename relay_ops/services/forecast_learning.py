@@ -20,7 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from relay_ops.db.local_date import local_date
 from relay_ops.db.models import DemandDay, Parcel, ProducerOrder, Site
@@ -29,7 +29,7 @@ from relay_ops.domain.demand_index import DemandIndex
 from relay_ops.domain.geo import distance_km
 from relay_ops.services import history
 from relay_ops.services.context import Ctx
-from relay_ops.services.site_calendar import closed_given
+from relay_ops.services.site_calendar import closed_given, closing_days_of_sites
 from relay_ops.services.sites import capacities, in_box_around
 
 ENDINGS = history.ENDINGS
@@ -252,29 +252,38 @@ def neighbours_demand(
     if not sites:
         return {}
     around = {site.id: _nearest_of_kind(session, site) for site in sites}
-    neighbours = _with_closing_days(session, {i for ids in around.values() for i in ids})
+    neighbours = _sites(session, {i for ids in around.values() for i in ids})
     counted = _attempts_by_site_and_day(ctx, session, sorted(neighbours), now)
     places = capacities(session, [*neighbours.values(), *sites])
+    closing = closing_days_of_sites(session, sorted(neighbours))
     settings = ctx.settings.forecast
+    # Each neighbour's own level, learned once however many new sites it is near.
+    learnt: dict[int, float | None] = {}
+
+    def level_of(other: Site) -> float | None:
+        if other.id not in learnt:
+            learnt[other.id] = None
+            rows = counted.get(other.id)
+            if not rows:
+                return None  # a neighbour without parcels in the window says nothing
+            # Its open days as it counts them for itself (``arrival_rates``).
+            closed = closed_given(other, closing.get(other.id, set()))
+            daily = counted_per_open_day(ctx, now, closed, rows, first_day_of_service(ctx, other))
+            if daily:
+                learnt[other.id] = model.learn_arrival_rate(
+                    index.ordinary(daily), settings.arrival_half_life_days,
+                    with_trend=settings.arrival_trend).level
+        return learnt[other.id]
+
     borrowed = {}
     for site in sites:
         levels: list[tuple[float, int]] = []
         pooled: list[tuple[date, datetime | None, int]] = []
         for other in (neighbours[i] for i in sorted(around[site.id])):
-            rows = counted.get(other.id)
-            if not rows:
-                continue  # a neighbour without parcels in the window says nothing of the demand
-            closed = closed_given(other, {closing.day for closing in other.closing_days})
-            # Its open days as it counts them for itself (``arrival_rates``).
-            daily = counted_per_open_day(ctx, now, closed, rows,
-                                         first_day_of_service(ctx, other))
-            if not daily:
-                continue
-            level = model.learn_arrival_rate(
-                index.ordinary(daily), settings.arrival_half_life_days,
-                with_trend=settings.arrival_trend).level
-            levels.append((level, places[other.id]))
-            pooled += rows
+            level = level_of(other)
+            if level is not None:
+                levels.append((level, places[other.id]))
+                pooled += counted[other.id]
         network = model.network_rate(levels)
         if network is not None:
             lead_share = model.learn_lead_share(_leads(ctx, now, pooled),
@@ -296,12 +305,12 @@ def _nearest_of_kind(session: Session, site: Site) -> list[int]:
     return [site_id for km, site_id in ranked if km <= PRIOR_REACH_KM][:PRIOR_SITES]
 
 
-def _with_closing_days(session: Session, ids: set[int]) -> dict[int, Site]:
-    """The sites of ``ids`` with their closing days, by id."""
+def _sites(session: Session, ids: set[int]) -> dict[int, Site]:
+    """The sites of ``ids``, by id."""
     if not ids:
         return {}
     return {site.id: site for site in session.scalars(
-        select(Site).options(selectinload(Site.closing_days)).where(Site.id.in_(sorted(ids))))}
+        select(Site).where(Site.id.in_(sorted(ids))))}
 
 
 def _attempts_by_site_and_day(
