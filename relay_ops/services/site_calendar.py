@@ -19,7 +19,7 @@ from relay_ops.services.sites import site_row, site_view
 
 
 def closing_days_of(session: Session, site_id: int) -> set[date]:
-    return set(session.scalars(select(ClosingDay.day).where(ClosingDay.site_id == site_id)))
+    return closing_days_of_sites(session, [site_id]).get(site_id, set())
 
 
 def closing_days_of_sites(session: Session, site_ids: Collection[int]) -> dict[int, set[date]]:
