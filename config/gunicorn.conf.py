@@ -1,6 +1,7 @@
 """Gunicorn settings for the web service (``gunicorn -c config/gunicorn.conf.py``)."""
 
 import os
+import tempfile
 
 bind = os.environ.get("RELAY_OPS_BIND", "0.0.0.0:8000")  # noqa: S104 - inside a container
 workers = int(os.environ.get("RELAY_OPS_WEB_WORKERS", "2"))
@@ -12,6 +13,11 @@ accesslog = "-"
 max_requests = 5000
 max_requests_jitter = 500
 timeout = 30
+
+# The workers' Prometheus values, one file each, summed by /metrics (relay_ops/metrics.py).
+# Set here, in the master, before any worker imports prometheus_client: a fresh directory per
+# start unless the deployment names one (which it must then empty before each start).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="relayops-metrics-"))
 
 
 # The embedded default (RELAY_OPS_JOBS_IN_PROCESS=true): each web worker starts a job runner and
@@ -33,3 +39,9 @@ def worker_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook
     app = getattr(worker, "wsgi", None)
     if app is not None:
         jobs.stop_in_web(app)
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook
+    from relay_ops import metrics
+
+    metrics.worker_exited(worker.pid)

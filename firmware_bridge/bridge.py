@@ -94,6 +94,7 @@ class Bridge:
         self._next_outbox_poll = 0.0
         self.applied_count = 0  # events applied with their effects (for benchmarks and tests)
         self.refused_count = 0  # messages refused for their signature (for tests)
+        self.failed_batches = 0  # batches not applied: their lockers resend them
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -115,6 +116,17 @@ class Bridge:
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
         return self._connected.wait(timeout_s)
+
+    # --- figures, read by the metrics' scrape (relay_ops/metrics.py) from another thread ----
+
+    def inbox_depth(self) -> int:
+        return self._inbox.qsize()
+
+    def events_behind_gaps(self) -> int:
+        return sum(len(gap.events) for gap in list(self._gaps.values()))
+
+    def is_connected(self) -> bool:
+        return self._connected.is_set()
 
     @property
     def client_id(self) -> str:
@@ -204,6 +216,7 @@ class Bridge:
             for key, envelopes in groups.items():
                 self._apply(key, envelopes)
         except Exception:
+            self.failed_batches += 1
             log.exception("a batch of %d messages was not applied; lockers resend", len(batch))
         finally:
             # PUBACK after the commit (or after giving up): see the module docstring

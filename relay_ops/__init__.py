@@ -28,10 +28,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     db = Database(app.config["DATABASE_URL"])
     app.extensions["relay_ops"] = Ctx(db=db, settings=Settings.from_config(app.config))
 
+    from relay_ops import metrics
     from relay_ops.web import headers, inputs, meta, pages, problems
     from relay_ops.web.api import bp as api_bp
 
-    inputs.init_app(app)  # first: its URL converters serve every blueprint's rules
+    metrics.init_app(app)  # its timer starts before any other before_request
+    inputs.init_app(app)  # before the blueprints: its URL converters serve their rules
     problems.init_app(app)
     headers.init_app(app)
     app.register_blueprint(api_bp)

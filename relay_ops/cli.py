@@ -485,8 +485,15 @@ def scheduler(tick: float) -> None:
 @click.option("--resend-after", default=5.0, show_default=True,
               help="seconds before a command the locker has not answered goes out again")
 @click.option("--log-level", default="INFO", show_default=True)
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              envvar="RELAY_OPS_BRIDGE_METRICS_PORT",
+              help="serve Prometheus metrics on this port (default: none)")
+@click.option("--metrics-address", default="127.0.0.1", show_default=True,
+              envvar="RELAY_OPS_BRIDGE_METRICS_ADDRESS",
+              help="the address the metrics listen on (unauthenticated: keep it private)")
 @with_appcontext
-def bridge(broker: str | None, no_shared: bool, resend_after: float, log_level: str) -> None:
+def bridge(broker: str | None, no_shared: bool, resend_after: float, log_level: str,
+           metrics_port: int | None, metrics_address: str) -> None:
     """Run the MQTT bridge: locker events in, service calls, commands out (production; also
     the console script `relayops-bridge`). The bridge gets the services' context from here:
     firmware_bridge never builds the app. SIGTERM stops it."""
@@ -509,6 +516,11 @@ def bridge(broker: str | None, no_shared: bool, resend_after: float, log_level: 
     )
     login = broker_login(config, host or "127.0.0.1", port)
     running = Bridge(ctx(), login.host, login.port, settings, login)
+    if metrics_port is not None:
+        from relay_ops.metrics import serve_bridge_metrics
+
+        serve_bridge_metrics(running, metrics_port, metrics_address)
+        click.echo(f"metrics on http://{metrics_address}:{metrics_port}/metrics")
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())

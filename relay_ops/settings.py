@@ -190,6 +190,9 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_STALE_AFTER_S": 300,
     # Recipient name, phone and e-mail are erased this many days after pickup or return.
     "PERSONAL_DATA_RETENTION_DAYS": 30,
+    # Prometheus metrics (relay_ops/metrics.py): /metrics answers a scraper sending
+    # "Authorization: Bearer <METRICS_TOKEN>"; None: metrics are off (404).
+    "METRICS_TOKEN": None,
 }
 
 SECRET_KEYS = (

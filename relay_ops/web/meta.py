@@ -11,12 +11,13 @@ from flask import (
     current_app,
     json,
     render_template_string,
+    request,
     send_from_directory,
 )
 from redis.exceptions import RedisError
 from sqlalchemy import text
 
-from relay_ops import jobs, outbox
+from relay_ops import jobs, metrics, outbox
 from relay_ops.web.api import PREFIX
 from relay_ops.web.api.openapi import build
 from relay_ops.worker.config import redis_of
@@ -36,6 +37,13 @@ DOCS_PAGE = """<!doctype html>
 @bp.get("/health")
 def health() -> Any:
     return {"status": "ok"}
+
+
+@bp.get("/metrics")
+def metrics_exposition() -> Response:
+    """Prometheus' scrape (relay_ops/metrics.py): the requests' durations by endpoint."""
+    return metrics.scrape(current_app._get_current_object(),  # type: ignore[attr-defined]
+                          request.headers.get("Authorization"))
 
 
 @bp.get("/ready")

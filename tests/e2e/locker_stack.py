@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from firmware_bridge.identity import write_bundle
@@ -202,8 +203,11 @@ class Stack:
         self.web = Process("web", [py, "-m", "gunicorn", "-b", f"127.0.0.1:{self.port}",
                                    "--workers", "1", "--threads", "4",
                                    "relay_ops:create_app()"], self.env, tmp)
+        self.bridge_metrics_port = free_port()
         self.bridge = Process("bridge", [py, "-m", "relay_ops.cli", "bridge", "--broker", broker,
-                                         "--resend-after", "1"], self.env, tmp)
+                                         "--resend-after", "1",
+                                         "--metrics-port", str(self.bridge_metrics_port)],
+                              self.env, tmp)
         # `board`: "simulated" runs the simulator; "kerong-emulated" runs the agent's own
         # program on emulated KR-CU16 boards behind a pty (same console verbs)
         program = (["firmware_bridge.simulator", "--lockers", "1", "--prefix", self.prefix,
@@ -245,6 +249,14 @@ class Stack:
                 return True
         except OSError:
             return False
+
+    def bridge_metrics(self) -> dict[str, float]:
+        """The bridge's Prometheus figures (relay_ops/metrics.py), by sample name."""
+        url = f"http://127.0.0.1:{self.bridge_metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - loopback
+            text = answer.read().decode()
+        return {sample.name: sample.value for family in text_string_to_metric_families(text)
+                for sample in family.samples}
 
     # --- HTTP, as the carrier's app and the resident's phone -------------------------------
 

@@ -11,9 +11,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import func, select
 
 from firmware_bridge import protocol as p
 from firmware_bridge.tls import BrokerLogin
+from relay_ops.db.models import LockerEventCursor
 from tests.e2e.locker_stack import BRIDGE_USER, Stack, wait_until
 
 pytestmark = pytest.mark.slow
@@ -74,6 +76,18 @@ def test_a_batch_then_pickups_by_qr_png_and_pin(stack: Stack, tmp_path: Path) ->
     # no other door ever opened for the residents
     assert not stack.locker.door_open(doors[2])
     assert stack.actions(numbers[0]).count("pick_up") == 1
+    # The bridge's metrics count what the database says it applied: every sequenced event
+    # of every boot, once; none refused, no batch failed.
+    with stack.ctx.db.read() as session:
+        applied = session.scalar(select(func.sum(LockerEventCursor.applied_seq)).where(
+            LockerEventCursor.site_id == stack.site_id))
+    assert applied and applied >= 6  # three drops and two pickups: doors opened and closed
+    wait_until(lambda: stack.bridge_metrics()["relayops_bridge_events_applied_total"] == applied,
+               10, f"the bridge's metrics to count the {applied} events applied")
+    figures = stack.bridge_metrics()
+    assert figures["relayops_bridge_messages_refused_total"] == 0
+    assert figures["relayops_bridge_batches_failed_total"] == 0
+    assert figures["relayops_bridge_connected"] == 1
 
 
 def test_faults_each_leave_a_visible_status(stack: Stack) -> None:

@@ -1,0 +1,170 @@
+"""Prometheus metrics: what the engineers running the network watch between benchmarks.
+
+The benchmarks (docs/benchmarks.md) say what a check-in or a locker event costs on a test
+machine; these say what it costs in service, where the data and the load are real:
+
+- the web app: every request's duration, by Flask endpoint (the rule's name, a closed set,
+  never the URL with its ids), method and status, as a histogram (p50 and p99 per endpoint
+  in PromQL), served at ``/metrics`` to a scraper holding ``METRICS_TOKEN``;
+- the MQTT bridge: events applied, messages refused for their signature, batches that
+  failed, what waits in its inbox and behind a gap, and whether it is connected
+  (``BridgeCollector``, read from the bridge when scraped: nothing on its hot path), served
+  by ``relay-ops bridge --metrics-port``.
+
+Under gunicorn each web worker is a process of its own: ``config/gunicorn.conf.py`` gives
+them a shared ``PROMETHEUS_MULTIPROC_DIR``, where prometheus_client keeps each worker's
+values in a file, and a scrape sums the workers (a worker that exits is marked dead there).
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from flask import Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from relay_ops.domain.errors import NotFound, Unauthenticated
+
+KEY = "relay_ops.metrics"  # the app's WebMetrics, in app.extensions
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# From a pickup by code on a quiet machine (~5 ms) to a 5,000-parcel manifest (~1-2 s).
+BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Any other method is a client's invention: one label for them all, or a scanner could make
+# the server keep a series per made-up method.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_STARTED = "relay_ops_metrics_started"  # in flask.g: when the request began (perf_counter)
+
+
+class WebMetrics:
+    """The web app's metrics, in a registry of its own (an app per test, one per process in
+    service)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Histogram(
+            "relayops_http_request_duration_seconds",
+            "Time from the request's arrival in Flask to its response, by endpoint",
+            ("endpoint", "method", "status"), buckets=BUCKETS, registry=self.registry)
+
+
+def init_app(app: Flask) -> None:
+    app.extensions[KEY] = WebMetrics()
+    # First of all before_request functions: one that answers early (a rate limit, a
+    # refused credential) still has its response timed.
+    app.before_request_funcs.setdefault(None, []).insert(0, _started)
+    app.after_request(_observed)
+
+
+def _started() -> None:
+    setattr(g, _STARTED, time.perf_counter())
+
+
+def _observed(response: Response) -> Response:
+    started = g.pop(_STARTED, None)
+    if started is not None:
+        metrics: WebMetrics = current_app.extensions[KEY]
+        metrics.requests.labels(
+            request.endpoint or "unmatched",
+            request.method if request.method in METHODS else "other",
+            str(response.status_code),
+        ).observe(time.perf_counter() - started)
+    return response
+
+
+def scrape(app: Flask, authorization: str | None) -> Response:
+    """The exposition, for a scraper that sends ``Authorization: Bearer <METRICS_TOKEN>``.
+    Without ``METRICS_TOKEN`` set, metrics are off (404): the counter's pages and the API
+    are public, so is their host; the figures say how busy each shop's counter is."""
+    expected = app.config.get("METRICS_TOKEN")
+    if not expected:
+        raise NotFound("metrics are off: set METRICS_TOKEN to serve them")
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(),
+                                                             str(expected).encode()):
+        raise Unauthenticated("metrics need the bearer token METRICS_TOKEN")
+    body = generate_latest(_exposed_registry(app.extensions[KEY].registry))
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+def _exposed_registry(own: CollectorRegistry) -> CollectorRegistry:
+    """Under gunicorn, every worker's values (files in the shared directory); else this
+    process's."""
+    if not os.environ.get(MULTIPROCESS_DIR):
+        return own
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
+
+
+def worker_exited(pid: int) -> None:
+    """gunicorn's ``child_exit``: the worker's live values (gauges) leave the sums; its
+    counts stay in them."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        multiprocess.mark_process_dead(pid)
+
+
+# ----------------------------------------------------------------------------- the bridge
+
+
+class BridgeFigures(Protocol):
+    """What the bridge counts as it runs (firmware_bridge/bridge.py)."""
+
+    applied_count: int
+    refused_count: int
+    failed_batches: int
+
+    def inbox_depth(self) -> int: ...
+
+    def events_behind_gaps(self) -> int: ...
+
+    def is_connected(self) -> bool: ...
+
+
+class BridgeCollector(Collector):
+    """The bridge's figures, read when scraped."""
+
+    def __init__(self, bridge: BridgeFigures) -> None:
+        self.bridge = bridge
+
+    def collect(self) -> Iterator[Metric]:
+        bridge = self.bridge
+        yield CounterMetricFamily("relayops_bridge_events_applied",
+                                  "Locker events applied with their effects",
+                                  value=bridge.applied_count)
+        yield CounterMetricFamily("relayops_bridge_messages_refused",
+                                  "Messages refused: not signed by their locker's key",
+                                  value=bridge.refused_count)
+        yield CounterMetricFamily("relayops_bridge_batches_failed",
+                                  "Batches not applied (the lockers resend them)",
+                                  value=bridge.failed_batches)
+        yield GaugeMetricFamily("relayops_bridge_inbox_messages",
+                                "Messages received and not yet applied",
+                                value=bridge.inbox_depth())
+        yield GaugeMetricFamily("relayops_bridge_events_behind_gaps",
+                                "Events kept aside until the ones before them arrive",
+                                value=bridge.events_behind_gaps())
+        yield GaugeMetricFamily("relayops_bridge_connected",
+                                "1 while the bridge is connected to the broker",
+                                value=1 if bridge.is_connected() else 0)
+
+
+def serve_bridge_metrics(bridge: BridgeFigures, port: int, address: str) -> Any:
+    """An HTTP server, in a thread of the bridge's process, answering scrapes on
+    ``address:port`` (the bridge has no web app of its own)."""
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(BridgeCollector(bridge))
+    server, _thread = start_http_server(port, addr=address, registry=registry)
+    return server

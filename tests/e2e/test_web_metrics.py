@@ -1,0 +1,66 @@
+"""/metrics under gunicorn, as the Dockerfile runs it (config/gunicorn.conf.py): whichever
+worker answers the scrape, it counts the requests every worker served."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.jobs_processes import wait_for
+from tests.e2e.test_worker_processes import ROOT
+from tests.integration.notifications.notify_servers import free_port
+from tests.integration.test_metrics import SCRAPER, TOKEN, count_of, samples
+
+pytestmark = pytest.mark.slow
+
+
+def get(port: int, path: str, headers: dict[str, str] | None = None) -> str:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback
+        return str(answer.read().decode())
+
+
+def answers(port: int) -> bool:
+    try:
+        get(port, "/health")
+    except OSError:
+        return False
+    return True
+
+
+def test_a_scrape_sums_the_requests_of_every_web_worker(tmp_path: Path) -> None:
+    port, shared = free_port(), tmp_path / "metrics"
+    shared.mkdir()
+    env = {**os.environ, "RELAY_OPS_BIND": f"127.0.0.1:{port}", "RELAY_OPS_WEB_WORKERS": "2",
+           "RELAY_OPS_DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
+           "RELAY_OPS_JOBS_IN_PROCESS": "false", "RELAY_OPS_METRICS_TOKEN": TOKEN,
+           "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    with (tmp_path / "gunicorn.log").open("ab") as log:
+        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"],
+                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        wait_for(lambda: answers(port), 30, "gunicorn to answer")
+        sent = 1  # answers() above
+        # A new connection each time: the workers take turns accepting. Until both have
+        # served (each keeps its values in a file of its own), the check below proves nothing.
+        while len(list(shared.glob("histogram_*.db"))) < 2 and sent < 2000:
+            get(port, "/health")
+            sent += 1
+        assert len(list(shared.glob("histogram_*.db"))) == 2, "one worker served everything"
+        for _scrape in range(4):  # each scrape may land on either worker: the same sum
+            scraped = samples(get(port, "/metrics", SCRAPER))
+            assert count_of(scraped, "meta.health", "GET", "200") == sent
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        try:
+            web.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(web.pid, signal.SIGKILL)
+            web.wait(timeout=10)

@@ -1,0 +1,146 @@
+"""Prometheus metrics (relay_ops/metrics.py): every request timed under its endpoint, method
+and status; /metrics only for the scraper holding METRICS_TOKEN; the bridge's figures."""
+
+from __future__ import annotations
+
+import queue
+import urllib.request
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from relay_ops.metrics import BridgeCollector, serve_bridge_metrics
+from tests.integration.notifications.notify_servers import free_port
+from tests.support import World
+
+TOKEN = "scraper-secret-token"
+SCRAPER = {"Authorization": f"Bearer {TOKEN}"}
+DURATIONS = "relayops_http_request_duration_seconds"
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The exposition's samples by name and labels (the format parsed, not searched)."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def count_of(scraped: dict[Any, float], endpoint: str, method: str, status: str) -> float:
+    labels = (("endpoint", endpoint), ("method", method), ("status", status))
+    return scraped.get((DURATIONS + "_count", labels), 0.0)
+
+
+@pytest.mark.app_config(METRICS_TOKEN=TOKEN)
+def test_each_request_is_counted_under_its_endpoint_method_and_status(
+        world: World, client: FlaskClient) -> None:
+    parcel = world.ready("MET000000001")  # a manifest and a check-in
+    assert world.check_in("MET000000001").status_code == 200  # already checked in
+    assert world.check_in("MET000000404").status_code == 409  # nobody announced it
+    code = world.code_of(parcel["id"])
+    assert world.pick_up(code=code).status_code == 200
+    client.get(f"/api/v1/parcels/{10**30}")  # an id no route takes: no endpoint
+    client.open("/health", method="BREW")  # a made-up method: one label for all of them
+
+    scraped = samples(client.get("/metrics", headers=SCRAPER).get_data(as_text=True))
+    assert count_of(scraped, "api.announce", "POST", "201") == 1
+    assert count_of(scraped, "api.check_in", "POST", "201") == 1
+    assert count_of(scraped, "api.check_in", "POST", "200") == 1
+    assert count_of(scraped, "api.check_in", "POST", "409") == 1
+    assert count_of(scraped, "api.pick_up", "POST", "200") == 1
+    assert count_of(scraped, "unmatched", "GET", "404") == 1
+    assert count_of(scraped, "unmatched", "other", "405") == 1
+    assert not any("BREW" in str(key) or "10000" in str(key) for key in scraped)
+    # A histogram: the requests under 10 s are all of them; their time is a real duration.
+    labels = (("endpoint", "api.check_in"), ("method", "POST"), ("status", "201"))
+    assert scraped[(DURATIONS + "_bucket", (*labels[:1], ("le", "10.0"), *labels[1:]))] == 1
+    assert 0 < scraped[(DURATIONS + "_sum", labels)] < 10
+
+
+@pytest.mark.app_config(METRICS_TOKEN=TOKEN)
+def test_only_the_scraper_holding_the_token_reads_the_metrics(
+        world: World, client: FlaskClient) -> None:
+    refused = [
+        client.get("/metrics"),
+        client.get("/metrics", headers={"Authorization": "Bearer not-the-token"}),
+        client.get("/metrics", headers={"Authorization": f"Basic {TOKEN}"}),
+        client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}x"}),
+        # a staff token opens the API, not the metrics
+        client.get("/metrics", headers={"Authorization": f"Bearer {world.operator.token}"}),
+    ]
+    assert [r.status_code for r in refused] == [401] * 5
+    assert {r.json["type"] for r in refused} == {"/api/v1/problems/unauthenticated"}
+    answer = client.get("/metrics", headers=SCRAPER)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/plain")
+    # the refusals were counted, the scrape that counts them comes after them
+    scraped = samples(answer.get_data(as_text=True))
+    assert count_of(scraped, "meta.metrics_exposition", "GET", "401") == 5
+
+
+def test_without_a_token_configured_there_are_no_metrics(app: Flask,
+                                                         client: FlaskClient) -> None:
+    assert app.config["METRICS_TOKEN"] is None  # the default
+    for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer None"}):
+        answer = client.get("/metrics", headers=headers)
+        assert answer.status_code == 404, headers
+        assert answer.json["type"] == "/api/v1/problems/not-found"
+
+
+class FakeBridge:
+    """The figures a Bridge keeps (firmware_bridge/bridge.py), set by the test."""
+
+    def __init__(self) -> None:
+        self.applied_count, self.refused_count, self.failed_batches = 0, 0, 0
+        self.inbox: queue.Queue[int] = queue.Queue()
+        self.behind, self.connected = 0, False
+
+    def inbox_depth(self) -> int:
+        return self.inbox.qsize()
+
+    def events_behind_gaps(self) -> int:
+        return self.behind
+
+    def is_connected(self) -> bool:
+        return self.connected
+
+
+def test_the_bridge_figures_are_read_at_each_scrape_over_http() -> None:
+    bridge = FakeBridge()
+    port = free_port()
+    server = serve_bridge_metrics(bridge, port, "127.0.0.1")
+    try:
+        def scrape() -> dict[str, float]:
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - loopback
+                return {name: value for (name, _), value in samples(answer.read().decode()).items()}
+
+        first = scrape()
+        assert first["relayops_bridge_events_applied_total"] == 0
+        assert first["relayops_bridge_connected"] == 0
+        bridge.applied_count, bridge.refused_count, bridge.failed_batches = 640, 3, 1
+        for n in range(7):
+            bridge.inbox.put(n)
+        bridge.behind, bridge.connected = 12, True
+        second = scrape()
+        assert second["relayops_bridge_events_applied_total"] == 640
+        assert second["relayops_bridge_messages_refused_total"] == 3
+        assert second["relayops_bridge_batches_failed_total"] == 1
+        assert second["relayops_bridge_inbox_messages"] == 7
+        assert second["relayops_bridge_events_behind_gaps"] == 12
+        assert second["relayops_bridge_connected"] == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_real_bridge_gives_the_collector_every_figure_it_reads() -> None:
+    """The collector's protocol against the Bridge class itself (not only the fake above)."""
+    from firmware_bridge.bridge import Bridge
+
+    bridge = Bridge(ctx=None, host="127.0.0.1", port=1)  # type: ignore[arg-type] - not started
+    names = {family.name for family in BridgeCollector(bridge).collect()}
+    assert names == {"relayops_bridge_events_applied", "relayops_bridge_messages_refused",
+                     "relayops_bridge_batches_failed", "relayops_bridge_inbox_messages",
+                     "relayops_bridge_events_behind_gaps", "relayops_bridge_connected"}
