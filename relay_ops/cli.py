@@ -442,8 +442,15 @@ def sweep(name: str) -> None:
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
 @click.option("--name", default=None, help="the worker's name in RQ (default: host and pid)")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              envvar="RELAY_OPS_WORKER_METRICS_PORT",
+              help="serve Prometheus metrics on this port (default: none)")
+@click.option("--metrics-address", default="127.0.0.1", show_default=True,
+              envvar="RELAY_OPS_WORKER_METRICS_ADDRESS",
+              help="the address the metrics listen on (unauthenticated: keep it private)")
 @with_appcontext
-def worker(burst: bool, name: str | None) -> None:
+def worker(burst: bool, name: str | None, metrics_port: int | None,
+           metrics_address: str) -> None:
     """Run an RQ worker on RelayOps' queues (production; JOBS_IN_PROCESS=false).
 
     It runs the jobs in its own process (no fork per job: docs/decisions/0005) and RQ's
@@ -455,6 +462,11 @@ def worker(burst: bool, name: str | None) -> None:
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     runtime.use(app)
+    if metrics_port is not None:
+        from relay_ops.metrics import serve_job_metrics
+
+        serve_job_metrics(metrics_port, metrics_address)
+        click.echo(f"metrics on http://{metrics_address}:{metrics_port}/metrics")
     children_die_with_this_process()
     run_worker(app.config, burst=burst, name=name)
 

@@ -6,6 +6,11 @@ machine; these say what it costs in service, where the data and the load are rea
 - the web app: every request's duration, by Flask endpoint (the rule's name, a closed set,
   never the URL with its ids), method and status, as a histogram (p50 and p99 per endpoint
   in PromQL), served at ``/metrics`` to a scraper holding ``METRICS_TOKEN``;
+- the jobs (notifications, locker commands' follow-ups, sweeps' work), wherever they run:
+  each run's outcome and duration by job, and the time from its row's commit to its end
+  (the commit-to-send delay of a resident's message), counted in ``relay_ops/outbox.py``,
+  which both runners go through; served by the web app's ``/metrics`` (the embedded runner
+  runs in the web process) and by ``relay-ops worker --metrics-port``;
 - the MQTT bridge: events applied, messages refused for their signature, batches that
   failed, what waits in its inbox and behind a gap, and whether it is connected
   (``BridgeCollector``, read from the bridge when scraped: nothing on its hot path), served
@@ -28,6 +33,7 @@ from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Counter,
     Histogram,
     generate_latest,
     multiprocess,
@@ -42,15 +48,40 @@ KEY = "relay_ops.metrics"  # the app's WebMetrics, in app.extensions
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 # From a pickup by code on a quiet machine (~5 ms) to a 5,000-parcel manifest (~1-2 s).
 BUCKETS = (0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# A message's wait: the goal is p99 <= 2 s at 20 messages/s (issue 15); retries wait minutes.
+WAIT_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 # Any other method is a client's invention: one label for them all, or a scanner could make
 # the server keep a series per made-up method.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _STARTED = "relay_ops_metrics_started"  # in flask.g: when the request began (perf_counter)
 
 
+class JobMetrics:
+    """The jobs' metrics: one set per process, whichever runner runs them (registered in no
+    registry of their own: each exposition registers them in its own)."""
+
+    def __init__(self) -> None:
+        self.runs = Counter("relayops_jobs", "Job runs, by job and outcome (done or error: "
+                            "an error is retried, or fails the job on its last attempt)",
+                            ("job", "outcome"), registry=None)
+        self.seconds = Histogram("relayops_job_run_seconds", "The job's handler's run time",
+                                 ("job",), buckets=BUCKETS, registry=None)
+        self.commit_to_done = Histogram(
+            "relayops_job_commit_to_done_seconds",
+            "From the commit of the change that queued the job to the job done",
+            ("job",), buckets=WAIT_BUCKETS, registry=None)
+
+    def register_in(self, registry: CollectorRegistry) -> None:
+        for collector in (self.runs, self.seconds, self.commit_to_done):
+            registry.register(collector)
+
+
+JOBS = JobMetrics()
+
+
 class WebMetrics:
     """The web app's metrics, in a registry of its own (an app per test, one per process in
-    service)."""
+    service), with the jobs' (the embedded runner runs them in the web process)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -58,6 +89,7 @@ class WebMetrics:
             "relayops_http_request_duration_seconds",
             "Time from the request's arrival in Flask to its response, by endpoint",
             ("endpoint", "method", "status"), buckets=BUCKETS, registry=self.registry)
+        JOBS.register_in(self.registry)
 
 
 def init_app(app: Flask) -> None:
@@ -159,6 +191,15 @@ class BridgeCollector(Collector):
         yield GaugeMetricFamily("relayops_bridge_connected",
                                 "1 while the bridge is connected to the broker",
                                 value=1 if bridge.is_connected() else 0)
+
+
+def serve_job_metrics(port: int, address: str) -> Any:
+    """An HTTP server, in a thread of the RQ worker's process, answering scrapes on
+    ``address:port`` with the jobs' metrics."""
+    registry = CollectorRegistry(auto_describe=True)
+    JOBS.register_in(registry)
+    server, _thread = start_http_server(port, addr=address, registry=registry)
+    return server
 
 
 def serve_bridge_metrics(bridge: BridgeFigures, port: int, address: str) -> Any:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from tests.conftest import empty_database
 from tests.e2e.jobs_processes import RedisServer, RelayOpsProcess, children, wait_for
 from tests.integration.notifications.notify_servers import SmsGateway, SmtpServer, free_port
 from tests.integration.rq_jobs.conftest import SHARED_REDIS, forget_prefix
+from tests.integration.test_metrics import samples
 from tests.support import World, make_world
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +116,9 @@ def test_every_message_goes_out_once_and_the_sweeps_run_by_themselves(
         SMTP_FROM="relais@example.org")
     stacks.append(stack)
     world, now = stack.world, datetime.now(UTC)
-    scheduler, worker = stack.process("scheduler").start(), stack.process("worker").start()
+    metrics_port = free_port()
+    scheduler = stack.process("scheduler").start()
+    worker = stack.process("worker", "--metrics-port", str(metrics_port)).start()
     try:
         picked, overdue, reminded, old = (world.ready(n)["id"] for n in (
             "E2EJOB000001", "E2EJOB000002", "E2EJOB000003", "E2EJOB000004"))
@@ -142,9 +146,17 @@ def test_every_message_goes_out_once_and_the_sweeps_run_by_themselves(
         wait_for(lambda: len(sms_gateway.requests) >= 8 and len(smtp_server.handler.received)
                  >= 8 and purged(), 40, "eight messages per channel and the purge")
         time.sleep(1.5)  # sweeps keep running: nothing may go out twice
+        # The worker's metrics: each of the sixteen messages sent by one job run, counted
+        # with its wait since its commit (relay_ops/metrics.py).
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310 - loopback
+            figures = samples(answer.read().decode())
     finally:
         scheduler.stop()
         worker.stop()
+    send = (("job", "notifications.send"),)
+    assert figures[("relayops_jobs_total", (*send, ("outcome", "done")))] == 16
+    assert figures[("relayops_job_commit_to_done_seconds_count", send)] == 16
     keys = stack.kind_of_key()
     sms = [keys[r.headers["Idempotency-Key"]] for r in sms_gateway.requests]
     # An e-mail's Message-ID is what the notification recorded as the provider's id.
