@@ -339,7 +339,11 @@ def demo(host: str, port: int, seed_only: bool, no_locker: bool, board: str) -> 
     if seed_only:
         click.echo("demo data ready")
         return
-    demo_module.print_welcome(ctx(), host, port, current_app.config["NOTIFY_FILE_PATH"])
+    # The demo's metrics answer a token of its own, printed below, unless one is configured.
+    current_app.config["METRICS_TOKEN"] = (current_app.config["METRICS_TOKEN"]
+                                           or demo_module.METRICS_TOKEN)
+    demo_module.print_welcome(ctx(), host, port, current_app.config["NOTIFY_FILE_PATH"],
+                              current_app.config["METRICS_TOKEN"])
     embedded = _start_demo_locker(not no_locker, f"http://{host}:{port}", board)
     try:
         demo_module.serve(current_app._get_current_object(), host, port)  # type: ignore[attr-defined]
@@ -386,6 +390,10 @@ def _start_demo_locker(enabled: bool, base: str, board: str = "simulated") -> An
                                port=int(current_app.config["DEMO_MQTT_PORT"]),
                                board=board)
     embedded.start()
+    if embedded.bridge is not None:  # its figures on the demo's /metrics
+        from relay_ops.metrics import BridgeCollector, web_registry
+
+        web_registry(current_app).register(BridgeCollector(embedded.bridge))
     click.echo(f"demo locker doors: {embedded.board_description()}")
     click.echo(f"demo MQTT broker: 127.0.0.1:{embedded.broker.port}, anonymous and on this "
                "machine only (production: TLS and a login per locker, docs/locker-protocol.md "

@@ -43,6 +43,7 @@ SHOPKEEPER_TOKEN = "st_demo_shop.demo-shopkeeper-secret"  # noqa: S105 - demo on
 CARRIER_TOKEN = "ck_demo_carrier.demo-carrier-secret"  # noqa: S105 - demo only
 PRODUCER_TOKEN = "pk_demo_producer.demo-producer-secret"  # noqa: S105 - demo only
 DEMO_PASSWORD = "relayops-demo"  # noqa: S105 - demo only
+METRICS_TOKEN = "demo-metrics-token"  # noqa: S105 - demo only
 SHOP_HOURS = {
     day: [["08:30", "12:30"], ["15:00", "19:00"]] for day in ("tue", "wed", "thu", "fri", "sat")
 }
@@ -188,7 +189,8 @@ def _announce_and_check_in(ctx: Ctx, shop_id: int) -> None:
     checkin.check_in(ctx, _counter(shop_id), shop_id, "RR123456785FR")
 
 
-def print_welcome(ctx: Ctx, host: str, port: int, ctx_notify_path: str) -> None:
+def print_welcome(ctx: Ctx, host: str, port: int, ctx_notify_path: str,
+                  metrics_token: str) -> None:
     base = f"http://{host}:{port}"
     click.echo(f"""
 RelayOps demo running on {base}
@@ -202,6 +204,7 @@ RelayOps demo running on {base}
   API docs      {base}/api/docs
   OpenAPI       {base}/api/v1/openapi.json
   health        {base}/health
+  metrics       {base}/metrics   (Prometheus; Authorization: Bearer {metrics_token})
 Demo credentials (Authorization: Bearer ...):
   operator      {OPERATOR_TOKEN}
   shopkeeper    {SHOPKEEPER_TOKEN}   (Tabac-Presse du Bourg, Riaillé)

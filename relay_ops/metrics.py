@@ -100,6 +100,13 @@ def init_app(app: Flask) -> None:
     app.after_request(_observed)
 
 
+def web_registry(app: Flask) -> CollectorRegistry:
+    """The app's registry: where a process that runs more than the web (the demo's bridge)
+    adds its collectors."""
+    registry: CollectorRegistry = app.extensions[KEY].registry
+    return registry
+
+
 def _started() -> None:
     setattr(g, _STARTED, time.perf_counter())
 

@@ -10,6 +10,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.e2e.locker_stack import ROOT, Simulator, free_port, wait_until
 
 
@@ -31,8 +33,26 @@ def test_the_demo_locker_opens_with_the_printed_pin(tmp_path: Path) -> None:
                    "the door opens")
         assert demo.do(f"close {door} empty") == "ok"
         wait_until(lambda: parcel_state(port) == "picked_up", 15, "picked up")
+        # The metrics the welcome points at: with its token, the API's requests and the
+        # embedded bridge's figures (its events applied: the door opened, then closed).
+        url, token = re.search(r"^metrics +(\S+) +\(Prometheus; Authorization: Bearer (\S+)\)",
+                               welcome, re.M).groups()  # type: ignore[union-attr]
+        figures = scrape(url, token)
+        assert figures["relayops_bridge_connected"] == 1
+        assert figures["relayops_bridge_events_applied_total"] >= 2
+        assert any(name == "relayops_http_request_duration_seconds_count" and value >= 1
+                   for name, value in figures.items())
     finally:
         demo.stop()
+
+
+def scrape(url: str, token: str) -> dict[str, float]:
+    request = urllib.request.Request(  # noqa: S310 - loopback only
+        url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback only
+        text = answer.read().decode()
+    return {sample.name: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples}
 
 
 def test_the_demo_locker_on_emulated_kerong_boards_opens_with_the_printed_pin(

@@ -4,10 +4,13 @@ and status; /metrics only for the scraper holding METRICS_TOKEN; the bridge's fi
 from __future__ import annotations
 
 import queue
+import re
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,6 +22,7 @@ from tests.conftest import Clock
 from tests.integration.notifications.notify_servers import free_port
 from tests.support import World
 
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "scraper-secret-token"
 SCRAPER = {"Authorization": f"Bearer {TOKEN}"}
 DURATIONS = "relayops_http_request_duration_seconds"
@@ -201,3 +205,30 @@ def test_a_real_bridge_gives_the_collector_every_figure_it_reads() -> None:
     assert names == {"relayops_bridge_events_applied", "relayops_bridge_messages_refused",
                      "relayops_bridge_batches_failed", "relayops_bridge_inbox_messages",
                      "relayops_bridge_events_behind_gaps", "relayops_bridge_connected"}
+
+
+@pytest.mark.app_config(METRICS_TOKEN=TOKEN)
+def test_the_shipped_alerting_rules_name_only_metrics_that_exist(
+        world: World, client: FlaskClient) -> None:
+    """config/prometheus/alerts.yml against what the web app, the jobs and the bridge expose,
+    and the endpoint and job names its selectors use against the app's own."""
+    world.ready("MET000000003")  # a check-in, and its messages sent: every series exists
+    outbox.run_pending_jobs(world.ctx.db, jobs.handlers(world.ctx, client.application.config),
+                            world.ctx.now)
+    exposed = {name for name, _ in samples(
+        client.get("/metrics", headers=SCRAPER).get_data(as_text=True))}
+    from firmware_bridge.bridge import Bridge
+
+    bridge = Bridge(ctx=None, host="127.0.0.1", port=1)  # type: ignore[arg-type] - not started
+    exposed |= {sample.name for family in BridgeCollector(bridge).collect()
+                for sample in family.samples}
+    rules = yaml.safe_load((ROOT / "config/prometheus/alerts.yml").read_text())
+    expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    named = {name for expr in expressions for name in re.findall(r"\brelayops_\w+", expr)}
+    assert named and named <= exposed, named - exposed
+    endpoints = {rule.endpoint for rule in client.application.url_map.iter_rules()}
+    for expr in expressions:
+        for selector in re.findall(r'endpoint=~"([^"]+)"', expr):
+            assert set(selector.split("|")) <= endpoints, selector
+        for job in re.findall(r'job="([^"]+)"', expr):
+            assert job in jobs.handlers(world.ctx, client.application.config), job
