@@ -10,8 +10,8 @@ threads = int(os.environ.get("RELAY_OPS_WEB_THREADS", "4"))
 wsgi_app = "relay_ops:create_app()"
 accesslog = "-"
 # Recycle workers now and then so a slow leak never takes the counter down.
-max_requests = 5000
-max_requests_jitter = 500
+max_requests = int(os.environ.get("RELAY_OPS_WEB_MAX_REQUESTS", "5000"))
+max_requests_jitter = max_requests // 10
 timeout = 30
 
 # The workers' Prometheus values, one file each, summed by /metrics (relay_ops/metrics.py).

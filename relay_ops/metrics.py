@@ -27,6 +27,7 @@ import hmac
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 from flask import Flask, Response, current_app, g, request
@@ -40,6 +41,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.registry import Collector
 
 from relay_ops.domain.errors import NotFound, Unauthenticated
@@ -149,10 +151,35 @@ def _exposed_registry(own: CollectorRegistry) -> CollectorRegistry:
 
 
 def worker_exited(pid: int) -> None:
-    """gunicorn's ``child_exit``: the worker's live values (gauges) leave the sums; its
-    counts stay in them."""
-    if os.environ.get(MULTIPROCESS_DIR):
-        multiprocess.mark_process_dead(pid)
+    """gunicorn's ``child_exit``, in the master: the dead worker's live values (gauges) leave
+    the sums; its counts are added to an archive file and its own files removed.
+
+    Without the archive, every worker gunicorn recycles (``max_requests``) would leave its
+    files behind, and each scrape would read thousands of them after a few days. Only the
+    master writes the archive; a scrape landing in the instant between the archive's write
+    and the dead file's removal counts that worker twice, once."""
+    folder = os.environ.get(MULTIPROCESS_DIR)
+    if not folder:
+        return
+    multiprocess.mark_process_dead(pid, folder)
+    for kind in ("counter", "histogram"):
+        dead = Path(folder) / f"{kind}_{pid}.db"
+        if dead.exists():
+            _fold(dead, Path(folder) / f"{kind}_archive.db")
+
+
+def _fold(dead: Path, archive: Path) -> None:
+    """Add a dead process's values to the archive's, key by key (a key is a sample: metric,
+    labels, bucket), then remove its file."""
+    merged = MmapedDict(str(archive))
+    try:
+        for key, value, timestamp, _position in MmapedDict.read_all_values_from_file(
+                str(dead)):
+            current, _ = merged.read_value(key)
+            merged.write_value(key, current + value, timestamp)
+    finally:
+        merged.close()
+    dead.unlink()
 
 
 # ----------------------------------------------------------------------------- the bridge

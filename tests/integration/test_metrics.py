@@ -232,3 +232,54 @@ def test_the_shipped_alerting_rules_name_only_metrics_that_exist(
             assert set(selector.split("|")) <= endpoints, selector
         for job in re.findall(r'job="([^"]+)"', expr):
             assert job in jobs.handlers(world.ctx, client.application.config), job
+
+
+WRITER = """
+import sys
+from prometheus_client import Counter, Histogram
+runs = Counter("relayops_probe", "probe", ["kind"])
+seconds = Histogram("relayops_probe_seconds", "probe", buckets=(1.0, 5.0))
+for _ in range(int(sys.argv[1])):
+    runs.labels("a").inc()
+    seconds.observe(2.0)
+print(__import__("os").getpid())
+"""
+
+
+def test_a_dead_workers_counts_move_to_the_archive_and_its_files_go(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn recycles workers: each leaves its files, folded at its exit into one archive
+    (metrics.worker_exited), so a scrape reads the live workers' files and one more, and
+    sums the same counts as before the fold."""
+    import subprocess
+    import sys
+
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    from relay_ops import metrics
+
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    pids = [int(subprocess.run([sys.executable, "-c", WRITER, str(n)], env=env, check=True,
+                               capture_output=True, text=True).stdout) for n in (3, 4, 5)]
+
+    def totals() -> dict[str, float]:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
+        return {f"{s.name}{dict(s.labels)}": s.value
+                for family in registry.collect() for s in family.samples}
+
+    before = totals()
+    assert before["relayops_probe_total{'kind': 'a'}"] == 12
+    assert before["relayops_probe_seconds_bucket{'le': '5.0'}"] == 12
+    assert before["relayops_probe_seconds_bucket{'le': '1.0'}"] == 0
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for done, pid in enumerate(pids[:2], start=1):
+        metrics.worker_exited(pid)
+        assert totals() == before, f"after {done} exits"
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "counter_archive.db", f"counter_{pids[2]}.db", "histogram_archive.db",
+        f"histogram_{pids[2]}.db"}
+    metrics.worker_exited(pids[2])
+    assert totals() == before
+    assert {p.name for p in tmp_path.iterdir()} == {"counter_archive.db",
+                                                    "histogram_archive.db"}
