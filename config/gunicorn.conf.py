@@ -16,8 +16,14 @@ timeout = 30
 
 # The workers' Prometheus values, one file each, summed by /metrics (relay_ops/metrics.py).
 # Set here, in the master, before any worker imports prometheus_client: a fresh directory per
-# start unless the deployment names one (which it must then empty before each start).
+# start unless the deployment names one (emptied as the master starts: on_starting).
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="relayops-metrics-"))
+
+
+def on_starting(server):  # noqa: ANN001, ANN201 - gunicorn's hook
+    from relay_ops import metrics
+
+    metrics.forget_previous_run()
 
 
 # The embedded default (RELAY_OPS_JOBS_IN_PROCESS=true): each web worker starts a job runner and

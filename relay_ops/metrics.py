@@ -150,6 +150,16 @@ def _exposed_registry(own: CollectorRegistry) -> CollectorRegistry:
     return registry
 
 
+def forget_previous_run() -> None:
+    """gunicorn's ``on_starting``: a directory the deployment names outlives the server; the
+    counts of a previous run would otherwise be summed with this one's (and a gauge's pids
+    would be taken for live workers)."""
+    folder = os.environ.get(MULTIPROCESS_DIR)
+    if folder:
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+
+
 def worker_exited(pid: int) -> None:
     """gunicorn's ``child_exit``, in the master: the dead worker's live values (gauges) leave
     the sums; its counts are added to an archive file and its own files removed.
