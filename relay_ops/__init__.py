@@ -5,13 +5,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from relay_ops import settings
+from relay_ops import logs, settings
 from relay_ops.db.database import Database
 from relay_ops.services.context import Ctx, Settings
 
@@ -24,7 +23,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # remote_addr becomes the client's address, not the proxy's (throttles key on it).
         hops = int(app.config["TRUSTED_PROXIES"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops)  # type: ignore[method-assign]
-    logging.basicConfig(level=app.config.get("LOG_LEVEL", "INFO"))
+    logs.configure(app.config.get("LOG_LEVEL", "INFO"), app.config["LOG_FORMAT"])
     db = Database(app.config["DATABASE_URL"])
     app.extensions["relay_ops"] = Ctx(db=db, settings=Settings.from_config(app.config))
 
@@ -32,7 +31,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from relay_ops.web import headers, inputs, meta, pages, problems
     from relay_ops.web.api import bp as api_bp
 
-    metrics.init_app(app)  # its timer starts before any other before_request
+    # Each puts its before_request first, so the request's id (logs), then the timer
+    # (metrics), come before any other: an answer given early is logged and timed too.
+    metrics.init_app(app)
+    logs.init_app(app)
     inputs.init_app(app)  # before the blueprints: its URL converters serve their rules
     problems.init_app(app)
     headers.init_app(app)

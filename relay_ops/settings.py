@@ -190,6 +190,9 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_STALE_AFTER_S": 300,
     # Recipient name, phone and e-mail are erased this many days after pickup or return.
     "PERSONAL_DATA_RETENTION_DAYS": 30,
+    # "text" (logging's usual lines) or "json" (one object a line, for a log pipeline); each
+    # line written in a request names its id (relay_ops/logs.py).
+    "LOG_FORMAT": "text",
     # Prometheus metrics (relay_ops/metrics.py): /metrics answers a scraper sending
     # "Authorization: Bearer <METRICS_TOKEN>"; None: metrics are off (404).
     "METRICS_TOKEN": None,

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, Response, json, request
 from werkzeug.exceptions import HTTPException
 
+from relay_ops import logs
 from relay_ops.domain.errors import DomainError
 
 PROBLEM_BASE = "/api/v1/problems/"
@@ -65,4 +66,6 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(err: Exception) -> Response:
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, "internal-error", "Internal error", "the error was logged")
+        # The id the log line carries: what a person reporting the error can quote.
+        return problem(500, "internal-error", "Internal error", "the error was logged",
+                       request_id=logs.current_request_id())

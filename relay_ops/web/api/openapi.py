@@ -292,6 +292,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "status": {"type": "integer"},
         "detail": {"type": "string"},
         "instance": {"type": "string"},
+        # an unexpected error's (500): the X-Request-Id its log lines carry
+        "request_id": {"type": "string"},
     },
 }
 
