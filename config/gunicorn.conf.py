@@ -9,6 +9,10 @@ worker_class = "gthread"
 threads = int(os.environ.get("RELAY_OPS_WEB_THREADS", "4"))
 wsgi_app = "relay_ops:create_app()"
 accesslog = "-"
+# gunicorn's own line, then the request's duration and the id its log lines carry
+# (relay_ops/logs.py): an access line leads to the application's lines of the same request.
+access_log_format = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)s '
+                     'request=%({x-request-id}o)s')
 # Recycle workers now and then so a slow leak never takes the counter down.
 max_requests = int(os.environ.get("RELAY_OPS_WEB_MAX_REQUESTS", "5000"))
 max_requests_jitter = max_requests // 10

@@ -27,6 +27,31 @@ def get(port: int, path: str, headers: dict[str, str] | None = None) -> str:
         return str(answer.read().decode())
 
 
+def test_the_access_log_names_each_request_by_its_id(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "RELAY_OPS_BIND": f"127.0.0.1:{port}", "RELAY_OPS_WEB_WORKERS": "1",
+           "RELAY_OPS_DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
+           "RELAY_OPS_JOBS_IN_PROCESS": "false"}
+    log = tmp_path / "gunicorn.log"
+    with log.open("ab") as out:
+        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"],
+                               cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        wait_for(lambda: answers(port), 30, "gunicorn to answer")
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/health")
+        with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback
+            request_id = answer.headers["X-Request-Id"]
+        get(port, "/health", {"X-Request-Id": "proxy-0000000042"})
+        wait_for(lambda: "request=proxy-0000000042" in log.read_text(), 10, log.read_text)
+        lines = log.read_text().splitlines()
+        assert any('"GET /health HTTP/1.1" 200' in line and line.endswith(f"request={request_id}")
+                   for line in lines), lines
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(timeout=20)
+
+
 def answers(port: int) -> bool:
     try:
         get(port, "/health")
