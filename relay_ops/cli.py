@@ -19,7 +19,7 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from firmware_bridge.identity import write_bundle
 from firmware_bridge.tls import write_deployment_certs
-from relay_ops.cli_common import ReportDomainErrors, ctx
+from relay_ops.cli_common import ReportDomainErrors, ctx, metrics_options
 from relay_ops.cli_season import demand_index_group
 from relay_ops.db import migrate
 from relay_ops.services import (
@@ -450,12 +450,7 @@ def sweep(name: str) -> None:
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
 @click.option("--name", default=None, help="the worker's name in RQ (default: host and pid)")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
-              envvar="RELAY_OPS_WORKER_METRICS_PORT",
-              help="serve Prometheus metrics on this port (default: none)")
-@click.option("--metrics-address", default="127.0.0.1", show_default=True,
-              envvar="RELAY_OPS_WORKER_METRICS_ADDRESS",
-              help="the address the metrics listen on (unauthenticated: keep it private)")
+@metrics_options("WORKER")
 @with_appcontext
 def worker(burst: bool, name: str | None, metrics_port: int | None,
            metrics_address: str) -> None:
@@ -505,12 +500,7 @@ def scheduler(tick: float) -> None:
 @click.option("--resend-after", default=5.0, show_default=True,
               help="seconds before a command the locker has not answered goes out again")
 @click.option("--log-level", default="INFO", show_default=True)
-@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
-              envvar="RELAY_OPS_BRIDGE_METRICS_PORT",
-              help="serve Prometheus metrics on this port (default: none)")
-@click.option("--metrics-address", default="127.0.0.1", show_default=True,
-              envvar="RELAY_OPS_BRIDGE_METRICS_ADDRESS",
-              help="the address the metrics listen on (unauthenticated: keep it private)")
+@metrics_options("BRIDGE")
 @with_appcontext
 def bridge(broker: str | None, no_shared: bool, resend_after: float, log_level: str,
            metrics_port: int | None, metrics_address: str) -> None:

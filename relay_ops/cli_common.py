@@ -3,6 +3,7 @@ rule it broke."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -25,3 +26,20 @@ class ReportDomainErrors(AppGroup):
             return super().invoke(context)
         except DomainError as err:
             raise click.ClickException(f"{err.slug}: {err.detail}") from None
+
+
+def metrics_options(process: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--metrics-port`` and ``--metrics-address`` for a process that serves its own
+    Prometheus metrics (``RELAY_OPS_<PROCESS>_METRICS_PORT``... in the environment)."""
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "--metrics-address", default="127.0.0.1", show_default=True,
+            envvar=f"RELAY_OPS_{process}_METRICS_ADDRESS",
+            help="the address the metrics listen on (unauthenticated: keep it private)",
+        )(command)
+        return click.option(
+            "--metrics-port", type=click.IntRange(1, 65535), default=None,
+            envvar=f"RELAY_OPS_{process}_METRICS_PORT",
+            help="serve Prometheus metrics on this port (default: none)",
+        )(command)
+    return decorate

@@ -1,44 +1,32 @@
-"""/metrics under gunicorn, as the Dockerfile runs it (config/gunicorn.conf.py): whichever
-worker answers the scrape, it counts the requests every worker served, those gunicorn has
-recycled included."""
+"""/metrics and the access log under gunicorn, as the Dockerfile runs it
+(config/gunicorn.conf.py): whichever worker answers the scrape, it counts the requests every
+worker served, those gunicorn has recycled included; each access line names its request."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.gunicorn_process import get, gunicorn
 from tests.e2e.jobs_processes import wait_for
-from tests.e2e.test_worker_processes import ROOT
 from tests.integration.notifications.notify_servers import free_port
 from tests.integration.test_metrics import SCRAPER, TOKEN, count_of, samples
 
 pytestmark = pytest.mark.slow
 
 
-def get(port: int, path: str, headers: dict[str, str] | None = None) -> str:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
-    with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback
-        return str(answer.read().decode())
+def web_env(tmp_path: Path, port: int, **settings: str) -> dict[str, str]:
+    return {**os.environ, "RELAY_OPS_BIND": f"127.0.0.1:{port}",
+            "RELAY_OPS_DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
+            "RELAY_OPS_JOBS_IN_PROCESS": "false", **settings}
 
 
 def test_the_access_log_names_each_request_by_its_id(tmp_path: Path) -> None:
-    port = free_port()
-    env = {**os.environ, "RELAY_OPS_BIND": f"127.0.0.1:{port}", "RELAY_OPS_WEB_WORKERS": "1",
-           "RELAY_OPS_DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
-           "RELAY_OPS_JOBS_IN_PROCESS": "false"}
-    log = tmp_path / "gunicorn.log"
-    with log.open("ab") as out:
-        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"],
-                               cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    try:
-        wait_for(lambda: answers(port), 30, "gunicorn to answer")
+    port, log = free_port(), tmp_path / "gunicorn.log"
+    with gunicorn(web_env(tmp_path, port, RELAY_OPS_WEB_WORKERS="1"), log, port):
         request = urllib.request.Request(f"http://127.0.0.1:{port}/health")
         with urllib.request.urlopen(request, timeout=5) as answer:  # noqa: S310 - loopback
             request_id = answer.headers["X-Request-Id"]
@@ -47,17 +35,6 @@ def test_the_access_log_names_each_request_by_its_id(tmp_path: Path) -> None:
         lines = log.read_text().splitlines()
         assert any('"GET /health HTTP/1.1" 200' in line and line.endswith(f"request={request_id}")
                    for line in lines), lines
-    finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        web.wait(timeout=20)
-
-
-def answers(port: int) -> bool:
-    try:
-        get(port, "/health")
-    except OSError:
-        return False
-    return True
 
 
 def test_a_scrape_sums_the_requests_of_every_web_worker(tmp_path: Path) -> None:
@@ -66,19 +43,12 @@ def test_a_scrape_sums_the_requests_of_every_web_worker(tmp_path: Path) -> None:
     # a previous run's counts, which the master forgets as it starts
     (shared / "counter_archive.db").write_bytes(b"left by an earlier run")
     (shared / "histogram_archive.db").write_bytes(b"left by an earlier run")
-    env = {**os.environ, "RELAY_OPS_BIND": f"127.0.0.1:{port}", "RELAY_OPS_WEB_WORKERS": "2",
-           "RELAY_OPS_DATABASE_URL": f"sqlite:///{tmp_path / 'web.sqlite3'}",
-           "RELAY_OPS_JOBS_IN_PROCESS": "false", "RELAY_OPS_METRICS_TOKEN": TOKEN,
-           "PROMETHEUS_MULTIPROC_DIR": str(shared),
-           # each worker recycled after 40 to 43 requests: several in this test
-           "RELAY_OPS_WEB_MAX_REQUESTS": "40"}
-    with (tmp_path / "gunicorn.log").open("ab") as log:
-        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    try:
-        wait_for(lambda: answers(port), 30, "gunicorn to answer")
-        sent = 1  # answers() above
+    env = web_env(tmp_path, port, RELAY_OPS_WEB_WORKERS="2", RELAY_OPS_METRICS_TOKEN=TOKEN,
+                  PROMETHEUS_MULTIPROC_DIR=str(shared),
+                  # each worker recycled after 40 to 43 requests: several in this test
+                  RELAY_OPS_WEB_MAX_REQUESTS="40")
+    with gunicorn(env, tmp_path / "gunicorn.log", port):
+        sent = 1  # the check that it answers
         # A new connection each time: the workers take turns accepting, and exit after
         # their fortieth-odd request; gunicorn starts others.
         for _ in range(300):
@@ -91,10 +61,3 @@ def test_a_scrape_sums_the_requests_of_every_web_worker(tmp_path: Path) -> None:
         for _scrape in range(4):  # each scrape may land on either worker: the same sum
             scraped = samples(get(port, "/metrics", SCRAPER))
             assert count_of(scraped, "meta.health", "GET", "200") == sent
-    finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        try:
-            web.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(web.pid, signal.SIGKILL)
-            web.wait(timeout=10)

@@ -4,19 +4,15 @@ the web workers run the jobs themselves, one at a time, and every message goes o
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.gunicorn_process import gunicorn
 from tests.e2e.jobs_processes import wait_for
 from tests.e2e.test_worker_processes import (  # noqa: F401 - stacks: a fixture, by name
-    ROOT,
     Stack,
     build_stack,
     stacks,
@@ -32,14 +28,6 @@ def ready(port: int) -> dict[str, Any]:
         return body
 
 
-def answers(port: int) -> bool:
-    try:
-        ready(port)
-    except OSError:
-        return False
-    return True
-
-
 def test_under_gunicorn_the_web_workers_run_the_jobs_once(
         pg_url: str, tmp_path: Path, stacks: list[Stack]) -> None:  # noqa: F811 - by name
     stack = build_stack(pg_url, tmp_path, "redis://127.0.0.1:1/0", "unused",
@@ -47,24 +35,12 @@ def test_under_gunicorn_the_web_workers_run_the_jobs_once(
     stacks.append(stack)
     port = free_port()
     env = {**stack.env, "RELAY_OPS_BIND": f"127.0.0.1:{port}", "RELAY_OPS_WEB_WORKERS": "2"}
-    with (tmp_path / "gunicorn.log").open("ab") as log:
-        web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               start_new_session=True)
-    try:
-        wait_for(lambda: answers(port), 30, "gunicorn to answer")
+    with gunicorn(env, tmp_path / "gunicorn.log", port):
         for number in ("E2EWEB000001", "E2EWEB000002"):
             stack.world.ready(number)
         wait_for(lambda: {n.status for n in stack.notifications()} == {"sent"}, 30,
                  lambda: f"the messages: {stack.statuses()}")
         checks = ready(port)["checks"]
         assert checks["jobs"] == "in process" and checks["runner"] in ("active", "standby")
-    finally:
-        os.killpg(web.pid, signal.SIGTERM)
-        try:
-            web.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(web.pid, signal.SIGKILL)
-            web.wait(timeout=10)
     lines = Path(stack.config["NOTIFY_FILE_PATH"]).read_text().splitlines()
     assert len(lines) == 4, (tmp_path / "gunicorn.log").read_text()  # two parcels, two channels
