@@ -14,12 +14,11 @@ failure of a stateful operation can take minutes.
 What each check judges here:
 
 - ``response_schema_conformance``: every answer against its status's schema: the problem
-  documents, and the successes of the operations that declare their shape (``response=`` on
-  ``endpoint()``, models in ``web/api/responses.py``: sites, lockers, parcels, check-ins,
-  pickups, manifests, sent parcels, producers, carriers, staff, sign-in, a resident's view:
-  47 of the 108 operations); the others' successes have no schema yet, so only their status
-  and media type are judged. tests/integration/test_response_schemas.py checks real answers
-  of each declared operation too, as each role sees them.
+  documents, and the successes of the operations, which declare their shape (``response=`` on
+  ``endpoint()``, models in ``web/api/responses.py``): every operation but the three that
+  answer an image (the QR codes, PNG or SVG), whose status and media type are judged.
+  tests/integration/test_response_schemas.py checks real answers of each declared operation
+  too, as each role sees them.
 - ``ensure_resource_availability`` and ``use_after_free`` judge sequences, so the stateless
   tests give them nothing; ``test_the_operators_sequences_break_nothing`` runs schemathesis'
   state machine over the document's links (a site made, then read, changed, filled; a locker
