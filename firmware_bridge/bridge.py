@@ -16,7 +16,10 @@ Delivery (see docs/locker-protocol.md section 6 and ../shared MQTT facts):
 - effect-once: the backend's cursor per ``(locker, boot_id)`` moves in the transaction of the
   effect; a duplicate changes nothing and is acknowledged again;
 - an event past a gap waits in memory; a gap still open after ``gap_wait_s`` is asked for with
-  ``resend_events``. Memory may be lost with the process: the locker still holds the events;
+  ``resend_events``. Memory may be lost with the process: the locker still holds the events.
+  Another bridge of the shared subscription may have the missing events: every
+  ``gap_poll_s`` the cursors of the boots with events kept aside are read, and one that
+  moved past its gap has its events applied at once;
 - commands: pending outbox rows are published and marked sent; a command the locker has not
   answered (``cmd_result accepted``) is published again (new ``msg_id``, same ``corr_id``)
   every ``resend_after_s`` until it expires.
@@ -63,6 +66,7 @@ class BridgeSettings:
     poll_s: float = 0.1
     resend_after_s: float = 5.0
     gap_wait_s: float = 2.0
+    gap_poll_s: float = 0.1  # how often a boot's cursor is read while its events wait
     batch_max: int = 200  # messages applied in one round (one transaction per locker)
     gap_give_up_after: int = 5  # resend requests without progress, then the gap is skipped
     resend_request_max: int = 200  # events asked for at once (the agent's window is as large)
@@ -92,6 +96,7 @@ class Bridge:
         self._client: mqtt.Client | None = None
         self._gaps: dict[tuple[str, str], _Gap] = {}
         self._next_outbox_poll = 0.0
+        self._next_gap_poll = 0.0
         self.applied_count = 0  # events applied with their effects (for benchmarks and tests)
         self.refused_count = 0  # messages refused for their signature (for tests)
         self.failed_batches = 0  # batches not applied: their lockers resend them
@@ -302,6 +307,7 @@ class Bridge:
 
     def _tick(self) -> None:
         now = time.monotonic()
+        self._apply_gaps_filled_elsewhere(now)
         for (locker, boot_id), gap in list(self._gaps.items()):
             if gap.events and now - gap.since >= self.settings.gap_wait_s:
                 # the events kept aside are not asked again: only the hole below them
@@ -320,6 +326,20 @@ class Bridge:
         if now >= self._next_outbox_poll:
             self._next_outbox_poll = now + max(self.settings.poll_s, 0.2)
             self._publish_commands()
+
+    def _apply_gaps_filled_elsewhere(self, now: float) -> None:
+        """A boot's events held past a gap, applied as soon as its cursor reached the gap
+        (another bridge applied the missing events), not after ``gap_wait_s``: a burst of
+        events split between bridges would otherwise wait a resend round per alternation."""
+        if not self._gaps or now < self._next_gap_poll:
+            return
+        self._next_gap_poll = now + self.settings.gap_poll_s
+        waiting = [key for key, gap in self._gaps.items() if gap.events]
+        applied = locker_events.applied_seqs(self.ctx, waiting)
+        for key in waiting:
+            gap = self._gaps.get(key)
+            if gap is not None and applied.get(key, 0) >= gap.missing_from:
+                self._apply(key, [])
 
     # --- publishing --------------------------------------------------------------------------
 

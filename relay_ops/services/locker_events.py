@@ -21,6 +21,7 @@ door opened for a carrier's session acts for that carrier.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -260,6 +261,22 @@ def skip_gap(ctx: Ctx, locker: str, boot_id: str, to_seq: int) -> int:
                    f"events {cursor.applied_seq + 1}..{to_seq} of boot {boot_id} never came")
             cursor.applied_seq, cursor.updated_at = to_seq, ctx.now()
         return cursor.applied_seq
+
+
+def applied_seqs(ctx: Ctx, boots: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """How far each ``(locker code, boot id)`` is applied, for those with a cursor, in one
+    read: a bridge holding events past a gap learns that another bridge filled it (a shared
+    subscription gives one locker's events to several bridges)."""
+    wanted = set(boots)
+    if not wanted:
+        return {}
+    with ctx.db.read() as session:
+        rows = session.execute(
+            select(Site.code, LockerEventCursor.boot_id, LockerEventCursor.applied_seq)
+            .join(Site, Site.id == LockerEventCursor.site_id)
+            .where(Site.code.in_({code for code, _ in wanted}),
+                   LockerEventCursor.boot_id.in_({boot for _, boot in wanted})))
+        return {(code, boot): seq for code, boot, seq in rows if (code, boot) in wanted}
 
 
 def locker_for_events(session: Session, code: str) -> Site | None:

@@ -29,6 +29,7 @@ from relay_ops.services import (
     credentials,
     locker_compartments,
     locker_dropoff,
+    locker_events,
     locker_link_status,
     locker_registry,
     locker_sync,
@@ -448,6 +449,44 @@ def test_a_long_gap_is_asked_for_a_window_at_a_time(world: World, ctx: Ctx) -> N
     (request,) = [p.receive(p.cmd_topic(code), m).envelope for m in published]
     assert isinstance(request.body, p.ResendEvents)
     assert (request.body.from_seq, request.body.to_seq) == (1, 200)
+
+
+def test_events_split_between_two_bridges_wait_for_each_other_not_for_a_resend(
+        world: World, ctx: Ctx) -> None:
+    """A shared subscription gives one locker's burst to two bridges, each holding what comes
+    past its gap: each applies its events once the other's filled the gap (it reads the
+    cursor every ``gap_poll_s``), without asking the locker for them (``gap_wait_s``)."""
+    code = unique_locker_id("S")
+    locker_registry.register_locker(world.ctx, SYSTEM, {
+        "code": code, "name": "Casier", "locker_model": "mini-6", "address": "Place",
+        "postcode": "44440", "city": "Riaillé", "latitude": 47.5, "longitude": -1.3})
+    published: list[tuple[str, bytes]] = []
+    first, second = (Bridge(ctx, *SHARED_BROKER, BridgeSettings(gap_wait_s=60.0, gap_poll_s=0.0))
+                     for _ in range(2))
+    for bridge in (first, second):
+        bridge._publish = lambda topic, payload: published.append((topic, payload))  # type: ignore[method-assign]
+        bridge._connected.set()
+    key = (code, "boot-1")
+    events = {seq: p.make_event(code, "boot-1", seq, p.DoorOpened(compartment=1) if seq % 2
+                                else p.DoorClosed(compartment=1, occupied=False))
+              for seq in range(1, 5)}
+
+    def applied() -> int:
+        return locker_events.applied_seqs(ctx, [key]).get(key, 0)
+
+    first._apply(key, [events[2], events[4]])  # the first bridge's batch came first
+    second._apply(key, [events[1], events[3]])
+    assert applied() == 1  # 1 applied; 2 and 4 kept by the first bridge, 3 by the second
+    first._tick()
+    assert applied() == 2
+    second._tick()
+    assert applied() == 3
+    first._tick()
+    assert applied() == 4 and not first._gaps and not second._gaps
+    commands = [p.receive(topic, payload).envelope for topic, payload in published
+                if topic == p.cmd_topic(code)]
+    assert commands == []  # nothing asked of the locker: its events were all here
+    assert first.applied_count + second.applied_count == 4
 
 
 def _gap_with(event: p.EventEnvelope) -> Any:
