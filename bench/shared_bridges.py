@@ -110,8 +110,10 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=4)
     parser.add_argument("--pause", type=float, default=0.2)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--database", default="relayops_bench_bridges",
+                        help="the PostgreSQL database dropped and made afresh")
     args = parser.parse_args()
-    url = fresh_database(ADMIN, "relayops_bench_bridges")
+    url = fresh_database(ADMIN, args.database)
     app = create_app({"DATABASE_URL": url, "LOG_LEVEL": "WARNING"})
     ctx: Ctx = app.extensions["relay_ops"]
     results = []
