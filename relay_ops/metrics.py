@@ -18,7 +18,8 @@ machine; these say what it costs in service, where the data and the load are rea
 
 Under gunicorn each web worker is a process of its own: ``config/gunicorn.conf.py`` gives
 them a shared ``PROMETHEUS_MULTIPROC_DIR``, where prometheus_client keeps each worker's
-values in a file, and a scrape sums the workers (a worker that exits is marked dead there).
+values in a file, and a scrape sums the workers; the master folds an exited worker's counts
+into one archive file (``worker_exited``) and empties the directory as it starts.
 """
 
 from __future__ import annotations
