@@ -77,13 +77,25 @@ def test_a_batch_then_pickups_by_qr_png_and_pin(stack: Stack, tmp_path: Path) ->
     assert not stack.locker.door_open(doors[2])
     assert stack.actions(numbers[0]).count("pick_up") == 1
     # The bridge's metrics count what the database says it applied: every sequenced event
-    # of every boot, once; none refused, no batch failed.
-    with stack.ctx.db.read() as session:
-        applied = session.scalar(select(func.sum(LockerEventCursor.applied_seq)).where(
-            LockerEventCursor.site_id == stack.site_id))
-    assert applied and applied >= 6  # three drops and two pickups: doors opened and closed
-    wait_until(lambda: stack.bridge_metrics()["relayops_bridge_events_applied_total"] == applied,
-               10, f"the bridge's metrics to count the {applied} events applied")
+    # of every boot, once; none refused, no batch failed. Both read at each try: the locker
+    # may still be sending (a door's last event, a heartbeat's).
+    def applied() -> int:
+        with stack.ctx.db.read() as session:
+            return int(session.scalar(select(func.sum(LockerEventCursor.applied_seq)).where(
+                LockerEventCursor.site_id == stack.site_id)) or 0)
+
+    seen: list[tuple[int, float, int]] = []  # database, metrics, database again
+
+    def counted_as_applied() -> bool:
+        seen.append((applied(), stack.bridge_metrics()["relayops_bridge_events_applied_total"],
+                     applied()))
+        before, counted, after = seen[-1]
+        return before >= 6 and counted in (before, after)  # three drops, two pickups
+
+    try:
+        wait_until(counted_as_applied, 10, "the bridge's metrics to count the events applied")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}: last reads {seen[-3:]}") from None
     figures = stack.bridge_metrics()
     assert figures["relayops_bridge_messages_refused_total"] == 0
     assert figures["relayops_bridge_batches_failed_total"] == 0
