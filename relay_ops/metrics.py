@@ -11,6 +11,8 @@ machine; these say what it costs in service, where the data and the load are rea
   (the commit-to-send delay of a resident's message), counted in ``relay_ops/outbox.py``,
   which both runners go through; served by the web app's ``/metrics`` (the embedded runner
   runs in the web process) and by ``relay-ops worker --metrics-port``;
+- the outbox's backlog (jobs pending, handed to a queue, given up on; the oldest one's
+  wait), read from the database at each scrape of ``/metrics`` (``OutboxCollector``);
 - the MQTT bridge: events applied, messages refused for their signature, batches that
   failed, what waits in its inbox and behind a gap, and whether it is connected
   (``BridgeCollector``, read from the bridge when scraped: nothing on its hot path), served
@@ -25,9 +27,10 @@ into one archive file (``worker_exited``) and empties the directory as it starts
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,8 +47,11 @@ from prometheus_client import (
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 
 from relay_ops.domain.errors import NotFound, Unauthenticated
+
+log = logging.getLogger(__name__)
 
 KEY = "relay_ops.metrics"  # the app's WebMetrics, in app.extensions
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -126,10 +132,12 @@ def _observed(response: Response) -> Response:
     return response
 
 
-def scrape(app: Flask, authorization: str | None) -> Response:
-    """The exposition, for a scraper that sends ``Authorization: Bearer <METRICS_TOKEN>``.
-    Without ``METRICS_TOKEN`` set, metrics are off (404): the counter's pages and the API
-    are public, so is their host; the figures say how busy each shop's counter is."""
+def scrape(app: Flask, authorization: str | None, *read_now: Collector) -> Response:
+    """The exposition, for a scraper that sends ``Authorization: Bearer <METRICS_TOKEN>``,
+    with the figures ``read_now`` collect for this scrape (the database's: the same whichever
+    worker answers, never summed). Without ``METRICS_TOKEN`` set, metrics are off (404): the
+    counter's pages and the API are public, so is their host; the figures say how busy each
+    shop's counter is."""
     expected = app.config.get("METRICS_TOKEN")
     if not expected:
         raise NotFound("metrics are off: set METRICS_TOKEN to serve them")
@@ -138,6 +146,11 @@ def scrape(app: Flask, authorization: str | None) -> Response:
                                                              str(expected).encode()):
         raise Unauthenticated("metrics need the bearer token METRICS_TOKEN")
     body = generate_latest(_exposed_registry(app.extensions[KEY].registry))
+    if read_now:
+        extra = CollectorRegistry()  # not described first: that would read them twice
+        for collector in read_now:
+            extra.register(collector)
+        body += generate_latest(extra)
     return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
@@ -191,6 +204,30 @@ def _fold(dead: Path, archive: Path) -> None:
     finally:
         merged.close()
     dead.unlink()
+
+
+class OutboxCollector(Collector):
+    """The jobs waiting in the outbox, read from the database at each scrape (``read``: the
+    rows not done per status, and how long the oldest pending one has waited, None when
+    none). A database that does not answer leaves them out of the scrape, not the rest."""
+
+    def __init__(self, read: Callable[[], tuple[Mapping[str, int], float | None]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            statuses, oldest_age = self.read()
+        except SQLAlchemyError as error:
+            log.warning("metrics: the outbox was not read (%s)", type(error).__name__)
+            return
+        jobs = GaugeMetricFamily("relayops_outbox_jobs", "Jobs not done, by status (failed: "
+                                 "given up on, GET /api/v1/jobs/failed)", labels=["status"])
+        for status, count in sorted(statuses.items()):
+            jobs.add_metric([status], count)
+        yield jobs
+        yield GaugeMetricFamily("relayops_outbox_oldest_waiting_seconds",
+                                "How long the oldest job not yet done has waited (0: none)",
+                                value=oldest_age or 0.0)
 
 
 # ----------------------------------------------------------------------------- the bridge

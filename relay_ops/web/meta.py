@@ -41,9 +41,17 @@ def health() -> Any:
 
 @bp.get("/metrics")
 def metrics_exposition() -> Response:
-    """Prometheus' scrape (relay_ops/metrics.py): the requests' durations by endpoint."""
+    """Prometheus' scrape (relay_ops/metrics.py): the requests' durations by endpoint, the
+    jobs', and the outbox's backlog read now."""
     return metrics.scrape(current_app._get_current_object(),  # type: ignore[attr-defined]
-                          request.headers.get("Authorization"))
+                          request.headers.get("Authorization"),
+                          metrics.OutboxCollector(_outbox_backlog))
+
+
+def _outbox_backlog() -> tuple[dict[str, int], float | None]:
+    ctx = current_app.extensions["relay_ops"]
+    undone, oldest = outbox.waiting(ctx.db)
+    return undone, None if oldest is None else (ctx.now() - oldest).total_seconds()
 
 
 @bp.get("/ready")

@@ -14,10 +14,12 @@ import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.exc import OperationalError
 
 from relay_ops import jobs, outbox
 from relay_ops.metrics import BridgeCollector, serve_bridge_metrics, serve_job_metrics
 from relay_ops.services import notify
+from relay_ops.services.context import Ctx
 from tests.conftest import Clock
 from tests.integration.notifications.notify_servers import free_port
 from tests.support import World
@@ -132,6 +134,43 @@ def test_jobs_are_counted_with_their_wait_since_the_commit_that_queued_them(
     assert grew("relayops_job_commit_to_done_seconds_sum", job=job) == pytest.approx(6.0)
     assert grew("relayops_job_commit_to_done_seconds_bucket", job=job, le="2.0") == 0
     assert grew("relayops_job_commit_to_done_seconds_bucket", job=job, le="5.0") == 2
+
+
+@pytest.mark.app_config(METRICS_TOKEN=TOKEN)
+def test_the_outbox_backlog_is_read_at_each_scrape(
+        app: Flask, world: World, client: FlaskClient, clock: Clock) -> None:
+    def backlog() -> dict[str, float]:
+        scraped = samples(client.get("/metrics", headers=SCRAPER).get_data(as_text=True))
+        return {f"{name}{dict(labels).get('status', '')}": value
+                for (name, labels), value in scraped.items()
+                if name.startswith("relayops_outbox")}
+
+    assert backlog() == {"relayops_outbox_jobspending": 0, "relayops_outbox_jobsdispatched": 0,
+                         "relayops_outbox_jobsfailed": 0,
+                         "relayops_outbox_oldest_waiting_seconds": 0}
+    world.ready("MET000000004")  # its e-mail and its SMS queued
+    clock.advance(seconds=90)
+    assert backlog() == {"relayops_outbox_jobspending": 2, "relayops_outbox_jobsdispatched": 0,
+                         "relayops_outbox_jobsfailed": 0,
+                         "relayops_outbox_oldest_waiting_seconds": 90}
+    outbox.run_pending_jobs(world.ctx.db, jobs.handlers(world.ctx, app.config), world.ctx.now)
+    assert backlog()["relayops_outbox_jobspending"] == 0
+    assert backlog()["relayops_outbox_oldest_waiting_seconds"] == 0
+
+
+@pytest.mark.app_config(METRICS_TOKEN=TOKEN)
+def test_a_database_that_does_not_answer_leaves_the_backlog_out_not_the_rest(
+        client: FlaskClient, ctx: Ctx, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(_db: object) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(outbox, "waiting", unreachable)
+    client.get("/health")
+    answer = client.get("/metrics", headers=SCRAPER)
+    assert answer.status_code == 200
+    names = {name for name, _ in samples(answer.get_data(as_text=True))}
+    assert not any(name.startswith("relayops_outbox") for name in names)
+    assert DURATIONS + "_count" in names
 
 
 def test_the_worker_serves_the_jobs_metrics_over_http() -> None:
