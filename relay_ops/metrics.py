@@ -11,8 +11,9 @@ machine; these say what it costs in service, where the data and the load are rea
   (the commit-to-send delay of a resident's message), counted in ``relay_ops/outbox.py``,
   which both runners go through; served by the web app's ``/metrics`` (the embedded runner
   runs in the web process) and by ``relay-ops worker --metrics-port``;
-- the outbox's backlog (jobs pending, handed to a queue, given up on; the oldest one's
-  wait), read from the database at each scrape of ``/metrics`` (``OutboxCollector``);
+- read from the database at each scrape of ``/metrics`` (``ReadAtScrape``): the outbox's
+  backlog (jobs pending, handed to a queue, given up on; the oldest one's wait) and the
+  lockers (links online and offline, open alerts by kind);
 - the MQTT bridge: events applied, messages refused for their signature, batches that
   failed, what waits in its inbox and behind a gap, and whether it is connected
   (``BridgeCollector``, read from the bridge when scraped: nothing on its hot path), served
@@ -30,7 +31,7 @@ import hmac
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -206,28 +207,48 @@ def _fold(dead: Path, archive: Path) -> None:
     dead.unlink()
 
 
-class OutboxCollector(Collector):
-    """The jobs waiting in the outbox, read from the database at each scrape (``read``: the
-    rows not done per status, and how long the oldest pending one has waited, None when
-    none). A database that does not answer leaves them out of the scrape, not the rest."""
+class ReadAtScrape(Collector):
+    """Figures ``read`` from the database at each scrape: the same whichever worker answers,
+    never summed over them. A database that does not answer leaves them out of the scrape,
+    not the rest of it."""
 
-    def __init__(self, read: Callable[[], tuple[Mapping[str, int], float | None]]) -> None:
-        self.read = read
+    def __init__(self, what: str, read: Callable[[], Iterable[Metric]]) -> None:
+        self.what, self.read = what, read
 
     def collect(self) -> Iterator[Metric]:
         try:
-            statuses, oldest_age = self.read()
+            families = list(self.read())
         except SQLAlchemyError as error:
-            log.warning("metrics: the outbox was not read (%s)", type(error).__name__)
+            log.warning("metrics: %s not read (%s)", self.what, type(error).__name__)
             return
-        jobs = GaugeMetricFamily("relayops_outbox_jobs", "Jobs not done, by status (failed: "
-                                 "given up on, GET /api/v1/jobs/failed)", labels=["status"])
-        for status, count in sorted(statuses.items()):
-            jobs.add_metric([status], count)
-        yield jobs
-        yield GaugeMetricFamily("relayops_outbox_oldest_waiting_seconds",
-                                "How long the oldest job not yet done has waited (0: none)",
-                                value=oldest_age or 0.0)
+        yield from families
+
+
+def outbox_backlog(statuses: Mapping[str, int], oldest_age: float | None) -> Iterator[Metric]:
+    """The jobs not done per status, and how long the oldest pending one has waited (None:
+    none waits)."""
+    jobs = GaugeMetricFamily("relayops_outbox_jobs", "Jobs not done, by status (failed: given "
+                             "up on, GET /api/v1/jobs/failed)", labels=["status"])
+    for status, count in sorted(statuses.items()):
+        jobs.add_metric([status], count)
+    yield jobs
+    yield GaugeMetricFamily("relayops_outbox_oldest_waiting_seconds",
+                            "How long the oldest job not yet done has waited (0: none)",
+                            value=oldest_age or 0.0)
+
+
+def locker_fleet(links: Mapping[str, int], alerts: Mapping[str, int]) -> Iterator[Metric]:
+    """The network's lockers: links online and offline, open alerts by kind."""
+    lockers = GaugeMetricFamily("relayops_lockers", "Lockers by the state of their link",
+                                labels=["link"])
+    for state, count in sorted(links.items()):
+        lockers.add_metric([state], count)
+    yield lockers
+    open_alerts = GaugeMetricFamily("relayops_locker_alerts_open",
+                                    "Open locker alerts, by kind", labels=["kind"])
+    for kind, count in sorted(alerts.items()):
+        open_alerts.add_metric([kind], count)
+    yield open_alerts
 
 
 # ----------------------------------------------------------------------------- the bridge

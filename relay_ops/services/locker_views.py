@@ -9,7 +9,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from relay_ops import outbox
-from relay_ops.db.models import Compartment, LockerAlert, LockerEventCursor, OutboxMessage, Site
+from relay_ops.db.models import (
+    Compartment,
+    LockerAlert,
+    LockerEventCursor,
+    LockerLink,
+    OutboxMessage,
+    Site,
+)
 from relay_ops.domain.errors import NotFound
 from relay_ops.services import sites
 from relay_ops.services.context import Ctx
@@ -91,3 +98,17 @@ def locker_view(ctx: Ctx, actor: Principal, site_id: int) -> dict[str, Any]:
         if actor.role is Role.CARRIER:  # carriers see doors, not the operator's alerts
             view.pop("alerts")
         return view
+
+
+def fleet(ctx: Ctx) -> tuple[dict[str, int], dict[str, int]]:
+    """The whole network's lockers at a glance, for the metrics: how many links are online
+    and offline, and the open alerts by kind (two grouped reads, whatever the fleet's size)."""
+    with ctx.db.read() as session:
+        links = dict(session.execute(
+            select(LockerLink.online, func.count()).join(Site, Site.id == LockerLink.site_id)
+            .where(Site.kind == "locker").group_by(LockerLink.online)).all())
+        alerts = dict(session.execute(
+            select(LockerAlert.kind, func.count()).where(LockerAlert.resolved_at.is_(None))
+            .group_by(LockerAlert.kind)).all())
+    return ({"online": int(links.get(True, 0)), "offline": int(links.get(False, 0))},
+            {str(kind): int(count) for kind, count in alerts.items()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,12 @@ from flask import (
     request,
     send_from_directory,
 )
+from prometheus_client.metrics_core import Metric
 from redis.exceptions import RedisError
 from sqlalchemy import text
 
 from relay_ops import jobs, metrics, outbox
+from relay_ops.services import locker_views
 from relay_ops.web.api import PREFIX
 from relay_ops.web.api.openapi import build
 from relay_ops.worker.config import redis_of
@@ -42,16 +45,22 @@ def health() -> Any:
 @bp.get("/metrics")
 def metrics_exposition() -> Response:
     """Prometheus' scrape (relay_ops/metrics.py): the requests' durations by endpoint, the
-    jobs', and the outbox's backlog read now."""
+    jobs', and the outbox's backlog and the lockers' links and alerts read now."""
     return metrics.scrape(current_app._get_current_object(),  # type: ignore[attr-defined]
                           request.headers.get("Authorization"),
-                          metrics.OutboxCollector(_outbox_backlog))
+                          metrics.ReadAtScrape("the outbox", _outbox_backlog),
+                          metrics.ReadAtScrape("the lockers", _locker_fleet))
 
 
-def _outbox_backlog() -> tuple[dict[str, int], float | None]:
+def _outbox_backlog() -> Iterator[Metric]:
     ctx = current_app.extensions["relay_ops"]
     undone, oldest = outbox.waiting(ctx.db)
-    return undone, None if oldest is None else (ctx.now() - oldest).total_seconds()
+    return metrics.outbox_backlog(
+        undone, None if oldest is None else (ctx.now() - oldest).total_seconds())
+
+
+def _locker_fleet() -> Iterator[Metric]:
+    return metrics.locker_fleet(*locker_views.fleet(current_app.extensions["relay_ops"]))
 
 
 @bp.get("/ready")

@@ -14,12 +14,16 @@ import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from relay_ops import jobs, outbox
+from relay_ops.db.models import LockerLink, Site
 from relay_ops.metrics import BridgeCollector, serve_bridge_metrics, serve_job_metrics
-from relay_ops.services import notify
+from relay_ops.services import locker_registry, notify
 from relay_ops.services.context import Ctx
+from relay_ops.services.locker_alerts import raise_alert
+from relay_ops.services.principal import SYSTEM
 from tests.conftest import Clock
 from tests.integration.notifications.notify_servers import free_port
 from tests.support import World
@@ -159,6 +163,34 @@ def test_the_outbox_backlog_is_read_at_each_scrape(
 
 
 @pytest.mark.app_config(METRICS_TOKEN=TOKEN)
+def test_the_lockers_links_and_open_alerts_are_read_at_each_scrape(
+        world: World, client: FlaskClient, ctx: Ctx) -> None:
+    def fleet() -> dict[str, float]:
+        scraped = samples(client.get("/metrics", headers=SCRAPER).get_data(as_text=True))
+        return {f"{name}{dict(labels)}": value for (name, labels), value in scraped.items()
+                if name.startswith("relayops_locker")}
+
+    assert fleet() == {"relayops_lockers{'link': 'online'}": 0,
+                       "relayops_lockers{'link': 'offline'}": 0}
+    ids = [locker_registry.register_locker(ctx, SYSTEM, {
+        "code": f"MET-LOCKER-{n}", "name": "Casier", "locker_model": "mini-6",
+        "address": "Place", "postcode": "44440", "city": "Riaillé", "latitude": 47.5,
+        "longitude": -1.3})["id"] for n in range(3)]
+    with ctx.db.transaction() as session:
+        session.execute(update(LockerLink).where(LockerLink.site_id == ids[0])
+                        .values(online=True))
+        for site_id, kind in ((ids[0], "door_jammed"), (ids[1], "door_jammed"),
+                              (ids[2], "forged_message")):
+            site = session.get(Site, site_id)
+            assert site is not None
+            raise_alert(session, site, kind, "metrics test")
+    assert fleet() == {"relayops_lockers{'link': 'online'}": 1,
+                       "relayops_lockers{'link': 'offline'}": 2,
+                       "relayops_locker_alerts_open{'kind': 'door_jammed'}": 2,
+                       "relayops_locker_alerts_open{'kind': 'forged_message'}": 1}
+
+
+@pytest.mark.app_config(METRICS_TOKEN=TOKEN)
 def test_a_database_that_does_not_answer_leaves_the_backlog_out_not_the_rest(
         client: FlaskClient, ctx: Ctx, monkeypatch: pytest.MonkeyPatch) -> None:
     def unreachable(_db: object) -> None:
@@ -254,8 +286,10 @@ def test_the_shipped_alerting_rules_name_only_metrics_that_exist(
     world.ready("MET000000003")  # a check-in, and its messages sent: every series exists
     outbox.run_pending_jobs(world.ctx.db, jobs.handlers(world.ctx, client.application.config),
                             world.ctx.now)
-    exposed = {name for name, _ in samples(
-        client.get("/metrics", headers=SCRAPER).get_data(as_text=True))}
+    text = client.get("/metrics", headers=SCRAPER).get_data(as_text=True)
+    # the samples' names, and the families' (a family may have no sample yet: no open alert)
+    exposed = {name for name, _ in samples(text)}
+    exposed |= {family.name for family in text_string_to_metric_families(text)}
     from firmware_bridge.bridge import Bridge
 
     bridge = Bridge(ctx=None, host="127.0.0.1", port=1)  # type: ignore[arg-type] - not started
