@@ -182,15 +182,21 @@ def worker_exited(pid: int) -> None:
     Without the archive, every worker gunicorn recycles (``max_requests``) would leave its
     files behind, and each scrape would read thousands of them after a few days. Only the
     master writes the archive; a scrape landing in the instant between the archive's write
-    and the dead file's removal counts that worker twice, once."""
+    and the dead file's removal counts that worker twice, once. A fold that fails loses that
+    worker's counts and is logged: it never raises into gunicorn's master, which would stop."""
     folder = os.environ.get(MULTIPROCESS_DIR)
     if not folder:
         return
     multiprocess.mark_process_dead(pid, folder)
     for kind in ("counter", "histogram"):
         dead = Path(folder) / f"{kind}_{pid}.db"
-        if dead.exists():
+        if not dead.exists():
+            continue
+        try:
             _fold(dead, Path(folder) / f"{kind}_archive.db")
+        except Exception:  # a full disk, a damaged file: the master must outlive it
+            log.exception("metrics: worker %s's %s values lost, not folded", pid, kind)
+            dead.unlink(missing_ok=True)
 
 
 def _fold(dead: Path, archive: Path) -> None:

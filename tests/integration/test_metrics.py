@@ -3,6 +3,7 @@ and status; /metrics only for the scraper holding METRICS_TOKEN; the bridge's fi
 
 from __future__ import annotations
 
+import logging
 import queue
 import re
 import urllib.request
@@ -13,6 +14,7 @@ import pytest
 import yaml
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
@@ -327,8 +329,6 @@ def test_a_dead_workers_counts_move_to_the_archive_and_its_files_go(
     import subprocess
     import sys
 
-    from prometheus_client import CollectorRegistry, multiprocess
-
     from relay_ops import metrics
 
     env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
@@ -356,3 +356,36 @@ def test_a_dead_workers_counts_move_to_the_archive_and_its_files_go(
     assert totals() == before
     assert {p.name for p in tmp_path.iterdir()} == {"counter_archive.db",
                                                     "histogram_archive.db"}
+
+
+def test_a_worker_file_that_cannot_be_folded_is_logged_and_dropped_not_raised(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    """gunicorn's master runs the fold (child_exit): an exception there would stop the
+    master, and the web with it. A damaged file loses its worker's counts, nothing more."""
+    import subprocess
+    import sys
+
+    from relay_ops import metrics
+
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    [healthy, damaged] = [int(subprocess.run(
+        [sys.executable, "-c", WRITER, str(n)], env=env, check=True, capture_output=True,
+        text=True).stdout) for n in (2, 5)]
+    # A key that is not UTF-8 where the damaged worker's first sample's name was.
+    raw = bytearray((tmp_path / f"counter_{damaged}.db").read_bytes())
+    raw[8 + 4] = 0xFF
+    (tmp_path / f"counter_{damaged}.db").write_bytes(bytes(raw))
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    metrics.worker_exited(healthy)
+    with caplog.at_level(logging.ERROR, logger="relay_ops.metrics"):
+        metrics.worker_exited(damaged)  # does not raise
+    assert f"worker {damaged}'s counter values lost" in caplog.text
+    assert {p.name for p in tmp_path.iterdir()} == {"counter_archive.db",
+                                                    "histogram_archive.db"}
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
+    totals = {f"{s.name}{dict(s.labels)}": s.value
+              for family in registry.collect() for s in family.samples}
+    assert totals["relayops_probe_total{'kind': 'a'}"] == 2  # the damaged worker's 5 lost
+    assert totals["relayops_probe_seconds_bucket{'le': '5.0'}"] == 7  # its histogram kept
