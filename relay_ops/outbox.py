@@ -139,22 +139,19 @@ def _run_one(
 def run_handler(handlers: dict[str, JobHandler], name: str, payload: dict[str, Any]) -> None:
     """Run the job's handler, counted and timed for the metrics (both runners come here)."""
     handler = handlers.get(name)
+    # A row's name is data: one no handler knows is not given a series of its own.
+    label = name if handler is not None else "unknown"
     started = time.perf_counter()
     try:
         if handler is None:
             raise LookupError(f"no handler for job {name!r}")
         handler(payload)
     except BaseException:
-        JOBS.runs.labels(_job_label(name, handlers), "error").inc()
+        JOBS.runs.labels(label, "error").inc()
         raise
     finally:
-        JOBS.seconds.labels(_job_label(name, handlers)).observe(time.perf_counter() - started)
-    JOBS.runs.labels(name, "done").inc()
-
-
-def _job_label(name: str, handlers: dict[str, JobHandler]) -> str:
-    # A row's name is data: one no handler knows is not given a series of its own.
-    return name if name in handlers else "unknown"
+        JOBS.seconds.labels(label).observe(time.perf_counter() - started)
+    JOBS.runs.labels(label, "done").inc()
 
 
 def claim(db: Database, message_id: int) -> tuple[str, dict[str, Any]] | None:
@@ -271,8 +268,8 @@ def revive(message: OutboxMessage, at: datetime, *, handed_over: bool) -> None:
 
 def counts(db: Database) -> dict[str, Any]:
     """Job rows per status, and how long the oldest undone one has waited."""
-    undone, oldest = waiting(db)
     with db.read() as session:
+        undone, oldest = _undone(session)
         done = session.scalar(select(func.count()).where(OutboxMessage.kind == JOB,
                                                          OutboxMessage.status == DONE))
     result: dict[str, Any] = {PENDING: undone[PENDING], DISPATCHED: undone[DISPATCHED],
@@ -284,16 +281,20 @@ def counts(db: Database) -> dict[str, Any]:
 def waiting(db: Database) -> tuple[dict[str, int], datetime | None]:
     """Job rows not done, per status, and when the oldest pending or dispatched one was
     written: cheap however many rows are done (the status index skips them), so the metrics
-    read it at every scrape."""
-    undone = (PENDING, DISPATCHED, FAILED)
+    read it at every scrape and readiness when degraded."""
     with db.read() as session:
-        by_status = dict(session.execute(
-            select(OutboxMessage.status, func.count())
-            .where(OutboxMessage.kind == JOB, OutboxMessage.status.in_(undone))
-            .group_by(OutboxMessage.status)
-        ).all())
-        oldest = session.scalar(
-            select(func.min(OutboxMessage.created_at))
-            .where(OutboxMessage.kind == JOB, OutboxMessage.status.in_((PENDING, DISPATCHED)))
-        )
+        return _undone(session)
+
+
+def _undone(session: Session) -> tuple[dict[str, int], datetime | None]:
+    undone = (PENDING, DISPATCHED, FAILED)
+    by_status = dict(session.execute(
+        select(OutboxMessage.status, func.count())
+        .where(OutboxMessage.kind == JOB, OutboxMessage.status.in_(undone))
+        .group_by(OutboxMessage.status)
+    ).all())
+    oldest = session.scalar(
+        select(func.min(OutboxMessage.created_at))
+        .where(OutboxMessage.kind == JOB, OutboxMessage.status.in_((PENDING, DISPATCHED)))
+    )
     return {status: int(by_status.get(status, 0)) for status in undone}, oldest

@@ -115,10 +115,10 @@ def _jobs_stuck(checks: dict[str, Any]) -> bool:
 
 def _outbox_waiting() -> int | None:
     try:
-        counts = outbox.counts(current_app.extensions["relay_ops"].db)
+        undone, _oldest = outbox.waiting(current_app.extensions["relay_ops"].db)
     except Exception:  # readiness reports, it does not raise
         return None
-    return int(counts["pending"]) + int(counts["dispatched"])
+    return undone[outbox.PENDING] + undone[outbox.DISPATCHED]
 
 
 @bp.get(PREFIX + "/openapi.json")
